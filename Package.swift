@@ -1,0 +1,39 @@
+// swift-tools-version:6.0
+// bissl: model zoo, checkpoint format and BiSSL training for self-supervised ResNets.
+// Layers, bottom to top: CHDF5/CBLAS/CZlib (system shims) -> HDF5 -> Checkpoint -> ... -> bissl (CLI).
+import PackageDescription
+
+let package = Package(
+    name: "bissl",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "bissl", targets: ["bissl"]),
+        .library(name: "Checkpoint", targets: ["Checkpoint"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+    ],
+    targets: [
+        .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .target(name: "HDF5", dependencies: ["CHDF5"]),
+        .target(
+            name: "Checkpoint",
+            dependencies: [
+                "HDF5", "CZlib",
+                .product(name: "Collections", package: "swift-collections"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]),
+        .executableTarget(
+            name: "bissl",
+            dependencies: [
+                "Checkpoint",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .testTarget(name: "HDF5Tests", dependencies: ["HDF5"]),
+        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint"]),
+    ]
+)

@@ -1,0 +1,32 @@
+import ArgumentParser
+import Checkpoint
+import Foundation
+
+/// `bissl`: model zoo, checkpoint conversion and BiSSL alignment for self-supervised ResNets.
+@main
+struct Bissl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bissl",
+        abstract: "Model zoo, checkpoint conversion and BiSSL alignment for self-supervised ResNets.",
+        version: bisslVersion,
+        subcommands: [])
+
+    /// Runs the CLI with our error convention: one `error: ...` line on stderr, non-zero exit,
+    /// no stack trace (ArgumentParser's own `Error:` prefix is replaced).
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success {
+                print(fullMessage(for: error))  // --help, --version
+            } else {
+                let message = error is CheckpointError ? String(describing: error) : fullMessage(for: error)
+                let firstLine = message.split(separator: "\n").first.map(String.init) ?? "unknown error"
+                FileHandle.standardError.write(Data(("error: " + firstLine.replacingOccurrences(of: "Error: ", with: "") + "\n").utf8))
+            }
+            Foundation.exit(code.rawValue)
+        }
+    }
+}
