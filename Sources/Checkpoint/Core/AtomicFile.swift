@@ -1,0 +1,45 @@
+import Foundation
+
+/// Writes a file so that a crash never leaves a half-written one: the content goes to a temporary
+/// name in the same folder (`.<name>.tmp-<pid>-<random>`), is flushed with `fsync`, then renamed
+/// over the destination. On any error the temporary file is removed and nothing else changes.
+public enum AtomicFile {
+    /// Calls `body` with the temporary path to fill, then publishes it at `url`.
+    /// - Throws: whatever `body` throws, or `CheckpointError.io` when flushing or renaming fails.
+    public static func write(to url: URL, _ body: (URL) throws -> Void) throws {
+        let dir = url.deletingLastPathComponent()
+        let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        do {
+            try body(tmp)
+            try fsyncFile(tmp)
+            guard rename(tmp.path, url.path) == 0 else {
+                throw CheckpointError.io("cannot write \(url.path): \(String(cString: strerror(errno)))")
+            }
+            fsyncDirectory(dir)
+        } catch {
+            unlink(tmp.path)
+            throw error
+        }
+    }
+
+    /// Writes `data` atomically to `url`.
+    public static func write(_ data: Data, to url: URL) throws {
+        try write(to: url) { tmp in
+            guard FileManager.default.createFile(atPath: tmp.path, contents: data) else {
+                throw CheckpointError.io("cannot write \(url.path): \(String(cString: strerror(errno)))")
+            }
+        }
+    }
+
+    private static func fsyncFile(_ url: URL) throws {
+        let fd = open(url.path, O_RDONLY)
+        guard fd >= 0 else { throw CheckpointError.io("cannot open \(url.path) to flush it: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw CheckpointError.io("cannot flush \(url.path): \(String(cString: strerror(errno)))") }
+    }
+
+    private static func fsyncDirectory(_ url: URL) {
+        let fd = open(url.path, O_RDONLY)
+        if fd >= 0 { fsync(fd); close(fd) }
+    }
+}
