@@ -35,4 +35,14 @@ static inline unsigned bissl_H5F_ACC_RDWR(void) { return H5F_ACC_RDWR; }
 static inline unsigned bissl_H5F_ACC_TRUNC(void) { return H5F_ACC_TRUNC; }
 static inline unsigned bissl_H5F_ACC_EXCL(void) { return H5F_ACC_EXCL; }
 
+static inline hid_t bissl_H5E_DEFAULT(void) { return H5E_DEFAULT; }
+static inline hid_t bissl_H5P_ATTRIBUTE_CREATE(void) { return H5P_ATTRIBUTE_CREATE; }
+static inline hid_t bissl_H5P_DATASET_XFER(void) { return H5P_DATASET_XFER; }
+static inline hid_t bissl_H5T_NATIVE_UINT32(void) { return H5T_NATIVE_UINT32; }
+static inline hid_t bissl_H5T_NATIVE_UINT64(void) { return H5T_NATIVE_UINT64; }
+static inline hid_t bissl_H5T_STD_U32LE(void) { return H5T_STD_U32LE; }
+static inline hid_t bissl_H5T_STD_U64LE(void) { return H5T_STD_U64LE; }
+static inline unsigned bissl_H5P_CRT_ORDER_TRACKED(void) { return H5P_CRT_ORDER_TRACKED; }
+static inline unsigned bissl_H5P_CRT_ORDER_INDEXED(void) { return H5P_CRT_ORDER_INDEXED; }
+
 #endif

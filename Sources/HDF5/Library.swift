@@ -1,0 +1,75 @@
+import CHDF5
+
+/// Error handling shared by every wrapper call.
+///
+/// HDF5 prints its error stack to stderr by default. The thread-safe build Debian ships keeps that
+/// setting per thread, so every entry point calls `quiet()` before touching the library; a failure
+/// is then turned into an `HDF5Error` naming the operation, the object and HDF5's own most specific
+/// message from the error stack.
+enum Library {
+    /// Turns off automatic error-stack printing for the calling thread (`H5Eset_auto2`).
+    static func quiet() {
+        _ = H5Eset_auto2(bissl_H5E_DEFAULT(), nil, nil)
+    }
+
+    /// The most specific description on the calling thread's error stack (`H5Ewalk2`, upward), if any.
+    static func stackDetail() -> String? {
+        final class Box { var detail: String? }
+        let box = Box()
+        let unmanaged = Unmanaged.passUnretained(box)
+        _ = H5Ewalk2(bissl_H5E_DEFAULT(), H5E_WALK_UPWARD, { _, err, context in
+            guard let err, let context else { return 0 }
+            let box = Unmanaged<Box>.fromOpaque(context).takeUnretainedValue()
+            if box.detail == nil, let desc = err.pointee.desc {
+                let text = String(cString: desc)
+                if !text.isEmpty { box.detail = text }
+            }
+            return 0
+        }, unmanaged.toOpaque())
+        _ = H5Eclear2(bissl_H5E_DEFAULT())
+        return box.detail
+    }
+
+    /// An `HDF5Error` for a failed operation, with HDF5's own reason appended when it gave one.
+    static func error(_ operation: String) -> HDF5Error {
+        if let detail = stackDetail() { return HDF5Error("\(operation): \(detail)") }
+        return HDF5Error(operation)
+    }
+
+    /// Returns `id` or throws when HDF5 signalled failure with a negative id.
+    @discardableResult
+    static func check(_ id: hid_t, _ operation: @autoclosure () -> String) throws -> hid_t {
+        if id < 0 { throw error(operation()) }
+        return id
+    }
+
+    /// Throws when an `herr_t` status is negative.
+    static func check(_ status: herr_t, _ operation: @autoclosure () -> String) throws {
+        if status < 0 { throw error(operation()) }
+    }
+}
+
+/// Owns one HDF5 identifier and releases it exactly once (explicitly or in `deinit`).
+final class Handle: @unchecked Sendable {
+    private(set) var id: hid_t
+    private let closer: (hid_t) -> herr_t
+
+    init(_ id: hid_t, closer: @escaping (hid_t) -> herr_t) {
+        self.id = id
+        self.closer = closer
+    }
+
+    /// Releases the identifier now; later calls do nothing.
+    func close() -> herr_t {
+        guard id >= 0 else { return 0 }
+        let status = closer(id)
+        id = -1
+        return status
+    }
+
+    deinit { _ = close() }
+
+    static func type(_ id: hid_t) -> Handle { Handle(id) { H5Tclose($0) } }
+    static func space(_ id: hid_t) -> Handle { Handle(id) { H5Sclose($0) } }
+    static func plist(_ id: hid_t) -> Handle { Handle(id) { H5Pclose($0) } }
+}
