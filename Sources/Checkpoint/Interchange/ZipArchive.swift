@@ -1,0 +1,262 @@
+import Foundation
+
+/// One record of a ZIP archive, as its central directory describes it.
+///
+/// Sizes are in bytes; `localHeaderOffset` is the file offset of the record's local header
+/// (APPNOTE 4.3.7). zip64 values (APPNOTE 4.5.3) are already substituted.
+public struct ZipEntry: Sendable, Equatable {
+    /// Name as stored (UTF-8 when general-purpose bit 11 is set, otherwise CP437 read as Latin-1).
+    public var name: String
+    /// 0 = stored, 8 = deflated (APPNOTE 4.4.5); anything else is refused when read.
+    public var method: UInt16
+    /// General-purpose bit flag (APPNOTE 4.4.4); bit 0 = encrypted.
+    public var flags: UInt16
+    /// CRC-32 of the uncompressed data as the central directory records it.
+    public var crc32: UInt32
+    public var compressedSize: Int
+    public var uncompressedSize: Int
+    public var localHeaderOffset: Int
+
+    /// True for folder entries (`name/`).
+    public var isDirectory: Bool { name.hasSuffix("/") }
+}
+
+/// A ZIP archive opened for reading (PKWARE APPNOTE.TXT 6.3.x, https://pkware.cachefly.net/webdocs/casestudies/APPNOTE.TXT).
+///
+/// The file is memory-mapped; records are read on demand. Supports zip64, stored and deflated
+/// records; every read verifies the record's CRC-32. Written for `torch.save` archives (records at
+/// 64-byte aligned offsets, see `ZipWriter`) and `numpy.savez` archives.
+public struct ZipArchive: Sendable {
+    /// Records in central-directory order.
+    public let entries: [ZipEntry]
+    /// The file's total size in bytes.
+    public let fileSize: Int
+    private let bytes: Data
+    private let path: String
+
+    /// Opens `url` and parses its central directory.
+    /// - Throws: `CheckpointError.io` when the file cannot be read; `CheckpointError.corrupt`
+    ///   ("truncated ZIP: file is N bytes, ...") when the end-of-central-directory record is missing
+    ///   or the directory points past the end of the file; `CheckpointError.notACheckpoint` when the
+    ///   file is not a ZIP at all.
+    public init(url: URL) throws {
+        let data: Data
+        do {
+            data = try Data(contentsOf: url, options: .alwaysMapped)
+        } catch {
+            throw CheckpointError.io("cannot read \(url.path): \(error.localizedDescription)")
+        }
+        try self.init(data: data, path: url.path)
+    }
+
+    /// Parses an archive held in memory; `path` is used in messages.
+    public init(data: Data, path: String = "<memory>") throws {
+        self.bytes = data.startIndex == 0 ? data : Data(data)
+        self.path = path
+        self.fileSize = data.count
+        self.entries = try Self.parseDirectory(self.bytes, path: path)
+    }
+
+    /// Entry with exactly this name, if any.
+    public func entry(named name: String) -> ZipEntry? {
+        entries.first { $0.name == name }
+    }
+
+    /// File offset of the first byte of `entry`'s (possibly compressed) data, taken from its local
+    /// header: `localHeaderOffset + 30 + name length + extra length` (APPNOTE 4.3.7).
+    /// - Throws: `CheckpointError.corrupt` when the local header is missing or out of range.
+    public func dataOffset(for entry: ZipEntry) throws -> Int {
+        let at = entry.localHeaderOffset
+        guard at >= 0, at + 30 <= fileSize else {
+            throw CheckpointError.corrupt("truncated ZIP: file is \(fileSize) bytes, record \(entry.name) starts at byte \(at)")
+        }
+        return try bytes.withUnsafeBytes { raw -> Int in
+            guard raw.u32(at) == 0x0403_4b50 else {
+                throw CheckpointError.corrupt("damaged ZIP: no local header for \(entry.name) at byte \(at)")
+            }
+            return at + 30 + Int(raw.u16(at + 26)) + Int(raw.u16(at + 28))
+        }
+    }
+
+    /// The uncompressed bytes of `entry`, CRC-32 verified.
+    /// - Throws: `CheckpointError.corrupt` for "truncated ZIP" (data past the end of the file),
+    ///   "CRC mismatch in <name>: corrupted, or written with CRC disabled", or invalid deflate data;
+    ///   `CheckpointError.unsupported` for encrypted records or methods other than stored/deflated.
+    public func data(for entry: ZipEntry) throws -> Data {
+        let raw = try rawData(for: entry)
+        let out: Data
+        switch entry.method {
+        case 0:
+            guard entry.compressedSize == entry.uncompressedSize else {
+                throw CheckpointError.corrupt("damaged ZIP: stored record \(entry.name) has compressed size \(entry.compressedSize) but size \(entry.uncompressedSize)")
+            }
+            out = raw
+        case 8:
+            out = try ZipCodec.inflate(raw, expectedSize: entry.uncompressedSize, name: entry.name)
+        default:
+            throw CheckpointError.unsupported("ZIP record \(entry.name) uses compression method \(entry.method); only stored (0) and deflated (8) are supported")
+        }
+        let crc = ZipCodec.crc32(out)
+        guard crc == entry.crc32 else {
+            throw CheckpointError.corrupt("CRC mismatch in \(entry.name): corrupted, or written with CRC disabled")
+        }
+        return out
+    }
+
+    /// The stored bytes of `entry` without decompression or CRC check (a copy of the file range).
+    public func rawData(for entry: ZipEntry) throws -> Data {
+        if entry.flags & 1 != 0 {
+            throw CheckpointError.unsupported("ZIP record \(entry.name) is encrypted")
+        }
+        let start = try dataOffset(for: entry)
+        let end = start + entry.compressedSize
+        guard end <= fileSize else {
+            throw CheckpointError.corrupt("truncated ZIP: file is \(fileSize) bytes, record \(entry.name) expects \(end)")
+        }
+        return bytes.subdata(in: start..<end)
+    }
+
+    // MARK: - Central directory
+
+    private static func parseDirectory(_ data: Data, path: String) throws -> [ZipEntry] {
+        try data.withUnsafeBytes { raw -> [ZipEntry] in
+            let size = raw.count
+            guard let eocd = findEndRecord(raw) else {
+                if size >= 4, raw.u32(0) == 0x0403_4b50 {
+                    let (end, last) = scanLocalRecords(raw)
+                    if end > size {
+                        throw CheckpointError.corrupt("truncated ZIP: file is \(size) bytes, record \(last) expects \(end)")
+                    }
+                    throw CheckpointError.corrupt(
+                        "truncated ZIP: file is \(size) bytes, its records end at byte \(end) and the central directory after them is missing or cut")
+                }
+                throw CheckpointError.notACheckpoint("\(path) is not a ZIP archive (no end-of-central-directory record)")
+            }
+            var count = Int(raw.u16(eocd + 10))
+            var cdSize = Int(raw.u32(eocd + 12))
+            var cdOffset = Int(raw.u32(eocd + 16))
+            var cdEndExpected = eocd
+            // zip64 end of central directory locator sits right before the EOCD (APPNOTE 4.3.15).
+            if eocd >= 20, raw.u32(eocd - 20) == 0x0706_4b50 {
+                let z64 = Int(raw.u64(eocd - 20 + 8))
+                guard z64 >= 0, z64 + 56 <= size, raw.u32(z64) == 0x0606_4b50 else {
+                    throw CheckpointError.corrupt("truncated ZIP: file is \(size) bytes, zip64 directory record expected at byte \(z64)")
+                }
+                count = Int(raw.u64(z64 + 32))
+                cdSize = Int(raw.u64(z64 + 40))
+                cdOffset = Int(raw.u64(z64 + 48))
+                cdEndExpected = z64
+            }
+            guard cdOffset >= 0, cdSize >= 0, cdOffset + cdSize <= size else {
+                throw CheckpointError.corrupt("truncated ZIP: file is \(size) bytes, central directory expects \(cdOffset + cdSize)")
+            }
+            // Bytes prepended to the archive (self-extractors) shift every offset; we do not accept them.
+            if cdOffset + cdSize != cdEndExpected {
+                throw CheckpointError.corrupt("damaged ZIP: central directory ends at byte \(cdOffset + cdSize), its end record is at \(cdEndExpected)")
+            }
+            var entries: [ZipEntry] = []
+            entries.reserveCapacity(count)
+            var p = cdOffset
+            for i in 0..<count {
+                guard p + 46 <= cdOffset + cdSize, raw.u32(p) == 0x0201_4b50 else {
+                    throw CheckpointError.corrupt("damaged ZIP: central directory entry \(i) of \(count) is missing at byte \(p)")
+                }
+                let flags = raw.u16(p + 8)
+                let method = raw.u16(p + 10)
+                let crc = raw.u32(p + 16)
+                var csize = Int(raw.u32(p + 20))
+                var usize = Int(raw.u32(p + 24))
+                let nameLen = Int(raw.u16(p + 28))
+                let extraLen = Int(raw.u16(p + 30))
+                let commentLen = Int(raw.u16(p + 32))
+                var offset = Int(raw.u32(p + 42))
+                let next = p + 46 + nameLen + extraLen + commentLen
+                guard next <= cdOffset + cdSize else {
+                    throw CheckpointError.corrupt("damaged ZIP: central directory entry \(i) runs past the directory")
+                }
+                let nameBytes = UnsafeRawBufferPointer(rebasing: raw[(p + 46)..<(p + 46 + nameLen)])
+                let name = (flags & 0x800 != 0 ? String(bytes: nameBytes, encoding: .utf8) : nil)
+                    ?? String(bytes: nameBytes, encoding: .utf8)
+                    ?? String(bytes: nameBytes, encoding: .isoLatin1) ?? ""
+                // zip64 extended information: only the fields whose 32-bit value is 0xFFFFFFFF, in order.
+                var e = p + 46 + nameLen
+                let extraEnd = e + extraLen
+                while e + 4 <= extraEnd {
+                    let id = raw.u16(e)
+                    let len = Int(raw.u16(e + 2))
+                    if id == 0x0001 {
+                        var q = e + 4
+                        let qEnd = min(q + len, extraEnd)
+                        if usize == 0xFFFF_FFFF, q + 8 <= qEnd { usize = Int(raw.u64(q)); q += 8 }
+                        if csize == 0xFFFF_FFFF, q + 8 <= qEnd { csize = Int(raw.u64(q)); q += 8 }
+                        if offset == 0xFFFF_FFFF, q + 8 <= qEnd { offset = Int(raw.u64(q)); q += 8 }
+                    }
+                    e += 4 + len
+                }
+                guard offset >= 0, csize >= 0, usize >= 0 else {
+                    throw CheckpointError.corrupt("damaged ZIP: record \(name) has sizes or offset out of range")
+                }
+                if offset + 30 + csize > cdOffset {
+                    throw CheckpointError.corrupt("damaged ZIP: record \(name) at byte \(offset) with \(csize) bytes overlaps the central directory at byte \(cdOffset)")
+                }
+                entries.append(ZipEntry(name: name, method: method, flags: flags, crc32: crc,
+                                        compressedSize: csize, uncompressedSize: usize, localHeaderOffset: offset))
+                p = next
+            }
+            return entries
+        }
+    }
+
+    /// Offset of the end-of-central-directory record, searching backwards over the last
+    /// 22 + 65535 bytes (the record plus the longest comment), APPNOTE 4.3.16.
+    private static func findEndRecord(_ raw: UnsafeRawBufferPointer) -> Int? {
+        let size = raw.count
+        guard size >= 22 else { return nil }
+        let lowest = max(0, size - 22 - 0xFFFF)
+        var p = size - 22
+        while p >= lowest {
+            if raw.u32(p) == 0x0605_4b50, p + 22 + Int(raw.u16(p + 20)) == size {
+                return p
+            }
+            p -= 1
+        }
+        return nil
+    }
+
+    /// Walks local headers from the start of a damaged archive; returns the byte at which the last
+    /// record found ends and its name (so a message can say how large the file must have been).
+    private static func scanLocalRecords(_ raw: UnsafeRawBufferPointer) -> (end: Int, name: String) {
+        var p = 0
+        var end = 0
+        var name = ""
+        while p + 30 <= raw.count, raw.u32(p) == 0x0403_4b50 {
+            var csize = Int(raw.u32(p + 18))
+            let nameLen = Int(raw.u16(p + 26))
+            let extraLen = Int(raw.u16(p + 28))
+            var e = p + 30 + nameLen
+            let extraEnd = e + extraLen
+            while e + 4 <= min(extraEnd, raw.count) {
+                let id = raw.u16(e)
+                let len = Int(raw.u16(e + 2))
+                if id == 0x0001, csize == 0xFFFF_FFFF, e + 4 + 16 <= raw.count {
+                    csize = Int(raw.u64(e + 4 + 8))
+                }
+                e += 4 + len
+            }
+            end = p + 30 + nameLen + extraLen + csize
+            let nameEnd = min(p + 30 + nameLen, raw.count)
+            name = String(decoding: UnsafeRawBufferPointer(rebasing: raw[(p + 30)..<nameEnd]), as: UTF8.self)
+            if end > raw.count { break }
+            if raw.u16(p + 6) & 0x8 != 0 { break }   // data descriptor: sizes unknown from here
+            p = end
+        }
+        return (end, name)
+    }
+}
+
+extension UnsafeRawBufferPointer {
+    /// Little-endian loads at a byte offset (callers check bounds).
+    @inline(__always) fileprivate func u16(_ at: Int) -> UInt16 { UInt16(littleEndian: loadUnaligned(fromByteOffset: at, as: UInt16.self)) }
+    @inline(__always) fileprivate func u32(_ at: Int) -> UInt32 { UInt32(littleEndian: loadUnaligned(fromByteOffset: at, as: UInt32.self)) }
+    @inline(__always) fileprivate func u64(_ at: Int) -> UInt64 { UInt64(littleEndian: loadUnaligned(fromByteOffset: at, as: UInt64.self)) }
+}
