@@ -1,0 +1,55 @@
+import Foundation
+
+/// A read-only view of a whole file through `mmap`, handing out zero-copy `Data` slices.
+///
+/// The mapping is private copy-on-write (`MAP_PRIVATE`, `PROT_READ | PROT_WRITE`): a `Data` that is
+/// later mutated changes only its own pages, never the file. Each slice keeps the mapping alive;
+/// it is unmapped when the last slice is released. Slices are zero-based `Data` values (not
+/// `Data` sub-ranges), so code that indexes `tensor.data[0]` works as on any other `Data`.
+final class SafetensorsMappedFile: @unchecked Sendable {
+    // @unchecked: `base` and `size` are immutable after init and the mapping is never written
+    // through this object; the memory is released only in deinit.
+    let base: UnsafeMutableRawPointer?
+    let size: Int
+
+    /// Maps `url`. An empty file gets no mapping (`size == 0`).
+    /// - Throws: `CheckpointError.io` when the file cannot be opened, examined or mapped.
+    init(_ url: URL) throws {
+        let fd = open(url.path, O_RDONLY)
+        guard fd >= 0 else { throw CheckpointError.io("cannot open \(url.path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw CheckpointError.io("cannot examine \(url.path): \(String(cString: strerror(errno)))") }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw CheckpointError.io("\(url.path) is not a regular file") }
+        size = Int(st.st_size)
+        if size == 0 {
+            base = nil
+            return
+        }
+        let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0)
+        guard let p, p != MAP_FAILED else {
+            throw CheckpointError.io("cannot map \(url.path): \(String(cString: strerror(errno)))")
+        }
+        base = p
+    }
+
+    deinit {
+        if let base { munmap(base, size) }
+    }
+
+    /// The bytes `[begin, end)`; the caller has checked `0 <= begin <= end <= size`.
+    func bytes(_ begin: Int, _ end: Int) -> UnsafeRawBufferPointer {
+        precondition(0 <= begin && begin <= end && end <= size)
+        guard let base else { return UnsafeRawBufferPointer(start: nil, count: 0) }
+        return UnsafeRawBufferPointer(start: base + begin, count: end - begin)
+    }
+
+    /// A zero-copy `Data` over `[begin, end)` that keeps the mapping alive while it exists.
+    func data(_ begin: Int, _ end: Int) -> Data {
+        precondition(0 <= begin && begin <= end && end <= size)
+        guard end > begin, let base else { return Data() }
+        return Data(bytesNoCopy: base + begin, count: end - begin, deallocator: .custom { _, _ in
+            withExtendedLifetime(self) {}
+        })
+    }
+}
