@@ -1,0 +1,382 @@
+import Collections
+
+/// Finds the ResNet state dict in a decoded source file and maps it to checkpoint components.
+///
+/// Rules, applied in this order (each applied rule is recorded in `Resolution.rules`):
+/// 1. **Candidates.** Every dict in the object tree whose values are mostly tensors (more than half
+///    of its entries, `_metadata` not counted) is a tensor dict, at any key path (`state_dict`,
+///    `model`, `model_ema`, `student`, `teacher`, list elements `0`, `1`, ...). Inside a tensor dict,
+///    every key prefix `P` (empty or ending in `.`) followed by `conv1.*`, `bn1.*` or `layerN.<i>.*`
+///    is a backbone candidate; its score is the number of canonical backbone keys of its (guessed)
+///    architecture present under `P` with the canonical shape and dtype, over their count.
+///    A candidate is *complete* when nothing is missing (except `num_batches_tracked`), wrong or
+///    unexpected among its backbone keys.
+/// 2. **Optimizer state** (a dict with `state` and `param_groups`) is never a candidate and never
+///    searched; it is dropped and listed.
+/// 3. **Choice.** With `--select S`: the candidate whose selector (key path + prefix, dotted) is `S`,
+///    else the one complete candidate whose selector starts with `S.`. Without it: the one complete
+///    candidate. Several complete candidates (EMA, teacher/student, MoCo's `encoder_q`/`encoder_k`)
+///    are refused with `CheckpointError.ambiguous` listing them with their scores: there is **no
+///    preference rule**, since neither the EMA nor the online weights are right for every use.
+///    No complete candidate: refused with the best candidates and the differences; when some but
+///    not all keys of a dict carry a prefix and stripping it from those would complete the backbone,
+///    the refusal says so (case C1) with counts and keys on each side.
+/// 4. **Prefixes.** The backbone's prefix `P` is removed from its keys only (recorded as
+///    `strippedPrefix`); other keys are never rewritten, and nothing inside a key is ever rewritten
+///    (`head.module.x` stays). A wrapper shared by every key (`module.`) is reported as such.
+///    `--strip-prefix W` asserts the wrapper: every tensor key of the chosen dict must start with `W`
+///    (refused with the keys that do not) and `P` must start with `W`.
+/// 5. **Components.** Backbone keys in torchvision order. `P + fc.*`, and groups next to the backbone,
+///    become `classifier`, `projector`, `predictor` or are kept under their own name
+///    (`HeadAssignment`). Keys of another backbone candidate in the same dict, keys with no group
+///    (`queue`), non-tensor entries and every other sub-tree of the document are dropped and
+///    listed in `droppedKeys` (sub-trees by their key path). `--component backbone` keeps only the
+///    backbone and lists everything else as dropped.
+/// 6. **num_batches_tracked** (case C3) is an optional int64 buffer: a missing one is filled with 0
+///    (`torch.tensor(0)`, as `_NormBase._load_from_state_dict` does for BatchNorm version < 2) and
+///    listed in `filledKeys`; the rule says what `_metadata` (an entry `_metadata` of the chosen
+///    dict: module prefix -> `{"version": N}`) says about the BatchNorm version.
+/// 7. **Validation.** The backbone must match `ArchitectureInference.canonicalKeys` exactly (shapes,
+///    dtypes); heads must take the sizes they are given. Failures throw `CheckpointError.invalid`
+///    naming the first differences with counts.
+/// 8. **Aliases** (case C6): kept names whose source tensors share storage key, offset, shape and
+///    stride (non-empty) map to the first such name. **Locations** (case C16): device tags seen.
+///    **BatchNorm statistics** with zero, negative, inf or NaN variance are warned about (case C15).
+public enum LayoutResolver {
+    /// Path segments that name a training branch (case C4), recorded as `Resolution.branch`.
+    public static let branchNames: Set<String> = [
+        "teacher", "student", "model_ema", "ema", "state_dict_ema", "ema_model", "online_network", "target_network",
+        "online", "target", "encoder_q", "encoder_k", "momentum_encoder", "base_encoder", "model", "state_dict",
+    ]
+    static let genericContainers: Set<String> = ["model", "state_dict"]
+
+    /// Resolves `doc` with `options`.
+    /// - Throws: `CheckpointError.ambiguous` (several complete candidates, partial prefix, two heads
+    ///   for one component, `--strip-prefix` not shared by every key), `CheckpointError.invalid`
+    ///   (no ResNet found, `--select` matching nothing, keys or shapes differing from the canonical set).
+    public static func resolve(_ doc: SourceDocument, options: LayoutOptions = LayoutOptions()) throws -> Resolution {
+        let walk = CandidateSearch.walk(doc.root)
+        var candidates = CandidateSearch.candidates(walk)
+        let resnetCandidates = candidates.filter { $0.architecture != nil }
+        guard !resnetCandidates.isEmpty else {
+            if walk.dicts.isEmpty { throw CheckpointError.invalid("no dict of tensors found in this \(doc.container) file") }
+            throw CheckpointError.invalid("no ResNet backbone keys (conv1.*, bn1.*, layerN.*) in \(walk.dicts.count) dict(s) of tensors; first keys: \(walk.dicts[0].tensors.keys.prefix(3).joined(separator: ", "))")
+        }
+        var pool = resnetCandidates
+        if let w = options.stripPrefix {
+            pool = pool.filter { $0.prefix.hasPrefix(w) }
+            guard !pool.isEmpty else {
+                throw CheckpointError.invalid("--strip-prefix '\(w)': no backbone found under that prefix; candidates: \(list(resnetCandidates))")
+            }
+        }
+        let chosen = try choose(from: pool, all: resnetCandidates, select: options.select, walk: walk)
+        let dict = walk.dicts.first { $0.keyPath == chosen.keyPath }!
+        candidates = candidates.filter { $0 != chosen }
+        candidates.insert(chosen, at: 0)
+
+        var rules: [String] = []
+        var warnings: [String] = []
+        var dropped: [String] = []
+        let where_ = chosen.keyPath.isEmpty ? "the root dict" : "'\(chosen.keyPath)'"
+        rules.append("state dict at \(where_) (\(dict.tensors.count) tensors), one of \(walk.dicts.count) dict(s) of tensors")
+
+        // Wrapper and stripped prefix.
+        let p = chosen.prefix
+        if let w = options.stripPrefix {
+            let lacking = dict.tensors.keys.filter { !$0.hasPrefix(w) }
+            guard lacking.isEmpty else {
+                throw CheckpointError.ambiguous("--strip-prefix '\(w)': \(lacking.count) of \(dict.tensors.count) keys in \(where_) do not start with it (\(lacking.prefix(3).joined(separator: ", "))\(lacking.count > 3 ? ", ..." : "")); a prefix is stripped only when every key has it")
+            }
+        }
+        let wrapper = HeadAssignment.ancestors(of: p).first { a in dict.tensors.keys.allSatisfy { $0.hasPrefix(a) } } ?? ""
+
+        // Backbone (strict validation).
+        let subset = CandidateSearch.backboneSubset(dict, prefix: p)
+        let arch0: Architecture
+        do { arch0 = try ArchitectureInference.inferBackbone(subset) } catch let CheckpointError.invalid(m) {
+            throw CheckpointError.invalid("'\(chosen.selector)': \(m)")
+        }
+        var arch = arch0
+        let canonical = ArchitectureInference.backboneKeys(for: arch)
+        let ruleName = p.isEmpty ? "bare torchvision names" : "prefix \(p)"
+        rules.append("matched \(chosen.matched)/\(chosen.total) backbone keys of \(arch.label) by rule '\(ruleName)'")
+        if !p.isEmpty {
+            if wrapper == p {
+                rules.append("stripped prefix '\(p)' shared by all \(dict.tensors.count) keys")
+            } else {
+                let outside = dict.tensors.keys.filter { !$0.hasPrefix(p) }.count
+                rules.append("stripped prefix '\(p)' from the backbone keys only (\(outside) other keys do not have it\(wrapper.isEmpty ? "" : "; wrapper '\(wrapper)' shared by all keys"))")
+            }
+        }
+
+        // Sort the dict's keys: chosen backbone, chosen fc, other candidates, the rest.
+        let otherPrefixes = CandidateSearch.backbonePrefixes(dict.tensors.keys).filter { $0 != p }
+        var backboneSource = OrderedDictionary<String, SourceTensor>()
+        var fcTensors = OrderedDictionary<String, SourceTensor>()
+        var rest: [(String, SourceTensor)] = []
+        var unselected = OrderedDictionary<String, [String]>()
+        for (key, t) in dict.tensors {
+            // The owner is the longest candidate prefix under which the key is a backbone or fc key.
+            let owners = ([p] + otherPrefixes).filter { q in
+                key.hasPrefix(q) && (CandidateSearch.isBackboneKey(key.dropFirst(q.count)) || CandidateSearch.isFCKey(key.dropFirst(q.count)))
+            }
+            let owner = owners.max { $0.count < $1.count }
+            if owner == p {
+                let r = String(key.dropFirst(p.count))
+                if CandidateSearch.isFCKey(r[...]) { fcTensors[String(r.dropFirst(3))] = t } else { backboneSource[r] = t }
+            } else if let o = owner {
+                unselected[o, default: []].append(key)
+            } else {
+                rest.append((key, t))
+            }
+        }
+        for (o, keys) in unselected {
+            let sel = Candidate(keyPath: dict.keyPath, prefix: o, tensorCount: 0, architecture: nil, matched: 0, total: 0,
+                                complete: false, differences: "").selector
+            rules.append("dropped \(keys.count) keys of the unselected candidate '\(sel)'")
+            dropped += keys.map { join(dict.keyPath, $0) }
+        }
+
+        // Components.
+        var components = OrderedDictionary<String, OrderedDictionary<String, SourceTensor>>()
+        var backbone = OrderedDictionary<String, SourceTensor>()
+        for (key, _) in canonical { if let t = backboneSource[key] { backbone[key] = t } }
+        components["backbone"] = backbone
+        let features = ArchitectureInference.featureDimension(arch)
+        let fcGroup = fcTensors.isEmpty ? nil : HeadAssignment.Group(sourcePrefix: p + "fc.", name: "fc", tensors: fcTensors)
+        let (groups, loose) = HeadAssignment.group(rest, backbonePrefix: p)
+        if !loose.isEmpty {
+            rules.append("dropped \(loose.count) keys that belong to no component: \(loose.prefix(5).joined(separator: ", "))\(loose.count > 5 ? ", ..." : "")")
+            dropped += loose.map { join(dict.keyPath, $0) }
+        }
+        if options.components == .all {
+            for a in try HeadAssignment.assign(fcGroup: fcGroup, groups: groups, features: features) {
+                components[a.component] = a.tensors
+                if let h = a.head { arch.heads[a.component] = h }
+                rules.append(a.rule)
+                if let w = a.warning { warnings.append(w) }
+            }
+        } else {
+            var droppedHeads: [String] = []
+            for g in (fcGroup.map { [$0] } ?? []) + groups {
+                droppedHeads.append(g.sourcePrefix + "*")
+                dropped += g.tensors.keys.map { join(dict.keyPath, g.sourcePrefix + $0) }
+            }
+            if !droppedHeads.isEmpty {
+                rules.append("--component backbone: dropped \(droppedHeads.joined(separator: ", "))")
+            }
+        }
+        let order = ["backbone", "classifier", "projector", "predictor"]
+        components.sort { a, b in
+            (order.firstIndex(of: a.key) ?? order.count) < (order.firstIndex(of: b.key) ?? order.count)
+        }
+
+        // Non-tensor entries of the chosen dict, and every other sub-tree of the document.
+        if !dict.otherKeys.isEmpty {
+            dropped += dict.otherKeys.map { join(dict.keyPath, $0) }
+            rules.append("dropped \(dict.otherKeys.count) non-tensor entries of \(where_): \(dict.otherKeys.prefix(5).joined(separator: ", "))")
+        }
+        let outside = siblings(of: dict.path, in: doc.root, optimizers: walk.optimizers)
+        for o in outside.optimizers { rules.append("dropped optimizer state at '\(o)'") }
+        for c in outside.candidates { rules.append("dropped the other candidate state dict '\(c)'") }
+        if !outside.others.isEmpty {
+            rules.append("dropped \(outside.others.count) other entries: \(outside.others.prefix(5).joined(separator: ", "))\(outside.others.count > 5 ? ", ..." : "")")
+        }
+        dropped += outside.optimizers + outside.candidates + outside.others
+
+        // num_batches_tracked.
+        var final = OrderedDictionary<String, StateDict>()
+        var filled: [String] = []
+        var sources: [(String, SourceTensor)] = []
+        for (component, tensors) in components {
+            var out = StateDict()
+            let prefix = Checkpoint.unprefixedComponents.contains(component) ? "" : component + "."
+            for (key, t) in tensors {
+                out[key] = t.tensor
+                sources.append((prefix + key, t))
+                if key.hasSuffix(".running_var") {
+                    let nbt = String(key.dropLast("running_var".count)) + "num_batches_tracked"
+                    if tensors[nbt] == nil {
+                        out[nbt] = Tensor(int64: 0)
+                        filled.append(prefix + nbt)
+                    }
+                }
+            }
+            final[component] = out
+        }
+        if !filled.isEmpty {
+            rules.append("filled \(filled.count) missing num_batches_tracked with 0 (int64) \(bnVersionNote(filled, prefix: p, metadata: dict.metadata))")
+        }
+
+        // Validate the backbone once more, as finally assembled, with its classifier.
+        var check = final["backbone"] ?? StateDict()
+        if let cls = final["classifier"] { for (k, t) in cls { check[k] = t } }
+        let diff = ArchitectureInference.compare(check, to: ArchitectureInference.canonicalKeys(for: arch))
+        guard diff.isEmpty else { throw CheckpointError.invalid("'\(chosen.selector)': not a valid \(arch.label): \(diff.summary)") }
+
+        // Aliases, locations, BN statistics.
+        var aliases: [String: String] = [:]
+        var firstByView: [String: String] = [:]
+        var locations = OrderedSet<String>()
+        for (name, t) in sources {
+            if let loc = t.location { locations.append(loc) }
+            guard let storage = t.storageKey, t.tensor.count > 0 else { continue }
+            let view = "\(storage)|\(t.storageOffset)|\(t.tensor.shape)|\(t.stride)|\(t.tensor.dtype.rawValue)"
+            if let first = firstByView[view] { aliases[name] = first } else { firstByView[view] = name }
+        }
+        if !aliases.isEmpty {
+            rules.append("\(aliases.count) name(s) share storage with an earlier name: \(aliases.keys.sorted().prefix(3).map { "\($0) = \(aliases[$0]!)" }.joined(separator: ", "))")
+        }
+        for (component, tensors) in final { warnings += BatchNormCheck.warnings(tensors, component: component) }
+
+        let branch = branchOf(dict.path + HeadAssignment.ancestors(of: p).reversed().dropFirst().map { String($0.split(separator: ".").last!) })
+        if let b = branch { rules.append("branch '\(b)' (selector '\(chosen.selector)')") }
+
+        return Resolution(components: final, architecture: arch, keyPath: chosen.keyPath, selector: chosen.selector,
+                          branch: branch, strippedPrefix: p.isEmpty ? nil : p, rules: rules, droppedKeys: dropped,
+                          filledKeys: filled, aliases: aliases, locations: Array(locations), warnings: warnings,
+                          candidates: candidates)
+    }
+
+    /// Lists the candidates of `doc` (best first) without resolving, for `bissl inspect`.
+    public static func candidates(_ doc: SourceDocument) -> [Candidate] {
+        CandidateSearch.candidates(CandidateSearch.walk(doc.root))
+    }
+
+    // MARK: choice
+
+    static func list(_ cs: [Candidate]) -> String {
+        let shown = cs.prefix(6).map(\.line).joined(separator: ", ")
+        return shown + (cs.count > 6 ? ", and \(cs.count - 6) more" : "")
+    }
+
+    private static func choose(from pool: [Candidate], all: [Candidate], select: String?, walk: CandidateSearch.Walk) throws -> Candidate {
+        if let s = select {
+            if let exact = pool.first(where: { $0.selector == s }) { return exact }
+            let under = pool.filter { s.isEmpty || $0.selector.hasPrefix(s + ".") }
+            guard !under.isEmpty else {
+                throw CheckpointError.invalid("--select '\(s)' matches no candidate; candidates: \(list(all))")
+            }
+            let complete = under.filter(\.complete)
+            if complete.count == 1 { return complete[0] }
+            if complete.count > 1 {
+                throw CheckpointError.ambiguous("--select '\(s)' still matches \(complete.count) complete backbones: \(list(complete)); pick one with --select \(complete[0].selector)")
+            }
+            if under.count == 1 { return under[0] }
+            throw CheckpointError.invalid("--select '\(s)' matches no complete backbone: \(list(under))")
+        }
+        let complete = pool.filter(\.complete)
+        if complete.count == 1 { return complete[0] }
+        if complete.count > 1 {
+            throw CheckpointError.ambiguous("\(complete.count) complete ResNet backbones found: \(list(complete)); no rule prefers one (EMA, teacher, student and momentum copies are all valid): pick one with --select KEYPATH, e.g. --select \(complete[0].selector)")
+        }
+        if let partial = partialPrefix(walk) { throw partial }
+        let best = pool[0]
+        throw CheckpointError.invalid("no complete ResNet backbone: best candidate \(best.line) differs: \(best.differences)")
+    }
+
+    /// Case C1: some, not all, keys of a tensor dict start with `S.`, and removing it from those gives
+    /// a complete backbone. Returns the refusal describing both sides.
+    static func partialPrefix(_ walk: CandidateSearch.Walk) -> CheckpointError? {
+        for dict in walk.dicts {
+            var firsts = OrderedDictionary<String, Int>()
+            for key in dict.tensors.keys {
+                if let dot = key.firstIndex(of: ".") { firsts[String(key[...dot]), default: 0] += 1 }
+            }
+            for (s, n) in firsts where n < dict.tensors.count {
+                var stripped = OrderedDictionary<String, SourceTensor>()
+                var collision = false
+                for (k, t) in dict.tensors {
+                    let name = k.hasPrefix(s) ? String(k.dropFirst(s.count)) : k
+                    if stripped[name] != nil { collision = true; break }
+                    stripped[name] = t
+                }
+                guard !collision else { continue }
+                var probe = dict
+                probe.tensors = stripped
+                let sub = CandidateSearch.backboneSubset(probe, prefix: "")
+                guard let arch = ArchitectureInference.guess(sub),
+                      ArchitectureInference.compare(sub, to: ArchitectureInference.backboneKeys(for: arch)).isEmpty else { continue }
+                let without = dict.tensors.keys.filter { !$0.hasPrefix(s) }
+                let with = dict.tensors.keys.filter { $0.hasPrefix(s) }
+                let where_ = dict.keyPath.isEmpty ? "the root dict" : "'\(dict.keyPath)'"
+                return .ambiguous("partial prefix '\(s)' in \(where_): \(n) of \(dict.tensors.count) keys start with it (\(with.prefix(2).joined(separator: ", ")), ...) and \(without.count) do not (\(without.prefix(3).joined(separator: ", "))\(without.count > 3 ? ", ..." : "")); a prefix is stripped only when every key has it: re-save the state dict with consistent names")
+            }
+        }
+        return nil
+    }
+
+    // MARK: helpers
+
+    static func join(_ path: String, _ key: String) -> String { path.isEmpty ? key : path + "." + key }
+
+    /// Everything in the document outside the chosen dict's path: optimizer states, other tensor
+    /// dicts, other entries (by key path).
+    static func siblings(of path: [String], in root: ObjectValue, optimizers: [[String]]) -> (optimizers: [String], candidates: [String], others: [String]) {
+        var result: (optimizers: [String], candidates: [String], others: [String]) = ([], [], [])
+        var node = root
+        var prefix: [String] = []
+        for step in path {
+            let children: [(String, ObjectValue)]
+            switch node {
+            case .dict(let entries): children = entries.map { (CandidateSearch.keyText($0.key), $0.value) }
+            case .list(let items), .tuple(let items): children = items.enumerated().map { (String($0.offset), $0.element) }
+            default: children = []
+            }
+            for (key, value) in children where key != step {
+                if key == "_metadata" { continue }
+                let p = prefix + [key]
+                let text = p.joined(separator: ".")
+                if optimizers.contains(where: { $0 == p }) { result.optimizers.append(text); continue }
+                if containsTensors(value) {
+                    if case .tensor = value { result.others.append(text) } else { result.candidates.append(text) }
+                } else {
+                    result.others.append(text)
+                }
+            }
+            guard let next = children.first(where: { $0.0 == step }) else { break }
+            node = next.1
+            prefix.append(step)
+        }
+        return result
+    }
+
+    private static func containsTensors(_ v: ObjectValue) -> Bool {
+        switch v {
+        case .tensor: return true
+        case .dict(let e): return e.contains { containsTensors($0.value) }
+        case .list(let items), .tuple(let items): return items.contains { containsTensors($0) }
+        default: return false
+        }
+    }
+
+    /// The most specific path segment naming a branch (`teacher`, `model_ema`, `encoder_q`);
+    /// generic containers (`model`, `state_dict`) only when nothing more specific is present.
+    static func branchOf(_ segments: [String]) -> String? {
+        let named = segments.filter { branchNames.contains($0) }
+        return named.last(where: { !genericContainers.contains($0) })
+    }
+
+    /// What `_metadata` says about the BatchNorm version of the modules whose counters were filled.
+    static func bnVersionNote(_ filled: [String], prefix: String, metadata: ObjectValue?) -> String {
+        guard case .dict(let entries)? = metadata else {
+            return "(no _metadata: torch's load_state_dict fills them with 0 as well)"
+        }
+        var versions: [String: Int64] = [:]
+        for e in entries {
+            guard let module = e.key.stringValue, case .dict(let fields) = e.value else { continue }
+            for f in fields where f.key.stringValue == "version" { if case .int(let v) = f.value { versions[module] = v } }
+        }
+        var old = 0, current = 0, unknown = 0
+        for key in filled {
+            // Backbone keys carry no component prefix; head keys do (`projector.1.num_batches_tracked`).
+            let module = String(key.dropLast(".num_batches_tracked".count))
+            if let v = versions[prefix + module] { if v < 2 { old += 1 } else { current += 1 } } else { unknown += 1 }
+        }
+        var parts: [String] = []
+        if old > 0 { parts.append("_metadata says BatchNorm version 1 for \(old): modules saved before the buffer existed, torch's load_state_dict fills 0 too") }
+        if current > 0 { parts.append("_metadata says BatchNorm version 2 for \(current): torch's strict load_state_dict would report them missing") }
+        if unknown > 0 { parts.append("no _metadata entry for \(unknown)") }
+        return "(" + parts.joined(separator: "; ") + ")"
+    }
+}
