@@ -14,11 +14,12 @@ public final class File: Group, @unchecked Sendable {
         return File(handle: Handle(id) { H5Fclose($0) }, path: "/", fileName: path)
     }
 
-    /// Opens an existing file read-only.
+    /// Opens an existing file, read-only unless `writable`.
     /// - Throws: `HDF5Error` when it is missing or not an HDF5 file.
-    public static func open(_ path: String) throws -> File {
+    public static func open(_ path: String, writable: Bool = false) throws -> File {
         Library.quiet()
-        let id = try Library.check(H5Fopen(path, bissl_H5F_ACC_RDONLY(), bissl_H5P_DEFAULT()), "cannot open HDF5 file \(path)")
+        let mode = writable ? bissl_H5F_ACC_RDWR() : bissl_H5F_ACC_RDONLY()
+        let id = try Library.check(H5Fopen(path, mode, bissl_H5P_DEFAULT()), "cannot open HDF5 file \(path)")
         return File(handle: Handle(id) { H5Fclose($0) }, path: "/", fileName: path)
     }
 

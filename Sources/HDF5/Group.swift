@@ -17,6 +17,7 @@ public class Group: Object, @unchecked Sendable {
         Library.quiet()
         let lcpl = try Self.utf8LinkCreation()
         let gcpl = Handle.plist(try Library.check(H5Pcreate(bissl_H5P_GROUP_CREATE()), "cannot create a group property list"))
+        try Library.check(H5Pset_obj_track_times(gcpl.id, false), "cannot disable time tracking for '\(childPath(name))'")
         if trackCreationOrder {
             try Library.check(H5Pset_link_creation_order(gcpl.id, bissl_H5P_CRT_ORDER_TRACKED() | bissl_H5P_CRT_ORDER_INDEXED()),
                               "cannot track creation order for group '\(childPath(name))'")
@@ -145,5 +146,15 @@ public class Group: Object, @unchecked Sendable {
         }
         return Dataset(handle: handle, path: full, fileName: fileName, shape: shape,
                        elementType: ElementType(classifying: type.id), isString: H5Tget_class(type.id) == H5T_STRING)
+    }
+}
+
+extension Group {
+    /// Number of links in this group (`H5Gget_info`).
+    public func childCount() throws -> Int {
+        Library.quiet()
+        var info = H5G_info_t()
+        try Library.check(H5Gget_info(id, &info), "cannot read group \(where_)")
+        return Int(info.nlinks)
     }
 }

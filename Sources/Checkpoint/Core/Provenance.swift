@@ -28,6 +28,16 @@ public struct Provenance: Codable, Equatable, Sendable {
     /// ISO 8601 UTC times.
     public var startedAt: String?
     public var endedAt: String?
+    /// Metric histories (`loss`, `top1`, ...), values in logging order (one per epoch or logged step,
+    /// as the run defines). Not part of the JSON document: format v1 stores each history as the
+    /// float64 dataset `/metric_history/<name>` (schemas/checkpoint-v1.md), so it may be long.
+    public var metricHistory: [String: [Double]] = [:]
+
+    /// JSON keys: every stored property except `metricHistory`, which lives in its own datasets.
+    private enum CodingKeys: String, CodingKey {
+        case stage, method, parents, source, datasets, hyperparameters, seeds, metrics, warnings, tool
+        case commandLine, startedAt, endedAt
+    }
 
     public struct Parent: Codable, Equatable, Sendable {
         public var id: String
