@@ -94,7 +94,7 @@ public enum LayoutResolver {
         let subset = CandidateSearch.backboneSubset(dict, prefix: p)
         let arch0: Architecture
         do { arch0 = try ArchitectureInference.inferBackbone(subset) } catch let CheckpointError.invalid(m) {
-            throw CheckpointError.invalid("'\(chosen.selector)': \(m)")
+            throw CheckpointError.invalid("'\(chosen.selector.isEmpty ? "<root>" : chosen.selector)': \(m)")
         }
         var arch = arch0
         let canonical = ArchitectureInference.backboneKeys(for: arch)
@@ -212,7 +212,7 @@ public enum LayoutResolver {
         var check = final["backbone"] ?? StateDict()
         if let cls = final["classifier"] { for (k, t) in cls { check[k] = t } }
         let diff = ArchitectureInference.compare(check, to: ArchitectureInference.canonicalKeys(for: arch))
-        guard diff.isEmpty else { throw CheckpointError.invalid("'\(chosen.selector)': not a valid \(arch.label): \(diff.summary)") }
+        guard diff.isEmpty else { throw CheckpointError.invalid("'\(chosen.selector.isEmpty ? "<root>" : chosen.selector)': not a valid \(arch.label): \(diff.summary)") }
 
         // Aliases, locations, BN statistics.
         var aliases: [String: String] = [:]
