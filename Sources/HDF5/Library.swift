@@ -32,8 +32,18 @@ enum Library {
 
     /// An `HDF5Error` for a failed operation, with HDF5's own reason appended when it gave one.
     static func error(_ operation: String) -> HDF5Error {
-        if let detail = stackDetail() { return HDF5Error("\(operation): \(detail)") }
-        return HDF5Error(operation)
+        guard let detail = stackDetail() else { return HDF5Error(operation) }
+        return HDF5Error("\(operation): \(concise(detail))")
+    }
+
+    /// HDF5's file-open failures read "unable to open file: name = '...', errno = 2, error message =
+    /// 'No such file or directory', flags = ..."; keep only the operating system's message.
+    static func concise(_ detail: String) -> String {
+        let marker = "error message = '"
+        if let start = detail.range(of: marker), let end = detail[start.upperBound...].firstIndex(of: "'") {
+            return String(detail[start.upperBound..<end])
+        }
+        return detail
     }
 
     /// Returns `id` or throws when HDF5 signalled failure with a negative id.

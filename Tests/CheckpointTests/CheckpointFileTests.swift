@@ -1,5 +1,6 @@
 @testable import Checkpoint
 import Collections
+import Crypto
 import Foundation
 import HDF5
 import XCTest
@@ -218,6 +219,41 @@ final class CheckpointFileTests: XCTestCase {
         XCTAssertNoThrow(try CheckpointFile.read(url))
         XCTAssertThrowsError(try CheckpointFile.read(url, verifyContentID: true)) { error in
             XCTAssertTrue("\(error)".hasPrefix("tamper.h5: content id mismatch: stored "), "\(error)")
+        }
+    }
+
+    // MARK: - files written by another implementation
+
+    func testReadsAFileH5pyWroteFromTheSpec() throws {
+        // tools/fixtures/make_h5_fixtures.py: fixed-length strings, a big-endian dataset, nulls in
+        // provenance, minor version 1.3 with an unknown group; expectations computed by numpy/hashlib.
+        struct Expected: Decodable {
+            struct Entry: Decodable { let key: String; let dtype: String; let shape: [Int]; let sha256: String }
+            let content_id: String
+            let components: [String: [Entry]]
+        }
+        let url = Fixtures.url("h5/h5py_written.h5")
+        let expected = try JSONDecoder().decode(Expected.self, from: Data(contentsOf: Fixtures.url("h5/h5py_written.json")))
+        let ckpt = try CheckpointFile.read(url, verifyContentID: true)
+        XCTAssertEqual(Array(ckpt.components.keys), ["backbone", "projector"])
+        for (component, entries) in expected.components {
+            let sd = try XCTUnwrap(ckpt.components[component])
+            XCTAssertEqual(Array(sd.keys), entries.map(\.key))
+            for e in entries {
+                let t = try XCTUnwrap(sd[e.key])
+                XCTAssertEqual(t.dtype.rawValue, e.dtype, e.key)
+                XCTAssertEqual(t.shape, e.shape, e.key)
+                XCTAssertEqual(SHA256.hash(data: t.data).map { String(format: "%02x", $0) }.joined(), e.sha256, e.key)
+            }
+        }
+        XCTAssertEqual(ContentID.compute(ckpt), expected.content_id)
+        XCTAssertEqual(try CheckpointFile.storedContentID(url), expected.content_id)
+        XCTAssertEqual(ckpt.architecture?.heads["projector"], Architecture.Head(kind: "mlp", dims: [4, 3]))
+        XCTAssertNil(ckpt.provenance.method)
+        XCTAssertEqual(ckpt.provenance.seeds, ["init": 7])
+        XCTAssertEqual(ckpt.provenance.metricHistory, ["loss": [3.0, 2.0, 1.5]])
+        XCTAssertThrowsError(try CheckpointFile.read(Fixtures.url("h5/future_major.h5"))) { error in
+            XCTAssertEqual("\(error)", "future_major.h5 uses bissl checkpoint format 2.0; this bissl (\(bisslVersion)) reads format 1.x: upgrade bissl")
         }
     }
 

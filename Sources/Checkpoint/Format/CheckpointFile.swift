@@ -245,7 +245,7 @@ public enum CheckpointFile {
             components[component] = stateDict
         }
 
-        let architecture = file.kind(of: "architecture") == .group ? try readArchitecture(file.openGroup("architecture")) : nil
+        let architecture = file.kind(of: "architecture") == .group ? try readArchitecture(file.openGroup("architecture"), fileName: name) : nil
         var provenance = try decodeProvenance(try file.openDataset("provenance").readString(), fileName: name)
         if file.kind(of: "metric_history") == .group {
             let history = try file.openGroup("metric_history")
@@ -288,13 +288,16 @@ public enum CheckpointFile {
         return try Tensor(dtype: dtype, shape: ds.shape, data: try ds.readData())
     }
 
-    private static func readArchitecture(_ group: HDF5.Group) throws -> Architecture {
+    private static func readArchitecture(_ group: HDF5.Group, fileName: String) throws -> Architecture {
         var heads: [String: Architecture.Head] = [:]
         if group.kind(of: "heads") == .group {
             let headsGroup = try group.openGroup("heads")
             for link in try headsGroup.childNames() {
+                guard let head = LinkName.unescape(link) else {
+                    throw CheckpointError.corrupt("\(fileName): /architecture/heads/\(link) is not a valid escaped name")
+                }
                 let h = try headsGroup.openGroup(link)
-                heads[LinkName.unescape(link) ?? link] = Architecture.Head(
+                heads[head] = Architecture.Head(
                     kind: try h.stringAttribute("kind"), dims: try h.intArrayAttribute("dims").map { Int($0) })
             }
         }
