@@ -227,7 +227,7 @@ final class LayoutResolverTests: XCTestCase {
         XCTAssertEqual([t.keyPath, t.selector, t.branch, t.strippedPrefix], ["teacher", "teacher.backbone", "teacher", "backbone."])
         XCTAssertEqual(t.components["backbone"]!["conv1.weight"]!.floats()[0], 1)
         XCTAssertEqual(t.droppedKeys, ["student", "epoch"])
-        XCTAssertTrue(t.rules.contains("dropped the other candidate state dict 'student'"), "\(t.rules)")
+        XCTAssertTrue(t.rules.contains("dropped 'student', which holds other tensors"), "\(t.rules)")
         let s = try LayoutResolver.resolve(T.doc(root), options: .init(select: "student.module.backbone"))
         XCTAssertEqual([s.keyPath, s.branch, s.strippedPrefix], ["student", "student", "module.backbone."])
         XCTAssertEqual(s.components["backbone"]!["conv1.weight"]!.floats()[0], 2)
@@ -281,6 +281,12 @@ final class LayoutResolverTests: XCTestCase {
         XCTAssertEqual(Set(r.droppedKeys), ["epoch", "optimizer", "best_acc1"])
         XCTAssertTrue(r.rules.contains("dropped optimizer state at 'optimizer'"), "\(r.rules)")
         XCTAssertEqual(LayoutResolver.candidates(T.doc(root)).map(\.keyPath), ["state_dict"])
+
+        // An optimizer nested in another sub-tree is named too; the sub-tree is listed once.
+        let nested = T.dict([("model", .dict(try T.resnet(depth: 18))), ("train", T.dict([("optimizer", optimizer), ("step", .int(4))]))])
+        let n = try LayoutResolver.resolve(T.doc(nested))
+        XCTAssertEqual(n.droppedKeys, ["train"])
+        XCTAssertTrue(n.rules.contains("dropped optimizer state at 'train.optimizer'"), "\(n.rules)")
     }
 
     func testStripPrefixMustBeSharedByEveryKey() throws {

@@ -176,11 +176,12 @@ public enum LayoutResolver {
             dropped += dict.otherKeys.map { join(dict.keyPath, $0) }
             rules.append("dropped \(dict.otherKeys.count) non-tensor entries of \(where_): \(dict.otherKeys.prefix(5).joined(separator: ", "))")
         }
-        let outside = siblings(of: dict.path, in: doc.root, optimizers: walk.optimizers)
-        for o in outside.optimizers { rules.append("dropped optimizer state at '\(o)'") }
-        for c in outside.candidates { rules.append("dropped the other candidate state dict '\(c)'") }
+        let outside = siblings(of: dict.path, in: doc.root, walk: walk)
+        let nested = nestedOptimizers(walk, dropped: outside.others + outside.candidates)
+        for o in outside.optimizers + nested { rules.append("dropped optimizer state at '\(o)'") }
+        for c in outside.candidates { rules.append("dropped '\(c)', which holds other tensors") }
         if !outside.others.isEmpty {
-            rules.append("dropped \(outside.others.count) other entries: \(outside.others.prefix(5).joined(separator: ", "))\(outside.others.count > 5 ? ", ..." : "")")
+            rules.append("dropped \(outside.others.count) other \(outside.others.count == 1 ? "entry" : "entries"): \(outside.others.prefix(5).joined(separator: ", "))\(outside.others.count > 5 ? ", ..." : "")")
         }
         dropped += outside.optimizers + outside.candidates + outside.others
 
@@ -310,10 +311,11 @@ public enum LayoutResolver {
 
     static func join(_ path: String, _ key: String) -> String { path.isEmpty ? key : path + "." + key }
 
-    /// Everything in the document outside the chosen dict's path: optimizer states, other tensor
-    /// dicts, other entries (by key path).
-    static func siblings(of path: [String], in root: ObjectValue, optimizers: [[String]]) -> (optimizers: [String], candidates: [String], others: [String]) {
+    /// Everything in the document outside the chosen dict's path, by key path: optimizer states
+    /// (also those nested in a dropped sub-tree), sub-trees holding other dicts of tensors, and the rest.
+    static func siblings(of path: [String], in root: ObjectValue, walk: CandidateSearch.Walk) -> (optimizers: [String], candidates: [String], others: [String]) {
         var result: (optimizers: [String], candidates: [String], others: [String]) = ([], [], [])
+        func startsWith(_ a: [String], _ b: [String]) -> Bool { a.count >= b.count && Array(a.prefix(b.count)) == b }
         var node = root
         var prefix: [String] = []
         for step in path {
@@ -323,16 +325,12 @@ public enum LayoutResolver {
             case .list(let items), .tuple(let items): children = items.enumerated().map { (String($0.offset), $0.element) }
             default: children = []
             }
-            for (key, value) in children where key != step {
+            for (key, _) in children where key != step {
                 if key == "_metadata" { continue }
                 let p = prefix + [key]
                 let text = p.joined(separator: ".")
-                if optimizers.contains(where: { $0 == p }) { result.optimizers.append(text); continue }
-                if containsTensors(value) {
-                    if case .tensor = value { result.others.append(text) } else { result.candidates.append(text) }
-                } else {
-                    result.others.append(text)
-                }
+                if walk.optimizers.contains(p) { result.optimizers.append(text); continue }
+                if walk.dicts.contains(where: { startsWith($0.path, p) }) { result.candidates.append(text) } else { result.others.append(text) }
             }
             guard let next = children.first(where: { $0.0 == step }) else { break }
             node = next.1
@@ -341,12 +339,10 @@ public enum LayoutResolver {
         return result
     }
 
-    private static func containsTensors(_ v: ObjectValue) -> Bool {
-        switch v {
-        case .tensor: return true
-        case .dict(let e): return e.contains { containsTensors($0.value) }
-        case .list(let items), .tuple(let items): return items.contains { containsTensors($0) }
-        default: return false
+    /// Optimizer states nested inside dropped sub-trees (not direct siblings), for the rules.
+    static func nestedOptimizers(_ walk: CandidateSearch.Walk, dropped: [String]) -> [String] {
+        walk.optimizers.map { $0.joined(separator: ".") }.filter { o in
+            !dropped.contains(o) && dropped.contains { o.hasPrefix($0 + ".") }
         }
     }
 
