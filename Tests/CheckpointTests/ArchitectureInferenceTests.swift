@@ -152,6 +152,11 @@ final class ArchitectureInferenceTests: XCTestCase {
         lin(0, 32, 64); bn(1, 32); lin(3, 16, 32)
         XCTAssertEqual(try ArchitectureInference.inferHead(p, name: "p"), .init(kind: "mlp", dims: [64, 32, 16]))
 
+        // BatchNorm1d(affine=False) has only running statistics.
+        p = [:]
+        lin(0, 32, 64); bn(1, 32); p["1.weight"] = nil; p["1.bias"] = nil; lin(3, 16, 32, bias: false)
+        XCTAssertEqual(try ArchitectureInference.inferHead(p, name: "p"), .init(kind: "mlp", dims: [64, 32, 16]))
+
         // Chaining errors name the key.
         p = [:]
         lin(0, 32, 64); bn(1, 32); lin(3, 16, 31)

@@ -213,6 +213,19 @@ final class LayoutResolverTests: XCTestCase {
         XCTAssertEqual(full.components["backbone"]!["bn1.num_batches_tracked"], Tensor(int64: 5))
     }
 
+    func testHeadCountersAreFilledOnlyForRecognisedHeads() throws {
+        var sd = try T.resnet(prefix: "encoder.", fc: false) + T.mlp("projector.", [128, 16, 8])
+        sd.removeAll { $0.key.stringValue == "projector.1.num_batches_tracked" }
+        sd.append(.init(key: .string("aux.running_mean"), value: .tensor(T.tensor([3], seed: 1))))
+        sd.append(.init(key: .string("aux.running_var"), value: .tensor(T.tensor([3], seed: 1))))
+        let meta = T.dict([("projector.1", T.dict([("version", .int(1))]))])
+        let r = try LayoutResolver.resolve(T.doc(.dict(sd + [.init(key: .string("_metadata"), value: meta)])))
+        XCTAssertEqual(r.filledKeys, ["projector.1.num_batches_tracked"])
+        XCTAssertEqual(r.components["projector"]!["1.num_batches_tracked"], Tensor(int64: 0))
+        XCTAssertEqual(Array(r.components["aux"]!.keys), ["running_mean", "running_var"], "unknown components stay as found")
+        XCTAssertTrue(r.rules.contains("filled 1 missing num_batches_tracked with 0 (int64) (_metadata says BatchNorm version 1 for 1: modules saved before the buffer existed, torch's load_state_dict fills 0 too)"), "\(r.rules)")
+    }
+
     // C4 / EMA: several complete candidates are refused; --select picks one and the branch is recorded.
     func testTeacherAndStudentAreAmbiguousUntilSelected() throws {
         let root = T.dict([("teacher", .dict(try T.resnet(prefix: "backbone.", fc: false, seed: 1))),

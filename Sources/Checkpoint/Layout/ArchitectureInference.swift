@@ -188,7 +188,8 @@ public enum ArchitectureInference {
     /// Infers a head from its own state dict (keys relative to the head):
     /// - `weight [out, in]` and optional `bias [out]` -> `linear`, dims `[in, out]`;
     /// - an `nn.Sequential` of `Linear` (`<i>.weight [out, in]`, optional `<i>.bias`) and `BatchNorm1d`
-    ///   (`<i>.weight/bias/running_mean/running_var [out]`, optional `<i>.num_batches_tracked []`)
+    ///   (`<i>.running_mean/running_var [out]`, `<i>.weight/bias [out]` unless `affine=False`,
+    ///   optional `<i>.num_batches_tracked []`)
     ///   modules with parameter-free modules (ReLU) between them, starting and ending with a Linear,
     ///   each BN following a Linear of its size, each Linear taking the previous Linear's output
     ///   (method brief section 5.3) -> `mlp`, dims `[in, hidden..., out]`.
@@ -227,12 +228,13 @@ public enum ArchitectureInference {
                 }
                 dims.append(w.shape[0])
                 lastKind = "linear"
-            } else if names.isSuperset(of: ["weight", "bias", "running_mean", "running_var"]),
-                      names.isSubset(of: Set(batchNormSuffixes)) {
+            } else if names.isSuperset(of: ["running_mean", "running_var"]), names.isSubset(of: Set(batchNormSuffixes)),
+                      names.contains("weight") == names.contains("bias") {
+                // BatchNorm1d, with or without the affine weight/bias.
                 guard lastKind == "linear", let c = dims.last else {
                     throw CheckpointError.invalid("\(name).\(i) is a BatchNorm that does not follow a Linear layer")
                 }
-                for s in ["weight", "bias", "running_mean", "running_var"] where m[s]!.shape != [c] {
+                for s in ["weight", "bias", "running_mean", "running_var"] where m[s] != nil && m[s]!.shape != [c] {
                     throw CheckpointError.invalid("\(name).\(i).\(s) has shape \(m[s]!.shape), expected [\(c)]")
                 }
                 if let n = m["num_batches_tracked"], !n.shape.isEmpty {

@@ -139,6 +139,7 @@ public enum LayoutResolver {
 
         // Components.
         var components = OrderedDictionary<String, OrderedDictionary<String, SourceTensor>>()
+        var componentSource: [String: String] = ["backbone": p]
         var backbone = OrderedDictionary<String, SourceTensor>()
         for (key, _) in canonical { if let t = backboneSource[key] { backbone[key] = t } }
         components["backbone"] = backbone
@@ -152,6 +153,7 @@ public enum LayoutResolver {
         if options.components == .all {
             for a in try HeadAssignment.assign(fcGroup: fcGroup, groups: groups, features: features) {
                 components[a.component] = a.tensors
+                componentSource[a.component] = a.sourcePrefix
                 if let h = a.head { arch.heads[a.component] = h }
                 rules.append(a.rule)
                 if let w = a.warning { warnings.append(w) }
@@ -188,25 +190,30 @@ public enum LayoutResolver {
         // num_batches_tracked.
         var final = OrderedDictionary<String, StateDict>()
         var filled: [String] = []
+        var filledModules: [String] = []   // source module names (`encoder.layer1.0.bn1`), for _metadata
         var sources: [(String, SourceTensor)] = []
         for (component, tensors) in components {
             var out = StateDict()
             let prefix = Checkpoint.unprefixedComponents.contains(component) ? "" : component + "."
+            // Only modules whose layout we know get counters: the backbone and recognised heads.
+            let fill = component == "backbone" || arch.heads[component] != nil
             for (key, t) in tensors {
                 out[key] = t.tensor
                 sources.append((prefix + key, t))
-                if key.hasSuffix(".running_var") {
-                    let nbt = String(key.dropLast("running_var".count)) + "num_batches_tracked"
+                if fill && key.hasSuffix("running_var") {
+                    let module = String(key.dropLast("running_var".count))
+                    let nbt = module + "num_batches_tracked"
                     if tensors[nbt] == nil {
                         out[nbt] = Tensor(int64: 0)
                         filled.append(prefix + nbt)
+                        filledModules.append((componentSource[component] ?? "") + String(module.dropLast()))
                     }
                 }
             }
             final[component] = out
         }
         if !filled.isEmpty {
-            rules.append("filled \(filled.count) missing num_batches_tracked with 0 (int64) \(bnVersionNote(filled, prefix: p, metadata: dict.metadata))")
+            rules.append("filled \(filled.count) missing num_batches_tracked with 0 (int64) \(bnVersionNote(filledModules, metadata: dict.metadata))")
         }
 
         // Validate the backbone once more, as finally assembled, with its classifier.
@@ -353,8 +360,8 @@ public enum LayoutResolver {
         return named.last(where: { !genericContainers.contains($0) })
     }
 
-    /// What `_metadata` says about the BatchNorm version of the modules whose counters were filled.
-    static func bnVersionNote(_ filled: [String], prefix: String, metadata: ObjectValue?) -> String {
+    /// What `_metadata` says about the BatchNorm version of the modules (source names) whose counters were filled.
+    static func bnVersionNote(_ modules: [String], metadata: ObjectValue?) -> String {
         guard case .dict(let entries)? = metadata else {
             return "(no _metadata: torch's load_state_dict fills them with 0 as well)"
         }
@@ -364,10 +371,8 @@ public enum LayoutResolver {
             for f in fields where f.key.stringValue == "version" { if case .int(let v) = f.value { versions[module] = v } }
         }
         var old = 0, current = 0, unknown = 0
-        for key in filled {
-            // Backbone keys carry no component prefix; head keys do (`projector.1.num_batches_tracked`).
-            let module = String(key.dropLast(".num_batches_tracked".count))
-            if let v = versions[prefix + module] { if v < 2 { old += 1 } else { current += 1 } } else { unknown += 1 }
+        for module in modules {
+            if let v = versions[module] { if v < 2 { old += 1 } else { current += 1 } } else { unknown += 1 }
         }
         var parts: [String] = []
         if old > 0 { parts.append("_metadata says BatchNorm version 1 for \(old): modules saved before the buffer existed, torch's load_state_dict fills 0 too") }
