@@ -226,6 +226,44 @@ final class SafetensorsTests: XCTestCase {
         XCTAssertEqual(try stateDict(SafetensorsFile.read(url))["w"]?.floats(), [1.5, -2.25, 3.0])
     }
 
+    /// Header shapes the reference reader (serde into `usize`, `HashMap<String, String>`) refuses.
+    func testHeaderFieldTypesAreChecked() throws {
+        let dir = try Fixtures.scratch()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let buffer = Data(count: 8)
+        let cases: [(String, String)] = [
+            (#"[1,2]"#, "not a JSON object"),
+            (#"{"__metadata__":{"a":1},"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, "not a string"),
+            (#"{"__metadata__":[],"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, "'__metadata__'"),
+            (#"{"t":{"dtype":"F32","shape":[2.0],"data_offsets":[0,8]}}"#, "shape entry"),
+            (#"{"t":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}"#, "shape entry"),
+            (#"{"t":{"dtype":"F32","shape":[2],"data_offsets":[0]}}"#, "data_offsets"),
+            (#"{"t":{"dtype":"F32","shape":[2]}}"#, "has no 'data_offsets'"),
+            (#"{"t":{"dtype":32,"shape":[2],"data_offsets":[0,8]}}"#, "'dtype'"),
+            (#"{"t":{"dtype":"F32","shape":[99999999999,99999999999,99999999999],"data_offsets":[0,8]}}"#, "too large"),
+            // An empty tensor inside another tensor's range: the reference refuses it too.
+            (#"{"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"e":{"dtype":"F32","shape":[0],"data_offsets":[4,4]}}"#, "'e'"),
+        ]
+        for (i, (json, needle)) in cases.enumerated() {
+            var header = Data(json.utf8)
+            header.append(contentsOf: [UInt8](repeating: 0x20, count: (8 - header.count % 8) % 8))
+            var n = UInt64(header.count).littleEndian
+            let url = dir.appendingPathComponent("case\(i).safetensors")
+            try (Data(bytes: &n, count: 8) + header + buffer).write(to: url)
+            XCTAssertThrowsError(try SafetensorsFile.read(url), json) { error in
+                guard case .corrupt(let m) = error as? CheckpointError else { return XCTFail("\(json): \(error)") }
+                XCTAssertTrue(m.contains(needle), "\(json): \(m)")
+            }
+        }
+        // Extra fields in a tensor entry are ignored, as serde ignores them.
+        var header = Data(#"{"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"extra":true}}"#.utf8)
+        header.append(contentsOf: [UInt8](repeating: 0x20, count: (8 - header.count % 8) % 8))
+        var n = UInt64(header.count).littleEndian
+        let url = dir.appendingPathComponent("extra.safetensors")
+        try (Data(bytes: &n, count: 8) + header + buffer).write(to: url)
+        XCTAssertEqual(try stateDict(SafetensorsFile.read(url))["t"]?.floats(), [0, 0])
+    }
+
     func testHeaderJSONParserKeepsOrderAndDecodesEscapes() throws {
         let text = #" {"b":1,"a":[true,false,null,-0.5e3],"\u00e9\ud83d\ude00\n":"x\"y"} "#
         let value = try Array(text.utf8).withUnsafeBytes { try SafetensorsJSON.parse($0) }
