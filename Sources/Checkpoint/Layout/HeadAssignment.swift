@@ -38,6 +38,20 @@ enum HeadAssignment {
         var warning: String?
     }
 
+    /// A recognised head's keys in `state_dict()` order whatever the source order (safetensors lists
+    /// names sorted): by module index, then `weight bias running_mean running_var num_batches_tracked`.
+    static func moduleOrder(_ tensors: OrderedDictionary<String, SourceTensor>) -> OrderedDictionary<String, SourceTensor> {
+        func rank(_ key: String) -> (Int, Int) {
+            let parts = key.split(separator: ".")
+            let index = parts.count == 2 ? Int(parts[0]) ?? -1 : -1
+            let name = parts.last.map(String.init) ?? key
+            return (index, ArchitectureInference.batchNormSuffixes.firstIndex(of: name) ?? 99)
+        }
+        var out = tensors
+        out.sort { a, b in rank(a.key) < rank(b.key) }
+        return out
+    }
+
     /// Leading parts of `prefix`, longest first: `a.b.` -> [`a.b.`, `a.`, ``].
     static func ancestors(of prefix: String) -> [String] {
         var segs = prefix.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
@@ -91,7 +105,7 @@ enum HeadAssignment {
         }
         func asLinearClassifier(_ g: Group, _ head: Architecture.Head) -> Assigned {
             var renamed = OrderedDictionary<String, SourceTensor>()
-            for (k, t) in g.tensors { renamed["fc." + k] = t }
+            for (k, t) in moduleOrder(g.tensors) { renamed["fc." + k] = t }
             let rule = g.name == "fc"
                 ? "'\(g.sourcePrefix)*' is a linear layer \(head.dims[0]) -> \(head.dims[1]): component classifier"
                 : "'\(g.sourcePrefix)*' is a linear layer \(head.dims[0]) -> \(head.dims[1]): component classifier, keys renamed to fc.weight/fc.bias"
@@ -111,7 +125,7 @@ enum HeadAssignment {
             if head.kind == "linear" && fc.tensors.keys.allSatisfy({ $0 == "weight" || $0 == "bias" }) {
                 try claim(asLinearClassifier(fc, head))
             } else {
-                try claim(Assigned(component: "projector", sourcePrefix: fc.sourcePrefix, tensors: fc.tensors, head: head,
+                try claim(Assigned(component: "projector", sourcePrefix: fc.sourcePrefix, tensors: moduleOrder(fc.tensors), head: head,
                                    rule: "'\(fc.sourcePrefix)*' is an MLP \(head.dims.map(String.init).joined(separator: "-")): component projector"))
             }
         }
@@ -134,7 +148,7 @@ enum HeadAssignment {
                 }
                 try claim(asLinearClassifier(g, head))
             } else {
-                try claim(Assigned(component: component, sourcePrefix: g.sourcePrefix, tensors: g.tensors, head: head,
+                try claim(Assigned(component: component, sourcePrefix: g.sourcePrefix, tensors: moduleOrder(g.tensors), head: head,
                                    rule: "'\(g.sourcePrefix)*' is \(head.kind == "mlp" ? "an MLP" : "a linear layer") \(head.dims.map(String.init).joined(separator: "-")): component \(component)"))
             }
         }
