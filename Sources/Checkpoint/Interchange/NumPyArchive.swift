@@ -15,9 +15,10 @@ public enum NumPyArchive {
     public static let bfloat16Suffix = ".bf16"
 
     /// Reads an `.npz` archive.
-    /// - Returns: a `SourceDocument` with `format == .npz`, `container` `npz-stored`, `npz-deflated`
-    ///   or `npz-mixed`, and `root` a `.dict` of key (member name without `.npy`) -> `.tensor` in
-    ///   archive order, C-contiguous little-endian. Members not ending in `.npy` are skipped with a warning.
+    /// - Returns: a `SourceDocument` with `format == .npz`, `container == "npz"`, `metadata["compression"]`
+    ///   `stored` (`numpy.savez`), `deflated` (`numpy.savez_compressed`) or `mixed`, and `root` a `.dict`
+    ///   of key (member name without `.npy`) -> `.tensor` in archive order, C-contiguous little-endian.
+    ///   Members not ending in `.npy` are skipped with a warning.
     /// - Throws: `CheckpointError.notACheckpoint` when the file is not a ZIP; `.corrupt` for a
     ///   truncated archive, CRC mismatch, invalid `.npy` member or two members with the same key;
     ///   `.unsafe` for object arrays (`|O`, never unpickled); `.unsupported` for dtypes other than
@@ -54,8 +55,9 @@ public enum NumPyArchive {
             let tensor = try Tensor(dtype: dtype, shape: decoded.shape, data: decoded.data)
             entries.append(.init(key: .string(key), value: .tensor(SourceTensor(tensor: tensor))))
         }
-        let container = methods.count > 1 ? "npz-mixed" : methods.first == 8 ? "npz-deflated" : "npz-stored"
-        return SourceDocument(format: .npz, container: container, root: .dict(entries), warnings: warnings)
+        let compression = methods.count > 1 ? "mixed" : methods.first == 8 ? "deflated" : "stored"
+        return SourceDocument(format: .npz, container: "npz", root: .dict(entries),
+                              metadata: ["compression": compression], warnings: warnings)
     }
 
     /// Writes `stateDict` as an `.npz` archive that `numpy.load` reads: one member `<key>.npy` per tensor
