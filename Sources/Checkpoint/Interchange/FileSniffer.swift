@@ -1,0 +1,167 @@
+import Foundation
+
+/// What a file really is, judged from its bytes (never from its name).
+public enum FileKind: Equatable, Sendable {
+    /// `torch.save` zip container (a `<folder>/data.pkl` record), PyTorch >= 1.6.
+    case pytorchZip
+    /// `torch.save(..., _use_new_zipfile_serialization=False)` / pre-1.6 stream (pickled magic number first).
+    case pytorchLegacy
+    /// The pre-0.4 tar container (members `storages`, `tensors`, `pickle`).
+    case pytorchTar
+    /// `torch.jit.save` archive (zip with `constants.pkl` or `code/`).
+    case torchScript
+    /// A plain `pickle.dump`, with the globals its opcodes reference (`module.name`).
+    case rawPickle(globals: [String])
+    /// Hugging Face safetensors (8-byte little-endian header length, then a JSON object).
+    case safetensors
+    /// HDF5 (bissl's own format among others).
+    case hdf5
+    /// NumPy `.npz` (zip of `.npy` members).
+    case npz
+    /// Some other ZIP archive; `firstEntry` is its first record's name.
+    case zip(firstEntry: String)
+    /// An HTML page.
+    case html
+    /// Other text; `firstLine` is its first line, shortened.
+    case text(firstLine: String)
+    /// A Git LFS pointer file: the real content's SHA-256 and size in bytes.
+    case gitLFSPointer(oid: String, size: Int)
+    /// Zero bytes.
+    case empty
+    /// None of the above; the first bytes in hex.
+    case unknown(firstBytes: String)
+
+    /// One line saying what `fileName` is, e.g. "model.pth is an HTML page (a download that returned a web page?)".
+    public func describe(_ fileName: String) -> String {
+        switch self {
+        case .pytorchZip: return "\(fileName) is a PyTorch checkpoint (zip container)"
+        case .pytorchLegacy: return "\(fileName) is a PyTorch checkpoint (legacy pre-1.6 format)"
+        case .pytorchTar:
+            return "\(fileName) is a PyTorch checkpoint in the pre-0.4 tar format, which bissl does not read; load it with torch and re-save it with torch.save(model.state_dict(), path)"
+        case .torchScript:
+            return "\(fileName) is a TorchScript archive (torch.jit.save), not a state dict; load it with torch.jit.load and re-export with torch.save(model.state_dict(), path)"
+        case .rawPickle(let globals):
+            let list = globals.isEmpty ? "no globals" : "globals \(globals.joined(separator: ", "))"
+            return "\(fileName) is a plain Python pickle (pickle.dump), not torch.save output; it references \(list); bissl does not unpickle it because that would run code; re-export it with torch.save(model.state_dict(), path)"
+        case .safetensors: return "\(fileName) is a safetensors file"
+        case .hdf5: return "\(fileName) is an HDF5 file"
+        case .npz: return "\(fileName) is a NumPy .npz archive"
+        case .zip(let first): return "\(fileName) is a ZIP archive but not a checkpoint (first record: \(first))"
+        case .html: return "\(fileName) is an HTML page (a download that returned a web page?)"
+        case .text(let line): return "\(fileName) is a text file, not a checkpoint (it starts with \"\(line)\")"
+        case .gitLFSPointer(let oid, let size):
+            return "\(fileName) is a Git LFS pointer, not the file itself: oid sha256:\(oid), expected size \(size) bytes (run git lfs pull, or download the real file)"
+        case .empty: return "\(fileName) is empty (0 bytes)"
+        case .unknown(let bytes): return "\(fileName) is not a recognised checkpoint format (first bytes: \(bytes))"
+        }
+    }
+}
+
+/// Decides what a file is from its first bytes (and, for ZIPs, its record names).
+///
+/// Signatures: ZIP `PK\x03\x04` (APPNOTE 4.3.7; torch's `_is_zipfile`); legacy torch = the pickled
+/// magic number `80 02 8a 0a 6c fc 9c 46 f9 20 6a a8 50 19` (torch/serialization.py `MAGIC_NUMBER`);
+/// tar `ustar` at byte 257 (POSIX.1-1988); HDF5 `\x89HDF\r\n\x1a\n` at 0, 512, 1024, ... (HDF5 file
+/// format spec, superblock); safetensors = u64 LE header length then `{`
+/// (https://huggingface.co/docs/safetensors); Git LFS pointer = `version https://git-lfs.github.com/spec/v1`
+/// with `oid sha256:` and `size` lines (Git LFS spec, docs/spec.md); raw pickle = `PROTO` 2-5 (`80 0x`)
+/// not followed by the torch magic number.
+public enum FileSniffer {
+    static let legacyMagic: [UInt8] = [0x80, 0x02, 0x8A, 0x0A, 0x6C, 0xFC, 0x9C, 0x46, 0xF9, 0x20, 0x6A, 0xA8, 0x50, 0x19]
+
+    /// - Throws: `CheckpointError.io` when the file cannot be read.
+    public static func sniff(_ url: URL) throws -> FileKind {
+        let data: Data
+        do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
+            throw CheckpointError.io("cannot read \(url.path): \(error.localizedDescription)")
+        }
+        return sniff(data: data, url: url)
+    }
+
+    static func sniff(data: Data, url: URL? = nil) -> FileKind {
+        let bytes = data.startIndex == 0 ? data : Data(data)
+        let size = bytes.count
+        if size == 0 { return .empty }
+        let head = [UInt8](bytes.prefix(1024))
+        func starts(with sig: [UInt8], at offset: Int = 0) -> Bool {
+            offset + sig.count <= head.count && Array(head[offset..<(offset + sig.count)]) == sig
+        }
+
+        if starts(with: [0x50, 0x4B, 0x03, 0x04]) || starts(with: [0x50, 0x4B, 0x05, 0x06]) { return zipKind(bytes) }
+        if starts(with: legacyMagic) { return .pytorchLegacy }
+        if starts(with: Array("ustar".utf8), at: 257) { return tarKind(bytes) }
+        let hdf5: [UInt8] = [0x89, 0x48, 0x44, 0x46, 0x0D, 0x0A, 0x1A, 0x0A]
+        var at = 0
+        while at + 8 <= size {
+            if bytes.subdata(in: at..<(at + 8)).elementsEqual(hdf5) { return .hdf5 }
+            at = at == 0 ? 512 : at * 2
+        }
+        if head[0] == 0x80, head.count > 1, (2...5).contains(head[1]) {
+            return .rawPickle(globals: PickleScanner.scan(bytes).globals)
+        }
+        if size >= 10 {
+            let n = bytes.prefix(8).withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+            if n >= 2, n <= UInt64(size - 8), head[8] == UInt8(ascii: "{") { return .safetensors }
+        }
+        if let text = textPrefix(head) {
+            if let lfs = lfsPointer(bytes) { return lfs }
+            let lower = text.lowercased().drop(while: { $0.isWhitespace || $0 == "\u{FEFF}" })
+            if lower.hasPrefix("<!doctype html") || lower.hasPrefix("<html") || lower.contains("<html")
+                || (lower.hasPrefix("<") && (lower.contains("<head") || lower.contains("<body"))) {
+                return .html
+            }
+            let first = text.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: true).first.map(String.init) ?? ""
+            return .text(firstLine: String(first.prefix(60)))
+        }
+        return .unknown(firstBytes: head.prefix(16).map { String(format: "%02x", $0) }.joined(separator: " "))
+    }
+
+    private static func zipKind(_ data: Data) -> FileKind {
+        let names: [String]
+        if let archive = try? ZipArchive(data: data) {
+            names = archive.entries.map(\.name)
+        } else {
+            // Damaged archive: the first local header still names the first record.
+            let nameLen = data.count >= 30 ? Int(data[26]) | Int(data[27]) << 8 : 0
+            guard data.count >= 30 + nameLen else { return .zip(firstEntry: "") }
+            names = [String(decoding: data.subdata(in: 30..<(30 + nameLen)), as: UTF8.self)]
+        }
+        if names.contains(where: { $0.hasSuffix("/constants.pkl") || $0.contains("/code/") }) { return .torchScript }
+        if names.contains(where: { $0.hasSuffix("/data.pkl") }) { return .pytorchZip }
+        if let first = names.first, first.hasSuffix(".npy") { return .npz }
+        return .zip(firstEntry: names.first ?? "")
+    }
+
+    private static func tarKind(_ data: Data) -> FileKind {
+        let name = String(decoding: data.prefix(100).prefix { $0 != 0 }, as: UTF8.self)
+        if ["storages", "tensors", "pickle", "sys_info"].contains(name) { return .pytorchTar }
+        return .unknown(firstBytes: "tar archive, first member \(name)")
+    }
+
+    /// The leading bytes as text when they look like text (valid UTF-8, no NUL, mostly printable).
+    private static func textPrefix(_ head: [UInt8]) -> String? {
+        guard !head.contains(0) else { return nil }
+        var bytes = head
+        // A 1 KiB cut may split a UTF-8 sequence: drop up to 3 trailing continuation bytes.
+        var trimmed = 0
+        while let last = bytes.last, last & 0xC0 == 0x80 || last >= 0xC0, trimmed < 3, String(bytes: bytes, encoding: .utf8) == nil {
+            bytes.removeLast(); trimmed += 1
+        }
+        guard let s = String(bytes: bytes, encoding: .utf8) else { return nil }
+        let control = s.unicodeScalars.filter { $0.value < 0x20 && !["\n", "\r", "\t"].contains($0) }.count
+        return control == 0 ? s : nil
+    }
+
+    private static func lfsPointer(_ data: Data) -> FileKind? {
+        guard data.count < 1024, let text = String(data: data, encoding: .utf8),
+              text.hasPrefix("version https://git-lfs.github.com/spec/") else { return nil }
+        var oid: String?
+        var size: Int?
+        for line in text.split(separator: "\n") {
+            if line.hasPrefix("oid sha256:") { oid = String(line.dropFirst("oid sha256:".count)).trimmingCharacters(in: .whitespaces) }
+            if line.hasPrefix("size ") { size = Int(line.dropFirst(5).trimmingCharacters(in: .whitespaces)) }
+        }
+        guard let oid, let size else { return nil }
+        return .gitLFSPointer(oid: oid, size: size)
+    }
+}

@@ -1,0 +1,133 @@
+import Foundation
+
+/// Turns a decoded pickle (`PickleValue`) into the `ObjectValue` tree the rest of bissl reads,
+/// materialising tensors from their storages and recording what was skipped.
+///
+/// - Key paths in messages are dict keys and list indices joined by `.` (`optimizer.param_groups.0`),
+///   as layout resolution names them; the root is "the top-level object".
+/// - An opaque value (built from a global we do not run) stays `.opaque(global:)` and adds a warning
+///   naming the global and the key path, and how many tensors it held (not imported).
+/// - Attributes set by `BUILD` on a dict (a state dict's `_metadata`) become entries of that dict
+///   under their attribute name, unless the dict already has such a key.
+/// - Tensors that name the same storage bytes (key, offset, size, stride, dtype) share one buffer.
+struct PickleConversion {
+    /// Loads a storage's bytes (little-endian, `numel * dtype.size` bytes); `path` names the first
+    /// tensor that needs it, for error messages.
+    typealias StorageLoader = (_ storage: TorchStorageRef, _ path: String) throws -> Data
+
+    private let loadStorage: StorageLoader
+    private(set) var warnings: [String] = []
+    /// Device tags of the storages tensors came from, in first-seen order.
+    private(set) var locations: [String] = []
+    private var storages: [TorchStorageRef: Data] = [:]
+    private var tensors: [TensorKey: Tensor] = [:]
+    private var open: Set<ObjectIdentifier> = []
+
+    private struct TensorKey: Hashable {
+        var storage: TorchStorageRef
+        var dtype: DType
+        var offset: Int
+        var size: [Int]
+        var stride: [Int]
+    }
+
+    init(loadStorage: @escaping StorageLoader) {
+        self.loadStorage = loadStorage
+    }
+
+    static func pathText(_ path: [String]) -> String {
+        path.isEmpty ? "the top-level object" : path.joined(separator: ".")
+    }
+
+    mutating func convert(_ value: PickleValue, path: [String] = []) throws -> ObjectValue {
+        guard path.count < 200 else { throw CheckpointError.corrupt("objects nested deeper than 200 levels at \(Self.pathText(path))") }
+        switch value {
+        case .none: return .none
+        case .bool(let b): return .bool(b)
+        case .int(let i): return .int(i)
+        case .bigInt(let s): return .bigInt(s)
+        case .float(let d): return .float(d)
+        case .string(let s): return .string(s)
+        case .bytes(let b): return .bytes(b)
+        case .tuple(let items):
+            return .tuple(try items.enumerated().map { try convert($0.element, path: path + [String($0.offset)]) })
+        case .list(let l):
+            let id = ObjectIdentifier(l)
+            guard open.insert(id).inserted else { throw CheckpointError.corrupt("list at \(Self.pathText(path)) contains itself") }
+            defer { open.remove(id) }
+            return .list(try l.items.enumerated().map { try convert($0.element, path: path + [String($0.offset)]) })
+        case .dict(let d):
+            let id = ObjectIdentifier(d)
+            guard open.insert(id).inserted else { throw CheckpointError.corrupt("dict at \(Self.pathText(path)) contains itself") }
+            defer { open.remove(id) }
+            var entries: [ObjectValue.DictEntry] = []
+            entries.reserveCapacity(d.entries.count + d.attributes.count)
+            var names: Set<String> = []
+            for (k, v) in d.entries {
+                let key = try convert(k, path: path + ["<key>"])
+                let segment = Self.keyText(key)
+                if let s = key.stringValue { names.insert(s) }
+                entries.append(.init(key: key, value: try convert(v, path: path + [segment])))
+            }
+            for (name, v) in d.attributes where !names.contains(name) {
+                entries.append(.init(key: .string(name), value: try convert(v, path: path + [name])))
+                names.insert(name)
+            }
+            return .dict(entries)
+        case .global(let g):
+            return .string(g)
+        case .torchDType(let name):
+            return .string("torch.\(name)")
+        case .numpyDType(let box):
+            return .string("numpy.dtype(\(box.code))")
+        case .storage(let s):
+            throw CheckpointError.unsupported("\(Self.pathText(path)) is a bare \(s.className) (storage \(s.key)) without a tensor; not supported")
+        case .opaque(let o):
+            var message = "skipped \(Self.pathText(path)): it needs \(o.global), which is not on torch's weights-only allowlist (never executed)"
+            if o.tensors > 0 { message += "; it held \(o.tensors) tensor\(o.tensors == 1 ? "" : "s"), not imported" }
+            warnings.append(message)
+            return .opaque(global: o.global)
+        case .tensor(let spec):
+            return .tensor(try sourceTensor(spec, path: path))
+        }
+    }
+
+    private mutating func sourceTensor(_ spec: TorchTensorSpec, path: [String]) throws -> SourceTensor {
+        let name = Self.pathText(path)
+        let key = TensorKey(storage: spec.storage, dtype: spec.dtype, offset: spec.storageOffset, size: spec.size, stride: spec.stride)
+        if !locations.contains(spec.storage.location) { locations.append(spec.storage.location) }
+        let tensor: Tensor
+        if let cached = tensors[key] {
+            tensor = cached
+        } else {
+            let bytes: Data
+            if let cached = storages[spec.storage] {
+                bytes = cached
+            } else {
+                bytes = try loadStorage(spec.storage, name)
+                storages[spec.storage] = bytes
+            }
+            guard bytes.count % spec.dtype.size == 0 else {
+                throw CheckpointError.corrupt("\(name): storage \(spec.storage.key) has \(bytes.count) bytes, not a whole number of \(spec.dtype.rawValue) elements")
+            }
+            tensor = try PyTorchTensorView.materialize(storage: bytes, dtype: spec.dtype, offset: spec.storageOffset,
+                                                       size: spec.size, stride: spec.stride, name: name)
+            tensors[key] = tensor
+        }
+        return SourceTensor(tensor: tensor, storageKey: spec.storage.key,
+                            storageOffset: spec.storage.elementOffset + spec.storageOffset,
+                            stride: spec.stride, location: spec.storage.location)
+    }
+
+    static func keyText(_ key: ObjectValue) -> String {
+        switch key {
+        case .string(let s): return s
+        case .int(let i): return String(i)
+        case .bigInt(let s): return s
+        case .bool(let b): return b ? "True" : "False"
+        case .float(let d): return String(d)
+        case .none: return "None"
+        default: return "?"
+        }
+    }
+}

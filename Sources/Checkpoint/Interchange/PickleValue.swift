@@ -1,0 +1,102 @@
+import Foundation
+
+/// A value on the pickle machine's stack while a file is decoded (never executed).
+///
+/// Mutable containers (`list`, `dict`, set, objects receiving `BUILD`) are reference types because
+/// the pickle memo shares them: `EMPTY_DICT; BINPUT 0; MARK ... SETITEMS` fills the dict the memo
+/// holds (Python's pickle.py `load_setitems`). Tensors stay unmaterialised (`TorchTensorSpec`)
+/// until the storages are available: the legacy format stores them after the pickle.
+indirect enum PickleValue {
+    case none
+    case bool(Bool)
+    case int(Int64)
+    /// Integer outside Int64, as decimal text.
+    case bigInt(String)
+    case float(Double)
+    case string(String)
+    case bytes(Data)
+    case tuple([PickleValue])
+    case list(PickleList)
+    case dict(PickleDict)
+    /// A resolved global (`module.qualname`, modules normalised from Python 2 names).
+    case global(String)
+    /// A storage reference produced by a persistent id.
+    case storage(TorchStorageRef)
+    /// A tensor to be cut out of a storage.
+    case tensor(TorchTensorSpec)
+    /// A torch dtype object (`torch.float32` -> "float32").
+    case torchDType(String)
+    /// A `numpy.dtype` object; `BUILD` sets its byte order.
+    case numpyDType(NumpyDTypeBox)
+    /// Something built from a global we do not run; `tensors` counts tensors it swallowed.
+    case opaque(PickleOpaque)
+}
+
+final class PickleList {
+    var items: [PickleValue]
+    init(_ items: [PickleValue] = []) { self.items = items }
+}
+
+/// `dict` / `OrderedDict` / `Counter`: ordered, later assignments to a key replace the value.
+final class PickleDict {
+    private(set) var entries: [(key: PickleValue, value: PickleValue)] = []
+    private var stringIndex: [String: Int] = [:]
+    /// Instance attributes set by `BUILD` (a state dict's `_metadata`).
+    var attributes: [(name: String, value: PickleValue)] = []
+
+    func set(_ key: PickleValue, _ value: PickleValue) {
+        if case .string(let s) = key {
+            if let i = stringIndex[s] { entries[i].value = value; return }
+            stringIndex[s] = entries.count
+        } else if case .int(let k) = key,
+                  let i = entries.firstIndex(where: { if case .int(k) = $0.key { return true } else { return false } }) {
+            entries[i].value = value
+            return
+        }
+        entries.append((key, value))
+    }
+}
+
+final class NumpyDTypeBox {
+    /// numpy type code as pickled: `f8`, `i8`, `b1`, `u1`, ...
+    let code: String
+    /// `<`, `>`, `|` or `=` once `BUILD` has run.
+    var byteOrder = "="
+    init(code: String) { self.code = code }
+}
+
+final class PickleOpaque {
+    let global: String
+    var tensors = 0
+    init(global: String) { self.global = global }
+}
+
+/// One storage as a persistent id names it: `('storage', torch.FloatStorage, '0', 'cpu', numel)`
+/// (zip format) or its legacy 6-tuple form with a view `(view_key, offset, size)`.
+struct TorchStorageRef: Hashable {
+    /// Storage class name, e.g. `FloatStorage`, `UntypedStorage`.
+    var className: String
+    /// Element type of the storage (uint8 for `UntypedStorage`).
+    var dtype: DType
+    /// `data/<key>` in the zip format, the root key in the legacy format.
+    var key: String
+    /// Device tag as recorded: `cpu`, `cuda:0`, ...
+    var location: String
+    /// Storage length in elements of `dtype`.
+    var numel: Int
+    /// Legacy view storages: first element of the view within the root storage.
+    var elementOffset: Int = 0
+}
+
+/// A tensor as `torch._utils._rebuild_tensor_v2/v3` describes it, before its bytes are read.
+struct TorchTensorSpec {
+    var storage: TorchStorageRef
+    /// dtype of the tensor (differs from the storage's only for `UntypedStorage`, v3).
+    var dtype: DType
+    /// In elements of `dtype`.
+    var storageOffset: Int
+    var size: [Int]
+    var stride: [Int]
+    var requiresGrad: Bool
+    var isParameter: Bool = false
+}

@@ -1,0 +1,58 @@
+import Foundation
+
+/// PyTorch `.pth` / `.pt` files: `torch.save` output read without Python and without executing
+/// anything, and state dicts written so that `torch.load(weights_only=True)` followed by
+/// `load_state_dict(strict=True)` accepts them. Format notes: ../shared/pth-format.md.
+public enum PyTorchFile {
+    /// Reads a `torch.save` file: the zip container (PyTorch >= 1.6, any top folder) or the legacy
+    /// stream (pre-1.6 / `_use_new_zipfile_serialization=False`).
+    ///
+    /// - Returns: a `SourceDocument` with `format == .pth`, `container` `pytorch-zip` or
+    ///   `pytorch-legacy`, the decoded object tree (tensors C-contiguous and little-endian, bf16 kept
+    ///   as raw bits; `SourceTensor` keeps storage key, offset, stride and device tag), metadata
+    ///   (`byteorder`, and for zips `zip_folder`, `version`, `byteorder_record` = `little`, `big` or
+    ///   `absent`, ...) and warnings for fields skipped because they need a global outside torch's
+    ///   weights-only allowlist (named with the global and the key path).
+    /// - Throws: `CheckpointError.notACheckpoint` naming what the file really is (HTML page, Git LFS
+    ///   pointer with oid and size, plain pickle with the globals it references, ...);
+    ///   `.corrupt` for a truncated ZIP (with sizes) or a CRC mismatch (naming the record and the
+    ///   tensor); `.unsafe` when a tensor needs a global outside the allowlist; `.unsupported` for
+    ///   TorchScript archives, the pre-0.4 tar format, unsupported dtypes or archive versions.
+    public static func read(_ url: URL) throws -> SourceDocument {
+        let kind = try FileSniffer.sniff(url)
+        let file = url.lastPathComponent
+        switch kind {
+        case .pytorchZip:
+            return try PyTorchZipReader.read(url)
+        case .pytorchLegacy:
+            return try PyTorchLegacyReader.read(url)
+        case .torchScript, .pytorchTar:
+            throw CheckpointError.unsupported(kind.describe(file))
+        case .safetensors, .hdf5, .npz:
+            throw CheckpointError.notACheckpoint("\(kind.describe(file)), not a PyTorch checkpoint")
+        case .zip:
+            // A zip whose central directory could not be listed (damaged) or with an unexpected
+            // layout: let the zip reader give the precise reason.
+            return try PyTorchZipReader.read(url)
+        case .rawPickle, .html, .text, .gitLFSPointer, .empty, .unknown:
+            throw CheckpointError.notACheckpoint(kind.describe(file))
+        }
+    }
+
+    /// Writes `stateDict` as `torch.save(state_dict, url)` in torch 2.x does (zip container, top
+    /// folder = the file's stem), or in the legacy stream format when `legacy` is true.
+    ///
+    /// Tensors are written in order, one storage each (`data/0`, `data/1`, ...), C-contiguous,
+    /// little-endian, on device `cpu`; every dtype of `DType` maps to its typed storage
+    /// (`torch.FloatStorage`, `torch.BFloat16Storage`, `torch.LongStorage`, `torch.BoolStorage`, ...).
+    /// Storage sharing is not written: aliased names get one copy each.
+    /// The file is published atomically (nothing is left at `url` on failure).
+    /// - Throws: `CheckpointError.io` when the file cannot be written.
+    public static func write(_ stateDict: StateDict, to url: URL, legacy: Bool = false) throws {
+        if legacy {
+            try PyTorchLegacyWriter.write(stateDict, to: url)
+        } else {
+            try PyTorchZipWriter.write(stateDict, to: url)
+        }
+    }
+}

@@ -1,0 +1,72 @@
+import Foundation
+
+/// Cuts a tensor out of its storage the way `torch.Tensor.set_(storage, offset, size, stride)`
+/// views it, and copies it to C-contiguous order (torch/_utils.py `_rebuild_tensor_v2`;
+/// element `i` of a view is `storage[offset + sum(index_d * stride_d)]`).
+enum PyTorchTensorView {
+    /// - Parameters:
+    ///   - storage: the storage's bytes, little-endian, `storageElements * dtype.size` of them.
+    ///   - dtype: element type of the tensor.
+    ///   - offset, size, stride: in elements (torch's `storage_offset()`, `size()`, `stride()`).
+    ///   - name: key path of the tensor, for messages.
+    /// - Returns: a C-contiguous tensor of shape `size`.
+    /// - Throws: `CheckpointError.corrupt` when the view reaches past the end of the storage.
+    static func materialize(storage: Data, dtype: DType, offset: Int, size: [Int], stride: [Int],
+                            name: String) throws -> Tensor {
+        let es = dtype.size
+        let count = size.reduce(1, *)
+        if count == 0 { return try Tensor(dtype: dtype, shape: size, data: Data()) }
+        let storageElements = storage.count / es
+        let last = offset + zip(size, stride).reduce(0) { $0 + ($1.0 - 1) * $1.1 }
+        guard offset >= 0, last < storageElements else {
+            throw CheckpointError.corrupt(
+                "\(name): view (offset \(offset), size \(size), stride \(stride)) reaches element \(last) of a storage of \(storageElements) elements")
+        }
+        let base = storage.startIndex
+        if isContiguous(size: size, stride: stride) {
+            let start = base + offset * es
+            return try Tensor(dtype: dtype, shape: size, data: storage.subdata(in: start..<(start + count * es)))
+        }
+        var out = Data(count: count * es)
+        out.withUnsafeMutableBytes { (dst: UnsafeMutableRawBufferPointer) in
+            storage.withUnsafeBytes { (src: UnsafeRawBufferPointer) in
+                var written = 0
+                func copy(dim: Int, at element: Int) {
+                    if dim == size.count {
+                        dst.baseAddress!.advanced(by: written).copyMemory(from: src.baseAddress!.advanced(by: element * es), byteCount: es)
+                        written += es
+                        return
+                    }
+                    var e = element
+                    for _ in 0..<size[dim] {
+                        copy(dim: dim + 1, at: e)
+                        e += stride[dim]
+                    }
+                }
+                copy(dim: 0, at: offset)
+            }
+        }
+        return try Tensor(dtype: dtype, shape: size, data: out)
+    }
+
+    /// C-contiguous strides for `size` (torch's `contiguous()` strides).
+    static func contiguousStrides(_ size: [Int]) -> [Int] {
+        var strides = [Int](repeating: 1, count: size.count)
+        var acc = 1
+        for d in stride(from: size.count - 1, through: 0, by: -1) {
+            strides[d] = acc
+            acc *= max(size[d], 1)
+        }
+        return strides
+    }
+
+    /// True when the view is C-contiguous (dimensions of size 1 may have any stride, as in torch).
+    static func isContiguous(size: [Int], stride: [Int]) -> Bool {
+        var expected = 1
+        for d in Swift.stride(from: size.count - 1, through: 0, by: -1) where size[d] != 1 {
+            if stride[d] != expected { return false }
+            expected *= size[d]
+        }
+        return true
+    }
+}
