@@ -212,6 +212,7 @@ final class NumPyTests: XCTestCase {
         refuse(withHeader("{'descr': '<U3', 'fortran_order': False, 'shape': (1,)}"), "not supported")
         refuse(withHeader("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,)}"), "structured")
         refuse(withHeader("{'descr': '|O', 'fortran_order': False, 'shape': (1,)}"), "unpickling")
+        refuse(withHeader("{'descr': 'O', 'fortran_order': False, 'shape': (1,)}"), "unpickling")
         // Trailing bytes are ignored, as numpy.load ignores them, with a warning.
         let extra = try NumPyArray.decodeRaw(good + Data([1, 2]), name: "x.npy")
         XCTAssertEqual(extra.warnings.count, 1)

@@ -76,7 +76,8 @@ struct NumPyHeader: Equatable {
         }
         switch dict["descr"]! {
         case .string(let descr):
-            if descr.dropFirst().hasPrefix("O") {
+            let body = descr.first.map { "<>|=".contains($0) } == true ? descr.dropFirst() : Substring(descr)
+            if body.hasPrefix("O") {
                 throw Failure(reason: "holds Python objects (descr '\(descr)'), which only unpickling could read; refused", kind: .unsafe)
             }
             return NumPyHeader(descr: descr, fortranOrder: fortran, shape: shape)
