@@ -68,6 +68,22 @@ final class LayoutInterchangeTests: XCTestCase {
         XCTAssertEqual(source.metadata, ["format": "pt"])
         XCTAssertEqual(source.strippedPrefix, "backbone.")
         XCTAssertEqual(source.format, "safetensors")
+        let ckpt = r.checkpoint(fileName: "simclr.safetensors", sha256: "00", document: doc)
+        XCTAssertEqual(ckpt.provenance.stage, "imported")
+        XCTAssertEqual(ckpt.provenance.source, source)
+        XCTAssertEqual(Array(ckpt.components.keys), ["backbone", "classifier", "projector"])
+        // Backbone plus classifier flatten to the torchvision state dict; the projector keeps its prefix.
+        let flat = ckpt.flatStateDict()
+        XCTAssertEqual(Set(flat.keys).count, 122 + 9)
+        XCTAssertNotNil(flat["projector.3.bias"])
+        XCTAssertNotNil(flat["fc.weight"])
+
+        // inspect --json: candidates carry their selector and score.
+        let json = try JSONEncoder().encode(r.candidates)
+        let decoded = try JSONSerialization.jsonObject(with: json) as! [[String: Any]]
+        XCTAssertEqual(decoded.first?["selector"] as? String, "backbone")
+        XCTAssertEqual(decoded.first?["score"] as? Double, 1)
+        XCTAssertEqual(decoded.first?["matched"] as? Int, 120)
     }
 
     func testNpzWithModulePrefixAndNoCounters() throws {

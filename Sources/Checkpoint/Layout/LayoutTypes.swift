@@ -30,7 +30,7 @@ public struct LayoutOptions: Equatable, Sendable {
 
 /// One place in a source document where a ResNet backbone may live: a dict of tensors at `keyPath`
 /// and the key `prefix` its backbone keys carry there. Listed by `bissl inspect`.
-public struct Candidate: Equatable, Sendable {
+public struct Candidate: Equatable, Sendable, Encodable {
     /// Dotted key path of the dict (`state_dict`, `model_ema`, `0` for a list element); "" for the root.
     public var keyPath: String
     /// Prefix of the backbone keys in that dict (`module.`, `encoder.`); "" when the keys are bare.
@@ -57,6 +57,25 @@ public struct Candidate: Equatable, Sendable {
     public var selector: String {
         let p = prefix.hasSuffix(".") ? String(prefix.dropLast()) : prefix
         return [keyPath, p].filter { !$0.isEmpty }.joined(separator: ".")
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case selector, keyPath, prefix, tensorCount, architecture, matched, total, score, complete, differences
+    }
+
+    /// JSON for `bissl inspect --json`: the stored fields plus `selector` and `score`.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(selector, forKey: .selector)
+        try c.encode(keyPath, forKey: .keyPath)
+        try c.encode(prefix, forKey: .prefix)
+        try c.encode(tensorCount, forKey: .tensorCount)
+        try c.encodeIfPresent(architecture, forKey: .architecture)
+        try c.encode(matched, forKey: .matched)
+        try c.encode(total, forKey: .total)
+        try c.encode(score, forKey: .score)
+        try c.encode(complete, forKey: .complete)
+        try c.encode(differences, forKey: .differences)
     }
 
     /// `'state_dict.encoder' 318/318 resnet50-w1-small (complete)`, for messages and `inspect`.
@@ -99,6 +118,14 @@ public struct Resolution: Sendable {
     public var warnings: [String]
     /// Every candidate found, best first.
     public var candidates: [Candidate]
+
+    /// The imported checkpoint: these components and architecture, provenance stage `imported` with
+    /// `source(...)` and the document's and the resolution's warnings.
+    public func checkpoint(fileName: String, sha256: String, document: SourceDocument, commandLine: [String] = []) -> Checkpoint {
+        Checkpoint(components: components, architecture: architecture,
+                   provenance: Provenance(stage: "imported", source: source(fileName: fileName, sha256: sha256, document: document),
+                                          warnings: document.warnings + warnings, commandLine: commandLine))
+    }
 
     /// The provenance record of an import from this resolution.
     public func source(fileName: String, sha256: String, document: SourceDocument) -> Provenance.Source {
