@@ -32,10 +32,12 @@ import Collections
 ///    (`queue`), non-tensor entries and every other sub-tree of the document are dropped and
 ///    listed in `droppedKeys` (sub-trees by their key path). `--component backbone` keeps only the
 ///    backbone and lists everything else as dropped.
-/// 6. **num_batches_tracked** (case C3) is an optional int64 buffer: a missing one is filled with 0
-///    (`torch.tensor(0)`, as `_NormBase._load_from_state_dict` does for BatchNorm version < 2) and
-///    listed in `filledKeys`; the rule says what `_metadata` (an entry `_metadata` of the chosen
-///    dict: module prefix -> `{"version": N}`) says about the BatchNorm version.
+/// 6. **num_batches_tracked** (case C3) is an optional int64 buffer: a missing one (next to a
+///    `running_var` of the backbone or of a recognised head) is filled with 0 (`torch.tensor(0)`, as
+///    `_NormBase._load_from_state_dict` does for BatchNorm version < 2) and listed in `filledKeys`;
+///    the rule says what `_metadata` (the entry `_metadata` of the chosen dict, which is how the
+///    pickle reader exposes the state dict's BUILD state: source module name -> `{"version": N}`)
+///    says about those modules' BatchNorm version. Components kept unrecognised are never filled.
 /// 7. **Validation.** The backbone must match `ArchitectureInference.canonicalKeys` exactly (shapes,
 ///    dtypes); heads must take the sizes they are given. Failures throw `CheckpointError.invalid`
 ///    naming the first differences with counts.
