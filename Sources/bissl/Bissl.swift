@@ -9,7 +9,7 @@ struct Bissl: ParsableCommand {
         commandName: "bissl",
         abstract: "Model zoo, checkpoint conversion and BiSSL alignment for self-supervised ResNets.",
         version: bisslVersion,
-        subcommands: [])
+        subcommands: [Convert.self, Inspect.self])
 
     /// Runs the CLI with our error convention: one `error: ...` line on stderr, non-zero exit,
     /// no stack trace (ArgumentParser's own `Error:` prefix is replaced).

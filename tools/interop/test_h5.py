@@ -64,7 +64,7 @@ def read_flat(path):
                 dtype = text(marker) if marker is not None else {
                     np.dtype(v): k for k, v in NUMPY_OF.items() if k not in ("bfloat16", "bool")}[ds.dtype]
                 assert ds.dtype == np.dtype(NUMPY_OF[dtype]), (key, ds.dtype)
-                name = key if component in ("backbone", "classifier") else f"{component}.{key}"
+                name = key if component in ("backbone", "classifier", "tensors") else f"{component}.{key}"
                 out[name] = (dtype, ds[()])
     return out
 

@@ -21,10 +21,12 @@ public struct Checkpoint: Equatable, Sendable {
         self.provenance = provenance
     }
 
-    /// Components whose keys go into an exported state dict unprefixed (torchvision `ResNet` layout).
-    public static let unprefixedComponents: Set<String> = ["backbone", "classifier"]
+    /// Components whose keys go into an exported state dict unprefixed: `backbone` and `classifier`
+    /// (together the torchvision `ResNet` layout) and `tensors` (a plain tensor dict `bissl convert`
+    /// carried over from a file with no recognised architecture).
+    public static let unprefixedComponents: Set<String> = ["backbone", "classifier", "tensors"]
 
-    /// One flat state dict for export: backbone and classifier keys as they are, every other
+    /// One flat state dict for export: backbone, classifier and tensors keys as they are, every other
     /// component's keys prefixed with `<component>.` (`projector.0.weight`).
     /// - Parameter only: restrict to these components (e.g. `["backbone"]`); nil for all.
     public func flatStateDict(only: Set<String>? = nil) -> StateDict {

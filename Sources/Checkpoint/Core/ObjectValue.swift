@@ -88,3 +88,24 @@ public struct SourceDocument: Sendable {
         self.warnings = warnings
     }
 }
+
+extension ObjectValue {
+    /// Every tensor in the tree with its dotted key path (`state_dict.layer1.0.conv1.weight`,
+    /// list elements by index), in document order.
+    public func tensorPaths() -> [(path: String, tensor: SourceTensor)] {
+        var found: [(String, SourceTensor)] = []
+        func visit(_ value: ObjectValue, _ path: String) {
+            let join = { (key: String) in path.isEmpty ? key : path + "." + key }
+            switch value {
+            case .tensor(let t): found.append((path, t))
+            case .dict(let entries):
+                for e in entries { visit(e.value, join(e.key.stringValue ?? String(describing: e.key))) }
+            case .list(let items), .tuple(let items):
+                for (i, item) in items.enumerated() { visit(item, join(String(i))) }
+            default: break
+            }
+        }
+        visit(self, "")
+        return found
+    }
+}

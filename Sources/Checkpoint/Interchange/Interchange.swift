@@ -1,0 +1,125 @@
+import Crypto
+import Foundation
+
+/// One entry point over every format: read any supported file, resolve it to a `Checkpoint`, write a
+/// `Checkpoint` in any format. `bissl convert`, `import` and `export` all go through here.
+public enum Interchange {
+    /// The format a path's extension names: `.pth`/`.pt`/`.bin`/`.tar`/`.ckpt` -> pth, `.safetensors`,
+    /// `.npz`, `.h5`/`.hdf5`; nil otherwise.
+    public static func format(forPath path: String) -> InterchangeFormat? {
+        switch URL(fileURLWithPath: path).pathExtension.lowercased() {
+        case "pth", "pt", "bin", "tar", "ckpt": return .pth
+        case "safetensors": return .safetensors
+        case "npz": return .npz
+        case "h5", "hdf5": return .h5
+        default: return nil
+        }
+    }
+
+    /// Decodes a source file by what its bytes say it is (never by its name).
+    /// - Throws: `CheckpointError.notACheckpoint` naming what the file really is (HTML page, Git LFS
+    ///   pointer, plain pickle, ...), or the reader's own error.
+    public static func readSource(_ url: URL) throws -> SourceDocument {
+        let kind = try FileSniffer.sniff(url)
+        switch kind {
+        case .pytorchZip, .pytorchLegacy: return try PyTorchFile.read(url)
+        case .safetensors: return try SafetensorsFile.read(url)
+        case .npz: return try NumPyArchive.read(url)
+        default: throw CheckpointError.notACheckpoint(kind.describe(url.lastPathComponent))
+        }
+    }
+
+    /// Reads any supported file as a checkpoint. Our own HDF5 files are read as they are (components
+    /// filtered by `options.components`); every other format is decoded, resolved by `LayoutResolver`
+    /// and given `imported` provenance that records the source file's SHA-256 and every rule applied.
+    /// - Parameter allowPlainTensors: when the file holds one dict of tensors with no ResNet keys at
+    ///   all, keep it as it is in a `tensors` component instead of refusing (`bissl convert` allows this,
+    ///   `bissl import` does not: the zoo holds models whose architecture is known).
+    public static func load(_ url: URL, options: LayoutOptions, allowPlainTensors: Bool = false,
+                            commandLine: [String] = CommandLine.arguments) throws -> Checkpoint {
+        let started = isoNow()
+        if CheckpointFile.isHDF5(url) {
+            var checkpoint = try CheckpointFile.read(url)
+            if options.components == .backbone {
+                checkpoint.components = checkpoint.components.filter { $0.key == "backbone" }
+                checkpoint.architecture?.heads = [:]
+            }
+            return checkpoint
+        }
+        let document = try readSource(url)
+        if allowPlainTensors, let plain = plainTensors(document, options: options) {
+            let source = Provenance.Source(
+                fileName: url.lastPathComponent, sha256: try sha256Hex(of: url), format: document.format.rawValue,
+                container: document.container,
+                rules: ["no ResNet backbone keys: kept \(plain.count) tensors as they are in component 'tensors'"],
+                metadata: document.metadata)
+            return Checkpoint(
+                components: ["tensors": plain], architecture: nil,
+                provenance: Provenance(stage: "imported", source: source, warnings: document.warnings,
+                                       commandLine: commandLine, startedAt: started, endedAt: isoNow()))
+        }
+        let resolution = try LayoutResolver.resolve(document, options: options)
+        let source = resolution.source(fileName: url.lastPathComponent, sha256: try sha256Hex(of: url), document: document)
+        let provenance = Provenance(
+            stage: "imported", source: source, warnings: document.warnings + resolution.warnings,
+            commandLine: commandLine, startedAt: started, endedAt: isoNow())
+        return Checkpoint(components: resolution.components, architecture: resolution.architecture, provenance: provenance)
+    }
+
+    /// The one dict of tensors of a document in which no ResNet backbone key occurs anywhere, with
+    /// its keys as the file names them; nil when there are several dicts, any backbone key, or options.
+    static func plainTensors(_ document: SourceDocument, options: LayoutOptions) -> StateDict? {
+        guard options.select == nil, options.stripPrefix == nil, options.components == .all else { return nil }
+        let candidates = LayoutResolver.candidates(document)
+        guard candidates.count == 1, candidates[0].architecture == nil else { return nil }
+        let prefix = candidates[0].keyPath.isEmpty ? "" : candidates[0].keyPath + "."
+        var dict = StateDict()
+        for (path, tensor) in document.root.tensorPaths() where path.hasPrefix(prefix) {
+            dict[String(path.dropFirst(prefix.count))] = tensor.tensor
+        }
+        return dict
+    }
+
+    /// Writes `checkpoint` as `format`. Interchange formats get one flat state dict
+    /// (`Checkpoint.flatStateDict`); safetensors carries a provenance summary in `__metadata__`.
+    /// - Parameters:
+    ///   - legacy: for `.pth`, the pre-1.6 stream container instead of zip.
+    ///   - compressed: for `.npz`, deflated members (as `numpy.savez_compressed`) instead of stored.
+    public static func write(_ checkpoint: Checkpoint, to url: URL, format: InterchangeFormat,
+                             legacy: Bool = false, compressed: Bool = false) throws {
+        switch format {
+        case .h5:
+            try CheckpointFile.write(checkpoint, to: url)
+        case .pth:
+            try PyTorchFile.write(checkpoint.flatStateDict(), to: url, legacy: legacy)
+        case .safetensors:
+            try SafetensorsFile.write(checkpoint.flatStateDict(), metadata: safetensorsMetadata(checkpoint), to: url)
+        case .npz:
+            try NumPyArchive.write(checkpoint.flatStateDict(), to: url, compressed: compressed)
+        }
+    }
+
+    /// `__metadata__` of an exported safetensors file: `format: pt` (the Hugging Face convention), the
+    /// content id, stage, architecture label and the full provenance as compact JSON.
+    static func safetensorsMetadata(_ checkpoint: Checkpoint) -> [String: String] {
+        var meta = ["format": "pt", "bissl.content_id": ContentID.compute(checkpoint), "bissl.stage": checkpoint.provenance.stage]
+        if let arch = checkpoint.architecture { meta["bissl.arch"] = arch.label }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        if let json = try? encoder.encode(checkpoint.provenance) { meta["bissl.provenance"] = String(decoding: json, as: UTF8.self) }
+        return meta
+    }
+
+    /// SHA-256 of a file's bytes, lowercase hex, read in 4 MiB chunks.
+    public static func sha256Hex(of url: URL) throws -> String {
+        guard let handle = try? FileHandle(forReadingFrom: url) else {
+            throw CheckpointError.io("cannot read \(url.path)")
+        }
+        defer { try? handle.close() }
+        var hasher = SHA256()
+        while let chunk = try handle.read(upToCount: 4 << 20), !chunk.isEmpty { hasher.update(data: chunk) }
+        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+
+    static func isoNow() -> String { ISO8601DateFormatter().string(from: Date()) }
+}
