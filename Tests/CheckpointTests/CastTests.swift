@@ -89,6 +89,21 @@ final class CastTests: XCTestCase {
         XCTAssertEqual(w, [])
         XCTAssertEqual(back["conv1.weight"]!.floats(), bf["conv1.weight"]!.floats(), "widening is exact")
         XCTAssertThrowsError(try Precision.cast(bf, to: .int8, castBuffers: false))
+
+        // Widening casts are exact and apply to BN buffers too, even without castBuffers.
+        let (half, _) = try Precision.cast(Self.bnDict(), to: .float16, castBuffers: true)
+        let (wide, w3) = try Precision.cast(half, to: .float32, castBuffers: false)
+        XCTAssertEqual(w3, [])
+        XCTAssertEqual(wide["bn1.running_var"]!.dtype, .float32)
+        XCTAssertEqual(wide["bn1.running_var"]!.floats(), [0, .infinity])
+        // Narrowing float64 -> float32 keeps buffers unless asked.
+        var f64 = StateDict()
+        f64["bn1.running_var"] = try Tensor(dtype: .float64, shape: [1], data: withUnsafeBytes(of: (1e-50).bitPattern.littleEndian) { Data($0) })
+        f64["conv1.weight"] = f64["bn1.running_var"]
+        let (narrow, w4) = try Precision.cast(f64, to: .float32, castBuffers: false)
+        XCTAssertEqual(narrow["bn1.running_var"]!.dtype, .float64)
+        XCTAssertEqual(narrow["conv1.weight"]!.floats(), [0])
+        XCTAssertEqual(w4, ["conv1.weight: 1 of 1 nonzero values vanish in float32 (become 0), e.g. 1e-50"])
     }
 
     func testImportCheckWarnsOnZeroAndInfiniteVarianceInHalfStorage() throws {

@@ -10,11 +10,13 @@ public enum Precision {
     /// Casts every floating-point tensor of `dict` to `dtype`, like `tensor.to(dtype)` in PyTorch
     /// (round to nearest, ties to even: `FloatRounding`); integer and bool tensors are unchanged.
     ///
-    /// BatchNorm running statistics keep their precision unless `castBuffers` (a variance of 1e-8
-    /// or 7e4 does not survive float16). Shapes and key order are kept.
+    /// When the cast can lose information (to float16/bfloat16, float64 to float32), BatchNorm
+    /// running statistics keep their precision unless `castBuffers` (a variance of 1e-8 or 7e4 does
+    /// not survive float16); widening casts (float16/bfloat16 to float32/float64, float32 to float64)
+    /// are exact and apply to every floating-point tensor. Shapes and key order are kept.
     /// - Parameters:
     ///   - dtype: `float64`, `float32`, `float16` or `bfloat16`.
-    ///   - castBuffers: also cast `running_mean`/`running_var`.
+    ///   - castBuffers: also cast `running_mean`/`running_var` on a narrowing cast.
     /// - Returns: the cast dict and one warning per tensor whose finite values overflow to infinity
     ///   (|x| above the largest finite value of `dtype`, 65504 for float16) or whose nonzero values
     ///   vanish to zero, with counts and an example value.
@@ -26,7 +28,7 @@ public enum Precision {
         var out = StateDict()
         var warnings: [String] = []
         for (key, t) in dict {
-            guard t.dtype.isFloatingPoint, t.dtype != dtype, castBuffers || !isBatchNormBuffer(key) else {
+            guard t.dtype.isFloatingPoint, t.dtype != dtype, castBuffers || isExact(t.dtype, to: dtype) || !isBatchNormBuffer(key) else {
                 out[key] = t
                 continue
             }
@@ -72,6 +74,16 @@ public enum Precision {
             out[key] = try Tensor(dtype: dtype, shape: t.shape, data: data)
         }
         return (out, warnings)
+    }
+
+    /// True when every value of `source` is exactly representable in `target` (a widening cast).
+    public static func isExact(_ source: DType, to target: DType) -> Bool {
+        switch (source, target) {
+        case (.float16, .float32), (.float16, .float64), (.bfloat16, .float32), (.bfloat16, .float64), (.float32, .float64):
+            return true
+        default:
+            return source == target
+        }
     }
 
     /// Largest finite value of a floating-point dtype, as text (`65504` for float16).
