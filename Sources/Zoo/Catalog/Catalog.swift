@@ -1,0 +1,308 @@
+import Checkpoint
+import Foundation
+import GRDB
+
+/// The zoo's index: an SQLite database in WAL mode (schemas/catalog.md), opened through GRDB.
+///
+/// Every mutation runs in one `BEGIN IMMEDIATE` transaction (`write`), so concurrent `bissl` processes
+/// queue on SQLite's write lock (waiting up to `busyTimeout`) and never lose each other's rows. Reads
+/// see the last committed state. Errors are `CheckpointError`s with one line naming the catalog.
+final class Catalog {
+    /// How long a process waits for another one's write transaction before giving up.
+    static let busyTimeout: TimeInterval = 120
+
+    let url: URL
+    private let queue: DatabaseQueue
+
+    /// Opens (or creates, when `create`) the catalog at `url` and brings its schema to
+    /// `CatalogSchema.currentVersion`.
+    /// - Throws: `CheckpointError.unsupported` for a catalog of a newer schema (left untouched),
+    ///   `CheckpointError.io` when SQLite cannot open or write it.
+    init(url: URL, create: Bool) throws {
+        self.url = url
+        let exists = FileManager.default.fileExists(atPath: url.path)
+        if !exists && !create {
+            throw CheckpointError.io("no zoo catalog at \(url.path)")
+        }
+        if exists {
+            // Check the version before GRDB touches the file (it would switch journal modes).
+            try Self.refuseNewerSchema(url)
+        }
+        var config = Configuration()
+        config.busyMode = .timeout(Self.busyTimeout)
+        config.journalMode = .wal
+        config.foreignKeysEnabled = true
+        config.label = "bissl-catalog"
+        do {
+            queue = try DatabaseQueue(path: url.path, configuration: config)
+        } catch {
+            throw Self.describe(error, url: url)
+        }
+        try write { db in try CatalogSchema.migrate(db, path: url.path) }
+    }
+
+    /// Reads the schema version from the database header without opening a connection (which would
+    /// create WAL files) and refuses a newer schema. SQLite keeps `PRAGMA user_version` as a 4-byte
+    /// big-endian integer at offset 60 of the header (https://www.sqlite.org/fileformat2.html#user_version_number).
+    /// `CatalogSchema.migrate` checks again inside its transaction, where the WAL is taken into account.
+    private static func refuseNewerSchema(_ url: URL) throws {
+        guard let handle = FileHandle(forReadingAtPath: url.path) else {
+            throw CheckpointError.io("cannot read the catalog \(url.path): \(String(cString: strerror(errno)))")
+        }
+        defer { try? handle.close() }
+        let header = (try? handle.read(upToCount: 100)) ?? Data()
+        guard header.count >= 64 else { return }  // empty file: SQLite initialises it
+        guard header.prefix(16) == Data("SQLite format 3\u{0}".utf8) else {
+            throw CheckpointError.corrupt("\(url.path): the catalog is not an SQLite database; rebuild it with bissl verify --reindex")
+        }
+        let version = header[60..<64].reduce(0) { $0 << 8 | Int($1) }
+        try CatalogSchema.checkNotNewer(version, path: url.path)
+    }
+
+    /// Runs `body` in one IMMEDIATE transaction; commits when it returns, rolls back when it throws.
+    func write<T>(_ body: (Database) throws -> T) throws -> T {
+        do {
+            return try queue.writeWithoutTransaction { db in
+                var result: T?
+                try db.inTransaction(.immediate) {
+                    result = try body(db)
+                    return .commit
+                }
+                return result!
+            }
+        } catch {
+            throw Self.describe(error, url: url)
+        }
+    }
+
+    /// Runs `body` on the last committed state.
+    func read<T>(_ body: (Database) throws -> T) throws -> T {
+        do {
+            return try queue.read { db in try body(db) }
+        } catch {
+            throw Self.describe(error, url: url)
+        }
+    }
+
+    /// Closes the connection (checkpointing the WAL when it is the last one).
+    func close() throws {
+        do { try queue.close() } catch { throw Self.describe(error, url: url) }
+    }
+
+    /// `CheckpointError`s pass through; SQLite errors become one `.io` line naming the catalog.
+    static func describe(_ error: Error, url: URL) -> Error {
+        if error is CheckpointError { return error }
+        if let db = error as? DatabaseError {
+            switch db.resultCode {
+            case .SQLITE_BUSY, .SQLITE_LOCKED:
+                return CheckpointError.io("\(url.path): catalog is locked by another bissl process (waited \(Int(busyTimeout)) s)")
+            case .SQLITE_READONLY, .SQLITE_PERM, .SQLITE_CANTOPEN:
+                return CheckpointError.io("\(url.path): cannot open the catalog for writing: \(db.message ?? "\(db.resultCode)")")
+            case .SQLITE_NOTADB, .SQLITE_CORRUPT:
+                return CheckpointError.corrupt("\(url.path): the catalog is damaged (\(db.message ?? "not a database")); rebuild it with bissl verify --reindex")
+            default:
+                return CheckpointError.io("\(url.path): catalog error: \(db.message ?? "\(db.resultCode)")")
+            }
+        }
+        return CheckpointError.io("\(url.path): \(error)")
+    }
+
+    // MARK: - entries
+
+    static func insert(_ s: EntrySummary, _ db: Database) throws {
+        try db.execute(sql: """
+            INSERT INTO entries (id, stage, method, arch, dataset, headline_metric, headline_value, created, size,
+                                 tensor_count, components, source_file, provenance)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [s.id, s.stage, s.method, s.arch, s.dataset, s.headlineMetric, s.headlineValue, s.created, s.size,
+                             s.tensorCount, s.components.joined(separator: "\n"), s.sourceFile, s.provenanceJSON])
+        // A re-imported removed entry is listed again: its tombstone row and edges give way.
+        try db.execute(sql: "DELETE FROM tombstones WHERE id = ?", arguments: [s.id])
+        try db.execute(sql: "DELETE FROM edges WHERE child = ?", arguments: [s.id])
+        for (position, parent) in s.parents.enumerated() {
+            try db.execute(sql: "INSERT INTO edges (child, parent, relation, note, position) VALUES (?, ?, ?, ?, ?)",
+                           arguments: [s.id, parent.id, parent.relation, parent.note, position])
+        }
+        for (name, value) in s.metrics.sorted(by: { $0.key < $1.key }) {
+            try db.execute(sql: "INSERT INTO metrics (entry_id, name, value) VALUES (?, ?, ?)",
+                           arguments: [s.id, name, value.isNaN ? nil : value])
+        }
+    }
+
+    static func exists(_ id: String, _ db: Database) throws -> Bool {
+        try Bool.fetchOne(db, sql: "SELECT 1 FROM entries WHERE id = ?", arguments: [id]) ?? false
+    }
+
+    static func allIDs(_ db: Database) throws -> Set<String> {
+        Set(try String.fetchAll(db, sql: "SELECT id FROM entries"))
+    }
+
+    /// Ids starting with `prefix` (lowercase hex), at most `limit`.
+    static func ids(withPrefix prefix: String, limit: Int, _ db: Database) throws -> [String] {
+        try String.fetchAll(db, sql: "SELECT id FROM entries WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
+                            arguments: [prefix, prefix + "g", limit])
+    }
+
+    /// Deletes a listed entry with its labels, metrics and lineage edges.
+    static func delete(_ id: String, _ db: Database) throws {
+        try db.execute(sql: "DELETE FROM edges WHERE child = ?", arguments: [id])
+        try db.execute(sql: "DELETE FROM entries WHERE id = ?", arguments: [id])
+    }
+
+    /// Entries matching `filter`, newest first, with their labels.
+    static func records(_ filter: ListFilter, _ db: Database) throws -> [EntryRecord] {
+        var clauses: [String] = []
+        var arguments: StatementArguments = []
+        if let v = filter.stage { clauses.append("e.stage = ?"); arguments += [v] }
+        if let v = filter.method { clauses.append("e.method = ?"); arguments += [v] }
+        if let v = filter.arch { clauses.append("(e.arch = ? OR e.arch LIKE ? || '-%')"); arguments += [v, v] }
+        if let v = filter.dataset { clauses.append("instr(e.dataset, ?) > 0"); arguments += [v] }
+        if let v = filter.tag {
+            clauses.append("EXISTS (SELECT 1 FROM labels t WHERE t.entry_id = e.id AND t.label GLOB ?)"); arguments += [v]
+        }
+        if let ids = filter.ids {
+            clauses.append("e.id IN (\(ids.map { _ in "?" }.joined(separator: ",")))")
+            arguments += StatementArguments(ids)
+        }
+        let whereSQL = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
+        let rows = try Row.fetchAll(db, sql: """
+            SELECT e.*, (SELECT group_concat(kind || ':' || label, char(10)) FROM labels l WHERE l.entry_id = e.id) AS all_labels,
+                   (SELECT group_concat(parent || char(31) || relation || char(31) || ifnull(note, ''), char(30))
+                      FROM (SELECT * FROM edges g WHERE g.child = e.id ORDER BY position)) AS all_edges,
+                   (SELECT group_concat(name || char(31) || ifnull(value, 'NaN'), char(30)) FROM metrics m WHERE m.entry_id = e.id) AS all_metrics
+            FROM entries e \(whereSQL) ORDER BY e.created DESC, e.id
+            """, arguments: arguments)
+        return rows.map(record)
+    }
+
+    private static func record(_ row: Row) -> EntryRecord {
+        let id: String = row["id"]
+        var summary = EntrySummary.placeholder(id: id)
+        summary.stage = row["stage"]
+        summary.method = row["method"]
+        summary.arch = row["arch"]
+        summary.dataset = row["dataset"]
+        summary.headlineMetric = row["headline_metric"]
+        summary.headlineValue = row["headline_value"]
+        summary.created = row["created"]
+        summary.size = row["size"]
+        summary.tensorCount = row["tensor_count"]
+        summary.components = (row["components"] as String).split(separator: "\n").map(String.init)
+        summary.sourceFile = row["source_file"]
+        summary.provenanceJSON = row["provenance"]
+        let edges: String? = row["all_edges"]
+        summary.parents = (edges ?? "").split(separator: "\u{1E}").map { record in
+            let parts = record.split(separator: "\u{1F}", maxSplits: 2, omittingEmptySubsequences: false).map(String.init)
+            return Provenance.Parent(id: parts[0], relation: parts.count > 1 ? parts[1] : "", note: parts.count > 2 && !parts[2].isEmpty ? parts[2] : nil)
+        }
+        let metrics: String? = row["all_metrics"]
+        for record in (metrics ?? "").split(separator: "\u{1E}") {
+            let parts = record.split(separator: "\u{1F}", maxSplits: 1).map(String.init)
+            if parts.count == 2 { summary.metrics[parts[0]] = Double(parts[1]) ?? .nan }
+        }
+        var name: String?
+        var tags: [String] = []
+        let labels: String? = row["all_labels"]
+        for line in (labels ?? "").split(separator: "\n") {
+            if line.hasPrefix("name:") { name = String(line.dropFirst(5)) } else if line.hasPrefix("tag:") { tags.append(String(line.dropFirst(4))) }
+        }
+        return EntryRecord(summary: summary, name: name, tags: tags.sorted())
+    }
+
+    // MARK: - labels
+
+    static func labelOwner(_ label: String, _ db: Database) throws -> (id: String, kind: LabelKind)? {
+        guard let row = try Row.fetchOne(db, sql: "SELECT entry_id, kind FROM labels WHERE label = ?", arguments: [label]) else { return nil }
+        return (row["entry_id"], LabelKind(rawValue: row["kind"]) ?? .tag)
+    }
+
+    static func labels(of id: String, _ db: Database) throws -> [(label: String, kind: LabelKind)] {
+        try Row.fetchAll(db, sql: "SELECT label, kind FROM labels WHERE entry_id = ? ORDER BY kind, label", arguments: [id])
+            .map { ($0["label"], LabelKind(rawValue: $0["kind"]) ?? .tag) }
+    }
+
+    static func allLabels(_ db: Database) throws -> [(label: String, kind: LabelKind, id: String)] {
+        try Row.fetchAll(db, sql: "SELECT label, kind, entry_id FROM labels ORDER BY label")
+            .map { ($0["label"], LabelKind(rawValue: $0["kind"]) ?? .tag, $0["entry_id"]) }
+    }
+
+    static func addLabel(_ label: String, kind: LabelKind, id: String, _ db: Database) throws {
+        try db.execute(sql: "INSERT INTO labels (label, kind, entry_id) VALUES (?, ?, ?)", arguments: [label, kind.rawValue, id])
+    }
+
+    static func removeLabel(_ label: String, _ db: Database) throws {
+        try db.execute(sql: "DELETE FROM labels WHERE label = ?", arguments: [label])
+    }
+
+    // MARK: - lineage and tombstones
+
+    /// Entries (listed or not) that name `id` as a parent.
+    static func children(of id: String, _ db: Database) throws -> [String] {
+        try String.fetchAll(db, sql: "SELECT DISTINCT child FROM edges WHERE parent = ? ORDER BY child", arguments: [id])
+    }
+
+    static func edges(from child: String, _ db: Database) throws -> [Provenance.Parent] {
+        try Row.fetchAll(db, sql: "SELECT parent, relation, note FROM edges WHERE child = ? ORDER BY position", arguments: [child])
+            .map { Provenance.Parent(id: $0["parent"], relation: $0["relation"], note: $0["note"]) }
+    }
+
+    static func insert(_ t: Tombstone, _ db: Database) throws {
+        try db.execute(sql: """
+            INSERT OR REPLACE INTO tombstones (id, stage, method, arch, labels, removed_at, provenance) VALUES (?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [t.id, t.stage, t.method, t.arch, t.labels.joined(separator: "\n"), t.removedAt, EntrySummary.json(t.provenance)])
+        try db.execute(sql: "DELETE FROM edges WHERE child = ?", arguments: [t.id])
+        for (position, parent) in t.provenance.parents.enumerated() {
+            try db.execute(sql: "INSERT INTO edges (child, parent, relation, note, position) VALUES (?, ?, ?, ?, ?)",
+                           arguments: [t.id, parent.id, parent.relation, parent.note, position])
+        }
+    }
+
+    static func tombstone(_ id: String, _ db: Database) throws -> Tombstone? {
+        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM tombstones WHERE id = ?", arguments: [id]),
+              let provenance = EntrySummary.decodeProvenance(row["provenance"]) else { return nil }
+        return Tombstone(id: row["id"], stage: row["stage"], method: row["method"], arch: row["arch"],
+                         labels: (row["labels"] as String).split(separator: "\n").map(String.init),
+                         removedAt: row["removed_at"], provenance: provenance)
+    }
+
+    static func allTombstoneIDs(_ db: Database) throws -> Set<String> {
+        Set(try String.fetchAll(db, sql: "SELECT id FROM tombstones"))
+    }
+
+    /// Empties every table (for `reindex`), keeping the schema.
+    static func clear(_ db: Database) throws {
+        for table in ["labels", "edges", "metrics", "entries", "tombstones"] { try db.execute(sql: "DELETE FROM \(table)") }
+    }
+}
+
+/// Filters of `bissl list` (all optional; given ones must all hold).
+public struct ListFilter: Sendable, Equatable {
+    public var stage: String?
+    public var method: String?
+    /// An architecture label (`resnet50`) or its start before a `-` (`resnet18` matches `resnet18-w8-small`).
+    public var arch: String?
+    /// A substring of the headline dataset URI.
+    public var dataset: String?
+    /// A label or glob pattern (`best-*`) matching one of the entry's name or tags.
+    public var tag: String?
+    /// Only these ids.
+    public var ids: [String]?
+
+    public init(stage: String? = nil, method: String? = nil, arch: String? = nil, dataset: String? = nil, tag: String? = nil, ids: [String]? = nil) {
+        self.stage = stage
+        self.method = method
+        self.arch = arch
+        self.dataset = dataset
+        self.tag = tag
+        self.ids = ids
+    }
+}
+
+extension EntrySummary {
+    /// An empty summary for `id`, filled field by field from a catalog row.
+    static func placeholder(id: String) -> EntrySummary {
+        EntrySummary(
+            id: id, checkpoint: Checkpoint(components: [:], architecture: nil, provenance: Provenance(stage: "")),
+            size: 0, modified: Date(timeIntervalSince1970: 0))
+    }
+}

@@ -1,0 +1,101 @@
+import Checkpoint
+import GRDB
+
+/// The catalog's versioned migrations (schemas/catalog.md). The schema version is SQLite's
+/// `PRAGMA user_version`; migration *n* takes the schema from version n-1 to n. `migrate` runs in one
+/// `BEGIN IMMEDIATE` transaction, so processes opening a fresh zoo at the same time apply each
+/// migration exactly once; a catalog whose version is above `currentVersion` is refused untouched.
+enum CatalogSchema {
+    /// The schema version this code writes and reads.
+    static let currentVersion = 1
+
+    /// Migration n (1-based) as SQL statements.
+    static let migrations: [[String]] = [
+        // 1: entries, labels (names and tags), lineage edges, metrics, tombstones of removed entries.
+        // `edges.child` is a listed entry or a tombstone, so lineage walks through removed entries.
+        [
+            """
+            CREATE TABLE entries (
+                id TEXT PRIMARY KEY NOT NULL,
+                stage TEXT NOT NULL,
+                method TEXT,
+                arch TEXT,
+                dataset TEXT,
+                headline_metric TEXT,
+                headline_value REAL,
+                created TEXT NOT NULL,
+                size INTEGER NOT NULL,
+                tensor_count INTEGER NOT NULL,
+                components TEXT NOT NULL,
+                source_file TEXT,
+                provenance TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX entries_stage ON entries(stage)",
+            "CREATE INDEX entries_created ON entries(created)",
+            """
+            CREATE TABLE labels (
+                label TEXT PRIMARY KEY NOT NULL,
+                kind TEXT NOT NULL CHECK (kind IN ('name', 'tag')),
+                entry_id TEXT NOT NULL REFERENCES entries(id) ON DELETE CASCADE
+            )
+            """,
+            "CREATE UNIQUE INDEX labels_one_name ON labels(entry_id) WHERE kind = 'name'",
+            "CREATE INDEX labels_entry ON labels(entry_id)",
+            """
+            CREATE TABLE edges (
+                child TEXT NOT NULL,
+                parent TEXT NOT NULL,
+                relation TEXT NOT NULL,
+                note TEXT,
+                position INTEGER NOT NULL,
+                PRIMARY KEY (child, position)
+            )
+            """,
+            "CREATE INDEX edges_parent ON edges(parent)",
+            """
+            CREATE TABLE metrics (
+                entry_id TEXT NOT NULL REFERENCES entries(id) ON DELETE CASCADE,
+                name TEXT NOT NULL,
+                value REAL,
+                PRIMARY KEY (entry_id, name)
+            )
+            """,
+            """
+            CREATE TABLE tombstones (
+                id TEXT PRIMARY KEY NOT NULL,
+                stage TEXT NOT NULL,
+                method TEXT,
+                arch TEXT,
+                labels TEXT NOT NULL,
+                removed_at TEXT NOT NULL,
+                provenance TEXT NOT NULL
+            )
+            """,
+        ],
+    ]
+
+    static func version(_ db: Database) throws -> Int {
+        try Int.fetchOne(db, sql: "PRAGMA user_version") ?? 0
+    }
+
+    /// Refuses a catalog written by a newer schema.
+    /// - Throws: `CheckpointError.unsupported` ("catalog written by a newer bissl (schema N > M)").
+    static func checkNotNewer(_ version: Int, path: String) throws {
+        if version > currentVersion {
+            throw CheckpointError.unsupported(
+                "\(path): catalog written by a newer bissl (schema \(version) > \(currentVersion)); upgrade bissl")
+        }
+    }
+
+    /// Brings the schema to `currentVersion` inside the caller's IMMEDIATE transaction.
+    static func migrate(_ db: Database, path: String) throws {
+        let version = try self.version(db)
+        try checkNotNewer(version, path: path)
+        guard version < currentVersion else { return }
+        for n in (version + 1)...currentVersion {
+            for statement in migrations[n - 1] { try db.execute(sql: statement) }
+        }
+        try db.execute(sql: "PRAGMA user_version = \(currentVersion)")
+    }
+}

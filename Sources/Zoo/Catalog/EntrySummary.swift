@@ -1,0 +1,108 @@
+import Checkpoint
+import Foundation
+
+/// One catalog row of `entries`, everything derived from an object file: its provenance, architecture,
+/// tensors and byte size. `Zoo.reindex` recomputes exactly this from the objects.
+public struct EntrySummary: Codable, Equatable, Sendable {
+    /// Full content id (64 hex).
+    public var id: String
+    public var stage: String
+    public var method: String?
+    /// `Architecture.label` (`resnet50`, `resnet18-w8-small`), nil when the architecture is unknown.
+    public var arch: String?
+    /// URI of the dataset that characterises the entry (see `headlineDataset`).
+    public var dataset: String?
+    /// Metric shown by `list` (see `headlineMetric`) and its value (nil for NaN).
+    public var headlineMetric: String?
+    public var headlineValue: Double?
+    /// ISO 8601 UTC: provenance `endedAt`, else `startedAt`, else the object file's modification time.
+    public var created: String
+    /// Object file size in bytes.
+    public var size: Int64
+    public var tensorCount: Int
+    /// Component names in stored order.
+    public var components: [String]
+    /// Source file name of an import.
+    public var sourceFile: String?
+    /// Parents as recorded in provenance (`relation`, `note`), in order.
+    public var parents: [Provenance.Parent]
+    public var metrics: [String: Double]
+    /// The provenance JSON document, sorted keys.
+    public var provenanceJSON: String
+
+    /// Derives the row of a checkpoint whose object file has `size` bytes and modification time `modified`.
+    public init(id: String, checkpoint: Checkpoint, size: Int64, modified: Date) {
+        let p = checkpoint.provenance
+        self.id = id
+        stage = p.stage
+        method = p.method
+        arch = checkpoint.architecture?.label
+        dataset = Self.headlineDataset(p.datasets)?.uri
+        let headline = Self.headlineMetric(p.metrics)
+        headlineMetric = headline?.name
+        headlineValue = headline.flatMap { $0.value.isNaN ? nil : $0.value }
+        created = p.endedAt ?? p.startedAt ?? ISO8601DateFormatter().string(from: modified)
+        self.size = size
+        tensorCount = checkpoint.components.values.reduce(0) { $0 + $1.count }
+        components = Array(checkpoint.components.keys)
+        sourceFile = p.source?.fileName
+        parents = p.parents
+        metrics = p.metrics
+        provenanceJSON = Self.json(p)
+    }
+
+    /// Metric names in order of preference for the `list` column; other names follow alphabetically.
+    public static let headlinePreference = ["top1", "linear_top1", "knn_top1", "top5", "accuracy", "loss"]
+
+    /// The preferred metric present (`headlinePreference`, else the alphabetically first), nil when none.
+    public static func headlineMetric(_ metrics: [String: Double]) -> (name: String, value: Double)? {
+        if let name = headlinePreference.first(where: { metrics[$0] != nil }) { return (name, metrics[name]!) }
+        return metrics.keys.sorted().first.map { ($0, metrics[$0]!) }
+    }
+
+    /// The dataset of the task: first with role `downstream*`, else `eval*`, else the first listed.
+    public static func headlineDataset(_ datasets: [Provenance.Dataset]) -> Provenance.Dataset? {
+        datasets.first { $0.role.hasPrefix("downstream") } ?? datasets.first { $0.role.hasPrefix("eval") } ?? datasets.first
+    }
+
+    static func json(_ p: Provenance) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        return (try? encoder.encode(p)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+    }
+
+    static func decodeProvenance(_ json: String) -> Provenance? {
+        let decoder = JSONDecoder()
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        return try? decoder.decode(Provenance.self, from: Data(json.utf8))
+    }
+}
+
+/// A listed entry: its summary plus its labels.
+public struct EntryRecord: Codable, Equatable, Sendable {
+    public var summary: EntrySummary
+    /// The entry's name, if it has one.
+    public var name: String?
+    /// Its tags, sorted.
+    public var tags: [String]
+
+    public var id: String { summary.id }
+    /// First 12 hex digits of the id, as `list` shows it.
+    public var shortID: String { String(summary.id.prefix(12)) }
+}
+
+/// What the zoo remembers of a removed entry that descendants still name as parent
+/// (`tombstones/<id>.json`, and the catalog table `tombstones`).
+public struct Tombstone: Codable, Equatable, Sendable {
+    public var id: String
+    public var stage: String
+    public var method: String?
+    public var arch: String?
+    /// Name and tags the entry had when it was removed.
+    public var labels: [String]
+    /// ISO 8601 UTC.
+    public var removedAt: String
+    /// Its full provenance, as it was stored in the object file.
+    public var provenance: Provenance
+}

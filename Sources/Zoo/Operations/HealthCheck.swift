@@ -1,0 +1,86 @@
+import Checkpoint
+
+/// Health warnings for a stored checkpoint (`bissl verify`, `bissl show`), case C5 and C15 of
+/// ../shared/cases/README.md: BatchNorm layers that make features constant or undefined, and
+/// non-finite weights.
+public enum HealthCheck {
+    /// Warnings, one line each, prefixed with the component:
+    /// - a BatchNorm `weight` (a `.weight` with a sibling `.running_var`) whose values are all zero:
+    ///   in eval mode `y = weight * x_hat + bias`, so the layer outputs its bias whatever the input
+    ///   (`torch.nn.BatchNorm2d`), i.e. constant features;
+    /// - `running_var` / `running_mean` with zero, negative, infinite or NaN values (`BatchNormCheck`);
+    /// - any other floating-point tensor holding NaN or infinite values.
+    public static func warnings(_ checkpoint: Checkpoint) -> [String] {
+        var out: [String] = []
+        for (component, dict) in checkpoint.components {
+            var zeroBN: [String] = []
+            for (key, tensor) in dict where tensor.dtype.isFloatingPoint && tensor.count > 0 {
+                if key.hasSuffix("running_var") || key.hasSuffix("running_mean") { continue }
+                let values = tensor.doubles()
+                if key.hasSuffix(".weight"), dict[String(key.dropLast("weight".count)) + "running_var"] != nil,
+                   values.allSatisfy({ $0 == 0 }) {
+                    zeroBN.append(key)
+                }
+                let nonFinite = values.reduce(into: (nan: 0, inf: 0)) { acc, x in
+                    if x.isNaN { acc.nan += 1 } else if x.isInfinite { acc.inf += 1 }
+                }
+                if nonFinite.nan + nonFinite.inf > 0 {
+                    out.append("\(component) \(key): \(nonFinite.nan) NaN, \(nonFinite.inf) inf of \(tensor.count) values (non-finite weights)")
+                }
+            }
+            if !zeroBN.isEmpty {
+                let shown = zeroBN.prefix(3).joined(separator: ", ") + (zeroBN.count > 3 ? ", ..." : "")
+                out.append("\(component): \(zeroBN.count) BatchNorm weight tensor\(zeroBN.count == 1 ? " is" : "s are") all zero (\(shown)): degenerate BatchNorm, constant features")
+            }
+            out += BatchNormCheck.warnings(dict, component: component)
+        }
+        return out
+    }
+}
+
+/// Checks a decoded provenance against the constraints of schemas/provenance.schema.json that its
+/// Swift type does not already enforce (enums, SHA-256 and time patterns, non-empty strings).
+public enum ProvenanceCheck {
+    public static let stages: Set<String> = ["imported", "pretext", "bissl", "finetune", "probe"]
+    public static let relations: Set<String> = ["imported-from", "pretrained-from", "aligned-from", "finetuned-from", "probed-from"]
+    public static let sourceFormats: Set<String> = ["pth", "safetensors", "npz", "h5"]
+
+    /// One line per violation, naming the JSON path (`parents[0].relation`); empty when valid.
+    public static func violations(_ p: Provenance) -> [String] {
+        var out: [String] = []
+        if !stages.contains(p.stage) { out.append("stage '\(p.stage)' is not one of \(stages.sorted().joined(separator: ", "))") }
+        for (i, parent) in p.parents.enumerated() {
+            if parent.id.isEmpty { out.append("parents[\(i)].id is empty") }
+            if !relations.contains(parent.relation) { out.append("parents[\(i)].relation '\(parent.relation)' is not one of \(relations.sorted().joined(separator: ", "))") }
+        }
+        if let s = p.source {
+            if s.fileName.isEmpty { out.append("source.fileName is empty") }
+            if !isSHA256(s.sha256) { out.append("source.sha256 '\(s.sha256)' is not 64 lowercase hex digits") }
+            if !sourceFormats.contains(s.format) { out.append("source.format '\(s.format)' is not one of \(sourceFormats.sorted().joined(separator: ", "))") }
+            if s.container.isEmpty { out.append("source.container is empty") }
+        }
+        for (i, d) in p.datasets.enumerated() {
+            if d.role.isEmpty { out.append("datasets[\(i)].role is empty") }
+            if d.uri.isEmpty { out.append("datasets[\(i)].uri is empty") }
+            if !isSHA256(d.fingerprint) { out.append("datasets[\(i)].fingerprint is not 64 lowercase hex digits") }
+        }
+        if p.tool.name.isEmpty { out.append("tool.name is empty") }
+        if p.tool.version.isEmpty { out.append("tool.version is empty") }
+        for (field, value) in [("startedAt", p.startedAt), ("endedAt", p.endedAt)] {
+            if let value, !isTime(value) { out.append("\(field) '\(value)' is not an ISO 8601 UTC time like 2026-11-29T10:24:09Z") }
+        }
+        return out
+    }
+
+    static func isSHA256(_ s: String) -> Bool { ZooLayout.isFullID(s) }
+
+    /// `YYYY-MM-DDTHH:MM:SS(.fraction)?Z`, the schema's `time` pattern.
+    static func isTime(_ s: String) -> Bool {
+        let b = Array(s.utf8)
+        func digits(_ r: Range<Int>) -> Bool { r.upperBound <= b.count && r.allSatisfy { (0x30...0x39).contains(b[$0]) } }
+        guard b.count >= 20, digits(0..<4), b[4] == 0x2D, digits(5..<7), b[7] == 0x2D, digits(8..<10), b[10] == 0x54,
+              digits(11..<13), b[13] == 0x3A, digits(14..<16), b[16] == 0x3A, digits(17..<19), b.last == 0x5A else { return false }
+        if b.count == 20 { return true }
+        return b[19] == 0x2E && b.count > 21 && digits(20..<(b.count - 1))
+    }
+}

@@ -1,0 +1,114 @@
+import Checkpoint
+import Foundation
+import GRDB
+
+/// What `Zoo.add` did.
+public struct ImportResult: Codable, Equatable, Sendable {
+    /// Full content id of the entry.
+    public var id: String
+    /// False when the zoo already listed this content (nothing was changed then).
+    public var added: Bool
+    /// The entry's name and tags after the import.
+    public var name: String?
+    public var tags: [String]
+    /// Object file size in bytes.
+    public var size: Int64
+}
+
+extension Zoo {
+    /// Adds a checkpoint as an immutable entry named by its content id (`ContentID.compute`).
+    ///
+    /// The object is first written completely to `tmp/` (itself via `AtomicFile`), then, inside one
+    /// IMMEDIATE catalog transaction, renamed to `objects/<2 hex>/<62 hex>.h5`, the ref files written
+    /// and the rows inserted. Killed before the commit, the process leaves only files the catalog does
+    /// not list (`gc` removes them); concurrent imports of the same content produce one entry.
+    ///
+    /// - Parameters:
+    ///   - name: the entry's name (unique in the zoo, `LabelRules`).
+    ///   - tags: further labels (unique in the zoo).
+    /// - Returns: `added == false` when the content is already listed: then nothing changes, and
+    ///   `name`/`tags` given here are not applied (use `tag`).
+    /// - Throws: `CheckpointError.invalid` for a bad or taken label, `.io` when the zoo cannot be written.
+    public func add(_ checkpoint: Checkpoint, name: String? = nil, tags: [String] = []) throws -> ImportResult {
+        let labels = (name.map { [($0, LabelKind.name)] } ?? []) + tags.map { ($0, LabelKind.tag) }
+        var seen = Set<String>()
+        for (label, _) in labels {
+            try LabelRules.validate(label)
+            guard seen.insert(label).inserted else { throw CheckpointError.invalid("label '\(label)' given twice") }
+        }
+        let id = ContentID.compute(checkpoint)
+        if let existing = try existingResult(id) { return existing }
+        try requireWritable()
+        // Refuse taken labels before the (possibly long) write; checked again under the lock.
+        try catalog.read { db in try Self.checkLabelsFree(labels, for: id, db) }
+
+        let staged = layout.tmp.appendingPathComponent("\(id).\(getpid()).\(UInt32.random(in: 0...UInt32.max)).h5")
+        try CheckpointFile.write(checkpoint, to: staged)
+        defer { unlink(staged.path) }
+
+        let object = layout.objectURL(id)
+        let result: ImportResult = try catalog.write { db in
+            if try Catalog.exists(id, db) {
+                return try existingResult(id, db)!
+            }
+            try Self.checkLabelsFree(labels, for: id, db)
+            var placedObject = false
+            var writtenRefs: [(String, LabelKind)] = []
+            do {
+                let dir = object.deletingLastPathComponent()
+                try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+                guard rename(staged.path, object.path) == 0 else {
+                    throw CheckpointError.io("cannot place object \(object.path): \(String(cString: strerror(errno)))")
+                }
+                placedObject = true
+                fsyncDirectory(dir)
+                for (label, kind) in labels {
+                    try RefFiles.write(label, kind: kind, id: id, layout: layout)
+                    writtenRefs.append((label, kind))
+                }
+                let attributes = try objectAttributes(id)
+                let summary = EntrySummary(id: id, checkpoint: checkpoint, size: attributes.size, modified: attributes.modified)
+                try Catalog.insert(summary, db)
+                for (label, kind) in labels { try Catalog.addLabel(label, kind: kind, id: id, db) }
+                return ImportResult(id: id, added: true, name: name, tags: tags.sorted(), size: attributes.size)
+            } catch {
+                // Still under the write lock: nobody else can have indexed what we placed.
+                for (label, kind) in writtenRefs { try? RefFiles.remove(label, kind: kind, layout: layout) }
+                if placedObject { unlink(object.path) }
+                throw error
+            }
+        }
+        // A removed entry imported again is listed again: its tombstone is obsolete.
+        if result.added { unlink(layout.tombstoneURL(id).path) }
+        return result
+    }
+
+    private func existingResult(_ id: String) throws -> ImportResult? {
+        try catalog.read { db in try existingResult(id, db) }
+    }
+
+    private func existingResult(_ id: String, _ db: Database) throws -> ImportResult? {
+        guard let row = try Row.fetchOne(db, sql: "SELECT size FROM entries WHERE id = ?", arguments: [id]) else { return nil }
+        let labels = try Catalog.labels(of: id, db)
+        return ImportResult(id: id, added: false, name: labels.first { $0.kind == .name }?.label,
+                            tags: labels.filter { $0.kind == .tag }.map(\.label), size: row["size"])
+    }
+
+    /// Refuses labels another entry holds, and a name for an entry that already has one.
+    static func checkLabelsFree(_ labels: [(String, LabelKind)], for id: String, _ db: Database) throws {
+        for (label, kind) in labels {
+            if let owner = try Catalog.labelOwner(label, db), owner.id != id || owner.kind != kind {
+                throw CheckpointError.invalid("label '\(label)' is already the \(owner.kind.rawValue) of entry \(owner.id.prefix(12)); choose another (bissl untag \(label) frees a tag)")
+            }
+            if kind == .name, let current = try Catalog.labels(of: id, db).first(where: { $0.kind == .name }), current.label != label {
+                throw CheckpointError.invalid("entry \(id.prefix(12)) is already named '\(current.label)'; add '\(label)' as a tag instead")
+            }
+        }
+    }
+}
+
+/// Flushes a directory so a rename inside it survives a power loss.
+func fsyncDirectory(_ url: URL) {
+    let fd = open(url.path, O_RDONLY)
+    if fd >= 0 { fsync(fd); close(fd) }
+}

@@ -1,0 +1,119 @@
+import Checkpoint
+import Foundation
+import GRDB
+
+/// The ancestry and/or descent of one entry, as the catalog's lineage edges record it (each edge comes
+/// from a child's provenance `parents`).
+public struct ZooLineage: Codable, Equatable, Sendable {
+    public enum Direction: String, Codable, Sendable, CaseIterable {
+        /// Ancestors (parents, their parents, ...).
+        case up
+        /// Descendants.
+        case down
+        case both
+    }
+
+    public struct Node: Codable, Equatable, Sendable {
+        public enum Status: String, Codable, Sendable {
+            /// A listed entry.
+            case listed
+            /// Removed with `rm --force`; its tombstone keeps stage, method, arch, labels.
+            case removed
+            /// Named as a parent but never held by this zoo (e.g. an entry imported from another zoo).
+            case unknown
+        }
+        public var id: String
+        public var status: Status
+        public var name: String?
+        public var tags: [String]
+        public var stage: String?
+        public var method: String?
+        public var arch: String?
+        public var dataset: String?
+        public var headlineMetric: String?
+        public var headlineValue: Double?
+        public var created: String?
+        /// For removed entries, when.
+        public var removedAt: String?
+    }
+
+    /// `child` was made from `parent`; `relation` and `note` come from the child's provenance.
+    public struct Edge: Codable, Equatable, Sendable {
+        public var child: String
+        public var parent: String
+        public var relation: String
+        public var note: String?
+    }
+
+    public var root: String
+    public var direction: Direction
+    /// The root first, then the others in order of distance from it (ties by id).
+    public var nodes: [Node]
+    /// Edges between nodes, ordered by child then the parent's position in the child's provenance.
+    public var edges: [Edge]
+}
+
+extension Zoo {
+    /// Lineage of the entry REF names: the transitive closure of lineage edges upward (ancestors),
+    /// downward (descendants) or both, with every node described (listed, removed or unknown).
+    /// Computed with recursive SQL over the indexed `edges` table.
+    public func lineage(_ ref: String, direction: ZooLineage.Direction = .both) throws -> ZooLineage {
+        try catalog.read { db in
+            let root = try Self.resolve(ref, db, zoo: layout.root.path)
+            var distance: [String: Int] = [root: 0]
+            func collect(_ sql: String) throws {
+                for row in try Row.fetchAll(db, sql: sql, arguments: [root]) {
+                    let id: String = row["id"]
+                    let d: Int = row["d"]
+                    if distance[id].map({ d < $0 }) ?? true { distance[id] = d }
+                }
+            }
+            if direction != .down {
+                try collect("""
+                    WITH RECURSIVE up(id, d) AS (
+                        SELECT ?, 0
+                        UNION SELECT e.parent, up.d + 1 FROM edges e JOIN up ON e.child = up.id)
+                    SELECT id, min(d) AS d FROM up GROUP BY id
+                    """)
+            }
+            if direction != .up {
+                try collect("""
+                    WITH RECURSIVE down(id, d) AS (
+                        SELECT ?, 0
+                        UNION SELECT e.child, down.d + 1 FROM edges e JOIN down ON e.parent = down.id)
+                    SELECT id, min(d) AS d FROM down GROUP BY id
+                    """)
+            }
+            let ordered = distance.sorted { ($0.value, $0.key) < ($1.value, $1.key) }.map(\.key)
+            let members = Set(ordered)
+            let listed = Dictionary(try Catalog.records(ListFilter(ids: ordered), db).map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+            var nodes: [ZooLineage.Node] = []
+            var edges: [ZooLineage.Edge] = []
+            for id in ordered {
+                if let r = listed[id] {
+                    let s = r.summary
+                    nodes.append(.init(id: id, status: .listed, name: r.name, tags: r.tags, stage: s.stage, method: s.method, arch: s.arch,
+                                       dataset: s.dataset, headlineMetric: s.headlineMetric, headlineValue: s.headlineValue,
+                                       created: s.created, removedAt: nil))
+                    // Up: edges toward parents of ancestors; down: every child edge is found from the child side too.
+                    for parent in s.parents where members.contains(parent.id) {
+                        edges.append(.init(child: id, parent: parent.id, relation: parent.relation, note: parent.note))
+                    }
+                } else if let t = try Catalog.tombstone(id, db) {
+                    let headline = EntrySummary.headlineMetric(t.provenance.metrics)
+                    nodes.append(.init(id: id, status: .removed, name: nil, tags: t.labels, stage: t.stage, method: t.method, arch: t.arch,
+                                       dataset: EntrySummary.headlineDataset(t.provenance.datasets)?.uri,
+                                       headlineMetric: headline?.name, headlineValue: headline?.value,
+                                       created: t.provenance.endedAt ?? t.provenance.startedAt, removedAt: t.removedAt))
+                    for parent in t.provenance.parents where members.contains(parent.id) {
+                        edges.append(.init(child: id, parent: parent.id, relation: parent.relation, note: parent.note))
+                    }
+                } else {
+                    nodes.append(.init(id: id, status: .unknown, name: nil, tags: [], stage: nil, method: nil, arch: nil, dataset: nil,
+                                       headlineMetric: nil, headlineValue: nil, created: nil, removedAt: nil))
+                }
+            }
+            return ZooLineage(root: root, direction: direction, nodes: nodes, edges: edges)
+        }
+    }
+}

@@ -1,0 +1,90 @@
+import Checkpoint
+import Foundation
+
+/// What `Zoo.remove` did.
+public struct RemoveResult: Codable, Equatable, Sendable {
+    public var id: String
+    /// Labels the entry had (now free).
+    public var labels: [String]
+    /// Listed entries that name it as a parent; non-empty only with `force`.
+    public var descendants: [String]
+    /// True when a tombstone (`tombstones/<id>.json`) keeps its provenance for those descendants.
+    public var tombstone: Bool
+}
+
+extension Zoo {
+    /// Removes an entry: its catalog rows, labels, ref files and object file.
+    ///
+    /// An entry that listed entries name as a parent is refused unless `force`. When forced, the
+    /// removed entry's provenance, stage, method, architecture and labels are kept in
+    /// `tombstones/<id>.json` (and the catalog table `tombstones`), so `lineage` and `show` of its
+    /// descendants still say what their parent was; the descendants' own objects are immutable and
+    /// keep naming its id.
+    ///
+    /// The object is moved to `trash/` inside the transaction and deleted after the commit, so a
+    /// concurrent import of the same content never loses its freshly placed object.
+    /// - Throws: `CheckpointError.invalid` for an unknown REF or (without `force`) an entry with
+    ///   descendants, listing them.
+    public func remove(_ ref: String, force: Bool = false) throws -> RemoveResult {
+        try requireWritable()
+        var trashed: URL?
+        let result: RemoveResult = try catalog.write { db in
+            let id = try Self.resolve(ref, db, zoo: layout.root.path)
+            let children = try Catalog.children(of: id, db).filter { try Catalog.exists($0, db) }
+            let labels = try Catalog.labels(of: id, db)
+            if !children.isEmpty && !force {
+                let shown = try children.prefix(5).map { child -> String in
+                    let name = try Catalog.labels(of: child, db).first { $0.kind == .name }?.label
+                    return String(child.prefix(12)) + (name.map { " (\($0))" } ?? "")
+                }
+                throw CheckpointError.invalid(
+                    "entry \(id.prefix(12)) has \(children.count) descendant\(children.count == 1 ? "" : "s") (\(shown.joined(separator: ", "))\(children.count > 5 ? ", ..." : "")); bissl rm --force removes it and keeps its provenance as a tombstone")
+            }
+            let record = try Catalog.records(ListFilter(ids: [id]), db)[0]
+            if !children.isEmpty {
+                guard let provenance = EntrySummary.decodeProvenance(record.summary.provenanceJSON) else {
+                    throw CheckpointError.corrupt("catalog row of \(id.prefix(12)) holds unreadable provenance; run bissl verify --reindex")
+                }
+                let tombstone = Tombstone(
+                    id: id, stage: record.summary.stage, method: record.summary.method, arch: record.summary.arch,
+                    labels: labels.map(\.label), removedAt: ISO8601DateFormatter().string(from: Date()), provenance: provenance)
+                try TombstoneFile.write(tombstone, layout: layout)
+                try Catalog.delete(id, db)
+                try Catalog.insert(tombstone, db)
+            } else {
+                try Catalog.delete(id, db)
+            }
+            let object = layout.objectURL(id)
+            let trash = layout.trash.appendingPathComponent("\(id).\(getpid()).h5")
+            if rename(object.path, trash.path) == 0 {
+                trashed = trash
+            } else if errno != ENOENT {
+                throw CheckpointError.io("cannot remove \(object.path): \(String(cString: strerror(errno)))")
+            }
+            for (label, kind) in labels { try RefFiles.remove(label, kind: kind, layout: layout) }
+            return RemoveResult(id: id, labels: labels.map(\.label), descendants: children, tombstone: !children.isEmpty)
+        }
+        if let trashed { unlink(trashed.path) }
+        return result
+    }
+}
+
+/// `tombstones/<id>.json`: a removed entry's record, JSON with sorted keys.
+enum TombstoneFile {
+    static func write(_ t: Tombstone, layout: ZooLayout) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        try AtomicFile.write(try encoder.encode(t), to: layout.tombstoneURL(t.id))
+    }
+
+    static func read(_ url: URL) throws -> Tombstone {
+        let decoder = JSONDecoder()
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        do {
+            return try decoder.decode(Tombstone.self, from: try Data(contentsOf: url))
+        } catch {
+            throw CheckpointError.corrupt("\(url.path): not a valid tombstone record")
+        }
+    }
+}

@@ -1,0 +1,124 @@
+import Checkpoint
+import Foundation
+import GRDB
+
+/// The findings of `Zoo.verify`.
+public struct VerifyReport: Codable, Equatable, Sendable {
+    public enum Level: String, Codable, Sendable {
+        /// Damage: an entry cannot be trusted or read (missing/corrupt object, invalid provenance,
+        /// catalog row disagreeing with its object). `bissl verify` exits non-zero.
+        case problem
+        /// A health finding about a sound entry (degenerate BatchNorm, non-finite weights).
+        case warning
+        /// Files an interrupted writer left that the catalog does not list; `bissl gc` removes them.
+        case leftover
+    }
+
+    public struct Finding: Codable, Equatable, Sendable {
+        public var level: Level
+        /// The entry concerned, if any.
+        public var id: String?
+        /// The file concerned, if any.
+        public var path: String?
+        public var message: String
+    }
+
+    /// Entries checked.
+    public var checked: Int
+    public var findings: [Finding]
+
+    public var problems: [Finding] { findings.filter { $0.level == .problem } }
+}
+
+extension Zoo {
+    /// Checks entries (all listed ones when `refs` is nil), and with no `refs` also the zoo's files.
+    ///
+    /// Per entry: the object exists, is readable HDF5 in format v1, its recomputed content id equals
+    /// its name, its provenance satisfies the schema, the catalog row equals what the object implies,
+    /// its labels have ref files; plus health warnings (`HealthCheck`). Zoo-wide: objects, ref files
+    /// and writer files the catalog does not list are reported as leftovers.
+    /// - Throws: only for an unknown REF or an unreadable catalog; damage is reported, not thrown.
+    public func verify(_ refs: [String]? = nil) throws -> VerifyReport {
+        let ids: [String] = try refs.map { try $0.map(resolve) } ?? catalog.read { db in
+            try String.fetchAll(db, sql: "SELECT id FROM entries ORDER BY id")
+        }
+        var findings: [VerifyReport.Finding] = []
+        let scan = ZooScan(layout)
+        for id in ids {
+            findings += try verifyEntry(id, scan: scan)
+        }
+        if refs == nil {
+            findings += try zooLeftovers(scan)
+        }
+        return VerifyReport(checked: ids.count, findings: findings)
+    }
+
+    private func verifyEntry(_ id: String, scan: ZooScan) throws -> [VerifyReport.Finding] {
+        let url = layout.objectURL(id)
+        func problem(_ message: String) -> VerifyReport.Finding {
+            .init(level: .problem, id: id, path: url.path, message: message)
+        }
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            let hint = scan.trash[id] != nil ? " (it is in trash/ after an interrupted rm: bissl gc puts it back)" : ""
+            return [problem("object file is missing\(hint)")]
+        }
+        let checkpoint: Checkpoint
+        do {
+            checkpoint = try self.checkpoint(id, verifyContentID: true)
+        } catch {
+            return [problem(String(describing: error))]
+        }
+        var out: [VerifyReport.Finding] = []
+        for violation in ProvenanceCheck.violations(checkpoint.provenance) {
+            out.append(problem("provenance: \(violation)"))
+        }
+        let attributes = try objectAttributes(id)
+        let expected = EntrySummary(id: id, checkpoint: checkpoint, size: attributes.size, modified: attributes.modified)
+        let record = try self.record(id)
+        var listed = record.summary
+        listed.metrics = expected.metrics  // the catalog keeps metrics in their own table; compared below
+        listed.parents = expected.parents
+        if listed != expected {
+            out.append(problem("catalog row differs from the object; rebuild the catalog with bissl verify --reindex"))
+        }
+        let catalogMetrics = record.summary.metrics.filter { !$0.value.isNaN }
+        let objectMetrics = expected.metrics.filter { !$0.value.isNaN }
+        if Set(catalogMetrics.keys) != Set(objectMetrics.keys) || record.summary.parents.map(\.id) != expected.parents.map(\.id) {
+            out.append(problem("catalog metrics or lineage edges differ from the object; rebuild the catalog with bissl verify --reindex"))
+        }
+        for (label, kind) in try labels(of: id) {
+            let ref = layout.refURL(label, kind: kind)
+            let text = (try? String(contentsOf: ref, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+            if text != id {
+                out.append(.init(level: .leftover, id: id, path: ref.path,
+                                 message: "\(kind.rawValue) '\(label)' has no matching ref file (interrupted untag or rm); bissl gc rewrites it"))
+            }
+        }
+        for warning in HealthCheck.warnings(checkpoint) {
+            out.append(.init(level: .warning, id: id, path: nil, message: warning))
+        }
+        return out
+    }
+
+    private func zooLeftovers(_ scan: ZooScan) throws -> [VerifyReport.Finding] {
+        var out: [VerifyReport.Finding] = []
+        let (listed, labels) = try catalog.read { db in (try Catalog.allIDs(db), try Catalog.allLabels(db)) }
+        for (id, url) in scan.objects.sorted(by: { $0.key < $1.key }) where !listed.contains(id) {
+            out.append(.init(level: .leftover, id: id, path: url.path,
+                             message: "object not listed in the catalog (interrupted import); bissl gc removes it, bissl verify --reindex lists it"))
+        }
+        for (url, pid) in scan.leftovers where !ZooScan.isAlive(pid) {
+            out.append(.init(level: .leftover, id: nil, path: url.path, message: "file left by an interrupted writer; bissl gc removes it"))
+        }
+        for (id, url) in scan.trash where !listed.contains(id) {
+            out.append(.init(level: .leftover, id: id, path: url.path, message: "removed object not yet deleted; bissl gc deletes it"))
+        }
+        let byLabel = Dictionary(labels.map { ($0.label, ($0.kind, $0.id)) }, uniquingKeysWith: { a, _ in a })
+        for ref in RefFiles.all(layout: layout) {
+            if let owner = byLabel[ref.label], owner.0 == ref.kind, owner.1 == ref.id { continue }
+            out.append(.init(level: .leftover, id: ref.id, path: ref.url.path,
+                             message: "ref file of a label the catalog does not hold (interrupted import or tag); bissl gc removes it"))
+        }
+        return out
+    }
+}

@@ -1,0 +1,87 @@
+import Checkpoint
+import Foundation
+
+/// The files of one zoo (schemas/catalog.md, "Directory layout"):
+///
+/// ```
+/// <root>/objects/<2 hex>/<62 hex>.h5   immutable checkpoint files (format v1), named by content id
+/// <root>/refs/names/<label>            mutable labels: one line, the full entry id
+/// <root>/refs/tags/<label>
+/// <root>/tombstones/<id>.json          provenance of removed entries that descendants still name
+/// <root>/tmp/                          staging area of running imports (pid in every file name)
+/// <root>/trash/                        objects being removed, deleted right after the commit
+/// <root>/catalog.sqlite                the index (SQLite, WAL), rebuildable from the files above
+/// ```
+public struct ZooLayout: Sendable, Equatable {
+    public let root: URL
+
+    public init(root: URL) { self.root = root.standardizedFileURL }
+
+    /// The zoo a command uses: `--zoo DIR` when given, else `$BISSL_ZOO` when set and non-empty,
+    /// else `./zoo` relative to the current directory.
+    public static func resolve(explicit: String?, environment: [String: String] = ProcessInfo.processInfo.environment) -> ZooLayout {
+        if let explicit, !explicit.isEmpty { return ZooLayout(root: URL(fileURLWithPath: explicit)) }
+        if let env = environment["BISSL_ZOO"], !env.isEmpty { return ZooLayout(root: URL(fileURLWithPath: env)) }
+        return ZooLayout(root: URL(fileURLWithPath: "zoo"))
+    }
+
+    public var objects: URL { root.appendingPathComponent("objects", isDirectory: true) }
+    public var refs: URL { root.appendingPathComponent("refs", isDirectory: true) }
+    public var tombstones: URL { root.appendingPathComponent("tombstones", isDirectory: true) }
+    public var tmp: URL { root.appendingPathComponent("tmp", isDirectory: true) }
+    public var trash: URL { root.appendingPathComponent("trash", isDirectory: true) }
+    public var catalog: URL { root.appendingPathComponent("catalog.sqlite") }
+
+    /// Every directory `Zoo.open(create: true)` makes.
+    var directories: [URL] {
+        [root, objects, refs.appendingPathComponent(LabelKind.name.directory), refs.appendingPathComponent(LabelKind.tag.directory),
+         tombstones, tmp, trash]
+    }
+
+    /// `objects/<first 2 hex>/<remaining 62 hex>.h5` for a 64-hex content id.
+    public func objectURL(_ id: String) -> URL {
+        objects.appendingPathComponent(String(id.prefix(2)), isDirectory: true)
+            .appendingPathComponent(String(id.dropFirst(2)) + ".h5")
+    }
+
+    public func refURL(_ label: String, kind: LabelKind) -> URL {
+        refs.appendingPathComponent(kind.directory, isDirectory: true).appendingPathComponent(label)
+    }
+
+    public func tombstoneURL(_ id: String) -> URL { tombstones.appendingPathComponent(id + ".json") }
+
+    /// True for a 64-character lowercase hex string (a full content id).
+    public static func isFullID(_ s: String) -> Bool { s.utf8.count == 64 && isHex(s) }
+
+    /// True when every character is a lowercase hex digit (and the string is non-empty).
+    public static func isHex(_ s: String) -> Bool {
+        !s.isEmpty && s.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
+    }
+}
+
+/// The two kinds of label. A *name* is the one primary label of an entry (`import --name`); *tags* are
+/// any number of further labels (`import --tag`, `bissl tag`). Names and tags share one namespace, so a
+/// label always resolves to exactly one entry.
+public enum LabelKind: String, Codable, Sendable, CaseIterable {
+    case name, tag
+    var directory: String { self == .name ? "names" : "tags" }
+}
+
+/// Rules for labels, which are also file names under `refs/`.
+public enum LabelRules {
+    /// 1 to 100 characters of `A-Z a-z 0-9 . _ + -`, starting with a letter or digit, and not a
+    /// string of 6 or more hex digits (that would read as an id prefix).
+    /// - Throws: `CheckpointError.invalid` saying which rule the label breaks.
+    public static func validate(_ label: String) throws {
+        let allowed = label.utf8.allSatisfy {
+            (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) || $0 == 0x2E || $0 == 0x5F || $0 == 0x2B || $0 == 0x2D
+        }
+        guard !label.isEmpty, label.utf8.count <= 100, allowed, let first = label.utf8.first,
+              (0x30...0x39).contains(first) || (0x41...0x5A).contains(first) || (0x61...0x7A).contains(first) else {
+            throw CheckpointError.invalid("invalid label '\(label)': use 1-100 characters of A-Z a-z 0-9 . _ + -, starting with a letter or digit")
+        }
+        if label.utf8.count >= 6 && ZooLayout.isHex(label) {
+            throw CheckpointError.invalid("invalid label '\(label)': 6 or more hex digits would read as an entry id prefix")
+        }
+    }
+}

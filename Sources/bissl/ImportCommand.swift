@@ -1,0 +1,66 @@
+import ArgumentParser
+import Checkpoint
+import Foundation
+import Zoo
+
+/// `bissl import FILE`: a checkpoint file becomes an immutable zoo entry.
+struct Import: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "import",
+        abstract: "Add a checkpoint file to the zoo as an immutable, content-addressed entry.",
+        discussion: """
+            FILE is read by what its bytes are (.pth zip or legacy, safetensors, .npz, bissl .h5) and resolved \
+            to a ResNet layout with the same rules as bissl convert; the rules applied are recorded in the \
+            entry's provenance. Prints the entry id. Importing content the zoo already holds changes nothing.
+            """)
+
+    @Argument(help: "Checkpoint file to import.")
+    var file: String
+
+    @Option(help: "Name of the new entry (unique in the zoo).")
+    var name: String?
+
+    @Option(name: .customLong("tag"), help: ArgumentHelp("Tag for the new entry (repeatable).", valueName: "T"))
+    var tags: [String] = []
+
+    @OptionGroup var conversion: ConversionOptions
+    @OptionGroup var zooOptions: ZooOptions
+
+    @Flag(help: "Print JSON instead of text.")
+    var json = false
+
+    struct Report: Encodable {
+        var id: String
+        var added: Bool
+        var name: String?
+        var tags: [String]
+        var size: Int64
+        var arch: String?
+        var components: [String: Int]
+        var rules: [String]
+        var warnings: [String]
+    }
+
+    func run() throws {
+        let zoo = try zooOptions.open(create: true)
+        defer { try? zoo.close() }
+        let checkpoint = try Interchange.load(URL(fileURLWithPath: file), options: conversion.layout, allowPlainTensors: false)
+        let result = try zoo.add(checkpoint, name: name, tags: tags)
+        let warnings = checkpoint.provenance.warnings + HealthCheck.warnings(checkpoint)
+        let report = Report(
+            id: result.id, added: result.added, name: result.name, tags: result.tags, size: result.size,
+            arch: checkpoint.architecture?.label,
+            components: Dictionary(uniqueKeysWithValues: checkpoint.components.map { ($0.key, $0.value.count) }),
+            rules: checkpoint.provenance.source?.rules ?? [], warnings: warnings)
+        if json { return try ZooOutput.printJSON(report) }
+        print(result.id)
+        if result.added {
+            let parts = checkpoint.components.map { "\($0.key) \($0.value.count)" }.joined(separator: ", ")
+            print("imported \(ZooOutput.label(result.id, result.name)): \(report.arch ?? "unknown architecture"), tensors: \(parts), \(ZooOutput.bytes(result.size))")
+            for rule in report.rules { print("  rule: \(rule)") }
+        } else {
+            print("already in the zoo as \(ZooOutput.label(result.id, result.name)): identical content, nothing changed")
+        }
+        for warning in warnings { print("  warning: \(warning)") }
+    }
+}

@@ -1,0 +1,74 @@
+import ArgumentParser
+import Checkpoint
+import Foundation
+import Zoo
+
+/// `bissl list`: the zoo's entries, newest first.
+struct List: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List zoo entries (newest first), optionally filtered.")
+
+    @Option(help: "Only this stage: imported, pretext, bissl, finetune, probe.")
+    var stage: String?
+    @Option(help: "Only this method (simclr, byol, bissl, ...).")
+    var method: String?
+    @Option(help: "Only this architecture (resnet50; resnet18 also matches resnet18-w8-small).")
+    var arch: String?
+    @Option(help: "Only entries whose dataset URI contains this text.")
+    var dataset: String?
+    @Option(help: "Only entries with a name or tag matching this glob pattern (best-*).")
+    var tag: String?
+
+    @OptionGroup var zooOptions: ZooOptions
+
+    @Flag(help: "Print JSON instead of text.")
+    var json = false
+
+    struct Row: Encodable {
+        var id: String
+        var shortID: String
+        var name: String?
+        var tags: [String]
+        var stage: String
+        var method: String?
+        var arch: String?
+        var parents: [Provenance.Parent]
+        var dataset: String?
+        var headlineMetric: String?
+        var headlineValue: Double?
+        var metrics: [String: Double]
+        var created: String
+        var size: Int64
+        var tensors: Int
+        var components: [String]
+        var sourceFile: String?
+    }
+
+    func run() throws {
+        let zoo = try zooOptions.open()
+        defer { try? zoo.close() }
+        let records = try zoo.list(ListFilter(stage: stage, method: method, arch: arch, dataset: dataset, tag: tag))
+        if json {
+            return try ZooOutput.printJSON(records.map { r in
+                let s = r.summary
+                return Row(id: r.id, shortID: r.shortID, name: r.name, tags: r.tags, stage: s.stage, method: s.method, arch: s.arch,
+                           parents: s.parents, dataset: s.dataset, headlineMetric: s.headlineMetric, headlineValue: s.headlineValue,
+                           metrics: s.metrics, created: s.created, size: s.size, tensors: s.tensorCount, components: s.components,
+                           sourceFile: s.sourceFile)
+            })
+        }
+        if records.isEmpty {
+            print("no entries\(stage ?? method ?? arch ?? dataset ?? tag == nil ? "" : " match") in \(zoo.layout.root.path)")
+            return
+        }
+        let rows = records.map { r -> [String] in
+            let s = r.summary
+            let parent = s.parents.first.map { String($0.id.prefix(12)) + (s.parents.count > 1 ? "+\(s.parents.count - 1)" : "") } ?? "-"
+            return [r.shortID, r.name ?? "-", s.stage, s.method ?? "-", s.arch ?? "-", parent,
+                    s.dataset.map { URL(fileURLWithPath: $0).lastPathComponent } ?? "-",
+                    s.headlineMetric == nil ? "-" : ZooOutput.metric(s.headlineMetric, s.headlineValue),
+                    String(s.created.prefix(16)).replacingOccurrences(of: "T", with: " "), ZooOutput.bytes(s.size)]
+        }
+        print(ZooOutput.table(["ID", "NAME", "STAGE", "METHOD", "ARCH", "PARENT", "DATASET", "METRIC", "CREATED", "SIZE"], rows))
+    }
+}

@@ -1,0 +1,149 @@
+import ArgumentParser
+import Checkpoint
+import Foundation
+import Zoo
+
+/// `bissl show REF`: everything the zoo knows about one entry.
+struct Show: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show an entry: provenance, architecture, components, tensor summary, metrics, lineage, warnings.")
+
+    @Argument(help: "Entry: id, unique id prefix (6+ hex digits), name or tag.")
+    var ref: String
+
+    @Flag(help: "List every tensor (name, dtype, shape).")
+    var tensors = false
+
+    @OptionGroup var zooOptions: ZooOptions
+
+    @Flag(help: "Print JSON instead of text.")
+    var json = false
+
+    struct ComponentSummary: Encodable {
+        var tensors: Int
+        /// Elements of floating-point tensors (weights and BN statistics).
+        var parameters: Int
+        var bytes: Int
+        /// dtype -> number of tensors.
+        var dtypes: [String: Int]
+    }
+    struct TensorLine: Encodable { var component: String; var name: String; var dtype: String; var shape: [Int] }
+    struct ParentLine: Encodable {
+        var id: String
+        var relation: String
+        var note: String?
+        /// listed, removed or unknown.
+        var status: String
+        var name: String?
+        var stage: String?
+    }
+    struct Report: Encodable {
+        var id: String
+        var name: String?
+        var tags: [String]
+        var size: Int64
+        var created: String
+        var architecture: Architecture?
+        var components: [String: ComponentSummary]
+        var componentOrder: [String]
+        var provenance: Provenance
+        var metricHistory: [String: Int]
+        var parents: [ParentLine]
+        var children: [String]
+        var warnings: [String]
+        var tensors: [TensorLine]?
+    }
+
+    func run() throws {
+        let zoo = try zooOptions.open()
+        defer { try? zoo.close() }
+        let id = try zoo.resolve(ref)
+        let record = try zoo.record(id)
+        let checkpoint = try zoo.checkpoint(id)
+        let p = checkpoint.provenance
+        var components: [String: ComponentSummary] = [:]
+        var lines: [TensorLine] = []
+        for (name, dict) in checkpoint.components {
+            var s = ComponentSummary(tensors: dict.count, parameters: 0, bytes: 0, dtypes: [:])
+            for (key, t) in dict {
+                if t.dtype.isFloatingPoint { s.parameters += t.count }
+                s.bytes += t.data.count
+                s.dtypes[t.dtype.rawValue, default: 0] += 1
+                lines.append(TensorLine(component: name, name: key, dtype: t.dtype.rawValue, shape: t.shape))
+            }
+            components[name] = s
+        }
+        let parents = try p.parents.map { parent -> ParentLine in
+            if let r = try? zoo.record(parent.id) {
+                return ParentLine(id: parent.id, relation: parent.relation, note: parent.note, status: "listed", name: r.name, stage: r.summary.stage)
+            }
+            if let t = try zoo.tombstone(parent.id) {
+                return ParentLine(id: parent.id, relation: parent.relation, note: parent.note, status: "removed", name: t.labels.first, stage: t.stage)
+            }
+            return ParentLine(id: parent.id, relation: parent.relation, note: parent.note, status: "unknown", name: nil, stage: nil)
+        }
+        let report = Report(
+            id: id, name: record.name, tags: record.tags, size: record.summary.size, created: record.summary.created,
+            architecture: checkpoint.architecture, components: components, componentOrder: Array(checkpoint.components.keys),
+            provenance: p, metricHistory: p.metricHistory.mapValues(\.count), parents: parents, children: try zoo.children(of: id),
+            warnings: p.warnings + HealthCheck.warnings(checkpoint), tensors: tensors ? lines : nil)
+        if json { return try ZooOutput.printJSON(report) }
+        printText(report)
+    }
+
+    private func printText(_ r: Report) {
+        let p = r.provenance
+        print("entry    \(r.id)")
+        if let name = r.name { print("name     \(name)") }
+        if !r.tags.isEmpty { print("tags     \(r.tags.joined(separator: ", "))") }
+        print("stage    \(p.stage)\(p.method.map { " (\($0))" } ?? "")")
+        print("created  \(r.created)   size \(ZooOutput.bytes(r.size))")
+        if let a = r.architecture {
+            let heads = a.heads.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value.kind) \($0.value.dims.map(String.init).joined(separator: "->"))" }
+            print("arch     \(a.label): \(a.family) depth \(a.depth), \(a.block) blocks \(a.layers.map(String.init).joined(separator: "-")), width \(a.width), \(a.stem) stem\(heads.isEmpty ? "" : "; heads: " + heads.joined(separator: ", "))")
+        } else {
+            print("arch     unknown")
+        }
+        print("components")
+        for name in r.componentOrder {
+            guard let c = r.components[name] else { continue }
+            let dtypes = c.dtypes.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
+            print("  \(name): \(c.tensors) tensors, \(c.parameters) values, \(ZooOutput.bytes(Int64(c.bytes))) (\(dtypes))")
+        }
+        if !r.parents.isEmpty {
+            print("parents")
+            for parent in r.parents {
+                let what = parent.status == "listed" ? (parent.name.map { "\($0), " } ?? "") + (parent.stage ?? "")
+                    : parent.status == "removed" ? "removed\(parent.stage.map { ", was \($0)" } ?? "")\(parent.name.map { " '\($0)'" } ?? "")" : "not in this zoo"
+                print("  \(parent.relation) \(parent.id.prefix(12)) (\(what))\(parent.note.map { ": \($0)" } ?? "")")
+            }
+        }
+        if !r.children.isEmpty { print("children \(r.children.map { String($0.prefix(12)) }.joined(separator: ", "))") }
+        if let s = p.source {
+            print("source   \(s.fileName) (\(s.format), \(s.container)) sha256 \(s.sha256)")
+            if !s.keyPath.isEmpty { print("  key path: \(s.keyPath)") }
+            if let prefix = s.strippedPrefix { print("  stripped prefix: \(prefix)") }
+            for rule in s.rules { print("  rule: \(rule)") }
+            if !s.droppedKeys.isEmpty { print("  dropped \(s.droppedKeys.count) keys: \(s.droppedKeys.prefix(5).joined(separator: ", "))\(s.droppedKeys.count > 5 ? ", ..." : "")") }
+            if !s.filledKeys.isEmpty { print("  filled \(s.filledKeys.count) keys: \(s.filledKeys.prefix(5).joined(separator: ", "))\(s.filledKeys.count > 5 ? ", ..." : "")") }
+            if !s.locations.isEmpty { print("  storage locations: \(s.locations.joined(separator: ", "))") }
+            for (k, v) in s.aliases.sorted(by: { $0.key < $1.key }) { print("  alias: \(k) = \(v)") }
+        }
+        for d in p.datasets { print("dataset  \(d.role): \(d.uri) (sha256 \(d.fingerprint.prefix(12)))") }
+        if !p.hyperparameters.isEmpty {
+            print("hyperparameters")
+            for (k, v) in p.hyperparameters.sorted(by: { $0.key < $1.key }) { print("  \(k) = \(v)") }
+        }
+        if !p.seeds.isEmpty { print("seeds    \(p.seeds.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))") }
+        if !p.metrics.isEmpty {
+            print("metrics  \(p.metrics.sorted { $0.key < $1.key }.map { ZooOutput.metric($0.key, $0.value.isNaN ? nil : $0.value) }.joined(separator: ", "))")
+        }
+        if !r.metricHistory.isEmpty { print("history  \(r.metricHistory.sorted { $0.key < $1.key }.map { "\($0.key) (\($0.value) values)" }.joined(separator: ", "))") }
+        print("tool     \(p.tool.name) \(p.tool.version)\(p.commandLine.isEmpty ? "" : ": " + p.commandLine.joined(separator: " "))")
+        for w in r.warnings { print("warning: \(w)") }
+        if let tensors = r.tensors {
+            print("tensors")
+            for t in tensors { print("  \(t.component)/\(t.name)  \(t.dtype)  [\(t.shape.map(String.init).joined(separator: ", "))]") }
+        }
+    }
+}

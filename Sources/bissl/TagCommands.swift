@@ -1,0 +1,70 @@
+import ArgumentParser
+import Checkpoint
+import Foundation
+import Zoo
+
+/// `bissl tag REF NAME`.
+struct Tag: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Give an entry a tag (a label unique in the zoo, usable as REF).")
+
+    @Argument(help: "Entry: id, unique id prefix (6+ hex digits), name or tag.")
+    var ref: String
+    @Argument(help: "The tag: 1-100 characters of A-Z a-z 0-9 . _ + -.")
+    var name: String
+    @OptionGroup var zooOptions: ZooOptions
+
+    func run() throws {
+        let zoo = try zooOptions.open()
+        defer { try? zoo.close() }
+        let (id, added) = try zoo.tag(ref, name)
+        print(added ? "tagged \(id.prefix(12)) as \(name)" : "\(id.prefix(12)) already has \(name); nothing changed")
+    }
+}
+
+/// `bissl untag NAME`.
+struct Untag: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Remove a tag (or an entry's name); the entry stays.")
+
+    @Argument(help: "The tag or name to remove.")
+    var name: String
+    @OptionGroup var zooOptions: ZooOptions
+
+    func run() throws {
+        let zoo = try zooOptions.open()
+        defer { try? zoo.close() }
+        let (id, kind) = try zoo.untag(name)
+        print("removed \(kind.rawValue) \(name) from \(id.prefix(12))")
+    }
+}
+
+/// `bissl rm REF [--force]`.
+struct Remove: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rm",
+        abstract: "Remove an entry (refused while other entries name it as parent, unless --force).",
+        discussion: """
+            With --force, the removed entry's provenance, stage, method, architecture and labels stay in \
+            <zoo>/tombstones/<id>.json, so lineage and show of its descendants still say what it was.
+            """)
+
+    @Argument(help: "Entry: id, unique id prefix (6+ hex digits), name or tag.")
+    var ref: String
+    @Flag(help: "Remove even when other entries descend from it (they keep a tombstone of it).")
+    var force = false
+    @OptionGroup var zooOptions: ZooOptions
+    @Flag(help: "Print JSON instead of text.")
+    var json = false
+
+    func run() throws {
+        let zoo = try zooOptions.open()
+        defer { try? zoo.close() }
+        let result = try zoo.remove(ref, force: force)
+        if json { return try ZooOutput.printJSON(result) }
+        print("removed \(result.id)\(result.labels.isEmpty ? "" : " (\(result.labels.joined(separator: ", ")))")")
+        if result.tombstone {
+            print("  \(result.descendants.count) descendant\(result.descendants.count == 1 ? "" : "s") keep its record in tombstones/\(result.id).json")
+        }
+    }
+}

@@ -1,0 +1,126 @@
+import Checkpoint
+import Collections
+import Foundation
+import XCTest
+@testable import Zoo
+
+/// Builders and helpers shared by the zoo tests.
+enum ZooTestSupport {
+    /// A fresh empty directory under the system temp dir, removed by the caller's `addTeardownBlock`.
+    static func tempDir(_ test: XCTestCase) throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("zoo-tests-\(UUID().uuidString)", isDirectory: true)
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        test.addTeardownBlock { try? FileManager.default.removeItem(at: url) }
+        return url
+    }
+
+    /// A small checkpoint in torchvision BatchNorm naming (`conv1.weight`, `bn1.weight`, `bn1.bias`,
+    /// `bn1.running_mean`, `bn1.running_var`, `bn1.num_batches_tracked`, `fc.weight`, `fc.bias`) whose
+    /// values depend on `seed`, so different seeds give different content ids.
+    /// - Parameters:
+    ///   - extraFloats: length of an extra `layer1.0.conv1.weight` tensor (for large files).
+    ///   - zeroBNWeight: make `bn1.weight` all zero (case C5).
+    static func checkpoint(seed: Int, stage: String = "imported", method: String? = nil, parents: [Provenance.Parent] = [],
+                           metrics: [String: Double] = [:], datasets: [Provenance.Dataset] = [], extraFloats: Int = 0,
+                           zeroBNWeight: Bool = false, endedAt: String = "2026-11-29T10:00:00Z") -> Checkpoint {
+        var rng = SplitMix(seed: UInt64(seed))
+        func floats(_ n: Int) -> [Float] { (0..<n).map { _ in Float(rng.next() % 2000) / 1000 - 1 } }
+        var backbone = StateDict()
+        backbone["conv1.weight"] = Tensor(float32: floats(4 * 3 * 3 * 3), shape: [4, 3, 3, 3])
+        backbone["bn1.weight"] = Tensor(float32: zeroBNWeight ? [0, 0, 0, 0] : floats(4).map { $0 + 2 }, shape: [4])
+        backbone["bn1.bias"] = Tensor(float32: floats(4), shape: [4])
+        backbone["bn1.running_mean"] = Tensor(float32: floats(4), shape: [4])
+        backbone["bn1.running_var"] = Tensor(float32: floats(4).map { abs($0) + 0.5 }, shape: [4])
+        backbone["bn1.num_batches_tracked"] = Tensor(int64: Int64(seed))
+        if extraFloats > 0 {
+            backbone["layer1.0.conv1.weight"] = Tensor(float32: floats(extraFloats), shape: [extraFloats])
+        }
+        var classifier = StateDict()
+        classifier["fc.weight"] = Tensor(float32: floats(3 * 4), shape: [3, 4])
+        classifier["fc.bias"] = Tensor(float32: floats(3), shape: [3])
+        let provenance = Provenance(
+            stage: stage, method: method, parents: parents, datasets: datasets, metrics: metrics,
+            commandLine: ["zoo-tests", "seed=\(seed)"], startedAt: "2026-11-29T09:00:00Z", endedAt: endedAt)
+        return Checkpoint(components: ["backbone": backbone, "classifier": classifier], architecture: nil, provenance: provenance)
+    }
+
+    /// SHA-256 fingerprint-shaped hex string for dataset records.
+    static let fingerprint = String(repeating: "ab", count: 32)
+
+    /// Writes `checkpoint` as a bissl .h5 file.
+    @discardableResult
+    static func writeH5(_ checkpoint: Checkpoint, to url: URL) throws -> URL {
+        try CheckpointFile.write(checkpoint, to: url)
+        return url
+    }
+
+    /// Every regular file under `root` with its bytes' SHA-256-free fingerprint (size + contents hash).
+    static func snapshot(_ root: URL) throws -> [String: Data] {
+        var out: [String: Data] = [:]
+        guard let e = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isRegularFileKey]) else { return out }
+        for case let url as URL in e where (try url.resourceValues(forKeys: [.isRegularFileKey])).isRegularFile == true {
+            let rel = String(url.standardizedFileURL.path.dropFirst(root.standardizedFileURL.path.count))
+            // -shm is SQLite's shared-memory index, rewritten by any reader; it holds no data.
+            if rel.hasSuffix("-shm") { continue }
+            out[rel] = try Data(contentsOf: url)
+        }
+        return out
+    }
+}
+
+/// Deterministic 64-bit generator (SplitMix64, Steele et al. 2014) for reproducible test tensors.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// Runs the built `bissl` executable (process-level tests).
+///
+/// The binary is found next to the test bundle (`.build/debug/bissl` when the tests run from
+/// `.build/debug/bisslPackageTests.xctest`), or at `$BISSL_BIN`. `swift build --build-tests` builds
+/// both, so `swift test --skip-build` after it finds the binary.
+enum BisslBinary {
+    static var url: URL? {
+        if let env = ProcessInfo.processInfo.environment["BISSL_BIN"], FileManager.default.isExecutableFile(atPath: env) {
+            return URL(fileURLWithPath: env)
+        }
+        var candidates: [URL] = []
+        for bundle in Bundle.allBundles where bundle.bundlePath.hasSuffix(".xctest") {
+            candidates.append(bundle.bundleURL.deletingLastPathComponent().appendingPathComponent("bissl"))
+        }
+        candidates.append(URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("bissl"))
+        let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        candidates.append(packageRoot.appendingPathComponent(".build/debug/bissl"))
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) }
+    }
+
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    /// Runs `bissl args...` to completion.
+    static func run(_ args: [String], environment: [String: String]? = nil) throws -> Result {
+        guard let url else { throw CheckpointError.io("bissl binary not found next to the test bundle: run swift build --build-tests first or set BISSL_BIN") }
+        let process = Process()
+        process.executableURL = url
+        process.arguments = args
+        if let environment { process.environment = environment }
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
+    }
+}
