@@ -80,7 +80,7 @@ final class ZipTests: XCTestCase {
         try full.prefix(cut).write(to: url)
         XCTAssertThrowsError(try ZipArchive(url: url)) { error in
             XCTAssertEqual(error as? CheckpointError,
-                           .corrupt("truncated ZIP: file is \(cut) bytes, record dir/b.bin expects \(b.header_offset + 30 + 9 + b.compressed_size)"))
+                           .corrupt("truncated ZIP: file is \(cut) bytes, record dir/b.bin runs past its end (it expects \(b.header_offset + 30 + 9 + b.compressed_size))"))
         }
     }
 

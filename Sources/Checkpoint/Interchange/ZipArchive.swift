@@ -123,12 +123,13 @@ public struct ZipArchive: Sendable {
             let size = raw.count
             guard let eocd = findEndRecord(raw) else {
                 if size >= 4, raw.u32(0) == 0x0403_4b50 {
-                    let (end, last) = scanLocalRecords(raw)
+                    let (end, last, count) = scanLocalRecords(raw)
                     if end > size {
-                        throw CheckpointError.corrupt("truncated ZIP: file is \(size) bytes, record \(last) expects \(end)")
+                        throw CheckpointError.corrupt("truncated ZIP: file is \(size) bytes, record \(last) runs past its end"
+                            + (end > size + 1 ? " (it expects \(end))" : ""))
                     }
                     throw CheckpointError.corrupt(
-                        "truncated ZIP: file is \(size) bytes, its records end at byte \(end) and the central directory after them is missing or cut")
+                        "truncated ZIP: file is \(size) bytes, its \(count) records end at byte \(end) and the central directory after them is missing or cut")
                 }
                 throw CheckpointError.notACheckpoint("\(path) is not a ZIP archive (no end-of-central-directory record)")
             }
@@ -224,33 +225,61 @@ public struct ZipArchive: Sendable {
     }
 
     /// Walks local headers from the start of a damaged archive; returns the byte at which the last
-    /// record found ends and its name (so a message can say how large the file must have been).
-    private static func scanLocalRecords(_ raw: UnsafeRawBufferPointer) -> (end: Int, name: String) {
+    /// record found ends, its name and how many records were found (so a message can say how large
+    /// the file must have been). Records with a data descriptor (general-purpose bit 3, sizes zero
+    /// in the local header, as PyTorch's miniz writes them) end at their descriptor
+    /// (APPNOTE 4.3.9: optional signature `PK\x07\x08`, CRC-32, compressed and uncompressed size).
+    private static func scanLocalRecords(_ raw: UnsafeRawBufferPointer) -> (end: Int, name: String, count: Int) {
         var p = 0
         var end = 0
         var name = ""
+        var count = 0
         while p + 30 <= raw.count, raw.u32(p) == 0x0403_4b50 {
             var csize = Int(raw.u32(p + 18))
             let nameLen = Int(raw.u16(p + 26))
             let extraLen = Int(raw.u16(p + 28))
             var e = p + 30 + nameLen
             let extraEnd = e + extraLen
+            var zip64 = false
             while e + 4 <= min(extraEnd, raw.count) {
                 let id = raw.u16(e)
                 let len = Int(raw.u16(e + 2))
-                if id == 0x0001, csize == 0xFFFF_FFFF, e + 4 + 16 <= raw.count {
-                    csize = Int(raw.u64(e + 4 + 8))
+                if id == 0x0001 {
+                    zip64 = true
+                    if csize == 0xFFFF_FFFF, e + 4 + 16 <= raw.count { csize = Int(raw.u64(e + 4 + 8)) }
                 }
                 e += 4 + len
             }
-            end = p + 30 + nameLen + extraLen + csize
             let nameEnd = min(p + 30 + nameLen, raw.count)
             name = String(decoding: UnsafeRawBufferPointer(rebasing: raw[(p + 30)..<nameEnd]), as: UTF8.self)
-            if end > raw.count { break }
-            if raw.u16(p + 6) & 0x8 != 0 { break }   // data descriptor: sizes unknown from here
+            let dataStart = p + 30 + nameLen + extraLen
+            if raw.u16(p + 6) & 0x8 != 0 {
+                // Find the descriptor whose compressed size equals the distance travelled.
+                guard let descriptorEnd = findDescriptor(raw, dataStart: dataStart, zip64: zip64) else {
+                    return (max(end, raw.count + 1), name, count)
+                }
+                end = descriptorEnd
+            } else {
+                end = dataStart + csize
+                if end > raw.count { break }
+            }
+            count += 1
             p = end
         }
-        return (end, name)
+        return (end, name, count)
+    }
+
+    private static func findDescriptor(_ raw: UnsafeRawBufferPointer, dataStart: Int, zip64: Bool) -> Int? {
+        var q = dataStart
+        let sizeBytes = zip64 ? 8 : 4
+        while q + 4 + 4 + 2 * sizeBytes <= raw.count {
+            if raw.u32(q) == 0x0807_4b50 {
+                let csize = zip64 ? Int(truncatingIfNeeded: raw.u64(q + 8)) : Int(raw.u32(q + 8))
+                if csize == q - dataStart { return q + 8 + 2 * sizeBytes }
+            }
+            q += 1
+        }
+        return nil
     }
 }
 
