@@ -59,11 +59,11 @@ public enum Interchange {
                                        commandLine: commandLine, startedAt: started, endedAt: isoNow()))
         }
         let resolution = try LayoutResolver.resolve(document, options: options)
-        let source = resolution.source(fileName: url.lastPathComponent, sha256: try sha256Hex(of: url), document: document)
-        let provenance = Provenance(
-            stage: "imported", source: source, warnings: document.warnings + resolution.warnings,
-            commandLine: commandLine, startedAt: started, endedAt: isoNow())
-        return Checkpoint(components: resolution.components, architecture: resolution.architecture, provenance: provenance)
+        var checkpoint = resolution.checkpoint(fileName: url.lastPathComponent, sha256: try sha256Hex(of: url),
+                                               document: document, commandLine: commandLine)
+        checkpoint.provenance.startedAt = started
+        checkpoint.provenance.endedAt = isoNow()
+        return checkpoint
     }
 
     /// The one dict of tensors of a document in which no ResNet backbone key occurs anywhere, with
