@@ -272,6 +272,19 @@ final class PyTorchReaderTests: XCTestCase {
         XCTAssertTrue(m2.contains("evil.FloatStorage"), m2)
     }
 
+    func testTensorWithAttributesAndParameterWithStateRebuildAsPlainTensors() throws {
+        let doc = try read("rebuild_variants.pth")
+        XCTAssertEqual(doc.warnings, [])
+        assertMatches(doc, try TorchExpectation.load("rebuild_variants.expected.json"))
+    }
+
+    func testUnsupportedDTypeAndUnknownTensorSubclass() throws {
+        guard case .unsupported(let m1)? = error("uint16.pth") else { return XCTFail("not .unsupported") }
+        XCTAssertTrue(m1.contains("torch.uint16"), m1)
+        guard case .unsafe(let m2)? = error("unsafe_subclass.pth") else { return XCTFail("not .unsafe") }
+        XCTAssertTrue(m2.contains("__main__.MyTensor"), m2)
+    }
+
     func testTorchScriptArchiveIsRefusedClearly() throws {
         guard case .unsupported(let message)? = error("torchscript.pt") else { return XCTFail("not .unsupported") }
         XCTAssertTrue(message.contains("TorchScript"), message)

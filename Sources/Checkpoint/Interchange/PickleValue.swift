@@ -41,6 +41,7 @@ final class PickleList {
 final class PickleDict {
     private(set) var entries: [(key: PickleValue, value: PickleValue)] = []
     private var stringIndex: [String: Int] = [:]
+    private var intIndex: [Int64: Int] = [:]
     /// Instance attributes set by `BUILD` (a state dict's `_metadata`).
     var attributes: [(name: String, value: PickleValue)] = []
 
@@ -48,10 +49,9 @@ final class PickleDict {
         if case .string(let s) = key {
             if let i = stringIndex[s] { entries[i].value = value; return }
             stringIndex[s] = entries.count
-        } else if case .int(let k) = key,
-                  let i = entries.firstIndex(where: { if case .int(k) = $0.key { return true } else { return false } }) {
-            entries[i].value = value
-            return
+        } else if case .int(let k) = key {
+            if let i = intIndex[k] { entries[i].value = value; return }
+            intIndex[k] = entries.count
         }
         entries.append((key, value))
     }

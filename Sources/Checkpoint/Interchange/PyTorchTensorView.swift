@@ -24,6 +24,8 @@ enum PyTorchTensorView {
         }
         let base = storage.startIndex
         if isContiguous(size: size, stride: stride) {
+            // The whole storage: share its buffer instead of copying (the common state-dict case).
+            if offset == 0, count * es == storage.count, storage.startIndex == 0 { return try Tensor(dtype: dtype, shape: size, data: storage) }
             let start = base + offset * es
             return try Tensor(dtype: dtype, shape: size, data: storage.subdata(in: start..<(start + count * es)))
         }

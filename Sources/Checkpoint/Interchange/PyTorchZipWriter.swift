@@ -19,9 +19,8 @@ enum PyTorchZipWriter {
         var names: [String] = []
         var crcs: [UInt32] = []
         func add(_ name: String, _ data: Data) throws {
-            try writer.add(name: prefix + name, data: data)
+            crcs.append(try writer.add(name: prefix + name, data: data))
             names.append(prefix + name)
-            crcs.append(ZipCodec.crc32(data))
         }
         try add("data.pkl", pickle)
         try add(".format_version", Data("1".utf8))

@@ -37,7 +37,9 @@ public struct ZipWriter {
     ///   - compress: deflate the data (method 8) instead of storing it (method 0).
     /// - Throws: `CheckpointError.invalid` for a duplicate or empty name or a writer already
     ///   finished; `CheckpointError.io` when the temporary file cannot be written.
-    public mutating func add(name: String, data: Data, compress: Bool = false) throws {
+    /// - Returns: the record's CRC-32.
+    @discardableResult
+    public mutating func add(name: String, data: Data, compress: Bool = false) throws -> UInt32 {
         try sink.add(name: name, data: data, compress: compress, alignment: alignment)
     }
 
@@ -105,7 +107,7 @@ public struct ZipWriter {
             cursor += bytes.count
         }
 
-        func add(name: String, data: Data, compress: Bool, alignment: Int?) throws {
+        func add(name: String, data: Data, compress: Bool, alignment: Int?) throws -> UInt32 {
             guard !finished else { throw CheckpointError.invalid("ZIP writer for \(destination.path) is already finished") }
             guard !name.isEmpty, !names.contains(name) else {
                 throw CheckpointError.invalid("ZIP record name \(name.isEmpty ? "(empty)" : name) is empty or used twice")
@@ -152,6 +154,7 @@ public struct ZipWriter {
             records.append(Record(name: nameBytes, flags: flags, method: method, crc: crc,
                                   compressedSize: payload.count, uncompressedSize: data.count, offset: offset))
             names.insert(name)
+            return crc
         }
 
         func finish() throws {
