@@ -236,7 +236,7 @@ final class PyTorchReaderTests: XCTestCase {
 
     func testC10PlainPickleIsRefusedWithItsGlobals() throws {
         let expected = try JSONDecoder().decode([String: [String]].self, from: Data(contentsOf: Fixtures.url("pth/c10.expected.json")))
-        for (file, key) in [("c10_pickle_p4.pth", "p4"), ("c10_pickle_p2.pth", "p2")] {
+        for (file, key) in [("c10_pickle_p4.pth", "p4"), ("c10_pickle_p2.pth", "p2"), ("c10_pickle_p0.pth", "p0")] {
             XCTAssertEqual(try FileSniffer.sniff(Fixtures.url("pth/\(file)")), .rawPickle(globals: expected[key]!), file)
             guard case .notACheckpoint(let message)? = error(file) else { XCTFail("not .notACheckpoint"); continue }
             XCTAssertTrue(message.contains(expected[key]!.joined(separator: ", ")), message)

@@ -65,7 +65,8 @@ public enum FileKind: Equatable, Sendable {
 /// format spec, superblock); safetensors = u64 LE header length then `{`
 /// (https://huggingface.co/docs/safetensors); Git LFS pointer = `version https://git-lfs.github.com/spec/v1`
 /// with `oid sha256:` and `size` lines (Git LFS spec, docs/spec.md); raw pickle = `PROTO` 2-5 (`80 0x`)
-/// not followed by the torch magic number.
+/// not followed by the torch magic number, or a protocol 0/1 opcode stream ending in `STOP` at the
+/// end of the file.
 public enum FileSniffer {
     static let legacyMagic: [UInt8] = [0x80, 0x02, 0x8A, 0x0A, 0x6C, 0xFC, 0x9C, 0x46, 0xF9, 0x20, 0x6A, 0xA8, 0x50, 0x19]
 
@@ -102,6 +103,12 @@ public enum FileSniffer {
         if size >= 10 {
             let n = bytes.prefix(8).withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
             if n >= 2, n <= UInt64(size - 8), head[8] == UInt8(ascii: "{") { return .safetensors }
+        }
+        // Protocol 0/1 pickles have no PROTO opcode and are mostly text: a walk that ends with STOP
+        // exactly at the end of the file, having named at least one global, is a pickle.
+        if [UInt8(ascii: "("), UInt8(ascii: "c"), UInt8(ascii: "]"), UInt8(ascii: "}")].contains(head[0]) {
+            let scan = PickleScanner.scan(bytes)
+            if scan.complete, scan.end == size, !scan.globals.isEmpty { return .rawPickle(globals: scan.globals) }
         }
         if let text = textPrefix(head) {
             if let lfs = lfsPointer(bytes) { return lfs }

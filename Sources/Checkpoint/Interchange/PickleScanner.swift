@@ -14,6 +14,8 @@ enum PickleScanner {
         var proto: Int?
         /// True when the walk reached `STOP`.
         var complete = false
+        /// Byte just past the `STOP` (or where the walk ended).
+        var end = 0
     }
 
     /// Walks the first pickle in `data` (stopping at `STOP`, at the end of data, or at an unknown opcode).
@@ -55,7 +57,7 @@ enum PickleScanner {
             p += 1
             var pushed: String?
             switch op {
-            case 0x2E: result.complete = true; return result                        // STOP
+            case 0x2E: result.complete = true; result.end = p; return result        // STOP
             case 0x80: result.proto = p < n ? Int(b[p]) : nil; p += 1                 // PROTO
             case 0x4B, 0x82: p += 1                                                   // BININT1, EXT1
             case 0x71:                                                                // BINPUT
@@ -116,10 +118,12 @@ enum PickleScanner {
                  0x62, 0x81, 0x92, 0x6F, 0x51, 0x97, 0x98:
                 break                                                                 // no argument
             default:
+                result.end = p - 1
                 return result                                                         // not a pickle opcode
             }
             if let s = pushed { pushString(s) } else if op != 0x71 && op != 0x72 && op != 0x94 && op != 0x70 { lastString = nil }
         }
+        result.end = min(p, n)
         return result
     }
 }
