@@ -48,6 +48,26 @@ public struct TensorDelta: Codable, Equatable, Sendable {
         self.init(a.doubles(), b.doubles())
     }
 
+    /// The delta of a tensor with itself: zero change, `normA == normB == ||a||`, cosine 1 (nil for an
+    /// all-zero tensor). Costs one pass over `a` (used for bitwise-identical tensors).
+    public init(identicalTo a: Tensor) {
+        let x = a.doubles()
+        var acc = SIMD4<Double>(repeating: 0)
+        x.withUnsafeBufferPointer { xp in
+            var i = 0
+            let vectorEnd = xp.count - xp.count % 4
+            while i < vectorEnd {
+                let v = SIMD4<Double>(xp[i], xp[i + 1], xp[i + 2], xp[i + 3])
+                acc += v * v
+                i += 4
+            }
+            while i < xp.count { acc[0] += xp[i] * xp[i]; i += 1 }
+        }
+        let norm = acc.sum().squareRoot()
+        self.init(count: x.count, l2: 0, normA: norm, normB: norm, relative: 0,
+                  cosine: norm == 0 || norm.isNaN ? nil : 1, maxAbs: 0, changedElements: 0)
+    }
+
     /// Compares two Float64 vectors of equal length (the values of `a` and `b` in C order).
     public init(_ x: [Double], _ y: [Double]) {
         precondition(x.count == y.count, "TensorDelta needs vectors of the same length")

@@ -1,0 +1,147 @@
+import Checkpoint
+
+/// Renders a `CheckpointDiff` for a terminal: a summary, the per-stage table, architecture,
+/// provenance and hyperparameter changes, then one table per tensor section (weights, BN
+/// statistics, counters) listing tensors in the report's order (largest relative change first).
+///
+/// Key changes are marked `~` (changed, `a -> b`), `+` (only in B) and `-` (only in A). Numbers use
+/// 4 significant digits, cosine similarity 6 decimals, `-` where a quantity is undefined.
+public enum DiffTextRenderer {
+    /// The whole report, lines joined by `\n`, ending with a newline.
+    public static func render(_ diff: CheckpointDiff) -> String {
+        var out: [String] = []
+        out.append("diff \(diff.labelA) -> \(diff.labelB)")
+        if diff.summary.identical {
+            out.append("  identical: same tensors, architecture and provenance")
+            return out.joined(separator: "\n") + "\n"
+        }
+        out.append("")
+        out += summary(diff)
+        out.append("")
+        out += stages(diff)
+        for (title, changes) in [("architecture", diff.architecture), ("provenance", diff.provenance),
+                                 ("hyperparameters", diff.hyperparameters)] where !changes.isEmpty {
+            out.append("")
+            out.append(title)
+            out += keyChanges(changes)
+        }
+        for section in diff.sections where !section.tensors.isEmpty {
+            out.append("")
+            out += tensors(section)
+        }
+        return out.joined(separator: "\n") + "\n"
+    }
+
+    // MARK: - Parts
+
+    static func summary(_ diff: CheckpointDiff) -> [String] {
+        var table = TextTable()
+        for section in diff.sections {
+            let differing = section.total - section.unchanged
+            var text: String
+            if section.total == 0 {
+                text = "none"
+            } else if differing == 0 {
+                text = "unchanged (\(section.total) tensors)"
+            } else {
+                text = "\(differing) of \(section.total) tensors differ (" + counts(section) + ")"
+            }
+            if section.section == .weights, differing > 0, let r = diff.summary.relativeChange {
+                text += ", relative change \(DiffFormat.number(r))"
+            }
+            if section.section == .counters, differing > 0 { text += "; counters are not weight changes" }
+            table.add([section.section.title, text])
+        }
+        for (title, changes) in [("architecture", diff.architecture), ("provenance", diff.provenance),
+                                 ("hyperparameters", diff.hyperparameters)] {
+            table.add([title, changes.isEmpty ? "identical"
+                       : changes.count == 1 ? "1 key differs" : "\(changes.count) keys differ"])
+        }
+        return ["summary"] + table.lines()
+    }
+
+    static func counts(_ s: CheckpointDiff.Section) -> String {
+        var parts: [String] = []
+        if s.changed > 0 { parts.append("\(s.changed) changed") }
+        if s.added > 0 { parts.append("\(s.added) added") }
+        if s.removed > 0 { parts.append("\(s.removed) removed") }
+        return parts.joined(separator: ", ")
+    }
+
+    static func stages(_ diff: CheckpointDiff) -> [String] {
+        var table = TextTable()
+        table.add(["stage", "status", "weights", "relative", "L2", "BN stats", "counters", "notes"])
+        for s in diff.stages {
+            table.add([s.stage, s.status.rawValue, "\(s.changedWeights)/\(s.weightTensors)",
+                       DiffFormat.optional(s.relativeChange), DiffFormat.optional(s.l2),
+                       "\(s.changedBNStatistics)/\(s.bnStatistics)", "\(s.changedCounters)/\(s.counters)",
+                       s.notes.joined(separator: "; ")])
+        }
+        return ["stages (changed/total tensors; relative = ||B - A|| / ||A|| over the stage's weights)"]
+            + table.lines()
+    }
+
+    static func keyChanges(_ changes: [KeyChange]) -> [String] {
+        var table = TextTable()
+        for c in changes {
+            switch c.kind {
+            case .changed: table.add(["~", c.key, DiffFormat.value(c.a) + " -> " + DiffFormat.value(c.b)])
+            case .added: table.add(["+", c.key, DiffFormat.value(c.b)])
+            case .removed: table.add(["-", c.key, DiffFormat.value(c.a)])
+            }
+        }
+        return table.lines()
+    }
+
+    static func tensors(_ section: CheckpointDiff.Section) -> [String] {
+        let differing = section.total - section.unchanged
+        var header = "\(section.section.title): \(differing) of \(section.total) differ"
+        if differing > 0 { header += " (" + counts(section) + ")" }
+        var table = TextTable()
+        if section.section == .counters {
+            table.add(["", "tensor", "A", "B", "note"])
+            for e in section.tensors {
+                table.add([mark(e), e.name, e.valueA.map(DiffFormat.number) ?? DiffFormat.shape(e.shapeA),
+                           e.valueB.map(DiffFormat.number) ?? DiffFormat.shape(e.shapeB), note(e)])
+            }
+        } else {
+            table.add(["", "tensor", "shape", "L2", "relative", "cosine", "max abs", "note"])
+            for e in section.tensors {
+                let shape = e.shapeChanged ? DiffFormat.shape(e.shapeA) + " -> " + DiffFormat.shape(e.shapeB)
+                    : DiffFormat.shape(e.shapeA ?? e.shapeB)
+                if let d = e.delta {
+                    table.add([mark(e), e.name, shape, DiffFormat.number(d.l2), DiffFormat.optional(d.relative),
+                               DiffFormat.cosine(d.cosine), DiffFormat.number(d.maxAbs), note(e)])
+                } else {
+                    table.add([mark(e), e.name, shape, "-", "-", "-", "-", note(e)])
+                }
+            }
+        }
+        return [header] + table.lines()
+    }
+
+    /// `~` changed, `+` added, `-` removed, `=` unchanged.
+    static func mark(_ e: CheckpointDiff.TensorEntry) -> String {
+        switch e.status {
+        case .changed, .replaced: return "~"
+        case .added: return "+"
+        case .removed: return "-"
+        case .unchanged: return "="
+        }
+    }
+
+    static func note(_ e: CheckpointDiff.TensorEntry) -> String {
+        var parts: [String] = []
+        switch e.status {
+        case .added: parts.append("only in B (\(e.dtypeB!.rawValue))")
+        case .removed: parts.append("only in A (\(e.dtypeA!.rawValue))")
+        default: break
+        }
+        if e.shapeChanged { parts.append("shape changed") }
+        if e.dtypeChanged { parts.append("dtype \(e.dtypeA!.rawValue) -> \(e.dtypeB!.rawValue)") }
+        if let d = e.delta, d.changedElements > 0, d.changedElements < d.count {
+            parts.append("\(d.changedElements) of \(d.count) elements differ")
+        }
+        return parts.joined(separator: "; ")
+    }
+}
