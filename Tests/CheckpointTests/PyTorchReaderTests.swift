@@ -285,6 +285,15 @@ final class PyTorchReaderTests: XCTestCase {
         XCTAssertTrue(m2.contains("__main__.MyTensor"), m2)
     }
 
+    func testWholePickledModelIsRefusedWithAHint() throws {
+        let expected = try JSONDecoder().decode([String: JSONValue].self, from: Data(contentsOf: Fixtures.url("pth/whole_model.expected.json")))
+        for file in ["whole_model.pth", "whole_model_legacy.pth"] {
+            guard case .notACheckpoint(let m)? = error(file) else { XCTFail("not .notACheckpoint"); continue }
+            XCTAssertTrue(m.contains("holds a pickled \(expected["class"]!) object holding \(expected["tensors"]!) tensors"), m)
+            XCTAssertTrue(m.contains("torch.save(model.state_dict()"), m)
+        }
+    }
+
     func testTorchScriptArchiveIsRefusedClearly() throws {
         guard case .unsupported(let message)? = error("torchscript.pt") else { return XCTFail("not .unsupported") }
         XCTAssertTrue(message.contains("TorchScript"), message)

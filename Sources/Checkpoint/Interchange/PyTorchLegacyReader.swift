@@ -53,6 +53,7 @@ enum PyTorchLegacyReader {
             try legacyPersistentLoad(pid, roots: storages, context: mainContext)
         }
         let roots = storages.roots
+        try PyTorchZipReader.refuseWholeObject(root, file: file)
         guard case .list(let keyList) = try next("storage key list") else {
             throw CheckpointError.corrupt("\(file): the storage key list is missing after the main pickle")
         }

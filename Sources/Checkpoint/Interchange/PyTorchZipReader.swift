@@ -74,6 +74,7 @@ enum PyTorchZipReader {
             try zipPersistentLoad(pid, context: context)
         }
         let root = try reader.read()
+        try PyTorchZipReader.refuseWholeObject(root, file: file)
 
         var conversion = PickleConversion { storage, path in
             let recordName = "data/\(storage.key)"
@@ -99,6 +100,15 @@ enum PyTorchZipReader {
         let value = try conversion.convert(root)
         return SourceDocument(format: .pth, container: "pytorch-zip", root: value, metadata: metadata,
                               warnings: conversion.warnings)
+    }
+
+    /// A file whose top-level object is an instance of a class we do not rebuild (`torch.save(model)`
+    /// pickles the whole `nn.Module`) holds no usable tree: say so instead of returning a placeholder.
+    static func refuseWholeObject(_ root: PickleValue, file: String) throws {
+        guard case .opaque(let o) = root else { return }
+        let held = o.tensors > 0 ? " holding \(o.tensors) tensors" : ""
+        throw CheckpointError.notACheckpoint(
+            "\(file) holds a pickled \(o.global) object\(held) (a whole model saved with torch.save(model)?), not a state dict; bissl never rebuilds Python objects; re-export it with torch.save(model.state_dict(), path)")
     }
 
     /// `('storage', <storage class>, key, location, numel)` -> a storage reference
