@@ -24,13 +24,11 @@ final class Catalog {
         if !exists && !create {
             throw CheckpointError.io("no zoo catalog at \(url.path)")
         }
-        if exists {
-            // Check the version before GRDB touches the file (it would switch journal modes).
-            try Self.refuseNewerSchema(url)
-        }
+        // Check the version before GRDB touches the file; an up-to-date catalog is not written to.
+        let version = exists ? try Self.headerVersion(url) : 0
+        try CatalogSchema.checkNotNewer(version, path: url.path)
         var config = Configuration()
         config.busyMode = .timeout(Self.busyTimeout)
-        config.journalMode = .wal
         config.foreignKeysEnabled = true
         config.label = "bissl-catalog"
         do {
@@ -38,25 +36,37 @@ final class Catalog {
         } catch {
             throw Self.describe(error, url: url)
         }
-        try write { db in try CatalogSchema.migrate(db, path: url.path) }
+        if version < CatalogSchema.currentVersion {
+            // WAL is a persistent property of the database file: set once here, when the catalog is
+            // created or migrated. (GRDB's `journalMode = .wal` would write to the catalog at every
+            // open, so read-only commands would modify it.)
+            do {
+                try queue.writeWithoutTransaction { db in
+                    let mode = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
+                    guard mode == "wal" else { throw CheckpointError.io("\(url.path): SQLite refused WAL mode (journal mode \(mode ?? "?"))") }
+                }
+            } catch {
+                throw Self.describe(error, url: url)
+            }
+            try write { db in try CatalogSchema.migrate(db, path: url.path) }
+        }
     }
 
     /// Reads the schema version from the database header without opening a connection (which would
-    /// create WAL files) and refuses a newer schema. SQLite keeps `PRAGMA user_version` as a 4-byte
+    /// create WAL files); 0 for an empty file. SQLite keeps `PRAGMA user_version` as a 4-byte
     /// big-endian integer at offset 60 of the header (https://www.sqlite.org/fileformat2.html#user_version_number).
     /// `CatalogSchema.migrate` checks again inside its transaction, where the WAL is taken into account.
-    private static func refuseNewerSchema(_ url: URL) throws {
+    private static func headerVersion(_ url: URL) throws -> Int {
         guard let handle = FileHandle(forReadingAtPath: url.path) else {
             throw CheckpointError.io("cannot read the catalog \(url.path): \(String(cString: strerror(errno)))")
         }
         defer { try? handle.close() }
         let header = (try? handle.read(upToCount: 100)) ?? Data()
-        guard header.count >= 64 else { return }  // empty file: SQLite initialises it
+        guard header.count >= 64 else { return 0 }  // empty file: SQLite initialises it
         guard header.prefix(16) == Data("SQLite format 3\u{0}".utf8) else {
             throw CheckpointError.corrupt("\(url.path): the catalog is not an SQLite database; rebuild it with bissl verify --reindex")
         }
-        let version = header[60..<64].reduce(0) { $0 << 8 | Int($1) }
-        try CatalogSchema.checkNotNewer(version, path: url.path)
+        return header[60..<64].reduce(0) { $0 << 8 | Int($1) }
     }
 
     /// Runs `body` in one IMMEDIATE transaction; commits when it returns, rolls back when it throws.

@@ -28,13 +28,18 @@ extension Zoo {
     ///   - tags: further labels (unique in the zoo).
     /// - Returns: `added == false` when the content is already listed: then nothing changes, and
     ///   `name`/`tags` given here are not applied (use `tag`).
-    /// - Throws: `CheckpointError.invalid` for a bad or taken label, `.io` when the zoo cannot be written.
+    /// - Throws: `CheckpointError.invalid` for a bad or taken label or provenance outside the schema
+    ///   (`ProvenanceCheck`), `.io` when the zoo cannot be written.
     public func add(_ checkpoint: Checkpoint, name: String? = nil, tags: [String] = []) throws -> ImportResult {
         let labels = (name.map { [($0, LabelKind.name)] } ?? []) + tags.map { ($0, LabelKind.tag) }
         var seen = Set<String>()
         for (label, _) in labels {
             try LabelRules.validate(label)
             guard seen.insert(label).inserted else { throw CheckpointError.invalid("label '\(label)' given twice") }
+        }
+        let violations = ProvenanceCheck.violations(checkpoint.provenance)
+        if !violations.isEmpty {
+            throw CheckpointError.invalid("cannot import: provenance does not satisfy schemas/provenance.schema.json: \(violations.joined(separator: "; "))")
         }
         let id = ContentID.compute(checkpoint)
         if let existing = try existingResult(id) { return existing }

@@ -1,0 +1,259 @@
+import Checkpoint
+import Foundation
+import XCTest
+@testable import Zoo
+
+/// rm with tombstones, lineage, verify, reindex and gc through the library API.
+final class ZooIntegrityTests: XCTestCase {
+    private func makeZoo() throws -> (Zoo, ZooLayout) {
+        let layout = ZooLayout(root: try ZooTestSupport.tempDir(self).appendingPathComponent("zoo"))
+        let zoo = try Zoo.open(layout, create: true)
+        addTeardownBlock { try? zoo.close() }
+        return (zoo, layout)
+    }
+
+    /// pretext <- bissl <- finetune (two finetunes of the bissl entry).
+    private func chain(_ zoo: Zoo) throws -> (pre: String, aligned: String, ft1: String, ft2: String) {
+        let pre = try zoo.add(ZooTestSupport.checkpoint(seed: 100, stage: "pretext", method: "simclr"), name: "pre").id
+        let aligned = try zoo.add(ZooTestSupport.checkpoint(
+            seed: 101, stage: "bissl", method: "bissl", parents: [.init(id: pre, relation: "aligned-from")]), name: "aligned").id
+        let ft1 = try zoo.add(ZooTestSupport.checkpoint(
+            seed: 102, stage: "finetune", parents: [.init(id: aligned, relation: "finetuned-from", note: "classifier re-initialised 1000 -> 10")],
+            metrics: ["top1": 0.81])).id
+        let ft2 = try zoo.add(ZooTestSupport.checkpoint(
+            seed: 103, stage: "finetune", parents: [.init(id: aligned, relation: "finetuned-from")], metrics: ["top1": 0.79])).id
+        return (pre, aligned, ft1, ft2)
+    }
+
+    func testLineageUpDownBoth() throws {
+        let (zoo, _) = try makeZoo()
+        let c = try chain(zoo)
+        let up = try zoo.lineage(c.ft1, direction: .up)
+        XCTAssertEqual(up.nodes.map(\.id), [c.ft1, c.aligned, c.pre])
+        XCTAssertEqual(up.edges.map { "\($0.child.prefix(4))>\($0.parent.prefix(4)) \($0.relation)" },
+                       ["\(c.ft1.prefix(4))>\(c.aligned.prefix(4)) finetuned-from", "\(c.aligned.prefix(4))>\(c.pre.prefix(4)) aligned-from"])
+        XCTAssertEqual(up.edges[0].note, "classifier re-initialised 1000 -> 10")
+        let down = try zoo.lineage("pre", direction: .down)
+        XCTAssertEqual(down.nodes.map(\.id), [c.pre, c.aligned] + [c.ft1, c.ft2].sorted())
+        XCTAssertEqual(down.edges.count, 3)
+        let both = try zoo.lineage("aligned", direction: .both)
+        XCTAssertEqual(Set(both.nodes.map(\.id)), [c.pre, c.aligned, c.ft1, c.ft2])
+        XCTAssertEqual(both.nodes.first?.name, "aligned")
+        XCTAssertTrue(both.nodes.allSatisfy { $0.status == .listed })
+    }
+
+    func testLineageOfParentUnknownToTheZoo() throws {
+        let (zoo, _) = try makeZoo()
+        let stranger = String(repeating: "e", count: 64)
+        let child = try zoo.add(ZooTestSupport.checkpoint(seed: 104, stage: "finetune", parents: [.init(id: stranger, relation: "finetuned-from")])).id
+        let up = try zoo.lineage(child, direction: .up)
+        XCTAssertEqual(up.nodes.map(\.status), [.listed, .unknown])
+        XCTAssertEqual(up.nodes[1].id, stranger)
+    }
+
+    func testRemoveRefusesParentsUnlessForcedAndKeepsTombstone() throws {
+        let (zoo, layout) = try makeZoo()
+        let c = try chain(zoo)
+        let before = try ZooTestSupport.snapshot(layout.root)
+        XCTAssertThrowsError(try zoo.remove("aligned")) { error in
+            XCTAssertTrue("\(error)".contains("entry \(c.aligned.prefix(12)) has 2 descendants"), "\(error)")
+        }
+        XCTAssertEqual(try ZooTestSupport.snapshot(layout.root), before, "a refused rm changes nothing")
+
+        let removed = try zoo.remove("aligned", force: true)
+        XCTAssertEqual(removed.id, c.aligned)
+        XCTAssertEqual(removed.labels, ["aligned"])
+        XCTAssertEqual(Set(removed.descendants), [c.ft1, c.ft2])
+        XCTAssertTrue(removed.tombstone)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: layout.objectURL(c.aligned).path))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: layout.refURL("aligned", kind: .name).path))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: layout.trash.path), [])
+        XCTAssertThrowsError(try zoo.resolve("aligned"))
+        XCTAssertThrowsError(try zoo.resolve(String(c.aligned.prefix(10)))) { XCTAssertTrue("\($0)".contains("was removed"), "\($0)") }
+
+        // The tombstone file holds the removed entry's provenance as its object had it.
+        let tombstone = try TombstoneFile.read(layout.tombstoneURL(c.aligned))
+        XCTAssertEqual(tombstone.provenance, ZooTestSupport.checkpoint(seed: 101, stage: "bissl", method: "bissl",
+                                                                       parents: [.init(id: c.pre, relation: "aligned-from")]).provenance)
+        XCTAssertEqual(tombstone.labels, ["aligned"])
+        XCTAssertEqual(try zoo.tombstone(c.aligned)?.stage, "bissl")
+
+        // Lineage walks through the removed entry up to the pretext entry.
+        let up = try zoo.lineage(c.ft1, direction: .up)
+        XCTAssertEqual(up.nodes.map(\.id), [c.ft1, c.aligned, c.pre])
+        XCTAssertEqual(up.nodes.map(\.status), [.listed, .removed, .listed])
+        XCTAssertEqual(up.nodes[1].method, "bissl")
+
+        // Removing a leaf needs no force and leaves no tombstone.
+        let leaf = try zoo.remove(c.ft2)
+        XCTAssertFalse(leaf.tombstone)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: layout.tombstoneURL(c.ft2).path))
+        XCTAssertEqual(Set(try zoo.list().map(\.id)), [c.pre, c.ft1])
+        XCTAssertEqual(try zoo.verify().findings, [])
+    }
+
+    func testReindexRebuildsTheSameCatalogFromFilesAlone() throws {
+        let (zoo, layout) = try makeZoo()
+        let c = try chain(zoo)
+        try zoo.tag(c.ft1, "best")
+        _ = try zoo.remove("aligned", force: true)
+        let listBefore = try zoo.list()
+        let lineageBefore = try zoo.lineage(c.ft1, direction: .both)
+        try zoo.close()
+        for suffix in ["", "-wal", "-shm"] { unlink(layout.catalog.path + suffix) }
+
+        let report = try Zoo.reindex(layout)
+        XCTAssertEqual(report.entries, 3)
+        XCTAssertEqual(report.labels, 2)  // name "pre" and tag "best"
+        XCTAssertEqual(report.tombstones, 1)
+        XCTAssertEqual(report.skipped, [])
+        let rebuilt = try Zoo.open(layout)
+        defer { try? rebuilt.close() }
+        XCTAssertEqual(try rebuilt.list(), listBefore)
+        XCTAssertEqual(try rebuilt.lineage(c.ft1, direction: .both), lineageBefore)
+        XCTAssertEqual(try rebuilt.verify().findings, [])
+    }
+
+    func testReindexMovesADamagedCatalogAside() throws {
+        let (zoo, layout) = try makeZoo()
+        let a = try zoo.add(ZooTestSupport.checkpoint(seed: 105), name: "kept").id
+        try zoo.close()
+        try Data(repeating: 0x42, count: 4096).write(to: layout.catalog)
+        XCTAssertThrowsError(try Zoo.open(layout)) { XCTAssertTrue("\($0)".contains("not an SQLite database"), "\($0)") }
+        let report = try Zoo.reindex(layout)
+        XCTAssertNotNil(report.movedAside)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: report.movedAside!)), Data(repeating: 0x42, count: 4096))
+        let rebuilt = try Zoo.open(layout)
+        defer { try? rebuilt.close() }
+        XCTAssertEqual(try rebuilt.resolve("kept"), a)
+    }
+
+    func testVerifyFindsCorruptMissingAndInvalidObjects() throws {
+        let (zoo, layout) = try makeZoo()
+        let good = try zoo.add(ZooTestSupport.checkpoint(seed: 106)).id
+        let flipped = try zoo.add(ZooTestSupport.checkpoint(seed: 107, extraFloats: 4096)).id
+        let missing = try zoo.add(ZooTestSupport.checkpoint(seed: 108)).id
+        let invalid = try zoo.add(ZooTestSupport.checkpoint(seed: 109)).id
+        XCTAssertEqual(try zoo.verify().problems, [])
+        // Import refuses provenance outside the schema ...
+        XCTAssertThrowsError(try zoo.add(ZooTestSupport.checkpoint(seed: 115, parents: [.init(id: good, relation: "copied-from")]))) {
+            XCTAssertTrue("\($0)".contains("parents[0].relation 'copied-from'"), "\($0)")
+        }
+        // ... so rewrite an object in place: same tensors (same content id), provenance edited.
+        try ZooTestSupport.writeH5(ZooTestSupport.checkpoint(seed: 109, parents: [.init(id: good, relation: "copied-from")]), to: layout.objectURL(invalid))
+
+        // Flip bytes inside the big tensor's data (the last 16 KiB of the file hold it).
+        let url = layout.objectURL(flipped)
+        var bytes = try Data(contentsOf: url)
+        let at = bytes.count - 8000
+        for i in at..<(at + 8) { bytes[i] ^= 0xFF }
+        try bytes.write(to: url)
+        unlink(layout.objectURL(missing).path)
+
+        let report = try zoo.verify()
+        XCTAssertEqual(report.checked, 4)
+        let byID = Dictionary(grouping: report.problems, by: { $0.id ?? "" })
+        XCTAssertEqual(Set(byID.keys), [flipped, missing, invalid])
+        XCTAssertTrue(byID[flipped]![0].message.contains("content id mismatch"), byID[flipped]![0].message)
+        XCTAssertEqual(byID[missing]![0].message, "object file is missing")
+        XCTAssertEqual(byID[invalid]!.map(\.message), [
+            "provenance: parents[0].relation 'copied-from' is not one of aligned-from, finetuned-from, imported-from, pretrained-from, probed-from",
+            "catalog row differs from the object; rebuild the catalog with bissl verify --reindex",
+            "catalog metrics or lineage edges differ from the object; rebuild the catalog with bissl verify --reindex"])
+        XCTAssertEqual(try zoo.verify([good]).findings, [])
+        XCTAssertEqual(try zoo.verify([String(missing.prefix(8))]).problems.count, 1)
+        XCTAssertThrowsError(try zoo.checkpoint(missing)) { XCTAssertTrue("\($0)".contains("is missing"), "\($0)") }
+    }
+
+    func testVerifyWarnsAboutDegenerateBatchNorm() throws {
+        let (zoo, _) = try makeZoo()
+        let id = try zoo.add(ZooTestSupport.checkpoint(seed: 110, zeroBNWeight: true)).id
+        let report = try zoo.verify()
+        XCTAssertEqual(report.problems, [])
+        XCTAssertEqual(report.findings.map(\.level), [.warning])
+        XCTAssertEqual(report.findings[0].id, id)
+        XCTAssertEqual(report.findings[0].message,
+                       "backbone: 1 BatchNorm weight tensor is all zero (bn1.weight): degenerate BatchNorm, constant features")
+    }
+
+    func testHealthCheckOnRunningVarZerosAndNaN() throws {
+        var c = ZooTestSupport.checkpoint(seed: 111)
+        c.components["backbone"]!["bn1.running_var"] = Tensor(float32: [0, 1, 0, 2], shape: [4])
+        c.components["backbone"]!["conv1.weight"] = Tensor(float32: [.nan] + Array(repeating: 1, count: 107), shape: [4, 3, 3, 3])
+        let warnings = HealthCheck.warnings(c)
+        XCTAssertEqual(warnings.count, 2)
+        XCTAssertTrue(warnings.contains("backbone conv1.weight: 1 NaN, 0 inf of 108 values (non-finite weights)"), "\(warnings)")
+        XCTAssertTrue(warnings.contains { $0.hasPrefix("backbone bn1.running_var: 2 zero of 4 values") }, "\(warnings)")
+    }
+
+    func testGCRemovesLeftoversAndKeepsLiveFiles() throws {
+        let (zoo, layout) = try makeZoo()
+        let kept = try zoo.add(ZooTestSupport.checkpoint(seed: 112), name: "kept").id
+        // Leftovers of interrupted writers: an unlisted object, a staged import and an AtomicFile
+        // temporary of a dead pid, a stray ref, a trashed object of an unlisted entry.
+        let unlisted = ZooTestSupport.checkpoint(seed: 113)
+        let unlistedID = ContentID.compute(unlisted)
+        try FileManager.default.createDirectory(at: layout.objectURL(unlistedID).deletingLastPathComponent(), withIntermediateDirectories: true)
+        try ZooTestSupport.writeH5(unlisted, to: layout.objectURL(unlistedID))
+        let deadPID: Int32 = 999_999  // checked below not to be a running process
+        XCTAssertNotEqual(kill(deadPID, 0), 0)
+        let staged = layout.tmp.appendingPathComponent("\(unlistedID).\(deadPID).123.h5")
+        try Data("partial".utf8).write(to: staged)
+        let atomicTemp = layout.objectURL(kept).deletingLastPathComponent().appendingPathComponent(".x.h5.tmp-\(deadPID)-42")
+        try Data("partial".utf8).write(to: atomicTemp)
+        let stray = layout.refURL("ghost", kind: .tag)
+        try Data((unlistedID + "\n").utf8).write(to: stray)
+        // A staged file of a running process (this one) must stay.
+        let live = layout.tmp.appendingPathComponent("\(unlistedID).\(getpid()).7.h5")
+        try Data("in progress".utf8).write(to: live)
+        // A label whose ref file went missing (interrupted untag) is rewritten.
+        unlink(layout.refURL("kept", kind: .name).path)
+
+        let report = try zoo.verify()
+        XCTAssertEqual(report.problems, [])
+        XCTAssertEqual(Set(report.findings.filter { $0.level == .leftover }.compactMap(\.path)),
+                       [layout.objectURL(unlistedID).path, staged.path, atomicTemp.path, stray.path, layout.refURL("kept", kind: .name).path])
+
+        let dry = try zoo.gc(dryRun: true)
+        XCTAssertEqual(dry.unlistedObjects, [layout.objectURL(unlistedID).path])
+        XCTAssertTrue(FileManager.default.fileExists(atPath: layout.objectURL(unlistedID).path), "dry run removes nothing")
+
+        let gc = try zoo.gc()
+        XCTAssertEqual(gc.unlistedObjects, [layout.objectURL(unlistedID).path])
+        XCTAssertEqual(Set(gc.writerLeftovers), [staged.path, atomicTemp.path])
+        XCTAssertEqual(gc.strayRefs, [stray.path])
+        XCTAssertEqual(gc.rewrittenRefs, [layout.refURL("kept", kind: .name).path])
+        for url in [layout.objectURL(unlistedID), staged, atomicTemp, stray] {
+            XCTAssertFalse(FileManager.default.fileExists(atPath: url.path), url.path)
+        }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: live.path))
+        XCTAssertEqual(try String(contentsOf: layout.refURL("kept", kind: .name), encoding: .utf8), kept + "\n")
+        XCTAssertEqual(try zoo.verify().findings, [])
+    }
+
+    func testGCRestoresAnObjectAnInterruptedRemoveLeftInTrash() throws {
+        let (zoo, layout) = try makeZoo()
+        let id = try zoo.add(ZooTestSupport.checkpoint(seed: 114)).id
+        // rm moves the object to trash inside its transaction; killed before the commit, the
+        // catalog still lists the entry.
+        let trashed = layout.trash.appendingPathComponent("\(id).999999.h5")
+        XCTAssertEqual(rename(layout.objectURL(id).path, trashed.path), 0)
+        let report = try zoo.verify()
+        XCTAssertEqual(report.problems.count, 1)
+        XCTAssertTrue(report.problems[0].message.contains("bissl gc puts it back"), report.problems[0].message)
+        XCTAssertEqual(try zoo.gc().restoredObjects, [layout.objectURL(id).path])
+        XCTAssertEqual(try zoo.verify().findings, [])
+    }
+
+    func testReimportingARemovedEntryDropsItsTombstone() throws {
+        let (zoo, layout) = try makeZoo()
+        let c = try chain(zoo)
+        _ = try zoo.remove(c.aligned, force: true)
+        let again = try zoo.add(ZooTestSupport.checkpoint(seed: 101, stage: "bissl", method: "bissl", parents: [.init(id: c.pre, relation: "aligned-from")]))
+        XCTAssertTrue(again.added)
+        XCTAssertEqual(again.id, c.aligned)
+        XCTAssertNil(try zoo.tombstone(c.aligned))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: layout.tombstoneURL(c.aligned).path))
+        XCTAssertEqual(try zoo.lineage(c.ft1, direction: .up).nodes.map(\.status), [.listed, .listed, .listed])
+    }
+}
