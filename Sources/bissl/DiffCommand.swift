@@ -1,0 +1,64 @@
+import ArgumentParser
+import Checkpoint
+import Foundation
+import Zoo
+
+/// `bissl diff A B`: what changed between two checkpoints.
+struct Diff: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Compare two entries: per-tensor weight changes, BN statistics, per-stage summary, provenance.",
+        discussion: """
+            A and B are zoo REFs (id, unique id prefix of 6+ hex digits, name or tag); a path to a checkpoint \
+            file that names no entry is read as bissl convert reads it. Per tensor: added, removed, changed or \
+            unchanged, L2 norm of the change, relative change, cosine similarity, max abs difference; BN running \
+            statistics and counters have their own sections.
+            """)
+
+    @Argument(help: "First entry (or checkpoint file).")
+    var a: String
+    @Argument(help: "Second entry (or checkpoint file).")
+    var b: String
+    @Option(help: "Tensors to list: changed or all.")
+    var tensors: CheckpointDiff.TensorListing = .changed
+    @OptionGroup var zooOptions: ZooOptions
+    @Flag(help: "Print JSON instead of text.")
+    var json = false
+
+    func run() throws {
+        let zoo = try? zooOptions.open()
+        defer { try? zoo?.close() }
+        let (checkpointA, labelA) = try load(a, zoo: zoo)
+        let (checkpointB, labelB) = try load(b, zoo: zoo)
+        let diff = try CheckpointDiff(checkpointA, checkpointB, labelA: labelA, labelB: labelB, listing: tensors)
+        if json {
+            print(try DiffJSONRenderer.render(diff), terminator: "")
+        } else {
+            print(DiffTextRenderer.render(diff), terminator: "")
+        }
+    }
+
+    /// A zoo entry by REF, else a checkpoint file at that path.
+    private func load(_ ref: String, zoo: Zoo?) throws -> (Checkpoint, String) {
+        var refError: Error?
+        if let zoo {
+            do {
+                let id = try zoo.resolve(ref)
+                let record = try zoo.record(id)
+                return (try zoo.checkpoint(id), ZooOutput.label(id, record.name))
+            } catch let error as CheckpointError {
+                if case .invalid = error {
+                    refError = error
+                } else {
+                    throw error
+                }
+            }
+        }
+        if FileManager.default.fileExists(atPath: ref) {
+            let checkpoint = try Interchange.load(URL(fileURLWithPath: ref), options: LayoutOptions(), allowPlainTensors: true)
+            return (checkpoint, URL(fileURLWithPath: ref).lastPathComponent)
+        }
+        throw refError ?? CheckpointError.io("'\(ref)' is neither a checkpoint file nor an entry: \(zooOptions.layout.root.path) is not a zoo")
+    }
+}
+
+extension CheckpointDiff.TensorListing: ExpressibleByArgument {}
