@@ -72,10 +72,11 @@ enum PyTorchLegacyReader {
                 throw CheckpointError.corrupt("\(file): storage \(key) has \(count) elements in the file, its id says \(ref.numel)")
             }
             let start = offset + 8
-            let end = start + ref.numel * ref.dtype.size
-            guard end <= data.count else {
-                throw CheckpointError.corrupt("truncated legacy PyTorch file: file is \(data.count) bytes, storage \(key) expects \(end)")
+            guard let length = PyTorchTensorView.checkedProduct([ref.numel, ref.dtype.size]), length <= data.count - start else {
+                throw CheckpointError.corrupt(
+                    "truncated legacy PyTorch file: file is \(data.count) bytes, storage \(key) needs \(ref.numel) x \(ref.dtype.size) bytes from byte \(start)")
             }
+            let end = start + length
             ranges[key] = start..<end
             offset = end
         }
@@ -84,11 +85,12 @@ enum PyTorchLegacyReader {
                 throw CheckpointError.corrupt("\(file): tensor \(path) needs storage \(storage.key), which is not in the file")
             }
             let es = storage.dtype.size
-            let start = range.lowerBound + storage.elementOffset * es
-            let end = start + storage.numel * es
-            guard end <= range.upperBound else {
+            // View bounds were checked against the root's numel, whose bytes are within the file.
+            guard storage.elementOffset + storage.numel <= range.count / es else {
                 throw CheckpointError.corrupt("\(file): view of storage \(storage.key) for \(path) reaches past its end")
             }
+            let start = range.lowerBound + storage.elementOffset * es
+            let end = start + storage.numel * es
             return data.subdata(in: start..<end)
         }
         let value = try conversion.convert(root)
@@ -127,7 +129,7 @@ enum PyTorchLegacyReader {
             return .storage(ref)
         case .tuple(let view) where view.count == 3:
             guard case .int(let viewOffset) = view[1], case .int(let viewSize) = view[2], viewOffset >= 0, viewSize >= 0,
-                  viewOffset + viewSize <= numel else {
+                  viewOffset <= numel, viewSize <= numel - viewOffset else {
                 throw CheckpointError.corrupt("\(context): storage view of \(key) is out of range")
             }
             ref.elementOffset = Int(viewOffset)

@@ -14,10 +14,19 @@ enum PyTorchTensorView {
     static func materialize(storage: Data, dtype: DType, offset: Int, size: [Int], stride: [Int],
                             name: String) throws -> Tensor {
         let es = dtype.size
-        let count = size.reduce(1, *)
-        if count == 0 { return try Tensor(dtype: dtype, shape: size, data: Data()) }
         let storageElements = storage.count / es
-        let last = offset + zip(size, stride).reduce(0) { $0 + ($1.0 - 1) * $1.1 }
+        guard let count = checkedProduct(size) else {
+            throw CheckpointError.corrupt("\(name): size \(size) is too large")
+        }
+        if count == 0 { return try Tensor(dtype: dtype, shape: size, data: Data()) }
+        // Index of the view's last element; every term is checked so absurd sizes cannot overflow.
+        var last = offset
+        for (n, s) in zip(size, stride) {
+            let (span, o1) = (n - 1).multipliedReportingOverflow(by: s)
+            let (sum, o2) = last.addingReportingOverflow(span)
+            guard !o1, !o2 else { throw CheckpointError.corrupt("\(name): size \(size) with stride \(stride) is too large") }
+            last = sum
+        }
         guard offset >= 0, last < storageElements else {
             throw CheckpointError.corrupt(
                 "\(name): view (offset \(offset), size \(size), stride \(stride)) reaches element \(last) of a storage of \(storageElements) elements")
@@ -49,6 +58,17 @@ enum PyTorchTensorView {
             }
         }
         return try Tensor(dtype: dtype, shape: size, data: out)
+    }
+
+    /// Product of `values`, nil on overflow (sizes come from untrusted files).
+    static func checkedProduct(_ values: [Int]) -> Int? {
+        var acc = 1
+        for v in values {
+            let (r, overflow) = acc.multipliedReportingOverflow(by: v)
+            if overflow { return nil }
+            acc = r
+        }
+        return acc
     }
 
     /// C-contiguous strides for `size` (torch's `contiguous()` strides).

@@ -88,7 +88,9 @@ enum PyTorchZipReader {
                 throw CheckpointError.corrupt(
                     "CRC mismatch in \(entry.name) (tensor \(path)): corrupted, or written with CRC disabled")
             }
-            let needed = storage.numel * storage.dtype.size
+            guard let needed = PyTorchTensorView.checkedProduct([storage.numel, storage.dtype.size]) else {
+                throw CheckpointError.corrupt("\(file): storage \(storage.key) claims \(storage.numel) elements")
+            }
             guard bytes.count >= needed else {
                 throw CheckpointError.corrupt(
                     "\(file): record \(entry.name) has \(bytes.count) bytes, tensor \(path) needs \(needed) (\(storage.numel) x \(storage.dtype.rawValue))")

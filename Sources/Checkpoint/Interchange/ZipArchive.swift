@@ -139,21 +139,25 @@ public struct ZipArchive: Sendable {
             var cdEndExpected = eocd
             // zip64 end of central directory locator sits right before the EOCD (APPNOTE 4.3.15).
             if eocd >= 20, raw.u32(eocd - 20) == 0x0706_4b50 {
-                let z64 = Int(raw.u64(eocd - 20 + 8))
+                let z64 = Int(clamping: raw.u64(eocd - 20 + 8))
                 guard z64 >= 0, z64 + 56 <= size, raw.u32(z64) == 0x0606_4b50 else {
                     throw CheckpointError.corrupt("truncated ZIP: file is \(size) bytes, zip64 directory record expected at byte \(z64)")
                 }
-                count = Int(raw.u64(z64 + 32))
-                cdSize = Int(raw.u64(z64 + 40))
-                cdOffset = Int(raw.u64(z64 + 48))
+                count = Int(clamping: raw.u64(z64 + 32))
+                cdSize = Int(clamping: raw.u64(z64 + 40))
+                cdOffset = Int(clamping: raw.u64(z64 + 48))
                 cdEndExpected = z64
             }
-            guard cdOffset >= 0, cdSize >= 0, cdOffset + cdSize <= size else {
+            guard cdOffset >= 0, cdSize >= 0, cdOffset <= size, cdSize <= size, cdOffset + cdSize <= size else {
                 throw CheckpointError.corrupt("truncated ZIP: file is \(size) bytes, central directory expects \(cdOffset + cdSize)")
             }
             // Bytes prepended to the archive (self-extractors) shift every offset; we do not accept them.
             if cdOffset + cdSize != cdEndExpected {
                 throw CheckpointError.corrupt("damaged ZIP: central directory ends at byte \(cdOffset + cdSize), its end record is at \(cdEndExpected)")
+            }
+            // Each central directory entry takes at least 46 bytes.
+            guard count >= 0, count <= cdSize / 46 else {
+                throw CheckpointError.corrupt("damaged ZIP: \(count) records cannot fit in a \(cdSize)-byte central directory")
             }
             var entries: [ZipEntry] = []
             entries.reserveCapacity(count)
@@ -188,13 +192,13 @@ public struct ZipArchive: Sendable {
                     if id == 0x0001 {
                         var q = e + 4
                         let qEnd = min(q + len, extraEnd)
-                        if usize == 0xFFFF_FFFF, q + 8 <= qEnd { usize = Int(raw.u64(q)); q += 8 }
-                        if csize == 0xFFFF_FFFF, q + 8 <= qEnd { csize = Int(raw.u64(q)); q += 8 }
-                        if offset == 0xFFFF_FFFF, q + 8 <= qEnd { offset = Int(raw.u64(q)); q += 8 }
+                        if usize == 0xFFFF_FFFF, q + 8 <= qEnd { usize = Int(clamping: raw.u64(q)); q += 8 }
+                        if csize == 0xFFFF_FFFF, q + 8 <= qEnd { csize = Int(clamping: raw.u64(q)); q += 8 }
+                        if offset == 0xFFFF_FFFF, q + 8 <= qEnd { offset = Int(clamping: raw.u64(q)); q += 8 }
                     }
                     e += 4 + len
                 }
-                guard offset >= 0, csize >= 0, usize >= 0 else {
+                guard offset >= 0, csize >= 0, usize >= 0, offset <= size, csize <= size else {
                     throw CheckpointError.corrupt("damaged ZIP: record \(name) has sizes or offset out of range")
                 }
                 if offset + 30 + csize > cdOffset {
@@ -246,7 +250,7 @@ public struct ZipArchive: Sendable {
                 let len = Int(raw.u16(e + 2))
                 if id == 0x0001 {
                     zip64 = true
-                    if csize == 0xFFFF_FFFF, e + 4 + 16 <= raw.count { csize = Int(raw.u64(e + 4 + 8)) }
+                    if csize == 0xFFFF_FFFF, e + 4 + 16 <= raw.count { csize = Int(clamping: raw.u64(e + 4 + 8)) }
                 }
                 e += 4 + len
             }
@@ -260,7 +264,8 @@ public struct ZipArchive: Sendable {
                 }
                 end = descriptorEnd
             } else {
-                end = dataStart + csize
+                let (sum, overflow) = dataStart.addingReportingOverflow(csize)   // a damaged size must not trap
+                end = overflow ? Int.max : sum
                 if end > raw.count { break }
             }
             count += 1
