@@ -1,5 +1,35 @@
 #!/usr/bin/env bash
-# make demo: the main job on real data. Grows with the pipeline (issue 8).
+# make demo: what bissl does today, on checkpoints written by real torch 2.13 (Tests/Fixtures).
+# Grows into the end-to-end pipeline of issue 8 (pretrain -> align -> fine-tune) as it lands.
+# Usage: tools/demo.sh PATH/TO/bissl
 set -euo pipefail
-BIN=$1
-"$BIN" --version
+BIN="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
+cd "$(dirname "$0")/.."
+OUT=out/demo
+mkdir -p "$OUT"
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+FIX=Tests/Fixtures
+
+step "What is this file? A ResNet-50 state dict saved by torch.save (narrow: width 1, small stem)"
+"$BIN" inspect "$FIX/pth/resnet50_w1.pth" | grep -v '^  [a-z0-9_.]*  [a-z0-9]*  \[' | head -20
+
+step "Convert it to bissl HDF5, then out again to safetensors, .npz and a legacy .pth"
+"$BIN" convert "$FIX/pth/resnet50_w1.pth" "$OUT/resnet50_w1.h5"
+"$BIN" convert "$OUT/resnet50_w1.h5" "$OUT/resnet50_w1.safetensors"
+"$BIN" convert "$OUT/resnet50_w1.h5" "$OUT/resnet50_w1.npz"
+"$BIN" convert "$OUT/resnet50_w1.h5" "$OUT/resnet50_w1_legacy.pth" --legacy
+
+step "A BYOL training checkpoint: backbone under 'encoder.', projector and predictor kept as components"
+"$BIN" convert "$FIX/layout/c2_byol.pth" "$OUT/byol.h5"
+"$BIN" convert "$FIX/layout/c2_byol.pth" "$OUT/byol_backbone.pth" --component backbone
+
+step "Teacher and student in one file: refused until you pick one"
+"$BIN" convert "$FIX/layout/c4_teacher_student.pth" "$OUT/ts.h5" || true
+"$BIN" convert "$FIX/layout/c4_teacher_student.pth" "$OUT/teacher.h5" --select teacher
+
+step "Files that are not what their name says: one clear line each, nothing written"
+for f in pth/c9_html.pth pth/c9_lfs.pth pth/c10_pickle_p4.pth pth/c8_truncated.pth pth/c8_flipped.pth; do
+  "$BIN" convert "$FIX/$f" "$OUT/never.h5" || true
+done
+test ! -e "$OUT/never.h5"
+printf '\nOutputs are in %s/\n' "$OUT"

@@ -42,6 +42,7 @@ struct Convert: ParsableCommand {
         let tensors = checkpoint.components.values.reduce(0) { $0 + $1.count }
         let arch = checkpoint.architecture?.label ?? "unknown architecture"
         print("wrote \(output) (\(format.rawValue), \(arch), \(tensors) tensors in \(checkpoint.components.keys.joined(separator: ", ")))")
+        guard !CheckpointFile.isHDF5(inURL) else { return }  // a bissl file is taken as it is: no rules ran now
         for rule in checkpoint.provenance.source?.rules ?? [] { print("  rule: \(rule)") }
         for warning in checkpoint.provenance.warnings { print("  warning: \(warning)") }
     }
