@@ -9,7 +9,7 @@ struct Bissl: ParsableCommand {
         commandName: "bissl",
         abstract: "Model zoo, checkpoint conversion and BiSSL alignment for self-supervised ResNets.",
         version: bisslVersion,
-        subcommands: [Convert.self, Inspect.self, Import.self, Export.self, List.self, Show.self, Diff.self, Tag.self, Untag.self,
+        subcommands: [Convert.self, Inspect.self, Import.self, Export.self, List.self, Show.self, Lineage.self, Diff.self, Tag.self, Untag.self,
                       Remove.self, Verify.self, GC.self])
 
     /// Runs the CLI with our error convention: one `error: ...` line on stderr, non-zero exit,

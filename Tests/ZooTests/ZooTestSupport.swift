@@ -46,6 +46,12 @@ enum ZooTestSupport {
         return Checkpoint(components: ["backbone": backbone, "classifier": classifier], architecture: nil, provenance: provenance)
     }
 
+    /// A file under Tests/Fixtures (e.g. `diff/c18_a.pth`).
+    static func fixture(_ relative: String) -> URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures").appendingPathComponent(relative)
+    }
+
     /// SHA-256 fingerprint-shaped hex string for dataset records.
     static let fingerprint = String(repeating: "ab", count: 32)
 

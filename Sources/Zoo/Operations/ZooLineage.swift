@@ -117,3 +117,17 @@ extension Zoo {
         }
     }
 }
+
+extension ZooLineage {
+    /// The graph `LineageRender` draws: listed and removed entries as nodes (label: the name, else the
+    /// first tag), ids only an edge names (parents unknown to this zoo) left as edge ends only.
+    public var graph: LineageGraph {
+        let nodes = self.nodes.compactMap { n -> LineageNode? in
+            guard n.status != .unknown, let stage = n.stage else { return nil }
+            return LineageNode(id: n.id, name: n.name ?? n.tags.first, stage: stage, method: n.method, arch: n.arch,
+                               created: n.created, removed: n.status == .removed)
+        }
+        return LineageGraph(root: root, nodes: nodes,
+                            edges: edges.map { LineageEdge(parent: $0.parent, child: $0.child, relation: $0.relation, note: $0.note) })
+    }
+}

@@ -1,0 +1,33 @@
+import ArgumentParser
+import Checkpoint
+import Foundation
+import Zoo
+
+/// `bissl lineage REF`: where an entry came from and what was made from it.
+struct Lineage: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show an entry's ancestors and/or descendants as a text tree, JSON, Graphviz dot or Mermaid.",
+        discussion: """
+            Edges come from each entry's provenance (relation and note, e.g. "finetuned-from: classifier \
+            re-initialised 1000 -> 10"). Parents removed with rm --force are shown as removed; ids no entry of \
+            this zoo has are shown as not in the zoo.
+            """)
+
+    @Argument(help: "Entry: id, unique id prefix (6+ hex digits), name or tag.")
+    var ref: String
+    @Flag(help: "Which side to show (default: both).")
+    var direction: LineageDirection = .both
+    @Option(help: "text, json, dot or mermaid.")
+    var format: LineageFormat = .text
+    @OptionGroup var zooOptions: ZooOptions
+
+    func run() throws {
+        let zoo = try zooOptions.open()
+        defer { try? zoo.close() }
+        let lineage = try zoo.lineage(ref, direction: ZooLineage.Direction(rawValue: direction.rawValue) ?? .both)
+        print(try LineageRender.render(lineage.graph, format: format, direction: direction), terminator: "")
+    }
+}
+
+extension LineageDirection: EnumerableFlag {}
+extension LineageFormat: ExpressibleByArgument {}
