@@ -78,6 +78,25 @@ def test_torch_loads_our_pth_strictly(bissl, tmp_path, fixture, depth, width, le
         assert all(off % 64 == 0 for off in data_offsets(out).values())
 
 
+def test_our_pickle_is_byte_identical_to_torch_save_of_the_same_state_dict(bissl, tmp_path):
+    """Same keys, tensors and `_metadata` saved by torch.save: data.pkl must match byte for byte."""
+    import collections
+    ours_path = tmp_path / "ours.pth"
+    bissl("convert", os.path.join(FIX, "resnet50_w1.pth"), ours_path, "--to", "pth")
+    ours = torch.load(ours_path, weights_only=True)
+    same = collections.OrderedDict((k, v.clone()) for k, v in ours.items())
+    same._metadata = collections.OrderedDict((k, dict(v)) for k, v in ours._metadata.items())
+    torch_path = tmp_path / "ours_by_torch" / "ours.pth"
+    torch_path.parent.mkdir()
+    torch.save(same, torch_path)
+    with zipfile.ZipFile(ours_path) as a, zipfile.ZipFile(torch_path) as b:
+        assert a.read("ours/data.pkl") == b.read("ours/data.pkl")
+        assert a.namelist() == b.namelist()
+        for name in a.namelist():
+            if not name.endswith("serialization_id"):
+                assert a.read(name) == b.read(name), name
+
+
 def test_round_trip_through_bissl_h5(bissl, tmp_path):
     h5 = tmp_path / "model.h5"
     back = tmp_path / "back.pth"

@@ -242,7 +242,8 @@ enum PickleGlobals {
             }
             dtype = mapped
         }
-        guard size.count == stride.count, size.allSatisfy({ $0 >= 0 }), stride.allSatisfy({ $0 >= 0 }), offset >= 0 else {
+        guard size.count == stride.count, size.count <= 64, size.allSatisfy({ $0 >= 0 }), stride.allSatisfy({ $0 >= 0 }),
+              offset >= 0 else {
             throw CheckpointError.corrupt("\(context): tensor with size \(size), stride \(stride), offset \(offset) is invalid")
         }
         return TorchTensorSpec(storage: storage, dtype: dtype, storageOffset: Int(offset), size: size, stride: stride,
