@@ -166,6 +166,12 @@ final class PyTorchReaderTests: XCTestCase {
         XCTAssertEqual(entries.map { $0.key.stringValue ?? "?" }, expected.keys! + ["_metadata"])
     }
 
+    func testPickleProtocol4DataPkl() throws {
+        let doc = try read("protocol4.pth")
+        XCTAssertEqual(doc.metadata["zip_folder"], "protocol4")
+        assertMatches(doc, try TorchExpectation.load("buffer_saved.expected.json"))
+    }
+
     func testTopFolderIsTakenFromTheFirstRecord() throws {
         let doc = try read("buffer_saved.pth")
         XCTAssertEqual(doc.metadata["zip_folder"], "archive")
