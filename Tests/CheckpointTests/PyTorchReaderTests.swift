@@ -170,6 +170,9 @@ final class PyTorchReaderTests: XCTestCase {
         let doc = try read("protocol4.pth")
         XCTAssertEqual(doc.metadata["zip_folder"], "protocol4")
         assertMatches(doc, try TorchExpectation.load("buffer_saved.expected.json"))
+        let legacy = try read("protocol4_legacy.pth")
+        XCTAssertEqual(legacy.container, "pytorch-legacy")
+        assertMatches(legacy, try TorchExpectation.load("buffer_saved.expected.json"))
     }
 
     func testTopFolderIsTakenFromTheFirstRecord() throws {

@@ -60,7 +60,8 @@ public enum FileKind: Equatable, Sendable {
 /// Decides what a file is from its first bytes (and, for ZIPs, its record names).
 ///
 /// Signatures: ZIP `PK\x03\x04` (APPNOTE 4.3.7; torch's `_is_zipfile`); legacy torch = the pickled
-/// magic number `80 02 8a 0a 6c fc 9c 46 f9 20 6a a8 50 19` (torch/serialization.py `MAGIC_NUMBER`);
+/// magic number `80 02 8a 0a 6c fc 9c 46 f9 20 6a a8 50 19` (torch/serialization.py `MAGIC_NUMBER`;
+/// protocols 4-5 put a `FRAME` before the `8a 0a`);
 /// tar `ustar` at byte 257 (POSIX.1-1988); HDF5 `\x89HDF\r\n\x1a\n` at 0, 512, 1024, ... (HDF5 file
 /// format spec, superblock); safetensors = u64 LE header length then `{`
 /// (https://huggingface.co/docs/safetensors); Git LFS pointer = `version https://git-lfs.github.com/spec/v1`
@@ -89,7 +90,7 @@ public enum FileSniffer {
         }
 
         if starts(with: [0x50, 0x4B, 0x03, 0x04]) || starts(with: [0x50, 0x4B, 0x05, 0x06]) { return zipKind(bytes) }
-        if starts(with: legacyMagic) { return .pytorchLegacy }
+        if isLegacyMagic(head) { return .pytorchLegacy }
         if starts(with: Array("ustar".utf8), at: 257) { return tarKind(bytes) }
         let hdf5: [UInt8] = [0x89, 0x48, 0x44, 0x46, 0x0D, 0x0A, 0x1A, 0x0A]
         var at = 0
@@ -121,6 +122,16 @@ public enum FileSniffer {
             return .text(firstLine: String(first.prefix(60)))
         }
         return .unknown(firstBytes: head.prefix(16).map { String(format: "%02x", $0) }.joined(separator: " "))
+    }
+
+    /// The legacy stream starts with the magic number pickled by `_legacy_save` with any protocol:
+    /// `PROTO n`, for n >= 4 a `FRAME`, then `LONG1` of the 10 magic bytes and `STOP`.
+    private static func isLegacyMagic(_ head: [UInt8]) -> Bool {
+        guard head.count >= 2, head[0] == 0x80, (2...5).contains(head[1]) else { return false }
+        var at = 2
+        if head.count > at, head[at] == 0x95 { at += 9 }
+        let body = Array(legacyMagic.dropFirst(2)) + [0x2E]
+        return head.count >= at + body.count && Array(head[at..<(at + body.count)]) == body
     }
 
     private static func zipKind(_ data: Data) -> FileKind {
