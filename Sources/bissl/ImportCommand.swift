@@ -42,9 +42,10 @@ struct Import: ParsableCommand {
     }
 
     func run() throws {
+        // Read the file first: a file that cannot be imported leaves no trace, not even a new zoo.
+        let checkpoint = try Interchange.load(URL(fileURLWithPath: file), options: conversion.layout, allowPlainTensors: false)
         let zoo = try zooOptions.open(create: true)
         defer { try? zoo.close() }
-        let checkpoint = try Interchange.load(URL(fileURLWithPath: file), options: conversion.layout, allowPlainTensors: false)
         let result = try zoo.add(checkpoint, name: name, tags: tags)
         let warnings = checkpoint.provenance.warnings + HealthCheck.warnings(checkpoint)
         let report = Report(

@@ -47,7 +47,7 @@ struct List: ParsableCommand {
     func run() throws {
         let zoo = try zooOptions.open()
         defer { try? zoo.close() }
-        let records = try zoo.list(ListFilter(stage: stage, method: method, arch: arch, dataset: dataset, tag: tag))
+        let records = try zoo.list(ListFilter(stage: stage, method: method, arch: arch, dataset: dataset, tag: tag), withProvenance: false)
         if json {
             return try ZooOutput.printJSON(records.map { r in
                 let s = r.summary
@@ -65,9 +65,9 @@ struct List: ParsableCommand {
             let s = r.summary
             let parent = s.parents.first.map { String($0.id.prefix(12)) + (s.parents.count > 1 ? "+\(s.parents.count - 1)" : "") } ?? "-"
             return [r.shortID, r.name ?? "-", s.stage, s.method ?? "-", s.arch ?? "-", parent,
-                    s.dataset.map { URL(fileURLWithPath: $0).lastPathComponent } ?? "-",
+                    s.dataset.map { $0.split(separator: "/").last.map(String.init) ?? $0 } ?? "-",
                     s.headlineMetric == nil ? "-" : ZooOutput.metric(s.headlineMetric, s.headlineValue),
-                    String(s.created.prefix(16)).replacingOccurrences(of: "T", with: " "), ZooOutput.bytes(s.size)]
+                    String(s.created.prefix(16).map { $0 == "T" ? " " : $0 }), ZooOutput.bytes(s.size)]
         }
         print(ZooOutput.table(["ID", "NAME", "STAGE", "METHOD", "ARCH", "PARENT", "DATASET", "METRIC", "CREATED", "SIZE"], rows))
     }

@@ -44,10 +44,19 @@ enum ZooOutput {
     static func table(_ header: [String], _ rows: [[String]]) -> String {
         let all = [header] + rows
         let widths = header.indices.map { i in all.map { $0[i].count }.max() ?? 0 }
-        return all.map { row in
-            row.enumerated().map { i, cell in i == row.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
-                .joined(separator: "  ").trimmingCharacters(in: .whitespaces)
-        }.joined(separator: "\n")
+        var out = ""
+        for row in all {
+            var line = ""
+            for (i, cell) in row.enumerated() {
+                if i > 0 { line += "  " }
+                line += cell
+                if i < row.count - 1 { line += String(repeating: " ", count: max(0, widths[i] - cell.count)) }
+            }
+            while line.last == " " { line.removeLast() }
+            if !out.isEmpty { out += "\n" }
+            out += line
+        }
+        return out
     }
 
     /// `ab12cd34ef56 (name)` for messages.

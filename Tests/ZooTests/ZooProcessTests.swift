@@ -91,6 +91,14 @@ final class ZooProcessTests: XCTestCase {
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
 
+        // A file that is not a checkpoint creates nothing, not even the zoo.
+        let html = dir.appendingPathComponent("model.pth")
+        try Data("<!DOCTYPE html><html><body>Not Found</body></html>".utf8).write(to: html)
+        assertOneLineError(try BisslBinary.run(["import", html.path, "--zoo", dir.appendingPathComponent("fresh").path]), contains: "HTML")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("fresh").path))
+        assertOneLineError(try BisslBinary.run(["import", html.path, "--zoo", zooPath]), contains: "HTML")
+        XCTAssertEqual(try ZooTestSupport.snapshot(layout.root), before)
+
         // Unwritable zoo locations (the tests may run as root, so permissions cannot be relied on).
         assertOneLineError(try BisslBinary.run(["import", other.path, "--zoo", "/proc/bissl-zoo-test"]), contains: "cannot create zoo at /proc/bissl-zoo-test")
         assertOneLineError(try BisslBinary.run(["import", other.path, "--zoo", h5.path]), contains: "is not a directory")

@@ -49,6 +49,10 @@ final class Catalog {
                 throw Self.describe(error, url: url)
             }
             try write { db in try CatalogSchema.migrate(db, path: url.path) }
+        } else {
+            // The header may lag behind a version bump still in the WAL of a running newer bissl.
+            let live = try read { try CatalogSchema.version($0) }
+            try CatalogSchema.checkNotNewer(live, path: url.path)
         }
     }
 
@@ -160,7 +164,9 @@ final class Catalog {
     }
 
     /// Entries matching `filter`, newest first, with their labels.
-    static func records(_ filter: ListFilter, _ db: Database) throws -> [EntryRecord] {
+    /// - Parameter withProvenance: also load each entry's provenance JSON (`provenanceJSON` is empty
+    ///   otherwise; listings do not need it and it is most of a row's bytes).
+    static func records(_ filter: ListFilter, withProvenance: Bool = true, _ db: Database) throws -> [EntryRecord] {
         var clauses: [String] = []
         var arguments: StatementArguments = []
         if let v = filter.stage { clauses.append("e.stage = ?"); arguments += [v] }
@@ -176,7 +182,9 @@ final class Catalog {
         }
         let whereSQL = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
         let rows = try Row.fetchAll(db, sql: """
-            SELECT e.*, (SELECT group_concat(kind || ':' || label, char(10)) FROM labels l WHERE l.entry_id = e.id) AS all_labels,
+            SELECT e.id, e.stage, e.method, e.arch, e.dataset, e.headline_metric, e.headline_value, e.created, e.size,
+                   e.tensor_count, e.components, e.source_file, \(withProvenance ? "e.provenance" : "'' AS provenance"),
+                   (SELECT group_concat(kind || ':' || label, char(10)) FROM labels l WHERE l.entry_id = e.id) AS all_labels,
                    (SELECT group_concat(parent || char(31) || relation || char(31) || ifnull(note, ''), char(30))
                       FROM (SELECT * FROM edges g WHERE g.child = e.id ORDER BY position)) AS all_edges,
                    (SELECT group_concat(name || char(31) || ifnull(value, 'NaN'), char(30)) FROM metrics m WHERE m.entry_id = e.id) AS all_metrics
@@ -186,33 +194,26 @@ final class Catalog {
     }
 
     private static func record(_ row: Row) -> EntryRecord {
-        let id: String = row["id"]
-        var summary = EntrySummary.placeholder(id: id)
-        summary.stage = row["stage"]
-        summary.method = row["method"]
-        summary.arch = row["arch"]
-        summary.dataset = row["dataset"]
-        summary.headlineMetric = row["headline_metric"]
-        summary.headlineValue = row["headline_value"]
-        summary.created = row["created"]
-        summary.size = row["size"]
-        summary.tensorCount = row["tensor_count"]
-        summary.components = (row["components"] as String).split(separator: "\n").map(String.init)
-        summary.sourceFile = row["source_file"]
-        summary.provenanceJSON = row["provenance"]
-        let edges: String? = row["all_edges"]
+        // Columns by position (the SELECT in `records`): name lookups cost more than the query itself
+        // for 10,000 rows.
+        var summary = EntrySummary(
+            id: row[0], stage: row[1], method: row[2], arch: row[3], dataset: row[4],
+            headlineMetric: row[5], headlineValue: row[6], created: row[7], size: row[8],
+            tensorCount: row[9], components: (row[10] as String).split(separator: "\n").map(String.init),
+            sourceFile: row[11], parents: [], metrics: [:], provenanceJSON: row[12])
+        let edges: String? = row[14]
         summary.parents = (edges ?? "").split(separator: "\u{1E}").map { record in
             let parts = record.split(separator: "\u{1F}", maxSplits: 2, omittingEmptySubsequences: false).map(String.init)
             return Provenance.Parent(id: parts[0], relation: parts.count > 1 ? parts[1] : "", note: parts.count > 2 && !parts[2].isEmpty ? parts[2] : nil)
         }
-        let metrics: String? = row["all_metrics"]
+        let metrics: String? = row[15]
         for record in (metrics ?? "").split(separator: "\u{1E}") {
             let parts = record.split(separator: "\u{1F}", maxSplits: 1).map(String.init)
             if parts.count == 2 { summary.metrics[parts[0]] = Double(parts[1]) ?? .nan }
         }
         var name: String?
         var tags: [String] = []
-        let labels: String? = row["all_labels"]
+        let labels: String? = row[13]
         for line in (labels ?? "").split(separator: "\n") {
             if line.hasPrefix("name:") { name = String(line.dropFirst(5)) } else if line.hasPrefix("tag:") { tags.append(String(line.dropFirst(4))) }
         }
@@ -305,14 +306,5 @@ public struct ListFilter: Sendable, Equatable {
         self.dataset = dataset
         self.tag = tag
         self.ids = ids
-    }
-}
-
-extension EntrySummary {
-    /// An empty summary for `id`, filled field by field from a catalog row.
-    static func placeholder(id: String) -> EntrySummary {
-        EntrySummary(
-            id: id, checkpoint: Checkpoint(components: [:], architecture: nil, provenance: Provenance(stage: "")),
-            size: 0, modified: Date(timeIntervalSince1970: 0))
     }
 }

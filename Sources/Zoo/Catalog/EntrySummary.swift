@@ -51,6 +51,27 @@ public struct EntrySummary: Codable, Equatable, Sendable {
         provenanceJSON = Self.json(p)
     }
 
+    /// A summary with every field given (catalog rows).
+    init(id: String, stage: String, method: String?, arch: String?, dataset: String?, headlineMetric: String?, headlineValue: Double?,
+         created: String, size: Int64, tensorCount: Int, components: [String], sourceFile: String?, parents: [Provenance.Parent],
+         metrics: [String: Double], provenanceJSON: String) {
+        self.id = id
+        self.stage = stage
+        self.method = method
+        self.arch = arch
+        self.dataset = dataset
+        self.headlineMetric = headlineMetric
+        self.headlineValue = headlineValue
+        self.created = created
+        self.size = size
+        self.tensorCount = tensorCount
+        self.components = components
+        self.sourceFile = sourceFile
+        self.parents = parents
+        self.metrics = metrics
+        self.provenanceJSON = provenanceJSON
+    }
+
     /// Metric names in order of preference for the `list` column; other names follow alphabetically.
     public static let headlinePreference = ["top1", "linear_top1", "knn_top1", "top5", "accuracy", "loss"]
 

@@ -81,8 +81,10 @@ public final class Zoo {
     // MARK: - reading
 
     /// The listed entries matching `filter`, newest first.
-    public func list(_ filter: ListFilter = ListFilter()) throws -> [EntryRecord] {
-        try catalog.read { try Catalog.records(filter, $0) }
+    /// - Parameter withProvenance: fill `summary.provenanceJSON` (left empty otherwise, which makes
+    ///   listing 10,000 entries several times faster).
+    public func list(_ filter: ListFilter = ListFilter(), withProvenance: Bool = true) throws -> [EntryRecord] {
+        try catalog.read { try Catalog.records(filter, withProvenance: withProvenance, $0) }
     }
 
     /// The catalog record of a listed entry.
