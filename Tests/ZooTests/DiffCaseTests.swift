@@ -141,7 +141,7 @@ final class DiffCaseTests: XCTestCase {
         let hits = lines.indices.filter { lines[$0].contains("layer3.0.bn2.running_var") }
         XCTAssertEqual(hits.count, 1, text)
         let heading = lines[..<hits[0]].last { !$0.hasPrefix(" ") }
-        XCTAssertEqual(heading, "BN statistics: 1 of 106 differ (1 changed)")
+        XCTAssertEqual(heading, "BN statistics: 1 of 106 differs (1 changed)")
         XCTAssertTrue(lines[hits[0]].contains(String(format: "%.4g", want["l2"] as! Double)), lines[hits[0]])
         XCTAssertTrue(lines.contains { $0.hasPrefix("  weights") && $0.hasSuffix("unchanged (159 tensors)") }, text)
     }

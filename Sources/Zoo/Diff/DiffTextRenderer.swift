@@ -42,9 +42,10 @@ public enum DiffTextRenderer {
             if section.total == 0 {
                 text = "none"
             } else if differing == 0 {
-                text = "unchanged (\(section.total) tensors)"
+                text = "unchanged (\(section.total) tensor\(section.total == 1 ? "" : "s"))"
             } else {
-                text = "\(differing) of \(section.total) tensors differ (" + counts(section) + ")"
+                text = "\(differing) of \(section.total) tensor\(section.total == 1 ? "" : "s") "
+                    + (differing == 1 ? "differs" : "differ") + " (" + counts(section) + ")"
             }
             if section.section == .weights, differing > 0, let r = diff.summary.relativeChange {
                 text += ", relative change \(DiffFormat.number(r))"
@@ -95,7 +96,8 @@ public enum DiffTextRenderer {
 
     static func tensors(_ section: CheckpointDiff.Section) -> [String] {
         let differing = section.total - section.unchanged
-        var header = "\(section.section.title): \(differing) of \(section.total) differ"
+        var header = "\(section.section.title): \(differing) of \(section.total) "
+            + (differing == 1 ? "differs" : "differ")
         if differing > 0 { header += " (" + counts(section) + ")" }
         var table = TextTable()
         if section.section == .counters {

@@ -39,11 +39,11 @@ public struct FlatEntry: Equatable, Sendable {
 
 /// Flattens JSON documents to dotted keys and compares them key by key.
 ///
-/// Flattening: an object member `k` of a value at path `p` becomes `p.k`; an array of numbers,
-/// booleans and nulls (or an empty array) is one leaf compared as a whole (`dims`, `layers`); an
-/// array holding strings, arrays or objects contributes `p[i]` per element (`source.rules[2]`,
-/// `commandLine[3]`, `parents[0].id`), so one changed rule shows alone. Empty objects contribute
-/// nothing, so an absent optional field and an empty dictionary compare equal.
+/// Flattening: an object member `k` of a value at path `p` becomes `p.k`; a non-empty array of
+/// numbers, booleans and nulls is one leaf compared as a whole (`dims`, `layers`); an array holding
+/// strings, arrays or objects contributes `p[i]` per element (`source.rules[2]`, `commandLine[3]`,
+/// `parents[0].id`), so one changed rule shows alone. Empty objects and empty arrays contribute
+/// nothing, so an absent optional field, `[]` and `{}` compare equal.
 public enum KeyedDiff {
     /// The JSON form of `value` (as `JSONEncoder` writes it), flattened to dotted keys in key order.
     /// Non-finite doubles become the strings `NaN`, `Infinity`, `-Infinity`.
@@ -76,7 +76,7 @@ public enum KeyedDiff {
             for key in members.keys.sorted() {
                 visit(members[key]!, path: path.isEmpty ? key : path + "." + key, into: &out)
             }
-        case .array(let elements) where elements.contains(where: \.isStringOrContainer):
+        case .array(let elements) where elements.isEmpty || elements.contains(where: \.isStringOrContainer):
             for (i, element) in elements.enumerated() {
                 visit(element, path: path + "[\(i)]", into: &out)
             }
