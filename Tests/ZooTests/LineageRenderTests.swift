@@ -197,7 +197,7 @@ final class LineageRenderTests: XCTestCase {
             flowchart TD
               n0["aaaaaaaaaaaa<br/>say #quot;hi#quot; \\ back slash {x} #lt;b#gt;#35;1#lt;/b#gt; #amp; ;<br/>finetune/sgd · resnet50"]
               n1["bbbbbbbbbbbb<br/>end<br/>bissl<br/>removed"]
-              n1 -->|"finetuned-from head #quot;fc#quot; 1000 -#gt; 10 | x"| n0
+              n1 -->|"finetuned-from head #quot;fc#quot; 1000 -#gt; 10 #124; x"| n0
               classDef root stroke-width:3px
               classDef removed stroke-dasharray:5 5
               class n0 root

@@ -313,8 +313,8 @@ public enum LineageRender {
     /// A Mermaid flowchart (https://mermaid.js.org/syntax/flowchart.html), top-down, parents above:
     /// nodes `n0`, `n1`, ... (the root is `n0`) with quoted labels whose lines are joined by `<br/>`,
     /// edges `parent -->|"relation"| child`. Label text is entity-escaped (`#quot;`, `#amp;`, `#lt;`,
-    /// `#gt;`, `#35;` for `#`) so no name can break the syntax. The root gets class `root`, removed
-    /// entries class `removed`.
+    /// `#gt;`, `#35;` for `#`, `#124;` for `|`) so no name can break the syntax. The root gets class
+    /// `root`, removed entries class `removed`.
     public static func mermaid(_ graph: LineageGraph) -> String {
         let index = LineageIndex(graph)
         var key: [String: String] = [:]
@@ -335,8 +335,8 @@ public enum LineageRender {
         return out
     }
 
-    /// Mermaid entity codes for the characters that end or alter a quoted label; control characters
-    /// become spaces.
+    /// Mermaid entity codes for the characters that end or alter a quoted label or an edge label's
+    /// `|...|` delimiters; control characters become spaces.
     static func mermaidText(_ s: String) -> String {
         var out = ""
         for scalar in s.unicodeScalars {
@@ -346,6 +346,7 @@ public enum LineageRender {
             case "&": out += "#amp;"
             case "<": out += "#lt;"
             case ">": out += "#gt;"
+            case "|": out += "#124;"
             default:
                 if scalar.properties.generalCategory == .control { out += " "; continue }
                 out.unicodeScalars.append(scalar)
