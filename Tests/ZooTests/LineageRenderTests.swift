@@ -68,6 +68,23 @@ final class LineageRenderTests: XCTestCase {
         XCTAssertEqual(try LineageRender.render(g, format: .text, direction: .both), expected)
     }
 
+    func testTextBothSidesOfAMiddleEntry() {
+        var g = Self.graph
+        g.root = Self.id("2")
+        let expected = """
+            222222222222  r50-byol  pretext/byol  resnet50  2026-01-02T00:00:00Z
+            ancestors:
+              111111111111  r50-in1k  imported  resnet50  2026-01-01T00:00:00Z  [pretrained-from]
+            descendants:
+              ├── 333333333333  bissl-cifar10  bissl/bissl  resnet50  2026-01-03T00:00:00Z  [aligned-from]
+              │   555555555555  ft-merged  finetune/sgd  resnet50  2026-01-05T00:00:00Z  [finetuned-from: classifier re-initialised 1000 -> 10]
+              └── 444444444444  bissl-pets  bissl/bissl  resnet50  2026-01-04T00:00:00Z  [aligned-from]
+                  555555555555  ft-merged  finetune/sgd  resnet50  2026-01-05T00:00:00Z  [finetuned-from]  (repeat, see above)
+
+            """
+        XCTAssertEqual(LineageRender.text(g, direction: .both), expected)
+    }
+
     func testTextDownOfALeafAndUnknownOrRemovedParents() {
         let g = LineageGraph(
             root: Self.id("a"),
