@@ -38,10 +38,11 @@ struct Convert: ParsableCommand {
             throw ValidationError("input and output are the same file")
         }
         let checkpoint = try Interchange.load(inURL, options: conversion.layout, allowPlainTensors: true)
-        try Interchange.write(checkpoint, to: outURL, format: format, legacy: legacy, compressed: compress)
+        let notes = try Interchange.write(checkpoint, to: outURL, format: format, legacy: legacy, compressed: compress)
         let tensors = checkpoint.components.values.reduce(0) { $0 + $1.count }
         let arch = checkpoint.architecture?.label ?? "unknown architecture"
         print("wrote \(output) (\(format.rawValue), \(arch), \(tensors) tensors in \(checkpoint.components.keys.joined(separator: ", ")))")
+        for note in notes { print("  note: \(note)") }
         guard !CheckpointFile.isHDF5(inURL) else { return }  // a bissl file is taken as it is: no rules ran now
         for rule in checkpoint.provenance.source?.rules ?? [] { print("  rule: \(rule)") }
         for warning in checkpoint.provenance.warnings { print("  warning: \(warning)") }

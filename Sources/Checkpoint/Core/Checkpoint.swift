@@ -14,11 +14,27 @@ public struct Checkpoint: Equatable, Sendable {
     public var components: OrderedDictionary<String, StateDict>
     public var architecture: Architecture?
     public var provenance: Provenance
+    /// Tensors stored once under several names (case C6, tied weights): alias -> the name it shares
+    /// its tensor with, both in `flatStateDict` naming (`fc.weight`, `projector.0.weight`). Writers
+    /// use `sharedAliases(in:)`, which keeps only entries whose names exist with identical tensors, so
+    /// an entry made stale by editing one tensor is ignored rather than written. See `Checkpoint+Aliases`.
+    public var aliases: [String: String]
 
-    public init(components: OrderedDictionary<String, StateDict>, architecture: Architecture?, provenance: Provenance) {
+    public init(components: OrderedDictionary<String, StateDict>, architecture: Architecture?, provenance: Provenance,
+                aliases: [String: String] = [:]) {
         self.components = components
         self.architecture = architecture
         self.provenance = provenance
+        self.aliases = aliases
+    }
+
+    /// Equal components, architecture and provenance, and the same sharing (`sharedAliases(in:)` of
+    /// the whole flat state dict), so stale or redundant alias entries do not make checkpoints differ.
+    public static func == (a: Checkpoint, b: Checkpoint) -> Bool {
+        guard a.components == b.components, a.architecture == b.architecture, a.provenance == b.provenance else { return false }
+        if a.aliases.isEmpty && b.aliases.isEmpty { return true }
+        let flat = a.flatStateDict()
+        return a.sharedAliases(in: flat) == b.sharedAliases(in: flat)
     }
 
     /// Components whose keys go into an exported state dict unprefixed: `backbone` and `classifier`

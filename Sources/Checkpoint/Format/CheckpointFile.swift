@@ -19,7 +19,9 @@ public enum CheckpointFile {
     // MARK: - write
 
     /// Writes `checkpoint` to `url` atomically (temporary name, flush, rename; see `AtomicFile`),
-    /// with its content id (`ContentID.compute`) as the root attribute `content_id`.
+    /// with its content id (`ContentID.compute`) as the root attribute `content_id`. Each tensor of
+    /// `checkpoint.sharedAliases(in:)` of the whole flat state dict is stored once: the alias name is
+    /// an HDF5 hard link to the first name's dataset (schemas/checkpoint-v1.md, "Aliases", case C6).
     /// - Throws: `CheckpointError.io` when the file cannot be written; nothing is left behind then.
     public static func write(_ checkpoint: Checkpoint, to url: URL) throws {
         let contentID = ContentID.compute(checkpoint)
@@ -52,12 +54,23 @@ public enum CheckpointFile {
         try file.createStringDataset("components", values: Array(checkpoint.components.keys))
         let tensors = try file.createGroup("tensors")
         let keys = try file.createGroup("keys")
+        // Aliases (case C6): the first name's dataset is written, every alias is a hard link to it.
+        let shared = checkpoint.sharedAliases(in: checkpoint.flatStateDict())
+        var stored: [String: (path: String, tensor: Tensor)] = [:]   // flat name -> its dataset
         for (component, stateDict) in checkpoint.components {
             let name = LinkName.escape(component)
+            let prefix = Checkpoint.unprefixedComponents.contains(component) ? "" : component + "."
             try keys.createStringDataset(name, values: Array(stateDict.keys))
             let group = try tensors.createGroup(name)
             for (key, tensor) in stateDict {
-                try writeTensor(tensor, named: LinkName.escape(key), in: group)
+                let link = LinkName.escape(key)
+                // Linked only when the stored tensor is this one (flat names of two components may coincide).
+                if let target = shared[prefix + key], let first = stored[target], first.tensor == tensor {
+                    try group.createHardLink(link, to: first.path)
+                } else {
+                    try writeTensor(tensor, named: link, in: group)
+                    if stored[prefix + key] == nil { stored[prefix + key] = ("/tensors/\(name)/\(link)", tensor) }
+                }
             }
         }
         if let architecture = checkpoint.architecture {
@@ -143,7 +156,10 @@ public enum CheckpointFile {
     }
 
     /// Reads a checkpoint: every component's tensors in stored order (bytes read straight into each
-    /// tensor's buffer), the architecture record and provenance with its metric histories.
+    /// tensor's buffer), the architecture record and provenance with its metric histories. Names that
+    /// are hard links to one dataset (same object address, `H5Oget_info`) get the same `Tensor`, read
+    /// once, and `aliases` maps each later name (in `/components`, `/keys/<c>` order; flat state-dict
+    /// naming) to the first; provenance is not consulted for this.
     /// - Parameter verifyContentID: also recompute the content id and compare it with the stored one.
     /// - Throws: `CheckpointError` (see the type's documentation), one line naming the file.
     public static func read(_ url: URL, verifyContentID: Bool = false) throws -> Checkpoint {
@@ -223,7 +239,10 @@ public enum CheckpointFile {
         let tensorsGroup = try file.openGroup("tensors")
         let keysGroup = try file.openGroup("keys")
         var components = OrderedDictionary<String, StateDict>()
+        var aliases: [String: String] = [:]
+        var byAddress: [UInt64: (flat: String, tensor: Tensor)] = [:]   // datasets already read
         for component in componentNames {
+            let prefix = Checkpoint.unprefixedComponents.contains(component) ? "" : component + "."
             let link = LinkName.escape(component)
             try require("keys/\(link)", .dataset)
             try require("tensors/\(link)", .group)
@@ -240,7 +259,16 @@ public enum CheckpointFile {
                 guard group.kind(of: datasetName) == .dataset else {
                     throw CheckpointError.corrupt("\(name): missing tensor /tensors/\(link)/\(datasetName) listed in /keys/\(link)")
                 }
-                stateDict[key] = try readTensor(try group.openDataset(datasetName), fileName: name)
+                // A name that is a hard link to a dataset read before is an alias of the first name (case C6).
+                let address = try group.objectAddress(of: datasetName)
+                if let first = byAddress[address] {
+                    stateDict[key] = first.tensor
+                    if first.flat != prefix + key { aliases[prefix + key] = first.flat }
+                    continue
+                }
+                let tensor = try readTensor(try group.openDataset(datasetName), fileName: name)
+                byAddress[address] = (prefix + key, tensor)
+                stateDict[key] = tensor
             }
             components[component] = stateDict
         }
@@ -263,7 +291,7 @@ public enum CheckpointFile {
                 }
             }
         }
-        return Checkpoint(components: components, architecture: architecture, provenance: provenance)
+        return Checkpoint(components: components, architecture: architecture, provenance: provenance, aliases: aliases)
     }
 
     private static func readTensor(_ ds: HDF5.Dataset, fileName: String) throws -> Tensor {

@@ -1,3 +1,4 @@
+import Collections
 import Crypto
 import Foundation
 
@@ -48,19 +49,24 @@ public enum Interchange {
         }
         let document = try readSource(url)
         if allowPlainTensors, let plain = plainTensors(document, options: options) {
+            let aliases = StorageAliases.find(plain.map { ($0.key, $0.value) })
+            var rules = ["no ResNet backbone keys: kept \(plain.count) tensors as they are in component 'tensors'"]
+            if !aliases.isEmpty {
+                rules.append("\(aliases.count) name(s) share storage with an earlier name: \(Checkpoint.describeAliases(aliases))")
+            }
             let source = Provenance.Source(
                 fileName: url.lastPathComponent, sha256: try sha256Hex(of: url), format: document.format.rawValue,
-                container: document.container,
-                rules: ["no ResNet backbone keys: kept \(plain.count) tensors as they are in component 'tensors'"],
-                metadata: document.metadata)
+                container: document.container, rules: rules, aliases: aliases, metadata: document.metadata)
             return Checkpoint(
-                components: ["tensors": plain], architecture: nil,
+                components: ["tensors": plain.mapValues(\.tensor)], architecture: nil,
                 provenance: Provenance(stage: "imported", source: source, warnings: document.warnings,
-                                       commandLine: commandLine, startedAt: started, endedAt: isoNow()))
+                                       commandLine: commandLine, startedAt: started, endedAt: isoNow()),
+                aliases: aliases)
         }
         let resolution = try LayoutResolver.resolve(document, options: options)
         var checkpoint = resolution.checkpoint(fileName: url.lastPathComponent, sha256: try sha256Hex(of: url),
                                                document: document, commandLine: commandLine)
+        checkpoint.aliases = resolution.aliases   // flat state-dict names, as `Checkpoint.aliases` wants
         checkpoint.provenance.startedAt = started
         checkpoint.provenance.endedAt = isoNow()
         return checkpoint
@@ -68,35 +74,60 @@ public enum Interchange {
 
     /// The one dict of tensors of a document in which no ResNet backbone key occurs anywhere, with
     /// its keys as the file names them; nil when there are several dicts, any backbone key, or options.
-    static func plainTensors(_ document: SourceDocument, options: LayoutOptions) -> StateDict? {
+    static func plainTensors(_ document: SourceDocument, options: LayoutOptions) -> OrderedDictionary<String, SourceTensor>? {
         guard options.select == nil, options.stripPrefix == nil, options.components == .all else { return nil }
         let candidates = LayoutResolver.candidates(document)
         guard candidates.count == 1, candidates[0].architecture == nil else { return nil }
         let prefix = candidates[0].keyPath.isEmpty ? "" : candidates[0].keyPath + "."
-        var dict = StateDict()
+        var dict = OrderedDictionary<String, SourceTensor>()
         for (path, tensor) in document.root.tensorPaths() where path.hasPrefix(prefix) {
-            dict[String(path.dropFirst(prefix.count))] = tensor.tensor
+            dict[String(path.dropFirst(prefix.count))] = tensor
         }
         return dict
     }
 
     /// Writes `checkpoint` as `format`. Interchange formats get one flat state dict
     /// (`Checkpoint.flatStateDict`); safetensors carries a provenance summary in `__metadata__`.
+    ///
+    /// Aliases (`Checkpoint.sharedAliases(in:)`, case C6) are kept where the format can share: HDF5
+    /// hard links, `.pth` storages shared between names. safetensors and `.npz` cannot (safetensors
+    /// forbids overlapping tensors, an `.npz` member is one array), so they get one copy per name and
+    /// a note says so.
     /// - Parameters:
     ///   - legacy: for `.pth`, the pre-1.6 stream container instead of zip.
     ///   - compressed: for `.npz`, deflated members (as `numpy.savez_compressed`) instead of stored.
+    /// - Returns: notes for the user (one line each, no prefix), e.g. `1 aliased tensor
+    ///   (decoder.weight = encoder.weight) written as a separate copy: safetensors cannot share storage`;
+    ///   empty when nothing was lost.
+    /// - Throws: the writer's `CheckpointError` (`.io` when the file cannot be written).
+    @discardableResult
     public static func write(_ checkpoint: Checkpoint, to url: URL, format: InterchangeFormat,
-                             legacy: Bool = false, compressed: Bool = false) throws {
+                             legacy: Bool = false, compressed: Bool = false) throws -> [String] {
         switch format {
         case .h5:
             try CheckpointFile.write(checkpoint, to: url)
+            return []
         case .pth:
-            try PyTorchFile.write(checkpoint.flatStateDict(), to: url, legacy: legacy)
+            let flat = checkpoint.flatStateDict()
+            try PyTorchFile.write(flat, to: url, legacy: legacy, aliases: checkpoint.sharedAliases(in: flat))
+            return []
         case .safetensors:
-            try SafetensorsFile.write(checkpoint.flatStateDict(), metadata: safetensorsMetadata(checkpoint), to: url)
+            let flat = checkpoint.flatStateDict()
+            try SafetensorsFile.write(flat, metadata: safetensorsMetadata(checkpoint), to: url)
+            return copiedAliasNotes(checkpoint.sharedAliases(in: flat), format: "safetensors")
         case .npz:
-            try NumPyArchive.write(checkpoint.flatStateDict(), to: url, compressed: compressed)
+            let flat = checkpoint.flatStateDict()
+            try NumPyArchive.write(flat, to: url, compressed: compressed)
+            return copiedAliasNotes(checkpoint.sharedAliases(in: flat), format: "npz")
         }
+    }
+
+    /// The note for aliases a format wrote as copies; none when `shared` is empty.
+    static func copiedAliasNotes(_ shared: [String: String], format: String) -> [String] {
+        guard !shared.isEmpty else { return [] }
+        let what = shared.count == 1 ? "1 aliased tensor" : "\(shared.count) aliased tensors"
+        let copies = shared.count == 1 ? "a separate copy" : "separate copies"
+        return ["\(what) (\(Checkpoint.describeAliases(shared))) written as \(copies): \(format) cannot share storage"]
     }
 
     /// `__metadata__` of an exported safetensors file: `format: pt` (the Hugging Face convention), the

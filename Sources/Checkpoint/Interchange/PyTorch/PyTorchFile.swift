@@ -45,14 +45,20 @@ public enum PyTorchFile {
     /// Tensors are written in order, one storage each (`data/0`, `data/1`, ...), C-contiguous,
     /// little-endian, on device `cpu`; every dtype of `DType` maps to its typed storage
     /// (`torch.FloatStorage`, `torch.BFloat16Storage`, `torch.LongStorage`, `torch.BoolStorage`, ...).
-    /// Storage sharing is not written: aliased names get one copy each.
+    /// Each name in `aliases` shares the storage record of the name it maps to (same persistent id
+    /// key, one `data/<i>` record), as `torch.save` writes tied weights (case C6), so `torch.load`
+    /// gives tensors on one storage (`a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()`).
     /// The file is published atomically (nothing is left at `url` on failure).
-    /// - Throws: `CheckpointError.io` when the file cannot be written.
-    public static func write(_ stateDict: StateDict, to url: URL, legacy: Bool = false) throws {
+    /// - Parameter aliases: state-dict name -> state-dict name it shares its tensor with (chains
+    ///   allowed), e.g. `Checkpoint.sharedAliases(in:)`; empty writes one storage per tensor.
+    /// - Throws: `CheckpointError.io` when the file cannot be written; `.invalid` when an alias names a
+    ///   key not in `stateDict`, its two tensors differ (dtype, shape or bytes), or aliases form a cycle.
+    public static func write(_ stateDict: StateDict, to url: URL, legacy: Bool = false,
+                             aliases: [String: String] = [:]) throws {
         if legacy {
-            try PyTorchLegacyWriter.write(stateDict, to: url)
+            try PyTorchLegacyWriter.write(stateDict, to: url, aliases: aliases)
         } else {
-            try PyTorchZipWriter.write(stateDict, to: url)
+            try PyTorchZipWriter.write(stateDict, to: url, aliases: aliases)
         }
     }
 }

@@ -4,15 +4,16 @@ import Foundation
 /// (../shared/pth-format.md 1.2; torch/serialization.py `_save`, caffe2/serialize/inline_container.cc
 /// `PyTorchStreamWriter`): records under `<file stem>/`, in the order `data.pkl`,
 /// `.format_version` (`1`), `.storage_alignment` (`64`), `byteorder` (`little`), `data/0..N-1`,
-/// `version` (`3\n`), `.data/serialization_id`; all stored, CRC-32 set, each record's data at a
+/// `version` (`3\n`), `.data/serialization_id` (one `data/<i>` per storage: aliases share one); all stored, CRC-32 set, each record's data at a
 /// 64-byte aligned offset (`FB` extra field), zip64 where sizes need it.
 enum PyTorchZipWriter {
     static let alignment = 64
 
-    static func write(_ stateDict: StateDict, to url: URL) throws {
+    static func write(_ stateDict: StateDict, to url: URL, aliases: [String: String] = [:]) throws {
         let folder = url.deletingPathExtension().lastPathComponent
         let prefix = (folder.isEmpty ? "archive" : folder) + "/"
-        let pickle = PyTorchStateDictPickle.pickle(stateDict) { cls, key, numel in
+        let layout = try StorageLayout.make(stateDict, aliases: aliases, file: url.path)
+        let pickle = PyTorchStateDictPickle.pickle(stateDict, layout: layout) { cls, key, numel in
             .tuple([.string("storage"), .global(module: "torch", name: cls), .string(key), .string("cpu"), .int(Int64(numel))])
         }
         var writer = ZipWriter(url: url, alignment: alignment)
@@ -26,7 +27,7 @@ enum PyTorchZipWriter {
         try add(".format_version", Data("1".utf8))
         try add(".storage_alignment", Data(String(alignment).utf8))
         try add("byteorder", Data("little".utf8))
-        for (index, tensor) in stateDict.values.enumerated() {
+        for (index, tensor) in layout.stored.enumerated() {
             try add("data/\(index)", tensor.data)
         }
         try add("version", Data("3\n".utf8))
