@@ -181,43 +181,46 @@ final class Catalog {
             arguments += StatementArguments(ids)
         }
         let whereSQL = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
-        let rows = try Row.fetchAll(db, sql: """
+        // One query per table (the same filter as a sub-select), merged here: 4 scans instead of
+        // 3 correlated sub-queries per row.
+        let selected = "SELECT e.id FROM entries e \(whereSQL)"
+        var labels: [String: (name: String?, tags: [String])] = [:]
+        let labelRows = try Row.fetchCursor(db, sql: "SELECT entry_id, kind, label FROM labels WHERE entry_id IN (\(selected)) ORDER BY label",
+                                            arguments: arguments)
+        while let row = try labelRows.next() {
+            let id: String = row[0], kind: String = row[1], label: String = row[2]
+            if kind == LabelKind.name.rawValue { labels[id, default: (nil, [])].name = label } else { labels[id, default: (nil, [])].tags.append(label) }
+        }
+        var parents: [String: [Provenance.Parent]] = [:]
+        let edgeRows = try Row.fetchCursor(db, sql: "SELECT child, parent, relation, note FROM edges WHERE child IN (\(selected)) ORDER BY child, position",
+                                           arguments: arguments)
+        while let row = try edgeRows.next() {
+            parents[row[0], default: []].append(Provenance.Parent(id: row[1], relation: row[2], note: row[3]))
+        }
+        var metrics: [String: [String: Double]] = [:]
+        let metricRows = try Row.fetchCursor(db, sql: "SELECT entry_id, name, value FROM metrics WHERE entry_id IN (\(selected))", arguments: arguments)
+        while let row = try metricRows.next() {
+            let value: Double? = row[2]
+            metrics[row[0], default: [:]][row[1]] = value ?? .nan
+        }
+        var records: [EntryRecord] = []
+        let rows = try Row.fetchCursor(db, sql: """
             SELECT e.id, e.stage, e.method, e.arch, e.dataset, e.headline_metric, e.headline_value, e.created, e.size,
-                   e.tensor_count, e.components, e.source_file, \(withProvenance ? "e.provenance" : "'' AS provenance"),
-                   (SELECT group_concat(kind || ':' || label, char(10)) FROM labels l WHERE l.entry_id = e.id) AS all_labels,
-                   (SELECT group_concat(parent || char(31) || relation || char(31) || ifnull(note, ''), char(30))
-                      FROM (SELECT * FROM edges g WHERE g.child = e.id ORDER BY position)) AS all_edges,
-                   (SELECT group_concat(name || char(31) || ifnull(value, 'NaN'), char(30)) FROM metrics m WHERE m.entry_id = e.id) AS all_metrics
+                   e.tensor_count, e.components, e.source_file, \(withProvenance ? "e.provenance" : "''")
             FROM entries e \(whereSQL) ORDER BY e.created DESC, e.id
             """, arguments: arguments)
-        return rows.map(record)
-    }
-
-    private static func record(_ row: Row) -> EntryRecord {
-        // Columns by position (the SELECT in `records`): name lookups cost more than the query itself
-        // for 10,000 rows.
-        var summary = EntrySummary(
-            id: row[0], stage: row[1], method: row[2], arch: row[3], dataset: row[4],
-            headlineMetric: row[5], headlineValue: row[6], created: row[7], size: row[8],
-            tensorCount: row[9], components: (row[10] as String).split(separator: "\n").map(String.init),
-            sourceFile: row[11], parents: [], metrics: [:], provenanceJSON: row[12])
-        let edges: String? = row[14]
-        summary.parents = (edges ?? "").split(separator: "\u{1E}").map { record in
-            let parts = record.split(separator: "\u{1F}", maxSplits: 2, omittingEmptySubsequences: false).map(String.init)
-            return Provenance.Parent(id: parts[0], relation: parts.count > 1 ? parts[1] : "", note: parts.count > 2 && !parts[2].isEmpty ? parts[2] : nil)
+        while let row = try rows.next() {
+            // Columns by position: name lookups cost more than the query for 10,000 rows.
+            let id: String = row[0]
+            let summary = EntrySummary(
+                id: id, stage: row[1], method: row[2], arch: row[3], dataset: row[4],
+                headlineMetric: row[5], headlineValue: row[6], created: row[7], size: row[8],
+                tensorCount: row[9], components: (row[10] as String).split(separator: "\n").map(String.init),
+                sourceFile: row[11], parents: parents[id] ?? [], metrics: metrics[id] ?? [:], provenanceJSON: row[12])
+            let l = labels[id]
+            records.append(EntryRecord(summary: summary, name: l?.name, tags: l?.tags ?? []))
         }
-        let metrics: String? = row[15]
-        for record in (metrics ?? "").split(separator: "\u{1E}") {
-            let parts = record.split(separator: "\u{1F}", maxSplits: 1).map(String.init)
-            if parts.count == 2 { summary.metrics[parts[0]] = Double(parts[1]) ?? .nan }
-        }
-        var name: String?
-        var tags: [String] = []
-        let labels: String? = row[13]
-        for line in (labels ?? "").split(separator: "\n") {
-            if line.hasPrefix("name:") { name = String(line.dropFirst(5)) } else if line.hasPrefix("tag:") { tags.append(String(line.dropFirst(4))) }
-        }
-        return EntryRecord(summary: summary, name: name, tags: tags.sorted())
+        return records
     }
 
     // MARK: - labels
