@@ -6,12 +6,14 @@ are other views of `base`'s storage, which are not aliases) and Tests/Fixtures/l
 ResNet-18 whose `layer1.0.bn2.running_mean` is `layer1.0.bn1.running_mean`). Which names torch itself
 ties is read from torch.load of the original (same storage pointer, offset, shape and stride), then:
 - `bissl convert X out.h5`: h5py sees both names with equal data, and they are one HDF5 object
-  (equal object ids and `h5py.h5o.get_info(...).addr`); other names are separate objects;
+  (equal object ids and `h5py.h5o.get_info(...).addr`); other names are separate objects; the stored
+  content id equals tools/fixtures/h5_content_id.py's over every name;
 - `bissl convert out.h5 back.pth` (zip and --legacy): torch.load gives tensors on one storage
   (`untyped_storage().data_ptr()` equal), every value equal to the original;
 - `--to safetensors` / `--to npz`: a `note:` line says the alias became a separate copy, and
   safetensors / numpy load both names with equal data.
 """
+import sys
 from pathlib import Path
 
 import h5py
@@ -20,6 +22,9 @@ import torch
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tools" / "fixtures"))
+from h5_content_id import content_id, read_h5  # noqa: E402
+
 C6 = ROOT / "Tests" / "Fixtures" / "pth" / "c6_alias.pth"
 RESNET = ROOT / "Tests" / "Fixtures" / "layout" / "aliases.pth"
 
@@ -62,6 +67,9 @@ def test_h5_holds_an_alias_once_as_one_object(bissl, tmp_path):
         others = {addr(g[n]) for n in src if n != "decoder.weight"}
         assert len(others) == len(src) - 1, "only the tied pair shares an object"
         assert h5py.h5o.get_info(g["encoder.weight"].id).rc == 2   # two hard links to one object
+        stored = f.attrs["content_id"]
+    # The content id (spec-only reimplementation) covers both names with their bytes, linked or not.
+    assert content_id(*read_h5(out)) == (stored.decode() if isinstance(stored, bytes) else stored)
 
 
 def test_resnet_alias_in_backbone_uses_torchvision_names(bissl, tmp_path):
