@@ -64,7 +64,8 @@ struct Remove: ParsableCommand {
         if json { return try ZooOutput.printJSON(result) }
         print("removed \(result.id)\(result.labels.isEmpty ? "" : " (\(result.labels.joined(separator: ", ")))")")
         if result.tombstone {
-            print("  \(result.descendants.count) descendant\(result.descendants.count == 1 ? "" : "s") keep its record in tombstones/\(result.id).json")
+            let n = result.descendants.count
+            print("  its \(n) descendant\(n == 1 ? "" : "s") keep\(n == 1 ? "s" : "") its record in tombstones/\(result.id).json")
         }
     }
 }

@@ -32,7 +32,7 @@ final class ZooCommandTests: XCTestCase {
         let refused = try BisslBinary.run(["rm", "aligned", "--zoo", zoo])
         XCTAssertEqual(refused.status, 1)
         XCTAssertEqual(refused.stderr, "error: entry \(alignedID.prefix(12)) has 1 descendant (\(ftID.prefix(12)) (ft)); bissl rm --force removes it and keeps its provenance as a tombstone\n")
-        XCTAssertTrue(try run(["rm", "aligned", "--force", "--zoo", zoo]).contains("keep its record in tombstones/\(alignedID).json"))
+        XCTAssertTrue(try run(["rm", "aligned", "--force", "--zoo", zoo]).contains("its 1 descendant keeps its record in tombstones/\(alignedID).json"))
 
         let json = try run(["lineage", "ft", "--up", "--format", "json", "--zoo", zoo])
         let graph = try JSONDecoder().decode(LineageGraph.self, from: Data(json.utf8))
