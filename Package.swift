@@ -9,6 +9,7 @@ let package = Package(
     products: [
         .executable(name: "bissl", targets: ["bissl"]),
         .library(name: "Checkpoint", targets: ["Checkpoint"]),
+        .library(name: "Engine", targets: ["Engine"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -34,6 +35,7 @@ let package = Package(
                 "Checkpoint",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]),
+        .target(name: "Engine", dependencies: ["CBLAS", "Checkpoint"]),
         .executableTarget(
             name: "bissl",
             dependencies: [
@@ -42,6 +44,7 @@ let package = Package(
             ]),
         .testTarget(name: "HDF5Tests", dependencies: ["HDF5"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Checkpoint"]),
         .testTarget(name: "ZooTests", dependencies: ["Zoo", "Checkpoint"]),
     ]
 )

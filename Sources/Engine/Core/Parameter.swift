@@ -1,0 +1,39 @@
+/// A trainable float32 tensor with its gradient, named by its PyTorch state-dict key within its
+/// module (`layer1.0.conv1.weight`, `0.bias`). Reference type: layers, optimizers and the model's
+/// parameter list share it.
+public final class Parameter {
+    /// State-dict key (within the owning component).
+    public let name: String
+    /// PyTorch shape: OIHW for conv weights, `[out, in]` for linear weights, `[C]` for BN.
+    public let shape: [Int]
+    /// Values in C order, `shape.product` of them.
+    public var value: [Float]
+    /// Gradient of the loss, same layout as `value`; backward passes accumulate (`+=`) into it
+    /// as PyTorch's `.grad` does, `zeroGrad()` resets it.
+    public var grad: [Float]
+
+    public init(name: String, shape: [Int], value: [Float]) {
+        precondition(value.count == shape.reduce(1, *), "Parameter \(name): \(value.count) values for shape \(shape)")
+        self.name = name
+        self.shape = shape
+        self.value = value
+        self.grad = [Float](repeating: 0, count: value.count)
+    }
+
+    /// A zero-valued parameter of `shape`.
+    public convenience init(name: String, shape: [Int]) {
+        self.init(name: name, shape: shape, value: [Float](repeating: 0, count: shape.reduce(1, *)))
+    }
+
+    public var count: Int { value.count }
+
+    /// Sets the gradient to zero (`optimizer.zero_grad(set_to_none=False)`).
+    public func zeroGrad() {
+        for i in grad.indices { grad[i] = 0 }
+    }
+}
+
+extension Array where Element == Parameter {
+    /// Zeroes every gradient.
+    public func zeroGrad() { for p in self { p.zeroGrad() } }
+}

@@ -1,0 +1,25 @@
+/// `torch.nn.BatchNorm1d(F, eps=1e-5, momentum=0.1)` on `[N, F]` (the MLP heads of the method brief
+/// section 5.3). Same semantics as `BatchNorm2d` with `H = W = 1`: train mode normalises with the
+/// biased batch variance and updates `running_var` with the unbiased one; keys `<prefix>weight`,
+/// `bias`, `running_mean`, `running_var`, `num_batches_tracked`.
+public final class BatchNorm1d {
+    /// The computation is BatchNorm2d's on `[N, F, 1, 1]`.
+    public let core: BatchNorm2d
+
+    public init(name: String, features: Int) { core = BatchNorm2d(name: name, channels: features) }
+
+    public var weight: Parameter { core.weight }
+    public var bias: Parameter { core.bias }
+
+    /// Forward: x `[N, F]` -> `[N, F]`.
+    public func forward(_ x: Matrix, mode: Mode) -> Matrix {
+        let y = core.forward(Tensor4(n: x.rows, c: x.cols, h: 1, w: 1, data: x.data), mode: mode)
+        return Matrix(rows: x.rows, cols: x.cols, data: y.data)
+    }
+
+    /// Backward: dy `[N, F]` -> dx `[N, F]`; accumulates gamma/beta gradients.
+    public func backward(_ dy: Matrix) -> Matrix {
+        let dx = core.backward(Tensor4(n: dy.rows, c: dy.cols, h: 1, w: 1, data: dy.data))
+        return Matrix(rows: dy.rows, cols: dy.cols, data: dx.data)
+    }
+}

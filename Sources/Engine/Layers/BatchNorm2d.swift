@@ -1,0 +1,185 @@
+/// Batch normalisation over `[N, C, H, W]`, exactly `torch.nn.BatchNorm2d(C, eps=1e-5, momentum=0.1)`
+/// (https://pytorch.org/docs/stable/generated/torch.nn.BatchNorm2d.html, Ioffe & Szegedy,
+/// arXiv:1502.03167).
+///
+/// - Train: per channel, mean and *biased* variance over `N*H*W` normalise;
+///   `running_mean = (1 - momentum) * running_mean + momentum * mean`,
+///   `running_var = (1 - momentum) * running_var + momentum * var * M / (M - 1)` (the *unbiased*
+///   variance, `M = N*H*W`), `num_batches_tracked += 1`.
+/// - Eval: `running_mean` / `running_var` normalise.
+/// - Keys: `<prefix>weight`, `bias` (parameters), `running_mean`, `running_var`, `num_batches_tracked` (buffers).
+public final class BatchNorm2d {
+    public let channels: Int
+    public let eps: Float = 1e-5
+    public let momentum: Float = 0.1
+    /// gamma `[C]`, initialised to 1.
+    public let weight: Parameter
+    /// beta `[C]`, initialised to 0.
+    public let bias: Parameter
+    /// `[C]`, initialised to 0.
+    public var runningMean: [Float]
+    /// `[C]`, initialised to 1.
+    public var runningVar: [Float]
+    /// Number of train-mode forward passes that updated the running statistics.
+    public var numBatchesTracked: Int64 = 0
+    /// Key prefix (`layer1.0.bn1.`).
+    public let prefix: String
+
+    private var input: Tensor4?
+    private var mean: [Float] = []
+    private var invStd: [Float] = []
+
+    public init(name: String, channels: Int) {
+        self.prefix = name
+        self.channels = channels
+        weight = Parameter(name: name + "weight", shape: [channels], value: [Float](repeating: 1, count: channels))
+        bias = Parameter(name: name + "bias", shape: [channels])
+        runningMean = [Float](repeating: 0, count: channels)
+        runningVar = [Float](repeating: 1, count: channels)
+    }
+
+    /// Forward: x `[N, C, H, W]` -> y `[N, C, H, W]`. Keeps `x` and the statistics used for `backward`.
+    public func forward(_ x: Tensor4, mode: Mode) -> Tensor4 {
+        precondition(x.c == channels, "BatchNorm2d \(prefix): input has \(x.c) channels, expected \(channels)")
+        input = x
+        let C = channels, HW = x.h * x.w, N = x.n, M = N * HW
+        mean = [Float](repeating: 0, count: C)
+        invStd = [Float](repeating: 0, count: C)
+        if mode.usesBatchStatistics {
+            var variance = [Double](repeating: 0, count: C)
+            x.data.withUnsafeBufferPointer { xp in
+                for c in 0..<C {
+                    var s: Double = 0
+                    for n in 0..<N { s += Double(sumFloat(xp.baseAddress! + (n * C + c) * HW, HW)) }
+                    let mu = s / Double(M)
+                    var v: Double = 0
+                    for n in 0..<N { v += Double(sumSquaredDeviation(xp.baseAddress! + (n * C + c) * HW, HW, Float(mu))) }
+                    mean[c] = Float(mu)
+                    variance[c] = v / Double(M)
+                    invStd[c] = Float(1 / (variance[c] + Double(eps)).squareRoot())
+                }
+            }
+            if mode == .train {
+                for c in 0..<C {
+                    let unbiased = M > 1 ? variance[c] * Double(M) / Double(M - 1) : variance[c]
+                    runningMean[c] = (1 - momentum) * runningMean[c] + momentum * mean[c]
+                    runningVar[c] = (1 - momentum) * runningVar[c] + momentum * Float(unbiased)
+                }
+                numBatchesTracked += 1
+            }
+        } else {
+            for c in 0..<C {
+                mean[c] = runningMean[c]
+                invStd[c] = 1 / (runningVar[c] + eps).squareRoot()
+            }
+        }
+        var y = Tensor4(n: N, c: C, h: x.h, w: x.w)
+        y.data.withUnsafeMutableBufferPointer { yp in
+            x.data.withUnsafeBufferPointer { xp in
+                for n in 0..<N {
+                    for c in 0..<C {
+                        let scale = weight.value[c] * invStd[c]
+                        let shift = bias.value[c] - mean[c] * scale
+                        let src = xp.baseAddress! + (n * C + c) * HW, dst = yp.baseAddress! + (n * C + c) * HW
+                        for i in 0..<HW { dst[i] = src[i] * scale + shift }
+                    }
+                }
+            }
+        }
+        lastMode = mode
+        return y
+    }
+
+    private var lastMode: Mode = .eval
+
+    /// Backward: dy `[N, C, H, W]` -> dx. Accumulates `dL/dgamma`, `dL/dbeta`. In train mode the
+    /// gradient flows through the batch statistics:
+    /// `dx = gamma * invstd / M * (M * dy - sum(dy) - xhat * sum(dy * xhat))`; in eval mode `dx = gamma * invstd * dy`.
+    public func backward(_ dy: Tensor4) -> Tensor4 {
+        guard let x = input else { preconditionFailure("BatchNorm2d \(prefix): backward before forward") }
+        let C = channels, HW = x.h * x.w, N = x.n, M = Float(N * HW)
+        var dx = Tensor4(n: N, c: C, h: x.h, w: x.w)
+        x.data.withUnsafeBufferPointer { xp in
+            dy.data.withUnsafeBufferPointer { gp in
+                dx.data.withUnsafeMutableBufferPointer { dxp in
+                    for c in 0..<C {
+                        let mu = mean[c], inv = invStd[c]
+                        var sumDy: Double = 0, sumDyXhat: Double = 0
+                        for n in 0..<N {
+                            let off = (n * C + c) * HW
+                            let (a, b) = sumsForBackward(gp.baseAddress! + off, xp.baseAddress! + off, HW, mu, inv)
+                            sumDy += Double(a); sumDyXhat += Double(b)
+                        }
+                        weight.grad[c] += Float(sumDyXhat)
+                        bias.grad[c] += Float(sumDy)
+                        let g = weight.value[c] * inv
+                        if lastMode.usesBatchStatistics {
+                            let meanDy = Float(sumDy) / M, meanDyXhat = Float(sumDyXhat) / M
+                            for n in 0..<N {
+                                let off = (n * C + c) * HW
+                                let src = gp.baseAddress! + off, xs = xp.baseAddress! + off, dst = dxp.baseAddress! + off
+                                for i in 0..<HW {
+                                    let xhat = (xs[i] - mu) * inv
+                                    dst[i] = g * (src[i] - meanDy - xhat * meanDyXhat)
+                                }
+                            }
+                        } else {
+                            for n in 0..<N {
+                                let off = (n * C + c) * HW
+                                let src = gp.baseAddress! + off, dst = dxp.baseAddress! + off
+                                for i in 0..<HW { dst[i] = g * src[i] }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return dx
+    }
+}
+
+/// Sum of `count` floats, accumulated in 8 float lanes (vectorisable) then added up.
+@inline(__always) func sumFloat(_ p: UnsafePointer<Float>, _ count: Int) -> Float {
+    var acc = SIMD8<Float>(repeating: 0)
+    var i = 0
+    while i + 8 <= count {
+        acc += UnsafeRawPointer(p + i).loadUnaligned(as: SIMD8<Float>.self)
+        i += 8
+    }
+    var s = acc.sum()
+    while i < count { s += p[i]; i += 1 }
+    return s
+}
+
+/// Sum of `(p[i] - mean)^2`, 8 lanes.
+@inline(__always) func sumSquaredDeviation(_ p: UnsafePointer<Float>, _ count: Int, _ mean: Float) -> Float {
+    var acc = SIMD8<Float>(repeating: 0)
+    let m = SIMD8<Float>(repeating: mean)
+    var i = 0
+    while i + 8 <= count {
+        let d = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD8<Float>.self) - m
+        acc += d * d
+        i += 8
+    }
+    var s = acc.sum()
+    while i < count { let d = p[i] - mean; s += d * d; i += 1 }
+    return s
+}
+
+/// `(sum(dy), sum(dy * (x - mean) * invStd))` over `count` elements, 8 lanes.
+@inline(__always) func sumsForBackward(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ count: Int,
+                                       _ mean: Float, _ invStd: Float) -> (Float, Float) {
+    var a = SIMD8<Float>(repeating: 0), b = SIMD8<Float>(repeating: 0)
+    let m = SIMD8<Float>(repeating: mean)
+    var i = 0
+    while i + 8 <= count {
+        let g = UnsafeRawPointer(dy + i).loadUnaligned(as: SIMD8<Float>.self)
+        let xv = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)
+        a += g
+        b += g * (xv - m)
+        i += 8
+    }
+    var sa = a.sum(), sb = b.sum()
+    while i < count { sa += dy[i]; sb += dy[i] * (x[i] - mean); i += 1 }
+    return (sa, sb * invStd)
+}

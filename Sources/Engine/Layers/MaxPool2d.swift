@@ -1,0 +1,66 @@
+/// `torch.nn.MaxPool2d(kernel, stride, padding)` (https://pytorch.org/docs/stable/generated/torch.nn.MaxPool2d.html);
+/// the ResNet stem uses `(3, 2, 1)`. Padding counts as -inf. Ties go to the first maximum in
+/// row-major window order, as PyTorch's CPU kernel does (strict `>`). Backward routes each
+/// output gradient to its argmax.
+public final class MaxPool2d {
+    public let kernel: Int, stride: Int, padding: Int
+    private var argmax: [Int32] = []
+    private var inputShape: [Int] = []
+
+    public init(kernel: Int = 3, stride: Int = 2, padding: Int = 1) {
+        self.kernel = kernel; self.stride = stride; self.padding = padding
+    }
+
+    public func outputSize(_ size: Int) -> Int { (size + 2 * padding - kernel) / stride + 1 }
+
+    /// Forward: x `[N, C, H, W]` -> `[N, C, Ho, Wo]`, `Ho = (H + 2p - k) / s + 1`.
+    public func forward(_ x: Tensor4) -> Tensor4 {
+        let ho = outputSize(x.h), wo = outputSize(x.w), H = x.h, W = x.w
+        var y = Tensor4(n: x.n, c: x.c, h: ho, w: wo)
+        argmax = [Int32](repeating: 0, count: y.count)
+        inputShape = x.shape
+        x.data.withUnsafeBufferPointer { xp in
+            y.data.withUnsafeMutableBufferPointer { yp in
+                argmax.withUnsafeMutableBufferPointer { ap in
+                    for plane in 0..<(x.n * x.c) {
+                        let src = xp.baseAddress! + plane * H * W
+                        for oh in 0..<ho {
+                            let h0 = oh * stride - padding
+                            for ow in 0..<wo {
+                                let w0 = ow * stride - padding
+                                var best = -Float.infinity, at = -1
+                                for i in max(h0, 0)..<min(h0 + kernel, H) {
+                                    for j in max(w0, 0)..<min(w0 + kernel, W) {
+                                        let v = src[i * W + j]
+                                        if v > best || v.isNaN || at < 0 { best = v; at = i * W + j }
+                                    }
+                                }
+                                let o = (plane * ho + oh) * wo + ow
+                                yp[o] = best
+                                ap[o] = Int32(at)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return y
+    }
+
+    /// Backward: dy `[N, C, Ho, Wo]` -> dx `[N, C, H, W]` (each dy added at its argmax).
+    public func backward(_ dy: Tensor4) -> Tensor4 {
+        var dx = Tensor4(n: inputShape[0], c: inputShape[1], h: inputShape[2], w: inputShape[3])
+        let HW = dx.h * dx.w, P = dy.h * dy.w
+        dx.data.withUnsafeMutableBufferPointer { dxp in
+            dy.data.withUnsafeBufferPointer { gp in
+                for plane in 0..<(dy.n * dy.c) {
+                    for q in 0..<P {
+                        let o = plane * P + q
+                        dxp[plane * HW + Int(argmax[o])] += gp[o]
+                    }
+                }
+            }
+        }
+        return dx
+    }
+}

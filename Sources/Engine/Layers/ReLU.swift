@@ -1,0 +1,35 @@
+/// `torch.nn.ReLU`: `y = max(x, 0)` elementwise; backward passes `dy` where `y > 0`.
+/// Works on flat float buffers, so it serves `Tensor4` and `Matrix` alike.
+public final class ReLU {
+    /// Output of the last forward pass (its sign is the backward mask).
+    private var output: [Float] = []
+
+    public init() {}
+
+    /// Forward: x (any shape) -> y (same shape).
+    public func forward(_ x: [Float]) -> [Float] {
+        var y = x
+        y.withUnsafeMutableBufferPointer { p in
+            for i in p.indices { p[i] = max(p[i], 0) }
+        }
+        output = y
+        return y
+    }
+
+    /// Backward: dy (shape of the forward output) -> dx = dy * (y > 0).
+    public func backward(_ dy: [Float]) -> [Float] {
+        precondition(dy.count == output.count, "ReLU: gradient of \(dy.count) values for \(output.count) outputs")
+        var dx = dy
+        dx.withUnsafeMutableBufferPointer { g in
+            output.withUnsafeBufferPointer { y in
+                for i in g.indices { g[i] = y[i] > 0 ? g[i] : 0 }
+            }
+        }
+        return dx
+    }
+
+    public func forward(_ x: Tensor4) -> Tensor4 { Tensor4(n: x.n, c: x.c, h: x.h, w: x.w, data: forward(x.data)) }
+    public func backward(_ dy: Tensor4) -> Tensor4 { Tensor4(n: dy.n, c: dy.c, h: dy.h, w: dy.w, data: backward(dy.data)) }
+    public func forward(_ x: Matrix) -> Matrix { Matrix(rows: x.rows, cols: x.cols, data: forward(x.data)) }
+    public func backward(_ dy: Matrix) -> Matrix { Matrix(rows: dy.rows, cols: dy.cols, data: backward(dy.data)) }
+}

@@ -1,0 +1,28 @@
+/// The residual connection of a ResNet block, `out + identity`
+/// (He et al., arXiv:1512.03385). Backward sends `dy` unchanged to both branches.
+public enum ResidualAdd {
+    /// Forward: a `[N, C, H, W]` + b `[N, C, H, W]` -> `[N, C, H, W]`.
+    public static func forward(_ a: Tensor4, _ b: Tensor4) -> Tensor4 {
+        precondition(a.shape == b.shape, "ResidualAdd: shapes \(a.shape) and \(b.shape) differ")
+        var y = a
+        y.data.withUnsafeMutableBufferPointer { yp in
+            b.data.withUnsafeBufferPointer { bp in
+                for i in yp.indices { yp[i] += bp[i] }
+            }
+        }
+        return y
+    }
+
+    /// Backward: dy -> (da, db) = (dy, dy).
+    public static func backward(_ dy: Tensor4) -> (Tensor4, Tensor4) { (dy, dy) }
+
+    /// `a += b` in place (gradient accumulation where two branches meet).
+    static func accumulate(_ a: inout Tensor4, _ b: Tensor4) {
+        precondition(a.shape == b.shape, "ResidualAdd: shapes \(a.shape) and \(b.shape) differ")
+        a.data.withUnsafeMutableBufferPointer { ap in
+            b.data.withUnsafeBufferPointer { bp in
+                for i in ap.indices { ap[i] += bp[i] }
+            }
+        }
+    }
+}

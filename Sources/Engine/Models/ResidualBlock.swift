@@ -1,0 +1,73 @@
+/// One ResNet block in torchvision's naming (https://github.com/pytorch/vision/blob/main/torchvision/models/resnet.py):
+///
+/// - `basic` (ResNet-18/34): `conv1` 3x3/stride -> `bn1` -> ReLU -> `conv2` 3x3 -> `bn2`;
+/// - `bottleneck` (ResNet-50/101/152, v1.5): `conv1` 1x1 -> `bn1` -> ReLU -> `conv2` 3x3/stride -> `bn2`
+///   -> ReLU -> `conv3` 1x1 (x4 channels) -> `bn3`;
+///
+/// then `+ identity` (or `downsample.0` 1x1/stride conv -> `downsample.1` BN) and a ReLU.
+public final class ResidualBlock {
+    public let convs: [Conv2d]
+    public let bns: [BatchNorm2d]
+    private let relus: [ReLU]
+    public let downsample: (conv: Conv2d, bn: BatchNorm2d)?
+    private let outRelu = ReLU()
+
+    /// - Parameter prefix: `layer2.0.`
+    public init(prefix: String, bottleneck: Bool, inplanes: Int, planes: Int, stride: Int, hasDownsample: Bool) {
+        if bottleneck {
+            convs = [Conv2d(name: prefix + "conv1.", inChannels: inplanes, outChannels: planes, kernel: 1),
+                     Conv2d(name: prefix + "conv2.", inChannels: planes, outChannels: planes, kernel: 3, stride: stride, padding: 1),
+                     Conv2d(name: prefix + "conv3.", inChannels: planes, outChannels: planes * 4, kernel: 1)]
+            bns = [BatchNorm2d(name: prefix + "bn1.", channels: planes), BatchNorm2d(name: prefix + "bn2.", channels: planes),
+                   BatchNorm2d(name: prefix + "bn3.", channels: planes * 4)]
+        } else {
+            convs = [Conv2d(name: prefix + "conv1.", inChannels: inplanes, outChannels: planes, kernel: 3, stride: stride, padding: 1),
+                     Conv2d(name: prefix + "conv2.", inChannels: planes, outChannels: planes, kernel: 3, padding: 1)]
+            bns = [BatchNorm2d(name: prefix + "bn1.", channels: planes), BatchNorm2d(name: prefix + "bn2.", channels: planes)]
+        }
+        relus = (0..<(convs.count - 1)).map { _ in ReLU() }
+        let out = convs.last!.outChannels
+        downsample = hasDownsample
+            ? (Conv2d(name: prefix + "downsample.0.", inChannels: inplanes, outChannels: out, kernel: 1, stride: stride),
+               BatchNorm2d(name: prefix + "downsample.1.", channels: out))
+            : nil
+    }
+
+    /// Parameters in PyTorch order.
+    public var parameters: [Parameter] {
+        var ps: [Parameter] = []
+        for (c, b) in zip(convs, bns) { ps += [c.weight, b.weight, b.bias] }
+        if let d = downsample { ps += [d.conv.weight, d.bn.weight, d.bn.bias] }
+        return ps
+    }
+
+    /// Every BatchNorm, in PyTorch order.
+    public var batchNorms: [BatchNorm2d] { bns + (downsample.map { [$0.bn] } ?? []) }
+
+    /// Forward: x `[N, inplanes, H, W]` -> `[N, planes*expansion, H/stride, W/stride]`.
+    public func forward(_ x: Tensor4, mode: Mode) -> Tensor4 {
+        var out = x
+        for i in convs.indices {
+            out = bns[i].forward(convs[i].forward(out), mode: mode)
+            if i < relus.count { out = relus[i].forward(out) }
+        }
+        let identity = downsample.map { $0.bn.forward($0.conv.forward(x), mode: mode) } ?? x
+        return outRelu.forward(ResidualAdd.forward(out, identity))
+    }
+
+    /// Backward: dy (shape of the output) -> dx (shape of the input); accumulates every parameter gradient.
+    public func backward(_ dy: Tensor4) -> Tensor4 {
+        let (dMain, dIdentity) = ResidualAdd.backward(outRelu.backward(dy))
+        var d = dMain
+        for i in convs.indices.reversed() {
+            if i < relus.count { d = relus[i].backward(d) }
+            d = convs[i].backward(bns[i].backward(d))!
+        }
+        if let ds = downsample {
+            ResidualAdd.accumulate(&d, ds.conv.backward(ds.bn.backward(dIdentity))!)
+        } else {
+            ResidualAdd.accumulate(&d, dIdentity)
+        }
+        return d
+    }
+}

@@ -1,0 +1,46 @@
+/// Stochastic gradient descent exactly as `torch.optim.SGD` (https://pytorch.org/docs/stable/generated/torch.optim.SGD.html),
+/// per parameter `p` with gradient `g`:
+///
+///     d = g + weightDecay * p
+///     if momentum != 0:  buf = d on the first step, else buf = momentum * buf + (1 - dampening) * d
+///                        d = nesterov ? d + momentum * buf : buf
+///     p -= lr * d
+public final class SGD {
+    public let parameters: [Parameter]
+    /// Learning rate used by the next `step()` (a schedule sets it).
+    public var lr: Float
+    public let momentum: Float, weightDecay: Float, dampening: Float, nesterov: Bool
+    /// Momentum buffers, one per parameter, created on the first step (`momentum_buffer`).
+    public private(set) var buffers: [[Float]]?
+
+    public init(parameters: [Parameter], lr: Float, momentum: Float = 0, weightDecay: Float = 0,
+                dampening: Float = 0, nesterov: Bool = false) {
+        precondition(!nesterov || (momentum > 0 && dampening == 0), "SGD: Nesterov momentum requires a momentum and zero dampening")
+        self.parameters = parameters; self.lr = lr; self.momentum = momentum
+        self.weightDecay = weightDecay; self.dampening = dampening; self.nesterov = nesterov
+    }
+
+    /// One update of every parameter from its current `grad`.
+    public func step() {
+        let first = buffers == nil
+        if first && momentum != 0 { buffers = parameters.map { [Float](repeating: 0, count: $0.count) } }
+        for (k, p) in parameters.enumerated() {
+            let n = p.count
+            p.value.withUnsafeMutableBufferPointer { v in
+                p.grad.withUnsafeBufferPointer { g in
+                    if momentum == 0 {
+                        for i in 0..<n { v[i] -= lr * (g[i] + weightDecay * v[i]) }
+                        return
+                    }
+                    buffers![k].withUnsafeMutableBufferPointer { b in
+                        for i in 0..<n {
+                            let d = g[i] + weightDecay * v[i]
+                            b[i] = first ? d : momentum * b[i] + (1 - dampening) * d
+                            v[i] -= lr * (nesterov ? d + momentum * b[i] : b[i])
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

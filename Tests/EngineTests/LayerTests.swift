@@ -1,0 +1,141 @@
+import XCTest
+@testable import Engine
+
+/// Layers against direct textbook definitions written here independently (loops, Double), on
+/// shapes the fixtures do not reach (stride 2 on a 1-pixel input, 1x1 stride 1 on a large plane).
+final class LayerTests: XCTestCase {
+    func values(_ count: Int, seed: UInt64) -> [Float] {
+        var rng = SeededRNG(seed: seed)
+        return (0..<count).map { _ in rng.uniform(-1, 1) }
+    }
+
+    /// y[n,o,i,j] = sum_{c,a,b} w[o,c,a,b] x[n,c,i*s-p+a,j*s-p+b]
+    func naiveConv(_ x: Tensor4, _ w: [Float], o O: Int, k: Int, s: Int, p: Int) -> Tensor4 {
+        let ho = (x.h + 2 * p - k) / s + 1, wo = (x.w + 2 * p - k) / s + 1
+        var y = Tensor4(n: x.n, c: O, h: ho, w: wo)
+        for n in 0..<x.n { for o in 0..<O { for i in 0..<ho { for j in 0..<wo {
+            var acc: Double = 0
+            for c in 0..<x.c { for a in 0..<k { for b in 0..<k {
+                let ih = i * s - p + a, iw = j * s - p + b
+                if ih >= 0, ih < x.h, iw >= 0, iw < x.w {
+                    acc += Double(w[((o * x.c + c) * k + a) * k + b]) * Double(x.data[((n * x.c + c) * x.h + ih) * x.w + iw])
+                }
+            } } }
+            y.data[((n * O + o) * ho + i) * wo + j] = Float(acc)
+        } } } }
+        return y
+    }
+
+    func checkConv(n: Int, c: Int, o: Int, h: Int, w: Int, k: Int, s: Int, p: Int) {
+        let conv = Conv2d(name: "", inChannels: c, outChannels: o, kernel: k, stride: s, padding: p)
+        conv.weight.value = values(o * c * k * k, seed: 1)
+        let x = Tensor4(n: n, c: c, h: h, w: w, data: values(n * c * h * w, seed: 2))
+        let y = conv.forward(x)
+        let ref = naiveConv(x, conv.weight.value, o: o, k: k, s: s, p: p)
+        XCTAssertEqual(y.shape, ref.shape)
+        assertClose(y.data, ref.data, tolerance: 1e-5, "conv k\(k) s\(s) p\(p) \(h)x\(w) forward")
+        // L = sum(y * r): dL/dx and dL/dw by the adjoint identity against finite-free naive sums
+        let r = values(y.count, seed: 3)
+        let dy = Tensor4(n: y.n, c: y.c, h: y.h, w: y.w, data: r)
+        let dx = conv.backward(dy)!
+        // dL/dx[n,c,ih,iw] = sum over outputs touching it; check via <dx, e> = <r, conv(e)> for random e
+        let e = Tensor4(n: n, c: c, h: h, w: w, data: values(x.count, seed: 4))
+        let ce = naiveConv(e, conv.weight.value, o: o, k: k, s: s, p: p)
+        let lhs = zip(dx.data, e.data).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+        let rhs = zip(r, ce.data).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+        XCTAssertEqual(lhs, rhs, accuracy: 1e-4 * max(1, abs(rhs)), "conv dx adjoint")
+        // dL/dw[o,c,a,b] = sum r[n,o,i,j] x[n,c,...]: <dw, f> = <r, conv_f(x)>
+        let f = values(conv.weight.count, seed: 5)
+        let cf = naiveConv(x, f, o: o, k: k, s: s, p: p)
+        let lhsW = zip(conv.weight.grad, f).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+        let rhsW = zip(r, cf.data).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+        XCTAssertEqual(lhsW, rhsW, accuracy: 1e-4 * max(1, abs(rhsW)), "conv dW adjoint")
+    }
+
+    func testConvolutionShapes() {
+        checkConv(n: 2, c: 3, o: 5, h: 7, w: 6, k: 3, s: 1, p: 1)
+        checkConv(n: 2, c: 3, o: 4, h: 7, w: 9, k: 3, s: 2, p: 1)
+        checkConv(n: 1, c: 2, o: 3, h: 1, w: 1, k: 3, s: 2, p: 1)   // stride 2 on a 1-pixel input
+        checkConv(n: 2, c: 3, o: 4, h: 11, w: 11, k: 7, s: 2, p: 3) // imagenet stem
+        checkConv(n: 3, c: 5, o: 6, h: 9, w: 10, k: 1, s: 1, p: 0)  // direct GEMM path
+        checkConv(n: 2, c: 5, o: 6, h: 5, w: 5, k: 1, s: 2, p: 0)   // downsample
+    }
+
+    func testBatchNormTrainUpdatesRunningStatisticsAsPyTorch() {
+        // two channels, N=2, H=W=1: channel 0 sees [1, 3] -> mean 2, biased var 1, unbiased var 2
+        let bn = BatchNorm2d(name: "bn.", channels: 2)
+        let x = Tensor4(n: 2, c: 2, h: 1, w: 1, data: [1, 10, 3, 10])
+        let y = bn.forward(x, mode: .train)
+        XCTAssertEqual(y.data[0], -1 / (1 + 1e-5 as Float).squareRoot(), accuracy: 1e-6)
+        XCTAssertEqual(y.data[1], 0, accuracy: 1e-6)
+        XCTAssertEqual(bn.runningMean[0], 0.9 * 0 + 0.1 * 2, accuracy: 1e-7)
+        XCTAssertEqual(bn.runningVar[0], 0.9 * 1 + 0.1 * 2, accuracy: 1e-7)  // unbiased
+        XCTAssertEqual(bn.runningVar[1], 0.9, accuracy: 1e-7)
+        XCTAssertEqual(bn.numBatchesTracked, 1)
+        _ = bn.forward(x, mode: .trainFrozenStatistics)
+        _ = bn.forward(x, mode: .eval)
+        XCTAssertEqual(bn.numBatchesTracked, 1)
+        XCTAssertEqual(bn.runningMean[0], 0.2, accuracy: 1e-7)
+    }
+
+    func testMaxPoolTakesFirstMaximumAndRoutesGradient() {
+        let mp = MaxPool2d()
+        // 1x1x2x2 with ties: every 3x3/2/1 window covers all four pixels -> the first max wins
+        let x = Tensor4(n: 1, c: 1, h: 2, w: 2, data: [5, 5, 1, 5])
+        let y = mp.forward(x)
+        XCTAssertEqual(y.shape, [1, 1, 1, 1])
+        XCTAssertEqual(y.data, [5])
+        XCTAssertEqual(mp.backward(Tensor4(n: 1, c: 1, h: 1, w: 1, data: [2])).data, [2, 0, 0, 0])
+    }
+
+    func testInitialisationIsSeededAndTorchvisionLike() throws {
+        let a = try ResNet(depth: 50, width: 8), b = try ResNet(depth: 50, width: 8), c = try ResNet(depth: 50, width: 8)
+        a.initialize(seed: 3); b.initialize(seed: 3); c.initialize(seed: 4)
+        XCTAssertEqual(a.stateDict(), b.stateDict())
+        XCTAssertNotEqual(a.conv1.weight.value, c.conv1.weight.value)
+        // Kaiming normal, fan_out: std sqrt(2 / (O k k)); layer3.0.conv2: 32 x 32 x 3 x 3
+        let w = a.blocks[7].convs[1].weight
+        XCTAssertEqual(w.name, "layer3.0.conv2.weight")
+        let mean = w.value.reduce(0, +) / Float(w.count)
+        let std = (w.value.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Float(w.count)).squareRoot()
+        XCTAssertEqual(std, (2.0 / Float(32 * 9)).squareRoot(), accuracy: 0.05 * (2.0 / Float(32 * 9)).squareRoot())
+        XCTAssertEqual(abs(mean), 0, accuracy: 0.01)
+        for blk in a.blocks { XCTAssertEqual(Set(blk.bns.last!.weight.value), [0]) }
+        XCTAssertEqual(Set(a.bn1.weight.value), [1])
+        let d = try ResNet(depth: 18, width: 8)
+        d.initialize(seed: 1, zeroInitLastBN: false)
+        XCTAssertEqual(Set(d.blocks[0].bns.last!.weight.value), [1])
+        let head = LinearHead(features: 400, classes: 10)
+        head.initialize(seed: 1)
+        let bound: Float = 1 / 20
+        XCTAssertTrue(head.linear.weight.value.allSatisfy { abs($0) <= bound })
+        XCTAssertGreaterThan(head.linear.weight.value.map(abs).max()!, 0.9 * bound)
+    }
+
+    func testResNet50Sizes() throws {
+        // the method brief 5.1: 23 508 032 parameters in 159 tensors, 318 state-dict entries
+        let m = try ResNet(depth: 50)
+        XCTAssertEqual(m.parameters.count, 159)
+        XCTAssertEqual(m.parameters.map(\.count).reduce(0, +), 23_508_032)
+        XCTAssertEqual(m.featureCount, 2048)
+        let p = try MLPHead(dims: [2048, 256, 256, 256])
+        XCTAssertEqual(p.parameters.map(\.count).reduce(0, +), 656_896)
+        XCTAssertEqual(Array(p.stateDict().keys.prefix(7)),
+                       ["0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var", "1.num_batches_tracked"])
+        XCTAssertEqual(p.stateDict().keys.last, "6.weight")
+    }
+
+    func testCosineScheduleMatchesTheBrief() {
+        var s = CosineSchedule(base: 2, warmup: 4, total: 10)
+        let got = (1...11).map { _ in s.step() }
+        // warmup s = 1, 2, 3: base * s / W
+        XCTAssertEqual(Array(got[0..<3]), [0.5, 1, 1.5])
+        // s >= W: base * q + 0.001 * base * (1 - q), q = (1 + cos(pi (s - W) / (T - W))) / 2
+        func cosine(_ q: Double) -> Float { Float(2 * q + 0.002 * (1 - q)) }
+        XCTAssertEqual(got[3], 2, accuracy: 1e-6)                                        // s = 4, q = 1
+        XCTAssertEqual(got[4], cosine((1 + 0.8660254037844387) / 2), accuracy: 1e-6)     // s = 5, cos(pi/6)
+        XCTAssertEqual(got[6], cosine(0.5), accuracy: 1e-6)                              // s = 7
+        XCTAssertEqual(got[9], 0.002, accuracy: 1e-7)                                    // s = 10, q = 0
+        XCTAssertEqual(got[10], 0.002, accuracy: 1e-7)                                   // past the end
+    }
+}
