@@ -25,7 +25,8 @@ struct Diff: ParsableCommand {
     var json = false
 
     func run() throws {
-        let zoo = try? zooOptions.open()
+        // Without a zoo both sides must be files; a zoo that exists but cannot be opened is an error.
+        let zoo: Zoo? = FileManager.default.fileExists(atPath: zooOptions.layout.catalog.path) ? try zooOptions.open() : nil
         defer { try? zoo?.close() }
         let (checkpointA, labelA) = try load(a, zoo: zoo)
         let (checkpointB, labelB) = try load(b, zoo: zoo)
