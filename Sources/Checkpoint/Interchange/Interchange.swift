@@ -66,7 +66,6 @@ public enum Interchange {
         let resolution = try LayoutResolver.resolve(document, options: options)
         var checkpoint = resolution.checkpoint(fileName: url.lastPathComponent, sha256: try sha256Hex(of: url),
                                                document: document, commandLine: commandLine)
-        checkpoint.aliases = resolution.aliases   // flat state-dict names, as `Checkpoint.aliases` wants
         checkpoint.provenance.startedAt = started
         checkpoint.provenance.endedAt = isoNow()
         return checkpoint

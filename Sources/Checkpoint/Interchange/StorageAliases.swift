@@ -1,4 +1,5 @@
-/// Finds tied tensors in a decoded source file (case C6), by the same rule as `LayoutResolver`.
+/// Finds tied tensors in a decoded source file (case C6); used by `LayoutResolver` and by
+/// `Interchange.load` for plain tensor dicts.
 enum StorageAliases {
     /// Names whose source tensors share storage key, storage offset, shape, stride and dtype and are
     /// not empty, each mapped to the first such name in `tensors` order. Tensors without a storage

@@ -225,17 +225,10 @@ public enum LayoutResolver {
         guard diff.isEmpty else { throw CheckpointError.invalid("'\(chosen.selector.isEmpty ? "<root>" : chosen.selector)': not a valid \(arch.label): \(diff.summary)") }
 
         // Aliases, locations, BN statistics.
-        var aliases: [String: String] = [:]
-        var firstByView: [String: String] = [:]
-        var locations = OrderedSet<String>()
-        for (name, t) in sources {
-            if let loc = t.location { locations.append(loc) }
-            guard let storage = t.storageKey, t.tensor.count > 0 else { continue }
-            let view = "\(storage)|\(t.storageOffset)|\(t.tensor.shape)|\(t.stride)|\(t.tensor.dtype.rawValue)"
-            if let first = firstByView[view] { aliases[name] = first } else { firstByView[view] = name }
-        }
+        let aliases = StorageAliases.find(sources.map { (name: $0.0, tensor: $0.1) })
+        let locations = OrderedSet(sources.compactMap { $0.1.location })
         if !aliases.isEmpty {
-            rules.append("\(aliases.count) name(s) share storage with an earlier name: \(aliases.keys.sorted().prefix(3).map { "\($0) = \(aliases[$0]!)" }.joined(separator: ", "))")
+            rules.append("\(aliases.count) name(s) share storage with an earlier name: \(Checkpoint.describeAliases(aliases))")
         }
         for (component, tensors) in final { warnings += BatchNormCheck.warnings(tensors, component: component) }
 

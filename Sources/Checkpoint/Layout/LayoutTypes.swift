@@ -119,12 +119,13 @@ public struct Resolution: Sendable {
     /// Every candidate found, best first.
     public var candidates: [Candidate]
 
-    /// The imported checkpoint: these components and architecture, provenance stage `imported` with
-    /// `source(...)` and the document's and the resolution's warnings.
+    /// The imported checkpoint: these components, architecture and aliases, provenance stage
+    /// `imported` with `source(...)` and the document's and the resolution's warnings.
     public func checkpoint(fileName: String, sha256: String, document: SourceDocument, commandLine: [String] = []) -> Checkpoint {
         Checkpoint(components: components, architecture: architecture,
                    provenance: Provenance(stage: "imported", source: source(fileName: fileName, sha256: sha256, document: document),
-                                          warnings: document.warnings + warnings, commandLine: commandLine))
+                                          warnings: document.warnings + warnings, commandLine: commandLine),
+                   aliases: aliases)
     }
 
     /// The provenance record of an import from this resolution.
