@@ -28,6 +28,9 @@ struct Export: ParsableCommand {
     @Flag(help: "Write .pth in the legacy pre-1.6 stream format instead of zip.")
     var legacy = false
 
+    @Flag(help: "Write .npz members deflated, as numpy.savez_compressed does.")
+    var compress = false
+
     @OptionGroup var zooOptions: ZooOptions
 
     func run() throws {
@@ -37,16 +40,11 @@ struct Export: ParsableCommand {
         let zoo = try zooOptions.open()
         defer { try? zoo.close() }
         let id = try zoo.resolve(ref)
-        var checkpoint = try zoo.checkpoint(id)
-        if component == .backbone {
-            guard checkpoint.components["backbone"] != nil else {
-                throw CheckpointError.invalid("entry \(id.prefix(12)) has no backbone component (it has \(checkpoint.components.keys.joined(separator: ", ")))")
-            }
-            checkpoint.components = checkpoint.components.filter { $0.key == "backbone" }
-            checkpoint.architecture?.heads = [:]
-        }
-        try Interchange.write(checkpoint, to: URL(fileURLWithPath: output), format: format, legacy: legacy)
+        let checkpoint = try zoo.checkpoint(id).selecting(component)
+        let notes = try Interchange.write(checkpoint, to: URL(fileURLWithPath: output), format: format,
+                                          legacy: legacy, compressed: compress)
         let tensors = checkpoint.components.values.reduce(0) { $0 + $1.count }
         print("wrote \(output) (\(format.rawValue), entry \(id.prefix(12)), \(tensors) tensors in \(checkpoint.components.keys.joined(separator: ", ")))")
+        for note in notes { print("  note: \(note)") }
     }
 }

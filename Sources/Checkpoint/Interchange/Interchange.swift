@@ -40,12 +40,7 @@ public enum Interchange {
                             commandLine: [String] = CommandLine.arguments) throws -> Checkpoint {
         let started = isoNow()
         if CheckpointFile.isHDF5(url) {
-            var checkpoint = try CheckpointFile.read(url)
-            if options.components == .backbone {
-                checkpoint.components = checkpoint.components.filter { $0.key == "backbone" }
-                checkpoint.architecture?.heads = [:]
-            }
-            return checkpoint
+            return try CheckpointFile.read(url).selecting(options.components)
         }
         let document = try readSource(url)
         if allowPlainTensors, let plain = plainTensors(document, options: options) {
@@ -152,4 +147,20 @@ public enum Interchange {
     }
 
     static func isoNow() -> String { ISO8601DateFormatter().string(from: Date()) }
+}
+
+extension Checkpoint {
+    /// This checkpoint with only the selected components: `.all` keeps everything, `.backbone` keeps
+    /// the backbone and drops the heads from the architecture record.
+    /// - Throws: `CheckpointError.invalid` when `.backbone` is asked of a checkpoint without one.
+    public func selecting(_ selection: ComponentSelection) throws -> Checkpoint {
+        guard selection == .backbone else { return self }
+        guard components["backbone"] != nil else {
+            throw CheckpointError.invalid("no backbone component (it has \(components.keys.joined(separator: ", ")))")
+        }
+        var copy = self
+        copy.components = components.filter { $0.key == "backbone" }
+        copy.architecture?.heads = [:]
+        return copy
+    }
 }
