@@ -32,4 +32,25 @@ for f in pth/c9_html.pth pth/c9_lfs.pth pth/c10_pickle_p4.pth pth/c8_truncated.p
   "$BIN" convert "$FIX/$f" "$OUT/never.h5" || true
 done
 test ! -e "$OUT/never.h5"
+step "Import into the zoo (./zoo): content-addressed, with provenance; a second run finds them there"
+"$BIN" import "$FIX/pth/resnet50_w1.pth" --name demo-r50 --tag demo
+"$BIN" import "$FIX/layout/c2_byol.pth" --name demo-byol
+"$BIN" import "$FIX/layout/c4_teacher_student.pth" --select teacher --name demo-teacher
+"$BIN" import "$FIX/layout/c4_teacher_student.pth" --select student --name demo-student
+
+step "bissl list"
+"$BIN" list
+
+step "bissl show demo-byol"
+"$BIN" show demo-byol
+
+step "bissl diff demo-teacher demo-student: which stages differ, and by how much"
+"$BIN" diff demo-teacher demo-student | sed -n '1,18p'
+
+step "bissl export demo-byol --component backbone: a torchvision state dict for torch.load"
+"$BIN" export demo-byol -o "$OUT/byol_backbone.pth" --component backbone
+"$BIN" export demo-byol -o "$OUT/byol.safetensors"
+
+step "bissl verify: content ids recomputed, files readable, provenance valid"
+"$BIN" verify
 printf '\nOutputs are in %s/\n' "$OUT"
