@@ -21,6 +21,8 @@ let package = Package(
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg-dev"])]),
         .target(name: "HDF5", dependencies: ["CHDF5"]),
         .target(
             name: "Checkpoint",
@@ -35,16 +37,23 @@ let package = Package(
                 "Checkpoint",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]),
+        .target(
+            name: "Datasets",
+            dependencies: [
+                "HDF5", "CPNG", "CJPEG", "CZlib",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]),
         .target(name: "Engine", dependencies: ["CBLAS", "Checkpoint"]),
         .executableTarget(
             name: "bissl",
             dependencies: [
-                "Checkpoint", "Zoo",
+                "Checkpoint", "Zoo", "Datasets",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(name: "HDF5Tests", dependencies: ["HDF5"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Checkpoint"]),
         .testTarget(name: "ZooTests", dependencies: ["Zoo", "Checkpoint"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets"]),
     ]
 )
