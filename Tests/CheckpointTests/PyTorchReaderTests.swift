@@ -41,7 +41,7 @@ enum ObjectTree {
     static func flatten(_ value: ObjectValue, _ path: [String] = [], into out: inout [String: ObjectValue]) {
         switch value {
         case .dict(let entries):
-            for e in entries { flatten(e.value, path + [PickleConversion.keyText(e.key)], into: &out) }
+            for e in entries { flatten(e.value, path + [e.key.keyText], into: &out) }
         case .list(let items), .tuple(let items):
             for (i, item) in items.enumerated() { flatten(item, path + [String(i)], into: &out) }
         default:

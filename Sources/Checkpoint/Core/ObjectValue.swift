@@ -33,6 +33,20 @@ public indirect enum ObjectValue: Sendable {
         if case .string(let s) = self { return s }
         return nil
     }
+
+    /// A dict key as one segment of a dotted key path: strings as they are, numbers in decimal,
+    /// `True`/`False`/`None` as Python prints them, `?` for anything else.
+    public var keyText: String {
+        switch self {
+        case .string(let s): return s
+        case .int(let i): return String(i)
+        case .bigInt(let s): return s
+        case .bool(let b): return b ? "True" : "False"
+        case .float(let d): return String(d)
+        case .none: return "None"
+        default: return "?"
+        }
+    }
 }
 
 /// A tensor as found in a source file, with where it came from.
@@ -99,7 +113,7 @@ extension ObjectValue {
             switch value {
             case .tensor(let t): found.append((path, t))
             case .dict(let entries):
-                for e in entries { visit(e.value, join(e.key.stringValue ?? String(describing: e.key))) }
+                for e in entries { visit(e.value, join(e.key.keyText)) }
             case .list(let items), .tuple(let items):
                 for (i, item) in items.enumerated() { visit(item, join(String(i))) }
             default: break

@@ -21,18 +21,6 @@ enum CandidateSearch {
         var optimizers: [[String]] = []
     }
 
-    static func keyText(_ key: ObjectValue) -> String {
-        switch key {
-        case .string(let s): return s
-        case .int(let i): return String(i)
-        case .bigInt(let s): return s
-        case .bool(let b): return b ? "True" : "False"
-        case .float(let d): return String(d)
-        case .none: return "None"
-        default: return "?"
-        }
-    }
-
     /// A pickled `torch.optim.Optimizer.state_dict()`: a dict with `state` and `param_groups`.
     static func isOptimizerState(_ entries: [ObjectValue.DictEntry]) -> Bool {
         let keys = Set(entries.compactMap { $0.key.stringValue })
@@ -56,7 +44,7 @@ enum CandidateSearch {
             var others: [String] = []
             var metadata: ObjectValue?
             for e in entries {
-                let key = keyText(e.key)
+                let key = e.key.keyText
                 if key == "_metadata", case .dict = e.value { metadata = e.value; continue }
                 if case .tensor(let t) = e.value, e.key.stringValue != nil { tensors[key] = t } else { others.append(key) }
             }
@@ -65,7 +53,7 @@ enum CandidateSearch {
             }
             for e in entries {
                 switch e.value {
-                case .dict, .list, .tuple: visit(e.value, path: path + [keyText(e.key)], into: &result)
+                case .dict, .list, .tuple: visit(e.value, path: path + [e.key.keyText], into: &result)
                 default: break
                 }
             }

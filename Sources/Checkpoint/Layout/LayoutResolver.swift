@@ -323,7 +323,7 @@ public enum LayoutResolver {
         for step in path {
             let children: [(String, ObjectValue)]
             switch node {
-            case .dict(let entries): children = entries.map { (CandidateSearch.keyText($0.key), $0.value) }
+            case .dict(let entries): children = entries.map { ($0.key.keyText, $0.value) }
             case .list(let items), .tuple(let items): children = items.enumerated().map { (String($0.offset), $0.element) }
             default: children = []
             }

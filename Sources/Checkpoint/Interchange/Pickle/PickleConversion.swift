@@ -65,7 +65,7 @@ struct PickleConversion {
             var names: Set<String> = []
             for (k, v) in d.entries {
                 let key = try convert(k, path: path + ["<key>"])
-                let segment = Self.keyText(key)
+                let segment = key.keyText
                 if let s = key.stringValue { names.insert(s) }
                 entries.append(.init(key: key, value: try convert(v, path: path + [segment])))
             }
@@ -119,15 +119,4 @@ struct PickleConversion {
                             stride: spec.stride, location: spec.storage.location)
     }
 
-    static func keyText(_ key: ObjectValue) -> String {
-        switch key {
-        case .string(let s): return s
-        case .int(let i): return String(i)
-        case .bigInt(let s): return s
-        case .bool(let b): return b ? "True" : "False"
-        case .float(let d): return String(d)
-        case .none: return "None"
-        default: return "?"
-        }
-    }
 }
