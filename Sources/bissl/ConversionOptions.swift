@@ -19,3 +19,4 @@ struct ConversionOptions: ParsableArguments {
 
 extension ComponentSelection: ExpressibleByArgument {}
 extension InterchangeFormat: ExpressibleByArgument {}
+extension DType: ExpressibleByArgument {}

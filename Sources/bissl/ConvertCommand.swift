@@ -28,6 +28,12 @@ struct Convert: ParsableCommand {
     @Flag(help: "Write .npz members deflated, as numpy.savez_compressed does.")
     var compress = false
 
+    @Option(help: "Cast floating-point tensors to float16, bfloat16, float32 or float64 (BN running statistics keep their precision on a narrowing cast).")
+    var dtype: DType?
+
+    @Flag(help: "With --dtype: cast BN running statistics too.")
+    var castBuffers = false
+
     func run() throws {
         guard let format = to ?? Interchange.format(forPath: output) else {
             throw ValidationError("cannot tell the output format from '\(output)': pass --to pth|safetensors|npz|h5")
@@ -37,14 +43,24 @@ struct Convert: ParsableCommand {
         guard inURL.standardizedFileURL != outURL.standardizedFileURL else {
             throw ValidationError("input and output are the same file")
         }
-        let checkpoint = try Interchange.load(inURL, options: conversion.layout, allowPlainTensors: true)
+        var checkpoint = try Interchange.load(inURL, options: conversion.layout, allowPlainTensors: true)
+        // A bissl file is taken as it is: its recorded rules did not run now.
+        var rules = CheckpointFile.isHDF5(inURL) ? [] : checkpoint.provenance.source?.rules ?? []
+        var warnings = CheckpointFile.isHDF5(inURL) ? [] : checkpoint.provenance.warnings
+        if let dtype {
+            let (cast, castWarnings) = try checkpoint.casting(to: dtype, castBuffers: castBuffers)
+            checkpoint = cast
+            rules.append(cast.provenance.source?.rules.last ?? "cast to \(dtype.rawValue)")
+            warnings += castWarnings
+        } else if castBuffers {
+            throw ValidationError("--cast-buffers needs --dtype")
+        }
         let notes = try Interchange.write(checkpoint, to: outURL, format: format, legacy: legacy, compressed: compress)
         let tensors = checkpoint.components.values.reduce(0) { $0 + $1.count }
         let arch = checkpoint.architecture?.label ?? "unknown architecture"
         print("wrote \(output) (\(format.rawValue), \(arch), \(tensors) tensors in \(checkpoint.components.keys.joined(separator: ", ")))")
+        for rule in rules { print("  rule: \(rule)") }
         for note in notes { print("  note: \(note)") }
-        guard !CheckpointFile.isHDF5(inURL) else { return }  // a bissl file is taken as it is: no rules ran now
-        for rule in checkpoint.provenance.source?.rules ?? [] { print("  rule: \(rule)") }
-        for warning in checkpoint.provenance.warnings { print("  warning: \(warning)") }
+        for warning in warnings { print("  warning: \(warning)") }
     }
 }

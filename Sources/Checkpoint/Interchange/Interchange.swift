@@ -164,3 +164,25 @@ extension Checkpoint {
         return copy
     }
 }
+
+extension Checkpoint {
+    /// This checkpoint with its floating-point tensors cast to `dtype` (`Precision.cast` per
+    /// component: BN running statistics keep their precision on a narrowing cast unless
+    /// `castBuffers`), the cast recorded as a rule in `provenance.source` and its warnings (values
+    /// that overflow or vanish, case C15) in `provenance.warnings`.
+    /// - Returns: the cast checkpoint and the new warnings, one line each.
+    /// - Throws: `CheckpointError.invalid` when `dtype` is not a floating-point type.
+    public func casting(to dtype: DType, castBuffers: Bool) throws -> (Checkpoint, [String]) {
+        var copy = self
+        var warnings: [String] = []
+        for (name, tensors) in components {
+            let (cast, found) = try Precision.cast(tensors, to: dtype, castBuffers: castBuffers)
+            copy.components[name] = cast
+            warnings += found.map { "\(name): \($0)" }
+        }
+        let buffers = castBuffers ? "BN running statistics included" : "BN running statistics kept in their precision"
+        copy.provenance.source?.rules.append("cast floating-point tensors to \(dtype.rawValue) (\(buffers))")
+        copy.provenance.warnings += warnings
+        return (copy, warnings)
+    }
+}
