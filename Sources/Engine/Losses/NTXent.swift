@@ -1,3 +1,4 @@
+import CBLAS
 import Foundation
 
 /// SimCLR's NT-Xent loss (Chen et al., arXiv:2002.05709) as the method brief section 5.4 states it:
@@ -21,14 +22,11 @@ public enum NTXent {
             norms[i] = max(sq.squareRoot(), 1e-12)
             for d in 0..<D { s[i * D + d] = Double(z.data[i * D + d]) / norms[i] * scale }
         }
+        // logits = S S^T (R x R), diagonal masked
         var logits = [Double](repeating: 0, count: R * R)
-        for i in 0..<R {
-            for j in 0..<R {
-                var dot: Double = 0
-                for d in 0..<D { dot += s[i * D + d] * s[j * D + d] }
-                logits[i * R + j] = i == j ? -1e9 : dot
-            }
-        }
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(R), Int32(R), Int32(D), 1, s, Int32(D), s, Int32(D),
+                    0, &logits, Int32(R))
+        for i in 0..<R { logits[i * R + i] = -1e9 }
         // G = dL/dlogits = (softmax - onehot(pos)) / R, diagonal 0
         var G = [Double](repeating: 0, count: R * R)
         var total: Double = 0
@@ -44,19 +42,18 @@ public enum NTXent {
             G[i * R + pos] -= 1 / Double(R)
         }
         // dS = (G + G^T) S; du = dS * scale; dz_i = (du_i - u_i (u_i . du_i)) / ||z_i||
+        var sym = G
+        for i in 0..<R { for j in 0..<R { sym[i * R + j] = G[i * R + j] + G[j * R + i] } }
+        var dS = [Double](repeating: 0, count: R * D)
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(R), Int32(D), Int32(R), 1, sym, Int32(R), s, Int32(D),
+                    0, &dS, Int32(D))
         var grad = Matrix(rows: R, cols: D)
         for i in 0..<R {
-            var ds = [Double](repeating: 0, count: D)
-            for j in 0..<R {
-                let g = G[i * R + j] + G[j * R + i]
-                if g == 0 { continue }
-                for d in 0..<D { ds[d] += g * s[j * D + d] }
-            }
             var dot: Double = 0
-            for d in 0..<D { dot += (s[i * D + d] / scale) * ds[d] * scale }
+            for d in 0..<D { dot += s[i * D + d] * dS[i * D + d] }  // = u_i . du_i
             for d in 0..<D {
                 let u = s[i * D + d] / scale
-                grad.data[i * D + d] = Float((ds[d] * scale - u * dot) / norms[i])
+                grad.data[i * D + d] = Float((dS[i * D + d] * scale - u * dot) / norms[i])
             }
         }
         return (Float(total / Double(R)), grad)
