@@ -8,7 +8,7 @@ struct DataGroup: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "data",
         abstract: "Inspect image datasets (idx:DIR, cifar:DIR, folder:DIR, h5:FILE, with #part=train|test and #split=FILE).",
-        subcommands: [DataInfo.self])
+        subcommands: [DataInfo.self, DataBench.self])
 }
 
 /// `bissl data info URI`: classes, counts per class, image sizes, channels and fingerprint, after
@@ -86,8 +86,10 @@ struct DataInfo: ParsableCommand {
         print("images: \(r.count)")
         print("classes: \(r.classes.count)")
         let width = r.classes.map(\.name.count).max() ?? 1
+        let numbered = r.classes.allSatisfy { $0.name == String($0.label) }
         for c in r.classes {
-            print("  \(String(repeating: " ", count: max(0, 3 - String(c.label).count)))\(c.label)  \(c.name.padding(toLength: width, withPad: " ", startingAt: 0))  \(c.count)")
+            let label = String(repeating: " ", count: max(0, 3 - String(c.label).count)) + String(c.label)
+            print(numbered ? "  \(label)  \(c.count)" : "  \(label)  \(c.name.padding(toLength: width, withPad: " ", startingAt: 0))  \(c.count)")
         }
         if r.sizes.count <= 8 {
             print("image sizes (HxW): " + r.sizes.map { "\($0.height)x\($0.width) (\($0.count))" }.joined(separator: ", "))
@@ -97,5 +99,76 @@ struct DataInfo: ParsableCommand {
         print("channels: 3 (RGB); in the files: " + r.sourceChannels.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         if !r.skipped.isEmpty { print("skipped: \(r.skipped.count) undecodable image(s)") }
         print("fingerprint: sha256:\(r.fingerprint)")
+    }
+}
+
+/// `bissl data bench URI`: loader throughput (decode plus the two-view pretext augmentation of
+/// bissl-method.md 6.1) at the given output sizes, in images per second.
+struct DataBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure loader throughput: decode plus two-view pretext augmentation, images per second.")
+
+    @Argument(help: "Dataset URI (as for data info).")
+    var uri: String
+
+    @Option(help: "Output sizes (square), comma-separated.")
+    var sizes = "32,96"
+
+    @Option(help: "Images per measurement.")
+    var images = 2048
+
+    @Option(help: "Batch size.")
+    var batch = 256
+
+    @Option(help: "Worker threads (default: all cores).")
+    var workers = ProcessInfo.processInfo.activeProcessorCount
+
+    @Flag(help: "Print JSON instead of text.")
+    var json = false
+
+    struct Line: Encodable { var size: Int; var images: Int; var seconds: Double; var imagesPerSecond: Double; var workers: Int }
+
+    func run() throws {
+        do {
+            let dataset = try ImageDataset(parsing: uri)
+            var lines: [Line] = []
+            for text in sizes.split(separator: ",") {
+                guard let size = Int(text.trimmingCharacters(in: .whitespaces)), size > 0 else {
+                    throw CheckpointError.invalid("--sizes must be positive integers, not '\(text)'")
+                }
+                var v1 = Augment.PretextView.view1
+                var v2 = Augment.PretextView.view2
+                v1.size = size
+                v2.size = size
+                let (view1, view2) = (v1, v2)
+                let loader = DataLoader(dataset: dataset, batchSize: batch, dropLast: false, seed: 0, height: size, width: size,
+                                        workers: workers) { image, rng in
+                    let pair = Augment.pretextPair(image, using: &rng, views: (view1, view2))
+                    return [pair.0, pair.1]
+                }
+                let start = Date()
+                var done = 0
+                var epoch = 0
+                while done < images {
+                    let it = loader.epoch(epoch)
+                    while done < images, let b = try it.nextBatch() { done += b.count }
+                    epoch += 1
+                }
+                let seconds = Date().timeIntervalSince(start)
+                lines.append(Line(size: size, images: done, seconds: seconds, imagesPerSecond: Double(done) / seconds, workers: workers))
+            }
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try encoder.encode(lines), as: UTF8.self))
+            } else {
+                for l in lines {
+                    print("\(l.size)x\(l.size) two views: \(l.images) images in \(String(format: "%.2f", l.seconds)) s, \(String(format: "%.0f", l.imagesPerSecond)) images/s (\(l.workers) workers)")
+                }
+            }
+        } catch let error as DatasetError {
+            throw CheckpointError.invalid(error.description)
+        }
     }
 }

@@ -85,18 +85,28 @@ enum PILResample {
         if width != image.width {
             let c = coefficients(inSize: image.width, outSize: width, filter: filter)
             var out = [UInt8](repeating: 0, count: image.height * width * 3)
+            let inWidth = image.width
             image.pixels.withUnsafeBufferPointer { src in
-                for y in 0..<image.height {
-                    let row = y * image.width * 3
-                    for xx in 0..<width {
-                        let (xmin, xmax) = c.bounds[xx]
-                        let kBase = xx * c.ksize
-                        for ch in 0..<3 {
-                            var ss = 1 << (precisionBits - 1)
-                            for x in 0..<xmax {
-                                ss += Int(src[row + (x + xmin) * 3 + ch]) * Int(c.weights[kBase + x])
+                out.withUnsafeMutableBufferPointer { dst in
+                    c.weights.withUnsafeBufferPointer { weights in
+                        for y in 0..<image.height {
+                            let row = y * inWidth * 3
+                            for xx in 0..<width {
+                                let (xmin, xmax) = c.bounds[xx]
+                                let kBase = xx * c.ksize
+                                var s0 = 1 << (precisionBits - 1), s1 = s0, s2 = s0
+                                for x in 0..<xmax {
+                                    let k = Int(weights[kBase + x])
+                                    let p = row + (x + xmin) * 3
+                                    s0 += Int(src[p]) * k
+                                    s1 += Int(src[p + 1]) * k
+                                    s2 += Int(src[p + 2]) * k
+                                }
+                                let o = (y * width + xx) * 3
+                                dst[o] = clip8(s0)
+                                dst[o + 1] = clip8(s1)
+                                dst[o + 2] = clip8(s2)
                             }
-                            out[(y * width + xx) * 3 + ch] = clip8(ss)
                         }
                     }
                 }
@@ -106,16 +116,22 @@ enum PILResample {
         if height != current.height {
             let c = coefficients(inSize: current.height, outSize: height, filter: filter)
             var out = [UInt8](repeating: 0, count: height * width * 3)
+            let stride = width * 3
             current.pixels.withUnsafeBufferPointer { src in
-                for yy in 0..<height {
-                    let (ymin, ymax) = c.bounds[yy]
-                    let kBase = yy * c.ksize
-                    for x in 0..<(width * 3) {
-                        var ss = 1 << (precisionBits - 1)
-                        for y in 0..<ymax {
-                            ss += Int(src[(y + ymin) * width * 3 + x]) * Int(c.weights[kBase + y])
+                out.withUnsafeMutableBufferPointer { dst in
+                    c.weights.withUnsafeBufferPointer { weights in
+                        var acc = [Int](repeating: 0, count: stride)
+                        for yy in 0..<height {
+                            let (ymin, ymax) = c.bounds[yy]
+                            let kBase = yy * c.ksize
+                            for x in 0..<stride { acc[x] = 1 << (precisionBits - 1) }
+                            for y in 0..<ymax {
+                                let k = Int(weights[kBase + y])
+                                let rowStart = (y + ymin) * stride
+                                for x in 0..<stride { acc[x] += Int(src[rowStart + x]) * k }
+                            }
+                            for x in 0..<stride { dst[yy * stride + x] = clip8(acc[x]) }
                         }
-                        out[yy * width * 3 + x] = clip8(ss)
                     }
                 }
             }
