@@ -1,5 +1,27 @@
 #!/usr/bin/env bash
-# make bench: our figures beside the reference figures measured in the same run. Grows with the engine.
+# make bench: bissl's conversion and zoo figures beside the reference figures (torch.load + h5py,
+# safetensors) measured in the same run, against the targets of issues 2 and 3. Not a test: it prints a
+# table and fails only when a command fails. Needs PyTorch 2.13 CPU, safetensors, h5py, numpy (installed
+# here if missing, as the interop lane does); ~100 MB of inputs in a scratch folder, removed afterwards.
+# Usage: tools/bench.sh PATH/TO/bissl        (tools/bench/bench.py says what each figure times)
 set -euo pipefail
-BIN=$1
-"$BIN" --version
+BIN="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+
+need="torch==2.13.0+cpu numpy safetensors h5py"
+if ! "$PY" -c "import torch, numpy, safetensors, h5py" 2>/dev/null; then
+  echo "bench: installing $need"
+  "$PY" -m pip install -q --disable-pip-version-check $need || true
+fi
+if ! "$PY" -c "import torch, numpy, safetensors, h5py" 2>/dev/null; then
+  echo "bench: SKIPPED (PyTorch 2.13 CPU, safetensors, h5py or numpy could not be installed here)"
+  exit 0
+fi
+# Peak RSS is GNU time's figure (/usr/bin/time, Debian package `time`).
+if [ ! -x /usr/bin/time ]; then
+  echo "bench: installing time (GNU time, for peak RSS)"
+  SUDO=$( [ "$(id -u)" = 0 ] || echo sudo )
+  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq time; } || true
+fi
+exec "$PY" tools/bench/bench.py "$BIN"

@@ -1,0 +1,278 @@
+"""`make bench`: bissl's conversion and zoo figures beside the reference figures, measured in one run.
+
+    python3 tools/bench/bench.py PATH/TO/bissl        # (tools/bench.sh, after a release build)
+
+Targets from issue 2 ("Speed") and issue 3 ("Speed"). Not a test: it prints figures and never fails on a
+missed target (it fails only when a command fails). Every input lives in a scratch folder that is removed
+at the end; nothing is committed.
+
+What is timed (wall clock, `time.perf_counter`, best of N; page cache warm: each input is read once
+before the first trial):
+- bissl figures are whole processes (fork/exec, Swift runtime start, the command, exit), run with
+  stdout to /dev/null; the `bissl --version` row is that fixed process cost on this machine.
+- Reference figures run inside this Python process (interpreter and imports already loaded).
+- Peak RSS of a conversion is GNU time's `%M` ("Maximum resident set size" of `/usr/bin/time -v`) in
+  one further run.
+"""
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import make_inputs  # noqa: E402
+
+TRIALS = 3
+ZOO_ENTRIES = 10_000
+CHAIN_DEPTH = 1_000
+TIME = "/usr/bin/time"
+
+
+def run(argv):
+    """Wall seconds of one process, stdout to /dev/null; raises with its stderr when it fails."""
+    with tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=err)
+        wall = time.perf_counter() - start
+        if proc.returncode != 0:
+            err.seek(0)
+            raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {err.read().decode(errors='replace').strip()}")
+    return wall
+
+
+def peak_rss(argv):
+    """Peak RSS in bytes of one process as GNU time measures it (`%M`, KiB), or None without /usr/bin/time.
+    (The rusage of a child forked from this Python process would count this process's own pages.)"""
+    if not os.path.exists(TIME):
+        return None
+    with tempfile.NamedTemporaryFile(mode="r") as out:
+        run([TIME, "-f", "%M", "-o", out.name] + argv)
+        return int(out.read().strip().splitlines()[-1]) * 1024
+
+
+def best(trials, fn):
+    """Smallest of `trials` wall times of fn() (fn returns seconds), with all of them."""
+    times = [fn() for _ in range(trials)]
+    return min(times), times
+
+
+def timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def warm(path):
+    with open(path, "rb") as f:
+        while f.read(1 << 24):
+            pass
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def environment(bissl):
+    import h5py
+    import numpy
+    import safetensors
+    import torch
+
+    version = subprocess.run([bissl, "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    lines = [
+        f"bissl {version} ({bissl})",
+        f"CPU: {cpu_model()}, {os.cpu_count()} logical cores; load average at start {os.getloadavg()[0]:.2f}",
+        "OPENBLAS_CORETYPE=" + os.environ.get("OPENBLAS_CORETYPE", "(unset)")
+        + " OPENBLAS_L2_SIZE=" + os.environ.get("OPENBLAS_L2_SIZE", "(unset)"),
+        f"Python {platform.python_version()}, torch {torch.__version__}, numpy {numpy.__version__}, "
+        f"safetensors {safetensors.__version__}, h5py {h5py.__version__} (HDF5 {h5py.version.hdf5_version})",
+    ]
+    return lines
+
+
+class Table:
+    """Rows of: what, ours, reference, ratio, target, verdict."""
+
+    def __init__(self):
+        self.rows = []
+
+    def add(self, what, ours, reference="-", ratio="-", target="-", met=None):
+        verdict = "-" if met is None else ("yes" if met else "NO")
+        self.rows.append((what, ours, reference, ratio, target, verdict))
+
+    def render(self):
+        header = ("measure", "bissl", "reference", "ratio", "target", "met")
+        widths = [max(len(r[i]) for r in [header] + self.rows) for i in range(len(header))]
+        out = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
+        out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in self.rows]
+        return "\n".join(out)
+
+
+def ms(seconds):
+    return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
+
+
+def conversion(bissl, work, table, notes):
+    import h5py
+    import torch
+    from safetensors.numpy import load_file as st_numpy_load
+    from safetensors.torch import load_file as st_torch_load
+
+    pth = os.path.join(work, "r50.pth")
+    st = os.path.join(work, "r50.safetensors")
+    size = os.path.getsize(pth)
+    for path in (pth, st):
+        warm(path)
+    notes.append(f"checkpoint: ResNet-50 state dict (width 64, 1000 classes, randomized), torch.save zip, "
+                 f"{size / 1e6:.1f} MB, {len(torch.load(pth, weights_only=True))} tensors")
+
+    startup, _ = best(5, lambda: run([bissl, "--version"]))
+    table.add("bissl --version (process start + exit)", ms(startup))
+
+    # .pth -> HDF5
+    h5 = os.path.join(work, "r50.h5")
+
+    def ours_convert():
+        if os.path.exists(h5):
+            os.unlink(h5)
+        return run([bissl, "convert", pth, h5])
+
+    def ref_convert(durable=False):
+        out = os.path.join(work, "ref.h5")
+        start = time.perf_counter()
+        sd = torch.load(pth, weights_only=True)
+        with h5py.File(out, "w") as f:
+            for key, tensor in sd.items():
+                f.create_dataset(key, data=tensor.numpy())
+        if durable:
+            fd = os.open(out, os.O_RDONLY)
+            os.fsync(fd)
+            os.close(fd)
+        wall = time.perf_counter() - start
+        os.unlink(out)
+        return wall
+
+    ours, _ = best(TRIALS, ours_convert)
+    ref, _ = best(TRIALS, ref_convert)
+    table.add("convert .pth -> .h5 (best of 3)", ms(ours), ms(ref) + " torch.load+h5py", f"{ours / ref:.2f}x",
+              "<= 2x", ours / ref <= 2)
+    durable, _ = best(TRIALS, lambda: ref_convert(durable=True))
+    table.add("  same, reference + fsync of its file", ms(ours), ms(durable) + " + fsync", f"{ours / durable:.2f}x")
+
+    # Reading our HDF5 into memory
+    warm(h5)
+    ours, _ = best(TRIALS, lambda: run([bissl, "inspect", h5, "--json"]))
+    ref_pt, _ = best(TRIALS, lambda: timed(lambda: st_torch_load(st, backend="pread")))
+    ref_np, _ = best(TRIALS, lambda: timed(lambda: st_numpy_load(st, backend="pread")))
+    table.add("read .h5 into memory: inspect --json", ms(ours), ms(ref_pt) + " st.torch pread",
+              f"{ours / ref_pt:.2f}x", "<= 1.5x", ours / ref_pt <= 1.5)
+    table.add("  same, vs safetensors.numpy.load_file", ms(ours), ms(ref_np) + " st.numpy pread", f"{ours / ref_np:.2f}x",
+              "<= 1.5x", ours / ref_np <= 1.5)
+    notes.append("read row: `bissl inspect r50.h5 --json > /dev/null`, one process that opens the file, reads every "
+                 "tensor into memory (CheckpointFile.read) and prints names, dtypes, shapes and provenance as JSON; "
+                 "references: safetensors.torch/numpy load_file(backend='pread'), tensor bytes read into new "
+                 "tensors/arrays (with copy, no mmap), on the same tensors")
+    notes.append("convert reference: torch.load(weights_only=True) then h5py.File.create_dataset per tensor "
+                 "(contiguous, uncompressed), file written and closed; bissl convert also fsyncs the file and "
+                 "its folder (AtomicFile), hence the row with an fsync added to the reference")
+    table.add("  same, minus process start", ms(ours - startup), ms(ref_pt) + " st.torch pread",
+              f"{(ours - startup) / ref_pt:.2f}x")
+
+    os.unlink(h5)
+    peak = peak_rss([bissl, "convert", pth, h5])
+    if peak is None:
+        table.add("peak RSS of convert", f"n/a (no {TIME})")
+    else:
+        table.add("peak RSS of convert (GNU time %M)", f"{peak / 1e6:.0f} MB", f"{size / 1e6:.0f} MB checkpoint",
+                  f"{peak / size:.2f}x", "<= 2.5x", peak / size <= 2.5)
+    return size
+
+
+def zoo(bissl, work, table, notes):
+    pth = os.path.join(work, "r50.pth")
+    pth_b = os.path.join(work, "r50b.pth")
+    for path in (pth, pth_b):
+        warm(path)
+
+    # import of the 100 MB .pth, each trial into a new zoo
+    zoos = [os.path.join(work, f"zoo-import-{i}") for i in range(TRIALS)]
+    trial = iter(zoos)
+    ours, _ = best(TRIALS, lambda: run([bissl, "import", pth, "--name", "a", "--zoo", next(trial)]))
+    table.add("import 100 MB .pth (new zoo, best of 3)", ms(ours), "-", "-", "< 1 s", ours < 1)
+
+    # diff of two ResNet-50 entries
+    z = zoos[0]
+    run([bissl, "import", pth_b, "--name", "b", "--zoo", z])
+    ours, _ = best(TRIALS, lambda: run([bissl, "diff", "a", "b", "--zoo", z]))
+    table.add("diff two ResNet-50 entries (best of 3)", ms(ours), "-", "-", "< 0.5 s", ours < 0.5)
+
+    # list over ZOO_ENTRIES entries, one chain of CHAIN_DEPTH among them
+    z = os.path.join(work, "zoo-many")
+    make_inputs.tiny(work)
+    base = os.path.join(work, "tiny.h5")
+    run([bissl, "convert", os.path.join(work, "tiny.safetensors"), base])
+    run([bissl, "import", base, "--zoo", z])   # creates the zoo (catalog, folders) the usual way
+    start = time.perf_counter()
+    for cid, path in make_inputs.variants(base, ZOO_ENTRIES - CHAIN_DEPTH - 1, start=1):
+        make_inputs.place(z, cid, path)
+    tip = None
+    for tip, path in make_inputs.variants(base, CHAIN_DEPTH, start=ZOO_ENTRIES, linked=True):
+        make_inputs.place(z, tip, path)
+    built = time.perf_counter() - start
+    reindex = run([bissl, "verify", "--reindex", "--zoo", z])
+    listed = json.loads(subprocess.run([bissl, "list", "--json", "--zoo", z], capture_output=True, text=True,
+                                       check=True).stdout)
+    notes.append(f"zoo for list/lineage: {len(listed)} entries (1 imported, {ZOO_ENTRIES - 1} object files written "
+                 f"by h5py from it in {built:.0f} s, indexed by `bissl verify --reindex` in {reindex:.0f} s)")
+    if len(listed) != ZOO_ENTRIES:
+        raise RuntimeError(f"expected {ZOO_ENTRIES} entries, bissl list shows {len(listed)}")
+    ours, _ = best(5, lambda: run([bissl, "list", "--zoo", z]))
+    table.add(f"list, {len(listed):,} entries (best of 5)", ms(ours), "-", "-", "< 100 ms", ours < 0.1)
+
+    lineage = json.loads(subprocess.run([bissl, "lineage", tip, "--up", "--format", "json", "--zoo", z],
+                                        capture_output=True, text=True, check=True).stdout)
+    depth = len(lineage.get("nodes", []))
+    if depth != CHAIN_DEPTH:
+        raise RuntimeError(f"lineage of the chain tip shows {depth} nodes, expected {CHAIN_DEPTH}")
+    ours, _ = best(5, lambda: run([bissl, "lineage", tip[:12], "--up", "--zoo", z]))
+    table.add(f"lineage --up, {CHAIN_DEPTH:,}-deep chain, text (best of 5)", ms(ours), "-", "-", "< 100 ms",
+              ours < 0.1)
+
+
+def main():
+    bissl = os.path.abspath(sys.argv[1])
+    began = time.perf_counter()
+    for line in environment(bissl):
+        print(line)
+    work = tempfile.mkdtemp(prefix="bissl-bench-")
+    table, notes = Table(), []
+    try:
+        start = time.perf_counter()
+        make_inputs.resnet50(work)
+        notes.append(f"inputs written in {time.perf_counter() - start:.0f} s (scratch {work}, removed afterwards)")
+        conversion(bissl, work, table, notes)
+        zoo(bissl, work, table, notes)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print()
+    print(table.render())
+    print()
+    for note in notes:
+        print("- " + note)
+    print(f"- whole bench: {time.perf_counter() - began:.0f} s; load average at end {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
