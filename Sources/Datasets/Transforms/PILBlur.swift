@@ -30,9 +30,16 @@ enum PILBlur {
 
     static func transpose(_ p: [UInt8], height: Int, width: Int) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: p.count)
-        for y in 0..<height {
-            for x in 0..<width {
-                for c in 0..<3 { out[(x * height + y) * 3 + c] = p[(y * width + x) * 3 + c] }
+        p.withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                for y in 0..<height {
+                    for x in 0..<width {
+                        let a = (x * height + y) * 3, b = (y * width + x) * 3
+                        dst[a] = src[b]
+                        dst[a + 1] = src[b + 1]
+                        dst[a + 2] = src[b + 2]
+                    }
+                }
             }
         }
         return out
@@ -47,30 +54,40 @@ enum PILBlur {
         let edgeB = max(width - radius - 1, 0)
         let lastx = width - 1
         var out = [UInt8](repeating: 0, count: p.count)
-        for y in 0..<height {
-            let base = y * width * 3
-            for c in 0..<3 {
-                @inline(__always) func px(_ x: Int) -> UInt32 { UInt32(p[base + x * 3 + c]) }
-                var acc: UInt32 = px(0) &* UInt32(radius + 1)
-                var x = 0
-                while x < edgeA - 1 { acc = acc &+ px(x); x += 1 }
-                acc = acc &+ px(lastx) &* UInt32(truncatingIfNeeded: radius - edgeA + 1)
-                @inline(__always) func step(_ x: Int, _ sub: Int, _ add: Int, _ left: Int, _ right: Int) {
-                    acc = acc &+ px(add) &- px(sub)
-                    let bulk = acc &* ww &+ (px(left) &+ px(right)) &* fw
-                    out[base + x * 3 + c] = UInt8(truncatingIfNeeded: (bulk &+ (1 << 23)) >> 24)
-                }
-                if edgeA <= edgeB {
-                    for x in 0..<edgeA { step(x, 0, x + radius, 0, x + radius + 1) }
-                    for x in edgeA..<max(edgeA, edgeB) { step(x, x - radius - 1, x + radius, x - radius - 1, x + radius + 1) }
-                    for x in edgeB...lastx { step(x, x - radius - 1, lastx, x - radius - 1, lastx) }
-                } else {
-                    for x in 0..<edgeB { step(x, 0, x + radius, 0, x + radius + 1) }
-                    for x in edgeB..<edgeA { step(x, 0, lastx, 0, lastx) }
-                    if edgeA <= lastx { for x in edgeA...lastx { step(x, x - radius - 1, lastx, x - radius - 1, lastx) } }
+        p.withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                for y in 0..<height {
+                    for c in 0..<3 {
+                        line(src, dst, base: y * width * 3 + c, radius: radius, edgeA: edgeA, edgeB: edgeB, lastx: lastx, ww: ww, fw: fw)
+                    }
                 }
             }
         }
         return out
+    }
+
+    /// `BoxBlurLine` of BoxBlur.c for one channel of one row starting at `base` (stride 3).
+    @inline(__always)
+    private static func line(_ src: UnsafeBufferPointer<UInt8>, _ dst: UnsafeMutableBufferPointer<UInt8>, base: Int,
+                             radius: Int, edgeA: Int, edgeB: Int, lastx: Int, ww: UInt32, fw: UInt32) {
+        @inline(__always) func px(_ x: Int) -> UInt32 { UInt32(src[base + x * 3]) }
+        var acc: UInt32 = px(0) &* UInt32(radius + 1)
+        var x = 0
+        while x < edgeA - 1 { acc = acc &+ px(x); x += 1 }
+        acc = acc &+ px(lastx) &* UInt32(truncatingIfNeeded: radius - edgeA + 1)
+        @inline(__always) func step(_ x: Int, _ sub: Int, _ add: Int, _ left: Int, _ right: Int) {
+            acc = acc &+ px(add) &- px(sub)
+            let bulk = acc &* ww &+ (px(left) &+ px(right)) &* fw
+            dst[base + x * 3] = UInt8(truncatingIfNeeded: (bulk &+ (1 << 23)) >> 24)
+        }
+        if edgeA <= edgeB {
+            for x in 0..<edgeA { step(x, 0, x + radius, 0, x + radius + 1) }
+            for x in edgeA..<max(edgeA, edgeB) { step(x, x - radius - 1, x + radius, x - radius - 1, x + radius + 1) }
+            for x in edgeB...lastx { step(x, x - radius - 1, lastx, x - radius - 1, lastx) }
+        } else {
+            for x in 0..<edgeB { step(x, 0, x + radius, 0, x + radius + 1) }
+            for x in edgeB..<edgeA { step(x, 0, lastx, 0, lastx) }
+            if edgeA <= lastx { for x in edgeA...lastx { step(x, x - radius - 1, lastx, x - radius - 1, lastx) } }
+        }
     }
 }

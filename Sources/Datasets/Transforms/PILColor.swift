@@ -14,13 +14,19 @@ enum PILColor {
     static func blend(_ degenerate: [UInt8], _ image: RGBImage, alpha: Float) -> RGBImage {
         var out = image
         let interpolate = alpha >= 0 && alpha <= 1
-        for i in 0..<out.pixels.count {
-            let in1 = Int(degenerate[i]), in2 = Int(image.pixels[i])
-            let temp = Float(in1) + alpha * Float(in2 - in1)
-            if interpolate {
-                out.pixels[i] = UInt8(temp)
-            } else {
-                out.pixels[i] = temp <= 0 ? 0 : temp >= 255 ? 255 : UInt8(temp)
+        degenerate.withUnsafeBufferPointer { d in
+            image.pixels.withUnsafeBufferPointer { src in
+                out.pixels.withUnsafeMutableBufferPointer { o in
+                    for i in 0..<o.count {
+                        let in1 = Int(d[i]), in2 = Int(src[i])
+                        let temp = Float(in1) + alpha * Float(in2 - in1)
+                        if interpolate {
+                            o[i] = UInt8(temp)
+                        } else {
+                            o[i] = temp <= 0 ? 0 : temp >= 255 ? 255 : UInt8(temp)
+                        }
+                    }
+                }
             }
         }
         return out
@@ -49,12 +55,13 @@ enum PILColor {
     /// `image.convert("L").convert("RGB")`, i.e. torchvision `Grayscale(num_output_channels=3)`.
     static func grayscale(_ image: RGBImage) -> RGBImage {
         var out = image
-        let p = image.pixels
-        for i in stride(from: 0, to: p.count, by: 3) {
-            let l = luma(p[i], p[i + 1], p[i + 2])
-            out.pixels[i] = l
-            out.pixels[i + 1] = l
-            out.pixels[i + 2] = l
+        out.pixels.withUnsafeMutableBufferPointer { o in
+            for i in stride(from: 0, to: o.count, by: 3) {
+                let l = luma(o[i], o[i + 1], o[i + 2])
+                o[i] = l
+                o[i + 1] = l
+                o[i + 2] = l
+            }
         }
         return out
     }
@@ -72,11 +79,12 @@ enum PILColor {
     static func hue(_ image: RGBImage, factor: Float) -> RGBImage {
         let shift = UInt8(truncatingIfNeeded: Int32(factor * 255))
         var out = image
-        let p = image.pixels
-        for i in stride(from: 0, to: p.count, by: 3) {
-            var (h, s, v) = rgbToHSV(p[i], p[i + 1], p[i + 2])
-            h = h &+ shift
-            (out.pixels[i], out.pixels[i + 1], out.pixels[i + 2]) = hsvToRGB(h, s, v)
+        out.pixels.withUnsafeMutableBufferPointer { o in
+            for i in stride(from: 0, to: o.count, by: 3) {
+                var (h, s, v) = rgbToHSV(o[i], o[i + 1], o[i + 2])
+                h = h &+ shift
+                (o[i], o[i + 1], o[i + 2]) = hsvToRGB(h, s, v)
+            }
         }
         return out
     }
