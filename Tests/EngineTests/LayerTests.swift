@@ -57,7 +57,8 @@ final class LayerTests: XCTestCase {
         checkConv(n: 2, c: 3, o: 4, h: 7, w: 9, k: 3, s: 2, p: 1)
         checkConv(n: 1, c: 2, o: 3, h: 1, w: 1, k: 3, s: 2, p: 1)   // stride 2 on a 1-pixel input
         checkConv(n: 2, c: 3, o: 4, h: 11, w: 11, k: 7, s: 2, p: 3) // imagenet stem
-        checkConv(n: 3, c: 5, o: 6, h: 9, w: 10, k: 1, s: 1, p: 0)  // direct GEMM path
+        checkConv(n: 3, c: 5, o: 6, h: 9, w: 10, k: 1, s: 1, p: 0)  // direct GEMM path (90 pixels)
+        checkConv(n: 3, c: 5, o: 6, h: 3, w: 3, k: 1, s: 1, p: 0)   // 1x1 on a small plane: batched GEMM
         checkConv(n: 2, c: 5, o: 6, h: 5, w: 5, k: 1, s: 2, p: 0)   // downsample
     }
 

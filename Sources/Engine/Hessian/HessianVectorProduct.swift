@@ -31,7 +31,9 @@ public final class HessianVectorProduct {
     /// `c` of the step-size rule.
     public let relativeStep: Float
     /// Runs forward and backward of the loss on the fixed batch in the given mode, accumulating into
-    /// the `grad` of (at least) `parameters`. Gradients are zeroed before each call.
+    /// the `grad` of (at least) `parameters`. The gradients of `parameters` are zeroed before each call
+    /// (and hold the last probe's gradient afterwards); other parameters' gradients (a head's) are the
+    /// closure's business.
     private let gradient: (Mode) -> Void
     private var cached: [[Float]]?
     /// Gradient evaluations performed so far (the cost unit of issue 4's benchmark).

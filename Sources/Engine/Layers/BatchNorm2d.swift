@@ -7,6 +7,8 @@
 ///   `running_var = (1 - momentum) * running_var + momentum * var * M / (M - 1)` (the *unbiased*
 ///   variance, `M = N*H*W`), `num_batches_tracked += 1`.
 /// - Eval: `running_mean` / `running_var` normalise.
+/// - `M = 1` in train mode (PyTorch raises "Expected more than 1 value per channel when training"):
+///   the output is `bias`, and the running variance is updated with variance 0; callers keep `M > 1`.
 /// - Keys: `<prefix>weight`, `bias` (parameters), `running_mean`, `running_var`, `num_batches_tracked` (buffers).
 public final class BatchNorm2d {
     public let channels: Int

@@ -5,8 +5,9 @@ import CBLAS
 ///
 /// - Weight `[O, C, k, k]` (OIHW), key `<prefix>weight`.
 /// - Output size `Ho = (H + 2p - k) / s + 1` (floor), same for `Wo`.
-/// - 1x1 convolutions with stride 1 and no padding multiply the weight by each image directly;
-///   every other convolution unfolds the batch with im2col into `[C*k*k, N*Ho*Wo]` and makes one GEMM.
+/// - 1x1 convolutions with stride 1 and no padding on planes of at least 64 pixels multiply the weight
+///   by each image directly; every other convolution unfolds the batch with im2col into
+///   `[C*k*k, N*Ho*Wo]` and makes one GEMM.
 public final class Conv2d {
     public let inChannels: Int, outChannels: Int, kernel: Int, stride: Int, padding: Int
     /// `[O, C, k, k]`.
@@ -23,7 +24,12 @@ public final class Conv2d {
     /// Spatial output size for an input side of `size`.
     public func outputSize(_ size: Int) -> Int { (size + 2 * padding - kernel) / stride + 1 }
 
-    private var isDirect: Bool { kernel == 1 && stride == 1 && padding == 0 }
+    /// 1x1 stride-1 convolutions multiply the weight by each image directly when the plane is large
+    /// enough (`Ho*Wo >= 64`); on small planes (ResNet's last stages at low resolution) one batched GEMM
+    /// over the unfolded `[C, N*Ho*Wo]` is faster than `N` thin ones.
+    private func usesDirectGEMM(planeSize: Int) -> Bool {
+        kernel == 1 && stride == 1 && padding == 0 && planeSize >= 64
+    }
 
     /// Forward: x `[N, C, H, W]` -> y `[N, O, Ho, Wo]`. Keeps `x` for `backward`.
     public func forward(_ x: Tensor4) -> Tensor4 {
@@ -33,9 +39,10 @@ public final class Conv2d {
         var y = Tensor4(n: x.n, c: outChannels, h: ho, w: wo)
         let p = ho * wo, ckk = inChannels * kernel * kernel
         let O = outChannels
+        let direct = usesDirectGEMM(planeSize: p)
         weight.value.withUnsafeBufferPointer { wp in
             y.data.withUnsafeMutableBufferPointer { yp in
-                if isDirect {
+                if direct {
                     x.data.withUnsafeBufferPointer { xp in
                         for n in 0..<x.n {
                             // Y_n[O, P] = W[O, C] * X_n[C, P]
@@ -75,7 +82,7 @@ public final class Conv2d {
         precondition(dy.n == N && dy.c == O && ho == outputSize(x.h) && wo == outputSize(x.w),
                      "Conv2d \(weight.name): gradient shape \(dy.shape) does not match the forward pass")
         var dx: Tensor4? = nil
-        if isDirect {
+        if usesDirectGEMM(planeSize: p) {
             if inputGradient { dx = Tensor4(n: N, c: inChannels, h: x.h, w: x.w) }
             weight.value.withUnsafeBufferPointer { wp in
                 weight.grad.withUnsafeMutableBufferPointer { gp in
