@@ -7,10 +7,22 @@ import CHDF5
 /// is then turned into an `HDF5Error` naming the operation, the object and HDF5's own most specific
 /// message from the error stack.
 enum Library {
-    /// Turns off automatic error-stack printing for the calling thread (`H5Eset_auto2`).
+    /// Turns off automatic error-stack printing for the calling thread (`H5Eset_auto2`). The first
+    /// call in the process also runs `processSetup`, before HDF5 initialises itself.
     static func quiet() {
+        _ = processSetup
         _ = H5Eset_auto2(bissl_H5E_DEFAULT(), nil, nil)
     }
+
+    /// Once per process, before any other HDF5 call: `H5dont_atexit()`, so HDF5 registers no
+    /// `atexit` shutdown (`H5_term_library`). When a write fails (disk full, `RLIMIT_FSIZE`) HDF5
+    /// cannot flush the file's metadata, `H5Fclose` fails and leaves the file's identifier in its
+    /// table; the shutdown at `exit` then closes that half-destroyed file again and crashes
+    /// (`H5F__close_cb`). Every file this wrapper writes is closed explicitly (`File.close`), so the
+    /// shutdown has nothing left to save; the operating system releases the rest at exit.
+    private static let processSetup: Void = {
+        _ = H5dont_atexit()
+    }()
 
     /// The most specific description on the calling thread's error stack (`H5Ewalk2`, upward), if any.
     static func stackDetail() -> String? {
