@@ -35,3 +35,38 @@ def test_full_disk_is_one_error_line_not_a_crash(tmp_path, fmt):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: cannot write {out}"), proc.stderr[-2000:]
     assert os.listdir(out.parent) == []
+
+
+@pytest.fixture(scope="module")
+def large_safetensors(tmp_path_factory):
+    """~50 MB of float32 tensors."""
+    from safetensors.numpy import save_file
+    path = tmp_path_factory.mktemp("large") / "large.safetensors"
+    rng = np.random.default_rng(0)
+    save_file({f"blocks.{i}.weight": rng.standard_normal((1024, 1024), dtype=np.float32) for i in range(12)}, str(path))
+    assert path.stat().st_size > 48_000_000
+    return path
+
+
+@pytest.mark.parametrize("fmt,sig", [("pth", signal.SIGINT), ("h5", signal.SIGINT), ("npz", signal.SIGTERM),
+                                     ("safetensors", signal.SIGTERM)])
+def test_signal_mid_write_leaves_no_temporary(tmp_path, large_safetensors, fmt, sig):
+    # An interrupted convert used to leave `.out.pth.zip-PID-...` / `.out.h5.tmp-...` behind.
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / f"out.{fmt}"
+    proc = subprocess.Popen([os.environ["BISSL"], "convert", large_safetensors, out],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    seen = None
+    while proc.poll() is None and time.monotonic() < deadline:
+        names = os.listdir(out_dir)
+        if names:
+            seen = names
+            break
+        time.sleep(0.0005)
+    assert seen and all(n.startswith(".") for n in seen), f"no temporary seen before exit: {seen}"
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    assert proc.returncode == -sig, proc.stderr.read()
+    assert os.listdir(out_dir) == []

@@ -2,13 +2,16 @@ import Foundation
 
 /// Writes a file so that a crash never leaves a half-written one: the content goes to a temporary
 /// name in the same folder (`.<name>.tmp-<pid>-<random>`), is flushed with `fsync`, then renamed
-/// over the destination. On any error the temporary file is removed and nothing else changes.
+/// over the destination. On any error the temporary file is removed and nothing else changes; while
+/// it exists the temporary is registered with `TemporaryFiles`, so SIGINT/SIGTERM removes it too.
 public enum AtomicFile {
     /// Calls `body` with the temporary path to fill, then publishes it at `url`.
     /// - Throws: whatever `body` throws, or `CheckpointError.io` when flushing or renaming fails.
     public static func write(to url: URL, _ body: (URL) throws -> Void) throws {
         let dir = url.deletingLastPathComponent()
         let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        let token = TemporaryFiles.register(tmp.path)
+        defer { TemporaryFiles.unregister(token) }
         do {
             try body(tmp)
             try fsyncFile(tmp)

@@ -10,7 +10,8 @@ import Foundation
 ///   filler) — what PyTorch's `PyTorchStreamWriter` writes (caffe2/serialize/inline_container.cc,
 ///   `getPadding`, `kFieldAlignment = 64`) so `torch.load` can map storages in place.
 /// - Data is streamed to a temporary file next to `url`; `finish()` publishes it through
-///   `AtomicFile`, so a failed or abandoned writer never leaves a partial archive at `url`.
+///   `AtomicFile`, so a failed or abandoned writer never leaves a partial archive at `url`; the
+///   temporary is registered with `TemporaryFiles`, so SIGINT/SIGTERM removes it as well.
 public struct ZipWriter {
     /// Destination of the archive once `finish()` succeeds.
     public let url: URL
@@ -81,13 +82,18 @@ public struct ZipWriter {
                 ".\(destination.lastPathComponent).zip-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         }
 
+        /// Tracks the temporary for SIGINT/SIGTERM cleanup while it exists.
+        var token: TemporaryFiles.Token?
+
         deinit {
             try? handle?.close()
             if !finished { unlink(temporary.path) }
+            TemporaryFiles.unregister(token)
         }
 
         private func open() throws -> FileHandle {
             if let handle { return handle }
+            if token == nil { token = TemporaryFiles.register(temporary.path) }
             guard FileManager.default.createFile(atPath: temporary.path, contents: nil),
                   let h = FileHandle(forWritingAtPath: temporary.path) else {
                 throw CheckpointError.io("cannot write \(destination.path): \(String(cString: strerror(errno)))")
@@ -227,6 +233,8 @@ public struct ZipWriter {
                 }
             }
             finished = true
+            TemporaryFiles.unregister(token)
+            token = nil
         }
     }
 }

@@ -1,0 +1,103 @@
+import Foundation
+
+/// The temporary files writers have open right now, removed when the process is stopped by SIGINT
+/// or SIGTERM (Ctrl-C, `kill`), so an interrupted write leaves no hidden `.<name>.tmp-…` next to
+/// its output.
+///
+/// Every writer's temporary goes through here: `AtomicFile` registers its temporary name, the ZIP
+/// writer (`.pth`, `.npz`) its streamed archive. The first registration installs one handler for
+/// SIGINT and SIGTERM (unless the signal was ignored when the process started, as under `nohup`).
+/// The handler is async-signal-safe (POSIX.1-2017 2.4.3): it only reads a fixed-size table
+/// allocated before installation, calls `unlink` on each registered path, restores the default
+/// disposition with `signal` and re-raises with `raise`, so the process still ends "killed by
+/// SIGINT" (exit status 130 in a shell) as without the handler.
+///
+/// At most `capacity` paths (each shorter than `PATH_MAX`) are tracked at once; a path beyond that
+/// is simply not tracked (the write itself works as before).
+public enum TemporaryFiles {
+    /// Number of temporaries tracked at the same time.
+    public static let capacity = 64
+    static let slotSize = Int(PATH_MAX)
+
+    /// A registered path; pass it to `unregister` once the file is renamed or removed.
+    public struct Token: Sendable {
+        fileprivate let slot: Int
+    }
+
+    /// Tracks `path` until `unregister`; returns nil when the table is full or the path too long.
+    public static func register(_ path: String) -> Token? {
+        let bytes = Array(path.utf8)
+        guard bytes.count < slotSize, !bytes.contains(0) else { return nil }
+        let table = Table.shared
+        table.lock.lock()
+        defer { table.lock.unlock() }
+        guard let slot = (0..<capacity).first(where: { table.used[$0] == 0 }) else { return nil }
+        let buffer = table.paths + slot * slotSize
+        bytes.withUnsafeBufferPointer { source in
+            buffer.withMemoryRebound(to: UInt8.self, capacity: slotSize) { target in
+                target.update(from: source.baseAddress!, count: source.count)
+                target[source.count] = 0
+            }
+        }
+        table.used[slot] = 1   // published only once the path is complete
+        return Token(slot: slot)
+    }
+
+    /// Stops tracking a path (after it was renamed into place or removed).
+    public static func unregister(_ token: Token?) {
+        guard let token else { return }
+        let table = Table.shared
+        table.lock.lock()
+        table.used[token.slot] = 0
+        table.lock.unlock()
+    }
+
+    /// The paths tracked now (for tests).
+    static var registered: [String] {
+        let table = Table.shared
+        table.lock.lock()
+        defer { table.lock.unlock() }
+        return (0..<capacity).filter { table.used[$0] != 0 }.map { String(cString: table.paths + $0 * slotSize) }
+    }
+
+    /// The fixed table, allocated once, and the signal handlers installed right after it exists.
+    private final class Table: @unchecked Sendable {
+        let paths: UnsafeMutablePointer<CChar>
+        let used: UnsafeMutablePointer<sig_atomic_t>
+        let lock = NSLock()
+
+        static let shared: Table = {
+            let table = Table()
+            handlerPaths = table.paths
+            handlerUsed = table.used
+            for sig in [SIGINT, SIGTERM] {
+                let previous = signal(sig, removeAndReraise)
+                // Keep an inherited "ignore" (SIG_IGN is the handler value 1).
+                if let previous, unsafeBitCast(previous, to: Int.self) == 1 { signal(sig, previous) }
+            }
+            return table
+        }()
+
+        private init() {
+            paths = .allocate(capacity: TemporaryFiles.capacity * TemporaryFiles.slotSize)
+            paths.initialize(repeating: 0, count: TemporaryFiles.capacity * TemporaryFiles.slotSize)
+            used = .allocate(capacity: TemporaryFiles.capacity)
+            used.initialize(repeating: 0, count: TemporaryFiles.capacity)
+        }
+    }
+}
+
+// Raw pointers read by the signal handler (set once, before the handler is installed).
+nonisolated(unsafe) private var handlerPaths: UnsafeMutablePointer<CChar>?
+nonisolated(unsafe) private var handlerUsed: UnsafeMutablePointer<sig_atomic_t>?
+
+/// SIGINT/SIGTERM handler: only async-signal-safe calls (`unlink`, `signal`, `raise`).
+private func removeAndReraise(_ sig: Int32) {
+    if let paths = handlerPaths, let used = handlerUsed {
+        for slot in 0..<TemporaryFiles.capacity where used[slot] != 0 {
+            unlink(paths + slot * Int(PATH_MAX))
+        }
+    }
+    signal(sig, SIG_DFL)
+    raise(sig)
+}
