@@ -281,7 +281,21 @@ final class LayoutResolverTests: XCTestCase {
         XCTAssertTrue(r.droppedKeys.contains("state_dict.module.encoder_k.fc.bias"))
         XCTAssertTrue(r.droppedKeys.contains("state_dict.module.queue_ptr"))
         XCTAssertTrue(r.rules.contains("dropped 320 keys of the unselected candidate 'state_dict.module.encoder_k'"), "\(r.rules)")
-        XCTAssertTrue(r.rules.contains("dropped 2 keys that belong to no component: module.queue, module.queue_ptr"), "\(r.rules)")
+        XCTAssertTrue(r.warnings.contains("dropped 2 tensors that are not part of the model: module.queue, module.queue_ptr"), "\(r.warnings)")
+        let backboneOnly = try LayoutResolver.resolve(T.doc(root), options: .init(select: "state_dict.module.encoder_q", components: .backbone))
+        XCTAssertTrue(backboneOnly.rules.contains("dropped 2 keys that belong to no component: module.queue, module.queue_ptr"), "\(backboneOnly.rules)")
+        XCTAssertFalse(backboneOnly.warnings.contains { $0.contains("module.queue") }, "\(backboneOnly.warnings)")
+    }
+
+    func testStrayTensorsAreAWarningInTheProvenance() throws {
+        var sd = try T.resnet(depth: 18)
+        sd.append(.init(key: .string("ema_decay"), value: .tensor(T.tensor([], seed: 0.999))))
+        sd.append(.init(key: .string("foo"), value: .tensor(T.tensor([3], seed: 0))))
+        let document = T.doc(.dict(sd))
+        let r = try LayoutResolver.resolve(document)
+        XCTAssertEqual(r.warnings, ["dropped 2 tensors that are not part of the model: ema_decay, foo"])
+        XCTAssertFalse(r.rules.contains { $0.contains("ema_decay") }, "\(r.rules)")
+        XCTAssertEqual(Set(r.droppedKeys), ["ema_decay", "foo"])
     }
 
     func testOptimizerStateIsNeverACandidateAndIsDropped() throws {

@@ -149,7 +149,13 @@ public enum LayoutResolver {
         let fcGroup = fcTensors.isEmpty ? nil : HeadAssignment.Group(sourcePrefix: p + "fc.", name: "fc", tensors: fcTensors)
         let (groups, loose) = HeadAssignment.group(rest, backbonePrefix: p)
         if !loose.isEmpty {
-            rules.append("dropped \(loose.count) keys that belong to no component: \(loose.prefix(5).joined(separator: ", "))\(loose.count > 5 ? ", ..." : "")")
+            // With --component all the user asked for the whole model: losing tensors is a warning.
+            let names = loose.prefix(10).joined(separator: ", ") + (loose.count > 10 ? ", ... (\(loose.count - 10) more)" : "")
+            if options.components == .all {
+                warnings.append("dropped \(loose.count) \(loose.count == 1 ? "tensor that is" : "tensors that are") not part of the model: \(names)")
+            } else {
+                rules.append("dropped \(loose.count) keys that belong to no component: \(names)")
+            }
             dropped += loose.map { join(dict.keyPath, $0) }
         }
         if options.components == .all {
