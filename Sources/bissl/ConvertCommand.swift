@@ -43,6 +43,7 @@ struct Convert: ParsableCommand {
         guard inURL.standardizedFileURL != outURL.standardizedFileURL else {
             throw ValidationError("input and output are the same file")
         }
+        try ZooOutput.refuseZooObjectsPath(output)
         var checkpoint = try Interchange.load(inURL, options: conversion.layout, allowPlainTensors: true)
         // A bissl file is taken as it is: its recorded rules did not run now.
         var rules = CheckpointFile.isHDF5(inURL) ? [] : checkpoint.provenance.source?.rules ?? []

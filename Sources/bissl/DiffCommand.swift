@@ -26,7 +26,7 @@ struct Diff: ParsableCommand {
 
     func run() throws {
         // Without a zoo both sides must be files; a zoo that exists but cannot be opened is an error.
-        let zoo: Zoo? = FileManager.default.fileExists(atPath: zooOptions.layout.catalog.path) ? try zooOptions.open() : nil
+        let zoo: Zoo? = Zoo.isZoo(zooOptions.layout) ? try zooOptions.open(readOnly: true) : nil
         defer { try? zoo?.close() }
         let (checkpointA, labelA) = try load(a, zoo: zoo)
         let (checkpointB, labelB) = try load(b, zoo: zoo)
@@ -55,7 +55,15 @@ struct Diff: ParsableCommand {
             }
         }
         if FileManager.default.fileExists(atPath: ref) {
-            let checkpoint = try Interchange.load(URL(fileURLWithPath: ref), options: LayoutOptions(), allowPlainTensors: true)
+            let checkpoint: Checkpoint
+            do {
+                checkpoint = try Interchange.load(URL(fileURLWithPath: ref), options: LayoutOptions(), allowPlainTensors: true)
+            } catch CheckpointError.ambiguous(let message) {
+                // diff has no --select: the way to choose is importing the file with one.
+                var found = message.components(separatedBy: "pick one with --select").first ?? message
+                while let last = found.last, last == " " || last == ";" || last == ":" { found.removeLast() }
+                throw CheckpointError.ambiguous("\(ref): \(found); bissl diff cannot choose: import it with bissl import \(ref) --select KEYPATH first and diff the entry")
+            }
             return (checkpoint, URL(fileURLWithPath: ref).lastPathComponent)
         }
         throw refError ?? CheckpointError.io("'\(ref)' is neither a checkpoint file nor an entry: \(zooOptions.layout.root.path) is not a zoo")

@@ -37,8 +37,9 @@ struct Export: ParsableCommand {
         guard let format = format ?? Interchange.format(forPath: output) else {
             throw ValidationError("cannot tell the output format from '\(output)': pass --format pth|safetensors|npz|h5")
         }
-        let zoo = try zooOptions.open()
+        let zoo = try zooOptions.open(readOnly: true)
         defer { try? zoo.close() }
+        try ZooOutput.refuseZooObjectsPath(output, objects: zoo.layout.objects)
         let id = try zoo.resolve(ref)
         let checkpoint = try zoo.checkpoint(id).selecting(component)
         let notes = try Interchange.write(checkpoint, to: URL(fileURLWithPath: output), format: format,

@@ -35,21 +35,36 @@ struct Import: ParsableCommand {
         var name: String?
         var tags: [String]
         var size: Int64
+        var labelsAdded: [String]
         var arch: String?
         var components: [String: Int]
         var rules: [String]
         var warnings: [String]
     }
 
+    /// Refuses a bissl .h5 whose stored `content_id` does not match its tensors (the file was changed
+    /// after bissl wrote it), naming both ids. Other formats carry no content id.
+    static func checkStoredContentID(_ url: URL) throws {
+        guard CheckpointFile.isHDF5(url), let stored = try? CheckpointFile.storedContentID(url) else { return }
+        let computed = ContentID.compute(try CheckpointFile.read(url))
+        guard stored == computed else {
+            throw CheckpointError.corrupt("\(url.lastPathComponent): stored content id \(stored) does not match its tensors (content id \(computed)); the file was modified after it was written")
+        }
+    }
+
     func run() throws {
         // Read the file first: a file that cannot be imported leaves no trace, not even a new zoo.
-        let checkpoint = try Interchange.load(URL(fileURLWithPath: file), options: conversion.layout, allowPlainTensors: false)
+        let url = URL(fileURLWithPath: file)
+        try Self.checkStoredContentID(url)
+        let checkpoint = try Interchange.load(url, options: conversion.layout, allowPlainTensors: false)
         let zoo = try zooOptions.open(create: true)
         defer { try? zoo.close() }
         let result = try zoo.add(checkpoint, name: name, tags: tags)
-        let warnings = checkpoint.provenance.warnings + HealthCheck.warnings(checkpoint)
+        // The loader records BatchNorm findings in provenance.warnings, which HealthCheck finds again: once each.
+        var seen = Set<String>()
+        let warnings = (checkpoint.provenance.warnings + HealthCheck.warnings(checkpoint)).filter { seen.insert($0).inserted }
         let report = Report(
-            id: result.id, added: result.added, name: result.name, tags: result.tags, size: result.size,
+            id: result.id, added: result.added, name: result.name, tags: result.tags, size: result.size, labelsAdded: result.labelsAdded,
             arch: checkpoint.architecture?.label,
             components: Dictionary(uniqueKeysWithValues: checkpoint.components.map { ($0.key, $0.value.count) }),
             rules: checkpoint.provenance.source?.rules ?? [], warnings: warnings)
@@ -60,7 +75,11 @@ struct Import: ParsableCommand {
             print("imported \(ZooOutput.label(result.id, result.name)): \(report.arch ?? "unknown architecture"), tensors: \(parts), \(ZooOutput.bytes(result.size))")
             for rule in report.rules { print("  rule: \(rule)") }
         } else {
-            print("already in the zoo as \(ZooOutput.label(result.id, result.name)): identical content, nothing changed")
+            if result.labelsAdded.isEmpty {
+                print("already in the zoo as \(ZooOutput.label(result.id, result.name)): identical content, nothing changed")
+            } else {
+                print("already in the zoo as \(ZooOutput.label(result.id, result.name)): identical content; added label\(result.labelsAdded.count == 1 ? "" : "s") \(result.labelsAdded.joined(separator: ", ")) to it")
+            }
         }
         for warning in warnings { print("  warning: \(warning)") }
     }

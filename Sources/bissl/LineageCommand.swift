@@ -22,7 +22,7 @@ struct Lineage: ParsableCommand {
     @OptionGroup var zooOptions: ZooOptions
 
     func run() throws {
-        let zoo = try zooOptions.open()
+        let zoo = try zooOptions.open(readOnly: true)
         defer { try? zoo.close() }
         let lineage = try zoo.lineage(ref, direction: ZooLineage.Direction(rawValue: direction.rawValue) ?? .both)
         print(try LineageRender.render(lineage.graph, format: format, direction: direction), terminator: "")

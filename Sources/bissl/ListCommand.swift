@@ -45,7 +45,10 @@ struct List: ParsableCommand {
     }
 
     func run() throws {
-        let zoo = try zooOptions.open()
+        if let stage, !ProvenanceCheck.stages.contains(stage) {
+            throw CheckpointError.invalid("unknown stage '\(stage)': use one of imported, pretext, bissl, finetune, probe")
+        }
+        let zoo = try zooOptions.open(readOnly: true)
         defer { try? zoo.close() }
         let records = try zoo.list(ListFilter(stage: stage, method: method, arch: arch, dataset: dataset, tag: tag), withProvenance: false)
         if json {

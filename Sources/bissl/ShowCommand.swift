@@ -55,7 +55,7 @@ struct Show: ParsableCommand {
     }
 
     func run() throws {
-        let zoo = try zooOptions.open()
+        let zoo = try zooOptions.open(readOnly: true)
         defer { try? zoo.close() }
         let id = try zoo.resolve(ref)
         let record = try zoo.record(id)

@@ -29,7 +29,7 @@ struct Verify: ParsableCommand {
     func run() throws {
         var reindexed: ReindexReport?
         if reindex { reindexed = try Zoo.reindex(zooOptions.layout) }
-        let zoo = try zooOptions.open()
+        let zoo = try zooOptions.open(readOnly: true)
         defer { try? zoo.close() }
         let report = try zoo.verify(refs.isEmpty ? nil : refs)
         if json {
@@ -57,7 +57,7 @@ struct Verify: ParsableCommand {
 struct GC: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gc",
-        abstract: "Remove unlisted objects and files of interrupted writers; repair ref files.")
+        abstract: "List unlisted complete objects again, move damaged ones to damaged/, remove files of interrupted writers; repair ref files.")
 
     @Flag(help: "Report what would be removed without removing it.")
     var dryRun = false
@@ -71,12 +71,13 @@ struct GC: ParsableCommand {
         let r = try zoo.gc(dryRun: dryRun)
         if json { return try ZooOutput.printJSON(r) }
         let verb = dryRun ? "would remove" : "removed"
-        for path in r.unlistedObjects { print("\(verb) unlisted object \(path)") }
+        for path in r.relistedObjects { print("\(dryRun ? "would list" : "listed") unlisted complete object \(path)") }
+        for path in r.damagedObjects { print("\(dryRun ? "would move" : "moved") damaged unlisted object aside to \(path)") }
         for path in r.writerLeftovers { print("\(verb) leftover \(path)") }
         for path in r.strayRefs { print("\(verb) stray ref \(path)") }
         for path in r.rewrittenRefs { print("\(dryRun ? "would rewrite" : "rewrote") ref \(path)") }
         for path in r.restoredObjects { print("\(dryRun ? "would restore" : "restored") object \(path)") }
-        let n = r.unlistedObjects.count + r.writerLeftovers.count + r.strayRefs.count
+        let n = r.writerLeftovers.count + r.strayRefs.count
         print("\(verb) \(n) file\(n == 1 ? "" : "s"), \(ZooOutput.bytes(r.bytes))")
     }
 }

@@ -10,8 +10,14 @@ struct ZooOptions: ParsableArguments {
 
     var layout: ZooLayout { ZooLayout.resolve(explicit: zoo) }
 
-    /// Opens the zoo; `create` makes it when missing (import only).
-    func open(create: Bool = false) throws -> Zoo { try Zoo.open(layout, create: create) }
+    /// Opens the zoo; `create` makes it when missing (import only); `readOnly` commands (list, show,
+    /// export, diff, lineage, verify) open the catalog read-only. Prints `Zoo.notice` (a rebuilt
+    /// catalog) on stderr.
+    func open(create: Bool = false, readOnly: Bool = false) throws -> Zoo {
+        let zoo = try Zoo.open(layout, create: create, readOnly: readOnly)
+        if let notice = zoo.notice { FileHandle.standardError.write(Data("note: \(notice)\n".utf8)) }
+        return zoo
+    }
 }
 
 /// Output helpers shared by the zoo commands.
@@ -57,6 +63,43 @@ enum ZooOutput {
             out += line
         }
         return out
+    }
+
+    /// Refuses an output path inside a zoo's `objects/` folder (writing there could replace an
+    /// immutable object): `objects` when given (the zoo a command uses), and any `objects/` folder
+    /// next to a `catalog.sqlite` among the output's ancestors. Paths are compared after resolving
+    /// symbolic links (`realpath` of the output's existing part).
+    /// - Throws: `CheckpointError.invalid` naming the folder.
+    static func refuseZooObjectsPath(_ output: String, objects: URL? = nil) throws {
+        let resolved = realPath(URL(fileURLWithPath: output).standardizedFileURL.path)
+        var candidates: [String] = []
+        if let objects { candidates.append(realPath(objects.path)) }
+        var dir = (resolved as NSString).deletingLastPathComponent
+        while dir != "/" && !dir.isEmpty {
+            if (dir as NSString).lastPathComponent == "objects",
+               FileManager.default.fileExists(atPath: ((dir as NSString).deletingLastPathComponent as NSString).appendingPathComponent("catalog.sqlite")) {
+                candidates.append(dir)
+            }
+            dir = (dir as NSString).deletingLastPathComponent
+        }
+        for folder in candidates where resolved == folder || resolved.hasPrefix(folder + "/") {
+            throw CheckpointError.invalid("refusing to write \(output): it is inside the zoo's objects folder \(folder), whose files are immutable entries")
+        }
+    }
+
+    /// `path` with symbolic links resolved: `realpath` of its longest existing prefix, the rest appended.
+    static func realPath(_ path: String) -> String {
+        var head = path, tail: [String] = []
+        while true {
+            if let resolved = realpath(head, nil) {
+                defer { free(resolved) }
+                return ([String(cString: resolved)] + tail.reversed()).joined(separator: "/").replacingOccurrences(of: "//", with: "/")
+            }
+            let parent = (head as NSString).deletingLastPathComponent
+            if parent == head || parent.isEmpty { return path }
+            tail.append((head as NSString).lastPathComponent)
+            head = parent
+        }
     }
 
     /// `ab12cd34ef56 (name)` for messages.

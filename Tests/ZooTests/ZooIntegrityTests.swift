@@ -119,13 +119,56 @@ final class ZooIntegrityTests: XCTestCase {
         let a = try zoo.add(ZooTestSupport.checkpoint(seed: 105), name: "kept").id
         try zoo.close()
         try Data(repeating: 0x42, count: 4096).write(to: layout.catalog)
-        XCTAssertThrowsError(try Zoo.open(layout)) { XCTAssertTrue("\($0)".contains("not an SQLite database"), "\($0)") }
         let report = try Zoo.reindex(layout)
         XCTAssertNotNil(report.movedAside)
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: report.movedAside!)), Data(repeating: 0x42, count: 4096))
         let rebuilt = try Zoo.open(layout)
         defer { try? rebuilt.close() }
         XCTAssertEqual(try rebuilt.resolve("kept"), a)
+        XCTAssertNil(rebuilt.notice)
+    }
+
+    /// A catalog that is missing, zero bytes or not SQLite, with objects on disk, is rebuilt from the
+    /// files when the zoo is opened (before the fix: "no zoo", "no entries", and gc deleted every object).
+    func testOpeningAZooWithALostCatalogRebuildsIt() throws {
+        for damage in ["missing", "empty", "unreadable"] {
+            let (zoo, layout) = try makeZoo()
+            let a = try zoo.add(ZooTestSupport.checkpoint(seed: 130), name: "a").id
+            let b = try zoo.add(ZooTestSupport.checkpoint(seed: 131), tags: ["t"]).id
+            try zoo.close()
+            for suffix in ["", "-wal", "-shm"] { unlink(layout.catalog.path + suffix) }
+            if damage == "empty" { try Data().write(to: layout.catalog) }
+            if damage == "unreadable" { try Data(repeating: 0x42, count: 4096).write(to: layout.catalog) }
+            let reopened = try Zoo.open(layout)
+            defer { try? reopened.close() }
+            XCTAssertEqual(reopened.notice, "catalog \(damage): rebuilt from 2 objects" + (damage == "unreadable" ? " (the damaged catalog was moved aside)" : ""))
+            XCTAssertEqual(Set(try reopened.list().map(\.id)), [a, b])
+            XCTAssertEqual(try reopened.resolve("a"), a)
+            XCTAssertEqual(try reopened.resolve("t"), b)
+            let gc = try reopened.gc()
+            XCTAssertEqual(gc.relistedObjects + gc.damagedObjects + gc.writerLeftovers + gc.strayRefs, [])
+            XCTAssertTrue(FileManager.default.fileExists(atPath: layout.objectURL(a).path))
+            XCTAssertEqual(try reopened.verify().findings, [])
+        }
+    }
+
+    /// gc never deletes a complete object: one the catalog forgot (a fresh catalog started over
+    /// existing objects) is listed again.
+    func testGCRelistsObjectsAFreshCatalogDoesNotList() throws {
+        let (zoo, layout) = try makeZoo()
+        let old = try zoo.add(ZooTestSupport.checkpoint(seed: 132), name: "old").id
+        try zoo.close()
+        // What the tester saw: the catalog replaced by a fresh one holding only a newer import.
+        for suffix in ["", "-wal", "-shm"] { unlink(layout.catalog.path + suffix) }
+        let fresh = try Zoo.openCatalog(layout, create: true)
+        defer { try? fresh.close() }
+        let new = try fresh.add(ZooTestSupport.checkpoint(seed: 133)).id
+        XCTAssertTrue(try fresh.verify().findings.contains { $0.path == layout.objectURL(old).path && $0.level == .leftover })
+        let gc = try fresh.gc()
+        XCTAssertEqual(gc.relistedObjects, [layout.objectURL(old).path])
+        XCTAssertEqual(Set(try fresh.list().map(\.id)), [old, new])
+        XCTAssertEqual(try fresh.resolve("old"), old)
+        XCTAssertEqual(try fresh.verify().findings, [])
     }
 
     func testVerifyFindsCorruptMissingAndInvalidObjects() throws {
@@ -154,7 +197,7 @@ final class ZooIntegrityTests: XCTestCase {
         XCTAssertEqual(report.checked, 4)
         let byID = Dictionary(grouping: report.problems, by: { $0.id ?? "" })
         XCTAssertEqual(Set(byID.keys), [flipped, missing, invalid])
-        XCTAssertTrue(byID[flipped]![0].message.contains("content id mismatch"), byID[flipped]![0].message)
+        XCTAssertTrue(byID[flipped]![0].message.hasPrefix("object \(flipped.prefix(12)) is corrupt: holds content "), byID[flipped]![0].message)
         XCTAssertEqual(byID[missing]![0].message, "object file is missing")
         XCTAssertEqual(byID[invalid]!.map(\.message), [
             "provenance: parents[0].relation 'copied-from' is not one of aligned-from, finetuned-from, imported-from, pretrained-from, probed-from",
@@ -215,20 +258,45 @@ final class ZooIntegrityTests: XCTestCase {
                        [layout.objectURL(unlistedID).path, staged.path, atomicTemp.path, stray.path, layout.refURL("kept", kind: .name).path])
 
         let dry = try zoo.gc(dryRun: true)
-        XCTAssertEqual(dry.unlistedObjects, [layout.objectURL(unlistedID).path])
-        XCTAssertTrue(FileManager.default.fileExists(atPath: layout.objectURL(unlistedID).path), "dry run removes nothing")
+        XCTAssertEqual(dry.relistedObjects, [layout.objectURL(unlistedID).path])
+        XCTAssertEqual(dry.strayRefs, [], "the ref naming the relisted object is its label, not stray")
+        XCTAssertFalse(try zoo.list().map(\.id).contains(unlistedID), "dry run changes nothing")
 
+        // The unlisted object is complete and verifies: gc lists it again (with its free tag), never deletes it.
         let gc = try zoo.gc()
-        XCTAssertEqual(gc.unlistedObjects, [layout.objectURL(unlistedID).path])
+        XCTAssertEqual(gc.relistedObjects, [layout.objectURL(unlistedID).path])
+        XCTAssertEqual(gc.damagedObjects, [])
         XCTAssertEqual(Set(gc.writerLeftovers), [staged.path, atomicTemp.path])
-        XCTAssertEqual(gc.strayRefs, [stray.path])
+        XCTAssertEqual(gc.strayRefs, [])
         XCTAssertEqual(gc.rewrittenRefs, [layout.refURL("kept", kind: .name).path])
-        for url in [layout.objectURL(unlistedID), staged, atomicTemp, stray] {
+        for url in [staged, atomicTemp] {
             XCTAssertFalse(FileManager.default.fileExists(atPath: url.path), url.path)
         }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: layout.objectURL(unlistedID).path))
+        XCTAssertEqual(try zoo.record(unlistedID).tags, ["ghost"])
+        XCTAssertEqual(try zoo.checkpoint(unlistedID, verifyContentID: true).components, unlisted.components)
         XCTAssertTrue(FileManager.default.fileExists(atPath: live.path))
         XCTAssertEqual(try String(contentsOf: layout.refURL("kept", kind: .name), encoding: .utf8), kept + "\n")
         XCTAssertEqual(try zoo.verify().findings, [])
+    }
+
+    func testGCMovesADamagedUnlistedObjectAsideAndKeepsAMismatchedOne() throws {
+        let (zoo, layout) = try makeZoo()
+        _ = try zoo.add(ZooTestSupport.checkpoint(seed: 115), name: "kept")
+        // Garbage named like an object, and a valid checkpoint filed under another content's id.
+        let garbageID = String(repeating: "c", count: 64)
+        try FileManager.default.createDirectory(at: layout.objectURL(garbageID).deletingLastPathComponent(), withIntermediateDirectories: true)
+        try Data("not hdf5".utf8).write(to: layout.objectURL(garbageID))
+        let wrongID = String(repeating: "d", count: 64)
+        try FileManager.default.createDirectory(at: layout.objectURL(wrongID).deletingLastPathComponent(), withIntermediateDirectories: true)
+        try ZooTestSupport.writeH5(ZooTestSupport.checkpoint(seed: 116), to: layout.objectURL(wrongID))
+        let gc = try zoo.gc()
+        XCTAssertEqual(gc.relistedObjects, [])
+        XCTAssertEqual(Set(gc.damagedObjects), [layout.damaged.appendingPathComponent(garbageID + ".h5").path,
+                                                 layout.damaged.appendingPathComponent(wrongID + ".h5").path])
+        XCTAssertEqual(try Data(contentsOf: layout.damaged.appendingPathComponent(garbageID + ".h5")), Data("not hdf5".utf8), "moved, not deleted")
+        XCTAssertTrue(ZooScan(layout).objects.count == 1)
+        XCTAssertEqual(try zoo.list().map(\.name), ["kept"])
     }
 
     func testGCRestoresAnObjectAnInterruptedRemoveLeftInTrash() throws {

@@ -236,7 +236,7 @@ final class ZooProcessTests: XCTestCase {
         XCTAssertEqual(afterKills.problems, [], "verify reports no damage after the kills")
         XCTAssertTrue(afterKills.findings.allSatisfy { $0.level == .leftover }, "\(afterKills.findings)")
         let gcReport = try zoo.gc()
-        print("after the kills: \(afterKills.findings.count) leftovers; gc removed \(gcReport.unlistedObjects.count) unlisted objects, \(gcReport.writerLeftovers.count) writer files, \(gcReport.strayRefs.count) refs")
+        print("after the kills: \(afterKills.findings.count) leftovers; gc listed \(gcReport.relistedObjects.count) complete unlisted objects again, \(gcReport.writerLeftovers.count) writer files, \(gcReport.strayRefs.count) refs")
         XCTAssertEqual(try zoo.verify().findings, [], "gc leaves a clean zoo")
         let listed = Set(try zoo.list().map(\.id))
         XCTAssertTrue(listed.isSubset(of: Set(ids)))

@@ -52,10 +52,14 @@ final class ZooStoreTests: XCTestCase {
         // Same tensors, different provenance: same content id, so the same entry.
         var b = a
         b.provenance.commandLine = ["something", "else"]
-        let again = try zoo.add(b, name: "two", tags: ["t"])
+        let again = try zoo.add(b)
         XCTAssertFalse(again.added)
         XCTAssertEqual(again.id, first.id)
         XCTAssertEqual(again.name, "one")
+        XCTAssertEqual(again.labelsAdded, [])
+        XCTAssertEqual(try ZooTestSupport.snapshot(layout.root), before)
+        // A second name is refused (labels on re-import follow the rules of tag: ZooRobustnessTests).
+        XCTAssertThrowsError(try zoo.add(b, name: "two", tags: ["t"])) { XCTAssertTrue("\($0)".contains("already named 'one'"), "\($0)") }
         XCTAssertEqual(try ZooTestSupport.snapshot(layout.root), before)
         XCTAssertEqual(try zoo.list().count, 1)
     }

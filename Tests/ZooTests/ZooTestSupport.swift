@@ -115,11 +115,11 @@ enum BisslBinary {
         var stderr: String
     }
 
-    /// Runs `bissl args...` to completion.
-    static func run(_ args: [String], environment: [String: String]? = nil) throws -> Result {
+    /// Runs `bissl args...` to completion (or `executable args...`, e.g. `setpriv ... bissl ...`).
+    static func run(_ args: [String], environment: [String: String]? = nil, executable: URL? = nil) throws -> Result {
         guard let url else { throw CheckpointError.io("bissl binary not found next to the test bundle: run swift build --build-tests first or set BISSL_BIN") }
         let process = Process()
-        process.executableURL = url
+        process.executableURL = executable ?? url
         process.arguments = args
         if let environment { process.environment = environment }
         let out = Pipe(), err = Pipe()

@@ -18,7 +18,11 @@ final class Catalog {
     /// `CatalogSchema.currentVersion`.
     /// - Throws: `CheckpointError.unsupported` for a catalog of a newer schema (left untouched),
     ///   `CheckpointError.io` when SQLite cannot open or write it.
-    init(url: URL, create: Bool) throws {
+    /// - Parameter readOnly: the caller only reads. When this process may write the zoo folder and
+    ///   the catalog, the connection is the usual one (it issues no writes, and closing it removes the
+    ///   -wal/-shm files as before). When it may not (a zoo of another user), the catalog is opened with
+    ///   `SQLITE_OPEN_READONLY` (GRDB `Configuration.readonly`), see `ReadMode`.
+    init(url: URL, create: Bool, readOnly: Bool = false) throws {
         self.url = url
         let exists = FileManager.default.fileExists(atPath: url.path)
         if !exists && !create {
@@ -31,10 +35,33 @@ final class Catalog {
         config.busyMode = .timeout(Self.busyTimeout)
         config.foreignKeysEnabled = true
         config.label = "bissl-catalog"
+        let dir = url.deletingLastPathComponent().path
+        let mode = readOnly ? Self.readMode(canWrite: access(dir, W_OK) == 0 && access(url.path, W_OK) == 0,
+                                            walExists: FileManager.default.fileExists(atPath: url.path + "-wal")) : .readWrite
+        var path = url.path
+        switch mode {
+        case .readWrite: break
+        case .readOnly: config.readonly = true
+        case .immutable:
+            config.readonly = true
+            // SQLite URI filename (https://www.sqlite.org/uri.html); Debian's libsqlite3 is built with
+            // SQLITE_USE_URI=1, so a `file:` path is read as a URI by sqlite3_open_v2.
+            let escaped = path.replacingOccurrences(of: "%", with: "%25").replacingOccurrences(of: "?", with: "%3f")
+                .replacingOccurrences(of: "#", with: "%23")
+            path = "file:\(escaped)?mode=ro&immutable=1"
+        }
         do {
-            queue = try DatabaseQueue(path: url.path, configuration: config)
+            queue = try DatabaseQueue(path: path, configuration: config)
         } catch {
             throw Self.describe(error, url: url)
+        }
+        if mode != .readWrite {
+            let live = try read { try CatalogSchema.version($0) }
+            try CatalogSchema.checkNotNewer(live, path: url.path)
+            guard live >= CatalogSchema.currentVersion else {
+                throw CheckpointError.io("\(url.path): the catalog has schema version \(live), this bissl needs \(CatalogSchema.currentVersion); run any writing bissl command once as a user who can write the zoo")
+            }
+            return
         }
         if version < CatalogSchema.currentVersion {
             // WAL is a persistent property of the database file: set once here, when the catalog is
@@ -71,6 +98,24 @@ final class Catalog {
             throw CheckpointError.corrupt("\(url.path): the catalog is not an SQLite database; rebuild it with bissl verify --reindex")
         }
         return header[60..<64].reduce(0) { $0 << 8 | Int($1) }
+    }
+
+    /// How a read-only command opens the catalog.
+    enum ReadMode: Equatable {
+        /// The usual read-write connection (this process may write the zoo; it only reads).
+        case readWrite
+        /// `SQLITE_OPEN_READONLY`: another user's zoo with a -wal file (a writer is active or was
+        /// killed); SQLite reads the WAL through the existing -shm file (https://www.sqlite.org/wal.html#readonly).
+        case readOnly
+        /// `SQLITE_OPEN_READONLY` with the `immutable` URI parameter: another user's zoo with no
+        /// -wal file, where SQLite could not create the -shm file a WAL reader needs. Every commit
+        /// is then in the main file; a writer starting meanwhile writes to its WAL, which this
+        /// short-lived reader does not see.
+        case immutable
+    }
+
+    static func readMode(canWrite: Bool, walExists: Bool) -> ReadMode {
+        canWrite ? .readWrite : walExists ? .readOnly : .immutable
     }
 
     /// Runs `body` in one IMMEDIATE transaction; commits when it returns, rolls back when it throws.

@@ -159,8 +159,12 @@ public struct CheckpointDiff: Codable, Sendable {
         public var weightsChanged: Bool
         public var bnStatisticsChanged: Bool
         public var countersChanged: Bool
-        /// Relative change over all weight tensors comparable on both sides; nil when undefined.
+        /// Relative change over all weight tensors comparable on both sides; nil when undefined, and
+        /// nil when the architectures differ (a few same-shape tensors say nothing about the rest).
         public var relativeChange: Double?
+        /// `resnet18 -> resnet50` when both sides name an architecture and the labels differ: the
+        /// weights are then not comparable.
+        public var architecturesDiffer: String? = nil
     }
 
     /// Labels of the two sides (entry ids or names), as the caller gave them.
@@ -215,13 +219,19 @@ public struct CheckpointDiff: Codable, Sendable {
             sections.first { $0.section == s }.map { $0.total != $0.unchanged } ?? false
         }
         let comparable = entries.filter { $0.section == .weights && $0.delta != nil }
+        var archChange: String?
+        if let archA = a.architecture?.label, let archB = b.architecture?.label, archA != archB {
+            archChange = "\(archA) -> \(archB)"
+            stages = stages.map { var s = $0; s.relativeChange = nil; return s }
+        }
         summary = Summary(
             identical: entries.allSatisfy { $0.status == .unchanged } && provenance.isEmpty
                 && hyperparameters.isEmpty && architecture.isEmpty,
             weightsChanged: differs(.weights),
             bnStatisticsChanged: differs(.bnStatistics),
             countersChanged: differs(.counters),
-            relativeChange: Self.relative(comparable))
+            relativeChange: archChange == nil ? Self.relative(comparable) : nil,
+            architecturesDiffer: archChange)
     }
 
     /// The section for `section`.

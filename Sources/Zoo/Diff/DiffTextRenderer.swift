@@ -15,6 +15,9 @@ public enum DiffTextRenderer {
             out.append("  identical: same tensors, architecture and provenance")
             return out.joined(separator: "\n") + "\n"
         }
+        if let change = diff.summary.architecturesDiffer {
+            out.append("  architectures differ (\(change)): weights not comparable")
+        }
         out.append("")
         out += summary(diff)
         out.append("")
@@ -61,6 +64,13 @@ public enum DiffTextRenderer {
         return ["summary"] + table.lines()
     }
 
+    /// A stage's structural notes for the table: all of them up to 3, else the count and the first 3
+    /// (the JSON report keeps every note).
+    static func shortNotes(_ notes: [String]) -> String {
+        guard notes.count > 3 else { return notes.joined(separator: "; ") }
+        return "\(notes.count) tensors: " + notes.prefix(3).joined(separator: "; ") + "; ..."
+    }
+
     static func counts(_ s: CheckpointDiff.Section) -> String {
         var parts: [String] = []
         if s.changed > 0 { parts.append("\(s.changed) changed") }
@@ -76,7 +86,7 @@ public enum DiffTextRenderer {
             table.add([s.stage, s.status.rawValue, "\(s.changedWeights)/\(s.weightTensors)",
                        DiffFormat.optional(s.relativeChange), DiffFormat.optional(s.l2),
                        "\(s.changedBNStatistics)/\(s.bnStatistics)", "\(s.changedCounters)/\(s.counters)",
-                       s.notes.joined(separator: "; ")])
+                       shortNotes(s.notes)])
         }
         return ["stages (changed/total tensors; relative = ||B - A|| / ||A|| over the stage's weights)"]
             + table.lines()

@@ -6,8 +6,11 @@ import GRDB
 public struct ImportResult: Codable, Equatable, Sendable {
     /// Full content id of the entry.
     public var id: String
-    /// False when the zoo already listed this content (nothing was changed then).
+    /// False when the zoo already listed this content (then only `labelsAdded` changed).
     public var added: Bool
+    /// Labels given to an entry the zoo already listed that it did not hold yet (applied now, as
+    /// `bissl tag` would); empty for a new entry.
+    public var labelsAdded: [String] = []
     /// The entry's name and tags after the import.
     public var name: String?
     public var tags: [String]
@@ -26,10 +29,12 @@ extension Zoo {
     /// - Parameters:
     ///   - name: the entry's name (unique in the zoo, `LabelRules`).
     ///   - tags: further labels (unique in the zoo).
-    /// - Returns: `added == false` when the content is already listed: then nothing changes, and
-    ///   `name`/`tags` given here are not applied (use `tag`).
-    /// - Throws: `CheckpointError.invalid` for a bad or taken label or provenance outside the schema
-    ///   (`ProvenanceCheck`), `.io` when the zoo cannot be written.
+    /// - Returns: `added == false` when the content is already listed: then `name`/`tags` it does not
+    ///   hold yet are applied to that entry (same rules as `tag`; a second name is refused) and
+    ///   listed in `labelsAdded`; nothing else changes.
+    /// - Throws: `CheckpointError.invalid` for a bad or taken label, provenance outside the schema
+    ///   (`ProvenanceCheck`) or naming the entry's own id as a parent, `.io` when the zoo cannot be
+    ///   written.
     public func add(_ checkpoint: Checkpoint, name: String? = nil, tags: [String] = []) throws -> ImportResult {
         let labels = (name.map { [($0, LabelKind.name)] } ?? []) + tags.map { ($0, LabelKind.tag) }
         var seen = Set<String>()
@@ -42,7 +47,14 @@ extension Zoo {
             throw CheckpointError.invalid("cannot import: provenance does not satisfy schemas/provenance.schema.json: \(violations.joined(separator: "; "))")
         }
         let id = ContentID.compute(checkpoint)
-        if let existing = try existingResult(id) { return existing }
+        if checkpoint.provenance.parents.contains(where: { $0.id == id }) {
+            throw CheckpointError.invalid("cannot import: provenance names the checkpoint's own content id \(id.prefix(12)) as its parent (a lineage cycle)")
+        }
+        if let existing = try existingResult(id) {
+            if labels.isEmpty { return existing }
+            try requireWritable()
+            return try catalog.write { db in try labelExisting(id, labels, db) }
+        }
         try requireWritable()
         // Refuse taken labels before the (possibly long) write; checked again under the lock.
         try catalog.read { db in try Self.checkLabelsFree(labels, for: id, db) }
@@ -54,7 +66,7 @@ extension Zoo {
         let object = layout.objectURL(id)
         let result: ImportResult = try catalog.write { db in
             if try Catalog.exists(id, db) {
-                return try existingResult(id, db)!
+                return try labelExisting(id, labels, db)
             }
             try Self.checkLabelsFree(labels, for: id, db)
             var placedObject = false
@@ -85,6 +97,27 @@ extension Zoo {
         }
         // A removed entry imported again is listed again: its tombstone is obsolete.
         if result.added { unlink(layout.tombstoneURL(id).path) }
+        return result
+    }
+
+    /// Applies `labels` the listed entry `id` does not hold yet (refs first, then rows, inside the
+    /// caller's write transaction) and returns its result with `labelsAdded`.
+    private func labelExisting(_ id: String, _ labels: [(String, LabelKind)], _ db: Database) throws -> ImportResult {
+        try Self.checkLabelsFree(labels, for: id, db)
+        let held = Set(try Catalog.labels(of: id, db).map(\.label))
+        var written: [(String, LabelKind)] = []
+        do {
+            for (label, kind) in labels where !held.contains(label) {
+                try RefFiles.write(label, kind: kind, id: id, layout: layout)
+                written.append((label, kind))
+                try Catalog.addLabel(label, kind: kind, id: id, db)
+            }
+        } catch {
+            for (label, kind) in written { try? RefFiles.remove(label, kind: kind, layout: layout) }
+            throw error
+        }
+        var result = try existingResult(id, db)!
+        result.labelsAdded = written.map(\.0)
         return result
     }
 

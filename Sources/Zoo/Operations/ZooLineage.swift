@@ -56,34 +56,32 @@ public struct ZooLineage: Codable, Equatable, Sendable {
 extension Zoo {
     /// Lineage of the entry REF names: the transitive closure of lineage edges upward (ancestors),
     /// downward (descendants) or both, with every node described (listed, removed or unknown).
-    /// Computed with recursive SQL over the indexed `edges` table.
+    /// Computed breadth-first over the indexed `edges` table with a visited set, so lineage cycles
+    /// (possible with hand-made provenance) terminate.
     public func lineage(_ ref: String, direction: ZooLineage.Direction = .both) throws -> ZooLineage {
         try catalog.read { db in
             let root = try Self.resolve(ref, db, zoo: layout.root.path)
+            // Breadth-first over the indexed edges with a visited set: provenance comes from imported
+            // files, so cycles (A -> B -> A, self-parents) must end the walk, not loop it.
             var distance: [String: Int] = [root: 0]
-            func collect(_ sql: String) throws {
-                for row in try Row.fetchAll(db, sql: sql, arguments: [root]) {
-                    let id: String = row["id"]
-                    let d: Int = row["d"]
-                    if distance[id].map({ d < $0 }) ?? true { distance[id] = d }
+            func walk(_ sql: String) throws {
+                var frontier = [root]
+                var seen: Set<String> = [root]
+                var d = 0
+                while !frontier.isEmpty {
+                    d += 1
+                    var next: [String] = []
+                    for id in frontier {
+                        for neighbour in try String.fetchAll(db, sql: sql, arguments: [id]) where seen.insert(neighbour).inserted {
+                            next.append(neighbour)
+                            if distance[neighbour].map({ d < $0 }) ?? true { distance[neighbour] = d }
+                        }
+                    }
+                    frontier = next
                 }
             }
-            if direction != .down {
-                try collect("""
-                    WITH RECURSIVE up(id, d) AS (
-                        SELECT ?, 0
-                        UNION SELECT e.parent, up.d + 1 FROM edges e JOIN up ON e.child = up.id)
-                    SELECT id, min(d) AS d FROM up GROUP BY id
-                    """)
-            }
-            if direction != .up {
-                try collect("""
-                    WITH RECURSIVE down(id, d) AS (
-                        SELECT ?, 0
-                        UNION SELECT e.child, down.d + 1 FROM edges e JOIN down ON e.parent = down.id)
-                    SELECT id, min(d) AS d FROM down GROUP BY id
-                    """)
-            }
+            if direction != .down { try walk("SELECT parent FROM edges WHERE child = ? ORDER BY position") }
+            if direction != .up { try walk("SELECT child FROM edges WHERE parent = ?") }
             let ordered = distance.sorted { ($0.value, $0.key) < ($1.value, $1.key) }.map(\.key)
             let members = Set(ordered)
             let listed = Dictionary(try Catalog.records(ListFilter(ids: ordered), db).map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })

@@ -22,6 +22,12 @@ extension Zoo {
     /// - Throws: `CheckpointError.unsupported` for a catalog of a newer schema (left untouched),
     ///   `.io` when the zoo does not exist or cannot be written.
     public static func reindex(_ layout: ZooLayout) throws -> ReindexReport {
+        try reindex(layout, onlyIfEmpty: false)!
+    }
+
+    /// `reindex`; with `onlyIfEmpty`, does nothing and returns nil when, under the write lock, the
+    /// catalog already lists entries (another process rebuilt it first).
+    static func reindex(_ layout: ZooLayout, onlyIfEmpty: Bool) throws -> ReindexReport? {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: layout.objects.path, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw CheckpointError.io("no zoo at \(layout.root.path) (no objects/ directory)")
@@ -29,7 +35,7 @@ extension Zoo {
         var movedAside: String?
         let zoo: Zoo
         do {
-            zoo = try Zoo.open(layout, create: true)
+            zoo = try Zoo.openCatalog(layout, create: true)
         } catch CheckpointError.corrupt {
             let aside = layout.catalog.path + ".damaged-\(Int(Date().timeIntervalSince1970))"
             guard rename(layout.catalog.path, aside) == 0 else {
@@ -38,17 +44,18 @@ extension Zoo {
             unlink(layout.catalog.path + "-wal")
             unlink(layout.catalog.path + "-shm")
             movedAside = aside
-            zoo = try Zoo.open(layout, create: true)
+            zoo = try Zoo.openCatalog(layout, create: true)
         }
         defer { try? zoo.close() }
-        var report = try zoo.rebuild()
+        guard var report = try zoo.rebuild(onlyIfEmpty: onlyIfEmpty) else { return nil }
         report.movedAside = movedAside
         return report
     }
 
-    private func rebuild() throws -> ReindexReport {
+    private func rebuild(onlyIfEmpty: Bool) throws -> ReindexReport? {
         try requireWritable()
-        return try catalog.write { db in
+        return try catalog.write { db -> ReindexReport? in
+            if onlyIfEmpty, try !Catalog.allIDs(db).isEmpty { return nil }
             try Catalog.clear(db)
             let scan = ZooScan(layout)
             var skipped: [String] = []

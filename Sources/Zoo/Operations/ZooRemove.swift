@@ -30,7 +30,7 @@ extension Zoo {
         var trashed: URL?
         let result: RemoveResult = try catalog.write { db in
             let id = try Self.resolve(ref, db, zoo: layout.root.path)
-            let children = try Catalog.children(of: id, db).filter { try Catalog.exists($0, db) }
+            let children = try Catalog.children(of: id, db).filter { try $0 != id && Catalog.exists($0, db) }
             let labels = try Catalog.labels(of: id, db)
             if !children.isEmpty && !force {
                 let shown = try children.prefix(5).map { child -> String in

@@ -48,6 +48,7 @@ extension Zoo {
             findings += try verifyEntry(id, scan: scan)
         }
         if refs == nil {
+            findings += try lineageCycles()
             findings += try zooLeftovers(scan)
         }
         return VerifyReport(checked: ids.count, findings: findings)
@@ -100,12 +101,47 @@ extension Zoo {
         return out
     }
 
+    /// One problem per lineage cycle found among the catalog's edges (an entry that is its own
+    /// ancestor, e.g. A -> B -> A or a self-parent from hand-made provenance). Iterative depth-first
+    /// search: a cycle is an edge back to an entry on the current path.
+    func lineageCycles() throws -> [VerifyReport.Finding] {
+        let edges = try catalog.read { db in try Row.fetchAll(db, sql: "SELECT child, parent FROM edges ORDER BY child, position") }
+        var parents: [String: [String]] = [:]
+        for row in edges { parents[row[0] as String, default: []].append(row[1]) }
+        var done = Set<String>()
+        var out: [VerifyReport.Finding] = []
+        for start in parents.keys.sorted() where !done.contains(start) {
+            var path: [String] = [start]
+            var onPath: Set<String> = [start]
+            var next: [Int] = [0]  // index of the next parent to visit, per path element
+            while let id = path.last {
+                let list = parents[id] ?? []
+                let i = next[next.count - 1]
+                if i == list.count {
+                    done.insert(id); onPath.remove(id); path.removeLast(); next.removeLast()
+                    continue
+                }
+                next[next.count - 1] += 1
+                let parent = list[i]
+                if onPath.contains(parent) {
+                    let cycle = path[path.lastIndex(of: parent)!...] + [parent]
+                    out.append(.init(level: .problem, id: parent, path: nil,
+                                     message: "lineage cycle: " + cycle.map { String($0.prefix(12)) }.joined(separator: " -> ")
+                                        + " (provenance names an entry as its own ancestor)"))
+                } else if !done.contains(parent) {
+                    path.append(parent); onPath.insert(parent); next.append(0)
+                }
+            }
+        }
+        return out
+    }
+
     private func zooLeftovers(_ scan: ZooScan) throws -> [VerifyReport.Finding] {
         var out: [VerifyReport.Finding] = []
         let (listed, labels) = try catalog.read { db in (try Catalog.allIDs(db), try Catalog.allLabels(db)) }
         for (id, url) in scan.objects.sorted(by: { $0.key < $1.key }) where !listed.contains(id) {
             out.append(.init(level: .leftover, id: id, path: url.path,
-                             message: "object not listed in the catalog (interrupted import); bissl gc removes it, bissl verify --reindex lists it"))
+                             message: "object not listed in the catalog (interrupted import or lost catalog); bissl gc or bissl verify --reindex lists it again"))
         }
         for (url, pid) in scan.leftovers where !ZooScan.isAlive(pid) {
             out.append(.init(level: .leftover, id: nil, path: url.path, message: "file left by an interrupted writer; bissl gc removes it"))

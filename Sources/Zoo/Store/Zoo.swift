@@ -13,6 +13,10 @@ import Foundation
 public final class Zoo {
     public let layout: ZooLayout
     let catalog: Catalog
+    /// Set when `open` found the catalog missing, empty or unreadable while `objects/` held objects
+    /// and rebuilt it from the files (`reindex`): one line for the user, e.g.
+    /// `catalog missing: rebuilt from 3 objects`. The CLI prints it on stderr.
+    public internal(set) var notice: String?
 
     private init(layout: ZooLayout, catalog: Catalog) {
         self.layout = layout
@@ -24,7 +28,61 @@ public final class Zoo {
     ///   commands do not, and fail on a missing zoo).
     /// - Throws: `CheckpointError.io` for a missing or unwritable zoo, `.unsupported` for a catalog of
     ///   a newer schema.
-    public static func open(_ layout: ZooLayout, create: Bool = false) throws -> Zoo {
+    ///   - readOnly: open the catalog with `SQLITE_OPEN_READONLY` (GRDB `Configuration.readonly`):
+    ///     the catalog is never written, so a zoo the user may only read can be listed, shown,
+    ///     exported and verified.
+    ///
+    /// A catalog that is missing, zero bytes or not an SQLite database while `objects/` holds object
+    /// files is rebuilt from the files first (`reindex`, under the catalog's write lock) and `notice`
+    /// says so; when the zoo cannot be written, opening fails and points to `bissl verify --reindex`.
+    public static func open(_ layout: ZooLayout, create: Bool = false, readOnly: Bool = false) throws -> Zoo {
+        var notice: String?
+        if let state = missingCatalogState(layout) {
+            let objects = ZooScan(layout).objects.count
+            guard access(layout.root.path, W_OK) == 0, access(layout.objects.path, W_OK) == 0 else {
+                throw CheckpointError.io("the catalog of zoo \(layout.root.path) is \(state) but objects/ holds \(objects) object\(objects == 1 ? "" : "s"); run bissl verify --reindex as a user who can write the zoo")
+            }
+            let report = try reindex(layout, onlyIfEmpty: true)
+            if let report {
+                notice = "catalog \(state): rebuilt from \(report.entries) object\(report.entries == 1 ? "" : "s")"
+                    + (report.movedAside == nil ? "" : " (the damaged catalog was moved aside)")
+            }
+        }
+        let zoo = try openCatalog(layout, create: create, readOnly: readOnly)
+        zoo.notice = notice
+        return zoo
+    }
+
+    /// True when `layout.root` holds a zoo: a catalog, or object files a rebuilt catalog would list.
+    public static func isZoo(_ layout: ZooLayout) -> Bool {
+        FileManager.default.fileExists(atPath: layout.catalog.path) || missingCatalogState(layout) != nil
+    }
+
+    /// "missing", "empty" or "unreadable" when the catalog file is so while `objects/` holds at least
+    /// one object file; nil otherwise (including a new zoo with no objects).
+    static func missingCatalogState(_ layout: ZooLayout) -> String? {
+        let path = layout.catalog.path
+        let state: String
+        if !FileManager.default.fileExists(atPath: path) {
+            state = "missing"
+        } else {
+            let size = ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.int64Value ?? 0
+            if size == 0 {
+                state = "empty"
+            } else if let handle = FileHandle(forReadingAtPath: path) {
+                let header = (try? handle.read(upToCount: 16)) ?? Data()
+                try? handle.close()
+                guard header != Data("SQLite format 3\u{0}".utf8) else { return nil }
+                state = "unreadable"
+            } else {
+                return nil  // unreadable for permissions: reported by SQLite when opened
+            }
+        }
+        return ZooScan(layout).objects.isEmpty ? nil : state
+    }
+
+    /// `open` without the missing-catalog check (used by `reindex` itself).
+    static func openCatalog(_ layout: ZooLayout, create: Bool, readOnly: Bool = false) throws -> Zoo {
         let fm = FileManager.default
         var isDirectory: ObjCBool = false
         let exists = fm.fileExists(atPath: layout.root.path, isDirectory: &isDirectory)
@@ -40,7 +98,10 @@ public final class Zoo {
                 throw CheckpointError.io("zoo \(layout.root.path) is not writable")
             }
         }
-        let catalog = try Catalog(url: layout.catalog, create: create)
+        if !create && !readOnly, access(layout.root.path, W_OK) != 0 || access(layout.catalog.path, W_OK) != 0 {
+            throw CheckpointError.io("zoo \(layout.root.path) is not writable (\(String(cString: strerror(errno)))); reading commands (list, show, export, diff, lineage, verify) still work")
+        }
+        let catalog = try Catalog(url: layout.catalog, create: create, readOnly: readOnly && !create)
         return Zoo(layout: layout, catalog: catalog)
     }
 
@@ -96,24 +157,28 @@ public final class Zoo {
         return record
     }
 
-    /// Reads a listed entry's object file and checks that it holds the content it is named after.
-    /// - Parameter verifyContentID: recompute the content id from the tensors (slower; `verify`
-    ///   does it); otherwise only the stored `content_id` attribute is compared with the file name.
-    /// - Throws: `CheckpointError.io` for a missing object, `.corrupt` for a damaged one.
-    public func checkpoint(_ id: String, verifyContentID: Bool = false) throws -> Checkpoint {
+    /// Reads an entry's object file and checks that it holds the content it is named after.
+    /// - Parameter verifyContentID: recompute the content id from the tensors (`ContentID.compute`)
+    ///   and compare it with `id` (default; `export`, `diff`, `show` rely on it); when false only the
+    ///   stored `content_id` attribute is compared with `id`.
+    /// - Throws: `CheckpointError.io` for a missing object, `.corrupt` for an unreadable one or one
+    ///   holding other content ("object <id> is corrupt: holds content <x>; run bissl verify").
+    public func checkpoint(_ id: String, verifyContentID: Bool = true) throws -> Checkpoint {
         let url = layout.objectURL(id)
         guard FileManager.default.fileExists(atPath: url.path) else {
             throw CheckpointError.io("object file of entry \(id.prefix(12)) is missing (\(url.path)); run bissl verify")
         }
         let checkpoint: Checkpoint
+        let stored: String
         do {
-            checkpoint = try CheckpointFile.read(url, verifyContentID: verifyContentID)
+            checkpoint = try CheckpointFile.read(url, verifyContentID: false)
+            stored = try CheckpointFile.storedContentID(url)
         } catch let error as CheckpointError {
             throw CheckpointError.corrupt("object of entry \(id.prefix(12)) is damaged: \(error.description)")
         }
-        let stored = try CheckpointFile.storedContentID(url)
-        guard stored == id else {
-            throw CheckpointError.corrupt("object of entry \(id.prefix(12)) holds content \(stored.prefix(12)), not \(id.prefix(12)); run bissl verify")
+        let actual = verifyContentID ? ContentID.compute(checkpoint) : stored
+        guard actual == id, stored == id else {
+            throw CheckpointError.corrupt("object \(id.prefix(12)) is corrupt: holds content \((actual != id ? actual : stored).prefix(12)); run bissl verify")
         }
         return checkpoint
     }
@@ -136,6 +201,6 @@ public final class Zoo {
 
     /// Listed entries that name `id` as a parent.
     public func children(of id: String) throws -> [String] {
-        try catalog.read { db in try Catalog.children(of: id, db).filter { try Catalog.exists($0, db) } }
+        try catalog.read { db in try Catalog.children(of: id, db).filter { try $0 != id && Catalog.exists($0, db) } }
     }
 }

@@ -10,6 +10,7 @@ import Foundation
 /// <root>/tombstones/<id>.json          provenance of removed entries that descendants still name
 /// <root>/tmp/                          staging area of running imports (pid in every file name)
 /// <root>/trash/                        objects being removed, deleted right after the commit
+/// <root>/damaged/                      unlisted objects gc found unreadable or mismatched (kept)
 /// <root>/catalog.sqlite                the index (SQLite, WAL), rebuildable from the files above
 /// ```
 public struct ZooLayout: Sendable, Equatable {
@@ -31,6 +32,8 @@ public struct ZooLayout: Sendable, Equatable {
     public var tmp: URL { root.appendingPathComponent("tmp", isDirectory: true) }
     public var trash: URL { root.appendingPathComponent("trash", isDirectory: true) }
     public var catalog: URL { root.appendingPathComponent("catalog.sqlite") }
+    /// Unlisted objects `gc` found unreadable or not matching their name, moved aside (made on demand).
+    public var damaged: URL { root.appendingPathComponent("damaged", isDirectory: true) }
 
     /// Every directory `Zoo.open(create: true)` makes.
     var directories: [URL] {
