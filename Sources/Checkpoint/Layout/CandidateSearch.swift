@@ -43,12 +43,16 @@ enum CandidateSearch {
             var tensors = OrderedDictionary<String, SourceTensor>()
             var others: [String] = []
             var metadata: ObjectValue?
+            var opaque = 0
             for e in entries {
                 let key = e.key.keyText
                 if key == "_metadata", case .dict = e.value { metadata = e.value; continue }
+                if case .opaque = e.value { opaque += 1 }
                 if case .tensor(let t) = e.value, e.key.stringValue != nil { tensors[key] = t } else { others.append(key) }
             }
-            if !tensors.isEmpty && tensors.count * 2 > tensors.count + others.count {
+            // An opaque field (a global we never run, already warned about by the reader) is a
+            // non-tensor entry that is dropped, but it does not count against "mostly tensors".
+            if !tensors.isEmpty && tensors.count * 2 > tensors.count + others.count - opaque {
                 result.dicts.append(TensorDict(path: path, tensors: tensors, otherKeys: others, metadata: metadata))
             }
             for e in entries {

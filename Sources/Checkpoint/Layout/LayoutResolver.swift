@@ -4,7 +4,8 @@ import Collections
 ///
 /// Rules, applied in this order (each applied rule is recorded in `Resolution.rules`):
 /// 1. **Candidates.** Every dict in the object tree whose values are mostly tensors (more than half
-///    of its entries, `_metadata` not counted) is a tensor dict, at any key path (`state_dict`,
+///    of its entries, neither `_metadata` nor opaque values — objects built from a global we do not
+///    run, dropped with the reader's warning — counted) is a tensor dict, at any key path (`state_dict`,
 ///    `model`, `model_ema`, `student`, `teacher`, list elements `0`, `1`, ...). Inside a tensor dict,
 ///    every key prefix `P` (empty or ending in `.`) followed by `conv1.*`, `bn1.*` or `layerN.<i>.*`
 ///    is a backbone candidate; its score is the number of canonical backbone keys of its (guessed)
