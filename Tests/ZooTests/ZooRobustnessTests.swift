@@ -283,3 +283,27 @@ final class ZooRobustnessTests: XCTestCase {
         XCTAssertEqual(r.stdout.components(separatedBy: warning).count - 1, 1, r.stdout)
     }
 }
+
+extension ZooRobustnessTests {
+    /// The breadth-first walk that replaced the recursive SQL stays fast on a 1,000-deep chain
+    /// (the bench target for `bissl lineage --up` is 100 ms for the whole command).
+    func testLineageOfAThousandDeepChainIsFast() throws {
+        let (zoo, _) = try makeZoo()
+        let ids = (0..<1000).map { String(format: "%064x", $0 + 1) }
+        let base = ZooTestSupport.checkpoint(seed: 480)
+        try zoo.catalog.write { db in
+            for (i, id) in ids.enumerated() {
+                var c = base
+                c.provenance.parents = i == 0 ? [] : [.init(id: ids[i - 1], relation: "finetuned-from")]
+                try Catalog.insert(EntrySummary(id: id, checkpoint: c, size: 1, modified: Date()), db)
+            }
+        }
+        let start = Date()
+        let lineage = try zoo.lineage(ids[999], direction: .up)
+        let seconds = Date().timeIntervalSince(start)
+        XCTAssertEqual(lineage.nodes.map(\.id), ids.reversed())
+        XCTAssertEqual(lineage.edges.count, 999)
+        XCTAssertLessThan(seconds, 0.5, "lineage of 1,000 entries took \(seconds) s")
+        print("lineage --up of a 1,000-deep chain: \(String(format: "%.1f", seconds * 1000)) ms (debug build)")
+    }
+}

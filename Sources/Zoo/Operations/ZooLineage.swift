@@ -65,6 +65,7 @@ extension Zoo {
             // files, so cycles (A -> B -> A, self-parents) must end the walk, not loop it.
             var distance: [String: Int] = [root: 0]
             func walk(_ sql: String) throws {
+                let statement = try db.cachedStatement(sql: sql)
                 var frontier = [root]
                 var seen: Set<String> = [root]
                 var d = 0
@@ -72,7 +73,7 @@ extension Zoo {
                     d += 1
                     var next: [String] = []
                     for id in frontier {
-                        for neighbour in try String.fetchAll(db, sql: sql, arguments: [id]) where seen.insert(neighbour).inserted {
+                        for neighbour in try String.fetchAll(statement, arguments: [id]) where seen.insert(neighbour).inserted {
                             next.append(neighbour)
                             if distance[neighbour].map({ d < $0 }) ?? true { distance[neighbour] = d }
                         }
