@@ -43,10 +43,33 @@ final class SnifferTests: XCTestCase {
         XCTAssertEqual(try sniff(Data("  <html><body>x</body></html>".utf8)), .html)
     }
 
+    func testDirectoryIsNamed() throws {
+        let dir = try Fixtures.scratch()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        XCTAssertThrowsError(try FileSniffer.sniff(dir)) { error in
+            XCTAssertEqual(error as? CheckpointError, .io("\(dir.path) is a directory"))
+        }
+    }
+
+    func testSingleNpyAndTruncatedSafetensorsAreNamed() throws {
+        XCTAssertEqual(try kind("single.npy"), .npy)
+        XCTAssertEqual(FileKind.npy.describe("single.npy"),
+                       "single.npy is a single NumPy .npy array, not a checkpoint: use numpy.savez to make an .npz")
+        let expected = try JSONDecoder().decode([String: Int].self, from: Data(contentsOf: Fixtures.url("pth/truncated_header.expected.json")))
+        let header = try XCTUnwrap(expected["header_bytes"]), size = try XCTUnwrap(expected["file_bytes"])
+        let k = try kind("truncated_header.safetensors")
+        XCTAssertEqual(k, .truncatedSafetensors(headerBytes: UInt64(header), fileBytes: size))
+        XCTAssertEqual(k.describe("t.safetensors"), "t.safetensors is a truncated safetensors file: header says \(header) bytes, file has \(size)")
+        XCTAssertThrowsError(try Interchange.readSource(Fixtures.url("pth/single.npy"))) { error in
+            XCTAssertEqual(error as? CheckpointError, .notACheckpoint(FileKind.npy.describe("single.npy")))
+        }
+    }
+
     func testDescriptionsAreOneLine() {
         let kinds: [FileKind] = [.pytorchZip, .pytorchLegacy, .pytorchTar, .torchScript, .rawPickle(globals: ["a.b"]),
                                  .safetensors, .hdf5, .npz, .zip(firstEntry: "x"), .html, .text(firstLine: "t"),
-                                 .gitLFSPointer(oid: "ab", size: 3), .empty, .unknown(firstBytes: "00")]
+                                 .gitLFSPointer(oid: "ab", size: 3), .empty, .npy, .truncatedSafetensors(headerBytes: 9, fileBytes: 5),
+                                 .unknown(firstBytes: "00")]
         for k in kinds {
             let d = k.describe("model.pth")
             XCTAssertTrue(d.hasPrefix("model.pth is "), d)

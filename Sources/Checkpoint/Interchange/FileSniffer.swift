@@ -28,6 +28,11 @@ public enum FileKind: Equatable, Sendable {
     case gitLFSPointer(oid: String, size: Int)
     /// Zero bytes.
     case empty
+    /// A single NumPy array (`numpy.save`, magic `\x93NUMPY`), not a dict of them.
+    case npy
+    /// A safetensors header length (`headerBytes`, the leading u64) longer than the file's
+    /// `fileBytes` allow: a cut-off download or copy.
+    case truncatedSafetensors(headerBytes: UInt64, fileBytes: Int)
     /// None of the above; the first bytes in hex.
     case unknown(firstBytes: String)
 
@@ -52,6 +57,9 @@ public enum FileKind: Equatable, Sendable {
         case .gitLFSPointer(let oid, let size):
             return "\(fileName) is a Git LFS pointer, not the file itself: oid sha256:\(oid), expected size \(size) bytes (run git lfs pull, or download the real file)"
         case .empty: return "\(fileName) is empty (0 bytes)"
+        case .npy: return "\(fileName) is a single NumPy .npy array, not a checkpoint: use numpy.savez to make an .npz"
+        case .truncatedSafetensors(let header, let file):
+            return "\(fileName) is a truncated safetensors file: header says \(header) bytes, file has \(file)"
         case .unknown(let bytes): return "\(fileName) is not a recognised checkpoint format (first bytes: \(bytes))"
         }
     }
@@ -64,15 +72,20 @@ public enum FileKind: Equatable, Sendable {
 /// protocols 4-5 put a `FRAME` before the `8a 0a`);
 /// tar `ustar` at byte 257 (POSIX.1-1988); HDF5 `\x89HDF\r\n\x1a\n` at 0, 512, 1024, ... (HDF5 file
 /// format spec, superblock); safetensors = u64 LE header length then `{`
-/// (https://huggingface.co/docs/safetensors); Git LFS pointer = `version https://git-lfs.github.com/spec/v1`
+/// (https://huggingface.co/docs/safetensors), truncated when that length passes the end of the
+/// file; `.npy` = `\x93NUMPY` (numpy.lib.format); Git LFS pointer = `version https://git-lfs.github.com/spec/v1`
 /// with `oid sha256:` and `size` lines (Git LFS spec, docs/spec.md); raw pickle = `PROTO` 2-5 (`80 0x`)
 /// not followed by the torch magic number, or a protocol 0/1 opcode stream ending in `STOP` at the
 /// end of the file.
 public enum FileSniffer {
     static let legacyMagic: [UInt8] = [0x80, 0x02, 0x8A, 0x0A, 0x6C, 0xFC, 0x9C, 0x46, 0xF9, 0x20, 0x6A, 0xA8, 0x50, 0x19]
 
-    /// - Throws: `CheckpointError.io` when the file cannot be read.
+    /// - Throws: `CheckpointError.io` when the file cannot be read or is a directory.
     public static func sniff(_ url: URL) throws -> FileKind {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw CheckpointError.io("\(url.path) is a directory")
+        }
         let data: Data
         do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
             throw CheckpointError.io("cannot read \(url.path): \(error.localizedDescription)")
@@ -104,7 +117,12 @@ public enum FileSniffer {
         if size >= 10 {
             let n = bytes.prefix(8).withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
             if n >= 2, n <= UInt64(size - 8), head[8] == UInt8(ascii: "{") { return .safetensors }
+            // `{"` right after the length, which is larger than the rest of the file.
+            if n >= 2, n > UInt64(size - 8), head[8] == UInt8(ascii: "{"), head[9] == UInt8(ascii: "\"") {
+                return .truncatedSafetensors(headerBytes: n, fileBytes: size)
+            }
         }
+        if starts(with: [0x93] + Array("NUMPY".utf8)) { return .npy }
         // Protocol 0/1 pickles have no PROTO opcode and are mostly text: a walk that ends with STOP
         // exactly at the end of the file, having named at least one global, is a pickle.
         if [UInt8(ascii: "("), UInt8(ascii: "c"), UInt8(ascii: "]"), UInt8(ascii: "}")].contains(head[0]) {

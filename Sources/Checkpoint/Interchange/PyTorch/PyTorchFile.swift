@@ -34,7 +34,7 @@ public enum PyTorchFile {
             // A zip whose central directory could not be listed (damaged) or with an unexpected
             // layout: let the zip reader give the precise reason.
             return try PyTorchZipReader.read(url)
-        case .rawPickle, .html, .text, .gitLFSPointer, .empty, .unknown:
+        case .rawPickle, .html, .text, .gitLFSPointer, .empty, .npy, .truncatedSafetensors, .unknown:
             throw CheckpointError.notACheckpoint(kind.describe(file))
         }
     }
