@@ -8,7 +8,7 @@ struct ConversionOptions: ParsableArguments {
     var select: String?
 
     @Option(name: .customLong("strip-prefix"), help: ArgumentHelp(
-        "Prefix to strip from every key (e.g. module.). Every key must have it.", valueName: "P"))
+        "Prefix to strip from every key (e.g. module.): whole dot-separated parts ('module' means 'module.'; 'mod' does not match it). Every key must have it.", valueName: "P"))
     var stripPrefix: String?
 
     @Option(help: "Components to keep: backbone or all.")

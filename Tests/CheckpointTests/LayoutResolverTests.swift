@@ -322,6 +322,13 @@ final class LayoutResolverTests: XCTestCase {
             XCTAssertEqual(error as? CheckpointError, .ambiguous("--strip-prefix 'encoder.': 9 of 327 keys in the root dict do not start with it (predictor.0.weight, predictor.0.bias, predictor.1.weight, ...); a prefix is stripped only when every key has it"))
         }
         XCTAssertThrowsError(try LayoutResolver.resolve(T.doc(.dict(try T.resnet(prefix: "module."))), options: .init(stripPrefix: "model.")))
+        // A prefix is whole key segments: 'mod' does not strip 'module.'; 'module' means 'module.'.
+        XCTAssertThrowsError(try LayoutResolver.resolve(T.doc(.dict(try T.resnet(prefix: "module."))), options: .init(stripPrefix: "mod"))) { error in
+            XCTAssertEqual(error as? CheckpointError, .invalid("--strip-prefix 'mod': no key starts with 'mod.' (a prefix is whole dot-separated parts of a key, e.g. 'module.')"))
+        }
+        let noDot = try LayoutResolver.resolve(T.doc(.dict(try T.resnet(prefix: "module."))), options: .init(stripPrefix: "module"))
+        XCTAssertEqual(noDot.strippedPrefix, "module.")
+        XCTAssertNotNil(noDot.components["backbone"]?["conv1.weight"])
         let ok = try LayoutResolver.resolve(T.doc(.dict(try T.resnet(prefix: "module."))), options: .init(stripPrefix: "module."))
         XCTAssertEqual(ok.strippedPrefix, "module.")
     }

@@ -25,8 +25,10 @@ import Collections
 /// 4. **Prefixes.** The backbone's prefix `P` is removed from its keys only (recorded as
 ///    `strippedPrefix`); other keys are never rewritten, and nothing inside a key is ever rewritten
 ///    (`head.module.x` stays). A wrapper shared by every key (`module.`) is reported as such.
-///    `--strip-prefix W` asserts the wrapper: every tensor key of the chosen dict must start with `W`
-///    (refused with the keys that do not) and `P` must start with `W`.
+///    `--strip-prefix W` asserts the wrapper: `W` is whole dot-separated key segments (`module` is
+///    read as `module.`; `mod` does not match `module.x`, refused as "no key starts with 'mod.'"),
+///    every tensor key of the chosen dict must start with `W` (refused with the keys that do not)
+///    and `P` must start with `W`.
 /// 5. **Components.** Backbone keys in torchvision order. `P + fc.*`, and groups next to the backbone,
 ///    become `classifier`, `projector`, `predictor` or are kept under their own name
 ///    (`HeadAssignment`). Keys of another backbone candidate in the same dict, keys with no group
@@ -66,7 +68,14 @@ public enum LayoutResolver {
             throw CheckpointError.invalid("no ResNet backbone keys (conv1.*, bn1.*, layerN.*) in \(walk.dicts.count) dict(s) of tensors; first keys: \(walk.dicts[0].tensors.keys.prefix(3).joined(separator: ", "))")
         }
         var pool = resnetCandidates
-        if let w = options.stripPrefix {
+        // A prefix is whole dot-separated key segments: 'module' means 'module.', 'mod' never
+        // strips 'module.'.
+        let stripPrefix = options.stripPrefix.map { $0.hasSuffix(".") ? $0 : $0 + "." }
+        if let given = options.stripPrefix, let w = stripPrefix {
+            guard given != ".", !given.isEmpty else { throw CheckpointError.invalid("--strip-prefix needs a key prefix such as 'module.'") }
+            guard walk.dicts.contains(where: { $0.tensors.keys.contains { $0.hasPrefix(w) } }) else {
+                throw CheckpointError.invalid("--strip-prefix '\(given)': no key starts with '\(w)' (a prefix is whole dot-separated parts of a key, e.g. 'module.')")
+            }
             pool = pool.filter { $0.prefix.hasPrefix(w) }
             guard !pool.isEmpty else {
                 throw CheckpointError.invalid("--strip-prefix '\(w)': no backbone found under that prefix; candidates: \(list(resnetCandidates))")
@@ -85,7 +94,7 @@ public enum LayoutResolver {
 
         // Wrapper and stripped prefix.
         let p = chosen.prefix
-        if let w = options.stripPrefix {
+        if let w = stripPrefix {
             let lacking = dict.tensors.keys.filter { !$0.hasPrefix(w) }
             guard lacking.isEmpty else {
                 throw CheckpointError.ambiguous("--strip-prefix '\(w)': \(lacking.count) of \(dict.tensors.count) keys in \(where_) do not start with it (\(lacking.prefix(3).joined(separator: ", "))\(lacking.count > 3 ? ", ..." : "")); a prefix is stripped only when every key has it")

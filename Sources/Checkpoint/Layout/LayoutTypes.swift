@@ -16,8 +16,9 @@ public struct LayoutOptions: Equatable, Sendable {
     /// selector that is a leading part of several candidates' selectors picks the one complete
     /// candidate among them.
     public var select: String?
-    /// The wrapper prefix the user states (`module.`): every tensor key of the chosen dict must start
-    /// with it and the backbone must be found under it; refused otherwise.
+    /// The wrapper prefix the user states (`module.`): whole dot-separated key segments (`module` is
+    /// read as `module.`, so `mod` never matches `module.`); every tensor key of the chosen dict must
+    /// start with it and the backbone must be found under it; refused otherwise.
     public var stripPrefix: String?
     public var components: ComponentSelection
 
