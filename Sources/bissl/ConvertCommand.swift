@@ -44,6 +44,7 @@ struct Convert: ParsableCommand {
             throw ValidationError("input and output are the same file")
         }
         try ZooOutput.refuseZooObjectsPath(output)
+        try Interchange.checkOptions(format: format, legacy: legacy, compressed: compress)
         var checkpoint = try Interchange.load(inURL, options: conversion.layout, allowPlainTensors: true)
         // A bissl file is taken as it is: its recorded rules did not run now.
         var rules = CheckpointFile.isHDF5(inURL) ? [] : checkpoint.provenance.source?.rules ?? []

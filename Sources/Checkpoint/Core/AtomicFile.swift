@@ -7,7 +7,12 @@ import Foundation
 public enum AtomicFile {
     /// Calls `body` with the temporary path to fill, then publishes it at `url`.
     /// - Throws: whatever `body` throws, or `CheckpointError.io` when flushing or renaming fails.
-    public static func write(to url: URL, _ body: (URL) throws -> Void) throws {
+    ///
+    /// When `url` is a symbolic link (possibly to a file not yet existing), the link's target is
+    /// written and the link stays, as `open(2)` with `O_TRUNC` would do, instead of replacing the
+    /// link by a regular file: the temporary goes next to the target and is renamed over it.
+    public static func write(to requested: URL, _ body: (URL) throws -> Void) throws {
+        let url = try finalTarget(of: requested)
         let dir = url.deletingLastPathComponent()
         let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         let token = TemporaryFiles.register(tmp.path)
@@ -32,6 +37,26 @@ public enum AtomicFile {
                 throw CheckpointError.io("cannot write \(url.path): \(String(cString: strerror(errno)))")
             }
         }
+    }
+
+    /// `url` with symbolic links in its last component followed (relative targets resolved against
+    /// the link's folder), up to 40 links as Linux's `MAXSYMLINKS`.
+    /// - Throws: `CheckpointError.io` for a link loop or an unreadable link.
+    static func finalTarget(of url: URL) throws -> URL {
+        var current = url
+        for _ in 0..<40 {
+            var info = stat()
+            guard lstat(current.path, &info) == 0, info.st_mode & S_IFMT == S_IFLNK else { return current }
+            var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+            let n = readlink(current.path, &buffer, Int(PATH_MAX))
+            guard n > 0 else {
+                throw CheckpointError.io("cannot write \(url.path): cannot read the symbolic link \(current.path): \(String(cString: strerror(errno)))")
+            }
+            let target = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            current = target.hasPrefix("/") ? URL(fileURLWithPath: target)
+                : current.deletingLastPathComponent().appendingPathComponent(target)
+        }
+        throw CheckpointError.io("cannot write \(url.path): too many levels of symbolic links")
     }
 
     private static func fsyncFile(_ url: URL) throws {

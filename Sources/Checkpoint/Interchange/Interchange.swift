@@ -93,10 +93,13 @@ public enum Interchange {
     /// - Returns: notes for the user (one line each, no prefix), e.g. `1 aliased tensor
     ///   (decoder.weight = encoder.weight) written as a separate copy: safetensors cannot share storage`;
     ///   empty when nothing was lost.
-    /// - Throws: the writer's `CheckpointError` (`.io` when the file cannot be written).
+    /// - Throws: `CheckpointError.invalid` (nothing written) when `legacy` is asked of a format other
+    ///   than `.pth` or `compressed` of one other than `.npz` (`checkOptions`); the writer's
+    ///   `CheckpointError` (`.io` when the file cannot be written).
     @discardableResult
     public static func write(_ checkpoint: Checkpoint, to url: URL, format: InterchangeFormat,
                              legacy: Bool = false, compressed: Bool = false) throws -> [String] {
+        try checkOptions(format: format, legacy: legacy, compressed: compressed)
         switch format {
         case .h5:
             try CheckpointFile.write(checkpoint, to: url)
@@ -113,6 +116,18 @@ public enum Interchange {
             let flat = checkpoint.flatStateDict()
             try NumPyArchive.write(flat, to: url, compressed: compressed)
             return copiedAliasNotes(checkpoint.sharedAliases(in: flat), format: "npz")
+        }
+    }
+
+    /// Refuses writer options the format does not use, instead of ignoring them: `legacy` (the
+    /// pre-1.6 stream container) exists only for `.pth`, `compressed` (deflated members) only for `.npz`.
+    /// - Throws: `CheckpointError.invalid` with a one-line message naming the option and the format.
+    public static func checkOptions(format: InterchangeFormat, legacy: Bool, compressed: Bool) throws {
+        if legacy && format != .pth {
+            throw CheckpointError.invalid("--legacy applies only to pth output, not \(format.rawValue)")
+        }
+        if compressed && format != .npz {
+            throw CheckpointError.invalid("--compress applies only to npz output, not \(format.rawValue)")
         }
     }
 

@@ -78,8 +78,11 @@ public struct ZipWriter {
             self.destination = destination
             self.limit = zip64Limit
             self.countLimit = countLimit
-            self.temporary = destination.deletingLastPathComponent().appendingPathComponent(
-                ".\(destination.lastPathComponent).zip-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+            // Next to the file finally written (a symbolic link's target), so that `finish()`
+            // renames within one file system.
+            let target = (try? AtomicFile.finalTarget(of: destination)) ?? destination
+            self.temporary = target.deletingLastPathComponent().appendingPathComponent(
+                ".\(target.lastPathComponent).zip-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         }
 
         /// Tracks the temporary for SIGINT/SIGTERM cleanup while it exists.
