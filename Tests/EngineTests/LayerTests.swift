@@ -140,3 +140,20 @@ final class LayerTests: XCTestCase {
         XCTAssertEqual(got[10], 0.002, accuracy: 1e-7)                                   // past the end
     }
 }
+
+final class EMATests: XCTestCase {
+    func testEMAUpdateAveragesParametersOnly() throws {
+        let online = try MLPHead(dims: [2, 2, 1]), target = try MLPHead(dims: [2, 2, 1])
+        online.initialize(seed: 1)
+        target.initialize(seed: 2)
+        online.norms[0].core.runningMean = [5, 5]
+        let before = target.parameters.map(\.value)
+        emaUpdate(target: target.parameters, online: online.parameters, decay: 0.75)
+        for (k, p) in target.parameters.enumerated() {
+            for i in p.value.indices {
+                XCTAssertEqual(p.value[i], 0.75 * before[k][i] + 0.25 * online.parameters[k].value[i], accuracy: 1e-7)
+            }
+        }
+        XCTAssertEqual(target.norms[0].core.runningMean, [0, 0])
+    }
+}
