@@ -48,14 +48,16 @@ def large_safetensors(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("fmt,sig", [("pth", signal.SIGINT), ("h5", signal.SIGINT), ("npz", signal.SIGTERM),
-                                     ("safetensors", signal.SIGTERM)])
-def test_signal_mid_write_leaves_no_temporary(tmp_path, large_safetensors, fmt, sig):
-    # An interrupted convert used to leave `.out.pth.zip-PID-...` / `.out.h5.tmp-...` behind.
+@pytest.mark.parametrize("fmt,extra,sig", [("pth", [], signal.SIGINT), ("pth", ["--legacy"], signal.SIGINT),
+                                           ("h5", [], signal.SIGINT), ("npz", [], signal.SIGTERM),
+                                           ("safetensors", [], signal.SIGTERM)])
+def test_signal_mid_write_leaves_no_temporary(tmp_path, large_safetensors, fmt, extra, sig):
+    # An interrupted convert used to leave `.out.pth.zip-PID-...` / `.out.h5.tmp-...` behind, and
+    # FileManager.createFile its own `.dat.nosync...` (the legacy writer's whole file).
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     out = out_dir / f"out.{fmt}"
-    proc = subprocess.Popen([os.environ["BISSL"], "convert", large_safetensors, out],
+    proc = subprocess.Popen([os.environ["BISSL"], "convert", large_safetensors, out, *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     seen = None
@@ -66,6 +68,7 @@ def test_signal_mid_write_leaves_no_temporary(tmp_path, large_safetensors, fmt, 
             break
         time.sleep(0.0005)
     assert seen and all(n.startswith(".") for n in seen), f"no temporary seen before exit: {seen}"
+    assert not any(n.startswith(".dat.nosync") for n in seen), seen
     proc.send_signal(sig)
     proc.wait(timeout=60)
     assert proc.returncode == -sig, proc.stderr.read()

@@ -33,10 +33,26 @@ public enum AtomicFile {
     /// Writes `data` atomically to `url`.
     public static func write(_ data: Data, to url: URL) throws {
         try write(to: url) { tmp in
-            guard FileManager.default.createFile(atPath: tmp.path, contents: data) else {
-                throw CheckpointError.io("cannot write \(url.path): \(String(cString: strerror(errno)))")
+            let handle = try create(tmp, for: url)
+            do {
+                try handle.write(contentsOf: data)
+                try handle.close()
+            } catch {
+                throw CheckpointError.io("cannot write \(url.path): \(error.localizedDescription)")
             }
         }
+    }
+
+    /// Creates the empty file `tmp` (mode 0666 less the umask) and opens it for writing, in place.
+    /// Writers use this instead of `FileManager.createFile`, which on Linux writes through a hidden
+    /// `.dat.nosync…` file of its own that no cleanup knows about.
+    /// - Throws: `CheckpointError.io` naming `destination` when the file cannot be created.
+    public static func create(_ tmp: URL, for destination: URL) throws -> FileHandle {
+        let fd = open(tmp.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o666)
+        guard fd >= 0 else {
+            throw CheckpointError.io("cannot write \(destination.path): \(String(cString: strerror(errno)))")
+        }
+        return FileHandle(fileDescriptor: fd, closeOnDealloc: true)
     }
 
     /// `url` with symbolic links in its last component followed (relative targets resolved against

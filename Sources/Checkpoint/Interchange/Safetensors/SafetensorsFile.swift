@@ -72,11 +72,8 @@ public enum SafetensorsFile {
         }
         let header = SafetensorsHeader.encode(entries, metadata: metadata)
         try AtomicFile.write(to: url) { tmp in
-            guard FileManager.default.createFile(atPath: tmp.path, contents: nil) else {
-                throw CheckpointError.io("cannot create \(url.path): \(String(cString: strerror(errno)))")
-            }
+            let handle = try AtomicFile.create(tmp, for: url)
             do {
-                let handle = try FileHandle(forWritingTo: tmp)
                 defer { try? handle.close() }
                 var size = UInt64(header.count).littleEndian
                 try handle.write(contentsOf: Data(bytes: &size, count: 8))

@@ -97,10 +97,7 @@ public struct ZipWriter {
         private func open() throws -> FileHandle {
             if let handle { return handle }
             if token == nil { token = TemporaryFiles.register(temporary.path) }
-            guard FileManager.default.createFile(atPath: temporary.path, contents: nil),
-                  let h = FileHandle(forWritingAtPath: temporary.path) else {
-                throw CheckpointError.io("cannot write \(destination.path): \(String(cString: strerror(errno)))")
-            }
+            let h = try AtomicFile.create(temporary, for: destination)
             handle = h
             return h
         }
