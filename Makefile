@@ -4,7 +4,7 @@ APT_PACKAGES := libhdf5-dev libopenblas-dev zlib1g-dev libpng-dev libjpeg-dev li
 PYTHON ?= python3
 RELEASE_BIN := .build/release/bissl
 
-.PHONY: setup build release test test-swift interop bench demo clean
+.PHONY: setup build release test interop bench demo clean
 
 ## setup: install the system packages building, testing and the demo need (skips what is there).
 setup:
@@ -23,12 +23,16 @@ build: setup
 release: setup
 	swift build -c release
 
-## test: unit tests, then the interop lane against real PyTorch, safetensors, numpy and h5py.
-test: setup test-swift interop
+## test: every unit test in release mode (engine numerics are 30-75x slower in debug builds; release
+## test builds need -enable-testing for @testable imports), then the interop lane against real PyTorch,
+## safetensors, numpy and h5py with the binary of that same build.
+RELEASE_TESTING := -c release -Xswiftc -enable-testing
 
-test-swift:
-	swift build --build-tests
-	swift test --skip-build --disable-swift-testing
+test: setup
+	@bash tools/interop.sh --install-only
+	swift build $(RELEASE_TESTING) --build-tests
+	swift test $(RELEASE_TESTING) --skip-build --disable-swift-testing
+	@bash tools/interop.sh $(RELEASE_BIN)
 
 interop: release
 	@bash tools/interop.sh $(RELEASE_BIN)
@@ -36,7 +40,7 @@ interop: release
 bench: release
 	@bash tools/bench.sh $(RELEASE_BIN)
 
-## demo: until the end-to-end pipeline exists, convert and inspect a real checkpoint fixture.
+## demo: the main job on real data (today: real torch checkpoints converted, imported, diffed, exported).
 demo: release
 	@bash tools/demo.sh $(RELEASE_BIN)
 

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Interop lane: checks files bissl writes with the real readers (torch.load, safetensors, numpy, h5py)
 # and bissl's reading of files real torch wrote. Needs PyTorch 2.13 CPU; skipped, saying so, where
-# it cannot be installed. Usage: tools/interop.sh PATH/TO/bissl
+# it cannot be installed. Usage: tools/interop.sh PATH/TO/bissl, or tools/interop.sh --install-only
+# (what `make test` runs first, so that Swift tests comparing against torch find it too).
 set -uo pipefail
-BIN="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
+[ "$1" = "--install-only" ] || BIN="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
-need="torch==2.13.0+cpu numpy safetensors h5py jsonschema pytest"
-if ! "$PY" -c "import torch, numpy, safetensors, h5py, jsonschema, pytest; assert torch.__version__.startswith('2.13')" 2>/dev/null; then
+need="torch==2.13.0+cpu numpy safetensors h5py jsonschema pytest pillow"
+if ! "$PY" -c "import torch, numpy, safetensors, h5py, jsonschema, pytest, PIL; assert torch.__version__.startswith('2.13')" 2>/dev/null; then
   echo "interop: installing $need"
   "$PY" -m pip install -q --disable-pip-version-check $need || true
 fi
@@ -16,4 +17,5 @@ if ! "$PY" -c "import torch, numpy, safetensors, h5py, jsonschema, pytest" 2>/de
   echo "interop: SKIPPED (PyTorch 2.13 CPU, safetensors, h5py or jsonschema could not be installed here)"
   exit 0
 fi
+[ "$1" = "--install-only" ] && exit 0
 BISSL="$BIN" "$PY" -m pytest -q -p no:cacheprovider tools/interop
