@@ -24,4 +24,12 @@ if [ ! -x /usr/bin/time ]; then
   SUDO=$( [ "$(id -u)" = 0 ] || echo sudo )
   { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq time; } || true
 fi
-exec "$PY" tools/bench/bench.py "$BIN"
+"$PY" tools/bench/bench.py "$BIN"
+
+# Data loading (issue 5): decode plus two-view SimCLR augmentation of Fashion-MNIST, images/s at 32x32
+# and 96x96. Its target is twice the engine's training consumption, which joins this bench with the
+# engine benchmark.
+if [ -d /usr/share/datasets/fashion-mnist ]; then
+  printf '\n== data loading (bissl data bench)\n'
+  "$BIN" data bench idx:/usr/share/datasets/fashion-mnist --sizes 32,96
+fi
