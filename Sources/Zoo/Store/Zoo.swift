@@ -8,7 +8,8 @@ import Foundation
 /// Consistency rule: files are *added* (objects, ref files) inside the catalog's write transaction
 /// before it commits, and *removed* inside it as well (objects via `trash/`). A process killed at any
 /// moment therefore leaves at most files the catalog does not list (an unlisted object, a ref of an
-/// unlisted label, a staging file in `tmp/`); `verify` reports them as leftovers and `gc` removes them.
+/// unlisted label, a staging file in `tmp/`); `verify` reports them as leftovers and `gc` lists a
+/// complete unlisted object again and removes the rest (it never deletes an object that verifies).
 /// The catalog never lists an entry whose object is incomplete.
 public final class Zoo {
     public let layout: ZooLayout
