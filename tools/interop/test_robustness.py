@@ -34,7 +34,30 @@ def test_full_disk_is_one_error_line_not_a_crash(tmp_path, fmt):
     assert proc.returncode == 1, (proc.returncode, proc.stderr[-2000:])
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: cannot write {out}"), proc.stderr[-2000:]
+    assert lines[0].endswith(": File too large"), lines[0]   # strerror(EFBIG), not Foundation's wording
     assert os.listdir(out.parent) == []
+
+
+@pytest.mark.parametrize("fmt", ["h5", "pth"])
+def test_full_tmpfs_is_one_error_line_not_a_crash(tmp_path, fmt):
+    # The tester's case: a 1 MB tmpfs (needs root and mount(2); skipped where not permitted).
+    torch.manual_seed(0)
+    src = tmp_path / "big.pth"
+    torch.save({f"layer{i}.weight": torch.randn(64, 512, dtype=torch.float64) for i in range(6)}, src)
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(tiny)], capture_output=True, text=True)
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mount.stderr.strip()}")
+    try:
+        out = tiny / f"out.{fmt}"
+        proc = subprocess.run([os.environ["BISSL"], "convert", src, out], capture_output=True, text=True)
+        assert proc.returncode == 1, (proc.returncode, proc.stderr[-2000:])
+        assert proc.stderr.strip().splitlines() == [proc.stderr.strip()], proc.stderr[-2000:]
+        assert proc.stderr.strip().endswith(": No space left on device"), proc.stderr
+        assert os.listdir(tiny) == []
+    finally:
+        subprocess.run(["umount", str(tiny)], check=True)
 
 
 @pytest.fixture(scope="module")

@@ -38,9 +38,20 @@ public enum AtomicFile {
                 try handle.write(contentsOf: data)
                 try handle.close()
             } catch {
-                throw CheckpointError.io("cannot write \(url.path): \(error.localizedDescription)")
+                throw CheckpointError.io("cannot write \(url.path): \(reason(error))")
             }
         }
+    }
+
+    /// The operating system's message for a failed file operation (`strerror` of the POSIX error
+    /// Foundation wraps, e.g. "No space left on device"), else Foundation's description.
+    public static func reason(_ error: Error) -> String {
+        let ns = error as NSError
+        if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
+        if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+            return String(cString: strerror(Int32(underlying.code)))
+        }
+        return ns.localizedDescription
     }
 
     /// Creates the empty file `tmp` (mode 0666 less the umask) and opens it for writing, in place.

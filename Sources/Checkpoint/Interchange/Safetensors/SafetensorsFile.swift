@@ -85,7 +85,7 @@ public enum SafetensorsFile {
             } catch let e as CheckpointError {
                 throw e
             } catch {
-                throw CheckpointError.io("cannot write \(url.path): \(error.localizedDescription)")
+                throw CheckpointError.io("cannot write \(url.path): \(AtomicFile.reason(error))")
             }
         }
     }

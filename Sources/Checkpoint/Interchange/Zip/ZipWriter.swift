@@ -108,7 +108,7 @@ public struct ZipWriter {
             } catch let e as CheckpointError {
                 throw e
             } catch {
-                throw CheckpointError.io("cannot write \(destination.path): \(error.localizedDescription)")
+                throw CheckpointError.io("cannot write \(destination.path): \(AtomicFile.reason(error))")
             }
             cursor += bytes.count
         }
@@ -223,7 +223,7 @@ public struct ZipWriter {
             end.le16(0)                                 // comment length
             try write(end)
             do { try handle?.close() } catch {
-                throw CheckpointError.io("cannot write \(destination.path): \(error.localizedDescription)")
+                throw CheckpointError.io("cannot write \(destination.path): \(AtomicFile.reason(error))")
             }
             handle = nil
             let source = temporary
