@@ -366,7 +366,7 @@ final class CheckpointFileTests: XCTestCase {
         XCTAssertEqual(try file.openGroup("tensors/backbone").attributeNames(), [])
     }
 
-    func testReadingAHundredMegabyteCheckpointIsFast() throws {
+    func testAHundredMegabyteCheckpointRoundTrips() throws {
         // ResNet-50-sized: 320 tensors, ~100 MB of float32.
         var sd = StateDict()
         let perTensor = 100_000_000 / 4 / 320
@@ -376,11 +376,7 @@ final class CheckpointFileTests: XCTestCase {
         let ckpt = Checkpoint(components: ["backbone": sd], architecture: nil, provenance: provenance())
         let url = dir.appendingPathComponent("big.h5")
         try CheckpointFile.write(ckpt, to: url)
-        _ = try CheckpointFile.read(url)  // warm the page cache
-        let start = DispatchTime.now()
         let back = try CheckpointFile.read(url)
-        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
-        XCTAssertEqual(back.components["backbone"]!["layer.7.weight"], sd["layer.7.weight"])
-        XCTAssertLessThan(seconds, 0.5, "reading 100 MB took \(seconds) s")
+        XCTAssertEqual(back.components["backbone"], sd)  // speed is measured by `make bench`, not here
     }
 }

@@ -235,10 +235,10 @@ final class LineageRenderTests: XCTestCase {
         XCTAssertEqual(lines.count, 1 + 5 + 5 + 3, text)
     }
 
-    // MARK: - Speed
+    // MARK: - Long chains
 
-    /// A 1,000-deep chain in every format and direction; the budget is 100 ms per render.
-    func testThousandDeepChainIsFast() throws {
+    /// A 1,000-deep chain in every format and direction (its speed is measured by `make bench`).
+    func testThousandDeepChainRendersInOneColumn() throws {
         let ids = (0..<1000).map { String(format: "%064x", $0) }
         let nodes = ids.enumerated().map { i, id in
             LineageNode(id: id, name: "run-\(i)", stage: i == 0 ? "imported" : "finetune", method: i == 0 ? nil : "sgd",
@@ -248,10 +248,7 @@ final class LineageRenderTests: XCTestCase {
         for root in [ids[999], ids[0]] {
             let g = LineageGraph(root: root, nodes: nodes, edges: edges)
             for format in LineageFormat.allCases {
-                let start = DispatchTime.now().uptimeNanoseconds
                 let out = try LineageRender.render(g, format: format, direction: .both)
-                let ms = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
-                XCTAssertLessThan(ms, 100, "\(format) took \(ms) ms")
                 if format == .text {
                     let lines = out.split(separator: "\n")
                     XCTAssertEqual(lines.count, 1 + 1 + 1 + 999 + (root == ids[0] ? 1 : 1))

@@ -285,9 +285,9 @@ final class ZooRobustnessTests: XCTestCase {
 }
 
 extension ZooRobustnessTests {
-    /// The breadth-first walk that replaced the recursive SQL stays fast on a 1,000-deep chain
-    /// (the bench target for `bissl lineage --up` is 100 ms for the whole command).
-    func testLineageOfAThousandDeepChainIsFast() throws {
+    /// The breadth-first walk that replaced the recursive SQL follows a 1,000-deep chain to its root
+    /// (its speed is measured by `make bench`).
+    func testLineageOfAThousandDeepChain() throws {
         let (zoo, _) = try makeZoo()
         let ids = (0..<1000).map { String(format: "%064x", $0 + 1) }
         let base = ZooTestSupport.checkpoint(seed: 480)
@@ -298,12 +298,8 @@ extension ZooRobustnessTests {
                 try Catalog.insert(EntrySummary(id: id, checkpoint: c, size: 1, modified: Date()), db)
             }
         }
-        let start = Date()
         let lineage = try zoo.lineage(ids[999], direction: .up)
-        let seconds = Date().timeIntervalSince(start)
         XCTAssertEqual(lineage.nodes.map(\.id), ids.reversed())
         XCTAssertEqual(lineage.edges.count, 999)
-        XCTAssertLessThan(seconds, 0.5, "lineage of 1,000 entries took \(seconds) s")
-        print("lineage --up of a 1,000-deep chain: \(String(format: "%.1f", seconds * 1000)) ms (debug build)")
     }
 }
