@@ -9,11 +9,7 @@ BIN="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
-need="torch==2.13.0+cpu numpy safetensors h5py"
-if ! "$PY" -c "import torch, numpy, safetensors, h5py" 2>/dev/null; then
-  echo "bench: installing $need"
-  "$PY" -m pip install -q --disable-pip-version-check $need || true
-fi
+bash tools/interop.sh --install-only   # the same Python packages as the interop lane
 if ! "$PY" -c "import torch, numpy, safetensors, h5py" 2>/dev/null; then
   echo "bench: SKIPPED (PyTorch 2.13 CPU, safetensors, h5py or numpy could not be installed here)"
   exit 0

@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools" / "fixtures"))
-from h5_content_id import content_id, read_h5  # noqa: E402
+from h5_content_id import _escape as escape, _text as text, content_id, read_h5  # noqa: E402
 
 ST = ROOT / "Tests" / "Fixtures" / "safetensors"
 SCHEMA = json.loads((ROOT / "schemas" / "provenance.schema.json").read_text())
@@ -32,19 +32,6 @@ SPEC_DTYPE = {torch.float64: "float64", torch.float32: "float32", torch.float16:
 NUMPY_OF = {"float64": np.float64, "float32": np.float32, "float16": np.float16, "bfloat16": np.uint16,
             "int64": np.int64, "int32": np.int32, "int16": np.int16, "int8": np.int8, "uint8": np.uint8,
             "bool": np.uint8}
-
-
-def escape(name):
-    """Link name of a key (spec, "Name escaping")."""
-    if name == "":
-        return "%"
-    if name == ".":
-        return "%2E"
-    return name.replace("%", "%25").replace("/", "%2F")
-
-
-def text(x):
-    return x.decode("utf-8") if isinstance(x, bytes) else str(x)
 
 
 def read_flat(path):
