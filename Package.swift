@@ -47,7 +47,7 @@ let package = Package(
         .executableTarget(
             name: "bissl",
             dependencies: [
-                "Checkpoint", "Zoo", "Datasets",
+                "Checkpoint", "Zoo", "Datasets", "Engine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(name: "HDF5Tests", dependencies: ["HDF5"]),
