@@ -50,6 +50,7 @@ let package = Package(
                 "Checkpoint", "Zoo", "Datasets", "Engine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
+        .executableTarget(name: "EngineBench", dependencies: ["Engine", "Checkpoint"]),
         .testTarget(name: "HDF5Tests", dependencies: ["HDF5"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Checkpoint"]),

@@ -29,3 +29,15 @@ if [ -d /usr/share/datasets/fashion-mnist ]; then
   printf '\n== data loading (bissl data bench)\n'
   "$BIN" data bench idx:/usr/share/datasets/fashion-mnist --sizes 32,96
 fi
+
+# Engine (issue 4): ResNet-50 training step, inference, HVP cost and peak RSS beside PyTorch 2.13 CPU
+# (2 threads), ~4 min. Needs the release build of EngineBench: `swift build -c release --product
+# EngineBench` (`make release` = `swift build -c release` builds it too, as every executable target).
+ENGINE_BENCH="$(dirname "$BIN")/EngineBench"
+if [ ! -x "$ENGINE_BENCH" ]; then
+  echo "bench: building EngineBench (swift build -c release --product EngineBench)"
+  swift build -c release --product EngineBench
+  ENGINE_BENCH=.build/release/EngineBench
+fi
+printf '\n== engine (tools/bench/engine.py)\n'
+"$PY" tools/bench/engine.py "$ENGINE_BENCH"
