@@ -7,8 +7,8 @@ cross-entropy, SGD (lr 0.01, momentum 0.9, weight decay 1e-4), at 32x32 and 96x9
   HVP cost      ours: one forward-difference Hessian-vector product / one gradient;
                 torch: one double-backward HVP (autograd.grad with create_graph, then grad of g.v) / one gradient;
   peak RSS      GNU /usr/bin/time %M of each whole process (torch: one process per size).
-lr 0.01 rather than 0.1: at 0.1 the random-label loss diverges within a few steps and denormals
-slowed torch 40x in one run. First step of each kind is a warm-up; figures are medians of the timed steps. torch runs with
+lr 0.01 rather than 0.1: at 0.1 the random-label loss diverged within a few steps and torch ran 40x
+slower in one run (cause not confirmed; denormal numbers are a guess). A step's cost does not depend on lr. First step of each kind is a warm-up; figures are medians of the timed steps. torch runs with
 torch.set_num_threads(2). EngineBench runs twice: with the environment as set (OPENBLAS_CORETYPE,
 OPENBLAS_L2_SIZE) and with both unset for that command only.
 Usage: python3 tools/bench/engine.py PATH/TO/EngineBench        (or --torch SIZE BATCH STEPS: internal)
