@@ -44,10 +44,16 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
         .target(name: "Engine", dependencies: ["CBLAS", "Checkpoint"]),
+        .target(
+            name: "Training",
+            dependencies: [
+                "Engine", "Datasets", "Zoo", "Checkpoint", "HDF5", "CPNG",
+                .product(name: "Collections", package: "swift-collections"),
+            ]),
         .executableTarget(
             name: "bissl",
             dependencies: [
-                "Checkpoint", "Zoo", "Datasets", "Engine",
+                "Checkpoint", "Zoo", "Datasets", "Engine", "Training",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(name: "EngineBench", dependencies: ["Engine", "Checkpoint"]),
@@ -56,5 +62,6 @@ let package = Package(
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Checkpoint"]),
         .testTarget(name: "ZooTests", dependencies: ["Zoo", "Checkpoint"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Engine", "Datasets", "Zoo", "Checkpoint"]),
     ]
 )

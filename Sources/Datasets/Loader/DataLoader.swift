@@ -71,8 +71,12 @@ public final class DataLoader: Sendable {
         return order
     }
 
-    /// Starts building the batches of `epoch` in the background.
-    public func epoch(_ epoch: Int) -> EpochIterator { EpochIterator(loader: self, epoch: epoch) }
+    /// Starts building the batches of `epoch` in the background, from batch `startingAt` on (a
+    /// resumed run skips the batches it already used without decoding them; the batches are the
+    /// same as those of an iterator started at 0).
+    public func epoch(_ epoch: Int, startingAt start: Int = 0) -> EpochIterator {
+        EpochIterator(loader: self, epoch: epoch, start: start)
+    }
 
     /// Builds one batch synchronously (used by the iterator's producer thread).
     func build(_ positions: ArraySlice<Int>, epoch: Int) throws -> Batch {
@@ -137,13 +141,15 @@ public final class EpochIterator: IteratorProtocol, @unchecked Sendable {
     private let shared = Shared()
     private let total: Int
 
-    init(loader: DataLoader, epoch: Int) {
+    init(loader: DataLoader, epoch: Int, start: Int) {
         let order = loader.order(epoch: epoch)
         let total = loader.batchesPerEpoch
         self.total = total
         let shared = self.shared
+        shared.nextToReturn = min(max(0, start), total)
+        let first = shared.nextToReturn
         let thread = Thread {
-            for b in 0..<total {
+            for b in first..<total {
                 shared.condition.lock()
                 while !shared.cancelled && b - shared.nextToReturn >= loader.prefetch { shared.condition.wait() }
                 let stop = shared.cancelled

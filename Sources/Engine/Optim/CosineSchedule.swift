@@ -11,8 +11,8 @@ import Foundation
 /// With `W = 0` there is no warmup. For `s >= T` the LR stays at `0.001 * base`.
 public struct CosineSchedule: Sendable {
     public let base: Float, warmup: Int, total: Int
-    /// The next value of `s`.
-    public private(set) var counter: Int = 1
+    /// The next value of `s` (settable to restore a saved run).
+    public var counter: Int = 1
 
     public init(base: Float, warmup: Int, total: Int) {
         precondition(total > warmup && warmup >= 0, "CosineSchedule: needs total > warmup >= 0")

@@ -12,7 +12,7 @@ public final class LARS {
     public var lr: Float
     public let momentum: Float, weightDecay: Float, eta: Float
     /// `mu`, one per parameter.
-    public private(set) var buffers: [[Float]]
+    public var buffers: [[Float]]
 
     public init(parameters: [Parameter], lr: Float, momentum: Float = 0.9, weightDecay: Float = 1e-6, eta: Float = 0.001) {
         self.parameters = parameters; self.lr = lr; self.momentum = momentum

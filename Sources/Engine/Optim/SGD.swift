@@ -11,7 +11,7 @@ public final class SGD {
     public var lr: Float
     public let momentum: Float, weightDecay: Float, dampening: Float, nesterov: Bool
     /// Momentum buffers, one per parameter, created on the first step (`momentum_buffer`).
-    public private(set) var buffers: [[Float]]?
+    public var buffers: [[Float]]?
 
     public init(parameters: [Parameter], lr: Float, momentum: Float = 0, weightDecay: Float = 0,
                 dampening: Float = 0, nesterov: Bool = false) {

@@ -1,0 +1,157 @@
+import Checkpoint
+import Collections
+import Engine
+
+/// A ResNet backbone with its heads: the engine form of one zoo entry, whose components are
+/// `backbone` (torchvision keys, `layer1.0.conv1.weight`), `classifier` (`fc.weight [C, F]`,
+/// `fc.bias [C]`), and MLP heads such as `projector` / `predictor` (`nn.Sequential` keys `0.weight`,
+/// `1.running_var`, ..., method brief section 5.3).
+///
+/// `Network(checkpoint:)` rebuilds the engine model from the entry's architecture record and loads
+/// every component strictly (like `load_state_dict(strict=True)`); `components()` gives them back
+/// as float32 state dicts with BN buffers and `num_batches_tracked`.
+public final class Network {
+    /// One head on the pooled backbone features `[N, F]`.
+    public enum Head {
+        /// `nn.Linear(F, C)`; the classifier uses the `fc.` prefix (torchvision), other linear heads none.
+        case linear(LinearHead)
+        /// Linear-BN1d-ReLU-...-Linear(no bias), brief section 5.3.
+        case mlp(MLPHead)
+
+        public var parameters: [Parameter] {
+            switch self {
+            case .linear(let h): h.parameters
+            case .mlp(let h): h.parameters
+            }
+        }
+
+        /// `[N, d0]` -> `[N, dL]`; `mode` only matters for the BN layers of an MLP.
+        public func forward(_ x: Matrix, mode: Mode) -> Matrix {
+            switch self {
+            case .linear(let h): h.forward(x)
+            case .mlp(let h): h.forward(x, mode: mode)
+            }
+        }
+
+        /// `[N, dL]` -> `[N, d0]`, accumulating parameter gradients.
+        public func backward(_ dy: Matrix) -> Matrix {
+            switch self {
+            case .linear(let h): h.backward(dy)
+            case .mlp(let h): h.backward(dy)
+            }
+        }
+
+        public func stateDict() -> StateDict {
+            switch self {
+            case .linear(let h): h.stateDict()
+            case .mlp(let h): h.stateDict()
+            }
+        }
+
+        /// - Throws: `CheckpointError.invalid` for a missing, extra or mis-shaped tensor.
+        public func load(_ sd: StateDict) throws {
+            switch self {
+            case .linear(let h): try h.load(sd)
+            case .mlp(let h): try h.load(sd)
+            }
+        }
+
+        /// The architecture record of this head.
+        public var record: Architecture.Head {
+            switch self {
+            case .linear(let h): Architecture.Head(kind: "linear", dims: [h.linear.inFeatures, h.linear.outFeatures])
+            case .mlp(let h): Architecture.Head(kind: "mlp", dims: h.dims)
+            }
+        }
+
+        /// A freshly initialised head of the given record (PyTorch default init from `seed`).
+        /// - Throws: `CheckpointError.invalid` for an unknown kind or bad sizes.
+        public static func make(_ record: Architecture.Head, component: String, seed: UInt64) throws -> Head {
+            switch record.kind {
+            case "linear":
+                guard record.dims.count == 2, record.dims.allSatisfy({ $0 > 0 }) else {
+                    throw CheckpointError.invalid("head '\(component)': a linear head needs [in, out] sizes, got \(record.dims)")
+                }
+                let h = LinearHead(features: record.dims[0], classes: record.dims[1],
+                                   prefix: component == "classifier" ? "fc." : "")
+                h.initialize(seed: seed)
+                return .linear(h)
+            case "mlp":
+                let h = try MLPHead(dims: record.dims)
+                h.initialize(seed: seed)
+                return .mlp(h)
+            default:
+                throw CheckpointError.invalid("head '\(component)': unknown kind '\(record.kind)' (expected linear or mlp)")
+            }
+        }
+    }
+
+    public let backbone: ResNet
+    /// Heads by component name, in the order they are stored.
+    public private(set) var heads: OrderedDictionary<String, Head> = [:]
+
+    /// A randomly initialised network (timm/torchvision init from `seed`: Kaiming fan-out convs,
+    /// zero-initialised last BN of each block, PyTorch's Linear default for the heads).
+    /// - Throws: `CheckpointError.invalid` for an unsupported architecture.
+    public init(architecture: Architecture, seed: UInt64) throws {
+        var bare = architecture
+        bare.heads = [:]
+        backbone = try ResNet(architecture: bare)
+        backbone.initialize(seed: seed)
+        for (k, (name, record)) in architecture.heads.sorted(by: { $0.key < $1.key }).enumerated() {
+            heads[name] = try Head.make(record, component: name, seed: seed &+ UInt64(k + 1))
+        }
+    }
+
+    /// The network of a zoo entry with every component loaded.
+    /// - Throws: `CheckpointError.invalid` when the entry has no architecture record or no backbone,
+    ///   a component has no head record, or a tensor is missing, extra or mis-shaped.
+    public init(checkpoint: Checkpoint) throws {
+        guard let architecture = checkpoint.architecture else {
+            throw CheckpointError.invalid("the entry has no architecture record; cannot build the network")
+        }
+        guard let backboneSD = checkpoint.components["backbone"] else {
+            throw CheckpointError.invalid("the entry has no backbone component")
+        }
+        var bare = architecture
+        bare.heads = [:]
+        backbone = try ResNet(architecture: bare)
+        try backbone.load(backboneSD)
+        for (name, sd) in checkpoint.components where name != "backbone" {
+            guard let record = architecture.heads[name] else {
+                throw CheckpointError.invalid("component '\(name)' has no head record in the architecture")
+            }
+            let head = try Head.make(record, component: name, seed: 0)
+            try head.load(sd)
+            heads[name] = head
+        }
+    }
+
+    /// Adds or replaces a head.
+    public func setHead(_ name: String, _ head: Head) { heads[name] = head }
+
+    /// Drops a head (no-op when absent).
+    public func removeHead(_ name: String) { heads.removeValue(forKey: name) }
+
+    /// Feature size F of the pooled backbone output.
+    public var featureCount: Int { backbone.featureCount }
+
+    /// The architecture record: the backbone's plus every head.
+    public var architecture: Architecture {
+        var a = backbone.architecture
+        a.heads = Dictionary(uniqueKeysWithValues: heads.map { ($0.key, $0.value.record) })
+        return a
+    }
+
+    /// `backbone` then the heads, as float32 state dicts (BN buffers and `num_batches_tracked` included).
+    public func components() -> OrderedDictionary<String, StateDict> {
+        var c: OrderedDictionary<String, StateDict> = ["backbone": backbone.stateDict()]
+        for (name, head) in heads { c[name] = head.stateDict() }
+        return c
+    }
+
+    /// A checkpoint of the current weights with the given provenance.
+    public func checkpoint(provenance: Provenance) -> Checkpoint {
+        Checkpoint(components: components(), architecture: architecture, provenance: provenance)
+    }
+}
