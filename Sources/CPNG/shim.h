@@ -118,4 +118,78 @@ static inline int bissl_png_decode(const uint8_t *data, size_t size, uint8_t **o
     *height = h;
     return 0;
 }
+
+/* ---- encoding (Training/Runs/CurvePlot.swift) ---- */
+
+typedef struct {
+    uint8_t *data;
+    size_t size;
+    size_t capacity;
+    int failed;
+} bissl_png_sink;
+
+static void bissl_png_write_fn(png_structp png, png_bytep in, png_size_t length) {
+    bissl_png_sink *sink = (bissl_png_sink *)png_get_io_ptr(png);
+    if (sink->failed) return;
+    if (sink->size + length > sink->capacity) {
+        size_t capacity = sink->capacity ? sink->capacity : 65536;
+        while (capacity < sink->size + length) capacity *= 2;
+        uint8_t *grown = (uint8_t *)realloc(sink->data, capacity);
+        if (!grown) { sink->failed = 1; png_error(png, "out of memory while encoding PNG"); }
+        sink->data = grown;
+        sink->capacity = capacity;
+    }
+    memcpy(sink->data + sink->size, in, length);
+    sink->size += length;
+}
+
+static void bissl_png_flush_fn(png_structp png) { (void)png; }
+
+static void bissl_png_encode_error_fn(png_structp png, png_const_charp msg) {
+    char *message = (char *)png_get_error_ptr(png);
+    if (message && message[0] == 0) snprintf(message, 256, "%s", msg);
+    png_longjmp(png, 1);
+}
+
+/// Encodes `height` rows of `width` 8-bit RGB pixels (row-major HWC) as a PNG (zlib level 6, no
+/// interlace) into a malloc'ed buffer: returns 0 and sets `*out` (the caller frees it) and `*out_size`;
+/// on failure returns non-zero with a one-line reason in `message` (at least 256 bytes).
+static inline int bissl_png_encode_rgb(const uint8_t *pixels, uint32_t width, uint32_t height,
+                                       uint8_t **out, size_t *out_size, char *message) {
+    *out = NULL;
+    *out_size = 0;
+    message[0] = 0;
+    if (width == 0 || height == 0 || width > BISSL_PNG_MAX_SIDE || height > BISSL_PNG_MAX_SIDE) {
+        snprintf(message, 256, "cannot encode a %ux%u image", width, height);
+        return 1;
+    }
+    bissl_png_sink sink = { NULL, 0, 0, 0 };
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, message, bissl_png_encode_error_fn, bissl_png_warning_fn);
+    if (!png) { snprintf(message, 256, "libpng could not start"); return 1; }
+    png_infop info = png_create_info_struct(png);
+    if (!info) { png_destroy_write_struct(&png, NULL); snprintf(message, 256, "libpng could not start"); return 1; }
+    png_bytep *volatile rows = NULL;
+    if (setjmp(png_jmpbuf(png))) {
+        free(rows);
+        free(sink.data);
+        png_destroy_write_struct(&png, &info);
+        if (message[0] == 0) snprintf(message, 256, "libpng error");
+        return 1;
+    }
+    png_set_write_fn(png, &sink, bissl_png_write_fn, bissl_png_flush_fn);
+    png_set_IHDR(png, info, width, height, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_set_compression_level(png, 6);
+    rows = (png_bytep *)malloc(sizeof(png_bytep) * height);
+    if (!rows) { snprintf(message, 256, "out of memory"); png_error(png, message); }
+    for (uint32_t y = 0; y < height; y++) rows[y] = (png_bytep)(pixels + (size_t)y * width * 3);
+    png_write_info(png, info);
+    png_write_image(png, rows);
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    free(rows);
+    *out = sink.data;
+    *out_size = sink.size;
+    return 0;
+}
 #endif

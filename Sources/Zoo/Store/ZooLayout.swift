@@ -11,6 +11,8 @@ import Foundation
 /// <root>/tmp/                          staging area of running imports (pid in every file name)
 /// <root>/trash/                        objects being removed, deleted right after the commit
 /// <root>/damaged/                      unlisted objects gc found unreadable or mismatched (kept)
+/// <root>/runs/<run id>/                 training run directories (run.json, log.jsonl, state.h5,
+///                                       curves.png); never read or removed by verify, gc or reindex
 /// <root>/catalog.sqlite                the index (SQLite, WAL), rebuildable from the files above
 /// ```
 public struct ZooLayout: Sendable, Equatable {
@@ -34,6 +36,9 @@ public struct ZooLayout: Sendable, Equatable {
     public var catalog: URL { root.appendingPathComponent("catalog.sqlite") }
     /// Unlisted objects `gc` found unreadable or not matching their name, moved aside (made on demand).
     public var damaged: URL { root.appendingPathComponent("damaged", isDirectory: true) }
+    /// Training run directories (`Training.Run`, made on demand). Not part of the catalog: `verify`,
+    /// `gc` and `reindex` neither scan nor delete anything under it.
+    public var runs: URL { root.appendingPathComponent("runs", isDirectory: true) }
 
     /// Every directory `Zoo.open(create: true)` makes.
     var directories: [URL] {

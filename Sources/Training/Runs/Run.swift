@@ -1,0 +1,328 @@
+import Checkpoint
+import Foundation
+import Zoo
+
+/// A training run: the directory `<zoo>/runs/<kind>-<UTC yyyyMMdd-HHmmss>-<6 hex>/` holding
+///
+/// ```
+/// run.json     RunRecord: id, kind, status, config, commandLine, startedAt, totalSteps, step, ...
+/// log.jsonl    one RunLogEntry per line, appended as the run goes
+/// state.h5     the last TrainingState (atomically replaced by saveState)
+/// curves.png   every logged metric against the step, drawn by finish
+/// lock         held with flock(2) while a process has the run open
+/// ```
+///
+/// Life cycle (issue 6, item 4): `create` -> `log` / `saveState` ... -> `finish` (draws the curves,
+/// adds the zoo entry, marks the run completed). Ctrl-C or SIGKILL leaves the directory and no zoo
+/// entry; `open` then resumes it: the lines logged after the last saved state are dropped (the
+/// resumed run logs them again), so the final `log.jsonl` has each step once.
+///
+/// Only one process at a time can have a run open (an exclusive `flock` on `lock`, released when the
+/// object is dropped or the process ends).
+public final class Run {
+    public let id: String
+    public let directory: URL
+    public let kind: String
+    public let config: [String: JSONValue]
+    public let commandLine: [String]
+    public let totalSteps: Int
+    /// Progress on stderr for this run (bar on a terminal, plain lines otherwise).
+    public let progress: Progress
+    /// The zoo `finish` adds the entry to.
+    public let zoo: Zoo
+
+    /// Number of log lines `open` left out because they were torn or unreadable.
+    public let droppedLogLines: Int
+    /// Number of log lines `open` dropped because they came after the last saved state.
+    public let rewoundLogLines: Int
+
+    private var record: RunRecord
+    private var entries: [RunLogEntry]
+    private var logFD: Int32
+    private var lockFD: Int32
+    /// Work seconds before this segment, and when this segment started (monotonic clock).
+    private let priorSeconds: Double
+    private let segmentStart: Double
+    private var logFailureReported = false
+
+    /// Current status (`running` until `finish` or `fail`).
+    public var status: RunRecord.Status { record.status }
+    /// A copy of the current run record.
+    public var runRecord: RunRecord { record }
+    /// Entry id after `finish`.
+    public var entryId: String? { record.entryId }
+    /// Every log entry kept so far, in order (including those from before a resume).
+    public var logEntries: [RunLogEntry] { entries }
+
+    public static let stateFileName = "state.h5"
+    public static let curvesFileName = "curves.png"
+    static let lockFileName = "lock"
+
+    public var logURL: URL { directory.appendingPathComponent(RunLog.fileName) }
+    public var stateURL: URL { directory.appendingPathComponent(Self.stateFileName) }
+    public var curvesURL: URL { directory.appendingPathComponent(Self.curvesFileName) }
+
+    private init(zoo: Zoo, directory: URL, record: RunRecord, entries: [RunLogEntry], logFD: Int32, lockFD: Int32,
+                 dropped: Int, rewound: Int, progress: Progress?) {
+        self.zoo = zoo
+        self.directory = directory
+        self.record = record
+        self.entries = entries
+        self.logFD = logFD
+        self.lockFD = lockFD
+        self.id = record.id
+        self.kind = record.kind
+        self.config = record.config
+        self.commandLine = record.commandLine
+        self.totalSteps = record.totalSteps
+        self.progress = progress ?? Progress(total: record.totalSteps)
+        self.droppedLogLines = dropped
+        self.rewoundLogLines = rewound
+        self.priorSeconds = record.durationSeconds
+        self.segmentStart = RunClock.monotonic()
+    }
+
+    deinit {
+        if logFD >= 0 { close(logFD) }
+        if lockFD >= 0 { close(lockFD) }
+    }
+
+    // MARK: - create / open
+
+    /// Creates `<zoo>/runs/<kind>-<UTC yyyyMMdd-HHmmss>-<6 hex>/` with `run.json` (status running)
+    /// and an empty `log.jsonl`.
+    /// - Parameters:
+    ///   - kind: `pretrain`, `finetune`, ... (1-40 characters of `a-z 0-9 -`, starting with a letter).
+    ///   - config: every resolved option (recorded, and the provenance's hyperparameters).
+    ///   - totalSteps: steps of the whole run (for progress and `bissl runs`).
+    ///   - progress: progress reporter (default: `Progress(total: totalSteps)` on stderr).
+    /// - Throws: `CheckpointError.invalid` for a bad kind, `.io` when the directory cannot be made.
+    public static func create(zoo: Zoo, kind: String, config: [String: JSONValue], commandLine: [String], totalSteps: Int,
+                              progress: Progress? = nil) throws -> Run {
+        try validateKind(kind)
+        let runs = zoo.layout.runs
+        do { try FileManager.default.createDirectory(at: runs, withIntermediateDirectories: true) } catch {
+            throw CheckpointError.io("cannot create \(runs.path): \(AtomicFile.reason(error))")
+        }
+        let now = Date()
+        var directory: URL!
+        var id = ""
+        for _ in 0..<100 {
+            id = "\(kind)-\(RunClock.compact(now))-" + String(format: "%06x", UInt32.random(in: 0..<(1 << 24)))
+            let candidate = runs.appendingPathComponent(id, isDirectory: true)
+            if mkdir(candidate.path, 0o755) == 0 { directory = candidate; break }
+            guard errno == EEXIST else {
+                throw CheckpointError.io("cannot create run directory \(candidate.path): \(String(cString: strerror(errno)))")
+            }
+        }
+        guard let directory else { throw CheckpointError.io("cannot find a free run id under \(runs.path)") }
+        let lockFD = try lock(directory, id: id)
+        let stamp = RunClock.iso(now)
+        let record = RunRecord(id: id, kind: kind, status: .running, config: config, commandLine: commandLine,
+                               startedAt: stamp, updatedAt: stamp, endedAt: nil, totalSteps: totalSteps, step: 0,
+                               durationSeconds: 0, segments: 1, resumeCommandLines: [], entryId: nil, error: nil,
+                               pid: getpid())
+        do {
+            try record.write(directory: directory)
+            let fd = try RunLog.openForAppend(directory.appendingPathComponent(RunLog.fileName))
+            return Run(zoo: zoo, directory: directory, record: record, entries: [], logFD: fd, lockFD: lockFD,
+                       dropped: 0, rewound: 0, progress: progress)
+        } catch {
+            close(lockFD)
+            try? FileManager.default.removeItem(at: directory)
+            throw error
+        }
+    }
+
+    /// Reopens a run for `--resume`: by id (`<zoo>/runs/<id>`), unique id prefix, or directory path.
+    /// The log is read back (a torn last line is dropped), lines logged after the last saved state
+    /// are removed from the history and from `log.jsonl`, and the run is marked running again.
+    /// - Parameter commandLine: argv of the resuming command (recorded in `resumeCommandLines`).
+    /// - Throws: `CheckpointError.invalid` (one line) for an unknown or ambiguous id, a directory that
+    ///   is gone, an unreadable run.json, a completed run, or a run another process has open.
+    public static func open(zoo: Zoo, id: String, commandLine: [String] = CommandLine.arguments,
+                            progress: Progress? = nil) throws -> Run {
+        let directory = try resolve(zoo: zoo, id: id)
+        var record = try RunRecord.read(directory: directory)
+        if record.status == .completed {
+            throw CheckpointError.invalid("run \(record.id) is completed (entry \(record.entryId.map { String($0.prefix(12)) } ?? "?")); nothing to resume")
+        }
+        let lockFD = try lock(directory, id: record.id)
+        do {
+            let stateURL = directory.appendingPathComponent(stateFileName)
+            let savedStep: Int? = FileManager.default.fileExists(atPath: stateURL.path) ? try TrainingState.storedStep(stateURL) : nil
+            let logURL = directory.appendingPathComponent(RunLog.fileName)
+            let (all, dropped) = try RunLog.read(logURL)
+            // Lines up to the saved state are kept; later ones will be logged again by the resumed run.
+            let kept = all.filter { line in savedStep.map { line.entry.step <= $0 } ?? false }
+            let rewound = all.count - kept.count
+            if dropped > 0 || rewound > 0 || !FileManager.default.fileExists(atPath: logURL.path) {
+                let text = kept.map { $0.text + "\n" }.joined()
+                try AtomicFile.write(Data(text.utf8), to: logURL)
+            }
+            record.status = .running
+            record.error = nil
+            record.endedAt = nil
+            record.segments += 1
+            record.resumeCommandLines.append(commandLine)
+            record.pid = getpid()
+            record.step = savedStep ?? 0
+            record.updatedAt = RunClock.iso()
+            try record.write(directory: directory)
+            let fd = try RunLog.openForAppend(logURL)
+            return Run(zoo: zoo, directory: directory, record: record, entries: kept.map { $0.entry }, logFD: fd, lockFD: lockFD,
+                       dropped: dropped, rewound: rewound, progress: progress)
+        } catch {
+            close(lockFD)
+            throw error
+        }
+    }
+
+    /// The directory of run `id`: a path (contains `/`), an exact id, or a unique id prefix.
+    /// - Throws: `CheckpointError.invalid` for an unknown or ambiguous id.
+    public static func resolve(zoo: Zoo, id: String) throws -> URL {
+        if id.contains("/") { return URL(fileURLWithPath: id, isDirectory: true).standardizedFileURL }
+        guard !id.isEmpty else { throw CheckpointError.invalid("empty run id") }
+        let runs = zoo.layout.runs
+        let exact = runs.appendingPathComponent(id, isDirectory: true)
+        if FileManager.default.fileExists(atPath: exact.path) { return exact }
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: runs.path)) ?? []).filter { $0.hasPrefix(id) }.sorted()
+        switch names.count {
+        case 0: throw CheckpointError.invalid("unknown run '\(id)' in \(runs.path) (bissl runs lists them)")
+        case 1: return runs.appendingPathComponent(names[0], isDirectory: true)
+        default: throw CheckpointError.invalid("run id '\(id)' is ambiguous: \(names.prefix(5).joined(separator: ", "))\(names.count > 5 ? ", ..." : "")")
+        }
+    }
+
+    static func validateKind(_ kind: String) throws {
+        let ok = !kind.isEmpty && kind.utf8.count <= 40
+            && kind.utf8.allSatisfy { (0x61...0x7A).contains($0) || (0x30...0x39).contains($0) || $0 == 0x2D }
+            && (0x61...0x7A).contains(kind.utf8.first!)
+        guard ok else { throw CheckpointError.invalid("invalid run kind '\(kind)': use 1-40 characters of a-z 0-9 -, starting with a letter") }
+    }
+
+    /// Takes the run's exclusive lock (non-blocking).
+    private static func lock(_ directory: URL, id: String) throws -> Int32 {
+        let path = directory.appendingPathComponent(lockFileName).path
+        let fd = Foundation.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o666)
+        guard fd >= 0 else { throw CheckpointError.io("cannot open \(path): \(String(cString: strerror(errno)))") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            throw CheckpointError.invalid("run \(id) is in use by another bissl process")
+        }
+        return fd
+    }
+
+    /// True when some process has the run in `directory` open (its lock is held).
+    public static func isActive(directory: URL) -> Bool {
+        let fd = Foundation.open(directory.appendingPathComponent(lockFileName).path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        if flock(fd, LOCK_EX | LOCK_NB) == 0 { flock(fd, LOCK_UN); return false }
+        return errno == EWOULDBLOCK
+    }
+
+    // MARK: - logging
+
+    /// Seconds of work since the run first started, summed over segments.
+    public var elapsedSeconds: Double { priorSeconds + (RunClock.monotonic() - segmentStart) }
+
+    /// Appends `{"step":s,"time":t,"phase":p, <metrics>}` to `log.jsonl` (one `write(2)`, so the line
+    /// survives SIGKILL) and keeps it for `history` and the provenance. A failing write is reported
+    /// once on stderr and the history still kept.
+    /// - Precondition: no metric is named `step`, `time` or `phase`.
+    public func log(step: Int, phase: String, _ metrics: [String: Double]) {
+        precondition(metrics.keys.allSatisfy { !RunLogEntry.reserved.contains($0) }, "Run.log: metric names step, time and phase are reserved")
+        let entry = RunLogEntry(step: step, time: elapsedSeconds, phase: phase, metrics: metrics)
+        entries.append(entry)
+        if !RunLog.append(entry.jsonLine, fd: logFD) && !logFailureReported {
+            logFailureReported = true
+            progress.message("warning: cannot append to \(logURL.path): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// `(step, value)` of every logged line that has `metric`, in logging order (lines from before a
+    /// resume included).
+    public func history(_ metric: String) -> [(step: Int, value: Double)] {
+        entries.compactMap { e in e.metrics[metric].map { (e.step, $0) } }
+    }
+
+    /// Every metric name logged so far, sorted.
+    public var metricNames: [String] { Array(Set(entries.flatMap(\.metrics.keys))).sorted() }
+
+    // MARK: - state
+
+    /// Atomically replaces `state.h5` with `state`, then records `state.step` and the work time in
+    /// run.json.
+    /// - Throws: `CheckpointError.io` when a file cannot be written (the previous state stays).
+    public func saveState(_ state: TrainingState) throws {
+        try state.write(to: stateURL)
+        record.step = state.step
+        try writeRecord()
+    }
+
+    /// The last saved state; nil when none was saved yet.
+    /// - Throws: `CheckpointError` when `state.h5` exists but cannot be read.
+    public func loadState() throws -> TrainingState? {
+        guard FileManager.default.fileExists(atPath: stateURL.path) else { return nil }
+        return try TrainingState.read(stateURL)
+    }
+
+    private func writeRecord() throws {
+        record.durationSeconds = elapsedSeconds
+        record.updatedAt = RunClock.iso()
+        try record.write(directory: directory)
+    }
+
+    // MARK: - end
+
+    /// Ends the run: draws `curves.png` (a drawing failure is only reported), adds `checkpoint` to the
+    /// zoo with `name`, and marks run.json completed with the entry id. Only here does a zoo entry
+    /// appear; call `saveState` with the final state first so that a failed `finish` can be resumed.
+    /// - Returns: the zoo's import result.
+    /// - Throws: `CheckpointError.invalid` when the run is already completed; whatever `Zoo.add`
+    ///   throws (the run then stays running and resumable, with no entry).
+    public func finish(_ checkpoint: Checkpoint, name: String?) throws -> ImportResult {
+        if record.status == .completed {
+            throw CheckpointError.invalid("run \(id) is already completed (entry \(record.entryId.map { String($0.prefix(12)) } ?? "?"))")
+        }
+        progress.finish()
+        do {
+            try CurvePlot.write(entries: entries, to: curvesURL, title: id)
+        } catch {
+            progress.message("warning: no curves.png: \(error)")
+        }
+        let result = try zoo.add(checkpoint, name: name)
+        record.status = .completed
+        record.entryId = result.id
+        record.error = nil
+        record.endedAt = RunClock.iso()
+        try writeRecord()
+        return result
+    }
+
+    /// Marks the run failed with the first line of `error` (it stays resumable). Never throws: a
+    /// failure to write run.json is reported on stderr.
+    public func fail(_ error: Error) {
+        progress.finish()
+        let message = String(describing: error).split(separator: "\n", omittingEmptySubsequences: true).first.map(String.init) ?? "unknown error"
+        record.status = .failed
+        record.error = message
+        record.endedAt = RunClock.iso()
+        do { try writeRecord() } catch {
+            progress.message("warning: cannot mark run \(id) failed: \(error)")
+        }
+    }
+
+    /// A provenance skeleton for the entry this run makes: `tool`, the first `commandLine`,
+    /// `startedAt` (first start), `endedAt` (now), `hyperparameters` = config, the metric
+    /// `durationSeconds` (work time summed over resumed segments) and `metricHistory` with every
+    /// logged metric's values in logging order. The caller adds parents, datasets, seeds, metrics.
+    public func provenance(stage: String, method: String?) -> Provenance {
+        var p = Provenance(stage: stage, method: method, hyperparameters: config,
+                           metrics: ["durationSeconds": elapsedSeconds], tool: Provenance.Tool(),
+                           commandLine: commandLine, startedAt: record.startedAt, endedAt: RunClock.iso())
+        for name in metricNames { p.metricHistory[name] = history(name).map(\.value) }
+        return p
+    }
+}

@@ -1,0 +1,110 @@
+import Checkpoint
+import Foundation
+
+/// The contents of `<zoo>/runs/<id>/run.json`: what a run is, how it was started and where it stands.
+/// Rewritten atomically (`AtomicFile`) on every status change and every saved state.
+public struct RunRecord: Codable, Equatable, Sendable {
+    /// `running`: started or resumed (also what a run killed by Ctrl-C or SIGKILL still says; its lock
+    /// is then free, see `RunListing`); `completed`: the zoo entry `entryId` exists; `failed`: stopped by
+    /// the error `error`. Running and failed runs can be resumed, completed ones cannot.
+    public enum Status: String, Codable, Sendable { case running, completed, failed }
+
+    /// `<kind>-<UTC yyyyMMdd-HHmmss>-<6 hex>`, also the directory name.
+    public var id: String
+    /// What the run does (`pretrain`, `finetune`, `align`, ...).
+    public var kind: String
+    public var status: Status
+    /// Every resolved option of the command, as given to `Run.create`.
+    public var config: [String: JSONValue]
+    /// argv of the command that started the run.
+    public var commandLine: [String]
+    /// ISO 8601 UTC time of the first start.
+    public var startedAt: String
+    /// ISO 8601 UTC time of the last change of this record.
+    public var updatedAt: String
+    /// ISO 8601 UTC time the run completed or failed; nil while running.
+    public var endedAt: String?
+    /// Steps the run will make in total.
+    public var totalSteps: Int
+    /// `step` of the last saved training state (0 before the first).
+    public var step: Int
+    /// Seconds of work: for every earlier segment, its time up to its last saved state (later work is
+    /// redone after a resume), plus the current segment so far (at the time of the last write).
+    public var durationSeconds: Double
+    /// Number of segments: 1 plus the number of resumes.
+    public var segments: Int
+    /// argv of each resume, in order.
+    public var resumeCommandLines: [[String]]
+    /// Content id of the zoo entry, once completed.
+    public var entryId: String?
+    /// One-line error, when failed.
+    public var error: String?
+    /// Process that ran the run last.
+    public var pid: Int32?
+
+    public static let fileName = "run.json"
+
+    /// Reads `<directory>/run.json`.
+    /// - Throws: `CheckpointError.invalid` (one line) when the directory or file is missing or the
+    ///   file is not a run record.
+    public static func read(directory: URL) throws -> RunRecord {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw CheckpointError.invalid("run \(directory.lastPathComponent): its directory \(directory.path) is gone")
+        }
+        let url = directory.appendingPathComponent(fileName)
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw CheckpointError.invalid("run \(directory.lastPathComponent): cannot read \(url.path): \(AtomicFile.reason(error))")
+        }
+        do {
+            return try decoder().decode(RunRecord.self, from: data)
+        } catch {
+            throw CheckpointError.invalid("run \(directory.lastPathComponent): \(url.path) is unreadable (not a bissl run record)")
+        }
+    }
+
+    /// Writes `<directory>/run.json` atomically (pretty JSON, sorted keys).
+    /// - Throws: `CheckpointError.io` when it cannot be written.
+    public func write(directory: URL) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        let data: Data
+        do { data = try encoder.encode(self) } catch {
+            throw CheckpointError.invalid("cannot encode run \(id) as JSON: \(error)")
+        }
+        try AtomicFile.write(data + Data("\n".utf8), to: directory.appendingPathComponent(Self.fileName))
+    }
+
+    static func decoder() -> JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        return decoder
+    }
+}
+
+/// ISO 8601 UTC times (`2026-11-29T10:24:09Z`) as provenance uses them.
+enum RunClock {
+    static func iso(_ date: Date = Date()) -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime]
+        f.timeZone = TimeZone(identifier: "UTC")
+        return f.string(from: date)
+    }
+
+    /// `yyyyMMdd-HHmmss` in UTC, for run ids.
+    static func compact(_ date: Date = Date()) -> String {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        let c = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
+        return String(format: "%04d%02d%02d-%02d%02d%02d", c.year!, c.month!, c.day!, c.hour!, c.minute!, c.second!)
+    }
+
+    /// Seconds on a clock that never goes back (for durations).
+    static func monotonic() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+}

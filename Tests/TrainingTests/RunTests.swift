@@ -1,0 +1,275 @@
+import Checkpoint
+import Engine
+import Foundation
+import XCTest
+import Zoo
+@testable import Training
+
+/// A toy training job for the run tests: ResNet-18 width 4 (small stem) on 8x8 inputs with a
+/// classifier (cross-entropy) and an MLP projector with BatchNorm1d (loss 0.5 * mean_n ||z_n||^2),
+/// SGD with momentum and weight decay, a cosine schedule. Inputs and labels of step `s` derive from
+/// `s` alone (the project's resume rule), so a resumed job sees the same batches.
+final class ToyJob {
+    static let architecture = Architecture(depth: 18, block: "basic", layers: [2, 2, 2, 2], width: 4, stem: "small",
+                                           heads: ["projector": .init(kind: "mlp", dims: [32, 16, 8]),
+                                                   "classifier": .init(kind: "linear", dims: [32, 10])])
+    let net: Network
+    let sgd: SGD
+    var schedule: CosineSchedule
+    let parameters: [Parameter]
+
+    init(seed: UInt64, totalSteps: Int) throws {
+        net = try Network(architecture: Self.architecture, seed: seed)
+        parameters = net.backbone.parameters + net.heads.values.flatMap(\.parameters)
+        sgd = SGD(parameters: parameters, lr: 0.05, momentum: 0.9, weightDecay: 1e-4)
+        schedule = CosineSchedule(base: 0.05, warmup: min(2, totalSteps - 1), total: totalSteps)
+    }
+
+    /// Batch of step `s`: 4 images 3x8x8 with values from a hash of (s, index), labels (7s + i) % 10.
+    static func batch(_ s: Int) -> (Tensor4, [Int]) {
+        var x = Tensor4(n: 4, c: 3, h: 8, w: 8)
+        for i in x.data.indices {
+            var h = UInt64(s) &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(i) &* 0xBF58_476D_1CE4_E5B9
+            h ^= h >> 31; h &*= 0x94D0_49BB_1331_11EB; h ^= h >> 29
+            x.data[i] = Float(h % 2001) / 1000 - 1
+        }
+        return (x, (0..<4).map { (7 * s + $0) % 10 })
+    }
+
+    /// One optimisation step (step number `s`, 1-based); returns the classifier loss.
+    @discardableResult
+    func step(_ s: Int) -> Float {
+        let (x, labels) = Self.batch(s)
+        parameters.zeroGrad()
+        let f = net.backbone.forward(x, mode: .train)
+        let classifier = net.heads["classifier"]!, projector = net.heads["projector"]!
+        let (loss, g) = CrossEntropy.forward(logits: classifier.forward(f, mode: .train), labels: labels)
+        var dF = classifier.backward(g)
+        let z = projector.forward(f, mode: .train)
+        let dz = Matrix(rows: z.rows, cols: z.cols, data: z.data.map { $0 / Float(z.rows) })
+        let dF2 = projector.backward(dz)
+        for i in dF.data.indices { dF.data[i] += dF2.data[i] }
+        net.backbone.backward(dF)
+        sgd.step()
+        sgd.lr = schedule.step()
+        return loss
+    }
+
+    func capture(step: Int) -> TrainingState {
+        var state = TrainingState(step: step)
+        state.capture(net)
+        state.capture(sgd)
+        state.capture(schedule)
+        return state
+    }
+
+    func restore(_ state: TrainingState) throws {
+        try state.restore(net)
+        try state.restore(sgd)
+        try state.restore(&schedule)
+    }
+}
+
+enum RunTestSupport {
+    static func tempZoo(_ test: XCTestCase) throws -> Zoo {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bissl-run-\(UUID().uuidString)")
+        test.addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        return try Zoo.open(ZooLayout(root: dir), create: true)
+    }
+
+    /// Progress that prints nothing (tests).
+    static func quiet(_ total: Int) -> Training.Progress { Training.Progress(total: total, mode: .none, write: { _ in }, now: { 0 }) }
+}
+
+final class RunTests: XCTestCase {
+    let total = 6
+
+    /// Interrupt after saving the state at step 3 (two more steps logged, then the Run dropped),
+    /// resume, finish: parameters, BN buffers and every logged loss equal an uninterrupted run's bit
+    /// for bit, and log.jsonl holds steps 1...6 once each.
+    func testInterruptAndResumeIsBitIdentical() throws {
+        let reference = try ToyJob(seed: 11, totalSteps: total)
+        var referenceLosses: [Float] = []
+        for s in 1...total { referenceLosses.append(reference.step(s)) }
+
+        let zoo = try RunTestSupport.tempZoo(self)
+        var runID = ""
+        do {
+            let run = try Run.create(zoo: zoo, kind: "pretrain", config: ["lr": .double(0.05)], commandLine: ["bissl", "test"],
+                                     totalSteps: total, progress: RunTestSupport.quiet(total))
+            runID = run.id
+            XCTAssertNil(try run.loadState())
+            let job = try ToyJob(seed: 11, totalSteps: total)
+            for s in 1...5 {
+                run.log(step: s, phase: "train", ["loss": Double(job.step(s)), "lr": Double(job.sgd.lr)])
+                if s == 3 { try run.saveState(job.capture(step: 3)) }
+            }
+            // Dropped here without finish: as after SIGKILL, steps 4 and 5 are in the log but not in the state.
+        }
+        let run = try Run.open(zoo: zoo, id: runID, commandLine: ["bissl", "test", "--resume", runID], progress: RunTestSupport.quiet(total))
+        XCTAssertEqual(run.rewoundLogLines, 2)
+        XCTAssertEqual(run.history("loss").map { $0.step }, [1, 2, 3])
+        let state = try XCTUnwrap(try run.loadState())
+        XCTAssertEqual(state.step, 3)
+        let job = try ToyJob(seed: 999, totalSteps: total)   // different init: everything must come from the state
+        try job.restore(state)
+        for s in (state.step + 1)...total {
+            run.log(step: s, phase: "train", ["loss": Double(job.step(s)), "lr": Double(job.sgd.lr)])
+        }
+        try run.saveState(job.capture(step: total))
+
+        XCTAssertEqual(job.net.components(), reference.net.components(), "parameters and BN buffers after resume")
+        for (a, b) in zip(job.sgd.buffers!, reference.sgd.buffers!) { XCTAssertEqual(a, b) }
+        XCTAssertEqual(job.schedule.counter, reference.schedule.counter)
+        XCTAssertEqual(run.history("loss").map { $0.value }, referenceLosses.map(Double.init))
+        let lines = try String(contentsOf: run.logURL, encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.compactMap { RunLogEntry(jsonLine: $0)?.step }, Array(1...total))
+
+        let record = try RunRecord.read(directory: run.directory)
+        XCTAssertEqual(record.segments, 2)
+        XCTAssertEqual(record.step, total)
+        XCTAssertEqual(record.resumeCommandLines, [["bissl", "test", "--resume", runID]])
+    }
+
+    /// A last line cut by SIGKILL is dropped on reopen and removed from log.jsonl.
+    func testTornLastLogLineIsDropped() throws {
+        let zoo = try RunTestSupport.tempZoo(self)
+        var id = ""
+        do {
+            let run = try Run.create(zoo: zoo, kind: "finetune", config: [:], commandLine: ["x"], totalSteps: 4, progress: RunTestSupport.quiet(4))
+            id = run.id
+            run.log(step: 1, phase: "train", ["loss": 2.5])
+            run.log(step: 2, phase: "train", ["loss": 2.25])
+            try run.saveState(TrainingState(step: 2))
+        }
+        let log = try Run.resolve(zoo: zoo, id: id).appendingPathComponent("log.jsonl")
+        let handle = try FileHandle(forWritingTo: log)
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data("{\"step\":3,\"time\":0.5,\"pha".utf8))
+        try handle.close()
+        let run = try Run.open(zoo: zoo, id: id, progress: RunTestSupport.quiet(4))
+        XCTAssertEqual(run.droppedLogLines, 1)
+        XCTAssertEqual(run.history("loss").map { $0.value }, [2.5, 2.25])
+        run.log(step: 3, phase: "train", ["loss": 2.0])
+        let text = try String(contentsOf: log, encoding: .utf8)
+        XCTAssertEqual(text.split(separator: "\n").count, 3)
+        XCTAssertTrue(text.hasSuffix("\"loss\":2.0}\n"), text)
+        XCTAssertFalse(text.contains("\"pha\n") || text.contains("\"pha{"))
+    }
+
+    /// finish adds exactly one entry, marks run.json completed with its id; a second finish and a
+    /// resume are refused; provenance carries the run's fields.
+    func testFinishAddsOneEntryAndCompletes() throws {
+        let zoo = try RunTestSupport.tempZoo(self)
+        let run = try Run.create(zoo: zoo, kind: "pretrain", config: ["batch_size": .int(4), "method": .string("simclr")],
+                                 commandLine: ["bissl", "pretrain", "--method", "simclr"], totalSteps: 2, progress: RunTestSupport.quiet(2))
+        let job = try ToyJob(seed: 3, totalSteps: 2)
+        for s in 1...2 { run.log(step: s, phase: "train", ["loss": Double(job.step(s))]) }
+        run.log(step: 2, phase: "eval", ["knn_top1": 0.25])
+        try run.saveState(job.capture(step: 2))
+        XCTAssertTrue(try zoo.list().isEmpty, "no entry before finish")
+        let provenance = run.provenance(stage: "pretext", method: "simclr")
+        XCTAssertEqual(provenance.stage, "pretext")
+        XCTAssertEqual(provenance.method, "simclr")
+        XCTAssertEqual(provenance.commandLine, ["bissl", "pretrain", "--method", "simclr"])
+        XCTAssertEqual(provenance.hyperparameters, ["batch_size": .int(4), "method": .string("simclr")])
+        XCTAssertEqual(provenance.startedAt, run.runRecord.startedAt)
+        XCTAssertTrue(ProvenanceCheck.violations(provenance).isEmpty, "\(ProvenanceCheck.violations(provenance))")
+        XCTAssertNotNil(provenance.metrics["durationSeconds"])
+        XCTAssertEqual(provenance.metricHistory["loss"], run.history("loss").map { $0.value })
+        XCTAssertEqual(provenance.metricHistory["knn_top1"], [0.25])
+        XCTAssertEqual(provenance.tool, Provenance.Tool(name: "bissl", version: bisslVersion))
+
+        let result = try run.finish(job.net.checkpoint(provenance: provenance), name: "toy")
+        XCTAssertTrue(result.added)
+        XCTAssertEqual(try zoo.list().map(\.summary.id), [result.id])
+        XCTAssertEqual(run.status, .completed)
+        let record = try RunRecord.read(directory: run.directory)
+        XCTAssertEqual(record.status, .completed)
+        XCTAssertEqual(record.entryId, result.id)
+        XCTAssertNotNil(record.endedAt)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: run.curvesURL.path))
+
+        XCTAssertThrowsError(try run.finish(job.net.checkpoint(provenance: provenance), name: "toy2")) { error in
+            XCTAssertTrue("\(error)".contains("already completed"), "\(error)")
+        }
+        XCTAssertEqual(try zoo.list().count, 1)
+        let id = run.id
+        XCTAssertThrowsError(try Run.open(zoo: zoo, id: id, progress: RunTestSupport.quiet(2))) { error in
+            XCTAssertTrue("\(error)".contains("is completed"), "\(error)")
+            XCTAssertFalse("\(error)".contains("\n"))
+        }
+    }
+
+    /// A failed zoo add leaves the run running and resumable, with no entry.
+    func testFailedFinishStaysResumable() throws {
+        let zoo = try RunTestSupport.tempZoo(self)
+        var id = ""
+        do {
+            let run = try Run.create(zoo: zoo, kind: "pretrain", config: [:], commandLine: ["x"], totalSteps: 1, progress: RunTestSupport.quiet(1))
+            id = run.id
+            run.log(step: 1, phase: "train", ["loss": 1])
+            try run.saveState(TrainingState(step: 1))
+            let job = try ToyJob(seed: 1, totalSteps: 2)
+            let bad = job.net.checkpoint(provenance: Provenance(stage: "no-such-stage"))
+            XCTAssertThrowsError(try run.finish(bad, name: nil))
+            XCTAssertEqual(run.status, .running)
+            XCTAssertTrue(try zoo.list().isEmpty)
+        }
+        let run = try Run.open(zoo: zoo, id: id, progress: RunTestSupport.quiet(1))
+        XCTAssertEqual(try run.loadState()?.step, 1)
+        XCTAssertEqual(run.history("loss").map { $0.value }, [1])
+    }
+
+    /// fail() records the one-line error; the run can be resumed.
+    func testFailMarksRunFailed() throws {
+        let zoo = try RunTestSupport.tempZoo(self)
+        var id = ""
+        do {
+            let run = try Run.create(zoo: zoo, kind: "align", config: [:], commandLine: ["x"], totalSteps: 3, progress: RunTestSupport.quiet(3))
+            id = run.id
+            run.fail(CheckpointError.invalid("loss is NaN at step 2\nsecond line"))
+            let record = try RunRecord.read(directory: run.directory)
+            XCTAssertEqual(record.status, .failed)
+            XCTAssertEqual(record.error, "loss is NaN at step 2")
+        }
+        let run = try Run.open(zoo: zoo, id: id, progress: RunTestSupport.quiet(3))
+        XCTAssertEqual(run.status, .running)
+        XCTAssertNil(run.runRecord.error)
+    }
+
+    func testRunIDAndUnknownOrBrokenRuns() throws {
+        let zoo = try RunTestSupport.tempZoo(self)
+        let run = try Run.create(zoo: zoo, kind: "finetune", config: [:], commandLine: ["x"], totalSteps: 3, progress: RunTestSupport.quiet(3))
+        // finetune-yyyyMMdd-HHmmss-xxxxxx
+        let parts = run.id.split(separator: "-")
+        XCTAssertEqual(parts.count, 4)
+        XCTAssertEqual(parts[0], "finetune")
+        XCTAssertEqual(parts[1].count, 8)
+        XCTAssertEqual(parts[2].count, 6)
+        XCTAssertEqual(parts[3].count, 6)
+        XCTAssertTrue(ZooLayout.isHex(String(parts[3])))
+        XCTAssertEqual(run.directory.deletingLastPathComponent().standardizedFileURL, zoo.layout.runs.standardizedFileURL)
+        // Open while another holder has the lock.
+        XCTAssertThrowsError(try Run.open(zoo: zoo, id: run.id, progress: RunTestSupport.quiet(3))) { error in
+            XCTAssertTrue("\(error)".contains("in use"), "\(error)")
+        }
+        XCTAssertTrue(Run.isActive(directory: run.directory))
+        XCTAssertThrowsError(try Run.open(zoo: zoo, id: "nope", progress: RunTestSupport.quiet(3))) { error in
+            XCTAssertTrue("\(error)".hasPrefix("unknown run 'nope'"), "\(error)")
+        }
+        XCTAssertThrowsError(try Run.create(zoo: zoo, kind: "Bad Kind", config: [:], commandLine: [], totalSteps: 1))
+
+        let gone = zoo.layout.runs.appendingPathComponent("pretrain-20260101-000000-abcdef").path
+        XCTAssertThrowsError(try Run.open(zoo: zoo, id: gone, progress: RunTestSupport.quiet(3))) { error in
+            XCTAssertTrue("\(error)".contains("is gone"), "\(error)")
+        }
+        let broken = zoo.layout.runs.appendingPathComponent("pretrain-20260101-000000-123456")
+        try FileManager.default.createDirectory(at: broken, withIntermediateDirectories: true)
+        try Data("{not json".utf8).write(to: broken.appendingPathComponent("run.json"))
+        XCTAssertThrowsError(try Run.open(zoo: zoo, id: "pretrain-20260101-000000-123456", progress: RunTestSupport.quiet(3))) { error in
+            XCTAssertTrue("\(error)".contains("unreadable"), "\(error)")
+            XCTAssertFalse("\(error)".contains("\n"))
+        }
+    }
+}
