@@ -9,7 +9,7 @@ import Foundation
 /// pixels tall and `width` wide: `loss` (names containing "loss"), `accuracy` (names containing
 /// "top1", "top5", "acc" or "map"), then one panel per other metric (e.g. `lr`), sorted. Every panel
 /// has a light grid, axes with tick labels (1-2-5 steps), the step on the shared x-axis, and a legend
-/// naming each series in its colour. A series is one metric in one phase; when a metric is logged in
+/// above the plot (wrapping to more rows when long) naming each series next to its colour. A series is one metric in one phase; when a metric is logged in
 /// several phases its legend says `name (phase)`. Non-finite values are skipped (the line breaks).
 public enum CurvePlot {
     public static let width = 960
@@ -110,8 +110,30 @@ public enum CurvePlot {
     }
 
     private static func drawPanel(_ c: inout Canvas, series: [Series], title: String, top: Int, xRange: (Double, Double)) {
-        let left = 110, right = width - 24, plotTop = top + 40, plotBottom = top + panelHeight - 44
+        let left = 110, right = width - 24, plotBottom = top + panelHeight - 44
         c.text(title, x: left, y: top + 14, scale: 2, colour: Canvas.black)
+        // Legend above the plot, right-aligned after the title, wrapping to more rows when needed:
+        // each item is a colour swatch and the series label.
+        let rowHeight = 20
+        let itemWidths = series.map { 24 + 8 + BitmapFont.textWidth($0.label, scale: 2) + 20 }
+        let available = right - (left + BitmapFont.textWidth(title, scale: 2) + 30)
+        var legendRows: [[Int]] = [[]]
+        var used = 0
+        for (i, w) in itemWidths.enumerated() {
+            if used + w > available && !legendRows[legendRows.count - 1].isEmpty { legendRows.append([]); used = 0 }
+            legendRows[legendRows.count - 1].append(i)
+            used += w
+        }
+        for (r, row) in legendRows.enumerated() {
+            var x = right - row.map { itemWidths[$0] }.reduce(0, +) + 20
+            let y = top + 14 + r * rowHeight
+            for i in row {
+                c.fill(x: x, y: y + 3, w: 24, h: 8, colour: palette[series[i].colourIndex % palette.count])
+                c.text(series[i].label, x: x + 32, y: y, scale: 2, colour: Canvas.black)
+                x += itemWidths[i]
+            }
+        }
+        let plotTop = top + 40 + (legendRows.count - 1) * rowHeight
         let values = series.flatMap { $0.points.map(\.value) }.filter(\.isFinite)
         var (y0, y1) = (values.min() ?? 0, values.max() ?? 1)
         if y0 == y1 {
@@ -157,20 +179,6 @@ public enum CurvePlot {
                 if markers || s.points.count == 1 { c.fill(x: point.0 - 2, y: point.1 - 2, w: 5, h: 5, colour: colour) }
                 previous = point
             }
-        }
-
-        // Legend, top right inside the plot.
-        let rowHeight = 20
-        let textWidth = series.map { BitmapFont.textWidth($0.label, scale: 2) }.max() ?? 0
-        let boxWidth = 12 + 24 + 8 + textWidth + 10
-        let boxHeight = 8 + series.count * rowHeight
-        let bx = right - boxWidth - 6, by = plotTop + 6
-        c.fill(x: bx, y: by, w: boxWidth, h: boxHeight, colour: Canvas.white)
-        c.frame(x: bx, y: by, w: boxWidth, h: boxHeight, colour: Canvas.black)
-        for (i, s) in series.enumerated() {
-            let y = by + 6 + i * rowHeight
-            c.fill(x: bx + 12, y: y + 3, w: 24, h: 8, colour: palette[s.colourIndex % palette.count])
-            c.text(s.label, x: bx + 12 + 24 + 8, y: y, scale: 2, colour: Canvas.black)
         }
     }
 

@@ -148,6 +148,7 @@ public final class Run {
             throw CheckpointError.invalid("run \(record.id) is completed (entry \(record.entryId.map { String($0.prefix(12)) } ?? "?")); nothing to resume")
         }
         let lockFD = try lock(directory, id: record.id)
+        removeStaleTemporaries(directory)
         do {
             let stateURL = directory.appendingPathComponent(stateFileName)
             let savedStep: Int? = FileManager.default.fileExists(atPath: stateURL.path) ? try TrainingState.storedStep(stateURL) : nil
@@ -180,10 +181,13 @@ public final class Run {
 
     /// The directory of run `id`: a path (contains `/`), an exact id, or a unique id prefix.
     /// - Throws: `CheckpointError.invalid` for an unknown or ambiguous id.
-    public static func resolve(zoo: Zoo, id: String) throws -> URL {
+    public static func resolve(zoo: Zoo, id: String) throws -> URL { try resolve(layout: zoo.layout, id: id) }
+
+    /// `resolve(zoo:id:)` from the zoo's layout alone (no catalog opened).
+    public static func resolve(layout: ZooLayout, id: String) throws -> URL {
         if id.contains("/") { return URL(fileURLWithPath: id, isDirectory: true).standardizedFileURL }
         guard !id.isEmpty else { throw CheckpointError.invalid("empty run id") }
-        let runs = zoo.layout.runs
+        let runs = layout.runs
         let exact = runs.appendingPathComponent(id, isDirectory: true)
         if FileManager.default.fileExists(atPath: exact.path) { return exact }
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: runs.path)) ?? []).filter { $0.hasPrefix(id) }.sorted()
@@ -211,6 +215,15 @@ public final class Run {
             throw CheckpointError.invalid("run \(id) is in use by another bissl process")
         }
         return fd
+    }
+
+    /// Removes `AtomicFile` temporaries (`.<name>.tmp-<pid>-<random>`) whose writer is no longer
+    /// running (a SIGKILL during `saveState`); called with the run's lock held.
+    private static func removeStaleTemporaries(_ directory: URL) {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? [] where name.hasPrefix(".") {
+            guard let range = name.range(of: ".tmp-"), let pid = Int32(name[range.upperBound...].prefix { $0 != "-" }) else { continue }
+            if pid != getpid() && kill(pid, 0) != 0 && errno == ESRCH { unlink(directory.appendingPathComponent(name).path) }
+        }
     }
 
     /// True when some process has the run in `directory` open (its lock is held).

@@ -53,6 +53,9 @@ public struct RunRecord: Codable, Equatable, Sendable {
             throw CheckpointError.invalid("run \(directory.lastPathComponent): its directory \(directory.path) is gone")
         }
         let url = directory.appendingPathComponent(fileName)
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            throw CheckpointError.invalid("run \(directory.lastPathComponent): \(url.path) is missing (not a run directory?)")
+        }
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
             throw CheckpointError.invalid("run \(directory.lastPathComponent): cannot read \(url.path): \(AtomicFile.reason(error))")

@@ -1,0 +1,73 @@
+import Checkpoint
+import Foundation
+import Zoo
+
+/// The runs of a zoo as `bissl runs` shows them, read from the files alone (no catalog, no lock
+/// taken): `<zoo>/runs/*/run.json` and, for one run, the last metrics of its `log.jsonl`.
+public struct RunSummary: Codable, Equatable, Sendable {
+    public var id: String
+    public var directory: String
+    /// The run record, nil when run.json cannot be read (`problem` says why).
+    public var record: RunRecord?
+    /// `running` (a process has it open), `interrupted` (run.json says running but no process holds
+    /// its lock: killed or Ctrl-C; resumable), `completed`, `failed`, or `unreadable`.
+    public var state: String
+    public var problem: String?
+
+    /// Every run directory under `layout.runs`, newest first (by start time, then id).
+    public static func all(_ layout: ZooLayout) -> [RunSummary] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: layout.runs.path)) ?? []
+        var out: [RunSummary] = []
+        for name in names where !name.hasPrefix(".") {
+            let dir = layout.runs.appendingPathComponent(name, isDirectory: true)
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: dir.path, isDirectory: &isDirectory), isDirectory.boolValue else { continue }
+            out.append(summary(directory: dir))
+        }
+        return out.sorted { ($0.record?.startedAt ?? "", $0.id) > ($1.record?.startedAt ?? "", $1.id) }
+    }
+
+    /// The summary of the run in `directory`.
+    public static func summary(directory: URL) -> RunSummary {
+        let id = directory.lastPathComponent
+        do {
+            let record = try RunRecord.read(directory: directory)
+            let state: String
+            switch record.status {
+            case .running: state = Run.isActive(directory: directory) ? "running" : "interrupted"
+            case .completed: state = "completed"
+            case .failed: state = "failed"
+            }
+            return RunSummary(id: record.id, directory: directory.path, record: record, state: state, problem: nil)
+        } catch {
+            return RunSummary(id: id, directory: directory.path, record: nil, state: "unreadable", problem: "\(error)")
+        }
+    }
+
+    /// The last value of every metric in the run's log, with its step and phase.
+    /// - Throws: `CheckpointError.io` when the log exists but cannot be read.
+    public static func lastMetrics(directory: URL) throws -> [String: LastMetric] {
+        let (entries, _) = try RunLog.read(directory.appendingPathComponent(RunLog.fileName))
+        var out: [String: LastMetric] = [:]
+        for (entry, _) in entries {
+            for (name, value) in entry.metrics { out[name] = LastMetric(step: entry.step, phase: entry.phase, value: value) }
+        }
+        return out
+    }
+
+    /// Draws `<directory>/curves.png` from the complete lines of its log (as `Run.finish` does).
+    /// - Throws: `CheckpointError.invalid` when nothing was logged, `.io` when it cannot be written.
+    @discardableResult
+    public static func drawCurves(directory: URL, title: String) throws -> URL {
+        let (entries, _) = try RunLog.read(directory.appendingPathComponent(RunLog.fileName))
+        let url = directory.appendingPathComponent(Run.curvesFileName)
+        try CurvePlot.write(entries: entries.map { $0.entry }, to: url, title: title)
+        return url
+    }
+
+    public struct LastMetric: Codable, Equatable, Sendable {
+        public var step: Int
+        public var phase: String
+        public var value: Double
+    }
+}
