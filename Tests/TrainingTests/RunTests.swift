@@ -106,8 +106,11 @@ final class RunTests: XCTestCase {
             }
             // Dropped here without finish: as after SIGKILL, steps 4 and 5 are in the log but not in the state.
         }
-        let run = try Run.open(zoo: zoo, id: runID, commandLine: ["bissl", "test", "--resume", runID], progress: RunTestSupport.quiet(total))
+        var shown = ""
+        let progress = Training.Progress(total: total, mode: .plain, write: { shown += $0 }, now: { 0 })
+        let run = try Run.open(zoo: zoo, id: runID, commandLine: ["bissl", "test", "--resume", runID], progress: progress)
         XCTAssertEqual(run.rewoundLogLines, 2)
+        XCTAssertEqual(shown, "resuming run \(runID) from step 3/6; 2 log lines after the saved state will be logged again\n")
         XCTAssertEqual(run.history("loss").map { $0.step }, [1, 2, 3])
         let state = try XCTUnwrap(try run.loadState())
         XCTAssertEqual(state.step, 3)
@@ -117,6 +120,12 @@ final class RunTests: XCTestCase {
             run.log(step: s, phase: "train", ["loss": Double(job.step(s)), "lr": Double(job.sgd.lr)])
         }
         try run.saveState(job.capture(step: total))
+        // log() feeds the progress: the first update (step 4) printed at once, the last at finish.
+        run.progress.finish()
+        let progressLines = shown.split(separator: "\n").dropFirst()
+        XCTAssertEqual(progressLines.count, 2)
+        XCTAssertTrue(progressLines.first!.hasPrefix("step 4/6 (66%) [train] loss "), "\(progressLines)")
+        XCTAssertTrue(progressLines.last!.hasPrefix("step 6/6 (100%) [train] loss "), "\(progressLines)")
 
         XCTAssertEqual(job.net.components(), reference.net.components(), "parameters and BN buffers after resume")
         for (a, b) in zip(job.sgd.buffers!, reference.sgd.buffers!) { XCTAssertEqual(a, b) }

@@ -171,8 +171,13 @@ public final class Run {
             record.updatedAt = RunClock.iso()
             try record.write(directory: directory)
             let fd = try RunLog.openForAppend(logURL)
-            return Run(zoo: zoo, directory: directory, record: record, entries: kept.map { $0.entry }, logFD: fd, lockFD: lockFD,
-                       dropped: dropped, rewound: rewound, progress: progress)
+            let run = Run(zoo: zoo, directory: directory, record: record, entries: kept.map { $0.entry }, logFD: fd, lockFD: lockFD,
+                          dropped: dropped, rewound: rewound, progress: progress)
+            var note = "resuming run \(record.id) " + (savedStep.map { "from step \($0)/\(record.totalSteps)" } ?? "from the start (no state was saved)")
+            if rewound > 0 { note += "; \(rewound) log line\(rewound == 1 ? "" : "s") after the saved state will be logged again" }
+            if dropped > 0 { note += "; \(dropped) torn log line\(dropped == 1 ? "" : "s") dropped" }
+            run.progress.message(note)
+            return run
         } catch {
             close(lockFD)
             throw error
@@ -241,13 +246,15 @@ public final class Run {
     public var elapsedSeconds: Double { priorSeconds + (RunClock.monotonic() - segmentStart) }
 
     /// Appends `{"step":s,"time":t,"phase":p, <metrics>}` to `log.jsonl` (one `write(2)`, so the line
-    /// survives SIGKILL) and keeps it for `history` and the provenance. A failing write is reported
-    /// once on stderr and the history still kept.
+    /// survives SIGKILL), keeps it for `history` and the provenance, and shows it on `progress`
+    /// (`update(step:metrics:phase:)`). A failing write is reported once on stderr and the history
+    /// still kept.
     /// - Precondition: no metric is named `step`, `time` or `phase`.
     public func log(step: Int, phase: String, _ metrics: [String: Double]) {
         precondition(metrics.keys.allSatisfy { !RunLogEntry.reserved.contains($0) }, "Run.log: metric names step, time and phase are reserved")
         let entry = RunLogEntry(step: step, time: elapsedSeconds, phase: phase, metrics: metrics)
         entries.append(entry)
+        progress.update(step: step, metrics: metrics, phase: phase)
         if !RunLog.append(entry.jsonLine, fd: logFD) && !logFailureReported {
             logFailureReported = true
             progress.message("warning: cannot append to \(logURL.path): \(String(cString: strerror(errno)))")
