@@ -45,20 +45,30 @@ public final class BatchNorm2d {
         precondition(x.c == channels, "BatchNorm2d \(prefix): input has \(x.c) channels, expected \(channels)")
         input = x
         let C = channels, HW = x.h * x.w, N = x.n, M = N * HW
-        mean = [Float](repeating: 0, count: C)
-        invStd = [Float](repeating: 0, count: C)
+        var mean = [Float](repeating: 0, count: C)
+        var invStd = [Float](repeating: 0, count: C)
         if mode.usesBatchStatistics {
             var variance = [Double](repeating: 0, count: C)
+            let eps = Double(self.eps)
             x.data.withUnsafeBufferPointer { xp in
-                for c in 0..<C {
-                    var s: Double = 0
-                    for n in 0..<N { s += Double(sumFloat(xp.baseAddress! + (n * C + c) * HW, HW)) }
-                    let mu = s / Double(M)
-                    var v: Double = 0
-                    for n in 0..<N { v += Double(sumSquaredDeviation(xp.baseAddress! + (n * C + c) * HW, HW, Float(mu))) }
-                    mean[c] = Float(mu)
-                    variance[c] = v / Double(M)
-                    invStd[c] = Float(1 / (variance[c] + Double(eps)).squareRoot())
+                mean.withUnsafeMutableBufferPointer { meanp in
+                    invStd.withUnsafeMutableBufferPointer { invp in
+                        variance.withUnsafeMutableBufferPointer { varp in
+                            // Each channel's statistics come from one thread, in a fixed order.
+                            Parallel.forEachChunk(C, workPerIndex: 2 * M) { channels in
+                                for c in channels {
+                                    var s: Double = 0
+                                    for n in 0..<N { s += Double(sumFloat(xp.baseAddress! + (n * C + c) * HW, HW)) }
+                                    let mu = s / Double(M)
+                                    var v: Double = 0
+                                    for n in 0..<N { v += Double(sumSquaredDeviation(xp.baseAddress! + (n * C + c) * HW, HW, Float(mu))) }
+                                    meanp[c] = Float(mu)
+                                    varp[c] = v / Double(M)
+                                    invp[c] = Float(1 / (varp[c] + eps).squareRoot())
+                                }
+                            }
+                        }
+                    }
                 }
             }
             if mode == .train {
@@ -75,15 +85,19 @@ public final class BatchNorm2d {
                 invStd[c] = 1 / (runningVar[c] + eps).squareRoot()
             }
         }
+        self.mean = mean
+        self.invStd = invStd
+        let scale = (0..<C).map { weight.value[$0] * invStd[$0] }
+        let shift = (0..<C).map { bias.value[$0] - mean[$0] * scale[$0] }
         var y = Tensor4(n: N, c: C, h: x.h, w: x.w)
         y.data.withUnsafeMutableBufferPointer { yp in
             x.data.withUnsafeBufferPointer { xp in
-                for n in 0..<N {
-                    for c in 0..<C {
-                        let scale = weight.value[c] * invStd[c]
-                        let shift = bias.value[c] - mean[c] * scale
-                        let src = xp.baseAddress! + (n * C + c) * HW, dst = yp.baseAddress! + (n * C + c) * HW
-                        for i in 0..<HW { dst[i] = src[i] * scale + shift }
+                // Planes (n, c) are independent.
+                Parallel.forEachChunk(N * C, workPerIndex: HW) { planes in
+                    for plane in planes {
+                        let c = plane % C, a = scale[c], b = shift[c]
+                        let src = xp.baseAddress! + plane * HW, dst = yp.baseAddress! + plane * HW
+                        for i in 0..<HW { dst[i] = src[i] * a + b }
                     }
                 }
             }
@@ -101,10 +115,15 @@ public final class BatchNorm2d {
         guard let x = input else { preconditionFailure("BatchNorm2d \(prefix): backward before forward") }
         let C = channels, HW = x.h * x.w, N = x.n, M = Float(N * HW)
         var dx = Tensor4(n: N, c: C, h: x.h, w: x.w)
+        let mean = self.mean, invStd = self.invStd, gamma = weight.value, batchStatistics = lastMode.usesBatchStatistics
+        var sums = [Double](repeating: 0, count: 2 * C)
         x.data.withUnsafeBufferPointer { xp in
             dy.data.withUnsafeBufferPointer { gp in
                 dx.data.withUnsafeMutableBufferPointer { dxp in
-                    for c in 0..<C {
+                  sums.withUnsafeMutableBufferPointer { sp in
+                    // Each channel is reduced and written by one thread.
+                    Parallel.forEachChunk(C, workPerIndex: 3 * N * HW) { channels in
+                    for c in channels {
                         let mu = mean[c], inv = invStd[c]
                         var sumDy: Double = 0, sumDyXhat: Double = 0
                         for n in 0..<N {
@@ -112,10 +131,10 @@ public final class BatchNorm2d {
                             let (a, b) = sumsForBackward(gp.baseAddress! + off, xp.baseAddress! + off, HW, mu, inv)
                             sumDy += Double(a); sumDyXhat += Double(b)
                         }
-                        weight.grad[c] += Float(sumDyXhat)
-                        bias.grad[c] += Float(sumDy)
-                        let g = weight.value[c] * inv
-                        if lastMode.usesBatchStatistics {
+                        sp[2 * c] = sumDyXhat
+                        sp[2 * c + 1] = sumDy
+                        let g = gamma[c] * inv
+                        if batchStatistics {
                             let meanDy = Float(sumDy) / M, meanDyXhat = Float(sumDyXhat) / M
                             for n in 0..<N {
                                 let off = (n * C + c) * HW
@@ -133,8 +152,14 @@ public final class BatchNorm2d {
                             }
                         }
                     }
+                    }
+                  }
                 }
             }
+        }
+        for c in 0..<C {
+            weight.grad[c] += Float(sums[2 * c])
+            bias.grad[c] += Float(sums[2 * c + 1])
         }
         return dx
     }

@@ -155,7 +155,9 @@ public final class Conv2d {
         var cols = [Float](repeating: 0, count: C * k * k * width)
         cols.withUnsafeMutableBufferPointer { cp in
             x.data.withUnsafeBufferPointer { xp in
-                for c in 0..<C {
+                // Each channel fills its own k*k rows.
+                Parallel.forEachChunk(C, workPerIndex: k * k * width) { channels in
+                for c in channels {
                     for i in 0..<k {
                         for j in 0..<k {
                             let row = cp.baseAddress! + ((c * k + i) * k + j) * width
@@ -179,6 +181,7 @@ public final class Conv2d {
                         }
                     }
                 }
+                }
             }
         }
         return cols
@@ -191,7 +194,9 @@ public final class Conv2d {
         var out = Tensor4(n: N, c: C, h: H, w: W)
         out.data.withUnsafeMutableBufferPointer { op in
             cols.withUnsafeBufferPointer { cp in
-                for c in 0..<C {
+                // Each channel sums into its own planes (same order of additions as one thread).
+                Parallel.forEachChunk(C, workPerIndex: k * k * width) { channels in
+                for c in channels {
                     for i in 0..<k {
                         for j in 0..<k {
                             let row = cp.baseAddress! + ((c * k + i) * k + j) * width
@@ -209,6 +214,7 @@ public final class Conv2d {
                             }
                         }
                     }
+                }
                 }
             }
         }

@@ -7,7 +7,9 @@ public enum ResidualAdd {
         var y = a
         y.data.withUnsafeMutableBufferPointer { yp in
             b.data.withUnsafeBufferPointer { bp in
-                for i in yp.indices { yp[i] += bp[i] }
+                Parallel.forEachChunk(yp.count) { r in
+                    for i in r { yp[i] += bp[i] }
+                }
             }
         }
         return y
@@ -21,7 +23,9 @@ public enum ResidualAdd {
         precondition(a.shape == b.shape, "ResidualAdd: shapes \(a.shape) and \(b.shape) differ")
         a.data.withUnsafeMutableBufferPointer { ap in
             b.data.withUnsafeBufferPointer { bp in
-                for i in ap.indices { ap[i] += bp[i] }
+                Parallel.forEachChunk(ap.count) { r in
+                    for i in r { ap[i] += bp[i] }
+                }
             }
         }
     }

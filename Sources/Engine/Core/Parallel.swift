@@ -1,0 +1,39 @@
+import Dispatch
+import Foundation
+
+/// Splitting the engine's own loops (im2col, BatchNorm, ReLU, residual adds) across the cores.
+///
+/// Every caller partitions work so that each index is written by exactly one thread and every
+/// reduction happens inside one index, so results are bit-identical whatever the thread count.
+/// These loops never run inside a BLAS call (OpenBLAS has its own pthreads, DESIGN.md section 10).
+enum Parallel {
+    /// Threads used for engine loops: the active processor count.
+    static let threads = max(1, ProcessInfo.processInfo.activeProcessorCount)
+
+    /// Below this many elements of work a loop stays on the calling thread (the dispatch costs more).
+    static let minimumWork = 32_768
+
+    /// Calls `body(range)` for contiguous sub-ranges covering `0..<count`, in parallel when
+    /// `count * workPerIndex` is at least `minimumWork`.
+    @inline(__always)
+    static func forEachChunk(_ count: Int, workPerIndex: Int = 1, _ body: (Range<Int>) -> Void) {
+        let chunks = count * workPerIndex >= minimumWork ? min(threads, count) : 1
+        if chunks <= 1 {
+            if count > 0 { body(0..<count) }
+            return
+        }
+        withoutActuallyEscaping(body) { body in
+            let work = UncheckedSendable(body)
+            DispatchQueue.concurrentPerform(iterations: chunks) { k in
+                let lo = count * k / chunks, hi = count * (k + 1) / chunks
+                if lo < hi { work.value(lo..<hi) }
+            }
+        }
+    }
+}
+
+/// The loop body handed to the workers; `forEachChunk` callers guarantee disjoint writes.
+private struct UncheckedSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
