@@ -44,6 +44,14 @@ public final class MaxPool2d {
                 }
             }
         }
+        if let patterns = ActivationPatterns.current {
+            // pinned winners (finite-difference HVPs): replay routes through the recorded argmax
+            argmax = patterns.maxPoolArgmax(argmax)
+            for o in y.data.indices {
+                let plane = o / (ho * wo)
+                y.data[o] = x.data[plane * H * W + Int(argmax[o])]
+            }
+        }
         return y
     }
 

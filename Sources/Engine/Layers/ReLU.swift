@@ -3,11 +3,22 @@
 public final class ReLU {
     /// Output of the last forward pass (its sign is the backward mask).
     private var output: [Float] = []
+    /// The mask of the last forward when `ActivationPatterns.current` was set (pinned kinks, used
+    /// for finite-difference Hessian-vector products); nil otherwise.
+    private var pinnedMask: [Bool]?
 
     public init() {}
 
-    /// Forward: x (any shape) -> y (same shape).
+    /// Forward: x (any shape) -> y (same shape). Inside `ActivationPatterns.record`/`replay` the
+    /// mask is recorded/replayed: `y = mask ? x : 0`.
     public func forward(_ x: [Float]) -> [Float] {
+        if let patterns = ActivationPatterns.current {
+            let mask = patterns.reluMask(x)
+            pinnedMask = mask
+            output = zip(x, mask).map { $1 ? $0 : 0 }
+            return output
+        }
+        pinnedMask = nil
         var y = x
         y.withUnsafeMutableBufferPointer { p in
             for i in p.indices { p[i] = max(p[i], 0) }
@@ -20,6 +31,10 @@ public final class ReLU {
     public func backward(_ dy: [Float]) -> [Float] {
         precondition(dy.count == output.count, "ReLU: gradient of \(dy.count) values for \(output.count) outputs")
         var dx = dy
+        if let mask = pinnedMask {
+            for i in dx.indices where !mask[i] { dx[i] = 0 }
+            return dx
+        }
         dx.withUnsafeMutableBufferPointer { g in
             output.withUnsafeBufferPointer { y in
                 for i in g.indices { g[i] = y[i] > 0 ? g[i] : 0 }
