@@ -247,6 +247,17 @@ final class RunTests: XCTestCase {
         XCTAssertNil(run.runRecord.error)
     }
 
+    func testStateDueEveryNStepsOrAfterTwoMinutesOfWork() throws {
+        let zoo = try RunTestSupport.tempZoo(self)
+        let run = try Run.create(zoo: zoo, kind: "pretrain", config: [:], commandLine: ["x"], totalSteps: 10, progress: RunTestSupport.quiet(10))
+        XCTAssertEqual((1...10).filter { run.isStateDue(step: $0, every: 4) }, [4, 8])
+        let start = RunClock.monotonic()
+        XCTAssertFalse(run.isStateDue(step: 1, every: nil, now: start + 119))
+        XCTAssertTrue(run.isStateDue(step: 1, every: nil, now: start + 121))
+        try run.saveState(TrainingState(step: 1))
+        XCTAssertFalse(run.isStateDue(step: 2, every: nil, now: RunClock.monotonic() + 119))
+    }
+
     func testRunIDAndUnknownOrBrokenRuns() throws {
         let zoo = try RunTestSupport.tempZoo(self)
         let run = try Run.create(zoo: zoo, kind: "finetune", config: [:], commandLine: ["x"], totalSteps: 3, progress: RunTestSupport.quiet(3))

@@ -44,6 +44,8 @@ public final class Run {
     private let priorSeconds: Double
     private let segmentStart: Double
     private var logFailureReported = false
+    /// Monotonic time of the last saveState (or of the segment's start).
+    private var lastSaveTime: Double
 
     /// Current status (`running` until `finish` or `fail`).
     public var status: RunRecord.Status { record.status }
@@ -80,6 +82,7 @@ public final class Run {
         self.rewoundLogLines = rewound
         self.priorSeconds = record.durationSeconds
         self.segmentStart = RunClock.monotonic()
+        self.lastSaveTime = segmentStart
     }
 
     deinit {
@@ -277,8 +280,23 @@ public final class Run {
     /// - Throws: `CheckpointError.io` when a file cannot be written (the previous state stays).
     public func saveState(_ state: TrainingState) throws {
         try state.write(to: stateURL)
+        lastSaveTime = RunClock.monotonic()
         record.step = state.step
         try writeRecord()
+    }
+
+    /// Seconds of work between automatic state saves when no `--checkpoint-every` is given.
+    public static let defaultSaveInterval = 120.0
+
+    /// Whether to save the state after step `step`: every `every` steps when given (`--checkpoint-every`),
+    /// else when `defaultSaveInterval` seconds of work passed since the last save (or the segment's
+    /// start). Callers also save at the end of each epoch/alternation and at the end; where saves
+    /// happen does not change the result (resume is bit-exact from any saved step).
+    public func isStateDue(step: Int, every: Int?) -> Bool { isStateDue(step: step, every: every, now: RunClock.monotonic()) }
+
+    func isStateDue(step: Int, every: Int?, now: Double) -> Bool {
+        if let every, every > 0 { return step % every == 0 }
+        return now - lastSaveTime >= Self.defaultSaveInterval
     }
 
     /// The last saved state; nil when none was saved yet.
