@@ -19,6 +19,35 @@ import Zoo
 ///
 /// Only one process at a time can have a run open (an exclusive `flock` on `lock`, released when the
 /// object is dropped or the process ends).
+///
+/// The loop of a command (every random choice derived from the seed and the step or the epoch and
+/// batch position, so restoring the state is all a resume needs):
+///
+/// ```swift
+/// let run = try resume.map { try Run.open(zoo: zoo, id: $0) }
+///     ?? Run.create(zoo: zoo, kind: "pretrain", config: config, commandLine: CommandLine.arguments, totalSteps: total)
+/// var start = 1
+/// if let state = try run.loadState() {
+///     try state.restore(net); try state.restore(lars); try state.restore(&schedule)
+///     start = state.step + 1
+/// }
+/// do {
+///     for step in start...total {
+///         let loss = trainStep(step)
+///         run.log(step: step, phase: "train", ["loss": loss, "lr": lr])   // also updates the progress bar
+///         if run.isStateDue(step: step, every: checkpointEvery) || step == total {
+///             var state = TrainingState(step: step)
+///             state.capture(net); state.capture(lars); state.capture(schedule)
+///             try run.saveState(state)
+///         }
+///     }
+///     var provenance = run.provenance(stage: "pretext", method: "simclr")   // + parents, datasets, seeds, metrics
+///     let result = try run.finish(net.checkpoint(provenance: provenance), name: name)
+/// } catch {
+///     run.fail(error)
+///     throw error
+/// }
+/// ```
 public final class Run {
     public let id: String
     public let directory: URL
