@@ -203,6 +203,8 @@ final class RunTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("already completed"), "\(error)")
         }
         XCTAssertEqual(try zoo.list().count, 1)
+        run.fail(CheckpointError.invalid("an error after finish"))
+        XCTAssertEqual(try RunRecord.read(directory: run.directory).status, .completed, "fail() after finish keeps completed")
         let id = run.id
         XCTAssertThrowsError(try Run.open(zoo: zoo, id: id, progress: RunTestSupport.quiet(2))) { error in
             XCTAssertTrue("\(error)".contains("is completed"), "\(error)")

@@ -369,9 +369,10 @@ public final class Run {
     }
 
     /// Marks the run failed with the first line of `error` (it stays resumable). Never throws: a
-    /// failure to write run.json is reported on stderr.
+    /// failure to write run.json is reported on stderr. A completed run stays completed (its entry exists).
     public func fail(_ error: Error) {
         progress.finish()
+        guard record.status != .completed else { return }
         let message = String(describing: error).split(separator: "\n", omittingEmptySubsequences: true).first.map(String.init) ?? "unknown error"
         record.status = .failed
         record.error = message
