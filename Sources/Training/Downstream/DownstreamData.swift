@@ -1,0 +1,60 @@
+import Checkpoint
+import Datasets
+import Foundation
+
+/// Opening the labelled datasets of `bissl probe`, `eval` and `finetune`, with their defaults.
+public enum DownstreamData {
+    /// Opens `uri`.
+    /// - Throws: `CheckpointError.invalid` with the dataset's one-line reason, prefixed by `role`
+    ///   (`--data`, `--val`, ...).
+    public static func open(_ uri: String, role: String) throws -> ImageDataset {
+        do {
+            let data = try ImageDataset(parsing: uri)
+            guard data.count > 0 else { throw CheckpointError.invalid("\(role) \(uri) has no images") }
+            return data
+        } catch let e as CheckpointError {
+            throw e
+        } catch {
+            throw CheckpointError.invalid("\(role) \(uri): \(error)")
+        }
+    }
+
+    /// The default evaluation data for training data `uri`: the same dataset's `test` part, without
+    /// a split file (`idx:DIR#split=a.txt` -> `idx:DIR#part=test`).
+    /// - Throws: `CheckpointError.invalid` for an unparsable URI.
+    public static func testPart(of uri: String) throws -> String {
+        do {
+            var u = try DatasetURI(parsing: uri)
+            u.part = .test
+            u.partGiven = true
+            u.splitFile = nil
+            return u.description
+        } catch {
+            throw CheckpointError.invalid("--data \(uri): \(error)")
+        }
+    }
+
+    /// Opens the evaluation data: `given`, or else the test part of `trainURI`; in the second case a
+    /// failure says that `--eval-data` (`flag`) can name the data instead.
+    public static func openEvaluation(_ given: String?, trainURI: String, flag: String) throws -> (ImageDataset, String) {
+        if let given { return (try open(given, role: flag), given) }
+        let uri = try testPart(of: trainURI)
+        do {
+            return (try open(uri, role: "default \(flag)"), uri)
+        } catch let CheckpointError.invalid(m) {
+            throw CheckpointError.invalid("\(m); pass \(flag) URI")
+        }
+    }
+
+    /// The image size to use: `given`, or the first image's shorter side of `data`.
+    /// - Throws: `CheckpointError.invalid` for a size below 1 or an unreadable first image.
+    public static func imageSize(_ given: Int?, data: ImageDataset) throws -> Int {
+        if let given {
+            guard given >= 1 else { throw CheckpointError.invalid("--image-size must be at least 1, got \(given)") }
+            return given
+        }
+        do { return try FrozenFeatures.nativeImageSize(data) } catch {
+            throw CheckpointError.invalid("cannot read the first image of \(data.uri): \(error)")
+        }
+    }
+}

@@ -1,0 +1,279 @@
+import ArgumentParser
+import Checkpoint
+import Datasets
+import Foundation
+import Training
+import Zoo
+
+/// `bissl finetune REF --data URI ...` / `bissl finetune --random-init --arch resnet18 ... --data URI`:
+/// full fine-tuning (method brief 4.4) on the Runs API; the result is a `finetune` zoo entry with
+/// components backbone + classifier. See docs/finetuning.md.
+struct FinetuneCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "finetune",
+        abstract: "Fine-tune an entry (or a random-initialised ResNet) on labelled data; adds a finetune entry.",
+        discussion: """
+            Every parameter is trained: SGD momentum 0.9, weight decay on all parameters, cosine from \
+            --lr to 0.001*lr per step without warmup, cross-entropy, downstream train transform \
+            (RandomResizedCrop ratio (0.5, 1) at --image-size, horizontal flip, ImageNet normalisation). \
+            Validation top-1 after every epoch on --val (eval mode, test transform); without --val every \
+            10th image of --data (positions 9, 19, 29, ...) is held out for validation and the rest trains. \
+            The entry's classifier is kept when its class count matches the data; otherwise (or when it \
+            has none) a new Linear(F, C) with PyTorch's default init is used, and the lineage says \
+            "classifier re-initialised A -> B". --random-init starts from torchvision's init instead of \
+            an entry (the from-scratch baseline). --search N runs N trials with lr log-uniform in \
+            [1e-4, 1] and wd log-uniform in [1e-5, 1e-2] (seeded), each with the full budget, and \
+            keeps the trial with the best final validation top-1. State is saved at every epoch end and \
+            about every 2 minutes; --resume RUN continues an interrupted run bit-exactly.
+            """)
+
+    @Argument(help: "Entry to fine-tune: id, unique id prefix, name or tag (omit with --random-init or --resume).")
+    var ref: String?
+
+    @Flag(name: .customLong("random-init"), help: "Start from a randomly initialised ResNet (--arch, --width, --stem) instead of an entry.")
+    var randomInit = false
+
+    @Option(help: ArgumentHelp("Architecture for --random-init: resnet18|34|50|101|152 (default resnet18).", valueName: "ARCH"))
+    var arch: String?
+
+    @Option(help: ArgumentHelp("Base width for --random-init (default 64).", valueName: "W"))
+    var width: Int?
+
+    @Option(help: ArgumentHelp("Stem for --random-init: imagenet or small (default small: our data is 8-28 px).", valueName: "STEM"))
+    var stem: String?
+
+    @Option(help: ArgumentHelp("Training data (dataset URI).", valueName: "URI"))
+    var data: String?
+
+    @Option(help: ArgumentHelp("Validation data (default: every 10th image of --data is held out).", valueName: "URI"))
+    var val: String?
+
+    @Option(help: ArgumentHelp("Passes over the training data (default 10; per trial with --search).", valueName: "E"))
+    var epochs: Int?
+
+    @Option(help: ArgumentHelp("Optimiser steps (per trial); overrides --epochs.", valueName: "N"))
+    var steps: Int?
+
+    @Option(name: .customLong("batch-size"), help: ArgumentHelp("Batch size (default 256, or for small data the largest power of two <= images/8, at least 8).", valueName: "B"))
+    var batchSize: Int?
+
+    @Option(help: ArgumentHelp("Base learning rate (default 0.03).", valueName: "LR"))
+    var lr: Double?
+
+    @Option(help: ArgumentHelp("Weight decay on all parameters (default 0.001).", valueName: "WD"))
+    var wd: Double?
+
+    @Option(help: ArgumentHelp("Random-search trials over lr and wd (default 0: one run at --lr/--wd).", valueName: "N"))
+    var search: Int?
+
+    @Option(name: .customLong("image-size"), help: ArgumentHelp("Image side S of the transforms (default: the data's own, its first image's shorter side).", valueName: "S"))
+    var imageSize: Int?
+
+    @Option(help: "Seed of the classifier init (and backbone with --random-init), data order, augmentation and search (default 0).")
+    var seed: Int?
+
+    @Option(name: .customLong("checkpoint-every"), help: ArgumentHelp("Save the run state every N steps (default: about every 2 minutes, and at every epoch end).", valueName: "N"))
+    var checkpointEvery: Int?
+
+    @Option(help: ArgumentHelp("Name of the new entry.", valueName: "NAME"))
+    var name: String?
+
+    @Option(help: ArgumentHelp("Continue an interrupted finetune run (id, unique prefix or directory); takes no other options.", valueName: "RUN"))
+    var resume: String?
+
+    @OptionGroup var zooOptions: ZooOptions
+
+    /// Every resolved option: the run's config (run.json) and the entry's hyperparameters.
+    struct Options: Codable {
+        var ref: String?
+        var random_init: Bool
+        var arch: String?
+        var width: Int?
+        var stem: String?
+        var data: String
+        var val: String?
+        var holdout: String?
+        var epochs: Int
+        var steps: Int?
+        var batch_size: Int
+        var lr: Double
+        var wd: Double
+        var momentum: Double
+        var search: Int
+        var image_size: Int
+        var seed: Int
+        var checkpoint_every: Int?
+        var name: String?
+
+        var json: [String: JSONValue] {
+            get throws {
+                let value = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(self))
+                guard case .object(let o) = value else { throw CheckpointError.invalid("options are not an object") }
+                return o
+            }
+        }
+
+        init(json: [String: JSONValue]) throws {
+            do {
+                self = try JSONDecoder().decode(Options.self, from: JSONEncoder().encode(JSONValue.object(json)))
+            } catch {
+                throw CheckpointError.invalid("the run's config is not a finetune config: \(error)")
+            }
+        }
+
+        init(ref: String?, random_init: Bool, arch: String?, width: Int?, stem: String?, data: String, val: String?,
+             holdout: String?, epochs: Int, steps: Int?, batch_size: Int, lr: Double, wd: Double, momentum: Double,
+             search: Int, image_size: Int, seed: Int, checkpoint_every: Int?, name: String?) {
+            self.ref = ref; self.random_init = random_init; self.arch = arch; self.width = width; self.stem = stem
+            self.data = data; self.val = val; self.holdout = holdout; self.epochs = epochs; self.steps = steps
+            self.batch_size = batch_size; self.lr = lr; self.wd = wd; self.momentum = momentum; self.search = search
+            self.image_size = image_size; self.seed = seed; self.checkpoint_every = checkpoint_every; self.name = name
+        }
+
+        var config: FineTuneConfig {
+            FineTuneConfig(epochs: epochs, steps: steps, batchSize: batch_size, lr: Float(lr), weightDecay: Float(wd),
+                           momentum: Float(momentum), imageSize: image_size, seed: UInt64(seed), search: search,
+                           checkpointEvery: checkpoint_every)
+        }
+    }
+
+    static let holdoutRule = "every 10th image of --data (positions 9, 19, 29, ...) is validation, the rest trains"
+
+    func run() throws {
+        let zoo = try zooOptions.open(create: true)
+        defer { try? zoo.close() }
+        let run: Run
+        let options: Options
+        if let resume {
+            let given: [(String, Bool)] = [("REF", ref != nil), ("--random-init", randomInit), ("--arch", arch != nil),
+                                           ("--width", width != nil), ("--stem", stem != nil), ("--data", data != nil),
+                                           ("--val", val != nil), ("--epochs", epochs != nil), ("--steps", steps != nil),
+                                           ("--batch-size", batchSize != nil), ("--lr", lr != nil), ("--wd", wd != nil),
+                                           ("--search", search != nil), ("--image-size", imageSize != nil), ("--seed", seed != nil),
+                                           ("--checkpoint-every", checkpointEvery != nil), ("--name", name != nil)]
+            let extra = given.filter(\.1).map(\.0)
+            guard extra.isEmpty else {
+                throw CheckpointError.invalid("--resume takes no other options (the run's config has them): remove \(extra.joined(separator: ", "))")
+            }
+            run = try Run.open(zoo: zoo, id: resume)
+            guard run.kind == "finetune" else { throw CheckpointError.invalid("run \(run.id) is a \(run.kind) run, not finetune") }
+            options = try Options(json: run.config)
+        } else {
+            options = try resolveOptions(zoo: zoo)
+            let probe = try Self.datasets(options, directory: nil)
+            let steps = FineTuner.stepsPerTrial(options.config, trainCount: probe.trainCount) * max(options.search, 1)
+            run = try Run.create(zoo: zoo, kind: "finetune", config: try options.json, commandLine: CommandLine.arguments, totalSteps: steps)
+            FileHandle.standardError.write(Data("run \(run.id) (\(run.directory.path))\n".utf8))
+        }
+        do {
+            try execute(run: run, options: options, zoo: zoo)
+        } catch {
+            run.fail(error)
+            throw error
+        }
+    }
+
+    /// Defaults filled in, checked; the data is opened to scale the defaults to it.
+    func resolveOptions(zoo: Zoo) throws -> Options {
+        guard let data else { throw CheckpointError.invalid("--data URI is required") }
+        if randomInit {
+            guard ref == nil else { throw CheckpointError.invalid("give either REF or --random-init, not both") }
+        } else {
+            guard ref != nil else { throw CheckpointError.invalid("give the entry to fine-tune (REF), or --random-init --arch ... for a random start") }
+            let used = [("--arch", arch != nil), ("--width", width != nil), ("--stem", stem != nil)].filter(\.1).map(\.0)
+            guard used.isEmpty else { throw CheckpointError.invalid("\(used.joined(separator: ", ")) only apply with --random-init (REF has its architecture)") }
+        }
+        let refId = try ref.map { try zoo.resolve($0) }
+        let dataset = try DownstreamData.open(data, role: "--data")
+        let trainCount = val == nil ? dataset.count - dataset.count / 10 : dataset.count
+        if val == nil && dataset.count / 10 < 1 {
+            throw CheckpointError.invalid("--data has \(dataset.count) images: too few to hold out every 10th for validation; pass --val")
+        }
+        let size = try DownstreamData.imageSize(imageSize, data: dataset)
+        let options = Options(ref: refId, random_init: randomInit,
+                              arch: randomInit ? (arch ?? "resnet18") : nil, width: randomInit ? (width ?? 64) : nil,
+                              stem: randomInit ? (stem ?? "small") : nil, data: data, val: val,
+                              holdout: val == nil ? Self.holdoutRule : nil,
+                              epochs: epochs ?? 10, steps: steps,
+                              batch_size: batchSize ?? FineTuneConfig.defaultBatchSize(trainCount: trainCount),
+                              lr: lr ?? 0.03, wd: wd ?? 1e-3, momentum: 0.9, search: search ?? 0, image_size: size,
+                              seed: seed ?? 0, checkpoint_every: checkpointEvery, name: name)
+        guard options.epochs >= 1 else { throw CheckpointError.invalid("--epochs must be at least 1") }
+        if let s = options.steps, s < 1 { throw CheckpointError.invalid("--steps must be at least 1") }
+        guard options.batch_size >= 1 else { throw CheckpointError.invalid("--batch-size must be at least 1") }
+        guard options.lr > 0, options.wd >= 0 else { throw CheckpointError.invalid("--lr must be positive and --wd not negative") }
+        guard options.search >= 0 else { throw CheckpointError.invalid("--search must be 0 or more") }
+        guard options.seed >= 0 else { throw CheckpointError.invalid("--seed must not be negative") }
+        if let c = options.checkpoint_every, c < 1 { throw CheckpointError.invalid("--checkpoint-every must be at least 1") }
+        if randomInit { _ = try FineTuneStart.architecture(arch: options.arch!, width: options.width!, stem: options.stem!) }
+        return options
+    }
+
+    /// Training and validation data: `--val`, or the hold-out of `--data` through split files in
+    /// the run directory (`holdout-train.txt`, `holdout-val.txt`; rewritten identically on resume).
+    /// With `directory` nil only the training count is computed.
+    static func datasets(_ o: Options, directory: URL?) throws -> (train: ImageDataset?, val: ImageDataset?, trainURI: String, valURI: String, trainCount: Int) {
+        let full = try DownstreamData.open(o.data, role: "--data")
+        if let val = o.val {
+            return (full, try DownstreamData.open(val, role: "--val"), o.data, val, full.count)
+        }
+        let positions = full.sourceIndices
+        let trainIdx = positions.enumerated().filter { $0.offset % 10 != 9 }.map(\.element)
+        let valIdx = positions.enumerated().filter { $0.offset % 10 == 9 }.map(\.element)
+        guard let directory else { return (nil, nil, "", "", trainIdx.count) }
+        var uri = full.uri
+        func write(_ indices: [Int], _ file: String) throws -> String {
+            let url = directory.appendingPathComponent(file)
+            let text = "# bissl finetune hold-out of \(o.data): \(holdoutRule)\n" + indices.map(String.init).joined(separator: "\n") + "\n"
+            try AtomicFile.write(Data(text.utf8), to: url)
+            uri.splitFile = url.path
+            return uri.description
+        }
+        let trainURI = try write(trainIdx, "holdout-train.txt")
+        let valURI = try write(valIdx, "holdout-val.txt")
+        return (try DownstreamData.open(trainURI, role: "hold-out train"), try DownstreamData.open(valURI, role: "hold-out val"),
+                trainURI, valURI, trainIdx.count)
+    }
+
+    func execute(run: Run, options o: Options, zoo: Zoo) throws {
+        let d = try Self.datasets(o, directory: run.directory)
+        guard let train = d.train, let val = d.val else { throw CheckpointError.invalid("no data") }
+        let say = { (s: String) in FileHandle.standardError.write(Data("\(s)\n".utf8)) }
+        if o.val == nil {
+            say("no --val: holding out every 10th image of --data for validation (\(val.count) images; \(train.count) train)")
+        }
+        let classes = max(train.classNames.count, val.classNames.count)
+        let start: FineTuneStart
+        if o.random_init {
+            let a = try FineTuneStart.architecture(arch: o.arch ?? "resnet18", width: o.width ?? 64, stem: o.stem ?? "small")
+            start = try FineTuneStart(randomArchitecture: a, classes: classes, seed: UInt64(o.seed))
+        } else {
+            guard let ref = o.ref else { throw CheckpointError.invalid("the run's config has no entry") }
+            let entry = try Network(checkpoint: try zoo.checkpoint(ref))
+            start = FineTuneStart(entry: entry, entryId: ref, classes: classes, seed: UInt64(o.seed))
+        }
+        if let w = start.warning { say("warning: \(w)") }
+        let tuner = try FineTuner(config: o.config, start: start.network, train: train, val: val, run: run)
+        say("fine-tuning \(start.network.architecture.label) (\(start.note)): \(train.count) train / \(val.count) val images, " +
+            "\(classes) classes, \(o.image_size)x\(o.image_size), batch \(o.batch_size), \(tuner.stepsPerTrial) steps" +
+            (o.search > 0 ? " x \(o.search) trials" : ", lr \(o.lr), wd \(o.wd)"))
+        guard let outcome = try tuner.runAll() else {
+            say("stopped; resume with: bissl finetune --resume \(run.id)")
+            return
+        }
+        let datasets = [Provenance.Dataset(role: "downstream-train", uri: d.trainURI, fingerprint: try train.fingerprint()),
+                        Provenance.Dataset(role: "downstream-val", uri: d.valURI, fingerprint: try val.fingerprint())]
+        let provenance = tuner.provenance(outcome: outcome, start: start, parentId: o.ref, datasets: datasets)
+        let result = try run.finish(outcome.network.checkpoint(provenance: provenance), name: o.name)
+        let chosen = outcome.trials[outcome.chosen]
+        if o.search > 0 {
+            print(ZooOutput.table(["TRIAL", "LR", "WD", "VAL TOP-1", "BEST", "EPOCH"], outcome.trials.map { t in
+                ["\(t.index)\(t.index == outcome.chosen ? "*" : "")", String(format: "%.6g", t.lr), String(format: "%.6g", t.weightDecay),
+                 String(format: "%.2f", t.top1 ?? 0), String(format: "%.2f", t.bestTop1), "\(t.bestEpoch)"]
+            }))
+        }
+        print(result.id)
+        print(String(format: "finetune entry %@%@: val top-1 %.2f %% (best %.2f %% after epoch %d), run %@",
+                     String(result.id.prefix(12)), o.name.map { " (\($0))" } ?? "", chosen.top1 ?? 0, chosen.bestTop1, chosen.bestEpoch, run.id))
+    }
+}
