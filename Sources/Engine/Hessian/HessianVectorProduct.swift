@@ -99,19 +99,32 @@ public final class HessianVectorProduct {
     private func shift(_ base: [[Float]], _ v: [[Float]], by eps: Float) {
         for (k, p) in parameters.enumerated() {
             var x = base[k]
-            for i in x.indices { x[i] += eps * v[k][i] }
+            x.withUnsafeMutableBufferPointer { xp in
+                v[k].withUnsafeBufferPointer { vp in
+                    for i in xp.indices { xp[i] += eps * vp[i] }
+                }
+            }
             p.value = x
         }
     }
 
     private func difference(_ a: [[Float]], _ b: [[Float]], scale: Float) -> [[Float]] {
-        zip(a, b).map { x, y in zip(x, y).map { ($0 - $1) * scale } }
+        zip(a, b).map { x, y in
+            [Float](unsafeUninitializedCapacity: x.count) { out, count in
+                x.withUnsafeBufferPointer { xp in
+                    y.withUnsafeBufferPointer { yp in
+                        for i in 0..<xp.count { out[i] = (xp[i] - yp[i]) * scale }
+                    }
+                }
+                count = x.count
+            }
+        }
     }
 }
 
 /// Euclidean norm of a list of tensors, in Double.
 func norm(_ x: [[Float]]) -> Double {
     var s: Double = 0
-    for t in x { for v in t { s += Double(v) * Double(v) } }
+    for t in x { t.withUnsafeBufferPointer { tp in for v in tp { s += Double(v) * Double(v) } } }
     return s.squareRoot()
 }

@@ -10,7 +10,7 @@ public func clipGradNorm(_ parameters: [Parameter], maxNorm: Float) -> Float {
     let total = Float(sq.squareRoot())
     let coef = min(maxNorm / (total + 1e-6), 1)
     if coef < 1 {
-        for p in parameters { for i in p.grad.indices { p.grad[i] *= coef } }
+        for p in parameters { p.grad.withUnsafeMutableBufferPointer { g in for i in g.indices { g[i] *= coef } } }
     }
     return total
 }

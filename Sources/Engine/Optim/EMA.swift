@@ -6,6 +6,11 @@ public func emaUpdate(target: [Parameter], online: [Parameter], decay: Float) {
     precondition(target.count == online.count, "emaUpdate: \(target.count) target vs \(online.count) online parameters")
     for (t, o) in zip(target, online) {
         precondition(t.name == o.name && t.count == o.count, "emaUpdate: '\(t.name)' does not match '\(o.name)'")
-        for i in t.value.indices { t.value[i] = decay * t.value[i] + (1 - decay) * o.value[i] }
+        let rest = 1 - decay
+        t.value.withUnsafeMutableBufferPointer { tv in
+            o.value.withUnsafeBufferPointer { ov in
+                for i in tv.indices { tv[i] = decay * tv[i] + rest * ov[i] }
+            }
+        }
     }
 }

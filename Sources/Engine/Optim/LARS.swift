@@ -21,24 +21,36 @@ public final class LARS {
     }
 
     public func step() {
+        // Hyperparameters as locals so the loops below vectorise.
+        let lr = lr, momentum = momentum, weightDecay = weightDecay, eta = Double(eta)
         for (k, p) in parameters.enumerated() {
             var d = p.grad
-            for i in d.indices { d[i] += weightDecay * p.value[i] }
-            let pNorm = l2Norm(p.value), dNorm = l2Norm(d)
-            if pNorm > 0 && dNorm > 0 {
-                let q = Float(Double(eta) * pNorm / dNorm)
-                for i in d.indices { d[i] *= q }
-            }
-            for i in d.indices {
-                buffers[k][i] = momentum * buffers[k][i] + d[i]
-                p.value[i] -= lr * buffers[k][i]
+            let n = d.count
+            p.value.withUnsafeMutableBufferPointer { v in
+                d.withUnsafeMutableBufferPointer { d in
+                    for i in 0..<n { d[i] += weightDecay * v[i] }
+                    let pNorm = l2Norm(UnsafeBufferPointer(v)), dNorm = l2Norm(UnsafeBufferPointer(d))
+                    if pNorm > 0 && dNorm > 0 {
+                        let q = Float(eta * pNorm / dNorm)
+                        for i in 0..<n { d[i] *= q }
+                    }
+                    buffers[k].withUnsafeMutableBufferPointer { b in
+                        for i in 0..<n {
+                            b[i] = momentum * b[i] + d[i]
+                            v[i] -= lr * b[i]
+                        }
+                    }
+                }
             }
         }
     }
 }
 
 /// Euclidean norm, accumulated in Double.
-func l2Norm(_ x: [Float]) -> Double {
+func l2Norm(_ x: [Float]) -> Double { x.withUnsafeBufferPointer { l2Norm($0) } }
+
+/// Euclidean norm of a buffer, accumulated in Double (same order of additions as the array form).
+func l2Norm(_ x: UnsafeBufferPointer<Float>) -> Double {
     var s: Double = 0
     for v in x { s += Double(v) * Double(v) }
     return s.squareRoot()

@@ -24,6 +24,8 @@ public final class SGD {
     public func step() {
         let first = buffers == nil
         if first && momentum != 0 { buffers = parameters.map { [Float](repeating: 0, count: $0.count) } }
+        // Hyperparameters as locals so the loops below vectorise.
+        let lr = lr, momentum = momentum, weightDecay = weightDecay, keep = 1 - dampening, nesterov = nesterov
         for (k, p) in parameters.enumerated() {
             let n = p.count
             p.value.withUnsafeMutableBufferPointer { v in
@@ -33,10 +35,15 @@ public final class SGD {
                         return
                     }
                     buffers![k].withUnsafeMutableBufferPointer { b in
-                        for i in 0..<n {
-                            let d = g[i] + weightDecay * v[i]
-                            b[i] = first ? d : momentum * b[i] + (1 - dampening) * d
-                            v[i] -= lr * (nesterov ? d + momentum * b[i] : b[i])
+                        if first {
+                            for i in 0..<n { b[i] = g[i] + weightDecay * v[i] }
+                        } else {
+                            for i in 0..<n { b[i] = momentum * b[i] + keep * (g[i] + weightDecay * v[i]) }
+                        }
+                        if nesterov {
+                            for i in 0..<n { v[i] -= lr * (g[i] + weightDecay * v[i] + momentum * b[i]) }
+                        } else {
+                            for i in 0..<n { v[i] -= lr * b[i] }
                         }
                     }
                 }
