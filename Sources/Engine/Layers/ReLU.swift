@@ -21,7 +21,9 @@ public final class ReLU {
         pinnedMask = nil
         var y = x
         y.withUnsafeMutableBufferPointer { p in
-            for i in p.indices { p[i] = max(p[i], 0) }
+            Parallel.forEachChunk(p.count) { r in
+                for i in r { p[i] = max(p[i], 0) }
+            }
         }
         output = y
         return y
@@ -37,7 +39,9 @@ public final class ReLU {
         }
         dx.withUnsafeMutableBufferPointer { g in
             output.withUnsafeBufferPointer { y in
-                for i in g.indices { g[i] = y[i] > 0 ? g[i] : 0 }
+                Parallel.forEachChunk(g.count) { r in
+                    for i in r { g[i] = y[i] > 0 ? g[i] : 0 }
+                }
             }
         }
         return dx
