@@ -86,6 +86,28 @@ final class BiSSLStepTests: XCTestCase {
         XCTAssertEqual(pretext.network.components(), before, "HVP probes leave θ_P, φ_P and BN buffers untouched")
     }
 
+    /// Engine `ActivationPatterns`: replay applies the recorded ReLU masks and max-pool winners even
+    /// when the inputs moved across a kink; outside record/replay nothing changes.
+    func testActivationPatternsPinReLUMasksAndMaxPoolWinners() {
+        let relu = ReLU(), pool = MaxPool2d(kernel: 2, stride: 2, padding: 0)
+        let patterns = ActivationPatterns()
+        let x0 = Tensor4(n: 1, c: 1, h: 2, w: 2, data: [1, -1, 0.5, 2])
+        patterns.record {
+            XCTAssertEqual(relu.forward([1, -1]), [1, 0])
+            XCTAssertEqual(pool.forward(x0).data, [2])
+        }
+        XCTAssertEqual(patterns.recordedCalls.relu, 1)
+        patterns.replay {
+            XCTAssertEqual(relu.forward([-2, 3]), [-2, 0], "mask of the recording: on, off")
+            XCTAssertEqual(relu.backward([1, 1]), [1, 0])
+            let moved = Tensor4(n: 1, c: 1, h: 2, w: 2, data: [5, -1, 0.5, 2])
+            XCTAssertEqual(pool.forward(moved).data, [2], "winner of the recording (index 3), not the new maximum")
+            XCTAssertEqual(pool.backward(Tensor4(n: 1, c: 1, h: 1, w: 1, data: [1])).data, [0, 0, 0, 1])
+        }
+        XCTAssertEqual(relu.forward([-2, 3]), [0, 3], "unpinned again outside replay")
+        XCTAssertEqual(relu.backward([1, 1]), [0, 1])
+    }
+
     func testForwardDifferenceHVPAgainstDoubleBackward() throws { try checkHVP(.forward) }
     func testCentralDifferenceHVPAgainstDoubleBackward() throws { try checkHVP(.central) }
 
