@@ -10,7 +10,7 @@ struct Bissl: ParsableCommand {
         abstract: "Model zoo, checkpoint conversion and BiSSL alignment for self-supervised ResNets.",
         version: bisslVersion,
         subcommands: [Convert.self, Inspect.self, Import.self, Export.self, List.self, Show.self, Lineage.self, Diff.self, Tag.self, Untag.self,
-                      Remove.self, Verify.self, GC.self, DataGroup.self, Predict.self, Runs.self,
+                      Remove.self, Verify.self, GC.self, DataGroup.self, Predict.self, Runs.self, Pretrain.self,
                       FinetuneCommand.self, ProbeCommand.self, EvalCommand.self, Align.self])
 
     /// Runs the CLI with our error convention: one `error: ...` line on stderr, non-zero exit,

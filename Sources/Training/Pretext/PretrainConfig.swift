@@ -1,0 +1,255 @@
+import Checkpoint
+import Datasets
+import Engine
+
+/// What the user asked for (`bissl pretrain` options); nil means "use the default".
+public struct PretrainOptions: Sendable {
+    public var method: PretextObjective.Method
+    public var data: String
+    /// `resnet18` ... `resnet152`.
+    public var arch: String?
+    public var width: Int?
+    public var stem: String?
+    public var imageSize: Int?
+    public var batchSize: Int?
+    public var steps: Int?
+    public var epochs: Int?
+    public var lr: Float?
+    public var weightDecay: Float?
+    public var optimizer: String?
+    public var temperature: Float?
+    public var emaDecay: Float?
+    public var seed: UInt64?
+    /// Entry id (already resolved) the run continues from.
+    public var from: String?
+    public var name: String?
+    public var checkpointEvery: Int?
+
+    public init(method: PretextObjective.Method, data: String) {
+        self.method = method
+        self.data = data
+    }
+}
+
+/// Every resolved setting of a pretraining run. Stored as the run's `config` (so `--resume` rebuilds
+/// the same run from it) and as the entry's provenance `hyperparameters`.
+///
+/// Defaults (method brief 4.1, scaled to a CPU and to the data; each choice is recorded in the config):
+/// - **optimizer** LARS (brief 5.5) with momentum 0.9, η 0.001, weight decay 1e-6, lr **4.8** whatever the
+///   batch size, as R5 (no batch scaling). LARS's step is `lr · η · ||p||` per tensor, independent of the
+///   gradient's scale, so the batch size does not call for another lr; what shrinks with small batches
+///   is only the gradient's signal-to-noise ratio. `--optimizer sgd`: PyTorch SGD, momentum 0.9, wd 1e-6,
+///   lr 0.05 (no brief value; our choice).
+/// - **schedule** linear warmup over 10 epochs, or 10% of the steps when that is shorter, then cosine
+///   to 0.001·lr, stepped per iteration (`CosineSchedule`, R5 `source/schedulers.py`: the first step runs
+///   at the full lr).
+/// - **batch** 1024 in the brief; default here min(256, images / 2) (at least 2), drop last.
+/// - **steps** `--steps N`, or `--epochs E` × batches per epoch; default 10 epochs (the brief's 500
+///   epochs of ImageNet are far beyond a CPU).
+/// - **image size** 96 in the brief. Default: 96 for images of 96 px or more; else the image's larger
+///   side rounded up to a multiple of 8 (28x28 Fashion-MNIST: 32; 8x8 digits: 8): up-sampling a 28 px image
+///   to 96 px costs 9x the compute for no new information.
+/// - **stem** `small` (3x3/1, no pool) when the image size is below 64, else `imagenet`.
+/// - **architecture** ResNet-50, width 64.
+/// - **projector** `[F, d, d, d]`, d = min(256, F) (brief: 256-256-256 on F = 2048; narrow test nets get
+///   d = F so the head is not wider than the backbone); BYOL predictor `[d, d, d, d]`.
+/// - **τ** 0.5 (SimCLR), **EMA decay** 0.9995 constant (BYOL).
+/// - **pixel scale** `unit` ([0, 1] before ImageNet normalisation), NOT R5's raw 0-255 pretext inputs
+///   (quirk Q2): the backbone's BN running statistics then match the downstream transforms' scale, so the
+///   pretext entry can be evaluated in eval mode (k-NN, linear probe) without re-estimating them.
+/// - **seed** 0: initialisation `Network(architecture:seed:)` and the loader's order and augmentations.
+public struct PretrainConfig: Equatable, Sendable {
+    public var method: PretextObjective.Method
+    public var data: String
+    /// SHA-256 fingerprint of the data at the start (checked again on resume).
+    public var dataFingerprint: String
+    public var depth: Int, width: Int, stem: String
+    public var imageSize: Int, batchSize: Int
+    /// Total optimiser steps.
+    public var steps: Int
+    /// `--epochs` when given (steps = epochs × batchesPerEpoch).
+    public var epochs: Int?
+    public var batchesPerEpoch: Int
+    public var optimizer: String
+    public var lr: Float, weightDecay: Float, momentum: Float, eta: Float
+    public var warmupSteps: Int
+    public var temperature: Float, emaDecay: Float
+    /// Projector sizes after the feature size F: `[d, d, d]`.
+    public var projectorDims: [Int]
+    public var seed: UInt64
+    public var pixelScale: String
+    public var from: String?
+    public var name: String?
+    public var checkpointEvery: Int?
+
+    static let depths = [18, 34, 50, 101, 152]
+
+    /// Resolves `options` against the dataset (and the architecture of the `--from` entry).
+    /// - Throws: `CheckpointError.invalid` (one line) for a bad value, or an option that contradicts the
+    ///   `--from` entry's architecture.
+    public static func resolve(_ o: PretrainOptions, dataset: ImageDataset, fingerprint: String,
+                               parentArchitecture: Architecture? = nil) throws -> PretrainConfig {
+        func bad(_ message: String) -> CheckpointError { .invalid("pretrain: " + message) }
+        guard dataset.count >= 4 else { throw bad("the data has \(dataset.count) images; need at least 4") }
+        let first = try dataset.image(0)
+        let native = max(first.height, first.width)
+
+        var depth = 50
+        if let arch = o.arch {
+            let digits = arch.lowercased().hasPrefix("resnet") ? String(arch.dropFirst(6)) : arch
+            guard let d = Int(digits), depths.contains(d) else {
+                throw bad("unknown --arch '\(arch)' (resnet18, resnet34, resnet50, resnet101, resnet152)")
+            }
+            depth = d
+        }
+        if let w = o.width, w <= 0 { throw bad("--width must be positive, got \(w)") }
+        if let s = o.stem, s != "imagenet" && s != "small" { throw bad("--stem must be imagenet or small, got '\(s)'") }
+        let imageSize = o.imageSize ?? (native >= 96 ? 96 : (native + 7) / 8 * 8)
+        guard imageSize >= 4 && imageSize <= 1024 else { throw bad("--image-size must be in 4...1024, got \(imageSize)") }
+        var width = o.width ?? 64
+        var stem = o.stem ?? (imageSize < 64 ? "small" : "imagenet")
+        if let p = parentArchitecture {
+            if o.arch != nil && depth != p.depth { throw bad("--arch resnet\(depth) contradicts the --from entry (resnet\(p.depth))") }
+            if o.width != nil && width != p.width { throw bad("--width \(width) contradicts the --from entry (width \(p.width))") }
+            if o.stem != nil && stem != p.stem { throw bad("--stem \(stem) contradicts the --from entry (stem \(p.stem))") }
+            depth = p.depth; width = p.width; stem = p.stem
+        }
+
+        let batchSize = o.batchSize ?? max(2, min(256, dataset.count / 2))
+        guard batchSize >= 2 else { throw bad("--batch-size must be at least 2 (BatchNorm needs 2 samples), got \(batchSize)") }
+        guard batchSize <= dataset.count else { throw bad("--batch-size \(batchSize) exceeds the \(dataset.count) images of the data") }
+        let perEpoch = dataset.count / batchSize
+        if o.steps != nil && o.epochs != nil { throw bad("give --steps or --epochs, not both") }
+        if let s = o.steps, s <= 0 { throw bad("--steps must be positive, got \(s)") }
+        if let e = o.epochs, e <= 0 { throw bad("--epochs must be positive, got \(e)") }
+        let epochs = o.steps == nil ? (o.epochs ?? 10) : nil
+        let steps = o.steps ?? epochs! * perEpoch
+
+        let optimizer = o.optimizer ?? "lars"
+        guard optimizer == "lars" || optimizer == "sgd" else { throw bad("--optimizer must be lars or sgd, got '\(optimizer)'") }
+        let lr = o.lr ?? (optimizer == "lars" ? 4.8 : 0.05)
+        guard lr > 0 && lr.isFinite else { throw bad("--lr must be positive, got \(lr)") }
+        let wd = o.weightDecay ?? 1e-6
+        guard wd >= 0 && wd.isFinite else { throw bad("--wd must be non-negative, got \(wd)") }
+        let temperature = o.temperature ?? 0.5
+        guard temperature > 0 && temperature.isFinite else { throw bad("--temperature must be positive, got \(temperature)") }
+        let ema = o.emaDecay ?? 0.9995
+        guard (0...1).contains(ema) else { throw bad("--ema-decay must be in [0, 1], got \(ema)") }
+        if let c = o.checkpointEvery, c <= 0 { throw bad("--checkpoint-every must be positive, got \(c)") }
+        // warmup: 10 epochs, or 10% of the steps when shorter; CosineSchedule needs total > warmup
+        let warmup = min(10 * perEpoch, steps / 10)
+
+        let features = (ResNet.depths[depth]!.block == "bottleneck" ? 4 : 1) * width * 8
+        let d = min(256, features)
+        return PretrainConfig(method: o.method, data: o.data, dataFingerprint: fingerprint, depth: depth, width: width, stem: stem,
+                              imageSize: imageSize, batchSize: batchSize, steps: steps, epochs: epochs, batchesPerEpoch: perEpoch,
+                              optimizer: optimizer, lr: lr, weightDecay: wd, momentum: 0.9, eta: 0.001, warmupSteps: warmup,
+                              temperature: temperature, emaDecay: ema, projectorDims: [d, d, d], seed: o.seed ?? 0,
+                              pixelScale: "unit", from: o.from, name: o.name, checkpointEvery: o.checkpointEvery)
+    }
+
+    /// The backbone + heads this run trains (heads: `projector`, and `predictor` for BYOL).
+    public var architecture: Architecture {
+        let spec = ResNet.depths[depth]!
+        let features = (spec.block == "bottleneck" ? 4 : 1) * width * 8
+        var a = Architecture(depth: depth, block: spec.block, layers: spec.layers, width: width, stem: stem)
+        a.heads["projector"] = .init(kind: "mlp", dims: [features] + projectorDims)
+        if method == .byol {
+            let d = projectorDims.last!
+            a.heads["predictor"] = .init(kind: "mlp", dims: [d] + projectorDims.map { _ in d })
+        }
+        return a
+    }
+
+    // MARK: - JSON (run config, provenance hyperparameters)
+
+    public var json: [String: JSONValue] {
+        // Float settings as their shortest decimal (4.8, not 4.800000190734863); reading back gives the same Float.
+        func num(_ f: Float) -> JSONValue { .double(Double("\(f)") ?? Double(f)) }
+        var j: [String: JSONValue] = [
+            "method": .string(method.rawValue), "data": .string(data), "dataFingerprint": .string(dataFingerprint),
+            "arch": .string("resnet\(depth)"), "width": .int(Int64(width)), "stem": .string(stem),
+            "imageSize": .int(Int64(imageSize)), "batchSize": .int(Int64(batchSize)), "dropLast": .bool(true),
+            "steps": .int(Int64(steps)), "batchesPerEpoch": .int(Int64(batchesPerEpoch)),
+            "optimizer": .string(optimizer), "lr": num(lr), "weightDecay": num(weightDecay),
+            "momentum": num(momentum), "eta": num(eta), "warmupSteps": .int(Int64(warmupSteps)),
+            "schedule": .string("linear warmup, cosine to 0.001*lr, per step"),
+            "temperature": num(temperature), "emaDecay": num(emaDecay),
+            "projectorDims": .array(projectorDims.map { .int(Int64($0)) }), "seed": .int(Int64(bitPattern: seed)),
+            "pixelScale": .string(pixelScale), "augmentation": .string("Augment.pretextPair (brief 6.1)"),
+            "viewBatching": .string("joint 2N batch"),
+        ]
+        if let epochs { j["epochs"] = .int(Int64(epochs)) }
+        if let from { j["from"] = .string(from) }
+        if let name { j["name"] = .string(name) }
+        if let checkpointEvery { j["checkpointEvery"] = .int(Int64(checkpointEvery)) }
+        return j
+    }
+
+    /// Reads back what `json` wrote (for `--resume`).
+    /// - Throws: `CheckpointError.invalid` naming the first missing or mistyped field.
+    public init(json j: [String: JSONValue]) throws {
+        func field(_ k: String) throws -> JSONValue {
+            guard let v = j[k] else { throw CheckpointError.invalid("pretrain run config: '\(k)' is missing") }
+            return v
+        }
+        func string(_ k: String) throws -> String {
+            guard case .string(let s) = try field(k) else { throw CheckpointError.invalid("pretrain run config: '\(k)' is not a string") }
+            return s
+        }
+        func int(_ k: String) throws -> Int {
+            switch try field(k) {
+            case .int(let v): return Int(v)
+            case .double(let v) where v == v.rounded(): return Int(v)
+            default: throw CheckpointError.invalid("pretrain run config: '\(k)' is not an integer")
+            }
+        }
+        func float(_ k: String) throws -> Float {
+            switch try field(k) {
+            case .double(let v): return Float(v)
+            case .int(let v): return Float(v)
+            default: throw CheckpointError.invalid("pretrain run config: '\(k)' is not a number")
+            }
+        }
+        guard let m = PretextObjective.Method(rawValue: try string("method")) else {
+            throw CheckpointError.invalid("pretrain run config: unknown method")
+        }
+        method = m
+        data = try string("data")
+        dataFingerprint = try string("dataFingerprint")
+        let arch = try string("arch")
+        guard let d = Int(arch.dropFirst(6)), arch.hasPrefix("resnet") else { throw CheckpointError.invalid("pretrain run config: bad arch '\(arch)'") }
+        depth = d
+        width = try int("width"); stem = try string("stem")
+        imageSize = try int("imageSize"); batchSize = try int("batchSize")
+        steps = try int("steps"); batchesPerEpoch = try int("batchesPerEpoch")
+        epochs = j["epochs"] == nil ? nil : try int("epochs")
+        optimizer = try string("optimizer")
+        lr = try float("lr"); weightDecay = try float("weightDecay"); momentum = try float("momentum"); eta = try float("eta")
+        warmupSteps = try int("warmupSteps")
+        temperature = try float("temperature"); emaDecay = try float("emaDecay")
+        guard case .array(let dims) = try field("projectorDims") else { throw CheckpointError.invalid("pretrain run config: 'projectorDims' is not a list") }
+        projectorDims = try dims.map { v in
+            guard case .int(let i) = v else { throw CheckpointError.invalid("pretrain run config: 'projectorDims' holds a non-integer") }
+            return Int(i)
+        }
+        seed = UInt64(bitPattern: Int64(try int("seed")))
+        pixelScale = try string("pixelScale")
+        from = j["from"] == nil ? nil : try string("from")
+        name = j["name"] == nil ? nil : try string("name")
+        checkpointEvery = j["checkpointEvery"] == nil ? nil : try int("checkpointEvery")
+    }
+
+    init(method: PretextObjective.Method, data: String, dataFingerprint: String, depth: Int, width: Int, stem: String,
+         imageSize: Int, batchSize: Int, steps: Int, epochs: Int?, batchesPerEpoch: Int, optimizer: String, lr: Float,
+         weightDecay: Float, momentum: Float, eta: Float, warmupSteps: Int, temperature: Float, emaDecay: Float,
+         projectorDims: [Int], seed: UInt64, pixelScale: String, from: String?, name: String?, checkpointEvery: Int?) {
+        self.method = method; self.data = data; self.dataFingerprint = dataFingerprint
+        self.depth = depth; self.width = width; self.stem = stem
+        self.imageSize = imageSize; self.batchSize = batchSize; self.steps = steps; self.epochs = epochs
+        self.batchesPerEpoch = batchesPerEpoch; self.optimizer = optimizer; self.lr = lr; self.weightDecay = weightDecay
+        self.momentum = momentum; self.eta = eta; self.warmupSteps = warmupSteps; self.temperature = temperature
+        self.emaDecay = emaDecay; self.projectorDims = projectorDims; self.seed = seed; self.pixelScale = pixelScale
+        self.from = from; self.name = name; self.checkpointEvery = checkpointEvery
+    }
+}

@@ -1,0 +1,66 @@
+import Checkpoint
+import Datasets
+import Foundation
+import Zoo
+
+/// The whole `bissl pretrain` job: start a new run or resume one, train, add the `pretext` entry.
+public enum Pretraining {
+    /// Starts a run of kind `pretrain` from `options` (`options.from` is an entry ref, resolved here).
+    /// - Returns: the run (for its id and directory) and the zoo's import result.
+    /// - Throws: `CheckpointError.invalid` for bad options, unreadable data or a bad `--from` entry; a
+    ///   training failure after the run started marks it failed (resumable) and is rethrown.
+    public static func start(zoo: Zoo, options: PretrainOptions, commandLine: [String]) throws -> (Run, ImportResult) {
+        var options = options
+        let dataset = try ImageDataset(parsing: options.data)
+        var initial: Network?
+        if let ref = options.from {
+            let id = try zoo.resolve(ref)
+            options.from = id
+            initial = try Network(checkpoint: try zoo.checkpoint(id))
+        }
+        let fingerprint = try dataset.fingerprint()
+        let config = try PretrainConfig.resolve(options, dataset: dataset, fingerprint: fingerprint,
+                                                parentArchitecture: initial?.backbone.architecture)
+        let trainer = try Pretrainer(config: config, dataset: dataset, initial: initial)
+        let run = try Run.create(zoo: zoo, kind: "pretrain", config: config.json, commandLine: commandLine, totalSteps: config.steps)
+        return (run, try finish(trainer, run: run))
+    }
+
+    /// Resumes run `id` (a `pretrain` run that is not completed) from its last saved state.
+    /// - Throws: `CheckpointError.invalid` for an unknown or completed run, a run of another kind, or data
+    ///   whose fingerprint changed since the run started.
+    public static func resume(zoo: Zoo, id: String, commandLine: [String]) throws -> (Run, ImportResult) {
+        let run = try Run.open(zoo: zoo, id: id, commandLine: commandLine)
+        do {
+            guard run.kind == "pretrain" else {
+                throw CheckpointError.invalid("run \(run.id) is a \(run.kind) run, not a pretrain run")
+            }
+            let config = try PretrainConfig(json: run.config)
+            let dataset = try ImageDataset(parsing: config.data)
+            let fingerprint = try dataset.fingerprint()
+            guard fingerprint == config.dataFingerprint else {
+                throw CheckpointError.invalid("the data \(config.data) changed since run \(run.id) started (fingerprint \(fingerprint.prefix(12)) vs \(config.dataFingerprint.prefix(12)))")
+            }
+            var initial: Network?
+            if let from = config.from { initial = try Network(checkpoint: try zoo.checkpoint(from)) }
+            let trainer = try Pretrainer(config: config, dataset: dataset, initial: initial)
+            if let state = try run.loadState() { try trainer.restoreState(state) }
+            return (run, try finish(trainer, run: run))
+        } catch {
+            run.fail(error)
+            throw error
+        }
+    }
+
+    /// Trains to the end, saves the final state (so a failing `finish` stays resumable), adds the entry.
+    static func finish(_ trainer: Pretrainer, run: Run) throws -> ImportResult {
+        do {
+            try trainer.train(run: run)
+            try run.saveState(trainer.captureState())
+            return try run.finish(trainer.checkpoint(run: run), name: trainer.config.name)
+        } catch {
+            run.fail(error)
+            throw error
+        }
+    }
+}
