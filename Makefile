@@ -40,7 +40,8 @@ interop: release
 bench: release
 	@bash tools/bench.sh $(RELEASE_BIN)
 
-## demo: the main job on real data (today: real torch checkpoints converted, imported, diffed, exported).
+## demo: the main job on real data against ./zoo: SimCLR-pretrain a ResNet-50 on Fashion-MNIST, BiSSL-align it
+## to the 8x8 digits, fine-tune aligned and unaligned, evaluate, list/lineage/diff, export (tools/demo.sh).
 demo: release
 	@bash tools/demo.sh $(RELEASE_BIN)
 
