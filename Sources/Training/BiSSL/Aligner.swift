@@ -243,9 +243,9 @@ public final class Aligner {
             while let b = try iterator.nextBatch() {
                 let loss = warmup.step(images: tensor(b.views[0], b.count), labels: b.labels)
                 step += 1
-                run.log(step: step, phase: "warmup", ["loss_warmup": Double(loss)])
                 progress.update(step: step, metrics: ["loss_warmup": Double(loss)],
                                 phase: "warmup epoch \(warmupEpochsDone + 1)/\(settings.warmupEpochs)")
+                run.log(step: step, phase: "warmup", ["loss_warmup": Double(loss)])
             }
             warmupEpochsDone += 1
             if warmupEpochsDone == settings.warmupEpochs, let top1 = try validationTop1() {
@@ -264,8 +264,9 @@ public final class Aligner {
                 lower.optimizer.lr = lowerSchedule.step()
                 step += 1
                 lowerLosses.append(Double(r.pretextLoss))
-                run.log(step: step, phase: "lower", ["loss_lower": Double(r.pretextLoss), "loss_reg": Double(r.regulariser)])
+                // progress first (it shows alternation t/T), then the log line (which also updates progress)
                 progress.update(step: step, metrics: ["loss_lower": Double(r.pretextLoss)], phase: label + " lower")
+                run.log(step: step, phase: "lower", ["loss_lower": Double(r.pretextLoss), "loss_reg": Double(r.regulariser)])
             }
             if settings.implicit.enabled && settings.upperSteps > 0 {
                 guard let b = try hessianLoader.epoch(t).nextBatch() else {
@@ -280,9 +281,9 @@ public final class Aligner {
                 upperLosses.append(Double(r.lowerPathLoss))
                 var m = ["loss_upper": Double(r.lowerPathLoss), "loss_upper_direct": Double(r.directLoss)]
                 if let q = r.relativeHessianTerm { m["ij_relative_hessian"] = q }
-                run.log(step: step, phase: "upper", m)
                 progress.update(step: step, metrics: ["loss_lower": lowerLosses.last ?? .nan, "loss_upper": Double(r.lowerPathLoss)],
                                 phase: label + " upper")
+                run.log(step: step, phase: "upper", m)
             }
             var summary: [String: Double] = [:]
             if !lowerLosses.isEmpty { summary["loss_lower"] = lowerLosses.reduce(0, +) / Double(lowerLosses.count) }
