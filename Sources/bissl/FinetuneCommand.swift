@@ -57,7 +57,7 @@ struct FinetuneCommand: ParsableCommand {
     @Option(name: .customLong("batch-size"), help: ArgumentHelp("Batch size (default 256, or for small data the largest power of two <= images/8, at least 8).", valueName: "B"))
     var batchSize: Int?
 
-    @Option(help: ArgumentHelp("Base learning rate (default 0.03).", valueName: "LR"))
+    @Option(help: ArgumentHelp("Base learning rate (default 0.1, see docs/finetuning.md).", valueName: "LR"))
     var lr: Double?
 
     @Option(help: ArgumentHelp("Weight decay on all parameters (default 0.001).", valueName: "WD"))
@@ -196,7 +196,7 @@ struct FinetuneCommand: ParsableCommand {
                               holdout: val == nil ? Self.holdoutRule : nil,
                               epochs: epochs ?? 10, steps: steps,
                               batch_size: batchSize ?? FineTuneConfig.defaultBatchSize(trainCount: trainCount),
-                              lr: lr ?? 0.03, wd: wd ?? 1e-3, momentum: 0.9, search: search ?? 0, image_size: size,
+                              lr: lr ?? 0.1, wd: wd ?? 1e-3, momentum: 0.9, search: search ?? 0, image_size: size,
                               seed: seed ?? 0, checkpoint_every: checkpointEvery, name: name)
         guard options.epochs >= 1 else { throw CheckpointError.invalid("--epochs must be at least 1") }
         if let s = options.steps, s < 1 { throw CheckpointError.invalid("--steps must be at least 1") }

@@ -26,7 +26,7 @@ public struct FineTuneConfig: Equatable, Sendable {
     /// the end of each epoch and of each trial.
     public var checkpointEvery: Int?
 
-    public init(epochs: Int = 10, steps: Int? = nil, batchSize: Int = 256, lr: Float = 0.03, weightDecay: Float = 1e-3,
+    public init(epochs: Int = 10, steps: Int? = nil, batchSize: Int = 256, lr: Float = 0.1, weightDecay: Float = 1e-3,
                 momentum: Float = 0.9, imageSize: Int, seed: UInt64 = 0, search: Int = 0, checkpointEvery: Int? = nil) {
         self.epochs = epochs; self.steps = steps; self.batchSize = batchSize; self.lr = lr; self.weightDecay = weightDecay
         self.momentum = momentum; self.imageSize = imageSize; self.seed = seed; self.search = search
@@ -256,7 +256,7 @@ public final class FineTuner {
                 if let c = state.extra["current"] { current = try FineTuneTrial(json: c) }
             }
             if config.search > 0 && s0 == 0 {
-                run.progress.message(String(format: "trial %d/%d: lr %.6g, wd %.6g", t + 1, trialCount, lr, wd))
+                run.progress.message(String(format: "trial %d (%d of %d): lr %.6g, wd %.6g", t, t + 1, trialCount, lr, wd))
             }
             var iterator: EpochIterator?
             var iteratorEpoch = -1
