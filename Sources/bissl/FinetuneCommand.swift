@@ -131,8 +131,8 @@ struct FinetuneCommand: ParsableCommand {
         }
 
         var config: FineTuneConfig {
-            FineTuneConfig(epochs: epochs, steps: steps, batchSize: batch_size, lr: Float(lr), weightDecay: Float(wd),
-                           momentum: Float(momentum), imageSize: image_size, seed: UInt64(seed), search: search,
+            FineTuneConfig(epochs: epochs, steps: steps, batchSize: batch_size, lr: lr, weightDecay: wd,
+                           momentum: momentum, imageSize: image_size, seed: UInt64(seed), search: search,
                            checkpointEvery: checkpoint_every)
         }
     }

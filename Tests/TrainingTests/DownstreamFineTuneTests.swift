@@ -148,7 +148,7 @@ final class DownstreamFineTuneTests: XCTestCase {
         XCTAssertEqual(full.trials.map(\.index), [0, 1, 2])
         for t in full.trials {
             let draw = FineTuneConfig.searchDraw(seed: 1, trial: t.index)
-            XCTAssertEqual(t.lr, Double(draw.lr)); XCTAssertEqual(t.weightDecay, Double(draw.weightDecay))
+            XCTAssertEqual(t.lr, draw.lr); XCTAssertEqual(t.weightDecay, draw.weightDecay)
         }
         let best = full.trials.map { $0.top1 ?? -1 }.max()!
         XCTAssertEqual(full.chosen, full.trials.firstIndex { $0.top1 == best })

@@ -12,10 +12,10 @@ public struct FineTuneConfig: Equatable, Sendable {
     public var steps: Int?
     public var batchSize: Int
     /// Base learning rate of the cosine schedule (ignored by `--search` trials, which draw their own).
-    public var lr: Float
+    public var lr: Double
     /// Weight decay on every parameter (ignored by `--search` trials).
-    public var weightDecay: Float
-    public var momentum: Float
+    public var weightDecay: Double
+    public var momentum: Double
     /// Side S of the train and test transforms.
     public var imageSize: Int
     /// Seed of the classifier init, the data order and augmentation, and the search draws.
@@ -26,8 +26,8 @@ public struct FineTuneConfig: Equatable, Sendable {
     /// the end of each epoch and of each trial.
     public var checkpointEvery: Int?
 
-    public init(epochs: Int = 10, steps: Int? = nil, batchSize: Int = 256, lr: Float = 0.1, weightDecay: Float = 1e-3,
-                momentum: Float = 0.9, imageSize: Int, seed: UInt64 = 0, search: Int = 0, checkpointEvery: Int? = nil) {
+    public init(epochs: Int = 10, steps: Int? = nil, batchSize: Int = 256, lr: Double = 0.1, weightDecay: Double = 1e-3,
+                momentum: Double = 0.9, imageSize: Int, seed: UInt64 = 0, search: Int = 0, checkpointEvery: Int? = nil) {
         self.epochs = epochs; self.steps = steps; self.batchSize = batchSize; self.lr = lr; self.weightDecay = weightDecay
         self.momentum = momentum; self.imageSize = imageSize; self.seed = seed; self.search = search
         self.checkpointEvery = checkpointEvery
@@ -36,15 +36,16 @@ public struct FineTuneConfig: Equatable, Sendable {
     /// The paper's search space (brief 4.4): lr log-uniform on [1e-4, 1] quantised to 1e-6, wd
     /// log-uniform on [1e-5, 1e-2] quantised to 1e-7 (Ray Tune `qloguniform`), trial `t` drawn from
     /// `SeededRNG(seed ^ 0x5EA4C4, t)` alone, so a resumed search draws the same values.
-    public static func searchDraw(seed: UInt64, trial: Int) -> (lr: Float, weightDecay: Float) {
+    public static func searchDraw(seed: UInt64, trial: Int) -> (lr: Double, weightDecay: Double) {
         var rng = SeededRNG(seed: (seed ^ 0x5EA4C4) &+ 0x9E37_79B9_7F4A_7C15 &* UInt64(trial + 1))
-        func logUniform(_ lo: Double, _ hi: Double, quantum: Double) -> Double {
+        // quantised as k / scale (an integer over a power of ten: the double nearest the decimal k * 1e-6)
+        func logUniform(_ lo: Double, _ hi: Double, scale: Double) -> Double {
             let v = Foundation.exp(Foundation.log(lo) + rng.unitDouble() * (Foundation.log(hi) - Foundation.log(lo)))
-            return max(lo, min(hi, (v / quantum).rounded() * quantum))
+            return max(lo, min(hi, (v * scale).rounded() / scale))
         }
-        let lr = logUniform(1e-4, 1, quantum: 1e-6)
-        let wd = logUniform(1e-5, 1e-2, quantum: 1e-7)
-        return (Float(lr), Float(wd))
+        let lr = logUniform(1e-4, 1, scale: 1e6)
+        let wd = logUniform(1e-5, 1e-2, scale: 1e7)
+        return (lr, wd)
     }
 
     /// The default batch size for `count` training images: 256 (the paper's), or for small data the
@@ -177,7 +178,7 @@ public final class FineTuner {
     }
 
     /// The (lr, wd) of trial `t`.
-    public func hyperparameters(trial t: Int) -> (lr: Float, weightDecay: Float) {
+    public func hyperparameters(trial t: Int) -> (lr: Double, weightDecay: Double) {
         config.search > 0 ? FineTuneConfig.searchDraw(seed: config.seed, trial: t) : (config.lr, config.weightDecay)
     }
 
@@ -246,9 +247,9 @@ public final class FineTuner {
             let s0 = g % T
             let (lr, wd) = hyperparameters(trial: t)
             let net = try freshNetwork()
-            let sgd = SGD(parameters: Self.parameters(net), lr: lr, momentum: config.momentum, weightDecay: wd)
-            var schedule = CosineSchedule(base: lr, warmup: 0, total: T)
-            var current = FineTuneTrial(index: t, lr: Double(lr), weightDecay: Double(wd))
+            let sgd = SGD(parameters: Self.parameters(net), lr: Float(lr), momentum: Float(config.momentum), weightDecay: Float(wd))
+            var schedule = CosineSchedule(base: Float(lr), warmup: 0, total: T)
+            var current = FineTuneTrial(index: t, lr: lr, weightDecay: wd)
             if s0 > 0, let state {
                 try state.restore(net)
                 try state.restore(sgd)
@@ -349,8 +350,8 @@ public final class FineTuner {
         p.hyperparameters["trials"] = .array(outcome.trials.map(\.json))
         p.hyperparameters["chosen_trial"] = .int(Int64(outcome.chosen))
         let (lr, wd) = hyperparameters(trial: outcome.chosen)
-        p.hyperparameters["chosen_lr"] = .double(Double(lr))
-        p.hyperparameters["chosen_wd"] = .double(Double(wd))
+        p.hyperparameters["chosen_lr"] = .double(lr)
+        p.hyperparameters["chosen_wd"] = .double(wd)
         p.hyperparameters["steps_per_trial"] = .int(Int64(stepsPerTrial))
         p.hyperparameters["batches_per_epoch"] = .int(Int64(batchesPerEpoch))
         let chosen = outcome.trials[outcome.chosen]
