@@ -33,7 +33,7 @@ struct ProbeCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Neighbours of the k-NN vote.", valueName: "K"))
     var knn = 20
 
-    @Option(name: .customLong("image-size"), help: ArgumentHelp("Image side S (default: the data's own, the first image's shorter side).", valueName: "S"))
+    @Option(name: .customLong("image-size"), help: ArgumentHelp("Image side S (default: the entry's image_size hyperparameter, else the data's own: its first image's shorter side).", valueName: "S"))
     var imageSize: Int?
 
     @Option(name: .customLong("probe-epochs"), help: ArgumentHelp("Passes of the linear probe's SGD over the training features.", valueName: "E"))
@@ -59,10 +59,14 @@ struct ProbeCommand: ParsableCommand {
         let zoo = try zooOptions.open(readOnly: true)
         defer { try? zoo.close() }
         let id = try zoo.resolve(ref)
-        let network = try Network(checkpoint: try zoo.checkpoint(id))
+        let checkpoint = try zoo.checkpoint(id)
+        let network = try Network(checkpoint: checkpoint)
         let train = try DownstreamData.open(data, role: "--data")
         let (eval, evalURI) = try DownstreamData.openEvaluation(evalData, trainURI: data, flag: "--eval-data")
-        let size = try DownstreamData.imageSize(imageSize, data: train)
+        // The size the entry was trained at, when its provenance says so; else the data's own.
+        var given = imageSize
+        if given == nil, case .int(let s)? = checkpoint.provenance.hyperparameters["image_size"] { given = Int(s) }
+        let size = try DownstreamData.imageSize(given, data: train)
         let quiet = json
         let result = try Probe.run(backbone: network.backbone, train: train, eval: eval, imageSize: size, k: knn,
                                    config: LinearProbe.Config(epochs: probeEpochs, seed: seed)) { message in
