@@ -126,6 +126,9 @@ final class PretextPretrainerTests: XCTestCase {
         XCTAssertEqual(lrs[2], cosine(2), accuracy: 1e-5)
         // the continued run started from the parent's weights: its BN counters went on from 2 to 5
         XCTAssertEqual(entry.components["backbone"]?["bn1.num_batches_tracked"], Tensor(int64: 5))
+        // and its heads are the parent's (kept, not re-initialised): their BN counters went on too
+        XCTAssertEqual(entry.components["projector"]?["1.num_batches_tracked"], Tensor(int64: 5))
+        XCTAssertEqual(entry.components["predictor"]?["1.num_batches_tracked"], Tensor(int64: 5))
     }
 
     /// The BYOL target is not among the optimised parameters and gets no gradient in a training step.

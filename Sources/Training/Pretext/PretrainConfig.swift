@@ -52,7 +52,8 @@ public struct PretrainOptions: Sendable {
 /// - **stem** `small` (3x3/1, no pool) when the image size is below 64, else `imagenet`.
 /// - **architecture** ResNet-50, width 64.
 /// - **projector** `[F, d, d, d]`, d = min(256, F) (brief: 256-256-256 on F = 2048; narrow test nets get
-///   d = F so the head is not wider than the backbone); BYOL predictor `[d, d, d, d]`.
+///   d = F so the head is not wider than the backbone), or the `--from` entry's projector; BYOL predictor
+///   `[d, d, d, d]` with d the projector's output size.
 /// - **τ** 0.5 (SimCLR), **EMA decay** 0.9995 constant (BYOL).
 /// - **pixel scale** `unit` ([0, 1] before ImageNet normalisation), NOT R5's raw 0-255 pretext inputs
 ///   (quirk Q2): the backbone's BN running statistics then match the downstream transforms' scale, so the
@@ -84,7 +85,8 @@ public struct PretrainConfig: Equatable, Sendable {
 
     static let depths = [18, 34, 50, 101, 152]
 
-    /// Resolves `options` against the dataset (and the architecture of the `--from` entry).
+    /// Resolves `options` against the dataset and the `--from` entry's architecture (backbone and heads:
+    /// its projector is kept when it takes the backbone's features).
     /// - Throws: `CheckpointError.invalid` (one line) for a bad value, or an option that contradicts the
     ///   `--from` entry's architecture.
     public static func resolve(_ o: PretrainOptions, dataset: ImageDataset, fingerprint: String,
@@ -140,11 +142,15 @@ public struct PretrainConfig: Equatable, Sendable {
         let warmup = min(10 * perEpoch, steps / 10)
 
         let features = (ResNet.depths[depth]!.block == "bottleneck" ? 4 : 1) * width * 8
-        let d = min(256, features)
+        // --from: keep the entry's projector when it fits the backbone (continued pretraining)
+        var projectorDims = [Int](repeating: min(256, features), count: 3)
+        if let ph = parentArchitecture?.heads["projector"], ph.kind == "mlp", ph.dims.count >= 2, ph.dims.first == features {
+            projectorDims = Array(ph.dims.dropFirst())
+        }
         return PretrainConfig(method: o.method, data: o.data, dataFingerprint: fingerprint, depth: depth, width: width, stem: stem,
                               imageSize: imageSize, batchSize: batchSize, steps: steps, epochs: epochs, batchesPerEpoch: perEpoch,
                               optimizer: optimizer, lr: lr, weightDecay: wd, momentum: 0.9, eta: 0.001, warmupSteps: warmup,
-                              temperature: temperature, emaDecay: ema, projectorDims: [d, d, d], seed: o.seed ?? 0,
+                              temperature: temperature, emaDecay: ema, projectorDims: projectorDims, seed: o.seed ?? 0,
                               pixelScale: "unit", from: o.from, name: o.name, checkpointEvery: o.checkpointEvery)
     }
 

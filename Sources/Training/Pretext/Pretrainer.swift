@@ -53,6 +53,9 @@ public final class Pretrainer {
         } else {
             network = try Network(architecture: arch, seed: config.seed)
         }
+        guard config.batchesPerEpoch == dataset.count / config.batchSize else {
+            throw CheckpointError.invalid("pretrain: \(config.data) has \(dataset.count) images, the run was configured for \(config.batchesPerEpoch) batches of \(config.batchSize)")
+        }
         objective = try PretextObjective(method: config.method, network: network, temperature: config.temperature,
                                          emaDecay: config.emaDecay)
         if config.optimizer == "lars" {
@@ -166,7 +169,9 @@ public final class Pretrainer {
             let epoch = step / perEpoch
             let iterator = loader.epoch(epoch, startingAt: step % perEpoch)
             while step < end, step / perEpoch == epoch {
-                guard let batch = try iterator.nextBatch() else { break }
+                guard let batch = try iterator.nextBatch() else {
+                    throw CheckpointError.invalid("pretrain: epoch \(epoch) of \(config.data) ended before its \(perEpoch) batches")
+                }
                 let lr = currentLR
                 let loss = try trainStep(batch)
                 run.log(step: step, phase: "pretext", ["loss": Double(loss), "lr": Double(lr)])

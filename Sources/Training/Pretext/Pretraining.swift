@@ -20,7 +20,7 @@ public enum Pretraining {
         }
         let fingerprint = try dataset.fingerprint()
         let config = try PretrainConfig.resolve(options, dataset: dataset, fingerprint: fingerprint,
-                                                parentArchitecture: initial?.backbone.architecture)
+                                                parentArchitecture: initial?.architecture)
         let trainer = try Pretrainer(config: config, dataset: dataset, initial: initial)
         let run = try Run.create(zoo: zoo, kind: "pretrain", config: config.json, commandLine: commandLine, totalSteps: config.steps)
         return (run, try finish(trainer, run: run))
