@@ -181,7 +181,9 @@ struct FinetuneCommand: ParsableCommand {
         } else {
             guard ref != nil else { throw CheckpointError.invalid("give the entry to fine-tune (REF), or --random-init --arch ... for a random start") }
             let used = [("--arch", arch != nil), ("--width", width != nil), ("--stem", stem != nil)].filter(\.1).map(\.0)
-            guard used.isEmpty else { throw CheckpointError.invalid("\(used.joined(separator: ", ")) only apply with --random-init (REF has its architecture)") }
+            guard used.isEmpty else {
+                throw CheckpointError.invalid("\(used.joined(separator: ", ")) \(used.count == 1 ? "applies" : "apply") only with --random-init (REF has its own architecture)")
+            }
         }
         let refId = try ref.map { try zoo.resolve($0) }
         let dataset = try DownstreamData.open(data, role: "--data")
