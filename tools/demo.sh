@@ -37,6 +37,7 @@ json() { "$PY" -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 # Seconds each entry took to make, kept beside the outputs so a rerun's table still shows them.
 TIMES="$OUT/demo-times.txt"
 touch "$TIMES"
+REUSED=0
 taken() { awk -v n="$1" '$1 == n { t = $2 } END { print t }' "$TIMES"; }
 
 # make_entry NAME DESCRIPTION COMMAND...: runs `bissl COMMAND` unless the zoo has an entry named NAME.
@@ -45,6 +46,7 @@ make_entry() {
   bold "$what"
   if "$BIN" show "$name" >/dev/null 2>&1; then
     echo "reusing $name (already in $BISSL_ZOO)"
+    REUSED=1
     return
   fi
   echo "\$ bissl $*"
@@ -103,4 +105,4 @@ for e in demo-simclr demo-bissl demo-ft-simclr demo-ft-bissl; do
   [ -n "$t" ] && t="$t s" || t="not recorded"
   printf '%-16s %-10s %-14s %s\n' "$e" "$stage" "${TOP1[$e]}" "$t"
 done
-echo "(entries made by an earlier run of the demo were reused; their time is from that run)"
+if [ "$REUSED" = 1 ]; then echo "(entries made by an earlier run of the demo were reused; their time is from that run)"; fi
