@@ -68,10 +68,22 @@ struct List: ParsableCommand {
             let s = r.summary
             let parent = s.parents.first.map { String($0.id.prefix(12)) + (s.parents.count > 1 ? "+\(s.parents.count - 1)" : "") } ?? "-"
             return [r.shortID, r.name ?? "-", s.stage, s.method ?? "-", s.arch ?? "-", parent,
-                    s.dataset.map { $0.split(separator: "/").last.map(String.init) ?? $0 } ?? "-",
+                    s.dataset.map(Self.shortDataset) ?? "-",
                     s.headlineMetric == nil ? "-" : ZooOutput.metric(s.headlineMetric, s.headlineValue),
                     String(s.created.prefix(16).map { $0 == "T" ? " " : $0 }), ZooOutput.bytes(s.size)]
         }
         print(ZooOutput.table(["ID", "NAME", "STAGE", "METHOD", "ARCH", "PARENT", "DATASET", "METRIC", "CREATED", "SIZE"], rows))
+    }
+
+    /// A dataset URI in a few characters: the last path component of the dataset, plus the split
+    /// file's name or `#test` (`digits.h5#train.txt`, `fashion-mnist#test`).
+    static func shortDataset(_ uri: String) -> String {
+        let parts = uri.split(separator: "#", maxSplits: 1).map(String.init)
+        let base = parts[0].split(separator: "/").last.map(String.init) ?? parts[0]
+        guard parts.count == 2 else { return base }
+        let fragment = parts[1].split(separator: "&").map { option -> String in
+            option.hasPrefix("split=") ? (option.split(separator: "/").last.map(String.init) ?? String(option)) : String(option)
+        }
+        return base + "#" + fragment.joined(separator: "&")
     }
 }

@@ -73,7 +73,7 @@ public struct EntrySummary: Codable, Equatable, Sendable {
     }
 
     /// Metric names in order of preference for the `list` column; other names follow alphabetically.
-    public static let headlinePreference = ["top1", "linear_top1", "knn_top1", "top5", "accuracy", "loss"]
+    public static let headlinePreference = ["top1", "val_top1", "linear_top1", "knn_top1", "top5", "accuracy", "loss"]
 
     /// The preferred metric present (`headlinePreference`, else the alphabetically first), nil when none.
     public static func headlineMetric(_ metrics: [String: Double]) -> (name: String, value: Double)? {
