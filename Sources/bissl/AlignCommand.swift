@@ -64,7 +64,7 @@ struct Align: ParsableCommand {
             guard ref == nil, data == nil, pretextData == nil, val == nil, name == nil else {
                 throw CheckpointError.invalid("align: --resume RUN reuses the run's own options; give no REF, --data, --pretext-data, --val or --name")
             }
-            run = try Run.open(zoo: zoo, id: resume)
+            run = try Run.open(zoo: zoo, id: resume, expectedKind: "align")
             guard run.kind == "align" else { throw CheckpointError.invalid("run \(run.id) is a '\(run.kind)' run, not an alignment") }
             config = try AlignConfig(json: run.config)
         } else {

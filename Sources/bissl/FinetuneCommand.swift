@@ -155,7 +155,7 @@ struct FinetuneCommand: ParsableCommand {
             guard extra.isEmpty else {
                 throw CheckpointError.invalid("--resume takes no other options (the run's config has them): remove \(extra.joined(separator: ", "))")
             }
-            run = try Run.open(zoo: zoo, id: resume)
+            run = try Run.open(zoo: zoo, id: resume, expectedKind: "finetune")
             guard run.kind == "finetune" else { throw CheckpointError.invalid("run \(run.id) is a \(run.kind) run, not finetune") }
             options = try Options(json: run.config)
         } else {

@@ -92,7 +92,7 @@ final class BiSSLAlignerTests: XCTestCase {
             try first.run(runB, stopAfter: 1)
         }
         let resumed = try makeAligner()
-        let runC = try Run.open(zoo: zoo, id: runId, commandLine: ["test", "--resume"],
+        let runC = try Run.open(zoo: zoo, id: runId, expectedKind: "align", commandLine: ["test", "--resume"],
                                 progress: Progress(total: resumed.totalSteps, mode: .none, write: { _ in }, now: { 0 }))
         try resumed.restore(XCTUnwrap(try runC.loadState()))
         try resumed.run(runC)

@@ -97,7 +97,7 @@ final class DownstreamFineTuneTests: XCTestCase {
         let train = try DownstreamFeaturesTests.digits(first: 20)
         let val = try DownstreamFeaturesTests.digits(first: 10, offset: 100)
         let steps = FineTuner.stepsPerTrial(config, trainCount: train.count) * max(config.search, 1)
-        let run = try runId.map { try Run.open(zoo: zoo, id: $0, commandLine: ["test", "--resume"], progress: Self.quiet(steps)) }
+        let run = try runId.map { try Run.open(zoo: zoo, id: $0, expectedKind: "finetune", commandLine: ["test", "--resume"], progress: Self.quiet(steps)) }
             ?? Run.create(zoo: zoo, kind: "finetune", config: [:], commandLine: ["test"], totalSteps: steps, progress: Self.quiet(steps))
         return try FineTuner(config: config, start: start, train: train, val: val, run: run)
     }

@@ -108,7 +108,7 @@ final class RunTests: XCTestCase {
         }
         var shown = ""
         let progress = Training.Progress(total: total, mode: .plain, write: { shown += $0 }, now: { 0 })
-        let run = try Run.open(zoo: zoo, id: runID, commandLine: ["bissl", "test", "--resume", runID], progress: progress)
+        let run = try Run.open(zoo: zoo, id: runID, expectedKind: "pretrain", commandLine: ["bissl", "test", "--resume", runID], progress: progress)
         XCTAssertEqual(run.rewoundLogLines, 2)
         XCTAssertEqual(shown, "resuming run \(runID) from step 3/6; 2 log lines after the saved state will be logged again\n")
         XCTAssertEqual(run.history("loss").map { $0.step }, [1, 2, 3])
@@ -156,7 +156,7 @@ final class RunTests: XCTestCase {
         try handle.seekToEnd()
         try handle.write(contentsOf: Data("{\"step\":3,\"time\":0.5,\"pha".utf8))
         try handle.close()
-        let run = try Run.open(zoo: zoo, id: id, progress: RunTestSupport.quiet(4))
+        let run = try Run.open(zoo: zoo, id: id, expectedKind: "finetune", progress: RunTestSupport.quiet(4))
         XCTAssertEqual(run.droppedLogLines, 1)
         XCTAssertEqual(run.history("loss").map { $0.value }, [2.5, 2.25])
         run.log(step: 3, phase: "train", ["loss": 2.0])
@@ -206,7 +206,7 @@ final class RunTests: XCTestCase {
         run.fail(CheckpointError.invalid("an error after finish"))
         XCTAssertEqual(try RunRecord.read(directory: run.directory).status, .completed, "fail() after finish keeps completed")
         let id = run.id
-        XCTAssertThrowsError(try Run.open(zoo: zoo, id: id, progress: RunTestSupport.quiet(2))) { error in
+        XCTAssertThrowsError(try Run.open(zoo: zoo, id: id, expectedKind: "pretrain", progress: RunTestSupport.quiet(2))) { error in
             XCTAssertTrue("\(error)".contains("is completed"), "\(error)")
             XCTAssertFalse("\(error)".contains("\n"))
         }
@@ -227,7 +227,7 @@ final class RunTests: XCTestCase {
             XCTAssertEqual(run.status, .running)
             XCTAssertTrue(try zoo.list().isEmpty)
         }
-        let run = try Run.open(zoo: zoo, id: id, progress: RunTestSupport.quiet(1))
+        let run = try Run.open(zoo: zoo, id: id, expectedKind: "pretrain", progress: RunTestSupport.quiet(1))
         XCTAssertEqual(try run.loadState()?.step, 1)
         XCTAssertEqual(run.history("loss").map { $0.value }, [1])
     }
@@ -244,9 +244,49 @@ final class RunTests: XCTestCase {
             XCTAssertEqual(record.status, .failed)
             XCTAssertEqual(record.error, "loss is NaN at step 2")
         }
-        let run = try Run.open(zoo: zoo, id: id, progress: RunTestSupport.quiet(3))
+        let run = try Run.open(zoo: zoo, id: id, expectedKind: "align", progress: RunTestSupport.quiet(3))
         XCTAssertEqual(run.status, .running)
         XCTAssertNil(run.runRecord.error)
+    }
+
+    /// Resuming with the wrong command (`bissl align --resume <finetune run>`) is refused before anything
+    /// in the run directory changes: run.json (status, segments, commands), log.jsonl and the lock
+    /// file are byte for byte as before, also for a failed run. The right kind resumes the failed run
+    /// and its note shows the earlier error.
+    func testOpenRefusesAnotherKindWithoutWriting() throws {
+        let zoo = try RunTestSupport.tempZoo(self)
+        var id = ""
+        var dir: URL!
+        do {
+            let run = try Run.create(zoo: zoo, kind: "finetune", config: [:], commandLine: ["x"], totalSteps: 4, progress: RunTestSupport.quiet(4))
+            id = run.id; dir = run.directory
+            run.log(step: 1, phase: "train", ["loss": 2])
+            run.log(step: 2, phase: "train", ["loss": 1.5])   // after the saved state: open would rewind it
+            try run.saveState(TrainingState(step: 1))
+            run.fail(CheckpointError.invalid("disk full"))
+        }
+        func files() throws -> [String: Data] {
+            var out: [String: Data] = [:]
+            for name in try FileManager.default.contentsOfDirectory(atPath: dir.path) {
+                out[name] = try Data(contentsOf: dir.appendingPathComponent(name))
+            }
+            return out
+        }
+        let before = try files()
+        XCTAssertThrowsError(try Run.open(zoo: zoo, id: id, expectedKind: "align", commandLine: ["bissl", "align", "--resume", id],
+                                          progress: RunTestSupport.quiet(4))) { error in
+            XCTAssertEqual("\(error)", "run \(id) is a 'finetune' run, not 'align'; resume it with bissl finetune --resume \(id)")
+        }
+        XCTAssertEqual(try files(), before, "nothing written")
+        XCTAssertEqual(try RunRecord.read(directory: dir).status, .failed)
+
+        var shown = ""
+        let progress = Training.Progress(total: 4, mode: .plain, write: { shown += $0 }, now: { 0 })
+        let run = try Run.open(zoo: zoo, id: id, expectedKind: "finetune", commandLine: ["bissl", "finetune", "--resume", id], progress: progress)
+        XCTAssertEqual(run.status, .running)
+        XCTAssertEqual(run.runRecord.segments, 2)
+        XCTAssertEqual(run.runRecord.resumeCommandLines, [["bissl", "finetune", "--resume", id]])
+        XCTAssertTrue(shown.contains("resuming failed run \(id) from step 1/4; it had failed with: disk full"), shown)
     }
 
     func testStateDueEveryNStepsOrAfterTwoMinutesOfWork() throws {
@@ -273,23 +313,23 @@ final class RunTests: XCTestCase {
         XCTAssertTrue(ZooLayout.isHex(String(parts[3])))
         XCTAssertEqual(run.directory.deletingLastPathComponent().standardizedFileURL, zoo.layout.runs.standardizedFileURL)
         // Open while another holder has the lock.
-        XCTAssertThrowsError(try Run.open(zoo: zoo, id: run.id, progress: RunTestSupport.quiet(3))) { error in
+        XCTAssertThrowsError(try Run.open(zoo: zoo, id: run.id, expectedKind: "finetune", progress: RunTestSupport.quiet(3))) { error in
             XCTAssertTrue("\(error)".contains("in use"), "\(error)")
         }
         XCTAssertTrue(Run.isActive(directory: run.directory))
-        XCTAssertThrowsError(try Run.open(zoo: zoo, id: "nope", progress: RunTestSupport.quiet(3))) { error in
+        XCTAssertThrowsError(try Run.open(zoo: zoo, id: "nope", expectedKind: "pretrain", progress: RunTestSupport.quiet(3))) { error in
             XCTAssertTrue("\(error)".hasPrefix("unknown run 'nope'"), "\(error)")
         }
         XCTAssertThrowsError(try Run.create(zoo: zoo, kind: "Bad Kind", config: [:], commandLine: [], totalSteps: 1))
 
         let gone = zoo.layout.runs.appendingPathComponent("pretrain-20260101-000000-abcdef").path
-        XCTAssertThrowsError(try Run.open(zoo: zoo, id: gone, progress: RunTestSupport.quiet(3))) { error in
+        XCTAssertThrowsError(try Run.open(zoo: zoo, id: gone, expectedKind: "pretrain", progress: RunTestSupport.quiet(3))) { error in
             XCTAssertTrue("\(error)".contains("is gone"), "\(error)")
         }
         let broken = zoo.layout.runs.appendingPathComponent("pretrain-20260101-000000-123456")
         try FileManager.default.createDirectory(at: broken, withIntermediateDirectories: true)
         try Data("{not json".utf8).write(to: broken.appendingPathComponent("run.json"))
-        XCTAssertThrowsError(try Run.open(zoo: zoo, id: "pretrain-20260101-000000-123456", progress: RunTestSupport.quiet(3))) { error in
+        XCTAssertThrowsError(try Run.open(zoo: zoo, id: "pretrain-20260101-000000-123456", expectedKind: "pretrain", progress: RunTestSupport.quiet(3))) { error in
             XCTAssertTrue("\(error)".contains("unreadable"), "\(error)")
             XCTAssertFalse("\(error)".contains("\n"))
         }

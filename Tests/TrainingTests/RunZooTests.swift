@@ -46,7 +46,7 @@ final class RunZooTests: XCTestCase {
         }
         let stale = dir.appendingPathComponent(".state.h5.tmp-999999999-12345")
         try Data("partial".utf8).write(to: stale)
-        _ = try Run.open(zoo: zoo, id: id, progress: RunTestSupport.quiet(2))
+        _ = try Run.open(zoo: zoo, id: id, expectedKind: "pretrain", progress: RunTestSupport.quiet(2))
         XCTAssertFalse(FileManager.default.fileExists(atPath: stale.path))
     }
 

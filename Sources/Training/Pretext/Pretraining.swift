@@ -7,10 +7,13 @@ import Zoo
 public enum Pretraining {
     /// Starts a run of kind `pretrain` from `options` (`options.from` is an entry ref, resolved here).
     /// - Returns: the run (for its id and directory) and the zoo's import result.
-    /// - Throws: `CheckpointError.invalid` for bad options, unreadable data or a bad `--from` entry; a
-    ///   training failure after the run started marks it failed (resumable) and is rethrown.
+    /// - Throws: `CheckpointError.invalid` for bad options, a `--name` that is not a valid label or is
+    ///   already taken (checked before the run is created, so no training is wasted on it), unreadable
+    ///   data or a bad `--from` entry; a training failure after the run started marks it failed
+    ///   (resumable) and is rethrown.
     public static func start(zoo: Zoo, options: PretrainOptions, commandLine: [String]) throws -> (Run, ImportResult) {
         var options = options
+        if let name = options.name { try checkName(name, zoo: zoo) }
         let dataset = try ImageDataset(parsing: options.data)
         var initial: Network?
         if let ref = options.from {
@@ -26,11 +29,25 @@ public enum Pretraining {
         return (run, try finish(trainer, run: run))
     }
 
+    /// Refuses `--name NAME` when the zoo would refuse it at the end: not a valid label (`LabelRules`),
+    /// or already the name or tag of an entry.
+    /// - Throws: `CheckpointError.invalid`, one line.
+    static func checkName(_ name: String, zoo: Zoo) throws {
+        do { try LabelRules.validate(name) } catch CheckpointError.invalid(let reason) {
+            throw CheckpointError.invalid("--name: \(reason)")
+        }
+        // A valid label is never a full id nor a 6+ hex prefix, so `resolve` finds it only as a label.
+        if let owner = try? zoo.resolve(name) {
+            let kind = try zoo.labels(of: owner).first { $0.label == name }?.kind.rawValue ?? "label"
+            throw CheckpointError.invalid("--name \(name) is already the \(kind) of entry \(owner.prefix(12)); choose another name (or bissl untag \(name) first)")
+        }
+    }
+
     /// Resumes run `id` (a `pretrain` run that is not completed) from its last saved state.
     /// - Throws: `CheckpointError.invalid` for an unknown or completed run, a run of another kind, or data
     ///   whose fingerprint changed since the run started.
     public static func resume(zoo: Zoo, id: String, commandLine: [String]) throws -> (Run, ImportResult) {
-        let run = try Run.open(zoo: zoo, id: id, commandLine: commandLine)
+        let run = try Run.open(zoo: zoo, id: id, expectedKind: "pretrain", commandLine: commandLine)
         do {
             guard run.kind == "pretrain" else {
                 throw CheckpointError.invalid("run \(run.id) is a \(run.kind) run, not a pretrain run")

@@ -169,19 +169,31 @@ public final class Run {
     /// Reopens a run for `--resume`: by id (`<zoo>/runs/<id>`), unique id prefix, or directory path.
     /// The log is read back (a torn last line is dropped), lines logged after the last saved state
     /// are removed from the history and from `log.jsonl`, and the run is marked running again.
-    /// - Parameter commandLine: argv of the resuming command (recorded in `resumeCommandLines`).
+    ///
+    /// Nothing in the directory is written before the run is known to be resumable by this command:
+    /// kind and status are checked first (and again once the lock is held). A `failed` run can be
+    /// resumed: its last saved state is consistent (states are replaced atomically and saved before
+    /// anything that can fail after them), so a transient failure (disk full, data briefly missing,
+    /// zoo busy at finish) loses nothing and a deterministic one simply fails again; the earlier error
+    /// is shown in the resume note.
+    /// - Parameters:
+    ///   - expectedKind: the kind of the resuming command (`pretrain`, `finetune`, `align`, ...); a run
+    ///     of another kind is refused untouched.
+    ///   - commandLine: argv of the resuming command (recorded in `resumeCommandLines`).
     /// - Throws: `CheckpointError.invalid` (one line) for an unknown or ambiguous id, a directory that
-    ///   is gone, an unreadable run.json, a completed run, or a run another process has open.
-    public static func open(zoo: Zoo, id: String, commandLine: [String] = CommandLine.arguments,
+    ///   is gone, an unreadable run.json, a run of another kind, a completed run, or a run another
+    ///   process has open.
+    public static func open(zoo: Zoo, id: String, expectedKind: String, commandLine: [String] = CommandLine.arguments,
                             progress: Progress? = nil) throws -> Run {
         let directory = try resolve(zoo: zoo, id: id)
-        var record = try RunRecord.read(directory: directory)
-        if record.status == .completed {
-            throw CheckpointError.invalid("run \(record.id) is completed (entry \(record.entryId.map { String($0.prefix(12)) } ?? "?")); nothing to resume")
-        }
-        let lockFD = try lock(directory, id: record.id)
-        removeStaleTemporaries(directory)
+        try checkResumable(try RunRecord.read(directory: directory), expectedKind: expectedKind)
+        let lockFD = try lock(directory, id: directory.lastPathComponent)
         do {
+            // Re-read under the lock: another process may have finished the run meanwhile.
+            var record = try RunRecord.read(directory: directory)
+            try checkResumable(record, expectedKind: expectedKind)
+            let previousError = record.status == .failed ? record.error : nil
+            removeStaleTemporaries(directory)
             let stateURL = directory.appendingPathComponent(stateFileName)
             let savedStep: Int? = FileManager.default.fileExists(atPath: stateURL.path) ? try TrainingState.storedStep(stateURL) : nil
             let logURL = directory.appendingPathComponent(RunLog.fileName)
@@ -205,7 +217,8 @@ public final class Run {
             let fd = try RunLog.openForAppend(logURL)
             let run = Run(zoo: zoo, directory: directory, record: record, entries: kept.map { $0.entry }, logFD: fd, lockFD: lockFD,
                           dropped: dropped, rewound: rewound, progress: progress)
-            var note = "resuming run \(record.id) " + (savedStep.map { "from step \($0)/\(record.totalSteps)" } ?? "from the start (no state was saved)")
+            var note = "resuming \(previousError == nil ? "" : "failed ")run \(record.id) " + (savedStep.map { "from step \($0)/\(record.totalSteps)" } ?? "from the start (no state was saved)")
+            if let previousError { note += "; it had failed with: \(previousError)" }
             if rewound > 0 { note += "; \(rewound) log line\(rewound == 1 ? "" : "s") after the saved state will be logged again" }
             if dropped > 0 { note += "; \(dropped) torn log line\(dropped == 1 ? "" : "s") dropped" }
             run.progress.message(note)
@@ -213,6 +226,16 @@ public final class Run {
         } catch {
             close(lockFD)
             throw error
+        }
+    }
+
+    /// Refuses a run `open` must not touch: another kind's run, or a completed one.
+    static func checkResumable(_ record: RunRecord, expectedKind: String) throws {
+        guard record.kind == expectedKind else {
+            throw CheckpointError.invalid("run \(record.id) is a '\(record.kind)' run, not '\(expectedKind)'; resume it with bissl \(record.kind) --resume \(record.id)")
+        }
+        if record.status == .completed {
+            throw CheckpointError.invalid("run \(record.id) is completed (entry \(record.entryId.map { String($0.prefix(12)) } ?? "?")); nothing to resume")
         }
     }
 
