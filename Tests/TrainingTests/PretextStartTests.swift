@@ -7,7 +7,7 @@ import Zoo
 @testable import Training
 
 /// What `Pretraining.start` checks and records before any training: the `--name` (valid, free) is
-/// refused before a run directory exists.
+/// refused before a run directory exists; the start line names the run and the resume command.
 final class PretextStartTests: XCTestCase {
     var tmp: URL!
 
@@ -51,5 +51,22 @@ final class PretextStartTests: XCTestCase {
         XCTAssertTrue(hex.contains("6 or more hex digits"), hex)
         for m in [taken, tag, bad, hex] { XCTAssertFalse(m.contains("\n"), m) }
         XCTAssertEqual(runDirectories(zoo), [], "no run was created for a refused name")
+    }
+
+    func testStartLineNamesTheRunAndTheResumeCommand() throws {
+        let split = (0..<20).map(String.init).joined(separator: "\n")
+        try split.write(to: tmp.appendingPathComponent("split.txt"), atomically: true, encoding: .utf8)
+        let dataset = try ImageDataset(parsing: "h5:\(repo.path)/data/digits/digits.h5#split=\(tmp.path)/split.txt")
+        var o = PretrainOptions(method: .byol, data: dataset.uri.description)
+        o.arch = "resnet18"; o.width = 8; o.stem = "small"; o.batchSize = 8; o.steps = 3; o.lr = 2
+        let config = try PretrainConfig.resolve(o, dataset: dataset, fingerprint: "x")
+        // 20 images in batches of 8, drop last: 2 batches per epoch, so 3 steps are 1.5 epochs.
+        let id = "pretrain-20261129-143000-abcdef"
+        XCTAssertEqual(Pretraining.startLine(runID: id, config: config, commandLine: ["bissl", "pretrain", "--zoo", "/z"]),
+                       "run \(id): 3 steps (byol, resnet18-w8-small, 1.50 epochs of 2 batches of 8, lars lr 2.0) (resume with: bissl pretrain --resume \(id) --zoo /z)")
+        o.steps = 4
+        let whole = try PretrainConfig.resolve(o, dataset: dataset, fingerprint: "x")
+        XCTAssertEqual(Pretraining.startLine(runID: id, config: whole, commandLine: ["bissl", "pretrain"]),
+                       "run \(id): 4 steps (byol, resnet18-w8-small, 2 epochs of 2 batches of 8, lars lr 2.0) (resume with: bissl pretrain --resume \(id))")
     }
 }

@@ -26,7 +26,26 @@ public enum Pretraining {
                                                 parentArchitecture: initial?.architecture)
         let trainer = try Pretrainer(config: config, dataset: dataset, initial: initial)
         let run = try Run.create(zoo: zoo, kind: "pretrain", config: config.json, commandLine: commandLine, totalSteps: config.steps)
+        run.progress.message(startLine(runID: run.id, config: config, commandLine: commandLine))
         return (run, try finish(trainer, run: run))
+    }
+
+    /// The line a new run starts with (stderr, like finetune and align), naming the run and how to resume
+    /// it after Ctrl-C or a kill: `run ID: N steps (simclr, resnet18-w8-small, E epochs of B batches of S,
+    /// lars lr 4.8) (resume with: bissl pretrain --resume ID [--zoo DIR])`. `--zoo DIR` is repeated when
+    /// `commandLine` gave it.
+    static func startLine(runID: String, config: PretrainConfig, commandLine: [String]) -> String {
+        let epochs = Double(config.steps) / Double(config.batchesPerEpoch)
+        let epochText = epochs == epochs.rounded() ? "\(Int(epochs))" : String(format: "%.2f", epochs)
+        let what = "\(config.method.rawValue), \(config.architecture.label), \(epochText) epoch\(epochs == 1 ? "" : "s") of "
+            + "\(config.batchesPerEpoch) batch\(config.batchesPerEpoch == 1 ? "" : "es") of \(config.batchSize), "
+            + "\(config.optimizer) lr \(config.lr)"
+        var resume = "bissl pretrain --resume \(runID)"
+        for (i, arg) in commandLine.enumerated() {
+            if arg == "--zoo", i + 1 < commandLine.count { resume += " --zoo \(commandLine[i + 1])" }
+            if arg.hasPrefix("--zoo=") { resume += " --zoo \(arg.dropFirst(6))" }
+        }
+        return "run \(runID): \(config.steps) steps (\(what)) (resume with: \(resume))"
     }
 
     /// Refuses `--name NAME` when the zoo would refuse it at the end: not a valid label (`LabelRules`),
