@@ -53,11 +53,11 @@ struct EvalCommand: ParsableCommand {
         let dataset = try DownstreamData.open(data, role: "--data")
         // The size the entry was fine-tuned at, when its provenance says so.
         var size = imageSize
-        if size == nil, case .int(let s)? = checkpoint.provenance.hyperparameters["image_size"] { size = Int(s) }
+        if size == nil { size = DownstreamData.recordedImageSize(checkpoint.provenance) }
         let side = try DownstreamData.imageSize(size, data: dataset)
         let classes = classifier.record.outputs
-        guard dataset.classNames.count <= classes else {
-            throw CheckpointError.invalid("--data has \(dataset.classNames.count) classes, the classifier of \(id.prefix(12)) \(classes)")
+        guard dataset.classNames.count == classes else {
+            throw CheckpointError.invalid("--data has \(dataset.classNames.count) classes but the classifier of \(id.prefix(12)) has \(classes) outputs: evaluate it on its own task, or fine-tune it to this one (bissl finetune)")
         }
         let features = try FrozenFeatures.extract(backbone: network.backbone, dataset: dataset, imageSize: side)
         let logits = classifier.forward(features.features, mode: .eval)
@@ -74,7 +74,8 @@ struct EvalCommand: ParsableCommand {
         print(String(format: "mean per-class accuracy  %.2f %%", report.meanPerClassAccuracy))
         print("confusion matrix (rows: true class, columns: predicted class)")
         let header = ["true\\pred"] + (0..<classes).map(String.init)
-        let rows = report.confusion.enumerated().map { t, row in ["\(t) \(names[t])"] + row.map(String.init) }
+        // Row label: the index, plus the class name when it says more than the index.
+        let rows = report.confusion.enumerated().map { t, row in [names[t] == "\(t)" ? "\(t)" : "\(t) \(names[t])"] + row.map(String.init) }
         print(ZooOutput.table(header, rows))
     }
 }

@@ -158,6 +158,7 @@ struct FinetuneCommand: ParsableCommand {
             run = try Run.open(zoo: zoo, id: resume, expectedKind: "finetune")
             guard run.kind == "finetune" else { throw CheckpointError.invalid("run \(run.id) is a \(run.kind) run, not finetune") }
             options = try Options(json: run.config)
+            try Self.checkDataUnchanged(options, run: run)
         } else {
             options = try resolveOptions(zoo: zoo)
             let probe = try Self.datasets(options, directory: nil)
@@ -185,13 +186,16 @@ struct FinetuneCommand: ParsableCommand {
                 throw CheckpointError.invalid("\(used.joined(separator: ", ")) \(used.count == 1 ? "applies" : "apply") only with --random-init (REF has its own architecture)")
             }
         }
+        if epochs != nil && steps != nil { throw CheckpointError.invalid("give --steps or --epochs, not both") }
         let refId = try ref.map { try zoo.resolve($0) }
         let dataset = try DownstreamData.open(data, role: "--data")
         let trainCount = val == nil ? dataset.count - dataset.count / 10 : dataset.count
         if val == nil && dataset.count / 10 < 1 {
             throw CheckpointError.invalid("--data has \(dataset.count) images: too few to hold out every 10th for validation; pass --val")
         }
-        let size = try DownstreamData.imageSize(imageSize, data: dataset)
+        // Default image side: the entry's own (the size it was trained at), else the data's.
+        let recorded = try refId.flatMap { DownstreamData.recordedImageSize(try zoo.checkpoint($0).provenance) }
+        let size = try DownstreamData.imageSize(imageSize ?? recorded, data: dataset)
         let options = Options(ref: refId, random_init: randomInit,
                               arch: randomInit ? (arch ?? "resnet18") : nil, width: randomInit ? (width ?? 64) : nil,
                               stem: randomInit ? (stem ?? "small") : nil, data: data, val: val,
@@ -202,7 +206,10 @@ struct FinetuneCommand: ParsableCommand {
                               seed: seed ?? 0, checkpoint_every: checkpointEvery, name: name)
         guard options.epochs >= 1 else { throw CheckpointError.invalid("--epochs must be at least 1") }
         if let s = options.steps, s < 1 { throw CheckpointError.invalid("--steps must be at least 1") }
-        guard options.batch_size >= 1 else { throw CheckpointError.invalid("--batch-size must be at least 1") }
+        guard options.batch_size >= 2 else { throw CheckpointError.invalid("--batch-size must be at least 2 (train-mode BatchNorm needs 2 samples)") }
+        guard options.batch_size <= trainCount else {
+            throw CheckpointError.invalid("--batch-size \(options.batch_size) is larger than the \(trainCount) training images")
+        }
         guard options.lr > 0, options.wd >= 0 else { throw CheckpointError.invalid("--lr must be positive and --wd not negative") }
         guard options.search >= 0 else { throw CheckpointError.invalid("--search must be 0 or more") }
         guard options.seed >= 0 else { throw CheckpointError.invalid("--seed must not be negative") }
@@ -237,9 +244,31 @@ struct FinetuneCommand: ParsableCommand {
                 trainURI, valURI, trainIdx.count)
     }
 
+    /// `data-fingerprints.json` in the run directory: the fingerprints of the training and
+    /// validation data when the run started.
+    static func fingerprintsURL(_ run: Run) -> URL { run.directory.appendingPathComponent("data-fingerprints.json") }
+
+    /// A resumed run must see the data it started with (its first steps used it): refuses, without
+    /// touching the run, when a recorded fingerprint differs from the data's today.
+    static func checkDataUnchanged(_ o: Options, run: Run) throws {
+        guard let recorded = try? JSONDecoder().decode([String: String].self, from: Data(contentsOf: fingerprintsURL(run))) else { return }
+        let d = try datasets(o, directory: run.directory)
+        for (role, data) in [("--data", d.train), ("--val", d.val)] {
+            guard let data, let then = recorded[role] else { continue }
+            let now = try data.fingerprint()
+            guard now == then else {
+                throw CheckpointError.invalid("the data of \(role) changed since run \(run.id) started (fingerprint \(then.prefix(19)) then, \(now.prefix(19)) now); restore it to resume")
+            }
+        }
+    }
+
     func execute(run: Run, options o: Options, zoo: Zoo) throws {
         let d = try Self.datasets(o, directory: run.directory)
         guard let train = d.train, let val = d.val else { throw CheckpointError.invalid("no data") }
+        if !FileManager.default.fileExists(atPath: Self.fingerprintsURL(run).path) {
+            let fingerprints = ["--data": try train.fingerprint(), "--val": try val.fingerprint()]
+            try AtomicFile.write(try JSONEncoder().encode(fingerprints), to: Self.fingerprintsURL(run))
+        }
         let say = { (s: String) in FileHandle.standardError.write(Data("\(s)\n".utf8)) }
         if o.val == nil {
             say("no --val: holding out every 10th image of --data for validation (\(val.count) images; \(train.count) train)")
@@ -251,8 +280,9 @@ struct FinetuneCommand: ParsableCommand {
             start = try FineTuneStart(randomArchitecture: a, classes: classes, seed: UInt64(o.seed))
         } else {
             guard let ref = o.ref else { throw CheckpointError.invalid("the run's config has no entry") }
-            let entry = try Network(checkpoint: try zoo.checkpoint(ref))
-            start = FineTuneStart(entry: entry, entryId: ref, classes: classes, seed: UInt64(o.seed))
+            let checkpoint = try zoo.checkpoint(ref)
+            start = FineTuneStart(entry: try Network(checkpoint: checkpoint), entryId: ref, entryStage: checkpoint.provenance.stage,
+                                  classes: classes, seed: UInt64(o.seed))
         }
         if let w = start.warning { say("warning: \(w)") }
         let tuner = try FineTuner(config: o.config, start: start.network, train: train, val: val, run: run)

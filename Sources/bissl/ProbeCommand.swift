@@ -65,8 +65,11 @@ struct ProbeCommand: ParsableCommand {
         let (eval, evalURI) = try DownstreamData.openEvaluation(evalData, trainURI: data, flag: "--eval-data")
         // The size the entry was trained at, when its provenance says so; else the data's own.
         var given = imageSize
-        if given == nil, case .int(let s)? = checkpoint.provenance.hyperparameters["image_size"] { given = Int(s) }
+        if given == nil { given = DownstreamData.recordedImageSize(checkpoint.provenance) }
         let size = try DownstreamData.imageSize(given, data: train)
+        guard knn >= 1 && knn <= train.count else {
+            throw CheckpointError.invalid("--knn must be between 1 and the \(train.count) training images, got \(knn)")
+        }
         let quiet = json
         let result = try Probe.run(backbone: network.backbone, train: train, eval: eval, imageSize: size, k: knn,
                                    config: LinearProbe.Config(epochs: probeEpochs, seed: seed)) { message in

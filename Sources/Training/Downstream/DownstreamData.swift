@@ -46,6 +46,19 @@ public enum DownstreamData {
         }
     }
 
+    /// The image side an entry was trained at, from its provenance hyperparameters (`image_size` as
+    /// fine-tuning records it, `imageSize` as pretraining and alignment do); nil when absent.
+    public static func recordedImageSize(_ provenance: Provenance) -> Int? {
+        for key in ["image_size", "imageSize"] {
+            switch provenance.hyperparameters[key] {
+            case .int(let s)? where s >= 1: return Int(s)
+            case .double(let s)? where s >= 1 && s == s.rounded(): return Int(s)
+            default: continue
+            }
+        }
+        return nil
+    }
+
     /// The image size to use: `given`, or the first image's shorter side of `data`.
     /// - Throws: `CheckpointError.invalid` for a size below 1 or an unreadable first image.
     public static func imageSize(_ given: Int?, data: ImageDataset) throws -> Int {

@@ -22,17 +22,25 @@ public struct FineTuneStart {
     ///   - entryId: the entry's id (full; the note shows the first 12 digits).
     ///   - classes: number of classes of the downstream data.
     ///   - seed: seed of a new classifier: PyTorch's `nn.Linear` default init from `SeededRNG(seed)`.
+    ///   - entryStage: the entry's provenance stage. A `bissl` entry's classifier is φ_D, trained on
+    ///     the upper backbone θ_D, not on this backbone θ_P: it is replaced by a new `Linear(F, C)`, as
+    ///     the method fine-tunes θ_P with a new head (method brief section 3, steps 6-7).
     /// - Note: the entry's classifier is kept when its output count equals `classes` (and its input
     ///   the feature size); otherwise it is re-initialised, and note and warning say
     ///   "classifier re-initialised A -> B".
-    public init(entry: Network, entryId: String, classes: Int, seed: UInt64) {
+    public init(entry: Network, entryId: String, entryStage: String? = nil, classes: Int, seed: UInt64) {
         let short = String(entryId.prefix(12))
         let F = entry.featureCount
         var dropped: [String] = []
         for name in entry.heads.keys where name != "classifier" { dropped.append(name) }
         for name in dropped { entry.removeHead(name) }
         let droppedText = dropped.isEmpty ? "" : "; \(dropped.joined(separator: ", ")) dropped"
-        if let existing = entry.heads["classifier"], existing.record.kind == "linear",
+        if entryStage == "bissl", entry.heads["classifier"] != nil {
+            entry.setHead("classifier", Self.freshClassifier(features: F, classes: classes, seed: seed))
+            classifier = "new"
+            note = "backbone θ_P from \(short), new classifier Linear(\(F), \(classes)) (the entry's φ_D belongs to θ_D)\(droppedText)"
+            warning = nil
+        } else if let existing = entry.heads["classifier"], existing.record.kind == "linear",
            existing.record.dims == [F, classes] {
             classifier = "kept"
             note = "backbone and classifier (\(F) -> \(classes)) from \(short)\(droppedText)"

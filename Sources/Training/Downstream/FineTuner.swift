@@ -282,7 +282,7 @@ public final class FineTuner {
                         current.valTop1.append(0)
                         current.top1 = 0
                         if current.bestTop1 < 0 { current.bestTop1 = 0; current.bestEpoch = current.valTop1.count }
-                        run.progress.message("trial \(t + 1): loss is not finite at step \(s + 1); trial stopped with top-1 0")
+                        run.progress.message("trial \(t): loss is not finite at step \(s + 1); trial stopped with top-1 0")
                         g = (t + 1) * T
                         trials.append(current)
                         try save(step: g, current: nil, trials: trials, bestIndex: bestIndex, bestNet: bestNet)
