@@ -289,6 +289,33 @@ final class RunTests: XCTestCase {
         XCTAssertTrue(shown.contains("resuming failed run \(id) from step 1/4; it had failed with: disk full"), shown)
     }
 
+    /// A name another entry took while the run trained does not lose the work: finish adds the entry
+    /// without it, prints a warning and completes the run. An invalid name is treated the same way.
+    func testFinishWithATakenNameAddsTheEntryUnnamed() throws {
+        let zoo = try RunTestSupport.tempZoo(self)
+        let other = try ToyJob(seed: 8, totalSteps: 2)
+        let otherID = try zoo.add(other.net.checkpoint(provenance: Provenance(stage: "pretext")), name: "taken").id
+        var shown = ""
+        let progress = Training.Progress(total: 1, mode: .plain, write: { shown += $0 }, now: { 0 })
+        let run = try Run.create(zoo: zoo, kind: "pretrain", config: [:], commandLine: ["x"], totalSteps: 1, progress: progress)
+        let job = try ToyJob(seed: 9, totalSteps: 2)
+        try run.saveState(job.capture(step: 1))
+        let result = try run.finish(job.net.checkpoint(provenance: run.provenance(stage: "pretext", method: nil)), name: "taken")
+        XCTAssertTrue(result.added)
+        XCTAssertNil(result.name)
+        XCTAssertEqual(try zoo.resolve("taken"), otherID, "the name stays with its owner")
+        XCTAssertEqual(try zoo.list().count, 2)
+        XCTAssertEqual(run.status, .completed)
+        XCTAssertEqual(try RunRecord.read(directory: run.directory).entryId, result.id)
+        XCTAssertTrue(shown.contains("warning: entry \(result.id.prefix(12)) added without the name 'taken': 'taken' is already the name of entry \(otherID.prefix(12))"), shown)
+
+        let run2 = try Run.create(zoo: zoo, kind: "pretrain", config: [:], commandLine: ["x"], totalSteps: 1, progress: RunTestSupport.quiet(1))
+        let job2 = try ToyJob(seed: 10, totalSteps: 2)
+        let result2 = try run2.finish(job2.net.checkpoint(provenance: Provenance(stage: "pretext")), name: "bad name")
+        XCTAssertNil(result2.name)
+        XCTAssertEqual(run2.status, .completed)
+    }
+
     func testStateDueEveryNStepsOrAfterTwoMinutesOfWork() throws {
         let zoo = try RunTestSupport.tempZoo(self)
         let run = try Run.create(zoo: zoo, kind: "pretrain", config: [:], commandLine: ["x"], totalSteps: 10, progress: RunTestSupport.quiet(10))

@@ -369,9 +369,14 @@ public final class Run {
     /// Ends the run: draws `curves.png` (a drawing failure is only reported), adds `checkpoint` to the
     /// zoo with `name`, and marks run.json completed with the entry id. Only here does a zoo entry
     /// appear; call `saveState` with the final state first so that a failed `finish` can be resumed.
+    ///
+    /// The training must not be lost to its name: when `name` cannot be given at this point (another
+    /// entry took it while the run trained, it is not a valid label, or the same weights are already
+    /// listed under another name), the entry is added without it, `warning: ...` is printed and the
+    /// run completes (`ImportResult.name` then tells which name the entry has, if any).
     /// - Returns: the zoo's import result.
     /// - Throws: `CheckpointError.invalid` when the run is already completed; whatever `Zoo.add`
-    ///   throws (the run then stays running and resumable, with no entry).
+    ///   throws for the unnamed entry (the run then stays running and resumable, with no entry).
     public func finish(_ checkpoint: Checkpoint, name: String?) throws -> ImportResult {
         if record.status == .completed {
             throw CheckpointError.invalid("run \(id) is already completed (entry \(record.entryId.map { String($0.prefix(12)) } ?? "?"))")
@@ -382,13 +387,35 @@ public final class Run {
         } catch {
             progress.message("warning: no curves.png: \(error)")
         }
-        let result = try zoo.add(checkpoint, name: name)
+        let result: ImportResult
+        if let name, let problem = nameProblem(name, for: checkpoint) {
+            result = try zoo.add(checkpoint, name: nil)
+            progress.message("warning: entry \(result.id.prefix(12)) added without the name '\(name)': \(problem); name it with bissl tag \(result.id.prefix(12)) <label>")
+        } else {
+            result = try zoo.add(checkpoint, name: name)
+        }
         record.status = .completed
         record.entryId = result.id
         record.error = nil
         record.endedAt = RunClock.iso()
         try writeRecord()
         return result
+    }
+
+    /// Why `name` cannot be given to `checkpoint`'s entry now, or nil when it can: an invalid label, a
+    /// label another entry holds, or the same content already listed under another name.
+    func nameProblem(_ name: String, for checkpoint: Checkpoint) -> String? {
+        do { try LabelRules.validate(name) } catch { return "\(error)" }
+        let id = ContentID.compute(checkpoint)
+        // A valid label is never a full id nor a 6+ hex prefix, so `resolve` finds it only as a label.
+        if let owner = try? zoo.resolve(name), owner != id {
+            let kind = (try? zoo.labels(of: owner))?.first { $0.label == name }?.kind.rawValue ?? "label"
+            return "'\(name)' is already the \(kind) of entry \(owner.prefix(12))"
+        }
+        if let current = try? zoo.labels(of: id).first(where: { $0.kind == .name }), current.label != name {
+            return "the same weights are already listed as entry \(id.prefix(12)) named '\(current.label)'"
+        }
+        return nil
     }
 
     /// Marks the run failed with the first line of `error` (it stays resumable). Never throws: a
