@@ -13,8 +13,12 @@ import Foundation
 ///   `idx`, `cifar` or `h5` dataset to read. Default `train`. `folder` has no parts (point it at the
 ///   part's folder instead) and refuses `part=test`.
 /// - `split=FILE`: an index list (one non-negative integer per line, blank lines and lines starting
-///   with `#` ignored) selecting and ordering images of the part, like the paper's split files. A
-///   relative FILE is resolved against the current directory.
+///   with `#` ignored) selecting and ordering images of the part, like the paper's split files.
+///
+/// Parsing makes PATH and FILE absolute (`~` expanded, a relative path resolved against the current
+/// directory, `.` and `..` removed; symbolic links are kept), so a URI recorded by a run or in
+/// provenance names the same data from any directory; `description` writes them back in that form,
+/// and parsing `description` gives the same URI.
 ///
 /// Examples: `idx:/usr/share/datasets/fashion-mnist#test`, `cifar:data/cifar10#part=train&split=splits/val.txt`.
 public struct DatasetURI: Equatable, Sendable, CustomStringConvertible {
@@ -22,12 +26,12 @@ public struct DatasetURI: Equatable, Sendable, CustomStringConvertible {
     public enum Part: String, Sendable { case train, test }
 
     public var scheme: Scheme
-    /// The folder (idx, cifar, folder) or file (h5) as written, `~` expanded.
+    /// The folder (idx, cifar, folder) or file (h5): absolute when parsed (see `absolutized`).
     public var path: String
     public var part: Part
     /// Whether `part` was written explicitly in the URI.
     public var partGiven: Bool
-    /// The index-list file of `#split=FILE`, if any.
+    /// The index-list file of `#split=FILE`, if any: absolute when parsed.
     public var splitFile: String?
 
     public init(scheme: Scheme, path: String, part: Part = .train, splitFile: String? = nil) {
@@ -38,10 +42,11 @@ public struct DatasetURI: Equatable, Sendable, CustomStringConvertible {
         self.splitFile = splitFile
     }
 
-    /// Parses `SCHEME:PATH[#options]`.
+    /// Parses `SCHEME:PATH[#options]`; PATH and a split FILE are made absolute against `base`
+    /// (default: the current directory), `~` expanded.
     /// - Throws: `DatasetError.badURI` for a missing or unknown scheme, an empty path, or an unknown,
     ///   repeated or empty fragment option.
-    public init(parsing text: String) throws {
+    public init(parsing text: String, relativeTo base: String = FileManager.default.currentDirectoryPath) throws {
         guard let colon = text.firstIndex(of: ":") else {
             throw DatasetError.badURI("dataset '\(text)' has no scheme; write idx:DIR, cifar:DIR, folder:DIR or h5:FILE")
         }
@@ -56,7 +61,7 @@ public struct DatasetURI: Equatable, Sendable, CustomStringConvertible {
             rest = String(rest[..<hash])
         }
         guard !rest.isEmpty else { throw DatasetError.badURI("dataset '\(text)' has an empty path") }
-        self.init(scheme: scheme, path: (rest as NSString).expandingTildeInPath)
+        self.init(scheme: scheme, path: Self.absolute(rest, relativeTo: base))
         guard let fragment else { return }
         var seen = Set<String>()
         for option in fragment.split(separator: "&", omittingEmptySubsequences: false) {
@@ -74,7 +79,7 @@ public struct DatasetURI: Equatable, Sendable, CustomStringConvertible {
                 partGiven = true
             case "split":
                 guard !value.isEmpty else { throw DatasetError.badURI("split= needs a file in '\(text)'") }
-                splitFile = (value as NSString).expandingTildeInPath
+                splitFile = Self.absolute(value, relativeTo: base)
             default:
                 throw DatasetError.badURI("unknown dataset option '\(option)' in '\(text)'; use part=train|test or split=FILE")
             }
@@ -82,6 +87,23 @@ public struct DatasetURI: Equatable, Sendable, CustomStringConvertible {
         if scheme == .folder && partGiven && part == .test {
             throw DatasetError.badURI("folder: datasets have no test part; point folder: at the test folder instead")
         }
+    }
+
+    /// This URI with `path` and `splitFile` absolute: `~` expanded, a relative path appended to `base`
+    /// (an absolute directory path), then `.` and `..` components removed textually (symbolic links are
+    /// not resolved). Absolute paths only lose their `.`/`..` components.
+    public func absolutized(relativeTo base: String) -> DatasetURI {
+        var out = self
+        out.path = Self.absolute(path, relativeTo: base)
+        out.splitFile = splitFile.map { Self.absolute($0, relativeTo: base) }
+        return out
+    }
+
+    static func absolute(_ path: String, relativeTo base: String) -> String {
+        let expanded = (path as NSString).expandingTildeInPath
+        let url = expanded.hasPrefix("/") ? URL(fileURLWithPath: expanded)
+            : URL(fileURLWithPath: expanded, relativeTo: URL(fileURLWithPath: base, isDirectory: true))
+        return url.standardizedFileURL.path
     }
 
     public var description: String {

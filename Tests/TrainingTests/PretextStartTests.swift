@@ -7,7 +7,8 @@ import Zoo
 @testable import Training
 
 /// What `Pretraining.start` checks and records before any training: the `--name` (valid, free) is
-/// refused before a run directory exists; the start line names the run and the resume command.
+/// refused before a run directory exists; the start line names the run and the resume command; the
+/// data URI is recorded absolute.
 final class PretextStartTests: XCTestCase {
     var tmp: URL!
 
@@ -68,5 +69,19 @@ final class PretextStartTests: XCTestCase {
         let whole = try PretrainConfig.resolve(o, dataset: dataset, fingerprint: "x")
         XCTAssertEqual(Pretraining.startLine(runID: id, config: whole, commandLine: ["bissl", "pretrain"]),
                        "run \(id): 4 steps (byol, resnet18-w8-small, 2 epochs of 2 batches of 8, lars lr 2.0) (resume with: bissl pretrain --resume \(id))")
+    }
+
+    /// The run's config and the entry's provenance hold the absolute, normalised URI (path and split file).
+    func testDataURIIsRecordedAbsolute() throws {
+        let split = (0..<20).map(String.init).joined(separator: "\n")
+        try split.write(to: tmp.appendingPathComponent("split.txt"), atomically: true, encoding: .utf8)
+        let zoo = try Zoo.open(ZooLayout(root: tmp.appendingPathComponent("zoo")), create: true)
+        defer { try? zoo.close() }
+        var o = PretrainOptions(method: .simclr, data: "h5:\(repo.path)/data/../data/digits/digits.h5#split=\(tmp.path)/./split.txt")
+        o.arch = "resnet18"; o.width = 4; o.batchSize = 8; o.steps = 2; o.lr = 1
+        let (run, entry) = try Pretraining.start(zoo: zoo, options: o, commandLine: ["test"])
+        let expected = "h5:\(repo.path)/data/digits/digits.h5#split=\(tmp.path)/split.txt"
+        XCTAssertEqual(run.config["data"], .string(expected))
+        XCTAssertEqual(try zoo.checkpoint(entry.id).provenance.datasets.map(\.uri), [expected])
     }
 }

@@ -15,6 +15,7 @@ public enum Pretraining {
         var options = options
         if let name = options.name { try checkName(name, zoo: zoo) }
         let dataset = try ImageDataset(parsing: options.data)
+        options.data = dataset.uri.description   // absolute: the run resumes and the provenance reads from any directory
         var initial: Network?
         if let ref = options.from {
             let id = try zoo.resolve(ref)
