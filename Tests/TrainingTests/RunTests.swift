@@ -316,6 +316,29 @@ final class RunTests: XCTestCase {
         XCTAssertEqual(run2.status, .completed)
     }
 
+    /// The provenance of a resumed run records how many segments it had and each resume's argv
+    /// (under hyperparameters: the schema has no top-level field for it); an uninterrupted run's does not.
+    func testProvenanceOfAResumedRunRecordsItsSegments() throws {
+        let zoo = try RunTestSupport.tempZoo(self)
+        var id = ""
+        do {
+            let run = try Run.create(zoo: zoo, kind: "align", config: ["lr": .double(0.03)], commandLine: ["bissl", "align", "r"],
+                                     totalSteps: 3, progress: RunTestSupport.quiet(3))
+            id = run.id
+            XCTAssertEqual(run.provenance(stage: "bissl", method: nil).hyperparameters, ["lr": .double(0.03)])
+        }
+        for _ in 0..<2 { _ = try Run.open(zoo: zoo, id: id, expectedKind: "align", commandLine: ["bissl", "align", "--resume", id], progress: RunTestSupport.quiet(3)) }
+        let run = try Run.open(zoo: zoo, id: id, expectedKind: "align", commandLine: ["bissl", "align", "--resume", "x"], progress: RunTestSupport.quiet(3))
+        let p = run.provenance(stage: "bissl", method: "simclr")
+        XCTAssertEqual(p.hyperparameters["lr"], .double(0.03))
+        XCTAssertEqual(p.hyperparameters["run.segments"], .int(4))
+        let resume: JSONValue = .array([.string("bissl"), .string("align"), .string("--resume"), .string(id)])
+        XCTAssertEqual(p.hyperparameters["run.resumeCommandLines"],
+                       .array([resume, resume, .array([.string("bissl"), .string("align"), .string("--resume"), .string("x")])]))
+        XCTAssertEqual(p.commandLine, ["bissl", "align", "r"])
+        XCTAssertTrue(ProvenanceCheck.violations(p).isEmpty, "\(ProvenanceCheck.violations(p))")
+    }
+
     func testStateDueEveryNStepsOrAfterTwoMinutesOfWork() throws {
         let zoo = try RunTestSupport.tempZoo(self)
         let run = try Run.create(zoo: zoo, kind: "pretrain", config: [:], commandLine: ["x"], totalSteps: 10, progress: RunTestSupport.quiet(10))

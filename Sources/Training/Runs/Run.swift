@@ -435,12 +435,19 @@ public final class Run {
     /// A provenance skeleton for the entry this run makes: `tool`, the first `commandLine`,
     /// `startedAt` (first start), `endedAt` (now), `hyperparameters` = config, the metric
     /// `durationSeconds` (work time summed over resumed segments) and `metricHistory` with every
-    /// logged metric's values in logging order. The caller adds parents, datasets, seeds, metrics.
+    /// logged metric's values in logging order. A resumed run also records `run.segments` (1 + number
+    /// of resumes) and `run.resumeCommandLines` (argv of each resume) among the hyperparameters. The
+    /// caller adds parents, datasets, seeds, metrics.
     public func provenance(stage: String, method: String?) -> Provenance {
         var p = Provenance(stage: stage, method: method, hyperparameters: config,
                            metrics: ["durationSeconds": elapsedSeconds], tool: Provenance.Tool(),
                            commandLine: commandLine, startedAt: record.startedAt, endedAt: RunClock.iso())
         for name in metricNames { p.metricHistory[name] = history(name).map(\.value) }
+        if record.segments > 1 {
+            // The schema allows no new top-level field: a resumed run's history goes under hyperparameters.
+            p.hyperparameters["run.segments"] = .int(Int64(record.segments))
+            p.hyperparameters["run.resumeCommandLines"] = .array(record.resumeCommandLines.map { .array($0.map(JSONValue.string)) })
+        }
         return p
     }
 }
