@@ -1,6 +1,7 @@
 import ArgumentParser
 import Checkpoint
 import Foundation
+import Training
 import Zoo
 
 /// `bissl tag REF NAME`.
@@ -43,15 +44,17 @@ struct Untag: ParsableCommand {
 struct Remove: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rm",
-        abstract: "Remove an entry (refused while other entries name it as parent, unless --force).",
+        abstract: "Remove an entry (refused while other entries name it as parent or unfinished runs start from it, unless --force).",
         discussion: """
             With --force, the removed entry's provenance, stage, method, architecture and labels stay in \
-            <zoo>/tombstones/<id>.json, so lineage and show of its descendants still say what it was.
+            <zoo>/tombstones/<id>.json, so lineage and show of its descendants still say what it was. \
+            An entry that a running or interrupted run (bissl runs) starts from (pretrain --from, finetune \
+            REF, align REF) is kept too: that run cannot be resumed without it; --force removes it anyway.
             """)
 
     @Argument(help: "Entry: id, unique id prefix (6+ hex digits), name or tag.")
     var ref: String
-    @Flag(help: "Remove even when other entries descend from it (they keep a tombstone of it).")
+    @Flag(help: "Remove even when other entries descend from it (they keep a tombstone of it) or unfinished runs start from it.")
     var force = false
     @OptionGroup var zooOptions: ZooOptions
     @Flag(help: "Print JSON instead of text.")
@@ -60,6 +63,15 @@ struct Remove: ParsableCommand {
     func run() throws {
         let zoo = try zooOptions.open()
         defer { try? zoo.close() }
+        if !force {
+            let id = try zoo.resolve(ref)
+            let runs = RunSummary.unfinished(startingFrom: id, zooOptions.layout)
+            if !runs.isEmpty {
+                let shown = runs.prefix(5).map { "\($0.id) (\($0.state))" }.joined(separator: ", ") + (runs.count > 5 ? ", ..." : "")
+                throw CheckpointError.invalid(
+                    "entry \(id.prefix(12)) is the start of \(runs.count) unfinished run\(runs.count == 1 ? "" : "s") that cannot resume without it: \(shown); finish \(runs.count == 1 ? "it" : "them") with --resume, or bissl rm --force")
+            }
+        }
         let result = try zoo.remove(ref, force: force)
         if json { return try ZooOutput.printJSON(result) }
         print("removed \(result.id)\(result.labels.isEmpty ? "" : " (\(result.labels.joined(separator: ", ")))")")

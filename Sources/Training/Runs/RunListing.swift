@@ -27,6 +27,20 @@ public struct RunSummary: Codable, Equatable, Sendable {
         return out.sorted { ($0.record?.startedAt ?? "", $0.id) > ($1.record?.startedAt ?? "", $1.id) }
     }
 
+    /// Config keys under which a run records the zoo entry it starts from: `from` (`pretrain --from`),
+    /// `ref` (`finetune REF`, `align REF`). The commands store the resolved full id there.
+    public static let startingEntryKeys = ["from", "ref"]
+
+    /// The runs whose run.json status is `running` (active, or interrupted and resumable) and whose
+    /// config names entry `id` under one of `startingEntryKeys`: resuming them needs that entry, so
+    /// `bissl rm` refuses to remove it. Unreadable run directories are skipped. Newest first.
+    public static func unfinished(startingFrom id: String, _ layout: ZooLayout) -> [RunSummary] {
+        all(layout).filter { run in
+            guard let record = run.record, record.status == .running else { return false }
+            return startingEntryKeys.contains { record.config[$0] == .string(id) }
+        }
+    }
+
     /// The summary of the run in `directory`.
     public static func summary(directory: URL) -> RunSummary {
         let id = directory.lastPathComponent
