@@ -17,7 +17,11 @@ struct Runs: ParsableCommand {
 struct RunsList: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "list",
-        abstract: "List training runs, newest first. Status interrupted: killed or stopped, resume it with --resume ID.")
+        abstract: "List training runs, newest first. Status interrupted: killed or stopped, resume it with --resume ID.",
+        discussion: """
+            STEP is the last logged step over the total, with the step of the last saved state when it differs \
+            (`17/102 (saved 0)`: a resume continues from step 0). JSON: loggedStep and savedStep.
+            """)
 
     @OptionGroup var zooOptions: ZooOptions
 
@@ -30,7 +34,7 @@ struct RunsList: ParsableCommand {
         if runs.isEmpty { print("no runs in \(zooOptions.layout.runs.path)"); return }
         let rows = runs.map { r -> [String] in
             guard let rec = r.record else { return [r.id, "?", r.state, "", "", r.problem ?? ""] }
-            return [r.id, rec.kind, r.state, "\(rec.step)/\(rec.totalSteps)", rec.startedAt,
+            return [r.id, rec.kind, r.state, r.stepText ?? "", rec.startedAt,
                     rec.entryId.map { String($0.prefix(12)) } ?? (rec.error ?? "")]
         }
         print(ZooOutput.table(["ID", "KIND", "STATUS", "STEP", "STARTED", "ENTRY"], rows))
@@ -77,7 +81,7 @@ struct RunsShow: ParsableCommand {
         print("directory:  \(directory.path)")
         print("kind:       \(record.kind)")
         print("status:     \(summary.state)\(record.error.map { " (\($0))" } ?? "")")
-        print("step:       \(record.step)/\(record.totalSteps) (last saved state)")
+        print("step:       \(summary.loggedStep ?? record.step)/\(record.totalSteps) logged, \(record.step) in the last saved state")
         print("started:    \(record.startedAt)")
         if let ended = record.endedAt { print("ended:      \(ended)") }
         print("work time:  \(String(format: "%.1f", record.durationSeconds)) s in \(record.segments) segment\(record.segments == 1 ? "" : "s")")

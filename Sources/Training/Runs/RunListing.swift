@@ -13,6 +13,12 @@ public struct RunSummary: Codable, Equatable, Sendable {
     /// its lock: killed or Ctrl-C; resumable), `completed`, `failed`, or `unreadable`.
     public var state: String
     public var problem: String?
+    /// Step of the last saved training state (`record.step`; a resume continues from it); nil when
+    /// run.json is unreadable.
+    public var savedStep: Int?
+    /// Largest step in the run's log.jsonl (how far the run got, possibly past the saved state); nil
+    /// when nothing was logged yet or the log cannot be read.
+    public var loggedStep: Int?
 
     /// Every run directory under `layout.runs`, newest first (by start time, then id).
     public static func all(_ layout: ZooLayout) -> [RunSummary] {
@@ -52,10 +58,28 @@ public struct RunSummary: Codable, Equatable, Sendable {
             case .completed: state = "completed"
             case .failed: state = "failed"
             }
-            return RunSummary(id: record.id, directory: directory.path, record: record, state: state, problem: nil)
+            return RunSummary(id: record.id, directory: directory.path, record: record, state: state, problem: nil,
+                              savedStep: record.step, loggedStep: lastLoggedStep(directory: directory))
         } catch {
-            return RunSummary(id: id, directory: directory.path, record: nil, state: "unreadable", problem: "\(error)")
+            return RunSummary(id: id, directory: directory.path, record: nil, state: "unreadable", problem: "\(error)",
+                              savedStep: nil, loggedStep: nil)
         }
+    }
+
+    /// The largest `step` among the complete lines of the run's log.jsonl (a torn last line is ignored);
+    /// nil when the log is missing, empty or unreadable.
+    public static func lastLoggedStep(directory: URL) -> Int? {
+        guard let log = try? RunLog.read(directory.appendingPathComponent(RunLog.fileName)) else { return nil }
+        return log.entries.map(\.entry.step).max()
+    }
+
+    /// `17/102 (saved 0)` (logged step / total, and the saved step when it differs), or `saved/total`
+    /// when nothing was logged; the STEP column of `bissl runs`.
+    public var stepText: String? {
+        guard let record else { return nil }
+        let saved = savedStep ?? record.step
+        guard let logged = loggedStep, logged != saved else { return "\(saved)/\(record.totalSteps)" }
+        return "\(logged)/\(record.totalSteps) (saved \(saved))"
     }
 
     /// The last value of every metric in the run's log, with its step and phase.
