@@ -31,25 +31,25 @@ struct Align: ParsableCommand {
     var val: String?
     @Option(help: "simclr or byol (default: REF's method).")
     var pretext: String?
-    @Option(help: "T: lower/upper alternations.") var alternations: Int = 500
-    @Option(name: .customLong("lower-steps"), help: "NL: lower steps per alternation.") var lowerSteps: Int = 20
-    @Option(name: .customLong("upper-steps"), help: "NU: upper steps per alternation.") var upperSteps: Int = 8
-    @Option(help: "λ: proximity weight (lower penalty and implicit solve).") var lambda: Float = 0.001
-    @Option(help: "δ: damping added to λ in the solve.") var damping: Float = 10
-    @Option(name: .customLong("cg-iters"), help: "K: CG iterations per upper step.") var cgIters: Int = 5
-    @Option(help: "layerwise (R5) or global CG.") var cg: String = "layerwise"
-    @Option(help: "Finite-difference HVP: central (2 gradients per product) or forward (1).") var hvp: String = "central"
-    @Option(name: .customLong("warmup-epochs"), help: "Head-only warmup epochs.") var warmupEpochs: Int = 20
-    @Option(name: .customLong("d-lr"), help: "Upper-level (and warmup) SGD learning rate.") var dLR: Float = 0.03
-    @Option(name: .customLong("d-wd"), help: "Upper-level SGD weight decay.") var dWD: Float = 1e-3
-    @Option(name: .customLong("p-lr"), help: "Lower-level LARS learning rate.") var pLR: Float = 1.0
-    @Option(name: .customLong("p-wd"), help: "Lower-level LARS weight decay.") var pWD: Float = 1e-6
-    @Option(name: .customLong("p-batch-size"), help: "Pretext images per lower step (default: REF's batch size, else 1024).") var pBatchSize: Int?
-    @Option(name: .customLong("d-batch-size"), help: "Downstream images per upper step.") var dBatchSize: Int = 256
-    @Option(help: "Global gradient-norm bound at both levels.") var clip: Float = 10
+    @Option(help: "T: lower/upper alternations (default 500).") var alternations: Int?
+    @Option(name: .customLong("lower-steps"), help: "NL: lower steps per alternation (default 20).") var lowerSteps: Int?
+    @Option(name: .customLong("upper-steps"), help: "NU: upper steps per alternation (default 8).") var upperSteps: Int?
+    @Option(help: "λ: proximity weight (lower penalty and implicit solve; default 0.001).") var lambda: Double?
+    @Option(help: "δ: damping added to λ in the solve (default 10).") var damping: Double?
+    @Option(name: .customLong("cg-iters"), help: "K: CG iterations per upper step (default 5).") var cgIters: Int?
+    @Option(help: "layerwise (R5, default) or global CG.") var cg: String?
+    @Option(help: "Finite-difference HVP: central (2 gradients per product, default) or forward (1).") var hvp: String?
+    @Option(name: .customLong("warmup-epochs"), help: "Head-only warmup epochs (default 20).") var warmupEpochs: Int?
+    @Option(name: .customLong("d-lr"), help: "Upper-level (and warmup) SGD learning rate (default 0.03).") var dLR: Double?
+    @Option(name: .customLong("d-wd"), help: "Upper-level SGD weight decay (default 0.001).") var dWD: Double?
+    @Option(name: .customLong("p-lr"), help: "Lower-level LARS learning rate (default 1.0).") var pLR: Double?
+    @Option(name: .customLong("p-wd"), help: "Lower-level LARS weight decay (default 1e-6).") var pWD: Double?
+    @Option(name: .customLong("p-batch-size"), help: "Pretext images per lower step (default: REF's batch size, else 1024; at most the pretext images).") var pBatchSize: Int?
+    @Option(name: .customLong("d-batch-size"), help: "Downstream images per upper step (default 256; at most the --data images).") var dBatchSize: Int?
+    @Option(help: "Global gradient-norm bound at both levels (default 10).") var clip: Double?
     @Flag(name: .customLong("no-ij"), help: "Ablation: replace the implicit gradient u by g (no HVP).") var noIJ = false
     @Option(name: .customLong("image-size"), help: "Image side (default: REF's, else 96).") var imageSize: Int?
-    @Option(help: "Base seed.") var seed: UInt64 = 0
+    @Option(help: "Base seed (default 0).") var seed: UInt64?
     @Option(help: "Name for the new entry.") var name: String?
     @Option(help: ArgumentHelp("Continue an interrupted alignment run (its options are reused).", valueName: "RUN"))
     var resume: String?
@@ -61,8 +61,17 @@ struct Align: ParsableCommand {
         let run: Run
         let config: AlignConfig
         if let resume {
-            guard ref == nil, data == nil, pretextData == nil, val == nil, name == nil else {
-                throw CheckpointError.invalid("align: --resume RUN reuses the run's own options; give no REF, --data, --pretext-data, --val or --name")
+            let given: [(String, Bool)] = [
+                ("REF", ref != nil), ("--data", data != nil), ("--pretext-data", pretextData != nil), ("--val", val != nil),
+                ("--pretext", pretext != nil), ("--alternations", alternations != nil), ("--lower-steps", lowerSteps != nil),
+                ("--upper-steps", upperSteps != nil), ("--lambda", lambda != nil), ("--damping", damping != nil),
+                ("--cg-iters", cgIters != nil), ("--cg", cg != nil), ("--hvp", hvp != nil), ("--warmup-epochs", warmupEpochs != nil),
+                ("--d-lr", dLR != nil), ("--d-wd", dWD != nil), ("--p-lr", pLR != nil), ("--p-wd", pWD != nil),
+                ("--p-batch-size", pBatchSize != nil), ("--d-batch-size", dBatchSize != nil), ("--clip", clip != nil),
+                ("--no-ij", noIJ), ("--image-size", imageSize != nil), ("--seed", seed != nil), ("--name", name != nil)]
+            let extra = given.filter(\.1).map(\.0)
+            guard extra.isEmpty else {
+                throw CheckpointError.invalid("--resume takes no other options (the run's config has them): remove \(extra.joined(separator: ", "))")
             }
             run = try Run.open(zoo: zoo, id: resume, expectedKind: "align")
             guard run.kind == "align" else { throw CheckpointError.invalid("run \(run.id) is a '\(run.kind)' run, not an alignment") }
@@ -70,7 +79,7 @@ struct Align: ParsableCommand {
         } else {
             config = try resolve(zoo: zoo)
             run = try Run.create(zoo: zoo, kind: "align", config: config.json, commandLine: CommandLine.arguments,
-                                 totalSteps: config.totalSteps)
+                                 totalSteps: config.totalSteps ?? 0)
         }
         do {
             try execute(config, run: run, zoo: zoo)
@@ -80,11 +89,44 @@ struct Align: ParsableCommand {
         }
     }
 
-    /// Options + REF's provenance -> every resolved setting.
+    /// Options + REF's provenance -> every resolved setting. Everything that can be checked before
+    /// training is checked here, before `Run.create`, so bad input leaves no run directory: every
+    /// number, the data URIs (errors name the option), REF's pretext heads, batch sizes against the
+    /// data, and `--name` (a valid label no entry holds yet).
+    /// - Throws: `CheckpointError.invalid`, one line.
     func resolve(zoo: Zoo) throws -> AlignConfig {
         guard let ref else { throw CheckpointError.invalid("align: give REF (or --resume RUN)") }
         guard let data else { throw CheckpointError.invalid("align: --data URI is required") }
         guard let pretextData else { throw CheckpointError.invalid("align: --pretext-data URI is required") }
+        // numbers first (cheap, and a zero batch size would divide by zero in the step count)
+        let T = alternations ?? 500, NL = lowerSteps ?? 20, NU = upperSteps ?? 8, K = cgIters ?? 5, E = warmupEpochs ?? 20
+        for (option, value, least) in [("--alternations", T, 1), ("--lower-steps", NL, 1), ("--upper-steps", NU, 1),
+                                       ("--cg-iters", K, 1), ("--warmup-epochs", E, 0)] where value < least {
+            throw CheckpointError.invalid("align: \(option) must be \(least == 0 ? "0 or more" : "at least \(least)"), got \(value)")
+        }
+        let hyper = AlignHyper(lambda: lambda ?? 0.001, damping: damping ?? 10, dLR: dLR ?? 0.03, dWD: dWD ?? 1e-3,
+                               pLR: pLR ?? 1.0, pWD: pWD ?? 1e-6, clip: clip ?? 10)
+        for (option, value) in [("--lambda", hyper.lambda), ("--damping", hyper.damping), ("--d-lr", hyper.dLR), ("--d-wd", hyper.dWD),
+                                ("--p-lr", hyper.pLR), ("--p-wd", hyper.pWD), ("--clip", hyper.clip)] {
+            guard value.isFinite, Float(value).isFinite else { throw CheckpointError.invalid("align: \(option) must be a finite number, got \(value)") }
+            guard value >= 0 else { throw CheckpointError.invalid("align: \(option) must not be negative, got \(value)") }
+        }
+        guard hyper.clip > 0 else { throw CheckpointError.invalid("align: --clip must be positive, got \(hyper.clip)") }
+        guard noIJ || hyper.lambda + hyper.damping > 0 else {
+            throw CheckpointError.invalid("align: --lambda + --damping must be positive (the implicit solve divides by λ+δ), or give --no-ij")
+        }
+        for (option, value) in [("--d-batch-size", dBatchSize), ("--p-batch-size", pBatchSize)] {
+            if let value, value < 2 { throw CheckpointError.invalid("align: \(option) must be at least 2 (train-mode BatchNorm), got \(value)") }
+        }
+        if let imageSize, imageSize < 4 || imageSize > 4096 {
+            throw CheckpointError.invalid("align: --image-size must be between 4 and 4096, got \(imageSize)")
+        }
+        if let pretext, pretext != "simclr" && pretext != "byol" { throw CheckpointError.invalid("align: --pretext must be simclr or byol, got '\(pretext)'") }
+        let cg = self.cg ?? "layerwise", hvp = self.hvp ?? "central"
+        guard cg == "layerwise" || cg == "global" else { throw CheckpointError.invalid("align: --cg must be layerwise or global, got '\(cg)'") }
+        guard hvp == "forward" || hvp == "central" else { throw CheckpointError.invalid("align: --hvp must be forward or central, got '\(hvp)'") }
+        if let name { try Self.checkName(name, zoo: zoo) }
+        // REF and its pretext heads
         let id = try zoo.resolve(ref)
         let entry = try zoo.checkpoint(id)
         let p = entry.provenance
@@ -105,37 +147,92 @@ struct Align: ParsableCommand {
         guard let method = pretext ?? p.method?.lowercased() else {
             throw CheckpointError.invalid("align: REF records no pretext method; give --pretext simclr|byol")
         }
-        guard method == "simclr" || method == "byol" else { throw CheckpointError.invalid("align: --pretext must be simclr or byol, got '\(method)'") }
-        guard cg == "layerwise" || cg == "global" else { throw CheckpointError.invalid("align: --cg must be layerwise or global, got '\(cg)'") }
-        guard hvp == "forward" || hvp == "central" else { throw CheckpointError.invalid("align: --hvp must be forward or central, got '\(hvp)'") }
-        let train = try ImageDataset(parsing: data)
+        guard method == "simclr" || method == "byol" else {
+            throw CheckpointError.invalid("align: REF's method is '\(method)', not simclr or byol; give --pretext simclr|byol")
+        }
+        let temperature = number(["temperature"]) ?? 0.5, emaDecay = number(["emaDecay", "ema-decay", "ema_decay"]) ?? 0.9995
+        do {
+            let net = try Network(checkpoint: entry)
+            net.removeHead("classifier")
+            _ = try PretextObjective(method: method == "byol" ? .byol : .simclr, network: net,
+                                     temperature: Float(temperature), emaDecay: Float(emaDecay))
+        } catch {
+            throw CheckpointError.invalid("align: REF \(String(id.prefix(12))) cannot be aligned with \(method): \(error)")
+        }
+        // data (each error names its option)
+        func dataset(_ option: String, _ uri: String) throws -> ImageDataset {
+            do {
+                let set = try ImageDataset(parsing: uri)
+                guard set.count > 0 else { throw CheckpointError.invalid("it has no images") }
+                return set
+            } catch {
+                throw CheckpointError.invalid("\(option) \(uri): \(error)")
+            }
+        }
+        let train = try dataset("--data", data)
+        let pretextSet = try dataset("--pretext-data", pretextData)
         var valURI = val
-        if valURI == nil, let uri = try? DatasetURI(parsing: data), !uri.partGiven {
+        if let val {
+            _ = try dataset("--val", val)
+        } else if let uri = try? DatasetURI(parsing: data), !uri.partGiven {
             var test = uri
             test.part = .test
-            if (try? ImageDataset(test)) != nil { valURI = test.description }
+            if let set = try? ImageDataset(test), set.count > 0 { valURI = test.description }
         }
         let size = imageSize ?? number(["imageSize", "image-size", "image_size"]).map { Int($0) } ?? 96
-        guard size >= 4 else { throw CheckpointError.invalid("align: --image-size must be at least 4, got \(size)") }
+        guard size >= 4 else { throw CheckpointError.invalid("align: --image-size must be at least 4, got \(size) (from REF's provenance)") }
+        // batch sizes: a given one larger than its data is an error, a default is clamped (and said)
+        func batch(_ option: String, given: Int?, fallback: Int, what: String, count: Int) throws -> Int {
+            if let given {
+                guard given <= count else {
+                    throw CheckpointError.invalid("align: \(option) \(given) is larger than \(what) (\(count) images)")
+                }
+                return given
+            }
+            guard fallback > count else { return fallback }
+            guard count >= 2 else { throw CheckpointError.invalid("align: \(what) has \(count) image; a batch needs at least 2") }
+            FileHandle.standardError.write(Data("note: \(option) defaults to \(fallback), more than \(what) has; using \(count)\n".utf8))
+            return count
+        }
+        let refBatch = number(["batchSize", "batch-size", "batch_size"]).map { Int($0) }.flatMap { $0 >= 2 ? $0 : nil } ?? 1024
+        let pBatch = try batch("--p-batch-size", given: pBatchSize, fallback: refBatch, what: "--pretext-data", count: pretextSet.count)
+        let dBatch = try batch("--d-batch-size", given: dBatchSize, fallback: 256, what: "--data", count: train.count)
+
         var c = AlignConfig(ref: id, data: data, pretextData: pretextData, val: valURI, method: method,
-                            temperature: Float(number(["temperature"]) ?? 0.5), emaDecay: Float(number(["emaDecay", "ema-decay"]) ?? 0.9995),
-                            pixelScale: string(["pixelScale", "pixel-scale"]) ?? "raw", name: name)
-        var s = AlignmentSettings()
-        s.alternations = alternations; s.lowerSteps = lowerSteps; s.upperSteps = upperSteps
-        s.implicit = ImplicitGradientOptions(lambda: lambda, damping: damping, iterations: cgIters,
+                            temperature: temperature, emaDecay: emaDecay,
+                            pixelScale: string(["pixelScale", "pixel-scale", "pixel_scale"]) ?? "raw", name: name)
+        c.hyper = hyper
+        var s = c.settings
+        s.alternations = T; s.lowerSteps = NL; s.upperSteps = NU
+        s.implicit = ImplicitGradientOptions(lambda: Float(hyper.lambda), damping: Float(hyper.damping), iterations: K,
                                              solver: cg == "global" ? .global : .layerwise,
                                              hvp: hvp == "forward" ? .forward : .central, enabled: !noIJ)
-        s.warmupEpochs = warmupEpochs
-        s.dLR = dLR; s.dWD = dWD; s.pLR = pLR; s.pWD = pWD; s.clip = clip
-        s.pBatchSize = pBatchSize ?? number(["batchSize", "batch-size"]).map { Int($0) } ?? 1024
-        s.dBatchSize = dBatchSize
+        s.warmupEpochs = E
+        s.pBatchSize = pBatch
+        s.dBatchSize = dBatch
         s.imageSize = size
         s.pixelScale = c.pixelScale == "unit" ? .unit : .raw
-        s.seed = seed
+        s.seed = seed ?? 0
         c.settings = s
         c.classes = max(train.classNames.count, (train.labels.max() ?? -1) + 1)
         c.trainCount = train.count
+        guard c.totalSteps != nil else {
+            throw CheckpointError.invalid("align: --warmup-epochs, --alternations and the step counts give more steps than can be counted")
+        }
         return c
+    }
+
+    /// Refuses `--name NAME` when the zoo would refuse it at the end: not a valid label
+    /// (`LabelRules`), or already the name or tag of an entry.
+    static func checkName(_ name: String, zoo: Zoo) throws {
+        do { try LabelRules.validate(name) } catch {
+            throw CheckpointError.invalid("--name: \(error)")
+        }
+        // A valid label is never a full id nor a 6+ hex prefix, so `resolve` finds it only as a label.
+        if let owner = try? zoo.resolve(name) {
+            let kind = (try? zoo.labels(of: owner))?.first { $0.label == name }?.kind.rawValue ?? "label"
+            throw CheckpointError.invalid("--name \(name) is already the \(kind) of entry \(owner.prefix(12)); choose another name (or bissl untag \(name) first)")
+        }
     }
 
     func execute(_ c: AlignConfig, run: Run, zoo: Zoo) throws {
@@ -143,7 +240,7 @@ struct Align: ParsableCommand {
         let thetaP = try Network(checkpoint: entry)
         thetaP.removeHead("classifier")
         let objective = try PretextObjective(method: c.method == "byol" ? .byol : .simclr, network: thetaP,
-                                             temperature: c.temperature, emaDecay: c.emaDecay)
+                                             temperature: Float(c.temperature), emaDecay: Float(c.emaDecay))
         var darch = thetaP.backbone.architecture
         darch.heads = ["classifier": .init(kind: "linear", dims: [thetaP.featureCount, c.classes])]
         let thetaD = try Network(architecture: darch, seed: c.settings.seed &+ 1)
@@ -187,41 +284,70 @@ struct Align: ParsableCommand {
             try ZooOutput.printJSON(["id": result.id, "run": run.id])
         } else {
             let top1 = p.metrics["val_top1"].map { String(format: ", val top-1 %.2f%%", $0) } ?? ""
-            print("aligned \(String(c.ref.prefix(12))) -> \(result.id.prefix(12))\(c.name.map { " (\($0))" } ?? "")\(top1); run \(run.id)")
+            print("aligned \(String(c.ref.prefix(12))) -> \(result.id.prefix(12))\(result.name.map { " (\($0))" } ?? "")\(top1); run \(run.id)")
         }
     }
+}
+
+/// The user-given real-valued hyperparameters, kept as the Doubles given (recorded as such in the run
+/// config and the entry's hyperparameters); the engine gets them as Float (`AlignConfig.settings`).
+struct AlignHyper: Equatable {
+    var lambda: Double, damping: Double, dLR: Double, dWD: Double, pLR: Double, pWD: Double, clip: Double
 }
 
 /// Every resolved setting of an alignment, as recorded in the run config (and the entry's hyperparameters).
 struct AlignConfig {
     var ref: String, data: String, pretextData: String, val: String?
-    var method: String, temperature: Float, emaDecay: Float, pixelScale: String
+    var method: String, temperature: Double, emaDecay: Double, pixelScale: String
     var name: String?
+    /// λ, δ, learning rates, weight decays, clip as given; `settings` holds their Float copies.
+    var hyper = AlignHyper(lambda: 0.001, damping: 10, dLR: 0.03, dWD: 1e-3, pLR: 1.0, pWD: 1e-6, clip: 10) {
+        didSet { applyHyper() }
+    }
     var settings = AlignmentSettings()
     var classes = 0, trainCount = 0
 
-    init(ref: String, data: String, pretextData: String, val: String?, method: String, temperature: Float, emaDecay: Float,
+    init(ref: String, data: String, pretextData: String, val: String?, method: String, temperature: Double, emaDecay: Double,
          pixelScale: String, name: String?) {
         self.ref = ref; self.data = data; self.pretextData = pretextData; self.val = val; self.method = method
         self.temperature = temperature; self.emaDecay = emaDecay; self.pixelScale = pixelScale; self.name = name
+        applyHyper()
     }
 
-    var totalSteps: Int {
-        settings.warmupEpochs * (trainCount / settings.dBatchSize) + settings.alternations * (settings.lowerSteps + settings.upperSteps)
+    /// Copies `hyper` into `settings` (Float, for the engine).
+    mutating func applyHyper() {
+        settings.implicit.lambda = Float(hyper.lambda); settings.implicit.damping = Float(hyper.damping)
+        settings.dLR = Float(hyper.dLR); settings.dWD = Float(hyper.dWD)
+        settings.pLR = Float(hyper.pLR); settings.pWD = Float(hyper.pWD); settings.clip = Float(hyper.clip)
     }
+
+    /// Warmup steps (one per full downstream batch) + T·(NL + NU); nil when it does not fit an Int
+    /// or the downstream batch size is not positive.
+    var totalSteps: Int? {
+        let s = settings
+        guard s.dBatchSize > 0 else { return nil }
+        let (warmup, o1) = s.warmupEpochs.multipliedReportingOverflow(by: trainCount / s.dBatchSize)
+        let (phase, o2) = s.lowerSteps.addingReportingOverflow(s.upperSteps)
+        let (alternating, o3) = s.alternations.multipliedReportingOverflow(by: phase)
+        let (total, o4) = warmup.addingReportingOverflow(alternating)
+        return o1 || o2 || o3 || o4 ? nil : total
+    }
+
+    /// A Float constant as the Double it was written as (0.9, not 0.8999999761581421).
+    static func decimal(_ f: Float) -> Double { Double(f.description) ?? Double(f) }
 
     var json: [String: JSONValue] {
-        let s = settings
+        let s = settings, h = hyper
         var j: [String: JSONValue] = [
             "ref": .string(ref), "data": .string(data), "pretextData": .string(pretextData), "pretext": .string(method),
-            "temperature": .double(Double(temperature)), "emaDecay": .double(Double(emaDecay)), "pixelScale": .string(pixelScale),
+            "temperature": .double(temperature), "emaDecay": .double(emaDecay), "pixelScale": .string(pixelScale),
             "alternations": .int(Int64(s.alternations)), "lowerSteps": .int(Int64(s.lowerSteps)), "upperSteps": .int(Int64(s.upperSteps)),
-            "lambda": .double(Double(s.implicit.lambda)), "damping": .double(Double(s.implicit.damping)),
+            "lambda": .double(h.lambda), "damping": .double(h.damping),
             "cgIters": .int(Int64(s.implicit.iterations)), "cg": .string(s.implicit.solver.rawValue),
             "hvp": .string(s.implicit.hvp == .central ? "central" : "forward"), "noIJ": .bool(!s.implicit.enabled),
-            "warmupEpochs": .int(Int64(s.warmupEpochs)), "dLR": .double(Double(s.dLR)), "dWD": .double(Double(s.dWD)),
-            "dMomentum": .double(Double(s.dMomentum)), "pLR": .double(Double(s.pLR)), "pWD": .double(Double(s.pWD)),
-            "pMomentum": .double(Double(s.pMomentum)), "pEta": .double(Double(s.pEta)), "clip": .double(Double(s.clip)),
+            "warmupEpochs": .int(Int64(s.warmupEpochs)), "dLR": .double(h.dLR), "dWD": .double(h.dWD),
+            "dMomentum": .double(Self.decimal(s.dMomentum)), "pLR": .double(h.pLR), "pWD": .double(h.pWD),
+            "pMomentum": .double(Self.decimal(s.pMomentum)), "pEta": .double(Self.decimal(s.pEta)), "clip": .double(h.clip),
             "pBatchSize": .int(Int64(s.pBatchSize)), "dBatchSize": .int(Int64(s.dBatchSize)), "imageSize": .int(Int64(s.imageSize)),
             "seed": .int(Int64(bitPattern: s.seed)), "classes": .int(Int64(classes)), "trainCount": .int(Int64(trainCount)),
             "lowerSchedule": .string("LARS, warmup \(s.lowerSchedule.warmup) steps, cosine to 0.001x over \(s.lowerSchedule.total)"),
@@ -237,10 +363,10 @@ struct AlignConfig {
         func bad(_ k: String) -> CheckpointError { .invalid("align run config: '\(k)' is missing or has the wrong type") }
         func str(_ k: String) throws -> String { guard case .string(let v)? = j[k] else { throw bad(k) }; return v }
         func int(_ k: String) throws -> Int { guard case .int(let v)? = j[k] else { throw bad(k) }; return Int(v) }
-        func num(_ k: String) throws -> Float {
+        func num(_ k: String) throws -> Double {
             switch j[k] {
-            case .double(let d)?: return Float(d)
-            case .int(let i)?: return Float(i)
+            case .double(let d)?: return d
+            case .int(let i)?: return Double(i)
             default: throw bad(k)
             }
         }
@@ -250,16 +376,18 @@ struct AlignConfig {
                   emaDecay: try num("emaDecay"), pixelScale: try str("pixelScale"), name: j["name"] == nil ? nil : try str("name"))
         var s = AlignmentSettings()
         s.alternations = try int("alternations"); s.lowerSteps = try int("lowerSteps"); s.upperSteps = try int("upperSteps")
-        s.implicit = ImplicitGradientOptions(lambda: try num("lambda"), damping: try num("damping"), iterations: try int("cgIters"),
+        s.implicit = ImplicitGradientOptions(lambda: 0, damping: 0, iterations: try int("cgIters"),
                                              solver: try str("cg") == "global" ? .global : .layerwise,
                                              hvp: try str("hvp") == "forward" ? .forward : .central, enabled: !(try bool("noIJ")))
         s.warmupEpochs = try int("warmupEpochs")
-        s.dLR = try num("dLR"); s.dWD = try num("dWD"); s.dMomentum = try num("dMomentum")
-        s.pLR = try num("pLR"); s.pWD = try num("pWD"); s.pMomentum = try num("pMomentum"); s.pEta = try num("pEta")
-        s.clip = try num("clip"); s.pBatchSize = try int("pBatchSize"); s.dBatchSize = try int("dBatchSize")
+        s.dMomentum = Float(try num("dMomentum")); s.pMomentum = Float(try num("pMomentum")); s.pEta = Float(try num("pEta"))
+        s.pBatchSize = try int("pBatchSize"); s.dBatchSize = try int("dBatchSize")
         s.imageSize = try int("imageSize"); s.pixelScale = pixelScale == "unit" ? .unit : .raw
         s.seed = UInt64(bitPattern: Int64(try int("seed")))
         settings = s
+        hyper = AlignHyper(lambda: try num("lambda"), damping: try num("damping"), dLR: try num("dLR"), dWD: try num("dWD"),
+                           pLR: try num("pLR"), pWD: try num("pWD"), clip: try num("clip"))
+        applyHyper()
         classes = try int("classes"); trainCount = try int("trainCount")
     }
 }

@@ -1,0 +1,141 @@
+import Checkpoint
+import Foundation
+import XCTest
+import Zoo
+@testable import Training
+
+/// `bissl align` as a process: bad input is refused with one `error:` line before a run directory
+/// exists, `--resume` takes no other option, and a tiny real alignment (ResNet-18 width 2, 8x8
+/// digits, 1 warmup epoch, 1 alternation of 1+1 steps) records the hyperparameters as given.
+final class BiSSLAlignCommandTests: XCTestCase {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let digits = root.appendingPathComponent("data/digits/digits.h5").path
+
+    var tmp: URL!
+    var zooDir: URL { tmp.appendingPathComponent("zoo") }
+    var runsDir: URL { zooDir.appendingPathComponent("runs") }
+
+    override func setUpWithError() throws {
+        tmp = FileManager.default.temporaryDirectory.appendingPathComponent("bissl-align-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
+
+    /// The `bissl` executable built next to the test bundle (`swift build --build-tests`), or `$BISSL_BIN`.
+    static var binary: URL? {
+        if let env = ProcessInfo.processInfo.environment["BISSL_BIN"], FileManager.default.isExecutableFile(atPath: env) {
+            return URL(fileURLWithPath: env)
+        }
+        var candidates = Bundle.allBundles.filter { $0.bundlePath.hasSuffix(".xctest") }
+            .map { $0.bundleURL.deletingLastPathComponent().appendingPathComponent("bissl") }
+        candidates.append(root.appendingPathComponent(".build/debug/bissl"))
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) }
+    }
+
+    /// Runs `bissl args... --zoo <tmp zoo>`; returns (exit status, stdout, stderr).
+    func bissl(_ args: [String]) throws -> (status: Int32, out: String, err: String) {
+        let bin = try XCTUnwrap(Self.binary, "bissl binary not found: run swift build --build-tests first")
+        let process = Process()
+        process.executableURL = bin
+        process.arguments = args + ["--zoo", zooDir.path]
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+
+    /// A digits subset through a `#split=` file.
+    func split(_ range: Range<Int>) throws -> String {
+        let file = tmp.appendingPathComponent("split-\(range.lowerBound)-\(range.upperBound).txt")
+        try range.map(String.init).joined(separator: "\n").write(to: file, atomically: true, encoding: .utf8)
+        return "h5:\(Self.digits)#split=\(file.path)"
+    }
+
+    /// A tiny SimCLR-like pretext entry (`withProjector`) or a plain backbone entry; returns its id.
+    func addEntry(zoo: Zoo, withProjector: Bool, seed: UInt64, name: String? = nil) throws -> String {
+        let heads: [String: Architecture.Head] = withProjector ? ["projector": .init(kind: "mlp", dims: [16, 16, 8])] : [:]
+        let arch = Architecture(depth: 18, block: "basic", layers: [2, 2, 2, 2], width: 2, stem: "small", heads: heads)
+        let net = try Network(architecture: arch, seed: seed)
+        let p = Provenance(stage: "pretext", method: "simclr", hyperparameters: ["imageSize": .int(8), "batchSize": .int(4)])
+        return try zoo.add(net.checkpoint(provenance: p), name: name).id
+    }
+
+    func runDirectories() -> [String] { (try? FileManager.default.contentsOfDirectory(atPath: runsDir.path)) ?? [] }
+
+    /// Every bad input of the tester's report (and the numeric options' neighbours) gives exactly one
+    /// `error:` line naming the option, a non-zero exit and no run directory.
+    func testBadInputIsRefusedBeforeARunExists() throws {
+        let zoo = try Zoo.open(ZooLayout(root: zooDir), create: true)
+        let ref = try addEntry(zoo: zoo, withProjector: true, seed: 1)
+        let bare = try addEntry(zoo: zoo, withProjector: false, seed: 2)
+        _ = try addEntry(zoo: zoo, withProjector: true, seed: 3, name: "taken")
+        try zoo.close()
+        let train = try split(0..<40), pretext = try split(100..<140)
+        let base = [String(ref.prefix(12)), "--data", train, "--pretext-data", pretext]
+        let cases: [([String], String)] = [
+            (base + ["--d-batch-size", "0", "--alternations", "1"], "error: align: --d-batch-size must be at least 2 (train-mode BatchNorm), got 0"),
+            (base + ["--alternations", "0"], "error: align: --alternations must be at least 1, got 0"),
+            (base + ["--lower-steps=-1"], "error: align: --lower-steps must be at least 1, got -1"),
+            (base + ["--warmup-epochs=-2"], "error: align: --warmup-epochs must be 0 or more, got -2"),
+            (base + ["--d-lr", "nan"], "error: align: --d-lr must be a finite number, got nan"),
+            (base + ["--lambda=-0.5"], "error: align: --lambda must not be negative, got -0.5"),
+            (base + ["--p-wd", "1e300"], "error: align: --p-wd must be a finite number, got 1e+300"),
+            (base + ["--d-batch-size", "4096"], "error: align: --d-batch-size 4096 is larger than --data (40 images)"),
+            (base + ["--p-batch-size", "41"], "error: align: --p-batch-size 41 is larger than --pretext-data (40 images)"),
+            ([String(ref.prefix(12)), "--data", train, "--pretext-data", "idx:/nope"], "error: --pretext-data idx:/nope: idx: folder /nope does not exist"),
+            (base + ["--val", "h5:/nope.h5"], "error: --val h5:/nope.h5: "),
+            ([String(bare.prefix(12)), "--data", train, "--pretext-data", pretext],
+             "error: align: REF \(bare.prefix(12)) cannot be aligned with simclr: pretext simclr: the network has no MLP 'projector' head"),
+            (base + ["--name", "taken"], "error: --name taken is already the name of entry "),
+            (base + ["--name", "bad name"], "error: --name: invalid label 'bad name'"),
+        ]
+        for (args, expected) in cases {
+            let r = try bissl(["align"] + args)
+            XCTAssertNotEqual(r.status, 0, "\(args)")
+            let lines = r.err.split(separator: "\n").map(String.init)
+            XCTAssertEqual(lines.count, 1, "\(args): \(r.err)")
+            XCTAssertTrue(lines.first?.hasPrefix(expected) ?? false, "\(args): got \(r.err), expected \(expected)")
+            XCTAssertEqual(runDirectories(), [], "\(args) left a run directory")
+        }
+    }
+
+    /// `--resume RUN` with any other option is refused before the run is opened.
+    func testResumeTakesNoOtherOptions() throws {
+        _ = try Zoo.open(ZooLayout(root: zooDir), create: true)
+        let r = try bissl(["align", "--resume", "align-20260101-000000-abcdef", "--alternations", "50", "--name", "sneaky", "--no-ij"])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertEqual(r.err, "error: --resume takes no other options (the run's config has them): remove --alternations, --no-ij, --name\n")
+    }
+
+    /// A real (tiny) alignment: the entry's hyperparameters hold the values as typed (0.03, not
+    /// 0.029999999329447746), the constants as written, and the default --d-batch-size is clamped to
+    /// the data with a note.
+    func testHyperparametersAreRecordedAsGiven() throws {
+        let zoo = try Zoo.open(ZooLayout(root: zooDir), create: true)
+        let ref = try addEntry(zoo: zoo, withProjector: true, seed: 4)
+        try zoo.close()
+        let r = try bissl(["align", String(ref.prefix(12)), "--data", try split(0..<8), "--pretext-data", try split(100..<108),
+                           "--val", try split(200..<208), "--alternations", "1", "--lower-steps", "1", "--upper-steps", "1",
+                           "--warmup-epochs", "1", "--cg-iters", "1", "--p-batch-size", "4",
+                           "--d-lr", "0.03", "--lambda", "0.001", "--p-wd", "1e-6", "--clip", "2.7", "--json"])
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertTrue(r.err.contains("note: --d-batch-size defaults to 256, more than --data has; using 8"), r.err)
+        let reopened = try Zoo.open(ZooLayout(root: zooDir))
+        let entries = try reopened.list().map(\.summary.id).filter { $0 != ref }
+        XCTAssertEqual(entries.count, 1)
+        let h = try reopened.checkpoint(entries[0]).provenance.hyperparameters
+        XCTAssertEqual(h["dLR"], .double(0.03))
+        XCTAssertEqual(h["lambda"], .double(0.001))
+        XCTAssertEqual(h["pWD"], .double(1e-6))
+        XCTAssertEqual(h["clip"], .double(2.7))
+        XCTAssertEqual(h["dWD"], .double(0.001))
+        XCTAssertEqual(h["dMomentum"], .double(0.9))
+        XCTAssertEqual(h["pEta"], .double(0.001))
+        XCTAssertEqual(h["dBatchSize"], .int(8))
+        XCTAssertNil(h["run.segments"], "not resumed")
+    }
+}
