@@ -281,7 +281,9 @@ struct Align: ParsableCommand {
         ]
         let result = try run.finish(aligner.outputNetwork().checkpoint(provenance: p), name: c.name)
         if json {
-            try ZooOutput.printJSON(["id": result.id, "run": run.id])
+            var out = ["id": result.id, "run": run.id]
+            if let name = result.name { out["name"] = name }
+            try ZooOutput.printJSON(out)
         } else {
             let top1 = p.metrics["val_top1"].map { String(format: ", val top-1 %.2f%%", $0) } ?? ""
             print("aligned \(String(c.ref.prefix(12))) -> \(result.id.prefix(12))\(result.name.map { " (\($0))" } ?? "")\(top1); run \(run.id)")

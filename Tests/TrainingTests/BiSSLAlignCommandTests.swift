@@ -121,8 +121,9 @@ final class BiSSLAlignCommandTests: XCTestCase {
         let r = try bissl(["align", String(ref.prefix(12)), "--data", try split(0..<8), "--pretext-data", try split(100..<108),
                            "--val", try split(200..<208), "--alternations", "1", "--lower-steps", "1", "--upper-steps", "1",
                            "--warmup-epochs", "1", "--cg-iters", "1", "--p-batch-size", "4",
-                           "--d-lr", "0.03", "--lambda", "0.001", "--p-wd", "1e-6", "--clip", "2.7", "--json"])
+                           "--d-lr", "0.03", "--lambda", "0.001", "--p-wd", "1e-6", "--clip", "2.7", "--name", "tiny-aligned", "--json"])
         XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertTrue(r.out.contains("\"name\" : \"tiny-aligned\""), r.out)
         XCTAssertTrue(r.err.contains("note: --d-batch-size defaults to 256, more than --data has; using 8"), r.err)
         let reopened = try Zoo.open(ZooLayout(root: zooDir))
         let entries = try reopened.list().map(\.summary.id).filter { $0 != ref }
@@ -137,5 +138,6 @@ final class BiSSLAlignCommandTests: XCTestCase {
         XCTAssertEqual(h["pEta"], .double(0.001))
         XCTAssertEqual(h["dBatchSize"], .int(8))
         XCTAssertNil(h["run.segments"], "not resumed")
+        XCTAssertEqual(try reopened.resolve("tiny-aligned"), entries[0])
     }
 }

@@ -24,7 +24,7 @@ import Zoo
 /// batch position, so restoring the state is all a resume needs):
 ///
 /// ```swift
-/// let run = try resume.map { try Run.open(zoo: zoo, id: $0) }
+/// let run = try resume.map { try Run.open(zoo: zoo, id: $0, expectedKind: "pretrain") }
 ///     ?? Run.create(zoo: zoo, kind: "pretrain", config: config, commandLine: CommandLine.arguments, totalSteps: total)
 /// var start = 1
 /// if let state = try run.loadState() {
