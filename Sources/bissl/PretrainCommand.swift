@@ -25,29 +25,29 @@ struct Pretrain: ParsableCommand {
     var data: String?
     @Option(help: ArgumentHelp("Backbone: resnet18, resnet34, resnet50 (default), resnet101, resnet152.", valueName: "ARCH"))
     var arch: String?
-    @Option(help: ArgumentHelp("Stem width (64 in torchvision).", valueName: "W"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Stem width (64 in torchvision).", valueName: "W"))
     var width: Int?
     @Option(help: ArgumentHelp("imagenet (7x7/2 conv + max pool) or small (3x3/1 conv).", valueName: "STEM"))
     var stem: String?
-    @Option(name: .customLong("image-size"), help: ArgumentHelp("Crop size of the views (pixels).", valueName: "S"))
+    @Option(name: .customLong("image-size"), parsing: .unconditional, help: ArgumentHelp("Crop size of the views (pixels).", valueName: "S"))
     var imageSize: Int?
-    @Option(name: .customLong("batch-size"), help: ArgumentHelp("Images per step (each gives two views).", valueName: "B"))
+    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: ArgumentHelp("Images per step (each gives two views).", valueName: "B"))
     var batchSize: Int?
-    @Option(help: ArgumentHelp("Optimiser steps.", valueName: "N"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Optimiser steps.", valueName: "N"))
     var steps: Int?
-    @Option(help: ArgumentHelp("Epochs (steps = epochs x batches per epoch).", valueName: "E"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Epochs (steps = epochs x batches per epoch).", valueName: "E"))
     var epochs: Int?
-    @Option(help: ArgumentHelp("Base learning rate (LARS default 4.8, SGD 0.05).", valueName: "LR"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Base learning rate (LARS default 4.8, SGD 0.05).", valueName: "LR"))
     var lr: Float?
-    @Option(help: ArgumentHelp("Weight decay (default 1e-6).", valueName: "WD"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Weight decay (default 1e-6).", valueName: "WD"))
     var wd: Float?
     @Option(help: ArgumentHelp("lars (default) or sgd.", valueName: "OPT"))
     var optimizer: String?
-    @Option(help: ArgumentHelp("NT-Xent temperature (SimCLR, default 0.5).", valueName: "T"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("NT-Xent temperature (SimCLR, default 0.5).", valueName: "T"))
     var temperature: Float?
-    @Option(name: .customLong("ema-decay"), help: ArgumentHelp("BYOL target EMA decay (default 0.9995).", valueName: "D"))
+    @Option(name: .customLong("ema-decay"), parsing: .unconditional, help: ArgumentHelp("BYOL target EMA decay (default 0.9995).", valueName: "D"))
     var emaDecay: Float?
-    @Option(help: ArgumentHelp("Seed of initialisation, data order and augmentations (default 0).", valueName: "N"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Seed of initialisation, data order and augmentations (default 0).", valueName: "N"))
     var seed: UInt64?
     @Option(help: ArgumentHelp("Continue from this entry (its architecture and weights).", valueName: "REF"))
     var from: String?
@@ -55,7 +55,7 @@ struct Pretrain: ParsableCommand {
     var name: String?
     @Option(help: ArgumentHelp("Resume this interrupted run (id, unique prefix or directory); no other options.", valueName: "RUN"))
     var resume: String?
-    @Option(name: .customLong("checkpoint-every"), help: ArgumentHelp("Save the run state every N steps (default: about every 2 minutes, and every epoch).", valueName: "N"))
+    @Option(name: .customLong("checkpoint-every"), parsing: .unconditional, help: ArgumentHelp("Save the run state every N steps (default: about every 2 minutes, and every epoch).", valueName: "N"))
     var checkpointEvery: Int?
     @Flag(help: "Print the result as JSON.")
     var json = false

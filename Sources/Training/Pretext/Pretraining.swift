@@ -46,7 +46,7 @@ public enum Pretraining {
             if arg == "--zoo", i + 1 < commandLine.count { resume += " --zoo \(commandLine[i + 1])" }
             if arg.hasPrefix("--zoo=") { resume += " --zoo \(arg.dropFirst(6))" }
         }
-        return "run \(runID): \(config.steps) steps (\(what)) (resume with: \(resume))"
+        return "run \(runID): \(config.steps) step\(config.steps == 1 ? "" : "s") (\(what)) (resume with: \(resume))"
     }
 
     /// Refuses `--name NAME` when the zoo would refuse it at the end: not a valid label (`LabelRules`),
