@@ -14,6 +14,8 @@ struct Pretrain: ParsableCommand {
         discussion: """
             Defaults follow the BiSSL brief (4.1) scaled to the data: LARS lr 4.8 (no batch scaling), wd 1e-6, \
             momentum 0.9, eta 0.001; warmup 10 epochs (or 10% of the steps when shorter), cosine to 0.001*lr; \
+            as in R5, step 1 runs at the full lr before the warmup starts at lr/W (W warmup steps), so the log reads \
+            lr 4.8, 2.4, 4.8 for steps 1-3 when W = 2; \
             temperature 0.5; EMA 0.9995; batch min(256, images/2); 10 epochs; image size 96, or the image side \
             rounded up to a multiple of 8 for smaller images; small stem below 64 px. The run lives in \
             <zoo>/runs/ and is resumable with --resume RUN; only a completed run adds an entry.
@@ -37,7 +39,7 @@ struct Pretrain: ParsableCommand {
     var steps: Int?
     @Option(parsing: .unconditional, help: ArgumentHelp("Epochs (steps = epochs x batches per epoch).", valueName: "E"))
     var epochs: Int?
-    @Option(parsing: .unconditional, help: ArgumentHelp("Base learning rate (LARS default 4.8, SGD 0.05).", valueName: "LR"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Base learning rate (LARS default 4.8, SGD 0.05); step 1 runs at the full LR, then step k = 2..W+1 at LR*(k-1)/W (W warmup steps), then cosine (R5's schedule).", valueName: "LR"))
     var lr: Float?
     @Option(parsing: .unconditional, help: ArgumentHelp("Weight decay (default 1e-6).", valueName: "WD"))
     var wd: Float?

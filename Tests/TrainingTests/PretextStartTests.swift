@@ -84,4 +84,25 @@ final class PretextStartTests: XCTestCase {
         XCTAssertEqual(run.config["data"], .string(expected))
         XCTAssertEqual(try zoo.checkpoint(entry.id).provenance.datasets.map(\.uri), [expected])
     }
+
+    /// The lr of the first steps as `bissl pretrain --help` and docs/pretraining.md describe it (R5's
+    /// schedule): step 1 at the full lr, then warmup from lr/W, back to the full lr at step W + 1.
+    func testFirstStepsLRAsDocumented() throws {
+        let split = (0..<20).map(String.init).joined(separator: "\n")
+        try split.write(to: tmp.appendingPathComponent("split.txt"), atomically: true, encoding: .utf8)
+        let dataset = try ImageDataset(parsing: "h5:\(repo.path)/data/digits/digits.h5#split=\(tmp.path)/split.txt")
+        var o = PretrainOptions(method: .simclr, data: dataset.uri.description)
+        o.arch = "resnet18"; o.width = 4; o.batchSize = 8; o.steps = 20
+        let config = try PretrainConfig.resolve(o, dataset: dataset, fingerprint: "x")
+        XCTAssertEqual(config.warmupSteps, 2, "10 % of 20 steps (shorter than 10 epochs of 2 batches)")
+        XCTAssertEqual(config.lr, 4.8)
+        let zoo = try Zoo.open(ZooLayout(root: tmp.appendingPathComponent("zoo")), create: true)
+        defer { try? zoo.close() }
+        let run = try Run.create(zoo: zoo, kind: "pretrain", config: config.json, commandLine: ["test"], totalSteps: 20,
+                                 progress: RunTestSupport.quiet(20))
+        try Pretrainer(config: config, dataset: dataset).train(run: run, stopAfter: 3)
+        let lrs = run.history("lr").map(\.value)
+        XCTAssertEqual(lrs.count, 3)
+        for (got, want) in zip(lrs, [4.8, 2.4, 4.8]) { XCTAssertEqual(got, want, accuracy: 1e-6) }
+    }
 }
