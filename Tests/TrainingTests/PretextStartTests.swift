@@ -105,4 +105,27 @@ final class PretextStartTests: XCTestCase {
         XCTAssertEqual(lrs.count, 3)
         for (got, want) in zip(lrs, [4.8, 2.4, 4.8]) { XCTAssertEqual(got, want, accuracy: 1e-6) }
     }
+
+    /// A run whose --from entry was removed (bissl rm --force) says so on resume, not a zoo-damage error.
+    func testResumeWithoutItsFromEntrySaysItWasRemoved() throws {
+        let split = (0..<20).map(String.init).joined(separator: "\n")
+        try split.write(to: tmp.appendingPathComponent("split.txt"), atomically: true, encoding: .utf8)
+        let dataset = try ImageDataset(parsing: "h5:\(repo.path)/data/digits/digits.h5#split=\(tmp.path)/split.txt")
+        let zoo = try Zoo.open(ZooLayout(root: tmp.appendingPathComponent("zoo")), create: true)
+        defer { try? zoo.close() }
+        let arch = Architecture(depth: 18, block: "basic", layers: [2, 2, 2, 2], width: 4, stem: "small")
+        let parent = try zoo.add(try Network(architecture: arch, seed: 1).checkpoint(provenance: Provenance(stage: "pretext")))
+        var o = PretrainOptions(method: .simclr, data: dataset.uri.description)
+        o.arch = "resnet18"; o.width = 4; o.stem = "small"; o.batchSize = 8; o.steps = 2; o.from = parent.id
+        let config = try PretrainConfig.resolve(o, dataset: dataset, fingerprint: try dataset.fingerprint(), parentArchitecture: arch)
+        let runID: String
+        do {   // the run object going away releases its lock, as a killed process does
+            runID = try Run.create(zoo: zoo, kind: "pretrain", config: config.json, commandLine: ["test"], totalSteps: 2,
+                                   progress: RunTestSupport.quiet(2)).id
+        }
+        _ = try zoo.remove(parent.id, force: true)
+        XCTAssertThrowsError(try Pretraining.resume(zoo: zoo, id: runID, commandLine: ["test", "--resume"])) {
+            XCTAssertEqual("\($0)", "run \(runID) continues entry \(parent.id.prefix(12)) (--from), which is no longer in the zoo (removed with bissl rm --force?); it cannot be resumed")
+        }
+    }
 }

@@ -64,8 +64,8 @@ public enum Pretraining {
     }
 
     /// Resumes run `id` (a `pretrain` run that is not completed) from its last saved state.
-    /// - Throws: `CheckpointError.invalid` for an unknown or completed run, a run of another kind, or data
-    ///   whose fingerprint changed since the run started.
+    /// - Throws: `CheckpointError.invalid` for an unknown or completed run, a run of another kind, data
+    ///   whose fingerprint changed since the run started, or a `--from` entry no longer in the zoo.
     public static func resume(zoo: Zoo, id: String, commandLine: [String]) throws -> (Run, ImportResult) {
         let run = try Run.open(zoo: zoo, id: id, expectedKind: "pretrain", commandLine: commandLine)
         do {
@@ -79,7 +79,12 @@ public enum Pretraining {
                 throw CheckpointError.invalid("the data \(config.data) changed since run \(run.id) started (fingerprint \(fingerprint.prefix(12)) vs \(config.dataFingerprint.prefix(12)))")
             }
             var initial: Network?
-            if let from = config.from { initial = try Network(checkpoint: try zoo.checkpoint(from)) }
+            if let from = config.from {
+                guard (try? zoo.resolve(from)) == from else {
+                    throw CheckpointError.invalid("run \(run.id) continues entry \(from.prefix(12)) (--from), which is no longer in the zoo (removed with bissl rm --force?); it cannot be resumed")
+                }
+                initial = try Network(checkpoint: try zoo.checkpoint(from))
+            }
             let trainer = try Pretrainer(config: config, dataset: dataset, initial: initial)
             if let state = try run.loadState() { try trainer.restoreState(state) }
             return (run, try finish(trainer, run: run))
