@@ -57,6 +57,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(name: "EngineBench", dependencies: ["Engine", "Checkpoint"]),
+        .executableTarget(name: "AlignBench", dependencies: ["Training", "Engine", "Checkpoint"]),
         .testTarget(name: "HDF5Tests", dependencies: ["HDF5"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Checkpoint"]),

@@ -41,3 +41,15 @@ if [ ! -x "$ENGINE_BENCH" ]; then
 fi
 printf '\n== engine (tools/bench/engine.py)\n'
 "$PY" tools/bench/engine.py "$ENGINE_BENCH"
+
+# BiSSL upper step (issue 7, "Speed"): AlignBench (K = 5 layer-wise CG, central and forward HVP) beside
+# the PyTorch reference upper step with exact double-backward HVPs, ResNet-50 at 32x32, downstream batch
+# 32, pretext batch 2x32; target <= 0.4x torch. Needs the release build of AlignBench.
+ALIGN_BENCH="$(dirname "$BIN")/AlignBench"
+if [ ! -x "$ALIGN_BENCH" ]; then
+  echo "bench: building AlignBench (swift build -c release --product AlignBench)"
+  swift build -c release --product AlignBench
+  ALIGN_BENCH=.build/release/AlignBench
+fi
+printf '\n== BiSSL upper step (tools/bench/align.py)\n'
+"$PY" tools/bench/align.py "$ALIGN_BENCH"
