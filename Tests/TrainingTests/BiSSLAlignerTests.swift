@@ -72,7 +72,7 @@ final class BiSSLAlignerTests: XCTestCase {
         // uninterrupted
         let full = try makeAligner()
         let runA = try Run.create(zoo: zoo, kind: "align", config: [:], commandLine: ["test"], totalSteps: full.totalSteps,
-                                  progress: Progress(total: full.totalSteps, mode: .none, write: { _ in }, now: { 0 }))
+                                  progress: ProgressReporter(total: full.totalSteps, mode: .none, write: { _ in }, now: { 0 }))
         XCTAssertEqual(full.totalSteps, 2 + 2 * 4)
         try full.run(runA)
         let reference = full.captureState()
@@ -87,13 +87,13 @@ final class BiSSLAlignerTests: XCTestCase {
         do {
             let first = try makeAligner()
             let runB = try Run.create(zoo: zoo, kind: "align", config: [:], commandLine: ["test"], totalSteps: first.totalSteps,
-                                      progress: Progress(total: first.totalSteps, mode: .none, write: { _ in }, now: { 0 }))
+                                      progress: ProgressReporter(total: first.totalSteps, mode: .none, write: { _ in }, now: { 0 }))
             runId = runB.id
             try first.run(runB, stopAfter: 1)
         }
         let resumed = try makeAligner()
         let runC = try Run.open(zoo: zoo, id: runId, expectedKind: "align", commandLine: ["test", "--resume"],
-                                progress: Progress(total: resumed.totalSteps, mode: .none, write: { _ in }, now: { 0 }))
+                                progress: ProgressReporter(total: resumed.totalSteps, mode: .none, write: { _ in }, now: { 0 }))
         try resumed.restore(XCTUnwrap(try runC.loadState()))
         try resumed.run(runC)
         let final = resumed.captureState()

@@ -18,7 +18,7 @@ final class DownstreamFineTuneTests: XCTestCase {
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
 
-    static func quiet(_ total: Int) -> Training.Progress { Training.Progress(total: total, mode: .none, write: { _ in }, now: { 0 }) }
+    static func quiet(_ total: Int) -> ProgressReporter { ProgressReporter(total: total, mode: .none, write: { _ in }, now: { 0 }) }
 
     /// ResNet-18 width 4, small stem (32 features), with a `[1000, 32]` classifier and a projector, as an entry.
     static func entryWithImageNetHead() throws -> Network {

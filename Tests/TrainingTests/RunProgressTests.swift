@@ -9,19 +9,19 @@ final class RunProgressTests: XCTestCase {
         var time = 0.0
     }
 
-    func make(_ mode: Training.Progress.Mode, total: Int = 400, width: Int = 120) -> (Training.Progress, Sink) {
+    func make(_ mode: ProgressReporter.Mode, total: Int = 400, width: Int = 120) -> (ProgressReporter, Sink) {
         let sink = Sink()
-        let p = Training.Progress(total: total, mode: mode, width: width, write: { sink.text += $0 }, now: { sink.time })
+        let p = ProgressReporter(total: total, mode: mode, width: width, write: { sink.text += $0 }, now: { sink.time })
         return (p, sink)
     }
 
     func testModeFromEnvironmentAndTerminal() {
-        XCTAssertEqual(Training.Progress.mode(environment: [:], isTerminal: true), .bar)
-        XCTAssertEqual(Training.Progress.mode(environment: [:], isTerminal: false), .plain)
-        XCTAssertEqual(Training.Progress.mode(environment: ["BISSL_PROGRESS": "plain"], isTerminal: true), .plain)
-        XCTAssertEqual(Training.Progress.mode(environment: ["BISSL_PROGRESS": "bar"], isTerminal: false), .bar)
-        XCTAssertEqual(Training.Progress.mode(environment: ["BISSL_PROGRESS": "none"], isTerminal: true), .none)
-        XCTAssertEqual(Training.Progress.mode(environment: ["BISSL_PROGRESS": "bogus"], isTerminal: false), .plain)
+        XCTAssertEqual(ProgressReporter.mode(environment: [:], isTerminal: true), .bar)
+        XCTAssertEqual(ProgressReporter.mode(environment: [:], isTerminal: false), .plain)
+        XCTAssertEqual(ProgressReporter.mode(environment: ["BISSL_PROGRESS": "plain"], isTerminal: true), .plain)
+        XCTAssertEqual(ProgressReporter.mode(environment: ["BISSL_PROGRESS": "bar"], isTerminal: false), .bar)
+        XCTAssertEqual(ProgressReporter.mode(environment: ["BISSL_PROGRESS": "none"], isTerminal: true), .none)
+        XCTAssertEqual(ProgressReporter.mode(environment: ["BISSL_PROGRESS": "bogus"], isTerminal: false), .plain)
     }
 
     /// Plain lines: the first update, then none until 10 s later, then the last state at finish.
@@ -89,8 +89,8 @@ final class RunProgressTests: XCTestCase {
     }
 
     func testDurationFormat() {
-        XCTAssertEqual(Training.Progress.duration(42), "42s")
-        XCTAssertEqual(Training.Progress.duration(130), "2m10s")
-        XCTAssertEqual(Training.Progress.duration(3600 + 5 * 60 + 10), "1h05m")
+        XCTAssertEqual(ProgressReporter.duration(42), "42s")
+        XCTAssertEqual(ProgressReporter.duration(130), "2m10s")
+        XCTAssertEqual(ProgressReporter.duration(3600 + 5 * 60 + 10), "1h05m")
     }
 }

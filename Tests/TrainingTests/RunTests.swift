@@ -78,7 +78,7 @@ enum RunTestSupport {
     }
 
     /// Progress that prints nothing (tests).
-    static func quiet(_ total: Int) -> Training.Progress { Training.Progress(total: total, mode: .none, write: { _ in }, now: { 0 }) }
+    static func quiet(_ total: Int) -> ProgressReporter { ProgressReporter(total: total, mode: .none, write: { _ in }, now: { 0 }) }
 }
 
 final class RunTests: XCTestCase {
@@ -107,7 +107,7 @@ final class RunTests: XCTestCase {
             // Dropped here without finish: as after SIGKILL, steps 4 and 5 are in the log but not in the state.
         }
         var shown = ""
-        let progress = Training.Progress(total: total, mode: .plain, write: { shown += $0 }, now: { 0 })
+        let progress = ProgressReporter(total: total, mode: .plain, write: { shown += $0 }, now: { 0 })
         let run = try Run.open(zoo: zoo, id: runID, expectedKind: "pretrain", commandLine: ["bissl", "test", "--resume", runID], progress: progress)
         XCTAssertEqual(run.rewoundLogLines, 2)
         XCTAssertEqual(shown, "resuming run \(runID) from step 3/6; 2 log lines after the saved state will be logged again\n")
@@ -281,7 +281,7 @@ final class RunTests: XCTestCase {
         XCTAssertEqual(try RunRecord.read(directory: dir).status, .failed)
 
         var shown = ""
-        let progress = Training.Progress(total: 4, mode: .plain, write: { shown += $0 }, now: { 0 })
+        let progress = ProgressReporter(total: 4, mode: .plain, write: { shown += $0 }, now: { 0 })
         let run = try Run.open(zoo: zoo, id: id, expectedKind: "finetune", commandLine: ["bissl", "finetune", "--resume", id], progress: progress)
         XCTAssertEqual(run.status, .running)
         XCTAssertEqual(run.runRecord.segments, 2)
@@ -296,7 +296,7 @@ final class RunTests: XCTestCase {
         let other = try ToyJob(seed: 8, totalSteps: 2)
         let otherID = try zoo.add(other.net.checkpoint(provenance: Provenance(stage: "pretext")), name: "taken").id
         var shown = ""
-        let progress = Training.Progress(total: 1, mode: .plain, write: { shown += $0 }, now: { 0 })
+        let progress = ProgressReporter(total: 1, mode: .plain, write: { shown += $0 }, now: { 0 })
         let run = try Run.create(zoo: zoo, kind: "pretrain", config: [:], commandLine: ["x"], totalSteps: 1, progress: progress)
         let job = try ToyJob(seed: 9, totalSteps: 2)
         try run.saveState(job.capture(step: 1))

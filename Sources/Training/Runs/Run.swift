@@ -56,7 +56,7 @@ public final class Run {
     public let commandLine: [String]
     public let totalSteps: Int
     /// Progress on stderr for this run (bar on a terminal, plain lines otherwise).
-    public let progress: Progress
+    public let progress: ProgressReporter
     /// The zoo `finish` adds the entry to.
     public let zoo: Zoo
 
@@ -94,7 +94,7 @@ public final class Run {
     public var curvesURL: URL { directory.appendingPathComponent(Self.curvesFileName) }
 
     private init(zoo: Zoo, directory: URL, record: RunRecord, entries: [RunLogEntry], logFD: Int32, lockFD: Int32,
-                 dropped: Int, rewound: Int, progress: Progress?) {
+                 dropped: Int, rewound: Int, progress: ProgressReporter?) {
         self.zoo = zoo
         self.directory = directory
         self.record = record
@@ -106,7 +106,7 @@ public final class Run {
         self.config = record.config
         self.commandLine = record.commandLine
         self.totalSteps = record.totalSteps
-        self.progress = progress ?? Progress(total: record.totalSteps)
+        self.progress = progress ?? ProgressReporter(total: record.totalSteps)
         self.droppedLogLines = dropped
         self.rewoundLogLines = rewound
         self.priorSeconds = record.durationSeconds
@@ -127,10 +127,10 @@ public final class Run {
     ///   - kind: `pretrain`, `finetune`, ... (1-40 characters of `a-z 0-9 -`, starting with a letter).
     ///   - config: every resolved option (recorded, and the provenance's hyperparameters).
     ///   - totalSteps: steps of the whole run (for progress and `bissl runs`).
-    ///   - progress: progress reporter (default: `Progress(total: totalSteps)` on stderr).
+    ///   - progress: progress reporter (default: `ProgressReporter(total: totalSteps)` on stderr).
     /// - Throws: `CheckpointError.invalid` for a bad kind, `.io` when the directory cannot be made.
     public static func create(zoo: Zoo, kind: String, config: [String: JSONValue], commandLine: [String], totalSteps: Int,
-                              progress: Progress? = nil) throws -> Run {
+                              progress: ProgressReporter? = nil) throws -> Run {
         try validateKind(kind)
         let runs = zoo.layout.runs
         do { try FileManager.default.createDirectory(at: runs, withIntermediateDirectories: true) } catch {
@@ -184,7 +184,7 @@ public final class Run {
     ///   is gone, an unreadable run.json, a run of another kind, a completed run, or a run another
     ///   process has open.
     public static func open(zoo: Zoo, id: String, expectedKind: String, commandLine: [String] = CommandLine.arguments,
-                            progress: Progress? = nil) throws -> Run {
+                            progress: ProgressReporter? = nil) throws -> Run {
         let directory = try resolve(zoo: zoo, id: id)
         try checkResumable(try RunRecord.read(directory: directory), expectedKind: expectedKind)
         let lockFD = try lock(directory, id: directory.lastPathComponent)

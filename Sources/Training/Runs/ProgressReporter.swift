@@ -15,7 +15,7 @@ import Foundation
 /// rest sorted, each with 4 significant digits; a phase (e.g. `upper`) prints in brackets.
 ///
 /// Thread-safe: all output goes through one lock.
-public final class Progress: @unchecked Sendable {
+public final class ProgressReporter: @unchecked Sendable {
     public enum Mode: String, Sendable { case bar, plain, none }
 
     public let total: Int
