@@ -198,7 +198,9 @@ struct Align: ParsableCommand {
         let pBatch = try batch("--p-batch-size", given: pBatchSize, fallback: refBatch, what: "--pretext-data", count: pretextSet.count)
         let dBatch = try batch("--d-batch-size", given: dBatchSize, fallback: 256, what: "--data", count: train.count)
 
-        var c = AlignConfig(ref: id, data: data, pretextData: pretextData, val: valURI, method: method,
+        // URIs as absolute paths, so the run resumes from any directory and provenance names the files.
+        var c = AlignConfig(ref: id, data: train.uri.description, pretextData: pretextSet.uri.description,
+                            val: try valURI.map { try DatasetURI(parsing: $0).description }, method: method,
                             temperature: temperature, emaDecay: emaDecay,
                             pixelScale: string(["pixelScale", "pixel-scale", "pixel_scale"]) ?? "raw", name: name)
         c.hyper = hyper

@@ -198,7 +198,9 @@ struct FinetuneCommand: ParsableCommand {
         let size = try DownstreamData.imageSize(imageSize ?? recorded, data: dataset)
         let options = Options(ref: refId, random_init: randomInit,
                               arch: randomInit ? (arch ?? "resnet18") : nil, width: randomInit ? (width ?? 64) : nil,
-                              stem: randomInit ? (stem ?? "small") : nil, data: data, val: val,
+                              stem: randomInit ? (stem ?? "small") : nil,
+                              // absolute paths: the run resumes from any directory, provenance names the files
+                              data: dataset.uri.description, val: try val.map { try DatasetURI(parsing: $0).description },
                               holdout: val == nil ? Self.holdoutRule : nil,
                               epochs: epochs ?? 10, steps: steps,
                               batch_size: batchSize ?? FineTuneConfig.defaultBatchSize(trainCount: trainCount),
