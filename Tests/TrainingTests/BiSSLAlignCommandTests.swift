@@ -23,15 +23,7 @@ final class BiSSLAlignCommandTests: XCTestCase {
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
 
     /// The `bissl` executable built next to the test bundle (`swift build --build-tests`), or `$BISSL_BIN`.
-    static var binary: URL? {
-        if let env = ProcessInfo.processInfo.environment["BISSL_BIN"], FileManager.default.isExecutableFile(atPath: env) {
-            return URL(fileURLWithPath: env)
-        }
-        var candidates = Bundle.allBundles.filter { $0.bundlePath.hasSuffix(".xctest") }
-            .map { $0.bundleURL.deletingLastPathComponent().appendingPathComponent("bissl") }
-        candidates.append(root.appendingPathComponent(".build/debug/bissl"))
-        return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) }
-    }
+    static var binary: URL? { Fixtures.bisslBinary }
 
     /// Runs `bissl args... --zoo <tmp zoo>`; returns (exit status, stdout, stderr).
     func bissl(_ args: [String]) throws -> (status: Int32, out: String, err: String) {

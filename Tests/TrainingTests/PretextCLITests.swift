@@ -17,16 +17,7 @@ final class PretextCLITests: XCTestCase {
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
 
-    var binary: URL? {
-        if let env = ProcessInfo.processInfo.environment["BISSL_BIN"], FileManager.default.isExecutableFile(atPath: env) {
-            return URL(fileURLWithPath: env)
-        }
-        var candidates = Bundle.allBundles.filter { $0.bundlePath.hasSuffix(".xctest") }
-            .map { $0.bundleURL.deletingLastPathComponent().appendingPathComponent("bissl") }
-        candidates.append(URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("bissl"))
-        candidates.append(repo.appendingPathComponent(".build/debug/bissl"))
-        return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) }
-    }
+    var binary: URL? { Fixtures.bisslBinary }
 
     func bissl(_ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
         guard let binary else {

@@ -11,6 +11,20 @@ enum Fixtures {
 
     static func url(_ relative: String) -> URL { root.appendingPathComponent(relative) }
 
+    /// The `bissl` executable built with the tests (`swift build [-c release] --build-tests`):
+    /// `$BISSL_BIN`, else next to the test bundle or test binary (debug or release build folder),
+    /// else `.build/debug/bissl`; nil when none is executable.
+    static var bisslBinary: URL? {
+        if let env = ProcessInfo.processInfo.environment["BISSL_BIN"], FileManager.default.isExecutableFile(atPath: env) {
+            return URL(fileURLWithPath: env)
+        }
+        var candidates = Bundle.allBundles.filter { $0.bundlePath.hasSuffix(".xctest") }
+            .map { $0.bundleURL.deletingLastPathComponent().appendingPathComponent("bissl") }
+        candidates.append(URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("bissl"))
+        candidates.append(root.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent(".build/debug/bissl"))
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) }
+    }
+
     /// The arrays of `<area>/<name>.npz` by key, in archive order.
     static func npz(_ name: String, area: String) throws -> StateDict {
         let doc = try NumPyArchive.read(url("\(area)/\(name).npz"))
