@@ -46,14 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def mlp(dims):
-    """Brief 5.3 MLPProjector as nn.Sequential (keys 0.weight, 1.running_var, ..., 3(L-1).weight)."""
-    layers = []
-    for i in range(len(dims) - 2):
-        layers += [nn.Linear(dims[i], dims[i + 1]), nn.BatchNorm1d(dims[i + 1]), nn.ReLU(inplace=True)]
-    layers.append(nn.Linear(dims[-2], dims[-1], bias=False))
-    return nn.Sequential(*layers)
+from reference_resnet import mlp  # noqa: F401  (brief 5.3 heads; re-exported for the scripts using this module)
 
 
 def nt_xent(z, tau):

@@ -94,6 +94,17 @@ class ResNet(nn.Module):
         return self.fc(self.forward_features(x))
 
 
+def mlp(dims):
+    """The MLP projector/predictor of the method brief, section 5.3 (R5 `MLPProjector`), as an
+    nn.Sequential: Linear -> BatchNorm1d -> ReLU for each pair but the last, then Linear without bias
+    (keys 0.weight, 0.bias, 1.running_var, ..., 3(L-1).weight)."""
+    layers = []
+    for i in range(len(dims) - 2):
+        layers += [nn.Linear(dims[i], dims[i + 1]), nn.BatchNorm1d(dims[i + 1]), nn.ReLU(inplace=True)]
+    layers.append(nn.Linear(dims[-2], dims[-1], bias=False))
+    return nn.Sequential(*layers)
+
+
 def randomized(model, seed=0):
     """Gives every parameter and BN buffer distinct non-trivial values (so tests catch mix-ups)."""
     g = torch.Generator().manual_seed(seed)
