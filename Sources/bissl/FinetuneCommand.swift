@@ -306,7 +306,6 @@ struct FinetuneCommand: ParsableCommand {
                  String(format: "%.2f", t.top1 ?? 0), String(format: "%.2f", t.bestTop1), "\(t.bestEpoch)"]
             }))
         }
-        print(result.id)
         print(String(format: "finetune entry %@%@: val top-1 %.2f %% (best %.2f %% after epoch %d), run %@",
                      String(result.id.prefix(12)), result.name.map { " (\($0))" } ?? "", chosen.top1 ?? 0, chosen.bestTop1, chosen.bestEpoch, run.id))
     }

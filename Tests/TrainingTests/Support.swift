@@ -25,6 +25,22 @@ enum Fixtures {
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) }
     }
 
+    /// Runs `bisslBinary` with `args` and waits for it: (exit status, stdout, stderr).
+    /// - Throws: when no binary is built (`swift build --build-tests`) or it cannot be started.
+    static func runBissl(_ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+        let binary = try XCTUnwrap(bisslBinary, "bissl binary not found: run swift build --build-tests first or set BISSL_BIN")
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = args
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+
     /// The arrays of `<area>/<name>.npz` by key, in archive order.
     static func npz(_ name: String, area: String) throws -> StateDict {
         let doc = try NumPyArchive.read(url("\(area)/\(name).npz"))
