@@ -130,27 +130,15 @@ struct Align: ParsableCommand {
         let id = try zoo.resolve(ref)
         let entry = try zoo.checkpoint(id)
         let p = entry.provenance
-        func number(_ keys: [String]) -> Double? {
-            for k in keys {
-                switch p.hyperparameters[k] {
-                case .double(let d)?: return d
-                case .int(let i)?: return Double(i)
-                default: continue
-                }
-            }
-            return nil
-        }
-        func string(_ keys: [String]) -> String? {
-            for k in keys { if case .string(let s)? = p.hyperparameters[k] { return s } }
-            return nil
-        }
+        // REF's recorded settings, camelCase or an older spelling (RecordedSettings)
+        func number(_ key: String) -> Double? { RecordedSettings.number(key, in: p.hyperparameters) }
         guard let method = pretext ?? p.method?.lowercased() else {
             throw CheckpointError.invalid("align: REF records no pretext method; give --pretext simclr|byol")
         }
         guard method == "simclr" || method == "byol" else {
             throw CheckpointError.invalid("align: REF's method is '\(method)', not simclr or byol; give --pretext simclr|byol")
         }
-        let temperature = number(["temperature"]) ?? 0.5, emaDecay = number(["emaDecay", "ema-decay", "ema_decay"]) ?? 0.9995
+        let temperature = number("temperature") ?? 0.5, emaDecay = number("emaDecay") ?? 0.9995
         do {
             let net = try Network(checkpoint: entry)
             net.removeHead("classifier")
@@ -179,7 +167,7 @@ struct Align: ParsableCommand {
             test.part = .test
             if let set = try? ImageDataset(test), set.count > 0 { valURI = test.description }
         }
-        let size = imageSize ?? number(["imageSize", "image-size", "image_size"]).map { Int($0) } ?? 96
+        let size = imageSize ?? RecordedSettings.integer("imageSize", in: p.hyperparameters) ?? 96
         guard size >= 4 else { throw CheckpointError.invalid("align: --image-size must be at least 4, got \(size) (from REF's provenance)") }
         // batch sizes: a given one larger than its data is an error, a default is clamped (and said)
         func batch(_ option: String, given: Int?, fallback: Int, what: String, count: Int) throws -> Int {
@@ -194,7 +182,7 @@ struct Align: ParsableCommand {
             FileHandle.standardError.write(Data("note: \(option) defaults to \(fallback), more than \(what) has; using \(count)\n".utf8))
             return count
         }
-        let refBatch = number(["batchSize", "batch-size", "batch_size"]).map { Int($0) }.flatMap { $0 >= 2 ? $0 : nil } ?? 1024
+        let refBatch = RecordedSettings.integer("batchSize", in: p.hyperparameters).flatMap { $0 >= 2 ? $0 : nil } ?? 1024
         let pBatch = try batch("--p-batch-size", given: pBatchSize, fallback: refBatch, what: "--pretext-data", count: pretextSet.count)
         let dBatch = try batch("--d-batch-size", given: dBatchSize, fallback: 256, what: "--data", count: train.count)
 
@@ -202,7 +190,7 @@ struct Align: ParsableCommand {
         var c = AlignConfig(ref: id, data: train.uri.description, pretextData: pretextSet.uri.description,
                             val: try valURI.map { try DatasetURI(parsing: $0).description }, method: method,
                             temperature: temperature, emaDecay: emaDecay,
-                            pixelScale: string(["pixelScale", "pixel-scale", "pixel_scale"]) ?? "raw", name: name)
+                            pixelScale: RecordedSettings.string("pixelScale", in: p.hyperparameters) ?? "raw", name: name)
         c.hyper = hyper
         var s = c.settings
         s.alternations = T; s.lowerSteps = NL; s.upperSteps = NU

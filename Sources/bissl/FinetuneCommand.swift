@@ -83,10 +83,11 @@ struct FinetuneCommand: ParsableCommand {
 
     @OptionGroup var zooOptions: ZooOptions
 
-    /// Every resolved option: the run's config (run.json) and the entry's hyperparameters.
+    /// Every resolved option: the run's config (run.json) and the entry's hyperparameters, camelCase
+    /// keys (a run started before that rule, with `batch_size` etc., reads through `RecordedSettings`).
     struct Options: Codable {
         var ref: String?
-        var random_init: Bool
+        var randomInit: Bool
         var arch: String?
         var width: Int?
         var stem: String?
@@ -95,14 +96,14 @@ struct FinetuneCommand: ParsableCommand {
         var holdout: String?
         var epochs: Int
         var steps: Int?
-        var batch_size: Int
+        var batchSize: Int
         var lr: Double
         var wd: Double
         var momentum: Double
         var search: Int
-        var image_size: Int
+        var imageSize: Int
         var seed: Int
-        var checkpoint_every: Int?
+        var checkpointEvery: Int?
         var name: String?
 
         var json: [String: JSONValue] {
@@ -115,25 +116,26 @@ struct FinetuneCommand: ParsableCommand {
 
         init(json: [String: JSONValue]) throws {
             do {
-                self = try JSONDecoder().decode(Options.self, from: JSONEncoder().encode(JSONValue.object(json)))
+                let camel = RecordedSettings.camelCased(json)
+                self = try JSONDecoder().decode(Options.self, from: JSONEncoder().encode(JSONValue.object(camel)))
             } catch {
                 throw CheckpointError.invalid("the run's config is not a finetune config: \(error)")
             }
         }
 
-        init(ref: String?, random_init: Bool, arch: String?, width: Int?, stem: String?, data: String, val: String?,
-             holdout: String?, epochs: Int, steps: Int?, batch_size: Int, lr: Double, wd: Double, momentum: Double,
-             search: Int, image_size: Int, seed: Int, checkpoint_every: Int?, name: String?) {
-            self.ref = ref; self.random_init = random_init; self.arch = arch; self.width = width; self.stem = stem
+        init(ref: String?, randomInit: Bool, arch: String?, width: Int?, stem: String?, data: String, val: String?,
+             holdout: String?, epochs: Int, steps: Int?, batchSize: Int, lr: Double, wd: Double, momentum: Double,
+             search: Int, imageSize: Int, seed: Int, checkpointEvery: Int?, name: String?) {
+            self.ref = ref; self.randomInit = randomInit; self.arch = arch; self.width = width; self.stem = stem
             self.data = data; self.val = val; self.holdout = holdout; self.epochs = epochs; self.steps = steps
-            self.batch_size = batch_size; self.lr = lr; self.wd = wd; self.momentum = momentum; self.search = search
-            self.image_size = image_size; self.seed = seed; self.checkpoint_every = checkpoint_every; self.name = name
+            self.batchSize = batchSize; self.lr = lr; self.wd = wd; self.momentum = momentum; self.search = search
+            self.imageSize = imageSize; self.seed = seed; self.checkpointEvery = checkpointEvery; self.name = name
         }
 
         var config: FineTuneConfig {
-            FineTuneConfig(epochs: epochs, steps: steps, batchSize: batch_size, lr: lr, weightDecay: wd,
-                           momentum: momentum, imageSize: image_size, seed: UInt64(seed), search: search,
-                           checkpointEvery: checkpoint_every)
+            FineTuneConfig(epochs: epochs, steps: steps, batchSize: batchSize, lr: lr, weightDecay: wd,
+                           momentum: momentum, imageSize: imageSize, seed: UInt64(seed), search: search,
+                           checkpointEvery: checkpointEvery)
         }
     }
 
@@ -196,26 +198,26 @@ struct FinetuneCommand: ParsableCommand {
         // Default image side: the entry's own (the size it was trained at), else the data's.
         let recorded = try refId.flatMap { DownstreamData.recordedImageSize(try zoo.checkpoint($0).provenance) }
         let size = try DownstreamData.imageSize(imageSize ?? recorded, data: dataset)
-        let options = Options(ref: refId, random_init: randomInit,
+        let options = Options(ref: refId, randomInit: randomInit,
                               arch: randomInit ? (arch ?? "resnet18") : nil, width: randomInit ? (width ?? 64) : nil,
                               stem: randomInit ? (stem ?? "small") : nil,
                               // absolute paths: the run resumes from any directory, provenance names the files
                               data: dataset.uri.description, val: try val.map { try DatasetURI(parsing: $0).description },
                               holdout: val == nil ? Self.holdoutRule : nil,
                               epochs: epochs ?? 10, steps: steps,
-                              batch_size: batchSize ?? FineTuneConfig.defaultBatchSize(trainCount: trainCount),
-                              lr: lr ?? 0.1, wd: wd ?? 1e-3, momentum: 0.9, search: search ?? 0, image_size: size,
-                              seed: seed ?? 0, checkpoint_every: checkpointEvery, name: name)
+                              batchSize: batchSize ?? FineTuneConfig.defaultBatchSize(trainCount: trainCount),
+                              lr: lr ?? 0.1, wd: wd ?? 1e-3, momentum: 0.9, search: search ?? 0, imageSize: size,
+                              seed: seed ?? 0, checkpointEvery: checkpointEvery, name: name)
         guard options.epochs >= 1 else { throw CheckpointError.invalid("--epochs must be at least 1") }
         if let s = options.steps, s < 1 { throw CheckpointError.invalid("--steps must be at least 1") }
-        guard options.batch_size >= 2 else { throw CheckpointError.invalid("--batch-size must be at least 2 (train-mode BatchNorm needs 2 samples)") }
-        guard options.batch_size <= trainCount else {
-            throw CheckpointError.invalid("--batch-size \(options.batch_size) is larger than the \(trainCount) training images")
+        guard options.batchSize >= 2 else { throw CheckpointError.invalid("--batch-size must be at least 2 (train-mode BatchNorm needs 2 samples)") }
+        guard options.batchSize <= trainCount else {
+            throw CheckpointError.invalid("--batch-size \(options.batchSize) is larger than the \(trainCount) training images")
         }
         guard options.lr > 0, options.wd >= 0 else { throw CheckpointError.invalid("--lr must be positive and --wd not negative") }
         guard options.search >= 0 else { throw CheckpointError.invalid("--search must be 0 or more") }
         guard options.seed >= 0 else { throw CheckpointError.invalid("--seed must not be negative") }
-        if let c = options.checkpoint_every, c < 1 { throw CheckpointError.invalid("--checkpoint-every must be at least 1") }
+        if let c = options.checkpointEvery, c < 1 { throw CheckpointError.invalid("--checkpoint-every must be at least 1") }
         if randomInit { _ = try FineTuneStart.architecture(arch: options.arch!, width: options.width!, stem: options.stem!) }
         return options
     }
@@ -277,7 +279,7 @@ struct FinetuneCommand: ParsableCommand {
         }
         let classes = max(train.classNames.count, val.classNames.count)
         let start: FineTuneStart
-        if o.random_init {
+        if o.randomInit {
             let a = try FineTuneStart.architecture(arch: o.arch ?? "resnet18", width: o.width ?? 64, stem: o.stem ?? "small")
             start = try FineTuneStart(randomArchitecture: a, classes: classes, seed: UInt64(o.seed))
         } else {
@@ -289,7 +291,7 @@ struct FinetuneCommand: ParsableCommand {
         if let w = start.warning { say("warning: \(w)") }
         let tuner = try FineTuner(config: o.config, start: start.network, train: train, val: val, run: run)
         say("fine-tuning \(start.network.architecture.label) (\(start.note)): \(train.count) train / \(val.count) val images, " +
-            "\(classes) classes, \(o.image_size)x\(o.image_size), batch \(o.batch_size), \(tuner.stepsPerTrial) steps" +
+            "\(classes) classes, \(o.imageSize)x\(o.imageSize), batch \(o.batchSize), \(tuner.stepsPerTrial) steps" +
             (o.search > 0 ? " x \(o.search) trials" : ", lr \(o.lr), wd \(o.wd)"))
         guard let outcome = try tuner.runAll() else {
             say("stopped; resume with: bissl finetune --resume \(run.id)")
@@ -297,7 +299,9 @@ struct FinetuneCommand: ParsableCommand {
         }
         let datasets = [Provenance.Dataset(role: "downstream-train", uri: d.trainURI, fingerprint: try train.fingerprint()),
                         Provenance.Dataset(role: "downstream-val", uri: d.valURI, fingerprint: try val.fingerprint())]
-        let provenance = tuner.provenance(outcome: outcome, start: start, parentId: o.ref, datasets: datasets)
+        var provenance = tuner.provenance(outcome: outcome, start: start, parentId: o.ref, datasets: datasets)
+        // hyperparameters = the run config; a run started before camelCase keys still records camelCase
+        provenance.hyperparameters = RecordedSettings.camelCased(provenance.hyperparameters)
         let result = try run.finish(outcome.network.checkpoint(provenance: provenance), name: o.name)
         let chosen = outcome.trials[outcome.chosen]
         if o.search > 0 {

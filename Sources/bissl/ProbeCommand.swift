@@ -33,7 +33,7 @@ struct ProbeCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Neighbours of the k-NN vote.", valueName: "K"))
     var knn = 20
 
-    @Option(name: .customLong("image-size"), help: ArgumentHelp("Image side S (default: the entry's image_size hyperparameter, else the data's own: its first image's shorter side).", valueName: "S"))
+    @Option(name: .customLong("image-size"), help: ArgumentHelp("Image side S (default: the entry's imageSize hyperparameter, else the data's own: its first image's shorter side).", valueName: "S"))
     var imageSize: Int?
 
     @Option(name: .customLong("probe-epochs"), help: ArgumentHelp("Passes of the linear probe's SGD over the training features.", valueName: "E"))

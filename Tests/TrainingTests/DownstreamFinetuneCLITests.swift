@@ -4,8 +4,10 @@ import XCTest
 import Zoo
 @testable import Training
 
-/// `bissl finetune` as users run it (the built binary, see `Fixtures.bisslBinary`): what it prints on
-/// stdout after a tiny run (ResNet-18 width 4 from random init, 1 step on 36 of the 8x8 digits).
+/// `bissl finetune` (and `eval` on its kind of entry) as users run it (the built binary, see
+/// `Fixtures.bisslBinary`) after a tiny run (ResNet-18 width 4 from random init, 1 step on 36 of the
+/// 8x8 digits): what it prints on stdout, the spelling of the keys it records, and the recorded
+/// image size of an entry written before camelCase (`image_size`) still read by `eval`.
 final class DownstreamFinetuneCLITests: XCTestCase {
     static let digits = Fixtures.root.deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("data/digits/digits.h5").path
@@ -41,5 +43,80 @@ final class DownstreamFinetuneCLITests: XCTestCase {
         defer { try? zooHandle.close() }
         let id = try zooHandle.resolve("ft1")
         XCTAssertTrue(line.hasPrefix("finetune entry \(id.prefix(12)) (ft1): val top-1 "), String(line))
+    }
+
+    /// Every key of the run config (run.json) and of the entry's hyperparameters, nested trial records
+    /// included, is camelCase: no `_` in any key; the settings given are under their camelCase names.
+    func testRecordedKeysAreCamelCase() throws {
+        let r = try finetune(["--steps", "1", "--checkpoint-every", "5", "--name", "ft2"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let runs = try FileManager.default.contentsOfDirectory(atPath: zoo + "/runs").filter { $0.hasPrefix("finetune-") }
+        XCTAssertEqual(runs.count, 1)
+        let runJSON = try Data(contentsOf: URL(fileURLWithPath: "\(zoo)/runs/\(runs[0])/run.json"))
+        let record = try XCTUnwrap(JSONSerialization.jsonObject(with: runJSON) as? [String: Any])
+        let config = try XCTUnwrap(record["config"] as? [String: Any])
+        XCTAssertEqual(config.keys.filter { $0.contains("_") }, [], "run.json config keys")
+        XCTAssertEqual(config["imageSize"] as? Int, 8)
+        XCTAssertEqual(config["batchSize"] as? Int, 8)
+        XCTAssertEqual(config["checkpointEvery"] as? Int, 5)
+        XCTAssertEqual(config["randomInit"] as? Bool, true)
+
+        let zooHandle = try Zoo.open(ZooLayout(root: URL(fileURLWithPath: zoo)), readOnly: true)
+        defer { try? zooHandle.close() }
+        let h = try zooHandle.checkpoint(zooHandle.resolve("ft2")).provenance.hyperparameters
+        func keys(_ v: JSONValue) -> [String] {
+            switch v {
+            case .object(let o): return o.keys + o.values.flatMap(keys)
+            case .array(let a): return a.flatMap(keys)
+            default: return []
+            }
+        }
+        XCTAssertEqual(keys(.object(h)).filter { $0.contains("_") }, [], "hyperparameter keys")
+        XCTAssertEqual(h["imageSize"], .int(8))
+        XCTAssertEqual(h["batchSize"], .int(8))
+        XCTAssertEqual(h["stepsPerTrial"], .int(1))
+        XCTAssertEqual(h["chosenTrial"], .int(0))
+        XCTAssertEqual(h["chosenLR"], .double(0.1), "the default --lr")
+        XCTAssertNotNil(h["lineageNote"])
+        guard case .array(let trials)? = h["trials"], case .object(let trial)? = trials.first else { return XCTFail("no trial record") }
+        XCTAssertEqual(Set(trial.keys), ["trial", "lr", "wd", "top1", "bestTop1", "bestEpoch", "valTop1"])
+    }
+
+    /// An entry recorded before camelCase keys (`image_size` 12) is evaluated at 12x12 by default.
+    func testEvalReadsTheOldImageSizeKey() throws {
+        let arch = Architecture(depth: 18, block: "basic", layers: [2, 2, 2, 2], width: 4, stem: "small",
+                                heads: ["classifier": .init(kind: "linear", dims: [32, 10])])
+        let p = Provenance(stage: "finetune", method: "finetune", hyperparameters: ["image_size": .int(12), "batch_size": .int(8)])
+        let zooHandle = try Zoo.open(ZooLayout(root: URL(fileURLWithPath: zoo)), create: true)
+        _ = try zooHandle.add(Network(architecture: arch, seed: 1).checkpoint(provenance: p), name: "old")
+        try zooHandle.close()
+        let r = try Fixtures.runBissl(["eval", "old", "--data", data, "--json", "--zoo", zoo])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(report["imageSize"] as? Int, 12, "the recorded image_size, not the data's 8")
+    }
+
+    /// A finetune run created before camelCase keys (its run.json config as the old command wrote it:
+    /// `random_init`, `batch_size`, `image_size`) resumes and records its settings under the new keys.
+    func testResumeReadsAnOldSnakeCaseRunConfig() throws {
+        let zooHandle = try Zoo.open(ZooLayout(root: URL(fileURLWithPath: zoo)), create: true)
+        let old: [String: JSONValue] = [
+            "random_init": .bool(true), "arch": .string("resnet18"), "width": .int(4), "stem": .string("small"),
+            "data": .string(data), "holdout": .string("every 10th image"), "epochs": .int(10), "steps": .int(1),
+            "batch_size": .int(8), "lr": .double(0.05), "wd": .double(0.001), "momentum": .double(0.9), "search": .int(0),
+            "image_size": .int(8), "seed": .int(0), "name": .string("resumed")]
+        let id = try Run.create(zoo: zooHandle, kind: "finetune", config: old, commandLine: ["bissl", "finetune"], totalSteps: 1,
+                                progress: ProgressReporter(total: 1, mode: .none, write: { _ in }, now: { 0 })).id
+        try zooHandle.close()
+        let r = try Fixtures.runBissl(["finetune", "--resume", id, "--zoo", zoo])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.hasPrefix("finetune entry "), r.stdout)
+        let again = try Zoo.open(ZooLayout(root: URL(fileURLWithPath: zoo)), readOnly: true)
+        defer { try? again.close() }
+        let h = try again.checkpoint(again.resolve("resumed")).provenance.hyperparameters
+        XCTAssertEqual(h["batchSize"], .int(8))
+        XCTAssertEqual(h["imageSize"], .int(8))
+        XCTAssertEqual(h["chosenLR"], .double(0.05))
+        XCTAssertEqual(h["stepsPerTrial"], .int(1))
     }
 }

@@ -46,17 +46,12 @@ public enum DownstreamData {
         }
     }
 
-    /// The image side an entry was trained at, from its provenance hyperparameters (`image_size` as
-    /// fine-tuning records it, `imageSize` as pretraining and alignment do); nil when absent.
+    /// The image side an entry was trained at: its `imageSize` hyperparameter, or an older spelling
+    /// of it (`image_size`, as fine-tuning recorded it before; `RecordedSettings`); nil when absent or
+    /// not a positive integer.
     public static func recordedImageSize(_ provenance: Provenance) -> Int? {
-        for key in ["image_size", "imageSize"] {
-            switch provenance.hyperparameters[key] {
-            case .int(let s)? where s >= 1: return Int(s)
-            case .double(let s)? where s >= 1 && s == s.rounded(): return Int(s)
-            default: continue
-            }
-        }
-        return nil
+        guard let size = RecordedSettings.integer("imageSize", in: provenance.hyperparameters), size >= 1 else { return nil }
+        return size
     }
 
     /// The image size to use: `given`, or the first image's shorter side of `data`.

@@ -75,21 +75,24 @@ public struct FineTuneTrial: Codable, Equatable, Sendable {
         valTop1 = []; top1 = nil; bestTop1 = -1; bestEpoch = 0
     }
 
+    /// The trial's record in the training state and the entry's `trials` hyperparameter (camelCase keys).
     var json: JSONValue {
         var o: [String: JSONValue] = ["trial": .int(Int64(index)), "lr": .double(lr), "wd": .double(weightDecay),
-                                      "best_top1": .double(bestTop1), "best_epoch": .int(Int64(bestEpoch)),
-                                      "val_top1": .array(valTop1.map(JSONValue.double))]
+                                      "bestTop1": .double(bestTop1), "bestEpoch": .int(Int64(bestEpoch)),
+                                      "valTop1": .array(valTop1.map(JSONValue.double))]
         if let top1 { o["top1"] = .double(top1) }
         return .object(o)
     }
 
+    /// Reads `json`, also a record saved before the camelCase keys (`best_top1`, ...; `RecordedSettings`).
     init(json: JSONValue) throws {
         guard case .object(let o) = json, case .int(let i)? = o["trial"], let lr = o["lr"]?.doubleValue,
-              let wd = o["wd"]?.doubleValue, let best = o["best_top1"]?.doubleValue, case .int(let be)? = o["best_epoch"],
-              case .array(let v)? = o["val_top1"] else {
+              let wd = o["wd"]?.doubleValue, let best = RecordedSettings.number("bestTop1", in: o),
+              let be = RecordedSettings.integer("bestEpoch", in: o),
+              case .array(let v)? = RecordedSettings.value("valTop1", in: o) else {
             throw CheckpointError.invalid("training state: unreadable trial record \(json)")
         }
-        index = Int(i); self.lr = lr; weightDecay = wd; bestTop1 = best; bestEpoch = Int(be)
+        index = Int(i); self.lr = lr; weightDecay = wd; bestTop1 = best; bestEpoch = be
         valTop1 = v.compactMap(\.doubleValue)
         top1 = o["top1"]?.doubleValue
     }
@@ -231,8 +234,8 @@ public final class FineTuner {
         var bestIndex = -1
         if let state {
             if case .array(let a)? = state.extra["trials"] { trials = try a.map(FineTuneTrial.init(json:)) }
-            if case .int(let b)? = state.extra["best_trial"], b >= 0 {
-                bestIndex = Int(b)
+            if let b = RecordedSettings.integer("bestTrial", in: state.extra), b >= 0 {
+                bestIndex = b
                 let net = try freshNetwork()
                 try state.restore(net, prefix: "best")
                 bestNet = net
@@ -329,7 +332,7 @@ public final class FineTuner {
             state.extra["current"] = trial.json
         }
         if let bestNet { state.capture(bestNet, prefix: "best") }
-        state.extra["best_trial"] = .int(Int64(bestIndex))
+        state.extra["bestTrial"] = .int(Int64(bestIndex))
         state.extra["trials"] = .array(trials.map(\.json))
         try run.saveState(state)
     }
@@ -346,14 +349,14 @@ public final class FineTuner {
         p.seeds = ["init": Int64(bitPattern: config.seed), "data": Int64(bitPattern: config.seed)]
         if config.search > 0 { p.seeds["search"] = Int64(bitPattern: config.seed) }
         p.hyperparameters["classifier"] = .string(start.classifier)
-        p.hyperparameters["lineage_note"] = .string(start.note)
+        p.hyperparameters["lineageNote"] = .string(start.note)
         p.hyperparameters["trials"] = .array(outcome.trials.map(\.json))
-        p.hyperparameters["chosen_trial"] = .int(Int64(outcome.chosen))
+        p.hyperparameters["chosenTrial"] = .int(Int64(outcome.chosen))
         let (lr, wd) = hyperparameters(trial: outcome.chosen)
-        p.hyperparameters["chosen_lr"] = .double(lr)
-        p.hyperparameters["chosen_wd"] = .double(wd)
-        p.hyperparameters["steps_per_trial"] = .int(Int64(stepsPerTrial))
-        p.hyperparameters["batches_per_epoch"] = .int(Int64(batchesPerEpoch))
+        p.hyperparameters["chosenLR"] = .double(lr)
+        p.hyperparameters["chosenWD"] = .double(wd)
+        p.hyperparameters["stepsPerTrial"] = .int(Int64(stepsPerTrial))
+        p.hyperparameters["batchesPerEpoch"] = .int(Int64(batchesPerEpoch))
         let chosen = outcome.trials[outcome.chosen]
         p.metrics["top1"] = chosen.top1 ?? 0
         p.metrics["best_top1"] = chosen.bestTop1

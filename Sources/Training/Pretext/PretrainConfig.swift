@@ -185,8 +185,6 @@ public struct PretrainConfig: Equatable, Sendable {
             "pixelScale": .string(pixelScale), "augmentation": .string("Augment.pretextPair (brief 6.1)"),
             "viewBatching": .string("joint 2N batch"),
         ]
-        // `bissl probe` / `bissl eval` read the entry's image size under this snake_case key
-        j["image_size"] = .int(Int64(imageSize))
         if let epochs { j["epochs"] = .int(Int64(epochs)) }
         if let from { j["from"] = .string(from) }
         if let name { j["name"] = .string(name) }
