@@ -30,6 +30,18 @@ enum Parallel {
             }
         }
     }
+
+    /// Calls `body(k)` for `k` in `0..<pieces` on up to `pieces` threads (one call per piece).
+    static func forEachPiece(_ pieces: Int, _ body: (Int) -> Void) {
+        if pieces <= 1 {
+            if pieces == 1 { body(0) }
+            return
+        }
+        withoutActuallyEscaping(body) { body in
+            let work = UncheckedSendable(body)
+            DispatchQueue.concurrentPerform(iterations: pieces) { k in work.value(k) }
+        }
+    }
 }
 
 /// The loop body handed to the workers; `forEachChunk` callers guarantee disjoint writes.

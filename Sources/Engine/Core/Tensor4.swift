@@ -72,3 +72,15 @@ public enum Mode: Sendable {
     /// Whether batch statistics are used.
     public var usesBatchStatistics: Bool { self != .eval }
 }
+
+extension Array where Element == Float {
+    /// `count` floats written entirely by `fill` (no zero-fill first): for buffers that a GEMM with
+    /// `beta = 0`, a copy or an elementwise loop overwrites in full.
+    @inline(__always)
+    init(count: Int, fill: (UnsafeMutableBufferPointer<Float>) -> Void) {
+        self.init(unsafeUninitializedCapacity: count) { p, initialized in
+            fill(p)
+            initialized = count
+        }
+    }
+}

@@ -98,33 +98,25 @@ public final class HessianVectorProduct {
     /// θ = base + eps v.
     private func shift(_ base: [[Float]], _ v: [[Float]], by eps: Float) {
         for (k, p) in parameters.enumerated() {
-            var x = base[k]
-            x.withUnsafeMutableBufferPointer { xp in
-                v[k].withUnsafeBufferPointer { vp in
-                    for i in xp.indices { xp[i] += eps * vp[i] }
+            p.value = [Float](count: base[k].count) { xp in
+                base[k].withUnsafeBufferPointer { bp in
+                    v[k].withUnsafeBufferPointer { vp in
+                        Parallel.forEachChunk(xp.count) { r in for i in r { xp[i] = bp[i] + eps * vp[i] } }
+                    }
                 }
             }
-            p.value = x
         }
     }
 
     private func difference(_ a: [[Float]], _ b: [[Float]], scale: Float) -> [[Float]] {
         zip(a, b).map { x, y in
-            [Float](unsafeUninitializedCapacity: x.count) { out, count in
+            [Float](count: x.count) { out in
                 x.withUnsafeBufferPointer { xp in
                     y.withUnsafeBufferPointer { yp in
-                        for i in 0..<xp.count { out[i] = (xp[i] - yp[i]) * scale }
+                        Parallel.forEachChunk(xp.count) { r in for i in r { out[i] = (xp[i] - yp[i]) * scale } }
                     }
                 }
-                count = x.count
             }
         }
     }
-}
-
-/// Euclidean norm of a list of tensors, in Double.
-func norm(_ x: [[Float]]) -> Double {
-    var s: Double = 0
-    for t in x { t.withUnsafeBufferPointer { tp in for v in tp { s += Double(v) * Double(v) } } }
-    return s.squareRoot()
 }

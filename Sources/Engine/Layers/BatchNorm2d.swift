@@ -89,8 +89,7 @@ public final class BatchNorm2d {
         self.invStd = invStd
         let scale = (0..<C).map { weight.value[$0] * invStd[$0] }
         let shift = (0..<C).map { bias.value[$0] - mean[$0] * scale[$0] }
-        var y = Tensor4(n: N, c: C, h: x.h, w: x.w)
-        y.data.withUnsafeMutableBufferPointer { yp in
+        let y = [Float](count: x.count) { yp in
             x.data.withUnsafeBufferPointer { xp in
                 // Planes (n, c) are independent.
                 Parallel.forEachChunk(N * C, workPerIndex: HW) { planes in
@@ -103,7 +102,7 @@ public final class BatchNorm2d {
             }
         }
         lastMode = mode
-        return y
+        return Tensor4(n: N, c: C, h: x.h, w: x.w, data: y)
     }
 
     private var lastMode: Mode = .eval
@@ -114,12 +113,12 @@ public final class BatchNorm2d {
     public func backward(_ dy: Tensor4) -> Tensor4 {
         guard let x = input else { preconditionFailure("BatchNorm2d \(prefix): backward before forward") }
         let C = channels, HW = x.h * x.w, N = x.n, M = Float(N * HW)
-        var dx = Tensor4(n: N, c: C, h: x.h, w: x.w)
+        var dx = [Float](unsafeUninitializedCapacity: x.count) { _, initialized in initialized = x.count }
         let mean = self.mean, invStd = self.invStd, gamma = weight.value, batchStatistics = lastMode.usesBatchStatistics
         var sums = [Double](repeating: 0, count: 2 * C)
         x.data.withUnsafeBufferPointer { xp in
             dy.data.withUnsafeBufferPointer { gp in
-                dx.data.withUnsafeMutableBufferPointer { dxp in
+                dx.withUnsafeMutableBufferPointer { dxp in
                   sums.withUnsafeMutableBufferPointer { sp in
                     // Each channel is reduced and written by one thread.
                     Parallel.forEachChunk(C, workPerIndex: 3 * N * HW) { channels in
@@ -161,7 +160,7 @@ public final class BatchNorm2d {
             weight.grad[c] += Float(sums[2 * c])
             bias.grad[c] += Float(sums[2 * c + 1])
         }
-        return dx
+        return Tensor4(n: N, c: C, h: x.h, w: x.w, data: dx)
     }
 }
 

@@ -1,7 +1,5 @@
-import CBLAS
-
 /// 2-D convolution without bias, `torch.nn.Conv2d(C, O, k, stride, padding, bias=False)`
-/// (https://pytorch.org/docs/stable/generated/torch.nn.Conv2d.html), as a GEMM through `cblas_sgemm`.
+/// (https://pytorch.org/docs/stable/generated/torch.nn.Conv2d.html), as a GEMM (`GEMM.sgemm`, OpenBLAS).
 ///
 /// - Weight `[O, C, k, k]` (OIHW), key `<prefix>weight`.
 /// - Output size `Ho = (H + 2p - k) / s + 1` (floor), same for `Wo`.
@@ -35,43 +33,38 @@ public final class Conv2d {
     public func forward(_ x: Tensor4) -> Tensor4 {
         precondition(x.c == inChannels, "Conv2d \(weight.name): input has \(x.c) channels, expected \(inChannels)")
         input = x
-        let ho = outputSize(x.h), wo = outputSize(x.w)
-        var y = Tensor4(n: x.n, c: outChannels, h: ho, w: wo)
+        let ho = outputSize(x.h), wo = outputSize(x.w), N = x.n, O = outChannels
         let p = ho * wo, ckk = inChannels * kernel * kernel
-        let O = outChannels
-        let direct = usesDirectGEMM(planeSize: p)
-        weight.value.withUnsafeBufferPointer { wp in
-            y.data.withUnsafeMutableBufferPointer { yp in
-                if direct {
+        let y: [Float]
+        if usesDirectGEMM(planeSize: p) {
+            y = [Float](count: N * O * p) { yp in
+                weight.value.withUnsafeBufferPointer { wp in
                     x.data.withUnsafeBufferPointer { xp in
-                        for n in 0..<x.n {
-                            // Y_n[O, P] = W[O, C] * X_n[C, P]
-                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(O), Int32(p), Int32(ckk),
-                                        1, wp.baseAddress, Int32(ckk), xp.baseAddress! + n * inChannels * p, Int32(p),
-                                        0, yp.baseAddress! + n * O * p, Int32(p))
-                        }
-                    }
-                } else {
-                    let cols = im2col(x, ho: ho, wo: wo)
-                    var tmp = [Float](repeating: 0, count: O * x.n * p)
-                    cols.withUnsafeBufferPointer { cp in
-                        tmp.withUnsafeMutableBufferPointer { tp in
-                            // T[O, N*P] = W[O, CKK] * cols[CKK, N*P]
-                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(O), Int32(x.n * p), Int32(ckk),
-                                        1, wp.baseAddress, Int32(ckk), cp.baseAddress, Int32(x.n * p),
-                                        0, tp.baseAddress, Int32(x.n * p))
-                            // [O, N, P] -> [N, O, P]
-                            for n in 0..<x.n {
-                                for o in 0..<O {
-                                    (yp.baseAddress! + (n * O + o) * p).update(from: tp.baseAddress! + (o * x.n + n) * p, count: p)
-                                }
+                        // Images are independent products: spread over the cores.
+                        Parallel.forEachChunk(N, workPerIndex: O * p * ckk) { images in
+                            for n in images {
+                                // Y_n[O, P] = W[O, C] * X_n[C, P]
+                                GEMM.sgemm(m: O, n: p, k: ckk, a: wp.baseAddress!, lda: ckk, b: xp.baseAddress! + n * inChannels * p,
+                                           ldb: p, c: yp.baseAddress! + n * O * p, ldc: p, parallel: false)
                             }
                         }
                     }
                 }
             }
+        } else {
+            let cols = im2col(x, ho: ho, wo: wo)
+            // T[O, N*P] = W[O, CKK] * cols[CKK, N*P]
+            let t = [Float](count: O * N * p) { tp in
+                weight.value.withUnsafeBufferPointer { wp in
+                    cols.withUnsafeBufferPointer { cp in
+                        GEMM.sgemm(m: O, n: N * p, k: ckk, a: wp.baseAddress!, lda: ckk,
+                                   b: cp.baseAddress!, ldb: N * p, c: tp.baseAddress!, ldc: N * p)
+                    }
+                }
+            }
+            y = Conv2d.swapLeadingAxes(t, O, N, p)   // [O, N, P] -> [N, O, P]
         }
-        return y
+        return Tensor4(n: N, c: O, h: ho, w: wo, data: y)
     }
 
     /// Backward: dy `[N, O, Ho, Wo]` -> dx `[N, C, H, W]` (nil when `inputGradient` is false, e.g. for
@@ -81,70 +74,82 @@ public final class Conv2d {
         let ho = dy.h, wo = dy.w, p = ho * wo, ckk = inChannels * kernel * kernel, O = outChannels, N = x.n
         precondition(dy.n == N && dy.c == O && ho == outputSize(x.h) && wo == outputSize(x.w),
                      "Conv2d \(weight.name): gradient shape \(dy.shape) does not match the forward pass")
-        var dx: Tensor4? = nil
         if usesDirectGEMM(planeSize: p) {
-            if inputGradient { dx = Tensor4(n: N, c: inChannels, h: x.h, w: x.w) }
-            weight.value.withUnsafeBufferPointer { wp in
-                weight.grad.withUnsafeMutableBufferPointer { gp in
+            // dW[O, C] += Σ_n dY_n[O, P] * X_n[C, P]^T: the images in two fixed halves, one per core, the
+            // second half summed into `upper` and added last (the same additions on any number of cores).
+            var upper = [Float](repeating: 0, count: O * ckk)
+            weight.grad.withUnsafeMutableBufferPointer { gp in
+                upper.withUnsafeMutableBufferPointer { up in
                     x.data.withUnsafeBufferPointer { xp in
                         dy.data.withUnsafeBufferPointer { dyp in
-                            for n in 0..<N {
-                                // dW[O, C] += dY_n[O, P] * X_n[C, P]^T
-                                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(O), Int32(ckk), Int32(p),
-                                            1, dyp.baseAddress! + n * O * p, Int32(p), xp.baseAddress! + n * inChannels * p, Int32(p),
-                                            1, gp.baseAddress, Int32(ckk))
-                            }
-                            if inputGradient {
-                                dx!.data.withUnsafeMutableBufferPointer { dxp in
-                                    for n in 0..<N {
-                                        // dX_n[C, P] = W[O, C]^T * dY_n[O, P]
-                                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(ckk), Int32(p), Int32(O),
-                                                    1, wp.baseAddress, Int32(ckk), dyp.baseAddress! + n * O * p, Int32(p),
-                                                    0, dxp.baseAddress! + n * inChannels * p, Int32(p))
-                                    }
+                            Parallel.forEachPiece(2) { half in
+                                let c = half == 0 ? gp.baseAddress! : up.baseAddress!
+                                for n in (half == 0 ? 0..<(N / 2) : (N / 2)..<N) {
+                                    GEMM.sgemm(transB: true, m: O, n: ckk, k: p, a: dyp.baseAddress! + n * O * p, lda: p,
+                                               b: xp.baseAddress! + n * inChannels * p, ldb: p, beta: 1, c: c, ldc: ckk,
+                                               parallel: false)
                                 }
                             }
                         }
                     }
+                    for i in 0..<(O * ckk) { gp[i] += up[i] }
                 }
             }
-            return dx
-        }
-        // [N, O, P] -> [O, N*P]
-        var t = [Float](repeating: 0, count: O * N * p)
-        t.withUnsafeMutableBufferPointer { tp in
-            dy.data.withUnsafeBufferPointer { dyp in
-                for n in 0..<N {
-                    for o in 0..<O {
-                        (tp.baseAddress! + (o * N + n) * p).update(from: dyp.baseAddress! + (n * O + o) * p, count: p)
+            guard inputGradient else { return nil }
+            let dx = [Float](count: x.count) { dxp in
+                weight.value.withUnsafeBufferPointer { wp in
+                    dy.data.withUnsafeBufferPointer { dyp in
+                        Parallel.forEachChunk(N, workPerIndex: O * p * ckk) { images in
+                            for n in images {
+                                // dX_n[C, P] = W[O, C]^T * dY_n[O, P]
+                                GEMM.sgemm(transA: true, m: ckk, n: p, k: O, a: wp.baseAddress!, lda: ckk,
+                                           b: dyp.baseAddress! + n * O * p, ldb: p, c: dxp.baseAddress! + n * inChannels * p,
+                                           ldc: p, parallel: false)
+                            }
+                        }
                     }
                 }
             }
+            return Tensor4(n: N, c: inChannels, h: x.h, w: x.w, data: dx)
         }
+        let t = Conv2d.swapLeadingAxes(dy.data, N, O, p)   // [N, O, P] -> [O, N*P]
         let cols = im2col(x, ho: ho, wo: wo)
-        var dcols = inputGradient ? [Float](repeating: 0, count: ckk * N * p) : []
-        weight.value.withUnsafeBufferPointer { wp in
-            weight.grad.withUnsafeMutableBufferPointer { gp in
+        weight.grad.withUnsafeMutableBufferPointer { gp in
+            t.withUnsafeBufferPointer { tp in
+                cols.withUnsafeBufferPointer { cp in
+                    // dW[O, CKK] += T[O, N*P] * cols[CKK, N*P]^T
+                    GEMM.sgemm(transB: true, m: O, n: ckk, k: N * p, a: tp.baseAddress!, lda: N * p,
+                               b: cp.baseAddress!, ldb: N * p, beta: 1, c: gp.baseAddress!, ldc: ckk)
+                }
+            }
+        }
+        guard inputGradient else { return nil }
+        // dcols[CKK, N*P] = W[O, CKK]^T * T[O, N*P]
+        let dcols = [Float](count: ckk * N * p) { dcp in
+            weight.value.withUnsafeBufferPointer { wp in
                 t.withUnsafeBufferPointer { tp in
-                    cols.withUnsafeBufferPointer { cp in
-                        // dW[O, CKK] += T[O, N*P] * cols[CKK, N*P]^T
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(O), Int32(ckk), Int32(N * p),
-                                    1, tp.baseAddress, Int32(N * p), cp.baseAddress, Int32(N * p),
-                                    1, gp.baseAddress, Int32(ckk))
-                    }
-                    if inputGradient {
-                        dcols.withUnsafeMutableBufferPointer { dcp in
-                            // dcols[CKK, N*P] = W[O, CKK]^T * T[O, N*P]
-                            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(ckk), Int32(N * p), Int32(O),
-                                        1, wp.baseAddress, Int32(ckk), tp.baseAddress, Int32(N * p),
-                                        0, dcp.baseAddress, Int32(N * p))
+                    GEMM.sgemm(transA: true, m: ckk, n: N * p, k: O, a: wp.baseAddress!, lda: ckk,
+                               b: tp.baseAddress!, ldb: N * p, c: dcp.baseAddress!, ldc: N * p)
+                }
+            }
+        }
+        return col2im(dcols, like: x, ho: ho, wo: wo)
+    }
+
+    /// `[A, B, P]` -> `[B, A, P]`: moves blocks of `P` contiguous values (the batch <-> channel swap
+    /// between NCHW tensors and the `[O, N*P]` GEMM layout).
+    static func swapLeadingAxes(_ src: [Float], _ a: Int, _ b: Int, _ p: Int) -> [Float] {
+        [Float](count: a * b * p) { dst in
+            src.withUnsafeBufferPointer { sp in
+                Parallel.forEachChunk(b, workPerIndex: a * p) { range in
+                    for j in range {
+                        for i in 0..<a {
+                            (dst.baseAddress! + (j * a + i) * p).initialize(from: sp.baseAddress! + (i * b + j) * p, count: p)
                         }
                     }
                 }
             }
         }
-        if inputGradient { dx = col2im(dcols, like: x, ho: ho, wo: wo) }
-        return dx
     }
 
     /// Unfolds `x` `[N, C, H, W]` into `[C*k*k, N*Ho*Wo]`: row `(c*k + i)*k + j`, column `n*Ho*Wo + oh*Wo + ow`

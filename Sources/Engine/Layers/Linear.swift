@@ -1,5 +1,3 @@
-import CBLAS
-
 /// `torch.nn.Linear(in, out, bias)` (https://pytorch.org/docs/stable/generated/torch.nn.Linear.html):
 /// `y = x W^T + b`. Weight `[out, in]`, bias `[out]`; keys `<prefix>weight`, `<prefix>bias`.
 /// Default initialisation as PyTorch's `reset_parameters`: weight and bias `U(-1/sqrt(in), 1/sqrt(in))`
@@ -36,9 +34,8 @@ public final class Linear {
         x.data.withUnsafeBufferPointer { xp in
             weight.value.withUnsafeBufferPointer { wp in
                 y.data.withUnsafeMutableBufferPointer { yp in
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(x.rows), Int32(outFeatures), Int32(inFeatures),
-                                1, xp.baseAddress, Int32(inFeatures), wp.baseAddress, Int32(inFeatures),
-                                bias == nil ? 0 : 1, yp.baseAddress, Int32(outFeatures))
+                    GEMM.sgemm(transB: true, m: x.rows, n: outFeatures, k: inFeatures, a: xp.baseAddress!, lda: inFeatures,
+                               b: wp.baseAddress!, ldb: inFeatures, beta: bias == nil ? 0 : 1, c: yp.baseAddress!, ldc: outFeatures)
                 }
             }
         }
@@ -50,18 +47,18 @@ public final class Linear {
         guard let x = input else { preconditionFailure("Linear \(weight.name): backward before forward") }
         precondition(dy.rows == x.rows && dy.cols == outFeatures, "Linear \(weight.name): gradient shape \(dy.shape)")
         var dx = Matrix(rows: x.rows, cols: inFeatures)
-        let N = Int32(x.rows), I = Int32(inFeatures), O = Int32(outFeatures)
+        let N = x.rows, I = inFeatures, O = outFeatures
         dy.data.withUnsafeBufferPointer { gp in
             x.data.withUnsafeBufferPointer { xp in
                 weight.grad.withUnsafeMutableBufferPointer { wg in
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, I, N, 1, gp.baseAddress, O, xp.baseAddress, I,
-                                1, wg.baseAddress, I)
+                    GEMM.sgemm(transA: true, m: O, n: I, k: N, a: gp.baseAddress!, lda: O, b: xp.baseAddress!, ldb: I,
+                               beta: 1, c: wg.baseAddress!, ldc: I)
                 }
             }
             weight.value.withUnsafeBufferPointer { wp in
                 dx.data.withUnsafeMutableBufferPointer { dxp in
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, I, O, 1, gp.baseAddress, O, wp.baseAddress, I,
-                                0, dxp.baseAddress, I)
+                    GEMM.sgemm(m: N, n: I, k: O, a: gp.baseAddress!, lda: O, b: wp.baseAddress!, ldb: I,
+                               c: dxp.baseAddress!, ldc: I)
                 }
             }
         }

@@ -12,39 +12,40 @@ public final class ReLU {
     /// Forward: x (any shape) -> y (same shape). Inside `ActivationPatterns.record`/`replay` the
     /// mask is recorded/replayed: `y = mask ? x : 0`.
     public func forward(_ x: [Float]) -> [Float] {
-        if let patterns = ActivationPatterns.current {
-            let mask = patterns.reluMask(x)
-            pinnedMask = mask
-            output = zip(x, mask).map { $1 ? $0 : 0 }
-            return output
-        }
-        pinnedMask = nil
-        var y = x
-        y.withUnsafeMutableBufferPointer { p in
-            Parallel.forEachChunk(p.count) { r in
-                for i in r { p[i] = max(p[i], 0) }
-            }
-        }
-        output = y
-        return y
-    }
-
-    /// Backward: dy (shape of the forward output) -> dx = dy * (y > 0).
-    public func backward(_ dy: [Float]) -> [Float] {
-        precondition(dy.count == output.count, "ReLU: gradient of \(dy.count) values for \(output.count) outputs")
-        var dx = dy
-        if let mask = pinnedMask {
-            for i in dx.indices where !mask[i] { dx[i] = 0 }
-            return dx
-        }
-        dx.withUnsafeMutableBufferPointer { g in
-            output.withUnsafeBufferPointer { y in
-                Parallel.forEachChunk(g.count) { r in
-                    for i in r { g[i] = y[i] > 0 ? g[i] : 0 }
+        let mask = ActivationPatterns.current?.reluMask(x)
+        pinnedMask = mask
+        output = [Float](unsafeUninitializedCapacity: x.count) { y, initialized in
+            x.withUnsafeBufferPointer { xp in
+                if let mask {
+                    mask.withUnsafeBufferPointer { mp in
+                        Parallel.forEachChunk(xp.count) { r in for i in r { y[i] = mp[i] ? xp[i] : 0 } }
+                    }
+                } else {
+                    Parallel.forEachChunk(xp.count) { r in for i in r { y[i] = max(xp[i], 0) } }
                 }
             }
+            initialized = x.count
         }
-        return dx
+        return output
+    }
+
+    /// Backward: dy (shape of the forward output) -> dx = dy * (y > 0) (or dy * mask when pinned).
+    public func backward(_ dy: [Float]) -> [Float] {
+        precondition(dy.count == output.count, "ReLU: gradient of \(dy.count) values for \(output.count) outputs")
+        return [Float](unsafeUninitializedCapacity: dy.count) { dx, initialized in
+            dy.withUnsafeBufferPointer { g in
+                if let mask = pinnedMask {
+                    mask.withUnsafeBufferPointer { mp in
+                        Parallel.forEachChunk(g.count) { r in for i in r { dx[i] = mp[i] ? g[i] : 0 } }
+                    }
+                } else {
+                    output.withUnsafeBufferPointer { y in
+                        Parallel.forEachChunk(g.count) { r in for i in r { dx[i] = y[i] > 0 ? g[i] : 0 } }
+                    }
+                }
+            }
+            initialized = dy.count
+        }
     }
 
     public func forward(_ x: Tensor4) -> Tensor4 { Tensor4(n: x.n, c: x.c, h: x.h, w: x.w, data: forward(x.data)) }

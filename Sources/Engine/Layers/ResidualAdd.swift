@@ -4,15 +4,16 @@ public enum ResidualAdd {
     /// Forward: a `[N, C, H, W]` + b `[N, C, H, W]` -> `[N, C, H, W]`.
     public static func forward(_ a: Tensor4, _ b: Tensor4) -> Tensor4 {
         precondition(a.shape == b.shape, "ResidualAdd: shapes \(a.shape) and \(b.shape) differ")
-        var y = a
-        y.data.withUnsafeMutableBufferPointer { yp in
-            b.data.withUnsafeBufferPointer { bp in
-                Parallel.forEachChunk(yp.count) { r in
-                    for i in r { yp[i] += bp[i] }
+        let y = [Float](count: a.count) { yp in
+            a.data.withUnsafeBufferPointer { ap in
+                b.data.withUnsafeBufferPointer { bp in
+                    Parallel.forEachChunk(yp.count) { r in
+                        for i in r { yp[i] = ap[i] + bp[i] }
+                    }
                 }
             }
         }
-        return y
+        return Tensor4(n: a.n, c: a.c, h: a.h, w: a.w, data: y)
     }
 
     /// Backward: dy -> (da, db) = (dy, dy).

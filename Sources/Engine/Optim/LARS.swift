@@ -45,13 +45,3 @@ public final class LARS {
         }
     }
 }
-
-/// Euclidean norm, accumulated in Double.
-func l2Norm(_ x: [Float]) -> Double { x.withUnsafeBufferPointer { l2Norm($0) } }
-
-/// Euclidean norm of a buffer, accumulated in Double (same order of additions as the array form).
-func l2Norm(_ x: UnsafeBufferPointer<Float>) -> Double {
-    var s: Double = 0
-    for v in x { s += Double(v) * Double(v) }
-    return s.squareRoot()
-}

@@ -1,4 +1,3 @@
-import CBLAS
 import Engine
 import Foundation
 
@@ -63,8 +62,8 @@ public struct KNNClassifier {
                 train.data.withUnsafeBufferPointer { tp in
                     sims.withUnsafeMutableBufferPointer { sp in
                         // sims[n, M] = q[start..<start+n] * train^T
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(M), Int32(F), 1,
-                                    qp.baseAddress! + start * F, Int32(F), tp.baseAddress, Int32(F), 0, sp.baseAddress, Int32(M))
+                        GEMM.sgemm(transB: true, m: n, n: M, k: F, a: qp.baseAddress! + start * F, lda: F,
+                                   b: tp.baseAddress!, ldb: F, c: sp.baseAddress!, ldc: M)
                     }
                 }
             }
