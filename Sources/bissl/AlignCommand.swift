@@ -31,25 +31,25 @@ struct Align: ParsableCommand {
     var val: String?
     @Option(help: "simclr or byol (default: REF's method).")
     var pretext: String?
-    @Option(help: "T: lower/upper alternations (default 500).") var alternations: Int?
-    @Option(name: .customLong("lower-steps"), help: "NL: lower steps per alternation (default 20).") var lowerSteps: Int?
-    @Option(name: .customLong("upper-steps"), help: "NU: upper steps per alternation (default 8).") var upperSteps: Int?
-    @Option(help: "λ: proximity weight (lower penalty and implicit solve; default 0.001).") var lambda: Double?
-    @Option(help: "δ: damping added to λ in the solve (default 10).") var damping: Double?
-    @Option(name: .customLong("cg-iters"), help: "K: CG iterations per upper step (default 5).") var cgIters: Int?
+    @Option(parsing: .unconditional, help: "T: lower/upper alternations (default 500).") var alternations: Int?
+    @Option(name: .customLong("lower-steps"), parsing: .unconditional, help: "NL: lower steps per alternation (default 20).") var lowerSteps: Int?
+    @Option(name: .customLong("upper-steps"), parsing: .unconditional, help: "NU: upper steps per alternation (default 8).") var upperSteps: Int?
+    @Option(parsing: .unconditional, help: "λ: proximity weight (lower penalty and implicit solve; default 0.001).") var lambda: Double?
+    @Option(parsing: .unconditional, help: "δ: damping added to λ in the solve (default 10).") var damping: Double?
+    @Option(name: .customLong("cg-iters"), parsing: .unconditional, help: "K: CG iterations per upper step (default 5).") var cgIters: Int?
     @Option(help: "layerwise (R5, default) or global CG.") var cg: String?
     @Option(help: "Finite-difference HVP: central (2 gradients per product, default) or forward (1).") var hvp: String?
-    @Option(name: .customLong("warmup-epochs"), help: "Head-only warmup epochs (default 20).") var warmupEpochs: Int?
-    @Option(name: .customLong("d-lr"), help: "Upper-level (and warmup) SGD learning rate (default 0.03).") var dLR: Double?
-    @Option(name: .customLong("d-wd"), help: "Upper-level SGD weight decay (default 0.001).") var dWD: Double?
-    @Option(name: .customLong("p-lr"), help: "Lower-level LARS learning rate (default 1.0).") var pLR: Double?
-    @Option(name: .customLong("p-wd"), help: "Lower-level LARS weight decay (default 1e-6).") var pWD: Double?
-    @Option(name: .customLong("p-batch-size"), help: "Pretext images per lower step (default: REF's batch size, else 1024; at most the pretext images).") var pBatchSize: Int?
-    @Option(name: .customLong("d-batch-size"), help: "Downstream images per upper step (default 256; at most the --data images).") var dBatchSize: Int?
-    @Option(help: "Global gradient-norm bound at both levels (default 10).") var clip: Double?
+    @Option(name: .customLong("warmup-epochs"), parsing: .unconditional, help: "Head-only warmup epochs (default 20).") var warmupEpochs: Int?
+    @Option(name: .customLong("d-lr"), parsing: .unconditional, help: "Upper-level (and warmup) SGD learning rate (default 0.03).") var dLR: Double?
+    @Option(name: .customLong("d-wd"), parsing: .unconditional, help: "Upper-level SGD weight decay (default 0.001).") var dWD: Double?
+    @Option(name: .customLong("p-lr"), parsing: .unconditional, help: "Lower-level LARS learning rate (default 1.0).") var pLR: Double?
+    @Option(name: .customLong("p-wd"), parsing: .unconditional, help: "Lower-level LARS weight decay (default 1e-6).") var pWD: Double?
+    @Option(name: .customLong("p-batch-size"), parsing: .unconditional, help: "Pretext images per lower step (default: REF's batch size, else 1024; at most the pretext images).") var pBatchSize: Int?
+    @Option(name: .customLong("d-batch-size"), parsing: .unconditional, help: "Downstream images per upper step (default 256; at most the --data images).") var dBatchSize: Int?
+    @Option(parsing: .unconditional, help: "Global gradient-norm bound at both levels (default 10).") var clip: Double?
     @Flag(name: .customLong("no-ij"), help: "Ablation: replace the implicit gradient u by g (no HVP).") var noIJ = false
-    @Option(name: .customLong("image-size"), help: "Image side (default: REF's, else 96).") var imageSize: Int?
-    @Option(help: "Base seed (default 0).") var seed: UInt64?
+    @Option(name: .customLong("image-size"), parsing: .unconditional, help: "Image side (default: REF's, else 96).") var imageSize: Int?
+    @Option(parsing: .unconditional, help: "Base seed (default 0).") var seed: UInt64?
     @Option(help: "Name for the new entry.") var name: String?
     @Option(help: ArgumentHelp("Continue an interrupted alignment run (its options are reused).", valueName: "RUN"))
     var resume: String?

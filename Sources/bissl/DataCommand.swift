@@ -112,16 +112,16 @@ struct DataBench: ParsableCommand {
     @Argument(help: "Dataset URI (as for data info).")
     var uri: String
 
-    @Option(help: "Output sizes (square), comma-separated.")
+    @Option(parsing: .unconditional, help: "Output sizes (square), comma-separated.")
     var sizes = "32,96"
 
-    @Option(help: "Images per measurement.")
+    @Option(parsing: .unconditional, help: "Images per measurement.")
     var images = 2048
 
-    @Option(help: "Batch size.")
+    @Option(parsing: .unconditional, help: "Batch size.")
     var batch = 256
 
-    @Option(help: "Worker threads (default: all cores).")
+    @Option(parsing: .unconditional, help: "Worker threads (default: all cores).")
     var workers = ProcessInfo.processInfo.activeProcessorCount
 
     @Flag(help: "Print JSON instead of text.")
@@ -130,6 +130,9 @@ struct DataBench: ParsableCommand {
     struct Line: Encodable { var size: Int; var images: Int; var seconds: Double; var imagesPerSecond: Double; var workers: Int }
 
     func run() throws {
+        for (option, value) in [("--images", images), ("--batch", batch), ("--workers", workers)] where value < 1 {
+            throw CheckpointError.invalid("\(option) must be at least 1, got \(value)")
+        }
         do {
             let dataset = try ImageDataset(parsing: uri)
             var lines: [Line] = []

@@ -25,7 +25,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Evaluation data (dataset URI, e.g. idx:/usr/share/datasets/fashion-mnist#test).", valueName: "URI"))
     var data: String
 
-    @Option(name: .customLong("image-size"), help: ArgumentHelp("Image side S (default: the entry's fine-tuning image size, else the data's own).", valueName: "S"))
+    @Option(name: .customLong("image-size"), parsing: .unconditional, help: ArgumentHelp("Image side S (default: the entry's fine-tuning image size, else the data's own).", valueName: "S"))
     var imageSize: Int?
 
     @Flag(help: "Print the result (with the confusion matrix) as JSON.")

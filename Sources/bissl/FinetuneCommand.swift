@@ -36,7 +36,7 @@ struct FinetuneCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Architecture for --random-init: resnet18|34|50|101|152 (default resnet18).", valueName: "ARCH"))
     var arch: String?
 
-    @Option(help: ArgumentHelp("Base width for --random-init (default 64).", valueName: "W"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Base width for --random-init (default 64).", valueName: "W"))
     var width: Int?
 
     @Option(help: ArgumentHelp("Stem for --random-init: imagenet or small (default small: our data is 8-28 px).", valueName: "STEM"))
@@ -48,31 +48,31 @@ struct FinetuneCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Validation data (default: every 10th image of --data is held out).", valueName: "URI"))
     var val: String?
 
-    @Option(help: ArgumentHelp("Passes over the training data (default 10; per trial with --search).", valueName: "E"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Passes over the training data (default 10; per trial with --search).", valueName: "E"))
     var epochs: Int?
 
-    @Option(help: ArgumentHelp("Optimiser steps (per trial); overrides --epochs.", valueName: "N"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Optimiser steps (per trial); overrides --epochs.", valueName: "N"))
     var steps: Int?
 
-    @Option(name: .customLong("batch-size"), help: ArgumentHelp("Batch size (default 256, or for small data the largest power of two <= images/8, at least 8).", valueName: "B"))
+    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: ArgumentHelp("Batch size (default 256, or for small data the largest power of two <= images/8, at least 8).", valueName: "B"))
     var batchSize: Int?
 
-    @Option(help: ArgumentHelp("Base learning rate (default 0.1, see docs/finetuning.md).", valueName: "LR"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Base learning rate (default 0.1, see docs/finetuning.md).", valueName: "LR"))
     var lr: Double?
 
-    @Option(help: ArgumentHelp("Weight decay on all parameters (default 0.001).", valueName: "WD"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Weight decay on all parameters (default 0.001).", valueName: "WD"))
     var wd: Double?
 
-    @Option(help: ArgumentHelp("Random-search trials over lr and wd (default 0: one run at --lr/--wd).", valueName: "N"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Random-search trials over lr and wd (default 0: one run at --lr/--wd).", valueName: "N"))
     var search: Int?
 
-    @Option(name: .customLong("image-size"), help: ArgumentHelp("Image side S of the transforms (default: the data's own, its first image's shorter side).", valueName: "S"))
+    @Option(name: .customLong("image-size"), parsing: .unconditional, help: ArgumentHelp("Image side S of the transforms (default: the data's own, its first image's shorter side).", valueName: "S"))
     var imageSize: Int?
 
-    @Option(help: "Seed of the classifier init (and backbone with --random-init), data order, augmentation and search (default 0).")
+    @Option(parsing: .unconditional, help: "Seed of the classifier init (and backbone with --random-init), data order, augmentation and search (default 0).")
     var seed: Int?
 
-    @Option(name: .customLong("checkpoint-every"), help: ArgumentHelp("Save the run state every N steps (default: about every 2 minutes, and at every epoch end).", valueName: "N"))
+    @Option(name: .customLong("checkpoint-every"), parsing: .unconditional, help: ArgumentHelp("Save the run state every N steps (default: about every 2 minutes, and at every epoch end).", valueName: "N"))
     var checkpointEvery: Int?
 
     @Option(help: ArgumentHelp("Name of the new entry.", valueName: "NAME"))
@@ -208,16 +208,19 @@ struct FinetuneCommand: ParsableCommand {
                               batchSize: batchSize ?? FineTuneConfig.defaultBatchSize(trainCount: trainCount),
                               lr: lr ?? 0.1, wd: wd ?? 1e-3, momentum: 0.9, search: search ?? 0, imageSize: size,
                               seed: seed ?? 0, checkpointEvery: checkpointEvery, name: name)
-        guard options.epochs >= 1 else { throw CheckpointError.invalid("--epochs must be at least 1") }
-        if let s = options.steps, s < 1 { throw CheckpointError.invalid("--steps must be at least 1") }
-        guard options.batchSize >= 2 else { throw CheckpointError.invalid("--batch-size must be at least 2 (train-mode BatchNorm needs 2 samples)") }
+        guard options.epochs >= 1 else { throw CheckpointError.invalid("--epochs must be at least 1, got \(options.epochs)") }
+        if let s = options.steps, s < 1 { throw CheckpointError.invalid("--steps must be at least 1, got \(s)") }
+        guard options.batchSize >= 2 else {
+            throw CheckpointError.invalid("--batch-size must be at least 2 (train-mode BatchNorm needs 2 samples), got \(options.batchSize)")
+        }
         guard options.batchSize <= trainCount else {
             throw CheckpointError.invalid("--batch-size \(options.batchSize) is larger than the \(trainCount) training images")
         }
-        guard options.lr > 0, options.wd >= 0 else { throw CheckpointError.invalid("--lr must be positive and --wd not negative") }
-        guard options.search >= 0 else { throw CheckpointError.invalid("--search must be 0 or more") }
-        guard options.seed >= 0 else { throw CheckpointError.invalid("--seed must not be negative") }
-        if let c = options.checkpointEvery, c < 1 { throw CheckpointError.invalid("--checkpoint-every must be at least 1") }
+        guard options.lr > 0, options.lr.isFinite else { throw CheckpointError.invalid("--lr must be a positive finite number, got \(options.lr)") }
+        guard options.wd >= 0, options.wd.isFinite else { throw CheckpointError.invalid("--wd must be a finite number, 0 or more, got \(options.wd)") }
+        guard options.search >= 0 else { throw CheckpointError.invalid("--search must be 0 or more, got \(options.search)") }
+        guard options.seed >= 0 else { throw CheckpointError.invalid("--seed must not be negative, got \(options.seed)") }
+        if let c = options.checkpointEvery, c < 1 { throw CheckpointError.invalid("--checkpoint-every must be at least 1, got \(c)") }
         if randomInit { _ = try FineTuneStart.architecture(arch: options.arch!, width: options.width!, stem: options.stem!) }
         return options
     }

@@ -30,16 +30,16 @@ struct ProbeCommand: ParsableCommand {
     @Option(name: .customLong("eval-data"), help: ArgumentHelp("Evaluation data (default: --data with #test).", valueName: "URI"))
     var evalData: String?
 
-    @Option(help: ArgumentHelp("Neighbours of the k-NN vote.", valueName: "K"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Neighbours of the k-NN vote.", valueName: "K"))
     var knn = 20
 
-    @Option(name: .customLong("image-size"), help: ArgumentHelp("Image side S (default: the entry's imageSize hyperparameter, else the data's own: its first image's shorter side).", valueName: "S"))
+    @Option(name: .customLong("image-size"), parsing: .unconditional, help: ArgumentHelp("Image side S (default: the entry's imageSize hyperparameter, else the data's own: its first image's shorter side).", valueName: "S"))
     var imageSize: Int?
 
-    @Option(name: .customLong("probe-epochs"), help: ArgumentHelp("Passes of the linear probe's SGD over the training features.", valueName: "E"))
+    @Option(name: .customLong("probe-epochs"), parsing: .unconditional, help: ArgumentHelp("Passes of the linear probe's SGD over the training features.", valueName: "E"))
     var probeEpochs = 100
 
-    @Option(help: "Seed of the linear probe (initialisation and batch order).")
+    @Option(parsing: .unconditional, help: "Seed of the linear probe (initialisation and batch order).")
     var seed: UInt64 = 0
 
     @Flag(help: "Print the result as JSON.")
@@ -55,7 +55,8 @@ struct ProbeCommand: ParsableCommand {
     }
 
     func run() throws {
-        guard probeEpochs >= 1 else { throw CheckpointError.invalid("--probe-epochs must be at least 1") }
+        guard probeEpochs >= 1 else { throw CheckpointError.invalid("--probe-epochs must be at least 1, got \(probeEpochs)") }
+        guard knn >= 1 else { throw CheckpointError.invalid("--knn must be at least 1, got \(knn)") }
         let zoo = try zooOptions.open(readOnly: true)
         defer { try? zoo.close() }
         let id = try zoo.resolve(ref)

@@ -1,0 +1,99 @@
+import Checkpoint
+import Foundation
+import XCTest
+import Zoo
+@testable import Training
+
+/// Negative and zero numbers given to the numeric options of `finetune`, `probe`, `eval`, `align` and
+/// `data bench` (the built binary, `Fixtures.bisslBinary`): the value reaches the command's own check
+/// (`--steps -3` is not read as a missing value followed by a flag), which answers with one
+/// `error:` line naming the option and the value, a non-zero exit, and no run directory.
+final class CLINumericOptionTests: XCTestCase {
+    static let digits = Fixtures.root.deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("data/digits/digits.h5").path
+
+    var tmp: URL!
+    var zoo: String { tmp.appendingPathComponent("zoo").path }
+    var data: String { "h5:\(Self.digits)#split=\(tmp.appendingPathComponent("split.txt").path)" }
+
+    override func setUpWithError() throws {
+        tmp = FileManager.default.temporaryDirectory.appendingPathComponent("cli-numbers-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+        try (0..<40).map(String.init).joined(separator: "\n").write(to: tmp.appendingPathComponent("split.txt"), atomically: true, encoding: .utf8)
+        // an entry with a classifier (probe, eval) and a projector (align), ResNet-18 width 2
+        let arch = Architecture(depth: 18, block: "basic", layers: [2, 2, 2, 2], width: 2, stem: "small",
+                                heads: ["classifier": .init(kind: "linear", dims: [16, 10]), "projector": .init(kind: "mlp", dims: [16, 16, 8])])
+        let z = try Zoo.open(ZooLayout(root: URL(fileURLWithPath: zoo)), create: true)
+        _ = try z.add(Network(architecture: arch, seed: 1).checkpoint(provenance: Provenance(stage: "pretext", method: "simclr")), name: "e")
+        try z.close()
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
+
+    func runDirectories() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: zoo + "/runs")) ?? []).filter { !$0.hasPrefix(".") }
+    }
+
+    /// Runs `bissl args --zoo <zoo>` (`data` commands: no `--zoo`) and checks the one-line error
+    /// `expected` (a substring of it).
+    func assertRefused(_ args: [String], _ expected: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let r = try Fixtures.runBissl(args + (args.first == "data" ? [] : ["--zoo", zoo]))
+        XCTAssertNotEqual(r.status, 0, "\(args)", file: file, line: line)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr, file: file, line: line)
+        XCTAssertTrue(r.stderr.hasPrefix("error: "), r.stderr, file: file, line: line)
+        XCTAssertTrue(r.stderr.contains(expected), "\(args): expected '\(expected)' in: \(r.stderr)", file: file, line: line)
+    }
+
+    func testFinetune() throws {
+        let base = ["finetune", "--random-init", "--arch", "resnet18", "--width", "2", "--data", data]
+        try assertRefused(base + ["--steps", "-3"], "--steps must be at least 1, got -3")
+        try assertRefused(base + ["--steps", "0"], "--steps must be at least 1, got 0")
+        try assertRefused(base + ["--epochs", "-1"], "--epochs must be at least 1, got -1")
+        try assertRefused(base + ["--batch-size", "-8"], "--batch-size must be at least 2 (train-mode BatchNorm needs 2 samples), got -8")
+        try assertRefused(base + ["--lr", "-0.1"], "--lr must be a positive finite number, got -0.1")
+        try assertRefused(base + ["--lr", "0"], "--lr must be a positive finite number, got 0.0")
+        try assertRefused(base + ["--wd", "-1e-3"], "--wd must be a finite number, 0 or more, got -0.001")
+        try assertRefused(base + ["--search", "-2"], "--search must be 0 or more, got -2")
+        try assertRefused(base + ["--image-size", "-8"], "--image-size must be at least 1, got -8")
+        try assertRefused(base + ["--seed", "-1"], "--seed must not be negative, got -1")
+        try assertRefused(base + ["--checkpoint-every", "-2"], "--checkpoint-every must be at least 1, got -2")
+        try assertRefused(["finetune", "--random-init", "--arch", "resnet18", "--width", "-4", "--data", data], "--width must be at least 1, got -4")
+        XCTAssertEqual(runDirectories(), [], "no run was created")
+    }
+
+    func testProbeAndEval() throws {
+        try assertRefused(["probe", "e", "--data", data, "--knn", "-5"], "--knn must be at least 1, got -5")
+        try assertRefused(["probe", "e", "--data", data, "--probe-epochs", "-1"], "--probe-epochs must be at least 1, got -1")
+        try assertRefused(["probe", "e", "--data", data, "--eval-data", data, "--image-size", "-8"], "--image-size must be at least 1, got -8")
+        try assertRefused(["probe", "e", "--data", data, "--seed", "-1"], "'-1' is invalid for '--seed")
+        try assertRefused(["eval", "e", "--data", data, "--image-size", "-8"], "--image-size must be at least 1, got -8")
+        try assertRefused(["eval", "e", "--data", data, "--image-size", "0"], "--image-size must be at least 1, got 0")
+    }
+
+    func testAlign() throws {
+        let base = ["align", "e", "--data", data, "--pretext-data", data]
+        try assertRefused(base + ["--alternations", "-1"], "align: --alternations must be at least 1, got -1")
+        try assertRefused(base + ["--lower-steps", "-2"], "align: --lower-steps must be at least 1, got -2")
+        try assertRefused(base + ["--upper-steps", "-2"], "align: --upper-steps must be at least 1, got -2")
+        try assertRefused(base + ["--cg-iters", "-5"], "align: --cg-iters must be at least 1, got -5")
+        try assertRefused(base + ["--warmup-epochs", "-1"], "align: --warmup-epochs must be 0 or more, got -1")
+        try assertRefused(base + ["--lambda", "-0.5"], "align: --lambda must not be negative, got -0.5")
+        try assertRefused(base + ["--damping", "-1"], "align: --damping must not be negative, got -1.0")
+        try assertRefused(base + ["--d-lr", "-0.03"], "align: --d-lr must not be negative, got -0.03")
+        try assertRefused(base + ["--p-wd", "-1e-6"], "align: --p-wd must not be negative, got -1e-06")
+        try assertRefused(base + ["--clip", "-10"], "align: --clip must not be negative, got -10.0")
+        try assertRefused(base + ["--d-batch-size", "-4"], "align: --d-batch-size must be at least 2 (train-mode BatchNorm), got -4")
+        try assertRefused(base + ["--p-batch-size", "-4"], "align: --p-batch-size must be at least 2 (train-mode BatchNorm), got -4")
+        try assertRefused(base + ["--image-size", "-8"], "align: --image-size must be between 4 and 4096, got -8")
+        try assertRefused(base + ["--seed", "-1"], "'-1' is invalid for '--seed")
+        XCTAssertEqual(runDirectories(), [], "no run was created")
+    }
+
+    func testDataBench() throws {
+        try assertRefused(["data", "bench", data, "--images", "-1"], "--images must be at least 1, got -1")
+        try assertRefused(["data", "bench", data, "--batch", "-2"], "--batch must be at least 1, got -2")
+        try assertRefused(["data", "bench", data, "--batch", "0"], "--batch must be at least 1, got 0")
+        try assertRefused(["data", "bench", data, "--workers", "-1"], "--workers must be at least 1, got -1")
+        try assertRefused(["data", "bench", data, "--sizes", "-3"], "--sizes must be positive integers, not '-3'")
+    }
+}
