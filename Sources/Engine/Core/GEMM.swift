@@ -5,8 +5,7 @@ import CBLAS
 ///
 /// The engine does its own threading (`Parallel.threads`): large products are split into column
 /// blocks of `C` (or row blocks, when `C` has more rows than columns), each block one single-threaded
-/// `cblas_sgemm` call on its own core. OpenBLAS's pthreads pool is switched off (one thread) the first
-/// time this runs: its idle workers otherwise spin in `sched_yield` while the engine's own loops
+/// `cblas_sgemm` call on its own core. OpenBLAS's pthreads pool is switched off (`Runtime`): its idle workers otherwise spin in `sched_yield` while the engine's own loops
 /// (im2col, BatchNorm, ReLU) run, taking a core from them on a 2-core machine. Measured on a ResNet-50
 /// training step at 32x32, batch 32: a fifth of all CPU samples went to that spinning on an idle
 /// machine, and with other processes running (load average 4) a step took 2.3-4.4 s instead of 0.34-0.40 s.
@@ -14,8 +13,6 @@ import CBLAS
 public enum GEMM {
     /// Below this many multiply-adds (`M*N*K`) a product stays on the calling thread.
     static let minimumParallelWork = 1 << 21
-
-    private static let singleThreadedBLAS: Void = { openblas_set_num_threads(1) }()
 
     /// `C[M, N] = alpha * op(A)[M, K] * op(B)[K, N] + beta * C[M, N]`, row-major.
     ///
@@ -29,7 +26,7 @@ public enum GEMM {
                              alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
                              b: UnsafePointer<Float>, ldb: Int,
                              beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, parallel: Bool = true) {
-        _ = singleThreadedBLAS
+        Runtime.prepare()
         guard m > 0, n > 0 else { return }
         let ta = transA ? CblasTrans : CblasNoTrans, tb = transB ? CblasTrans : CblasNoTrans
         func block(rows: Range<Int>, cols: Range<Int>) {
