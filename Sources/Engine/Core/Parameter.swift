@@ -29,7 +29,7 @@ public final class Parameter {
 
     /// Sets the gradient to zero (`optimizer.zero_grad(set_to_none=False)`).
     public func zeroGrad() {
-        for i in grad.indices { grad[i] = 0 }
+        grad.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
     }
 }
 

@@ -14,17 +14,14 @@ public final class ReLU {
     public func forward(_ x: [Float]) -> [Float] {
         let mask = ActivationPatterns.current?.reluMask(x)
         pinnedMask = mask
-        output = [Float](unsafeUninitializedCapacity: x.count) { y, initialized in
+        output = [Float](count: x.count) { y in
             x.withUnsafeBufferPointer { xp in
                 if let mask {
-                    mask.withUnsafeBufferPointer { mp in
-                        Parallel.forEachChunk(xp.count) { r in for i in r { y[i] = mp[i] ? xp[i] : 0 } }
-                    }
+                    mask.withUnsafeBufferPointer { mp in ReLU.select(xp, where: mp, into: y) }
                 } else {
-                    Parallel.forEachChunk(xp.count) { r in for i in r { y[i] = max(xp[i], 0) } }
+                    ReLU.select(xp, wherePositive: xp, into: y)
                 }
             }
-            initialized = x.count
         }
         return output
     }
@@ -32,19 +29,48 @@ public final class ReLU {
     /// Backward: dy (shape of the forward output) -> dx = dy * (y > 0) (or dy * mask when pinned).
     public func backward(_ dy: [Float]) -> [Float] {
         precondition(dy.count == output.count, "ReLU: gradient of \(dy.count) values for \(output.count) outputs")
-        return [Float](unsafeUninitializedCapacity: dy.count) { dx, initialized in
+        return [Float](count: dy.count) { dx in
             dy.withUnsafeBufferPointer { g in
                 if let mask = pinnedMask {
-                    mask.withUnsafeBufferPointer { mp in
-                        Parallel.forEachChunk(g.count) { r in for i in r { dx[i] = mp[i] ? g[i] : 0 } }
-                    }
+                    mask.withUnsafeBufferPointer { mp in ReLU.select(g, where: mp, into: dx) }
                 } else {
-                    output.withUnsafeBufferPointer { y in
-                        Parallel.forEachChunk(g.count) { r in for i in r { dx[i] = y[i] > 0 ? g[i] : 0 } }
-                    }
+                    output.withUnsafeBufferPointer { y in ReLU.select(g, wherePositive: y, into: dx) }
                 }
             }
-            initialized = dy.count
+        }
+    }
+
+    /// `out[i] = key[i] > 0 ? src[i] : 0`, 8 lanes at a time, spread over the cores.
+    private static func select(_ src: UnsafeBufferPointer<Float>, wherePositive key: UnsafeBufferPointer<Float>,
+                               into out: UnsafeMutableBufferPointer<Float>) {
+        let s = UnsafeRawPointer(src.baseAddress!), k = UnsafeRawPointer(key.baseAddress!)
+        let o = UnsafeMutableRawPointer(out.baseAddress!)
+        Parallel.forEachChunk(out.count) { r in
+            var i = r.lowerBound
+            while i + 8 <= r.upperBound {
+                let v = s.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self)
+                let keep = k.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self) .> 0
+                o.storeBytes(of: SIMD8<Float>.zero.replacing(with: v, where: keep), toByteOffset: 4 * i, as: SIMD8<Float>.self)
+                i += 8
+            }
+            while i < r.upperBound { out[i] = key[i] > 0 ? src[i] : 0; i += 1 }
+        }
+    }
+
+    /// `out[i] = mask[i] ? src[i] : 0`, 8 lanes at a time, spread over the cores.
+    private static func select(_ src: UnsafeBufferPointer<Float>, where mask: UnsafeBufferPointer<Bool>,
+                               into out: UnsafeMutableBufferPointer<Float>) {
+        let s = UnsafeRawPointer(src.baseAddress!), m = UnsafeRawPointer(mask.baseAddress!)
+        let o = UnsafeMutableRawPointer(out.baseAddress!)
+        Parallel.forEachChunk(out.count) { r in
+            var i = r.lowerBound
+            while i + 8 <= r.upperBound {
+                let v = s.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self)
+                let keep = SIMD8<Int32>(truncatingIfNeeded: m.loadUnaligned(fromByteOffset: i, as: SIMD8<UInt8>.self)) .!= 0
+                o.storeBytes(of: SIMD8<Float>.zero.replacing(with: v, where: keep), toByteOffset: 4 * i, as: SIMD8<Float>.self)
+                i += 8
+            }
+            while i < r.upperBound { out[i] = mask[i] ? src[i] : 0; i += 1 }
         }
     }
 

@@ -23,9 +23,10 @@ public enum ResidualAdd {
     static func accumulate(_ a: inout Tensor4, _ b: Tensor4) {
         precondition(a.shape == b.shape, "ResidualAdd: shapes \(a.shape) and \(b.shape) differ")
         a.data.withUnsafeMutableBufferPointer { ap in
+            let dst = ap   // a copy of the pointer, not the inout binding: the loop vectorises
             b.data.withUnsafeBufferPointer { bp in
-                Parallel.forEachChunk(ap.count) { r in
-                    for i in r { ap[i] += bp[i] }
+                Parallel.forEachChunk(dst.count) { r in
+                    for i in r { dst[i] += bp[i] }
                 }
             }
         }

@@ -27,7 +27,9 @@ public final class LARS {
             var d = p.grad
             let n = d.count
             p.value.withUnsafeMutableBufferPointer { v in
+                let v = v   // pointers by value: the loops vectorise
                 d.withUnsafeMutableBufferPointer { d in
+                    let d = d
                     for i in 0..<n { d[i] += weightDecay * v[i] }
                     let pNorm = l2Norm(UnsafeBufferPointer(v)), dNorm = l2Norm(UnsafeBufferPointer(d))
                     if pNorm > 0 && dNorm > 0 {
@@ -35,6 +37,7 @@ public final class LARS {
                         for i in 0..<n { d[i] *= q }
                     }
                     buffers[k].withUnsafeMutableBufferPointer { b in
+                        let b = b
                         for i in 0..<n {
                             b[i] = momentum * b[i] + d[i]
                             v[i] -= lr * b[i]

@@ -29,12 +29,14 @@ public final class SGD {
         for (k, p) in parameters.enumerated() {
             let n = p.count
             p.value.withUnsafeMutableBufferPointer { v in
+                let v = v   // the pointer by value: the inner loops vectorise
                 p.grad.withUnsafeBufferPointer { g in
                     if momentum == 0 {
                         for i in 0..<n { v[i] -= lr * (g[i] + weightDecay * v[i]) }
                         return
                     }
                     buffers![k].withUnsafeMutableBufferPointer { b in
+                        let b = b
                         if first {
                             for i in 0..<n { b[i] = g[i] + weightDecay * v[i] }
                         } else {
