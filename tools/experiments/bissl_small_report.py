@@ -40,9 +40,9 @@ comparisons = [("finetuneTop1", "bissl", "finetune-only"), ("finetuneTop1", "bis
                ("finetuneTop1", "bissl", "pretext-continued"), ("finetuneTop1", "noij", "finetune-only"),
                ("finetuneTop1", "pretext-continued", "finetune-only"), ("finetuneTop1", "noij", "pretext-continued"),
                ("knn", "bissl", "theta0"), ("knn", "noij", "theta0"), ("knn", "pretext-continued", "theta0"),
-               ("knn", "bissl", "pretext-continued"),
+               ("knn", "bissl", "pretext-continued"), ("knn", "noij", "pretext-continued"),
                ("linear", "bissl", "theta0"), ("linear", "noij", "theta0"), ("linear", "pretext-continued", "theta0"),
-               ("linear", "bissl", "pretext-continued")]
+               ("linear", "bissl", "pretext-continued"), ("linear", "noij", "pretext-continued")]
 print("\n| metric | comparison | n | per-seed differences | mean | 95% CI half-width |")
 print("|---|---|---|---|---|---|")
 for metric, a, b in comparisons:
