@@ -21,7 +21,7 @@ public enum ConjugateGradient {
                 axpy(&x[i], Float(alpha), d[i])
                 axpy(&r[i], Float(-alpha), Ad[i])
                 let beta = dot(r[i], r[i]) / (rr + 1e-12)
-                for k in d[i].indices { d[i][k] = r[i][k] + Float(beta) * d[i][k] }
+                update(&d[i], r[i], Float(beta))
             }
         }
         return x.map { $0.map(nanToNum) }
@@ -45,19 +45,34 @@ public enum ConjugateGradient {
             let rrNew = b.indices.reduce(0.0) { $0 + dot(r[$1], r[$1]) }
             let beta = rrNew / (rr + 1e-12)
             rr = rrNew
-            for i in b.indices { for k in d[i].indices { d[i][k] = r[i][k] + Float(beta) * d[i][k] } }
+            for i in b.indices { update(&d[i], r[i], Float(beta)) }
         }
         return x.map { $0.map(nanToNum) }
     }
 
+    /// `a · b`, accumulated as `Norms.dot` (8-lane float blocks added in Double).
     static func dot(_ a: [Float], _ b: [Float]) -> Double {
-        var s: Double = 0
-        for i in a.indices { s += Double(a[i]) * Double(b[i]) }
-        return s
+        a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in Norms.dot(ap, bp) } }
     }
 
+    /// `y += a x`.
     static func axpy(_ y: inout [Float], _ a: Float, _ x: [Float]) {
-        for i in y.indices { y[i] += a * x[i] }
+        y.withUnsafeMutableBufferPointer { yp in
+            let y = yp
+            x.withUnsafeBufferPointer { xp in
+                Parallel.forEachChunk(y.count) { r in for k in r { y[k] += a * xp[k] } }
+            }
+        }
+    }
+
+    /// `d = r + beta d` (the new search direction).
+    static func update(_ d: inout [Float], _ r: [Float], _ beta: Float) {
+        d.withUnsafeMutableBufferPointer { dp in
+            let d = dp
+            r.withUnsafeBufferPointer { rp in
+                Parallel.forEachChunk(d.count) { range in for k in range { d[k] = rp[k] + beta * d[k] } }
+            }
+        }
     }
 
     static func nanToNum(_ v: Float) -> Float {

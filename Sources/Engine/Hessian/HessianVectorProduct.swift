@@ -67,9 +67,9 @@ public final class HessianVectorProduct {
     public func apply(_ v: [[Float]]) -> [[Float]] {
         precondition(v.count == parameters.count && zip(v, parameters).allSatisfy { $0.count == $1.count },
                      "HessianVectorProduct: v does not match the parameters")
-        let vNorm = norm(v)
+        let vNorm = l2Norm(v)
         if vNorm == 0 { return v }
-        let thetaNorm = norm(parameters.map(\.value))
+        let thetaNorm = l2Norm(parameters.map(\.value))
         let eps = Float(Double(relativeStep) * (1 + thetaNorm) / vNorm)
         let saved = parameters.map(\.value)
         defer { for (p, s) in zip(parameters, saved) { p.value = s } }

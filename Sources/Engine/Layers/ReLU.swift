@@ -57,20 +57,13 @@ public final class ReLU {
         }
     }
 
-    /// `out[i] = mask[i] ? src[i] : 0`, 8 lanes at a time, spread over the cores.
+    /// `out[i] = mask[i] ? src[i] : 0`, spread over the cores.
     private static func select(_ src: UnsafeBufferPointer<Float>, where mask: UnsafeBufferPointer<Bool>,
                                into out: UnsafeMutableBufferPointer<Float>) {
-        let s = UnsafeRawPointer(src.baseAddress!), m = UnsafeRawPointer(mask.baseAddress!)
-        let o = UnsafeMutableRawPointer(out.baseAddress!)
+        // Plain pointers (no inout bindings in the closure): the compiler vectorises this loop.
+        let s = src.baseAddress!, m = mask.baseAddress!, o = out.baseAddress!
         Parallel.forEachChunk(out.count) { r in
-            var i = r.lowerBound
-            while i + 8 <= r.upperBound {
-                let v = s.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self)
-                let keep = SIMD8<Int32>(truncatingIfNeeded: m.loadUnaligned(fromByteOffset: i, as: SIMD8<UInt8>.self)) .!= 0
-                o.storeBytes(of: SIMD8<Float>.zero.replacing(with: v, where: keep), toByteOffset: 4 * i, as: SIMD8<Float>.self)
-                i += 8
-            }
-            while i < r.upperBound { out[i] = mask[i] ? src[i] : 0; i += 1 }
+            for i in r { let v = s[i]; o[i] = m[i] ? v : 0 }   // load first: a select, not a branch
         }
     }
 

@@ -120,14 +120,25 @@ public final class ImplicitGradient {
         let scale = 1 / (options.lambda + options.damping)
         var first = true
         var ratio: Double?
-        let gNorm = normOf(g)
+        let gNorm = l2Norm(g)
         let op: ([[Float]]) -> [[Float]] = { d in
             let hd = self.hessianVectorProduct(d)
             if first {
                 first = false
-                ratio = gNorm > 0 ? normOf(hd) * Double(scale) / gNorm : 0
+                ratio = gNorm > 0 ? l2Norm(hd) * Double(scale) / gNorm : 0
             }
-            return zip(d, hd).map { a, b in zip(a, b).map { $0 + scale * $1 } }
+            // (I + H/(λ+δ)) d
+            return zip(d, hd).map { a, b in
+                [Float](unsafeUninitializedCapacity: a.count) { out, count in
+                    a.withUnsafeBufferPointer { ap in
+                        b.withUnsafeBufferPointer { bp in
+                            let o = out.baseAddress!
+                            for i in 0..<ap.count { o[i] = ap[i] + scale * bp[i] }
+                        }
+                    }
+                    count = a.count
+                }
+            }
         }
         let u: [[Float]]
         switch options.solver {
@@ -146,11 +157,4 @@ public final class ImplicitGradient {
         gradientEvaluations += product.gradientEvaluations - counted
         counted = product.gradientEvaluations
     }
-}
-
-/// Euclidean norm of a list of tensors, in Double.
-func normOf(_ x: [[Float]]) -> Double {
-    var s: Double = 0
-    for t in x { for v in t { s += Double(v) * Double(v) } }
-    return s.squareRoot()
 }
