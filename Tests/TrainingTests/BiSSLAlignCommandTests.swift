@@ -22,22 +22,10 @@ final class BiSSLAlignCommandTests: XCTestCase {
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
 
-    /// The `bissl` executable built next to the test bundle (`swift build --build-tests`), or `$BISSL_BIN`.
-    static var binary: URL? { Fixtures.bisslBinary }
-
-    /// Runs `bissl args... --zoo <tmp zoo>`; returns (exit status, stdout, stderr).
+    /// Runs `bissl args... --zoo <tmp zoo>` (`Fixtures.runBissl`); returns (exit status, stdout, stderr).
     func bissl(_ args: [String]) throws -> (status: Int32, out: String, err: String) {
-        let bin = try XCTUnwrap(Self.binary, "bissl binary not found: run swift build --build-tests first")
-        let process = Process()
-        process.executableURL = bin
-        process.arguments = args + ["--zoo", zooDir.path]
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        let r = try Fixtures.runBissl(args + ["--zoo", zooDir.path])
+        return (r.status, r.stdout, r.stderr)
     }
 
     /// A digits subset through a `#split=` file.

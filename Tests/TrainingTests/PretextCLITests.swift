@@ -17,23 +17,8 @@ final class PretextCLITests: XCTestCase {
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
 
-    var binary: URL? { Fixtures.bisslBinary }
-
     func bissl(_ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-        guard let binary else {
-            XCTFail("bissl binary not found next to the test bundle: run swift build --build-tests first or set BISSL_BIN")
-            throw CocoaError(.fileNoSuchFile)
-        }
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = args
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        try Fixtures.runBissl(args)
     }
 
     var repo: URL {
