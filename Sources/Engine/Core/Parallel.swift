@@ -1,11 +1,13 @@
 import Dispatch
 import Foundation
 
-/// Splitting the engine's own loops (im2col, BatchNorm, ReLU, residual adds) across the cores.
+/// Splitting the engine's work across the cores: its own loops (im2col, BatchNorm, ReLU, residual adds,
+/// norms) and the pieces of each GEMM (`GEMM.sgemm`, one single-threaded BLAS call per piece).
 ///
 /// Every caller partitions work so that each index is written by exactly one thread and every
 /// reduction happens inside one index, so results are bit-identical whatever the thread count.
-/// These loops never run inside a BLAS call (OpenBLAS has its own pthreads, DESIGN.md section 10).
+/// OpenBLAS's own thread pool is off (`Runtime`), so threads never nest inside a BLAS call
+/// (DESIGN.md section 10).
 enum Parallel {
     /// Threads used for engine loops: the active processor count.
     static let threads = max(1, ProcessInfo.processInfo.activeProcessorCount)
