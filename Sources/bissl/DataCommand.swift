@@ -136,9 +136,9 @@ struct DataBench: ParsableCommand {
         do {
             let dataset = try ImageDataset(parsing: uri)
             var lines: [Line] = []
-            for text in sizes.split(separator: ",") {
-                guard let size = Int(text.trimmingCharacters(in: .whitespaces)), size > 0 else {
-                    throw CheckpointError.invalid("--sizes must be positive integers, not '\(text)'")
+            for text in sizes.split(separator: ",", omittingEmptySubsequences: false) {
+                guard let size = Int(text.trimmingCharacters(in: .whitespaces)), size > 0, size <= 1024 else {
+                    throw CheckpointError.invalid("--sizes must be integers in 1...1024, not '\(text)'")
                 }
                 var v1 = Augment.PretextView.view1
                 var v2 = Augment.PretextView.view2

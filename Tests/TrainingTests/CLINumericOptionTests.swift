@@ -55,9 +55,11 @@ final class CLINumericOptionTests: XCTestCase {
         try assertRefused(base + ["--wd", "-1e-3"], "--wd must be a finite number, 0 or more, got -0.001")
         try assertRefused(base + ["--search", "-2"], "--search must be 0 or more, got -2")
         try assertRefused(base + ["--image-size", "-8"], "--image-size must be at least 1, got -8")
+        try assertRefused(base + ["--image-size", "100000"], "--image-size must be at most 1024, got 100000")
         try assertRefused(base + ["--seed", "-1"], "--seed must not be negative, got -1")
         try assertRefused(base + ["--checkpoint-every", "-2"], "--checkpoint-every must be at least 1, got -2")
         try assertRefused(["finetune", "--random-init", "--arch", "resnet18", "--width", "-4", "--data", data], "--width must be at least 1, got -4")
+        try assertRefused(["finetune", "--random-init", "--arch", "resnet18", "--width", "99999999", "--data", data], "--width must be at most 1024, got 99999999")
         XCTAssertEqual(runDirectories(), [], "no run was created")
     }
 
@@ -68,6 +70,7 @@ final class CLINumericOptionTests: XCTestCase {
         try assertRefused(["probe", "e", "--data", data, "--seed", "-1"], "'-1' is invalid for '--seed")
         try assertRefused(["eval", "e", "--data", data, "--image-size", "-8"], "--image-size must be at least 1, got -8")
         try assertRefused(["eval", "e", "--data", data, "--image-size", "0"], "--image-size must be at least 1, got 0")
+        try assertRefused(["eval", "e", "--data", data, "--image-size", "100000"], "--image-size must be at most 1024, got 100000")
     }
 
     func testAlign() throws {
@@ -94,6 +97,8 @@ final class CLINumericOptionTests: XCTestCase {
         try assertRefused(["data", "bench", data, "--batch", "-2"], "--batch must be at least 1, got -2")
         try assertRefused(["data", "bench", data, "--batch", "0"], "--batch must be at least 1, got 0")
         try assertRefused(["data", "bench", data, "--workers", "-1"], "--workers must be at least 1, got -1")
-        try assertRefused(["data", "bench", data, "--sizes", "-3"], "--sizes must be positive integers, not '-3'")
+        try assertRefused(["data", "bench", data, "--sizes", "-3"], "--sizes must be integers in 1...1024, not '-3'")
+        try assertRefused(["data", "bench", data, "--sizes", "100000"], "--sizes must be integers in 1...1024, not '100000'")
+        try assertRefused(["data", "bench", data, "--sizes", "8,,8"], "--sizes must be integers in 1...1024, not ''")
     }
 }

@@ -59,6 +59,7 @@ public enum DownstreamData {
     public static func imageSize(_ given: Int?, data: ImageDataset) throws -> Int {
         if let given {
             guard given >= 1 else { throw CheckpointError.invalid("--image-size must be at least 1, got \(given)") }
+            guard given <= 1024 else { throw CheckpointError.invalid("--image-size must be at most 1024, got \(given)") }
             return given
         }
         do { return try FrozenFeatures.nativeImageSize(data) } catch {

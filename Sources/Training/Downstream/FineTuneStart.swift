@@ -89,6 +89,7 @@ public struct FineTuneStart {
             throw CheckpointError.invalid("--arch must be resnet18, resnet34, resnet50, resnet101 or resnet152, not '\(arch)'")
         }
         guard width >= 1 else { throw CheckpointError.invalid("--width must be at least 1, got \(width)") }
+        guard width <= 1024 else { throw CheckpointError.invalid("--width must be at most 1024, got \(width)") }
         guard stem == "small" || stem == "imagenet" else {
             throw CheckpointError.invalid("--stem must be imagenet or small, not '\(stem)'")
         }

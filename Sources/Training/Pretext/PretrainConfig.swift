@@ -104,7 +104,7 @@ public struct PretrainConfig: Equatable, Sendable {
             }
             depth = d
         }
-        if let w = o.width, w <= 0 { throw bad("--width must be positive, got \(w)") }
+        if let w = o.width, w <= 0 || w > 1024 { throw bad("--width must be in 1...1024, got \(w)") }
         if let s = o.stem, s != "imagenet" && s != "small" { throw bad("--stem must be imagenet or small, got '\(s)'") }
         let imageSize = o.imageSize ?? (native >= 96 ? 96 : (native + 7) / 8 * 8)
         guard imageSize >= 4 && imageSize <= 1024 else { throw bad("--image-size must be in 4...1024, got \(imageSize)") }
