@@ -213,6 +213,18 @@ final class RunTests: XCTestCase {
     }
 
     /// A failed zoo add leaves the run running and resumable, with no entry.
+    func testDivergedRunMakesNoEntry() throws {
+        let zoo = try RunTestSupport.tempZoo(self)
+        let run = try Run.create(zoo: zoo, kind: "pretrain", config: [:], commandLine: ["x"], totalSteps: 1, progress: RunTestSupport.quiet(1))
+        let job = try ToyJob(seed: 1, totalSteps: 2)
+        job.parameters[0].value[0] = .infinity
+        let checkpoint = job.net.checkpoint(provenance: run.provenance(stage: "pretext", method: nil))
+        XCTAssertThrowsError(try run.finish(checkpoint, name: nil)) { error in
+            XCTAssertTrue("\(error)".contains("diverged: backbone \(job.parameters[0].name) holds 1 NaN or infinite values"), "\(error)")
+        }
+        XCTAssertTrue(try zoo.list().isEmpty, "no entry for a diverged run")
+    }
+
     func testFailedFinishStaysResumable() throws {
         let zoo = try RunTestSupport.tempZoo(self)
         var id = ""

@@ -375,13 +375,17 @@ public final class Run {
     /// listed under another name), the entry is added without it, `warning: ...` is printed and the
     /// run completes (`ImportResult.name` then tells which name the entry has, if any).
     /// - Returns: the zoo's import result.
-    /// - Throws: `CheckpointError.invalid` when the run is already completed; whatever `Zoo.add`
+    /// - Throws: `CheckpointError.invalid` when the run is already completed or `checkpoint` holds NaN or
+    ///   infinite values (a diverged run: no entry, the run directory keeps the log); whatever `Zoo.add`
     ///   throws for the unnamed entry (the run then stays running and resumable, with no entry).
     public func finish(_ checkpoint: Checkpoint, name: String?) throws -> ImportResult {
         if record.status == .completed {
             throw CheckpointError.invalid("run \(id) is already completed (entry \(record.entryId.map { String($0.prefix(12)) } ?? "?"))")
         }
         progress.finish()
+        if let problem = Run.nonFiniteValues(in: checkpoint) {
+            throw CheckpointError.invalid("run \(id) diverged: \(problem); no entry written (try a lower learning rate)")
+        }
         do {
             try CurvePlot.write(entries: entries, to: curvesURL, title: id)
         } catch {
@@ -400,6 +404,18 @@ public final class Run {
         record.endedAt = RunClock.iso()
         try writeRecord()
         return result
+    }
+
+    /// The first floating-point tensor of `checkpoint` holding NaN or infinite values (weights or BN
+    /// statistics of a diverged run), described in one phrase; nil when every value is finite.
+    static func nonFiniteValues(in checkpoint: Checkpoint) -> String? {
+        for (component, dict) in checkpoint.components {
+            for (key, tensor) in dict where tensor.dtype.isFloatingPoint {
+                let bad = tensor.doubles().reduce(0) { $1.isFinite ? $0 : $0 + 1 }
+                if bad > 0 { return "\(component) \(key) holds \(bad) NaN or infinite values of \(tensor.count)" }
+            }
+        }
+        return nil
     }
 
     /// Why `name` cannot be given to `checkpoint`'s entry now, or nil when it can: an invalid label, a
