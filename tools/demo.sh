@@ -74,13 +74,13 @@ make_entry demo-ft-simclr "3b. Fine-tune the unaligned pretext entry (same budge
 bold "4. Held-out digits (test split, $(grep -vc '^#' "$SPLITS/test.txt") images)"
 declare -A TOP1
 for e in demo-ft-bissl demo-ft-simclr; do
-  echo "\$ bissl eval $e --data $TEST"
+  echo "\$ bissl eval $e --data $TEST ${GEOMETRY[*]}"
   "$BIN" eval "$e" --data "$TEST" "${GEOMETRY[@]}" --json > "$OUT/eval-$e.json"
   TOP1[$e]=$(json '"%.1f" % d["metrics"]["top1"]' < "$OUT/eval-$e.json")
   "$BIN" eval "$e" --data "$TEST" "${GEOMETRY[@]}" | head -6
 done
 for e in demo-simclr demo-bissl; do
-  echo "\$ bissl probe $e --data $TRAIN --eval-data $TEST --knn 20"
+  echo "\$ bissl probe $e --data $TRAIN --eval-data $TEST --knn 20 ${GEOMETRY[*]}"
   "$BIN" probe "$e" --data "$TRAIN" --eval-data "$TEST" --knn 20 "${GEOMETRY[@]}" --json > "$OUT/probe-$e.json"
   TOP1[$e]="$(json '"%.1f (k-NN)" % d["result"]["knnTop1"]' < "$OUT/probe-$e.json")"
 done

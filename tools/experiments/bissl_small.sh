@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Small-scale BiSSL reproduction (issue 7 item 5) on one downstream task. Reruns everything from scratch:
-#   tools/experiments/bissl_small.sh            (BISSL=path to a release bissl, ZOO=scratch zoo, SEEDS="1 2 3 4 5")
+#   tools/experiments/bissl_small.sh            (BISSL=path to a release bissl, default .build/release/bissl; ZOO=scratch zoo, SEEDS="1 2 3 4 5")
 #   TASK=fashion tools/experiments/bissl_small.sh
 # TASK selects the downstream data (default digits, the first study):
 #   digits   the 8x8 digits, data/digits/splits (1085 train / 357 val / 355 test), upsampled to 16 px;
@@ -20,7 +20,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 TASK=${TASK:-digits}
-B=${BISSL:-/tmp/bissl-rel/release/bissl}
+B=${BISSL:-.build/release/bissl}   # `swift build -c release` (make release) builds it
+[ -x "$B" ] || { echo "bissl_small.sh: no bissl binary at $B (build it with make release, or set BISSL=path)" >&2; exit 2; }
 SEEDS=${SEEDS:-"1 2 3 4 5"}
 FT_EPOCHS=${FT_EPOCHS:-30}
 ALT=${ALT:-5}
