@@ -1,8 +1,10 @@
 import Checkpoint
 
 /// One spelling for the keys of recorded settings. Run configs (`run.json` "config") and provenance
-/// hyperparameters are written in camelCase (`imageSize`, `batchSize`, `chosenLR`), as every JSON key
-/// of bissl (metrics such as `knnTop1`, `durationSeconds`). Zoos and run directories written before
+/// hyperparameters are written in camelCase (`imageSize`, `batchSize`, `chosenLR`). Metric names are
+/// not settings and are not covered: some are camelCase (`knnTop1`, `durationSeconds`), others still
+/// snake_case (`val_top1`, `best_top1`, `loss_lower`), which the zoo's headline metrics read as they
+/// are. Zoos and run directories written before
 /// this rule hold some keys in snake_case (`bissl finetune` wrote `image_size`, `batch_size`, ...;
 /// `bissl pretrain` also `image_size`), so readers of an existing entry or run look settings up here,
 /// where the old spellings of a key resolve too.
