@@ -67,15 +67,28 @@ final class Catalog {
             // WAL is a persistent property of the database file: set once here, when the catalog is
             // created or migrated. (GRDB's `journalMode = .wal` would write to the catalog at every
             // open, so read-only commands would modify it.)
-            do {
-                try queue.writeWithoutTransaction { db in
-                    let mode = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
-                    guard mode == "wal" else { throw CheckpointError.io("\(url.path): SQLite refused WAL mode (journal mode \(mode ?? "?"))") }
+            // Several processes may create the same zoo at once. Switching the journal mode needs an
+            // exclusive lock, and SQLite answers that conflict with SQLITE_BUSY at once (its busy handler
+            // is skipped where waiting could deadlock), so the set-up is retried for up to `busyTimeout`.
+            let deadline = Date().addingTimeInterval(Self.busyTimeout)
+            while true {
+                do {
+                    try queue.writeWithoutTransaction { db in
+                        let mode = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
+                        guard mode == "wal" else { throw CheckpointError.io("\(url.path): SQLite refused WAL mode (journal mode \(mode ?? "?"))") }
+                        try db.inTransaction(.immediate) {
+                            try CatalogSchema.migrate(db, path: url.path)
+                            return .commit
+                        }
+                    }
+                    break
+                } catch let error as DatabaseError
+                            where [.SQLITE_BUSY, .SQLITE_LOCKED].contains(error.resultCode) && Date() < deadline {
+                    usleep(UInt32.random(in: 10_000...50_000))
+                } catch {
+                    throw Self.describe(error, url: url)
                 }
-            } catch {
-                throw Self.describe(error, url: url)
             }
-            try write { db in try CatalogSchema.migrate(db, path: url.path) }
         } else {
             // The header may lag behind a version bump still in the WAL of a running newer bissl.
             let live = try read { try CatalogSchema.version($0) }
