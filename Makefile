@@ -1,12 +1,13 @@
 # bissl: the commands of README.md. `make test` is what CI runs (.ci/run).
 SHELL := /bin/bash
-APT_PACKAGES := libhdf5-dev libopenblas-dev zlib1g-dev libpng-dev libjpeg-dev libsqlite3-dev pkg-config dataset-fashion-mnist
+APT_PACKAGES := libhdf5-dev libopenblas-dev zlib1g-dev libpng-dev libjpeg-dev libsqlite3-dev pkg-config dataset-fashion-mnist graphviz
 PYTHON ?= python3
 RELEASE_BIN := .build/release/bissl
 
 .PHONY: setup build release test interop bench demo clean
 
-## setup: install the system packages building, testing and the demo need (skips what is there).
+## setup: install the system packages building, testing and the demo need (skips what is there;
+## graphviz: LineageRenderTests checks that `dot` accepts `bissl lineage --format dot`).
 setup:
 	@missing=""; for p in $(APT_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \

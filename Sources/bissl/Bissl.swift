@@ -10,8 +10,8 @@ struct Bissl: ParsableCommand {
         abstract: "Model zoo, checkpoint conversion and BiSSL alignment for self-supervised ResNets.",
         version: bisslVersion,
         subcommands: [Convert.self, Inspect.self, Import.self, Export.self, List.self, Show.self, Lineage.self, Diff.self, Tag.self, Untag.self,
-                      Remove.self, Verify.self, GC.self, DataGroup.self, Predict.self, Runs.self, Pretrain.self,
-                      FinetuneCommand.self, ProbeCommand.self, EvalCommand.self, Align.self])
+                      Remove.self, Verify.self, GC.self, DataGroup.self, PredictCommand.self, Runs.self, PretrainCommand.self,
+                      FinetuneCommand.self, ProbeCommand.self, EvalCommand.self, AlignCommand.self])
 
     /// Runs the CLI with our error convention: one `error: ...` line on stderr, non-zero exit,
     /// no stack trace (ArgumentParser's own `Error:` prefix is replaced).
@@ -24,7 +24,7 @@ struct Bissl: ParsableCommand {
             if code == .success {
                 print(fullMessage(for: error))  // --help, --version
             } else {
-                let message = error is CheckpointError ? String(describing: error) : fullMessage(for: error)
+                let message = error is OneLineError ? String(describing: error) : fullMessage(for: error)
                 let firstLine = message.split(separator: "\n").first.map(String.init) ?? "unknown error"
                 FileHandle.standardError.write(Data(("error: " + firstLine.replacingOccurrences(of: "Error: ", with: "") + "\n").utf8))
             }

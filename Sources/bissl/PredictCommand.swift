@@ -2,6 +2,7 @@ import ArgumentParser
 import Checkpoint
 import Engine
 import Foundation
+import Training
 import Zoo
 
 /// `bissl predict REF --input X.npy [--output Y.npy] [--features|--logits] [--json]`: runs a zoo
@@ -14,8 +15,9 @@ import Zoo
 /// and `flatten`); `--logits` (the default when the entry has a `classifier` component) those
 /// features through `fc`, `[N, classes]`. Both float32. With `--output` the array is written as
 /// `.npy` (atomically); without it a short summary is printed.
-struct Predict: ParsableCommand {
+struct PredictCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "predict",
         abstract: "Run a zoo entry on an NCHW float32 .npy batch (eval mode); write features or logits as .npy.",
         discussion: """
             The input is a .npy array [N, 3, H, W] of float32 (float64 is rounded to float32). BatchNorm \
@@ -72,29 +74,17 @@ struct Predict: ParsableCommand {
         let checkpoint = try zoo.checkpoint(id)
         let images = try Self.readImages(URL(fileURLWithPath: input))
 
-        guard let architecture = checkpoint.architecture else {
-            throw CheckpointError.invalid("entry \(id.prefix(12)) has no architecture record; cannot build the network")
+        let network: Network
+        do { network = try Network(checkpoint: checkpoint) } catch {
+            throw CheckpointError.invalid("entry \(id.prefix(12)): \(error)")
         }
-        guard let backboneSD = checkpoint.components["backbone"] else {
-            throw CheckpointError.invalid("entry \(id.prefix(12)) has no backbone component")
-        }
-        let classifierSD = checkpoint.components["classifier"]
-        let what = kind ?? (classifierSD == nil ? .features : .logits)
-        if what == .logits && classifierSD == nil {
+        let classifier = network.heads["classifier"]
+        let what = kind ?? (classifier == nil ? .features : .logits)
+        if what == .logits && classifier == nil {
             throw CheckpointError.invalid("entry \(id.prefix(12)) has no classifier component: use --features for the backbone features")
         }
-
-        let backbone = try ResNet(architecture: architecture)
-        try backbone.load(backboneSD)
-        var result = backbone.forward(images, mode: .eval)
-        if what == .logits, let classifierSD {
-            guard let weight = classifierSD["fc.weight"], weight.shape.count == 2 else {
-                throw CheckpointError.invalid("classifier component has no 2-D 'fc.weight'")
-            }
-            let head = LinearHead(features: backbone.featureCount, classes: weight.shape[0])
-            try head.load(classifierSD)
-            result = head.forward(result)
-        }
+        var result = network.backbone.forward(images, mode: .eval)
+        if what == .logits, let classifier { result = classifier.forward(result, mode: .eval) }
 
         if let output {
             try AtomicFile.write(NumPyArray.encode(Tensor(float32: result.data, shape: result.shape)),
@@ -130,12 +120,7 @@ struct Predict: ParsableCommand {
     }
 
     static func summarize(_ m: Matrix, kind: Output, entry: String, output: String?) -> Summary {
-        let top1: [Int]? = kind == .logits
-            ? (0..<m.rows).map { r in
-                let row = m.data[(r * m.cols)..<((r + 1) * m.cols)]
-                return row.indices.max { row[$0] < row[$1] }! - r * m.cols
-            }
-            : nil
+        let top1: [Int]? = kind == .logits ? ClassificationMetrics.predictions(m) : nil
         return Summary(entry: String(entry.prefix(12)), kind: kind.rawValue, shape: m.shape, output: output,
                        min: m.data.min() ?? 0, max: m.data.max() ?? 0,
                        mean: m.data.reduce(0.0) { $0 + Double($1) } / Double(max(m.data.count, 1)), top1: top1)

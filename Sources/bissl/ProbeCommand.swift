@@ -39,7 +39,7 @@ struct ProbeCommand: ParsableCommand {
     @Option(name: .customLong("probe-epochs"), parsing: .unconditional, help: ArgumentHelp("Passes of the linear probe's SGD over the training features.", valueName: "E"))
     var probeEpochs = 100
 
-    @Option(parsing: .unconditional, help: "Seed of the linear probe (initialisation and batch order).")
+    @Option(parsing: .unconditional, help: "Seed of the linear probe (initialisation and batch order).", transform: SeedArgument.parse)
     var seed: UInt64 = 0
 
     @Flag(help: "Print the result as JSON.")

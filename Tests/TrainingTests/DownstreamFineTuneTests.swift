@@ -79,21 +79,21 @@ final class DownstreamFineTuneTests: XCTestCase {
     }
 
     func testSearchDrawsAreSeededLogUniformAndInRange() {
-        let a = (0..<200).map { FineTuneConfig.searchDraw(seed: 7, trial: $0) }
-        XCTAssertEqual(a.map(\.lr), (0..<200).map { FineTuneConfig.searchDraw(seed: 7, trial: $0).lr })
-        XCTAssertNotEqual(a.map(\.lr), (0..<200).map { FineTuneConfig.searchDraw(seed: 8, trial: $0).lr })
+        let a = (0..<200).map { FineTuneSettings.searchDraw(seed: 7, trial: $0) }
+        XCTAssertEqual(a.map(\.lr), (0..<200).map { FineTuneSettings.searchDraw(seed: 7, trial: $0).lr })
+        XCTAssertNotEqual(a.map(\.lr), (0..<200).map { FineTuneSettings.searchDraw(seed: 8, trial: $0).lr })
         XCTAssertTrue(a.allSatisfy { (1e-4...1).contains($0.lr) && (1e-5...1e-2).contains($0.weightDecay) })
         // log-uniform: about half of the draws below the geometric midpoint (1e-2 for lr)
         let below = a.filter { $0.lr < 1e-2 }.count
         XCTAssertTrue((70...130).contains(below), "\(below) of 200 below 1e-2")
-        XCTAssertEqual(FineTuneConfig.defaultBatchSize(trainCount: 60000), 256)
-        XCTAssertEqual(FineTuneConfig.defaultBatchSize(trainCount: 1617), 128)
-        XCTAssertEqual(FineTuneConfig.defaultBatchSize(trainCount: 20), 8)
+        XCTAssertEqual(FineTuneSettings.defaultBatchSize(trainCount: 60000), 256)
+        XCTAssertEqual(FineTuneSettings.defaultBatchSize(trainCount: 1617), 128)
+        XCTAssertEqual(FineTuneSettings.defaultBatchSize(trainCount: 20), 8)
     }
 
     // MARK: - runs
 
-    func tuner(_ zoo: Zoo, config: FineTuneConfig, start: Network, runId: String? = nil) throws -> FineTuner {
+    func tuner(_ zoo: Zoo, config: FineTuneSettings, start: Network, runId: String? = nil) throws -> FineTuner {
         let train = try DownstreamFeaturesTests.digits(first: 20)
         let val = try DownstreamFeaturesTests.digits(first: 10, offset: 100)
         let steps = FineTuner.stepsPerTrial(config, trainCount: train.count) * max(config.search, 1)
@@ -117,7 +117,7 @@ final class DownstreamFineTuneTests: XCTestCase {
     func testResumeIsBitExact() throws {
         let zoo = try Zoo.open(ZooLayout(root: tmp.appendingPathComponent("zoo")), create: true)
         // 20 images, batch 8: 3 batches per epoch, 2 epochs = 6 steps; interrupted mid-epoch 2 (step 4).
-        let config = FineTuneConfig(epochs: 2, batchSize: 8, lr: 0.05, weightDecay: 1e-3, imageSize: 8, seed: 3)
+        let config = FineTuneSettings(epochs: 2, batchSize: 8, lr: 0.05, weightDecay: 1e-3, imageSize: 8, seed: 3)
         let a = try tuner(zoo, config: config, start: try startNetwork().network)
         XCTAssertEqual(a.batchesPerEpoch, 3)
         let full = try XCTUnwrap(try a.runAll())
@@ -142,12 +142,12 @@ final class DownstreamFineTuneTests: XCTestCase {
 
     func testSearchRecordsEveryTrialAndResumesAcrossTrials() throws {
         let zoo = try Zoo.open(ZooLayout(root: tmp.appendingPathComponent("zoo")), create: true)
-        let config = FineTuneConfig(steps: 3, batchSize: 8, imageSize: 8, seed: 1, search: 3)
+        let config = FineTuneSettings(steps: 3, batchSize: 8, imageSize: 8, seed: 1, search: 3)
         let a = try tuner(zoo, config: config, start: try startNetwork().network)
         let full = try XCTUnwrap(try a.runAll())
         XCTAssertEqual(full.trials.map(\.index), [0, 1, 2])
         for t in full.trials {
-            let draw = FineTuneConfig.searchDraw(seed: 1, trial: t.index)
+            let draw = FineTuneSettings.searchDraw(seed: 1, trial: t.index)
             XCTAssertEqual(t.lr, draw.lr); XCTAssertEqual(t.weightDecay, draw.weightDecay)
         }
         let best = full.trials.map { $0.top1 ?? -1 }.max()!

@@ -36,11 +36,12 @@ final class PretextPretrainerTests: XCTestCase {
     }
 
     /// K = 7 steps uninterrupted vs. stopped after step 5 (last saved state: step 4, the end of epoch 2),
-    /// the objects dropped, the run reopened with `Pretraining.resume`: identical parameters, BN buffers,
+    /// the objects dropped, the run reopened with `PretrainJob.resume`: identical parameters, BN buffers,
     /// BYOL target and per-step losses.
     func checkResume(_ method: PretextObjective.Method) throws {
         let zooA = try zoo("a-\(method)")
-        let (runA, entryA) = try Pretraining.start(zoo: zooA, options: options(method), commandLine: ["test"])
+        let startedA = try PretrainJob.start(zoo: zooA, options: options(method), commandLine: ["test"])
+        let (runA, entryA) = (startedA.run, startedA.entry)
         let lossesA = runA.history("loss").map(\.value)
         XCTAssertEqual(lossesA.count, 7)
 
@@ -57,7 +58,8 @@ final class PretextPretrainerTests: XCTestCase {
             XCTAssertEqual(try run.loadState()?.step, 4, "saves at epoch ends and every 3 steps: 2, 3, 4")
         }  // trainer and run dropped here: the "interruption"
         XCTAssertTrue(try zooB.list().isEmpty, "an interrupted run adds no entry")
-        let (runB, entryB) = try Pretraining.resume(zoo: zooB, id: runId, commandLine: ["test", "--resume"])
+        let resumedB = try PretrainJob.resume(zoo: zooB, id: runId, commandLine: ["test", "--resume"])
+        let (runB, entryB) = (resumedB.run, resumedB.entry)
         XCTAssertEqual(runB.history("loss").map(\.value), lossesA, "per-step losses, each step logged once")
         let a = try zooA.checkpoint(entryA.id), b = try zooB.checkpoint(entryB.id)
         XCTAssertTrue(a.components == b.components, "parameters and BN buffers after resume differ")
@@ -80,11 +82,12 @@ final class PretextPretrainerTests: XCTestCase {
         let zoo = try zoo("prov")
         var first = options(.byol, steps: 2)
         first.name = "byol-a"
-        let (_, a) = try Pretraining.start(zoo: zoo, options: first, commandLine: ["bissl", "pretrain", "first"])
+        let a = try PretrainJob.start(zoo: zoo, options: first, commandLine: ["bissl", "pretrain", "first"]).entry
         var second = options(.byol, steps: 3)
         second.from = "byol-a"
         second.lr = nil
-        let (run, b) = try Pretraining.start(zoo: zoo, options: second, commandLine: ["bissl", "pretrain", "second"])
+        let started = try PretrainJob.start(zoo: zoo, options: second, commandLine: ["bissl", "pretrain", "second"])
+        let (run, b) = (started.run, started.entry)
         let entry = try zoo.checkpoint(b.id)
         let p = entry.provenance
         XCTAssertEqual(p.stage, "pretext")

@@ -6,7 +6,7 @@ import XCTest
 import Zoo
 @testable import Training
 
-/// What `Pretraining.start` checks and records before any training: the `--name` (valid, free) is
+/// What `PretrainJob.start` checks and records before any training: the `--name` (valid, free) is
 /// refused before a run directory exists; the start line names the run and the resume command; the
 /// data URI is recorded absolute.
 final class PretextStartTests: XCTestCase {
@@ -38,7 +38,7 @@ final class PretextStartTests: XCTestCase {
             var o = PretrainOptions(method: .simclr, data: "h5:\(repo.path)/data/digits/digits.h5")
             o.arch = "resnet18"; o.width = 4; o.batchSize = 8; o.steps = 2; o.name = name
             do {
-                _ = try Pretraining.start(zoo: zoo, options: o, commandLine: ["test"])
+                _ = try PretrainJob.start(zoo: zoo, options: o, commandLine: ["test"])
                 return "no error"
             } catch { return "\(error)" }
         }
@@ -63,11 +63,11 @@ final class PretextStartTests: XCTestCase {
         let config = try PretrainConfig.resolve(o, dataset: dataset, fingerprint: "x")
         // 20 images in batches of 8, drop last: 2 batches per epoch, so 3 steps are 1.5 epochs.
         let id = "pretrain-20261129-143000-abcdef"
-        XCTAssertEqual(Pretraining.startLine(runID: id, config: config, commandLine: ["bissl", "pretrain", "--zoo", "/z"]),
+        XCTAssertEqual(PretrainJob.startLine(runID: id, config: config, commandLine: ["bissl", "pretrain", "--zoo", "/z"]),
                        "run \(id): 3 steps (byol, resnet18-w8-small, 1.50 epochs of 2 batches of 8, lars lr 2.0) (resume with: bissl pretrain --resume \(id) --zoo /z)")
         o.steps = 4
         let whole = try PretrainConfig.resolve(o, dataset: dataset, fingerprint: "x")
-        XCTAssertEqual(Pretraining.startLine(runID: id, config: whole, commandLine: ["bissl", "pretrain"]),
+        XCTAssertEqual(PretrainJob.startLine(runID: id, config: whole, commandLine: ["bissl", "pretrain"]),
                        "run \(id): 4 steps (byol, resnet18-w8-small, 2 epochs of 2 batches of 8, lars lr 2.0) (resume with: bissl pretrain --resume \(id))")
     }
 
@@ -79,7 +79,8 @@ final class PretextStartTests: XCTestCase {
         defer { try? zoo.close() }
         var o = PretrainOptions(method: .simclr, data: "h5:\(repo.path)/data/../data/digits/digits.h5#split=\(tmp.path)/./split.txt")
         o.arch = "resnet18"; o.width = 4; o.batchSize = 8; o.steps = 2; o.lr = 1
-        let (run, entry) = try Pretraining.start(zoo: zoo, options: o, commandLine: ["test"])
+        let started = try PretrainJob.start(zoo: zoo, options: o, commandLine: ["test"])
+        let (run, entry) = (started.run, started.entry)
         let expected = "h5:\(repo.path)/data/digits/digits.h5#split=\(tmp.path)/split.txt"
         XCTAssertEqual(run.config["data"], .string(expected))
         XCTAssertEqual(try zoo.checkpoint(entry.id).provenance.datasets.map(\.uri), [expected])
@@ -124,7 +125,7 @@ final class PretextStartTests: XCTestCase {
                                    progress: RunTestSupport.quiet(2)).id
         }
         _ = try zoo.remove(parent.id, force: true)
-        XCTAssertThrowsError(try Pretraining.resume(zoo: zoo, id: runID, commandLine: ["test", "--resume"])) {
+        XCTAssertThrowsError(try PretrainJob.resume(zoo: zoo, id: runID, commandLine: ["test", "--resume"])) {
             XCTAssertEqual("\($0)", "run \(runID) continues entry \(parent.id.prefix(12)) (--from), which is no longer in the zoo (removed with bissl rm --force?); it cannot be resumed")
         }
     }

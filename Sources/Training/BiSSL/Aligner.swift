@@ -169,10 +169,7 @@ public final class Aligner {
         var s = TrainingState(step: step)
         s.capture(pretext.network, prefix: "model/p")
         s.capture(downstream, prefix: "model/d")
-        if let tb = pretext.targetBackbone, let tp = pretext.targetProjector {
-            Self.store(tb.stateDict(), prefix: "byol/backbone", into: &s)
-            Self.store(tp.stateDict(), prefix: "byol/projector", into: &s)
-        }
+        s.capture(pretext, prefix: "byol")
         s.capture(warmup.optimizer, prefix: "opt/warmup")
         s.capture(lower.optimizer, prefix: "opt/lars")
         s.capture(upper.optimizer, prefix: "opt/sgd")
@@ -180,10 +177,8 @@ public final class Aligner {
         s.capture(upperSchedule, prefix: "sched/upper")
         s.integers["bissl/warmup_epochs_done"] = Int64(warmupEpochsDone)
         s.integers["bissl/alternations_done"] = Int64(alternationsDone)
-        s.integers["cursor/pretext/epoch"] = Int64(pretextCursor.epoch)
-        s.integers["cursor/pretext/position"] = Int64(pretextCursor.position)
-        s.integers["cursor/downstream/epoch"] = Int64(downstreamCursor.epoch)
-        s.integers["cursor/downstream/position"] = Int64(downstreamCursor.position)
+        s.capture(pretextCursor, prefix: "cursor/pretext")
+        s.capture(downstreamCursor, prefix: "cursor/downstream")
         return s
     }
 
@@ -192,10 +187,7 @@ public final class Aligner {
     public func restore(_ s: TrainingState) throws {
         try s.restore(pretext.network, prefix: "model/p")
         try s.restore(downstream, prefix: "model/d")
-        if let tb = pretext.targetBackbone, let tp = pretext.targetProjector {
-            try tb.load(Self.load(tb.stateDict(), prefix: "byol/backbone", from: s))
-            try tp.load(Self.load(tp.stateDict(), prefix: "byol/projector", from: s))
-        }
+        try s.restore(pretext, prefix: "byol")
         try s.restore(warmup.optimizer, prefix: "opt/warmup")
         try s.restore(lower.optimizer, prefix: "opt/lars")
         try s.restore(upper.optimizer, prefix: "opt/sgd")
@@ -203,29 +195,9 @@ public final class Aligner {
         try s.restore(&upperSchedule, prefix: "sched/upper")
         warmupEpochsDone = Int(try s.integer("bissl/warmup_epochs_done"))
         alternationsDone = Int(try s.integer("bissl/alternations_done"))
-        pretextCursor = PhaseCursor(epoch: Int(try s.integer("cursor/pretext/epoch")), position: Int(try s.integer("cursor/pretext/position")))
-        downstreamCursor = PhaseCursor(epoch: Int(try s.integer("cursor/downstream/epoch")),
-                                       position: Int(try s.integer("cursor/downstream/position")))
+        try s.restore(&pretextCursor, prefix: "cursor/pretext")
+        try s.restore(&downstreamCursor, prefix: "cursor/downstream")
         step = s.step
-    }
-
-    static func store(_ sd: StateDict, prefix: String, into s: inout TrainingState) {
-        for (key, t) in sd {
-            if t.dtype == .int64 {
-                s.integers["\(prefix)/\(key)"] = t.data.withUnsafeBytes { Int64(littleEndian: $0.loadUnaligned(as: Int64.self)) }
-            } else {
-                s.arrays["\(prefix)/\(key)"] = t.floats()
-            }
-        }
-    }
-
-    static func load(_ like: StateDict, prefix: String, from s: TrainingState) throws -> StateDict {
-        var out = StateDict()
-        for (key, t) in like {
-            out[key] = t.dtype == .int64 ? Tensor(int64: try s.integer("\(prefix)/\(key)"))
-                : Tensor(float32: try s.array("\(prefix)/\(key)", count: t.count), shape: t.shape)
-        }
-        return out
     }
 
     // MARK: - loop
@@ -299,25 +271,15 @@ public final class Aligner {
         }
     }
 
-    /// Top-1 (%) of (θ_D, φ_D) in eval mode on the validation set (downstream test transform); nil
-    /// without a validation set. Leaves every parameter and BN buffer as it was.
+    /// Top-1 (%) of (θ_D, φ_D) in eval mode on the validation set (downstream test transform,
+    /// `ClassificationMetrics.topK`); nil without a validation set. Leaves every parameter and BN
+    /// buffer as it was.
     public func validationTop1() throws -> Double? {
         guard let validation, validation.count > 0 else { return nil }
-        let S = settings.imageSize
-        let loader = DataLoader(dataset: validation, batchSize: settings.evalBatchSize, shuffle: false, dropLast: false, seed: 0,
-                                height: S, width: S) { image, _ in [Augment.downstreamTest(image, size: S)] }
-        var correct = 0, total = 0
-        let iterator = loader.epoch(0)
-        while let b = try iterator.nextBatch() {
-            let logits = upper.classifier.forward(downstream.backbone.forward(Tensor4(n: b.count, c: 3, h: S, w: S, data: b.views[0]), mode: .eval))
-            for i in 0..<b.count {
-                let row = logits.data[(i * logits.cols)..<((i + 1) * logits.cols)]
-                let best = row.indices.max { row[$0] < row[$1] }! - i * logits.cols
-                if best == b.labels[i] { correct += 1 }
-                total += 1
-            }
-        }
-        return total > 0 ? 100 * Double(correct) / Double(total) : nil
+        let features = try FrozenFeatures.extract(backbone: downstream.backbone, dataset: validation, imageSize: settings.imageSize,
+                                                  batchSize: settings.evalBatchSize)
+        let logits = upper.classifier.forward(features.features)
+        return ClassificationMetrics.topK(logits, labels: features.labels, k: 1)
     }
 
     /// The network to publish: θ_P with its pretext heads (φ_P) and the downstream classifier φ_D.

@@ -42,3 +42,19 @@ public struct PhaseCursor: Equatable, Sendable {
         }
     }
 }
+
+/// `<prefix>/epoch` and `<prefix>/position`.
+extension PhaseCursor: Resumable {
+    public static var defaultPrefix: String { "cursor" }
+
+    public func capture(into state: inout TrainingState, prefix: String) {
+        state.integers["\(prefix)/epoch"] = Int64(epoch)
+        state.integers["\(prefix)/position"] = Int64(position)
+    }
+
+    public mutating func restore(from state: TrainingState, prefix: String) throws {
+        let e = Int(try state.integer("\(prefix)/epoch")), p = Int(try state.integer("\(prefix)/position"))
+        epoch = e
+        position = p
+    }
+}

@@ -5,7 +5,7 @@ import Engine
 import Foundation
 
 /// Options of a fine-tuning run (method brief 4.4), resolved (no defaults left open).
-public struct FineTuneConfig: Equatable, Sendable {
+public struct FineTuneSettings: Equatable, Sendable {
     /// Passes over the training data per trial (used when `steps` is nil).
     public var epochs: Int
     /// Optimiser steps per trial; overrides `epochs` when set.
@@ -85,7 +85,7 @@ public struct FineTuneTrial: Codable, Equatable, Sendable {
     }
 
     /// Reads `json`, also a record saved before the camelCase keys (`best_top1`, ...; `RecordedSettings`).
-    init(json: JSONValue) throws {
+    public init(json: JSONValue) throws {
         guard case .object(let o) = json, case .int(let i)? = o["trial"], let lr = o["lr"]?.doubleValue,
               let wd = o["wd"]?.doubleValue, let best = RecordedSettings.number("bestTop1", in: o),
               let be = RecordedSettings.integer("bestEpoch", in: o),
@@ -124,7 +124,7 @@ extension JSONValue {
 /// training batch of an epoch is dropped only when it would hold a single image (train-mode BN
 /// needs more than one value per channel).
 public final class FineTuner {
-    public let config: FineTuneConfig
+    public let config: FineTuneSettings
     public let train: ImageDataset
     public let val: ImageDataset
     public let run: Run
@@ -143,7 +143,7 @@ public final class FineTuner {
     public var batchesPerEpoch: Int { loader.batchesPerEpoch }
 
     /// Steps per trial for a config and training set (what `Run.create` needs before a tuner exists).
-    public static func stepsPerTrial(_ config: FineTuneConfig, trainCount: Int) -> Int {
+    public static func stepsPerTrial(_ config: FineTuneSettings, trainCount: Int) -> Int {
         if let steps = config.steps { return steps }
         let dropLast = trainCount % config.batchSize == 1 && trainCount > 1
         let perEpoch = dropLast ? trainCount / config.batchSize : (trainCount + config.batchSize - 1) / config.batchSize
@@ -153,7 +153,7 @@ public final class FineTuner {
     /// - Parameters:
     ///   - start: backbone + `classifier` to start every trial from (read once; not modified).
     /// - Throws: `CheckpointError.invalid` when `start` has no classifier, or the config is out of range.
-    public init(config: FineTuneConfig, start: Network, train: ImageDataset, val: ImageDataset, run: Run) throws {
+    public init(config: FineTuneSettings, start: Network, train: ImageDataset, val: ImageDataset, run: Run) throws {
         guard start.heads["classifier"] != nil else { throw CheckpointError.invalid("fine-tuning needs a classifier head") }
         guard config.batchSize >= 1 else { throw CheckpointError.invalid("--batch-size must be at least 1") }
         guard config.epochs >= 1 || (config.steps ?? 0) >= 1 else { throw CheckpointError.invalid("--epochs and --steps must be at least 1") }
@@ -182,7 +182,7 @@ public final class FineTuner {
 
     /// The (lr, wd) of trial `t`.
     public func hyperparameters(trial t: Int) -> (lr: Double, weightDecay: Double) {
-        config.search > 0 ? FineTuneConfig.searchDraw(seed: config.seed, trial: t) : (config.lr, config.weightDecay)
+        config.search > 0 ? FineTuneSettings.searchDraw(seed: config.seed, trial: t) : (config.lr, config.weightDecay)
     }
 
     /// One SGD step on a batch: train-mode forward of backbone and classifier, cross-entropy, backward,

@@ -3,9 +3,9 @@ import Datasets
 import Engine
 
 /// What the user asked for (`bissl pretrain` options); nil means "use the default".
-public struct PretrainOptions: Sendable {
-    public var method: PretextObjective.Method
-    public var data: String
+public struct PretrainOptions: JobOptions, Sendable {
+    public var method: PretextObjective.Method?
+    public var data: String?
     /// `resnet18` ... `resnet152`.
     public var arch: String?
     public var width: Int?
@@ -20,14 +20,18 @@ public struct PretrainOptions: Sendable {
     public var temperature: Float?
     public var emaDecay: Float?
     public var seed: UInt64?
-    /// Entry id (already resolved) the run continues from.
+    /// Entry ref (an id, prefix, name or tag; `resolve` replaces it by the full id) the run continues from.
     public var from: String?
     public var name: String?
     public var checkpointEvery: Int?
 
-    public init(method: PretextObjective.Method, data: String) {
+    public init(method: PretextObjective.Method? = nil, data: String? = nil) {
         self.method = method
         self.data = data
+    }
+
+    public static func flag(for label: String) -> String {
+        label == "weightDecay" ? "--wd" : "--" + RecordedSettings.snakeCase(label, separator: "-")
     }
 }
 
@@ -59,13 +63,16 @@ public struct PretrainOptions: Sendable {
 ///   (quirk Q2): the backbone's BN running statistics then match the downstream transforms' scale, so the
 ///   pretext entry can be evaluated in eval mode (k-NN, linear probe) without re-estimating them.
 /// - **seed** 0: initialisation `Network(architecture:seed:)` and the loader's order and augmentations.
-public struct PretrainConfig: Equatable, Sendable {
+public struct PretrainConfig: Codable, Equatable, Sendable {
     public var method: PretextObjective.Method
     public var data: String
     /// SHA-256 fingerprint of the data at the start (checked again on resume).
     public var dataFingerprint: String
-    public var depth: Int, width: Int, stem: String
+    /// `resnet18` ... `resnet152`.
+    public var arch: String
+    public var width: Int, stem: String
     public var imageSize: Int, batchSize: Int
+    public var dropLast = true
     /// Total optimiser steps.
     public var steps: Int
     /// `--epochs` when given (steps = epochs × batchesPerEpoch).
@@ -74,14 +81,20 @@ public struct PretrainConfig: Equatable, Sendable {
     public var optimizer: String
     public var lr: Float, weightDecay: Float, momentum: Float, eta: Float
     public var warmupSteps: Int
+    public var schedule = "linear warmup, cosine to 0.001*lr, per step"
     public var temperature: Float, emaDecay: Float
     /// Projector sizes after the feature size F: `[d, d, d]`.
     public var projectorDims: [Int]
-    public var seed: UInt64
+    public var seed: Seed
     public var pixelScale: String
+    public var augmentation = "Augment.pretextPair (brief 6.1)"
+    public var viewBatching = "joint 2N batch"
     public var from: String?
     public var name: String?
     public var checkpointEvery: Int?
+
+    /// ResNet depth (18 ... 152) of `arch`.
+    public var depth: Int { Int(arch.dropFirst(6)) ?? 0 }
 
     static let depths = [18, 34, 50, 101, 152]
 
@@ -92,6 +105,8 @@ public struct PretrainConfig: Equatable, Sendable {
     public static func resolve(_ o: PretrainOptions, dataset: ImageDataset, fingerprint: String,
                                parentArchitecture: Architecture? = nil) throws -> PretrainConfig {
         func bad(_ message: String) -> CheckpointError { .invalid("pretrain: " + message) }
+        guard let method = o.method else { throw CheckpointError.invalid("pretrain needs --method \(PretextMethods.all.map { $0.name }.joined(separator: "|")) (or --resume RUN)") }
+        guard let data = o.data else { throw CheckpointError.invalid("pretrain needs --data URI") }
         guard dataset.count >= 4 else { throw bad("the data has \(dataset.count) images; need at least 4") }
         let first = try dataset.image(0)
         let native = max(first.height, first.width)
@@ -147,10 +162,10 @@ public struct PretrainConfig: Equatable, Sendable {
         if let ph = parentArchitecture?.heads["projector"], ph.kind == "mlp", ph.dims.count >= 2, ph.dims.first == features {
             projectorDims = Array(ph.dims.dropFirst())
         }
-        return PretrainConfig(method: o.method, data: o.data, dataFingerprint: fingerprint, depth: depth, width: width, stem: stem,
+        return PretrainConfig(method: method, data: data, dataFingerprint: fingerprint, arch: "resnet\(depth)", width: width, stem: stem,
                               imageSize: imageSize, batchSize: batchSize, steps: steps, epochs: epochs, batchesPerEpoch: perEpoch,
                               optimizer: optimizer, lr: lr, weightDecay: wd, momentum: 0.9, eta: 0.001, warmupSteps: warmup,
-                              temperature: temperature, emaDecay: ema, projectorDims: projectorDims, seed: o.seed ?? 0,
+                              temperature: temperature, emaDecay: ema, projectorDims: projectorDims, seed: Seed(o.seed ?? 0),
                               pixelScale: "unit", from: o.from, name: o.name, checkpointEvery: o.checkpointEvery)
     }
 
@@ -160,102 +175,10 @@ public struct PretrainConfig: Equatable, Sendable {
         let features = (spec.block == "bottleneck" ? 4 : 1) * width * 8
         var a = Architecture(depth: depth, block: spec.block, layers: spec.layers, width: width, stem: stem)
         a.heads["projector"] = .init(kind: "mlp", dims: [features] + projectorDims)
-        if method == .byol {
-            let d = projectorDims.last!
-            a.heads["predictor"] = .init(kind: "mlp", dims: [d] + projectorDims.map { _ in d })
-        }
+        for (name, head) in method.type.extraHeads(projectorOutput: projectorDims.last!) { a.heads[name] = head }
         return a
     }
 
-    // MARK: - JSON (run config, provenance hyperparameters)
-
-    public var json: [String: JSONValue] {
-        // Float settings as their shortest decimal (4.8, not 4.800000190734863); reading back gives the same Float.
-        func num(_ f: Float) -> JSONValue { .double(Double("\(f)") ?? Double(f)) }
-        var j: [String: JSONValue] = [
-            "method": .string(method.rawValue), "data": .string(data), "dataFingerprint": .string(dataFingerprint),
-            "arch": .string("resnet\(depth)"), "width": .int(Int64(width)), "stem": .string(stem),
-            "imageSize": .int(Int64(imageSize)), "batchSize": .int(Int64(batchSize)), "dropLast": .bool(true),
-            "steps": .int(Int64(steps)), "batchesPerEpoch": .int(Int64(batchesPerEpoch)),
-            "optimizer": .string(optimizer), "lr": num(lr), "weightDecay": num(weightDecay),
-            "momentum": num(momentum), "eta": num(eta), "warmupSteps": .int(Int64(warmupSteps)),
-            "schedule": .string("linear warmup, cosine to 0.001*lr, per step"),
-            "temperature": num(temperature), "emaDecay": num(emaDecay),
-            "projectorDims": .array(projectorDims.map { .int(Int64($0)) }), "seed": .int(Int64(bitPattern: seed)),
-            "pixelScale": .string(pixelScale), "augmentation": .string("Augment.pretextPair (brief 6.1)"),
-            "viewBatching": .string("joint 2N batch"),
-        ]
-        if let epochs { j["epochs"] = .int(Int64(epochs)) }
-        if let from { j["from"] = .string(from) }
-        if let name { j["name"] = .string(name) }
-        if let checkpointEvery { j["checkpointEvery"] = .int(Int64(checkpointEvery)) }
-        return j
-    }
-
-    /// Reads back what `json` wrote (for `--resume`).
-    /// - Throws: `CheckpointError.invalid` naming the first missing or mistyped field.
-    public init(json j: [String: JSONValue]) throws {
-        func field(_ k: String) throws -> JSONValue {
-            guard let v = j[k] else { throw CheckpointError.invalid("pretrain run config: '\(k)' is missing") }
-            return v
-        }
-        func string(_ k: String) throws -> String {
-            guard case .string(let s) = try field(k) else { throw CheckpointError.invalid("pretrain run config: '\(k)' is not a string") }
-            return s
-        }
-        func int(_ k: String) throws -> Int {
-            switch try field(k) {
-            case .int(let v): return Int(v)
-            case .double(let v) where v == v.rounded(): return Int(v)
-            default: throw CheckpointError.invalid("pretrain run config: '\(k)' is not an integer")
-            }
-        }
-        func float(_ k: String) throws -> Float {
-            switch try field(k) {
-            case .double(let v): return Float(v)
-            case .int(let v): return Float(v)
-            default: throw CheckpointError.invalid("pretrain run config: '\(k)' is not a number")
-            }
-        }
-        guard let m = PretextObjective.Method(rawValue: try string("method")) else {
-            throw CheckpointError.invalid("pretrain run config: unknown method")
-        }
-        method = m
-        data = try string("data")
-        dataFingerprint = try string("dataFingerprint")
-        let arch = try string("arch")
-        guard let d = Int(arch.dropFirst(6)), arch.hasPrefix("resnet") else { throw CheckpointError.invalid("pretrain run config: bad arch '\(arch)'") }
-        depth = d
-        width = try int("width"); stem = try string("stem")
-        imageSize = try int("imageSize"); batchSize = try int("batchSize")
-        steps = try int("steps"); batchesPerEpoch = try int("batchesPerEpoch")
-        epochs = j["epochs"] == nil ? nil : try int("epochs")
-        optimizer = try string("optimizer")
-        lr = try float("lr"); weightDecay = try float("weightDecay"); momentum = try float("momentum"); eta = try float("eta")
-        warmupSteps = try int("warmupSteps")
-        temperature = try float("temperature"); emaDecay = try float("emaDecay")
-        guard case .array(let dims) = try field("projectorDims") else { throw CheckpointError.invalid("pretrain run config: 'projectorDims' is not a list") }
-        projectorDims = try dims.map { v in
-            guard case .int(let i) = v else { throw CheckpointError.invalid("pretrain run config: 'projectorDims' holds a non-integer") }
-            return Int(i)
-        }
-        seed = UInt64(bitPattern: Int64(try int("seed")))
-        pixelScale = try string("pixelScale")
-        from = j["from"] == nil ? nil : try string("from")
-        name = j["name"] == nil ? nil : try string("name")
-        checkpointEvery = j["checkpointEvery"] == nil ? nil : try int("checkpointEvery")
-    }
-
-    init(method: PretextObjective.Method, data: String, dataFingerprint: String, depth: Int, width: Int, stem: String,
-         imageSize: Int, batchSize: Int, steps: Int, epochs: Int?, batchesPerEpoch: Int, optimizer: String, lr: Float,
-         weightDecay: Float, momentum: Float, eta: Float, warmupSteps: Int, temperature: Float, emaDecay: Float,
-         projectorDims: [Int], seed: UInt64, pixelScale: String, from: String?, name: String?, checkpointEvery: Int?) {
-        self.method = method; self.data = data; self.dataFingerprint = dataFingerprint
-        self.depth = depth; self.width = width; self.stem = stem
-        self.imageSize = imageSize; self.batchSize = batchSize; self.steps = steps; self.epochs = epochs
-        self.batchesPerEpoch = batchesPerEpoch; self.optimizer = optimizer; self.lr = lr; self.weightDecay = weightDecay
-        self.momentum = momentum; self.eta = eta; self.warmupSteps = warmupSteps; self.temperature = temperature
-        self.emaDecay = emaDecay; self.projectorDims = projectorDims; self.seed = seed; self.pixelScale = pixelScale
-        self.from = from; self.name = name; self.checkpointEvery = checkpointEvery
-    }
+    /// The run config and the provenance hyperparameters (Float settings as their shortest decimal).
+    public var json: [String: JSONValue] { (try? JSONValueEncoder().encodeObject(self)) ?? [:] }
 }

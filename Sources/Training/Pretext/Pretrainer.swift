@@ -47,11 +47,11 @@ public final class Pretrainer {
             }
             for name in initial.heads.keys where arch.heads[name] == nil { initial.removeHead(name) }
             for (name, record) in arch.heads.sorted(by: { $0.key < $1.key }) where initial.heads[name]?.record != record {
-                initial.setHead(name, try Network.Head.make(record, component: name, seed: config.seed &+ 1))
+                initial.setHead(name, try Network.Head.make(record, component: name, seed: config.seed.value &+ 1))
             }
             network = initial
         } else {
-            network = try Network(architecture: arch, seed: config.seed)
+            network = try Network(architecture: arch, seed: config.seed.value)
         }
         guard config.batchesPerEpoch == dataset.count / config.batchSize else {
             throw CheckpointError.invalid("pretrain: \(config.data) has \(dataset.count) images, the run was configured for \(config.batchesPerEpoch) batches of \(config.batchSize)")
@@ -72,7 +72,7 @@ public final class Pretrainer {
         view2.size = config.imageSize
         let v1 = view1, v2 = view2
         let scale: Augment.PixelScale = config.pixelScale == "raw" ? .raw : .unit
-        loader = DataLoader(dataset: dataset, batchSize: config.batchSize, shuffle: true, dropLast: true, seed: config.seed,
+        loader = DataLoader(dataset: dataset, batchSize: config.batchSize, shuffle: true, dropLast: true, seed: config.seed.value,
                             height: config.imageSize, width: config.imageSize) { image, rng in
             let (a, b) = Augment.pretextPair(image, using: &rng, views: (v1, v2), pixelScale: scale)
             return [a, b]
@@ -87,19 +87,8 @@ public final class Pretrainer {
     /// Everything needed to continue bit-exactly.
     public func captureState() -> TrainingState {
         var s = TrainingState(step: step)
-        s.capture(network, prefix: "model")
-        if let tb = objective.targetBackbone, let tp = objective.targetProjector {
-            for (component, sd) in [("backbone", tb.stateDict()), ("projector", tp.stateDict())] {
-                for (key, t) in sd {
-                    let name = "target/\(component)/\(key)"
-                    if t.dtype == .int64 {
-                        s.integers[name] = t.data.withUnsafeBytes { Int64(littleEndian: $0.loadUnaligned(as: Int64.self)) }
-                    } else {
-                        s.arrays[name] = t.floats()
-                    }
-                }
-            }
-        }
+        s.capture(network)
+        s.capture(objective)
         if let lars { s.capture(lars) }
         if let sgd { s.capture(sgd) }
         s.capture(schedule)
@@ -113,20 +102,8 @@ public final class Pretrainer {
         guard s.step >= 0 && s.step <= config.steps else {
             throw CheckpointError.invalid("training state: step \(s.step) is outside 0...\(config.steps)")
         }
-        try s.restore(network, prefix: "model")
-        if let tb = objective.targetBackbone, let tp = objective.targetProjector {
-            func restored(_ sd: StateDict, _ component: String) throws -> StateDict {
-                var out = StateDict()
-                for (key, t) in sd {
-                    let name = "target/\(component)/\(key)"
-                    out[key] = t.dtype == .int64 ? Tensor(int64: try s.integer(name))
-                        : Tensor(float32: try s.array(name, count: t.count), shape: t.shape)
-                }
-                return out
-            }
-            try tb.load(try restored(tb.stateDict(), "backbone"))
-            try tp.load(try restored(tp.stateDict(), "projector"))
-        }
+        try s.restore(network)
+        try s.restore(objective)
         if let lars { try s.restore(lars) }
         if let sgd { try s.restore(sgd) }
         try s.restore(&schedule)
@@ -189,7 +166,7 @@ public final class Pretrainer {
         // the schema's relation for "made by pretraining from this parent" (schemas/provenance.schema.json)
         if let from = config.from { p.parents = [.init(id: from, relation: "pretrained-from", note: "pretraining continued from this entry (--from)")] }
         p.datasets = [.init(role: "pretext", uri: config.data, fingerprint: config.dataFingerprint)]
-        p.seeds = ["seed": Int64(bitPattern: config.seed)]
+        p.seeds = ["seed": config.seed.recorded]
         let losses = run.history("loss").map(\.value)
         if let last = losses.last { p.metrics["loss"] = last }
         let tail = losses.suffix(max(1, losses.count / 10))

@@ -423,15 +423,20 @@ public final class Run {
     func nameProblem(_ name: String, for checkpoint: Checkpoint) -> String? {
         do { try LabelRules.validate(name) } catch { return "\(error)" }
         let id = ContentID.compute(checkpoint)
-        // A valid label is never a full id nor a 6+ hex prefix, so `resolve` finds it only as a label.
-        if let owner = try? zoo.resolve(name), owner != id {
-            let kind = (try? zoo.labels(of: owner))?.first { $0.label == name }?.kind.rawValue ?? "label"
+        if let (owner, kind) = Run.holder(of: name, zoo: zoo), owner != id {
             return "'\(name)' is already the \(kind) of entry \(owner.prefix(12))"
         }
         if let current = try? zoo.labels(of: id).first(where: { $0.kind == .name }), current.label != name {
             return "the same weights are already listed as entry \(id.prefix(12)) named '\(current.label)'"
         }
         return nil
+    }
+
+    /// The entry holding the valid label `name` and how (`name` or `tag`); nil when no entry does.
+    static func holder(of name: String, zoo: Zoo) -> (owner: String, kind: String)? {
+        // A valid label is never a full id nor a 6+ hex prefix, so `resolve` finds it only as a label.
+        guard let owner = try? zoo.resolve(name) else { return nil }
+        return (owner, (try? zoo.labels(of: owner))?.first { $0.label == name }?.kind.rawValue ?? "label")
     }
 
     /// Marks the run failed with the first line of `error` (it stays resumable). Never throws: a

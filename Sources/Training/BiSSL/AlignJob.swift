@@ -1,0 +1,276 @@
+import Checkpoint
+import Datasets
+import Engine
+import Foundation
+import Zoo
+
+/// What the user asked `bissl align` for; nil means "use the default" (`AlignJob.resolve`).
+public struct AlignOptions: JobOptions, Sendable {
+    /// The pretext entry (id, prefix, name or tag).
+    public var ref: String?
+    public var data: String?, pretextData: String?, val: String?
+    public var pretext: PretextObjective.Method?
+    public var alternations: Int?, lowerSteps: Int?, upperSteps: Int?
+    public var lambda: Double?, damping: Double?
+    public var cgIters: Int?
+    public var cg: ImplicitGradientOptions.Solver?
+    public var hvp: AlignConfig.HVP?
+    public var warmupEpochs: Int?
+    public var dLR: Double?, dWD: Double?, pLR: Double?, pWD: Double?
+    public var pBatchSize: Int?, dBatchSize: Int?
+    public var clip: Double?
+    public var noIJ = false
+    public var imageSize: Int?
+    public var seed: UInt64?
+    public var name: String?
+
+    public init() {}
+}
+
+/// Every resolved setting of an alignment: the run config and the entry's hyperparameters. Real-valued
+/// settings are kept as the Doubles given (0.03, not 0.029999999329447746); the engine gets Float
+/// copies (`settings`).
+public struct AlignConfig: Codable, Equatable, Sendable {
+    /// The finite-difference scheme of the Hessian-vector products.
+    public enum HVP: String, Codable, CaseIterable, Sendable {
+        case central, forward
+        var scheme: HessianVectorProduct.Scheme { self == .central ? .central : .forward }
+    }
+
+    public var ref: String, data: String, pretextData: String, val: String?
+    public var pretext: PretextObjective.Method
+    public var temperature: Double, emaDecay: Double, pixelScale: String
+    public var alternations: Int, lowerSteps: Int, upperSteps: Int
+    public var lambda: Double, damping: Double
+    public var cgIters: Int
+    public var cg: ImplicitGradientOptions.Solver
+    public var hvp: HVP
+    public var noIJ: Bool
+    public var warmupEpochs: Int
+    public var dLR: Double, dWD: Double, dMomentum: Double
+    public var pLR: Double, pWD: Double, pMomentum: Double, pEta: Double
+    public var clip: Double
+    public var pBatchSize: Int, dBatchSize: Int, imageSize: Int
+    public var seed: Seed
+    public var classes: Int, trainCount: Int
+    public var lowerSchedule: String, upperSchedule: String
+    public var gamma = 1.0
+    public var name: String?
+
+    /// The engine's settings (Float copies of the real-valued ones).
+    public var settings: AlignmentSettings {
+        var s = AlignmentSettings()
+        s.alternations = alternations; s.lowerSteps = lowerSteps; s.upperSteps = upperSteps
+        s.implicit = ImplicitGradientOptions(lambda: Float(lambda), damping: Float(damping), iterations: cgIters,
+                                             solver: cg, hvp: hvp.scheme, enabled: !noIJ)
+        s.warmupEpochs = warmupEpochs
+        s.dLR = Float(dLR); s.dWD = Float(dWD); s.dMomentum = Float(dMomentum)
+        s.pLR = Float(pLR); s.pWD = Float(pWD); s.pMomentum = Float(pMomentum); s.pEta = Float(pEta)
+        s.clip = Float(clip)
+        s.pBatchSize = pBatchSize; s.dBatchSize = dBatchSize; s.imageSize = imageSize
+        s.pixelScale = pixelScale == "unit" ? .unit : .raw
+        s.seed = seed.value
+        return s
+    }
+
+    /// Warmup steps (one per full downstream batch) + T·(NL + NU); nil when it does not fit an Int
+    /// or the downstream batch size is not positive.
+    public var totalSteps: Int? {
+        guard dBatchSize > 0 else { return nil }
+        let (warmup, o1) = warmupEpochs.multipliedReportingOverflow(by: trainCount / dBatchSize)
+        let (phase, o2) = lowerSteps.addingReportingOverflow(upperSteps)
+        let (alternating, o3) = alternations.multipliedReportingOverflow(by: phase)
+        let (total, o4) = warmup.addingReportingOverflow(alternating)
+        return o1 || o2 || o3 || o4 ? nil : total
+    }
+
+    /// A Float constant as the Double it was written as (0.9, not 0.8999999761581421).
+    static func decimal(_ f: Float) -> Double { Double(f.description) ?? Double(f) }
+}
+
+/// `bissl align` as a `TrainingJob`: BiSSL alignment of a pretext entry to a downstream task
+/// (docs/bissl.md). The result is a `bissl` entry whose backbone is the lower backbone θ_P, with the
+/// pretext heads φ_P and the downstream classifier φ_D as components.
+public struct AlignJob: TrainingJob {
+    public static var kind: String { "align" }
+    public let config: AlignConfig
+    public let aligner: Aligner
+    let train: ImageDataset, pretextSet: ImageDataset, valSet: ImageDataset?
+
+    /// Options + REF's provenance -> every resolved setting: every number, the data URIs (errors name
+    /// the option), REF's pretext heads, batch sizes against the data. Pretext method, temperature, EMA
+    /// decay, image size and pixel scale default to what REF's provenance records.
+    /// - Throws: `CheckpointError.invalid`, one line.
+    public static func resolve(_ o: AlignOptions, zoo: Zoo) throws -> AlignConfig {
+        func bad(_ message: String) -> CheckpointError { .invalid("align: " + message) }
+        guard let ref = o.ref else { throw bad("give REF (or --resume RUN)") }
+        guard let data = o.data else { throw bad("--data URI is required") }
+        guard let pretextData = o.pretextData else { throw bad("--pretext-data URI is required") }
+        // numbers first (cheap, and a zero batch size would divide by zero in the step count)
+        let T = o.alternations ?? 500, NL = o.lowerSteps ?? 20, NU = o.upperSteps ?? 8, K = o.cgIters ?? 5, E = o.warmupEpochs ?? 20
+        for (option, value, least) in [("--alternations", T, 1), ("--lower-steps", NL, 1), ("--upper-steps", NU, 1),
+                                       ("--cg-iters", K, 1), ("--warmup-epochs", E, 0)] where value < least {
+            throw bad("\(option) must be \(least == 0 ? "0 or more" : "at least \(least)"), got \(value)")
+        }
+        let lambda = o.lambda ?? 0.001, damping = o.damping ?? 10, dLR = o.dLR ?? 0.03, dWD = o.dWD ?? 1e-3
+        let pLR = o.pLR ?? 1.0, pWD = o.pWD ?? 1e-6, clip = o.clip ?? 10
+        for (option, value) in [("--lambda", lambda), ("--damping", damping), ("--d-lr", dLR), ("--d-wd", dWD),
+                                ("--p-lr", pLR), ("--p-wd", pWD), ("--clip", clip)] {
+            guard value.isFinite, Float(value).isFinite else { throw bad("\(option) must be a finite number, got \(value)") }
+            guard value >= 0 else { throw bad("\(option) must not be negative, got \(value)") }
+        }
+        guard clip > 0 else { throw bad("--clip must be positive, got \(clip)") }
+        guard o.noIJ || lambda + damping > 0 else {
+            throw bad("--lambda + --damping must be positive (the implicit solve divides by λ+δ), or give --no-ij")
+        }
+        for (option, value) in [("--d-batch-size", o.dBatchSize), ("--p-batch-size", o.pBatchSize)] {
+            if let value, value < 2 { throw bad("\(option) must be at least 2 (train-mode BatchNorm), got \(value)") }
+        }
+        if let size = o.imageSize, size < 4 || size > 4096 { throw bad("--image-size must be between 4 and 4096, got \(size)") }
+        // REF and its pretext heads
+        let id = try zoo.resolve(ref)
+        let entry = try zoo.checkpoint(id)
+        let p = entry.provenance
+        // REF's recorded settings, camelCase or an older spelling (RecordedSettings)
+        func number(_ key: String) -> Double? { RecordedSettings.number(key, in: p.hyperparameters) }
+        guard let methodName = o.pretext?.rawValue ?? p.method?.lowercased() else {
+            throw bad("REF records no pretext method; give --pretext \(PretextMethods.all.map { $0.name }.joined(separator: "|"))")
+        }
+        guard let method = PretextObjective.Method(rawValue: methodName) else {
+            throw bad("REF's method is '\(methodName)', not one of \(PretextMethods.names); give --pretext \(PretextMethods.all.map { $0.name }.joined(separator: "|"))")
+        }
+        let temperature = number("temperature") ?? 0.5, emaDecay = number("emaDecay") ?? 0.9995
+        do {
+            _ = try Self.pretextObjective(entry, method: method, temperature: temperature, emaDecay: emaDecay)
+        } catch {
+            throw bad("REF \(String(id.prefix(12))) cannot be aligned with \(method): \(error)")
+        }
+        // data (each error names its option)
+        func dataset(_ option: String, _ uri: String) throws -> ImageDataset {
+            do {
+                let set = try ImageDataset(parsing: uri)
+                guard set.count > 0 else { throw CheckpointError.invalid("it has no images") }
+                return set
+            } catch {
+                throw CheckpointError.invalid("\(option) \(uri): \(error)")
+            }
+        }
+        let train = try dataset("--data", data)
+        let pretextSet = try dataset("--pretext-data", pretextData)
+        var valURI = o.val
+        if let val = o.val {
+            _ = try dataset("--val", val)
+        } else if let uri = try? DatasetURI(parsing: data), !uri.partGiven {
+            var test = uri
+            test.part = .test
+            if let set = try? ImageDataset(test), set.count > 0 { valURI = test.description }
+        }
+        let size = o.imageSize ?? RecordedSettings.integer("imageSize", in: p.hyperparameters) ?? 96
+        guard size >= 4 else { throw bad("--image-size must be at least 4, got \(size) (from REF's provenance)") }
+        // batch sizes: a given one larger than its data is an error, a default is clamped (and said)
+        func batch(_ option: String, given: Int?, fallback: Int, what: String, count: Int) throws -> Int {
+            if let given {
+                guard given <= count else { throw bad("\(option) \(given) is larger than \(what) (\(count) images)") }
+                return given
+            }
+            guard fallback > count else { return fallback }
+            guard count >= 2 else { throw bad("\(what) has \(count) image; a batch needs at least 2") }
+            FileHandle.standardError.write(Data("note: \(option) defaults to \(fallback), more than \(what) has; using \(count)\n".utf8))
+            return count
+        }
+        let refBatch = RecordedSettings.integer("batchSize", in: p.hyperparameters).flatMap { $0 >= 2 ? $0 : nil } ?? 1024
+        let pBatch = try batch("--p-batch-size", given: o.pBatchSize, fallback: refBatch, what: "--pretext-data", count: pretextSet.count)
+        let dBatch = try batch("--d-batch-size", given: o.dBatchSize, fallback: 256, what: "--data", count: train.count)
+        let defaults = AlignmentSettings()
+        var c = AlignConfig(
+            // URIs as absolute paths, so the run resumes from any directory and provenance names the files
+            ref: id, data: train.uri.description, pretextData: pretextSet.uri.description,
+            val: try valURI.map { try DatasetURI(parsing: $0).description }, pretext: method,
+            temperature: temperature, emaDecay: emaDecay,
+            pixelScale: RecordedSettings.string("pixelScale", in: p.hyperparameters) ?? "raw",
+            alternations: T, lowerSteps: NL, upperSteps: NU, lambda: lambda, damping: damping, cgIters: K,
+            cg: o.cg ?? .layerwise, hvp: o.hvp ?? .central, noIJ: o.noIJ, warmupEpochs: E,
+            dLR: dLR, dWD: dWD, dMomentum: AlignConfig.decimal(defaults.dMomentum),
+            pLR: pLR, pWD: pWD, pMomentum: AlignConfig.decimal(defaults.pMomentum), pEta: AlignConfig.decimal(defaults.pEta),
+            clip: clip, pBatchSize: pBatch, dBatchSize: dBatch, imageSize: size, seed: Seed(o.seed ?? 0),
+            classes: max(train.classNames.count, (train.labels.max() ?? -1) + 1), trainCount: train.count,
+            lowerSchedule: "", upperSchedule: "", name: o.name)
+        let s = c.settings
+        c.lowerSchedule = "LARS, warmup \(s.lowerSchedule.warmup) steps, cosine to 0.001x over \(s.lowerSchedule.total)"
+        c.upperSchedule = "SGD, no warmup, cosine to 0.001x over \(s.upperSchedule.total)"
+        guard c.totalSteps != nil else {
+            throw bad("--warmup-epochs, --alternations and the step counts give more steps than can be counted")
+        }
+        return c
+    }
+
+    /// θ_P with REF's pretext heads (a classifier dropped) under `method`.
+    static func pretextObjective(_ entry: Checkpoint, method: PretextObjective.Method, temperature: Double,
+                                 emaDecay: Double) throws -> PretextObjective {
+        let net = try Network(checkpoint: entry)
+        net.removeHead("classifier")
+        return try PretextObjective(method: method, network: net, temperature: Float(temperature), emaDecay: Float(emaDecay))
+    }
+
+    /// θ_P from REF, θ_D ← θ_0 (BN buffers included) with a new linear classifier φ_D, the data, the `Aligner`.
+    public init(config c: AlignConfig, zoo: Zoo, resuming run: Run?) throws {
+        config = c
+        let objective = try Self.pretextObjective(try zoo.checkpoint(c.ref), method: c.pretext, temperature: c.temperature,
+                                                  emaDecay: c.emaDecay)
+        let thetaP = objective.network
+        var darch = thetaP.backbone.architecture
+        darch.heads = ["classifier": .init(kind: "linear", dims: [thetaP.featureCount, c.classes])]
+        let thetaD = try Network(architecture: darch, seed: c.seed.value &+ 1)
+        try thetaD.backbone.load(thetaP.backbone.stateDict())
+        train = try ImageDataset(parsing: c.data)
+        pretextSet = try ImageDataset(parsing: c.pretextData)
+        valSet = try c.val.map { try ImageDataset(parsing: $0) }
+        aligner = try Aligner(settings: c.settings, pretext: objective, downstream: thetaD, pretextData: pretextSet,
+                              trainData: train, validationData: valSet)
+    }
+
+    public var totalSteps: Int { config.totalSteps ?? aligner.totalSteps }
+    public var entryName: String? { config.name }
+
+    public func startMessage(run: Run, commandLine: [String]) -> String {
+        let s = config
+        return "run \(run.id): \(aligner.totalSteps) steps (\(s.warmupEpochs) warmup epochs, \(s.alternations) alternations of \(s.lowerSteps)+\(s.upperSteps))"
+    }
+
+    /// Restores the run's state, aligns to the end, and returns the `bissl` entry: parents, datasets,
+    /// seeds, final and best validation top-1, final losses, seconds per alternation, and the
+    /// differences from the reference implementation as warnings.
+    public func train(on run: Run) throws -> Checkpoint {
+        if let state = try run.loadState() {
+            try aligner.restore(state)
+            run.progress.message("resuming \(run.id) at step \(state.step)/\(run.totalSteps)")
+        }
+        try aligner.run(run)
+        let c = config
+        var p = run.provenance(stage: "bissl", method: c.pretext.rawValue)
+        let trainFP = try train.fingerprint()
+        p.parents = [Provenance.Parent(id: c.ref, relation: "aligned-from", note: "BiSSL to \(c.data) (\(trainFP))")]
+        p.datasets = [Provenance.Dataset(role: "downstream-train", uri: c.data, fingerprint: trainFP),
+                      Provenance.Dataset(role: "pretext", uri: c.pretextData, fingerprint: try pretextSet.fingerprint())]
+        if let v = valSet, let uri = c.val { p.datasets.append(Provenance.Dataset(role: "downstream-val", uri: uri, fingerprint: try v.fingerprint())) }
+        p.seeds = aligner.seeds
+        for (metric, values) in p.metricHistory where metric == "val_top1" || metric == "val_top1_warmup" {
+            if let last = values.last { p.metrics[metric] = last }
+            if metric == "val_top1", let best = values.max() { p.metrics["val_top1_best"] = best }
+        }
+        for metric in ["loss_lower", "loss_upper", "loss_upper_direct", "ij_relative_hessian"] {
+            if let last = p.metricHistory[metric]?.last { p.metrics[metric + "_final"] = last }
+        }
+        if !aligner.alternationSeconds.isEmpty {
+            p.metrics["secondsPerAlternation"] = aligner.alternationSeconds.reduce(0, +) / Double(aligner.alternationSeconds.count)
+        }
+        p.warnings += [
+            "HVP by \(c.hvp.rawValue) finite differences with ReLU/max-pool patterns pinned at θ_P (R5: double backward)",
+            "BN running statistics are not moved by the HVP probes (R5 moves them K times per upper step)",
+            "pretext views go through the network as one joint batch of 2N (R5: two forwards of N)",
+        ]
+        return aligner.outputNetwork().checkpoint(provenance: p)
+    }
+}
+
+extension ImplicitGradientOptions.Solver: Codable {}

@@ -1,0 +1,145 @@
+import Checkpoint
+import Foundation
+import Zoo
+
+/// What the user asked a training job for: every setting optional (nil: the default, or "not given").
+/// `given` lists the settings that are set, as command-line spellings, in declaration order (`--resume`
+/// refuses them: a resumed run keeps the settings it started with).
+public protocol JobOptions {
+    /// `--name` of the entry the run adds.
+    var name: String? { get }
+    /// The command-line spelling of the setting stored as `label` (default: `--` + kebab-case,
+    /// `ref` -> `REF`).
+    static func flag(for label: String) -> String
+}
+
+extension JobOptions {
+    public static func flag(for label: String) -> String {
+        label == "ref" ? "REF" : "--" + RecordedSettings.snakeCase(label, separator: "-")
+    }
+
+    /// The settings that are given (non-nil, or a true flag), in declaration order.
+    public var given: [String] {
+        Mirror(reflecting: self).children.compactMap { child in
+            guard let label = child.label else { return nil }
+            if let flag = child.value as? Bool { return flag ? Self.flag(for: label) : nil }
+            let value = Mirror(reflecting: child.value)
+            if value.displayStyle == .optional && value.children.isEmpty { return nil }
+            return Self.flag(for: label)
+        }
+    }
+}
+
+/// One kind of training run (pretrain, align, finetune): options resolved into a `Codable` config
+/// (the run's `config` in run.json, and the entry's hyperparameters), a job built from the config, and
+/// its training on a `Run` ending in a zoo entry. `start` and `resume` below are the one path every
+/// job goes through: the `--name` check, run creation or reopening, failure marking, finishing.
+public protocol TrainingJob {
+    associatedtype Options: JobOptions
+    associatedtype Config: Codable
+
+    /// The run kind (`pretrain`, `align`, `finetune`): the prefix of run ids, and what `--resume` checks.
+    static var kind: String { get }
+
+    /// Options + the zoo -> every resolved setting. Everything that can be checked before training is
+    /// checked here, so bad input leaves no run directory.
+    /// - Throws: one-line errors naming the option.
+    static func resolve(_ options: Options, zoo: Zoo) throws -> Config
+
+    /// Builds the job (data, networks) from a config; writes nothing. `run` is the run being resumed
+    /// (nil for a new run): a job refuses data that changed since it started.
+    init(config: Config, zoo: Zoo, resuming run: Run?) throws
+
+    var config: Config { get }
+    /// Steps of the whole run (progress, `bissl runs`).
+    var totalSteps: Int { get }
+    /// The entry's name (`--name`), recorded in the config.
+    var entryName: String? { get }
+
+    /// The first line of a new run on stderr (its id, what it will do, how to resume it).
+    func startMessage(run: Run, commandLine: [String]) -> String
+
+    /// Trains on `run` from its last saved state (or the start), saves the final state, and returns
+    /// the entry to add (weights and provenance).
+    func train(on run: Run) throws -> Checkpoint
+}
+
+/// What a finished job gives back: the run, the zoo entry, and the entry's provenance.
+public struct JobResult {
+    public let run: Run
+    public let entry: ImportResult
+    public let provenance: Provenance
+}
+
+extension TrainingJob {
+    /// Starts a new run: `--name` checked first (before any work), options resolved, the job built,
+    /// then the run created, trained and finished.
+    /// - Throws: resolution errors (no run directory is left); a failure after the run started marks
+    ///   it failed (resumable) and is rethrown.
+    public static func start(zoo: Zoo, options: Options, commandLine: [String],
+                             progress: ProgressReporter? = nil) throws -> JobResult {
+        if let name = options.name { try checkName(name, zoo: zoo) }
+        let config = try resolve(options, zoo: zoo)
+        let job = try Self(config: config, zoo: zoo, resuming: nil)
+        let run = try Run.create(zoo: zoo, kind: kind, config: try JSONValueEncoder().encodeObject(config),
+                                 commandLine: commandLine, totalSteps: job.totalSteps, progress: progress)
+        run.progress.message(job.startMessage(run: run, commandLine: commandLine))
+        return try job.finish(on: run)
+    }
+
+    /// Resumes run `id` (a run of this kind that is not completed) from its last saved state, with the
+    /// config it started with.
+    /// - Throws: `Run.open`'s refusals (the run untouched); a failure after the run was reopened
+    ///   (unreadable config, changed data, a parent entry gone) marks it failed and is rethrown.
+    public static func resume(zoo: Zoo, id: String, commandLine: [String], progress: ProgressReporter? = nil) throws -> JobResult {
+        let run = try Run.open(zoo: zoo, id: id, expectedKind: kind, commandLine: commandLine, progress: progress)
+        let job: Self
+        do {
+            let config: Config
+            do {
+                config = try JSONValue.object(RecordedSettings.camelCased(run.config)).decode(Config.self)
+            } catch {
+                throw CheckpointError.invalid("run \(run.id): the run's config is not a \(kind) config: \(error)")
+            }
+            job = try Self(config: config, zoo: zoo, resuming: run)
+        } catch {
+            run.fail(error)
+            throw error
+        }
+        return try job.finish(on: run)
+    }
+
+    /// Trains and adds the entry; any failure marks the run failed.
+    func finish(on run: Run) throws -> JobResult {
+        do {
+            let checkpoint = try train(on: run)
+            let entry = try run.finish(checkpoint, name: entryName)
+            return JobResult(run: run, entry: entry, provenance: checkpoint.provenance)
+        } catch {
+            run.fail(error)
+            throw error
+        }
+    }
+
+    /// Refuses `--name NAME` when the zoo would refuse it at the end: not a valid label
+    /// (`LabelRules`), or already the name or tag of an entry.
+    /// - Throws: `CheckpointError.invalid`, one line.
+    public static func checkName(_ name: String, zoo: Zoo) throws {
+        do { try LabelRules.validate(name) } catch {
+            throw CheckpointError.invalid("--name: \(error)")
+        }
+        if let (owner, kind) = Run.holder(of: name, zoo: zoo) {
+            throw CheckpointError.invalid("--name \(name) is already the \(kind) of entry \(owner.prefix(12)); choose another name (or bissl untag \(name) first)")
+        }
+    }
+
+    /// `bissl <kind> --resume ID [--zoo DIR]`, with `--zoo DIR` when `commandLine` gave it.
+    public static func resumeCommand(runID: String, commandLine: [String]) -> String {
+        var resume = "bissl \(kind) --resume \(runID)"
+        for (i, arg) in commandLine.enumerated() {
+            if arg == "--zoo", i + 1 < commandLine.count { resume += " --zoo \(commandLine[i + 1])" }
+            if arg.hasPrefix("--zoo=") { resume += " --zoo \(arg.dropFirst(6))" }
+        }
+        return resume
+    }
+}

@@ -1,0 +1,97 @@
+import ArgumentParser
+import Checkpoint
+import Foundation
+import Training
+import Zoo
+
+/// A command that runs one `TrainingJob` (pretrain, align, finetune): it maps its options to the job's
+/// options and prints the result; starting, `--resume`, failure marking and finishing are the job's.
+protocol TrainingCommand: ParsableCommand {
+    associatedtype Job: TrainingJob
+    var runOptions: RunOptions { get }
+    var zooOptions: ZooOptions { get }
+    /// The options given on the command line, as the job reads them.
+    var jobOptions: Job.Options { get }
+    /// Prints what the finished run made.
+    func report(_ result: JobResult) throws
+    /// Whether a new run creates a missing zoo (false when the job starts from an entry).
+    static var createsZoo: Bool { get }
+}
+
+extension TrainingCommand {
+    static var createsZoo: Bool { true }
+
+    /// `--resume RUN` continues a run with the config it started with: no other option may be given.
+    func validate() throws {
+        guard runOptions.resume != nil else { return }
+        let given = jobOptions.given
+        guard given.isEmpty else {
+            throw CLIError("--resume takes no other options (the run's config has them): remove \(given.joined(separator: ", "))")
+        }
+    }
+
+    func run() throws {
+        let zoo = try zooOptions.open(create: runOptions.resume == nil && Self.createsZoo)
+        defer { try? zoo.close() }
+        let commandLine = CommandLine.arguments
+        if let resume = runOptions.resume {
+            try report(try Job.resume(zoo: zoo, id: resume, commandLine: commandLine))
+        } else {
+            try report(try Job.start(zoo: zoo, options: jobOptions, commandLine: commandLine))
+        }
+    }
+}
+
+/// `--resume`, `--name`, `--json` of every training command.
+struct RunOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Continue an interrupted run (id, unique prefix or directory) with the settings it started with; takes no other options.", valueName: "RUN"))
+    var resume: String?
+    @Option(help: ArgumentHelp("Name of the new entry.", valueName: "NAME"))
+    var name: String?
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+}
+
+/// The backbone of a run that starts from no entry: `--arch`, `--width`, `--stem`.
+struct ArchitectureOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Backbone: resnet18, resnet34, resnet50, resnet101, resnet152.", valueName: "ARCH"))
+    var arch: Arch?
+    @Option(parsing: .unconditional, help: ArgumentHelp("Stem width (64 in torchvision).", valueName: "W"))
+    var width: Int?
+    @Option(help: ArgumentHelp("imagenet (7x7/2 conv + max pool) or small (3x3/1 conv).", valueName: "STEM"))
+    var stem: Stem?
+
+    enum Arch: String, CaseIterable, ExpressibleByArgument {
+        case resnet18, resnet34, resnet50, resnet101, resnet152
+        init?(argument: String) { self.init(rawValue: argument.lowercased()) }
+    }
+
+    enum Stem: String, CaseIterable, ExpressibleByArgument { case imagenet, small }
+}
+
+/// `--seed N`: every seed option reads a non-negative 64-bit integer.
+enum SeedArgument {
+    static func parse(_ text: String) throws -> UInt64 {
+        if let value = UInt64(text) { return value }
+        if let negative = Int64(text), negative < 0 { throw CLIError("--seed must not be negative, got \(negative)") }
+        throw CLIError("--seed must be an integer in 0...\(UInt64.max), got '\(text)'")
+    }
+}
+
+extension PretextObjective.Method: ExpressibleByArgument {
+    public init?(argument: String) { self.init(rawValue: argument.lowercased()) }
+}
+
+extension ImplicitGradientOptions.Solver: ExpressibleByArgument {}
+extension AlignConfig.HVP: ExpressibleByArgument {}
+
+/// Prints `value` as JSON when `json`, else `text`.
+func printResult<T: Encodable>(json: Bool, _ value: T, _ text: @autoclosure () -> String) throws {
+    if json { try ZooOutput.printJSON(value) } else { print(text()) }
+}
+
+/// An error of the command line itself (options that contradict each other, bad values).
+struct CLIError: OneLineError {
+    let description: String
+    init(_ message: String) { description = message }
+}
