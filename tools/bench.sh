@@ -22,7 +22,7 @@ if [ ! -x /usr/bin/time ]; then
 fi
 "$PY" tools/bench/bench.py "$BIN"
 
-# Data loading (issue 5): decode plus two-view SimCLR augmentation of Fashion-MNIST, images/s at 32x32
+# Data loading: decode plus two-view SimCLR augmentation of Fashion-MNIST, images/s at 32x32
 # and 96x96. Its target is twice the engine's training consumption, which joins this bench with the
 # engine benchmark.
 if [ -d /usr/share/datasets/fashion-mnist ]; then
@@ -30,7 +30,7 @@ if [ -d /usr/share/datasets/fashion-mnist ]; then
   "$BIN" data bench idx:/usr/share/datasets/fashion-mnist --sizes 32,96
 fi
 
-# Engine (issue 4): ResNet-50 training step, inference, HVP cost and peak RSS beside PyTorch 2.13 CPU
+# Engine: ResNet-50 training step, inference, HVP cost and peak RSS beside PyTorch 2.13 CPU
 # (2 threads), ~4 min. Needs the release build of EngineBench: `swift build -c release --product
 # EngineBench` (`make release` = `swift build -c release` builds it too, as every executable target).
 ENGINE_BENCH="$(dirname "$BIN")/EngineBench"
@@ -42,7 +42,7 @@ fi
 printf '\n== engine (tools/bench/engine.py)\n'
 "$PY" tools/bench/engine.py "$ENGINE_BENCH"
 
-# BiSSL upper step (issue 7, "Speed"): AlignBench (K = 5 layer-wise CG, central and forward HVP) beside
+# BiSSL upper step: AlignBench (K = 5 layer-wise CG, central and forward HVP) beside
 # the PyTorch reference upper step with exact double-backward HVPs, ResNet-50 at 32x32, downstream batch
 # 32, pretext batch 2x32; target <= 0.4x torch. Needs the release build of AlignBench.
 ALIGN_BENCH="$(dirname "$BIN")/AlignBench"

@@ -1,27 +1,27 @@
-"""PyTorch reference of one BiSSL lower step and one BiSSL upper step (method brief 2.3, 3, 5.4, 5.5).
+"""PyTorch reference of one BiSSL lower step and one BiSSL upper step (docs/bissl.md "Problem and hypergradient", 3, 5.4, 5.5).
 
 This is the yardstick the Swift port (Sources/Training/BiSSL) is checked against
 (tools/fixtures/make_bissl_fixtures.py writes Tests/Fixtures/bissl/*.npz from it). It follows the
-authors' R5 code as the brief states it, with the Hessian-vector product computed EXACTLY by double
-backward (torch.autograd.grad with create_graph=True), as R5 `ij_solvers.py` does.
+authors' code (docs/bissl.md, "Method reference"), with the Hessian-vector product computed EXACTLY by double
+backward (torch.autograd.grad with create_graph=True), as the reference implementation does.
 
 Networks: a backbone (tools/reference_resnet.py ResNet with num_classes=0, features [N, F]), the
-SimCLR projector phi_P (brief 5.3 MLP: Linear-BN1d-ReLU-...-Linear(no bias)) and a linear classifier
+SimCLR projector phi_P (docs/bissl.md "Network, heads and state-dict keys" MLP: Linear-BN1d-ReLU-...-Linear(no bias)) and a linear classifier
 phi_D = nn.Linear(F, C). Images are NCHW tensors.
 
 SimCLR forward convention (shared with the Swift port and Tests/Fixtures/engine/simclr.npz): the two
 views are concatenated into ONE batch [x1; x2] of 2N images, so BatchNorm statistics are taken over
-both views together; NT-Xent as in brief 5.4 (tau 0.5).
+both views together; NT-Xent as in docs/bissl.md "Pretext methods" (tau 0.5).
 
-Lower step (brief 3, step 5, lower phase):
+Lower step (docs/bissl.md "The alternation loop", step 5, lower phase):
     loss = NTXent(phi_P(theta_P([x1; x2]))) + (lam/2) * sum_tensors ||theta_P - theta_D||^2  (theta_D detached)
-    grads over (theta_P, phi_P); clip_grad_norm_(., clip); LARS step (brief 5.5) at lr.
+    grads over (theta_P, phi_P); clip_grad_norm_(., clip); LARS step (docs/bissl.md "Optimisers and schedule") at lr.
     BN in train mode: running statistics of theta_P and phi_P move (one forward).
 
-Upper step (brief 2.3 and 3, upper phase), gamma = 1:
-    l1 = CE(phi_D(theta_P(x)), y)          train-mode BN (theta_P running stats move, as in R5)
+Upper step (docs/bissl.md "Problem and hypergradient" and 3, upper phase), gamma = 1:
+    l1 = CE(phi_D(theta_P(x)), y)          train-mode BN (theta_P running stats move, as in the reference implementation)
     g = d l1 / d theta_P ; gphi1 = d l1 / d phi_D
-    u = CG(v -> v + H v / (lam + delta), rhs g, K iterations), layer-wise (R5 default) or global,
+    u = CG(v -> v + H v / (lam + delta), rhs g, K iterations), layer-wise (the reference implementation default) or global,
         H = Hessian of the SimCLR loss on the fixed batch B_H w.r.t. theta_P only, at (theta_P, phi_P),
         BN in train mode (batch statistics); nan_to_num at the end.
     l2 = CE(phi_D(theta_D(x)), y)          train-mode BN (theta_D running stats move)
@@ -29,13 +29,13 @@ Upper step (brief 2.3 and 3, upper phase), gamma = 1:
     grad theta_D = u + h ; grad phi_D = gphi1 + gphi2 ; clip global norm of (theta_D, phi_D) grads to clip;
     torch.optim.SGD(lr, momentum 0.9, weight_decay wd) step (first step: buf = d).
 
-BatchNorm running statistics during the HVP probes: R5 runs each HVP forward in train mode, so every one
-of the K HVPs moves theta_P's and phi_P's running statistics with pretext data (brief 3, "side effects").
+BatchNorm running statistics during the HVP probes: the reference implementation runs each HVP forward in train mode, so every one
+of the K HVPs moves theta_P's and phi_P's running statistics with pretext data (docs/bissl.md "The alternation loop", "side effects").
 The Swift port deliberately FREEZES them (Mode.trainFrozenStatistics: batch statistics normalise, the
 running buffers are not touched), because a finite-difference probe at theta + eps*v must not leave
 traces in the model. The running statistics never enter a train-mode loss or gradient, so this changes
 only the buffers, never u, the parameters or the losses. `hvp_updates_bn_stats` selects the behaviour
-here: False (default) = the port's choice, which the fixtures use; True = R5's.
+here: False (default) = the port's choice, which the fixtures use; True = the reference implementation's.
 
 Run directly for a quick self-check: python3 tools/bissl_reference.py
 """
@@ -46,11 +46,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reference_resnet import mlp  # noqa: F401  (brief 5.3 heads; re-exported for the scripts using this module)
+from reference_resnet import mlp  # noqa: F401  (docs/bissl.md "Network, heads and state-dict keys" heads; re-exported for the scripts using this module)
 
 
 def nt_xent(z, tau):
-    """Brief 5.4: rows 0..N-1 view 1, N..2N-1 view 2; positive of row i is (i+N) mod 2N."""
+    """docs/bissl.md "Pretext methods": rows 0..N-1 view 1, N..2N-1 view 2; positive of row i is (i+N) mod 2N."""
     n2 = z.shape[0]
     n = n2 // 2
     s = F.normalize(z, dim=1) / math.sqrt(tau)
@@ -69,7 +69,7 @@ def clip_(params, max_norm):
 
 
 def lars_step(params, bufs, lr, momentum=0.9, wd=1e-6, eta=1e-3):
-    """Brief 5.5 (R5 source/optimizers.py)."""
+    """docs/bissl.md "Optimisers and schedule" (the reference implementation)."""
     with torch.no_grad():
         for p, mu in zip(params, bufs):
             d = p.grad + wd * p
@@ -99,7 +99,7 @@ def lower_step(backbone_p, projector, backbone_d, x1, x2, lam, lr, tau=0.5, clip
 
 class ExactHVP:
     """H v of the SimCLR loss on the fixed batch (x1, x2) w.r.t. the backbone parameters, by double
-    backward (R5 `ij_solvers.py`: the gradient graph is rebuilt on every call)."""
+    backward (the reference implementation: the gradient graph is rebuilt on every call)."""
 
     def __init__(self, backbone, projector, x1, x2, tau, updates_bn_stats=False):
         self.backbone, self.projector, self.x1, self.x2, self.tau = backbone, projector, x1, x2, tau
@@ -131,7 +131,7 @@ def _restore_bn_buffers(*args):
 
 
 def cg_layerwise(op, b, iters):
-    """Brief 2.3 item 6 (R5 cg_solver, layerwise_solve=True)."""
+    """docs/bissl.md "Problem and hypergradient" (the reference implementation cg_solver, layerwise_solve=True)."""
     x = [torch.zeros_like(t) for t in b]
     r = [t.clone() for t in b]
     d = [t.clone() for t in b]
@@ -148,7 +148,7 @@ def cg_layerwise(op, b, iters):
 
 
 def cg_global(op, b, iters):
-    """Textbook CG (R5 layerwise_solve=False)."""
+    """Textbook CG (the reference implementation layerwise_solve=False)."""
     x = [torch.zeros_like(t) for t in b]
     r = [t.clone() for t in b]
     d = [t.clone() for t in b]

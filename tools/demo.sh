@@ -11,7 +11,7 @@
 #
 # Entries already in the zoo (by name) are reused, so a second run only evaluates and prints.
 # The budgets below keep the whole run near 10 minutes on 2 cores (release build); they are far
-# below the paper's (brief section 4), so the numbers show the pipeline working, not the paper's gains.
+# below the paper's (docs/bissl.md "Default settings"), so the numbers show the pipeline working, not the paper's gains.
 # Usage: tools/demo.sh PATH/TO/bissl
 set -euo pipefail
 BIN="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Reproduces the fine-tuning evidence of docs/pretraining.md (issue 6, item 6, second half): fine-tuning the
+# Reproduces the fine-tuning evidence of docs/pretraining.md: fine-tuning the
 # SimCLR Fashion-MNIST backbone (ResNet-18, width 8, small stem, 16x16) versus fine-tuning a randomly
 # initialised ResNet-18 of the same architecture, with the same budget and hyperparameters (epochs, batch,
 # lr, wd, image size 16, seed), on

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Reproduces the evidence of docs/pretraining.md (issue 6, item 6): SimCLR on Fashion-MNIST, ResNet-18
+# Reproduces the evidence of docs/pretraining.md: SimCLR on Fashion-MNIST, ResNet-18
 # (width 8, small stem) at 16x16, then k-NN top-1 (k = 20) of the pretext backbone versus a randomly
 # initialised one, both through `bissl probe`.
 #

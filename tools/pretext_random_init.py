@@ -3,7 +3,7 @@ docs/pretraining.md (import it with `bissl import FILE --name NAME`, then `bissl
 
 The initialisation follows the same rules as the engine's `ResNet.initialize` (what `bissl pretrain`
 starts from): convolutions Kaiming-normal with fan_out and ReLU gain, BN weight 1 and bias 0, running
-mean 0 and variance 1, and the last BN of every block zero-initialised (timm's `zero_init_last`, R5's
+mean 0 and variance 1, and the last BN of every block zero-initialised (timm's `zero_init_last`, the reference implementation's
 backbone). The values come from torch's generator, so they differ from the engine's for the same seed;
 the distribution is the same.
 

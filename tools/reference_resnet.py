@@ -95,7 +95,7 @@ class ResNet(nn.Module):
 
 
 def mlp(dims):
-    """The MLP projector/predictor of the method brief, section 5.3 (R5 `MLPProjector`), as an
+    """The MLP projector/predictor of docs/bissl.md "Network, heads and state-dict keys" (the reference implementation), as an
     nn.Sequential: Linear -> BatchNorm1d -> ReLU for each pair but the last, then Linear without bias
     (keys 0.weight, 0.bias, 1.running_var, ..., 3(L-1).weight)."""
     layers = []

@@ -1,9 +1,9 @@
-// AlignBench: issue 7's speed figure (section "Speed"), one BiSSL upper step on ResNet-50, as one JSON
+// AlignBench: the speed figure of docs/bissl.md (section "Speed"), one BiSSL upper step on ResNet-50, as one JSON
 // line on stdout. tools/bench/align.py runs it beside the PyTorch reference upper step
 // (tools/bissl_reference.py, exact HVP by double backward) and prints the ratio against the 0.4 target.
 //
 // Model: θ_P = ResNet-50 (torchvision width 64, imagenet stem) with the SimCLR projector φ_P
-// MLP [2048, 256, 256, 256] (brief 5.3), θ_D = a second ResNet-50 with the classifier φ_D
+// MLP [2048, 256, 256, 256] (docs/bissl.md, "Network, heads and state-dict keys"), θ_D = a second ResNet-50 with the classifier φ_D
 // Linear(2048, 10); random weights (Network(architecture:seed:), seeds 0 and 1), random N(0,1) images
 // and labels (SeededRNG 2). Downstream batch `--batch` (32) of SIZE x SIZE images; Hessian batch B_H of
 // `--pretext-batch` (32) image pairs, i.e. 2 x 32 views through the network as one batch of 64.
@@ -14,13 +14,13 @@
 // What is timed, per scheme and per step s = 0...steps (s = 0 is the warm-up, not counted):
 //   hessian_batch_s  `implicit.setHessianBatch(B_H)`: one pretext gradient at θ_P on B_H recording the
 //                    activation patterns (the forward scheme's cached ∇L_P(θ_P; B_H)). A real upper phase
-//                    pays this once per NU = 8 steps (R5 default); here it is redone before every step.
+//                    pays this once per NU = 8 steps (the reference implementation default); here it is redone before every step.
 //   step_s           `upper.step(x, y)`: ℓ1 gradient through θ_P (batch N), u by K CG iterations (K HVPs:
 //                    central 2K, forward K pretext gradients on 2N views), ℓ2 gradient through θ_D,
 //                    assembly, clipping, SGD step.
 //   upper_step_s     step_s + hessian_batch_s: the upper step with the whole B_H gradient charged to it
 //                    (an upper phase of one step; the headline figure, compared with torch's step).
-//   upper_step_amortized_s  step_s + hessian_batch_s / 8: the per-step cost inside an R5 phase of 8.
+//   upper_step_amortized_s  step_s + hessian_batch_s / 8: the per-step cost inside an the reference implementation phase of 8.
 // Figures are medians over the timed steps (each component's median separately; sums of medians).
 // Usage: AlignBench [--size 32] [--batch 32] [--pretext-batch 32] [--iterations 5] [--steps 3]
 import Foundation

@@ -1,4 +1,4 @@
-// EngineBench: issue 4's engine figures for one input size, as one JSON line on stdout.
+// EngineBench: the engine figures (tools/bench.sh, README "Speed") for one input size, as one JSON line on stdout.
 // ResNet-50 (torchvision width 64, imagenet stem) + a 1000-class Linear head, batch N of random
 // NxCxHxW images with random labels, cross-entropy loss.
 //   train_img_s: forward (train mode) + backward + SGD step (lr 0.01, momentum 0.9, weight decay 1e-4);

@@ -5,7 +5,7 @@ import CHDF5
 ///
 /// HDF5 keeps attributes in the object header, which caps one attribute near 64 KiB; writers refuse
 /// anything whose payload exceeds `Object.attributeByteLimit` so unbounded lists go to datasets
-/// instead (case C12).
+/// instead.
 extension Object {
     /// Largest payload (string bytes or integer bytes) one attribute may carry: 64 KiB.
     public static let attributeByteLimit = 65_536

@@ -5,7 +5,7 @@ import Training
 import Zoo
 
 /// `bissl eval REF --data URI [--image-size S] [--json]`: top-1, top-5, mean per-class accuracy and
-/// the confusion matrix of an entry's backbone + classifier on labelled data (issue 6, item 3).
+/// the confusion matrix of an entry's backbone + classifier on labelled data.
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",

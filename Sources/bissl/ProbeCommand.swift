@@ -5,7 +5,7 @@ import Training
 import Zoo
 
 /// `bissl probe REF --data URI [--eval-data URI] [--knn K] [--image-size S] [--json]`: linear-probe
-/// and k-NN top-1 of an entry's frozen backbone (issue 6, item 3). The backbone only runs in eval
+/// and k-NN top-1 of an entry's frozen backbone. The backbone only runs in eval
 /// mode: the entry (immutable in the zoo anyway) and its BN running statistics are unchanged.
 struct ProbeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

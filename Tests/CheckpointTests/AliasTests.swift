@@ -3,7 +3,7 @@ import Foundation
 import HDF5
 import XCTest
 
-/// Case C6: two names on one storage with the same view. Expected aliases come from what torch
+/// Tied weights: two names on one storage with the same view. Expected aliases come from what torch
 /// recorded in the fixtures' `.expected.json` (storage group, offset, shape, stride), not from our reader.
 final class AliasTests: XCTestCase {
     /// Names grouped by torch's own view record (storage group, offset, shape, stride, dtype) in the

@@ -131,7 +131,7 @@ final class ArchitectureInferenceTests: XCTestCase {
     }
 
     func testMLPHeadsFromTheMethodBrief() throws {
-        // Projector "256-256-256" on 2048 features, brief section 5.3: Linear(b)-BN-ReLU-Linear(b)-BN-ReLU-Linear(no bias).
+        // Projector "256-256-256" on 2048 features, docs/bissl.md, "Network, heads and state-dict keys": Linear(b)-BN-ReLU-Linear(b)-BN-ReLU-Linear(no bias).
         var p = StateDict()
         func lin(_ i: Int, _ o: Int, _ n: Int, bias: Bool = true) {
             p["\(i).weight"] = Tensor(float32: [Float](repeating: 0, count: o * n), shape: [o, n])
@@ -145,7 +145,7 @@ final class ArchitectureInferenceTests: XCTestCase {
         let head = try ArchitectureInference.inferHead(p, name: "projector")
         XCTAssertEqual(head, .init(kind: "mlp", dims: [2048, 256, 256, 256]))
         XCTAssertEqual(p.values.reduce(0) { $0 + ($1.dtype == .float32 && !$1.shape.isEmpty ? $1.count : 0) } - 4 * 256 /* running stats */,
-                       656_896, "parameter count of the brief's projector")
+                       656_896, "parameter count of the method's projector (docs/bissl.md)")
 
         // Linear-BN-ReLU-Linear as in the task: keys 0.*, 1.*, 3.*.
         p = [:]

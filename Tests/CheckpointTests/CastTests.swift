@@ -2,7 +2,7 @@
 import Foundation
 import XCTest
 
-/// Precision casts (case C15) and rounding, against bit patterns computed by numpy and torch
+/// Precision casts and rounding, against bit patterns computed by numpy and torch
 /// (`Tests/Fixtures/layout/rounding.json`, written by tools/fixtures/make_layout_fixtures.py).
 final class CastTests: XCTestCase {
     struct Rounding: Decodable {
@@ -46,7 +46,7 @@ final class CastTests: XCTestCase {
         XCTAssertTrue(Float(bitPattern: UInt32(FloatRounding.bfloat16Bits(-.nan)) << 16).isNaN)
     }
 
-    /// A small state dict with a BN layer whose running_var holds 1e-8 and 7e4 (case C15).
+    /// A small state dict with a BN layer whose running_var holds 1e-8 and 7e4.
     static func bnDict() -> StateDict {
         var d = StateDict()
         d["conv1.weight"] = Tensor(float32: [0.5, 70000, 1e-8, -2], shape: [1, 1, 2, 2])

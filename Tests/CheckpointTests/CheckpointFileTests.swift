@@ -352,7 +352,7 @@ final class CheckpointFileTests: XCTestCase {
     // MARK: - scale
 
     func testThreeThousandKeysGoToADatasetNotAnAttribute() throws {
-        // Case C12: 3,000 names of 30 bytes (90 KB) exceed what one HDF5 attribute holds.
+        // 3,000 names of 30 bytes (90 KB) exceed what one HDF5 attribute holds.
         var sd = StateDict()
         for i in 0..<3000 { sd[String(format: "layers.%04d.attention.q.weight", 2999 - i)] = Tensor(int64: Int64(i)) }
         XCTAssertEqual(sd.keys.first!.utf8.count, 30)

@@ -2,7 +2,7 @@
 import Foundation
 import XCTest
 
-/// Layout cases C1-C4, C6, C15, EMA, training and MoCo checkpoints, through real `torch.save` files
+/// Layouts (key prefixes, heads, BN buffers, branches, aliases, casts), EMA, training and MoCo checkpoints, through real `torch.save` files
 /// (Tests/Fixtures/layout, written by tools/fixtures/make_layout_fixtures.py). Expected keys, counts,
 /// prefixes, head sizes and value sums come from that script's `expected.json`, derived in Python.
 final class LayoutFixtureTests: XCTestCase {
@@ -190,7 +190,7 @@ final class LayoutFixtureTests: XCTestCase {
         XCTAssertTrue(r.rules.contains("dropped optimizer state at 'optimizer'"), "\(r.rules)")
     }
 
-    /// The legacy (pre-1.6) container resolves like the zip one (case C11 file of the PyTorch reader).
+    /// The legacy (pre-1.6) container resolves like the zip one (the legacy file of the PyTorch reader tests).
     func testLegacyContainerResolvesLikeZip() throws {
         let zip = try LayoutResolver.resolve(PyTorchFile.read(Fixtures.url("pth/resnet18_w2.pth")))
         let legacyDoc = try PyTorchFile.read(Fixtures.url("pth/resnet18_w2_legacy.pth"))

@@ -156,7 +156,7 @@ final class PyTorchReaderTests: XCTestCase {
         assertMatches(doc, expected)
     }
 
-    func testLegacyFormatReadsTheSameStateDict() throws {   // case C11
+    func testLegacyFormatReadsTheSameStateDict() throws {
         let doc = try read("resnet18_w2_legacy.pth")
         XCTAssertEqual(doc.container, "pytorch-legacy")
         XCTAssertEqual(doc.metadata["byteorder"], "little")

@@ -3,7 +3,7 @@ import Foundation
 import XCTest
 
 /// FileSniffer against files written by the real tools (torch, numpy, safetensors, h5py, pickle)
-/// and hand-made bad downloads (case C9).
+/// and hand-made bad downloads.
 final class SnifferTests: XCTestCase {
     private func kind(_ name: String) throws -> FileKind {
         try FileSniffer.sniff(Fixtures.url("pth/\(name)"))

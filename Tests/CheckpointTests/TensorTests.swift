@@ -12,7 +12,7 @@ final class TensorTests: XCTestCase {
     }
 
     func testBFloat16IsTheHighHalfOfFloat32() throws {
-        // 0x3F80 is 1.0 in bf16; as f16 it would be 1.875 (case C14).
+        // 0x3F80 is 1.0 in bf16; as f16 it would be 1.875.
         let t = try Tensor(dtype: .bfloat16, shape: [2], data: Data([0x80, 0x3F, 0x00, 0xC0]))
         XCTAssertEqual(t.floats(), [1.0, -2.0])
     }

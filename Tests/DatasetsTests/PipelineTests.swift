@@ -51,7 +51,7 @@ final class PipelineTests: XCTestCase {
         for _ in 0..<n {
             let p = Augment.PretextView.view2.sample(height: 60, width: 80, using: &rng)
             XCTAssertTrue(p.crop.i >= 0 && p.crop.j >= 0 && p.crop.i + p.crop.h <= 60 && p.crop.j + p.crop.w <= 80)
-            // Q1: aspect ratio (w / h) in [0.5, 1] up to rounding of w and h.
+            // Crop ratio (docs/bissl.md, Augmentations): aspect ratio (w / h) in [0.5, 1] up to rounding of w and h.
             XCTAssertLessThanOrEqual(Double(p.crop.w), Double(p.crop.h) + 1, "\(p.crop)")
             XCTAssertGreaterThanOrEqual(Double(p.crop.w) + 1, 0.5 * Double(p.crop.h), "\(p.crop)")
             flips += p.flip ? 1 : 0
@@ -102,7 +102,7 @@ final class PipelineTests: XCTestCase {
         XCTAssertEqual(pa.1, pb.1)
         XCTAssertNotEqual(pa.0, pc.0)
         XCTAssertEqual(pa.0.count, 3 * 96 * 96)
-        // Q2 (.raw, the paper's timm ToTensor): values reach (255 - mean) / std, largest for G: (255 - 0.456) / 0.224.
+        // Raw pixel scale (.raw, the reference implementation's timm ToTensor): values reach (255 - mean) / std, largest for G: (255 - 0.456) / 0.224.
         XCTAssertGreaterThan(pa.0.max()!, 100)
         XCTAssertLessThanOrEqual(pa.0.max()!, (255 - 0.456) / 0.224 + 1e-3)
         var d = SeededGenerator(seed: 99)

@@ -114,7 +114,7 @@ final class LayerTests: XCTestCase {
     }
 
     func testResNet50Sizes() throws {
-        // the method brief 5.1: 23 508 032 parameters in 159 tensors, 318 state-dict entries
+        // docs/bissl.md, "Network, heads and state-dict keys": 23 508 032 parameters in 159 tensors, 318 state-dict entries
         let m = try ResNet(depth: 50)
         XCTAssertEqual(m.parameters.count, 159)
         XCTAssertEqual(m.parameters.map(\.count).reduce(0, +), 23_508_032)

@@ -3,7 +3,7 @@ import XCTest
 @testable import Engine
 
 /// ResNet forward, backward, BN statistics and optimiser steps against real PyTorch 2.13
-/// (tools/fixtures/make_engine_fixtures.py; tolerances of issue 4: forward 1e-4, gradients 1e-3,
+/// (tools/fixtures/make_engine_fixtures.py; tolerances: forward 1e-4, gradients 1e-3,
 /// relative to the largest magnitude of each tensor).
 final class ResNetParityTests: XCTestCase {
     struct Case {
@@ -109,7 +109,7 @@ final class ResNetParityTests: XCTestCase {
         let back = model.stateDict()
         XCTAssertEqual(Array(back.keys), Array(state.excluding("fc.").keys))
         for (k, t) in back { XCTAssertEqual(t, state[k], k) }
-        XCTAssertEqual(back.count, 318)  // the brief's 318 entries for a ResNet-50 backbone
+        XCTAssertEqual(back.count, 318)  // the 318 entries of docs/bissl.md for a ResNet-50 backbone
     }
 
     func testStrictLoadingRefusesBadStateDicts() throws {

@@ -108,7 +108,7 @@ final class WrapperTests: XCTestCase {
     }
 
     func testOversizedAttributeIsRefused() throws {
-        // Case C12: 3,000 names of 30 bytes do not fit in one attribute.
+        // 3,000 names of 30 bytes do not fit in one attribute.
         let file = try File.create(path("c12.h5"))
         let names = (0..<3000).map { String(format: "layer%04d.block.conv.weight.xx", $0) }
         XCTAssertThrowsError(try file.setAttribute("names", names)) { error in

@@ -7,7 +7,7 @@ import XCTest
 import Zoo
 @testable import Training
 
-/// Fine-tuning: the start network and its lineage (case C17), resume bit-exactness, the search.
+/// Fine-tuning: the start network and its lineage, resume bit-exactness, the search.
 final class DownstreamFineTuneTests: XCTestCase {
     var tmp: URL!
 

@@ -15,7 +15,7 @@ final class NetworkTests: XCTestCase {
         XCTAssertEqual(Set(ckpt.components.keys), ["backbone", "projector", "classifier"])
         XCTAssertEqual(ckpt.components["classifier"]?.keys.sorted(), ["fc.bias", "fc.weight"])
         XCTAssertEqual(ckpt.components["projector"]?["0.weight"]?.shape, [16, 32])
-        XCTAssertNil(ckpt.components["projector"]?["3.bias"], "last projector Linear has no bias (brief 5.3)")
+        XCTAssertNil(ckpt.components["projector"]?["3.bias"], "last projector Linear has no bias (docs/bissl.md, network and heads)")
         let back = try Network(checkpoint: ckpt)
         XCTAssertEqual(back.components(), ckpt.components)
         XCTAssertEqual(back.architecture, arch)

@@ -5,7 +5,7 @@ import XCTest
 
 /// PretextObjective against PyTorch (fixtures of tools/fixtures/make_pretext_fixtures.py): ResNet-18
 /// width 4, small stem, 16x16, N = 4 per view, projector 32-24-24-16, BYOL predictor 16-24-24-16.
-/// Tolerances (issue 6): loss 1e-4 relative, gradients 1e-3 of the largest magnitude.
+/// Tolerances: loss 1e-4 relative, gradients 1e-3 of the largest magnitude.
 final class PretextObjectiveTests: XCTestCase {
     static let architecture = Architecture(depth: 18, block: "basic", layers: [2, 2, 2, 2], width: 4, stem: "small")
 

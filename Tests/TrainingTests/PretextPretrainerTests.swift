@@ -101,7 +101,7 @@ final class PretextPretrainerTests: XCTestCase {
         XCTAssertEqual(p.seeds, ["seed": 3])
         XCTAssertEqual(p.commandLine, ["bissl", "pretrain", "second"])
         let h = p.hyperparameters
-        XCTAssertEqual(h["lr"], .double(4.8), "brief 4.1 default, no batch scaling")
+        XCTAssertEqual(h["lr"], .double(4.8), "the method's default (docs/bissl.md), no batch scaling")
         XCTAssertEqual(h["weightDecay"], .double(1e-6))
         XCTAssertEqual(h["optimizer"], .string("lars"))
         XCTAssertEqual(h["emaDecay"], .double(0.9995))
@@ -121,7 +121,7 @@ final class PretextPretrainerTests: XCTestCase {
         XCTAssertNotNil(p.metrics["durationSeconds"])
         XCTAssertNotNil(p.startedAt)
         XCTAssertNotNil(p.endedAt)
-        // the lr actually used per step: the first at the base lr (R5's scheduler), no warmup, cosine after
+        // the lr actually used per step: the first at the base lr (the reference implementation's scheduler), no warmup, cosine after
         let lrs = run.history("lr").map(\.value)
         XCTAssertEqual(lrs.count, 3)
         XCTAssertEqual(lrs[0], 4.8, accuracy: 1e-6)

@@ -86,7 +86,7 @@ final class PretextStartTests: XCTestCase {
         XCTAssertEqual(try zoo.checkpoint(entry.id).provenance.datasets.map(\.uri), [expected])
     }
 
-    /// The lr of the first steps as `bissl pretrain --help` and docs/pretraining.md describe it (R5's
+    /// The lr of the first steps as `bissl pretrain --help` and docs/pretraining.md describe it (the reference implementation's
     /// schedule): step 1 at the full lr, then warmup from lr/W, back to the full lr at step W + 1.
     func testFirstStepsLRAsDocumented() throws {
         let split = (0..<20).map(String.init).joined(separator: "\n")

@@ -3,7 +3,7 @@ import Foundation
 import XCTest
 import Zoo
 
-/// Cases C3, C4, C17, C18 on real `torch.save` files from tools/fixtures/make_diff_fixtures.py, against
+/// The c3, c4, c17 and c18 fixtures (BN counters, teacher/student, re-initialised classifier, a few changed values) on real `torch.save` files from tools/fixtures/make_diff_fixtures.py, against
 /// expectations that script computed in float64 with torch (Tests/Fixtures/diff/expected.json).
 final class DiffCaseTests: XCTestCase {
     static let root = URL(fileURLWithPath: #filePath)

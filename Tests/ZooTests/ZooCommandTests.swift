@@ -54,7 +54,7 @@ final class ZooCommandTests: XCTestCase {
         XCTAssertTrue(try run(["verify", "--zoo", zoo]).contains("checked 2 entries: 0 problems, 0 warnings, 0 leftovers"))
     }
 
-    /// Case C18 through the zoo: two imports of torch-saved R50-named dicts differing in one
+    /// Through the zoo: two imports of torch-saved R50-named dicts differing in one
     /// `running_var`; the expected numbers are torch's (Tests/Fixtures/diff/expected.json).
     func testDiffOfTwoEntriesNamesTheOneBNStatistic() throws {
         let dir = try ZooTestSupport.tempDir(self)
@@ -78,7 +78,7 @@ final class ZooCommandTests: XCTestCase {
         XCTAssertTrue(text.contains("layer3.0.bn2.running_var"), text)
     }
 
-    /// Case C5: a checkpoint whose BatchNorm weights are all zero imports, and verify/show warn.
+    /// A checkpoint whose BatchNorm weights are all zero imports, and verify/show warn.
     func testDegenerateBatchNormWarnsOnImportShowAndVerify() throws {
         let dir = try ZooTestSupport.tempDir(self)
         let zoo = dir.appendingPathComponent("zoo").path

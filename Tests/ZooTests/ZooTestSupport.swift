@@ -19,7 +19,7 @@ enum ZooTestSupport {
     /// values depend on `seed`, so different seeds give different content ids.
     /// - Parameters:
     ///   - extraFloats: length of an extra `layer1.0.conv1.weight` tensor (for large files).
-    ///   - zeroBNWeight: make `bn1.weight` all zero (case C5).
+    ///   - zeroBNWeight: make `bn1.weight` all zero.
     static func checkpoint(seed: Int, stage: String = "imported", method: String? = nil, parents: [Provenance.Parent] = [],
                            metrics: [String: Double] = [:], datasets: [Provenance.Dataset] = [], extraFloats: Int = 0,
                            zeroBNWeight: Bool = false, endedAt: String = "2026-11-29T10:00:00Z") -> Checkpoint {

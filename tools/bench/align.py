@@ -1,4 +1,4 @@
-"""BiSSL upper-step benchmark (issue 7, section "Speed"): bissl's AlignBench beside the PyTorch reference
+"""BiSSL upper-step benchmark (docs/bissl.md, "Speed"): bissl's AlignBench beside the PyTorch reference
 upper step (tools/bissl_reference.py `upper_step`, exact HVP by double backward), same run, same shapes.
 
 Target: one upper step with K = 5 CG iterations takes at most 0.4x the reference's time.
@@ -10,13 +10,13 @@ its default init) and seeded random data; the cost of a step does not depend on 
 
 What is timed (medians of STEPS timed steps after one warm-up step, each side in its own process):
   torch               one `upper_step(...)` call: ℓ1 gradient, K exact HVPs (each: pretext gradient with
-                      create_graph, then the gradient of g·v; the graph is rebuilt per product, as R5),
+                      create_graph, then the gradient of g·v; the graph is rebuilt per product, as the reference implementation),
                       ℓ2 gradient, assembly, clipping, SGD step. torch.set_num_threads(2).
   ours <scheme>       `ImplicitGradient.setHessianBatch(B_H)` (one pretext gradient at θ_P recording the
                       ReLU/max-pool patterns; the forward scheme's cached gradient) + `UpperLevel.step`
                       (ℓ1 gradient, K finite-difference HVPs with pinned patterns: central 2K, forward K
                       pretext gradients, ℓ2 gradient, assembly, clipping, SGD). The headline charges the
-                      whole B_H gradient to the one step; "amortized" spreads it over R5's NU = 8 steps.
+                      whole B_H gradient to the one step; "amortized" spreads it over the reference implementation's NU = 8 steps.
 Not a test: prints a table, fails only when a command fails.
 On a loaded machine (load average above the 2 cores) torch's 2 OpenMP threads spin-wait for each other
 and its step time inflates several-fold (measured: 10x the CPU time of 1 thread on a ResNet-50 gradient at

@@ -2,7 +2,7 @@
 
     python3 tools/bench/bench.py PATH/TO/bissl        # (tools/bench.sh, after a release build)
 
-Targets from issue 2 ("Speed") and issue 3 ("Speed"). Not a test: it prints figures and never fails on a
+Targets: README.md, "Benchmarks". Not a test: it prints figures and never fails on a
 missed target (it fails only when a command fails). Every input lives in a scratch folder that is removed
 at the end; nothing is committed.
 

@@ -1,4 +1,4 @@
-"""Engine benchmark (issue 4, deliverable 6): bissl's EngineBench beside PyTorch 2.13 CPU, same run.
+"""Engine benchmark: bissl's EngineBench beside PyTorch 2.13 CPU, same run.
 
 ResNet-50 (torchvision width 64, imagenet stem, 1000 classes), batch 32, random images and labels,
 cross-entropy, SGD (lr 0.01, momentum 0.9, weight decay 1e-4), at 32x32 and 96x96:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Small-scale BiSSL reproduction (issue 7 item 5) on one downstream task. Reruns everything from scratch:
+# Small-scale BiSSL reproduction on one downstream task. Reruns everything from scratch:
 #   tools/experiments/bissl_small.sh            (BISSL=path to a release bissl, default .build/release/bissl; ZOO=scratch zoo, SEEDS="1 2 3 4 5")
 #   TASK=fashion tools/experiments/bissl_small.sh
 # TASK selects the downstream data (default digits, the first study):
@@ -13,7 +13,7 @@
 #    at the lower level's LARS lr (1.0), weight decay (1e-6) and pretext batch (64);
 # 3. per seed, at a matched fine-tuning budget (same epochs, lr, wd, batch, seed): fine-tune theta_0 ("fine-tune
 #    only"), fine-tune the BiSSL theta_P, the --no-ij theta_P (and the pretext-continued backbone), each from its
-#    BACKBONE ONLY with a fresh Linear head (backbone exported and re-imported: R5 fine-tunes theta_P with a new
+#    BACKBONE ONLY with a fresh Linear head (backbone exported and re-imported: the reference implementation fine-tunes theta_P with a new
 #    head, and `bissl finetune` would otherwise keep the entry's classifier phi_D); top-1 on the test split;
 # 4. k-NN (k 20) and linear-probe top-1 of the frozen backbones (alignment before fine-tuning);
 # 5. tools/experiments/bissl_small_report.py: mean, 95% t-interval, paired differences, SVG plot -> docs/img/.

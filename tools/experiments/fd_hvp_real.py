@@ -4,7 +4,7 @@ Loads a bissl entry exported with `bissl export REF -o FILE.safetensors` (backbo
 classifier), takes a pretext batch of N Fashion-MNIST images (two views: random 16x16 crops of the
 28x28 images, one flipped, [0,1] scaled, ImageNet-normalised) and a downstream batch of N digits
 (upscaled 8 -> 16), and compares, along v = g = dCE/dtheta_P (and along a random v):
-  exact    H v by double backward in float64 (what R5 computes),
+  exact    H v by double backward in float64 (what the reference implementation computes),
   fd       finite differences in float32 with eps = c (1 + ||theta||) / ||v|| (the port's rule),
            unpinned (plain torch ReLUs) and pinned (every ReLU mask held at those of theta, our
            ActivationPatterns), forward and central.

@@ -1,4 +1,4 @@
-"""Case C6 through the CLI: tied tensors (two names, one storage, same view) survive conversion.
+"""Through the CLI: tied tensors (two names, one storage, same view) survive conversion.
 
 Inputs are torch-written fixtures: Tests/Fixtures/pth/c6_alias.pth (tools/fixtures/make_pth_fixtures.py:
 `encoder.weight` and `decoder.weight` are one tensor; `window`, `matrix`, `transposed` and `strided`

@@ -1,5 +1,5 @@
 """`bissl convert --dtype`: values equal torch's own `.to(dtype)`; BN running statistics keep their precision
-unless --cast-buffers (case C15)."""
+unless --cast-buffers."""
 import pathlib
 
 import pytest

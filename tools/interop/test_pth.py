@@ -4,7 +4,7 @@
   our zip and legacy files, with every tensor bit-identical to the torch-written fixture;
 - Python's zipfile re-reads every record and checks its CRC (testzip), and every record's data
   starts at a 64-byte aligned offset, as torch writes them;
-- bad inputs (cases C8-C10, TorchScript) fail with one `error:` line and leave no output file.
+- bad inputs fail with one `error:` line and leave no output file.
 
 Run: make release && BISSL=.build/release/bissl python3 -m pytest tools/interop/test_pth.py
 """

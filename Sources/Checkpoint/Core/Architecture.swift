@@ -20,7 +20,7 @@ public struct Architecture: Codable, Equatable, Sendable {
 
     /// A head on top of the backbone's pooled features.
     public struct Head: Codable, Equatable, Sendable {
-        /// `linear` (one `nn.Linear`) or `mlp` (Linear-BN-ReLU-...-Linear, brief section 5.3).
+        /// `linear` (one `nn.Linear`) or `mlp` (Linear-BN-ReLU-...-Linear, docs/bissl.md, "Network, heads and state-dict keys").
         public var kind: String
         /// Feature sizes from input to output, e.g. `[2048, 1000]` or `[2048, 4096, 256]`.
         public var dims: [Int]

@@ -1,8 +1,8 @@
-/// Tied tensors (case C6): which names of a flat state dict share one tensor.
+/// Tied tensors: which names of a flat state dict share one tensor.
 extension Checkpoint {
     /// The sharing writers honour for `flat` (a `flatStateDict(only:)` of this checkpoint): the
     /// entries of `aliases` whose two names are both in `flat`, differ, and hold equal non-empty
-    /// tensors (same dtype, shape and bytes; empty tensors are never aliases, case C13). Names linked
+    /// tensors (same dtype, shape and bytes; empty tensors are never aliases). Names linked
     /// through chains or in either direction form one group; every name of a group maps to the
     /// group's first name in `flat` order, which itself is not a key. Entries made stale by editing
     /// one of the tensors, or naming a tensor outside `flat`, are dropped.

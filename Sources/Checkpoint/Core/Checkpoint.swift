@@ -14,7 +14,7 @@ public struct Checkpoint: Equatable, Sendable {
     public var components: OrderedDictionary<String, StateDict>
     public var architecture: Architecture?
     public var provenance: Provenance
-    /// Tensors stored once under several names (case C6, tied weights): alias -> the name it shares
+    /// Tensors stored once under several names: alias -> the name it shares
     /// its tensor with, both in `flatStateDict` naming (`fc.weight`, `projector.0.weight`). Writers
     /// use `sharedAliases(in:)`, which keeps only entries whose names exist with identical tensors, so
     /// an entry made stale by editing one tensor is ignored rather than written. See `Checkpoint+Aliases`.

@@ -4,7 +4,7 @@ import Foundation
 ///
 /// Bytes are always kept exactly as the source stored them (little-endian after byte-order
 /// normalisation). `bfloat16` is kept as its raw 16-bit patterns and is never reinterpreted as
-/// `float16` (case C14).
+/// `float16`.
 public enum DType: String, CaseIterable, Codable, Sendable {
     case float64, float32, float16, bfloat16
     case int64, int32, int16, int8, uint8

@@ -52,8 +52,8 @@ public indirect enum ObjectValue: Sendable {
 /// A tensor as found in a source file, with where it came from.
 ///
 /// `storageKey`/`storageOffset` identify the bytes in the source (two names with the same key,
-/// offset, shape and stride are aliases, case C6); `location` is the device tag the file recorded
-/// (`cpu`, `cuda:0`, case C16).
+/// offset, shape and stride are aliases); `location` is the device tag the file recorded
+/// (`cpu`, `cuda:0`).
 public struct SourceTensor: Sendable {
     public var tensor: Tensor
     public var storageKey: String?

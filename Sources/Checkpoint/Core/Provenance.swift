@@ -67,9 +67,9 @@ public struct Provenance: Codable, Equatable, Sendable {
         public var droppedKeys: [String]
         /// Keys the checkpoint has that the source lacked, and the value filled (`num_batches_tracked` = 0).
         public var filledKeys: [String]
-        /// Name -> name of the tensor it shares storage with (case C6).
+        /// Name -> name of the tensor it shares storage with.
         public var aliases: [String: String]
-        /// Device tags found on storages (`cuda:0`, ...), case C16.
+        /// Device tags found on storages (`cuda:0`, ...).
         public var locations: [String]
         /// Format metadata (safetensors `__metadata__`, pth `byteorder`).
         public var metadata: [String: String]

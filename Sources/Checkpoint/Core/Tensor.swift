@@ -3,7 +3,7 @@ import Foundation
 /// A dense tensor as stored in a checkpoint: dtype, shape and raw bytes.
 ///
 /// - `shape`: PyTorch order (OIHW for conv weights, `[out, in]` for linear weights); `[]` is a
-///   0-dim scalar (e.g. `num_batches_tracked`), a shape containing 0 is an empty tensor (case C13).
+///   0-dim scalar (e.g. `num_batches_tracked`), a shape containing 0 is an empty tensor.
 /// - `data`: C-contiguous, little-endian, exactly `count * dtype.size` bytes.
 public struct Tensor: Equatable, Sendable {
     public var dtype: DType

@@ -21,7 +21,7 @@ public enum CheckpointFile {
     /// Writes `checkpoint` to `url` atomically (temporary name, flush, rename; see `AtomicFile`),
     /// with its content id (`ContentID.compute`) as the root attribute `content_id`. Each tensor of
     /// `checkpoint.sharedAliases(in:)` of the whole flat state dict is stored once: the alias name is
-    /// an HDF5 hard link to the first name's dataset (schemas/checkpoint-v1.md, "Aliases", case C6).
+    /// an HDF5 hard link to the first name's dataset (schemas/checkpoint-v1.md, "Aliases").
     /// - Throws: `CheckpointError.io` when the file cannot be written; nothing is left behind then.
     public static func write(_ checkpoint: Checkpoint, to url: URL) throws {
         let contentID = ContentID.compute(checkpoint)
@@ -54,7 +54,7 @@ public enum CheckpointFile {
         try file.createStringDataset("components", values: Array(checkpoint.components.keys))
         let tensors = try file.createGroup("tensors")
         let keys = try file.createGroup("keys")
-        // Aliases (case C6): the first name's dataset is written, every alias is a hard link to it.
+        // Aliases: the first name's dataset is written, every alias is a hard link to it.
         let shared = checkpoint.sharedAliases(in: checkpoint.flatStateDict())
         var stored: [String: (path: String, tensor: Tensor)] = [:]   // flat name -> its dataset
         for (component, stateDict) in checkpoint.components {
@@ -259,7 +259,7 @@ public enum CheckpointFile {
                 guard group.kind(of: datasetName) == .dataset else {
                     throw CheckpointError.corrupt("\(name): missing tensor /tensors/\(link)/\(datasetName) listed in /keys/\(link)")
                 }
-                // A name that is a hard link to a dataset read before is an alias of the first name (case C6).
+                // A name that is a hard link to a dataset read before is an alias of the first name.
                 let address = try group.objectAddress(of: datasetName)
                 if let first = byAddress[address] {
                     stateDict[key] = first.tensor

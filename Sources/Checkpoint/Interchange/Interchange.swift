@@ -83,7 +83,7 @@ public enum Interchange {
     /// Writes `checkpoint` as `format`. Interchange formats get one flat state dict
     /// (`Checkpoint.flatStateDict`); safetensors carries a provenance summary in `__metadata__`.
     ///
-    /// Aliases (`Checkpoint.sharedAliases(in:)`, case C6) are kept where the format can share: HDF5
+    /// Aliases (`Checkpoint.sharedAliases(in:)`) are kept where the format can share: HDF5
     /// hard links, `.pth` storages shared between names. safetensors and `.npz` cannot (safetensors
     /// forbids overlapping tensors, an `.npz` member is one array), so they get one copy per name and
     /// a note says so.
@@ -184,7 +184,7 @@ extension Checkpoint {
     /// This checkpoint with its floating-point tensors cast to `dtype` (`Precision.cast` per
     /// component: BN running statistics keep their precision on a narrowing cast unless
     /// `castBuffers`), the cast recorded as a rule in `provenance.source` and its warnings (values
-    /// that overflow or vanish, case C15) in `provenance.warnings`.
+    /// that overflow or vanish) in `provenance.warnings`.
     /// - Returns: the cast checkpoint and the new warnings, one line each.
     /// - Throws: `CheckpointError.invalid` when `dtype` is not a floating-point type.
     public func casting(to dtype: DType, castBuffers: Bool) throws -> (Checkpoint, [String]) {

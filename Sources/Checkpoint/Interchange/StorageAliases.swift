@@ -1,4 +1,4 @@
-/// Finds tied tensors in a decoded source file (case C6); used by `LayoutResolver` and by
+/// Finds tied tensors in a decoded source file; used by `LayoutResolver` and by
 /// `Interchange.load` for plain tensor dicts.
 enum StorageAliases {
     /// Names whose source tensors share storage key, storage offset, shape, stride and dtype and are

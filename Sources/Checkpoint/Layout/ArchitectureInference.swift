@@ -24,7 +24,7 @@ public enum ArchitectureInference {
     /// The five BatchNorm entries of one `BatchNorm{1,2}d(n)` in state-dict order.
     static let batchNormSuffixes = ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
 
-    /// True for keys whose absence is filled on import (`num_batches_tracked`, case C3: an optional
+    /// True for keys whose absence is filled on import (`num_batches_tracked`: an optional
     /// int64 buffer that BatchNorm version 2 added; `torch.nn.modules.batchnorm._NormBase._load_from_state_dict`).
     public static func isOptional(_ key: String) -> Bool { key.hasSuffix("num_batches_tracked") }
 
@@ -91,7 +91,7 @@ public enum ArchitectureInference {
     /// Infers the architecture of a flat state dict in torchvision naming (backbone, optionally `fc.*`)
     /// and validates every key, shape and dtype against `canonicalKeys`.
     ///
-    /// `num_batches_tracked` keys may be missing (they are optional, case C3); every other canonical
+    /// `num_batches_tracked` keys may be missing (they are optional); every other canonical
     /// key must be present with its canonical shape, and no other key may be present.
     /// - Throws: `CheckpointError.invalid` naming the first differences (missing, unexpected, wrong
     ///   shape, wrong dtype) with their counts, or when the depth, width or stem cannot be determined.
@@ -192,7 +192,7 @@ public enum ArchitectureInference {
     ///   optional `<i>.num_batches_tracked []`)
     ///   modules with parameter-free modules (ReLU) between them, starting and ending with a Linear,
     ///   each BN following a Linear of its size, each Linear taking the previous Linear's output
-    ///   (method brief section 5.3) -> `mlp`, dims `[in, hidden..., out]`.
+    ///   (docs/bissl.md, "Network, heads and state-dict keys") -> `mlp`, dims `[in, hidden..., out]`.
     /// - Parameter name: used in error messages (`projector`, `encoder.fc`).
     /// - Throws: `CheckpointError.invalid` naming the offending key.
     public static func inferHead(_ dict: StateDict, name: String) throws -> Architecture.Head {

@@ -21,7 +21,7 @@ import Collections
 ///    preference rule**, since neither the EMA nor the online weights are right for every use.
 ///    No complete candidate: refused with the best candidates and the differences; when some but
 ///    not all keys of a dict carry a prefix and stripping it from those would complete the backbone,
-///    the refusal says so (case C1) with counts and keys on each side.
+///    the refusal says so with counts and keys on each side.
 /// 4. **Prefixes.** The backbone's prefix `P` is removed from its keys only (recorded as
 ///    `strippedPrefix`); other keys are never rewritten, and nothing inside a key is ever rewritten
 ///    (`head.module.x` stays). A wrapper shared by every key (`module.`) is reported as such.
@@ -35,7 +35,7 @@ import Collections
 ///    (`queue`), non-tensor entries and every other sub-tree of the document are dropped and
 ///    listed in `droppedKeys` (sub-trees by their key path). `--component backbone` keeps only the
 ///    backbone and lists everything else as dropped.
-/// 6. **num_batches_tracked** (case C3) is an optional int64 buffer: a missing one (next to a
+/// 6. **num_batches_tracked** is an optional int64 buffer: a missing one (next to a
 ///    `running_var` of the backbone or of a recognised head) is filled with 0 (`torch.tensor(0)`, as
 ///    `_NormBase._load_from_state_dict` does for BatchNorm version < 2) and listed in `filledKeys`;
 ///    the rule says what `_metadata` (the entry `_metadata` of the chosen dict, which is how the
@@ -44,11 +44,11 @@ import Collections
 /// 7. **Validation.** The backbone must match `ArchitectureInference.canonicalKeys` exactly (shapes,
 ///    dtypes); heads must take the sizes they are given. Failures throw `CheckpointError.invalid`
 ///    naming the first differences with counts.
-/// 8. **Aliases** (case C6): kept names whose source tensors share storage key, offset, shape and
-///    stride (non-empty) map to the first such name. **Locations** (case C16): device tags seen.
-///    **BatchNorm statistics** with zero, negative, inf or NaN variance are warned about (case C15).
+/// 8. **Aliases**: kept names whose source tensors share storage key, offset, shape and
+///    stride (non-empty) map to the first such name. **Locations**: device tags seen.
+///    **BatchNorm statistics** with zero, negative, inf or NaN variance are warned about.
 public enum LayoutResolver {
-    /// Path segments that name a training branch (case C4), recorded as `Resolution.branch`.
+    /// Path segments that name a training branch, recorded as `Resolution.branch`.
     public static let branchNames: Set<String> = [
         "teacher", "student", "model_ema", "ema", "state_dict_ema", "ema_model", "online_network", "target_network",
         "online", "target", "encoder_q", "encoder_k", "momentum_encoder", "base_encoder", "model", "state_dict",
@@ -294,7 +294,7 @@ public enum LayoutResolver {
         throw CheckpointError.invalid("no complete ResNet backbone: best candidate \(best.line) differs: \(best.differences)")
     }
 
-    /// Case C1: some, not all, keys of a tensor dict start with `S.`, and removing it from those gives
+    /// Some, not all, keys of a tensor dict start with `S.`, and removing it from those gives
     /// a complete backbone. Returns the refusal describing both sides.
     static func partialPrefix(_ walk: CandidateSearch.Walk) -> CheckpointError? {
         for dict in walk.dicts {

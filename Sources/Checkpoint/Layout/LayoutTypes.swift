@@ -100,7 +100,7 @@ public struct Resolution: Sendable {
     /// The chosen candidate's selector (`teacher.backbone`).
     public var selector: String
     /// The branch the tensors came from when a path segment names one (`teacher`, `student`,
-    /// `model_ema`, `encoder_q`, `online_network`, ...), case C4.
+    /// `model_ema`, `encoder_q`, `online_network`, ...).
     public var branch: String?
     /// Prefix removed from the backbone keys (`module.`, `encoder.`), nil when none.
     public var strippedPrefix: String?
@@ -111,9 +111,9 @@ public struct Resolution: Sendable {
     public var droppedKeys: [String]
     /// Keys (component-prefixed as in `Checkpoint.flatStateDict`) filled because the source lacked them.
     public var filledKeys: [String]
-    /// Kept name -> first kept name sharing its storage, offset, shape and stride (case C6).
+    /// Kept name -> first kept name sharing its storage, offset, shape and stride.
     public var aliases: [String: String]
-    /// Distinct device tags of the kept tensors' storages, in first-seen order (case C16).
+    /// Distinct device tags of the kept tensors' storages, in first-seen order.
     public var locations: [String]
     /// Non-fatal findings (degenerate BN statistics, heads kept without an architecture record).
     public var warnings: [String]

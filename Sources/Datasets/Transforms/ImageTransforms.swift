@@ -114,7 +114,7 @@ public enum ImageTransforms {
 
     /// torchvision `ToTensor` then `Normalize(mean, std)`: CHW float32, `(v / divisor - mean[c]) / std[c]`
     /// in float32 as torch computes it. `divisor` 255 is torchvision's `ToTensor` ([0, 1]); 1
-    /// reproduces timm's `ToTensor` (quirk Q2 of bissl-method.md 6.1: no rescaling, values up to about 1100).
+    /// reproduces timm's `ToTensor` (docs/bissl.md, "Augmentations and pixel scale": no rescaling, values up to about 1100).
     public static func toTensor(_ image: RGBImage, divisor: Float = 255, mean: [Float] = imagenetMean,
                                 std: [Float] = imagenetStd) -> [Float] {
         let plane = image.height * image.width

@@ -4,7 +4,7 @@ import Foundation
 /// a deterministic application, so a run is reproducible from its seed and every step can be
 /// checked against Pillow with the same parameters.
 public enum Augment {
-    /// How pixels become floats before normalisation (quirk Q2 of bissl-method.md 6.1).
+    /// How pixels become floats before normalisation (docs/bissl.md, "Augmentations and pixel scale").
     public enum PixelScale: Sendable {
         /// torchvision `ToTensor`: v / 255, values in [0, 1].
         case unit
@@ -40,7 +40,7 @@ public enum Augment {
     /// p = 0.5, `ColorJitter(0.4, 0.4, 0.2, 0.1)` with p = 0.8 in random order, grayscale p = 0.2,
     /// Gaussian blur (radius U[0.1, 2.0]) with `blurProbability`, solarize with `solarizeProbability`.
     ///
-    /// Quirk Q1 is reproduced on purpose: `ratio` defaults to (0.5, 1.0) as an aspect-ratio range
+    /// The reference implementation's crop ratio is reproduced on purpose (docs/bissl.md, "Augmentations and pixel scale"): `ratio` defaults to (0.5, 1.0) as an aspect-ratio range
     /// (what the paper's code passes), with the default area range (0.08, 1.0).
     public struct PretextView: Sendable {
         public var size = 96
@@ -107,7 +107,7 @@ public enum Augment {
 
     /// The SimCLR/BYOL/VICReg-style pair of section 6.1: two views of one image as normalised CHW
     /// float32 (`3 * size * size` each), drawn view 1 then view 2 from `rng`. `pixelScale` defaults
-    /// to `.raw`, reproducing the paper's pretext code (quirk Q2); pass `.unit` for [0, 1] inputs.
+    /// to `.raw`, reproducing the paper's pretext code (docs/bissl.md, "Augmentations and pixel scale"); pass `.unit` for [0, 1] inputs.
     public static func pretextPair(_ image: RGBImage, using rng: inout SeededGenerator,
                                    views: (PretextView, PretextView) = (.view1, .view2),
                                    pixelScale: PixelScale = .raw) -> ([Float], [Float]) {
@@ -118,7 +118,7 @@ public enum Augment {
     }
 
     /// Downstream training transform of section 6.2: `RandomResizedCrop(size, ratio=(0.5, 1.0))`
-    /// (quirk Q1, default area range, bilinear; v1 used bicubic), flip p = 0.5, `ToTensor` ([0, 1]),
+    /// (aspect ratio, docs/bissl.md, "Augmentations and pixel scale"; default area range, bilinear; v1 used bicubic), flip p = 0.5, `ToTensor` ([0, 1]),
     /// ImageNet normalisation. Returns CHW float32.
     public static func downstreamTrain(_ image: RGBImage, using rng: inout SeededGenerator, size: Int = 96,
                                        interpolation: Interpolation = .bilinear) -> [Float] {

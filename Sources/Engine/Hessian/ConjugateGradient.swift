@@ -1,8 +1,8 @@
 /// Conjugate-gradient solvers for `A x = b` with `A` given as an operator on lists of tensors (one
 /// array per parameter tensor), started at `x = 0`. BiSSL solves `(I + H/(λ+δ)) u = g` with them
-/// (method brief 2.3).
+/// (docs/bissl.md, "Problem and hypergradient").
 public enum ConjugateGradient {
-    /// The "layer-wise" solver BiSSL runs (R5 `ij_solvers.cg_solver`, `layerwise_solve=True`, after
+    /// The "layer-wise" solver BiSSL runs (the reference implementation, `layerwise_solve=True`, after
     /// iMAML): `x = 0, r = b, d = b`; each iteration forms `Ad` with one operator call on the whole
     /// list, then **for each tensor i separately**
     ///
@@ -27,7 +27,7 @@ public enum ConjugateGradient {
         return x.map { $0.map(nanToNum) }
     }
 
-    /// Textbook CG with one global `α` and `β` over the whole concatenated vector (R5's
+    /// Textbook CG with one global `α` and `β` over the whole concatenated vector (the reference implementation's
     /// `layerwise_solve=False` variant; Hestenes & Stiefel 1952): same start and the same 1e-12
     /// guards, NaN/Inf replaced at the end.
     public static func solveGlobal(_ A: ([[Float]]) -> [[Float]], b: [[Float]], iterations: Int) -> [[Float]] {

@@ -1,7 +1,7 @@
 import Foundation
 
 /// Hessian-vector products of a loss with respect to a set of parameters (BiSSL: the backbone
-/// parameters θ, pretext loss on a fixed batch; method brief 2.3) by finite differences of gradients:
+/// parameters θ, pretext loss on a fixed batch; docs/bissl.md, "Problem and hypergradient") by finite differences of gradients:
 ///
 /// - forward:  `Hv ≈ (∇L(θ + εv) − ∇L(θ)) / ε`, reusing the cached `∇L(θ)`: one gradient per product;
 /// - central:  `Hv ≈ (∇L(θ + εv) − ∇L(θ − εv)) / (2ε)`: two gradients per product, error O(ε²).
@@ -20,7 +20,7 @@ import Foundation
 /// batches the finite-difference product is a kink-smoothed Hessian rather than double backward's.
 ///
 /// **BatchNorm.** Every probe gradient is computed with `Mode.trainFrozenStatistics`: batch statistics
-/// normalise (the Hessian of the train-mode loss, as R5's double backward) but running statistics and
+/// normalise (the Hessian of the train-mode loss, as the reference implementation's double backward) but running statistics and
 /// `num_batches_tracked` are not touched. Parameters are restored bit-exactly after each product.
 public final class HessianVectorProduct {
     public enum Scheme: Sendable { case forward, central }
@@ -36,7 +36,7 @@ public final class HessianVectorProduct {
     /// closure's business.
     private let gradient: (Mode) -> Void
     private var cached: [[Float]]?
-    /// Gradient evaluations performed so far (the cost unit of issue 4's benchmark).
+    /// Gradient evaluations performed so far (the cost unit of the engine benchmark).
     public private(set) var gradientEvaluations = 0
 
     /// - Parameters:

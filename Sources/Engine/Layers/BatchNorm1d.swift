@@ -1,5 +1,5 @@
-/// `torch.nn.BatchNorm1d(F, eps=1e-5, momentum=0.1)` on `[N, F]` (the MLP heads of the method brief
-/// section 5.3). Same semantics as `BatchNorm2d` with `H = W = 1`: train mode normalises with the
+/// `torch.nn.BatchNorm1d(F, eps=1e-5, momentum=0.1)` on `[N, F]` (the MLP heads of docs/bissl.md,
+/// "Network, heads and state-dict keys"). Same semantics as `BatchNorm2d` with `H = W = 1`: train mode normalises with the
 /// biased batch variance and updates `running_var` with the unbiased one; keys `<prefix>weight`,
 /// `bias`, `running_mean`, `running_var`, `num_batches_tracked`.
 public final class BatchNorm1d {

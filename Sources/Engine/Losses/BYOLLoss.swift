@@ -1,6 +1,6 @@
 import Foundation
 
-/// BYOL's loss (Grill et al., arXiv:2006.07733) as the method brief section 5.4 states it:
+/// BYOL's loss (Grill et al., arXiv:2006.07733) as docs/bissl.md, "Pretext methods" states it:
 /// `loss = mean_i [(2 - 2 cos(p1_i, t2_i)) + (2 - 2 cos(p2_i, t1_i))]`, with `p` the online
 /// predictions and `t` the target projections (constants: no gradient flows into them).
 /// Cosines use `F.normalize` (eps 1e-12).

@@ -1,7 +1,7 @@
 import CBLAS
 import Foundation
 
-/// SimCLR's NT-Xent loss (Chen et al., arXiv:2002.05709) as the method brief section 5.4 states it:
+/// SimCLR's NT-Xent loss (Chen et al., arXiv:2002.05709) as docs/bissl.md, "Pretext methods" states it:
 /// rows of `z` `[2N, D]` are the projections of view 1 (rows `0..<N`) then view 2; each row is
 /// L2-normalised (`F.normalize`, eps 1e-12) and divided by `sqrt(tau)`; logits `S S^T` with the
 /// diagonal masked out (-1e9); the positive of row `i` is row `(i + N) mod 2N`;

@@ -1,7 +1,7 @@
 import Checkpoint
 
 /// A linear classifier on the backbone features: `nn.Linear(features, classes)` with PyTorch's
-/// default initialisation (method brief 5.3, "downstream head"). Keys `<prefix>weight` `[classes, features]`
+/// default initialisation (docs/bissl.md, "Network, heads and state-dict keys"). Keys `<prefix>weight` `[classes, features]`
 /// and `<prefix>bias` `[classes]`; the classifier component uses the prefix `fc.` (torchvision).
 public final class LinearHead {
     public let linear: Linear
@@ -36,7 +36,7 @@ public final class LinearHead {
     }
 }
 
-/// The MLP projector/predictor of the method brief section 5.3 (R5 `MLPProjector`), for dims
+/// The MLP projector/predictor of docs/bissl.md, "Network, heads and state-dict keys" (the reference implementation), for dims
 /// `[d0, d1, ..., dL]`: for each consecutive pair but the last, `Linear(d_i, d_{i+1})` (with bias) ->
 /// `BatchNorm1d` -> ReLU; then a final `Linear(d_{L-1}, dL, bias=False)`. As an `nn.Sequential` its
 /// keys are `0.weight`, `0.bias`, `1.{weight,bias,running_mean,running_var,num_batches_tracked}`,

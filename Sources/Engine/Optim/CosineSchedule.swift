@@ -1,13 +1,13 @@
 import Foundation
 
-/// BiSSL's learning-rate schedule (R5 `source/schedulers.py`, method brief 5.5): linear warmup then
+/// BiSSL's learning-rate schedule (the reference implementation, docs/bissl.md, "Optimisers and schedule"): linear warmup then
 /// cosine decay to `0.001 * base`. A counter `s` starts at 1; after each optimiser step, `step()`
 /// returns the LR for the next one and increments `s`:
 ///
 ///     lr(s) = base * s / W                                  if s < W
 ///     lr(s) = base * q + 0.001 * base * (1 - q),  q = (1 + cos(pi * (s - W) / (T - W))) / 2   otherwise
 ///
-/// The optimiser is created with `base`, so the first step runs at the full base LR (as in R5).
+/// The optimiser is created with `base`, so the first step runs at the full base LR (as in the reference implementation).
 /// With `W = 0` there is no warmup. For `s >= T` the LR stays at `0.001 * base`.
 public struct CosineSchedule: Sendable {
     public let base: Float, warmup: Int, total: Int

@@ -1,6 +1,6 @@
-/// BYOL's target-network update (method brief 5.4; Grill et al., arXiv:2006.07733):
+/// BYOL's target-network update (docs/bissl.md, "Pretext methods"; Grill et al., arXiv:2006.07733):
 /// `target = decay * target + (1 - decay) * online` for every parameter pair (BiSSL: decay 0.9995,
-/// constant). BN buffers are not averaged (R5 updates parameters only).
+/// constant). BN buffers are not averaged (the reference implementation updates parameters only).
 /// - Precondition: `target` and `online` list the same parameters in the same order (same names and sizes).
 public func emaUpdate(target: [Parameter], online: [Parameter], decay: Float) {
     precondition(target.count == online.count, "emaUpdate: \(target.count) target vs \(online.count) online parameters")

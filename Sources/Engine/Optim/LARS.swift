@@ -1,4 +1,4 @@
-/// LARS (You et al., arXiv:1708.03888) as BiSSL's R5 `source/optimizers.py` implements it (method brief 5.5),
+/// LARS (You et al., arXiv:1708.03888) as BiSSL's the reference implementation implements it (docs/bissl.md, "Optimisers and schedule"),
 /// applied to every parameter (biases and BN included), per parameter `p` with gradient `g`:
 ///
 ///     d = g + weightDecay * p

@@ -265,9 +265,9 @@ public struct AlignJob: TrainingJob {
             p.metrics["secondsPerAlternation"] = aligner.alternationSeconds.reduce(0, +) / Double(aligner.alternationSeconds.count)
         }
         p.warnings += [
-            "HVP by \(c.hvp.rawValue) finite differences with ReLU/max-pool patterns pinned at θ_P (R5: double backward)",
-            "BN running statistics are not moved by the HVP probes (R5 moves them K times per upper step)",
-            "pretext views go through the network as one joint batch of 2N (R5: two forwards of N)",
+            "HVP by \(c.hvp.rawValue) finite differences with ReLU/max-pool patterns pinned at θ_P (the reference implementation: double backward)",
+            "BN running statistics are not moved by the HVP probes (the reference implementation moves them K times per upper step)",
+            "pretext views go through the network as one joint batch of 2N (the reference implementation: two forwards of N)",
         ]
         return aligner.outputNetwork().checkpoint(provenance: p)
     }

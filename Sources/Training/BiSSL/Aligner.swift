@@ -4,7 +4,7 @@ import Datasets
 import Engine
 import Foundation
 
-/// Hyperparameters of a BiSSL alignment (method brief 3 and 4.2; defaults are R5's).
+/// Hyperparameters of a BiSSL alignment (docs/bissl.md, "The alternation loop" and 4.2; defaults are the reference implementation's).
 public struct AlignmentSettings: Sendable, Equatable {
     /// T: lower/upper alternations (500).
     public var alternations = 500
@@ -14,7 +14,7 @@ public struct AlignmentSettings: Sendable, Equatable {
     public var implicit = ImplicitGradientOptions()
     /// Head-only warmup epochs over the downstream train set (20).
     public var warmupEpochs = 20
-    /// Upper level and warmup: SGD LR, weight decay, momentum (per dataset; brief 4.3).
+    /// Upper level and warmup: SGD LR, weight decay, momentum (per dataset; docs/bissl.md, "Default settings").
     public var dLR: Float = 0.03, dWD: Float = 1e-3, dMomentum: Float = 0.9
     /// Lower level: LARS LR, weight decay, momentum, η (1.0, 1e-6, 0.9, 0.001).
     public var pLR: Float = 1.0, pWD: Float = 1e-6, pMomentum: Float = 0.9, pEta: Float = 0.001
@@ -22,9 +22,9 @@ public struct AlignmentSettings: Sendable, Equatable {
     public var clip: Float = 10
     /// Pretext batch (images; two views each) and downstream batch (1024, 256; drop_last).
     public var pBatchSize = 1024, dBatchSize = 256
-    /// Side of the square images both pipelines produce (96 in R5).
+    /// Side of the square images both pipelines produce (96 in the reference implementation).
     public var imageSize = 96
-    /// Pixel scale of the pretext views (R5 quirk Q2 is `.raw`).
+    /// Pixel scale of the pretext views (the reference implementation's pixel scale is `.raw`).
     public var pixelScale: Augment.PixelScale = .raw
     /// Base seed: loader orders and augmentations derive from it (never from a generator living across steps).
     public var seed: UInt64 = 0
@@ -33,7 +33,7 @@ public struct AlignmentSettings: Sendable, Equatable {
 
     public init() {}
 
-    /// Lower LR schedule: warmup 10·NL steps (R5: 200), cosine to 0.001× over T·NL steps. For T ≤ 10
+    /// Lower LR schedule: warmup 10·NL steps (the reference implementation: 200), cosine to 0.001× over T·NL steps. For T ≤ 10
     /// the warmup is shortened to T·NL − 1 steps (CosineSchedule needs total > warmup).
     public var lowerSchedule: CosineSchedule {
         let total = max(1, alternations * lowerSteps)
@@ -46,19 +46,19 @@ public struct AlignmentSettings: Sendable, Equatable {
     }
 }
 
-/// The BiSSL alternation loop of method brief 3 on a `Run`:
+/// The BiSSL alternation loop of docs/bissl.md, "The alternation loop" on a `Run`:
 ///
 /// 1. head-only linear warmup of φ_D on θ_D (`LinearWarmup`), `warmupEpochs` epochs (loader epochs
 ///    0..<E of the downstream loader);
 /// 2. for t = 1...T: NL lower steps (`LowerLevel`: pretext loss + (λ/2)||θ_P − θ_D||², clip, LARS, lower
 ///    schedule); one Hessian batch B_H (first batch of epoch t of a separately seeded pretext loader: a
-///    fresh random batch with fresh augmentations per alternation, as the brief allows), fixed for the
+///    fresh random batch with fresh augmentations per alternation, as docs/bissl.md "The alternation loop" allows), fixed for the
 ///    phase; NU upper steps (`UpperLevel`, SGD, upper schedule); validation top-1 of (θ_D, φ_D) logged;
 ///    state saved.
 ///
 /// Each phase performs exactly NL / NU steps through persistent `PhaseCursor`s. Schedulers step after
 /// each optimiser step and optimisers start at the base LR, so the first step of each level runs at
-/// full LR (R5). Logged metrics (Run log, curves, provenance history): `loss_warmup`, `loss_lower`
+/// full LR (the reference implementation). Logged metrics (Run log, curves, provenance history): `loss_warmup`, `loss_lower`
 /// (pretext), `loss_reg`, `loss_upper` (ℓ1, through θ_P), `loss_upper_direct` (ℓ2), `ij_relative_hessian`
 /// (||Hg||/((λ+δ)||g||)), `val_top1` (% per alternation) and `val_top1_warmup`.
 ///

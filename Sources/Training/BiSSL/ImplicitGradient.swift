@@ -1,11 +1,11 @@
 import Engine
 
-/// Settings of BiSSL's implicit-Jacobian solve (method brief 2.3; R5 `source/bissl/ij_solvers.py`).
+/// Settings of BiSSL's implicit-Jacobian solve (docs/bissl.md, "Problem and hypergradient"; the reference implementation).
 public struct ImplicitGradientOptions: Sendable, Equatable {
     public enum Solver: String, Sendable, CaseIterable {
-        /// Per-tensor α/β (R5 `cg_solver`, `layerwise_solve=True`, what the authors run).
+        /// Per-tensor α/β (the reference implementation, `layerwise_solve=True`, what the authors run).
         case layerwise
-        /// Textbook CG with one α/β over the whole vector (R5 `layerwise_solve=False`).
+        /// Textbook CG with one α/β over the whole vector (the reference implementation).
         case global
     }
 
@@ -23,7 +23,7 @@ public struct ImplicitGradientOptions: Sendable, Equatable {
     /// `c` of the probe size `ε = c (1 + ||θ||) / ||v||`; nil: `defaultRelativeStep(hvp)`.
     public var relativeStep: Float?
     /// `false` is `--no-ij`: u = g (the implicit Jacobian replaced by the identity, the δ → ∞ limit;
-    /// brief 8, ablation of the IJ term). No Hessian-vector product is computed then.
+    /// docs/bissl.md, "Problem and hypergradient", ablation of the IJ term). No Hessian-vector product is computed then.
     public var enabled: Bool
 
     public init(lambda: Float = 0.001, damping: Float = 10, iterations: Int = 5, solver: Solver = .layerwise,
@@ -44,7 +44,7 @@ public struct ImplicitGradientOptions: Sendable, Equatable {
     }
 }
 
-/// The implicit-gradient part of BiSSL's upper step (method brief 2.2-2.3): given
+/// The implicit-gradient part of BiSSL's upper step (docs/bissl.md, "Problem and hypergradient"): given
 /// `g = ∇_θP L_D(θ_P, φ_D)`, returns `u ≈ (I + H/(λ+δ))^-1 g` by K conjugate-gradient iterations,
 /// where H is the Hessian of the pretext loss with respect to the pretext BACKBONE parameters θ_P only,
 /// at the current (θ_P, φ_P), on one pretext batch B_H (both views) that stays fixed for a whole upper
@@ -60,13 +60,13 @@ public struct ImplicitGradientOptions: Sendable, Equatable {
 ///   by factors 0.4-130 on the parity network. With the forward scheme the gradient ∇L_P(θ_P; B_H) is
 ///   computed once per upper PHASE (θ_P and B_H do not change during it) and reused by every product
 ///   of every upper step, so one product costs one gradient.
-/// - *BatchNorm running statistics are not moved by the probes* (`Mode.trainFrozenStatistics`): R5's
+/// - *BatchNorm running statistics are not moved by the probes* (`Mode.trainFrozenStatistics`): the reference implementation's
 ///   HVP forwards run in train mode and move θ_P's and φ_P's running statistics with pretext data K
 ///   times per upper step. Batch statistics normalise in both, so H, u and every parameter are the
 ///   same; only the saved running buffers of θ_P differ (they do not affect fine-tuning, which trains
-///   with batch statistics, brief 3).
+///   with batch statistics, docs/bissl.md, "The alternation loop").
 /// - *BYOL*: the probes run with `updateEMA: false` and the target network in the frozen-statistics
-///   mode, as R5's HVP closure (`update_ema=False`, target under no-grad); no side effect remains.
+///   mode, as the reference implementation's HVP closure (`update_ema=False`, target under no-grad); no side effect remains.
 ///   Head (φ_P) gradients accumulated by the probes are discarded (H is taken w.r.t. θ_P only).
 public final class ImplicitGradient {
     public let pretext: PretextObjective

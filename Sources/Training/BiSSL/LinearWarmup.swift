@@ -1,9 +1,9 @@
 import Checkpoint
 import Engine
 
-/// BiSSL's head-only linear warmup (method brief 3, step 3; R5 `d_linear_warmup_epochs` = 20):
+/// BiSSL's head-only linear warmup (docs/bissl.md, "The alternation loop"):
 /// θ_D receives no gradient, but the network runs in TRAIN mode, so θ_D's BatchNorm running
-/// statistics keep moving with downstream batches (as in R5); the loss is CE(φ_D(θ_D(x)), y) and
+/// statistics keep moving with downstream batches (as in the reference implementation); the loss is CE(φ_D(θ_D(x)), y) and
 /// φ_D takes torch.optim.SGD steps at a constant LR (`d_lr`, `d_wd`, momentum 0.9, no schedule).
 public final class LinearWarmup {
     public let downstream: Network

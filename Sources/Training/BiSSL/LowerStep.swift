@@ -1,13 +1,13 @@
 import Engine
 
-/// One BiSSL lower-level step (method brief 3, lower phase; R5 `bissl_trainer.py` `_lower_train_loop`):
+/// One BiSSL lower-level step (docs/bissl.md, "The alternation loop"):
 ///
 ///     ℓ = L_P(θ_P, φ_P; x1, x2) + (λ/2) Σ_tensors ||θ_P − θ_D||²      (θ_D a constant)
-///     grads over (θ_P, φ_P); clip global L2 norm to `clip` (10); LARS step (brief 5.5)
+///     grads over (θ_P, φ_P); clip global L2 norm to `clip` (10); LARS step (docs/bissl.md, "Optimisers and schedule")
 ///
 /// L_P is the `PretextObjective`'s loss (SimCLR NT-Xent or BYOL; BYOL EMA-updates its target before
-/// the forward, as R5 does in every lower step). BN runs in train mode: θ_P's and φ_P's running
-/// statistics move. The regulariser covers backbone tensors only (not the heads, brief 5.4) and its
+/// the forward, as the reference implementation does in every lower step). BN runs in train mode: θ_P's and φ_P's running
+/// statistics move. The regulariser covers backbone tensors only (not the heads, docs/bissl.md, "Pretext methods") and its
 /// gradient λ(θ_P − θ_D) is added analytically. The caller sets `optimizer.lr` from the schedule.
 public final class LowerLevel {
     public let pretext: PretextObjective
@@ -15,7 +15,7 @@ public final class LowerLevel {
     public let downstream: ResNet
     /// λ of the penalty.
     public let lambda: Float
-    /// Global gradient-norm bound (brief 4.2: 10).
+    /// Global gradient-norm bound (docs/bissl.md, "Default settings": 10).
     public let clip: Float
     /// LARS over `pretext.parameters` (θ_P then φ_P).
     public let optimizer: LARS
@@ -29,7 +29,7 @@ public final class LowerLevel {
         public var gradientNorm: Float
     }
 
-    /// - Parameters: lr, weightDecay, momentum, eta: LARS (brief 4.2: 1.0 scheduled, 1e-6, 0.9, 0.001).
+    /// - Parameters: lr, weightDecay, momentum, eta: LARS (docs/bissl.md, "Default settings": 1.0 scheduled, 1e-6, 0.9, 0.001).
     /// - Precondition: `downstream` has θ_P's architecture (same parameter list).
     public init(pretext: PretextObjective, downstream: ResNet, lambda: Float, clip: Float = 10,
                 lr: Float, weightDecay: Float = 1e-6, momentum: Float = 0.9, eta: Float = 0.001) {

@@ -1,6 +1,6 @@
 import Datasets
 
-/// Where a persistent data iterator stands: batch `position` of loader epoch `epoch` (method brief 3,
+/// Where a persistent data iterator stands: batch `position` of loader epoch `epoch` (docs/bissl.md, "The alternation loop",
 /// "data-iterator bookkeeping"). Batches depend only on (loader seed, epoch, position), so saving the
 /// cursor is enough to resume bit-exactly.
 public struct PhaseCursor: Equatable, Sendable {
@@ -12,10 +12,10 @@ public struct PhaseCursor: Equatable, Sendable {
         self.position = position
     }
 
-    /// Runs `body` on exactly `count` consecutive batches, as R5 does for one phase: when fewer than
-    /// `count` batches remain in the current epoch, a fresh, reshuffled epoch is started first (R5
+    /// Runs `body` on exactly `count` consecutive batches, as the reference implementation does for one phase: when fewer than
+    /// `count` batches remain in the current epoch, a fresh, reshuffled epoch is started first (the reference implementation
     /// re-creates its iterator); a loader with fewer batches than `count` is cycled through successive
-    /// epochs until `count` batches have run. R5 sets the sampler epoch to the alternation index when it
+    /// epochs until `count` batches have run. the reference implementation sets the sampler epoch to the alternation index when it
     /// re-creates the iterator; we number epochs consecutively (a different but equally fresh shuffle).
     /// - Throws: the loader's error for an unreadable image, or what `body` throws.
     /// - Precondition: `loader.batchesPerEpoch > 0`.

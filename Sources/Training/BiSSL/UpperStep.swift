@@ -1,10 +1,10 @@
 import Checkpoint
 import Engine
 
-/// One BiSSL upper-level step (method brief 2.3 and 3, upper phase; R5 `bissl_trainer.py`
+/// One BiSSL upper-level step (docs/bissl.md, "Problem and hypergradient" and 3, upper phase; the reference implementation
 /// `_upper_train_loop`), γ = 1, on one downstream batch (x, y):
 ///
-///     ℓ1 = CE(φ_D(θ_P(x)), y)      g = ∇_θP ℓ1, gφ1 = ∇_φD ℓ1      (train-mode BN: θ_P's running stats move, as R5)
+///     ℓ1 = CE(φ_D(θ_P(x)), y)      g = ∇_θP ℓ1, gφ1 = ∇_φD ℓ1      (train-mode BN: θ_P's running stats move, as the reference implementation)
 ///     u  = CG(v ↦ v + H v/(λ+δ), g, K)                               (`ImplicitGradient`, B_H fixed per phase)
 ///     ℓ2 = CE(φ_D(θ_D(x)), y)      h = ∇_θD ℓ2, gφ2 = ∇_φD ℓ2      (train-mode BN)
 ///     grad θ_D = u + h ;  grad φ_D = gφ1 + gφ2 ;  clip global norm of (θ_D, φ_D) to `clip` ;  SGD step
@@ -18,11 +18,11 @@ public final class UpperLevel {
     public let classifier: LinearHead
     public let implicit: ImplicitGradient
     public let clip: Float
-    /// torch.optim.SGD over θ_D's parameters then φ_D's (brief 4.2: momentum 0.9, wd on all parameters).
+    /// torch.optim.SGD over θ_D's parameters then φ_D's (docs/bissl.md, "Default settings": momentum 0.9, wd on all parameters).
     public let optimizer: SGD
 
     public struct Result: Sendable {
-        /// ℓ1: CE through θ_P (the "IJ-path" loss R5 logs).
+        /// ℓ1: CE through θ_P (the "IJ-path" loss the reference implementation logs).
         public var lowerPathLoss: Float
         /// ℓ2: CE through θ_D (the "direct-path" loss).
         public var directLoss: Float

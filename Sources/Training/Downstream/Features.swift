@@ -24,7 +24,7 @@ public struct FeatureSet: Sendable {
 /// Runs a dataset through a backbone in eval mode (`model.eval()`: BatchNorm normalises with its
 /// running statistics and never updates them, so the entry's `running_mean`, `running_var` and
 /// `num_batches_tracked` are exactly as before), batch by batch, with the downstream test transform
-/// of method brief section 6.2 (`Augment.downstreamTest`: shorter side to `int(S * 256 / 224)`,
+/// of docs/bissl.md, "Augmentations and pixel scale" (`Augment.downstreamTest`: shorter side to `int(S * 256 / 224)`,
 /// centre crop `S`, `ToTensor`, ImageNet normalisation).
 public enum FrozenFeatures {
     /// The default image size for a dataset: its first image's shorter side (the data's own scale;

@@ -3,8 +3,8 @@ import Collections
 import Engine
 import Foundation
 
-/// The network a fine-tuning run starts from (method brief 4.4: the backbone plus a fresh
-/// `Linear(F, C)`), and what its lineage says about the classifier (case C17).
+/// The network a fine-tuning run starts from (docs/bissl.md, "Default settings": the backbone plus a fresh
+/// `Linear(F, C)`), and what its lineage says about the classifier.
 public struct FineTuneStart {
     /// Backbone + `classifier` (projector / predictor heads dropped).
     public let network: Network
@@ -24,7 +24,7 @@ public struct FineTuneStart {
     ///   - seed: seed of a new classifier: PyTorch's `nn.Linear` default init from `SeededRNG(seed)`.
     ///   - entryStage: the entry's provenance stage. A `bissl` entry's classifier is φ_D, trained on
     ///     the upper backbone θ_D, not on this backbone θ_P: it is replaced by a new `Linear(F, C)`, as
-    ///     the method fine-tunes θ_P with a new head (method brief section 3, steps 6-7).
+    ///     the method fine-tunes θ_P with a new head (docs/bissl.md, "The alternation loop").
     /// - Note: the entry's classifier is kept when its output count equals `classes` (and its input
     ///   the feature size); otherwise it is re-initialised, and note and warning say
     ///   "classifier re-initialised A -> B".

@@ -4,7 +4,7 @@ import Datasets
 import Engine
 import Foundation
 
-/// Options of a fine-tuning run (method brief 4.4), resolved (no defaults left open).
+/// Options of a fine-tuning run (docs/bissl.md, "Default settings"), resolved (no defaults left open).
 public struct FineTuneSettings: Equatable, Sendable {
     /// Passes over the training data per trial (used when `steps` is nil).
     public var epochs: Int
@@ -33,7 +33,7 @@ public struct FineTuneSettings: Equatable, Sendable {
         self.checkpointEvery = checkpointEvery
     }
 
-    /// The paper's search space (brief 4.4): lr log-uniform on [1e-4, 1] quantised to 1e-6, wd
+    /// The paper's search space (docs/bissl.md, "Default settings"): lr log-uniform on [1e-4, 1] quantised to 1e-6, wd
     /// log-uniform on [1e-5, 1e-2] quantised to 1e-7 (Ray Tune `qloguniform`), trial `t` drawn from
     /// `SeededRNG(seed ^ 0x5EA4C4, t)` alone, so a resumed search draws the same values.
     public static func searchDraw(seed: UInt64, trial: Int) -> (lr: Double, weightDecay: Double) {
@@ -108,7 +108,7 @@ extension JSONValue {
     }
 }
 
-/// Full fine-tuning (method brief 4.4): every parameter of backbone + classifier trained with SGD
+/// Full fine-tuning (docs/bissl.md, "Default settings"): every parameter of backbone + classifier trained with SGD
 /// (momentum 0.9, weight decay on all parameters, PyTorch semantics), cosine schedule from `lr` to
 /// `0.001 * lr` stepped per iteration without warmup, cross-entropy, the downstream train transform
 /// (`Augment.downstreamTrain` at `imageSize`: RandomResizedCrop ratio (0.5, 1), flip), BatchNorm in
@@ -198,7 +198,7 @@ public final class FineTuner {
         return loss
     }
 
-    /// The parameters SGD updates: backbone then classifier (weight decay on all, brief 4.4).
+    /// The parameters SGD updates: backbone then classifier (weight decay on all, docs/bissl.md, "Default settings").
     static func parameters(_ net: Network) -> [Parameter] {
         net.backbone.parameters + net.heads["classifier"]!.parameters
     }

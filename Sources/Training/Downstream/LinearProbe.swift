@@ -11,7 +11,7 @@ import Foundation
 ///   (population std, floored at 1e-6), the same transform applied to the evaluation features;
 /// - `nn.Linear(F, C)` with PyTorch's default init drawn from `SeededRNG(seed)`;
 /// - cross-entropy; SGD momentum 0.9, weight decay `weightDecay` on weight and bias; cosine from
-///   `lr` to `0.001 * lr` per step without warmup (brief 5.5 schedule);
+///   `lr` to `0.001 * lr` per step without warmup (docs/bissl.md, "Optimisers and schedule" schedule);
 /// - `epochs` passes over the training rows in a fresh permutation each epoch drawn from
 ///   `SeededRNG(seed ^ epoch)`; the last partial batch is kept.
 public struct LinearProbe {

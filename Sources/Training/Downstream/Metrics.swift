@@ -1,7 +1,7 @@
 import Engine
 import Foundation
 
-/// Classification metrics on logits (or any per-class scores), method brief section 6.3.
+/// Classification metrics on logits (or any per-class scores), docs/bissl.md, "Metrics".
 ///
 /// Ranking rule (ties): the rank of class `c` in a row is the number of classes with a strictly
 /// larger score plus the number of classes with an equal score and a lower index. So the
@@ -65,13 +65,13 @@ public enum ClassificationMetrics {
         return present == 0 ? 0 : 100 * sum / Double(present)
     }
 
-    /// 11-point interpolated average precision of one class (VOC2007 `voc_eval`, method brief 6.3):
+    /// 11-point interpolated average precision of one class (VOC2007 `voc_eval`, docs/bissl.md, "Metrics"):
     /// rows sorted by score, larger first (equal scores: lower row index first); precision and recall
     /// after each row; for `t` in 0, 0.1, ..., 1 the interpolated precision is the largest precision
     /// at a recall `>= t` (0 if none); AP is the mean of the 11 values, in [0, 1]. Recall is compared
     /// with `t` exactly (`tp * 10 >= step * positives`); `voc_eval`'s `np.arange(0, 1.1, 0.1)` has
     /// 0.30000000000000004, 0.6000000000000001 and 0.7000000000000001, so it misses a recall of
-    /// exactly 0.3, 0.6 or 0.7 - we follow the brief's 0, 0.1, ..., 1.
+    /// exactly 0.3, 0.6 or 0.7 - we follow docs/bissl.md "Metrics": 0, 0.1, ..., 1.
     /// - Returns: nil when the class has no positive row (it is left out of the mean).
     public static func averagePrecision11(scores: [Float], positives: [Bool]) -> Double? {
         precondition(scores.count == positives.count, "averagePrecision11: \(scores.count) scores for \(positives.count) targets")

@@ -16,7 +16,7 @@ public struct ProbeResult: Codable, Equatable, Sendable {
     public var imageSize: Int
 }
 
-/// Linear probe and k-NN on frozen features (issue 6, item 3): the backbone runs only in eval mode
+/// Linear probe and k-NN on frozen features: the backbone runs only in eval mode
 /// (`FrozenFeatures`), so its parameters and BatchNorm running statistics are unchanged afterwards.
 public enum Probe {
     /// - Parameters:

@@ -5,7 +5,7 @@ import Engine
 /// A ResNet backbone with its heads: the engine form of one zoo entry, whose components are
 /// `backbone` (torchvision keys, `layer1.0.conv1.weight`), `classifier` (`fc.weight [C, F]`,
 /// `fc.bias [C]`), and MLP heads such as `projector` / `predictor` (`nn.Sequential` keys `0.weight`,
-/// `1.running_var`, ..., method brief section 5.3).
+/// `1.running_var`, ..., docs/bissl.md, "Network, heads and state-dict keys").
 ///
 /// `Network(checkpoint:)` rebuilds the engine model from the entry's architecture record and loads
 /// every component strictly (like `load_state_dict(strict=True)`); `components()` gives them back
@@ -15,7 +15,7 @@ public final class Network {
     public enum Head {
         /// `nn.Linear(F, C)`; the classifier uses the `fc.` prefix (torchvision), other linear heads none.
         case linear(LinearHead)
-        /// Linear-BN1d-ReLU-...-Linear(no bias), brief section 5.3.
+        /// Linear-BN1d-ReLU-...-Linear(no bias), docs/bissl.md, "Network, heads and state-dict keys".
         case mlp(MLPHead)
 
         public var parameters: [Parameter] {

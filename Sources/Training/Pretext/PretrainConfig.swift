@@ -38,29 +38,29 @@ public struct PretrainOptions: JobOptions, Sendable {
 /// Every resolved setting of a pretraining run. Stored as the run's `config` (so `--resume` rebuilds
 /// the same run from it) and as the entry's provenance `hyperparameters`.
 ///
-/// Defaults (method brief 4.1, scaled to a CPU and to the data; each choice is recorded in the config):
-/// - **optimizer** LARS (brief 5.5) with momentum 0.9, η 0.001, weight decay 1e-6, lr **4.8** whatever the
-///   batch size, as R5 (no batch scaling). LARS's step is `lr · η · ||p||` per tensor, independent of the
+/// Defaults (docs/bissl.md, "Default settings"):
+/// - **optimizer** LARS (docs/bissl.md, "Optimisers and schedule") with momentum 0.9, η 0.001, weight decay 1e-6, lr **4.8** whatever the
+///   batch size, as the reference implementation (no batch scaling). LARS's step is `lr · η · ||p||` per tensor, independent of the
 ///   gradient's scale, so the batch size does not call for another lr; what shrinks with small batches
 ///   is only the gradient's signal-to-noise ratio. `--optimizer sgd`: PyTorch SGD, momentum 0.9, wd 1e-6,
-///   lr 0.05 (no brief value; our choice).
+///   lr 0.05 (the method sets no SGD value; our choice).
 /// - **schedule** linear warmup over 10 epochs, or 10% of the steps when that is shorter, then cosine
-///   to 0.001·lr, stepped per iteration (`CosineSchedule`, R5 `source/schedulers.py`: the first step runs
+///   to 0.001·lr, stepped per iteration (`CosineSchedule`, the reference implementation: the first step runs
 ///   at the full lr).
-/// - **batch** 1024 in the brief; default here min(256, images / 2) (at least 2), drop last.
-/// - **steps** `--steps N`, or `--epochs E` × batches per epoch; default 10 epochs (the brief's 500
+/// - **batch** 1024 in the method; default here min(256, images / 2) (at least 2), drop last.
+/// - **steps** `--steps N`, or `--epochs E` × batches per epoch; default 10 epochs (the method's 500
 ///   epochs of ImageNet are far beyond a CPU).
-/// - **image size** 96 in the brief. Default: 96 for images of 96 px or more; else the image's larger
+/// - **image size** 96 in the method. Default: 96 for images of 96 px or more; else the image's larger
 ///   side rounded up to a multiple of 8 (28x28 Fashion-MNIST: 32; 8x8 digits: 8): up-sampling a 28 px image
 ///   to 96 px costs 9x the compute for no new information.
 /// - **stem** `small` (3x3/1, no pool) when the image size is below 64, else `imagenet`.
 /// - **architecture** ResNet-50, width 64.
-/// - **projector** `[F, d, d, d]`, d = min(256, F) (brief: 256-256-256 on F = 2048; narrow test nets get
+/// - **projector** `[F, d, d, d]`, d = min(256, F) (the method: 256-256-256 on F = 2048; narrow test nets get
 ///   d = F so the head is not wider than the backbone), or the `--from` entry's projector; BYOL predictor
 ///   `[d, d, d, d]` with d the projector's output size.
 /// - **τ** 0.5 (SimCLR), **EMA decay** 0.9995 constant (BYOL).
-/// - **pixel scale** `unit` ([0, 1] before ImageNet normalisation), NOT R5's raw 0-255 pretext inputs
-///   (quirk Q2): the backbone's BN running statistics then match the downstream transforms' scale, so the
+/// - **pixel scale** `unit` ([0, 1] before ImageNet normalisation), NOT the reference implementation's raw 0-255 pretext inputs
+///   (docs/bissl.md, "Augmentations and pixel scale"): the backbone's BN running statistics then match the downstream transforms' scale, so the
 ///   pretext entry can be evaluated in eval mode (k-NN, linear probe) without re-estimating them.
 /// - **seed** 0: initialisation `Network(architecture:seed:)` and the loader's order and augmentations.
 public struct PretrainConfig: Codable, Equatable, Sendable {
@@ -87,7 +87,7 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
     public var projectorDims: [Int]
     public var seed: Seed
     public var pixelScale: String
-    public var augmentation = "Augment.pretextPair (brief 6.1)"
+    public var augmentation = "Augment.pretextPair (docs/bissl.md, Augmentations)"
     public var viewBatching = "joint 2N batch"
     public var from: String?
     public var name: String?

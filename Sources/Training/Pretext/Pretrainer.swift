@@ -5,15 +5,15 @@ import Engine
 import Foundation
 import Zoo
 
-/// SSL pretraining (SimCLR or BYOL, method brief 4.1) of a `Network` on a `Run`: the loop, its
+/// SSL pretraining (SimCLR or BYOL, docs/bissl.md, "Default settings") of a `Network` on a `Run`: the loop, its
 /// resumable state, and the `pretext` zoo entry it ends with.
 ///
 /// Step `s` (0-based) uses batch `s mod B` of epoch `s / B` (B = batches per epoch, drop last) of a
 /// `DataLoader` seeded with the run's seed, whose two views come from `Augment.pretextPair` at the
 /// configured size and pixel scale. Per step: zero the gradients, `PretextObjective.lossAndGradient`
 /// (train-mode BN; BYOL: EMA of the target first), one LARS (or SGD) step, then the schedule gives the
-/// lr of the next step (`CosineSchedule`: the first step runs at the base lr, as R5). No gradient
-/// clipping (brief 4.1). Every random choice derives from (seed, epoch, position), so resuming from a
+/// lr of the next step (`CosineSchedule`: the first step runs at the base lr, as the reference implementation). No gradient
+/// clipping (docs/bissl.md, "Default settings"). Every random choice derives from (seed, epoch, position), so resuming from a
 /// saved state gives bit-identical parameters.
 ///
 /// State (`TrainingState`): `model/...` (online network, BN buffers included), `target/...` (BYOL),

@@ -12,7 +12,7 @@ import Zoo
 /// lock         held with flock(2) while a process has the run open
 /// ```
 ///
-/// Life cycle (issue 6, item 4): `create` -> `log` / `saveState` ... -> `finish` (draws the curves,
+/// Life cycle: `create` -> `log` / `saveState` ... -> `finish` (draws the curves,
 /// adds the zoo entry, marks the run completed). Ctrl-C or SIGKILL leaves the directory and no zoo
 /// entry; `open` then resumes it: the lines logged after the last saved state are dropped (the
 /// resumed run logs them again), so the final `log.jsonl` has each step once.

@@ -5,7 +5,7 @@ import Foundation
 import HDF5
 import OrderedCollections
 
-/// Everything a run needs to continue bit-exactly after an interruption (issue 6, item 4): model
+/// Everything a run needs to continue bit-exactly after an interruption: model
 /// parameters and BatchNorm buffers, optimiser momentum buffers, schedule counters, loader position.
 /// Random streams are not stored: by the project rule every random choice derives from
 /// `(seed, step)` or `(seed, epoch, position)`, so `step` (and `extra`) suffice to re-derive them.

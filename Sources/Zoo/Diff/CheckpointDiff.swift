@@ -8,7 +8,7 @@ import Foundation
 /// Tensors are matched by component and key. Values are compared in Float64 (`TensorDelta`). Tensors
 /// are split into three sections (`DiffSection`): weights, BN running statistics and counters;
 /// only the weights section decides `summary.weightsChanged` (a `num_batches_tracked` or
-/// `running_var` difference never counts as a weight change; cases C3, C18).
+/// `running_var` difference never counts as a weight change).
 public struct CheckpointDiff: Codable, Sendable {
     /// Which tensors the per-tensor lists hold.
     public enum TensorListing: String, Codable, CaseIterable, Sendable {
@@ -23,7 +23,7 @@ public struct CheckpointDiff: Codable, Sendable {
         case added, removed, changed, unchanged
         /// Stages only: present on both sides but not comparable tensor by tensor (a tensor changed
         /// shape, or the stage gained or lost tensors); a classifier re-initialised for 10 classes
-        /// instead of 1000 is `replaced` (case C17).
+        /// instead of 1000 is `replaced`.
         case replaced
     }
 

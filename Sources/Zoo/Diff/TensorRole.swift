@@ -5,7 +5,7 @@ import Checkpoint
 /// PyTorch keeps three kinds of entries in a ResNet state dict: learned parameters (`weight`,
 /// `bias`), BatchNorm running statistics (`running_mean`, `running_var`; buffers updated by forward
 /// passes in train mode, not by the optimizer) and counters (`num_batches_tracked`, an int64 buffer
-/// that only counts batches; case C3). A diff reports them separately so that a change of statistics
+/// that only counts batches). A diff reports them separately so that a change of statistics
 /// or counters is never mistaken for a change of weights.
 public enum DiffSection: String, Codable, CaseIterable, Sendable {
     /// Learned floating-point tensors.

@@ -1,7 +1,6 @@
 import Checkpoint
 
-/// Health warnings for a stored checkpoint (`bissl verify`, `bissl show`), case C5 and C15 of
-/// ../shared/cases/README.md: BatchNorm layers that make features constant or undefined, and
+/// Health warnings for a stored checkpoint (`bissl verify`, `bissl show`): BatchNorm layers that make features constant or undefined, and
 /// non-finite weights.
 public enum HealthCheck {
     /// Warnings, one line each, prefixed with the component:

@@ -2,7 +2,7 @@ import Foundation
 
 /// PyTorch `.pth` / `.pt` files: `torch.save` output read without Python and without executing
 /// anything, and state dicts written so that `torch.load(weights_only=True)` followed by
-/// `load_state_dict(strict=True)` accepts them. Format notes: ../shared/pth-format.md.
+/// `load_state_dict(strict=True)` accepts them. Format: PyTorch `torch/serialization.py`.
 public enum PyTorchFile {
     /// Reads a `torch.save` file: the zip container (PyTorch >= 1.6, any top folder) or the legacy
     /// stream (pre-1.6 / `_use_new_zipfile_serialization=False`).
@@ -46,7 +46,7 @@ public enum PyTorchFile {
     /// little-endian, on device `cpu`; every dtype of `DType` maps to its typed storage
     /// (`torch.FloatStorage`, `torch.BFloat16Storage`, `torch.LongStorage`, `torch.BoolStorage`, ...).
     /// Each name in `aliases` shares the storage record of the name it maps to (same persistent id
-    /// key, one `data/<i>` record), as `torch.save` writes tied weights (case C6), so `torch.load`
+    /// key, one `data/<i>` record), as `torch.save` writes tied weights, so `torch.load`
     /// gives tensors on one storage (`a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()`).
     /// The file is published atomically (nothing is left at `url` on failure).
     /// - Parameter aliases: state-dict name -> state-dict name it shares its tensor with (chains

@@ -1,7 +1,7 @@
 import Foundation
 
 /// Reads the legacy (pre-1.6, `_use_new_zipfile_serialization=False`) stream format
-/// (../shared/pth-format.md 1.5; torch/serialization.py `_legacy_save` / `_legacy_load`):
+/// (PyTorch torch/serialization.py `_legacy_save` / `_legacy_load`):
 /// five pickles back to back — magic number, protocol version 1001, `sys_info`, the object with
 /// 6-tuple storage ids, the sorted list of storage keys — followed, per key in that order, by an
 /// int64 little-endian element count and the storage's bytes in little-endian element order

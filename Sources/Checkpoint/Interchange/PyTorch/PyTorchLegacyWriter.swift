@@ -1,7 +1,7 @@
 import Foundation
 
 /// Writes a state dict in the legacy stream format, as `torch.save(..., _use_new_zipfile_serialization=False)`
-/// does (torch/serialization.py `_legacy_save`; ../shared/pth-format.md 1.5): pickles of the magic
+/// does (PyTorch torch/serialization.py `_legacy_save`): pickles of the magic
 /// number, the protocol version 1001 and `sys_info`, the state dict with 6-tuple storage ids
 /// `('storage', torch.FloatStorage, key, 'cpu', numel, None)`, the sorted storage keys, then per key
 /// an int64 little-endian element count and the raw little-endian bytes. Written through `AtomicFile`.
@@ -20,7 +20,7 @@ enum PyTorchLegacyWriter {
         out.append(PyTorchStateDictPickle.pickle(stateDict, layout: layout) { cls, key, numel in
             .tuple([.string("storage"), .global(module: "torch", name: cls), .string(key), .string("cpu"), .int(Int64(numel)), .none])
         })
-        let tensors = layout.stored   // one record per storage: aliases share one (case C6)
+        let tensors = layout.stored   // one record per storage: aliases share one
         let keys = tensors.indices.map(String.init).sorted()   // torch sorts the keys as strings
         out.append(PickleWriter.pickle(.list(keys.map { .string($0) })))
         for key in keys {

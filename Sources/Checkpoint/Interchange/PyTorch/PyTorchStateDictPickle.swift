@@ -1,11 +1,11 @@
 import Foundation
 
 /// Builds the pickle of a state dict exactly as `torch.save(model.state_dict())` writes it
-/// (../shared/pth-format.md 1.3): an `OrderedDict` of key -> `torch._utils._rebuild_tensor_v2(
+/// (PyTorch `torch/serialization.py`, `torch/_utils.py`): an `OrderedDict` of key -> `torch._utils._rebuild_tensor_v2(
 /// storage, 0, size, stride, False, OrderedDict())` where `storage` is a persistent id naming a
 /// legacy typed storage (`torch.FloatStorage`, ...), followed by `BUILD` of
 /// `{'_metadata': OrderedDict(module prefix -> {'version': N})}` (torch/nn/modules/module.py
-/// `state_dict`). One storage per tensor, numbered in order, except that aliases (case C6) name the
+/// `state_dict`). One storage per tensor, numbered in order, except that aliases name the
 /// storage of the tensor they share (`StorageLayout`); strides are C-contiguous.
 enum PyTorchStateDictPickle {
     /// Storage class of each dtype (torch/storage.py `_dtype_to_storage_type_map`).
@@ -76,7 +76,7 @@ enum PyTorchStateDictPickle {
     }
 }
 
-/// Which storage record each tensor of a state dict is written to: tied names (case C6) share the
+/// Which storage record each tensor of a state dict is written to: tied names share the
 /// storage of the first of them, as `torch.save` does for tensors with one `untyped_storage()`
 /// (torch/serialization.py `persistent_id` keys storages by identity), so `torch.load` rebuilds them
 /// on one storage. Storages are numbered 0, 1, ... in order of first use.

@@ -1,6 +1,6 @@
 import Foundation
 
-/// Reads the zip container `torch.save` writes since PyTorch 1.6 (see ../shared/pth-format.md 1.2).
+/// Reads the zip container `torch.save` writes since PyTorch 1.6 (PyTorch `torch/serialization.py` `_save` / `_load`).
 ///
 /// Matches torch/serialization.py `_load` and caffe2/serialize/inline_container.cc
 /// `PyTorchStreamReader`: the top folder is taken from the first record (any name); the `version`

@@ -1,7 +1,7 @@
 import Foundation
 
 /// Writes a state dict in the zip container exactly as `torch.save` 2.x does
-/// (../shared/pth-format.md 1.2; torch/serialization.py `_save`, caffe2/serialize/inline_container.cc
+/// (PyTorch torch/serialization.py `_save`, caffe2/serialize/inline_container.cc
 /// `PyTorchStreamWriter`): records under `<file stem>/`, in the order `data.pkl`,
 /// `.format_version` (`1`), `.storage_alignment` (`64`), `byteorder` (`little`), `data/0..N-1`,
 /// `version` (`3\n`), `.data/serialization_id` (one `data/<i>` per storage: aliases share one); all stored, CRC-32 set, each record's data at a

@@ -6,8 +6,8 @@ import Foundation
 /// `{"dtype", "shape", "data_offsets": [begin, end]}` plus an optional `__metadata__` object of
 /// strings), then the data buffer. Tensors are C-contiguous and little-endian; offsets are byte
 /// offsets into the buffer. Supported dtypes: F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL. BF16 is kept
-/// as its raw bit patterns (case C14); empty tensors (`[0]`, `[2, 0]`, offsets `[b, b]`) are ordinary
-/// tensors with no bytes, never aliases (case C13).
+/// as its raw bit patterns; empty tensors (`[0]`, `[2, 0]`, offsets `[b, b]`) are ordinary
+/// tensors with no bytes, never aliases.
 public enum SafetensorsFile {
     /// Reads a safetensors file, validating the whole header before touching any tensor data.
     ///

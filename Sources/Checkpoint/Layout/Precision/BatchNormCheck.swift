@@ -1,4 +1,4 @@
-/// Checks BatchNorm running statistics on import (case C15).
+/// Checks BatchNorm running statistics on import.
 ///
 /// `running_var` is a variance: BatchNorm divides by `sqrt(running_var + eps)` in eval mode
 /// (`torch.nn.functional.batch_norm`), so a zero makes the layer depend on `eps` alone, a negative

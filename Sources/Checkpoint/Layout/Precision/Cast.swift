@@ -1,6 +1,6 @@
 import Foundation
 
-/// Casts the floating-point tensors of a state dict to another precision (case C15).
+/// Casts the floating-point tensors of a state dict to another precision.
 public enum Precision {
     /// BatchNorm buffers (`running_mean`, `running_var`, `num_batches_tracked`), by key suffix.
     public static func isBatchNormBuffer(_ key: String) -> Bool {
