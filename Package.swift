@@ -58,11 +58,16 @@ let package = Package(
             ]),
         .executableTarget(name: "EngineBench", dependencies: ["Engine", "Checkpoint"]),
         .executableTarget(name: "AlignBench", dependencies: ["Training", "Engine", "Checkpoint"]),
-        .testTarget(name: "HDF5Tests", dependencies: ["HDF5"]),
-        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint"]),
-        .testTarget(name: "EngineTests", dependencies: ["Engine", "Checkpoint"]),
-        .testTarget(name: "ZooTests", dependencies: ["Zoo", "Checkpoint"]),
-        .testTarget(name: "DatasetsTests", dependencies: ["Datasets"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Engine", "Datasets", "Zoo", "Checkpoint"]),
+        // Shared by the test targets: committed fixtures, npz loading, assertClose, a seeded generator,
+        // the built binary's runner.
+        .target(name: "TestSupport", dependencies: ["Checkpoint"], path: "Tests/TestSupport"),
+        .testTarget(name: "HDF5Tests", dependencies: ["HDF5", "TestSupport"]),
+        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "TestSupport"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Checkpoint", "TestSupport"]),
+        .testTarget(name: "ZooTests", dependencies: ["Zoo", "Checkpoint", "TestSupport"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "TestSupport"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Engine", "Datasets", "Zoo", "Checkpoint", "TestSupport"]),
+        // Tests that run the built `bissl` binary (the training commands' options, errors and outputs).
+        .testTarget(name: "CLITests", dependencies: ["Training", "Zoo", "Checkpoint", "TestSupport"]),
     ]
 )

@@ -2,6 +2,7 @@
 import Foundation
 import HDF5
 import XCTest
+import TestSupport
 
 /// Tied weights: two names on one storage with the same view. Expected aliases come from what torch
 /// recorded in the fixtures' `.expected.json` (storage group, offset, shape, stride), not from our reader.

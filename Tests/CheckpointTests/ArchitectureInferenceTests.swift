@@ -1,6 +1,7 @@
 @testable import Checkpoint
 import Foundation
 import XCTest
+import TestSupport
 
 /// Canonical keys and architecture inference, checked against `Tests/Fixtures/layout/canonical_keys.json`
 /// (key names and shapes dumped by tools/reference_resnet.py, a torchvision-identical ResNet in torch).

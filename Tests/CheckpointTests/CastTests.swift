@@ -1,6 +1,7 @@
 @testable import Checkpoint
 import Foundation
 import XCTest
+import TestSupport
 
 /// Precision casts and rounding, against bit patterns computed by numpy and torch
 /// (`Tests/Fixtures/layout/rounding.json`, written by tools/fixtures/make_layout_fixtures.py).

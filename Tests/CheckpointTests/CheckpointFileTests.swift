@@ -4,6 +4,7 @@ import Crypto
 import Foundation
 import HDF5
 import XCTest
+import TestSupport
 
 /// Format v1 (schemas/checkpoint-v1.md): round trips, order, escaping, content id, versions, errors.
 final class CheckpointFileTests: XCTestCase {

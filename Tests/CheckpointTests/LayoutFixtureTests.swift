@@ -1,6 +1,7 @@
 @testable import Checkpoint
 import Foundation
 import XCTest
+import TestSupport
 
 /// Layouts (key prefixes, heads, BN buffers, branches, aliases, casts), EMA, training and MoCo checkpoints, through real `torch.save` files
 /// (Tests/Fixtures/layout, written by tools/fixtures/make_layout_fixtures.py). Expected keys, counts,

@@ -1,6 +1,7 @@
 @testable import Checkpoint
 import Foundation
 import XCTest
+import TestSupport
 
 /// Expected resolutions of the layout fixtures (`Tests/Fixtures/layout/expected.json`, derived in
 /// Python by tools/fixtures/make_layout_fixtures.py from the objects it saved).

@@ -2,6 +2,7 @@
 import Collections
 import Foundation
 import XCTest
+import TestSupport
 
 /// Object trees built in Swift, shaped like what the readers produce, for the layout rules.
 enum LayoutTrees {

@@ -2,6 +2,7 @@
 import Crypto
 import Foundation
 import XCTest
+import TestSupport
 
 /// `.npy` / `.npz` reader and writer against files written by `numpy.savez`, `numpy.savez_compressed`
 /// and `numpy.lib.format.write_array` (tools/fixtures/make_safetensors_npz_fixtures.py). Expected

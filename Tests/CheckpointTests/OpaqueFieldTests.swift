@@ -1,6 +1,7 @@
 @testable import Checkpoint
 import Foundation
 import XCTest
+import TestSupport
 
 /// A dict whose tensors are fine next to a field built from a global we never run
 /// (tools/fixtures/make_opaque_field_fixtures.py: `{'x': tensor([1.5, -2.0]), 'evil': os.system("true")}`).

@@ -1,6 +1,7 @@
 @testable import Checkpoint
 import Foundation
 import XCTest
+import TestSupport
 
 /// The pickle reader, writer and scanner at the opcode level, against pickles Python wrote with
 /// every protocol (expected values from Python, tools/fixtures/make_pth_fixtures.py).

@@ -1,6 +1,7 @@
 @testable import Checkpoint
 import Foundation
 import XCTest
+import TestSupport
 
 /// The provenance JSON that format v1 writes has exactly the shape schemas/provenance.schema.json
 /// declares (full JSON Schema validation runs in tools/interop/test_h5.py with jsonschema).

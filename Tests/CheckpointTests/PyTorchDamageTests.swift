@@ -1,6 +1,7 @@
 @testable import Checkpoint
 import Foundation
 import XCTest
+import TestSupport
 
 /// Damaged input never crashes the reader: cut or corrupt torch-written files at many positions and
 /// require either a successful read or a `CheckpointError` (a trap would end the test process).

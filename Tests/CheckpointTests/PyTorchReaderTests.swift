@@ -2,6 +2,7 @@
 import Crypto
 import Foundation
 import XCTest
+import TestSupport
 
 /// Expected values of a fixture, computed by torch/numpy in tools/fixtures/make_pth_fixtures.py.
 struct TorchExpectation: Decodable {

@@ -1,6 +1,7 @@
 @testable import Checkpoint
 import Foundation
 import XCTest
+import TestSupport
 
 /// PyTorchFile.write: the archive layout torch 2.x writes, read back by our reader and by real
 /// torch (`torch.load(weights_only=True)` + `load_state_dict(strict=True)`, bit-identical tensors,

@@ -2,6 +2,7 @@
 import Crypto
 import Foundation
 import XCTest
+import TestSupport
 
 /// safetensors reader and writer against files written by `safetensors.torch.save_file`
 /// (tools/fixtures/make_safetensors_npz_fixtures.py). Expected values come from torch in

@@ -1,6 +1,7 @@
 @testable import Checkpoint
 import Foundation
 import XCTest
+import TestSupport
 
 /// FileSniffer against files written by the real tools (torch, numpy, safetensors, h5py, pickle)
 /// and hand-made bad downloads.

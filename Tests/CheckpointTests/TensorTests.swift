@@ -1,5 +1,6 @@
 @testable import Checkpoint
 import XCTest
+import TestSupport
 
 final class TensorTests: XCTestCase {
     func testHalfToFloatMatchesIEEE754Binary16() {

@@ -1,6 +1,7 @@
 @testable import Checkpoint
 import Foundation
 import XCTest
+import TestSupport
 
 /// Where and whether the interchange writers write: options a format does not use are refused,
 /// and a symbolic link as the output is written through to its target.

@@ -2,6 +2,7 @@
 import Crypto
 import Foundation
 import XCTest
+import TestSupport
 
 /// The ZIP reader against archives written by Python's `zipfile` (expected names, CRCs, sizes and
 /// SHA-256 computed by Python in tools/fixtures/make_pth_fixtures.py), and the writer read back

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Datasets
+import TestSupport
 
 /// Damaged and inconsistent inputs give one-line errors or counted skips, never a crash.
 final class BadInputTests: XCTestCase {
@@ -42,7 +43,7 @@ final class BadInputTests: XCTestCase {
 
     func testFlippedBytesNeverCrash() throws {
         var data = try Data(contentsOf: Fixtures.url("datasets/folder/dog/photo.jpg"))
-        var generator = SystemRandomNumberGenerator()
+        var generator = SplitMix(seed: 44)   // seeded: a failure names inputs that can be replayed
         for _ in 0..<200 {
             var copy = data
             let k = Int.random(in: 3..<copy.count, using: &generator)

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Datasets
+import TestSupport
 
 /// `Tests/Fixtures/datasets/expected.json`, written by tools/fixtures/make_dataset_fixtures.py from
 /// numpy arrays and PIL's own decode (never from our output).

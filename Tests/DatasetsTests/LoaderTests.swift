@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Datasets
+import TestSupport
 
 final class LoaderTests: XCTestCase {
     private var digitsPath: String {

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Datasets
+import TestSupport
 
 /// The section-6 pipelines: whole views equal Pillow applying the same steps with the same
 /// parameters; parameter draws have the recipe's probabilities and ranges and are reproducible.

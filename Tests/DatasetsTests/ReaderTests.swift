@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Datasets
+import TestSupport
 
 /// The four readers on small files written by the real writers (Python's gzip, the CIFAR binary
 /// layout, h5py, Pillow), compared with numpy / PIL values from expected.json.

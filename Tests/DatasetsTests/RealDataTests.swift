@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Datasets
+import TestSupport
 
 /// Fashion-MNIST in place (apt package dataset-fashion-mnist) and the committed scikit-learn digits,
 /// against numbers computed by tools/fixtures/make_dataset_fixtures.py straight from the sources.

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Datasets
+import TestSupport
 
 /// Every transform against Pillow's own output for the same image and parameters
 /// (tools/fixtures/make_transform_fixtures.py; outputs stored as lossless PNG). Pixel results must

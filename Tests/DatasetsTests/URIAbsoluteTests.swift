@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Datasets
+import TestSupport
 
 /// Dataset URIs are made absolute when parsed (path and split file), so what a run or a provenance
 /// record stores names the same data from any directory.

@@ -1,6 +1,7 @@
 import Checkpoint
 import XCTest
 @testable import Engine
+import TestSupport
 
 /// Finite-difference Hessian-vector products against PyTorch's exact double backward
 /// (fixture `hvp.npz`), and the CG solvers against a float64 numpy run (`cg.npz`).

@@ -1,5 +1,6 @@
 import XCTest
 @testable import Engine
+import TestSupport
 
 /// Layers against direct textbook definitions written here independently (loops, Double), on
 /// shapes the fixtures do not reach (stride 2 on a 1-pixel input, 1x1 stride 1 on a large plane).

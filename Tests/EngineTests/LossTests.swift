@@ -1,6 +1,7 @@
 import Checkpoint
 import XCTest
 @testable import Engine
+import TestSupport
 
 /// Losses against PyTorch autograd (fixture `losses.npz`, computed in float64 then rounded).
 final class LossTests: XCTestCase {

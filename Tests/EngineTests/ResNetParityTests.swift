@@ -1,6 +1,7 @@
 import Checkpoint
 import XCTest
 @testable import Engine
+import TestSupport
 
 /// ResNet forward, backward, BN statistics and optimiser steps against real PyTorch 2.13
 /// (tools/fixtures/make_engine_fixtures.py; tolerances: forward 1e-4, gradients 1e-3,

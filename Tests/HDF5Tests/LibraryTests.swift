@@ -1,5 +1,6 @@
 import HDF5
 import XCTest
+import TestSupport
 
 final class LibraryTests: XCTestCase {
     func testLinkedLibraryIsHDF5OneDotTenOrLater() {

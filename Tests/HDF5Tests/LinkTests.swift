@@ -1,6 +1,7 @@
 import Foundation
 @testable import HDF5
 import XCTest
+import TestSupport
 
 /// Hard links (`Group.createHardLink`) and object addresses; checked against h5py in
 /// tools/interop/test_aliases.py.

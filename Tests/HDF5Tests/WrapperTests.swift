@@ -1,6 +1,7 @@
 import Foundation
 @testable import HDF5
 import XCTest
+import TestSupport
 
 final class WrapperTests: XCTestCase {
     private var dir: URL!

@@ -5,6 +5,7 @@ import Foundation
 import XCTest
 import Zoo
 @testable import Training
+import TestSupport
 
 /// The alternation loop: data-cursor bookkeeping, and bit-exact resume of a whole alignment (tiny
 /// ResNet-18 width 2 on 8x8 digits: 1 warmup epoch, 2 alternations of 2 lower + 2 upper steps).

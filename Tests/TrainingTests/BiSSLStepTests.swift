@@ -2,6 +2,7 @@ import Checkpoint
 import Engine
 import XCTest
 @testable import Training
+import TestSupport
 
 /// BiSSL lower and upper steps against the PyTorch reference of tools/bissl_reference.py with the
 /// exact (double-backward) Hessian-vector product (fixtures from tools/fixtures/make_bissl_fixtures.py:

@@ -4,6 +4,7 @@ import Engine
 import Foundation
 import XCTest
 @testable import Training
+import TestSupport
 
 /// Frozen features: eval mode leaves every BN buffer untouched, and the result does not depend on
 /// the batch size (eval-mode BN uses running statistics, never the batch).

@@ -6,6 +6,7 @@ import Foundation
 import XCTest
 import Zoo
 @testable import Training
+import TestSupport
 
 /// Fine-tuning: the start network and its lineage, resume bit-exactness, the search.
 final class DownstreamFineTuneTests: XCTestCase {

@@ -2,6 +2,7 @@ import Engine
 import Foundation
 import XCTest
 @testable import Training
+import TestSupport
 
 /// Metrics and k-NN against values computed independently in plain Python
 /// (tools/fixtures/make_downstream_fixtures.py -> Tests/Fixtures/downstream/metrics.json) and by hand.

@@ -2,6 +2,7 @@ import Engine
 import Foundation
 import XCTest
 @testable import Training
+import TestSupport
 
 /// The linear probe and `Probe.run`: frozen backbone (BN running statistics unchanged), a probe
 /// that separates separable features, seeded determinism.

@@ -2,6 +2,7 @@ import Checkpoint
 import Engine
 import XCTest
 @testable import Training
+import TestSupport
 
 /// Which classifier a fine-tune starts from, by the entry's stage; the image size an entry records.
 final class DownstreamStartTests: XCTestCase {

@@ -3,6 +3,7 @@ import Engine
 import Foundation
 import XCTest
 @testable import Training
+import TestSupport
 
 /// One fine-tuning step (`FineTuner.trainStep`: train-mode forward, cross-entropy, backward, SGD
 /// momentum 0.9 with weight decay) against PyTorch (tools/fixtures/make_downstream_fixtures.py,

@@ -2,6 +2,7 @@ import Checkpoint
 import Engine
 import XCTest
 @testable import Training
+import TestSupport
 
 /// Network <-> checkpoint components round trip, strict loading.
 final class NetworkTests: XCTestCase {

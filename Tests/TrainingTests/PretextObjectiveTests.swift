@@ -2,6 +2,7 @@ import Checkpoint
 import Engine
 import XCTest
 @testable import Training
+import TestSupport
 
 /// PretextObjective against PyTorch (fixtures of tools/fixtures/make_pretext_fixtures.py): ResNet-18
 /// width 4, small stem, 16x16, N = 4 per view, projector 32-24-24-16, BYOL predictor 16-24-24-16.

@@ -5,6 +5,7 @@ import Foundation
 import XCTest
 import Zoo
 @testable import Training
+import TestSupport
 
 /// The pretraining loop on real data (the 8x8 digits, 20 images: 2 batches of 8 per epoch), ResNet-18
 /// width 4, small stem: resume is bit-exact, provenance says how the entry was made, options are checked.

@@ -5,6 +5,7 @@ import Foundation
 import XCTest
 import Zoo
 @testable import Training
+import TestSupport
 
 /// What `PretrainJob.start` checks and records before any training: the `--name` (valid, free) is
 /// refused before a run directory exists; the start line names the run and the resume command; the

@@ -2,6 +2,7 @@ import Datasets
 import Foundation
 import XCTest
 @testable import Training
+import TestSupport
 
 /// curves.png: drawn, encoded by libpng, read back by the PNG decoder of Datasets (libpng's reader),
 /// and by Pillow when python3 has it.

@@ -3,6 +3,7 @@ import Foundation
 import XCTest
 import Zoo
 @testable import Training
+import TestSupport
 
 /// The STEP of `bissl runs`: the last logged step and the last saved one, both in the JSON.
 final class RunListingStepTests: XCTestCase {

@@ -3,6 +3,7 @@ import Foundation
 import XCTest
 import Zoo
 @testable import Training
+import TestSupport
 
 /// What `bissl runs` shows: states read from run.json and the run's lock, last metrics from the log.
 final class RunListingTests: XCTestCase {

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Training
+import TestSupport
 
 /// Progress output with an injected clock and sink (no wall-clock assertions).
 final class RunProgressTests: XCTestCase {

@@ -1,6 +1,7 @@
 import Checkpoint
 import XCTest
 @testable import Training
+import TestSupport
 
 /// `RecordedSettings`: the camelCase spelling of recorded settings and the lookup that also finds the
 /// snake_case (and kebab-case) spelling of entries and runs written before it. Expected strings are

@@ -3,6 +3,7 @@ import Engine
 import Foundation
 import XCTest
 @testable import Training
+import TestSupport
 
 /// TrainingState: the state.h5 file round trip and capture/restore of each part.
 final class RunStateTests: XCTestCase {

@@ -4,6 +4,7 @@ import Foundation
 import XCTest
 import Zoo
 @testable import Training
+import TestSupport
 
 /// A toy training job for the run tests: ResNet-18 width 4 (small stem) on 8x8 inputs with a
 /// classifier (cross-entropy) and an MLP projector with BatchNorm1d (loss 0.5 * mean_n ||z_n||^2),

@@ -3,6 +3,7 @@ import Foundation
 import XCTest
 import Zoo
 @testable import Training
+import TestSupport
 
 /// The zoo's maintenance commands leave `<zoo>/runs/` alone: verify reports nothing about it, gc
 /// deletes nothing in it (not even a stale temporary of a dead writer), reindex ignores it.

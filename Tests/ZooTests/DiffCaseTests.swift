@@ -2,6 +2,7 @@ import Checkpoint
 import Foundation
 import XCTest
 import Zoo
+import TestSupport
 
 /// The c3, c4, c17 and c18 fixtures (BN counters, teacher/student, re-initialised classifier, a few changed values) on real `torch.save` files from tools/fixtures/make_diff_fixtures.py, against
 /// expectations that script computed in float64 with torch (Tests/Fixtures/diff/expected.json).

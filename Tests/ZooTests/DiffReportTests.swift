@@ -2,6 +2,7 @@ import Checkpoint
 import Foundation
 import XCTest
 import Zoo
+import TestSupport
 
 /// A hand-built pair of checkpoints whose every reported number is worked out by hand in the comments:
 /// stage aggregation, heads added/removed/replaced, dtype changes, listing order, provenance and

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import Zoo
+import TestSupport
 
 /// Exact expected output for a small DAG (shared ancestor, an entry with two parents), escaping of
 /// hostile names, dot accepted by Graphviz, and speed on a 1,000-deep chain.

@@ -2,6 +2,7 @@ import Checkpoint
 import Foundation
 import XCTest
 @testable import Zoo
+import TestSupport
 
 /// `bissl lineage`, `rm`, `show`, `diff`, `verify`, `gc` through the built binary.
 final class ZooCommandTests: XCTestCase {

@@ -2,6 +2,7 @@ import Checkpoint
 import Foundation
 import XCTest
 @testable import Zoo
+import TestSupport
 
 /// rm with tombstones, lineage, verify, reindex and gc through the library API.
 final class ZooIntegrityTests: XCTestCase {

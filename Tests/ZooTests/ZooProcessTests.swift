@@ -3,6 +3,7 @@ import Foundation
 import GRDB
 import XCTest
 @testable import Zoo
+import TestSupport
 
 /// Process-level tests: the built `bissl` binary (see `BisslBinary`) run as users run it, several at
 /// once, and killed with SIGKILL in the middle of imports.

@@ -2,6 +2,7 @@ import Checkpoint
 import Foundation
 import XCTest
 @testable import Zoo
+import TestSupport
 
 /// `bissl rm` (the built binary) refuses an entry that an unfinished run (run.json status `running`:
 /// active or interrupted) starts from, under the config key each command stores: `from` (pretrain),

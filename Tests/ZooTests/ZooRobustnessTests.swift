@@ -3,6 +3,7 @@ import Foundation
 import GRDB
 import XCTest
 @testable import Zoo
+import TestSupport
 
 /// Findings of a tester run, each reproduced: lost catalogs (CLI side), lineage cycles, read-only
 /// zoos, tampered objects and files, writing into objects/, labels on re-import, --stage validation,

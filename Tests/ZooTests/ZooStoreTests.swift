@@ -3,6 +3,7 @@ import Foundation
 import GRDB
 import XCTest
 @testable import Zoo
+import TestSupport
 
 /// Object store, catalog, labels and REF resolution through the library API.
 final class ZooStoreTests: XCTestCase {

@@ -3,6 +3,7 @@ import Collections
 import Foundation
 import XCTest
 @testable import Zoo
+import TestSupport
 
 /// Builders and helpers shared by the zoo tests.
 enum ZooTestSupport {
@@ -47,10 +48,7 @@ enum ZooTestSupport {
     }
 
     /// A file under Tests/Fixtures (e.g. `diff/c18_a.pth`).
-    static func fixture(_ relative: String) -> URL {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Fixtures").appendingPathComponent(relative)
-    }
+    static func fixture(_ relative: String) -> URL { Fixtures.url(relative) }
 
     /// SHA-256 fingerprint-shaped hex string for dataset records.
     static let fingerprint = String(repeating: "ab", count: 32)
@@ -73,62 +71,5 @@ enum ZooTestSupport {
             out[rel] = try Data(contentsOf: url)
         }
         return out
-    }
-}
-
-/// Deterministic 64-bit generator (SplitMix64, Steele et al. 2014) for reproducible test tensors.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
-/// Runs the built `bissl` executable (process-level tests).
-///
-/// The binary is found next to the test bundle (`.build/debug/bissl` when the tests run from
-/// `.build/debug/bisslPackageTests.xctest`), or at `$BISSL_BIN`. `swift build --build-tests` builds
-/// both, so `swift test --skip-build` after it finds the binary.
-enum BisslBinary {
-    static var url: URL? {
-        if let env = ProcessInfo.processInfo.environment["BISSL_BIN"], FileManager.default.isExecutableFile(atPath: env) {
-            return URL(fileURLWithPath: env)
-        }
-        var candidates: [URL] = []
-        for bundle in Bundle.allBundles where bundle.bundlePath.hasSuffix(".xctest") {
-            candidates.append(bundle.bundleURL.deletingLastPathComponent().appendingPathComponent("bissl"))
-        }
-        candidates.append(URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("bissl"))
-        let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        candidates.append(packageRoot.appendingPathComponent(".build/debug/bissl"))
-        return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) }
-    }
-
-    struct Result {
-        var status: Int32
-        var stdout: String
-        var stderr: String
-    }
-
-    /// Runs `bissl args...` to completion (or `executable args...`, e.g. `setpriv ... bissl ...`).
-    static func run(_ args: [String], environment: [String: String]? = nil, executable: URL? = nil) throws -> Result {
-        guard let url else { throw CheckpointError.io("bissl binary not found next to the test bundle: run swift build --build-tests first or set BISSL_BIN") }
-        let process = Process()
-        process.executableURL = executable ?? url
-        process.arguments = args
-        if let environment { process.environment = environment }
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Result(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
     }
 }

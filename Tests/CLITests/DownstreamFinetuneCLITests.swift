@@ -3,9 +3,10 @@ import Foundation
 import XCTest
 import Zoo
 @testable import Training
+import TestSupport
 
 /// `bissl finetune` (and `eval` on its kind of entry) as users run it (the built binary, see
-/// `Fixtures.bisslBinary`) after a tiny run (ResNet-18 width 4 from random init, 1 step on 36 of the
+/// `BisslBinary`) after a tiny run (ResNet-18 width 4 from random init, 1 step on 36 of the
 /// 8x8 digits): what it prints on stdout, the spelling of the keys it records, and the recorded
 /// image size of an entry written before camelCase (`image_size`) still read by `eval`.
 final class DownstreamFinetuneCLITests: XCTestCase {

@@ -3,6 +3,7 @@ import Foundation
 import XCTest
 import Zoo
 @testable import Training
+import TestSupport
 
 /// `bissl align` as a process: bad input is refused with one `error:` line before a run directory
 /// exists, `--resume` takes no other option, and a tiny real alignment (ResNet-18 width 2, 8x8

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import TestSupport
 
 /// `bissl pretrain` as users run it (the built binary next to the test bundle, `.build/debug/bissl`, or
 /// `$BISSL_BIN`): the

@@ -3,9 +3,10 @@ import Foundation
 import XCTest
 import Zoo
 @testable import Training
+import TestSupport
 
 /// Negative and zero numbers given to the numeric options of `finetune`, `probe`, `eval`, `align` and
-/// `data bench` (the built binary, `Fixtures.bisslBinary`): the value reaches the command's own check
+/// `data bench` (the built binary, `BisslBinary`): the value reaches the command's own check
 /// (`--steps -3` is not read as a missing value followed by a flag), which answers with one
 /// `error:` line naming the option and the value, a non-zero exit, and no run directory.
 final class CLINumericOptionTests: XCTestCase {

@@ -1,0 +1,90 @@
+import Checkpoint
+import Foundation
+import XCTest
+
+/// Committed test inputs under `Tests/Fixtures` (each area written by its script in `tools/fixtures/`).
+public enum Fixtures {
+    public static let root = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures")
+
+    /// The repository's root folder.
+    public static let repository = root.deletingLastPathComponent().deletingLastPathComponent()
+
+    public static func url(_ relative: String) -> URL { root.appendingPathComponent(relative) }
+
+    /// A fresh empty folder for a test's outputs, removed by the caller's `defer`.
+    public static func scratch() throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bissl-test-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    /// The arrays of `<area>/<name>.npz` by key, in archive order.
+    /// - Throws: `CheckpointError` when the archive cannot be read or is not a dict of arrays.
+    public static func npz(_ name: String, area: String = "engine") throws -> StateDict {
+        let doc = try NumPyArchive.read(url("\(area)/\(name).npz"))
+        guard case .dict(let entries) = doc.root else { throw CheckpointError.invalid("\(name): not a dict") }
+        var out = StateDict()
+        for e in entries {
+            guard let key = e.key.stringValue, case .tensor(let t) = e.value else { continue }
+            out[key] = t.tensor
+        }
+        return out
+    }
+}
+
+extension StateDict {
+    /// Float values of `key`, failing the test when it is missing.
+    public func floats(_ key: String, file: StaticString = #filePath, line: UInt = #line) -> [Float] {
+        guard let t = self[key] else {
+            XCTFail("fixture has no '\(key)'", file: file, line: line)
+            return []
+        }
+        return t.floats()
+    }
+
+    /// Tensors whose key starts with `prefix`, with the prefix removed.
+    public func stripping(_ prefix: String) -> StateDict {
+        var out = StateDict()
+        for (k, v) in self where k.hasPrefix(prefix) { out[String(k.dropFirst(prefix.count))] = v }
+        return out
+    }
+
+    /// Tensors whose key does not start with `prefix`.
+    public func excluding(_ prefix: String) -> StateDict {
+        var out = StateDict()
+        for (k, v) in self where !k.hasPrefix(prefix) { out[k] = v }
+        return out
+    }
+}
+
+/// Asserts `max |actual - expected| <= tolerance * max |expected|`: the error relative to the largest
+/// reference magnitude (float32 rounding grows with the values summed, not with each element).
+public func assertClose(_ actual: [Float], _ expected: [Float], tolerance: Float, _ what: String,
+                        file: StaticString = #filePath, line: UInt = #line) {
+    guard actual.count == expected.count else {
+        XCTFail("\(what): \(actual.count) values, expected \(expected.count)", file: file, line: line)
+        return
+    }
+    var err: Float = 0, scale: Float = 0
+    for (a, e) in zip(actual, expected) {
+        err = max(err, abs(a - e))
+        scale = max(scale, abs(e))
+        if a.isNaN { err = .infinity }
+    }
+    XCTAssertLessThanOrEqual(err, tolerance * max(scale, 1e-30),
+                             "\(what): max error \(err), largest magnitude \(scale)", file: file, line: line)
+}
+
+/// Deterministic 64-bit generator (SplitMix64, Steele et al. 2014) for reproducible test inputs.
+public struct SplitMix: RandomNumberGenerator {
+    public var state: UInt64
+    public init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
