@@ -23,11 +23,13 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg-dev"])]),
+        // The error protocol every layer's error type conforms to (the CLI prints each as one line).
+        .target(name: "BisslCore"),
         .target(name: "HDF5", dependencies: ["CHDF5"]),
         .target(
             name: "Checkpoint",
             dependencies: [
-                "HDF5", "CZlib",
+                "BisslCore", "HDF5", "CZlib",
                 .product(name: "Collections", package: "swift-collections"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
@@ -40,7 +42,7 @@ let package = Package(
         .target(
             name: "Datasets",
             dependencies: [
-                "HDF5", "CPNG", "CJPEG", "CZlib",
+                "BisslCore", "HDF5", "CPNG", "CJPEG", "CZlib",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
         .target(name: "Engine", dependencies: ["CBLAS", "Checkpoint"]),

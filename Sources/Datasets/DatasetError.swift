@@ -1,6 +1,8 @@
+import BisslCore
+
 /// Errors raised while opening or reading a dataset. Every description is one line, fit for
 /// `error: ...` (the CLI prints it as is).
-public enum DatasetError: Error, CustomStringConvertible, Equatable, Sendable {
+public enum DatasetError: OneLineError, Equatable, Sendable {
     /// The dataset URI does not parse (unknown scheme, bad fragment option).
     case badURI(String)
     /// A file or folder the dataset needs does not exist or cannot be read.

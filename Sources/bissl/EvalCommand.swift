@@ -48,7 +48,7 @@ struct EvalCommand: ParsableCommand {
         let checkpoint = try zoo.checkpoint(id)
         let network = try Network(checkpoint: checkpoint)
         guard let classifier = network.heads["classifier"] else {
-            throw CheckpointError.invalid("entry \(id.prefix(12)) has no classifier component; fine-tune it first (bissl finetune) or use bissl probe")
+            throw CLIError("entry \(id.prefix(12)) has no classifier component; fine-tune it first (bissl finetune) or use bissl probe")
         }
         let dataset = try DownstreamData.open(data, role: "--data")
         // The size the entry was fine-tuned at, when its provenance says so.
@@ -57,7 +57,7 @@ struct EvalCommand: ParsableCommand {
         let side = try DownstreamData.imageSize(size, data: dataset)
         let classes = classifier.record.outputs
         guard dataset.classNames.count == classes else {
-            throw CheckpointError.invalid("--data has \(dataset.classNames.count) classes but the classifier of \(id.prefix(12)) has \(classes) outputs: evaluate it on its own task, or fine-tune it to this one (bissl finetune)")
+            throw CLIError("--data has \(dataset.classNames.count) classes but the classifier of \(id.prefix(12)) has \(classes) outputs: evaluate it on its own task, or fine-tune it to this one (bissl finetune)")
         }
         let features = try FrozenFeatures.extract(backbone: network.backbone, dataset: dataset, imageSize: side)
         let logits = classifier.forward(features.features, mode: .eval)

@@ -76,12 +76,12 @@ struct PredictCommand: ParsableCommand {
 
         let network: Network
         do { network = try Network(checkpoint: checkpoint) } catch {
-            throw CheckpointError.invalid("entry \(id.prefix(12)): \(error)")
+            throw CLIError("entry \(id.prefix(12)): \(error)")
         }
         let classifier = network.heads["classifier"]
         let what = kind ?? (classifier == nil ? .features : .logits)
         if what == .logits && classifier == nil {
-            throw CheckpointError.invalid("entry \(id.prefix(12)) has no classifier component: use --features for the backbone features")
+            throw CLIError("entry \(id.prefix(12)) has no classifier component: use --features for the backbone features")
         }
         var result = network.backbone.forward(images, mode: .eval)
         if what == .logits, let classifier { result = classifier.forward(result, mode: .eval) }
@@ -99,22 +99,22 @@ struct PredictCommand: ParsableCommand {
     }
 
     /// Reads and checks the input batch.
-    /// - Throws: `CheckpointError.invalid` for a dtype other than float32/float64, a shape other than
+    /// - Throws: `CLIError` for a dtype other than float32/float64, a shape other than
     ///   `[N, 3, H, W]` with N, H, W >= 1, or non-finite values; errors of `NumPyArray.read`.
     static func readImages(_ url: URL) throws -> Tensor4 {
         let t = try NumPyArray.read(url)
         guard t.dtype == .float32 || t.dtype == .float64 else {
-            throw CheckpointError.invalid("\(url.lastPathComponent): dtype \(t.dtype.rawValue), expected float32 images")
+            throw CLIError("\(url.lastPathComponent): dtype \(t.dtype.rawValue), expected float32 images")
         }
         guard t.shape.count == 4, t.shape[1] == 3 else {
-            throw CheckpointError.invalid("\(url.lastPathComponent): shape \(t.shape), expected [N, 3, H, W] (NCHW, 3 channels)")
+            throw CLIError("\(url.lastPathComponent): shape \(t.shape), expected [N, 3, H, W] (NCHW, 3 channels)")
         }
         guard t.shape.allSatisfy({ $0 > 0 }) else {
-            throw CheckpointError.invalid("\(url.lastPathComponent): shape \(t.shape) is empty")
+            throw CLIError("\(url.lastPathComponent): shape \(t.shape) is empty")
         }
         let values = t.floats()
         guard values.allSatisfy(\.isFinite) else {
-            throw CheckpointError.invalid("\(url.lastPathComponent): contains NaN or infinite values")
+            throw CLIError("\(url.lastPathComponent): contains NaN or infinite values")
         }
         return Tensor4(n: t.shape[0], c: 3, h: t.shape[2], w: t.shape[3], data: values)
     }

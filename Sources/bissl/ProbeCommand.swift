@@ -54,9 +54,12 @@ struct ProbeCommand: ParsableCommand {
         var result: ProbeResult
     }
 
+    func validate() throws {
+        guard probeEpochs >= 1 else { throw CLIError("--probe-epochs must be at least 1, got \(probeEpochs)") }
+        guard knn >= 1 else { throw CLIError("--knn must be at least 1, got \(knn)") }
+    }
+
     func run() throws {
-        guard probeEpochs >= 1 else { throw CheckpointError.invalid("--probe-epochs must be at least 1, got \(probeEpochs)") }
-        guard knn >= 1 else { throw CheckpointError.invalid("--knn must be at least 1, got \(knn)") }
         let zoo = try zooOptions.open(readOnly: true)
         defer { try? zoo.close() }
         let id = try zoo.resolve(ref)
@@ -69,7 +72,7 @@ struct ProbeCommand: ParsableCommand {
         if given == nil { given = DownstreamData.recordedImageSize(checkpoint.provenance) }
         let size = try DownstreamData.imageSize(given, data: train)
         guard knn >= 1 && knn <= train.count else {
-            throw CheckpointError.invalid("--knn must be between 1 and the \(train.count) training images, got \(knn)")
+            throw CLIError("--knn must be between 1 and the \(train.count) training images, got \(knn)")
         }
         let quiet = json
         let result = try Probe.run(backbone: network.backbone, train: train, eval: eval, imageSize: size, k: knn,

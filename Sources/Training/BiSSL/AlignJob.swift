@@ -100,9 +100,9 @@ public struct AlignJob: TrainingJob {
     /// Options + REF's provenance -> every resolved setting: every number, the data URIs (errors name
     /// the option), REF's pretext heads, batch sizes against the data. Pretext method, temperature, EMA
     /// decay, image size and pixel scale default to what REF's provenance records.
-    /// - Throws: `CheckpointError.invalid`, one line.
+    /// - Throws: `TrainingError.invalid`, one line.
     public static func resolve(_ o: AlignOptions, zoo: Zoo) throws -> AlignConfig {
-        func bad(_ message: String) -> CheckpointError { .invalid("align: " + message) }
+        func bad(_ message: String) -> TrainingError { .invalid("align: " + message) }
         guard let ref = o.ref else { throw bad("give REF (or --resume RUN)") }
         guard let data = o.data else { throw bad("--data URI is required") }
         guard let pretextData = o.pretextData else { throw bad("--pretext-data URI is required") }
@@ -149,10 +149,10 @@ public struct AlignJob: TrainingJob {
         func dataset(_ option: String, _ uri: String) throws -> ImageDataset {
             do {
                 let set = try ImageDataset(parsing: uri)
-                guard set.count > 0 else { throw CheckpointError.invalid("it has no images") }
+                guard set.count > 0 else { throw TrainingError.invalid("it has no images") }
                 return set
             } catch {
-                throw CheckpointError.invalid("\(option) \(uri): \(error)")
+                throw TrainingError.invalid("\(option) \(uri): \(error)")
             }
         }
         let train = try dataset("--data", data)

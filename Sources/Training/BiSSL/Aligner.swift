@@ -88,7 +88,7 @@ public final class Aligner {
     ///   - pretext: θ_P and φ_P (SimCLR projector, or BYOL projector + predictor and its target).
     ///   - downstream: θ_D (normally a copy of θ_P) with a linear `classifier` head φ_D.
     ///   - pretextData, trainData, validationData: pretext images, downstream train / val splits.
-    /// - Throws: `CheckpointError.invalid` for a batch larger than its dataset, a missing classifier,
+    /// - Throws: `TrainingError.invalid` for a batch larger than its dataset, a missing classifier,
     ///   or mismatched backbones.
     public init(settings: AlignmentSettings, pretext: PretextObjective, downstream: Network,
                 pretextData: ImageDataset, trainData: ImageDataset, validationData: ImageDataset?) throws {
@@ -96,22 +96,22 @@ public final class Aligner {
         self.pretext = pretext
         self.downstream = downstream
         guard downstream.backbone.architecture == pretext.network.backbone.architecture else {
-            throw CheckpointError.invalid("BiSSL: θ_D and θ_P must have the same backbone architecture")
+            throw TrainingError.invalid("BiSSL: θ_D and θ_P must have the same backbone architecture")
         }
         guard settings.alternations > 0, settings.lowerSteps >= 0, settings.upperSteps >= 0, settings.warmupEpochs >= 0 else {
-            throw CheckpointError.invalid("BiSSL: alternations must be positive and step/epoch counts non-negative")
+            throw TrainingError.invalid("BiSSL: alternations must be positive and step/epoch counts non-negative")
         }
         guard settings.implicit.iterations > 0 || !settings.implicit.enabled else {
-            throw CheckpointError.invalid("BiSSL: --cg-iters must be positive (or use --no-ij)")
+            throw TrainingError.invalid("BiSSL: --cg-iters must be positive (or use --no-ij)")
         }
         guard settings.pBatchSize >= 2, settings.dBatchSize >= 2 else {
-            throw CheckpointError.invalid("BiSSL: batch sizes must be at least 2 (train-mode BatchNorm)")
+            throw TrainingError.invalid("BiSSL: batch sizes must be at least 2 (train-mode BatchNorm)")
         }
         guard pretextData.count >= settings.pBatchSize else {
-            throw CheckpointError.invalid("BiSSL: the pretext set has \(pretextData.count) images, fewer than --p-batch-size \(settings.pBatchSize)")
+            throw TrainingError.invalid("BiSSL: the pretext set has \(pretextData.count) images, fewer than --p-batch-size \(settings.pBatchSize)")
         }
         guard trainData.count >= settings.dBatchSize else {
-            throw CheckpointError.invalid("BiSSL: the downstream set has \(trainData.count) images, fewer than --d-batch-size \(settings.dBatchSize)")
+            throw TrainingError.invalid("BiSSL: the downstream set has \(trainData.count) images, fewer than --d-batch-size \(settings.dBatchSize)")
         }
         let size = settings.imageSize
         var view1 = Augment.PretextView.view1, view2 = Augment.PretextView.view2
@@ -183,7 +183,7 @@ public final class Aligner {
     }
 
     /// Restores what `captureState` saved.
-    /// - Throws: `CheckpointError.invalid` for a state of another configuration.
+    /// - Throws: `TrainingError.invalid` for a state of another configuration.
     public func restore(_ s: TrainingState) throws {
         try s.restore(pretext.network, prefix: "model/p")
         try s.restore(downstream, prefix: "model/d")
@@ -242,7 +242,7 @@ public final class Aligner {
             }
             if settings.implicit.enabled && settings.upperSteps > 0 {
                 guard let b = try hessianLoader.epoch(t).nextBatch() else {
-                    throw CheckpointError.invalid("BiSSL: the pretext loader produced no Hessian batch")
+                    throw TrainingError.invalid("BiSSL: the pretext loader produced no Hessian batch")
                 }
                 implicit.setHessianBatch(view1: tensor(b.views[0], b.count), view2: tensor(b.views[1], b.count))
             }

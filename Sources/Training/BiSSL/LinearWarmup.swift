@@ -11,10 +11,10 @@ public final class LinearWarmup {
     /// SGD over φ_D only.
     public let optimizer: SGD
 
-    /// - Throws: `CheckpointError.invalid` when `downstream` has no linear `classifier` head.
+    /// - Throws: `TrainingError.invalid` when `downstream` has no linear `classifier` head.
     public init(downstream: Network, lr: Float, weightDecay: Float, momentum: Float = 0.9) throws {
         guard case .linear(let head)? = downstream.heads["classifier"] else {
-            throw CheckpointError.invalid("BiSSL warmup: the downstream network has no linear 'classifier' head")
+            throw TrainingError.invalid("BiSSL warmup: the downstream network has no linear 'classifier' head")
         }
         self.downstream = downstream
         classifier = head

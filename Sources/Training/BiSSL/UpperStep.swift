@@ -32,11 +32,11 @@ public final class UpperLevel {
         public var relativeHessianTerm: Double?
     }
 
-    /// - Throws: `CheckpointError.invalid` when `downstream` has no linear `classifier` head.
+    /// - Throws: `TrainingError.invalid` when `downstream` has no linear `classifier` head.
     public init(pretext: PretextObjective, downstream: Network, implicit: ImplicitGradient, clip: Float = 10,
                 lr: Float, weightDecay: Float, momentum: Float = 0.9) throws {
         guard case .linear(let head)? = downstream.heads["classifier"] else {
-            throw CheckpointError.invalid("BiSSL upper level: the downstream network has no linear 'classifier' head")
+            throw TrainingError.invalid("BiSSL upper level: the downstream network has no linear 'classifier' head")
         }
         precondition(downstream.backbone.parameters.count == pretext.backboneParameters.count,
                      "UpperLevel: θ_D and θ_P have different parameter lists")

@@ -5,23 +5,23 @@ import Foundation
 /// Opening the labelled datasets of `bissl probe`, `eval` and `finetune`, with their defaults.
 public enum DownstreamData {
     /// Opens `uri`.
-    /// - Throws: `CheckpointError.invalid` with the dataset's one-line reason, prefixed by `role`
+    /// - Throws: `TrainingError.invalid` with the dataset's one-line reason, prefixed by `role`
     ///   (`--data`, `--val`, ...).
     public static func open(_ uri: String, role: String) throws -> ImageDataset {
         do {
             let data = try ImageDataset(parsing: uri)
-            guard data.count > 0 else { throw CheckpointError.invalid("\(role) \(uri) has no images") }
+            guard data.count > 0 else { throw TrainingError.invalid("\(role) \(uri) has no images") }
             return data
-        } catch let e as CheckpointError {
+        } catch let e as TrainingError {
             throw e
         } catch {
-            throw CheckpointError.invalid("\(role) \(uri): \(error)")
+            throw TrainingError.invalid("\(role) \(uri): \(error)")
         }
     }
 
     /// The default evaluation data for training data `uri`: the same dataset's `test` part, without
     /// a split file (`idx:DIR#split=a.txt` -> `idx:DIR#part=test`).
-    /// - Throws: `CheckpointError.invalid` for an unparsable URI.
+    /// - Throws: `TrainingError.invalid` for an unparsable URI.
     public static func testPart(of uri: String) throws -> String {
         do {
             var u = try DatasetURI(parsing: uri)
@@ -30,7 +30,7 @@ public enum DownstreamData {
             u.splitFile = nil
             return u.description
         } catch {
-            throw CheckpointError.invalid("--data \(uri): \(error)")
+            throw TrainingError.invalid("--data \(uri): \(error)")
         }
     }
 
@@ -41,8 +41,8 @@ public enum DownstreamData {
         let uri = try testPart(of: trainURI)
         do {
             return (try open(uri, role: "default \(flag)"), uri)
-        } catch let CheckpointError.invalid(m) {
-            throw CheckpointError.invalid("\(m); pass \(flag) URI")
+        } catch let TrainingError.invalid(m) {
+            throw TrainingError.invalid("\(m); pass \(flag) URI")
         }
     }
 
@@ -55,15 +55,15 @@ public enum DownstreamData {
     }
 
     /// The image size to use: `given`, or the first image's shorter side of `data`.
-    /// - Throws: `CheckpointError.invalid` for a size below 1 or an unreadable first image.
+    /// - Throws: `TrainingError.invalid` for a size below 1 or an unreadable first image.
     public static func imageSize(_ given: Int?, data: ImageDataset) throws -> Int {
         if let given {
-            guard given >= 1 else { throw CheckpointError.invalid("--image-size must be at least 1, got \(given)") }
-            guard given <= 1024 else { throw CheckpointError.invalid("--image-size must be at most 1024, got \(given)") }
+            guard given >= 1 else { throw TrainingError.invalid("--image-size must be at least 1, got \(given)") }
+            guard given <= 1024 else { throw TrainingError.invalid("--image-size must be at most 1024, got \(given)") }
             return given
         }
         do { return try FrozenFeatures.nativeImageSize(data) } catch {
-            throw CheckpointError.invalid("cannot read the first image of \(data.uri): \(error)")
+            throw TrainingError.invalid("cannot read the first image of \(data.uri): \(error)")
         }
     }
 }

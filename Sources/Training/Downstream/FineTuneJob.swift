@@ -57,9 +57,9 @@ public struct FineTuneJob: TrainingJob {
     public var entryName: String? { config.name }
 
     /// Defaults filled in and checked; the data is opened to scale the defaults to it.
-    /// - Throws: `CheckpointError.invalid`, one line naming the option.
+    /// - Throws: `TrainingError.invalid`, one line naming the option.
     public static func resolve(_ o: FineTuneOptions, zoo: Zoo) throws -> FineTuneConfig {
-        func bad(_ message: String) -> CheckpointError { .invalid(message) }
+        func bad(_ message: String) -> TrainingError { .invalid(message) }
         guard let data = o.data else { throw bad("--data URI is required") }
         if o.randomInit {
             guard o.ref == nil else { throw bad("give either REF or --random-init, not both") }
@@ -153,7 +153,7 @@ public struct FineTuneJob: TrainingJob {
             guard let data, let then = recorded[role] else { continue }
             let now = try data.fingerprint()
             guard now == then else {
-                throw CheckpointError.invalid("the data of \(role) changed since run \(run.id) started (fingerprint \(then.prefix(19)) then, \(now.prefix(19)) now); restore it to resume")
+                throw TrainingError.invalid("the data of \(role) changed since run \(run.id) started (fingerprint \(then.prefix(19)) then, \(now.prefix(19)) now); restore it to resume")
             }
         }
     }
@@ -163,7 +163,7 @@ public struct FineTuneJob: TrainingJob {
     public func train(on run: Run) throws -> Checkpoint {
         let o = config
         let d = try Self.datasets(o, directory: run.directory)
-        guard let train = d.train, let val = d.val else { throw CheckpointError.invalid("no data") }
+        guard let train = d.train, let val = d.val else { throw TrainingError.invalid("no data") }
         if !FileManager.default.fileExists(atPath: Self.fingerprintsURL(run).path) {
             let fingerprints = ["--data": try train.fingerprint(), "--val": try val.fingerprint()]
             try AtomicFile.write(try JSONEncoder().encode(fingerprints), to: Self.fingerprintsURL(run))
@@ -178,7 +178,7 @@ public struct FineTuneJob: TrainingJob {
             let a = try FineTuneStart.architecture(arch: o.arch ?? "resnet18", width: o.width ?? 64, stem: o.stem ?? "small")
             start = try FineTuneStart(randomArchitecture: a, classes: classes, seed: o.seed.value)
         } else {
-            guard let ref = o.ref else { throw CheckpointError.invalid("the run's config has no entry") }
+            guard let ref = o.ref else { throw TrainingError.invalid("the run's config has no entry") }
             let checkpoint = try zoo.checkpoint(ref)
             start = FineTuneStart(entry: try Network(checkpoint: checkpoint), entryId: ref, entryStage: checkpoint.provenance.stage,
                                   classes: classes, seed: o.seed.value)
@@ -189,7 +189,7 @@ public struct FineTuneJob: TrainingJob {
             "\(classes) classes, \(o.imageSize)x\(o.imageSize), batch \(o.batchSize), \(tuner.stepsPerTrial) steps" +
             (o.search > 0 ? " x \(o.search) trials" : ", lr \(o.lr), wd \(o.wd)"))
         guard let outcome = try tuner.runAll() else {
-            throw CheckpointError.invalid("stopped; resume with: bissl finetune --resume \(run.id)")
+            throw TrainingError.invalid("stopped; resume with: bissl finetune --resume \(run.id)")
         }
         let datasets = [Provenance.Dataset(role: "downstream-train", uri: d.trainURI, fingerprint: try train.fingerprint()),
                         Provenance.Dataset(role: "downstream-val", uri: d.valURI, fingerprint: try val.fingerprint())]

@@ -63,7 +63,7 @@ public struct FineTuneStart {
     /// Starts from a randomly initialised backbone (the "from scratch" baseline): torchvision init
     /// from `SeededRNG(seed)` (Kaiming fan-out convs, last BN of each block zero) and a new
     /// classifier from `SeededRNG(seed + 1)`.
-    /// - Throws: `CheckpointError.invalid` for an unsupported architecture.
+    /// - Throws: `TrainingError.invalid` for an unsupported architecture.
     public init(randomArchitecture: Architecture, classes: Int, seed: UInt64) throws {
         var bare = randomArchitecture
         bare.heads = [:]
@@ -83,15 +83,15 @@ public struct FineTuneStart {
     }
 
     /// Parses `resnet18`, `resnet50`, ... with a width and stem into an architecture record.
-    /// - Throws: `CheckpointError.invalid` for an unknown depth, a width below 1 or an unknown stem.
+    /// - Throws: `TrainingError.invalid` for an unknown depth, a width below 1 or an unknown stem.
     public static func architecture(arch: String, width: Int, stem: String) throws -> Architecture {
         guard arch.hasPrefix("resnet"), let depth = Int(arch.dropFirst(6)), ResNet.depths[depth] != nil else {
-            throw CheckpointError.invalid("--arch must be resnet18, resnet34, resnet50, resnet101 or resnet152, not '\(arch)'")
+            throw TrainingError.invalid("--arch must be resnet18, resnet34, resnet50, resnet101 or resnet152, not '\(arch)'")
         }
-        guard width >= 1 else { throw CheckpointError.invalid("--width must be at least 1, got \(width)") }
-        guard width <= 1024 else { throw CheckpointError.invalid("--width must be at most 1024, got \(width)") }
+        guard width >= 1 else { throw TrainingError.invalid("--width must be at least 1, got \(width)") }
+        guard width <= 1024 else { throw TrainingError.invalid("--width must be at most 1024, got \(width)") }
         guard stem == "small" || stem == "imagenet" else {
-            throw CheckpointError.invalid("--stem must be imagenet or small, not '\(stem)'")
+            throw TrainingError.invalid("--stem must be imagenet or small, not '\(stem)'")
         }
         return try ResNet(depth: depth, width: width, stem: stem).architecture
     }

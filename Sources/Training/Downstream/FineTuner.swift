@@ -90,7 +90,7 @@ public struct FineTuneTrial: Codable, Equatable, Sendable {
               let wd = o["wd"]?.doubleValue, let best = RecordedSettings.number("bestTop1", in: o),
               let be = RecordedSettings.integer("bestEpoch", in: o),
               case .array(let v)? = RecordedSettings.value("valTop1", in: o) else {
-            throw CheckpointError.invalid("training state: unreadable trial record \(json)")
+            throw TrainingError.invalid("training state: unreadable trial record \(json)")
         }
         index = Int(i); self.lr = lr; weightDecay = wd; bestTop1 = best; bestEpoch = be
         valTop1 = v.compactMap(\.doubleValue)
@@ -152,14 +152,14 @@ public final class FineTuner {
 
     /// - Parameters:
     ///   - start: backbone + `classifier` to start every trial from (read once; not modified).
-    /// - Throws: `CheckpointError.invalid` when `start` has no classifier, or the config is out of range.
+    /// - Throws: `TrainingError.invalid` when `start` has no classifier, or the config is out of range.
     public init(config: FineTuneSettings, start: Network, train: ImageDataset, val: ImageDataset, run: Run) throws {
-        guard start.heads["classifier"] != nil else { throw CheckpointError.invalid("fine-tuning needs a classifier head") }
-        guard config.batchSize >= 1 else { throw CheckpointError.invalid("--batch-size must be at least 1") }
-        guard config.epochs >= 1 || (config.steps ?? 0) >= 1 else { throw CheckpointError.invalid("--epochs and --steps must be at least 1") }
-        guard config.search >= 0 else { throw CheckpointError.invalid("--search must be 0 or more") }
-        guard config.lr > 0, config.weightDecay >= 0 else { throw CheckpointError.invalid("--lr must be positive and --wd not negative") }
-        guard train.count >= 2 else { throw CheckpointError.invalid("fine-tuning needs at least 2 training images, --data has \(train.count)") }
+        guard start.heads["classifier"] != nil else { throw TrainingError.invalid("fine-tuning needs a classifier head") }
+        guard config.batchSize >= 1 else { throw TrainingError.invalid("--batch-size must be at least 1") }
+        guard config.epochs >= 1 || (config.steps ?? 0) >= 1 else { throw TrainingError.invalid("--epochs and --steps must be at least 1") }
+        guard config.search >= 0 else { throw TrainingError.invalid("--search must be 0 or more") }
+        guard config.lr > 0, config.weightDecay >= 0 else { throw TrainingError.invalid("--lr must be positive and --wd not negative") }
+        guard train.count >= 2 else { throw TrainingError.invalid("fine-tuning needs at least 2 training images, --data has \(train.count)") }
         self.config = config
         self.train = train
         self.val = val
@@ -172,7 +172,7 @@ public final class FineTuner {
             [Augment.downstreamTrain(image, using: &rng, size: size)]
         }
         stepsPerTrial = Self.stepsPerTrial(config, trainCount: train.count)
-        guard stepsPerTrial >= 1 else { throw CheckpointError.invalid("the run would have no steps") }
+        guard stepsPerTrial >= 1 else { throw TrainingError.invalid("the run would have no steps") }
     }
 
     /// A network with the start weights.
@@ -209,7 +209,7 @@ public final class FineTuner {
         let logits = net.heads["classifier"]!.forward(features.features, mode: .eval)
         let classes = logits.cols
         if let bad = features.labels.first(where: { $0 >= classes }) {
-            throw CheckpointError.invalid("validation label \(bad) is outside the classifier's \(classes) classes")
+            throw TrainingError.invalid("validation label \(bad) is outside the classifier's \(classes) classes")
         }
         return ClassificationMetrics.topK(logits, labels: features.labels, k: 1)
     }
@@ -224,7 +224,7 @@ public final class FineTuner {
 
     /// Runs (or resumes, from `run.loadState()`) every trial.
     /// - Returns: the outcome, or nil when `shouldStop` stopped the run (the state is saved).
-    /// - Throws: dataset read errors, state errors (`CheckpointError`).
+    /// - Throws: dataset read errors, state errors (`TrainingError`).
     public func runAll() throws -> Outcome? {
         let T = stepsPerTrial
         let state = try run.loadState()
@@ -271,7 +271,7 @@ public final class FineTuner {
                     iteratorEpoch = epoch
                 }
                 guard let batch = try iterator!.nextBatch() else {
-                    throw CheckpointError.invalid("the loader ended epoch \(epoch) early at batch \(position)")
+                    throw TrainingError.invalid("the loader ended epoch \(epoch) early at batch \(position)")
                 }
                 let lrUsed = sgd.lr
                 let x = Tensor4(n: batch.count, c: 3, h: config.imageSize, w: config.imageSize, data: batch.views[0])
@@ -291,7 +291,7 @@ public final class FineTuner {
                         try save(step: g, current: nil, trials: trials, bestIndex: bestIndex, bestNet: bestNet)
                         break
                     }
-                    throw CheckpointError.invalid("the loss is not finite at step \(g) (lr \(lr) too large?)")
+                    throw TrainingError.invalid("the loss is not finite at step \(g) (lr \(lr) too large?)")
                 }
                 let endOfEpoch = (s + 1) % bpe == 0 || s + 1 == T
                 if endOfEpoch {
@@ -318,7 +318,7 @@ public final class FineTuner {
                 if stop { return nil }
             }
         }
-        guard bestIndex >= 0, let bestNet else { throw CheckpointError.invalid("no trial finished") }
+        guard bestIndex >= 0, let bestNet else { throw TrainingError.invalid("no trial finished") }
         return Outcome(network: bestNet, trials: trials, chosen: bestIndex)
     }
 

@@ -26,13 +26,13 @@ public enum Probe {
     ///   - k: neighbours of the k-NN vote (`KNNClassifier`).
     ///   - config: the linear probe's recipe (`LinearProbe.Config`).
     ///   - progress: messages such as "features 1024/60000" (optional).
-    /// - Throws: dataset read errors; `CheckpointError.invalid` when `eval` has more classes than `train`.
+    /// - Throws: dataset read errors; `TrainingError.invalid` when `eval` has more classes than `train`.
     public static func run(backbone: ResNet, train: ImageDataset, eval: ImageDataset, imageSize: Int, k: Int = 20,
                            config: LinearProbe.Config = .init(), progress: ((String) -> Void)? = nil) throws -> ProbeResult {
         guard eval.classNames.count <= train.classNames.count || train.classNames.isEmpty else {
-            throw CheckpointError.invalid("evaluation data has \(eval.classNames.count) classes, training data \(train.classNames.count)")
+            throw TrainingError.invalid("evaluation data has \(eval.classNames.count) classes, training data \(train.classNames.count)")
         }
-        guard k >= 1 else { throw CheckpointError.invalid("--knn must be at least 1, got \(k)") }
+        guard k >= 1 else { throw TrainingError.invalid("--knn must be at least 1, got \(k)") }
         let trainSet = try FrozenFeatures.extract(backbone: backbone, dataset: train, imageSize: imageSize) { done, total in
             if done == total || done % 4096 < 128 { progress?("features (train) \(done)/\(total)") }
         }
@@ -40,7 +40,7 @@ public enum Probe {
             if done == total || done % 4096 < 128 { progress?("features (eval) \(done)/\(total)") }
         }
         if let bad = evalSet.labels.first(where: { $0 >= trainSet.classCount }) {
-            throw CheckpointError.invalid("evaluation label \(bad) is outside the training data's \(trainSet.classCount) classes")
+            throw TrainingError.invalid("evaluation label \(bad) is outside the training data's \(trainSet.classCount) classes")
         }
         evalSet.classCount = trainSet.classCount
         progress?("k-NN (k=\(k))")

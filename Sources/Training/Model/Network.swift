@@ -48,7 +48,7 @@ public final class Network {
             }
         }
 
-        /// - Throws: `CheckpointError.invalid` for a missing, extra or mis-shaped tensor.
+        /// - Throws: `TrainingError.invalid` for a missing, extra or mis-shaped tensor.
         public func load(_ sd: StateDict) throws {
             switch self {
             case .linear(let h): try h.load(sd)
@@ -65,12 +65,12 @@ public final class Network {
         }
 
         /// A freshly initialised head of the given record (PyTorch default init from `seed`).
-        /// - Throws: `CheckpointError.invalid` for an unknown kind or bad sizes.
+        /// - Throws: `TrainingError.invalid` for an unknown kind or bad sizes.
         public static func make(_ record: Architecture.Head, component: String, seed: UInt64) throws -> Head {
             switch record.kind {
             case "linear":
                 guard record.dims.count == 2, record.dims.allSatisfy({ $0 > 0 }) else {
-                    throw CheckpointError.invalid("head '\(component)': a linear head needs [in, out] sizes, got \(record.dims)")
+                    throw TrainingError.invalid("head '\(component)': a linear head needs [in, out] sizes, got \(record.dims)")
                 }
                 let h = LinearHead(features: record.dims[0], classes: record.dims[1],
                                    prefix: component == "classifier" ? "fc." : "")
@@ -81,7 +81,7 @@ public final class Network {
                 h.initialize(seed: seed)
                 return .mlp(h)
             default:
-                throw CheckpointError.invalid("head '\(component)': unknown kind '\(record.kind)' (expected linear or mlp)")
+                throw TrainingError.invalid("head '\(component)': unknown kind '\(record.kind)' (expected linear or mlp)")
             }
         }
     }
@@ -92,7 +92,7 @@ public final class Network {
 
     /// A randomly initialised network (timm/torchvision init from `seed`: Kaiming fan-out convs,
     /// zero-initialised last BN of each block, PyTorch's Linear default for the heads).
-    /// - Throws: `CheckpointError.invalid` for an unsupported architecture.
+    /// - Throws: `TrainingError.invalid` for an unsupported architecture.
     public init(architecture: Architecture, seed: UInt64) throws {
         var bare = architecture
         bare.heads = [:]
@@ -104,14 +104,14 @@ public final class Network {
     }
 
     /// The network of a zoo entry with every component loaded.
-    /// - Throws: `CheckpointError.invalid` when the entry has no architecture record or no backbone,
+    /// - Throws: `TrainingError.invalid` when the entry has no architecture record or no backbone,
     ///   a component has no head record, or a tensor is missing, extra or mis-shaped.
     public init(checkpoint: Checkpoint) throws {
         guard let architecture = checkpoint.architecture else {
-            throw CheckpointError.invalid("the entry has no architecture record; cannot build the network")
+            throw TrainingError.invalid("the entry has no architecture record; cannot build the network")
         }
         guard let backboneSD = checkpoint.components["backbone"] else {
-            throw CheckpointError.invalid("the entry has no backbone component")
+            throw TrainingError.invalid("the entry has no backbone component")
         }
         var bare = architecture
         bare.heads = [:]
@@ -119,7 +119,7 @@ public final class Network {
         try backbone.load(backboneSD)
         for (name, sd) in checkpoint.components where name != "backbone" {
             guard let record = architecture.heads[name] else {
-                throw CheckpointError.invalid("component '\(name)' has no head record in the architecture")
+                throw TrainingError.invalid("component '\(name)' has no head record in the architecture")
             }
             let head = try Head.make(record, component: name, seed: 0)
             try head.load(sd)

@@ -24,10 +24,10 @@ public final class BYOL: PretextMethod {
 
     public init(network: Network, projector: MLPHead, settings: PretextSettings) throws {
         guard case .mlp(let predictor)? = network.heads["predictor"] else {
-            throw CheckpointError.invalid("pretext byol: the network has no MLP 'predictor' head")
+            throw TrainingError.invalid("pretext byol: the network has no MLP 'predictor' head")
         }
         guard predictor.dims.first == projector.dims.last, predictor.dims.last == projector.dims.last else {
-            throw CheckpointError.invalid("pretext byol: the predictor \(predictor.dims) must map the projector's \(projector.dims.last!) outputs to as many")
+            throw TrainingError.invalid("pretext byol: the predictor \(predictor.dims) must map the projector's \(projector.dims.last!) outputs to as many")
         }
         emaDecay = settings.emaDecay
         self.predictor = predictor

@@ -17,7 +17,7 @@ public protocol PretextMethod: AnyObject, Resumable {
     /// - Parameters:
     ///   - network: backbone and heads (`projector` already checked to fit the backbone).
     ///   - settings: the method's hyperparameters.
-    /// - Throws: `CheckpointError.invalid` (one line) for a missing or mis-sized head of its own.
+    /// - Throws: `TrainingError.invalid` (one line) for a missing or mis-sized head of its own.
     init(network: Network, projector: MLPHead, settings: PretextSettings) throws
 
     /// Parameters with gradients beyond the backbone and the projector (BYOL's predictor), in the

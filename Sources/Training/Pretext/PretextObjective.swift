@@ -55,22 +55,22 @@ public final class PretextObjective {
     ///     backbone's feature count, and the heads the method needs.
     ///   - temperature: τ > 0 of NT-Xent.
     ///   - emaDecay: BYOL's decay in [0, 1].
-    /// - Throws: `CheckpointError.invalid` (one line) when a head is missing, not an MLP, or sized wrong.
+    /// - Throws: `TrainingError.invalid` (one line) when a head is missing, not an MLP, or sized wrong.
     public init(method: Method, network: Network, temperature: Float = 0.5, emaDecay: Float = 0.9995) throws {
         guard temperature > 0, temperature.isFinite else {
-            throw CheckpointError.invalid("pretext: temperature must be positive, got \(temperature)")
+            throw TrainingError.invalid("pretext: temperature must be positive, got \(temperature)")
         }
         guard (0...1).contains(emaDecay) else {
-            throw CheckpointError.invalid("pretext: EMA decay must be in [0, 1], got \(emaDecay)")
+            throw TrainingError.invalid("pretext: EMA decay must be in [0, 1], got \(emaDecay)")
         }
         self.method = method
         self.network = network
         settings = PretextSettings(temperature: temperature, emaDecay: emaDecay)
         guard case .mlp(let projector)? = network.heads["projector"] else {
-            throw CheckpointError.invalid("pretext \(method.rawValue): the network has no MLP 'projector' head")
+            throw TrainingError.invalid("pretext \(method.rawValue): the network has no MLP 'projector' head")
         }
         guard projector.dims.first == network.featureCount else {
-            throw CheckpointError.invalid("pretext: the projector takes \(projector.dims.first!) features, the backbone gives \(network.featureCount)")
+            throw TrainingError.invalid("pretext: the projector takes \(projector.dims.first!) features, the backbone gives \(network.featureCount)")
         }
         self.projector = projector
         loss = try method.type.init(network: network, projector: projector, settings: settings)

@@ -100,13 +100,13 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
 
     /// Resolves `options` against the dataset and the `--from` entry's architecture (backbone and heads:
     /// its projector is kept when it takes the backbone's features).
-    /// - Throws: `CheckpointError.invalid` (one line) for a bad value, or an option that contradicts the
+    /// - Throws: `TrainingError.invalid` (one line) for a bad value, or an option that contradicts the
     ///   `--from` entry's architecture.
     public static func resolve(_ o: PretrainOptions, dataset: ImageDataset, fingerprint: String,
                                parentArchitecture: Architecture? = nil) throws -> PretrainConfig {
-        func bad(_ message: String) -> CheckpointError { .invalid("pretrain: " + message) }
-        guard let method = o.method else { throw CheckpointError.invalid("pretrain needs --method \(PretextMethods.all.map { $0.name }.joined(separator: "|")) (or --resume RUN)") }
-        guard let data = o.data else { throw CheckpointError.invalid("pretrain needs --data URI") }
+        func bad(_ message: String) -> TrainingError { .invalid("pretrain: " + message) }
+        guard let method = o.method else { throw TrainingError.invalid("pretrain needs --method \(PretextMethods.all.map { $0.name }.joined(separator: "|")) (or --resume RUN)") }
+        guard let data = o.data else { throw TrainingError.invalid("pretrain needs --data URI") }
         guard dataset.count >= 4 else { throw bad("the data has \(dataset.count) images; need at least 4") }
         let first = try dataset.image(0)
         let native = max(first.height, first.width)

@@ -13,14 +13,14 @@ public struct PretrainJob: TrainingJob {
 
     /// Opens the data (its URI made absolute, so the run resumes and the provenance reads from any
     /// directory), resolves `--from` to its entry id, fingerprints the data, resolves the settings.
-    /// - Throws: `CheckpointError.invalid` for a missing `--method` or `--data`, bad options,
+    /// - Throws: `TrainingError.invalid` for a missing `--method` or `--data`, bad options,
     ///   unreadable data or a bad `--from` entry.
     public static func resolve(_ options: PretrainOptions, zoo: Zoo) throws -> PretrainConfig {
         var options = options
         guard options.method != nil else {
-            throw CheckpointError.invalid("pretrain needs --method \(PretextMethods.all.map { $0.name }.joined(separator: "|")) (or --resume RUN)")
+            throw TrainingError.invalid("pretrain needs --method \(PretextMethods.all.map { $0.name }.joined(separator: "|")) (or --resume RUN)")
         }
-        guard let data = options.data else { throw CheckpointError.invalid("pretrain needs --data URI") }
+        guard let data = options.data else { throw TrainingError.invalid("pretrain needs --data URI") }
         let dataset = try ImageDataset(parsing: data)
         options.data = dataset.uri.description
         var parent: Architecture?
@@ -33,20 +33,20 @@ public struct PretrainJob: TrainingJob {
     }
 
     /// The trainer of `config`: its data, and the `--from` entry's network when it continues one.
-    /// - Throws: for a resumed run, `CheckpointError.invalid` when the data's fingerprint changed since
+    /// - Throws: for a resumed run, `TrainingError.invalid` when the data's fingerprint changed since
     ///   the run started or the `--from` entry is no longer in the zoo.
     public init(config: PretrainConfig, zoo: Zoo, resuming run: Run?) throws {
         let dataset = try ImageDataset(parsing: config.data)
         if let run {
             let fingerprint = try dataset.fingerprint()
             guard fingerprint == config.dataFingerprint else {
-                throw CheckpointError.invalid("the data \(config.data) changed since run \(run.id) started (fingerprint \(fingerprint.prefix(12)) vs \(config.dataFingerprint.prefix(12)))")
+                throw TrainingError.invalid("the data \(config.data) changed since run \(run.id) started (fingerprint \(fingerprint.prefix(12)) vs \(config.dataFingerprint.prefix(12)))")
             }
         }
         var initial: Network?
         if let from = config.from {
             if let run, (try? zoo.resolve(from)) != from {
-                throw CheckpointError.invalid("run \(run.id) continues entry \(from.prefix(12)) (--from), which is no longer in the zoo (removed with bissl rm --force?); it cannot be resumed")
+                throw TrainingError.invalid("run \(run.id) continues entry \(from.prefix(12)) (--from), which is no longer in the zoo (removed with bissl rm --force?); it cannot be resumed")
             }
             initial = try Network(checkpoint: try zoo.checkpoint(from))
         }

@@ -35,7 +35,7 @@ public final class Pretrainer {
     /// - Parameters:
     ///   - initial: the `--from` entry's network (its heads are kept when they fit, else replaced by fresh
     ///     ones; a classifier is dropped); nil: a network initialised from `config.seed`.
-    /// - Throws: `CheckpointError.invalid` when `initial`'s backbone is not `config`'s architecture.
+    /// - Throws: `TrainingError.invalid` when `initial`'s backbone is not `config`'s architecture.
     public init(config: PretrainConfig, dataset: ImageDataset, initial: Network? = nil) throws {
         self.config = config
         self.dataset = dataset
@@ -43,7 +43,7 @@ public final class Pretrainer {
         if let initial {
             let b = initial.backbone.architecture
             guard b.depth == arch.depth && b.width == arch.width && b.stem == arch.stem else {
-                throw CheckpointError.invalid("pretrain: the --from backbone is \(b.label), the run needs \(arch.label)")
+                throw TrainingError.invalid("pretrain: the --from backbone is \(b.label), the run needs \(arch.label)")
             }
             for name in initial.heads.keys where arch.heads[name] == nil { initial.removeHead(name) }
             for (name, record) in arch.heads.sorted(by: { $0.key < $1.key }) where initial.heads[name]?.record != record {
@@ -54,7 +54,7 @@ public final class Pretrainer {
             network = try Network(architecture: arch, seed: config.seed.value)
         }
         guard config.batchesPerEpoch == dataset.count / config.batchSize else {
-            throw CheckpointError.invalid("pretrain: \(config.data) has \(dataset.count) images, the run was configured for \(config.batchesPerEpoch) batches of \(config.batchSize)")
+            throw TrainingError.invalid("pretrain: \(config.data) has \(dataset.count) images, the run was configured for \(config.batchesPerEpoch) batches of \(config.batchSize)")
         }
         objective = try PretextObjective(method: config.method, network: network, temperature: config.temperature,
                                          emaDecay: config.emaDecay)
@@ -97,10 +97,10 @@ public final class Pretrainer {
     }
 
     /// Restores `captureState()`'s output.
-    /// - Throws: `CheckpointError.invalid` naming the first missing or mis-sized entry.
+    /// - Throws: `TrainingError.invalid` naming the first missing or mis-sized entry.
     public func restoreState(_ s: TrainingState) throws {
         guard s.step >= 0 && s.step <= config.steps else {
-            throw CheckpointError.invalid("training state: step \(s.step) is outside 0...\(config.steps)")
+            throw TrainingError.invalid("training state: step \(s.step) is outside 0...\(config.steps)")
         }
         try s.restore(network)
         try s.restore(objective)
@@ -114,7 +114,7 @@ public final class Pretrainer {
     // MARK: - loop
 
     /// One optimiser step on `batch` (two views). Returns the loss.
-    /// - Throws: `CheckpointError.invalid` when the loss is not finite (the run stops; its last saved state
+    /// - Throws: `TrainingError.invalid` when the loss is not finite (the run stops; its last saved state
     ///   stays resumable).
     @discardableResult
     public func trainStep(_ batch: Batch) throws -> Float {
@@ -124,7 +124,7 @@ public final class Pretrainer {
         objective.parameters.zeroGrad()
         let loss = objective.lossAndGradient(view1: x1, view2: x2, mode: .train, updateEMA: true)
         guard loss.isFinite else {
-            throw CheckpointError.invalid("pretrain: the loss is \(loss) at step \(step + 1) (lr \(currentLR)); lower --lr")
+            throw TrainingError.invalid("pretrain: the loss is \(loss) at step \(step + 1) (lr \(currentLR)); lower --lr")
         }
         if let lars { lars.step() }
         if let sgd { sgd.step() }
@@ -147,7 +147,7 @@ public final class Pretrainer {
             let iterator = loader.epoch(epoch, startingAt: step % perEpoch)
             while step < end, step / perEpoch == epoch {
                 guard let batch = try iterator.nextBatch() else {
-                    throw CheckpointError.invalid("pretrain: epoch \(epoch) of \(config.data) ended before its \(perEpoch) batches")
+                    throw TrainingError.invalid("pretrain: epoch \(epoch) of \(config.data) ended before its \(perEpoch) batches")
                 }
                 let lr = currentLR
                 let loss = try trainStep(batch)

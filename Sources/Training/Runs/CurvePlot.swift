@@ -84,7 +84,7 @@ public enum CurvePlot {
     }
 
     /// Draws `entries` and writes the PNG to `url` atomically.
-    /// - Throws: `CheckpointError.invalid` when nothing was logged, `.io` when the file cannot be written.
+    /// - Throws: `TrainingError.invalid` when nothing was logged, `.io` when the file cannot be written.
     public static func write(entries: [RunLogEntry], to url: URL, title: String) throws {
         let canvas = try render(entries: entries, title: title)
         let data = try encodePNG(canvas)
@@ -92,10 +92,10 @@ public enum CurvePlot {
     }
 
     /// The picture as an RGB canvas.
-    /// - Throws: `CheckpointError.invalid` when no metric was logged.
+    /// - Throws: `TrainingError.invalid` when no metric was logged.
     public static func render(entries: [RunLogEntry], title: String) throws -> Canvas {
         let all = series(entries)
-        guard !all.isEmpty else { throw CheckpointError.invalid("no metric was logged; nothing to draw") }
+        guard !all.isEmpty else { throw TrainingError.invalid("no metric was logged; nothing to draw") }
         let panels = families(all)
         var canvas = Canvas(width: width, height: titleHeight + panels.count * panelHeight)
         canvas.text(title, x: 12, y: 11, scale: 2, colour: Canvas.black)
@@ -208,7 +208,7 @@ public enum CurvePlot {
     }
 
     /// PNG bytes of `canvas` (8-bit RGB, libpng).
-    /// - Throws: `CheckpointError.io` with libpng's reason.
+    /// - Throws: `TrainingError.io` with libpng's reason.
     public static func encodePNG(_ canvas: Canvas) throws -> Data {
         var out: UnsafeMutablePointer<UInt8>?
         var size = 0
@@ -218,7 +218,7 @@ public enum CurvePlot {
         }
         guard status == 0, let out else {
             let reason = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            throw CheckpointError.io("cannot encode PNG: \(reason)")
+            throw TrainingError.io("cannot encode PNG: \(reason)")
         }
         defer { free(out) }
         return Data(bytes: out, count: size)

@@ -11,7 +11,7 @@ public protocol Resumable {
     /// Stores the state under `prefix/` (replacing what was there).
     func capture(into state: inout TrainingState, prefix: String)
     /// Loads what `capture` stored.
-    /// - Throws: `CheckpointError.invalid` naming the first missing, unexpected or mis-sized value;
+    /// - Throws: `TrainingError.invalid` naming the first missing, unexpected or mis-sized value;
     ///   nothing is changed then.
     mutating func restore(from state: TrainingState, prefix: String) throws
 }
@@ -49,7 +49,7 @@ extension TrainingState {
     }
 
     /// The state dict `store` wrote, with the keys, shapes and dtypes of `like`.
-    /// - Throws: `CheckpointError.invalid` for a missing or mis-sized value.
+    /// - Throws: `TrainingError.invalid` for a missing or mis-sized value.
     func stateDict(like: StateDict, prefix: String) throws -> StateDict {
         var out = StateDict()
         for (key, tensor) in like {

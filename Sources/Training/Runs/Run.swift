@@ -128,13 +128,13 @@ public final class Run {
     ///   - config: every resolved option (recorded, and the provenance's hyperparameters).
     ///   - totalSteps: steps of the whole run (for progress and `bissl runs`).
     ///   - progress: progress reporter (default: `ProgressReporter(total: totalSteps)` on stderr).
-    /// - Throws: `CheckpointError.invalid` for a bad kind, `.io` when the directory cannot be made.
+    /// - Throws: `TrainingError.invalid` for a bad kind, `.io` when the directory cannot be made.
     public static func create(zoo: Zoo, kind: String, config: [String: JSONValue], commandLine: [String], totalSteps: Int,
                               progress: ProgressReporter? = nil) throws -> Run {
         try validateKind(kind)
         let runs = zoo.layout.runs
         do { try FileManager.default.createDirectory(at: runs, withIntermediateDirectories: true) } catch {
-            throw CheckpointError.io("cannot create \(runs.path): \(AtomicFile.reason(error))")
+            throw TrainingError.io("cannot create \(runs.path): \(AtomicFile.reason(error))")
         }
         let now = Date()
         var directory: URL!
@@ -144,10 +144,10 @@ public final class Run {
             let candidate = runs.appendingPathComponent(id, isDirectory: true)
             if mkdir(candidate.path, 0o755) == 0 { directory = candidate; break }
             guard errno == EEXIST else {
-                throw CheckpointError.io("cannot create run directory \(candidate.path): \(String(cString: strerror(errno)))")
+                throw TrainingError.io("cannot create run directory \(candidate.path): \(String(cString: strerror(errno)))")
             }
         }
-        guard let directory else { throw CheckpointError.io("cannot find a free run id under \(runs.path)") }
+        guard let directory else { throw TrainingError.io("cannot find a free run id under \(runs.path)") }
         let lockFD = try lock(directory, id: id)
         let stamp = RunClock.iso(now)
         let record = RunRecord(id: id, kind: kind, status: .running, config: config, commandLine: commandLine,
@@ -180,7 +180,7 @@ public final class Run {
     ///   - expectedKind: the kind of the resuming command (`pretrain`, `finetune`, `align`, ...); a run
     ///     of another kind is refused untouched.
     ///   - commandLine: argv of the resuming command (recorded in `resumeCommandLines`).
-    /// - Throws: `CheckpointError.invalid` (one line) for an unknown or ambiguous id, a directory that
+    /// - Throws: `TrainingError.invalid` (one line) for an unknown or ambiguous id, a directory that
     ///   is gone, an unreadable run.json, a run of another kind, a completed run, or a run another
     ///   process has open.
     public static func open(zoo: Zoo, id: String, expectedKind: String, commandLine: [String] = CommandLine.arguments,
@@ -232,29 +232,29 @@ public final class Run {
     /// Refuses a run `open` must not touch: another kind's run, or a completed one.
     static func checkResumable(_ record: RunRecord, expectedKind: String) throws {
         guard record.kind == expectedKind else {
-            throw CheckpointError.invalid("run \(record.id) is a '\(record.kind)' run, not '\(expectedKind)'; resume it with bissl \(record.kind) --resume \(record.id)")
+            throw TrainingError.invalid("run \(record.id) is a '\(record.kind)' run, not '\(expectedKind)'; resume it with bissl \(record.kind) --resume \(record.id)")
         }
         if record.status == .completed {
-            throw CheckpointError.invalid("run \(record.id) is completed (entry \(record.entryId.map { String($0.prefix(12)) } ?? "?")); nothing to resume")
+            throw TrainingError.invalid("run \(record.id) is completed (entry \(record.entryId.map { String($0.prefix(12)) } ?? "?")); nothing to resume")
         }
     }
 
     /// The directory of run `id`: a path (contains `/`), an exact id, or a unique id prefix.
-    /// - Throws: `CheckpointError.invalid` for an unknown or ambiguous id.
+    /// - Throws: `TrainingError.invalid` for an unknown or ambiguous id.
     public static func resolve(zoo: Zoo, id: String) throws -> URL { try resolve(layout: zoo.layout, id: id) }
 
     /// `resolve(zoo:id:)` from the zoo's layout alone (no catalog opened).
     public static func resolve(layout: ZooLayout, id: String) throws -> URL {
         if id.contains("/") { return URL(fileURLWithPath: id, isDirectory: true).standardizedFileURL }
-        guard !id.isEmpty else { throw CheckpointError.invalid("empty run id") }
+        guard !id.isEmpty else { throw TrainingError.invalid("empty run id") }
         let runs = layout.runs
         let exact = runs.appendingPathComponent(id, isDirectory: true)
         if FileManager.default.fileExists(atPath: exact.path) { return exact }
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: runs.path)) ?? []).filter { $0.hasPrefix(id) }.sorted()
         switch names.count {
-        case 0: throw CheckpointError.invalid("unknown run '\(id)' in \(runs.path) (bissl runs lists them)")
+        case 0: throw TrainingError.invalid("unknown run '\(id)' in \(runs.path) (bissl runs lists them)")
         case 1: return runs.appendingPathComponent(names[0], isDirectory: true)
-        default: throw CheckpointError.invalid("run id '\(id)' is ambiguous: \(names.prefix(5).joined(separator: ", "))\(names.count > 5 ? ", ..." : "")")
+        default: throw TrainingError.invalid("run id '\(id)' is ambiguous: \(names.prefix(5).joined(separator: ", "))\(names.count > 5 ? ", ..." : "")")
         }
     }
 
@@ -262,17 +262,17 @@ public final class Run {
         let ok = !kind.isEmpty && kind.utf8.count <= 40
             && kind.utf8.allSatisfy { (0x61...0x7A).contains($0) || (0x30...0x39).contains($0) || $0 == 0x2D }
             && (0x61...0x7A).contains(kind.utf8.first!)
-        guard ok else { throw CheckpointError.invalid("invalid run kind '\(kind)': use 1-40 characters of a-z 0-9 -, starting with a letter") }
+        guard ok else { throw TrainingError.invalid("invalid run kind '\(kind)': use 1-40 characters of a-z 0-9 -, starting with a letter") }
     }
 
     /// Takes the run's exclusive lock (non-blocking).
     private static func lock(_ directory: URL, id: String) throws -> Int32 {
         let path = directory.appendingPathComponent(lockFileName).path
         let fd = Foundation.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o666)
-        guard fd >= 0 else { throw CheckpointError.io("cannot open \(path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw TrainingError.io("cannot open \(path): \(String(cString: strerror(errno)))") }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             close(fd)
-            throw CheckpointError.invalid("run \(id) is in use by another bissl process")
+            throw TrainingError.invalid("run \(id) is in use by another bissl process")
         }
         return fd
     }
@@ -329,7 +329,7 @@ public final class Run {
 
     /// Atomically replaces `state.h5` with `state`, then records `state.step` and the work time in
     /// run.json.
-    /// - Throws: `CheckpointError.io` when a file cannot be written (the previous state stays).
+    /// - Throws: `TrainingError.io` when a file cannot be written (the previous state stays).
     public func saveState(_ state: TrainingState) throws {
         try state.write(to: stateURL)
         lastSaveTime = RunClock.monotonic()
@@ -352,7 +352,7 @@ public final class Run {
     }
 
     /// The last saved state; nil when none was saved yet.
-    /// - Throws: `CheckpointError` when `state.h5` exists but cannot be read.
+    /// - Throws: `TrainingError` when `state.h5` exists but cannot be read.
     public func loadState() throws -> TrainingState? {
         guard FileManager.default.fileExists(atPath: stateURL.path) else { return nil }
         return try TrainingState.read(stateURL)
@@ -375,16 +375,16 @@ public final class Run {
     /// listed under another name), the entry is added without it, `warning: ...` is printed and the
     /// run completes (`ImportResult.name` then tells which name the entry has, if any).
     /// - Returns: the zoo's import result.
-    /// - Throws: `CheckpointError.invalid` when the run is already completed or `checkpoint` holds NaN or
+    /// - Throws: `TrainingError.invalid` when the run is already completed or `checkpoint` holds NaN or
     ///   infinite values (a diverged run: no entry, the run directory keeps the log); whatever `Zoo.add`
     ///   throws for the unnamed entry (the run then stays running and resumable, with no entry).
     public func finish(_ checkpoint: Checkpoint, name: String?) throws -> ImportResult {
         if record.status == .completed {
-            throw CheckpointError.invalid("run \(id) is already completed (entry \(record.entryId.map { String($0.prefix(12)) } ?? "?"))")
+            throw TrainingError.invalid("run \(id) is already completed (entry \(record.entryId.map { String($0.prefix(12)) } ?? "?"))")
         }
         progress.finish()
         if let problem = Run.nonFiniteValues(in: checkpoint) {
-            throw CheckpointError.invalid("run \(id) diverged: \(problem); no entry written (try a lower learning rate)")
+            throw TrainingError.invalid("run \(id) diverged: \(problem); no entry written (try a lower learning rate)")
         }
         do {
             try CurvePlot.write(entries: entries, to: curvesURL, title: id)

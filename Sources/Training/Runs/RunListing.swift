@@ -83,7 +83,7 @@ public struct RunSummary: Codable, Equatable, Sendable {
     }
 
     /// The last value of every metric in the run's log, with its step and phase.
-    /// - Throws: `CheckpointError.io` when the log exists but cannot be read.
+    /// - Throws: `TrainingError.io` when the log exists but cannot be read.
     public static func lastMetrics(directory: URL) throws -> [String: LastMetric] {
         let (entries, _) = try RunLog.read(directory.appendingPathComponent(RunLog.fileName))
         var out: [String: LastMetric] = [:]
@@ -94,7 +94,7 @@ public struct RunSummary: Codable, Equatable, Sendable {
     }
 
     /// Draws `<directory>/curves.png` from the complete lines of its log (as `Run.finish` does).
-    /// - Throws: `CheckpointError.invalid` when nothing was logged, `.io` when it cannot be written.
+    /// - Throws: `TrainingError.invalid` when nothing was logged, `.io` when it cannot be written.
     @discardableResult
     public static func drawCurves(directory: URL, title: String) throws -> URL {
         let (entries, _) = try RunLog.read(directory.appendingPathComponent(RunLog.fileName))

@@ -77,7 +77,7 @@ enum RunLog {
         guard FileManager.default.fileExists(atPath: url.path) else { return ([], 0) }
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
-            throw CheckpointError.io("cannot read \(url.path): \(AtomicFile.reason(error))")
+            throw TrainingError.io("cannot read \(url.path): \(AtomicFile.reason(error))")
         }
         let text = String(decoding: data, as: UTF8.self)
         var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
@@ -94,7 +94,7 @@ enum RunLog {
     /// Opens `url` for appending (created when missing).
     static func openForAppend(_ url: URL) throws -> Int32 {
         let fd = open(url.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o666)
-        guard fd >= 0 else { throw CheckpointError.io("cannot open \(url.path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw TrainingError.io("cannot open \(url.path): \(String(cString: strerror(errno)))") }
         return fd
     }
 

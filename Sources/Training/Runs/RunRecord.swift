@@ -45,37 +45,37 @@ public struct RunRecord: Codable, Equatable, Sendable {
     public static let fileName = "run.json"
 
     /// Reads `<directory>/run.json`.
-    /// - Throws: `CheckpointError.invalid` (one line) when the directory or file is missing or the
+    /// - Throws: `TrainingError.invalid` (one line) when the directory or file is missing or the
     ///   file is not a run record.
     public static func read(directory: URL) throws -> RunRecord {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw CheckpointError.invalid("run \(directory.lastPathComponent): its directory \(directory.path) is gone")
+            throw TrainingError.invalid("run \(directory.lastPathComponent): its directory \(directory.path) is gone")
         }
         let url = directory.appendingPathComponent(fileName)
         guard FileManager.default.fileExists(atPath: url.path) else {
-            throw CheckpointError.invalid("run \(directory.lastPathComponent): \(url.path) is missing (not a run directory?)")
+            throw TrainingError.invalid("run \(directory.lastPathComponent): \(url.path) is missing (not a run directory?)")
         }
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
-            throw CheckpointError.invalid("run \(directory.lastPathComponent): cannot read \(url.path): \(AtomicFile.reason(error))")
+            throw TrainingError.invalid("run \(directory.lastPathComponent): cannot read \(url.path): \(AtomicFile.reason(error))")
         }
         do {
             return try decoder().decode(RunRecord.self, from: data)
         } catch {
-            throw CheckpointError.invalid("run \(directory.lastPathComponent): \(url.path) is unreadable (not a bissl run record)")
+            throw TrainingError.invalid("run \(directory.lastPathComponent): \(url.path) is unreadable (not a bissl run record)")
         }
     }
 
     /// Writes `<directory>/run.json` atomically (pretty JSON, sorted keys).
-    /// - Throws: `CheckpointError.io` when it cannot be written.
+    /// - Throws: `TrainingError.io` when it cannot be written.
     public func write(directory: URL) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
         let data: Data
         do { data = try encoder.encode(self) } catch {
-            throw CheckpointError.invalid("cannot encode run \(id) as JSON: \(error)")
+            throw TrainingError.invalid("cannot encode run \(id) as JSON: \(error)")
         }
         try AtomicFile.write(data + Data("\n".utf8), to: directory.appendingPathComponent(Self.fileName))
     }

@@ -99,7 +99,7 @@ extension TrainingJob {
             do {
                 config = try JSONValue.object(RecordedSettings.camelCased(run.config)).decode(Config.self)
             } catch {
-                throw CheckpointError.invalid("run \(run.id): the run's config is not a \(kind) config: \(error)")
+                throw TrainingError.invalid("run \(run.id): the run's config is not a \(kind) config: \(error)")
             }
             job = try Self(config: config, zoo: zoo, resuming: run)
         } catch {
@@ -123,13 +123,13 @@ extension TrainingJob {
 
     /// Refuses `--name NAME` when the zoo would refuse it at the end: not a valid label
     /// (`LabelRules`), or already the name or tag of an entry.
-    /// - Throws: `CheckpointError.invalid`, one line.
+    /// - Throws: `TrainingError.invalid`, one line.
     public static func checkName(_ name: String, zoo: Zoo) throws {
         do { try LabelRules.validate(name) } catch {
-            throw CheckpointError.invalid("--name: \(error)")
+            throw TrainingError.invalid("--name: \(error)")
         }
         if let (owner, kind) = Run.holder(of: name, zoo: zoo) {
-            throw CheckpointError.invalid("--name \(name) is already the \(kind) of entry \(owner.prefix(12)); choose another name (or bissl untag \(name) first)")
+            throw TrainingError.invalid("--name \(name) is already the \(kind) of entry \(owner.prefix(12)); choose another name (or bissl untag \(name) first)")
         }
     }
 

@@ -50,7 +50,7 @@ public struct TrainingState: Equatable, Sendable {
     // MARK: - file
 
     /// Writes the state to `url` atomically (temporary in the same folder, `fsync`, rename).
-    /// - Throws: `CheckpointError.io` naming `url` when it cannot be written (nothing is left behind).
+    /// - Throws: `TrainingError.io` naming `url` when it cannot be written (nothing is left behind).
     public func write(to url: URL) throws {
         let extraJSON = try Self.encodeJSON(extra)
         try AtomicFile.write(to: url) { tmp in
@@ -73,13 +73,13 @@ public struct TrainingState: Equatable, Sendable {
                 try file.flush()
                 try file.close()
             } catch let error as HDF5Error {
-                throw CheckpointError.io("cannot write \(url.path): \(error.message.replacingOccurrences(of: tmp.path, with: url.path))")
+                throw TrainingError.io("cannot write \(url.path): \(error.message.replacingOccurrences(of: tmp.path, with: url.path))")
             }
         }
     }
 
     /// Reads a state file written by `write(to:)`.
-    /// - Throws: `CheckpointError.io` when unreadable, `.corrupt` when not a complete training state.
+    /// - Throws: `TrainingError.io` when unreadable, `.corrupt` when not a complete training state.
     public static func read(_ url: URL) throws -> TrainingState {
         let file = try open(url)
         do {
@@ -90,7 +90,7 @@ public struct TrainingState: Equatable, Sendable {
             for (i, name) in names.enumerated() {
                 let ds = try group.openDataset(String(i))
                 guard ds.elementType == .float32, ds.shape.count == 1 else {
-                    throw CheckpointError.corrupt("\(url.path): /arrays/\(i) (\(name)) is not a 1-D float32 dataset")
+                    throw TrainingError.corrupt("\(url.path): /arrays/\(i) (\(name)) is not a 1-D float32 dataset")
                 }
                 var values = [Float](repeating: 0, count: ds.count)
                 try values.withUnsafeMutableBytes { try ds.read(into: $0) }
@@ -99,7 +99,7 @@ public struct TrainingState: Equatable, Sendable {
             let intNames = try file.openDataset("integer_names").readStrings()
             let ints = try file.openDataset("integers")
             guard ints.elementType == .int64, ints.count == intNames.count else {
-                throw CheckpointError.corrupt("\(url.path): /integers does not hold one int64 per name of /integer_names")
+                throw TrainingError.corrupt("\(url.path): /integers does not hold one int64 per name of /integer_names")
             }
             var intValues = [Int64](repeating: 0, count: ints.count)
             try intValues.withUnsafeMutableBytes { try ints.read(into: $0) }
@@ -110,11 +110,11 @@ public struct TrainingState: Equatable, Sendable {
             do {
                 extra = try JSONDecoder().decode([String: JSONValue].self, from: Data(extraText.utf8))
             } catch {
-                throw CheckpointError.corrupt("\(url.path): /extra is not a JSON object")
+                throw TrainingError.corrupt("\(url.path): /extra is not a JSON object")
             }
             return TrainingState(step: Int(step), arrays: arrays, integers: integers, extra: extra)
         } catch let error as HDF5Error {
-            throw CheckpointError.corrupt("\(url.path): not a complete training state: \(error.message)")
+            throw TrainingError.corrupt("\(url.path): not a complete training state: \(error.message)")
         }
     }
 
@@ -123,20 +123,20 @@ public struct TrainingState: Equatable, Sendable {
     public static func storedStep(_ url: URL) throws -> Int {
         let file = try open(url)
         do { return Int(try file.intAttribute("step")) } catch let error as HDF5Error {
-            throw CheckpointError.corrupt("\(url.path): not a complete training state: \(error.message)")
+            throw TrainingError.corrupt("\(url.path): not a complete training state: \(error.message)")
         }
     }
 
     private static func open(_ url: URL) throws -> HDF5.File {
         guard FileManager.default.isReadableFile(atPath: url.path) else {
-            throw CheckpointError.io("cannot read \(url.path): no such readable file")
+            throw TrainingError.io("cannot read \(url.path): no such readable file")
         }
         let file: HDF5.File
         do { file = try HDF5.File.open(url.path) } catch let error as HDF5Error {
-            throw CheckpointError.corrupt("\(url.path): damaged training state: \(error.message)")
+            throw TrainingError.corrupt("\(url.path): damaged training state: \(error.message)")
         }
         guard (try? file.stringAttribute("format")) == formatName else {
-            throw CheckpointError.corrupt("\(url.path) is not a bissl training state (no root attribute format = \"\(formatName)\")")
+            throw TrainingError.corrupt("\(url.path) is not a bissl training state (no root attribute format = \"\(formatName)\")")
         }
         return file
     }
@@ -146,7 +146,7 @@ public struct TrainingState: Equatable, Sendable {
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
         do { return String(decoding: try encoder.encode(value), as: UTF8.self) } catch {
-            throw CheckpointError.invalid("cannot encode the training state's extra values as JSON: \(error)")
+            throw TrainingError.invalid("cannot encode the training state's extra values as JSON: \(error)")
         }
     }
 
@@ -166,19 +166,19 @@ public struct TrainingState: Equatable, Sendable {
     }
 
     /// The float32 array `name`, checked to hold `count` values.
-    /// - Throws: `CheckpointError.invalid` ("training state: ... is missing" / "has N values, expected M").
+    /// - Throws: `TrainingError.invalid` ("training state: ... is missing" / "has N values, expected M").
     public func array(_ name: String, count: Int) throws -> [Float] {
-        guard let v = arrays[name] else { throw CheckpointError.invalid("training state: '\(name)' is missing (state saved by a different configuration?)") }
+        guard let v = arrays[name] else { throw TrainingError.invalid("training state: '\(name)' is missing (state saved by a different configuration?)") }
         guard v.count == count else {
-            throw CheckpointError.invalid("training state: '\(name)' has \(v.count) values, expected \(count) (state saved by a different configuration?)")
+            throw TrainingError.invalid("training state: '\(name)' has \(v.count) values, expected \(count) (state saved by a different configuration?)")
         }
         return v
     }
 
     /// The integer `name`.
-    /// - Throws: `CheckpointError.invalid` when missing.
+    /// - Throws: `TrainingError.invalid` when missing.
     public func integer(_ name: String) throws -> Int64 {
-        guard let v = integers[name] else { throw CheckpointError.invalid("training state: '\(name)' is missing (state saved by a different configuration?)") }
+        guard let v = integers[name] else { throw TrainingError.invalid("training state: '\(name)' is missing (state saved by a different configuration?)") }
         return v
     }
 
@@ -186,7 +186,7 @@ public struct TrainingState: Equatable, Sendable {
     func refuseUnexpected(under prefix: String, expected: Set<String>) throws {
         let extra = names(under: prefix).subtracting(expected).sorted()
         if let first = extra.first {
-            throw CheckpointError.invalid("training state: '\(first)'\(extra.count > 1 ? " and \(extra.count - 1) more" : "") not expected by the current configuration (state saved by a different configuration?)")
+            throw TrainingError.invalid("training state: '\(first)'\(extra.count > 1 ? " and \(extra.count - 1) more" : "") not expected by the current configuration (state saved by a different configuration?)")
         }
     }
 }

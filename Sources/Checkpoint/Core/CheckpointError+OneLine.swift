@@ -1,0 +1,3 @@
+@_exported import BisslCore
+
+extension CheckpointError: OneLineError {}
