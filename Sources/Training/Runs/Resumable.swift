@@ -61,6 +61,33 @@ extension TrainingState {
     }
 }
 
+extension TrainingState {
+    /// An optimiser's learning rate as `<prefix>/lr` and its per-parameter buffers as
+    /// `<prefix>/<k>.<parameter name>` (none when `buffers` is nil).
+    mutating func storeOptimizer(lr: Float, buffers: [[Float]]?, _ parameters: [Parameter], prefix: String) {
+        arrays["\(prefix)/lr"] = [lr]
+        if let buffers {
+            for (k, p) in parameters.enumerated() { arrays["\(prefix)/\(k).\(p.name)"] = buffers[k] }
+        }
+    }
+
+    /// What `storeOptimizer` wrote: the learning rate and, when `buffers`, one buffer per parameter
+    /// (empty otherwise); nothing else may be stored under `prefix` but `extra`.
+    /// - Throws: `TrainingError.invalid` on a missing, unexpected or mis-sized value.
+    func optimizerState(_ parameters: [Parameter], prefix: String, buffers: Bool,
+                        extra: Set<String> = []) throws -> (lr: Float, buffers: [[Float]]) {
+        let lr = try array("\(prefix)/lr", count: 1)[0]
+        var expected = extra.union(["\(prefix)/lr"])
+        let values: [[Float]] = buffers ? try parameters.enumerated().map { k, p in
+            let name = "\(prefix)/\(k).\(p.name)"
+            expected.insert(name)
+            return try array(name, count: p.count)
+        } : []
+        try refuseUnexpected(under: prefix, expected: expected)
+        return (lr, values)
+    }
+}
+
 // MARK: - Network and its parts
 
 /// Every tensor of `components()` (backbone and heads: parameters, BN `running_mean`, `running_var`
@@ -120,28 +147,15 @@ extension SGD: Resumable {
 
     public func capture(into state: inout TrainingState, prefix: String) {
         state.removeAll(prefix: prefix)
-        state.arrays["\(prefix)/lr"] = [lr]
         state.integers["\(prefix)/started"] = buffers == nil ? 0 : 1
-        if let buffers {
-            for (k, p) in parameters.enumerated() { state.arrays["\(prefix)/\(k).\(p.name)"] = buffers[k] }
-        }
+        state.storeOptimizer(lr: lr, buffers: buffers, parameters, prefix: prefix)
     }
 
     public func restore(from state: TrainingState, prefix: String) throws {
-        let lr = try state.array("\(prefix)/lr", count: 1)[0]
         let started = try state.integer("\(prefix)/started") != 0
-        var expected: Set<String> = ["\(prefix)/lr", "\(prefix)/started"]
-        var buffers: [[Float]]?
-        if started {
-            buffers = try parameters.enumerated().map { k, p in
-                let name = "\(prefix)/\(k).\(p.name)"
-                expected.insert(name)
-                return try state.array(name, count: p.count)
-            }
-        }
-        try state.refuseUnexpected(under: prefix, expected: expected)
+        let (lr, buffers) = try state.optimizerState(parameters, prefix: prefix, buffers: started, extra: ["\(prefix)/started"])
         self.lr = lr
-        self.buffers = buffers
+        self.buffers = started ? buffers : nil
     }
 }
 
@@ -151,21 +165,11 @@ extension LARS: Resumable {
 
     public func capture(into state: inout TrainingState, prefix: String) {
         state.removeAll(prefix: prefix)
-        state.arrays["\(prefix)/lr"] = [lr]
-        for (k, p) in parameters.enumerated() { state.arrays["\(prefix)/\(k).\(p.name)"] = buffers[k] }
+        state.storeOptimizer(lr: lr, buffers: buffers, parameters, prefix: prefix)
     }
 
     public func restore(from state: TrainingState, prefix: String) throws {
-        let lr = try state.array("\(prefix)/lr", count: 1)[0]
-        var expected: Set<String> = ["\(prefix)/lr"]
-        let buffers = try parameters.enumerated().map { k, p in
-            let name = "\(prefix)/\(k).\(p.name)"
-            expected.insert(name)
-            return try state.array(name, count: p.count)
-        }
-        try state.refuseUnexpected(under: prefix, expected: expected)
-        self.lr = lr
-        self.buffers = buffers
+        (lr, buffers) = try state.optimizerState(parameters, prefix: prefix, buffers: true)
     }
 }
 
