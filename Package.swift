@@ -23,8 +23,9 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg-dev"])]),
-        // The error protocol every layer's error type conforms to (the CLI prints each as one line).
-        .target(name: "BisslCore"),
+        // The value types every layer shares (Tensor, DType, StateDict, Checkpoint, Architecture,
+        // Provenance, JSONValue) and the one-line error protocol; no file formats.
+        .target(name: "BisslCore", dependencies: [.product(name: "Collections", package: "swift-collections")]),
         .target(name: "HDF5", dependencies: ["CHDF5"]),
         .target(
             name: "Checkpoint",
@@ -45,7 +46,7 @@ let package = Package(
                 "BisslCore", "HDF5", "CPNG", "CJPEG", "CZlib",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
-        .target(name: "Engine", dependencies: ["CBLAS", "Checkpoint"]),
+        .target(name: "Engine", dependencies: ["CBLAS", "BisslCore"]),
         .target(
             name: "Training",
             dependencies: [

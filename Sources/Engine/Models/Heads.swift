@@ -1,4 +1,4 @@
-import Checkpoint
+import BisslCore
 
 /// A linear classifier on the backbone features: `nn.Linear(features, classes)` with PyTorch's
 /// default initialisation (docs/bissl.md, "Network, heads and state-dict keys"). Keys `<prefix>weight` `[classes, features]`

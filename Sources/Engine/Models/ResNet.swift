@@ -1,4 +1,4 @@
-import Checkpoint
+import BisslCore
 
 /// A ResNet backbone exactly as torchvision defines it (v1.5: the stride sits in the 3x3 conv of the
 /// bottleneck; He et al., arXiv:1512.03385), up to the global average pool, with bissl's two options

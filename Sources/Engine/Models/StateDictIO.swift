@@ -1,4 +1,4 @@
-import Checkpoint
+import BisslCore
 
 /// Moving parameters and BN buffers between the engine and a `StateDict` by canonical key.
 enum StateDictIO {

@@ -1,5 +1,5 @@
 /// Errors raised by the checkpoint library. Every description is one line, fit for `error: ...`.
-public enum CheckpointError: Error, CustomStringConvertible, Equatable {
+public enum CheckpointError: OneLineError, Equatable {
     /// The file is not what its name says (HTML page, Git LFS pointer, plain pickle, ...).
     case notACheckpoint(String)
     /// The file is damaged: truncated, CRC mismatch, offsets out of range.

@@ -1,3 +1,0 @@
-@_exported import BisslCore
-
-extension CheckpointError: OneLineError {}
