@@ -1,5 +1,3 @@
-import BisslCore
-
 /// Errors raised while opening or reading a dataset. Every description is one line, fit for
 /// `error: ...` (the CLI prints it as is).
 public enum DatasetError: OneLineError, Equatable, Sendable {

@@ -76,15 +76,10 @@ public func assertClose(_ actual: [Float], _ expected: [Float], tolerance: Float
                              "\(what): max error \(err), largest magnitude \(scale)", file: file, line: line)
 }
 
-/// Deterministic 64-bit generator (SplitMix64, Steele et al. 2014) for reproducible test inputs.
+/// Deterministic 64-bit generator for reproducible test inputs: `SeededGenerator` (SplitMix64) started
+/// one step further, so `SplitMix(seed: s)` gives the sequence the zoo tests were written with.
 public struct SplitMix: RandomNumberGenerator {
-    public var state: UInt64
-    public init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    private var base: SeededGenerator
+    public init(seed: UInt64) { base = SeededGenerator(seed: seed &+ 0x9E37_79B9_7F4A_7C15) }
+    public mutating func next() -> UInt64 { base.next() }
 }

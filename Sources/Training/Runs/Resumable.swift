@@ -114,28 +114,29 @@ extension Network: Resumable {
     }
 }
 
-/// A backbone alone (BYOL's target backbone): its state dict as `<prefix>/<key>`.
-extension ResNet: Resumable {
-    public static var defaultPrefix: String { "backbone" }
+/// A module saved as its state dict, `<prefix>/<key>` (BYOL's target backbone and projector).
+public protocol StateDictModule: AnyObject {
+    func stateDict() -> StateDict
+    func load(_ sd: StateDict) throws
+}
+
+extension StateDictModule {
     public func capture(into state: inout TrainingState, prefix: String) {
         state.removeAll(prefix: prefix)
         state.store(stateDict(), prefix: prefix)
     }
+
     public func restore(from state: TrainingState, prefix: String) throws {
         try load(try state.stateDict(like: stateDict(), prefix: prefix))
     }
 }
 
-/// An MLP head alone (BYOL's target projector): its state dict as `<prefix>/<key>`.
-extension MLPHead: Resumable {
+extension ResNet: StateDictModule, Resumable {
+    public static var defaultPrefix: String { "backbone" }
+}
+
+extension MLPHead: StateDictModule, Resumable {
     public static var defaultPrefix: String { "projector" }
-    public func capture(into state: inout TrainingState, prefix: String) {
-        state.removeAll(prefix: prefix)
-        state.store(stateDict(), prefix: prefix)
-    }
-    public func restore(from state: TrainingState, prefix: String) throws {
-        try load(try state.stateDict(like: stateDict(), prefix: prefix))
-    }
 }
 
 // MARK: - Optimisers, schedule
