@@ -47,36 +47,32 @@ struct DataInfo: ParsableCommand {
     }
 
     func run() throws {
-        do {
-            let dataset = try ImageDataset(parsing: uri)
-            let summary = try dataset.scan(onCorrupt: strict ? .fail : .skip)
-            let sizes = summary.sizes.sorted { $0.key < $1.key }.map { Report.SizeLine(height: $0.key.height, width: $0.key.width, count: $0.value) }
-            let byArea = sizes.sorted { ($0.height * $0.width, $0.height) < ($1.height * $1.width, $1.height) }
-            let channelNames = [1: "gray", 2: "gray+alpha", 3: "rgb", 4: "rgba"]
-            let report = Report(
-                uri: uri, scheme: dataset.uri.scheme.rawValue,
-                part: dataset.uri.scheme == .folder ? nil : dataset.uri.part.rawValue,
-                split: dataset.uri.splitFile, count: dataset.count,
-                classes: summary.classNames.enumerated().map { .init(label: $0.offset, name: $0.element, count: summary.countsPerClass[$0.offset]) },
-                sizes: sizes, minSize: byArea.first, maxSize: byArea.last, channels: 3,
-                sourceChannels: Dictionary(uniqueKeysWithValues: summary.sourceChannels.map { (channelNames[$0.key] ?? "\($0.key)", $0.value) }),
-                skipped: summary.skipped.map { .init(file: $0.name, reason: $0.reason) },
-                fingerprint: try dataset.fingerprint())
-            for s in summary.skipped {
-                FileHandle.standardError.write(Data("warning: skipped \(s.reason)\n".utf8))
-            }
-            if !summary.skipped.isEmpty {
-                FileHandle.standardError.write(Data("warning: skipped \(summary.skipped.count) image(s) that could not be decoded (use --strict to fail instead)\n".utf8))
-            }
-            if json {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-                print(String(decoding: try encoder.encode(report), as: UTF8.self))
-            } else {
-                printText(report)
-            }
-        } catch let error as DatasetError {
-            throw CheckpointError.invalid(error.description)
+        let dataset = try ImageDataset(parsing: uri)
+        let summary = try dataset.scan(onCorrupt: strict ? .fail : .skip)
+        let sizes = summary.sizes.sorted { $0.key < $1.key }.map { Report.SizeLine(height: $0.key.height, width: $0.key.width, count: $0.value) }
+        let byArea = sizes.sorted { ($0.height * $0.width, $0.height) < ($1.height * $1.width, $1.height) }
+        let channelNames = [1: "gray", 2: "gray+alpha", 3: "rgb", 4: "rgba"]
+        let report = Report(
+            uri: uri, scheme: dataset.uri.scheme.rawValue,
+            part: dataset.uri.scheme == .folder ? nil : dataset.uri.part.rawValue,
+            split: dataset.uri.splitFile, count: dataset.count,
+            classes: summary.classNames.enumerated().map { .init(label: $0.offset, name: $0.element, count: summary.countsPerClass[$0.offset]) },
+            sizes: sizes, minSize: byArea.first, maxSize: byArea.last, channels: 3,
+            sourceChannels: Dictionary(uniqueKeysWithValues: summary.sourceChannels.map { (channelNames[$0.key] ?? "\($0.key)", $0.value) }),
+            skipped: summary.skipped.map { .init(file: $0.name, reason: $0.reason) },
+            fingerprint: try dataset.fingerprint())
+        for s in summary.skipped {
+            FileHandle.standardError.write(Data("warning: skipped \(s.reason)\n".utf8))
+        }
+        if !summary.skipped.isEmpty {
+            FileHandle.standardError.write(Data("warning: skipped \(summary.skipped.count) image(s) that could not be decoded (use --strict to fail instead)\n".utf8))
+        }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        } else {
+            printText(report)
         }
     }
 
@@ -131,47 +127,43 @@ struct DataBench: ParsableCommand {
 
     func run() throws {
         for (option, value) in [("--images", images), ("--batch", batch), ("--workers", workers)] where value < 1 {
-            throw CheckpointError.invalid("\(option) must be at least 1, got \(value)")
+            throw CLIError("\(option) must be at least 1, got \(value)")
         }
-        do {
-            let dataset = try ImageDataset(parsing: uri)
-            var lines: [Line] = []
-            for text in sizes.split(separator: ",", omittingEmptySubsequences: false) {
-                guard let size = Int(text.trimmingCharacters(in: .whitespaces)), size > 0, size <= 1024 else {
-                    throw CheckpointError.invalid("--sizes must be integers in 1...1024, not '\(text)'")
-                }
-                var v1 = Augment.PretextView.view1
-                var v2 = Augment.PretextView.view2
-                v1.size = size
-                v2.size = size
-                let (view1, view2) = (v1, v2)
-                let loader = DataLoader(dataset: dataset, batchSize: batch, dropLast: false, seed: 0, height: size, width: size,
-                                        workers: workers) { image, rng in
-                    let pair = Augment.pretextPair(image, using: &rng, views: (view1, view2))
-                    return [pair.0, pair.1]
-                }
-                let start = Date()
-                var done = 0
-                var epoch = 0
-                while done < images {
-                    let it = loader.epoch(epoch)
-                    while done < images, let b = try it.nextBatch() { done += b.count }
-                    epoch += 1
-                }
-                let seconds = Date().timeIntervalSince(start)
-                lines.append(Line(size: size, images: done, seconds: seconds, imagesPerSecond: Double(done) / seconds, workers: workers))
+        let dataset = try ImageDataset(parsing: uri)
+        var lines: [Line] = []
+        for text in sizes.split(separator: ",", omittingEmptySubsequences: false) {
+            guard let size = Int(text.trimmingCharacters(in: .whitespaces)), size > 0, size <= 1024 else {
+                throw CLIError("--sizes must be integers in 1...1024, not '\(text)'")
             }
-            if json {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                print(String(decoding: try encoder.encode(lines), as: UTF8.self))
-            } else {
-                for l in lines {
-                    print("\(l.size)x\(l.size) two views: \(l.images) images in \(String(format: "%.2f", l.seconds)) s, \(String(format: "%.0f", l.imagesPerSecond)) images/s (\(l.workers) workers)")
-                }
+            var v1 = Augment.PretextView.view1
+            var v2 = Augment.PretextView.view2
+            v1.size = size
+            v2.size = size
+            let (view1, view2) = (v1, v2)
+            let loader = DataLoader(dataset: dataset, batchSize: batch, dropLast: false, seed: 0, height: size, width: size,
+                                    workers: workers) { image, rng in
+                let pair = Augment.pretextPair(image, using: &rng, views: (view1, view2))
+                return [pair.0, pair.1]
             }
-        } catch let error as DatasetError {
-            throw CheckpointError.invalid(error.description)
+            let start = Date()
+            var done = 0
+            var epoch = 0
+            while done < images {
+                let it = loader.epoch(epoch)
+                while done < images, let b = try it.nextBatch() { done += b.count }
+                epoch += 1
+            }
+            let seconds = Date().timeIntervalSince(start)
+            lines.append(Line(size: size, images: done, seconds: seconds, imagesPerSecond: Double(done) / seconds, workers: workers))
+        }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(lines), as: UTF8.self))
+        } else {
+            for l in lines {
+                print("\(l.size)x\(l.size) two views: \(l.images) images in \(String(format: "%.2f", l.seconds)) s, \(String(format: "%.0f", l.imagesPerSecond)) images/s (\(l.workers) workers)")
+            }
         }
     }
 }

@@ -62,11 +62,11 @@ struct Diff: ParsableCommand {
                 // diff has no --select: the way to choose is importing the file with one.
                 var found = message.components(separatedBy: "pick one with --select").first ?? message
                 while let last = found.last, last == " " || last == ";" || last == ":" { found.removeLast() }
-                throw CheckpointError.ambiguous("\(ref): \(found); bissl diff cannot choose: import it with bissl import \(ref) --select KEYPATH first and diff the entry")
+                throw CLIError("\(ref): \(found); bissl diff cannot choose: import it with bissl import \(ref) --select KEYPATH first and diff the entry")
             }
             return (checkpoint, URL(fileURLWithPath: ref).lastPathComponent)
         }
-        throw refError ?? CheckpointError.io("'\(ref)' is neither a checkpoint file nor an entry: \(zooOptions.layout.root.path) is not a zoo")
+        throw refError ?? CLIError("'\(ref)' is neither a checkpoint file nor an entry: \(zooOptions.layout.root.path) is not a zoo")
     }
 }
 

@@ -48,7 +48,7 @@ struct Import: ParsableCommand {
         guard CheckpointFile.isHDF5(url), let stored = try? CheckpointFile.storedContentID(url) else { return }
         let computed = ContentID.compute(try CheckpointFile.read(url))
         guard stored == computed else {
-            throw CheckpointError.corrupt("\(url.lastPathComponent): stored content id \(stored) does not match its tensors (content id \(computed)); the file was modified after it was written")
+            throw CLIError("\(url.lastPathComponent): stored content id \(stored) does not match its tensors (content id \(computed)); the file was modified after it was written")
         }
     }
 

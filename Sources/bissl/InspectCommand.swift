@@ -41,7 +41,7 @@ struct Inspect: ParsableCommand {
     func run() throws {
         let url = URL(fileURLWithPath: file)
         guard let attributes = try? FileManager.default.attributesOfItem(atPath: url.path) else {
-            throw CheckpointError.io("cannot read \(file): no such file")
+            throw CLIError("cannot read \(file): no such file")
         }
         let kind = try FileSniffer.sniff(url)
         var report = Report(file: file, bytes: (attributes[.size] as? Int) ?? 0, kind: kind.describe(url.lastPathComponent))
@@ -82,7 +82,7 @@ struct Inspect: ParsableCommand {
                 report.importError = String(describing: error)
             }
         default:
-            throw CheckpointError.notACheckpoint(report.kind)
+            throw CLIError(report.kind)
         }
         if json {
             let encoder = JSONEncoder()

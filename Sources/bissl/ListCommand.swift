@@ -46,7 +46,7 @@ struct List: ParsableCommand {
 
     func run() throws {
         if let stage, !ProvenanceCheck.stages.contains(stage) {
-            throw CheckpointError.invalid("unknown stage '\(stage)': use one of imported, pretext, bissl, finetune, probe")
+            throw CLIError("unknown stage '\(stage)': use one of imported, pretext, bissl, finetune, probe")
         }
         let zoo = try zooOptions.open(readOnly: true)
         defer { try? zoo.close() }

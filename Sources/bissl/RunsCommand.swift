@@ -66,7 +66,7 @@ struct RunsShow: ParsableCommand {
     func run() throws {
         let directory = try Run.resolve(layout: zooOptions.layout, id: id)
         let summary = RunSummary.summary(directory: directory)
-        guard let record = summary.record else { throw CheckpointError.invalid(summary.problem ?? "run \(id) is unreadable") }
+        guard let record = summary.record else { throw CLIError(summary.problem ?? "run \(id) is unreadable") }
         let metrics = try RunSummary.lastMetrics(directory: directory)
         if curves {
             let url = try RunSummary.drawCurves(directory: directory, title: record.id)

@@ -68,7 +68,7 @@ struct Remove: ParsableCommand {
             let runs = RunSummary.unfinished(startingFrom: id, zooOptions.layout)
             if !runs.isEmpty {
                 let shown = runs.prefix(5).map { "\($0.id) (\($0.state))" }.joined(separator: ", ") + (runs.count > 5 ? ", ..." : "")
-                throw CheckpointError.invalid(
+                throw CLIError(
                     "entry \(id.prefix(12)) is the start of \(runs.count) unfinished run\(runs.count == 1 ? "" : "s") that cannot resume without it: \(shown); finish \(runs.count == 1 ? "it" : "them") with --resume, or bissl rm --force")
             }
         }

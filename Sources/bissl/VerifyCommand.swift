@@ -48,7 +48,7 @@ struct Verify: ParsableCommand {
             print("checked \(report.checked) entr\(report.checked == 1 ? "y" : "ies"): " + counts.map { "\($0.1) \($0.0.rawValue)\($0.1 == 1 ? "" : "s")" }.joined(separator: ", "))
         }
         if !report.problems.isEmpty {
-            throw CheckpointError.corrupt("\(report.problems.count) damaged entr\(report.problems.count == 1 ? "y" : "ies") in \(zooOptions.layout.root.path) (listed above)")
+            throw CLIError("\(report.problems.count) damaged entr\(report.problems.count == 1 ? "y" : "ies") in \(zooOptions.layout.root.path) (listed above)")
         }
     }
 }

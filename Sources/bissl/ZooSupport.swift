@@ -83,7 +83,7 @@ enum ZooOutput {
             dir = (dir as NSString).deletingLastPathComponent
         }
         for folder in candidates where resolved == folder || resolved.hasPrefix(folder + "/") {
-            throw CheckpointError.invalid("refusing to write \(output): it is inside the zoo's objects folder \(folder), whose files are immutable entries")
+            throw CLIError("refusing to write \(output): it is inside the zoo's objects folder \(folder), whose files are immutable entries")
         }
     }
 
