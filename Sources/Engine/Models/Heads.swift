@@ -36,7 +36,7 @@ public final class LinearHead {
     }
 }
 
-/// The MLP projector/predictor of docs/bissl.md, "Network, heads and state-dict keys" (the reference implementation), for dims
+/// The MLP projector/predictor of docs/bissl.md, "Network, heads and state-dict keys", for dims
 /// `[d0, d1, ..., dL]`: for each consecutive pair but the last, `Linear(d_i, d_{i+1})` (with bias) ->
 /// `BatchNorm1d` -> ReLU; then a final `Linear(d_{L-1}, dL, bias=False)`. As an `nn.Sequential` its
 /// keys are `0.weight`, `0.bias`, `1.{weight,bias,running_mean,running_var,num_batches_tracked}`,

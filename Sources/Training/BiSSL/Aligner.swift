@@ -4,7 +4,7 @@ import Datasets
 import Engine
 import Foundation
 
-/// Hyperparameters of a BiSSL alignment (docs/bissl.md, "The alternation loop" and 4.2; defaults are the reference implementation's).
+/// Hyperparameters of a BiSSL alignment (docs/bissl.md, "The alternation loop" and "Default settings"; defaults are the reference implementation's).
 public struct AlignmentSettings: Sendable, Equatable {
     /// T: lower/upper alternations (500).
     public var alternations = 500
@@ -58,7 +58,7 @@ public struct AlignmentSettings: Sendable, Equatable {
 ///
 /// Each phase performs exactly NL / NU steps through persistent `PhaseCursor`s. Schedulers step after
 /// each optimiser step and optimisers start at the base LR, so the first step of each level runs at
-/// full LR (the reference implementation). Logged metrics (Run log, curves, provenance history): `loss_warmup`, `loss_lower`
+/// full LR, as in the reference implementation. Logged metrics (Run log, curves, provenance history): `loss_warmup`, `loss_lower`
 /// (pretext), `loss_reg`, `loss_upper` (ℓ1, through θ_P), `loss_upper_direct` (ℓ2), `ij_relative_hessian`
 /// (||Hg||/((λ+δ)||g||)), `val_top1` (% per alternation) and `val_top1_warmup`.
 ///

@@ -1,11 +1,11 @@
 import Engine
 
-/// Settings of BiSSL's implicit-Jacobian solve (docs/bissl.md, "Problem and hypergradient"; the reference implementation).
+/// Settings of BiSSL's implicit-Jacobian solve (docs/bissl.md, "Problem and hypergradient").
 public struct ImplicitGradientOptions: Sendable, Equatable {
     public enum Solver: String, Sendable, CaseIterable {
         /// Per-tensor α/β (the reference implementation, `layerwise_solve=True`, what the authors run).
         case layerwise
-        /// Textbook CG with one α/β over the whole vector (the reference implementation).
+        /// Textbook CG with one α/β over the whole vector (an option of the reference implementation).
         case global
     }
 

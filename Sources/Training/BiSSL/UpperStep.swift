@@ -1,8 +1,7 @@
 import Checkpoint
 import Engine
 
-/// One BiSSL upper-level step (docs/bissl.md, "Problem and hypergradient" and 3, upper phase; the reference implementation
-/// `_upper_train_loop`), γ = 1, on one downstream batch (x, y):
+/// One BiSSL upper-level step (docs/bissl.md, "Problem and hypergradient" and "The alternation loop", upper phase), γ = 1, on one downstream batch (x, y):
 ///
 ///     ℓ1 = CE(φ_D(θ_P(x)), y)      g = ∇_θP ℓ1, gφ1 = ∇_φD ℓ1      (train-mode BN: θ_P's running stats move, as the reference implementation)
 ///     u  = CG(v ↦ v + H v/(λ+δ), g, K)                               (`ImplicitGradient`, B_H fixed per phase)
