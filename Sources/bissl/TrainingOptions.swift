@@ -21,9 +21,10 @@ protocol TrainingCommand: ParsableCommand {
 extension TrainingCommand {
     static var createsZoo: Bool { true }
 
-    /// `--resume RUN` continues a run with the config it started with: no other option may be given.
+    /// The job options' own rules; with `--resume RUN` (a run continues with the config it started
+    /// with) no other option may be given.
     func validate() throws {
-        guard runOptions.resume != nil else { return }
+        guard runOptions.resume != nil else { return try jobOptions.validate() }
         let given = jobOptions.given
         guard given.isEmpty else {
             throw CLIError("--resume takes no other options (the run's config has them): remove \(given.joined(separator: ", "))")

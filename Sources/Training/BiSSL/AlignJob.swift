@@ -25,6 +25,46 @@ public struct AlignOptions: JobOptions, Sendable {
     public var name: String?
 
     public init() {}
+
+    /// T, NL, NU, K and warmup epochs, defaults filled in (docs/bissl.md, "Default settings").
+    var counts: (Int, Int, Int, Int, Int) {
+        (alternations ?? 500, lowerSteps ?? 20, upperSteps ?? 8, cgIters ?? 5, warmupEpochs ?? 20)
+    }
+
+    /// λ, δ, d_lr, d_wd, p_lr, p_wd and clip as given (Doubles, recorded as typed), defaults filled in;
+    /// d_lr and d_wd default to the SimCLR values for pets, cars and food.
+    var reals: (Double, Double, Double, Double, Double, Double, Double) {
+        (lambda ?? 0.001, damping ?? 10, dLR ?? 0.03, dWD ?? 1e-3, pLR ?? 1.0, pWD ?? 1e-6, clip ?? 10)
+    }
+
+    /// The rules the options obey on their own: REF, `--data` and `--pretext-data` given; every count,
+    /// rate and bound in range (numbers first: a zero batch size would divide by zero in the step count).
+    /// - Throws: `TrainingError.invalid`, one line naming the option and the value.
+    public func validate() throws {
+        func bad(_ message: String) -> TrainingError { .invalid("align: " + message) }
+        guard ref != nil else { throw bad("give REF (or --resume RUN)") }
+        guard data != nil else { throw bad("--data URI is required") }
+        guard pretextData != nil else { throw bad("--pretext-data URI is required") }
+        let (T, NL, NU, K, E) = counts
+        for (option, value, least) in [("--alternations", T, 1), ("--lower-steps", NL, 1), ("--upper-steps", NU, 1),
+                                       ("--cg-iters", K, 1), ("--warmup-epochs", E, 0)] where value < least {
+            throw bad("\(option) must be \(least == 0 ? "0 or more" : "at least \(least)"), got \(value)")
+        }
+        let (lambda, damping, dLR, dWD, pLR, pWD, clip) = reals
+        for (option, value) in [("--lambda", lambda), ("--damping", damping), ("--d-lr", dLR), ("--d-wd", dWD),
+                                ("--p-lr", pLR), ("--p-wd", pWD), ("--clip", clip)] {
+            guard value.isFinite, Float(value).isFinite else { throw bad("\(option) must be a finite number, got \(value)") }
+            guard value >= 0 else { throw bad("\(option) must not be negative, got \(value)") }
+        }
+        guard clip > 0 else { throw bad("--clip must be positive, got \(clip)") }
+        guard noIJ || lambda + damping > 0 else {
+            throw bad("--lambda + --damping must be positive (the implicit solve divides by λ+δ), or give --no-ij")
+        }
+        for (option, value) in [("--d-batch-size", dBatchSize), ("--p-batch-size", pBatchSize)] {
+            if let value, value < 2 { throw bad("\(option) must be at least 2 (train-mode BatchNorm), got \(value)") }
+        }
+        if let size = imageSize, size < 4 || size > 4096 { throw bad("--image-size must be between 4 and 4096, got \(size)") }
+    }
 }
 
 /// Every resolved setting of an alignment: the run config and the entry's hyperparameters. Real-valued
@@ -103,30 +143,10 @@ public struct AlignJob: TrainingJob {
     /// - Throws: `TrainingError.invalid`, one line.
     public static func resolve(_ o: AlignOptions, zoo: Zoo) throws -> AlignConfig {
         func bad(_ message: String) -> TrainingError { .invalid("align: " + message) }
-        guard let ref = o.ref else { throw bad("give REF (or --resume RUN)") }
-        guard let data = o.data else { throw bad("--data URI is required") }
-        guard let pretextData = o.pretextData else { throw bad("--pretext-data URI is required") }
-        // numbers first (cheap, and a zero batch size would divide by zero in the step count)
-        let T = o.alternations ?? 500, NL = o.lowerSteps ?? 20, NU = o.upperSteps ?? 8, K = o.cgIters ?? 5, E = o.warmupEpochs ?? 20
-        for (option, value, least) in [("--alternations", T, 1), ("--lower-steps", NL, 1), ("--upper-steps", NU, 1),
-                                       ("--cg-iters", K, 1), ("--warmup-epochs", E, 0)] where value < least {
-            throw bad("\(option) must be \(least == 0 ? "0 or more" : "at least \(least)"), got \(value)")
-        }
-        let lambda = o.lambda ?? 0.001, damping = o.damping ?? 10, dLR = o.dLR ?? 0.03, dWD = o.dWD ?? 1e-3
-        let pLR = o.pLR ?? 1.0, pWD = o.pWD ?? 1e-6, clip = o.clip ?? 10
-        for (option, value) in [("--lambda", lambda), ("--damping", damping), ("--d-lr", dLR), ("--d-wd", dWD),
-                                ("--p-lr", pLR), ("--p-wd", pWD), ("--clip", clip)] {
-            guard value.isFinite, Float(value).isFinite else { throw bad("\(option) must be a finite number, got \(value)") }
-            guard value >= 0 else { throw bad("\(option) must not be negative, got \(value)") }
-        }
-        guard clip > 0 else { throw bad("--clip must be positive, got \(clip)") }
-        guard o.noIJ || lambda + damping > 0 else {
-            throw bad("--lambda + --damping must be positive (the implicit solve divides by λ+δ), or give --no-ij")
-        }
-        for (option, value) in [("--d-batch-size", o.dBatchSize), ("--p-batch-size", o.pBatchSize)] {
-            if let value, value < 2 { throw bad("\(option) must be at least 2 (train-mode BatchNorm), got \(value)") }
-        }
-        if let size = o.imageSize, size < 4 || size > 4096 { throw bad("--image-size must be between 4 and 4096, got \(size)") }
+        try o.validate()
+        guard let ref = o.ref, let data = o.data, let pretextData = o.pretextData else { throw bad("give REF, --data and --pretext-data") }
+        let (T, NL, NU, K, E) = o.counts
+        let (lambda, damping, dLR, dWD, pLR, pWD, clip) = o.reals
         // REF and its pretext heads
         let id = try zoo.resolve(ref)
         let entry = try zoo.checkpoint(id)

@@ -19,6 +19,35 @@ public struct FineTuneOptions: JobOptions, Sendable {
     public var name: String?
 
     public init() {}
+
+    /// The rules the options obey on their own: `--data` given; REF or `--random-init` (the
+    /// architecture options only with the latter); `--steps` or `--epochs`; every given number in range.
+    /// - Throws: `TrainingError.invalid`, one line naming the option and the value.
+    public func validate() throws {
+        func bad(_ message: String) -> TrainingError { .invalid(message) }
+        guard data != nil else { throw bad("--data URI is required") }
+        if randomInit {
+            guard ref == nil else { throw bad("give either REF or --random-init, not both") }
+        } else {
+            guard ref != nil else { throw bad("give the entry to fine-tune (REF), or --random-init --arch ... for a random start") }
+            let used = [("--arch", arch != nil), ("--width", width != nil), ("--stem", stem != nil)].filter(\.1).map(\.0)
+            guard used.isEmpty else {
+                throw bad("\(used.joined(separator: ", ")) \(used.count == 1 ? "applies" : "apply") only with --random-init (REF has its own architecture)")
+            }
+        }
+        if epochs != nil && steps != nil { throw bad("give --steps or --epochs, not both") }
+        if let e = epochs, e < 1 { throw bad("--epochs must be at least 1, got \(e)") }
+        if let s = steps, s < 1 { throw bad("--steps must be at least 1, got \(s)") }
+        if let b = batchSize, b < 2 { throw bad("--batch-size must be at least 2 (train-mode BatchNorm needs 2 samples), got \(b)") }
+        if let lr, !(lr > 0 && lr.isFinite) { throw bad("--lr must be a positive finite number, got \(lr)") }
+        if let wd, !(wd >= 0 && wd.isFinite) { throw bad("--wd must be a finite number, 0 or more, got \(wd)") }
+        if let n = search, n < 0 { throw bad("--search must be 0 or more, got \(n)") }
+        if let c = checkpointEvery, c < 1 { throw bad("--checkpoint-every must be at least 1, got \(c)") }
+        if randomInit { _ = try FineTuneStart.architecture(arch: randomArchitecture.arch, width: randomArchitecture.width, stem: randomArchitecture.stem) }
+    }
+
+    /// The `--random-init` backbone, defaults filled in: ResNet-18, width 64, small stem (our data is 8-28 px).
+    var randomArchitecture: (arch: String, width: Int, stem: String) { (arch ?? "resnet18", width ?? 64, stem ?? "small") }
 }
 
 /// Every resolved setting of a fine-tuning run: the run's config (run.json) and the entry's
@@ -60,17 +89,8 @@ public struct FineTuneJob: TrainingJob {
     /// - Throws: `TrainingError.invalid`, one line naming the option.
     public static func resolve(_ o: FineTuneOptions, zoo: Zoo) throws -> FineTuneConfig {
         func bad(_ message: String) -> TrainingError { .invalid(message) }
-        guard let data = o.data else { throw bad("--data URI is required") }
-        if o.randomInit {
-            guard o.ref == nil else { throw bad("give either REF or --random-init, not both") }
-        } else {
-            guard o.ref != nil else { throw bad("give the entry to fine-tune (REF), or --random-init --arch ... for a random start") }
-            let used = [("--arch", o.arch != nil), ("--width", o.width != nil), ("--stem", o.stem != nil)].filter(\.1).map(\.0)
-            guard used.isEmpty else {
-                throw bad("\(used.joined(separator: ", ")) \(used.count == 1 ? "applies" : "apply") only with --random-init (REF has its own architecture)")
-            }
-        }
-        if o.epochs != nil && o.steps != nil { throw bad("give --steps or --epochs, not both") }
+        try o.validate()
+        let data = o.data ?? ""
         let refId = try o.ref.map { try zoo.resolve($0) }
         let dataset = try DownstreamData.open(data, role: "--data")
         let trainCount = o.val == nil ? dataset.count - dataset.count / 10 : dataset.count
@@ -82,23 +102,15 @@ public struct FineTuneJob: TrainingJob {
         let size = try DownstreamData.imageSize(o.imageSize ?? recorded, data: dataset)
         let c = FineTuneConfig(
             ref: refId, randomInit: o.randomInit,
-            arch: o.randomInit ? (o.arch ?? "resnet18") : nil, width: o.randomInit ? (o.width ?? 64) : nil,
-            stem: o.randomInit ? (o.stem ?? "small") : nil,
+            arch: o.randomInit ? o.randomArchitecture.arch : nil, width: o.randomInit ? o.randomArchitecture.width : nil,
+            stem: o.randomInit ? o.randomArchitecture.stem : nil,
             // absolute paths: the run resumes from any directory, provenance names the files
             data: dataset.uri.description, val: try o.val.map { try DatasetURI(parsing: $0).description },
             holdout: o.val == nil ? FineTuneConfig.holdoutRule : nil,
             epochs: o.epochs ?? 10, steps: o.steps, batchSize: o.batchSize ?? FineTuneSettings.defaultBatchSize(trainCount: trainCount),
             lr: o.lr ?? 0.1, wd: o.wd ?? 1e-3, momentum: 0.9, search: o.search ?? 0, imageSize: size,
             seed: Seed(o.seed ?? 0), checkpointEvery: o.checkpointEvery, name: o.name)
-        guard c.epochs >= 1 else { throw bad("--epochs must be at least 1, got \(c.epochs)") }
-        if let s = c.steps, s < 1 { throw bad("--steps must be at least 1, got \(s)") }
-        guard c.batchSize >= 2 else { throw bad("--batch-size must be at least 2 (train-mode BatchNorm needs 2 samples), got \(c.batchSize)") }
         guard c.batchSize <= trainCount else { throw bad("--batch-size \(c.batchSize) is larger than the \(trainCount) training images") }
-        guard c.lr > 0, c.lr.isFinite else { throw bad("--lr must be a positive finite number, got \(c.lr)") }
-        guard c.wd >= 0, c.wd.isFinite else { throw bad("--wd must be a finite number, 0 or more, got \(c.wd)") }
-        guard c.search >= 0 else { throw bad("--search must be 0 or more, got \(c.search)") }
-        if let e = c.checkpointEvery, e < 1 { throw bad("--checkpoint-every must be at least 1, got \(e)") }
-        if o.randomInit { _ = try FineTuneStart.architecture(arch: c.arch!, width: c.width!, stem: c.stem!) }
         return c
     }
 
@@ -175,7 +187,10 @@ public struct FineTuneJob: TrainingJob {
         let classes = max(train.classNames.count, val.classNames.count)
         let start: FineTuneStart
         if o.randomInit {
-            let a = try FineTuneStart.architecture(arch: o.arch ?? "resnet18", width: o.width ?? 64, stem: o.stem ?? "small")
+            guard let arch = o.arch, let width = o.width, let stem = o.stem else {
+                throw TrainingError.invalid("the run's config has --random-init but no arch, width and stem")
+            }
+            let a = try FineTuneStart.architecture(arch: arch, width: width, stem: stem)
             start = try FineTuneStart(randomArchitecture: a, classes: classes, seed: o.seed.value)
         } else {
             guard let ref = o.ref else { throw TrainingError.invalid("the run's config has no entry") }

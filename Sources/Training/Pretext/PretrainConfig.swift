@@ -33,6 +33,41 @@ public struct PretrainOptions: JobOptions, Sendable {
     public static func flag(for label: String) -> String {
         label == "weightDecay" ? "--wd" : "--" + RecordedSettings.snakeCase(label, separator: "-")
     }
+
+    /// The rules the options obey on their own (the data and the `--from` entry are checked by
+    /// `PretrainConfig.resolve`): `--method` and `--data` given, every given number in range.
+    /// - Throws: `TrainingError.invalid`, one line naming the option and the value.
+    public func validate() throws {
+        func bad(_ message: String) -> TrainingError { .invalid("pretrain: " + message) }
+        guard method != nil else {
+            throw TrainingError.invalid("pretrain needs --method \(PretextMethods.all.map { $0.name }.joined(separator: "|")) (or --resume RUN)")
+        }
+        guard data != nil else { throw TrainingError.invalid("pretrain needs --data URI") }
+        if let arch { _ = try Self.depth(arch) }
+        if let w = width, w <= 0 || w > 1024 { throw bad("--width must be in 1...1024, got \(w)") }
+        if let s = stem, s != "imagenet" && s != "small" { throw bad("--stem must be imagenet or small, got '\(s)'") }
+        if let size = imageSize, size < 4 || size > 1024 { throw bad("--image-size must be in 4...1024, got \(size)") }
+        if let b = batchSize, b < 2 { throw bad("--batch-size must be at least 2 (BatchNorm needs 2 samples), got \(b)") }
+        if steps != nil && epochs != nil { throw bad("give --steps or --epochs, not both") }
+        if let s = steps, s <= 0 { throw bad("--steps must be positive, got \(s)") }
+        if let e = epochs, e <= 0 { throw bad("--epochs must be positive, got \(e)") }
+        if let opt = optimizer, opt != "lars" && opt != "sgd" { throw bad("--optimizer must be lars or sgd, got '\(opt)'") }
+        if let lr, !(lr > 0 && lr.isFinite) { throw bad("--lr must be positive, got \(lr)") }
+        if let wd = weightDecay, !(wd >= 0 && wd.isFinite) { throw bad("--wd must be non-negative, got \(wd)") }
+        if let t = temperature, !(t > 0 && t.isFinite) { throw bad("--temperature must be positive, got \(t)") }
+        if let e = emaDecay, !(0...1).contains(e) { throw bad("--ema-decay must be in [0, 1], got \(e)") }
+        if let c = checkpointEvery, c <= 0 { throw bad("--checkpoint-every must be positive, got \(c)") }
+    }
+
+    /// `resnet50` (any case, or `50`) -> 50.
+    /// - Throws: `TrainingError.invalid` for a depth torchvision has no ResNet of.
+    static func depth(_ arch: String) throws -> Int {
+        let digits = arch.lowercased().hasPrefix("resnet") ? String(arch.dropFirst(6)) : arch
+        guard let d = Int(digits), PretrainConfig.depths.contains(d) else {
+            throw TrainingError.invalid("pretrain: unknown --arch '\(arch)' (resnet18, resnet34, resnet50, resnet101, resnet152)")
+        }
+        return d
+    }
 }
 
 /// Every resolved setting of a pretraining run. Stored as the run's `config` (so `--resume` rebuilds
@@ -105,24 +140,14 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
     public static func resolve(_ o: PretrainOptions, dataset: ImageDataset, fingerprint: String,
                                parentArchitecture: Architecture? = nil) throws -> PretrainConfig {
         func bad(_ message: String) -> TrainingError { .invalid("pretrain: " + message) }
-        guard let method = o.method else { throw TrainingError.invalid("pretrain needs --method \(PretextMethods.all.map { $0.name }.joined(separator: "|")) (or --resume RUN)") }
-        guard let data = o.data else { throw TrainingError.invalid("pretrain needs --data URI") }
+        try o.validate()
+        guard let method = o.method, let data = o.data else { throw TrainingError.invalid("pretrain needs --method and --data") }
         guard dataset.count >= 4 else { throw bad("the data has \(dataset.count) images; need at least 4") }
         let first = try dataset.image(0)
         let native = max(first.height, first.width)
 
-        var depth = 50
-        if let arch = o.arch {
-            let digits = arch.lowercased().hasPrefix("resnet") ? String(arch.dropFirst(6)) : arch
-            guard let d = Int(digits), depths.contains(d) else {
-                throw bad("unknown --arch '\(arch)' (resnet18, resnet34, resnet50, resnet101, resnet152)")
-            }
-            depth = d
-        }
-        if let w = o.width, w <= 0 || w > 1024 { throw bad("--width must be in 1...1024, got \(w)") }
-        if let s = o.stem, s != "imagenet" && s != "small" { throw bad("--stem must be imagenet or small, got '\(s)'") }
+        var depth = try o.arch.map(PretrainOptions.depth) ?? 50
         let imageSize = o.imageSize ?? (native >= 96 ? 96 : (native + 7) / 8 * 8)
-        guard imageSize >= 4 && imageSize <= 1024 else { throw bad("--image-size must be in 4...1024, got \(imageSize)") }
         var width = o.width ?? 64
         var stem = o.stem ?? (imageSize < 64 ? "small" : "imagenet")
         if let p = parentArchitecture {
@@ -133,26 +158,16 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
         }
 
         let batchSize = o.batchSize ?? max(2, min(256, dataset.count / 2))
-        guard batchSize >= 2 else { throw bad("--batch-size must be at least 2 (BatchNorm needs 2 samples), got \(batchSize)") }
         guard batchSize <= dataset.count else { throw bad("--batch-size \(batchSize) exceeds the \(dataset.count) images of the data") }
         let perEpoch = dataset.count / batchSize
-        if o.steps != nil && o.epochs != nil { throw bad("give --steps or --epochs, not both") }
-        if let s = o.steps, s <= 0 { throw bad("--steps must be positive, got \(s)") }
-        if let e = o.epochs, e <= 0 { throw bad("--epochs must be positive, got \(e)") }
         let epochs = o.steps == nil ? (o.epochs ?? 10) : nil
         let steps = o.steps ?? epochs! * perEpoch
 
         let optimizer = o.optimizer ?? "lars"
-        guard optimizer == "lars" || optimizer == "sgd" else { throw bad("--optimizer must be lars or sgd, got '\(optimizer)'") }
         let lr = o.lr ?? (optimizer == "lars" ? 4.8 : 0.05)
-        guard lr > 0 && lr.isFinite else { throw bad("--lr must be positive, got \(lr)") }
         let wd = o.weightDecay ?? 1e-6
-        guard wd >= 0 && wd.isFinite else { throw bad("--wd must be non-negative, got \(wd)") }
         let temperature = o.temperature ?? 0.5
-        guard temperature > 0 && temperature.isFinite else { throw bad("--temperature must be positive, got \(temperature)") }
         let ema = o.emaDecay ?? 0.9995
-        guard (0...1).contains(ema) else { throw bad("--ema-decay must be in [0, 1], got \(ema)") }
-        if let c = o.checkpointEvery, c <= 0 { throw bad("--checkpoint-every must be positive, got \(c)") }
         // warmup: 10 epochs, or 10% of the steps when shorter; CosineSchedule needs total > warmup
         let warmup = min(10 * perEpoch, steps / 10)
 

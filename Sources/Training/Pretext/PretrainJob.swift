@@ -17,11 +17,8 @@ public struct PretrainJob: TrainingJob {
     ///   unreadable data or a bad `--from` entry.
     public static func resolve(_ options: PretrainOptions, zoo: Zoo) throws -> PretrainConfig {
         var options = options
-        guard options.method != nil else {
-            throw TrainingError.invalid("pretrain needs --method \(PretextMethods.all.map { $0.name }.joined(separator: "|")) (or --resume RUN)")
-        }
-        guard let data = options.data else { throw TrainingError.invalid("pretrain needs --data URI") }
-        let dataset = try ImageDataset(parsing: data)
+        try options.validate()
+        let dataset = try ImageDataset(parsing: options.data ?? "")
         options.data = dataset.uri.description
         var parent: Architecture?
         if let ref = options.from {

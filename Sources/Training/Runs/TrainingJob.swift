@@ -11,9 +11,15 @@ public protocol JobOptions {
     /// The command-line spelling of the setting stored as `label` (default: `--` + kebab-case,
     /// `ref` -> `REF`).
     static func flag(for label: String) -> String
+    /// The rules the options obey on their own, before any data or entry is read (required options
+    /// given, given numbers in range): the CLI's `validate()`, and the first thing `start` does.
+    /// - Throws: `TrainingError.invalid`, one line naming the option and the value.
+    func validate() throws
 }
 
 extension JobOptions {
+    public func validate() throws {}
+
     public static func flag(for label: String) -> String {
         label == "ref" ? "REF" : "--" + RecordedSettings.snakeCase(label, separator: "-")
     }
@@ -72,12 +78,13 @@ public struct JobResult {
 }
 
 extension TrainingJob {
-    /// Starts a new run: `--name` checked first (before any work), options resolved, the job built,
+    /// Starts a new run: the options' own rules and `--name` checked first (before any work), options resolved, the job built,
     /// then the run created, trained and finished.
     /// - Throws: resolution errors (no run directory is left); a failure after the run started marks
     ///   it failed (resumable) and is rethrown.
     public static func start(zoo: Zoo, options: Options, commandLine: [String],
                              progress: ProgressReporter? = nil) throws -> JobResult {
+        try options.validate()
         if let name = options.name { try checkName(name, zoo: zoo) }
         let config = try resolve(options, zoo: zoo)
         let job = try Self(config: config, zoo: zoo, resuming: nil)
