@@ -1,6 +1,6 @@
 # bissl: the commands of README.md. `make test` is what CI runs (.ci/run).
 SHELL := /bin/bash
-APT_PACKAGES := libhdf5-dev libopenblas-dev zlib1g-dev libpng-dev libjpeg-dev libsqlite3-dev pkg-config dataset-fashion-mnist graphviz
+APT_PACKAGES := libhdf5-dev libopenblas-dev zlib1g-dev libpng-dev libjpeg-dev libsqlite3-dev libcurl4-openssl-dev pkg-config dataset-fashion-mnist graphviz
 PYTHON ?= python3
 RELEASE_BIN := .build/release/bissl
 

@@ -1,6 +1,6 @@
 // swift-tools-version:6.0
 // bissl: model zoo, checkpoint format and BiSSL training for self-supervised ResNets.
-// Layers, bottom to top: CHDF5/CBLAS/CZlib (system shims) -> HDF5 -> Checkpoint -> ... -> bissl (CLI).
+// Layers, bottom to top: CHDF5/CBLAS/CZlib/CCurl (system shims) -> HDF5 -> Checkpoint -> ... -> bissl (CLI).
 import PackageDescription
 
 let package = Package(
@@ -23,6 +23,7 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         // The value types every layer shares (Tensor, DType, StateDict, Checkpoint, Architecture,
         // Provenance, JSONValue) and the one-line error protocol; no file formats.
         .target(name: "BisslCore", dependencies: [.product(name: "Collections", package: "swift-collections")]),
@@ -37,8 +38,9 @@ let package = Package(
         .target(
             name: "Zoo",
             dependencies: [
-                "Checkpoint",
+                "Checkpoint", "CCurl",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ]),
         .target(
             name: "Datasets",

@@ -10,7 +10,7 @@ struct Bissl: ParsableCommand {
         abstract: "Model zoo, checkpoint conversion and BiSSL alignment for self-supervised ResNets.",
         version: bisslVersion,
         subcommands: [Convert.self, Inspect.self, Import.self, Export.self, List.self, Show.self, Lineage.self, Diff.self, Tag.self, Untag.self,
-                      Remove.self, Verify.self, GC.self, DataGroup.self, PredictCommand.self, Runs.self, PretrainCommand.self,
+                      Remove.self, Verify.self, GC.self, RemoteGroup.self, Push.self, Pull.self, DataGroup.self, PredictCommand.self, Runs.self, PretrainCommand.self,
                       FinetuneCommand.self, ProbeCommand.self, EvalCommand.self, AlignCommand.self])
 
     /// Runs the CLI with our error convention: one `error: ...` line on stderr, non-zero exit,

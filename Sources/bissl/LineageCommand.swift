@@ -19,9 +19,15 @@ struct Lineage: ParsableCommand {
     var direction: LineageDirection = .both
     @Option(help: "text, json, dot or mermaid.")
     var format: LineageFormat = .text
+    @Option(help: ArgumentHelp("Show the lineage on this remote instead (reads manifests, no tensors).", valueName: "NAME"))
+    var remote: String?
     @OptionGroup var zooOptions: ZooOptions
 
     func run() throws {
+        if let remote {
+            let graph = try RemoteZoo(Remotes.select(remote, zooOptions.layout)).lineage(ref)
+            return print(try LineageRender.render(graph, format: format, direction: direction), terminator: "")
+        }
         let zoo = try zooOptions.open(readOnly: true)
         defer { try? zoo.close() }
         let lineage = try zoo.lineage(ref, direction: ZooLineage.Direction(rawValue: direction.rawValue) ?? .both)

@@ -19,6 +19,9 @@ struct List: ParsableCommand {
     @Option(help: "Only entries with a name or tag matching this glob pattern (best-*).")
     var tag: String?
 
+    @Option(help: ArgumentHelp("List the entries of this remote instead (reads manifests, no tensors).", valueName: "NAME"))
+    var remote: String?
+
     @OptionGroup var zooOptions: ZooOptions
 
     @Flag(help: "Print JSON instead of text.")
@@ -48,9 +51,19 @@ struct List: ParsableCommand {
         if let stage, !ProvenanceCheck.stages.contains(stage) {
             throw CLIError("unknown stage '\(stage)': use one of imported, pretext, bissl, finetune, probe")
         }
-        let zoo = try zooOptions.open(readOnly: true)
-        defer { try? zoo.close() }
-        let records = try zoo.list(ListFilter(stage: stage, method: method, arch: arch, dataset: dataset, tag: tag), withProvenance: false)
+        let filter = ListFilter(stage: stage, method: method, arch: arch, dataset: dataset, tag: tag)
+        let records: [EntryRecord]
+        let place: String
+        if let remote {
+            let config = try Remotes.select(remote, zooOptions.layout)
+            records = try RemoteZoo(config).list().filter(filter.matches)
+            place = "remote \(config.name) (\(config.url))"
+        } else {
+            let zoo = try zooOptions.open(readOnly: true)
+            defer { try? zoo.close() }
+            records = try zoo.list(filter, withProvenance: false)
+            place = zoo.layout.root.path
+        }
         if json {
             return try ZooOutput.printJSON(records.map { r in
                 let s = r.summary
@@ -61,7 +74,7 @@ struct List: ParsableCommand {
             })
         }
         if records.isEmpty {
-            print("no entries\(stage ?? method ?? arch ?? dataset ?? tag == nil ? "" : " match") in \(zoo.layout.root.path)")
+            print("no entries\(stage ?? method ?? arch ?? dataset ?? tag == nil ? "" : " match") in \(place)")
             return
         }
         let rows = records.map { r -> [String] in

@@ -61,11 +61,16 @@ struct GC: ParsableCommand {
 
     @Flag(help: "Report what would be removed without removing it.")
     var dryRun = false
+    @Option(help: ArgumentHelp("Clean this remote instead: delete objects no manifest references and abort stale multipart uploads.", valueName: "NAME"))
+    var remote: String?
+    @Option(help: ArgumentHelp("With --remote: keep what is younger than this (90s, 30m, 24h, 7d; default 24h).", valueName: "DURATION"))
+    var grace: String = "24h"
     @OptionGroup var zooOptions: ZooOptions
     @Flag(help: "Print JSON instead of text.")
     var json = false
 
     func run() throws {
+        if let remote { return try runRemote(remote) }
         let zoo = try zooOptions.open()
         defer { try? zoo.close() }
         let r = try zoo.gc(dryRun: dryRun)
@@ -79,5 +84,29 @@ struct GC: ParsableCommand {
         for path in r.restoredObjects { print("\(dryRun ? "would restore" : "restored") object \(path)") }
         let n = r.writerLeftovers.count + r.strayRefs.count
         print("\(verb) \(n) file\(n == 1 ? "" : "s"), \(ZooOutput.bytes(r.bytes))")
+    }
+}
+
+extension GC {
+    func runRemote(_ name: String) throws {
+        guard let seconds = Self.duration(grace) else {
+            throw CLIError("invalid --grace '\(grace)': give a number with s, m, h or d (90s, 30m, 24h, 7d)")
+        }
+        let r = try RemoteZoo(Remotes.select(name, zooOptions.layout)).gc(grace: seconds, dryRun: dryRun)
+        if json { return try ZooOutput.printJSON(r) }
+        let verb = dryRun ? "would remove" : "removed"
+        for key in r.removedObjects { print("\(verb) unreferenced object \(key)") }
+        for key in r.abortedUploads { print("\(dryRun ? "would abort" : "aborted") unfinished upload of \(key)") }
+        for id in r.missingObjects { print("warning: the object of entry \(id.prefix(12)) is missing; push it again from a zoo that holds it") }
+        for label in r.danglingLabels { print("warning: label \(label) points at an entry the remote does not hold") }
+        print("\(verb) \(r.removedObjects.count) object\(r.removedObjects.count == 1 ? "" : "s") (\(ZooOutput.bytes(r.bytes))), \(dryRun ? "would abort" : "aborted") \(r.abortedUploads.count) upload\(r.abortedUploads.count == 1 ? "" : "s"); kept \(r.keptRecent) younger than \(grace)")
+    }
+
+    /// Seconds of `90s`, `30m`, `24h`, `7d` or a bare number of seconds; nil otherwise.
+    static func duration(_ text: String) -> TimeInterval? {
+        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
+        let (digits, unit) = text.last.flatMap { units[$0] }.map { (text.dropLast(), $0) } ?? (Substring(text), 1)
+        guard let value = Double(digits), value >= 0, value.isFinite else { return nil }
+        return value * unit
     }
 }

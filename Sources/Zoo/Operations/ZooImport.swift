@@ -36,6 +36,13 @@ extension Zoo {
     ///   (`ProvenanceCheck`) or naming the entry's own id as a parent, `.io` when the zoo cannot be
     ///   written.
     public func add(_ checkpoint: Checkpoint, name: String? = nil, tags: [String] = []) throws -> ImportResult {
+        try add(checkpoint, name: name, tags: tags, staged: nil)
+    }
+
+    /// `add` placing `given`, a complete object file of `checkpoint` in `tmp/` (a verified download,
+    /// `pull`), instead of writing one; `given` is removed in every case.
+    func add(_ checkpoint: Checkpoint, name: String?, tags: [String], staged given: URL?) throws -> ImportResult {
+        defer { if let given { unlink(given.path) } }
         let labels = (name.map { [($0, LabelKind.name)] } ?? []) + tags.map { ($0, LabelKind.tag) }
         var seen = Set<String>()
         for (label, _) in labels {
@@ -59,8 +66,8 @@ extension Zoo {
         // Refuse taken labels before the (possibly long) write; checked again under the lock.
         try catalog.read { db in try Self.checkLabelsFree(labels, for: id, db) }
 
-        let staged = layout.tmp.appendingPathComponent("\(id).\(getpid()).\(UInt32.random(in: 0...UInt32.max)).h5")
-        try CheckpointFile.write(checkpoint, to: staged)
+        let staged = given ?? layout.tmp.appendingPathComponent("\(id).\(getpid()).\(UInt32.random(in: 0...UInt32.max)).h5")
+        if given == nil { try CheckpointFile.write(checkpoint, to: staged) }
         defer { unlink(staged.path) }
 
         let object = layout.objectURL(id)
@@ -102,7 +109,7 @@ extension Zoo {
 
     /// Applies `labels` the listed entry `id` does not hold yet (refs first, then rows, inside the
     /// caller's write transaction) and returns its result with `labelsAdded`.
-    private func labelExisting(_ id: String, _ labels: [(String, LabelKind)], _ db: Database) throws -> ImportResult {
+    func labelExisting(_ id: String, _ labels: [(String, LabelKind)], _ db: Database) throws -> ImportResult {
         try Self.checkLabelsFree(labels, for: id, db)
         let held = Set(try Catalog.labels(of: id, db).map(\.label))
         var written: [(String, LabelKind)] = []

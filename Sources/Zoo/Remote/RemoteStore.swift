@@ -1,0 +1,351 @@
+import Checkpoint
+import Crypto
+import Foundation
+
+/// What the remote records of one entry, `<prefix>/entries/<id>.json` (schemas/remote.md,
+/// "Manifests"): enough for `list --remote` and `lineage --remote` without downloading the object.
+public struct RemoteManifest: Codable, Equatable, Sendable {
+    /// Layout version of the manifest (1).
+    public var version: Int
+    /// The entry's content id (64 hex, `ContentID`).
+    public var id: String
+    /// The entry's object: SHA-256 of its bytes (which names it) and its size in bytes.
+    public var object: ObjectRef
+    /// The catalog row of the entry as the pushing zoo derived it from the object (schemas/catalog.md).
+    public var summary: EntrySummary
+    /// ISO 8601 UTC time of the push that wrote the manifest.
+    public var pushedAt: String
+
+    public struct ObjectRef: Codable, Equatable, Sendable {
+        public var sha256: String
+        public var size: Int64
+    }
+}
+
+/// A label on a remote, `<prefix>/refs/<label>`: `{"id": "<64 hex>", "kind": "name"|"tag"}`.
+public struct RemoteRef: Codable, Equatable, Sendable {
+    public var id: String
+    public var kind: LabelKind
+    /// The ETag the server gave the ref object (used for `If-Match` compare-and-swap); not stored.
+    public var etag: String?
+
+    enum CodingKeys: String, CodingKey { case id, kind }
+
+    /// The ref object's bytes: sorted keys, one line.
+    var body: Data {
+        Data("{\"id\":\"\(id)\",\"kind\":\"\(kind.rawValue)\"}\n".utf8)
+    }
+}
+
+/// One key of a listing.
+struct RemoteKey {
+    /// Key relative to the remote's prefix.
+    var key: String
+    var size: Int64
+    var lastModified: Date
+    var etag: String
+}
+
+/// The objects of one remote (schemas/remote.md, "Layout"), on an `S3Client`:
+///
+/// ```
+/// <prefix>/bissl-remote.json               {"format":"bissl-remote","version":1}
+/// <prefix>/objects/<2 hex>/<62 hex>.h5     entry objects, named by the SHA-256 of their bytes
+/// <prefix>/entries/<content id>.json       manifests (`RemoteManifest`); an entry is on the remote iff its manifest is
+/// <prefix>/refs/<label>                    names and tags (`RemoteRef`)
+/// ```
+final class RemoteStore: @unchecked Sendable {
+    let config: RemoteConfig
+    let bucket: String
+    let prefix: String
+    let credentials: S3Credentials?
+    let client: S3Client
+    /// Objects above this size go up in parts (S3 multipart upload) of `partSize` bytes.
+    var multipartThreshold: Int64 = 64 << 20
+    var partSize: Int64 = 16 << 20
+    /// Connections used for parallel part uploads and manifest/ref reads.
+    var connections = 8
+
+    static let formatKey = "bissl-remote.json"
+    static let formatBody = Data("{\"format\":\"bissl-remote\",\"version\":1}\n".utf8)
+
+    /// - Throws: `CheckpointError.invalid` for a bad configuration or an unreadable credentials profile.
+    init(_ config: RemoteConfig, credentials: S3Credentials? = nil, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+        self.config = config
+        let location = try config.location()
+        bucket = location.bucket
+        prefix = location.prefix
+        self.credentials = try credentials ?? S3Credentials.find(environment)
+        client = try S3Client(bucket: bucket, region: config.signingRegion(environment), endpoint: config.endpoint, credentials: self.credentials)
+    }
+
+    /// Bytes per second each connection moves at most; nil for no limit.
+    var maxRate: Int64? {
+        get { client.maxRate }
+        set { client.maxRate = newValue }
+    }
+
+    /// A second client to the same bucket (one per parallel connection).
+    func newClient() throws -> S3Client {
+        let c = try S3Client(bucket: bucket, region: client.region, endpoint: config.endpoint, credentials: credentials)
+        c.maxRate = client.maxRate
+        c.attempts = client.attempts
+        return c
+    }
+
+    /// `s3://bucket/prefix` for messages.
+    var display: String { "s3://\(bucket)" + (prefix.isEmpty ? "" : "/\(prefix)") }
+
+    func key(_ relative: String) -> String { prefix.isEmpty ? relative : prefix + "/" + relative }
+    static func objectKey(sha256: String) -> String { "objects/\(sha256.prefix(2))/\(sha256.dropFirst(2)).h5" }
+    static func manifestKey(_ id: String) -> String { "entries/\(id).json" }
+    static func refKey(_ label: String) -> String { "refs/\(label)" }
+
+    // MARK: - requests
+
+    /// Fails with one line for a status the caller did not expect.
+    func failure(_ method: String, _ relative: String?, _ r: HTTPResponse) -> CheckpointError {
+        let where_ = relative.map { "\(display)/\($0)" } ?? display
+        switch (r.status, r.errorCode) {
+        case (_, "NoSuchBucket"?):
+            return .io("bucket \(bucket) does not exist\(config.endpoint.map { " at \($0)" } ?? "") (remote \(config.name))")
+        case (403, _), (401, _):
+            return .io("access denied to \(where_) (\(r.errorCode ?? "HTTP \(r.status)")): check the AWS credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE) for remote \(config.name)")
+        default:
+            return .io("\(method) \(where_) failed: HTTP \(r.status)\(r.errorCode.map { " \($0)" } ?? "")\(r.errorMessage.map { ": \($0)" } ?? "")")
+        }
+    }
+
+    /// The object's bytes and ETag, nil when it does not exist.
+    func get(_ relative: String, client: S3Client? = nil) throws -> (data: Data, etag: String?)? {
+        let r = try (client ?? self.client).send("GET", key(relative))
+        if r.status == 404 && r.errorCode != "NoSuchBucket" { return nil }
+        guard r.status == 200 else { throw failure("GET", relative, r) }
+        return (r.body, r.etag)
+    }
+
+    /// True when the object exists.
+    func exists(_ relative: String) throws -> Bool {
+        let r = try client.send("HEAD", key(relative))
+        if r.status == 404 {
+            // HEAD answers carry no error body: tell a missing bucket from a missing key.
+            if try client.send("GET", nil, query: [("list-type", "2"), ("max-keys", "1"), ("prefix", key(relative))]).errorCode == "NoSuchBucket" {
+                throw failure("HEAD", relative, HTTPResponse(status: 404, headers: [:], body: Data("<Code>NoSuchBucket</Code>".utf8)))
+            }
+            return false
+        }
+        guard r.status == 200 else { throw failure("HEAD", relative, r) }
+        return true
+    }
+
+    /// Writes the object only when no object has its key (`If-None-Match: *`).
+    /// - Returns: true when written, false when the key existed already (HTTP 412).
+    func create(_ relative: String, _ body: Data) throws -> Bool {
+        let r = try client.send("PUT", key(relative), headers: ["If-None-Match": "*"], body: .data(body))
+        if r.status == 412 { return false }
+        guard r.status == 200 else { throw failure("PUT", relative, r) }
+        return true
+    }
+
+    /// Replaces the object only while its ETag is `etag` (`If-Match`).
+    /// - Returns: false when the object changed or vanished meanwhile (HTTP 412).
+    func replace(_ relative: String, _ body: Data, etag: String) throws -> Bool {
+        let r = try client.send("PUT", key(relative), headers: ["If-Match": etag], body: .data(body))
+        if r.status == 412 || r.status == 404 { return false }
+        guard r.status == 200 else { throw failure("PUT", relative, r) }
+        return true
+    }
+
+    func delete(_ relative: String) throws {
+        let r = try client.send("DELETE", key(relative))
+        guard r.status == 204 || r.status == 200 || r.status == 404 else { throw failure("DELETE", relative, r) }
+    }
+
+    /// Every key under `relativePrefix` (ListObjectsV2, 1,000 keys a page), keys relative to the remote's prefix.
+    func list(_ relativePrefix: String) throws -> [RemoteKey] {
+        var out: [RemoteKey] = []
+        var token: String?
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let plain = ISO8601DateFormatter()
+        repeat {
+            var query = [("list-type", "2"), ("prefix", key(relativePrefix))]
+            if let token { query.append(("continuation-token", token)) }
+            let r = try client.send("GET", nil, query: query)
+            guard r.status == 200 else { throw failure("LIST", relativePrefix, r) }
+            let parsed = XMLRecords(r.body, record: "Contents")
+            let strip = prefix.isEmpty ? 0 : prefix.count + 1
+            for c in parsed.records {
+                guard let k = c["Key"], k.count > strip else { continue }
+                let stamp = c["LastModified"] ?? ""
+                out.append(RemoteKey(key: String(k.dropFirst(strip)), size: Int64(c["Size"] ?? "") ?? 0,
+                                     lastModified: formatter.date(from: stamp) ?? plain.date(from: stamp) ?? Date(),
+                                     etag: c["ETag"] ?? ""))
+            }
+            token = parsed.top["IsTruncated"] == "true" ? parsed.top["NextContinuationToken"] : nil
+        } while token != nil
+        return out
+    }
+
+    /// Runs `body(index, client)` for every index in `0..<count` on up to `connections` connections.
+    /// - Throws: the first error any call threw.
+    func parallel(_ count: Int, _ body: @escaping @Sendable (Int, S3Client) throws -> Void) throws {
+        guard count > 0 else { return }
+        let workers = min(connections, count)
+        let state = ParallelState()
+        let clients = try (0..<workers).map { $0 == 0 ? client : try newClient() }
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            while let i = state.next(count) {
+                do { try body(i, clients[w]) } catch { state.fail(error) }
+            }
+        }
+        if let error = state.error { throw error }
+    }
+
+    // MARK: - layout
+
+    /// Checks `bissl-remote.json` (a remote of a newer layout is refused); writes it when `create` and missing.
+    /// - Returns: false when the remote holds no layout yet (and `create` is false).
+    @discardableResult
+    func checkFormat(create: Bool) throws -> Bool {
+        if let (data, _) = try get(Self.formatKey) {
+            struct Format: Decodable { var format: String; var version: Int }
+            guard let f = try? JSONDecoder().decode(Format.self, from: data), f.format == "bissl-remote" else {
+                throw CheckpointError.corrupt("\(display)/\(Self.formatKey) is not a bissl remote marker")
+            }
+            guard f.version <= 1 else { throw CheckpointError.unsupported("remote \(config.name) has layout version \(f.version) > 1; upgrade bissl") }
+            return true
+        }
+        guard create else { return false }
+        _ = try self.create(Self.formatKey, Self.formatBody)
+        return true
+    }
+
+    /// The manifest of entry `id`, nil when the remote does not hold the entry.
+    /// - Throws: `CheckpointError.corrupt` for a manifest that does not decode or names another id.
+    func manifest(_ id: String, client: S3Client? = nil) throws -> RemoteManifest? {
+        guard let (data, _) = try get(Self.manifestKey(id), client: client) else { return nil }
+        return try Self.decodeManifest(data, id: id, display: display)
+    }
+
+    static func decodeManifest(_ data: Data, id: String, display: String) throws -> RemoteManifest {
+        let decoder = JSONDecoder()
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        guard data.count <= 16 << 20, let m = try? decoder.decode(RemoteManifest.self, from: data), m.id == id, m.summary.id == id,
+              m.object.sha256.count == 64, ZooLayout.isHex(m.object.sha256), m.object.size >= 0 else {
+            throw CheckpointError.corrupt("manifest \(display)/\(manifestKey(id)) is damaged (not a version-1 manifest of entry \(id.prefix(12)))")
+        }
+        guard m.version == 1 else { throw CheckpointError.unsupported("manifest of \(id.prefix(12)) has version \(m.version) > 1; upgrade bissl") }
+        return m
+    }
+
+    static func encodeManifest(_ m: RemoteManifest) throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        return try encoder.encode(m) + Data("\n".utf8)
+    }
+
+    /// Ids of every entry on the remote (keys `entries/<64 hex>.json`), sorted.
+    func entryIDs() throws -> [String] {
+        try list("entries/").compactMap { k -> String? in
+            let name = k.key.dropFirst("entries/".count)
+            guard name.hasSuffix(".json") else { return nil }
+            let id = String(name.dropLast(5))
+            return ZooLayout.isFullID(id) ? id : nil
+        }.sorted()
+    }
+
+    /// The manifests of `ids`, read over parallel connections (ids whose manifest vanished meanwhile are left out).
+    func manifests(_ ids: [String]) throws -> [RemoteManifest] {
+        let results = Locked<[Int: RemoteManifest]>([:])
+        try parallel(ids.count) { i, client in
+            if let m = try self.manifest(ids[i], client: client) { results.update { $0[i] = m } }
+        }
+        let all = results.value
+        return ids.indices.compactMap { all[$0] }
+    }
+
+    /// The ref of `label`, nil when the remote has none.
+    func ref(_ label: String, client: S3Client? = nil) throws -> RemoteRef? {
+        guard let (data, etag) = try get(Self.refKey(label), client: client) else { return nil }
+        guard data.count <= 4096, var ref = try? JSONDecoder().decode(RemoteRef.self, from: data), ZooLayout.isFullID(ref.id) else {
+            throw CheckpointError.corrupt("ref \(display)/\(Self.refKey(label)) is damaged (not {\"id\": <64 hex>, \"kind\": name|tag})")
+        }
+        ref.etag = etag
+        return ref
+    }
+
+    /// Every label on the remote. A ref whose listed ETag is the MD5 of the canonical body for one of
+    /// `knownIDs` (S3's ETag of a single-part upload) is recognised without being read; others are
+    /// read over parallel connections.
+    func refs(knownIDs: [String] = []) throws -> [String: RemoteRef] {
+        let keys = try list("refs/").filter { (try? LabelRules.validate(String($0.key.dropFirst(5)))) != nil }
+        var candidates: [String: RemoteRef] = [:]
+        for id in knownIDs {
+            for kind in LabelKind.allCases {
+                let ref = RemoteRef(id: id, kind: kind, etag: nil)
+                candidates["\"" + Insecure.MD5.hash(data: ref.body).map { String(format: "%02x", $0) }.joined() + "\""] = ref
+            }
+        }
+        var out: [String: RemoteRef] = [:]
+        var unread: [String] = []
+        for k in keys {
+            let label = String(k.key.dropFirst(5))
+            if var ref = candidates[k.etag] {
+                ref.etag = k.etag
+                out[label] = ref
+            } else {
+                unread.append(label)
+            }
+        }
+        let read = Locked<[String: RemoteRef]>([:])
+        let labels = unread
+        try parallel(labels.count) { i, client in
+            if let r = try self.ref(labels[i], client: client) { read.update { $0[labels[i]] = r } }
+        }
+        out.merge(read.value) { a, _ in a }
+        return out
+    }
+
+    /// Resolves REF against the remote as `Zoo.resolve` does locally: a full id with a manifest, a
+    /// label, or a unique id prefix of at least 6 hex digits.
+    /// - Throws: `CheckpointError.invalid` naming the remote when nothing matches, `.ambiguous` for a shared prefix.
+    func resolve(_ ref: String) throws -> String {
+        let lower = ref.lowercased()
+        if ZooLayout.isFullID(lower), try exists(Self.manifestKey(lower)) { return lower }
+        if (try? LabelRules.validate(ref)) != nil, let r = try self.ref(ref) { return r.id }
+        if lower.count >= Zoo.minimumPrefixLength, ZooLayout.isHex(lower) {
+            let matches = try list("entries/" + lower).map { String($0.key.dropFirst("entries/".count).prefix(64)) }.filter(ZooLayout.isFullID)
+            if matches.count == 1 { return matches[0] }
+            if matches.count > 1 {
+                throw CheckpointError.ambiguous("'\(ref)' is ambiguous on remote \(config.name): \(matches.count) entries start with it: \(matches.prefix(10).map { String($0.prefix(16)) }.joined(separator: ", ")); give more digits")
+            }
+        }
+        throw CheckpointError.invalid("no entry, name or tag '\(ref)' on remote \(config.name) (\(display)); bissl list --remote \(config.name) shows what is there")
+    }
+}
+
+/// A value shared between threads behind a lock.
+final class Locked<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: T
+    init(_ value: T) { stored = value }
+    var value: T { lock.withLock { stored } }
+    func update<R>(_ body: (inout T) throws -> R) rethrows -> R { try lock.withLock { try body(&stored) } }
+}
+
+/// Work distribution of `RemoteStore.parallel`: the next index, and the first error.
+private final class ParallelState: @unchecked Sendable {
+    private let lock = NSLock()
+    private var index = 0
+    private(set) var error: Error?
+    func next(_ count: Int) -> Int? {
+        lock.withLock {
+            guard error == nil, index < count else { return nil }
+            defer { index += 1 }
+            return index
+        }
+    }
+    func fail(_ e: Error) { lock.withLock { if error == nil { error = e } } }
+}

@@ -1,0 +1,110 @@
+import Checkpoint
+import Foundation
+
+/// What `RemoteZoo.gc` removed (or, with `dryRun`, would remove).
+public struct RemoteGCReport: Codable, Equatable, Sendable {
+    /// Keys of objects no manifest references, last modified before the grace period: deleted.
+    public var removedObjects: [String]
+    /// Keys of multipart uploads started before the grace period and never completed: aborted.
+    public var abortedUploads: [String]
+    /// Unreferenced objects and pending uploads younger than the grace period (kept: a push may be writing them).
+    public var keptRecent: Int
+    /// Manifests whose object is missing (reported, never deleted: push the entry again to repair).
+    public var missingObjects: [String]
+    /// Labels pointing at entries without a manifest (reported, never deleted).
+    public var danglingLabels: [String]
+    /// Bytes freed.
+    public var bytes: Int64
+}
+
+/// Reading and cleaning a remote without a local zoo (schemas/remote.md): its entries as
+/// `EntryRecord`s built from manifests and refs (no object is downloaded), their lineage, and `gc`.
+public struct RemoteZoo {
+    let store: RemoteStore
+
+    /// - Throws: `CheckpointError.invalid` for a bad configuration or credentials profile.
+    public init(_ config: RemoteConfig) throws { store = try RemoteStore(config) }
+
+    init(store: RemoteStore) { self.store = store }
+
+    public var config: RemoteConfig { store.config }
+
+    /// Every entry on the remote, newest first (by `created`, then id), with its remote labels.
+    /// Costs one listing of `entries/` and `refs/` and one read per manifest (over parallel connections).
+    public func list() throws -> [EntryRecord] {
+        guard try store.checkFormat(create: false) else { return [] }
+        let ids = try store.entryIDs()
+        let manifests = try store.manifests(ids)
+        let refs = try store.refs(knownIDs: ids)
+        var labels: [String: (name: String?, tags: [String])] = [:]
+        for (label, r) in refs.sorted(by: { $0.key < $1.key }) {
+            if r.kind == .name && labels[r.id]?.name == nil { labels[r.id, default: (nil, [])].name = label } else { labels[r.id, default: (nil, [])].tags.append(label) }
+        }
+        return manifests.map { m in EntryRecord(summary: m.summary, name: labels[m.id]?.name, tags: labels[m.id]?.tags ?? []) }
+            .sorted { ($0.summary.created, $0.id) > ($1.summary.created, $1.id) }
+    }
+
+    /// The lineage graph of the entry REF names on the remote (resolved as `pull` resolves it), over
+    /// every manifest of the remote; parents the remote lacks stay edge ends only.
+    public func lineage(_ ref: String) throws -> LineageGraph {
+        guard try store.checkFormat(create: false) else { throw CheckpointError.invalid("remote \(config.name) (\(store.display)) holds no entries") }
+        let root = try store.resolve(ref)
+        let records = try list()
+        let nodes = records.map { r in
+            LineageNode(id: r.id, name: r.name ?? r.tags.first, stage: r.summary.stage, method: r.summary.method, arch: r.summary.arch, created: r.summary.created)
+        }
+        let edges = records.flatMap { r in
+            r.summary.parents.map { LineageEdge(parent: $0.id, child: r.id, relation: $0.relation, note: $0.note) }
+        }
+        return LineageGraph(root: root, nodes: nodes, edges: edges)
+    }
+
+    /// Deletes objects no manifest references and aborts multipart uploads, both only when older
+    /// than `grace` seconds (a running push writes its object before its manifest); reports
+    /// manifests whose object is gone and labels of entries without a manifest.
+    public func gc(grace: TimeInterval, dryRun: Bool = false) throws -> RemoteGCReport {
+        var report = RemoteGCReport(removedObjects: [], abortedUploads: [], keptRecent: 0, missingObjects: [], danglingLabels: [], bytes: 0)
+        guard try store.checkFormat(create: false) else { return report }
+        let cutoff = Date().addingTimeInterval(-grace)
+        // Objects are listed before manifests: an object uploaded after this listing is not a candidate,
+        // and every manifest written before the deletions below is seen.
+        let objects = try store.list("objects/")
+        let ids = try store.entryIDs()
+        let manifests = try store.manifests(ids)
+        let referenced = Set(manifests.map { RemoteStore.objectKey(sha256: $0.object.sha256) })
+        let present = Set(objects.map(\.key))
+        for m in manifests where !present.contains(RemoteStore.objectKey(sha256: m.object.sha256)) {
+            report.missingObjects.append(m.id)
+        }
+        for object in objects where !referenced.contains(object.key) {
+            guard object.lastModified < cutoff else { report.keptRecent += 1; continue }
+            if !dryRun { try store.delete(object.key) }
+            report.removedObjects.append(object.key)
+            report.bytes += object.size
+        }
+        for upload in try store.pendingUploads() {
+            guard upload.initiated < cutoff else { report.keptRecent += 1; continue }
+            if !dryRun { try store.abortUpload(upload.key, upload.uploadID) }
+            report.abortedUploads.append(upload.key)
+        }
+        let listed = Set(ids)
+        report.danglingLabels = try store.refs(knownIDs: ids).filter { !listed.contains($0.value.id) }.map(\.key).sorted()
+        return report
+    }
+}
+
+extension ListFilter {
+    /// True when `record` passes the filter, with the catalog query's rules (`Catalog.records`):
+    /// equal stage and method, architecture equal or its start before `-`, dataset URI containing
+    /// `dataset`, a name or tag matching the glob `tag` (case-sensitive, as SQLite's GLOB).
+    public func matches(_ record: EntryRecord) -> Bool {
+        let s = record.summary
+        if let stage, s.stage != stage { return false }
+        if let method, s.method != method { return false }
+        if let arch, !(s.arch == arch || (s.arch?.hasPrefix(arch + "-") ?? false)) { return false }
+        if let dataset, !(s.dataset?.contains(dataset) ?? false) { return false }
+        if let tag, !(([record.name].compactMap { $0 } + record.tags).contains { fnmatch(tag, $0, 0) == 0 }) { return false }
+        if let ids, !ids.contains(record.id) { return false }
+        return true
+    }
+}

@@ -1,0 +1,119 @@
+import Checkpoint
+import Foundation
+
+extension Zoo {
+    /// Downloads the entry REF names on `remote` (a remote label, a full id or a unique id prefix)
+    /// into this zoo (schemas/remote.md, "Pull"): first every ancestor the remote holds and this zoo
+    /// lacks (unless `ancestors` is false), then the entry. Each object is downloaded to `tmp/`, its
+    /// size and SHA-256 checked against the manifest and its content id recomputed from its tensors
+    /// (`ContentID.compute`) before it is placed as `import` places a file; a killed pull leaves at
+    /// most a staging file `gc` removes. The remote labels of every entry pulled are applied where
+    /// this zoo has them free (else `LabelChange.skipped`, with the local holder in `note`).
+    ///
+    /// - Throws: `CheckpointError.corrupt` naming the entry for an object whose bytes or content id
+    ///   differ from its manifest (nothing of it is imported; ancestors pulled before stay),
+    ///   `.invalid` when REF names nothing on the remote, `.io` for transport failures.
+    /// - Parameter maxRate: bytes per second each connection receives at most (nil: no limit).
+    public func pull(_ ref: String, from config: RemoteConfig, ancestors: Bool = true, maxRate: Int64? = nil,
+                     progress: TransferProgress? = nil) throws -> TransferReport {
+        let remote = try RemoteStore(config)
+        remote.maxRate = maxRate
+        return try pull(ref, remote, ancestors: ancestors, progress: progress)
+    }
+
+    func pull(_ ref: String, _ remote: RemoteStore, ancestors: Bool, progress: TransferProgress?) throws -> TransferReport {
+        let started = Date()
+        try requireWritable()
+        try remote.checkFormat(create: false)
+        let id = try remote.resolve(ref)
+        guard let root = try remote.manifest(id) else {
+            throw CheckpointError.invalid("entry \(id.prefix(12)) is not on remote \(remote.config.name) (a label points at it, its manifest is missing)")
+        }
+        // Ancestors breadth-first with a visited set (provenance may hold cycles), then farthest first.
+        var manifests = [id: root]
+        var order = [id]
+        if ancestors {
+            var frontier = [root]
+            var seen: Set<String> = [id]
+            while !frontier.isEmpty {
+                var next: [RemoteManifest] = []
+                for m in frontier {
+                    for parent in m.summary.parents where seen.insert(parent.id).inserted {
+                        if let pm = try remote.manifest(parent.id) {
+                            manifests[parent.id] = pm
+                            order.append(parent.id)
+                            next.append(pm)
+                        }
+                    }
+                }
+                frontier = next
+            }
+            order.reverse()
+        }
+        let remoteLabels = try remote.refs(knownIDs: try remote.entryIDs())
+        var labelsByID: [String: [(String, LabelKind)]] = [:]
+        for (label, r) in remoteLabels.sorted(by: { ($0.value.kind == .name ? 0 : 1, $0.key) < ($1.value.kind == .name ? 0 : 1, $1.key) }) {
+            labelsByID[r.id, default: []].append((label, r.kind))
+        }
+        var report = TransferReport(remote: remote.config.name, id: id, entries: [], labels: [], bytes: 0, seconds: 0)
+        for entry in order {
+            let m = manifests[entry]!
+            let (free, skipped) = try freeLabels(labelsByID[entry] ?? [], for: entry)
+            report.labels += skipped
+            var sent = false
+            if try catalog.read({ try Catalog.exists(entry, $0) }) {
+                let added = try catalog.write { db in try labelExisting(entry, free, db) }.labelsAdded
+                for (label, kind) in free {
+                    report.labels.append(LabelChange(label: label, kind: kind, id: entry, action: added.contains(label) ? .created : .unchanged))
+                }
+            } else {
+                let staged = layout.tmp.appendingPathComponent("\(entry).\(getpid()).\(UInt32.random(in: 0...UInt32.max)).h5")
+                defer { unlink(staged.path) }
+                try remote.downloadObject(m, to: staged, progress: progress.map { p in { @Sendable done, total in p(entry, done, total) } })
+                let checkpoint: Checkpoint
+                do {
+                    checkpoint = try CheckpointFile.read(staged, verifyContentID: false)
+                } catch let error as CheckpointError {
+                    throw CheckpointError.corrupt("the object of entry \(entry.prefix(12)) on remote \(remote.config.name) is not a readable checkpoint (\(error.description)); not imported")
+                }
+                let actual = ContentID.compute(checkpoint)
+                guard actual == entry else {
+                    throw CheckpointError.corrupt("the object of entry \(entry.prefix(12)) on remote \(remote.config.name) is corrupt: it holds content \(actual.prefix(12)); not imported")
+                }
+                let name = free.first { $0.1 == .name }?.0
+                let result = try add(checkpoint, name: name, tags: free.filter { $0.1 == .tag }.map(\.0), staged: staged)
+                sent = result.added
+                if sent { report.bytes += m.object.size }
+                for (label, kind) in free {
+                    report.labels.append(LabelChange(label: label, kind: kind, id: entry, action: sent || result.labelsAdded.contains(label) ? .created : .unchanged))
+                }
+            }
+            report.entries.append(TransferredEntry(id: entry, name: labelsByID[entry]?.first { $0.1 == .name }?.0, transferred: sent, size: m.object.size))
+        }
+        report.seconds = Date().timeIntervalSince(started)
+        return report
+    }
+
+    /// Splits remote labels of `id` into those this zoo can give it (free, or already its own; a
+    /// remote name becomes a tag when the local entry has another name) and those held by other
+    /// local entries.
+    private func freeLabels(_ labels: [(String, LabelKind)], for id: String) throws -> (free: [(String, LabelKind)], skipped: [LabelChange]) {
+        try catalog.read { db in
+            var free: [(String, LabelKind)] = []
+            var skipped: [LabelChange] = []
+            var hasName = try Catalog.labels(of: id, db).contains { $0.kind == .name }
+            for (label, kind) in labels {
+                if let owner = try Catalog.labelOwner(label, db) {
+                    if owner.id == id { continue }
+                    skipped.append(LabelChange(label: label, kind: kind, id: id, action: .skipped,
+                                               note: "this zoo's \(owner.kind.rawValue) of entry \(owner.id.prefix(12))"))
+                    continue
+                }
+                let local: LabelKind = kind == .name && !hasName ? .name : .tag
+                if local == .name { hasName = true }
+                free.append((label, local))
+            }
+            return (free, skipped)
+        }
+    }
+}

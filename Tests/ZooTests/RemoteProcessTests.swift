@@ -1,0 +1,119 @@
+import Checkpoint
+import Foundation
+import XCTest
+@testable import Zoo
+import TestSupport
+
+/// The remote commands as users run them (the `bissl` binary, AWS credentials in the environment),
+/// concurrent pushers, and a pusher killed mid-upload, against a real S3 server (`SeaweedServer`).
+final class RemoteProcessTests: XCTestCase {
+    private func run(_ args: [String]) throws -> BisslBinary.Result {
+        try BisslBinary.run(args, environment: SeaweedServer.environment)
+    }
+
+    /// Starts `bissl args...` without waiting; stdout and stderr go to files in `dir`.
+    private func start(_ args: [String], _ dir: URL, _ tag: String) throws -> (Process, URL) {
+        guard let binary = BisslBinary.url else { throw CheckpointError.io("bissl binary not found") }
+        let p = Process()
+        p.executableURL = binary
+        p.arguments = args
+        p.environment = SeaweedServer.environment
+        let err = dir.appendingPathComponent("\(tag).err")
+        FileManager.default.createFile(atPath: err.path, contents: nil)
+        p.standardError = try FileHandle(forWritingTo: err)
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        return (p, err)
+    }
+
+    /// Imports `checkpoint` into a new zoo `dir/name` with `remote` added; returns the zoo path and id.
+    private func zoo(_ dir: URL, _ name: String, _ checkpoint: Checkpoint, label: String, remote: RemoteConfig) throws -> (String, String) {
+        let path = dir.appendingPathComponent(name).path
+        let file = try ZooTestSupport.writeH5(checkpoint, to: dir.appendingPathComponent("\(name).h5"))
+        let imported = try run(["import", file.path, "--zoo", path, "--name", label])
+        XCTAssertEqual(imported.status, 0, imported.stderr)
+        let added = try run(["remote", "add", remote.name, remote.url, "--endpoint", remote.endpoint!, "--zoo", path])
+        XCTAssertEqual(added.status, 0, added.stderr)
+        return (path, ContentID.compute(checkpoint))
+    }
+
+    func testCLIAndConcurrentPushers() throws {
+        let server = try SeaweedServer(self)
+        let dir = try ZooTestSupport.tempDir(self)
+        let remote = try server.remote()
+
+        // Two zoos holding the same entry push it at once: both succeed, one manifest results.
+        let same = ZooTestSupport.checkpoint(seed: 30)
+        let (z1, id) = try zoo(dir, "z1", same, label: "base", remote: remote)
+        let (z2, _) = try zoo(dir, "z2", same, label: "base", remote: remote)
+        let pushers = try [z1, z2].enumerated().map { try start(["push", "base", "--zoo", $1], dir, "same\($0)") }
+        for (p, err) in pushers {
+            p.waitUntilExit()
+            XCTAssertEqual(p.terminationStatus, 0, (try? String(contentsOf: err, encoding: .utf8)) ?? "")
+        }
+        let store = try server.store(remote)
+        XCTAssertEqual(try store.entryIDs(), [id])
+        XCTAssertEqual(try store.ref("base")?.id, id)
+
+        // Two zoos push different entries under one name at once: exactly one wins; the loser's one
+        // error line names the entry holding the name.
+        let (z3, a) = try zoo(dir, "z3", ZooTestSupport.checkpoint(seed: 31), label: "shared", remote: remote)
+        let (z4, b) = try zoo(dir, "z4", ZooTestSupport.checkpoint(seed: 32), label: "shared", remote: remote)
+        let racers = try [z3, z4].enumerated().map { try start(["push", "shared", "--zoo", $1], dir, "race\($0)") }
+        for (p, _) in racers { p.waitUntilExit() }
+        let statuses = racers.map { $0.0.terminationStatus }
+        XCTAssertEqual(statuses.filter { $0 == 0 }.count, 1, "exactly one pusher wins: \(statuses)")
+        let winner = try XCTUnwrap(store.ref("shared")).id
+        XCTAssertEqual(winner, statuses[0] == 0 ? a : b)
+        let loserErr = try String(contentsOf: racers[statuses[0] == 0 ? 1 : 0].1, encoding: .utf8)
+        XCTAssertEqual(loserErr.split(separator: "\n").count, 1, loserErr)
+        XCTAssertTrue(loserErr.hasPrefix("error: 'shared' on remote team is the name of entry \(winner.prefix(12))"), loserErr)
+
+        // The commands' text and JSON output; a first pull into a new zoo.
+        let listed = try run(["list", "--remote", "team", "--zoo", z1])
+        XCTAssertEqual(listed.status, 0, listed.stderr)
+        XCTAssertTrue(listed.stdout.contains(String(winner.prefix(12))) && listed.stdout.contains("shared"), listed.stdout)
+        let json = try run(["list", "--remote", "team", "--zoo", z1, "--json"])
+        let rows = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as! [[String: Any]]
+        XCTAssertEqual(Set(rows.map { $0["id"] as! String }).count, rows.count)
+        XCTAssertTrue(rows.contains { $0["id"] as? String == id && $0["name"] as? String == "base" })
+        let remotes = try run(["remote", "list", "--zoo", z1])
+        XCTAssertTrue(remotes.stdout.contains("team") && remotes.stdout.contains(remote.url), remotes.stdout)
+        let fresh = dir.appendingPathComponent("fresh").path
+        XCTAssertEqual(try run(["remote", "add", "team", remote.url, "--endpoint", server.endpoint, "--zoo", fresh]).status, 0)
+        let pulled = try run(["pull", "base", "--zoo", fresh, "--json"])
+        XCTAssertEqual(pulled.status, 0, pulled.stderr)
+        let report = try JSONSerialization.jsonObject(with: Data(pulled.stdout.utf8)) as! [String: Any]
+        XCTAssertEqual(report["id"] as? String, id)
+        let show = try run(["show", "base", "--zoo", fresh])
+        XCTAssertEqual(show.status, 0, show.stderr)
+        let missing = try run(["pull", "nosuchlabel", "--zoo", fresh])
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertTrue(missing.stderr.hasPrefix("error: no entry, name or tag 'nosuchlabel' on remote team"), missing.stderr)
+    }
+
+    func testPusherKilledMidUploadLeavesNoEntryAndRetrySucceeds() throws {
+        let server = try SeaweedServer(self)
+        let dir = try ZooTestSupport.tempDir(self)
+        let remote = try server.remote()
+        // 2.5 M float32 = 10 MB at 4 MB/s: the upload takes ~2.5 s; killed after 1 s.
+        let (z, id) = try zoo(dir, "z", ZooTestSupport.checkpoint(seed: 40, extraFloats: 2_500_000), label: "big", remote: remote)
+        let (p, _) = try start(["push", "big", "--zoo", z, "--max-rate", "4M"], dir, "killed")
+        Thread.sleep(forTimeInterval: 1)
+        XCTAssertTrue(p.isRunning, "the push ended before it could be killed")
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        let store = try server.store(remote)
+        XCTAssertEqual(try store.entryIDs(), [], "no manifest: the entry is not on the remote")
+        XCTAssertEqual(try store.list("objects/").count, 0, "a single PUT broken off stores nothing")
+        let listed = try run(["list", "--remote", "team", "--zoo", z])
+        XCTAssertTrue(listed.stdout.hasPrefix("no entries in remote team"), listed.stdout)
+        let again = try run(["push", "big", "--zoo", z, "--json"])
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertEqual(try store.entryIDs(), [id])
+        let gc = try run(["gc", "--remote", "team", "--grace", "0", "--zoo", z, "--json"])
+        XCTAssertEqual(gc.status, 0, gc.stderr)
+        let report = try JSONSerialization.jsonObject(with: Data(gc.stdout.utf8)) as! [String: Any]
+        XCTAssertEqual((report["removedObjects"] as? [String])?.count, 0)
+    }
+}
