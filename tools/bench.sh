@@ -30,6 +30,15 @@ if [ -d /usr/share/datasets/fashion-mnist ]; then
   "$BIN" data bench idx:/usr/share/datasets/fashion-mnist --sizes 32,96
 fi
 
+# Remote (schemas/remote.md): push/pull of the 100 MB ResNet-50 entry against a local SeaweedFS beside boto3
+# of the same file, and list --remote of 1,000 entries (tools/bench/remote.py; ~1 min).
+if "$PY" -c "import boto3" 2>/dev/null || "$PY" -m pip install -q --disable-pip-version-check boto3; then
+  printf '\n== remote (tools/bench/remote.py)\n'
+  "$PY" tools/bench/remote.py "$BIN"
+else
+  echo "bench: remote SKIPPED (boto3 could not be installed here)"
+fi
+
 # Engine: ResNet-50 training step, inference, HVP cost and peak RSS beside PyTorch 2.13 CPU
 # (2 threads), ~4 min. Needs the release build of EngineBench: `swift build -c release --product
 # EngineBench` (`make release` = `swift build -c release` builds it too, as every executable target).

@@ -34,11 +34,11 @@ CHAIN_DEPTH = 1_000
 TIME = "/usr/bin/time"
 
 
-def run(argv):
+def run(argv, env=None):
     """Wall seconds of one process, stdout to /dev/null; raises with its stderr when it fails."""
     with tempfile.TemporaryFile() as err:
         start = time.perf_counter()
-        proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=err, env=env)
         wall = time.perf_counter() - start
         if proc.returncode != 0:
             err.seek(0)
@@ -282,12 +282,17 @@ def main():
         zoo(bissl, work, table, notes)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    report(table, notes)
+    print(f"- whole bench: {time.perf_counter() - began:.0f} s; load average at end {os.getloadavg()[0]:.2f}")
+
+
+def report(table, notes):
+    """The table, then the notes as a list."""
     print()
     print(table.render())
     print()
     for note in notes:
         print("- " + note)
-    print(f"- whole bench: {time.perf_counter() - began:.0f} s; load average at end {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,166 @@
+"""Remote benchmark of `make bench` (tools/bench.sh): bissl push/pull of a ~100 MB ResNet-50 entry against a
+local SeaweedFS (`weed mini` on 127.0.0.1, started and killed here) beside boto3's upload_file/download_file of
+the same object file in the same run (boto3's default TransferConfig: 8 MB parts, 10 threads), and
+`bissl list --remote` of 1,000 entries.
+
+    python3 tools/bench/remote.py PATH/TO/bissl
+
+What each figure times (wall clock of the whole process, best of TRIALS):
+- push: `bissl push r50 --no-ancestors` into a fresh key prefix: SHA-256 of the object, conditional
+  multipart upload, manifest, ref. boto3: upload_file of the object file to a fresh key.
+- pull: `bissl pull r50` into a new zoo: ranged parallel download, SHA-256 check, content-id recomputation
+  from the tensors, placing the entry in the catalog. boto3: download_file of the object to a file.
+- list --remote: 1,000 tiny entries (a 1,000-deep chain pushed by one `bissl push TIP`), text output.
+"""
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import bench  # noqa: E402
+import make_inputs  # noqa: E402
+
+TRIALS = 3
+ENTRIES = 1000
+KEY, SECRET = "bissl-bench", "bissl-bench-secret"
+
+
+def free_port_pair(taken):
+    """A port p such that p and p + 10000 (SeaweedFS's gRPC port) are free on 127.0.0.1."""
+    while True:
+        p = random.randint(20000, 44999)
+        if p in taken or p + 10000 in taken:
+            continue
+        ok = True
+        for q in (p, p + 10000):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", q))
+                except OSError:
+                    ok = False
+        if ok:
+            return p
+
+
+def weed_binary():
+    path = os.path.join(sysconfig.get_path("scripts"), "weed")
+    return path if os.access(path, os.X_OK) else shutil.which("weed")
+
+
+def start_weed(work):
+    ports = {}
+    for name in ("master", "volume", "filer", "s3", "admin"):
+        ports[name] = free_port_pair(set(ports.values()))
+    data = os.path.join(work, "weed")
+    os.makedirs(data)
+    config = os.path.join(work, "s3.json")
+    with open(config, "w") as f:
+        json.dump({"identities": [{"name": KEY, "credentials": [{"accessKey": KEY, "secretKey": SECRET}],
+                                   "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}, f)
+    log = open(os.path.join(work, "weed.log"), "w")
+    proc = subprocess.Popen([weed_binary(), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                             f"-master.port={ports['master']}", f"-volume.port={ports['volume']}",
+                             f"-filer.port={ports['filer']}", f"-s3.port={ports['s3']}", f"-admin.port={ports['admin']}",
+                             "-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+                             f"-s3.config={config}"], stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{ports['s3']}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", ports["s3"]), timeout=0.5):
+                break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        raise RuntimeError("SeaweedFS did not start")
+    return proc, endpoint
+
+
+def main():
+    bissl = os.path.abspath(sys.argv[1])
+    import boto3
+    from boto3.s3.transfer import TransferConfig
+
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=SECRET)
+    env.pop("AWS_PROFILE", None)
+    env.pop("AWS_SESSION_TOKEN", None)
+    os.environ.update(AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=SECRET)
+    print(f"bissl {bissl}; boto3 {boto3.__version__}; SeaweedFS: {subprocess.run([weed_binary(), 'version'], capture_output=True, text=True).stdout.strip()}")
+    print(f"CPU: {bench.cpu_model()}, {os.cpu_count()} logical cores; load average at start {os.getloadavg()[0]:.2f}")
+    work = tempfile.mkdtemp(prefix="bissl-bench-remote-")
+    weed, endpoint = start_weed(work)
+    table, notes = bench.Table(), []
+
+    def cli(*args, zoo):
+        return bench.run([bissl, *args, "--zoo", zoo], env=env)
+
+    try:
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        s3.create_bucket(Bucket="bench")
+        make_inputs.resnet50(work)
+        zoo = os.path.join(work, "zoo")
+        cli("import", os.path.join(work, "r50.pth"), "--name", "r50", zoo=zoo)
+        obj = next(os.path.join(d, f) for d, _, fs in os.walk(os.path.join(zoo, "objects")) for f in fs)
+        size = os.path.getsize(obj)
+
+        push, ref_push = [], []
+        for i in range(TRIALS):
+            url = f"s3://bench/push-{i}"
+            cli("remote", "add", f"p{i}", url, "--endpoint", endpoint, zoo=zoo)
+            push.append(cli("push", "r50", "--remote", f"p{i}", "--no-ancestors", zoo=zoo))
+            ref_push.append(bench.timed(lambda: s3.upload_file(obj, "bench", f"boto3/{i}.h5", Config=TransferConfig())))
+        ours, ref = min(push), min(ref_push)
+        table.add(f"push {size / 1e6:.0f} MB ResNet-50 entry (best of {TRIALS})", bench.ms(ours),
+                  f"{bench.ms(ref)} boto3 upload_file", f"{ours / ref:.2f}x", "<= 1.2x", ours <= 1.2 * ref)
+
+        pull, ref_pull = [], []
+        for i in range(TRIALS):
+            fresh = os.path.join(work, f"pulled-{i}")
+            cli("remote", "add", "p0", "s3://bench/push-0", "--endpoint", endpoint, zoo=fresh)
+            pull.append(cli("pull", "r50", zoo=fresh))
+            target = os.path.join(work, f"boto3-{i}.h5")
+            ref_pull.append(bench.timed(lambda: s3.download_file("bench", "boto3/0.h5", target, Config=TransferConfig())))
+            shutil.rmtree(fresh)
+            os.unlink(target)
+        ours, ref = min(pull), min(ref_pull)
+        table.add(f"pull {size / 1e6:.0f} MB ResNet-50 entry into a new zoo (best of {TRIALS})", bench.ms(ours),
+                  f"{bench.ms(ref)} boto3 download_file", f"{ours / ref:.2f}x", "<= 1.2x", ours <= 1.2 * ref)
+        notes.append("bissl pull also checks the SHA-256, recomputes the content id from the tensors and lists the "
+                     "entry; boto3 only writes the file")
+
+        many = os.path.join(work, "zoo-many")
+        make_inputs.tiny(work)
+        base = os.path.join(work, "tiny.h5")
+        bench.run([bissl, "convert", os.path.join(work, "tiny.safetensors"), base], env=env)
+        cli("import", base, zoo=many)
+        tip = None
+        for tip, path in make_inputs.variants(base, ENTRIES, start=1, linked=True):
+            make_inputs.place(many, tip, path)
+        cli("verify", "--reindex", zoo=many)
+        cli("remote", "add", "many", "s3://bench/many", "--endpoint", endpoint, zoo=many)
+        pushed = cli("push", tip, "--remote", "many", zoo=many)
+        notes.append(f"{ENTRIES} chained entries pushed by one `bissl push TIP` in {pushed:.1f} s")
+        out = subprocess.run([bissl, "list", "--remote", "many", "--json", "--zoo", many], env=env, capture_output=True,
+                             text=True, check=True).stdout
+        count = len(json.loads(out))
+        ours = bench.best(TRIALS, lambda: cli("list", "--remote", "many", zoo=many))
+        table.add(f"list --remote, {count:,} entries (best of {TRIALS})", bench.ms(ours), "-", "-", "< 1 s", ours < 1)
+    finally:
+        weed.kill()
+        weed.wait()
+        shutil.rmtree(work, ignore_errors=True)
+    bench.report(table, notes)
+    print(f"- load average at end {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
