@@ -124,16 +124,11 @@ final class RemoteStore: @unchecked Sendable {
         return (r.body, r.etag)
     }
 
-    /// True when the object exists.
+    /// True when the object exists. (HEAD answers carry no error body, so a missing bucket reads as a
+    /// missing key here: every command reads `bissl-remote.json` with GET first, which tells them apart.)
     func exists(_ relative: String) throws -> Bool {
         let r = try client.send("HEAD", key(relative))
-        if r.status == 404 {
-            // HEAD answers carry no error body: tell a missing bucket from a missing key.
-            if try client.send("GET", nil, query: [("list-type", "2"), ("max-keys", "1"), ("prefix", key(relative))]).errorCode == "NoSuchBucket" {
-                throw failure("HEAD", relative, HTTPResponse(status: 404, headers: [:], body: Data("<Code>NoSuchBucket</Code>".utf8)))
-            }
-            return false
-        }
+        if r.status == 404 { return false }
         guard r.status == 200 else { throw failure("HEAD", relative, r) }
         return true
     }
