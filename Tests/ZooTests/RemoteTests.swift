@@ -158,6 +158,7 @@ final class RemoteTests: XCTestCase {
             if done > size / 3 { server.kill() }
         }))
         try server.start()
+        remote.client.attempts = 3
         XCTAssertFalse(try remote.exists(RemoteStore.manifestKey(base)), "no manifest: the entry is not on the remote")
         XCTAssertEqual(try RemoteZoo(store: remote).list().count, 0)
         // A new push starts over and succeeds; gc with no grace aborts what the killed one left.

@@ -89,10 +89,15 @@ final class SeaweedServer: @unchecked Sendable {
         try p.run()
         process = p
         let deadline = Date().addingTimeInterval(60)
+        // Ready means a full round trip works: right after a restart the S3 port answers while its
+        // filer and volume server still fail requests with HTTP 500.
+        let probe = try S3Client(bucket: "bissl-probe", region: "us-east-1", endpoint: endpoint, credentials: Self.credentials)
+        probe.attempts = 1
         while Date() < deadline {
             guard p.isRunning else { break }
-            if let client = try? S3Client(bucket: "probe", region: "us-east-1", endpoint: endpoint, credentials: Self.credentials),
-               let r = try? client.send("GET", nil, query: [("list-type", "2")]), r.status > 0 {
+            _ = try? probe.send("PUT", nil)
+            if let put = try? probe.send("PUT", "probe", body: .data(Data("ok".utf8))), put.status == 200,
+               let get = try? probe.send("GET", "probe"), get.status == 200, get.body == Data("ok".utf8) {
                 return
             }
             Thread.sleep(forTimeInterval: 0.2)
