@@ -115,29 +115,70 @@ final class NumPyTests: XCTestCase {
         XCTAssertEqual(checked, 122 + 9)
     }
 
-    func testRoundTripStoredAndCompressedWithBFloat16Rule() throws {
+    /// bfloat16 1.0, -2.0, 0.5, 3.140625 (exact in bfloat16, so exact in float32 too).
+    private let bfloat16 = try! Tensor(dtype: .bfloat16, shape: [2, 2], data: Data([0x80, 0x3F, 0x00, 0xC0, 0x00, 0x3F, 0x49, 0x40]))
+
+    func testBFloat16BitsRoundTripUnderTheirOwnKeysStoredAndCompressed() throws {
         var sd = try stateDict(NumPyArchive.read(Fixtures.url("npz/special.npz")))
-        sd["bf"] = try Tensor(dtype: .bfloat16, shape: [2, 2], data: Data([0x80, 0x3F, 0x00, 0xC0, 0x00, 0x3F, 0x49, 0x40]))
+        sd["bf"] = bfloat16
         sd["dir/with/slashes.weight"] = Tensor(float32: [1, 2], shape: [2])
         let dir = try Fixtures.scratch()
         defer { try? FileManager.default.removeItem(at: dir) }
         for compressed in [false, true] {
             let out = dir.appendingPathComponent("rt-\(compressed).npz")
-            try NumPyArchive.write(sd, to: out, compressed: compressed)
+            XCTAssertEqual(try NumPyArchive.write(sd, to: out, compressed: compressed, bfloat16: .bits), ["bf"])
             let doc = try NumPyArchive.read(out)
             XCTAssertEqual(doc.metadata["compression"], compressed ? "deflated" : "stored")
             XCTAssertEqual(try stateDict(doc), sd)
             XCTAssertEqual(Array(try stateDict(doc).keys), Array(sd.keys))
+            XCTAssertEqual(doc.warnings, [])
             let zip = try ZipArchive(url: out)
             XCTAssertTrue(zip.entries.allSatisfy { $0.method == (compressed ? 8 : 0) })
-            let bfMember = try XCTUnwrap(zip.entry(named: "bf.bf16.npy"))
-            let raw = try zip.data(for: bfMember)
+            let raw = try zip.data(for: try XCTUnwrap(zip.entry(named: "bf.npy")))
             XCTAssertTrue(String(decoding: raw.prefix(128), as: UTF8.self).contains("'descr': '<u2'"))
-            XCTAssertEqual(try stateDict(doc)["bf"]?.floats(), [1.0, -2.0, 0.5, 3.140625])
+            let meta = try zip.data(for: try XCTUnwrap(zip.entry(named: NumPyArchive.dtypesMember)))
+            XCTAssertEqual(String(decoding: meta, as: UTF8.self), #"{"bf":"bfloat16"}"#)
+            XCTAssertEqual(zip.entries.last?.name, NumPyArchive.dtypesMember)
         }
     }
 
-    func testUInt16WithoutTheBFloat16SuffixIsRefused() throws {
+    func testBFloat16IsUpcastExactlyToFloat32ByDefault() throws {
+        let dir = try Fixtures.scratch()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("up.npz")
+        let sd: StateDict = ["w": Tensor(float32: [7], shape: [1]), "bf": bfloat16]
+        XCTAssertEqual(try NumPyArchive.write(sd, to: out), ["bf"])
+        let back = try stateDict(NumPyArchive.read(out))
+        XCTAssertEqual(Array(back.keys), ["w", "bf"])
+        XCTAssertEqual(back["bf"], Tensor(float32: [1.0, -2.0, 0.5, 3.140625], shape: [2, 2]))
+        XCTAssertNil(try ZipArchive(url: out).entry(named: NumPyArchive.dtypesMember))
+    }
+
+    func testInterchangeNotesTheUpcastAndRefusesBF16ForOtherFormats() throws {
+        let dir = try Fixtures.scratch()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let checkpoint = Checkpoint(components: ["tensors": ["a": bfloat16, "b": bfloat16]], architecture: nil,
+                                    provenance: Provenance(stage: "imported"))
+        let notes = try Interchange.write(checkpoint, to: dir.appendingPathComponent("a.npz"), format: .npz)
+        XCTAssertEqual(notes, ["2 bfloat16 tensors written as float32 (exact: NumPy has no bfloat16); --bf16 bits keeps the 16-bit patterns as uint16 under the same keys"])
+        XCTAssertEqual(try Interchange.write(checkpoint, to: dir.appendingPathComponent("b.npz"), format: .npz,
+                                             options: .init(bfloat16: .bits)), [])
+        XCTAssertThrowsError(try Interchange.write(checkpoint, to: dir.appendingPathComponent("c.pth"), format: .pth,
+                                                   options: .init(bfloat16: .float32))) { error in
+            XCTAssertEqual(error as? CheckpointError, .invalid("--bf16 applies only to npz output, not pth"))
+        }
+    }
+
+    func testTheEarlierBF16SuffixRuleStillReads() throws {
+        let dir = try Fixtures.scratch()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var writer = ZipWriter(url: dir.appendingPathComponent("old.npz"))
+        try writer.add(name: "layer.weight.bf16.npy", data: NumPyArray.encode(bfloat16))
+        try writer.finish()
+        XCTAssertEqual(try stateDict(NumPyArchive.read(dir.appendingPathComponent("old.npz"))), ["layer.weight": bfloat16])
+    }
+
+    func testUInt16WithoutABFloat16RuleIsRefused() throws {
         let dir = try Fixtures.scratch()
         defer { try? FileManager.default.removeItem(at: dir) }
         let bf = try Tensor(dtype: .bfloat16, shape: [1], data: Data([0x80, 0x3F]))
@@ -150,17 +191,25 @@ final class NumPyTests: XCTestCase {
         }
     }
 
-    func testWriterRefusesMemberNameCollisionAndLeavesNoFile() throws {
+    func testABadDtypesMemberIsRefusedWithOneMessage() throws {
         let dir = try Fixtures.scratch()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let out = dir.appendingPathComponent("x.npz")
-        let sd: StateDict = ["w": try Tensor(dtype: .bfloat16, shape: [1], data: Data([0x80, 0x3F])),
-                             "w.bf16": Tensor(float32: [1], shape: [1])]
-        XCTAssertThrowsError(try NumPyArchive.write(sd, to: out)) { error in
-            guard case .invalid(let m) = error as? CheckpointError else { return XCTFail("\(error)") }
-            XCTAssertTrue(m.contains("w.bf16.npy"), m)
+        let cases: [(String, Tensor, String)] = [
+            ("[1, 2]", bfloat16, "dtypes.json is not a JSON object"),
+            (#"{"w": "float16"}"#, bfloat16, "dtypes.json gives 'w' the dtype float16; only \"bfloat16\" is recorded there"),
+            (#"{"w": "bfloat16", "gone": "bfloat16"}"#, bfloat16, "dtypes.json lists 'gone', which no member holds"),
+            (#"{"w": "bfloat16"}"#, Tensor(float32: [1], shape: [1]), "dtypes.json says 'w' holds bfloat16 bits, but its member is 'f4', not '<u2'"),
+        ]
+        for (i, (json, tensor, message)) in cases.enumerated() {
+            let url = dir.appendingPathComponent("bad\(i).npz")
+            var writer = ZipWriter(url: url)
+            try writer.add(name: "w.npy", data: NumPyArray.encode(tensor))
+            try writer.add(name: NumPyArchive.dtypesMember, data: Data(json.utf8))
+            try writer.finish()
+            XCTAssertThrowsError(try NumPyArchive.read(url)) { error in
+                XCTAssertEqual(error as? CheckpointError, .corrupt("npz file bad\(i).npz: \(message)"))
+            }
         }
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), [])
     }
 
     func testNonArrayMembersAreSkippedWithAWarningAndNonZipIsNamed() throws {

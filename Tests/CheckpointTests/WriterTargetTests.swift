@@ -21,13 +21,13 @@ final class WriterTargetTests: XCTestCase {
         ]
         for (format, legacy, compressed, message) in refused {
             let url = dir.appendingPathComponent("out.\(format.rawValue)")
-            XCTAssertThrowsError(try Interchange.write(checkpoint, to: url, format: format, legacy: legacy, compressed: compressed)) { error in
+            XCTAssertThrowsError(try Interchange.write(checkpoint, to: url, format: format, options: .init(legacy: legacy, compressed: compressed))) { error in
                 XCTAssertEqual(error as? CheckpointError, .invalid(message))
             }
             XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), [], message)
         }
-        try Interchange.write(checkpoint, to: dir.appendingPathComponent("ok.pth"), format: .pth, legacy: true)
-        try Interchange.write(checkpoint, to: dir.appendingPathComponent("ok.npz"), format: .npz, compressed: true)
+        try Interchange.write(checkpoint, to: dir.appendingPathComponent("ok.pth"), format: .pth, options: .init(legacy: true))
+        try Interchange.write(checkpoint, to: dir.appendingPathComponent("ok.npz"), format: .npz, options: .init(compressed: true))
     }
 
     func testASymbolicLinkIsWrittenThroughToItsTarget() throws {

@@ -4,6 +4,7 @@ Inputs are the fixtures written by the real libraries (tools/fixtures/make_safet
 each is converted by bissl and the result is read back with safetensors.safe_open / load_file and
 numpy.load, and compared bit for bit with what those libraries read from the original.
 """
+import json
 import zipfile
 from pathlib import Path
 
@@ -62,23 +63,38 @@ def test_empty_tensors_survive_safetensors_c13(bissl, tmp_path):
 
 
 def test_npz_from_safetensors_reads_in_numpy(bissl, tmp_path):
-    """Every dtype numpy has comes out as that dtype; bf16 as '<u2' bits under '<key>.bf16'."""
-    out = tmp_path / "all.npz"
-    bissl("convert", ST / "all_dtypes.safetensors", out, "--to", "npz")
+    """Every dtype numpy has comes out as that dtype under its own key; bf16 as the exact float32
+    upcast by default (with a note), or with --bf16 bits as '<u2' bit patterns under the same key,
+    listed in the member dtypes.json."""
     src = load_file(ST / "all_dtypes.safetensors")
-    with np.load(out, allow_pickle=False) as z:
-        files = set(z.files)
-        for k, t in src.items():
-            if t.dtype == torch.bfloat16:
-                assert k not in files and k + ".bf16" in files
-                a = z[k + ".bf16"]
-                assert a.dtype == np.dtype("<u2")
-                assert a.tobytes() == torch_bits(t)
-            else:
+    bf16 = sorted(k for k, t in src.items() if t.dtype == torch.bfloat16)
+    assert bf16
+    for mode in ["float32", "bits"]:
+        out = tmp_path / f"all-{mode}.npz"
+        args = ["--bf16", "bits"] if mode == "bits" else []
+        proc = bissl("convert", ST / "all_dtypes.safetensors", out, "--to", "npz", *args)
+        assert ("written as float32" in proc.stdout) == (mode == "float32"), proc.stdout
+        with np.load(out, allow_pickle=False) as z:
+            extra = {"dtypes.json"} if mode == "bits" else set()
+            assert set(z.files) == set(src) | extra
+            for k, t in src.items():
                 a = z[k]
                 assert a.shape == tuple(t.shape), k
-                assert a.dtype == t.numpy().dtype, k
-                assert a.tobytes() == t.numpy().tobytes(), k
+                if t.dtype == torch.bfloat16 and mode == "bits":
+                    assert a.dtype == np.dtype("<u2") and a.tobytes() == torch_bits(t), k
+                elif t.dtype == torch.bfloat16:
+                    assert a.dtype == np.float32 and a.tobytes() == t.float().numpy().tobytes(), k
+                else:
+                    assert a.dtype == t.numpy().dtype and a.tobytes() == t.numpy().tobytes(), k
+            if mode == "bits":
+                assert json.loads(z["dtypes.json"]) == {k: "bfloat16" for k in bf16}
+        # Read back by bissl: the bit patterns are bfloat16 again, bit for bit.
+        back = tmp_path / f"back-{mode}.safetensors"
+        bissl("convert", out, back, "--to", "safetensors")
+        again = load_file(back)
+        for k in bf16:
+            want = src[k] if mode == "bits" else src[k].float()
+            assert again[k].dtype == want.dtype and torch_bits(again[k]) == torch_bits(want), k
 
 
 @pytest.mark.parametrize("name", ["resnet18_w4.npz", "resnet18_w4_compressed.npz", "special.npz"])

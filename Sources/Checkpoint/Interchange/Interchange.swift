@@ -80,6 +80,23 @@ public enum Interchange {
         return dict
     }
 
+    /// Options of `write` that only some formats use; `checkOptions` refuses the others.
+    public struct WriteOptions: Equatable, Sendable {
+        /// `.pth` only: the pre-1.6 stream container instead of zip.
+        public var legacy: Bool
+        /// `.npz` only: deflated members (as `numpy.savez_compressed`) instead of stored.
+        public var compressed: Bool
+        /// `.npz` only: how bfloat16 tensors are stored (`NumPyArchive.BFloat16Encoding`); nil means
+        /// the default, an exact float32 upcast with a note.
+        public var bfloat16: NumPyArchive.BFloat16Encoding?
+
+        public init(legacy: Bool = false, compressed: Bool = false, bfloat16: NumPyArchive.BFloat16Encoding? = nil) {
+            self.legacy = legacy
+            self.compressed = compressed
+            self.bfloat16 = bfloat16
+        }
+    }
+
     /// Writes `checkpoint` as `format`. Interchange formats get one flat state dict
     /// (`Checkpoint.flatStateDict`); safetensors carries a provenance summary in `__metadata__`.
     ///
@@ -87,26 +104,22 @@ public enum Interchange {
     /// hard links, `.pth` storages shared between names. safetensors and `.npz` cannot (safetensors
     /// forbids overlapping tensors, an `.npz` member is one array), so they get one copy per name and
     /// a note says so.
-    /// - Parameters:
-    ///   - legacy: for `.pth`, the pre-1.6 stream container instead of zip.
-    ///   - compressed: for `.npz`, deflated members (as `numpy.savez_compressed`) instead of stored.
     /// - Returns: notes for the user (one line each, no prefix), e.g. `1 aliased tensor
-    ///   (decoder.weight = encoder.weight) written as a separate copy: safetensors cannot share storage`;
-    ///   empty when nothing was lost.
-    /// - Throws: `CheckpointError.invalid` (nothing written) when `legacy` is asked of a format other
-    ///   than `.pth` or `compressed` of one other than `.npz` (`checkOptions`); the writer's
-    ///   `CheckpointError` (`.io` when the file cannot be written).
+    ///   (decoder.weight = encoder.weight) written as a separate copy: safetensors cannot share storage`,
+    ///   or the bfloat16 tensors an `.npz` got as float32; empty when nothing was changed or lost.
+    /// - Throws: `CheckpointError.invalid` (nothing written) for an option the format does not use
+    ///   (`checkOptions`); the writer's `CheckpointError` (`.io` when the file cannot be written).
     @discardableResult
     public static func write(_ checkpoint: Checkpoint, to url: URL, format: InterchangeFormat,
-                             legacy: Bool = false, compressed: Bool = false) throws -> [String] {
-        try checkOptions(format: format, legacy: legacy, compressed: compressed)
+                             options: WriteOptions = WriteOptions()) throws -> [String] {
+        try checkOptions(format: format, options: options)
         switch format {
         case .h5:
             try CheckpointFile.write(checkpoint, to: url)
             return []
         case .pth:
             let flat = checkpoint.flatStateDict()
-            try PyTorchFile.write(flat, to: url, legacy: legacy, aliases: checkpoint.sharedAliases(in: flat))
+            try PyTorchFile.write(flat, to: url, legacy: options.legacy, aliases: checkpoint.sharedAliases(in: flat))
             return []
         case .safetensors:
             let flat = checkpoint.flatStateDict()
@@ -114,20 +127,30 @@ public enum Interchange {
             return copiedAliasNotes(checkpoint.sharedAliases(in: flat), format: "safetensors")
         case .npz:
             let flat = checkpoint.flatStateDict()
-            try NumPyArchive.write(flat, to: url, compressed: compressed)
-            return copiedAliasNotes(checkpoint.sharedAliases(in: flat), format: "npz")
+            let encoding = options.bfloat16 ?? .float32
+            let bfloat16Keys = try NumPyArchive.write(flat, to: url, compressed: options.compressed, bfloat16: encoding)
+            var notes = copiedAliasNotes(checkpoint.sharedAliases(in: flat), format: "npz")
+            if encoding == .float32 && !bfloat16Keys.isEmpty {
+                let what = bfloat16Keys.count == 1 ? "1 bfloat16 tensor" : "\(bfloat16Keys.count) bfloat16 tensors"
+                notes.append("\(what) written as float32 (exact: NumPy has no bfloat16); --bf16 bits keeps the 16-bit patterns as uint16 under the same keys")
+            }
+            return notes
         }
     }
 
     /// Refuses writer options the format does not use, instead of ignoring them: `legacy` (the
-    /// pre-1.6 stream container) exists only for `.pth`, `compressed` (deflated members) only for `.npz`.
+    /// pre-1.6 stream container) exists only for `.pth`, `compressed` (deflated members) and
+    /// `bfloat16` only for `.npz`.
     /// - Throws: `CheckpointError.invalid` with a one-line message naming the option and the format.
-    public static func checkOptions(format: InterchangeFormat, legacy: Bool, compressed: Bool) throws {
-        if legacy && format != .pth {
+    public static func checkOptions(format: InterchangeFormat, options: WriteOptions) throws {
+        if options.legacy && format != .pth {
             throw CheckpointError.invalid("--legacy applies only to pth output, not \(format.rawValue)")
         }
-        if compressed && format != .npz {
+        if options.compressed && format != .npz {
             throw CheckpointError.invalid("--compress applies only to npz output, not \(format.rawValue)")
+        }
+        if options.bfloat16 != nil && format != .npz {
+            throw CheckpointError.invalid("--bf16 applies only to npz output, not \(format.rawValue)")
         }
     }
 
@@ -139,13 +162,24 @@ public enum Interchange {
         return ["\(what) (\(Checkpoint.describeAliases(shared))) written as \(copies): \(format) cannot share storage"]
     }
 
-    /// `__metadata__` of an exported safetensors file: `format: pt` (the Hugging Face convention), the
-    /// content id, stage, architecture label and the full provenance as compact JSON.
-    static func safetensorsMetadata(_ checkpoint: Checkpoint) -> [String: String] {
-        var meta = ["format": "pt", "bissl.content_id": ContentID.compute(checkpoint), "bissl.stage": checkpoint.provenance.stage]
+    /// `__metadata__` of an exported safetensors file: `format: pt` (the Hugging Face convention) and
+    /// `provenanceSummary`.
+    public static func safetensorsMetadata(_ checkpoint: Checkpoint) -> [String: String] {
+        provenanceSummary(checkpoint).merging(["format": "pt"]) { ours, _ in ours }
+    }
+
+    /// What an exported file says about where it came from, as string pairs (safetensors
+    /// `__metadata__`, ONNX `metadata_props`): `bissl.content_id` (`ContentID` of `checkpoint`),
+    /// `bissl.stage`, `bissl.arch` (architecture label, when known) and `bissl.provenance` (the full
+    /// provenance as compact JSON with sorted keys, schemas/provenance.schema.json; non-finite numbers
+    /// as the strings `NaN`, `Infinity`, `-Infinity`).
+    public static func provenanceSummary(_ checkpoint: Checkpoint) -> [String: String] {
+        var meta = ["bissl.content_id": ContentID.compute(checkpoint), "bissl.stage": checkpoint.provenance.stage]
         if let arch = checkpoint.architecture { meta["bissl.arch"] = arch.label }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
+        // As the zoo catalog stores provenance: a NaN or infinite metric as a string, not a failure.
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
         if let json = try? encoder.encode(checkpoint.provenance) { meta["bissl.provenance"] = String(decoding: json, as: UTF8.self) }
         return meta
     }
