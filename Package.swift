@@ -16,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
@@ -55,10 +56,18 @@ let package = Package(
                 "Engine", "Datasets", "Zoo", "Checkpoint", "HDF5", "CPNG",
                 .product(name: "Collections", package: "swift-collections"),
             ]),
+        // Where models go next: ONNX export (generated protobuf code committed, see tools/onnx/generate.sh),
+        // model cards, Hub-style folders.
+        .target(
+            name: "Publish",
+            dependencies: [
+                "Checkpoint", "Engine", "Zoo", "Datasets",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]),
         .executableTarget(
             name: "bissl",
             dependencies: [
-                "Checkpoint", "Zoo", "Datasets", "Engine", "Training",
+                "Checkpoint", "Zoo", "Datasets", "Engine", "Training", "Publish",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(name: "EngineBench", dependencies: ["Engine", "Checkpoint"]),
@@ -71,6 +80,7 @@ let package = Package(
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Checkpoint", "TestSupport"]),
         .testTarget(name: "ZooTests", dependencies: ["Zoo", "Checkpoint", "TestSupport"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "TestSupport"]),
+        .testTarget(name: "PublishTests", dependencies: ["Publish", "Engine", "Zoo", "Checkpoint", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Engine", "Datasets", "Zoo", "Checkpoint", "TestSupport"]),
         // Tests that run the built `bissl` binary (the training commands' options, errors and outputs).
         .testTarget(name: "CLITests", dependencies: ["Training", "Zoo", "Checkpoint", "TestSupport"]),

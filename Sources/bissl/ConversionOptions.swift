@@ -18,5 +18,4 @@ struct ConversionOptions: ParsableArguments {
 }
 
 extension ComponentSelection: ExpressibleByArgument {}
-extension InterchangeFormat: ExpressibleByArgument {}
 extension DType: ExpressibleByArgument {}

@@ -5,7 +5,7 @@ import Foundation
 /// `bissl convert IN OUT`: file to file, with the same layout rules as `import`.
 struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Convert a checkpoint between .pth, safetensors, .npz and bissl HDF5.",
+        abstract: "Convert a checkpoint between .pth, safetensors, .npz and bissl HDF5, or write its network as ONNX.",
         discussion: """
             The input format is detected from the file's bytes; the output format from --to or OUT's \
             extension. The output is written to a temporary name and renamed, so a failure leaves nothing.
@@ -17,16 +17,12 @@ struct Convert: ParsableCommand {
     @Argument(help: "Output file.")
     var output: String
 
-    @Option(help: "Output format: pth, safetensors, npz or h5 (default: from OUT's extension).")
-    var to: InterchangeFormat?
+    @Option(help: "Output format: pth, safetensors, npz, h5 or onnx (default: from OUT's extension).")
+    var to: OutputFormat?
 
     @OptionGroup var conversion: ConversionOptions
 
-    @Flag(help: "Write .pth in the legacy pre-1.6 stream format instead of zip.")
-    var legacy = false
-
-    @Flag(help: "Write .npz members deflated, as numpy.savez_compressed does.")
-    var compress = false
+    @OptionGroup var writer: WriterOptions
 
     @Option(help: "Cast floating-point tensors to float16, bfloat16, float32 or float64 (BN running statistics keep their precision on a narrowing cast).")
     var dtype: DType?
@@ -35,8 +31,8 @@ struct Convert: ParsableCommand {
     var castBuffers = false
 
     func run() throws {
-        guard let format = to ?? Interchange.format(forPath: output) else {
-            throw ValidationError("cannot tell the output format from '\(output)': pass --to pth|safetensors|npz|h5")
+        guard let format = to ?? OutputFormat(path: output) else {
+            throw ValidationError("cannot tell the output format from '\(output)': pass --to \(OutputFormat.fileNames)")
         }
         let inURL = URL(fileURLWithPath: input)
         let outURL = URL(fileURLWithPath: output)
@@ -44,7 +40,7 @@ struct Convert: ParsableCommand {
             throw ValidationError("input and output are the same file")
         }
         try ZooOutput.refuseZooObjectsPath(output)
-        try Interchange.checkOptions(format: format, legacy: legacy, compressed: compress)
+        try writer.check(format)
         var checkpoint = try Interchange.load(inURL, options: conversion.layout, allowPlainTensors: true)
         // A bissl file is taken as it is: its recorded rules did not run now.
         var rules = CheckpointFile.isHDF5(inURL) ? [] : checkpoint.provenance.source?.rules ?? []
@@ -57,7 +53,7 @@ struct Convert: ParsableCommand {
         } else if castBuffers {
             throw ValidationError("--cast-buffers needs --dtype")
         }
-        let notes = try Interchange.write(checkpoint, to: outURL, format: format, legacy: legacy, compressed: compress)
+        let notes = try writer.write(checkpoint, to: outURL, format: format)
         let tensors = checkpoint.components.values.reduce(0) { $0 + $1.count }
         let arch = checkpoint.architecture?.label ?? "unknown architecture"
         print("wrote \(output) (\(format.rawValue), \(arch), \(tensors) tensors in \(checkpoint.components.keys.joined(separator: ", ")))")

@@ -1,0 +1,89 @@
+import ArgumentParser
+import Checkpoint
+import Foundation
+import Publish
+
+/// What `export` and `convert` can write: the interchange formats (`Interchange`), the ONNX graph
+/// of the network (`ONNXExport`) and, for `export` only, a Hub-style folder (`HubFolder`).
+enum OutputFormat: String, CaseIterable, ExpressibleByArgument {
+    case pth, safetensors, npz, h5, onnx, hub
+
+    /// The format a path's extension names (`Interchange.format(forPath:)`, and `.onnx`); nil otherwise.
+    init?(path: String) {
+        if URL(fileURLWithPath: path).pathExtension.lowercased() == "onnx" {
+            self = .onnx
+        } else if let format = Interchange.format(forPath: path) {
+            self.init(rawValue: format.rawValue)
+        } else {
+            return nil
+        }
+    }
+
+    /// The tensor format; nil for ONNX and hub folders.
+    var interchange: InterchangeFormat? { InterchangeFormat(rawValue: rawValue) }
+
+    /// The single-file formats, as `a|b|c` for messages.
+    static let fileNames = allCases.filter { $0 != .hub }.map(\.rawValue).joined(separator: "|")
+}
+
+/// Writer options shared by `export` and `convert`: each applies to one output format and is refused
+/// for any other, and `write` is the one place both commands dispatch on the format.
+struct WriterOptions: ParsableArguments {
+    @Flag(help: "Write .pth in the legacy pre-1.6 stream format instead of zip.")
+    var legacy = false
+
+    @Flag(help: "Write .npz members deflated, as numpy.savez_compressed does.")
+    var compress = false
+
+    @Option(name: .customLong("bf16"), help: ArgumentHelp(
+        "bfloat16 tensors in .npz: float32 (exact upcast, the default) or bits (uint16 bit patterns under the same keys, listed in the member dtypes.json; read back as bfloat16).",
+        valueName: "float32|bits"))
+    var bfloat16: NumPyArchive.BFloat16Encoding?
+
+    @Flag(help: "ONNX: output the pooled backbone features instead of the classifier's logits.")
+    var features = false
+
+    @Flag(name: .customLong("fold-bn"), help: "ONNX: fold each BatchNorm into the convolution before it.")
+    var foldBatchNorm = false
+
+    var interchange: Interchange.WriteOptions {
+        Interchange.WriteOptions(legacy: legacy, compressed: compress, bfloat16: bfloat16)
+    }
+
+    /// Refuses options `format` does not use, before anything is read or written.
+    /// - Throws: `CheckpointError.invalid` naming the option and the format.
+    func check(_ format: OutputFormat) throws {
+        let onnxOnly = [("--features", features), ("--fold-bn", foldBatchNorm)]
+        let tensorOnly = [("--legacy", "pth", legacy), ("--compress", "npz", compress), ("--bf16", "npz", bfloat16 != nil)]
+        if let interchange = format.interchange {
+            try Interchange.checkOptions(format: interchange, options: self.interchange)
+        } else {
+            for (flag, owner, set) in tensorOnly where set {
+                throw CheckpointError.invalid("\(flag) applies only to \(owner) output, not \(format.rawValue)")
+            }
+        }
+        if format != .onnx {
+            for (flag, set) in onnxOnly where set {
+                throw CheckpointError.invalid("\(flag) applies only to onnx output, not \(format.rawValue)")
+            }
+        }
+    }
+
+    /// Writes `checkpoint` as the file format `format` (atomically).
+    /// - Returns: the writer's notes, one line each.
+    /// - Throws: `CheckpointError.invalid` for `.hub` (a folder needs the zoo's lineage:
+    ///   `bissl export REF --to hub DIR`), and as `check` and the writers.
+    func write(_ checkpoint: Checkpoint, to url: URL, format: OutputFormat) throws -> [String] {
+        try check(format)
+        switch format {
+        case .hub:
+            throw CheckpointError.invalid("hub folders are written from the zoo (the card needs the lineage): bissl export REF --to hub DIR")
+        case .onnx:
+            return try ONNXExport.write(checkpoint, to: url, options: .init(features: features, foldBatchNorm: foldBatchNorm))
+        case .pth, .safetensors, .npz, .h5:
+            return try Interchange.write(checkpoint, to: url, format: format.interchange!, options: self.interchange)
+        }
+    }
+}
+
+extension NumPyArchive.BFloat16Encoding: ExpressibleByArgument {}
