@@ -1,6 +1,7 @@
 import ArgumentParser
 import Checkpoint
 import Foundation
+import Publish
 import Zoo
 
 /// `bissl import FILE`: a checkpoint file becomes an immutable zoo entry.
@@ -11,10 +12,13 @@ struct Import: ParsableCommand {
         discussion: """
             FILE is read by what its bytes are (.pth zip or legacy, safetensors, .npz, bissl .h5) and resolved \
             to a ResNet layout with the same rules as bissl convert; the rules applied are recorded in the \
-            entry's provenance. Prints the entry id. Importing content the zoo already holds changes nothing.
+            entry's provenance. A folder is read as a Hub-style model folder (model.safetensors, config.json, \
+            README.md, as bissl export --to hub writes it): config.json is checked against the weights, and it \
+            and the card are recorded in provenance. Prints the entry id. Importing content the zoo already \
+            holds changes nothing.
             """)
 
-    @Argument(help: "Checkpoint file to import.")
+    @Argument(help: "Checkpoint file (or Hub-style model folder) to import.")
     var file: String
 
     @Option(help: "Name of the new entry (unique in the zoo).")
@@ -56,7 +60,10 @@ struct Import: ParsableCommand {
         // Read the file first: a file that cannot be imported leaves no trace, not even a new zoo.
         let url = URL(fileURLWithPath: file)
         try Self.checkStoredContentID(url)
-        let checkpoint = try Interchange.load(url, options: conversion.layout, allowPlainTensors: false)
+        var isFolder: ObjCBool = false
+        let checkpoint = FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder) && isFolder.boolValue
+            ? try HubFolder.read(url, options: conversion.layout)
+            : try Interchange.load(url, options: conversion.layout, allowPlainTensors: false)
         let zoo = try zooOptions.open(create: true)
         defer { try? zoo.close() }
         let result = try zoo.add(checkpoint, name: name, tags: tags)

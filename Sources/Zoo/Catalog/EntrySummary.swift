@@ -127,3 +127,9 @@ public struct Tombstone: Codable, Equatable, Sendable {
     /// Its full provenance, as it was stored in the object file.
     public var provenance: Provenance
 }
+
+extension EntryRecord {
+    /// The entry's provenance, decoded from the catalog; nil when the catalog holds none (`list`
+    /// without provenance) or it does not decode.
+    public var provenance: Provenance? { EntrySummary.decodeProvenance(summary.provenanceJSON) }
+}

@@ -1,0 +1,205 @@
+import Checkpoint
+import Foundation
+
+/// A model card for a zoo entry: Markdown with YAML front matter in the Hugging Face model-card
+/// convention (https://huggingface.co/docs/hub/model-cards: `library_name`, `tags`, `datasets`,
+/// `base_model`, `pipeline_tag`, `metrics`, `model-index`, `license`), and a body that states what
+/// the zoo recorded: the lineage with content ids, dataset fingerprints, every hyperparameter and
+/// seed, the command line of each stage, metrics and warnings.
+///
+/// Rule: every statement comes from a recorded field (`CardLineage`); a field provenance lacks is
+/// left out, never filled with a default. The card is a pure function of the lineage, so the same
+/// lineage always gives the same bytes.
+public enum ModelCard {
+    /// Metrics that are accuracies on a labelled split (`model-index` entries): recorded name -> label.
+    static let accuracyMetrics: [(name: String, label: String)] = [
+        ("top1", "top-1 accuracy, final epoch of the chosen trial"),
+        ("best_top1", "top-1 accuracy, best epoch of the chosen trial"),
+        ("val_top1", "top-1 accuracy, last validation"),
+        ("val_top1_best", "top-1 accuracy, best validation"),
+        ("linear_top1", "linear-probe top-1 accuracy"),
+        ("knn_top1", "k-NN top-1 accuracy"),
+    ]
+
+    /// The card's Markdown text.
+    public static func render(_ lineage: CardLineage) -> String {
+        frontMatter(lineage) + "\n" + body(lineage)
+    }
+
+    // MARK: front matter
+
+    static func frontMatter(_ lineage: CardLineage) -> String {
+        let entry = lineage.entry
+        let p = entry.provenance
+        var pairs: [(String, YAMLValue)] = [("library_name", .string("bissl"))]
+        if let license = license(lineage) { pairs.append(("license", .string(license))) }
+        let classifier = entry.components.contains("classifier")
+        var tags = ["bissl", "resnet"]
+        if let arch = entry.arch { tags.append(arch) }
+        tags.append(classifier ? "image-classification" : "image-feature-extraction")
+        for stage in lineage.stages {
+            if let m = stage.provenance?.method, !tags.contains(m) { tags.append(m) }
+            if let s = stage.provenance?.stage, ["pretext", "bissl"].contains(s), !tags.contains("self-supervised") {
+                tags.append("self-supervised")
+            }
+        }
+        pairs.append(("tags", .list(tags.map { .string($0) })))
+        var datasets: [String] = []
+        for stage in lineage.stages {
+            for d in stage.provenance?.datasets ?? [] where !datasets.contains(d.uri) { datasets.append(d.uri) }
+        }
+        if !datasets.isEmpty { pairs.append(("datasets", .list(datasets.map { .string($0) }))) }
+        let parents = p?.parents ?? []
+        if parents.count == 1 {
+            pairs.append(("base_model", .string(parents[0].id)))
+            if parents[0].relation == "finetuned-from" { pairs.append(("base_model_relation", .string("finetune"))) }
+        } else if parents.count > 1 {
+            pairs.append(("base_model", .list(parents.map { .string($0.id) })))
+        }
+        pairs.append(("pipeline_tag", .string(classifier ? "image-classification" : "image-feature-extraction")))
+        let results = evaluationResults(entry)
+        if !results.isEmpty {
+            pairs.append(("metrics", .list([.string("accuracy")])))
+            // One result (task and dataset) holding every metric, as huggingface_hub groups them.
+            let data = results[0].dataset
+            let metrics: [YAMLValue] = results.map { r in
+                .map([("type", .string("accuracy")), ("value", .number(r.value)), ("name", .string(r.label))])
+            }
+            let modelResults: [YAMLValue] = [.map([
+                ("task", .map([("type", .string("image-classification")), ("name", .string("Image Classification"))])),
+                ("dataset", .map([("name", .string(data.uri)), ("type", .string(data.uri)), ("split", .string(data.role))])),
+                ("metrics", .list(metrics)),
+            ])]
+            pairs.append(("model-index", .list([.map([("name", .string(title(entry))), ("results", .list(modelResults))])])))
+        }
+        return YAMLValue.document(pairs)
+    }
+
+    /// A recorded accuracy with the dataset it was measured on.
+    struct Result {
+        var metric: String
+        var label: String
+        var value: Double
+        var dataset: Provenance.Dataset
+    }
+
+    /// The entry's accuracy metrics that name their data: all measured on its `downstream-val` (else
+    /// `eval`) dataset, the same for every result. Non-finite values are left out.
+    static func evaluationResults(_ stage: CardLineage.Stage) -> [Result] {
+        guard let p = stage.provenance,
+              let data = p.datasets.first(where: { $0.role == "downstream-val" }) ?? p.datasets.first(where: { $0.role.hasPrefix("eval") })
+        else { return [] }
+        return accuracyMetrics.compactMap { m in
+            guard let v = p.metrics[m.name], v.isFinite else { return nil }
+            return Result(metric: m.name, label: m.label, value: v, dataset: data)
+        }
+    }
+
+    /// The license a stage's source file states in its metadata (`license`), nearest the entry first.
+    static func license(_ lineage: CardLineage) -> String? {
+        for stage in lineage.stages.reversed() {
+            if let l = stage.provenance?.source?.metadata["license"], !l.isEmpty { return l }
+        }
+        return nil
+    }
+
+    static func title(_ stage: CardLineage.Stage) -> String {
+        stage.labels.first ?? "\(stage.arch ?? "model") \(stage.id.prefix(12))"
+    }
+
+    // MARK: body
+
+    static func body(_ lineage: CardLineage) -> String {
+        let entry = lineage.entry
+        var out = "# \(title(entry))\n\n"
+        var what = "A \(entry.arch.map { "`\($0)`" } ?? "model")"
+        if let stage = entry.provenance?.stage { what += " made by the `\(stage)` stage" }
+        out += "\(what), zoo entry `\(entry.id)` (content id: SHA-256 over its tensors and architecture record, "
+        out += "schemas/checkpoint-v1.md). Everything below is what bissl recorded for this entry and its "
+        out += "ancestors; what the records lack is not stated.\n\n"
+
+        out += "## Lineage\n\n| # | entry (content id) | labels | stage | method | from its parent | finished |\n|---|---|---|---|---|---|---|\n"
+        for (i, stage) in lineage.stages.enumerated() {
+            let p = stage.provenance
+            let fromParent = (p?.parents ?? []).map { "\($0.relation) `\($0.id.prefix(12))`\($0.note.map { ": " + $0 } ?? "")" }.joined(separator: "; ")
+            let status = stage.status == "listed" ? "" : " (\(stage.status))"
+            out += "| \(i + 1) | `\(stage.id)`\(status) | \(cell(stage.labels.joined(separator: ", "))) | \(cell(p?.stage ?? "")) | \(cell(p?.method ?? "")) | \(cell(fromParent)) | \(cell(p?.endedAt ?? "")) |\n"
+        }
+
+        let data = lineage.stages.flatMap { s in (s.provenance?.datasets ?? []).map { (s, $0) } }
+        if !data.isEmpty {
+            out += "\n## Data\n\n| stage | role | URI | SHA-256 of the bytes read |\n|---|---|---|---|\n"
+            for (s, d) in data {
+                out += "| `\(s.id.prefix(12))` \(cell(s.provenance?.stage ?? "")) | \(cell(d.role)) | \(cell(d.uri)) | `\(d.fingerprint)` |\n"
+            }
+        }
+
+        let results = evaluationResults(entry)
+        if !results.isEmpty {
+            let intervals = results.map { interval($0.metric, in: entry.provenance!.metrics) }
+            out += "\n## Evaluation\n\n| metric (as recorded) | value | \(intervals.contains { $0 != nil } ? "interval | " : "")data (role) |\n"
+            out += "|---|---|\(intervals.contains { $0 != nil } ? "---|" : "")---|\n"
+            for (r, iv) in zip(results, intervals) {
+                let ivCell = intervals.contains { $0 != nil } ? "\(iv ?? "") | " : ""
+                out += "| `\(r.metric)`: \(r.label) | \(r.value) | \(ivCell)\(cell(r.dataset.uri)) (\(r.dataset.role)) |\n"
+            }
+        }
+
+        out += "\n## Stages\n"
+        for (i, stage) in lineage.stages.enumerated() {
+            out += "\n### \(i + 1). `\(stage.id.prefix(12))`\(stage.provenance.map { " \($0.stage)" } ?? "")\n\n"
+            guard let p = stage.provenance else {
+                out += "Named as a parent, but this zoo never held it: nothing is recorded.\n"
+                continue
+            }
+            if stage.status == "removed" { out += "Removed from the zoo; this is the provenance its tombstone keeps.\n\n" }
+            out += "- tool: \(p.tool.name) \(p.tool.version)\n"
+            if let m = p.method { out += "- method: \(m)\n" }
+            if let a = p.startedAt { out += "- started: \(a)\n" }
+            if let b = p.endedAt { out += "- finished: \(b)\n" }
+            if let s = p.source {
+                out += "- source file: `\(s.fileName)` (\(s.format), \(s.container)), SHA-256 `\(s.sha256)`"
+                out += s.keyPath.isEmpty ? "\n" : ", state dict at `\(s.keyPath)`\n"
+                for rule in s.rules { out += "  - rule: \(rule)\n" }
+            }
+            for (name, seed) in p.seeds.sorted(by: { $0.key < $1.key }) { out += "- seed `\(name)`: \(seed)\n" }
+            if !p.hyperparameters.isEmpty {
+                out += "\n| hyperparameter | value |\n|---|---|\n"
+                for (k, v) in p.hyperparameters.sorted(by: { $0.key < $1.key }) { out += "| `\(k)` | \(cell(v.description)) |\n" }
+            }
+            if !p.metrics.isEmpty {
+                out += "\n| metric | value |\n|---|---|\n"
+                for (k, v) in p.metrics.sorted(by: { $0.key < $1.key }) { out += "| `\(k)` | \(v) |\n" }
+            }
+            if !p.warnings.isEmpty {
+                out += "\nWarnings recorded:\n\n"
+                for w in p.warnings { out += "- \(w)\n" }
+            }
+            if !p.commandLine.isEmpty {
+                out += "\nCommand (as recorded; paths are those of the machine that ran it):\n\n```sh\n\(shellLine(p.commandLine))\n```\n"
+            }
+        }
+        return out
+    }
+
+    /// `[low, high]` from the metrics `<metric>_ci_low` and `<metric>_ci_high`, when both are recorded.
+    static func interval(_ metric: String, in metrics: [String: Double]) -> String? {
+        guard let lo = metrics[metric + "_ci_low"], let hi = metrics[metric + "_ci_high"] else { return nil }
+        return "[\(lo), \(hi)]"
+    }
+
+    /// A Markdown table cell: `|` escaped, line breaks as spaces.
+    static func cell(_ s: String) -> String {
+        s.replacingOccurrences(of: "|", with: "\\|").replacingOccurrences(of: "\n", with: " ")
+    }
+
+    /// argv as one POSIX shell line: words of safe characters as they are, others single-quoted.
+    static func shellLine(_ argv: [String]) -> String {
+        argv.map { word in
+            let safe = !word.isEmpty && word.unicodeScalars.allSatisfy {
+                $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "-_./=:,+@%".unicodeScalars.contains($0))
+            }
+            return safe ? word : "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
+        }.joined(separator: " ")
+    }
+}

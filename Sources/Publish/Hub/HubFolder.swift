@@ -1,0 +1,206 @@
+import Checkpoint
+import Datasets
+import Foundation
+
+/// A Hugging Face Hub-style model folder, as timm publishes its models:
+///
+/// - `model.safetensors`: the backbone and classifier as one torchvision/timm ResNet state dict
+///   (`conv1.weight`, ..., `fc.bias`), `__metadata__` as `bissl export` writes it (`format: pt`,
+///   content id, provenance);
+/// - `config.json`: timm's convention (`architecture`, `num_classes`, `num_features`, `global_pool`,
+///   `pretrained_cfg` with `input_size`, `interpolation`, `crop_pct`, `crop_mode`, `mean`, `std`,
+///   `first_conv`, `classifier`), plus `bissl` with the architecture record and content id;
+/// - `README.md`: the model card (`ModelCard`).
+///
+/// Reading (`read`) records `config.json` and `README.md` verbatim in the imported entry's provenance
+/// (`source.metadata["hub.config.json"]`, `["hub.README.md"]`). An entry imported from a folder bissl
+/// wrote, whose tensors still have the content id the folder records, is written back as exactly that
+/// folder (`write` reuses the recorded metadata, config and card), so a folder round-trips byte for byte.
+public enum HubFolder {
+    public static let weightsFile = "model.safetensors"
+    public static let configFile = "config.json"
+    public static let cardFile = "README.md"
+    /// Largest `config.json` and `README.md` read.
+    static let textLimit = 4 << 20
+    /// `source.container` of an entry imported from a hub folder.
+    public static let container = "hub folder"
+
+    /// How images are prepared for the network: the downstream test transform of the recorded
+    /// training (shorter side to `S * 256 / 224`, centre crop `S`, bilinear, ImageNet mean/std).
+    public struct Preprocessing: Equatable, Sendable {
+        /// Side `S` of the square input; nil when no stage of the lineage records an image size.
+        public var imageSize: Int?
+        public init(imageSize: Int?) { self.imageSize = imageSize }
+    }
+
+    /// Writes the folder `dir` for the entry `id` (which must not exist, or be an empty folder): its
+    /// backbone and classifier, whose content id the safetensors metadata and `config.json` state,
+    /// through a temporary folder beside it renamed into place, so a failure leaves nothing.
+    /// - Returns: notes for the user (components left out, a reused recorded folder, an input size
+    ///   not recorded).
+    /// - Throws: `CheckpointError.invalid` when `dir` exists and is not an empty folder, the entry has
+    ///   no architecture or backbone; `.io` when writing fails.
+    @discardableResult
+    public static func write(_ checkpoint: Checkpoint, id: String, lineage: CardLineage, preprocessing: Preprocessing,
+                             to dir: URL) throws -> [String] {
+        let fm = FileManager.default
+        var isDir: ObjCBool = false
+        if fm.fileExists(atPath: dir.path, isDirectory: &isDir) {
+            guard isDir.boolValue, (try? fm.contentsOfDirectory(atPath: dir.path))?.isEmpty == true else {
+                throw CheckpointError.invalid("\(dir.path) exists and is not an empty folder; pick a new folder")
+            }
+        }
+        guard let architecture = checkpoint.architecture, checkpoint.components["backbone"] != nil else {
+            throw CheckpointError.invalid("entry \(id.prefix(12)) has no architecture record or no backbone: a hub folder holds a ResNet")
+        }
+        var notes: [String] = []
+        // What a timm ResNet holds: the backbone and the classifier (and their architecture record).
+        var model = checkpoint
+        model.components = checkpoint.components.filter { $0.key == "backbone" || $0.key == "classifier" }
+        model.architecture?.heads = architecture.heads.filter { $0.key == "classifier" && model.components["classifier"] != nil }
+        let left = checkpoint.components.keys.filter { model.components[$0] == nil }
+        if !left.isEmpty { notes.append("not in model.safetensors: \(left.joined(separator: ", ")) (a timm ResNet holds the backbone and classifier)") }
+        let flat = model.flatStateDict()
+        let modelID = ContentID.compute(model)
+
+        if let recorded = recordedFolder(checkpoint, id: modelID) {
+            notes.append("imported from a hub folder bissl wrote (content id verified): its recorded config and card are written as they were")
+            try writeFolder(dir) { tmp in
+                try SafetensorsFile.write(flat, metadata: recorded.metadata, to: tmp.appendingPathComponent(weightsFile))
+                try recorded.config.write(to: tmp.appendingPathComponent(configFile))
+                try recorded.card.write(to: tmp.appendingPathComponent(cardFile))
+            }
+            return notes
+        }
+        if preprocessing.imageSize == nil {
+            notes.append("no stage records an image size: config.json says input_size [3, 224, 224] (torchvision's convention)")
+        }
+        let config = try configJSON(model.architecture!, classes: classes(model), id: modelID, preprocessing: preprocessing)
+        let card = Data(ModelCard.render(lineage).utf8)
+        let metadata = Interchange.safetensorsMetadata(model)
+        try writeFolder(dir) { tmp in
+            try SafetensorsFile.write(flat, metadata: metadata, to: tmp.appendingPathComponent(weightsFile))
+            try config.write(to: tmp.appendingPathComponent(configFile))
+            try card.write(to: tmp.appendingPathComponent(cardFile))
+        }
+        return notes
+    }
+
+    /// Classes of the linear classifier; 0 without one (timm's `num_classes=0`: pooled features).
+    static func classes(_ checkpoint: Checkpoint) -> Int {
+        checkpoint.components["classifier"]?["fc.weight"]?.shape.first ?? 0
+    }
+
+    /// `config.json` in timm's convention, keys sorted, two-space indentation, newline at the end.
+    static func configJSON(_ a: Architecture, classes: Int, id: String, preprocessing: Preprocessing) throws -> Data {
+        let size = preprocessing.imageSize ?? 224
+        let features = a.width * 8 * (a.block == "bottleneck" ? 4 : 1)
+        let stride = a.stem == "imagenet" ? 32 : 8
+        let pool = max(1, (size + stride - 1) / stride)
+        let pretrained: [String: JSONValue] = [
+            "input_size": .array([.int(3), .int(Int64(size)), .int(Int64(size))]),
+            "fixed_input_size": .bool(false),
+            "interpolation": .string("bilinear"),
+            "crop_pct": .double(0.875),
+            "crop_mode": .string("center"),
+            "mean": .array(ImageTransforms.imagenetMean.map { .double(Double(String($0))!) }),
+            "std": .array(ImageTransforms.imagenetStd.map { .double(Double(String($0))!) }),
+            "num_classes": .int(Int64(classes)),
+            "pool_size": .array([.int(Int64(pool)), .int(Int64(pool))]),
+            "first_conv": .string("conv1"),
+            "classifier": .string("fc"),
+        ]
+        let archRecord = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(a))
+        let config: [String: JSONValue] = [
+            "architecture": .string(a.label),
+            "num_classes": .int(Int64(classes)),
+            "num_features": .int(Int64(features)),
+            "global_pool": .string("avg"),
+            "pretrained_cfg": .object(pretrained),
+            "bissl": .object(["architecture": archRecord, "content_id": .string(id)]),
+        ]
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        return try encoder.encode(JSONValue.object(config)) + Data("\n".utf8)
+    }
+
+    /// The files an entry imported from a bissl hub folder recorded, when its content id matches the
+    /// one the folder's `__metadata__` states (`id`, the content id of the backbone and classifier); nil
+    /// otherwise.
+    static func recordedFolder(_ checkpoint: Checkpoint, id: String) -> (metadata: [String: String], config: Data, card: Data)? {
+        guard checkpoint.provenance.stage == "imported", let source = checkpoint.provenance.source,
+              source.container == container, source.metadata["bissl.content_id"] == id,
+              let config = source.metadata["hub.config.json"], let card = source.metadata["hub.README.md"]
+        else { return nil }
+        let metadata = source.metadata.filter { !$0.key.hasPrefix("hub.") }
+        return (metadata, Data(config.utf8), Data(card.utf8))
+    }
+
+    /// Reads a hub folder as a checkpoint: `model.safetensors` resolved as `bissl import` resolves any
+    /// file, `config.json` checked against the architecture found (architecture label when it is one
+    /// of ours, `num_classes`), and `config.json` and `README.md` recorded verbatim in provenance.
+    /// - Throws: `CheckpointError.invalid` when a file is missing, too large, not UTF-8, `config.json`
+    ///   is not a JSON object or contradicts the weights; the safetensors reader's errors.
+    public static func read(_ dir: URL, options: LayoutOptions, commandLine: [String] = CommandLine.arguments) throws -> Checkpoint {
+        let weights = dir.appendingPathComponent(weightsFile)
+        guard FileManager.default.fileExists(atPath: weights.path) else {
+            throw CheckpointError.invalid("\(dir.path) is a folder without \(weightsFile): not a hub model folder")
+        }
+        let config = try text(dir.appendingPathComponent(configFile))
+        let card = try text(dir.appendingPathComponent(cardFile))
+        var checkpoint = try Interchange.load(weights, options: options, commandLine: commandLine)
+        guard let object = try? JSONSerialization.jsonObject(with: Data(config.utf8)) as? [String: Any] else {
+            throw CheckpointError.invalid("\(configFile) in \(dir.lastPathComponent) is not a JSON object")
+        }
+        if let arch = checkpoint.architecture, let stated = object["architecture"] as? String,
+           stated.hasPrefix("resnet"), stated != arch.label {
+            throw CheckpointError.invalid("\(configFile) says architecture \(stated), the weights are \(arch.label)")
+        }
+        if let stated = object["num_classes"] as? Int, stated != classes(checkpoint) {
+            throw CheckpointError.invalid("\(configFile) says num_classes \(stated), the weights have \(classes(checkpoint))")
+        }
+        checkpoint.provenance.source?.container = container
+        checkpoint.provenance.source?.fileName = dir.lastPathComponent + "/" + weightsFile
+        checkpoint.provenance.source?.metadata["hub.config.json"] = config
+        checkpoint.provenance.source?.metadata["hub.README.md"] = card
+        return checkpoint
+    }
+
+    /// A small UTF-8 text file of the folder.
+    static func text(_ url: URL) throws -> String {
+        let attributes = try? FileManager.default.attributesOfItem(atPath: url.path)
+        guard let size = (attributes?[.size] as? NSNumber)?.intValue else {
+            throw CheckpointError.invalid("\(url.lastPathComponent) is missing from \(url.deletingLastPathComponent().lastPathComponent)")
+        }
+        guard size <= textLimit else {
+            throw CheckpointError.invalid("\(url.lastPathComponent) has \(size) bytes (at most \(textLimit) are read)")
+        }
+        guard let data = FileManager.default.contents(atPath: url.path), let s = String(data: data, encoding: .utf8) else {
+            throw CheckpointError.invalid("\(url.lastPathComponent) is not readable UTF-8 text")
+        }
+        return s
+    }
+
+    /// Fills a temporary folder beside `dir`, then renames it to `dir` (replacing an empty folder).
+    static func writeFolder(_ dir: URL, _ fill: (URL) throws -> Void) throws {
+        let fm = FileManager.default
+        let parent = dir.deletingLastPathComponent()
+        let tmp = parent.appendingPathComponent(".\(dir.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        do {
+            try fm.createDirectory(at: tmp, withIntermediateDirectories: false)
+        } catch {
+            throw CheckpointError.io("cannot write \(dir.path): \(AtomicFile.reason(error))")
+        }
+        do {
+            try fill(tmp)
+            if fm.fileExists(atPath: dir.path) { try fm.removeItem(at: dir) }  // checked empty by the caller
+            guard rename(tmp.path, dir.path) == 0 else {
+                throw CheckpointError.io("cannot write \(dir.path): \(String(cString: strerror(errno)))")
+            }
+        } catch {
+            try? fm.removeItem(at: tmp)
+            if let e = error as? CheckpointError { throw e }
+            throw CheckpointError.io("cannot write \(dir.path): \(AtomicFile.reason(error))")
+        }
+    }
+}

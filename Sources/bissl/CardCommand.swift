@@ -1,0 +1,38 @@
+import ArgumentParser
+import Checkpoint
+import Foundation
+import Publish
+import Zoo
+
+/// `bissl card REF [-o README.md]`: the model card of a zoo entry (Markdown with Hugging Face YAML
+/// front matter), stating only what the zoo recorded for the entry and its ancestors.
+struct Card: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a model card (Markdown, Hugging Face YAML front matter) from an entry's recorded lineage.",
+        discussion: """
+            The front matter has library_name, tags, datasets, base_model (the parent entries' content ids), \
+            pipeline_tag, and metrics/model-index for recorded accuracies with the data they were measured on \
+            (license only when a source file states one). The body lists the lineage with content ids, every \
+            dataset fingerprint, hyperparameter, seed, metric and warning of each stage, and the command \
+            line that made it. Nothing the provenance lacks is stated. Without -o the card goes to stdout.
+            """)
+
+    @Argument(help: "Entry: id, unique id prefix (6+ hex digits), name or tag.")
+    var ref: String
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("Write the card to this file (atomically).", valueName: "FILE"))
+    var output: String?
+
+    @OptionGroup var zooOptions: ZooOptions
+
+    func run() throws {
+        let zoo = try zooOptions.open(readOnly: true)
+        defer { try? zoo.close() }
+        if let output { try ZooOutput.refuseZooObjectsPath(output, objects: zoo.layout.objects) }
+        let id = try zoo.resolve(ref)
+        let text = ModelCard.render(try CardLineage.gather(zoo, id: id))
+        guard let output else { return print(text, terminator: "") }
+        try AtomicFile.write(Data(text.utf8), to: URL(fileURLWithPath: output))
+        print("wrote \(output) (model card of entry \(id.prefix(12)))")
+    }
+}

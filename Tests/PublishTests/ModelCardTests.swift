@@ -1,0 +1,111 @@
+import Checkpoint
+import Foundation
+@testable import Publish
+import XCTest
+
+/// The card states what the lineage records and nothing else; its YAML front matter is checked by
+/// huggingface_hub's parser in tools/interop/test_card_hub.py.
+final class ModelCardTests: XCTestCase {
+    static let parentID = String(repeating: "a", count: 64)
+    static let childID = String(repeating: "b", count: 64)
+
+    static func lineage(license: String? = nil, val: Bool = true) -> CardLineage {
+        var source = Provenance.Source(fileName: "r18.pth", sha256: String(repeating: "c", count: 64), format: "pth", container: "zip",
+                                       rules: ["stripped prefix module."])
+        if let license { source.metadata["license"] = license }
+        let parent = Provenance(stage: "imported", source: source, commandLine: ["bissl", "import", "r18.pth"], endedAt: "2026-01-01T00:00:00Z")
+        var datasets = [Provenance.Dataset(role: "downstream-train", uri: "h5:digits.h5#train", fingerprint: String(repeating: "d", count: 64))]
+        if val { datasets.append(.init(role: "downstream-val", uri: "h5:digits.h5#val", fingerprint: String(repeating: "e", count: 64))) }
+        let child = Provenance(stage: "finetune", method: "finetune", parents: [.init(id: parentID, relation: "finetuned-from", note: "classifier kept")],
+                               datasets: datasets, hyperparameters: ["lr": .double(0.1), "note": .string("a | b")],
+                               seeds: ["init": 3], metrics: ["top1": 91.25, "best_top1": 92.5, "top1_ci_low": 90.0, "top1_ci_high": 92.0, "loss": .nan],
+                               warnings: ["one warning"], commandLine: ["bissl", "finetune", "r18", "--name", "it's"])
+        return CardLineage(stages: [
+            .init(id: parentID, labels: ["r18"], status: "listed", provenance: parent, arch: "resnet18", components: ["backbone", "classifier"]),
+            .init(id: childID, labels: ["ft", "best"], status: "listed", provenance: child, arch: "resnet18", components: ["backbone", "classifier"]),
+        ])
+    }
+
+    func testFrontMatter() {
+        let yaml = ModelCard.frontMatter(Self.lineage())
+        XCTAssertEqual(yaml, """
+            ---
+            library_name: "bissl"
+            tags:
+              - "bissl"
+              - "resnet"
+              - "resnet18"
+              - "image-classification"
+              - "finetune"
+            datasets:
+              - "h5:digits.h5#train"
+              - "h5:digits.h5#val"
+            base_model: "\(Self.parentID)"
+            base_model_relation: "finetune"
+            pipeline_tag: "image-classification"
+            metrics:
+              - "accuracy"
+            model-index:
+              - name: "ft"
+                results:
+                  - task:
+                      type: "image-classification"
+                      name: "Image Classification"
+                    dataset:
+                      name: "h5:digits.h5#val"
+                      type: "h5:digits.h5#val"
+                      split: "downstream-val"
+                    metrics:
+                      - type: "accuracy"
+                        value: 91.25
+                        name: "top-1 accuracy, final epoch of the chosen trial"
+                      - type: "accuracy"
+                        value: 92.5
+                        name: "top-1 accuracy, best epoch of the chosen trial"
+            ---
+
+            """)
+    }
+
+    func testLicenseOnlyWhenRecordedAndNoModelIndexWithoutTheDataItWasMeasuredOn() {
+        XCTAssertTrue(ModelCard.frontMatter(Self.lineage(license: "apache-2.0")).contains("\nlicense: \"apache-2.0\"\n"))
+        let card = ModelCard.render(Self.lineage(val: false))
+        XCTAssertFalse(card.contains("license"))
+        XCTAssertFalse(card.contains("model-index"))
+        XCTAssertFalse(card.contains("## Evaluation"))
+    }
+
+    func testBodyStatesTheRecordedFields() {
+        let card = ModelCard.render(Self.lineage())
+        for expected in [
+            "| 1 | `\(Self.parentID)` | r18 | imported |",
+            "| 2 | `\(Self.childID)` | ft, best | finetune | finetune | finetuned-from `aaaaaaaaaaaa`: classifier kept |",
+            "| downstream-val | h5:digits.h5#val | `\(String(repeating: "e", count: 64))` |",
+            "| `top1`: top-1 accuracy, final epoch of the chosen trial | 91.25 | [90.0, 92.0] | h5:digits.h5#val (downstream-val) |",
+            "| `note` | a \\| b |",
+            "- seed `init`: 3",
+            "  - rule: stripped prefix module.",
+            "- one warning",
+            "bissl finetune r18 --name 'it'\\''s'",
+            "| `loss` | nan |",
+        ] {
+            XCTAssertTrue(card.contains(expected), "missing: \(expected)\n\(card)")
+        }
+        // Nothing the lineage lacks: no started time was recorded, so none is stated.
+        XCTAssertFalse(card.contains("started:"))
+    }
+
+    func testUnknownParentIsListedWithoutClaims() {
+        var l = Self.lineage()
+        l.stages[0] = .init(id: Self.parentID, labels: [], status: "unknown", provenance: nil, arch: nil)
+        let card = ModelCard.render(l)
+        XCTAssertTrue(card.contains("| 1 | `\(Self.parentID)` (unknown) |"))
+        XCTAssertTrue(card.contains("Named as a parent, but this zoo never held it: nothing is recorded."))
+    }
+
+    func testYAMLScalarsCannotChangeType() {
+        XCTAssertEqual(YAMLValue.map([("k", .string("yes")), ("a b", .string("x\"\n")), ("n", .number(1e-5))]).text(indent: 0),
+                       "\nk: \"yes\"\n\"a b\": \"x\\\"\\n\"\nn: 1.0e-05")
+        XCTAssertEqual(YAMLValue.list([]).text(indent: 0), " []")
+    }
+}
