@@ -29,13 +29,13 @@ Upper step (docs/bissl.md "Problem and hypergradient" and 3, upper phase), gamma
     grad theta_D = u + h ; grad phi_D = gphi1 + gphi2 ; clip global norm of (theta_D, phi_D) grads to clip;
     torch.optim.SGD(lr, momentum 0.9, weight_decay wd) step (first step: buf = d).
 
-BatchNorm running statistics during the HVP probes: the reference implementation runs each HVP forward in train mode, so every one
-of the K HVPs moves theta_P's and phi_P's running statistics with pretext data (docs/bissl.md "The alternation loop", "side effects").
-The Swift port deliberately FREEZES them (Mode.trainFrozenStatistics: batch statistics normalise, the
-running buffers are not touched), because a finite-difference probe at theta + eps*v must not leave
-traces in the model. The running statistics never enter a train-mode loss or gradient, so this changes
-only the buffers, never u, the parameters or the losses. `hvp_updates_bn_stats` selects the behaviour
-here: False (default) = the port's choice, which the fixtures use; True = the reference implementation's.
+BatchNorm running statistics during the HVPs: The reference implementation runs each HVP forward in train mode, so every one of
+the K HVPs moves theta_P's and phi_P's running statistics with pretext data (docs/bissl.md, "Deliberate differences", item 4).
+The Swift port does the same by default (`bissl align --hvp-bn train`: one momentum update with B_H's
+batch statistics per product) and can freeze them (`--hvp-bn frozen`). The running statistics never
+enter a train-mode loss or gradient, so this changes only the buffers, never u, the parameters or the
+losses. `hvp_updates_bn_stats` selects the behaviour here: True = the reference implementation's (the upper-step fixtures),
+False = frozen.
 
 Run directly for a quick self-check: python3 tools/bissl_reference.py
 """
@@ -61,6 +61,21 @@ def nt_xent(z, tau):
 
 def simclr_loss(backbone, projector, x1, x2, tau):
     return nt_xent(projector(backbone(torch.cat([x1, x2]))), tau)
+
+
+def byol_loss(backbone, projector, predictor, target_backbone, target_projector, x1, x2):
+    """Brief 5.4 on the joint batch [x1; x2] (the port's convention): mean over N of
+    (2 - 2 cos(p1, t2)) + (2 - 2 cos(p2, t1)); the target runs under no_grad (a constant), in the
+    same train mode as the online network (the reference implementation: its running statistics move too)."""
+    n = x1.shape[0]
+    x = torch.cat([x1, x2])
+    p = predictor(projector(backbone(x)))
+    with torch.no_grad():
+        t = target_projector(target_backbone(x))
+
+    def term(a, b):
+        return (2 - 2 * (F.normalize(a, dim=1) * F.normalize(b, dim=1)).sum(1)).mean()
+    return term(p[:n], t[n:]) + term(p[n:], t[:n])
 
 
 def clip_(params, max_norm):
@@ -98,23 +113,30 @@ def lower_step(backbone_p, projector, backbone_d, x1, x2, lam, lr, tau=0.5, clip
 
 
 class ExactHVP:
-    """H v of the SimCLR loss on the fixed batch (x1, x2) w.r.t. the backbone parameters, by double
-    backward (the reference implementation: the gradient graph is rebuilt on every call)."""
+    """H v of a pretext loss on a fixed batch w.r.t. the backbone parameters, by double backward
+    (the reference implementation's `ij_solvers.py`: the gradient graph is rebuilt on every call, one train-mode forward each).
 
-    def __init__(self, backbone, projector, x1, x2, tau, updates_bn_stats=False):
-        self.backbone, self.projector, self.x1, self.x2, self.tau = backbone, projector, x1, x2, tau
+    `loss_fn()` evaluates the loss (all modules in train mode); `modules` are every module whose BN
+    buffers that forward moves (restored afterwards unless `updates_bn_stats`). The SimCLR form
+    `ExactHVP(backbone, projector, x1, x2, tau)` is kept for the existing scripts."""
+
+    def __init__(self, backbone, projector=None, x1=None, x2=None, tau=0.5, updates_bn_stats=False,
+                 loss_fn=None, modules=None):
+        self.backbone = backbone
+        self.loss_fn = loss_fn or (lambda: simclr_loss(backbone, projector, x1, x2, tau))
+        self.modules = modules or [backbone, projector]
         self.updates_bn_stats = updates_bn_stats
         self.calls = 0
 
     def __call__(self, v):
         self.calls += 1
         params = list(self.backbone.parameters())
-        saved = None if self.updates_bn_stats else _bn_buffers(self.backbone, self.projector)
-        loss = simclr_loss(self.backbone, self.projector, self.x1, self.x2, self.tau)
+        saved = None if self.updates_bn_stats else _bn_buffers(*self.modules)
+        loss = self.loss_fn()
         grads = torch.autograd.grad(loss, params, create_graph=True)
         hv = torch.autograd.grad(sum((g * t).sum() for g, t in zip(grads, v)), params)
         if saved is not None:
-            _restore_bn_buffers(self.backbone, self.projector, saved)
+            _restore_bn_buffers(*self.modules, saved)
         return [t.detach() for t in hv]
 
 
@@ -147,13 +169,15 @@ def cg_layerwise(op, b, iters):
     return [torch.nan_to_num(t) for t in x]
 
 
-def cg_global(op, b, iters):
-    """Textbook CG (the reference implementation layerwise_solve=False)."""
+def cg_global(op, b, iters, directions=None):
+    """Textbook CG (the reference implementation's layerwise_solve=False). `directions`, a list, receives every d the operator sees."""
     x = [torch.zeros_like(t) for t in b]
     r = [t.clone() for t in b]
     d = [t.clone() for t in b]
     rr = sum((t * t).sum() for t in r)
     for _ in range(iters):
+        if directions is not None:
+            directions.append([t.clone() for t in d])
         ad = op(d)
         alpha = rr / (sum((p * q).sum() for p, q in zip(d, ad)) + 1e-12)
         x = [a + alpha * p for a, p in zip(x, d)]

@@ -79,7 +79,7 @@ func randomImages(_ n: Int, _ size: Int, _ rng: inout SeededRNG) -> Tensor4 {
 /// Timings of one HVP scheme (seconds, medians of the timed steps).
 struct SchemeFigures {
     var hessianBatch: Double, step: Double
-    var pretextGradientsPerStep: Int, relativeHessianTerm: Double
+    var pretextGradientsPerStep: Int, tangentPassesPerStep: Int, relativeHessianTerm: Double
 }
 
 /// The whole benchmark as one function (locals, not main-actor globals, so closures stay plain).
@@ -99,15 +99,15 @@ func run(_ s: Settings) throws {
     let labels = (0..<s.batch).map { _ in Int(rng.next() % 10) }
 
     var figures: [(String, SchemeFigures)] = []
-    for (name, scheme) in [("central", HessianVectorProduct.Scheme.central), ("forward", .forward)] {
+    for (name, scheme) in [("exact", HessianVectorProduct.Scheme.exact), ("central", .central), ("forward", .forward)] {
         let implicit = ImplicitGradient(pretext: pretext, options: ImplicitGradientOptions(
             lambda: 0.001, damping: 10, iterations: s.iterations, solver: .layerwise, hvp: scheme))
         let upper = try UpperLevel(pretext: pretext, downstream: downstream, implicit: implicit, clip: 10,
                                    lr: 0.03, weightDecay: 1e-3)
         var hbTimes: [Double] = [], stepTimes: [Double] = []
-        var gradients = 0, ratio = 0.0
+        var gradients = 0, tangents = 0, ratio = 0.0
         for step in 0...s.steps {
-            let before = implicit.gradientEvaluations
+            let before = implicit.gradientEvaluations, tangentsBefore = implicit.tangentEvaluations
             let t0 = now()
             implicit.setHessianBatch(view1: view1, view2: view2)
             let t1 = now()
@@ -119,10 +119,12 @@ func run(_ s: Settings) throws {
                 stepTimes.append(t2 - t1)
             }
             gradients = implicit.gradientEvaluations - before
+            tangents = implicit.tangentEvaluations - tangentsBefore
             ratio = r.relativeHessianTerm ?? .nan
         }
         figures.append((name, SchemeFigures(hessianBatch: median(hbTimes), step: median(stepTimes),
-                                            pretextGradientsPerStep: gradients, relativeHessianTerm: ratio)))
+                                            pretextGradientsPerStep: gradients, tangentPassesPerStep: tangents,
+                                            relativeHessianTerm: ratio)))
     }
 
     func f(_ v: Double) -> String { String(format: "%.4f", v) }
@@ -136,7 +138,7 @@ func run(_ s: Settings) throws {
             ("\(name)_hessian_batch_s", f(v.hessianBatch)), ("\(name)_step_s", f(v.step)),
             ("\(name)_upper_step_s", f(v.step + v.hessianBatch)),
             ("\(name)_upper_step_amortized_s", f(v.step + v.hessianBatch / 8)),
-            ("\(name)_pretext_gradients", "\(v.pretextGradientsPerStep)"),
+            ("\(name)_pretext_gradients", "\(v.pretextGradientsPerStep)"), ("\(name)_tangent_passes", "\(v.tangentPassesPerStep)"),
             ("\(name)_relative_hessian_term", String(format: "%.4g", v.relativeHessianTerm)),
         ]
     }

@@ -3,11 +3,15 @@
 // NxCxHxW images with random labels, cross-entropy loss.
 //   train_img_s: forward (train mode) + backward + SGD step (lr 0.01, momentum 0.9, weight decay 1e-4);
 //   infer_img_s: forward in eval mode;
-//   hvp_cost_gradients: time of one forward-difference Hessian-vector product with respect to every
-//     parameter (backbone and head; the cached gradient at θ is computed beforehand, as in BiSSL's
-//     conjugate-gradient loop) divided by the time of one gradient (forward + backward, same mode).
+//   hvp_exact_cost_gradients: time of one exact Hessian-vector product (forward-over-reverse: a tangent
+//     forward + tangent backward at the recorded primal pass, computed beforehand as BiSSL does once per
+//     upper phase) with respect to every parameter (backbone and head), divided by the time of one
+//     gradient (forward + backward, same mode);
+//   hvp_forward_cost_gradients: the same for the forward-difference product (cached gradient at θ);
+//   blas_core: OpenBLAS's kernel (`openblas_get_corename`).
 // The first step of each kind is a warm-up and is not timed; each figure is the median of `steps`
 // timed steps (img/s from the median step time). Usage: EngineBench SIZE BATCH STEPS
+import CBLAS
 import Foundation
 import Engine
 
@@ -42,9 +46,10 @@ func run(size: Int, batch: Int, steps: Int) throws {
     for i in images.data.indices { images.data[i] = rng.normal() }
     let labels = (0..<batch).map { _ in Int(rng.next() % 1000) }
 
+    var logits = Matrix(rows: 0, cols: 0)
     func gradient(_ mode: Mode) {
         parameters.zeroGrad()
-        let logits = head.forward(model.forward(images, mode: mode))
+        logits = head.forward(model.forward(images, mode: mode))
         let (_, g) = CrossEntropy.forward(logits: logits, labels: labels)
         model.backward(head.backward(g))
     }
@@ -65,29 +70,45 @@ func run(size: Int, batch: Int, steps: Int) throws {
         if s > 0 { inferTimes.append(now() - t0) }
     }
 
-    // HVP cost: gradient time and product time measured alternately at the same θ.
-    let hvp = HessianVectorProduct(parameters: parameters, scheme: .forward, gradient: gradient)
-    _ = hvp.gradientAtCurrentPoint()
+    // HVP cost: gradient time and product times measured alternately at the same θ. Each scheme's
+    // object records its own base point (the exact scheme's primal pass, the forward scheme's gradient).
     let v = parameters.map { p in (0..<p.count).map { _ in rng.normal() } }
-    var gradTimes: [Double] = [], hvpTimes: [Double] = []
+    let exact = HessianVectorProduct(parameters: parameters, scheme: .exact, gradient: gradient, tangent: {
+        let dl = head.tangentForward(model.tangentForward())
+        model.tangentBackward(head.tangentBackward(CrossEntropy.gradientTangent(logits: logits, dotLogits: dl)))
+    })
+    _ = exact.gradientAtCurrentPoint()
+    var gradTimes: [Double] = [], exactTimes: [Double] = []
     for s in 0...steps {
         var t0 = now()
         gradient(.trainFrozenStatistics)
         let tg = now() - t0
+        // (the plain gradient at the same θ and images rewrites the layers' caches with the same values;
+        // the recorded upstream gradients are kept)
         t0 = now()
-        _ = hvp.apply(v)
-        let th = now() - t0
-        if s > 0 { gradTimes.append(tg); hvpTimes.append(th) }
+        _ = exact.apply(v)
+        let te = now() - t0
+        if s > 0 { gradTimes.append(tg); exactTimes.append(te) }
+    }
+    let fd = HessianVectorProduct(parameters: parameters, scheme: .forward, gradient: gradient)
+    _ = fd.gradientAtCurrentPoint()
+    var fdTimes: [Double] = []
+    for s in 0...steps {
+        let t0 = now()
+        _ = fd.apply(v)
+        if s > 0 { fdTimes.append(now() - t0) }
     }
 
     let train = median(trainTimes), infer = median(inferTimes)
-    let grad = median(gradTimes), prod = median(hvpTimes)
+    let grad = median(gradTimes), prod = median(exactTimes), fdProd = median(fdTimes)
     let fields: [(String, String)] = [
         ("size", "\(size)"), ("batch", "\(batch)"), ("steps", "\(steps)"), ("statistic", "\"median\""),
         ("train_step_s", String(format: "%.4f", train)), ("train_img_s", String(format: "%.3f", Double(batch) / train)),
         ("infer_s", String(format: "%.4f", infer)), ("infer_img_s", String(format: "%.3f", Double(batch) / infer)),
-        ("gradient_s", String(format: "%.4f", grad)), ("hvp_s", String(format: "%.4f", prod)),
-        ("hvp_cost_gradients", String(format: "%.3f", prod / grad)),
+        ("gradient_s", String(format: "%.4f", grad)), ("hvp_exact_s", String(format: "%.4f", prod)),
+        ("hvp_exact_cost_gradients", String(format: "%.3f", prod / grad)), ("hvp_forward_s", String(format: "%.4f", fdProd)),
+        ("hvp_forward_cost_gradients", String(format: "%.3f", fdProd / grad)),
+        ("blas_core", "\"\(String(cString: openblas_get_corename()))\""),
     ]
     print("{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}")
 }

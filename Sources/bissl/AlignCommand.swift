@@ -1,4 +1,5 @@
 import ArgumentParser
+import Engine
 import Foundation
 import Training
 
@@ -33,7 +34,8 @@ struct AlignCommand: TrainingCommand {
     @Option(parsing: .unconditional, help: "δ: damping added to λ in the solve (default 10).") var damping: Double?
     @Option(name: .customLong("cg-iters"), parsing: .unconditional, help: "K: CG iterations per upper step (default 5).") var cgIters: Int?
     @Option(help: "layerwise (per-tensor step sizes, default) or global CG.") var cg: ImplicitGradientOptions.Solver?
-    @Option(help: "Finite-difference HVP: central (2 gradients per product, default) or forward (1).") var hvp: AlignConfig.HVP?
+    @Option(help: "Hessian-vector products: exact (forward-over-reverse, ~2 gradients per product, default), or finite differences central (2 gradients) / forward (1).") var hvp: HessianVectorProduct.Scheme?
+    @Option(name: .customLong("hvp-bn"), help: "BN running statistics during the solve: train (each product moves them once, as the reference's train-mode HVP forwards; default) or frozen.") var hvpBN: ImplicitGradientOptions.HVPBatchNorm?
     @Option(name: .customLong("warmup-epochs"), parsing: .unconditional, help: "Head-only warmup epochs (default 20).") var warmupEpochs: Int?
     @Option(name: .customLong("d-lr"), parsing: .unconditional, help: "Upper-level (and warmup) SGD learning rate (default 0.03).") var dLR: Double?
     @Option(name: .customLong("d-wd"), parsing: .unconditional, help: "Upper-level SGD weight decay (default 0.001).") var dWD: Double?
@@ -52,7 +54,7 @@ struct AlignCommand: TrainingCommand {
         var o = AlignOptions()
         o.ref = ref; o.data = data; o.pretextData = pretextData; o.val = val; o.pretext = pretext
         o.alternations = alternations; o.lowerSteps = lowerSteps; o.upperSteps = upperSteps; o.lambda = lambda
-        o.damping = damping; o.cgIters = cgIters; o.cg = cg; o.hvp = hvp; o.warmupEpochs = warmupEpochs
+        o.damping = damping; o.cgIters = cgIters; o.cg = cg; o.hvp = hvp; o.hvpBatchNorm = hvpBN; o.warmupEpochs = warmupEpochs
         o.dLR = dLR; o.dWD = dWD; o.pLR = pLR; o.pWD = pWD; o.pBatchSize = pBatchSize; o.dBatchSize = dBatchSize
         o.clip = clip; o.noIJ = noIJ; o.imageSize = imageSize; o.seed = seed; o.name = runOptions.name
         return o

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Checkpoint
+import Engine
 import Foundation
 import Training
 import Zoo
@@ -84,7 +85,8 @@ extension PretextObjective.Method: ExpressibleByArgument {
 }
 
 extension ImplicitGradientOptions.Solver: ExpressibleByArgument {}
-extension AlignConfig.HVP: ExpressibleByArgument {}
+extension HessianVectorProduct.Scheme: ExpressibleByArgument {}
+extension ImplicitGradientOptions.HVPBatchNorm: ExpressibleByArgument {}
 
 /// Prints `value` as JSON when `json`, else `text`.
 func printResult<T: Encodable>(json: Bool, _ value: T, _ text: @autoclosure () -> String) throws {

@@ -83,3 +83,13 @@ public struct SplitMix: RandomNumberGenerator {
     public init(seed: UInt64) { base = SeededGenerator(seed: seed &+ 0x9E37_79B9_7F4A_7C15) }
     public mutating func next() -> UInt64 { base.next() }
 }
+
+/// `‖a − b‖ / ‖b‖` and the cosine of a and b (flattened, accumulated in Double).
+public func compareVectors(_ a: [Float], _ b: [Float]) -> (relative: Double, cosine: Double) {
+    var d: Double = 0, ab: Double = 0, aa: Double = 0, bb: Double = 0
+    for (x, y) in zip(a, b) {
+        let x = Double(x), y = Double(y)
+        d += (x - y) * (x - y); ab += x * y; aa += x * x; bb += y * y
+    }
+    return (d.squareRoot() / bb.squareRoot(), ab / (aa * bb).squareRoot())
+}

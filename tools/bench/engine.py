@@ -4,7 +4,9 @@ ResNet-50 (torchvision width 64, imagenet stem, 1000 classes), batch 32, random 
 cross-entropy, SGD (lr 0.01, momentum 0.9, weight decay 1e-4), at 32x32 and 96x96:
   train img/s   forward (train mode) + backward + SGD step;
   infer img/s   eval-mode forward (torch under no_grad);
-  HVP cost      ours: one forward-difference Hessian-vector product / one gradient;
+  HVP cost      ours: one exact Hessian-vector product (forward-over-reverse: tangent forward + tangent
+                backward at the primal pass recorded once, as BiSSL records it once per upper phase) / one
+                gradient, and the forward-difference product (one gradient at θ+εv) / one gradient;
                 torch: one double-backward HVP (autograd.grad with create_graph, then grad of g.v) / one gradient;
   peak RSS      GNU /usr/bin/time %M of each whole process (torch: one process per size).
 lr 0.01 rather than 0.1: at 0.1 the random-label loss diverged within a few steps and torch ran 40x
@@ -96,8 +98,11 @@ def main():
     env_set = dict(os.environ)
     env_unset = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
     shown = ", ".join(f"{k}={os.environ[k]}" for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ)
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     print(f"engine: ResNet-50 width 64, imagenet stem, 1000 classes, batch {BATCH}; medians of timed steps "
           f"(warm-up excluded); torch {__import__('torch').__version__} with set_num_threads(2)")
+    print(f"  CPU: {cpu}, {os.cpu_count()} cores; load average at start: "
+          + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     print(f"  'ours' = EngineBench with the environment as set ({shown or 'neither variable set'}); "
           f"'ours, unset' = OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed")
     print(f"{'measure':34} {'ours':>10} {'ours,unset':>11} {'torch':>10} {'ours/torch':>11}")
@@ -110,15 +115,20 @@ def main():
         rows = [
             (f"{size}x{size} train step (img/s)", ours["train_img_s"], unset["train_img_s"], ref["train_img_s"]),
             (f"{size}x{size} inference (img/s)", ours["infer_img_s"], unset["infer_img_s"], ref["infer_img_s"]),
-            (f"{size}x{size} HVP cost (gradients)*", ours["hvp_cost_gradients"], unset["hvp_cost_gradients"],
+            (f"{size}x{size} exact HVP (gradients)*", ours["hvp_exact_cost_gradients"], unset["hvp_exact_cost_gradients"],
              ref["hvp_cost_gradients"]),
+            (f"{size}x{size} fwd-diff HVP (gradients)*", ours["hvp_forward_cost_gradients"],
+             unset["hvp_forward_cost_gradients"], ref["hvp_cost_gradients"]),
             (f"{size}x{size} peak RSS (MB)", rss, rss_u, rss_t),
         ]
+        if size == 32:
+            print(f"  OpenBLAS kernel: {ours['blas_core']} (as set), {unset['blas_core']} (unset)")
         for name, a, b, t in rows:
             print(f"{name:34} {a:10.2f} {b:11.2f} {t:10.2f} {a / t:11.2f}")
         sys.stdout.flush()
-    print("  * ours: forward-difference HVP (one extra gradient at θ+εv, cached ∇L(θ)) / one gradient; "
-          "torch: double-backward HVP (grad with create_graph, then grad of g·v) / one gradient")
+    print("  * ours: exact HVP (tangent forward + backward at the recorded primal pass) / one gradient, and the "
+          "forward-difference HVP (one gradient at θ+εv, cached ∇L(θ)) / one gradient; "
+          "torch: double-backward HVP (grad with create_graph, then grad of g·v, the graph rebuilt per product) / one gradient")
 
 
 if __name__ == "__main__":

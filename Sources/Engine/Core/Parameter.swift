@@ -11,6 +11,10 @@ public final class Parameter {
     /// Gradient of the loss, same layout as `value`; backward passes accumulate (`+=`) into it
     /// as PyTorch's `.grad` does, `zeroGrad()` resets it.
     public var grad: [Float]
+    /// Direction `v` of an exact Hessian-vector product for this parameter (layout of `value`), read
+    /// by the layers' tangent rules; empty means zero (parameters the product does not perturb, e.g.
+    /// a head's). The tangent backward accumulates `(H v)` for this parameter into `grad`.
+    public var tangent: [Float] = []
 
     public init(name: String, shape: [Int], value: [Float]) {
         precondition(value.count == shape.reduce(1, *), "Parameter \(name): \(value.count) values for shape \(shape)")

@@ -1,29 +1,32 @@
 import Foundation
 
 /// Hessian-vector products of a loss with respect to a set of parameters (BiSSL: the backbone
-/// parameters θ, pretext loss on a fixed batch; docs/bissl.md, "Problem and hypergradient") by finite differences of gradients:
+/// parameters θ, pretext loss on a fixed batch; docs/bissl.md, "Problem and hypergradient"), by one of three schemes:
 ///
+/// - exact (default): forward-over-reverse differentiation (`Tangents`; Pearlmutter 1994): one primal
+///   forward + backward at θ inside `Tangents.record`, then per product one tangent forward and one
+///   tangent backward along v: `Hv` as double backward computes it (ReLU masks and max-pool winners of
+///   θ held fixed), up to float32 rounding, about two gradients per product.
 /// - forward:  `Hv ≈ (∇L(θ + εv) − ∇L(θ)) / ε`, reusing the cached `∇L(θ)`: one gradient per product;
 /// - central:  `Hv ≈ (∇L(θ + εv) − ∇L(θ − εv)) / (2ε)`: two gradients per product, error O(ε²).
 ///
-/// **Step size.** `ε = c · (1 + ‖θ‖) / ‖v‖`, so the parameter step `εv` has norm `c · (1 + ‖θ‖)`, with
+/// The finite-difference schemes divide a difference of two float32 gradients by ε, so the GEMM
+/// kernel's rounding of each gradient (which differs between OpenBLAS kernels) is amplified by
+/// 1/ε; docs/bissl.md measures that per kernel.
+///
+/// **Step size (finite differences).** `ε = c · (1 + ‖θ‖) / ‖v‖`, so the parameter step `εv` has norm `c · (1 + ‖θ‖)`, with
 /// `c = 1e-5` for both schemes (`relativeStep` overrides it). Why not the textbook `c = sqrt(u) ≈ 3.5e-4`
 /// (forward) or `u^(1/3) ≈ 4.9e-3` (central), `u = 2^-23` (Nocedal & Wright, *Numerical Optimization*,
 /// 2nd ed., 8.1)? A ResNet's gradient is only piecewise smooth: whenever the step moves a ReLU input (or a
 /// max-pool winner) across its kink, the gradient jumps by that unit's whole contribution and the
-/// difference quotient is no longer the Hessian that double backward computes. On the narrow parity
-/// net (tests: SimCLR loss, ResNet-18 width 6, 8 images of 16x16) the first kink is crossed at
-/// `c ≈ 2e-5`-`3e-5` (cosine to the exact product falls to 0.3-0.5); below `c ≈ 5e-6` float32 rounding
-/// of the gradients dominates (relative error > 1e-2). `c = 1e-5` sits in that window: PyTorch's own
-/// float32 gradients give cosine 0.9999 and relative error 0.017 (forward) / 0.004 (central) there, ours
-/// 0.0069 / 0.0043. The window narrows as the number of activations grows, so on large networks and
-/// batches the finite-difference product is a kink-smoothed Hessian rather than double backward's.
+/// difference quotient is no longer the Hessian that double backward computes (`ActivationPatterns`
+/// pins them for the probes).
 ///
-/// **BatchNorm.** Every probe gradient is computed with `Mode.trainFrozenStatistics`: batch statistics
+/// **BatchNorm.** Every gradient is computed with `Mode.trainFrozenStatistics`: batch statistics
 /// normalise (the Hessian of the train-mode loss, as the reference implementation's double backward) but running statistics and
 /// `num_batches_tracked` are not touched. Parameters are restored bit-exactly after each product.
 public final class HessianVectorProduct {
-    public enum Scheme: Sendable { case forward, central }
+    public enum Scheme: String, Sendable, CaseIterable { case exact, forward, central }
 
     /// θ: the parameters the Hessian is taken with respect to.
     public let parameters: [Parameter]
@@ -35,27 +38,38 @@ public final class HessianVectorProduct {
     /// (and hold the last probe's gradient afterwards); other parameters' gradients (a head's) are the
     /// closure's business.
     private let gradient: (Mode) -> Void
+    /// Exact scheme: the tangent forward + backward of the loss along the parameters' `tangent`,
+    /// accumulating into `grad` (of at least `parameters`; zeroed before each call).
+    private let tangent: (() -> Void)?
     private var cached: [[Float]]?
-    /// Gradient evaluations performed so far (the cost unit of the engine benchmark).
+    /// Gradient evaluations performed so far (the exact scheme's primal pass counts as one).
     public private(set) var gradientEvaluations = 0
+    /// Tangent passes (exact products) performed so far.
+    public private(set) var tangentEvaluations = 0
 
     /// - Parameters:
     ///   - parameters: θ.
     ///   - gradient: forward + backward of the loss on a fixed batch in the given mode (it must pass
     ///     the mode to every BatchNorm and must not step any optimiser).
-    public init(parameters: [Parameter], scheme: Scheme = .forward, relativeStep: Float? = nil,
-                gradient: @escaping (Mode) -> Void) {
+    ///   - tangent: required for `.exact`: the tangent forward + backward of the same loss along the
+    ///     parameters' `tangent` directions (e.g. `ResNet.tangentForward`, the loss's gradient tangent,
+    ///     `ResNet.tangentBackward`), after the primal pass this object runs inside `Tangents.record`.
+    public init(parameters: [Parameter], scheme: Scheme = .exact, relativeStep: Float? = nil,
+                gradient: @escaping (Mode) -> Void, tangent: (() -> Void)? = nil) {
+        precondition(scheme != .exact || tangent != nil, "HessianVectorProduct: the exact scheme needs the tangent pass")
         self.parameters = parameters
         self.scheme = scheme
         self.relativeStep = relativeStep ?? 1e-5
         self.gradient = gradient
+        self.tangent = tangent
     }
 
-    /// `∇L(θ)` at the current parameters, computed once and cached (forward scheme); call
-    /// `invalidate()` after θ or the batch changes.
+    /// `∇L(θ)` at the current parameters, computed once and cached (the forward scheme's base point,
+    /// the exact scheme's primal pass, recorded for the tangent rules); call `invalidate()` after θ or
+    /// the batch changes.
     public func gradientAtCurrentPoint() -> [[Float]] {
         if let g = cached { return g }
-        let g = evaluate()
+        let g = scheme == .exact ? Tangents.record { evaluate() } : evaluate()
         cached = g
         return g
     }
@@ -67,6 +81,7 @@ public final class HessianVectorProduct {
     public func apply(_ v: [[Float]]) -> [[Float]] {
         precondition(v.count == parameters.count && zip(v, parameters).allSatisfy { $0.count == $1.count },
                      "HessianVectorProduct: v does not match the parameters")
+        if scheme == .exact { return exact(v) }
         let vNorm = l2Norm(v)
         if vNorm == 0 { return v }
         let thetaNorm = l2Norm(parameters.map(\.value))
@@ -85,7 +100,20 @@ public final class HessianVectorProduct {
             shift(saved, v, by: -eps)
             let gMinus = evaluate()
             return difference(gPlus, gMinus, scale: 1 / (2 * eps))
+        case .exact:
+            preconditionFailure("unreachable")
         }
+    }
+
+    /// One tangent forward + backward along v at the recorded primal pass.
+    private func exact(_ v: [[Float]]) -> [[Float]] {
+        _ = gradientAtCurrentPoint()
+        for (p, d) in zip(parameters, v) { p.tangent = d }
+        defer { for p in parameters { p.tangent = [] } }
+        parameters.zeroGrad()
+        tangent!()
+        tangentEvaluations += 1
+        return parameters.map(\.grad)
     }
 
     private func evaluate() -> [[Float]] {

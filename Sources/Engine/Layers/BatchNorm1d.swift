@@ -22,4 +22,16 @@ public final class BatchNorm1d {
         let dx = core.backward(Tensor4(n: dy.rows, c: dy.cols, h: 1, w: 1, data: dy.data))
         return Matrix(rows: dy.rows, cols: dy.cols, data: dx.data)
     }
+
+    /// Tangent forward ẋ `[N, F]` -> ẏ `[N, F]` (BatchNorm2d's rule with H = W = 1).
+    public func tangentForward(_ dotX: Matrix) -> Matrix {
+        let y = core.tangentForward(Tensor4(n: dotX.rows, c: dotX.cols, h: 1, w: 1, data: dotX.data))
+        return Matrix(rows: dotX.rows, cols: dotX.cols, data: y.data)
+    }
+
+    /// Tangent backward R{dy} `[N, F]` -> R{dx} `[N, F]`; accumulates R{dγ}, R{dβ} (BatchNorm2d's rule).
+    public func tangentBackward(_ rdy: Matrix) -> Matrix {
+        let dx = core.tangentBackward(Tensor4(n: rdy.rows, c: rdy.cols, h: 1, w: 1, data: rdy.data))
+        return Matrix(rows: rdy.rows, cols: rdy.cols, data: dx.data)
+    }
 }

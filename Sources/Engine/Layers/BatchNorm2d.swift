@@ -30,6 +30,20 @@ public final class BatchNorm2d {
     private var input: Tensor4?
     private var mean: [Float] = []
     private var invStd: [Float] = []
+    /// Mean and unbiased variance per channel of the last forward that used batch statistics.
+    public private(set) var batchStatistics: (mean: [Float], unbiasedVariance: [Float])?
+
+    /// One momentum update of the running statistics, as a `.train` forward with these batch
+    /// statistics makes it (`num_batches_tracked += 1`). BiSSL replays the update of its Hessian
+    /// batch's forward once per Hessian-vector product, as the reference's train-mode HVP forwards do.
+    public func updateRunningStatistics(mean: [Float], unbiasedVariance: [Float]) {
+        precondition(mean.count == channels && unbiasedVariance.count == channels, "BatchNorm2d \(prefix): statistics of another size")
+        for c in 0..<channels {
+            runningMean[c] = (1 - momentum) * runningMean[c] + momentum * mean[c]
+            runningVar[c] = (1 - momentum) * runningVar[c] + momentum * unbiasedVariance[c]
+        }
+        numBatchesTracked += 1
+    }
 
     public init(name: String, channels: Int) {
         self.prefix = name
@@ -71,14 +85,9 @@ public final class BatchNorm2d {
                     }
                 }
             }
-            if mode == .train {
-                for c in 0..<C {
-                    let unbiased = M > 1 ? variance[c] * Double(M) / Double(M - 1) : variance[c]
-                    runningMean[c] = (1 - momentum) * runningMean[c] + momentum * mean[c]
-                    runningVar[c] = (1 - momentum) * runningVar[c] + momentum * Float(unbiased)
-                }
-                numBatchesTracked += 1
-            }
+            let unbiased = (0..<C).map { Float(M > 1 ? variance[$0] * Double(M) / Double(M - 1) : variance[$0]) }
+            batchStatistics = (mean, unbiased)
+            if mode == .train { updateRunningStatistics(mean: mean, unbiasedVariance: unbiased) }
         } else {
             for c in 0..<C {
                 mean[c] = runningMean[c]
@@ -160,8 +169,149 @@ public final class BatchNorm2d {
             weight.grad[c] += Float(sums[2 * c])
             bias.grad[c] += Float(sums[2 * c + 1])
         }
+        if Tangents.recording { outputGradient = dy }
         return Tensor4(n: N, c: C, h: x.h, w: x.w, data: dx)
     }
+
+    // Tangent rules (docs/bissl.md, "Exact Hessian-vector products"), per channel, with x̂ = (x − μ)s,
+    // s = (σ² + ε)^-1/2, directions γ̇ = `weight.tangent`, β̇ = `bias.tangent` (empty: 0), means over
+    // the M = N·H·W values of the channel. Train mode (batch statistics):
+    //   μ̇ = mean(ẋ),  m = mean(x̂ ẋ),  ṡ = −s² m,  x̂̇ = s (ẋ − μ̇ − x̂ m),  ẏ = γ̇ x̂ + γ x̂̇ + β̇
+    //   backward dx = γ s (dy − a − x̂ b), a = mean(dy), b = mean(dy x̂), dγ = Σ dy x̂, dβ = Σ dy
+    //   R{dx} = (γ̇ s + γ ṡ)(dy − a − x̂ b) + γ s (R{dy} − ȧ − x̂̇ b − x̂ ḃ),
+    //   ȧ = mean(R{dy}), ḃ = mean(R{dy} x̂ + dy x̂̇),  R{dγ} = Σ (R{dy} x̂ + dy x̂̇),  R{dβ} = Σ R{dy}.
+    // Eval mode (running statistics, constants): x̂̇ = s ẋ, ṡ = 0 and a = b = ȧ = ḃ = 0 in R{dx}.
+
+    /// dy of the primal backward (kept inside `Tangents.record`); x̂̇ and ṡ of the last tangent forward.
+    private var outputGradient: Tensor4?
+    private var tangentXhat: [Float] = []
+    private var tangentInvStd: [Float] = []
+
+    /// Tangent forward: ẋ -> ẏ (shape `[N, C, H, W]`), at the primal forward's input and statistics.
+    public func tangentForward(_ dotX: Tensor4) -> Tensor4 {
+        guard let x = input else { preconditionFailure("BatchNorm2d \(prefix): tangent before forward") }
+        precondition(dotX.shape == x.shape, "BatchNorm2d \(prefix): tangent shape \(dotX.shape) vs \(x.shape)")
+        let C = channels, HW = x.h * x.w, N = x.n, M = Float(N * HW)
+        let mean = self.mean, invStd = self.invStd, gamma = weight.value, batch = lastMode.usesBatchStatistics
+        let dGamma = weight.tangent.isEmpty ? [Float](repeating: 0, count: C) : weight.tangent
+        let dBeta = bias.tangent.isEmpty ? [Float](repeating: 0, count: C) : bias.tangent
+        var dInv = [Float](repeating: 0, count: C)
+        var dXhat = [Float](count: x.count) { _ in }
+        var dy = [Float](count: x.count) { _ in }
+        x.data.withUnsafeBufferPointer { xp in
+            dotX.data.withUnsafeBufferPointer { tp in
+                dXhat.withUnsafeMutableBufferPointer { hp in
+                    dy.withUnsafeMutableBufferPointer { yp in
+                        dInv.withUnsafeMutableBufferPointer { ip in
+                            Parallel.forEachChunk(C, workPerIndex: 3 * N * HW) { channels in
+                                for c in channels {
+                                    let mu = mean[c], s = invStd[c]
+                                    var dmu: Float = 0, m: Float = 0
+                                    if batch {
+                                        var a: Double = 0, b: Double = 0
+                                        for n in 0..<N {
+                                            let off = (n * C + c) * HW
+                                            let (sa, sb) = sumsForBackward(tp.baseAddress! + off, xp.baseAddress! + off, HW, mu, s)
+                                            a += Double(sa); b += Double(sb)
+                                        }
+                                        dmu = Float(a) / M; m = Float(b) / M
+                                        ip[c] = -s * s * m
+                                    }
+                                    let g = gamma[c], dg = dGamma[c], db = dBeta[c]
+                                    for n in 0..<N {
+                                        let off = (n * C + c) * HW
+                                        let xs = xp.baseAddress! + off, ts = tp.baseAddress! + off
+                                        let hs = hp.baseAddress! + off, ys = yp.baseAddress! + off
+                                        for i in 0..<HW {
+                                            let xhat = (xs[i] - mu) * s
+                                            let h = s * (ts[i] - dmu - xhat * m)
+                                            hs[i] = h
+                                            ys[i] = dg * xhat + g * h + db
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        tangentXhat = dXhat
+        tangentInvStd = dInv
+        return Tensor4(n: N, c: C, h: x.h, w: x.w, data: dy)
+    }
+
+    /// Tangent backward: R{dy} -> R{dx}; accumulates R{dγ}, R{dβ} into `weight.grad`, `bias.grad`.
+    /// Needs the primal backward's dy (inside `Tangents.record`) and the last `tangentForward`.
+    public func tangentBackward(_ rdy: Tensor4) -> Tensor4 {
+        guard let x = input, let dy = outputGradient else {
+            preconditionFailure("BatchNorm2d \(prefix): tangent backward without a recorded primal backward")
+        }
+        precondition(rdy.shape == x.shape && tangentXhat.count == x.count, "BatchNorm2d \(prefix): tangent backward out of order")
+        let C = channels, HW = x.h * x.w, N = x.n, M = Float(N * HW)
+        let mean = self.mean, invStd = self.invStd, gamma = weight.value, batch = lastMode.usesBatchStatistics
+        let dGamma = weight.tangent.isEmpty ? [Float](repeating: 0, count: C) : weight.tangent
+        let dInv = tangentInvStd
+        var sums = [Double](repeating: 0, count: 2 * C)
+        var rdx = [Float](count: x.count) { _ in }
+        x.data.withUnsafeBufferPointer { xp in
+            dy.data.withUnsafeBufferPointer { gp in
+                rdy.data.withUnsafeBufferPointer { rp in
+                    tangentXhat.withUnsafeBufferPointer { hp in
+                        rdx.withUnsafeMutableBufferPointer { op in
+                            sums.withUnsafeMutableBufferPointer { sp in
+                                Parallel.forEachChunk(C, workPerIndex: 5 * N * HW) { channels in
+                                    for c in channels {
+                                        let mu = mean[c], s = invStd[c]
+                                        var sdy: Double = 0, sdyx: Double = 0, sr: Double = 0, srx: Double = 0, sdyh: Double = 0
+                                        for n in 0..<N {
+                                            let off = (n * C + c) * HW
+                                            let (a, b) = sumsForBackward(gp.baseAddress! + off, xp.baseAddress! + off, HW, mu, s)
+                                            let (ra, rb) = sumsForBackward(rp.baseAddress! + off, xp.baseAddress! + off, HW, mu, s)
+                                            sdy += Double(a); sdyx += Double(b); sr += Double(ra); srx += Double(rb)
+                                            sdyh += Double(dotFloat(gp.baseAddress! + off, hp.baseAddress! + off, HW))
+                                        }
+                                        sp[2 * c] = srx + sdyh
+                                        sp[2 * c + 1] = sr
+                                        let a = batch ? Float(sdy) / M : 0, b = batch ? Float(sdyx) / M : 0
+                                        let ra = batch ? Float(sr) / M : 0, rb = batch ? Float(srx + sdyh) / M : 0
+                                        let outer = dGamma[c] * s + gamma[c] * dInv[c], inner = gamma[c] * s
+                                        for n in 0..<N {
+                                            let off = (n * C + c) * HW
+                                            let xs = xp.baseAddress! + off, gs = gp.baseAddress! + off, rs = rp.baseAddress! + off
+                                            let hs = hp.baseAddress! + off, os = op.baseAddress! + off
+                                            for i in 0..<HW {
+                                                let xhat = (xs[i] - mu) * s
+                                                os[i] = outer * (gs[i] - a - xhat * b) + inner * (rs[i] - ra - hs[i] * b - xhat * rb)
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for c in 0..<C {
+            weight.grad[c] += Float(sums[2 * c])
+            bias.grad[c] += Float(sums[2 * c + 1])
+        }
+        return Tensor4(n: N, c: C, h: x.h, w: x.w, data: rdx)
+    }
+}
+
+/// `sum(a[i] * b[i])` over `count` floats, 8 lanes.
+@inline(__always) func dotFloat(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ count: Int) -> Float {
+    var acc = SIMD8<Float>(repeating: 0)
+    var i = 0
+    while i + 8 <= count {
+        acc += UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self) * UnsafeRawPointer(b + i).loadUnaligned(as: SIMD8<Float>.self)
+        i += 8
+    }
+    var s = acc.sum()
+    while i < count { s += a[i] * b[i]; i += 1 }
+    return s
 }
 
 /// Sum of `count` floats, accumulated in 8 float lanes (vectorisable) then added up.

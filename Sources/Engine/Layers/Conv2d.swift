@@ -33,12 +33,67 @@ public final class Conv2d {
     public func forward(_ x: Tensor4) -> Tensor4 {
         precondition(x.c == inChannels, "Conv2d \(weight.name): input has \(x.c) channels, expected \(inChannels)")
         input = x
+        return convolve(x, weight.value)
+    }
+
+    /// Backward: dy `[N, O, Ho, Wo]` -> dx `[N, C, H, W]` (nil when `inputGradient` is false, e.g. for
+    /// the stem, whose input is the image). Accumulates `dL/dW` into `weight.grad`. Inside
+    /// `Tangents.record` it keeps `dy` for `tangentBackward`.
+    public func backward(_ dy: Tensor4, inputGradient: Bool = true) -> Tensor4? {
+        guard let x = input else { preconditionFailure("Conv2d \(weight.name): backward before forward") }
+        precondition(dy.n == x.n && dy.c == outChannels && dy.h == outputSize(x.h) && dy.w == outputSize(x.w),
+                     "Conv2d \(weight.name): gradient shape \(dy.shape) does not match the forward pass")
+        if Tangents.recording { outputGradient = dy }
+        accumulateWeightGradient(dy, x)
+        return inputGradient ? self.inputGradient(dy, weight.value, like: x) : nil
+    }
+
+    // Tangent rules (forward-over-reverse, docs/bissl.md "Exact Hessian-vector products"). The layer is
+    // bilinear in (x, W), so with the parameter direction V = `weight.tangent`:
+    //   ẏ = conv(ẋ, W) + conv(x, V)
+    //   R{dx} = conv^T(R{dy}, W) + conv^T(dy, V)
+    //   R{dW} = corr(R{dy}, x) + corr(dy, ẋ)      (accumulated into `weight.grad`)
+
+    /// Tangent forward: ẋ `[N, C, H, W]` (nil: the input does not depend on θ, e.g. images) -> ẏ
+    /// `[N, O, Ho, Wo]`, using the input of the primal forward. Keeps ẋ for `tangentBackward`.
+    public func tangentForward(_ dotX: Tensor4?) -> Tensor4 {
+        guard let x = input else { preconditionFailure("Conv2d \(weight.name): tangent before forward") }
+        tangentInput = dotX
+        var y: Tensor4? = dotX.map { convolve($0, weight.value) }
+        if !weight.tangent.isEmpty {
+            let t = convolve(x, weight.tangent)
+            if y == nil { y = t } else { ResidualAdd.accumulate(&y!, t) }
+        }
+        return y ?? Tensor4(n: x.n, c: outChannels, h: outputSize(x.h), w: outputSize(x.w))
+    }
+
+    /// Tangent backward: R{dy} (shape of the output) -> R{dx} (nil when `inputGradient` is false);
+    /// accumulates R{dW} (the Hessian-vector product's share of this weight) into `weight.grad`.
+    /// Needs the primal backward's dy (run inside `Tangents.record`) and the last `tangentForward`.
+    public func tangentBackward(_ rdy: Tensor4, inputGradient: Bool = true) -> Tensor4? {
+        guard let x = input, let dy = outputGradient else {
+            preconditionFailure("Conv2d \(weight.name): tangent backward without a recorded primal backward")
+        }
+        accumulateWeightGradient(rdy, x)
+        if let dotX = tangentInput { accumulateWeightGradient(dy, dotX) }
+        guard inputGradient else { return nil }
+        var dx = self.inputGradient(rdy, weight.value, like: x)
+        if !weight.tangent.isEmpty { ResidualAdd.accumulate(&dx, self.inputGradient(dy, weight.tangent, like: x)) }
+        return dx
+    }
+
+    /// dy of the primal backward (kept inside `Tangents.record`) and ẋ of the last tangent forward.
+    private var outputGradient: Tensor4?
+    private var tangentInput: Tensor4?
+
+    /// `conv(x, w)` for weights `w` `[O, C, k, k]`.
+    private func convolve(_ x: Tensor4, _ w: [Float]) -> Tensor4 {
         let ho = outputSize(x.h), wo = outputSize(x.w), N = x.n, O = outChannels
         let p = ho * wo, ckk = inChannels * kernel * kernel
         let y: [Float]
         if usesDirectGEMM(planeSize: p) {
             y = [Float](count: N * O * p) { yp in
-                weight.value.withUnsafeBufferPointer { wp in
+                w.withUnsafeBufferPointer { wp in
                     x.data.withUnsafeBufferPointer { xp in
                         // Images are independent products: spread over the cores.
                         Parallel.forEachChunk(N, workPerIndex: O * p * ckk) { images in
@@ -55,7 +110,7 @@ public final class Conv2d {
             let cols = im2col(x, ho: ho, wo: wo)
             // T[O, N*P] = W[O, CKK] * cols[CKK, N*P]
             let t = [Float](count: O * N * p) { tp in
-                weight.value.withUnsafeBufferPointer { wp in
+                w.withUnsafeBufferPointer { wp in
                     cols.withUnsafeBufferPointer { cp in
                         GEMM.sgemm(m: O, n: N * p, k: ckk, a: wp.baseAddress!, lda: ckk,
                                    b: cp.baseAddress!, ldb: N * p, c: tp.baseAddress!, ldc: N * p)
@@ -67,13 +122,9 @@ public final class Conv2d {
         return Tensor4(n: N, c: O, h: ho, w: wo, data: y)
     }
 
-    /// Backward: dy `[N, O, Ho, Wo]` -> dx `[N, C, H, W]` (nil when `inputGradient` is false, e.g. for
-    /// the stem, whose input is the image). Accumulates `dL/dW` into `weight.grad`.
-    public func backward(_ dy: Tensor4, inputGradient: Bool = true) -> Tensor4? {
-        guard let x = input else { preconditionFailure("Conv2d \(weight.name): backward before forward") }
-        let ho = dy.h, wo = dy.w, p = ho * wo, ckk = inChannels * kernel * kernel, O = outChannels, N = x.n
-        precondition(dy.n == N && dy.c == O && ho == outputSize(x.h) && wo == outputSize(x.w),
-                     "Conv2d \(weight.name): gradient shape \(dy.shape) does not match the forward pass")
+    /// `weight.grad += corr(dy, x)` (dL/dW of an output gradient dy for input x).
+    private func accumulateWeightGradient(_ dy: Tensor4, _ x: Tensor4) {
+        let p = dy.h * dy.w, ckk = inChannels * kernel * kernel, O = outChannels, N = x.n
         if usesDirectGEMM(planeSize: p) {
             // dW[O, C] += Σ_n dY_n[O, P] * X_n[C, P]^T: the images in two fixed halves, one per core, the
             // second half summed into `upper` and added last (the same additions on any number of cores).
@@ -95,9 +146,27 @@ public final class Conv2d {
                     for i in 0..<(O * ckk) { gp[i] += up[i] }
                 }
             }
-            guard inputGradient else { return nil }
+            return
+        }
+        let t = Conv2d.swapLeadingAxes(dy.data, N, O, p)   // [N, O, P] -> [O, N*P]
+        let cols = im2col(x, ho: dy.h, wo: dy.w)
+        weight.grad.withUnsafeMutableBufferPointer { gp in
+            t.withUnsafeBufferPointer { tp in
+                cols.withUnsafeBufferPointer { cp in
+                    // dW[O, CKK] += T[O, N*P] * cols[CKK, N*P]^T
+                    GEMM.sgemm(transB: true, m: O, n: ckk, k: N * p, a: tp.baseAddress!, lda: N * p,
+                               b: cp.baseAddress!, ldb: N * p, beta: 1, c: gp.baseAddress!, ldc: ckk)
+                }
+            }
+        }
+    }
+
+    /// `conv^T(dy, w)`: the input gradient for weights `w`, shaped like `x`.
+    private func inputGradient(_ dy: Tensor4, _ w: [Float], like x: Tensor4) -> Tensor4 {
+        let p = dy.h * dy.w, ckk = inChannels * kernel * kernel, O = outChannels, N = x.n
+        if usesDirectGEMM(planeSize: p) {
             let dx = [Float](count: x.count) { dxp in
-                weight.value.withUnsafeBufferPointer { wp in
+                w.withUnsafeBufferPointer { wp in
                     dy.data.withUnsafeBufferPointer { dyp in
                         Parallel.forEachChunk(N, workPerIndex: O * p * ckk) { images in
                             for n in images {
@@ -113,27 +182,16 @@ public final class Conv2d {
             return Tensor4(n: N, c: inChannels, h: x.h, w: x.w, data: dx)
         }
         let t = Conv2d.swapLeadingAxes(dy.data, N, O, p)   // [N, O, P] -> [O, N*P]
-        let cols = im2col(x, ho: ho, wo: wo)
-        weight.grad.withUnsafeMutableBufferPointer { gp in
-            t.withUnsafeBufferPointer { tp in
-                cols.withUnsafeBufferPointer { cp in
-                    // dW[O, CKK] += T[O, N*P] * cols[CKK, N*P]^T
-                    GEMM.sgemm(transB: true, m: O, n: ckk, k: N * p, a: tp.baseAddress!, lda: N * p,
-                               b: cp.baseAddress!, ldb: N * p, beta: 1, c: gp.baseAddress!, ldc: ckk)
-                }
-            }
-        }
-        guard inputGradient else { return nil }
         // dcols[CKK, N*P] = W[O, CKK]^T * T[O, N*P]
         let dcols = [Float](count: ckk * N * p) { dcp in
-            weight.value.withUnsafeBufferPointer { wp in
+            w.withUnsafeBufferPointer { wp in
                 t.withUnsafeBufferPointer { tp in
                     GEMM.sgemm(transA: true, m: ckk, n: N * p, k: O, a: wp.baseAddress!, lda: ckk,
                                b: tp.baseAddress!, ldb: N * p, c: dcp.baseAddress!, ldc: N * p)
                 }
             }
         }
-        return col2im(dcols, like: x, ho: ho, wo: wo)
+        return col2im(dcols, like: x, ho: dy.h, wo: dy.w)
     }
 
     /// `[A, B, P]` -> `[B, A, P]`: moves blocks of `P` contiguous values (the batch <-> channel swap

@@ -15,6 +15,10 @@ public final class GlobalAvgPool {
         return y
     }
 
+    /// The pool is linear: the tangent forward is the forward of ẋ, the tangent backward the backward of R{dy}.
+    public func tangentForward(_ dotX: Tensor4) -> Matrix { forward(dotX) }
+    public func tangentBackward(_ rdy: Matrix) -> Tensor4 { backward(rdy) }
+
     /// Backward: dy `[N, C]` -> dx `[N, C, H, W]` = dy / (H*W) broadcast over each plane.
     public func backward(_ dy: Matrix) -> Tensor4 {
         var dx = Tensor4(n: inputShape[0], c: inputShape[1], h: inputShape[2], w: inputShape[3])

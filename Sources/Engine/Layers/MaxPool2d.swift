@@ -55,6 +55,19 @@ public final class MaxPool2d {
         return y
     }
 
+    /// Tangent forward: ẋ `[N, C, H, W]` -> ẏ `[N, C, Ho, Wo]`, ẏ = ẋ at the primal forward's argmax
+    /// (the winners are held fixed, as double backward does). The tangent backward routes R{dy}
+    /// through the same argmax: it is `backward`.
+    public func tangentForward(_ dotX: Tensor4) -> Tensor4 {
+        precondition(dotX.shape == inputShape, "MaxPool2d: tangent shape \(dotX.shape) vs \(inputShape)")
+        let ho = outputSize(dotX.h), wo = outputSize(dotX.w), HW = dotX.h * dotX.w, P = ho * wo
+        var y = Tensor4(n: dotX.n, c: dotX.c, h: ho, w: wo)
+        for o in y.data.indices { y.data[o] = dotX.data[(o / P) * HW + Int(argmax[o])] }
+        return y
+    }
+
+    public func tangentBackward(_ rdy: Tensor4) -> Tensor4 { backward(rdy) }
+
     /// Backward: dy `[N, C, Ho, Wo]` -> dx `[N, C, H, W]` (each dy added at its argmax).
     public func backward(_ dy: Tensor4) -> Tensor4 {
         var dx = Tensor4(n: inputShape[0], c: inputShape[1], h: inputShape[2], w: inputShape[3])

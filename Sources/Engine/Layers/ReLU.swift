@@ -67,6 +67,16 @@ public final class ReLU {
         }
     }
 
+    /// Tangent forward ẋ -> ẏ = mask ⊙ ẋ and tangent backward R{dy} -> R{dx} = mask ⊙ R{dy}, with the
+    /// mask of the primal forward (ReLU'' = 0 away from the kink, as double backward takes it): the
+    /// Jacobian is a diagonal 0/1 matrix, so all three passes are the same select as `backward`.
+    public func tangentForward(_ dotX: [Float]) -> [Float] { backward(dotX) }
+    public func tangentBackward(_ rdy: [Float]) -> [Float] { backward(rdy) }
+    public func tangentForward(_ x: Tensor4) -> Tensor4 { backward(x) }
+    public func tangentBackward(_ x: Tensor4) -> Tensor4 { backward(x) }
+    public func tangentForward(_ x: Matrix) -> Matrix { backward(x) }
+    public func tangentBackward(_ x: Matrix) -> Matrix { backward(x) }
+
     public func forward(_ x: Tensor4) -> Tensor4 { Tensor4(n: x.n, c: x.c, h: x.h, w: x.w, data: forward(x.data)) }
     public func backward(_ dy: Tensor4) -> Tensor4 { Tensor4(n: dy.n, c: dy.c, h: dy.h, w: dy.w, data: backward(dy.data)) }
     public func forward(_ x: Matrix) -> Matrix { Matrix(rows: x.rows, cols: x.cols, data: forward(x.data)) }

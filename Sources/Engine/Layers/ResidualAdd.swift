@@ -19,6 +19,10 @@ public enum ResidualAdd {
     /// Backward: dy -> (da, db) = (dy, dy).
     public static func backward(_ dy: Tensor4) -> (Tensor4, Tensor4) { (dy, dy) }
 
+    /// Linear: ẏ = ȧ + ḃ, and R{dy} goes unchanged to both branches.
+    public static func tangentForward(_ dotA: Tensor4, _ dotB: Tensor4) -> Tensor4 { forward(dotA, dotB) }
+    public static func tangentBackward(_ rdy: Tensor4) -> (Tensor4, Tensor4) { (rdy, rdy) }
+
     /// `a += b` in place (gradient accumulation where two branches meet).
     static func accumulate(_ a: inout Tensor4, _ b: Tensor4) {
         precondition(a.shape == b.shape, "ResidualAdd: shapes \(a.shape) and \(b.shape) differ")

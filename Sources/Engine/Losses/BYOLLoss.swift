@@ -14,6 +14,46 @@ public enum BYOLLoss {
         return (l1 + l2, d1, d2)
     }
 
+    /// Tangent of the gradient with the target constant: `(R{dp1}, R{dp2})` `[N, D]` for directions
+    /// `(ṗ1, ṗ2)`, the loss's share of an exact Hessian-vector product (docs/bissl.md). Per row, with
+    /// p̂ = p/‖p‖, t̂ = t/‖t‖, c = p̂·t̂ and dp = −2 (t̂ − p̂ c)/(N ‖p‖):
+    ///
+    ///     ṅ = p̂·ṗ,  p̂̇ = (ṗ − p̂ ṅ)/‖p‖,  ċ = p̂̇·t̂,
+    ///     R{dp} = (2/N) [(p̂̇ c + p̂ ċ)/‖p‖ + (t̂ − p̂ c) ṅ/‖p‖²]
+    public static func gradientTangent(p1: Matrix, p2: Matrix, t1: Matrix, t2: Matrix, dotP1: Matrix, dotP2: Matrix) -> (Matrix, Matrix) {
+        precondition(dotP1.shape == p1.shape && dotP2.shape == p2.shape, "BYOLLoss: tangent shapes differ")
+        return (termTangent(p1, t2, dotP1), termTangent(p2, t1, dotP2))
+    }
+
+    static func termTangent(_ p: Matrix, _ t: Matrix, _ dp: Matrix) -> Matrix {
+        let N = p.rows, D = p.cols
+        var out = Matrix(rows: N, cols: D)
+        for i in 0..<N {
+            var pp: Double = 0, tt: Double = 0
+            for d in 0..<D {
+                let a = Double(p.data[i * D + d]), b = Double(t.data[i * D + d])
+                pp += a * a; tt += b * b
+            }
+            let np = max(pp.squareRoot(), 1e-12), nt = max(tt.squareRoot(), 1e-12)
+            var cosine: Double = 0, ndot: Double = 0
+            for d in 0..<D {
+                cosine += Double(p.data[i * D + d]) / np * Double(t.data[i * D + d]) / nt
+                ndot += Double(p.data[i * D + d]) / np * Double(dp.data[i * D + d])
+            }
+            var cdot: Double = 0
+            for d in 0..<D {
+                let ph = Double(p.data[i * D + d]) / np
+                cdot += (Double(dp.data[i * D + d]) - ph * ndot) / np * Double(t.data[i * D + d]) / nt
+            }
+            for d in 0..<D {
+                let ph = Double(p.data[i * D + d]) / np, th = Double(t.data[i * D + d]) / nt
+                let phDot = (Double(dp.data[i * D + d]) - ph * ndot) / np
+                out.data[i * D + d] = Float(2 / Double(N) * ((phDot * cosine + ph * cdot) / np + (th - ph * cosine) * ndot / (np * np)))
+            }
+        }
+        return out
+    }
+
     /// `mean_i (2 - 2 cos(p_i, t_i))` and its gradient with respect to `p`.
     static func term(_ p: Matrix, _ t: Matrix) -> (Float, Matrix) {
         let N = p.rows, D = p.cols

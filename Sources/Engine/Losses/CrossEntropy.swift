@@ -43,4 +43,28 @@ public enum CrossEntropy {
         }
         return (Float(total / Double(N)), grad)
     }
+
+    /// Tangent of the gradient for hard labels: `R{dL/dz} = (∂²L/∂z²) ż` `[N, C]`, with P = softmax(z):
+    /// `R{dz_i} = P_i ⊙ (ż_i − P_i·ż_i) / N` (the labels do not depend on θ). Forward-over-reverse
+    /// share of an exact Hessian-vector product (docs/bissl.md).
+    public static func gradientTangent(logits: Matrix, dotLogits: Matrix) -> Matrix {
+        precondition(dotLogits.shape == logits.shape, "CrossEntropy: tangent shape \(dotLogits.shape) vs \(logits.shape)")
+        let N = logits.rows, C = logits.cols
+        var out = Matrix(rows: N, cols: C)
+        for i in 0..<N {
+            let row = i * C
+            var m = -Float.infinity
+            for c in 0..<C { m = max(m, logits.data[row + c]) }
+            var s: Double = 0
+            for c in 0..<C { s += Foundation.exp(Double(logits.data[row + c] - m)) }
+            let logZ = Double(m) + Foundation.log(s)
+            var mean: Double = 0
+            for c in 0..<C { mean += Foundation.exp(Double(logits.data[row + c]) - logZ) * Double(dotLogits.data[row + c]) }
+            for c in 0..<C {
+                let p = Foundation.exp(Double(logits.data[row + c]) - logZ)
+                out.data[row + c] = Float(p * (Double(dotLogits.data[row + c]) - mean) / Double(N))
+            }
+        }
+        return out
+    }
 }

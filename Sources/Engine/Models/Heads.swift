@@ -110,6 +110,26 @@ public final class MLPHead {
         return d
     }
 
+    /// Tangent forward ẋ `[N, d0]` -> ẏ `[N, dL]` at the last primal forward (`Tangents`).
+    public func tangentForward(_ dotX: Matrix) -> Matrix {
+        var out = dotX
+        for i in linears.indices {
+            out = linears[i].tangentForward(out)
+            if i < norms.count { out = relus[i].tangentForward(norms[i].tangentForward(out)) }
+        }
+        return out
+    }
+
+    /// Tangent backward R{dy} `[N, dL]` -> R{dx} `[N, d0]`; accumulates R{dW} of every parameter.
+    public func tangentBackward(_ rdy: Matrix) -> Matrix {
+        var d = rdy
+        for i in linears.indices.reversed() {
+            if i < norms.count { d = norms[i].tangentBackward(relus[i].tangentBackward(d)) }
+            d = linears[i].tangentBackward(d)
+        }
+        return d
+    }
+
     public func stateDict() -> StateDict {
         var sd = StateDict()
         for i in linears.indices {

@@ -132,6 +132,25 @@ public final class ResNet {
         _ = conv1.backward(bn1.backward(relu.backward(d)), inputGradient: false)
     }
 
+    /// Tangent forward along the parameters' `tangent` directions (the images do not depend on θ):
+    /// -> ḟ `[N, featureCount]`, at the last primal forward (`Tangents`).
+    public func tangentForward() -> Matrix {
+        var out = relu.tangentForward(bn1.tangentForward(conv1.tangentForward(nil)))
+        if let mp = maxpool { out = mp.tangentForward(out) }
+        for b in blocks { out = b.tangentForward(out) }
+        return pool.tangentForward(out)
+    }
+
+    /// Tangent backward from R{dL/dfeatures} `[N, featureCount]`: accumulates every parameter's share of
+    /// the Hessian-vector product into its `grad`. Needs a primal backward inside `Tangents.record`
+    /// and the last `tangentForward`.
+    public func tangentBackward(_ rFeatures: Matrix) {
+        var d = pool.tangentBackward(rFeatures)
+        for b in blocks.reversed() { d = b.tangentBackward(d) }
+        if let mp = maxpool { d = mp.tangentBackward(d) }
+        _ = conv1.tangentBackward(bn1.tangentBackward(relu.tangentBackward(d)), inputGradient: false)
+    }
+
     /// The backbone's state dict in torchvision order: `conv1.weight`, `bn1.*`, then per block
     /// `convK.weight`, `bnK.{weight,bias,running_mean,running_var,num_batches_tracked}`, `downsample.0/1.*`.
     public func stateDict() -> StateDict {

@@ -70,4 +70,31 @@ public final class ResidualBlock {
         }
         return d
     }
+
+    /// Tangent forward (the layers' rules in forward order): ẋ -> ẏ, shapes as `forward`.
+    public func tangentForward(_ dotX: Tensor4) -> Tensor4 {
+        var out = dotX
+        for i in convs.indices {
+            out = bns[i].tangentForward(convs[i].tangentForward(out))
+            if i < relus.count { out = relus[i].tangentForward(out) }
+        }
+        let identity = downsample.map { $0.bn.tangentForward($0.conv.tangentForward(dotX)) } ?? dotX
+        return outRelu.tangentForward(ResidualAdd.tangentForward(out, identity))
+    }
+
+    /// Tangent backward (mirrors `backward`): R{dy} -> R{dx}; accumulates every parameter's R{dW}.
+    public func tangentBackward(_ rdy: Tensor4) -> Tensor4 {
+        let (rMain, rIdentity) = ResidualAdd.tangentBackward(outRelu.tangentBackward(rdy))
+        var d = rMain
+        for i in convs.indices.reversed() {
+            if i < relus.count { d = relus[i].tangentBackward(d) }
+            d = convs[i].tangentBackward(bns[i].tangentBackward(d))!
+        }
+        if let ds = downsample {
+            ResidualAdd.accumulate(&d, ds.conv.tangentBackward(ds.bn.tangentBackward(rIdentity))!)
+        } else {
+            ResidualAdd.accumulate(&d, rIdentity)
+        }
+        return d
+    }
 }

@@ -14,7 +14,8 @@ public struct AlignOptions: JobOptions, Sendable {
     public var lambda: Double?, damping: Double?
     public var cgIters: Int?
     public var cg: ImplicitGradientOptions.Solver?
-    public var hvp: AlignConfig.HVP?
+    public var hvp: HessianVectorProduct.Scheme?
+    public var hvpBatchNorm: ImplicitGradientOptions.HVPBatchNorm?
     public var warmupEpochs: Int?
     public var dLR: Double?, dWD: Double?, pLR: Double?, pWD: Double?
     public var pBatchSize: Int?, dBatchSize: Int?
@@ -71,12 +72,6 @@ public struct AlignOptions: JobOptions, Sendable {
 /// settings are kept as the Doubles given (0.03, not 0.029999999329447746); the engine gets Float
 /// copies (`settings`).
 public struct AlignConfig: Codable, Equatable, Sendable {
-    /// The finite-difference scheme of the Hessian-vector products.
-    public enum HVP: String, Codable, CaseIterable, Sendable {
-        case central, forward
-        var scheme: HessianVectorProduct.Scheme { self == .central ? .central : .forward }
-    }
-
     public var ref: String, data: String, pretextData: String, val: String?
     public var pretext: PretextObjective.Method
     public var temperature: Double, emaDecay: Double, pixelScale: String
@@ -84,7 +79,11 @@ public struct AlignConfig: Codable, Equatable, Sendable {
     public var lambda: Double, damping: Double
     public var cgIters: Int
     public var cg: ImplicitGradientOptions.Solver
-    public var hvp: HVP
+    /// How the Hessian-vector products are computed (exact by default; older runs recorded central).
+    public var hvp: HessianVectorProduct.Scheme
+    /// BN running statistics during the solve; nil in runs recorded before the option existed, which
+    /// froze them.
+    public var hvpBatchNorm: ImplicitGradientOptions.HVPBatchNorm?
     public var noIJ: Bool
     public var warmupEpochs: Int
     public var dLR: Double, dWD: Double, dMomentum: Double
@@ -102,7 +101,8 @@ public struct AlignConfig: Codable, Equatable, Sendable {
         var s = AlignmentSettings()
         s.alternations = alternations; s.lowerSteps = lowerSteps; s.upperSteps = upperSteps
         s.implicit = ImplicitGradientOptions(lambda: Float(lambda), damping: Float(damping), iterations: cgIters,
-                                             solver: cg, hvp: hvp.scheme, enabled: !noIJ)
+                                             solver: cg, hvp: hvp,
+                                             batchNorm: hvpBatchNorm ?? .frozen, enabled: !noIJ)
         s.warmupEpochs = warmupEpochs
         s.dLR = Float(dLR); s.dWD = Float(dWD); s.dMomentum = Float(dMomentum)
         s.pLR = Float(pLR); s.pWD = Float(pWD); s.pMomentum = Float(pMomentum); s.pEta = Float(pEta)
@@ -209,7 +209,8 @@ public struct AlignJob: TrainingJob {
             temperature: temperature, emaDecay: emaDecay,
             pixelScale: RecordedSettings.string("pixelScale", in: p.hyperparameters) ?? "raw",
             alternations: T, lowerSteps: NL, upperSteps: NU, lambda: lambda, damping: damping, cgIters: K,
-            cg: o.cg ?? .layerwise, hvp: o.hvp ?? .central, noIJ: o.noIJ, warmupEpochs: E,
+            cg: o.cg ?? .layerwise, hvp: o.hvp ?? .exact,
+            hvpBatchNorm: o.hvpBatchNorm ?? .train, noIJ: o.noIJ, warmupEpochs: E,
             dLR: dLR, dWD: dWD, dMomentum: AlignConfig.decimal(defaults.dMomentum),
             pLR: pLR, pWD: pWD, pMomentum: AlignConfig.decimal(defaults.pMomentum), pEta: AlignConfig.decimal(defaults.pEta),
             clip: clip, pBatchSize: pBatch, dBatchSize: dBatch, imageSize: size, seed: Seed(o.seed ?? 0),
@@ -284,13 +285,17 @@ public struct AlignJob: TrainingJob {
         if !aligner.alternationSeconds.isEmpty {
             p.metrics["secondsPerAlternation"] = aligner.alternationSeconds.reduce(0, +) / Double(aligner.alternationSeconds.count)
         }
-        p.warnings += [
-            "HVP by \(c.hvp.rawValue) finite differences with ReLU/max-pool patterns pinned at θ_P (the reference implementation: double backward)",
-            "BN running statistics are not moved by the HVP probes (the reference implementation moves them K times per upper step)",
-            "pretext views go through the network as one joint batch of 2N (the reference implementation: two forwards of N)",
-        ]
+        if c.hvp != .exact {
+            p.warnings.append("HVP by \(c.hvp.rawValue) finite differences with ReLU/max-pool patterns pinned at θ_P (the reference implementation: double backward)")
+        }
+        if c.settings.implicit.batchNorm == .frozen {
+            p.warnings.append("BN running statistics are not moved by the HVPs (the reference implementation moves them K times per upper step)")
+        }
+        p.warnings.append("pretext views go through the network as one joint batch of 2N (the reference implementation: two forwards of N)")
         return aligner.outputNetwork().checkpoint(provenance: p)
     }
 }
 
 extension ImplicitGradientOptions.Solver: Codable {}
+extension ImplicitGradientOptions.HVPBatchNorm: Codable {}
+extension HessianVectorProduct.Scheme: Codable {}

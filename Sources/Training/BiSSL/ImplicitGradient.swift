@@ -16,29 +16,44 @@ public struct ImplicitGradientOptions: Sendable, Equatable {
     /// K (`cg_iter_num`, 5): CG iterations, one Hessian-vector product each.
     public var iterations: Int
     public var solver: Solver
-    /// Finite-difference scheme of the Hessian-vector product (see `ImplicitGradient`). Default
-    /// central (2 gradients per product): with the forward scheme (1 gradient) the layer-wise solve
-    /// on the parity network was off by 50% (docs/bissl.md).
+    /// Scheme of the Hessian-vector product (see `ImplicitGradient`): `exact` (default; forward-over-
+    /// reverse, about 2 gradients per product, as double backward up to float32 rounding), or the
+    /// finite-difference `central` (2 gradients) / `forward` (1 gradient) with pinned ReLU/max-pool
+    /// patterns, whose error depends on the GEMM kernel's rounding (docs/bissl.md).
     public var hvp: HessianVectorProduct.Scheme
     /// `c` of the probe size `ε = c (1 + ||θ||) / ||v||`; nil: `defaultRelativeStep(hvp)`.
     public var relativeStep: Float?
+    /// What the products do to the BatchNorm running statistics (see `HVPBatchNorm`).
+    public var batchNorm: HVPBatchNorm
     /// `false` is `--no-ij`: u = g (the implicit Jacobian replaced by the identity, the δ → ∞ limit;
     /// docs/bissl.md, "Problem and hypergradient", ablation of the IJ term). No Hessian-vector product is computed then.
     public var enabled: Bool
 
+    /// BatchNorm running statistics during the solve.
+    public enum HVPBatchNorm: String, Sendable, CaseIterable {
+        /// As the reference implementation, whose every HVP forward runs in train mode: each product applies one momentum update
+        /// with B_H's batch statistics to every BN of θ_P and φ_P (and of BYOL's target), i.e. K
+        /// updates per upper step, NU·K per upper phase.
+        case train
+        /// Running statistics untouched by the products (only the upper step's ℓ1 forward moves θ_P's).
+        case frozen
+    }
+
     public init(lambda: Float = 0.001, damping: Float = 10, iterations: Int = 5, solver: Solver = .layerwise,
-                hvp: HessianVectorProduct.Scheme = .central, relativeStep: Float? = nil, enabled: Bool = true) {
+                hvp: HessianVectorProduct.Scheme = .exact, relativeStep: Float? = nil, batchNorm: HVPBatchNorm = .train,
+                enabled: Bool = true) {
         self.lambda = lambda; self.damping = damping; self.iterations = iterations
-        self.solver = solver; self.hvp = hvp; self.relativeStep = relativeStep; self.enabled = enabled
+        self.solver = solver; self.hvp = hvp; self.relativeStep = relativeStep; self.batchNorm = batchNorm
+        self.enabled = enabled
     }
 
     /// Probe size `c` with pinned activation patterns, measured on the parity network (BiSSLStepTests;
     /// relative error of H g against double backward): forward 1e-5 (2.7e-3; 1.4e-2 at 3e-6 where
     /// float32 rounding dominates, 1.4e-2 at 1e-4 where the third derivative does), central 1e-4
-    /// (3.3e-4; 2.0e-3 at 1e-5, 1.5e-3 at 3e-4).
+    /// (3.3e-4; 2.0e-3 at 1e-5, 1.5e-3 at 3e-4). Unused by the exact scheme.
     public static func defaultRelativeStep(_ scheme: HessianVectorProduct.Scheme) -> Float {
         switch scheme {
-        case .forward: return 1e-5
+        case .forward, .exact: return 1e-5
         case .central: return 1e-4
         }
     }
@@ -51,23 +66,24 @@ public struct ImplicitGradientOptions: Sendable, Equatable {
 /// phase. The operator is `v ↦ v + Hv/(λ+δ)`; the result goes through `nan_to_num` (inside the Engine
 /// solvers).
 ///
-/// **Deviations from the authors' code (documented with measured effects in docs/bissl.md):**
-/// - *HVP by finite differences of gradients* (Engine `HessianVectorProduct`, forward or central)
-///   instead of PyTorch's double backward, with every ReLU mask and max-pool winner PINNED to those
-///   of θ_P (Engine `ActivationPatterns`: recorded in the gradient at θ_P, replayed in every probe).
-///   Double backward differentiates with the masks of θ_P held fixed too (ReLU'' = 0), so the pinned
-///   difference quotient converges to the same product; unpinned probes cross ReLU kinks and were off
-///   by factors 0.4-130 on the parity network. With the forward scheme the gradient ∇L_P(θ_P; B_H) is
-///   computed once per upper PHASE (θ_P and B_H do not change during it) and reused by every product
-///   of every upper step, so one product costs one gradient.
-/// - *BatchNorm running statistics are not moved by the probes* (`Mode.trainFrozenStatistics`): the reference implementation's
-///   HVP forwards run in train mode and move θ_P's and φ_P's running statistics with pretext data K
-///   times per upper step. Batch statistics normalise in both, so H, u and every parameter are the
-///   same; only the saved running buffers of θ_P differ (they do not affect fine-tuning, which trains
-///   with batch statistics, docs/bissl.md, "The alternation loop").
-/// - *BYOL*: the probes run with `updateEMA: false` and the target network in the frozen-statistics
-///   mode, as the reference implementation's HVP closure (`update_ema=False`, target under no-grad); no side effect remains.
-///   Head (φ_P) gradients accumulated by the probes are discarded (H is taken w.r.t. θ_P only).
+/// **Hessian-vector products.** By default exact (Engine `Tangents`, forward-over-reverse): at
+/// `setHessianBatch` an independent copy of (θ_P, φ_P) (and BYOL's target) runs one primal forward +
+/// backward on B_H in `Mode.trainFrozenStatistics` (train-mode batch statistics) inside
+/// `Tangents.record`; each product is then one tangent forward + backward on that copy, so the
+/// recorded pass survives the upper step's own forwards through θ_P and costs about 2 gradients.
+/// Double backward holds the ReLU masks and max-pool winners of θ_P fixed too (ReLU'' = 0), and so do
+/// the tangent rules. `--hvp central|forward` select finite differences of gradients with the
+/// patterns pinned (Engine `ActivationPatterns`), the port's earlier scheme (docs/bissl.md measures
+/// both). Head (φ_P) gradients accumulated by the products are discarded (H is w.r.t. θ_P only).
+///
+/// **BatchNorm running statistics** (`ImplicitGradientOptions.batchNorm`): with `.train` (default,
+/// as the reference implementation) each product moves θ_P's, φ_P's (and BYOL target's) running statistics by one momentum update
+/// with B_H's batch statistics, as the reference implementation's K train-mode HVP forwards per upper step do; `.frozen`
+/// leaves them. Losses, gradients and u never read running statistics (train-mode BN), so only the
+/// saved buffers differ.
+///
+/// **BYOL**: the target is a constant of the products (the reference implementation: `update_ema=False`, target under no-grad);
+/// its EMA never moves here.
 public final class ImplicitGradient {
     public let pretext: PretextObjective
     public let options: ImplicitGradientOptions
@@ -75,8 +91,11 @@ public final class ImplicitGradient {
     /// `||H g|| / ((λ+δ) ||g||)` of the last `solve` (read off the first CG operator call, where the
     /// search direction is g itself): how far the operator is from the identity. nil for `--no-ij`.
     public private(set) var lastRelativeHessianTerm: Double?
-    /// Pretext-gradient evaluations spent on HVPs since `init` (cost accounting).
+    /// Pretext-gradient evaluations spent on HVPs since `init` (cost accounting; the exact scheme's
+    /// recorded primal pass counts as one gradient, its products are `tangentEvaluations`).
     public private(set) var gradientEvaluations = 0
+    /// Exact products (tangent forward + backward passes) since `init`.
+    public private(set) var tangentEvaluations = 0
 
     public init(pretext: PretextObjective, options: ImplicitGradientOptions) {
         self.pretext = pretext
@@ -87,28 +106,55 @@ public final class ImplicitGradient {
     /// whenever θ_P, φ_P or the batch change (every alternation, after the lower phase).
     public func setHessianBatch(view1: Tensor4, view2: Tensor4) {
         flushCount()
-        counted = 0
-        let pretext = self.pretext
-        let patterns = ActivationPatterns()
-        let product = HessianVectorProduct(parameters: pretext.backboneParameters, scheme: options.hvp,
-                                           relativeStep: options.relativeStep ?? ImplicitGradientOptions.defaultRelativeStep(options.hvp)) { mode in
-            let gradient = {
-                pretext.headParameters.zeroGrad()
-                pretext.lossAndGradient(view1: view1, view2: view2, mode: mode, updateEMA: false)
-            }
-            if ActivationPatterns.current === patterns { gradient() } else { patterns.replay(gradient) }
+        counted = (0, 0)
+        let product: HessianVectorProduct
+        switch options.hvp {
+        case .exact:
+            // Shapes match by construction: copying cannot fail.
+            let twin = try! pretext.copy()
+            product = HessianVectorProduct(parameters: twin.backboneParameters, scheme: .exact, gradient: { mode in
+                twin.headParameters.zeroGrad()
+                twin.lossAndGradient(view1: view1, view2: view2, mode: mode, updateEMA: false)
+            }, tangent: {
+                twin.headParameters.zeroGrad()
+                twin.gradientTangent()
+            })
+            _ = product.gradientAtCurrentPoint()   // the recorded primal pass
+            statistics = zip(pretext.batchNorms, twin.batchNorms).map { ($0, $1.batchStatistics!) }
+        case .forward, .central:
+            let pretext = self.pretext
+            let patterns = ActivationPatterns()
+            product = HessianVectorProduct(parameters: pretext.backboneParameters, scheme: options.hvp,
+                                           relativeStep: options.relativeStep ?? ImplicitGradientOptions.defaultRelativeStep(options.hvp),
+                                           gradient: { mode in
+                let gradient = {
+                    pretext.headParameters.zeroGrad()
+                    pretext.lossAndGradient(view1: view1, view2: view2, mode: mode, updateEMA: false)
+                }
+                if ActivationPatterns.current === patterns { gradient() } else { patterns.replay(gradient) }
+            })
+            // ∇L_P(θ_P; B_H) at θ_P, recording every ReLU mask and max-pool winner; the probes replay them
+            patterns.record { _ = product.gradientAtCurrentPoint() }
+            statistics = pretext.batchNorms.map { ($0, $0.batchStatistics!) }
         }
-        // ∇L_P(θ_P; B_H) at θ_P, recording every ReLU mask and max-pool winner; the probes replay them
-        patterns.record { _ = product.gradientAtCurrentPoint() }
         self.product = product
+        flushCount()
     }
 
-    /// `H v` on B_H (v shaped like θ_P's parameter list). Leaves θ_P, φ_P and every BN buffer as they
-    /// were; overwrites the `grad` of θ_P and φ_P.
+    /// Each BN the products move (`.train`) with B_H's batch statistics at θ_P.
+    private var statistics: [(BatchNorm2d, (mean: [Float], unbiasedVariance: [Float]))] = []
+
+    /// `H v` on B_H (v shaped like θ_P's parameter list). Leaves θ_P and φ_P as they were; with
+    /// `batchNorm == .train` applies one running-statistics update per BN (the reference implementation's HVP forward).
     /// - Precondition: `setHessianBatch` was called.
     public func hessianVectorProduct(_ v: [[Float]]) -> [[Float]] {
         guard let product else { preconditionFailure("ImplicitGradient: no Hessian batch set") }
-        return product.apply(v)
+        let hv = product.apply(v)
+        flushCount()
+        if options.batchNorm == .train {
+            for (bn, s) in statistics { bn.updateRunningStatistics(mean: s.mean, unbiasedVariance: s.unbiasedVariance) }
+        }
+        return hv
     }
 
     /// u for the right-hand side g (one array per θ_P parameter, `parameters` order).
@@ -151,10 +197,11 @@ public final class ImplicitGradient {
     }
 
     /// Evaluations of the current product already added to `gradientEvaluations`.
-    private var counted = 0
+    private var counted = (gradients: 0, tangents: 0)
     private func flushCount() {
         guard let product else { return }
-        gradientEvaluations += product.gradientEvaluations - counted
-        counted = product.gradientEvaluations
+        gradientEvaluations += product.gradientEvaluations - counted.gradients
+        tangentEvaluations += product.tangentEvaluations - counted.tangents
+        counted = (product.gradientEvaluations, product.tangentEvaluations)
     }
 }

@@ -57,9 +57,33 @@ public final class BYOL: PretextMethod {
         }
         let p = predictor.forward(projector.forward(network.backbone.forward(x, mode: mode), mode: mode), mode: mode)
         let t = targetProjector.forward(targetBackbone.forward(x, mode: mode), mode: mode)
+        recorded = Tangents.recording ? (p, t) : nil
         let (loss, dp1, dp2) = BYOLLoss.forward(p1: p.rows(0..<n), p2: p.rows(n..<(2 * n)), t1: t.rows(0..<n), t2: t.rows(n..<(2 * n)))
         network.backbone.backward(projector.backward(predictor.backward(Matrix.stacked(dp1, dp2))))
         return loss
+    }
+
+    /// Online predictions p and target projections t of the last `lossAndGradient` run inside
+    /// `Tangents.record`.
+    private var recorded: (p: Matrix, t: Matrix)?
+
+    /// The target is a constant of the product (the reference implementation runs it under no-grad),
+    /// so only the online path carries a tangent.
+    public func gradientTangent(network: Network, projector: MLPHead) {
+        guard let r = recorded else {
+            preconditionFailure("BYOL: gradientTangent needs a lossAndGradient inside Tangents.record")
+        }
+        let (p, t) = r
+        let n = p.rows / 2
+        let dp = predictor.tangentForward(projector.tangentForward(network.backbone.tangentForward()))
+        let (r1, r2) = BYOLLoss.gradientTangent(p1: p.rows(0..<n), p2: p.rows(n..<(2 * n)), t1: t.rows(0..<n), t2: t.rows(n..<(2 * n)),
+                                                dotP1: dp.rows(0..<n), dotP2: dp.rows(n..<(2 * n)))
+        network.backbone.tangentBackward(projector.tangentBackward(predictor.tangentBackward(Matrix.stacked(r1, r2))))
+    }
+
+    /// Predictor, then target backbone, then target projector.
+    public var extraBatchNorms: [BatchNorm2d] {
+        predictor.norms.map(\.core) + targetBackbone.batchNorms + targetProjector.norms.map(\.core)
     }
 
     public func capture(into state: inout TrainingState, prefix: String) {

@@ -38,6 +38,18 @@ public protocol PretextMethod: AnyObject, Resumable {
 
     /// Re-derives state that copies the online network (BYOL's target) after its weights were loaded.
     func resetTarget()
+
+    /// The tangent pass of an exact Hessian-vector product: tangent forward of `network.backbone`,
+    /// `projector` and the method's heads, the tangent of the loss's output gradient (the method's own
+    /// rule, e.g. `NTXent.gradientTangent`), and the tangent backward, which ACCUMULATES `H v` into the
+    /// parameters' `grad`. Constants of the loss (BYOL's target) contribute no tangent.
+    /// - Precondition: the last `lossAndGradient` ran inside `Tangents.record` and recorded what
+    ///   this rule needs (same batch, same weights).
+    func gradientTangent(network: Network, projector: MLPHead)
+
+    /// BatchNorms of the method's own networks that a `.train` forward moves, beyond the backbone and
+    /// the projector (BYOL: predictor, target backbone, target projector), in a fixed order.
+    var extraBatchNorms: [BatchNorm2d] { get }
 }
 
 /// The hyperparameters of the pretext methods (each method reads its own).
@@ -74,6 +86,7 @@ extension PretextMethod {
     public func resetTarget() {}
     public var targetParameters: [Parameter] { [] }
     public var extraParameters: [Parameter] { [] }
+    public var extraBatchNorms: [BatchNorm2d] { [] }
     public static func extraHeads(projectorOutput d: Int) -> [String: Architecture.Head] { [:] }
     public func capture(into state: inout TrainingState, prefix: String) {}
     public func restore(from state: TrainingState, prefix: String) throws {}

@@ -10,7 +10,7 @@ import Engine
 /// (view 1 rows first) and go through the backbone and heads together, so BatchNorm normalises with
 /// statistics over both views and running statistics move once per step. The reference
 /// implementation runs the two views separately (per-view BN statistics, two running-statistics
-/// updates per step; docs/bissl.md "Where we differ"). We keep the joint batch deliberately: one cached
+/// updates per step; docs/bissl.md "Deliberate differences"). We keep the joint batch deliberately: one cached
 /// forward is what backward and the finite-difference HVP probes need (the Engine HVP test and its
 /// double-backward fixture use the joint batch), and it halves the number of backbone calls. Its
 /// effect is that each BN layer normalises 2N samples instead of N.
@@ -111,6 +111,34 @@ public final class PretextObjective {
         precondition(view1.shape == view2.shape, "PretextObjective: views \(view1.shape) and \(view2.shape) differ")
         let x = Tensor4(n: 2 * view1.n, c: view1.c, h: view1.h, w: view1.w, data: view1.data + view2.data)
         return loss.lossAndGradient(x, network: network, projector: projector, mode: mode, updateEMA: updateEMA)
+    }
+
+    /// The tangent pass of an exact Hessian-vector product (Engine `Tangents`; docs/bissl.md
+    /// "Exact Hessian-vector products"): tangent forward of the backbone and heads along the
+    /// parameters' `tangent` directions (set on the backbone for BiSSL's H w.r.t. θ_P), the loss's
+    /// gradient tangent, and the tangent backward, which ACCUMULATES `H v` into the `grad` of the
+    /// parameters (heads included; the caller zeroes them first).
+    /// - Precondition: the last `lossAndGradient` ran inside `Tangents.record` (same batch, same weights).
+    public func gradientTangent() { loss.gradientTangent(network: network, projector: projector) }
+
+    /// Every BatchNorm a pretext forward moves in `.train` mode, in a fixed order: the online backbone,
+    /// the projector, then the method's own (BYOL: predictor, target backbone, target projector).
+    public var batchNorms: [BatchNorm2d] {
+        network.backbone.batchNorms + projector.norms.map(\.core) + loss.extraBatchNorms
+    }
+
+    /// An independent copy (weights, BN buffers, the method's state such as BYOL's target), so that a
+    /// Hessian batch's recorded primal pass survives other forwards through this objective's networks.
+    /// - Throws: only if the network cannot be rebuilt from its own architecture (never in practice).
+    public func copy() throws -> PretextObjective {
+        var state = TrainingState(step: 0)
+        network.capture(into: &state, prefix: "model")
+        capture(into: &state, prefix: "target")
+        let twin = try PretextObjective(method: method, network: try Network(architecture: network.architecture, seed: 0),
+                                        temperature: temperature, emaDecay: emaDecay)
+        try twin.network.restore(from: state, prefix: "model")
+        try twin.restore(from: state, prefix: "target")
+        return twin
     }
 }
 

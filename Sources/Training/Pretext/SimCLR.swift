@@ -13,9 +13,21 @@ public final class SimCLR: PretextMethod {
 
     public func lossAndGradient(_ x: Tensor4, network: Network, projector: MLPHead, mode: Mode, updateEMA: Bool) -> Float {
         let z = projector.forward(network.backbone.forward(x, mode: mode), mode: mode)
+        recordedProjections = Tangents.recording ? z : nil
         let (loss, dz) = NTXent.forward(z, temperature: temperature)
         network.backbone.backward(projector.backward(dz))
         return loss
+    }
+
+    /// The projections z of the last `lossAndGradient` run inside `Tangents.record`.
+    private var recordedProjections: Matrix?
+
+    public func gradientTangent(network: Network, projector: MLPHead) {
+        guard let z = recordedProjections else {
+            preconditionFailure("SimCLR: gradientTangent needs a lossAndGradient inside Tangents.record")
+        }
+        let dz = projector.tangentForward(network.backbone.tangentForward())
+        network.backbone.tangentBackward(projector.tangentBackward(NTXent.gradientTangent(z, dz, temperature: temperature)))
     }
 }
 
