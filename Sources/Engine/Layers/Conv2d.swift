@@ -44,8 +44,9 @@ public final class Conv2d {
         precondition(dy.n == x.n && dy.c == outChannels && dy.h == outputSize(x.h) && dy.w == outputSize(x.w),
                      "Conv2d \(weight.name): gradient shape \(dy.shape) does not match the forward pass")
         if Tangents.recording { outputGradient = dy }
-        accumulateWeightGradient(dy, x)
-        return inputGradient ? self.inputGradient(dy, weight.value, like: x) : nil
+        let t = gemmLayout(dy)
+        accumulateWeightGradient(dy, x, t)
+        return inputGradient ? self.inputGradient(dy, weight.value, like: x, t) : nil
     }
 
     // Tangent rules (forward-over-reverse, docs/bissl.md "Exact Hessian-vector products"). The layer is
@@ -74,12 +75,19 @@ public final class Conv2d {
         guard let x = input, let dy = outputGradient else {
             preconditionFailure("Conv2d \(weight.name): tangent backward without a recorded primal backward")
         }
-        accumulateWeightGradient(rdy, x)
-        if let dotX = tangentInput { accumulateWeightGradient(dy, dotX) }
+        let needsDy = tangentInput != nil || (inputGradient && !weight.tangent.isEmpty)
+        let tr = gemmLayout(rdy), td = needsDy ? gemmLayout(dy) : nil
+        accumulateWeightGradient(rdy, x, tr)
+        if let dotX = tangentInput { accumulateWeightGradient(dy, dotX, td) }
         guard inputGradient else { return nil }
-        var dx = self.inputGradient(rdy, weight.value, like: x)
-        if !weight.tangent.isEmpty { ResidualAdd.accumulate(&dx, self.inputGradient(dy, weight.tangent, like: x)) }
+        var dx = self.inputGradient(rdy, weight.value, like: x, tr)
+        if !weight.tangent.isEmpty { ResidualAdd.accumulate(&dx, self.inputGradient(dy, weight.tangent, like: x, td)) }
         return dx
+    }
+
+    /// dy `[N, O, P]` in the `[O, N*P]` layout of the im2col GEMMs (nil for the direct-GEMM path).
+    private func gemmLayout(_ dy: Tensor4) -> [Float]? {
+        usesDirectGEMM(planeSize: dy.h * dy.w) ? nil : Conv2d.swapLeadingAxes(dy.data, dy.n, outChannels, dy.h * dy.w)
     }
 
     /// dy of the primal backward (kept inside `Tangents.record`) and ẋ of the last tangent forward.
@@ -122,8 +130,8 @@ public final class Conv2d {
         return Tensor4(n: N, c: O, h: ho, w: wo, data: y)
     }
 
-    /// `weight.grad += corr(dy, x)` (dL/dW of an output gradient dy for input x).
-    private func accumulateWeightGradient(_ dy: Tensor4, _ x: Tensor4) {
+    /// `weight.grad += corr(dy, x)` (dL/dW of an output gradient dy for input x; `t` = `gemmLayout(dy)`).
+    private func accumulateWeightGradient(_ dy: Tensor4, _ x: Tensor4, _ t: [Float]?) {
         let p = dy.h * dy.w, ckk = inChannels * kernel * kernel, O = outChannels, N = x.n
         if usesDirectGEMM(planeSize: p) {
             // dW[O, C] += Σ_n dY_n[O, P] * X_n[C, P]^T: the images in two fixed halves, one per core, the
@@ -148,7 +156,7 @@ public final class Conv2d {
             }
             return
         }
-        let t = Conv2d.swapLeadingAxes(dy.data, N, O, p)   // [N, O, P] -> [O, N*P]
+        let t = t!   // [O, N*P]
         let cols = im2col(x, ho: dy.h, wo: dy.w)
         weight.grad.withUnsafeMutableBufferPointer { gp in
             t.withUnsafeBufferPointer { tp in
@@ -161,8 +169,8 @@ public final class Conv2d {
         }
     }
 
-    /// `conv^T(dy, w)`: the input gradient for weights `w`, shaped like `x`.
-    private func inputGradient(_ dy: Tensor4, _ w: [Float], like x: Tensor4) -> Tensor4 {
+    /// `conv^T(dy, w)`: the input gradient for weights `w`, shaped like `x` (`t` = `gemmLayout(dy)`).
+    private func inputGradient(_ dy: Tensor4, _ w: [Float], like x: Tensor4, _ t: [Float]?) -> Tensor4 {
         let p = dy.h * dy.w, ckk = inChannels * kernel * kernel, O = outChannels, N = x.n
         if usesDirectGEMM(planeSize: p) {
             let dx = [Float](count: x.count) { dxp in
@@ -181,7 +189,7 @@ public final class Conv2d {
             }
             return Tensor4(n: N, c: inChannels, h: x.h, w: x.w, data: dx)
         }
-        let t = Conv2d.swapLeadingAxes(dy.data, N, O, p)   // [N, O, P] -> [O, N*P]
+        let t = t!   // [O, N*P]
         // dcols[CKK, N*P] = W[O, CKK]^T * T[O, N*P]
         let dcols = [Float](count: ckk * N * p) { dcp in
             w.withUnsafeBufferPointer { wp in
