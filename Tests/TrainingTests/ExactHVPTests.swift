@@ -1,5 +1,6 @@
 import Checkpoint
 import Engine
+import TestSupport
 import XCTest
 @testable import Training
 
