@@ -53,4 +53,15 @@ public struct Checkpoint: Equatable, Sendable {
         }
         return flat
     }
+
+    /// This checkpoint with only the components named in `only` (unknown names ignored), the aliases
+    /// between kept names, and, when only the backbone is kept, the architecture record without heads.
+    public func keeping(_ only: Set<String>) -> Checkpoint {
+        var copy = self
+        copy.components = components.filter { only.contains($0.key) }
+        if copy.components.keys.elementsEqual(["backbone"]) { copy.architecture?.heads = [:] }
+        let names = Set(copy.flatStateDict().keys)
+        copy.aliases = aliases.filter { names.contains($0.key) && names.contains($0.value) }
+        return copy
+    }
 }

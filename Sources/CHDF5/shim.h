@@ -44,5 +44,7 @@ static inline hid_t bissl_H5T_STD_U32LE(void) { return H5T_STD_U32LE; }
 static inline hid_t bissl_H5T_STD_U64LE(void) { return H5T_STD_U64LE; }
 static inline unsigned bissl_H5P_CRT_ORDER_TRACKED(void) { return H5P_CRT_ORDER_TRACKED; }
 static inline unsigned bissl_H5P_CRT_ORDER_INDEXED(void) { return H5P_CRT_ORDER_INDEXED; }
+static inline haddr_t bissl_HADDR_UNDEF(void) { return HADDR_UNDEF; }
+static inline hid_t bissl_H5FD_SEC2(void) { return H5FD_SEC2; }
 
 #endif

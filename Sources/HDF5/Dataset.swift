@@ -44,7 +44,9 @@ public final class Dataset: Object, @unchecked Sendable {
     }
 
     /// Reads the whole dataset into `buffer` as little-endian values of its element type (HDF5
-    /// converts other byte orders); `buffer.count` must be `byteCount`.
+    /// converts other byte orders); `buffer.count` must be `byteCount`. A contiguous uncompressed
+    /// dataset of a file opened read-only is copied with one `pread` (see `DirectRead.swift`).
+    /// - Throws: `HDF5Error` when the read fails or the file is shorter than the dataset claims.
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws {
         Library.quiet()
         guard let elementType else { throw HDF5Error("dataset \(where_) is not a numeric array") }
@@ -52,6 +54,7 @@ public final class Dataset: Object, @unchecked Sendable {
             throw HDF5Error("dataset \(where_) of shape \(shape) holds \(byteCount) bytes, buffer has \(buffer.count)")
         }
         if byteCount == 0 { return }
+        if try readDirect(into: buffer) { return }
         let memType = try elementType.makeType()
         try Library.check(H5Dread(id, memType.id, bissl_H5S_ALL(), bissl_H5S_ALL(), bissl_H5P_DEFAULT(), buffer.baseAddress),
                           "cannot read dataset \(where_)")

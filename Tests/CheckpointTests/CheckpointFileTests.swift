@@ -258,6 +258,25 @@ final class CheckpointFileTests: XCTestCase {
         }
     }
 
+    func testReadsUserBlockAndChunkedDatasetsAsTheSameContent() throws {
+        // tools/fixtures/make_h5_fixtures.py: h5py_written.h5's content behind a 512-byte user block,
+        // bn1.running_var chunked and gzip-compressed, projector 0.weight chunked.
+        let layouts = Fixtures.url("h5/h5py_layouts.h5")
+        let plain = try CheckpointFile.read(Fixtures.url("h5/h5py_written.h5"))
+        XCTAssertEqual(try CheckpointFile.read(layouts, verifyContentID: true), plain)
+        let file = try HDF5.File.open(layouts.path)
+        XCTAssertNotNil(try file.openDataset("tensors/backbone/bn1.num_batches_tracked").directExtent(), "contiguous: pread")
+        XCTAssertNil(try file.openDataset("tensors/backbone/bn1.running_var").directExtent(), "gzip: H5Dread")
+        XCTAssertNil(try file.openDataset("tensors/projector/0.weight").directExtent(), "chunked: H5Dread")
+        XCTAssertNil(try file.openDataset("tensors/backbone/conv1.weight").directExtent(), "big-endian: H5Dread converts")
+        // Lazy access: one tensor, or one component, without the others' bytes.
+        let reader = try CheckpointReader(layouts)
+        XCTAssertEqual(try reader.tensor("projector", "idx"), plain.components["projector"]!["idx"])
+        XCTAssertEqual(try reader.checkpoint(only: ["projector"]).components, ["projector": plain.components["projector"]!])
+        XCTAssertEqual(reader.components["backbone"]?["conv1.weight"]?.shape, [4, 3, 3, 3])
+        XCTAssertEqual(reader.storedContentID, ContentID.compute(plain))
+    }
+
     // MARK: - versions and bad input
 
     func testNewerMajorVersionIsRefusedNewerMinorRead() throws {

@@ -38,6 +38,46 @@ final class WrapperTests: XCTestCase {
         }
     }
 
+    /// Every element type of a file opened read-only is read with one `pread` at the dataset's offset
+    /// (the bytes of the round-trip test above); a file opened for writing goes through `H5Dread`,
+    /// which sees bytes HDF5 may not have written out yet; a file cut short is refused.
+    func testDirectReadsOfContiguousDatasets() throws {
+        let p = path("direct.h5")
+        var expected: [ElementType: Data] = [:]
+        do {
+            let file = try File.create(p)
+            for type in ElementType.allCases {
+                let bytes = Data((0..<(6 * type.size)).map { UInt8(truncatingIfNeeded: $0 &* 53 &+ 0x17) })
+                expected[type] = bytes
+                try file.createDataset(type.rawValue, type: type, shape: [3, 2]).write(bytes)
+            }
+            try file.close()
+        }
+        do {
+            let file = try File.open(p)
+            for type in ElementType.allCases {
+                let ds = try file.openDataset(type.rawValue)
+                let extent = try XCTUnwrap(try ds.directExtent(), type.rawValue)
+                XCTAssertEqual(extent.count, 6 * type.size)
+                XCTAssertEqual(try ds.readData(), expected[type], type.rawValue)
+            }
+            XCTAssertNotNil(file.status())
+            XCTAssertEqual(file.status()?.size, Int64(try FileManager.default.attributesOfItem(atPath: p)[.size] as! Int))
+        }
+        do {
+            let file = try File.open(p, writable: true)
+            XCTAssertNil(try file.openDataset("float64").directExtent())
+            XCTAssertEqual(try file.openDataset("float64").readData(), expected[.float64])
+        }
+        // HDF5 allocates datasets in creation order, so the last one ends near the end of the file:
+        // cut the file inside it.
+        let file = try File.open(p)
+        let last = try file.openDataset(ElementType.allCases.last!.rawValue)
+        let offset = try XCTUnwrap(try last.directExtent()).offset
+        XCTAssertEqual(truncate(p, offset + 2), 0)
+        XCTAssertThrowsError(try last.directExtent()) { XCTAssertTrue("\($0)".contains("past the end of the"), "\($0)") }
+    }
+
     func testFloat16IsIEEEBinary16() throws {
         // HDF5 converts float16 -> float32 on read; 0x3C00 = 1.0, 0x0001 = 2^-24 (subnormal), 0xFBFF = -65504.
         let p = path("half.h5")

@@ -30,6 +30,23 @@ public enum AtomicFile {
         }
     }
 
+    /// Calls `body` to fill `url` (which must not exist yet), then flushes it with `fsync`; no
+    /// rename, no folder flush: for a file its caller publishes by renaming it (the zoo's staged
+    /// imports). On any error the file is removed; while `body` runs it is registered with
+    /// `TemporaryFiles`, so SIGINT/SIGTERM removes it too.
+    /// - Throws: whatever `body` throws, or `CheckpointError.io` when flushing fails.
+    public static func writeInPlace(to url: URL, _ body: () throws -> Void) throws {
+        let token = TemporaryFiles.register(url.path)
+        defer { TemporaryFiles.unregister(token) }
+        do {
+            try body()
+            try fsyncFile(url)
+        } catch {
+            unlink(url.path)
+            throw error
+        }
+    }
+
     /// Writes `data` atomically to `url`.
     public static func write(_ data: Data, to url: URL) throws {
         try write(to: url) { tmp in

@@ -22,33 +22,57 @@ public enum CheckpointFile {
     /// with its content id (`ContentID.compute`) as the root attribute `content_id`. Each tensor of
     /// `checkpoint.sharedAliases(in:)` of the whole flat state dict is stored once: the alias name is
     /// an HDF5 hard link to the first name's dataset (schemas/checkpoint-v1.md, "Aliases").
+    ///
+    /// Tensor bytes go from the checkpoint's buffers (for a converted file, views of the mapped
+    /// source) to the file without another copy; the content id is hashed on a second thread while
+    /// HDF5 writes, and stored last.
+    /// - Parameter contentID: the id when the caller has computed it already (not hashed again).
+    /// - Returns: the content id.
     /// - Throws: `CheckpointError.io` when the file cannot be written; nothing is left behind then.
-    public static func write(_ checkpoint: Checkpoint, to url: URL) throws {
-        let contentID = ContentID.compute(checkpoint)
+    @discardableResult
+    public static func write(_ checkpoint: Checkpoint, to url: URL, contentID: String? = nil) throws -> String {
+        var id = ""
+        try AtomicFile.write(to: url) { tmp in id = try writeFile(checkpoint, at: tmp, reportedAs: url, contentID: contentID) }
+        return id
+    }
+
+    /// Writes `checkpoint` as `write` does, but at `url` itself (which must not exist) and without the
+    /// rename: the file is flushed to disk (`fsync`) and left for the caller to publish with one
+    /// `rename` and an `fsync` of the destination folder (the zoo's import). On error nothing is left.
+    /// - Returns: the content id, hashed while the file was written.
+    public static func writeStaged(_ checkpoint: Checkpoint, to url: URL) throws -> String {
+        var id = ""
+        try AtomicFile.writeInPlace(to: url) { id = try writeFile(checkpoint, at: url, reportedAs: url, contentID: nil) }
+        return id
+    }
+
+    private static func writeFile(_ checkpoint: Checkpoint, at path: URL, reportedAs url: URL, contentID: String?) throws -> String {
+        for (component, stateDict) in checkpoint.components {
+            if component.utf8.contains(0) { throw CheckpointError.invalid("cannot write \(url.path): a component name contains a NUL character") }
+            if let key = stateDict.keys.first(where: { $0.utf8.contains(0) }) {
+                throw CheckpointError.invalid("cannot write \(url.path): key \(key.debugDescription) in \(component) contains a NUL character")
+            }
+        }
         let json = try provenanceJSON(checkpoint.provenance)
-        try AtomicFile.write(to: url) { tmp in
-            for (component, stateDict) in checkpoint.components {
-                if component.utf8.contains(0) { throw CheckpointError.invalid("cannot write \(url.path): a component name contains a NUL character") }
-                if let key = stateDict.keys.first(where: { $0.utf8.contains(0) }) {
-                    throw CheckpointError.invalid("cannot write \(url.path): key \(key.debugDescription) in \(component) contains a NUL character")
-                }
-            }
-            do {
-                let file = try HDF5.File.create(tmp.path)
-                try fill(file, checkpoint, contentID: contentID, provenanceJSON: json)
-                try file.flush()
-                try file.close()
-            } catch let error as HDF5Error {
-                let message = error.message.replacingOccurrences(of: tmp.path, with: url.path)
-                throw CheckpointError.io("cannot write \(url.path): \(message)")
-            }
+        let hashing = contentID == nil ? Background { ContentID.compute(checkpoint) } : nil
+        do {
+            let file = try HDF5.File.create(path.path)
+            try fill(file, checkpoint, provenanceJSON: json)
+            let id = try contentID ?? hashing!.value()
+            try file.setAttribute("content_id", id)
+            try file.flush()
+            try file.close()
+            return id
+        } catch let error as HDF5Error {
+            let message = error.message.replacingOccurrences(of: path.path, with: url.path)
+            throw CheckpointError.io("cannot write \(url.path): \(message)")
         }
     }
 
-    private static func fill(_ file: HDF5.File, _ checkpoint: Checkpoint, contentID: String, provenanceJSON: String) throws {
+    /// Everything but the root attribute `content_id`.
+    private static func fill(_ file: HDF5.File, _ checkpoint: Checkpoint, provenanceJSON: String) throws {
         try file.setAttribute("format", formatName)
         try file.setAttribute("format_version", "\(formatVersion.major).\(formatVersion.minor)")
-        try file.setAttribute("content_id", contentID)
         try file.setAttribute("writer", "\(checkpoint.provenance.tool.name) \(checkpoint.provenance.tool.version)")
 
         try file.createStringDataset("components", values: Array(checkpoint.components.keys))
@@ -156,28 +180,26 @@ public enum CheckpointFile {
     }
 
     /// Reads a checkpoint: every component's tensors in stored order (bytes read straight into each
-    /// tensor's buffer), the architecture record and provenance with its metric histories. Names that
-    /// are hard links to one dataset (same object address, `H5Oget_info`) get the same `Tensor`, read
-    /// once, and `aliases` maps each later name (in `/components`, `/keys/<c>` order; flat state-dict
-    /// naming) to the first; provenance is not consulted for this.
+    /// tensor's buffer, `CheckpointReader`), the architecture record and provenance with its metric
+    /// histories. Names that are hard links to one dataset (same object address, `H5Oget_info`) get
+    /// the same `Tensor`, read once, and `aliases` maps each later name (in `/components`, `/keys/<c>`
+    /// order; flat state-dict naming) to the first; provenance is not consulted for this.
     /// - Parameter verifyContentID: also recompute the content id and compare it with the stored one.
     /// - Throws: `CheckpointError` (see the type's documentation), one line naming the file.
     public static func read(_ url: URL, verifyContentID: Bool = false) throws -> Checkpoint {
-        let file = try open(url)
-        let name = url.lastPathComponent
-        do {
-            let checkpoint = try readContents(file, name: name)
-            if verifyContentID {
-                let stored = try file.stringAttribute("content_id")
-                let actual = ContentID.compute(checkpoint)
-                guard stored == actual else {
-                    throw CheckpointError.corrupt("\(name): content id mismatch: stored \(stored), computed \(actual)")
-                }
+        let reader = try CheckpointReader(url)
+        let checkpoint = try reader.checkpoint()
+        if verifyContentID {
+            let name = url.lastPathComponent
+            guard let stored = reader.storedContentID else {
+                throw CheckpointError.corrupt("\(name): no root attribute content_id")
             }
-            return checkpoint
-        } catch let error as HDF5Error {
-            throw CheckpointError.corrupt("\(name): \(error.message.replacingOccurrences(of: url.path, with: name))")
+            let actual = ContentID.compute(checkpoint)
+            guard stored == actual else {
+                throw CheckpointError.corrupt("\(name): content id mismatch: stored \(stored), computed \(actual)")
+            }
         }
+        return checkpoint
     }
 
     /// The content id stored in the root attribute `content_id`, without reading any tensor.
@@ -187,12 +209,12 @@ public enum CheckpointFile {
         do {
             return try file.stringAttribute("content_id")
         } catch let error as HDF5Error {
-            throw CheckpointError.corrupt("\(url.lastPathComponent): \(error.message.replacingOccurrences(of: url.path, with: url.lastPathComponent))")
+            throw CheckpointReader.corrupt(error, url: url)
         }
     }
 
     /// Opens `url` and checks the `format` and `format_version` attributes.
-    private static func open(_ url: URL) throws -> HDF5.File {
+    static func open(_ url: URL) throws -> HDF5.File {
         let name = url.lastPathComponent
         guard FileManager.default.isReadableFile(atPath: url.path) else {
             throw CheckpointError.io("cannot read \(url.path): no such readable file")
@@ -219,139 +241,5 @@ public enum CheckpointFile {
                 "\(name) uses bissl checkpoint format \(version); this bissl (\(bisslVersion)) reads format \(formatVersion.major).x: upgrade bissl")
         }
         return file
-    }
-
-    private static func readContents(_ file: HDF5.File, name: String) throws -> Checkpoint {
-        func require(_ path: String, _ kind: HDF5.Group.ChildKind) throws {
-            guard file.kind(of: path) == kind else {
-                throw CheckpointError.corrupt("\(name): missing /\(path); not a complete bissl checkpoint")
-            }
-        }
-        try require("components", .dataset)
-        try require("tensors", .group)
-        try require("keys", .group)
-        try require("provenance", .dataset)
-
-        let componentNames = try file.openDataset("components").readStrings()
-        guard Set(componentNames).count == componentNames.count else {
-            throw CheckpointError.corrupt("\(name): /components lists a component twice")
-        }
-        let tensorsGroup = try file.openGroup("tensors")
-        let keysGroup = try file.openGroup("keys")
-        var components = OrderedDictionary<String, StateDict>()
-        var aliases: [String: String] = [:]
-        var byAddress: [UInt64: (flat: String, tensor: Tensor)] = [:]   // datasets already read
-        for component in componentNames {
-            let prefix = Checkpoint.unprefixedComponents.contains(component) ? "" : component + "."
-            let link = LinkName.escape(component)
-            try require("keys/\(link)", .dataset)
-            try require("tensors/\(link)", .group)
-            let keys = try keysGroup.openDataset(link).readStrings()
-            let group = try tensorsGroup.openGroup(link)
-            guard try group.childCount() == keys.count else {
-                throw CheckpointError.corrupt(
-                    "\(name): /tensors/\(link) holds \(try group.childCount()) datasets but /keys/\(link) lists \(keys.count) keys")
-            }
-            var stateDict = StateDict(minimumCapacity: keys.count)
-            for key in keys {
-                guard stateDict[key] == nil else { throw CheckpointError.corrupt("\(name): /keys/\(link) lists \(key) twice") }
-                let datasetName = LinkName.escape(key)
-                guard group.kind(of: datasetName) == .dataset else {
-                    throw CheckpointError.corrupt("\(name): missing tensor /tensors/\(link)/\(datasetName) listed in /keys/\(link)")
-                }
-                // A name that is a hard link to a dataset read before is an alias of the first name.
-                let address = try group.objectAddress(of: datasetName)
-                if let first = byAddress[address] {
-                    stateDict[key] = first.tensor
-                    if first.flat != prefix + key { aliases[prefix + key] = first.flat }
-                    continue
-                }
-                let tensor = try readTensor(try group.openDataset(datasetName), fileName: name)
-                byAddress[address] = (prefix + key, tensor)
-                stateDict[key] = tensor
-            }
-            components[component] = stateDict
-        }
-
-        let architecture = file.kind(of: "architecture") == .group ? try readArchitecture(file.openGroup("architecture"), fileName: name) : nil
-        var provenance = try decodeProvenance(try file.openDataset("provenance").readString(), fileName: name)
-        if file.kind(of: "metric_history") == .group {
-            let history = try file.openGroup("metric_history")
-            for link in try history.childNames() {
-                guard let metric = LinkName.unescape(link) else {
-                    throw CheckpointError.corrupt("\(name): /metric_history/\(link) is not a valid escaped name")
-                }
-                let ds = try history.openDataset(link)
-                guard ds.elementType == .float64, ds.shape.count == 1 else {
-                    throw CheckpointError.corrupt("\(name): /metric_history/\(link) is not a 1-D float64 dataset")
-                }
-                let data = try ds.readData()
-                provenance.metricHistory[metric] = data.withUnsafeBytes { raw in
-                    (0..<ds.count).map { Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self))) }
-                }
-            }
-        }
-        return Checkpoint(components: components, architecture: architecture, provenance: provenance, aliases: aliases)
-    }
-
-    private static func readTensor(_ ds: HDF5.Dataset, fileName: String) throws -> Tensor {
-        let marker = ds.hasAttribute("dtype") ? try ds.stringAttribute("dtype") : nil
-        let dtype: DType
-        switch (ds.elementType, marker) {
-        case (.float64?, nil): dtype = .float64
-        case (.float32?, nil): dtype = .float32
-        case (.float16?, nil): dtype = .float16
-        case (.int64?, nil): dtype = .int64
-        case (.int32?, nil): dtype = .int32
-        case (.int16?, nil): dtype = .int16
-        case (.int8?, nil): dtype = .int8
-        case (.uint8?, nil): dtype = .uint8
-        case (.uint8?, "bool"?): dtype = .bool
-        case (.uint16?, "bfloat16"?): dtype = .bfloat16
-        default:
-            let stored = ds.elementType?.rawValue ?? (ds.isString ? "string" : "an unsupported HDF5 type")
-            throw CheckpointError.unsupported(
-                "\(fileName): tensor \(ds.path) is \(stored)\(marker.map { " with dtype \"\($0)\"" } ?? ""), not a tensor dtype of format v1")
-        }
-        return try Tensor(dtype: dtype, shape: ds.shape, data: try ds.readData())
-    }
-
-    private static func readArchitecture(_ group: HDF5.Group, fileName: String) throws -> Architecture {
-        var heads: [String: Architecture.Head] = [:]
-        if group.kind(of: "heads") == .group {
-            let headsGroup = try group.openGroup("heads")
-            for link in try headsGroup.childNames() {
-                guard let head = LinkName.unescape(link) else {
-                    throw CheckpointError.corrupt("\(fileName): /architecture/heads/\(link) is not a valid escaped name")
-                }
-                let h = try headsGroup.openGroup(link)
-                heads[head] = Architecture.Head(
-                    kind: try h.stringAttribute("kind"), dims: try h.intArrayAttribute("dims").map { Int($0) })
-            }
-        }
-        return Architecture(
-            family: try group.stringAttribute("family"),
-            depth: Int(try group.intAttribute("depth")),
-            block: try group.stringAttribute("block"),
-            layers: try group.intArrayAttribute("layers").map { Int($0) },
-            width: Int(try group.intAttribute("width")),
-            stem: try group.stringAttribute("stem"),
-            heads: heads)
-    }
-
-    private static func decodeProvenance(_ json: String, fileName: String) throws -> Provenance {
-        let decoder = JSONDecoder()
-        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
-        do {
-            return try decoder.decode(Provenance.self, from: Data(json.utf8))
-        } catch let DecodingError.keyNotFound(key, context) {
-            let path = (context.codingPath + [key]).map(\.stringValue).joined(separator: ".")
-            throw CheckpointError.corrupt("\(fileName): /provenance lacks required field \(path)")
-        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
-            let path = context.codingPath.map(\.stringValue).joined(separator: ".")
-            throw CheckpointError.corrupt("\(fileName): /provenance field \(path) has the wrong type")
-        } catch {
-            throw CheckpointError.corrupt("\(fileName): /provenance is not valid JSON")
-        }
     }
 }

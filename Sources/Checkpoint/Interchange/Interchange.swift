@@ -42,6 +42,8 @@ public enum Interchange {
         if CheckpointFile.isHDF5(url) {
             return try CheckpointFile.read(url).selecting(options.components)
         }
+        // The source file's SHA-256 (recorded in provenance) is hashed while the file is decoded.
+        let sourceHash = Background { try sha256Hex(of: url) }
         let document = try readSource(url)
         if allowPlainTensors, let plain = plainTensors(document, options: options) {
             let aliases = StorageAliases.find(plain.map { ($0.key, $0.value) })
@@ -50,7 +52,7 @@ public enum Interchange {
                 rules.append("\(aliases.count) name(s) share storage with an earlier name: \(Checkpoint.describeAliases(aliases))")
             }
             let source = Provenance.Source(
-                fileName: url.lastPathComponent, sha256: try sha256Hex(of: url), format: document.format.rawValue,
+                fileName: url.lastPathComponent, sha256: try sourceHash.value(), format: document.format.rawValue,
                 container: document.container, rules: rules, aliases: aliases, metadata: document.metadata)
             return Checkpoint(
                 components: ["tensors": plain.mapValues(\.tensor)], architecture: nil,
@@ -59,7 +61,7 @@ public enum Interchange {
                 aliases: aliases)
         }
         let resolution = try LayoutResolver.resolve(document, options: options)
-        var checkpoint = resolution.checkpoint(fileName: url.lastPathComponent, sha256: try sha256Hex(of: url),
+        var checkpoint = resolution.checkpoint(fileName: url.lastPathComponent, sha256: try sourceHash.value(),
                                                document: document, commandLine: commandLine)
         checkpoint.provenance.startedAt = started
         checkpoint.provenance.endedAt = isoNow()
@@ -207,10 +209,7 @@ extension Checkpoint {
         guard components["backbone"] != nil else {
             throw CheckpointError.invalid("no backbone component (it has \(components.keys.joined(separator: ", ")))")
         }
-        var copy = self
-        copy.components = components.filter { $0.key == "backbone" }
-        copy.architecture?.heads = [:]
-        return copy
+        return keeping(["backbone"])
     }
 }
 

@@ -76,6 +76,10 @@ enum PyTorchZipReader {
         let root = try reader.read()
         try PyTorchZipReader.refuseWholeObject(root, file: file)
 
+        // Stored (uncompressed, as torch.save writes them) storage records: views of the mapped file,
+        // CRC-32 checked on all cores up front; the conversion takes them from here. Deflated records
+        // are inflated only when a tensor refers to them.
+        let records = archive.data(for: byName.filter { $0.key.hasPrefix("data/") && $0.value.method == 0 }.map(\.value))
         var conversion = PickleConversion { storage, path in
             let recordName = "data/\(storage.key)"
             guard let entry = byName[recordName] else {
@@ -83,7 +87,7 @@ enum PyTorchZipReader {
             }
             var bytes: Data
             do {
-                bytes = try archive.data(for: entry)
+                bytes = try (records[entry.name] ?? Result { try archive.data(for: entry) }).get()
             } catch CheckpointError.corrupt(let message) where message.hasPrefix("CRC mismatch") {
                 throw CheckpointError.corrupt(
                     "CRC mismatch in \(entry.name) (tensor \(path)): corrupted, or written with CRC disabled")

@@ -22,7 +22,7 @@ public enum SafetensorsFile {
     ///   overlap or run past the buffer (the tensor is named); `.unsupported` for other dtypes
     ///   (F8_E4M3, U16, C64, ...); `.io` when the file cannot be opened or mapped.
     public static func read(_ url: URL) throws -> SourceDocument {
-        let file = try SafetensorsMappedFile(url)
+        let file = try MappedFile(url)
         let name = url.lastPathComponent
         guard file.size >= 8 else {
             throw CheckpointError.corrupt("safetensors file \(name): \(file.size) bytes is too short to hold the 8-byte header size")

@@ -32,6 +32,8 @@ public struct ZipArchive: Sendable {
     /// The file's total size in bytes.
     public let fileSize: Int
     private let bytes: Data
+    /// The mapping of a file opened by URL: records are handed out as views of it, not copies.
+    private let mapped: MappedFile?
     private let path: String
 
     /// Opens `url` and parses its central directory.
@@ -40,18 +42,18 @@ public struct ZipArchive: Sendable {
     ///   or the directory points past the end of the file; `CheckpointError.notACheckpoint` when the
     ///   file is not a ZIP at all.
     public init(url: URL) throws {
-        let data: Data
-        do {
-            data = try Data(contentsOf: url, options: .alwaysMapped)
-        } catch {
-            throw CheckpointError.io("cannot read \(url.path): \(error.localizedDescription)")
-        }
-        try self.init(data: data, path: url.path)
+        let mapped = try MappedFile(url)
+        try self.init(data: mapped.data(0, mapped.size), path: url.path, mapped: mapped)
     }
 
     /// Parses an archive held in memory; `path` is used in messages.
     public init(data: Data, path: String = "<memory>") throws {
+        try self.init(data: data, path: path, mapped: nil)
+    }
+
+    private init(data: Data, path: String, mapped: MappedFile?) throws {
         self.bytes = data.startIndex == 0 ? data : Data(data)
+        self.mapped = mapped
         self.path = path
         self.fileSize = data.count
         self.entries = try Self.parseDirectory(self.bytes, path: path)
@@ -103,7 +105,17 @@ public struct ZipArchive: Sendable {
         return out
     }
 
-    /// The stored bytes of `entry` without decompression or CRC check (a copy of the file range).
+    /// `data(for:)` of several records at once, spread over the machine's cores (CRC-32 and inflating
+    /// dominate reading a `.pth`): record name -> its bytes or the error `data(for:)` throws.
+    public func data(for entries: [ZipEntry]) -> [String: Result<Data, Error>] {
+        let results = concurrentMap(entries.count) { i in Result { try self.data(for: entries[i]) } }
+        var byName: [String: Result<Data, Error>] = [:]
+        for (entry, result) in zip(entries, results) { byName[entry.name] = result }
+        return byName
+    }
+
+    /// The stored bytes of `entry` without decompression or CRC check: a zero-copy view of the mapped
+    /// file for an archive opened by URL (`MappedFile`), else a copy of the range.
     public func rawData(for entry: ZipEntry) throws -> Data {
         if entry.flags & 1 != 0 {
             throw CheckpointError.unsupported("ZIP record \(entry.name) is encrypted")
@@ -113,7 +125,7 @@ public struct ZipArchive: Sendable {
         guard end <= fileSize else {
             throw CheckpointError.corrupt("truncated ZIP: file is \(fileSize) bytes, record \(entry.name) expects \(end)")
         }
-        return bytes.subdata(in: start..<end)
+        return mapped?.data(start, end) ?? bytes.subdata(in: start..<end)
     }
 
     // MARK: - Central directory

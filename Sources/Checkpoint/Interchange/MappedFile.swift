@@ -1,12 +1,13 @@
 import Foundation
 
-/// A read-only view of a whole file through `mmap`, handing out zero-copy `Data` slices.
+/// A read-only view of a whole file through `mmap`, handing out zero-copy `Data` slices (the
+/// safetensors reader's tensors, the ZIP reader's stored records of a `.pth`).
 ///
 /// The mapping is private copy-on-write (`MAP_PRIVATE`, `PROT_READ | PROT_WRITE`): a `Data` that is
 /// later mutated changes only its own pages, never the file. Each slice keeps the mapping alive;
 /// it is unmapped when the last slice is released. Slices are zero-based `Data` values (not
 /// `Data` sub-ranges), so code that indexes `tensor.data[0]` works as on any other `Data`.
-final class SafetensorsMappedFile: @unchecked Sendable {
+final class MappedFile: @unchecked Sendable {
     // @unchecked: `base` and `size` are immutable after init and the mapping is never written
     // through this object; the memory is released only in deinit.
     let base: UnsafeMutableRawPointer?
