@@ -52,7 +52,10 @@ struct Export: ParsableCommand {
         defer { try? zoo.close() }
         try ZooOutput.refuseZooObjectsPath(output, objects: zoo.layout.objects)
         let id = try zoo.resolve(ref)
-        let checkpoint = try zoo.checkpoint(id).selecting(component)
+        // Only the backbone's tensors are read when only the backbone is exported (and the entry has one).
+        var only: Set<String>?
+        if component == .backbone, try zoo.record(id).summary.components.contains("backbone") { only = ["backbone"] }
+        let checkpoint = try zoo.checkpoint(id, components: only).selecting(component)
         let url = URL(fileURLWithPath: output)
         let notes: [String]
         if format == .hub {

@@ -71,7 +71,7 @@ struct PredictCommand: ParsableCommand {
         defer { try? zoo.close() }
         if let output { try ZooOutput.refuseZooObjectsPath(output, objects: zoo.layout.objects) }
         let id = try zoo.resolve(ref)
-        let checkpoint = try zoo.checkpoint(id)
+        let checkpoint = try zoo.checkpoint(id, components: ["backbone", "classifier"])   // heads beyond the classifier are not run
         let images = try Self.readImages(URL(fileURLWithPath: input))
 
         let network: Network

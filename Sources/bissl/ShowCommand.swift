@@ -19,14 +19,6 @@ struct Show: ParsableCommand {
     @Flag(help: "Print JSON instead of text.")
     var json = false
 
-    struct ComponentSummary: Encodable {
-        var tensors: Int
-        /// Elements of floating-point tensors (weights and BN statistics).
-        var parameters: Int
-        var bytes: Int
-        /// dtype -> number of tensors.
-        var dtypes: [String: Int]
-    }
     struct TensorLine: Encodable { var component: String; var name: String; var dtype: String; var shape: [Int] }
     struct ParentLine: Encodable {
         var id: String
@@ -44,7 +36,7 @@ struct Show: ParsableCommand {
         var size: Int64
         var created: String
         var architecture: Architecture?
-        var components: [String: ComponentSummary]
+        var components: [String: EntryDetails.Component]
         var componentOrder: [String]
         var provenance: Provenance
         var metricHistory: [String: Int]
@@ -59,20 +51,20 @@ struct Show: ParsableCommand {
         defer { try? zoo.close() }
         let id = try zoo.resolve(ref)
         let record = try zoo.record(id)
-        let checkpoint = try zoo.checkpoint(id)
-        let p = checkpoint.provenance
-        var components: [String: ComponentSummary] = [:]
-        var lines: [TensorLine] = []
-        for (name, dict) in checkpoint.components {
-            var s = ComponentSummary(tensors: dict.count, parameters: 0, bytes: 0, dtypes: [:])
-            for (key, t) in dict {
-                if t.dtype.isFloatingPoint { s.parameters += t.count }
-                s.bytes += t.data.count
-                s.dtypes[t.dtype.rawValue, default: 0] += 1
-                lines.append(TensorLine(component: name, name: key, dtype: t.dtype.rawValue, shape: t.shape))
-            }
-            components[name] = s
+        // The catalog row answers (details recorded when the entry was listed). The object is only
+        // checked to be intact (one stat while its recorded file facts hold), opened for --tensors
+        // (metadata, no tensor bytes), and read whole for a row from before schema version 2.
+        let details: EntryDetails
+        if let recorded = record.summary.details {
+            try zoo.checkIntact(id)
+            details = recorded
+        } else {
+            details = EntryDetails(try zoo.checkpoint(id))
         }
+        guard let p = record.summary.provenance else {
+            throw CheckpointError.corrupt("the catalog row of \(id.prefix(12)) holds unreadable provenance; rebuild the catalog with bissl verify --reindex")
+        }
+        let lines = try tensors ? zoo.tensorList(id).map { TensorLine(component: $0.component, name: $0.key, dtype: $0.dtype.rawValue, shape: $0.shape) } : nil
         let parents = try p.parents.map { parent -> ParentLine in
             if let r = try? zoo.record(parent.id) {
                 return ParentLine(id: parent.id, relation: parent.relation, note: parent.note, status: "listed", name: r.name, stage: r.summary.stage)
@@ -84,9 +76,9 @@ struct Show: ParsableCommand {
         }
         let report = Report(
             id: id, name: record.name, tags: record.tags, size: record.summary.size, created: record.summary.created,
-            architecture: checkpoint.architecture, components: components, componentOrder: Array(checkpoint.components.keys),
-            provenance: p, metricHistory: p.metricHistory.mapValues(\.count), parents: parents, children: try zoo.children(of: id),
-            warnings: p.warnings + HealthCheck.warnings(checkpoint), tensors: tensors ? lines : nil)
+            architecture: details.architecture, components: details.components, componentOrder: record.summary.components,
+            provenance: p, metricHistory: details.metricHistory, parents: parents, children: try zoo.children(of: id),
+            warnings: p.warnings + details.health, tensors: lines)
         if json { return try ZooOutput.printJSON(report) }
         printText(report)
     }

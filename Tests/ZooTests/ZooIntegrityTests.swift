@@ -209,6 +209,52 @@ final class ZooIntegrityTests: XCTestCase {
         XCTAssertThrowsError(try zoo.checkpoint(missing)) { XCTAssertTrue("\($0)".contains("is missing"), "\($0)") }
     }
 
+    /// Reads trust an object while the file facts recorded at import or `verify` hold, and hash it
+    /// again once they change: bytes flipped in place with the size kept and the modification time set
+    /// back (`utimensat`) still change the status-change time, which no user can set.
+    func testInPlaceEditKeepingSizeAndModificationTimeIsStillRefused() throws {
+        let (zoo, layout) = try makeZoo()
+        let id = try zoo.add(ZooTestSupport.checkpoint(seed: 117, extraFloats: 4096)).id
+        XCTAssertNil(try zoo.load(id, rehash: false).hashed, "a just-imported object is trusted without hashing")
+        let url = layout.objectURL(id)
+        var before = stat()
+        XCTAssertEqual(stat(url.path, &before), 0)
+        // No pause: import recorded settled facts (its change time lies in an earlier clock tick than
+        // any later write, `FileStatus.isSettled`), so even an immediate edit changes the change time.
+        let fd = open(url.path, O_WRONLY)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        var flipped = [UInt8](repeating: 0xA5, count: 8)   // inside the big tensor (the last 16 KiB of the file)
+        XCTAssertEqual(pwrite(fd, &flipped, 8, off_t(before.st_size) - 8000), 8)
+        var times = [before.st_atim, before.st_mtim]
+        XCTAssertEqual(futimens(fd, &times), 0)
+        close(fd)
+        var after = stat()
+        XCTAssertEqual(stat(url.path, &after), 0)
+        XCTAssertEqual(after.st_size, before.st_size)
+        XCTAssertEqual(after.st_mtim.tv_sec, before.st_mtim.tv_sec)
+        XCTAssertEqual(after.st_mtim.tv_nsec, before.st_mtim.tv_nsec)
+        XCTAssertThrowsError(try zoo.checkpoint(id)) {
+            XCTAssertTrue("\($0)".hasPrefix("object \(id.prefix(12)) is corrupt: holds content "), "\($0)")
+        }
+    }
+
+    /// `verify` records the facts of a sound object, so reads after it trust the object again.
+    func testVerifyRecordsFactsReadsThenTrust() throws {
+        let (zoo, layout) = try makeZoo()
+        let id = try zoo.add(ZooTestSupport.checkpoint(seed: 118)).id
+        try zoo.catalog.write { db in try db.execute(sql: "DELETE FROM verified") }   // as after an upgrade
+        XCTAssertNotNil(try zoo.load(id, rehash: false).hashed, "no recorded facts: the object is hashed")
+        XCTAssertEqual(try zoo.verify().problems, [])
+        XCTAssertNil(try zoo.load(id, rehash: false).hashed)
+        XCTAssertNotNil(try zoo.load(id, rehash: true).hashed)
+        // A copy put in place of the object (same bytes, another inode) is hashed again.
+        let url = layout.objectURL(id)
+        let copy = url.deletingLastPathComponent().appendingPathComponent("copy")
+        try FileManager.default.copyItem(at: url, to: copy)
+        XCTAssertEqual(rename(copy.path, url.path), 0)
+        XCTAssertNotNil(try zoo.load(id, rehash: false).hashed)
+    }
+
     func testVerifyWarnsAboutDegenerateBatchNorm() throws {
         let (zoo, _) = try makeZoo()
         let id = try zoo.add(ZooTestSupport.checkpoint(seed: 110, zeroBNWeight: true)).id
@@ -275,7 +321,7 @@ final class ZooIntegrityTests: XCTestCase {
         }
         XCTAssertTrue(FileManager.default.fileExists(atPath: layout.objectURL(unlistedID).path))
         XCTAssertEqual(try zoo.record(unlistedID).tags, ["ghost"])
-        XCTAssertEqual(try zoo.checkpoint(unlistedID, verifyContentID: true).components, unlisted.components)
+        XCTAssertEqual(try zoo.checkpoint(unlistedID, rehash: true).components, unlisted.components)
         XCTAssertTrue(FileManager.default.fileExists(atPath: live.path))
         XCTAssertEqual(try String(contentsOf: layout.refURL("kept", kind: .name), encoding: .utf8), kept + "\n")
         XCTAssertEqual(try zoo.verify().findings, [])

@@ -140,6 +140,30 @@ final class ZooStoreTests: XCTestCase {
         XCTAssertEqual(try zoo.list(ListFilter(stage: "finetune"))[0].summary.parents.map(\.id), [pre.id])
     }
 
+    /// A catalog of schema version 1 is migrated when opened: its rows have no details and no
+    /// recorded file facts, so `show` reads the object and reads hash it, until `verify` fills both.
+    func testVersionOneCatalogIsMigratedAndVerifyFillsDetailsAndFacts() throws {
+        let root = try ZooTestSupport.tempDir(self).appendingPathComponent("zoo")
+        let layout = ZooLayout(root: root)
+        var zoo = try Zoo.open(layout, create: true)
+        let id = try zoo.add(ZooTestSupport.checkpoint(seed: 13)).id
+        try zoo.close()
+        let db = try DatabaseQueue(path: layout.catalog.path)
+        try db.write {
+            try $0.execute(sql: "DROP TABLE verified")
+            try $0.execute(sql: "ALTER TABLE entries DROP COLUMN details")
+            try $0.execute(sql: "PRAGMA user_version = 1")
+        }
+        try db.close()
+        zoo = try Zoo.open(layout)
+        defer { try? zoo.close() }
+        XCTAssertNil(try zoo.record(id).summary.details)
+        XCTAssertNotNil(try zoo.load(id, rehash: false).hashed, "no recorded facts: hashed")
+        XCTAssertEqual(try zoo.verify().findings, [])
+        XCTAssertEqual(try zoo.record(id).summary.details, EntryDetails(try zoo.checkpoint(id)))
+        XCTAssertNil(try zoo.load(id, rehash: false).hashed, "facts recorded by verify: trusted")
+    }
+
     func testNewerCatalogSchemaIsRefusedUntouched() throws {
         let root = try ZooTestSupport.tempDir(self).appendingPathComponent("zoo")
         let layout = ZooLayout(root: root)

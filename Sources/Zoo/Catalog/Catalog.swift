@@ -13,6 +13,8 @@ final class Catalog {
 
     let url: URL
     private let queue: DatabaseQueue
+    /// False when the catalog was opened with `SQLITE_OPEN_READONLY` (a zoo of another user).
+    let canWrite: Bool
 
     /// Opens (or creates, when `create`) the catalog at `url` and brings its schema to
     /// `CatalogSchema.currentVersion`.
@@ -38,6 +40,7 @@ final class Catalog {
         let dir = url.deletingLastPathComponent().path
         let mode = readOnly ? Self.readMode(canWrite: access(dir, W_OK) == 0 && access(url.path, W_OK) == 0,
                                             walExists: FileManager.default.fileExists(atPath: url.path + "-wal")) : .readWrite
+        canWrite = mode == .readWrite
         var path = url.path
         switch mode {
         case .readWrite: break
@@ -184,10 +187,11 @@ final class Catalog {
     static func insert(_ s: EntrySummary, _ db: Database) throws {
         try db.execute(sql: """
             INSERT INTO entries (id, stage, method, arch, dataset, headline_metric, headline_value, created, size,
-                                 tensor_count, components, source_file, provenance)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                 tensor_count, components, source_file, provenance, details)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, arguments: [s.id, s.stage, s.method, s.arch, s.dataset, s.headlineMetric, s.headlineValue, s.created, s.size,
-                             s.tensorCount, s.components.joined(separator: "\n"), s.sourceFile, s.provenanceJSON])
+                             s.tensorCount, s.components.joined(separator: "\n"), s.sourceFile, s.provenanceJSON,
+                             s.details.map(EntryDetails.json)])
         // A re-imported removed entry is listed again: its tombstone row and edges give way.
         try db.execute(sql: "DELETE FROM tombstones WHERE id = ?", arguments: [s.id])
         try db.execute(sql: "DELETE FROM edges WHERE child = ?", arguments: [s.id])
@@ -222,8 +226,8 @@ final class Catalog {
     }
 
     /// Entries matching `filter`, newest first, with their labels.
-    /// - Parameter withProvenance: also load each entry's provenance JSON (`provenanceJSON` is empty
-    ///   otherwise; listings do not need it and it is most of a row's bytes).
+    /// - Parameter withProvenance: also load each entry's provenance JSON and details (`provenanceJSON`
+    ///   is empty and `details` nil otherwise; listings need neither and they are most of a row's bytes).
     static func records(_ filter: ListFilter, withProvenance: Bool = true, _ db: Database) throws -> [EntryRecord] {
         var clauses: [String] = []
         var arguments: StatementArguments = []
@@ -264,7 +268,7 @@ final class Catalog {
         var records: [EntryRecord] = []
         let rows = try Row.fetchCursor(db, sql: """
             SELECT e.id, e.stage, e.method, e.arch, e.dataset, e.headline_metric, e.headline_value, e.created, e.size,
-                   e.tensor_count, e.components, e.source_file, \(withProvenance ? "e.provenance" : "''")
+                   e.tensor_count, e.components, e.source_file, \(withProvenance ? "e.provenance, e.details" : "'', NULL")
             FROM entries e \(whereSQL) ORDER BY e.created DESC, e.id
             """, arguments: arguments)
         while let row = try rows.next() {
@@ -274,7 +278,8 @@ final class Catalog {
                 id: id, stage: row[1], method: row[2], arch: row[3], dataset: row[4],
                 headlineMetric: row[5], headlineValue: row[6], created: row[7], size: row[8],
                 tensorCount: row[9], components: (row[10] as String).split(separator: "\n").map(String.init),
-                sourceFile: row[11], parents: parents[id] ?? [], metrics: metrics[id] ?? [:], provenanceJSON: row[12])
+                sourceFile: row[11], parents: parents[id] ?? [], metrics: metrics[id] ?? [:], provenanceJSON: row[12],
+                details: EntryDetails.decode(row[13]))
             let l = labels[id]
             records.append(EntryRecord(summary: summary, name: l?.name, tags: l?.tags ?? []))
         }
@@ -343,7 +348,30 @@ final class Catalog {
 
     /// Empties every table (for `reindex`), keeping the schema.
     static func clear(_ db: Database) throws {
-        for table in ["labels", "edges", "metrics", "entries", "tombstones"] { try db.execute(sql: "DELETE FROM \(table)") }
+        for table in ["verified", "labels", "edges", "metrics", "entries", "tombstones"] { try db.execute(sql: "DELETE FROM \(table)") }
+    }
+
+    // MARK: - verified objects
+
+    /// Records the file facts of a listed entry's object whose content id was just verified.
+    static func recordVerified(_ id: String, _ status: FileStatus, _ db: Database) throws {
+        try db.execute(sql: "INSERT OR REPLACE INTO verified (id, size, device, inode, mtime_ns, ctime_ns) VALUES (?, ?, ?, ?, ?, ?)",
+                       arguments: [id, status.size, Int64(bitPattern: status.device), Int64(bitPattern: status.inode),
+                                   status.modifiedNanoseconds, status.changedNanoseconds])
+    }
+
+    /// Sets the `details` of a row that has none (written before schema version 2).
+    static func fillDetails(_ id: String, _ details: EntryDetails?, _ db: Database) throws {
+        try db.execute(sql: "UPDATE entries SET details = ? WHERE id = ? AND details IS NULL",
+                       arguments: [details.map(EntryDetails.json), id])
+    }
+
+    /// The file facts recorded when the object of `id` was last verified; nil when never.
+    static func verified(_ id: String, _ db: Database) throws -> FileStatus? {
+        guard let row = try Row.fetchOne(db, sql: "SELECT size, device, inode, mtime_ns, ctime_ns FROM verified WHERE id = ?",
+                                         arguments: [id]) else { return nil }
+        return FileStatus(size: row[0], device: UInt64(bitPattern: row[1] as Int64), inode: UInt64(bitPattern: row[2] as Int64),
+                          modifiedNanoseconds: row[3], changedNanoseconds: row[4])
     }
 }
 

@@ -7,7 +7,7 @@ import GRDB
 /// migration exactly once; a catalog whose version is above `currentVersion` is refused untouched.
 enum CatalogSchema {
     /// The schema version this code writes and reads.
-    static let currentVersion = 1
+    static let currentVersion = 2
 
     /// Migration n (1-based) as SQL statements.
     static let migrations: [[String]] = [
@@ -70,6 +70,24 @@ enum CatalogSchema {
                 labels TEXT NOT NULL,
                 removed_at TEXT NOT NULL,
                 provenance TEXT NOT NULL
+            )
+            """,
+        ],
+        // 2: `entries.details` (what `show` prints beyond the row, JSON; NULL for rows of version 1),
+        // file facts of each object recorded when its content id was last verified (import, verify,
+        // reindex): reads trust the object without hashing while the facts are unchanged
+        // (schemas/catalog.md, "Trusted reads"). device and inode are stored as the bit patterns of
+        // their unsigned values.
+        [
+            "ALTER TABLE entries ADD COLUMN details TEXT",
+            """
+            CREATE TABLE verified (
+                id TEXT PRIMARY KEY NOT NULL REFERENCES entries(id) ON DELETE CASCADE,
+                size INTEGER NOT NULL,
+                device INTEGER NOT NULL,
+                inode INTEGER NOT NULL,
+                mtime_ns INTEGER NOT NULL,
+                ctime_ns INTEGER NOT NULL
             )
             """,
         ],

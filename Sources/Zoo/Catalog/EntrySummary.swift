@@ -29,6 +29,10 @@ public struct EntrySummary: Codable, Equatable, Sendable {
     public var metrics: [String: Double]
     /// The provenance JSON document, sorted keys.
     public var provenanceJSON: String
+    /// What `show` prints beyond the row: architecture record, per-component tensor summary, metric
+    /// history lengths, health warnings. Nil for rows written before schema version 2 (then `show`
+    /// reads the object) and for listings (`Catalog.records(withProvenance: false)`).
+    public var details: EntryDetails?
 
     /// Derives the row of a checkpoint whose object file has `size` bytes and modification time `modified`.
     public init(id: String, checkpoint: Checkpoint, size: Int64, modified: Date) {
@@ -49,12 +53,13 @@ public struct EntrySummary: Codable, Equatable, Sendable {
         parents = p.parents
         metrics = p.metrics
         provenanceJSON = Self.json(p)
+        details = EntryDetails(checkpoint)
     }
 
     /// A summary with every field given (catalog rows).
     init(id: String, stage: String, method: String?, arch: String?, dataset: String?, headlineMetric: String?, headlineValue: Double?,
          created: String, size: Int64, tensorCount: Int, components: [String], sourceFile: String?, parents: [Provenance.Parent],
-         metrics: [String: Double], provenanceJSON: String) {
+         metrics: [String: Double], provenanceJSON: String, details: EntryDetails? = nil) {
         self.id = id
         self.stage = stage
         self.method = method
@@ -70,6 +75,7 @@ public struct EntrySummary: Codable, Equatable, Sendable {
         self.parents = parents
         self.metrics = metrics
         self.provenanceJSON = provenanceJSON
+        self.details = details
     }
 
     /// Metric names in order of preference for the `list` column; other names follow alphabetically.
@@ -93,10 +99,65 @@ public struct EntrySummary: Codable, Equatable, Sendable {
         return (try? encoder.encode(p)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
     }
 
+    /// `provenanceJSON` decoded; nil when the row holds none (listings) or unreadable JSON.
+    public var provenance: Provenance? { Self.decodeProvenance(provenanceJSON) }
+
     static func decodeProvenance(_ json: String) -> Provenance? {
         let decoder = JSONDecoder()
         decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
         return try? decoder.decode(Provenance.self, from: Data(json.utf8))
+    }
+}
+
+/// The part of an entry `show` prints that the `entries` columns do not hold, derived from the
+/// object once when it is listed (column `details`, JSON; schemas/catalog.md), so `show` answers
+/// from the catalog alone.
+public struct EntryDetails: Codable, Equatable, Sendable {
+    /// Tensors of one component.
+    public struct Component: Codable, Equatable, Sendable {
+        public var tensors: Int
+        /// Elements of floating-point tensors (weights and BN statistics).
+        public var parameters: Int
+        /// Bytes of all its tensors.
+        public var bytes: Int
+        /// dtype name -> number of tensors.
+        public var dtypes: [String: Int]
+    }
+
+    public var architecture: Architecture?
+    /// Per component (order: `EntrySummary.components`).
+    public var components: [String: Component]
+    /// Metric name -> number of recorded values (`Provenance.metricHistory`).
+    public var metricHistory: [String: Int]
+    /// `HealthCheck.warnings` of the tensors.
+    public var health: [String]
+
+    public init(_ checkpoint: Checkpoint) {
+        architecture = checkpoint.architecture
+        var components: [String: Component] = [:]
+        for (name, dict) in checkpoint.components {
+            var c = Component(tensors: dict.count, parameters: 0, bytes: 0, dtypes: [:])
+            for t in dict.values {
+                if t.dtype.isFloatingPoint { c.parameters += t.count }
+                c.bytes += t.data.count
+                c.dtypes[t.dtype.rawValue, default: 0] += 1
+            }
+            components[name] = c
+        }
+        self.components = components
+        metricHistory = checkpoint.provenance.metricHistory.mapValues(\.count)
+        health = HealthCheck.warnings(checkpoint)
+    }
+
+    static func json(_ details: EntryDetails) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return (try? encoder.encode(details)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+    }
+
+    static func decode(_ json: String?) -> EntryDetails? {
+        guard let json else { return nil }
+        return try? JSONDecoder().decode(EntryDetails.self, from: Data(json.utf8))
     }
 }
 

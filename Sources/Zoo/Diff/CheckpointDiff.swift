@@ -248,7 +248,6 @@ public struct CheckpointDiff: Codable, Sendable {
 
     /// Every tensor of A (component order, key order), then those only in B, compared.
     static func compareTensors(_ a: Checkpoint, _ b: Checkpoint) -> [TensorEntry] {
-        var entries: [TensorEntry] = []
         func entry(component: String, key: String, _ ta: Tensor?, _ tb: Tensor?) -> TensorEntry {
             let name = Checkpoint.unprefixedComponents.contains(component) ? key : component + "." + key
             let section = DiffSection.of(key: key, dtype: (ta ?? tb)!.dtype)
@@ -267,19 +266,17 @@ public struct CheckpointDiff: Codable, Sendable {
             return TensorEntry(name: name, component: component, key: key, section: section, stage: stage,
                                status: identical ? .unchanged : .changed, a: ta, b: tb, delta: delta)
         }
+        var pairs: [(component: String, key: String, a: Tensor?, b: Tensor?)] = []
         for (component, tensorsA) in a.components {
             let tensorsB = b.components[component]
-            for (key, ta) in tensorsA {
-                entries.append(entry(component: component, key: key, ta, tensorsB?[key]))
-            }
+            for (key, ta) in tensorsA { pairs.append((component, key, ta, tensorsB?[key])) }
         }
         for (component, tensorsB) in b.components {
             let tensorsA = a.components[component]
-            for (key, tb) in tensorsB where tensorsA?[key] == nil {
-                entries.append(entry(component: component, key: key, nil, tb))
-            }
+            for (key, tb) in tensorsB where tensorsA?[key] == nil { pairs.append((component, key, nil, tb)) }
         }
-        return entries
+        // Tensors compared on every core (each entry depends on its own pair only), kept in pair order.
+        return concurrentMap(pairs.count) { i in entry(component: pairs[i].component, key: pairs[i].key, pairs[i].a, pairs[i].b) }
     }
 
     /// Listing order documented on `Section.tensors`; stable within each group.

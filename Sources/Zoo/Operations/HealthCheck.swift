@@ -15,14 +15,11 @@ public enum HealthCheck {
             var zeroBN: [String] = []
             for (key, tensor) in dict where tensor.dtype.isFloatingPoint && tensor.count > 0 {
                 if key.hasSuffix("running_var") || key.hasSuffix("running_mean") { continue }
-                let values = tensor.doubles()
-                if key.hasSuffix(".weight"), dict[String(key.dropLast("weight".count)) + "running_var"] != nil,
-                   values.allSatisfy({ $0 == 0 }) {
+                let scan = ValueScan(tensor)
+                if key.hasSuffix(".weight"), dict[String(key.dropLast("weight".count)) + "running_var"] != nil, scan.allZero {
                     zeroBN.append(key)
                 }
-                let nonFinite = values.reduce(into: (nan: 0, inf: 0)) { acc, x in
-                    if x.isNaN { acc.nan += 1 } else if x.isInfinite { acc.inf += 1 }
-                }
+                let nonFinite = (nan: scan.nan, inf: scan.inf)
                 if nonFinite.nan + nonFinite.inf > 0 {
                     out.append("\(component) \(key): \(nonFinite.nan) NaN, \(nonFinite.inf) inf of \(tensor.count) values (non-finite weights)")
                 }
@@ -34,6 +31,43 @@ public enum HealthCheck {
             out += BatchNormCheck.warnings(dict, component: component)
         }
         return out
+    }
+}
+
+/// Zero, NaN and infinite values of a floating-point tensor, counted in one pass. float32 is scanned
+/// as raw IEEE 754 bit patterns (exponent all ones: infinite when the mantissa is 0, else NaN; zero
+/// when every bit but the sign is 0), without widening; other dtypes through `Tensor.doubles()`.
+struct ValueScan {
+    var allZero = true
+    var nan = 0
+    var inf = 0
+
+    init(_ tensor: Tensor) {
+        guard tensor.dtype == .float32 else {
+            for x in tensor.doubles() {
+                if x != 0 { allZero = false }
+                if x.isNaN { nan += 1 } else if x.isInfinite { inf += 1 }
+            }
+            return
+        }
+        var nonZero: UInt32 = 0
+        var special = 0   // values with exponent all ones
+        tensor.data.withUnsafeBytes { raw in
+            let n = raw.count / 4
+            for i in 0..<n {
+                let bits = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self))
+                nonZero |= bits & 0x7FFF_FFFF
+                special &+= (bits & 0x7F80_0000) == 0x7F80_0000 ? 1 : 0
+            }
+            if special > 0 {
+                for i in 0..<n {
+                    let bits = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self))
+                    guard bits & 0x7F80_0000 == 0x7F80_0000 else { continue }
+                    if bits & 0x007F_FFFF == 0 { inf += 1 } else { nan += 1 }
+                }
+            }
+        }
+        allZero = nonZero == 0
     }
 }
 

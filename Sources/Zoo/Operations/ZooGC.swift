@@ -52,10 +52,11 @@ extension Zoo {
             var relisted = Set<String>()
             for (id, url) in scan.objects.sorted(by: { $0.key < $1.key }) where !listed.contains(id) {
                 do {
-                    let checkpoint = try self.checkpoint(id, verifyContentID: true)
+                    let (checkpoint, hashed) = try load(id, rehash: true)
                     let attributes = try objectAttributes(id)
                     if !dryRun {
                         try Catalog.insert(EntrySummary(id: id, checkpoint: checkpoint, size: attributes.size, modified: attributes.modified), db)
+                        if let hashed { try Catalog.recordVerified(id, hashed, db) }
                         listed.insert(id)
                     }
                     relisted.insert(id)

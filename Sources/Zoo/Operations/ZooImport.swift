@@ -21,9 +21,10 @@ public struct ImportResult: Codable, Equatable, Sendable {
 extension Zoo {
     /// Adds a checkpoint as an immutable entry named by its content id (`ContentID.compute`).
     ///
-    /// The object is first written completely to `tmp/` (itself via `AtomicFile`), then, inside one
-    /// IMMEDIATE catalog transaction, renamed to `objects/<2 hex>/<62 hex>.h5`, the ref files written
-    /// and the rows inserted. Killed before the commit, the process leaves only files the catalog does
+    /// The object is first written completely to `tmp/` and flushed (`fsync`) while its content id is
+    /// hashed on another thread, then, inside one IMMEDIATE catalog transaction, renamed to
+    /// `objects/<2 hex>/<62 hex>.h5` (its folder flushed), the ref files written, the rows and the
+    /// object's file facts (`FileStatus`, schemas/catalog.md "Trusted reads") inserted. Killed before the commit, the process leaves only files the catalog does
     /// not list (`gc` removes them); concurrent imports of the same content produce one entry.
     ///
     /// - Parameters:
@@ -53,22 +54,33 @@ extension Zoo {
         if !violations.isEmpty {
             throw CheckpointError.invalid("cannot import: provenance does not satisfy schemas/provenance.schema.json: \(violations.joined(separator: "; "))")
         }
-        let id = ContentID.compute(checkpoint)
+        do {
+            try requireWritable()
+        } catch {
+            // A zoo this process cannot write still answers for content it lists already.
+            let id = ContentID.compute(checkpoint)
+            if labels.isEmpty, let existing = try existingResult(id) { return existing }
+            throw error
+        }
+        // The object is written to tmp/ while its content id is hashed (`CheckpointFile.writeStaged`):
+        // content the zoo lists already, or labels another entry holds, cost one write thrown away.
+        // A given file (a verified download) is placed as it is; its id is hashed from the tensors.
+        let staged: URL, id: String
+        if let given {
+            staged = given
+            id = ContentID.compute(checkpoint)
+        } else {
+            staged = layout.tmp.appendingPathComponent(".staged.h5.tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+            id = try CheckpointFile.writeStaged(checkpoint, to: staged)
+        }
+        defer { unlink(staged.path) }
         if checkpoint.provenance.parents.contains(where: { $0.id == id }) {
             throw CheckpointError.invalid("cannot import: provenance names the checkpoint's own content id \(id.prefix(12)) as its parent (a lineage cycle)")
         }
         if let existing = try existingResult(id) {
             if labels.isEmpty { return existing }
-            try requireWritable()
             return try catalog.write { db in try labelExisting(id, labels, db) }
         }
-        try requireWritable()
-        // Refuse taken labels before the (possibly long) write; checked again under the lock.
-        try catalog.read { db in try Self.checkLabelsFree(labels, for: id, db) }
-
-        let staged = given ?? layout.tmp.appendingPathComponent("\(id).\(getpid()).\(UInt32.random(in: 0...UInt32.max)).h5")
-        if given == nil { try CheckpointFile.write(checkpoint, to: staged) }
-        defer { unlink(staged.path) }
 
         let object = layout.objectURL(id)
         let result: ImportResult = try catalog.write { db in
@@ -93,6 +105,9 @@ extension Zoo {
                 let attributes = try objectAttributes(id)
                 let summary = EntrySummary(id: id, checkpoint: checkpoint, size: attributes.size, modified: attributes.modified)
                 try Catalog.insert(summary, db)
+                // The object holds the bytes `id` was computed from: later reads trust it while its
+                // file facts stay as they are now (schemas/catalog.md, "Trusted reads").
+                if let status = Self.settledStatus(object) { try Catalog.recordVerified(id, status, db) }
                 for (label, kind) in labels { try Catalog.addLabel(label, kind: kind, id: id, db) }
                 return ImportResult(id: id, added: true, name: name, tags: tags.sorted(), size: attributes.size)
             } catch {
@@ -149,6 +164,22 @@ extension Zoo {
                 throw CheckpointError.invalid("entry \(id.prefix(12)) is already named '\(current.label)'; add '\(label)' as a tag instead")
             }
         }
+    }
+}
+
+extension Zoo {
+    /// The facts of a file just placed, once they are settled (`FileStatus.isSettled`): the rename
+    /// stamped its change time with the current clock tick, so this waits for the next tick (a few
+    /// milliseconds); nil after 100 ms or on a file system stamping whole seconds (then reads hash
+    /// the object until `verify` records its facts).
+    static func settledStatus(_ url: URL) -> FileStatus? {
+        guard let status = FileStatus(path: url.path) else { return nil }
+        for _ in 0..<100 {
+            if status.isSettled(before: FileStatus.coarseNow()) { return status }
+            if status.changedNanoseconds % 1_000_000_000 == 0 { return nil }
+            usleep(1000)
+        }
+        return nil
     }
 }
 

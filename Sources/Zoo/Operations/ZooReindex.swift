@@ -62,9 +62,10 @@ extension Zoo {
             var indexed = Set<String>()
             for (id, url) in scan.objects.sorted(by: { $0.key < $1.key }) {
                 do {
-                    let checkpoint = try self.checkpoint(id, verifyContentID: true)
+                    let (checkpoint, hashed) = try load(id, rehash: true)
                     let attributes = try objectAttributes(id)
                     try Catalog.insert(EntrySummary(id: id, checkpoint: checkpoint, size: attributes.size, modified: attributes.modified), db)
+                    if let hashed { try Catalog.recordVerified(id, hashed, db) }
                     indexed.insert(id)
                 } catch {
                     skipped.append("\(url.path): \(error)")

@@ -159,29 +159,81 @@ public final class Zoo {
     }
 
     /// Reads an entry's object file and checks that it holds the content it is named after.
-    /// - Parameter verifyContentID: recompute the content id from the tensors (`ContentID.compute`)
-    ///   and compare it with `id` (default; `export`, `diff`, `show` rely on it); when false only the
-    ///   stored `content_id` attribute is compared with `id`.
+    ///
+    /// The stored `content_id` must be `id`. The tensors are hashed (`ContentID.compute`) unless the
+    /// object's file facts (size, device, inode, modification and change times, `FileStatus`) equal
+    /// those the catalog recorded when its content id was last verified (import, `verify`,
+    /// `verify --reindex`): then the bytes are trusted as git trusts an unchanged work-tree file
+    /// (schemas/catalog.md, "Trusted reads"). Files from outside the zoo never get this trust.
+    /// - Parameters:
+    ///   - components: read only these components' tensors (all when nil), as
+    ///     `Checkpoint.keeping(_:)`; an object that must be hashed is still read whole.
+    ///   - rehash: hash whatever the recorded facts say (`verify`, `gc`, `reindex`).
     /// - Throws: `CheckpointError.io` for a missing object, `.corrupt` for an unreadable one or one
     ///   holding other content ("object <id> is corrupt: holds content <x>; run bissl verify").
-    public func checkpoint(_ id: String, verifyContentID: Bool = true) throws -> Checkpoint {
+    public func checkpoint(_ id: String, components: Set<String>? = nil, rehash: Bool = false) throws -> Checkpoint {
+        try load(id, components: components, rehash: rehash).checkpoint
+    }
+
+    /// `checkpoint(_:components:rehash:)`, also returning the object's file facts when its content id
+    /// was hashed and matched and the facts are settled (`FileStatus.isSettled`); nil when the
+    /// recorded facts were trusted or cannot be. `verify`, `reindex` and `gc` record them.
+    func load(_ id: String, components: Set<String>? = nil, rehash: Bool) throws -> (checkpoint: Checkpoint, hashed: FileStatus?) {
+        let opened = FileStatus.coarseNow()   // before the reader's fstat: see `FileStatus.isSettled`
+        let reader = try openObject(id)
+        if !rehash, let status = reader.status, try catalog.read({ try Catalog.verified(id, $0) }) == status {
+            return (try Self.damaged(id) { try reader.checkpoint(only: components) }, nil)
+        }
+        let checkpoint = try Self.damaged(id) { try reader.checkpoint() }
+        let actual = ContentID.compute(checkpoint)
+        guard actual == id else { throw Self.mismatch(id, holds: actual) }
+        let settled = reader.status.flatMap { $0.isSettled(before: opened) ? $0 : nil }
+        return (components.map { checkpoint.keeping($0) } ?? checkpoint, settled)
+    }
+
+    /// Opens an entry's object (its metadata, `CheckpointReader`) and checks that its stored
+    /// `content_id` is `id`.
+    private func openObject(_ id: String) throws -> CheckpointReader {
         let url = layout.objectURL(id)
         guard FileManager.default.fileExists(atPath: url.path) else {
             throw CheckpointError.io("object file of entry \(id.prefix(12)) is missing (\(url.path)); run bissl verify")
         }
-        let checkpoint: Checkpoint
-        let stored: String
-        do {
-            checkpoint = try CheckpointFile.read(url, verifyContentID: false)
-            stored = try CheckpointFile.storedContentID(url)
-        } catch let error as CheckpointError {
+        let reader = try Self.damaged(id) { try CheckpointReader(url) }
+        guard let stored = reader.storedContentID else {
+            throw CheckpointError.corrupt("object of entry \(id.prefix(12)) is damaged: \(url.lastPathComponent): no root attribute content_id")
+        }
+        guard stored == id else { throw Self.mismatch(id, holds: stored) }
+        return reader
+    }
+
+    private static func damaged<T>(_ id: String, _ body: () throws -> T) throws -> T {
+        do { return try body() } catch let error as CheckpointError {
             throw CheckpointError.corrupt("object of entry \(id.prefix(12)) is damaged: \(error.description)")
         }
-        let actual = verifyContentID ? ContentID.compute(checkpoint) : stored
-        guard actual == id, stored == id else {
-            throw CheckpointError.corrupt("object \(id.prefix(12)) is corrupt: holds content \((actual != id ? actual : stored).prefix(12)); run bissl verify")
+    }
+
+    private static func mismatch(_ id: String, holds actual: String) -> CheckpointError {
+        .corrupt("object \(id.prefix(12)) is corrupt: holds content \(actual.prefix(12)); run bissl verify")
+    }
+
+    /// Checks that the object of `id` still holds its content: at the cost of one `stat` when its file
+    /// facts equal those recorded at its last verification (schemas/catalog.md, "Trusted reads"),
+    /// else by reading and hashing it as `checkpoint(_:)` does.
+    /// - Throws: `CheckpointError` as `checkpoint(_:)` does for a missing, damaged or modified object.
+    public func checkIntact(_ id: String) throws {
+        if let status = FileStatus(path: layout.objectURL(id).path), try catalog.read({ try Catalog.verified(id, $0) }) == status {
+            return
         }
-        return checkpoint
+        _ = try checkpoint(id)
+    }
+
+    /// Every tensor's component, key, dtype and shape in stored order, from the object's metadata
+    /// (no tensor bytes read, no hashing; the stored `content_id` must be `id`).
+    /// - Throws: `CheckpointError` as `checkpoint(_:)` does for a missing or damaged object.
+    public func tensorList(_ id: String) throws -> [(component: String, key: String, dtype: DType, shape: [Int])] {
+        try openObject(id).components.flatMap { component, infos in
+            infos.map { (component, $0.key, $0.value.dtype, $0.value.shape) }
+        }
     }
 
     /// Size and modification time of an object file.
