@@ -36,33 +36,45 @@ enum ZooOutput {
         var value = Double(n)
         var unit = 0
         while value >= 1000 && unit < units.count - 1 { value /= 1000; unit += 1 }
-        return unit == 0 ? "\(n) B" : String(format: value < 10 ? "%.1f %@" : "%.0f %@", value, units[unit])
+        return unit == 0 ? "\(n) B" : format(value < 10 ? "%.1f" : "%.0f", value) + " " + units[unit]
     }
 
     /// A metric value with 4 significant digits.
     static func metric(_ name: String?, _ value: Double?) -> String {
         guard let name else { return "" }
         guard let value else { return "\(name)=NaN" }
-        return "\(name)=\(String(format: "%.4g", value))"
+        return "\(name)=\(format("%.4g", value))"
+    }
+
+    /// C's `snprintf` of one double (the same text as `String(format:)`, without Foundation's
+    /// format parser: `list` formats two numbers per entry).
+    static func format(_ format: String, _ value: Double) -> String {
+        withUnsafeTemporaryAllocation(of: CChar.self, capacity: 64) { buffer in
+            let n = withVaList([value]) { vsnprintf(buffer.baseAddress, 64, format, $0) }
+            return String(decoding: UnsafeRawBufferPointer(start: buffer.baseAddress, count: Int(max(0, min(n, 63)))), as: UTF8.self)
+        }
     }
 
     /// Left-aligned columns separated by two spaces; the last column is not padded.
     static func table(_ header: [String], _ rows: [[String]]) -> String {
+        // Built as UTF-8 bytes with each cell's width counted once: a list of 100,000 entries has a
+        // million cells.
         let all = [header] + rows
-        let widths = header.indices.map { i in all.map { $0[i].count }.max() ?? 0 }
-        var out = ""
-        for row in all {
-            var line = ""
+        let counts = all.map { $0.map(\.count) }
+        let widths = header.indices.map { i in counts.map { $0[i] }.max() ?? 0 }
+        var out: [UInt8] = []
+        out.reserveCapacity(all.count * (widths.reduce(0, +) + 2 * widths.count + 1))
+        for (r, row) in all.enumerated() {
+            if r > 0 { out.append(0x0A) }
+            let lineStart = out.count
             for (i, cell) in row.enumerated() {
-                if i > 0 { line += "  " }
-                line += cell
-                if i < row.count - 1 { line += String(repeating: " ", count: max(0, widths[i] - cell.count)) }
+                if i > 0 { out.append(contentsOf: [0x20, 0x20]) }
+                out.append(contentsOf: cell.utf8)
+                if i < row.count - 1 { out.append(contentsOf: repeatElement(0x20, count: max(0, widths[i] - counts[r][i]))) }
             }
-            while line.last == " " { line.removeLast() }
-            if !out.isEmpty { out += "\n" }
-            out += line
+            while out.count > lineStart, out.last == 0x20 { out.removeLast() }
         }
-        return out
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// Refuses an output path inside a zoo's `objects/` folder (writing there could replace an
