@@ -13,7 +13,8 @@ final class Catalog {
 
     let url: URL
     private let queue: DatabaseQueue
-    /// False when the catalog was opened with `SQLITE_OPEN_READONLY` (a zoo of another user).
+    /// False when the catalog was opened for reading only (`readOnly`): read-only commands, `verify`
+    /// included, write nothing, not even file facts (schemas/catalog.md, "Trusted reads").
     let canWrite: Bool
 
     /// Opens (or creates, when `create`) the catalog at `url` and brings its schema to
@@ -40,7 +41,7 @@ final class Catalog {
         let dir = url.deletingLastPathComponent().path
         let mode = readOnly ? Self.readMode(canWrite: access(dir, W_OK) == 0 && access(url.path, W_OK) == 0,
                                             walExists: FileManager.default.fileExists(atPath: url.path + "-wal")) : .readWrite
-        canWrite = mode == .readWrite
+        canWrite = !readOnly
         var path = url.path
         switch mode {
         case .readWrite: break
