@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Interop lane: checks files bissl writes with the real readers (torch.load, safetensors, numpy, h5py,
-# onnx and onnxruntime, huggingface_hub's card parser)
+# onnx and onnxruntime, huggingface_hub's card parser; scipy for the statistics of eval and compare)
 # and bissl's reading of files real torch wrote. Needs PyTorch 2.13 CPU; skipped, saying so, where
 # it cannot be installed. Usage: tools/interop.sh PATH/TO/bissl, or tools/interop.sh --install-only
 # (what `make test` runs first, so that Swift tests comparing against torch, and the remote tests
@@ -10,8 +10,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
-need="torch==2.13.0+cpu numpy safetensors h5py jsonschema pytest pillow"
-if ! "$PY" -c "import torch, numpy, safetensors, h5py, jsonschema, pytest, PIL; assert torch.__version__.startswith('2.13')" 2>/dev/null; then
+need="torch==2.13.0+cpu numpy safetensors h5py jsonschema pytest pillow scipy"
+if ! "$PY" -c "import torch, numpy, safetensors, h5py, jsonschema, pytest, PIL, scipy; assert torch.__version__.startswith('2.13')" 2>/dev/null; then
   echo "interop: installing $need"
   "$PY" -m pip install -q --disable-pip-version-check $need || true
 fi

@@ -110,23 +110,38 @@ public enum ClassificationMetrics {
     }
 }
 
-/// Everything `bissl eval` reports for single-label data.
+/// Everything `bissl eval` reports for single-label data. Accuracies in percent; the intervals are
+/// 95% intervals (`AccuracyIntervals`: Wilson for top-1, stratified percentile bootstrap for the mean
+/// per-class accuracy).
 public struct EvaluationReport: Codable, Equatable, Sendable {
     public var count: Int
     public var classes: Int
     public var top1: Double
+    /// Wilson score 95% interval of `top1` (percent).
+    public var top1Lower: Double, top1Upper: Double
     public var top5: Double
     public var meanPerClassAccuracy: Double
+    /// Bootstrap 95% interval of `meanPerClassAccuracy` (percent), its replicates and seed.
+    public var meanPerClassLower: Double, meanPerClassUpper: Double
+    public var bootstrapResamples: Int, bootstrapSeed: UInt64
     /// `[true][predicted]` counts.
     public var confusion: [[Int]]
 
-    /// Computes the report from scores `[N, C]` and labels.
-    public init(scores: Matrix, labels: [Int]) {
+    /// Computes the report from scores `[N, C]` and labels; the bootstrap draws from `seed`.
+    public init(scores: Matrix, labels: [Int], resamples: Int = Bootstrap.resamples, seed: UInt64 = 0) {
         count = scores.rows
         classes = scores.cols
         top1 = ClassificationMetrics.topK(scores, labels: labels, k: 1)
         top5 = ClassificationMetrics.topK(scores, labels: labels, k: 5)
-        confusion = ClassificationMetrics.confusion(predictions: ClassificationMetrics.predictions(scores), labels: labels, classes: scores.cols)
+        let predictions = ClassificationMetrics.predictions(scores)
+        confusion = ClassificationMetrics.confusion(predictions: predictions, labels: labels, classes: scores.cols)
         meanPerClassAccuracy = ClassificationMetrics.meanPerClassAccuracy(confusion: confusion)
+        let correct = zip(predictions, labels).filter { $0 == $1 }.count
+        let w = AccuracyIntervals.wilson(successes: correct, trials: count)
+        (top1Lower, top1Upper) = (100 * w.lower, 100 * w.upper)
+        (meanPerClassLower, meanPerClassUpper) = AccuracyIntervals.meanPerClassBootstrap(
+            predictions: predictions, labels: labels, classes: scores.cols, resamples: resamples, seed: seed)
+        bootstrapResamples = resamples
+        bootstrapSeed = seed
     }
 }
