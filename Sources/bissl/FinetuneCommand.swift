@@ -13,7 +13,7 @@ struct FinetuneCommand: TrainingCommand {
         discussion: """
             Every parameter is trained: SGD momentum 0.9, weight decay on all parameters, cosine from \
             --lr to 0.001*lr per step without warmup, cross-entropy, downstream train transform \
-            (RandomResizedCrop ratio (0.5, 1) at --image-size, horizontal flip, ImageNet normalisation). \
+            (--augment, by default RandomResizedCrop ratio (0.5, 1) at --image-size, horizontal flip; ImageNet normalisation). \
             Validation top-1 after every epoch on --val (eval mode, test transform); without --val every \
             10th image of --data (positions 9, 19, 29, ...) is held out for validation and the rest trains. \
             The entry's classifier is kept when its class count matches the data; otherwise (or when it \
@@ -53,6 +53,7 @@ struct FinetuneCommand: TrainingCommand {
     var seed: UInt64?
     @Option(name: .customLong("checkpoint-every"), parsing: .unconditional, help: ArgumentHelp("Save the run state every N steps (default: about every 2 minutes, and at every epoch end).", valueName: "N"))
     var checkpointEvery: Int?
+    @OptionGroup var augmentOption: AugmentOption
     @OptionGroup var runOptions: RunOptions
     @OptionGroup var zooOptions: ZooOptions
 
@@ -62,6 +63,7 @@ struct FinetuneCommand: TrainingCommand {
         o.arch = architecture.arch?.rawValue; o.width = architecture.width; o.stem = architecture.stem?.rawValue
         o.data = data; o.val = val; o.epochs = epochs; o.steps = steps; o.batchSize = batchSize; o.lr = lr; o.wd = wd
         o.search = search; o.imageSize = imageSize; o.seed = seed; o.checkpointEvery = checkpointEvery; o.name = runOptions.name
+        o.augment = augmentOption.augment
         return o
     }
 

@@ -35,7 +35,7 @@ final class DownstreamFinetuneCLITests: XCTestCase {
 
     /// stdout is the one summary line (`finetune entry <12 hex> (<name>): ...`), no bare id before it.
     func testStdoutIsTheSummaryLineOnly() throws {
-        let r = try finetune(["--steps", "1", "--name", "ft1"])
+        let r = try finetune(["--steps", "1", "--name", "ft1", "--augment", "flip+crop:0.5"])
         XCTAssertEqual(r.status, 0, r.stderr)
         let lines = r.stdout.split(separator: "\n", omittingEmptySubsequences: false).dropLast()
         XCTAssertEqual(lines.count, 1, r.stdout)
@@ -44,6 +44,19 @@ final class DownstreamFinetuneCLITests: XCTestCase {
         defer { try? zooHandle.close() }
         let id = try zooHandle.resolve("ft1")
         XCTAssertTrue(line.hasPrefix("finetune entry \(id.prefix(12)) (ft1): val top-1 "), String(line))
+        // --augment is recorded in its canonical spelling
+        XCTAssertEqual(try zooHandle.checkpoint(id).provenance.hyperparameters["augment"], .string("crop:0.5+flip"))
+    }
+
+    /// A bad --augment is one `error:` line naming the option, before any run directory exists.
+    func testBadAugmentIsOneErrorLine() throws {
+        for spec in ["crop:2", "rotate", "flip+flip", "crop:0"] {
+            let r = try finetune(["--steps", "1", "--augment", spec])
+            XCTAssertNotEqual(r.status, 0, spec)
+            XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+            XCTAssertTrue(r.stderr.hasPrefix("error: ") && r.stderr.contains("--augment '\(spec)'"), r.stderr)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: zoo + "/runs"))
     }
 
     /// Every key of the run config (run.json) and of the entry's hyperparameters, nested trial records
@@ -78,6 +91,7 @@ final class DownstreamFinetuneCLITests: XCTestCase {
         XCTAssertEqual(h["stepsPerTrial"], .int(1))
         XCTAssertEqual(h["chosenTrial"], .int(0))
         XCTAssertEqual(h["chosenLR"], .double(0.1), "the default --lr")
+        XCTAssertEqual(h["augment"], .string("crop:0.08+flip"), "the default --augment")
         XCTAssertNotNil(h["lineageNote"])
         guard case .array(let trials)? = h["trials"], case .object(let trial)? = trials.first else { return XCTFail("no trial record") }
         XCTAssertEqual(Set(trial.keys), ["trial", "lr", "wd", "top1", "bestTop1", "bestEpoch", "valTop1"])

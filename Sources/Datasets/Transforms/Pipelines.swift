@@ -119,13 +119,10 @@ public enum Augment {
 
     /// Downstream training transform of section 6.2: `RandomResizedCrop(size, ratio=(0.5, 1.0))`
     /// (aspect ratio, docs/bissl.md, "Augmentations and pixel scale"; default area range, bilinear; v1 used bicubic), flip p = 0.5, `ToTensor` ([0, 1]),
-    /// ImageNet normalisation. Returns CHW float32.
+    /// ImageNet normalisation (`DownstreamAugmentation.standard`). Returns CHW float32.
     public static func downstreamTrain(_ image: RGBImage, using rng: inout SeededGenerator, size: Int = 96,
                                        interpolation: Interpolation = .bilinear) -> [Float] {
-        let box = ImageTransforms.randomResizedCropBox(height: image.height, width: image.width, ratio: 0.5...1.0) { rng.uniform() }
-        var x = ImageTransforms.resizedCrop(image, box, height: size, width: size, interpolation: interpolation)
-        if rng.bernoulli(0.5) { x = ImageTransforms.horizontalFlip(x) }
-        return ImageTransforms.toTensor(x)
+        DownstreamAugmentation.standard.apply(image, using: &rng, size: size, interpolation: interpolation)
     }
 
     /// Downstream test transform of section 6.2: shorter side to `int(size * 256 / 224)` (109 for

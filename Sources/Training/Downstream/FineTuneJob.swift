@@ -17,6 +17,8 @@ public struct FineTuneOptions: JobOptions, Sendable {
     public var seed: UInt64?
     public var checkpointEvery: Int?
     public var name: String?
+    /// `--augment` text (`DownstreamAugmentation`); nil: `crop:0.08+flip`.
+    public var augment: String?
 
     public init() {}
 
@@ -43,6 +45,9 @@ public struct FineTuneOptions: JobOptions, Sendable {
         if let wd, !(wd >= 0 && wd.isFinite) { throw bad("--wd must be a finite number, 0 or more, got \(wd)") }
         if let n = search, n < 0 { throw bad("--search must be 0 or more, got \(n)") }
         if let c = checkpointEvery, c < 1 { throw bad("--checkpoint-every must be at least 1, got \(c)") }
+        if let a = augment {
+            do { _ = try DownstreamAugmentation(parsing: a) } catch { throw bad("\(error)") }
+        }
         if randomInit { _ = try FineTuneStart.architecture(arch: randomArchitecture.arch, width: randomArchitecture.width, stem: randomArchitecture.stem) }
     }
 
@@ -67,11 +72,15 @@ public struct FineTuneConfig: Codable, Equatable, Sendable {
     public var seed: Seed
     public var checkpointEvery: Int?
     public var name: String?
+    /// The training augmentation, canonical `DownstreamAugmentation` text; nil in runs recorded before
+    /// `--augment` existed, which used `crop:0.08+flip`.
+    public var augment: String?
 
-    /// The tuner's settings.
+    /// The tuner's settings (a recorded `augment` parsed when the run was resolved).
     public var settings: FineTuneSettings {
         FineTuneSettings(epochs: epochs, steps: steps, batchSize: batchSize, lr: lr, weightDecay: wd, momentum: momentum,
-                         imageSize: imageSize, seed: seed.value, search: search, checkpointEvery: checkpointEvery)
+                         imageSize: imageSize, seed: seed.value, search: search, checkpointEvery: checkpointEvery,
+                         augmentation: augment.flatMap { try? DownstreamAugmentation(parsing: $0) } ?? .standard)
     }
 
     public static let holdoutRule = "every 10th image of --data (positions 9, 19, 29, ...) is validation, the rest trains"
@@ -109,7 +118,8 @@ public struct FineTuneJob: TrainingJob {
             holdout: o.val == nil ? FineTuneConfig.holdoutRule : nil,
             epochs: o.epochs ?? 10, steps: o.steps, batchSize: o.batchSize ?? FineTuneSettings.defaultBatchSize(trainCount: trainCount),
             lr: o.lr ?? 0.1, wd: o.wd ?? 1e-3, momentum: 0.9, search: o.search ?? 0, imageSize: size,
-            seed: Seed(o.seed ?? 0), checkpointEvery: o.checkpointEvery, name: o.name)
+            seed: Seed(o.seed ?? 0), checkpointEvery: o.checkpointEvery, name: o.name,
+            augment: try o.augment.map { try DownstreamAugmentation(parsing: $0) }.map(\.description) ?? DownstreamAugmentation.standard.description)
         guard c.batchSize <= trainCount else { throw bad("--batch-size \(c.batchSize) is larger than the \(trainCount) training images") }
         return c
     }

@@ -25,12 +25,15 @@ public struct FineTuneSettings: Equatable, Sendable {
     /// Save the training state every this many steps (nil: after about 120 s of work), and always at
     /// the end of each epoch and of each trial.
     public var checkpointEvery: Int?
+    /// The training images' random augmentation (default: the paper's, `crop:0.08+flip`).
+    public var augmentation: DownstreamAugmentation
 
     public init(epochs: Int = 10, steps: Int? = nil, batchSize: Int = 256, lr: Double = 0.1, weightDecay: Double = 1e-3,
-                momentum: Double = 0.9, imageSize: Int, seed: UInt64 = 0, search: Int = 0, checkpointEvery: Int? = nil) {
+                momentum: Double = 0.9, imageSize: Int, seed: UInt64 = 0, search: Int = 0, checkpointEvery: Int? = nil,
+                augmentation: DownstreamAugmentation = .standard) {
         self.epochs = epochs; self.steps = steps; self.batchSize = batchSize; self.lr = lr; self.weightDecay = weightDecay
         self.momentum = momentum; self.imageSize = imageSize; self.seed = seed; self.search = search
-        self.checkpointEvery = checkpointEvery
+        self.checkpointEvery = checkpointEvery; self.augmentation = augmentation
     }
 
     /// The paper's search space (docs/bissl.md, "Default settings"): lr log-uniform on [1e-4, 1] quantised to 1e-6, wd
@@ -111,7 +114,7 @@ extension JSONValue {
 /// Full fine-tuning (docs/bissl.md, "Default settings"): every parameter of backbone + classifier trained with SGD
 /// (momentum 0.9, weight decay on all parameters, PyTorch semantics), cosine schedule from `lr` to
 /// `0.001 * lr` stepped per iteration without warmup, cross-entropy, the downstream train transform
-/// (`Augment.downstreamTrain` at `imageSize`: RandomResizedCrop ratio (0.5, 1), flip), BatchNorm in
+/// (`FineTuneSettings.augmentation` at `imageSize`, by default RandomResizedCrop ratio (0.5, 1), flip), BatchNorm in
 /// train mode; top-1 on the validation data (eval mode, test transform) after every epoch.
 ///
 /// With `search > 0`, trial `t` trains from the same start weights with `searchDraw(seed, t)`,
@@ -166,10 +169,10 @@ public final class FineTuner {
         self.run = run
         startComponents = start.components()
         architecture = start.architecture
-        let size = config.imageSize
+        let size = config.imageSize, augmentation = config.augmentation
         loader = DataLoader(dataset: train, batchSize: config.batchSize, shuffle: true,
                             dropLast: train.count % config.batchSize == 1, seed: config.seed, height: size, width: size) { image, rng in
-            [Augment.downstreamTrain(image, using: &rng, size: size)]
+            [augmentation.apply(image, using: &rng, size: size)]
         }
         stepsPerTrial = Self.stepsPerTrial(config, trainCount: train.count)
         guard stepsPerTrial >= 1 else { throw TrainingError.invalid("the run would have no steps") }
