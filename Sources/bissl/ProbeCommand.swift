@@ -18,7 +18,10 @@ struct ProbeCommand: ParsableCommand {
             weight exp(similarity/0.07) (InstDisc/DINO). Linear probe: features standardised with the \
             training mean/std, softmax regression by SGD (momentum 0.9, lr 0.1 cosine to 0.0001, wd 1e-4, \
             batch 256, --probe-epochs passes, seeded). Both train on --data and report top-1 on \
-            --eval-data (default: the test part of --data).
+            --eval-data (default: the test part of --data). --recalibrate-bn first recomputes every BN \
+            running statistic on the --data images (test transform, batches of 128, one train-mode pass \
+            with the cumulative average of torch's momentum=None), so probes of different entries compare \
+            features rather than statistics left over from their training.
             """)
 
     @Argument(help: "Entry: id, unique id prefix (6+ hex digits), name or tag.")
@@ -41,6 +44,9 @@ struct ProbeCommand: ParsableCommand {
 
     @Option(parsing: .unconditional, help: "Seed of the linear probe (initialisation and batch order).", transform: SeedArgument.parse)
     var seed: UInt64 = 0
+
+    @Flag(name: .customLong("recalibrate-bn"), help: "Recompute the BN running statistics on the --data images before extracting features.")
+    var recalibrateBN = false
 
     @Flag(help: "Print the result as JSON.")
     var json = false
@@ -76,7 +82,7 @@ struct ProbeCommand: ParsableCommand {
         }
         let quiet = json
         let result = try Probe.run(backbone: network.backbone, train: train, eval: eval, imageSize: size, k: knn,
-                                   config: LinearProbe.Config(epochs: probeEpochs, seed: seed)) { message in
+                                   config: LinearProbe.Config(epochs: probeEpochs, seed: seed), recalibrateBN: recalibrateBN) { message in
             if !quiet { FileHandle.standardError.write(Data("\(message)\n".utf8)) }
         }
         if json {
@@ -84,6 +90,9 @@ struct ProbeCommand: ParsableCommand {
         } else {
             print("entry \(id.prefix(12)): \(network.architecture.label), \(result.featureCount) features at \(size)x\(size)")
             print("train \(data) (\(result.trainCount) images) -> eval \(evalURI) (\(result.evalCount) images)")
+            if let batches = result.recalibratedBatchNormBatches {
+                print("BN running statistics recomputed on the training images (\(batches) batches)")
+            }
             print(String(format: "linear probe top-1  %.2f %%", result.linearTop1))
             print(String(format: "k-NN (k=%d) top-1   %.2f %%", result.k, result.knnTop1))
         }

@@ -14,10 +14,14 @@ public struct ProbeResult: Codable, Equatable, Sendable {
     public var evalCount: Int
     public var featureCount: Int
     public var imageSize: Int
+    /// Batches of the training data the BN running statistics were recomputed on
+    /// (`BatchNormRecalibration`), nil when they were the entry's own.
+    public var recalibratedBatchNormBatches: Int?
 }
 
 /// Linear probe and k-NN on frozen features: the backbone runs only in eval mode
-/// (`FrozenFeatures`), so its parameters and BatchNorm running statistics are unchanged afterwards.
+/// (`FrozenFeatures`), so its parameters and BatchNorm running statistics are unchanged afterwards,
+/// unless `recalibrateBN` first recomputes the running statistics on `train` (`BatchNormRecalibration`).
 public enum Probe {
     /// - Parameters:
     ///   - backbone: the entry's backbone (read only).
@@ -25,14 +29,22 @@ public enum Probe {
     ///   - imageSize: side of the downstream test transform.
     ///   - k: neighbours of the k-NN vote (`KNNClassifier`).
     ///   - config: the linear probe's recipe (`LinearProbe.Config`).
+    ///   - recalibrateBN: recompute `backbone`'s BN running statistics on `train` first (this changes
+    ///     `backbone`'s buffers; its parameters stay).
     ///   - progress: messages such as "features 1024/60000" (optional).
     /// - Throws: dataset read errors; `TrainingError.invalid` when `eval` has more classes than `train`.
     public static func run(backbone: ResNet, train: ImageDataset, eval: ImageDataset, imageSize: Int, k: Int = 20,
-                           config: LinearProbe.Config = .init(), progress: ((String) -> Void)? = nil) throws -> ProbeResult {
+                           config: LinearProbe.Config = .init(), recalibrateBN: Bool = false,
+                           progress: ((String) -> Void)? = nil) throws -> ProbeResult {
         guard eval.classNames.count <= train.classNames.count || train.classNames.isEmpty else {
             throw TrainingError.invalid("evaluation data has \(eval.classNames.count) classes, training data \(train.classNames.count)")
         }
         guard k >= 1 else { throw TrainingError.invalid("--knn must be at least 1, got \(k)") }
+        var recalibrated: Int?
+        if recalibrateBN {
+            progress?("recalibrating BatchNorm statistics on the training images")
+            recalibrated = try BatchNormRecalibration.recalibrate(backbone, dataset: train, imageSize: imageSize)
+        }
         let trainSet = try FrozenFeatures.extract(backbone: backbone, dataset: train, imageSize: imageSize) { done, total in
             if done == total || done % 4096 < 128 { progress?("features (train) \(done)/\(total)") }
         }
@@ -48,6 +60,6 @@ public enum Probe {
         progress?("linear probe (\(config.epochs) epochs)")
         let linear = LinearProbe(train: trainSet, config: config).top1(evalSet)
         return ProbeResult(linearTop1: linear, knnTop1: knn, k: k, trainCount: trainSet.count, evalCount: evalSet.count,
-                           featureCount: trainSet.features.cols, imageSize: imageSize)
+                           featureCount: trainSet.features.cols, imageSize: imageSize, recalibratedBatchNormBatches: recalibrated)
     }
 }
