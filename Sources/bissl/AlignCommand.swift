@@ -15,7 +15,10 @@ struct AlignCommand: TrainingCommand {
         Head-only linear warmup, then T alternations of NL lower steps (pretext loss + (λ/2)||θ_P − θ_D||², \
         LARS) and NU upper steps (CE through θ_P with the implicit gradient (I + H/(λ+δ))^-1 g by CG, plus CE \
         through θ_D, SGD). Pretext method, temperature, EMA decay, image size and pixel scale default to \
-        what REF's provenance records. Resumable: --resume RUN (see `bissl runs`).
+        what REF's provenance records. Logged per lower step: penalty_share = λ·||θ_P − θ_D|| / ||∇L_P||; per \
+        alternation: loss_pretext_heldout on one fixed held-out pretext batch (--pretext-val). --lambda 0 --no-ij \
+        is exactly continued pretext training of θ_P on the same schedule and batches (the control arm). \
+        --keep-upper also keeps θ_D, φ_D as an entry. Resumable: --resume RUN (see `bissl runs`).
         """)
 
     @Argument(help: "The pretext entry (id, prefix, name or tag); it must have a projector (BYOL: and predictor) head.")
@@ -47,6 +50,9 @@ struct AlignCommand: TrainingCommand {
     @Flag(name: .customLong("no-ij"), help: "Ablation: replace the implicit gradient u by g (no HVP).") var noIJ = false
     @Option(name: .customLong("image-size"), parsing: .unconditional, help: "Image side (default: REF's, else 96).") var imageSize: Int?
     @Option(parsing: .unconditional, help: "Base seed (default 0).", transform: SeedArgument.parse) var seed: UInt64?
+    @OptionGroup var augmentOption: AugmentOption
+    @Option(name: .customLong("pretext-val"), help: ArgumentHelp("Held-out pretext images for loss_pretext_heldout, one fixed batch (default: the #test part of --pretext-data when it exists).", valueName: "URI")) var pretextVal: String?
+    @Flag(name: .customLong("keep-upper"), help: "Also add the upper model θ_D, φ_D as an entry (named NAME-upper with --name; parent REF).") var keepUpper = false
     @OptionGroup var runOptions: RunOptions
     @OptionGroup var zooOptions: ZooOptions
 
@@ -57,6 +63,7 @@ struct AlignCommand: TrainingCommand {
         o.damping = damping; o.cgIters = cgIters; o.cg = cg; o.hvp = hvp; o.hvpBatchNorm = hvpBN; o.warmupEpochs = warmupEpochs
         o.dLR = dLR; o.dWD = dWD; o.pLR = pLR; o.pWD = pWD; o.pBatchSize = pBatchSize; o.dBatchSize = dBatchSize
         o.clip = clip; o.noIJ = noIJ; o.imageSize = imageSize; o.seed = seed; o.name = runOptions.name
+        o.augment = augmentOption.augment; o.pretextVal = pretextVal; o.keepUpper = keepUpper
         return o
     }
 
@@ -65,7 +72,12 @@ struct AlignCommand: TrainingCommand {
         if let name = r.entry.name { out["name"] = name }
         let top1 = r.provenance.metrics["val_top1"].map { String(format: ", val top-1 %.2f%%", $0) } ?? ""
         let ref = r.provenance.parents.first.map { String($0.id.prefix(12)) } ?? "?"
+        var upper = ""
+        if case .string(let id)? = r.provenance.hyperparameters["upperEntry"] {
+            out["upper"] = id
+            upper = "; upper model θ_D, φ_D -> \(id.prefix(12))"
+        }
         try printResult(json: runOptions.json, out,
-                        "aligned \(ref) -> \(r.entry.id.prefix(12))\(r.entry.name.map { " (\($0))" } ?? "")\(top1); run \(r.run.id)")
+                        "aligned \(ref) -> \(r.entry.id.prefix(12))\(r.entry.name.map { " (\($0))" } ?? "")\(top1)\(upper); run \(r.run.id)")
     }
 }

@@ -1,9 +1,8 @@
 import ArgumentParser
-import Datasets
 
 /// `--augment SPEC` of `bissl finetune` and `bissl align` (`DownstreamAugmentation`): the random
 /// augmentation of the downstream training images, recorded as `augment` in the run config and the
-/// entry's hyperparameters.
+/// entry's hyperparameters. Checked by the job's options (`FineTuneOptions`, `AlignOptions`).
 struct AugmentOption: ParsableArguments {
     @Option(help: ArgumentHelp("""
         Downstream training augmentation: none, or crop[:MIN_AREA] and/or flip joined by '+' \
@@ -11,10 +10,4 @@ struct AugmentOption: ParsableArguments {
         p = 0.5; without crop the test transform's resize and centre crop). Default crop:0.08+flip.
         """, valueName: "SPEC"))
     var augment: String?
-
-    func validate() throws {
-        if let augment {
-            do { _ = try DownstreamAugmentation(parsing: augment) } catch { throw ValidationError(String(describing: error)) }
-        }
-    }
 }

@@ -54,6 +54,7 @@ final class BiSSLAlignCommandTests: XCTestCase {
         let ref = try addEntry(zoo: zoo, withProjector: true, seed: 1)
         let bare = try addEntry(zoo: zoo, withProjector: false, seed: 2)
         _ = try addEntry(zoo: zoo, withProjector: true, seed: 3, name: "taken")
+        _ = try addEntry(zoo: zoo, withProjector: true, seed: 5, name: "held-upper")
         try zoo.close()
         let train = try split(0..<40), pretext = try split(100..<140)
         let base = [String(ref.prefix(12)), "--data", train, "--pretext-data", pretext]
@@ -73,6 +74,9 @@ final class BiSSLAlignCommandTests: XCTestCase {
              "error: align: REF \(bare.prefix(12)) cannot be aligned with simclr: pretext simclr: the network has no MLP 'projector' head"),
             (base + ["--name", "taken"], "error: --name taken is already the name of entry "),
             (base + ["--name", "bad name"], "error: --name: invalid label 'bad name'"),
+            (base + ["--augment", "crop:9"], "error: align: --augment 'crop:9': the crop's minimum area must be a number in (0, 1]"),
+            (base + ["--pretext-val", "idx:/nope"], "error: --pretext-val idx:/nope: idx: folder /nope does not exist"),
+            (base + ["--keep-upper", "--name", "held"], "error: --name held-upper is already the name of entry "),
         ]
         for (args, expected) in cases {
             let r = try bissl(["align"] + args)
@@ -120,5 +124,39 @@ final class BiSSLAlignCommandTests: XCTestCase {
         XCTAssertEqual(h["dBatchSize"], .int(8))
         XCTAssertNil(h["run.segments"], "not resumed")
         XCTAssertEqual(try reopened.resolve("tiny-aligned"), entries[0])
+        XCTAssertEqual(h["augment"], .string("crop:0.08+flip"), "the default --augment")
+    }
+
+    /// `--keep-upper` adds θ_D, φ_D as `NAME-upper` (parent REF, the two entries name each other);
+    /// `--augment` is recorded; penalty_share (0 at λ = 0) and the held-out pretext loss are in the
+    /// metric history.
+    func testKeepUpperAugmentAndLoggedShares() throws {
+        let zoo = try Zoo.open(ZooLayout(root: zooDir), create: true)
+        let ref = try addEntry(zoo: zoo, withProjector: true, seed: 4)
+        try zoo.close()
+        let r = try bissl(["align", String(ref.prefix(12)), "--data", try split(0..<8), "--pretext-data", try split(100..<108),
+                           "--val", try split(200..<208), "--pretext-val", try split(300..<306), "--alternations", "2",
+                           "--lower-steps", "2", "--upper-steps", "1", "--warmup-epochs", "0", "--p-batch-size", "4",
+                           "--d-batch-size", "4", "--lambda", "0", "--no-ij", "--augment", "crop:0.5", "--keep-upper",
+                           "--name", "al", "--json"])
+        XCTAssertEqual(r.status, 0, r.err)
+        let out = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: String])
+        let reopened = try Zoo.open(ZooLayout(root: zooDir), readOnly: true)
+        let lowerID = try reopened.resolve("al"), upperID = try reopened.resolve("al-upper")
+        XCTAssertEqual(out["upper"], upperID)
+        let lower = try reopened.checkpoint(lowerID), upper = try reopened.checkpoint(upperID)
+        XCTAssertEqual(lower.provenance.hyperparameters["upperEntry"], .string(upperID))
+        XCTAssertEqual(upper.provenance.hyperparameters["lowerEntry"], .string(lowerID))
+        XCTAssertEqual(upper.provenance.parents.map(\.id), [ref])
+        XCTAssertEqual(upper.provenance.parents.first?.relation, "aligned-from")
+        XCTAssertEqual(Set(upper.components.keys), ["backbone", "classifier"])
+        XCTAssertEqual(upper.components["classifier"], lower.components["classifier"], "φ_D is in both")
+        XCTAssertNotEqual(upper.components["backbone"], lower.components["backbone"], "θ_D is not θ_P")
+        let p = lower.provenance
+        XCTAssertEqual(p.hyperparameters["augment"], .string("crop:0.5"))
+        XCTAssertEqual(p.metricHistory["penalty_share"], [0, 0, 0, 0])
+        XCTAssertEqual(p.metricHistory["loss_pretext_heldout"]?.count, 2)
+        XCTAssertEqual(p.metricHistory["loss_pretext_heldout_start"]?.count, 1)
+        XCTAssertTrue(p.datasets.contains { $0.role == "pretext-heldout" })
     }
 }

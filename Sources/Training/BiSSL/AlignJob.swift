@@ -24,6 +24,12 @@ public struct AlignOptions: JobOptions, Sendable {
     public var imageSize: Int?
     public var seed: UInt64?
     public var name: String?
+    /// `--augment` text (`DownstreamAugmentation`); nil: `crop:0.08+flip`.
+    public var augment: String?
+    /// `--pretext-val URI`: held-out pretext images (default: the #test part of --pretext-data when it exists).
+    public var pretextVal: String?
+    /// `--keep-upper`: also add the upper model θ_D, φ_D as an entry.
+    public var keepUpper = false
 
     public init() {}
 
@@ -65,7 +71,13 @@ public struct AlignOptions: JobOptions, Sendable {
             if let value, value < 2 { throw bad("\(option) must be at least 2 (train-mode BatchNorm), got \(value)") }
         }
         if let size = imageSize, size < 4 || size > 4096 { throw bad("--image-size must be between 4 and 4096, got \(size)") }
+        if let a = augment {
+            do { _ = try DownstreamAugmentation(parsing: a) } catch { throw bad("\(error)") }
+        }
     }
+
+    /// The upper entry's name: `--name` + `-upper` with `--keep-upper`, else none.
+    var upperName: String? { keepUpper ? name.map { $0 + "-upper" } : nil }
 }
 
 /// Every resolved setting of an alignment: the run config and the entry's hyperparameters. Real-valued
@@ -95,6 +107,14 @@ public struct AlignConfig: Codable, Equatable, Sendable {
     public var lowerSchedule: String, upperSchedule: String
     public var gamma = 1.0
     public var name: String?
+    /// The downstream augmentation, canonical `DownstreamAugmentation` text; nil in runs recorded
+    /// before `--augment` existed (they used `crop:0.08+flip`).
+    public var augment: String?
+    /// Held-out pretext data of `loss_pretext_heldout` (nil: not logged).
+    public var pretextVal: String?
+    /// Whether the upper model θ_D, φ_D is added as a second entry, and its name (nil in older runs: no).
+    public var keepUpper: Bool?
+    public var upperName: String?
 
     /// The engine's settings (Float copies of the real-valued ones).
     public var settings: AlignmentSettings {
@@ -110,6 +130,7 @@ public struct AlignConfig: Codable, Equatable, Sendable {
         s.pBatchSize = pBatchSize; s.dBatchSize = dBatchSize; s.imageSize = imageSize
         s.pixelScale = pixelScale == "unit" ? .unit : .raw
         s.seed = seed.value
+        s.augmentation = augment.flatMap { try? DownstreamAugmentation(parsing: $0) } ?? .standard
         return s
     }
 
@@ -130,12 +151,14 @@ public struct AlignConfig: Codable, Equatable, Sendable {
 
 /// `bissl align` as a `TrainingJob`: BiSSL alignment of a pretext entry to a downstream task
 /// (docs/bissl.md). The result is a `bissl` entry whose backbone is the lower backbone θ_P, with the
-/// pretext heads φ_P and the downstream classifier φ_D as components.
+/// pretext heads φ_P and the downstream classifier φ_D as components; with `--keep-upper` also a
+/// second `bissl` entry holding the upper model θ_D (backbone) and φ_D (classifier), parent REF.
 public struct AlignJob: TrainingJob {
     public static var kind: String { "align" }
     public let config: AlignConfig
     public let aligner: Aligner
-    let train: ImageDataset, pretextSet: ImageDataset, valSet: ImageDataset?
+    let train: ImageDataset, pretextSet: ImageDataset, valSet: ImageDataset?, pretextValSet: ImageDataset?
+    let zoo: Zoo
 
     /// Options + REF's provenance -> every resolved setting: every number, the data URIs (errors name
     /// the option), REF's pretext heads, batch sizes against the data. Pretext method, temperature, EMA
@@ -177,6 +200,15 @@ public struct AlignJob: TrainingJob {
         }
         let train = try dataset("--data", data)
         let pretextSet = try dataset("--pretext-data", pretextData)
+        var pretextValURI = o.pretextVal
+        if let uri = o.pretextVal {
+            guard try dataset("--pretext-val", uri).count >= 2 else { throw bad("--pretext-val \(uri) needs at least 2 images") }
+        } else if let uri = try? DatasetURI(parsing: pretextData), !uri.partGiven {
+            var test = uri
+            test.part = .test
+            if let set = try? ImageDataset(test), set.count >= 2 { pretextValURI = test.description }
+        }
+        if let upper = o.upperName { try checkName(upper, zoo: zoo) }
         var valURI = o.val
         if let val = o.val {
             _ = try dataset("--val", val)
@@ -215,7 +247,9 @@ public struct AlignJob: TrainingJob {
             pLR: pLR, pWD: pWD, pMomentum: AlignConfig.decimal(defaults.pMomentum), pEta: AlignConfig.decimal(defaults.pEta),
             clip: clip, pBatchSize: pBatch, dBatchSize: dBatch, imageSize: size, seed: Seed(o.seed ?? 0),
             classes: max(train.classNames.count, (train.labels.max() ?? -1) + 1), trainCount: train.count,
-            lowerSchedule: "", upperSchedule: "", name: o.name)
+            lowerSchedule: "", upperSchedule: "", name: o.name,
+            augment: try o.augment.map { try DownstreamAugmentation(parsing: $0) }.map(\.description) ?? DownstreamAugmentation.standard.description,
+            pretextVal: try pretextValURI.map { try DatasetURI(parsing: $0).description }, keepUpper: o.keepUpper, upperName: o.upperName)
         let s = c.settings
         c.lowerSchedule = "LARS, warmup \(s.lowerSchedule.warmup) steps, cosine to 0.001x over \(s.lowerSchedule.total)"
         c.upperSchedule = "SGD, no warmup, cosine to 0.001x over \(s.upperSchedule.total)"
@@ -246,8 +280,10 @@ public struct AlignJob: TrainingJob {
         train = try ImageDataset(parsing: c.data)
         pretextSet = try ImageDataset(parsing: c.pretextData)
         valSet = try c.val.map { try ImageDataset(parsing: $0) }
+        pretextValSet = try c.pretextVal.map { try ImageDataset(parsing: $0) }
+        self.zoo = zoo
         aligner = try Aligner(settings: c.settings, pretext: objective, downstream: thetaD, pretextData: pretextSet,
-                              trainData: train, validationData: valSet)
+                              trainData: train, validationData: valSet, pretextHeldOut: pretextValSet)
     }
 
     public var totalSteps: Int { config.totalSteps ?? aligner.totalSteps }
@@ -279,7 +315,10 @@ public struct AlignJob: TrainingJob {
             if let last = values.last { p.metrics[metric] = last }
             if metric == "val_top1", let best = values.max() { p.metrics["val_top1_best"] = best }
         }
-        for metric in ["loss_lower", "loss_upper", "loss_upper_direct", "ij_relative_hessian"] {
+        if let v = pretextValSet, let uri = c.pretextVal {
+            p.datasets.append(Provenance.Dataset(role: "pretext-heldout", uri: uri, fingerprint: try v.fingerprint()))
+        }
+        for metric in ["loss_lower", "loss_upper", "loss_upper_direct", "ij_relative_hessian", "penalty_share", "loss_pretext_heldout"] {
             if let last = p.metricHistory[metric]?.last { p.metrics[metric + "_final"] = last }
         }
         if !aligner.alternationSeconds.isEmpty {
@@ -292,7 +331,35 @@ public struct AlignJob: TrainingJob {
             p.warnings.append("BN running statistics are not moved by the HVPs (the reference implementation moves them K times per upper step)")
         }
         p.warnings.append("pretext views go through the network as one joint batch of 2N (the reference implementation: two forwards of N)")
-        return aligner.outputNetwork().checkpoint(provenance: p)
+        let lower = aligner.outputNetwork()
+        if c.keepUpper == true {
+            let upperID = try addUpper(provenance: p, lowerID: ContentID.compute(lower.checkpoint(provenance: p)), run: run)
+            p.hyperparameters["upperEntry"] = .string(upperID)
+        }
+        return lower.checkpoint(provenance: p)
+    }
+
+    /// Adds the upper model (θ_D backbone, φ_D classifier) as a `bissl` entry before the run's own
+    /// entry: provenance as the lower entry's, parent REF (`aligned-from`, the note names the run and
+    /// the lower entry's id). Its name is `upperName` unless another entry holds it (then none, with a
+    /// warning). Adding the same weights again (a resumed run) finds the entry already listed.
+    /// - Returns: the upper entry's id.
+    func addUpper(provenance lowerProvenance: Provenance, lowerID: String, run: Run) throws -> String {
+        let c = config
+        var p = lowerProvenance
+        p.parents = [Provenance.Parent(id: c.ref, relation: "aligned-from",
+                                       note: "BiSSL upper level (θ_D, φ_D) of run \(run.id); its lower level θ_P is entry \(lowerID.prefix(12))")]
+        p.hyperparameters["lowerEntry"] = .string(lowerID)
+        let checkpoint = aligner.downstream.checkpoint(provenance: p)
+        if let name = c.upperName {
+            let holder = Run.holder(of: name, zoo: zoo)?.owner
+            if holder == nil || holder == ContentID.compute(checkpoint) { return try zoo.add(checkpoint, name: name).id }
+        }
+        let result = try zoo.add(checkpoint, name: nil)
+        if let name = c.upperName {
+            run.progress.message("warning: upper entry \(result.id.prefix(12)) added without the name '\(name)' (another entry holds it); name it with bissl tag \(result.id.prefix(12)) <label>")
+        }
+        return result.id
     }
 }
 

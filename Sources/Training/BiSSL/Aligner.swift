@@ -30,6 +30,10 @@ public struct AlignmentSettings: Sendable, Equatable {
     public var seed: UInt64 = 0
     /// Images per forward pass when measuring validation top-1 (memory only).
     public var evalBatchSize = 256
+    /// The downstream training augmentation of the warmup and upper steps (`--augment`; the paper's by default).
+    public var augmentation = DownstreamAugmentation.standard
+    /// Most images in the fixed held-out pretext batch (fewer when `pBatchSize` or the held-out set is smaller).
+    public var heldOutBatchSize = 256
 
     public init() {}
 
@@ -59,8 +63,11 @@ public struct AlignmentSettings: Sendable, Equatable {
 /// Each phase performs exactly NL / NU steps through persistent `PhaseCursor`s. Schedulers step after
 /// each optimiser step and optimisers start at the base LR, so the first step of each level runs at
 /// full LR, as in the reference implementation. Logged metrics (Run log, curves, provenance history): `loss_warmup`, `loss_lower`
-/// (pretext), `loss_reg`, `loss_upper` (ℓ1, through θ_P), `loss_upper_direct` (ℓ2), `ij_relative_hessian`
-/// (||Hg||/((λ+δ)||g||)), `val_top1` (% per alternation) and `val_top1_warmup`.
+/// (pretext), `loss_reg`, `penalty_share` (λ·‖θ_P − θ_D‖ / ‖∇_θP L_P‖ per lower step), `loss_upper` (ℓ1, through θ_P),
+/// `loss_upper_direct` (ℓ2), `ij_relative_hessian` (||Hg||/((λ+δ)||g||)), `val_top1` (% per alternation),
+/// `val_top1_warmup`, and with held-out pretext data `loss_pretext_heldout` (per alternation, after its
+/// upper phase) and `loss_pretext_heldout_start` (before the first): the pretext loss of θ_P, φ_P on one
+/// fixed batch (`heldOutPretextLoss`).
 ///
 /// Resume: the state (both networks with BN buffers, the BYOL target, the three optimisers, both
 /// schedules, the two cursors, phase counters) is saved after every warmup epoch and every alternation;
@@ -77,6 +84,8 @@ public final class Aligner {
     public let implicit: ImplicitGradient
     let pretextLoader: DataLoader, hessianLoader: DataLoader, downstreamLoader: DataLoader
     let validation: ImageDataset?
+    /// The fixed held-out pretext batch (two views), nil without held-out pretext data.
+    let heldOut: (view1: Tensor4, view2: Tensor4)?
     var lowerSchedule: CosineSchedule, upperSchedule: CosineSchedule
     var pretextCursor = PhaseCursor()
     var downstreamCursor: PhaseCursor
@@ -88,10 +97,14 @@ public final class Aligner {
     ///   - pretext: θ_P and φ_P (SimCLR projector, or BYOL projector + predictor and its target).
     ///   - downstream: θ_D (normally a copy of θ_P) with a linear `classifier` head φ_D.
     ///   - pretextData, trainData, validationData: pretext images, downstream train / val splits.
+    ///   - pretextHeldOut: pretext images the lower level never trains on; the held-out batch is the first
+    ///     min(`pBatchSize`, `heldOutBatchSize`, count) of them in a seeded order, with seeded pretext views,
+    ///     drawn once.
     /// - Throws: `TrainingError.invalid` for a batch larger than its dataset, a missing classifier,
-    ///   or mismatched backbones.
+    ///   mismatched backbones, or held-out pretext data of fewer than 2 images.
     public init(settings: AlignmentSettings, pretext: PretextObjective, downstream: Network,
-                pretextData: ImageDataset, trainData: ImageDataset, validationData: ImageDataset?) throws {
+                pretextData: ImageDataset, trainData: ImageDataset, validationData: ImageDataset?,
+                pretextHeldOut: ImageDataset? = nil) throws {
         self.settings = settings
         self.pretext = pretext
         self.downstream = downstream
@@ -127,9 +140,21 @@ public final class Aligner {
                                    seed: Self.derive(settings.seed, 1), height: size, width: size, transform: pair)
         hessianLoader = DataLoader(dataset: pretextData, batchSize: settings.pBatchSize, shuffle: true, dropLast: true,
                                    seed: Self.derive(settings.seed, 2), height: size, width: size, prefetch: 1, transform: pair)
+        let augmentation = settings.augmentation
         downstreamLoader = DataLoader(dataset: trainData, batchSize: settings.dBatchSize, shuffle: true, dropLast: true,
                                       seed: Self.derive(settings.seed, 3), height: size, width: size) { image, rng in
-            [Augment.downstreamTrain(image, using: &rng, size: size)]
+            [augmentation.apply(image, using: &rng, size: size)]
+        }
+        if let set = pretextHeldOut {
+            let n = min(settings.pBatchSize, settings.heldOutBatchSize, set.count)
+            guard n >= 2 else { throw TrainingError.invalid("BiSSL: the held-out pretext data has \(set.count) image; it needs at least 2") }
+            let loader = DataLoader(dataset: set, batchSize: n, shuffle: true, dropLast: true, seed: Self.derive(settings.seed, 4),
+                                    height: size, width: size, prefetch: 1, transform: pair)
+            guard let b = try loader.epoch(0).nextBatch() else { throw TrainingError.invalid("BiSSL: no held-out pretext batch") }
+            heldOut = (Tensor4(n: b.count, c: 3, h: size, w: size, data: b.views[0]),
+                       Tensor4(n: b.count, c: 3, h: size, w: size, data: b.views[1]))
+        } else {
+            heldOut = nil
         }
         validation = validationData
         implicit = ImplicitGradient(pretext: pretext, options: settings.implicit)
@@ -231,6 +256,9 @@ public final class Aligner {
             let started = Date()
             let label = "alternation \(t)/\(settings.alternations)"
             var lowerLosses: [Double] = [], upperLosses: [Double] = []
+            if t == 1, let loss = heldOutPretextLoss() {
+                run.log(step: step, phase: "val", ["loss_pretext_heldout_start": loss])
+            }
             try pretextCursor.run(settings.lowerSteps, on: pretextLoader) { b in
                 let r = lower.step(view1: tensor(b.views[0], b.count), view2: tensor(b.views[1], b.count))
                 lower.optimizer.lr = lowerSchedule.step()
@@ -238,7 +266,9 @@ public final class Aligner {
                 lowerLosses.append(Double(r.pretextLoss))
                 // progress first (it shows alternation t/T), then the log line (which also updates progress)
                 progress.update(step: step, metrics: ["loss_lower": Double(r.pretextLoss)], phase: label + " lower")
-                run.log(step: step, phase: "lower", ["loss_lower": Double(r.pretextLoss), "loss_reg": Double(r.regulariser)])
+                var m = ["loss_lower": Double(r.pretextLoss), "loss_reg": Double(r.regulariser)]
+                if let share = r.penaltyShare { m["penalty_share"] = share }
+                run.log(step: step, phase: "lower", m)
             }
             if settings.implicit.enabled && settings.upperSteps > 0 {
                 guard let b = try hessianLoader.epoch(t).nextBatch() else {
@@ -264,6 +294,10 @@ public final class Aligner {
                 summary["val_top1"] = top1
                 run.log(step: step, phase: "val", ["val_top1": top1])
             }
+            if let loss = heldOutPretextLoss() {
+                summary["loss_pretext_heldout"] = loss
+                run.log(step: step, phase: "val", ["loss_pretext_heldout": loss])
+            }
             alternationsDone += 1
             try run.saveState(captureState())
             alternationSeconds.append(Date().timeIntervalSince(started))
@@ -280,6 +314,18 @@ public final class Aligner {
                                                   batchSize: settings.evalBatchSize)
         let logits = upper.classifier.forward(features.features)
         return ClassificationMetrics.topK(logits, labels: features.labels, k: 1)
+    }
+
+    /// The pretext loss of θ_P, φ_P on the fixed held-out batch: batch statistics normalise (as in a
+    /// lower step) but BN running statistics, BYOL's target and every parameter stay as they were;
+    /// nil without held-out pretext data.
+    public func heldOutPretextLoss() -> Double? {
+        guard let heldOut else { return nil }
+        let params = pretext.parameters
+        params.zeroGrad()
+        let loss = pretext.lossAndGradient(view1: heldOut.view1, view2: heldOut.view2, mode: .trainFrozenStatistics, updateEMA: false)
+        params.zeroGrad()
+        return Double(loss)
     }
 
     /// The network to publish: θ_P with its pretext heads (φ_P) and the downstream classifier φ_D.

@@ -8,7 +8,9 @@ import Engine
 /// L_P is the `PretextObjective`'s loss (SimCLR NT-Xent or BYOL; BYOL EMA-updates its target before
 /// the forward, as the reference implementation does in every lower step). BN runs in train mode: θ_P's and φ_P's running
 /// statistics move. The regulariser covers backbone tensors only (not the heads, docs/bissl.md, "Pretext methods") and its
-/// gradient λ(θ_P − θ_D) is added analytically. The caller sets `optimizer.lr` from the schedule.
+/// gradient λ(θ_P − θ_D) is added analytically; with λ = 0 nothing is added, so the step is exactly a
+/// pretext-only step (`bissl align --lambda 0 --no-ij`, the exact control). The caller sets
+/// `optimizer.lr` from the schedule.
 public final class LowerLevel {
     public let pretext: PretextObjective
     /// θ_D: the downstream backbone, read only here.
@@ -27,6 +29,9 @@ public final class LowerLevel {
         public var regulariser: Float
         /// Global gradient norm before clipping.
         public var gradientNorm: Float
+        /// The penalty's share of the backbone gradient, λ·‖θ_P − θ_D‖ / ‖∇_θP L_P‖ (norms over all
+        /// backbone tensors, before clipping); nil when the pretext gradient is 0.
+        public var penaltyShare: Double?
     }
 
     /// - Parameters: lr, weightDecay, momentum, eta: LARS (docs/bissl.md, "Default settings": 1.0 scheduled, 1e-6, 0.9, 0.001).
@@ -48,17 +53,19 @@ public final class LowerLevel {
         let params = pretext.parameters
         params.zeroGrad()
         let loss = pretext.lossAndGradient(view1: view1, view2: view2, mode: .train, updateEMA: true)
-        var reg: Double = 0
+        var reg: Double = 0, pretextSquared: Double = 0
         for (p, d) in zip(pretext.backboneParameters, downstream.parameters) {
             precondition(p.count == d.count, "LowerLevel: \(p.name) differs between θ_P and θ_D")
             for i in p.value.indices {
                 let diff = p.value[i] - d.value[i]
                 reg += Double(diff) * Double(diff)
-                p.grad[i] += lambda * diff
+                pretextSquared += Double(p.grad[i]) * Double(p.grad[i])
+                if lambda != 0 { p.grad[i] += lambda * diff }
             }
         }
+        let share = pretextSquared > 0 ? Double(lambda) * reg.squareRoot() / pretextSquared.squareRoot() : nil
         let norm = clipGradNorm(params, maxNorm: clip)
         optimizer.step()
-        return Result(pretextLoss: loss, regulariser: Float(0.5 * Double(lambda) * reg), gradientNorm: norm)
+        return Result(pretextLoss: loss, regulariser: Float(0.5 * Double(lambda) * reg), gradientNorm: norm, penaltyShare: share)
     }
 }
