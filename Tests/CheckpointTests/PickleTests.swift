@@ -9,7 +9,7 @@ final class PickleTests: XCTestCase {
     private func decode(_ data: Data) throws -> (ObjectValue, [String]) {
         var reader = PickleReader(data: data, context: "test")
         let value = try reader.read()
-        var conversion = PickleConversion { _, _ in Data() }
+        var conversion = PickleConversion(pickleBytes: data.count) { _, _ in Data() }
         return (try conversion.convert(value), conversion.warnings)
     }
 
@@ -96,5 +96,43 @@ final class PickleTests: XCTestCase {
         let expected = try JSONDecoder().decode([String: [String]].self, from: Data(contentsOf: Fixtures.url("pth/c10.expected.json")))
         XCTAssertEqual(PickleScanner.scan(try Data(contentsOf: Fixtures.url("pth/c10_pickle_p4.pth"))).globals, expected["p4"])
         XCTAssertEqual(PickleScanner.scan(try Data(contentsOf: Fixtures.url("pth/c10_pickle_p2.pth"))).globals, expected["p2"])
+    }
+
+    // MARK: - Hostile pickles (generated here; each is a few hundred bytes to a few hundred KB)
+
+    private func expectCorrupt(_ data: Data, containing text: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertThrowsError(try decode(data), file: file, line: line) { error in
+            guard case .corrupt(let m)? = error as? CheckpointError else { return XCTFail("\(error)", file: file, line: line) }
+            XCTAssertTrue(m.contains(text), m, file: file, line: line)
+        }
+    }
+
+    func testDeeplyNestedValuesAreRefusedAndReleasedWithoutRecursion() {
+        // 300,000 levels: a recursive release (one frame per level) overflows the 8 MB main-thread stack.
+        let levels = 300_000
+        // ((((),),),)...: EMPTY_TUPLE then TUPLE1 per level.
+        let tuples = Data([0x80, 0x02, 0x29]) + Data(repeating: 0x85, count: levels) + Data([0x2E])
+        expectCorrupt(tuples, containing: "nested deeper than \(PickleConversion.maxDepth) levels")
+        // [[[...]]] built the other way: push every list first, then APPEND each into the one below.
+        let lists = Data([0x80, 0x02]) + Data(repeating: 0x5D, count: levels) + Data(repeating: 0x61, count: levels - 1) + Data([0x2E])
+        expectCorrupt(lists, containing: "nested deeper than")
+        // {'k': {'k': ...}} via EMPTY_DICT, then (SHORT_BINUNICODE 'k', <inner>) SETITEM per level.
+        var nestedDicts = Data([0x80, 0x02, 0x7D])
+        for _ in 1..<levels { nestedDicts += Data([0x8C, 0x01, 0x6B, 0x7D]) }   // key 'k', new dict
+        nestedDicts += Data(repeating: 0x73, count: levels - 1) + Data([0x2E])   // SETITEM from the innermost out
+        expectCorrupt(nestedDicts, containing: "nested deeper than")
+        // The same depth without STOP: the reader's own stack is released when it throws.
+        expectCorrupt(Data([0x80, 0x02]) + Data(repeating: 0x5D, count: levels) + Data(repeating: 0x61, count: levels - 1),
+                      containing: "truncated")
+    }
+
+    func testSharedMemoReferencesDoNotExpandExponentially() {
+        // x0 = []; x(i+1) = (xi, xi) through the memo: 7 bytes a level, 2^64 paths through 64 levels.
+        var p = Data([0x80, 0x02, 0x5D, 0x71, 0x00])                         // EMPTY_LIST, BINPUT 0
+        for i in 0..<64 { p += Data([0x68, UInt8(i), 0x68, UInt8(i), 0x86, 0x71, UInt8(i + 1)]) }   // BINGET i x2, TUPLE2, BINPUT
+        // Handed to a global we never run: counting the tensors inside must visit each container once.
+        let reduced = p + Data("cposix\nsystem\n".utf8) + Data([0x68, 64, 0x85, 0x52, 0x2E])   // GLOBAL, (x64,), REDUCE
+        XCTAssertNoThrow(try decode(reduced))
+        expectCorrupt(p + Data([0x2E]), containing: "expands to more than \(PickleConversion.valueLimit(pickleBytes: p.count + 1)) values")
     }
 }

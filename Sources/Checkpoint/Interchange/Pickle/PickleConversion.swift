@@ -10,7 +10,20 @@ import Foundation
 /// - Attributes set by `BUILD` on a dict (a state dict's `_metadata`) become entries of that dict
 ///   under their attribute name, unless the dict already has such a key.
 /// - Tensors that name the same storage bytes (key, offset, size, stride, dtype) share one buffer.
+/// - The tree is at most `maxDepth` levels deep, and conversion produces at most `valueLimit`
+///   values: a memo reference costs two bytes and copies a whole subtree, so a small file of
+///   references to references would otherwise expand exponentially. Both refusals are
+///   `CheckpointError.corrupt`.
 struct PickleConversion {
+    /// Deepest nesting converted (real checkpoints nest fewer than 10 levels).
+    static let maxDepth = 200
+
+    /// The most values conversion produces from a pickle of `pickleBytes` bytes: 1,000,000 plus 4
+    /// per pickle byte (without sharing, every value costs at least one byte of pickle).
+    static func valueLimit(pickleBytes: Int) -> Int {
+        1_000_000 + 4 * max(pickleBytes, 0)
+    }
+
     /// Loads a storage's bytes (little-endian, `numel * dtype.size` bytes); `path` names the first
     /// tensor that needs it, for error messages.
     typealias StorageLoader = (_ storage: TorchStorageRef, _ path: String) throws -> Data
@@ -22,6 +35,8 @@ struct PickleConversion {
     private var storages: [TorchStorageRef: Data] = [:]
     private var tensors: [TensorKey: Tensor] = [:]
     private var open: Set<ObjectIdentifier> = []
+    private let valueLimit: Int
+    private var produced = 0
 
     private struct TensorKey: Hashable {
         var storage: TorchStorageRef
@@ -31,7 +46,9 @@ struct PickleConversion {
         var stride: [Int]
     }
 
-    init(loadStorage: @escaping StorageLoader) {
+    /// - Parameter pickleBytes: size of the pickle the value was decoded from (sets `valueLimit`).
+    init(pickleBytes: Int, loadStorage: @escaping StorageLoader) {
+        self.valueLimit = Self.valueLimit(pickleBytes: pickleBytes)
         self.loadStorage = loadStorage
     }
 
@@ -40,7 +57,14 @@ struct PickleConversion {
     }
 
     mutating func convert(_ value: PickleValue, path: [String] = []) throws -> ObjectValue {
-        guard path.count < 200 else { throw CheckpointError.corrupt("objects nested deeper than 200 levels at \(Self.pathText(path))") }
+        guard path.count < Self.maxDepth else {
+            throw CheckpointError.corrupt("objects nested deeper than \(Self.maxDepth) levels at \(Self.pathText(path))")
+        }
+        produced += 1
+        guard produced <= valueLimit else {
+            throw CheckpointError.corrupt(
+                "the pickle expands to more than \(valueLimit) values (memo references shared over and over); refusing it")
+        }
         switch value {
         case .none: return .none
         case .bool(let b): return .bool(b)
@@ -49,8 +73,8 @@ struct PickleConversion {
         case .float(let d): return .float(d)
         case .string(let s): return .string(s)
         case .bytes(let b): return .bytes(b)
-        case .tuple(let items):
-            return .tuple(try items.enumerated().map { try convert($0.element, path: path + [String($0.offset)]) })
+        case .tuple(let t):
+            return .tuple(try t.items.enumerated().map { try convert($0.element, path: path + [String($0.offset)]) })
         case .list(let l):
             let id = ObjectIdentifier(l)
             guard open.insert(id).inserted else { throw CheckpointError.corrupt("list at \(Self.pathText(path)) contains itself") }

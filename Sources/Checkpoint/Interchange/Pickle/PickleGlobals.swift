@@ -128,13 +128,13 @@ enum PickleGlobals {
                 let items: [PickleValue]
                 switch first {
                 case .list(let l): items = l.items
-                case .tuple(let t): items = t
+                case .tuple(let t): items = t.items
                 case .dict(let other): other.entries.forEach { d.set($0.key, $0.value) }; items = []
                 default: throw bad()
                 }
                 for item in items {
                     switch item {
-                    case .tuple(let kv) where kv.count == 2: d.set(kv[0], kv[1])
+                    case .tuple(let kv) where kv.items.count == 2: d.set(kv.items[0], kv.items[1])
                     case .list(let kv) where kv.items.count == 2: d.set(kv.items[0], kv.items[1])
                     default: throw bad()
                     }
@@ -145,7 +145,7 @@ enum PickleGlobals {
             guard let first = args.first else { return .list(PickleList()) }
             switch first {
             case .list(let l): return .list(PickleList(l.items))
-            case .tuple(let t): return .list(PickleList(t))
+            case .tuple(let t): return .list(PickleList(t.items))
             default: throw bad()
             }
         case "builtins.bytearray", "builtins.bytes":
@@ -176,8 +176,8 @@ enum PickleGlobals {
         case "torch.Size":
             guard args.count == 1 else { throw bad() }
             switch args[0] {
-            case .tuple(let t): return .tuple(t)
-            case .list(let l): return .tuple(l.items)
+            case .tuple: return args[0]
+            case .list(let l): return .tuple(PickleTuple(l.items))
             default: throw bad()
             }
         case "torch.device":
@@ -208,7 +208,7 @@ enum PickleGlobals {
                     "\(context): a tensor is of subclass \(o.global), which is not on torch's weights-only allowlist; refusing the file (nothing was executed)")
             default: throw bad()
             }
-            var result = try call(args[0], innerArgs, context: context)
+            var result = try call(args[0], innerArgs.items, context: context)
             if case .global("torch.nn.parameter.Parameter") = args[1], case .tensor(var spec) = result {
                 spec.isParameter = true
                 result = .tensor(spec)
@@ -285,7 +285,7 @@ enum PickleGlobals {
         switch target {
         case .dict(let d):
             var states: [PickleValue] = [state]
-            if case .tuple(let t) = state { states = t }
+            if case .tuple(let t) = state { states = t.items }
             for s in states {
                 switch s {
                 case .dict(let attrs):
@@ -299,7 +299,7 @@ enum PickleGlobals {
             }
             return target
         case .numpyDType(let box):
-            if case .tuple(let t) = state, t.count > 1, case .string(let order) = t[1] { box.byteOrder = order }
+            if case .tuple(let t) = state, t.items.count > 1, case .string(let order) = t.items[1] { box.byteOrder = order }
             return target
         case .tensor:
             return target
@@ -316,7 +316,7 @@ enum PickleGlobals {
     static func ints(_ v: PickleValue) -> [Int]? {
         let items: [PickleValue]
         switch v {
-        case .tuple(let t): items = t
+        case .tuple(let t): items = t.items
         case .list(let l): items = l.items
         default: return nil
         }
@@ -328,37 +328,28 @@ enum PickleGlobals {
         return out
     }
 
-    /// True if `v` holds a storage reference (the raw material of a tensor).
+    /// True if `v` holds a storage reference (the raw material of a tensor) anywhere inside.
     static func containsStorage(_ v: PickleValue) -> Bool {
-        containsStorage(v, depth: 0)
-    }
-
-    private static func containsStorage(_ v: PickleValue, depth: Int) -> Bool {
-        guard depth < 64 else { return false }
-        switch v {
-        case .storage: return true
-        case .tuple(let t): return t.contains { containsStorage($0, depth: depth + 1) }
-        case .list(let l): return l.items.contains { containsStorage($0, depth: depth + 1) }
-        case .dict(let d): return d.entries.contains { containsStorage($0.value, depth: depth + 1) }
-        default: return false
+        var found = false
+        v.walk { value in
+            if case .storage = value { found = true }
+            return !found
         }
+        return found
     }
 
-    /// Number of tensors inside `v` (for "skipped field held N tensors").
+    /// Number of tensors inside `v` (for "skipped field held N tensors"); a shared container counts once.
     static func tensorCount(_ v: PickleValue) -> Int {
-        tensorCount(v, depth: 0)
-    }
-
-    private static func tensorCount(_ v: PickleValue, depth: Int) -> Int {
-        guard depth < 64 else { return 0 }
-        switch v {
-        case .tensor: return 1
-        case .tuple(let t): return t.reduce(0) { $0 + tensorCount($1, depth: depth + 1) }
-        case .list(let l): return l.items.reduce(0) { $0 + tensorCount($1, depth: depth + 1) }
-        case .dict(let d): return d.entries.reduce(0) { $0 + tensorCount($1.value, depth: depth + 1) }
-        case .opaque(let o): return o.tensors
-        default: return 0
+        var count = 0
+        v.walk { value in
+            switch value {
+            case .tensor: count += 1
+            case .opaque(let o): count += o.tensors
+            default: break
+            }
+            return true
         }
+        return count
     }
 
     /// Short description for messages.
@@ -371,7 +362,7 @@ enum PickleGlobals {
         case .float(let d): return String(d)
         case .string(let s): return "'\(s.prefix(40))'"
         case .bytes(let b): return "bytes(\(b.count))"
-        case .tuple(let t): return "tuple(\(t.count))"
+        case .tuple(let t): return "tuple(\(t.items.count))"
         case .list(let l): return "list(\(l.items.count))"
         case .dict(let d): return "dict(\(d.entries.count))"
         case .global(let g): return g

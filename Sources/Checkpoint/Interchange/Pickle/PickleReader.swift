@@ -107,13 +107,13 @@ struct PickleReader {
             case 0x96: stack.append(.bytes(Data(try take(try le64Count()))))             // BYTEARRAY8
 
             // Tuples
-            case 0x29: stack.append(.tuple([]))                                          // EMPTY_TUPLE
-            case 0x85: stack.append(.tuple([try pop()]))                                 // TUPLE1
-            case 0x86: let b = try pop(); let a = try pop(); stack.append(.tuple([a, b])) // TUPLE2
+            case 0x29: stack.append(.tuple(PickleTuple([])))                                          // EMPTY_TUPLE
+            case 0x85: stack.append(.tuple(PickleTuple([try pop()])))                                 // TUPLE1
+            case 0x86: let b = try pop(); let a = try pop(); stack.append(.tuple(PickleTuple([a, b]))) // TUPLE2
             case 0x87:                                                                   // TUPLE3
                 let c = try pop(); let b = try pop(); let a = try pop()
-                stack.append(.tuple([a, b, c]))
-            case 0x74: stack.append(.tuple(try popMark()))                               // TUPLE
+                stack.append(.tuple(PickleTuple([a, b, c])))
+            case 0x74: stack.append(.tuple(PickleTuple(try popMark())))                               // TUPLE
 
             // Lists
             case 0x5D: stack.append(.list(PickleList()))                                 // EMPTY_LIST
@@ -159,18 +159,18 @@ struct PickleReader {
             case 0x52:                                                                   // REDUCE
                 let args = try pop(); let callable = try pop()
                 guard case .tuple(let a) = args else { throw corrupt("REDUCE arguments are not a tuple") }
-                stack.append(try PickleGlobals.call(callable, a, context: context))
+                stack.append(try PickleGlobals.call(callable, a.items, context: context))
             case 0x81:                                                                   // NEWOBJ
                 let args = try pop(); let cls = try pop()
                 guard case .tuple(let a) = args else { throw corrupt("NEWOBJ arguments are not a tuple") }
-                stack.append(try PickleGlobals.call(cls, a, context: context))
+                stack.append(try PickleGlobals.call(cls, a.items, context: context))
             case 0x92:                                                                   // NEWOBJ_EX
                 let kwargs = try pop(); let args = try pop(); let cls = try pop()
                 guard case .tuple(let a) = args else { throw corrupt("NEWOBJ_EX arguments are not a tuple") }
                 if case .dict(let kw) = kwargs, !kw.entries.isEmpty, case .global(let g) = cls, PickleGlobals.isAllowed(g) {
                     throw CheckpointError.unsupported("\(context): keyword arguments to \(g) are not supported")
                 }
-                stack.append(try PickleGlobals.call(cls, a, context: context))
+                stack.append(try PickleGlobals.call(cls, a.items, context: context))
             case 0x69:                                                                   // INST (protocol 0)
                 let module = try textLine(); let name = try textLine()
                 let args = try popMark()

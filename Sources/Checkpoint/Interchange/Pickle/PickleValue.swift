@@ -6,6 +6,11 @@ import Foundation
 /// the pickle memo shares them: `EMPTY_DICT; BINPUT 0; MARK ... SETITEMS` fills the dict the memo
 /// holds (Python's pickle.py `load_setitems`). Tensors stay unmaterialised (`TorchTensorSpec`)
 /// until the storages are available: the legacy format stores them after the pickle.
+///
+/// Containers (tuple, list, dict) are class instances whose `deinit` hands their children to
+/// `PickleTeardown`, so releasing a value nested a million levels deep (a hostile file) takes a
+/// loop, not a stack frame per level; `walk` visits the reachable values the same way, each
+/// container once (a memo can share one container many times).
 indirect enum PickleValue {
     case none
     case bool(Bool)
@@ -15,7 +20,7 @@ indirect enum PickleValue {
     case float(Double)
     case string(String)
     case bytes(Data)
-    case tuple([PickleValue])
+    case tuple(PickleTuple)
     case list(PickleList)
     case dict(PickleDict)
     /// A resolved global (`module.qualname`, modules normalised from Python 2 names).
@@ -32,18 +37,40 @@ indirect enum PickleValue {
     case opaque(PickleOpaque)
 }
 
+/// A tuple: immutable once built (a class so that it has an identity and an iterative teardown).
+final class PickleTuple {
+    fileprivate(set) var items: [PickleValue]
+    init(_ items: [PickleValue]) { self.items = items }
+    deinit { PickleTeardown.release(&items) }
+}
+
 final class PickleList {
     var items: [PickleValue]
     init(_ items: [PickleValue] = []) { self.items = items }
+    deinit { PickleTeardown.release(&items) }
 }
 
 /// `dict` / `OrderedDict` / `Counter`: ordered, later assignments to a key replace the value.
 final class PickleDict {
-    private(set) var entries: [(key: PickleValue, value: PickleValue)] = []
+    fileprivate(set) var entries: [(key: PickleValue, value: PickleValue)] = []
     private var stringIndex: [String: Int] = [:]
     private var intIndex: [Int64: Int] = [:]
     /// Instance attributes set by `BUILD` (a state dict's `_metadata`).
     var attributes: [(name: String, value: PickleValue)] = []
+
+    deinit {
+        var children = PickleTeardown.takeChildren(of: self)
+        PickleTeardown.release(&children)
+    }
+
+    /// Keys, values and attribute values, in that order.
+    var children: [PickleValue] {
+        var out: [PickleValue] = []
+        out.reserveCapacity(2 * entries.count + attributes.count)
+        for e in entries { out.append(e.key); out.append(e.value) }
+        for a in attributes { out.append(a.value) }
+        return out
+    }
 
     func set(_ key: PickleValue, _ value: PickleValue) {
         if case .string(let s) = key {
@@ -54,6 +81,74 @@ final class PickleDict {
             intIndex[k] = entries.count
         }
         entries.append((key, value))
+    }
+}
+
+/// Releases nested containers without recursion: a container's `deinit` moves its children here,
+/// and every child container that nobody else holds gives up its own children to the same loop
+/// before it is freed, so its `deinit` finds nothing left to release.
+enum PickleTeardown {
+    static func release(_ items: inout [PickleValue]) {
+        guard !items.isEmpty else { return }
+        var work: [PickleValue] = []
+        swap(&work, &items)
+        while var value = work.popLast() {
+            switch value {
+            case .tuple(var t):
+                value = .none
+                if isKnownUniquelyReferenced(&t) { work.append(contentsOf: t.items); t.items = [] }
+            case .list(var l):
+                value = .none
+                if isKnownUniquelyReferenced(&l) { work.append(contentsOf: l.items); l.items = [] }
+            case .dict(var d):
+                value = .none
+                if isKnownUniquelyReferenced(&d) { work.append(contentsOf: takeChildren(of: d)) }
+            default:
+                break
+            }
+        }
+    }
+
+    fileprivate static func takeChildren(of d: PickleDict) -> [PickleValue] {
+        let children = d.children
+        d.entries = []
+        d.attributes = []
+        return children
+    }
+}
+
+extension PickleValue {
+    /// The values a container holds directly (dict keys, values and attribute values); `[]` for
+    /// anything else.
+    var children: [PickleValue] {
+        switch self {
+        case .tuple(let t): return t.items
+        case .list(let l): return l.items
+        case .dict(let d): return d.children
+        default: return []
+        }
+    }
+
+    /// The identity of a container, nil for plain values.
+    var containerID: ObjectIdentifier? {
+        switch self {
+        case .tuple(let t): return ObjectIdentifier(t)
+        case .list(let l): return ObjectIdentifier(l)
+        case .dict(let d): return ObjectIdentifier(d)
+        default: return nil
+        }
+    }
+
+    /// Visits this value and every value reachable from it, depth first without recursion, each
+    /// container once however often it is shared; stops early when `body` returns false.
+    func walk(_ body: (PickleValue) -> Bool) {
+        var seen: Set<ObjectIdentifier> = []
+        var work: [PickleValue] = [self]
+        while let value = work.popLast() {
+            if let id = value.containerID, !seen.insert(id).inserted { continue }
+            guard body(value) else { return }
+            work.append(contentsOf: value.children.reversed())
+        }
     }
 }
 

@@ -49,10 +49,12 @@ enum PyTorchLegacyReader {
 
         let storages = RootStorages()
         let mainContext = "\(file): main pickle"
+        let mainStart = offset
         let root = try next("main pickle") { pid in
             try legacyPersistentLoad(pid, roots: storages, context: mainContext)
         }
         let roots = storages.roots
+        let mainBytes = offset - mainStart
         try PyTorchZipReader.refuseWholeObject(root, file: file)
         guard case .list(let keyList) = try next("storage key list") else {
             throw CheckpointError.corrupt("\(file): the storage key list is missing after the main pickle")
@@ -80,7 +82,7 @@ enum PyTorchLegacyReader {
             ranges[key] = start..<end
             offset = end
         }
-        var conversion = PickleConversion { storage, path in
+        var conversion = PickleConversion(pickleBytes: mainBytes) { storage, path in
             guard let range = ranges[storage.key] else {
                 throw CheckpointError.corrupt("\(file): tensor \(path) needs storage \(storage.key), which is not in the file")
             }
@@ -102,7 +104,7 @@ enum PyTorchLegacyReader {
     /// None or `(view_key, offset, size)` in elements; `('module', ...)` ids (whole pickled modules)
     /// become opaque. Mirrors torch/serialization.py `_legacy_load.persistent_load`.
     static func legacyPersistentLoad(_ pid: PickleValue, roots: RootStorages, context: String) throws -> PickleValue {
-        guard case .tuple(let t) = pid, let kind = t.first else {
+        guard case .tuple(let tuple) = pid, case let t = tuple.items, let kind = t.first else {
             throw CheckpointError.corrupt("\(context): malformed persistent id")
         }
         if case .string("module") = kind, t.count > 1 {
@@ -127,7 +129,8 @@ enum PyTorchLegacyReader {
         switch t[5] {
         case .none:
             return .storage(ref)
-        case .tuple(let view) where view.count == 3:
+        case .tuple(let viewTuple) where viewTuple.items.count == 3:
+            let view = viewTuple.items
             guard case .int(let viewOffset) = view[1], case .int(let viewSize) = view[2], viewOffset >= 0, viewSize >= 0,
                   viewOffset <= numel, viewSize <= numel - viewOffset else {
                 throw CheckpointError.corrupt("\(context): storage view of \(key) is out of range")

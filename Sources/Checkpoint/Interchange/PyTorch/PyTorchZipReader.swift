@@ -70,7 +70,8 @@ enum PyTorchZipReader {
         }
 
         let context = "\(file): \(pklEntry.name)"
-        var reader = PickleReader(data: try archive.data(for: pklEntry), context: context) { pid in
+        let pickle = try archive.data(for: pklEntry)
+        var reader = PickleReader(data: pickle, context: context) { pid in
             try zipPersistentLoad(pid, context: context)
         }
         let root = try reader.read()
@@ -80,7 +81,7 @@ enum PyTorchZipReader {
         // CRC-32 checked on all cores up front; the conversion takes them from here. Deflated records
         // are inflated only when a tensor refers to them.
         let records = archive.data(for: byName.filter { $0.key.hasPrefix("data/") && $0.value.method == 0 }.map(\.value))
-        var conversion = PickleConversion { storage, path in
+        var conversion = PickleConversion(pickleBytes: pickle.count) { storage, path in
             let recordName = "data/\(storage.key)"
             guard let entry = byName[recordName] else {
                 throw CheckpointError.corrupt("\(file): tensor \(path) needs record \(prefix)\(recordName), which is missing")
@@ -120,7 +121,7 @@ enum PyTorchZipReader {
     /// `('storage', <storage class>, key, location, numel)` -> a storage reference
     /// (torch/serialization.py `_load.persistent_load`).
     static func zipPersistentLoad(_ pid: PickleValue, context: String) throws -> PickleValue {
-        guard case .tuple(let t) = pid, t.count == 5, case .string("storage") = t[0] else {
+        guard case .tuple(let tuple) = pid, case let t = tuple.items, t.count == 5, case .string("storage") = t[0] else {
             throw CheckpointError.unsupported("\(context): persistent id \(PickleGlobals.describe(pid)) is not a storage reference")
         }
         guard case .string(let key) = t[2], case .string(let location) = t[3], case .int(let numel) = t[4], numel >= 0 else {
