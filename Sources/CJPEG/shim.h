@@ -7,11 +7,14 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <setjmp.h>
 #include <jpeglib.h>
 #include <jerror.h>
 
-#define BISSL_JPEG_MAX_PIXELS (1u << 28)
+/* libjpeg-turbo's own fuzz targets refuse progressive files past 500 scans: each scan re-walks the
+   whole coefficient buffer, so a tiny file of empty scans costs time quadratic in its size. */
+#define BISSL_JPEG_MAX_SCANS 500
 
 typedef struct {
     struct jpeg_error_mgr base;
@@ -29,6 +32,18 @@ static void bissl_jpeg_error_exit(j_common_ptr cinfo) {
     longjmp(err->jump, 1);
 }
 
+static void bissl_jpeg_progress(j_common_ptr cinfo) {
+    if (cinfo->is_decompressor) {
+        j_decompress_ptr d = (j_decompress_ptr)cinfo;
+        if (d->input_scan_number > BISSL_JPEG_MAX_SCANS) {
+            bissl_jpeg_error *err = (bissl_jpeg_error *)cinfo->err;
+            if (err->message && err->message_size > 0 && err->message[0] == 0)
+                snprintf(err->message, err->message_size, "progressive JPEG with more than %d scans", BISSL_JPEG_MAX_SCANS);
+            longjmp(err->jump, 1);
+        }
+    }
+}
+
 static void bissl_jpeg_output_message(j_common_ptr cinfo) { (void)cinfo; /* warnings stay quiet */ }
 
 static void bissl_jpeg_emit_message(j_common_ptr cinfo, int level) {
@@ -40,7 +55,11 @@ static void bissl_jpeg_emit_message(j_common_ptr cinfo, int level) {
 }
 
 /// Decodes `size` bytes of JPEG at `data` with libjpeg's defaults (JDCT_ISLOW, fancy upsampling,
-/// as PIL uses). On success returns 0 and sets `*out` to a malloc'ed height*width*3 buffer (8-bit
+/// as PIL uses). The frame size is checked right after the header is read, before libjpeg
+/// allocates anything for the image: more than `max_pixels` pixels is refused (return 1), and
+/// libjpeg's own working memory is capped at 8 bytes per allowed pixel (its coefficient buffers for
+/// progressive files need 2 bytes per component and pixel); progressive files of more than
+/// BISSL_JPEG_MAX_SCANS scans are refused. On success returns 0 and sets `*out` to a malloc'ed height*width*3 buffer (8-bit
 /// RGB, row-major HWC; the caller frees it), `*width`, `*height`, `*source_channels` (1 gray,
 /// 3 YCbCr/RGB). Grayscale is replicated to RGB by libjpeg. CMYK and YCCK (Adobe) JPEGs are
 /// refused (return 2) with a message. A truncated file (libjpeg's JWRN_JPEG_EOF warning, after which
@@ -49,7 +68,7 @@ static void bissl_jpeg_emit_message(j_common_ptr cinfo, int level) {
 /// On failure returns non-zero and writes a one-line reason into `message`.
 static inline int bissl_jpeg_decode(const uint8_t *data, size_t size, uint8_t **out,
                                     uint32_t *width, uint32_t *height, int *source_channels,
-                                    char *message, size_t message_size) {
+                                    uint64_t max_pixels, char *message, size_t message_size) {
     *out = NULL;
     if (message_size > 0) message[0] = 0;
     if (size < 3 || data[0] != 0xFF || data[1] != 0xD8 || data[2] != 0xFF) {
@@ -73,9 +92,20 @@ static inline int bissl_jpeg_decode(const uint8_t *data, size_t size, uint8_t **
         if (message_size > 0 && message[0] == 0) snprintf(message, message_size, "libjpeg error");
         return 1;
     }
+    struct jpeg_progress_mgr progress;
+    memset(&progress, 0, sizeof(progress));
+    progress.progress_monitor = bissl_jpeg_progress;
     jpeg_create_decompress(&cinfo);
+    cinfo.progress = &progress;
+    cinfo.mem->max_memory_to_use = (long)(max_pixels * 8 > (uint64_t)LONG_MAX ? LONG_MAX : max_pixels * 8);
     jpeg_mem_src(&cinfo, (const unsigned char *)data, (unsigned long)size);
     jpeg_read_header(&cinfo, TRUE);
+    if ((uint64_t)cinfo.image_width * (uint64_t)cinfo.image_height > max_pixels) {
+        snprintf(message, message_size, "image of %ux%u pixels is larger than %llu pixels",
+                 cinfo.image_width, cinfo.image_height, (unsigned long long)max_pixels);
+        jpeg_destroy_decompress(&cinfo);
+        return 1;
+    }
     if (cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK) {
         snprintf(message, message_size, "CMYK JPEG is not supported (convert it to RGB first)");
         jpeg_destroy_decompress(&cinfo);
@@ -85,7 +115,7 @@ static inline int bissl_jpeg_decode(const uint8_t *data, size_t size, uint8_t **
     cinfo.out_color_space = JCS_RGB;
     jpeg_start_decompress(&cinfo);
     uint32_t w = cinfo.output_width, h = cinfo.output_height;
-    if ((uint64_t)w * (uint64_t)h > BISSL_JPEG_MAX_PIXELS || cinfo.output_components != 3) {
+    if ((uint64_t)w * (uint64_t)h > max_pixels || cinfo.output_components != 3) {
         snprintf(message, message_size, "image of %ux%u pixels with %d components is not supported", w, h, cinfo.output_components);
         jpeg_destroy_decompress(&cinfo);
         return 1;

@@ -9,9 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/// Largest side and pixel count accepted (guards memory against absurd headers).
+/// Largest side accepted when decoding (libpng's user limit) and encoding.
 #define BISSL_PNG_MAX_SIDE 65535u
-#define BISSL_PNG_MAX_PIXELS (1u << 28)
 
 typedef struct {
     const uint8_t *data;
@@ -42,7 +41,8 @@ static void bissl_png_warning_fn(png_structp png, png_const_charp msg) {
     (void)png; (void)msg; /* ancillary-chunk warnings are not errors; stay quiet */
 }
 
-/// Decodes `size` bytes of PNG at `data`. On success returns 0 and sets `*out` to a malloc'ed
+/// Decodes `size` bytes of PNG at `data`. The header (IHDR) is read first: more than `max_pixels`
+/// pixels is refused before the image buffer is allocated. On success returns 0 and sets `*out` to a malloc'ed
 /// buffer of height*width*3 bytes (8-bit RGB, row-major HWC; the caller frees it), `*width`,
 /// `*height` and `*source_channels` (channels in the file: 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA;
 /// palette images report 3, or 4 with a tRNS chunk). Conversions: palette expanded to RGB,
@@ -51,7 +51,7 @@ static void bissl_png_warning_fn(png_structp png, png_const_charp msg) {
 /// On failure returns non-zero and writes a one-line reason into `message`.
 static inline int bissl_png_decode(const uint8_t *data, size_t size, uint8_t **out,
                                    uint32_t *width, uint32_t *height, int *source_channels,
-                                   char *message, size_t message_size) {
+                                   uint64_t max_pixels, char *message, size_t message_size) {
     *out = NULL;
     if (message_size > 0) message[0] = 0;
     if (size < 8 || png_sig_cmp((png_const_bytep)data, 0, 8) != 0) {
@@ -80,8 +80,8 @@ static inline int bissl_png_decode(const uint8_t *data, size_t size, uint8_t **o
     int color = png_get_color_type(png, info);
     int depth = png_get_bit_depth(png, info);
     int has_trns = png_get_valid(png, info, PNG_INFO_tRNS) != 0;
-    if ((uint64_t)w * (uint64_t)h > BISSL_PNG_MAX_PIXELS) {
-        snprintf(message, message_size, "image of %ux%u pixels is larger than %u pixels", w, h, BISSL_PNG_MAX_PIXELS);
+    if ((uint64_t)w * (uint64_t)h > max_pixels) {
+        snprintf(message, message_size, "image of %ux%u pixels is larger than %llu pixels", w, h, (unsigned long long)max_pixels);
         png_error(png, message);
     }
     switch (color) {

@@ -23,8 +23,8 @@ enum IDXReader {
         records.add(name: imagesName, bytes: imagesRaw)
         records.add(name: labelsName, bytes: labelsRaw)
 
-        let images = try parse(Gzip.isGzip(imagesRaw) ? Gzip.decompress(imagesRaw, name: imagesName) : imagesRaw, name: imagesName)
-        let labels = try parse(Gzip.isGzip(labelsRaw) ? Gzip.decompress(labelsRaw, name: labelsName) : labelsRaw, name: labelsName)
+        let images = try parse(try inflated(imagesRaw, name: imagesName), name: imagesName)
+        let labels = try parse(try inflated(labelsRaw, name: labelsName), name: labelsName)
         guard images.dims.count == 3 || (images.dims.count == 4 && [1, 3].contains(images.dims[3])) else {
             throw DatasetError.unsupported("\(imagesName): images must be N,H,W or N,H,W,C with C 1 or 3, found \(images.dims)")
         }
@@ -62,11 +62,32 @@ enum IDXReader {
 
     struct Array8 { var dims: [Int]; var data: [UInt8] }
 
-    /// Parses an uncompressed IDX file of unsigned bytes.
-    /// - Throws: `DatasetError.corrupt` for a bad magic number, a size that does not match the
-    ///   header, `.unsupported` for element types other than unsigned byte.
-    static func parse(_ data: Data, name: String) throws -> Array8 {
-        let bytes = [UInt8](data.prefix(4 + 4 * 255))
+    /// The most data bytes an IDX file may declare (4 GiB: EMNIST By_Class, the largest of the
+    /// family, holds 0.6 GB of images).
+    static let maxDataBytes = 1 << 32
+
+    /// The longest header: magic, then up to 255 sizes.
+    static let maxHeaderBytes = 4 + 4 * 255
+
+    /// `raw` as it is, or inflated when it is gzip: the header is inflated first, then the stream
+    /// only up to the size that header declares (a file holding more is refused without inflating
+    /// the rest), and only if deflate could expand the compressed bytes that far at all.
+    static func inflated(_ raw: Data, name: String) throws -> Data {
+        guard Gzip.isGzip(raw) else { return raw }
+        let (dims, total, headerSize) = try header(Gzip.prefix(raw, count: maxHeaderBytes, name: name), name: name)
+        let expected = headerSize + total
+        guard expected / Gzip.maxRatio <= raw.count else {
+            throw DatasetError.corrupt(
+                "\(name): IDX header says \(dims) (\(total) bytes) but \(raw.count) bytes of gzip data cannot hold that much")
+        }
+        return try Gzip.decompress(raw, name: name, maxBytes: expected)
+    }
+
+    /// Dimensions, element count and header length from the start of an uncompressed IDX file.
+    /// - Throws: `DatasetError.corrupt` for a bad magic number or sizes past `maxDataBytes`,
+    ///   `.unsupported` for element types other than unsigned byte.
+    static func header(_ data: Data, name: String) throws -> (dims: [Int], total: Int, headerSize: Int) {
+        let bytes = [UInt8](data.prefix(maxHeaderBytes))
         guard bytes.count >= 4, bytes[0] == 0, bytes[1] == 0 else {
             throw DatasetError.corrupt("\(name): not an IDX file (bad magic number)")
         }
@@ -82,10 +103,18 @@ enum IDXReader {
             let v = Int(bytes[o]) << 24 | Int(bytes[o + 1]) << 16 | Int(bytes[o + 2]) << 8 | Int(bytes[o + 3])
             dims.append(v)
             let (t, overflow) = total.multipliedReportingOverflow(by: v)
-            guard !overflow, t <= 1 << 40 else { throw DatasetError.corrupt("\(name): IDX sizes \(dims) are absurd") }
+            guard !overflow, t <= maxDataBytes else {
+                throw DatasetError.corrupt("\(name): IDX sizes \(dims) declare more than \(maxDataBytes) bytes")
+            }
             total = t
         }
-        let header = 4 + 4 * ndim
+        return (dims, total, 4 + 4 * ndim)
+    }
+
+    /// Parses an uncompressed IDX file of unsigned bytes.
+    /// - Throws: as `header`, and `DatasetError.corrupt` for a size that does not match the header.
+    static func parse(_ data: Data, name: String) throws -> Array8 {
+        let (dims, total, header) = try self.header(data, name: name)
         guard data.count - header == total else {
             throw DatasetError.corrupt("\(name): IDX header says \(dims) (\(total) bytes) but the file holds \(data.count - header) data bytes")
         }
@@ -95,15 +124,28 @@ enum IDXReader {
 
 /// Class names for datasets whose files carry only numbers.
 enum ClassNames {
+    /// The most classes a dataset without a class-name list may have (labels `0..<65536`); larger
+    /// labels are refused before any name is made.
+    static let maxNumbered = 65_536
+
     /// `classes.txt` in `dir` (one name per line, blank lines at the end ignored) if it exists,
-    /// else `"0"`...`"max label"`.
+    /// else `numbered(labels)`.
     static func load(dir: URL, labels: [Int32], file: String) throws -> [String] {
         let url = dir.appendingPathComponent("classes.txt")
         if FileManager.default.fileExists(atPath: url.path) {
             return try lines(url)
         }
-        let maxLabel = Int(labels.max() ?? -1)
-        return (0...max(maxLabel, 0)).map(String.init)
+        return try numbered(labels: labels, file: file)
+    }
+
+    /// `"0"`...`"largest label"`.
+    /// - Throws: `DatasetError.corrupt` when a label is negative or at least `maxNumbered`.
+    static func numbered(labels: [Int32], file: String) throws -> [String] {
+        if let bad = labels.firstIndex(where: { $0 < 0 || Int($0) >= maxNumbered }) {
+            throw DatasetError.corrupt(
+                "\(file): label \(labels[bad]) of item \(bad) is outside 0..<\(maxNumbered) (the most classes without a class-name list)")
+        }
+        return (0...max(Int(labels.max() ?? 0), 0)).map(String.init)
     }
 
     /// Non-empty trimmed lines of a text file.

@@ -9,6 +9,11 @@ import Foundation
 public enum ImageDecoder {
     public enum Format: String, Sendable { case png, jpeg }
 
+    /// The most pixels an image may have (2^26, e.g. 8192 x 8192: 192 MiB decoded). Checked from
+    /// the header (PNG IHDR, JPEG frame header) before the decoder allocates the image; libjpeg's
+    /// working memory is capped at 8 bytes per allowed pixel.
+    public static let maxPixels = 1 << 26
+
     /// The format of `data` from its signature (`89 50 4E 47 0D 0A 1A 0A` or `FF D8 FF`), or nil.
     public static func format(of data: Data) -> Format? {
         let b = [UInt8](data.prefix(8))
@@ -24,8 +29,8 @@ public enum ImageDecoder {
     /// JPEG: libjpeg defaults (islow IDCT, fancy upsampling; PIL's settings), gray replicated;
     /// CMYK/YCCK refused.
     /// - Parameter name: the file name used in error messages.
-    /// - Throws: `DatasetError.corrupt` (damaged or truncated file, unknown signature) or
-    ///   `.unsupported` (CMYK JPEG), with `name` in the message.
+    /// - Throws: `DatasetError.corrupt` (damaged or truncated file, unknown signature, more than
+    ///   `maxPixels` pixels) or `.unsupported` (CMYK JPEG), with `name` in the message.
     public static func decode(_ data: Data, name: String) throws -> RGBImage {
         guard let format = format(of: data) else {
             throw DatasetError.corrupt("\(name): not a PNG or JPEG file (unknown signature)")
@@ -38,8 +43,8 @@ public enum ImageDecoder {
         let status: Int32 = data.withUnsafeBytes { p in
             let base = p.bindMemory(to: UInt8.self).baseAddress
             switch format {
-            case .png: return bissl_png_decode(base, p.count, &out, &width, &height, &sourceChannels, &message, message.count)
-            case .jpeg: return bissl_jpeg_decode(base, p.count, &out, &width, &height, &sourceChannels, &message, message.count)
+            case .png: return bissl_png_decode(base, p.count, &out, &width, &height, &sourceChannels, UInt64(maxPixels), &message, message.count)
+            case .jpeg: return bissl_jpeg_decode(base, p.count, &out, &width, &height, &sourceChannels, UInt64(maxPixels), &message, message.count)
             }
         }
         guard status == 0, let out else {

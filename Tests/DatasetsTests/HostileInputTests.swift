@@ -1,0 +1,78 @@
+import Foundation
+import XCTest
+@testable import Datasets
+
+/// Small files that claim huge contents (tools/fixtures/make_hostile_fixtures.py): each reader
+/// refuses them from the header, before it allocates or inflates what they claim.
+final class HostileInputTests: XCTestCase {
+    private let root = Fixtures.url("hostile").path
+
+    func testJPEGFrameSizeIsCheckedBeforeTheDecoderAllocates() throws {
+        // 521 bytes, progressive, claiming 34000x34000: libjpeg would allocate its 6.9 GB coefficient
+        // buffer in jpeg_start_decompress; the refusal comes straight after jpeg_read_header.
+        let data = try Data(contentsOf: Fixtures.url("hostile/progressive_34000.jpg"))
+        assertDatasetError(try ImageDecoder.decode(data, name: "big.jpg"),
+                           contains: ["big.jpg", "34000x34000", "larger than \(ImageDecoder.maxPixels) pixels"])
+    }
+
+    func testPNGHeaderSizeIsCheckedBeforeTheImageIsAllocated() throws {
+        // A real 4x6 PNG whose IHDR is rewritten to 20000x20000 (CRC recomputed, so libpng accepts it).
+        var png = try Data(contentsOf: Fixtures.url("datasets/folder/cat/rgb.png"))
+        let ihdr = 8 + 8   // signature, then length and type of the first chunk
+        for (i, v) in [UInt32(20000), UInt32(20000)].enumerated() {
+            withUnsafeBytes(of: v.bigEndian) { png.replaceSubrange((ihdr + 4 * i)..<(ihdr + 4 * i + 4), with: $0) }
+        }
+        let crc = png.subdata(in: (ihdr - 4)..<(ihdr + 13)).withUnsafeBytes { crc32Reference($0) }
+        withUnsafeBytes(of: crc.bigEndian) { png.replaceSubrange((ihdr + 13)..<(ihdr + 17), with: $0) }
+        assertDatasetError(try ImageDecoder.decode(png, name: "big.png"), contains: ["big.png", "20000x20000", "larger than"])
+    }
+
+    func testGzipIDXIsInflatedOnlyUpToTheSizeItsHeaderDeclares() throws {
+        // 4 KB of gzip holding a 784-byte image file followed by 4 MiB of zeros.
+        assertDatasetError(try ImageDataset(parsing: "idx:\(root)/idx_bomb"),
+                           contains: ["train-images-idx3-ubyte.gz", "decodes to more than the 800 bytes expected"])
+        // 35 bytes of gzip cannot hold the 47 MB its header declares: refused before inflating.
+        assertDatasetError(try ImageDataset(parsing: "idx:\(root)/idx_claims"),
+                           contains: ["train-images-idx3-ubyte.gz", "cannot hold that much"])
+    }
+
+    func testGzipPrefixStopsEarly() throws {
+        let raw = try Data(contentsOf: Fixtures.url("hostile/idx_bomb/train-images-idx3-ubyte.gz"))
+        XCTAssertEqual(try Gzip.prefix(raw, count: 16, name: "x").count, 16)
+        XCTAssertEqual(try Gzip.decompress(raw, name: "x", maxBytes: 784 + 16 + (4 << 20)).count, 16 + (4 << 20))
+    }
+
+    func testHDF5LabelsBeyondTheNumberedClassLimitAreRefusedBeforeNamesAreMade() throws {
+        for file in ["labels_huge.h5", "labels_400m.h5"] {
+            assertDatasetError(try ImageDataset(parsing: "h5:\(root)/\(file)"),
+                               contains: [file, "outside 0..<\(ClassNames.maxNumbered)"])
+        }
+    }
+
+    func testHDF5ImagesLargerThanTheirStorageAreRefusedBeforeAllocation() throws {
+        // 1.7 KB declaring 1 TiB of never-written images.
+        assertDatasetError(try ImageDataset(parsing: "h5:\(root)/images_huge.h5"),
+                           contains: ["images", "occupies 0 bytes in the file; refusing to allocate it"])
+    }
+
+    func testSandboxMessagesThatDisagreeWithThemselvesAreRefused() throws {
+        let good = H5DatasetMessage.encode(.init(pixels: [1, 2, 3, 4], labels: [0], height: 2, width: 2, channels: 1, classNames: ["a"]))
+        XCTAssertEqual(try H5DatasetMessage.decode(good, file: "f").pixels, [1, 2, 3, 4])
+        var short = good
+        short.blobs[0] = Data([1, 2, 3])
+        assertDatasetError(try H5DatasetMessage.decode(short, file: "h5:f"), contains: ["h5:f", "malformed"])
+        var huge = good
+        huge.header = Data(#"{"count":4611686018427387904,"height":0,"width":2,"channels":1,"classNames":[]}"#.utf8)
+        assertDatasetError(try H5DatasetMessage.decode(huge, file: "h5:f"), contains: ["malformed"])
+    }
+
+    /// CRC-32 (ISO-HDLC, as PNG chunks use), bitwise.
+    private func crc32Reference(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        var c: UInt32 = 0xFFFF_FFFF
+        for b in bytes {
+            c ^= UInt32(b)
+            for _ in 0..<8 { c = c & 1 != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
+        }
+        return ~c
+    }
+}
