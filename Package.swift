@@ -28,7 +28,7 @@ let package = Package(
         // The value types every layer shares (Tensor, DType, StateDict, Checkpoint, Architecture,
         // Provenance, JSONValue) and the one-line error protocol; no file formats.
         .target(name: "BisslCore", dependencies: [.product(name: "Collections", package: "swift-collections")]),
-        .target(name: "HDF5", dependencies: ["CHDF5"]),
+        .target(name: "HDF5", dependencies: ["CHDF5", "CZlib"]),
         .target(
             name: "Checkpoint",
             dependencies: [
@@ -86,3 +86,12 @@ let package = Package(
         .testTarget(name: "CLITests", dependencies: ["Training", "Zoo", "Checkpoint", "TestSupport"]),
     ]
 )
+
+// Coverage-guided fuzzing of the readers (docs/fuzzing.md): the product exists only when BISSL_FUZZ
+// is set, so normal builds never see it. tools/fuzz/build.sh builds it with libFuzzer and ASan.
+if Context.environment["BISSL_FUZZ"] != nil {
+    package.products.append(.executable(name: "bissl-fuzz", targets: ["BisslFuzz"]))
+    package.targets.append(.executableTarget(
+        name: "BisslFuzz", dependencies: ["Checkpoint", "Datasets", "HDF5"], path: "tools/fuzz/BisslFuzz",
+        linkerSettings: [.unsafeFlags(["-sanitize=fuzzer,address"])]))
+}

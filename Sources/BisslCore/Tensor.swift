@@ -11,10 +11,13 @@ public struct Tensor: Equatable, Sendable {
     public var data: Data
 
     /// Creates a tensor from raw little-endian bytes.
-    /// - Throws: `CheckpointError.invalid` when `data.count != shape.product * dtype.size`.
+    /// - Throws: `CheckpointError.invalid` when `data.count != shape.product * dtype.size` or that
+    ///   product overflows.
     public init(dtype: DType, shape: [Int], data: Data) throws {
-        let expected = shape.reduce(1, *) * dtype.size
-        guard shape.allSatisfy({ $0 >= 0 }), data.count == expected else {
+        guard shape.allSatisfy({ $0 >= 0 }), let expected = PyTorchTensorView.checkedProduct(shape + [dtype.size]) else {
+            throw CheckpointError.invalid("tensor of dtype \(dtype.rawValue) and shape \(shape) is too large or has a negative size")
+        }
+        guard data.count == expected else {
             throw CheckpointError.invalid(
                 "tensor of dtype \(dtype.rawValue) and shape \(shape) needs \(expected) bytes, got \(data.count)")
         }

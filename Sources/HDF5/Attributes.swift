@@ -145,7 +145,7 @@ extension Object {
     private func readStringAttribute(_ name: String) throws -> ([String], [Int]) {
         let (attr, type, space, shape) = try openAttribute(name)
         let values = try Strings.read(fileType: type.id, space: space.id, count: shape.reduce(1, *),
-                                      what: "attribute '\(name)' of \(where_)") { memType, buffer in
+                                      storedBytes: H5Aget_storage_size(attr.id), what: "attribute '\(name)' of \(where_)") { memType, buffer in
             H5Aread(attr.id, memType, buffer)
         }
         if shape.isEmpty && values.isEmpty { throw HDF5Error("attribute '\(name)' of \(where_) has no value") }
@@ -156,6 +156,8 @@ extension Object {
         let (attr, type, _, shape) = try openAttribute(name)
         guard H5Tget_class(type.id) == H5T_INTEGER else { throw HDF5Error("attribute '\(name)' of \(where_) is not an integer") }
         let count = shape.reduce(1, *)
+        _ = try ReadLimits.checkedBytes(count: count, elementSize: max(H5Tget_size(type.id), 1), storedBytes: H5Aget_storage_size(attr.id),
+                                        what: "attribute '\(name)' of \(where_)")
         var values = [Int64](repeating: 0, count: count)
         if count > 0 {
             try values.withUnsafeMutableBytes { raw in

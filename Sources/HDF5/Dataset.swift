@@ -21,8 +21,12 @@ public final class Dataset: Object, @unchecked Sendable {
     /// Number of elements (1 for scalar).
     public var count: Int { shape.reduce(1, *) }
 
-    /// Bytes of the whole array in memory: `count * elementType.size` (0 for non-numeric).
-    public var byteCount: Int { count * (elementType?.size ?? 0) }
+    /// Bytes of the whole array in memory: `count * elementType.size` (0 for non-numeric; `Int.max`
+    /// when that overflows, which `readData` refuses).
+    public var byteCount: Int {
+        let (bytes, overflow) = count.multipliedReportingOverflow(by: elementType?.size ?? 0)
+        return overflow ? Int.max : bytes
+    }
 
     /// Writes the whole dataset from little-endian bytes of its element type, in C order.
     /// - Throws: `HDF5Error` when the byte count is not `byteCount` or the write fails.
@@ -62,9 +66,12 @@ public final class Dataset: Object, @unchecked Sendable {
 
     /// Reads the whole dataset into a new `Data` of `byteCount` bytes, straight from HDF5 into the
     /// buffer (no per-element work, no zero-fill).
+    /// - Throws: `HDF5Error` when the dataset declares more bytes than its storage in the file can
+    ///   hold (`ReadLimits`), before anything is allocated.
     public func readData() throws -> Data {
-        let n = byteCount
-        if elementType == nil { throw HDF5Error("dataset \(where_) is not a numeric array") }
+        guard let elementType else { throw HDF5Error("dataset \(where_) is not a numeric array") }
+        let n = try ReadLimits.checkedBytes(count: count, elementSize: elementType.size, storedBytes: H5Dget_storage_size(id),
+                                            what: "dataset \(where_)")
         if n == 0 { return Data() }
         let memory = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: 64)
         do {
@@ -93,7 +100,8 @@ public final class Dataset: Object, @unchecked Sendable {
         Library.quiet()
         let type = Handle.type(try Library.check(H5Dget_type(id), "cannot read the datatype of \(where_)"))
         let space = Handle.space(try Library.check(H5Dget_space(id), "cannot read the dataspace of \(where_)"))
-        return try Strings.read(fileType: type.id, space: space.id, count: count, what: "dataset \(where_)") { memType, buffer in
+        return try Strings.read(fileType: type.id, space: space.id, count: count, storedBytes: H5Dget_storage_size(id),
+                                what: "dataset \(where_)") { memType, buffer in
             H5Dread(id, memType, bissl_H5S_ALL(), bissl_H5S_ALL(), bissl_H5P_DEFAULT(), buffer)
         }
     }

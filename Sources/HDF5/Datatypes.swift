@@ -102,6 +102,9 @@ enum Dataspace {
             if rank > 0 {
                 try Library.check(hid_t(H5Sget_simple_extent_dims(space, &dims, nil)), "cannot read the shape of \(what())")
             }
+            guard ReadLimits.elementCount(dims) != nil else {
+                throw HDF5Error("the dataspace of \(what()) declares \(dims) elements: more than fit in a 64-bit count")
+            }
             return dims.map { Int($0) }
         default:
             throw Library.error("cannot read the dataspace of \(what())")
@@ -129,8 +132,9 @@ enum Strings {
 
     /// Reads `count` strings stored with `fileType` (variable- or fixed-length).
     /// - Parameters:
+    ///   - storedBytes: what the object occupies in the file (bounds the allocation, `ReadLimits`).
     ///   - read: performs `H5Aread`/`H5Dread` with the given memory type into the given buffer.
-    static func read(fileType: hid_t, space: hid_t, count: Int, what: String,
+    static func read(fileType: hid_t, space: hid_t, count: Int, storedBytes: hsize_t, what: String,
                      read: (hid_t, UnsafeMutableRawPointer) -> herr_t) throws -> [String] {
         guard H5Tget_class(fileType) == H5T_STRING else { throw HDF5Error("\(what) is not a string") }
         if count == 0 { return [] }
@@ -138,6 +142,8 @@ enum Strings {
         if H5Tis_variable_str(fileType) > 0 {
             let memType = try variableUTF8()
             try Library.check(H5Tset_cset(memType.id, cset), "cannot set the character set for \(what)")
+            // Each stored variable-length string is a 16-byte global heap reference at least.
+            _ = try ReadLimits.checkedBytes(count: count, elementSize: 16, storedBytes: storedBytes, what: what)
             var pointers = [UnsafeMutablePointer<CChar>?](repeating: nil, count: count)
             try pointers.withUnsafeMutableBufferPointer { buffer in
                 try Library.check(read(memType.id, UnsafeMutableRawPointer(buffer.baseAddress!)), "cannot read \(what)")
@@ -151,7 +157,7 @@ enum Strings {
         let size = H5Tget_size(fileType)
         guard size > 0 else { throw Library.error("cannot read the string size of \(what)") }
         let memType = Handle.type(try Library.check(H5Tcopy(fileType), "cannot copy the string type of \(what)"))
-        var bytes = [UInt8](repeating: 0, count: count * size)
+        var bytes = [UInt8](repeating: 0, count: try ReadLimits.checkedBytes(count: count, elementSize: size, storedBytes: storedBytes, what: what))
         try bytes.withUnsafeMutableBytes { raw in
             try Library.check(read(memType.id, raw.baseAddress!), "cannot read \(what)")
         }

@@ -4,13 +4,17 @@ import Foundation
 /// views it, and copies it to C-contiguous order (torch/_utils.py `_rebuild_tensor_v2`;
 /// element `i` of a view is `storage[offset + sum(index_d * stride_d)]`).
 enum PyTorchTensorView {
+    /// The most bytes a view larger than its storage (overlapping elements) materialises to: 256 MiB.
+    static let maxExpandedBytes = 1 << 28
+
     /// - Parameters:
     ///   - storage: the storage's bytes, little-endian, `storageElements * dtype.size` of them.
     ///   - dtype: element type of the tensor.
     ///   - offset, size, stride: in elements (torch's `storage_offset()`, `size()`, `stride()`).
     ///   - name: key path of the tensor, for messages.
     /// - Returns: a C-contiguous tensor of shape `size`.
-    /// - Throws: `CheckpointError.corrupt` when the view reaches past the end of the storage.
+    /// - Throws: `CheckpointError.corrupt` when the view reaches past the end of the storage, or
+    ///   repeats storage elements into more than `max(storage bytes, maxExpandedBytes)` bytes.
     static func materialize(storage: Data, dtype: DType, offset: Int, size: [Int], stride: [Int],
                             name: String) throws -> Tensor {
         let es = dtype.size
@@ -38,7 +42,12 @@ enum PyTorchTensorView {
             let start = base + offset * es
             return try Tensor(dtype: dtype, shape: size, data: storage.subdata(in: start..<(start + count * es)))
         }
-        var out = Data(count: count * es)
+        // Only overlapping views (a stride of 0, torch's expand()) hold more elements than their storage.
+        guard let bytes = checkedProduct([count, es]), bytes <= max(storage.count, maxExpandedBytes) else {
+            throw CheckpointError.corrupt(
+                "\(name): view (size \(size), stride \(stride)) repeats \(storage.count) bytes of storage into more than \(maxExpandedBytes) bytes; refusing")
+        }
+        var out = Data(count: bytes)
         out.withUnsafeMutableBytes { (dst: UnsafeMutableRawBufferPointer) in
             storage.withUnsafeBytes { (src: UnsafeRawBufferPointer) in
                 var written = 0

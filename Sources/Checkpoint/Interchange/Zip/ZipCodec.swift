@@ -30,9 +30,16 @@ enum ZipCodec {
     }
 
     /// Inflates a raw DEFLATE stream that must expand to exactly `expectedSize` bytes.
-    /// - Throws: `CheckpointError.corrupt` naming `name` when the stream is invalid, ends early
-    ///   or expands to a different size.
+    /// - Throws: `CheckpointError.corrupt` naming `name` when the stream is invalid, ends early,
+    ///   expands to a different size, or declares more than DEFLATE can expand its bytes to (checked
+    ///   before the output is allocated).
     static func inflate(_ input: Data, expectedSize: Int, name: String) throws -> Data {
+        // Refused before allocating: no DEFLATE stream expands beyond bissl_deflate_max_expansion.
+        let (bound, overflow) = input.count.multipliedReportingOverflow(by: Int(bissl_deflate_max_expansion))
+        guard expectedSize >= 0, overflow || expectedSize <= bound + 64 else {
+            throw CheckpointError.corrupt(
+                "\(name) declares \(expectedSize) bytes but its \(input.count) compressed bytes cannot inflate to more than \(bound)")
+        }
         var output = Data(count: expectedSize)
         var stream = z_stream()
         guard inflateInit2_(&stream, -15, zlibVersion(), Int32(MemoryLayout<z_stream>.size)) == Z_OK else {

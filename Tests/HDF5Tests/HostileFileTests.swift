@@ -1,0 +1,83 @@
+import Foundation
+@testable import HDF5
+import XCTest
+
+/// Sizes declared by hostile files (tools/fixtures/make_hostile_fixtures.py) are checked before use,
+/// and the HDF5 reader process's failures become one-line errors.
+final class HostileFileTests: XCTestCase {
+    private func fixture(_ name: String) -> String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/hostile/\(name)").path
+    }
+
+    private func assertHDF5Error<T>(_ body: @autoclosure () throws -> T, contains text: String, line: UInt = #line) {
+        XCTAssertThrowsError(try body(), line: line) { error in
+            guard let e = error as? HDF5Error else { return XCTFail("\(error)", line: line) }
+            XCTAssertTrue(e.message.contains(text), e.message, line: line)
+            XCTAssertFalse(e.message.contains("\n"), e.message, line: line)
+        }
+    }
+
+    func testADataspaceWhoseElementCountOverflowsIsRefusedAtOpen() throws {
+        // (2^40, 2^40) float32: 2^80 elements.
+        let file = try File.open(fixture("space_overflow.h5"))
+        assertHDF5Error(try file.openDataset("x"), contains: "more than fit in a 64-bit count")
+    }
+
+    func testADatasetLargerThanItsStorageCanHoldIsNotAllocated() throws {
+        // 1,400 bytes of file declaring 2^34 float64 (128 GiB) that were never written.
+        let file = try File.open(fixture("space_huge.h5"))
+        let dataset = try file.openDataset("x")
+        XCTAssertEqual(dataset.shape, [1 << 34])
+        assertHDF5Error(try dataset.readData(), contains: "declares 137438953472 bytes but occupies 0 bytes in the file")
+    }
+
+    func testReadLimitsAllowWhatDeflateCanExpandTo() throws {
+        XCTAssertEqual(try ReadLimits.checkedBytes(count: 1032 * 10, elementSize: 1, storedBytes: 10, what: "x"), 10_320)
+        XCTAssertThrowsError(try ReadLimits.checkedBytes(count: 1032 * 100 + (1 << 16) + 1, elementSize: 1, storedBytes: 100, what: "x"))
+        XCTAssertThrowsError(try ReadLimits.checkedBytes(count: Int.max / 2, elementSize: 8, storedBytes: .max, what: "x"))
+        XCTAssertNil(ReadLimits.elementCount([1 << 40, 1 << 40]))
+        XCTAssertNil(ReadLimits.elementCount([UInt64.max]))
+        XCTAssertEqual(ReadLimits.elementCount([0, UInt64(Int.max)]), 0)
+    }
+
+    func testMessagesRoundTripAndDamagedOnesAreRefused() throws {
+        let message = SandboxMessage(header: Data("{}".utf8), blobs: [Data([1, 2, 3]), Data()])
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("bissl-msg-\(UUID().uuidString)")
+        FileManager.default.createFile(atPath: url.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: url) }
+        let handle = try FileHandle(forWritingTo: url)
+        try message.write(to: handle)
+        try handle.close()
+        let bytes = try Data(contentsOf: url)
+        let back = try SandboxMessage(decoding: bytes)
+        XCTAssertEqual(back.header, message.header)
+        XCTAssertEqual(back.blobs, message.blobs)
+        for cut in 0..<bytes.count { XCTAssertThrowsError(try SandboxMessage(decoding: bytes.prefix(cut)), "cut at \(cut)") }
+        XCTAssertThrowsError(try SandboxMessage(decoding: bytes + Data([0])))
+        // A blob count no message of this size can hold.
+        var lying = bytes
+        lying.replaceSubrange(18..<26, with: withUnsafeBytes(of: UInt64.max.littleEndian) { Data($0) })
+        XCTAssertThrowsError(try SandboxMessage(decoding: lying))
+    }
+
+    func testACrashingOrSilentReaderProcessIsOneErrorLine() throws {
+        defer { Sandbox.helper = nil }
+        // Stand-ins for libhdf5 dying on a file: a process that segfaults, and one that exits without output.
+        Sandbox.helper = ["/bin/sh", "-c", "kill -SEGV $$", "sh"]
+        XCTAssertThrowsError(try Sandbox.run(["checkpoint", "x.h5"], fileName: "x.h5")) { error in
+            XCTAssertEqual((error as? SandboxError)?.message,
+                           "x.h5: the HDF5 library crashed (signal 11) reading this file; it is damaged or hostile")
+        }
+        Sandbox.helper = ["/bin/sh", "-c", "echo partial; exit 3", "sh"]
+        XCTAssertThrowsError(try Sandbox.run(["checkpoint", "x.h5"], fileName: "x.h5")) { error in
+            XCTAssertEqual((error as? SandboxError)?.message,
+                           "x.h5: the HDF5 reader process ended (status 3) without a result; the file is damaged or hostile")
+        }
+    }
+
+    func testChildLimitsScaleWithTheFile() {
+        XCTAssertEqual(Sandbox.Limits.forFile(bytes: 0), .init(addressSpace: 1 << 30, cpuSeconds: 20))
+        XCTAssertEqual(Sandbox.Limits.forFile(bytes: 100_000_000), .init(addressSpace: (1 << 30) + 400_000_000, cpuSeconds: 30))
+    }
+}
