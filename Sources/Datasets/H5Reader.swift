@@ -5,15 +5,48 @@ import HDF5
 /// - `images`: uint8, shape (N, H, W, C) with C 1 or 3, or (N, H, W) for gray;
 /// - `labels`: any integer type, shape (N), values in `0..<classes`;
 /// - `classes` (optional): 1-D string array of class names in label order; without it the classes
-///   are `0`...`max label`.
+///   are `0`...`max label` (at most `ClassNames.maxNumbered`).
 /// These sit at the root, or, for files holding both parts, in groups `train` and `test` (the URI
 /// part picks the group; with datasets at the root only part `train` exists).
 enum H5Reader {
+    /// What a read hands back: pixels N x H x W x C and one label per image.
+    struct Content {
+        var pixels: [UInt8]
+        var labels: [Int32]
+        var height: Int
+        var width: Int
+        var channels: Int
+        var classNames: [String]
+    }
+
+    /// Opens `uri`: libhdf5 reads the file in the HDF5 reader process when `Sandbox.helper` is set
+    /// (a dataset file is an outside file), else in process; the fingerprint is taken here from the
+    /// file's bytes.
     static func open(_ uri: DatasetURI) throws -> InMemorySource {
         let url = URL(fileURLWithPath: uri.path)
         let raw = try readFile(url, what: "HDF5 file")
         var records = Fingerprinter()
         records.add(name: url.lastPathComponent, bytes: raw)
+        let content: Content
+        if Sandbox.helper != nil {
+            let message: SandboxMessage
+            do {
+                message = try Sandbox.run(["dataset", uri.path, uri.part.rawValue], fileName: "h5:\(uri.path)")
+            } catch let error as SandboxError {
+                throw DatasetError.corrupt(error.message)
+            }
+            content = try H5DatasetMessage.decode(message, file: "h5:\(uri.path)")
+        } else {
+            content = try read(uri)
+        }
+        try InMemorySource.checkLabels(content.labels, classCount: content.classNames.count, file: "h5:\(uri.path) labels")
+        return InMemorySource(pixels: content.pixels, labels: content.labels, height: content.height, width: content.width,
+                              channels: content.channels, classNames: content.classNames, fileName: url.lastPathComponent,
+                              records: records)
+    }
+
+    /// Reads `uri` with libhdf5 in this process.
+    static func read(_ uri: DatasetURI) throws -> Content {
         let file: File
         do { file = try File.open(uri.path) } catch {
             throw DatasetError.corrupt("h5:\(uri.path) is not a readable HDF5 file")
@@ -59,11 +92,11 @@ enum H5Reader {
         if group.kind(of: "classes") == .dataset {
             classNames = try wrap { try group.openDataset("classes").readStrings() }
         } else {
-            classNames = (0...max(Int(labelValues.max() ?? 0), 0)).map(String.init)
+            classNames = try ClassNames.numbered(labels: labelValues, file: "h5:\(uri.path) '\(prefix)labels'")
         }
         try InMemorySource.checkLabels(labelValues, classCount: classNames.count, file: "h5:\(uri.path) '\(prefix)labels'")
-        return InMemorySource(pixels: pixels, labels: labelValues, height: s[1], width: s[2], channels: s.count == 4 ? s[3] : 1,
-                              classNames: classNames, fileName: url.lastPathComponent, records: records)
+        return Content(pixels: pixels, labels: labelValues, height: s[1], width: s[2], channels: s.count == 4 ? s[3] : 1,
+                       classNames: classNames)
     }
 
     /// Little-endian integers of `type` as Int32 (labels beyond Int32 are reported as out of range).

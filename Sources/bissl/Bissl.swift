@@ -1,6 +1,7 @@
 import ArgumentParser
 import Checkpoint
 import Foundation
+import HDF5
 
 /// `bissl`: model zoo, checkpoint conversion and BiSSL alignment for self-supervised ResNets.
 @main
@@ -11,11 +12,12 @@ struct Bissl: ParsableCommand {
         version: bisslVersion,
         subcommands: [Convert.self, Inspect.self, Import.self, Export.self, List.self, Show.self, Lineage.self, Diff.self, Tag.self, Untag.self,
                       Remove.self, Verify.self, GC.self, RemoteGroup.self, Push.self, Pull.self, DataGroup.self, PredictCommand.self, Runs.self, PretrainCommand.self,
-                      FinetuneCommand.self, ProbeCommand.self, EvalCommand.self, CompareCommand.self, AlignCommand.self, Card.self])
+                      FinetuneCommand.self, ProbeCommand.self, EvalCommand.self, CompareCommand.self, AlignCommand.self, Card.self, SandboxedRead.self])
 
     /// Runs the CLI with our error convention: one `error: ...` line on stderr, non-zero exit,
     /// no stack trace (ArgumentParser's own `Error:` prefix is replaced).
     static func main() {
+        SandboxedRead.configureHelper()
         do {
             var command = try parseAsRoot()
             try command.run()

@@ -46,24 +46,13 @@ struct Import: ParsableCommand {
         var warnings: [String]
     }
 
-    /// Refuses a bissl .h5 whose stored `content_id` does not match its tensors (the file was changed
-    /// after bissl wrote it), naming both ids. Other formats carry no content id.
-    static func checkStoredContentID(_ url: URL) throws {
-        guard CheckpointFile.isHDF5(url), let stored = try? CheckpointFile.storedContentID(url) else { return }
-        let computed = ContentID.compute(try CheckpointFile.read(url))
-        guard stored == computed else {
-            throw CLIError("\(url.lastPathComponent): stored content id \(stored) does not match its tensors (content id \(computed)); the file was modified after it was written")
-        }
-    }
-
     func run() throws {
         // Read the file first: a file that cannot be imported leaves no trace, not even a new zoo.
         let url = URL(fileURLWithPath: file)
-        try Self.checkStoredContentID(url)
         var isFolder: ObjCBool = false
         let checkpoint = FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder) && isFolder.boolValue
             ? try HubFolder.read(url, options: conversion.layout)
-            : try Interchange.load(url, options: conversion.layout, allowPlainTensors: false)
+            : try Interchange.load(url, options: conversion.layout, allowPlainTensors: false, verifyStoredContentID: true)
         let zoo = try zooOptions.open(create: true)
         defer { try? zoo.close() }
         let result = try zoo.add(checkpoint, name: name, tags: tags)

@@ -47,7 +47,7 @@ struct Inspect: ParsableCommand {
         var report = Report(file: file, bytes: (attributes[.size] as? Int) ?? 0, kind: kind.describe(url.lastPathComponent))
         switch kind {
         case .hdf5:
-            let checkpoint = try CheckpointFile.read(url)
+            let checkpoint = try UntrustedCheckpointFile.read(url).checkpoint
             report.format = InterchangeFormat.h5.rawValue
             report.container = "bissl-h5"
             for (component, tensors) in checkpoint.components {

@@ -36,11 +36,23 @@ public enum Interchange {
     /// - Parameter allowPlainTensors: when the file holds one dict of tensors with no ResNet keys at
     ///   all, keep it as it is in a `tensors` component instead of refusing (`bissl convert` allows this,
     ///   `bissl import` does not: the zoo holds models whose architecture is known).
+    /// - Parameter verifyStoredContentID: for our own `.h5`, refuse a file whose stored `content_id`
+    ///   does not match its tensors (it was modified after bissl wrote it; `bissl import`).
     public static func load(_ url: URL, options: LayoutOptions, allowPlainTensors: Bool = false,
+                            verifyStoredContentID: Bool = false,
                             commandLine: [String] = CommandLine.arguments) throws -> Checkpoint {
         let started = isoNow()
         if CheckpointFile.isHDF5(url) {
-            return try CheckpointFile.read(url).selecting(options.components)
+            // An outside file: libhdf5 reads it in the HDF5 reader process (UntrustedCheckpointFile).
+            let contents = try UntrustedCheckpointFile.read(url)
+            if verifyStoredContentID, let stored = contents.storedContentID {
+                let computed = ContentID.compute(contents.checkpoint)
+                guard stored == computed else {
+                    throw CheckpointError.corrupt(
+                        "\(url.lastPathComponent): stored content id \(stored) does not match its tensors (content id \(computed)); the file was modified after it was written")
+                }
+            }
+            return try contents.checkpoint.selecting(options.components)
         }
         // The source file's SHA-256 (recorded in provenance) is hashed while the file is decoded.
         let sourceHash = Background { try sha256Hex(of: url) }

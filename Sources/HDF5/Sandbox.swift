@@ -1,0 +1,176 @@
+import Foundation
+
+/// Containment for libhdf5 on files bissl did not write itself.
+///
+/// libhdf5 is not hardened against hostile files: one or two corrupted metadata bytes can crash it
+/// (global heap, selections, `free()` at close) or make it allocate gigabytes. A file that is not a
+/// verified zoo object is therefore read by a child process: the same executable, started with
+/// `helper` plus the read's arguments, which calls `enterChild(fileSize:)` before it opens the file,
+/// reads it, and writes what it read to its standard output as a `SandboxMessage`. The parent
+/// (`run`) checks that message before using it; a crash, a limit hit, or anything that is not a
+/// well-formed message becomes one `SandboxError` line naming the file.
+///
+/// The child's limits (`Limits.forFile(bytes:)`): address space 1 GiB plus 4 bytes per byte of the
+/// file beyond what the process maps when it starts reading (its executable, libraries and thread
+/// stacks), CPU time 20 s plus 1 s per 10 MB, no file may be written or grown (`RLIMIT_FSIZE` 0), no
+/// core dump, at most 64 open descriptors; its working directory is a fresh empty folder that is
+/// removed afterwards, its standard input and error are `/dev/null`, and HDF5 filter plugins are
+/// disabled (`HDF5_PLUGIN_PRELOAD=::`).
+public enum Sandbox {
+    /// The executable and leading arguments that start a child read (`[bissl, "sandboxed-read"]`),
+    /// set once by the program at start-up before any thread reads files; nil (library use, tests)
+    /// reads in process.
+    nonisolated(unsafe) public static var helper: [String]?
+
+    /// Resource limits of one child read.
+    public struct Limits: Equatable, Sendable {
+        /// Address space the read may add to what the process maps when it starts (`RLIMIT_AS` is
+        /// set to the sum), bytes.
+        public var addressSpace: Int
+        /// `RLIMIT_CPU`, seconds.
+        public var cpuSeconds: Int
+
+        /// The limits for reading a file of `bytes` bytes (see `Sandbox`).
+        public static func forFile(bytes: Int) -> Limits {
+            let size = max(bytes, 0)
+            return Limits(addressSpace: (1 << 30) + 4 * size, cpuSeconds: 20 + size / 10_000_000)
+        }
+    }
+
+    /// Applies the child limits for a file of `fileSize` bytes to the calling process. Call it first
+    /// thing in the child, before the file is opened.
+    /// - Throws: `SandboxError` when a limit cannot be set.
+    public static func enterChild(fileSize: Int) throws {
+        let limits = Limits.forFile(bytes: fileSize)
+        let settings: [(Int32, UInt64, String)] = [
+            (Int32(RLIMIT_AS.rawValue), UInt64(mappedBytes() + limits.addressSpace), "address space"),
+            (Int32(RLIMIT_CPU.rawValue), UInt64(limits.cpuSeconds), "CPU time"),
+            (Int32(RLIMIT_FSIZE.rawValue), 0, "file size"),
+            (Int32(RLIMIT_CORE.rawValue), 0, "core size"),
+            (Int32(RLIMIT_NOFILE.rawValue), 64, "open files"),
+        ]
+        for (resource, value, name) in settings {
+            var limit = rlimit(rlim_cur: rlim_t(value), rlim_max: rlim_t(value))
+            guard setrlimit(__rlimit_resource_t(UInt32(resource)), &limit) == 0 else {
+                throw SandboxError("cannot limit the \(name) of the HDF5 reader process (errno \(errno))")
+            }
+        }
+    }
+
+    /// The calling process's virtual size (`/proc/self/statm`, first field, in pages); 0 if unknown.
+    static func mappedBytes() -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8),
+              let pages = text.split(separator: " ").first.flatMap({ Int($0) }) else { return 0 }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+
+    /// Starts `helper + arguments` and returns its message.
+    /// - Parameters:
+    ///   - fileName: the file read, for error messages.
+    /// - Throws: `SandboxError` when no helper is set, the child cannot start, ends by a signal or
+    ///   limit, or writes anything but one well-formed message.
+    public static func run(_ arguments: [String], fileName: String) throws -> SandboxMessage {
+        guard let helper, let executable = helper.first else { throw SandboxError("no HDF5 reader process is configured") }
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("bissl-sandbox-\(UUID().uuidString)")
+        do {
+            try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: false,
+                                                    attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw SandboxError("cannot create a scratch folder for the HDF5 reader process: \(error.localizedDescription)")
+        }
+        defer { try? FileManager.default.removeItem(at: scratch) }
+
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = Array(helper.dropFirst()) + arguments
+        process.currentDirectoryURL = scratch
+        var environment = ProcessInfo.processInfo.environment
+        environment["HDF5_PLUGIN_PRELOAD"] = "::"
+        process.environment = environment
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        do {
+            try process.run()
+        } catch {
+            throw SandboxError("cannot start the HDF5 reader process for \(fileName): \(error.localizedDescription)")
+        }
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        if process.terminationReason == .uncaughtSignal {
+            let signal = process.terminationStatus
+            let what: String
+            switch signal {
+            case SIGXCPU, SIGKILL: what = "ran past its CPU time limit"
+            case SIGSEGV, SIGBUS: what = "crashed (signal \(signal))"
+            case SIGABRT, SIGTRAP, SIGILL: what = "stopped (signal \(signal); out of memory or a failed check)"
+            default: what = "was killed by signal \(signal)"
+            }
+            throw SandboxError("\(fileName): the HDF5 library \(what) reading this file; it is damaged or hostile")
+        }
+        guard let message = try? SandboxMessage(decoding: data) else {
+            throw SandboxError(
+                "\(fileName): the HDF5 reader process ended (status \(process.terminationStatus)) without a result; the file is damaged or hostile")
+        }
+        return message
+    }
+}
+
+/// A failure of the HDF5 reader process. One line, naming the file.
+public struct SandboxError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// What a child read hands back: a JSON header (its own schema per reader, or an error) and byte
+/// blobs (tensor data, pixels) referred to by index.
+///
+/// Layout: the 8 bytes `BISSLSB1`, the header length (UInt64 little-endian), the header (UTF-8
+/// JSON), the blob count (UInt64 LE), then per blob its length (UInt64 LE) and its bytes. Decoding
+/// checks every length against the bytes actually received before slicing.
+public struct SandboxMessage: Sendable {
+    public static let magic = Data("BISSLSB1".utf8)
+
+    public var header: Data
+    public var blobs: [Data]
+
+    public init(header: Data, blobs: [Data]) {
+        self.header = header
+        self.blobs = blobs
+    }
+
+    /// Parses a message.
+    /// - Throws: `SandboxError` when `data` is not exactly one well-formed message.
+    public init(decoding data: Data) throws {
+        var offset = data.startIndex
+        func take(_ n: UInt64) throws -> Data {
+            guard n <= UInt64(data.endIndex - offset) else { throw SandboxError("sandbox message is cut short") }
+            defer { offset += Int(n) }
+            return data[offset..<(offset + Int(n))]
+        }
+        func length() throws -> UInt64 {
+            try take(8).reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        }
+        guard try take(UInt64(Self.magic.count)) == Self.magic else { throw SandboxError("not a sandbox message") }
+        header = try take(try length())
+        let count = try length()
+        // Every blob costs at least its 8-byte length: a larger count cannot be honest.
+        guard count <= UInt64(data.endIndex - offset) / 8 else { throw SandboxError("sandbox message is cut short") }
+        blobs = []
+        blobs.reserveCapacity(Int(count))
+        for _ in 0..<count { blobs.append(try take(try length())) }
+        guard offset == data.endIndex else { throw SandboxError("sandbox message has trailing bytes") }
+    }
+
+    /// Writes the message to `handle` piece by piece (blobs are not copied into one buffer).
+    public func write(to handle: FileHandle) throws {
+        func length(_ n: Int) -> Data { withUnsafeBytes(of: UInt64(n).littleEndian) { Data($0) } }
+        try handle.write(contentsOf: Self.magic + length(header.count) + header + length(blobs.count))
+        for blob in blobs {
+            try handle.write(contentsOf: length(blob.count))
+            try handle.write(contentsOf: blob)
+        }
+    }
+}
