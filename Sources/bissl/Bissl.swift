@@ -1,7 +1,6 @@
 import ArgumentParser
 import Checkpoint
 import Foundation
-import HDF5
 
 /// `bissl`: model zoo, checkpoint conversion and BiSSL alignment for self-supervised ResNets.
 @main

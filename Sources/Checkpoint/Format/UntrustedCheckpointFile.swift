@@ -110,26 +110,29 @@ public enum UntrustedCheckpointFile {
         return SandboxMessage(header: (try? encoder().encode(header)) ?? Data(), blobs: [])
     }
 
-    private static func encode(_ contents: Contents) throws -> SandboxMessage {
+    static func encode(_ contents: Contents) throws -> SandboxMessage {
         var header = Header()
         header.storedContentID = contents.storedContentID
         var blobs: [Data] = []
-        // Tensors are sent once per buffer: the names read from one hard-linked dataset share it.
-        var sent: [UInt: Int] = [:]
+        // A name the file hard-links to an earlier dataset (`aliases`, flat names) is sent as a
+        // reference to that tensor, so the parent shares it as the in-process read does.
+        let aliases = contents.checkpoint.aliases
+        var indexOfFlat: [String: Int] = [:]
         for (name, tensors) in contents.checkpoint.components {
+            let prefix = Checkpoint.unprefixedComponents.contains(name) ? "" : name + "."
             var component = Header.Component(name: name, keys: [], tensors: [])
             for (key, tensor) in tensors {
                 let record = Header.TensorRecord(dtype: tensor.dtype, shape: tensor.shape)
-                let buffer = tensor.data.withUnsafeBytes { UInt(bitPattern: $0.baseAddress) }
                 let index: Int
-                if buffer != 0, let known = sent[buffer], header.tensors[known] == record, blobs[known].count == tensor.data.count {
+                if let target = aliases[prefix + key], let known = indexOfFlat[target], header.tensors[known] == record,
+                   blobs[known] == tensor.data {
                     index = known
                 } else {
                     index = blobs.count
                     blobs.append(tensor.data)
                     header.tensors.append(record)
-                    if buffer != 0 { sent[buffer] = index }
                 }
+                indexOfFlat[prefix + key] = index
                 component.keys.append(key)
                 component.tensors.append(index)
             }

@@ -84,29 +84,44 @@ final class PickleDict {
     }
 }
 
-/// Releases nested containers without recursion: a container's `deinit` moves its children here,
-/// and every child container that nobody else holds gives up its own children to the same loop
-/// before it is freed, so its `deinit` finds nothing left to release.
+/// Releases nested containers without recursion: a container's `deinit` hands its children to
+/// this thread's pending list instead of releasing them itself. The outermost call drains the list
+/// one value at a time; a child that was the last reference to a container runs that container's
+/// `deinit`, which only appends its own children to the list. So a value nested a million levels
+/// deep is freed by a loop two frames deep, whoever else shares parts of it.
 enum PickleTeardown {
+    private final class State {
+        var pending: [PickleValue] = []
+        var draining = false
+    }
+
+    private static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key) { pointer in
+            if let pointer { Unmanaged<AnyObject>.fromOpaque(pointer).release() }
+        }
+        return key
+    }()
+
+    private static var state: State {
+        if let pointer = pthread_getspecific(key) {
+            return Unmanaged<AnyObject>.fromOpaque(pointer).takeUnretainedValue() as! State
+        }
+        let state = State()
+        pthread_setspecific(key, Unmanaged<AnyObject>.passRetained(state).toOpaque())
+        return state
+    }
+
     static func release(_ items: inout [PickleValue]) {
         guard !items.isEmpty else { return }
-        var work: [PickleValue] = []
-        swap(&work, &items)
-        while var value = work.popLast() {
-            switch value {
-            case .tuple(var t):
-                value = .none
-                if isKnownUniquelyReferenced(&t) { work.append(contentsOf: t.items); t.items = [] }
-            case .list(var l):
-                value = .none
-                if isKnownUniquelyReferenced(&l) { work.append(contentsOf: l.items); l.items = [] }
-            case .dict(var d):
-                value = .none
-                if isKnownUniquelyReferenced(&d) { work.append(contentsOf: takeChildren(of: d)) }
-            default:
-                break
-            }
-        }
+        let state = self.state
+        state.pending.append(contentsOf: items)
+        items = []
+        guard !state.draining else { return }
+        state.draining = true
+        while let value = state.pending.popLast() { _ = value }   // released here; nested deinits only append
+        state.pending = []
+        state.draining = false
     }
 
     fileprivate static func takeChildren(of d: PickleDict) -> [PickleValue] {
