@@ -4,7 +4,7 @@ APT_PACKAGES := libhdf5-dev libopenblas-dev zlib1g-dev libpng-dev libjpeg-dev li
 PYTHON ?= python3
 RELEASE_BIN := .build/release/bissl
 
-.PHONY: setup build release test interop bench demo clean
+.PHONY: setup build release test interop bench demo fuzz fuzz-smoke clean
 
 ## setup: install the system packages building, testing and the demo need (skips what is there;
 ## graphviz: LineageRenderTests checks that `dot` accepts `bissl lineage --format dot`).
@@ -46,5 +46,15 @@ bench: release
 demo: release
 	@bash tools/demo.sh $(RELEASE_BIN)
 
+## fuzz: every libFuzzer target of the readers for FUZZ_SECONDS seconds each (docs/fuzzing.md);
+## corpora grow in .build-fuzz/corpus, findings land in .build-fuzz/findings.
+FUZZ_SECONDS ?= 300
+fuzz: release
+	@bash tools/fuzz/run.sh $(FUZZ_SECONDS)
+
+## fuzz-smoke: each target for 8 s, so they keep building and stay clean (CI).
+fuzz-smoke: release
+	@bash tools/fuzz/run.sh 8
+
 clean:
-	rm -rf .build out
+	rm -rf .build .build-fuzz out
