@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import TestSupport
 @testable import Datasets
 
 /// Small files that claim huge contents (tools/fixtures/make_hostile_fixtures.py): each reader

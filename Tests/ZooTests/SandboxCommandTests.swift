@@ -2,6 +2,7 @@ import Checkpoint
 import Foundation
 import HDF5
 import XCTest
+import TestSupport
 
 /// Outside `.h5` files go through the HDF5 reader process when the binary reads them (`Sandbox`):
 /// valid files read as before, hostile ones give one error line.
