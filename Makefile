@@ -52,7 +52,7 @@ FUZZ_SECONDS ?= 300
 fuzz: release
 	@bash tools/fuzz/run.sh $(FUZZ_SECONDS)
 
-## fuzz-smoke: each target for 8 s, so they keep building and stay clean (CI).
+## fuzz-smoke: each target for 8 s, so they keep building and stay clean.
 fuzz-smoke: release
 	@bash tools/fuzz/run.sh 8
 
