@@ -67,6 +67,21 @@ public enum UntrustedCheckpointFile {
         var architecture: Architecture?
         var provenance: Provenance?
         var metricHistory: [String: [Double]] = [:]
+
+        init() {}
+
+        /// Absent keys take their defaults: an error record carries `error` alone.
+        init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            error = try c.decodeIfPresent(Failure.self, forKey: .error)
+            storedContentID = try c.decodeIfPresent(String.self, forKey: .storedContentID)
+            components = try c.decodeIfPresent([Component].self, forKey: .components) ?? []
+            tensors = try c.decodeIfPresent([TensorRecord].self, forKey: .tensors) ?? []
+            aliases = try c.decodeIfPresent([String: String].self, forKey: .aliases) ?? [:]
+            architecture = try c.decodeIfPresent(Architecture.self, forKey: .architecture)
+            provenance = try c.decodeIfPresent(Provenance.self, forKey: .provenance)
+            metricHistory = try c.decodeIfPresent([String: [Double]].self, forKey: .metricHistory) ?? [:]
+        }
     }
 
     private static func encoder() -> JSONEncoder {
