@@ -20,7 +20,8 @@ let package = Package(
     ],
     targets: [
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
-        .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        // Not linked: Engine/Core/BLAS.swift opens libopenblas at first use, after choosing its kernel.
+        .systemLibrary(name: "CBLAS", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg-dev"])]),
@@ -83,7 +84,7 @@ let package = Package(
         .testTarget(name: "PublishTests", dependencies: ["Publish", "Engine", "Zoo", "Checkpoint", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Engine", "Datasets", "Zoo", "Checkpoint", "TestSupport"]),
         // Tests that run the built `bissl` binary (the training commands' options, errors and outputs).
-        .testTarget(name: "CLITests", dependencies: ["Training", "Zoo", "Checkpoint", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["Training", "Engine", "Zoo", "Checkpoint", "TestSupport"]),
     ]
 )
 

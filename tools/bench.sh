@@ -20,6 +20,11 @@ if [ ! -x /usr/bin/time ]; then
   SUDO=$( [ "$(id -u)" = 0 ] || echo sudo )
   { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq time; } || true
 fi
+# What the figures were measured on: CPU, its vector extensions, threads, OpenBLAS kernel and how it
+# was chosen (the engine benchmarks below print their own process's kernel too), and the machine's load.
+printf '== machine (bissl doctor)\n'
+"$BIN" doctor
+printf 'load average: %s\n\n' "$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || uptime)"
 "$PY" tools/bench/bench.py "$BIN"
 
 # Data loading: decode plus two-view SimCLR augmentation of Fashion-MNIST, images/s at 32x32

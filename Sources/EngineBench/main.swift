@@ -8,10 +8,9 @@
 //     upper phase) with respect to every parameter (backbone and head), divided by the time of one
 //     gradient (forward + backward, same mode);
 //   hvp_forward_cost_gradients: the same for the forward-difference product (cached gradient at θ);
-//   blas_core: OpenBLAS's kernel (`openblas_get_corename`).
+//   blas_kernel, blas_kernel_choice: the OpenBLAS kernel and how it was chosen (`bissl doctor`).
 // The first step of each kind is a warm-up and is not timed; each figure is the median of `steps`
 // timed steps (img/s from the median step time). Usage: EngineBench SIZE BATCH STEPS
-import CBLAS
 import Foundation
 import Engine
 
@@ -108,7 +107,7 @@ func run(size: Int, batch: Int, steps: Int) throws {
         ("gradient_s", String(format: "%.4f", grad)), ("hvp_exact_s", String(format: "%.4f", prod)),
         ("hvp_exact_cost_gradients", String(format: "%.3f", prod / grad)), ("hvp_forward_s", String(format: "%.4f", fdProd)),
         ("hvp_forward_cost_gradients", String(format: "%.3f", fdProd / grad)),
-        ("blas_core", "\"\(String(cString: openblas_get_corename()))\""),
+        ("blas_kernel", "\"\(BLAS.kernel.name)\""), ("blas_kernel_choice", "\"\(BLAS.kernel.choice)\""),
     ]
     print("{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}")
 }

@@ -11,7 +11,7 @@ struct Bissl: ParsableCommand {
         version: bisslVersion,
         subcommands: [Convert.self, Inspect.self, Import.self, Export.self, List.self, Show.self, Lineage.self, Diff.self, Tag.self, Untag.self,
                       Remove.self, Verify.self, GC.self, RemoteGroup.self, Push.self, Pull.self, DataGroup.self, PredictCommand.self, Runs.self, PretrainCommand.self,
-                      FinetuneCommand.self, ProbeCommand.self, EvalCommand.self, CompareCommand.self, AlignCommand.self, Card.self, SandboxedRead.self])
+                      FinetuneCommand.self, ProbeCommand.self, EvalCommand.self, CompareCommand.self, AlignCommand.self, Card.self, SandboxedRead.self, Doctor.self])
 
     /// Runs the CLI with our error convention: one `error: ...` line on stderr, non-zero exit,
     /// no stack trace (ArgumentParser's own `Error:` prefix is replaced).

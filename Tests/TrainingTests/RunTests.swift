@@ -182,7 +182,13 @@ final class RunTests: XCTestCase {
         XCTAssertEqual(provenance.stage, "pretext")
         XCTAssertEqual(provenance.method, "simclr")
         XCTAssertEqual(provenance.commandLine, ["bissl", "pretrain", "--method", "simclr"])
-        XCTAssertEqual(provenance.hyperparameters, ["batch_size": .int(4), "method": .string("simclr")])
+        var hyperparameters = provenance.hyperparameters
+        let engine = hyperparameters.removeValue(forKey: "run.engine")
+        XCTAssertEqual(hyperparameters, ["batch_size": .int(4), "method": .string("simclr")])
+        guard case .object(let recorded)? = engine else { return XCTFail("no run.engine in the provenance") }
+        XCTAssertEqual(recorded["blasKernel"], .string(BLAS.kernel.name), "the OpenBLAS kernel of this process is recorded")
+        XCTAssertEqual(recorded["blasKernelChoice"], .string(BLAS.kernel.choice))
+        XCTAssertEqual(recorded["cpu"], .string(CPUFeatures.current.brand))
         XCTAssertEqual(provenance.startedAt, run.runRecord.startedAt)
         XCTAssertTrue(ProvenanceCheck.violations(provenance).isEmpty, "\(ProvenanceCheck.violations(provenance))")
         XCTAssertNotNil(provenance.metrics["durationSeconds"])
@@ -338,7 +344,7 @@ final class RunTests: XCTestCase {
             let run = try Run.create(zoo: zoo, kind: "align", config: ["lr": .double(0.03)], commandLine: ["bissl", "align", "r"],
                                      totalSteps: 3, progress: RunTestSupport.quiet(3))
             id = run.id
-            XCTAssertEqual(run.provenance(stage: "bissl", method: nil).hyperparameters, ["lr": .double(0.03)])
+            XCTAssertEqual(run.provenance(stage: "bissl", method: nil).hyperparameters.filter { $0.key != "run.engine" }, ["lr": .double(0.03)])
         }
         for _ in 0..<2 { _ = try Run.open(zoo: zoo, id: id, expectedKind: "align", commandLine: ["bissl", "align", "--resume", id], progress: RunTestSupport.quiet(3)) }
         let run = try Run.open(zoo: zoo, id: id, expectedKind: "align", commandLine: ["bissl", "align", "--resume", "x"], progress: RunTestSupport.quiet(3))

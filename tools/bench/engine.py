@@ -110,6 +110,9 @@ def main():
         steps = str(STEPS[size])
         ours, rss = timed([binary, str(size), str(BATCH), steps], env_set)
         unset, rss_u = timed([binary, str(size), str(BATCH), steps], env_unset)
+        if size == 32:
+            print(f"  OpenBLAS kernel: 'ours' {ours['blas_kernel']} ({ours['blas_kernel_choice']}), "
+                  f"'ours, unset' {unset['blas_kernel']} ({unset['blas_kernel_choice']})")
         ref, rss_t = timed([sys.executable, os.path.abspath(__file__), "--torch", str(size), str(BATCH), steps],
                            env_set)
         rows = [
@@ -121,8 +124,6 @@ def main():
              unset["hvp_forward_cost_gradients"], ref["hvp_cost_gradients"]),
             (f"{size}x{size} peak RSS (MB)", rss, rss_u, rss_t),
         ]
-        if size == 32:
-            print(f"  OpenBLAS kernel: {ours['blas_core']} (as set), {unset['blas_core']} (unset)")
         for name, a, b, t in rows:
             print(f"{name:34} {a:10.2f} {b:11.2f} {t:10.2f} {a / t:11.2f}")
         sys.stdout.flush()

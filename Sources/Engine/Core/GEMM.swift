@@ -1,11 +1,9 @@
-import CBLAS
-
 /// Single-precision GEMM for the engine, `C = alpha * op(A) * op(B) + beta * C` in row-major storage,
 /// the semantics of `cblas_sgemm(CblasRowMajor, ...)` (https://www.netlib.org/blas/sgemm.f).
 ///
 /// The engine does its own threading (`Parallel.threads`): large products are split into column
 /// blocks of `C` (or row blocks, when `C` has more rows than columns), each block one single-threaded
-/// `cblas_sgemm` call on its own core. OpenBLAS's pthreads pool is switched off (`Runtime`): its idle workers otherwise spin in `sched_yield` while the engine's own loops
+/// `cblas_sgemm` call on its own core. OpenBLAS's pthreads pool is switched off (`BLAS`): its idle workers otherwise spin in `sched_yield` while the engine's own loops
 /// (im2col, BatchNorm, ReLU) run, taking a core from them on a 2-core machine. Measured on a ResNet-50
 /// training step at 32x32, batch 32: a fifth of all CPU samples went to that spinning on an idle
 /// machine, and with other processes running (load average 4) a step took 2.3-4.4 s instead of 0.34-0.40 s.
@@ -28,15 +26,13 @@ public enum GEMM {
                              beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, parallel: Bool = true) {
         Runtime.prepare()
         guard m > 0, n > 0 else { return }
-        let ta = transA ? CblasTrans : CblasNoTrans, tb = transB ? CblasTrans : CblasNoTrans
         func block(rows: Range<Int>, cols: Range<Int>) {
             // Row block of op(A): rows i of A (lda stride) or columns i of A^T's storage.
             let aBlock = transA ? a + rows.lowerBound : a + rows.lowerBound * lda
             // Column block of op(B): columns j of B or rows j of B^T's storage.
             let bBlock = transB ? b + cols.lowerBound * ldb : b + cols.lowerBound
-            cblas_sgemm(CblasRowMajor, ta, tb, Int32(rows.count), Int32(cols.count), Int32(k),
-                        alpha, aBlock, Int32(lda), bBlock, Int32(ldb),
-                        beta, c + rows.lowerBound * ldc + cols.lowerBound, Int32(ldc))
+            BLAS.sgemm(transA: transA, transB: transB, m: rows.count, n: cols.count, k: k, alpha: alpha, a: aBlock, lda: lda,
+                       b: bBlock, ldb: ldb, beta: beta, c: c + rows.lowerBound * ldc + cols.lowerBound, ldc: ldc)
         }
         let threads = parallel && m * n * k >= minimumParallelWork ? Parallel.threads : 1
         if threads == 1 || k == 0 {

@@ -1,4 +1,3 @@
-import CBLAS
 import Foundation
 
 /// SimCLR's NT-Xent loss (Chen et al., arXiv:2002.05709) as docs/bissl.md, "Pretext methods" states it:
@@ -42,8 +41,8 @@ public enum NTXent {
         }
         // ℓ̇ = Ṡ Sᵀ + S Ṡᵀ
         var dl = [Double](repeating: 0, count: R * R)
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(R), Int32(R), Int32(D), 1, dS, Int32(D), p.s, Int32(D),
-                    0, &dl, Int32(R))
+        BLAS.dgemm(transA: false, transB: true, m: R, n: R, k: D, alpha: 1, a: dS, lda: D, b: p.s, ldb: D,
+                   beta: 0, c: &dl, ldc: R)
         var dG = [Double](repeating: 0, count: R * R)
         for i in 0..<R {
             var mean: Double = 0
@@ -54,10 +53,10 @@ public enum NTXent {
         for i in 0..<R { for j in 0..<R { symDot[i * R + j] = dG[i * R + j] + dG[j * R + i] } }
         // R{dS} = (Ġ + Ġᵀ) S + (G + Gᵀ) Ṡ
         var rdS = [Double](repeating: 0, count: R * D)
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(R), Int32(D), Int32(R), 1, symDot, Int32(R), p.s, Int32(D),
-                    0, &rdS, Int32(D))
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(R), Int32(D), Int32(R), 1, p.sym, Int32(R), dS, Int32(D),
-                    1, &rdS, Int32(D))
+        BLAS.dgemm(transA: false, transB: false, m: R, n: D, k: R, alpha: 1, a: symDot, lda: R, b: p.s, ldb: D,
+                   beta: 0, c: &rdS, ldc: D)
+        BLAS.dgemm(transA: false, transB: false, m: R, n: D, k: R, alpha: 1, a: p.sym, lda: R, b: dS, ldb: D,
+                   beta: 1, c: &rdS, ldc: D)
         var out = Matrix(rows: R, cols: D)
         for i in 0..<R {
             var q: Double = 0, qDot: Double = 0
@@ -97,8 +96,8 @@ public enum NTXent {
             }
             // logits = S S^T (R x R), diagonal masked
             var logits = [Double](repeating: 0, count: R * R)
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(R), Int32(R), Int32(D), 1, s, Int32(D), s, Int32(D),
-                        0, &logits, Int32(R))
+            BLAS.dgemm(transA: false, transB: true, m: R, n: R, k: D, alpha: 1, a: s, lda: D, b: s, ldb: D,
+                   beta: 0, c: &logits, ldc: R)
             for i in 0..<R { logits[i * R + i] = -1e9 }
             // G = dL/dlogits = (softmax - onehot(pos)) / R, diagonal 0
             P = [Double](repeating: 0, count: R * R)
@@ -120,8 +119,8 @@ public enum NTXent {
             sym = G
             for i in 0..<R { for j in 0..<R { sym[i * R + j] = G[i * R + j] + G[j * R + i] } }
             dS = [Double](repeating: 0, count: R * D)
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(R), Int32(D), Int32(R), 1, sym, Int32(R), s, Int32(D),
-                        0, &dS, Int32(D))
+            BLAS.dgemm(transA: false, transB: false, m: R, n: D, k: R, alpha: 1, a: sym, lda: R, b: s, ldb: D,
+                   beta: 0, c: &dS, ldc: D)
             dz = [Double](repeating: 0, count: R * D)
             for i in 0..<R {
                 var dot: Double = 0

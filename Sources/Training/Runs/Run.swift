@@ -1,4 +1,5 @@
 import Checkpoint
+import Engine
 import Foundation
 import Zoo
 
@@ -455,8 +456,9 @@ public final class Run {
 
     /// A provenance skeleton for the entry this run makes: `tool`, the first `commandLine`,
     /// `startedAt` (first start), `endedAt` (now), `hyperparameters` = config, the metric
-    /// `durationSeconds` (work time summed over resumed segments) and `metricHistory` with every
-    /// logged metric's values in logging order. A resumed run also records `run.segments` (1 + number
+    /// `durationSeconds` (work time summed over resumed segments), `metricHistory` with every
+    /// logged metric's values in logging order, and `run.engine` among the hyperparameters (the CPU,
+    /// threads and OpenBLAS kernel of this process: `EngineEnvironment.record`). A resumed run also records `run.segments` (1 + number
     /// of resumes) and `run.resumeCommandLines` (argv of each resume) among the hyperparameters. The
     /// caller adds parents, datasets, seeds, metrics.
     public func provenance(stage: String, method: String?) -> Provenance {
@@ -464,6 +466,8 @@ public final class Run {
                            metrics: ["durationSeconds": elapsedSeconds], tool: Provenance.Tool(),
                            commandLine: commandLine, startedAt: record.startedAt, endedAt: RunClock.iso())
         for name in metricNames { p.metricHistory[name] = history(name).map(\.value) }
+        // The CPU and OpenBLAS kernel of the process that finished the run (`bissl doctor` prints the same).
+        p.hyperparameters["run.engine"] = .object(EngineEnvironment.record.mapValues(JSONValue.string))
         if record.segments > 1 {
             // The schema allows no new top-level field: a resumed run's history goes under hyperparameters.
             p.hyperparameters["run.segments"] = .int(Int64(record.segments))

@@ -1,0 +1,37 @@
+import ArgumentParser
+import Checkpoint
+import Engine
+import Foundation
+
+/// `bissl doctor [--json]`: what the engine runs on.
+struct Doctor: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show the CPU, its vector extensions, the engine's threads and the OpenBLAS kernel in use.",
+        discussion: """
+            The kernel line says how it was chosen: autodetected by OpenBLAS, upgraded by bissl from a \
+            generic kernel OpenBLAS fell back to on a CPU it does not know, or set by OPENBLAS_CORETYPE \
+            (never overridden). Every training run records the same fields in its provenance.
+            """)
+
+    @Flag(help: "Print JSON instead of text.")
+    var json = false
+
+    func run() throws {
+        var record = EngineEnvironment.record
+        record["version"] = bisslVersion
+        if json {
+            let data = try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+            return
+        }
+        let cpu = CPUFeatures.current, kernel = BLAS.kernel
+        let identity = cpu.vendor.isEmpty ? "" : " (\(cpu.vendor), family \(cpu.family), model \(cpu.model))"
+        print("bissl \(bisslVersion)")
+        print("cpu:       \(cpu.brand.isEmpty ? "unknown" : cpu.brand)\(identity)")
+        print("features:  \(cpu.names.isEmpty ? "none of avx, avx2, fma, avx512f/bw/dq/vl" : cpu.names.joined(separator: " "))")
+        print("threads:   \(EngineEnvironment.threads) (engine loops and GEMM pieces; OpenBLAS itself single-threaded)")
+        print("blas:      \(kernel.config)")
+        print("library:   \(kernel.library)")
+        print("kernel:    \(kernel.name) (\(kernel.choice))")
+    }
+}
