@@ -71,7 +71,7 @@ let package = Package(
                 "Checkpoint", "Zoo", "Datasets", "Engine", "Training", "Publish",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
-        .executableTarget(name: "EngineBench", dependencies: ["Engine", "Checkpoint", "CBLAS"]),
+        .executableTarget(name: "EngineBench", dependencies: ["Engine", "Checkpoint"]),
         .executableTarget(name: "AlignBench", dependencies: ["Training", "Engine", "Checkpoint"]),
         // Shared by the test targets: committed fixtures, npz loading, assertClose, a seeded generator,
         // the built binary's runner.
