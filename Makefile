@@ -1,13 +1,14 @@
 # bissl: the commands of README.md. `make test` is what CI runs (.ci/run).
 SHELL := /bin/bash
-APT_PACKAGES := libhdf5-dev libopenblas-dev zlib1g-dev libpng-dev libjpeg-dev libsqlite3-dev libcurl4-openssl-dev pkg-config dataset-fashion-mnist graphviz
+APT_PACKAGES := libhdf5-dev libopenblas-dev zlib1g-dev libpng-dev libjpeg-dev libsqlite3-dev libcurl4-openssl-dev pkg-config dataset-fashion-mnist graphviz libopenmpi-dev openmpi-bin
 PYTHON ?= python3
 RELEASE_BIN := .build/release/bissl
 
 .PHONY: setup build release test interop bench demo fuzz fuzz-smoke clean
 
 ## setup: install the system packages building, testing and the demo need (skips what is there;
-## graphviz: LineageRenderTests checks that `dot` accepts `bissl lineage --format dot`).
+## graphviz: LineageRenderTests checks that `dot` accepts `bissl lineage --format dot`; Open MPI: data-parallel
+## training under mpirun, docs/distributed.md).
 setup:
 	@missing=""; for p in $(APT_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
@@ -26,7 +27,8 @@ release: setup
 
 ## test: every unit test in release mode (engine numerics are 30-75x slower in debug builds; release
 ## test builds need -enable-testing for @testable imports), then the interop lane against real PyTorch,
-## safetensors, numpy and h5py with the binary of that same build.
+## safetensors, numpy and h5py with the binary of that same build, then the MPI lane (2-rank data-parallel
+## training on loopback, tools/mpi.sh).
 RELEASE_TESTING := -c release -Xswiftc -enable-testing
 
 test: setup
@@ -34,6 +36,7 @@ test: setup
 	swift build $(RELEASE_TESTING) --build-tests
 	swift test $(RELEASE_TESTING) --skip-build --disable-swift-testing
 	@bash tools/interop.sh $(RELEASE_BIN)
+	@bash tools/mpi.sh $(RELEASE_BIN)
 
 interop: release
 	@bash tools/interop.sh $(RELEASE_BIN)

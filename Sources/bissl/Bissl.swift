@@ -1,5 +1,7 @@
 import ArgumentParser
 import Checkpoint
+import Datasets
+import Training
 import Foundation
 
 /// `bissl`: model zoo, checkpoint conversion and BiSSL alignment for self-supervised ResNets.
@@ -14,22 +16,40 @@ struct Bissl: ParsableCommand {
                       FinetuneCommand.self, ProbeCommand.self, EvalCommand.self, CompareCommand.self, AlignCommand.self, Card.self, SandboxedRead.self, Doctor.self])
 
     /// Runs the CLI with our error convention: one `error: ...` line on stderr, non-zero exit,
-    /// no stack trace (ArgumentParser's own `Error:` prefix is replaced).
+    /// no stack trace (ArgumentParser's own `Error:` prefix is replaced). Under `mpirun`
+    /// (docs/distributed.md) MPI is finalised after a command that succeeded on every rank; the ranks
+    /// other than 0 leave the options, configs and zoo errors (which every rank meets alike) to rank 0
+    /// and print only what can be theirs alone (data, I/O, MPI), prefixed with their rank.
     static func main() {
         SandboxedRead.configureHelper()
         do {
             var command = try parseAsRoot()
             try command.run()
+            DataParallel.world.finalize()
         } catch {
+            if let rank = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_RANK"], rank != "0", !isRankSpecific(error) {
+                Foundation.exit(1)
+            }
             let code = exitCode(for: error)
             if code == .success {
                 print(fullMessage(for: error))  // --help, --version
             } else {
                 let message = error is OneLineError ? String(describing: error) : fullMessage(for: error)
                 let firstLine = message.split(separator: "\n").first.map(String.init) ?? "unknown error"
-                FileHandle.standardError.write(Data(("error: " + firstLine.replacingOccurrences(of: "Error: ", with: "") + "\n").utf8))
+                let rank = (ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_RANK"]).map { $0 == "0" ? "" : "rank \($0): " } ?? ""
+                FileHandle.standardError.write(Data(("error: " + rank + firstLine.replacingOccurrences(of: "Error: ", with: "") + "\n").utf8))
             }
             Foundation.exit(code.rawValue)
+        }
+    }
+
+    /// Whether `error` may be met by one rank of an MPI job alone (unreadable data, a failing disk, MPI
+    /// itself) rather than by every rank alike.
+    static func isRankSpecific(_ error: Error) -> Bool {
+        switch error {
+        case is DatasetError, DistributedError.collective: return true
+        case TrainingError.io, TrainingError.corrupt: return true
+        default: return false
         }
     }
 }

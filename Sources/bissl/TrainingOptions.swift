@@ -33,14 +33,18 @@ extension TrainingCommand {
     }
 
     func run() throws {
-        let zoo = try zooOptions.open(create: runOptions.resume == nil && Self.createsZoo)
+        // Under mpirun rank 0 opens (and maybe creates) the zoo before the others open it.
+        let world = try DataParallel.join()
+        if world.rank > 0 { try world.barrier() }
+        let opened = Result { try zooOptions.open(create: runOptions.resume == nil && Self.createsZoo) }
+        if world.rank == 0 { try world.barrier() }
+        let zoo = try opened.get()
         defer { try? zoo.close() }
         let commandLine = CommandLine.arguments
-        if let resume = runOptions.resume {
-            try report(try Job.resume(zoo: zoo, id: resume, commandLine: commandLine))
-        } else {
-            try report(try Job.start(zoo: zoo, options: jobOptions, commandLine: commandLine))
-        }
+        let result = try runOptions.resume.map { try Job.resume(zoo: zoo, id: $0, commandLine: commandLine) }
+            ?? Job.start(zoo: zoo, options: jobOptions, commandLine: commandLine)
+        // Under mpirun only rank 0 reports (docs/distributed.md).
+        if DataParallel.isLeader { try report(result) }
     }
 }
 

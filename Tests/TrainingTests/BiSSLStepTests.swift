@@ -12,7 +12,7 @@ final class BiSSLStepTests: XCTestCase {
                                            heads: ["projector": .init(kind: "mlp", dims: [16, 16, 16, 8])])
 
     /// (pretext objective over θ_P + φ_P, downstream network θ_D + φ_D) loaded from state.npz.
-    func load() throws -> (PretextObjective, Network) {
+    static func load() throws -> (PretextObjective, Network) {
         let state = try Fixtures.npz("state", area: "bissl")
         let p = try Network(architecture: Self.architecture, seed: 0)
         try p.backbone.load(state.stripping("p."))
@@ -46,7 +46,7 @@ final class BiSSLStepTests: XCTestCase {
 
     func checkLower(_ name: String) throws {
         let f = try Fixtures.npz("lower_\(name)", area: "bissl")
-        let (pretext, down) = try load()
+        let (pretext, down) = try Self.load()
         let lam = f.floats("lam")[0], clip = f.floats("clip")[0], lr = f.floats("lr")[0]
         let lower = LowerLevel(pretext: pretext, downstream: down.backbone, lambda: lam, clip: clip, lr: lr)
         let r = lower.step(view1: images(f, "x1"), view2: images(f, "x2"))
@@ -75,7 +75,7 @@ final class BiSSLStepTests: XCTestCase {
     /// the running statistics frozen (then nothing of θ_P, φ_P or their buffers may change).
     func checkHVP(_ scheme: HessianVectorProduct.Scheme, tolerance: Double) throws -> Double {
         let f = try Fixtures.npz("hvp", area: "bissl")
-        let (pretext, _) = try load()
+        let (pretext, _) = try Self.load()
         let before = pretext.network.components()
         let ig = ImplicitGradient(pretext: pretext, options: .init(hvp: scheme, batchNorm: .frozen))
         ig.setHessianBatch(view1: images(f, "h1"), view2: images(f, "h2"))
@@ -107,7 +107,7 @@ final class BiSSLStepTests: XCTestCase {
     /// kernel's rounding reaches the product (docs/bissl.md): the bound moves with η, the truncation not.
     func checkFiniteDifference(_ scheme: HessianVectorProduct.Scheme) throws {
         let f = try Fixtures.npz("hvp", area: "bissl")
-        let (pretext, _) = try load()
+        let (pretext, _) = try Self.load()
         let names = pretext.backboneParameters.map(\.name)
         pretext.parameters.zeroGrad()
         pretext.lossAndGradient(view1: images(f, "h1"), view2: images(f, "h2"), mode: .trainFrozenStatistics, updateEMA: false)
@@ -136,9 +136,9 @@ final class BiSSLStepTests: XCTestCase {
     /// statistics to every BN of θ_P and φ_P, as a train-mode forward on B_H does (the reference implementation's HVP forwards).
     func testProductsMoveRunningStatisticsOncePerProduct() throws {
         let f = try Fixtures.npz("hvp", area: "bissl")
-        let (pretext, _) = try load()
+        let (pretext, _) = try Self.load()
         // what one train-mode forward on B_H does to the buffers
-        let (probe, _) = try load()
+        let (probe, _) = try Self.load()
         let counts = probe.batchNorms.map(\.numBatchesTracked)
         probe.lossAndGradient(view1: images(f, "h1"), view2: images(f, "h2"), mode: .train, updateEMA: false)
         let oneForward = probe.batchNorms.map { ($0.runningMean, $0.runningVar, $0.numBatchesTracked) }
@@ -190,7 +190,7 @@ final class BiSSLStepTests: XCTestCase {
         XCTAssertEqual(options.damping, f.floats("delta")[0])
         XCTAssertEqual(options.iterations, Int(f.floats("iters")[0]))
         if options.enabled {
-            let (pretext, _) = try load()
+            let (pretext, _) = try Self.load()
             let ig = ImplicitGradient(pretext: pretext, options: options)
             ig.setHessianBatch(view1: images(io, "h1"), view2: images(io, "h2"))
             let names = pretext.backboneParameters.map(\.name)
@@ -201,7 +201,7 @@ final class BiSSLStepTests: XCTestCase {
             // the ratio is a norm of one product: within the product's own error bar (1e-2 covers every scheme)
             XCTAssertEqual(ig.lastRelativeHessianTerm!, Double(f.floats("ratio")[0]), accuracy: 0.01 * Double(f.floats("ratio")[0]))
         }
-        let (pretext, down) = try load()
+        let (pretext, down) = try Self.load()
         let ig = ImplicitGradient(pretext: pretext, options: options)
         ig.setHessianBatch(view1: images(io, "h1"), view2: images(io, "h2"))
         let dBefore = down.backbone.parameters.flatMap(\.value)

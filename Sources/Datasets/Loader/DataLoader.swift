@@ -8,6 +8,8 @@ public struct Batch: Sendable {
     public var indices: [Int]
     public var height: Int
     public var width: Int
+    /// Images of the whole global batch this batch is a shard of (`count` for an unsharded loader).
+    public var globalCount: Int
     public var count: Int { labels.count }
 }
 
@@ -24,6 +26,10 @@ public typealias SampleTransform = @Sendable (RGBImage, inout SeededGenerator) -
 /// batches are identical whatever the number of worker threads or their timing. At most `prefetch`
 /// finished batches wait in memory. A decode or transform error is thrown by `next()` for the batch
 /// holding the image, naming the file; later batches are not built.
+///
+/// Data parallelism (`shard`): every process walks the same global batches and builds only its
+/// `DataShard` of each (contiguous positions), with the same per-image randomness as a single
+/// process; `batchSize` stays the global batch size.
 public final class DataLoader: Sendable {
     public let dataset: ImageDataset
     public let batchSize: Int
@@ -35,6 +41,8 @@ public final class DataLoader: Sendable {
     public let height: Int
     public let width: Int
     public let transform: SampleTransform
+    /// The part of each global batch this loader builds (`.whole`: all of it).
+    public let shard: DataShard
 
     /// - Parameters:
     ///   - height, width: the size every transform output has (checked per image).
@@ -42,7 +50,7 @@ public final class DataLoader: Sendable {
     ///   - prefetch: finished batches kept ahead of the consumer (at least 1).
     public init(dataset: ImageDataset, batchSize: Int, shuffle: Bool = true, dropLast: Bool = false, seed: UInt64,
                 height: Int, width: Int, workers: Int = ProcessInfo.processInfo.activeProcessorCount, prefetch: Int = 2,
-                transform: @escaping SampleTransform) {
+                shard: DataShard = .whole, transform: @escaping SampleTransform) {
         precondition(batchSize > 0, "batch size must be positive")
         self.dataset = dataset
         self.batchSize = batchSize
@@ -54,6 +62,7 @@ public final class DataLoader: Sendable {
         self.height = height
         self.width = width
         self.transform = transform
+        self.shard = shard
     }
 
     /// Number of batches in one epoch.
@@ -79,9 +88,10 @@ public final class DataLoader: Sendable {
     }
 
     /// Builds one batch synchronously (used by the iterator's producer thread).
-    func build(_ positions: ArraySlice<Int>, epoch: Int) throws -> Batch {
+    func build(_ global: ArraySlice<Int>, epoch: Int) throws -> Batch {
+        let part = shard.range(of: global.count)
+        let positions = Array(global.dropFirst(part.lowerBound).prefix(part.count))
         let n = positions.count
-        let positions = Array(positions)
         let results = UnsafeMutableBufferPointer<Result<[[Float]], Error>?>.allocate(capacity: n)
         results.initialize(repeating: nil)
         defer { results.deinitialize(); results.deallocate() }
@@ -107,7 +117,8 @@ public final class DataLoader: Sendable {
             }
             for v in 0..<out.count { views[v] += out[v] }
         }
-        return Batch(views: views, labels: positions.map(dataset.label), indices: positions, height: height, width: width)
+        return Batch(views: views, labels: positions.map(dataset.label), indices: positions, height: height, width: width,
+                     globalCount: global.count)
     }
 
     /// SplitMix-style mixing of three words into one seed.

@@ -126,6 +126,9 @@ public final class Aligner {
         guard trainData.count >= settings.dBatchSize else {
             throw TrainingError.invalid("BiSSL: the downstream set has \(trainData.count) images, fewer than --d-batch-size \(settings.dBatchSize)")
         }
+        try DataParallel.checkBatch(settings.pBatchSize, option: "--p-batch-size")
+        try DataParallel.checkBatch(settings.dBatchSize, option: "--d-batch-size")
+        let shard = DataParallel.shard
         let size = settings.imageSize
         var view1 = Augment.PretextView.view1, view2 = Augment.PretextView.view2
         view1.size = size
@@ -137,12 +140,13 @@ public final class Aligner {
             return [a, b]
         }
         pretextLoader = DataLoader(dataset: pretextData, batchSize: settings.pBatchSize, shuffle: true, dropLast: true,
-                                   seed: Self.derive(settings.seed, 1), height: size, width: size, transform: pair)
+                                   seed: Self.derive(settings.seed, 1), height: size, width: size, shard: shard, transform: pair)
         hessianLoader = DataLoader(dataset: pretextData, batchSize: settings.pBatchSize, shuffle: true, dropLast: true,
-                                   seed: Self.derive(settings.seed, 2), height: size, width: size, prefetch: 1, transform: pair)
+                                   seed: Self.derive(settings.seed, 2), height: size, width: size, prefetch: 1, shard: shard,
+                                   transform: pair)
         let augmentation = settings.augmentation
         downstreamLoader = DataLoader(dataset: trainData, batchSize: settings.dBatchSize, shuffle: true, dropLast: true,
-                                      seed: Self.derive(settings.seed, 3), height: size, width: size) { image, rng in
+                                      seed: Self.derive(settings.seed, 3), height: size, width: size, shard: shard) { image, rng in
             [augmentation.apply(image, using: &rng, size: size)]
         }
         if let set = pretextHeldOut {

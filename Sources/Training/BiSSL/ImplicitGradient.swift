@@ -105,6 +105,7 @@ public final class ImplicitGradient {
     /// Fixes the Hessian batch B_H (two views `[N, 3, H, W]`) at the CURRENT θ_P, φ_P. Call again
     /// whenever θ_P, φ_P or the batch change (every alternation, after the lower phase).
     public func setHessianBatch(view1: Tensor4, view2: Tensor4) {
+        hessianBatchCount = view1.n
         flushCount()
         counted = (0, 0)
         let product: HessianVectorProduct
@@ -141,6 +142,9 @@ public final class ImplicitGradient {
         flushCount()
     }
 
+    /// Images of B_H this rank holds (its shard under `mpirun`).
+    private var hessianBatchCount = 0
+
     /// Each BN the products move (`.train`) with B_H's batch statistics at θ_P.
     private var statistics: [(BatchNorm2d, (mean: [Float], unbiasedVariance: [Float]))] = []
 
@@ -149,7 +153,8 @@ public final class ImplicitGradient {
     /// - Precondition: `setHessianBatch` was called.
     public func hessianVectorProduct(_ v: [[Float]]) -> [[Float]] {
         guard let product else { preconditionFailure("ImplicitGradient: no Hessian batch set") }
-        let hv = product.apply(v)
+        // Under mpirun: each rank's product on its shard of B_H, averaged (docs/distributed.md).
+        let hv = DataParallel.average(product.apply(v), count: hessianBatchCount)
         flushCount()
         if options.batchNorm == .train {
             for (bn, s) in statistics { bn.updateRunningStatistics(mean: s.mean, unbiasedVariance: s.unbiasedVariance) }

@@ -28,7 +28,8 @@ public final class LinearWarmup {
         let features = downstream.backbone.forward(x, mode: .train)
         let ce = CrossEntropy.forward(logits: classifier.forward(features), labels: labels)
         _ = classifier.backward(ce.gradient)
+        let loss = DataParallel.averageGradients(classifier.parameters, count: x.n, values: [ce.loss])[0]
         optimizer.step()
-        return ce.loss
+        return loss
     }
 }

@@ -145,10 +145,17 @@ public final class FineTuner {
     public var totalSteps: Int { trialCount * stepsPerTrial }
     public var batchesPerEpoch: Int { loader.batchesPerEpoch }
 
+    /// Whether the last, short batch of an epoch is dropped: when some rank's shard of it would hold
+    /// fewer than 2 images (train-mode BatchNorm), i.e. a remainder of 1 for a single process.
+    static func dropsLast(_ config: FineTuneSettings, trainCount: Int) -> Bool {
+        let remainder = trainCount % config.batchSize
+        return remainder > 0 && trainCount > config.batchSize && DataParallel.shard.smallest(of: remainder) < 2
+    }
+
     /// Steps per trial for a config and training set (what `Run.create` needs before a tuner exists).
     public static func stepsPerTrial(_ config: FineTuneSettings, trainCount: Int) -> Int {
         if let steps = config.steps { return steps }
-        let dropLast = trainCount % config.batchSize == 1 && trainCount > 1
+        let dropLast = dropsLast(config, trainCount: trainCount)
         let perEpoch = dropLast ? trainCount / config.batchSize : (trainCount + config.batchSize - 1) / config.batchSize
         return config.epochs * perEpoch
     }
@@ -170,8 +177,10 @@ public final class FineTuner {
         startComponents = start.components()
         architecture = start.architecture
         let size = config.imageSize, augmentation = config.augmentation
+        try DataParallel.checkBatch(min(config.batchSize, train.count), option: "--batch-size")
         loader = DataLoader(dataset: train, batchSize: config.batchSize, shuffle: true,
-                            dropLast: train.count % config.batchSize == 1, seed: config.seed, height: size, width: size) { image, rng in
+                            dropLast: Self.dropsLast(config, trainCount: train.count), seed: config.seed, height: size, width: size,
+                            shard: DataParallel.shard) { image, rng in
             [augmentation.apply(image, using: &rng, size: size)]
         }
         stepsPerTrial = Self.stepsPerTrial(config, trainCount: train.count)
@@ -195,8 +204,10 @@ public final class FineTuner {
         sgd.parameters.zeroGrad()
         let features = net.backbone.forward(images, mode: .train)
         let logits = classifier.forward(features, mode: .train)
-        let (loss, grad) = CrossEntropy.forward(logits: logits, labels: labels)
+        let (local, grad) = CrossEntropy.forward(logits: logits, labels: labels)
         net.backbone.backward(classifier.backward(grad))
+        // Under mpirun: gradients and loss averaged over the ranks' shards (docs/distributed.md).
+        let loss = DataParallel.averageGradients(sgd.parameters, count: images.n, values: [local])[0]
         sgd.step()
         return loss
     }

@@ -66,6 +66,7 @@ public final class Pretrainer {
             sgd = SGD(parameters: objective.parameters, lr: config.lr, momentum: config.momentum, weightDecay: config.weightDecay)
             lars = nil
         }
+        try DataParallel.checkBatch(config.batchSize, option: "--batch-size")
         schedule = CosineSchedule(base: config.lr, warmup: config.warmupSteps, total: config.steps)
         var view1 = Augment.PretextView.view1, view2 = Augment.PretextView.view2
         view1.size = config.imageSize
@@ -73,7 +74,7 @@ public final class Pretrainer {
         let v1 = view1, v2 = view2
         let scale: Augment.PixelScale = config.pixelScale == "raw" ? .raw : .unit
         loader = DataLoader(dataset: dataset, batchSize: config.batchSize, shuffle: true, dropLast: true, seed: config.seed.value,
-                            height: config.imageSize, width: config.imageSize) { image, rng in
+                            height: config.imageSize, width: config.imageSize, shard: DataParallel.shard) { image, rng in
             let (a, b) = Augment.pretextPair(image, using: &rng, views: (v1, v2), pixelScale: scale)
             return [a, b]
         }
@@ -113,7 +114,8 @@ public final class Pretrainer {
 
     // MARK: - loop
 
-    /// One optimiser step on `batch` (two views). Returns the loss.
+    /// One optimiser step on `batch` (two views; this rank's shard under `mpirun`). Returns the loss
+    /// (averaged over the ranks).
     /// - Throws: `TrainingError.invalid` when the loss is not finite (the run stops; its last saved state
     ///   stays resumable).
     @discardableResult
@@ -122,7 +124,9 @@ public final class Pretrainer {
         let x1 = Tensor4(n: n, c: 3, h: h, w: w, data: batch.views[0])
         let x2 = Tensor4(n: n, c: 3, h: h, w: w, data: batch.views[1])
         objective.parameters.zeroGrad()
-        let loss = objective.lossAndGradient(view1: x1, view2: x2, mode: .train, updateEMA: true)
+        let local = objective.lossAndGradient(view1: x1, view2: x2, mode: .train, updateEMA: true)
+        // Under mpirun: gradients and loss averaged over the ranks' shards (docs/distributed.md).
+        let loss = DataParallel.averageGradients(objective.parameters, count: n, values: [local])[0]
         guard loss.isFinite else {
             throw TrainingError.invalid("pretrain: the loss is \(loss) at step \(step + 1) (lr \(currentLR)); lower --lr")
         }

@@ -19,7 +19,8 @@ import Zoo
 /// resumed run logs them again), so the final `log.jsonl` has each step once.
 ///
 /// Only one process at a time can have a run open (an exclusive `flock` on `lock`, released when the
-/// object is dropped or the process ends).
+/// object is dropped or the process ends). In a data-parallel job (docs/distributed.md) that process is
+/// rank 0; the other ranks `follow` the run: they read its config and state and write nothing.
 ///
 /// The loop of a command (every random choice derived from the seed and the step or the epoch and
 /// batch position, so restoring the state is all a resume needs):
@@ -61,6 +62,10 @@ public final class Run {
     /// The zoo `finish` adds the entry to.
     public let zoo: Zoo
 
+    /// False for a rank other than 0 of a data-parallel job (`follow`): logging keeps the history in
+    /// memory only, `saveState`, `fail` and `finish` write nothing.
+    public let writes: Bool
+
     /// Number of log lines `open` left out because they were torn or unreadable.
     public let droppedLogLines: Int
     /// Number of log lines `open` dropped because they came after the last saved state.
@@ -95,8 +100,9 @@ public final class Run {
     public var curvesURL: URL { directory.appendingPathComponent(Self.curvesFileName) }
 
     private init(zoo: Zoo, directory: URL, record: RunRecord, entries: [RunLogEntry], logFD: Int32, lockFD: Int32,
-                 dropped: Int, rewound: Int, progress: ProgressReporter?) {
+                 dropped: Int, rewound: Int, progress: ProgressReporter?, writes: Bool = true) {
         self.zoo = zoo
+        self.writes = writes
         self.directory = directory
         self.record = record
         self.entries = entries
@@ -230,6 +236,19 @@ public final class Run {
         }
     }
 
+    /// The run `id` as seen by a rank other than 0 of a data-parallel job, after rank 0 created or
+    /// reopened it: its record and log are read, nothing is written, no lock is taken, and progress is
+    /// silent.
+    /// - Throws: `TrainingError` when the run cannot be read.
+    public static func follow(zoo: Zoo, id: String) throws -> Run {
+        let directory = try resolve(zoo: zoo, id: id)
+        let record = try RunRecord.read(directory: directory)
+        let (lines, _) = try RunLog.read(directory.appendingPathComponent(RunLog.fileName))
+        let silent = ProgressReporter(total: record.totalSteps, mode: .none, write: { _ in }, now: RunClock.monotonic)
+        return Run(zoo: zoo, directory: directory, record: record, entries: lines.map(\.entry), logFD: -1, lockFD: -1,
+                   dropped: 0, rewound: 0, progress: silent, writes: false)
+    }
+
     /// Refuses a run `open` must not touch: another kind's run, or a completed one.
     static func checkResumable(_ record: RunRecord, expectedKind: String) throws {
         guard record.kind == expectedKind else {
@@ -310,6 +329,7 @@ public final class Run {
         precondition(metrics.keys.allSatisfy { !RunLogEntry.reserved.contains($0) }, "Run.log: metric names step, time and phase are reserved")
         let entry = RunLogEntry(step: step, time: elapsedSeconds, phase: phase, metrics: metrics)
         entries.append(entry)
+        guard writes else { return }
         progress.update(step: step, metrics: metrics, phase: phase)
         if !RunLog.append(entry.jsonLine, fd: logFD) && !logFailureReported {
             logFailureReported = true
@@ -332,6 +352,7 @@ public final class Run {
     /// run.json.
     /// - Throws: `TrainingError.io` when a file cannot be written (the previous state stays).
     public func saveState(_ state: TrainingState) throws {
+        guard writes else { return }
         try state.write(to: stateURL)
         lastSaveTime = RunClock.monotonic()
         record.step = state.step
@@ -380,6 +401,7 @@ public final class Run {
     ///   infinite values (a diverged run: no entry, the run directory keeps the log); whatever `Zoo.add`
     ///   throws for the unnamed entry (the run then stays running and resumable, with no entry).
     public func finish(_ checkpoint: Checkpoint, name: String?) throws -> ImportResult {
+        precondition(writes, "Run.finish: only rank 0 adds the entry")
         if record.status == .completed {
             throw TrainingError.invalid("run \(id) is already completed (entry \(record.entryId.map { String($0.prefix(12)) } ?? "?"))")
         }
@@ -444,7 +466,7 @@ public final class Run {
     /// failure to write run.json is reported on stderr. A completed run stays completed (its entry exists).
     public func fail(_ error: Error) {
         progress.finish()
-        guard record.status != .completed else { return }
+        guard writes, record.status != .completed else { return }
         let message = String(describing: error).split(separator: "\n", omittingEmptySubsequences: true).first.map(String.init) ?? "unknown error"
         record.status = .failed
         record.error = message

@@ -82,16 +82,43 @@ extension TrainingJob {
     /// then the run created, trained and finished.
     /// - Throws: resolution errors (no run directory is left); a failure after the run started marks
     ///   it failed (resumable) and is rethrown.
+    ///
+    /// Under `mpirun` (docs/distributed.md) every rank resolves the options and builds the job; rank 0
+    /// alone creates the run and the others `Run.follow` it.
     public static func start(zoo: Zoo, options: Options, commandLine: [String],
                              progress: ProgressReporter? = nil) throws -> JobResult {
         try options.validate()
+        let world = try DataParallel.join()
         if let name = options.name { try checkName(name, zoo: zoo) }
         let config = try resolve(options, zoo: zoo)
         let job = try Self(config: config, zoo: zoo, resuming: nil)
-        let run = try Run.create(zoo: zoo, kind: kind, config: try JSONValueEncoder().encodeObject(config),
-                                 commandLine: commandLine, totalSteps: job.totalSteps, progress: progress)
-        run.progress.message(job.startMessage(run: run, commandLine: commandLine))
-        return try job.finish(on: run)
+        let run = try agreeOnRun(zoo: zoo, world: world) {
+            var settings = try JSONValueEncoder().encodeObject(config)
+            if world.size > 1 { settings["ranks"] = .int(Int64(world.size)) }
+            let run = try Run.create(zoo: zoo, kind: kind, config: settings, commandLine: commandLine,
+                                     totalSteps: job.totalSteps, progress: progress)
+            run.progress.message(job.startMessage(run: run, commandLine: commandLine))
+            return run
+        }
+        return try job.finish(on: run, commandLine: commandLine)
+    }
+
+    /// Rank 0 makes the run (`make`) and tells the others its id; they follow it. Single process: `make()`.
+    /// - Throws: what `make` throws (rank 0), `DistributedError.leaderFailed` (the others, quietly).
+    static func agreeOnRun(zoo: Zoo, world: Communicator, _ make: () throws -> Run) throws -> Run {
+        guard world.size > 1 else { return try make() }
+        if world.rank == 0 {
+            let run: Run
+            do { run = try make() } catch {
+                _ = try world.broadcast([])
+                throw error
+            }
+            _ = try world.broadcast(Array(run.directory.path.utf8))
+            return run
+        }
+        let path = try world.broadcast([])
+        guard !path.isEmpty else { throw DistributedError.leaderFailed }
+        return try Run.follow(zoo: zoo, id: String(decoding: path, as: UTF8.self))
     }
 
     /// Resumes run `id` (a run of this kind that is not completed) from its last saved state, with the
@@ -99,7 +126,10 @@ extension TrainingJob {
     /// - Throws: `Run.open`'s refusals (the run untouched); a failure after the run was reopened
     ///   (unreadable config, changed data, a parent entry gone) marks it failed and is rethrown.
     public static func resume(zoo: Zoo, id: String, commandLine: [String], progress: ProgressReporter? = nil) throws -> JobResult {
-        let run = try Run.open(zoo: zoo, id: id, expectedKind: kind, commandLine: commandLine, progress: progress)
+        let world = try DataParallel.join()
+        let run = try agreeOnRun(zoo: zoo, world: world) {
+            try Run.open(zoo: zoo, id: id, expectedKind: kind, commandLine: commandLine, progress: progress)
+        }
         let job: Self
         do {
             let config: Config
@@ -113,17 +143,36 @@ extension TrainingJob {
             run.fail(error)
             throw error
         }
-        return try job.finish(on: run)
+        return try job.finish(on: run, commandLine: commandLine)
     }
 
-    /// Trains and adds the entry; any failure marks the run failed.
-    func finish(on run: Run) throws -> JobResult {
+    /// Trains and adds the entry; any failure marks the run failed. Under `mpirun` every rank trains;
+    /// rank 0 adds the entry and sends the others its import result (they wait for it).
+    func finish(on run: Run, commandLine: [String]) throws -> JobResult {
+        let world = DataParallel.world
+        RankFailure.watch(run, resume: "mpirun -np \(world.size) " + Self.resumeCommand(runID: run.id, commandLine: commandLine))
+        defer { RankFailure.unwatch() }
+        let checkpoint: Checkpoint
         do {
-            let checkpoint = try train(on: run)
+            checkpoint = try train(on: run)
+        } catch {
+            run.fail(error)
+            throw error
+        }
+        guard run.writes else {
+            let reply = try world.broadcast([])
+            guard !reply.isEmpty, let entry = try? JSONDecoder().decode(ImportResult.self, from: Data(reply)) else {
+                throw DistributedError.leaderFailed
+            }
+            return JobResult(run: run, entry: entry, provenance: checkpoint.provenance)
+        }
+        do {
             let entry = try run.finish(checkpoint, name: entryName)
+            if world.size > 1 { _ = try world.broadcast(Array(try JSONEncoder().encode(entry))) }
             return JobResult(run: run, entry: entry, provenance: checkpoint.provenance)
         } catch {
             run.fail(error)
+            if world.size > 1 { _ = try? world.broadcast([]) }
             throw error
         }
     }

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# MPI lane (docs/distributed.md): data-parallel training under `mpirun --oversubscribe -np 2` on
+# loopback, with the release build of `make test`:
+#   (a) DataParallelStepTests on 2 ranks: a 2-rank BiSSL lower step and Hessian-vector product equal the
+#       single-process computation of the same two shards;
+#   (b) 2-rank pretrain, align and finetune on the 8x8 digits make entries whose provenance records
+#       ranks = 2;
+#   (c) killing rank 1 mid-run: the job fails with our one `error:` line naming the run, no entry is
+#       added, and the run resumes (on one process) to an entry.
+# Usage: tools/mpi.sh PATH/TO/bissl (the test bundle is taken from the same build directory).
+set -uo pipefail
+BIN="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
+TESTS="$(dirname "$BIN")/bisslPackageTests.xctest"
+cd "$(dirname "$0")/.."
+command -v mpirun >/dev/null || { echo "mpi: mpirun not found (make setup installs openmpi-bin)"; exit 1; }
+# Open MPI refuses root unless told; CI runs as root.
+if [ "$(id -u)" = 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
+# Loopback and shared memory only; no processor binding (2 ranks share the cores with everything else).
+MPIRUN=(mpirun --oversubscribe -np 2 --bind-to none --mca btl self,vader,tcp --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo)
+passed=0; failed=0
+ok() { echo "mpi: ok: $1"; passed=$((passed + 1)); }
+bad() { echo "mpi: FAILED: $1"; failed=$((failed + 1)); }
+TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
+ZOO="$TMP/zoo"
+DIGITS="h5:$PWD/data/digits/digits.h5"
+split() { seq "$1" "$2" > "$TMP/split-$1"; echo "$DIGITS#split=$TMP/split-$1"; }
+# The value of provenance.hyperparameters.ranks of entry $1 (empty when absent).
+ranks_of() { "$BIN" show "$1" --zoo "$ZOO" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["provenance"]["hyperparameters"].get("ranks", ""))'; }
+entries() { "$BIN" list --zoo "$ZOO" --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
+
+# (a)
+if "${MPIRUN[@]}" "$TESTS" TrainingTests.DataParallelStepTests > "$TMP/a.log" 2>&1 && grep -q "Executed 2 tests, with 0 failures" "$TMP/a.log"; then
+  ok "2-rank lower step and Hessian-vector product equal the single-process computation of the two shards"
+else cat "$TMP/a.log"; bad "step equality (DataParallelStepTests on 2 ranks)"; fi
+
+# (b)
+if "${MPIRUN[@]}" "$BIN" pretrain --method simclr --data "$(split 0 63)" --arch resnet18 --width 2 --stem small --image-size 8 --batch-size 8 \
+     --steps 2 --name mpi-pretext --zoo "$ZOO" > "$TMP/p.out" 2> "$TMP/p.err" && [ "$(ranks_of mpi-pretext)" = 2 ]; then
+  ok "2-rank pretrain made an entry with ranks 2 in its provenance"
+else cat "$TMP/p.out" "$TMP/p.err"; bad "2-rank pretrain"; fi
+if "${MPIRUN[@]}" "$BIN" align mpi-pretext --data "$(split 100 115)" --pretext-data "$(split 200 215)" --val "$(split 300 315)" \
+     --alternations 1 --lower-steps 2 --upper-steps 2 --warmup-epochs 1 --cg-iters 2 --p-batch-size 8 --d-batch-size 8 \
+     --name mpi-aligned --zoo "$ZOO" > "$TMP/al.out" 2> "$TMP/al.err" && [ "$(ranks_of mpi-aligned)" = 2 ]; then
+  ok "2-rank align made an entry with ranks 2 in its provenance"
+else cat "$TMP/al.out" "$TMP/al.err"; bad "2-rank align"; fi
+if "${MPIRUN[@]}" "$BIN" finetune mpi-aligned --data "$(split 400 431)" --epochs 1 --batch-size 8 --name mpi-finetuned \
+     --zoo "$ZOO" > "$TMP/f.out" 2> "$TMP/f.err" && [ "$(ranks_of mpi-finetuned)" = 2 ]; then
+  ok "2-rank finetune made an entry with ranks 2 in its provenance"
+else cat "$TMP/f.out" "$TMP/f.err"; bad "2-rank finetune"; fi
+
+# (c) rank 1 is killed once the run saved a state; the run must stay resumable and add no entry.
+ZOO="$TMP/zoo-kill"
+before=0
+"${MPIRUN[@]}" "$BIN" pretrain --method simclr --data "$(split 500 755)" --arch resnet18 --width 4 --stem small --image-size 16 --batch-size 16 \
+  --steps 300 --checkpoint-every 10 --zoo "$ZOO" > "$TMP/k.out" 2> "$TMP/k.err" &
+job=$!
+rank1=""
+for _ in $(seq 1 1200); do
+  state=$(ls "$ZOO"/runs/pretrain-*/state.h5 2>/dev/null | tail -1)
+  for p in $(pgrep -P "$job") $(pgrep -f "$BIN pretrain"); do
+    tr '\0' '\n' 2>/dev/null < "/proc/$p/environ" | grep -qx "OMPI_COMM_WORLD_RANK=1" && rank1=$p
+  done
+  [ -n "$state" ] && [ -n "$rank1" ] && break
+  sleep 0.05
+done
+[ -n "$rank1" ] && kill -KILL "$rank1"
+wait "$job"; status=$?
+run=$(basename "$(dirname "$state")")
+if [ -n "$rank1" ] && [ "$status" != 0 ] && [ "$(grep -c '^error:' "$TMP/k.err")" = 1 ] \
+   && grep -q "^error: .*run $run stays resumable" "$TMP/k.err" && [ "$(entries)" = "$before" ]; then
+  ok "killing rank 1: one error line naming run $run, exit $status, no entry"; sed 's/^/    /' "$TMP/k.err"
+else cat "$TMP/k.err"; bad "killing rank 1 (status $status, rank 1 pid '${rank1}')"; fi
+if "$BIN" pretrain --resume "$run" --zoo "$ZOO" > "$TMP/r.out" 2> "$TMP/r.err" && [ "$(entries)" = "$((before + 1))" ]; then
+  ok "the killed run resumed on one process to an entry"
+else cat "$TMP/r.err"; bad "resuming the killed run"; fi
+
+echo "mpi: $passed passed, $failed failed"
+[ "$failed" = 0 ]
