@@ -67,3 +67,8 @@ if [ ! -x "$ALIGN_BENCH" ]; then
 fi
 printf '\n== BiSSL upper step (tools/bench/align.py)\n'
 "$PY" tools/bench/align.py "$ALIGN_BENCH"
+
+# Data parallelism (docs/distributed.md): all-reduce of a ResNet-50 gradient and the step-time breakdown
+# (compute, communication) for 1 and 2 ranks under mpirun.
+printf '\n== data-parallel (tools/bench/distributed.sh)\n'
+bash tools/bench/distributed.sh "$BIN"

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Data-parallel figures of docs/distributed.md: DistributedBench (Sources/DistributedBench/main.swift says
+# what each figure times) under `mpirun -np 1` and `-np 2` on this machine, loopback/shared memory.
+# Prints the load average beside (the machine may be shared), one JSON line per rank count, and a table.
+# Usage: tools/bench/distributed.sh PATH/TO/bissl [--batch 16] [--size 32] [--repeats 5]
+#        (DistributedBench is taken from the same build directory)
+set -euo pipefail
+BENCH="$(cd "$(dirname "$1")" && pwd)/DistributedBench"
+shift
+[ -x "$BENCH" ] || { echo "bench: $BENCH not built (swift build -c release)"; exit 1; }
+command -v mpirun >/dev/null || { echo "bench: mpirun not found (make setup installs openmpi-bin)"; exit 1; }
+if [ "$(id -u)" = 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+out=()
+for np in 1 2; do
+  line=$(mpirun --oversubscribe -np "$np" --bind-to none --mca btl self,vader,tcp --mca btl_tcp_if_include lo \
+           --mca oob_tcp_if_include lo "$BENCH" "$@")
+  echo "$line"
+  out+=("$line")
+done
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%s\n' "${out[@]}" > "${TMPDIR:-/tmp}/bissl-distributed-bench.jsonl"
+python3 - "${TMPDIR:-/tmp}/bissl-distributed-bench.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+r = rows[0]
+print(f"\nResNet-50 gradient: {r['elements']:,} float32 ({r['bytes'] / 1e6:.1f} MB); CPU {r['cpu']}; OpenBLAS kernel {r['blas_core']}")
+print(f"global batch {r['batch']} images of {r['size']}x{r['size']}")
+print("ranks  shard  all-reduce s  compute s  reduce s  update s  step s  comm share")
+for r in rows:
+    step = r["compute_s"] + r["reduce_s"] + r["update_s"]
+    print(f"{r['ranks']:>5}  {r['shard']:>5}  {r['allreduce_s']:>12.4f}  {r['compute_s']:>9.3f}  {r['reduce_s']:>8.4f}  {r['update_s']:>8.4f}  {step:>6.3f}  {r['reduce_s'] / step:>9.1%}")
+PY
+rm -f "${TMPDIR:-/tmp}/bissl-distributed-bench.jsonl"
