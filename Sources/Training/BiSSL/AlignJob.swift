@@ -332,7 +332,8 @@ public struct AlignJob: TrainingJob {
         }
         p.warnings.append("pretext views go through the network as one joint batch of 2N (the reference implementation: two forwards of N)")
         let lower = aligner.outputNetwork()
-        if c.keepUpper == true {
+        // Under mpirun only rank 0 adds entries (the others' θ_D holds their own BN running statistics).
+        if c.keepUpper == true && run.writes {
             let upperID = try addUpper(provenance: p, lowerID: ContentID.compute(lower.checkpoint(provenance: p)), run: run)
             p.hyperparameters["upperEntry"] = .string(upperID)
         }
