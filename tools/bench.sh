@@ -69,6 +69,6 @@ printf '\n== BiSSL upper step (tools/bench/align.py)\n'
 "$PY" tools/bench/align.py "$ALIGN_BENCH"
 
 # Data parallelism (docs/distributed.md): all-reduce of a ResNet-50 gradient and the step-time breakdown
-# (compute, communication) for 1 and 2 ranks under mpirun.
+# (compute, communication) for 1 and 2 ranks under mpirun, at the paper's 96x96 images, and the scaling model.
 printf '\n== data-parallel (tools/bench/distributed.sh)\n'
-bash tools/bench/distributed.sh "$BIN"
+bash tools/bench/distributed.sh "$BIN" --batch 16 --size 96

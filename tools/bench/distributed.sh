@@ -30,5 +30,30 @@ print("ranks  shard  all-reduce s  compute s  reduce s  update s  step s  comm s
 for r in rows:
     step = r["compute_s"] + r["reduce_s"] + r["update_s"]
     print(f"{r['ranks']:>5}  {r['shard']:>5}  {r['allreduce_s']:>12.4f}  {r['compute_s']:>9.3f}  {r['reduce_s']:>8.4f}  {r['update_s']:>8.4f}  {step:>6.3f}  {r['reduce_s'] / step:>9.1%}")
+
+# Scaling model (docs/distributed.md, "Scaling model for N nodes"): N nodes like this one, each computing
+# B/N images at the measured per-image cost, plus the measured packing overhead and the update, plus a
+# ring all-reduce of the gradient: 2(N-1)/N * bytes / bandwidth + 2(N-1) * alpha per 25 MiB bucket.
+one = next(r for r in rows if r["ranks"] == 1)
+two = next((r for r in rows if r["ranks"] == 2), None)
+per_image = one["compute_s"] / one["batch"]
+pack = max(0.0, two["reduce_s"] - two["allreduce_s"]) if two else 0.0
+update = one["update_s"]
+size = one["bytes"]
+buckets = -(-one["elements"] // (25 * 1024 * 1024 // 4))
+alpha = 50e-6
+print(f"\nscaling model: {per_image * 1e3:.1f} ms of compute per image (1 rank), packing {pack * 1e3:.0f} ms, update {update * 1e3:.0f} ms,")
+print(f"{size / 1e6:.1f} MB in {buckets} buckets, latency alpha = {alpha * 1e6:.0f} us per message; step seconds (efficiency)")
+for batch in (256, 1024):
+    t1 = batch * per_image + update
+    print(f"global batch {batch} at {one['size']}x{one['size']}: 1 node {t1:.1f} s")
+    print("    N  " + "".join(f"{g:>20}" for g in ("10 Gbit/s", "25 Gbit/s", "100 Gbit/s")))
+    for n in (2, 4, 8, 16, 32, 64, 128):
+        cells = []
+        for gbit in (10, 25, 100):
+            ring = 2 * (n - 1) / n * size / (gbit * 1e9 / 8) + buckets * 2 * (n - 1) * alpha
+            t = batch / n * per_image + pack + ring + update
+            cells.append(f"{t:8.2f} ({t1 / t / n:4.0%})")
+        print(f"{n:>5}  " + "".join(f"{c:>20}" for c in cells))
 PY
 rm -f "${TMPDIR:-/tmp}/bissl-distributed-bench.jsonl"
