@@ -75,7 +75,7 @@ let package = Package(
             ]),
         .executableTarget(name: "EngineBench", dependencies: ["Engine", "Checkpoint"]),
         .executableTarget(name: "AlignBench", dependencies: ["Training", "Engine", "Checkpoint"]),
-        .executableTarget(name: "DistributedBench", dependencies: ["Training", "Engine", "Checkpoint", "CBLAS"]),
+        .executableTarget(name: "DistributedBench", dependencies: ["Training", "Engine", "Checkpoint"]),
         // Shared by the test targets: committed fixtures, npz loading, assertClose, a seeded generator,
         // the built binary's runner.
         .target(name: "TestSupport", dependencies: ["Checkpoint"], path: "Tests/TestSupport"),

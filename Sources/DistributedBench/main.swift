@@ -9,9 +9,8 @@
 //                 pixels (train-mode BN, cross-entropy, random N(0,1)-ish images and labels).
 //   reduce_s      `DataParallel.averageGradients` of that step (weighting, packing, all-reduce, unpacking).
 //   update_s      the SGD step (momentum 0.9, wd 1e-3).
-// Also printed: ranks, elements, bytes, the shard size, OpenBLAS's kernel and the CPU model.
+// Also printed: ranks, elements, bytes, the shard size, the OpenBLAS kernel the engine runs (and how it was chosen) and the CPU model.
 // Usage: DistributedBench [--batch 16] [--size 32] [--repeats 5]
-import CBLAS
 import Checkpoint
 import Engine
 import Foundation
@@ -86,7 +85,7 @@ if world.rank == 0 {
         ("compute_s", String(format: "%.4f", median(compute))),
         ("reduce_s", String(format: "%.5f", median(reduce))),
         ("update_s", String(format: "%.4f", median(update))),
-        ("blas_core", "\"\(String(cString: openblas_get_corename()))\""), ("cpu", "\"\(cpu)\""),
+        ("blas_kernel", "\"\(BLAS.kernel.name)\""), ("blas_kernel_choice", "\"\(BLAS.kernel.choice)\""), ("cpu", "\"\(cpu)\""),
     ]
     print("{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}")
 }

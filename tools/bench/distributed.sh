@@ -24,7 +24,7 @@ python3 - "${TMPDIR:-/tmp}/bissl-distributed-bench.jsonl" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 r = rows[0]
-print(f"\nResNet-50 gradient: {r['elements']:,} float32 ({r['bytes'] / 1e6:.1f} MB); CPU {r['cpu']}; OpenBLAS kernel {r['blas_core']}")
+print(f"\nResNet-50 gradient: {r['elements']:,} float32 ({r['bytes'] / 1e6:.1f} MB); CPU {r['cpu']}; OpenBLAS kernel {r['blas_kernel']} ({r['blas_kernel_choice']})")
 print(f"global batch {r['batch']} images of {r['size']}x{r['size']}")
 print("ranks  shard  all-reduce s  compute s  reduce s  update s  step s  comm share")
 for r in rows:
