@@ -15,6 +15,10 @@ final class DownstreamAugmentationTests: XCTestCase {
             XCTAssertEqual(try DownstreamAugmentation(parsing: text).description, canonical, text)
         }
         XCTAssertEqual(DownstreamAugmentation.standard.description, "crop:0.08+flip")
+        // a run config recorded before --augment has none: the standard transform; a damaged one throws
+        XCTAssertEqual(try DownstreamAugmentation(recorded: nil), .standard)
+        XCTAssertEqual(try DownstreamAugmentation(recorded: "flip").description, "flip")
+        XCTAssertThrowsError(try DownstreamAugmentation(recorded: "crop:7"))
         for bad in ["", "crop:0", "crop:1.5", "crop:-0.1", "crop:nan", "flip:1", "flip+flip", "rotate", "crop+", "none+flip"] {
             XCTAssertThrowsError(try DownstreamAugmentation(parsing: bad), bad)
         }

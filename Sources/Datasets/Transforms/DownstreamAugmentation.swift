@@ -62,6 +62,12 @@ public struct DownstreamAugmentation: Equatable, Hashable, Sendable, CustomStrin
         }
     }
 
+    /// A recorded `augment` (run config): nil (recorded before the option existed) is `standard`.
+    /// - Throws: `DatasetError.invalid` for text that does not parse (a damaged run config).
+    public init(recorded text: String?) throws {
+        self = try text.map { try DownstreamAugmentation(parsing: $0) } ?? .standard
+    }
+
     /// The canonical text: `none`, `flip`, `crop:0.5`, `crop:0.08+flip` (MIN_AREA as given, shortest form).
     public var description: String {
         var parts: [String] = []

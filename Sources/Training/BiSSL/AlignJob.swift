@@ -130,7 +130,7 @@ public struct AlignConfig: Codable, Equatable, Sendable {
         s.pBatchSize = pBatchSize; s.dBatchSize = dBatchSize; s.imageSize = imageSize
         s.pixelScale = pixelScale == "unit" ? .unit : .raw
         s.seed = seed.value
-        s.augmentation = augment.flatMap { try? DownstreamAugmentation(parsing: $0) } ?? .standard
+        s.augmentation = (try? DownstreamAugmentation(recorded: augment)) ?? .standard  // checked by AlignJob.init
         return s
     }
 
@@ -270,6 +270,7 @@ public struct AlignJob: TrainingJob {
     /// θ_P from REF, θ_D ← θ_0 (BN buffers included) with a new linear classifier φ_D, the data, the `Aligner`.
     public init(config c: AlignConfig, zoo: Zoo, resuming run: Run?) throws {
         config = c
+        _ = try DownstreamAugmentation(recorded: c.augment)  // a damaged config fails here, not silently
         let objective = try Self.pretextObjective(try zoo.checkpoint(c.ref), method: c.pretext, temperature: c.temperature,
                                                   emaDecay: c.emaDecay)
         let thetaP = objective.network

@@ -76,11 +76,11 @@ public struct FineTuneConfig: Codable, Equatable, Sendable {
     /// `--augment` existed, which used `crop:0.08+flip`.
     public var augment: String?
 
-    /// The tuner's settings (a recorded `augment` parsed when the run was resolved).
+    /// The tuner's settings (`augment` is checked by `FineTuneJob.init`).
     public var settings: FineTuneSettings {
         FineTuneSettings(epochs: epochs, steps: steps, batchSize: batchSize, lr: lr, weightDecay: wd, momentum: momentum,
                          imageSize: imageSize, seed: seed.value, search: search, checkpointEvery: checkpointEvery,
-                         augmentation: augment.flatMap { try? DownstreamAugmentation(parsing: $0) } ?? .standard)
+                         augmentation: (try? DownstreamAugmentation(recorded: augment)) ?? .standard)
     }
 
     public static let holdoutRule = "every 10th image of --data (positions 9, 19, 29, ...) is validation, the rest trains"
@@ -127,6 +127,7 @@ public struct FineTuneJob: TrainingJob {
     /// Counts the steps; a resumed run must see the data it started with.
     public init(config: FineTuneConfig, zoo: Zoo, resuming run: Run?) throws {
         self.config = config
+        _ = try DownstreamAugmentation(recorded: config.augment)  // a damaged config fails here, not silently
         let probe = try Self.datasets(config, directory: nil)
         totalSteps = FineTuner.stepsPerTrial(config.settings, trainCount: probe.trainCount) * max(config.search, 1)
         if let run { try Self.checkDataUnchanged(config, run: run) }
