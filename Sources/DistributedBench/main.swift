@@ -16,11 +16,7 @@ import Engine
 import Foundation
 import Training
 
-func now() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-}
+func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) * 1e-9 }
 
 func median(_ xs: [Double]) -> Double {
     let s = xs.sorted()

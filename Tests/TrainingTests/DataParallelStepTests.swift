@@ -54,6 +54,18 @@ final class DataParallelStepTests: XCTestCase {
         return terms[0].indices.map { i in zip(terms, weights).reduce(Float(0)) { $0 + $1.1 * $1.0[i] } * scale }
     }
 
+    /// `actual` against `weightedMean(terms, weights)` within `tolerance` element by element; the
+    /// failure names the worst element's error in units of its bound.
+    func assertWeightedMean(_ actual: [Float], of terms: [[Float]], weights: [Float], _ what: String,
+                            file: StaticString = #filePath, line: UInt = #line) {
+        let expected = weightedMean(terms, weights)
+        let tol = tolerance(terms: terms, weights: weights, mean: expected)
+        XCTAssertEqual(actual.count, expected.count, what, file: file, line: line)
+        var worst: Float = 0
+        for i in expected.indices where !(abs(actual[i] - expected[i]) <= tol[i]) { worst = max(worst, abs(actual[i] - expected[i]) / tol[i]) }
+        XCTAssertEqual(worst, 0, "rank \(world.rank): \(what) outside the reduction-order bound (worst \(worst)x)", file: file, line: line)
+    }
+
     /// How many of `values` differ from rank 0's (bit for bit; the ranks must agree exactly).
     func differencesFromRoot(_ values: [Float]) throws -> Int {
         let bytes = try world.broadcast(values.withUnsafeBytes { Array($0) })
@@ -84,13 +96,8 @@ final class DataParallelStepTests: XCTestCase {
             losses.append([loss])
             weights.append(Float(s.range(of: 8).count))
         }
-        let expected = weightedMean(terms, weights)
-        let tol = tolerance(terms: terms, weights: weights, mean: expected)
-        var worst: Float = 0
-        for i in expected.indices where abs(reduced[i] - expected[i]) > tol[i] { worst = max(worst, abs(reduced[i] - expected[i]) / tol[i]) }
-        XCTAssertEqual(worst, 0, "rank \(world.rank): averaged gradient outside the reduction-order bound (worst \(worst)x)")
-        let loss = weightedMean(losses, weights)[0]
-        XCTAssertEqual(r.pretextLoss, loss, accuracy: tolerance(terms: losses, weights: weights, mean: [loss])[0])
+        assertWeightedMean(reduced, of: terms, weights: weights, "averaged gradient")
+        assertWeightedMean([r.pretextLoss], of: losses, weights: weights, "averaged loss")
         XCTAssertEqual(try differencesFromRoot(after), 0, "rank \(world.rank): parameters after the step differ from rank 0's")
     }
 
@@ -118,11 +125,7 @@ final class DataParallelStepTests: XCTestCase {
             terms.append(single.hessianVectorProduct(v).flatMap { $0 })
             weights.append(Float(s.range(of: 8).count))
         }
-        let expected = weightedMean(terms, weights)
-        let tol = tolerance(terms: terms, weights: weights, mean: expected)
-        var worst: Float = 0
-        for i in expected.indices where abs(hv[i] - expected[i]) > tol[i] { worst = max(worst, abs(hv[i] - expected[i]) / tol[i]) }
-        XCTAssertEqual(worst, 0, "rank \(world.rank): averaged H v outside the reduction-order bound (worst \(worst)x)")
+        assertWeightedMean(hv, of: terms, weights: weights, "averaged H v")
         DataParallel.use(world)
         XCTAssertEqual(try differencesFromRoot(u), 0, "rank \(world.rank): the CG solution differs from rank 0's")
     }
