@@ -3,6 +3,7 @@ import Checkpoint
 import Datasets
 import Training
 import Foundation
+import Training
 
 /// `bissl`: model zoo, checkpoint conversion and BiSSL alignment for self-supervised ResNets.
 @main
@@ -16,16 +17,24 @@ struct Bissl: ParsableCommand {
                       FinetuneCommand.self, ProbeCommand.self, EvalCommand.self, CompareCommand.self, AlignCommand.self, Card.self, SandboxedRead.self, Doctor.self])
 
     /// Runs the CLI with our error convention: one `error: ...` line on stderr, non-zero exit,
-    /// no stack trace (ArgumentParser's own `Error:` prefix is replaced). Under `mpirun`
+    /// no stack trace (ArgumentParser's own `Error:` prefix is replaced, its several-line messages
+    /// folded into one), after the slips `CommandLineHabits` handles (`--zoo DIR` before the command,
+    /// a misspelt command or option, one wording for a missing file). Under `mpirun`
     /// (docs/distributed.md) MPI is finalised after a command that succeeded on every rank; the ranks
     /// other than 0 leave the options, configs and zoo errors (which every rank meets alike) to rank 0
     /// and print only what can be theirs alone (data, I/O, MPI), prefixed with their rank.
     static func main() {
         SandboxedRead.configureHelper()
+        let args = CommandLineHabits.movingLeadingZoo(Array(CommandLine.arguments.dropFirst()), root: Self.self)
+        StopRequest.install()
         do {
-            var command = try parseAsRoot()
+            if args.first != "help", let slip = CommandLineHabits.unknownCommand(args, root: Self.self) { throw slip }
+            var command = try parseAsRoot(args)
             try command.run()
             DataParallel.world.finalize()
+        } catch let stop as RunInterrupted {
+            FileHandle.standardError.write(Data("\(stop.description)\n".utf8))
+            Foundation.exit(stop.exitStatus)
         } catch {
             if let rank = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_RANK"], rank != "0", !isRankSpecific(error) {
                 Foundation.exit(1)
@@ -34,10 +43,11 @@ struct Bissl: ParsableCommand {
             if code == .success {
                 print(fullMessage(for: error))  // --help, --version
             } else {
-                let message = error is OneLineError ? String(describing: error) : fullMessage(for: error)
-                let firstLine = message.split(separator: "\n").first.map(String.init) ?? "unknown error"
+                let message = error is OneLineError ? String(describing: error)
+                    : CommandLineHabits.missingFile(error) ?? fullMessage(for: error)
+                let line = CommandLineHabits.oneLine(message, args: args, root: Self.self)
                 let rank = (ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_RANK"]).map { $0 == "0" ? "" : "rank \($0): " } ?? ""
-                FileHandle.standardError.write(Data(("error: " + rank + firstLine.replacingOccurrences(of: "Error: ", with: "") + "\n").utf8))
+                FileHandle.standardError.write(Data(("error: " + rank + line.replacingOccurrences(of: "Error: ", with: "") + "\n").utf8))
             }
             Foundation.exit(code.rawValue)
         }

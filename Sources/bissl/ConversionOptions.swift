@@ -19,3 +19,4 @@ struct ConversionOptions: ParsableArguments {
 
 extension ComponentSelection: ExpressibleByArgument {}
 extension DType: ExpressibleByArgument {}
+extension InterchangeFormat: ExpressibleByArgument {}

@@ -24,8 +24,8 @@ struct Convert: ParsableCommand {
 
     @OptionGroup var writer: WriterOptions
 
-    @Option(help: "Cast floating-point tensors to float16, bfloat16, float32 or float64 (BN running statistics keep their precision on a narrowing cast).")
-    var dtype: DType?
+    @Option(help: "Cast floating-point tensors to float16, bfloat16, float32 or float64 (also fp16, bf16, fp32, fp64; integer tensors are never cast; BN running statistics keep their precision on a narrowing cast).")
+    var dtype: CastType?
 
     @Flag(help: "With --dtype: cast BN running statistics too.")
     var castBuffers = false
@@ -34,6 +34,7 @@ struct Convert: ParsableCommand {
         guard let format = to ?? OutputFormat(path: output) else {
             throw ValidationError("cannot tell the output format from '\(output)': pass --to \(OutputFormat.fileNames)")
         }
+        try CommandLineHabits.requireFile(input)
         let inURL = URL(fileURLWithPath: input)
         let outURL = URL(fileURLWithPath: output)
         guard inURL.standardizedFileURL != outURL.standardizedFileURL else {
@@ -46,7 +47,7 @@ struct Convert: ParsableCommand {
         var rules = CheckpointFile.isHDF5(inURL) ? [] : checkpoint.provenance.source?.rules ?? []
         var warnings = CheckpointFile.isHDF5(inURL) ? [] : checkpoint.provenance.warnings
         if let dtype {
-            let (cast, castWarnings) = try checkpoint.casting(to: dtype, castBuffers: castBuffers)
+            let (cast, castWarnings) = try checkpoint.casting(to: dtype.dtype, castBuffers: castBuffers)
             checkpoint = cast
             rules.append(cast.provenance.source?.rules.last ?? "cast to \(dtype.rawValue)")
             warnings += castWarnings

@@ -11,7 +11,9 @@ struct Diff: ParsableCommand {
             A and B are zoo REFs (id, unique id prefix of 6+ hex digits, name or tag); a path to a checkpoint \
             file that names no entry is read as bissl convert reads it. Per tensor: added, removed, changed or \
             unchanged, L2 norm of the change, relative change, cosine similarity, max abs difference; BN running \
-            statistics and counters have their own sections.
+            statistics and counters have their own sections. The summary comes first; each tensor table lists \
+            the 10 largest changes. Command lines are compared option by option. Times, durations and the \
+            derived seeds (the `seed` setting stays visible) are hidden: --all shows them and every tensor.
             """)
 
     @Argument(help: "First entry (or checkpoint file).")
@@ -20,6 +22,10 @@ struct Diff: ParsableCommand {
     var b: String
     @Option(help: "Tensors to list: changed or all.")
     var tensors: CheckpointDiff.TensorListing = .changed
+    @Flag(help: "Show everything: volatile provenance keys (times, durations, derived seeds) and every changed tensor.")
+    var all = false
+    @Flag(name: .customLong("no-provenance"), help: "Leave out provenance and hyperparameter differences (weights and architecture only).")
+    var noProvenance = false
     @OptionGroup var zooOptions: ZooOptions
     @Flag(help: "Print JSON instead of text.")
     var json = false
@@ -30,11 +36,13 @@ struct Diff: ParsableCommand {
         defer { try? zoo?.close() }
         let (checkpointA, labelA) = try load(a, zoo: zoo)
         let (checkpointB, labelB) = try load(b, zoo: zoo)
-        let diff = try CheckpointDiff(checkpointA, checkpointB, labelA: labelA, labelB: labelB, listing: tensors)
+        var diff = try CheckpointDiff(checkpointA, checkpointB, labelA: labelA, labelB: labelB, listing: tensors)
+        if !all { diff = diff.hidingVolatile() }
+        if noProvenance { diff = diff.withoutProvenance() }
         if json {
             print(try DiffJSONRenderer.render(diff), terminator: "")
         } else {
-            print(DiffTextRenderer.render(diff), terminator: "")
+            print(DiffTextRenderer.render(diff, maxTensorRows: all || tensors == .all ? nil : 10), terminator: "")
         }
     }
 

@@ -48,6 +48,7 @@ struct Import: ParsableCommand {
 
     func run() throws {
         // Read the file first: a file that cannot be imported leaves no trace, not even a new zoo.
+        try CommandLineHabits.requireFile(file)
         let url = URL(fileURLWithPath: file)
         var isFolder: ObjCBool = false
         let checkpoint = FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder) && isFolder.boolValue

@@ -40,8 +40,9 @@ struct Inspect: ParsableCommand {
 
     func run() throws {
         let url = URL(fileURLWithPath: file)
+        try CommandLineHabits.requireFile(file)
         guard let attributes = try? FileManager.default.attributesOfItem(atPath: url.path) else {
-            throw CLIError("cannot read \(file): no such file")
+            throw CLIError("cannot read \(file): permission denied")
         }
         let kind = try FileSniffer.sniff(url)
         var report = Report(file: file, bytes: (attributes[.size] as? Int) ?? 0, kind: kind.describe(url.lastPathComponent))

@@ -12,7 +12,7 @@ struct List: ParsableCommand {
     var stage: String?
     @Option(help: "Only this method (simclr, byol, bissl, ...).")
     var method: String?
-    @Option(help: "Only this architecture (resnet50; resnet18 also matches resnet18-w8-small).")
+    @Option(help: ArgumentHelp("Only this architecture, matching the parts given: resnet50 matches resnet50-w1-small, resnet50-small matches resnet50-w8-small, resnet50-w64 matches resnet50.", valueName: "NAME"))
     var arch: String?
     @Option(help: "Only entries whose dataset URI contains this text.")
     var dataset: String?
@@ -51,8 +51,9 @@ struct List: ParsableCommand {
         if let stage, !ProvenanceCheck.stages.contains(stage) {
             throw CLIError("unknown stage '\(stage)': use one of imported, pretext, bissl, finetune, probe")
         }
-        let filter = ListFilter(stage: stage, method: method, arch: arch, dataset: dataset, tag: tag)
-        let records: [EntryRecord]
+        let filter = ListFilter(stage: stage, method: method, dataset: dataset, tag: tag)
+        let archName = try arch.map { try ArchitectureName(parsing: $0) }
+        var records: [EntryRecord]
         let place: String
         if let remote {
             let config = try Remotes.select(remote, zooOptions.layout)
@@ -64,6 +65,7 @@ struct List: ParsableCommand {
             records = try zoo.list(filter, withProvenance: false)
             place = zoo.layout.root.path
         }
+        records = records.filter { r in archName.map { name in r.summary.arch.map(name.matches(label:)) ?? false } ?? true }
         if json {
             return try ZooOutput.printJSON(records.map { r in
                 let s = r.summary
@@ -82,7 +84,7 @@ struct List: ParsableCommand {
             let parent = s.parents.first.map { String($0.id.prefix(12)) + (s.parents.count > 1 ? "+\(s.parents.count - 1)" : "") } ?? "-"
             return [r.shortID, r.name ?? "-", s.stage, s.method ?? "-", s.arch ?? "-", parent,
                     s.dataset.map(Self.shortDataset) ?? "-",
-                    s.headlineMetric == nil ? "-" : ZooOutput.metric(s.headlineMetric, s.headlineValue),
+                    s.headlineMetric == nil ? "-" : ZooOutput.metric(s.headlineMetric.map { MetricNames.meaningful($0, stage: s.stage) }, s.headlineValue),
                     String(s.created.prefix(16).map { $0 == "T" ? " " : $0 }), ZooOutput.bytes(s.size)]
         }
         print(ZooOutput.table(["ID", "NAME", "STAGE", "METHOD", "ARCH", "PARENT", "DATASET", "METRIC", "CREATED", "SIZE"], rows))

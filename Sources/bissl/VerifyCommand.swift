@@ -1,6 +1,7 @@
 import ArgumentParser
 import Checkpoint
 import Foundation
+import Training
 import Zoo
 
 /// `bissl verify [REF ...] [--reindex]`.
@@ -43,12 +44,13 @@ struct Verify: ParsableCommand {
             for f in report.findings {
                 let subject = f.id.map { String($0.prefix(12)) } ?? f.path ?? ""
                 print("\(f.level.rawValue): \(subject): \(f.message)")
+                if let fix = f.fix { print("  fix: \(fix)") }
             }
             let counts = [VerifyReport.Level.problem, .warning, .leftover].map { level in (level, report.findings.filter { $0.level == level }.count) }
             print("checked \(report.checked) entr\(report.checked == 1 ? "y" : "ies"): " + counts.map { "\($0.1) \($0.0.rawValue)\($0.1 == 1 ? "" : "s")" }.joined(separator: ", "))
         }
         if !report.problems.isEmpty {
-            throw CLIError("\(report.problems.count) damaged entr\(report.problems.count == 1 ? "y" : "ies") in \(zooOptions.layout.root.path) (listed above)")
+            throw CLIError("\(report.problems.count) damaged entr\(report.problems.count == 1 ? "y" : "ies") in \(zooOptions.layout.root.path); each 'fix:' line above says what repairs it")
         }
     }
 }
@@ -57,7 +59,17 @@ struct Verify: ParsableCommand {
 struct GC: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gc",
-        abstract: "List unlisted complete objects again, move damaged ones to damaged/, remove files of interrupted writers; repair ref files.")
+        abstract: "Repair the zoo: unlist damaged entries, list lost objects again, remove files of interrupted writers, repair ref files.",
+        discussion: """
+            Reads every object. A listed entry whose object is missing, unreadable or holds other content \
+            than its id is taken out of the catalog: its object is moved to damaged/ (never deleted) and its \
+            provenance and labels are kept as a tombstone, so lineage still names it; re-import its source \
+            file to bring it back. An object the catalog does not list is listed again when its content id \
+            verifies, else moved to damaged/. Temporary files of writers that are no longer running, trashed \
+            objects and ref files of unknown labels are deleted; missing ref files are rewritten. Completed \
+            training runs lose their resumable state.h5, which their entry makes unnecessary (as bissl runs \
+            prune does).
+            """)
 
     @Flag(help: "Report what would be removed without removing it.")
     var dryRun = false
@@ -69,12 +81,32 @@ struct GC: ParsableCommand {
     @Flag(help: "Print JSON instead of text.")
     var json = false
 
+    /// `GCReport` plus the run states dropped (`compactedRuns`, directories) and their bytes.
+    struct Output: Encodable {
+        var report: GCReport
+        var compactedRuns: [String]
+        var runBytes: Int64
+        func encode(to encoder: Encoder) throws {
+            try report.encode(to: encoder)
+            var c = encoder.container(keyedBy: Keys.self)
+            try c.encode(compactedRuns, forKey: .compactedRuns)
+            try c.encode(runBytes, forKey: .runBytes)
+        }
+        enum Keys: String, CodingKey { case compactedRuns, runBytes }
+    }
+
     func run() throws {
         if let remote { return try runRemote(remote) }
         let zoo = try zooOptions.open()
         defer { try? zoo.close() }
         let r = try zoo.gc(dryRun: dryRun)
-        if json { return try ZooOutput.printJSON(r) }
+        var runBytes: Int64 = 0
+        var compacted: [String] = []
+        for run in RunSummary.all(zooOptions.layout) {
+            let bytes = try RunMaintenance.compact(run, dryRun: dryRun)
+            if bytes > 0 { compacted.append(run.id); runBytes += bytes }
+        }
+        if json { return try ZooOutput.printJSON(Output(report: r, compactedRuns: compacted, runBytes: runBytes)) }
         let verb = dryRun ? "would remove" : "removed"
         for path in r.relistedObjects { print("\(dryRun ? "would list" : "listed") unlisted complete object \(path)") }
         for path in r.damagedObjects { print("\(dryRun ? "would move" : "moved") damaged unlisted object aside to \(path)") }
@@ -82,8 +114,14 @@ struct GC: ParsableCommand {
         for path in r.strayRefs { print("\(verb) stray ref \(path)") }
         for path in r.rewrittenRefs { print("\(dryRun ? "would rewrite" : "rewrote") ref \(path)") }
         for path in r.restoredObjects { print("\(dryRun ? "would restore" : "restored") object \(path)") }
-        let n = r.writerLeftovers.count + r.strayRefs.count
-        print("\(verb) \(n) file\(n == 1 ? "" : "s"), \(ZooOutput.bytes(r.bytes))")
+        for d in r.damagedEntries {
+            let moved = d.movedTo.map { ", object \(dryRun ? "would move" : "moved") to \($0)" } ?? ""
+            let back = d.sourceFile.map { "; bissl import \($0) brings it back" } ?? ""
+            print("\(dryRun ? "would unlist" : "unlisted") damaged entry \(d.id.prefix(12)) (\(d.problem))\(moved), record kept as a tombstone\(back)")
+        }
+        for id in compacted { print("\(verb) the state of completed run \(id)") }
+        let n = r.writerLeftovers.count + r.strayRefs.count + compacted.count
+        print("\(verb) \(n) file\(n == 1 ? "" : "s"), \(ZooOutput.bytes(r.bytes + runBytes))")
     }
 }
 

@@ -199,14 +199,38 @@ final class ZooIntegrityTests: XCTestCase {
         let byID = Dictionary(grouping: report.problems, by: { $0.id ?? "" })
         XCTAssertEqual(Set(byID.keys), [flipped, missing, invalid])
         XCTAssertTrue(byID[flipped]![0].message.hasPrefix("object \(flipped.prefix(12)) is corrupt: holds content "), byID[flipped]![0].message)
+        XCTAssertFalse(byID[flipped]![0].message.contains("run bissl verify"), "verify does not send the user back to verify")
         XCTAssertEqual(byID[missing]![0].message, "object file is missing")
         XCTAssertEqual(byID[invalid]!.map(\.message), [
             "provenance: parents[0].relation 'copied-from' is not one of aligned-from, finetuned-from, imported-from, pretrained-from, probed-from",
-            "catalog row differs from the object; rebuild the catalog with bissl verify --reindex",
-            "catalog metrics or lineage edges differ from the object; rebuild the catalog with bissl verify --reindex"])
+            "catalog row differs from the object",
+            "catalog metrics or lineage edges differ from the object"])
+        // Every problem names the command that repairs it.
+        let gcFix = "bissl gc (moves the object to damaged/, keeps the entry's record as a tombstone)"
+        XCTAssertEqual(byID[flipped]![0].fix, gcFix)
+        XCTAssertEqual(byID[missing]![0].fix, gcFix)
+        XCTAssertEqual(byID[invalid]!.map(\.fix), [
+            "bissl rm --force \(invalid.prefix(12)) (keeps its record as a tombstone), then import a corrected file",
+            "bissl verify --reindex (rebuilds the catalog from the objects)",
+            "bissl verify --reindex (rebuilds the catalog from the objects)"])
         XCTAssertEqual(try zoo.verify([good]).findings, [])
         XCTAssertEqual(try zoo.verify([String(missing.prefix(8))]).problems.count, 1)
         XCTAssertThrowsError(try zoo.checkpoint(missing)) { XCTAssertTrue("\($0)".contains("is missing"), "\($0)") }
+
+        // gc does what verify says: the damaged entries leave the catalog (records kept as
+        // tombstones), the corrupt object goes to damaged/, the sound entries stay.
+        XCTAssertEqual(try zoo.gc(dryRun: true).damagedEntries.map(\.id), [flipped, missing].sorted())
+        XCTAssertEqual(try zoo.verify().problems.count, 5, "a dry run changes nothing")
+        let gc = try zoo.gc()
+        XCTAssertEqual(gc.damagedEntries.map(\.id), [flipped, missing].sorted())
+        let moved = try XCTUnwrap(gc.damagedEntries.first { $0.id == flipped }?.movedTo)
+        XCTAssertEqual(moved, layout.damaged.appendingPathComponent(flipped + ".h5").path)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: moved))
+        XCTAssertNil(gc.damagedEntries.first { $0.id == missing }?.movedTo)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: layout.tombstoneURL(flipped).path))
+        XCTAssertEqual(Set(try zoo.list().map(\.summary.id)), [good, invalid])
+        XCTAssertEqual(Set(try zoo.verify().problems.map { $0.id ?? "" }), [invalid])
+        XCTAssertEqual(try zoo.gc().damagedEntries, [], "nothing left for a second gc")
     }
 
     /// Reads trust an object while the file facts recorded at import or `verify` hold, and hash it

@@ -79,7 +79,9 @@ public struct EntrySummary: Codable, Equatable, Sendable {
     }
 
     /// Metric names in order of preference for the `list` column; other names follow alphabetically.
-    public static let headlinePreference = ["top1", "val_top1", "linear_top1", "knn_top1", "top5", "accuracy", "loss"]
+    /// Names that carry their meaning (`MetricNames`) come first; `top1` and `loss` are what older entries recorded.
+    public static let headlinePreference = ["test_top1", "val_top1", "upper_val_top1", "linear_top1", "knn_top1", "top1", "top5",
+                                            "accuracy", "pretext_loss", "loss"]
 
     /// The preferred metric present (`headlinePreference`, else the alphabetically first), nil when none.
     public static func headlineMetric(_ metrics: [String: Double]) -> (name: String, value: Double)? {

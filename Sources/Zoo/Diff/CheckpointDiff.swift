@@ -176,8 +176,13 @@ public struct CheckpointDiff: Codable, Sendable {
     public var sections: [Section]
     /// Backbone stages in network order, then heads in order of appearance.
     public var stages: [StageSummary]
-    /// Provenance keys that differ (hyperparameters are reported separately).
+    /// Provenance keys that differ (hyperparameters are reported separately; the command line by
+    /// name, `DiffView.parse`).
     public var provenance: [KeyChange]
+    /// Volatile keys left out by `hidingVolatile()` (0 when none were).
+    public var hiddenVolatile = 0
+    /// True after `withoutProvenance()`.
+    public var provenanceOmitted = false
     /// Hyperparameter keys that differ (dotted below the top-level hyperparameter name).
     public var hyperparameters: [KeyChange]
     /// Architecture keys that differ (`depth`, `heads.classifier.dims`, ...).
@@ -378,7 +383,11 @@ public struct CheckpointDiff: Codable, Sendable {
     static func flatProvenance(_ p: Provenance) throws -> [FlatEntry] {
         var stripped = p
         stripped.hyperparameters = [:]
+        stripped.commandLine = []
         var flat = try KeyedDiff.flatten(stripped)
+        for (key, value) in DiffView.parse(commandLine: p.commandLine) {
+            flat.append(FlatEntry(key: "commandLine.\(key)", value: .string(value)))
+        }
         for name in p.metricHistory.keys.sorted() {
             let history = p.metricHistory[name]!
             flat.append(FlatEntry(key: "metricHistory.\(name).count", value: .int(Int64(history.count))))

@@ -8,7 +8,9 @@ import Checkpoint
 /// 4 significant digits, cosine similarity 6 decimals, `-` where a quantity is undefined.
 public enum DiffTextRenderer {
     /// The whole report, lines joined by `\n`, ending with a newline.
-    public static func render(_ diff: CheckpointDiff) -> String {
+    /// - Parameter maxTensorRows: per tensor section, list at most this many tensors (the largest
+    ///   changes come first) and say how many more there are; nil lists all.
+    public static func render(_ diff: CheckpointDiff, maxTensorRows: Int? = nil) -> String {
         var out: [String] = []
         out.append("diff \(diff.labelA) -> \(diff.labelB)")
         if diff.summary.identical {
@@ -30,7 +32,14 @@ public enum DiffTextRenderer {
         }
         for section in diff.sections where !section.tensors.isEmpty {
             out.append("")
-            out += tensors(section)
+            var shown = section
+            if let limit = maxTensorRows, section.tensors.count > limit {
+                shown.tensors = Array(section.tensors.prefix(limit))
+                out += tensors(shown)
+                out.append("  ... \(section.tensors.count - limit) more (--all lists every tensor)")
+            } else {
+                out += tensors(shown)
+            }
         }
         return out.joined(separator: "\n") + "\n"
     }
@@ -58,8 +67,13 @@ public enum DiffTextRenderer {
         }
         for (title, changes) in [("architecture", diff.architecture), ("provenance", diff.provenance),
                                  ("hyperparameters", diff.hyperparameters)] {
-            table.add([title, changes.isEmpty ? "identical"
-                       : changes.count == 1 ? "1 key differs" : "\(changes.count) keys differ"])
+            if diff.provenanceOmitted && title != "architecture" { continue }
+            var text = changes.isEmpty ? "identical" : changes.count == 1 ? "1 key differs" : "\(changes.count) keys differ"
+            if title == "provenance" && diff.hiddenVolatile > 0 {
+                text += changes.isEmpty ? " but for " : "; "
+                text += "\(diff.hiddenVolatile) volatile key\(diff.hiddenVolatile == 1 ? "" : "s") hidden (times, durations, derived seeds; --all shows them)"
+            }
+            table.add([title, text])
         }
         return ["summary"] + table.lines()
     }

@@ -17,17 +17,38 @@ public struct GCReport: Codable, Equatable, Sendable {
     public var rewrittenRefs: [String]
     /// Trashed objects put back because the catalog still lists them (interrupted rm).
     public var restoredObjects: [String]
+    /// Listed entries whose object is missing, cannot be read or holds other content than its id:
+    /// taken out of the catalog (their provenance and labels kept as a tombstone, so lineage still
+    /// names them), the object moved to `damaged/` when there is one.
+    public var damagedEntries: [DamagedEntry] = []
+
+    public struct DamagedEntry: Codable, Equatable, Sendable {
+        public var id: String
+        /// What is wrong (one line).
+        public var problem: String
+        /// Where the object went (`damaged/<id>.h5`), nil when it was missing.
+        public var movedTo: String?
+        /// The file it was imported from, when the provenance records one (re-import it to get it back).
+        public var sourceFile: String?
+    }
     /// Bytes freed.
     public var bytes: Int64
 }
 
 extension Zoo {
-    /// Repairs what no catalog row accounts for. An unlisted object whose content id verifies (an
+    /// A reader's error text without its "; run bissl verify" advice (verify and gc are where it leads).
+    static func withoutVerifyHint(_ message: String) -> String {
+        message.replacingOccurrences(of: "; run bissl verify", with: "")
+    }
+
+    /// Repairs what no catalog row accounts for, and takes damaged entries out of the catalog. An unlisted object whose content id verifies (an
     /// import killed before its commit, a lost catalog) is listed again, with the labels of ref files
     /// naming it when they are free; an unlisted object that cannot be read or fails verification is
     /// moved to `damaged/`. Complete objects are never deleted. Deleted: files of writers no longer running (`tmp/`, AtomicFile temporaries, `trash/`), and
     /// ref files of labels the catalog does not hold; rewrites missing ref files of held labels and
-    /// puts back a trashed object the catalog still lists. Runs under the catalog's write lock, so a
+    /// puts back a trashed object the catalog still lists. A listed entry whose object is missing or
+    /// fails verification (every listed object is read) is unlisted with a tombstone and its object
+    /// moved to `damaged/` (`GCReport.damagedEntries`). Runs under the catalog's write lock, so a
     /// running import's object is never taken for a leftover; files carrying the pid of a running
     /// process are kept.
     /// - Parameter dryRun: report without changing anything.
@@ -83,6 +104,38 @@ extension Zoo {
                     try delete(url)
                     report.writerLeftovers.append(url.path)
                 }
+            }
+            // Listed entries whose object is gone or damaged (reads every listed object).
+            for id in listed.sorted() where !relisted.contains(id) {
+                let url = layout.objectURL(id)
+                var problem: String?
+                if !FileManager.default.fileExists(atPath: url.path) {
+                    if report.restoredObjects.contains(url.path) { continue }
+                    problem = "object file is missing"
+                } else {
+                    do { _ = try self.checkpoint(id, verifyContentID: true) } catch {
+                        problem = Self.withoutVerifyHint(String(describing: error))
+                    }
+                }
+                guard let problem else { continue }
+                let source = try Catalog.records(ListFilter(ids: [id]), db).first?.summary.sourceFile
+                var movedTo: String?
+                if FileManager.default.fileExists(atPath: url.path) {
+                    let aside = layout.damaged.appendingPathComponent(id + ".h5")
+                    if !dryRun {
+                        try Self.makeDirectories(layout.damaged, zoo: layout.root)
+                        guard rename(url.path, aside.path) == 0 else {
+                            throw CheckpointError.io("cannot move the damaged object \(url.path) aside: \(String(cString: strerror(errno)))")
+                        }
+                    }
+                    movedTo = aside.path
+                }
+                if !dryRun {
+                    let labels = try Catalog.labels(of: id, db)
+                    try unlist(id, tombstone: true, db)
+                    for (label, kind) in labels { try RefFiles.remove(label, kind: kind, layout: layout) }
+                }
+                report.damagedEntries.append(.init(id: id, problem: problem, movedTo: movedTo, sourceFile: source))
             }
             for (url, pid) in scan.leftovers where !ZooScan.isAlive(pid) {
                 try delete(url)

@@ -1,5 +1,6 @@
 import Checkpoint
 import Foundation
+import GRDB
 
 /// What `Zoo.remove` did.
 public struct RemoveResult: Codable, Equatable, Sendable {
@@ -40,20 +41,7 @@ extension Zoo {
                 throw CheckpointError.invalid(
                     "entry \(id.prefix(12)) has \(children.count) descendant\(children.count == 1 ? "" : "s") (\(shown.joined(separator: ", "))\(children.count > 5 ? ", ..." : "")); bissl rm --force removes it and keeps its provenance as a tombstone")
             }
-            let record = try Catalog.records(ListFilter(ids: [id]), db)[0]
-            if !children.isEmpty {
-                guard let provenance = EntrySummary.decodeProvenance(record.summary.provenanceJSON) else {
-                    throw CheckpointError.corrupt("catalog row of \(id.prefix(12)) holds unreadable provenance; run bissl verify --reindex")
-                }
-                let tombstone = Tombstone(
-                    id: id, stage: record.summary.stage, method: record.summary.method, arch: record.summary.arch,
-                    labels: labels.map(\.label), removedAt: ISO8601DateFormatter().string(from: Date()), provenance: provenance)
-                try TombstoneFile.write(tombstone, layout: layout)
-                try Catalog.delete(id, db)
-                try Catalog.insert(tombstone, db)
-            } else {
-                try Catalog.delete(id, db)
-            }
+            try unlist(id, tombstone: !children.isEmpty, db)
             let object = layout.objectURL(id)
             let trash = layout.trash.appendingPathComponent("\(id).\(getpid()).h5")
             if rename(object.path, trash.path) == 0 {
@@ -66,6 +54,26 @@ extension Zoo {
         }
         if let trashed { unlink(trashed.path) }
         return result
+    }
+}
+
+extension Zoo {
+    /// Deletes `id`'s catalog row (inside a write transaction); with `tombstone`, keeps its record
+    /// (provenance from the catalog row, labels) in `tombstones/` and the catalog first.
+    /// - Throws: `CheckpointError.corrupt` when a tombstone is wanted and the row's provenance is unreadable.
+    func unlist(_ id: String, tombstone: Bool, _ db: Database) throws {
+        guard tombstone else { return try Catalog.delete(id, db) }
+        let record = try Catalog.records(ListFilter(ids: [id]), db)[0]
+        guard let provenance = EntrySummary.decodeProvenance(record.summary.provenanceJSON) else {
+            throw CheckpointError.corrupt("catalog row of \(id.prefix(12)) holds unreadable provenance; run bissl verify --reindex")
+        }
+        let labels = try Catalog.labels(of: id, db)
+        let t = Tombstone(
+            id: id, stage: record.summary.stage, method: record.summary.method, arch: record.summary.arch,
+            labels: labels.map(\.label), removedAt: ISO8601DateFormatter().string(from: Date()), provenance: provenance)
+        try TombstoneFile.write(t, layout: layout)
+        try Catalog.delete(id, db)
+        try Catalog.insert(t, db)
     }
 }
 

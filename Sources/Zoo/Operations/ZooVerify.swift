@@ -21,6 +21,12 @@ public struct VerifyReport: Codable, Equatable, Sendable {
         /// The file concerned, if any.
         public var path: String?
         public var message: String
+        /// The command that repairs it, for problems (`bissl gc`, `bissl verify --reindex`, ...).
+        public var fix: String?
+
+        public init(level: Level, id: String?, path: String?, message: String, fix: String? = nil) {
+            self.level = level; self.id = id; self.path = path; self.message = message; self.fix = fix
+        }
     }
 
     /// Entries checked.
@@ -56,12 +62,21 @@ extension Zoo {
 
     private func verifyEntry(_ id: String, scan: ZooScan) throws -> [VerifyReport.Finding] {
         let url = layout.objectURL(id)
-        func problem(_ message: String) -> VerifyReport.Finding {
-            .init(level: .problem, id: id, path: url.path, message: message)
+        let short = String(id.prefix(12))
+        // gc moves a damaged object aside and keeps the entry's record; the source file brings it back.
+        var damagedFix: String {
+            let source = (try? self.record(id))?.summary.sourceFile
+            return "bissl gc (moves the object to damaged/, keeps the entry's record as a tombstone)"
+                + (source.map { "; then bissl import \($0) to bring it back" } ?? "")
+        }
+        func problem(_ message: String, fix: String) -> VerifyReport.Finding {
+            .init(level: .problem, id: id, path: url.path, message: message, fix: fix)
         }
         guard FileManager.default.fileExists(atPath: url.path) else {
-            let hint = scan.trash[id] != nil ? " (it is in trash/ after an interrupted rm: bissl gc puts it back)" : ""
-            return [problem("object file is missing\(hint)")]
+            if scan.trash[id] != nil {
+                return [problem("object file is missing (it is in trash/ after an interrupted rm)", fix: "bissl gc (puts it back)")]
+            }
+            return [problem("object file is missing", fix: damagedFix)]
         }
         let checkpoint: Checkpoint
         do {
@@ -71,11 +86,11 @@ extension Zoo {
             // when they cannot be recorded (catalog busy), reads keep hashing it, nothing else changes.
             if let hashed, catalog.canWrite { try? catalog.write { db in try Catalog.recordVerified(id, hashed, db) } }
         } catch {
-            return [problem(String(describing: error))]
+            return [problem(Self.withoutVerifyHint(String(describing: error)), fix: damagedFix)]
         }
         var out: [VerifyReport.Finding] = []
         for violation in ProvenanceCheck.violations(checkpoint.provenance) {
-            out.append(problem("provenance: \(violation)"))
+            out.append(problem("provenance: \(violation)", fix: "bissl rm --force \(short) (keeps its record as a tombstone), then import a corrected file"))
         }
         let attributes = try objectAttributes(id)
         let expected = EntrySummary(id: id, checkpoint: checkpoint, size: attributes.size, modified: attributes.modified)
@@ -89,12 +104,12 @@ extension Zoo {
             if catalog.canWrite { try? catalog.write { db in try Catalog.fillDetails(id, expected.details, db) } }
         }
         if listed != expected {
-            out.append(problem("catalog row differs from the object; rebuild the catalog with bissl verify --reindex"))
+            out.append(problem("catalog row differs from the object", fix: "bissl verify --reindex (rebuilds the catalog from the objects)"))
         }
         let catalogMetrics = record.summary.metrics.filter { !$0.value.isNaN }
         let objectMetrics = expected.metrics.filter { !$0.value.isNaN }
         if Set(catalogMetrics.keys) != Set(objectMetrics.keys) || record.summary.parents.map(\.id) != expected.parents.map(\.id) {
-            out.append(problem("catalog metrics or lineage edges differ from the object; rebuild the catalog with bissl verify --reindex"))
+            out.append(problem("catalog metrics or lineage edges differ from the object", fix: "bissl verify --reindex (rebuilds the catalog from the objects)"))
         }
         for (label, kind) in try labels(of: id) {
             let ref = layout.refURL(label, kind: kind)
@@ -136,7 +151,8 @@ extension Zoo {
                     let cycle = path[path.lastIndex(of: parent)!...] + [parent]
                     out.append(.init(level: .problem, id: parent, path: nil,
                                      message: "lineage cycle: " + cycle.map { String($0.prefix(12)) }.joined(separator: " -> ")
-                                        + " (provenance names an entry as its own ancestor)"))
+                                        + " (provenance names an entry as its own ancestor)",
+                                     fix: "bissl rm --force \(parent.prefix(12)) (keeps its record as a tombstone)"))
                 } else if !done.contains(parent) {
                     path.append(parent); onPath.insert(parent); next.append(0)
                 }
