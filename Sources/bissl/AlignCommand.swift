@@ -48,6 +48,8 @@ struct AlignCommand: TrainingCommand {
     @Option(name: .customLong("d-batch-size"), parsing: .unconditional, help: "Downstream images per upper step (default 256; at most the --data images).") var dBatchSize: Int?
     @Option(parsing: .unconditional, help: "Global gradient-norm bound at both levels (default 10).") var clip: Double?
     @Flag(name: .customLong("no-ij"), help: "Ablation: replace the implicit gradient u by g (no HVP).") var noIJ = false
+    @Flag(name: .customLong("fresh-heads"), help: "Start new pretext heads (projector, BYOL: predictor) instead of REF's, e.g. when REF's heads cannot be used.")
+    var freshHeads = false
     @Option(name: .customLong("image-size"), parsing: .unconditional, help: "Image side (default: REF's, else 96).") var imageSize: Int?
     @Option(parsing: .unconditional, help: "Base seed (default 0).", transform: SeedArgument.parse) var seed: UInt64?
     @OptionGroup var augmentOption: AugmentOption
@@ -62,7 +64,7 @@ struct AlignCommand: TrainingCommand {
         o.alternations = alternations; o.lowerSteps = lowerSteps; o.upperSteps = upperSteps; o.lambda = lambda
         o.damping = damping; o.cgIters = cgIters; o.cg = cg; o.hvp = hvp; o.hvpBatchNorm = hvpBN; o.warmupEpochs = warmupEpochs
         o.dLR = dLR; o.dWD = dWD; o.pLR = pLR; o.pWD = pWD; o.pBatchSize = pBatchSize; o.dBatchSize = dBatchSize
-        o.clip = clip; o.noIJ = noIJ; o.imageSize = imageSize; o.seed = seed; o.name = runOptions.name
+        o.clip = clip; o.noIJ = noIJ; o.imageSize = imageSize; o.seed = seed; o.name = runOptions.name; o.freshHeads = freshHeads
         o.augment = augmentOption.augment; o.pretextVal = pretextVal; o.keepUpper = keepUpper
         return o
     }
@@ -70,7 +72,7 @@ struct AlignCommand: TrainingCommand {
     func report(_ r: JobResult) throws {
         var out = ["id": r.entry.id, "run": r.run.id]
         if let name = r.entry.name { out["name"] = name }
-        let top1 = r.provenance.metrics["val_top1"].map { String(format: ", val top-1 %.2f%%", $0) } ?? ""
+        let top1 = r.provenance.metrics["upper_val_top1"].map { String(format: ", upper model's val top-1 %.2f%%", $0) } ?? ""
         let ref = r.provenance.parents.first.map { String($0.id.prefix(12)) } ?? "?"
         var upper = ""
         if case .string(let id)? = r.provenance.hyperparameters["upperEntry"] {

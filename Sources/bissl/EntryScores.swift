@@ -21,6 +21,10 @@ struct EntryScores {
     init(zoo: Zoo, ref: String, dataset: ImageDataset, imageSize: Int?) throws {
         id = try zoo.resolve(ref)
         let checkpoint = try zoo.checkpoint(id)
+        if checkpoint.provenance.stage == "bissl", checkpoint.provenance.hyperparameters["lowerEntry"] == nil {
+            // The lower entry of an alignment stores θ_P; its classifier is φ_D, trained on θ_D's features.
+            throw CLIError("entry \(id.prefix(12)) is a BiSSL alignment: its backbone is θ_P and its classifier φ_D belongs to θ_D, so they do not make a model together; fine-tune it (bissl finetune \(id.prefix(12)) --data URI) and evaluate that, evaluate its upper model (align --keep-upper), or measure its features with bissl probe \(id.prefix(12)) --data URI")
+        }
         name = try zoo.record(id).name
         let network = try Network(checkpoint: checkpoint)
         guard let classifier = network.heads["classifier"] else {

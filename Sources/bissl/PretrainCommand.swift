@@ -55,7 +55,7 @@ struct PretrainCommand: TrainingCommand {
 
     var jobOptions: PretrainOptions {
         var o = PretrainOptions(method: method, data: data)
-        o.arch = architecture.arch?.rawValue; o.width = architecture.width; o.stem = architecture.stem?.rawValue
+        o.arch = architecture.arch; o.width = architecture.width; o.stem = architecture.stem?.rawValue
         o.imageSize = imageSize; o.batchSize = batchSize; o.steps = steps; o.epochs = epochs; o.lr = lr; o.weightDecay = wd
         o.optimizer = optimizer?.rawValue; o.temperature = temperature; o.emaDecay = emaDecay; o.seed = seed; o.from = from
         o.name = runOptions.name; o.checkpointEvery = checkpointEvery

@@ -70,7 +70,7 @@ struct ProbeCommand: ParsableCommand {
         defer { try? zoo.close() }
         let id = try zoo.resolve(ref)
         let checkpoint = try zoo.checkpoint(id)
-        let network = try Network(checkpoint: checkpoint)
+        let network = try Network(checkpoint: checkpoint, heads: [])   // the backbone alone
         let train = try DownstreamData.open(data, role: "--data")
         let (eval, evalURI) = try DownstreamData.openEvaluation(evalData, trainURI: data, flag: "--eval-data")
         // The size the entry was trained at, when its provenance says so; else the data's own.

@@ -9,8 +9,8 @@ import Zoo
 struct Runs: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "runs",
-        abstract: "List training runs (id, kind, status, step/total, started, entry) or show one.",
-        subcommands: [RunsList.self, RunsShow.self],
+        abstract: "List training runs (id, kind, status, step/total, started, entry, size), show one, remove or prune them.",
+        subcommands: [RunsList.self, RunsShow.self, RunsRemove.self, RunsPrune.self],
         defaultSubcommand: RunsList.self)
 }
 
@@ -33,11 +33,13 @@ struct RunsList: ParsableCommand {
         if json { try ZooOutput.printJSON(runs); return }
         if runs.isEmpty { print("no runs in \(zooOptions.layout.runs.path)"); return }
         let rows = runs.map { r -> [String] in
-            guard let rec = r.record else { return [r.id, "?", r.state, "", "", r.problem ?? ""] }
-            return [r.id, rec.kind, r.state, r.stepText ?? "", rec.startedAt,
+            guard let rec = r.record else { return [r.id, "?", r.state, "", "", ZooOutput.bytes(r.bytes), r.problem ?? ""] }
+            return [r.id, rec.kind, r.state, r.stepText ?? "", rec.startedAt, ZooOutput.bytes(r.bytes),
                     rec.entryId.map { String($0.prefix(12)) } ?? (rec.error ?? "")]
         }
-        print(ZooOutput.table(["ID", "KIND", "STATUS", "STEP", "STARTED", "ENTRY"], rows))
+        print(ZooOutput.table(["ID", "KIND", "STATUS", "STEP", "STARTED", "SIZE", "ENTRY"], rows))
+        let total = runs.reduce(Int64(0)) { $0 + $1.bytes }
+        print("\(runs.count) run\(runs.count == 1 ? "" : "s"), \(ZooOutput.bytes(total)) in \(zooOptions.layout.runs.path)")
     }
 }
 
@@ -84,7 +86,7 @@ struct RunsShow: ParsableCommand {
         print("step:       \(summary.loggedStep ?? record.step)/\(record.totalSteps) logged, \(record.step) in the last saved state")
         print("started:    \(record.startedAt)")
         if let ended = record.endedAt { print("ended:      \(ended)") }
-        print("work time:  \(String(format: "%.1f", record.durationSeconds)) s in \(record.segments) segment\(record.segments == 1 ? "" : "s")")
+        print("work time:  \(String(format: "%.1f", summary.workSeconds ?? record.durationSeconds)) s in \(record.segments) segment\(record.segments == 1 ? "" : "s")")
         if let entry = record.entryId { print("entry:      \(entry)") }
         print("command:    \(record.commandLine.joined(separator: " "))")
         for resume in record.resumeCommandLines { print("resumed by: \(resume.joined(separator: " "))") }
@@ -102,5 +104,73 @@ struct RunsShow: ParsableCommand {
             }
             print(ZooOutput.table(["  METRIC", "VALUE", "STEP", "PHASE"], rows.map { ["  " + $0[0]] + $0.dropFirst() }))
         }
+    }
+}
+
+/// `bissl runs rm RUN...`: deletes run directories.
+struct RunsRemove: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rm",
+        abstract: "Delete run directories (a completed run's entry stays in the zoo).",
+        discussion: """
+            A running run is refused; an interrupted or failed run, which a resume would continue, needs \
+            --force.
+            """)
+
+    @Argument(help: "Run ids, unique id prefixes, or run directories.")
+    var ids: [String]
+    @Flag(help: "Also delete interrupted and failed runs (their work is lost).")
+    var force = false
+    @OptionGroup var zooOptions: ZooOptions
+
+    func run() throws {
+        guard !ids.isEmpty else { throw CheckpointError.invalid("give the runs to delete (bissl runs lists them)") }
+        let runs = try ids.map { RunSummary.summary(directory: try Run.resolve(layout: zooOptions.layout, id: $0)) }
+        for r in runs where r.state == "running" || (!force && (r.state == "interrupted" || r.state == "failed")) {
+            _ = try RunMaintenance.remove(r, force: force, dryRun: true)   // throws the refusal, before anything is deleted
+        }
+        var freed: Int64 = 0
+        for r in runs {
+            freed += try RunMaintenance.remove(r, force: force)
+            print("removed run \(r.id)")
+        }
+        print("freed \(ZooOutput.bytes(freed))")
+    }
+}
+
+/// `bissl runs prune`: frees what finished runs no longer need.
+struct RunsPrune: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "prune",
+        abstract: "Free disk: drop the resumable state of completed runs; with --completed, delete completed runs.",
+        discussion: """
+            A completed run keeps run.json, log.jsonl and curves.png (its entry holds the weights and its \
+            provenance the metric history); its state.h5 is only needed to resume, which a completed run never \
+            does. bissl gc does the same. --completed deletes completed run directories altogether; \
+            --failed also deletes failed runs. Running and interrupted runs are never touched.
+            """)
+
+    @Flag(help: "Delete completed run directories, not only their state.")
+    var completed = false
+    @Flag(help: "Also delete failed runs.")
+    var failed = false
+    @Flag(help: "Report what would be freed without changing anything.")
+    var dryRun = false
+    @OptionGroup var zooOptions: ZooOptions
+
+    func run() throws {
+        var freed: Int64 = 0
+        let verb = dryRun ? "would " : ""
+        for r in RunSummary.all(zooOptions.layout) {
+            if (completed && r.state == "completed") || (failed && r.state == "failed") {
+                freed += try RunMaintenance.remove(r, force: true, dryRun: dryRun)
+                print("\(verb)remove run \(r.id) (\(r.state))")
+            } else if r.state == "completed" {
+                let bytes = try RunMaintenance.compact(r, dryRun: dryRun)
+                if bytes > 0 { print("\(verb)drop the state of completed run \(r.id) (\(ZooOutput.bytes(bytes)))") }
+                freed += bytes
+            }
+        }
+        print("\(dryRun ? "would free" : "freed") \(ZooOutput.bytes(freed))")
     }
 }

@@ -60,17 +60,12 @@ struct RunOptions: ParsableArguments {
 
 /// The backbone of a run that starts from no entry: `--arch`, `--width`, `--stem`.
 struct ArchitectureOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Backbone: resnet18, resnet34, resnet50, resnet101, resnet152.", valueName: "ARCH"))
-    var arch: Arch?
+    @Option(help: ArgumentHelp("Backbone: resnet18, resnet34, resnet50, resnet101, resnet152, or a full name as bissl list prints it (resnet18-w8-small = --arch resnet18 --width 8 --stem small).", valueName: "ARCH"))
+    var arch: String?
     @Option(parsing: .unconditional, help: ArgumentHelp("Stem width (64 in torchvision).", valueName: "W"))
     var width: Int?
     @Option(help: ArgumentHelp("imagenet (7x7/2 conv + max pool) or small (3x3/1 conv).", valueName: "STEM"))
     var stem: Stem?
-
-    enum Arch: String, CaseIterable, ExpressibleByArgument {
-        case resnet18, resnet34, resnet50, resnet101, resnet152
-        init?(argument: String) { self.init(rawValue: argument.lowercased()) }
-    }
 
     enum Stem: String, CaseIterable, ExpressibleByArgument { case imagenet, small }
 }

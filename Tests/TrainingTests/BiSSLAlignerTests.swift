@@ -170,7 +170,7 @@ final class BiSSLAlignerTests: XCTestCase {
         XCTAssertEqual(full.totalSteps, 2 + 2 * 4)
         try full.run(runA)
         let reference = full.captureState()
-        XCTAssertEqual(runA.history("val_top1").count, 2, "val top-1 logged per alternation")
+        XCTAssertEqual(runA.history("upper_val_top1").count, 2, "val top-1 logged per alternation")
         XCTAssertEqual(runA.history("loss_lower").count, 4)
         XCTAssertEqual(runA.history("loss_upper").count, 4)
         XCTAssertEqual(runA.history("ij_relative_hessian").count, 4)
@@ -195,6 +195,6 @@ final class BiSSLAlignerTests: XCTestCase {
         XCTAssertEqual(final.integers, reference.integers)
         XCTAssertEqual(Set(final.arrays.keys), Set(reference.arrays.keys))
         for (k, v) in reference.arrays { XCTAssertEqual(final.arrays[k], v, "\(k) differs after resume") }
-        XCTAssertEqual(runC.history("val_top1").map(\.value), runA.history("val_top1").map(\.value))
+        XCTAssertEqual(runC.history("upper_val_top1").map(\.value), runA.history("upper_val_top1").map(\.value))
     }
 }

@@ -176,7 +176,7 @@ final class DownstreamFineTuneTests: XCTestCase {
         XCTAssertTrue(p.warnings.contains { $0.contains("re-initialised 1000 -> 10") })
         guard case .array(let trials)? = p.hyperparameters["trials"] else { return XCTFail("no trials in hyperparameters") }
         XCTAssertEqual(trials.count, 3)
-        XCTAssertEqual(p.metrics["top1"], resumed.trials[resumed.chosen].top1)
+        XCTAssertEqual(p.metrics["val_top1"], resumed.trials[resumed.chosen].top1)
         XCTAssertEqual(p.metricHistory["val_top1"], resumed.trials[resumed.chosen].valTop1)
         XCTAssertEqual(p.metricHistory["loss"]?.count, 3)
         let entry = try c.run.finish(resumed.network.checkpoint(provenance: p), name: "ft-test")

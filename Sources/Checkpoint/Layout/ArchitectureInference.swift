@@ -187,12 +187,11 @@ public enum ArchitectureInference {
 
     /// Infers a head from its own state dict (keys relative to the head):
     /// - `weight [out, in]` and optional `bias [out]` -> `linear`, dims `[in, out]`;
-    /// - an `nn.Sequential` of `Linear` (`<i>.weight [out, in]`, optional `<i>.bias`) and `BatchNorm1d`
-    ///   (`<i>.running_mean/running_var [out]`, `<i>.weight/bias [out]` unless `affine=False`,
-    ///   optional `<i>.num_batches_tracked []`)
-    ///   modules with parameter-free modules (ReLU) between them, starting and ending with a Linear,
-    ///   each BN following a Linear of its size, each Linear taking the previous Linear's output
-    ///   (docs/bissl.md, "Network, heads and state-dict keys") -> `mlp`, dims `[in, hidden..., out]`.
+    /// - an `nn.Sequential` of `Linear` (`<i>.weight [out, in]`, optional `<i>.bias`) layers, each
+    ///   optionally followed by a `BatchNorm1d` (`<i>.running_mean/running_var [out]`, `<i>.weight/bias [out]`
+    ///   unless `affine=False`, optional `<i>.num_batches_tracked []`), with parameter-free modules (ReLU)
+    ///   between layers (`MLPLayout`, the projector/predictor layouts of SimCLR, MoCo, BYOL and SimSiam
+    ///   code) -> `mlp`, dims `[in, hidden..., out]`, even for a single Linear in a Sequential.
     /// - Parameter name: used in error messages (`projector`, `encoder.fc`).
     /// - Throws: `CheckpointError.invalid` naming the offending key.
     public static func inferHead(_ dict: StateDict, name: String) throws -> Architecture.Head {
@@ -206,50 +205,9 @@ public enum ArchitectureInference {
             try requireFloating(dict, name: name)
             return Architecture.Head(kind: "linear", dims: [w.shape[1], w.shape[0]])
         }
-        var modules: [Int: [String: Tensor]] = [:]
-        for (key, tensor) in dict {
-            let parts = key.split(separator: ".", maxSplits: 1)
-            guard parts.count == 2, let i = Int(parts[0]), i >= 0 else {
-                throw CheckpointError.invalid("\(name).\(key) is neither a linear head key (weight, bias) nor an nn.Sequential key (<index>.<name>)")
-            }
-            modules[i, default: [:]][String(parts[1])] = tensor
-        }
-        var dims: [Int] = []
-        var lastKind = ""
-        for i in modules.keys.sorted() {
-            let m = modules[i]!
-            let names = Set(m.keys)
-            if names.isSubset(of: ["weight", "bias"]), let w = m["weight"], w.shape.count == 2 {
-                if dims.isEmpty { dims.append(w.shape[1]) } else if w.shape[1] != dims.last! {
-                    throw CheckpointError.invalid("\(name).\(i).weight takes \(w.shape[1]) inputs but the previous layer gives \(dims.last!)")
-                }
-                if let b = m["bias"], b.shape != [w.shape[0]] {
-                    throw CheckpointError.invalid("\(name).\(i).bias has shape \(b.shape), expected [\(w.shape[0])]")
-                }
-                dims.append(w.shape[0])
-                lastKind = "linear"
-            } else if names.isSuperset(of: ["running_mean", "running_var"]), names.isSubset(of: Set(batchNormSuffixes)),
-                      names.contains("weight") == names.contains("bias") {
-                // BatchNorm1d, with or without the affine weight/bias.
-                guard lastKind == "linear", let c = dims.last else {
-                    throw CheckpointError.invalid("\(name).\(i) is a BatchNorm that does not follow a Linear layer")
-                }
-                for s in ["weight", "bias", "running_mean", "running_var"] where m[s] != nil && m[s]!.shape != [c] {
-                    throw CheckpointError.invalid("\(name).\(i).\(s) has shape \(m[s]!.shape), expected [\(c)]")
-                }
-                if let n = m["num_batches_tracked"], !n.shape.isEmpty {
-                    throw CheckpointError.invalid("\(name).\(i).num_batches_tracked has shape \(n.shape), expected []")
-                }
-                lastKind = "bn"
-            } else {
-                throw CheckpointError.invalid("\(name).\(i) with keys \(names.sorted()) is neither a Linear nor a BatchNorm1d")
-            }
-        }
-        guard lastKind == "linear", dims.count >= 2 else {
-            throw CheckpointError.invalid("\(name) does not end with a Linear layer")
-        }
+        let layout = try MLPLayout.infer(dict, name: name)
         try requireFloating(dict, name: name)
-        return Architecture.Head(kind: dims.count == 2 ? "linear" : "mlp", dims: dims)
+        return Architecture.Head(kind: "mlp", dims: layout.dims)
     }
 
     private static func requireFloating(_ dict: StateDict, name: String) throws {

@@ -8,7 +8,9 @@ import Collections
 /// - `P + fc.*`: a plain linear (`weight [out, in]`, `bias [out]`) -> `classifier` (keys `fc.weight`,
 ///   `fc.bias`); an `nn.Sequential` MLP -> `projector` (keys `0.weight`, `1.running_mean`, ...);
 /// - `g` in `projector projection projection_head proj_head projector_head` -> `projector`;
-///   `g` in `predictor prediction prediction_head pred_head` -> `predictor`;
+///   `g` in `predictor prediction prediction_head pred_head online_predictor` -> `predictor`;
+///   a projector or predictor whose keys all sit under one module of its own (`projector.net.0.weight`,
+///   the `MLP.net` wrapper of common BYOL code) is read from inside that module;
 ///   `g` in `fc classifier linear head` holding a plain linear that takes the backbone features ->
 ///   `classifier`, renamed to `fc.weight`/`fc.bias` (rule recorded);
 /// - any other group, or a named head whose layout is not a Linear/MLP -> kept as component `g`
@@ -18,7 +20,7 @@ import Collections
 /// Two groups claiming one component name are refused (`CheckpointError.ambiguous`).
 enum HeadAssignment {
     static let projectorNames: Set<String> = ["projector", "projection", "projection_head", "proj_head", "projector_head"]
-    static let predictorNames: Set<String> = ["predictor", "prediction", "prediction_head", "pred_head"]
+    static let predictorNames: Set<String> = ["predictor", "prediction", "prediction_head", "pred_head", "online_predictor"]
     static let classifierNames: Set<String> = ["fc", "classifier", "linear", "head"]
 
     struct Group {
@@ -83,6 +85,17 @@ enum HeadAssignment {
         return (Array(groups.values), loose)
     }
 
+    /// The group seen from inside its single child module when every key starts with the same
+    /// non-numeric segment (`net.0.weight`, `net.1.running_mean` -> `0.weight`, ... under `<prefix>net.`).
+    static func unwrapped(_ g: Group) -> Group? {
+        let firsts = Set(g.tensors.keys.map { $0.split(separator: ".", maxSplits: 1).first.map(String.init) ?? "" })
+        guard firsts.count == 1, let wrapper = firsts.first, Int(wrapper) == nil,
+              g.tensors.keys.allSatisfy({ $0.hasPrefix(wrapper + ".") }) else { return nil }
+        var inner = OrderedDictionary<String, SourceTensor>()
+        for (k, t) in g.tensors { inner[String(k.dropFirst(wrapper.count + 1))] = t }
+        return Group(sourcePrefix: g.sourcePrefix + wrapper + ".", name: g.name, tensors: inner)
+    }
+
     /// Maps groups to components and infers their heads.
     /// - Parameters:
     ///   - fcGroup: the `fc.*` keys under the backbone prefix (may be empty), with its source prefix.
@@ -137,7 +150,13 @@ enum HeadAssignment {
                 try claim(kept(g, reason: "not a recognised head name"))
                 continue
             }
-            guard let head = try? ArchitectureInference.inferHead(tensors(g), name: String(g.sourcePrefix.dropLast())) else {
+            var g = g
+            var head = try? ArchitectureInference.inferHead(tensors(g), name: String(g.sourcePrefix.dropLast()))
+            if head == nil, component != "classifier", let inner = unwrapped(g) {
+                head = try? ArchitectureInference.inferHead(tensors(inner), name: String(inner.sourcePrefix.dropLast()))
+                if head != nil { g = inner }
+            }
+            guard let head else {
                 try claim(kept(g, reason: "not a Linear or Linear-BatchNorm1d MLP layout"))
                 continue
             }

@@ -1,12 +1,22 @@
 /// `torch.nn.BatchNorm1d(F, eps=1e-5, momentum=0.1)` on `[N, F]` (the MLP heads of docs/bissl.md,
 /// "Network, heads and state-dict keys"). Same semantics as `BatchNorm2d` with `H = W = 1`: train mode normalises with the
 /// biased batch variance and updates `running_var` with the unbiased one; keys `<prefix>weight`,
-/// `bias`, `running_mean`, `running_var`, `num_batches_tracked`.
+/// `bias`, `running_mean`, `running_var`, `num_batches_tracked`. With `affine: false`
+/// (`BatchNorm1d(F, affine=False)`, the last layer of MoCo v3 and SimSiam heads) gamma stays 1 and
+/// beta 0: they are not parameters and have no keys.
 public final class BatchNorm1d {
     /// The computation is BatchNorm2d's on `[N, F, 1, 1]`.
     public let core: BatchNorm2d
+    /// False for `affine=False`: `weight`/`bias` are fixed at 1/0 and left out of `parameters`.
+    public let affine: Bool
 
-    public init(name: String, features: Int) { core = BatchNorm2d(name: name, channels: features) }
+    public init(name: String, features: Int, affine: Bool = true) {
+        core = BatchNorm2d(name: name, channels: features)
+        self.affine = affine
+    }
+
+    /// `[weight, bias]`, or none when not affine.
+    public var parameters: [Parameter] { affine ? [core.weight, core.bias] : [] }
 
     public var weight: Parameter { core.weight }
     public var bias: Parameter { core.bias }

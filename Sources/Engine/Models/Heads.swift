@@ -36,35 +36,58 @@ public final class LinearHead {
     }
 }
 
-/// The MLP projector/predictor of docs/bissl.md, "Network, heads and state-dict keys", for dims
-/// `[d0, d1, ..., dL]`: for each consecutive pair but the last, `Linear(d_i, d_{i+1})` (with bias) ->
-/// `BatchNorm1d` -> ReLU; then a final `Linear(d_{L-1}, dL, bias=False)`. As an `nn.Sequential` its
-/// keys are `0.weight`, `0.bias`, `1.{weight,bias,running_mean,running_var,num_batches_tracked}`,
-/// `3.*`, `4.*`, ..., `<3(L-1)>.weight`.
+/// An MLP projector/predictor as an `nn.Sequential` of the layout `MLPLayout` describes: per layer
+/// `Linear(d_i, d_{i+1})` (with or without bias), an optional `BatchNorm1d` (affine or not), then ReLU
+/// unless it is the last layer. Keys are the Sequential's: `<index>.weight`, `<index>.bias`,
+/// `<index>.running_mean`, ... at the module indices of the layout. `init(dims:)` gives bissl's own
+/// layout (`MLPLayout.standard`: Linear(b)-BN-ReLU per hidden layer, final Linear without bias, keys
+/// `0.*`, `1.*`, `3.*`, ..., `<3(L-1)>.weight`, as in BYOL, arXiv:2006.07733 section 3.3); `init(layout:)` any layout read from a
+/// checkpoint (SimCLR, MoCo v2/v3, BYOL, SimSiam code).
 public final class MLPHead {
     public let dims: [Int]
+    public let layout: MLPLayout
     public let linears: [Linear]
+    /// The BatchNorm layers present, in order (for bissl's layout, `norms[i]` follows `linears[i]`).
     public let norms: [BatchNorm1d]
+    /// Per layer: the index in `norms` of its BN, if any.
+    private let normOfLayer: [Int?]
     private let relus: [ReLU]
 
+    /// bissl's layout for `dims`.
     /// - Parameter dims: at least two sizes, e.g. `[2048, 256, 256, 256]`.
     /// - Throws: `CheckpointError.invalid` for fewer than two sizes or a non-positive size.
-    public init(dims: [Int]) throws {
+    public convenience init(dims: [Int]) throws {
+        try self.init(layout: .standard(dims: dims))
+    }
+
+    /// - Throws: `CheckpointError.invalid` for fewer than two sizes, a non-positive size, or a layout
+    ///   whose layer count is not `dims.count - 1`.
+    public init(layout: MLPLayout) throws {
+        let dims = layout.dims
         guard dims.count >= 2, dims.allSatisfy({ $0 > 0 }) else {
             throw CheckpointError.invalid("MLP head: needs at least two positive sizes, got \(dims)")
         }
+        guard layout.layers.count == dims.count - 1 else {
+            throw CheckpointError.invalid("MLP head: \(layout.layers.count) layers for sizes \(dims)")
+        }
         self.dims = dims
-        let hidden = dims.count - 2
+        self.layout = layout
         var linears: [Linear] = []
         var norms: [BatchNorm1d] = []
-        for i in 0..<hidden {
-            linears.append(Linear(name: "\(3 * i).", inFeatures: dims[i], outFeatures: dims[i + 1]))
-            norms.append(BatchNorm1d(name: "\(3 * i + 1).", features: dims[i + 1]))
+        var normOfLayer: [Int?] = []
+        for (i, l) in layout.layers.enumerated() {
+            linears.append(Linear(name: "\(l.index).", inFeatures: dims[i], outFeatures: dims[i + 1], bias: l.bias))
+            if let n = l.norm {
+                normOfLayer.append(norms.count)
+                norms.append(BatchNorm1d(name: "\(n.index).", features: dims[i + 1], affine: n.affine))
+            } else {
+                normOfLayer.append(nil)
+            }
         }
-        linears.append(Linear(name: "\(3 * hidden).", inFeatures: dims[hidden], outFeatures: dims[hidden + 1], bias: false))
         self.linears = linears
         self.norms = norms
-        relus = (0..<hidden).map { _ in ReLU() }
+        self.normOfLayer = normOfLayer
+        relus = (0..<(linears.count - 1)).map { _ in ReLU() }
     }
 
     /// Parameters in `nn.Sequential` order.
@@ -72,7 +95,7 @@ public final class MLPHead {
         var ps: [Parameter] = []
         for i in linears.indices {
             ps += linears[i].parameters
-            if i < norms.count { ps += [norms[i].weight, norms[i].bias] }
+            if let n = normOfLayer[i] { ps += norms[n].parameters }
         }
         return ps
     }
@@ -95,7 +118,8 @@ public final class MLPHead {
         var out = x
         for i in linears.indices {
             out = linears[i].forward(out)
-            if i < norms.count { out = relus[i].forward(norms[i].forward(out, mode: mode)) }
+            if let n = normOfLayer[i] { out = norms[n].forward(out, mode: mode) }
+            if i < relus.count { out = relus[i].forward(out) }
         }
         return out
     }
@@ -104,7 +128,8 @@ public final class MLPHead {
     public func backward(_ dy: Matrix) -> Matrix {
         var d = dy
         for i in linears.indices.reversed() {
-            if i < norms.count { d = norms[i].backward(relus[i].backward(d)) }
+            if i < relus.count { d = relus[i].backward(d) }
+            if let n = normOfLayer[i] { d = norms[n].backward(d) }
             d = linears[i].backward(d)
         }
         return d
@@ -134,7 +159,7 @@ public final class MLPHead {
         var sd = StateDict()
         for i in linears.indices {
             for p in linears[i].parameters { StateDictIO.store(p, into: &sd) }
-            if i < norms.count { StateDictIO.store(norms[i].core, into: &sd) }
+            if let n = normOfLayer[i] { StateDictIO.store(norms[n], into: &sd) }
         }
         return sd
     }
@@ -144,6 +169,6 @@ public final class MLPHead {
         let owner = "MLP head \(dims.map(String.init).joined(separator: "-"))"
         try StateDictIO.validate(sd, against: stateDict(), owner: owner)
         for l in linears { for p in l.parameters { try StateDictIO.load(p, from: sd, owner: owner) } }
-        for bn in norms { try StateDictIO.load(bn.core, from: sd, owner: owner) }
+        for bn in norms { try StateDictIO.load(bn.core, from: sd, owner: owner, affine: bn.affine) }
     }
 }

@@ -17,6 +17,12 @@ enum StateDictIO {
         sd[bn.prefix + "num_batches_tracked"] = Tensor(int64: bn.numBatchesTracked)
     }
 
+    /// A BatchNorm1d: as a BatchNorm2d, without `weight`/`bias` when it is not affine.
+    static func store(_ bn: BatchNorm1d, into sd: inout StateDict) {
+        store(bn.core, into: &sd)
+        if !bn.affine { sd[bn.core.weight.name] = nil; sd[bn.core.bias.name] = nil }
+    }
+
     /// The float values of `key`, checked against `shape` (any floating dtype is widened/rounded to float32).
     /// - Throws: `CheckpointError.invalid` when the key is missing, has another shape or is not floating point.
     static func floats(_ sd: StateDict, _ key: String, shape: [Int], owner: String) throws -> [Float] {
@@ -36,9 +42,11 @@ enum StateDictIO {
 
     /// Loads a BatchNorm's parameters and buffers. A missing `num_batches_tracked` (older PyTorch
     /// files) is read as 0, as `BatchNorm._load_from_state_dict` does.
-    static func load(_ bn: BatchNorm2d, from sd: StateDict, owner: String) throws {
-        try load(bn.weight, from: sd, owner: owner)
-        try load(bn.bias, from: sd, owner: owner)
+    static func load(_ bn: BatchNorm2d, from sd: StateDict, owner: String, affine: Bool = true) throws {
+        if affine {
+            try load(bn.weight, from: sd, owner: owner)
+            try load(bn.bias, from: sd, owner: owner)
+        }
         bn.runningMean = try floats(sd, bn.prefix + "running_mean", shape: [bn.channels], owner: owner)
         bn.runningVar = try floats(sd, bn.prefix + "running_var", shape: [bn.channels], owner: owner)
         if let t = sd[bn.prefix + "num_batches_tracked"] {

@@ -30,6 +30,8 @@ public struct AlignOptions: JobOptions, Sendable {
     public var pretextVal: String?
     /// `--keep-upper`: also add the upper model θ_D, φ_D as an entry.
     public var keepUpper = false
+    /// New pretext heads instead of REF's (`--fresh-heads`).
+    public var freshHeads = false
 
     public init() {}
 
@@ -115,6 +117,11 @@ public struct AlignConfig: Codable, Equatable, Sendable {
     /// Whether the upper model θ_D, φ_D is added as a second entry, and its name (nil in older runs: no).
     public var keepUpper: Bool?
     public var upperName: String?
+    /// True when the pretext heads are new (`--fresh-heads`); nil: REF's.
+    public var freshHeads: Bool?
+    /// The head-only warmup's LR when capped below the default `--d-lr` by θ_0's feature scale
+    /// (`AlignPlan.warmupLR`); nil: `dLR`.
+    public var warmupLR: Double?
 
     /// The engine's settings (Float copies of the real-valued ones).
     public var settings: AlignmentSettings {
@@ -124,6 +131,7 @@ public struct AlignConfig: Codable, Equatable, Sendable {
                                              solver: cg, hvp: hvp,
                                              batchNorm: hvpBatchNorm ?? .frozen, enabled: !noIJ)
         s.warmupEpochs = warmupEpochs
+        s.warmupLR = warmupLR.map(Float.init)
         s.dLR = Float(dLR); s.dWD = Float(dWD); s.dMomentum = Float(dMomentum)
         s.pLR = Float(pLR); s.pWD = Float(pWD); s.pMomentum = Float(pMomentum); s.pEta = Float(pEta)
         s.clip = Float(clip)
@@ -184,9 +192,14 @@ public struct AlignJob: TrainingJob {
         }
         let temperature = number("temperature") ?? 0.5, emaDecay = number("emaDecay") ?? 0.9995
         do {
-            _ = try Self.pretextObjective(entry, method: method, temperature: temperature, emaDecay: emaDecay)
+            _ = try Self.pretextObjective(entry, method: method, freshHeads: o.freshHeads, seed: o.seed ?? 0,
+                                          temperature: temperature, emaDecay: emaDecay)
         } catch {
-            throw bad("REF \(String(id.prefix(12))) cannot be aligned with \(method): \(error)")
+            let short = String(id.prefix(12))
+            guard o.freshHeads else {
+                throw bad("the pretext heads of \(short) cannot be used for \(method) (\(error)); give --fresh-heads to start new ones on its backbone")
+            }
+            throw bad("\(short) cannot be aligned with \(method): \(error)")
         }
         // data (each error names its option)
         func dataset(_ option: String, _ uri: String) throws -> ImageDataset {
@@ -256,14 +269,50 @@ public struct AlignJob: TrainingJob {
         guard c.totalSteps != nil else {
             throw bad("--warmup-epochs, --alternations and the step counts give more steps than can be counted")
         }
+        c.freshHeads = o.freshHeads ? true : nil
+        // A short measurement on θ_0: the warmup's step size (unless --d-lr is given) and the plan line.
+        let theta0 = try Network(checkpoint: entry, heads: [])
+        let plan = AlignPlan.measure(
+            backbone: theta0.backbone, batch: try Aligner.firstDownstreamBatch(train, settings: c.settings),
+            warmupSteps: E * (train.count / dBatch), alternations: T, lowerSteps: NL, upperSteps: NU, pretextBatch: pBatch,
+            byol: method == .byol, cgIterations: o.noIJ ? 0 : K, centralHVP: c.hvp == .central,
+            validationImages: try valURI.map { try ImageDataset(parsing: $0).count } ?? 0)
+        if o.dLR == nil && E > 0 {
+            let lr = plan.warmupLR(requested: dLR)
+            if lr < dLR { c.warmupLR = Double(String(format: "%.3g", lr)) }
+        }
+        FileHandle.standardError.write(Data((planLine(plan, config: c) + "\n").utf8))
         return c
     }
 
-    /// θ_P with REF's pretext heads (a classifier dropped) under `method`.
-    static func pretextObjective(_ entry: Checkpoint, method: PretextObjective.Method, temperature: Double,
-                                 emaDecay: Double) throws -> PretextObjective {
-        let net = try Network(checkpoint: entry)
-        net.removeHead("classifier")
+    /// `plan: 39 steps (...), about 40 s (...); warmup lr ...`, printed before a new run starts.
+    static func planLine(_ plan: AlignPlan, config c: AlignConfig) -> String {
+        let batches = c.dBatchSize > 0 ? c.trainCount / c.dBatchSize : 0
+        var line = "plan: \(plan.totalSteps) steps (\(c.warmupEpochs) warmup epoch\(c.warmupEpochs == 1 ? "" : "s") of \(batches) batches, "
+            + "\(c.alternations) alternation\(c.alternations == 1 ? "" : "s") of \(c.lowerSteps)+\(c.upperSteps) steps), about "
+            + AlignPlan.duration(plan.seconds)
+            + String(format: " (measured on θ_0: forward %.2f s, forward+backward %.2f s for %d images at %dx%d)",
+                     plan.forwardSeconds, plan.forwardBackwardSeconds, c.dBatchSize, c.imageSize, c.imageSize)
+        if let w = c.warmupLR {
+            line += "; warmup lr \(w) (--d-lr \(c.dLR) capped at 1/E‖x‖² of θ_0's features, E‖x‖² = "
+                + String(format: "%.4g", plan.meanFeatureNorm2) + ")"
+        }
+        return line
+    }
+
+    /// θ_P's pretext objective: REF's backbone with its `projector` (and the method's own heads, BYOL's
+    /// `predictor`), or with new ones at the default sizes (`PretrainConfig.defaultProjectorDims`, the
+    /// method's `extraHeads`; PyTorch init from `seed + 2`) when `freshHeads`. REF's classifier is not read.
+    /// - Throws: `TrainingError.invalid` when a head is missing, does not load, or does not fit.
+    static func pretextObjective(_ entry: Checkpoint, method: PretextObjective.Method, freshHeads: Bool, seed: UInt64,
+                                 temperature: Double, emaDecay: Double) throws -> PretextObjective {
+        let net = try Network(checkpoint: entry, heads: freshHeads ? [] : ["projector", "predictor"])
+        if freshHeads {
+            let F = net.featureCount, dims = PretrainConfig.defaultProjectorDims(features: F)
+            var heads = ["projector": Architecture.Head(kind: "mlp", dims: [F] + dims)]
+            for (name, head) in method.type.extraHeads(projectorOutput: dims.last!) { heads[name] = head }
+            for (name, record) in heads { net.setHead(name, try .make(record, component: name, seed: seed &+ 2)) }
+        }
         return try PretextObjective(method: method, network: net, temperature: Float(temperature), emaDecay: Float(emaDecay))
     }
 
@@ -271,8 +320,8 @@ public struct AlignJob: TrainingJob {
     public init(config c: AlignConfig, zoo: Zoo, resuming run: Run?) throws {
         config = c
         _ = try DownstreamAugmentation(recorded: c.augment)  // a damaged config fails here, not silently
-        let objective = try Self.pretextObjective(try zoo.checkpoint(c.ref), method: c.pretext, temperature: c.temperature,
-                                                  emaDecay: c.emaDecay)
+        let objective = try Self.pretextObjective(try zoo.checkpoint(c.ref), method: c.pretext, freshHeads: c.freshHeads ?? false,
+                                                  seed: c.seed.value, temperature: c.temperature, emaDecay: c.emaDecay)
         let thetaP = objective.network
         var darch = thetaP.backbone.architecture
         darch.heads = ["classifier": .init(kind: "linear", dims: [thetaP.featureCount, c.classes])]
@@ -312,9 +361,9 @@ public struct AlignJob: TrainingJob {
                       Provenance.Dataset(role: "pretext", uri: c.pretextData, fingerprint: try pretextSet.fingerprint())]
         if let v = valSet, let uri = c.val { p.datasets.append(Provenance.Dataset(role: "downstream-val", uri: uri, fingerprint: try v.fingerprint())) }
         p.seeds = aligner.seeds
-        for (metric, values) in p.metricHistory where metric == "val_top1" || metric == "val_top1_warmup" {
+        for (metric, values) in p.metricHistory where metric == "upper_val_top1" || metric == "upper_val_top1_warmup" {
             if let last = values.last { p.metrics[metric] = last }
-            if metric == "val_top1", let best = values.max() { p.metrics["val_top1_best"] = best }
+            if metric == "upper_val_top1", let best = values.max() { p.metrics["upper_val_top1_best"] = best }
         }
         if let v = pretextValSet, let uri = c.pretextVal {
             p.datasets.append(Provenance.Dataset(role: "pretext-heldout", uri: uri, fingerprint: try v.fingerprint()))

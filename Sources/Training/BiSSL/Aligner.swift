@@ -16,6 +16,9 @@ public struct AlignmentSettings: Sendable, Equatable {
     public var warmupEpochs = 20
     /// Upper level and warmup: SGD LR, weight decay, momentum (per dataset; docs/bissl.md, "Default settings").
     public var dLR: Float = 0.03, dWD: Float = 1e-3, dMomentum: Float = 0.9
+    /// The head-only warmup's SGD LR when it differs from `dLR` (`AlignPlan.warmupLR`: capped by the
+    /// feature scale); nil: `dLR`.
+    public var warmupLR: Float?
     /// Lower level: LARS LR, weight decay, momentum, η (1.0, 1e-6, 0.9, 0.001).
     public var pLR: Float = 1.0, pWD: Float = 1e-6, pMomentum: Float = 0.9, pEta: Float = 0.001
     /// Global gradient-norm bound at both levels (10).
@@ -64,8 +67,8 @@ public struct AlignmentSettings: Sendable, Equatable {
 /// each optimiser step and optimisers start at the base LR, so the first step of each level runs at
 /// full LR, as in the reference implementation. Logged metrics (Run log, curves, provenance history): `loss_warmup`, `loss_lower`
 /// (pretext), `loss_reg`, `penalty_share` (λ·‖θ_P − θ_D‖ / ‖∇_θP L_P‖ per lower step), `loss_upper` (ℓ1, through θ_P),
-/// `loss_upper_direct` (ℓ2), `ij_relative_hessian` (||Hg||/((λ+δ)||g||)), `val_top1` (% per alternation),
-/// `val_top1_warmup`, and with held-out pretext data `loss_pretext_heldout` (per alternation, after its
+/// `loss_upper_direct` (ℓ2), `ij_relative_hessian` (||Hg||/((λ+δ)||g||)), `upper_val_top1` (% per alternation, the upper model θ_D with φ_D),
+/// `upper_val_top1_warmup`, and with held-out pretext data `loss_pretext_heldout` (per alternation, after its
 /// upper phase) and `loss_pretext_heldout_start` (before the first): the pretext loss of θ_P, φ_P on one
 /// fixed batch (`heldOutPretextLoss`).
 ///
@@ -144,11 +147,7 @@ public final class Aligner {
         hessianLoader = DataLoader(dataset: pretextData, batchSize: settings.pBatchSize, shuffle: true, dropLast: true,
                                    seed: Self.derive(settings.seed, 2), height: size, width: size, prefetch: 1, shard: shard,
                                    transform: pair)
-        let augmentation = settings.augmentation
-        downstreamLoader = DataLoader(dataset: trainData, batchSize: settings.dBatchSize, shuffle: true, dropLast: true,
-                                      seed: Self.derive(settings.seed, 3), height: size, width: size, shard: shard) { image, rng in
-            [augmentation.apply(image, using: &rng, size: size)]
-        }
+        downstreamLoader = Self.downstreamLoader(trainData, settings: settings)
         if let set = pretextHeldOut {
             let n = min(settings.pBatchSize, settings.heldOutBatchSize, set.count)
             guard n >= 2 else { throw TrainingError.invalid("BiSSL: the held-out pretext data has \(set.count) image; it needs at least 2") }
@@ -166,13 +165,34 @@ public final class Aligner {
                            lr: settings.pLR, weightDecay: settings.pWD, momentum: settings.pMomentum, eta: settings.pEta)
         upper = try UpperLevel(pretext: pretext, downstream: downstream, implicit: implicit, clip: settings.clip,
                                lr: settings.dLR, weightDecay: settings.dWD, momentum: settings.dMomentum)
-        warmup = try LinearWarmup(downstream: downstream, lr: settings.dLR, weightDecay: settings.dWD, momentum: settings.dMomentum)
+        warmup = try LinearWarmup(downstream: downstream, lr: settings.warmupLR ?? settings.dLR, weightDecay: settings.dWD,
+                                  momentum: settings.dMomentum)
         lowerSchedule = settings.lowerSchedule
         upperSchedule = settings.upperSchedule
         downstreamCursor = PhaseCursor(epoch: settings.warmupEpochs)
     }
 
     /// A seed for one data stream from the base seed (SplitMix64 finaliser of seed + k·golden ratio).
+    /// The downstream training batches (warmup and upper steps): shuffled from `seed` derivation 3,
+    /// `Augment.downstreamTrain` at the image size, full batches only.
+    /// The downstream loader (this rank's shard of each global batch under `mpirun`).
+    static func downstreamLoader(_ trainData: ImageDataset, settings: AlignmentSettings) -> DataLoader {
+        let size = settings.imageSize, augmentation = settings.augmentation
+        return DataLoader(dataset: trainData, batchSize: settings.dBatchSize, shuffle: true, dropLast: true,
+                          seed: Self.derive(settings.seed, 3), height: size, width: size, shard: DataParallel.shard) { image, rng in
+            [augmentation.apply(image, using: &rng, size: size)]
+        }
+    }
+
+    /// The first downstream batch of the warmup, `[D, 3, S, S]` (what `AlignPlan.measure` measures on).
+    /// - Throws: `CheckpointError.invalid` when the data gives no full batch; reader errors.
+    public static func firstDownstreamBatch(_ trainData: ImageDataset, settings: AlignmentSettings) throws -> Tensor4 {
+        guard let b = try downstreamLoader(trainData, settings: settings).epoch(0).nextBatch() else {
+            throw CheckpointError.invalid("BiSSL: the downstream data gives no batch of \(settings.dBatchSize)")
+        }
+        return Tensor4(n: b.count, c: 3, h: settings.imageSize, w: settings.imageSize, data: b.views[0])
+    }
+
     static func derive(_ seed: UInt64, _ k: UInt64) -> UInt64 {
         var z = seed &+ k &* 0x9E37_79B9_7F4A_7C15
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
@@ -250,7 +270,7 @@ public final class Aligner {
             }
             warmupEpochsDone += 1
             if warmupEpochsDone == settings.warmupEpochs, let top1 = try validationTop1() {
-                run.log(step: step, phase: "val", ["val_top1_warmup": top1])
+                run.log(step: step, phase: "val", ["upper_val_top1_warmup": top1])
             }
             try run.saveState(captureState())
         }
@@ -295,8 +315,8 @@ public final class Aligner {
             if !lowerLosses.isEmpty { summary["loss_lower"] = lowerLosses.reduce(0, +) / Double(lowerLosses.count) }
             if !upperLosses.isEmpty { summary["loss_upper"] = upperLosses.reduce(0, +) / Double(upperLosses.count) }
             if let top1 = try validationTop1() {
-                summary["val_top1"] = top1
-                run.log(step: step, phase: "val", ["val_top1": top1])
+                summary["upper_val_top1"] = top1
+                run.log(step: step, phase: "val", ["upper_val_top1": top1])
             }
             if let loss = heldOutPretextLoss() {
                 summary["loss_pretext_heldout"] = loss

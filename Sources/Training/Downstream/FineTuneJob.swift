@@ -48,11 +48,19 @@ public struct FineTuneOptions: JobOptions, Sendable {
         if let a = augment {
             do { _ = try DownstreamAugmentation(parsing: a) } catch { throw bad("\(error)") }
         }
-        if randomInit { _ = try FineTuneStart.architecture(arch: randomArchitecture.arch, width: randomArchitecture.width, stem: randomArchitecture.stem) }
+        if randomInit {
+            _ = try ArchitectureName.resolve(arch ?? "resnet18", width: width, stem: stem)
+            _ = try FineTuneStart.architecture(arch: randomArchitecture.arch, width: randomArchitecture.width, stem: randomArchitecture.stem)
+        }
     }
 
     /// The `--random-init` backbone, defaults filled in: ResNet-18, width 64, small stem (our data is 8-28 px).
-    var randomArchitecture: (arch: String, width: Int, stem: String) { (arch ?? "resnet18", width ?? 64, stem ?? "small") }
+    /// `--arch` may be a full name (`resnet18-w8-small`, `ArchitectureName`); `validate` refuses one that
+    /// does not parse or contradicts `--width` / `--stem`.
+    var randomArchitecture: (arch: String, width: Int, stem: String) {
+        let n = try? ArchitectureName.resolve(arch ?? "resnet18", width: width, stem: stem)
+        return ("resnet\(n?.depth ?? 18)", n?.width ?? width ?? 64, n?.stem ?? stem ?? "small")
+    }
 }
 
 /// Every resolved setting of a fine-tuning run: the run's config (run.json) and the entry's
@@ -206,8 +214,10 @@ public struct FineTuneJob: TrainingJob {
         } else {
             guard let ref = o.ref else { throw TrainingError.invalid("the run's config has no entry") }
             let checkpoint = try zoo.checkpoint(ref)
-            start = FineTuneStart(entry: try Network(checkpoint: checkpoint), entryId: ref, entryStage: checkpoint.provenance.stage,
-                                  classes: classes, seed: o.seed.value)
+            // Only the backbone and classifier are read: a projector/predictor is dropped anyway.
+            let unread = Array(checkpoint.components.keys.filter { $0 != "backbone" && $0 != "classifier" })
+            start = FineTuneStart(entry: try Network(checkpoint: checkpoint, heads: ["classifier"]), entryId: ref,
+                                  entryStage: checkpoint.provenance.stage, classes: classes, seed: o.seed.value, unreadHeads: unread)
         }
         if let w = start.warning { say("warning: \(w)") }
         let tuner = try FineTuner(config: o.settings, start: start.network, train: train, val: val, run: run)

@@ -21,6 +21,8 @@ public struct FineTuneStart {
     ///     classifier may be replaced).
     ///   - entryId: the entry's id (full; the note shows the first 12 digits).
     ///   - classes: number of classes of the downstream data.
+    ///   - unreadHeads: heads of the entry that were not loaded into `entry` (`Network(checkpoint:heads:)`),
+    ///     named as dropped like the ones removed here.
     ///   - seed: seed of a new classifier: PyTorch's `nn.Linear` default init from `SeededRNG(seed)`.
     ///   - entryStage: the entry's provenance stage. A `bissl` entry's classifier is φ_D, trained on
     ///     the upper backbone θ_D, not on this backbone θ_P: it is replaced by a new `Linear(F, C)`, as
@@ -28,10 +30,10 @@ public struct FineTuneStart {
     /// - Note: the entry's classifier is kept when its output count equals `classes` (and its input
     ///   the feature size); otherwise it is re-initialised, and note and warning say
     ///   "classifier re-initialised A -> B".
-    public init(entry: Network, entryId: String, entryStage: String? = nil, classes: Int, seed: UInt64) {
+    public init(entry: Network, entryId: String, entryStage: String? = nil, classes: Int, seed: UInt64, unreadHeads: [String] = []) {
         let short = String(entryId.prefix(12))
         let F = entry.featureCount
-        var dropped: [String] = []
+        var dropped: [String] = unreadHeads
         for name in entry.heads.keys where name != "classifier" { dropped.append(name) }
         for name in dropped { entry.removeHead(name) }
         let droppedText = dropped.isEmpty ? "" : "; \(dropped.joined(separator: ", ")) dropped"
@@ -84,10 +86,9 @@ public struct FineTuneStart {
 
     /// Parses `resnet18`, `resnet50`, ... with a width and stem into an architecture record.
     /// - Throws: `TrainingError.invalid` for an unknown depth, a width below 1 or an unknown stem.
-    public static func architecture(arch: String, width: Int, stem: String) throws -> Architecture {
-        guard arch.hasPrefix("resnet"), let depth = Int(arch.dropFirst(6)), ResNet.depths[depth] != nil else {
-            throw TrainingError.invalid("--arch must be resnet18, resnet34, resnet50, resnet101 or resnet152, not '\(arch)'")
-        }
+    public static func architecture(arch: String, width: Int?, stem: String?) throws -> Architecture {
+        let name = try ArchitectureName.resolve(arch, width: width, stem: stem)
+        let depth = name.depth, width = name.width ?? 64, stem = name.stem ?? "small"
         guard width >= 1 else { throw TrainingError.invalid("--width must be at least 1, got \(width)") }
         guard width <= 1024 else { throw TrainingError.invalid("--width must be at most 1024, got \(width)") }
         guard stem == "small" || stem == "imagenet" else {

@@ -352,8 +352,8 @@ public final class FineTuner {
     }
 
     /// The provenance of the entry a finished run adds: `run.provenance(stage: "finetune")` plus the
-    /// parent, datasets, seeds, the trials, and the metrics `top1` (chosen trial's final validation
-    /// top-1), `best_top1` / `best_epoch` (its maximum over epochs), `trial<k>_top1`; the metric
+    /// parent, datasets, seeds, the trials, and the metrics `val_top1` (chosen trial's final validation
+    /// top-1), `best_val_top1` / `best_epoch` (its maximum over epochs), `trial<k>_val_top1`; the metric
     /// history `val_top1` (per epoch) and `loss` / `lr` (per step) of the chosen trial.
     public func provenance(outcome: Outcome, start: FineTuneStart, parentId: String?,
                            datasets: [Provenance.Dataset], extraWarnings: [String] = []) -> Provenance {
@@ -372,11 +372,11 @@ public final class FineTuner {
         p.hyperparameters["stepsPerTrial"] = .int(Int64(stepsPerTrial))
         p.hyperparameters["batchesPerEpoch"] = .int(Int64(batchesPerEpoch))
         let chosen = outcome.trials[outcome.chosen]
-        p.metrics["top1"] = chosen.top1 ?? 0
-        p.metrics["best_top1"] = chosen.bestTop1
+        p.metrics["val_top1"] = chosen.top1 ?? 0
+        p.metrics["best_val_top1"] = chosen.bestTop1
         p.metrics["best_epoch"] = Double(chosen.bestEpoch)
         if config.search > 0 {
-            for trial in outcome.trials { p.metrics["trial\(trial.index)_top1"] = trial.top1 ?? 0 }
+            for trial in outcome.trials { p.metrics["trial\(trial.index)_val_top1"] = trial.top1 ?? 0 }
         }
         let trainPhase = config.search > 0 ? "trial\(outcome.chosen)" : "train"
         var history: [String: [Double]] = ["val_top1": chosen.valTop1]

@@ -5,7 +5,7 @@ import Engine
 /// A ResNet backbone with its heads: the engine form of one zoo entry, whose components are
 /// `backbone` (torchvision keys, `layer1.0.conv1.weight`), `classifier` (`fc.weight [C, F]`,
 /// `fc.bias [C]`), and MLP heads such as `projector` / `predictor` (`nn.Sequential` keys `0.weight`,
-/// `1.running_var`, ..., docs/bissl.md, "Network, heads and state-dict keys").
+/// `1.running_var`, ..., in the module layout of `MLPLayout`).
 ///
 /// `Network(checkpoint:)` rebuilds the engine model from the entry's architecture record and loads
 /// every component strictly (like `load_state_dict(strict=True)`); `components()` gives them back
@@ -15,7 +15,7 @@ public final class Network {
     public enum Head {
         /// `nn.Linear(F, C)`; the classifier uses the `fc.` prefix (torchvision), other linear heads none.
         case linear(LinearHead)
-        /// Linear-BN1d-ReLU-...-Linear(no bias), docs/bissl.md, "Network, heads and state-dict keys".
+        /// Linear(-BN1d)-ReLU-...-Linear(-BN1d), `MLPHead`.
         case mlp(MLPHead)
 
         public var parameters: [Parameter] {
@@ -64,9 +64,11 @@ public final class Network {
             }
         }
 
-        /// A freshly initialised head of the given record (PyTorch default init from `seed`).
-        /// - Throws: `TrainingError.invalid` for an unknown kind or bad sizes.
-        public static func make(_ record: Architecture.Head, component: String, seed: UInt64) throws -> Head {
+        /// A freshly initialised head of the given record (PyTorch default init from `seed`); an MLP
+        /// in `layout` when given (read from a checkpoint), else in bissl's own (`MLPLayout.standard`).
+        /// - Throws: `TrainingError.invalid` for an unknown kind, bad sizes, or a layout whose sizes
+        ///   are not the record's.
+        public static func make(_ record: Architecture.Head, component: String, seed: UInt64, layout: MLPLayout? = nil) throws -> Head {
             switch record.kind {
             case "linear":
                 guard record.dims.count == 2, record.dims.allSatisfy({ $0 > 0 }) else {
@@ -77,7 +79,10 @@ public final class Network {
                 h.initialize(seed: seed)
                 return .linear(h)
             case "mlp":
-                let h = try MLPHead(dims: record.dims)
+                if let layout, layout.dims != record.dims {
+                    throw TrainingError.invalid("head '\(component)': its tensors give sizes \(layout.dims), the architecture record says \(record.dims)")
+                }
+                let h = try MLPHead(layout: layout ?? .standard(dims: record.dims))
                 h.initialize(seed: seed)
                 return .mlp(h)
             default:
@@ -103,10 +108,13 @@ public final class Network {
         }
     }
 
-    /// The network of a zoo entry with every component loaded.
+    /// The network of a zoo entry with its components loaded: every one, or only the backbone and the
+    /// heads named in `heads` (the others are not read at all, so a head that does not load cannot
+    /// stop a command that does not use it). MLP heads keep the module layout of their tensors
+    /// (`MLPLayout.infer`), so heads made by other code load as they are.
     /// - Throws: `TrainingError.invalid` when the entry has no architecture record or no backbone,
-    ///   a component has no head record, or a tensor is missing, extra or mis-shaped.
-    public init(checkpoint: Checkpoint) throws {
+    ///   a loaded component has no head record, or a tensor is missing, extra or mis-shaped.
+    public init(checkpoint: Checkpoint, heads only: Set<String>? = nil) throws {
         guard let architecture = checkpoint.architecture else {
             throw TrainingError.invalid("the entry has no architecture record; cannot build the network")
         }
@@ -117,11 +125,12 @@ public final class Network {
         bare.heads = [:]
         backbone = try ResNet(architecture: bare)
         try backbone.load(backboneSD)
-        for (name, sd) in checkpoint.components where name != "backbone" {
+        for (name, sd) in checkpoint.components where name != "backbone" && only?.contains(name) != false {
             guard let record = architecture.heads[name] else {
                 throw TrainingError.invalid("component '\(name)' has no head record in the architecture")
             }
-            let head = try Head.make(record, component: name, seed: 0)
+            let layout = record.kind == "mlp" ? try MLPLayout.infer(sd, name: name) : nil
+            let head = try Head.make(record, component: name, seed: 0, layout: layout)
             try head.load(sd)
             heads[name] = head
         }

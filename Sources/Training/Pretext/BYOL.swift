@@ -33,7 +33,7 @@ public final class BYOL: PretextMethod {
         self.predictor = predictor
         online = (network.backbone, projector)
         targetBackbone = try ResNet(architecture: network.backbone.architecture)
-        targetProjector = try MLPHead(dims: projector.dims)
+        targetProjector = try MLPHead(layout: projector.layout)
         resetTarget()
     }
 

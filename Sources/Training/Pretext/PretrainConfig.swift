@@ -62,11 +62,7 @@ public struct PretrainOptions: JobOptions, Sendable {
     /// `resnet50` (any case, or `50`) -> 50.
     /// - Throws: `TrainingError.invalid` for a depth torchvision has no ResNet of.
     static func depth(_ arch: String) throws -> Int {
-        let digits = arch.lowercased().hasPrefix("resnet") ? String(arch.dropFirst(6)) : arch
-        guard let d = Int(digits), PretrainConfig.depths.contains(d) else {
-            throw TrainingError.invalid("pretrain: unknown --arch '\(arch)' (resnet18, resnet34, resnet50, resnet101, resnet152)")
-        }
-        return d
+        try ArchitectureName(parsing: arch).depth   // resnet50, or a full name such as resnet18-w8-small
     }
 }
 
@@ -146,7 +142,12 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
         let first = try dataset.image(0)
         let native = max(first.height, first.width)
 
-        var depth = try o.arch.map(PretrainOptions.depth) ?? 50
+        var depth = 50
+        var o = o
+        if let arch = o.arch {
+            let name = try ArchitectureName.resolve(arch, width: o.width, stem: o.stem)
+            depth = name.depth; o.width = name.width; o.stem = name.stem
+        }
         let imageSize = o.imageSize ?? (native >= 96 ? 96 : (native + 7) / 8 * 8)
         var width = o.width ?? 64
         var stem = o.stem ?? (imageSize < 64 ? "small" : "imagenet")
@@ -173,7 +174,7 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
 
         let features = (ResNet.depths[depth]!.block == "bottleneck" ? 4 : 1) * width * 8
         // --from: keep the entry's projector when it fits the backbone (continued pretraining)
-        var projectorDims = [Int](repeating: min(256, features), count: 3)
+        var projectorDims = Self.defaultProjectorDims(features: features)
         if let ph = parentArchitecture?.heads["projector"], ph.kind == "mlp", ph.dims.count >= 2, ph.dims.first == features {
             projectorDims = Array(ph.dims.dropFirst())
         }
@@ -192,6 +193,12 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
         a.heads["projector"] = .init(kind: "mlp", dims: [features] + projectorDims)
         for (name, head) in method.type.extraHeads(projectorOutput: projectorDims.last!) { a.heads[name] = head }
         return a
+    }
+
+    /// Sizes after the input of a new projector on `features` backbone features: `[d, d, d]`,
+    /// d = min(256, features) (256-256-256 on 2048 features, as in the BiSSL paper, arXiv:2410.02387).
+    public static func defaultProjectorDims(features: Int) -> [Int] {
+        [Int](repeating: min(256, features), count: 3)
     }
 
     /// The run config and the provenance hyperparameters (Float settings as their shortest decimal).

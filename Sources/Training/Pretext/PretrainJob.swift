@@ -24,7 +24,7 @@ public struct PretrainJob: TrainingJob {
         if let ref = options.from {
             let id = try zoo.resolve(ref)
             options.from = id
-            parent = try Network(checkpoint: try zoo.checkpoint(id)).architecture
+            parent = try Network(checkpoint: try zoo.checkpoint(id), heads: ["projector", "predictor"]).architecture
         }
         return try PretrainConfig.resolve(options, dataset: dataset, fingerprint: try dataset.fingerprint(), parentArchitecture: parent)
     }
@@ -45,7 +45,7 @@ public struct PretrainJob: TrainingJob {
             if let run, (try? zoo.resolve(from)) != from {
                 throw TrainingError.invalid("run \(run.id) continues entry \(from.prefix(12)) (--from), which is no longer in the zoo (removed with bissl rm --force?); it cannot be resumed")
             }
-            initial = try Network(checkpoint: try zoo.checkpoint(from))
+            initial = try Network(checkpoint: try zoo.checkpoint(from), heads: ["projector", "predictor"])
         }
         trainer = try Pretrainer(config: config, dataset: dataset, initial: initial)
     }

@@ -164,7 +164,8 @@ public final class Pretrainer {
     }
 
     /// The `pretext` entry: backbone + projector (+ predictor), provenance with the parent, the dataset
-    /// (role `pretext`), every hyperparameter (the run's config), seeds, final loss metrics, per-step history.
+    /// (role `pretext`), every hyperparameter (the run's config), seeds, the metrics `pretext_loss` (last step)
+    /// and `pretext_loss_mean_last_10pct` (mean over the last 10 % of the steps), per-step history.
     public func checkpoint(run: Run) -> Checkpoint {
         var p = run.provenance(stage: "pretext", method: config.method.rawValue)
         // the schema's relation for "made by pretraining from this parent" (schemas/provenance.schema.json)
@@ -172,9 +173,9 @@ public final class Pretrainer {
         p.datasets = [.init(role: "pretext", uri: config.data, fingerprint: config.dataFingerprint)]
         p.seeds = ["seed": config.seed.recorded]
         let losses = run.history("loss").map(\.value)
-        if let last = losses.last { p.metrics["loss"] = last }
+        if let last = losses.last { p.metrics["pretext_loss"] = last }
         let tail = losses.suffix(max(1, losses.count / 10))
-        if !tail.isEmpty { p.metrics["lossMeanLast10Percent"] = tail.reduce(0, +) / Double(tail.count) }
+        if !tail.isEmpty { p.metrics["pretext_loss_mean_last_10pct"] = tail.reduce(0, +) / Double(tail.count) }
         return network.checkpoint(provenance: p)
     }
 }

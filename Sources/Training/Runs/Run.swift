@@ -13,8 +13,8 @@ import Zoo
 /// lock         held with flock(2) while a process has the run open
 /// ```
 ///
-/// Life cycle: `create` -> `log` / `saveState` ... -> `finish` (draws the curves,
-/// adds the zoo entry, marks the run completed). Ctrl-C or SIGKILL leaves the directory and no zoo
+/// Life cycle: `create` -> `log` / `saveState` ... -> `finish` (draws the curves, adds the zoo entry,
+/// marks the run completed and deletes `state.h5`, which the entry makes unnecessary). Ctrl-C or SIGKILL leaves the directory and no zoo
 /// entry; `open` then resumes it: the lines logged after the last saved state are dropped (the
 /// resumed run logs them again), so the final `log.jsonl` has each step once.
 ///
@@ -119,6 +119,8 @@ public final class Run {
         self.priorSeconds = record.durationSeconds
         self.segmentStart = RunClock.monotonic()
         self.lastSaveTime = segmentStart
+        StopRequest.watch(resumeCommand: Self.resumeCommand(kind: record.kind, id: record.id, commandLine: CommandLine.arguments),
+                          savedStep: record.step)
     }
 
     deinit {
@@ -349,14 +351,31 @@ public final class Run {
     // MARK: - state
 
     /// Atomically replaces `state.h5` with `state`, then records `state.step` and the work time in
-    /// run.json.
-    /// - Throws: `TrainingError.io` when a file cannot be written (the previous state stays).
+    /// run.json. After SIGINT/SIGTERM (`StopRequest`) the save is the stop: it then throws
+    /// `RunInterrupted` (the run stays resumable from `state.step`).
+    /// - Throws: `TrainingError.io` when a file cannot be written (the previous state stays);
+    ///   `RunInterrupted` after a stop request, once the state is written.
     public func saveState(_ state: TrainingState) throws {
         guard writes else { return }
         try state.write(to: stateURL)
         lastSaveTime = RunClock.monotonic()
         record.step = state.step
         try writeRecord()
+        StopRequest.noteSaved(step: state.step)
+        if let signal = StopRequest.signal {
+            throw RunInterrupted(step: state.step, totalSteps: totalSteps, signal: signal,
+                                 resumeCommand: Self.resumeCommand(kind: kind, id: id, commandLine: CommandLine.arguments))
+        }
+    }
+
+    /// `bissl <kind> --resume <id>`, with `--zoo DIR` when `commandLine` (this process's) gave one.
+    public static func resumeCommand(kind: String, id: String, commandLine: [String]) -> String {
+        var resume = "bissl \(kind) --resume \(id)"
+        for (i, arg) in commandLine.enumerated() {
+            if arg == "--zoo", i + 1 < commandLine.count { resume += " --zoo \(commandLine[i + 1])" }
+            if arg.hasPrefix("--zoo=") { resume += " --zoo \(arg.dropFirst(6))" }
+        }
+        return resume
     }
 
     /// Seconds of work between automatic state saves when no `--checkpoint-every` is given.
@@ -364,11 +383,12 @@ public final class Run {
 
     /// Whether to save the state after step `step`: every `every` steps when given (`--checkpoint-every`),
     /// else when `defaultSaveInterval` seconds of work passed since the last save (or the segment's
-    /// start). Callers also save at the end of each epoch/alternation and at the end; where saves
+    /// start); always after a stop request (SIGINT/SIGTERM, `StopRequest`). Callers also save at the end of each epoch/alternation and at the end; where saves
     /// happen does not change the result (resume is bit-exact from any saved step).
     public func isStateDue(step: Int, every: Int?) -> Bool { isStateDue(step: step, every: every, now: RunClock.monotonic()) }
 
     func isStateDue(step: Int, every: Int?, now: Double) -> Bool {
+        if StopRequest.signal != nil { return true }
         if let every, every > 0 { return step % every == 0 }
         return now - lastSaveTime >= Self.defaultSaveInterval
     }
@@ -426,6 +446,8 @@ public final class Run {
         record.error = nil
         record.endedAt = RunClock.iso()
         try writeRecord()
+        // The entry holds the final weights: the resumable state is no longer needed (RunMaintenance).
+        unlink(stateURL.path)
         return result
     }
 
@@ -462,11 +484,20 @@ public final class Run {
         return (owner, (try? zoo.labels(of: owner))?.first { $0.label == name }?.kind.rawValue ?? "label")
     }
 
-    /// Marks the run failed with the first line of `error` (it stays resumable). Never throws: a
+    /// Marks the run failed with the first line of `error` (it stays resumable); after `RunInterrupted`
+    /// it only records the work time (the run stays `running`, listed as interrupted). Never throws: a
     /// failure to write run.json is reported on stderr. A completed run stays completed (its entry exists).
     public func fail(_ error: Error) {
         progress.finish()
         guard writes, record.status != .completed else { return }
+        if error is RunInterrupted {
+            // Stopped on request with the state saved: still resumable, not failed.
+            record.error = nil
+            do { try writeRecord() } catch {
+                progress.message("warning: cannot update run \(id): \(error)")
+            }
+            return
+        }
         let message = String(describing: error).split(separator: "\n", omittingEmptySubsequences: true).first.map(String.init) ?? "unknown error"
         record.status = .failed
         record.error = message

@@ -19,6 +19,12 @@ public struct RunSummary: Codable, Equatable, Sendable {
     /// Largest step in the run's log.jsonl (how far the run got, possibly past the saved state); nil
     /// when nothing was logged yet or the log cannot be read.
     public var loggedStep: Int?
+    /// Seconds of work: run.json's `durationSeconds` (written at each save and at the end), or the
+    /// work time of the last logged line when that is later (a run killed between saves); nil when
+    /// run.json is unreadable.
+    public var workSeconds: Double?
+    /// Bytes of the run directory's files.
+    public var bytes: Int64 = 0
 
     /// Every run directory under `layout.runs`, newest first (by start time, then id).
     public static func all(_ layout: ZooLayout) -> [RunSummary] {
@@ -58,19 +64,25 @@ public struct RunSummary: Codable, Equatable, Sendable {
             case .completed: state = "completed"
             case .failed: state = "failed"
             }
+            let logged = lastLogged(directory: directory)
             return RunSummary(id: record.id, directory: directory.path, record: record, state: state, problem: nil,
-                              savedStep: record.step, loggedStep: lastLoggedStep(directory: directory))
+                              savedStep: record.step, loggedStep: logged?.step,
+                              workSeconds: max(record.durationSeconds, logged?.time ?? 0), bytes: RunMaintenance.size(of: directory))
         } catch {
             return RunSummary(id: id, directory: directory.path, record: nil, state: "unreadable", problem: "\(error)",
-                              savedStep: nil, loggedStep: nil)
+                              savedStep: nil, loggedStep: nil, workSeconds: nil, bytes: RunMaintenance.size(of: directory))
         }
     }
 
     /// The largest `step` among the complete lines of the run's log.jsonl (a torn last line is ignored);
     /// nil when the log is missing, empty or unreadable.
-    public static func lastLoggedStep(directory: URL) -> Int? {
-        guard let log = try? RunLog.read(directory.appendingPathComponent(RunLog.fileName)) else { return nil }
-        return log.entries.map(\.entry.step).max()
+    public static func lastLoggedStep(directory: URL) -> Int? { lastLogged(directory: directory)?.step }
+
+    /// The largest `step` and `time` (work seconds) among the complete lines of the run's log.jsonl.
+    static func lastLogged(directory: URL) -> (step: Int, time: Double)? {
+        guard let log = try? RunLog.read(directory.appendingPathComponent(RunLog.fileName)),
+              let step = log.entries.map(\.entry.step).max() else { return nil }
+        return (step, log.entries.map(\.entry.time).max() ?? 0)
     }
 
     /// `17/102 (saved 0)` (logged step / total, and the saved step when it differs), or `saved/total`

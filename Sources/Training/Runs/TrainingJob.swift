@@ -191,11 +191,6 @@ extension TrainingJob {
 
     /// `bissl <kind> --resume ID [--zoo DIR]`, with `--zoo DIR` when `commandLine` gave it.
     public static func resumeCommand(runID: String, commandLine: [String]) -> String {
-        var resume = "bissl \(kind) --resume \(runID)"
-        for (i, arg) in commandLine.enumerated() {
-            if arg == "--zoo", i + 1 < commandLine.count { resume += " --zoo \(commandLine[i + 1])" }
-            if arg.hasPrefix("--zoo=") { resume += " --zoo \(arg.dropFirst(6))" }
-        }
-        return resume
+        Run.resumeCommand(kind: kind, id: runID, commandLine: commandLine)
     }
 }

@@ -1,0 +1,105 @@
+import Dispatch
+import Foundation
+import Synchronization
+
+/// Ctrl-C (SIGINT) and SIGTERM during a run: stop at the next step boundary with the state saved.
+///
+/// `watch(run:)` (called when a run is created or opened) takes both signals over. The first one
+/// asks the training loop to stop: `Run.isStateDue` answers true, and `Run.saveState` throws
+/// `RunInterrupted` right after writing the state, so the loop ends at the step it was in and the
+/// command prints where it stopped and the exact resume command. The wait is bounded: when no state
+/// is saved within `maxWait` seconds (a loop that saves only at epoch or alternation ends), the
+/// process quits without saving and says which step a resume continues from. A second signal quits
+/// at once the same way. Either way the exit status is 128 + the signal number (130 for SIGINT,
+/// 143 for SIGTERM), as a shell reports a process killed by it.
+public enum StopRequest {
+    /// The signal received (0: none).
+    private static let received = Atomic<Int32>(0)
+    /// Seconds from the first signal to quitting without a save (`BISSL_STOP_WAIT` overrides).
+    public static var maxWait: Double {
+        ProcessInfo.processInfo.environment["BISSL_STOP_WAIT"].flatMap(Double.init).map { max(0, $0) } ?? 60
+    }
+
+    /// The step of the watched run's last saved state.
+    private static let savedStep = Atomic<Int>(0)
+    nonisolated(unsafe) private static var sources: [DispatchSourceSignal] = []
+    /// The watched run's resume command; read and written on `queue` only.
+    nonisolated(unsafe) private static var current: String?
+    private static let queue = DispatchQueue(label: "bissl.stop-request")
+
+    /// The signal that asked to stop, or nil.
+    public static var signal: Int32? {
+        let s = received.load(ordering: .acquiring)
+        return s == 0 ? nil : s
+    }
+
+    /// Takes SIGINT and SIGTERM over for the run that `resumeCommand` resumes, whose last saved
+    /// state is at `savedStep`.
+    static func watch(resumeCommand: String, savedStep step: Int) {
+        savedStep.store(step, ordering: .releasing)
+        install()
+        queue.sync { current = resumeCommand }
+    }
+
+    /// Takes SIGINT and SIGTERM over (idempotent). Before a run is watched a signal quits at once
+    /// (`error: stopped by SIGINT`, exit 130), as the default action would, but in words.
+    public static func install() {
+        queue.sync {
+            guard sources.isEmpty else { return }
+            for sig in [SIGINT, SIGTERM] {
+                Foundation.signal(sig, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
+                source.setEventHandler { handle(sig) }
+                source.resume()
+                sources.append(source)
+            }
+        }
+    }
+
+    /// Records that the watched run saved its state at `step`.
+    static func noteSaved(step: Int) { savedStep.store(step, ordering: .releasing) }
+
+    /// On `queue`: the first signal asks to stop, a second one quits.
+    private static func handle(_ sig: Int32) {
+        let name = sig == SIGINT ? "SIGINT" : "SIGTERM"
+        guard current != nil else {
+            FileHandle.standardError.write(Data("\nerror: stopped by \(name)\n".utf8))
+            _exit(128 + sig)
+        }
+        let (exchanged, _) = received.compareExchange(expected: 0, desired: sig, ordering: .acquiringAndReleasing)
+        if !exchanged {
+            quit(sig, "\(name) again: stopped without saving")
+        }
+        let wait = maxWait
+        FileHandle.standardError.write(Data("\n\(name): stopping at the next step boundary with the state saved (at most \(Int(wait)) s; \(sig == SIGINT ? "Ctrl-C" : name) again quits now)\n".utf8))
+        queue.asyncAfter(deadline: .now() + wait) {
+            quit(sig, "no step boundary within \(Int(wait)) s: stopped without saving")
+        }
+    }
+
+    /// Exits with 128 + `sig` after saying where a resume continues.
+    private static func quit(_ sig: Int32, _ what: String) -> Never {
+        if let resume = current {
+            let step = savedStep.load(ordering: .acquiring)
+            FileHandle.standardError.write(Data("error: \(what); the run resumes from step \(step), its last saved state: \(resume)\n".utf8))
+        }
+        _exit(128 + sig)
+    }
+}
+
+/// Thrown by `Run.saveState` once the state is written after a stop request (`StopRequest`).
+public struct RunInterrupted: Error, CustomStringConvertible {
+    public var step: Int
+    public var totalSteps: Int
+    public var signal: Int32
+    /// `bissl <kind> --resume <id> [--zoo DIR]` (`Run.resumeCommand`).
+    public var resumeCommand: String
+
+    /// `stopped at step 6/10 (SIGINT), state saved; resume with: bissl pretrain --resume <id>`.
+    public var description: String {
+        "stopped at step \(step)/\(totalSteps) (\(signal == SIGINT ? "SIGINT" : "SIGTERM")), state saved; resume with: \(resumeCommand)"
+    }
+
+    /// 128 + the signal number.
+    public var exitStatus: Int32 { 128 + signal }
+}

@@ -1,0 +1,70 @@
+import Checkpoint
+import Foundation
+import XCTest
+import Zoo
+@testable import Training
+
+/// Run directories do not fill the disk: a completed run drops its resumable state, `bissl runs`
+/// shows each run's size and the total, `runs rm` deletes runs (an interrupted one only with
+/// --force), `runs prune` and `gc` free what completed runs no longer need.
+final class RunMaintenanceTests: XCTestCase {
+    /// A completed run (toy job, 2 steps, state saved then finished), an interrupted one (state saved,
+    /// dropped) and a completed run from before compaction (its state.h5 still there).
+    func makeRuns(_ zoo: Zoo) throws -> (completed: String, interrupted: String, legacy: String) {
+        func run(finish: Bool, seed: UInt64) throws -> Run {
+            let run = try Run.create(zoo: zoo, kind: "pretrain", config: [:], commandLine: ["bissl", "test"], totalSteps: 2,
+                                     progress: RunTestSupport.quiet(2))
+            let job = try ToyJob(seed: seed, totalSteps: 2)
+            for s in 1...2 { run.log(step: s, phase: "train", ["loss": Double(job.step(s))]) }
+            try run.saveState(job.capture(step: 2))
+            if finish { _ = try run.finish(job.net.checkpoint(provenance: run.provenance(stage: "pretext", method: "simclr")), name: nil) }
+            return run
+        }
+        let completed = try run(finish: true, seed: 1)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: completed.stateURL.path), "finish drops the state")
+        for name in ["run.json", "log.jsonl", "curves.png"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: completed.directory.appendingPathComponent(name).path), name)
+        }
+        let legacy = try run(finish: true, seed: 2)
+        try Data(repeating: 7, count: 50_000).write(to: legacy.stateURL)   // as runs finished before kept it
+        var interrupted = ""
+        do { interrupted = try run(finish: false, seed: 3).id }
+        return (completed.id, interrupted, legacy.id)
+    }
+
+    func testRunsShowSizesAndRemoveAndPruneFreeThem() throws {
+        let zoo = try RunTestSupport.tempZoo(self)
+        let (completed, interrupted, legacy) = try makeRuns(zoo)
+        let dir = zoo.layout.root.path
+        let list = try Fixtures.runBissl(["runs", "--zoo", dir])
+        XCTAssertEqual(list.status, 0, list.stderr)
+        XCTAssertTrue(list.stdout.split(separator: "\n")[0].contains("SIZE"), list.stdout)
+        XCTAssertTrue(list.stdout.contains("3 runs, "), list.stdout)
+        let json = try JSONSerialization.jsonObject(with: Data(try Fixtures.runBissl(["runs", "--json", "--zoo", dir]).stdout.utf8)) as! [[String: Any]]
+        let bytes = Dictionary(uniqueKeysWithValues: json.map { ($0["id"] as! String, $0["bytes"] as! Int) })
+        XCTAssertGreaterThan(bytes[legacy]!, bytes[completed]! + 40_000, "the legacy run still holds its state")
+
+        var r = try Fixtures.runBissl(["runs", "rm", interrupted, "--zoo", dir])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.hasPrefix("error: run \(interrupted) is interrupted at step 2/2 and can be resumed (bissl pretrain --resume \(interrupted)); bissl runs rm --force \(interrupted) deletes it"), r.stderr)
+
+        // gc drops the legacy run's state (and nothing of the interrupted run).
+        r = try Fixtures.runBissl(["gc", "--zoo", dir])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("removed the state of completed run \(legacy)"), r.stdout)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: zoo.layout.runs.appendingPathComponent("\(legacy)/state.h5").path))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: zoo.layout.runs.appendingPathComponent("\(interrupted)/state.h5").path))
+
+        r = try Fixtures.runBissl(["runs", "rm", interrupted, "--force", "--zoo", dir])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: zoo.layout.runs.appendingPathComponent(interrupted).path))
+
+        r = try Fixtures.runBissl(["runs", "prune", "--completed", "--dry-run", "--zoo", dir])
+        XCTAssertTrue(r.stdout.contains("would remove run \(completed) (completed)"), r.stdout)
+        XCTAssertEqual(RunSummary.all(zoo.layout).count, 2, "a dry run changes nothing")
+        r = try Fixtures.runBissl(["runs", "prune", "--completed", "--zoo", dir])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(RunSummary.all(zoo.layout).count, 0)
+        XCTAssertEqual(try zoo.list().count, 2, "the entries stay")
+    }
+}
