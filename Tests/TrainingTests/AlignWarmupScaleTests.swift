@@ -4,6 +4,7 @@ import Engine
 import Foundation
 import XCTest
 @testable import Training
+import TestSupport
 
 /// BiSSL's head-only warmup at the feature scale of a wide ResNet-50: with the paper's lr 0.03 the
 /// loss climbs (the step is far past the stability bound of cross-entropy on features with a large

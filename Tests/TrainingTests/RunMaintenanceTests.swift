@@ -3,6 +3,7 @@ import Foundation
 import XCTest
 import Zoo
 @testable import Training
+import TestSupport
 
 /// Run directories do not fill the disk: a completed run drops its resumable state, `bissl runs`
 /// shows each run's size and the total, `runs rm` deletes runs (an interrupted one only with

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import Zoo
 @testable import Training
+import TestSupport
 
 /// SIGINT and SIGTERM at random moments of `bissl pretrain` and `bissl finetune` (the built binary):
 /// each stop saves the state at the step it reached, says so with the exact resume command and exits
@@ -26,7 +27,7 @@ final class RunInterruptTests: XCTestCase {
     /// Starts `bissl args` and returns the process and its stderr pipe.
     func start(_ args: [String]) throws -> (Process, Pipe) {
         let p = Process()
-        p.executableURL = try XCTUnwrap(Fixtures.bisslBinary, "build the bissl binary first")
+        p.executableURL = try XCTUnwrap(BisslBinary.url, "build the bissl binary first")
         p.arguments = args
         let err = Pipe()
         p.standardError = err

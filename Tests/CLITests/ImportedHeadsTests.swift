@@ -4,6 +4,7 @@ import Foundation
 import XCTest
 import Zoo
 @testable import Training
+import TestSupport
 
 /// Checkpoints saved by the training code of SimCLR, SimCLR v2, MoCo v2, MoCo v3, BYOL and SimSiam
 /// (real `torch.save`, tools/fixtures/make_head_fixtures.py) import with their projector/predictor
