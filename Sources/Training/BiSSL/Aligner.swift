@@ -172,7 +172,6 @@ public final class Aligner {
         downstreamCursor = PhaseCursor(epoch: settings.warmupEpochs)
     }
 
-    /// A seed for one data stream from the base seed (SplitMix64 finaliser of seed + k·golden ratio).
     /// The downstream training batches (warmup and upper steps): shuffled from `seed` derivation 3,
     /// `Augment.downstreamTrain` at the image size, full batches only.
     /// The downstream loader (this rank's shard of each global batch under `mpirun`).
@@ -185,14 +184,15 @@ public final class Aligner {
     }
 
     /// The first downstream batch of the warmup, `[D, 3, S, S]` (what `AlignPlan.measure` measures on).
-    /// - Throws: `CheckpointError.invalid` when the data gives no full batch; reader errors.
+    /// - Throws: `TrainingError.invalid` when the data gives no full batch; reader errors.
     public static func firstDownstreamBatch(_ trainData: ImageDataset, settings: AlignmentSettings) throws -> Tensor4 {
         guard let b = try downstreamLoader(trainData, settings: settings).epoch(0).nextBatch() else {
-            throw CheckpointError.invalid("BiSSL: the downstream data gives no batch of \(settings.dBatchSize)")
+            throw TrainingError.invalid("BiSSL: the downstream data gives no batch of \(settings.dBatchSize)")
         }
         return Tensor4(n: b.count, c: 3, h: settings.imageSize, w: settings.imageSize, data: b.views[0])
     }
 
+    /// A seed for one data stream from the base seed (SplitMix64 finaliser of seed + k·golden ratio).
     static func derive(_ seed: UInt64, _ k: UInt64) -> UInt64 {
         var z = seed &+ k &* 0x9E37_79B9_7F4A_7C15
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9

@@ -27,7 +27,7 @@ public enum RunMaintenance {
     /// Deletes what a completed run no longer needs (`unneeded`); other runs are left alone (an
     /// interrupted or failed run resumes from its state).
     /// - Returns: bytes freed (or that would be, with `dryRun`).
-    /// - Throws: `CheckpointError.io` when a file cannot be deleted.
+    /// - Throws: `TrainingError.io` when a file cannot be deleted.
     @discardableResult
     public static func compact(_ run: RunSummary, dryRun: Bool = false) throws -> Int64 {
         guard run.record?.status == .completed else { return 0 }
@@ -36,7 +36,7 @@ public enum RunMaintenance {
             let bytes = ((try? FileManager.default.attributesOfItem(atPath: url.path))?[.size] as? NSNumber)?.int64Value ?? 0
             if !dryRun {
                 do { try FileManager.default.removeItem(at: url) } catch {
-                    throw CheckpointError.io("cannot remove \(url.path): \(error.localizedDescription)")
+                    throw TrainingError.io("cannot remove \(url.path): \(error.localizedDescription)")
                 }
             }
             freed += bytes
@@ -47,22 +47,22 @@ public enum RunMaintenance {
     /// Removes a run directory. A running run (a process holds it) is refused; an interrupted or
     /// failed run, whose work a resume would continue, only with `force`.
     /// - Returns: bytes freed (or that would be, with `dryRun`).
-    /// - Throws: `CheckpointError.invalid` for a refused run, `.io` when it cannot be deleted.
+    /// - Throws: `TrainingError.invalid` for a refused run, `.io` when it cannot be deleted.
     @discardableResult
     public static func remove(_ run: RunSummary, force: Bool, dryRun: Bool = false) throws -> Int64 {
         let directory = URL(fileURLWithPath: run.directory)
         switch run.state {
         case "running":
-            throw CheckpointError.invalid("run \(run.id) is running (a process has it open); stop it first")
+            throw TrainingError.invalid("run \(run.id) is running (a process has it open); stop it first")
         case "interrupted" where !force, "failed" where !force:
-            throw CheckpointError.invalid("run \(run.id) is \(run.state) at step \(run.savedStep ?? 0)/\(run.record?.totalSteps ?? 0) and can be resumed (bissl \(run.record?.kind ?? "<kind>") --resume \(run.id)); bissl runs rm --force \(run.id) deletes it and its work")
+            throw TrainingError.invalid("run \(run.id) is \(run.state) at step \(run.savedStep ?? 0)/\(run.record?.totalSteps ?? 0) and can be resumed (bissl \(run.record?.kind ?? "<kind>") --resume \(run.id)); bissl runs rm --force \(run.id) deletes it and its work")
         default:
             break
         }
         let bytes = size(of: directory)
         if !dryRun {
             do { try FileManager.default.removeItem(at: directory) } catch {
-                throw CheckpointError.io("cannot remove \(directory.path): \(error.localizedDescription)")
+                throw TrainingError.io("cannot remove \(directory.path): \(error.localizedDescription)")
             }
         }
         return bytes
