@@ -143,18 +143,19 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
         let native = max(first.height, first.width)
 
         var depth = 50
-        var o = o
+        // --arch may be a full name (resnet18-w8-small): its width and stem count as given
+        var givenWidth = o.width, givenStem = o.stem
         if let arch = o.arch {
             let name = try ArchitectureName.resolve(arch, width: o.width, stem: o.stem)
-            depth = name.depth; o.width = name.width; o.stem = name.stem
+            depth = name.depth; givenWidth = name.width; givenStem = name.stem
         }
         let imageSize = o.imageSize ?? (native >= 96 ? 96 : (native + 7) / 8 * 8)
-        var width = o.width ?? 64
-        var stem = o.stem ?? (imageSize < 64 ? "small" : "imagenet")
+        var width = givenWidth ?? 64
+        var stem = givenStem ?? (imageSize < 64 ? "small" : "imagenet")
         if let p = parentArchitecture {
             if o.arch != nil && depth != p.depth { throw bad("--arch resnet\(depth) contradicts the --from entry (resnet\(p.depth))") }
-            if o.width != nil && width != p.width { throw bad("--width \(width) contradicts the --from entry (width \(p.width))") }
-            if o.stem != nil && stem != p.stem { throw bad("--stem \(stem) contradicts the --from entry (stem \(p.stem))") }
+            if givenWidth != nil && width != p.width { throw bad("--width \(width) contradicts the --from entry (width \(p.width))") }
+            if givenStem != nil && stem != p.stem { throw bad("--stem \(stem) contradicts the --from entry (stem \(p.stem))") }
             depth = p.depth; width = p.width; stem = p.stem
         }
 
