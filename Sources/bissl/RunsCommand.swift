@@ -124,7 +124,7 @@ struct RunsRemove: ParsableCommand {
     @OptionGroup var zooOptions: ZooOptions
 
     func run() throws {
-        guard !ids.isEmpty else { throw CheckpointError.invalid("give the runs to delete (bissl runs lists them)") }
+        guard !ids.isEmpty else { throw CLIError("give the runs to delete (bissl runs lists them)") }
         let runs = try ids.map { RunSummary.summary(directory: try Run.resolve(layout: zooOptions.layout, id: $0)) }
         for r in runs where r.state == "running" || (!force && (r.state == "interrupted" || r.state == "failed")) {
             _ = try RunMaintenance.remove(r, force: force, dryRun: true)   // throws the refusal, before anything is deleted
