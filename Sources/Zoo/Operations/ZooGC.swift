@@ -113,7 +113,7 @@ extension Zoo {
                     if report.restoredObjects.contains(url.path) { continue }
                     problem = "object file is missing"
                 } else {
-                    do { _ = try self.checkpoint(id, verifyContentID: true) } catch {
+                    do { _ = try self.checkpoint(id, rehash: true) } catch {
                         problem = Self.withoutVerifyHint(String(describing: error))
                     }
                 }
