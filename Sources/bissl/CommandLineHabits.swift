@@ -74,6 +74,7 @@ enum CommandLineHabits {
         var lines = message.split(separator: "\n", omittingEmptySubsequences: true).map { String($0) }
         guard var first = lines.first else { return "unknown error" }
         lines.removeFirst()
+        if first.hasPrefix("Error: ") { first.removeFirst("Error: ".count) }   // ArgumentParser's prefix
         let bullets = lines.compactMap { line -> String? in
             let t = line.trimmingCharacters(in: .whitespaces)
             return t.hasPrefix("- ") ? String(t.dropFirst(2)) : nil

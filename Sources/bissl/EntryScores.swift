@@ -21,10 +21,7 @@ struct EntryScores {
     init(zoo: Zoo, ref: String, dataset: ImageDataset, imageSize: Int?) throws {
         id = try zoo.resolve(ref)
         let checkpoint = try zoo.checkpoint(id)
-        if checkpoint.provenance.stage == "bissl", checkpoint.provenance.hyperparameters["lowerEntry"] == nil {
-            // The lower entry of an alignment stores θ_P; its classifier is φ_D, trained on θ_D's features.
-            throw CLIError("entry \(id.prefix(12)) is a BiSSL alignment: its backbone is θ_P and its classifier φ_D belongs to θ_D, so they do not make a model together; fine-tune it (bissl finetune \(id.prefix(12)) --data URI) and evaluate that, evaluate its upper model (align --keep-upper), or measure its features with bissl probe \(id.prefix(12)) --data URI")
-        }
+        try Self.refuseLowerAlignment(checkpoint.provenance, id: id)
         name = try zoo.record(id).name
         let network = try Network(checkpoint: checkpoint)
         guard let classifier = network.heads["classifier"] else {
@@ -46,4 +43,12 @@ struct EntryScores {
 
     /// Per image: the prediction (first largest logit) is the label.
     var correct: [Bool] { zip(ClassificationMetrics.predictions(logits), labels).map { $0 == $1 } }
+
+    /// Refuses the lower entry of an alignment: it stores θ_P, and its classifier is φ_D, trained on
+    /// θ_D's features, so the two do not make a model (the upper entry of `align --keep-upper` does).
+    /// - Throws: `CLIError` saying what to do instead.
+    static func refuseLowerAlignment(_ provenance: Provenance, id: String) throws {
+        guard provenance.stage == "bissl", provenance.hyperparameters["lowerEntry"] == nil else { return }
+        throw CLIError("entry \(id.prefix(12)) is a BiSSL alignment: its backbone is θ_P and its classifier φ_D belongs to θ_D, so they do not make a model together; fine-tune it (bissl finetune \(id.prefix(12)) --data URI) and evaluate that, evaluate its upper model (align --keep-upper), or measure its features with bissl probe \(id.prefix(12)) --data URI")
+    }
 }

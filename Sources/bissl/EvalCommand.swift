@@ -49,6 +49,10 @@ struct EvalCommand: ParsableCommand {
     func run() throws {
         let zoo = try zooOptions.open(readOnly: true)
         defer { try? zoo.close() }
+        // Before the data is opened: an entry that cannot be evaluated is said first.
+        if let id = try? zoo.resolve(ref), let record = try? zoo.record(id), let provenance = record.summary.provenance {
+            try EntryScores.refuseLowerAlignment(provenance, id: id)
+        }
         let dataset = try DownstreamData.open(data, role: "--data")
         let scores = try EntryScores(zoo: zoo, ref: ref, dataset: dataset, imageSize: imageSize)
         let id = scores.id, side = scores.imageSize, names = scores.classNames, classes = names.count

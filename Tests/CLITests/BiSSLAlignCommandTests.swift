@@ -71,7 +71,7 @@ final class BiSSLAlignCommandTests: XCTestCase {
             ([String(ref.prefix(12)), "--data", train, "--pretext-data", "idx:/nope"], "error: --pretext-data idx:/nope: idx: folder /nope does not exist"),
             (base + ["--val", "h5:/nope.h5"], "error: --val h5:/nope.h5: "),
             ([String(bare.prefix(12)), "--data", train, "--pretext-data", pretext],
-             "error: align: REF \(bare.prefix(12)) cannot be aligned with simclr: pretext simclr: the network has no MLP 'projector' head"),
+             "error: align: the pretext heads of \(bare.prefix(12)) cannot be used for simclr (pretext simclr: the network has no MLP 'projector' head); give --fresh-heads to start new ones on its backbone"),
             (base + ["--name", "taken"], "error: --name taken is already the name of entry "),
             (base + ["--name", "bad name"], "error: --name: invalid label 'bad name'"),
             (base + ["--augment", "crop:9"], "error: align: --augment 'crop:9': the crop's minimum area must be a number in (0, 1]"),

@@ -55,7 +55,9 @@ final class RunInterruptTests: XCTestCase {
                     if command.contains("--resume") || now.count > before.count { break }
                     usleep(5_000)
                 }
-                usleep(UInt32.random(in: 50_000...600_000, using: &rng))
+                // A resumed process gets time to start (its signal handlers are set first thing, but a
+                // loaded machine can take a while to get there).
+                usleep(UInt32.random(in: command.contains("--resume") ? 400_000...900_000 : 50_000...600_000, using: &rng))
                 signal = Bool.random(using: &rng) ? SIGINT : SIGTERM
                 if process.isRunning { kill(process.processIdentifier, signal!) }
                 stopsLeft -= 1

@@ -214,7 +214,7 @@ final class DiffCaseTests: XCTestCase {
         let json = try DiffJSONRenderer.render(diff)
         let object = try JSONSerialization.jsonObject(with: Data(json.utf8)) as! [String: Any]
         XCTAssertEqual(Set(object.keys), ["labelA", "labelB", "listing", "summary", "sections", "stages",
-                                          "provenance", "hyperparameters", "architecture"])
+                                          "provenance", "hyperparameters", "architecture", "hiddenVolatile", "provenanceOmitted"])
         let summary = object["summary"] as! [String: Any]
         XCTAssertEqual(summary["weightsChanged"] as? Bool, false)
         let bn = (object["sections"] as! [[String: Any]]).first { $0["section"] as? String == "bn_statistics" }!

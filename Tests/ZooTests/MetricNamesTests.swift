@@ -49,6 +49,6 @@ final class MetricNamesTests: XCTestCase {
         // eval of an aligned entry would pair θ_P with φ_D, which belongs to θ_D: refused with what to do.
         let e = try BisslBinary.run(["eval", "old-bissl", "--data", "h5:/nonexistent.h5", "--zoo", layout.root.path])
         XCTAssertNotEqual(e.status, 0)
-        XCTAssertEqual(e.stderr, "error: entry \(aligned.prefix(12)) is a BiSSL alignment: its backbone is θ_P and its classifier φ_D belongs to θ_D, so they do not make a model together; fine-tune it (bissl finetune \(aligned.prefix(12)) --data URI) and evaluate that, or measure its features with bissl probe \(aligned.prefix(12)) --data URI\n")
+        XCTAssertEqual(e.stderr, "error: entry \(aligned.prefix(12)) is a BiSSL alignment: its backbone is θ_P and its classifier φ_D belongs to θ_D, so they do not make a model together; fine-tune it (bissl finetune \(aligned.prefix(12)) --data URI) and evaluate that, evaluate its upper model (align --keep-upper), or measure its features with bissl probe \(aligned.prefix(12)) --data URI\n")
     }
 }

@@ -381,7 +381,7 @@ final class ZooIntegrityTests: XCTestCase {
         XCTAssertEqual(rename(layout.objectURL(id).path, trashed.path), 0)
         let report = try zoo.verify()
         XCTAssertEqual(report.problems.count, 1)
-        XCTAssertTrue(report.problems[0].message.contains("bissl gc puts it back"), report.problems[0].message)
+        XCTAssertTrue(report.problems[0].message.contains("in trash/ after an interrupted rm"), report.problems[0].message)
         XCTAssertEqual(try zoo.gc().restoredObjects, [layout.objectURL(id).path])
         XCTAssertEqual(try zoo.verify().findings, [])
     }

@@ -118,7 +118,7 @@ final class ZooProcessTests: XCTestCase {
         let verify = try BisslBinary.run(["verify", "a", "--zoo", zooPath])
         XCTAssertEqual(verify.status, 1)
         XCTAssertTrue(verify.stdout.contains("problem: \(aID.prefix(12)): object of entry"), verify.stdout)
-        XCTAssertEqual(verify.stderr, "error: 1 damaged entry in \(zooPath) (listed above)\n")
+        XCTAssertEqual(verify.stderr, "error: 1 damaged entry in \(zooPath); each 'fix:' line above says what repairs it\n")
         unlink(object.path)
         before = try ZooTestSupport.snapshot(layout.root)
         assertOneLineError(try BisslBinary.run(["export", "a", "-o", out, "--zoo", zooPath]), contains: "object file of entry \(aID.prefix(12)) is missing")

@@ -135,12 +135,14 @@ public final class MLPHead {
         return d
     }
 
-    /// Tangent forward ẋ `[N, d0]` -> ẏ `[N, dL]` at the last primal forward (`Tangents`).
+    /// Tangent forward ẋ `[N, d0]` -> ẏ `[N, dL]` at the last primal forward (`Tangents`), layer by
+    /// layer as `forward` (any `MLPLayout`).
     public func tangentForward(_ dotX: Matrix) -> Matrix {
         var out = dotX
         for i in linears.indices {
             out = linears[i].tangentForward(out)
-            if i < norms.count { out = relus[i].tangentForward(norms[i].tangentForward(out)) }
+            if let n = normOfLayer[i] { out = norms[n].tangentForward(out) }
+            if i < relus.count { out = relus[i].tangentForward(out) }
         }
         return out
     }
@@ -149,7 +151,8 @@ public final class MLPHead {
     public func tangentBackward(_ rdy: Matrix) -> Matrix {
         var d = rdy
         for i in linears.indices.reversed() {
-            if i < norms.count { d = norms[i].tangentBackward(relus[i].tangentBackward(d)) }
+            if i < relus.count { d = relus[i].tangentBackward(d) }
+            if let n = normOfLayer[i] { d = norms[n].tangentBackward(d) }
             d = linears[i].tangentBackward(d)
         }
         return d

@@ -129,14 +129,14 @@ public final class PretextObjective {
 
     /// An independent copy (weights, BN buffers, the method's state such as BYOL's target), so that a
     /// Hessian batch's recorded primal pass survives other forwards through this objective's networks.
-    /// - Throws: only if the network cannot be rebuilt from its own architecture (never in practice).
+    /// The network is rebuilt from its own checkpoint, so heads in another module layout (`MLPLayout`)
+    /// keep it.
+    /// - Throws: only if the network cannot be rebuilt from its own checkpoint (never in practice).
     public func copy() throws -> PretextObjective {
         var state = TrainingState(step: 0)
-        network.capture(into: &state, prefix: "model")
         capture(into: &state, prefix: "target")
-        let twin = try PretextObjective(method: method, network: try Network(architecture: network.architecture, seed: 0),
+        let twin = try PretextObjective(method: method, network: try Network(checkpoint: network.checkpoint(provenance: Provenance(stage: "pretext"))),
                                         temperature: temperature, emaDecay: emaDecay)
-        try twin.network.restore(from: state, prefix: "model")
         try twin.restore(from: state, prefix: "target")
         return twin
     }
