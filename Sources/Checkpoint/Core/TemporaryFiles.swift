@@ -52,6 +52,23 @@ public enum TemporaryFiles {
         table.lock.unlock()
     }
 
+    /// Installs the SIGINT/SIGTERM handler now rather than at the first registration. A component that
+    /// takes the signals over for itself (`StopRequest`: stop at the next step boundary) calls this
+    /// BEFORE installing its own disposition, so that a later first write does not replace it; that
+    /// component then calls `removeAll()` itself before it ends the process.
+    public static func installHandlerNow() { _ = Table.shared }
+
+    /// Removes every tracked temporary now (for a process about to exit on a signal it handled itself).
+    public static func removeAll() {
+        let table = Table.shared
+        table.lock.lock()
+        defer { table.lock.unlock() }
+        for slot in 0..<capacity where table.used[slot] != 0 {
+            unlink(table.paths + slot * slotSize)
+            table.used[slot] = 0
+        }
+    }
+
     /// The paths tracked now (for tests).
     static var registered: [String] {
         let table = Table.shared

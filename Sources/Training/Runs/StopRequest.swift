@@ -1,3 +1,4 @@
+import Checkpoint
 import Dispatch
 import Foundation
 import Synchronization
@@ -46,6 +47,8 @@ public enum StopRequest {
     public static func install() {
         queue.sync {
             guard sources.isEmpty else { return }
+            // Its handler first, so that the first atomic write does not replace ours later.
+            TemporaryFiles.installHandlerNow()
             for sig in [SIGINT, SIGTERM] {
                 Foundation.signal(sig, SIG_IGN)
                 let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
@@ -64,6 +67,7 @@ public enum StopRequest {
         let name = sig == SIGINT ? "SIGINT" : "SIGTERM"
         guard current != nil else {
             FileHandle.standardError.write(Data("\nerror: stopped by \(name)\n".utf8))
+            TemporaryFiles.removeAll()
             _exit(128 + sig)
         }
         let (exchanged, _) = received.compareExchange(expected: 0, desired: sig, ordering: .acquiringAndReleasing)
@@ -83,6 +87,7 @@ public enum StopRequest {
             let step = savedStep.load(ordering: .acquiring)
             FileHandle.standardError.write(Data("error: \(what); the run resumes from step \(step), its last saved state: \(resume)\n".utf8))
         }
+        TemporaryFiles.removeAll()
         _exit(128 + sig)
     }
 }
