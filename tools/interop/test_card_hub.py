@@ -53,7 +53,7 @@ def test_card_front_matter_parses_and_states_the_recorded_lineage(bissl, lineage
     assert metadata_load(out) == data, "huggingface_hub keeps every key as written"
     results = card.data.eval_results
     recorded = ft["provenance"]["metrics"]
-    assert {r.metric_value for r in results} == {recorded["top1"], recorded["best_top1"]}
+    assert {r.metric_value for r in results} == {recorded["val_top1"], recorded["best_val_top1"]}
     assert all(r.task_type == "image-classification" and r.metric_type == "accuracy" for r in results)
     body = card.text
     for stage_id in [base, ft["id"]]:
