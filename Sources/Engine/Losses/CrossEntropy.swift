@@ -25,11 +25,7 @@ public enum CrossEntropy {
         var total: Double = 0
         for i in 0..<N {
             let row = i * C
-            var m = -Float.infinity
-            for c in 0..<C { m = max(m, logits.data[row + c]) }
-            var s: Double = 0
-            for c in 0..<C { s += Foundation.exp(Double(logits.data[row + c] - m)) }
-            let logZ = Double(m) + Foundation.log(s)
+            let logZ = logSumExp(logits, row: row, count: C)
             var ySum: Double = 0
             for c in 0..<C {
                 let t = Double(y.data[row + c])
@@ -53,11 +49,7 @@ public enum CrossEntropy {
         var out = Matrix(rows: N, cols: C)
         for i in 0..<N {
             let row = i * C
-            var m = -Float.infinity
-            for c in 0..<C { m = max(m, logits.data[row + c]) }
-            var s: Double = 0
-            for c in 0..<C { s += Foundation.exp(Double(logits.data[row + c] - m)) }
-            let logZ = Double(m) + Foundation.log(s)
+            let logZ = logSumExp(logits, row: row, count: C)
             var mean: Double = 0
             for c in 0..<C { mean += Foundation.exp(Double(logits.data[row + c]) - logZ) * Double(dotLogits.data[row + c]) }
             for c in 0..<C {
@@ -66,5 +58,14 @@ public enum CrossEntropy {
             }
         }
         return out
+    }
+
+    /// log Σ_c exp(z_c) of the `count` logits from `row`, in Double after subtracting the row maximum.
+    private static func logSumExp(_ logits: Matrix, row: Int, count C: Int) -> Double {
+        var m = -Float.infinity
+        for c in 0..<C { m = max(m, logits.data[row + c]) }
+        var s: Double = 0
+        for c in 0..<C { s += Foundation.exp(Double(logits.data[row + c] - m)) }
+        return Double(m) + Foundation.log(s)
     }
 }
