@@ -54,7 +54,7 @@ struct Diff: ParsableCommand {
                 let id = try zoo.resolve(ref)
                 let record = try zoo.record(id)
                 return (try zoo.checkpoint(id), ZooOutput.label(id, record.name))
-            } catch let error as CheckpointError {
+            } catch let error as ZooError {
                 if case .invalid = error {
                     refError = error
                 } else {

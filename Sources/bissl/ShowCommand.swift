@@ -62,7 +62,7 @@ struct Show: ParsableCommand {
             details = EntryDetails(try zoo.checkpoint(id))
         }
         guard let p = record.summary.provenance else {
-            throw CheckpointError.corrupt("the catalog row of \(id.prefix(12)) holds unreadable provenance; rebuild the catalog with bissl verify --reindex")
+            throw ZooError.corrupt("the catalog row of \(id.prefix(12)) holds unreadable provenance; rebuild the catalog with bissl verify --reindex")
         }
         let lines = try tensors ? zoo.tensorList(id).map { TensorLine(component: $0.component, name: $0.key, dtype: $0.dtype.rawValue, shape: $0.shape) } : nil
         let parents = try p.parents.map { parent -> ParentLine in

@@ -91,9 +91,3 @@ extension ImplicitGradientOptions.HVPBatchNorm: ExpressibleByArgument {}
 func printResult<T: Encodable>(json: Bool, _ value: T, _ text: @autoclosure () -> String) throws {
     if json { try ZooOutput.printJSON(value) } else { print(text()) }
 }
-
-/// An error of the command line itself (options that contradict each other, bad values).
-struct CLIError: OneLineError {
-    let description: String
-    init(_ message: String) { description = message }
-}

@@ -51,7 +51,7 @@ struct WriterOptions: ParsableArguments {
     }
 
     /// Refuses options `format` does not use, before anything is read or written.
-    /// - Throws: `CheckpointError.invalid` naming the option and the format.
+    /// - Throws: `CLIError` naming the option and the format.
     func check(_ format: OutputFormat) throws {
         let onnxOnly = [("--features", features), ("--fold-bn", foldBatchNorm)]
         let tensorOnly = [("--legacy", "pth", legacy), ("--compress", "npz", compress), ("--bf16", "npz", bfloat16 != nil)]
@@ -59,25 +59,25 @@ struct WriterOptions: ParsableArguments {
             try Interchange.checkOptions(format: interchange, options: self.interchange)
         } else {
             for (flag, owner, set) in tensorOnly where set {
-                throw CheckpointError.invalid("\(flag) applies only to \(owner) output, not \(format.rawValue)")
+                throw CLIError("\(flag) applies only to \(owner) output, not \(format.rawValue)")
             }
         }
         if format != .onnx {
             for (flag, set) in onnxOnly where set {
-                throw CheckpointError.invalid("\(flag) applies only to onnx output, not \(format.rawValue)")
+                throw CLIError("\(flag) applies only to onnx output, not \(format.rawValue)")
             }
         }
     }
 
     /// Writes `checkpoint` as the file format `format` (atomically).
     /// - Returns: the writer's notes, one line each.
-    /// - Throws: `CheckpointError.invalid` for `.hub` (a folder needs the zoo's lineage:
+    /// - Throws: `CLIError` for `.hub` (a folder needs the zoo's lineage:
     ///   `bissl export REF --to hub DIR`), and as `check` and the writers.
     func write(_ checkpoint: Checkpoint, to url: URL, format: OutputFormat) throws -> [String] {
         try check(format)
         switch format {
         case .hub:
-            throw CheckpointError.invalid("hub folders are written from the zoo (the card needs the lineage): bissl export REF --to hub DIR")
+            throw CLIError("hub folders are written from the zoo (the card needs the lineage): bissl export REF --to hub DIR")
         case .onnx:
             return try ONNXExport.write(checkpoint, to: url, options: .init(features: features, foldBatchNorm: foldBatchNorm))
         case .pth, .safetensors, .npz, .h5:

@@ -81,7 +81,7 @@ enum ZooOutput {
     /// immutable object): `objects` when given (the zoo a command uses), and any `objects/` folder
     /// next to a `catalog.sqlite` among the output's ancestors. Paths are compared after resolving
     /// symbolic links (`realpath` of the output's existing part).
-    /// - Throws: `CheckpointError.invalid` naming the folder.
+    /// - Throws: `CLIError` naming the folder.
     static func refuseZooObjectsPath(_ output: String, objects: URL? = nil) throws {
         let resolved = realPath(URL(fileURLWithPath: output).standardizedFileURL.path)
         var candidates: [String] = []

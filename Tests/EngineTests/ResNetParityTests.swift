@@ -119,7 +119,7 @@ final class ResNetParityTests: XCTestCase {
         var missing = state
         missing.removeValue(forKey: "layer2.0.downsample.0.weight")
         XCTAssertThrowsError(try model.load(missing)) { error in
-            XCTAssertEqual((error as? CheckpointError)?.description.contains("missing tensor 'layer2.0.downsample.0.weight'"), true, "\(error)")
+            XCTAssertEqual((error as? ModelError)?.description.contains("missing tensor 'layer2.0.downsample.0.weight'"), true, "\(error)")
         }
         var extra = state
         extra["fc.weight"] = Tensor(float32: [1], shape: [1])

@@ -61,7 +61,7 @@ final class HubFolderTests: XCTestCase {
         try FileManager.default.createDirectory(at: taken, withIntermediateDirectories: false)
         try Data("x".utf8).write(to: taken.appendingPathComponent("x"))
         XCTAssertThrowsError(try HubFolder.write(c, id: id, lineage: lineage, preprocessing: .init(imageSize: nil), to: taken)) { error in
-            XCTAssertEqual(error as? CheckpointError, .invalid("\(taken.path) exists and is not an empty folder; pick a new folder"))
+            XCTAssertEqual(error as? PublishError, .invalid("\(taken.path) exists and is not an empty folder; pick a new folder"))
         }
         let empty = scratch.appendingPathComponent("empty")
         try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: false)
@@ -77,15 +77,15 @@ final class HubFolderTests: XCTestCase {
         let configURL = dir.appendingPathComponent("config.json")
         try Data(#"{"architecture": "resnet50", "num_classes": 5}"#.utf8).write(to: configURL)
         XCTAssertThrowsError(try HubFolder.read(dir, options: LayoutOptions())) { error in
-            XCTAssertEqual(error as? CheckpointError, .invalid("config.json says architecture resnet50, the weights are resnet18-w2-small"))
+            XCTAssertEqual(error as? PublishError, .invalid("config.json says architecture resnet50, the weights are resnet18-w2-small"))
         }
         try Data("[]".utf8).write(to: configURL)
         XCTAssertThrowsError(try HubFolder.read(dir, options: LayoutOptions())) { error in
-            XCTAssertEqual(error as? CheckpointError, .invalid("config.json in h is not a JSON object"))
+            XCTAssertEqual(error as? PublishError, .invalid("config.json in h is not a JSON object"))
         }
         try FileManager.default.removeItem(at: dir.appendingPathComponent("README.md"))
         XCTAssertThrowsError(try HubFolder.read(dir, options: LayoutOptions())) { error in
-            XCTAssertEqual(error as? CheckpointError, .invalid("README.md is missing from h"))
+            XCTAssertEqual(error as? PublishError, .invalid("README.md is missing from h"))
         }
     }
 }

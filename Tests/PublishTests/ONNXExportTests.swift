@@ -118,12 +118,12 @@ final class ONNXExportTests: XCTestCase {
     func testRefusals() throws {
         let c = try Self.checkpoint(classifier: false)
         XCTAssertThrowsError(try ONNXExport.serialize(c, options: .init())) { error in
-            XCTAssertEqual(error as? CheckpointError, .invalid("no classifier component: pass --features for the pooled backbone features"))
+            XCTAssertEqual(error as? PublishError, .invalid("no classifier component: pass --features for the pooled backbone features"))
         }
         var plain = c
         plain.architecture = nil
         XCTAssertThrowsError(try ONNXExport.serialize(plain, options: .init(features: true))) { error in
-            XCTAssertEqual(error as? CheckpointError, .invalid("no architecture record: the network cannot be built for ONNX export"))
+            XCTAssertEqual(error as? PublishError, .invalid("no architecture record: the network cannot be built for ONNX export"))
         }
         var broken = c
         broken.components["backbone"]?["conv1.weight"] = Tensor(float32: [1], shape: [1])

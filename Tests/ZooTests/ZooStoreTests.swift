@@ -118,7 +118,7 @@ final class ZooStoreTests: XCTestCase {
             try Catalog.addLabel("second", kind: .name, id: p2, db)
         }
         XCTAssertThrowsError(try zoo.resolve("abcdef01")) { error in
-            guard case CheckpointError.ambiguous(let message) = error else { return XCTFail("\(error)") }
+            guard case ZooError.ambiguous(let message) = error else { return XCTFail("\(error)") }
             XCTAssertTrue(message.contains("2 entries start with it"), message)
             XCTAssertTrue(message.contains(String(p1.prefix(16))) && message.contains(String(p2.prefix(16)) + " (second)"), message)
         }

@@ -29,7 +29,7 @@ public final class LinearHead {
         return sd
     }
 
-    /// - Throws: `CheckpointError.invalid` for a missing, extra or mis-shaped tensor; nothing is changed then.
+    /// - Throws: `ModelError.invalid` for a missing, extra or mis-shaped tensor; nothing is changed then.
     public func load(_ sd: StateDict) throws {
         try StateDictIO.validate(sd, against: stateDict(), owner: "classifier")
         for p in parameters { try StateDictIO.load(p, from: sd, owner: "classifier") }
@@ -55,20 +55,20 @@ public final class MLPHead {
 
     /// bissl's layout for `dims`.
     /// - Parameter dims: at least two sizes, e.g. `[2048, 256, 256, 256]`.
-    /// - Throws: `CheckpointError.invalid` for fewer than two sizes or a non-positive size.
+    /// - Throws: `ModelError.invalid` for fewer than two sizes or a non-positive size.
     public convenience init(dims: [Int]) throws {
         try self.init(layout: .standard(dims: dims))
     }
 
-    /// - Throws: `CheckpointError.invalid` for fewer than two sizes, a non-positive size, or a layout
+    /// - Throws: `ModelError.invalid` for fewer than two sizes, a non-positive size, or a layout
     ///   whose layer count is not `dims.count - 1`.
     public init(layout: MLPLayout) throws {
         let dims = layout.dims
         guard dims.count >= 2, dims.allSatisfy({ $0 > 0 }) else {
-            throw CheckpointError.invalid("MLP head: needs at least two positive sizes, got \(dims)")
+            throw ModelError.invalid("MLP head: needs at least two positive sizes, got \(dims)")
         }
         guard layout.layers.count == dims.count - 1 else {
-            throw CheckpointError.invalid("MLP head: \(layout.layers.count) layers for sizes \(dims)")
+            throw ModelError.invalid("MLP head: \(layout.layers.count) layers for sizes \(dims)")
         }
         self.dims = dims
         self.layout = layout
@@ -167,7 +167,7 @@ public final class MLPHead {
         return sd
     }
 
-    /// - Throws: `CheckpointError.invalid` for a missing, extra or mis-shaped tensor; nothing is changed then.
+    /// - Throws: `ModelError.invalid` for a missing, extra or mis-shaped tensor; nothing is changed then.
     public func load(_ sd: StateDict) throws {
         let owner = "MLP head \(dims.map(String.init).joined(separator: "-"))"
         try StateDictIO.validate(sd, against: stateDict(), owner: owner)

@@ -30,19 +30,19 @@ public final class ResNet {
     public let featureCount: Int
 
     /// Builds the backbone an `Architecture` describes (its heads are ignored here).
-    /// - Throws: `CheckpointError.unsupported` for another family, depth or stem, `.invalid` when
+    /// - Throws: `ModelError.unsupported` for another family, depth or stem, `.invalid` when
     ///   `block`/`layers` contradict the depth or the width is not positive.
     public init(architecture a: Architecture) throws {
-        guard a.family == "resnet" else { throw CheckpointError.unsupported("engine: model family '\(a.family)' is not supported (only resnet)") }
+        guard a.family == "resnet" else { throw ModelError.unsupported("engine: model family '\(a.family)' is not supported (only resnet)") }
         guard let spec = Self.depths[a.depth] else {
-            throw CheckpointError.unsupported("engine: ResNet depth \(a.depth) is not supported (18, 34, 50, 101, 152)")
+            throw ModelError.unsupported("engine: ResNet depth \(a.depth) is not supported (18, 34, 50, 101, 152)")
         }
         guard a.block == spec.block, a.layers == spec.layers else {
-            throw CheckpointError.invalid("engine: ResNet-\(a.depth) has \(spec.block) blocks \(spec.layers), the architecture says \(a.block) \(a.layers)")
+            throw ModelError.invalid("engine: ResNet-\(a.depth) has \(spec.block) blocks \(spec.layers), the architecture says \(a.block) \(a.layers)")
         }
-        guard a.width > 0 else { throw CheckpointError.invalid("engine: ResNet width must be positive, got \(a.width)") }
+        guard a.width > 0 else { throw ModelError.invalid("engine: ResNet width must be positive, got \(a.width)") }
         guard a.stem == "imagenet" || a.stem == "small" else {
-            throw CheckpointError.unsupported("engine: stem '\(a.stem)' is not supported (imagenet, small)")
+            throw ModelError.unsupported("engine: stem '\(a.stem)' is not supported (imagenet, small)")
         }
         architecture = a
         let bottleneck = spec.block == "bottleneck"
@@ -74,7 +74,7 @@ public final class ResNet {
     /// `ResNet(depth, width, stem)` as in `tools/reference_resnet.py`.
     public convenience init(depth: Int, width: Int = 64, stem: String = "imagenet") throws {
         guard let spec = Self.depths[depth] else {
-            throw CheckpointError.unsupported("engine: ResNet depth \(depth) is not supported (18, 34, 50, 101, 152)")
+            throw ModelError.unsupported("engine: ResNet depth \(depth) is not supported (18, 34, 50, 101, 152)")
         }
         try self.init(architecture: Architecture(depth: depth, block: spec.block, layers: spec.layers, width: width, stem: stem))
     }
@@ -171,7 +171,7 @@ public final class ResNet {
     }
 
     /// Loads a backbone state dict (keys as `stateDict()`; strict: every key needed, no extra key).
-    /// - Throws: `CheckpointError.invalid` for a missing, extra, mis-shaped or non-float tensor; nothing
+    /// - Throws: `ModelError.invalid` for a missing, extra, mis-shaped or non-float tensor; nothing
     ///   is changed then.
     public func load(_ sd: StateDict) throws {
         let owner = "backbone (\(architecture.label))"

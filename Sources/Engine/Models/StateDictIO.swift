@@ -24,14 +24,14 @@ enum StateDictIO {
     }
 
     /// The float values of `key`, checked against `shape` (any floating dtype is widened/rounded to float32).
-    /// - Throws: `CheckpointError.invalid` when the key is missing, has another shape or is not floating point.
+    /// - Throws: `ModelError.invalid` when the key is missing, has another shape or is not floating point.
     static func floats(_ sd: StateDict, _ key: String, shape: [Int], owner: String) throws -> [Float] {
-        guard let t = sd[key] else { throw CheckpointError.invalid("\(owner): missing tensor '\(key)'") }
+        guard let t = sd[key] else { throw ModelError.invalid("\(owner): missing tensor '\(key)'") }
         guard t.shape == shape else {
-            throw CheckpointError.invalid("\(owner): tensor '\(key)' has shape \(t.shape), the model needs \(shape)")
+            throw ModelError.invalid("\(owner): tensor '\(key)' has shape \(t.shape), the model needs \(shape)")
         }
         guard [.float32, .float64, .float16, .bfloat16].contains(t.dtype) else {
-            throw CheckpointError.invalid("\(owner): tensor '\(key)' has dtype \(t.dtype.rawValue), expected a floating-point type")
+            throw ModelError.invalid("\(owner): tensor '\(key)' has dtype \(t.dtype.rawValue), expected a floating-point type")
         }
         return t.floats()
     }
@@ -51,7 +51,7 @@ enum StateDictIO {
         bn.runningVar = try floats(sd, bn.prefix + "running_var", shape: [bn.channels], owner: owner)
         if let t = sd[bn.prefix + "num_batches_tracked"] {
             guard t.count == 1 else {
-                throw CheckpointError.invalid("\(owner): tensor '\(bn.prefix)num_batches_tracked' has shape \(t.shape), expected a scalar")
+                throw ModelError.invalid("\(owner): tensor '\(bn.prefix)num_batches_tracked' has shape \(t.shape), expected a scalar")
             }
             bn.numBatchesTracked = Int64(t.doubles()[0])
         } else {
@@ -65,10 +65,10 @@ enum StateDictIO {
         for (key, want) in expected {
             guard let t = sd[key] else {
                 if key.hasSuffix("num_batches_tracked") { continue }
-                throw CheckpointError.invalid("\(owner): missing tensor '\(key)'")
+                throw ModelError.invalid("\(owner): missing tensor '\(key)'")
             }
             if want.dtype == .int64 {
-                guard t.count == 1 else { throw CheckpointError.invalid("\(owner): tensor '\(key)' has shape \(t.shape), expected a scalar") }
+                guard t.count == 1 else { throw ModelError.invalid("\(owner): tensor '\(key)' has shape \(t.shape), expected a scalar") }
             } else {
                 _ = try floats(sd, key, shape: want.shape, owner: owner)
             }
@@ -76,7 +76,7 @@ enum StateDictIO {
         let extra = sd.keys.filter { expected[$0] == nil }
         if !extra.isEmpty {
             let shown = extra.prefix(3).map { "'\($0)'" }.joined(separator: ", ")
-            throw CheckpointError.invalid("\(owner): \(extra.count) unexpected tensor(s): \(shown)\(extra.count > 3 ? ", ..." : "")")
+            throw ModelError.invalid("\(owner): \(extra.count) unexpected tensor(s): \(shown)\(extra.count > 3 ? ", ..." : "")")
         }
     }
 }

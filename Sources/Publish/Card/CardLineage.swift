@@ -34,14 +34,14 @@ public struct CardLineage: Equatable, Sendable {
     /// Gathers `id` and every ancestor its provenance names, depth first, parents before children.
     /// A parent the zoo removed contributes its tombstone's provenance; one it never held is listed
     /// as `unknown` with nothing else. At most `limit` stages are read (a longer chain is refused).
-    /// - Throws: `CheckpointError.invalid` when `id` is not listed or the chain exceeds `limit`.
+    /// - Throws: `PublishError.invalid` when `id` is not listed or the chain exceeds `limit`.
     public static func gather(_ zoo: Zoo, id: String, limit: Int = 1000) throws -> CardLineage {
         var stages: [Stage] = []
         var visited = Set<String>()
         func visit(_ id: String) throws {
             guard visited.insert(id).inserted else { return }
             guard visited.count <= limit else {
-                throw CheckpointError.invalid("the lineage of this entry has more than \(limit) ancestors")
+                throw PublishError.invalid("the lineage of this entry has more than \(limit) ancestors")
             }
             let stage: Stage
             if let record = try? zoo.record(id) {

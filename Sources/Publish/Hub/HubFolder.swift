@@ -38,7 +38,7 @@ public enum HubFolder {
     /// through a temporary folder beside it renamed into place, so a failure leaves nothing.
     /// - Returns: notes for the user (components left out, a reused recorded folder, an input size
     ///   not recorded).
-    /// - Throws: `CheckpointError.invalid` when `dir` exists and is not an empty folder, the entry has
+    /// - Throws: `PublishError.invalid` when `dir` exists and is not an empty folder, the entry has
     ///   no architecture or backbone; `.io` when writing fails.
     @discardableResult
     public static func write(_ checkpoint: Checkpoint, id: String, lineage: CardLineage, preprocessing: Preprocessing,
@@ -47,11 +47,11 @@ public enum HubFolder {
         var isDir: ObjCBool = false
         if fm.fileExists(atPath: dir.path, isDirectory: &isDir) {
             guard isDir.boolValue, (try? fm.contentsOfDirectory(atPath: dir.path))?.isEmpty == true else {
-                throw CheckpointError.invalid("\(dir.path) exists and is not an empty folder; pick a new folder")
+                throw PublishError.invalid("\(dir.path) exists and is not an empty folder; pick a new folder")
             }
         }
         guard let architecture = checkpoint.architecture, checkpoint.components["backbone"] != nil else {
-            throw CheckpointError.invalid("entry \(id.prefix(12)) has no architecture record or no backbone: a hub folder holds a ResNet")
+            throw PublishError.invalid("entry \(id.prefix(12)) has no architecture record or no backbone: a hub folder holds a ResNet")
         }
         var notes: [String] = []
         // What a timm ResNet holds: the backbone and the classifier (and their architecture record).
@@ -139,25 +139,25 @@ public enum HubFolder {
     /// Reads a hub folder as a checkpoint: `model.safetensors` resolved as `bissl import` resolves any
     /// file, `config.json` checked against the architecture found (architecture label when it is one
     /// of ours, `num_classes`), and `config.json` and `README.md` recorded verbatim in provenance.
-    /// - Throws: `CheckpointError.invalid` when a file is missing, too large, not UTF-8, `config.json`
+    /// - Throws: `PublishError.invalid` when a file is missing, too large, not UTF-8, `config.json`
     ///   is not a JSON object or contradicts the weights; the safetensors reader's errors.
     public static func read(_ dir: URL, options: LayoutOptions, commandLine: [String] = CommandLine.arguments) throws -> Checkpoint {
         let weights = dir.appendingPathComponent(weightsFile)
         guard FileManager.default.fileExists(atPath: weights.path) else {
-            throw CheckpointError.invalid("\(dir.path) is a folder without \(weightsFile): not a hub model folder")
+            throw PublishError.invalid("\(dir.path) is a folder without \(weightsFile): not a hub model folder")
         }
         let config = try text(dir.appendingPathComponent(configFile))
         let card = try text(dir.appendingPathComponent(cardFile))
         var checkpoint = try Interchange.load(weights, options: options, commandLine: commandLine)
         guard let object = try? JSONSerialization.jsonObject(with: Data(config.utf8)) as? [String: Any] else {
-            throw CheckpointError.invalid("\(configFile) in \(dir.lastPathComponent) is not a JSON object")
+            throw PublishError.invalid("\(configFile) in \(dir.lastPathComponent) is not a JSON object")
         }
         if let arch = checkpoint.architecture, let stated = object["architecture"] as? String,
            stated.hasPrefix("resnet"), stated != arch.label {
-            throw CheckpointError.invalid("\(configFile) says architecture \(stated), the weights are \(arch.label)")
+            throw PublishError.invalid("\(configFile) says architecture \(stated), the weights are \(arch.label)")
         }
         if let stated = object["num_classes"] as? Int, stated != classes(checkpoint) {
-            throw CheckpointError.invalid("\(configFile) says num_classes \(stated), the weights have \(classes(checkpoint))")
+            throw PublishError.invalid("\(configFile) says num_classes \(stated), the weights have \(classes(checkpoint))")
         }
         checkpoint.provenance.source?.container = container
         checkpoint.provenance.source?.fileName = dir.lastPathComponent + "/" + weightsFile
@@ -170,13 +170,13 @@ public enum HubFolder {
     static func text(_ url: URL) throws -> String {
         let attributes = try? FileManager.default.attributesOfItem(atPath: url.path)
         guard let size = (attributes?[.size] as? NSNumber)?.intValue else {
-            throw CheckpointError.invalid("\(url.lastPathComponent) is missing from \(url.deletingLastPathComponent().lastPathComponent)")
+            throw PublishError.invalid("\(url.lastPathComponent) is missing from \(url.deletingLastPathComponent().lastPathComponent)")
         }
         guard size <= textLimit else {
-            throw CheckpointError.invalid("\(url.lastPathComponent) has \(size) bytes (at most \(textLimit) are read)")
+            throw PublishError.invalid("\(url.lastPathComponent) has \(size) bytes (at most \(textLimit) are read)")
         }
         guard let data = FileManager.default.contents(atPath: url.path), let s = String(data: data, encoding: .utf8) else {
-            throw CheckpointError.invalid("\(url.lastPathComponent) is not readable UTF-8 text")
+            throw PublishError.invalid("\(url.lastPathComponent) is not readable UTF-8 text")
         }
         return s
     }
@@ -189,18 +189,18 @@ public enum HubFolder {
         do {
             try fm.createDirectory(at: tmp, withIntermediateDirectories: false)
         } catch {
-            throw CheckpointError.io("cannot write \(dir.path): \(AtomicFile.reason(error))")
+            throw PublishError.io("cannot write \(dir.path): \(AtomicFile.reason(error))")
         }
         do {
             try fill(tmp)
             if fm.fileExists(atPath: dir.path) { try fm.removeItem(at: dir) }  // checked empty by the caller
             guard rename(tmp.path, dir.path) == 0 else {
-                throw CheckpointError.io("cannot write \(dir.path): \(String(cString: strerror(errno)))")
+                throw PublishError.io("cannot write \(dir.path): \(String(cString: strerror(errno)))")
             }
         } catch {
             try? fm.removeItem(at: tmp)
-            if let e = error as? CheckpointError { throw e }
-            throw CheckpointError.io("cannot write \(dir.path): \(AtomicFile.reason(error))")
+            if error is OneLineError { throw error }
+            throw PublishError.io("cannot write \(dir.path): \(AtomicFile.reason(error))")
         }
     }
 }

@@ -45,7 +45,7 @@ public enum ONNXExport {
     /// Writes the model to `url` atomically (nothing is left there on failure).
     /// - Returns: notes for the user, one line each: components not in the graph (projector,
     ///   predictor), tensors converted to float32 from another dtype.
-    /// - Throws: as `serialize`; `CheckpointError.io` when the file cannot be written.
+    /// - Throws: as `serialize`; `PublishError.io` when the file cannot be written.
     @discardableResult
     public static func write(_ checkpoint: Checkpoint, to url: URL, options: Options) throws -> [String] {
         let (data, notes) = try serialize(checkpoint, options: options)
@@ -54,27 +54,27 @@ public enum ONNXExport {
     }
 
     /// The serialized `ModelProto` and the notes `write` returns.
-    /// - Throws: `CheckpointError.invalid` when the checkpoint has no architecture record or no
+    /// - Throws: `PublishError.invalid` when the checkpoint has no architecture record or no
     ///   backbone, when its tensors do not fit the architecture (missing, extra or mis-shaped), when
     ///   logits are asked of a checkpoint without a classifier, or when the weights exceed what one
     ///   protobuf can hold (2 GiB less a margin); `.unsupported` for an architecture the engine lacks.
     public static func serialize(_ checkpoint: Checkpoint, options: Options) throws -> (Data, [String]) {
         guard let architecture = checkpoint.architecture else {
-            throw CheckpointError.invalid("no architecture record: the network cannot be built for ONNX export")
+            throw PublishError.invalid("no architecture record: the network cannot be built for ONNX export")
         }
         guard let backboneSD = checkpoint.components["backbone"] else {
-            throw CheckpointError.invalid("no backbone component: nothing to export as ONNX")
+            throw PublishError.invalid("no backbone component: nothing to export as ONNX")
         }
         let classifierSD = options.features ? nil : checkpoint.components["classifier"]
         if !options.features && classifierSD == nil {
-            throw CheckpointError.invalid("no classifier component: pass --features for the pooled backbone features")
+            throw PublishError.invalid("no classifier component: pass --features for the pooled backbone features")
         }
         let backbone = try ResNet(architecture: architecture)
         try backbone.load(backboneSD)
         var head: LinearHead?
         if let classifierSD {
             guard let weight = classifierSD["fc.weight"], weight.shape.count == 2 else {
-                throw CheckpointError.invalid("classifier component has no 2-D 'fc.weight'")
+                throw PublishError.invalid("classifier component has no 2-D 'fc.weight'")
             }
             let h = LinearHead(features: backbone.featureCount, classes: weight.shape[0])
             try h.load(classifierSD)
@@ -99,7 +99,7 @@ public enum ONNXExport {
         let outputName = head == nil ? "features" : "logits"
         emit(backbone, head: head, foldBatchNorm: options.foldBatchNorm, output: outputName, into: &builder)
         guard builder.initializerBytes <= maxInitializerBytes else {
-            throw CheckpointError.invalid("the weights need \(builder.initializerBytes) bytes as float32; one ONNX protobuf holds at most 2 GiB (external data is not written)")
+            throw PublishError.invalid("the weights need \(builder.initializerBytes) bytes as float32; one ONNX protobuf holds at most 2 GiB (external data is not written)")
         }
         builder.input(ONNXGraphBuilder.floatTensor(
             "input", dims: [.symbolic("batch"), .fixed(3), .symbolic("height"), .symbolic("width")],

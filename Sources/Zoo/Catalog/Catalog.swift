@@ -6,7 +6,7 @@ import GRDB
 ///
 /// Every mutation runs in one `BEGIN IMMEDIATE` transaction (`write`), so concurrent `bissl` processes
 /// queue on SQLite's write lock (waiting up to `busyTimeout`) and never lose each other's rows. Reads
-/// see the last committed state. Errors are `CheckpointError`s with one line naming the catalog.
+/// see the last committed state. Errors are `ZooError`s with one line naming the catalog.
 final class Catalog {
     /// How long a process waits for another one's write transaction before giving up.
     static let busyTimeout: TimeInterval = 120
@@ -19,8 +19,8 @@ final class Catalog {
 
     /// Opens (or creates, when `create`) the catalog at `url` and brings its schema to
     /// `CatalogSchema.currentVersion`.
-    /// - Throws: `CheckpointError.unsupported` for a catalog of a newer schema (left untouched),
-    ///   `CheckpointError.io` when SQLite cannot open or write it.
+    /// - Throws: `ZooError.unsupported` for a catalog of a newer schema (left untouched),
+    ///   `ZooError.io` when SQLite cannot open or write it.
     /// - Parameter readOnly: the caller only reads. When this process may write the zoo folder and
     ///   the catalog, the connection is the usual one (it issues no writes, and closing it removes the
     ///   -wal/-shm files as before). When it may not (a zoo of another user), the catalog is opened with
@@ -29,7 +29,7 @@ final class Catalog {
         self.url = url
         let exists = FileManager.default.fileExists(atPath: url.path)
         if !exists && !create {
-            throw CheckpointError.io("no zoo catalog at \(url.path)")
+            throw ZooError.io("no zoo catalog at \(url.path)")
         }
         // Check the version before GRDB touches the file; an up-to-date catalog is not written to.
         let version = exists ? try Self.headerVersion(url) : 0
@@ -63,7 +63,7 @@ final class Catalog {
             let live = try read { try CatalogSchema.version($0) }
             try CatalogSchema.checkNotNewer(live, path: url.path)
             guard live >= CatalogSchema.currentVersion else {
-                throw CheckpointError.io("\(url.path): the catalog has schema version \(live), this bissl needs \(CatalogSchema.currentVersion); run any writing bissl command once as a user who can write the zoo")
+                throw ZooError.io("\(url.path): the catalog has schema version \(live), this bissl needs \(CatalogSchema.currentVersion); run any writing bissl command once as a user who can write the zoo")
             }
             return
         }
@@ -79,7 +79,7 @@ final class Catalog {
                 do {
                     try queue.writeWithoutTransaction { db in
                         let mode = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
-                        guard mode == "wal" else { throw CheckpointError.io("\(url.path): SQLite refused WAL mode (journal mode \(mode ?? "?"))") }
+                        guard mode == "wal" else { throw ZooError.io("\(url.path): SQLite refused WAL mode (journal mode \(mode ?? "?"))") }
                         try db.inTransaction(.immediate) {
                             try CatalogSchema.migrate(db, path: url.path)
                             return .commit
@@ -106,13 +106,13 @@ final class Catalog {
     /// `CatalogSchema.migrate` checks again inside its transaction, where the WAL is taken into account.
     private static func headerVersion(_ url: URL) throws -> Int {
         guard let handle = FileHandle(forReadingAtPath: url.path) else {
-            throw CheckpointError.io("cannot read the catalog \(url.path): \(String(cString: strerror(errno)))")
+            throw ZooError.io("cannot read the catalog \(url.path): \(String(cString: strerror(errno)))")
         }
         defer { try? handle.close() }
         let header = (try? handle.read(upToCount: 100)) ?? Data()
         guard header.count >= 64 else { return 0 }  // empty file: SQLite initialises it
         guard header.prefix(16) == Data("SQLite format 3\u{0}".utf8) else {
-            throw CheckpointError.corrupt("\(url.path): the catalog is not an SQLite database; rebuild it with bissl verify --reindex")
+            throw ZooError.corrupt("\(url.path): the catalog is not an SQLite database; rebuild it with bissl verify --reindex")
         }
         return header[60..<64].reduce(0) { $0 << 8 | Int($1) }
     }
@@ -165,22 +165,23 @@ final class Catalog {
         do { try queue.close() } catch { throw Self.describe(error, url: url) }
     }
 
-    /// `CheckpointError`s pass through; SQLite errors become one `.io` line naming the catalog.
+    /// One-line errors (`ZooError`, a `CheckpointError` from decoding a row) pass through; SQLite
+    /// errors become one `.io` line naming the catalog.
     static func describe(_ error: Error, url: URL) -> Error {
-        if error is CheckpointError { return error }
+        if error is OneLineError { return error }
         if let db = error as? DatabaseError {
             switch db.resultCode {
             case .SQLITE_BUSY, .SQLITE_LOCKED:
-                return CheckpointError.io("\(url.path): catalog is locked by another bissl process (waited \(Int(busyTimeout)) s)")
+                return ZooError.io("\(url.path): catalog is locked by another bissl process (waited \(Int(busyTimeout)) s)")
             case .SQLITE_READONLY, .SQLITE_PERM, .SQLITE_CANTOPEN:
-                return CheckpointError.io("\(url.path): cannot open the catalog for writing: \(db.message ?? "\(db.resultCode)")")
+                return ZooError.io("\(url.path): cannot open the catalog for writing: \(db.message ?? "\(db.resultCode)")")
             case .SQLITE_NOTADB, .SQLITE_CORRUPT:
-                return CheckpointError.corrupt("\(url.path): the catalog is damaged (\(db.message ?? "not a database")); rebuild it with bissl verify --reindex")
+                return ZooError.corrupt("\(url.path): the catalog is damaged (\(db.message ?? "not a database")); rebuild it with bissl verify --reindex")
             default:
-                return CheckpointError.io("\(url.path): catalog error: \(db.message ?? "\(db.resultCode)")")
+                return ZooError.io("\(url.path): catalog error: \(db.message ?? "\(db.resultCode)")")
             }
         }
-        return CheckpointError.io("\(url.path): \(error)")
+        return ZooError.io("\(url.path): \(error)")
     }
 
     // MARK: - entries

@@ -98,10 +98,10 @@ enum CatalogSchema {
     }
 
     /// Refuses a catalog written by a newer schema.
-    /// - Throws: `CheckpointError.unsupported` ("catalog written by a newer bissl (schema N > M)").
+    /// - Throws: `ZooError.unsupported` ("catalog written by a newer bissl (schema N > M)").
     static func checkNotNewer(_ version: Int, path: String) throws {
         if version > currentVersion {
-            throw CheckpointError.unsupported(
+            throw ZooError.unsupported(
                 "\(path): catalog written by a newer bissl (schema \(version) > \(currentVersion)); upgrade bissl")
         }
     }

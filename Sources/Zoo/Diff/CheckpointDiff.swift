@@ -192,7 +192,7 @@ public struct CheckpointDiff: Codable, Sendable {
     /// - Parameters:
     ///   - labelA, labelB: names printed for the two sides.
     ///   - listing: which tensors the per-tensor lists hold.
-    /// - Throws: `CheckpointError.invalid` when provenance cannot be turned into JSON (a non-finite
+    /// - Throws: `ZooError.invalid` when provenance cannot be turned into JSON (a non-finite
     ///   metric or hyperparameter).
     public init(_ a: Checkpoint, _ b: Checkpoint, labelA: String = "A", labelB: String = "B",
                 listing: TensorListing = .changed) throws {

@@ -8,7 +8,7 @@ import Foundation
 /// values, which JSON cannot hold, are the strings `NaN`, `Infinity`, `-Infinity`.
 public enum DiffJSONRenderer {
     /// UTF-8 JSON text ending with a newline.
-    /// - Throws: `CheckpointError.invalid` if encoding fails (it does not for reports built by
+    /// - Throws: `ZooError.invalid` if encoding fails (it does not for reports built by
     ///   `CheckpointDiff.init`).
     public static func render(_ diff: CheckpointDiff) throws -> String {
         let encoder = JSONEncoder()
@@ -18,7 +18,7 @@ public enum DiffJSONRenderer {
         do {
             return String(decoding: try encoder.encode(diff), as: UTF8.self) + "\n"
         } catch {
-            throw CheckpointError.invalid("cannot encode the diff as JSON: \(error)")
+            throw ZooError.invalid("cannot encode the diff as JSON: \(error)")
         }
     }
 }

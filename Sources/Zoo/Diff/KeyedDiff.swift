@@ -47,7 +47,7 @@ public struct FlatEntry: Equatable, Sendable {
 public enum KeyedDiff {
     /// The JSON form of `value` (as `JSONEncoder` writes it), flattened to dotted keys in key order.
     /// Non-finite doubles become the strings `NaN`, `Infinity`, `-Infinity`.
-    /// - Throws: `CheckpointError.invalid` when `value`'s `encode(to:)` fails.
+    /// - Throws: `ZooError.invalid` when `value`'s `encode(to:)` fails.
     public static func flatten<T: Encodable>(_ value: T) throws -> [FlatEntry] {
         let json: JSONValue
         do {
@@ -58,7 +58,7 @@ public enum KeyedDiff {
             let data = try encoder.encode(value)
             json = try JSONDecoder().decode(JSONValue.self, from: data)
         } catch {
-            throw CheckpointError.invalid("cannot compare \(T.self): its JSON form cannot be built (\(error))")
+            throw ZooError.invalid("cannot compare \(T.self): its JSON form cannot be built (\(error))")
         }
         return flatten(json)
     }

@@ -149,7 +149,7 @@ struct LineageIndex {
 /// Renders a `LineageGraph` as a text tree, JSON, Graphviz dot or a Mermaid flowchart.
 public enum LineageRender {
     /// `graph` restricted to `direction` in `format`; every output ends with a newline.
-    /// - Throws: `CheckpointError.invalid` only if JSON encoding fails.
+    /// - Throws: `ZooError.invalid` only if JSON encoding fails.
     public static func render(_ graph: LineageGraph, format: LineageFormat,
                               direction: LineageDirection = .both) throws -> String {
         switch format {
@@ -258,7 +258,7 @@ public enum LineageRender {
                                                    edges: graph.edges))
             return String(decoding: data, as: UTF8.self) + "\n"
         } catch {
-            throw CheckpointError.invalid("cannot encode the lineage as JSON: \(error)")
+            throw ZooError.invalid("cannot encode the lineage as JSON: \(error)")
         }
     }
 

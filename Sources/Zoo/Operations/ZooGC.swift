@@ -65,7 +65,7 @@ extension Zoo {
                 let bytes = size(url)
                 if !dryRun {
                     do { try FileManager.default.removeItem(at: url) } catch {
-                        throw CheckpointError.io("cannot remove \(url.path): \(Self.reason(error))")
+                        throw ZooError.io("cannot remove \(url.path): \(Self.reason(error))")
                     }
                 }
                 report.bytes += bytes
@@ -88,7 +88,7 @@ extension Zoo {
                     if !dryRun {
                         try Self.makeDirectories(layout.damaged, zoo: layout.root)
                         guard rename(url.path, aside.path) == 0 else {
-                            throw CheckpointError.io("cannot move the damaged object \(url.path) aside: \(String(cString: strerror(errno)))")
+                            throw ZooError.io("cannot move the damaged object \(url.path) aside: \(String(cString: strerror(errno)))")
                         }
                     }
                     report.damagedObjects.append(aside.path)
@@ -97,7 +97,7 @@ extension Zoo {
             for (id, url) in scan.trash.sorted(by: { $0.key < $1.key }) {
                 if listed.contains(id) && !FileManager.default.fileExists(atPath: layout.objectURL(id).path) {
                     if !dryRun && rename(url.path, layout.objectURL(id).path) != 0 {
-                        throw CheckpointError.io("cannot restore \(url.path): \(String(cString: strerror(errno)))")
+                        throw ZooError.io("cannot restore \(url.path): \(String(cString: strerror(errno)))")
                     }
                     report.restoredObjects.append(layout.objectURL(id).path)
                 } else {
@@ -125,7 +125,7 @@ extension Zoo {
                     if !dryRun {
                         try Self.makeDirectories(layout.damaged, zoo: layout.root)
                         guard rename(url.path, aside.path) == 0 else {
-                            throw CheckpointError.io("cannot move the damaged object \(url.path) aside: \(String(cString: strerror(errno)))")
+                            throw ZooError.io("cannot move the damaged object \(url.path) aside: \(String(cString: strerror(errno)))")
                         }
                     }
                     movedTo = aside.path

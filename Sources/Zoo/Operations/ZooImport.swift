@@ -33,7 +33,7 @@ extension Zoo {
     /// - Returns: `added == false` when the content is already listed: then `name`/`tags` it does not
     ///   hold yet are applied to that entry (same rules as `tag`; a second name is refused) and
     ///   listed in `labelsAdded`; nothing else changes.
-    /// - Throws: `CheckpointError.invalid` for a bad or taken label, provenance outside the schema
+    /// - Throws: `ZooError.invalid` for a bad or taken label, provenance outside the schema
     ///   (`ProvenanceCheck`) or naming the entry's own id as a parent, `.io` when the zoo cannot be
     ///   written.
     public func add(_ checkpoint: Checkpoint, name: String? = nil, tags: [String] = []) throws -> ImportResult {
@@ -48,11 +48,11 @@ extension Zoo {
         var seen = Set<String>()
         for (label, _) in labels {
             try LabelRules.validate(label)
-            guard seen.insert(label).inserted else { throw CheckpointError.invalid("label '\(label)' given twice") }
+            guard seen.insert(label).inserted else { throw ZooError.invalid("label '\(label)' given twice") }
         }
         let violations = ProvenanceCheck.violations(checkpoint.provenance)
         if !violations.isEmpty {
-            throw CheckpointError.invalid("cannot import: provenance does not satisfy schemas/provenance.schema.json: \(violations.joined(separator: "; "))")
+            throw ZooError.invalid("cannot import: provenance does not satisfy schemas/provenance.schema.json: \(violations.joined(separator: "; "))")
         }
         do {
             try requireWritable()
@@ -75,7 +75,7 @@ extension Zoo {
         }
         defer { unlink(staged.path) }
         if checkpoint.provenance.parents.contains(where: { $0.id == id }) {
-            throw CheckpointError.invalid("cannot import: provenance names the checkpoint's own content id \(id.prefix(12)) as its parent (a lineage cycle)")
+            throw ZooError.invalid("cannot import: provenance names the checkpoint's own content id \(id.prefix(12)) as its parent (a lineage cycle)")
         }
         if let existing = try existingResult(id) {
             if labels.isEmpty { return existing }
@@ -94,7 +94,7 @@ extension Zoo {
                 let dir = object.deletingLastPathComponent()
                 try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
                 guard rename(staged.path, object.path) == 0 else {
-                    throw CheckpointError.io("cannot place object \(object.path): \(String(cString: strerror(errno)))")
+                    throw ZooError.io("cannot place object \(object.path): \(String(cString: strerror(errno)))")
                 }
                 placedObject = true
                 fsyncDirectory(dir)
@@ -158,10 +158,10 @@ extension Zoo {
     static func checkLabelsFree(_ labels: [(String, LabelKind)], for id: String, _ db: Database) throws {
         for (label, kind) in labels {
             if let owner = try Catalog.labelOwner(label, db), owner.id != id || owner.kind != kind {
-                throw CheckpointError.invalid("label '\(label)' is already the \(owner.kind.rawValue) of entry \(owner.id.prefix(12)); choose another (bissl untag \(label) frees a tag)")
+                throw ZooError.invalid("label '\(label)' is already the \(owner.kind.rawValue) of entry \(owner.id.prefix(12)); choose another (bissl untag \(label) frees a tag)")
             }
             if kind == .name, let current = try Catalog.labels(of: id, db).first(where: { $0.kind == .name }), current.label != label {
-                throw CheckpointError.invalid("entry \(id.prefix(12)) is already named '\(current.label)'; add '\(label)' as a tag instead")
+                throw ZooError.invalid("entry \(id.prefix(12)) is already named '\(current.label)'; add '\(label)' as a tag instead")
             }
         }
     }

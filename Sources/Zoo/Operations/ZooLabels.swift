@@ -4,7 +4,7 @@ import Foundation
 extension Zoo {
     /// Adds tag `label` to the entry REF names.
     /// - Returns: false when the entry already had this label (nothing changed).
-    /// - Throws: `CheckpointError.invalid` for a bad label or one held by another entry.
+    /// - Throws: `ZooError.invalid` for a bad label or one held by another entry.
     @discardableResult
     public func tag(_ ref: String, _ label: String) throws -> (id: String, added: Bool) {
         try LabelRules.validate(label)
@@ -13,7 +13,7 @@ extension Zoo {
             let id = try Self.resolve(ref, db, zoo: layout.root.path)
             if let owner = try Catalog.labelOwner(label, db) {
                 if owner.id == id { return (id, false) }
-                throw CheckpointError.invalid("label '\(label)' is already the \(owner.kind.rawValue) of entry \(owner.id.prefix(12)); bissl untag \(label) first")
+                throw ZooError.invalid("label '\(label)' is already the \(owner.kind.rawValue) of entry \(owner.id.prefix(12)); bissl untag \(label) first")
             }
             try RefFiles.write(label, kind: .tag, id: id, layout: layout)
             do {
@@ -28,13 +28,13 @@ extension Zoo {
 
     /// Removes a tag (or the name) `label` from whichever entry holds it; the entry itself stays.
     /// - Returns: the id of the entry that held it and the label's kind.
-    /// - Throws: `CheckpointError.invalid` when no entry holds `label`.
+    /// - Throws: `ZooError.invalid` when no entry holds `label`.
     @discardableResult
     public func untag(_ label: String) throws -> (id: String, kind: LabelKind) {
         try requireWritable()
         return try catalog.write { db in
             guard let owner = try Catalog.labelOwner(label, db) else {
-                throw CheckpointError.invalid("no name or tag '\(label)' in the zoo at \(layout.root.path)")
+                throw ZooError.invalid("no name or tag '\(label)' in the zoo at \(layout.root.path)")
             }
             try Catalog.removeLabel(label, db)
             try RefFiles.remove(label, kind: owner.kind, layout: layout)

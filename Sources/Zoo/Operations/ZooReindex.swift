@@ -19,7 +19,7 @@ extension Zoo {
     /// at one becomes its name or tag, every tombstone file a tombstone. Runs in one transaction:
     /// readers see the old catalog until it commits. A catalog SQLite cannot open as a database is
     /// first moved aside (`catalog.sqlite.damaged-<time>`).
-    /// - Throws: `CheckpointError.unsupported` for a catalog of a newer schema (left untouched),
+    /// - Throws: `ZooError.unsupported` for a catalog of a newer schema (left untouched),
     ///   `.io` when the zoo does not exist or cannot be written.
     public static func reindex(_ layout: ZooLayout) throws -> ReindexReport {
         try reindex(layout, onlyIfEmpty: false)!
@@ -30,16 +30,16 @@ extension Zoo {
     static func reindex(_ layout: ZooLayout, onlyIfEmpty: Bool) throws -> ReindexReport? {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: layout.objects.path, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw CheckpointError.io("no zoo at \(layout.root.path) (no objects/ directory)")
+            throw ZooError.io("no zoo at \(layout.root.path) (no objects/ directory)")
         }
         var movedAside: String?
         let zoo: Zoo
         do {
             zoo = try Zoo.openCatalog(layout, create: true)
-        } catch CheckpointError.corrupt {
+        } catch ZooError.corrupt {
             let aside = layout.catalog.path + ".damaged-\(Int(Date().timeIntervalSince1970))"
             guard rename(layout.catalog.path, aside) == 0 else {
-                throw CheckpointError.io("cannot move the damaged catalog aside: \(String(cString: strerror(errno)))")
+                throw ZooError.io("cannot move the damaged catalog aside: \(String(cString: strerror(errno)))")
             }
             unlink(layout.catalog.path + "-wal")
             unlink(layout.catalog.path + "-shm")

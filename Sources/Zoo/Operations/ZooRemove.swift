@@ -24,7 +24,7 @@ extension Zoo {
     ///
     /// The object is moved to `trash/` inside the transaction and deleted after the commit, so a
     /// concurrent import of the same content never loses its freshly placed object.
-    /// - Throws: `CheckpointError.invalid` for an unknown REF or (without `force`) an entry with
+    /// - Throws: `ZooError.invalid` for an unknown REF or (without `force`) an entry with
     ///   descendants, listing them.
     public func remove(_ ref: String, force: Bool = false) throws -> RemoveResult {
         try requireWritable()
@@ -38,7 +38,7 @@ extension Zoo {
                     let name = try Catalog.labels(of: child, db).first { $0.kind == .name }?.label
                     return String(child.prefix(12)) + (name.map { " (\($0))" } ?? "")
                 }
-                throw CheckpointError.invalid(
+                throw ZooError.invalid(
                     "entry \(id.prefix(12)) has \(children.count) descendant\(children.count == 1 ? "" : "s") (\(shown.joined(separator: ", "))\(children.count > 5 ? ", ..." : "")); bissl rm --force removes it and keeps its provenance as a tombstone")
             }
             try unlist(id, tombstone: !children.isEmpty, db)
@@ -47,7 +47,7 @@ extension Zoo {
             if rename(object.path, trash.path) == 0 {
                 trashed = trash
             } else if errno != ENOENT {
-                throw CheckpointError.io("cannot remove \(object.path): \(String(cString: strerror(errno)))")
+                throw ZooError.io("cannot remove \(object.path): \(String(cString: strerror(errno)))")
             }
             for (label, kind) in labels { try RefFiles.remove(label, kind: kind, layout: layout) }
             return RemoveResult(id: id, labels: labels.map(\.label), descendants: children, tombstone: !children.isEmpty)
@@ -60,12 +60,12 @@ extension Zoo {
 extension Zoo {
     /// Deletes `id`'s catalog row (inside a write transaction); with `tombstone`, keeps its record
     /// (provenance from the catalog row, labels) in `tombstones/` and the catalog first.
-    /// - Throws: `CheckpointError.corrupt` when a tombstone is wanted and the row's provenance is unreadable.
+    /// - Throws: `ZooError.corrupt` when a tombstone is wanted and the row's provenance is unreadable.
     func unlist(_ id: String, tombstone: Bool, _ db: Database) throws {
         guard tombstone else { return try Catalog.delete(id, db) }
         let record = try Catalog.records(ListFilter(ids: [id]), db)[0]
         guard let provenance = EntrySummary.decodeProvenance(record.summary.provenanceJSON) else {
-            throw CheckpointError.corrupt("catalog row of \(id.prefix(12)) holds unreadable provenance; run bissl verify --reindex")
+            throw ZooError.corrupt("catalog row of \(id.prefix(12)) holds unreadable provenance; run bissl verify --reindex")
         }
         let labels = try Catalog.labels(of: id, db)
         let t = Tombstone(
@@ -92,7 +92,7 @@ enum TombstoneFile {
         do {
             return try decoder.decode(Tombstone.self, from: try Data(contentsOf: url))
         } catch {
-            throw CheckpointError.corrupt("\(url.path): not a valid tombstone record")
+            throw ZooError.corrupt("\(url.path): not a valid tombstone record")
         }
     }
 }

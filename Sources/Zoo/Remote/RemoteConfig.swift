@@ -14,13 +14,13 @@ public struct RemoteConfig: Codable, Equatable, Sendable {
     public var region: String?
 
     /// Checks the name, URL and endpoint.
-    /// - Throws: `CheckpointError.invalid` saying what is wrong.
+    /// - Throws: `ZooError.invalid` saying what is wrong.
     public init(name: String, url: String, endpoint: String? = nil, region: String? = nil) throws {
         let nameOK = name.utf8.count <= 64 && name.utf8.allSatisfy {
             (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) || $0 == 0x2E || $0 == 0x5F || $0 == 0x2D
         }
         guard nameOK, let first = name.unicodeScalars.first, CharacterSet.alphanumerics.contains(first), first.isASCII else {
-            throw CheckpointError.invalid("invalid remote name '\(name)': use 1-64 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit")
+            throw ZooError.invalid("invalid remote name '\(name)': use 1-64 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit")
         }
         self.name = name
         self.url = url
@@ -29,30 +29,30 @@ public struct RemoteConfig: Codable, Equatable, Sendable {
         _ = try location()
         if let endpoint {
             guard let u = URL(string: endpoint), ["http", "https"].contains(u.scheme?.lowercased() ?? ""), u.host != nil, u.query == nil else {
-                throw CheckpointError.invalid("invalid endpoint '\(endpoint)': give an http:// or https:// URL such as http://127.0.0.1:8333")
+                throw ZooError.invalid("invalid endpoint '\(endpoint)': give an http:// or https:// URL such as http://127.0.0.1:8333")
             }
         }
         if let region, region.isEmpty || !region.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) {
-            throw CheckpointError.invalid("invalid region '\(region)'")
+            throw ZooError.invalid("invalid region '\(region)'")
         }
     }
 
     /// Bucket and key prefix (without slashes at either end; empty for the bucket root) of `url`.
-    /// - Throws: `CheckpointError.invalid` for anything but `s3://BUCKET[/PREFIX]` with a valid bucket name
+    /// - Throws: `ZooError.invalid` for anything but `s3://BUCKET[/PREFIX]` with a valid bucket name
     ///   (3-63 characters of `a-z 0-9 . -`, as S3 bucket naming rules require).
     public func location() throws -> (bucket: String, prefix: String) {
         guard url.hasPrefix("s3://") else {
-            throw CheckpointError.invalid("invalid remote URL '\(url)': use s3://BUCKET or s3://BUCKET/PREFIX")
+            throw ZooError.invalid("invalid remote URL '\(url)': use s3://BUCKET or s3://BUCKET/PREFIX")
         }
         let rest = url.dropFirst(5)
         let bucket = String(rest.prefix { $0 != "/" })
         let prefix = rest.dropFirst(bucket.count).split(separator: "/").joined(separator: "/")
         guard (3...63).contains(bucket.count), bucket.allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "." || $0 == "-" }),
               let f = bucket.first, f.isLetter || f.isNumber else {
-            throw CheckpointError.invalid("invalid bucket in '\(url)': S3 bucket names are 3-63 characters of a-z 0-9 . -")
+            throw ZooError.invalid("invalid bucket in '\(url)': S3 bucket names are 3-63 characters of a-z 0-9 . -")
         }
         guard prefix.utf8.count <= 512, prefix.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7F }) else {
-            throw CheckpointError.invalid("invalid key prefix in '\(url)'")
+            throw ZooError.invalid("invalid key prefix in '\(url)'")
         }
         return (bucket, prefix)
     }
@@ -74,30 +74,30 @@ public enum Remotes {
     }
 
     /// The zoo's remotes in the order they were added (empty when none).
-    /// - Throws: `CheckpointError.corrupt` for an unreadable file, `.unsupported` for a newer version.
+    /// - Throws: `ZooError.corrupt` for an unreadable file, `.unsupported` for a newer version.
     public static func load(_ layout: ZooLayout) throws -> [RemoteConfig] {
         let url = file(layout)
         guard let data = FileManager.default.contents(atPath: url.path) else { return [] }
         guard data.count <= 1 << 20, let decoded = try? JSONDecoder().decode(File.self, from: data) else {
-            throw CheckpointError.corrupt("\(url.path) is not a remotes file; fix or remove it")
+            throw ZooError.corrupt("\(url.path) is not a remotes file; fix or remove it")
         }
-        guard decoded.version == 1 else { throw CheckpointError.unsupported("\(url.path) has version \(decoded.version) > 1; upgrade bissl") }
+        guard decoded.version == 1 else { throw ZooError.unsupported("\(url.path) has version \(decoded.version) > 1; upgrade bissl") }
         return decoded.remotes
     }
 
     /// Adds a remote.
-    /// - Throws: `CheckpointError.invalid` when the name is taken.
+    /// - Throws: `ZooError.invalid` when the name is taken.
     public static func add(_ remote: RemoteConfig, _ layout: ZooLayout) throws {
         var remotes = try load(layout)
         if remotes.contains(where: { $0.name == remote.name }) {
-            throw CheckpointError.invalid("remote '\(remote.name)' exists already (bissl remote remove \(remote.name) first)")
+            throw ZooError.invalid("remote '\(remote.name)' exists already (bissl remote remove \(remote.name) first)")
         }
         remotes.append(remote)
         try save(remotes, layout)
     }
 
     /// Removes a remote from the zoo's list (nothing on the remote changes).
-    /// - Throws: `CheckpointError.invalid` when there is no such remote.
+    /// - Throws: `ZooError.invalid` when there is no such remote.
     @discardableResult
     public static func remove(_ name: String, _ layout: ZooLayout) throws -> RemoteConfig {
         var remotes = try load(layout)
@@ -108,7 +108,7 @@ public enum Remotes {
     }
 
     /// The remote `name`, or the zoo's only remote when `name` is nil.
-    /// - Throws: `CheckpointError.invalid` when there is no such remote, or none/several and no name.
+    /// - Throws: `ZooError.invalid` when there is no such remote, or none/several and no name.
     public static func select(_ name: String?, _ layout: ZooLayout) throws -> RemoteConfig {
         let remotes = try load(layout)
         if let name {
@@ -116,14 +116,14 @@ public enum Remotes {
             return remote
         }
         guard remotes.count == 1 else {
-            throw CheckpointError.invalid(remotes.isEmpty
+            throw ZooError.invalid(remotes.isEmpty
                 ? "the zoo at \(layout.root.path) has no remote (bissl remote add NAME s3://BUCKET/PREFIX)"
                 : "the zoo has \(remotes.count) remotes (\(remotes.map(\.name).joined(separator: ", "))); choose one with --remote NAME")
         }
         return remotes[0]
     }
 
-    static func unknown(_ name: String, _ remotes: [RemoteConfig]) -> CheckpointError {
+    static func unknown(_ name: String, _ remotes: [RemoteConfig]) -> ZooError {
         .invalid("no remote '\(name)' in this zoo" + (remotes.isEmpty ? " (bissl remote add \(name) s3://BUCKET/PREFIX)" : " (remotes: \(remotes.map(\.name).joined(separator: ", ")))"))
     }
 

@@ -29,7 +29,7 @@ extension RemoteStore {
     /// SHA-256 (64 hex) and size of a file, read in 4 MiB blocks.
     static func sha256(of url: URL) throws -> (sha256: String, size: Int64) {
         guard let handle = FileHandle(forReadingAtPath: url.path) else {
-            throw CheckpointError.io("cannot read \(url.path): \(String(cString: strerror(errno)))")
+            throw ZooError.io("cannot read \(url.path): \(String(cString: strerror(errno)))")
         }
         defer { try? handle.close() }
         var hasher = SHA256()
@@ -46,7 +46,7 @@ extension RemoteStore {
     /// upload of `partSize` parts over parallel connections completed with `If-None-Match: *`. A failed
     /// multipart upload is aborted; one whose process was killed is aborted by `gc --remote` later.
     /// - Returns: true when this call stored the object, false when the remote had it already.
-    /// - Throws: `CheckpointError.io` for transport failures and refused requests.
+    /// - Throws: `ZooError.io` for transport failures and refused requests.
     func uploadObject(_ url: URL, sha256: String, size: Int64, progress: (@Sendable (Int64, Int64) -> Void)?) throws -> Bool {
         let relative = Self.objectKey(sha256: sha256)
         if try exists(relative) { return false }
@@ -124,19 +124,19 @@ extension RemoteStore {
     /// Downloads the object `manifest` names to `url` (created or truncated) and checks its size and
     /// SHA-256 against the manifest. Objects above `multipartThreshold` come in `partSize` ranges over
     /// parallel connections.
-    /// - Throws: `CheckpointError.corrupt` naming the entry when the bytes differ from the manifest
+    /// - Throws: `ZooError.corrupt` naming the entry when the bytes differ from the manifest
     ///   (the file at `url` is then removed), `.io` for a missing object or a broken transfer.
     func downloadObject(_ manifest: RemoteManifest, to url: URL, progress: (@Sendable (Int64, Int64) -> Void)?) throws {
         let relative = Self.objectKey(sha256: manifest.object.sha256)
         let size = manifest.object.size
         let counter = TransferCounter(total: size, report: progress)
-        guard let created = fopen(url.path, "wb") else { throw CheckpointError.io("cannot write \(url.path): \(String(cString: strerror(errno)))") }
+        guard let created = fopen(url.path, "wb") else { throw ZooError.io("cannot write \(url.path): \(String(cString: strerror(errno)))") }
         fclose(created)
         let ranges = size <= multipartThreshold ? 1 : Int((size + partSize - 1) / partSize)
         let partSize = self.partSize
         do {
             try parallel(ranges) { i, client in
-                guard let file = fopen(url.path, "r+b") else { throw CheckpointError.io("cannot write \(url.path): \(String(cString: strerror(errno)))") }
+                guard let file = fopen(url.path, "r+b") else { throw ZooError.io("cannot write \(url.path): \(String(cString: strerror(errno)))") }
                 defer { fclose(file) }
                 var headers: [String: String] = [:]
                 if ranges > 1 {
@@ -146,14 +146,14 @@ extension RemoteStore {
                 }
                 let r = try client.send("GET", self.key(relative), headers: headers, download: file, progress: { counter.set(i, $0) })
                 if r.status == 404 && r.errorCode != "NoSuchBucket" {
-                    throw CheckpointError.io("the object of entry \(manifest.id.prefix(12)) is missing on remote \(self.config.name) (\(self.display)/\(relative)); push the entry again from a zoo that holds it")
+                    throw ZooError.io("the object of entry \(manifest.id.prefix(12)) is missing on remote \(self.config.name) (\(self.display)/\(relative)); push the entry again from a zoo that holds it")
                 }
                 guard r.status == 200 || r.status == 206 else { throw self.failure("GET", relative, r) }
-                guard fflush(file) == 0, ferror(file) == 0 else { throw CheckpointError.io("cannot write \(url.path): \(String(cString: strerror(errno)))") }
+                guard fflush(file) == 0, ferror(file) == 0 else { throw ZooError.io("cannot write \(url.path): \(String(cString: strerror(errno)))") }
             }
             let got = try Self.sha256(of: url)
             guard got.size == size, got.sha256 == manifest.object.sha256 else {
-                throw CheckpointError.corrupt("the object of entry \(manifest.id.prefix(12)) on remote \(config.name) is corrupt: \(display)/\(relative) holds \(got.size) bytes with SHA-256 \(got.sha256.prefix(12)), its manifest says \(size) bytes with SHA-256 \(manifest.object.sha256.prefix(12)); not imported")
+                throw ZooError.corrupt("the object of entry \(manifest.id.prefix(12)) on remote \(config.name) is corrupt: \(display)/\(relative) holds \(got.size) bytes with SHA-256 \(got.sha256.prefix(12)), its manifest says \(size) bytes with SHA-256 \(manifest.object.sha256.prefix(12)); not imported")
             }
         } catch {
             unlink(url.path)

@@ -69,7 +69,7 @@ final class RemoteStore: @unchecked Sendable {
     static let formatKey = "bissl-remote.json"
     static let formatBody = Data("{\"format\":\"bissl-remote\",\"version\":1}\n".utf8)
 
-    /// - Throws: `CheckpointError.invalid` for a bad configuration or an unreadable credentials profile.
+    /// - Throws: `ZooError.invalid` for a bad configuration or an unreadable credentials profile.
     init(_ config: RemoteConfig, credentials: S3Credentials? = nil, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
         self.config = config
         let location = try config.location()
@@ -104,7 +104,7 @@ final class RemoteStore: @unchecked Sendable {
     // MARK: - requests
 
     /// Fails with one line for a status the caller did not expect.
-    func failure(_ method: String, _ relative: String?, _ r: HTTPResponse) -> CheckpointError {
+    func failure(_ method: String, _ relative: String?, _ r: HTTPResponse) -> ZooError {
         let where_ = relative.map { "\(display)/\($0)" } ?? display
         switch (r.status, r.errorCode) {
         case (_, "NoSuchBucket"?):
@@ -206,9 +206,9 @@ final class RemoteStore: @unchecked Sendable {
         if let (data, _) = try get(Self.formatKey) {
             struct Format: Decodable { var format: String; var version: Int }
             guard let f = try? JSONDecoder().decode(Format.self, from: data), f.format == "bissl-remote" else {
-                throw CheckpointError.corrupt("\(display)/\(Self.formatKey) is not a bissl remote marker")
+                throw ZooError.corrupt("\(display)/\(Self.formatKey) is not a bissl remote marker")
             }
-            guard f.version <= 1 else { throw CheckpointError.unsupported("remote \(config.name) has layout version \(f.version) > 1; upgrade bissl") }
+            guard f.version <= 1 else { throw ZooError.unsupported("remote \(config.name) has layout version \(f.version) > 1; upgrade bissl") }
             return true
         }
         guard create else { return false }
@@ -217,7 +217,7 @@ final class RemoteStore: @unchecked Sendable {
     }
 
     /// The manifest of entry `id`, nil when the remote does not hold the entry.
-    /// - Throws: `CheckpointError.corrupt` for a manifest that does not decode or names another id.
+    /// - Throws: `ZooError.corrupt` for a manifest that does not decode or names another id.
     func manifest(_ id: String, client: S3Client? = nil) throws -> RemoteManifest? {
         guard let (data, _) = try get(Self.manifestKey(id), client: client) else { return nil }
         return try Self.decodeManifest(data, id: id, display: display)
@@ -228,9 +228,9 @@ final class RemoteStore: @unchecked Sendable {
         decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
         guard data.count <= 16 << 20, let m = try? decoder.decode(RemoteManifest.self, from: data), m.id == id, m.summary.id == id,
               m.object.sha256.count == 64, ZooLayout.isHex(m.object.sha256), m.object.size >= 0 else {
-            throw CheckpointError.corrupt("manifest \(display)/\(manifestKey(id)) is damaged (not a version-1 manifest of entry \(id.prefix(12)))")
+            throw ZooError.corrupt("manifest \(display)/\(manifestKey(id)) is damaged (not a version-1 manifest of entry \(id.prefix(12)))")
         }
-        guard m.version == 1 else { throw CheckpointError.unsupported("manifest of \(id.prefix(12)) has version \(m.version) > 1; upgrade bissl") }
+        guard m.version == 1 else { throw ZooError.unsupported("manifest of \(id.prefix(12)) has version \(m.version) > 1; upgrade bissl") }
         return m
     }
 
@@ -265,7 +265,7 @@ final class RemoteStore: @unchecked Sendable {
     func ref(_ label: String, client: S3Client? = nil) throws -> RemoteRef? {
         guard let (data, etag) = try get(Self.refKey(label), client: client) else { return nil }
         guard data.count <= 4096, var ref = try? JSONDecoder().decode(RemoteRef.self, from: data), ZooLayout.isFullID(ref.id) else {
-            throw CheckpointError.corrupt("ref \(display)/\(Self.refKey(label)) is damaged (not {\"id\": <64 hex>, \"kind\": name|tag})")
+            throw ZooError.corrupt("ref \(display)/\(Self.refKey(label)) is damaged (not {\"id\": <64 hex>, \"kind\": name|tag})")
         }
         ref.etag = etag
         return ref
@@ -305,7 +305,7 @@ final class RemoteStore: @unchecked Sendable {
 
     /// Resolves REF against the remote as `Zoo.resolve` does locally: a full id with a manifest, a
     /// label, or a unique id prefix of at least 6 hex digits.
-    /// - Throws: `CheckpointError.invalid` naming the remote when nothing matches, `.ambiguous` for a shared prefix.
+    /// - Throws: `ZooError.invalid` naming the remote when nothing matches, `.ambiguous` for a shared prefix.
     func resolve(_ ref: String) throws -> String {
         let lower = ref.lowercased()
         if ZooLayout.isFullID(lower), try exists(Self.manifestKey(lower)) { return lower }
@@ -314,10 +314,10 @@ final class RemoteStore: @unchecked Sendable {
             let matches = try list("entries/" + lower).map { String($0.key.dropFirst("entries/".count).prefix(64)) }.filter(ZooLayout.isFullID)
             if matches.count == 1 { return matches[0] }
             if matches.count > 1 {
-                throw CheckpointError.ambiguous("'\(ref)' is ambiguous on remote \(config.name): \(matches.count) entries start with it: \(matches.prefix(10).map { String($0.prefix(16)) }.joined(separator: ", ")); give more digits")
+                throw ZooError.ambiguous("'\(ref)' is ambiguous on remote \(config.name): \(matches.count) entries start with it: \(matches.prefix(10).map { String($0.prefix(16)) }.joined(separator: ", ")); give more digits")
             }
         }
-        throw CheckpointError.invalid("no entry, name or tag '\(ref)' on remote \(config.name) (\(display)); bissl list --remote \(config.name) shows what is there")
+        throw ZooError.invalid("no entry, name or tag '\(ref)' on remote \(config.name) (\(display)); bissl list --remote \(config.name) shows what is there")
     }
 }
 

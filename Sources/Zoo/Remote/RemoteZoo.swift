@@ -22,7 +22,7 @@ public struct RemoteGCReport: Codable, Equatable, Sendable {
 public struct RemoteZoo {
     let store: RemoteStore
 
-    /// - Throws: `CheckpointError.invalid` for a bad configuration or credentials profile.
+    /// - Throws: `ZooError.invalid` for a bad configuration or credentials profile.
     public init(_ config: RemoteConfig) throws { store = try RemoteStore(config) }
 
     init(store: RemoteStore) { self.store = store }
@@ -47,7 +47,7 @@ public struct RemoteZoo {
     /// The lineage graph of the entry REF names on the remote (resolved as `pull` resolves it), over
     /// every manifest of the remote; parents the remote lacks stay edge ends only.
     public func lineage(_ ref: String) throws -> LineageGraph {
-        guard try store.checkFormat(create: false) else { throw CheckpointError.invalid("remote \(config.name) (\(store.display)) holds no entries") }
+        guard try store.checkFormat(create: false) else { throw ZooError.invalid("remote \(config.name) (\(store.display)) holds no entries") }
         let root = try store.resolve(ref)
         let records = try list()
         let nodes = records.map { r in

@@ -58,7 +58,7 @@ final class S3Client: @unchecked Sendable {
 
     private static let globalInit: Void = { curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
 
-    /// - Throws: `CheckpointError.invalid` for an endpoint that is not an http(s) URL.
+    /// - Throws: `ZooError.invalid` for an endpoint that is not an http(s) URL.
     init(bucket: String, region: String, endpoint: String?, credentials: S3Credentials?) throws {
         _ = Self.globalInit
         self.bucket = bucket
@@ -66,7 +66,7 @@ final class S3Client: @unchecked Sendable {
         self.credentials = credentials
         if let endpoint {
             guard let url = URL(string: endpoint), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host != nil else {
-                throw CheckpointError.invalid("endpoint '\(endpoint)' is not an http:// or https:// URL")
+                throw ZooError.invalid("endpoint '\(endpoint)' is not an http:// or https:// URL")
             }
             var trimmed = endpoint
             while trimmed.hasSuffix("/") { trimmed.removeLast() }
@@ -76,7 +76,7 @@ final class S3Client: @unchecked Sendable {
         } else {
             base = "https://\(bucket).s3.\(region).amazonaws.com"
         }
-        guard let h = curl_easy_init() else { throw CheckpointError.io("libcurl could not start (curl_easy_init failed)") }
+        guard let h = curl_easy_init() else { throw ZooError.io("libcurl could not start (curl_easy_init failed)") }
         handle = h
     }
 
@@ -92,7 +92,7 @@ final class S3Client: @unchecked Sendable {
     ///   - headers: extra headers (`If-None-Match`, `If-Match`, `x-amz-meta-*`).
     ///   - download: write a 2xx response body to this open file instead of memory.
     ///   - progress: called with the bytes sent or received so far of this request.
-    /// - Throws: `CheckpointError.io` when the server cannot be reached or the transfer breaks off
+    /// - Throws: `ZooError.io` when the server cannot be reached or the transfer breaks off
     ///   (after `attempts` tries for transport failures and 5xx answers).
     func send(_ method: String, _ key: String?, query: [(String, String)] = [], headers: [String: String] = [:],
               body: RequestBody = .none, download: UnsafeMutablePointer<FILE>? = nil,
@@ -107,7 +107,7 @@ final class S3Client: @unchecked Sendable {
                 } else {
                     return response
                 }
-            } catch let error as CheckpointError {
+            } catch let error as ZooError {
                 // A download already wrote part of its body: the caller restarts it from scratch.
                 if attempt >= attempts || download != nil { throw error }
                 attempt += 1
@@ -186,11 +186,11 @@ final class S3Client: @unchecked Sendable {
             bissl_curl_set_off(handle, CURLOPT_INFILESIZE_LARGE, curl_off_t(data.count))
         case .file(let path, let offset, let length):
             guard let f = fopen(path, "rb") else {
-                throw CheckpointError.io("cannot read \(path): \(String(cString: strerror(errno)))")
+                throw ZooError.io("cannot read \(path): \(String(cString: strerror(errno)))")
             }
             opened = f
             guard fseeko(f, off_t(offset), SEEK_SET) == 0 else {
-                throw CheckpointError.io("cannot read \(path): \(String(cString: strerror(errno)))")
+                throw ZooError.io("cannot read \(path): \(String(cString: strerror(errno)))")
             }
             transfer.file = f
             transfer.fileRemaining = length
@@ -257,7 +257,7 @@ final class S3Client: @unchecked Sendable {
         }
         let code = curl_easy_perform(handle)
         guard code == CURLE_OK else {
-            throw CheckpointError.io("\(method) \(url): \(String(cString: curl_easy_strerror(code)))")
+            throw ZooError.io("\(method) \(url): \(String(cString: curl_easy_strerror(code)))")
         }
         var status = 0
         bissl_curl_response_code(handle, &status)

@@ -19,7 +19,7 @@ public struct S3Credentials: Sendable, Equatable {
     }
 
     /// The credentials of `environment` (see the type's documentation), nil when none are set.
-    /// - Throws: `CheckpointError.invalid` when `AWS_PROFILE` names a profile the file lacks, or a
+    /// - Throws: `ZooError.invalid` when `AWS_PROFILE` names a profile the file lacks, or a
     ///   profile lacks one of the two keys.
     public static func find(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> S3Credentials? {
         func value(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
@@ -31,15 +31,15 @@ public struct S3Credentials: Sendable, Equatable {
         let home = value("HOME") ?? NSHomeDirectory()
         let path = value("AWS_SHARED_CREDENTIALS_FILE") ?? home + "/.aws/credentials"
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            if explicitProfile != nil { throw CheckpointError.invalid("AWS_PROFILE is \(profile) but \(path) cannot be read") }
+            if explicitProfile != nil { throw ZooError.invalid("AWS_PROFILE is \(profile) but \(path) cannot be read") }
             return nil
         }
         guard let section = parseINI(text)[profile] else {
-            if explicitProfile != nil { throw CheckpointError.invalid("no profile [\(profile)] in \(path)") }
+            if explicitProfile != nil { throw ZooError.invalid("no profile [\(profile)] in \(path)") }
             return nil
         }
         guard let id = section["aws_access_key_id"], let secret = section["aws_secret_access_key"] else {
-            throw CheckpointError.invalid("profile [\(profile)] in \(path) lacks aws_access_key_id or aws_secret_access_key")
+            throw ZooError.invalid("profile [\(profile)] in \(path) lacks aws_access_key_id or aws_secret_access_key")
         }
         return S3Credentials(accessKeyID: id, secretAccessKey: secret, sessionToken: section["aws_session_token"])
     }

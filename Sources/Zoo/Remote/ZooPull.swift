@@ -10,7 +10,7 @@ extension Zoo {
     /// most a staging file `gc` removes. The remote labels of every entry pulled are applied where
     /// this zoo has them free (else `LabelChange.skipped`, with the local holder in `note`).
     ///
-    /// - Throws: `CheckpointError.corrupt` naming the entry for an object whose bytes or content id
+    /// - Throws: `ZooError.corrupt` naming the entry for an object whose bytes or content id
     ///   differ from its manifest (nothing of it is imported; ancestors pulled before stay),
     ///   `.invalid` when REF names nothing on the remote, `.io` for transport failures.
     /// - Parameter maxRate: bytes per second each connection receives at most (nil: no limit).
@@ -27,7 +27,7 @@ extension Zoo {
         try remote.checkFormat(create: false)
         let id = try remote.resolve(ref)
         guard let root = try remote.manifest(id) else {
-            throw CheckpointError.invalid("entry \(id.prefix(12)) is not on remote \(remote.config.name) (a label points at it, its manifest is missing)")
+            throw ZooError.invalid("entry \(id.prefix(12)) is not on remote \(remote.config.name) (a label points at it, its manifest is missing)")
         }
         // Ancestors breadth-first with a visited set (provenance may hold cycles), then farthest first.
         var manifests = [id: root]
@@ -75,11 +75,11 @@ extension Zoo {
                     // Not yet verified against its content id: libhdf5 reads it in the HDF5 reader process.
                     checkpoint = try UntrustedCheckpointFile.read(staged).checkpoint
                 } catch let error as CheckpointError {
-                    throw CheckpointError.corrupt("the object of entry \(entry.prefix(12)) on remote \(remote.config.name) is not a readable checkpoint (\(error.description)); not imported")
+                    throw ZooError.corrupt("the object of entry \(entry.prefix(12)) on remote \(remote.config.name) is not a readable checkpoint (\(error.description)); not imported")
                 }
                 let actual = ContentID.compute(checkpoint)
                 guard actual == entry else {
-                    throw CheckpointError.corrupt("the object of entry \(entry.prefix(12)) on remote \(remote.config.name) is corrupt: it holds content \(actual.prefix(12)); not imported")
+                    throw ZooError.corrupt("the object of entry \(entry.prefix(12)) on remote \(remote.config.name) is corrupt: it holds content \(actual.prefix(12)); not imported")
                 }
                 let name = free.first { $0.1 == .name }?.0
                 let result = try add(checkpoint, name: name, tags: free.filter { $0.1 == .tag }.map(\.0), staged: staged)

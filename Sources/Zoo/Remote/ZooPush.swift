@@ -57,7 +57,7 @@ extension Zoo {
     ///   - maxRate: bytes per second each connection sends at most (nil: no limit).
     ///   - force: move a remote *tag* of the entry REF names that points at another entry
     ///     (compare-and-swap on the ref's ETag); names never move.
-    /// - Throws: `CheckpointError.invalid` before anything is sent when a label of the entry is a
+    /// - Throws: `ZooError.invalid` before anything is sent when a label of the entry is a
     ///   remote label of another entry (naming that entry), and after the upload when another pusher
     ///   took it meanwhile (the entry is then on the remote, unlabelled); `.io` for transport failures.
     ///   Labels of ancestors held by other entries on the remote are skipped (`LabelChange.skipped`).
@@ -121,7 +121,7 @@ extension Zoo {
             }
             report.entries.append(TransferredEntry(id: entry, name: record.name, transferred: sent, size: record.summary.size))
         }
-        var conflict: CheckpointError?
+        var conflict: ZooError?
         for entry in order {
             for (label, kind) in try (entry == id ? rootLabels : labels(of: entry)) {
                 do {
@@ -141,7 +141,7 @@ extension Zoo {
 
     struct RemoteLabelConflict: Error { var held: RemoteRef }
 
-    static func remoteLabelConflict(_ label: String, _ held: RemoteRef, _ remote: RemoteStore) -> CheckpointError {
+    static func remoteLabelConflict(_ label: String, _ held: RemoteRef, _ remote: RemoteStore) -> ZooError {
         .invalid("'\(label)' on remote \(remote.config.name) is the \(held.kind.rawValue) of entry \(held.id.prefix(12)), not of this entry; give yours another label (bissl untag, bissl tag)\(held.kind == .tag ? " or move the tag with push --force" : "")")
     }
 
@@ -161,6 +161,6 @@ extension Zoo {
             }
             Thread.sleep(forTimeInterval: Double.random(in: 0.01...0.1))
         }
-        throw CheckpointError.io("label '\(label)' on remote \(remote.config.name) kept changing under concurrent writers; try again")
+        throw ZooError.io("label '\(label)' on remote \(remote.config.name) kept changing under concurrent writers; try again")
     }
 }

@@ -13,7 +13,7 @@ enum RefFiles {
     static func remove(_ label: String, kind: LabelKind, layout: ZooLayout) throws {
         let path = layout.refURL(label, kind: kind).path
         if unlink(path) != 0 && errno != ENOENT {
-            throw CheckpointError.io("cannot remove \(path): \(String(cString: strerror(errno)))")
+            throw ZooError.io("cannot remove \(path): \(String(cString: strerror(errno)))")
         }
     }
 

@@ -27,7 +27,7 @@ public final class Zoo {
     /// Opens the zoo at `layout.root`.
     /// - Parameter create: make the directories and catalog when missing (`import` does; read-only
     ///   commands do not, and fail on a missing zoo).
-    /// - Throws: `CheckpointError.io` for a missing or unwritable zoo, `.unsupported` for a catalog of
+    /// - Throws: `ZooError.io` for a missing or unwritable zoo, `.unsupported` for a catalog of
     ///   a newer schema.
     ///   - readOnly: open the catalog with `SQLITE_OPEN_READONLY` (GRDB `Configuration.readonly`):
     ///     the catalog is never written, so a zoo the user may only read can be listed, shown,
@@ -41,7 +41,7 @@ public final class Zoo {
         if let state = missingCatalogState(layout) {
             let objects = ZooScan(layout).objects.count
             guard access(layout.root.path, W_OK) == 0, access(layout.objects.path, W_OK) == 0 else {
-                throw CheckpointError.io("the catalog of zoo \(layout.root.path) is \(state) but objects/ holds \(objects) object\(objects == 1 ? "" : "s"); run bissl verify --reindex as a user who can write the zoo")
+                throw ZooError.io("the catalog of zoo \(layout.root.path) is \(state) but objects/ holds \(objects) object\(objects == 1 ? "" : "s"); run bissl verify --reindex as a user who can write the zoo")
             }
             let report = try reindex(layout, onlyIfEmpty: true)
             if let report {
@@ -88,19 +88,19 @@ public final class Zoo {
         var isDirectory: ObjCBool = false
         let exists = fm.fileExists(atPath: layout.root.path, isDirectory: &isDirectory)
         if exists && !isDirectory.boolValue {
-            throw CheckpointError.io("zoo \(layout.root.path) is not a directory")
+            throw ZooError.io("zoo \(layout.root.path) is not a directory")
         }
         if !create && (!exists || !fm.fileExists(atPath: layout.catalog.path)) {
-            throw CheckpointError.io("no zoo at \(layout.root.path) (bissl import creates one; choose another with --zoo DIR or BISSL_ZOO)")
+            throw ZooError.io("no zoo at \(layout.root.path) (bissl import creates one; choose another with --zoo DIR or BISSL_ZOO)")
         }
         if create {
             for dir in layout.directories { try makeDirectories(dir, zoo: layout.root) }
             guard access(layout.root.path, W_OK) == 0, access(layout.objects.path, W_OK) == 0 else {
-                throw CheckpointError.io("zoo \(layout.root.path) is not writable")
+                throw ZooError.io("zoo \(layout.root.path) is not writable")
             }
         }
         if !create && !readOnly, access(layout.root.path, W_OK) != 0 || access(layout.catalog.path, W_OK) != 0 {
-            throw CheckpointError.io("zoo \(layout.root.path) is not writable (\(String(cString: strerror(errno)))); reading commands (list, show, export, diff, lineage, verify) still work")
+            throw ZooError.io("zoo \(layout.root.path) is not writable (\(String(cString: strerror(errno)))); reading commands (list, show, export, diff, lineage, verify) still work")
         }
         let catalog = try Catalog(url: layout.catalog, create: create, readOnly: readOnly && !create)
         return Zoo(layout: layout, catalog: catalog)
@@ -110,13 +110,13 @@ public final class Zoo {
     static func makeDirectories(_ dir: URL, zoo: URL) throws {
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: dir.path, isDirectory: &isDirectory) {
-            guard isDirectory.boolValue else { throw CheckpointError.io("cannot create zoo at \(zoo.path): \(dir.path) is not a directory") }
+            guard isDirectory.boolValue else { throw ZooError.io("cannot create zoo at \(zoo.path): \(dir.path) is not a directory") }
             return
         }
         let parent = dir.deletingLastPathComponent()
         if parent.path != dir.path { try makeDirectories(parent, zoo: zoo) }
         if mkdir(dir.path, 0o755) != 0 && errno != EEXIST {
-            throw CheckpointError.io("cannot create zoo at \(zoo.path): \(dir.path): \(String(cString: strerror(errno)))")
+            throw ZooError.io("cannot create zoo at \(zoo.path): \(dir.path): \(String(cString: strerror(errno)))")
         }
     }
 
@@ -136,7 +136,7 @@ public final class Zoo {
     func requireWritable() throws {
         for dir in [layout.root, layout.objects, layout.refs, layout.tmp, layout.trash, layout.tombstones]
         where access(dir.path, W_OK) != 0 {
-            throw CheckpointError.io("zoo \(layout.root.path) is not writable (\(dir.lastPathComponent): \(String(cString: strerror(errno))))")
+            throw ZooError.io("zoo \(layout.root.path) is not writable (\(dir.lastPathComponent): \(String(cString: strerror(errno))))")
         }
     }
 
@@ -150,10 +150,10 @@ public final class Zoo {
     }
 
     /// The catalog record of a listed entry.
-    /// - Throws: `CheckpointError.invalid` when `id` is not listed.
+    /// - Throws: `ZooError.invalid` when `id` is not listed.
     public func record(_ id: String) throws -> EntryRecord {
         guard let record = try list(ListFilter(ids: [id])).first else {
-            throw CheckpointError.invalid("no entry \(id) in the zoo at \(layout.root.path)")
+            throw ZooError.invalid("no entry \(id) in the zoo at \(layout.root.path)")
         }
         return record
     }
@@ -169,7 +169,7 @@ public final class Zoo {
     ///   - components: read only these components' tensors (all when nil), as
     ///     `Checkpoint.keeping(_:)`; an object that must be hashed is still read whole.
     ///   - rehash: hash whatever the recorded facts say (`verify`, `gc`, `reindex`).
-    /// - Throws: `CheckpointError.io` for a missing object, `.corrupt` for an unreadable one or one
+    /// - Throws: `ZooError.io` for a missing object, `.corrupt` for an unreadable one or one
     ///   holding other content ("object <id> is corrupt: holds content <x>; run bissl verify").
     public func checkpoint(_ id: String, components: Set<String>? = nil, rehash: Bool = false) throws -> Checkpoint {
         try load(id, components: components, rehash: rehash).checkpoint
@@ -196,11 +196,11 @@ public final class Zoo {
     private func openObject(_ id: String) throws -> CheckpointReader {
         let url = layout.objectURL(id)
         guard FileManager.default.fileExists(atPath: url.path) else {
-            throw CheckpointError.io("object file of entry \(id.prefix(12)) is missing (\(url.path)); run bissl verify")
+            throw ZooError.io("object file of entry \(id.prefix(12)) is missing (\(url.path)); run bissl verify")
         }
         let reader = try Self.damaged(id) { try CheckpointReader(url) }
         guard let stored = reader.storedContentID else {
-            throw CheckpointError.corrupt("object of entry \(id.prefix(12)) is damaged: \(url.lastPathComponent): no root attribute content_id")
+            throw ZooError.corrupt("object of entry \(id.prefix(12)) is damaged: \(url.lastPathComponent): no root attribute content_id")
         }
         guard stored == id else { throw Self.mismatch(id, holds: stored) }
         return reader
@@ -208,18 +208,18 @@ public final class Zoo {
 
     private static func damaged<T>(_ id: String, _ body: () throws -> T) throws -> T {
         do { return try body() } catch let error as CheckpointError {
-            throw CheckpointError.corrupt("object of entry \(id.prefix(12)) is damaged: \(error.description)")
+            throw ZooError.corrupt("object of entry \(id.prefix(12)) is damaged: \(error.description)")
         }
     }
 
-    private static func mismatch(_ id: String, holds actual: String) -> CheckpointError {
+    private static func mismatch(_ id: String, holds actual: String) -> ZooError {
         .corrupt("object \(id.prefix(12)) is corrupt: holds content \(actual.prefix(12)); run bissl verify")
     }
 
     /// Checks that the object of `id` still holds its content: at the cost of one `stat` when its file
     /// facts equal those recorded at its last verification (schemas/catalog.md, "Trusted reads"),
     /// else by reading and hashing it as `checkpoint(_:)` does.
-    /// - Throws: `CheckpointError` as `checkpoint(_:)` does for a missing, damaged or modified object.
+    /// - Throws: `ZooError` as `checkpoint(_:)` does for a missing, damaged or modified object.
     public func checkIntact(_ id: String) throws {
         if let status = FileStatus(path: layout.objectURL(id).path), try catalog.read({ try Catalog.verified(id, $0) }) == status {
             return
@@ -229,7 +229,7 @@ public final class Zoo {
 
     /// Every tensor's component, key, dtype and shape in stored order, from the object's metadata
     /// (no tensor bytes read, no hashing; the stored `content_id` must be `id`).
-    /// - Throws: `CheckpointError` as `checkpoint(_:)` does for a missing or damaged object.
+    /// - Throws: `ZooError` as `checkpoint(_:)` does for a missing or damaged object.
     public func tensorList(_ id: String) throws -> [(component: String, key: String, dtype: DType, shape: [Int])] {
         try openObject(id).components.flatMap { component, infos in
             infos.map { (component, $0.key, $0.value.dtype, $0.value.shape) }

@@ -79,17 +79,17 @@ public enum LabelKind: String, Codable, Sendable, CaseIterable {
 public enum LabelRules {
     /// 1 to 100 characters of `A-Z a-z 0-9 . _ + -`, starting with a letter or digit, and not a
     /// string of 6 or more hex digits (that would read as an id prefix).
-    /// - Throws: `CheckpointError.invalid` saying which rule the label breaks.
+    /// - Throws: `ZooError.invalid` saying which rule the label breaks.
     public static func validate(_ label: String) throws {
         let allowed = label.utf8.allSatisfy {
             (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) || $0 == 0x2E || $0 == 0x5F || $0 == 0x2B || $0 == 0x2D
         }
         guard !label.isEmpty, label.utf8.count <= 100, allowed, let first = label.utf8.first,
               (0x30...0x39).contains(first) || (0x41...0x5A).contains(first) || (0x61...0x7A).contains(first) else {
-            throw CheckpointError.invalid("invalid label '\(label)': use 1-100 characters of A-Z a-z 0-9 . _ + -, starting with a letter or digit")
+            throw ZooError.invalid("invalid label '\(label)': use 1-100 characters of A-Z a-z 0-9 . _ + -, starting with a letter or digit")
         }
         if label.utf8.count >= 6 && ZooLayout.isHex(label) {
-            throw CheckpointError.invalid("invalid label '\(label)': 6 or more hex digits would read as an entry id prefix")
+            throw ZooError.invalid("invalid label '\(label)': 6 or more hex digits would read as an entry id prefix")
         }
     }
 }
