@@ -8,34 +8,7 @@ import TestSupport
 /// `bissl align` as a process: bad input is refused with one `error:` line before a run directory
 /// exists, `--resume` takes no other option, and a tiny real alignment (ResNet-18 width 2, 8x8
 /// digits, 1 warmup epoch, 1 alternation of 1+1 steps) records the hyperparameters as given.
-final class BiSSLAlignCommandTests: XCTestCase {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    static let digits = root.appendingPathComponent("data/digits/digits.h5").path
-
-    var tmp: URL!
-    var zooDir: URL { tmp.appendingPathComponent("zoo") }
-    var runsDir: URL { zooDir.appendingPathComponent("runs") }
-
-    override func setUpWithError() throws {
-        tmp = FileManager.default.temporaryDirectory.appendingPathComponent("bissl-align-cli-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
-
-    /// Runs `bissl args... --zoo <tmp zoo>` (`Fixtures.runBissl`); returns (exit status, stdout, stderr).
-    func bissl(_ args: [String]) throws -> (status: Int32, out: String, err: String) {
-        let r = try Fixtures.runBissl(args + ["--zoo", zooDir.path])
-        return (r.status, r.stdout, r.stderr)
-    }
-
-    /// A digits subset through a `#split=` file.
-    func split(_ range: Range<Int>) throws -> String {
-        let file = tmp.appendingPathComponent("split-\(range.lowerBound)-\(range.upperBound).txt")
-        try range.map(String.init).joined(separator: "\n").write(to: file, atomically: true, encoding: .utf8)
-        return "h5:\(Self.digits)#split=\(file.path)"
-    }
-
+final class BiSSLAlignCommandTests: CLITestCase {
     /// A tiny SimCLR-like pretext entry (`withProjector`) or a plain backbone entry; returns its id.
     func addEntry(zoo: Zoo, withProjector: Bool, seed: UInt64, name: String? = nil) throws -> String {
         let heads: [String: Architecture.Head] = withProjector ? ["projector": .init(kind: "mlp", dims: [16, 16, 8])] : [:]
@@ -45,9 +18,7 @@ final class BiSSLAlignCommandTests: XCTestCase {
         return try zoo.add(net.checkpoint(provenance: p), name: name).id
     }
 
-    func runDirectories() -> [String] { (try? FileManager.default.contentsOfDirectory(atPath: runsDir.path)) ?? [] }
-
-    /// Every bad input of the tester's report (and the numeric options' neighbours) gives exactly one
+    /// Every bad input users have given (and the numeric options' neighbours) gives exactly one
     /// `error:` line naming the option, a non-zero exit and no run directory.
     func testBadInputIsRefusedBeforeARunExists() throws {
         let zoo = try Zoo.open(ZooLayout(root: zooDir), create: true)
@@ -81,9 +52,9 @@ final class BiSSLAlignCommandTests: XCTestCase {
         for (args, expected) in cases {
             let r = try bissl(["align"] + args)
             XCTAssertNotEqual(r.status, 0, "\(args)")
-            let lines = r.err.split(separator: "\n").map(String.init)
-            XCTAssertEqual(lines.count, 1, "\(args): \(r.err)")
-            XCTAssertTrue(lines.first?.hasPrefix(expected) ?? false, "\(args): got \(r.err), expected \(expected)")
+            let lines = r.stderr.split(separator: "\n").map(String.init)
+            XCTAssertEqual(lines.count, 1, "\(args): \(r.stderr)")
+            XCTAssertTrue(lines.first?.hasPrefix(expected) ?? false, "\(args): got \(r.stderr), expected \(expected)")
             XCTAssertEqual(runDirectories(), [], "\(args) left a run directory")
         }
     }
@@ -93,7 +64,7 @@ final class BiSSLAlignCommandTests: XCTestCase {
         _ = try Zoo.open(ZooLayout(root: zooDir), create: true)
         let r = try bissl(["align", "--resume", "align-20260101-000000-abcdef", "--alternations", "50", "--name", "sneaky", "--no-ij"])
         XCTAssertEqual(r.status, 1)
-        XCTAssertEqual(r.err, "error: --resume takes no other options (the run's config has them): remove --alternations, --no-ij, --name\n")
+        XCTAssertEqual(r.stderr, "error: --resume takes no other options (the run's config has them): remove --alternations, --no-ij, --name\n")
     }
 
     /// A real (tiny) alignment: the entry's hyperparameters hold the values as typed (0.03, not
@@ -107,9 +78,9 @@ final class BiSSLAlignCommandTests: XCTestCase {
                            "--val", try split(200..<208), "--alternations", "1", "--lower-steps", "1", "--upper-steps", "1",
                            "--warmup-epochs", "1", "--cg-iters", "1", "--p-batch-size", "4",
                            "--d-lr", "0.03", "--lambda", "0.001", "--p-wd", "1e-6", "--clip", "2.7", "--name", "tiny-aligned", "--json"])
-        XCTAssertEqual(r.status, 0, r.err)
-        XCTAssertTrue(r.out.contains("\"name\" : \"tiny-aligned\""), r.out)
-        XCTAssertTrue(r.err.contains("note: --d-batch-size defaults to 256, more than --data has; using 8"), r.err)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("\"name\" : \"tiny-aligned\""), r.stdout)
+        XCTAssertTrue(r.stderr.contains("note: --d-batch-size defaults to 256, more than --data has; using 8"), r.stderr)
         let reopened = try Zoo.open(ZooLayout(root: zooDir))
         let entries = try reopened.list().map(\.summary.id).filter { $0 != ref }
         XCTAssertEqual(entries.count, 1)
@@ -139,8 +110,8 @@ final class BiSSLAlignCommandTests: XCTestCase {
                            "--lower-steps", "2", "--upper-steps", "1", "--warmup-epochs", "0", "--p-batch-size", "4",
                            "--d-batch-size", "4", "--lambda", "0", "--no-ij", "--augment", "crop:0.5", "--keep-upper",
                            "--name", "al", "--json"])
-        XCTAssertEqual(r.status, 0, r.err)
-        let out = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: String])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let out = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: String])
         let reopened = try Zoo.open(ZooLayout(root: zooDir), readOnly: true)
         let lowerID = try reopened.resolve("al"), upperID = try reopened.resolve("al-upper")
         XCTAssertEqual(out["upper"], upperID)

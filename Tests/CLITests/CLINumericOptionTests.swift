@@ -9,18 +9,12 @@ import TestSupport
 /// `data bench` (the built binary, `BisslBinary`): the value reaches the command's own check
 /// (`--steps -3` is not read as a missing value followed by a flag), which answers with one
 /// `error:` line naming the option and the value, a non-zero exit, and no run directory.
-final class CLINumericOptionTests: XCTestCase {
-    static let digits = Fixtures.root.deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("data/digits/digits.h5").path
-
-    var tmp: URL!
-    var zoo: String { tmp.appendingPathComponent("zoo").path }
-    var data: String { "h5:\(Self.digits)#split=\(tmp.appendingPathComponent("split.txt").path)" }
+final class CLINumericOptionTests: CLITestCase {
+    var data = ""
 
     override func setUpWithError() throws {
-        tmp = FileManager.default.temporaryDirectory.appendingPathComponent("cli-numbers-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
-        try (0..<40).map(String.init).joined(separator: "\n").write(to: tmp.appendingPathComponent("split.txt"), atomically: true, encoding: .utf8)
+        try super.setUpWithError()
+        data = try split(0..<40)
         // an entry with a classifier (probe, eval) and a projector (align), ResNet-18 width 2
         let arch = Architecture(depth: 18, block: "basic", layers: [2, 2, 2, 2], width: 2, stem: "small",
                                 heads: ["classifier": .init(kind: "linear", dims: [16, 10]), "projector": .init(kind: "mlp", dims: [16, 16, 8])])
@@ -29,20 +23,10 @@ final class CLINumericOptionTests: XCTestCase {
         try z.close()
     }
 
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
-
-    func runDirectories() -> [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: zoo + "/runs")) ?? []).filter { !$0.hasPrefix(".") }
-    }
-
     /// Runs `bissl args --zoo <zoo>` (`data` commands: no `--zoo`) and checks the one-line error
     /// `expected` (a substring of it).
     func assertRefused(_ args: [String], _ expected: String, file: StaticString = #filePath, line: UInt = #line) throws {
-        let r = try Fixtures.runBissl(args + (args.first == "data" ? [] : ["--zoo", zoo]))
-        XCTAssertNotEqual(r.status, 0, "\(args)", file: file, line: line)
-        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr, file: file, line: line)
-        XCTAssertTrue(r.stderr.hasPrefix("error: "), r.stderr, file: file, line: line)
-        XCTAssertTrue(r.stderr.contains(expected), "\(args): expected '\(expected)' in: \(r.stderr)", file: file, line: line)
+        assertOneLineError(try Fixtures.runBissl(args + (args.first == "data" ? [] : ["--zoo", zoo])), expected, file: file, line: line)
     }
 
     func testFinetune() throws {

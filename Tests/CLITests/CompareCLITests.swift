@@ -9,13 +9,11 @@ import TestSupport
 /// 10 classes) and the 1,797 8x8 digits: the JSON agrees with itself and with `eval`, the exact
 /// McNemar p-value equals a binomial tail summed here from its definition, and bad input is one
 /// `error:` line with nothing on stdout. (scipy checks the same numbers in the interop lane.)
-final class CompareCLITests: XCTestCase {
-    static let digits = "h5:" + Fixtures.repository.appendingPathComponent("data/digits/digits.h5").path
-    var tmp: URL!
-    var zoo: String { tmp.appendingPathComponent("zoo").path }
+final class CompareCLITests: CLITestCase {
+    static let digitsURI = "h5:" + digits
 
     override func setUpWithError() throws {
-        tmp = try Fixtures.scratch()
+        try super.setUpWithError()
         let z = try Zoo.open(ZooLayout(root: URL(fileURLWithPath: zoo)), create: true)
         defer { try? z.close() }
         for seed in 1...3 as ClosedRange<UInt64> {
@@ -24,12 +22,6 @@ final class CompareCLITests: XCTestCase {
             let net = try Network(architecture: arch, seed: seed)
             _ = try z.add(net.checkpoint(provenance: Provenance(stage: "finetune", method: "finetune")), name: "c\(seed)")
         }
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
-
-    func bissl(_ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-        try Fixtures.runBissl(args + ["--zoo", zoo])
     }
 
     func json(_ text: String) throws -> [String: Any] {
@@ -51,7 +43,7 @@ final class CompareCLITests: XCTestCase {
     }
 
     func testThreeEntriesAgreeWithEvalAndTheBinomialTail() throws {
-        let r = try bissl(["compare", "c1", "c2", "c3", "--data", Self.digits, "--json"])
+        let r = try bissl(["compare", "c1", "c2", "c3", "--data", Self.digitsURI, "--json"])
         XCTAssertEqual(r.status, 0, r.stderr)
         let report = try json(r.stdout)
         XCTAssertEqual(report["images"] as? Int, 1797)
@@ -61,7 +53,7 @@ final class CompareCLITests: XCTestCase {
         XCTAssertEqual(entries.count, 3)
         XCTAssertEqual(pairs.count, 3)
         // eval of the first entry: the same top-1 and the same Wilson interval
-        let e = try json(try bissl(["eval", "c1", "--data", Self.digits, "--json"]).stdout)
+        let e = try json(try bissl(["eval", "c1", "--data", Self.digitsURI, "--json"]).stdout)
         let metrics = try XCTUnwrap(e["metrics"] as? [String: Any])
         XCTAssertEqual(metrics["top1"] as? Double, entries[0]["top1"] as? Double)
         XCTAssertEqual(metrics["top1Lower"] as? Double, entries[0]["top1Lower"] as? Double)
@@ -83,15 +75,15 @@ final class CompareCLITests: XCTestCase {
             running = max(running, min(1, Double(3 - rank) * raw[i]))
             XCTAssertEqual((pairs[i]["comparison"] as? [String: Any])?["holmP"] as? Double ?? -1, running, accuracy: 1e-15)
         }
-        let text = try bissl(["compare", "c1", "c2", "--data", Self.digits])
+        let text = try bissl(["compare", "c1", "c2", "--data", Self.digitsURI])
         XCTAssertEqual(text.status, 0, text.stderr)
         XCTAssertTrue(text.stdout.contains("verdict: "), text.stdout)
     }
 
     func testBadInputIsOneErrorLine() throws {
-        for args in [["compare", "c1", "--data", Self.digits], ["compare", "c1", "c1", "--data", Self.digits],
-                     ["compare", "c1", "nope", "--data", Self.digits], ["compare", "c1", "c2", "--data", "h5:/nope.h5"],
-                     ["eval", "c1", "--data", Self.digits, "--seed", "-1"]] {
+        for args in [["compare", "c1", "--data", Self.digitsURI], ["compare", "c1", "c1", "--data", Self.digitsURI],
+                     ["compare", "c1", "nope", "--data", Self.digitsURI], ["compare", "c1", "c2", "--data", "h5:/nope.h5"],
+                     ["eval", "c1", "--data", Self.digitsURI, "--seed", "-1"]] {
             let r = try bissl(args)
             XCTAssertNotEqual(r.status, 0, "\(args)")
             XCTAssertEqual(r.stdout, "", "\(args)")

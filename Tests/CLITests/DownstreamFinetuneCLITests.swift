@@ -9,22 +9,13 @@ import TestSupport
 /// `BisslBinary`) after a tiny run (ResNet-18 width 4 from random init, 1 step on 36 of the
 /// 8x8 digits): what it prints on stdout, the spelling of the keys it records, and the recorded
 /// image size of an entry written before camelCase (`image_size`) still read by `eval`.
-final class DownstreamFinetuneCLITests: XCTestCase {
-    static let digits = Fixtures.root.deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("data/digits/digits.h5").path
-
-    var tmp: URL!
-    var zoo: String { tmp.appendingPathComponent("zoo").path }
+final class DownstreamFinetuneCLITests: CLITestCase {
+    var data = ""
 
     override func setUpWithError() throws {
-        tmp = FileManager.default.temporaryDirectory.appendingPathComponent("finetune-cli-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
-        try (0..<40).map(String.init).joined(separator: "\n").write(to: tmp.appendingPathComponent("split.txt"), atomically: true, encoding: .utf8)
+        try super.setUpWithError()
+        data = try split(0..<40)
     }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
-
-    var data: String { "h5:\(Self.digits)#split=\(tmp.appendingPathComponent("split.txt").path)" }
 
     /// `bissl finetune --random-init` (ResNet-18 width 4, small stem) on the 40 digits of the split file,
     /// 1 step of batch 8 at 8x8, plus `extra`.

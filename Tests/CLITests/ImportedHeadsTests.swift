@@ -10,10 +10,7 @@ import TestSupport
 /// (real `torch.save`, tools/fixtures/make_head_fixtures.py) import with their projector/predictor
 /// in the layout they were saved in, compute what PyTorch computes, and can be probed, fine-tuned and
 /// aligned (one BiSSL alternation of 1+1 steps) through the `bissl` binary.
-final class ImportedHeadsTests: XCTestCase {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    static let digits = root.appendingPathComponent("data/digits/digits.h5").path
-
+final class ImportedHeadsTests: CLITestCase {
     struct Expected: Decodable {
         struct Head: Decodable {
             var dims: [Int]
@@ -26,27 +23,6 @@ final class ImportedHeadsTests: XCTestCase {
         var heads: [String: Head]
     }
 
-    var tmp: URL!
-    var zooDir: URL { tmp.appendingPathComponent("zoo") }
-
-    override func setUpWithError() throws {
-        tmp = FileManager.default.temporaryDirectory.appendingPathComponent("bissl-heads-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
-
-    func bissl(_ args: [String]) throws -> (status: Int32, out: String, err: String) {
-        let r = try Fixtures.runBissl(args + ["--zoo", zooDir.path])
-        return (r.status, r.stdout, r.stderr)
-    }
-
-    func split(_ range: Range<Int>) throws -> String {
-        let file = tmp.appendingPathComponent("split-\(range.lowerBound)-\(range.upperBound).txt")
-        try range.map(String.init).joined(separator: "\n").write(to: file, atomically: true, encoding: .utf8)
-        return "h5:\(Self.digits)#split=\(file.path)"
-    }
-
     func expected() throws -> [String: Expected] {
         try JSONDecoder().decode([String: Expected].self, from: Data(contentsOf: Fixtures.url("heads/expected.json")))
     }
@@ -56,7 +32,7 @@ final class ImportedHeadsTests: XCTestCase {
         var args = ["import", Fixtures.url("heads/\(file)").path, "--name", name]
         if let s = e.select { args += ["--select", s] }
         let r = try bissl(args)
-        XCTAssertEqual(r.status, 0, "\(file): \(r.err)")
+        XCTAssertEqual(r.status, 0, "\(file): \(r.stderr)")
     }
 
     /// Every layout loads into the engine with the keys it was saved with, and its eval-mode output
@@ -92,15 +68,15 @@ final class ImportedHeadsTests: XCTestCase {
             let name = String(file.dropLast(4)).replacingOccurrences(of: "_", with: "-")
             try importFixture(file, e, name: name)
             var r = try bissl(["probe", name, "--data", train, "--eval-data", eval, "--image-size", "8", "--probe-epochs", "1", "--knn", "3"])
-            XCTAssertEqual(r.status, 0, "probe \(file): \(r.err)")
+            XCTAssertEqual(r.status, 0, "probe \(file): \(r.stderr)")
             r = try bissl(["finetune", name, "--data", train, "--val", eval, "--steps", "1", "--batch-size", "8",
                            "--image-size", "8", "--name", name + "-ft"])
-            XCTAssertEqual(r.status, 0, "finetune \(file): \(r.err)")
+            XCTAssertEqual(r.status, 0, "finetune \(file): \(r.stderr)")
             r = try bissl(["align", name, "--data", train, "--pretext-data", pretext, "--val", eval, "--pretext", e.pretext,
                            "--warmup-epochs", "0", "--alternations", "1", "--lower-steps", "1", "--upper-steps", "1",
                            "--cg-iters", "1", "--p-batch-size", "4", "--d-batch-size", "8", "--image-size", "8",
                            "--name", name + "-aligned"])
-            XCTAssertEqual(r.status, 0, "align \(file): \(r.err)")
+            XCTAssertEqual(r.status, 0, "align \(file): \(r.stderr)")
             // The aligned entry keeps the layout it was given.
             let zoo = try Zoo.open(ZooLayout(root: zooDir), readOnly: true)
             let aligned = try zoo.checkpoint(try zoo.resolve(name + "-aligned"))
@@ -119,12 +95,12 @@ final class ImportedHeadsTests: XCTestCase {
                     "--cg-iters", "1", "--p-batch-size", "4", "--d-batch-size", "8", "--image-size", "8"]
         var r = try bissl(base)
         XCTAssertNotEqual(r.status, 0)
-        XCTAssertTrue(r.err.hasPrefix("error: align: the pretext heads of "), r.err)
-        XCTAssertTrue(r.err.contains("no MLP 'predictor' head"), r.err)
-        XCTAssertTrue(r.err.contains("give --fresh-heads to start new ones"), r.err)
-        XCTAssertEqual(r.err.split(separator: "\n").count, 1, r.err)
+        XCTAssertTrue(r.stderr.hasPrefix("error: align: the pretext heads of "), r.stderr)
+        XCTAssertTrue(r.stderr.contains("no MLP 'predictor' head"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("give --fresh-heads to start new ones"), r.stderr)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
         r = try bissl(base + ["--fresh-heads", "--name", "fresh"])
-        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertEqual(r.status, 0, r.stderr)
         let zoo = try Zoo.open(ZooLayout(root: zooDir), readOnly: true)
         let aligned = try zoo.checkpoint(try zoo.resolve("fresh"))
         try zoo.close()
@@ -147,8 +123,8 @@ final class ImportedHeadsTests: XCTestCase {
         try zoo.close()
         let train = try split(0..<16), eval = try split(100..<116)
         var r = try bissl(["probe", "odd", "--data", train, "--eval-data", eval, "--image-size", "8", "--probe-epochs", "1", "--knn", "3"])
-        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertEqual(r.status, 0, r.stderr)
         r = try bissl(["finetune", "odd", "--data", train, "--val", eval, "--steps", "1", "--batch-size", "8", "--image-size", "8"])
-        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertEqual(r.status, 0, r.stderr)
     }
 }
