@@ -21,17 +21,7 @@ struct CompareCommand: ParsableCommand {
     @Argument(help: "Two or more entries with a classifier component (id, unique id prefix, name or tag).")
     var refs: [String] = []
 
-    @Option(help: ArgumentHelp("Labelled evaluation data (dataset URI, e.g. h5:data/digits/digits.h5#test).", valueName: "URI"))
-    var data: String
-
-    @Option(name: .customLong("image-size"), parsing: .unconditional, help: ArgumentHelp("Image side S for every entry (default: each entry's fine-tuning image size, else the data's own).", valueName: "S"))
-    var imageSize: Int?
-
-    @Option(parsing: .unconditional, help: "Seed of the bootstrap intervals (default 0).", transform: SeedArgument.parse)
-    var seed: UInt64?
-
-    @Flag(help: "Print the result as JSON.")
-    var json = false
+    @OptionGroup var evaluation: EvaluationOptions
 
     @OptionGroup var zooOptions: ZooOptions
 
@@ -57,10 +47,10 @@ struct CompareCommand: ParsableCommand {
     func run() throws {
         let zoo = try zooOptions.open(readOnly: true)
         defer { try? zoo.close() }
-        let dataset = try DownstreamData.open(data, role: "--data")
+        let dataset = try DownstreamData.open(evaluation.data, role: "--data")
         var scored: [EntryScores] = []
         for ref in refs {
-            let s = try EntryScores(zoo: zoo, ref: ref, dataset: dataset, imageSize: imageSize)
+            let s = try EntryScores(zoo: zoo, ref: ref, dataset: dataset, imageSize: evaluation.imageSize)
             if let same = scored.first(where: { $0.id == s.id }) {
                 throw CLIError("'\(ref)' is the same entry as an earlier argument (\(same.id.prefix(12))); compare different entries")
             }
@@ -71,7 +61,7 @@ struct CompareCommand: ParsableCommand {
         var pairs: [Pair] = []
         for i in scored.indices { for j in scored.indices where j > i {
             pairs.append(Pair(a: scored[i].id, b: scored[j].id,
-                              comparison: PairedComparison(correctA: correct[i], correctB: correct[j], seed: seed ?? 0), verdict: ""))
+                              comparison: PairedComparison(correctA: correct[i], correctB: correct[j], seed: evaluation.seed ?? 0), verdict: ""))
         } }
         let adjusted = PairedTests.holm(pairs.map(\.comparison.mcnemarP))
         for k in pairs.indices {
@@ -86,13 +76,13 @@ struct CompareCommand: ParsableCommand {
             return Entry(entry: s.id, name: s.name, imageSize: s.imageSize, top1: 100 * Double(k) / Double(max(s.labels.count, 1)),
                          top1Lower: 100 * w.lower, top1Upper: 100 * w.upper)
         }
-        let report = Report(data: data, images: n, alpha: 0.05, correction: pairs.count > 1 ? "holm" : "none",
+        let report = Report(data: evaluation.data, images: n, alpha: 0.05, correction: pairs.count > 1 ? "holm" : "none",
                             entries: entries, pairs: pairs)
-        if json {
+        if evaluation.json {
             try ZooOutput.printJSON(report)
             return
         }
-        print("compare on \(data): \(n) images, \(scored[0].classNames.count) classes")
+        print("compare on \(evaluation.data): \(n) images, \(scored[0].classNames.count) classes")
         print(ZooOutput.table(["entry", "size", "top-1 %", "95% CI (Wilson)"], zip(labels, entries).map { label, e in
             [label, "\(e.imageSize)", String(format: "%.2f", e.top1), String(format: "%.2f-%.2f", e.top1Lower, e.top1Upper)]
         }))

@@ -24,17 +24,7 @@ struct EvalCommand: ParsableCommand {
     @Argument(help: "Entry with a classifier component: id, unique id prefix, name or tag.")
     var ref: String
 
-    @Option(help: ArgumentHelp("Evaluation data (dataset URI, e.g. idx:/usr/share/datasets/fashion-mnist#test).", valueName: "URI"))
-    var data: String
-
-    @Option(name: .customLong("image-size"), parsing: .unconditional, help: ArgumentHelp("Image side S (default: the entry's fine-tuning image size, else the data's own).", valueName: "S"))
-    var imageSize: Int?
-
-    @Option(parsing: .unconditional, help: "Seed of the bootstrap interval of the mean per-class accuracy (default 0).", transform: SeedArgument.parse)
-    var seed: UInt64?
-
-    @Flag(help: "Print the result (with the confusion matrix) as JSON.")
-    var json = false
+    @OptionGroup var evaluation: EvaluationOptions
 
     @OptionGroup var zooOptions: ZooOptions
 
@@ -53,15 +43,15 @@ struct EvalCommand: ParsableCommand {
         if let id = try? zoo.resolve(ref), let record = try? zoo.record(id), let provenance = record.summary.provenance {
             try EntryScores.refuseLowerAlignment(provenance, id: id)
         }
-        let dataset = try DownstreamData.open(data, role: "--data")
-        let scores = try EntryScores(zoo: zoo, ref: ref, dataset: dataset, imageSize: imageSize)
+        let dataset = try DownstreamData.open(evaluation.data, role: "--data")
+        let scores = try EntryScores(zoo: zoo, ref: ref, dataset: dataset, imageSize: evaluation.imageSize)
         let id = scores.id, side = scores.imageSize, names = scores.classNames, classes = names.count
-        let report = EvaluationReport(scores: scores.logits, labels: scores.labels, seed: seed ?? 0)
-        if json {
-            try ZooOutput.printJSON(Report(entry: id, data: data, imageSize: side, classNames: names, metrics: report))
+        let report = EvaluationReport(scores: scores.logits, labels: scores.labels, seed: evaluation.seed ?? 0)
+        if evaluation.json {
+            try ZooOutput.printJSON(Report(entry: id, data: evaluation.data, imageSize: side, classNames: names, metrics: report))
             return
         }
-        print("entry \(id.prefix(12)) on \(data): \(report.count) images, \(classes) classes, \(side)x\(side)")
+        print("entry \(id.prefix(12)) on \(evaluation.data): \(report.count) images, \(classes) classes, \(side)x\(side)")
         print(String(format: "top-1                    %.2f %%  (95%% CI %.2f-%.2f, Wilson)", report.top1, report.top1Lower, report.top1Upper))
         print(String(format: "top-5                    %.2f %%", report.top5))
         print(String(format: "mean per-class accuracy  %.2f %%  (95%% CI %.2f-%.2f, bootstrap, %ld resamples, seed ",
