@@ -6,8 +6,7 @@ import Foundation
 ///
 /// Every caller partitions work so that each index is written by exactly one thread and every
 /// reduction happens inside one index, so results are bit-identical whatever the thread count.
-/// OpenBLAS's own thread pool is off (`Runtime`), so threads never nest inside a BLAS call
-/// (DESIGN.md section 10).
+/// OpenBLAS's own thread pool is off (`Runtime`), so threads never nest inside a BLAS call.
 enum Parallel {
     /// Threads used for engine loops: the active processor count.
     static let threads = max(1, ProcessInfo.processInfo.activeProcessorCount)

@@ -16,6 +16,9 @@ public final class Parameter {
     /// a head's). The tangent backward accumulates `(H v)` for this parameter into `grad`.
     public var tangent: [Float] = []
 
+    /// `tangent`, or `count` zeros when it is empty.
+    public var tangentOrZeros: [Float] { tangent.isEmpty ? [Float](repeating: 0, count: count) : tangent }
+
     public init(name: String, shape: [Int], value: [Float]) {
         precondition(value.count == shape.reduce(1, *), "Parameter \(name): \(value.count) values for shape \(shape)")
         self.name = name

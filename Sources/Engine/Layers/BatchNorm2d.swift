@@ -121,7 +121,7 @@ public final class BatchNorm2d {
     /// `dx = gamma * invstd / M * (M * dy - sum(dy) - xhat * sum(dy * xhat))`; in eval mode `dx = gamma * invstd * dy`.
     public func backward(_ dy: Tensor4) -> Tensor4 {
         guard let x = input else { preconditionFailure("BatchNorm2d \(prefix): backward before forward") }
-        let C = channels, HW = x.h * x.w, N = x.n, M = Float(N * HW)
+        let (C, HW, N, M) = (channels, x.h * x.w, x.n, Float(x.n * x.h * x.w))
         var dx = [Float](unsafeUninitializedCapacity: x.count) { _, initialized in initialized = x.count }
         let mean = self.mean, invStd = self.invStd, gamma = weight.value, batchStatistics = lastMode.usesBatchStatistics
         var sums = [Double](repeating: 0, count: 2 * C)
@@ -133,12 +133,7 @@ public final class BatchNorm2d {
                     Parallel.forEachChunk(C, workPerIndex: 3 * N * HW) { channels in
                     for c in channels {
                         let mu = mean[c], inv = invStd[c]
-                        var sumDy: Double = 0, sumDyXhat: Double = 0
-                        for n in 0..<N {
-                            let off = (n * C + c) * HW
-                            let (a, b) = sumsForBackward(gp.baseAddress! + off, xp.baseAddress! + off, HW, mu, inv)
-                            sumDy += Double(a); sumDyXhat += Double(b)
-                        }
+                        let (sumDy, sumDyXhat) = channelSums(gp.baseAddress!, xp.baseAddress!, c, N, C, HW, mu, inv)
                         sp[2 * c] = sumDyXhat
                         sp[2 * c + 1] = sumDy
                         let g = gamma[c] * inv
@@ -165,10 +160,7 @@ public final class BatchNorm2d {
                 }
             }
         }
-        for c in 0..<C {
-            weight.grad[c] += Float(sums[2 * c])
-            bias.grad[c] += Float(sums[2 * c + 1])
-        }
+        accumulateGradients(sums)
         if Tangents.recording { outputGradient = dy }
         return Tensor4(n: N, c: C, h: x.h, w: x.w, data: dx)
     }
@@ -191,10 +183,9 @@ public final class BatchNorm2d {
     public func tangentForward(_ dotX: Tensor4) -> Tensor4 {
         guard let x = input else { preconditionFailure("BatchNorm2d \(prefix): tangent before forward") }
         precondition(dotX.shape == x.shape, "BatchNorm2d \(prefix): tangent shape \(dotX.shape) vs \(x.shape)")
-        let C = channels, HW = x.h * x.w, N = x.n, M = Float(N * HW)
+        let (C, HW, N, M) = (channels, x.h * x.w, x.n, Float(x.n * x.h * x.w))
         let mean = self.mean, invStd = self.invStd, gamma = weight.value, batch = lastMode.usesBatchStatistics
-        let dGamma = weight.tangent.isEmpty ? [Float](repeating: 0, count: C) : weight.tangent
-        let dBeta = bias.tangent.isEmpty ? [Float](repeating: 0, count: C) : bias.tangent
+        let dGamma = weight.tangentOrZeros, dBeta = bias.tangentOrZeros
         var dInv = [Float](repeating: 0, count: C)
         var dXhat = [Float](count: x.count) { _ in }
         var dy = [Float](count: x.count) { _ in }
@@ -208,12 +199,7 @@ public final class BatchNorm2d {
                                     let mu = mean[c], s = invStd[c]
                                     var dmu: Float = 0, m: Float = 0
                                     if batch {
-                                        var a: Double = 0, b: Double = 0
-                                        for n in 0..<N {
-                                            let off = (n * C + c) * HW
-                                            let (sa, sb) = sumsForBackward(tp.baseAddress! + off, xp.baseAddress! + off, HW, mu, s)
-                                            a += Double(sa); b += Double(sb)
-                                        }
+                                        let (a, b) = channelSums(tp.baseAddress!, xp.baseAddress!, c, N, C, HW, mu, s)
                                         dmu = Float(a) / M; m = Float(b) / M
                                         ip[c] = -s * s * m
                                     }
@@ -248,10 +234,9 @@ public final class BatchNorm2d {
             preconditionFailure("BatchNorm2d \(prefix): tangent backward without a recorded primal backward")
         }
         precondition(rdy.shape == x.shape && tangentXhat.count == x.count, "BatchNorm2d \(prefix): tangent backward out of order")
-        let C = channels, HW = x.h * x.w, N = x.n, M = Float(N * HW)
+        let (C, HW, N, M) = (channels, x.h * x.w, x.n, Float(x.n * x.h * x.w))
         let mean = self.mean, invStd = self.invStd, gamma = weight.value, batch = lastMode.usesBatchStatistics
-        let dGamma = weight.tangent.isEmpty ? [Float](repeating: 0, count: C) : weight.tangent
-        let dInv = tangentInvStd
+        let dGamma = weight.tangentOrZeros, dInv = tangentInvStd
         var sums = [Double](repeating: 0, count: 2 * C)
         var rdx = [Float](count: x.count) { _ in }
         x.data.withUnsafeBufferPointer { xp in
@@ -263,12 +248,11 @@ public final class BatchNorm2d {
                                 Parallel.forEachChunk(C, workPerIndex: 5 * N * HW) { channels in
                                     for c in channels {
                                         let mu = mean[c], s = invStd[c]
-                                        var sdy: Double = 0, sdyx: Double = 0, sr: Double = 0, srx: Double = 0, sdyh: Double = 0
+                                        let (sdy, sdyx) = channelSums(gp.baseAddress!, xp.baseAddress!, c, N, C, HW, mu, s)
+                                        let (sr, srx) = channelSums(rp.baseAddress!, xp.baseAddress!, c, N, C, HW, mu, s)
+                                        var sdyh: Double = 0
                                         for n in 0..<N {
                                             let off = (n * C + c) * HW
-                                            let (a, b) = sumsForBackward(gp.baseAddress! + off, xp.baseAddress! + off, HW, mu, s)
-                                            let (ra, rb) = sumsForBackward(rp.baseAddress! + off, xp.baseAddress! + off, HW, mu, s)
-                                            sdy += Double(a); sdyx += Double(b); sr += Double(ra); srx += Double(rb)
                                             sdyh += Double(dotFloat(gp.baseAddress! + off, hp.baseAddress! + off, HW))
                                         }
                                         sp[2 * c] = srx + sdyh
@@ -293,12 +277,31 @@ public final class BatchNorm2d {
                 }
             }
         }
-        for c in 0..<C {
+        accumulateGradients(sums)
+        return Tensor4(n: N, c: C, h: x.h, w: x.w, data: rdx)
+    }
+
+    /// Adds per-channel sums `[dγ_0, dβ_0, dγ_1, dβ_1, ...]` to `weight.grad` and `bias.grad`.
+    private func accumulateGradients(_ sums: [Double]) {
+        for c in 0..<channels {
             weight.grad[c] += Float(sums[2 * c])
             bias.grad[c] += Float(sums[2 * c + 1])
         }
-        return Tensor4(n: N, c: C, h: x.h, w: x.w, data: rdx)
     }
+}
+
+/// `(Σ dy, Σ dy x̂)` of channel `c` over the `n` samples of an `[n, channels, H, W]` pair of buffers
+/// with `plane = H·W`, `x̂ = (x − mean)·invStd`: each sample's plane summed in float lanes
+/// (`sumsForBackward`), the samples added in Double.
+@inline(__always) func channelSums(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ c: Int, _ n: Int, _ channels: Int,
+                                   _ plane: Int, _ mean: Float, _ invStd: Float) -> (Double, Double) {
+    var a: Double = 0, b: Double = 0
+    for sample in 0..<n {
+        let off = (sample * channels + c) * plane
+        let (sa, sb) = sumsForBackward(dy + off, x + off, plane, mean, invStd)
+        a += Double(sa); b += Double(sb)
+    }
+    return (a, b)
 }
 
 /// `sum(a[i] * b[i])` over `count` floats, 8 lanes.
