@@ -137,3 +137,15 @@ public struct Provenance: Codable, Equatable, Sendable {
 
 /// The version of this tool, recorded in provenance.
 public let bisslVersion = "0.1.0"
+
+extension Provenance {
+    /// Decodes a provenance document as the checkpoint format and the zoo catalog store it
+    /// (schemas/provenance.schema.json; the non-finite numbers JSON lacks as the strings "Infinity",
+    /// "-Infinity" and "NaN", as the writers encode them).
+    /// - Throws: `DecodingError` for text that is not JSON or a field that is missing or mistyped.
+    public static func decode(json: String) throws -> Provenance {
+        let decoder = JSONDecoder()
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        return try decoder.decode(Provenance.self, from: Data(json.utf8))
+    }
+}

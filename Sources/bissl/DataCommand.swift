@@ -68,9 +68,7 @@ struct DataInfo: ParsableCommand {
             FileHandle.standardError.write(Data("warning: skipped \(summary.skipped.count) image(s) that could not be decoded (use --strict to fail instead)\n".utf8))
         }
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            try ZooOutput.printJSON(report)
         } else {
             printText(report)
         }
@@ -99,7 +97,7 @@ struct DataInfo: ParsableCommand {
 }
 
 /// `bissl data bench URI`: loader throughput (decode plus the two-view pretext augmentation of
-/// bissl-method.md 6.1) at the given output sizes, in images per second.
+/// docs/bissl.md, "Augmentations and pixel scale") at the given output sizes, in images per second.
 struct DataBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
@@ -157,9 +155,7 @@ struct DataBench: ParsableCommand {
             lines.append(Line(size: size, images: done, seconds: seconds, imagesPerSecond: Double(done) / seconds, workers: workers))
         }
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(lines), as: UTF8.self))
+            try ZooOutput.printJSON(lines)
         } else {
             for l in lines {
                 print("\(l.size)x\(l.size) two views: \(l.images) images in \(String(format: "%.2f", l.seconds)) s, \(String(format: "%.0f", l.imagesPerSecond)) images/s (\(l.workers) workers)")

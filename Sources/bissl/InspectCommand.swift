@@ -86,9 +86,7 @@ struct Inspect: ParsableCommand {
             throw CLIError(report.kind)
         }
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            try ZooOutput.printJSON(report)
         } else {
             printText(report)
         }

@@ -284,10 +284,8 @@ public final class CheckpointReader: @unchecked Sendable {
     }
 
     private static func decodeProvenance(_ json: String, fileName: String) throws -> Provenance {
-        let decoder = JSONDecoder()
-        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
         do {
-            return try decoder.decode(Provenance.self, from: Data(json.utf8))
+            return try Provenance.decode(json: json)
         } catch let DecodingError.keyNotFound(key, context) {
             let path = (context.codingPath + [key]).map(\.stringValue).joined(separator: ".")
             throw CheckpointError.corrupt("\(fileName): /provenance lacks required field \(path)")

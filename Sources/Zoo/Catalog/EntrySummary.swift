@@ -104,11 +104,7 @@ public struct EntrySummary: Codable, Equatable, Sendable {
     /// `provenanceJSON` decoded; nil when the row holds none (listings) or unreadable JSON.
     public var provenance: Provenance? { Self.decodeProvenance(provenanceJSON) }
 
-    static func decodeProvenance(_ json: String) -> Provenance? {
-        let decoder = JSONDecoder()
-        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
-        return try? decoder.decode(Provenance.self, from: Data(json.utf8))
-    }
+    static func decodeProvenance(_ json: String) -> Provenance? { try? Provenance.decode(json: json) }
 }
 
 /// The part of an entry `show` prints that the `entries` columns do not hold, derived from the
