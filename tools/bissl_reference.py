@@ -64,7 +64,7 @@ def simclr_loss(backbone, projector, x1, x2, tau):
 
 
 def byol_loss(backbone, projector, predictor, target_backbone, target_projector, x1, x2):
-    """Brief 5.4 on the joint batch [x1; x2] (the port's convention): mean over N of
+    """BYOL's loss (docs/bissl.md "Pretext methods") on the joint batch [x1; x2] (the port's convention): mean over N of
     (2 - 2 cos(p1, t2)) + (2 - 2 cos(p2, t1)); the target runs under no_grad (a constant), in the
     same train mode as the online network (the reference implementation: its running statistics move too)."""
     n = x1.shape[0]

@@ -1,5 +1,5 @@
 // HDF5 macros that do not import into Swift (they expand to globals initialised by H5open or to
-// casts), exposed as functions. See DESIGN.md section 10.
+// casts), exposed as functions (README.md, "Architecture": the system-library shims).
 #ifndef BISSL_CHDF5_SHIM_H
 #define BISSL_CHDF5_SHIM_H
 #include <hdf5.h>

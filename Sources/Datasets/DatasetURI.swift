@@ -2,7 +2,7 @@ import Foundation
 
 /// A dataset address: `SCHEME:PATH[#OPTION[&OPTION...]]`.
 ///
-/// Schemes (DESIGN.md section 7):
+/// Schemes (README.md, "Datasets: `bissl data info URI`"):
 /// - `idx:DIR`: MNIST-family IDX files (`*-images-idx3-ubyte` / `*-labels-idx1-ubyte`, gzipped or not).
 /// - `cifar:DIR`: CIFAR-10 (`data_batch_1..5.bin`, `test_batch.bin`) or CIFAR-100 (`train.bin`, `test.bin`) binary.
 /// - `folder:DIR`: one sub-folder per class (torchvision `ImageFolder`), PNG and JPEG files.

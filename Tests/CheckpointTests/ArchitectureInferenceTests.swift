@@ -131,7 +131,7 @@ final class ArchitectureInferenceTests: XCTestCase {
         }
     }
 
-    func testMLPHeadsFromTheMethodBrief() throws {
+    func testMLPHeadsOfTheMethodReference() throws {
         // Projector "256-256-256" on 2048 features, docs/bissl.md, "Network, heads and state-dict keys": Linear(b)-BN-ReLU-Linear(b)-BN-ReLU-Linear(no bias).
         var p = StateDict()
         func lin(_ i: Int, _ o: Int, _ n: Int, bias: Bool = true) {

@@ -127,7 +127,7 @@ final class LayerTests: XCTestCase {
         XCTAssertEqual(p.stateDict().keys.last, "6.weight")
     }
 
-    func testCosineScheduleMatchesTheBrief() {
+    func testCosineScheduleMatchesTheMethodReference() {
         var s = CosineSchedule(base: 2, warmup: 4, total: 10)
         let got = (1...11).map { _ in s.step() }
         // warmup s = 1, 2, 3: base * s / W

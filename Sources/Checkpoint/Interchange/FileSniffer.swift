@@ -74,7 +74,7 @@ public enum FileKind: Equatable, Sendable {
 /// format spec, superblock); safetensors = u64 LE header length then `{`
 /// (https://huggingface.co/docs/safetensors), truncated when that length passes the end of the
 /// file; `.npy` = `\x93NUMPY` (numpy.lib.format); Git LFS pointer = `version https://git-lfs.github.com/spec/v1`
-/// with `oid sha256:` and `size` lines (Git LFS spec, docs/spec.md); raw pickle = `PROTO` 2-5 (`80 0x`)
+/// with `oid sha256:` and `size` lines (the Git LFS specification, docs/spec.md of the git-lfs repository); raw pickle = `PROTO` 2-5 (`80 0x`)
 /// not followed by the torch magic number, or a protocol 0/1 opcode stream ending in `STOP` at the
 /// end of the file.
 public enum FileSniffer {

@@ -1,6 +1,6 @@
 import Foundation
 
-/// The augmentations of the paper's recipe (bissl-method.md section 6), each matching the
+/// The augmentations of the paper's recipe (docs/bissl.md, "Augmentations and pixel scale"), each matching the
 /// torchvision transform applied to a PIL image (torchvision.transforms.functional's PIL path,
 /// which calls Pillow), so results equal torchvision's bit for bit given the same parameters.
 /// All take and return 8-bit RGB HWC images.
@@ -108,7 +108,7 @@ public enum ImageTransforms {
     /// standard deviation `radius` pixels.
     public static func gaussianBlur(_ image: RGBImage, radius: Float) -> RGBImage { PILBlur.gaussianBlur(image, radius: radius) }
 
-    /// ImageNet statistics used by the recipe (bissl-method.md 6.1 step 7).
+    /// ImageNet statistics used by the recipe (docs/bissl.md, "Augmentations and pixel scale": ImageNet normalisation).
     public static let imagenetMean: [Float] = [0.485, 0.456, 0.406]
     public static let imagenetStd: [Float] = [0.229, 0.224, 0.225]
 

@@ -1,6 +1,6 @@
 import Foundation
 
-/// The paper's augmentation pipelines (bissl-method.md section 6), as a parameter draw followed by
+/// The paper's augmentation pipelines (docs/bissl.md, "Augmentations and pixel scale"), as a parameter draw followed by
 /// a deterministic application, so a run is reproducible from its seed and every step can be
 /// checked against Pillow with the same parameters.
 public enum Augment {
@@ -36,7 +36,7 @@ public enum Augment {
         }
     }
 
-    /// One pretext view of section 6.1: `RandomResizedCrop(size, scale, ratio, bicubic)`, flip
+    /// One pretext view (docs/bissl.md, "Augmentations and pixel scale"): `RandomResizedCrop(size, scale, ratio, bicubic)`, flip
     /// p = 0.5, `ColorJitter(0.4, 0.4, 0.2, 0.1)` with p = 0.8 in random order, grayscale p = 0.2,
     /// Gaussian blur (radius U[0.1, 2.0]) with `blurProbability`, solarize with `solarizeProbability`.
     ///
@@ -105,7 +105,7 @@ public enum Augment {
         }
     }
 
-    /// The SimCLR/BYOL/VICReg-style pair of section 6.1: two views of one image as normalised CHW
+    /// The SimCLR/BYOL/VICReg-style pair of pretext views: two views of one image as normalised CHW
     /// float32 (`3 * size * size` each), drawn view 1 then view 2 from `rng`. `pixelScale` defaults
     /// to `.raw`, reproducing the paper's pretext code (docs/bissl.md, "Augmentations and pixel scale"); pass `.unit` for [0, 1] inputs.
     public static func pretextPair(_ image: RGBImage, using rng: inout SeededGenerator,
@@ -117,7 +117,7 @@ public enum Augment {
                 ImageTransforms.toTensor(views.1.apply(image, p2), divisor: pixelScale.divisor))
     }
 
-    /// Downstream training transform of section 6.2: `RandomResizedCrop(size, ratio=(0.5, 1.0))`
+    /// Downstream training transform: `RandomResizedCrop(size, ratio=(0.5, 1.0))`
     /// (aspect ratio, docs/bissl.md, "Augmentations and pixel scale"; default area range, bilinear; v1 used bicubic), flip p = 0.5, `ToTensor` ([0, 1]),
     /// ImageNet normalisation (`DownstreamAugmentation.standard`). Returns CHW float32.
     public static func downstreamTrain(_ image: RGBImage, using rng: inout SeededGenerator, size: Int = 96,
@@ -125,7 +125,7 @@ public enum Augment {
         DownstreamAugmentation.standard.apply(image, using: &rng, size: size, interpolation: interpolation)
     }
 
-    /// Downstream test transform of section 6.2: shorter side to `int(size * 256 / 224)` (109 for
+    /// Downstream test transform (docs/bissl.md, "Augmentations and pixel scale"): shorter side to `int(size * 256 / 224)` (109 for
     /// 96), centre crop `size`, `ToTensor`, ImageNet normalisation. Returns CHW float32.
     public static func downstreamTestImage(_ image: RGBImage, size: Int = 96, interpolation: Interpolation = .bilinear) -> RGBImage {
         let resized = ImageTransforms.resizeShorterSide(image, to: size * 256 / 224, interpolation: interpolation)

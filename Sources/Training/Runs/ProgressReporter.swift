@@ -1,7 +1,7 @@
 import Foundation
 
-/// Progress of a long job on stderr (DESIGN.md section 1: "a progress bar on a terminal and plain
-/// log lines otherwise").
+/// Progress of a long job on stderr: a progress bar on a terminal and plain log lines otherwise
+/// (README.md, "Training on zoo entries").
 ///
 /// - `bar` (stderr is a terminal): one line redrawn in place,
 ///   `[#####.....] 120/400 30% loss 1.234 lr 0.05 ETA 2m10s`, at most 10 redraws per second.

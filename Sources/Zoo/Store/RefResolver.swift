@@ -5,7 +5,7 @@ extension Zoo {
     /// Shortest id prefix `resolve` accepts.
     public static let minimumPrefixLength = 6
 
-    /// Resolves REF (DESIGN.md section 1) to a listed entry's full id, trying in order:
+    /// Resolves REF (README.md, "The zoo") to a listed entry's full id, trying in order:
     /// 1. a full 64-hex id of a listed entry;
     /// 2. a name or tag (labels never consist of 6+ hex digits, so they cannot shadow a prefix);
     /// 3. a unique id prefix of at least 6 hex digits (case-insensitive).
