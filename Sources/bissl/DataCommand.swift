@@ -1,5 +1,6 @@
 import ArgumentParser
 import Checkpoint
+import BisslCore
 import Datasets
 import Foundation
 
@@ -116,7 +117,7 @@ struct DataBench: ParsableCommand {
     var batch = 256
 
     @Option(parsing: .unconditional, help: "Worker threads (default: all cores).")
-    var workers = ProcessInfo.processInfo.activeProcessorCount
+    var workers = ProcessorCount.available
 
     @Flag(help: "Print JSON instead of text.")
     var json = false

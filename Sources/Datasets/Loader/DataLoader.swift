@@ -1,3 +1,4 @@
+import BisslCore
 import Foundation
 
 /// One batch: `views` tensors of shape N x 3 x H x W (float32, C order, one per view: 1 for
@@ -49,7 +50,7 @@ public final class DataLoader: Sendable {
     ///   - workers: threads decoding and augmenting in parallel inside a batch (default: all cores).
     ///   - prefetch: finished batches kept ahead of the consumer (at least 1).
     public init(dataset: ImageDataset, batchSize: Int, shuffle: Bool = true, dropLast: Bool = false, seed: UInt64,
-                height: Int, width: Int, workers: Int = ProcessInfo.processInfo.activeProcessorCount, prefetch: Int = 2,
+                height: Int, width: Int, workers: Int = ProcessorCount.available, prefetch: Int = 2,
                 shard: DataShard = .whole, transform: @escaping SampleTransform) {
         precondition(batchSize > 0, "batch size must be positive")
         self.dataset = dataset

@@ -1,7 +1,7 @@
 /// What the engine's numbers and speed depend on, as text: recorded in every training run's provenance
 /// and printed by `bissl doctor` and the benchmarks.
 public enum EngineEnvironment {
-    /// Threads the engine splits its loops and GEMM pieces over (the active processor count).
+    /// Threads the engine splits its loops and GEMM pieces over (`ProcessorCount.available`).
     public static var threads: Int { Parallel.threads }
 
     /// `cpu` (brand string), `cpuFeatures` (space-separated, `CPUFeatures.names`), `threads`, `blas`

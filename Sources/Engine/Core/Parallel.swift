@@ -1,4 +1,5 @@
 import Dispatch
+import BisslCore
 import Foundation
 
 /// Splitting the engine's work across the cores: its own loops (im2col, BatchNorm, ReLU, residual adds,
@@ -8,8 +9,9 @@ import Foundation
 /// reduction happens inside one index, so results are bit-identical whatever the thread count.
 /// OpenBLAS's own thread pool is off (`Runtime`), so threads never nest inside a BLAS call.
 enum Parallel {
-    /// Threads used for engine loops: the active processor count.
-    static let threads = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    /// Threads used for engine loops: the processors this process may run on (its affinity mask, so
+    /// `taskset -c 0` or `mpirun --bind-to core` gives one thread per process).
+    static let threads = ProcessorCount.available
 
     /// Below this many elements of work a loop stays on the calling thread (the dispatch costs more).
     static let minimumWork = 32_768
