@@ -22,7 +22,8 @@ struct FinetuneCommand: TrainingCommand {
             an entry (the from-scratch baseline; --arch default resnet18, --width 64, --stem small). \
             --search N runs N trials with lr log-uniform in \
             [1e-4, 1] and wd log-uniform in [1e-5, 1e-2] (seeded), each with the full budget, and \
-            keeps the trial with the best final validation top-1. State is saved at every epoch end and \
+            keeps the trial with the best validation top-1. --keep best delivers each trial's weights \
+            after its best validation epoch instead of its last step (model selection on --val). State is saved at every epoch end and \
             about every 2 minutes; --resume RUN continues an interrupted run bit-exactly.
             """)
 
@@ -53,6 +54,8 @@ struct FinetuneCommand: TrainingCommand {
     var seed: UInt64?
     @Option(name: .customLong("checkpoint-every"), parsing: .unconditional, help: ArgumentHelp("Save the run state every N steps (default: about every 2 minutes, and at every epoch end).", valueName: "N"))
     var checkpointEvery: Int?
+    @Option(help: ArgumentHelp("Weights each trial delivers: last (after the last step, default) or best (after the epoch with the highest validation top-1).", valueName: "WHICH"))
+    var keep: FineTuneKeep?
     @OptionGroup var augmentOption: AugmentOption
     @OptionGroup var runOptions: RunOptions
     @OptionGroup var zooOptions: ZooOptions
@@ -63,11 +66,12 @@ struct FinetuneCommand: TrainingCommand {
         o.arch = architecture.arch; o.width = architecture.width; o.stem = architecture.stem?.rawValue
         o.data = data; o.val = val; o.epochs = epochs; o.steps = steps; o.batchSize = batchSize; o.lr = lr; o.wd = wd
         o.search = search; o.imageSize = imageSize; o.seed = seed; o.checkpointEvery = checkpointEvery; o.name = runOptions.name
-        o.augment = augmentOption.augment
+        o.augment = augmentOption.augment; o.keep = keep
         return o
     }
 
     func report(_ r: JobResult) throws {
+        let keptBest = r.provenance.hyperparameters["keep"] == .string(FineTuneKeep.best.rawValue)
         let h = r.provenance.hyperparameters
         guard case .array(let records)? = h["trials"], case .int(let chosenIndex)? = h["chosenTrial"] else { return }
         let trials = try records.map(FineTuneTrial.init(json:))
@@ -82,7 +86,10 @@ struct FinetuneCommand: TrainingCommand {
                  String(format: "%.2f", t.top1 ?? 0), String(format: "%.2f", t.bestTop1), "\(t.bestEpoch)"]
             }))
         }
-        print(String(format: "finetune entry %@%@: val top-1 %.2f %% (best %.2f %% after epoch %d), run %@",
+        print(String(format: keptBest ? "finetune entry %@%@: val top-1 %.2f %% (kept the best epoch: %.2f %% after epoch %d), run %@"
+                                      : "finetune entry %@%@: val top-1 %.2f %% (best %.2f %% after epoch %d), run %@",
                      String(r.entry.id.prefix(12)), r.entry.name.map { " (\($0))" } ?? "", chosen.top1 ?? 0, chosen.bestTop1, chosen.bestEpoch, r.run.id))
     }
 }
+
+extension FineTuneKeep: ExpressibleByArgument {}

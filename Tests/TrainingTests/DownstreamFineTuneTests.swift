@@ -141,6 +141,42 @@ final class DownstreamFineTuneTests: XCTestCase {
         XCTAssertEqual(c.run.history("loss").map(\.value), a.run.history("loss").map(\.value))
     }
 
+    func testKeepBestDeliversTheBestValidationEpochAndResumes() throws {
+        let zoo = try Zoo.open(ZooLayout(root: tmp.appendingPathComponent("zoo")), create: true)
+        // 20 images, batch 8: 3 batches per epoch, 4 epochs = 12 steps.
+        let best = FineTuneSettings(epochs: 4, batchSize: 8, lr: 0.05, weightDecay: 1e-3, imageSize: 8, seed: 5, keep: .best)
+        let a = try tuner(zoo, config: best, start: try startNetwork().network)
+        let full = try XCTUnwrap(try a.runAll())
+        let trial = full.trials[0]
+        XCTAssertEqual(trial.valTop1.count, 4)
+        XCTAssertEqual(trial.bestTop1, trial.valTop1.max())
+        XCTAssertEqual(trial.bestEpoch, trial.valTop1.firstIndex(of: trial.valTop1.max()!)! + 1, "the earliest best epoch")
+        XCTAssertEqual(trial.top1, trial.bestTop1, "the trial delivers its best epoch")
+        XCTAssertEqual(try a.validate(full.network), trial.bestTop1, "the delivered weights score the best epoch's top-1")
+        XCTAssertEqual(a.provenance(outcome: full, start: try startNetwork(), parentId: nil, datasets: []).hyperparameters["keep"], .string("best"))
+
+        // The same run with --keep last, stopped right after the best epoch: its saved network is the delivered one.
+        var last = best; last.keep = .last
+        let b = try tuner(zoo, config: last, start: try startNetwork().network)
+        b.shouldStop = { $0 == trial.bestEpoch * 3 }
+        XCTAssertNil(try b.runAll())
+        let atBest = try b.freshNetwork()
+        try XCTUnwrap(try b.run.loadState()).restore(atBest)
+        assertSameWeights(atBest, full.network)
+
+        // Stopped mid-epoch 3 and resumed: the same trial record and weights.
+        var runId = ""
+        do {
+            let c = try tuner(zoo, config: best, start: try startNetwork().network)
+            runId = c.run.id
+            c.shouldStop = { $0 == 7 }
+            XCTAssertNil(try c.runAll())
+        }
+        let resumed = try XCTUnwrap(try tuner(zoo, config: best, start: try startNetwork().network, runId: runId).runAll())
+        XCTAssertEqual(resumed.trials, full.trials)
+        assertSameWeights(resumed.network, full.network)
+    }
+
     func testSearchRecordsEveryTrialAndResumesAcrossTrials() throws {
         let zoo = try Zoo.open(ZooLayout(root: tmp.appendingPathComponent("zoo")), create: true)
         let config = FineTuneSettings(steps: 3, batchSize: 8, imageSize: 8, seed: 1, search: 3)

@@ -19,6 +19,8 @@ public struct FineTuneOptions: JobOptions, Sendable {
     public var name: String?
     /// `--augment` text (`DownstreamAugmentation`); nil: `crop:0.08+flip`.
     public var augment: String?
+    /// `--keep`; nil: `.last`.
+    public var keep: FineTuneKeep?
 
     public init() {}
 
@@ -83,12 +85,14 @@ public struct FineTuneConfig: Codable, Equatable, Sendable {
     /// The training augmentation, canonical `DownstreamAugmentation` text; nil in runs recorded before
     /// `--augment` existed, which used `crop:0.08+flip`.
     public var augment: String?
+    /// Which weights each trial delivers; nil in runs recorded before `--keep` existed (`.last`).
+    public var keep: FineTuneKeep?
 
     /// The tuner's settings (`augment` is checked by `FineTuneJob.init`).
     public var settings: FineTuneSettings {
         FineTuneSettings(epochs: epochs, steps: steps, batchSize: batchSize, lr: lr, weightDecay: wd, momentum: momentum,
                          imageSize: imageSize, seed: seed.value, search: search, checkpointEvery: checkpointEvery,
-                         augmentation: (try? DownstreamAugmentation(recorded: augment)) ?? .standard)
+                         augmentation: (try? DownstreamAugmentation(recorded: augment)) ?? .standard, keep: keep ?? .last)
     }
 
     public static let holdoutRule = "every 10th image of --data (positions 9, 19, 29, ...) is validation, the rest trains"
@@ -127,7 +131,8 @@ public struct FineTuneJob: TrainingJob {
             epochs: o.epochs ?? 10, steps: o.steps, batchSize: o.batchSize ?? FineTuneSettings.defaultBatchSize(trainCount: trainCount),
             lr: o.lr ?? 0.1, wd: o.wd ?? 1e-3, momentum: 0.9, search: o.search ?? 0, imageSize: size,
             seed: Seed(o.seed ?? 0), checkpointEvery: o.checkpointEvery, name: o.name,
-            augment: try o.augment.map { try DownstreamAugmentation(parsing: $0) }.map(\.description) ?? DownstreamAugmentation.standard.description)
+            augment: try o.augment.map { try DownstreamAugmentation(parsing: $0) }.map(\.description) ?? DownstreamAugmentation.standard.description,
+            keep: o.keep ?? .last)
         guard c.batchSize <= trainCount else { throw bad("--batch-size \(c.batchSize) is larger than the \(trainCount) training images") }
         return c
     }

@@ -27,13 +27,16 @@ public struct FineTuneSettings: Equatable, Sendable {
     public var checkpointEvery: Int?
     /// The training images' random augmentation (default: the paper's, `crop:0.08+flip`).
     public var augmentation: DownstreamAugmentation
+    /// Which weights a trial delivers: those after its last step, or those after the epoch with the
+    /// highest validation top-1 (the earliest such epoch on a tie).
+    public var keep: FineTuneKeep
 
     public init(epochs: Int = 10, steps: Int? = nil, batchSize: Int = 256, lr: Double = 0.1, weightDecay: Double = 1e-3,
                 momentum: Double = 0.9, imageSize: Int, seed: UInt64 = 0, search: Int = 0, checkpointEvery: Int? = nil,
-                augmentation: DownstreamAugmentation = .standard) {
+                augmentation: DownstreamAugmentation = .standard, keep: FineTuneKeep = .last) {
         self.epochs = epochs; self.steps = steps; self.batchSize = batchSize; self.lr = lr; self.weightDecay = weightDecay
         self.momentum = momentum; self.imageSize = imageSize; self.seed = seed; self.search = search
-        self.checkpointEvery = checkpointEvery; self.augmentation = augmentation
+        self.checkpointEvery = checkpointEvery; self.augmentation = augmentation; self.keep = keep
     }
 
     /// The paper's search space (docs/bissl.md, "Default settings"): lr log-uniform on [1e-4, 1] quantised to 1e-6, wd
@@ -60,6 +63,15 @@ public struct FineTuneSettings: Equatable, Sendable {
     }
 }
 
+/// Which weights a fine-tuning trial delivers (`bissl finetune --keep`).
+public enum FineTuneKeep: String, Codable, CaseIterable, Sendable {
+    /// The weights after the last step (the paper's protocol reports the best epoch's top-1 but keeps these).
+    case last
+    /// The weights after the epoch with the highest validation top-1: model selection on validation, so
+    /// a test top-1 of the entry is the test top-1 at the best validation epoch.
+    case best
+}
+
 /// One trial of a fine-tuning run (the only one without `--search`).
 public struct FineTuneTrial: Codable, Equatable, Sendable {
     public var index: Int
@@ -67,7 +79,8 @@ public struct FineTuneTrial: Codable, Equatable, Sendable {
     public var weightDecay: Double
     /// Validation top-1 (%) after each epoch (and after the last step if it ends mid-epoch).
     public var valTop1: [Double]
-    /// Validation top-1 at the end of the trial (the model the trial delivers).
+    /// Validation top-1 of the model the trial delivers: after its last step (`FineTuneKeep.last`) or
+    /// at its best epoch (`FineTuneKeep.best`).
     public var top1: Double?
     /// Maximum of `valTop1` (the paper's `best_top1_acc`) and its 1-based evaluation index.
     public var bestTop1: Double
@@ -119,11 +132,12 @@ extension JSONValue {
 ///
 /// With `search > 0`, trial `t` trains from the same start weights with `searchDraw(seed, t)`,
 /// the same data order, and the same budget; the delivered network is the trial with the highest
-/// final validation top-1 (the earlier trial on a tie).
+/// validation top-1 of the model it delivers (the earlier trial on a tie). With `keep == .best` a trial
+/// delivers its weights after its best validation epoch instead of its last step.
 ///
 /// Resumable bit-exactly on the Runs API: the state (`Run.saveState`) holds the current trial's
 /// network (parameters and BN buffers), SGD momentum buffers and LR, schedule counter, the trials
-/// so far and the best trial's network; batches depend only on (seed, epoch, position). The last
+/// so far, the best trial's network and (with `keep == .best`) the current trial's best-epoch network; batches depend only on (seed, epoch, position). The last
 /// training batch of an epoch is dropped only when it would hold a single image (train-mode BN
 /// needs more than one value per channel).
 public final class FineTuner {
@@ -267,11 +281,16 @@ public final class FineTuner {
             let sgd = SGD(parameters: Self.parameters(net), lr: Float(lr), momentum: Float(config.momentum), weightDecay: Float(wd))
             var schedule = CosineSchedule(base: Float(lr), warmup: 0, total: T)
             var current = FineTuneTrial(index: t, lr: lr, weightDecay: wd)
+            var bestEpochNet: Network?
             if s0 > 0, let state {
                 try state.restore(net)
                 try state.restore(sgd)
                 try state.restore(&schedule)
                 if let c = state.extra["current"] { current = try FineTuneTrial(json: c) }
+                if config.keep == .best && current.bestEpoch > 0 {
+                    bestEpochNet = try freshNetwork()
+                    try state.restore(bestEpochNet!, prefix: "bestEpoch")
+                }
             }
             if config.search > 0 && s0 == 0 {
                 run.progress.message(String(format: "trial %d (%d of %d): lr %.6g, wd %.6g", t, t + 1, trialCount, lr, wd))
@@ -311,22 +330,26 @@ public final class FineTuner {
                 if endOfEpoch {
                     let top1 = try validate(net)
                     current.valTop1.append(top1)
-                    if top1 > current.bestTop1 { current.bestTop1 = top1; current.bestEpoch = current.valTop1.count }
+                    if top1 > current.bestTop1 {
+                        current.bestTop1 = top1; current.bestEpoch = current.valTop1.count
+                        if config.keep == .best { bestEpochNet = try Self.snapshot(net) }
+                    }
                     run.log(step: g, phase: phaseVal(t), ["val_top1": top1])
                 }
                 let lastOfTrial = s + 1 == T
                 if lastOfTrial {
-                    current.top1 = current.valTop1.last
+                    let delivered = config.keep == .best ? (bestEpochNet ?? net) : net
+                    current.top1 = config.keep == .best && bestEpochNet != nil ? current.bestTop1 : current.valTop1.last
                     trials.append(current)
                     if bestIndex < 0 || (current.top1 ?? -1) > (trials[bestIndex].top1 ?? -1) {
                         bestIndex = t
-                        bestNet = net
+                        bestNet = delivered
                     }
                 }
                 let stop = shouldStop?(g) ?? false
                 let due = run.isStateDue(step: g, every: config.checkpointEvery)
                 if lastOfTrial || endOfEpoch || due || stop {
-                    try save(step: g, current: lastOfTrial ? nil : (net, sgd, schedule, current), trials: trials,
+                    try save(step: g, current: lastOfTrial ? nil : (net, sgd, schedule, current, bestEpochNet), trials: trials,
                              bestIndex: bestIndex, bestNet: bestNet)
                 }
                 if stop { return nil }
@@ -336,14 +359,20 @@ public final class FineTuner {
         return Outcome(network: bestNet, trials: trials, chosen: bestIndex)
     }
 
-    private func save(step: Int, current: (Network, SGD, CosineSchedule, FineTuneTrial)?, trials: [FineTuneTrial],
+    /// An independent copy of `net`'s parameters and BN buffers.
+    static func snapshot(_ net: Network) throws -> Network {
+        try Network(checkpoint: net.checkpoint(provenance: Provenance(stage: "finetune")))
+    }
+
+    private func save(step: Int, current: (Network, SGD, CosineSchedule, FineTuneTrial, Network?)?, trials: [FineTuneTrial],
                       bestIndex: Int, bestNet: Network?) throws {
         var state = TrainingState(step: step)
-        if let (net, sgd, schedule, trial) = current {
+        if let (net, sgd, schedule, trial, bestEpochNet) = current {
             state.capture(net)
             state.capture(sgd)
             state.capture(schedule)
             state.extra["current"] = trial.json
+            if let bestEpochNet { state.capture(bestEpochNet, prefix: "bestEpoch") }
         }
         if let bestNet { state.capture(bestNet, prefix: "best") }
         state.extra["bestTrial"] = .int(Int64(bestIndex))
@@ -370,6 +399,7 @@ public final class FineTuner {
         p.hyperparameters["chosenLR"] = .double(lr)
         p.hyperparameters["chosenWD"] = .double(wd)
         p.hyperparameters["stepsPerTrial"] = .int(Int64(stepsPerTrial))
+        p.hyperparameters["keep"] = .string(config.keep.rawValue)
         p.hyperparameters["batchesPerEpoch"] = .int(Int64(batchesPerEpoch))
         let chosen = outcome.trials[outcome.chosen]
         p.metrics["val_top1"] = chosen.top1 ?? 0
