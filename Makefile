@@ -1,6 +1,6 @@
 # bissl: the commands of README.md. `make test` is what CI runs (.ci/run).
 SHELL := /bin/bash
-APT_PACKAGES := libhdf5-dev libopenblas-dev zlib1g-dev libpng-dev libjpeg-dev libsqlite3-dev libcurl4-openssl-dev pkg-config dataset-fashion-mnist graphviz libopenmpi-dev openmpi-bin
+APT_PACKAGES := libhdf5-dev libopenblas-dev zlib1g-dev libpng-dev libjpeg-dev libsqlite3-dev libcurl4-openssl-dev pkg-config dataset-fashion-mnist graphviz openmpi-bin
 PYTHON ?= python3
 RELEASE_BIN := .build/release/bissl
 
@@ -8,7 +8,7 @@ RELEASE_BIN := .build/release/bissl
 
 ## setup: install the system packages building, testing and the demo need (skips what is there;
 ## graphviz: LineageRenderTests checks that `dot` accepts `bissl lineage --format dot`; Open MPI: data-parallel
-## training under mpirun, docs/distributed.md).
+## training under mpirun, docs/distributed.md: openmpi-bin brings mpirun and libopenmpi3, which bissl opens at run time).
 setup:
 	@missing=""; for p in $(APT_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \

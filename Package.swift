@@ -1,6 +1,6 @@
 // swift-tools-version:6.0
 // bissl: model zoo, checkpoint format and BiSSL training for self-supervised ResNets.
-// Layers, bottom to top: CHDF5/CBLAS/CZlib/CCurl/CMPI (system shims) -> HDF5 -> Checkpoint -> ... -> bissl (CLI).
+// Layers, bottom to top: CHDF5/CBLAS/CZlib/CCurl (system shims) -> HDF5 -> Checkpoint -> ... -> bissl (CLI).
 import PackageDescription
 
 let package = Package(
@@ -26,8 +26,6 @@ let package = Package(
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
-        // Open MPI: data-parallel training under `mpirun` (Sources/Training/Distributed).
-        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
         // The value types every layer shares (Tensor, DType, StateDict, Checkpoint, Architecture,
         // Provenance, JSONValue) and the one-line error protocol; no file formats.
         .target(name: "BisslCore", dependencies: [.product(name: "Collections", package: "swift-collections")]),
@@ -53,10 +51,11 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
         .target(name: "Engine", dependencies: ["CBLAS", "BisslCore"]),
+        // Open MPI is not linked either: Training/Distributed/MPILibrary.swift opens libmpi under `mpirun`.
         .target(
             name: "Training",
             dependencies: [
-                "Engine", "Datasets", "Zoo", "Checkpoint", "HDF5", "CPNG", "CMPI",
+                "Engine", "Datasets", "Zoo", "Checkpoint", "HDF5", "CPNG",
                 .product(name: "Collections", package: "swift-collections"),
             ]),
         // Where models go next: ONNX export (generated protobuf code committed, see tools/onnx/generate.sh),

@@ -6,13 +6,15 @@ public enum DistributedError: OneLineError, Equatable, Sendable {
     case collective(String)
     /// A setting that cannot be split over the ranks (a batch too small for its shards).
     case invalid(String)
+    /// Started by `mpirun`, but no usable Open MPI library (`MPILibrary`): every rank meets it alike.
+    case unavailable(String)
     /// Rank 0 failed at a step every rank waits for (creating or finishing the run); it reports the
     /// reason itself, the other ranks stop quietly.
     case leaderFailed
 
     public var description: String {
         switch self {
-        case .collective(let m), .invalid(let m): m
+        case .collective(let m), .invalid(let m), .unavailable(let m): m
         case .leaderFailed: "rank 0 failed (it printed the reason)"
         }
     }
