@@ -27,6 +27,17 @@ public enum StopRequest {
     /// The watched run's resume command; read and written on `queue` only.
     nonisolated(unsafe) private static var current: String?
     private static let queue = DispatchQueue(label: "bissl.stop-request")
+    /// Set on every rank of a data-parallel job while it trains (`RankFailure.watch`); read and written
+    /// on `queue` only.
+    nonisolated(unsafe) private static var jobEndingLine: String?
+
+    /// In a data-parallel job (docs/distributed.md, "When a rank dies") a SIGTERM is `mpirun` ending the
+    /// job because a rank stopped: waiting for a step boundary would wait for the dead rank. With a
+    /// `line`, SIGTERM writes it (empty: nothing) and exits 143 at once; nil restores the stop request.
+    static func endJobOnTerminate(line: String?) {
+        install()
+        queue.sync { jobEndingLine = line }
+    }
 
     /// The signal that asked to stop, or nil.
     public static var signal: Int32? {
@@ -65,6 +76,11 @@ public enum StopRequest {
     /// On `queue`: the first signal asks to stop, a second one quits.
     private static func handle(_ sig: Int32) {
         let name = sig == SIGINT ? "SIGINT" : "SIGTERM"
+        if sig == SIGTERM, let line = jobEndingLine {
+            FileHandle.standardError.write(Data(line.utf8))
+            TemporaryFiles.removeAll()
+            _exit(128 + sig)
+        }
         guard current != nil else {
             FileHandle.standardError.write(Data("\nerror: stopped by \(name)\n".utf8))
             TemporaryFiles.removeAll()
