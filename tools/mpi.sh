@@ -2,9 +2,10 @@
 # MPI lane (docs/distributed.md): data-parallel training under `mpirun --oversubscribe -np 2` on
 # loopback, with the release build of `make test`:
 #   (a) DataParallelStepTests on 2 ranks: a 2-rank BiSSL lower step and Hessian-vector product equal the
-#       single-process computation of the same two shards;
+#       single-process computation of the same two shards; a BatchNorm synchronised over the 2 ranks
+#       (--sync-bn) equals the BatchNorm of the concatenated batch;
 #   (b) 2-rank pretrain, align and finetune on the 8x8 digits make entries whose provenance records
-#       ranks = 2;
+#       ranks = 2 (pretrain and finetune with --sync-bn, recorded as syncBn = true);
 #   (c) killing rank 1 mid-run: the job fails with our one `error:` line naming the run, no entry is
 #       added, and the run resumes (on one process) to an entry.
 # Usage: tools/mpi.sh PATH/TO/bissl (the test bundle is taken from the same build directory).
@@ -24,28 +25,28 @@ TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
 ZOO="$TMP/zoo"
 DIGITS="h5:$PWD/data/digits/digits.h5"
 split() { seq "$1" "$2" > "$TMP/split-$1"; echo "$DIGITS#split=$TMP/split-$1"; }
-# The value of provenance.hyperparameters.ranks of entry $1 (empty when absent).
-ranks_of() { "$BIN" show "$1" --zoo "$ZOO" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["provenance"]["hyperparameters"].get("ranks", ""))'; }
+# The values of provenance.hyperparameters.ranks and .syncBn of entry $1 ("2" or "2 True"; empty when absent).
+ranks_of() { "$BIN" show "$1" --zoo "$ZOO" --json | python3 -c 'import json,sys; h=json.load(sys.stdin)["provenance"]["hyperparameters"]; print(" ".join(str(h[k]) for k in ("ranks", "syncBn") if k in h))'; }
 entries() { "$BIN" list --zoo "$ZOO" --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
 
 # (a)
-if "${MPIRUN[@]}" "$TESTS" TrainingTests.DataParallelStepTests > "$TMP/a.log" 2>&1 && grep -q "Executed 2 tests, with 0 failures" "$TMP/a.log"; then
-  ok "2-rank lower step and Hessian-vector product equal the single-process computation of the two shards"
+if "${MPIRUN[@]}" "$TESTS" TrainingTests.DataParallelStepTests > "$TMP/a.log" 2>&1 && grep -q "Executed 3 tests, with 0 failures" "$TMP/a.log"; then
+  ok "2-rank lower step and Hessian-vector product equal the single-process computation of the two shards; synchronised BatchNorm equals the concatenated batch's"
 else cat "$TMP/a.log"; bad "step equality (DataParallelStepTests on 2 ranks)"; fi
 
 # (b)
 if "${MPIRUN[@]}" "$BIN" pretrain --method simclr --data "$(split 0 63)" --arch resnet18 --width 2 --stem small --image-size 8 --batch-size 8 \
-     --steps 2 --name mpi-pretext --zoo "$ZOO" > "$TMP/p.out" 2> "$TMP/p.err" && [ "$(ranks_of mpi-pretext)" = 2 ]; then
-  ok "2-rank pretrain made an entry with ranks 2 in its provenance"
+     --steps 2 --sync-bn --name mpi-pretext --zoo "$ZOO" > "$TMP/p.out" 2> "$TMP/p.err" && [ "$(ranks_of mpi-pretext)" = "2 True" ]; then
+  ok "2-rank pretrain --sync-bn made an entry with ranks 2 and syncBn in its provenance"
 else cat "$TMP/p.out" "$TMP/p.err"; bad "2-rank pretrain"; fi
 if "${MPIRUN[@]}" "$BIN" align mpi-pretext --data "$(split 100 115)" --pretext-data "$(split 200 215)" --val "$(split 300 315)" \
      --alternations 1 --lower-steps 2 --upper-steps 2 --warmup-epochs 1 --cg-iters 2 --p-batch-size 8 --d-batch-size 8 \
      --name mpi-aligned --zoo "$ZOO" > "$TMP/al.out" 2> "$TMP/al.err" && [ "$(ranks_of mpi-aligned)" = 2 ]; then
   ok "2-rank align made an entry with ranks 2 in its provenance"
 else cat "$TMP/al.out" "$TMP/al.err"; bad "2-rank align"; fi
-if "${MPIRUN[@]}" "$BIN" finetune mpi-aligned --data "$(split 400 431)" --epochs 1 --batch-size 8 --name mpi-finetuned \
-     --zoo "$ZOO" > "$TMP/f.out" 2> "$TMP/f.err" && [ "$(ranks_of mpi-finetuned)" = 2 ]; then
-  ok "2-rank finetune made an entry with ranks 2 in its provenance"
+if "${MPIRUN[@]}" "$BIN" finetune mpi-aligned --data "$(split 400 431)" --epochs 1 --batch-size 8 --sync-bn --name mpi-finetuned \
+     --zoo "$ZOO" > "$TMP/f.out" 2> "$TMP/f.err" && [ "$(ranks_of mpi-finetuned)" = "2 True" ]; then
+  ok "2-rank finetune --sync-bn made an entry with ranks 2 and syncBn in its provenance"
 else cat "$TMP/f.out" "$TMP/f.err"; bad "2-rank finetune"; fi
 
 # (c) rank 1 is killed once the run saved a state; the run must stay resumable and add no entry.

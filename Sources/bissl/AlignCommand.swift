@@ -64,7 +64,7 @@ struct AlignCommand: TrainingCommand {
         o.alternations = alternations; o.lowerSteps = lowerSteps; o.upperSteps = upperSteps; o.lambda = lambda
         o.damping = damping; o.cgIters = cgIters; o.cg = cg; o.hvp = hvp; o.hvpBatchNorm = hvpBN; o.warmupEpochs = warmupEpochs
         o.dLR = dLR; o.dWD = dWD; o.pLR = pLR; o.pWD = pWD; o.pBatchSize = pBatchSize; o.dBatchSize = dBatchSize
-        o.clip = clip; o.noIJ = noIJ; o.imageSize = imageSize; o.seed = seed; o.name = runOptions.name; o.freshHeads = freshHeads
+        o.clip = clip; o.noIJ = noIJ; o.imageSize = imageSize; o.seed = seed; o.name = runOptions.name; o.syncBn = runOptions.syncBN; o.freshHeads = freshHeads
         o.augment = augmentOption.augment; o.pretextVal = pretextVal; o.keepUpper = keepUpper
         return o
     }

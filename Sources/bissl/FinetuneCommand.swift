@@ -65,7 +65,7 @@ struct FinetuneCommand: TrainingCommand {
         o.ref = ref; o.randomInit = randomInit
         o.arch = architecture.arch; o.width = architecture.width; o.stem = architecture.stem?.rawValue
         o.data = data; o.val = val; o.epochs = epochs; o.steps = steps; o.batchSize = batchSize; o.lr = lr; o.wd = wd
-        o.search = search; o.imageSize = imageSize; o.seed = seed; o.checkpointEvery = checkpointEvery; o.name = runOptions.name
+        o.search = search; o.imageSize = imageSize; o.seed = seed; o.checkpointEvery = checkpointEvery; o.name = runOptions.name; o.syncBn = runOptions.syncBN
         o.augment = augmentOption.augment; o.keep = keep
         return o
     }

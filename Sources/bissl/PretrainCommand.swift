@@ -58,7 +58,7 @@ struct PretrainCommand: TrainingCommand {
         o.arch = architecture.arch; o.width = architecture.width; o.stem = architecture.stem?.rawValue
         o.imageSize = imageSize; o.batchSize = batchSize; o.steps = steps; o.epochs = epochs; o.lr = lr; o.weightDecay = wd
         o.optimizer = optimizer?.rawValue; o.temperature = temperature; o.emaDecay = emaDecay; o.seed = seed; o.from = from
-        o.name = runOptions.name; o.checkpointEvery = checkpointEvery
+        o.name = runOptions.name; o.syncBn = runOptions.syncBN; o.checkpointEvery = checkpointEvery
         return o
     }
 

@@ -48,7 +48,7 @@ extension TrainingCommand {
     }
 }
 
-/// `--resume`, `--name`, `--json` of every training command.
+/// `--resume`, `--name`, `--json`, `--sync-bn` of every training command.
 struct RunOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Continue an interrupted run (id, unique prefix or directory) with the settings it started with; takes no other options.", valueName: "RUN"))
     var resume: String?
@@ -56,6 +56,8 @@ struct RunOptions: ParsableArguments {
     var name: String?
     @Flag(help: "Print the result as JSON.")
     var json = false
+    @Flag(name: .customLong("sync-bn"), help: "Under mpirun: BatchNorm normalises with the statistics of the whole global batch, summed over the ranks (torch.nn.SyncBatchNorm), instead of each rank's shard (docs/distributed.md).")
+    var syncBN = false
 }
 
 /// The backbone of a run that starts from no entry: `--arch`, `--width`, `--stem`.

@@ -48,6 +48,7 @@ final class BiSSLAlignCommandTests: CLITestCase {
             (base + ["--augment", "crop:9"], "error: align: --augment 'crop:9': the crop's minimum area must be a number in (0, 1]"),
             (base + ["--pretext-val", "idx:/nope"], "error: --pretext-val idx:/nope: idx: folder /nope does not exist"),
             (base + ["--keep-upper", "--name", "held"], "error: --name held-upper is already the name of entry "),
+            (base + ["--sync-bn"], "error: align: --sync-bn needs --hvp central or --hvp forward (or --no-ij)"),
         ]
         for (args, expected) in cases {
             let r = try bissl(["align"] + args)

@@ -7,6 +7,9 @@
 ///   `running_var = (1 - momentum) * running_var + momentum * var * M / (M - 1)` (the *unbiased*
 ///   variance, `M = N*H*W`), `num_batches_tracked += 1`.
 /// - Eval: `running_mean` / `running_var` normalise.
+/// - SyncBatchNorm (`torch.nn.SyncBatchNorm`, https://pytorch.org/docs/stable/generated/torch.nn.SyncBatchNorm.html):
+///   while `crossProcessSum` is set, the batch statistics (and the backward's means) are those of the
+///   union of every process's batch, `M` its total count.
 /// - `M = 1` in train mode (PyTorch raises "Expected more than 1 value per channel when training"):
 ///   the output is `bias`, and the running variance is updated with variance 0; callers keep `M > 1`.
 /// - Keys: `<prefix>weight`, `bias` (parameters), `running_mean`, `running_var`, `num_batches_tracked` (buffers).
@@ -32,6 +35,36 @@ public final class BatchNorm2d {
     private var invStd: [Float] = []
     /// Mean and unbiased variance per channel of the last forward that used batch statistics.
     public private(set) var batchStatistics: (mean: [Float], unbiasedVariance: [Float])?
+
+    /// SyncBatchNorm (`torch.nn.SyncBatchNorm`): while set, every forward with batch statistics and its
+    /// backward sum their per-channel float64 sums over the processes of a data-parallel job with this
+    /// function (an in-place all-reduce with `MPI_SUM`; every process must make the same calls in the
+    /// same order). nil (the default): each process normalises with its own batch, as before.
+    /// Statistics are those of the union of the processes' batches (the concatenated batch); the
+    /// backward's mean terms are weighted by each process's share of it, so that the count-weighted
+    /// average of the processes' gradients (`DataParallel.averageGradients`) is the gradient of the
+    /// concatenated batch's mean loss. The tangent rules do not synchronise (they refuse a
+    /// synchronised forward).
+    nonisolated(unsafe) public static var crossProcessSum: ((inout [Double]) -> Void)?
+    /// Values per channel over every process (Σ M_r) when the last forward was synchronised; else nil.
+    private var synchronizedCount: Double?
+
+    /// `out[c] = Σ_n f(plane (n, c), c)`: `f` of each `[H, W]` plane of `x`, accumulated in float64 over
+    /// n in order; channels in parallel, each by one thread (so the result does not depend on threads).
+    private func planeSums(_ x: Tensor4, into out: inout [Double], _ f: (UnsafePointer<Float>, Int) -> Double) {
+        let C = x.c, HW = x.h * x.w, N = x.n
+        x.data.withUnsafeBufferPointer { xp in
+            out.withUnsafeMutableBufferPointer { op in
+                Parallel.forEachChunk(C, workPerIndex: N * HW) { channels in
+                    for c in channels {
+                        var s: Double = 0
+                        for n in 0..<N { s += f(xp.baseAddress! + (n * C + c) * HW, c) }
+                        op[c] = s
+                    }
+                }
+            }
+        }
+    }
 
     /// One momentum update of the running statistics, as a `.train` forward with these batch
     /// statistics makes it (`num_batches_tracked += 1`). BiSSL replays the update of its Hessian
@@ -62,33 +95,30 @@ public final class BatchNorm2d {
         var mean = [Float](repeating: 0, count: C)
         var invStd = [Float](repeating: 0, count: C)
         if mode.usesBatchStatistics {
+            let synchronize = Self.crossProcessSum
+            // Per channel: Σx (pass 1), then Σ(x − μ)² about the mean of the whole batch (pass 2), each
+            // accumulated in float64 over the planes; under `crossProcessSum` each is summed over the
+            // processes, with the processes' value counts (SyncBatchNorm's global batch statistics).
+            var sums = [Double](repeating: 0, count: C + 1)
+            sums[C] = Double(M)
+            planeSums(x, into: &sums) { p, _ in Double(sumFloat(p, HW)) }
+            synchronize?(&sums)
+            let total = sums[C]
+            for c in 0..<C { mean[c] = Float(sums[c] / total) }
             var variance = [Double](repeating: 0, count: C)
-            let eps = Double(self.eps)
-            x.data.withUnsafeBufferPointer { xp in
-                mean.withUnsafeMutableBufferPointer { meanp in
-                    invStd.withUnsafeMutableBufferPointer { invp in
-                        variance.withUnsafeMutableBufferPointer { varp in
-                            // Each channel's statistics come from one thread, in a fixed order.
-                            Parallel.forEachChunk(C, workPerIndex: 2 * M) { channels in
-                                for c in channels {
-                                    var s: Double = 0
-                                    for n in 0..<N { s += Double(sumFloat(xp.baseAddress! + (n * C + c) * HW, HW)) }
-                                    let mu = s / Double(M)
-                                    var v: Double = 0
-                                    for n in 0..<N { v += Double(sumSquaredDeviation(xp.baseAddress! + (n * C + c) * HW, HW, Float(mu))) }
-                                    meanp[c] = Float(mu)
-                                    varp[c] = v / Double(M)
-                                    invp[c] = Float(1 / (varp[c] + eps).squareRoot())
-                                }
-                            }
-                        }
-                    }
-                }
+            let mu = mean
+            planeSums(x, into: &variance) { p, c in Double(sumSquaredDeviation(p, HW, mu[c])) }
+            synchronize?(&variance)
+            for c in 0..<C {
+                variance[c] /= total
+                invStd[c] = Float(1 / (variance[c] + Double(eps)).squareRoot())
             }
-            let unbiased = (0..<C).map { Float(M > 1 ? variance[$0] * Double(M) / Double(M - 1) : variance[$0]) }
+            synchronizedCount = synchronize == nil ? nil : total
+            let unbiased = (0..<C).map { Float(total > 1 ? variance[$0] * total / (total - 1) : variance[$0]) }
             batchStatistics = (mean, unbiased)
             if mode == .train { updateRunningStatistics(mean: mean, unbiasedVariance: unbiased) }
         } else {
+            synchronizedCount = nil
             for c in 0..<C {
                 mean[c] = runningMean[c]
                 invStd[c] = 1 / (runningVar[c] + eps).squareRoot()
@@ -118,45 +148,65 @@ public final class BatchNorm2d {
 
     /// Backward: dy `[N, C, H, W]` -> dx. Accumulates `dL/dgamma`, `dL/dbeta`. In train mode the
     /// gradient flows through the batch statistics:
-    /// `dx = gamma * invstd / M * (M * dy - sum(dy) - xhat * sum(dy * xhat))`; in eval mode `dx = gamma * invstd * dy`.
+    /// `dx = gamma * invstd * (dy - a - xhat * b)`, `a = mean(dy)`, `b = mean(dy * xhat)`; in eval mode
+    /// `dx = gamma * invstd * dy`. After a synchronised forward (`crossProcessSum`) process r's means are
+    /// `a = Σ_r' M_r' Σdy_r' / (M_r Σ_r' M_r')` (b likewise; M_r: its values per channel): the gradient
+    /// of the concatenated batch's loss `Σ_r (M_r/ΣM) L_r` with respect to its input, divided by its
+    /// weight M_r/ΣM (PyTorch's SyncBatchNorm backward with equal shards, where the weights cancel).
     public func backward(_ dy: Tensor4) -> Tensor4 {
         guard let x = input else { preconditionFailure("BatchNorm2d \(prefix): backward before forward") }
         let (C, HW, N, M) = (channels, x.h * x.w, x.n, Float(x.n * x.h * x.w))
-        var dx = [Float](unsafeUninitializedCapacity: x.count) { _, initialized in initialized = x.count }
         let mean = self.mean, invStd = self.invStd, gamma = weight.value, batchStatistics = lastMode.usesBatchStatistics
+        // sums[2c] = Σ dy·xhat, sums[2c+1] = Σ dy over the channel's values.
         var sums = [Double](repeating: 0, count: 2 * C)
         x.data.withUnsafeBufferPointer { xp in
             dy.data.withUnsafeBufferPointer { gp in
+                sums.withUnsafeMutableBufferPointer { sp in
+                    Parallel.forEachChunk(C, workPerIndex: 2 * N * HW) { channels in
+                        for c in channels {
+                            let (sumDy, sumDyXhat) = channelSums(gp.baseAddress!, xp.baseAddress!, c, N, C, HW, mean[c], invStd[c])
+                            sp[2 * c] = sumDyXhat
+                            sp[2 * c + 1] = sumDy
+                        }
+                    }
+                }
+            }
+        }
+        // The means b (meanDyXhat) and a (meanDy) of the rule above, per channel.
+        var means = [Float](repeating: 0, count: 2 * C)
+        if batchStatistics, let total = synchronizedCount {
+            guard let synchronize = Self.crossProcessSum else {
+                preconditionFailure("BatchNorm2d \(prefix): backward of a synchronised forward outside the synchronisation")
+            }
+            var weighted = sums.map { $0 * Double(M) }
+            synchronize(&weighted)
+            for i in 0..<(2 * C) { means[i] = Float(weighted[i] / (Double(M) * total)) }
+        } else if batchStatistics {
+            for i in 0..<(2 * C) { means[i] = Float(sums[i]) / M }
+        }
+        var dx = [Float](unsafeUninitializedCapacity: x.count) { _, initialized in initialized = x.count }
+        x.data.withUnsafeBufferPointer { xp in
+            dy.data.withUnsafeBufferPointer { gp in
                 dx.withUnsafeMutableBufferPointer { dxp in
-                  sums.withUnsafeMutableBufferPointer { sp in
-                    // Each channel is reduced and written by one thread.
-                    Parallel.forEachChunk(C, workPerIndex: 3 * N * HW) { channels in
-                    for c in channels {
-                        let mu = mean[c], inv = invStd[c]
-                        let (sumDy, sumDyXhat) = channelSums(gp.baseAddress!, xp.baseAddress!, c, N, C, HW, mu, inv)
-                        sp[2 * c] = sumDyXhat
-                        sp[2 * c + 1] = sumDy
-                        let g = gamma[c] * inv
-                        if batchStatistics {
-                            let meanDy = Float(sumDy) / M, meanDyXhat = Float(sumDyXhat) / M
+                    // Each channel is written by one thread.
+                    Parallel.forEachChunk(C, workPerIndex: N * HW) { channels in
+                        for c in channels {
+                            let mu = mean[c], inv = invStd[c], g = gamma[c] * inv
+                            let meanDyXhat = means[2 * c], meanDy = means[2 * c + 1]
                             for n in 0..<N {
                                 let off = (n * C + c) * HW
                                 let src = gp.baseAddress! + off, xs = xp.baseAddress! + off, dst = dxp.baseAddress! + off
-                                for i in 0..<HW {
-                                    let xhat = (xs[i] - mu) * inv
-                                    dst[i] = g * (src[i] - meanDy - xhat * meanDyXhat)
+                                if batchStatistics {
+                                    for i in 0..<HW {
+                                        let xhat = (xs[i] - mu) * inv
+                                        dst[i] = g * (src[i] - meanDy - xhat * meanDyXhat)
+                                    }
+                                } else {
+                                    for i in 0..<HW { dst[i] = g * src[i] }
                                 }
-                            }
-                        } else {
-                            for n in 0..<N {
-                                let off = (n * C + c) * HW
-                                let src = gp.baseAddress! + off, dst = dxp.baseAddress! + off
-                                for i in 0..<HW { dst[i] = g * src[i] }
                             }
                         }
                     }
-                    }
-                  }
                 }
             }
         }
@@ -182,6 +232,7 @@ public final class BatchNorm2d {
     /// Tangent forward: ẋ -> ẏ (shape `[N, C, H, W]`), at the primal forward's input and statistics.
     public func tangentForward(_ dotX: Tensor4) -> Tensor4 {
         guard let x = input else { preconditionFailure("BatchNorm2d \(prefix): tangent before forward") }
+        precondition(synchronizedCount == nil, "BatchNorm2d \(prefix): no tangent rule for a synchronised forward (SyncBatchNorm)")
         precondition(dotX.shape == x.shape, "BatchNorm2d \(prefix): tangent shape \(dotX.shape) vs \(x.shape)")
         let (C, HW, N, M) = (channels, x.h * x.w, x.n, Float(x.n * x.h * x.w))
         let mean = self.mean, invStd = self.invStd, gamma = weight.value, batch = lastMode.usesBatchStatistics

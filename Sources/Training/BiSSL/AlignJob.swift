@@ -32,6 +32,9 @@ public struct AlignOptions: JobOptions, Sendable {
     public var keepUpper = false
     /// New pretext heads instead of REF's (`--fresh-heads`).
     public var freshHeads = false
+    /// `--sync-bn`: under `mpirun`, BatchNorm normalises with the whole global batch's statistics
+    /// (`DataParallel.syncBatchNorm`, torch.nn.SyncBatchNorm); nothing changes on one process.
+    public var syncBn = false
 
     public init() {}
 
@@ -66,6 +69,9 @@ public struct AlignOptions: JobOptions, Sendable {
             guard value >= 0 else { throw bad("\(option) must not be negative, got \(value)") }
         }
         guard clip > 0 else { throw bad("--clip must be positive, got \(clip)") }
+        guard !syncBn || noIJ || hvp != nil && hvp != .exact else {
+            throw bad("--sync-bn needs --hvp central or --hvp forward (or --no-ij): the exact Hessian-vector products' BatchNorm tangent rules use each rank's own batch statistics")
+        }
         guard noIJ || lambda + damping > 0 else {
             throw bad("--lambda + --damping must be positive (the implicit solve divides by λ+δ), or give --no-ij")
         }

@@ -120,7 +120,7 @@ public final class ImplicitGradient {
                 twin.headParameters.zeroGrad()
                 twin.gradientTangent()
             })
-            _ = product.gradientAtCurrentPoint()   // the recorded primal pass
+            _ = DataParallel.synchronizingBatchNorm { product.gradientAtCurrentPoint() }   // the recorded primal pass
             statistics = zip(pretext.batchNorms, twin.batchNorms).map { ($0, $1.batchStatistics!) }
         case .forward, .central:
             let pretext = self.pretext
@@ -135,7 +135,7 @@ public final class ImplicitGradient {
                 if ActivationPatterns.current === patterns { gradient() } else { patterns.replay(gradient) }
             })
             // ∇L_P(θ_P; B_H) at θ_P, recording every ReLU mask and max-pool winner; the probes replay them
-            patterns.record { _ = product.gradientAtCurrentPoint() }
+            DataParallel.synchronizingBatchNorm { patterns.record { _ = product.gradientAtCurrentPoint() } }
             statistics = pretext.batchNorms.map { ($0, $0.batchStatistics!) }
         }
         self.product = product

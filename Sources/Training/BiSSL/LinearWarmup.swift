@@ -25,7 +25,7 @@ public final class LinearWarmup {
     @discardableResult
     public func step(images x: Tensor4, labels: [Int]) -> Float {
         classifier.parameters.zeroGrad()
-        let features = downstream.backbone.forward(x, mode: .train)
+        let features = DataParallel.synchronizingBatchNorm { downstream.backbone.forward(x, mode: .train) }
         let ce = CrossEntropy.forward(logits: classifier.forward(features), labels: labels)
         _ = classifier.backward(ce.gradient)
         let loss = DataParallel.averageGradients(classifier.parameters, count: x.n, values: [ce.loss])[0]

@@ -52,7 +52,7 @@ public final class LowerLevel {
     public func step(view1: Tensor4, view2: Tensor4) -> Result {
         let params = pretext.parameters
         params.zeroGrad()
-        let local = pretext.lossAndGradient(view1: view1, view2: view2, mode: .train, updateEMA: true)
+        let local = DataParallel.synchronizingBatchNorm { pretext.lossAndGradient(view1: view1, view2: view2, mode: .train, updateEMA: true) }
         // Under mpirun: averaged over the ranks' shards before the (rank-independent) penalty is added.
         let loss = DataParallel.averageGradients(params, count: view1.n, values: [local])[0]
         var reg: Double = 0, pretextSquared: Double = 0

@@ -57,19 +57,25 @@ public final class UpperLevel {
         // ℓ1 through θ_P
         thetaP.parameters.zeroGrad()
         head.zeroGrad()
-        let ce1 = CrossEntropy.forward(logits: classifier.forward(thetaP.forward(x, mode: .train)), labels: labels)
-        thetaP.backward(classifier.backward(ce1.gradient))
+        let ce1 = DataParallel.synchronizingBatchNorm {
+            let ce = CrossEntropy.forward(logits: classifier.forward(thetaP.forward(x, mode: .train)), labels: labels)
+            thetaP.backward(classifier.backward(ce.gradient))
+            return ce
+        }
         // Under mpirun: g, gφ1 and ℓ1 averaged over the ranks' shards (docs/distributed.md).
         let loss1 = DataParallel.averageGradients(thetaP.parameters + head, count: x.n, values: [ce1.loss])[0]
         let g = thetaP.parameters.map(\.grad)
         let gphi1 = head.map(\.grad)
         // u = (I + H/(λ+δ))^-1 g
-        let u = implicit.solve(g)
+        let u = DataParallel.synchronizingBatchNorm { implicit.solve(g) }
         // ℓ2 through θ_D
         thetaD.parameters.zeroGrad()
         head.zeroGrad()
-        let ce2 = CrossEntropy.forward(logits: classifier.forward(thetaD.forward(x, mode: .train)), labels: labels)
-        thetaD.backward(classifier.backward(ce2.gradient))
+        let ce2 = DataParallel.synchronizingBatchNorm {
+            let ce = CrossEntropy.forward(logits: classifier.forward(thetaD.forward(x, mode: .train)), labels: labels)
+            thetaD.backward(classifier.backward(ce.gradient))
+            return ce
+        }
         let loss2 = DataParallel.averageGradients(thetaD.parameters + head, count: x.n, values: [ce2.loss])[0]
         for (p, uk) in zip(thetaD.parameters, u) { for i in p.grad.indices { p.grad[i] += uk[i] } }
         for (p, gk) in zip(head, gphi1) { for i in p.grad.indices { p.grad[i] += gk[i] } }

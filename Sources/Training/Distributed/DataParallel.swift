@@ -8,7 +8,8 @@ import Foundation
 /// Hessian-vector product of BiSSL's implicit solve) are averaged over the ranks with an all-reduce
 /// before anything reads them (clipping, the optimiser, CG), so every rank applies the same update
 /// to the same parameters. BatchNorm uses each rank's own batch statistics (DDP without
-/// SyncBatchNorm); rank 0's running statistics are the ones saved.
+/// SyncBatchNorm), or with `--sync-bn` (`syncBatchNorm`) the statistics of the whole global batch
+/// (`torch.nn.SyncBatchNorm`); rank 0's running statistics are the ones saved.
 ///
 /// This is the process-wide context of that scheme: `join()` (called by `TrainingJob.start` and
 /// `resume`, the one path of every training command) initialises MPI when the process runs under
@@ -24,8 +25,8 @@ public enum DataParallel {
     public static var isLeader: Bool { world.rank == 0 }
 
     /// Initialises MPI once when started by `mpirun` with more than one rank (`OMPI_COMM_WORLD_SIZE`);
-    /// otherwise does nothing.
-    /// - Throws: `DistributedError.collective` when MPI cannot be initialised.
+    /// otherwise does nothing (libmpi is then never opened).
+    /// - Throws: `DistributedError.unavailable` (no usable libmpi), `.collective` (MPI cannot be initialised).
     @discardableResult
     public static func join(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Communicator {
         if let joined { return joined }
@@ -38,6 +39,26 @@ public enum DataParallel {
     /// Uses `world` as the job's communicator (tests compare a reduced step with a single-process
     /// computation by switching to `.single` and back).
     public static func use(_ world: Communicator?) { joined = world }
+
+    /// `--sync-bn`: the training steps normalise with the batch statistics of the whole global batch
+    /// (`synchronizingBatchNorm`). Set by `TrainingJob.start` / `resume` from the run's config.
+    nonisolated(unsafe) public static var syncBatchNorm = false
+
+    /// Runs `body` (a training step's forward and backward passes) with every train-mode BatchNorm
+    /// synchronised over the ranks (`BatchNorm2d.crossProcessSum`: its per-channel sums all-reduced,
+    /// `torch.nn.SyncBatchNorm`) when `syncBatchNorm` is on and the job has several ranks; otherwise, or
+    /// inside another `synchronizingBatchNorm`, just runs it. Every rank must run the same bodies in the
+    /// same order (the training steps do); forwards outside one (validation, held-out losses, the align
+    /// plan's measurement) keep per-rank statistics.
+    public static func synchronizingBatchNorm<T>(_ body: () throws -> T) rethrows -> T {
+        guard syncBatchNorm, world.size > 1, BatchNorm2d.crossProcessSum == nil else { return try body() }
+        let world = self.world
+        BatchNorm2d.crossProcessSum = { sums in
+            do { try sums.withUnsafeMutableBufferPointer { try world.allReduceSum($0) } } catch { stopAfterCollectiveFailure(error) }
+        }
+        defer { BatchNorm2d.crossProcessSum = nil }
+        return try body()
+    }
 
     /// The part of every global batch this rank computes on.
     public static var shard: DataShard { DataShard(index: world.rank, count: world.size) }

@@ -21,6 +21,9 @@ public struct FineTuneOptions: JobOptions, Sendable {
     public var augment: String?
     /// `--keep`; nil: `.last`.
     public var keep: FineTuneKeep?
+    /// `--sync-bn`: under `mpirun`, BatchNorm normalises with the whole global batch's statistics
+    /// (`DataParallel.syncBatchNorm`, torch.nn.SyncBatchNorm); nothing changes on one process.
+    public var syncBn = false
 
     public init() {}
 

@@ -216,10 +216,13 @@ public final class FineTuner {
     public static func trainStep(_ net: Network, sgd: SGD, images: Tensor4, labels: [Int]) -> Float {
         let classifier = net.heads["classifier"]!
         sgd.parameters.zeroGrad()
-        let features = net.backbone.forward(images, mode: .train)
-        let logits = classifier.forward(features, mode: .train)
-        let (local, grad) = CrossEntropy.forward(logits: logits, labels: labels)
-        net.backbone.backward(classifier.backward(grad))
+        let local = DataParallel.synchronizingBatchNorm {
+            let features = net.backbone.forward(images, mode: .train)
+            let logits = classifier.forward(features, mode: .train)
+            let (local, grad) = CrossEntropy.forward(logits: logits, labels: labels)
+            net.backbone.backward(classifier.backward(grad))
+            return local
+        }
         // Under mpirun: gradients and loss averaged over the ranks' shards (docs/distributed.md).
         let loss = DataParallel.averageGradients(sgd.parameters, count: images.n, values: [local])[0]
         sgd.step()

@@ -24,6 +24,9 @@ public struct PretrainOptions: JobOptions, Sendable {
     public var from: String?
     public var name: String?
     public var checkpointEvery: Int?
+    /// `--sync-bn`: under `mpirun`, BatchNorm normalises with the whole global batch's statistics
+    /// (`DataParallel.syncBatchNorm`, torch.nn.SyncBatchNorm); nothing changes on one process.
+    public var syncBn = false
 
     public init(method: PretextObjective.Method? = nil, data: String? = nil) {
         self.method = method

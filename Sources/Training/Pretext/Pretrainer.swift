@@ -124,7 +124,7 @@ public final class Pretrainer {
         let x1 = Tensor4(n: n, c: 3, h: h, w: w, data: batch.views[0])
         let x2 = Tensor4(n: n, c: 3, h: h, w: w, data: batch.views[1])
         objective.parameters.zeroGrad()
-        let local = objective.lossAndGradient(view1: x1, view2: x2, mode: .train, updateEMA: true)
+        let local = DataParallel.synchronizingBatchNorm { objective.lossAndGradient(view1: x1, view2: x2, mode: .train, updateEMA: true) }
         // Under mpirun: gradients and loss averaged over the ranks' shards (docs/distributed.md).
         let loss = DataParallel.averageGradients(objective.parameters, count: n, values: [local])[0]
         guard loss.isFinite else {

@@ -8,6 +8,9 @@ import Zoo
 public protocol JobOptions {
     /// `--name` of the entry the run adds.
     var name: String? { get }
+    /// `--sync-bn` (docs/distributed.md): recorded in the run's config as `syncBn`, applied by
+    /// `DataParallel.syncBatchNorm`.
+    var syncBn: Bool { get }
     /// The command-line spelling of the setting stored as `label` (default: `--` + kebab-case,
     /// `ref` -> `REF`).
     static func flag(for label: String) -> String
@@ -92,9 +95,11 @@ extension TrainingJob {
         if let name = options.name { try checkName(name, zoo: zoo) }
         let config = try resolve(options, zoo: zoo)
         let job = try Self(config: config, zoo: zoo, resuming: nil)
+        DataParallel.syncBatchNorm = options.syncBn
         let run = try agreeOnRun(zoo: zoo, world: world) {
             var settings = try JSONValueEncoder().encodeObject(config)
             if world.size > 1 { settings["ranks"] = .int(Int64(world.size)) }
+            if options.syncBn { settings["syncBn"] = .bool(true) }
             let run = try Run.create(zoo: zoo, kind: kind, config: settings, commandLine: commandLine,
                                      totalSteps: job.totalSteps, progress: progress)
             run.progress.message(job.startMessage(run: run, commandLine: commandLine))
@@ -139,6 +144,7 @@ extension TrainingJob {
                 throw TrainingError.invalid("run \(run.id): the run's config is not a \(kind) config: \(error)")
             }
             job = try Self(config: config, zoo: zoo, resuming: run)
+            DataParallel.syncBatchNorm = RecordedSettings.value("syncBn", in: run.config) == .bool(true)
         } catch {
             run.fail(error)
             throw error
