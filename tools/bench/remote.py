@@ -12,6 +12,9 @@ What each figure times (wall clock of the whole process, best of TRIALS):
   from the tensors, placing the entry in the catalog. boto3: download_file of the object to a file.
 - list --remote: 1,000 tiny entries (a 1,000-deep chain pushed by one `bissl push TIP`), text output.
 """
+import datetime
+import hashlib
+import hmac
 import json
 import os
 import random
@@ -22,6 +25,9 @@ import sys
 import sysconfig
 import tempfile
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -83,6 +89,39 @@ def start_weed(work):
         proc.kill()
         raise RuntimeError("SeaweedFS did not start")
     return proc, endpoint
+
+
+def create_bucket(endpoint, bucket, region="us-east-1", timeout=60):
+    """Creates `bucket` on the server at `endpoint` with an S3 CreateBucket request (PUT /BUCKET, signed with
+    AWS Signature Version 4 as the AWS S3 API reference specifies, credentials KEY/SECRET), retried until the
+    server answers 200: right after start, `weed mini`'s filer and volume server fail requests for a while
+    (Tests/ZooTests/SeaweedServer.swift waits the same way). No boto3 needed."""
+    host = urllib.parse.urlsplit(endpoint).netloc
+    deadline, last = time.time() + timeout, None
+    while time.time() < deadline:
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        payload = hashlib.sha256(b"").hexdigest()
+        headers = f"host:{host}\nx-amz-content-sha256:{payload}\nx-amz-date:{stamp}\n"
+        signed = "host;x-amz-content-sha256;x-amz-date"
+        canonical = f"PUT\n/{bucket}\n\n{headers}\n{signed}\n{payload}"
+        scope = f"{stamp[:8]}/{region}/s3/aws4_request"
+        to_sign = f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
+        key = ("AWS4" + SECRET).encode()
+        for part in (stamp[:8], region, "s3", "aws4_request"):
+            key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+        signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+        request = urllib.request.Request(f"{endpoint}/{bucket}", method="PUT", data=b"", headers={
+            "x-amz-date": stamp, "x-amz-content-sha256": payload,
+            "Authorization": f"AWS4-HMAC-SHA256 Credential={KEY}/{scope}, SignedHeaders={signed}, Signature={signature}"})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                if response.status == 200:
+                    return
+                last = f"HTTP {response.status}"
+        except (urllib.error.URLError, OSError) as error:
+            last = str(error)
+        time.sleep(0.3)
+    raise RuntimeError(f"cannot create bucket {bucket} at {endpoint}: {last}")
 
 
 def main():
