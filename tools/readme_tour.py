@@ -26,8 +26,8 @@ A command's expected output is the block's lines up to the next `$ ` line. A lin
 indentation) stands for any number of lines, so the README can shorten long outputs; everything
 else must match after both sides are normalised: times and dates, run ids, `eta` values, transfer
 durations and rates, and the absolute repository path (shown as /home/me/bissl) are compared as
-placeholders. A command's text
-after `  # ` is a comment. --write keeps the `...` lines and replaces the others with the output.
+placeholders. A command's text after `  # ` is a comment. --write keeps the `...` lines and replaces
+the others with the output.
 """
 import os
 import re
@@ -134,7 +134,7 @@ class Tour:
         os.symlink(binary, os.path.join(bindir, "bissl"))
         self.env = dict(os.environ, BISSL_ZOO=os.path.join(scratch, "zoo"), BISSL_PROGRESS="plain",
                         PATH=bindir + os.pathsep + os.environ.get("PATH", ""))
-        self.weed, self.endpoint = None, None
+        self.weed, self.endpoint, self.weed_dir = None, None, None
 
     def start_s3(self, bucket):
         """`weed mini` on free loopback ports with an empty `bucket` (tools/bench/remote.py starts it)."""
@@ -142,9 +142,8 @@ class Tour:
             return
         sys.path.insert(0, os.path.join(ROOT, "tools", "bench"))
         import remote
-        work = tempfile.mkdtemp(prefix="bissl-tour-s3-")
-        self.weed, self.endpoint = remote.start_weed(work)
-        self.weed.work = work
+        self.weed_dir = tempfile.mkdtemp(prefix="bissl-tour-s3-")
+        self.weed, self.endpoint = remote.start_weed(self.weed_dir)
         remote.create_bucket(self.endpoint, bucket)
         self.env.update(AWS_ACCESS_KEY_ID=remote.KEY, AWS_SECRET_ACCESS_KEY=remote.SECRET)
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
@@ -154,7 +153,8 @@ class Tour:
         if self.weed is not None:
             self.weed.kill()
             self.weed.wait()
-            shutil.rmtree(self.weed.work, ignore_errors=True)
+        if self.weed_dir is not None:
+            shutil.rmtree(self.weed_dir, ignore_errors=True)
 
     def run(self, text):
         """Runs one command line; returns what a terminal shows, as lines."""
