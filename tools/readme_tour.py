@@ -25,7 +25,7 @@ comments before a block:
 A command's expected output is the block's lines up to the next `$ ` line. A line `...` (any
 indentation) stands for any number of lines, so the README can shorten long outputs; everything
 else must match after both sides are normalised: times and dates, run ids, `eta` values, transfer
-durations and rates, and the absolute repository path (shown as /home/me/bissl) are compared as
+durations and rates, align's time estimate, and the absolute repository path (shown as /home/me/bissl) are compared as
 placeholders. A command's text after `  # ` is a comment. --write keeps the `...` lines and replaces
 the others with the output.
 """
@@ -64,6 +64,8 @@ NORMALISE = [
     # push/pull: "(154 KB in 0.3 s, 607 KB/s)", and the JSON's "seconds" : 0.033
     (re.compile(r"\bin \d+(\.\d+)? s, \d+(\.\d+)? [KMGT]?B/s\)"), "in <seconds>, <rate>)"),
     (re.compile(r'"seconds" : \d+(\.\d+)?(e-?\d+)?'), '"seconds" : <seconds>'),
+    # align's plan line: "about 19 s (measured on θ_0: forward 0.16 s, forward+backward 0.39 s ..."
+    (re.compile(r"\b(about|forward|forward\+backward) \d+(\.\d+)? (s|min|h)\b"), r"\1 <duration>"),
 ]
 
 
@@ -167,10 +169,10 @@ class Tour:
             text = text.replace(SHOWN_ENDPOINT, self.endpoint)
         r = subprocess.run(["bash", "-c", text], cwd=self.scratch, env=self.env, capture_output=True, text=True,
                            timeout=3600)
-        # stdout, and stderr (progress, notes, errors) where the README shows it: training prints its
-        # progress on stderr before the entry line on stdout.
-        trains = words[0] == "bissl" and len(words) > 1 and words[1] in ("pretrain", "align", "finetune")
-        out = (r.stderr + r.stdout) if trains else (r.stdout + r.stderr)
+        # stdout, and stderr (progress, notes, errors) where the README shows it: training and probes
+        # print their progress on stderr before the results on stdout.
+        progress = words[0] == "bissl" and len(words) > 1 and words[1] in ("pretrain", "align", "finetune", "probe")
+        out = (r.stderr + r.stdout) if progress else (r.stdout + r.stderr)
         lines = [l.rstrip() for l in out.splitlines()]
         if self.endpoint:
             lines = [l.replace(self.endpoint, SHOWN_ENDPOINT) for l in lines]
