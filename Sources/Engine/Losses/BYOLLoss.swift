@@ -29,12 +29,7 @@ public enum BYOLLoss {
         let N = p.rows, D = p.cols
         var out = Matrix(rows: N, cols: D)
         for i in 0..<N {
-            var pp: Double = 0, tt: Double = 0
-            for d in 0..<D {
-                let a = Double(p.data[i * D + d]), b = Double(t.data[i * D + d])
-                pp += a * a; tt += b * b
-            }
-            let np = max(pp.squareRoot(), 1e-12), nt = max(tt.squareRoot(), 1e-12)
+            let (np, nt) = rowNorms(p, t, i)
             var cosine: Double = 0, ndot: Double = 0
             for d in 0..<D {
                 cosine += Double(p.data[i * D + d]) / np * Double(t.data[i * D + d]) / nt
@@ -60,12 +55,7 @@ public enum BYOLLoss {
         var grad = Matrix(rows: N, cols: D)
         var total: Double = 0
         for i in 0..<N {
-            var pp: Double = 0, tt: Double = 0
-            for d in 0..<D {
-                let a = Double(p.data[i * D + d]), b = Double(t.data[i * D + d])
-                pp += a * a; tt += b * b
-            }
-            let np = max(pp.squareRoot(), 1e-12), nt = max(tt.squareRoot(), 1e-12)
+            let (np, nt) = rowNorms(p, t, i)
             var cosine: Double = 0
             for d in 0..<D { cosine += Double(p.data[i * D + d]) / np * Double(t.data[i * D + d]) / nt }
             total += 2 - 2 * cosine
@@ -76,5 +66,16 @@ public enum BYOLLoss {
             }
         }
         return (Float(total / Double(N)), grad)
+    }
+
+    /// `(max(‖p_i‖, 1e-12), max(‖t_i‖, 1e-12))` of row `i` (`F.normalize`'s floor), summed in Double.
+    @inline(__always) static func rowNorms(_ p: Matrix, _ t: Matrix, _ i: Int) -> (Double, Double) {
+        let D = p.cols
+        var pp: Double = 0, tt: Double = 0
+        for d in 0..<D {
+            let a = Double(p.data[i * D + d]), b = Double(t.data[i * D + d])
+            pp += a * a; tt += b * b
+        }
+        return (max(pp.squareRoot(), 1e-12), max(tt.squareRoot(), 1e-12))
     }
 }
