@@ -72,9 +72,10 @@ let package = Package(
                 "Checkpoint", "Zoo", "Datasets", "Engine", "Training", "Publish",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
-        .executableTarget(name: "EngineBench", dependencies: ["Engine", "Checkpoint"]),
-        .executableTarget(name: "AlignBench", dependencies: ["Training", "Engine", "Checkpoint"]),
-        .executableTarget(name: "DistributedBench", dependencies: ["Training", "Engine", "Checkpoint"]),
+        .target(name: "BenchSupport"),
+        .executableTarget(name: "EngineBench", dependencies: ["Engine", "Checkpoint", "BenchSupport"]),
+        .executableTarget(name: "AlignBench", dependencies: ["Training", "Engine", "Checkpoint", "BenchSupport"]),
+        .executableTarget(name: "DistributedBench", dependencies: ["Training", "Engine", "Checkpoint", "BenchSupport"]),
         // Shared by the test targets: committed fixtures, npz loading, assertClose, a seeded generator,
         // the built binary's runner.
         .target(name: "TestSupport", dependencies: ["Checkpoint"], path: "Tests/TestSupport"),

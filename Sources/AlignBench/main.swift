@@ -23,21 +23,11 @@
 //   upper_step_amortized_s  step_s + hessian_batch_s / 8: the per-step cost inside an the reference implementation phase of 8.
 // Figures are medians over the timed steps (each component's median separately; sums of medians).
 // Usage: AlignBench [--size 32] [--batch 32] [--pretext-batch 32] [--iterations 5] [--steps 3]
+import BenchSupport
 import Foundation
 import Checkpoint
 import Engine
 import Training
-
-func now() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-}
-
-func median(_ xs: [Double]) -> Double {
-    let s = xs.sorted()
-    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-}
 
 func fail(_ message: String) -> Never {
     FileHandle.standardError.write(("AlignBench: \(message)\nusage: AlignBench [--size 32] [--batch 32] "

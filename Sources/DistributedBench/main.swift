@@ -13,15 +13,9 @@
 // Usage: DistributedBench [--batch 16] [--size 32] [--repeats 5]
 import Checkpoint
 import Engine
+import BenchSupport
 import Foundation
 import Training
-
-func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) * 1e-9 }
-
-func median(_ xs: [Double]) -> Double {
-    let s = xs.sorted()
-    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-}
 
 func option(_ name: String, _ fallback: Int) -> Int {
     let args = CommandLine.arguments

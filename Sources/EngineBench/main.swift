@@ -11,19 +11,9 @@
 //   blas_kernel, blas_kernel_choice: the OpenBLAS kernel and how it was chosen (`bissl doctor`).
 // The first step of each kind is a warm-up and is not timed; each figure is the median of `steps`
 // timed steps (img/s from the median step time). Usage: EngineBench SIZE BATCH STEPS
+import BenchSupport
 import Foundation
 import Engine
-
-func now() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-}
-
-func median(_ xs: [Double]) -> Double {
-    let s = xs.sorted()
-    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-}
 
 let args = CommandLine.arguments.dropFirst().compactMap { Int($0) }
 guard args.count == 3, args.allSatisfy({ $0 > 0 }) else {
