@@ -10,7 +10,7 @@ final class AliasTests: XCTestCase {
     /// Names grouped by torch's own view record (storage group, offset, shape, stride, dtype) in the
     /// expected JSON: every later name of a group -> the first in `order`.
     private func torchAliases(_ expectedJSON: String, order: [String]) throws -> [String: String] {
-        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: Fixtures.url(expectedJSON))) as! [String: Any]
+        let json = try Fixtures.jsonObject(expectedJSON)
         let values = json["values"] as! [String: [String: Any]]
         var first: [String: String] = [:]
         var aliases: [String: String] = [:]

@@ -180,8 +180,7 @@ final class LayoutFixtureTests: XCTestCase {
     /// The PyTorch reader's own training checkpoint fixture (tools/fixtures/make_pth_fixtures.py):
     /// everything at the top level except `state_dict` is dropped and listed, including loose tensors.
     func testTrainingCheckpointOfThePthFixtures() throws {
-        let data = try Data(contentsOf: Fixtures.url("pth/training_ckpt.expected.json"))
-        let values = (try JSONSerialization.jsonObject(with: data) as! [String: Any])["values"] as! [String: Any]
+        let values = try Fixtures.jsonObject("pth/training_ckpt.expected.json")["values"] as! [String: Any]
         let topLevel = Set(values.keys.map { String($0.split(separator: ".")[0]) })
         let sdKeys = values.keys.filter { $0.hasPrefix("state_dict.") }.map { String($0.dropFirst("state_dict.".count)) }
         let r = try LayoutResolver.resolve(PyTorchFile.read(Fixtures.url("pth/training_ckpt.pth")))

@@ -6,10 +6,7 @@ import TestSupport
 /// Expected resolutions of the layout fixtures (`Tests/Fixtures/layout/expected.json`, derived in
 /// Python by tools/fixtures/make_layout_fixtures.py from the objects it saved).
 enum LayoutExpectations {
-    static func expected() throws -> [String: Any] {
-        let data = try Data(contentsOf: Fixtures.url("layout/expected.json"))
-        return try JSONSerialization.jsonObject(with: data) as! [String: Any]
-    }
+    static func expected() throws -> [String: Any] { try Fixtures.jsonObject("layout/expected.json") }
 
     /// Sum of a tensor's values in float64, as `float(t.double().sum())` computes it.
     static func sum(_ t: Tensor?) -> Double { t?.doubles().reduce(0, +) ?? .nan }

@@ -8,10 +8,7 @@ import TestSupport
 /// and `numpy.lib.format.write_array` (tools/fixtures/make_safetensors_npz_fixtures.py). Expected
 /// values are what numpy itself read back, in Tests/Fixtures/npz/expected.json.
 final class NumPyTests: XCTestCase {
-    nonisolated(unsafe) static let expected: [String: Any] = {
-        let data = try! Data(contentsOf: Fixtures.url("npz/expected.json"))
-        return try! JSONSerialization.jsonObject(with: data) as! [String: Any]
-    }()
+    nonisolated(unsafe) static let expected = try! Fixtures.jsonObject("npz/expected.json")
 
     func expectation(_ file: String) -> [String: Any] { Self.expected[file] as! [String: Any] }
 

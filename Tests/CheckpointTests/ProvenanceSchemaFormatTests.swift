@@ -7,8 +7,7 @@ import TestSupport
 /// declares (full JSON Schema validation runs in tools/interop/test_h5.py with jsonschema).
 final class ProvenanceSchemaFormatTests: XCTestCase {
     private func schema() throws -> [String: Any] {
-        let url = Fixtures.root.deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("schemas/provenance.schema.json")
+        let url = Fixtures.repository.appendingPathComponent("schemas/provenance.schema.json")
         return try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
     }
 

@@ -113,7 +113,7 @@ final class PyTorchWriterTests: XCTestCase {
 
     /// Runs tools/interop/check_pth_written.py-style checks inline; skips without python3 + torch.
     private func torchCheck(_ script: String, _ args: [String]) throws {
-        let root = Fixtures.root.deletingLastPathComponent().deletingLastPathComponent()
+        let root = Fixtures.repository
         let probe = Process()
         probe.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         probe.arguments = ["python3", "-c", "import torch"]

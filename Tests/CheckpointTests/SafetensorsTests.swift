@@ -8,10 +8,7 @@ import TestSupport
 /// (tools/fixtures/make_safetensors_npz_fixtures.py). Expected values come from torch in
 /// Tests/Fixtures/safetensors/expected.json, never from our own output.
 final class SafetensorsTests: XCTestCase {
-    nonisolated(unsafe) static let expected: [String: Any] = {
-        let data = try! Data(contentsOf: Fixtures.url("safetensors/expected.json"))
-        return try! JSONSerialization.jsonObject(with: data) as! [String: Any]
-    }()
+    nonisolated(unsafe) static let expected = try! Fixtures.jsonObject("safetensors/expected.json")
 
     func expectation(_ file: String) -> [String: Any] { Self.expected[file] as! [String: Any] }
 

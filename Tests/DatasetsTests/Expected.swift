@@ -6,10 +6,7 @@ import TestSupport
 /// `Tests/Fixtures/datasets/expected.json`, written by tools/fixtures/make_dataset_fixtures.py from
 /// numpy arrays and PIL's own decode (never from our output).
 enum Expected {
-    nonisolated(unsafe) static let json: [String: Any] = {
-        let data = try! Data(contentsOf: Fixtures.url("datasets/expected.json"))
-        return try! JSONSerialization.jsonObject(with: data) as! [String: Any]
-    }()
+    nonisolated(unsafe) static let json = try! Fixtures.jsonObject("datasets/expected.json")
 
     static func entry(_ key: String) -> [String: Any] { json[key] as! [String: Any] }
 

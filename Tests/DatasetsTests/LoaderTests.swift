@@ -5,7 +5,7 @@ import TestSupport
 
 final class LoaderTests: XCTestCase {
     private var digitsPath: String {
-        Fixtures.root.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("data/digits/digits.h5").path
+        Fixtures.digits
     }
 
     /// A transform whose output is fully determined by the image and its generator: the pixels as

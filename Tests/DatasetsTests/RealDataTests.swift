@@ -31,7 +31,7 @@ final class RealDataTests: XCTestCase {
     }
 
     func testCommittedDigits() throws {
-        let path = Fixtures.root.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("data/digits/digits.h5").path
+        let path = Fixtures.digits
         let dataset = try ImageDataset(parsing: "h5:\(path)")
         let e = Expected.entry("digits")
         XCTAssertEqual(dataset.count, 1797)

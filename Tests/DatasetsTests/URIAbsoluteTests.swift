@@ -47,7 +47,7 @@ final class URIAbsoluteTests: XCTestCase {
 
     /// The repository's digits opened through a relative URI and a base: same images as the absolute URI.
     func testRelativeURIOpensTheSameData() throws {
-        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let repo = Fixtures.repository
         let relative = try ImageDataset(try DatasetURI(parsing: "h5:data/digits/digits.h5", relativeTo: repo.path))
         let absolute = try ImageDataset(parsing: "h5:\(repo.path)/data/digits/digits.h5")
         XCTAssertEqual(relative.uri, absolute.uri)

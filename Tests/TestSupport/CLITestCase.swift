@@ -5,8 +5,8 @@ import XCTest
 /// each test, removed after it) holding a zoo at `zooDir`, with the 8x8 digits of
 /// `data/digits/digits.h5` as data. Subclasses that override `setUpWithError` call super first.
 open class CLITestCase: XCTestCase {
-    /// `data/digits/digits.h5` of the repository (1,797 labelled 8x8 images).
-    public static let digits = Fixtures.repository.appendingPathComponent("data/digits/digits.h5").path
+    /// `data/digits/digits.h5` of the repository (`Fixtures.digits`).
+    public static let digits = Fixtures.digits
 
     /// This test's scratch folder.
     public var tmp: URL!

@@ -10,7 +10,16 @@ public enum Fixtures {
     /// The repository's root folder.
     public static let repository = root.deletingLastPathComponent().deletingLastPathComponent()
 
+    /// `data/digits/digits.h5` of the repository (scikit-learn's 1,797 labelled 8x8 digits).
+    public static let digits = repository.appendingPathComponent("data/digits/digits.h5").path
+
     public static func url(_ relative: String) -> URL { root.appendingPathComponent(relative) }
+
+    /// The JSON object in `<relative>` (an `expected.json` a fixture script wrote).
+    /// - Throws: the read's error; fails (a programming error) when the file holds no JSON object.
+    public static func jsonObject(_ relative: String) throws -> [String: Any] {
+        try JSONSerialization.jsonObject(with: Data(contentsOf: url(relative))) as! [String: Any]
+    }
 
     /// A fresh empty folder for a test's outputs, removed by the caller's `defer`.
     public static func scratch() throws -> URL {

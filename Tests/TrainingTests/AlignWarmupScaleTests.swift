@@ -10,8 +10,7 @@ import TestSupport
 /// loss climbs (the step is far past the stability bound of cross-entropy on features with a large
 /// E‖x‖²); with the step size `AlignPlan` derives from a measurement of θ_0 it falls.
 final class AlignWarmupScaleTests: XCTestCase {
-    static let digits = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("data/digits/digits.h5").path
+    static let digits = Fixtures.digits
 
     func testWarmupImprovesWithTheMeasuredStepSizeAndNotWithTheFixedOne() throws {
         let data = try ImageDataset(parsing: "h5:\(Self.digits)")

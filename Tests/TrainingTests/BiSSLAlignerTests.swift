@@ -10,8 +10,7 @@ import TestSupport
 /// The alternation loop: data-cursor bookkeeping, and bit-exact resume of a whole alignment (tiny
 /// ResNet-18 width 2 on 8x8 digits: 1 warmup epoch, 2 alternations of 2 lower + 2 upper steps).
 final class BiSSLAlignerTests: XCTestCase {
-    static let digits = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("data/digits/digits.h5").path
+    static let digits = Fixtures.digits
 
     var tmp: URL!
 

@@ -11,7 +11,7 @@ import TestSupport
 final class DownstreamFeaturesTests: XCTestCase {
     /// The committed 8x8 digits (data/digits/digits.h5), first `count` images through a split file.
     static func digits(first count: Int, offset: Int = 0) throws -> ImageDataset {
-        let repo = Fixtures.root.deletingLastPathComponent().deletingLastPathComponent()
+        let repo = Fixtures.repository
         let split = FileManager.default.temporaryDirectory.appendingPathComponent("digits-split-\(offset)-\(count)-\(UUID().uuidString).txt")
         try (offset..<(offset + count)).map(String.init).joined(separator: "\n").write(to: split, atomically: true, encoding: .utf8)
         return try ImageDataset(parsing: "h5:\(repo.path)/data/digits/digits.h5#split=\(split.path)")

@@ -23,7 +23,7 @@ final class PretextPretrainerTests: XCTestCase {
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
 
     var dataURI: String {
-        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let repo = Fixtures.repository
         return "h5:\(repo.path)/data/digits/digits.h5#split=\(tmp.path)/split.txt"
     }
 

@@ -20,9 +20,7 @@ final class PretextStartTests: XCTestCase {
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
 
-    var repo: URL {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    }
+    var repo: URL { Fixtures.repository }
 
     /// Names of the run directories under the zoo's runs/ (none when the folder does not exist).
     func runDirectories(_ zoo: Zoo) -> [String] {

@@ -7,13 +7,9 @@ import TestSupport
 /// The c3, c4, c17 and c18 fixtures (BN counters, teacher/student, re-initialised classifier, a few changed values) on real `torch.save` files from tools/fixtures/make_diff_fixtures.py, against
 /// expectations that script computed in float64 with torch (Tests/Fixtures/diff/expected.json).
 final class DiffCaseTests: XCTestCase {
-    static let root = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures/diff")
+    static let root = Fixtures.url("diff")
 
-    static var expected: [String: Any] {
-        let data = try! Data(contentsOf: root.appendingPathComponent("expected.json"))
-        return try! JSONSerialization.jsonObject(with: data) as! [String: Any]
-    }
+    static var expected: [String: Any] { try! Fixtures.jsonObject("diff/expected.json") }
 
     func load(_ name: String) throws -> Checkpoint {
         try Interchange.load(Self.root.appendingPathComponent(name), options: LayoutOptions(), commandLine: ["test"])
