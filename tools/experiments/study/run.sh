@@ -46,7 +46,8 @@ align() {
 # finetune BACKBONE NAME SEED LR WD: the arm's fine-tuning (skipped when NAME exists)
 finetune() {
   has "$2" && return 0
-  z finetune "$1" --data "$TRAIN" --val "$VAL" --epochs "$FT_EPOCHS" --batch-size "$FT_BATCH" --lr "$4" --wd "$5" \
+  # --image-size 16: theta_0's size (a backbone-only entry records none, and finetune would use the data's 8 px)
+  z finetune "$1" --data "$TRAIN" --val "$VAL" --image-size 16 --epochs "$FT_EPOCHS" --batch-size "$FT_BATCH" --lr "$4" --wd "$5" \
     --augment "$AUG" --keep best --seed "$3" --name "$2" >/dev/null 2>&1
 }
 row() { echo "$1" >> "$2"; }
