@@ -30,6 +30,15 @@ print("ranks  shard  all-reduce s  compute s  reduce s  update s  step s  comm s
 for r in rows:
     step = r["compute_s"] + r["reduce_s"] + r["update_s"]
     print(f"{r['ranks']:>5}  {r['shard']:>5}  {r['allreduce_s']:>12.4f}  {r['compute_s']:>9.3f}  {r['reduce_s']:>8.4f}  {r['update_s']:>8.4f}  {step:>6.3f}  {r['reduce_s'] / step:>9.1%}")
+# Overlap (Sources/DistributedBench/main.swift, overlap_s): what running the all-reduce beside the backward
+# pass hides at most, against running them one after the other.
+for r in rows:
+    if r["ranks"] < 2: continue
+    serial = r["backward_s"] + r["allreduce_s"]
+    hidden = serial - r["overlap_s"]
+    print(f"\noverlap, {r['ranks']} ranks: backward {r['backward_s']:.3f} s + all-reduce {r['allreduce_s']:.4f} s = {serial:.3f} s one after the other; "
+          f"concurrently {r['overlap_s']:.3f} s: hides {hidden * 1e3:.0f} ms ({hidden / r['allreduce_s']:.0%} of the all-reduce, "
+          f"{hidden / (r['compute_s'] + r['reduce_s'] + r['update_s']):.1%} of the step)")
 
 # Scaling model (docs/distributed.md, "Scaling model for N nodes"): N nodes like this one, each computing
 # B/N images at the measured per-image cost, plus the measured packing overhead and the update, plus a
