@@ -341,8 +341,9 @@ public final class FineTuner {
                 }
                 let lastOfTrial = s + 1 == T
                 if lastOfTrial {
-                    let delivered = config.keep == .best ? (bestEpochNet ?? net) : net
-                    current.top1 = config.keep == .best && bestEpochNet != nil ? current.bestTop1 : current.valTop1.last
+                    // bestEpochNet is set exactly when keep == .best (every trial validates at least once)
+                    let delivered = bestEpochNet ?? net
+                    current.top1 = bestEpochNet != nil ? current.bestTop1 : current.valTop1.last
                     trials.append(current)
                     if bestIndex < 0 || (current.top1 ?? -1) > (trials[bestIndex].top1 ?? -1) {
                         bestIndex = t
@@ -384,8 +385,8 @@ public final class FineTuner {
     }
 
     /// The provenance of the entry a finished run adds: `run.provenance(stage: "finetune")` plus the
-    /// parent, datasets, seeds, the trials, and the metrics `val_top1` (chosen trial's final validation
-    /// top-1), `best_val_top1` / `best_epoch` (its maximum over epochs), `trial<k>_val_top1`; the metric
+    /// parent, datasets, seeds, the trials, and the metrics `val_top1` (validation top-1 of the model the
+    /// chosen trial delivers: its last step, or its best epoch with `keep == .best`), `best_val_top1` / `best_epoch` (its maximum over epochs), `trial<k>_val_top1`; the metric
     /// history `val_top1` (per epoch) and `loss` / `lr` (per step) of the chosen trial.
     public func provenance(outcome: Outcome, start: FineTuneStart, parentId: String?,
                            datasets: [Provenance.Dataset], extraWarnings: [String] = []) -> Provenance {
