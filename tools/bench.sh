@@ -44,8 +44,8 @@ else
   echo "bench: remote SKIPPED (boto3 could not be installed here)"
 fi
 
-# Engine: ResNet-50 training step, inference, HVP cost and peak RSS beside PyTorch 2.13 CPU
-# (2 threads), ~4 min. Needs the release build of EngineBench: `swift build -c release --product
+# Engine: ResNet-50 training step, inference, HVP cost and peak RSS, and the studies' small model (ResNet-18
+# width 8, small stem) training and inference, beside PyTorch 2.13 CPU (2 threads), ~6 min. Needs the release build of EngineBench: `swift build -c release --product
 # EngineBench` (`make release` = `swift build -c release` builds it too, as every executable target).
 ENGINE_BENCH="$(dirname "$BIN")/EngineBench"
 if [ ! -x "$ENGINE_BENCH" ]; then

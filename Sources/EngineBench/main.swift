@@ -1,6 +1,6 @@
-// EngineBench: the engine figures (tools/bench.sh, README "Speed") for one input size, as one JSON line on stdout.
-// ResNet-50 (torchvision width 64, imagenet stem) + a 1000-class Linear head, batch N of random
-// NxCxHxW images with random labels, cross-entropy loss.
+// EngineBench: the engine figures (tools/bench.sh, README "Engine") for one model and input size, as one JSON
+// line on stdout. A ResNet backbone (default ResNet-50, torchvision width 64, imagenet stem) + a Linear head
+// (default 1000 classes), batch N of random N(0,1) NxCxHxW images with random labels, cross-entropy loss.
 //   train_img_s: forward (train mode) + backward + SGD step (lr 0.01, momentum 0.9, weight decay 1e-4);
 //   infer_img_s: forward in eval mode;
 //   hvp_exact_cost_gradients: time of one exact Hessian-vector product (forward-over-reverse: a tangent
@@ -10,30 +10,61 @@
 //   hvp_forward_cost_gradients: the same for the forward-difference product (cached gradient at θ);
 //   blas_kernel, blas_kernel_choice: the OpenBLAS kernel and how it was chosen (`bissl doctor`).
 // The first step of each kind is a warm-up and is not timed; each figure is the median of `steps`
-// timed steps (img/s from the median step time). Usage: EngineBench SIZE BATCH STEPS
+// timed steps (img/s from the median step time).
+// Usage: EngineBench SIZE BATCH STEPS [--depth 50] [--width 64] [--stem imagenet|small] [--classes 1000] [--no-hvp]
+//   (the study's small model: --depth 18 --width 8 --stem small --classes 10; --no-hvp leaves the HVP fields out)
 import BenchSupport
 import Foundation
 import Engine
 
-let args = CommandLine.arguments.dropFirst().compactMap { Int($0) }
-guard args.count == 3, args.allSatisfy({ $0 > 0 }) else {
-    FileHandle.standardError.write("usage: EngineBench SIZE BATCH STEPS   (positive integers)\n".data(using: .utf8)!)
+func usage(_ message: String) -> Never {
+    FileHandle.standardError.write(("EngineBench: \(message)\nusage: EngineBench SIZE BATCH STEPS [--depth 50] [--width 64] "
+        + "[--stem imagenet|small] [--classes 1000] [--no-hvp]   (positive integers)\n").data(using: .utf8)!)
     exit(2)
 }
-let (size, batch, steps) = (args[0], args[1], args[2])
+
+struct Settings {
+    var size = 0, batch = 0, steps = 0
+    var depth = 50, width = 64, stem = "imagenet", classes = 1000, hvp = true
+}
+
+var settings = Settings()
+var positional: [Int] = []
+var rest = Array(CommandLine.arguments.dropFirst())
+while !rest.isEmpty {
+    let a = rest.removeFirst()
+    if a == "--no-hvp" { settings.hvp = false; continue }
+    guard a.hasPrefix("--") else {
+        guard let v = Int(a), v > 0 else { usage("'\(a)' is not a positive integer") }
+        positional.append(v)
+        continue
+    }
+    guard !rest.isEmpty else { usage("\(a) needs a value") }
+    let v = rest.removeFirst()
+    switch a {
+    case "--stem": settings.stem = v
+    case "--depth", "--width", "--classes":
+        guard let n = Int(v), n > 0 else { usage("\(a) needs a positive integer, got '\(v)'") }
+        if a == "--depth" { settings.depth = n } else if a == "--width" { settings.width = n } else { settings.classes = n }
+    default: usage("unknown option \(a)")
+    }
+}
+guard positional.count == 3 else { usage("expected SIZE BATCH STEPS") }
+(settings.size, settings.batch, settings.steps) = (positional[0], positional[1], positional[2])
 
 /// The whole benchmark as one function (locals, not main-actor globals, so the gradient closure is plain).
-func run(size: Int, batch: Int, steps: Int) throws {
-    let model = try ResNet(depth: 50, width: 64, stem: "imagenet")
+func run(_ settings: Settings) throws {
+    let (size, batch, steps, classes) = (settings.size, settings.batch, settings.steps, settings.classes)
+    let model = try ResNet(depth: settings.depth, width: settings.width, stem: settings.stem)
     model.initialize(seed: 0)
-    let head = Linear(name: "fc", inFeatures: model.featureCount, outFeatures: 1000)
+    let head = Linear(name: "fc", inFeatures: model.featureCount, outFeatures: classes)
     var rng = SeededRNG(seed: 1)
     head.resetParameters(rng: &rng)
     let parameters = model.parameters + head.parameters
 
     var images = Tensor4(n: batch, c: 3, h: size, w: size)
     for i in images.data.indices { images.data[i] = rng.normal() }
-    let labels = (0..<batch).map { _ in Int(rng.next() % 1000) }
+    let labels = (0..<batch).map { _ in Int(rng.next() % UInt64(classes)) }
 
     var logits = Matrix(rows: 0, cols: 0)
     func gradient(_ mode: Mode) {
@@ -59,47 +90,56 @@ func run(size: Int, batch: Int, steps: Int) throws {
         if s > 0 { inferTimes.append(now() - t0) }
     }
 
-    // HVP cost: gradient time and product times measured alternately at the same θ. Each scheme's
-    // object records its own base point (the exact scheme's primal pass, the forward scheme's gradient).
-    let v = parameters.map { p in (0..<p.count).map { _ in rng.normal() } }
-    let exact = HessianVectorProduct(parameters: parameters, scheme: .exact, gradient: gradient, tangent: {
-        let dl = head.tangentForward(model.tangentForward())
-        model.tangentBackward(head.tangentBackward(CrossEntropy.gradientTangent(logits: logits, dotLogits: dl)))
-    })
-    _ = exact.gradientAtCurrentPoint()
-    var gradTimes: [Double] = [], exactTimes: [Double] = []
-    for s in 0...steps {
-        var t0 = now()
-        gradient(.trainFrozenStatistics)
-        let tg = now() - t0
-        // (the plain gradient at the same θ and images rewrites the layers' caches with the same values;
-        // the recorded upstream gradients are kept)
-        t0 = now()
-        _ = exact.apply(v)
-        let te = now() - t0
-        if s > 0 { gradTimes.append(tg); exactTimes.append(te) }
-    }
-    let fd = HessianVectorProduct(parameters: parameters, scheme: .forward, gradient: gradient)
-    _ = fd.gradientAtCurrentPoint()
-    var fdTimes: [Double] = []
-    for s in 0...steps {
-        let t0 = now()
-        _ = fd.apply(v)
-        if s > 0 { fdTimes.append(now() - t0) }
-    }
-
     let train = median(trainTimes), infer = median(inferTimes)
-    let grad = median(gradTimes), prod = median(exactTimes), fdProd = median(fdTimes)
-    let fields: [(String, String)] = [
-        ("size", "\(size)"), ("batch", "\(batch)"), ("steps", "\(steps)"), ("statistic", "\"median\""),
-        ("train_step_s", String(format: "%.4f", train)), ("train_img_s", String(format: "%.3f", Double(batch) / train)),
-        ("infer_s", String(format: "%.4f", infer)), ("infer_img_s", String(format: "%.3f", Double(batch) / infer)),
-        ("gradient_s", String(format: "%.4f", grad)), ("hvp_exact_s", String(format: "%.4f", prod)),
-        ("hvp_exact_cost_gradients", String(format: "%.3f", prod / grad)), ("hvp_forward_s", String(format: "%.4f", fdProd)),
-        ("hvp_forward_cost_gradients", String(format: "%.3f", fdProd / grad)),
-        ("blas_kernel", "\"\(BLAS.kernel.name)\""), ("blas_kernel_choice", "\"\(BLAS.kernel.choice)\""),
+    var fields: [(String, String)] = [
+        ("depth", "\(settings.depth)"), ("width", "\(settings.width)"), ("stem", "\"\(settings.stem)\""),
+        ("classes", "\(classes)"), ("size", "\(size)"), ("batch", "\(batch)"), ("steps", "\(steps)"),
+        ("statistic", "\"median\""),
+        ("train_step_s", String(format: "%.5f", train)), ("train_img_s", String(format: "%.3f", Double(batch) / train)),
+        ("infer_s", String(format: "%.5f", infer)), ("infer_img_s", String(format: "%.3f", Double(batch) / infer)),
     ]
+    if settings.hvp {
+        // HVP cost: gradient time and product times measured alternately at the same θ. Each scheme's
+        // object records its own base point (the exact scheme's primal pass, the forward scheme's gradient).
+        let v = parameters.map { p in (0..<p.count).map { _ in rng.normal() } }
+        let exact = HessianVectorProduct(parameters: parameters, scheme: .exact, gradient: gradient, tangent: {
+            let dl = head.tangentForward(model.tangentForward())
+            model.tangentBackward(head.tangentBackward(CrossEntropy.gradientTangent(logits: logits, dotLogits: dl)))
+        })
+        _ = exact.gradientAtCurrentPoint()
+        var gradTimes: [Double] = [], exactTimes: [Double] = []
+        for s in 0...steps {
+            var t0 = now()
+            gradient(.trainFrozenStatistics)
+            let tg = now() - t0
+            // (the plain gradient at the same θ and images rewrites the layers' caches with the same values;
+            // the recorded upstream gradients are kept)
+            t0 = now()
+            _ = exact.apply(v)
+            let te = now() - t0
+            if s > 0 { gradTimes.append(tg); exactTimes.append(te) }
+        }
+        let fd = HessianVectorProduct(parameters: parameters, scheme: .forward, gradient: gradient)
+        _ = fd.gradientAtCurrentPoint()
+        var fdTimes: [Double] = []
+        for s in 0...steps {
+            let t0 = now()
+            _ = fd.apply(v)
+            if s > 0 { fdTimes.append(now() - t0) }
+        }
+        let grad = median(gradTimes), prod = median(exactTimes), fdProd = median(fdTimes)
+        fields += [
+            ("gradient_s", String(format: "%.4f", grad)), ("hvp_exact_s", String(format: "%.4f", prod)),
+            ("hvp_exact_cost_gradients", String(format: "%.3f", prod / grad)), ("hvp_forward_s", String(format: "%.4f", fdProd)),
+            ("hvp_forward_cost_gradients", String(format: "%.3f", fdProd / grad)),
+        ]
+    }
+    fields += [("blas_kernel", "\"\(BLAS.kernel.name)\""), ("blas_kernel_choice", "\"\(BLAS.kernel.choice)\"")]
     print("{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}")
 }
 
-try run(size: size, batch: batch, steps: steps)
+do {
+    try run(settings)
+} catch {
+    usage("\(error)")
+}
