@@ -44,12 +44,7 @@ extension Dataset {
         guard let descriptor = readOnlyDescriptor() else { return nil }
         var status = stat()
         guard fstat(descriptor, &status) == 0 else { return nil }
-        let (end, overflow) = address.addingReportingOverflow(UInt64(count))
-        guard !overflow, address <= UInt64(Int64.max), end <= UInt64(status.st_size) else {
-            throw HDF5Error("dataset \(where_) claims \(count) bytes at offset \(address), past the end of the "
-                + "\(status.st_size)-byte file (truncated or damaged)")
-        }
-        return DirectExtent(descriptor: descriptor, offset: off_t(address), count: count, what: where_)
+        return try DirectExtent(descriptor: descriptor, offset: address, count: count, fileSize: Int64(status.st_size), what: where_)
     }
 
     /// The file descriptor HDF5 reads this dataset's file from, when the file is open read-only
@@ -79,10 +74,28 @@ extension Dataset {
 /// threads at once.
 public struct DirectExtent: Sendable {
     let descriptor: Int32
-    let offset: off_t
+    /// Bytes from the start of the file (user block included).
+    public let offset: off_t
     /// Bytes of the dataset (shape product times element size).
     public let count: Int
     let what: String
+
+    /// An extent of the file open at `descriptor`, from numbers someone else read (`directExtent()`,
+    /// or the HDF5 reader process's message), checked before use: `offset + count` (overflow-checked)
+    /// lies within the file's `fileSize` bytes and `count` is positive.
+    /// - Parameter what: names the dataset in errors.
+    /// - Throws: `HDF5Error` when the extent runs past the end of the file.
+    public init(descriptor: Int32, offset: UInt64, count: Int, fileSize: Int64, what: String) throws {
+        let (end, overflow) = offset.addingReportingOverflow(UInt64(max(count, 0)))
+        guard count > 0, !overflow, fileSize >= 0, end <= UInt64(fileSize) else {
+            throw HDF5Error("dataset \(what) claims \(count) bytes at offset \(offset), past the end of the "
+                + "\(fileSize)-byte file (truncated or damaged)")
+        }
+        self.descriptor = descriptor
+        self.offset = off_t(offset)
+        self.count = count
+        self.what = what
+    }
 
     /// Copies the bytes into `buffer` (`buffer.count == count`) with `pread`.
     /// - Throws: `HDF5Error` when `pread` fails or the file has become shorter (truncated meanwhile).

@@ -76,6 +76,12 @@ def main(out: Path):
     add("h5message", "checkpoint.bin", message({"components": [{"name": "tensors", "keys": ["w"], "tensors": [0]}],
                                                "tensors": [{"dtype": "float32", "shape": [2]}], "aliases": {},
                                                "provenance": {}, "metricHistory": {}}, [bytes(8)]))
+    # Tensor bytes at offsets of the harness's 4 KiB extent file (the reader process's contiguous datasets).
+    add("h5message", "extents.bin", message({"components": [{"name": "tensors", "keys": ["w", "b"], "tensors": [0, 1]}],
+                                             "tensors": [{"dtype": "float32", "shape": [2, 3], "offset": 1024},
+                                                         {"dtype": "int64", "shape": [1]}], "aliases": {},
+                                             "provenance": {"stage": "imported"}, "metricHistory": {}},
+                                            [bytes(8)]))
 
     copy("idx", [p for p in small("*ubyte*")])
     copy("cifar", [])

@@ -156,52 +156,42 @@ public final class CheckpointReader: @unchecked Sendable {
         return only.map { checkpoint.keeping($0) } ?? checkpoint
     }
 
-    /// Reads the datasets of `slots`: buffers allocated first, then every contiguous dataset copied
-    /// with `pread` on all cores (the copy and the page faults of fresh buffers dominate, not HDF5),
-    /// then the rest through `H5Dread` on this thread.
+    /// Reads the datasets of `slots`: every contiguous dataset with `pread` on all cores
+    /// (`DirectExtent.readAll`), then the rest through `H5Dread` on this thread.
     private func read(_ slots: [Int]) throws -> [Int: Tensor] {
-        var extents: [(slot: Int, extent: DirectExtent?)] = []
-        extents.reserveCapacity(slots.count)
         do {
-            for slot in slots where datasets[slot].info.byteCount > 0 {
-                extents.append((slot, try datasets[slot].dataset.directExtent()))
+            var direct: [(slot: Int, extent: DirectExtent)] = []
+            var other: [Int] = []
+            for slot in slots {
+                if datasets[slot].info.byteCount > 0, let extent = try datasets[slot].dataset.directExtent() {
+                    direct.append((slot, extent))
+                } else {
+                    other.append(slot)
+                }
             }
+            var tensors: [Int: Tensor] = [:]
+            for (entry, data) in zip(direct, try DirectExtent.readAll(direct.map(\.extent))) {
+                tensors[entry.slot] = try tensor(entry.slot, data)
+            }
+            for slot in other {
+                tensors[slot] = try tensor(slot, datasets[slot].info.byteCount > 0 ? try datasets[slot].dataset.readData() : Data())
+            }
+            return tensors
         } catch let error as HDF5Error {
             throw Self.corrupt(error, url: url)
         }
-        let buffers = extents.map { UnsafeMutableRawBufferPointer.allocate(byteCount: datasets[$0.slot].info.byteCount, alignment: 64) }
-        var owned = true
-        defer { if owned { buffers.forEach { $0.deallocate() } } }
-        // Largest first so the threads finish together.
-        let order = extents.indices.filter { extents[$0].extent != nil }.sorted { extents[$0].extent!.count > extents[$1].extent!.count }
-        let failures = concurrentMap(order.count) { i -> HDF5Error? in
-            do { try extents[order[i]].extent!.read(into: buffers[order[i]]) } catch let error as HDF5Error { return error } catch {
-                return HDF5Error("\(error)")
-            }
-            return nil
-        }
-        if let error = failures.lazy.compactMap({ $0 }).first { throw Self.corrupt(error, url: url) }
-        do {
-            for index in extents.indices where extents[index].extent == nil {
-                try datasets[extents[index].slot].dataset.read(into: buffers[index])
-            }
-        } catch let error as HDF5Error {
-            throw Self.corrupt(error, url: url)
-        }
-        owned = false
-        var tensors: [Int: Tensor] = [:]
-        for (index, entry) in extents.enumerated() {
-            let buffer = buffers[index]
-            let data = Data(bytesNoCopy: buffer.baseAddress!, count: buffer.count, deallocator: .custom { pointer, _ in pointer.deallocate() })
-            let info = datasets[entry.slot].info
-            tensors[entry.slot] = try Tensor(dtype: info.dtype, shape: info.shape, data: data)
-        }
-        for slot in slots where tensors[slot] == nil {
-            let info = datasets[slot].info
-            tensors[slot] = try Tensor(dtype: info.dtype, shape: info.shape, data: Data())
-        }
-        return tensors
     }
+
+    private func tensor(_ slot: Int, _ data: Data) throws -> Tensor {
+        try Tensor(dtype: datasets[slot].info.dtype, shape: datasets[slot].info.shape, data: data)
+    }
+
+    /// The stored tensors in the order of `slots` (hard-linked names share one), with the HDF5
+    /// objects they are read from; for the HDF5 reader process's message (`UntrustedCheckpointFile`).
+    var storedTensors: [(dataset: HDF5.Dataset, info: TensorInfo)] { datasets }
+
+    /// Component -> key -> index into `storedTensors`.
+    var tensorSlots: [String: [String: Int]] { slots }
 
     static func corrupt(_ error: HDF5Error, url: URL) -> CheckpointError {
         .corrupt("\(url.lastPathComponent): \(error.message.replacingOccurrences(of: url.path, with: url.lastPathComponent))")

@@ -2,9 +2,16 @@ import Collections
 import Foundation
 import HDF5
 
-/// Reading a bissl `.h5` that bissl did not write itself (`import`, `convert`, `inspect`): the file
-/// is opened by libhdf5 in the HDF5 reader process (`Sandbox`), which sends back the checkpoint it
-/// read; a crash or limit there is one `CheckpointError.corrupt` line naming the file.
+/// Reading a bissl `.h5` that bissl did not write itself (`import`, `convert`, `inspect`): libhdf5
+/// opens the file only in the HDF5 reader process (`Sandbox`), which walks and checks its metadata
+/// and sends back the checkpoint's structure. For each contiguous, unfiltered tensor dataset (all of
+/// them in files bissl writes) it sends where the bytes lie (file offset; the length follows from
+/// dtype and shape), and this process copies them with `pread` from the file it opened itself before
+/// starting the reader, straight into the tensors' buffers: every extent is checked against that
+/// file's size, and all of them together may not claim more bytes than the file holds. Only the
+/// bytes of other layouts (chunked, compressed, big-endian) cross the pipe. This process never calls
+/// libhdf5 on the file. A crash or limit in the reader is one `CheckpointError.corrupt` line naming
+/// the file.
 ///
 /// Zoo objects were written by bissl and are verified against their content id, so the zoo reads
 /// them in process with `CheckpointFile.read`.
@@ -17,39 +24,55 @@ public enum UntrustedCheckpointFile {
     }
 
     /// Reads `url` in the HDF5 reader process when `Sandbox.helper` is set, else in process.
-    /// - Throws: `CheckpointError` as `CheckpointFile.read` does; `.corrupt` when the reader process
-    ///   crashes or hits a limit.
+    /// - Throws: `CheckpointError` as `CheckpointFile.read` does; `.io` when `url` is not a readable
+    ///   regular file; `.corrupt` when the reader process crashes or hits a limit, sends extents
+    ///   outside the file, or the file changes (another file put at the path, or written) while it
+    ///   is read.
     public static func read(_ url: URL) throws -> Contents {
         guard Sandbox.helper != nil else { return try readInProcess(url) }
-        guard FileManager.default.isReadableFile(atPath: url.path) else {
-            throw CheckpointError.io("cannot read \(url.path): no such readable file")
+        let name = url.lastPathComponent
+        // Opened before the reader process starts: the bytes are copied from this file, whatever the
+        // path names later. O_NONBLOCK: opening a FIFO must not wait for a writer.
+        let descriptor = open(url.path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        guard descriptor >= 0 else { throw CheckpointError.io("cannot read \(url.path): no such readable file") }
+        defer { close(descriptor) }
+        var s = stat()
+        guard fstat(descriptor, &s) == 0, s.st_mode & S_IFMT == S_IFREG, let status = FileStatus(descriptor: descriptor) else {
+            throw CheckpointError.io("cannot read \(url.path): not a regular file")
         }
         let message: SandboxMessage
         do {
-            message = try Sandbox.run(["checkpoint", url.path], fileName: url.lastPathComponent)
+            message = try Sandbox.run(["checkpoint", url.path], fileName: name)
         } catch let error as SandboxError {
             throw CheckpointError.corrupt(error.message)
         }
-        return try decode(message, fileName: url.lastPathComponent)
+        let (contents, seen) = try decode(message, descriptor: descriptor, fileSize: status.size, fileName: name)
+        guard seen == status, FileStatus(descriptor: descriptor) == status else {
+            throw CheckpointError.corrupt("\(name) changed while it was read (replaced or written meanwhile); read it again")
+        }
+        return contents
     }
 
-    /// The reader process's side: reads `path` after applying the sandbox limits and returns the
-    /// message to write to standard output (the contents, or the error as a record).
+    /// The reader process's side: reads the metadata of `path` after applying the sandbox limits and
+    /// returns the message to write to standard output (the structure, or the error as a record).
     public static func childMessage(path: String) -> SandboxMessage {
+        let url = URL(fileURLWithPath: path)
         do {
             let size = ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int) ?? 0
             try Sandbox.enterChild(fileSize: size)
-            return try encode(try readInProcess(URL(fileURLWithPath: path)))
+            return try encode(try CheckpointReader(url))
         } catch let error as CheckpointError {
             return errorMessage(error)
+        } catch let error as HDF5Error {
+            return errorMessage(CheckpointReader.corrupt(error, url: url))
         } catch {
-            return errorMessage(.corrupt(String(describing: error)))
+            return errorMessage(.corrupt("\(url.lastPathComponent): \(error)"))
         }
     }
 
     static func readInProcess(_ url: URL) throws -> Contents {
-        let checkpoint = try CheckpointFile.read(url)
-        return Contents(checkpoint: checkpoint, storedContentID: try? CheckpointFile.storedContentID(url))
+        let reader = try CheckpointReader(url)
+        return Contents(checkpoint: try reader.checkpoint(), storedContentID: reader.storedContentID)
     }
 
     // MARK: - Message
@@ -57,11 +80,15 @@ public enum UntrustedCheckpointFile {
     private struct Header: Codable {
         struct Failure: Codable { var kind: String; var message: String }
         struct Component: Codable { var name: String; var keys: [String]; var tensors: [Int] }
-        struct TensorRecord: Codable, Equatable { var dtype: DType; var shape: [Int] }
+        /// A stored tensor: its bytes lie at `offset` of the file (`shape.product * dtype.size` of
+        /// them), or, without an offset, are the next blob.
+        struct TensorRecord: Codable, Equatable { var dtype: DType; var shape: [Int]; var offset: UInt64? }
         var error: Failure?
         var storedContentID: String?
+        /// `fstat` facts of the file the reader process read.
+        var file: FileStatus?
         var components: [Component] = []
-        /// One per blob, in blob order; a tensor shared by several names is sent once.
+        /// One per stored dataset; names hard-linked to one dataset share its record.
         var tensors: [TensorRecord] = []
         var aliases: [String: String] = [:]
         var architecture: Architecture?
@@ -75,6 +102,7 @@ public enum UntrustedCheckpointFile {
             let c = try decoder.container(keyedBy: CodingKeys.self)
             error = try c.decodeIfPresent(Failure.self, forKey: .error)
             storedContentID = try c.decodeIfPresent(String.self, forKey: .storedContentID)
+            file = try c.decodeIfPresent(FileStatus.self, forKey: .file)
             components = try c.decodeIfPresent([Component].self, forKey: .components) ?? []
             tensors = try c.decodeIfPresent([TensorRecord].self, forKey: .tensors) ?? []
             aliases = try c.decodeIfPresent([String: String].self, forKey: .aliases) ?? [:]
@@ -125,38 +153,32 @@ public enum UntrustedCheckpointFile {
         return SandboxMessage(header: (try? encoder().encode(header)) ?? Data(), blobs: [])
     }
 
-    static func encode(_ contents: Contents) throws -> SandboxMessage {
+    /// The message for `reader`'s file: offsets of contiguous datasets, bytes (read through HDF5) of
+    /// the others.
+    /// - Throws: `HDF5Error` when a dataset cannot be read; `CheckpointError.invalid` when the header
+    ///   cannot be encoded.
+    static func encode(_ reader: CheckpointReader) throws -> SandboxMessage {
         var header = Header()
-        header.storedContentID = contents.storedContentID
+        header.storedContentID = reader.storedContentID
+        header.file = reader.status
         var blobs: [Data] = []
-        // A name the file hard-links to an earlier dataset (`aliases`, flat names) is sent as a
-        // reference to that tensor, so the parent shares it as the in-process read does.
-        let aliases = contents.checkpoint.aliases
-        var indexOfFlat: [String: Int] = [:]
-        for (name, tensors) in contents.checkpoint.components {
-            let prefix = Checkpoint.unprefixedComponents.contains(name) ? "" : name + "."
-            var component = Header.Component(name: name, keys: [], tensors: [])
-            for (key, tensor) in tensors {
-                let record = Header.TensorRecord(dtype: tensor.dtype, shape: tensor.shape)
-                let index: Int
-                if let target = aliases[prefix + key], let known = indexOfFlat[target], header.tensors[known] == record,
-                   blobs[known] == tensor.data {
-                    index = known
-                } else {
-                    index = blobs.count
-                    blobs.append(tensor.data)
-                    header.tensors.append(record)
-                }
-                indexOfFlat[prefix + key] = index
-                component.keys.append(key)
-                component.tensors.append(index)
+        for (dataset, info) in reader.storedTensors {
+            var record = Header.TensorRecord(dtype: info.dtype, shape: info.shape, offset: nil)
+            if info.byteCount > 0, let extent = try dataset.directExtent() {
+                record.offset = UInt64(extent.offset)
+            } else {
+                blobs.append(info.byteCount > 0 ? try dataset.readData() : Data())
             }
-            header.components.append(component)
+            header.tensors.append(record)
         }
-        header.aliases = contents.checkpoint.aliases
-        header.architecture = contents.checkpoint.architecture
-        header.provenance = contents.checkpoint.provenance
-        header.metricHistory = contents.checkpoint.provenance.metricHistory
+        let slots = reader.tensorSlots
+        for (name, infos) in reader.components {
+            header.components.append(.init(name: name, keys: Array(infos.keys), tensors: infos.keys.map { slots[name]![$0]! }))
+        }
+        header.aliases = reader.aliases
+        header.architecture = reader.architecture
+        header.provenance = reader.provenance
+        header.metricHistory = reader.provenance.metricHistory
         do {
             return SandboxMessage(header: try encoder().encode(header), blobs: blobs)
         } catch {
@@ -164,7 +186,15 @@ public enum UntrustedCheckpointFile {
         }
     }
 
-    static func decode(_ message: SandboxMessage, fileName: String) throws -> Contents {
+    /// The checkpoint a message describes, its tensors copied from the file open at `descriptor`
+    /// (`fileSize` bytes) or taken from the blobs; also the file facts the reader process reported.
+    /// Nothing in the message is trusted: every extent lies inside the file, the extents together
+    /// claim at most `fileSize` bytes (honest files never share bytes between datasets), each blob
+    /// has its tensor's size, every index is in range.
+    /// - Throws: `CheckpointError` the reader process reported, or `.corrupt` for a malformed message
+    ///   or a failed read.
+    static func decode(_ message: SandboxMessage, descriptor: Int32, fileSize: Int64,
+                       fileName: String) throws -> (contents: Contents, file: FileStatus?) {
         func malformed(_ what: String) -> CheckpointError {
             .corrupt("\(fileName): the HDF5 reader process sent a malformed result (\(what))")
         }
@@ -173,29 +203,56 @@ public enum UntrustedCheckpointFile {
             guard let error = makeError(kind: failure.kind, message: failure.message) else { throw malformed("error kind \(failure.kind)") }
             throw error
         }
-        guard header.tensors.count == message.blobs.count, var provenance = header.provenance else { throw malformed("tensor count") }
-        var tensors: [Tensor] = []
-        tensors.reserveCapacity(header.tensors.count)
-        for (record, blob) in zip(header.tensors, message.blobs) {
-            do {
-                tensors.append(try Tensor(dtype: record.dtype, shape: record.shape, data: Data(blob)))
-            } catch {
-                throw malformed("tensor of shape \(record.shape)")
+        guard var provenance = header.provenance else { throw malformed("no provenance") }
+        var extents: [(index: Int, extent: DirectExtent)] = []
+        var claimed: Int64 = 0
+        var blobs = message.blobs.makeIterator()
+        var tensors = [Tensor?](repeating: nil, count: header.tensors.count)
+        for (index, record) in header.tensors.enumerated() {
+            var bytes = record.dtype.size
+            for dim in record.shape {
+                let (product, overflow) = bytes.multipliedReportingOverflow(by: dim)
+                guard dim >= 0, !overflow else { throw malformed("tensor of shape \(record.shape)") }
+                bytes = product
             }
+            if let offset = record.offset {
+                let (sum, overflow) = claimed.addingReportingOverflow(Int64(bytes))
+                guard !overflow, sum <= fileSize else { throw malformed("tensors claim more bytes than the file holds") }
+                claimed = sum
+                do {
+                    extents.append((index, try DirectExtent(descriptor: descriptor, offset: offset, count: bytes, fileSize: fileSize,
+                                                            what: "\(index)")))
+                } catch {
+                    throw malformed("tensor bytes outside the file")
+                }
+            } else {
+                guard let blob = blobs.next(), let tensor = try? Tensor(dtype: record.dtype, shape: record.shape, data: Data(blob)) else {
+                    throw malformed("tensor of shape \(record.shape)")
+                }
+                tensors[index] = tensor
+            }
+        }
+        guard blobs.next() == nil else { throw malformed("tensor count") }
+        do {
+            for (entry, data) in zip(extents, try DirectExtent.readAll(extents.map(\.extent))) {
+                tensors[entry.index] = try Tensor(dtype: header.tensors[entry.index].dtype, shape: header.tensors[entry.index].shape, data: data)
+            }
+        } catch let error as HDF5Error {
+            throw CheckpointError.corrupt("\(fileName): cannot read tensor bytes: \(error.message)")
         }
         var components = OrderedDictionary<String, StateDict>()
         for component in header.components {
             guard components[component.name] == nil, component.keys.count == component.tensors.count else { throw malformed("components") }
             var stateDict = StateDict(minimumCapacity: component.keys.count)
             for (key, index) in zip(component.keys, component.tensors) {
-                guard tensors.indices.contains(index), stateDict[key] == nil else { throw malformed("tensor index") }
-                stateDict[key] = tensors[index]
+                guard tensors.indices.contains(index), let tensor = tensors[index], stateDict[key] == nil else { throw malformed("tensor index") }
+                stateDict[key] = tensor
             }
             components[component.name] = stateDict
         }
         provenance.metricHistory = header.metricHistory
         let checkpoint = Checkpoint(components: components, architecture: header.architecture, provenance: provenance,
                                     aliases: header.aliases)
-        return Contents(checkpoint: checkpoint, storedContentID: header.storedContentID)
+        return (Contents(checkpoint: checkpoint, storedContentID: header.storedContentID), header.file)
     }
 }

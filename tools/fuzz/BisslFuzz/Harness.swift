@@ -33,6 +33,12 @@ private let scratch: URL = {
     return dir
 }()
 
+/// The file the `h5message` target's tensor extents point into: 4 KiB, opened once.
+private let extentFile: (descriptor: Int32, size: Int64) = {
+    let url = file(Data((0..<4096).map { UInt8(truncatingIfNeeded: $0) }), named: "extents.bin")
+    return (open(url.path, O_RDONLY | O_CLOEXEC), 4096)
+}()
+
 private func file(_ data: Data, named name: String) -> URL {
     let url = scratch.appendingPathComponent(name)
     FileManager.default.createFile(atPath: url.path, contents: data)
@@ -72,7 +78,7 @@ private func run(_ data: Data) throws {
     case .h5message:
         // What the parent trusts of the reader process's output.
         let message = try SandboxMessage(decoding: data)
-        _ = try? UntrustedCheckpointFile.decode(message, fileName: "in.h5")
+        _ = try? UntrustedCheckpointFile.decode(message, descriptor: extentFile.descriptor, fileSize: extentFile.size, fileName: "in.h5")
         _ = try H5DatasetMessage.decode(message, file: "h5:in.h5")
     case .idx:
         _ = try IDXReader.parse(IDXReader.inflated(data, name: "in-idx3-ubyte"), name: "in-idx3-ubyte")
