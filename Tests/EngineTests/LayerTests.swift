@@ -61,6 +61,8 @@ final class LayerTests: XCTestCase {
         checkConv(n: 3, c: 5, o: 6, h: 9, w: 10, k: 1, s: 1, p: 0)  // direct GEMM path (90 pixels)
         checkConv(n: 3, c: 5, o: 6, h: 3, w: 3, k: 1, s: 1, p: 0)   // 1x1 on a small plane: batched GEMM
         checkConv(n: 2, c: 5, o: 6, h: 5, w: 5, k: 1, s: 2, p: 0)   // downsample
+        checkConv(n: 2, c: 2, o: 3, h: 6, w: 7, k: 5, s: 1, p: 2)   // "same" 5x5: one shifted run per plane
+        checkConv(n: 2, c: 2, o: 3, h: 6, w: 5, k: 3, s: 1, p: 0)   // stride 1 without padding: row by row
     }
 
     func testBatchNormTrainUpdatesRunningStatisticsAsPyTorch() {

@@ -220,45 +220,84 @@ public final class Conv2d {
 
     /// Unfolds `x` `[N, C, H, W]` into `[C*k*k, N*Ho*Wo]`: row `(c*k + i)*k + j`, column `n*Ho*Wo + oh*Wo + ow`
     /// holds `x[n, c, oh*s - p + i, ow*s - p + j]` (0 outside the image).
+    ///
+    /// Every value is written once (no zero-fill first). For "same" convolutions (stride 1, `Wo == W`: the
+    /// 3x3/1 pad-1 convs of every ResNet block) the valid window of one (row, image) pair is the input
+    /// plane shifted by `(i - p)*W + (j - p)`, so it is one contiguous copy whose wrapped edge columns
+    /// are then zeroed; otherwise each output row is copied (stride 1) or gathered (stride 2).
     func im2col(_ x: Tensor4, ho: Int, wo: Int) -> [Float] {
-        let k = kernel, s = stride, pad = padding, N = x.n, C = x.c, H = x.h, W = x.w, P = ho * wo
+        let k = kernel, N = x.n, C = x.c, P = ho * wo
         let width = N * P
-        var cols = [Float](repeating: 0, count: C * k * k * width)
-        cols.withUnsafeMutableBufferPointer { cp in
+        return [Float](count: C * k * k * width) { cp in
             x.data.withUnsafeBufferPointer { xp in
                 // Each channel fills its own k*k rows.
                 Parallel.forEachChunk(C, workPerIndex: k * k * width) { channels in
-                for c in channels {
-                    for i in 0..<k {
-                        for j in 0..<k {
-                            let row = cp.baseAddress! + ((c * k + i) * k + j) * width
-                            // valid ow: 0 <= ow*s - pad + j < W
-                            let owLo = max(0, (pad - j + s - 1) / s)
-                            let owHi = min(wo, floorDiv(W - 1 + pad - j, s) + 1)
-                            for n in 0..<N {
-                                let plane = xp.baseAddress! + (n * C + c) * H * W
-                                for oh in 0..<ho {
-                                    let ih = oh * s - pad + i
-                                    if ih < 0 || ih >= H || owLo >= owHi { continue }
-                                    let dst = row + n * P + oh * wo
-                                    let src = plane + ih * W - pad + j
-                                    if s == 1 {
-                                        (dst + owLo).update(from: src + owLo, count: owHi - owLo)
-                                    } else {
-                                        for ow in owLo..<owHi { dst[ow] = src[ow * s] }
-                                    }
+                    for c in channels {
+                        for i in 0..<k {
+                            for j in 0..<k {
+                                let w = window(i, j, x, ho: ho, wo: wo)
+                                let row = cp.baseAddress! + ((c * k + i) * k + j) * width
+                                for n in 0..<N {
+                                    unfold(xp.baseAddress! + (n * C + c) * x.h * x.w, into: row + n * P, tap: i, j, w, x, ho: ho, wo: wo)
                                 }
                             }
                         }
                     }
                 }
-                }
             }
         }
-        return cols
     }
 
-    /// Adjoint of `im2col`: sums `[C*k*k, N*Ho*Wo]` back into a tensor shaped like `x`.
+    /// The valid outputs of kernel tap `(i, j)`: rows `oh` in `rows` and columns `ow` in `cols` read
+    /// inside the image (`0 <= oh*s - p + i < H`, same for columns); the rest read the zero padding.
+    private func window(_ i: Int, _ j: Int, _ x: Tensor4, ho: Int, wo: Int) -> (rows: Range<Int>, cols: Range<Int>) {
+        let s = stride, pad = padding
+        let rows = max(0, (pad - i + s - 1) / s)..<min(ho, floorDiv(x.h - 1 + pad - i, s) + 1)
+        let cols = max(0, (pad - j + s - 1) / s)..<min(wo, floorDiv(x.w - 1 + pad - j, s) + 1)
+        return (rows.isEmpty || cols.isEmpty) ? (0..<0, 0..<0) : (rows, cols)
+    }
+
+    /// Writes the `[Ho, Wo]` plane of tap `(i, j)` (valid outputs `w`, from `window`) for one input plane of
+    /// `x` into `dst`.
+    @inline(__always)
+    private func unfold(_ plane: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, tap i: Int, _ j: Int,
+                        _ w: (rows: Range<Int>, cols: Range<Int>), _ x: Tensor4, ho: Int, wo: Int) {
+        let s = stride, pad = padding, W = x.w
+        let (rows, cols) = w
+        guard !rows.isEmpty else { dst.update(repeating: 0, count: ho * wo); return }
+        // rows that read above or below the image
+        dst.update(repeating: 0, count: rows.lowerBound * wo)
+        (dst + rows.upperBound * wo).update(repeating: 0, count: (ho - rows.upperBound) * wo)
+        if s == 1 && wo == W {
+            // Output (oh, ow) reads input index oh*W + ow + shift: one run from the first valid value to the last.
+            let shift = (i - pad) * W + (j - pad)
+            let first = rows.lowerBound * wo + cols.lowerBound, last = (rows.upperBound - 1) * wo + cols.upperBound
+            (dst + first).update(from: plane + first + shift, count: last - first)
+            // The columns outside `cols` picked up the neighbouring rows' edge values: zero them.
+            if cols.count < wo {
+                for oh in rows {
+                    let r = dst + oh * wo
+                    for ow in 0..<cols.lowerBound { r[ow] = 0 }
+                    for ow in cols.upperBound..<wo { r[ow] = 0 }
+                }
+            }
+            return
+        }
+        for oh in rows {
+            let r = dst + oh * wo
+            let src = plane + (oh * s - pad + i) * W + j - pad   // src[ow * s] = x[ih, ow*s - p + j]
+            for ow in 0..<cols.lowerBound { r[ow] = 0 }
+            for ow in cols.upperBound..<wo { r[ow] = 0 }
+            if s == 1 {
+                (r + cols.lowerBound).update(from: src + cols.lowerBound, count: cols.count)
+            } else {
+                for ow in cols { r[ow] = src[ow * s] }
+            }
+        }
+    }
+
+    /// Adjoint of `im2col`: sums `[C*k*k, N*Ho*Wo]` back into a tensor shaped like `x` (the values of
+    /// padding positions are dropped). Each input value receives its taps in `(i, j)` order.
     func col2im(_ cols: [Float], like x: Tensor4, ho: Int, wo: Int) -> Tensor4 {
         let k = kernel, s = stride, pad = padding, N = x.n, C = x.c, H = x.h, W = x.w, P = ho * wo
         let width = N * P
@@ -267,30 +306,43 @@ public final class Conv2d {
             cols.withUnsafeBufferPointer { cp in
                 // Each channel sums into its own planes (same order of additions as one thread).
                 Parallel.forEachChunk(C, workPerIndex: k * k * width) { channels in
-                for c in channels {
-                    for i in 0..<k {
-                        for j in 0..<k {
-                            let row = cp.baseAddress! + ((c * k + i) * k + j) * width
-                            let owLo = max(0, (pad - j + s - 1) / s)
-                            let owHi = min(wo, floorDiv(W - 1 + pad - j, s) + 1)
-                            for n in 0..<N {
-                                let plane = op.baseAddress! + (n * C + c) * H * W
-                                for oh in 0..<ho {
-                                    let ih = oh * s - pad + i
-                                    if ih < 0 || ih >= H || owLo >= owHi { continue }
-                                    let src = row + n * P + oh * wo
-                                    let dst = plane + ih * W - pad + j
-                                    for ow in owLo..<owHi { dst[ow * s] += src[ow] }
+                    for c in channels {
+                        for i in 0..<k {
+                            for j in 0..<k {
+                                let (rows, valid) = window(i, j, x, ho: ho, wo: wo)
+                                let row = cp.baseAddress! + ((c * k + i) * k + j) * width
+                                for n in 0..<N {
+                                    let plane = op.baseAddress! + (n * C + c) * H * W
+                                    for oh in rows {
+                                        let src = row + n * P + oh * wo
+                                        let dst = plane + (oh * s - pad + i) * W + j - pad
+                                        if s == 1 {
+                                            addFloats(dst + valid.lowerBound, src + valid.lowerBound, valid.count)
+                                        } else {
+                                            for ow in valid { dst[ow * s] += src[ow] }
+                                        }
+                                    }
                                 }
                             }
                         }
                     }
                 }
-                }
             }
         }
         return out
     }
+}
+
+/// `dst[i] += src[i]` for `count` floats, 8 lanes at a time.
+@inline(__always) private func addFloats(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ count: Int) {
+    let d = UnsafeMutableRawPointer(dst), s = UnsafeRawPointer(src)
+    var i = 0
+    while i + 8 <= count {
+        let v = d.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self) + s.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self)
+        d.storeBytes(of: v, toByteOffset: 4 * i, as: SIMD8<Float>.self)
+        i += 8
+    }
+    while i < count { dst[i] += src[i]; i += 1 }
 }
 
 /// Integer division rounding toward negative infinity.
