@@ -2,7 +2,7 @@
 // line on stdout. A ResNet backbone (default ResNet-50, torchvision width 64, imagenet stem) + a Linear head
 // (default 1000 classes), batch N of random N(0,1) NxCxHxW images with random labels, cross-entropy loss.
 //   train_img_s: forward (train mode) + backward + SGD step (lr 0.01, momentum 0.9, weight decay 1e-4);
-//   infer_img_s: forward in eval mode;
+//   infer_img_s: forward in eval mode (`ResNet.infer`: BatchNorm folded into the convolutions, as bissl predict/probe run it);
 //   hvp_exact_cost_gradients: time of one exact Hessian-vector product (forward-over-reverse: a tangent
 //     forward + tangent backward at the recorded primal pass, computed beforehand as BiSSL does once per
 //     upper phase) with respect to every parameter (backbone and head), divided by the time of one
@@ -86,7 +86,7 @@ func run(_ settings: Settings) throws {
     var inferTimes: [Double] = []
     for s in 0...steps {
         let t0 = now()
-        _ = head.forward(model.forward(images, mode: .eval))
+        _ = head.forward(model.infer(images))
         if s > 0 { inferTimes.append(now() - t0) }
     }
 

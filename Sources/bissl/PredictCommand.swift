@@ -83,7 +83,7 @@ struct PredictCommand: ParsableCommand {
         if what == .logits && classifier == nil {
             throw CLIError("entry \(id.prefix(12)) has no classifier component: use --features for the backbone features")
         }
-        var result = network.backbone.forward(images, mode: .eval)
+        var result = network.backbone.infer(images)   // eval-mode forward, BatchNorm folded (ResNet.infer)
         if what == .logits, let classifier { result = classifier.forward(result, mode: .eval) }
 
         if let output {

@@ -8,7 +8,7 @@ decay 1e-4):
   (train, inference and peak RSS only).
 Figures:
   train img/s   forward (train mode) + backward + SGD step;
-  infer img/s   eval-mode forward (torch under no_grad);
+  infer img/s   eval-mode forward (ours: ResNet.infer, BatchNorm folded into the convolutions; torch under no_grad);
   HVP cost      ours: one exact Hessian-vector product (forward-over-reverse: tangent forward + tangent
                 backward at the primal pass recorded once, as BiSSL records it once per upper phase) / one
                 gradient, and the forward-difference product (one gradient at θ+εv) / one gradient;

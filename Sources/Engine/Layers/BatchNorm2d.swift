@@ -119,15 +119,11 @@ public final class BatchNorm2d {
             if mode == .train { updateRunningStatistics(mean: mean, unbiasedVariance: unbiased) }
         } else {
             synchronizedCount = nil
-            for c in 0..<C {
-                mean[c] = runningMean[c]
-                invStd[c] = 1 / (runningVar[c] + eps).squareRoot()
-            }
+            (mean, invStd) = runningNormalisation()
         }
         self.mean = mean
         self.invStd = invStd
-        let scale = (0..<C).map { weight.value[$0] * invStd[$0] }
-        let shift = (0..<C).map { bias.value[$0] - mean[$0] * scale[$0] }
+        let (scale, shift) = affine(mean: mean, invStd: invStd)
         let y = [Float](count: x.count) { yp in
             x.data.withUnsafeBufferPointer { xp in
                 // Planes (n, c) are independent.
@@ -145,6 +141,26 @@ public final class BatchNorm2d {
     }
 
     private var lastMode: Mode = .eval
+
+    /// The eval-mode normalisation: `running_mean` and `1/sqrt(running_var + eps)` per channel.
+    private func runningNormalisation() -> (mean: [Float], invStd: [Float]) {
+        (runningMean, runningVar.map { 1 / ($0 + eps).squareRoot() })
+    }
+
+    /// The forward pass as a per-channel affine map `y = x * scale + shift`, for the statistics
+    /// `mean`, `invStd`: `scale = gamma * invStd`, `shift = beta - mean * scale`.
+    private func affine(mean: [Float], invStd: [Float]) -> (scale: [Float], shift: [Float]) {
+        let scale = (0..<channels).map { weight.value[$0] * invStd[$0] }
+        return (scale, (0..<channels).map { bias.value[$0] - mean[$0] * scale[$0] })
+    }
+
+    /// The eval-mode forward as `y = x * scale + shift` per channel (`[C]` each; the same values the
+    /// eval-mode `forward` applies), for folding this BatchNorm into the convolution before it
+    /// (`Conv2d.infer`). Reads only the parameters and running statistics.
+    public func evalAffine() -> (scale: [Float], shift: [Float]) {
+        let (mean, invStd) = runningNormalisation()
+        return affine(mean: mean, invStd: invStd)
+    }
 
     /// Backward: dy `[N, C, H, W]` -> dx. Accumulates `dL/dgamma`, `dL/dbeta`. In train mode the
     /// gradient flows through the batch statistics:

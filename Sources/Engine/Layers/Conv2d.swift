@@ -36,6 +36,26 @@ public final class Conv2d {
         return convolve(x, weight.value)
     }
 
+    /// Inference with a BatchNorm folded in (nothing is kept for a backward pass):
+    /// `y = conv(x, W * scale[o]) + shift[o] (+ residual)`, then `max(y, 0)` when `relu` is set; with
+    /// `BatchNorm2d.evalAffine()`'s `scale`, `shift` it is `relu(bn(conv(x)) + residual)` of eval mode
+    /// in one pass over the output (the weight scaled per output channel instead of the output: the
+    /// results differ from the unfused layers by float32 rounding only).
+    /// - Parameters: x `[N, C, H, W]`; scale, shift `[O]`; residual `[N, O, Ho, Wo]` or nil. Returns `[N, O, Ho, Wo]`.
+    public func infer(_ x: Tensor4, scale: [Float], shift: [Float], adding residual: Tensor4? = nil, relu: Bool) -> Tensor4 {
+        precondition(x.c == inChannels, "Conv2d \(weight.name): input has \(x.c) channels, expected \(inChannels)")
+        precondition(scale.count == outChannels && shift.count == outChannels, "Conv2d \(weight.name): scale/shift of another size")
+        precondition(residual.map { $0.shape == [x.n, outChannels, outputSize(x.h), outputSize(x.w)] } ?? true,
+                     "Conv2d \(weight.name): residual of another shape")
+        let ckk = inChannels * kernel * kernel
+        let folded = [Float](count: weight.value.count) { fp in
+            for o in 0..<outChannels {
+                for i in 0..<ckk { fp[o * ckk + i] = weight.value[o * ckk + i] * scale[o] }
+            }
+        }
+        return convolve(x, folded, epilogue: Epilogue(shift: shift, residual: residual?.data, relu: relu))
+    }
+
     /// Backward: dy `[N, O, Ho, Wo]` -> dx `[N, C, H, W]` (nil when `inputGradient` is false, e.g. for
     /// the stem, whose input is the image). Accumulates `dL/dW` into `weight.grad`. Inside
     /// `Tangents.record` it keeps `dy` for `tangentBackward`.
@@ -94,8 +114,8 @@ public final class Conv2d {
     private var outputGradient: Tensor4?
     private var tangentInput: Tensor4?
 
-    /// `conv(x, w)` for weights `w` `[O, C, k, k]`.
-    private func convolve(_ x: Tensor4, _ w: [Float]) -> Tensor4 {
+    /// `conv(x, w)` for weights `w` `[O, C, k, k]`, each output value passed through `epilogue` when given.
+    private func convolve(_ x: Tensor4, _ w: [Float], epilogue: Epilogue? = nil) -> Tensor4 {
         let ho = outputSize(x.h), wo = outputSize(x.w), N = x.n, O = outChannels
         let p = ho * wo, ckk = inChannels * kernel * kernel
         let y: [Float]
@@ -107,8 +127,11 @@ public final class Conv2d {
                         Parallel.forEachChunk(N, workPerIndex: O * p * ckk) { images in
                             for n in images {
                                 // Y_n[O, P] = W[O, C] * X_n[C, P]
+                                let yn = yp.baseAddress! + n * O * p
                                 GEMM.sgemm(m: O, n: p, k: ckk, a: wp.baseAddress!, lda: ckk, b: xp.baseAddress! + n * inChannels * p,
-                                           ldb: p, c: yp.baseAddress! + n * O * p, ldc: p, parallel: false)
+                                           ldb: p, c: yn, ldc: p, parallel: false)
+                                // while the image's output is in cache
+                                for o in 0..<O { epilogue?.apply(yn + o * p, from: yn + o * p, channel: o, at: (n * O + o) * p, count: p) }
                             }
                         }
                     }
@@ -125,7 +148,7 @@ public final class Conv2d {
                     }
                 }
             }
-            y = Conv2d.swapLeadingAxes(t, O, N, p)   // [O, N, P] -> [N, O, P]
+            y = Conv2d.swapLeadingAxes(t, O, N, p, epilogue: epilogue)   // [O, N, P] -> [N, O, P]
         }
         return Tensor4(n: N, c: O, h: ho, w: wo, data: y)
     }
@@ -203,17 +226,60 @@ public final class Conv2d {
     }
 
     /// `[A, B, P]` -> `[B, A, P]`: moves blocks of `P` contiguous values (the batch <-> channel swap
-    /// between NCHW tensors and the `[O, N*P]` GEMM layout).
-    static func swapLeadingAxes(_ src: [Float], _ a: Int, _ b: Int, _ p: Int) -> [Float] {
+    /// between NCHW tensors and the `[O, N*P]` GEMM layout). With an `epilogue` (A = channels), each
+    /// block is passed through it on the way.
+    static func swapLeadingAxes(_ src: [Float], _ a: Int, _ b: Int, _ p: Int, epilogue: Epilogue? = nil) -> [Float] {
         [Float](count: a * b * p) { dst in
             src.withUnsafeBufferPointer { sp in
                 Parallel.forEachChunk(b, workPerIndex: a * p) { range in
                     for j in range {
                         for i in 0..<a {
-                            (dst.baseAddress! + (j * a + i) * p).initialize(from: sp.baseAddress! + (i * b + j) * p, count: p)
+                            let to = (j * a + i) * p, from = sp.baseAddress! + (i * b + j) * p
+                            if let epilogue {
+                                epilogue.apply(dst.baseAddress! + to, from: from, channel: i, at: to, count: p)
+                            } else {
+                                (dst.baseAddress! + to).initialize(from: from, count: p)
+                            }
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// What `infer` applies to each output value of channel `o` at flat NCHW index `i`:
+    /// `v + shift[o] (+ residual[i])`, then `ReLU`'s rule (`v > 0 ? v : 0`) when `relu` is set.
+    struct Epilogue {
+        let shift: [Float]
+        let residual: [Float]?
+        let relu: Bool
+
+        /// `dst[i] = f(src[i])` for `count` values of `channel` starting at NCHW index `at` (`dst` may be `src`).
+        @inline(__always)
+        func apply(_ dst: UnsafeMutablePointer<Float>, from src: UnsafePointer<Float>, channel: Int, at: Int, count: Int) {
+            let b = SIMD8<Float>(repeating: shift[channel])
+            let d = UnsafeMutableRawPointer(dst), s = UnsafeRawPointer(src)
+            let relu = self.relu
+            func run(_ r: UnsafeRawPointer?) {
+                var i = 0
+                while i + 8 <= count {
+                    var v = s.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self) + b
+                    if let r { v += r.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self) }
+                    if relu { v = SIMD8<Float>.zero.replacing(with: v, where: v .> 0) }   // ReLU's rule: NaN -> 0
+                    d.storeBytes(of: v, toByteOffset: 4 * i, as: SIMD8<Float>.self)
+                    i += 8
+                }
+                while i < count {
+                    var v = src[i] + b[0]
+                    if let r { v += r.load(fromByteOffset: 4 * i, as: Float.self) }
+                    dst[i] = relu ? (v > 0 ? v : 0) : v
+                    i += 1
+                }
+            }
+            if let residual {
+                residual.withUnsafeBufferPointer { run(UnsafeRawPointer($0.baseAddress! + at)) }
+            } else {
+                run(nil)
             }
         }
     }

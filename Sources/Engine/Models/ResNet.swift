@@ -123,6 +123,21 @@ public final class ResNet {
         return pool.forward(out)
     }
 
+    /// Inference: images `[N, 3, H, W]` -> features `[N, featureCount]` of the eval-mode forward
+    /// (`model.eval()` under `torch.no_grad()`), with every BatchNorm folded into the convolution before it
+    /// and the ReLUs and residual adds done in the convolutions' output pass (`ResidualBlock.infer`).
+    /// Equals `forward(x, mode: .eval)` up to float32 rounding; keeps nothing for `backward` (which
+    /// still needs a `forward`). Not for use inside `ActivationPatterns.record`/`replay` (nothing is pinned).
+    public func infer(_ x: Tensor4) -> Matrix {
+        precondition(x.c == 3, "ResNet: input has \(x.c) channels, expected 3")
+        precondition(ActivationPatterns.current == nil, "ResNet.infer: activation patterns are not recorded or replayed")
+        let (scale, shift) = bn1.evalAffine()
+        var out = conv1.infer(x, scale: scale, shift: shift, relu: true)
+        if let mp = maxpool { out = mp.forward(out) }
+        for b in blocks { out = b.infer(out) }
+        return pool.forward(out)
+    }
+
     /// Backward from `dL/dfeatures` `[N, featureCount]`: accumulates the gradient of every parameter
     /// (the gradient with respect to the images is not formed).
     public func backward(_ dFeatures: Matrix) {

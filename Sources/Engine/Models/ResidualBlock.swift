@@ -55,6 +55,23 @@ public final class ResidualBlock {
         return outRelu.forward(ResidualAdd.forward(out, identity))
     }
 
+    /// Eval-mode forward for inference only (nothing kept for a backward pass): each BatchNorm folded into
+    /// its convolution, the ReLUs and the residual add applied in the convolutions' output pass
+    /// (`Conv2d.infer`). Equals `forward(x, mode: .eval)` up to float32 rounding.
+    public func infer(_ x: Tensor4) -> Tensor4 {
+        let identity = downsample.map { ds in
+            let (scale, shift) = ds.bn.evalAffine()
+            return ds.conv.infer(x, scale: scale, shift: shift, relu: false)
+        } ?? x
+        var out = x
+        for i in convs.indices {
+            let (scale, shift) = bns[i].evalAffine()
+            // every convolution is followed by a ReLU; the last one after the residual add
+            out = convs[i].infer(out, scale: scale, shift: shift, adding: i == convs.count - 1 ? identity : nil, relu: true)
+        }
+        return out
+    }
+
     /// Backward: dy (shape of the output) -> dx (shape of the input); accumulates every parameter gradient.
     public func backward(_ dy: Tensor4) -> Tensor4 {
         let (dMain, dIdentity) = ResidualAdd.backward(outRelu.backward(dy))

@@ -38,7 +38,7 @@ public enum FrozenFeatures {
 
     /// Features `[N, F]` of every image of `dataset`, in dataset order.
     /// - Parameters:
-    ///   - backbone: run with `Mode.eval`; its parameters and BN buffers are not modified.
+    ///   - backbone: run in eval mode (`ResNet.infer`); its parameters and BN buffers are not modified.
     ///   - imageSize: the transform's output size `S` (images are `3 x S x S`).
     ///   - batchSize: images per forward pass (memory only: eval-mode results do not depend on it).
     ///   - progress: called after each batch with (images done, total).
@@ -56,7 +56,7 @@ public enum FrozenFeatures {
         let iterator = loader.epoch(0)
         while let batch = try iterator.nextBatch() {
             let x = Tensor4(n: batch.count, c: 3, h: size, w: size, data: batch.views[0])
-            let f = backbone.forward(x, mode: .eval)
+            let f = backbone.infer(x)   // the eval-mode forward with BatchNorm folded (ResNet.infer)
             for (k, index) in batch.indices.enumerated() {
                 features.data.replaceSubrange((index * F)..<((index + 1) * F), with: f.data[(k * F)..<((k + 1) * F)])
                 labels[index] = batch.labels[k]
