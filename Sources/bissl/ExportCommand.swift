@@ -61,7 +61,7 @@ struct Export: ParsableCommand {
         if format == .hub {
             let lineage = try CardLineage.gather(zoo, id: id)
             // The image size of the nearest stage that records one (fine-tuning, alignment, pretraining).
-            let size = lineage.stages.reversed().lazy.compactMap { $0.provenance.flatMap(DownstreamData.recordedImageSize) }.first
+            let size = lineage.stages.reversed().lazy.compactMap { $0.provenance.flatMap { DownstreamData.recordedImageSize($0) } }.first
             notes = try HubFolder.write(checkpoint, id: id, lineage: lineage, preprocessing: .init(imageSize: size), to: url)
             print("wrote \(output)/ (hub folder of entry \(id.prefix(12)): \(HubFolder.weightsFile), \(HubFolder.configFile), \(HubFolder.cardFile))")
         } else {

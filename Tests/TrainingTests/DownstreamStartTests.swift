@@ -47,4 +47,25 @@ final class DownstreamStartTests: XCTestCase {
         p.hyperparameters = ["imageSize": .int(0)]
         XCTAssertNil(DownstreamData.recordedImageSize(p))
     }
+
+    /// An entry imported from a file bissl exported carries its training image size in the file's
+    /// `bissl.provenance`, through repeated export/import round trips, within a bounded depth.
+    func testRecordedImageSizeFollowsTheProvenanceAnExportedFileCarries() throws {
+        func imported(carrying inner: Provenance) throws -> Provenance {
+            let meta = Interchange.provenanceSummary(Checkpoint(components: [:], architecture: nil, provenance: inner))
+            return Provenance(stage: "imported", source: .init(fileName: "bb.safetensors", sha256: "", format: "safetensors",
+                                                               container: "safetensors", metadata: meta))
+        }
+        var pretext = Provenance(stage: "pretext")
+        pretext.hyperparameters = ["imageSize": .int(16)]
+        let once = try imported(carrying: pretext)
+        XCTAssertEqual(DownstreamData.recordedImageSize(once), 16)
+        XCTAssertEqual(DownstreamData.recordedImageSize(try imported(carrying: once)), 16, "exported and imported again")
+        var deep = once
+        for _ in 0..<5 { deep = try imported(carrying: deep) }
+        XCTAssertNil(DownstreamData.recordedImageSize(deep), "more round trips than the bound")
+        var garbled = once
+        garbled.source!.metadata["bissl.provenance"] = "{not json"
+        XCTAssertNil(DownstreamData.recordedImageSize(garbled))
+    }
 }

@@ -47,11 +47,15 @@ public enum DownstreamData {
     }
 
     /// The image side an entry was trained at: its `imageSize` hyperparameter, or an older spelling
-    /// of it (`image_size`, as fine-tuning recorded it before; `RecordedSettings`); nil when absent or
-    /// not a positive integer.
-    public static func recordedImageSize(_ provenance: Provenance) -> Int? {
-        guard let size = RecordedSettings.integer("imageSize", in: provenance.hyperparameters), size >= 1 else { return nil }
-        return size
+    /// of it (`image_size`, as fine-tuning recorded it before; `RecordedSettings`); for an entry imported
+    /// from a file bissl exported, the same read from the provenance the file carries
+    /// (`bissl.provenance` in its metadata, `Interchange.provenanceSummary`); nil when absent or not a
+    /// positive integer. Carried provenance is followed through at most `depth` export/import round trips.
+    public static func recordedImageSize(_ provenance: Provenance, depth: Int = 4) -> Int? {
+        if let size = RecordedSettings.integer("imageSize", in: provenance.hyperparameters) { return size >= 1 ? size : nil }
+        guard depth > 0, let json = provenance.source?.metadata["bissl.provenance"],
+              let carried = try? Provenance.decode(json: json) else { return nil }
+        return recordedImageSize(carried, depth: depth - 1)
     }
 
     /// The image size to use: `given`, or the first image's shorter side of `data`.

@@ -124,6 +124,10 @@ public struct FineTuneJob: TrainingJob {
         // Default image side: the entry's own (the size it was trained at), else the data's.
         let recorded = try refId.flatMap { DownstreamData.recordedImageSize(try zoo.checkpoint($0).provenance) }
         let size = try DownstreamData.imageSize(o.imageSize ?? recorded, data: dataset)
+        if o.imageSize == nil && recorded == nil, let ref = o.ref {
+            FileHandle.standardError.write(Data(("note: \(ref) records no training image size; fine-tuning at the data's "
+                + "\(size)x\(size) (--image-size to choose)\n").utf8))
+        }
         let c = FineTuneConfig(
             ref: refId, randomInit: o.randomInit,
             arch: o.randomInit ? o.randomArchitecture.arch : nil, width: o.randomInit ? o.randomArchitecture.width : nil,
