@@ -162,19 +162,21 @@ struct Pull: ParsableCommand {
 final class ProgressLine: @unchecked Sendable {
     private var id = ""
     private var started = Date()
+    /// Bytes already there when the object's line started (a resumed transfer): not counted in the rate.
+    private var resumedFrom: Int64 = 0
     private var shown = Date.distantPast
     private var completed: Set<String> = []
 
     func update(_ id: String, _ done: Int64, _ total: Int64) {
         guard !completed.contains(id) else { return }
         let now = Date()
-        if id != self.id { self.id = id; started = now; shown = .distantPast }
+        if id != self.id { self.id = id; started = now; resumedFrom = done; shown = .distantPast }
         let finished = done >= total
         guard finished || now.timeIntervalSince(shown) >= 0.1 else { return }
         shown = now
         let seconds = max(now.timeIntervalSince(started), 1e-3)
         let percent = total > 0 ? Int(Double(done) * 100 / Double(total)) : 100
-        let line = "\r\(id.prefix(12))  \(ZooOutput.bytes(done)) / \(ZooOutput.bytes(total))  \(percent)%  \(ZooOutput.bytes(Int64(Double(done) / seconds)))/s\u{1B}[K"
+        let line = "\r\(id.prefix(12))  \(ZooOutput.bytes(done)) / \(ZooOutput.bytes(total))  \(percent)%  \(ZooOutput.bytes(Int64(Double(done - resumedFrom) / seconds)))/s\u{1B}[K"
         FileHandle.standardError.write(Data((line + (finished ? "\n" : "")).utf8))
         if finished { completed.insert(id) }
     }

@@ -105,7 +105,7 @@ final class RemoteProcessTests: XCTestCase {
         p.waitUntilExit()
         let store = try server.store(remote)
         XCTAssertEqual(try store.entryIDs(), [], "no manifest: the entry is not on the remote")
-        XCTAssertEqual(try store.list("objects/").count, 0, "a single PUT broken off stores nothing")
+        XCTAssertEqual(try store.list("objects/").count, 0, "an upload broken off stores no object")
         let listed = try run(["list", "--remote", "team", "--zoo", z])
         XCTAssertTrue(listed.stdout.hasPrefix("no entries in remote team"), listed.stdout)
         let again = try run(["push", "big", "--zoo", z, "--json"])
@@ -115,5 +115,69 @@ final class RemoteProcessTests: XCTestCase {
         XCTAssertEqual(gc.status, 0, gc.stderr)
         let report = try JSONSerialization.jsonObject(with: Data(gc.stdout.utf8)) as! [String: Any]
         XCTAssertEqual((report["removedObjects"] as? [String])?.count, 0)
+    }
+
+    /// Polls `done` every 50 ms until it holds, while `p` runs; fails when `p` ends first or 60 s pass.
+    private func wait(for p: Process, _ what: String, _ done: () -> Bool) {
+        let deadline = Date().addingTimeInterval(60)
+        while !done() {
+            guard p.isRunning, Date() < deadline else { return XCTFail("\(what): the process ended or 60 s passed first") }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+    }
+
+    private func files(_ dir: URL) -> [URL] {
+        ((try? FileManager.default.contentsOfDirectory(at: dir, includingPropertiesForKeys: nil)) ?? []).sorted { $0.path < $1.path }
+    }
+
+    func testKilledPushAndPullResume() throws {
+        let server = try SeaweedServer(self)
+        let dir = try ZooTestSupport.tempDir(self)
+        let remote = try server.remote()
+        // 5 M float32 = 20 MB: three 8 MiB parts or ranges (the last one short) at 2 MB/s per connection.
+        let (z, id) = try zoo(dir, "z", ZooTestSupport.checkpoint(seed: 41, extraFloats: 5_000_000), label: "big", remote: remote)
+        let object = URL(fileURLWithPath: z).appendingPathComponent("objects/\(id.prefix(2))/\(id.dropFirst(2)).h5")
+        let size = try XCTUnwrap(FileManager.default.attributesOfItem(atPath: object.path)[.size] as? NSNumber).int64Value
+        let tmp = URL(fileURLWithPath: z).appendingPathComponent("tmp")
+
+        // Push killed once its record names a part the server acknowledged (the short third one).
+        let (push, _) = try start(["push", "big", "--zoo", z, "--max-rate", "2M"], dir, "push")
+        wait(for: push, "a part recorded") {
+            files(tmp).contains { $0.path.hasSuffix(".push") && !(TransferRecords.read(UploadRecord.self, $0)?.parts.isEmpty ?? true) }
+        }
+        kill(push.processIdentifier, SIGKILL)
+        push.waitUntilExit()
+        let store = try server.store(remote)
+        XCTAssertEqual(try store.entryIDs(), [], "no manifest: the entry is not on the remote")
+        let pushed = try run(["push", "big", "--zoo", z, "--json"])
+        XCTAssertEqual(pushed.status, 0, pushed.stderr)
+        let sent = try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(pushed.stdout.utf8)) as? [String: Any])?["bytes"] as? Int)
+        XCTAssertLessThan(Int64(sent), size, "the acknowledged parts are not sent again")
+        XCTAssertEqual(try store.entryIDs(), [id])
+        XCTAssertEqual(try store.pendingUploads().count, 0)
+        XCTAssertEqual(files(tmp), [])
+
+        // Pull into a new zoo killed once its record shows bytes on disk; the rerun fetches the rest.
+        let fresh = dir.appendingPathComponent("fresh")
+        XCTAssertEqual(try run(["remote", "add", "team", remote.url, "--endpoint", server.endpoint, "--zoo", fresh.path]).status, 0)
+        let freshTmp = fresh.appendingPathComponent("tmp")
+        let (pull, _) = try start(["pull", "big", "--zoo", fresh.path, "--max-rate", "2M"], dir, "pull")
+        wait(for: pull, "bytes recorded") {
+            files(freshTmp).contains { folder in
+                (TransferRecords.read(DownloadRecord.self, folder.appendingPathComponent("record.json"))?.done.reduce(0, +) ?? 0) > 0
+            }
+        }
+        kill(pull.processIdentifier, SIGKILL)
+        pull.waitUntilExit()
+        let listed = try run(["list", "--zoo", fresh.path])
+        XCTAssertFalse(listed.stdout.contains(String(id.prefix(12))), "a killed pull lists nothing: \(listed.stdout)")
+        let pulled = try run(["pull", "big", "--zoo", fresh.path, "--json"])
+        XCTAssertEqual(pulled.status, 0, pulled.stderr)
+        let received = try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(pulled.stdout.utf8)) as? [String: Any])?["bytes"] as? Int)
+        XCTAssertLessThan(Int64(received), size, "what the killed pull wrote is not fetched again")
+        let copy = fresh.appendingPathComponent("objects/\(id.prefix(2))/\(id.dropFirst(2)).h5")
+        XCTAssertEqual(try Data(contentsOf: copy), try Data(contentsOf: object))
+        XCTAssertEqual(files(freshTmp), [])
+        XCTAssertEqual(try run(["verify", "--zoo", fresh.path]).status, 0)
     }
 }

@@ -132,7 +132,7 @@ final class RemoteTests: XCTestCase {
         let impostor = dir.appendingPathComponent("impostor.h5")
         try ZooTestSupport.writeH5(ZooTestSupport.checkpoint(seed: 77), to: impostor)
         let (sha, size) = try RemoteStore.sha256(of: impostor)
-        XCTAssertTrue(try remote.uploadObject(impostor, sha256: sha, size: size, progress: nil))
+        XCTAssertNotNil(try remote.uploadObject(impostor, sha256: sha, size: size, progress: nil))
         var forged = manifest
         forged.object = .init(sha256: sha, size: size)
         XCTAssertEqual(try remote.client.send("PUT", remote.key(RemoteStore.manifestKey(child)), body: .data(RemoteStore.encodeManifest(forged))).status, 200)
@@ -143,9 +143,48 @@ final class RemoteTests: XCTestCase {
         XCTAssertEqual(try b.list().map(\.id), [base])
     }
 
-    func testServerKilledMidTransferLeavesNoPartialEntry() throws {
+    func testManifestIndexIsACacheTheListingGoverns() throws {
         let server = try SeaweedServer(self)
         let dir = try ZooTestSupport.tempDir(self)
+        let (a, base, child) = try lineageZoo(dir)
+        let remote = try server.store(try server.remote())
+        _ = try a.push("ft", remote, ancestors: true, force: false, progress: nil)
+        // The push filed both manifests in their shards: copies of what entries/ holds.
+        for id in [base, child] {
+            let shard = try XCTUnwrap(remote.get(RemoteStore.indexKey(id.first!))).data
+            XCTAssertEqual(RemoteStore.decodeShard(shard, id.first!)[id], try remote.manifest(id))
+        }
+        let zoo = RemoteZoo(store: remote)
+        let indexed = try zoo.list()
+        XCTAssertEqual(Set(indexed.map(\.id)), [base, child])
+        // Without an index (a remote an older bissl wrote) the listing is the same; gc files it again.
+        for digit in Set([base.first!, child.first!]) { try remote.delete(RemoteStore.indexKey(digit)) }
+        XCTAssertEqual(try zoo.list(), indexed)
+        _ = try zoo.gc(grace: 3600)
+        for id in [base, child] {
+            let shard = try XCTUnwrap(remote.get(RemoteStore.indexKey(id.first!))).data
+            XCTAssertNotNil(RemoteStore.decodeShard(shard, id.first!)[id])
+        }
+        // A damaged shard reads as empty; an index copy of an id entries/ does not hold is not listed.
+        XCTAssertEqual(try remote.client.send("PUT", remote.key(RemoteStore.indexKey(base.first!)), body: .data(Data("{\"version\":1,".utf8))).status, 200)
+        var ghost = try XCTUnwrap(remote.manifest(child))
+        ghost.id = String(repeating: "e", count: 64)
+        ghost.summary.id = ghost.id
+        let ghostShard = try RemoteStore.manifestEncoder().encode(IndexShard(version: 1, manifests: [ghost.id: ghost]))
+        if child.first! != "e" {
+            XCTAssertEqual(try remote.client.send("PUT", remote.key(RemoteStore.indexKey("e")), body: .data(ghostShard)).status, 200)
+        }
+        XCTAssertEqual(try zoo.list(), indexed)
+    }
+
+    private func scratch(_ zoo: Zoo) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: zoo.layout.tmp.path)) ?? []).sorted()
+    }
+
+    func testServerKilledMidTransferResumesAndLeavesNoPartialEntry() throws {
+        let server = try SeaweedServer(self)
+        let dir = try ZooTestSupport.tempDir(self)
+        // 4 M float32 = 16 MB: four parts of 5 MiB (the last one short), one at a time.
         let (a, base, _) = try lineageZoo(dir, extraFloats: 4_000_000)
         let config = try server.remote()
         let remote = try server.store(config)
@@ -154,29 +193,57 @@ final class RemoteTests: XCTestCase {
         remote.connections = 1
         remote.client.attempts = 1
         let size = try a.record(base).summary.size
-        XCTAssertThrowsError(try a.push("base", remote, ancestors: false, force: false, progress: { _, done, _ in
-            if done > size / 3 { server.kill() }
-        }))
+        let killAfterHalf: TransferProgress = { _, done, _ in if done > size / 2 { server.kill() } }
+        XCTAssertThrowsError(try a.push("base", remote, ancestors: false, force: false, progress: killAfterHalf))
         try server.start()
         remote.client.attempts = 3
         XCTAssertFalse(try remote.exists(RemoteStore.manifestKey(base)), "no manifest: the entry is not on the remote")
         XCTAssertEqual(try RemoteZoo(store: remote).list().count, 0)
-        // A new push starts over and succeeds; gc with no grace aborts what the killed one left.
-        XCTAssertEqual(try a.push("base", remote, ancestors: false, force: false, progress: nil).entries.map(\.transferred), [true])
-        let gc = try RemoteZoo(store: remote).gc(grace: 0)
-        XCTAssertEqual(gc.removedObjects, [])
+        // The upload stays for a rerun; the zoo's record names it and the parts the server acknowledged.
+        let pending = try remote.pendingUploads()
+        XCTAssertEqual(pending.count, 1)
+        let recordName = try XCTUnwrap(scratch(a).first { $0.hasSuffix(".push") }, "\(scratch(a))")
+        let record = try XCTUnwrap(TransferRecords.read(UploadRecord.self, a.layout.tmp.appendingPathComponent(recordName)))
+        XCTAssertEqual(record.uploadID, pending[0].uploadID)
+        XCTAssertEqual(record.parts.map(\.number), [1], "killed during part 2 (past half of the object)")
+        // A new push sends the three other parts only, completes that upload and lists the entry.
+        let resumed = try a.push("base", remote, ancestors: false, force: false, progress: nil)
+        XCTAssertEqual(resumed.entries.map(\.transferred), [true])
+        XCTAssertEqual(resumed.bytes, size - (5 << 20))
         XCTAssertEqual(try remote.pendingUploads().count, 0)
+        XCTAssertEqual(scratch(a), [])
 
-        // The server dies during a pull: nothing is listed, nothing staged stays.
+        // The server dies during a pull: nothing is listed; what stays is the partial download.
         let b = try Zoo.open(ZooLayout(root: dir.appendingPathComponent("b")), create: true)
-        XCTAssertThrowsError(try b.pull("base", remote, ancestors: false, progress: { _, done, _ in
-            if done > size / 3 { server.kill() }
-        }))
+        XCTAssertThrowsError(try b.pull("base", remote, ancestors: false, progress: killAfterHalf))
         XCTAssertEqual(try b.list().count, 0)
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: b.layout.tmp.path), [])
+        XCTAssertEqual(scratch(b).count, 1)
+        XCTAssertTrue(scratch(b)[0].hasSuffix(".pull"), "\(scratch(b))")
         try server.start()
-        XCTAssertEqual(try b.pull("base", remote, ancestors: false, progress: nil).entries.map(\.transferred), [true])
+        // The rerun asks only for the rest, and the result is the pushed file byte for byte.
+        let pulled = try b.pull("base", remote, ancestors: false, progress: nil)
+        XCTAssertEqual(pulled.entries.map(\.transferred), [true])
+        XCTAssertLessThanOrEqual(pulled.bytes, size - (5 << 20), "at least the first range is not fetched again")
+        XCTAssertGreaterThan(pulled.bytes, 0)
         XCTAssertEqual(try b.resolve("base"), base)
+        XCTAssertEqual(try Data(contentsOf: b.layout.objectURL(base)), try Data(contentsOf: a.layout.objectURL(base)))
+        XCTAssertEqual(scratch(b), [])
+
+        // An upload the server no longer has (aborted by gc --remote) is started anew.
+        let c = try Zoo.open(ZooLayout(root: dir.appendingPathComponent("c")), create: true)
+        let other = try c.add(ZooTestSupport.checkpoint(seed: 3, extraFloats: 4_000_000)).id
+        let otherSize = try c.record(other).summary.size
+        remote.client.attempts = 1
+        XCTAssertThrowsError(try c.push(other, remote, ancestors: false, force: false, progress: { _, done, _ in
+            if done > otherSize / 2 { server.kill() }
+        }))
+        try server.start()
+        remote.client.attempts = 3
+        XCTAssertEqual(try RemoteZoo(store: remote).gc(grace: 0).abortedUploads.count, 1)
+        let restarted = try c.push(other, remote, ancestors: false, force: false, progress: nil)
+        XCTAssertEqual(restarted.bytes, otherSize)
+        XCTAssertEqual(try remote.pendingUploads().count, 0)
+        XCTAssertEqual(scratch(c), [])
     }
 
     func testRemoteGCRemovesOnlyOldUnreferencedObjects() throws {
@@ -188,7 +255,7 @@ final class RemoteTests: XCTestCase {
         let orphan = dir.appendingPathComponent("orphan.h5")
         try ZooTestSupport.writeH5(ZooTestSupport.checkpoint(seed: 5), to: orphan)
         let (sha, size) = try RemoteStore.sha256(of: orphan)
-        XCTAssertTrue(try remote.uploadObject(orphan, sha256: sha, size: size, progress: nil))
+        XCTAssertNotNil(try remote.uploadObject(orphan, sha256: sha, size: size, progress: nil))
         let zoo = RemoteZoo(store: remote)
 
         let young = try zoo.gc(grace: 3600)

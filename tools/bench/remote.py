@@ -8,9 +8,11 @@ the same object file in the same run (boto3's default TransferConfig: 8 MB parts
 What each figure times (wall clock of the whole process, best of TRIALS):
 - push: `bissl push r50 --no-ancestors` into a fresh key prefix: SHA-256 of the object, conditional
   multipart upload, manifest, ref. boto3: upload_file of the object file to a fresh key.
-- pull: `bissl pull r50` into a new zoo: ranged parallel download, SHA-256 check, content-id recomputation
-  from the tensors, placing the entry in the catalog. boto3: download_file of the object to a file.
-- list --remote: 1,000 tiny entries (a 1,000-deep chain pushed by one `bissl push TIP`), text output.
+- pull: `bissl pull r50` into a new zoo: ranged parallel download hashed (SHA-256) as it arrives, reading
+  the file in the HDF5 reader process, content-id recomputation from the tensors, placing the entry in the
+  catalog. boto3: download_file of the object to a file.
+- list --remote: 1,000 tiny entries (a 1,000-deep chain pushed by one `bissl push TIP`, which also files
+  their manifests in the remote's index), text output.
 """
 import datetime
 import hashlib

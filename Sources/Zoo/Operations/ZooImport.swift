@@ -40,10 +40,11 @@ extension Zoo {
         try add(checkpoint, name: name, tags: tags, staged: nil)
     }
 
-    /// `add` placing `given`, a complete object file of `checkpoint` in `tmp/` (a verified download,
-    /// `pull`), instead of writing one; `given` is removed in every case.
-    func add(_ checkpoint: Checkpoint, name: String?, tags: [String], staged given: URL?) throws -> ImportResult {
-        defer { if let given { unlink(given.path) } }
+    /// `add` placing `given.url`, a complete object file of `checkpoint` in `tmp/` whose content id
+    /// `given.id` its caller computed from `checkpoint` (a verified download, `pull`), instead of
+    /// writing one; `given.url` is removed in every case.
+    func add(_ checkpoint: Checkpoint, name: String?, tags: [String], staged given: (url: URL, id: String)?) throws -> ImportResult {
+        defer { if let given { unlink(given.url.path) } }
         let labels = (name.map { [($0, LabelKind.name)] } ?? []) + tags.map { ($0, LabelKind.tag) }
         var seen = Set<String>()
         for (label, _) in labels {
@@ -64,11 +65,11 @@ extension Zoo {
         }
         // The object is written to tmp/ while its content id is hashed (`CheckpointFile.writeStaged`):
         // content the zoo lists already, or labels another entry holds, cost one write thrown away.
-        // A given file (a verified download) is placed as it is; its id is hashed from the tensors.
+        // A given file (a verified download) is placed as it is, with the id its caller hashed.
         let staged: URL, id: String
         if let given {
-            staged = given
-            id = ContentID.compute(checkpoint)
+            staged = given.url
+            id = given.id
         } else {
             staged = layout.tmp.appendingPathComponent(".staged.h5.tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
             id = try CheckpointFile.writeStaged(checkpoint, to: staged)

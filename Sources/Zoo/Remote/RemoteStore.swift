@@ -52,6 +52,7 @@ struct RemoteKey {
 /// <prefix>/bissl-remote.json               {"format":"bissl-remote","version":1}
 /// <prefix>/objects/<2 hex>/<62 hex>.h5     entry objects, named by the SHA-256 of their bytes
 /// <prefix>/entries/<content id>.json       manifests (`RemoteManifest`); an entry is on the remote iff its manifest is
+/// <prefix>/index/<hex digit>.json          copies of manifests by the id's first digit (`IndexShard`), a cache
 /// <prefix>/refs/<label>                    names and tags (`RemoteRef`)
 /// ```
 final class RemoteStore: @unchecked Sendable {
@@ -60,11 +61,15 @@ final class RemoteStore: @unchecked Sendable {
     let prefix: String
     let credentials: S3Credentials?
     let client: S3Client
-    /// Objects above this size go up in parts (S3 multipart upload) of `partSize` bytes.
-    var multipartThreshold: Int64 = 64 << 20
-    var partSize: Int64 = 16 << 20
+    /// Objects above this size go up in parts (S3 multipart upload) of `partSize` bytes and come
+    /// down in ranges of as many (boto3's defaults, `TransferConfig`: 8 MiB and 8 MiB).
+    var multipartThreshold: Int64 = 8 << 20
+    var partSize: Int64 = 8 << 20
     /// Connections used for parallel part uploads and manifest/ref reads.
     var connections = 8
+    /// Where an interrupted multipart upload leaves what lets it resume (`TransferRecords`): the
+    /// pushing zoo's `tmp/`; nil for none (a failed multipart upload is then aborted).
+    var scratch: URL?
 
     static let formatKey = "bissl-remote.json"
     static let formatBody = Data("{\"format\":\"bissl-remote\",\"version\":1}\n".utf8)
@@ -182,18 +187,29 @@ final class RemoteStore: @unchecked Sendable {
         return out
     }
 
-    /// Runs `body(index, client)` for every index in `0..<count` on up to `connections` connections.
+    /// Runs `body(index, client)` for every index in `0..<count` on up to `connections` connections,
+    /// one thread each. (Threads of their own, not `DispatchQueue.concurrentPerform`, which runs at
+    /// most one iteration per CPU core at a time: requests wait on the network, not on a core.)
     /// - Throws: the first error any call threw.
     func parallel(_ count: Int, _ body: @escaping @Sendable (Int, S3Client) throws -> Void) throws {
         guard count > 0 else { return }
         let workers = min(connections, count)
         let state = ParallelState()
         let clients = try (0..<workers).map { $0 == 0 ? client : try newClient() }
-        DispatchQueue.concurrentPerform(iterations: workers) { w in
-            while let i = state.next(count) {
-                do { try body(i, clients[w]) } catch { state.fail(error) }
+        let group = DispatchGroup()
+        for w in 0..<workers {
+            group.enter()
+            let client = clients[w]
+            let thread = Thread {
+                while let i = state.next(count) {
+                    do { try body(i, client) } catch { state.fail(error) }
+                }
+                group.leave()
             }
+            thread.stackSize = 1 << 20
+            thread.start()
         }
+        group.wait()
         if let error = state.error { throw error }
     }
 
@@ -224,21 +240,34 @@ final class RemoteStore: @unchecked Sendable {
     }
 
     static func decodeManifest(_ data: Data, id: String, display: String) throws -> RemoteManifest {
-        let decoder = JSONDecoder()
-        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
-        guard data.count <= 16 << 20, let m = try? decoder.decode(RemoteManifest.self, from: data), m.id == id, m.summary.id == id,
-              m.object.sha256.count == 64, ZooLayout.isHex(m.object.sha256), m.object.size >= 0 else {
+        guard data.count <= 16 << 20, let m = try? manifestDecoder().decode(RemoteManifest.self, from: data), isWellFormed(m, id: id) else {
             throw ZooError.corrupt("manifest \(display)/\(manifestKey(id)) is damaged (not a version-1 manifest of entry \(id.prefix(12)))")
         }
         guard m.version == 1 else { throw ZooError.unsupported("manifest of \(id.prefix(12)) has version \(m.version) > 1; upgrade bissl") }
         return m
     }
 
+    /// True when `m` describes entry `id` and names an object by a SHA-256 and a size.
+    static func isWellFormed(_ m: RemoteManifest, id: String) -> Bool {
+        m.id == id && m.summary.id == id && m.object.sha256.count == 64 && ZooLayout.isHex(m.object.sha256) && m.object.size >= 0
+    }
+
     static func encodeManifest(_ m: RemoteManifest) throws -> Data {
+        try manifestEncoder().encode(m) + Data("\n".utf8)
+    }
+
+    /// JSON of manifests (and index shards): sorted keys, non-finite numbers as strings.
+    static func manifestEncoder() -> JSONEncoder {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
-        return try encoder.encode(m) + Data("\n".utf8)
+        return encoder
+    }
+
+    static func manifestDecoder() -> JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        return decoder
     }
 
     /// Ids of every entry on the remote (keys `entries/<64 hex>.json`), sorted.

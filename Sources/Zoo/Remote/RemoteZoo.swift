@@ -30,11 +30,12 @@ public struct RemoteZoo {
     public var config: RemoteConfig { store.config }
 
     /// Every entry on the remote, newest first (by `created`, then id), with its remote labels.
-    /// Costs one listing of `entries/` and `refs/` and one read per manifest (over parallel connections).
+    /// Costs one listing of `entries/` and `refs/`, the index shards, and one read per manifest the
+    /// index lacks (over parallel connections).
     public func list() throws -> [EntryRecord] {
         guard try store.checkFormat(create: false) else { return [] }
         let ids = try store.entryIDs()
-        let manifests = try store.manifests(ids)
+        let manifests = try store.indexedManifests(ids)
         let refs = try store.refs(knownIDs: ids)
         var labels: [String: (name: String?, tags: [String])] = [:]
         for (label, r) in refs.sorted(by: { $0.key < $1.key }) {
@@ -61,7 +62,8 @@ public struct RemoteZoo {
 
     /// Deletes objects no manifest references and aborts multipart uploads, both only when older
     /// than `grace` seconds (a running push writes its object before its manifest); reports
-    /// manifests whose object is gone and labels of entries without a manifest.
+    /// manifests whose object is gone and labels of entries without a manifest. Adds the manifests
+    /// the index lacks to it (it read them all).
     public func gc(grace: TimeInterval, dryRun: Bool = false) throws -> RemoteGCReport {
         var report = RemoteGCReport(removedObjects: [], abortedUploads: [], keptRecent: 0, missingObjects: [], danglingLabels: [], bytes: 0)
         guard try store.checkFormat(create: false) else { return report }
@@ -71,6 +73,7 @@ public struct RemoteZoo {
         let objects = try store.list("objects/")
         let ids = try store.entryIDs()
         let manifests = try store.manifests(ids)
+        if !dryRun { store.updateIndex(manifests) }
         let referenced = Set(manifests.map { RemoteStore.objectKey(sha256: $0.object.sha256) })
         let present = Set(objects.map(\.key))
         for m in manifests where !present.contains(RemoteStore.objectKey(sha256: m.object.sha256)) {

@@ -90,26 +90,27 @@ final class S3Client: @unchecked Sendable {
     ///   - key: the object key, nil for the bucket itself (listing).
     ///   - query: query parameters (sent sorted and RFC 3986-encoded, as SigV4's canonical query wants).
     ///   - headers: extra headers (`If-None-Match`, `If-Match`, `x-amz-meta-*`).
-    ///   - download: write a 2xx response body to this open file instead of memory.
+    ///   - sink: receives a 2xx response body piece by piece instead of memory (returns false to
+    ///     break the transfer off); a download is not retried here: its caller knows what arrived.
     ///   - progress: called with the bytes sent or received so far of this request.
     /// - Throws: `ZooError.io` when the server cannot be reached or the transfer breaks off
     ///   (after `attempts` tries for transport failures and 5xx answers).
     func send(_ method: String, _ key: String?, query: [(String, String)] = [], headers: [String: String] = [:],
-              body: RequestBody = .none, download: UnsafeMutablePointer<FILE>? = nil,
+              body: RequestBody = .none, sink: ((UnsafeRawBufferPointer) -> Bool)? = nil,
               progress: ((Int64) -> Void)? = nil) throws -> HTTPResponse {
         var delay = 0.2
         var attempt = 1
         while true {
             do {
-                let response = try perform(method, key, query: query, headers: headers, body: body, download: download, progress: progress)
-                if response.status >= 500 && attempt < attempts && download == nil {
+                let response = try perform(method, key, query: query, headers: headers, body: body, sink: sink, progress: progress)
+                if response.status >= 500 && attempt < attempts && sink == nil {
                     attempt += 1
                 } else {
                     return response
                 }
             } catch let error as ZooError {
-                // A download already wrote part of its body: the caller restarts it from scratch.
-                if attempt >= attempts || download != nil { throw error }
+                // A download already delivered part of its body: its caller resumes it.
+                if attempt >= attempts || sink != nil { throw error }
                 attempt += 1
             }
             Thread.sleep(forTimeInterval: delay)
@@ -124,16 +125,16 @@ final class S3Client: @unchecked Sendable {
         var uploadOffset = 0
         var file: UnsafeMutablePointer<FILE>?
         var fileRemaining: Int64 = 0
-        var download: UnsafeMutablePointer<FILE>?
+        var sink: ((UnsafeRawBufferPointer) -> Bool)?
         var progress: ((Int64) -> Void)?
         var uploading = false
     }
 
     private func perform(_ method: String, _ key: String?, query: [(String, String)], headers: [String: String],
-                         body: RequestBody, download: UnsafeMutablePointer<FILE>?, progress: ((Int64) -> Void)?) throws -> HTTPResponse {
+                         body: RequestBody, sink: ((UnsafeRawBufferPointer) -> Bool)?, progress: ((Int64) -> Void)?) throws -> HTTPResponse {
         curl_easy_reset(handle)
         let transfer = Transfer()
-        transfer.download = download
+        transfer.sink = sink
         transfer.progress = progress
         var url = key.map { self.url($0) } ?? base + "/"
         if !query.isEmpty {
@@ -223,8 +224,8 @@ final class S3Client: @unchecked Sendable {
         bissl_curl_set_write(handle) { buffer, size, count, user in
             let t = Unmanaged<Transfer>.fromOpaque(user!).takeUnretainedValue()
             let n = size * count
-            if let d = t.download {
-                return fwrite(buffer, 1, n, d)
+            if let sink = t.sink {
+                return sink(UnsafeRawBufferPointer(start: buffer, count: n)) ? n : 0
             }
             t.body.append(UnsafeRawPointer(buffer!).assumingMemoryBound(to: UInt8.self), count: n)
             return n
@@ -238,7 +239,7 @@ final class S3Client: @unchecked Sendable {
                 t.headers = [:]  // a new response (after a redirect or 100 Continue)
                 // Error bodies of a download go to memory, 2xx bodies to the file.
                 if let code = line.split(separator: " ").dropFirst().first.flatMap({ Int($0) }), !(200..<300).contains(code) {
-                    t.download = nil
+                    t.sink = nil
                 }
             } else if let colon = line.firstIndex(of: ":") {
                 let name = line[..<colon].lowercased()

@@ -67,9 +67,24 @@ extension Zoo {
                     report.labels.append(LabelChange(label: label, kind: kind, id: entry, action: added.contains(label) ? .created : .unchanged))
                 }
             } else {
-                let staged = layout.tmp.appendingPathComponent("\(entry).\(getpid()).\(UInt32.random(in: 0...UInt32.max)).h5")
-                defer { unlink(staged.path) }
-                try remote.downloadObject(m, to: staged, progress: progress.map { p in { @Sendable done, total in p(entry, done, total) } })
+                // A folder of this object left by an interrupted pull is taken over and resumed.
+                let folder = TransferRecords.claim(in: layout.tmp, sha256: m.object.sha256, kind: "pull").url
+                do {
+                    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+                } catch {
+                    throw ZooError.io("cannot create \(folder.path): \(error.localizedDescription)")
+                }
+                let staged = folder.appendingPathComponent("object.h5")
+                let received: Int64
+                do {
+                    received = try remote.downloadObject(m, to: staged, record: folder.appendingPathComponent("record.json"),
+                                                         progress: progress.map { p in { @Sendable done, total in p(entry, done, total) } })
+                } catch ZooError.corrupt(let message) {
+                    try? FileManager.default.removeItem(at: folder)
+                    throw ZooError.corrupt(message)
+                }
+                // The bytes are the manifest's: whatever happens next, they are not needed again.
+                defer { try? FileManager.default.removeItem(at: folder) }
                 let checkpoint: Checkpoint
                 do {
                     // Not yet verified against its content id: libhdf5 reads it in the HDF5 reader process.
@@ -82,9 +97,9 @@ extension Zoo {
                     throw ZooError.corrupt("the object of entry \(entry.prefix(12)) on remote \(remote.config.name) is corrupt: it holds content \(actual.prefix(12)); not imported")
                 }
                 let name = free.first { $0.1 == .name }?.0
-                let result = try add(checkpoint, name: name, tags: free.filter { $0.1 == .tag }.map(\.0), staged: staged)
+                let result = try add(checkpoint, name: name, tags: free.filter { $0.1 == .tag }.map(\.0), staged: (staged, actual))
                 sent = result.added
-                if sent { report.bytes += m.object.size }
+                report.bytes += received
                 for (label, kind) in free {
                     report.labels.append(LabelChange(label: label, kind: kind, id: entry, action: sent || result.labelsAdded.contains(label) ? .created : .unchanged))
                 }

@@ -39,7 +39,8 @@ public struct TransferReport: Codable, Equatable, Sendable {
     /// Entries in transfer order: ancestors first, the entry REF named last.
     public var entries: [TransferredEntry]
     public var labels: [LabelChange]
-    /// Object bytes sent (push) or received (pull).
+    /// Object bytes this run sent (push) or received (pull): less than the objects' sizes where it
+    /// resumed an interrupted transfer.
     public var bytes: Int64
     public var seconds: Double
 }
@@ -50,8 +51,8 @@ public typealias TransferProgress = @Sendable (_ id: String, _ done: Int64, _ to
 extension Zoo {
     /// Uploads the entry REF names to `remote` (schemas/remote.md, "Push"): first every ancestor the
     /// remote lacks (unless `ancestors` is false), then the entry; per entry its object (conditional
-    /// create), then its manifest (conditional create, which lists it on the remote); then the labels
-    /// of every entry sent, each created with `If-None-Match: *` or checked against the remote's.
+    /// create), then its manifest (conditional create, which lists it on the remote); then the
+    /// manifest index (`updateIndex`) and the labels of every entry sent, each created with `If-None-Match: *` or checked against the remote's.
     ///
     /// - Parameters:
     ///   - maxRate: bytes per second each connection sends at most (nil: no limit).
@@ -72,6 +73,7 @@ extension Zoo {
     func push(_ ref: String, _ remote: RemoteStore, ancestors: Bool, force: Bool, progress: TransferProgress?,
               started: Date = Date()) throws -> TransferReport {
         let id = try resolve(ref)
+        remote.scratch = layout.tmp
         try remote.checkFormat(create: true)
         var order = [id]
         if ancestors {
@@ -85,42 +87,48 @@ extension Zoo {
             }
         }
         var report = TransferReport(remote: remote.config.name, id: id, entries: [], labels: [], bytes: 0, seconds: 0)
+        var indexed: [RemoteManifest] = []
         for entry in order {
             let record = try self.record(entry)
             var sent = false
             if let listed = try remote.manifest(entry) {
+                indexed.append(listed)
                 // Listed already. Its object is put back when it went missing (gc --remote reports
                 // that) and this zoo's file is the one the manifest names.
                 let key = RemoteStore.objectKey(sha256: listed.object.sha256)
                 if try !remote.exists(key) {
                     let url = layout.objectURL(entry)
                     let (sha, size) = try RemoteStore.sha256(of: url)
-                    if sha == listed.object.sha256 {
-                        sent = try remote.uploadObject(url, sha256: sha, size: size, progress: progress.map { p in { @Sendable done, total in p(entry, done, total) } })
-                        if sent { report.bytes += size }
+                    if sha == listed.object.sha256,
+                       let moved = try remote.uploadObject(url, sha256: sha, size: size, progress: progress.map { p in { @Sendable done, total in p(entry, done, total) } }) {
+                        sent = true
+                        report.bytes += moved
                     }
                 }
             } else {
                 let url = layout.objectURL(entry)
                 let (sha, size) = try RemoteStore.sha256(of: url)
-                sent = try remote.uploadObject(url, sha256: sha, size: size, progress: progress.map { p in { @Sendable done, total in p(entry, done, total) } })
+                var moved = try remote.uploadObject(url, sha256: sha, size: size, progress: progress.map { p in { @Sendable done, total in p(entry, done, total) } })
                 var summary = record.summary
                 summary.size = size
                 let manifest = RemoteManifest(version: 1, id: entry, object: .init(sha256: sha, size: size), summary: summary,
                                               pushedAt: ISO8601DateFormatter().string(from: Date()))
                 if try remote.create(RemoteStore.manifestKey(entry), try RemoteStore.encodeManifest(manifest)) {
+                    indexed.append(manifest)
                     // gc --remote may have removed an old unreferenced copy of this object between our
                     // existence check and the manifest: put it back.
-                    if !sent, try !remote.exists(RemoteStore.objectKey(sha256: sha)) {
-                        sent = try remote.uploadObject(url, sha256: sha, size: size, progress: nil)
+                    if moved == nil, try !remote.exists(RemoteStore.objectKey(sha256: sha)) {
+                        moved = try remote.uploadObject(url, sha256: sha, size: size, progress: nil)
                     }
-                    if sent { report.bytes += size }
+                    sent = moved != nil
+                    report.bytes += moved ?? 0
                 } else {
                     sent = false  // another pusher listed the entry first; its manifest and object stand
                 }
             }
             report.entries.append(TransferredEntry(id: entry, name: record.name, transferred: sent, size: record.summary.size))
         }
+        remote.updateIndex(indexed)
         var conflict: ZooError?
         for entry in order {
             for (label, kind) in try (entry == id ? rootLabels : labels(of: entry)) {

@@ -1,0 +1,67 @@
+import Foundation
+
+/// What a zoo keeps in `tmp/` so that an interrupted push or pull resumes instead of starting over
+/// (schemas/remote.md, "Resuming"): per object, a record of what reached the other side. Names are
+/// `<sha256 of the object>.<pid>.<kind>`, so `gc` keeps them while their process runs and removes
+/// them once it has ended (`ZooScan.pid(in:)`); a new transfer of the same object takes one over by
+/// renaming it to its own pid (`claim`), which only one process can do.
+enum TransferRecords {
+    /// The path `<dir>/<sha256>.<pid>.<kind>` for this process, after taking over the path of an
+    /// interrupted transfer of the same object and kind when there is one (a pid no longer running);
+    /// `resumed` tells which. Transfers still running keep theirs.
+    static func claim(in dir: URL, sha256: String, kind: String) -> (url: URL, resumed: Bool) {
+        let mine = dir.appendingPathComponent("\(sha256).\(getpid()).\(kind)")
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
+        for name in names.sorted() where name.hasPrefix(sha256 + ".") && name.hasSuffix("." + kind) {
+            let pid = Int32(name.dropFirst(sha256.count + 1).dropLast(kind.count + 1))
+            guard let pid, pid != getpid(), !ZooScan.isAlive(pid) else { continue }
+            if rename(dir.appendingPathComponent(name).path, mine.path) == 0 { return (mine, true) }
+        }
+        return (mine, FileManager.default.fileExists(atPath: mine.path))
+    }
+
+    /// Reads a record, nil when it is missing or does not decode (a transfer then starts over).
+    static func read<T: Decodable>(_ type: T.Type, _ url: URL) -> T? {
+        guard let data = try? Data(contentsOf: url), data.count <= 1 << 20 else { return nil }
+        return try? JSONDecoder().decode(type, from: data)
+    }
+
+    /// Replaces a record atomically (a temporary file renamed over it), without `fsync`: a record
+    /// is a hint that the transfer checks (ListParts, the SHA-256 of the download), and the bytes
+    /// it counts are not flushed either.
+    static func write<T: Encodable>(_ value: T, _ url: URL) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        try encoder.encode(value).write(to: url, options: .atomic)
+    }
+}
+
+/// The record of a multipart upload in progress, `tmp/<sha256>.<pid>.<remote digest>.push`: enough
+/// to ask the server which parts it holds (`ListParts`) and complete the upload with them.
+struct UploadRecord: Codable, Equatable {
+    /// Layout version of the record (1).
+    var version = 1
+    /// `<endpoint or "aws">|<bucket>|<key>`: the object the upload creates.
+    var target: String
+    var uploadID: String
+    /// Object bytes, and bytes per part (the last part holds the rest).
+    var size: Int64
+    var partSize: Int64
+    /// Parts the server acknowledged: part number (1-based) and the ETag it answered.
+    var parts: [Part]
+
+    struct Part: Codable, Equatable {
+        var number: Int
+        var etag: String
+    }
+}
+
+/// The record of a download in progress, `record.json` in `tmp/<sha256>.<pid>.pull/` beside the
+/// partial `object`: the object is fetched in ranges of `rangeSize` bytes, `done[i]` bytes of range
+/// `i` are written (a lower bound: it is saved after the bytes are).
+struct DownloadRecord: Codable, Equatable {
+    var version = 1
+    var size: Int64
+    var rangeSize: Int64
+    var done: [Int64]
+}
