@@ -85,7 +85,8 @@ struct List: ParsableCommand {
             return [r.shortID, r.name ?? "-", s.stage, s.method ?? "-", s.arch ?? "-", parent,
                     s.dataset.map(Self.shortDataset) ?? "-",
                     s.headlineMetric == nil ? "-" : ZooOutput.metric(s.headlineMetric.map { MetricNames.meaningful($0, stage: s.stage) }, s.headlineValue),
-                    String(s.created.prefix(16).map { $0 == "T" ? " " : $0 }), ZooOutput.bytes(s.size)]
+                    String(decoding: s.created.utf8.prefix(16).map { $0 == UInt8(ascii: "T") ? UInt8(ascii: " ") : $0 }, as: UTF8.self),
+                    ZooOutput.bytes(s.size)]
         }
         print(ZooOutput.table(["ID", "NAME", "STAGE", "METHOD", "ARCH", "PARENT", "DATASET", "METRIC", "CREATED", "SIZE"], rows))
     }

@@ -60,7 +60,7 @@ enum ZooOutput {
         // Built as UTF-8 bytes with each cell's width counted once: a list of 100,000 entries has a
         // million cells.
         let all = [header] + rows
-        let counts = all.map { $0.map(\.count) }
+        let counts = all.map { $0.map(width) }
         let widths = header.indices.map { i in counts.map { $0[i] }.max() ?? 0 }
         var out: [UInt8] = []
         out.reserveCapacity(all.count * (widths.reduce(0, +) + 2 * widths.count + 1))
@@ -75,6 +75,13 @@ enum ZooOutput {
             while out.count > lineStart, out.last == 0x20 { out.removeLast() }
         }
         return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Characters of a table cell; for an ASCII cell (nearly all) its UTF-8 byte count, the same
+    /// number found without grapheme breaking.
+    static func width(_ cell: String) -> Int {
+        var cell = cell
+        return cell.withUTF8 { bytes in bytes.allSatisfy { $0 < 0x80 } ? bytes.count : nil } ?? cell.count
     }
 
     /// Refuses an output path inside a zoo's `objects/` folder (writing there could replace an

@@ -2,29 +2,61 @@ import Foundation
 import HDF5
 
 extension DirectExtent {
-    /// Reads every extent into a new 64-byte-aligned buffer of its `count` bytes with `pread`, the
-    /// largest first and spread over the machine's cores (the copy and the page faults of fresh
-    /// buffers dominate, not the system calls), so the threads finish together. Touches no HDF5
-    /// state: the same code reads a checkpoint in process (`CheckpointReader`) and the extents the
-    /// HDF5 reader process reports (`UntrustedCheckpointFile`).
+    /// Reads every extent with `pread` into its own 64-byte-aligned buffer of `count` bytes, the
+    /// largest first and spread over the machine's cores, so the threads finish together. The buffers
+    /// are consecutive pieces of one anonymous mapping (`PageArena`), which transparent huge pages
+    /// back when the kernel allows it: the page faults of fresh memory, not the copy, dominate such a
+    /// read, and 2 MiB pages take 512 times fewer. The mapping is released when the last buffer is.
+    /// Touches no HDF5 state: the same code reads a checkpoint in process (`CheckpointReader`) and the
+    /// extents the HDF5 reader process reports (`UntrustedCheckpointFile`).
     /// - Returns: one `Data` per extent, in the order given.
-    /// - Throws: the first `HDF5Error` of a failed read (file truncated meanwhile, I/O error); every
-    ///   buffer is released then.
+    /// - Throws: the first `HDF5Error` of a failed read (file truncated meanwhile, I/O error), or of
+    ///   a failed allocation; every buffer is released then.
     static func readAll(_ extents: [DirectExtent]) throws -> [Data] {
-        let buffers = extents.map { UnsafeMutableRawBufferPointer.allocate(byteCount: $0.count, alignment: 64) }
-        var owned = true
-        defer { if owned { buffers.forEach { $0.deallocate() } } }
+        guard !extents.isEmpty else { return [] }
+        var starts: [Int] = []
+        var total = 0
+        for extent in extents {
+            starts.append(total)
+            let (end, overflow) = total.addingReportingOverflow(extent.count)
+            let (rounded, overflow2) = end.addingReportingOverflow(63)
+            guard !overflow, !overflow2 else { throw HDF5Error("tensor sizes overflow") }
+            total = rounded & ~63
+        }
+        let arena = try PageArena(bytes: total)
         let order = extents.indices.sorted { extents[$0].count > extents[$1].count }
         let failures = concurrentMap(order.count) { i -> HDF5Error? in
-            do { try extents[order[i]].read(into: buffers[order[i]]) } catch let error as HDF5Error { return error } catch {
+            let k = order[i]
+            do { try extents[k].read(into: UnsafeMutableRawBufferPointer(start: arena.base + starts[k], count: extents[k].count)) } catch let error as HDF5Error {
+                return error
+            } catch {
                 return HDF5Error("\(error)")
             }
             return nil
         }
         if let error = failures.lazy.compactMap({ $0 }).first { throw error }
-        owned = false
-        return buffers.map { buffer in
-            Data(bytesNoCopy: buffer.baseAddress!, count: buffer.count, deallocator: .custom { pointer, _ in pointer.deallocate() })
+        return extents.indices.map { k in
+            Data(bytesNoCopy: arena.base + starts[k], count: extents[k].count, deallocator: .custom { _, _ in withExtendedLifetime(arena) {} })
         }
     }
+}
+
+/// One private anonymous mapping (`mmap`) that several buffers share; unmapped when the last
+/// reference goes. Mappings of 2 MiB or more ask for transparent huge pages (`MADV_HUGEPAGE`).
+final class PageArena: @unchecked Sendable {
+    // @unchecked: `base` and `size` are immutable; the bytes are written by disjoint ranges.
+    let base: UnsafeMutableRawPointer
+    let size: Int
+
+    /// - Throws: `HDF5Error` when the memory cannot be mapped.
+    init(bytes: Int) throws {
+        size = max(bytes, 1)
+        guard let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED else {
+            throw HDF5Error("cannot allocate \(size) bytes for tensors: \(String(cString: strerror(errno)))")
+        }
+        base = p
+        if size >= 2 << 20 { _ = madvise(base, size, Int32(MADV_HUGEPAGE)) }
+    }
+
+    deinit { munmap(base, size) }
 }

@@ -62,8 +62,8 @@ final class Catalog {
         if mode != .readWrite {
             let live = try read { try CatalogSchema.version($0) }
             try CatalogSchema.checkNotNewer(live, path: url.path)
-            guard live >= CatalogSchema.currentVersion else {
-                throw ZooError.io("\(url.path): the catalog has schema version \(live), this bissl needs \(CatalogSchema.currentVersion); run any writing bissl command once as a user who can write the zoo")
+            guard live >= CatalogSchema.oldestReadable else {
+                throw ZooError.io("\(url.path): the catalog has schema version \(live), this bissl needs \(CatalogSchema.oldestReadable) or later; run any writing bissl command once as a user who can write the zoo")
             }
             return
         }

@@ -7,7 +7,10 @@ import GRDB
 /// migration exactly once; a catalog whose version is above `currentVersion` is refused untouched.
 enum CatalogSchema {
     /// The schema version this code writes and reads.
-    static let currentVersion = 2
+    static let currentVersion = 3
+    /// The oldest version this code reads without migrating it (a zoo this process may not write):
+    /// migration 3 adds an index only.
+    static let oldestReadable = 2
 
     /// Migration n (1-based) as SQL statements.
     static let migrations: [[String]] = [
@@ -89,6 +92,16 @@ enum CatalogSchema {
                 mtime_ns INTEGER NOT NULL,
                 ctime_ns INTEGER NOT NULL
             )
+            """,
+        ],
+        // 3: `list` answers from one index (every column it shows, in its order) instead of walking
+        // the table, whose rows carry the provenance and details documents (kilobytes each);
+        // `entries_created` is its prefix.
+        [
+            "DROP INDEX entries_created",
+            """
+            CREATE INDEX entries_listing ON entries(created DESC, id, stage, method, arch, dataset, headline_metric,
+                                                    headline_value, size, tensor_count, components, source_file)
             """,
         ],
     ]
