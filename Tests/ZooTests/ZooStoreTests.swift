@@ -150,7 +150,9 @@ final class ZooStoreTests: XCTestCase {
         try zoo.close()
         let db = try DatabaseQueue(path: layout.catalog.path)
         try db.write {
-            try $0.execute(sql: "DROP TABLE verified")
+            try $0.execute(sql: "DROP INDEX entries_listing")   // migration 3
+            try $0.execute(sql: "CREATE INDEX entries_created ON entries(created)")
+            try $0.execute(sql: "DROP TABLE verified")   // migration 2
             try $0.execute(sql: "ALTER TABLE entries DROP COLUMN details")
             try $0.execute(sql: "PRAGMA user_version = 1")
         }
