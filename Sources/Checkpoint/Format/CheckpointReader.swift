@@ -219,13 +219,8 @@ public final class CheckpointReader: @unchecked Sendable {
             throw CheckpointError.unsupported(
                 "\(fileName): tensor \(ds.path) is \(stored)\(marker.map { " with dtype \"\($0)\"" } ?? ""), not a tensor dtype of format v1")
         }
-        var bytes = dtype.size
-        for dim in ds.shape {
-            let (product, overflow) = bytes.multipliedReportingOverflow(by: dim)
-            guard dim >= 0, !overflow else {
-                throw CheckpointError.corrupt("\(fileName): tensor \(ds.path) has an impossible shape \(ds.shape)")
-            }
-            bytes = product
+        guard let bytes = dtype.byteCount(shape: ds.shape) else {
+            throw CheckpointError.corrupt("\(fileName): tensor \(ds.path) has an impossible shape \(ds.shape)")
         }
         return TensorInfo(dtype: dtype, shape: ds.shape, byteCount: bytes)
     }

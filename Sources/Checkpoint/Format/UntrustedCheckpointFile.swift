@@ -209,12 +209,7 @@ public enum UntrustedCheckpointFile {
         var blobs = message.blobs.makeIterator()
         var tensors = [Tensor?](repeating: nil, count: header.tensors.count)
         for (index, record) in header.tensors.enumerated() {
-            var bytes = record.dtype.size
-            for dim in record.shape {
-                let (product, overflow) = bytes.multipliedReportingOverflow(by: dim)
-                guard dim >= 0, !overflow else { throw malformed("tensor of shape \(record.shape)") }
-                bytes = product
-            }
+            guard let bytes = record.dtype.byteCount(shape: record.shape) else { throw malformed("tensor of shape \(record.shape)") }
             if let offset = record.offset {
                 let (sum, overflow) = claimed.addingReportingOverflow(Int64(bytes))
                 guard !overflow, sum <= fileSize else { throw malformed("tensors claim more bytes than the file holds") }
