@@ -23,13 +23,7 @@ public enum DType: String, CaseIterable, Codable, Sendable {
     /// Bytes of a tensor of this dtype and `shape` (`size` times the product of the dimensions); nil
     /// when a dimension is negative or the product overflows `Int` (shapes read from files).
     public func byteCount(shape: [Int]) -> Int? {
-        var bytes = size
-        for dim in shape {
-            let (product, overflow) = bytes.multipliedReportingOverflow(by: dim)
-            guard dim >= 0, !overflow else { return nil }
-            bytes = product
-        }
-        return bytes
+        ([size] + shape).checkedProduct
     }
 
     /// True for the floating-point types (the ones a cast to another precision applies to).

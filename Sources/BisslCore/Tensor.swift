@@ -14,13 +14,7 @@ public struct Tensor: Equatable, Sendable {
     /// - Throws: `CheckpointError.invalid` when `data.count != shape.product * dtype.size` or that
     ///   product overflows.
     public init(dtype: DType, shape: [Int], data: Data) throws {
-        var product: Int? = dtype.size
-        for dim in shape {
-            guard let p = product else { break }
-            let (next, overflow) = p.multipliedReportingOverflow(by: dim)
-            product = overflow ? nil : next
-        }
-        guard shape.allSatisfy({ $0 >= 0 }), let expected = product else {
+        guard let expected = dtype.byteCount(shape: shape) else {
             throw CheckpointError.invalid("tensor of dtype \(dtype.rawValue) and shape \(shape) is too large or has a negative size")
         }
         guard data.count == expected else {

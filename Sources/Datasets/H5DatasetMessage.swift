@@ -64,13 +64,7 @@ public enum H5DatasetMessage {
             default: throw malformed
             }
         }
-        let sizes = [header.count, header.height, header.width, header.channels]
-        var pixelCount = 1
-        for v in sizes {
-            let (p, overflow) = pixelCount.multipliedReportingOverflow(by: v)
-            guard v >= 0, !overflow else { throw malformed }
-            pixelCount = p
-        }
+        guard let pixelCount = [header.count, header.height, header.width, header.channels].checkedProduct else { throw malformed }
         guard message.blobs.count == 2, [1, 3].contains(header.channels), message.blobs[0].count == pixelCount,
               header.count <= message.blobs[1].count / 4, message.blobs[1].count == 4 * header.count else { throw malformed }
         let labels = message.blobs[1].withUnsafeBytes { raw in

@@ -124,14 +124,7 @@ public enum NumPyArray {
             throw CheckpointError.unsupported("\(name): NumPy dtype '\(descr)' is not supported (supported: \(dtypeByCode.keys.sorted().joined(separator: " ")))")
         }
 
-        var count = 1
-        for d in header.shape {
-            let (p, o) = count.multipliedReportingOverflow(by: d)
-            guard !o else { throw corrupt("shape \(header.shape) is too large") }
-            count = p
-        }
-        let (needed, o) = count.multipliedReportingOverflow(by: size)
-        guard !o else { throw corrupt("shape \(header.shape) is too large") }
+        guard let needed = ([size] + header.shape).checkedProduct else { throw corrupt("shape \(header.shape) is too large") }
         let available = data.count - dataStart
         guard available >= needed else {
             throw corrupt("truncated array data: shape \(header.shape) of '\(descr)' needs \(needed) bytes, \(available) present")
@@ -142,7 +135,7 @@ public enum NumPyArray {
         }
         var payload = data.subdata(in: dataStart..<(dataStart + needed))
         if order == ">" && size > 1 { byteSwap(&payload, size: size) }
-        if header.fortranOrder && header.shape.count > 1 && count > 0 {
+        if header.fortranOrder && header.shape.count > 1 && needed > 0 {
             payload = fortranToC(payload, shape: header.shape, size: size)
         }
         return Decoded(code: code, shape: header.shape, data: payload, warnings: warnings)

@@ -74,7 +74,7 @@ enum PyTorchLegacyReader {
                 throw CheckpointError.corrupt("\(file): storage \(key) has \(count) elements in the file, its id says \(ref.numel)")
             }
             let start = offset + 8
-            guard let length = PyTorchTensorView.checkedProduct([ref.numel, ref.dtype.size]), length <= data.count - start else {
+            guard let length = [ref.numel, ref.dtype.size].checkedProduct, length <= data.count - start else {
                 throw CheckpointError.corrupt(
                     "truncated legacy PyTorch file: file is \(data.count) bytes, storage \(key) needs \(ref.numel) x \(ref.dtype.size) bytes from byte \(start)")
             }

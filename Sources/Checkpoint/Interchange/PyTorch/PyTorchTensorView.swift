@@ -19,8 +19,8 @@ enum PyTorchTensorView {
                             name: String) throws -> Tensor {
         let es = dtype.size
         let storageElements = storage.count / es
-        guard let count = checkedProduct(size) else {
-            throw CheckpointError.corrupt("\(name): size \(size) is too large")
+        guard let count = size.checkedProduct else {
+            throw CheckpointError.corrupt("\(name): size \(size) is negative or too large")
         }
         if count == 0 { return try Tensor(dtype: dtype, shape: size, data: Data()) }
         // Index of the view's last element; every term is checked so absurd sizes cannot overflow.
@@ -43,7 +43,7 @@ enum PyTorchTensorView {
             return try Tensor(dtype: dtype, shape: size, data: storage.subdata(in: start..<(start + count * es)))
         }
         // Only overlapping views (a stride of 0, torch's expand()) hold more elements than their storage.
-        guard let bytes = checkedProduct([count, es]), bytes <= max(storage.count, maxExpandedBytes) else {
+        guard let bytes = [count, es].checkedProduct, bytes <= max(storage.count, maxExpandedBytes) else {
             throw CheckpointError.corrupt(
                 "\(name): view (size \(size), stride \(stride)) repeats \(storage.count) bytes of storage into more than \(maxExpandedBytes) bytes; refusing")
         }
@@ -67,17 +67,6 @@ enum PyTorchTensorView {
             }
         }
         return try Tensor(dtype: dtype, shape: size, data: out)
-    }
-
-    /// Product of `values`, nil on overflow (sizes come from untrusted files).
-    static func checkedProduct(_ values: [Int]) -> Int? {
-        var acc = 1
-        for v in values {
-            let (r, overflow) = acc.multipliedReportingOverflow(by: v)
-            if overflow { return nil }
-            acc = r
-        }
-        return acc
     }
 
     /// C-contiguous strides for `size` (torch's `contiguous()` strides).

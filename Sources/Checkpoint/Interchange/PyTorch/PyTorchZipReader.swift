@@ -93,7 +93,7 @@ enum PyTorchZipReader {
                 throw CheckpointError.corrupt(
                     "CRC mismatch in \(entry.name) (tensor \(path)): corrupted, or written with CRC disabled")
             }
-            guard let needed = PyTorchTensorView.checkedProduct([storage.numel, storage.dtype.size]) else {
+            guard let needed = [storage.numel, storage.dtype.size].checkedProduct else {
                 throw CheckpointError.corrupt("\(file): storage \(storage.key) claims \(storage.numel) elements")
             }
             guard bytes.count >= needed else {

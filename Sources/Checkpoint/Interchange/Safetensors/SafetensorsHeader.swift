@@ -122,14 +122,9 @@ struct SafetensorsHeader {
             throw corrupt("tensor '\(name)' needs 'data_offsets' of two non-negative integers [begin, end]")
         }
         guard end >= begin else { throw corrupt("tensor '\(name)' has data_offsets [\(begin), \(end)] that end before they begin") }
-        var count = 1
-        for d in shape {
-            let (p, overflow) = count.multipliedReportingOverflow(by: d)
-            guard !overflow else { throw corrupt("tensor '\(name)' has a shape \(shape) too large to address") }
-            count = p
+        guard let bytes = dtype.byteCount(shape: shape) else {
+            throw corrupt("tensor '\(name)' has a shape \(shape) too large to address")
         }
-        let (bytes, overflow) = count.multipliedReportingOverflow(by: dtype.size)
-        guard !overflow else { throw corrupt("tensor '\(name)' has a shape \(shape) too large to address") }
         guard end - begin == bytes else {
             throw corrupt("tensor '\(name)' (\(dtypeName) \(shape)) needs \(bytes) bytes but its data_offsets [\(begin), \(end)] span \(end - begin)")
         }
