@@ -144,8 +144,7 @@ extension Provenance {
     /// "-Infinity" and "NaN", as the writers encode them).
     /// - Throws: `DecodingError` for text that is not JSON or a field that is missing or mistyped.
     public static func decode(json: String) throws -> Provenance {
-        let decoder = JSONDecoder()
-        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        let decoder = JSONDecoder.bissl()
         return try decoder.decode(Provenance.self, from: Data(json.utf8))
     }
 }

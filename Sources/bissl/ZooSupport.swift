@@ -24,9 +24,7 @@ struct ZooOptions: ParsableArguments {
 enum ZooOutput {
     /// Prints `value` as pretty JSON with sorted keys (non-finite numbers as strings).
     static func printJSON<T: Encodable>(_ value: T) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        let encoder = JSONEncoder.bissl(pretty: true)
         print(String(decoding: try encoder.encode(value), as: UTF8.self))
     }
 

@@ -151,9 +151,7 @@ public enum CheckpointFile {
 
     /// The provenance JSON document (sorted keys, non-finite numbers as strings).
     static func provenanceJSON(_ provenance: Provenance) throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        let encoder = JSONEncoder.bissl(pretty: true)
         do {
             return String(decoding: try encoder.encode(provenance), as: UTF8.self)
         } catch {

@@ -112,17 +112,6 @@ public enum UntrustedCheckpointFile {
         }
     }
 
-    private static func encoder() -> JSONEncoder {
-        let encoder = JSONEncoder()
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
-        return encoder
-    }
-
-    private static func decoder() -> JSONDecoder {
-        let decoder = JSONDecoder()
-        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
-        return decoder
-    }
 
     private static func makeError(kind: String, message: String) -> CheckpointError? {
         switch kind {
@@ -150,7 +139,7 @@ public enum UntrustedCheckpointFile {
         }
         var header = Header()
         header.error = .init(kind: kind, message: error.description)
-        return SandboxMessage(header: (try? encoder().encode(header)) ?? Data(), blobs: [])
+        return SandboxMessage(header: (try? JSONEncoder.bissl().encode(header)) ?? Data(), blobs: [])
     }
 
     /// The message for `reader`'s file: offsets of contiguous datasets, bytes (read through HDF5) of
@@ -180,7 +169,7 @@ public enum UntrustedCheckpointFile {
         header.provenance = reader.provenance
         header.metricHistory = reader.provenance.metricHistory
         do {
-            return SandboxMessage(header: try encoder().encode(header), blobs: blobs)
+            return SandboxMessage(header: try JSONEncoder.bissl().encode(header), blobs: blobs)
         } catch {
             throw CheckpointError.invalid("cannot encode the checkpoint read: \(error)")
         }
@@ -198,7 +187,7 @@ public enum UntrustedCheckpointFile {
         func malformed(_ what: String) -> CheckpointError {
             .corrupt("\(fileName): the HDF5 reader process sent a malformed result (\(what))")
         }
-        guard let header = try? decoder().decode(Header.self, from: message.header) else { throw malformed("header") }
+        guard let header = try? JSONDecoder.bissl().decode(Header.self, from: message.header) else { throw malformed("header") }
         if let failure = header.error {
             guard let error = makeError(kind: failure.kind, message: failure.message) else { throw malformed("error kind \(failure.kind)") }
             throw error

@@ -190,10 +190,7 @@ public enum Interchange {
     public static func provenanceSummary(_ checkpoint: Checkpoint) -> [String: String] {
         var meta = ["bissl.content_id": ContentID.compute(checkpoint), "bissl.stage": checkpoint.provenance.stage]
         if let arch = checkpoint.architecture { meta["bissl.arch"] = arch.label }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        // As the zoo catalog stores provenance: a NaN or infinite metric as a string, not a failure.
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        let encoder = JSONEncoder.bissl()
         if let json = try? encoder.encode(checkpoint.provenance) { meta["bissl.provenance"] = String(decoding: json, as: UTF8.self) }
         return meta
     }

@@ -61,7 +61,7 @@ public struct RunRecord: Codable, Equatable, Sendable {
             throw TrainingError.invalid("run \(directory.lastPathComponent): cannot read \(url.path): \(AtomicFile.reason(error))")
         }
         do {
-            return try decoder().decode(RunRecord.self, from: data)
+            return try JSONDecoder.bissl().decode(RunRecord.self, from: data)
         } catch {
             throw TrainingError.invalid("run \(directory.lastPathComponent): \(url.path) is unreadable (not a bissl run record)")
         }
@@ -70,22 +70,13 @@ public struct RunRecord: Codable, Equatable, Sendable {
     /// Writes `<directory>/run.json` atomically (pretty JSON, sorted keys).
     /// - Throws: `TrainingError.io` when it cannot be written.
     public func write(directory: URL) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        let encoder = JSONEncoder.bissl(pretty: true)
         let data: Data
         do { data = try encoder.encode(self) } catch {
             throw TrainingError.invalid("cannot encode run \(id) as JSON: \(error)")
         }
         try AtomicFile.write(data + Data("\n".utf8), to: directory.appendingPathComponent(Self.fileName))
-    }
-
-    static func decoder() -> JSONDecoder {
-        let decoder = JSONDecoder()
-        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
-        return decoder
-    }
-}
+    }}
 
 /// ISO 8601 UTC times (`2026-11-29T10:24:09Z`) as provenance uses them.
 enum RunClock {

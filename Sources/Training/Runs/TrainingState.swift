@@ -142,9 +142,7 @@ public struct TrainingState: Equatable, Sendable {
     }
 
     static func encodeJSON(_ value: [String: JSONValue]) throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        let encoder = JSONEncoder.bissl()
         do { return String(decoding: try encoder.encode(value), as: UTF8.self) } catch {
             throw TrainingError.invalid("cannot encode the training state's extra values as JSON: \(error)")
         }

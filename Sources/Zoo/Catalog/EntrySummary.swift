@@ -95,9 +95,7 @@ public struct EntrySummary: Codable, Equatable, Sendable {
     }
 
     static func json(_ p: Provenance) -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        let encoder = JSONEncoder.bissl()
         return (try? encoder.encode(p)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
     }
 

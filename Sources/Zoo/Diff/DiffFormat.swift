@@ -36,10 +36,7 @@ enum DiffFormat {
         case .string(let s): return s.isEmpty ? "\"\"" : s
         case .double(let d): return number(d)
         case .array, .object:
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            encoder.nonConformingFloatEncodingStrategy = .convertToString(
-                positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+            let encoder = JSONEncoder.bissl()
             return (try? encoder.encode(v)).map { String(decoding: $0, as: UTF8.self) } ?? v.description
         default: return v.description
         }

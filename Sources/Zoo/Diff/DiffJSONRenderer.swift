@@ -11,10 +11,7 @@ public enum DiffJSONRenderer {
     /// - Throws: `ZooError.invalid` if encoding fails (it does not for reports built by
     ///   `CheckpointDiff.init`).
     public static func render(_ diff: CheckpointDiff) throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(
-            positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        let encoder = JSONEncoder.bissl(pretty: true)
         do {
             return String(decoding: try encoder.encode(diff), as: UTF8.self) + "\n"
         } catch {

@@ -51,10 +51,7 @@ public enum KeyedDiff {
     public static func flatten<T: Encodable>(_ value: T) throws -> [FlatEntry] {
         let json: JSONValue
         do {
-            let encoder = JSONEncoder()
-            // A diverged run may record NaN metrics; compare them as the strings JSON cannot avoid.
-            encoder.nonConformingFloatEncodingStrategy = .convertToString(
-                positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+            let encoder = JSONEncoder.bissl()
             let data = try encoder.encode(value)
             json = try JSONDecoder().decode(JSONValue.self, from: data)
         } catch {

@@ -80,15 +80,12 @@ extension Zoo {
 /// `tombstones/<id>.json`: a removed entry's record, JSON with sorted keys.
 enum TombstoneFile {
     static func write(_ t: Tombstone, layout: ZooLayout) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        let encoder = JSONEncoder.bissl(pretty: true)
         try AtomicFile.write(try encoder.encode(t), to: layout.tombstoneURL(t.id))
     }
 
     static func read(_ url: URL) throws -> Tombstone {
-        let decoder = JSONDecoder()
-        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+        let decoder = JSONDecoder.bissl()
         do {
             return try decoder.decode(Tombstone.self, from: try Data(contentsOf: url))
         } catch {

@@ -36,7 +36,7 @@ extension RemoteStore {
     /// The well-formed version-1 manifests of a shard filed under their own id and digit; none when
     /// the shard does not decode.
     static func decodeShard(_ data: Data, _ digit: Character) -> [String: RemoteManifest] {
-        guard data.count <= 256 << 20, let shard = try? manifestDecoder().decode(IndexShard.self, from: data), shard.version == 1 else { return [:] }
+        guard data.count <= 256 << 20, let shard = try? JSONDecoder.bissl().decode(IndexShard.self, from: data), shard.version == 1 else { return [:] }
         return shard.manifests.filter { id, m in id.first == digit && m.version == 1 && isWellFormed(m, id: id) }
     }
 
@@ -56,7 +56,7 @@ extension RemoteStore {
                 let new = groups[digit]!.filter { shard[$0.id] == nil }
                 if new.isEmpty { return }
                 for m in new { shard[m.id] = m }
-                let body = try Self.manifestEncoder().encode(IndexShard(version: 1, manifests: shard))
+                let body = try JSONEncoder.bissl().encode(IndexShard(version: 1, manifests: shard))
                 let condition = current?.etag.map { ["If-Match": $0] } ?? ["If-None-Match": "*"]
                 let r = try client.send("PUT", self.key(relative), headers: condition, body: .data(body))
                 if r.status == 200 { return }

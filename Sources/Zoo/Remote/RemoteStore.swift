@@ -240,7 +240,7 @@ final class RemoteStore: @unchecked Sendable {
     }
 
     static func decodeManifest(_ data: Data, id: String, display: String) throws -> RemoteManifest {
-        guard data.count <= 16 << 20, let m = try? manifestDecoder().decode(RemoteManifest.self, from: data), isWellFormed(m, id: id) else {
+        guard data.count <= 16 << 20, let m = try? JSONDecoder.bissl().decode(RemoteManifest.self, from: data), isWellFormed(m, id: id) else {
             throw ZooError.corrupt("manifest \(display)/\(manifestKey(id)) is damaged (not a version-1 manifest of entry \(id.prefix(12)))")
         }
         guard m.version == 1 else { throw ZooError.unsupported("manifest of \(id.prefix(12)) has version \(m.version) > 1; upgrade bissl") }
@@ -253,21 +253,7 @@ final class RemoteStore: @unchecked Sendable {
     }
 
     static func encodeManifest(_ m: RemoteManifest) throws -> Data {
-        try manifestEncoder().encode(m) + Data("\n".utf8)
-    }
-
-    /// JSON of manifests (and index shards): sorted keys, non-finite numbers as strings.
-    static func manifestEncoder() -> JSONEncoder {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
-        return encoder
-    }
-
-    static func manifestDecoder() -> JSONDecoder {
-        let decoder = JSONDecoder()
-        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
-        return decoder
+        try JSONEncoder.bissl().encode(m) + Data("\n".utf8)
     }
 
     /// Ids of every entry on the remote (keys `entries/<64 hex>.json`), sorted.
