@@ -21,7 +21,10 @@ probe() { z probe "$1" --data "$2" --eval-data "$3" --image-size 16 ${PROBE_FLAG
 backbone_only() {
   has "$2" && return 0
   z export "$1" --component backbone -o "$ZOO/$2.safetensors" >/dev/null
-  z import "$ZOO/$2.safetensors" --name "$2" >/dev/null
+  # NAME is a tag: the same backbone may already be an entry under another name (the lambda = 0 control
+  # is the same continued pretext training for every task)
+  local id; id=$(z import "$ZOO/$2.safetensors" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  z tag "$id" "$2" >/dev/null
   rm -f "$ZOO/$2.safetensors"
 }
 # top1 REF URI -> test top-1 (%) of REF's backbone + classifier

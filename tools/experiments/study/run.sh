@@ -5,6 +5,7 @@
 #   run.sh calibrate   lambda calibration on validation (one extra seed, CAL_SEED, short alignments)
 #   run.sh protocol    fine-tuning protocol per arm: an lr x wd grid on validation with CAL_SEED, then fixed
 #   run.sh main        the paired seeds SEEDS: every arm aligned (where it aligns), fine-tuned, tested
+#   run.sh backbones   only the alignments of SEEDS (they need no protocol: run them while it is chosen)
 #
 # Arms: finetune-only (theta_0); control (`align --lambda 0 --no-ij`: exactly continued pretext training on
 # the same schedule and batches); noij (`--no-ij` at LAMBDA); bissl (full BiSSL at LAMBDA); thetaD (the
@@ -99,6 +100,9 @@ protocol)
   done
   python3 tools/experiments/study/report.py protocol "$F" > "$OUT/$TASK-protocol.json"
   cat "$OUT/$TASK-protocol.json" ;;
+backbones)
+  needs_lambda
+  for s in $SEEDS; do for arm in $ARMS; do arm_backbone "$arm" "$s" "$LAMBDA" "$T"; done; echo "seed $s backbones done" >&2; done ;;
 main)
   needs_lambda
   PROTO="$OUT/$TASK-protocol.json"; [ -f "$PROTO" ] || { echo "run.sh: no $PROTO (run.sh protocol first)" >&2; exit 2; }
@@ -116,5 +120,5 @@ main)
       echo "seed $s $arm done" >&2
     done
   done ;;
-*) echo "usage: run.sh calibrate|protocol|main (see the header)" >&2; exit 2 ;;
+*) echo "usage: run.sh calibrate|protocol|backbones|main (see the header)" >&2; exit 2 ;;
 esac
