@@ -6,16 +6,17 @@ import Foundation
 /// (global heap, selections, `free()` at close) or make it allocate gigabytes. A file that is not a
 /// verified zoo object is therefore read by a child process: the same executable, started with
 /// `helper` plus the read's arguments, which calls `enterChild(fileSize:)` before it opens the file,
-/// reads it, and writes what it read to its standard output as a `SandboxMessage`. The parent
-/// (`run`) checks that message before using it; a crash, a limit hit, or anything that is not a
-/// well-formed message becomes one `SandboxError` line naming the file.
+/// reads it, and writes what it read to its standard output as a `SandboxMessage`. The child opens
+/// the file only once its standard input ends (`start` lets a caller start it early). The parent
+/// (`run`, `Started.finish`) checks that message before using it; a crash, a limit hit, or anything
+/// that is not a well-formed message becomes one `SandboxError` line naming the file.
 ///
 /// The child's limits (`Limits.forFile(bytes:)`): address space 1 GiB plus 4 bytes per byte of the
 /// file beyond what the process maps when it starts reading (its executable, libraries and thread
 /// stacks), CPU time 20 s plus 1 s per 10 MB, no file may be written or grown (`RLIMIT_FSIZE` 0), no
 /// core dump, at most 64 open descriptors; its working directory is a fresh empty folder that is
-/// removed afterwards, its standard input and error are `/dev/null`, and HDF5 filter plugins are
-/// disabled (`HDF5_PLUGIN_PRELOAD=::`).
+/// removed afterwards, its standard input is a pipe the parent closes, its standard error is
+/// `/dev/null`, and HDF5 filter plugins are disabled (`HDF5_PLUGIN_PRELOAD=::`).
 public enum Sandbox {
     /// The executable and leading arguments that start a child read (`[bissl, "sandboxed-read"]`),
     /// set once by the program at start-up before any thread reads files; nil (library use, tests)
@@ -70,6 +71,15 @@ public enum Sandbox {
     /// - Throws: `SandboxError` when no helper is set, the child cannot start, ends by a signal or
     ///   limit, or writes anything but one well-formed message.
     public static func run(_ arguments: [String], fileName: String) throws -> SandboxMessage {
+        try start(arguments, fileName: fileName).finish()
+    }
+
+    /// Starts `helper + arguments` now and lets it read only when `Started.finish()` is called: the
+    /// child starts (executable loaded, runtime initialized) while the caller is still producing the
+    /// file, such as a download, and then waits for the end of its standard input before it opens
+    /// the file.
+    /// - Throws: `SandboxError` when no helper is set or the child cannot start.
+    public static func start(_ arguments: [String], fileName: String) throws -> Started {
         guard let helper, let executable = helper.first else { throw SandboxError("no HDF5 reader process is configured") }
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("bissl-sandbox-\(UUID().uuidString)")
         do {
@@ -78,8 +88,6 @@ public enum Sandbox {
         } catch {
             throw SandboxError("cannot create a scratch folder for the HDF5 reader process: \(error.localizedDescription)")
         }
-        defer { try? FileManager.default.removeItem(at: scratch) }
-
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = Array(helper.dropFirst()) + arguments
@@ -87,33 +95,74 @@ public enum Sandbox {
         var environment = ProcessInfo.processInfo.environment
         environment["HDF5_PLUGIN_PRELOAD"] = "::"
         process.environment = environment
-        let output = Pipe()
+        let output = Pipe(), go = Pipe()
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
+        process.standardInput = go
         do {
             try process.run()
         } catch {
+            try? FileManager.default.removeItem(at: scratch)
             throw SandboxError("cannot start the HDF5 reader process for \(fileName): \(error.localizedDescription)")
         }
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        if process.terminationReason == .uncaughtSignal {
-            let signal = process.terminationStatus
-            let what: String
-            switch signal {
-            case SIGXCPU, SIGKILL: what = "ran past its CPU time limit"
-            case SIGSEGV, SIGBUS: what = "crashed (signal \(signal))"
-            case SIGABRT, SIGTRAP, SIGILL: what = "stopped (signal \(signal); out of memory or a failed check)"
-            default: what = "was killed by signal \(signal)"
+        return Started(process: process, output: output, go: go, scratch: scratch, fileName: fileName)
+    }
+
+    /// A started child read, waiting for `finish()`; one that is never finished is killed when
+    /// released.
+    public final class Started {
+        private let process: Process
+        private let output: Pipe
+        private let go: Pipe
+        private let scratch: URL
+        private let fileName: String
+        private var done = false
+
+        fileprivate init(process: Process, output: Pipe, go: Pipe, scratch: URL, fileName: String) {
+            self.process = process
+            self.output = output
+            self.go = go
+            self.scratch = scratch
+            self.fileName = fileName
+        }
+
+        /// Lets the child read (closes its standard input) and returns its message.
+        /// - Throws: `SandboxError` when the child ends by a signal or limit, or writes anything but
+        ///   one well-formed message.
+        public func finish() throws -> SandboxMessage {
+            precondition(!done, "a started child read is finished once")
+            done = true
+            defer { try? FileManager.default.removeItem(at: scratch) }
+            try? go.fileHandleForWriting.close()
+            let data = output.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            if process.terminationReason == .uncaughtSignal {
+                let signal = process.terminationStatus
+                let what: String
+                switch signal {
+                case SIGXCPU, SIGKILL: what = "ran past its CPU time limit"
+                case SIGSEGV, SIGBUS: what = "crashed (signal \(signal))"
+                case SIGABRT, SIGTRAP, SIGILL: what = "stopped (signal \(signal); out of memory or a failed check)"
+                default: what = "was killed by signal \(signal)"
+                }
+                throw SandboxError("\(fileName): the HDF5 library \(what) reading this file; it is damaged or hostile")
             }
-            throw SandboxError("\(fileName): the HDF5 library \(what) reading this file; it is damaged or hostile")
+            guard let message = try? SandboxMessage(decoding: data) else {
+                throw SandboxError(
+                    "\(fileName): the HDF5 reader process ended (status \(process.terminationStatus)) without a result; the file is damaged or hostile")
+            }
+            return message
         }
-        guard let message = try? SandboxMessage(decoding: data) else {
-            throw SandboxError(
-                "\(fileName): the HDF5 reader process ended (status \(process.terminationStatus)) without a result; the file is damaged or hostile")
+
+        deinit {
+            guard !done else { return }
+            // Killed before it reads anything; not waited for (Foundation's `waitUntilExit` may
+            // miss the exit of a child signalled right after it started), the kernel reaps it
+            // when this process ends.
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            try? go.fileHandleForWriting.close()
+            try? FileManager.default.removeItem(at: scratch)
         }
-        return message
     }
 }
 

@@ -6,8 +6,8 @@ import HDF5
 
 /// `bissl sandboxed-read checkpoint FILE` / `bissl sandboxed-read dataset FILE PART` (hidden): the
 /// HDF5 reader process. bissl starts it for every `.h5` it did not write itself (see `Sandbox`); it
-/// limits its own resources, reads the file with libhdf5 and writes a `SandboxMessage` to standard
-/// output. Not meant to be run by hand.
+/// waits for the end of its standard input, limits its own resources, reads the file with libhdf5 and
+/// writes a `SandboxMessage` to standard output. Not meant to be run by hand.
 struct SandboxedRead: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sandboxed-read", abstract: "Read an outside HDF5 file under resource limits (internal).", shouldDisplay: false)
@@ -22,6 +22,14 @@ struct SandboxedRead: ParsableCommand {
     var part: String = "train"
 
     func run() throws {
+        // The parent may start this process before the file is complete (`Sandbox.start`): the file
+        // is opened only once standard input ends.
+        var byte: UInt8 = 0
+        while true {
+            let n = read(0, &byte, 1)
+            if n > 0 || (n < 0 && errno == EINTR) { continue }
+            break
+        }
         let message: SandboxMessage
         switch kind {
         case "checkpoint": message = UntrustedCheckpointFile.childMessage(path: file)

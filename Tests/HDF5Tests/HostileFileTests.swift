@@ -76,6 +76,26 @@ final class HostileFileTests: XCTestCase {
         }
     }
 
+    func testAStartedReaderReadsOnlyOnceFinished() throws {
+        defer { Sandbox.helper = nil }
+        // A stand-in child: waits for the end of its standard input, then sends the file its argument names.
+        Sandbox.helper = ["/bin/sh", "-c", "cat > /dev/null; cat \"$1\"", "sh"]
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("bissl-started-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: url) }
+        let started = try Sandbox.start([url.path], fileName: "x.h5")
+        // Written after the child started (a download): the child must read it only now.
+        let message = SandboxMessage(header: Data("{}".utf8), blobs: [Data([7, 8])])
+        FileManager.default.createFile(atPath: url.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: url)
+        try message.write(to: handle)
+        try handle.close()
+        let back = try started.finish()
+        XCTAssertEqual(back.header, message.header)
+        XCTAssertEqual(back.blobs, message.blobs)
+        // One never finished (a failed download) is stopped when released, not left waiting.
+        _ = try Sandbox.start([url.path], fileName: "x.h5")
+    }
+
     func testChildLimitsScaleWithTheFile() {
         XCTAssertEqual(Sandbox.Limits.forFile(bytes: 0), .init(addressSpace: 1 << 30, cpuSeconds: 20))
         XCTAssertEqual(Sandbox.Limits.forFile(bytes: 100_000_000), .init(addressSpace: (1 << 30) + 400_000_000, cpuSeconds: 30))

@@ -6,12 +6,13 @@ import HDF5
 /// opens the file only in the HDF5 reader process (`Sandbox`), which walks and checks its metadata
 /// and sends back the checkpoint's structure. For each contiguous, unfiltered tensor dataset (all of
 /// them in files bissl writes) it sends where the bytes lie (file offset; the length follows from
-/// dtype and shape), and this process copies them with `pread` from the file it opened itself before
-/// starting the reader, straight into the tensors' buffers: every extent is checked against that
-/// file's size, and all of them together may not claim more bytes than the file holds. Only the
-/// bytes of other layouts (chunked, compressed, big-endian) cross the pipe. This process never calls
-/// libhdf5 on the file. A crash or limit in the reader is one `CheckpointError.corrupt` line naming
-/// the file.
+/// dtype and shape), and this process maps the file it opened itself before the reader opened it
+/// (`MappedFile`, private copy-on-write) and gives each such tensor a zero-copy view of its bytes:
+/// nothing is copied or allocated for them, and a caller that never touches a tensor's values never
+/// reads them from the file. Every extent is checked against that file's size, and all of them
+/// together may not claim more bytes than the file holds. Only the bytes of other layouts (chunked,
+/// compressed, big-endian) cross the pipe. This process never calls libhdf5 on the file. A crash or
+/// limit in the reader is one `CheckpointError.corrupt` line naming the file.
 ///
 /// Zoo objects were written by bissl and are verified against their content id, so the zoo reads
 /// them in process with `CheckpointFile.read`.
@@ -23,16 +24,30 @@ public enum UntrustedCheckpointFile {
         public var storedContentID: String?
     }
 
+    /// Starts the HDF5 reader process for `url` ahead of `read(_:reader:)`, while the file is
+    /// still being written (a download); nil when `Sandbox.helper` is not set.
+    /// - Throws: `CheckpointError.corrupt` when the reader process cannot start.
+    public static func startReader(_ url: URL) throws -> Sandbox.Started? {
+        guard Sandbox.helper != nil else { return nil }
+        do {
+            return try Sandbox.start(["checkpoint", url.path], fileName: url.lastPathComponent)
+        } catch let error as SandboxError {
+            throw CheckpointError.corrupt(error.message)
+        }
+    }
+
     /// Reads `url` in the HDF5 reader process when `Sandbox.helper` is set, else in process.
+    /// - Parameter reader: the reader process `startReader(url)` started for this file (one is
+    ///   started here when nil).
     /// - Throws: `CheckpointError` as `CheckpointFile.read` does; `.io` when `url` is not a readable
     ///   regular file; `.corrupt` when the reader process crashes or hits a limit, sends extents
     ///   outside the file, or the file changes (another file put at the path, or written) while it
     ///   is read.
-    public static func read(_ url: URL) throws -> Contents {
-        guard Sandbox.helper != nil else { return try readInProcess(url) }
+    public static func read(_ url: URL, reader: Sandbox.Started? = nil) throws -> Contents {
+        guard Sandbox.helper != nil || reader != nil else { return try readInProcess(url) }
         let name = url.lastPathComponent
-        // Opened before the reader process starts: the bytes are copied from this file, whatever the
-        // path names later. O_NONBLOCK: opening a FIFO must not wait for a writer.
+        // Opened before the reader process opens the path: the bytes are taken from this file,
+        // whatever the path names later. O_NONBLOCK: opening a FIFO must not wait for a writer.
         let descriptor = open(url.path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard descriptor >= 0 else { throw CheckpointError.io("cannot read \(url.path): no such readable file") }
         defer { close(descriptor) }
@@ -42,7 +57,7 @@ public enum UntrustedCheckpointFile {
         }
         let message: SandboxMessage
         do {
-            message = try Sandbox.run(["checkpoint", url.path], fileName: name)
+            message = try (reader ?? Sandbox.start(["checkpoint", url.path], fileName: name)).finish()
         } catch let error as SandboxError {
             throw CheckpointError.corrupt(error.message)
         }
@@ -175,13 +190,14 @@ public enum UntrustedCheckpointFile {
         }
     }
 
-    /// The checkpoint a message describes, its tensors copied from the file open at `descriptor`
-    /// (`fileSize` bytes) or taken from the blobs; also the file facts the reader process reported.
+    /// The checkpoint a message describes, its tensors views of the file open at `descriptor`
+    /// (`fileSize` bytes, mapped) or taken from the blobs; also the file facts the reader process
+    /// reported.
     /// Nothing in the message is trusted: every extent lies inside the file, the extents together
     /// claim at most `fileSize` bytes (honest files never share bytes between datasets), each blob
     /// has its tensor's size, every index is in range.
-    /// - Throws: `CheckpointError` the reader process reported, or `.corrupt` for a malformed message
-    ///   or a failed read.
+    /// - Throws: `CheckpointError` the reader process reported, `.corrupt` for a malformed message,
+    ///   `.io` when the file cannot be mapped.
     static func decode(_ message: SandboxMessage, descriptor: Int32, fileSize: Int64,
                        fileName: String) throws -> (contents: Contents, file: FileStatus?) {
         func malformed(_ what: String) -> CheckpointError {
@@ -193,7 +209,7 @@ public enum UntrustedCheckpointFile {
             throw error
         }
         guard var provenance = header.provenance else { throw malformed("no provenance") }
-        var extents: [(index: Int, extent: DirectExtent)] = []
+        var extents: [(index: Int, offset: Int, count: Int)] = []
         var claimed: Int64 = 0
         var blobs = message.blobs.makeIterator()
         var tensors = [Tensor?](repeating: nil, count: header.tensors.count)
@@ -203,12 +219,9 @@ public enum UntrustedCheckpointFile {
                 let (sum, overflow) = claimed.addingReportingOverflow(Int64(bytes))
                 guard !overflow, sum <= fileSize else { throw malformed("tensors claim more bytes than the file holds") }
                 claimed = sum
-                do {
-                    extents.append((index, try DirectExtent(descriptor: descriptor, offset: offset, count: bytes, fileSize: fileSize,
-                                                            what: "\(index)")))
-                } catch {
-                    throw malformed("tensor bytes outside the file")
-                }
+                let (end, past) = offset.addingReportingOverflow(UInt64(bytes))
+                guard bytes > 0, !past, end <= UInt64(fileSize) else { throw malformed("tensor bytes outside the file") }
+                extents.append((index, Int(offset), bytes))
             } else {
                 guard let blob = blobs.next(), let tensor = try? Tensor(dtype: record.dtype, shape: record.shape, data: Data(blob)) else {
                     throw malformed("tensor of shape \(record.shape)")
@@ -217,12 +230,12 @@ public enum UntrustedCheckpointFile {
             }
         }
         guard blobs.next() == nil else { throw malformed("tensor count") }
-        do {
-            for (entry, data) in zip(extents, try DirectExtent.readAll(extents.map(\.extent))) {
-                tensors[entry.index] = try Tensor(dtype: header.tensors[entry.index].dtype, shape: header.tensors[entry.index].shape, data: data)
+        if !extents.isEmpty {
+            let file = try MappedFile(descriptor: descriptor, size: Int(fileSize), name: fileName)
+            for extent in extents {
+                let record = header.tensors[extent.index]
+                tensors[extent.index] = try Tensor(dtype: record.dtype, shape: record.shape, data: file.data(extent.offset, extent.offset + extent.count))
             }
-        } catch let error as HDF5Error {
-            throw CheckpointError.corrupt("\(fileName): cannot read tensor bytes: \(error.message)")
         }
         var components = OrderedDictionary<String, StateDict>()
         for component in header.components {

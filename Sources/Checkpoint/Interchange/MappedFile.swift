@@ -1,7 +1,8 @@
 import Foundation
 
 /// A read-only view of a whole file through `mmap`, handing out zero-copy `Data` slices (the
-/// safetensors reader's tensors, the ZIP reader's stored records of a `.pth`).
+/// safetensors reader's tensors, the ZIP reader's stored records of a `.pth`, the contiguous tensors
+/// of an `.h5` the HDF5 reader process located).
 ///
 /// The mapping is private copy-on-write (`MAP_PRIVATE`, `PROT_READ | PROT_WRITE`): a `Data` that is
 /// later mutated changes only its own pages, never the file. Each slice keeps the mapping alive;
@@ -15,21 +16,30 @@ final class MappedFile: @unchecked Sendable {
 
     /// Maps `url`. An empty file gets no mapping (`size == 0`).
     /// - Throws: `CheckpointError.io` when the file cannot be opened, examined or mapped.
-    init(_ url: URL) throws {
+    convenience init(_ url: URL) throws {
         let fd = open(url.path, O_RDONLY)
         guard fd >= 0 else { throw CheckpointError.io("cannot open \(url.path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw CheckpointError.io("cannot examine \(url.path): \(String(cString: strerror(errno)))") }
         guard (st.st_mode & S_IFMT) == S_IFREG else { throw CheckpointError.io("\(url.path) is not a regular file") }
-        size = Int(st.st_size)
-        if size == 0 {
+        try self.init(descriptor: fd, size: Int(st.st_size), name: url.path)
+    }
+
+    /// Maps the first `size` bytes of the regular file open at `descriptor` (which may be closed
+    /// afterwards); `size` is the file's size as the caller found it (`fstat`). No mapping when
+    /// `size == 0`.
+    /// - Parameter name: names the file in errors.
+    /// - Throws: `CheckpointError.io` when the file cannot be mapped.
+    init(descriptor: Int32, size: Int, name: String) throws {
+        self.size = max(size, 0)
+        if self.size == 0 {
             base = nil
             return
         }
-        let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0)
+        let p = mmap(nil, self.size, PROT_READ | PROT_WRITE, MAP_PRIVATE, descriptor, 0)
         guard let p, p != MAP_FAILED else {
-            throw CheckpointError.io("cannot map \(url.path): \(String(cString: strerror(errno)))")
+            throw CheckpointError.io("cannot map \(name): \(String(cString: strerror(errno)))")
         }
         base = p
     }

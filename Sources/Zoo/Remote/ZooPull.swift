@@ -75,6 +75,9 @@ extension Zoo {
                     throw ZooError.io("cannot create \(folder.path): \(error.localizedDescription)")
                 }
                 let staged = folder.appendingPathComponent("object.h5")
+                // The HDF5 reader process starts while the bytes arrive and opens the file once they
+                // are all there and match the manifest (a failed download kills it unused).
+                let reader = try? UntrustedCheckpointFile.startReader(staged)
                 let received: Int64
                 do {
                     received = try remote.downloadObject(m, to: staged, record: folder.appendingPathComponent("record.json"),
@@ -88,7 +91,7 @@ extension Zoo {
                 let checkpoint: Checkpoint
                 do {
                     // Not yet verified against its content id: libhdf5 reads it in the HDF5 reader process.
-                    checkpoint = try UntrustedCheckpointFile.read(staged).checkpoint
+                    checkpoint = try UntrustedCheckpointFile.read(staged, reader: reader).checkpoint
                 } catch let error as CheckpointError {
                     throw ZooError.corrupt("the object of entry \(entry.prefix(12)) on remote \(remote.config.name) is not a readable checkpoint (\(error.description)); not imported")
                 }
