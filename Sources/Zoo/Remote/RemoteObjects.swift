@@ -202,8 +202,10 @@ extension RemoteStore {
     /// same object asks only for the rest; if the bytes then fail the SHA-256 check, it downloads
     /// the whole object once more before it calls the object corrupt.
     /// - Returns: the bytes received by this call (less than the object's size when it resumed).
+    /// The file is flushed to disk (`fdatasync`) by the time this returns.
     /// - Throws: `ZooError.corrupt` naming the entry when the bytes differ from the manifest
-    ///   (`url` and `record` are then removed), `.io` for a missing object or a broken transfer.
+    ///   (`url` and `record` are then removed), `.io` for a missing object, a broken transfer or a
+    ///   failed flush.
     @discardableResult
     func downloadObject(_ manifest: RemoteManifest, to url: URL, record: URL? = nil,
                         progress: (@Sendable (Int64, Int64) -> Void)?) throws -> Int64 {
@@ -270,6 +272,10 @@ extension RemoteStore {
         }
         state.finish(failed: false)
         let sha = state.waitForHash()
+        if let reason = state.flushError {
+            Self.discard(url, record)
+            throw ZooError.io("cannot flush \(url.path): \(reason)")
+        }
         guard let sha, sha == manifest.object.sha256 else {
             Self.discard(url, record)
             if resumed {
@@ -308,6 +314,7 @@ private final class RangeState: @unchecked Sendable {
     private var failed = false
     private var digest: String?
     private var hashed = false
+    private var flushFailure: String?
     private var lastSave = Date()
     let size: Int64
     let rangeSize: Int64
@@ -367,15 +374,23 @@ private final class RangeState: @unchecked Sendable {
     }
 
     /// The hashing thread: reads the file behind the download (from the page cache) until all of
-    /// it is hashed, or the download failed.
+    /// it is hashed, or the download failed. It also flushes what it has hashed (`fdatasync` every
+    /// `flushStep` bytes and at the end), so the file is on disk when its digest is reported,
+    /// mostly written while the rest was still arriving.
     func hash(_ fd: Int32) {
         var hasher = SHA256()
         var offset: Int64 = 0
+        var flushedTo: Int64 = 0
+        let flushStep: Int64 = 16 << 20
         let block = 4 << 20
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: block, alignment: 64)
         defer { buffer.deallocate() }
         var ok = true
         while offset < size {
+            if offset - flushedTo >= flushStep {
+                guard flush(fd) else { ok = false; break }
+                flushedTo = offset
+            }
             let end: Int64? = condition.withLock {
                 while !failed && !finished && contiguous <= offset { condition.wait() }
                 return failed || contiguous <= offset ? nil : contiguous
@@ -390,6 +405,7 @@ private final class RangeState: @unchecked Sendable {
             }
             if !ok { break }
         }
+        if ok && offset == size && !flush(fd) { ok = false }
         let result = ok && offset == size ? hasher.finalize().map { String(format: "%02x", $0) }.joined() : nil
         condition.withLock {
             digest = result
@@ -398,7 +414,19 @@ private final class RangeState: @unchecked Sendable {
         }
     }
 
-    /// The SHA-256 of the whole file once `hash` is done; nil when the download failed or a read did.
+    /// `fdatasync`; on failure records the reason in `flushError`.
+    private func flush(_ fd: Int32) -> Bool {
+        guard fdatasync(fd) != 0 else { return true }
+        let reason = String(cString: strerror(errno))
+        condition.withLock { flushFailure = reason }
+        return false
+    }
+
+    /// Why flushing the file failed, if it did (then `waitForHash` returns nil).
+    var flushError: String? { condition.withLock { flushFailure } }
+
+    /// The SHA-256 of the whole file once `hash` is done; nil when the download failed or a read
+    /// or flush did.
     func waitForHash() -> String? {
         condition.withLock {
             while !hashed { condition.wait() }

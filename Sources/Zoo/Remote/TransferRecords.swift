@@ -28,11 +28,24 @@ enum TransferRecords {
 
     /// Replaces a record atomically (a temporary file renamed over it), without `fsync`: a record
     /// is a hint that the transfer checks (ListParts, the SHA-256 of the download), and the bytes
-    /// it counts are not flushed either.
+    /// it counts may not be flushed yet either.
+    /// - Throws: `ZooError.io` when the record cannot be written or renamed.
     static func write<T: Encodable>(_ value: T, _ url: URL) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        try encoder.encode(value).write(to: url, options: .atomic)
+        let data = try encoder.encode(value)
+        // Not `Data.write(options: .atomic)`, which flushes the file (an `fsync` per record save
+        // held a download connection idle for milliseconds each time).
+        let tmp = url.path + ".tmp-\(getpid())"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw ZooError.io("cannot write \(tmp): \(String(cString: strerror(errno)))") }
+        let written = data.withUnsafeBytes { RemoteStore.writeAll(fd, $0.baseAddress!, $0.count, at: 0) }
+        close(fd)
+        guard written, rename(tmp, url.path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(tmp)
+            throw ZooError.io("cannot write \(url.path): \(reason)")
+        }
     }
 }
 
