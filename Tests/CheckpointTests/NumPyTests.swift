@@ -276,22 +276,4 @@ final class NumPyTests: XCTestCase {
         for i in 0..<2 { for j in 0..<3 { for k in 0..<4 { expected.append(Int32(100 * i + 10 * j + k)) } } }
         XCTAssertEqual(c, expected)
     }
-
-    // MARK: helpers
-
-    func stateDict(_ doc: SourceDocument) throws -> StateDict {
-        guard case .dict(let entries) = doc.root else { throw CheckpointError.invalid("root is not a dict") }
-        var sd = StateDict()
-        for entry in entries {
-            guard let key = entry.key.stringValue, case .tensor(let t) = entry.value else {
-                throw CheckpointError.invalid("entry is not name -> tensor")
-            }
-            sd[key] = t.tensor
-        }
-        return sd
-    }
-
-    func sha256(_ data: Data) -> String {
-        SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
-    }
 }

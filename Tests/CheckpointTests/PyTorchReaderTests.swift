@@ -56,10 +56,6 @@ enum ObjectTree {
         return out
     }
 
-    static func sha256(_ data: Data) -> String {
-        SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
-    }
-
     static func entry(_ value: ObjectValue, _ key: String) -> ObjectValue? {
         guard case .dict(let entries) = value else { return nil }
         return entries.first { $0.key.stringValue == key }?.value
@@ -79,7 +75,7 @@ final class PyTorchReaderTests: XCTestCase {
             case ("tensor", .tensor(let t)):
                 XCTAssertEqual(t.tensor.dtype.rawValue, want.dtype, path, file: file, line: line)
                 XCTAssertEqual(t.tensor.shape, want.shape, path, file: file, line: line)
-                XCTAssertEqual(ObjectTree.sha256(t.tensor.data), want.sha256, path, file: file, line: line)
+                XCTAssertEqual(sha256(t.tensor.data), want.sha256, path, file: file, line: line)
             case ("int", .int(let i)):
                 XCTAssertEqual(want.value, .string(String(i)), path, file: file, line: line)
             case ("int", .bigInt(let s)):

@@ -277,22 +277,6 @@ final class SafetensorsTests: XCTestCase {
 
     // MARK: helpers
 
-    func stateDict(_ doc: SourceDocument) throws -> StateDict {
-        guard case .dict(let entries) = doc.root else { throw CheckpointError.invalid("root is not a dict") }
-        var sd = StateDict()
-        for entry in entries {
-            guard let key = entry.key.stringValue, case .tensor(let t) = entry.value else {
-                throw CheckpointError.invalid("entry is not name -> tensor")
-            }
-            sd[key] = t.tensor
-        }
-        return sd
-    }
-
-    func sha256(_ data: Data) -> String {
-        SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
-    }
-
     func bits16(_ data: Data) -> [UInt16] {
         data.withUnsafeBytes { raw in (0..<raw.count / 2).map { UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self)) } }
     }

@@ -22,10 +22,6 @@ final class ZipTests: XCTestCase {
         try JSONDecoder().decode([Expected].self, from: Data(contentsOf: Fixtures.url("pth/\(file)")))
     }
 
-    private func sha256(_ data: Data) -> String {
-        SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
-    }
-
     private func assertMatches(_ archive: ZipArchive, _ rows: [Expected], file: StaticString = #filePath, line: UInt = #line) throws {
         XCTAssertEqual(archive.entries.map(\.name), rows.map(\.name), file: file, line: line)
         for (entry, row) in zip(archive.entries, rows) {
