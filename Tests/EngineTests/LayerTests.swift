@@ -65,6 +65,53 @@ final class LayerTests: XCTestCase {
         checkConv(n: 2, c: 2, o: 3, h: 6, w: 5, k: 3, s: 1, p: 0)   // stride 1 without padding: row by row
     }
 
+    /// The convolution's chunked GEMMs (`Conv2d.chunks`) against the definitions in Double, element by
+    /// element: chunks of several images with a smaller last one, one chunk for the whole batch (each GEMM
+    /// split over the cores instead), one image per chunk, and 1x1 convolutions read in place or gathered.
+    func testConvolutionChunksMatchTheDefinition() {
+        for (n, c, o, h, w, k, s, p) in [(37, 3, 5, 4, 4, 3, 1, 1), (9, 4, 3, 5, 5, 3, 2, 1), (40, 6, 4, 3, 3, 1, 1, 0),
+                                         (3, 2, 3, 17, 16, 3, 1, 1), (3, 5, 6, 16, 16, 1, 1, 0), (21, 4, 5, 4, 4, 1, 2, 0)] {
+            let conv = Conv2d(name: "", inChannels: c, outChannels: o, kernel: k, stride: s, padding: p)
+            conv.weight.value = values(o * c * k * k, seed: 1)
+            let x = Tensor4(n: n, c: c, h: h, w: w, data: values(n * c * h * w, seed: 2))
+            let y = conv.forward(x)
+            let dy = Tensor4(n: y.n, c: y.c, h: y.h, w: y.w, data: values(y.count, seed: 3))
+            let dx = conv.backward(dy)!
+            let ho = y.h, wo = y.w
+            // y, dx and dW by their sums over (n, o, i, j, c, a, b), with the sums of |terms| beside.
+            var ry = [Double](repeating: 0, count: y.count), ay = ry
+            var rx = [Double](repeating: 0, count: x.count), ax = rx
+            var rw = [Double](repeating: 0, count: conv.weight.count), aw = rw
+            for b in 0..<n { for oc in 0..<o { for i in 0..<ho { for j in 0..<wo {
+                let yi = ((b * o + oc) * ho + i) * wo + j
+                for ic in 0..<c { for ka in 0..<k { for kb in 0..<k {
+                    let ih = i * s - p + ka, iw = j * s - p + kb
+                    guard ih >= 0, ih < h, iw >= 0, iw < w else { continue }
+                    let xi = ((b * c + ic) * h + ih) * w + iw, wi = ((oc * c + ic) * k + ka) * k + kb
+                    let wv = Double(conv.weight.value[wi]), xv = Double(x.data[xi]), gv = Double(dy.data[yi])
+                    ry[yi] += wv * xv; ay[yi] += abs(wv * xv)
+                    rx[xi] += wv * gv; ax[xi] += abs(wv * gv)
+                    rw[wi] += gv * xv; aw[wi] += abs(gv * xv)
+                } } }
+            } } } }
+            // Whatever the order of its additions (chunks, GEMM blocking, halves), a float32 sum of K
+            // products has |error| <= gamma_K * sum|terms|, gamma_K = K u / (1 - K u), u = 2^-24 (Higham,
+            // "Accuracy and Stability of Numerical Algorithms", 2nd ed., section 3.1); K counts the roundings
+            // any one term goes through: C k^2 for y; O + k^2 for dx (O terms per unfolded value, then at most
+            // k^2 taps); N Ho Wo for dW. One more u |value| for rounding the Double reference to float32.
+            let u = Double(Float.ulpOfOne) / 2
+            func check(_ got: [Float], _ ref: [Double], _ abs: [Double], terms: Int, _ what: String) {
+                let gamma = Double(terms) * u / (1 - Double(terms) * u)
+                let bad = got.indices.filter { Swift.abs(Double(got[$0]) - ref[$0]) > gamma * abs[$0] + u * Swift.abs(ref[$0]) }
+                XCTAssertTrue(bad.isEmpty, "conv n\(n) c\(c) o\(o) \(h)x\(w) k\(k) s\(s) p\(p) \(what): \(bad.count) values off, "
+                              + "first at \(bad.first ?? 0): \(bad.first.map { "\(got[$0]) vs \(ref[$0])" } ?? "")")
+            }
+            check(y.data, ry, ay, terms: c * k * k, "forward")
+            check(dx.data, rx, ax, terms: o + k * k, "input gradient")
+            check(conv.weight.grad, rw, aw, terms: n * ho * wo, "weight gradient")
+        }
+    }
+
     /// `ResNet.infer` (BatchNorm folded into each convolution, ReLU and residual add in its output pass)
     /// against the layer-by-layer `forward(mode: .eval)`, on both block kinds and both GEMM paths, with
     /// BatchNorm parameters and running statistics away from their initial values.

@@ -1,11 +1,14 @@
 /// 2-D convolution without bias, `torch.nn.Conv2d(C, O, k, stride, padding, bias=False)`
-/// (https://pytorch.org/docs/stable/generated/torch.nn.Conv2d.html), as a GEMM (`GEMM.sgemm`, OpenBLAS).
+/// (https://pytorch.org/docs/stable/generated/torch.nn.Conv2d.html), as GEMMs (`GEMM.sgemm`, OpenBLAS).
 ///
 /// - Weight `[O, C, k, k]` (OIHW), key `<prefix>weight`.
 /// - Output size `Ho = (H + 2p - k) / s + 1` (floor), same for `Wo`.
-/// - 1x1 convolutions with stride 1 and no padding on planes of at least 64 pixels multiply the weight
-///   by each image directly; every other convolution unfolds the batch with im2col into
-///   `[C*k*k, N*Ho*Wo]` and makes one GEMM.
+/// - The batch is cut into chunks of consecutive images (`chunks`: one image when its output plane has at
+///   least `chunkColumns` pixels, else as many as make that many columns), spread over the cores. Each
+///   chunk is unfolded with im2col into `[C*k*k, n*Ho*Wo]` (a 1x1 stride-1 convolution of one image reads
+///   the image itself) and multiplied by the weight while it is in cache; a one-image chunk's GEMM writes
+///   its NCHW output directly, larger chunks' outputs are moved into NCHW. The backward passes go chunk by
+///   chunk the same way (col2im per chunk).
 public final class Conv2d {
     public let inChannels: Int, outChannels: Int, kernel: Int, stride: Int, padding: Int
     /// `[O, C, k, k]`.
@@ -22,12 +25,24 @@ public final class Conv2d {
     /// Spatial output size for an input side of `size`.
     public func outputSize(_ size: Int) -> Int { (size + 2 * padding - kernel) / stride + 1 }
 
-    /// 1x1 stride-1 convolutions multiply the weight by each image directly when the plane is large
-    /// enough (`Ho*Wo >= 64`); on small planes (ResNet's last stages at low resolution) one batched GEMM
-    /// over the unfolded `[C, N*Ho*Wo]` is faster than `N` thin ones.
-    private func usesDirectGEMM(planeSize: Int) -> Bool {
-        kernel == 1 && stride == 1 && padding == 0 && planeSize >= 64
+    /// Output columns a chunk of the batch is made of, at least (one image when its plane is this large).
+    /// Whole-batch im2col matrices (4.7 MB per layer of the small ResNet-18, width 8, at 16x16 and batch 64)
+    /// were written to memory and read back by the GEMM; a chunk of 256 columns stays in L2 (README
+    /// "Engine": the small model's steps 1.5-2.5x faster with chunks).
+    static let chunkColumns = 256
+
+    /// How the batch of `n` images with output planes of `plane` pixels is cut: `count` chunks of `size`
+    /// consecutive images (the last may be smaller). From the shape only, never the core count, so that
+    /// the weight gradient's order of additions is the same on every machine.
+    func chunks(images n: Int, plane: Int) -> (size: Int, count: Int) {
+        let wanted = min(n, max(1, (Conv2d.chunkColumns + plane - 1) / plane))
+        let count = (n + wanted - 1) / wanted
+        let size = (n + count - 1) / count   // the same count of chunks, balanced
+        return (size, (n + size - 1) / size)
     }
+
+    /// A 1x1 stride-1 convolution without padding: its im2col of one image is the image itself.
+    private var readsImagesDirectly: Bool { kernel == 1 && stride == 1 && padding == 0 }
 
     /// Forward: x `[N, C, H, W]` -> y `[N, O, Ho, Wo]`. Keeps `x` for `backward`.
     public func forward(_ x: Tensor4) -> Tensor4 {
@@ -64,9 +79,8 @@ public final class Conv2d {
         precondition(dy.n == x.n && dy.c == outChannels && dy.h == outputSize(x.h) && dy.w == outputSize(x.w),
                      "Conv2d \(weight.name): gradient shape \(dy.shape) does not match the forward pass")
         if Tangents.recording { outputGradient = dy }
-        let t = gemmLayout(dy)
-        accumulateWeightGradient(dy, x, t)
-        return inputGradient ? self.inputGradient(dy, weight.value, like: x, t) : nil
+        accumulateWeightGradient(dy, x)
+        return inputGradient ? self.inputGradient(dy, weight.value, like: x) : nil
     }
 
     // Tangent rules (forward-over-reverse, docs/bissl.md "Exact Hessian-vector products"). The layer is
@@ -95,19 +109,12 @@ public final class Conv2d {
         guard let x = input, let dy = outputGradient else {
             preconditionFailure("Conv2d \(weight.name): tangent backward without a recorded primal backward")
         }
-        let needsDy = tangentInput != nil || (inputGradient && !weight.tangent.isEmpty)
-        let tr = gemmLayout(rdy), td = needsDy ? gemmLayout(dy) : nil
-        accumulateWeightGradient(rdy, x, tr)
-        if let dotX = tangentInput { accumulateWeightGradient(dy, dotX, td) }
+        accumulateWeightGradient(rdy, x)
+        if let dotX = tangentInput { accumulateWeightGradient(dy, dotX) }
         guard inputGradient else { return nil }
-        var dx = self.inputGradient(rdy, weight.value, like: x, tr)
-        if !weight.tangent.isEmpty { ResidualAdd.accumulate(&dx, self.inputGradient(dy, weight.tangent, like: x, td)) }
+        var dx = self.inputGradient(rdy, weight.value, like: x)
+        if !weight.tangent.isEmpty { ResidualAdd.accumulate(&dx, self.inputGradient(dy, weight.tangent, like: x)) }
         return dx
-    }
-
-    /// dy `[N, O, P]` in the `[O, N*P]` layout of the im2col GEMMs (nil for the direct-GEMM path).
-    private func gemmLayout(_ dy: Tensor4) -> [Float]? {
-        usesDirectGEMM(planeSize: dy.h * dy.w) ? nil : Conv2d.swapLeadingAxes(dy.data, dy.n, outChannels, dy.h * dy.w)
     }
 
     /// dy of the primal backward (kept inside `Tangents.record`) and ẋ of the last tangent forward.
@@ -118,133 +125,137 @@ public final class Conv2d {
     private func convolve(_ x: Tensor4, _ w: [Float], epilogue: Epilogue? = nil) -> Tensor4 {
         let ho = outputSize(x.h), wo = outputSize(x.w), N = x.n, O = outChannels
         let p = ho * wo, ckk = inChannels * kernel * kernel
-        let y: [Float]
-        if usesDirectGEMM(planeSize: p) {
-            y = [Float](count: N * O * p) { yp in
-                w.withUnsafeBufferPointer { wp in
-                    x.data.withUnsafeBufferPointer { xp in
-                        // Images are independent products: spread over the cores.
-                        Parallel.forEachChunk(N, workPerIndex: O * p * ckk) { images in
-                            for n in images {
-                                // Y_n[O, P] = W[O, C] * X_n[C, P]
-                                let yn = yp.baseAddress! + n * O * p
-                                GEMM.sgemm(m: O, n: p, k: ckk, a: wp.baseAddress!, lda: ckk, b: xp.baseAddress! + n * inChannels * p,
-                                           ldb: p, c: yn, ldc: p, parallel: false)
-                                // while the image's output is in cache
-                                for o in 0..<O { epilogue?.apply(yn + o * p, from: yn + o * p, channel: o, at: (n * O + o) * p, count: p) }
-                            }
-                        }
-                    }
-                }
-            }
-        } else {
-            let cols = im2col(x, ho: ho, wo: wo)
-            // T[O, N*P] = W[O, CKK] * cols[CKK, N*P]
-            let t = [Float](count: O * N * p) { tp in
-                w.withUnsafeBufferPointer { wp in
-                    cols.withUnsafeBufferPointer { cp in
-                        GEMM.sgemm(m: O, n: N * p, k: ckk, a: wp.baseAddress!, lda: ckk,
-                                   b: cp.baseAddress!, ldb: N * p, c: tp.baseAddress!, ldc: N * p)
-                    }
-                }
-            }
-            y = Conv2d.swapLeadingAxes(t, O, N, p, epilogue: epilogue)   // [O, N, P] -> [N, O, P]
-        }
-        return Tensor4(n: N, c: O, h: ho, w: wo, data: y)
-    }
-
-    /// `weight.grad += corr(dy, x)` (dL/dW of an output gradient dy for input x; `t` = `gemmLayout(dy)`).
-    private func accumulateWeightGradient(_ dy: Tensor4, _ x: Tensor4, _ t: [Float]?) {
-        let p = dy.h * dy.w, ckk = inChannels * kernel * kernel, O = outChannels, N = x.n
-        if usesDirectGEMM(planeSize: p) {
-            // dW[O, C] += Σ_n dY_n[O, P] * X_n[C, P]^T: the images in two fixed halves, one per core, the
-            // second half summed into `upper` and added last (the same additions on any number of cores).
-            var upper = [Float](repeating: 0, count: O * ckk)
-            weight.grad.withUnsafeMutableBufferPointer { gp in
-                upper.withUnsafeMutableBufferPointer { up in
-                    x.data.withUnsafeBufferPointer { xp in
-                        dy.data.withUnsafeBufferPointer { dyp in
-                            Parallel.forEachPiece(2) { half in
-                                let c = half == 0 ? gp.baseAddress! : up.baseAddress!
-                                for n in (half == 0 ? 0..<(N / 2) : (N / 2)..<N) {
-                                    GEMM.sgemm(transB: true, m: O, n: ckk, k: p, a: dyp.baseAddress! + n * O * p, lda: p,
-                                               b: xp.baseAddress! + n * inChannels * p, ldb: p, beta: 1, c: c, ldc: ckk,
-                                               parallel: false)
+        let (size, count) = chunks(images: N, plane: p)
+        // Fewer chunks than cores (a large layer on a small batch): each GEMM is split over the cores instead.
+        let splitGEMM = count < Parallel.threads
+        let y = [Float](count: N * O * p) { yp in
+            w.withUnsafeBufferPointer { wp in
+                x.data.withUnsafeBufferPointer { xp in
+                    Parallel.forEachChunk(count, workPerIndex: size * O * p * ckk) { range in
+                        let cols = UnsafeMutablePointer<Float>.allocate(capacity: ckk * size * p)
+                        let t = UnsafeMutablePointer<Float>.allocate(capacity: O * size * p)
+                        defer { cols.deallocate(); t.deallocate() }
+                        for chunk in range {
+                            let images = chunk * size..<min(N, (chunk + 1) * size), width = images.count * p
+                            let b = columns(xp.baseAddress!, x, images, ho: ho, wo: wo, into: cols)
+                            if images.count == 1 {
+                                // Y_n[O, P] = W[O, CKK] * cols[CKK, P], in place
+                                let yn = yp.baseAddress! + images.lowerBound * O * p
+                                GEMM.sgemm(m: O, n: p, k: ckk, a: wp.baseAddress!, lda: ckk, b: b, ldb: p, c: yn, ldc: p,
+                                           parallel: splitGEMM)
+                                for o in 0..<O {
+                                    epilogue?.apply(yn + o * p, from: yn + o * p, channel: o, at: (images.lowerBound * O + o) * p, count: p)
+                                }
+                            } else {
+                                // T[O, n*P] = W[O, CKK] * cols[CKK, n*P], then moved into NCHW
+                                GEMM.sgemm(m: O, n: width, k: ckk, a: wp.baseAddress!, lda: ckk, b: b, ldb: width, c: t, ldc: width,
+                                           parallel: splitGEMM)
+                                for (local, n) in images.enumerated() {
+                                    for o in 0..<O {
+                                        let at = (n * O + o) * p, from = t + o * width + local * p
+                                        if let epilogue {
+                                            epilogue.apply(yp.baseAddress! + at, from: from, channel: o, at: at, count: p)
+                                        } else {
+                                            (yp.baseAddress! + at).update(from: from, count: p)
+                                        }
+                                    }
                                 }
                             }
                         }
                     }
-                    for i in 0..<(O * ckk) { gp[i] += up[i] }
-                }
-            }
-            return
-        }
-        let t = t!   // [O, N*P]
-        let cols = im2col(x, ho: dy.h, wo: dy.w)
-        weight.grad.withUnsafeMutableBufferPointer { gp in
-            t.withUnsafeBufferPointer { tp in
-                cols.withUnsafeBufferPointer { cp in
-                    // dW[O, CKK] += T[O, N*P] * cols[CKK, N*P]^T
-                    GEMM.sgemm(transB: true, m: O, n: ckk, k: N * p, a: tp.baseAddress!, lda: N * p,
-                               b: cp.baseAddress!, ldb: N * p, beta: 1, c: gp.baseAddress!, ldc: ckk)
                 }
             }
         }
+        return Tensor4(n: N, c: O, h: ho, w: wo, data: y)
     }
 
-    /// `conv^T(dy, w)`: the input gradient for weights `w`, shaped like `x` (`t` = `gemmLayout(dy)`).
-    private func inputGradient(_ dy: Tensor4, _ w: [Float], like x: Tensor4, _ t: [Float]?) -> Tensor4 {
+    /// `weight.grad += corr(dy, x)` (dL/dW of an output gradient dy for input x).
+    private func accumulateWeightGradient(_ dy: Tensor4, _ x: Tensor4) {
         let p = dy.h * dy.w, ckk = inChannels * kernel * kernel, O = outChannels, N = x.n
-        if usesDirectGEMM(planeSize: p) {
-            let dx = [Float](count: x.count) { dxp in
-                w.withUnsafeBufferPointer { wp in
+        let (size, count) = chunks(images: N, plane: p)
+        // dW[O, CKK] += Σ_chunks dY[O, n*P] * cols[CKK, n*P]^T: the chunks in two fixed halves, one per core,
+        // the second half summed into `upper` and added last (the same additions on any number of cores).
+        let halves = count >= 2 ? 2 : 1
+        var upper = [Float](repeating: 0, count: halves == 2 ? O * ckk : 0)
+        weight.grad.withUnsafeMutableBufferPointer { gp in
+            upper.withUnsafeMutableBufferPointer { up in
+                x.data.withUnsafeBufferPointer { xp in
                     dy.data.withUnsafeBufferPointer { dyp in
-                        Parallel.forEachChunk(N, workPerIndex: O * p * ckk) { images in
-                            for n in images {
-                                // dX_n[C, P] = W[O, C]^T * dY_n[O, P]
-                                GEMM.sgemm(transA: true, m: ckk, n: p, k: O, a: wp.baseAddress!, lda: ckk,
-                                           b: dyp.baseAddress! + n * O * p, ldb: p, c: dxp.baseAddress! + n * inChannels * p,
-                                           ldc: p, parallel: false)
+                        Parallel.forEachPiece(halves) { half in
+                            let target = half == 0 ? gp.baseAddress! : up.baseAddress!
+                            let cols = UnsafeMutablePointer<Float>.allocate(capacity: ckk * size * p)
+                            let g = UnsafeMutablePointer<Float>.allocate(capacity: O * size * p)
+                            defer { cols.deallocate(); g.deallocate() }
+                            for chunk in (half == 0 ? 0..<(count / halves) : (count / halves)..<count) {
+                                let images = chunk * size..<min(N, (chunk + 1) * size), width = images.count * p
+                                let a = gemmRows(dyp.baseAddress!, images, O, p, into: g)
+                                let b = columns(xp.baseAddress!, x, images, ho: dy.h, wo: dy.w, into: cols)
+                                GEMM.sgemm(transB: true, m: O, n: ckk, k: width, a: a, lda: width, b: b, ldb: width, beta: 1,
+                                           c: target, ldc: ckk, parallel: halves == 1)
                             }
                         }
                     }
                 }
-            }
-            return Tensor4(n: N, c: inChannels, h: x.h, w: x.w, data: dx)
-        }
-        let t = t!   // [O, N*P]
-        // dcols[CKK, N*P] = W[O, CKK]^T * T[O, N*P]
-        let dcols = [Float](count: ckk * N * p) { dcp in
-            w.withUnsafeBufferPointer { wp in
-                t.withUnsafeBufferPointer { tp in
-                    GEMM.sgemm(transA: true, m: ckk, n: N * p, k: O, a: wp.baseAddress!, lda: ckk,
-                               b: tp.baseAddress!, ldb: N * p, c: dcp.baseAddress!, ldc: N * p)
-                }
+                for i in 0..<up.count { gp[i] += up[i] }
             }
         }
-        return col2im(dcols, like: x, ho: dy.h, wo: dy.w)
     }
 
-    /// `[A, B, P]` -> `[B, A, P]`: moves blocks of `P` contiguous values (the batch <-> channel swap
-    /// between NCHW tensors and the `[O, N*P]` GEMM layout). With an `epilogue` (A = channels), each
-    /// block is passed through it on the way.
-    static func swapLeadingAxes(_ src: [Float], _ a: Int, _ b: Int, _ p: Int, epilogue: Epilogue? = nil) -> [Float] {
-        [Float](count: a * b * p) { dst in
-            src.withUnsafeBufferPointer { sp in
-                Parallel.forEachChunk(b, workPerIndex: a * p) { range in
-                    for j in range {
-                        for i in 0..<a {
-                            let to = (j * a + i) * p, from = sp.baseAddress! + (i * b + j) * p
-                            if let epilogue {
-                                epilogue.apply(dst.baseAddress! + to, from: from, channel: i, at: to, count: p)
+    /// `conv^T(dy, w)`: the input gradient for weights `w`, shaped like `x`.
+    private func inputGradient(_ dy: Tensor4, _ w: [Float], like x: Tensor4) -> Tensor4 {
+        let p = dy.h * dy.w, ckk = inChannels * kernel * kernel, O = outChannels, N = x.n, image = inChannels * x.h * x.w
+        let (size, count) = chunks(images: N, plane: p)
+        let splitGEMM = count < Parallel.threads
+        let dx = [Float](count: x.count) { dxp in
+            w.withUnsafeBufferPointer { wp in
+                dy.data.withUnsafeBufferPointer { dyp in
+                    // Chunks write disjoint images.
+                    Parallel.forEachChunk(count, workPerIndex: size * O * p * ckk) { range in
+                        let dcols = UnsafeMutablePointer<Float>.allocate(capacity: ckk * size * p)
+                        let g = UnsafeMutablePointer<Float>.allocate(capacity: O * size * p)
+                        defer { dcols.deallocate(); g.deallocate() }
+                        for chunk in range {
+                            let images = chunk * size..<min(N, (chunk + 1) * size), width = images.count * p
+                            let b = gemmRows(dyp.baseAddress!, images, O, p, into: g)
+                            let dxn = dxp.baseAddress! + images.lowerBound * image
+                            if readsImagesDirectly && images.count == 1 {
+                                // dX_n[C, P] = W[O, C]^T * dY_n[O, P]
+                                GEMM.sgemm(transA: true, m: ckk, n: p, k: O, a: wp.baseAddress!, lda: ckk, b: b, ldb: p,
+                                           c: dxn, ldc: p, parallel: splitGEMM)
                             } else {
-                                (dst.baseAddress! + to).initialize(from: from, count: p)
+                                // dcols[CKK, n*P] = W[O, CKK]^T * dY[O, n*P], summed back into the chunk's images
+                                GEMM.sgemm(transA: true, m: ckk, n: width, k: O, a: wp.baseAddress!, lda: ckk, b: b, ldb: width,
+                                           c: dcols, ldc: width, parallel: splitGEMM)
+                                dxn.initialize(repeating: 0, count: images.count * image)
+                                col2im(dcols, images, into: dxp.baseAddress!, like: x, ho: dy.h, wo: dy.w)
                             }
                         }
                     }
                 }
             }
         }
+        return Tensor4(n: N, c: inChannels, h: x.h, w: x.w, data: dx)
+    }
+
+    /// The chunk `images` of an NCHW gradient `dy` (`O` channels, planes of `p` pixels) as the `[O, n*P]`
+    /// operand of the GEMMs: `dy` itself for one image, else gathered into `buffer`.
+    private func gemmRows(_ dy: UnsafePointer<Float>, _ images: Range<Int>, _ O: Int, _ p: Int,
+                          into buffer: UnsafeMutablePointer<Float>) -> UnsafePointer<Float> {
+        if images.count == 1 { return dy + images.lowerBound * O * p }
+        let width = images.count * p
+        for (local, n) in images.enumerated() {
+            for o in 0..<O { (buffer + o * width + local * p).update(from: dy + (n * O + o) * p, count: p) }
+        }
+        return UnsafePointer(buffer)
+    }
+
+    /// The unfolded chunk `images` of `x` (`[C*k*k, n*Ho*Wo]`, `im2col`) as the GEMMs' operand: the image
+    /// itself for one image of a 1x1 stride-1 convolution, else unfolded into `buffer`.
+    private func columns(_ xp: UnsafePointer<Float>, _ x: Tensor4, _ images: Range<Int>, ho: Int, wo: Int,
+                         into buffer: UnsafeMutablePointer<Float>) -> UnsafePointer<Float> {
+        if readsImagesDirectly && images.count == 1 { return xp + images.lowerBound * inChannels * x.h * x.w }
+        im2col(xp, x, images, ho: ho, wo: wo, into: buffer)
+        return UnsafePointer(buffer)
     }
 
     /// What `infer` applies to each output value of channel `o` at flat NCHW index `i`:
@@ -284,30 +295,23 @@ public final class Conv2d {
         }
     }
 
-    /// Unfolds `x` `[N, C, H, W]` into `[C*k*k, N*Ho*Wo]`: row `(c*k + i)*k + j`, column `n*Ho*Wo + oh*Wo + ow`
-    /// holds `x[n, c, oh*s - p + i, ow*s - p + j]` (0 outside the image).
+    /// Unfolds images `images` of `x` `[N, C, H, W]` into `cols` `[C*k*k, n*Ho*Wo]` (`n = images.count`):
+    /// row `(c*k + i)*k + j`, column `(image - images.lowerBound)*Ho*Wo + oh*Wo + ow` holds
+    /// `x[image, c, oh*s - p + i, ow*s - p + j]` (0 outside the image).
     ///
     /// Every value is written once (no zero-fill first). For "same" convolutions (stride 1, `Wo == W`: the
     /// 3x3/1 pad-1 convs of every ResNet block) the valid window of one (row, image) pair is the input
     /// plane shifted by `(i - p)*W + (j - p)`, so it is one contiguous copy whose wrapped edge columns
     /// are then zeroed; otherwise each output row is copied (stride 1) or gathered (stride 2).
-    func im2col(_ x: Tensor4, ho: Int, wo: Int) -> [Float] {
-        let k = kernel, N = x.n, C = x.c, P = ho * wo
-        let width = N * P
-        return [Float](count: C * k * k * width) { cp in
-            x.data.withUnsafeBufferPointer { xp in
-                // Each channel fills its own k*k rows.
-                Parallel.forEachChunk(C, workPerIndex: k * k * width) { channels in
-                    for c in channels {
-                        for i in 0..<k {
-                            for j in 0..<k {
-                                let w = window(i, j, x, ho: ho, wo: wo)
-                                let row = cp.baseAddress! + ((c * k + i) * k + j) * width
-                                for n in 0..<N {
-                                    unfold(xp.baseAddress! + (n * C + c) * x.h * x.w, into: row + n * P, tap: i, j, w, x, ho: ho, wo: wo)
-                                }
-                            }
-                        }
+    func im2col(_ xp: UnsafePointer<Float>, _ x: Tensor4, _ images: Range<Int>, ho: Int, wo: Int, into cols: UnsafeMutablePointer<Float>) {
+        let k = kernel, C = x.c, P = ho * wo, width = images.count * P
+        for c in 0..<C {
+            for i in 0..<k {
+                for j in 0..<k {
+                    let w = window(i, j, x, ho: ho, wo: wo)
+                    let row = cols + ((c * k + i) * k + j) * width
+                    for (local, n) in images.enumerated() {
+                        unfold(xp + (n * C + c) * x.h * x.w, into: row + local * P, tap: i, j, w, x, ho: ho, wo: wo)
                     }
                 }
             }
@@ -362,40 +366,33 @@ public final class Conv2d {
         }
     }
 
-    /// Adjoint of `im2col`: sums `[C*k*k, N*Ho*Wo]` back into a tensor shaped like `x` (the values of
-    /// padding positions are dropped). Each input value receives its taps in `(i, j)` order.
-    func col2im(_ cols: [Float], like x: Tensor4, ho: Int, wo: Int) -> Tensor4 {
-        let k = kernel, s = stride, pad = padding, N = x.n, C = x.c, H = x.h, W = x.w, P = ho * wo
-        let width = N * P
-        var out = Tensor4(n: N, c: C, h: H, w: W)
-        out.data.withUnsafeMutableBufferPointer { op in
-            cols.withUnsafeBufferPointer { cp in
-                // Each channel sums into its own planes (same order of additions as one thread).
-                Parallel.forEachChunk(C, workPerIndex: k * k * width) { channels in
-                    for c in channels {
-                        for i in 0..<k {
-                            for j in 0..<k {
-                                let (rows, valid) = window(i, j, x, ho: ho, wo: wo)
-                                let row = cp.baseAddress! + ((c * k + i) * k + j) * width
-                                for n in 0..<N {
-                                    let plane = op.baseAddress! + (n * C + c) * H * W
-                                    for oh in rows {
-                                        let src = row + n * P + oh * wo
-                                        let dst = plane + (oh * s - pad + i) * W + j - pad
-                                        if s == 1 {
-                                            addFloats(dst + valid.lowerBound, src + valid.lowerBound, valid.count)
-                                        } else {
-                                            for ow in valid { dst[ow * s] += src[ow] }
-                                        }
-                                    }
-                                }
+    /// Adjoint of `im2col`: adds `cols` `[C*k*k, n*Ho*Wo]` of the chunk `images` into those images of `out`
+    /// (NCHW, shaped like `x`; the values of padding positions are dropped). Each input value receives its
+    /// taps in `(i, j)` order.
+    func col2im(_ cols: UnsafePointer<Float>, _ images: Range<Int>, into out: UnsafeMutablePointer<Float>, like x: Tensor4,
+                ho: Int, wo: Int) {
+        let k = kernel, s = stride, pad = padding, C = x.c, H = x.h, W = x.w, P = ho * wo
+        let width = images.count * P
+        for c in 0..<C {
+            for i in 0..<k {
+                for j in 0..<k {
+                    let (rows, valid) = window(i, j, x, ho: ho, wo: wo)
+                    let row = cols + ((c * k + i) * k + j) * width
+                    for (local, n) in images.enumerated() {
+                        let plane = out + (n * C + c) * H * W
+                        for oh in rows {
+                            let src = row + local * P + oh * wo
+                            let dst = plane + (oh * s - pad + i) * W + j - pad
+                            if s == 1 {
+                                addFloats(dst + valid.lowerBound, src + valid.lowerBound, valid.count)
+                            } else {
+                                for ow in valid { dst[ow * s] += src[ow] }
                             }
                         }
                     }
                 }
             }
         }
-        return out
     }
 }
 
