@@ -19,7 +19,7 @@ public enum CheckpointError: OneLineError, Equatable {
         switch self {
         case .notACheckpoint(let m), .corrupt(let m), .unsafe(let m), .ambiguous(let m),
              .invalid(let m), .unsupported(let m), .io(let m):
-            return m
+            return m.escapingControlCharacters
         }
     }
 }

@@ -16,7 +16,7 @@ public enum DatasetError: OneLineError, Equatable, Sendable {
 
     public var description: String {
         switch self {
-        case .badURI(let m), .missing(let m), .corrupt(let m), .unsupported(let m), .invalid(let m): return m
+        case .badURI(let m), .missing(let m), .corrupt(let m), .unsupported(let m), .invalid(let m): return m.escapingControlCharacters
         }
     }
 }

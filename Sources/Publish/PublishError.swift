@@ -11,7 +11,7 @@ public enum PublishError: OneLineError, Equatable, Sendable {
 
     public var description: String {
         switch self {
-        case .invalid(let m), .io(let m): m
+        case .invalid(let m), .io(let m): m.escapingControlCharacters
         }
     }
 }

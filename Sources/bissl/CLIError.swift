@@ -4,5 +4,5 @@ import Checkpoint
 /// the command cannot serve (the message says what to do instead). One line, printed as `error: ...`.
 struct CLIError: OneLineError {
     let description: String
-    init(_ message: String) { description = message }
+    init(_ message: String) { description = message.escapingControlCharacters }
 }

@@ -8,6 +8,17 @@ import TestSupport
 final class HostileInputTests: XCTestCase {
     private let root = Fixtures.url("hostile").path
 
+    func testQuotedInputCannotSplitTheErrorLine() {
+        // Found by the uri fuzz target: an unknown option holding a line break was quoted as it was,
+        // so the error was two lines. Control characters are now written as escapes.
+        let uri = "idx:ac#/../bx:ac#/..idcifax:/dar:data/cifa\n1\u{1B}[2J"
+        XCTAssertThrowsError(try DatasetURI(parsing: uri, relativeTo: "/fuzz")) { error in
+            let text = String(describing: error)
+            XCTAssertFalse(text.unicodeScalars.contains { $0.properties.generalCategory == .control }, text)
+            XCTAssertTrue(text.contains("cifa\\n1\\u{1B}[2J"), text)
+        }
+    }
+
     func testJPEGFrameSizeIsCheckedBeforeTheDecoderAllocates() throws {
         // 521 bytes, progressive, claiming 34000x34000: libjpeg would allocate its 6.9 GB coefficient
         // buffer in jpeg_start_decompress; the refusal comes straight after jpeg_read_header.

@@ -10,7 +10,7 @@ public enum ModelError: OneLineError, Equatable, Sendable {
 
     public var description: String {
         switch self {
-        case .invalid(let m), .unsupported(let m): m
+        case .invalid(let m), .unsupported(let m): m.escapingControlCharacters
         }
     }
 }

@@ -14,7 +14,7 @@ public enum DistributedError: OneLineError, Equatable, Sendable {
 
     public var description: String {
         switch self {
-        case .collective(let m), .invalid(let m), .unavailable(let m): m
+        case .collective(let m), .invalid(let m), .unavailable(let m): m.escapingControlCharacters
         case .leaderFailed: "rank 0 failed (it printed the reason)"
         }
     }

@@ -12,7 +12,7 @@ public enum TrainingError: OneLineError, Equatable, Sendable {
 
     public var description: String {
         switch self {
-        case .invalid(let m), .io(let m), .corrupt(let m): m
+        case .invalid(let m), .io(let m), .corrupt(let m): m.escapingControlCharacters
         }
     }
 }

@@ -20,7 +20,7 @@ public enum ZooError: OneLineError, Equatable, Sendable {
 
     public var description: String {
         switch self {
-        case .invalid(let m), .ambiguous(let m), .io(let m), .corrupt(let m), .unsupported(let m): m
+        case .invalid(let m), .ambiguous(let m), .io(let m), .corrupt(let m), .unsupported(let m): m.escapingControlCharacters
         }
     }
 }
