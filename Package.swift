@@ -97,5 +97,6 @@ if Context.environment["BISSL_FUZZ"] != nil {
     package.products.append(.executable(name: "bissl-fuzz", targets: ["BisslFuzz"]))
     package.targets.append(.executableTarget(
         name: "BisslFuzz", dependencies: ["Checkpoint", "Datasets", "HDF5"], path: "tools/fuzz/BisslFuzz",
-        linkerSettings: [.unsafeFlags(["-sanitize=fuzzer,address"])]))
+        // lld: gold (the default here) stops with an internal error in its DWARF reader on this link.
+        linkerSettings: [.unsafeFlags(["-sanitize=fuzzer,address", "-use-ld=lld"])]))
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every fuzz target (or those named) for SECONDS each and prints one line per target:
-# executions, corpus size, coverage (libFuzzer's cov: edges and ft: features), findings.
+# executions, seconds, executions per second, corpus size, coverage (libFuzzer's cov: edges and ft:
+# features), findings (crash, timeout, out-of-memory inputs).
 # Usage: tools/fuzz/run.sh SECONDS [TARGET...]
+#   BISSL_FUZZ_RUNS  stop a target earlier, after this many executions (a campaign: 1000000)
 #   BISSL_FUZZ_BIN  the fuzz binary (default: build it with tools/fuzz/build.sh)
 #   BISSL_FUZZ_HELPER  the bissl binary the h5 target starts as its sandboxed reader
 #                      (default .build/release/bissl; the h5 target is skipped when it is missing)
@@ -18,22 +20,28 @@ BIN=${BISSL_FUZZ_BIN:-$(bash tools/fuzz/build.sh)} || exit 1
 HELPER=${BISSL_FUZZ_HELPER:-$PWD/.build/release/bissl}
 python3 tools/fuzz/make_seeds.py .build-fuzz/seeds >/dev/null || exit 1
 failed=0
-printf '%-12s %10s %8s %8s %8s %s\n' target executions corpus cov ft findings
+printf '%-12s %10s %7s %8s %7s %6s %6s %s\n' target executions seconds exec/s corpus cov ft crash/timeout/oom
 for t in "${TARGETS[@]}"; do
   if [ "$t" = h5 ] && [ ! -x "$HELPER" ]; then echo "h5: skipped (no bissl binary at $HELPER)"; continue; fi
   corpus=.build-fuzz/corpus/$t; findings=.build-fuzz/findings/$t; log=.build-fuzz/logs/$t.log
   mkdir -p "$corpus" "$findings" .build-fuzz/logs
+  start=$(date +%s)
   # -rss_limit_mb: the readers' own limits are far below it; -timeout: seconds per input.
   BISSL_FUZZ_TARGET=$t BISSL_FUZZ_HELPER=$HELPER ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=0 \
     "$BIN" "$corpus" ".build-fuzz/seeds/$t" -max_total_time="$SECONDS_EACH" -max_len=65536 -timeout=20 \
-    -rss_limit_mb=3072 -malloc_limit_mb=3072 -print_final_stats=1 -artifact_prefix="$findings/" >"$log" 2>&1
-  rc=$?
+    -rss_limit_mb=3072 -malloc_limit_mb=3072 -print_final_stats=1 -artifact_prefix="$findings/" \
+    ${BISSL_FUZZ_RUNS:+-runs=$BISSL_FUZZ_RUNS} >"$log" 2>&1
+  rc=$?; end=$(date +%s)
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*')
   ft=$(grep -o 'ft: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*')
-  size=$(ls "$corpus" | wc -l)
+  # libFuzzer's corpus in memory (seeds and units it kept), else the files it wrote.
+  size=$(grep -o 'corp: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*$'); size=${size:-$(ls "$corpus" | wc -l)}
   found=$(ls "$findings" | wc -l)
-  printf '%-12s %10s %8s %8s %8s %s\n' "$t" "${execs:-?}" "$size" "${cov:-?}" "${ft:-?}" "$found"
+  kinds=$(for k in crash timeout oom; do ls "$findings" | grep -c "^$k-"; done | paste -sd/)
+  seconds=$((end - start))
+  rate=$([ -n "$execs" ] && [ "$seconds" -gt 0 ] && echo $((execs / seconds)) || echo '?')
+  printf '%-12s %10s %7s %8s %7s %6s %6s %s\n' "$t" "${execs:-?}" "$seconds" "$rate" "$size" "${cov:-?}" "${ft:-?}" "$kinds"
   if [ "$rc" -ne 0 ] || [ "$found" -ne 0 ]; then failed=1; echo "  $t: see $log and $findings" >&2; fi
 done
 exit $failed

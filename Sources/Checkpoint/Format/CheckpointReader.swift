@@ -268,7 +268,7 @@ public final class CheckpointReader: @unchecked Sendable {
             heads: heads)
     }
 
-    private static func decodeProvenance(_ json: String, fileName: String) throws -> Provenance {
+    static func decodeProvenance(_ json: String, fileName: String) throws -> Provenance {
         do {
             return try Provenance.decode(json: json)
         } catch let DecodingError.keyNotFound(key, context) {

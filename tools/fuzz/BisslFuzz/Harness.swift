@@ -91,7 +91,7 @@ private func run(_ data: Data) throws {
     case .png, .jpeg:
         _ = try ImageDecoder.decode(data, name: "in.\(target.rawValue)")
     case .provenance:
-        _ = try CheckpointFile.decodeProvenance(String(decoding: data, as: UTF8.self), fileName: "in.h5")
+        _ = try CheckpointReader.decodeProvenance(String(decoding: data, as: UTF8.self), fileName: "in.h5")
     case .uri:
         _ = try DatasetURI(parsing: String(decoding: data, as: UTF8.self), relativeTo: "/fuzz")
     }
