@@ -258,7 +258,9 @@ final class RunTests: XCTestCase {
         do {
             let run = try Run.create(zoo: zoo, kind: "align", config: [:], commandLine: ["x"], totalSteps: 3, progress: RunTestSupport.quiet(3))
             id = run.id
-            run.fail(CheckpointError.invalid("loss is NaN at step 2\nsecond line"))
+            // Not a OneLineError (those escape their line breaks): fail() keeps the first line.
+            struct TwoLines: Error, CustomStringConvertible { var description: String { "loss is NaN at step 2\nsecond line" } }
+            run.fail(TwoLines())
             let record = try RunRecord.read(directory: run.directory)
             XCTAssertEqual(record.status, .failed)
             XCTAssertEqual(record.error, "loss is NaN at step 2")
