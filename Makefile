@@ -4,7 +4,7 @@ APT_PACKAGES := libhdf5-dev libopenblas-dev zlib1g-dev libpng-dev libjpeg-dev li
 PYTHON ?= python3
 RELEASE_BIN := .build/release/bissl
 
-.PHONY: setup build release test interop bench demo tour fuzz fuzz-smoke clean
+.PHONY: setup build release test asan tsan interop bench demo tour fuzz fuzz-smoke clean
 
 ## setup: install the system packages building, testing and the demo need (skips what is there;
 ## graphviz: LineageRenderTests checks that `dot` accepts `bissl lineage --format dot`; Open MPI: data-parallel
@@ -41,6 +41,22 @@ test: setup
 	@bash tools/interop.sh $(RELEASE_BIN)
 	@bash tools/mpi.sh $(RELEASE_BIN)
 
+## asan, tsan: every unit test once under AddressSanitizer, once under ThreadSanitizer (docs/fuzzing.md,
+## "Sanitizers"): release builds in .build-asan / .build-tsan, so .build stays as make test left it; the
+## bissl binary the process-level tests start is the sanitized one of the same build. A report fails the
+## run (ASan stops the process, TSan exits 66 after reporting). Leak checking is off: every bissl process
+## ends in exit() with objects still referenced from its last frames, which LeakSanitizer reports, and the
+## process-level tests compare stderr.
+SANITIZER_ENV_asan := ASAN_OPTIONS=detect_leaks=0
+SANITIZER_ENV_tsan :=
+SANITIZER_NAME_asan := address
+SANITIZER_NAME_tsan := thread
+
+asan tsan: setup
+	swift build $(RELEASE_TESTING) --build-tests --sanitize=$(SANITIZER_NAME_$@) --build-path .build-$@
+	$(SANITIZER_ENV_$@) swift test $(RELEASE_TESTING) --skip-build --disable-swift-testing \
+	  --sanitize=$(SANITIZER_NAME_$@) --build-path .build-$@
+
 ## tour: rewrite the README tour's outputs from the program, training blocks included (minutes).
 tour: release
 	@$(PYTHON) tools/readme_tour.py $(RELEASE_BIN) --write --all
@@ -57,14 +73,17 @@ demo: release
 	@bash tools/demo.sh $(RELEASE_BIN)
 
 ## fuzz: every libFuzzer target of the readers for FUZZ_SECONDS seconds each (docs/fuzzing.md);
-## corpora grow in .build-fuzz/corpus, findings land in .build-fuzz/findings.
+## corpora grow in .build-fuzz/corpus, findings land in .build-fuzz/findings. The h5 target's reader
+## process is the bissl of make test's build (same flags, so after make test nothing is rebuilt).
 FUZZ_SECONDS ?= 300
-fuzz: release
+fuzz: setup
+	swift build $(RELEASE_TESTING) --build-tests
 	@bash tools/fuzz/run.sh $(FUZZ_SECONDS)
 
-## fuzz-smoke: each target for 8 s, so they keep building and stay clean.
-fuzz-smoke: release
+## fuzz-smoke: each target for 8 s, so they keep building and stay clean (.ci/run runs it).
+fuzz-smoke: setup
+	swift build $(RELEASE_TESTING) --build-tests
 	@bash tools/fuzz/run.sh 8
 
 clean:
-	rm -rf .build .build-fuzz out
+	rm -rf .build .build-fuzz .build-asan .build-tsan out
