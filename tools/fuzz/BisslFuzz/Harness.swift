@@ -56,7 +56,7 @@ private func run(_ data: Data) throws {
         var reader = PickleReader(data: data, context: "fuzz") { pid in try PyTorchZipReader.zipPersistentLoad(pid, context: "fuzz") }
         let value = try reader.read()
         var conversion = PickleConversion(pickleBytes: data.count) { storage, _ in
-            guard let n = PyTorchTensorView.checkedProduct([storage.numel, storage.dtype.size]), n <= 1 << 16 else {
+            guard let n = [storage.numel, storage.dtype.size].checkedProduct, n <= 1 << 16 else {
                 throw CheckpointError.corrupt("fuzz: storage too large")
             }
             return Data(count: n)
