@@ -56,6 +56,30 @@ final class ZipTests: XCTestCase {
         XCTAssertNoThrow(try archive.data(for: archive.entry(named: "dir/b.bin")!))
     }
 
+    /// Sizes and offsets of a zip64 directory are 64-bit file values: one at 2^64 - 1 (clamped to
+    /// Int.max) must be refused with an error, not trap in the arithmetic that checks it.
+    func testZip64OffsetsAtTheLimitAreRefusedWithoutTrapping() {
+        func archive(record: [UInt8], recordAt: UInt64) -> Data {
+            var b = record
+            func u16(_ v: UInt16) { b += withUnsafeBytes(of: v.littleEndian, Array.init) }
+            func u32(_ v: UInt32) { b += withUnsafeBytes(of: v.littleEndian, Array.init) }
+            func u64(_ v: UInt64) { b += withUnsafeBytes(of: v.littleEndian, Array.init) }
+            u32(0x0706_4b50); u32(0); u64(recordAt); u32(1)                   // zip64 locator (APPNOTE 4.3.15)
+            u32(0x0605_4b50); u16(0); u16(0); u16(0xffff); u16(0xffff); u32(.max); u32(.max); u16(0)  // EOCD (4.3.16)
+            return Data(b)
+        }
+        // The locator points at byte 2^64 - 1.
+        XCTAssertThrowsError(try ZipArchive(data: archive(record: [], recordAt: .max))) { XCTAssertTrue($0 is CheckpointError, "\($0)") }
+        // A zip64 record at byte 0 whose central directory offset is 2^64 - 1 (APPNOTE 4.3.14).
+        var record: [UInt8] = []
+        func put64(_ v: UInt64) { record += withUnsafeBytes(of: v.littleEndian, Array.init) }
+        record += withUnsafeBytes(of: UInt32(0x0606_4b50).littleEndian, Array.init)
+        put64(44)
+        record += [45, 0, 45, 0, 0, 0, 0, 0, 0, 0, 0, 0]                    // versions, disk numbers
+        put64(1); put64(1); put64(46); put64(.max)                         // entries, entries, size, offset
+        XCTAssertThrowsError(try ZipArchive(data: archive(record: record, recordAt: 0))) { XCTAssertTrue($0 is CheckpointError, "\($0)") }
+    }
+
     func testTruncatedArchiveReportsItsSize() throws {
         let url = Fixtures.url("pth/zip_truncated.zip")
         let size = try FileManager.default.attributesOfItem(atPath: url.path)[.size] as! Int

@@ -152,7 +152,8 @@ public struct ZipArchive: Sendable {
             // zip64 end of central directory locator sits right before the EOCD (APPNOTE 4.3.15).
             if eocd >= 20, raw.u32(eocd - 20) == 0x0706_4b50 {
                 let z64 = Int(clamping: raw.u64(eocd - 20 + 8))
-                guard z64 >= 0, z64 + 56 <= size, raw.u32(z64) == 0x0606_4b50 else {
+                // Sizes read from the file are compared without adding to them: a clamped Int.max must not trap.
+                guard z64 >= 0, z64 <= size - 56, raw.u32(z64) == 0x0606_4b50 else {
                     throw CheckpointError.corrupt("truncated ZIP: file is \(size) bytes, zip64 directory record expected at byte \(z64)")
                 }
                 count = Int(clamping: raw.u64(z64 + 32))
@@ -160,8 +161,9 @@ public struct ZipArchive: Sendable {
                 cdOffset = Int(clamping: raw.u64(z64 + 48))
                 cdEndExpected = z64
             }
-            guard cdOffset >= 0, cdSize >= 0, cdOffset <= size, cdSize <= size, cdOffset + cdSize <= size else {
-                throw CheckpointError.corrupt("truncated ZIP: file is \(size) bytes, central directory expects \(cdOffset + cdSize)")
+            guard cdOffset >= 0, cdSize >= 0, cdOffset <= size, cdSize <= size - cdOffset else {
+                throw CheckpointError.corrupt(
+                    "truncated ZIP: file is \(size) bytes, central directory of \(cdSize) bytes expected at byte \(cdOffset)")
             }
             // Bytes prepended to the archive (self-extractors) shift every offset; we do not accept them.
             if cdOffset + cdSize != cdEndExpected {
