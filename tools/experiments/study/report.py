@@ -1,5 +1,7 @@
 """Analysis of the BiSSL study (docs/experiments.md, "BiSSL study"): tables on stdout, figures in docs/img/.
 
+    report.py calibration TASK-calibration.jsonl -> the lambda calibration table, the lambda the choice rule
+                                                    picks and whether the stop rule applies there
     report.py protocol TASK-protocol.jsonl       -> JSON {arm: {lr, wd, valTop1}}: per arm the grid point with
                                                     the highest validation top-1 (ties: smaller lr, then wd)
     report.py theta0 theta0_curve.jsonl          -> the pretraining curve table + docs/img/study_theta0.svg
@@ -20,7 +22,7 @@ import pathlib
 from scipy import stats as st
 
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-ap.add_argument("phase", choices=["protocol", "theta0", "main"])
+ap.add_argument("phase", choices=["calibration", "protocol", "theta0", "main"])
 ap.add_argument("results")
 ap.add_argument("--task", default="digits")
 a = ap.parse_args()
@@ -67,7 +69,29 @@ def svg_points(path, title, series, xlabel):
     path.write_text("\n".join(out) + "\n")
 
 
-if a.phase == "protocol":
+if a.phase == "calibration":
+    # docs/experiments.md, "Protocol": the largest lambda whose held-out pretext loss is at most 10% above
+    # the lambda = 0 control's; stop if there the penalty share is below 0.05 and theta_P is within 10% of
+    # the control's own distance from theta_0 (relDist < 0.1).
+    rs = sorted(rows, key=lambda r: r["lambda"])
+    control = next(r for r in rs if r["lambda"] == 0)
+    print("| λ | penalty share (last lower step) | held-out pretext loss | upper val top-1 | θ_P val k-NN "
+          "| θ_P val linear | ‖θ_P − control‖ / ‖control − θ_0‖ |\n|---|---|---|---|---|---|---|")
+    for r in rs:
+        name = "0 (control, `--no-ij`)" if r["lambda"] == 0 else f'{r["lambda"]:g}'
+        print(f'| {name} | {r["penaltyShare"]:.3f} | {r["pretextHeldout"]:.3f} | {r["upperValTop1"]:.1f} | '
+              f'{r["valKnn"]:.1f} | {r["valLinear"]:.1f} | {r["relDist"]:.2f} |')
+    ok = [r for r in rs if r["lambda"] > 0 and r["pretextHeldout"] <= 1.1 * control["pretextHeldout"]]
+    if not ok:
+        print("\nchoice: none (every lambda raises the held-out pretext loss more than 10%)")
+    else:
+        pick = ok[-1]
+        stop = pick["penaltyShare"] < 0.05 and pick["relDist"] < 0.1
+        print(f'\nchoice: lambda = {pick["lambda"]:g} (held-out pretext loss {pick["pretextHeldout"]:.3f}, '
+              f'control {control["pretextHeldout"]:.3f}); stop rule {"APPLIES: stop" if stop else "does not apply"}'
+              f'{" (largest candidate: the edge of the set)" if pick is rs[-1] else ""}')
+
+elif a.phase == "protocol":
     best = {}
     for r in rows:
         key = (r["valTop1"], -r["lr"], -r["wd"])

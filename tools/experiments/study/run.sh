@@ -84,7 +84,8 @@ calibrate)
     read knn lin < <(probe "$name" "$TRAIN" "$VAL")
     row "{\"lambda\": $lambda, \"seed\": $CAL_SEED, \"alternations\": $CAL_T, \"penaltyShare\": $(metric "$name" penalty_share_final), \"pretextHeldout\": $(metric "$name" loss_pretext_heldout_final), \"pretextHeldoutStart\": $(metric "$name" loss_pretext_heldout_start), \"upperValTop1\": $(metric "$name" upper_val_top1), \"valKnn\": $knn, \"valLinear\": $lin, $dist}" "$F"
     echo "calibration lambda $lambda done" >&2
-  done ;;
+  done
+  python3 tools/experiments/study/report.py calibration "$F" ;;
 protocol)
   needs_lambda
   F="$OUT/$TASK-protocol.jsonl"
