@@ -50,7 +50,9 @@ let package = Package(
                 "BisslCore", "HDF5", "CPNG", "CJPEG", "CZlib",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
-        .target(name: "Engine", dependencies: ["CBLAS", "BisslCore"]),
+        // The engine's own vectorised C kernels (one body per x86 vector level, picked at run time).
+        .target(name: "CKernels"),
+        .target(name: "Engine", dependencies: ["CBLAS", "CKernels", "BisslCore"]),
         // Open MPI is not linked either: Training/Distributed/MPILibrary.swift opens libmpi under `mpirun`.
         .target(
             name: "Training",
@@ -81,7 +83,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Checkpoint"], path: "Tests/TestSupport"),
         .testTarget(name: "HDF5Tests", dependencies: ["HDF5", "TestSupport"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "TestSupport"]),
-        .testTarget(name: "EngineTests", dependencies: ["Engine", "Checkpoint", "TestSupport"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "CKernels", "Checkpoint", "TestSupport"]),
         .testTarget(name: "ZooTests", dependencies: ["Zoo", "Checkpoint", "TestSupport"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "TestSupport"]),
         .testTarget(name: "PublishTests", dependencies: ["Publish", "Engine", "Zoo", "Checkpoint", "TestSupport"]),

@@ -8,7 +8,8 @@
 //     upper phase) with respect to every parameter (backbone and head), divided by the time of one
 //     gradient (forward + backward, same mode);
 //   hvp_forward_cost_gradients: the same for the forward-difference product (cached gradient at θ);
-//   blas_kernel, blas_kernel_choice: the OpenBLAS kernel and how it was chosen (`bissl doctor`).
+//   blas_kernel, blas_kernel_choice: the OpenBLAS kernel and how it was chosen (`bissl doctor`);
+//   conv_kernels: the vector level of the direct 3x3 convolution kernels (`bissl doctor`).
 // The first step of each kind is a warm-up and is not timed; each figure is the median of `steps`
 // timed steps (img/s from the median step time).
 // Usage: EngineBench SIZE BATCH STEPS [--depth 50] [--width 64] [--stem imagenet|small] [--classes 1000] [--no-hvp]
@@ -134,7 +135,8 @@ func run(_ settings: Settings) throws {
             ("hvp_forward_cost_gradients", String(format: "%.3f", fdProd / grad)),
         ]
     }
-    fields += [("blas_kernel", "\"\(BLAS.kernel.name)\""), ("blas_kernel_choice", "\"\(BLAS.kernel.choice)\"")]
+    fields += [("blas_kernel", "\"\(BLAS.kernel.name)\""), ("blas_kernel_choice", "\"\(BLAS.kernel.choice)\""),
+               ("conv_kernels", "\"\(EngineEnvironment.convolutionKernels)\"")]
     print("{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}")
 }
 

@@ -6,7 +6,7 @@ import Foundation
 /// `bissl doctor [--json]`: what the engine runs on.
 struct Doctor: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show the CPU, its vector extensions, the engine's threads and the OpenBLAS kernel in use.",
+        abstract: "Show the CPU, its vector extensions, the engine's threads, the OpenBLAS kernel and the convolution kernels in use.",
         discussion: """
             The kernel line says how it was chosen: autodetected by OpenBLAS, upgraded by bissl from a \
             generic kernel OpenBLAS fell back to on a CPU it does not know, or set by OPENBLAS_CORETYPE \
@@ -33,5 +33,6 @@ struct Doctor: ParsableCommand {
         print("blas:      \(kernel.config)")
         print("library:   \(kernel.library)")
         print("kernel:    \(kernel.name) (\(kernel.choice))")
+        print("conv3x3:   \(EngineEnvironment.convolutionKernels) (the engine's direct 3x3 convolution kernels)")
     }
 }

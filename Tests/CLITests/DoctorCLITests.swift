@@ -22,6 +22,7 @@ final class DoctorCLITests: XCTestCase {
         XCTAssertEqual(report["cpu"], CPUFeatures.current.brand)
         XCTAssertEqual(report["threads"], String(EngineEnvironment.threads))
         XCTAssertTrue(report["blas"]?.contains("OpenBLAS") == true, report["blas"] ?? "")
+        XCTAssertEqual(report["convKernels"], EngineEnvironment.convolutionKernels)
         guard let best = KernelChoice.bestSupported(by: .current) else {
             return XCTAssertEqual(choice, "autodetected")
         }

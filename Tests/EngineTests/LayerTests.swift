@@ -1,5 +1,6 @@
 import XCTest
 @testable import Engine
+import CKernels
 import TestSupport
 
 /// Layers against direct textbook definitions written here independently (loops, Double), on
@@ -71,45 +72,73 @@ final class LayerTests: XCTestCase {
     func testConvolutionChunksMatchTheDefinition() {
         for (n, c, o, h, w, k, s, p) in [(37, 3, 5, 4, 4, 3, 1, 1), (9, 4, 3, 5, 5, 3, 2, 1), (40, 6, 4, 3, 3, 1, 1, 0),
                                          (3, 2, 3, 17, 16, 3, 1, 1), (3, 5, 6, 16, 16, 1, 1, 0), (21, 4, 5, 4, 4, 1, 2, 0)] {
-            let conv = Conv2d(name: "", inChannels: c, outChannels: o, kernel: k, stride: s, padding: p)
-            conv.weight.value = values(o * c * k * k, seed: 1)
-            let x = Tensor4(n: n, c: c, h: h, w: w, data: values(n * c * h * w, seed: 2))
-            let y = conv.forward(x)
-            let dy = Tensor4(n: y.n, c: y.c, h: y.h, w: y.w, data: values(y.count, seed: 3))
-            let dx = conv.backward(dy)!
-            let ho = y.h, wo = y.w
-            // y, dx and dW by their sums over (n, o, i, j, c, a, b), with the sums of |terms| beside.
-            var ry = [Double](repeating: 0, count: y.count), ay = ry
-            var rx = [Double](repeating: 0, count: x.count), ax = rx
-            var rw = [Double](repeating: 0, count: conv.weight.count), aw = rw
-            for b in 0..<n { for oc in 0..<o { for i in 0..<ho { for j in 0..<wo {
-                let yi = ((b * o + oc) * ho + i) * wo + j
-                for ic in 0..<c { for ka in 0..<k { for kb in 0..<k {
-                    let ih = i * s - p + ka, iw = j * s - p + kb
-                    guard ih >= 0, ih < h, iw >= 0, iw < w else { continue }
-                    let xi = ((b * c + ic) * h + ih) * w + iw, wi = ((oc * c + ic) * k + ka) * k + kb
-                    let wv = Double(conv.weight.value[wi]), xv = Double(x.data[xi]), gv = Double(dy.data[yi])
-                    ry[yi] += wv * xv; ay[yi] += abs(wv * xv)
-                    rx[xi] += wv * gv; ax[xi] += abs(wv * gv)
-                    rw[wi] += gv * xv; aw[wi] += abs(gv * xv)
-                } } }
-            } } } }
-            // Whatever the order of its additions (chunks, GEMM blocking, halves), a float32 sum of K
-            // products has |error| <= gamma_K * sum|terms|, gamma_K = K u / (1 - K u), u = 2^-24 (Higham,
-            // "Accuracy and Stability of Numerical Algorithms", 2nd ed., section 3.1); K counts the roundings
-            // any one term goes through: C k^2 for y; O + k^2 for dx (O terms per unfolded value, then at most
-            // k^2 taps); N Ho Wo for dW. One more u |value| for rounding the Double reference to float32.
-            let u = Double(Float.ulpOfOne) / 2
-            func check(_ got: [Float], _ ref: [Double], _ abs: [Double], terms: Int, _ what: String) {
-                let gamma = Double(terms) * u / (1 - Double(terms) * u)
-                let bad = got.indices.filter { Swift.abs(Double(got[$0]) - ref[$0]) > gamma * abs[$0] + u * Swift.abs(ref[$0]) }
-                XCTAssertTrue(bad.isEmpty, "conv n\(n) c\(c) o\(o) \(h)x\(w) k\(k) s\(s) p\(p) \(what): \(bad.count) values off, "
-                              + "first at \(bad.first ?? 0): \(bad.first.map { "\(got[$0]) vs \(ref[$0])" } ?? "")")
-            }
-            check(y.data, ry, ay, terms: c * k * k, "forward")
-            check(dx.data, rx, ax, terms: o + k * k, "input gradient")
-            check(conv.weight.grad, rw, aw, terms: n * ho * wo, "weight gradient")
+            XCTAssertFalse(DirectConvolution.applies(.correlation, kernel: k, stride: s, padding: p, width: w, inputChannels: c, outputChannels: o))
+            checkAgainstDefinition(n: n, c: c, o: o, h: h, w: w, k: k, s: s, p: p)
         }
+    }
+
+    /// The direct 3x3 convolution (`DirectConvolution`) against the definitions in Double, at each vector
+    /// level this machine has (AVX2, AVX-512): one image per chunk, several images with a smaller last
+    /// chunk, odd widths, 3 input channels (the stem; its input gradient stays on the GEMM path), chunks
+    /// split in two halves for the weight gradient, and a layer whose weight gradient stays on the GEMM.
+    func testDirectConvolutionMatchesTheDefinitionAtEveryLevel() {
+        let saved = DirectConvolution.level
+        defer { DirectConvolution.level = saved }
+        for level in [Int32(BISSL_LEVEL_AVX2), Int32(BISSL_LEVEL_AVX512)] where level <= DirectConvolution.supportedLevel {
+            DirectConvolution.level = level
+            for (n, c, o, h, w) in [(2, 4, 8, 32, 32), (101, 4, 4, 8, 8), (5, 3, 8, 9, 11), (7, 12, 16, 13, 8), (3, 24, 20, 8, 9)] {
+                let applies = { DirectConvolution.applies($0, kernel: 3, stride: 1, padding: 1, width: w, inputChannels: c, outputChannels: o) }
+                XCTAssertTrue(applies(.correlation))
+                XCTAssertEqual(applies(.weightGradient), c <= 16)
+                checkAgainstDefinition(n: n, c: c, o: o, h: h, w: w, k: 3, s: 1, p: 1, "level \(level)")
+            }
+        }
+        DirectConvolution.level = Int32(BISSL_LEVEL_BASELINE)
+        XCTAssertFalse(DirectConvolution.applies(.correlation, kernel: 3, stride: 1, padding: 1, width: 8, inputChannels: 8, outputChannels: 8))
+    }
+
+    /// One convolution's forward, input gradient and weight gradient against their sums in Double.
+    func checkAgainstDefinition(n: Int, c: Int, o: Int, h: Int, w: Int, k: Int, s: Int, p: Int, _ label: String = "") {
+        let conv = Conv2d(name: "", inChannels: c, outChannels: o, kernel: k, stride: s, padding: p)
+        conv.weight.value = values(o * c * k * k, seed: 1)
+        let x = Tensor4(n: n, c: c, h: h, w: w, data: values(n * c * h * w, seed: 2))
+        let y = conv.forward(x)
+        let dy = Tensor4(n: y.n, c: y.c, h: y.h, w: y.w, data: values(y.count, seed: 3))
+        let dx = conv.backward(dy)!
+        let ho = y.h, wo = y.w
+        // y, dx and dW by their sums over (n, o, i, j, c, a, b), with the sums of |terms| beside.
+        var ry = [Double](repeating: 0, count: y.count), ay = ry
+        var rx = [Double](repeating: 0, count: x.count), ax = rx
+        var rw = [Double](repeating: 0, count: conv.weight.count), aw = rw
+        for b in 0..<n { for oc in 0..<o { for i in 0..<ho { for j in 0..<wo {
+            let yi = ((b * o + oc) * ho + i) * wo + j
+            for ic in 0..<c { for ka in 0..<k { for kb in 0..<k {
+                let ih = i * s - p + ka, iw = j * s - p + kb
+                guard ih >= 0, ih < h, iw >= 0, iw < w else { continue }
+                let xi = ((b * c + ic) * h + ih) * w + iw, wi = ((oc * c + ic) * k + ka) * k + kb
+                let wv = Double(conv.weight.value[wi]), xv = Double(x.data[xi]), gv = Double(dy.data[yi])
+                ry[yi] += wv * xv; ay[yi] += abs(wv * xv)
+                rx[xi] += wv * gv; ax[xi] += abs(wv * gv)
+                rw[wi] += gv * xv; aw[wi] += abs(gv * xv)
+            } } }
+        } } } }
+        // Whatever the order of its additions (chunks, GEMM blocking, halves, vector lanes, fused or
+        // separate multiply-adds), a float32 sum of K products has |error| <= gamma_K * sum|terms|,
+        // gamma_K = K u / (1 - K u), u = 2^-24 (Higham, "Accuracy and Stability of Numerical Algorithms",
+        // 2nd ed., section 3.1); K counts the roundings any one term goes through: C k^2 for y; for dx
+        // O + k^2 on the GEMM path (O terms per unfolded value, then at most k^2 taps) and O k^2 on the
+        // direct one (one sum over (o, tap)), so O k^2 bounds both; N Ho Wo for dW (the direct path's
+        // dropped grid positions add exact zeros). One more u |value| for rounding the Double reference.
+        let u = Double(Float.ulpOfOne) / 2
+        func check(_ got: [Float], _ ref: [Double], _ abs: [Double], terms: Int, _ what: String) {
+            let gamma = Double(terms) * u / (1 - Double(terms) * u)
+            let bad = got.indices.filter { Swift.abs(Double(got[$0]) - ref[$0]) > gamma * abs[$0] + u * Swift.abs(ref[$0]) }
+            XCTAssertTrue(bad.isEmpty, "conv n\(n) c\(c) o\(o) \(h)x\(w) k\(k) s\(s) p\(p) \(label) \(what): \(bad.count) "
+                          + "values off, first at \(bad.first ?? 0): \(bad.first.map { "\(got[$0]) vs \(ref[$0])" } ?? "")")
+        }
+        check(y.data, ry, ay, terms: c * k * k, "forward")
+        check(dx.data, rx, ax, terms: o * k * k, "input gradient")
+        check(conv.weight.grad, rw, aw, terms: n * ho * wo, "weight gradient")
     }
 
     /// `ResNet.infer` (BatchNorm folded into each convolution, ReLU and residual add in its output pass)
@@ -143,6 +172,14 @@ final class LayerTests: XCTestCase {
             let tolerance = Float(convs.count) * (Float(kMax).squareRoot() + 2) * u
             assertClose(fused.data, unfused.data, tolerance: tolerance, "ResNet-\(depth) infer vs eval forward")
             XCTAssertNotEqual(unfused.data.map(abs).max()!, 0)
+            // The folded weights are kept between calls: a weight changed in place (as an optimiser step
+            // does) and a running variance changed must both be seen by the next call.
+            let conv = model.blocks[0].convs[0], bn = model.blocks[0].bns[0]
+            for i in conv.weight.value.indices { conv.weight.value[i] *= -1 }
+            bn.runningVar[0] *= 4
+            let unfused2 = model.forward(x, mode: .eval)
+            XCTAssertGreaterThan(zip(unfused2.data, unfused.data).map { abs($0 - $1) }.max()!, 100 * tolerance)
+            assertClose(model.infer(x).data, unfused2.data, tolerance: tolerance, "ResNet-\(depth) infer after the weights changed")
         }
     }
 

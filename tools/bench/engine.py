@@ -115,6 +115,9 @@ def small_model(binary, env):
     for size in SMALL_SIZES:
         for batch in SMALL_BATCHES:
             ours, rss = timed([binary, str(size), str(batch), str(SMALL_STEPS)] + arch, env)
+            if size == SMALL_SIZES[0] and batch == SMALL_BATCHES[0]:
+                print(f"  OpenBLAS kernel {ours['blas_kernel']} ({ours['blas_kernel_choice']}); "
+                      f"direct 3x3 convolution kernels {ours['conv_kernels']}")
             ref, rss_t = timed([sys.executable, os.path.abspath(__file__), "--torch", str(size), str(batch),
                                 str(SMALL_STEPS), str(SMALL["depth"]), str(SMALL["width"]), SMALL["stem"],
                                 str(SMALL["classes"]), "0"], env)
@@ -161,7 +164,8 @@ def main():
         unset, rss_u = timed([binary, str(size), str(BATCH), steps], env_unset)
         if size == 32:
             print(f"  OpenBLAS kernel: 'ours' {ours['blas_kernel']} ({ours['blas_kernel_choice']}), "
-                  f"'ours, unset' {unset['blas_kernel']} ({unset['blas_kernel_choice']})")
+                  f"'ours, unset' {unset['blas_kernel']} ({unset['blas_kernel_choice']}); "
+                  f"direct 3x3 convolution kernels {ours['conv_kernels']}")
         ref, rss_t = timed([sys.executable, os.path.abspath(__file__), "--torch", str(size), str(BATCH), steps,
                             "50", "64", "imagenet", "1000", "1"], env_set)
         rows = [

@@ -7,7 +7,10 @@ public final class Parameter {
     /// PyTorch shape: OIHW for conv weights, `[out, in]` for linear weights, `[C]` for BN.
     public let shape: [Int]
     /// Values in C order, `shape.product` of them.
-    public var value: [Float]
+    public var value: [Float] { didSet { version &+= 1 } }
+    /// Changes with every write to `value` (in place or whole), for caches derived from it (`Conv2d.infer`'s
+    /// folded weights). `didSet` without `oldValue` keeps in-place writes in place (no copy).
+    public private(set) var version: UInt64 = 0
     /// Gradient of the loss, same layout as `value`; backward passes accumulate (`+=`) into it
     /// as PyTorch's `.grad` does, `zeroGrad()` resets it.
     public var grad: [Float]

@@ -1,5 +1,6 @@
 /// 2-D convolution without bias, `torch.nn.Conv2d(C, O, k, stride, padding, bias=False)`
-/// (https://pytorch.org/docs/stable/generated/torch.nn.Conv2d.html), as GEMMs (`GEMM.sgemm`, OpenBLAS).
+/// (https://pytorch.org/docs/stable/generated/torch.nn.Conv2d.html), as GEMMs (`GEMM.sgemm`, OpenBLAS), or
+/// for 3x3 "same" convolutions with few channels on planes at least 8 wide directly (`DirectConvolution`).
 ///
 /// - Weight `[O, C, k, k]` (OIHW), key `<prefix>weight`.
 /// - Output size `Ho = (H + 2p - k) / s + 1` (floor), same for `Wo`.
@@ -41,6 +42,14 @@ public final class Conv2d {
         return (size, (n + size - 1) / size)
     }
 
+    /// Whether `product` on planes of `width` goes through `DirectConvolution` (3x3 "same" convolutions
+    /// with few channels) instead of im2col + GEMM; `transposed`: the input gradient (O channels in, C out).
+    private func direct(_ product: DirectConvolution.Product, width: Int, transposed: Bool = false) -> Bool {
+        DirectConvolution.applies(product, kernel: kernel, stride: stride, padding: padding, width: width,
+                                  inputChannels: transposed ? outChannels : inChannels,
+                                  outputChannels: transposed ? inChannels : outChannels)
+    }
+
     /// A 1x1 stride-1 convolution without padding: its im2col of one image is the image itself.
     private var readsImagesDirectly: Bool { kernel == 1 && stride == 1 && padding == 0 }
 
@@ -62,14 +71,27 @@ public final class Conv2d {
         precondition(scale.count == outChannels && shift.count == outChannels, "Conv2d \(weight.name): scale/shift of another size")
         precondition(residual.map { $0.shape == [x.n, outChannels, outputSize(x.h), outputSize(x.w)] } ?? true,
                      "Conv2d \(weight.name): residual of another shape")
+        return convolve(x, foldedWeight(scale), epilogue: Epilogue(shift: shift, residual: residual?.data, relu: relu))
+    }
+
+    /// `W * scale[o]` per output channel, kept between `infer` calls: folded again only when the weight
+    /// (`Parameter.version`) or the scale changed.
+    private func foldedWeight(_ scale: [Float]) -> [Float] {
+        if let f = folded, f.version == weight.version, f.scale == scale { return f.weight }
         let ckk = inChannels * kernel * kernel
-        let folded = [Float](count: weight.value.count) { fp in
-            for o in 0..<outChannels {
-                for i in 0..<ckk { fp[o * ckk + i] = weight.value[o * ckk + i] * scale[o] }
+        let w = [Float](count: weight.value.count) { fp in
+            weight.value.withUnsafeBufferPointer { wp in
+                for o in 0..<outChannels {
+                    for i in 0..<ckk { fp[o * ckk + i] = wp[o * ckk + i] * scale[o] }
+                }
             }
         }
-        return convolve(x, folded, epilogue: Epilogue(shift: shift, residual: residual?.data, relu: relu))
+        folded = (weight.version, scale, w)
+        return w
     }
+
+    /// The last folded weight of `infer` and what it was folded from.
+    private var folded: (version: UInt64, scale: [Float], weight: [Float])?
 
     /// Backward: dy `[N, O, Ho, Wo]` -> dx `[N, C, H, W]` (nil when `inputGradient` is false, e.g. for
     /// the stem, whose input is the image). Accumulates `dL/dW` into `weight.grad`. Inside
@@ -123,6 +145,9 @@ public final class Conv2d {
 
     /// `conv(x, w)` for weights `w` `[O, C, k, k]`, each output value passed through `epilogue` when given.
     private func convolve(_ x: Tensor4, _ w: [Float], epilogue: Epilogue? = nil) -> Tensor4 {
+        if direct(.correlation, width: x.w) {
+            return w.withUnsafeBufferPointer { DirectConvolution.convolve(x, $0.baseAddress!, outChannels: outChannels, epilogue: epilogue) }
+        }
         let ho = outputSize(x.h), wo = outputSize(x.w), N = x.n, O = outChannels
         let p = ho * wo, ckk = inChannels * kernel * kernel
         let (size, count) = chunks(images: N, plane: p)
@@ -171,6 +196,10 @@ public final class Conv2d {
 
     /// `weight.grad += corr(dy, x)` (dL/dW of an output gradient dy for input x).
     private func accumulateWeightGradient(_ dy: Tensor4, _ x: Tensor4) {
+        if direct(.weightGradient, width: x.w) {
+            DirectConvolution.accumulateWeightGradient(dy, x, into: &weight.grad)
+            return
+        }
         let p = dy.h * dy.w, ckk = inChannels * kernel * kernel, O = outChannels, N = x.n
         let (size, count) = chunks(images: N, plane: p)
         // dW[O, CKK] += Σ_chunks dY[O, n*P] * cols[CKK, n*P]^T: the chunks in two fixed halves, one per core,
@@ -203,6 +232,7 @@ public final class Conv2d {
 
     /// `conv^T(dy, w)`: the input gradient for weights `w`, shaped like `x`.
     private func inputGradient(_ dy: Tensor4, _ w: [Float], like x: Tensor4) -> Tensor4 {
+        if direct(.correlation, width: x.w, transposed: true) { return DirectConvolution.inputGradient(dy, w, inChannels: inChannels) }
         let p = dy.h * dy.w, ckk = inChannels * kernel * kernel, O = outChannels, N = x.n, image = inChannels * x.h * x.w
         let (size, count) = chunks(images: N, plane: p)
         let splitGEMM = count < Parallel.threads

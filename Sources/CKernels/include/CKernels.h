@@ -1,0 +1,37 @@
+// The engine's own vectorised kernels in C, so that each can be compiled for several x86 vector
+// extensions and picked at run time (Swift compiles for the x86-64 baseline, SSE2 only).
+// Engine/Layers/DirectConvolution.swift calls them; the CPU's extensions come from
+// Engine/Core/CPUFeatures.swift, which passes the `level` argument.
+#ifndef BISSL_CKERNELS_H
+#define BISSL_CKERNELS_H
+
+/// Positions a 3x3 kernel call computes at a time: `count` must be a multiple of this.
+#define BISSL_CONV3X3_TILE 64
+
+/// Vector levels: 0 = the x86-64 baseline (SSE2) or another architecture, for which there are no kernels
+/// (measured: at SSE2 these lose to OpenBLAS's GEMM on most shapes); 1 = AVX2 with FMA; 2 = AVX-512F with
+/// FMA. Only levels 1 and 2 may be passed, and only on a machine that has them.
+#define BISSL_LEVEL_BASELINE 0
+#define BISSL_LEVEL_AVX2 1
+#define BISSL_LEVEL_AVX512 2
+
+/// The highest level this build has kernels for (2 on x86-64, 0 elsewhere).
+int bissl_kernels_max_level(void);
+
+/// 3x3 cross-correlation on zero-padded planes stored with `row` floats per row:
+/// `out[o * outStride + q] = sum_c sum_{i,j < 3} w[(o * channels + c) * 9 + i * 3 + j] * x[c * plane + q + i * row + j]`
+/// for `q < count`, summed over c then (i, j) in that order for every q, each multiply-add fused (the same
+/// additions at both levels).
+/// Sizes: `outChannels` a multiple of 4; `count` a multiple of `BISSL_CONV3X3_TILE`; x readable at
+/// `c * plane + [0, count + 2 * row + 2)`; out writable at `o * outStride + [0, count)`.
+void bissl_conv3x3(int level, const float *x, long channels, long plane, long row,
+                   const float *w, long outChannels, float *out, long outStride, long count);
+
+/// The weight gradient of `bissl_conv3x3`: `dw[(o * channels + c) * 9 + i * 3 + j] +=
+/// sum_{q < count} dy[o * dyStride + q] * x[c * plane + q + i * row + j]` (each sum formed in vector
+/// lanes over q, then the lanes added, then added to dw). Sizes as `bissl_conv3x3`, with dy readable at
+/// `o * dyStride + [0, count)`.
+void bissl_conv3x3_weight_gradient(int level, const float *dy, long outChannels, long dyStride,
+                                   const float *x, long channels, long plane, long row, long count, float *dw);
+
+#endif
