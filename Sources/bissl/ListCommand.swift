@@ -53,42 +53,72 @@ struct List: ParsableCommand {
         }
         let filter = ListFilter(stage: stage, method: method, dataset: dataset, tag: tag)
         let archName = try arch.map { try ArchitectureName(parsing: $0) }
-        var records: [EntryRecord]
+        func archMatches(_ label: String?) -> Bool { archName.map { name in label.map(name.matches(label:)) ?? false } ?? true }
+        var table = TextTable(header: ["ID", "NAME", "STAGE", "METHOD", "ARCH", "PARENT", "DATASET", "METRIC", "CREATED", "SIZE"])
         let place: String
         if let remote {
             let config = try Remotes.select(remote, zooOptions.layout)
-            records = try RemoteZoo(config).list().filter(filter.matches)
+            let records = try RemoteZoo(config).list().filter { filter.matches($0) && archMatches($0.summary.arch) }
             place = "remote \(config.name) (\(config.url))"
+            if json { return try printJSON(records) }
+            for record in records { record.withListingRow { Self.append($0, to: &table) } }
         } else {
             let zoo = try zooOptions.open(readOnly: true)
             defer { try? zoo.close() }
-            records = try zoo.list(filter, withProvenance: false)
             place = zoo.layout.root.path
+            if json { return try printJSON(try zoo.list(filter, withProvenance: false).filter { archMatches($0.summary.arch) }) }
+            // Rows go from SQLite's buffers into the table's bytes (`Zoo.visitListing`).
+            try zoo.visitListing(filter) { row in
+                if archName != nil, !archMatches(row.arch.map { String(decoding: $0, as: UTF8.self) }) { return }
+                Self.append(row, to: &table)
+            }
         }
-        records = records.filter { r in archName.map { name in r.summary.arch.map(name.matches(label:)) ?? false } ?? true }
-        if json {
-            return try ZooOutput.printJSON(records.map { r in
-                let s = r.summary
-                return Row(id: r.id, shortID: r.shortID, name: r.name, tags: r.tags, stage: s.stage, method: s.method, arch: s.arch,
-                           parents: s.parents, dataset: s.dataset, headlineMetric: s.headlineMetric, headlineValue: s.headlineValue,
-                           metrics: s.metrics, created: s.created, size: s.size, tensors: s.tensorCount, components: s.components,
-                           sourceFile: s.sourceFile)
-            })
-        }
-        if records.isEmpty {
+        if table.rowCount == 1 {
             print("no entries\(stage ?? method ?? arch ?? dataset ?? tag == nil ? "" : " match") in \(place)")
             return
         }
-        let rows = records.map { r -> [String] in
+        var text = table.rendered()
+        text.append(0x0A)
+        ZooOutput.writeStandardOutput(text)
+    }
+
+    private func printJSON(_ records: [EntryRecord]) throws {
+        try ZooOutput.printJSON(records.map { r in
             let s = r.summary
-            let parent = s.parents.first.map { String($0.id.prefix(12)) + (s.parents.count > 1 ? "+\(s.parents.count - 1)" : "") } ?? "-"
-            return [r.shortID, r.name ?? "-", s.stage, s.method ?? "-", s.arch ?? "-", parent,
-                    s.dataset.map(Self.shortDataset) ?? "-",
-                    s.headlineMetric == nil ? "-" : ZooOutput.metric(s.headlineMetric.map { MetricNames.meaningful($0, stage: s.stage) }, s.headlineValue),
-                    String(decoding: s.created.utf8.prefix(16).map { $0 == UInt8(ascii: "T") ? UInt8(ascii: " ") : $0 }, as: UTF8.self),
-                    ZooOutput.bytes(s.size)]
+            return Row(id: r.id, shortID: r.shortID, name: r.name, tags: r.tags, stage: s.stage, method: s.method, arch: s.arch,
+                       parents: s.parents, dataset: s.dataset, headlineMetric: s.headlineMetric, headlineValue: s.headlineValue,
+                       metrics: s.metrics, created: s.created, size: s.size, tensors: s.tensorCount, components: s.components,
+                       sourceFile: s.sourceFile)
+        })
+    }
+
+    /// One table row: short id, name, stage, method, architecture, first parent (`+N` more),
+    /// short dataset, headline metric under its meaningful name, creation minute, size; `-` for
+    /// what an entry lacks.
+    static func append(_ r: ListingRow, to table: inout TextTable) {
+        let dash = "-"
+        table.append(UnsafeRawBufferPointer(rebasing: r.id.prefix(12)))
+        r.name.map { table.append($0) } ?? table.append(dash)
+        table.append(r.stage)
+        r.method.map { table.append($0) } ?? table.append(dash)
+        r.arch.map { table.append($0) } ?? table.append(dash)
+        if let parent = r.firstParent {
+            table.extend(UnsafeRawBufferPointer(rebasing: parent.prefix(12)))
+            if r.parentCount > 1 { table.extend("+\(r.parentCount - 1)") }
+            table.endCell()
+        } else {
+            table.append(dash)
         }
-        print(ZooOutput.table(["ID", "NAME", "STAGE", "METHOD", "ARCH", "PARENT", "DATASET", "METRIC", "CREATED", "SIZE"], rows))
+        r.dataset.map { table.append(shortDataset(String(decoding: $0, as: UTF8.self))) } ?? table.append(dash)
+        if let metric = r.headlineMetric {
+            let name = MetricNames.meaningful(String(decoding: metric, as: UTF8.self), stage: String(decoding: r.stage, as: UTF8.self))
+            table.append(ZooOutput.metric(name, r.headlineValue))
+        } else {
+            table.append(dash)
+        }
+        for byte in r.created.prefix(16) { table.extend(byte: byte == UInt8(ascii: "T") ? UInt8(ascii: " ") : byte) }
+        table.endCell()
+        table.append(ZooOutput.bytes(r.size))
     }
 
     /// A dataset URI in a few characters: the last path component of the dataset, plus the split

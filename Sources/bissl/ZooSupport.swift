@@ -34,7 +34,24 @@ enum ZooOutput {
         var value = Double(n)
         var unit = 0
         while value >= 1000 && unit < units.count - 1 { value /= 1000; unit += 1 }
-        return unit == 0 ? "\(n) B" : format(value < 10 ? "%.1f" : "%.0f", value) + " " + units[unit]
+        return unit == 0 ? "\(n) B" : fixed(value, decimals: value < 10 ? 1 : 0) + " " + units[unit]
+    }
+
+    /// `value` (finite, 0 <= value < 2^52 / 10) with `decimals` (0 or 1) digits after the point, the
+    /// same text as C's `%.0f` / `%.1f` (glibc rounds the exact binary value, a tie to even), without
+    /// C's variadic call: `list` formats a size per entry. The product `value * 10` is split into its
+    /// rounded value and exact error (`fma`), so the rounding decision is taken on the exact product.
+    static func fixed(_ value: Double, decimals: Int) -> String {
+        let scale: Double = decimals == 1 ? 10 : 1
+        let product = value * scale
+        let error = (-product).addingProduct(value, scale)   // value * scale - product, exactly (one fused multiply-add)
+        let floor = product.rounded(.down)
+        let fraction = product - floor   // exact: both lie within one unit
+        // A fraction of exactly 0.5 is a tie only when the error is 0; an error below one ulp cannot
+        // move any other fraction across 0.5.
+        let up = fraction > 0.5 || (fraction == 0.5 && (error > 0 || (error == 0 && Int64(floor) % 2 == 1)))
+        let units = Int64(floor) + (up ? 1 : 0)
+        return decimals == 1 ? "\(units / 10).\(units % 10)" : "\(units)"
     }
 
     /// A metric value with 4 significant digits.
@@ -53,33 +70,26 @@ enum ZooOutput {
         }
     }
 
-    /// Left-aligned columns separated by two spaces; the last column is not padded.
-    static func table(_ header: [String], _ rows: [[String]]) -> String {
-        // Built as UTF-8 bytes with each cell's width counted once: a list of 100,000 entries has a
-        // million cells.
-        let all = [header] + rows
-        let counts = all.map { $0.map(width) }
-        let widths = header.indices.map { i in counts.map { $0[i] }.max() ?? 0 }
-        var out: [UInt8] = []
-        out.reserveCapacity(all.count * (widths.reduce(0, +) + 2 * widths.count + 1))
-        for (r, row) in all.enumerated() {
-            if r > 0 { out.append(0x0A) }
-            let lineStart = out.count
-            for (i, cell) in row.enumerated() {
-                if i > 0 { out.append(contentsOf: [0x20, 0x20]) }
-                out.append(contentsOf: cell.utf8)
-                if i < row.count - 1 { out.append(contentsOf: repeatElement(0x20, count: max(0, widths[i] - counts[r][i]))) }
+    /// Writes `bytes` to standard output in full (after anything `print` buffered), as one `write`
+    /// per chunk the kernel takes, with no string made of them.
+    static func writeStandardOutput(_ bytes: [UInt8]) {
+        fflush(nil)
+        bytes.withUnsafeBytes { raw in
+            var done = 0
+            while done < raw.count {
+                let n = write(1, raw.baseAddress! + done, raw.count - done)
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { return }   // closed or failing output: as print, nothing more to do
+                done += n
             }
-            while out.count > lineStart, out.last == 0x20 { out.removeLast() }
         }
-        return String(decoding: out, as: UTF8.self)
     }
 
-    /// Characters of a table cell; for an ASCII cell (nearly all) its UTF-8 byte count, the same
-    /// number found without grapheme breaking.
-    static func width(_ cell: String) -> Int {
-        var cell = cell
-        return cell.withUTF8 { bytes in bytes.allSatisfy { $0 < 0x80 } ? bytes.count : nil } ?? cell.count
+    /// Left-aligned columns separated by two spaces; the last column is not padded (`TextTable`).
+    static func table(_ header: [String], _ rows: [[String]]) -> String {
+        var table = TextTable(header: header)
+        for row in rows { for cell in row { table.append(cell) } }
+        return table.text
     }
 
     /// Refuses an output path inside a zoo's `objects/` folder (writing there could replace an

@@ -140,6 +140,46 @@ final class ZooStoreTests: XCTestCase {
         XCTAssertEqual(try zoo.list(ListFilter(stage: "finetune"))[0].summary.parents.map(\.id), [pre.id])
     }
 
+    /// `visitListing` (the byte rows of `bissl list`) gives, row for row and filter for filter, what the
+    /// records of `list` say: order, name, first parent and parent count, NaN metric, dataset.
+    func testListingRowsAgreeWithRecords() throws {
+        let (zoo, _) = try makeZoo()
+        let a = try zoo.add(ZooTestSupport.checkpoint(seed: 20, stage: "pretext", method: "simclr", endedAt: "2026-01-01T00:00:00Z"), name: "a").id
+        let b = try zoo.add(ZooTestSupport.checkpoint(seed: 21, stage: "pretext", method: "byol", metrics: ["loss": .nan],
+                                                      endedAt: "2026-01-02T00:00:00Z")).id
+        _ = try zoo.add(ZooTestSupport.checkpoint(
+            seed: 22, stage: "finetune", parents: [.init(id: b, relation: "finetuned-from"), .init(id: a, relation: "finetuned-from")],
+            metrics: ["top1": 0.5], datasets: [.init(role: "downstream-train", uri: "/data/flowers102#split=/s/train.txt", fingerprint: ZooTestSupport.fingerprint)],
+            endedAt: "2026-02-01T00:00:00Z"), name: "ft", tags: ["best"])
+        struct Fields: Equatable {
+            var id, stage, created: String
+            var name, method, arch, parent, dataset, metric: String?
+            var parents: Int
+            var value: Double?
+            var size: Int64
+            init(_ r: ListingRow) {
+                func s(_ b: UnsafeRawBufferPointer?) -> String? { b.map { String(decoding: $0, as: UTF8.self) } }
+                id = s(r.id)!; stage = s(r.stage)!; created = s(r.created)!
+                name = s(r.name); method = s(r.method); arch = s(r.arch); parent = s(r.firstParent); dataset = s(r.dataset)
+                metric = s(r.headlineMetric); parents = r.parentCount; value = r.headlineValue; size = r.size
+            }
+        }
+        for filter in [ListFilter(), ListFilter(stage: "pretext"), ListFilter(tag: "be*"), ListFilter(dataset: "flowers"), ListFilter(method: "none")] {
+            var rows: [Fields] = []
+            try zoo.visitListing(filter) { rows.append(Fields($0)) }
+            let records = try zoo.list(filter, withProvenance: false)
+            XCTAssertEqual(rows, records.map { $0.withListingRow(Fields.init) }, "\(filter)")
+            XCTAssertEqual(rows.count, records.count)
+        }
+        var all: [Fields] = []
+        try zoo.visitListing { all.append(Fields($0)) }
+        XCTAssertEqual(all.map(\.name), ["ft", nil, "a"])
+        XCTAssertEqual(all.map(\.parents), [2, 0, 0])
+        XCTAssertEqual(all[0].parent, b, "the first parent in provenance order")
+        XCTAssertEqual(all[1].metric, "loss")
+        XCTAssertNil(all[1].value, "NaN")
+    }
+
     /// A catalog of schema version 1 is migrated when opened: its rows have no details and no
     /// recorded file facts, so `show` reads the object and reads hash it, until `verify` fills both.
     func testVersionOneCatalogIsMigratedAndVerifyFillsDetailsAndFacts() throws {

@@ -231,20 +231,7 @@ final class Catalog {
     /// - Parameter withProvenance: also load each entry's provenance JSON and details (`provenanceJSON`
     ///   is empty and `details` nil otherwise; listings need neither and they are most of a row's bytes).
     static func records(_ filter: ListFilter, withProvenance: Bool = true, _ db: Database) throws -> [EntryRecord] {
-        var clauses: [String] = []
-        var arguments: StatementArguments = []
-        if let v = filter.stage { clauses.append("e.stage = ?"); arguments += [v] }
-        if let v = filter.method { clauses.append("e.method = ?"); arguments += [v] }
-        if let v = filter.arch { clauses.append("(e.arch = ? OR e.arch LIKE ? || '-%')"); arguments += [v, v] }
-        if let v = filter.dataset { clauses.append("instr(e.dataset, ?) > 0"); arguments += [v] }
-        if let v = filter.tag {
-            clauses.append("EXISTS (SELECT 1 FROM labels t WHERE t.entry_id = e.id AND t.label GLOB ?)"); arguments += [v]
-        }
-        if let ids = filter.ids {
-            clauses.append("e.id IN (\(ids.map { _ in "?" }.joined(separator: ",")))")
-            arguments += StatementArguments(ids)
-        }
-        let whereSQL = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
+        let (whereSQL, arguments) = whereClause(filter)
         // One query per table (the same filter as a sub-select), merged here: 4 scans instead of
         // 3 correlated sub-queries per row.
         let selected = "SELECT e.id FROM entries e \(whereSQL)"

@@ -237,7 +237,10 @@ public enum LineageRender {
 
     /// Control characters (a newline in a name) shown as spaces so each entry stays on one line.
     private static func oneLine(_ s: String) -> String {
-        String(String.UnicodeScalarView(s.unicodeScalars.map { $0.properties.generalCategory == .control ? " " : $0 }))
+        // Control characters are C0 (bytes below 0x20), DEL (0x7F) and C1 (U+0080...U+009F, UTF-8 lead byte
+        // 0xC2): a string without those bytes (every id, stage and date) is returned as it is.
+        if !s.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F || $0 == 0xC2 }) { return s }
+        return String(String.UnicodeScalarView(s.unicodeScalars.map { $0.properties.generalCategory == .control ? " " : $0 }))
     }
 
     // MARK: - JSON

@@ -85,7 +85,7 @@ extension Zoo {
             if direction != .up { try walk("SELECT child FROM edges WHERE parent = ?") }
             let ordered = distance.sorted { ($0.value, $0.key) < ($1.value, $1.key) }.map(\.key)
             let members = Set(ordered)
-            let listed = Dictionary(try Catalog.records(ListFilter(ids: ordered), db).map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+            let listed = Dictionary(try Catalog.records(ListFilter(ids: ordered), withProvenance: false, db).map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
             var nodes: [ZooLineage.Node] = []
             var edges: [ZooLineage.Edge] = []
             for id in ordered {
