@@ -109,4 +109,40 @@ final class UntrustedCheckpointFileTests: XCTestCase {
             XCTAssertEqual($0 as? CheckpointError, .corrupt("x.h5: the HDF5 reader process sent a malformed result (header)"))
         }
     }
+
+    /// A tensor that is a view of the mapped file, read after another process truncated the file:
+    /// the SIGBUS becomes one `error:` line naming the file and exit status 1, and the writer's
+    /// registered temporary is removed (`MappingGuard`). Run in a forked child, which the handler ends.
+    func testReadingAViewOfATruncatedFileIsOneErrorLine() throws {
+        let url = dir.appendingPathComponent("in.h5")
+        let weights = Tensor(float32: [Float](repeating: 1, count: 4096), shape: [4096])   // 16 KiB: several pages
+        try CheckpointFile.write(Checkpoint(components: ["tensors": ["w": weights]], architecture: nil,
+                                            provenance: Provenance(stage: "imported", commandLine: ["test"])), to: url)
+        let (_, back, _) = try roundTrip(url)
+        let data = back.checkpoint.components["tensors"]!["w"]!.data
+        let temporary = dir.appendingPathComponent(".out.tmp")
+        XCTAssertTrue(FileManager.default.createFile(atPath: temporary.path, contents: Data()))
+        let token = TemporaryFiles.register(temporary.path)
+        defer { TemporaryFiles.unregister(token) }
+        var pipeEnds: [Int32] = [0, 0]
+        XCTAssertEqual(pipe(&pipeEnds), 0)
+        let status: Int32 = try data.withUnsafeBytes { raw in
+            let last = raw.baseAddress! + raw.count - 1   // on the last page of the tensor, past the truncated end
+            let pid = fork()
+            if pid == 0 {   // child: async-signal-safe calls only
+                dup2(pipeEnds[1], 2)
+                _ = truncate(url.path, 0)
+                _exit(2 + Int32(last.load(as: UInt8.self)))   // not reached when the guard works (the load faults)
+            }
+            close(pipeEnds[1])
+            var status: Int32 = 0
+            guard pid > 0, waitpid(pid, &status, 0) == pid else { throw XCTSkip("fork failed") }
+            return status
+        }
+        let stderr = String(decoding: FileHandle(fileDescriptor: pipeEnds[0], closeOnDealloc: true).readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertEqual(status & 0x7f, 0, "the child ended by a signal: \(status & 0x7f)")
+        XCTAssertEqual((status >> 8) & 0xff, 1)
+        XCTAssertEqual(stderr, "error: in.h5 changed while it was read (truncated or rewritten by another process); read it again\n")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: temporary.path), "the registered temporary is removed")
+    }
 }

@@ -108,13 +108,20 @@ public enum TemporaryFiles {
 nonisolated(unsafe) private var handlerPaths: UnsafeMutablePointer<CChar>?
 nonisolated(unsafe) private var handlerUsed: UnsafeMutablePointer<sig_atomic_t>?
 
-/// SIGINT/SIGTERM handler: only async-signal-safe calls (`unlink`, `signal`, `raise`).
-private func removeAndReraise(_ sig: Int32) {
-    if let paths = handlerPaths, let used = handlerUsed {
-        for slot in 0..<TemporaryFiles.capacity where used[slot] != 0 {
+extension TemporaryFiles {
+    /// Unlinks every tracked temporary without taking the lock: for a signal handler about to end
+    /// the process (async-signal-safe: `unlink` only). Nothing is tracked before the first registration.
+    static func unlinkAllInSignalHandler() {
+        guard let paths = handlerPaths, let used = handlerUsed else { return }
+        for slot in 0..<capacity where used[slot] != 0 {
             unlink(paths + slot * Int(PATH_MAX))
         }
     }
+}
+
+/// SIGINT/SIGTERM handler: only async-signal-safe calls (`unlink`, `signal`, `raise`).
+private func removeAndReraise(_ sig: Int32) {
+    TemporaryFiles.unlinkAllInSignalHandler()
     signal(sig, SIG_DFL)
     raise(sig)
 }

@@ -8,11 +8,16 @@ import Foundation
 /// later mutated changes only its own pages, never the file. Each slice keeps the mapping alive;
 /// it is unmapped when the last slice is released. Slices are zero-based `Data` values (not
 /// `Data` sub-ranges), so code that indexes `tensor.data[0]` works as on any other `Data`.
+///
+/// A file that another process truncates while it is mapped would make reading its lost pages a
+/// SIGBUS; every mapping is registered with `MappingGuard`, which makes that one `error:` line
+/// naming the file and exit status 1 instead of a crash.
 final class MappedFile: @unchecked Sendable {
     // @unchecked: `base` and `size` are immutable after init and the mapping is never written
     // through this object; the memory is released only in deinit.
     let base: UnsafeMutableRawPointer?
     let size: Int
+    private let guardToken: MappingGuard.Token?
 
     /// Maps `url`. An empty file gets no mapping (`size == 0`).
     /// - Throws: `CheckpointError.io` when the file cannot be opened, examined or mapped.
@@ -35,6 +40,7 @@ final class MappedFile: @unchecked Sendable {
         self.size = max(size, 0)
         if self.size == 0 {
             base = nil
+            guardToken = nil
             return
         }
         let p = mmap(nil, self.size, PROT_READ | PROT_WRITE, MAP_PRIVATE, descriptor, 0)
@@ -42,9 +48,11 @@ final class MappedFile: @unchecked Sendable {
             throw CheckpointError.io("cannot map \(name): \(String(cString: strerror(errno)))")
         }
         base = p
+        guardToken = MappingGuard.register(base: p, size: self.size, name: name)
     }
 
     deinit {
+        MappingGuard.unregister(guardToken)
         if let base { munmap(base, size) }
     }
 
