@@ -6,7 +6,8 @@ extension DirectExtent {
     /// largest first and spread over the machine's cores, so the threads finish together. The buffers
     /// are consecutive pieces of one anonymous mapping (`PageArena`), which transparent huge pages
     /// back when the kernel allows it: the page faults of fresh memory, not the copy, dominate such a
-    /// read, and 2 MiB pages take 512 times fewer. The mapping is released when the last buffer is.
+    /// read, and 2 MiB pages take 512 times fewer. Each buffer's whole pages go back to the kernel
+    /// when that buffer is released (`PageArena.release`); the mapping itself when the last one is.
     /// Touches no HDF5 state: the same code reads a checkpoint in process (`CheckpointReader`) and the
     /// extents the HDF5 reader process reports (`UntrustedCheckpointFile`).
     /// - Returns: one `Data` per extent, in the order given.
@@ -36,13 +37,15 @@ extension DirectExtent {
         }
         if let error = failures.lazy.compactMap({ $0 }).first { throw error }
         return extents.indices.map { k in
-            Data(bytesNoCopy: arena.base + starts[k], count: extents[k].count, deallocator: .custom { _, _ in withExtendedLifetime(arena) {} })
+            Data(bytesNoCopy: arena.base + starts[k], count: extents[k].count, deallocator: .custom { p, n in arena.release(p, n) })
         }
     }
 }
 
 /// One private anonymous mapping (`mmap`) that several buffers share; unmapped when the last
-/// reference goes. Mappings of 2 MiB or more ask for transparent huge pages (`MADV_HUGEPAGE`).
+/// reference goes, and each buffer's pages returned as soon as that buffer is released (`release`),
+/// so one tensor kept alive holds its own pages, not the whole checkpoint's. Mappings of 2 MiB or
+/// more ask for transparent huge pages (`MADV_HUGEPAGE`).
 final class PageArena: @unchecked Sendable {
     // @unchecked: `base` and `size` are immutable; the bytes are written by disjoint ranges.
     let base: UnsafeMutableRawPointer
@@ -56,6 +59,16 @@ final class PageArena: @unchecked Sendable {
         }
         base = p
         if size >= 2 << 20 { _ = madvise(base, size, Int32(MADV_HUGEPAGE)) }
+    }
+
+    /// Gives the whole pages of the released buffer `[start, start + count)` back to the kernel
+    /// (`MADV_DONTNEED`: the memory no longer counts in RSS). Pages it shares with a neighbouring
+    /// buffer (buffers are 64-byte aligned, not page aligned) are kept.
+    func release(_ start: UnsafeMutableRawPointer, _ count: Int) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let begin = (Int(bitPattern: start) + page - 1) & ~(page - 1)
+        let end = (Int(bitPattern: start) + count) & ~(page - 1)
+        if end > begin { _ = madvise(UnsafeMutableRawPointer(bitPattern: begin), end - begin, Int32(MADV_DONTNEED)) }
     }
 
     deinit { munmap(base, size) }
