@@ -79,7 +79,7 @@ public enum ContentID {
         mutating func raw(_ d: Data) { sha.update(data: d) }
 
         func hexDigest() -> String {
-            sha.finalize().map { String(format: "%02x", $0) }.joined()
+            FileSHA256.hex(sha.finalize())
         }
     }
 }

@@ -1,5 +1,4 @@
 import Collections
-import Crypto
 import Foundation
 
 /// One entry point over every format: read any supported file, resolve it to a `Checkpoint`, write a
@@ -55,7 +54,7 @@ public enum Interchange {
             return try contents.checkpoint.selecting(options.components)
         }
         // The source file's SHA-256 (recorded in provenance) is hashed while the file is decoded.
-        let sourceHash = Background { try sha256Hex(of: url) }
+        let sourceHash = Background { try FileSHA256.digest(of: url).sha256 }
         let document = try readSource(url)
         if allowPlainTensors, let plain = plainTensors(document, options: options) {
             let aliases = StorageAliases.find(plain.map { ($0.key, $0.value) })
@@ -193,17 +192,6 @@ public enum Interchange {
         let encoder = JSONEncoder.bissl()
         if let json = try? encoder.encode(checkpoint.provenance) { meta["bissl.provenance"] = String(decoding: json, as: UTF8.self) }
         return meta
-    }
-
-    /// SHA-256 of a file's bytes, lowercase hex, read in 4 MiB chunks.
-    public static func sha256Hex(of url: URL) throws -> String {
-        guard let handle = try? FileHandle(forReadingFrom: url) else {
-            throw CheckpointError.io("cannot read \(url.path)")
-        }
-        defer { try? handle.close() }
-        var hasher = SHA256()
-        while let chunk = try handle.read(upToCount: 4 << 20), !chunk.isEmpty { hasher.update(data: chunk) }
-        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
     }
 
     static func isoNow() -> String { ISO8601DateFormatter().string(from: Date()) }

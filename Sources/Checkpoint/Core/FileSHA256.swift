@@ -1,0 +1,38 @@
+import Crypto
+import Foundation
+
+/// SHA-256 (FIPS 180-4) as bissl records it: 64 lowercase hex digits. The one place bissl hashes a
+/// whole file (a converted source's `provenance.source.sha256`, a remote object's name) and turns a
+/// digest into text (content ids, schemas/checkpoint-v1.md).
+public enum FileSHA256 {
+    /// SHA-256 of the bytes of the file at `url` and their count, read in 4 MiB blocks.
+    /// - Throws: `CheckpointError.io` when the file cannot be opened or read.
+    public static func digest(of url: URL) throws -> (sha256: String, size: Int64) {
+        guard let handle = FileHandle(forReadingAtPath: url.path) else {
+            throw CheckpointError.io("cannot read \(url.path): \(String(cString: strerror(errno)))")
+        }
+        defer { try? handle.close() }
+        var hasher = SHA256()
+        var size: Int64 = 0
+        do {
+            while let block = try handle.read(upToCount: 4 << 20), !block.isEmpty {
+                hasher.update(data: block)
+                size += Int64(block.count)
+            }
+        } catch {
+            throw CheckpointError.io("cannot read \(url.path): \(error.localizedDescription)")
+        }
+        return (hex(hasher.finalize()), size)
+    }
+
+    /// Lowercase hex of a digest (two digits per byte, in order).
+    public static func hex<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        for byte in digest {
+            out.append(digits[Int(byte >> 4)])
+            out.append(digits[Int(byte & 0x0F)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
