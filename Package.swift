@@ -78,6 +78,7 @@ let package = Package(
         .executableTarget(name: "EngineBench", dependencies: ["Engine", "Checkpoint", "BenchSupport"]),
         .executableTarget(name: "AlignBench", dependencies: ["Training", "Engine", "Checkpoint", "BenchSupport"]),
         .executableTarget(name: "DistributedBench", dependencies: ["Training", "Engine", "Checkpoint", "BenchSupport"]),
+        .executableTarget(name: "IOBench", dependencies: ["Checkpoint", "Zoo", "HDF5"]),
         // Shared by the test targets: committed fixtures, npz loading, assertClose, a seeded generator,
         // the built binary's runner.
         .target(name: "TestSupport", dependencies: ["Checkpoint"], path: "Tests/TestSupport"),

@@ -25,6 +25,12 @@ fi
 printf '== machine (bissl doctor)\n'
 "$BIN" doctor
 printf 'load average: %s\n\n' "$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || uptime)"
+# The read rows time IOBench (Sources/IOBench), built beside bissl by `swift build -c release`.
+if [ ! -x "$(dirname "$BIN")/IOBench" ]; then
+  echo "bench: building IOBench (swift build -c release --product IOBench)"
+  swift build -c release --product IOBench
+  [ -x "$(dirname "$BIN")/IOBench" ] || { echo "bench: IOBench is not beside $BIN; build it there"; exit 1; }
+fi
 "$PY" tools/bench/bench.py "$BIN"
 
 # Data loading: decode plus two-view SimCLR augmentation of Fashion-MNIST, images/s at 32x32
