@@ -80,16 +80,18 @@ final class LayerTests: XCTestCase {
     /// The direct 3x3 convolution (`DirectConvolution`) against the definitions in Double, at each vector
     /// level this machine has (AVX2, AVX-512): one image per chunk, several images with a smaller last
     /// chunk, odd widths, 3 input channels (the stem; its input gradient stays on the GEMM path), chunks
-    /// split in two halves for the weight gradient, and a layer whose weight gradient stays on the GEMM.
+    /// split in two halves for the weight gradient, layers whose weight gradient stays on the GEMM, and a
+    /// 4-wide plane (direct at AVX-512 only).
     func testDirectConvolutionMatchesTheDefinitionAtEveryLevel() {
         let saved = DirectConvolution.level
         defer { DirectConvolution.level = saved }
         for level in [Int32(BISSL_LEVEL_AVX2), Int32(BISSL_LEVEL_AVX512)] where level <= DirectConvolution.supportedLevel {
             DirectConvolution.level = level
-            for (n, c, o, h, w) in [(2, 4, 8, 32, 32), (101, 4, 4, 8, 8), (5, 3, 8, 9, 11), (7, 12, 16, 13, 8), (3, 24, 20, 8, 9)] {
+            for (n, c, o, h, w) in [(2, 4, 8, 32, 32), (101, 4, 4, 8, 8), (5, 3, 8, 9, 11), (7, 12, 16, 13, 8), (3, 24, 20, 8, 9),
+                                    (9, 16, 8, 5, 4)] {
                 let applies = { DirectConvolution.applies($0, kernel: 3, stride: 1, padding: 1, width: w, inputChannels: c, outputChannels: o) }
-                XCTAssertTrue(applies(.correlation))
-                XCTAssertEqual(applies(.weightGradient), c <= 16)
+                XCTAssertEqual(applies(.correlation), w >= 8 || level == BISSL_LEVEL_AVX512)
+                XCTAssertEqual(applies(.weightGradient), c <= 16 && w >= 8)
                 checkAgainstDefinition(n: n, c: c, o: o, h: h, w: w, k: 3, s: 1, p: 1, "level \(level)")
             }
         }

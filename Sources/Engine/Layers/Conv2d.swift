@@ -1,6 +1,6 @@
 /// 2-D convolution without bias, `torch.nn.Conv2d(C, O, k, stride, padding, bias=False)`
 /// (https://pytorch.org/docs/stable/generated/torch.nn.Conv2d.html), as GEMMs (`GEMM.sgemm`, OpenBLAS), or
-/// for 3x3 "same" convolutions with few channels on planes at least 8 wide directly (`DirectConvolution`).
+/// for 3x3 "same" convolutions with few channels directly (`DirectConvolution`).
 ///
 /// - Weight `[O, C, k, k]` (OIHW), key `<prefix>weight`.
 /// - Output size `Ho = (H + 2p - k) / s + 1` (floor), same for `Wo`.

@@ -1,8 +1,7 @@
 import CKernels
 
 /// The direct path of `Conv2d` for 3x3 "same" convolutions (stride 1, padding 1: every 3x3 convolution of
-/// a ResNet block but the first of a stage, and the small stem) on planes at least `minimumWidth` wide and
-/// with few channels (`applies`): no im2col matrix and no GEMM packing, the multiply-adds done by the
+/// a ResNet block but the first of a stage, and the small stem) with few channels (`applies`): no im2col matrix and no GEMM packing, the multiply-adds done by the
 /// AVX2 or AVX-512 kernels of `Sources/CKernels` on zero-padded planes.
 ///
 /// Layout. A chunk of `images` consecutive images of one channel is one "tall" zero-padded plane: rows of
@@ -24,10 +23,6 @@ import CKernels
 /// levels, each multiply-add fused (FMA); the weight gradient's lane sums differ between the levels, so
 /// results differ between CPUs by float32 rounding, as the BLAS kernels' do.
 enum DirectConvolution {
-    /// Narrower planes stay on im2col + GEMM: at 4x4 and below most of the padded grid is dropped
-    /// positions, and the GEMM was as fast or faster there (README "Engine").
-    static let minimumWidth = 8
-
     /// The kernels' vector level (`BISSL_LEVEL_AVX2` or `BISSL_LEVEL_AVX512`; `BISSL_LEVEL_BASELINE`: no
     /// direct path): the widest the CPU has (`CPUFeatures`, which checks that the operating system saves the
     /// registers), AVX-512F or AVX2 only together with FMA. Tests set it to run each level this machine has.
@@ -57,15 +52,17 @@ enum DirectConvolution {
     /// `width` and producing `outputChannels` (for the input gradient: dy's channels in, x's out), runs
     /// here rather than as im2col + GEMM. Where each wins was measured per kernel on the small ResNet-18's
     /// and ResNet-50's 3x3 shapes against OpenBLAS's SkylakeX kernel (README "Engine"): the correlation up
-    /// to 64 input channels at AVX-512 (32 at AVX2), the weight gradient up to 16 channels either side;
-    /// SSE2 alone lost to the GEMM on all but the 8-channel shapes, so the baseline has no direct path.
+    /// to 64 input channels on planes from 4 wide at AVX-512 (32 channels, from 8 wide at AVX2), the
+    /// weight gradient up to 16 channels either side from 8 wide; on narrower planes most of the padded
+    /// grid is dropped positions. SSE2 alone lost to the GEMM on all but the 8-channel shapes, so the
+    /// baseline has no direct path.
     static func applies(_ product: Product, kernel: Int, stride: Int, padding: Int, width: Int,
                         inputChannels: Int, outputChannels: Int) -> Bool {
-        guard level >= BISSL_LEVEL_AVX2, kernel == 3, stride == 1, padding == 1, width >= minimumWidth,
-              outputChannels % 4 == 0 else { return false }
+        guard level >= BISSL_LEVEL_AVX2, kernel == 3, stride == 1, padding == 1, outputChannels % 4 == 0 else { return false }
+        let avx512 = level >= BISSL_LEVEL_AVX512
         switch product {
-        case .correlation: return inputChannels <= (level >= BISSL_LEVEL_AVX512 ? 64 : 32)
-        case .weightGradient: return max(inputChannels, outputChannels) <= 16
+        case .correlation: return width >= (avx512 ? 4 : 8) && inputChannels <= (avx512 ? 64 : 32)
+        case .weightGradient: return width >= 8 && max(inputChannels, outputChannels) <= 16
         }
     }
 
