@@ -35,7 +35,8 @@ public struct EntrySummary: Codable, Equatable, Sendable {
     public var details: EntryDetails?
 
     /// Derives the row of a checkpoint whose object file has `size` bytes and modification time `modified`.
-    public init(id: String, checkpoint: Checkpoint, size: Int64, modified: Date) {
+    /// - Parameter details: `EntryDetails(checkpoint)` when the caller has computed it already.
+    public init(id: String, checkpoint: Checkpoint, size: Int64, modified: Date, details: EntryDetails? = nil) {
         let p = checkpoint.provenance
         self.id = id
         stage = p.stage
@@ -53,7 +54,7 @@ public struct EntrySummary: Codable, Equatable, Sendable {
         parents = p.parents
         metrics = p.metrics
         provenanceJSON = Self.json(p)
-        details = EntryDetails(checkpoint)
+        self.details = details ?? EntryDetails(checkpoint)
     }
 
     /// A summary with every field given (catalog rows).

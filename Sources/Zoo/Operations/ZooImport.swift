@@ -41,9 +41,9 @@ extension Zoo {
     }
 
     /// `add` placing `given.url`, a complete object file of `checkpoint` in `tmp/` whose content id
-    /// `given.id` its caller computed from `checkpoint` (a verified download, `pull`), instead of
-    /// writing one; `given.url` is removed in every case.
-    func add(_ checkpoint: Checkpoint, name: String?, tags: [String], staged given: (url: URL, id: String)?) throws -> ImportResult {
+    /// `given.id` and `EntryDetails` its caller computed from `checkpoint` (a verified download,
+    /// `pull`), instead of writing one; `given.url` is removed in every case.
+    func add(_ checkpoint: Checkpoint, name: String?, tags: [String], staged given: (url: URL, id: String, details: EntryDetails)?) throws -> ImportResult {
         defer { if let given { unlink(given.url.path) } }
         let labels = (name.map { [($0, LabelKind.name)] } ?? []) + tags.map { ($0, LabelKind.tag) }
         var seen = Set<String>()
@@ -104,7 +104,7 @@ extension Zoo {
                     writtenRefs.append((label, kind))
                 }
                 let attributes = try objectAttributes(id)
-                let summary = EntrySummary(id: id, checkpoint: checkpoint, size: attributes.size, modified: attributes.modified)
+                let summary = EntrySummary(id: id, checkpoint: checkpoint, size: attributes.size, modified: attributes.modified, details: given?.details)
                 try Catalog.insert(summary, db)
                 // The object holds the bytes `id` was computed from: later reads trust it while its
                 // file facts stay as they are now (schemas/catalog.md, "Trusted reads").

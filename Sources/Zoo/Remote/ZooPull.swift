@@ -50,18 +50,29 @@ extension Zoo {
             }
             order.reverse()
         }
-        let remoteLabels = try remote.refs(knownIDs: try remote.entryIDs())
-        var labelsByID: [String: [(String, LabelKind)]] = [:]
-        for (label, r) in remoteLabels.sorted(by: { ($0.value.kind == .name ? 0 : 1, $0.key) < ($1.value.kind == .name ? 0 : 1, $1.key) }) {
-            labelsByID[r.id, default: []].append((label, r.kind))
+        // The remote's labels are listed on a connection of their own while the first object arrives.
+        let labelStore = try RemoteStore(remote.config, credentials: remote.credentials)
+        labelStore.client.attempts = remote.client.attempts
+        labelStore.maxRate = remote.maxRate
+        let listing = Background { try labelStore.refs(knownIDs: try labelStore.entryIDs()) }
+        var labelsByID: [String: [(String, LabelKind)]]?
+        func labels(_ entry: String) throws -> [(String, LabelKind)] {
+            if labelsByID == nil {
+                var byID: [String: [(String, LabelKind)]] = [:]
+                for (label, r) in try listing.value().sorted(by: { ($0.value.kind == .name ? 0 : 1, $0.key) < ($1.value.kind == .name ? 0 : 1, $1.key) }) {
+                    byID[r.id, default: []].append((label, r.kind))
+                }
+                labelsByID = byID
+            }
+            return labelsByID![entry] ?? []
         }
         var report = TransferReport(remote: remote.config.name, id: id, entries: [], labels: [], bytes: 0, seconds: 0)
         for entry in order {
             let m = manifests[entry]!
-            let (free, skipped) = try freeLabels(labelsByID[entry] ?? [], for: entry)
-            report.labels += skipped
             var sent = false
             if try catalog.read({ try Catalog.exists(entry, $0) }) {
+                let (free, skipped) = try freeLabels(try labels(entry), for: entry)
+                report.labels += skipped
                 let added = try catalog.write { db in try labelExisting(entry, free, db) }.labelsAdded
                 for (label, kind) in free {
                     report.labels.append(LabelChange(label: label, kind: kind, id: entry, action: added.contains(label) ? .created : .unchanged))
@@ -95,19 +106,25 @@ extension Zoo {
                 } catch let error as CheckpointError {
                     throw ZooError.corrupt("the object of entry \(entry.prefix(12)) on remote \(remote.config.name) is not a readable checkpoint (\(error.description)); not imported")
                 }
-                let actual = ContentID.compute(checkpoint)
+                // The content id (a SHA-256 pass over every tensor) and the catalog's details (a scan
+                // of the floating-point tensors for health warnings) are computed side by side.
+                let contentID = Background { ContentID.compute(checkpoint) }
+                let details = EntryDetails(checkpoint)
+                let actual = try contentID.value()
                 guard actual == entry else {
                     throw ZooError.corrupt("the object of entry \(entry.prefix(12)) on remote \(remote.config.name) is corrupt: it holds content \(actual.prefix(12)); not imported")
                 }
+                let (free, skipped) = try freeLabels(try labels(entry), for: entry)
+                report.labels += skipped
                 let name = free.first { $0.1 == .name }?.0
-                let result = try add(checkpoint, name: name, tags: free.filter { $0.1 == .tag }.map(\.0), staged: (staged, actual))
+                let result = try add(checkpoint, name: name, tags: free.filter { $0.1 == .tag }.map(\.0), staged: (staged, actual, details))
                 sent = result.added
                 report.bytes += received
                 for (label, kind) in free {
                     report.labels.append(LabelChange(label: label, kind: kind, id: entry, action: sent || result.labelsAdded.contains(label) ? .created : .unchanged))
                 }
             }
-            report.entries.append(TransferredEntry(id: entry, name: labelsByID[entry]?.first { $0.1 == .name }?.0, transferred: sent, size: m.object.size))
+            report.entries.append(TransferredEntry(id: entry, name: try labels(entry).first { $0.1 == .name }?.0, transferred: sent, size: m.object.size))
         }
         report.seconds = Date().timeIntervalSince(started)
         return report
