@@ -181,6 +181,22 @@ final class RemoteTests: XCTestCase {
         ((try? FileManager.default.contentsOfDirectory(atPath: zoo.layout.tmp.path)) ?? []).sorted()
     }
 
+    /// The ranges of one download save its record from several threads at once: each save writes
+    /// a temporary of its own, so the record is always one whole snapshot and no temporary stays.
+    func testRecordSavedFromManyThreadsAtOnceStaysWhole() throws {
+        let dir = try ZooTestSupport.tempDir(self)
+        let url = dir.appendingPathComponent("record.json")
+        let records = (0..<8).map { t in DownloadRecord(size: 1 << 30, rangeSize: 8 << 20, done: Array(repeating: Int64(t) * 1000, count: 128 - t * 9)) }
+        let failures = Locked<[String]>([])
+        DispatchQueue.concurrentPerform(iterations: 8 * 50) { i in
+            do { try TransferRecords.write(records[i % 8], url) } catch { failures.update { $0.append("\(error)") } }
+        }
+        XCTAssertEqual(failures.value, [])
+        let saved = try XCTUnwrap(TransferRecords.read(DownloadRecord.self, url), String(decoding: (try? Data(contentsOf: url)) ?? Data(), as: UTF8.self))
+        XCTAssertTrue(records.contains(saved))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), ["record.json"])
+    }
+
     func testServerKilledMidTransferResumesAndLeavesNoPartialEntry() throws {
         let server = try SeaweedServer(self)
         let dir = try ZooTestSupport.tempDir(self)

@@ -1,17 +1,25 @@
 import Foundation
 
 /// Writes a file so that a crash never leaves a half-written one: the content goes to a temporary
-/// name in the same folder (`.<name>.tmp-<pid>-<random>`), is flushed with `fsync`, then renamed
-/// over the destination. On any error the temporary file is removed and nothing else changes; while
-/// it exists the temporary is registered with `TemporaryFiles`, so SIGINT/SIGTERM removes it too.
+/// name in the same folder (`.<name>.tmp-<pid>-<random>`), is flushed with `fsync` (unless the
+/// caller asks for no durability), then renamed over the destination. On any error the temporary
+/// file is removed and nothing else changes; while it exists the temporary is registered with
+/// `TemporaryFiles`, so SIGINT/SIGTERM removes it too. Concurrent writers of one destination each
+/// have their own temporary (the random part), so the last rename wins with a whole file.
 public enum AtomicFile {
     /// Calls `body` with the temporary path to fill, then publishes it at `url`.
+    /// - Parameter durable: true (the default) flushes the file before the rename and its folder
+    ///   after it, so the new content survives a power loss once this returns; false skips both
+    ///   flushes: the rename is still atomic (readers see the old file or the new one, whole), but
+    ///   after a power loss the destination may hold the old content or be empty. For hints that
+    ///   their reader checks (a transfer's resume record), where an `fsync` per save costs more
+    ///   than the hint is worth.
     /// - Throws: whatever `body` throws, or `CheckpointError.io` when flushing or renaming fails.
     ///
     /// When `url` is a symbolic link (possibly to a file not yet existing), the link's target is
     /// written and the link stays, as `open(2)` with `O_TRUNC` would do, instead of replacing the
     /// link by a regular file: the temporary goes next to the target and is renamed over it.
-    public static func write(to requested: URL, _ body: (URL) throws -> Void) throws {
+    public static func write(to requested: URL, durable: Bool = true, _ body: (URL) throws -> Void) throws {
         let url = try finalTarget(of: requested)
         let dir = url.deletingLastPathComponent()
         let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
@@ -19,11 +27,11 @@ public enum AtomicFile {
         defer { TemporaryFiles.unregister(token) }
         do {
             try body(tmp)
-            try fsyncFile(tmp)
+            if durable { try fsyncFile(tmp) }
             guard rename(tmp.path, url.path) == 0 else {
                 throw CheckpointError.io("cannot write \(url.path): \(String(cString: strerror(errno)))")
             }
-            fsyncDirectory(dir)
+            if durable { fsyncDirectory(dir) }
         } catch {
             unlink(tmp.path)
             throw error
@@ -47,9 +55,9 @@ public enum AtomicFile {
         }
     }
 
-    /// Writes `data` atomically to `url`.
-    public static func write(_ data: Data, to url: URL) throws {
-        try write(to: url) { tmp in
+    /// Writes `data` atomically to `url` (`durable` as in `write(to:durable:_:)`).
+    public static func write(_ data: Data, to url: URL, durable: Bool = true) throws {
+        try write(to: url, durable: durable) { tmp in
             let handle = try create(tmp, for: url)
             do {
                 try handle.write(contentsOf: data)

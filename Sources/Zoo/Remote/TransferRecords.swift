@@ -1,3 +1,4 @@
+import Checkpoint
 import Foundation
 
 /// What a zoo keeps in `tmp/` so that an interrupted push or pull resumes instead of starting over
@@ -26,26 +27,15 @@ enum TransferRecords {
         return try? JSONDecoder().decode(type, from: data)
     }
 
-    /// Replaces a record atomically (a temporary file renamed over it), without `fsync`: a record
-    /// is a hint that the transfer checks (ListParts, the SHA-256 of the download), and the bytes
-    /// it counts may not be flushed yet either.
-    /// - Throws: `ZooError.io` when the record cannot be written or renamed.
+    /// Replaces a record atomically (`AtomicFile.write`), without `fsync`: a record is a hint that
+    /// the transfer checks (ListParts, the SHA-256 of the download), and the bytes it counts may not
+    /// be flushed yet either (an `fsync` per save held a download connection idle for milliseconds
+    /// each time). Threads of one transfer may save at once: each writes its own temporary.
+    /// - Throws: `CheckpointError.io` when the record cannot be written or renamed.
     static func write<T: Encodable>(_ value: T, _ url: URL) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        let data = try encoder.encode(value)
-        // Not `Data.write(options: .atomic)`, which flushes the file (an `fsync` per record save
-        // held a download connection idle for milliseconds each time).
-        let tmp = url.path + ".tmp-\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw ZooError.io("cannot write \(tmp): \(String(cString: strerror(errno)))") }
-        let written = data.withUnsafeBytes { RemoteStore.writeAll(fd, $0.baseAddress!, $0.count, at: 0) }
-        close(fd)
-        guard written, rename(tmp, url.path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            unlink(tmp)
-            throw ZooError.io("cannot write \(url.path): \(reason)")
-        }
+        try AtomicFile.write(try encoder.encode(value), to: url, durable: false)
     }
 }
 
