@@ -10,7 +10,9 @@ struct Verify: ParsableCommand {
         abstract: "Check entries: content ids recomputed, files readable, provenance valid, health warnings.",
         discussion: """
             Without REF, checks every entry and reports files interrupted writers left (bissl gc removes \
-            them). Exits 1 when an entry is damaged; health warnings and leftovers do not fail. --reindex \
+            them) and what an interrupted push or pull keeps to resume from (running it again resumes; bissl \
+            gc discards it). Exits 1 when an entry is damaged; health warnings, leftovers and resumable \
+            transfers do not fail. --reindex \
             first rebuilds the catalog from the object, ref and tombstone files alone.
             """)
 
@@ -47,7 +49,9 @@ struct Verify: ParsableCommand {
                 if let fix = f.fix { print("  fix: \(fix)") }
             }
             let counts = [VerifyReport.Level.problem, .warning, .leftover].map { level in (level, report.findings.filter { $0.level == level }.count) }
-            print("checked \(report.checked) entr\(report.checked == 1 ? "y" : "ies"): " + counts.map { "\($0.1) \($0.0.rawValue)\($0.1 == 1 ? "" : "s")" }.joined(separator: ", "))
+            let transfers = report.findings.filter { $0.level == .transfer }.count
+            print("checked \(report.checked) entr\(report.checked == 1 ? "y" : "ies"): " + counts.map { "\($0.1) \($0.0.rawValue)\($0.1 == 1 ? "" : "s")" }.joined(separator: ", ")
+                  + (transfers > 0 ? ", \(transfers) resumable transfer\(transfers == 1 ? "" : "s")" : ""))
         }
         if !report.problems.isEmpty {
             throw CLIError("\(report.problems.count) damaged entr\(report.problems.count == 1 ? "y" : "ies") in \(zooOptions.layout.root.path); each 'fix:' line above says what repairs it")

@@ -130,6 +130,24 @@ final class RemoteProcessTests: XCTestCase {
         ((try? FileManager.default.contentsOfDirectory(at: dir, includingPropertiesForKeys: nil)) ?? []).sorted { $0.path < $1.path }
     }
 
+    /// `bissl verify` on `zoo` after a killed transfer of `kind`: the record is reported once as a
+    /// resumable transfer of that kind, never as a leftover, and does not fail the check.
+    private func assertVerifyReportsResumable(_ zoo: String, _ kind: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let verified = try run(["verify", "--zoo", zoo, "--json"])
+        XCTAssertEqual(verified.status, 0, verified.stderr, file: file, line: line)
+        let report = try JSONDecoder().decode(VerifyOutput.self, from: Data(verified.stdout.utf8)).report
+        XCTAssertEqual(report.findings.filter { $0.level == .leftover }, [], file: file, line: line)
+        let transfers = report.findings.filter { $0.level == .transfer }
+        XCTAssertEqual(transfers.count, 1, "\(report.findings)", file: file, line: line)
+        XCTAssertTrue(transfers.first?.path?.hasSuffix(".\(kind)") ?? false, "\(transfers)", file: file, line: line)
+        XCTAssertTrue(transfers.first?.message.contains("interrupted \(kind)") ?? false, "\(transfers)", file: file, line: line)
+        let text = try run(["verify", "--zoo", zoo])
+        XCTAssertTrue(text.stdout.contains("1 resumable transfer"), text.stdout, file: file, line: line)
+        XCTAssertFalse(text.stdout.contains("bissl gc removes it"), text.stdout, file: file, line: line)
+    }
+
+    private struct VerifyOutput: Decodable { var report: VerifyReport }
+
     func testKilledPushAndPullResume() throws {
         let server = try SeaweedServer(self)
         let dir = try ZooTestSupport.tempDir(self)
@@ -147,6 +165,7 @@ final class RemoteProcessTests: XCTestCase {
         }
         kill(push.processIdentifier, SIGKILL)
         push.waitUntilExit()
+        try assertVerifyReportsResumable(z, "push")
         let store = try server.store(remote)
         XCTAssertEqual(try store.entryIDs(), [], "no manifest: the entry is not on the remote")
         let pushed = try run(["push", "big", "--zoo", z, "--json"])
@@ -169,6 +188,7 @@ final class RemoteProcessTests: XCTestCase {
         }
         kill(pull.processIdentifier, SIGKILL)
         pull.waitUntilExit()
+        try assertVerifyReportsResumable(fresh.path, "pull")
         let listed = try run(["list", "--zoo", fresh.path])
         XCTAssertFalse(listed.stdout.contains(String(id.prefix(12))), "a killed pull lists nothing: \(listed.stdout)")
         let pulled = try run(["pull", "big", "--zoo", fresh.path, "--json"])

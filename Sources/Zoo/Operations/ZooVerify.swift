@@ -12,6 +12,9 @@ public struct VerifyReport: Codable, Equatable, Sendable {
         case warning
         /// Files an interrupted writer left that the catalog does not list; `bissl gc` removes them.
         case leftover
+        /// What an interrupted push or pull left in `tmp/` to resume from (schemas/remote.md,
+        /// "Resuming"): the next push or pull of that object continues it; `bissl gc` discards it.
+        case transfer
     }
 
     public struct Finding: Codable, Equatable, Sendable {
@@ -42,7 +45,8 @@ extension Zoo {
     /// Per entry: the object exists, is readable HDF5 in format v1, its recomputed content id equals
     /// its name, its provenance satisfies the schema, the catalog row equals what the object implies,
     /// its labels have ref files; plus health warnings (`HealthCheck`). Zoo-wide: objects, ref files
-    /// and writer files the catalog does not list are reported as leftovers.
+    /// and writer files the catalog does not list are reported as leftovers, except what an
+    /// interrupted push or pull keeps to resume from (`transfer`).
     /// - Throws: only for an unknown REF or an unreadable catalog; damage is reported, not thrown.
     public func verify(_ refs: [String]? = nil) throws -> VerifyReport {
         let ids: [String] = try refs.map { try $0.map(resolve) } ?? catalog.read { db in
@@ -169,7 +173,11 @@ extension Zoo {
                              message: "object not listed in the catalog (interrupted import or lost catalog); bissl gc or bissl verify --reindex lists it again"))
         }
         for (url, pid) in scan.leftovers where !ZooScan.isAlive(pid) {
-            out.append(.init(level: .leftover, id: nil, path: url.path, message: "file left by an interrupted writer; bissl gc removes it"))
+            if let resumable = TransferRecords.describeResumable(url) {
+                out.append(.init(level: .transfer, id: nil, path: url.path, message: resumable))
+            } else {
+                out.append(.init(level: .leftover, id: nil, path: url.path, message: "file left by an interrupted writer; bissl gc removes it"))
+            }
         }
         for (id, url) in scan.trash where !listed.contains(id) {
             out.append(.init(level: .leftover, id: id, path: url.path, message: "removed object not yet deleted; bissl gc deletes it"))

@@ -21,6 +21,28 @@ enum TransferRecords {
         return (mine, FileManager.default.fileExists(atPath: mine.path))
     }
 
+    /// What an interrupted transfer left at `url` (an entry of a zoo's `tmp/`) and how to resume it:
+    /// a pull folder `<sha256>.<pid>.pull` whose `record.json` decodes, or a push record
+    /// `<sha256>.<pid>.<remote digest>.push` that decodes; nil for anything else (a leftover).
+    static func describeResumable(_ url: URL) -> String? {
+        let parts = url.lastPathComponent.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count >= 3, parts[0].count == 64, ZooLayout.isHex(String(parts[0])), Int32(parts[1]) != nil else { return nil }
+        let object = parts[0].prefix(12)
+        func mb(_ n: Int64) -> String { String(format: "%.1f MB", Double(n) / 1e6) }
+        if parts.count == 3, parts[2] == "pull",
+           let record = read(DownloadRecord.self, url.appendingPathComponent("record.json")), record.version == 1 {
+            let done = min(record.done.reduce(0, +), record.size)
+            return "resumable transfer: an interrupted pull of object \(object) (\(mb(done)) of \(mb(record.size)) on disk); "
+                + "pulling the entry again resumes it (bissl gc discards it)"
+        }
+        if parts.count == 4, parts[3] == "push", let record = read(UploadRecord.self, url), record.version == 1, record.partSize > 0 {
+            let total = (record.size + record.partSize - 1) / record.partSize
+            return "resumable transfer: an interrupted push of object \(object) (\(record.parts.count) of \(total) parts on the remote); "
+                + "pushing the entry again resumes it (bissl gc discards this record; bissl gc --remote aborts the upload after its grace period)"
+        }
+        return nil
+    }
+
     /// Reads a record, nil when it is missing or does not decode (a transfer then starts over).
     static func read<T: Decodable>(_ type: T.Type, _ url: URL) -> T? {
         guard let data = try? Data(contentsOf: url), data.count <= 1 << 20 else { return nil }
