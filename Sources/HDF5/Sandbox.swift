@@ -108,6 +108,25 @@ public enum Sandbox {
         return Started(process: process, output: output, go: go, scratch: scratch, fileName: fileName)
     }
 
+    /// Reads `descriptor` to its end, reading again when a signal interrupts a read (`EINTR`): a
+    /// handler installed without `SA_RESTART` (libFuzzer's timer, a library's) must not turn a slow
+    /// child into a failure, and Foundation's `readDataToEndOfFile()` stops the process on `EINTR`.
+    /// - Throws: `POSIXError` for any other read error.
+    static func readToEnd(_ descriptor: Int32) throws -> Data {
+        var data = Data()
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            if n > 0 {
+                data.append(contentsOf: chunk[..<n])
+            } else if n == 0 {
+                return data
+            } else if errno != EINTR {
+                throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
+            }
+        }
+    }
+
     /// A started child read, waiting for `finish()`; one that is never finished is killed when
     /// released.
     public final class Started {
@@ -134,7 +153,13 @@ public enum Sandbox {
             done = true
             defer { try? FileManager.default.removeItem(at: scratch) }
             try? go.fileHandleForWriting.close()
-            let data = output.fileHandleForReading.readDataToEndOfFile()
+            let data: Data
+            do {
+                data = try Sandbox.readToEnd(output.fileHandleForReading.fileDescriptor)
+            } catch {
+                process.waitUntilExit()
+                throw SandboxError("\(fileName): cannot read the output of the HDF5 reader process (\(error))")
+            }
             process.waitUntilExit()
             if process.terminationReason == .uncaughtSignal {
                 let signal = process.terminationStatus

@@ -96,6 +96,35 @@ final class HostileFileTests: XCTestCase {
         _ = try Sandbox.start([url.path], fileName: "x.h5")
     }
 
+    func testASignalDuringTheReadIsNotAFailure() throws {
+        defer { Sandbox.helper = nil }
+        // A slow stand-in child, read while a SIGALRM handler installed without SA_RESTART fires every
+        // 5 ms (as libFuzzer's -timeout timer does): every read the signal interrupts fails with
+        // EINTR and must be read again, not end the process or the read.
+        Sandbox.helper = ["/bin/sh", "-c", "cat > /dev/null; sleep 0.3; cat \"$1\"", "sh"]
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("bissl-eintr-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: url) }
+        let message = SandboxMessage(header: Data("{}".utf8), blobs: [Data(repeating: 3, count: 1 << 20)])
+        FileManager.default.createFile(atPath: url.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: url)
+        try message.write(to: handle)
+        try handle.close()
+
+        var action = sigaction(), previous = sigaction()
+        action.__sigaction_handler.sa_handler = { _ in }
+        action.sa_flags = 0
+        XCTAssertEqual(sigaction(SIGALRM, &action, &previous), 0)
+        defer { sigaction(SIGALRM, &previous, nil) }
+        var timer = itimerval(it_interval: timeval(tv_sec: 0, tv_usec: 5000), it_value: timeval(tv_sec: 0, tv_usec: 5000))
+        var stopped = itimerval()
+        let started = try Sandbox.start([url.path], fileName: "x.h5")
+        XCTAssertEqual(setitimer(__itimer_which_t(ITIMER_REAL.rawValue), &timer, nil), 0)
+        defer { setitimer(__itimer_which_t(ITIMER_REAL.rawValue), &stopped, nil) }
+        let back = try started.finish()
+        XCTAssertEqual(back.header, message.header)
+        XCTAssertEqual(back.blobs, message.blobs)
+    }
+
     func testChildLimitsScaleWithTheFile() {
         XCTAssertEqual(Sandbox.Limits.forFile(bytes: 0), .init(addressSpace: 1 << 30, cpuSeconds: 20))
         XCTAssertEqual(Sandbox.Limits.forFile(bytes: 100_000_000), .init(addressSpace: (1 << 30) + 400_000_000, cpuSeconds: 30))

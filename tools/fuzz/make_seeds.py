@@ -1,7 +1,7 @@
 """Seed corpora for the fuzz targets (docs/fuzzing.md), built from the committed test fixtures (files
 under 64 KB) plus a few inputs generated here with the Python standard library and numpy.
 
-Writes OUT/<target>/ for every target of tools/fuzz/BisslFuzz/Fuzz.swift.
+Writes OUT/<target>/ for every target of tools/fuzz/BisslFuzz/Harness.swift.
 Run: python3 tools/fuzz/make_seeds.py OUT
 """
 import io

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Runs every fuzz target (or those named) for SECONDS each and prints one line per target:
-# executions, seconds, executions per second, corpus size, coverage (libFuzzer's cov: edges and ft:
-# features), findings (crash, timeout, out-of-memory inputs).
+# executions, seconds (wall, and CPU of the fuzzer and the reader processes it started), executions
+# per wall second, corpus size, coverage (libFuzzer's cov: edges and ft: features), findings (crash,
+# timeout, out-of-memory inputs; an input over 20 s of CPU time is a crash, see Harness.swift).
 # Usage: tools/fuzz/run.sh SECONDS [TARGET...]
 #   BISSL_FUZZ_RUNS  stop a target earlier, after this many executions (a campaign: 1000000)
 #   BISSL_FUZZ_BIN  the fuzz binary (default: build it with tools/fuzz/build.sh)
 #   BISSL_FUZZ_HELPER  the bissl binary the h5 target starts as its sandboxed reader
 #                      (default .build/release/bissl; the h5 target is skipped when it is missing)
+#   BISSL_FUZZ_TIMEOUT  libFuzzer's -timeout, wall seconds per input (default 120): only a backstop
+#                       for an input that waits without using CPU; a campaign on a machine where
+#                       the fuzzers get paused (SIGSTOP) sets it above the longest pause
 # Corpora grow in .build-fuzz/corpus/TARGET (seeded by tools/fuzz/make_seeds.py); crash, timeout and
 # out-of-memory inputs are written to .build-fuzz/findings/TARGET. Exits non-zero when any target
 # has a finding.
@@ -20,18 +24,26 @@ BIN=${BISSL_FUZZ_BIN:-$(bash tools/fuzz/build.sh)} || exit 1
 HELPER=${BISSL_FUZZ_HELPER:-$PWD/.build/release/bissl}
 python3 tools/fuzz/make_seeds.py .build-fuzz/seeds >/dev/null || exit 1
 failed=0
-printf '%-12s %10s %7s %8s %7s %6s %6s %s\n' target executions seconds exec/s corpus cov ft crash/timeout/oom
+# Sets CPU to the CPU seconds (user + system) of the finished children of this shell, from `times`
+# (run in this shell: a subshell's `times` would count only its own children).
+children_cpu() {
+  times >.build-fuzz/logs/times
+  CPU=$(tail -1 .build-fuzz/logs/times | awk '{ s = 0; for (i = 1; i <= 2; i++) { split($i, p, "m"); s += p[1] * 60 + p[2] } printf "%.0f", s }')
+}
+printf '%-12s %10s %7s %7s %8s %7s %6s %6s %s\n' target executions seconds cpu-s exec/s corpus cov ft crash/timeout/oom
 for t in "${TARGETS[@]}"; do
   if [ "$t" = h5 ] && [ ! -x "$HELPER" ]; then echo "h5: skipped (no bissl binary at $HELPER)"; continue; fi
   corpus=.build-fuzz/corpus/$t; findings=.build-fuzz/findings/$t; log=.build-fuzz/logs/$t.log
   mkdir -p "$corpus" "$findings" .build-fuzz/logs
-  start=$(date +%s)
-  # -rss_limit_mb: the readers' own limits are far below it; -timeout: seconds per input.
-  BISSL_FUZZ_TARGET=$t BISSL_FUZZ_HELPER=$HELPER ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=0 \
-    "$BIN" "$corpus" ".build-fuzz/seeds/$t" -max_total_time="$SECONDS_EACH" -max_len=65536 -timeout=20 \
+  start=$(date +%s); children_cpu; cpu0=$CPU
+  # -rss_limit_mb: the readers' own limits are far below it; -timeout: wall seconds per input.
+  # SWIFT_BACKTRACE=enable=no: a Swift trap goes to libFuzzer's handler (its report and the input
+  # saved) instead of the Swift runtime's backtracer, which ASan reports for reading other stacks.
+  BISSL_FUZZ_TARGET=$t BISSL_FUZZ_HELPER=$HELPER SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=0 \
+    "$BIN" "$corpus" ".build-fuzz/seeds/$t" -max_total_time="$SECONDS_EACH" -max_len=65536 -timeout="${BISSL_FUZZ_TIMEOUT:-120}" \
     -rss_limit_mb=3072 -malloc_limit_mb=3072 -print_final_stats=1 -artifact_prefix="$findings/" \
     ${BISSL_FUZZ_RUNS:+-runs=$BISSL_FUZZ_RUNS} >"$log" 2>&1
-  rc=$?; end=$(date +%s)
+  rc=$?; end=$(date +%s); children_cpu; cpu=$((CPU - cpu0))
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*')
   ft=$(grep -o 'ft: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*')
@@ -41,7 +53,7 @@ for t in "${TARGETS[@]}"; do
   kinds=$(for k in crash timeout oom; do ls "$findings" | grep -c "^$k-"; done | paste -sd/)
   seconds=$((end - start))
   rate=$([ -n "$execs" ] && [ "$seconds" -gt 0 ] && echo $((execs / seconds)) || echo '?')
-  printf '%-12s %10s %7s %8s %7s %6s %6s %s\n' "$t" "${execs:-?}" "$seconds" "$rate" "$size" "${cov:-?}" "${ft:-?}" "$kinds"
+  printf '%-12s %10s %7s %7s %8s %7s %6s %6s %s\n' "$t" "${execs:-?}" "$seconds" "$cpu" "$rate" "$size" "${cov:-?}" "${ft:-?}" "$kinds"
   if [ "$rc" -ne 0 ] || [ "$found" -ne 0 ]; then failed=1; echo "  $t: see $log and $findings" >&2; fi
 done
 exit $failed

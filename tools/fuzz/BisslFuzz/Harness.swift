@@ -1,8 +1,8 @@
 // The fuzz harness of bissl's readers (docs/fuzzing.md). One binary, one reader per run, chosen by
 // BISSL_FUZZ_TARGET; built by tools/fuzz/build.sh (a guarded product of Package.swift) and run by
-// tools/fuzz/run.sh; main.swift hands `fuzzOne` to libFuzzer's driver. An input passes when the reader returns or throws an error whose description
-// is one line; a crash, an ASan report, a multi-line error, a timeout or running out of memory is a
-// finding.
+// tools/fuzz/run.sh; main.swift hands `fuzzOne` to libFuzzer's driver. An input passes when the
+// reader returns or throws an error whose description is one line; a crash, an ASan report, a
+// multi-line error, more than `cpuSecondsPerInput` of CPU time or running out of memory is a finding.
 @testable import Checkpoint
 @testable import Datasets
 import Foundation
@@ -97,8 +97,33 @@ private func run(_ data: Data) throws {
     }
 }
 
+/// The CPU time one input may take, seconds: user and system time of every thread of this process
+/// (`ITIMER_PROF`). More is a hang: the process aborts and libFuzzer keeps the input as a crash. This,
+/// not libFuzzer's `-timeout`, is the hang criterion, because `-timeout` counts wall time, which other
+/// work on the machine or a pause of the fuzzer (SIGSTOP) stretches while the reader does nothing;
+/// tools/fuzz/run.sh keeps `-timeout` as a wall-clock backstop far above it. The h5 target's reader
+/// process is not counted here: its own `RLIMIT_CPU` (`Sandbox.Limits`, 20 s for small files) ends
+/// it, and that is the containment the target checks.
+private let cpuSecondsPerInput = 20
+
+private let cpuTimerHandler: Void = {
+    signal(SIGPROF) { _ in
+        let message: StaticString = "bissl-fuzz: this input took more than 20 s of CPU time (a hang)\n"
+        _ = write(2, message.utf8Start, message.utf8CodeUnitCount)
+        abort()
+    }
+}()
+
+private func setCPUTimer(seconds: Int) {
+    var timer = itimerval(it_interval: timeval(), it_value: timeval(tv_sec: seconds, tv_usec: 0))
+    setitimer(__itimer_which_t(ITIMER_PROF.rawValue), &timer, nil)
+}
+
 /// One input (libFuzzer's `LLVMFuzzerTestOneInput` contract): always returns 0.
 func fuzzOne(_ bytes: UnsafePointer<UInt8>?, _ count: Int) -> Int32 {
+    cpuTimerHandler
+    setCPUTimer(seconds: cpuSecondsPerInput)
+    defer { setCPUTimer(seconds: 0) }
     let data = bytes.map { Data(bytes: $0, count: count) } ?? Data()
     do { try run(data) } catch { oneLine(error) }
     return 0
