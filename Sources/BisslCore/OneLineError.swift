@@ -10,23 +10,36 @@ extension String {
     /// `\r`, `\t`, else `\u{1B}`-style; Unicode categories Cc, Zl and Zp), so that a name, path or value
     /// quoted from a file or the command line can neither split a `OneLineError`'s line nor send
     /// terminal control sequences. Every `OneLineError` type's `description` passes through it.
+    /// Linear in the length: a message quoting a long name from a hostile file costs no more than
+    /// copying it (appending to a `String.UnicodeScalarView` reallocated it on every append, so a
+    /// 256 K-character message took 13 s).
     public var escapingControlCharacters: String {
-        var out = String.UnicodeScalarView()
+        guard unicodeScalars.contains(where: \.isEscapedInErrorLines) else { return self }
+        var out = ""
+        out.reserveCapacity(utf8.count + 16)
         for scalar in unicodeScalars {
-            switch scalar.properties.generalCategory {
-            case .control, .lineSeparator, .paragraphSeparator:
-                let escape: String
-                switch scalar {
-                case "\n": escape = "\\n"
-                case "\r": escape = "\\r"
-                case "\t": escape = "\\t"
-                default: escape = "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
-                }
-                out.append(contentsOf: escape.unicodeScalars)
-            default:
-                out.append(scalar)
+            guard scalar.isEscapedInErrorLines else {
+                out.unicodeScalars.append(scalar)
+                continue
+            }
+            switch scalar {
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default: out += "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
             }
         }
-        return String(out)
+        return out
+    }
+}
+
+extension Unicode.Scalar {
+    /// Whether `String.escapingControlCharacters` writes this scalar as an escape: Unicode categories
+    /// Cc (control), Zl (line separator) and Zp (paragraph separator).
+    var isEscapedInErrorLines: Bool {
+        switch properties.generalCategory {
+        case .control, .lineSeparator, .paragraphSeparator: true
+        default: false
+        }
     }
 }

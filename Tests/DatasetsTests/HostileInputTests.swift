@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import TestSupport
+import BisslCore
 @testable import Datasets
 
 /// Small files that claim huge contents (tools/fixtures/make_hostile_fixtures.py): each reader
@@ -17,6 +18,25 @@ final class HostileInputTests: XCTestCase {
             XCTAssertFalse(text.unicodeScalars.contains { $0.properties.generalCategory == .control }, text)
             XCTAssertTrue(text.contains("cifa\\n1\\u{1B}[2J"), text)
         }
+    }
+
+    func testEscapingTheErrorLineIsLinearInItsLength() {
+        // Found by the npz fuzz target (three quarters of its time): the escaping appended to a
+        // String.UnicodeScalarView, which reallocated on every append, so an error quoting a
+        // 256 K-character name from a file took 13 s. A complexity check, not a speed figure: both
+        // sizes are timed in this process (the fastest of a few runs each), and 16 times the text
+        // must cost well under 16^2 = 256 times the time. Linear escaping measures 16-25x here; the
+        // bound 64 leaves a factor of about 3 for timer noise and load on either side.
+        func seconds(_ count: Int, runs: Int) -> Double {
+            let text = String(repeating: "a\u{7}", count: count / 2)
+            return (0..<runs).map { _ in
+                let start = DispatchTime.now().uptimeNanoseconds
+                XCTAssertEqual(text.escapingControlCharacters.utf8.count, count / 2 * 6)
+                return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            }.min()!
+        }
+        let small = seconds(1 << 14, runs: 7), large = seconds(1 << 18, runs: 3)
+        XCTAssertLessThan(large / small, 64, "\(large) s for 256 K characters, \(small) s for 16 K")
     }
 
     func testJPEGFrameSizeIsCheckedBeforeTheDecoderAllocates() throws {
