@@ -72,18 +72,20 @@ bench: release
 demo: release
 	@bash tools/demo.sh $(RELEASE_BIN)
 
-## fuzz: every libFuzzer target of the readers for FUZZ_SECONDS seconds each (docs/fuzzing.md);
-## corpora grow in .build-fuzz/corpus, findings land in .build-fuzz/findings. The h5 target's reader
-## process is the bissl of make test's build (same flags, so after make test nothing is rebuilt).
+## fuzz: every libFuzzer target of the readers for FUZZ_SECONDS seconds each, FUZZ_JOBS at a time
+## (docs/fuzzing.md); corpora grow in .build-fuzz/corpus, findings land in .build-fuzz/findings. The h5
+## target's reader process is the bissl of make test's build (same flags, so after make test nothing is
+## rebuilt).
 FUZZ_SECONDS ?= 300
+FUZZ_JOBS ?= 1
 fuzz: setup
 	swift build $(RELEASE_TESTING) --build-tests
-	@bash tools/fuzz/run.sh $(FUZZ_SECONDS)
+	@BISSL_FUZZ_JOBS=$(FUZZ_JOBS) bash tools/fuzz/run.sh $(FUZZ_SECONDS)
 
-## fuzz-smoke: each target for 8 s, so they keep building and stay clean (.ci/run runs it).
+## fuzz-smoke: each target for 8 s, two at a time, so they keep building and stay clean (.ci/run runs it).
 fuzz-smoke: setup
 	swift build $(RELEASE_TESTING) --build-tests
-	@bash tools/fuzz/run.sh 8
+	@BISSL_FUZZ_JOBS=2 bash tools/fuzz/run.sh 8
 
 clean:
 	rm -rf .build .build-fuzz .build-asan .build-tsan out
