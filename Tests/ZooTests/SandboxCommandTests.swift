@@ -45,11 +45,14 @@ final class SandboxCommandTests: XCTestCase {
             (["data", "info", "h5:" + hostile("hdf5_segv.h5") + "#part=test"], "the HDF5 library crashed (signal 11) reading this file"),
             (["inspect", hostile("space_overflow.h5")], "not a bissl checkpoint"),
         ]
-        // Under AddressSanitizer (make asan) its SEGV handler would report libhdf5's crash inside the
-        // uninstrumented system library and exit 1, so the child would not die by the signal this test
-        // expects; handle_segv=0 leaves the crash to the kernel as in a normal build (no effect there).
+        // Under AddressSanitizer or ThreadSanitizer (make asan, make tsan) their SEGV handler would
+        // report libhdf5's crash inside the uninstrumented system library and exit 1 or 66, so the
+        // child would not die by the signal this test expects; handle_segv=0 leaves the crash to the
+        // kernel as in a normal build (no effect there).
         var environment = ProcessInfo.processInfo.environment
-        environment["ASAN_OPTIONS"] = [environment["ASAN_OPTIONS"], "handle_segv=0"].compactMap { $0 }.joined(separator: ":")
+        for name in ["ASAN_OPTIONS", "TSAN_OPTIONS"] {
+            environment[name] = [environment[name], "handle_segv=0"].compactMap { $0 }.joined(separator: ":")
+        }
         for (args, text) in cases {
             let r = try BisslBinary.run(args, environment: environment)
             XCTAssertNotEqual(r.status, 0, args.joined(separator: " "))
