@@ -131,7 +131,7 @@ final class RemoteTests: XCTestCase {
         //    content id refuses it.
         let impostor = dir.appendingPathComponent("impostor.h5")
         try ZooTestSupport.writeH5(ZooTestSupport.checkpoint(seed: 77), to: impostor)
-        let (sha, size) = try RemoteStore.sha256(of: impostor)
+        let (sha, size) = try FileSHA256.digest(of: impostor)
         XCTAssertNotNil(try remote.uploadObject(impostor, sha256: sha, size: size, progress: nil))
         var forged = manifest
         forged.object = .init(sha256: sha, size: size)
@@ -270,7 +270,7 @@ final class RemoteTests: XCTestCase {
         _ = try a.push("ft", remote, ancestors: true, force: false, progress: nil)
         let orphan = dir.appendingPathComponent("orphan.h5")
         try ZooTestSupport.writeH5(ZooTestSupport.checkpoint(seed: 5), to: orphan)
-        let (sha, size) = try RemoteStore.sha256(of: orphan)
+        let (sha, size) = try FileSHA256.digest(of: orphan)
         XCTAssertNotNil(try remote.uploadObject(orphan, sha256: sha, size: size, progress: nil))
         let zoo = RemoteZoo(store: remote)
 

@@ -26,21 +26,6 @@ final class TransferCounter: @unchecked Sendable {
 }
 
 extension RemoteStore {
-    /// SHA-256 (64 hex) and size of a file, read in 4 MiB blocks.
-    static func sha256(of url: URL) throws -> (sha256: String, size: Int64) {
-        guard let handle = FileHandle(forReadingAtPath: url.path) else {
-            throw ZooError.io("cannot read \(url.path): \(String(cString: strerror(errno)))")
-        }
-        defer { try? handle.close() }
-        var hasher = SHA256()
-        var size: Int64 = 0
-        while let block = try handle.read(upToCount: 4 << 20), !block.isEmpty {
-            hasher.update(data: block)
-            size += Int64(block.count)
-        }
-        return (hasher.finalize().map { String(format: "%02x", $0) }.joined(), size)
-    }
-
     /// Uploads the file at `url` as `objects/<sha256>.h5` unless the remote holds that object:
     /// one conditional PUT (`If-None-Match: *`) up to `multipartThreshold` bytes, else a multipart
     /// upload of `partSize` parts over parallel connections completed with `If-None-Match: *`.
@@ -159,7 +144,7 @@ extension RemoteStore {
 
     /// 16 hex digits of the SHA-256 of `text` (tells records of different remotes apart in file names).
     static func digest(_ text: String) -> String {
-        SHA256.hash(data: Data(text.utf8)).prefix(8).map { String(format: "%02x", $0) }.joined()
+        FileSHA256.hex(SHA256.hash(data: Data(text.utf8)).prefix(8))
     }
 
     func abortUpload(_ relative: String, _ uploadID: String) throws {
@@ -406,7 +391,7 @@ private final class RangeState: @unchecked Sendable {
             if !ok { break }
         }
         if ok && offset == size && !flush(fd) { ok = false }
-        let result = ok && offset == size ? hasher.finalize().map { String(format: "%02x", $0) }.joined() : nil
+        let result = ok && offset == size ? FileSHA256.hex(hasher.finalize()) : nil
         condition.withLock {
             digest = result
             hashed = true

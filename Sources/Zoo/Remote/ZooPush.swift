@@ -98,7 +98,7 @@ extension Zoo {
                 let key = RemoteStore.objectKey(sha256: listed.object.sha256)
                 if try !remote.exists(key) {
                     let url = layout.objectURL(entry)
-                    let (sha, size) = try RemoteStore.sha256(of: url)
+                    let (sha, size) = try FileSHA256.digest(of: url)
                     if sha == listed.object.sha256,
                        let moved = try remote.uploadObject(url, sha256: sha, size: size, progress: progress.map { p in { @Sendable done, total in p(entry, done, total) } }) {
                         sent = true
@@ -107,7 +107,7 @@ extension Zoo {
                 }
             } else {
                 let url = layout.objectURL(entry)
-                let (sha, size) = try RemoteStore.sha256(of: url)
+                let (sha, size) = try FileSHA256.digest(of: url)
                 var moved = try remote.uploadObject(url, sha256: sha, size: size, progress: progress.map { p in { @Sendable done, total in p(entry, done, total) } })
                 var summary = record.summary
                 summary.size = size
