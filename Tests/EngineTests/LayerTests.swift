@@ -202,6 +202,58 @@ final class LayerTests: XCTestCase {
         XCTAssertEqual(bn.runningMean[0], 0.2, accuracy: 1e-7)
     }
 
+    /// The fused BatchNorm -> ReLU (`BatchNorm2d.forward(_:mode:relu:)`) and the fused residual add +
+    /// ReLU (`ReLU.forward(_:adding:)`) against the separate layers, as PyTorch's modules run them:
+    /// forward, backward, tangent forward and tangent backward (the parameter gradients and their
+    /// tangents too), in train and eval mode, with the mask computed and with it pinned by
+    /// `ActivationPatterns`. Tolerance 0: the fused passes do the same float32 operations in the same
+    /// order (the ReLU mask recomputed from x with the forward's own scale and shift, the same products
+    /// and sums), so a difference in any bit is a wrong rule. 7x6 planes: not a multiple of the 8 lanes.
+    func testFusedReLUsEqualTheSeparateLayers() {
+        let (n, c, h, w) = (3, 5, 7, 6), count = 3 * 5 * 7 * 6
+        func tensor(_ seed: UInt64) -> Tensor4 { Tensor4(n: n, c: c, h: h, w: w, data: values(count, seed: seed)) }
+        let x = tensor(21), dy = tensor(22), dotX = tensor(23), rdy = tensor(24)
+        func batchNorm() -> BatchNorm2d {
+            let bn = BatchNorm2d(name: "bn.", channels: c)
+            bn.weight.value = values(c, seed: 25).map { $0 + 1.5 }
+            bn.bias.value = values(c, seed: 26)
+            bn.runningMean = values(c, seed: 27)
+            bn.runningVar = values(c, seed: 28).map { $0 + 1.5 }
+            bn.weight.tangent = values(c, seed: 29)
+            bn.bias.tangent = values(c, seed: 30)
+            return bn
+        }
+        for mode in [Mode.train, .eval] {
+            for pinned in [false, true] {
+                let label = "\(mode), \(pinned ? "pinned" : "computed") mask"
+                let fused = batchNorm(), separate = batchNorm(), relu = ReLU()
+                func run<T>(_ body: () -> T) -> T { pinned ? ActivationPatterns().record(body) : body() }
+                let (yf, yr) = run { (fused.forward(x, mode: mode, relu: true), relu.forward(separate.forward(x, mode: mode))) }
+                XCTAssertEqual(yf, yr, "forward, \(label)")
+                XCTAssertTrue(yf.data.contains(0) && yf.data.contains { $0 > 0 }, "the mask has both values")
+                let (df, dr) = Tangents.record { (fused.backward(dy), separate.backward(relu.backward(dy))) }
+                XCTAssertEqual(df, dr, "backward, \(label)")
+                XCTAssertEqual(fused.weight.grad, separate.weight.grad, "dγ, \(label)")
+                XCTAssertEqual(fused.bias.grad, separate.bias.grad, "dβ, \(label)")
+                XCTAssertEqual(fused.tangentForward(dotX), relu.tangentForward(separate.tangentForward(dotX)), "tangent forward, \(label)")
+                [fused.weight, fused.bias, separate.weight, separate.bias].zeroGrad()
+                XCTAssertEqual(fused.tangentBackward(rdy), separate.tangentBackward(relu.tangentBackward(rdy)), "tangent backward, \(label)")
+                XCTAssertEqual(fused.weight.grad, separate.weight.grad, "R{dγ}, \(label)")
+                XCTAssertEqual(fused.bias.grad, separate.bias.grad, "R{dβ}, \(label)")
+            }
+        }
+        // relu(a + b) in one pass against the sum, then ReLU; its tangent against the sum of the tangents.
+        let sum = { (a: Tensor4, b: Tensor4) in Tensor4(n: n, c: c, h: h, w: w, data: zip(a.data, b.data).map(+)) }
+        for pinned in [false, true] {
+            let fused = ReLU(), separate = ReLU()
+            func run<T>(_ body: () -> T) -> T { pinned ? ActivationPatterns().record(body) : body() }
+            let (yf, yr) = run { (fused.forward(x, adding: dy), separate.forward(sum(x, dy))) }
+            XCTAssertEqual(yf, yr, "relu(a + b), pinned \(pinned)")
+            XCTAssertEqual(fused.backward(rdy), separate.backward(rdy), "its backward, pinned \(pinned)")
+            XCTAssertEqual(fused.tangentForward(dotX, adding: rdy), separate.tangentForward(sum(dotX, rdy)), "its tangent, pinned \(pinned)")
+        }
+    }
+
     func testMaxPoolTakesFirstMaximumAndRoutesGradient() {
         let mp = MaxPool2d()
         // 1x1x2x2 with ties: every 3x3/2/1 window covers all four pixels -> the first max wins

@@ -13,6 +13,10 @@
 /// - `M = 1` in train mode (PyTorch raises "Expected more than 1 value per channel when training"):
 ///   the output is `bias`, and the running variance is updated with variance 0; callers keep `M > 1`.
 /// - Keys: `<prefix>weight`, `bias` (parameters), `running_mean`, `running_var`, `num_batches_tracked` (buffers).
+/// - Fused ReLU: `forward(x, mode:, relu: true)` is this layer followed by `torch.nn.ReLU` (the BN -> ReLU
+///   pairs of ResNet stems and blocks) in one pass over the values; `backward` and the tangent rules then
+///   apply ReLU's mask to their incoming gradient first, recomputed from x and the forward's affine map
+///   (or the mask `ActivationPatterns` pinned), so no pre-activation tensor is kept.
 public final class BatchNorm2d {
     public let channels: Int
     public let eps: Float = 1e-5
@@ -31,8 +35,15 @@ public final class BatchNorm2d {
     public let prefix: String
 
     private var input: Tensor4?
+    /// Statistics of the last forward (batch or running), per channel: mean, `1/sqrt(var + eps)`, and
+    /// the forward as the affine map `y = x * scale + shift` (before a fused ReLU).
     private var mean: [Float] = []
     private var invStd: [Float] = []
+    private var scale: [Float] = []
+    private var shift: [Float] = []
+    /// Whether the last forward applied the fused ReLU, and its mask when `ActivationPatterns` pinned it.
+    private var fusedReLU = false
+    private var pinnedMask: [Bool]?
     /// Mean and unbiased variance per channel of the last forward that used batch statistics.
     public private(set) var batchStatistics: (mean: [Float], unbiasedVariance: [Float])?
 
@@ -87,55 +98,93 @@ public final class BatchNorm2d {
         runningVar = [Float](repeating: 1, count: channels)
     }
 
-    /// Forward: x `[N, C, H, W]` -> y `[N, C, H, W]`. Keeps `x` and the statistics used for `backward`.
-    public func forward(_ x: Tensor4, mode: Mode) -> Tensor4 {
+    /// Forward: x `[N, C, H, W]` -> y `[N, C, H, W]`; with `relu`, `max(y, 0)` (ReLU's rule, NaN -> 0:
+    /// `BatchNorm2d` then `torch.nn.ReLU` in one pass). Keeps `x` and the statistics used for `backward`.
+    public func forward(_ x: Tensor4, mode: Mode, relu: Bool = false) -> Tensor4 {
         precondition(x.c == channels, "BatchNorm2d \(prefix): input has \(x.c) channels, expected \(channels)")
         input = x
         let C = channels, HW = x.h * x.w, N = x.n, M = N * HW
-        var mean = [Float](repeating: 0, count: C)
-        var invStd = [Float](repeating: 0, count: C)
-        if mode.usesBatchStatistics {
-            let synchronize = Self.crossProcessSum
-            // Per channel: Σx (pass 1), then Σ(x − μ)² about the mean of the whole batch (pass 2), each
-            // accumulated in float64 over the planes; under `crossProcessSum` each is summed over the
-            // processes, with the processes' value counts (SyncBatchNorm's global batch statistics).
+        let batch = mode.usesBatchStatistics
+        let synchronize = batch ? Self.crossProcessSum : nil
+        // Per channel: mean, 1/sqrt(var + eps), scale, shift (one buffer), and the biased variance in float64.
+        var stats = [Float](repeating: 0, count: 4 * C)
+        var variance = [Double](repeating: 0, count: C)
+        var total = Double(M)
+        if let synchronize {
+            // SyncBatchNorm: Σx (pass 1) summed over the processes with their value counts before the
+            // mean is taken, then Σ(x − μ)² about that mean (pass 2) likewise.
             var sums = [Double](repeating: 0, count: C + 1)
             sums[C] = Double(M)
             planeSums(x, into: &sums) { p, _ in Double(sumFloat(p, HW)) }
-            synchronize?(&sums)
-            let total = sums[C]
-            for c in 0..<C { mean[c] = Float(sums[c] / total) }
-            var variance = [Double](repeating: 0, count: C)
-            let mu = mean
+            synchronize(&sums)
+            total = sums[C]
+            let mu = (0..<C).map { Float(sums[$0] / total) }
             planeSums(x, into: &variance) { p, c in Double(sumSquaredDeviation(p, HW, mu[c])) }
-            synchronize?(&variance)
-            for c in 0..<C {
-                variance[c] /= total
-                invStd[c] = Float(1 / (variance[c] + Double(eps)).squareRoot())
+            synchronize(&variance)
+            for c in 0..<C { stats[c] = mu[c]; variance[c] /= total }
+        } else if !batch {
+            let (mu, inv) = runningNormalisation()
+            for c in 0..<C { stats[c] = mu[c]; stats[C + c] = inv[c] }
+        }
+        // With the patterns of `ActivationPatterns` the mask is the recorded one, applied below.
+        let patterns = relu ? ActivationPatterns.current : nil
+        let rectify = relu && patterns == nil
+        let gamma = weight.value, beta = bias.value, values = total
+        var y = [Float](count: x.count) { yp in
+            x.data.withUnsafeBufferPointer { xp in
+                stats.withUnsafeMutableBufferPointer { sp in
+                    variance.withUnsafeMutableBufferPointer { vp in
+                        let (xs, ys, st, va) = (xp.baseAddress!, yp.baseAddress!, sp.baseAddress!, vp.baseAddress!)
+                        // Channel by channel (each written by one thread): without synchronisation its batch
+                        // statistics, Σx then Σ(x − μ)² accumulated in float64 over the planes in order, and
+                        // its output in one visit, while its N planes are in cache.
+                        Parallel.forEachChunk(C, workPerIndex: 3 * N * HW) { channels in
+                            for c in channels {
+                                let planes = ChannelPlanes(xs, channel: c, channels: C, plane: HW)
+                                if batch && synchronize == nil {
+                                    var s: Double = 0
+                                    for n in 0..<N { s += Double(sumFloat(planes[n], HW)) }
+                                    let mu = Float(s / values)
+                                    var d: Double = 0
+                                    for n in 0..<N { d += Double(sumSquaredDeviation(planes[n], HW, mu)) }
+                                    st[c] = mu
+                                    va[c] = d / values
+                                }
+                                if batch { st[C + c] = Float(1 / (va[c] + Double(eps)).squareRoot()) }
+                                let a = gamma[c] * st[C + c], b = beta[c] - st[c] * a
+                                st[2 * C + c] = a
+                                st[3 * C + c] = b
+                                for n in 0..<N { scaleShift(planes[n], into: ys + (n * C + c) * HW, HW, a, b, rectify: rectify) }
+                            }
+                        }
+                    }
+                }
             }
+        }
+        if let patterns {
+            let mask = patterns.reluMask(y)
+            pinnedMask = mask
+            y.withUnsafeMutableBufferPointer { yp in
+                mask.withUnsafeBufferPointer { mp in
+                    reluGate(yp.baseAddress!, yp.baseAddress!, mp.baseAddress!, yp.count, 0, 0, into: yp.baseAddress!)
+                }
+            }
+        } else {
+            pinnedMask = nil
+        }
+        mean = Array(stats[0..<C])
+        invStd = Array(stats[C..<(2 * C)])
+        scale = Array(stats[(2 * C)..<(3 * C)])
+        shift = Array(stats[(3 * C)...])
+        if batch {
             synchronizedCount = synchronize == nil ? nil : total
             let unbiased = (0..<C).map { Float(total > 1 ? variance[$0] * total / (total - 1) : variance[$0]) }
             batchStatistics = (mean, unbiased)
             if mode == .train { updateRunningStatistics(mean: mean, unbiasedVariance: unbiased) }
         } else {
             synchronizedCount = nil
-            (mean, invStd) = runningNormalisation()
         }
-        self.mean = mean
-        self.invStd = invStd
-        let (scale, shift) = affine(mean: mean, invStd: invStd)
-        let y = [Float](count: x.count) { yp in
-            x.data.withUnsafeBufferPointer { xp in
-                // Planes (n, c) are independent.
-                Parallel.forEachChunk(N * C, workPerIndex: HW) { planes in
-                    for plane in planes {
-                        let c = plane % C, a = scale[c], b = shift[c]
-                        let src = xp.baseAddress! + plane * HW, dst = yp.baseAddress! + plane * HW
-                        for i in 0..<HW { dst[i] = src[i] * a + b }
-                    }
-                }
-            }
-        }
+        fusedReLU = relu
         lastMode = mode
         return Tensor4(n: N, c: C, h: x.h, w: x.w, data: y)
     }
@@ -147,78 +196,111 @@ public final class BatchNorm2d {
         (runningMean, runningVar.map { 1 / ($0 + eps).squareRoot() })
     }
 
-    /// The forward pass as a per-channel affine map `y = x * scale + shift`, for the statistics
-    /// `mean`, `invStd`: `scale = gamma * invStd`, `shift = beta - mean * scale`.
-    private func affine(mean: [Float], invStd: [Float]) -> (scale: [Float], shift: [Float]) {
-        let scale = (0..<channels).map { weight.value[$0] * invStd[$0] }
-        return (scale, (0..<channels).map { bias.value[$0] - mean[$0] * scale[$0] })
-    }
-
     /// The eval-mode forward as `y = x * scale + shift` per channel (`[C]` each; the same values the
     /// eval-mode `forward` applies), for folding this BatchNorm into the convolution before it
     /// (`Conv2d.infer`). Reads only the parameters and running statistics.
     public func evalAffine() -> (scale: [Float], shift: [Float]) {
         let (mean, invStd) = runningNormalisation()
-        return affine(mean: mean, invStd: invStd)
+        let scale = (0..<channels).map { weight.value[$0] * invStd[$0] }
+        return (scale, (0..<channels).map { bias.value[$0] - mean[$0] * scale[$0] })
+    }
+
+    /// The planes of channel `c` of `t` (dy, or its tangent R{dy}) as this layer's rules see them:
+    /// through the fused ReLU's mask (copied into `scratch`, `N·H·W` floats) when the forward had one,
+    /// else `t`'s own planes.
+    @inline(__always)
+    private func gated(_ t: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ mask: UnsafePointer<Bool>?,
+                       _ a: Float, _ b: Float, channel c: Int, n N: Int, plane HW: Int,
+                       scratch: UnsafeMutablePointer<Float>) -> ChannelPlanes {
+        guard fusedReLU else { return ChannelPlanes(t, channel: c, channels: channels, plane: HW) }
+        for n in 0..<N {
+            let off = (n * channels + c) * HW
+            reluGate(t + off, x + off, mask.map { $0 + off }, HW, a, b, into: scratch + n * HW)
+        }
+        return ChannelPlanes(scratch, plane: HW)
     }
 
     /// Backward: dy `[N, C, H, W]` -> dx. Accumulates `dL/dgamma`, `dL/dbeta`. In train mode the
     /// gradient flows through the batch statistics:
     /// `dx = gamma * invstd * (dy - a - xhat * b)`, `a = mean(dy)`, `b = mean(dy * xhat)`; in eval mode
-    /// `dx = gamma * invstd * dy`. After a synchronised forward (`crossProcessSum`) process r's means are
+    /// `dx = gamma * invstd * dy`. After a forward with the fused ReLU, dy is first masked as ReLU's
+    /// backward does. After a synchronised forward (`crossProcessSum`) process r's means are
     /// `a = Σ_r' M_r' Σdy_r' / (M_r Σ_r' M_r')` (b likewise; M_r: its values per channel): the gradient
     /// of the concatenated batch's loss `Σ_r (M_r/ΣM) L_r` with respect to its input, divided by its
     /// weight M_r/ΣM (PyTorch's SyncBatchNorm backward with equal shards, where the weights cancel).
     public func backward(_ dy: Tensor4) -> Tensor4 {
         guard let x = input else { preconditionFailure("BatchNorm2d \(prefix): backward before forward") }
-        let (C, HW, N, M) = (channels, x.h * x.w, x.n, Float(x.n * x.h * x.w))
-        let mean = self.mean, invStd = self.invStd, gamma = weight.value, batchStatistics = lastMode.usesBatchStatistics
+        precondition(dy.shape == x.shape, "BatchNorm2d \(prefix): gradient shape \(dy.shape) vs \(x.shape)")
+        let (C, M) = (channels, Float(x.n * x.h * x.w))
+        let batchStatistics = lastMode.usesBatchStatistics
         // sums[2c] = Σ dy·xhat, sums[2c+1] = Σ dy over the channel's values.
         var sums = [Double](repeating: 0, count: 2 * C)
-        x.data.withUnsafeBufferPointer { xp in
-            dy.data.withUnsafeBufferPointer { gp in
-                sums.withUnsafeMutableBufferPointer { sp in
-                    Parallel.forEachChunk(C, workPerIndex: 2 * N * HW) { channels in
-                        for c in channels {
-                            let (sumDy, sumDyXhat) = channelSums(gp.baseAddress!, xp.baseAddress!, c, N, C, HW, mean[c], invStd[c])
-                            sp[2 * c] = sumDyXhat
-                            sp[2 * c + 1] = sumDy
-                        }
-                    }
-                }
-            }
-        }
-        // The means b (meanDyXhat) and a (meanDy) of the rule above, per channel.
-        var means = [Float](repeating: 0, count: 2 * C)
+        var dx = [Float](count: x.count) { _ in }
         if batchStatistics, let total = synchronizedCount {
             guard let synchronize = Self.crossProcessSum else {
                 preconditionFailure("BatchNorm2d \(prefix): backward of a synchronised forward outside the synchronisation")
             }
+            // The sums of every process before any dx: two visits per channel.
+            sums.withUnsafeMutableBufferPointer { sp in backwardVisit(dy, x, sums: sp.baseAddress!, means: nil, dx: nil) }
             var weighted = sums.map { $0 * Double(M) }
             synchronize(&weighted)
-            for i in 0..<(2 * C) { means[i] = Float(weighted[i] / (Double(M) * total)) }
-        } else if batchStatistics {
-            for i in 0..<(2 * C) { means[i] = Float(sums[i]) / M }
+            let means = weighted.map { Float($0 / (Double(M) * total)) }
+            sums.withUnsafeMutableBufferPointer { sp in
+                means.withUnsafeBufferPointer { mp in
+                    dx.withUnsafeMutableBufferPointer { backwardVisit(dy, x, sums: sp.baseAddress!, means: mp.baseAddress!, dx: $0.baseAddress!) }
+                }
+            }
+        } else {
+            sums.withUnsafeMutableBufferPointer { sp in
+                dx.withUnsafeMutableBufferPointer { backwardVisit(dy, x, sums: sp.baseAddress!, means: nil, dx: $0.baseAddress!) }
+            }
         }
-        var dx = [Float](unsafeUninitializedCapacity: x.count) { _, initialized in initialized = x.count }
+        accumulateGradients(sums)
+        if Tangents.recording {
+            outputGradient = dy
+            outputGradientSums = sums
+        }
+        return Tensor4(n: x.n, c: C, h: x.h, w: x.w, data: dx)
+    }
+
+    /// One visit per channel of `backward` (each channel by one thread), g = dy through the fused ReLU:
+    /// without `dx`, stores `(Σ g·x̂, Σ g)` into `sums[2c]`, `sums[2c+1]`; with `dx` and `means`
+    /// (`[b_0, a_0, b_1, a_1, ...]`, synchronised), writes `dx = γs(g − a − x̂b)`; with `dx` alone, both,
+    /// the means from the channel's own sums (batch statistics) or 0 (eval mode).
+    private func backwardVisit(_ dy: Tensor4, _ x: Tensor4, sums: UnsafeMutablePointer<Double>, means: UnsafePointer<Float>?,
+                               dx: UnsafeMutablePointer<Float>?) {
+        let (C, HW, N, M) = (channels, x.h * x.w, x.n, Float(x.n * x.h * x.w))
+        let mean = self.mean, invStd = self.invStd, gamma = weight.value, scale = self.scale, shift = self.shift
+        let batchStatistics = lastMode.usesBatchStatistics
         x.data.withUnsafeBufferPointer { xp in
             dy.data.withUnsafeBufferPointer { gp in
-                dx.withUnsafeMutableBufferPointer { dxp in
-                    // Each channel is written by one thread.
-                    Parallel.forEachChunk(C, workPerIndex: N * HW) { channels in
+                withMask { mask in
+                    Parallel.forEachChunk(C, workPerIndex: 2 * N * HW) { channels in
+                        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: fusedReLU ? N * HW : 0)
+                        defer { scratch.deallocate() }
                         for c in channels {
-                            let mu = mean[c], inv = invStd[c], g = gamma[c] * inv
-                            let meanDyXhat = means[2 * c], meanDy = means[2 * c + 1]
+                            let mu = mean[c], inv = invStd[c]
+                            let g = gated(gp.baseAddress!, xp.baseAddress!, mask, scale[c], shift[c], channel: c, n: N, plane: HW,
+                                          scratch: scratch)
+                            let xs = ChannelPlanes(xp.baseAddress!, channel: c, channels: C, plane: HW)
+                            if means == nil {
+                                let (sumDy, sumDyXhat) = channelSums(g, xs, N, HW, mu, inv)
+                                sums[2 * c] = sumDyXhat
+                                sums[2 * c + 1] = sumDy
+                            }
+                            guard let dx else { continue }
+                            let meanDyXhat = means?[2 * c] ?? (batchStatistics ? Float(sums[2 * c]) / M : 0)
+                            let meanDy = means?[2 * c + 1] ?? (batchStatistics ? Float(sums[2 * c + 1]) / M : 0)
+                            let k = gamma[c] * inv
                             for n in 0..<N {
-                                let off = (n * C + c) * HW
-                                let src = gp.baseAddress! + off, xs = xp.baseAddress! + off, dst = dxp.baseAddress! + off
+                                let src = g[n], xn = xs[n], dst = dx + (n * C + c) * HW
                                 if batchStatistics {
                                     for i in 0..<HW {
-                                        let xhat = (xs[i] - mu) * inv
-                                        dst[i] = g * (src[i] - meanDy - xhat * meanDyXhat)
+                                        let xhat = (xn[i] - mu) * inv
+                                        dst[i] = k * (src[i] - meanDy - xhat * meanDyXhat)
                                     }
                                 } else {
-                                    for i in 0..<HW { dst[i] = g * src[i] }
+                                    for i in 0..<HW { dst[i] = k * src[i] }
                                 }
                             }
                         }
@@ -226,9 +308,12 @@ public final class BatchNorm2d {
                 }
             }
         }
-        accumulateGradients(sums)
-        if Tangents.recording { outputGradient = dy }
-        return Tensor4(n: N, c: C, h: x.h, w: x.w, data: dx)
+    }
+
+    /// `body` with the pinned mask of the last forward (nil without one).
+    private func withMask<T>(_ body: (UnsafePointer<Bool>?) -> T) -> T {
+        guard let pinnedMask else { return body(nil) }
+        return pinnedMask.withUnsafeBufferPointer { body($0.baseAddress!) }
     }
 
     // Tangent rules (docs/bissl.md, "Exact Hessian-vector products"), per channel, with x̂ = (x − μ)s,
@@ -239,10 +324,16 @@ public final class BatchNorm2d {
     //   R{dx} = (γ̇ s + γ ṡ)(dy − a − x̂ b) + γ s (R{dy} − ȧ − x̂̇ b − x̂ ḃ),
     //   ȧ = mean(R{dy}), ḃ = mean(R{dy} x̂ + dy x̂̇),  R{dγ} = Σ (R{dy} x̂ + dy x̂̇),  R{dβ} = Σ R{dy}.
     // Eval mode (running statistics, constants): x̂̇ = s ẋ, ṡ = 0 and a = b = ȧ = ḃ = 0 in R{dx}.
+    // With the fused ReLU (a fixed 0/1 mask, ReLU'' = 0): ẏ is masked, and dy and R{dy} are masked
+    // before the rules above, as the separate layers would do.
 
-    /// dy of the primal backward (kept inside `Tangents.record`); x̂̇ and ṡ of the last tangent forward.
+    /// dy of the primal backward (kept inside `Tangents.record`) with its per-channel sums
+    /// `[Σ dy x̂, Σ dy]` (dy through the fused ReLU); ẋ of the last tangent forward with its per-channel
+    /// `[μ̇, m]` (x̂̇ = s(ẋ − μ̇ − x̂m) is recomputed from them, not stored) and ṡ.
     private var outputGradient: Tensor4?
-    private var tangentXhat: [Float] = []
+    private var outputGradientSums: [Double] = []
+    private var tangentInput: Tensor4?
+    private var tangentMeans: [Float] = []
     private var tangentInvStd: [Float] = []
 
     /// Tangent forward: ẋ -> ẏ (shape `[N, C, H, W]`), at the primal forward's input and statistics.
@@ -252,34 +343,41 @@ public final class BatchNorm2d {
         precondition(dotX.shape == x.shape, "BatchNorm2d \(prefix): tangent shape \(dotX.shape) vs \(x.shape)")
         let (C, HW, N, M) = (channels, x.h * x.w, x.n, Float(x.n * x.h * x.w))
         let mean = self.mean, invStd = self.invStd, gamma = weight.value, batch = lastMode.usesBatchStatistics
+        let scale = self.scale, shift = self.shift, fused = fusedReLU
         let dGamma = weight.tangentOrZeros, dBeta = bias.tangentOrZeros
+        // Per channel: μ̇, m (0 in eval mode) and ṡ.
+        var dMeans = [Float](repeating: 0, count: 2 * C)
         var dInv = [Float](repeating: 0, count: C)
-        var dXhat = [Float](count: x.count) { _ in }
         var dy = [Float](count: x.count) { _ in }
         x.data.withUnsafeBufferPointer { xp in
             dotX.data.withUnsafeBufferPointer { tp in
-                dXhat.withUnsafeMutableBufferPointer { hp in
-                    dy.withUnsafeMutableBufferPointer { yp in
+                dy.withUnsafeMutableBufferPointer { yp in
+                    dMeans.withUnsafeMutableBufferPointer { mp in
                         dInv.withUnsafeMutableBufferPointer { ip in
-                            Parallel.forEachChunk(C, workPerIndex: 3 * N * HW) { channels in
-                                for c in channels {
-                                    let mu = mean[c], s = invStd[c]
-                                    var dmu: Float = 0, m: Float = 0
-                                    if batch {
-                                        let (a, b) = channelSums(tp.baseAddress!, xp.baseAddress!, c, N, C, HW, mu, s)
-                                        dmu = Float(a) / M; m = Float(b) / M
-                                        ip[c] = -s * s * m
-                                    }
-                                    let g = gamma[c], dg = dGamma[c], db = dBeta[c]
-                                    for n in 0..<N {
-                                        let off = (n * C + c) * HW
-                                        let xs = xp.baseAddress! + off, ts = tp.baseAddress! + off
-                                        let hs = hp.baseAddress! + off, ys = yp.baseAddress! + off
-                                        for i in 0..<HW {
-                                            let xhat = (xs[i] - mu) * s
-                                            let h = s * (ts[i] - dmu - xhat * m)
-                                            hs[i] = h
-                                            ys[i] = dg * xhat + g * h + db
+                            withMask { mask in
+                                Parallel.forEachChunk(C, workPerIndex: 3 * N * HW) { channels in
+                                    for c in channels {
+                                        let mu = mean[c], s = invStd[c]
+                                        var dmu: Float = 0, m: Float = 0
+                                        if batch {
+                                            let (a, b) = channelSums(ChannelPlanes(tp.baseAddress!, channel: c, channels: C, plane: HW),
+                                                                     ChannelPlanes(xp.baseAddress!, channel: c, channels: C, plane: HW),
+                                                                     N, HW, mu, s)
+                                            dmu = Float(a) / M; m = Float(b) / M
+                                            ip[c] = -s * s * m
+                                            mp[2 * c] = dmu
+                                            mp[2 * c + 1] = m
+                                        }
+                                        let g = gamma[c], dg = dGamma[c], db = dBeta[c]
+                                        for n in 0..<N {
+                                            let off = (n * C + c) * HW
+                                            let xs = xp.baseAddress! + off, ts = tp.baseAddress! + off, ys = yp.baseAddress! + off
+                                            for i in 0..<HW {
+                                                let xhat = (xs[i] - mu) * s
+                                                let h = s * (ts[i] - dmu - xhat * m)
+                                                ys[i] = dg * xhat + g * h + db
+                                            }
+                                            if fused { reluGate(ys, xs, mask.map { $0 + off }, HW, scale[c], shift[c], into: ys) }
                                         }
                                     }
                                 }
@@ -289,7 +387,8 @@ public final class BatchNorm2d {
                 }
             }
         }
-        tangentXhat = dXhat
+        tangentInput = dotX
+        tangentMeans = dMeans
         tangentInvStd = dInv
         return Tensor4(n: N, c: C, h: x.h, w: x.w, data: dy)
     }
@@ -297,43 +396,51 @@ public final class BatchNorm2d {
     /// Tangent backward: R{dy} -> R{dx}; accumulates R{dγ}, R{dβ} into `weight.grad`, `bias.grad`.
     /// Needs the primal backward's dy (inside `Tangents.record`) and the last `tangentForward`.
     public func tangentBackward(_ rdy: Tensor4) -> Tensor4 {
-        guard let x = input, let dy = outputGradient else {
-            preconditionFailure("BatchNorm2d \(prefix): tangent backward without a recorded primal backward")
+        guard let x = input, let dy = outputGradient, let dotX = tangentInput else {
+            preconditionFailure("BatchNorm2d \(prefix): tangent backward without a recorded primal backward and a tangent forward")
         }
-        precondition(rdy.shape == x.shape && tangentXhat.count == x.count, "BatchNorm2d \(prefix): tangent backward out of order")
+        precondition(rdy.shape == x.shape && dotX.shape == x.shape, "BatchNorm2d \(prefix): tangent backward out of order")
         let (C, HW, N, M) = (channels, x.h * x.w, x.n, Float(x.n * x.h * x.w))
         let mean = self.mean, invStd = self.invStd, gamma = weight.value, batch = lastMode.usesBatchStatistics
+        let scale = self.scale, shift = self.shift, primalSums = outputGradientSums, dMeans = tangentMeans
         let dGamma = weight.tangentOrZeros, dInv = tangentInvStd
         var sums = [Double](repeating: 0, count: 2 * C)
         var rdx = [Float](count: x.count) { _ in }
         x.data.withUnsafeBufferPointer { xp in
             dy.data.withUnsafeBufferPointer { gp in
                 rdy.data.withUnsafeBufferPointer { rp in
-                    tangentXhat.withUnsafeBufferPointer { hp in
+                    dotX.data.withUnsafeBufferPointer { tp in
                         rdx.withUnsafeMutableBufferPointer { op in
                             sums.withUnsafeMutableBufferPointer { sp in
-                                Parallel.forEachChunk(C, workPerIndex: 5 * N * HW) { channels in
-                                    for c in channels {
-                                        let mu = mean[c], s = invStd[c]
-                                        let (sdy, sdyx) = channelSums(gp.baseAddress!, xp.baseAddress!, c, N, C, HW, mu, s)
-                                        let (sr, srx) = channelSums(rp.baseAddress!, xp.baseAddress!, c, N, C, HW, mu, s)
-                                        var sdyh: Double = 0
-                                        for n in 0..<N {
-                                            let off = (n * C + c) * HW
-                                            sdyh += Double(dotFloat(gp.baseAddress! + off, hp.baseAddress! + off, HW))
-                                        }
-                                        sp[2 * c] = srx + sdyh
-                                        sp[2 * c + 1] = sr
-                                        let a = batch ? Float(sdy) / M : 0, b = batch ? Float(sdyx) / M : 0
-                                        let ra = batch ? Float(sr) / M : 0, rb = batch ? Float(srx + sdyh) / M : 0
-                                        let outer = dGamma[c] * s + gamma[c] * dInv[c], inner = gamma[c] * s
-                                        for n in 0..<N {
-                                            let off = (n * C + c) * HW
-                                            let xs = xp.baseAddress! + off, gs = gp.baseAddress! + off, rs = rp.baseAddress! + off
-                                            let hs = hp.baseAddress! + off, os = op.baseAddress! + off
-                                            for i in 0..<HW {
-                                                let xhat = (xs[i] - mu) * s
-                                                os[i] = outer * (gs[i] - a - xhat * b) + inner * (rs[i] - ra - hs[i] * b - xhat * rb)
+                                withMask { mask in
+                                    Parallel.forEachChunk(C, workPerIndex: 5 * N * HW) { channels in
+                                        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: fusedReLU ? 2 * N * HW : 0)
+                                        defer { scratch.deallocate() }
+                                        for c in channels {
+                                            let mu = mean[c], s = invStd[c], dmu = dMeans[2 * c], m = dMeans[2 * c + 1]
+                                            let xs = ChannelPlanes(xp.baseAddress!, channel: c, channels: C, plane: HW)
+                                            let ts = ChannelPlanes(tp.baseAddress!, channel: c, channels: C, plane: HW)
+                                            let gs = gated(gp.baseAddress!, xp.baseAddress!, mask, scale[c], shift[c], channel: c, n: N,
+                                                           plane: HW, scratch: scratch)
+                                            let rs = gated(rp.baseAddress!, xp.baseAddress!, mask, scale[c], shift[c], channel: c, n: N,
+                                                           plane: HW, scratch: scratch + N * HW)
+                                            let (sdyx, sdy) = (primalSums[2 * c], primalSums[2 * c + 1])
+                                            let (sr, srx) = channelSums(rs, xs, N, HW, mu, s)
+                                            var sdyh: Double = 0
+                                            for n in 0..<N { sdyh += Double(sumTimesXhatTangent(gs[n], xs[n], ts[n], HW, mu, s, dmu, m)) }
+                                            sp[2 * c] = srx + sdyh
+                                            sp[2 * c + 1] = sr
+                                            let a = batch ? Float(sdy) / M : 0, b = batch ? Float(sdyx) / M : 0
+                                            let ra = batch ? Float(sr) / M : 0, rb = batch ? Float(srx + sdyh) / M : 0
+                                            let outer = dGamma[c] * s + gamma[c] * dInv[c], inner = gamma[c] * s
+                                            for n in 0..<N {
+                                                let xn = xs[n], gn = gs[n], rn = rs[n], tn = ts[n]
+                                                let os = op.baseAddress! + (n * C + c) * HW
+                                                for i in 0..<HW {
+                                                    let xhat = (xn[i] - mu) * s
+                                                    let h = s * (tn[i] - dmu - xhat * m)
+                                                    os[i] = outer * (gn[i] - a - xhat * b) + inner * (rn[i] - ra - h * b - xhat * rb)
+                                                }
                                             }
                                         }
                                     }
@@ -357,31 +464,100 @@ public final class BatchNorm2d {
     }
 }
 
-/// `(Σ dy, Σ dy x̂)` of channel `c` over the `n` samples of an `[n, channels, H, W]` pair of buffers
-/// with `plane = H·W`, `x̂ = (x − mean)·invStd`: each sample's plane summed in float lanes
-/// (`sumsForBackward`), the samples added in Double.
-@inline(__always) func channelSums(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ c: Int, _ n: Int, _ channels: Int,
-                                   _ plane: Int, _ mean: Float, _ invStd: Float) -> (Double, Double) {
+/// The N planes `[H, W]` of one channel: plane n at `base + n * stride` (stride `C·H·W` in an NCHW
+/// buffer, `H·W` in a contiguous copy of the channel).
+struct ChannelPlanes {
+    let base: UnsafePointer<Float>, stride: Int
+
+    /// Channel `c` of an NCHW buffer with `channels` channels of `plane = H·W` values.
+    @inline(__always) init(_ data: UnsafePointer<Float>, channel c: Int, channels: Int, plane: Int) {
+        base = data + c * plane
+        stride = channels * plane
+    }
+
+    /// N planes of `plane` values one after the other.
+    @inline(__always) init(_ data: UnsafeMutablePointer<Float>, plane: Int) {
+        base = UnsafePointer(data)
+        stride = plane
+    }
+
+    @inline(__always) subscript(n: Int) -> UnsafePointer<Float> { base + n * stride }
+}
+
+/// `(Σ t, Σ t x̂)` of one channel's `n` planes of `plane` values, `x̂ = (x − mean)·invStd`: each
+/// plane summed in float lanes (`sumsForBackward`), the planes added in Double in order.
+@inline(__always) func channelSums(_ t: ChannelPlanes, _ x: ChannelPlanes, _ n: Int, _ plane: Int,
+                                   _ mean: Float, _ invStd: Float) -> (Double, Double) {
     var a: Double = 0, b: Double = 0
     for sample in 0..<n {
-        let off = (sample * channels + c) * plane
-        let (sa, sb) = sumsForBackward(dy + off, x + off, plane, mean, invStd)
+        let (sa, sb) = sumsForBackward(t[sample], x[sample], plane, mean, invStd)
         a += Double(sa); b += Double(sb)
     }
     return (a, b)
 }
 
-/// `sum(a[i] * b[i])` over `count` floats, 8 lanes.
-@inline(__always) func dotFloat(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ count: Int) -> Float {
+/// `dst[i] = src[i] * a + b` for `count` floats, then ReLU's rule (`v > 0 ? v : 0`, NaN -> 0) when
+/// `rectify`; 8 lanes.
+@inline(__always) func scaleShift(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, _ count: Int,
+                                  _ a: Float, _ b: Float, rectify: Bool) {
+    let s = UnsafeRawPointer(src), d = UnsafeMutableRawPointer(dst)
+    let va = SIMD8<Float>(repeating: a), vb = SIMD8<Float>(repeating: b)
+    var i = 0
+    while i + 8 <= count {
+        var v = s.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self) * va + vb
+        if rectify { v = SIMD8<Float>.zero.replacing(with: v, where: v .> 0) }
+        d.storeBytes(of: v, toByteOffset: 4 * i, as: SIMD8<Float>.self)
+        i += 8
+    }
+    while i < count {
+        let v = src[i] * a + b
+        dst[i] = rectify ? (v > 0 ? v : 0) : v
+        i += 1
+    }
+}
+
+/// ReLU's backward rule for `count` values of a fused BatchNorm -> ReLU: `out[i] = keep ? t[i] : 0`
+/// with `keep = mask[i]` when a mask was pinned, else `x[i] * a + b > 0`, the forward's pre-activation
+/// recomputed with the same operations (`scaleShift`), so the same decision. `out` may be `t`.
+@inline(__always) func reluGate(_ t: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ mask: UnsafePointer<Bool>?, _ count: Int,
+                                _ a: Float, _ b: Float, into out: UnsafeMutablePointer<Float>) {
+    if let mask {
+        for i in 0..<count { let v = t[i]; out[i] = mask[i] ? v : 0 }   // load first: a select, not a branch
+        return
+    }
+    let ts = UnsafeRawPointer(t), xs = UnsafeRawPointer(x), o = UnsafeMutableRawPointer(out)
+    let va = SIMD8<Float>(repeating: a), vb = SIMD8<Float>(repeating: b)
+    var i = 0
+    while i + 8 <= count {
+        let pre = xs.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self) * va + vb
+        let v = ts.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self)
+        o.storeBytes(of: SIMD8<Float>.zero.replacing(with: v, where: pre .> 0), toByteOffset: 4 * i, as: SIMD8<Float>.self)
+        i += 8
+    }
+    while i < count { out[i] = x[i] * a + b > 0 ? t[i] : 0; i += 1 }
+}
+
+/// `Σ g[i]·x̂̇[i]` over `count` floats, 8 lanes, with the tangent of the normalised input recomputed
+/// as the tangent forward computes it: `x̂̇ = s(ẋ − μ̇ − x̂m)`, `x̂ = (x − mean)s`.
+@inline(__always) func sumTimesXhatTangent(_ g: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dotX: UnsafePointer<Float>,
+                                           _ count: Int, _ mean: Float, _ s: Float, _ dmu: Float, _ m: Float) -> Float {
+    let (vm, vs, vd, vmm) = (SIMD8<Float>(repeating: mean), SIMD8<Float>(repeating: s), SIMD8<Float>(repeating: dmu),
+                             SIMD8<Float>(repeating: m))
     var acc = SIMD8<Float>(repeating: 0)
     var i = 0
     while i + 8 <= count {
-        acc += UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self) * UnsafeRawPointer(b + i).loadUnaligned(as: SIMD8<Float>.self)
+        let xhat = (UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self) - vm) * vs
+        let h = vs * (UnsafeRawPointer(dotX + i).loadUnaligned(as: SIMD8<Float>.self) - vd - xhat * vmm)
+        acc += UnsafeRawPointer(g + i).loadUnaligned(as: SIMD8<Float>.self) * h
         i += 8
     }
-    var s = acc.sum()
-    while i < count { s += a[i] * b[i]; i += 1 }
-    return s
+    var sum = acc.sum()
+    while i < count {
+        let xhat = (x[i] - mean) * s
+        sum += g[i] * (s * (dotX[i] - dmu - xhat * m))
+        i += 1
+    }
+    return sum
 }
 
 /// Sum of `count` floats, accumulated in 8 float lanes (vectorisable) then added up.

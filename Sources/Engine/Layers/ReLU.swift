@@ -1,5 +1,8 @@
 /// `torch.nn.ReLU`: `y = max(x, 0)` elementwise; backward passes `dy` where `y > 0`.
-/// Works on flat float buffers, so it serves `Tensor4` and `Matrix` alike.
+/// Works on flat float buffers, so it serves `Tensor4` and `Matrix` alike. `forward(_:adding:)` is a
+/// ResNet block's residual add and output ReLU, `relu(a + b)`, in one pass (He et al., arXiv:1512.03385);
+/// its backward is `backward`, whose dx goes unchanged to both addends. (A ReLU right after a
+/// BatchNorm runs inside `BatchNorm2d.forward(_:mode:relu:)`.)
 public final class ReLU {
     /// Output of the last forward pass (its sign is the backward mask).
     private var output: [Float] = []
@@ -11,59 +14,71 @@ public final class ReLU {
 
     /// Forward: x (any shape) -> y (same shape). Inside `ActivationPatterns.record`/`replay` the
     /// mask is recorded/replayed: `y = mask ? x : 0`.
-    public func forward(_ x: [Float]) -> [Float] {
-        let mask = ActivationPatterns.current?.reluMask(x)
-        pinnedMask = mask
-        output = [Float](count: x.count) { y in
-            x.withUnsafeBufferPointer { xp in
-                if let mask {
-                    mask.withUnsafeBufferPointer { mp in ReLU.select(xp, where: mp, into: y) }
-                } else {
-                    ReLU.select(xp, wherePositive: xp, into: y)
-                }
-            }
+    public func forward(_ x: [Float]) -> [Float] { forward(x, plus: nil) }
+
+    /// `max(x + addend, 0)` (addend nil: `max(x, 0)`; NaN -> 0); a pinned mask is taken on the sum.
+    private func forward(_ x: [Float], plus addend: [Float]?) -> [Float] {
+        precondition(addend.map { $0.count == x.count } ?? true, "ReLU: addends of \(x.count) and \(addend?.count ?? 0) values")
+        if let patterns = ActivationPatterns.current {
+            let sum = addend.map { zip(x, $0).map(+) } ?? x
+            let mask = patterns.reluMask(sum)
+            pinnedMask = mask
+            output = ReLU.apply(sum, plus: nil, key: nil, pinned: mask)
+        } else {
+            pinnedMask = nil
+            output = ReLU.apply(x, plus: addend, key: nil, pinned: nil)
         }
         return output
     }
 
     /// Backward: dy (shape of the forward output) -> dx = dy * (y > 0) (or dy * mask when pinned).
-    public func backward(_ dy: [Float]) -> [Float] {
-        precondition(dy.count == output.count, "ReLU: gradient of \(dy.count) values for \(output.count) outputs")
-        return [Float](count: dy.count) { dx in
-            dy.withUnsafeBufferPointer { g in
-                if let mask = pinnedMask {
-                    mask.withUnsafeBufferPointer { mp in ReLU.select(g, where: mp, into: dx) }
-                } else {
-                    output.withUnsafeBufferPointer { y in ReLU.select(g, wherePositive: y, into: dx) }
+    public func backward(_ dy: [Float]) -> [Float] { masked(dy, plus: nil) }
+
+    /// `(t + addend) * (y > 0)` (or the pinned mask) for the last forward's output y.
+    private func masked(_ t: [Float], plus addend: [Float]?) -> [Float] {
+        precondition(t.count == output.count && (addend.map { $0.count == t.count } ?? true),
+                     "ReLU: gradient of \(t.count) values for \(output.count) outputs")
+        return ReLU.apply(t, plus: addend, key: pinnedMask == nil ? output : nil, pinned: pinnedMask)
+    }
+
+    /// `out[i] = keep ? v : 0` with `v = t[i] (+ addend[i])` and `keep = pinned[i]`, else `key[i] > 0`,
+    /// else `v > 0` (ReLU's rule: NaN -> 0); 8 lanes at a time, spread over the cores.
+    private static func apply(_ t: [Float], plus addend: [Float]?, key: [Float]?, pinned: [Bool]?) -> [Float] {
+        [Float](count: t.count) { out in
+            t.withUnsafeBufferPointer { tp in
+                (addend ?? t).withUnsafeBufferPointer { ap in
+                    (key ?? t).withUnsafeBufferPointer { kp in
+                        (pinned ?? []).withUnsafeBufferPointer { mp in
+                            // Plain pointers (no inout bindings in the closure): the loops vectorise.
+                            let s = UnsafeRawPointer(tp.baseAddress!), a = UnsafeRawPointer(ap.baseAddress!)
+                            let k = UnsafeRawPointer(kp.baseAddress!), m = pinned == nil ? nil : mp.baseAddress, o = UnsafeMutableRawPointer(out.baseAddress!)
+                            let add = addend != nil, keyed = key != nil
+                            Parallel.forEachChunk(out.count) { r in
+                                var i = r.lowerBound
+                                if let m {
+                                    let (src, sum, dst) = (tp.baseAddress!, ap.baseAddress!, out.baseAddress!)
+                                    for i in r { let v = add ? src[i] + sum[i] : src[i]; dst[i] = m[i] ? v : 0 }   // load first: a select
+                                    return
+                                }
+                                while i + 8 <= r.upperBound {
+                                    var v = s.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self)
+                                    if add { v += a.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self) }
+                                    let keep = (keyed ? k.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self) : v) .> 0
+                                    o.storeBytes(of: SIMD8<Float>.zero.replacing(with: v, where: keep), toByteOffset: 4 * i, as: SIMD8<Float>.self)
+                                    i += 8
+                                }
+                                while i < r.upperBound {
+                                    var v = s.load(fromByteOffset: 4 * i, as: Float.self)
+                                    if add { v += a.load(fromByteOffset: 4 * i, as: Float.self) }
+                                    let keep = (keyed ? k.load(fromByteOffset: 4 * i, as: Float.self) : v) > 0
+                                    o.storeBytes(of: keep ? v : 0, toByteOffset: 4 * i, as: Float.self)
+                                    i += 1
+                                }
+                            }
+                        }
+                    }
                 }
             }
-        }
-    }
-
-    /// `out[i] = key[i] > 0 ? src[i] : 0`, 8 lanes at a time, spread over the cores.
-    private static func select(_ src: UnsafeBufferPointer<Float>, wherePositive key: UnsafeBufferPointer<Float>,
-                               into out: UnsafeMutableBufferPointer<Float>) {
-        let s = UnsafeRawPointer(src.baseAddress!), k = UnsafeRawPointer(key.baseAddress!)
-        let o = UnsafeMutableRawPointer(out.baseAddress!)
-        Parallel.forEachChunk(out.count) { r in
-            var i = r.lowerBound
-            while i + 8 <= r.upperBound {
-                let v = s.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self)
-                let keep = k.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self) .> 0
-                o.storeBytes(of: SIMD8<Float>.zero.replacing(with: v, where: keep), toByteOffset: 4 * i, as: SIMD8<Float>.self)
-                i += 8
-            }
-            while i < r.upperBound { out[i] = key[i] > 0 ? src[i] : 0; i += 1 }
-        }
-    }
-
-    /// `out[i] = mask[i] ? src[i] : 0`, spread over the cores.
-    private static func select(_ src: UnsafeBufferPointer<Float>, where mask: UnsafeBufferPointer<Bool>,
-                               into out: UnsafeMutableBufferPointer<Float>) {
-        // Plain pointers (no inout bindings in the closure): the compiler vectorises this loop.
-        let s = src.baseAddress!, m = mask.baseAddress!, o = out.baseAddress!
-        Parallel.forEachChunk(out.count) { r in
-            for i in r { let v = s[i]; o[i] = m[i] ? v : 0 }   // load first: a select, not a branch
         }
     }
 
@@ -81,4 +96,16 @@ public final class ReLU {
     public func backward(_ dy: Tensor4) -> Tensor4 { Tensor4(n: dy.n, c: dy.c, h: dy.h, w: dy.w, data: backward(dy.data)) }
     public func forward(_ x: Matrix) -> Matrix { Matrix(rows: x.rows, cols: x.cols, data: forward(x.data)) }
     public func backward(_ dy: Matrix) -> Matrix { Matrix(rows: dy.rows, cols: dy.cols, data: backward(dy.data)) }
+
+    /// `relu(a + b)` for a, b `[N, C, H, W]` (a block's residual add and output ReLU), one pass.
+    public func forward(_ a: Tensor4, adding b: Tensor4) -> Tensor4 {
+        precondition(a.shape == b.shape, "ReLU: addends of shapes \(a.shape) and \(b.shape)")
+        return Tensor4(n: a.n, c: a.c, h: a.h, w: a.w, data: forward(a.data, plus: b.data))
+    }
+
+    /// Tangent of `forward(_:adding:)`: ẏ = mask ⊙ (ȧ + ḃ), one pass.
+    public func tangentForward(_ dotA: Tensor4, adding dotB: Tensor4) -> Tensor4 {
+        precondition(dotA.shape == dotB.shape, "ReLU: tangents of shapes \(dotA.shape) and \(dotB.shape)")
+        return Tensor4(n: dotA.n, c: dotA.c, h: dotA.h, w: dotA.w, data: masked(dotA.data, plus: dotB.data))
+    }
 }

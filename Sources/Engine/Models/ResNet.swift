@@ -20,8 +20,8 @@ public final class ResNet {
 
     public let architecture: Architecture
     public let conv1: Conv2d
+    /// With the stem's ReLU fused in (`BatchNorm2d.forward(_:mode:relu:)`).
     public let bn1: BatchNorm2d
-    private let relu = ReLU()
     public let maxpool: MaxPool2d?
     /// Every block in order, `layer1.0` first.
     public let blocks: [ResidualBlock]
@@ -117,7 +117,7 @@ public final class ResNet {
     /// Forward: images `[N, 3, H, W]` -> features `[N, featureCount]`. Keeps what `backward` needs.
     public func forward(_ x: Tensor4, mode: Mode) -> Matrix {
         precondition(x.c == 3, "ResNet: input has \(x.c) channels, expected 3")
-        var out = relu.forward(bn1.forward(conv1.forward(x), mode: mode))
+        var out = bn1.forward(conv1.forward(x), mode: mode, relu: true)
         if let mp = maxpool { out = mp.forward(out) }
         for b in blocks { out = b.forward(out, mode: mode) }
         return pool.forward(out)
@@ -144,13 +144,13 @@ public final class ResNet {
         var d = pool.backward(dFeatures)
         for b in blocks.reversed() { d = b.backward(d) }
         if let mp = maxpool { d = mp.backward(d) }
-        _ = conv1.backward(bn1.backward(relu.backward(d)), inputGradient: false)
+        _ = conv1.backward(bn1.backward(d), inputGradient: false)
     }
 
     /// Tangent forward along the parameters' `tangent` directions (the images do not depend on θ):
     /// -> ḟ `[N, featureCount]`, at the last primal forward (`Tangents`).
     public func tangentForward() -> Matrix {
-        var out = relu.tangentForward(bn1.tangentForward(conv1.tangentForward(nil)))
+        var out = bn1.tangentForward(conv1.tangentForward(nil))
         if let mp = maxpool { out = mp.tangentForward(out) }
         for b in blocks { out = b.tangentForward(out) }
         return pool.tangentForward(out)
@@ -163,7 +163,7 @@ public final class ResNet {
         var d = pool.tangentBackward(rFeatures)
         for b in blocks.reversed() { d = b.tangentBackward(d) }
         if let mp = maxpool { d = mp.tangentBackward(d) }
-        _ = conv1.tangentBackward(bn1.tangentBackward(relu.tangentBackward(d)), inputGradient: false)
+        _ = conv1.tangentBackward(bn1.tangentBackward(d), inputGradient: false)
     }
 
     /// The backbone's state dict in torchvision order: `conv1.weight`, `bn1.*`, then per block

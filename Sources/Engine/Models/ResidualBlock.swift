@@ -4,11 +4,13 @@
 /// - `bottleneck` (ResNet-50/101/152, v1.5): `conv1` 1x1 -> `bn1` -> ReLU -> `conv2` 3x3/stride -> `bn2`
 ///   -> ReLU -> `conv3` 1x1 (x4 channels) -> `bn3`;
 ///
-/// then `+ identity` (or `downsample.0` 1x1/stride conv -> `downsample.1` BN) and a ReLU.
+/// then `+ identity` (or `downsample.0` 1x1/stride conv -> `downsample.1` BN) and a ReLU. Each BN -> ReLU
+/// pair runs as one BatchNorm pass (`BatchNorm2d.forward(_:mode:relu:)`), the residual add inside the
+/// output ReLU (`ReLU.forward(_:adding:)`).
 public final class ResidualBlock {
     public let convs: [Conv2d]
+    /// `bns[i]` follows `convs[i]`; all but the last with the ReLU fused in.
     public let bns: [BatchNorm2d]
-    private let relus: [ReLU]
     public let downsample: (conv: Conv2d, bn: BatchNorm2d)?
     private let outRelu = ReLU()
 
@@ -25,7 +27,6 @@ public final class ResidualBlock {
                      Conv2d(name: prefix + "conv2.", inChannels: planes, outChannels: planes, kernel: 3, padding: 1)]
             bns = [BatchNorm2d(name: prefix + "bn1.", channels: planes), BatchNorm2d(name: prefix + "bn2.", channels: planes)]
         }
-        relus = (0..<(convs.count - 1)).map { _ in ReLU() }
         let out = convs.last!.outChannels
         downsample = hasDownsample
             ? (Conv2d(name: prefix + "downsample.0.", inChannels: inplanes, outChannels: out, kernel: 1, stride: stride),
@@ -48,11 +49,10 @@ public final class ResidualBlock {
     public func forward(_ x: Tensor4, mode: Mode) -> Tensor4 {
         var out = x
         for i in convs.indices {
-            out = bns[i].forward(convs[i].forward(out), mode: mode)
-            if i < relus.count { out = relus[i].forward(out) }
+            out = bns[i].forward(convs[i].forward(out), mode: mode, relu: i < convs.count - 1)
         }
         let identity = downsample.map { $0.bn.forward($0.conv.forward(x), mode: mode) } ?? x
-        return outRelu.forward(ResidualAdd.forward(out, identity))
+        return outRelu.forward(out, adding: identity)
     }
 
     /// Eval-mode forward for inference only (nothing kept for a backward pass): each BatchNorm folded into
@@ -77,7 +77,6 @@ public final class ResidualBlock {
         let (dMain, dIdentity) = ResidualAdd.backward(outRelu.backward(dy))
         var d = dMain
         for i in convs.indices.reversed() {
-            if i < relus.count { d = relus[i].backward(d) }
             d = convs[i].backward(bns[i].backward(d))!
         }
         if let ds = downsample {
@@ -93,10 +92,9 @@ public final class ResidualBlock {
         var out = dotX
         for i in convs.indices {
             out = bns[i].tangentForward(convs[i].tangentForward(out))
-            if i < relus.count { out = relus[i].tangentForward(out) }
         }
         let identity = downsample.map { $0.bn.tangentForward($0.conv.tangentForward(dotX)) } ?? dotX
-        return outRelu.tangentForward(ResidualAdd.tangentForward(out, identity))
+        return outRelu.tangentForward(out, adding: identity)
     }
 
     /// Tangent backward (mirrors `backward`): R{dy} -> R{dx}; accumulates every parameter's R{dW}.
@@ -104,7 +102,6 @@ public final class ResidualBlock {
         let (rMain, rIdentity) = ResidualAdd.tangentBackward(outRelu.tangentBackward(rdy))
         var d = rMain
         for i in convs.indices.reversed() {
-            if i < relus.count { d = relus[i].tangentBackward(d) }
             d = convs[i].tangentBackward(bns[i].tangentBackward(d))!
         }
         if let ds = downsample {
