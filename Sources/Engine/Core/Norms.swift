@@ -42,8 +42,9 @@ enum Norms {
         return partial.reduce(0, +)
     }
 
+    /// `sum(a[i] * b[i])` over `range` in Double (four accumulators): one block of `dot`.
     @inline(__always)
-    private static func blockDot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ range: Range<Int>) -> Double {
+    static func blockDot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ range: Range<Int>) -> Double {
         var s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
         var i = range.lowerBound
         while i + 4 <= range.upperBound {

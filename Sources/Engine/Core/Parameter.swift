@@ -41,6 +41,18 @@ public final class Parameter {
     public func zeroGrad() {
         grad.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
     }
+
+    /// `grad += g` elementwise (`g` in the layout of `value`), spread over the cores.
+    public func accumulateGrad(_ g: [Float]) {
+        precondition(g.count == grad.count, "Parameter \(name): \(g.count) gradient values for \(grad.count)")
+        guard !g.isEmpty else { return }
+        grad.withUnsafeMutableBufferPointer { gp in
+            g.withUnsafeBufferPointer { sp in
+                let (d, s) = (gp.baseAddress!, sp.baseAddress!)
+                Parallel.forEachChunk(gp.count) { r in for i in r { d[i] += s[i] } }
+            }
+        }
+    }
 }
 
 extension Array where Element == Parameter {

@@ -20,32 +20,31 @@ public final class SGD {
         self.weightDecay = weightDecay; self.dampening = dampening; self.nesterov = nesterov
     }
 
-    /// One update of every parameter from its current `grad`.
+    /// One update of every parameter from its current `grad`: one pass over each tensor (value,
+    /// gradient and momentum buffer read once, the buffer and value written once), spread over the cores;
+    /// each element's arithmetic is the rule above in its order, so the result does not depend on threads.
     public func step() {
         let first = buffers == nil
         if first && momentum != 0 { buffers = parameters.map { [Float](repeating: 0, count: $0.count) } }
         // Hyperparameters as locals so the loops below vectorise.
         let lr = lr, momentum = momentum, weightDecay = weightDecay, keep = 1 - dampening, nesterov = nesterov
-        for (k, p) in parameters.enumerated() {
-            let n = p.count
-            p.value.withUnsafeMutableBufferPointer { v in
-                let v = v   // the pointer by value: the inner loops vectorise
-                p.grad.withUnsafeBufferPointer { g in
+        for (k, p) in parameters.enumerated() where p.count > 0 {
+            p.value.withUnsafeMutableBufferPointer { vp in
+                p.grad.withUnsafeBufferPointer { gp in
+                    let v = vp.baseAddress!, g = gp.baseAddress!
                     if momentum == 0 {
-                        for i in 0..<n { v[i] -= lr * (g[i] + weightDecay * v[i]) }
+                        Parallel.forEachChunk(vp.count) { r in for i in r { v[i] -= lr * (g[i] + weightDecay * v[i]) } }
                         return
                     }
-                    buffers![k].withUnsafeMutableBufferPointer { b in
-                        let b = b
-                        if first {
-                            for i in 0..<n { b[i] = g[i] + weightDecay * v[i] }
-                        } else {
-                            for i in 0..<n { b[i] = momentum * b[i] + keep * (g[i] + weightDecay * v[i]) }
-                        }
-                        if nesterov {
-                            for i in 0..<n { v[i] -= lr * (g[i] + weightDecay * v[i] + momentum * b[i]) }
-                        } else {
-                            for i in 0..<n { v[i] -= lr * b[i] }
+                    buffers![k].withUnsafeMutableBufferPointer { bp in
+                        let b = bp.baseAddress!
+                        Parallel.forEachChunk(vp.count) { r in
+                            for i in r {
+                                let d = g[i] + weightDecay * v[i]
+                                let m = first ? d : momentum * b[i] + keep * d
+                                b[i] = m
+                                v[i] -= lr * (nesterov ? d + momentum * m : m)
+                            }
                         }
                     }
                 }

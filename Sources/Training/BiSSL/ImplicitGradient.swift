@@ -178,18 +178,7 @@ public final class ImplicitGradient {
                 first = false
                 ratio = gNorm > 0 ? l2Norm(hd) * Double(scale) / gNorm : 0
             }
-            // (I + H/(λ+δ)) d
-            return zip(d, hd).map { a, b in
-                [Float](unsafeUninitializedCapacity: a.count) { out, count in
-                    a.withUnsafeBufferPointer { ap in
-                        b.withUnsafeBufferPointer { bp in
-                            let o = out.baseAddress!
-                            for i in 0..<ap.count { o[i] = ap[i] + scale * bp[i] }
-                        }
-                    }
-                    count = a.count
-                }
-            }
+            return ConjugateGradient.identityPlus(scale, times: hd, at: d)   // (I + H/(λ+δ)) d
         }
         let u: [[Float]]
         switch options.solver {

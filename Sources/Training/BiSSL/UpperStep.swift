@@ -77,8 +77,8 @@ public final class UpperLevel {
             return ce
         }
         let loss2 = DataParallel.averageGradients(thetaD.parameters + head, count: x.n, values: [ce2.loss])[0]
-        for (p, uk) in zip(thetaD.parameters, u) { for i in p.grad.indices { p.grad[i] += uk[i] } }
-        for (p, gk) in zip(head, gphi1) { for i in p.grad.indices { p.grad[i] += gk[i] } }
+        for (p, uk) in zip(thetaD.parameters, u) { p.accumulateGrad(uk) }
+        for (p, gk) in zip(head, gphi1) { p.accumulateGrad(gk) }
         let norm = clipGradNorm(optimizer.parameters, maxNorm: clip)
         optimizer.step()
         return Result(lowerPathLoss: loss1, directLoss: loss2, gradientNorm: norm,
