@@ -62,9 +62,9 @@ fi
 printf '\n== engine (tools/bench/engine.py)\n'
 "$PY" tools/bench/engine.py "$ENGINE_BENCH"
 
-# BiSSL upper step: AlignBench (K = 5 layer-wise CG, central and forward HVP) beside
+# BiSSL upper step: AlignBench (K = 5 layer-wise CG; exact (the default), central and forward HVP) beside
 # the PyTorch reference upper step with exact double-backward HVPs, ResNet-50 at 32x32, downstream batch
-# 32, pretext batch 2x32; target <= 0.4x torch. Needs the release build of AlignBench.
+# 32, pretext batch 2x32; target <= 0.5x torch's time with the default HVP. Needs the release build of AlignBench.
 ALIGN_BENCH="$(dirname "$BIN")/AlignBench"
 if [ ! -x "$ALIGN_BENCH" ]; then
   echo "bench: building AlignBench (swift build -c release --product AlignBench)"

@@ -22,7 +22,8 @@ Not a test: prints a table, fails only when a command fails.
 On a loaded machine (load average above the 2 cores) torch's 2 OpenMP threads spin-wait for each other
 and its step time inflates several-fold (measured: 10x the CPU time of 1 thread on a ResNet-50 gradient at
 load 9); --torch-1-thread adds a row with torch.set_num_threads(1) as a load-robust reference.
-Usage: python3 tools/bench/align.py PATH/TO/AlignBench [--steps N] [--torch-1-thread]
+--hvp LIST times only those schemes of ours (comma-separated: exact, central, forward; default all three).
+Usage: python3 tools/bench/align.py PATH/TO/AlignBench [--steps N] [--hvp LIST] [--torch-1-thread]
        (internal: --torch SIZE BATCH PBATCH K STEPS THREADS)
 """
 import json
@@ -105,7 +106,11 @@ def main():
     args = sys.argv[1:]
     one_thread = "--torch-1-thread" in args
     args = [a for a in args if a != "--torch-1-thread"]
-    steps = STEPS
+    steps, hvp = STEPS, None
+    if "--hvp" in args[:-1]:
+        at = args.index("--hvp")
+        hvp = args[at + 1]
+        args = args[:at] + args[at + 2:]
     if len(args) == 3 and args[1] == "--steps":
         steps = int(args[2])
         args = args[:1]
@@ -118,7 +123,8 @@ def main():
           f"steps after a warm-up; torch {torch.__version__} with set_num_threads(2)")
     print(f"  load average before: {load()}")
     ours, rss = timed([binary, "--size", str(SIZE), "--batch", str(BATCH), "--pretext-batch", str(PBATCH),
-                       "--iterations", str(K), "--steps", str(steps)])
+                       "--iterations", str(K), "--steps", str(steps)] + (["--hvp", hvp] if hvp else []))
+    schemes = [s for s in ("exact", "central", "forward") if f"{s}_upper_step_s" in ours]
     print(f"  load average after ours: {load()}")
     ref, rss_t = timed([sys.executable, os.path.abspath(__file__), "--torch", str(SIZE), str(BATCH), str(PBATCH),
                         str(K), str(steps), "2"])
@@ -137,7 +143,7 @@ def main():
     if ref1 is not None:
         t1 = ref1["upper_step_s"]
         print(f"{'torch reference upper step, set_num_threads(1)':58} {t1:8.3f} {t1 / t:8.2f}")
-    for scheme in ("exact", "central", "forward"):
+    for scheme in schemes:
         grads, tangents = ours[f"{scheme}_pretext_gradients"], ours[f"{scheme}_tangent_passes"]
         work = f"{grads} pretext grads" + (f" + {tangents} tangent passes" if tangents else "")
         rows = [
@@ -149,13 +155,13 @@ def main():
             verdict = f"{'<= ' + str(TARGET):>7} {'met' if v / t <= TARGET else 'MISSED'}" if headline else ""
             print(f"{name:58} {v:8.3f} {v / t:8.2f} {verdict}")
     if ref1 is not None:
-        for scheme in ("exact", "central", "forward"):
+        for scheme in schemes:
             v = ours[f"{scheme}_upper_step_s"]
             print(f"{'ours ' + scheme + ': B_H gradient + upper step / torch 1 thread':58} {v:8.3f} {v / t1:8.2f}")
     if rss is not None and rss_t is not None:
-        print(f"{'peak RSS (MB): ours (all schemes) / torch':58} {rss:8.0f} {rss_t:8.0f}")
-    print(f"  ‖Hg‖/((λ+δ)‖g‖) on these random weights: exact {ours['exact_relative_hessian_term']}, "
-          f"central {ours['central_relative_hessian_term']}, forward {ours['forward_relative_hessian_term']}")
+        print(f"{'peak RSS (MB): ours (' + ', '.join(schemes) + ') / torch':58} {rss:8.0f} {rss_t:8.0f}")
+    print("  ‖Hg‖/((λ+δ)‖g‖) on these random weights: "
+          + ", ".join(f"{s} {ours[s + '_relative_hessian_term']}" for s in schemes))
     sys.stdout.flush()
 
 
