@@ -11,7 +11,7 @@ struct Verify: ParsableCommand {
         discussion: """
             Without REF, checks every entry and reports files interrupted writers left (bissl gc removes \
             them) and what an interrupted push or pull keeps to resume from (running it again resumes; bissl \
-            gc discards it). Exits 1 when an entry is damaged; health warnings, leftovers and resumable \
+            gc keeps it for its grace period). Exits 1 when an entry is damaged; health warnings, leftovers and resumable \
             transfers do not fail. --reindex \
             first rebuilds the catalog from the object, ref and tombstone files alone.
             """)
@@ -70,7 +70,9 @@ struct GC: ParsableCommand {
             provenance and labels are kept as a tombstone, so lineage still names it; re-import its source \
             file to bring it back. An object the catalog does not list is listed again when its content id \
             verifies, else moved to damaged/. Temporary files of writers that are no longer running, trashed \
-            objects and ref files of unknown labels are deleted; missing ref files are rewritten. Completed \
+            objects and ref files of unknown labels are deleted; missing ref files are rewritten. What an \
+            interrupted push or pull keeps to resume from is kept until it has made no progress for the \
+            grace period (--grace, default 24h; --grace 0 removes it). Completed \
             training runs lose their resumable state.h5, which their entry makes unnecessary (as bissl runs \
             prune does).
             """)
@@ -79,7 +81,7 @@ struct GC: ParsableCommand {
     var dryRun = false
     @Option(help: ArgumentHelp("Clean this remote instead: delete objects no manifest references and abort stale multipart uploads.", valueName: "NAME"))
     var remote: String?
-    @Option(help: ArgumentHelp("With --remote: keep what is younger than this (90s, 30m, 24h, 7d; default 24h).", valueName: "DURATION"))
+    @Option(help: ArgumentHelp("Keep interrupted transfers (with --remote: unreferenced objects and unfinished uploads) younger than this (90s, 30m, 24h, 7d; default 24h).", valueName: "DURATION"))
     var grace: String = "24h"
     @OptionGroup var zooOptions: ZooOptions
     @Flag(help: "Print JSON instead of text.")
@@ -100,10 +102,13 @@ struct GC: ParsableCommand {
     }
 
     func run() throws {
-        if let remote { return try runRemote(remote) }
+        guard let seconds = Self.duration(grace) else {
+            throw CLIError("invalid --grace '\(grace)': give a number with s, m, h or d (90s, 30m, 24h, 7d)")
+        }
+        if let remote { return try runRemote(remote, grace: seconds) }
         let zoo = try zooOptions.open()
         defer { try? zoo.close() }
-        let r = try zoo.gc(dryRun: dryRun)
+        let r = try zoo.gc(dryRun: dryRun, transferGrace: seconds)
         var runBytes: Int64 = 0
         var compacted: [String] = []
         for run in RunSummary.all(zooOptions.layout) {
@@ -115,6 +120,7 @@ struct GC: ParsableCommand {
         for path in r.relistedObjects { print("\(dryRun ? "would list" : "listed") unlisted complete object \(path)") }
         for path in r.damagedObjects { print("\(dryRun ? "would move" : "moved") damaged unlisted object aside to \(path)") }
         for path in r.writerLeftovers { print("\(verb) leftover \(path)") }
+        for path in r.keptTransfers { print("kept interrupted transfer \(path) (running it again resumes it; younger than \(grace), --grace 0 removes it)") }
         for path in r.strayRefs { print("\(verb) stray ref \(path)") }
         for path in r.rewrittenRefs { print("\(dryRun ? "would rewrite" : "rewrote") ref \(path)") }
         for path in r.restoredObjects { print("\(dryRun ? "would restore" : "restored") object \(path)") }
@@ -130,10 +136,7 @@ struct GC: ParsableCommand {
 }
 
 extension GC {
-    func runRemote(_ name: String) throws {
-        guard let seconds = Self.duration(grace) else {
-            throw CLIError("invalid --grace '\(grace)': give a number with s, m, h or d (90s, 30m, 24h, 7d)")
-        }
+    func runRemote(_ name: String, grace seconds: TimeInterval) throws {
         let r = try RemoteZoo(Remotes.select(name, zooOptions.layout)).gc(grace: seconds, dryRun: dryRun)
         if json { return try ZooOutput.printJSON(r) }
         let verb = dryRun ? "would remove" : "removed"

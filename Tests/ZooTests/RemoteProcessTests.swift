@@ -189,6 +189,10 @@ final class RemoteProcessTests: XCTestCase {
         kill(pull.processIdentifier, SIGKILL)
         pull.waitUntilExit()
         try assertVerifyReportsResumable(fresh.path, "pull")
+        // gc keeps it (within the grace period), so the rerun still resumes.
+        let gc = try run(["gc", "--zoo", fresh.path])
+        XCTAssertEqual(gc.status, 0, gc.stderr)
+        XCTAssertTrue(gc.stdout.contains("kept interrupted transfer"), gc.stdout)
         let listed = try run(["list", "--zoo", fresh.path])
         XCTAssertFalse(listed.stdout.contains(String(id.prefix(12))), "a killed pull lists nothing: \(listed.stdout)")
         let pulled = try run(["pull", "big", "--zoo", fresh.path, "--json"])

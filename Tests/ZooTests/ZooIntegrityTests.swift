@@ -353,6 +353,45 @@ final class ZooIntegrityTests: XCTestCase {
         XCTAssertEqual(try zoo.verify().findings, [])
     }
 
+    /// What an interrupted pull or push keeps to resume from stays through `gc` while it made
+    /// progress within the grace period; older ones, undecodable ones and `--grace 0` go.
+    func testGCKeepsInterruptedTransfersForTheGracePeriod() throws {
+        let (zoo, layout) = try makeZoo()
+        let deadPID: Int32 = 999_999  // checked not to be a running process
+        XCTAssertNotEqual(kill(deadPID, 0), 0)
+        try FileManager.default.createDirectory(at: layout.tmp, withIntermediateDirectories: true)
+        func pull(_ sha: Character, record: Bool) throws -> URL {
+            let folder = layout.tmp.appendingPathComponent("\(String(repeating: sha, count: 64)).\(deadPID).pull")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            try Data(count: 1000).write(to: folder.appendingPathComponent("object.h5"))
+            if record { try TransferRecords.write(DownloadRecord(size: 4000, rangeSize: 4000, done: [1000]), folder.appendingPathComponent("record.json")) }
+            return folder
+        }
+        let recentPull = try pull("a", record: true)
+        let oldPull = try pull("b", record: true)
+        let brokenPull = try pull("c", record: false)  // no record: nothing to resume from
+        let push = layout.tmp.appendingPathComponent("\(String(repeating: "d", count: 64)).\(deadPID).0123456789abcdef.push")
+        try TransferRecords.write(UploadRecord(target: "t", uploadID: "u", size: 20 << 20, partSize: 8 << 20, parts: [.init(number: 1, etag: "\"e\"")]), push)
+        let twoDaysAgo = Date().addingTimeInterval(-2 * 86400)
+        for file in ["object.h5", "record.json"] {
+            try FileManager.default.setAttributes([.modificationDate: twoDaysAgo], ofItemAtPath: oldPull.appendingPathComponent(file).path)
+        }
+
+        let gc = try zoo.gc()
+        XCTAssertEqual(Set(gc.keptTransfers), [recentPull.path, push.path])
+        XCTAssertEqual(Set(gc.writerLeftovers), [oldPull.path, brokenPull.path])
+        XCTAssertTrue(FileManager.default.fileExists(atPath: recentPull.appendingPathComponent("object.h5").path))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: push.path))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: oldPull.path))
+        XCTAssertEqual(try zoo.verify().findings.filter { $0.level == .transfer }.count, 2, "still reported as resumable")
+        let dry = try zoo.gc(dryRun: true, transferGrace: 0)
+        XCTAssertEqual(Set(dry.writerLeftovers), [recentPull.path, push.path])
+        XCTAssertTrue(FileManager.default.fileExists(atPath: push.path), "dry run changes nothing")
+        let all = try zoo.gc(transferGrace: 0)
+        XCTAssertEqual(all.keptTransfers, [])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: layout.tmp.path), [])
+    }
+
     func testGCMovesADamagedUnlistedObjectAsideAndKeepsAMismatchedOne() throws {
         let (zoo, layout) = try makeZoo()
         _ = try zoo.add(ZooTestSupport.checkpoint(seed: 115), name: "kept")

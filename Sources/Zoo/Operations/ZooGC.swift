@@ -11,6 +11,9 @@ public struct GCReport: Codable, Equatable, Sendable {
     public var damagedObjects: [String]
     /// Temporary, staged and trashed files of writers that are no longer running.
     public var writerLeftovers: [String]
+    /// What interrupted pushes and pulls keep to resume from (schemas/remote.md, "Resuming") that
+    /// made progress within the grace period: kept, so running them again still resumes.
+    public var keptTransfers: [String] = []
     /// Ref files of labels the catalog does not hold.
     public var strayRefs: [String]
     /// Ref files rewritten for labels the catalog holds (after an interrupted untag/rm).
@@ -50,9 +53,14 @@ extension Zoo {
     /// fails verification (every listed object is read) is unlisted with a tombstone and its object
     /// moved to `damaged/` (`GCReport.damagedEntries`). Runs under the catalog's write lock, so a
     /// running import's object is never taken for a leftover; files carrying the pid of a running
-    /// process are kept.
-    /// - Parameter dryRun: report without changing anything.
-    public func gc(dryRun: Bool = false) throws -> GCReport {
+    /// process are kept. The record of an interrupted push or pull (`TransferRecords`) is removed
+    /// only once it has made no progress for `transferGrace` seconds: until then it is kept
+    /// (`GCReport.keptTransfers`) and running the push or pull again resumes from it.
+    /// - Parameters:
+    ///   - dryRun: report without changing anything.
+    ///   - transferGrace: seconds since an interrupted transfer last wrote its record or bytes
+    ///     after which it is discarded (0: discard every one whose process has ended).
+    public func gc(dryRun: Bool = false, transferGrace: TimeInterval = 24 * 3600) throws -> GCReport {
         try requireWritable()
         return try catalog.write { db in
             let scan = ZooScan(layout)
@@ -137,7 +145,12 @@ extension Zoo {
                 }
                 report.damagedEntries.append(.init(id: id, problem: problem, movedTo: movedTo, sourceFile: source))
             }
+            let cutoff = Date().addingTimeInterval(-transferGrace)
             for (url, pid) in scan.leftovers where !ZooScan.isAlive(pid) {
+                if TransferRecords.describeResumable(url) != nil, let last = TransferRecords.lastProgress(url), last > cutoff {
+                    report.keptTransfers.append(url.path)
+                    continue
+                }
                 try delete(url)
                 report.writerLeftovers.append(url.path)
             }

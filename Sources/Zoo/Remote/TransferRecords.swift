@@ -33,14 +33,21 @@ enum TransferRecords {
            let record = read(DownloadRecord.self, url.appendingPathComponent("record.json")), record.version == 1 {
             let done = min(record.done.reduce(0, +), record.size)
             return "resumable transfer: an interrupted pull of object \(object) (\(mb(done)) of \(mb(record.size)) on disk); "
-                + "pulling the entry again resumes it (bissl gc discards it)"
+                + "pulling the entry again resumes it (bissl gc keeps it for the grace period, 24h unless --grace says otherwise)"
         }
         if parts.count == 4, parts[3] == "push", let record = read(UploadRecord.self, url), record.version == 1, record.partSize > 0 {
             let total = (record.size + record.partSize - 1) / record.partSize
             return "resumable transfer: an interrupted push of object \(object) (\(record.parts.count) of \(total) parts on the remote); "
-                + "pushing the entry again resumes it (bissl gc discards this record; bissl gc --remote aborts the upload after its grace period)"
+                + "pushing the entry again resumes it (bissl gc keeps this record, and bissl gc --remote the upload, for the grace period, 24h unless --grace says otherwise)"
         }
         return nil
+    }
+
+    /// When the interrupted transfer at `url` (a pull folder or a push record) last made progress:
+    /// the latest modification time of the record and, for a pull, its partial object.
+    static func lastProgress(_ url: URL) -> Date? {
+        let files = url.lastPathComponent.hasSuffix(".pull") ? [url.appendingPathComponent("record.json"), url.appendingPathComponent("object.h5")] : [url]
+        return files.compactMap { (try? FileManager.default.attributesOfItem(atPath: $0.path))?[.modificationDate] as? Date }.max()
     }
 
     /// Reads a record, nil when it is missing or does not decode (a transfer then starts over).
