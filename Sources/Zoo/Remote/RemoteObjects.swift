@@ -176,6 +176,12 @@ extension RemoteStore {
         return out
     }
 
+    /// What `downloadObject` did.
+    struct Download {
+        /// Bytes received by this call (less than the object's size when it resumed).
+        var received: Int64
+    }
+
     /// Downloads the object `manifest` names to `url` and checks its size and SHA-256 against the
     /// manifest. Objects above `multipartThreshold` come in ranges of `partSize` bytes over parallel
     /// connections, smaller ones in one; the SHA-256 is computed while they arrive, following the
@@ -186,14 +192,15 @@ extension RemoteStore {
     /// saved there as it arrives (at least once a second), and a download finding a record of the
     /// same object asks only for the rest; if the bytes then fail the SHA-256 check, it downloads
     /// the whole object once more before it calls the object corrupt.
-    /// - Returns: the bytes received by this call (less than the object's size when it resumed).
-    /// The file is flushed to disk (`fdatasync`) by the time this returns.
+    /// - Parameter written: called on this thread each time every byte is written, before the
+    ///   SHA-256 is complete (a caller may start reading the file; its bytes are not verified yet).
+    /// - Returns: the bytes received. The file is flushed to disk (`fdatasync`) by the time this returns.
     /// - Throws: `ZooError.corrupt` naming the entry when the bytes differ from the manifest
     ///   (`url` and `record` are then removed), `.io` for a missing object, a broken transfer or a
     ///   failed flush.
     @discardableResult
-    func downloadObject(_ manifest: RemoteManifest, to url: URL, record: URL? = nil,
-                        progress: (@Sendable (Int64, Int64) -> Void)?) throws -> Int64 {
+    func downloadObject(_ manifest: RemoteManifest, to url: URL, record: URL? = nil, written: (() -> Void)? = nil,
+                        progress: (@Sendable (Int64, Int64) -> Void)?) throws -> Download {
         let relative = Self.objectKey(sha256: manifest.object.sha256)
         let size = manifest.object.size
         let rangeSize = size <= multipartThreshold ? max(size, 1) : partSize
@@ -255,6 +262,7 @@ extension RemoteStore {
             if case ZooError.corrupt = error { Self.discard(url, record) }
             throw error
         }
+        written?()
         state.finish(failed: false)
         let sha = state.waitForHash()
         if let reason = state.flushError {
@@ -264,11 +272,11 @@ extension RemoteStore {
         guard let sha, sha == manifest.object.sha256 else {
             Self.discard(url, record)
             if resumed {
-                return try downloadObject(manifest, to: url, record: record, progress: progress)
+                return try downloadObject(manifest, to: url, record: record, written: written, progress: progress)
             }
             throw ZooError.corrupt("the object of entry \(manifest.id.prefix(12)) on remote \(config.name) is corrupt: \(display)/\(relative) holds bytes with SHA-256 \(sha?.prefix(12) ?? "?"), its manifest says \(manifest.object.sha256.prefix(12)); not imported")
         }
-        return size - done.reduce(0, +)
+        return Download(received: size - done.reduce(0, +))
     }
 
     private static func discard(_ url: URL, _ record: URL?) {
@@ -278,12 +286,18 @@ extension RemoteStore {
 
     /// `pwrite` of all `count` bytes at `offset`; false on an error.
     static func writeAll(_ fd: Int32, _ base: UnsafeRawPointer, _ count: Int, at offset: Int64) -> Bool {
-        var written = 0
-        while written < count {
-            let n = pwrite(fd, base + written, count - written, off_t(offset + Int64(written)))
+        repeatAll(count) { done in pwrite(fd, base + done, count - done, off_t(offset + Int64(done))) }
+    }
+
+    /// Calls `step(bytes done so far)` (one `pread` or `pwrite`) until `count` bytes moved, again
+    /// after `EINTR`; false when a step fails or moves nothing.
+    private static func repeatAll(_ count: Int, _ step: (Int) -> Int) -> Bool {
+        var done = 0
+        while done < count {
+            let n = step(done)
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else { return false }
-            written += n
+            done += n
         }
         return true
     }

@@ -86,40 +86,41 @@ extension Zoo {
                     throw ZooError.io("cannot create \(folder.path): \(error.localizedDescription)")
                 }
                 let staged = folder.appendingPathComponent("object.h5")
-                // The HDF5 reader process starts while the bytes arrive and opens the file once they
-                // are all there and match the manifest (a failed download kills it unused).
-                let reader = try? UntrustedCheckpointFile.startReader(staged)
-                let received: Int64
+                // The HDF5 reader process starts now and, once every byte is written, reads the file's
+                // metadata while the last bytes are hashed and flushed (a failed download kills it unused).
+                nonisolated(unsafe) var reader = try? UntrustedCheckpointFile.startReader(staged)
+                var reading: Background<Reading>?
+                let download: RemoteStore.Download
                 do {
-                    received = try remote.downloadObject(m, to: staged, record: folder.appendingPathComponent("record.json"),
-                                                         progress: progress.map { p in { @Sendable done, total in p(entry, done, total) } })
+                    download = try remote.downloadObject(m, to: staged, record: folder.appendingPathComponent("record.json"), written: {
+                        nonisolated(unsafe) let started = reader
+                        reader = nil
+                        reading = Background { try Reading { try UntrustedCheckpointFile.read(staged, reader: started) } }
+                    }, progress: progress.map { p in { @Sendable done, total in p(entry, done, total) } })
                 } catch ZooError.corrupt(let message) {
                     try? FileManager.default.removeItem(at: folder)
                     throw ZooError.corrupt(message)
                 }
                 // The bytes are the manifest's: whatever happens next, they are not needed again.
                 defer { try? FileManager.default.removeItem(at: folder) }
-                let checkpoint: Checkpoint
+                let read: Reading
                 do {
-                    // Not yet verified against its content id: libhdf5 reads it in the HDF5 reader process.
-                    checkpoint = try UntrustedCheckpointFile.read(staged, reader: reader).checkpoint
+                    // Not yet verified against its content id: libhdf5 read it in the HDF5 reader process.
+                    read = try reading!.value()
                 } catch let error as CheckpointError {
                     throw ZooError.corrupt("the object of entry \(entry.prefix(12)) on remote \(remote.config.name) is not a readable checkpoint (\(error.description)); not imported")
                 }
-                // The content id (a SHA-256 pass over every tensor) and the catalog's details (a scan
-                // of the floating-point tensors for health warnings) are computed side by side.
-                let contentID = Background { ContentID.compute(checkpoint) }
-                let details = EntryDetails(checkpoint)
-                let actual = try contentID.value()
+                let checkpoint = read.contents.checkpoint
+                let actual = read.contentID
                 guard actual == entry else {
                     throw ZooError.corrupt("the object of entry \(entry.prefix(12)) on remote \(remote.config.name) is corrupt: it holds content \(actual.prefix(12)); not imported")
                 }
                 let (free, skipped) = try freeLabels(try labels(entry), for: entry)
                 report.labels += skipped
                 let name = free.first { $0.1 == .name }?.0
-                let result = try add(checkpoint, name: name, tags: free.filter { $0.1 == .tag }.map(\.0), staged: (staged, actual, details))
+                let result = try add(checkpoint, name: name, tags: free.filter { $0.1 == .tag }.map(\.0), staged: (staged, actual, read.details))
                 sent = result.added
-                report.bytes += received
+                report.bytes += download.received
                 for (label, kind) in free {
                     report.labels.append(LabelChange(label: label, kind: kind, id: entry, action: sent || result.labelsAdded.contains(label) ? .created : .unchanged))
                 }
@@ -151,5 +152,23 @@ extension Zoo {
             }
             return (free, skipped)
         }
+    }
+}
+
+/// A downloaded object read in the HDF5 reader process (not yet verified against its content id),
+/// with its content id computed from the tensors side by side with the catalog's `EntryDetails` of
+/// it (a scan of its floating-point tensors for health warnings).
+private struct Reading: Sendable {
+    var contents: UntrustedCheckpointFile.Contents
+    var details: EntryDetails
+    var contentID: String
+
+    /// - Throws: `CheckpointError` from `read`.
+    init(_ read: () throws -> UntrustedCheckpointFile.Contents) throws {
+        contents = try read()
+        let checkpoint = contents.checkpoint
+        let id = Background { ContentID.compute(checkpoint) }
+        details = EntryDetails(checkpoint)
+        contentID = try id.value()
     }
 }
