@@ -47,6 +47,16 @@ extension Dataset {
         return try DirectExtent(descriptor: descriptor, offset: address, count: count, fileSize: Int64(status.st_size), what: where_)
     }
 
+    /// Where the dataset's bytes start in its file (`H5Dget_offset`: from the start of the file, user
+    /// block included), for a contiguous dataset whose storage is allocated (written); nil otherwise.
+    /// A writer records it; a reader must use `directExtent()`, which checks the layout and the size.
+    public var storageOffset: UInt64? {
+        Library.quiet()
+        let raw = H5Dget_offset(id)
+        guard raw != bissl_HADDR_UNDEF() else { _ = H5Eclear2(bissl_H5E_DEFAULT()); return nil }
+        return UInt64(raw)
+    }
+
     /// The file descriptor HDF5 reads this dataset's file from, when the file is open read-only
     /// through the POSIX driver; nil otherwise.
     private func readOnlyDescriptor() -> Int32? {
@@ -180,6 +190,13 @@ extension File {
     public func status() -> FileStatus? {
         Library.quiet()
         return Self.descriptor(of: id).flatMap { FileStatus(descriptor: $0) }
+    }
+
+    /// The POSIX descriptor HDF5 reads the file through (owned by HDF5: valid while the file is
+    /// open, never to be closed by the caller); nil for drivers without one.
+    public var descriptor: Int32? {
+        Library.quiet()
+        return Self.descriptor(of: id)
     }
 
     /// The POSIX descriptor behind an open file (`H5Fget_vfd_handle` of the "sec2" driver, the

@@ -6,11 +6,25 @@ import CHDF5
 /// default "weak" close degree), or earlier with `close()`.
 public final class File: Group, @unchecked Sendable {
     /// Creates `path`, truncating any existing file.
-    /// - Throws: `HDF5Error` (missing folder, no permission).
-    public static func create(_ path: String) throws -> File {
+    /// - Parameter userBlock: bytes reserved at the start of the file for the application (HDF5's
+    ///   "user block", `H5Pset_userblock`): 0, or a power of two of at least 512. HDF5 places its
+    ///   superblock after them and never reads or writes them; the caller fills them after closing
+    ///   the file. Every address HDF5 reports (`Dataset.storageOffset`) counts from the start of the
+    ///   file, user block included.
+    /// - Throws: `HDF5Error` (missing folder, no permission, an invalid user block size).
+    public static func create(_ path: String, userBlock: Int = 0) throws -> File {
         Library.quiet()
-        let id = try Library.check(H5Fcreate(path, bissl_H5F_ACC_TRUNC(), bissl_H5P_DEFAULT(), bissl_H5P_DEFAULT()),
+        var fcpl = bissl_H5P_DEFAULT()
+        var plist: Handle?
+        if userBlock > 0 {
+            let created = Handle.plist(try Library.check(H5Pcreate(bissl_H5P_FILE_CREATE()), "cannot create a file property list"))
+            try Library.check(H5Pset_userblock(created.id, hsize_t(userBlock)), "cannot reserve a \(userBlock)-byte user block in \(path)")
+            fcpl = created.id
+            plist = created
+        }
+        let id = try Library.check(H5Fcreate(path, bissl_H5F_ACC_TRUNC(), fcpl, bissl_H5P_DEFAULT()),
                                    "cannot create HDF5 file \(path)")
+        withExtendedLifetime(plist) {}
         return File(handle: Handle(id) { H5Fclose($0) }, path: "/", fileName: path)
     }
 

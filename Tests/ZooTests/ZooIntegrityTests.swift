@@ -281,6 +281,36 @@ final class ZooIntegrityTests: XCTestCase {
         XCTAssertNotNil(try zoo.load(id, rehash: false).hashed)
     }
 
+    /// A trusted object is read through its tensor index alone (schemas/checkpoint-v1.md, "Tensor
+    /// index"); whoever verifies an object checks its index against its HDF5 metadata.
+    func testTrustedReadsGoThroughTheIndexWhichVerifyChecks() throws {
+        let (zoo, layout) = try makeZoo()
+        var original = ZooTestSupport.checkpoint(seed: 119, metrics: ["top1": 0.5])
+        original.provenance.metricHistory = ["loss": [2, 1]]
+        let id = try zoo.add(original).id
+        let url = layout.objectURL(id)
+        XCTAssertNil(try zoo.load(id, rehash: false).hashed)
+        XCTAssertEqual(try zoo.checkpoint(id), try CheckpointFile.read(url))
+        XCTAssertEqual(try zoo.checkpoint(id), original)
+        XCTAssertEqual(Array(try zoo.checkpoint(id, components: ["classifier"]).components.keys), ["classifier"])
+        // The index's copy of the provenance (the file's first occurrence of it) made to say another
+        // stage, and the new file facts recorded as if a verify had skipped the index check.
+        var bytes = try Data(contentsOf: url)
+        let at = try XCTUnwrap(bytes.range(of: Data("\"imported\"".utf8)))
+        XCTAssertLessThan(at.lowerBound, 4096, "inside the index")
+        bytes.replaceSubrange(at, with: Data("\"finetune\"".utf8))
+        try bytes.write(to: url)
+        let status = try XCTUnwrap(FileStatus(path: url.path))
+        try zoo.catalog.write { db in try Catalog.recordVerified(id, status, db) }
+        XCTAssertEqual(try zoo.checkpoint(id).provenance.stage, "finetune", "read through the index")
+        XCTAssertEqual(try CheckpointFile.read(url).provenance.stage, "imported", "HDF5 readers see the dataset")
+        let problems = try zoo.verify().problems
+        XCTAssertEqual(problems.count, 1)
+        XCTAssertTrue(problems[0].message.hasPrefix(
+            "object of entry \(id.prefix(12)) is damaged: \(url.lastPathComponent): its tensor index disagrees with its HDF5 metadata (provenance)"),
+            problems[0].message)
+    }
+
     func testVerifyWarnsAboutDegenerateBatchNorm() throws {
         let (zoo, _) = try makeZoo()
         let id = try zoo.add(ZooTestSupport.checkpoint(seed: 110, zeroBNWeight: true)).id

@@ -181,16 +181,19 @@ final class ZooStoreTests: XCTestCase {
     }
 
     /// A catalog of schema version 1 is migrated when opened: its rows have no details and no
-    /// recorded file facts, so `show` reads the object and reads hash it, until `verify` fills both.
+    /// recorded file facts, so `show` reads the object and reads hash it, until `verify` fills both;
+    /// `list` reads names and parents from the rows (migration 4).
     func testVersionOneCatalogIsMigratedAndVerifyFillsDetailsAndFacts() throws {
         let root = try ZooTestSupport.tempDir(self).appendingPathComponent("zoo")
         let layout = ZooLayout(root: root)
         var zoo = try Zoo.open(layout, create: true)
-        let id = try zoo.add(ZooTestSupport.checkpoint(seed: 13)).id
+        let parent = try zoo.add(ZooTestSupport.checkpoint(seed: 14), name: "fourteen").id
+        let id = try zoo.add(ZooTestSupport.checkpoint(seed: 13, parents: [.init(id: parent, relation: "finetuned-from")]), name: "thirteen").id
         try zoo.close()
         let db = try DatabaseQueue(path: layout.catalog.path)
         try db.write {
-            try $0.execute(sql: "DROP INDEX entries_listing")   // migration 3
+            try $0.execute(sql: "DROP INDEX entries_listing")   // migrations 4 and 3
+            for column in ["name", "first_parent", "parent_count"] { try $0.execute(sql: "ALTER TABLE entries DROP COLUMN \(column)") }
             try $0.execute(sql: "CREATE INDEX entries_created ON entries(created)")
             try $0.execute(sql: "DROP TABLE verified")   // migration 2
             try $0.execute(sql: "ALTER TABLE entries DROP COLUMN details")
@@ -199,6 +202,17 @@ final class ZooStoreTests: XCTestCase {
         try db.close()
         zoo = try Zoo.open(layout)
         defer { try? zoo.close() }
+        // Migration 4 copied each entry's name, first parent and parent count into its row.
+        var listed: [String: (name: String?, parent: String?, count: Int)] = [:]
+        try zoo.visitListing { row in
+            func text(_ b: UnsafeRawBufferPointer?) -> String? { b.map { String(decoding: $0, as: UTF8.self) } }
+            listed[text(row.id)!] = (text(row.name), text(row.firstParent), row.parentCount)
+        }
+        XCTAssertEqual(listed[id]?.name, "thirteen")
+        XCTAssertEqual(listed[id]?.parent, parent)
+        XCTAssertEqual(listed[id]?.count, 1)
+        XCTAssertEqual(listed[parent]?.name, "fourteen")
+        XCTAssertEqual(listed[parent]?.count, 0)
         XCTAssertNil(try zoo.record(id).summary.details)
         XCTAssertNotNil(try zoo.load(id, rehash: false).hashed, "no recorded facts: hashed")
         XCTAssertEqual(try zoo.verify().findings, [])

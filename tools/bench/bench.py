@@ -295,6 +295,8 @@ def catalog_copies(zoo, total):
             row = list(rows[i % len(rows)])
             new_id = hashlib.sha256(f"bench-copy-{i}".encode()).hexdigest()
             old_id, row[0] = row[0], new_id
+            if "name" in columns:   # a copy holds no label (schema version 4 keeps the name in the row)
+                row[columns.index("name")] = None
             db.execute(f"INSERT INTO entries ({','.join(columns)}) VALUES ({marks})", row)
             for name, value in metrics.get(old_id, []):
                 db.execute("INSERT INTO metrics (entry_id, name, value) VALUES (?, ?, ?)", (new_id, name, value))

@@ -55,22 +55,31 @@ public enum CheckpointFile {
         }
         let json = try provenanceJSON(checkpoint.provenance)
         let hashing = contentID == nil ? Background { ContentID.compute(checkpoint) } : nil
+        // The tensor index goes in the user block; its length does not depend on the offsets, so the
+        // block is sized before HDF5 places anything.
+        var index = TensorIndex.layout(of: checkpoint, provenanceJSON: json)
+        let userBlock = TensorIndex.userBlockSize(holding: index.encoded().count)
         do {
-            let file = try HDF5.File.create(path.path)
-            try fill(file, checkpoint, provenanceJSON: json)
+            let file = try HDF5.File.create(path.path, userBlock: userBlock)
+            try fill(file, checkpoint, provenanceJSON: json, index: &index)
             let id = try contentID ?? hashing!.value()
             try file.setAttribute("content_id", id)
             try file.flush()
             try file.close()
+            index.contentID = id
+            try index.write(into: path, userBlock: userBlock)
             return id
         } catch let error as HDF5Error {
             let message = error.message.replacingOccurrences(of: path.path, with: url.path)
             throw CheckpointError.io("cannot write \(url.path): \(message)")
+        } catch CheckpointError.io(let message) {
+            throw CheckpointError.io(message.replacingOccurrences(of: path.path, with: url.path))
         }
     }
 
-    /// Everything but the root attribute `content_id`.
-    private static func fill(_ file: HDF5.File, _ checkpoint: Checkpoint, provenanceJSON: String) throws {
+    /// Everything but the root attribute `content_id`; fills in the offsets of `index` (laid out by
+    /// `TensorIndex.layout(of:provenanceJSON:)`, so its entries follow this loop's order).
+    private static func fill(_ file: HDF5.File, _ checkpoint: Checkpoint, provenanceJSON: String, index: inout TensorIndex) throws {
         try file.setAttribute("format", formatName)
         try file.setAttribute("format_version", "\(formatVersion.major).\(formatVersion.minor)")
         try file.setAttribute("writer", "\(checkpoint.provenance.tool.name) \(checkpoint.provenance.tool.version)")
@@ -80,7 +89,8 @@ public enum CheckpointFile {
         let keys = try file.createGroup("keys")
         // Aliases: the first name's dataset is written, every alias is a hard link to it.
         let shared = checkpoint.sharedAliases(in: checkpoint.flatStateDict())
-        var stored: [String: (path: String, tensor: Tensor)] = [:]   // flat name -> its dataset
+        var stored: [String: (path: String, tensor: Tensor, offset: UInt64)] = [:]   // flat name -> its dataset
+        var entry = 0
         for (component, stateDict) in checkpoint.components {
             let name = LinkName.escape(component)
             let prefix = Checkpoint.unprefixedComponents.contains(component) ? "" : component + "."
@@ -91,23 +101,34 @@ public enum CheckpointFile {
                 // Linked only when the stored tensor is this one (flat names of two components may coincide).
                 if let target = shared[prefix + key], let first = stored[target], first.tensor == tensor {
                     try group.createHardLink(link, to: first.path)
+                    index.tensors[entry].offset = first.offset
                 } else {
-                    try writeTensor(tensor, named: link, in: group)
-                    if stored[prefix + key] == nil { stored[prefix + key] = ("/tensors/\(name)/\(link)", tensor) }
+                    let offset = try writeTensor(tensor, named: link, in: group)
+                    index.tensors[entry].offset = offset
+                    if stored[prefix + key] == nil { stored[prefix + key] = ("/tensors/\(name)/\(link)", tensor, offset) }
                 }
+                entry += 1
             }
         }
         if let architecture = checkpoint.architecture {
             try writeArchitecture(architecture, in: file)
         }
         try file.createStringDataset("provenance", value: provenanceJSON)
-        if !checkpoint.provenance.metricHistory.isEmpty {
+        if !index.histories.isEmpty {
             let history = try file.createGroup("metric_history")
-            for (metric, values) in checkpoint.provenance.metricHistory.sorted(by: { $0.key < $1.key }) {
-                let ds = try history.createDataset(LinkName.escape(metric), type: .float64, shape: [values.count])
+            for (i, record) in index.histories.enumerated() {
+                let values = checkpoint.provenance.metricHistory[record.metric]!
+                let ds = try history.createDataset(LinkName.escape(record.metric), type: .float64, shape: [values.count])
                 try values.map { $0.bitPattern.littleEndian }.withUnsafeBytes { try ds.write($0) }
+                index.histories[i].offset = try values.isEmpty ? 0 : offset(of: ds)
             }
         }
+    }
+
+    /// Where a dataset just written lies in the file (contiguous storage, allocated by the write).
+    private static func offset(of ds: HDF5.Dataset) throws -> UInt64 {
+        guard let offset = ds.storageOffset else { throw HDF5Error("dataset \(ds.path) has no storage address after it was written") }
+        return offset
     }
 
     /// HDF5 element type per dtype (schemas/checkpoint-v1.md, "Tensors"); bf16 and bool also get `dtype`.
@@ -125,12 +146,14 @@ public enum CheckpointFile {
         }
     }
 
-    private static func writeTensor(_ tensor: Tensor, named name: String, in group: HDF5.Group) throws {
+    /// Writes one tensor's dataset; returns its file offset (0 for an empty tensor, which has no storage).
+    private static func writeTensor(_ tensor: Tensor, named name: String, in group: HDF5.Group) throws -> UInt64 {
         let ds = try group.createDataset(name, type: elementType(for: tensor.dtype), shape: tensor.shape)
         try ds.write(tensor.data)
         if tensor.dtype == .bfloat16 || tensor.dtype == .bool {
             try ds.setAttribute("dtype", tensor.dtype.rawValue)
         }
+        return try tensor.data.isEmpty ? 0 : offset(of: ds)
     }
 
     private static func writeArchitecture(_ arch: Architecture, in file: HDF5.File) throws {

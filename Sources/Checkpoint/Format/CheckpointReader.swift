@@ -37,6 +37,8 @@ public final class CheckpointReader: @unchecked Sendable {
     public let status: FileStatus?
     public let architecture: Architecture?
     public let provenance: Provenance
+    /// The `/provenance` document as stored (the tensor index holds a copy, `tensorIndexProblem`).
+    let provenanceJSON: String
     /// Later name -> first name of hard-linked datasets, flat state-dict naming (see `CheckpointFile.read`).
     public let aliases: [String: String]
     /// Component -> key -> tensor info, in stored order (`/components`, `/keys/<c>`).
@@ -47,6 +49,8 @@ public final class CheckpointReader: @unchecked Sendable {
     /// Component -> key -> index into `datasets` (hard-linked names share one index).
     private let slots: [String: [String: Int]]
     private let datasets: [(dataset: HDF5.Dataset, info: TensorInfo)]
+    /// The metric history datasets, by metric name.
+    private let histories: [String: HDF5.Dataset]
 
     /// Opens `url` and reads its metadata (no tensor bytes).
     /// - Throws: `CheckpointError` (`.notACheckpoint`, `.unsupported`, `.corrupt`, `.io`).
@@ -122,7 +126,10 @@ public final class CheckpointReader: @unchecked Sendable {
             self.datasets = datasets
             self.aliases = aliases
             architecture = file.kind(of: "architecture") == .group ? try Self.readArchitecture(file.openGroup("architecture"), fileName: name) : nil
-            provenance = try Self.readProvenance(file, fileName: name)
+            let stored = try Self.readProvenance(file, fileName: name)
+            provenanceJSON = stored.json
+            provenance = stored.provenance
+            histories = stored.histories
         } catch let error as HDF5Error {
             throw Self.corrupt(error, url: url)
         }
@@ -193,6 +200,71 @@ public final class CheckpointReader: @unchecked Sendable {
     /// Component -> key -> index into `storedTensors`.
     var tensorSlots: [String: [String: Int]] { slots }
 
+    // MARK: - tensor index
+
+    /// Nil when the file has no tensor index (schemas/checkpoint-v1.md, "Tensor index") or its index
+    /// says exactly what the HDF5 metadata says (content id, architecture, provenance, every name's
+    /// dtype, shape and file offset, every metric history's place); otherwise one line saying what
+    /// disagrees. Whoever verifies a zoo object checks this first: a trusted object is later read
+    /// through its index alone (`TensorIndex`).
+    /// - Throws: `CheckpointError.corrupt` when the HDF5 metadata itself cannot be read.
+    public func tensorIndexProblem() throws -> String? {
+        guard let descriptor = file.descriptor, let size = status?.size else { return nil }
+        let stored: TensorIndex
+        do {
+            guard let index = try TensorIndex.read(descriptor: descriptor, fileSize: size, fileName: name) else { return nil }
+            stored = index
+        } catch let error as CheckpointError {
+            return error.description
+        }
+        let implied: TensorIndex
+        do {
+            implied = try impliedIndex(contentID: storedContentID ?? "")
+        } catch let error as HDF5Error {
+            throw Self.corrupt(error, url: url)
+        }
+        guard stored != implied else { return nil }
+        let what: String
+        if stored.contentID != implied.contentID {
+            what = "content id"
+        } else if stored.architecture != implied.architecture {
+            what = "architecture record"
+        } else if stored.provenanceJSON != implied.provenanceJSON {
+            what = "provenance"
+        } else if stored.components != implied.components || stored.tensors.count != implied.tensors.count {
+            what = "component or key lists"
+        } else if let i = implied.tensors.indices.first(where: { stored.tensors[$0] != implied.tensors[$0] }) {
+            what = "tensor \(implied.tensors[i].key) of \(implied.tensors[i].component)"
+        } else {
+            what = "metric histories"
+        }
+        return "\(name): its tensor index disagrees with its HDF5 metadata (\(what)): the file was changed by another tool after bissl wrote it"
+    }
+
+    /// The tensor index this file's HDF5 metadata implies: offsets of contiguous datasets
+    /// (`directExtent`), and an impossible offset (`UInt64.max`) for a dataset stored any other way,
+    /// which no valid index holds.
+    private func impliedIndex(contentID: String) throws -> TensorIndex {
+        var offsets: [UInt64] = []
+        for (dataset, info) in datasets {
+            offsets.append(try info.byteCount == 0 ? 0 : dataset.directExtent().map { UInt64($0.offset) } ?? .max)
+        }
+        var tensors: [TensorIndex.Entry] = []
+        for (component, infos) in components {
+            for (key, info) in infos {
+                tensors.append(TensorIndex.Entry(component: component, key: key, dtype: info.dtype, shape: info.shape,
+                                                 offset: offsets[slots[component]![key]!], byteCount: info.byteCount))
+            }
+        }
+        var histories: [TensorIndex.History] = []
+        for (metric, ds) in self.histories.sorted(by: { Array($0.key.utf8).lexicographicallyPrecedes(Array($1.key.utf8)) }) {
+            let offset = try ds.count == 0 ? 0 : ds.directExtent().map { UInt64($0.offset) } ?? .max
+            histories.append(TensorIndex.History(metric: metric, offset: offset, count: ds.count))
+        }
+        return TensorIndex(contentID: contentID, architecture: architecture, provenanceJSON: provenanceJSON,
+                           components: Array(components.keys), tensors: tensors, histories: histories)
+    }
+
     static func corrupt(_ error: HDF5Error, url: URL) -> CheckpointError {
         .corrupt("\(url.lastPathComponent): \(error.message.replacingOccurrences(of: url.path, with: url.lastPathComponent))")
     }
@@ -225,10 +297,13 @@ public final class CheckpointReader: @unchecked Sendable {
         return TensorInfo(dtype: dtype, shape: ds.shape, byteCount: bytes)
     }
 
-    private static func readProvenance(_ file: HDF5.File, fileName: String) throws -> Provenance {
-        var provenance = try decodeProvenance(try file.openDataset("provenance").readString(), fileName: fileName)
-        guard file.kind(of: "metric_history") == .group else { return provenance }
+    private static func readProvenance(_ file: HDF5.File, fileName: String) throws
+        -> (json: String, provenance: Provenance, histories: [String: HDF5.Dataset]) {
+        let json = try file.openDataset("provenance").readString()
+        var provenance = try decodeProvenance(json, fileName: fileName)
+        guard file.kind(of: "metric_history") == .group else { return (json, provenance, [:]) }
         let history = try file.openGroup("metric_history")
+        var datasets: [String: HDF5.Dataset] = [:]
         for link in try history.childNames() {
             guard let metric = LinkName.unescape(link) else {
                 throw CheckpointError.corrupt("\(fileName): /metric_history/\(link) is not a valid escaped name")
@@ -241,8 +316,9 @@ public final class CheckpointReader: @unchecked Sendable {
             provenance.metricHistory[metric] = data.withUnsafeBytes { raw in
                 (0..<ds.count).map { Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self))) }
             }
+            datasets[metric] = ds
         }
-        return provenance
+        return (json, provenance, datasets)
     }
 
     private static func readArchitecture(_ group: HDF5.Group, fileName: String) throws -> Architecture {

@@ -14,16 +14,66 @@ public enum ContentID {
 
     /// 64 lowercase hex digits.
     public static func compute(_ checkpoint: Checkpoint) -> String {
+        var entries: [Entry] = []
+        var tensors: [Tensor] = []
+        for (component, stateDict) in checkpoint.components {
+            let c = Array(component.utf8)
+            for (key, tensor) in stateDict {
+                entries.append(Entry(component: c, key: Array(key.utf8), dtype: tensor.dtype, shape: tensor.shape,
+                                     byteCount: tensor.data.count, source: tensors.count))
+                tensors.append(tensor)
+            }
+        }
+        return compute(architecture: checkpoint.architecture, entries) { i, sha in sha.update(data: tensors[i].data) }
+    }
+
+    /// The content id of the tensors a file's tensor index (`TensorIndex`) describes, their bytes
+    /// given by `bytes` (e.g. views of the mapped file, or of a download's bytes so far): the same
+    /// id `compute(_:)` gives for the checkpoint the file holds when the index agrees with it. Each
+    /// name is hashed with its bytes, aliases included, in canonical order (not file order).
+    /// - Parameter bytes: the `byteCount` bytes of an entry; called once per entry, on this thread.
+    /// - Throws: whatever `bytes` throws; `CheckpointError.corrupt` when it returns another count.
+    public static func compute(_ index: TensorIndex, bytes: (TensorIndex.Entry) throws -> UnsafeRawBufferPointer) throws -> String {
+        let entries = index.tensors.enumerated().map { i, entry in
+            Entry(component: Array(entry.component.utf8), key: Array(entry.key.utf8), dtype: entry.dtype, shape: entry.shape,
+                  byteCount: entry.byteCount, source: i)
+        }
+        var failure: Error?
+        let id = compute(architecture: index.architecture, entries) { i, sha in
+            guard failure == nil else { return }
+            let entry = index.tensors[i]
+            do {
+                let raw = try bytes(entry)
+                guard raw.count == entry.byteCount else {
+                    throw CheckpointError.corrupt("tensor \(entry.key) of \(entry.component): \(raw.count) bytes given, the index says \(entry.byteCount)")
+                }
+                sha.update(bufferPointer: raw)
+            } catch {
+                failure = error
+            }
+        }
+        if let failure { throw failure }
+        return id
+    }
+
+    /// One named tensor of the message: its names as UTF-8, dtype, shape, byte count, and where the
+    /// caller finds its bytes (`source`, passed back to `feed`).
+    private struct Entry {
+        var component: [UInt8]
+        var key: [UInt8]
+        var dtype: DType
+        var shape: [Int]
+        var byteCount: Int
+        var source: Int
+    }
+
+    /// The message of schemas/checkpoint-v1.md ("Content id") over `entries`, sorted into canonical
+    /// order here; `feed(source, &sha)` hashes an entry's bytes.
+    private static func compute(architecture: Architecture?, _ unsorted: [Entry], feed: (Int, inout SHA256) -> Void) -> String {
         var hasher = Message()
         hasher.string(tag)
-        architecture(checkpoint.architecture, into: &hasher)
-
-        var entries: [(component: [UInt8], key: [UInt8], tensor: Tensor)] = []
-        for (component, tensors) in checkpoint.components {
-            let c = Array(component.utf8)
-            for (key, tensor) in tensors { entries.append((c, Array(key.utf8), tensor)) }
-        }
-        entries.sort { a, b in
+        hasher.architecture(architecture)
+        let entries = unsorted.sorted { a, b in
             a.component != b.component
                 ? a.component.lexicographicallyPrecedes(b.component)
                 : a.key.lexicographicallyPrecedes(b.key)
@@ -32,54 +82,62 @@ public enum ContentID {
         for entry in entries {
             hasher.bytes(entry.component)
             hasher.bytes(entry.key)
-            hasher.string(entry.tensor.dtype.rawValue)
-            hasher.u64(UInt64(entry.tensor.shape.count))
-            for dim in entry.tensor.shape { hasher.u64(UInt64(dim)) }
-            hasher.u64(UInt64(entry.tensor.data.count))
-            hasher.raw(entry.tensor.data)
+            hasher.string(entry.dtype.rawValue)
+            hasher.u64(UInt64(entry.shape.count))
+            for dim in entry.shape { hasher.u64(UInt64(dim)) }
+            hasher.u64(UInt64(entry.byteCount))
+            feed(entry.source, &hasher.sha)
         }
-        return hasher.hexDigest()
+        return FileSHA256.hex(hasher.sha.finalize())
     }
 
-    private static func architecture(_ arch: Architecture?, into m: inout Message) {
+    /// The message fed straight into SHA-256.
+    private struct Message: SpecEncoding {
+        var sha = SHA256()
+        mutating func raw(_ bytes: UnsafeRawBufferPointer) { sha.update(bufferPointer: bytes) }
+    }
+}
+
+/// The primitive encodings of schemas/checkpoint-v1.md (notation of "Content id": `u8`, `u64`,
+/// `i64`, `str`, and the `arch` record), shared by the content id's message and the tensor index
+/// (`TensorIndex`) so both encode an architecture record the same way.
+protocol SpecEncoding {
+    mutating func raw(_ bytes: UnsafeRawBufferPointer)
+}
+
+extension SpecEncoding {
+    mutating func u8(_ v: UInt8) { withUnsafeBytes(of: v) { raw($0) } }
+    mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { raw($0) } }
+    mutating func i64(_ v: Int64) { withUnsafeBytes(of: v.littleEndian) { raw($0) } }
+    /// `str` of raw bytes: `u64(count) || bytes`.
+    mutating func bytes(_ b: [UInt8]) {
+        u64(UInt64(b.count))
+        b.withUnsafeBytes { raw($0) }
+    }
+    mutating func string(_ s: String) { bytes(Array(s.utf8)) }
+
+    /// `arch` of the content-id message: `u8(0)` without a record, else the record's fields with
+    /// heads in ascending order of their names' UTF-8 bytes.
+    mutating func architecture(_ arch: Architecture?) {
         guard let arch else {
-            m.u8(0)
+            u8(0)
             return
         }
-        m.u8(1)
-        m.string(arch.family)
-        m.i64(Int64(arch.depth))
-        m.string(arch.block)
-        m.u64(UInt64(arch.layers.count))
-        for n in arch.layers { m.i64(Int64(n)) }
-        m.i64(Int64(arch.width))
-        m.string(arch.stem)
+        u8(1)
+        string(arch.family)
+        i64(Int64(arch.depth))
+        string(arch.block)
+        u64(UInt64(arch.layers.count))
+        for n in arch.layers { i64(Int64(n)) }
+        i64(Int64(arch.width))
+        string(arch.stem)
         let heads = arch.heads.sorted { Array($0.key.utf8).lexicographicallyPrecedes(Array($1.key.utf8)) }
-        m.u64(UInt64(heads.count))
+        u64(UInt64(heads.count))
         for (name, head) in heads {
-            m.string(name)
-            m.string(head.kind)
-            m.u64(UInt64(head.dims.count))
-            for d in head.dims { m.i64(Int64(d)) }
-        }
-    }
-
-    /// The primitive encodings of the spec, fed straight into SHA-256.
-    private struct Message {
-        var sha = SHA256()
-
-        mutating func u8(_ v: UInt8) { sha.update(data: [v]) }
-        mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { sha.update(bufferPointer: $0) } }
-        mutating func i64(_ v: Int64) { withUnsafeBytes(of: v.littleEndian) { sha.update(bufferPointer: $0) } }
-        mutating func bytes(_ b: [UInt8]) {
-            u64(UInt64(b.count))
-            sha.update(data: b)
-        }
-        mutating func string(_ s: String) { bytes(Array(s.utf8)) }
-        mutating func raw(_ d: Data) { sha.update(data: d) }
-
-        func hexDigest() -> String {
-            FileSHA256.hex(sha.finalize())
+            string(name)
+            string(head.kind)
+            u64(UInt64(head.dims.count))
+            for d in head.dims { i64(Int64(d)) }
         }
     }
 }

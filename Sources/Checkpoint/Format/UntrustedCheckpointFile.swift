@@ -22,6 +22,9 @@ public enum UntrustedCheckpointFile {
         public var checkpoint: Checkpoint
         /// The root `content_id` attribute, nil when absent.
         public var storedContentID: String?
+        /// Nil when the file has no tensor index or its index agrees with its HDF5 metadata; else
+        /// what disagrees (`CheckpointReader.tensorIndexProblem()`). A zoo refuses such an object.
+        public var tensorIndexProblem: String? = nil
     }
 
     /// Starts the HDF5 reader process for `url` ahead of `read(_:reader:)`, while the file is
@@ -87,7 +90,8 @@ public enum UntrustedCheckpointFile {
 
     static func readInProcess(_ url: URL) throws -> Contents {
         let reader = try CheckpointReader(url)
-        return Contents(checkpoint: try reader.checkpoint(), storedContentID: reader.storedContentID)
+        return Contents(checkpoint: try reader.checkpoint(), storedContentID: reader.storedContentID,
+                        tensorIndexProblem: try reader.tensorIndexProblem())
     }
 
     // MARK: - Message
@@ -100,6 +104,7 @@ public enum UntrustedCheckpointFile {
         struct TensorRecord: Codable, Equatable { var dtype: DType; var shape: [Int]; var offset: UInt64? }
         var error: Failure?
         var storedContentID: String?
+        var tensorIndexProblem: String?
         /// `fstat` facts of the file the reader process read.
         var file: FileStatus?
         var components: [Component] = []
@@ -117,6 +122,7 @@ public enum UntrustedCheckpointFile {
             let c = try decoder.container(keyedBy: CodingKeys.self)
             error = try c.decodeIfPresent(Failure.self, forKey: .error)
             storedContentID = try c.decodeIfPresent(String.self, forKey: .storedContentID)
+            tensorIndexProblem = try c.decodeIfPresent(String.self, forKey: .tensorIndexProblem)
             file = try c.decodeIfPresent(FileStatus.self, forKey: .file)
             components = try c.decodeIfPresent([Component].self, forKey: .components) ?? []
             tensors = try c.decodeIfPresent([TensorRecord].self, forKey: .tensors) ?? []
@@ -164,6 +170,7 @@ public enum UntrustedCheckpointFile {
     static func encode(_ reader: CheckpointReader) throws -> SandboxMessage {
         var header = Header()
         header.storedContentID = reader.storedContentID
+        header.tensorIndexProblem = try reader.tensorIndexProblem()
         header.file = reader.status
         var blobs: [Data] = []
         for (dataset, info) in reader.storedTensors {
@@ -250,6 +257,7 @@ public enum UntrustedCheckpointFile {
         provenance.metricHistory = header.metricHistory
         let checkpoint = Checkpoint(components: components, architecture: header.architecture, provenance: provenance,
                                     aliases: header.aliases)
-        return (Contents(checkpoint: checkpoint, storedContentID: header.storedContentID), header.file)
+        return (Contents(checkpoint: checkpoint, storedContentID: header.storedContentID,
+                         tensorIndexProblem: header.tensorIndexProblem), header.file)
     }
 }

@@ -104,13 +104,20 @@ public enum FileSniffer {
 
         if starts(with: [0x50, 0x4B, 0x03, 0x04]) || starts(with: [0x50, 0x4B, 0x05, 0x06]) { return zipKind(bytes) }
         if isLegacyMagic(head) { return .pytorchLegacy }
-        if starts(with: Array("ustar".utf8), at: 257) { return tarKind(bytes) }
         let hdf5: [UInt8] = [0x89, 0x48, 0x44, 0x46, 0x0D, 0x0A, 0x1A, 0x0A]
-        var at = 0
-        while at + 8 <= size {
-            if bytes.subdata(in: at..<(at + 8)).elementsEqual(hdf5) { return .hdf5 }
-            at = at == 0 ? 512 : at * 2
+        func hasHDF5Signature() -> Bool {
+            var at = 0
+            while at + 8 <= size {
+                if bytes.subdata(in: at..<(at + 8)).elementsEqual(hdf5) { return true }
+                at = at == 0 ? 512 : at * 2
+            }
+            return false
         }
+        // bissl's own HDF5 opens with its tensor index (any bytes, "ustar" at 257 among them).
+        let indexed = head.withUnsafeBytes { TensorIndex.blockLength($0) } != nil
+        if indexed, hasHDF5Signature() { return .hdf5 }
+        if starts(with: Array("ustar".utf8), at: 257) { return tarKind(bytes) }
+        if !indexed, hasHDF5Signature() { return .hdf5 }
         if head[0] == 0x80, head.count > 1, (2...5).contains(head[1]) {
             return .rawPickle(globals: PickleScanner.scan(bytes).globals)
         }

@@ -16,6 +16,9 @@ final class Catalog {
     /// False when the catalog was opened for reading only (`readOnly`): read-only commands, `verify`
     /// included, write nothing, not even file facts (schemas/catalog.md, "Trusted reads").
     let canWrite: Bool
+    /// The schema version of the open catalog: `CatalogSchema.currentVersion`, or an older readable
+    /// one when it was opened read-only by a user who cannot write it (not migrated).
+    let schemaVersion: Int
 
     /// Opens (or creates, when `create`) the catalog at `url` and brings its schema to
     /// `CatalogSchema.currentVersion`.
@@ -65,8 +68,10 @@ final class Catalog {
             guard live >= CatalogSchema.oldestReadable else {
                 throw ZooError.io("\(url.path): the catalog has schema version \(live), this bissl needs \(CatalogSchema.oldestReadable) or later; run any writing bissl command once as a user who can write the zoo")
             }
+            schemaVersion = live
             return
         }
+        schemaVersion = CatalogSchema.currentVersion
         if version < CatalogSchema.currentVersion {
             // WAL is a persistent property of the database file: set once here, when the catalog is
             // created or migrated. (GRDB's `journalMode = .wal` would write to the catalog at every
@@ -189,11 +194,11 @@ final class Catalog {
     static func insert(_ s: EntrySummary, _ db: Database) throws {
         try db.execute(sql: """
             INSERT INTO entries (id, stage, method, arch, dataset, headline_metric, headline_value, created, size,
-                                 tensor_count, components, source_file, provenance, details)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                 tensor_count, components, source_file, provenance, details, first_parent, parent_count)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, arguments: [s.id, s.stage, s.method, s.arch, s.dataset, s.headlineMetric, s.headlineValue, s.created, s.size,
                              s.tensorCount, s.components.joined(separator: "\n"), s.sourceFile, s.provenanceJSON,
-                             s.details.map(EntryDetails.json)])
+                             s.details.map(EntryDetails.json), s.parents.first?.id, s.parents.count])
         // A re-imported removed entry is listed again: its tombstone row and edges give way.
         try db.execute(sql: "DELETE FROM tombstones WHERE id = ?", arguments: [s.id])
         try db.execute(sql: "DELETE FROM edges WHERE child = ?", arguments: [s.id])
@@ -292,11 +297,16 @@ final class Catalog {
             .map { ($0["label"], LabelKind(rawValue: $0["kind"]) ?? .tag, $0["entry_id"]) }
     }
 
+    /// Adds a label row; a name is also copied into its entry's row (`entries.name`, which `list` reads).
     static func addLabel(_ label: String, kind: LabelKind, id: String, _ db: Database) throws {
         try db.execute(sql: "INSERT INTO labels (label, kind, entry_id) VALUES (?, ?, ?)", arguments: [label, kind.rawValue, id])
+        if kind == .name { try db.execute(sql: "UPDATE entries SET name = ? WHERE id = ?", arguments: [label, id]) }
     }
 
+    /// Removes a label row (and a name's copy in its entry's row).
     static func removeLabel(_ label: String, _ db: Database) throws {
+        try db.execute(sql: "UPDATE entries SET name = NULL WHERE id = (SELECT entry_id FROM labels WHERE label = ? AND kind = 'name')",
+                       arguments: [label])
         try db.execute(sql: "DELETE FROM labels WHERE label = ?", arguments: [label])
     }
 

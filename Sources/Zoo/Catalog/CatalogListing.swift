@@ -33,8 +33,8 @@ public struct ListingRow {
 extension Zoo {
     /// Visits the listed entries matching `filter`, newest first (the order and filter of `list`),
     /// with the fields `bissl list` shows as byte views (`ListingRow`); `body` must not keep them.
-    /// One query over the catalog's covering index `entries_listing`, names and first parents looked
-    /// up per row through their indexes (schemas/catalog.md).
+    /// One query over the catalog's covering index `entries_listing`, which holds every field shown
+    /// (schemas/catalog.md).
     /// - Throws: `ZooError.io` when the catalog cannot be read, whatever `body` throws.
     public func visitListing(_ filter: ListFilter = ListFilter(), _ body: (ListingRow) throws -> Void) throws {
         try catalog.visitListing(filter, body)
@@ -62,18 +62,23 @@ extension Catalog {
     }
 
     func visitListing(_ filter: ListFilter, _ body: (ListingRow) throws -> Void) throws {
-        try read { db in try Self.visitListing(filter, db, path: url.path, body) }
+        let copies = schemaVersion >= 4
+        try read { db in try Self.visitListing(filter, db, path: url.path, copies: copies, body) }
     }
 
-    private static func visitListing(_ filter: ListFilter, _ db: Database, path: String, _ body: (ListingRow) throws -> Void) throws {
+    /// - Parameter copies: the catalog has the name, first parent and parent count in each entry's
+    ///   row (schema version 4); else they are looked up per row (an older catalog read as it is).
+    private static func visitListing(_ filter: ListFilter, _ db: Database, path: String, copies: Bool,
+                                     _ body: (ListingRow) throws -> Void) throws {
         let (whereSQL, arguments) = whereClause(filter)
-        // The name through the partial unique index `labels_one_name`, the first parent and the
-        // parent count through the primary key of `edges` (child, position).
+        // Older catalogs: the name through the partial unique index `labels_one_name`, the first
+        // parent and the parent count through the primary key of `edges` (child, position).
+        let lookups = copies ? ["e.name", "e.first_parent", "e.parent_count"] : [
+            "(SELECT l.label FROM labels l WHERE l.entry_id = e.id AND l.kind = 'name')",
+            "(SELECT p.parent FROM edges p WHERE p.child = e.id ORDER BY p.position LIMIT 1)",
+            "(SELECT count(*) FROM edges c WHERE c.child = e.id)"]
         let statement = try db.makeStatement(sql: """
-            SELECT e.id, (SELECT l.label FROM labels l WHERE l.entry_id = e.id AND l.kind = 'name'),
-                   e.stage, e.method, e.arch,
-                   (SELECT p.parent FROM edges p WHERE p.child = e.id ORDER BY p.position LIMIT 1),
-                   (SELECT count(*) FROM edges c WHERE c.child = e.id),
+            SELECT e.id, \(lookups[0]), e.stage, e.method, e.arch, \(lookups[1]), \(lookups[2]),
                    e.dataset, e.headline_metric, e.headline_value, e.created, e.size
             FROM entries e \(whereSQL) ORDER BY e.created DESC, e.id
             """)

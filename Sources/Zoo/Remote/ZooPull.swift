@@ -107,6 +107,8 @@ extension Zoo {
                 do {
                     // Not yet verified against its content id: libhdf5 read it in the HDF5 reader process.
                     read = try reading!.value()
+                    // The placed object is trusted later, and a trusted object is read through its index.
+                    if let problem = read.contents.tensorIndexProblem { throw CheckpointError.corrupt(problem) }
                 } catch let error as CheckpointError {
                     throw ZooError.corrupt("the object of entry \(entry.prefix(12)) on remote \(remote.config.name) is not a readable checkpoint (\(error.description)); not imported")
                 }

@@ -164,22 +164,27 @@ public final class Zoo {
     /// object's file facts (size, device, inode, modification and change times, `FileStatus`) equal
     /// those the catalog recorded when its content id was last verified (import, `verify`,
     /// `verify --reindex`): then the bytes are trusted as git trusts an unchanged work-tree file
-    /// (schemas/catalog.md, "Trusted reads"). Files from outside the zoo never get this trust.
+    /// (schemas/catalog.md, "Trusted reads"), and an object with a tensor index (`TensorIndex`) is
+    /// read through it alone: no HDF5 metadata walk, every tensor a zero-copy view of the mapped
+    /// file. Files from outside the zoo never get this trust.
     /// - Parameters:
     ///   - components: read only these components' tensors (all when nil), as
     ///     `Checkpoint.keeping(_:)`; an object that must be hashed is still read whole.
     ///   - rehash: hash whatever the recorded facts say (`verify`, `gc`, `reindex`).
-    /// - Throws: `ZooError.io` for a missing object, `.corrupt` for an unreadable one or one
-    ///   holding other content ("object <id> is corrupt: holds content <x>; run bissl verify").
+    /// - Throws: `ZooError.io` for a missing object, `.corrupt` for an unreadable one, one holding
+    ///   other content ("object <id> is corrupt: holds content <x>; run bissl verify") or one whose
+    ///   tensor index disagrees with its HDF5 metadata.
     public func checkpoint(_ id: String, components: Set<String>? = nil, rehash: Bool = false) throws -> Checkpoint {
         try load(id, components: components, rehash: rehash).checkpoint
     }
 
     /// `checkpoint(_:components:rehash:)`, also returning the object's file facts when its content id
-    /// was hashed and matched and the facts are settled (`FileStatus.isSettled`); nil when the
-    /// recorded facts were trusted or cannot be. `verify`, `reindex` and `gc` record them.
+    /// was hashed and matched (and its tensor index, if any, agreed) and the facts are settled
+    /// (`FileStatus.isSettled`); nil when the recorded facts were trusted or cannot be. `verify`,
+    /// `reindex` and `gc` record them.
     func load(_ id: String, components: Set<String>? = nil, rehash: Bool) throws -> (checkpoint: Checkpoint, hashed: FileStatus?) {
         let opened = FileStatus.coarseNow()   // before the reader's fstat: see `FileStatus.isSettled`
+        if !rehash, let trusted = try trustedRead(id, components: components) { return (trusted, nil) }
         let reader = try openObject(id)
         if !rehash, let status = reader.status, try catalog.read({ try Catalog.verified(id, $0) }) == status {
             return (try Self.damaged(id) { try reader.checkpoint(only: components) }, nil)
@@ -187,8 +192,32 @@ public final class Zoo {
         let checkpoint = try Self.damaged(id) { try reader.checkpoint() }
         let actual = ContentID.compute(checkpoint)
         guard actual == id else { throw Self.mismatch(id, holds: actual) }
+        // Later reads of a trusted object believe its index: it must say what the HDF5 metadata says.
+        if let problem = try Self.damaged(id, { try reader.tensorIndexProblem() }) {
+            throw ZooError.corrupt("object of entry \(id.prefix(12)) is damaged: \(problem)")
+        }
         let settled = reader.status.flatMap { $0.isSettled(before: opened) ? $0 : nil }
         return (components.map { checkpoint.keeping($0) } ?? checkpoint, settled)
+    }
+
+    /// The object of `id` read through its tensor index, when its file facts equal the recorded ones
+    /// and it has an index; nil otherwise (then it is read through HDF5). The facts are those of the
+    /// descriptor the bytes are then read from.
+    private func trustedRead(_ id: String, components: Set<String>?) throws -> Checkpoint? {
+        let url = layout.objectURL(id)
+        let descriptor = Glibc.open(url.path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { return nil }   // reported by the HDF5 path
+        defer { Glibc.close(descriptor) }
+        guard let status = FileStatus(descriptor: descriptor), try catalog.read({ try Catalog.verified(id, $0) }) == status else {
+            return nil
+        }
+        return try Self.damaged(id) { () throws -> Checkpoint? in
+            guard let index = try TensorIndex.read(descriptor: descriptor, fileSize: status.size, fileName: url.lastPathComponent) else {
+                return nil
+            }
+            guard index.contentID == id else { throw Self.mismatch(id, holds: index.contentID) }
+            return try index.checkpoint(descriptor: descriptor, fileSize: status.size, fileName: url.lastPathComponent, only: components)
+        }
     }
 
     /// Opens an entry's object (its metadata, `CheckpointReader`) and checks that its stored
