@@ -77,6 +77,76 @@ def check_file(h5_path, expected):
         stored_id = text(f.attrs["content_id"])
     jsonschema.validate(provenance, SCHEMA, cls=jsonschema.Draft202012Validator)
     assert content_id(*read_h5(h5_path)) == stored_id
+    check_tensor_index(h5_path)
+
+
+def read_tensor_index(path):
+    """The tensor index in the file's HDF5 user block, decoded from schemas/checkpoint-v1.md ("Tensor
+    index") alone: (content id, provenance text, [(component, key, dtype, shape, offset, nbytes)],
+    [(metric, offset, count)], bytes used). The architecture record is skipped by its encoding."""
+    data = Path(path).read_bytes()
+    pos = 0
+
+    def u64():
+        nonlocal pos
+        pos += 8
+        return int.from_bytes(data[pos - 8:pos], "little")
+
+    def string():
+        nonlocal pos
+        n = u64()
+        pos += n
+        return data[pos - n:pos].decode("utf-8")
+
+    assert string() == "bissl-tensor-index/v1"
+    end = u64() + pos
+    cid = string()
+    if data[pos] == 1:   # arch: family, depth, block, layers, width, stem, heads
+        pos += 1
+        string(); u64(); string()
+        pos += 8 * u64()
+        u64(); string()
+        for _ in range(u64()):
+            string(); string()
+            pos += 8 * u64()
+    else:
+        pos += 1
+    provenance = string()
+    tensors = []
+    for _ in range(u64()):
+        component = string()
+        for _ in range(u64()):
+            key, dtype = string(), string()
+            shape = tuple(u64() for _ in range(u64()))
+            tensors.append((component, key, dtype, shape, u64(), u64()))
+    histories = [(string(), u64(), u64()) for _ in range(u64())]
+    assert pos == end, "the payload ends where its length says"
+    return cid, provenance, tensors, histories, end
+
+
+def check_tensor_index(path):
+    """The index repeats what h5py sees: every name's dtype, shape and file offset (`get_offset`, the
+    bytes there equal to the dataset's), the provenance document and the content id; HDF5's superblock
+    lies after it (h5py's `userblock_size`)."""
+    cid, provenance, tensors, histories, used = read_tensor_index(path)
+    raw = Path(path).read_bytes()
+    with h5py.File(path, "r") as f:
+        assert f.userblock_size >= max(512, used)
+        assert cid == text(f.attrs["content_id"])
+        assert provenance == text(f["provenance"][()])
+        expected = [(text(c), text(k)) for c in f["components"][()] for k in f["keys"][escape(text(c))][()]]
+        assert [(c, k) for c, k, *_ in tensors] == expected
+        for component, key, dtype, shape, offset, nbytes in tensors:
+            ds = f["tensors"][escape(component)][escape(key)]
+            marker = ds.attrs.get("dtype")
+            assert dtype == (text(marker) if marker is not None else ds.dtype.name), key
+            assert shape == ds.shape, key
+            data = np.ascontiguousarray(ds[()]).tobytes()
+            assert nbytes == len(data), key
+            if nbytes:
+                assert offset == ds.id.get_offset() and raw[offset:offset + nbytes] == data, key
+        names = sorted(f["metric_history"].keys()) if "metric_history" in f else []
+        assert [m for m, _, _ in histories] == sorted(names, key=lambda m: m.encode())
 
 
 @pytest.mark.parametrize("name", ["resnet18_w4.safetensors", "empty.safetensors", "bf16.safetensors",
