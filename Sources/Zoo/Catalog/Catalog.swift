@@ -18,7 +18,7 @@ final class Catalog {
     let canWrite: Bool
     /// The schema version of the open catalog: `CatalogSchema.currentVersion`, or an older readable
     /// one when it was opened read-only by a user who cannot write it (not migrated).
-    let schemaVersion: Int
+    private(set) var schemaVersion = CatalogSchema.currentVersion
 
     /// Opens (or creates, when `create`) the catalog at `url` and brings its schema to
     /// `CatalogSchema.currentVersion`.
@@ -71,7 +71,6 @@ final class Catalog {
             schemaVersion = live
             return
         }
-        schemaVersion = CatalogSchema.currentVersion
         if version < CatalogSchema.currentVersion {
             // WAL is a persistent property of the database file: set once here, when the catalog is
             // created or migrated. (GRDB's `journalMode = .wal` would write to the catalog at every
