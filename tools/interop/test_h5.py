@@ -101,14 +101,19 @@ def read_tensor_index(path):
     assert string() == "bissl-tensor-index/v1"
     end = u64() + pos
     cid = string()
+    def skip_i64s():   # u64(n) then n i64 values
+        nonlocal pos
+        n = u64()
+        pos += 8 * n
+
     if data[pos] == 1:   # arch: family, depth, block, layers, width, stem, heads
         pos += 1
         string(); u64(); string()
-        pos += 8 * u64()
+        skip_i64s()
         u64(); string()
         for _ in range(u64()):
             string(); string()
-            pos += 8 * u64()
+            skip_i64s()
     else:
         pos += 1
     provenance = string()
