@@ -45,6 +45,22 @@ enum Parallel {
             DispatchQueue.concurrentPerform(iterations: pieces) { k in work.value(k) }
         }
     }
+
+    /// A reduction over `0..<count` (chunks of a batch) into `length` floats at `result`, the same
+    /// additions on any number of cores: two fixed halves, one per thread, `body(range, target, alone)` adding
+    /// the first half's contributions into `result` and the second's into a zeroed buffer that is added
+    /// to `result` last (`alone`: the only piece, when `count < 2`; its products may use every core).
+    static func accumulateInHalves(_ count: Int, into result: UnsafeMutablePointer<Float>, length: Int,
+                                   _ body: (_ range: Range<Int>, _ target: UnsafeMutablePointer<Float>, _ alone: Bool) -> Void) {
+        let halves = count >= 2 ? 2 : 1
+        let upper = UnsafeMutablePointer<Float>.allocate(capacity: halves == 2 ? length : 0)
+        defer { upper.deallocate() }
+        if halves == 2 { upper.initialize(repeating: 0, count: length) }
+        forEachPiece(halves) { half in
+            body(half == 0 ? 0..<(count / halves) : (count / halves)..<count, half == 0 ? result : upper, halves == 1)
+        }
+        if halves == 2 { for i in 0..<length { result[i] += upper[i] } }
+    }
 }
 
 /// The loop body handed to the workers; `forEachChunk` callers guarantee disjoint writes.

@@ -150,39 +150,32 @@ public final class Conv2d {
         }
         let ho = outputSize(x.h), wo = outputSize(x.w), N = x.n, O = outChannels
         let p = ho * wo, ckk = inChannels * kernel * kernel
-        let (size, count) = chunks(images: N, plane: p)
-        // Fewer chunks than cores (a large layer on a small batch): each GEMM is split over the cores instead.
-        let splitGEMM = count < Parallel.threads
         let y = [Float](count: N * O * p) { yp in
             w.withUnsafeBufferPointer { wp in
                 x.data.withUnsafeBufferPointer { xp in
-                    Parallel.forEachChunk(count, workPerIndex: size * O * p * ckk) { range in
-                        let cols = UnsafeMutablePointer<Float>.allocate(capacity: ckk * size * p)
-                        let t = UnsafeMutablePointer<Float>.allocate(capacity: O * size * p)
-                        defer { cols.deallocate(); t.deallocate() }
-                        for chunk in range {
-                            let images = chunk * size..<min(N, (chunk + 1) * size), width = images.count * p
-                            let b = columns(xp.baseAddress!, x, images, ho: ho, wo: wo, into: cols)
-                            if images.count == 1 {
-                                // Y_n[O, P] = W[O, CKK] * cols[CKK, P], in place
-                                let yn = yp.baseAddress! + images.lowerBound * O * p
-                                GEMM.sgemm(m: O, n: p, k: ckk, a: wp.baseAddress!, lda: ckk, b: b, ldb: p, c: yn, ldc: p,
-                                           parallel: splitGEMM)
+                    forEachImageChunk(images: N, plane: p) { chunk in
+                        let images = chunk.images, width = images.count * p
+                        let b = columns(xp.baseAddress!, x, images, ho: ho, wo: wo, into: chunk.columns)
+                        if images.count == 1 {
+                            // Y_n[O, P] = W[O, CKK] * cols[CKK, P], in place
+                            let yn = yp.baseAddress! + images.lowerBound * O * p
+                            GEMM.sgemm(m: O, n: p, k: ckk, a: wp.baseAddress!, lda: ckk, b: b, ldb: p, c: yn, ldc: p,
+                                       parallel: chunk.splitGEMM)
+                            for o in 0..<O {
+                                epilogue?.apply(yn + o * p, from: yn + o * p, channel: o, at: (images.lowerBound * O + o) * p, count: p)
+                            }
+                        } else {
+                            // T[O, n*P] = W[O, CKK] * cols[CKK, n*P], then moved into NCHW
+                            let t = chunk.rows
+                            GEMM.sgemm(m: O, n: width, k: ckk, a: wp.baseAddress!, lda: ckk, b: b, ldb: width, c: t, ldc: width,
+                                       parallel: chunk.splitGEMM)
+                            for (local, n) in images.enumerated() {
                                 for o in 0..<O {
-                                    epilogue?.apply(yn + o * p, from: yn + o * p, channel: o, at: (images.lowerBound * O + o) * p, count: p)
-                                }
-                            } else {
-                                // T[O, n*P] = W[O, CKK] * cols[CKK, n*P], then moved into NCHW
-                                GEMM.sgemm(m: O, n: width, k: ckk, a: wp.baseAddress!, lda: ckk, b: b, ldb: width, c: t, ldc: width,
-                                           parallel: splitGEMM)
-                                for (local, n) in images.enumerated() {
-                                    for o in 0..<O {
-                                        let at = (n * O + o) * p, from = t + o * width + local * p
-                                        if let epilogue {
-                                            epilogue.apply(yp.baseAddress! + at, from: from, channel: o, at: at, count: p)
-                                        } else {
-                                            (yp.baseAddress! + at).update(from: from, count: p)
-                                        }
+                                    let at = (n * O + o) * p, from = t + o * width + local * p
+                                    if let epilogue {
+                                        epilogue.apply(yp.baseAddress! + at, from: from, channel: o, at: at, count: p)
+                                    } else {
+                                        (yp.baseAddress! + at).update(from: from, count: p)
                                     }
                                 }
                             }
@@ -201,31 +194,18 @@ public final class Conv2d {
             return
         }
         let p = dy.h * dy.w, ckk = inChannels * kernel * kernel, O = outChannels, N = x.n
-        let (size, count) = chunks(images: N, plane: p)
-        // dW[O, CKK] += Σ_chunks dY[O, n*P] * cols[CKK, n*P]^T: the chunks in two fixed halves, one per core,
-        // the second half summed into `upper` and added last (the same additions on any number of cores).
-        let halves = count >= 2 ? 2 : 1
-        var upper = [Float](repeating: 0, count: halves == 2 ? O * ckk : 0)
+        // dW[O, CKK] += Σ_chunks dY[O, n*P] * cols[CKK, n*P]^T
         weight.grad.withUnsafeMutableBufferPointer { gp in
-            upper.withUnsafeMutableBufferPointer { up in
-                x.data.withUnsafeBufferPointer { xp in
-                    dy.data.withUnsafeBufferPointer { dyp in
-                        Parallel.forEachPiece(halves) { half in
-                            let target = half == 0 ? gp.baseAddress! : up.baseAddress!
-                            let cols = UnsafeMutablePointer<Float>.allocate(capacity: ckk * size * p)
-                            let g = UnsafeMutablePointer<Float>.allocate(capacity: O * size * p)
-                            defer { cols.deallocate(); g.deallocate() }
-                            for chunk in (half == 0 ? 0..<(count / halves) : (count / halves)..<count) {
-                                let images = chunk * size..<min(N, (chunk + 1) * size), width = images.count * p
-                                let a = gemmRows(dyp.baseAddress!, images, O, p, into: g)
-                                let b = columns(xp.baseAddress!, x, images, ho: dy.h, wo: dy.w, into: cols)
-                                GEMM.sgemm(transB: true, m: O, n: ckk, k: width, a: a, lda: width, b: b, ldb: width, beta: 1,
-                                           c: target, ldc: ckk, parallel: halves == 1)
-                            }
-                        }
+            x.data.withUnsafeBufferPointer { xp in
+                dy.data.withUnsafeBufferPointer { dyp in
+                    forEachImageChunk(images: N, plane: p, accumulatingInto: gp.baseAddress!) { chunk in
+                        let images = chunk.images, width = images.count * p
+                        let a = gemmRows(dyp.baseAddress!, images, O, p, into: chunk.rows)
+                        let b = columns(xp.baseAddress!, x, images, ho: dy.h, wo: dy.w, into: chunk.columns)
+                        GEMM.sgemm(transB: true, m: O, n: ckk, k: width, a: a, lda: width, b: b, ldb: width, beta: 1,
+                                   c: chunk.sum!, ldc: ckk, parallel: chunk.splitGEMM)
                     }
                 }
-                for i in 0..<up.count { gp[i] += up[i] }
             }
         }
     }
@@ -234,37 +214,72 @@ public final class Conv2d {
     private func inputGradient(_ dy: Tensor4, _ w: [Float], like x: Tensor4) -> Tensor4 {
         if direct(.correlation, width: x.w, transposed: true) { return DirectConvolution.inputGradient(dy, w, inChannels: inChannels) }
         let p = dy.h * dy.w, ckk = inChannels * kernel * kernel, O = outChannels, N = x.n, image = inChannels * x.h * x.w
-        let (size, count) = chunks(images: N, plane: p)
-        let splitGEMM = count < Parallel.threads
         let dx = [Float](count: x.count) { dxp in
             w.withUnsafeBufferPointer { wp in
                 dy.data.withUnsafeBufferPointer { dyp in
-                    // Chunks write disjoint images.
-                    Parallel.forEachChunk(count, workPerIndex: size * O * p * ckk) { range in
-                        let dcols = UnsafeMutablePointer<Float>.allocate(capacity: ckk * size * p)
-                        let g = UnsafeMutablePointer<Float>.allocate(capacity: O * size * p)
-                        defer { dcols.deallocate(); g.deallocate() }
-                        for chunk in range {
-                            let images = chunk * size..<min(N, (chunk + 1) * size), width = images.count * p
-                            let b = gemmRows(dyp.baseAddress!, images, O, p, into: g)
-                            let dxn = dxp.baseAddress! + images.lowerBound * image
-                            if readsImagesDirectly && images.count == 1 {
-                                // dX_n[C, P] = W[O, C]^T * dY_n[O, P]
-                                GEMM.sgemm(transA: true, m: ckk, n: p, k: O, a: wp.baseAddress!, lda: ckk, b: b, ldb: p,
-                                           c: dxn, ldc: p, parallel: splitGEMM)
-                            } else {
-                                // dcols[CKK, n*P] = W[O, CKK]^T * dY[O, n*P], summed back into the chunk's images
-                                GEMM.sgemm(transA: true, m: ckk, n: width, k: O, a: wp.baseAddress!, lda: ckk, b: b, ldb: width,
-                                           c: dcols, ldc: width, parallel: splitGEMM)
-                                dxn.initialize(repeating: 0, count: images.count * image)
-                                col2im(dcols, images, into: dxp.baseAddress!, like: x, ho: dy.h, wo: dy.w)
-                            }
+                    forEachImageChunk(images: N, plane: p) { chunk in
+                        let images = chunk.images, width = images.count * p
+                        let b = gemmRows(dyp.baseAddress!, images, O, p, into: chunk.rows)
+                        let dxn = dxp.baseAddress! + images.lowerBound * image
+                        if readsImagesDirectly && images.count == 1 {
+                            // dX_n[C, P] = W[O, C]^T * dY_n[O, P]
+                            GEMM.sgemm(transA: true, m: ckk, n: p, k: O, a: wp.baseAddress!, lda: ckk, b: b, ldb: p,
+                                       c: dxn, ldc: p, parallel: chunk.splitGEMM)
+                        } else {
+                            // dcols[CKK, n*P] = W[O, CKK]^T * dY[O, n*P], summed back into the chunk's images
+                            GEMM.sgemm(transA: true, m: ckk, n: width, k: O, a: wp.baseAddress!, lda: ckk, b: b, ldb: width,
+                                       c: chunk.columns, ldc: width, parallel: chunk.splitGEMM)
+                            dxn.initialize(repeating: 0, count: images.count * image)
+                            col2im(chunk.columns, images, into: dxp.baseAddress!, like: x, ho: dy.h, wo: dy.w)
                         }
                     }
                 }
             }
         }
         return Tensor4(n: N, c: inChannels, h: x.h, w: x.w, data: dx)
+    }
+
+    /// One chunk of the batch as `forEachImageChunk` hands it to a worker thread.
+    struct ImageChunk {
+        /// The chunk's consecutive images.
+        let images: Range<Int>
+        /// The worker's scratch, room for the chunk's unfolded input `[C*k*k, n*Ho*Wo]` and for its
+        /// `[O, n*Ho*Wo]` GEMM rows.
+        let columns: UnsafeMutablePointer<Float>, rows: UnsafeMutablePointer<Float>
+        /// Where a reduction over the batch adds this chunk's share (nil without `accumulatingInto`).
+        let sum: UnsafeMutablePointer<Float>?
+        /// Whether the chunk's GEMMs split themselves over the cores: fewer chunks than cores (a large
+        /// layer on a small batch).
+        let splitGEMM: Bool
+    }
+
+    /// Runs `body` on every chunk of a batch of `n` images with output planes of `p` pixels (`chunks`),
+    /// each worker thread with its own scratch. Without `sum` the chunks go to the cores in contiguous
+    /// ranges (each chunk writes its own images); with `sum` (`O*C*k*k` floats, the weight gradient) they
+    /// are a reduction in two fixed halves (`Parallel.accumulateInHalves`), the same additions on any
+    /// number of cores.
+    private func forEachImageChunk(images n: Int, plane p: Int, accumulatingInto sum: UnsafeMutablePointer<Float>? = nil,
+                                   _ body: (ImageChunk) -> Void) {
+        let (size, count) = chunks(images: n, plane: p)
+        let ckk = inChannels * kernel * kernel
+        func run(_ range: Range<Int>, sum: UnsafeMutablePointer<Float>?, splitGEMM: Bool) {
+            let columns = UnsafeMutablePointer<Float>.allocate(capacity: ckk * size * p)
+            let rows = UnsafeMutablePointer<Float>.allocate(capacity: outChannels * size * p)
+            defer { columns.deallocate(); rows.deallocate() }
+            for k in range {
+                body(ImageChunk(images: k * size..<min(n, (k + 1) * size), columns: columns, rows: rows,
+                                sum: sum, splitGEMM: splitGEMM))
+            }
+        }
+        if let sum {
+            Parallel.accumulateInHalves(count, into: sum, length: outChannels * ckk) { range, target, alone in
+                run(range, sum: target, splitGEMM: alone)
+            }
+        } else {
+            Parallel.forEachChunk(count, workPerIndex: size * outChannels * p * ckk) { range in
+                run(range, sum: nil, splitGEMM: count < Parallel.threads)
+            }
+        }
     }
 
     /// The chunk `images` of an NCHW gradient `dy` (`O` channels, planes of `p` pixels) as the `[O, n*P]`

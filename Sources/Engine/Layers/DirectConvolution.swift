@@ -159,35 +159,28 @@ enum DirectConvolution {
     }
 
     /// `grad += corr(dy, x)`: the weight gradient `[O][C][9]` of output gradient dy `[N, O, H, W]` for input
-    /// x `[N, C, H, W]`. The chunks in two fixed halves, one per core, the second half summed separately and
-    /// added last (the same additions on any number of cores, as `Conv2d`'s GEMM path).
+    /// x `[N, C, H, W]`. The chunks in two fixed halves, one per core (`Parallel.accumulateInHalves`: the
+    /// same additions on any number of cores, as `Conv2d`'s GEMM path).
     static func accumulateWeightGradient(_ dy: Tensor4, _ x: Tensor4, into grad: inout [Float]) {
         let layout = Layout(images: x.n, h: x.h, w: x.w, pieces: 2), C = x.c, O = dy.c, row = layout.row
         let level = self.level
-        let halves = layout.chunkCount >= 2 ? 2 : 1
-        var upper = [Float](repeating: 0, count: halves == 2 ? grad.count : 0)
         grad.withUnsafeMutableBufferPointer { gp in
-            upper.withUnsafeMutableBufferPointer { up in
-                x.data.withUnsafeBufferPointer { xp in
-                    dy.data.withUnsafeBufferPointer { dyp in
-                        Parallel.forEachPiece(halves) { half in
-                            let target = half == 0 ? gp.baseAddress! : up.baseAddress!
-                            let px = UnsafeMutablePointer<Float>.allocate(capacity: C * layout.plane)
-                            let pdy = UnsafeMutablePointer<Float>.allocate(capacity: O * layout.plane)
-                            defer { px.deallocate(); pdy.deallocate() }
-                            let half0 = layout.chunkCount / halves
-                            for k in (half == 0 ? 0..<half0 : half0..<layout.chunkCount) {
-                                let images = layout.chunk(k)
-                                pad(xp.baseAddress!, channels: C, images, layout, into: px)
-                                pad(dyp.baseAddress!, channels: O, images, layout, into: pdy)
-                                // dy's grid: padded position q + row + 1 is output q; the dropped positions are padding, zero
-                                bissl_conv3x3_weight_gradient(level, pdy + row + 1, O, layout.plane, px, C, layout.plane, row,
-                                                              layout.count, target)
-                            }
+            x.data.withUnsafeBufferPointer { xp in
+                dy.data.withUnsafeBufferPointer { dyp in
+                    Parallel.accumulateInHalves(layout.chunkCount, into: gp.baseAddress!, length: gp.count) { range, target, _ in
+                        let px = UnsafeMutablePointer<Float>.allocate(capacity: C * layout.plane)
+                        let pdy = UnsafeMutablePointer<Float>.allocate(capacity: O * layout.plane)
+                        defer { px.deallocate(); pdy.deallocate() }
+                        for k in range {
+                            let images = layout.chunk(k)
+                            pad(xp.baseAddress!, channels: C, images, layout, into: px)
+                            pad(dyp.baseAddress!, channels: O, images, layout, into: pdy)
+                            // dy's grid: padded position q + row + 1 is output q; the dropped positions are padding, zero
+                            bissl_conv3x3_weight_gradient(level, pdy + row + 1, O, layout.plane, px, C, layout.plane, row,
+                                                          layout.count, target)
                         }
                     }
                 }
-                for i in 0..<up.count { gp[i] += up[i] }
             }
         }
     }
