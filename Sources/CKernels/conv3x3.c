@@ -1,8 +1,10 @@
 // 3x3 cross-correlation kernels (the declarations and their contracts are in include/CKernels.h).
-// One body, instantiated per vector width with GCC/Clang vector extensions: KERNELS(suffix, target,
-// lanes, OB, T, WOB) computes OB output channels x T vectors of positions per tile (OB*T accumulators
-// held in registers: 16 of 32 zmm at AVX-512, 8 of 16 ymm at AVX2), and the weight gradient WOB output
-// channels x 9 taps at a time.
+// Each body is instantiated per vector width with GCC/Clang vector extensions. Two kinds:
+// - vectors across positions (`KERNELS(suffix, target, lanes, OB, T, WOB)`, stride 1): OB output channels x
+//   T vectors of positions per tile (OB*T accumulators held in registers: 16 of 32 zmm at AVX-512, 8 of
+//   16 ymm at AVX2), and the weight gradient WOB output channels x 9 taps at a time;
+// - vectors across output channels (`POSITION_KERNELS`, `CORRELATION_BY_POSITION`, any stride): listed
+//   output positions, each x value broadcast, weights and output gradients with the output channel innermost.
 #include "CKernels.h"
 #include <string.h>
 
@@ -63,9 +65,107 @@ TARGET static void grad_##SUFFIX(const float *dy, long O, long dyStride, const f
     }                                                                                                          \
 }
 
+// The weight gradient by position: vectors across output channels (dy stored position-major, one
+// aligned load per position) times scalars of x broadcast from any offset, so no unaligned vector reads
+// and no lane sums. OV vectors of output channels x 9 taps of accumulators (18 of 32 zmm at AVX-512, 9 of
+// 16 ymm at AVX2), loaded from and stored to dwT around each block of POSITION_BLOCK positions (dy's rows
+// of a block stay in L1).
+#define POSITION_BLOCK 128
+#define POSITION_KERNELS(SUFFIX, TARGET, VL, OV)                                                               \
+TARGET static inline __attribute__((always_inline)) void wtile_##SUFFIX(int ov, const float *dyT, long O, long o0, \
+        const float *x, long C, long plane, long row, const long *xoff, long p0, long p1, float *dwT) {        \
+    for (long c = 0; c < C; c++) {                                                                             \
+        vf_##SUFFIX acc[OV][TAPS];                                                                             \
+        float *d = dwT + c * TAPS * O + o0;                                                                    \
+        for (int b = 0; b < ov; b++) for (int t = 0; t < TAPS; t++) memcpy(&acc[b][t], d + t * O + b * VL, VL * 4); \
+        const float *xc = x + c * plane;                                                                       \
+        for (long p = p0; p < p1; p++) {                                                                       \
+            vf_##SUFFIX g[OV];                                                                                 \
+            for (int b = 0; b < ov; b++) memcpy(&g[b], dyT + p * O + o0 + b * VL, VL * 4);                    \
+            const float *xp = xc + xoff[p];                                                                    \
+            for (int t = 0; t < TAPS; t++) {                                                                   \
+                float s = xp[(t / 3) * row + t % 3];                                                           \
+                for (int b = 0; b < ov; b++) acc[b][t] += s * g[b];                                            \
+            }                                                                                                  \
+        }                                                                                                      \
+        for (int b = 0; b < ov; b++) for (int t = 0; t < TAPS; t++) memcpy(d + t * O + b * VL, &acc[b][t], VL * 4); \
+    }                                                                                                          \
+}                                                                                                              \
+TARGET static void wgrad_by_position_##SUFFIX(const float *dyT, long O, const float *x, long C, long plane,     \
+        long row, const long *xoff, long positions, float *dwT) {                                               \
+    for (long p0 = 0; p0 < positions; p0 += POSITION_BLOCK) {                                                  \
+        long p1 = p0 + POSITION_BLOCK < positions ? p0 + POSITION_BLOCK : positions;                           \
+        long o0 = 0;                                                                                           \
+        for (; o0 + OV * VL <= O; o0 += OV * VL) wtile_##SUFFIX(OV, dyT, O, o0, x, C, plane, row, xoff, p0, p1, dwT); \
+        for (; o0 < O; o0 += VL) wtile_##SUFFIX(1, dyT, O, o0, x, C, plane, row, xoff, p0, p1, dwT);           \
+    }                                                                                                          \
+}
+
+// The correlation by position: PT positions x OV vectors of output channels of accumulators (the weights
+// stored [C][9][O], one aligned load per tap and vector; each x value broadcast), summed over c then the
+// taps as `KERNELS` does, then written to the positions' NCHW places through a small tile.
+#define CORRELATION_BY_POSITION(SUFFIX, TARGET, VL)                                                            \
+TARGET static inline __attribute__((always_inline)) void ctile_##SUFFIX(const int PT, const int OV,            \
+        const float *x, long C, long plane, long row, const long *xoff, long p0, long positions,              \
+        const float *wT, long O, long o0, float *out, long outStride, const long *yoff) {                      \
+    vf_##SUFFIX acc[PT][OV];                                                                                   \
+    const float *xp[PT];                                                                                       \
+    long at[PT];                                                                                               \
+    for (int i = 0; i < PT; i++) {                                                                             \
+        long p = p0 + i < positions ? p0 + i : positions - 1;   /* a short last tile repeats its last position */ \
+        xp[i] = x + xoff[p]; at[i] = yoff[p];                                                                  \
+        for (int b = 0; b < OV; b++) acc[i][b] = (vf_##SUFFIX){0};                                             \
+    }                                                                                                          \
+    for (long c = 0; c < C; c++) {                                                                             \
+        const float *wc = wT + c * TAPS * O + o0;                                                              \
+        long base = c * plane;                                                                                 \
+        for (int t = 0; t < TAPS; t++) {                                                                       \
+            vf_##SUFFIX wv[OV];                                                                                \
+            for (int b = 0; b < OV; b++) memcpy(&wv[b], wc + t * O + b * VL, VL * 4);                         \
+            long tap = base + (t / 3) * row + t % 3;                                                           \
+            for (int i = 0; i < PT; i++) {                                                                     \
+                float s = xp[i][tap];                                                                          \
+                for (int b = 0; b < OV; b++) acc[i][b] += s * wv[b];                                           \
+            }                                                                                                  \
+        }                                                                                                      \
+    }                                                                                                          \
+    float tile[PT][OV * VL];                                                                                   \
+    for (int i = 0; i < PT; i++) for (int b = 0; b < OV; b++) memcpy(&tile[i][b * VL], &acc[i][b], VL * 4);    \
+    for (int o = 0; o < OV * VL; o++) {                                                                        \
+        float *to = out + (o0 + o) * outStride;                                                                \
+        for (int i = 0; i < PT; i++) to[at[i]] = tile[i][o];                                                   \
+    }                                                                                                          \
+}                                                                                                              \
+TARGET static void conv_by_position_##SUFFIX(const float *x, long C, long plane, long row, const long *xoff,   \
+        long positions, const float *wT, long O, float *out, long outStride, const long *yoff) {                \
+    /* output channels outermost: one tile's weights (C * 9 * OV vectors) stay in cache over all positions */ \
+    if (VL == 16 && O % (4 * VL) == 0) {                                                                      \
+        for (long o0 = 0; o0 < O; o0 += 4 * VL)                                                               \
+            for (long p0 = 0; p0 < positions; p0 += 4)                                                        \
+                ctile_##SUFFIX(4, 4, x, C, plane, row, xoff, p0, positions, wT, O, o0, out, outStride, yoff); \
+        return;                                                                                                \
+    }                                                                                                          \
+    const int PT = VL == 16 ? 8 : 4;                                                                           \
+    for (long o0 = 0; o0 < O; ) {                                                                              \
+        if (o0 + 2 * VL <= O) {                                                                                \
+            for (long p0 = 0; p0 < positions; p0 += PT)                                                       \
+                ctile_##SUFFIX(PT, 2, x, C, plane, row, xoff, p0, positions, wT, O, o0, out, outStride, yoff); \
+            o0 += 2 * VL;                                                                                      \
+        } else {                                                                                               \
+            for (long p0 = 0; p0 < positions; p0 += PT)                                                       \
+                ctile_##SUFFIX(PT, 1, x, C, plane, row, xoff, p0, positions, wT, O, o0, out, outStride, yoff); \
+            o0 += VL;                                                                                          \
+        }                                                                                                      \
+    }                                                                                                          \
+}
+
 #if defined(__x86_64__)
 KERNELS(avx2, __attribute__((target("avx2,fma"))), 8, 4, 2, 1)
 KERNELS(avx512, __attribute__((target("avx512f,fma"))), 16, 4, 4, 2)
+POSITION_KERNELS(avx2, __attribute__((target("avx2,fma"))), 8, 1)
+POSITION_KERNELS(avx512, __attribute__((target("avx512f,fma"))), 16, 2)
+CORRELATION_BY_POSITION(avx2, __attribute__((target("avx2,fma"))), 8)
+CORRELATION_BY_POSITION(avx512, __attribute__((target("avx512f,fma"))), 16)
 #endif
 
 int bissl_kernels_max_level(void) {
@@ -94,4 +194,35 @@ void bissl_conv3x3_weight_gradient(int level, const float *dy, long outChannels,
 #endif
     (void)level; (void)dy; (void)outChannels; (void)dyStride; (void)x; (void)channels; (void)plane; (void)row; (void)count;
     (void)dw;   // no kernel for this level (see the header)
+}
+
+void bissl_conv3x3_weight_gradient_by_position(int level, const float *dyT, long outChannels, const float *x,
+                                               long channels, long plane, long row, const long *xoff,
+                                               long positions, float *dwT) {
+#if defined(__x86_64__)
+    if (level == BISSL_LEVEL_AVX512 && outChannels % 16 == 0) {
+        wgrad_by_position_avx512(dyT, outChannels, x, channels, plane, row, xoff, positions, dwT);
+        return;
+    }
+    if (level >= BISSL_LEVEL_AVX2) { wgrad_by_position_avx2(dyT, outChannels, x, channels, plane, row, xoff, positions, dwT); return; }
+#endif
+    (void)level; (void)dyT; (void)outChannels; (void)x; (void)channels; (void)plane; (void)row; (void)xoff;
+    (void)positions; (void)dwT;   // no kernel for this level (see the header)
+}
+
+void bissl_conv3x3_by_position(int level, const float *x, long channels, long plane, long row, const long *xoff,
+                               long positions, const float *wT, long outChannels, float *out, long outStride,
+                               const long *yoff) {
+#if defined(__x86_64__)
+    if (level == BISSL_LEVEL_AVX512 && outChannels % 16 == 0) {
+        conv_by_position_avx512(x, channels, plane, row, xoff, positions, wT, outChannels, out, outStride, yoff);
+        return;
+    }
+    if (level >= BISSL_LEVEL_AVX2) {
+        conv_by_position_avx2(x, channels, plane, row, xoff, positions, wT, outChannels, out, outStride, yoff);
+        return;
+    }
+#endif
+    (void)level; (void)x; (void)channels; (void)plane; (void)row; (void)xoff; (void)positions; (void)wT;
+    (void)outChannels; (void)out; (void)outStride; (void)yoff;   // no kernel for this level (see the header)
 }

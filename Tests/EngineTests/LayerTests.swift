@@ -72,31 +72,46 @@ final class LayerTests: XCTestCase {
     func testConvolutionChunksMatchTheDefinition() {
         for (n, c, o, h, w, k, s, p) in [(37, 3, 5, 4, 4, 3, 1, 1), (9, 4, 3, 5, 5, 3, 2, 1), (40, 6, 4, 3, 3, 1, 1, 0),
                                          (3, 2, 3, 17, 16, 3, 1, 1), (3, 5, 6, 16, 16, 1, 1, 0), (21, 4, 5, 4, 4, 1, 2, 0)] {
-            XCTAssertFalse(DirectConvolution.applies(.correlation, kernel: k, stride: s, padding: p, width: w, inputChannels: c, outputChannels: o))
+            for product in [DirectConvolution.Product.forward, .inputGradient, .weightGradient] {
+                XCTAssertNil(DirectConvolution.kernel(for: product, kernel: k, stride: s, padding: p, width: w, inputChannels: c, outputChannels: o))
+            }
             checkAgainstDefinition(n: n, c: c, o: o, h: h, w: w, k: k, s: s, p: p)
         }
     }
 
     /// The direct 3x3 convolution (`DirectConvolution`) against the definitions in Double, at each vector
-    /// level this machine has (AVX2, AVX-512): one image per chunk, several images with a smaller last
-    /// chunk, odd widths, 3 input channels (the stem; its input gradient stays on the GEMM path), chunks
-    /// split in two halves for the weight gradient, layers whose weight gradient stays on the GEMM, and a
-    /// 4-wide plane (direct at AVX-512 only).
+    /// level this machine has (AVX2, AVX-512), on shapes chosen for the kernel each product runs on (checked
+    /// first: forward, input gradient, weight gradient): one image per chunk, several images with a smaller
+    /// last chunk, odd widths, 3 input channels (the stem), 4- and 2-wide planes, output channels that fill
+    /// 4, 2 or 1 vectors of the by-position kernels and a short last tile of positions, stride 2 down to a
+    /// 1-pixel input, and products that stay on im2col + GEMM.
     func testDirectConvolutionMatchesTheDefinitionAtEveryLevel() {
+        typealias K = DirectConvolution.Kernel
         let saved = DirectConvolution.level
         defer { DirectConvolution.level = saved }
+        let L: K = .lanes, P: K = .byPosition
+        let cases: [(n: Int, c: Int, o: Int, h: Int, w: Int, s: Int, avx2: [K?], avx512: [K?])] = [
+            (2, 4, 8, 32, 32, 1, [L, L, L], [L, L, L]), (101, 4, 4, 8, 8, 1, [L, L, L], [L, L, L]),
+            (5, 3, 8, 9, 11, 1, [L, nil, L], [L, nil, L]), (7, 12, 16, 13, 8, 1, [L, L, P], [L, L, P]),
+            (3, 24, 20, 8, 9, 1, [L, L, nil], [L, L, nil]), (9, 16, 8, 5, 4, 1, [nil, nil, P], [L, P, P]),
+            (6, 32, 64, 4, 4, 1, [nil, nil, P], [P, P, P]), (5, 8, 48, 2, 3, 1, [nil, nil, P], [P, nil, P]),
+            (4, 8, 16, 9, 11, 2, [nil, nil, P], [P, nil, P]), (3, 16, 64, 8, 8, 2, [nil, nil, P], [P, nil, P]),
+            (2, 4, 8, 1, 1, 2, [nil, nil, P], [nil, nil, P]),
+        ]
         for level in [Int32(BISSL_LEVEL_AVX2), Int32(BISSL_LEVEL_AVX512)] where level <= DirectConvolution.supportedLevel {
             DirectConvolution.level = level
-            for (n, c, o, h, w) in [(2, 4, 8, 32, 32), (101, 4, 4, 8, 8), (5, 3, 8, 9, 11), (7, 12, 16, 13, 8), (3, 24, 20, 8, 9),
-                                    (9, 16, 8, 5, 4)] {
-                let applies = { DirectConvolution.applies($0, kernel: 3, stride: 1, padding: 1, width: w, inputChannels: c, outputChannels: o) }
-                XCTAssertEqual(applies(.correlation), w >= 8 || level == BISSL_LEVEL_AVX512)
-                XCTAssertEqual(applies(.weightGradient), c <= 16 && w >= 8)
-                checkAgainstDefinition(n: n, c: c, o: o, h: h, w: w, k: 3, s: 1, p: 1, "level \(level)")
+            for t in cases {
+                let kernels = [DirectConvolution.Product.forward, .inputGradient, .weightGradient].map {
+                    DirectConvolution.kernel(for: $0, kernel: 3, stride: t.s, padding: 1, width: t.w, inputChannels: t.c, outputChannels: t.o)
+                }
+                XCTAssertEqual(kernels, level == BISSL_LEVEL_AVX512 ? t.avx512 : t.avx2, "\(t) level \(level)")
+                checkAgainstDefinition(n: t.n, c: t.c, o: t.o, h: t.h, w: t.w, k: 3, s: t.s, p: 1, "level \(level)")
             }
+            XCTAssertNil(DirectConvolution.kernel(for: .weightGradient, kernel: 3, stride: 1, padding: 1, width: 3,
+                                                  inputChannels: 512, outputChannels: 512))
         }
         DirectConvolution.level = Int32(BISSL_LEVEL_BASELINE)
-        XCTAssertFalse(DirectConvolution.applies(.correlation, kernel: 3, stride: 1, padding: 1, width: 8, inputChannels: 8, outputChannels: 8))
+        XCTAssertNil(DirectConvolution.kernel(for: .forward, kernel: 3, stride: 1, padding: 1, width: 8, inputChannels: 8, outputChannels: 8))
     }
 
     /// One convolution's forward, input gradient and weight gradient against their sums in Double.

@@ -34,4 +34,23 @@ void bissl_conv3x3(int level, const float *x, long channels, long plane, long ro
 void bissl_conv3x3_weight_gradient(int level, const float *dy, long outChannels, long dyStride,
                                    const float *x, long channels, long plane, long row, long count, float *dw);
 
+/// The weight gradient of a 3x3 convolution (any stride) from output gradients stored position by position:
+/// `dwT[(c * 9 + i * 3 + j) * outChannels + o] += sum_{p < positions} dyT[p * outChannels + o] *
+/// x[c * plane + xoff[p] + i * row + j]`, where `xoff[p]` is the padded-plane offset of output position p's
+/// window (its top-left tap). Each sum runs over p in order, one fused multiply-add per term, the same
+/// additions at both levels. Sizes: `outChannels` a multiple of 8; x readable at every `c * plane + xoff[p]
+/// + [0, 2 * row + 3)`.
+void bissl_conv3x3_weight_gradient_by_position(int level, const float *dyT, long outChannels, const float *x,
+                                               long channels, long plane, long row, const long *xoff,
+                                               long positions, float *dwT);
+
+/// 3x3 cross-correlation (any stride) position by position: for each output position p < positions,
+/// `out[o * outStride + yoff[p]] = sum_c sum_{i,j < 3} wT[(c * 9 + i * 3 + j) * outChannels + o] *
+/// x[c * plane + xoff[p] + i * row + j]`, summed over c then (i, j) in that order, each multiply-add fused
+/// (the additions of `bissl_conv3x3`). `xoff[p]`: the padded-plane offset of p's window (its top-left tap).
+/// Sizes: `outChannels` a multiple of 8; x readable at every `c * plane + xoff[p] + [0, 2 * row + 3)`.
+void bissl_conv3x3_by_position(int level, const float *x, long channels, long plane, long row, const long *xoff,
+                               long positions, const float *wT, long outChannels, float *out, long outStride,
+                               const long *yoff);
+
 #endif

@@ -1,6 +1,6 @@
 /// 2-D convolution without bias, `torch.nn.Conv2d(C, O, k, stride, padding, bias=False)`
 /// (https://pytorch.org/docs/stable/generated/torch.nn.Conv2d.html), as GEMMs (`GEMM.sgemm`, OpenBLAS), or
-/// for 3x3 "same" convolutions with few channels directly (`DirectConvolution`).
+/// for 3x3 convolutions with padding 1 directly where that is faster (`DirectConvolution`).
 ///
 /// - Weight `[O, C, k, k]` (OIHW), key `<prefix>weight`.
 /// - Output size `Ho = (H + 2p - k) / s + 1` (floor), same for `Wo`.
@@ -42,12 +42,11 @@ public final class Conv2d {
         return (size, (n + size - 1) / size)
     }
 
-    /// Whether `product` on planes of `width` goes through `DirectConvolution` (3x3 "same" convolutions
-    /// with few channels) instead of im2col + GEMM; `transposed`: the input gradient (O channels in, C out).
-    private func direct(_ product: DirectConvolution.Product, width: Int, transposed: Bool = false) -> Bool {
-        DirectConvolution.applies(product, kernel: kernel, stride: stride, padding: padding, width: width,
-                                  inputChannels: transposed ? outChannels : inChannels,
-                                  outputChannels: transposed ? inChannels : outChannels)
+    /// The `DirectConvolution` kernel that computes `product` on input planes of `width` (3x3 convolutions
+    /// with padding 1 where it beats im2col + GEMM), or nil for the GEMM path.
+    private func direct(_ product: DirectConvolution.Product, width: Int) -> DirectConvolution.Kernel? {
+        DirectConvolution.kernel(for: product, kernel: kernel, stride: stride, padding: padding, width: width,
+                                 inputChannels: inChannels, outputChannels: outChannels)
     }
 
     /// A 1x1 stride-1 convolution without padding: its im2col of one image is the image itself.
@@ -145,8 +144,10 @@ public final class Conv2d {
 
     /// `conv(x, w)` for weights `w` `[O, C, k, k]`, each output value passed through `epilogue` when given.
     private func convolve(_ x: Tensor4, _ w: [Float], epilogue: Epilogue? = nil) -> Tensor4 {
-        if direct(.correlation, width: x.w) {
-            return w.withUnsafeBufferPointer { DirectConvolution.convolve(x, $0.baseAddress!, outChannels: outChannels, epilogue: epilogue) }
+        if let direct = direct(.forward, width: x.w) {
+            return w.withUnsafeBufferPointer {
+                DirectConvolution.convolve(x, $0.baseAddress!, outChannels: outChannels, stride: stride, kernel: direct, epilogue: epilogue)
+            }
         }
         let ho = outputSize(x.h), wo = outputSize(x.w), N = x.n, O = outChannels
         let p = ho * wo, ckk = inChannels * kernel * kernel
@@ -189,8 +190,8 @@ public final class Conv2d {
 
     /// `weight.grad += corr(dy, x)` (dL/dW of an output gradient dy for input x).
     private func accumulateWeightGradient(_ dy: Tensor4, _ x: Tensor4) {
-        if direct(.weightGradient, width: x.w) {
-            DirectConvolution.accumulateWeightGradient(dy, x, into: &weight.grad)
+        if let direct = direct(.weightGradient, width: x.w) {
+            DirectConvolution.accumulateWeightGradient(dy, x, stride: stride, kernel: direct, into: &weight.grad)
             return
         }
         let p = dy.h * dy.w, ckk = inChannels * kernel * kernel, O = outChannels, N = x.n
@@ -212,7 +213,9 @@ public final class Conv2d {
 
     /// `conv^T(dy, w)`: the input gradient for weights `w`, shaped like `x`.
     private func inputGradient(_ dy: Tensor4, _ w: [Float], like x: Tensor4) -> Tensor4 {
-        if direct(.correlation, width: x.w, transposed: true) { return DirectConvolution.inputGradient(dy, w, inChannels: inChannels) }
+        if let direct = direct(.inputGradient, width: x.w) {
+            return DirectConvolution.inputGradient(dy, w, inChannels: inChannels, kernel: direct)
+        }
         let p = dy.h * dy.w, ckk = inChannels * kernel * kernel, O = outChannels, N = x.n, image = inChannels * x.h * x.w
         let dx = [Float](count: x.count) { dxp in
             w.withUnsafeBufferPointer { wp in

@@ -1,27 +1,32 @@
 import CKernels
 
-/// The direct path of `Conv2d` for 3x3 "same" convolutions (stride 1, padding 1: every 3x3 convolution of
-/// a ResNet block but the first of a stage, and the small stem) with few channels (`applies`): no im2col matrix and no GEMM packing, the multiply-adds done by the
-/// AVX2 or AVX-512 kernels of `Sources/CKernels` on zero-padded planes.
+/// The direct path of `Conv2d` for 3x3 convolutions with padding 1 (every 3x3 convolution of a ResNet
+/// and the small stem) where it beats im2col + GEMM (`kernel(for:...)`): no im2col matrix and no GEMM
+/// packing, the multiply-adds done by the AVX2 or AVX-512 kernels of `Sources/CKernels` on zero-padded planes.
 ///
 /// Layout. A chunk of `images` consecutive images of one channel is one "tall" zero-padded plane: rows of
 /// `row = W + 2` floats, a zero row, then each image's H rows (a zero column either side) followed by one
-/// zero row. Output position `q` of the kernel's grid is the correlation centred on padded position
-/// `q + row + 1`, so image `n`'s output row `h` is grid row `n (H + 1) + h`, columns 0..<W; the other
-/// grid positions (the 2 columns per row and the row between images) are computed and dropped. Each
-/// value is thus copied once (not 9 times as by im2col), and every multiply-add reads its operands from a
-/// cache-resident tile.
+/// zero row. Each value is thus copied once (not 9 times as by im2col), and every multiply-add reads its
+/// operands from a cache-resident tile. Two kinds of kernel read it:
+/// - `.lanes` (stride 1): vectors across positions. Output position `q` of the kernel's grid is the
+///   correlation centred on padded position `q + row + 1`, so image `n`'s output row `h` is grid row
+///   `n (H + 1) + h`, columns 0..<W; the other grid positions (the 2 columns per row and the row between
+///   images) are computed and dropped.
+/// - `.byPosition` (stride 1 or 2): vectors across output channels, each x value broadcast, for the
+///   listed output positions only (the window of output `(n, oh, ow)` starts at padded row
+///   `n (H + 1) + s oh`, column `s ow`); weights and output gradients stored with the output channel
+///   innermost. Wins with more channels and on small planes, where most of the lanes' grid is dropped.
 ///
-/// The three products of `Conv2d` use it:
-/// - forward `y = conv(x, W)`: the kernel with `W` `[O, C, 3, 3]` as `[O][C][9]`;
+/// The three products of `Conv2d` use them:
+/// - forward `y = conv(x, W)`: the kernel with `W` `[O, C, 3, 3]`;
 /// - input gradient `dx = conv^T(dy, W)`: for stride 1 and padding 1 this is the same correlation of the
 ///   padded dy with the weights transposed to `[C, O]` and flipped (tap `(i, j)` -> `(2 - i, 2 - j)`);
-/// - weight gradient `dW[o, c, i, j] += sum dy[n, o, h, w] x[n, c, h + i - 1, w + j - 1]`: dot products of
-///   the padded dy's grid (zero on the dropped positions) with the padded x shifted by each tap.
+///   stride 2 stays on im2col + GEMM (col2im);
+/// - weight gradient `dW[o, c, i, j] += sum dy[n, o, h, w] x[n, c, s h + i - 1, s w + j - 1]`.
 ///
-/// Each output value's order of additions (c, then the taps in (i, j) order) is the same at both vector
-/// levels, each multiply-add fused (FMA); the weight gradient's lane sums differ between the levels, so
-/// results differ between CPUs by float32 rounding, as the BLAS kernels' do.
+/// Each output value's order of additions (c, then the taps in (i, j) order) is the same for both kernels
+/// and both vector levels, each multiply-add fused (FMA); the weight gradient's `.lanes` sums differ
+/// between the levels (lane sums), so results differ between CPUs by float32 rounding, as the BLAS kernels' do.
 enum DirectConvolution {
     /// The kernels' vector level (`BISSL_LEVEL_AVX2` or `BISSL_LEVEL_AVX512`; `BISSL_LEVEL_BASELINE`: no
     /// direct path): the widest the CPU has (`CPUFeatures`, which checks that the operating system saves the
@@ -44,25 +49,39 @@ enum DirectConvolution {
         }
     }
 
-    /// The two kinds of product the kernels compute: the correlation (forward, and the input gradient as
-    /// a correlation of dy) and the weight gradient.
-    enum Product { case correlation, weightGradient }
+    /// The three products of a convolution.
+    enum Product { case forward, inputGradient, weightGradient }
 
-    /// Whether `product` of a convolution with these settings, reading `inputChannels` planes of width
-    /// `width` and producing `outputChannels` (for the input gradient: dy's channels in, x's out), runs
-    /// here rather than as im2col + GEMM. Where each wins was measured per kernel on the small ResNet-18's
-    /// and ResNet-50's 3x3 shapes against OpenBLAS's SkylakeX kernel (README "Engine"): the correlation up
-    /// to 64 input channels on planes from 4 wide at AVX-512 (32 channels, from 8 wide at AVX2), the
-    /// weight gradient up to 16 channels either side from 8 wide; on narrower planes most of the padded
-    /// grid is dropped positions. SSE2 alone lost to the GEMM on all but the 8-channel shapes, so the
-    /// baseline has no direct path.
-    static func applies(_ product: Product, kernel: Int, stride: Int, padding: Int, width: Int,
-                        inputChannels: Int, outputChannels: Int) -> Bool {
-        guard level >= BISSL_LEVEL_AVX2, kernel == 3, stride == 1, padding == 1, outputChannels % 4 == 0 else { return false }
+    /// The two kinds of kernel (see the type's documentation).
+    enum Kernel { case lanes, byPosition }
+
+    /// Which kernel computes `product` of a convolution with these settings on input planes of `width`
+    /// (`inputChannels` C and `outputChannels` O of the convolution, whatever the product), or nil for
+    /// im2col + GEMM. From per-kernel timings against im2col + OpenBLAS's SkylakeX kernel with the engine's
+    /// chunking, one core (README "Engine"):
+    /// - the correlations (forward; the input gradient reads O planes and writes C) at stride 1 on
+    ///   `.lanes` up to 64 input channels on planes from 8 wide (AVX2: 32 channels), at AVX-512 on narrower
+    ///   planes `.byPosition` when the output channels fill 16-lane vectors (2.0-2.9x the GEMM on 4- and
+    ///   2-wide planes), else `.lanes` from 4 wide; at stride 2 (forward only: its input gradient is not a
+    ///   correlation) `.byPosition` up to 128 input channels at AVX-512 (1.1-2.2x), the GEMM at AVX2 (0.98x);
+    /// - the weight gradient on `.lanes` up to 8 channels either side at stride 1 from 8 wide, else
+    ///   `.byPosition` up to 256 channels (1.3-5x the GEMM; 0.8x at 512).
+    /// SSE2 alone lost to the GEMM on all but the 8-channel shapes, so the baseline has no direct path.
+    static func kernel(for product: Product, kernel: Int, stride: Int, padding: Int, width: Int,
+                       inputChannels C: Int, outputChannels O: Int) -> Kernel? {
+        guard level >= BISSL_LEVEL_AVX2, kernel == 3, padding == 1, stride == 1 || stride == 2 else { return nil }
         let avx512 = level >= BISSL_LEVEL_AVX512
         switch product {
-        case .correlation: return width >= (avx512 ? 4 : 8) && inputChannels <= (avx512 ? 64 : 32)
-        case .weightGradient: return width >= 8 && max(inputChannels, outputChannels) <= 16
+        case .forward, .inputGradient:
+            let (cin, cout) = product == .forward ? (C, O) : (O, C)
+            if stride == 2 { return product == .forward && avx512 && cout % 16 == 0 && cin <= 128 ? .byPosition : nil }
+            guard cin <= (avx512 ? 64 : 32) else { return nil }
+            if width >= 8 { return cout % 4 == 0 ? .lanes : nil }
+            guard avx512 else { return nil }
+            return cout % 16 == 0 ? .byPosition : width >= 4 && cout % 4 == 0 ? .lanes : nil
+        case .weightGradient:
+            if stride == 1 && width >= 8 && max(C, O) <= 8 && O % 4 == 0 { return .lanes }
+            return O % 8 == 0 && max(C, O) <= 256 ? .byPosition : nil
         }
     }
 
@@ -78,7 +97,7 @@ enum DirectConvolution {
         let h: Int, w: Int
         /// Floats per padded row (`w + 2`).
         var row: Int { w + 2 }
-        /// Grid positions computed per chunk (a multiple of the kernels' tile).
+        /// Grid positions `.lanes` computes per chunk (a multiple of the kernels' tile).
         let count: Int
         /// Floats per channel's tall padded plane (`count + 2 row + 2`, the kernels' reads, rounded to 16).
         var plane: Int { (count + 2 * row + 2 + 15) & ~15 }
@@ -95,6 +114,18 @@ enum DirectConvolution {
         }
 
         func chunk(_ k: Int) -> Range<Int> { k * chunkSize..<min(images, (k + 1) * chunkSize) }
+
+        /// For `.byPosition`: the padded-plane offset of each output position's window (its top-left tap),
+        /// output position `(local, oh, ow)` of a chunk at index `(local * ho + oh) * wo + ow`, for outputs
+        /// of `ho` x `wo` at `stride`.
+        func windows(stride: Int, ho: Int, wo: Int) -> [Int] {
+            var offsets = [Int]()
+            offsets.reserveCapacity(chunkSize * ho * wo)
+            for local in 0..<chunkSize { for oh in 0..<ho { for ow in 0..<wo {
+                offsets.append((local * (h + 1) + stride * oh) * row + stride * ow)
+            } } }
+            return offsets
+        }
     }
 
     /// Copies images `images` of the NCHW buffer `src` (`channels` channels) into `dst`, one tall padded
@@ -112,32 +143,58 @@ enum DirectConvolution {
         }
     }
 
-    /// `conv(x, w)` for weights `w` `[O][C][9]` (`O = outChannels`, a multiple of 4; `level` at least AVX2): `[N, O, H, W]`,
-    /// each output row passed through `epilogue` when given (`Conv2d.infer`).
-    static func convolve(_ x: Tensor4, _ w: UnsafePointer<Float>, outChannels O: Int,
+    /// `[O][C][9]` -> `[C][9][O]` (`.byPosition`'s weights: output channels innermost).
+    static func outputChannelsInnermost(_ w: UnsafePointer<Float>, outChannels O: Int, inChannels C: Int) -> [Float] {
+        [Float](count: O * C * 9) { t in
+            for o in 0..<O { for i in 0..<(C * 9) { t[i * O + o] = w[o * C * 9 + i] } }
+        }
+    }
+
+    /// `conv(x, w)` for weights `w` `[O][C][9]` of a 3x3 pad-1 convolution of `stride` with `kernel` (`kernel(for: .forward, ...)`):
+    /// `[N, O, Ho, Wo]`, each output row passed through `epilogue` when given (`Conv2d.infer`).
+    static func convolve(_ x: Tensor4, _ w: UnsafePointer<Float>, outChannels O: Int, stride: Int, kernel: Kernel,
                          epilogue: Conv2d.Epilogue? = nil) -> Tensor4 {
-        let layout = Layout(images: x.n, h: x.h, w: x.w, pieces: Parallel.threads), C = x.c, (h, wd, row) = (x.h, x.w, layout.row)
+        let layout = Layout(images: x.n, h: x.h, w: x.w, pieces: Parallel.threads), C = x.c, row = layout.row
+        let ho = (x.h - 1) / stride + 1, wo = (x.w - 1) / stride + 1, p = ho * wo
         let level = self.level
-        let y = [Float](count: x.n * O * h * wd) { yp in
+        let transposed = kernel == .byPosition ? outputChannelsInnermost(w, outChannels: O, inChannels: C) : []
+        let windows = kernel == .byPosition ? layout.windows(stride: stride, ho: ho, wo: wo) : []
+        // `.byPosition` writes output position (local, q) of channel o at NCHW index local O p + o p + q
+        let places = kernel == .byPosition ? (0..<(layout.chunkSize * p)).map { ($0 / p) * O * p + $0 % p } : []
+        let y = [Float](count: x.n * O * p) { yp in
             x.data.withUnsafeBufferPointer { xp in
-                Parallel.forEachChunk(layout.chunkCount, workPerIndex: layout.chunkSize * O * h * wd * C * 9) { range in
+                Parallel.forEachChunk(layout.chunkCount, workPerIndex: layout.chunkSize * O * p * C * 9) { range in
                     let padded = UnsafeMutablePointer<Float>.allocate(capacity: C * layout.plane)
-                    let grid = UnsafeMutablePointer<Float>.allocate(capacity: O * layout.count)
+                    let grid = UnsafeMutablePointer<Float>.allocate(capacity: kernel == .lanes ? O * layout.count : 0)
                     defer { padded.deallocate(); grid.deallocate() }
                     for k in range {
                         let images = layout.chunk(k)
                         pad(xp.baseAddress!, channels: C, images, layout, into: padded)
-                        bissl_conv3x3(level, padded, C, layout.plane, row, w, O, grid, layout.count, layout.count)
-                        for (local, n) in images.enumerated() {
-                            for o in 0..<O {
-                                for r in 0..<h {
-                                    let at = ((n * O + o) * h + r) * wd
-                                    let src = grid + o * layout.count + (local * (h + 1) + r) * row
-                                    if let epilogue {
-                                        epilogue.apply(yp.baseAddress! + at, from: src, channel: o, at: at, count: wd)
-                                    } else {
-                                        (yp.baseAddress! + at).update(from: src, count: wd)
+                        let out = yp.baseAddress! + images.lowerBound * O * p
+                        switch kernel {
+                        case .lanes:
+                            bissl_conv3x3(level, padded, C, layout.plane, row, w, O, grid, layout.count, layout.count)
+                            // image n's output row r is grid row n (h + 1) + r
+                            for local in 0..<images.count {
+                                for o in 0..<O {
+                                    for r in 0..<ho {
+                                        let to = out + (local * O + o) * p + r * wo
+                                        let from = grid + o * layout.count + (local * (x.h + 1) + r) * row
+                                        if let epilogue {
+                                            epilogue.apply(to, from: from, channel: o, at: to - yp.baseAddress!, count: wo)
+                                        } else {
+                                            to.update(from: from, count: wo)
+                                        }
                                     }
+                                }
+                            }
+                        case .byPosition:
+                            bissl_conv3x3_by_position(level, padded, C, layout.plane, row, windows, images.count * p,
+                                                      transposed, O, out, p, places)
+                            if let epilogue {
+                                for i in 0..<(images.count * O) {
+                                    let to = out + i * p
+                                    epilogue.apply(to, from: to, channel: i % O, at: to - yp.baseAddress!, count: p)
                                 }
                             }
                         }
@@ -145,43 +202,67 @@ enum DirectConvolution {
                 }
             }
         }
-        return Tensor4(n: x.n, c: O, h: h, w: wd, data: y)
+        return Tensor4(n: x.n, c: O, h: ho, w: wo, data: y)
     }
 
-    /// `conv^T(dy, w)` for weights `w` `[O, C, 3, 3]` (`C` a multiple of 4): the input gradient, `[N, C, H, W]`.
-    static func inputGradient(_ dy: Tensor4, _ w: [Float], inChannels C: Int) -> Tensor4 {
+    /// `conv^T(dy, w)` for weights `w` `[O, C, 3, 3]` of a stride-1 convolution: the input gradient,
+    /// `[N, C, H, W]`, the correlation of dy with the weights transposed and flipped.
+    static func inputGradient(_ dy: Tensor4, _ w: [Float], inChannels C: Int, kernel: Kernel) -> Tensor4 {
         let O = dy.c
         // [C][O][9], tap t of (o, c) -> tap 8 - t of (c, o)
         let flipped = [Float](count: w.count) { f in
             for c in 0..<C { for o in 0..<O { for t in 0..<9 { f[(c * O + o) * 9 + t] = w[(o * C + c) * 9 + 8 - t] } } }
         }
-        return flipped.withUnsafeBufferPointer { convolve(dy, $0.baseAddress!, outChannels: C) }
+        return flipped.withUnsafeBufferPointer { convolve(dy, $0.baseAddress!, outChannels: C, stride: 1, kernel: kernel) }
     }
 
-    /// `grad += corr(dy, x)`: the weight gradient `[O][C][9]` of output gradient dy `[N, O, H, W]` for input
-    /// x `[N, C, H, W]`. The chunks in two fixed halves, one per core (`Parallel.accumulateInHalves`: the
-    /// same additions on any number of cores, as `Conv2d`'s GEMM path).
-    static func accumulateWeightGradient(_ dy: Tensor4, _ x: Tensor4, into grad: inout [Float]) {
+    /// `grad += corr(dy, x)`: the weight gradient `[O][C][9]` of output gradient dy `[N, O, Ho, Wo]` for input
+    /// x `[N, C, H, W]` of a 3x3 pad-1 convolution of `stride` with `kernel`. The chunks in two fixed halves,
+    /// one per core (`Parallel.accumulateInHalves`: the same additions on any number of cores, as `Conv2d`'s
+    /// GEMM path). `.lanes`: dot products of the padded dy's grid with the shifted padded x; `.byPosition`:
+    /// dy transposed to `[position][O]`, summed into `[C][9][O]`, added to `grad` transposed at the end.
+    static func accumulateWeightGradient(_ dy: Tensor4, _ x: Tensor4, stride: Int, kernel: Kernel, into grad: inout [Float]) {
         let layout = Layout(images: x.n, h: x.h, w: x.w, pieces: 2), C = x.c, O = dy.c, row = layout.row
-        let level = self.level
-        grad.withUnsafeMutableBufferPointer { gp in
+        let level = self.level, p = dy.h * dy.w
+        let windows = kernel == .byPosition ? layout.windows(stride: stride, ho: dy.h, wo: dy.w) : []
+        var sum = [Float](repeating: 0, count: kernel == .byPosition ? grad.count : 0)   // [C][9][O]
+        func run(into result: UnsafeMutablePointer<Float>, length: Int) {
             x.data.withUnsafeBufferPointer { xp in
                 dy.data.withUnsafeBufferPointer { dyp in
-                    Parallel.accumulateInHalves(layout.chunkCount, into: gp.baseAddress!, length: gp.count) { range, target, _ in
+                    Parallel.accumulateInHalves(layout.chunkCount, into: result, length: length) { range, target, _ in
                         let px = UnsafeMutablePointer<Float>.allocate(capacity: C * layout.plane)
-                        let pdy = UnsafeMutablePointer<Float>.allocate(capacity: O * layout.plane)
-                        defer { px.deallocate(); pdy.deallocate() }
+                        let g = UnsafeMutablePointer<Float>.allocate(capacity: kernel == .lanes ? O * layout.plane : layout.chunkSize * p * O)
+                        defer { px.deallocate(); g.deallocate() }
                         for k in range {
                             let images = layout.chunk(k)
                             pad(xp.baseAddress!, channels: C, images, layout, into: px)
-                            pad(dyp.baseAddress!, channels: O, images, layout, into: pdy)
-                            // dy's grid: padded position q + row + 1 is output q; the dropped positions are padding, zero
-                            bissl_conv3x3_weight_gradient(level, pdy + row + 1, O, layout.plane, px, C, layout.plane, row,
-                                                          layout.count, target)
+                            switch kernel {
+                            case .lanes:
+                                pad(dyp.baseAddress!, channels: O, images, layout, into: g)
+                                // dy's grid: padded position q + row + 1 is output q; the dropped positions are padding, zero
+                                bissl_conv3x3_weight_gradient(level, g + row + 1, O, layout.plane, px, C, layout.plane, row,
+                                                              layout.count, target)
+                            case .byPosition:
+                                for (local, n) in images.enumerated() {
+                                    for o in 0..<O {
+                                        let from = dyp.baseAddress! + (n * O + o) * p, to = g + local * p * O + o
+                                        for q in 0..<p { to[q * O] = from[q] }
+                                    }
+                                }
+                                bissl_conv3x3_weight_gradient_by_position(level, g, O, px, C, layout.plane, row, windows,
+                                                                          images.count * p, target)
+                            }
                         }
                     }
                 }
             }
+        }
+        switch kernel {
+        case .lanes:
+            grad.withUnsafeMutableBufferPointer { run(into: $0.baseAddress!, length: $0.count) }
+        case .byPosition:
+            sum.withUnsafeMutableBufferPointer { run(into: $0.baseAddress!, length: $0.count) }
+            for o in 0..<O { for i in 0..<(C * 9) { grad[o * C * 9 + i] += sum[i * O + o] } }
         }
     }
 }
