@@ -8,9 +8,8 @@ import TestSupport
 final class PickleTests: XCTestCase {
     private func decode(_ data: Data) throws -> (ObjectValue, [String]) {
         var reader = PickleReader(data: data, context: "test")
-        let value = try reader.read()
         var conversion = PickleConversion(pickleBytes: data.count) { _, _ in Data() }
-        return (try conversion.convert(value), conversion.warnings)
+        return (try reader.read { value, _ in try conversion.convert(value) }, conversion.warnings)
     }
 
     func testEveryProtocolDecodesToWhatPythonPickled() throws {
@@ -134,5 +133,40 @@ final class PickleTests: XCTestCase {
         let reduced = p + Data("cposix\nsystem\n".utf8) + Data([0x68, 64, 0x85, 0x52, 0x2E])   // GLOBAL, (x64,), REDUCE
         XCTAssertNoThrow(try decode(reduced))
         expectCorrupt(p + Data([0x2E]), containing: "expands to more than \(PickleConversion.valueLimit(pickleBytes: p.count + 1)) values")
+    }
+
+    func testContainersThatContainThemselvesAreFreed() {
+        // Containers that come to contain themselves through the memo (Python allows it), each built
+        // in memo entry 0 of a protocol 2 pickle.
+        let cycles: [(String, [UInt8])] = [
+            ("list", [0x5D, 0x71, 0x00, 0x68, 0x00, 0x61]),                       // EMPTY_LIST, BINPUT 0, BINGET 0, APPEND
+            ("list through a tuple", [0x5D, 0x71, 0x00, 0x68, 0x00, 0x85, 0x61]),  // ... BINGET 0, TUPLE1, APPEND
+            ("set", [0x8F, 0x71, 0x00, 0x28, 0x68, 0x00, 0x90]),                   // EMPTY_SET, BINPUT 0, MARK, BINGET 0, ADDITEMS
+            ("dict", [0x7D, 0x71, 0x00, 0x8C, 0x01, 0x6B, 0x68, 0x00, 0x73]),      // EMPTY_DICT, BINPUT 0, 'k', BINGET 0, SETITEM
+            // BUILD on the dict with the state {'a': the dict}: an attribute holding its own dict.
+            ("dict attribute", [0x7D, 0x71, 0x00, 0x7D, 0x8C, 0x01, 0x61, 0x68, 0x00, 0x73, 0x62]),
+        ]
+        // The value is refused by the conversion (STOP), unused (POP, NONE, STOP), or the pickle ends early.
+        let endings: [(String, [UInt8])] = [("refused", [0x2E]), ("unused", [0x30, 0x4E, 0x2E]), ("truncated", [])]
+        for (what, cycle) in cycles {
+            for (how, ending) in endings {
+                // BINGET 0, BINPERSID, POP: the persistent-id loader sees the container and keeps it weakly.
+                let pickle = Data([0x80, 0x02] + cycle + [0x68, 0x00, 0x51, 0x30] + ending)
+                weak var container: AnyObject?
+                var reader = PickleReader(data: pickle, context: "test") { pid in
+                    switch pid {
+                    case .list(let l): container = l
+                    case .dict(let d): container = d
+                    default: XCTFail("\(what): the loader got \(pid)")
+                    }
+                    return .none
+                }
+                var conversion = PickleConversion(pickleBytes: pickle.count) { _, _ in Data() }
+                let result = Result { try reader.read { value, _ in try conversion.convert(value) } }
+                XCTAssertEqual((try? result.get()) != nil, how == "unused", "\(what), \(how)")
+                // Before the reader emptied the containers it filled, the loop kept itself alive.
+                XCTAssertNil(container, "\(what), \(how): the container outlives the read")
+            }
+        }
     }
 }

@@ -54,14 +54,13 @@ private func run(_ data: Data) throws {
     switch target {
     case .pickle:
         var reader = PickleReader(data: data, context: "fuzz") { pid in try PyTorchZipReader.zipPersistentLoad(pid, context: "fuzz") }
-        let value = try reader.read()
         var conversion = PickleConversion(pickleBytes: data.count) { storage, _ in
             guard let n = [storage.numel, storage.dtype.size].checkedProduct, n <= 1 << 16 else {
                 throw CheckpointError.corrupt("fuzz: storage too large")
             }
             return Data(count: n)
         }
-        _ = try conversion.convert(value).tensorPaths()
+        _ = try reader.read { value, _ in try conversion.convert(value).tensorPaths() }
     case .zip:
         let archive = try ZipArchive(data: data)
         for entry in archive.entries.prefix(16) { _ = try? archive.data(for: entry) }

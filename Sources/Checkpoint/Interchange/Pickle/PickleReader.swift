@@ -20,6 +20,11 @@ struct PickleReader {
     private var stack: [PickleValue] = []
     private var marks: [Int] = []
     private var memo: [Int: PickleValue] = [:]
+    /// Lists and dicts added to after they were made (`APPEND(S)`, `ADDITEMS`, `SETITEM(S)`, `BUILD`
+    /// on a dict): every other container is built from values older than itself, so these are the
+    /// only ones through which a value can contain itself. Emptied when `read` is done.
+    private var filled: [PickleValue] = []
+    private var filledIDs: Set<ObjectIdentifier> = []
 
     /// - Parameters:
     ///   - data: the pickle bytes; decoding starts at `offset`.
@@ -35,8 +40,37 @@ struct PickleReader {
         self.persistentLoad = persistentLoad
     }
 
-    /// Decodes one pickle (up to its `STOP`); `position` is then just past it.
-    mutating func read() throws -> PickleValue {
+    /// Decodes one pickle (up to its `STOP`) and hands its value to `body` with `end`, the byte just
+    /// past the `STOP` (where a following pickle starts; `position` is then the same).
+    ///
+    /// The value lives only for `body`: when `body` returns or anything throws, every list and dict
+    /// the pickle added to after making it is emptied. Python's pickle lets a container contain
+    /// itself through the memo (`EMPTY_LIST; BINPUT 0; BINGET 0; APPEND`: a list holding itself, or
+    /// longer loops through tuples and dicts); the containers are reference-counted classes, so such
+    /// a loop would otherwise keep itself alive after every reference from outside is gone, a leak
+    /// per hostile file for a program reading many. Emptying releases their children through
+    /// `PickleTeardown` (iteratively), so any depth is freed.
+    mutating func read<T>(_ body: (_ value: PickleValue, _ end: Int) throws -> T) throws -> T {
+        defer { emptyFilledContainers() }
+        let value = try decode()
+        return try body(value, position)
+    }
+
+    private mutating func emptyFilledContainers() {
+        stack = []
+        memo = [:]
+        for container in filled { PickleTeardown.empty(container) }
+        filled = []
+        filledIDs = []
+    }
+
+    /// Notes a container that the pickle adds to (see `filled`).
+    private mutating func filling(_ container: PickleValue) {
+        guard let id = container.containerID, filledIDs.insert(id).inserted else { return }
+        filled.append(container)
+    }
+
+    private mutating func decode() throws -> PickleValue {
         stack.removeAll(keepingCapacity: true)
         marks.removeAll()
         memo.removeAll()
@@ -183,6 +217,7 @@ struct PickleReader {
             case 0x62:                                                                   // BUILD
                 let state = try pop()
                 let target = try pop()
+                if case .dict = target { filling(target) }
                 stack.append(try PickleGlobals.build(target, state: state, context: context))
 
             // Persistent ids
@@ -210,17 +245,17 @@ struct PickleReader {
 
     // MARK: - Container mutation (only what weights-only allows: APPEND on lists, SETITEM on dicts)
 
-    private func append(_ items: [PickleValue], to target: PickleValue, at: Int) throws {
+    private mutating func append(_ items: [PickleValue], to target: PickleValue, at: Int) throws {
         switch target {
-        case .list(let l): l.items.append(contentsOf: items)
+        case .list(let l): filling(target); l.items.append(contentsOf: items)
         case .opaque(let o): o.tensors += items.reduce(0) { $0 + PickleGlobals.tensorCount($1) }
         default: throw corrupt("APPEND on something that is not a list at byte \(at)")
         }
     }
 
-    private func setItems(_ pairs: [(PickleValue, PickleValue)], on target: PickleValue, at: Int) throws {
+    private mutating func setItems(_ pairs: [(PickleValue, PickleValue)], on target: PickleValue, at: Int) throws {
         switch target {
-        case .dict(let d): pairs.forEach { d.set($0.0, $0.1) }
+        case .dict(let d): filling(target); pairs.forEach { d.set($0.0, $0.1) }
         case .opaque(let o): o.tensors += pairs.reduce(0) { $0 + PickleGlobals.tensorCount($1.1) }
         default: throw corrupt("SETITEM on something that is not a dict at byte \(at)")
         }

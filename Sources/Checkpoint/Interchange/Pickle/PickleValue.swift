@@ -124,6 +124,17 @@ enum PickleTeardown {
         state.draining = false
     }
 
+    /// Empties a list or dict (nothing for other values), releasing its children as `release` does.
+    static func empty(_ container: PickleValue) {
+        switch container {
+        case .list(let l): release(&l.items)
+        case .dict(let d):
+            var children = takeChildren(of: d)
+            release(&children)
+        default: break
+        }
+    }
+
     fileprivate static func takeChildren(of d: PickleDict) -> [PickleValue] {
         let children = d.children
         d.entries = []

@@ -23,22 +23,27 @@ enum PyTorchLegacyReader {
             throw CheckpointError.io("cannot read \(url.path): \(error.localizedDescription)")
         }
         var offset = 0
-        func next(_ what: String, persistentLoad: ((PickleValue) throws -> PickleValue)? = nil) throws -> PickleValue {
+        /// Reads the pickle at `offset` and hands its value to `body` (which must not keep it, see
+        /// `PickleReader.read`); `offset` is then just past it.
+        func next<T>(_ what: String, persistentLoad: ((PickleValue) throws -> PickleValue)? = nil,
+                     _ body: (PickleValue) throws -> T) throws -> T {
             var reader = persistentLoad.map { PickleReader(data: data, offset: offset, context: "\(file): \(what)", persistentLoad: $0) }
                 ?? PickleReader(data: data, offset: offset, context: "\(file): \(what)")
-            let value = try reader.read()
-            offset = reader.position
-            return value
+            return try reader.read { value, end in
+                offset = end
+                return try body(value)
+            }
         }
 
-        guard case .bigInt(magicNumber) = try next("magic number") else {
+        guard try next("magic number", { if case .bigInt(magicNumber) = $0 { true } else { false } }) else {
             throw CheckpointError.notACheckpoint("\(file) is not a legacy PyTorch file (wrong magic number)")
         }
-        guard case .int(protocolVersion) = try next("protocol version") else {
+        guard try next("protocol version", { if case .int(protocolVersion) = $0 { true } else { false } }) else {
             throw CheckpointError.unsupported("\(file): legacy PyTorch protocol version is not 1001")
         }
         var metadata: [String: String] = [:]
-        if case .dict(let info) = try next("sys_info") {
+        try next("sys_info") { value in
+            guard case .dict(let info) = value else { return }
             for (k, v) in info.entries {
                 if case .string("little_endian") = k, case .bool(let little) = v { metadata["writer_little_endian"] = little ? "true" : "false" }
             }
@@ -50,54 +55,60 @@ enum PyTorchLegacyReader {
         let storages = RootStorages()
         let mainContext = "\(file): main pickle"
         let mainStart = offset
-        let root = try next("main pickle") { pid in
+        return try next("main pickle", persistentLoad: { pid in
             try legacyPersistentLoad(pid, roots: storages, context: mainContext)
+        }) { root in
+            let roots = storages.roots
+            let mainBytes = offset - mainStart
+            try PyTorchZipReader.refuseWholeObject(root, file: file)
+            let keys: [String] = try next("storage key list") { value in
+                guard case .list(let keyList) = value else {
+                    throw CheckpointError.corrupt("\(file): the storage key list is missing after the main pickle")
+                }
+                return try keyList.items.map { item in
+                    guard case .string(let key) = item else { throw CheckpointError.corrupt("\(file): storage key is not a string") }
+                    return key
+                }
+            }
+            // Byte ranges of each root storage's data.
+            var ranges: [String: Range<Int>] = [:]
+            for key in keys {
+                guard let ref = roots[key] else {
+                    throw CheckpointError.corrupt("\(file): storage \(key) is listed but no tensor refers to it")
+                }
+                guard offset + 8 <= data.count else {
+                    throw CheckpointError.corrupt("truncated legacy PyTorch file: file is \(data.count) bytes, storage \(key) starts at \(offset + 8)")
+                }
+                let count = data.subdata(in: offset..<(offset + 8)).withUnsafeBytes { Int64(littleEndian: $0.loadUnaligned(as: Int64.self)) }
+                guard count == Int64(ref.numel) else {
+                    throw CheckpointError.corrupt("\(file): storage \(key) has \(count) elements in the file, its id says \(ref.numel)")
+                }
+                let start = offset + 8
+                guard let length = [ref.numel, ref.dtype.size].checkedProduct, length <= data.count - start else {
+                    throw CheckpointError.corrupt(
+                        "truncated legacy PyTorch file: file is \(data.count) bytes, storage \(key) needs \(ref.numel) x \(ref.dtype.size) bytes from byte \(start)")
+                }
+                let end = start + length
+                ranges[key] = start..<end
+                offset = end
+            }
+            var conversion = PickleConversion(pickleBytes: mainBytes) { storage, path in
+                guard let range = ranges[storage.key] else {
+                    throw CheckpointError.corrupt("\(file): tensor \(path) needs storage \(storage.key), which is not in the file")
+                }
+                let es = storage.dtype.size
+                // View bounds were checked against the root's numel, whose bytes are within the file.
+                guard storage.elementOffset + storage.numel <= range.count / es else {
+                    throw CheckpointError.corrupt("\(file): view of storage \(storage.key) for \(path) reaches past its end")
+                }
+                let start = range.lowerBound + storage.elementOffset * es
+                let end = start + storage.numel * es
+                return data.subdata(in: start..<end)
+            }
+            let value = try conversion.convert(root)
+            return SourceDocument(format: .pth, container: "pytorch-legacy", root: value, metadata: metadata,
+                                  warnings: conversion.warnings)
         }
-        let roots = storages.roots
-        let mainBytes = offset - mainStart
-        try PyTorchZipReader.refuseWholeObject(root, file: file)
-        guard case .list(let keyList) = try next("storage key list") else {
-            throw CheckpointError.corrupt("\(file): the storage key list is missing after the main pickle")
-        }
-        // Byte ranges of each root storage's data.
-        var ranges: [String: Range<Int>] = [:]
-        for item in keyList.items {
-            guard case .string(let key) = item else { throw CheckpointError.corrupt("\(file): storage key is not a string") }
-            guard let ref = roots[key] else {
-                throw CheckpointError.corrupt("\(file): storage \(key) is listed but no tensor refers to it")
-            }
-            guard offset + 8 <= data.count else {
-                throw CheckpointError.corrupt("truncated legacy PyTorch file: file is \(data.count) bytes, storage \(key) starts at \(offset + 8)")
-            }
-            let count = data.subdata(in: offset..<(offset + 8)).withUnsafeBytes { Int64(littleEndian: $0.loadUnaligned(as: Int64.self)) }
-            guard count == Int64(ref.numel) else {
-                throw CheckpointError.corrupt("\(file): storage \(key) has \(count) elements in the file, its id says \(ref.numel)")
-            }
-            let start = offset + 8
-            guard let length = [ref.numel, ref.dtype.size].checkedProduct, length <= data.count - start else {
-                throw CheckpointError.corrupt(
-                    "truncated legacy PyTorch file: file is \(data.count) bytes, storage \(key) needs \(ref.numel) x \(ref.dtype.size) bytes from byte \(start)")
-            }
-            let end = start + length
-            ranges[key] = start..<end
-            offset = end
-        }
-        var conversion = PickleConversion(pickleBytes: mainBytes) { storage, path in
-            guard let range = ranges[storage.key] else {
-                throw CheckpointError.corrupt("\(file): tensor \(path) needs storage \(storage.key), which is not in the file")
-            }
-            let es = storage.dtype.size
-            // View bounds were checked against the root's numel, whose bytes are within the file.
-            guard storage.elementOffset + storage.numel <= range.count / es else {
-                throw CheckpointError.corrupt("\(file): view of storage \(storage.key) for \(path) reaches past its end")
-            }
-            let start = range.lowerBound + storage.elementOffset * es
-            let end = start + storage.numel * es
-            return data.subdata(in: start..<end)
-        }
-        let value = try conversion.convert(root)
-        return SourceDocument(format: .pth, container: "pytorch-legacy", root: value, metadata: metadata,
-                              warnings: conversion.warnings)
     }
 
     /// `('storage', storage_type, root_key, location, numel, view_metadata)`, where view_metadata is

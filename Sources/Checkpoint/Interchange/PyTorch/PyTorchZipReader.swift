@@ -74,39 +74,40 @@ enum PyTorchZipReader {
         var reader = PickleReader(data: pickle, context: context) { pid in
             try zipPersistentLoad(pid, context: context)
         }
-        let root = try reader.read()
-        try PyTorchZipReader.refuseWholeObject(root, file: file)
+        return try reader.read { root, _ in
+            try PyTorchZipReader.refuseWholeObject(root, file: file)
 
-        // Stored (uncompressed, as torch.save writes them) storage records: views of the mapped file,
-        // CRC-32 checked on all cores up front; the conversion takes them from here. Deflated records
-        // are inflated only when a tensor refers to them.
-        let records = archive.data(for: byName.filter { $0.key.hasPrefix("data/") && $0.value.method == 0 }.map(\.value))
-        var conversion = PickleConversion(pickleBytes: pickle.count) { storage, path in
-            let recordName = "data/\(storage.key)"
-            guard let entry = byName[recordName] else {
-                throw CheckpointError.corrupt("\(file): tensor \(path) needs record \(prefix)\(recordName), which is missing")
+            // Stored (uncompressed, as torch.save writes them) storage records: views of the mapped file,
+            // CRC-32 checked on all cores up front; the conversion takes them from here. Deflated records
+            // are inflated only when a tensor refers to them.
+            let records = archive.data(for: byName.filter { $0.key.hasPrefix("data/") && $0.value.method == 0 }.map(\.value))
+            var conversion = PickleConversion(pickleBytes: pickle.count) { storage, path in
+                let recordName = "data/\(storage.key)"
+                guard let entry = byName[recordName] else {
+                    throw CheckpointError.corrupt("\(file): tensor \(path) needs record \(prefix)\(recordName), which is missing")
+                }
+                var bytes: Data
+                do {
+                    bytes = try (records[entry.name] ?? Result { try archive.data(for: entry) }).get()
+                } catch CheckpointError.corrupt(let message) where message.hasPrefix("CRC mismatch") {
+                    throw CheckpointError.corrupt(
+                        "CRC mismatch in \(entry.name) (tensor \(path)): corrupted, or written with CRC disabled")
+                }
+                guard let needed = [storage.numel, storage.dtype.size].checkedProduct else {
+                    throw CheckpointError.corrupt("\(file): storage \(storage.key) claims \(storage.numel) elements")
+                }
+                guard bytes.count >= needed else {
+                    throw CheckpointError.corrupt(
+                        "\(file): record \(entry.name) has \(bytes.count) bytes, tensor \(path) needs \(needed) (\(storage.numel) x \(storage.dtype.rawValue))")
+                }
+                if bytes.count > needed { bytes = bytes.prefix(needed) }
+                if bigEndian { PyTorchByteOrder.swap(&bytes, elementSize: storage.dtype.size) }
+                return bytes
             }
-            var bytes: Data
-            do {
-                bytes = try (records[entry.name] ?? Result { try archive.data(for: entry) }).get()
-            } catch CheckpointError.corrupt(let message) where message.hasPrefix("CRC mismatch") {
-                throw CheckpointError.corrupt(
-                    "CRC mismatch in \(entry.name) (tensor \(path)): corrupted, or written with CRC disabled")
-            }
-            guard let needed = [storage.numel, storage.dtype.size].checkedProduct else {
-                throw CheckpointError.corrupt("\(file): storage \(storage.key) claims \(storage.numel) elements")
-            }
-            guard bytes.count >= needed else {
-                throw CheckpointError.corrupt(
-                    "\(file): record \(entry.name) has \(bytes.count) bytes, tensor \(path) needs \(needed) (\(storage.numel) x \(storage.dtype.rawValue))")
-            }
-            if bytes.count > needed { bytes = bytes.prefix(needed) }
-            if bigEndian { PyTorchByteOrder.swap(&bytes, elementSize: storage.dtype.size) }
-            return bytes
+            let value = try conversion.convert(root)
+            return SourceDocument(format: .pth, container: "pytorch-zip", root: value, metadata: metadata,
+                                  warnings: conversion.warnings)
         }
-        let value = try conversion.convert(root)
-        return SourceDocument(format: .pth, container: "pytorch-zip", root: value, metadata: metadata,
-                              warnings: conversion.warnings)
     }
 
     /// A file whose top-level object is an instance of a class we do not rebuild (`torch.save(model)`
