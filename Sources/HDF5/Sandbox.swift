@@ -16,7 +16,10 @@ import Foundation
 /// stacks), CPU time 20 s plus 1 s per 10 MB, no file may be written or grown (`RLIMIT_FSIZE` 0), no
 /// core dump, at most 64 open descriptors; its working directory is a fresh empty folder that is
 /// removed afterwards, its standard input is a pipe the parent closes, its standard error is
-/// `/dev/null`, and HDF5 filter plugins are disabled (`HDF5_PLUGIN_PRELOAD=::`).
+/// `/dev/null`, HDF5 filter plugins are disabled (`HDF5_PLUGIN_PRELOAD=::`), and so is the Swift
+/// runtime's backtracer (`SWIFT_BACKTRACE=enable=no`). The parent stops reading once the child has
+/// exited and its output is drained, and takes its exit status from the kernel (`waitid`), whatever
+/// the child left running holding its pipe or Foundation's socket.
 public enum Sandbox {
     /// The executable and leading arguments that start a child read (`[bissl, "sandboxed-read"]`),
     /// set once by the program at start-up before any thread reads files; nil (library use, tests)
@@ -94,6 +97,9 @@ public enum Sandbox {
         process.currentDirectoryURL = scratch
         var environment = ProcessInfo.processInfo.environment
         environment["HDF5_PLUGIN_PRELOAD"] = "::"
+        // A crash is reported by its signal alone: the Swift runtime's backtracer would start a
+        // `swift-backtrace` process that inherits the output pipe and can outlive the child.
+        environment["SWIFT_BACKTRACE"] = "enable=no"
         process.environment = environment
         let output = Pipe(), go = Pipe()
         process.standardOutput = output
@@ -108,23 +114,61 @@ public enum Sandbox {
         return Started(process: process, output: output, go: go, scratch: scratch, fileName: fileName)
     }
 
-    /// Reads `descriptor` to its end, reading again when a signal interrupts a read (`EINTR`): a
-    /// handler installed without `SA_RESTART` (libFuzzer's timer, a library's) must not turn a slow
-    /// child into a failure, and Foundation's `readDataToEndOfFile()` stops the process on `EINTR`.
+    /// Reads `descriptor` to its end, or, once `hasEnded()` says its writer has exited, to what the
+    /// writer left in it: a process the writer started (a crash handler's helper, a command left in
+    /// the background) may hold the pipe open long after the writer ended, and the read must not
+    /// wait for it. `hasEnded` is asked whenever nothing arrives for 100 ms. A signal interrupting a
+    /// read or the wait (`EINTR`) is not a failure: a handler installed without `SA_RESTART`
+    /// (libFuzzer's timer, a library's) must not turn a slow child into one, and Foundation's
+    /// `readDataToEndOfFile()` stops the process on `EINTR`.
     /// - Throws: `POSIXError` for any other read error.
-    static func readToEnd(_ descriptor: Int32) throws -> Data {
+    static func readToEnd(_ descriptor: Int32, hasEnded: () -> Bool) throws -> Data {
         var data = Data()
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        var ended = false
         while true {
+            if !ended {
+                var wait = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+                let ready = poll(&wait, 1, 100)
+                if ready < 0, errno != EINTR { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+                if ready == 0, hasEnded() {
+                    // Everything the writer wrote is in the pipe now: read it without waiting.
+                    ended = true
+                    _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) | O_NONBLOCK)
+                }
+                if ready <= 0 { continue }
+            }
             let n = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
             if n > 0 {
                 data.append(contentsOf: chunk[..<n])
-            } else if n == 0 {
+            } else if n == 0 || (ended && (errno == EAGAIN || errno == EWOULDBLOCK)) {
                 return data
             } else if errno != EINTR {
                 throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
             }
         }
+    }
+
+    /// How a child process ended, read with `waitid(WNOWAIT)`, which leaves it for Foundation's
+    /// `Process` to collect: Foundation learns of the exit only once every holder of a socket the
+    /// child inherited has closed it, which a process the child left running may never do.
+    enum Ending: Equatable {
+        case running
+        case exited(Int32)
+        case signalled(Int32)
+        /// Already collected by Foundation: ask the `Process`.
+        case collected
+    }
+
+    /// How `pid` ended; `.running` only when `wait` is false and it has not ended yet.
+    static func ending(of pid: pid_t, wait: Bool) -> Ending {
+        var info = siginfo_t()
+        while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT | (wait ? 0 : WNOHANG)) != 0 {
+            guard errno == EINTR else { return .collected }
+        }
+        let child = info._sifields._sigchld
+        if child.si_pid == 0 { return .running }
+        return info.si_code == CLD_EXITED ? .exited(child.si_status) : .signalled(child.si_status)
     }
 
     /// A started child read, waiting for `finish()`; one that is never finished is killed when
@@ -153,16 +197,22 @@ public enum Sandbox {
             done = true
             defer { try? FileManager.default.removeItem(at: scratch) }
             try? go.fileHandleForWriting.close()
+            let pid = process.processIdentifier
             let data: Data
             do {
-                data = try Sandbox.readToEnd(output.fileHandleForReading.fileDescriptor)
+                data = try Sandbox.readToEnd(output.fileHandleForReading.fileDescriptor) {
+                    Sandbox.ending(of: pid, wait: false) != .running
+                }
             } catch {
-                process.waitUntilExit()
+                kill(pid, SIGKILL)
                 throw SandboxError("\(fileName): cannot read the output of the HDF5 reader process (\(error))")
             }
-            process.waitUntilExit()
-            if process.terminationReason == .uncaughtSignal {
-                let signal = process.terminationStatus
+            var ending = Sandbox.ending(of: pid, wait: true)
+            if ending == .collected {
+                process.waitUntilExit()
+                ending = process.terminationReason == .uncaughtSignal ? .signalled(process.terminationStatus) : .exited(process.terminationStatus)
+            }
+            if case .signalled(let signal) = ending {
                 let what: String
                 switch signal {
                 case SIGXCPU, SIGKILL: what = "ran past its CPU time limit"
@@ -173,8 +223,9 @@ public enum Sandbox {
                 throw SandboxError("\(fileName): the HDF5 library \(what) reading this file; it is damaged or hostile")
             }
             guard let message = try? SandboxMessage(decoding: data) else {
+                let status: Int32 = if case .exited(let code) = ending { code } else { -1 }
                 throw SandboxError(
-                    "\(fileName): the HDF5 reader process ended (status \(process.terminationStatus)) without a result; the file is damaged or hostile")
+                    "\(fileName): the HDF5 reader process ended (status \(status)) without a result; the file is damaged or hostile")
             }
             return message
         }

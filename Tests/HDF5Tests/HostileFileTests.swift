@@ -125,6 +125,28 @@ final class HostileFileTests: XCTestCase {
         XCTAssertEqual(back.blobs, message.blobs)
     }
 
+    func testNothingTheReaderProcessLeavesRunningHoldsTheRead() throws {
+        defer { Sandbox.helper = nil }
+        // A stand-in child that leaves a process holding its standard output (as the Swift runtime's
+        // backtracer did when the child crashed) and exits without a result; it records that
+        // process's id and the backtracer setting it was given.
+        Sandbox.helper = ["/bin/sh", "-c", "sleep 60 & echo \"$! $SWIFT_BACKTRACE\" > \"$1\"; exit 3", "sh"]
+        let record = FileManager.default.temporaryDirectory.appendingPathComponent("bissl-left-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: record) }
+        XCTAssertThrowsError(try Sandbox.run([record.path], fileName: "x.h5")) { error in
+            XCTAssertEqual("\(error)", "x.h5: the HDF5 reader process ended (status 3) without a result; the file is damaged or hostile")
+        }
+        let fields = try String(contentsOf: record, encoding: .utf8).split(separator: " ")
+        let left = try XCTUnwrap(fields.first.flatMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) })
+        defer { kill(left, SIGKILL) }
+        // The read ended with the child, not when the process it left (60 s) closed the pipe: that
+        // process still runs (a zombie, state Z, or no entry once it has ended).
+        let stat = (try? String(contentsOfFile: "/proc/\(left)/stat", encoding: .utf8)) ?? ""
+        let state = stat.split(separator: ")").last?.split(separator: " ").first
+        XCTAssertTrue(state == "S" || state == "R", "the read waited for the process the child left behind: \(stat)")
+        XCTAssertEqual(fields.dropFirst().joined(separator: " ").trimmingCharacters(in: .whitespacesAndNewlines), "enable=no")
+    }
+
     func testChildLimitsScaleWithTheFile() {
         XCTAssertEqual(Sandbox.Limits.forFile(bytes: 0), .init(addressSpace: 1 << 30, cpuSeconds: 20))
         XCTAssertEqual(Sandbox.Limits.forFile(bytes: 100_000_000), .init(addressSpace: (1 << 30) + 400_000_000, cpuSeconds: 30))
