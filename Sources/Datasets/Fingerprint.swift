@@ -27,6 +27,6 @@ struct Fingerprinter {
 
     /// Lowercase hex of the digest.
     func finalize() -> String {
-        hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        lowercaseHex(hasher.finalize())
     }
 }

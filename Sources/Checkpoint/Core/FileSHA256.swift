@@ -2,8 +2,7 @@ import Crypto
 import Foundation
 
 /// SHA-256 (FIPS 180-4) as bissl records it: 64 lowercase hex digits. The one place bissl hashes a
-/// whole file (a converted source's `provenance.source.sha256`, a remote object's name) and turns a
-/// digest into text (content ids, schemas/checkpoint-v1.md).
+/// whole file (a converted source's `provenance.source.sha256`, a remote object's name).
 public enum FileSHA256 {
     /// SHA-256 of the bytes of the file at `url` and their count, read in 4 MiB blocks.
     /// - Throws: `CheckpointError.io` when the file cannot be opened or read.
@@ -22,17 +21,6 @@ public enum FileSHA256 {
         } catch {
             throw CheckpointError.io("cannot read \(url.path): \(error.localizedDescription)")
         }
-        return (hex(hasher.finalize()), size)
-    }
-
-    /// Lowercase hex of a digest (two digits per byte, in order).
-    public static func hex<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        for byte in digest {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0x0F)])
-        }
-        return String(decoding: out, as: UTF8.self)
+        return (lowercaseHex(hasher.finalize()), size)
     }
 }

@@ -88,7 +88,7 @@ public enum ContentID {
             hasher.u64(UInt64(entry.byteCount))
             feed(entry.source, &hasher.sha)
         }
-        return FileSHA256.hex(hasher.sha.finalize())
+        return lowercaseHex(hasher.sha.finalize())
     }
 
     /// The message fed straight into SHA-256.

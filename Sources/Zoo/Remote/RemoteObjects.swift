@@ -144,7 +144,7 @@ extension RemoteStore {
 
     /// 16 hex digits of the SHA-256 of `text` (tells records of different remotes apart in file names).
     static func digest(_ text: String) -> String {
-        FileSHA256.hex(SHA256.hash(data: Data(text.utf8)).prefix(8))
+        lowercaseHex(SHA256.hash(data: Data(text.utf8)).prefix(8))
     }
 
     func abortUpload(_ relative: String, _ uploadID: String) throws {
@@ -405,7 +405,7 @@ private final class RangeState: @unchecked Sendable {
             if !ok { break }
         }
         if ok && offset == size && !flush(fd) { ok = false }
-        let result = ok && offset == size ? FileSHA256.hex(hasher.finalize()) : nil
+        let result = ok && offset == size ? lowercaseHex(hasher.finalize()) : nil
         condition.withLock {
             digest = result
             hashed = true

@@ -295,7 +295,7 @@ final class RemoteStore: @unchecked Sendable {
         for id in knownIDs {
             for kind in LabelKind.allCases {
                 let ref = RemoteRef(id: id, kind: kind, etag: nil)
-                candidates["\"" + FileSHA256.hex(Insecure.MD5.hash(data: ref.body)) + "\""] = ref
+                candidates["\"" + lowercaseHex(Insecure.MD5.hash(data: ref.body)) + "\""] = ref
             }
         }
         var out: [String: RemoteRef] = [:]
