@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make bench: bissl's conversion and zoo figures beside the reference figures (torch.load + h5py,
-# safetensors) measured in the same run, against their targets (README, "Benchmarks"). Not a test: it prints a
+# safetensors) measured in the same run, against their targets (README.md, "Benchmarks"). Not a test: it prints a
 # table and fails only when a command fails. Needs PyTorch 2.13 CPU, safetensors, h5py, numpy (installed
 # here if missing, as the interop lane does); ~100 MB of inputs in a scratch folder, removed afterwards.
 # Usage: tools/bench.sh PATH/TO/bissl        (tools/bench/bench.py says what each figure times)
