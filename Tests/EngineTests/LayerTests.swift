@@ -114,19 +114,29 @@ final class LayerTests: XCTestCase {
         XCTAssertNil(DirectConvolution.kernel(for: .forward, kernel: 3, stride: 1, padding: 1, width: 8, inputChannels: 8, outputChannels: 8))
     }
 
-    /// One convolution's forward, input gradient and weight gradient against their sums in Double.
+    /// One convolution's forward, input gradient and weight gradient, and its tangent rules (each a sum of
+    /// two products), against their sums in Double.
     func checkAgainstDefinition(n: Int, c: Int, o: Int, h: Int, w: Int, k: Int, s: Int, p: Int, _ label: String = "") {
         let conv = Conv2d(name: "", inChannels: c, outChannels: o, kernel: k, stride: s, padding: p)
         conv.weight.value = values(o * c * k * k, seed: 1)
         let x = Tensor4(n: n, c: c, h: h, w: w, data: values(n * c * h * w, seed: 2))
         let y = conv.forward(x)
         let dy = Tensor4(n: y.n, c: y.c, h: y.h, w: y.w, data: values(y.count, seed: 3))
-        let dx = conv.backward(dy)!
+        let dx = Tangents.record { conv.backward(dy)! }
+        let dW = conv.weight.grad
+        // Tangents: ẏ = conv(ẋ, W) + conv(x, V), R{dx} = conv^T(R{dy}, W) + conv^T(dy, V),
+        // R{dW} = corr(R{dy}, x) + corr(dy, ẋ), with V = weight.tangent.
+        conv.weight.tangent = values(o * c * k * k, seed: 4)
+        let dotX = Tensor4(n: n, c: c, h: h, w: w, data: values(x.count, seed: 5))
+        let rdy = Tensor4(n: y.n, c: y.c, h: y.h, w: y.w, data: values(y.count, seed: 6))
+        conv.weight.zeroGrad()
+        let dotY = conv.tangentForward(dotX)
+        let rdx = conv.tangentBackward(rdy)!
         let ho = y.h, wo = y.w
-        // y, dx and dW by their sums over (n, o, i, j, c, a, b), with the sums of |terms| beside.
-        var ry = [Double](repeating: 0, count: y.count), ay = ry
-        var rx = [Double](repeating: 0, count: x.count), ax = rx
-        var rw = [Double](repeating: 0, count: conv.weight.count), aw = rw
+        // Each result by its sum over (n, o, i, j, c, a, b), with the sum of |terms| beside.
+        var ry = [Double](repeating: 0, count: y.count), ay = ry, rty = ry, aty = ry
+        var rx = [Double](repeating: 0, count: x.count), ax = rx, rtx = rx, atx = rx
+        var rw = [Double](repeating: 0, count: conv.weight.count), aw = rw, rtw = rw, atw = rw
         for b in 0..<n { for oc in 0..<o { for i in 0..<ho { for j in 0..<wo {
             let yi = ((b * o + oc) * ho + i) * wo + j
             for ic in 0..<c { for ka in 0..<k { for kb in 0..<k {
@@ -134,9 +144,13 @@ final class LayerTests: XCTestCase {
                 guard ih >= 0, ih < h, iw >= 0, iw < w else { continue }
                 let xi = ((b * c + ic) * h + ih) * w + iw, wi = ((oc * c + ic) * k + ka) * k + kb
                 let wv = Double(conv.weight.value[wi]), xv = Double(x.data[xi]), gv = Double(dy.data[yi])
+                let vv = Double(conv.weight.tangent[wi]), dxv = Double(dotX.data[xi]), rv = Double(rdy.data[yi])
                 ry[yi] += wv * xv; ay[yi] += abs(wv * xv)
                 rx[xi] += wv * gv; ax[xi] += abs(wv * gv)
                 rw[wi] += gv * xv; aw[wi] += abs(gv * xv)
+                rty[yi] += wv * dxv + vv * xv; aty[yi] += abs(wv * dxv) + abs(vv * xv)
+                rtx[xi] += wv * rv + vv * gv; atx[xi] += abs(wv * rv) + abs(vv * gv)
+                rtw[wi] += rv * xv + gv * dxv; atw[wi] += abs(rv * xv) + abs(gv * dxv)
             } } }
         } } } }
         // Whatever the order of its additions (chunks, GEMM blocking, halves, vector lanes, fused or
@@ -145,7 +159,9 @@ final class LayerTests: XCTestCase {
         // 2nd ed., section 3.1); K counts the roundings any one term goes through: C k^2 for y; for dx
         // O + k^2 on the GEMM path (O terms per unfolded value, then at most k^2 taps) and O k^2 on the
         // direct one (one sum over (o, tap)), so O k^2 bounds both; N Ho Wo for dW (the direct path's
-        // dropped grid positions add exact zeros). One more u |value| for rounding the Double reference.
+        // dropped grid positions add exact zeros). A tangent rule sums two such products, so twice as
+        // many terms (its second GEMM adds into the first's result; the direct path sums them as one).
+        // One more u |value| for rounding the Double reference.
         let u = Double(Float.ulpOfOne) / 2
         func check(_ got: [Float], _ ref: [Double], _ abs: [Double], terms: Int, _ what: String) {
             let gamma = Double(terms) * u / (1 - Double(terms) * u)
@@ -155,7 +171,10 @@ final class LayerTests: XCTestCase {
         }
         check(y.data, ry, ay, terms: c * k * k, "forward")
         check(dx.data, rx, ax, terms: o * k * k, "input gradient")
-        check(conv.weight.grad, rw, aw, terms: n * ho * wo, "weight gradient")
+        check(dW, rw, aw, terms: n * ho * wo, "weight gradient")
+        check(dotY.data, rty, aty, terms: 2 * c * k * k, "tangent forward")
+        check(rdx.data, rtx, atx, terms: 2 * o * k * k, "tangent input gradient")
+        check(conv.weight.grad, rtw, atw, terms: 2 * n * ho * wo, "tangent weight gradient")
     }
 
     /// `ResNet.infer` (BatchNorm folded into each convolution, ReLU and residual add in its output pass)

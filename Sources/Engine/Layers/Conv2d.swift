@@ -10,6 +10,10 @@
 ///   the image itself) and multiplied by the weight while it is in cache; a one-image chunk's GEMM writes
 ///   its NCHW output directly, larger chunks' outputs are moved into NCHW. The backward passes go chunk by
 ///   chunk the same way (col2im per chunk).
+/// - Every rule is a sum of convolution products (one for the forward and backward, two for the tangent
+///   rules): the products of one sum share one chunk walk, so a tangent rule writes its output once (the
+///   second GEMM adds into the first's output, the input gradient's two GEMMs fill one col2im buffer, the
+///   two weight-gradient products run as one batch of 2N images).
 public final class Conv2d {
     public let inChannels: Int, outChannels: Int, kernel: Int, stride: Int, padding: Int
     /// `[O, C, k, k]`.
@@ -56,7 +60,7 @@ public final class Conv2d {
     public func forward(_ x: Tensor4) -> Tensor4 {
         precondition(x.c == inChannels, "Conv2d \(weight.name): input has \(x.c) channels, expected \(inChannels)")
         input = x
-        return convolve(x, weight.value)
+        return convolve([(x, weight.value)])
     }
 
     /// Inference with a BatchNorm folded in (nothing is kept for a backward pass):
@@ -70,7 +74,7 @@ public final class Conv2d {
         precondition(scale.count == outChannels && shift.count == outChannels, "Conv2d \(weight.name): scale/shift of another size")
         precondition(residual.map { $0.shape == [x.n, outChannels, outputSize(x.h), outputSize(x.w)] } ?? true,
                      "Conv2d \(weight.name): residual of another shape")
-        return convolve(x, foldedWeight(scale), epilogue: Epilogue(shift: shift, residual: residual?.data, relu: relu))
+        return convolve([(x, foldedWeight(scale))], epilogue: Epilogue(shift: shift, residual: residual?.data, relu: relu))
     }
 
     /// `W * scale[o]` per output channel, kept between `infer` calls: folded again only when the weight
@@ -100,8 +104,8 @@ public final class Conv2d {
         precondition(dy.n == x.n && dy.c == outChannels && dy.h == outputSize(x.h) && dy.w == outputSize(x.w),
                      "Conv2d \(weight.name): gradient shape \(dy.shape) does not match the forward pass")
         if Tangents.recording { outputGradient = dy }
-        accumulateWeightGradient(dy, x)
-        return inputGradient ? self.inputGradient(dy, weight.value, like: x) : nil
+        accumulateWeightGradient([(dy, x)])
+        return inputGradient ? self.inputGradient([(dy, weight.value)], like: x) : nil
     }
 
     // Tangent rules (forward-over-reverse, docs/bissl.md "Exact Hessian-vector products"). The layer is
@@ -115,12 +119,8 @@ public final class Conv2d {
     public func tangentForward(_ dotX: Tensor4?) -> Tensor4 {
         guard let x = input else { preconditionFailure("Conv2d \(weight.name): tangent before forward") }
         tangentInput = dotX
-        var y: Tensor4? = dotX.map { convolve($0, weight.value) }
-        if !weight.tangent.isEmpty {
-            let t = convolve(x, weight.tangent)
-            if y == nil { y = t } else { ResidualAdd.accumulate(&y!, t) }
-        }
-        return y ?? Tensor4(n: x.n, c: outChannels, h: outputSize(x.h), w: outputSize(x.w))
+        let terms: [(x: Tensor4, w: [Float])] = (dotX.map { [($0, weight.value)] } ?? []) + (weight.tangent.isEmpty ? [] : [(x, weight.tangent)])
+        return terms.isEmpty ? Tensor4(n: x.n, c: outChannels, h: outputSize(x.h), w: outputSize(x.w)) : convolve(terms)
     }
 
     /// Tangent backward: R{dy} (shape of the output) -> R{dx} (nil when `inputGradient` is false);
@@ -130,54 +130,55 @@ public final class Conv2d {
         guard let x = input, let dy = outputGradient else {
             preconditionFailure("Conv2d \(weight.name): tangent backward without a recorded primal backward")
         }
-        accumulateWeightGradient(rdy, x)
-        if let dotX = tangentInput { accumulateWeightGradient(dy, dotX) }
+        let pairs: [(dy: Tensor4, x: Tensor4)] = [(rdy, x)] + (tangentInput.map { [(dy, $0)] } ?? [])
+        accumulateWeightGradient(pairs)
         guard inputGradient else { return nil }
-        var dx = self.inputGradient(rdy, weight.value, like: x)
-        if !weight.tangent.isEmpty { ResidualAdd.accumulate(&dx, self.inputGradient(dy, weight.tangent, like: x)) }
-        return dx
+        let terms: [(dy: Tensor4, w: [Float])] = [(rdy, weight.value)] + (weight.tangent.isEmpty ? [] : [(dy, weight.tangent)])
+        return self.inputGradient(terms, like: x)
     }
 
     /// dy of the primal backward (kept inside `Tangents.record`) and ẋ of the last tangent forward.
     private var outputGradient: Tensor4?
     private var tangentInput: Tensor4?
 
-    /// `conv(x, w)` for weights `w` `[O, C, k, k]`, each output value passed through `epilogue` when given.
-    private func convolve(_ x: Tensor4, _ w: [Float], epilogue: Epilogue? = nil) -> Tensor4 {
+    /// `Σ_t conv(x_t, w_t)` for inputs `x_t` of one shape and weights `w_t` `[O, C, k, k]`, each output value
+    /// passed through `epilogue` when given. GEMM path: per chunk, each term's GEMM adds into the output the
+    /// first one wrote.
+    private func convolve(_ terms: [(x: Tensor4, w: [Float])], epilogue: Epilogue? = nil) -> Tensor4 {
+        let x = terms[0].x
+        precondition(terms.allSatisfy { $0.x.shape == x.shape }, "Conv2d \(weight.name): terms of different shapes")
         if let direct = direct(.forward, width: x.w) {
-            return w.withUnsafeBufferPointer {
-                DirectConvolution.convolve(x, $0.baseAddress!, outChannels: outChannels, stride: stride, kernel: direct, epilogue: epilogue)
-            }
+            return DirectConvolution.convolve(terms.map(\.x), DirectConvolution.stacked(terms.map(\.w), outChannels: outChannels),
+                                              outChannels: outChannels, stride: stride, kernel: direct, epilogue: epilogue)
         }
         let ho = outputSize(x.h), wo = outputSize(x.w), N = x.n, O = outChannels
         let p = ho * wo, ckk = inChannels * kernel * kernel
         let y = [Float](count: N * O * p) { yp in
-            w.withUnsafeBufferPointer { wp in
-                x.data.withUnsafeBufferPointer { xp in
+            ImageBatch.with(terms.map(\.x)) { xs in
+                withBaseAddresses(terms.map(\.w)) { ws in
                     forEachImageChunk(images: N, plane: p) { chunk in
                         let images = chunk.images, width = images.count * p
-                        let b = columns(xp.baseAddress!, x, images, ho: ho, wo: wo, into: chunk.columns)
+                        // Y_n[O, P] in place for one image, else T[O, n*P] moved into NCHW below:
+                        // += W_t[O, CKK] * cols_t[CKK, n*P] for each term
+                        let out = images.count == 1 ? yp.baseAddress! + images.lowerBound * O * p : chunk.rows
+                        for (t, w) in ws.enumerated() {
+                            let b = columns(xs, images.shifted(t * N), like: x, ho: ho, wo: wo, into: chunk.columns)
+                            GEMM.sgemm(m: O, n: width, k: ckk, a: w, lda: ckk, b: b, ldb: width, beta: t == 0 ? 0 : 1,
+                                       c: out, ldc: width, parallel: chunk.splitGEMM)
+                        }
                         if images.count == 1 {
-                            // Y_n[O, P] = W[O, CKK] * cols[CKK, P], in place
-                            let yn = yp.baseAddress! + images.lowerBound * O * p
-                            GEMM.sgemm(m: O, n: p, k: ckk, a: wp.baseAddress!, lda: ckk, b: b, ldb: p, c: yn, ldc: p,
-                                       parallel: chunk.splitGEMM)
                             for o in 0..<O {
-                                epilogue?.apply(yn + o * p, from: yn + o * p, channel: o, at: (images.lowerBound * O + o) * p, count: p)
+                                epilogue?.apply(out + o * p, from: out + o * p, channel: o, at: (images.lowerBound * O + o) * p, count: p)
                             }
-                        } else {
-                            // T[O, n*P] = W[O, CKK] * cols[CKK, n*P], then moved into NCHW
-                            let t = chunk.rows
-                            GEMM.sgemm(m: O, n: width, k: ckk, a: wp.baseAddress!, lda: ckk, b: b, ldb: width, c: t, ldc: width,
-                                       parallel: chunk.splitGEMM)
-                            for (local, n) in images.enumerated() {
-                                for o in 0..<O {
-                                    let at = (n * O + o) * p, from = t + o * width + local * p
-                                    if let epilogue {
-                                        epilogue.apply(yp.baseAddress! + at, from: from, channel: o, at: at, count: p)
-                                    } else {
-                                        (yp.baseAddress! + at).update(from: from, count: p)
-                                    }
+                            return
+                        }
+                        for (local, n) in images.enumerated() {
+                            for o in 0..<O {
+                                let at = (n * O + o) * p, from = out + o * width + local * p
+                                if let epilogue {
+                                    epilogue.apply(yp.baseAddress! + at, from: from, channel: o, at: at, count: p)
+                                } else {
+                                    (yp.baseAddress! + at).update(from: from, count: p)
                                 }
                             }
                         }
@@ -188,21 +189,24 @@ public final class Conv2d {
         return Tensor4(n: N, c: O, h: ho, w: wo, data: y)
     }
 
-    /// `weight.grad += corr(dy, x)` (dL/dW of an output gradient dy for input x).
-    private func accumulateWeightGradient(_ dy: Tensor4, _ x: Tensor4) {
+    /// `weight.grad += Σ_t corr(dy_t, x_t)` (dL/dW of output gradients dy_t for inputs x_t, each pair of the
+    /// shapes of the forward). The pairs are one batch of `T N` images (`ImageBatch`), summed chunk by chunk.
+    private func accumulateWeightGradient(_ pairs: [(dy: Tensor4, x: Tensor4)]) {
+        let x = pairs[0].x, dy = pairs[0].dy
+        precondition(pairs.allSatisfy { $0.x.shape == x.shape && $0.dy.shape == dy.shape }, "Conv2d \(weight.name): terms of different shapes")
         if let direct = direct(.weightGradient, width: x.w) {
-            DirectConvolution.accumulateWeightGradient(dy, x, stride: stride, kernel: direct, into: &weight.grad)
+            DirectConvolution.accumulateWeightGradient(pairs, stride: stride, kernel: direct, into: &weight.grad)
             return
         }
-        let p = dy.h * dy.w, ckk = inChannels * kernel * kernel, O = outChannels, N = x.n
+        let p = dy.h * dy.w, ckk = inChannels * kernel * kernel, O = outChannels
         // dW[O, CKK] += Σ_chunks dY[O, n*P] * cols[CKK, n*P]^T
         weight.grad.withUnsafeMutableBufferPointer { gp in
-            x.data.withUnsafeBufferPointer { xp in
-                dy.data.withUnsafeBufferPointer { dyp in
-                    forEachImageChunk(images: N, plane: p, accumulatingInto: gp.baseAddress!) { chunk in
+            ImageBatch.with(pairs.map(\.x)) { xs in
+                ImageBatch.with(pairs.map(\.dy)) { dys in
+                    forEachImageChunk(images: pairs.count * x.n, plane: p, accumulatingInto: gp.baseAddress!) { chunk in
                         let images = chunk.images, width = images.count * p
-                        let a = gemmRows(dyp.baseAddress!, images, O, p, into: chunk.rows)
-                        let b = columns(xp.baseAddress!, x, images, ho: dy.h, wo: dy.w, into: chunk.columns)
+                        let a = gemmRows(dys, images, O, p, into: chunk.rows)
+                        let b = columns(xs, images, like: x, ho: dy.h, wo: dy.w, into: chunk.columns)
                         GEMM.sgemm(transB: true, m: O, n: ckk, k: width, a: a, lda: width, b: b, ldb: width, beta: 1,
                                    c: chunk.sum!, ldc: ckk, parallel: chunk.splitGEMM)
                     }
@@ -211,27 +215,30 @@ public final class Conv2d {
         }
     }
 
-    /// `conv^T(dy, w)`: the input gradient for weights `w`, shaped like `x`.
-    private func inputGradient(_ dy: Tensor4, _ w: [Float], like x: Tensor4) -> Tensor4 {
+    /// `Σ_t conv^T(dy_t, w_t)`: the input gradient of output gradients `dy_t` (one shape) for weights `w_t`,
+    /// shaped like `x`. GEMM path: per chunk, the terms' GEMMs fill one buffer, folded back by one col2im.
+    private func inputGradient(_ terms: [(dy: Tensor4, w: [Float])], like x: Tensor4) -> Tensor4 {
+        let dy = terms[0].dy
+        precondition(terms.allSatisfy { $0.dy.shape == dy.shape }, "Conv2d \(weight.name): terms of different shapes")
         if let direct = direct(.inputGradient, width: x.w) {
-            return DirectConvolution.inputGradient(dy, w, inChannels: inChannels, kernel: direct)
+            return DirectConvolution.inputGradient(terms, inChannels: inChannels, kernel: direct)
         }
         let p = dy.h * dy.w, ckk = inChannels * kernel * kernel, O = outChannels, N = x.n, image = inChannels * x.h * x.w
         let dx = [Float](count: x.count) { dxp in
-            w.withUnsafeBufferPointer { wp in
-                dy.data.withUnsafeBufferPointer { dyp in
+            ImageBatch.with(terms.map(\.dy)) { dys in
+                withBaseAddresses(terms.map(\.w)) { ws in
                     forEachImageChunk(images: N, plane: p) { chunk in
                         let images = chunk.images, width = images.count * p
-                        let b = gemmRows(dyp.baseAddress!, images, O, p, into: chunk.rows)
                         let dxn = dxp.baseAddress! + images.lowerBound * image
-                        if readsImagesDirectly && images.count == 1 {
-                            // dX_n[C, P] = W[O, C]^T * dY_n[O, P]
-                            GEMM.sgemm(transA: true, m: ckk, n: p, k: O, a: wp.baseAddress!, lda: ckk, b: b, ldb: p,
-                                       c: dxn, ldc: p, parallel: chunk.splitGEMM)
-                        } else {
-                            // dcols[CKK, n*P] = W[O, CKK]^T * dY[O, n*P], summed back into the chunk's images
-                            GEMM.sgemm(transA: true, m: ckk, n: width, k: O, a: wp.baseAddress!, lda: ckk, b: b, ldb: width,
-                                       c: chunk.columns, ldc: width, parallel: chunk.splitGEMM)
+                        // dX_n[C, P] in place (a 1x1 stride-1 convolution, one image), else dcols[CKK, n*P] summed
+                        // back into the chunk's images: += W_t[O, CKK]^T * dY_t[O, n*P] for each term
+                        let inPlace = readsImagesDirectly && images.count == 1
+                        for (t, w) in ws.enumerated() {
+                            let b = gemmRows(dys, images.shifted(t * N), O, p, into: chunk.rows)
+                            GEMM.sgemm(transA: true, m: ckk, n: width, k: O, a: w, lda: ckk, b: b, ldb: width, beta: t == 0 ? 0 : 1,
+                                       c: inPlace ? dxn : chunk.columns, ldc: width, parallel: chunk.splitGEMM)
+                        }
+                        if !inPlace {
                             dxn.initialize(repeating: 0, count: images.count * image)
                             col2im(chunk.columns, images, into: dxp.baseAddress!, like: x, ho: dy.h, wo: dy.w)
                         }
@@ -285,24 +292,24 @@ public final class Conv2d {
         }
     }
 
-    /// The chunk `images` of an NCHW gradient `dy` (`O` channels, planes of `p` pixels) as the `[O, n*P]`
-    /// operand of the GEMMs: `dy` itself for one image, else gathered into `buffer`.
-    private func gemmRows(_ dy: UnsafePointer<Float>, _ images: Range<Int>, _ O: Int, _ p: Int,
+    /// Images `images` of NCHW gradients `dy` (`O` channels, planes of `p` pixels) as the `[O, n*P]`
+    /// operand of the GEMMs: the image itself for one image, else gathered into `buffer`.
+    private func gemmRows(_ dy: ImageBatch, _ images: Range<Int>, _ O: Int, _ p: Int,
                           into buffer: UnsafeMutablePointer<Float>) -> UnsafePointer<Float> {
-        if images.count == 1 { return dy + images.lowerBound * O * p }
+        if images.count == 1 { return dy[images.lowerBound] }
         let width = images.count * p
         for (local, n) in images.enumerated() {
-            for o in 0..<O { (buffer + o * width + local * p).update(from: dy + (n * O + o) * p, count: p) }
+            for o in 0..<O { (buffer + o * width + local * p).update(from: dy[n] + o * p, count: p) }
         }
         return UnsafePointer(buffer)
     }
 
-    /// The unfolded chunk `images` of `x` (`[C*k*k, n*Ho*Wo]`, `im2col`) as the GEMMs' operand: the image
-    /// itself for one image of a 1x1 stride-1 convolution, else unfolded into `buffer`.
-    private func columns(_ xp: UnsafePointer<Float>, _ x: Tensor4, _ images: Range<Int>, ho: Int, wo: Int,
+    /// Images `images` of inputs shaped like `x`, unfolded (`[C*k*k, n*Ho*Wo]`, `im2col`), as the GEMMs'
+    /// operand: the image itself for one image of a 1x1 stride-1 convolution, else unfolded into `buffer`.
+    private func columns(_ xs: ImageBatch, _ images: Range<Int>, like x: Tensor4, ho: Int, wo: Int,
                          into buffer: UnsafeMutablePointer<Float>) -> UnsafePointer<Float> {
-        if readsImagesDirectly && images.count == 1 { return xp + images.lowerBound * inChannels * x.h * x.w }
-        im2col(xp, x, images, ho: ho, wo: wo, into: buffer)
+        if readsImagesDirectly && images.count == 1 { return xs[images.lowerBound] }
+        im2col(xs, images, like: x, ho: ho, wo: wo, into: buffer)
         return UnsafePointer(buffer)
     }
 
@@ -343,15 +350,15 @@ public final class Conv2d {
         }
     }
 
-    /// Unfolds images `images` of `x` `[N, C, H, W]` into `cols` `[C*k*k, n*Ho*Wo]` (`n = images.count`):
-    /// row `(c*k + i)*k + j`, column `(image - images.lowerBound)*Ho*Wo + oh*Wo + ow` holds
-    /// `x[image, c, oh*s - p + i, ow*s - p + j]` (0 outside the image).
+    /// Unfolds images `images` of `xs` (each `[C, H, W]`, shaped like `x`'s) into `cols` `[C*k*k, n*Ho*Wo]`
+    /// (`n = images.count`): row `(c*k + i)*k + j`, column `(image - images.lowerBound)*Ho*Wo + oh*Wo + ow`
+    /// holds `x[image, c, oh*s - p + i, ow*s - p + j]` (0 outside the image).
     ///
     /// Every value is written once (no zero-fill first). For "same" convolutions (stride 1, `Wo == W`: the
     /// 3x3/1 pad-1 convs of every ResNet block) the valid window of one (row, image) pair is the input
     /// plane shifted by `(i - p)*W + (j - p)`, so it is one contiguous copy whose wrapped edge columns
     /// are then zeroed; otherwise each output row is copied (stride 1) or gathered (stride 2).
-    func im2col(_ xp: UnsafePointer<Float>, _ x: Tensor4, _ images: Range<Int>, ho: Int, wo: Int, into cols: UnsafeMutablePointer<Float>) {
+    func im2col(_ xs: ImageBatch, _ images: Range<Int>, like x: Tensor4, ho: Int, wo: Int, into cols: UnsafeMutablePointer<Float>) {
         let k = kernel, C = x.c, P = ho * wo, width = images.count * P
         for c in 0..<C {
             for i in 0..<k {
@@ -359,7 +366,7 @@ public final class Conv2d {
                     let w = window(i, j, x, ho: ho, wo: wo)
                     let row = cols + ((c * k + i) * k + j) * width
                     for (local, n) in images.enumerated() {
-                        unfold(xp + (n * C + c) * x.h * x.w, into: row + local * P, tap: i, j, w, x, ho: ho, wo: wo)
+                        unfold(xs[n] + c * x.h * x.w, into: row + local * P, tap: i, j, w, x, ho: ho, wo: wo)
                     }
                 }
             }
@@ -442,6 +449,43 @@ public final class Conv2d {
             }
         }
     }
+}
+
+/// Same-shaped NCHW tensors read as one batch of images: image `i` is image `i % n` of tensor `i / n`.
+/// The products of a sum (`Conv2d`'s tangent rules) walk their terms' images this way.
+struct ImageBatch {
+    /// Each tensor's first value.
+    let tensors: [UnsafePointer<Float>]
+    /// Images per tensor, floats per image.
+    let n: Int, size: Int
+
+    /// The first value of image `i`.
+    @inline(__always) subscript(_ i: Int) -> UnsafePointer<Float> { tensors[i / n] + (i % n) * size }
+
+    /// `body` with the images of `tensors` (at least one, all of one shape).
+    static func with<R>(_ tensors: [Tensor4], _ body: (ImageBatch) -> R) -> R {
+        let t = tensors[0]
+        return withBaseAddresses(tensors.map(\.data)) { body(ImageBatch(tensors: $0, n: max(1, t.n), size: t.c * t.h * t.w)) }
+    }
+}
+
+extension Range where Bound == Int {
+    /// The range moved by `offset`.
+    @inline(__always) func shifted(_ offset: Int) -> Range<Int> { (lowerBound + offset)..<(upperBound + offset) }
+}
+
+/// `body` with the first value of each array (every array kept alive and in place meanwhile).
+func withBaseAddresses<R>(_ arrays: [[Float]], _ body: ([UnsafePointer<Float>]) -> R) -> R {
+    var pointers: [UnsafePointer<Float>] = []
+    pointers.reserveCapacity(arrays.count)
+    func next(_ k: Int) -> R {
+        guard k < arrays.count else { return body(pointers) }
+        return arrays[k].withUnsafeBufferPointer { p in
+            pointers.append(p.baseAddress ?? UnsafePointer(bitPattern: MemoryLayout<Float>.alignment)!)   // empty: never read
+            return next(k + 1)
+        }
+    }
+    return next(0)
 }
 
 /// `dst[i] += src[i]` for `count` floats, 8 lanes at a time.

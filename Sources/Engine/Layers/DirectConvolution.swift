@@ -17,7 +17,9 @@ import CKernels
 ///   `n (H + 1) + s oh`, column `s ow`); weights and output gradients stored with the output channel
 ///   innermost. Wins with more channels and on small planes, where most of the lanes' grid is dropped.
 ///
-/// The three products of `Conv2d` use them:
+/// The three products of `Conv2d` use them, each for a sum of terms (`Conv2d`'s tangent rules have two):
+/// the correlations stack their terms as channels (T inputs of C channels padded as one input of T C
+/// channels, the weights `stacked` to `[O][T C][9]`), the weight gradient as images (a batch of T N).
 /// - forward `y = conv(x, W)`: the kernel with `W` `[O, C, 3, 3]`;
 /// - input gradient `dx = conv^T(dy, W)`: for stride 1 and padding 1 this is the same correlation of the
 ///   padded dy with the weights transposed to `[C, O]` and flipped (tap `(i, j)` -> `(2 - i, 2 - j)`);
@@ -128,17 +130,32 @@ enum DirectConvolution {
         }
     }
 
-    /// Copies images `images` of the NCHW buffer `src` (`channels` channels) into `dst`, one tall padded
-    /// plane per channel (`layout.plane` floats each), zeros everywhere else.
-    static func pad(_ src: UnsafePointer<Float>, channels: Int, _ images: Range<Int>, _ layout: Layout,
+    /// Copies images `images` of `src` (`channels` channels each) into `dst`, one tall padded plane per
+    /// channel (`layout.plane` floats each), zeros everywhere else.
+    static func pad(_ src: ImageBatch, channels: Int, _ images: Range<Int>, _ layout: Layout,
                     into dst: UnsafeMutablePointer<Float>) {
         let (h, w, row) = (layout.h, layout.w, layout.row)
         dst.update(repeating: 0, count: channels * layout.plane)
         for c in 0..<channels {
             for (local, n) in images.enumerated() {
-                let from = src + (n * channels + c) * h * w
+                let from = src[n] + c * h * w
                 let to = dst + c * layout.plane + (local * (h + 1) + 1) * row + 1
                 for y in 0..<h { (to + y * row).update(from: from + y * w, count: w) }
+            }
+        }
+    }
+
+    /// The weights of a sum of T correlations with C input channels each, `w_t` `[O][C][9]`, as one correlation
+    /// with T C input channels: `[O][T C][9]`, input channel `t C + c` of output o being `w_t[o][c]` (one
+    /// term: its weights as they are).
+    static func stacked(_ ws: [[Float]], outChannels O: Int) -> [Float] {
+        guard ws.count > 1 else { return ws[0] }
+        let each = ws[0].count / O
+        return [Float](count: ws.count * ws[0].count) { s in
+            for o in 0..<O {
+                for (t, w) in ws.enumerated() {
+                    w.withUnsafeBufferPointer { (s.baseAddress! + (o * ws.count + t) * each).update(from: $0.baseAddress! + o * each, count: each) }
+                }
             }
         }
     }
@@ -150,51 +167,56 @@ enum DirectConvolution {
         }
     }
 
-    /// `conv(x, w)` for weights `w` `[O][C][9]` of a 3x3 pad-1 convolution of `stride` with `kernel` (`kernel(for: .forward, ...)`):
+    /// `Σ_t conv(x_t, w_t)` for inputs `xs` (one shape, C channels) and their weights `stacked` to `w`
+    /// `[O][T C][9]`, of a 3x3 pad-1 convolution of `stride` with `kernel` (`kernel(for: .forward, ...)`):
     /// `[N, O, Ho, Wo]`, each output row passed through `epilogue` when given (`Conv2d.infer`).
-    static func convolve(_ x: Tensor4, _ w: UnsafePointer<Float>, outChannels O: Int, stride: Int, kernel: Kernel,
+    static func convolve(_ xs: [Tensor4], _ w: [Float], outChannels O: Int, stride: Int, kernel: Kernel,
                          epilogue: Conv2d.Epilogue? = nil) -> Tensor4 {
-        let layout = Layout(images: x.n, h: x.h, w: x.w, pieces: Parallel.threads), C = x.c, row = layout.row
+        let x = xs[0], T = xs.count, N = x.n
+        let layout = Layout(images: N, h: x.h, w: x.w, pieces: Parallel.threads), C = T * x.c, row = layout.row
+        precondition(w.count == O * C * 9, "DirectConvolution: weights for \(w.count / max(1, O * 9)) input channels, not \(C)")
         let ho = (x.h - 1) / stride + 1, wo = (x.w - 1) / stride + 1, p = ho * wo
         let level = self.level
-        let transposed = kernel == .byPosition ? outputChannelsInnermost(w, outChannels: O, inChannels: C) : []
+        let transposed = kernel == .byPosition ? w.withUnsafeBufferPointer { outputChannelsInnermost($0.baseAddress!, outChannels: O, inChannels: C) } : []
         let windows = kernel == .byPosition ? layout.windows(stride: stride, ho: ho, wo: wo) : []
         // `.byPosition` writes output position (local, q) of channel o at NCHW index local O p + o p + q
         let places = kernel == .byPosition ? (0..<(layout.chunkSize * p)).map { ($0 / p) * O * p + $0 % p } : []
-        let y = [Float](count: x.n * O * p) { yp in
-            x.data.withUnsafeBufferPointer { xp in
-                Parallel.forEachChunk(layout.chunkCount, workPerIndex: layout.chunkSize * O * p * C * 9) { range in
-                    let padded = UnsafeMutablePointer<Float>.allocate(capacity: C * layout.plane)
-                    let grid = UnsafeMutablePointer<Float>.allocate(capacity: kernel == .lanes ? O * layout.count : 0)
-                    defer { padded.deallocate(); grid.deallocate() }
-                    for k in range {
-                        let images = layout.chunk(k)
-                        pad(xp.baseAddress!, channels: C, images, layout, into: padded)
-                        let out = yp.baseAddress! + images.lowerBound * O * p
-                        switch kernel {
-                        case .lanes:
-                            bissl_conv3x3(level, padded, C, layout.plane, row, w, O, grid, layout.count, layout.count)
-                            // image n's output row r is grid row n (h + 1) + r
-                            for local in 0..<images.count {
-                                for o in 0..<O {
-                                    for r in 0..<ho {
-                                        let to = out + (local * O + o) * p + r * wo
-                                        let from = grid + o * layout.count + (local * (x.h + 1) + r) * row
-                                        if let epilogue {
-                                            epilogue.apply(to, from: from, channel: o, at: to - yp.baseAddress!, count: wo)
-                                        } else {
-                                            to.update(from: from, count: wo)
+        let y = [Float](count: N * O * p) { yp in
+            ImageBatch.with(xs) { images in
+                w.withUnsafeBufferPointer { wp in
+                    Parallel.forEachChunk(layout.chunkCount, workPerIndex: layout.chunkSize * O * p * C * 9) { range in
+                        let padded = UnsafeMutablePointer<Float>.allocate(capacity: C * layout.plane)
+                        let grid = UnsafeMutablePointer<Float>.allocate(capacity: kernel == .lanes ? O * layout.count : 0)
+                        defer { padded.deallocate(); grid.deallocate() }
+                        for k in range {
+                            let chunk = layout.chunk(k)
+                            for t in 0..<T { pad(images, channels: x.c, chunk.shifted(t * N), layout, into: padded + t * x.c * layout.plane) }
+                            let out = yp.baseAddress! + chunk.lowerBound * O * p
+                            switch kernel {
+                            case .lanes:
+                                bissl_conv3x3(level, padded, C, layout.plane, row, wp.baseAddress!, O, grid, layout.count, layout.count)
+                                // image n's output row r is grid row n (h + 1) + r
+                                for local in 0..<chunk.count {
+                                    for o in 0..<O {
+                                        for r in 0..<ho {
+                                            let to = out + (local * O + o) * p + r * wo
+                                            let from = grid + o * layout.count + (local * (x.h + 1) + r) * row
+                                            if let epilogue {
+                                                epilogue.apply(to, from: from, channel: o, at: to - yp.baseAddress!, count: wo)
+                                            } else {
+                                                to.update(from: from, count: wo)
+                                            }
                                         }
                                     }
                                 }
-                            }
-                        case .byPosition:
-                            bissl_conv3x3_by_position(level, padded, C, layout.plane, row, windows, images.count * p,
-                                                      transposed, O, out, p, places)
-                            if let epilogue {
-                                for i in 0..<(images.count * O) {
-                                    let to = out + i * p
-                                    epilogue.apply(to, from: to, channel: i % O, at: to - yp.baseAddress!, count: p)
+                            case .byPosition:
+                                bissl_conv3x3_by_position(level, padded, C, layout.plane, row, windows, chunk.count * p,
+                                                          transposed, O, out, p, places)
+                                if let epilogue {
+                                    for i in 0..<(chunk.count * O) {
+                                        let to = out + i * p
+                                        epilogue.apply(to, from: to, channel: i % O, at: to - yp.baseAddress!, count: p)
+                                    }
                                 }
                             }
                         }
@@ -202,50 +224,55 @@ enum DirectConvolution {
                 }
             }
         }
-        return Tensor4(n: x.n, c: O, h: ho, w: wo, data: y)
+        return Tensor4(n: N, c: O, h: ho, w: wo, data: y)
     }
 
-    /// `conv^T(dy, w)` for weights `w` `[O, C, 3, 3]` of a stride-1 convolution: the input gradient,
-    /// `[N, C, H, W]`, the correlation of dy with the weights transposed and flipped.
-    static func inputGradient(_ dy: Tensor4, _ w: [Float], inChannels C: Int, kernel: Kernel) -> Tensor4 {
-        let O = dy.c
-        // [C][O][9], tap t of (o, c) -> tap 8 - t of (c, o)
-        let flipped = [Float](count: w.count) { f in
-            for c in 0..<C { for o in 0..<O { for t in 0..<9 { f[(c * O + o) * 9 + t] = w[(o * C + c) * 9 + 8 - t] } } }
+    /// `Σ_t conv^T(dy_t, w_t)` for weights `w_t` `[O, C, 3, 3]` of a stride-1 convolution: the input gradient,
+    /// `[N, C, H, W]`, the correlation of the dy_t (stacked as T O channels) with the weights transposed and flipped.
+    static func inputGradient(_ terms: [(dy: Tensor4, w: [Float])], inChannels C: Int, kernel: Kernel) -> Tensor4 {
+        let O = terms[0].dy.c, T = terms.count
+        // [C][T O][9], tap t of (o, c) in term k -> tap 8 - t of (c, k O + o)
+        let flipped = [Float](count: T * O * C * 9) { f in
+            for (k, term) in terms.enumerated() {
+                let w = term.w
+                for c in 0..<C { for o in 0..<O { for t in 0..<9 { f[(c * T * O + k * O + o) * 9 + t] = w[(o * C + c) * 9 + 8 - t] } } }
+            }
         }
-        return flipped.withUnsafeBufferPointer { convolve(dy, $0.baseAddress!, outChannels: C, stride: 1, kernel: kernel) }
+        return convolve(terms.map(\.dy), flipped, outChannels: C, stride: 1, kernel: kernel)
     }
 
-    /// `grad += corr(dy, x)`: the weight gradient `[O][C][9]` of output gradient dy `[N, O, Ho, Wo]` for input
-    /// x `[N, C, H, W]` of a 3x3 pad-1 convolution of `stride` with `kernel`. The chunks in two fixed halves,
+    /// `grad += Σ_t corr(dy_t, x_t)`: the weight gradient `[O][C][9]` of output gradients dy_t `[N, O, Ho, Wo]`
+    /// for inputs x_t `[N, C, H, W]` of a 3x3 pad-1 convolution of `stride` with `kernel`, the pairs taken as
+    /// one batch of T N images (`ImageBatch`). The chunks in two fixed halves,
     /// one per core (`Parallel.accumulateInHalves`: the same additions on any number of cores, as `Conv2d`'s
     /// GEMM path). `.lanes`: dot products of the padded dy's grid with the shifted padded x; `.byPosition`:
     /// dy transposed to `[position][O]`, summed into `[C][9][O]`, added to `grad` transposed at the end.
-    static func accumulateWeightGradient(_ dy: Tensor4, _ x: Tensor4, stride: Int, kernel: Kernel, into grad: inout [Float]) {
-        let layout = Layout(images: x.n, h: x.h, w: x.w, pieces: 2), C = x.c, O = dy.c, row = layout.row
+    static func accumulateWeightGradient(_ pairs: [(dy: Tensor4, x: Tensor4)], stride: Int, kernel: Kernel, into grad: inout [Float]) {
+        let x = pairs[0].x, dy = pairs[0].dy
+        let layout = Layout(images: pairs.count * x.n, h: x.h, w: x.w, pieces: 2), C = x.c, O = dy.c, row = layout.row
         let level = self.level, p = dy.h * dy.w
         let windows = kernel == .byPosition ? layout.windows(stride: stride, ho: dy.h, wo: dy.w) : []
         var sum = [Float](repeating: 0, count: kernel == .byPosition ? grad.count : 0)   // [C][9][O]
         func run(into result: UnsafeMutablePointer<Float>, length: Int) {
-            x.data.withUnsafeBufferPointer { xp in
-                dy.data.withUnsafeBufferPointer { dyp in
+            ImageBatch.with(pairs.map(\.x)) { xs in
+                ImageBatch.with(pairs.map(\.dy)) { dys in
                     Parallel.accumulateInHalves(layout.chunkCount, into: result, length: length) { range, target, _ in
                         let px = UnsafeMutablePointer<Float>.allocate(capacity: C * layout.plane)
                         let g = UnsafeMutablePointer<Float>.allocate(capacity: kernel == .lanes ? O * layout.plane : layout.chunkSize * p * O)
                         defer { px.deallocate(); g.deallocate() }
                         for k in range {
                             let images = layout.chunk(k)
-                            pad(xp.baseAddress!, channels: C, images, layout, into: px)
+                            pad(xs, channels: C, images, layout, into: px)
                             switch kernel {
                             case .lanes:
-                                pad(dyp.baseAddress!, channels: O, images, layout, into: g)
+                                pad(dys, channels: O, images, layout, into: g)
                                 // dy's grid: padded position q + row + 1 is output q; the dropped positions are padding, zero
                                 bissl_conv3x3_weight_gradient(level, g + row + 1, O, layout.plane, px, C, layout.plane, row,
                                                               layout.count, target)
                             case .byPosition:
                                 for (local, n) in images.enumerated() {
                                     for o in 0..<O {
-                                        let from = dyp.baseAddress! + (n * O + o) * p, to = g + local * p * O + o
+                                        let from = dys[n] + o * p, to = g + local * p * O + o
                                         for q in 0..<p { to[q * O] = from[q] }
                                     }
                                 }
