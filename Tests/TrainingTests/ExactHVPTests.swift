@@ -56,6 +56,30 @@ final class ExactHVPTests: XCTestCase {
     func testResNet50SmallStemSimCLR() throws { try check("r50_simclr", depth: 50, stem: "small", method: .simclr, directions: [0, 4]) }
     func testResNet50SmallStemBYOL() throws { try check("r50_byol", depth: 50, stem: "small", method: .byol, directions: [4]) }
 
+    /// The products' copy of the pretext model is made at the first `setHessianBatch` and reused: after the
+    /// online weights, BYOL's target and the BN buffers moved, a second `setHessianBatch` gives the products
+    /// of a fresh `ImplicitGradient` bit for bit (a stale weight anywhere in the copy changes them).
+    func testHessianBatchAfterTheWeightsMoved() throws {
+        let arch = Architecture(depth: 18, block: "basic", layers: [2, 2, 2, 2], width: 2, stem: "small",
+                                heads: ["projector": .init(kind: "mlp", dims: [16, 16, 8]), "predictor": .init(kind: "mlp", dims: [8, 16, 8])])
+        let pretext = try PretextObjective(method: .byol, network: try Network(architecture: arch, seed: 0), temperature: 0.5, emaDecay: 0.5)
+        var rng = SeededRNG(seed: 1)
+        func tensor(_ count: Int) -> [Float] { (0..<count).map { _ in rng.normal() } }
+        let view1 = Tensor4(n: 4, c: 3, h: 8, w: 8, data: tensor(4 * 3 * 64)), view2 = Tensor4(n: 4, c: 3, h: 8, w: 8, data: tensor(4 * 3 * 64))
+        let v = pretext.backboneParameters.map { tensor($0.count) }
+        let reused = ImplicitGradient(pretext: pretext, options: .init())
+        reused.setHessianBatch(view1: view1, view2: view2)
+        let before = reused.hessianVectorProduct(v)
+        for p in pretext.parameters { p.value = p.value.map { $0 * 1.25 + 0.01 } }
+        pretext.lossAndGradient(view1: view1, view2: view2, mode: .train, updateEMA: true)   // moves the target and the BN buffers
+        reused.setHessianBatch(view1: view1, view2: view2)
+        let fresh = ImplicitGradient(pretext: pretext, options: .init())
+        fresh.setHessianBatch(view1: view1, view2: view2)
+        let after = reused.hessianVectorProduct(v)
+        XCTAssertEqual(after, fresh.hessianVectorProduct(v))
+        XCTAssertNotEqual(after, before, "the weights moved")
+    }
+
     /// `||a − b|| / ||b||` and the cosine (Double accumulation).
     func compare(_ a: [Float], _ b: [Float]) -> (Double, Double) {
         var d: Double = 0, ab: Double = 0, aa: Double = 0, bb: Double = 0

@@ -55,6 +55,41 @@ public final class Parameter {
     }
 }
 
+extension Parameter {
+    /// `grad += λ (value − anchor)`, the gradient of the proximal penalty (λ/2)‖value − anchor‖² (BiSSL's
+    /// lower level, docs/bissl.md "The alternation loop"), in one pass spread over the cores; λ = 0 leaves
+    /// `grad` as it is. Returns ‖value − anchor‖² (each block of `Norms.blockSize` values summed in Double
+    /// in order, the block sums added in order: the same on any number of cores).
+    /// - Precondition: `anchor` has `count` values.
+    @discardableResult
+    public func addProximalGradient(anchor: [Float], lambda: Float) -> Double {
+        precondition(anchor.count == count, "Parameter \(name): anchor of \(anchor.count) values for \(count)")
+        let n = count, size = Norms.blockSize, blocks = (n + size - 1) / size
+        var partial = [Double](repeating: 0, count: blocks)
+        value.withUnsafeBufferPointer { vp in
+            anchor.withUnsafeBufferPointer { ap in
+                grad.withUnsafeMutableBufferPointer { gp in
+                    partial.withUnsafeMutableBufferPointer { pp in
+                        guard let v = vp.baseAddress, let a = ap.baseAddress, let g = gp.baseAddress, let s = pp.baseAddress else { return }
+                        Parallel.forEachChunk(blocks, workPerIndex: size) { range in
+                            for k in range {
+                                var sum: Double = 0
+                                for i in (k * size)..<min(n, (k + 1) * size) {
+                                    let d = v[i] - a[i]
+                                    sum += Double(d) * Double(d)
+                                    if lambda != 0 { g[i] += lambda * d }
+                                }
+                                s[k] = sum
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return partial.reduce(0, +)
+    }
+}
+
 extension Array where Element == Parameter {
     /// Zeroes every gradient.
     public func zeroGrad() { for p in self { p.zeroGrad() } }

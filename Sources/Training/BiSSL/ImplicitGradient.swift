@@ -67,7 +67,8 @@ public struct ImplicitGradientOptions: Sendable, Equatable {
 /// solvers).
 ///
 /// **Hessian-vector products.** By default exact (Engine `Tangents`, forward-over-reverse): at
-/// `setHessianBatch` an independent copy of (θ_P, φ_P) (and BYOL's target) runs one primal forward +
+/// `setHessianBatch` an independent copy of (θ_P, φ_P) (and BYOL's target; made at the first call, its
+/// weights set anew at each) runs one primal forward +
 /// backward on B_H in `Mode.trainFrozenStatistics` (train-mode batch statistics) inside
 /// `Tangents.record`; each product is then one tangent forward + backward on that copy, so the
 /// recorded pass survives the upper step's own forwards through θ_P and costs about 2 gradients.
@@ -111,8 +112,10 @@ public final class ImplicitGradient {
         let product: HessianVectorProduct
         switch options.hvp {
         case .exact:
-            // Shapes match by construction: copying cannot fail.
-            let twin = try! pretext.copy()
+            // Made once (shapes match by construction: copying cannot fail), then brought to the current weights.
+            let twin = self.twin ?? (try! pretext.copy())
+            if self.twin != nil { pretext.synchronize(twin) }
+            self.twin = twin
             product = HessianVectorProduct(parameters: twin.backboneParameters, scheme: .exact, gradient: { mode in
                 twin.headParameters.zeroGrad()
                 twin.lossAndGradient(view1: view1, view2: view2, mode: mode, updateEMA: false)
@@ -144,6 +147,9 @@ public final class ImplicitGradient {
 
     /// Images of B_H this rank holds (its shard under `mpirun`).
     private var hessianBatchCount = 0
+
+    /// The exact scheme's copy of (θ_P, φ_P) and BYOL's target, reused from one Hessian batch to the next.
+    private var twin: PretextObjective?
 
     /// Each BN the products move (`.train`) with B_H's batch statistics at θ_P.
     private var statistics: [(BatchNorm2d, (mean: [Float], unbiasedVariance: [Float]))] = []

@@ -55,17 +55,13 @@ public final class LowerLevel {
         let local = DataParallel.synchronizingBatchNorm { pretext.lossAndGradient(view1: view1, view2: view2, mode: .train, updateEMA: true) }
         // Under mpirun: averaged over the ranks' shards before the (rank-independent) penalty is added.
         let loss = DataParallel.averageGradients(params, count: view1.n, values: [local])[0]
-        var reg: Double = 0, pretextSquared: Double = 0
+        let pretextNorm = l2Norm(pretext.backboneParameters.map(\.grad))
+        var reg: Double = 0
         for (p, d) in zip(pretext.backboneParameters, downstream.parameters) {
             precondition(p.count == d.count, "LowerLevel: \(p.name) differs between θ_P and θ_D")
-            for i in p.value.indices {
-                let diff = p.value[i] - d.value[i]
-                reg += Double(diff) * Double(diff)
-                pretextSquared += Double(p.grad[i]) * Double(p.grad[i])
-                if lambda != 0 { p.grad[i] += lambda * diff }
-            }
+            reg += p.addProximalGradient(anchor: d.value, lambda: lambda)
         }
-        let share = pretextSquared > 0 ? Double(lambda) * reg.squareRoot() / pretextSquared.squareRoot() : nil
+        let share = pretextNorm > 0 ? Double(lambda) * reg.squareRoot() / pretextNorm : nil
         let norm = clipGradNorm(params, maxNorm: clip)
         optimizer.step()
         return Result(pretextLoss: loss, regulariser: Float(0.5 * Double(lambda) * reg), gradientNorm: norm, penaltyShare: share)

@@ -140,6 +140,21 @@ public final class PretextObjective {
         try twin.restore(from: state, prefix: "target")
         return twin
     }
+
+    /// Makes `twin` (a `copy()` of this objective) equal to this objective again: every online and target
+    /// parameter's values and every BatchNorm's buffers. The arrays are shared copy-on-write, so nothing
+    /// is copied until one side writes.
+    public func synchronize(_ twin: PretextObjective) {
+        let mine = parameters + targetParameters, theirs = twin.parameters + twin.targetParameters
+        precondition(mine.count == theirs.count && batchNorms.count == twin.batchNorms.count,
+                     "PretextObjective.synchronize: not a copy of this objective")
+        for (t, p) in zip(theirs, mine) { t.value = p.value }
+        for (t, b) in zip(twin.batchNorms, batchNorms) {
+            t.runningMean = b.runningMean
+            t.runningVar = b.runningVar
+            t.numBatchesTracked = b.numBatchesTracked
+        }
+    }
 }
 
 /// The method's own state (BYOL's target, as `<prefix>/backbone/...`, `<prefix>/projector/...`); the
