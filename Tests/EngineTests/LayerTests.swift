@@ -94,9 +94,9 @@ final class LayerTests: XCTestCase {
             (2, 4, 8, 32, 32, 1, [L, L, L], [L, L, L]), (101, 4, 4, 8, 8, 1, [L, L, L], [L, L, L]),
             (5, 3, 8, 9, 11, 1, [L, nil, L], [L, nil, L]), (7, 12, 16, 13, 8, 1, [L, L, P], [L, L, P]),
             (3, 24, 20, 8, 9, 1, [L, L, nil], [L, L, nil]), (9, 16, 8, 5, 4, 1, [nil, nil, P], [L, P, P]),
-            (6, 32, 64, 4, 4, 1, [nil, nil, P], [P, P, P]), (5, 8, 48, 2, 3, 1, [nil, nil, P], [P, nil, P]),
+            (6, 32, 64, 4, 4, 1, [nil, nil, P], [P, P, P]), (5, 8, 48, 4, 2, 1, [nil, nil, P], [P, nil, P]),
             (4, 8, 16, 9, 11, 2, [nil, nil, P], [P, nil, P]), (3, 16, 64, 8, 8, 2, [nil, nil, P], [P, nil, P]),
-            (2, 4, 8, 1, 1, 2, [nil, nil, P], [nil, nil, P]),
+            (2, 4, 8, 3, 3, 2, [nil, nil, P], [nil, nil, P]),
         ]
         for level in [Int32(BISSL_LEVEL_AVX2), Int32(BISSL_LEVEL_AVX512)] where level <= DirectConvolution.supportedLevel {
             DirectConvolution.level = level
@@ -112,6 +112,21 @@ final class LayerTests: XCTestCase {
         }
         DirectConvolution.level = Int32(BISSL_LEVEL_BASELINE)
         XCTAssertNil(DirectConvolution.kernel(for: .forward, kernel: 3, stride: 1, padding: 1, width: 8, inputChannels: 8, outputChannels: 8))
+    }
+
+    /// The dense path (`DenseConvolution.swift`: planes with fewer pixels than taps, or one pixel) against the
+    /// definitions in Double: 3x3 on 1x1, 2x2 and 1x3 planes at stride 1 and 2, the 7x7 stem on a 2x2
+    /// image, 1x1 on a 1x1 plane (its matrix is the weight itself); batches of 1 and of several images.
+    func testDenseConvolutionMatchesTheDefinition() {
+        for (n, c, o, h, w, k, s, p) in [(5, 8, 16, 2, 2, 3, 1, 1), (7, 4, 8, 1, 1, 3, 1, 1), (3, 6, 4, 2, 2, 3, 2, 1),
+                                         (1, 5, 3, 1, 3, 3, 1, 1), (4, 3, 8, 2, 2, 7, 2, 3), (6, 5, 7, 1, 1, 1, 1, 0),
+                                         (2, 3, 4, 1, 1, 1, 2, 0)] {
+            let conv = Conv2d(name: "", inChannels: c, outChannels: o, kernel: k, stride: s, padding: p)
+            XCTAssertTrue(conv.isDense(h: h, w: w), "\(h)x\(w) k\(k)")
+            checkAgainstDefinition(n: n, c: c, o: o, h: h, w: w, k: k, s: s, p: p, "dense")
+        }
+        XCTAssertFalse(Conv2d(name: "", inChannels: 1, outChannels: 1, kernel: 3, padding: 1).isDense(h: 3, w: 3))
+        XCTAssertFalse(Conv2d(name: "", inChannels: 1, outChannels: 1, kernel: 1).isDense(h: 2, w: 2))
     }
 
     /// One convolution's forward, input gradient and weight gradient, and its tangent rules (each a sum of

@@ -1,6 +1,7 @@
 /// 2-D convolution without bias, `torch.nn.Conv2d(C, O, k, stride, padding, bias=False)`
-/// (https://pytorch.org/docs/stable/generated/torch.nn.Conv2d.html), as GEMMs (`GEMM.sgemm`, OpenBLAS), or
-/// for 3x3 convolutions with padding 1 directly where that is faster (`DirectConvolution`).
+/// (https://pytorch.org/docs/stable/generated/torch.nn.Conv2d.html), as GEMMs (`GEMM.sgemm`, OpenBLAS), on
+/// planes with fewer pixels than taps as one dense matrix per image (`DenseConvolution.swift`), or for 3x3
+/// convolutions with padding 1 directly where that is faster (`DirectConvolution`).
 ///
 /// - Weight `[O, C, k, k]` (OIHW), key `<prefix>weight`.
 /// - Output size `Ho = (H + 2p - k) / s + 1` (floor), same for `Wo`.
@@ -96,6 +97,10 @@ public final class Conv2d {
     /// The last folded weight of `infer` and what it was folded from.
     private var folded: (version: UInt64, scale: [Float], weight: [Float])?
 
+    /// The dense path's matrices (`denseMatrix`): of the weight at a version, and of the last other weights.
+    var denseOfWeight: (version: UInt64, plane: [Int], matrix: [Float])?
+    var denseOfOther: (source: [Float], plane: [Int], matrix: [Float])?
+
     /// Backward: dy `[N, O, Ho, Wo]` -> dx `[N, C, H, W]` (nil when `inputGradient` is false, e.g. for
     /// the stem, whose input is the image). Accumulates `dL/dW` into `weight.grad`. Inside
     /// `Tangents.record` it keeps `dy` for `tangentBackward`.
@@ -147,6 +152,7 @@ public final class Conv2d {
     private func convolve(_ terms: [(x: Tensor4, w: [Float])], epilogue: Epilogue? = nil) -> Tensor4 {
         let x = terms[0].x
         precondition(terms.allSatisfy { $0.x.shape == x.shape }, "Conv2d \(weight.name): terms of different shapes")
+        if isDense(h: x.h, w: x.w) { return denseConvolve(terms, epilogue: epilogue) }
         if let direct = direct(.forward, width: x.w) {
             return DirectConvolution.convolve(terms.map(\.x), DirectConvolution.stacked(terms.map(\.w), outChannels: outChannels),
                                               outChannels: outChannels, stride: stride, kernel: direct, epilogue: epilogue)
@@ -194,6 +200,7 @@ public final class Conv2d {
     private func accumulateWeightGradient(_ pairs: [(dy: Tensor4, x: Tensor4)]) {
         let x = pairs[0].x, dy = pairs[0].dy
         precondition(pairs.allSatisfy { $0.x.shape == x.shape && $0.dy.shape == dy.shape }, "Conv2d \(weight.name): terms of different shapes")
+        if isDense(h: x.h, w: x.w) { return denseAccumulateWeightGradient(pairs) }
         if let direct = direct(.weightGradient, width: x.w) {
             DirectConvolution.accumulateWeightGradient(pairs, stride: stride, kernel: direct, into: &weight.grad)
             return
@@ -220,6 +227,7 @@ public final class Conv2d {
     private func inputGradient(_ terms: [(dy: Tensor4, w: [Float])], like x: Tensor4) -> Tensor4 {
         let dy = terms[0].dy
         precondition(terms.allSatisfy { $0.dy.shape == dy.shape }, "Conv2d \(weight.name): terms of different shapes")
+        if isDense(h: x.h, w: x.w) { return denseInputGradient(terms, like: x) }
         if let direct = direct(.inputGradient, width: x.w) {
             return DirectConvolution.inputGradient(terms, inChannels: inChannels, kernel: direct)
         }
