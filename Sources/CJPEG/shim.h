@@ -13,8 +13,11 @@
 #include <jerror.h>
 
 /* libjpeg-turbo's own fuzz targets refuse progressive files past 500 scans: each scan re-walks the
-   whole coefficient buffer, so a tiny file of empty scans costs time quadratic in its size. */
+   whole coefficient buffer, so a tiny file of empty scans costs time quadratic in its size. The
+   walk also grows with the image: scans x pixels is at most BISSL_JPEG_MAX_SCAN_PIXELS (2^32: 64
+   scans of an 8192 x 8192 image, 500 below 2^23 pixels; encoders write about 10). */
 #define BISSL_JPEG_MAX_SCANS 500
+#define BISSL_JPEG_MAX_SCAN_PIXELS (1ULL << 32)
 
 typedef struct {
     struct jpeg_error_mgr base;
@@ -35,10 +38,14 @@ static void bissl_jpeg_error_exit(j_common_ptr cinfo) {
 static void bissl_jpeg_progress(j_common_ptr cinfo) {
     if (cinfo->is_decompressor) {
         j_decompress_ptr d = (j_decompress_ptr)cinfo;
-        if (d->input_scan_number > BISSL_JPEG_MAX_SCANS) {
+        uint64_t scans = d->input_scan_number > 0 ? (uint64_t)d->input_scan_number : 0;
+        if (scans > BISSL_JPEG_MAX_SCANS || scans * d->image_width * d->image_height > BISSL_JPEG_MAX_SCAN_PIXELS) {
             bissl_jpeg_error *err = (bissl_jpeg_error *)cinfo->err;
             if (err->message && err->message_size > 0 && err->message[0] == 0)
-                snprintf(err->message, err->message_size, "progressive JPEG with more than %d scans", BISSL_JPEG_MAX_SCANS);
+                snprintf(err->message, err->message_size, "progressive JPEG with more than %llu scans for %ux%u pixels",
+                         (unsigned long long)(scans > BISSL_JPEG_MAX_SCANS ? BISSL_JPEG_MAX_SCANS
+                                              : BISSL_JPEG_MAX_SCAN_PIXELS / ((uint64_t)d->image_width * d->image_height)),
+                         d->image_width, d->image_height);
             longjmp(err->jump, 1);
         }
     }
@@ -59,7 +66,7 @@ static void bissl_jpeg_emit_message(j_common_ptr cinfo, int level) {
 /// allocates anything for the image: more than `max_pixels` pixels is refused (return 1), and
 /// libjpeg's own working memory is capped at 8 bytes per allowed pixel (its coefficient buffers for
 /// progressive files need 2 bytes per component and pixel); progressive files of more than
-/// BISSL_JPEG_MAX_SCANS scans are refused. On success returns 0 and sets `*out` to a malloc'ed height*width*3 buffer (8-bit
+/// BISSL_JPEG_MAX_SCANS scans, or of more than BISSL_JPEG_MAX_SCAN_PIXELS scans x pixels, are refused. On success returns 0 and sets `*out` to a malloc'ed height*width*3 buffer (8-bit
 /// RGB, row-major HWC; the caller frees it), `*width`, `*height`, `*source_channels` (1 gray,
 /// 3 YCbCr/RGB). Grayscale is replicated to RGB by libjpeg. CMYK and YCCK (Adobe) JPEGs are
 /// refused (return 2) with a message. A truncated file (libjpeg's JWRN_JPEG_EOF warning, after which

@@ -31,7 +31,7 @@ enum H5Reader {
         if Sandbox.helper != nil {
             let message: SandboxMessage
             do {
-                message = try Sandbox.run(["dataset", uri.path, uri.part.rawValue], fileName: "h5:\(uri.path)")
+                message = try Sandbox.run(["dataset", uri.path, uri.part.rawValue], fileName: "h5:\(uri.path)", fileSize: raw.count)
             } catch let error as SandboxError {
                 throw DatasetError.corrupt(error.message)
             }
@@ -39,6 +39,7 @@ enum H5Reader {
         } else {
             content = try read(uri)
         }
+        try InMemorySource.checkImageSize(height: content.height, width: content.width, file: "h5:\(uri.path) images")
         try InMemorySource.checkLabels(content.labels, classCount: content.classNames.count, file: "h5:\(uri.path) labels")
         return InMemorySource(pixels: content.pixels, labels: content.labels, height: content.height, width: content.width,
                               channels: content.channels, classNames: content.classNames, fileName: url.lastPathComponent,

@@ -23,14 +23,18 @@ enum IDXReader {
         records.add(name: imagesName, bytes: imagesRaw)
         records.add(name: labelsName, bytes: labelsRaw)
 
-        let images = try parse(try inflated(imagesRaw, name: imagesName), name: imagesName)
-        let labels = try parse(try inflated(labelsRaw, name: labelsName), name: labelsName)
-        guard images.dims.count == 3 || (images.dims.count == 4 && [1, 3].contains(images.dims[3])) else {
-            throw DatasetError.unsupported("\(imagesName): images must be N,H,W or N,H,W,C with C 1 or 3, found \(images.dims)")
-        }
-        guard labels.dims.count == 1 else {
-            throw DatasetError.unsupported("\(labelsName): labels must be one-dimensional, found \(labels.dims)")
-        }
+        // Shapes are checked from the headers, before the data is inflated or copied.
+        let images = try parse(try inflated(imagesRaw, name: imagesName) { dims in
+            guard dims.count == 3 || (dims.count == 4 && [1, 3].contains(dims[3])) else {
+                throw DatasetError.unsupported("\(imagesName): images must be N,H,W or N,H,W,C with C 1 or 3, found \(dims)")
+            }
+            try InMemorySource.checkImageSize(height: dims[1], width: dims[2], file: imagesName)
+        }, name: imagesName)
+        let labels = try parse(try inflated(labelsRaw, name: labelsName) { dims in
+            guard dims.count == 1 else {
+                throw DatasetError.unsupported("\(labelsName): labels must be one-dimensional, found \(dims)")
+            }
+        }, name: labelsName)
         guard images.dims[0] == labels.dims[0] else {
             throw DatasetError.invalid("idx:\(dir.path): \(imagesName) holds \(images.dims[0]) images but \(labelsName) holds \(labels.dims[0]) labels")
         }
@@ -72,9 +76,13 @@ enum IDXReader {
     /// `raw` as it is, or inflated when it is gzip: the header is inflated first, then the stream
     /// only up to the size that header declares (a file holding more is refused without inflating
     /// the rest), and only if deflate could expand the compressed bytes that far at all.
-    static func inflated(_ raw: Data, name: String) throws -> Data {
-        guard Gzip.isGzip(raw) else { return raw }
-        let (dims, total, headerSize) = try header(Gzip.prefix(raw, count: maxHeaderBytes, name: name), name: name)
+    /// - Parameter check: called with the header's dimensions before anything else is inflated;
+    ///   throws to refuse them.
+    static func inflated(_ raw: Data, name: String, check: ([Int]) throws -> Void = { _ in }) throws -> Data {
+        let gzip = Gzip.isGzip(raw)
+        let (dims, total, headerSize) = try header(gzip ? Gzip.prefix(raw, count: maxHeaderBytes, name: name) : raw, name: name)
+        try check(dims)
+        guard gzip else { return raw }
         let expected = headerSize + total
         guard expected / Gzip.maxRatio <= raw.count else {
             throw DatasetError.corrupt(

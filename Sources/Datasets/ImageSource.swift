@@ -57,6 +57,15 @@ final class InMemorySource: ImageSource, @unchecked Sendable {
 
     func fingerprint(kept: [Int]) throws -> Fingerprinter { records }
 
+    /// Checks that one image of `height` x `width` is at most `ImageDecoder.maxPixels` pixels, the
+    /// limit of every reader: an image is expanded to RGB when it is read, 3 bytes per pixel.
+    /// - Throws: `DatasetError.corrupt` naming `file`.
+    static func checkImageSize(height: Int, width: Int, file: String) throws {
+        guard let pixels = [height, width].checkedProduct, pixels <= ImageDecoder.maxPixels else {
+            throw DatasetError.corrupt("\(file): images of \(height)x\(width) pixels are larger than \(ImageDecoder.maxPixels) pixels")
+        }
+    }
+
     /// Checks every label is in `0..<classCount`.
     static func checkLabels(_ labels: [Int32], classCount: Int, file: String) throws {
         if let bad = labels.firstIndex(where: { $0 < 0 || Int($0) >= classCount }) {

@@ -19,7 +19,9 @@ import Foundation
 /// `/dev/null`, HDF5 filter plugins are disabled (`HDF5_PLUGIN_PRELOAD=::`), and so is the Swift
 /// runtime's backtracer (`SWIFT_BACKTRACE=enable=no`). The parent stops reading once the child has
 /// exited and its output is drained, and takes its exit status from the kernel (`waitid`), whatever
-/// the child left running holding its pipe or Foundation's socket.
+/// the child left running holding its pipe or Foundation's socket. It reads at most the child's
+/// address-space allowance (`Limits.output`) of output: the child builds its message whole before
+/// writing it, so an honest one never sends more, and a child that does is killed.
 public enum Sandbox {
     /// The executable and leading arguments that start a child read (`[bissl, "sandboxed-read"]`),
     /// set once by the program at start-up before any thread reads files; nil (library use, tests)
@@ -33,6 +35,10 @@ public enum Sandbox {
         public var addressSpace: Int
         /// `RLIMIT_CPU`, seconds.
         public var cpuSeconds: Int
+
+        /// The most output bytes the parent reads from the child: its address-space allowance, which
+        /// bounds the message it builds in memory before writing it.
+        public var output: Int { addressSpace }
 
         /// The limits for reading a file of `bytes` bytes (see `Sandbox`).
         public static func forFile(bytes: Int) -> Limits {
@@ -71,10 +77,11 @@ public enum Sandbox {
     /// Starts `helper + arguments` and returns its message.
     /// - Parameters:
     ///   - fileName: the file read, for error messages.
+    ///   - fileSize: its size in bytes, which sets the limit on the child's output (`Limits.output`).
     /// - Throws: `SandboxError` when no helper is set, the child cannot start, ends by a signal or
-    ///   limit, or writes anything but one well-formed message.
-    public static func run(_ arguments: [String], fileName: String) throws -> SandboxMessage {
-        try start(arguments, fileName: fileName).finish()
+    ///   limit, writes more than `Limits.output` bytes, or anything but one well-formed message.
+    public static func run(_ arguments: [String], fileName: String, fileSize: Int) throws -> SandboxMessage {
+        try start(arguments, fileName: fileName).finish(fileSize: fileSize)
     }
 
     /// Starts `helper + arguments` now and lets it read only when `Started.finish()` is called: the
@@ -121,8 +128,9 @@ public enum Sandbox {
     /// read or the wait (`EINTR`) is not a failure: a handler installed without `SA_RESTART`
     /// (libFuzzer's timer, a library's) must not turn a slow child into one, and Foundation's
     /// `readDataToEndOfFile()` stops the process on `EINTR`.
-    /// - Throws: `POSIXError` for any other read error.
-    static func readToEnd(_ descriptor: Int32, hasEnded: () -> Bool) throws -> Data {
+    /// - Parameter limit: the most bytes read; one more is `OutputLimitExceeded`, before it is kept.
+    /// - Throws: `POSIXError` for any other read error, `OutputLimitExceeded` past `limit`.
+    static func readToEnd(_ descriptor: Int32, limit: Int, hasEnded: () -> Bool) throws -> Data {
         var data = Data()
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         var ended = false
@@ -140,6 +148,7 @@ public enum Sandbox {
             }
             let n = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
             if n > 0 {
+                guard n <= limit - data.count else { throw OutputLimitExceeded() }
                 data.append(contentsOf: chunk[..<n])
             } else if n == 0 || (ended && (errno == EAGAIN || errno == EWOULDBLOCK)) {
                 return data
@@ -148,6 +157,9 @@ public enum Sandbox {
             }
         }
     }
+
+    /// The child wrote more than the parent reads.
+    struct OutputLimitExceeded: Error {}
 
     /// How a child process ended, read with `waitid(WNOWAIT)`, which leaves it for Foundation's
     /// `Process` to collect: Foundation learns of the exit only once every holder of a socket the
@@ -190,19 +202,24 @@ public enum Sandbox {
         }
 
         /// Lets the child read (closes its standard input) and returns its message.
-        /// - Throws: `SandboxError` when the child ends by a signal or limit, or writes anything but
-        ///   one well-formed message.
-        public func finish() throws -> SandboxMessage {
+        /// - Parameter fileSize: the size of the file read, bytes (sets `Limits.output`).
+        /// - Throws: `SandboxError` when the child ends by a signal or limit, writes more than
+        ///   `Limits.output` bytes (it is killed), or anything but one well-formed message.
+        public func finish(fileSize: Int) throws -> SandboxMessage {
             precondition(!done, "a started child read is finished once")
             done = true
             defer { try? FileManager.default.removeItem(at: scratch) }
             try? go.fileHandleForWriting.close()
             let pid = process.processIdentifier
             let data: Data
+            let limit = Limits.forFile(bytes: fileSize).output
             do {
-                data = try Sandbox.readToEnd(output.fileHandleForReading.fileDescriptor) {
+                data = try Sandbox.readToEnd(output.fileHandleForReading.fileDescriptor, limit: limit) {
                     Sandbox.ending(of: pid, wait: false) != .running
                 }
+            } catch is OutputLimitExceeded {
+                kill(pid, SIGKILL)
+                throw SandboxError("\(fileName): the HDF5 reader process wrote more than \(limit) bytes (its memory limit); the file is damaged or hostile")
             } catch {
                 kill(pid, SIGKILL)
                 throw SandboxError("\(fileName): cannot read the output of the HDF5 reader process (\(error))")

@@ -8,7 +8,7 @@ import TestSupport
 final class PickleTests: XCTestCase {
     private func decode(_ data: Data) throws -> (ObjectValue, [String]) {
         var reader = PickleReader(data: data, context: "test")
-        var conversion = PickleConversion(pickleBytes: data.count) { _, _ in Data() }
+        var conversion = PickleConversion(pickleBytes: data.count, storageBytes: 0) { _, _ in Data() }
         return (try reader.read { value, _ in try conversion.convert(value) }, conversion.warnings)
     }
 
@@ -161,12 +161,46 @@ final class PickleTests: XCTestCase {
                     }
                     return .none
                 }
-                var conversion = PickleConversion(pickleBytes: pickle.count) { _, _ in Data() }
+                var conversion = PickleConversion(pickleBytes: pickle.count, storageBytes: 0) { _, _ in Data() }
                 let result = Result { try reader.read { value, _ in try conversion.convert(value) } }
                 XCTAssertEqual((try? result.get()) != nil, how == "unused", "\(what), \(how)")
                 // Before the reader emptied the containers it filled, the loop kept itself alive.
                 XCTAssertNil(container, "\(what), \(how): the container outlives the read")
             }
         }
+    }
+
+    /// Many views of one storage, each a few bytes of pickle, would each copy most of it: the copies
+    /// (and the storages loaded) are limited to twice the file's storage bytes + 256 MiB, refused
+    /// before the allocation that would pass it. A view of the whole storage is shared, not copied.
+    func testViewsOfOneStorageCopyAtMostTheByteLimit() throws {
+        let elements = 1 << 18  // 1 MiB of float32
+        let storage = TorchStorageRef(className: "FloatStorage", dtype: .float32, key: "0", location: "cpu", numel: elements)
+        func view(_ offset: Int) -> PickleValue {
+            .tensor(TorchTensorSpec(storage: storage, dtype: .float32, storageOffset: offset, size: [elements - 400],
+                                    stride: [1], requiresGrad: false))
+        }
+        var loads = 0
+        func conversion() -> PickleConversion {
+            PickleConversion(pickleBytes: 0, storageBytes: elements * 4) { _, _ in
+                loads += 1
+                return Data(count: elements * 4)
+            }
+        }
+        // 300 distinct views copy 300 x (1 MiB - 1600 B), more than 2 MiB + 256 MiB: refused.
+        var hostile = conversion()
+        XCTAssertThrowsError(try hostile.convert(.list(PickleList((0..<300).map(view))))) { error in
+            guard case .corrupt(let message)? = error as? CheckpointError else { return XCTFail("\(error)") }
+            XCTAssertTrue(message.contains("load and copy more than \(PickleConversion.byteLimit(storageBytes: elements * 4)) bytes"), message)
+        }
+        XCTAssertEqual(loads, 1)
+        // The same view 300 times is one tensor; the whole storage 300 times is the storage itself.
+        var same = conversion()
+        XCTAssertNoThrow(try same.convert(.list(PickleList(Array(repeating: view(7), count: 300)))))
+        let whole = PickleValue.tensor(TorchTensorSpec(storage: storage, dtype: .float32, storageOffset: 0, size: [elements],
+                                                       stride: [1], requiresGrad: false))
+        var shared = conversion()
+        XCTAssertNoThrow(try shared.convert(.list(PickleList(Array(repeating: whole, count: 300)))))
+        XCTAssertEqual(PickleConversion.byteLimit(storageBytes: .max), .max)
     }
 }

@@ -80,6 +80,34 @@ final class ZipTests: XCTestCase {
         XCTAssertThrowsError(try ZipArchive(data: archive(record: record, recordAt: 0))) { XCTAssertTrue($0 is CheckpointError, "\($0)") }
     }
 
+    /// Central directory entries that point at the same record (an "overlapping" zip bomb: one
+    /// deflated record inflated once per entry) are refused when the archive is opened.
+    func testRecordsThatShareBytesAreRefused() throws {
+        var b: [UInt8] = []
+        func u16(_ v: UInt16) { b += withUnsafeBytes(of: v.littleEndian, Array.init) }
+        func u32(_ v: UInt32) { b += withUnsafeBytes(of: v.littleEndian, Array.init) }
+        let payload = Data("hello".utf8)
+        let crc = ZipCodec.crc32(payload)
+        // One stored record "a" at byte 0 (APPNOTE 4.3.7).
+        u32(0x0403_4b50); u16(20); u16(0); u16(0); u16(0); u16(0); u32(crc); u32(5); u32(5); u16(1); u16(0)
+        b += Array("a".utf8) + Array(payload)
+        let cdStart = b.count
+        // Two directory entries (4.3.12), "a" and "b", both at byte 0.
+        for name in ["a", "b"] {
+            u32(0x0201_4b50); u16(20); u16(20); u16(0); u16(0); u16(0); u16(0); u32(crc); u32(5); u32(5)
+            u16(1); u16(0); u16(0); u16(0); u16(0); u32(0); u32(0)
+            b += Array(name.utf8)
+        }
+        let cdSize = b.count - cdStart
+        u32(0x0605_4b50); u16(0); u16(0); u16(2); u16(2); u32(UInt32(cdSize)); u32(UInt32(cdStart)); u16(0)
+        XCTAssertThrowsError(try ZipArchive(data: Data(b))) { error in
+            XCTAssertEqual(error as? CheckpointError, .corrupt("damaged ZIP: records a (byte 0, 5 bytes) and b (byte 0) share bytes"))
+        }
+        // The same archive with one entry reads.
+        XCTAssertNoThrow(try ZipArchive(data: Data(b[..<(cdStart + 47)] + [0x50, 0x4b, 0x05, 0x06, 0, 0, 0, 0, 1, 0, 1, 0, 47, 0, 0, 0]
+                                                  + withUnsafeBytes(of: UInt32(cdStart).littleEndian, Array.init) + [0, 0])))
+    }
+
     func testTruncatedArchiveReportsItsSize() throws {
         let url = Fixtures.url("pth/zip_truncated.zip")
         let size = try FileManager.default.attributesOfItem(atPath: url.path)[.size] as! Int

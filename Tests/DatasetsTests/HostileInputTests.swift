@@ -47,6 +47,14 @@ final class HostileInputTests: XCTestCase {
                            contains: ["big.jpg", "34000x34000", "larger than \(ImageDecoder.maxPixels) pixels"])
     }
 
+    func testProgressiveJPEGScansAreLimitedByTheImageSize() throws {
+        // 4096x4096, 300 scans (one AC scan repeated): under the 500-scan limit, but each scan walks
+        // the whole coefficient buffer, and scans x pixels may be at most 2^32 (256 scans here).
+        let data = try Data(contentsOf: Fixtures.url("hostile/progressive_scans.jpg"))
+        assertDatasetError(try ImageDecoder.decode(data, name: "scans.jpg"),
+                           contains: ["scans.jpg", "more than 256 scans for 4096x4096 pixels"])
+    }
+
     func testPNGHeaderSizeIsCheckedBeforeTheImageIsAllocated() throws {
         // A real 4x6 PNG whose IHDR is rewritten to 20000x20000 (CRC recomputed, so libpng accepts it).
         var png = try Data(contentsOf: Fixtures.url("datasets/folder/cat/rgb.png"))
@@ -66,6 +74,13 @@ final class HostileInputTests: XCTestCase {
         // 35 bytes of gzip cannot hold the 47 MB its header declares: refused before inflating.
         assertDatasetError(try ImageDataset(parsing: "idx:\(root)/idx_claims"),
                            contains: ["train-images-idx3-ubyte.gz", "cannot hold that much"])
+    }
+
+    func testIDXImagesLargerThanTheImageLimitAreRefusedFromTheHeader() throws {
+        // 28 bytes declaring one 65535x65535 image (4 GB, under the 4 GiB data limit): refused from
+        // the header, before the size of the data is even compared.
+        assertDatasetError(try ImageDataset(parsing: "idx:\(root)/idx_wide"),
+                           contains: ["train-images-idx3-ubyte", "65535x65535", "larger than \(ImageDecoder.maxPixels) pixels"])
     }
 
     func testGzipPrefixStopsEarly() throws {

@@ -65,12 +65,12 @@ final class HostileFileTests: XCTestCase {
         defer { Sandbox.helper = nil }
         // Stand-ins for libhdf5 dying on a file: a process that segfaults, and one that exits without output.
         Sandbox.helper = ["/bin/sh", "-c", "kill -SEGV $$", "sh"]
-        XCTAssertThrowsError(try Sandbox.run(["checkpoint", "x.h5"], fileName: "x.h5")) { error in
+        XCTAssertThrowsError(try Sandbox.run(["checkpoint", "x.h5"], fileName: "x.h5", fileSize: 0)) { error in
             XCTAssertEqual((error as? SandboxError)?.message,
                            "x.h5: the HDF5 library crashed (signal 11) reading this file; it is damaged or hostile")
         }
         Sandbox.helper = ["/bin/sh", "-c", "echo partial; exit 3", "sh"]
-        XCTAssertThrowsError(try Sandbox.run(["checkpoint", "x.h5"], fileName: "x.h5")) { error in
+        XCTAssertThrowsError(try Sandbox.run(["checkpoint", "x.h5"], fileName: "x.h5", fileSize: 0)) { error in
             XCTAssertEqual((error as? SandboxError)?.message,
                            "x.h5: the HDF5 reader process ended (status 3) without a result; the file is damaged or hostile")
         }
@@ -89,7 +89,7 @@ final class HostileFileTests: XCTestCase {
         let handle = try FileHandle(forWritingTo: url)
         try message.write(to: handle)
         try handle.close()
-        let back = try started.finish()
+        let back = try started.finish(fileSize: 0)
         XCTAssertEqual(back.header, message.header)
         XCTAssertEqual(back.blobs, message.blobs)
         // One never finished (a failed download) is stopped when released, not left waiting.
@@ -120,7 +120,7 @@ final class HostileFileTests: XCTestCase {
         let started = try Sandbox.start([url.path], fileName: "x.h5")
         XCTAssertEqual(setitimer(__itimer_which_t(ITIMER_REAL.rawValue), &timer, nil), 0)
         defer { setitimer(__itimer_which_t(ITIMER_REAL.rawValue), &stopped, nil) }
-        let back = try started.finish()
+        let back = try started.finish(fileSize: 0)
         XCTAssertEqual(back.header, message.header)
         XCTAssertEqual(back.blobs, message.blobs)
     }
@@ -133,7 +133,7 @@ final class HostileFileTests: XCTestCase {
         Sandbox.helper = ["/bin/sh", "-c", "sleep 60 & echo \"$! $SWIFT_BACKTRACE\" > \"$1\"; exit 3", "sh"]
         let record = FileManager.default.temporaryDirectory.appendingPathComponent("bissl-left-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: record) }
-        XCTAssertThrowsError(try Sandbox.run([record.path], fileName: "x.h5")) { error in
+        XCTAssertThrowsError(try Sandbox.run([record.path], fileName: "x.h5", fileSize: 0)) { error in
             XCTAssertEqual("\(error)", "x.h5: the HDF5 reader process ended (status 3) without a result; the file is damaged or hostile")
         }
         let fields = try String(contentsOf: record, encoding: .utf8).split(separator: " ")
@@ -145,6 +145,32 @@ final class HostileFileTests: XCTestCase {
         let state = stat.split(separator: ")").last?.split(separator: " ").first
         XCTAssertTrue(state == "S" || state == "R", "the read waited for the process the child left behind: \(stat)")
         XCTAssertEqual(fields.dropFirst().joined(separator: " ").trimmingCharacters(in: .whitespacesAndNewlines), "enable=no")
+    }
+
+    func testTheReadStopsAtItsOutputLimit() throws {
+        // A stand-in child writing 2 MiB: read whole under a 3 MiB limit, refused under a 1 MiB one
+        // (finish() reads under Limits.output, the child's address-space allowance, and kills it).
+        for (limit, fits) in [(3 << 20, true), (1 << 20, false)] {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", "exec head -c 2097152 /dev/zero"]  // exec: no grandchild holding the pipe
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            try process.run()
+            defer {
+                try? pipe.fileHandleForReading.close()  // a writer still blocked on the pipe gets EPIPE
+                process.terminate()
+                process.waitUntilExit()
+            }
+            let pid = process.processIdentifier
+            let read = { try Sandbox.readToEnd(pipe.fileHandleForReading.fileDescriptor, limit: limit) { Sandbox.ending(of: pid, wait: false) != .running } }
+            if fits {
+                XCTAssertEqual(try read().count, 2 << 20)
+            } else {
+                XCTAssertThrowsError(try read()) { XCTAssertTrue($0 is Sandbox.OutputLimitExceeded, "\($0)") }
+            }
+        }
+        XCTAssertEqual(Sandbox.Limits.forFile(bytes: 1000).output, (1 << 30) + 4000)
     }
 
     func testChildLimitsScaleWithTheFile() {

@@ -60,7 +60,7 @@ public enum UntrustedCheckpointFile {
         }
         let message: SandboxMessage
         do {
-            message = try (reader ?? Sandbox.start(["checkpoint", url.path], fileName: name)).finish()
+            message = try (reader ?? Sandbox.start(["checkpoint", url.path], fileName: name)).finish(fileSize: Int(status.size))
         } catch let error as SandboxError {
             throw CheckpointError.corrupt(error.message)
         }

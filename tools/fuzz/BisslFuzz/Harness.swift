@@ -54,7 +54,7 @@ private func run(_ data: Data) throws {
     switch target {
     case .pickle:
         var reader = PickleReader(data: data, context: "fuzz") { pid in try PyTorchZipReader.zipPersistentLoad(pid, context: "fuzz") }
-        var conversion = PickleConversion(pickleBytes: data.count) { storage, _ in
+        var conversion = PickleConversion(pickleBytes: data.count, storageBytes: 1 << 20) { storage, _ in
             guard let n = [storage.numel, storage.dtype.size].checkedProduct, n <= 1 << 16 else {
                 throw CheckpointError.corrupt("fuzz: storage too large")
             }

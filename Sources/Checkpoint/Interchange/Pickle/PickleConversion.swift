@@ -12,8 +12,14 @@ import Foundation
 /// - Tensors that name the same storage bytes (key, offset, size, stride, dtype) share one buffer.
 /// - The tree is at most `maxDepth` levels deep, and conversion produces at most `valueLimit`
 ///   values: a memo reference costs two bytes and copies a whole subtree, so a small file of
-///   references to references would otherwise expand exponentially. Both refusals are
-///   `CheckpointError.corrupt`.
+///   references to references would otherwise expand exponentially.
+/// - Storages loaded plus tensor bytes copied out of them (views that are not a whole storage) are
+///   at most `byteLimit`: twice the storage bytes the file holds, plus
+///   `PyTorchTensorView.maxExpandedBytes`. A view costs a few bytes of pickle and may copy a whole
+///   storage, so a small pickle of many views of one large storage (or of one deflated record
+///   loaded under many storage ids) would otherwise need memory many times the file's size; a
+///   real checkpoint loads each storage once and its views do not overlap. Checked before each
+///   allocation. All three refusals are `CheckpointError.corrupt`.
 struct PickleConversion {
     /// Deepest nesting converted (real checkpoints nest fewer than 10 levels).
     static let maxDepth = 200
@@ -37,6 +43,9 @@ struct PickleConversion {
     private var open: Set<ObjectIdentifier> = []
     private let valueLimit: Int
     private var produced = 0
+    /// Bytes still allowed for storages loaded and tensors copied (starts at `byteLimit`).
+    private var bytesLeft: Int
+    private let byteLimit: Int
 
     private struct TensorKey: Hashable {
         var storage: TorchStorageRef
@@ -46,10 +55,32 @@ struct PickleConversion {
         var stride: [Int]
     }
 
-    /// - Parameter pickleBytes: size of the pickle the value was decoded from (sets `valueLimit`).
-    init(pickleBytes: Int, loadStorage: @escaping StorageLoader) {
+    /// The most bytes conversion loads and copies for a file holding `storageBytes` bytes of
+    /// storage data: `2 * storageBytes + PyTorchTensorView.maxExpandedBytes`.
+    static func byteLimit(storageBytes: Int) -> Int {
+        let (twice, overflow) = max(storageBytes, 0).multipliedReportingOverflow(by: 2)
+        return overflow ? Int.max : twice.addingReportingOverflow(PyTorchTensorView.maxExpandedBytes).partialValue
+    }
+
+    /// - Parameters:
+    ///   - pickleBytes: size of the pickle the value was decoded from (sets `valueLimit`).
+    ///   - storageBytes: bytes of storage data the file holds, uncompressed (the sizes of a zip's
+    ///     `data/` records, the storage ranges of a legacy stream); sets `byteLimit`.
+    init(pickleBytes: Int, storageBytes: Int, loadStorage: @escaping StorageLoader) {
         self.valueLimit = Self.valueLimit(pickleBytes: pickleBytes)
+        self.byteLimit = Self.byteLimit(storageBytes: storageBytes)
+        self.bytesLeft = byteLimit
         self.loadStorage = loadStorage
+    }
+
+    /// Takes `bytes` from what conversion may still load or copy.
+    /// - Throws: `CheckpointError.corrupt` naming the tensor when fewer are left.
+    private mutating func spend(_ bytes: Int, for name: String) throws {
+        guard bytes <= bytesLeft else {
+            throw CheckpointError.corrupt(
+                "\(name): the file's tensors load and copy more than \(byteLimit) bytes (twice its storage bytes + \(PyTorchTensorView.maxExpandedBytes)): views of views of the same storage; refusing it")
+        }
+        bytesLeft -= bytes
     }
 
     static func pathText(_ path: [String]) -> String {
@@ -128,6 +159,10 @@ struct PickleConversion {
             if let cached = storages[spec.storage] {
                 bytes = cached
             } else {
+                guard let needed = [spec.storage.numel, spec.storage.dtype.size].checkedProduct else {
+                    throw CheckpointError.corrupt("\(name): storage \(spec.storage.key) claims \(spec.storage.numel) elements")
+                }
+                try spend(needed, for: name)
                 bytes = try loadStorage(spec.storage, name)
                 storages[spec.storage] = bytes
             }
@@ -135,7 +170,7 @@ struct PickleConversion {
                 throw CheckpointError.corrupt("\(name): storage \(spec.storage.key) has \(bytes.count) bytes, not a whole number of \(spec.dtype.rawValue) elements")
             }
             tensor = try PyTorchTensorView.materialize(storage: bytes, dtype: spec.dtype, offset: spec.storageOffset,
-                                                       size: spec.size, stride: spec.stride, name: name)
+                                                       size: spec.size, stride: spec.stride, name: name) { try spend($0, for: name) }
             tensors[key] = tensor
         }
         return SourceTensor(tensor: tensor, storageKey: spec.storage.key,

@@ -92,7 +92,7 @@ enum PyTorchLegacyReader {
                 ranges[key] = start..<end
                 offset = end
             }
-            var conversion = PickleConversion(pickleBytes: mainBytes) { storage, path in
+            var conversion = PickleConversion(pickleBytes: mainBytes, storageBytes: ranges.values.reduce(0) { $0 + $1.count }) { storage, path in
                 guard let range = ranges[storage.key] else {
                     throw CheckpointError.corrupt("\(file): tensor \(path) needs storage \(storage.key), which is not in the file")
                 }

@@ -12,11 +12,13 @@ enum PyTorchTensorView {
     ///   - dtype: element type of the tensor.
     ///   - offset, size, stride: in elements (torch's `storage_offset()`, `size()`, `stride()`).
     ///   - name: key path of the tensor, for messages.
+    ///   - willCopy: called with the number of bytes before they are allocated for a copy (a view
+    ///     that is not the whole storage); it throws to refuse them.
     /// - Returns: a C-contiguous tensor of shape `size`.
     /// - Throws: `CheckpointError.corrupt` when the view reaches past the end of the storage, or
     ///   repeats storage elements into more than `max(storage bytes, maxExpandedBytes)` bytes.
     static func materialize(storage: Data, dtype: DType, offset: Int, size: [Int], stride: [Int],
-                            name: String) throws -> Tensor {
+                            name: String, willCopy: (Int) throws -> Void) throws -> Tensor {
         let es = dtype.size
         let storageElements = storage.count / es
         guard let count = size.checkedProduct else {
@@ -40,6 +42,7 @@ enum PyTorchTensorView {
             // The whole storage: share its buffer instead of copying (the common state-dict case).
             if offset == 0, count * es == storage.count, storage.startIndex == 0 { return try Tensor(dtype: dtype, shape: size, data: storage) }
             let start = base + offset * es
+            try willCopy(count * es)
             return try Tensor(dtype: dtype, shape: size, data: storage.subdata(in: start..<(start + count * es)))
         }
         // Only overlapping views (a stride of 0, torch's expand()) hold more elements than their storage.
@@ -47,6 +50,7 @@ enum PyTorchTensorView {
             throw CheckpointError.corrupt(
                 "\(name): view (size \(size), stride \(stride)) repeats \(storage.count) bytes of storage into more than \(maxExpandedBytes) bytes; refusing")
         }
+        try willCopy(bytes)
         var out = Data(count: bytes)
         out.withUnsafeMutableBytes { (dst: UnsafeMutableRawBufferPointer) in
             storage.withUnsafeBytes { (src: UnsafeRawBufferPointer) in

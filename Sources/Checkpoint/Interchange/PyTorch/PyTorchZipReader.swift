@@ -80,8 +80,15 @@ enum PyTorchZipReader {
             // Stored (uncompressed, as torch.save writes them) storage records: views of the mapped file,
             // CRC-32 checked on all cores up front; the conversion takes them from here. Deflated records
             // are inflated only when a tensor refers to them.
-            let records = archive.data(for: byName.filter { $0.key.hasPrefix("data/") && $0.value.method == 0 }.map(\.value))
-            var conversion = PickleConversion(pickleBytes: pickle.count) { storage, path in
+            let storageRecords = byName.filter { $0.key.hasPrefix("data/") }.map(\.value)
+            let records = archive.data(for: storageRecords.filter { $0.method == 0 })
+            // Declared sizes: a deflated record is refused when inflating if its size is more than
+            // its compressed bytes can hold.
+            let storageBytes = storageRecords.reduce(0) { sum, e in
+                let (next, overflow) = sum.addingReportingOverflow(e.uncompressedSize)
+                return overflow ? Int.max : next
+            }
+            var conversion = PickleConversion(pickleBytes: pickle.count, storageBytes: storageBytes) { storage, path in
                 let recordName = "data/\(storage.key)"
                 guard let entry = byName[recordName] else {
                     throw CheckpointError.corrupt("\(file): tensor \(path) needs record \(prefix)\(recordName), which is missing")

@@ -222,7 +222,23 @@ public struct ZipArchive: Sendable {
                                         compressedSize: csize, uncompressedSize: usize, localHeaderOffset: offset))
                 p = next
             }
+            try checkDisjoint(entries)
             return entries
+        }
+    }
+
+    /// Refuses records that share bytes: each record's local header and data, at least `30 +
+    /// compressedSize` bytes from its header offset, must end before the next record starts.
+    /// Archives that point many directory entries at one compressed record (an "overlapping" zip
+    /// bomb) would otherwise inflate and CRC-check the same bytes once per entry: with disjoint
+    /// records, everything read from an archive is at most the file's size in compressed bytes, so
+    /// at most `bissl_deflate_max_expansion` (1032) times the file's size once inflated.
+    /// - Throws: `CheckpointError.corrupt` naming both records.
+    private static func checkDisjoint(_ entries: [ZipEntry]) throws {
+        let byOffset = entries.sorted { $0.localHeaderOffset < $1.localHeaderOffset }
+        for (a, b) in zip(byOffset, byOffset.dropFirst()) where a.localHeaderOffset + 30 + a.compressedSize > b.localHeaderOffset {
+            throw CheckpointError.corrupt(
+                "damaged ZIP: records \(a.name) (byte \(a.localHeaderOffset), \(a.compressedSize) bytes) and \(b.name) (byte \(b.localHeaderOffset)) share bytes")
         }
     }
 
