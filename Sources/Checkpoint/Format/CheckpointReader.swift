@@ -352,7 +352,8 @@ public final class CheckpointReader: @unchecked Sendable {
             throw CheckpointError.corrupt("\(fileName): /provenance lacks required field \(path)")
         } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
             let path = context.codingPath.map(\.stringValue).joined(separator: ".")
-            throw CheckpointError.corrupt("\(fileName): /provenance field \(path) has the wrong type")
+            throw CheckpointError.corrupt(path.isEmpty ? "\(fileName): /provenance is not a JSON object"
+                                                       : "\(fileName): /provenance field \(path) has the wrong type")
         } catch {
             throw CheckpointError.corrupt("\(fileName): /provenance is not valid JSON")
         }
