@@ -291,12 +291,13 @@ def h5_cases(work, bissl):
     for name in ("hdf5_segv.h5", "space_huge.h5", "space_overflow.h5"):
         path = os.path.join(hostile, name)
         cases.append(("h5 (reader process)", f"fixture {name}", ["inspect", path], os.path.getsize(path), "error"))
-    # Provenance: a checkpoint whose /provenance document is 16 MB of JSON (a flat array of numbers,
-    # and an array nested 100,000 deep).
+    # Provenance: a checkpoint whose /provenance document is 15-16 MB of JSON (a flat array of
+    # numbers, of empty objects, and an array nested 100,000 deep).
     tiny = os.path.join(work, "tiny.safetensors")
     import make_inputs
     make_inputs.tiny(work)
     for label, doc in (("16 MB of JSON numbers", "[" + ",".join(["1"] * 8_000_000) + "]"),
+                       ("15 MB of {} objects", '{"a":[' + ",".join(["{}"] * 5_000_000) + "]}"),
                        ("JSON nested 100,000 deep", "[" * 100000 + "]" * 100000)):
         path = os.path.join(work, f"prov-{len(cases)}.h5")
         subprocess.run([bissl, "convert", tiny, path], check=True, stdout=subprocess.DEVNULL)
