@@ -42,7 +42,9 @@ struct Convert: ParsableCommand {
         }
         try ZooOutput.refuseZooObjectsPath(output)
         try writer.check(format)
-        var checkpoint = try Interchange.load(inURL, options: conversion.layout, allowPlainTensors: true)
+        // The source's SHA-256 is still being hashed: the writer waits for it last (`SourceDigest`).
+        let loaded = try Interchange.loadDeferringDigest(inURL, options: conversion.layout, allowPlainTensors: true)
+        var checkpoint = loaded.checkpoint
         // A bissl file is taken as it is: its recorded rules did not run now.
         var rules = CheckpointFile.isHDF5(inURL) ? [] : checkpoint.provenance.source?.rules ?? []
         var warnings = CheckpointFile.isHDF5(inURL) ? [] : checkpoint.provenance.warnings
@@ -54,7 +56,7 @@ struct Convert: ParsableCommand {
         } else if castBuffers {
             throw ValidationError("--cast-buffers needs --dtype")
         }
-        let notes = try writer.write(checkpoint, to: outURL, format: format)
+        let notes = try writer.write(checkpoint, to: outURL, format: format, sourceDigest: loaded.sourceDigest)
         let tensors = checkpoint.components.values.reduce(0) { $0 + $1.count }
         let arch = checkpoint.architecture?.label ?? "unknown architecture"
         print("wrote \(output) (\(format.rawValue), \(arch), \(tensors) tensors in \(checkpoint.components.keys.joined(separator: ", ")))")

@@ -69,19 +69,22 @@ struct WriterOptions: ParsableArguments {
         }
     }
 
-    /// Writes `checkpoint` as the file format `format` (atomically).
+    /// Writes `checkpoint` as the file format `format` (atomically), `provenance.source.sha256`
+    /// completed by `sourceDigest` when given (`Interchange.write`).
     /// - Returns: the writer's notes, one line each.
     /// - Throws: `CLIError` for `.hub` (a folder needs the zoo's lineage:
     ///   `bissl export REF --to hub DIR`), and as `check` and the writers.
-    func write(_ checkpoint: Checkpoint, to url: URL, format: OutputFormat) throws -> [String] {
+    func write(_ checkpoint: Checkpoint, to url: URL, format: OutputFormat, sourceDigest: SourceDigest? = nil) throws -> [String] {
         try check(format)
         switch format {
         case .hub:
             throw CLIError("hub folders are written from the zoo (the card needs the lineage): bissl export REF --to hub DIR")
         case .onnx:
-            return try ONNXExport.write(checkpoint, to: url, options: .init(features: features, foldBatchNorm: foldBatchNorm))
+            return try ONNXExport.write(try sourceDigest?.completing(checkpoint) ?? checkpoint, to: url,
+                                        options: .init(features: features, foldBatchNorm: foldBatchNorm))
         case .pth, .safetensors, .npz, .h5:
-            return try Interchange.write(checkpoint, to: url, format: format.interchange!, options: self.interchange)
+            return try Interchange.write(checkpoint, to: url, format: format.interchange!, options: self.interchange,
+                                         sourceDigest: sourceDigest)
         }
     }
 }

@@ -4,22 +4,27 @@ import Foundation
 /// SHA-256 (FIPS 180-4) as bissl records it: 64 lowercase hex digits. The one place bissl hashes a
 /// whole file (a converted source's `provenance.source.sha256`, a remote object's name).
 public enum FileSHA256 {
-    /// SHA-256 of the bytes of the file at `url` and their count, read in 4 MiB blocks.
+    /// Bytes per `read`: one buffer, reused, small enough to stay in the core's L2 cache between the
+    /// kernel's copy and the hash (a fresh 4 MiB buffer per block cost a page fault per 4 KiB).
+    static let blockSize = 1 << 20
+
+    /// SHA-256 of the bytes of the file at `url` and their count.
     /// - Throws: `CheckpointError.io` when the file cannot be opened or read.
     public static func digest(of url: URL) throws -> (sha256: String, size: Int64) {
-        guard let handle = FileHandle(forReadingAtPath: url.path) else {
-            throw CheckpointError.io("cannot read \(url.path): \(String(cString: strerror(errno)))")
-        }
-        defer { try? handle.close() }
+        let fd = open(url.path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw CheckpointError.io("cannot read \(url.path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: blockSize, alignment: 64)
+        defer { buffer.deallocate() }
         var hasher = SHA256()
         var size: Int64 = 0
-        do {
-            while let block = try handle.read(upToCount: 4 << 20), !block.isEmpty {
-                hasher.update(data: block)
-                size += Int64(block.count)
-            }
-        } catch {
-            throw CheckpointError.io("cannot read \(url.path): \(error.localizedDescription)")
+        while true {
+            let n = read(fd, buffer.baseAddress, buffer.count)
+            if n < 0, errno == EINTR { continue }
+            guard n >= 0 else { throw CheckpointError.io("cannot read \(url.path): \(String(cString: strerror(errno)))") }
+            if n == 0 { break }
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[..<n]))
+            size += Int64(n)
         }
         return (lowercaseHex(hasher.finalize()), size)
     }

@@ -27,26 +27,37 @@ public enum CheckpointFile {
     /// source) to the file without another copy; the content id is hashed on a second thread while
     /// HDF5 writes, and stored last.
     /// - Parameter contentID: the id when the caller has computed it already (not hashed again).
+    /// - Parameter sourceDigest: the source file's SHA-256 still being hashed
+    ///   (`Interchange.loadDeferringDigest`; `checkpoint.provenance.source.sha256` is its placeholder):
+    ///   waited for after the tensors are written, then written into the provenance.
     /// - Returns: the content id.
-    /// - Throws: `CheckpointError.io` when the file cannot be written; nothing is left behind then.
+    /// - Throws: `CheckpointError.io` when the file cannot be written (or the source file could not
+    ///   be hashed); nothing is left behind then.
     @discardableResult
-    public static func write(_ checkpoint: Checkpoint, to url: URL, contentID: String? = nil) throws -> String {
+    public static func write(_ checkpoint: Checkpoint, to url: URL, contentID: String? = nil,
+                             sourceDigest: SourceDigest? = nil) throws -> String {
         var id = ""
-        try AtomicFile.write(to: url) { tmp in id = try writeFile(checkpoint, at: tmp, reportedAs: url, contentID: contentID) }
+        try AtomicFile.write(to: url) { tmp in
+            id = try writeFile(checkpoint, at: tmp, reportedAs: url, contentID: contentID, sourceDigest: sourceDigest)
+        }
         return id
     }
 
     /// Writes `checkpoint` as `write` does, but at `url` itself (which must not exist) and without the
     /// rename: the file is flushed to disk (`fsync`) and left for the caller to publish with one
     /// `rename` and an `fsync` of the destination folder (the zoo's import). On error nothing is left.
+    /// - Parameter sourceDigest: as for `write`.
     /// - Returns: the content id, hashed while the file was written.
-    public static func writeStaged(_ checkpoint: Checkpoint, to url: URL) throws -> String {
+    public static func writeStaged(_ checkpoint: Checkpoint, to url: URL, sourceDigest: SourceDigest? = nil) throws -> String {
         var id = ""
-        try AtomicFile.writeInPlace(to: url) { id = try writeFile(checkpoint, at: url, reportedAs: url, contentID: nil) }
+        try AtomicFile.writeInPlace(to: url) {
+            id = try writeFile(checkpoint, at: url, reportedAs: url, contentID: nil, sourceDigest: sourceDigest)
+        }
         return id
     }
 
-    private static func writeFile(_ checkpoint: Checkpoint, at path: URL, reportedAs url: URL, contentID: String?) throws -> String {
+    private static func writeFile(_ checkpoint: Checkpoint, at path: URL, reportedAs url: URL, contentID: String?,
+                                  sourceDigest: SourceDigest?) throws -> String {
         for (component, stateDict) in checkpoint.components {
             if component.utf8.contains(0) { throw CheckpointError.invalid("cannot write \(url.path): a component name contains a NUL character") }
             if let key = stateDict.keys.first(where: { $0.utf8.contains(0) }) {
@@ -54,14 +65,25 @@ public enum CheckpointFile {
             }
         }
         let json = try provenanceJSON(checkpoint.provenance)
-        let hashing = contentID == nil ? Background { ContentID.compute(checkpoint) } : nil
+        // Each tensor's pages of a mapped source are released once it is written and hashed.
+        let release = ReleaseAfterUse(checkpoint.components.values.flatMap { $0.values.map(\.data) },
+                                      consumers: contentID == nil ? 2 : 1)
+        let hashing = contentID == nil ? Background { ContentID.compute(checkpoint, hashed: release.done) } : nil
         // The tensor index goes in the user block; its length does not depend on the offsets, so the
         // block is sized before HDF5 places anything.
         var index = TensorIndex.layout(of: checkpoint, provenanceJSON: json)
         let userBlock = TensorIndex.userBlockSize(holding: index.encoded().count)
         do {
             let file = try HDF5.File.create(path.path, userBlock: userBlock)
-            try fill(file, checkpoint, provenanceJSON: json, index: &index)
+            try fill(file, checkpoint, index: &index, written: release.done) {
+                // The source's digest, hashed beside decoding and the tensors' writing, is due now.
+                guard let sourceDigest else { return json }
+                let completed = try provenanceJSON(sourceDigest.completing(checkpoint).provenance)
+                guard completed.utf8.count == json.utf8.count else {
+                    throw CheckpointError.invalid("cannot write \(url.path): the provenance changed length when the source's SHA-256 replaced its placeholder")
+                }
+                return completed
+            }
             let id = try contentID ?? hashing!.value()
             try file.setAttribute("content_id", id)
             try file.flush()
@@ -78,8 +100,11 @@ public enum CheckpointFile {
     }
 
     /// Everything but the root attribute `content_id`; fills in the offsets of `index` (laid out by
-    /// `TensorIndex.layout(of:provenanceJSON:)`, so its entries follow this loop's order).
-    private static func fill(_ file: HDF5.File, _ checkpoint: Checkpoint, provenanceJSON: String, index: inout TensorIndex) throws {
+    /// `TensorIndex.layout(of:provenanceJSON:)`, so its entries follow this loop's order) and its
+    /// provenance, which `provenanceJSON` gives once the tensors are written. `written` is called
+    /// with each tensor's ordinal once it is in the file.
+    private static func fill(_ file: HDF5.File, _ checkpoint: Checkpoint, index: inout TensorIndex,
+                             written: (Int) -> Void, provenanceJSON: () throws -> String) throws {
         try file.setAttribute("format", formatName)
         try file.setAttribute("format_version", "\(formatVersion.major).\(formatVersion.minor)")
         try file.setAttribute("writer", "\(checkpoint.provenance.tool.name) \(checkpoint.provenance.tool.version)")
@@ -107,13 +132,15 @@ public enum CheckpointFile {
                     index.tensors[entry].offset = offset
                     if stored[prefix + key] == nil { stored[prefix + key] = ("/tensors/\(name)/\(link)", tensor, offset) }
                 }
+                written(entry)
                 entry += 1
             }
         }
         if let architecture = checkpoint.architecture {
             try writeArchitecture(architecture, in: file)
         }
-        try file.createStringDataset("provenance", value: provenanceJSON)
+        index.provenanceJSON = try provenanceJSON()
+        try file.createStringDataset("provenance", value: index.provenanceJSON)
         if !index.histories.isEmpty {
             let history = try file.createGroup("metric_history")
             for (i, record) in index.histories.enumerated() {

@@ -13,7 +13,9 @@ public enum ContentID {
     static let tag = "bissl-content-id/v1"
 
     /// 64 lowercase hex digits.
-    public static func compute(_ checkpoint: Checkpoint) -> String {
+    /// - Parameter hashed: called with a tensor's ordinal (components in order, keys in order) once
+    ///   its bytes are hashed, on this thread (tensors are hashed in canonical order, not this one).
+    public static func compute(_ checkpoint: Checkpoint, hashed: (Int) -> Void = { _ in }) -> String {
         var entries: [Entry] = []
         var tensors: [Tensor] = []
         for (component, stateDict) in checkpoint.components {
@@ -24,7 +26,10 @@ public enum ContentID {
                 tensors.append(tensor)
             }
         }
-        return compute(architecture: checkpoint.architecture, entries) { i, sha in sha.update(data: tensors[i].data) }
+        return compute(architecture: checkpoint.architecture, entries) { i, sha in
+            sha.update(data: tensors[i].data)
+            hashed(i)
+        }
     }
 
     /// The content id of the tensors a file's tensor index (`TensorIndex`) describes, their bytes

@@ -40,6 +40,19 @@ public enum Interchange {
     public static func load(_ url: URL, options: LayoutOptions, allowPlainTensors: Bool = false,
                             verifyStoredContentID: Bool = false,
                             commandLine: [String] = CommandLine.arguments) throws -> Checkpoint {
+        let (checkpoint, sourceDigest) = try loadDeferringDigest(
+            url, options: options, allowPlainTensors: allowPlainTensors, verifyStoredContentID: verifyStoredContentID,
+            commandLine: commandLine)
+        return try sourceDigest?.completing(checkpoint) ?? checkpoint
+    }
+
+    /// `load`, returning before the source file's SHA-256 is known: `provenance.source.sha256` holds
+    /// `SourceDigest.placeholder` and `sourceDigest` is still hashing the file (nil for our own `.h5`,
+    /// read as it is). For a writer that needs the digest only at the end (`CheckpointFile.write`,
+    /// `Zoo.add`): give them `sourceDigest`.
+    public static func loadDeferringDigest(_ url: URL, options: LayoutOptions, allowPlainTensors: Bool = false,
+                                           verifyStoredContentID: Bool = false,
+                                           commandLine: [String] = CommandLine.arguments) throws -> (checkpoint: Checkpoint, sourceDigest: SourceDigest?) {
         let started = isoNow()
         if CheckpointFile.isHDF5(url) {
             // An outside file: libhdf5 reads it in the HDF5 reader process (UntrustedCheckpointFile).
@@ -51,10 +64,9 @@ public enum Interchange {
                         "\(url.lastPathComponent): stored content id \(stored) does not match its tensors (content id \(computed)); the file was modified after it was written")
                 }
             }
-            return try contents.checkpoint.selecting(options.components)
+            return (try contents.checkpoint.selecting(options.components), nil)
         }
-        // The source file's SHA-256 (recorded in provenance) is hashed while the file is decoded.
-        let sourceHash = Background { try FileSHA256.digest(of: url).sha256 }
+        let sourceDigest = SourceDigest(of: url)
         let document = try readSource(url)
         if allowPlainTensors, let plain = plainTensors(document, options: options) {
             let aliases = StorageAliases.find(plain.map { ($0.key, $0.value) })
@@ -63,20 +75,21 @@ public enum Interchange {
                 rules.append("\(aliases.count) name(s) share storage with an earlier name: \(Checkpoint.describeAliases(aliases))")
             }
             let source = Provenance.Source(
-                fileName: url.lastPathComponent, sha256: try sourceHash.value(), format: document.format.rawValue,
+                fileName: url.lastPathComponent, sha256: SourceDigest.placeholder, format: document.format.rawValue,
                 container: document.container, rules: rules, aliases: aliases, metadata: document.metadata)
-            return Checkpoint(
+            let checkpoint = Checkpoint(
                 components: ["tensors": plain.mapValues(\.tensor)], architecture: nil,
                 provenance: Provenance(stage: "imported", source: source, warnings: document.warnings,
                                        commandLine: commandLine, startedAt: started, endedAt: isoNow()),
                 aliases: aliases)
+            return (checkpoint, sourceDigest)
         }
         let resolution = try LayoutResolver.resolve(document, options: options)
-        var checkpoint = resolution.checkpoint(fileName: url.lastPathComponent, sha256: try sourceHash.value(),
+        var checkpoint = resolution.checkpoint(fileName: url.lastPathComponent, sha256: SourceDigest.placeholder,
                                                document: document, commandLine: commandLine)
         checkpoint.provenance.startedAt = started
         checkpoint.provenance.endedAt = isoNow()
-        return checkpoint
+        return (checkpoint, sourceDigest)
     }
 
     /// The one dict of tensors of a document in which no ResNet backbone key occurs anywhere, with
@@ -122,13 +135,16 @@ public enum Interchange {
     ///   or the bfloat16 tensors an `.npz` got as float32; empty when nothing was changed or lost.
     /// - Throws: `CheckpointError.invalid` (nothing written) for an option the format does not use
     ///   (`checkOptions`); the writer's `CheckpointError` (`.io` when the file cannot be written).
+    /// - Parameter sourceDigest: completes `provenance.source.sha256` (`Interchange.loadDeferringDigest`):
+    ///   the `.h5` writer waits for it only after the tensors are written, the others before writing.
     @discardableResult
     public static func write(_ checkpoint: Checkpoint, to url: URL, format: InterchangeFormat,
-                             options: WriteOptions = WriteOptions()) throws -> [String] {
+                             options: WriteOptions = WriteOptions(), sourceDigest: SourceDigest? = nil) throws -> [String] {
         try checkOptions(format: format, options: options)
+        let checkpoint = format == .h5 ? checkpoint : try sourceDigest?.completing(checkpoint) ?? checkpoint
         switch format {
         case .h5:
-            try CheckpointFile.write(checkpoint, to: url)
+            try CheckpointFile.write(checkpoint, to: url, sourceDigest: sourceDigest)
             return []
         case .pth:
             let flat = checkpoint.flatStateDict()

@@ -39,6 +39,14 @@ enum MappingGuard {
         return Token(slot: slot)
     }
 
+    /// Whether `[start, end)` lies inside one guarded mapping.
+    static func covers(_ start: UInt, _ end: UInt) -> Bool {
+        let table = Table.shared
+        table.lock.lock()
+        defer { table.lock.unlock() }
+        return (0..<capacity).contains { table.used[$0] != 0 && table.starts[$0] <= start && end <= table.ends[$0] }
+    }
+
     /// Stops guarding a mapping (before it is unmapped).
     static func unregister(_ token: Token?) {
         guard let token else { return }

@@ -102,6 +102,9 @@ public struct ZipArchive: Sendable {
         guard crc == entry.crc32 else {
             throw CheckpointError.corrupt("CRC mismatch in \(entry.name): corrupted, or written with CRC disabled")
         }
+        // A stored record is a view of the mapped file: its pages, read once for the CRC, need not
+        // stay resident until the record's bytes are used (`MappedPages`).
+        if entry.method == 0 { MappedPages.release(out) }
         return out
     }
 
