@@ -51,15 +51,17 @@ struct Import: ParsableCommand {
         try CommandLineHabits.requireFile(file)
         let url = URL(fileURLWithPath: file)
         var isFolder: ObjCBool = false
-        let checkpoint = FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder) && isFolder.boolValue
-            ? try HubFolder.read(url, options: conversion.layout)
-            : try Interchange.load(url, options: conversion.layout, allowPlainTensors: false, verifyStoredContentID: true)
+        // A converted file's SHA-256 is still being hashed: the zoo's writer waits for it last (`SourceDigest`).
+        let (checkpoint, sourceDigest) = FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder) && isFolder.boolValue
+            ? (try HubFolder.read(url, options: conversion.layout), nil)
+            : try Interchange.loadDeferringDigest(url, options: conversion.layout, allowPlainTensors: false, verifyStoredContentID: true)
         let zoo = try zooOptions.open(create: true)
         defer { try? zoo.close() }
-        let result = try zoo.add(checkpoint, name: name, tags: tags)
+        let result = try zoo.add(checkpoint, name: name, tags: tags, sourceDigest: sourceDigest)
         // The loader records BatchNorm findings in provenance.warnings, which HealthCheck finds again: once each.
         var seen = Set<String>()
-        let warnings = (checkpoint.provenance.warnings + HealthCheck.warnings(checkpoint)).filter { seen.insert($0).inserted }
+        let health = result.health ?? HealthCheck.warnings(checkpoint)
+        let warnings = (checkpoint.provenance.warnings + health).filter { seen.insert($0).inserted }
         let report = Report(
             id: result.id, added: result.added, name: result.name, tags: result.tags, size: result.size, labelsAdded: result.labelsAdded,
             arch: checkpoint.architecture?.label,

@@ -16,6 +16,8 @@ public struct ImportResult: Codable, Equatable, Sendable {
     public var tags: [String]
     /// Object file size in bytes.
     public var size: Int64
+    /// `HealthCheck.warnings` of the tensors when this call scanned them (a new entry); nil otherwise.
+    public var health: [String]?
 }
 
 extension Zoo {
@@ -30,20 +32,23 @@ extension Zoo {
     /// - Parameters:
     ///   - name: the entry's name (unique in the zoo, `LabelRules`).
     ///   - tags: further labels (unique in the zoo).
+    ///   - sourceDigest: the source file's SHA-256 still being hashed (`Interchange.loadDeferringDigest`),
+    ///     waited for once the object's tensors are written (`CheckpointFile.writeStaged`).
     /// - Returns: `added == false` when the content is already listed: then `name`/`tags` it does not
     ///   hold yet are applied to that entry (same rules as `tag`; a second name is refused) and
     ///   listed in `labelsAdded`; nothing else changes.
     /// - Throws: `ZooError.invalid` for a bad or taken label, provenance outside the schema
     ///   (`ProvenanceCheck`) or naming the entry's own id as a parent, `.io` when the zoo cannot be
     ///   written.
-    public func add(_ checkpoint: Checkpoint, name: String? = nil, tags: [String] = []) throws -> ImportResult {
-        try add(checkpoint, name: name, tags: tags, staged: nil)
+    public func add(_ checkpoint: Checkpoint, name: String? = nil, tags: [String] = [], sourceDigest: SourceDigest? = nil) throws -> ImportResult {
+        try add(checkpoint, name: name, tags: tags, staged: nil, sourceDigest: sourceDigest)
     }
 
     /// `add` placing `given.url`, a complete object file of `checkpoint` in `tmp/` whose content id
     /// `given.id` and `EntryDetails` its caller computed from `checkpoint` (a verified download,
     /// `pull`), instead of writing one; `given.url` is removed in every case.
-    func add(_ checkpoint: Checkpoint, name: String?, tags: [String], staged given: (url: URL, id: String, details: EntryDetails)?) throws -> ImportResult {
+    func add(_ checkpoint: Checkpoint, name: String?, tags: [String], staged given: (url: URL, id: String, details: EntryDetails)?,
+             sourceDigest: SourceDigest? = nil) throws -> ImportResult {
         defer { if let given { unlink(given.url.path) } }
         let labels = (name.map { [($0, LabelKind.name)] } ?? []) + tags.map { ($0, LabelKind.tag) }
         var seen = Set<String>()
@@ -63,16 +68,22 @@ extension Zoo {
             if labels.isEmpty, let existing = try existingResult(id) { return existing }
             throw error
         }
-        // The object is written to tmp/ while its content id is hashed (`CheckpointFile.writeStaged`):
+        // The object is written to tmp/ while its content id is hashed (`CheckpointFile.writeStaged`)
+        // and its tensors scanned for the catalog's details (`EntryDetails`, the health scan):
         // content the zoo lists already, or labels another entry holds, cost one write thrown away.
-        // A given file (a verified download) is placed as it is, with the id its caller hashed.
-        let staged: URL, id: String
+        // A given file (a verified download) is placed as it is, with the id and details its caller computed.
+        let staged: URL, id: String, details: EntryDetails
+        var checkpoint = checkpoint
         if let given {
             staged = given.url
             id = given.id
+            details = given.details
         } else {
             staged = layout.tmp.appendingPathComponent(".staged.h5.tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
-            id = try CheckpointFile.writeStaged(checkpoint, to: staged)
+            let scanning = Background { [checkpoint] in EntryDetails(checkpoint) }
+            id = try CheckpointFile.writeStaged(checkpoint, to: staged, sourceDigest: sourceDigest)
+            checkpoint = try sourceDigest?.completing(checkpoint) ?? checkpoint
+            details = try scanning.value()
         }
         defer { unlink(staged.path) }
         if checkpoint.provenance.parents.contains(where: { $0.id == id }) {
@@ -104,13 +115,13 @@ extension Zoo {
                     writtenRefs.append((label, kind))
                 }
                 let attributes = try objectAttributes(id)
-                let summary = EntrySummary(id: id, checkpoint: checkpoint, size: attributes.size, modified: attributes.modified, details: given?.details)
+                let summary = EntrySummary(id: id, checkpoint: checkpoint, size: attributes.size, modified: attributes.modified, details: details)
                 try Catalog.insert(summary, db)
                 // The object holds the bytes `id` was computed from: later reads trust it while its
                 // file facts stay as they are now (schemas/catalog.md, "Trusted reads").
                 if let status = Self.settledStatus(object) { try Catalog.recordVerified(id, status, db) }
                 for (label, kind) in labels { try Catalog.addLabel(label, kind: kind, id: id, db) }
-                return ImportResult(id: id, added: true, name: name, tags: tags.sorted(), size: attributes.size)
+                return ImportResult(id: id, added: true, name: name, tags: tags.sorted(), size: attributes.size, health: details.health)
             } catch {
                 // Still under the write lock: nobody else can have indexed what we placed.
                 for (label, kind) in writtenRefs { try? RefFiles.remove(label, kind: kind, layout: layout) }

@@ -267,8 +267,11 @@ public final class Zoo {
 
     /// Size and modification time of an object file.
     func objectAttributes(_ id: String) throws -> (size: Int64, modified: Date) {
-        let attributes = try FileManager.default.attributesOfItem(atPath: layout.objectURL(id).path)
-        return ((attributes[.size] as? NSNumber)?.int64Value ?? 0, (attributes[.modificationDate] as? Date) ?? Date())
+        // `lstat` itself: FileManager's attributes also look up the owner's user and group names.
+        let path = layout.objectURL(id).path
+        var s = stat()
+        guard lstat(path, &s) == 0 else { throw ZooError.io("cannot examine \(path): \(String(cString: strerror(errno)))") }
+        return (Int64(s.st_size), Date(timeIntervalSince1970: Double(s.st_mtim.tv_sec) + Double(s.st_mtim.tv_nsec) / 1e9))
     }
 
     /// A removed entry's record (its tombstone), nil when the zoo never held it or forgot it.
