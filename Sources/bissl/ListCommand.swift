@@ -116,7 +116,7 @@ struct List: ParsableCommand {
         } else {
             table.append(dash)
         }
-        for byte in r.created.prefix(16) { table.extend(byte: byte == UInt8(ascii: "T") ? UInt8(ascii: " ") : byte) }
+        table.extend(UnsafeRawBufferPointer(rebasing: r.created.prefix(16)), replacing: UInt8(ascii: "T"), with: UInt8(ascii: " "))
         table.endCell()
         table.append(ZooOutput.bytes(r.size))
     }

@@ -1,20 +1,25 @@
 import Foundation
 
 /// A text table built as UTF-8 bytes: left-aligned columns separated by two spaces, the last column
-/// not padded, no trailing spaces on a line. Cells are appended row by row into one byte buffer and
-/// each cell's width is counted once, so a table of a million cells (`list` of 100,000 entries)
-/// makes no string per cell.
+/// not padded, no trailing spaces on a line. Cells are appended row by row into one byte buffer;
+/// each column's width is kept up to date as cells end, and a cell's own width is stored only when
+/// it differs from its byte count (non-ASCII text), so a table of a million cells (`list` of 100,000
+/// entries) makes no string per cell and keeps one integer per cell besides its bytes.
 struct TextTable {
     private let columns: Int
     private var bytes: [UInt8] = []
-    /// Per cell, in row-major order: where its bytes end in `bytes`, and its width in characters.
+    /// Per cell, in row-major order: where its bytes end in `bytes`.
     private var ends: [Int] = []
-    private var widths: [Int] = []
+    /// Per column: its widest cell so far, in characters.
+    private var columnWidths: [Int]
+    /// Cell index -> width in characters, for the cells whose width is not their byte count.
+    private var narrowCells: [Int: Int] = [:]
     /// The current cell's first byte.
     private var cellStart = 0
 
     init(header: [String]) {
         columns = header.count
+        columnWidths = [Int](repeating: 0, count: header.count)
         for cell in header { append(cell) }
     }
 
@@ -36,8 +41,12 @@ struct TextTable {
     /// Appends bytes to the cell being built (finish it with `endCell`).
     mutating func extend(_ part: UnsafeRawBufferPointer) { bytes.append(contentsOf: part) }
 
-    /// Appends one byte to the cell being built.
-    mutating func extend(byte: UInt8) { bytes.append(byte) }
+    /// Appends bytes to the cell being built, each byte `old` written as `new`.
+    mutating func extend(_ part: UnsafeRawBufferPointer, replacing old: UInt8, with new: UInt8) {
+        let start = bytes.count
+        bytes.append(contentsOf: part)
+        for i in start..<bytes.count where bytes[i] == old { bytes[i] = new }
+    }
 
     /// Appends text to the cell being built.
     mutating func extend(_ part: String) {
@@ -47,41 +56,61 @@ struct TextTable {
 
     /// Ends the cell being built.
     mutating func endCell() {
+        let cell = ends.count
+        let count = bytes.count - cellStart
+        let width = bytes.withUnsafeBufferPointer { Self.width(UnsafeBufferPointer(rebasing: $0[cellStart...])) }
+        if width != count { narrowCells[cell] = width }
+        let column = cell % columns
+        if width > columnWidths[column] { columnWidths[column] = width }
         ends.append(bytes.count)
-        widths.append(Self.width(bytes[cellStart..<bytes.count]))
         cellStart = bytes.count
     }
 
     /// The table's text, lines joined by line feeds, no final line feed.
     func rendered() -> [UInt8] {
         precondition(ends.count % columns == 0, "TextTable: a row is incomplete")
-        var columnWidths = [Int](repeating: 0, count: columns)
-        for (i, w) in widths.enumerated() where w > columnWidths[i % columns] { columnWidths[i % columns] = w }
-        var out: [UInt8] = []
-        out.reserveCapacity(rowCount * (columnWidths.reduce(0, +) + 2 * columns + 1))
-        var start = 0
-        bytes.withUnsafeBufferPointer { source in
-            for row in 0..<rowCount {
-                if row > 0 { out.append(0x0A) }
-                let lineStart = out.count
-                for column in 0..<columns {
-                    let i = row * columns + column
-                    if column > 0 { out.append(contentsOf: [0x20, 0x20]) }
-                    out.append(contentsOf: UnsafeBufferPointer(rebasing: source[start..<ends[i]]))
-                    if column < columns - 1 { out.append(contentsOf: repeatElement(0x20, count: columnWidths[column] - widths[i])) }
-                    start = ends[i]
+        // Each line holds its cells' bytes plus at most each padded column's width and separator.
+        let padding = columnWidths.dropLast().reduce(0, +) + 2 * (columns - 1)
+        let bound = bytes.count + rowCount * (padding + 1)
+        let allByteWide = narrowCells.isEmpty
+        return [UInt8](unsafeUninitializedCapacity: bound) { out, written in
+            bytes.withUnsafeBufferPointer { source in
+                var at = 0
+                var start = 0
+                for row in 0..<rowCount {
+                    if row > 0 { out[at] = 0x0A; at += 1 }
+                    let lineStart = at
+                    for column in 0..<columns {
+                        let i = row * columns + column
+                        if column > 0 { out[at] = 0x20; out[at + 1] = 0x20; at += 2 }
+                        let count = ends[i] - start
+                        if count > 0 {
+                            UnsafeMutableRawPointer(out.baseAddress! + at).copyMemory(from: source.baseAddress! + start, byteCount: count)
+                            at += count
+                        }
+                        if column < columns - 1 {
+                            let pad = columnWidths[column] - (allByteWide ? count : narrowCells[i] ?? count)
+                            if pad > 0 {
+                                (out.baseAddress! + at).initialize(repeating: 0x20, count: pad)
+                                at += pad
+                            }
+                        }
+                        start = ends[i]
+                    }
+                    while at > lineStart, out[at - 1] == 0x20 { at -= 1 }
                 }
-                while out.count > lineStart, out.last == 0x20 { out.removeLast() }
+                written = at
             }
         }
-        return out
     }
 
     /// `rendered()` as a string.
     var text: String { String(decoding: rendered(), as: UTF8.self) }
 
     /// Characters of a cell: for an ASCII cell (nearly all) its byte count, else its character count.
-    private static func width(_ cell: ArraySlice<UInt8>) -> Int {
-        cell.allSatisfy { $0 < 0x80 } ? cell.count : String(decoding: cell, as: UTF8.self).count
+    private static func width(_ cell: UnsafeBufferPointer<UInt8>) -> Int {
+        var high: UInt8 = 0
+        for byte in cell { high |= byte }
+        return high < 0x80 ? cell.count : String(decoding: cell, as: UTF8.self).count
     }
 }
