@@ -1,6 +1,10 @@
 """`make bench`: bissl's conversion and zoo figures beside the reference figures, measured in one run.
 
     python3 tools/bench/bench.py PATH/TO/bissl        # (tools/bench.sh, after a release build)
+    python3 tools/bench/bench.py PATH/TO/bissl --only conversion,import   # some groups of rows only
+
+Groups: `conversion` (convert, read, peak RSS), `import` (import, diff, show), `list` (list and lineage
+over a 10,000-entry zoo built first, several minutes, then list of 100,000).
 
 Targets: README.md, "Benchmarks". Not a test: it prints figures and never fails on a
 missed target (it fails only when a command fails). Every input lives in a scratch folder that is removed
@@ -247,8 +251,8 @@ def conversion(bissl, work, table, notes):
                  "touches, so no tensor bytes are read")
     notes.append("read rows: `IOBench` (Sources/IOBench, built with bissl), one whole process that reads every tensor "
                  "into memory and touches every 4 KiB page of it: `zoo` = Zoo.checkpoint of the imported entry (the "
-                 "in-process read of a verified object that diff, export and eval use: metadata through libhdf5, "
-                 "tensor bytes by pread into fresh buffers); `outside .h5` = UntrustedCheckpointFile.read through "
+                 "in-process read of a verified object that diff, export and eval use: its tensor index read, the file "
+                 "mapped, every tensor a view of it, no libhdf5); `outside .h5` = UntrustedCheckpointFile.read through "
                  "bissl's HDF5 reader process (import, convert, inspect: tensors are views of the mapped file, "
                  "faulted in page by page); references: safetensors.torch/numpy load_file(backend='pread'), tensor "
                  "bytes read into new tensors/arrays (with copy, no mmap), on the same tensors; "
@@ -329,6 +333,8 @@ def zoo(bissl, work, table, notes, size):
     ours = best(TRIALS, lambda: run([bissl, "show", "a", "--zoo", z]))
     table.add(f"show a ResNet-50 entry (best of {TRIALS})", ms(ours), "-", "-")
 
+
+def listing(bissl, work, table, notes):
     # list over ZOO_ENTRIES entries, one chain of CHAIN_DEPTH among them
     z = os.path.join(work, "zoo-many")
     make_inputs.tiny(work)
@@ -369,8 +375,19 @@ def zoo(bissl, work, table, notes, size):
     table.add(f"list, {BIG_ZOO_ENTRIES:,} entries (best of {TRIALS})", ms(ours), "-", "-", "< 200 ms", ours < 0.2)
 
 
+GROUPS = ("conversion", "import", "list")
+
+
 def main():
     bissl = os.path.abspath(sys.argv[1])
+    groups = GROUPS
+    if len(sys.argv) == 4 and sys.argv[2] == "--only":
+        groups = tuple(sys.argv[3].split(","))
+    elif len(sys.argv) != 2:
+        sys.exit("usage: bench.py PATH/TO/bissl [--only " + ",".join(GROUPS) + "]")
+    unknown = set(groups) - set(GROUPS)
+    if unknown:
+        sys.exit(f"bench.py: unknown group(s) {', '.join(sorted(unknown))}; groups: {', '.join(GROUPS)}")
     began = time.perf_counter()
     for line in environment(bissl):
         print(line)
@@ -380,8 +397,13 @@ def main():
         start = time.perf_counter()
         make_inputs.resnet50(work)
         notes.append(f"inputs written in {time.perf_counter() - start:.0f} s (scratch {work}, removed afterwards)")
-        size = conversion(bissl, work, table, notes)
-        zoo(bissl, work, table, notes, size)
+        size = os.path.getsize(os.path.join(work, "r50.pth"))
+        if "conversion" in groups:
+            conversion(bissl, work, table, notes)
+        if "import" in groups:
+            zoo(bissl, work, table, notes, size)
+        if "list" in groups:
+            listing(bissl, work, table, notes)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report(table, notes)
