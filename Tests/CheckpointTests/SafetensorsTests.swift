@@ -239,6 +239,8 @@ final class SafetensorsTests: XCTestCase {
             (#"{"t":{"dtype":"F32","shape":[2]}}"#, "has no 'data_offsets'"),
             (#"{"t":{"dtype":32,"shape":[2],"data_offsets":[0,8]}}"#, "'dtype'"),
             (#"{"t":{"dtype":"F32","shape":[99999999999,99999999999,99999999999],"data_offsets":[0,8]}}"#, "too large"),
+            // No elements, but strides a writer derives from the shape would overflow.
+            (#"{"t":{"dtype":"F32","shape":[0,4611686018427387904,4611686018427387904],"data_offsets":[0,0]}}"#, "too large"),
             // An empty tensor inside another tensor's range: the reference refuses it too.
             (#"{"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"e":{"dtype":"F32","shape":[0],"data_offsets":[4,4]}}"#, "'e'"),
         ]
