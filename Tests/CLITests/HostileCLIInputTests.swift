@@ -33,4 +33,24 @@ final class HostileCLIInputTests: CLITestCase {
         XCTAssertEqual(try leftovers(besides: ["z.safetensors", "zoo"]), [], "no output")
     }
 
+    func testImagesWithoutRowsOrColumnsAreRefusedBeforeAnyRun() throws {
+        // An IDX header may declare ten 4x0 images (no pixel bytes follow): every command that reads
+        // the data refuses it when opening it, so no loader thread crops it and no run is left behind.
+        let dir = tmp.appendingPathComponent("idx")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        func idx(_ dims: [UInt32], _ payload: Data) -> Data {
+            Data([0, 0, 8, UInt8(dims.count)]) + dims.reduce(into: Data()) { d, v in withUnsafeBytes(of: v.bigEndian) { d.append(contentsOf: $0) } } + payload
+        }
+        try idx([10, 4, 0], Data()).write(to: dir.appendingPathComponent("train-images-idx3-ubyte"))
+        try idx([10], Data(count: 10)).write(to: dir.appendingPathComponent("train-labels-idx1-ubyte"))
+        let uri = "idx:\(dir.path)"
+        let expected = "\(uri): its images are 4x0"
+        assertOneLineError(try Fixtures.runBissl(["data", "info", uri]), expected)
+        assertOneLineError(try Fixtures.runBissl(["data", "bench", uri, "--images", "4"]), expected)
+        assertOneLineError(try bissl(["finetune", "--random-init", "--arch", "resnet18", "--width", "2", "--data", uri, "--steps", "1"]), expected)
+        assertOneLineError(try bissl(["pretrain", "--method", "simclr", "--data", uri, "--arch", "resnet18", "--width", "2",
+                                      "--batch-size", "4", "--steps", "1"]), expected)
+        XCTAssertEqual(runDirectories(), [], "no run was created")
+    }
+
 }
