@@ -1,5 +1,8 @@
+import Checkpoint
 import Foundation
 import XCTest
+import Zoo
+@testable import Training
 import TestSupport
 
 /// Inputs a hostile tester fed the release binary, each generated here: an invalid one is refused with
@@ -53,4 +56,20 @@ final class HostileCLIInputTests: CLITestCase {
         XCTAssertEqual(runDirectories(), [], "no run was created")
     }
 
+    func testTheImageNetStemTakes1x1And2x2Images() throws {
+        // The 7x7/2 stem's first taps read only padding on a 2x2 image; the convolution trapped making
+        // their empty window. Padding keeps every layer's output at least 1x1, as in torchvision.
+        let arch = Architecture(depth: 50, block: "bottleneck", layers: [3, 4, 6, 3], width: 2, stem: "imagenet")
+        let z = try Zoo.open(ZooLayout(root: zooDir), create: true)
+        _ = try z.add(Network(architecture: arch, seed: 1).checkpoint(provenance: Provenance(stage: "pretext", method: "simclr")), name: "big")
+        try z.close()
+        for side in [1, 2] {
+            let npy = NumPyArray.encode(Tensor(float32: [Float](repeating: 0.5, count: 3 * side * side), shape: [1, 3, side, side]))
+            let x = tmp.appendingPathComponent("x\(side).npy")
+            try npy.write(to: x)
+            let r = try bissl(["predict", "big", "--input", x.path, "--features"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertTrue(r.stdout.hasPrefix("features [1, 64] from entry "), r.stdout)
+        }
+    }
 }
