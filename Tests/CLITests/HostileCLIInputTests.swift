@@ -56,6 +56,39 @@ final class HostileCLIInputTests: CLITestCase {
         XCTAssertEqual(runDirectories(), [], "no run was created")
     }
 
+    func testFIFOsDevicesAndLinksToThemAreRefusedBeforeTheyAreOpened() throws {
+        // Opening a FIFO waits for a writer (convert and import hung), /dev/zero never ends, and the
+        // reason given for /dev/null was a permission error. Links are followed first.
+        let fifo = tmp.appendingPathComponent("fifo").path
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        let zeroLink = tmp.appendingPathComponent("zero.safetensors").path
+        try FileManager.default.createSymbolicLink(atPath: zeroLink, withDestinationPath: "/dev/zero")
+        let out = tmp.appendingPathComponent("o.h5").path
+        for input in [fifo, zeroLink, "/dev/null"] {
+            assertOneLineError(try Fixtures.runBissl(["convert", input, out]), "\(input) is not a regular file")
+            assertOneLineError(try Fixtures.runBissl(["inspect", input]), "\(input) is not a regular file")
+            assertOneLineError(try bissl(["import", input]), "\(input) is not a regular file")
+        }
+        let z = try Zoo.open(ZooLayout(root: zooDir), create: true)
+        _ = try z.add(Network(architecture: Architecture(depth: 18, block: "basic", layers: [2, 2, 2, 2], width: 2, stem: "small"), seed: 1)
+            .checkpoint(provenance: Provenance(stage: "pretext", method: "simclr")), name: "e")
+        try z.close()
+        assertOneLineError(try bissl(["predict", "e", "--input", fifo]), "\(fifo) is not a regular file")
+        assertOneLineError(try Fixtures.runBissl(["data", "info", "h5:\(fifo)"]), "\(fifo) is not a regular file")
+        // A hub folder whose weights link to /dev/zero.
+        let hub = tmp.appendingPathComponent("hub")
+        try FileManager.default.createDirectory(at: hub, withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: hub.appendingPathComponent("model.safetensors").path, withDestinationPath: "/dev/zero")
+        try Data("{}".utf8).write(to: hub.appendingPathComponent("config.json"))
+        try Data("card".utf8).write(to: hub.appendingPathComponent("README.md"))
+        assertOneLineError(try bissl(["import", hub.path]), "model.safetensors is not a regular file")
+        // /proc/self/mem is a regular file whose size is 0: refused as empty, in words.
+        let mem = try Fixtures.runBissl(["inspect", "/proc/self/mem"])
+        assertOneLineError(mem, "mem is empty (0 bytes)")
+        XCTAssertFalse(mem.stderr.contains("NSCocoaErrorDomain"), mem.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+    }
+
     func testTheImageNetStemTakes1x1And2x2Images() throws {
         // The 7x7/2 stem's first taps read only padding on a 2x2 image; the convolution trapped making
         // their empty window. Padding keeps every layer's output at least 1x1, as in torchvision.

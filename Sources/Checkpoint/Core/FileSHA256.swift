@@ -7,6 +7,7 @@ public enum FileSHA256 {
     /// SHA-256 of the bytes of the file at `url` and their count, read in 4 MiB blocks.
     /// - Throws: `CheckpointError.io` when the file cannot be opened or read.
     public static func digest(of url: URL) throws -> (sha256: String, size: Int64) {
+        if let refusal = RegularFile.refusal(url.path) { throw CheckpointError.io(refusal) }   // before opening: a FIFO blocks it
         guard let handle = FileHandle(forReadingAtPath: url.path) else {
             throw CheckpointError.io("cannot read \(url.path): \(String(cString: strerror(errno)))")
         }

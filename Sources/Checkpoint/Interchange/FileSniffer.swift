@@ -86,11 +86,8 @@ public enum FileSniffer {
         if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), isDirectory.boolValue {
             throw CheckpointError.io("\(url.path) is a directory")
         }
-        let data: Data
-        do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
-            throw CheckpointError.io("cannot read \(url.path): \(error.localizedDescription)")
-        }
-        return sniff(data: data, url: url)
+        let file = try MappedFile(url)   // refuses FIFOs, devices and sockets before opening them
+        return sniff(data: file.data(0, file.size), url: url)
     }
 
     static func sniff(data: Data, url: URL? = nil) -> FileKind {

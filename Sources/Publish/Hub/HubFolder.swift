@@ -168,6 +168,7 @@ public enum HubFolder {
 
     /// A small UTF-8 text file of the folder.
     static func text(_ url: URL) throws -> String {
+        if let refusal = RegularFile.refusal(url.path) { throw PublishError.invalid(refusal) }
         let attributes = try? FileManager.default.attributesOfItem(atPath: url.path)
         guard let size = (attributes?[.size] as? NSNumber)?.intValue else {
             throw PublishError.invalid("\(url.lastPathComponent) is missing from \(url.deletingLastPathComponent().lastPathComponent)")
