@@ -3,7 +3,8 @@ import Foundation
 /// A text table built as UTF-8 bytes: left-aligned columns separated by two spaces, the last column
 /// not padded, no trailing spaces on a line. Cells are appended row by row into one byte buffer and
 /// each cell's width is counted once, so a table of a million cells (`list` of 100,000 entries)
-/// makes no string per cell.
+/// makes no string per cell. A cell holding a control character (a name or field from a file or a
+/// remote's manifest) is stored with it written as an escape (`String.escapingControlCharacters`).
 struct TextTable {
     private let columns: Int
     private var bytes: [UInt8] = []
@@ -47,6 +48,11 @@ struct TextTable {
 
     /// Ends the cell being built.
     mutating func endCell() {
+        if bytes[cellStart...].contains(where: Self.mayStartAControlCharacter) {
+            let escaped = String(decoding: bytes[cellStart...], as: UTF8.self).escapingControlCharacters
+            bytes.removeSubrange(cellStart...)
+            bytes.append(contentsOf: escaped.utf8)
+        }
         ends.append(bytes.count)
         widths.append(Self.width(bytes[cellStart..<bytes.count]))
         cellStart = bytes.count
@@ -79,6 +85,12 @@ struct TextTable {
 
     /// `rendered()` as a string.
     var text: String { String(decoding: rendered(), as: UTF8.self) }
+
+    /// A UTF-8 byte that is or may begin a character `escapingControlCharacters` escapes: C0 controls
+    /// and DEL, 0xC2 (C1 controls U+0080-U+009F), 0xE2 (U+2028, U+2029).
+    private static func mayStartAControlCharacter(_ byte: UInt8) -> Bool {
+        byte < 0x20 || byte == 0x7F || byte == 0xC2 || byte == 0xE2
+    }
 
     /// Characters of a cell: for an ASCII cell (nearly all) its byte count, else its character count.
     private static func width(_ cell: ArraySlice<UInt8>) -> Int {

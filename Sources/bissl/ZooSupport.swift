@@ -22,6 +22,13 @@ struct ZooOptions: ParsableArguments {
 
 /// Output helpers shared by the zoo commands.
 enum ZooOutput {
+    /// Prints one line of human-readable output with its control characters written as escapes
+    /// (`String.escapingControlCharacters`, as error lines): names and values quoted from a file or
+    /// a remote can neither add lines nor send terminal control sequences.
+    static func printLine(_ line: String) {
+        print(line.escapingControlCharacters)
+    }
+
     /// Prints `value` as pretty JSON with sorted keys (non-finite numbers as strings).
     static func printJSON<T: Encodable>(_ value: T) throws {
         let encoder = JSONEncoder.bissl(pretty: true)

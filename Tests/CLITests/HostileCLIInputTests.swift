@@ -89,6 +89,28 @@ final class HostileCLIInputTests: CLITestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
     }
 
+    func testNamesFromFilesCannotSendControlSequencesToTheTerminal() throws {
+        // Tensor keys and class folder names holding a line feed, NUL and ESC[31m were printed raw.
+        func assertEscaped(_ text: String, _ escapes: [String], file: StaticString = #filePath, line: UInt = #line) {
+            XCTAssertFalse(text.unicodeScalars.contains { $0 != "\n" && $0.properties.generalCategory == .control }, text, file: file, line: line)
+            for e in escapes { XCTAssertTrue(text.contains(e), "expected \(e) in: \(text)", file: file, line: line) }
+        }
+        let input = try safetensors("keys.safetensors", header: #"{"a\nb":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"c\u0000d":{"dtype":"U8","shape":[1],"data_offsets":[1,2]},"e\u001b[31mf":{"dtype":"U8","shape":[1],"data_offsets":[2,3]}}"#,
+                                    body: Data([1, 2, 3]))
+        let inspect = try Fixtures.runBissl(["inspect", input])
+        XCTAssertEqual(inspect.status, 0, inspect.stderr)
+        assertEscaped(inspect.stdout, ["a\\nb", "c\\u{0}d", "e\\u{1B}[31mf"])
+        let root = tmp.appendingPathComponent("folder")
+        for name in ["x\u{1B}[2Jy", "plain"] {
+            let dir = root.appendingPathComponent(name)
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(at: Fixtures.url("datasets/folder/cat/rgb.png"), to: dir.appendingPathComponent("1.png"))
+        }
+        let info = try Fixtures.runBissl(["data", "info", "folder:\(root.path)"])
+        XCTAssertEqual(info.status, 0, info.stderr)
+        assertEscaped(info.stdout, ["x\\u{1B}[2Jy"])
+    }
+
     func testTheImageNetStemTakes1x1And2x2Images() throws {
         // The 7x7/2 stem's first taps read only padding on a 2x2 image; the convolution trapped making
         // their empty window. Padding keeps every layer's output at least 1x1, as in torchvision.
