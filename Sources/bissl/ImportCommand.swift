@@ -54,9 +54,7 @@ struct Import: ParsableCommand {
         let checkpoint = FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder) && isFolder.boolValue
             ? try HubFolder.read(url, options: conversion.layout)
             : try Interchange.load(url, options: conversion.layout, allowPlainTensors: false, verifyStoredContentID: true)
-        let zoo = try zooOptions.open(create: true)
-        defer { try? zoo.close() }
-        let result = try zoo.add(checkpoint, name: name, tags: tags)
+        let result = try zooOptions.adding { zoo in try zoo.add(checkpoint, name: name, tags: tags) }
         // The loader records BatchNorm findings in provenance.warnings, which HealthCheck finds again: once each.
         var seen = Set<String>()
         let warnings = (checkpoint.provenance.warnings + HealthCheck.warnings(checkpoint)).filter { seen.insert($0).inserted }

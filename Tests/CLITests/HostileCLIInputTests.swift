@@ -111,6 +111,18 @@ final class HostileCLIInputTests: CLITestCase {
         assertEscaped(info.stdout, ["x\\u{1B}[2Jy"])
     }
 
+    func testAFailedImportIntoANewZooLeavesNoZoo() throws {
+        // A checkpoint whose provenance names itself as parent (content ids cover tensors only) is
+        // refused by the zoo after the zoo was created for it: the empty zoo goes again.
+        var checkpoint = Network(architecture: Architecture(depth: 18, block: "basic", layers: [2, 2, 2, 2], width: 2, stem: "small"), seed: 1)
+            .checkpoint(provenance: Provenance(stage: "finetune", method: "finetune"))
+        checkpoint.provenance.parents = [.init(id: ContentID.compute(checkpoint), relation: "finetuned-from")]
+        let file = tmp.appendingPathComponent("self.h5")
+        try CheckpointFile.write(checkpoint, to: file)
+        assertOneLineError(try bissl(["import", file.path]), "own content id")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: zoo), "no empty zoo left behind")
+    }
+
     func testTheImageNetStemTakes1x1And2x2Images() throws {
         // The 7x7/2 stem's first taps read only padding on a 2x2 image; the convolution trapped making
         // their empty window. Padding keeps every layer's output at least 1x1, as in torchvision.
