@@ -114,7 +114,7 @@ final class HostileCLIInputTests: CLITestCase {
     func testAFailedImportIntoANewZooLeavesNoZoo() throws {
         // A checkpoint whose provenance names itself as parent (content ids cover tensors only) is
         // refused by the zoo after the zoo was created for it: the empty zoo goes again.
-        var checkpoint = Network(architecture: Architecture(depth: 18, block: "basic", layers: [2, 2, 2, 2], width: 2, stem: "small"), seed: 1)
+        var checkpoint = try Network(architecture: Architecture(depth: 18, block: "basic", layers: [2, 2, 2, 2], width: 2, stem: "small"), seed: 1)
             .checkpoint(provenance: Provenance(stage: "finetune", method: "finetune"))
         checkpoint.provenance.parents = [.init(id: ContentID.compute(checkpoint), relation: "finetuned-from")]
         let file = tmp.appendingPathComponent("self.h5")
