@@ -17,14 +17,15 @@ public final class ImageDataset: @unchecked Sendable {
 
     /// Opens a dataset.
     /// - Throws: `DatasetError` (missing folder or file, corrupt file, label/image count mismatch,
-    ///   empty class folder, bad split file or split index out of range), one line each.
+    ///   images of 0 rows or columns, empty class folder, bad split file or split index out of
+    ///   range), one line each.
     public init(_ uri: DatasetURI) throws {
         self.uri = uri
         switch uri.scheme {
-        case .idx: source = try IDXReader.open(uri)
-        case .cifar: source = try CIFARReader.open(uri)
-        case .folder: source = try FolderSource(uri)
-        case .h5: source = try H5Reader.open(uri)
+        case .idx: source = try Self.requireRowsAndColumns(IDXReader.open(uri), uri)
+        case .cifar: source = try Self.requireRowsAndColumns(CIFARReader.open(uri), uri)
+        case .folder: source = try FolderSource(uri)   // ImageDecoder refuses an image without pixels
+        case .h5: source = try Self.requireRowsAndColumns(H5Reader.open(uri), uri)
         }
         if let splitFile = uri.splitFile {
             let url = URL(fileURLWithPath: splitFile)
@@ -35,6 +36,15 @@ public final class ImageDataset: @unchecked Sendable {
             splitBytes = nil
             sourceIndices = Array(0..<source.count)
         }
+    }
+
+    /// Refuses images without rows or columns (an IDX or HDF5 header may declare 0x0 or 0xW): no
+    /// crop, resize or network takes them, and every command reads the dataset through here first.
+    private static func requireRowsAndColumns(_ source: InMemorySource, _ uri: DatasetURI) throws -> InMemorySource {
+        guard source.height > 0, source.width > 0 else {
+            throw DatasetError.invalid("\(uri): its images are \(source.height)x\(source.width); an image needs at least one row and one column")
+        }
+        return source
     }
 
     /// Opens `SCHEME:PATH[#options]` (see `DatasetURI`).

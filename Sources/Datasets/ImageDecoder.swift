@@ -53,6 +53,7 @@ public enum ImageDecoder {
             throw DatasetError.corrupt("\(name): damaged \(format == .png ? "PNG" : "JPEG") (\(reason))")
         }
         defer { free(out) }
+        guard width > 0, height > 0 else { throw DatasetError.corrupt("\(name): the image is \(height)x\(width) pixels") }
         let count = Int(width) * Int(height) * 3
         return RGBImage(height: Int(height), width: Int(width), pixels: Array(UnsafeBufferPointer(start: out, count: count)),
                         sourceChannels: Int(sourceChannels))

@@ -81,6 +81,7 @@ func readFile(_ url: URL, what: String = "file") throws -> Data {
         throw DatasetError.missing("\(what) \(url.path) does not exist")
     }
     if isDir.boolValue { throw DatasetError.missing("\(url.path) is a folder, expected a \(what)") }
+    if let refusal = RegularFile.refusal(url.path) { throw DatasetError.invalid(refusal) }
     do {
         return try Data(contentsOf: url, options: .mappedIfSafe)
     } catch {

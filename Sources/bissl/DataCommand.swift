@@ -76,24 +76,25 @@ struct DataInfo: ParsableCommand {
     }
 
     private func printText(_ r: Report) {
-        print("dataset: \(r.uri)")
-        print("format: \(r.scheme)\(r.part.map { ", part \($0)" } ?? "")\(r.split.map { ", split \($0)" } ?? "")")
-        print("images: \(r.count)")
-        print("classes: \(r.classes.count)")
-        let width = r.classes.map(\.name.count).max() ?? 1
+        ZooOutput.printLine("dataset: \(r.uri)")
+        ZooOutput.printLine("format: \(r.scheme)\(r.part.map { ", part \($0)" } ?? "")\(r.split.map { ", split \($0)" } ?? "")")
+        ZooOutput.printLine("images: \(r.count)")
+        ZooOutput.printLine("classes: \(r.classes.count)")
+        let names = r.classes.map(\.name.escapingControlCharacters)   // class folder names, as they will show
+        let width = names.map(\.count).max() ?? 1
         let numbered = r.classes.allSatisfy { $0.name == String($0.label) }
-        for c in r.classes {
+        for (c, name) in zip(r.classes, names) {
             let label = String(repeating: " ", count: max(0, 3 - String(c.label).count)) + String(c.label)
-            print(numbered ? "  \(label)  \(c.count)" : "  \(label)  \(c.name.padding(toLength: width, withPad: " ", startingAt: 0))  \(c.count)")
+            ZooOutput.printLine(numbered ? "  \(label)  \(c.count)" : "  \(label)  \(name.padding(toLength: width, withPad: " ", startingAt: 0))  \(c.count)")
         }
         if r.sizes.count <= 8 {
-            print("image sizes (HxW): " + r.sizes.map { "\($0.height)x\($0.width) (\($0.count))" }.joined(separator: ", "))
+            ZooOutput.printLine("image sizes (HxW): " + r.sizes.map { "\($0.height)x\($0.width) (\($0.count))" }.joined(separator: ", "))
         } else if let lo = r.minSize, let hi = r.maxSize {
-            print("image sizes (HxW): \(r.sizes.count) distinct, smallest \(lo.height)x\(lo.width), largest \(hi.height)x\(hi.width)")
+            ZooOutput.printLine("image sizes (HxW): \(r.sizes.count) distinct, smallest \(lo.height)x\(lo.width), largest \(hi.height)x\(hi.width)")
         }
-        print("channels: 3 (RGB); in the files: " + r.sourceChannels.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
-        if !r.skipped.isEmpty { print("skipped: \(r.skipped.count) undecodable image(s)") }
-        print("fingerprint: sha256:\(r.fingerprint)")
+        ZooOutput.printLine("channels: 3 (RGB); in the files: " + r.sourceChannels.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        if !r.skipped.isEmpty { ZooOutput.printLine("skipped: \(r.skipped.count) undecodable image(s)") }
+        ZooOutput.printLine("fingerprint: sha256:\(r.fingerprint)")
     }
 }
 

@@ -55,9 +55,7 @@ struct Import: ParsableCommand {
         let (checkpoint, sourceDigest) = FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder) && isFolder.boolValue
             ? (try HubFolder.read(url, options: conversion.layout), nil)
             : try Interchange.loadDeferringDigest(url, options: conversion.layout, allowPlainTensors: false, verifyStoredContentID: true)
-        let zoo = try zooOptions.open(create: true)
-        defer { try? zoo.close() }
-        let result = try zoo.add(checkpoint, name: name, tags: tags, sourceDigest: sourceDigest)
+        let result = try zooOptions.adding { zoo in try zoo.add(checkpoint, name: name, tags: tags, sourceDigest: sourceDigest) }
         // The loader records BatchNorm findings in provenance.warnings, which HealthCheck finds again: once each.
         var seen = Set<String>()
         let health = result.health ?? HealthCheck.warnings(checkpoint)

@@ -93,40 +93,40 @@ struct Inspect: ParsableCommand {
     }
 
     private func printText(_ r: Report) {
-        print("\(r.kind), \(r.bytes) bytes")
-        print("format: \(r.format ?? "?") (\(r.container ?? "?"))")
-        for (k, v) in r.metadata.sorted(by: { $0.key < $1.key }) where k != "bissl.provenance" { print("  \(k): \(v)") }
-        print("tensors: \(r.tensors.count)")
+        ZooOutput.printLine("\(r.kind), \(r.bytes) bytes")
+        ZooOutput.printLine("format: \(r.format ?? "?") (\(r.container ?? "?"))")
+        for (k, v) in r.metadata.sorted(by: { $0.key < $1.key }) where k != "bissl.provenance" { ZooOutput.printLine("  \(k): \(v)") }
+        ZooOutput.printLine("tensors: \(r.tensors.count)")
         for t in r.tensors {
             let location = t.location.map { $0 == "cpu" ? "" : "  (\($0))" } ?? ""
-            print("  \(t.name)  \(t.dtype)  \(t.shape)\(location)")
+            ZooOutput.printLine("  \(t.name)  \(t.dtype)  \(t.shape)\(location)")
         }
         if !r.candidates.isEmpty {
-            print("candidate state dicts:")
+            ZooOutput.printLine("candidate state dicts:")
             for c in r.candidates {
                 let name = c.select.isEmpty ? "<root>" : c.select
                 if let arch = c.arch {
-                    print("  \(name)  \(arch)  matched \(c.matched)/\(c.total)  score \(String(format: "%.2f", c.score))\(c.complete ? "  complete" : "")")
+                    ZooOutput.printLine("  \(name)  \(arch)  matched \(c.matched)/\(c.total)  score \(String(format: "%.2f", c.score))\(c.complete ? "  complete" : "")")
                 } else {
-                    print("  \(name)  \(c.tensors) tensors, no ResNet backbone keys")
+                    ZooOutput.printLine("  \(name)  \(c.tensors) tensors, no ResNet backbone keys")
                 }
             }
         }
-        if let arch = r.architecture { print("architecture: \(arch)") }
+        if let arch = r.architecture { ZooOutput.printLine("architecture: \(arch)") }
         if !r.components.isEmpty {
-            print("components: " + r.components.sorted { $0.key < $1.key }.map { "\($0.key) (\($0.value) tensors)" }.joined(separator: ", "))
+            ZooOutput.printLine("components: " + r.components.sorted { $0.key < $1.key }.map { "\($0.key) (\($0.value) tensors)" }.joined(separator: ", "))
         }
         if !r.rules.isEmpty {
-            print("import would apply:")
-            for rule in r.rules { print("  \(rule)") }
+            ZooOutput.printLine("import would apply:")
+            for rule in r.rules { ZooOutput.printLine("  \(rule)") }
         }
-        if let error = r.importError { print("import would fail: \(error)") }
+        if let error = r.importError { ZooOutput.printLine("import would fail: \(error)") }
         if let p = r.provenance {
-            print("provenance: stage \(p.stage)\(p.method.map { ", method \($0)" } ?? "")\(p.source.map { ", from \($0.fileName) (\($0.format), sha256 \($0.sha256.prefix(12)))" } ?? "")")
+            ZooOutput.printLine("provenance: stage \(p.stage)\(p.method.map { ", method \($0)" } ?? "")\(p.source.map { ", from \($0.fileName) (\($0.format), sha256 \($0.sha256.prefix(12)))" } ?? "")")
         }
         if !r.warnings.isEmpty {
-            print("warnings:")
-            for w in r.warnings { print("  \(w)") }
+            ZooOutput.printLine("warnings:")
+            for w in r.warnings { ZooOutput.printLine("  \(w)") }
         }
     }
 }

@@ -78,6 +78,7 @@ struct PredictCommand: ParsableCommand {
         do { network = try Network(checkpoint: checkpoint) } catch {
             throw CLIError("entry \(id.prefix(12)): \(error)")
         }
+        try network.backbone.checkInputSize(height: images.h, width: images.w)
         let classifier = network.heads["classifier"]
         let what = kind ?? (classifier == nil ? .features : .logits)
         if what == .logits && classifier == nil {

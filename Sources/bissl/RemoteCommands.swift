@@ -150,9 +150,9 @@ struct Pull: ParsableCommand {
 
     func run() throws {
         let remote = try Remotes.select(transfer.remote, zooOptions.layout)
-        let zoo = try zooOptions.open(create: true)
-        defer { try? zoo.close() }
-        let r = try zoo.pull(ref, from: remote, ancestors: !transfer.noAncestors, maxRate: try transfer.rate(), progress: transfer.bar)
+        let r = try zooOptions.adding { zoo in
+            try zoo.pull(ref, from: remote, ancestors: !transfer.noAncestors, maxRate: try transfer.rate(), progress: transfer.bar)
+        }
         try transfer.report(r, verb: "pulled")
     }
 }

@@ -4,7 +4,9 @@ import Foundation
 /// not padded, no trailing spaces on a line. Cells are appended row by row into one byte buffer;
 /// each column's width is kept up to date as cells end, and a cell's own width is stored only when
 /// it differs from its byte count (non-ASCII text), so a table of a million cells (`list` of 100,000
-/// entries) makes no string per cell and keeps one integer per cell besides its bytes.
+/// entries) makes no string per cell and keeps one integer per cell besides its bytes. A cell holding
+/// a control character (a name or field from a file or a remote's manifest) is stored with it written
+/// as an escape (`String.escapingControlCharacters`).
 struct TextTable {
     private let columns: Int
     private var bytes: [UInt8] = []
@@ -56,6 +58,11 @@ struct TextTable {
 
     /// Ends the cell being built.
     mutating func endCell() {
+        if bytes[cellStart...].contains(where: Self.mayStartAControlCharacter) {
+            let escaped = String(decoding: bytes[cellStart...], as: UTF8.self).escapingControlCharacters
+            bytes.removeSubrange(cellStart...)
+            bytes.append(contentsOf: escaped.utf8)
+        }
         let cell = ends.count
         let count = bytes.count - cellStart
         let width = bytes.withUnsafeBufferPointer { Self.width(UnsafeBufferPointer(rebasing: $0[cellStart...])) }
@@ -106,6 +113,12 @@ struct TextTable {
 
     /// `rendered()` as a string.
     var text: String { String(decoding: rendered(), as: UTF8.self) }
+
+    /// A UTF-8 byte that is or may begin a character `escapingControlCharacters` escapes: C0 controls
+    /// and DEL, 0xC2 (C1 controls U+0080-U+009F), 0xE2 (U+2028, U+2029).
+    private static func mayStartAControlCharacter(_ byte: UInt8) -> Bool {
+        byte < 0x20 || byte == 0x7F || byte == 0xC2 || byte == 0xE2
+    }
 
     /// Characters of a cell: for an ASCII cell (nearly all) its byte count, else its character count.
     private static func width(_ cell: UnsafeBufferPointer<UInt8>) -> Int {

@@ -18,10 +18,37 @@ struct ZooOptions: ParsableArguments {
         if let notice = zoo.notice { FileHandle.standardError.write(Data("note: \(notice)\n".utf8)) }
         return zoo
     }
+
+    /// Runs `body` on the zoo, creating the zoo when missing (import, pull). When `body` fails on a
+    /// zoo this call created and that holds no entry and no resumable transfer, the zoo is removed
+    /// again: a failed first import or pull leaves no empty zoo behind.
+    func adding<T>(_ body: (Zoo) throws -> T) throws -> T {
+        let existed = FileManager.default.fileExists(atPath: layout.root.path)
+        let zoo = try open(create: true)
+        defer { try? zoo.close() }
+        do {
+            return try body(zoo)
+        } catch {
+            let untouched = !existed && ((try? zoo.list().isEmpty) ?? false)
+                && ((try? FileManager.default.contentsOfDirectory(atPath: layout.tmp.path).isEmpty) ?? true)
+            if untouched {
+                try? zoo.close()
+                try? FileManager.default.removeItem(at: layout.root)
+            }
+            throw error
+        }
+    }
 }
 
 /// Output helpers shared by the zoo commands.
 enum ZooOutput {
+    /// Prints one line of human-readable output with its control characters written as escapes
+    /// (`String.escapingControlCharacters`, as error lines): names and values quoted from a file or
+    /// a remote can neither add lines nor send terminal control sequences.
+    static func printLine(_ line: String) {
+        print(line.escapingControlCharacters)
+    }
+
     /// Prints `value` as pretty JSON with sorted keys (non-finite numbers as strings).
     static func printJSON<T: Encodable>(_ value: T) throws {
         let encoder = JSONEncoder.bissl(pretty: true)

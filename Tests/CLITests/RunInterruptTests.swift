@@ -64,6 +64,7 @@ final class RunInterruptTests: CLITestCase {
             let sig = try XCTUnwrap(signal, "failed without a signal: \(stderr)")
             XCTAssertEqual(process.terminationReason, .exit, "a stop is an orderly exit: \(stderr)")
             XCTAssertEqual(process.terminationStatus, 128 + sig, stderr)
+            XCTAssertFalse(stderr.hasPrefix("\n") || stderr.contains("\n\n"), "no blank line on a pipe: \(stderr)")
             let line = try XCTUnwrap(stderr.split(separator: "\n").last.map(String.init))
             if line == "error: stopped by \(sig == SIGINT ? "SIGINT" : "SIGTERM")" { continue }   // before the run was open: nothing to save
             XCTAssertTrue(line.hasPrefix("stopped at step "), stderr)

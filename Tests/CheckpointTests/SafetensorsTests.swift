@@ -239,6 +239,8 @@ final class SafetensorsTests: XCTestCase {
             (#"{"t":{"dtype":"F32","shape":[2]}}"#, "has no 'data_offsets'"),
             (#"{"t":{"dtype":32,"shape":[2],"data_offsets":[0,8]}}"#, "'dtype'"),
             (#"{"t":{"dtype":"F32","shape":[99999999999,99999999999,99999999999],"data_offsets":[0,8]}}"#, "too large"),
+            // No elements, but strides a writer derives from the shape would overflow.
+            (#"{"t":{"dtype":"F32","shape":[0,4611686018427387904,4611686018427387904],"data_offsets":[0,0]}}"#, "too large"),
             // An empty tensor inside another tensor's range: the reference refuses it too.
             (#"{"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"e":{"dtype":"F32","shape":[0],"data_offsets":[4,4]}}"#, "'e'"),
         ]
@@ -260,6 +262,33 @@ final class SafetensorsTests: XCTestCase {
         let url = dir.appendingPathComponent("extra.safetensors")
         try (Data(bytes: &n, count: 8) + header + buffer).write(to: url)
         XCTAssertEqual(try stateDict(SafetensorsFile.read(url))["t"]?.floats(), [0, 0])
+    }
+
+    func testMoreThanTheTensorLimitIsRefusedWhileTheHeaderIsParsed() throws {
+        // The parser stops at the member past its limit, before the rest of the header is built.
+        let json = Data(#"{"a":1,"b":2,"c":[1,2,3,4]}"#.utf8)
+        try json.withUnsafeBytes { raw in
+            XCTAssertNoThrow(try SafetensorsJSON.parse(raw, maxMembers: 3))
+            XCTAssertThrowsError(try SafetensorsJSON.parse(raw, maxMembers: 2)) { XCTAssertTrue($0 is SafetensorsJSON.TooManyMembers, "\($0)") }
+        }
+        // One past the limit in a file, and in a state dict to write: both refused by name of the limit.
+        let limit = SafetensorsHeader.maxTensors
+        let dir = try Fixtures.scratch()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var header = "{" + (0...limit).map { #""t\#($0)":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}"# }.joined(separator: ",") + "}"
+        header += String(repeating: " ", count: (8 - header.utf8.count % 8) % 8)
+        var n = UInt64(header.utf8.count).littleEndian
+        let url = dir.appendingPathComponent("many.safetensors")
+        try (Data(bytes: &n, count: 8) + Data(header.utf8)).write(to: url)
+        XCTAssertThrowsError(try SafetensorsFile.read(url)) { error in
+            XCTAssertEqual(error as? CheckpointError, .unsupported("safetensors file many.safetensors: the header names more than \(limit) tensors (bissl reads at most \(limit) from one file)"))
+        }
+        var many = StateDict()
+        let empty = try Tensor(dtype: .float32, shape: [0], data: Data())
+        for i in 0...limit { many["t\(i)"] = empty }
+        let out = dir.appendingPathComponent("out.safetensors")
+        XCTAssertThrowsError(try SafetensorsFile.write(many, metadata: [:], to: out)) { XCTAssertTrue("\($0)".contains("at most \(limit)"), "\($0)") }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out.path))
     }
 
     func testHeaderJSONParserKeepsOrderAndDecodesEscapes() throws {

@@ -75,6 +75,30 @@ final class TensorIndexTests: XCTestCase {
         XCTAssertEqual(try FileSniffer.sniff(url), .hdf5)
     }
 
+    func testAnIndexLargerThanOneMebibyteStillReads() throws {
+        // 1,100 tensors under 1,000-character keys: the index passes 1 MiB, so the user block is 2 MiB
+        // and HDF5's superblock sits there. The readers looked for it only up to 1 MiB (the writer's
+        // 25,000-tensor files were "not an HDF5 file"); they now look up to the end of the file.
+        var tensors = StateDict()
+        for i in 0..<1100 { tensors[String(repeating: "k", count: 1000) + "\(i)"] = Tensor(float32: [Float(i)], shape: [1]) }
+        let checkpoint = Checkpoint(components: ["tensors": tensors], architecture: nil, provenance: Provenance(stage: "imported"))
+        let url = dir.appendingPathComponent("wide.h5")
+        try CheckpointFile.write(checkpoint, to: url)
+        let index = try XCTUnwrap(try index(of: url))
+        XCTAssertGreaterThan(index.encoded().count, 1 << 20)
+        XCTAssertEqual(TensorIndex.userBlockSize(holding: index.encoded().count), 2 << 20)
+        let bytes = try Data(contentsOf: url)
+        XCTAssertEqual(Array(bytes[(2 << 20)..<((2 << 20) + 8)]), CheckpointFile.signature)
+        XCTAssertTrue(CheckpointFile.isHDF5(url))
+        XCTAssertEqual(try FileSniffer.sniff(url), .hdf5)
+        XCTAssertEqual(try CheckpointFile.read(url).components["tensors"], tensors)
+        // A signature at a non-power-of-two offset is not one (HDF5 would not find it either).
+        var moved = Data(count: 3 << 19)
+        moved.append(contentsOf: CheckpointFile.signature)
+        moved.append(Data(count: 64))
+        XCTAssertFalse(FileSniffer.hasHDF5Signature(moved))
+    }
+
     func testFileWithoutIndexHasNone() throws {
         // h5py wrote this fixture from the spec (no user block).
         let url = Fixtures.url("h5/h5py_written.h5")

@@ -23,4 +23,18 @@ final class TensorTests: XCTestCase {
         XCTAssertNoThrow(try Tensor(dtype: .float32, shape: [2, 0], data: Data()))
         XCTAssertEqual(Tensor(int64: 7).count, 1)
     }
+
+    func testAZeroElementShapeWhoseOtherDimensionsOverflowIsRefused() {
+        // No elements, but the C-contiguous strides of [0, 2^62, 2^62] overflow (torch.empty and
+        // np.empty refuse it too), in whichever order the zero comes.
+        for shape in [[0, 1 << 62, 1 << 62], [1 << 62, 0, 1 << 62], [1 << 62, 1 << 62, 0]] {
+            XCTAssertNil(shape.checkedProduct, "\(shape)")
+            XCTAssertThrowsError(try Tensor(dtype: .float32, shape: shape, data: Data()), "\(shape)")
+        }
+        XCTAssertEqual([0, 1 << 31, 1 << 31].checkedProduct, 0)
+        XCTAssertEqual([3, 0, 5].checkedProduct, 0)
+        XCTAssertEqual([3, 5].checkedProduct, 15)
+        XCTAssertNil([3, -1].checkedProduct)
+        XCTAssertNil([0, -1].checkedProduct)
+    }
 }

@@ -102,6 +102,14 @@ final class HostileInputTests: XCTestCase {
                            contains: ["images", "occupies 0 bytes in the file; refusing to allocate it"])
     }
 
+    func testImagesWithoutRowsOrColumnsAreRefusedWhenTheDatasetIsOpened() throws {
+        // Every command opens its data here first: no crop, resize or network takes a 0xW image.
+        for (file, size) in [("images_0x0.h5", "0x0"), ("images_4x0.h5", "4x0")] {
+            assertDatasetError(try ImageDataset(parsing: "h5:\(root)/\(file)"),
+                               contains: ["h5:\(root)/\(file)", "its images are \(size)", "at least one row and one column"])
+        }
+    }
+
     func testSandboxMessagesThatDisagreeWithThemselvesAreRefused() throws {
         let good = H5DatasetMessage.encode(.init(pixels: [1, 2, 3, 4], labels: [0], height: 2, width: 2, channels: 1, classNames: ["a"]))
         XCTAssertEqual(try H5DatasetMessage.decode(good, file: "f").pixels, [1, 2, 3, 4])

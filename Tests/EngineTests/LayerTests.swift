@@ -59,6 +59,8 @@ final class LayerTests: XCTestCase {
         checkConv(n: 2, c: 3, o: 4, h: 7, w: 9, k: 3, s: 2, p: 1)
         checkConv(n: 1, c: 2, o: 3, h: 1, w: 1, k: 3, s: 2, p: 1)   // stride 2 on a 1-pixel input
         checkConv(n: 2, c: 3, o: 4, h: 11, w: 11, k: 7, s: 2, p: 3) // imagenet stem
+        checkConv(n: 2, c: 3, o: 4, h: 2, w: 3, k: 7, s: 2, p: 3)   // stem on 2x3: the first taps read only padding
+        checkConv(n: 1, c: 3, o: 2, h: 1, w: 1, k: 7, s: 2, p: 3)   // stem on 1x1
         checkConv(n: 3, c: 5, o: 6, h: 9, w: 10, k: 1, s: 1, p: 0)  // direct GEMM path (90 pixels)
         checkConv(n: 3, c: 5, o: 6, h: 3, w: 3, k: 1, s: 1, p: 0)   // 1x1 on a small plane: batched GEMM
         checkConv(n: 2, c: 5, o: 6, h: 5, w: 5, k: 1, s: 2, p: 0)   // downsample
@@ -348,6 +350,29 @@ final class LayerTests: XCTestCase {
         XCTAssertEqual(Array(p.stateDict().keys.prefix(7)),
                        ["0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var", "1.num_batches_tracked"])
         XCTAssertEqual(p.stateDict().keys.last, "6.weight")
+    }
+
+    func testTheImageNetStemTakesImagesDownTo1x1() throws {
+        // Padding keeps every layer's output at least 1x1, as in torchvision: ResNet-50's 7x7/2 stem, max
+        // pool and stride-2 stages take a 1x1 or 2x2 image (the stem's first taps then read only padding).
+        let m = try ResNet(depth: 50, width: 4)
+        m.initialize(seed: 3)
+        XCTAssertEqual(m.featureMapSide(forInput: 224), 7)
+        XCTAssertEqual(m.featureMapSide(forInput: 2), 1)
+        XCTAssertNil(m.featureMapSide(forInput: 0))
+        XCTAssertEqual(m.smallestInputSide, 1)
+        XCTAssertThrowsError(try m.checkInputSize(height: 0, width: 4)) { XCTAssertTrue("\($0)".contains("the smallest it takes is 1x1"), "\($0)") }
+        XCTAssertNoThrow(try m.checkInputSize(height: 1, width: 2))
+        for side in [1, 2, 3] {
+            let x = Tensor4(n: 2, c: 3, h: side, w: side, data: values(2 * 3 * side * side, seed: UInt64(side)))
+            let inferred = m.infer(x), forward = m.forward(x, mode: .eval)
+            XCTAssertEqual(inferred.shape, [2, m.featureCount])
+            XCTAssertTrue(inferred.data.allSatisfy(\.isFinite))
+            // The bound of testInferenceMatchesEvalForward: L (sqrt(K) + 2) u of the largest feature.
+            let kMax = m.convolutions.map { $0.inChannels * $0.kernel * $0.kernel }.max()!
+            let tolerance = Float(m.convolutions.count) * (Float(kMax).squareRoot() + 2) * (Float.ulpOfOne / 2)
+            assertClose(inferred.data, forward.data, tolerance: tolerance, "\(side)x\(side) infer vs eval forward")
+        }
     }
 
     func testCosineScheduleMatchesTheMethodReference() {

@@ -79,6 +79,14 @@ final class HubFolderTests: XCTestCase {
         XCTAssertThrowsError(try HubFolder.read(dir, options: LayoutOptions())) { error in
             XCTAssertEqual(error as? PublishError, .invalid("config.json says architecture resnet50, the weights are resnet18-w2-small"))
         }
+        // Not a ResNet at all: refused too (only names with a ResNet prefix were compared).
+        try Data(#"{"architecture": "vit_base_patch16_224", "num_classes": 5}"#.utf8).write(to: configURL)
+        XCTAssertThrowsError(try HubFolder.read(dir, options: LayoutOptions())) { error in
+            XCTAssertEqual(error as? PublishError, .invalid("config.json says architecture vit_base_patch16_224, the weights are resnet18-w2-small"))
+        }
+        // A ResNet variant bissl has no name for is not compared.
+        try Data(#"{"architecture": "resnet18d", "num_classes": 5}"#.utf8).write(to: configURL)
+        XCTAssertNoThrow(try HubFolder.read(dir, options: LayoutOptions()))
         try Data("[]".utf8).write(to: configURL)
         XCTAssertThrowsError(try HubFolder.read(dir, options: LayoutOptions())) { error in
             XCTAssertEqual(error as? PublishError, .invalid("config.json in h is not a JSON object"))

@@ -57,11 +57,23 @@ final class ZooRobustnessTests: XCTestCase {
 
     func testLineageRemoveAndVerifyTerminateOnCycles() throws {
         let (zoo, layout) = try makeZoo()
-        // A names B as parent and B names A: content ids cover tensors only, so both can be imported.
+        // A names B as parent and B names A: content ids cover tensors only, so provenance can say so.
+        // Import refuses the second one (and a longer cycle); an older bissl imported it, as here.
         let idA = ContentID.compute(ZooTestSupport.checkpoint(seed: 411))
         let idB = ContentID.compute(ZooTestSupport.checkpoint(seed: 412))
+        let idC = ContentID.compute(ZooTestSupport.checkpoint(seed: 414))
         _ = try zoo.add(ZooTestSupport.checkpoint(seed: 411, stage: "finetune", parents: [.init(id: idB, relation: "finetuned-from")]), name: "a")
-        _ = try zoo.add(ZooTestSupport.checkpoint(seed: 412, stage: "finetune", parents: [.init(id: idA, relation: "finetuned-from")]), name: "b")
+        let b = ZooTestSupport.checkpoint(seed: 412, stage: "finetune", parents: [.init(id: idA, relation: "finetuned-from")])
+        XCTAssertThrowsError(try zoo.add(b, name: "b")) {
+            XCTAssertTrue("\($0)".contains("its parent \(idA.prefix(12)) descends from it (\(idB.prefix(12))), so the lineage would be a cycle"), "\($0)")
+        }
+        _ = try zoo.add(ZooTestSupport.checkpoint(seed: 414, stage: "finetune", parents: [.init(id: idA, relation: "finetuned-from")]), name: "c")
+        XCTAssertThrowsError(try zoo.add(ZooTestSupport.checkpoint(seed: 412, stage: "finetune", parents: [.init(id: idC, relation: "finetuned-from")]))) {
+            XCTAssertTrue("\($0)".contains("its parent \(idC.prefix(12)) descends from it"), "\($0)")
+        }
+        XCTAssertEqual(try zoo.list().count, 2, "nothing added by the refusals")
+        _ = try zoo.remove(idC)
+        try zoo.catalog.write { db in try Catalog.insert(EntrySummary(id: idB, checkpoint: b, size: 1, modified: Date()), db) }
         // A self-parent written straight into the catalog (as an older bissl could have imported it).
         let selfID = String(repeating: "5", count: 64)
         try zoo.catalog.write { db in

@@ -11,6 +11,7 @@ public enum FileSHA256 {
     /// SHA-256 of the bytes of the file at `url` and their count.
     /// - Throws: `CheckpointError.io` when the file cannot be opened or read.
     public static func digest(of url: URL) throws -> (sha256: String, size: Int64) {
+        if let refusal = RegularFile.refusal(url.path) { throw CheckpointError.io(refusal) }   // before opening: a FIFO blocks it
         let fd = open(url.path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw CheckpointError.io("cannot read \(url.path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }

@@ -211,20 +211,12 @@ public enum CheckpointFile {
 
     // MARK: - read
 
-    /// True when the file starts with the 8-byte HDF5 signature (also accepted at offsets 512, 1024,
-    /// 2048, ... as HDF5 allows after a user block). False for missing or unreadable files.
+    /// True when the file starts with the 8-byte HDF5 signature, or has it at offset 512, 1024, 2048,
+    /// ... up to its end, as HDF5 allows after a user block (`FileSniffer.hasHDF5Signature`). False
+    /// for missing, unreadable or non-regular files.
     public static func isHDF5(_ url: URL) -> Bool {
-        guard let handle = try? FileHandle(forReadingFrom: url) else { return false }
-        defer { try? handle.close() }
-        var offset: UInt64 = 0
-        while offset <= 1 << 20 {
-            guard (try? handle.seek(toOffset: offset)) != nil, let bytes = try? handle.read(upToCount: 8), bytes.count == 8 else {
-                return false
-            }
-            if Array(bytes) == signature { return true }
-            offset = offset == 0 ? 512 : offset * 2
-        }
-        return false
+        guard let file = try? MappedFile(url) else { return false }
+        return FileSniffer.hasHDF5Signature(file.data(0, file.size))
     }
 
     /// Reads a checkpoint: every component's tensors in stored order (bytes read straight into each

@@ -86,11 +86,21 @@ public enum FileSniffer {
         if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), isDirectory.boolValue {
             throw CheckpointError.io("\(url.path) is a directory")
         }
-        let data: Data
-        do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
-            throw CheckpointError.io("cannot read \(url.path): \(error.localizedDescription)")
+        let file = try MappedFile(url)   // refuses FIFOs, devices and sockets before opening them
+        return sniff(data: file.data(0, file.size), url: url)
+    }
+
+    /// Whether HDF5's format signature `\x89HDF\r\n\x1a\n` is at byte 0, 512, 1024, 2048, ... of
+    /// `bytes`: every power of two from 512 up to the end of the file, where libhdf5 looks for the
+    /// superblock after a user block of any size (HDF5 file format specification, "Format
+    /// Signature"); bissl's writers make the user block as large as the tensor index needs.
+    static func hasHDF5Signature(_ bytes: Data) -> Bool {
+        var at = 0
+        while at + 8 <= bytes.count {
+            if bytes[(bytes.startIndex + at)..<(bytes.startIndex + at + 8)].elementsEqual(CheckpointFile.signature) { return true }
+            at = at == 0 ? 512 : at * 2
         }
-        return sniff(data: data, url: url)
+        return false
     }
 
     static func sniff(data: Data, url: URL? = nil) -> FileKind {
@@ -104,15 +114,7 @@ public enum FileSniffer {
 
         if starts(with: [0x50, 0x4B, 0x03, 0x04]) || starts(with: [0x50, 0x4B, 0x05, 0x06]) { return zipKind(bytes) }
         if isLegacyMagic(head) { return .pytorchLegacy }
-        let hdf5: [UInt8] = [0x89, 0x48, 0x44, 0x46, 0x0D, 0x0A, 0x1A, 0x0A]
-        func hasHDF5Signature() -> Bool {
-            var at = 0
-            while at + 8 <= size {
-                if bytes.subdata(in: at..<(at + 8)).elementsEqual(hdf5) { return true }
-                at = at == 0 ? 512 : at * 2
-            }
-            return false
-        }
+        func hasHDF5Signature() -> Bool { Self.hasHDF5Signature(bytes) }
         // bissl's own HDF5 opens with its tensor index (any bytes, "ustar" at 257 among them).
         let indexed = head.withUnsafeBytes { TensorIndex.blockLength($0) } != nil
         if indexed, hasHDF5Signature() { return .hdf5 }

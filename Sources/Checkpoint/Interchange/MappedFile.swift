@@ -22,6 +22,7 @@ final class MappedFile: @unchecked Sendable {
     /// Maps `url`. An empty file gets no mapping (`size == 0`).
     /// - Throws: `CheckpointError.io` when the file cannot be opened, examined or mapped.
     convenience init(_ url: URL) throws {
+        if let refusal = RegularFile.refusal(url.path) { throw CheckpointError.io(refusal) }   // before open: a FIFO blocks it
         let fd = open(url.path, O_RDONLY)
         guard fd >= 0 else { throw CheckpointError.io("cannot open \(url.path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }

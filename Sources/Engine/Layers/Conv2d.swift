@@ -383,11 +383,13 @@ public final class Conv2d {
 
     /// The valid outputs of kernel tap `(i, j)`: rows `oh` in `rows` and columns `ow` in `cols` read
     /// inside the image (`0 <= oh*s - p + i < H`, same for columns); the rest read the zero padding.
+    /// A tap may read only padding (the 7x7/2 stem's first taps on a 2x2 image: the first row they
+    /// reach lies past the last output row), so the bounds are compared before a range is made.
     private func window(_ i: Int, _ j: Int, _ x: Tensor4, ho: Int, wo: Int) -> (rows: Range<Int>, cols: Range<Int>) {
         let s = stride, pad = padding
-        let rows = max(0, (pad - i + s - 1) / s)..<min(ho, floorDiv(x.h - 1 + pad - i, s) + 1)
-        let cols = max(0, (pad - j + s - 1) / s)..<min(wo, floorDiv(x.w - 1 + pad - j, s) + 1)
-        return (rows.isEmpty || cols.isEmpty) ? (0..<0, 0..<0) : (rows, cols)
+        let r0 = max(0, (pad - i + s - 1) / s), r1 = min(ho, floorDiv(x.h - 1 + pad - i, s) + 1)
+        let c0 = max(0, (pad - j + s - 1) / s), c1 = min(wo, floorDiv(x.w - 1 + pad - j, s) + 1)
+        return (r0 < r1 && c0 < c1) ? (r0..<r1, c0..<c1) : (0..<0, 0..<0)
     }
 
     /// Writes the `[Ho, Wo]` plane of tap `(i, j)` (valid outputs `w`, from `window`) for one input plane of

@@ -114,6 +114,37 @@ public final class ResNet {
         }
     }
 
+    /// The side of the last feature map for an input side `size`: each layer's output side in turn,
+    /// `floor((size + 2p - k) / s) + 1` (`torch.nn.Conv2d` / `MaxPool2d`); nil when some layer's
+    /// output would have no rows or columns.
+    public func featureMapSide(forInput size: Int) -> Int? {
+        var side = size
+        func through(_ layer: (Int) -> Int) -> Bool {
+            side = layer(side)
+            return side >= 1
+        }
+        guard side >= 1, through(conv1.outputSize) else { return nil }
+        if let maxpool, !through(maxpool.outputSize) { return nil }
+        for block in blocks {
+            let blockInput = side
+            for conv in block.convs where !through(conv.outputSize) { return nil }
+            if let d = block.downsample, d.conv.outputSize(blockInput) != side { return nil }
+        }
+        return side
+    }
+
+    /// The smallest input height and width every layer takes (`featureMapSide` is not nil): 1 for
+    /// every ResNet built here, whose padding keeps each output at least 1x1 (searched up to 2^16).
+    public var smallestInputSide: Int { (1...(1 << 16)).first { featureMapSide(forInput: $0) != nil } ?? (1 << 16) }
+
+    /// Refuses images of `height` x `width` that some layer cannot take, before anything runs.
+    /// - Throws: `ModelError.invalid` naming the smallest size that works.
+    public func checkInputSize(height: Int, width: Int) throws {
+        guard featureMapSide(forInput: height) == nil || featureMapSide(forInput: width) == nil else { return }
+        let s = smallestInputSide
+        throw ModelError.invalid("\(architecture.label) cannot take \(height)x\(width) images: the smallest it takes is \(s)x\(s)")
+    }
+
     /// Forward: images `[N, 3, H, W]` -> features `[N, featureCount]`. Keeps what `backward` needs.
     public func forward(_ x: Tensor4, mode: Mode) -> Matrix {
         precondition(x.c == 3, "ResNet: input has \(x.c) channels, expected 3")

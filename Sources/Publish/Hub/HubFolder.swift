@@ -152,8 +152,7 @@ public enum HubFolder {
         guard let object = try? JSONSerialization.jsonObject(with: Data(config.utf8)) as? [String: Any] else {
             throw PublishError.invalid("\(configFile) in \(dir.lastPathComponent) is not a JSON object")
         }
-        if let arch = checkpoint.architecture, let stated = object["architecture"] as? String,
-           stated.hasPrefix("resnet"), stated != arch.label {
+        if let arch = checkpoint.architecture, let stated = object["architecture"] as? String, !Self.names(stated, arch) {
             throw PublishError.invalid("\(configFile) says architecture \(stated), the weights are \(arch.label)")
         }
         if let stated = object["num_classes"] as? Int, stated != classes(checkpoint) {
@@ -166,8 +165,18 @@ public enum HubFolder {
         return checkpoint
     }
 
+    /// Whether `config.json`'s `architecture` can name weights found to be `arch`: a name in bissl's
+    /// scheme (`ArchitectureName`, as `write` puts there) must be its label; a name without "resnet"
+    /// (`vit_base_patch16_224`) names no ResNet; another ResNet variant's name (timm's `resnet50d`,
+    /// `wide_resnet50_2`, tagged `resnet50.a1_in1k`) is not one bissl can compare, so it passes.
+    static func names(_ stated: String, _ arch: Architecture) -> Bool {
+        if (try? ArchitectureName(parsing: stated)) != nil { return stated == arch.label }
+        return stated.lowercased().contains("resnet")
+    }
+
     /// A small UTF-8 text file of the folder.
     static func text(_ url: URL) throws -> String {
+        if let refusal = RegularFile.refusal(url.path) { throw PublishError.invalid(refusal) }
         let attributes = try? FileManager.default.attributesOfItem(atPath: url.path)
         guard let size = (attributes?[.size] as? NSNumber)?.intValue else {
             throw PublishError.invalid("\(url.lastPathComponent) is missing from \(url.deletingLastPathComponent().lastPathComponent)")

@@ -73,6 +73,10 @@ public enum StopRequest {
     /// Records that the watched run saved its state at `step`.
     static func noteSaved(step: Int) { savedStep.store(step, ordering: .releasing) }
 
+    /// A line feed on a terminal, where the line holds the `^C` it echoed; nothing when stderr is a
+    /// file or a pipe, whose reader gets no blank line.
+    private static var lineBreak: String { isatty(STDERR_FILENO) != 0 ? "\n" : "" }
+
     /// On `queue`: the first signal asks to stop, a second one quits.
     private static func handle(_ sig: Int32) {
         let name = sig == SIGINT ? "SIGINT" : "SIGTERM"
@@ -82,7 +86,7 @@ public enum StopRequest {
             _exit(128 + sig)
         }
         guard current != nil else {
-            FileHandle.standardError.write(Data("\nerror: stopped by \(name)\n".utf8))
+            FileHandle.standardError.write(Data("\(lineBreak)error: stopped by \(name)\n".utf8))
             TemporaryFiles.removeAll()
             _exit(128 + sig)
         }
@@ -91,7 +95,7 @@ public enum StopRequest {
             quit(sig, "\(name) again: stopped without saving")
         }
         let wait = maxWait
-        FileHandle.standardError.write(Data("\n\(name): stopping at the next step boundary with the state saved (at most \(Int(wait)) s; \(sig == SIGINT ? "Ctrl-C" : name) again quits now)\n".utf8))
+        FileHandle.standardError.write(Data("\(lineBreak)\(name): stopping at the next step boundary with the state saved (at most \(Int(wait)) s; \(sig == SIGINT ? "Ctrl-C" : name) again quits now)\n".utf8))
         queue.asyncAfter(deadline: .now() + wait) {
             quit(sig, "no step boundary within \(Int(wait)) s: stopped without saving")
         }

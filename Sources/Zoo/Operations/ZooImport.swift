@@ -100,6 +100,7 @@ extension Zoo {
                 return try labelExisting(id, labels, db)
             }
             try Self.checkLabelsFree(labels, for: id, db)
+            try Self.checkNoCycle(id, parents: checkpoint.provenance.parents.map(\.id), db)
             var placedObject = false
             var writtenRefs: [(String, LabelKind)] = []
             do {
@@ -164,6 +165,26 @@ extension Zoo {
         let labels = try Catalog.labels(of: id, db)
         return ImportResult(id: id, added: false, name: labels.first { $0.kind == .name }?.label,
                             tags: labels.filter { $0.kind == .tag }.map(\.label), size: row["size"])
+    }
+
+    /// Refuses an entry that an ancestor of its parents names as a parent: with it, the lineage the
+    /// zoo holds would be a cycle (A made from B made from A). Content ids cover tensors only, so
+    /// hand-made provenance can state this. Breadth-first over the catalog's edges (removed entries
+    /// included), each entry visited once.
+    /// - Throws: `ZooError.invalid` naming the parent that descends from `id`.
+    static func checkNoCycle(_ id: String, parents: [String], _ db: Database) throws {
+        let statement = try db.cachedStatement(sql: "SELECT parent FROM edges WHERE child = ?")
+        for parent in parents {
+            var frontier = [parent], seen: Set<String> = [parent]
+            while let next = frontier.popLast() {
+                for ancestor in try String.fetchAll(statement, arguments: [next]) where seen.insert(ancestor).inserted {
+                    if ancestor == id {
+                        throw ZooError.invalid("cannot import: its parent \(parent.prefix(12)) descends from it (\(id.prefix(12))), so the lineage would be a cycle")
+                    }
+                    frontier.append(ancestor)
+                }
+            }
+        }
     }
 
     /// Refuses labels another entry holds, and a name for an entry that already has one.

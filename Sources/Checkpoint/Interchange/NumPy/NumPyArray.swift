@@ -49,13 +49,8 @@ public enum NumPyArray {
     /// - Returns: the array as a C-contiguous little-endian tensor.
     /// - Throws: as `decode(_:name:)`; `CheckpointError.io` when the file cannot be read.
     public static func read(_ url: URL) throws -> Tensor {
-        let data: Data
-        do {
-            data = try Data(contentsOf: url, options: .alwaysMapped)
-        } catch {
-            throw CheckpointError.io("cannot read \(url.path): \(error.localizedDescription)")
-        }
-        return try decode(data, name: url.lastPathComponent)
+        let file = try MappedFile(url)   // refuses FIFOs, devices and sockets before opening them
+        return try decode(file.data(0, file.size), name: url.lastPathComponent)
     }
 
     /// Decodes the bytes of one `.npy` array.

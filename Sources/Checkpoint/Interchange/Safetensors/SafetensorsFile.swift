@@ -58,8 +58,12 @@ public enum SafetensorsFile {
     /// `AtomicFile`: on any error no file is left at `url`.
     /// - Parameters:
     ///   - metadata: string pairs for `__metadata__` (the caller's provenance summary), keys sorted.
-    /// - Throws: `CheckpointError.invalid` when a tensor is named `__metadata__`; `.io` on write failure.
+    /// - Throws: `CheckpointError.invalid` when a tensor is named `__metadata__` or there are more than
+    ///   `SafetensorsHeader.maxTensors` (the readers' limit); `.io` on write failure.
     public static func write(_ stateDict: StateDict, metadata: [String: String], to url: URL) throws {
+        guard stateDict.count <= SafetensorsHeader.maxTensors else {
+            throw CheckpointError.invalid("cannot write \(stateDict.count) tensors to one safetensors file: bissl reads at most \(SafetensorsHeader.maxTensors)")
+        }
         var entries: [SafetensorsHeader.Entry] = []
         entries.reserveCapacity(stateDict.count)
         var offset = 0

@@ -56,20 +56,30 @@ struct SafetensorsHeader {
     /// The reference reader refuses headers above 100 MB (`MAX_HEADER_SIZE`).
     static let maxHeaderSize = 100_000_000
 
+    /// The most tensors one file may hold: 100,000 (a ResNet-152 has 930 and a large language model's
+    /// shard a few thousand). Counted while the header is parsed, so a 100 MB header of a million
+    /// empty tensors is refused before they are made; reading costs about 1 KB per tensor besides
+    /// the file (README, "Hostile input: limits and the HDF5 reader process"). Writers refuse more too.
+    static let maxTensors = 100_000
+
     /// Decodes and validates the header JSON against a buffer of `bufferSize` bytes.
     /// - Parameter file: the file name used in messages.
     /// - Throws: `CheckpointError.corrupt` for invalid UTF-8/JSON, wrong member types, duplicate names,
     ///   size mismatches and offsets that do not tile the buffer (naming the tensor);
-    ///   `CheckpointError.unsupported` for a dtype bissl does not handle (F8_*, U16, C64, ...).
+    ///   `CheckpointError.unsupported` for a dtype bissl does not handle (F8_*, U16, C64, ...) or more
+    ///   than `maxTensors` tensors.
     static func decode(_ json: UnsafeRawBufferPointer, bufferSize: Int, file: String) throws -> SafetensorsHeader {
         func corrupt(_ m: String) -> CheckpointError { .corrupt("safetensors file \(file): \(m)") }
 
         guard String(validating: json, as: UTF8.self) != nil else { throw corrupt("the header is not valid UTF-8") }
         let root: SafetensorsJSON
+        let tooMany = CheckpointError.unsupported("safetensors file \(file): the header names more than \(maxTensors) tensors (bissl reads at most \(maxTensors) from one file)")
         do {
-            root = try SafetensorsJSON.parse(json)
+            root = try SafetensorsJSON.parse(json, maxMembers: maxTensors + 1)   // + __metadata__
         } catch let e as SafetensorsJSON.ParseError {
             throw corrupt("the header is not valid JSON (\(e.reason) at byte \(e.offset) of the header)")
+        } catch is SafetensorsJSON.TooManyMembers {
+            throw tooMany
         }
         guard case .object(let members) = root else { throw corrupt("the header is \(root.kind), not a JSON object") }
 
@@ -92,6 +102,7 @@ struct SafetensorsHeader {
             guard seen.insert(name).inserted else { throw corrupt("tensor '\(name)' appears twice in the header") }
             header.entries.append(try entry(name, value, file: file, corrupt))
         }
+        guard header.entries.count <= maxTensors else { throw tooMany }
         try validateLayout(header.entries, bufferSize: bufferSize, corrupt)
         return header
     }

@@ -50,9 +50,12 @@ enum SafetensorsJSON: Equatable {
     }
 
     /// Parses one JSON text (surrounding whitespace allowed).
-    /// - Throws: `SafetensorsJSON.ParseError` with the byte offset of the first problem.
-    static func parse(_ bytes: UnsafeRawBufferPointer) throws -> SafetensorsJSON {
-        var parser = Parser(bytes: bytes)
+    /// - Parameter maxMembers: the most members the outermost object may have; parsing stops at the
+    ///   next one, so a header naming more tensors than the reader takes is not built first.
+    /// - Throws: `SafetensorsJSON.ParseError` with the byte offset of the first problem;
+    ///   `TooManyMembers` past `maxMembers`.
+    static func parse(_ bytes: UnsafeRawBufferPointer, maxMembers: Int = .max) throws -> SafetensorsJSON {
+        var parser = Parser(bytes: bytes, maxMembers: maxMembers)
         parser.skipWhitespace()
         let value = try parser.value(depth: 0)
         parser.skipWhitespace()
@@ -64,6 +67,9 @@ enum SafetensorsJSON: Equatable {
         var offset: Int
         var reason: String
     }
+
+    /// The outermost object has more members than `parse` was allowed.
+    struct TooManyMembers: Error {}
 
     /// Serializes a string as a JSON string literal the way serde_json does: `"` and `\` escaped,
     /// control characters as `\n`, `\t`, ... or `\u00XX`, everything else (non-ASCII too) as UTF-8.
@@ -95,7 +101,13 @@ enum SafetensorsJSON: Equatable {
         /// Nesting limit, so a hostile header cannot exhaust the stack (serde_json uses 128).
         static let maxDepth = 128
 
-        init(bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+        /// The most members of the outermost object.
+        let maxMembers: Int
+
+        init(bytes: UnsafeRawBufferPointer, maxMembers: Int) {
+            self.bytes = bytes
+            self.maxMembers = maxMembers
+        }
 
         func error(_ reason: String) -> ParseError { ParseError(offset: position, reason: reason) }
 
@@ -135,6 +147,7 @@ enum SafetensorsJSON: Equatable {
             while true {
                 skipWhitespace()
                 guard current == UInt8(ascii: "\"") else { throw error("expected a member name in quotes") }
+                if depth == 0, members.count == maxMembers { throw TooManyMembers() }
                 let name = try string()
                 skipWhitespace()
                 guard current == UInt8(ascii: ":") else { throw error("expected ':' after member name") }
