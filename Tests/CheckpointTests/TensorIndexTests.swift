@@ -65,7 +65,7 @@ final class TensorIndexTests: XCTestCase {
         XCTAssertNil(try CheckpointReader(url).tensorIndexProblem())
         let bytes = try Data(contentsOf: url)
         let fromIndex = try bytes.withUnsafeBytes { raw in
-            try ContentID.compute(index) { UnsafeRawBufferPointer(rebasing: raw[Int($0.offset)..<(Int($0.offset) + $0.byteCount)]) }
+            try ContentID.compute(index) { entry, feed in feed(UnsafeRawBufferPointer(rebasing: raw[Int(entry.offset)..<(Int(entry.offset) + entry.byteCount)])) }
         }
         XCTAssertEqual(fromIndex, id)
         // HDF5's superblock follows the index at a power of two.

@@ -115,32 +115,88 @@ final class RemoteTests: XCTestCase {
         let manifest = try XCTUnwrap(remote.manifest(child))
         let objectKey = RemoteStore.objectKey(sha256: manifest.object.sha256)
 
-        // 1. Bytes changed on the server: the SHA-256 check refuses them.
-        var bytes = try Data(contentsOf: a.layout.objectURL(child))
-        bytes[bytes.count / 2] ^= 0xFF
-        XCTAssertEqual(try remote.client.send("PUT", remote.key(objectKey), body: .data(bytes)).status, 200)
+        let original = try Data(contentsOf: a.layout.objectURL(child))
+        XCTAssertEqual(manifest.object.nonTensorSHA256, try ObjectDigests.nonTensorSHA256(of: a.layout.objectURL(child)))
         let b = try Zoo.open(ZooLayout(root: dir.appendingPathComponent("b")), create: true)
-        XCTAssertThrowsError(try b.pull("ft", remote, ancestors: false, progress: nil)) { error in
-            XCTAssertTrue("\(error)".contains("the object of entry \(child.prefix(12)) on remote team is corrupt"), "\(error)")
-            XCTAssertTrue("\(error)".contains("not imported"), "\(error)")
+        func refused(_ bytes: Data, _ manifest: RemoteManifest, saying reason: String, line: UInt = #line) throws {
+            XCTAssertEqual(try remote.client.send("PUT", remote.key(objectKey), body: .data(bytes)).status, 200, line: line)
+            XCTAssertEqual(try remote.client.send("PUT", remote.key(RemoteStore.manifestKey(child)), body: .data(RemoteStore.encodeManifest(manifest))).status, 200, line: line)
+            XCTAssertThrowsError(try b.pull("ft", remote, ancestors: false, progress: nil), line: line) { error in
+                XCTAssertTrue("\(error)".hasPrefix("the object of entry \(child.prefix(12)) on remote team is corrupt: "), "\(error)", line: line)
+                XCTAssertTrue("\(error)".contains(reason), "\(error)", line: line)
+                XCTAssertTrue("\(error)".hasSuffix("; not imported"), "\(error)", line: line)
+            }
+            XCTAssertEqual(try b.list().count, 0, line: line)
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: b.layout.tmp.path), [], line: line)
         }
-        XCTAssertEqual(try b.list().count, 0)
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: b.layout.tmp.path), [])
+        // 1. A tensor byte changed on the server: the content id hashed through the index refuses it,
+        //    and for a manifest of an earlier bissl (no digest of the non-tensor bytes) the SHA-256.
+        let index = try XCTUnwrap(original.withUnsafeBytes { try TensorIndex.decode($0, fileSize: Int64(original.count), fileName: "object.h5") })
+        let tensor = try XCTUnwrap(index.tensors.max { $0.byteCount < $1.byteCount })
+        var tensorByte = original
+        tensorByte[Int(tensor.offset) + tensor.byteCount / 2] ^= 0xFF
+        try refused(tensorByte, manifest, saying: "it holds content ")
+        var older = manifest
+        older.object.nonTensorSHA256 = nil
+        try refused(tensorByte, older, saying: "holds bytes with SHA-256 ")
+        // 2. A byte no reader looks at (the user block's zero padding after the tensor index)
+        //    changed: the digest of the bytes outside the tensors refuses it.
+        let indexEnd = try XCTUnwrap(original.withUnsafeBytes { TensorIndex.blockLength($0) })
+        XCTAssertEqual(original[indexEnd], 0, "padding")
+        var padding = original
+        padding[indexEnd] = 1
+        try refused(padding, manifest, saying: "holds bytes outside its tensors with SHA-256 ")
+        // The intact object pulls under the manifest of an earlier bissl too (SHA-256, then the
+        // content id from the tensors read).
+        XCTAssertEqual(try remote.client.send("PUT", remote.key(objectKey), body: .data(original)).status, 200)
+        XCTAssertEqual(try remote.client.send("PUT", remote.key(RemoteStore.manifestKey(child)), body: .data(RemoteStore.encodeManifest(older))).status, 200)
+        let c = try Zoo.open(ZooLayout(root: dir.appendingPathComponent("c")), create: true)
+        XCTAssertEqual(try c.pull("ft", remote, ancestors: false, progress: nil).entries.map(\.transferred), [true])
+        XCTAssertEqual(try Data(contentsOf: c.layout.objectURL(child)), original)
 
-        // 2. A valid checkpoint of other content, with a manifest matching its bytes: the recomputed
+        // 3. A valid checkpoint of other content, with a manifest matching its bytes: the recomputed
         //    content id refuses it.
         let impostor = dir.appendingPathComponent("impostor.h5")
         try ZooTestSupport.writeH5(ZooTestSupport.checkpoint(seed: 77), to: impostor)
         let (sha, size) = try FileSHA256.digest(of: impostor)
         XCTAssertNotNil(try remote.uploadObject(impostor, sha256: sha, size: size, progress: nil))
         var forged = manifest
-        forged.object = .init(sha256: sha, size: size)
+        forged.object = .init(sha256: sha, size: size, nonTensorSHA256: try ObjectDigests.nonTensorSHA256(of: impostor))
         XCTAssertEqual(try remote.client.send("PUT", remote.key(RemoteStore.manifestKey(child)), body: .data(RemoteStore.encodeManifest(forged))).status, 200)
         XCTAssertThrowsError(try b.pull("ft", remote, ancestors: true, progress: nil)) { error in
             XCTAssertTrue("\(error)".contains("the object of entry \(child.prefix(12)) on remote team is corrupt: it holds content"), "\(error)")
         }
         // The intact ancestor came in (ancestors go first); the corrupt entry did not.
         XCTAssertEqual(try b.list().map(\.id), [base])
+    }
+
+    /// The bytes outside the tensors (`ObjectDigests`) and the tensors' extents split an object
+    /// exactly: aliases share an extent, empty tensors have none, histories are outside.
+    func testNonTensorRangesAndTensorExtentsPartitionTheObject() throws {
+        let dir = try ZooTestSupport.tempDir(self)
+        var checkpoint = ZooTestSupport.checkpoint(seed: 6, metrics: ["top1": 0.5])
+        checkpoint.provenance.metricHistory = ["loss": [2, 1, 0.5]]
+        let shared = checkpoint.components["backbone"]!["conv1.weight"]!
+        checkpoint.components["decoder"] = ["weight": shared, "empty": try Tensor(dtype: .float32, shape: [0], data: Data())]
+        checkpoint.aliases = ["decoder.weight": "conv1.weight"]
+        let url = try ZooTestSupport.writeH5(checkpoint, to: dir.appendingPathComponent("object.h5"))
+        let bytes = try Data(contentsOf: url)
+        let fd = open(url.path, O_RDONLY)
+        defer { close(fd) }
+        let index = try XCTUnwrap(TensorIndex.read(descriptor: fd, fileSize: Int64(bytes.count), fileName: "object.h5"))
+        var owner = [Int](repeating: 0, count: bytes.count)   // 1 per tensor extent, 2 per non-tensor range
+        for extent in Set(index.tensors.filter { $0.byteCount > 0 }.map { Int($0.offset)..<Int($0.offset) + $0.byteCount }) {
+            for i in extent { owner[i] += 1 }
+        }
+        let ranges = ObjectDigests.nonTensorRanges(index, fileSize: Int64(bytes.count))
+        for range in ranges { for i in range { owner[Int(i)] += 2 } }
+        XCTAssertEqual(Set(owner), [1, 2], "every byte in exactly one tensor extent or one range")
+        XCTAssertEqual(ranges.first?.lowerBound, 0, "the index opens the non-tensor bytes")
+        var rest = Data()
+        for range in ranges { rest += bytes[Int(range.lowerBound)..<Int(range.upperBound)] }
+        let restFile = dir.appendingPathComponent("rest")
+        try rest.write(to: restFile)
+        XCTAssertEqual(try ObjectDigests.nonTensorSHA256(of: url), try FileSHA256.digest(of: restFile).sha256)
     }
 
     func testManifestIndexIsACacheTheListingGoverns() throws {

@@ -8,9 +8,9 @@ the same object file in the same run (boto3's default TransferConfig: 8 MB parts
 What each figure times (wall clock of the whole process, best of TRIALS):
 - push: `bissl push r50 --no-ancestors` into a fresh key prefix: SHA-256 of the object, conditional
   multipart upload, manifest, ref. boto3: upload_file of the object file to a fresh key.
-- pull: `bissl pull r50` into a new zoo: ranged parallel download hashed (SHA-256) and flushed to disk as
-  it arrives, reading the file in the HDF5 reader process, content-id recomputation from the tensors,
-  placing the entry in the catalog. boto3: download_file of the object to a file (the issue's reference),
+- pull: `bissl pull r50` into a new zoo: ranged parallel download hashed once (the content id through the
+  object's tensor index, and the SHA-256 of its other bytes) and flushed to disk as it arrives, reading
+  the file in the HDF5 reader process, placing the entry in the catalog. boto3: download_file of the object to a file (the issue's reference),
   and download_file followed by an fsync of the file (bissl's object is on disk before it is listed).
 - list --remote: 1,000 tiny entries (a 1,000-deep chain pushed by one `bissl push TIP`, which also files
   their manifests in the remote's index), text output.
@@ -188,8 +188,9 @@ def main():
                   f"{bench.ms(ref)} boto3 download_file", f"{ours / ref:.2f}x", "<= 1.2x", ours <= 1.2 * ref)
         table.add("pull, against a reference that also flushes its file", bench.ms(ours),
                   f"{bench.ms(ref_sync)} boto3 download_file + fsync", f"{ours / ref_sync:.2f}x", "-", None)
-        notes.append("bissl pull also checks the SHA-256, recomputes the content id from the tensors, flushes the "
-                     "object to disk and lists the entry; boto3 download_file only writes the file")
+        notes.append("bissl pull also hashes the object (its content id through its tensor index, the SHA-256 of "
+                     "its other bytes), reads it in the HDF5 reader process, flushes it to disk and lists the entry; "
+                     "boto3 download_file only writes the file")
 
         many = os.path.join(work, "zoo-many")
         make_inputs.tiny(work)

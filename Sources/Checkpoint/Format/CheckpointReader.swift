@@ -53,8 +53,12 @@ public final class CheckpointReader: @unchecked Sendable {
     private let histories: [String: HDF5.Dataset]
 
     /// Opens `url` and reads its metadata (no tensor bytes).
-    /// - Throws: `CheckpointError` (`.notACheckpoint`, `.unsupported`, `.corrupt`, `.io`).
-    public init(_ url: URL) throws {
+    /// - Parameter zooObject: the file is (or is about to become) a zoo object: its tensor index,
+    ///   if it has one, must say what its HDF5 metadata says (`tensorIndexProblem()`), since the zoo
+    ///   reads a trusted object through its index alone (schemas/checkpoint-v1.md, "Tensor index").
+    /// - Throws: `CheckpointError` (`.notACheckpoint`, `.unsupported`, `.corrupt`, `.io`);
+    ///   `.corrupt` naming what disagrees for a `zooObject` whose index disagrees.
+    public init(_ url: URL, zooObject: Bool = false) throws {
         self.url = url
         let name = url.lastPathComponent
         self.name = name
@@ -133,6 +137,7 @@ public final class CheckpointReader: @unchecked Sendable {
         } catch let error as HDF5Error {
             throw Self.corrupt(error, url: url)
         }
+        if zooObject, let problem = try tensorIndexProblem() { throw CheckpointError.corrupt(problem) }
     }
 
     /// One tensor's bytes, read now.
@@ -205,10 +210,10 @@ public final class CheckpointReader: @unchecked Sendable {
     /// Nil when the file has no tensor index (schemas/checkpoint-v1.md, "Tensor index") or its index
     /// says exactly what the HDF5 metadata says (content id, architecture, provenance, every name's
     /// dtype, shape and file offset, every metric history's place); otherwise one line saying what
-    /// disagrees. Whoever verifies a zoo object checks this first: a trusted object is later read
-    /// through its index alone (`TensorIndex`).
+    /// disagrees. A reader opened for a zoo object (`init(_:zooObject:)`) refuses a file with a
+    /// problem: a trusted object is later read through its index alone (`TensorIndex`).
     /// - Throws: `CheckpointError.corrupt` when the HDF5 metadata itself cannot be read.
-    public func tensorIndexProblem() throws -> String? {
+    func tensorIndexProblem() throws -> String? {
         guard let descriptor = file.descriptor, let size = status?.size else { return nil }
         let stored: TensorIndex
         do {

@@ -33,12 +33,14 @@ public enum ContentID {
     }
 
     /// The content id of the tensors a file's tensor index (`TensorIndex`) describes, their bytes
-    /// given by `bytes` (e.g. views of the mapped file, or of a download's bytes so far): the same
-    /// id `compute(_:)` gives for the checkpoint the file holds when the index agrees with it. Each
-    /// name is hashed with its bytes, aliases included, in canonical order (not file order).
-    /// - Parameter bytes: the `byteCount` bytes of an entry; called once per entry, on this thread.
-    /// - Throws: whatever `bytes` throws; `CheckpointError.corrupt` when it returns another count.
-    public static func compute(_ index: TensorIndex, bytes: (TensorIndex.Entry) throws -> UnsafeRawBufferPointer) throws -> String {
+    /// fed by `bytes` (e.g. read from a download as they arrive): the same id `compute(_:)` gives
+    /// for the checkpoint the file holds when the index agrees with it. Each name is hashed with its
+    /// bytes, aliases included, in canonical order (not file order).
+    /// - Parameter bytes: called once per entry, on this thread, with the entry and a function to
+    ///   pass its `byteCount` bytes to, in order, in as many pieces as suits the caller.
+    /// - Throws: whatever `bytes` throws; `CheckpointError.corrupt` when it feeds another count.
+    public static func compute(_ index: TensorIndex,
+                               bytes: (TensorIndex.Entry, (UnsafeRawBufferPointer) -> Void) throws -> Void) throws -> String {
         let entries = index.tensors.enumerated().map { i, entry in
             Entry(component: Array(entry.component.utf8), key: Array(entry.key.utf8), dtype: entry.dtype, shape: entry.shape,
                   byteCount: entry.byteCount, source: i)
@@ -47,12 +49,15 @@ public enum ContentID {
         let id = compute(architecture: index.architecture, entries) { i, sha in
             guard failure == nil else { return }
             let entry = index.tensors[i]
+            var fed = 0
             do {
-                let raw = try bytes(entry)
-                guard raw.count == entry.byteCount else {
-                    throw CheckpointError.corrupt("tensor \(entry.key) of \(entry.component): \(raw.count) bytes given, the index says \(entry.byteCount)")
+                try bytes(entry) { piece in
+                    fed += piece.count
+                    sha.update(bufferPointer: piece)
                 }
-                sha.update(bufferPointer: raw)
+                guard fed == entry.byteCount else {
+                    throw CheckpointError.corrupt("tensor \(entry.key) of \(entry.component): \(fed) bytes given, the index says \(entry.byteCount)")
+                }
             } catch {
                 failure = error
             }

@@ -8,9 +8,9 @@ import Foundation
 ///
 /// A zoo object whose content id was verified and whose file facts are unchanged (schemas/catalog.md,
 /// "Trusted reads") is read through its index alone: one small read, then each tensor a view of the
-/// mapped file, with no HDF5 metadata walk. Whoever verifies an object checks its index against its
-/// HDF5 metadata first (`CheckpointReader.tensorIndexProblem()`), so a trusted object's index is one
-/// that agreed. `ContentID.compute(_:bytes:)` hashes the tensors an index describes (a download can
+/// mapped file, with no HDF5 metadata walk. Every HDF5 read of a zoo object checks its index against
+/// its HDF5 metadata (`CheckpointReader(_:zooObject:)`, `UntrustedCheckpointFile.read(_:reader:zooObject:)`),
+/// so a trusted object's index is one that agreed. `ContentID.compute(_:bytes:)` hashes the tensors an index describes (a download can
 /// be hashed from its own bytes).
 ///
 /// Decoding trusts nothing: every count, length and extent is checked against the bytes at hand and

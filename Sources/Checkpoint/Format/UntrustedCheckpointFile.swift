@@ -22,9 +22,6 @@ public enum UntrustedCheckpointFile {
         public var checkpoint: Checkpoint
         /// The root `content_id` attribute, nil when absent.
         public var storedContentID: String?
-        /// Nil when the file has no tensor index or its index agrees with its HDF5 metadata; else
-        /// what disagrees (`CheckpointReader.tensorIndexProblem()`). A zoo refuses such an object.
-        public var tensorIndexProblem: String? = nil
     }
 
     /// Starts the HDF5 reader process for `url` ahead of `read(_:reader:)`, while the file is
@@ -40,14 +37,17 @@ public enum UntrustedCheckpointFile {
     }
 
     /// Reads `url` in the HDF5 reader process when `Sandbox.helper` is set, else in process.
-    /// - Parameter reader: the reader process `startReader(url)` started for this file (one is
-    ///   started here when nil).
+    /// - Parameters:
+    ///   - reader: the reader process `startReader(url)` started for this file (one is started
+    ///     here when nil).
+    ///   - zooObject: the file is about to become a zoo object (a download, `pull`): its tensor
+    ///     index, if any, must agree with its HDF5 metadata, as `CheckpointReader(_:zooObject:)` checks.
     /// - Throws: `CheckpointError` as `CheckpointFile.read` does; `.io` when `url` is not a readable
     ///   regular file; `.corrupt` when the reader process crashes or hits a limit, sends extents
     ///   outside the file, or the file changes (another file put at the path, or written) while it
-    ///   is read.
-    public static func read(_ url: URL, reader: Sandbox.Started? = nil) throws -> Contents {
-        guard Sandbox.helper != nil || reader != nil else { return try readInProcess(url) }
+    ///   is read, and for a `zooObject` whose tensor index disagrees with its metadata.
+    public static func read(_ url: URL, reader: Sandbox.Started? = nil, zooObject: Bool = false) throws -> Contents {
+        guard Sandbox.helper != nil || reader != nil else { return try readInProcess(url, zooObject: zooObject) }
         let name = url.lastPathComponent
         // Opened before the reader process opens the path: the bytes are taken from this file,
         // whatever the path names later. O_NONBLOCK: opening a FIFO must not wait for a writer.
@@ -64,7 +64,7 @@ public enum UntrustedCheckpointFile {
         } catch let error as SandboxError {
             throw CheckpointError.corrupt(error.message)
         }
-        let (contents, seen) = try decode(message, descriptor: descriptor, fileSize: status.size, fileName: name)
+        let (contents, seen) = try decode(message, descriptor: descriptor, fileSize: status.size, fileName: name, zooObject: zooObject)
         guard seen == status, FileStatus(descriptor: descriptor) == status else {
             throw CheckpointError.corrupt("\(name) changed while it was read (replaced or written meanwhile); read it again")
         }
@@ -88,10 +88,9 @@ public enum UntrustedCheckpointFile {
         }
     }
 
-    static func readInProcess(_ url: URL) throws -> Contents {
-        let reader = try CheckpointReader(url)
-        return Contents(checkpoint: try reader.checkpoint(), storedContentID: reader.storedContentID,
-                        tensorIndexProblem: try reader.tensorIndexProblem())
+    static func readInProcess(_ url: URL, zooObject: Bool) throws -> Contents {
+        let reader = try CheckpointReader(url, zooObject: zooObject)
+        return Contents(checkpoint: try reader.checkpoint(), storedContentID: reader.storedContentID)
     }
 
     // MARK: - Message
@@ -104,6 +103,7 @@ public enum UntrustedCheckpointFile {
         struct TensorRecord: Codable, Equatable { var dtype: DType; var shape: [Int]; var offset: UInt64? }
         var error: Failure?
         var storedContentID: String?
+        /// What disagrees between the tensor index and the HDF5 metadata (`CheckpointReader.tensorIndexProblem()`).
         var tensorIndexProblem: String?
         /// `fstat` facts of the file the reader process read.
         var file: FileStatus?
@@ -203,10 +203,11 @@ public enum UntrustedCheckpointFile {
     /// Nothing in the message is trusted: every extent lies inside the file, the extents together
     /// claim at most `fileSize` bytes (honest files never share bytes between datasets), each blob
     /// has its tensor's size, every index is in range.
-    /// - Throws: `CheckpointError` the reader process reported, `.corrupt` for a malformed message,
-    ///   `.io` when the file cannot be mapped.
-    static func decode(_ message: SandboxMessage, descriptor: Int32, fileSize: Int64,
-                       fileName: String) throws -> (contents: Contents, file: FileStatus?) {
+    /// - Throws: `CheckpointError` the reader process reported, `.corrupt` for a malformed message
+    ///   or, for a `zooObject`, a tensor index that disagrees with the metadata; `.io` when the file
+    ///   cannot be mapped.
+    static func decode(_ message: SandboxMessage, descriptor: Int32, fileSize: Int64, fileName: String,
+                       zooObject: Bool = false) throws -> (contents: Contents, file: FileStatus?) {
         func malformed(_ what: String) -> CheckpointError {
             .corrupt("\(fileName): the HDF5 reader process sent a malformed result (\(what))")
         }
@@ -215,6 +216,7 @@ public enum UntrustedCheckpointFile {
             guard let error = makeError(kind: failure.kind, message: failure.message) else { throw malformed("error kind \(failure.kind)") }
             throw error
         }
+        if zooObject, let problem = header.tensorIndexProblem { throw CheckpointError.corrupt(problem) }
         guard var provenance = header.provenance else { throw malformed("no provenance") }
         var extents: [(index: Int, offset: Int, count: Int)] = []
         var claimed: Int64 = 0
@@ -257,7 +259,6 @@ public enum UntrustedCheckpointFile {
         provenance.metricHistory = header.metricHistory
         let checkpoint = Checkpoint(components: components, architecture: header.architecture, provenance: provenance,
                                     aliases: header.aliases)
-        return (Contents(checkpoint: checkpoint, storedContentID: header.storedContentID,
-                         tensorIndexProblem: header.tensorIndexProblem), header.file)
+        return (Contents(checkpoint: checkpoint, storedContentID: header.storedContentID), header.file)
     }
 }

@@ -9,7 +9,8 @@ public struct RemoteManifest: Codable, Equatable, Sendable {
     public var version: Int
     /// The entry's content id (64 hex, `ContentID`).
     public var id: String
-    /// The entry's object: SHA-256 of its bytes (which names it) and its size in bytes.
+    /// The entry's object: SHA-256 of its bytes (which names it), its size in bytes, and the
+    /// SHA-256 of its bytes outside its tensors.
     public var object: ObjectRef
     /// The catalog row of the entry as the pushing zoo derived it from the object (schemas/catalog.md).
     public var summary: EntrySummary
@@ -19,6 +20,9 @@ public struct RemoteManifest: Codable, Equatable, Sendable {
     public struct ObjectRef: Codable, Equatable, Sendable {
         public var sha256: String
         public var size: Int64
+        /// `ObjectDigests.nonTensorSHA256` (64 hex), for an object with a tensor index; absent in
+        /// manifests of objects without one and of bissl versions before it (schemas/remote.md, "Versions").
+        public var nonTensorSHA256: String?
     }
 }
 
@@ -247,10 +251,13 @@ final class RemoteStore: @unchecked Sendable {
         return m
     }
 
-    /// True when `m` describes entry `id` and names an object by a SHA-256 and a size.
+    /// True when `m` describes entry `id` and names an object by a SHA-256 and a size (and, if it
+    /// has one, gives a well-formed `nonTensorSHA256`).
     static func isWellFormed(_ m: RemoteManifest, id: String) -> Bool {
-        m.id == id && m.summary.id == id && m.object.sha256.count == 64 && ZooLayout.isHex(m.object.sha256) && m.object.size >= 0
+        m.id == id && m.summary.id == id && isDigest(m.object.sha256) && m.object.size >= 0 && (m.object.nonTensorSHA256.map(isDigest) ?? true)
     }
+
+    private static func isDigest(_ hex: String) -> Bool { hex.count == 64 && ZooLayout.isHex(hex) }
 
     static func encodeManifest(_ m: RemoteManifest) throws -> Data {
         try JSONEncoder.bissl().encode(m) + Data("\n".utf8)

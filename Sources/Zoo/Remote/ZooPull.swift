@@ -4,9 +4,11 @@ import Foundation
 extension Zoo {
     /// Downloads the entry REF names on `remote` (a remote label, a full id or a unique id prefix)
     /// into this zoo (schemas/remote.md, "Pull"): first every ancestor the remote holds and this zoo
-    /// lacks (unless `ancestors` is false), then the entry. Each object is downloaded to `tmp/`, its
-    /// size and SHA-256 checked against the manifest and its content id recomputed from its tensors
-    /// (`ContentID.compute`) before it is placed as `import` places a file; a killed pull leaves at
+    /// lacks (unless `ancestors` is false), then the entry. Each object is downloaded to `tmp/` and
+    /// checked against the manifest (`RemoteStore.downloadObject`: its size, and its content id
+    /// recomputed from its tensors with the SHA-256 of its other bytes, or, for a manifest without
+    /// that digest, its SHA-256 and then its content id), read in the HDF5 reader process (its tensor
+    /// index must agree with its metadata) and placed as `import` places a file; a killed pull leaves at
     /// most a staging file `gc` removes. The remote labels of every entry pulled are applied where
     /// this zoo has them free (else `LabelChange.skipped`, with the local holder in `note`).
     ///
@@ -88,14 +90,19 @@ extension Zoo {
                 let staged = folder.appendingPathComponent("object.h5")
                 // The HDF5 reader process starts now and, once every byte is written, reads the file's
                 // metadata while the last bytes are hashed and flushed (a failed download kills it unused).
-                nonisolated(unsafe) var reader = try? UntrustedCheckpointFile.startReader(staged)
+                let reader = Locked(try? UntrustedCheckpointFile.startReader(staged))
+                // Objects whose manifest has no digest of their non-tensor bytes were checked by their
+                // SHA-256 alone: their content id is hashed from the tensors read.
+                let hashRead = m.object.nonTensorSHA256 == nil
                 var reading: Background<Reading>?
                 let download: RemoteStore.Download
                 do {
                     download = try remote.downloadObject(m, to: staged, record: folder.appendingPathComponent("record.json"), written: {
-                        nonisolated(unsafe) let started = reader
-                        reader = nil
-                        reading = Background { try Reading { try UntrustedCheckpointFile.read(staged, reader: started) } }
+                        reading = Background {
+                            try Reading(contentID: hashRead) {
+                                try UntrustedCheckpointFile.read(staged, reader: reader.update { r in defer { r = nil }; return r }, zooObject: true)
+                            }
+                        }
                     }, progress: progress.map { p in { @Sendable done, total in p(entry, done, total) } })
                 } catch ZooError.corrupt(let message) {
                     try? FileManager.default.removeItem(at: folder)
@@ -107,13 +114,13 @@ extension Zoo {
                 do {
                     // Not yet verified against its content id: libhdf5 read it in the HDF5 reader process.
                     read = try reading!.value()
-                    // The placed object is trusted later, and a trusted object is read through its index.
-                    if let problem = read.contents.tensorIndexProblem { throw CheckpointError.corrupt(problem) }
                 } catch let error as CheckpointError {
                     throw ZooError.corrupt("the object of entry \(entry.prefix(12)) on remote \(remote.config.name) is not a readable checkpoint (\(error.description)); not imported")
                 }
                 let checkpoint = read.contents.checkpoint
-                let actual = read.contentID
+                // The download hashed the content id through the tensor index, which the read found to
+                // agree with the HDF5 metadata (`zooObject`): it is the file's.
+                let actual = download.contentID ?? read.contentID ?? ""
                 guard actual == entry else {
                     throw ZooError.corrupt("the object of entry \(entry.prefix(12)) on remote \(remote.config.name) is corrupt: it holds content \(actual.prefix(12)); not imported")
                 }
@@ -158,19 +165,19 @@ extension Zoo {
 }
 
 /// A downloaded object read in the HDF5 reader process (not yet verified against its content id),
-/// with its content id computed from the tensors side by side with the catalog's `EntryDetails` of
-/// it (a scan of its floating-point tensors for health warnings).
+/// with the catalog's `EntryDetails` of it (a scan of its floating-point tensors for health
+/// warnings) and, when asked, its content id computed from the tensors side by side with the scan.
 private struct Reading: Sendable {
     var contents: UntrustedCheckpointFile.Contents
     var details: EntryDetails
-    var contentID: String
+    var contentID: String?
 
     /// - Throws: `CheckpointError` from `read`.
-    init(_ read: () throws -> UntrustedCheckpointFile.Contents) throws {
+    init(contentID: Bool, _ read: () throws -> UntrustedCheckpointFile.Contents) throws {
         contents = try read()
         let checkpoint = contents.checkpoint
-        let id = Background { ContentID.compute(checkpoint) }
+        let id = contentID ? Background { ContentID.compute(checkpoint) } : nil
         details = EntryDetails(checkpoint)
-        contentID = try id.value()
+        self.contentID = try id?.value()
     }
 }

@@ -111,7 +111,8 @@ extension Zoo {
                 var moved = try remote.uploadObject(url, sha256: sha, size: size, progress: progress.map { p in { @Sendable done, total in p(entry, done, total) } })
                 var summary = record.summary
                 summary.size = size
-                let manifest = RemoteManifest(version: 1, id: entry, object: .init(sha256: sha, size: size), summary: summary,
+                let object = RemoteManifest.ObjectRef(sha256: sha, size: size, nonTensorSHA256: try ObjectDigests.nonTensorSHA256(of: url))
+                let manifest = RemoteManifest(version: 1, id: entry, object: object, summary: summary,
                                               pushedAt: ISO8601DateFormatter().string(from: Date()))
                 if try remote.create(RemoteStore.manifestKey(entry), try RemoteStore.encodeManifest(manifest)) {
                     indexed.append(manifest)

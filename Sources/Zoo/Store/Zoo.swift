@@ -192,10 +192,6 @@ public final class Zoo {
         let checkpoint = try Self.damaged(id) { try reader.checkpoint() }
         let actual = ContentID.compute(checkpoint)
         guard actual == id else { throw Self.mismatch(id, holds: actual) }
-        // Later reads of a trusted object believe its index: it must say what the HDF5 metadata says.
-        if let problem = try Self.damaged(id, { try reader.tensorIndexProblem() }) {
-            throw ZooError.corrupt("object of entry \(id.prefix(12)) is damaged: \(problem)")
-        }
         let settled = reader.status.flatMap { $0.isSettled(before: opened) ? $0 : nil }
         return (components.map { checkpoint.keeping($0) } ?? checkpoint, settled)
     }
@@ -221,13 +217,14 @@ public final class Zoo {
     }
 
     /// Opens an entry's object (its metadata, `CheckpointReader`) and checks that its stored
-    /// `content_id` is `id`.
+    /// `content_id` is `id` and its tensor index, if any, agrees with the metadata (later reads of
+    /// a trusted object believe the index).
     private func openObject(_ id: String) throws -> CheckpointReader {
         let url = layout.objectURL(id)
         guard FileManager.default.fileExists(atPath: url.path) else {
             throw ZooError.io("object file of entry \(id.prefix(12)) is missing (\(url.path)); run bissl verify")
         }
-        let reader = try Self.damaged(id) { try CheckpointReader(url) }
+        let reader = try Self.damaged(id) { try CheckpointReader(url, zooObject: true) }
         guard let stored = reader.storedContentID else {
             throw ZooError.corrupt("object of entry \(id.prefix(12)) is damaged: \(url.lastPathComponent): no root attribute content_id")
         }
