@@ -89,27 +89,16 @@ def cpu_model():
     return platform.processor() or "unknown"
 
 
-def blas_kernel(version_text):
-    """The OpenBLAS kernel bissl's GEMMs run: the line of `bissl --version` naming it when it prints one,
-    else `openblas_get_corename()` of the system libopenblas that bissl links (the same library and the
-    same CPU detection, so the same answer)."""
-    for line in version_text.splitlines():
-        if "kernel" in line.lower() or "blas" in line.lower():
-            return line.strip()
-    import ctypes
-    import ctypes.util
-
-    for name in ("libopenblas.so.0", ctypes.util.find_library("openblas")):
-        if not name:
-            continue
-        try:
-            lib = ctypes.CDLL(name)
-            lib.openblas_get_corename.restype = ctypes.c_char_p
-            lib.openblas_get_config.restype = ctypes.c_char_p
-            return f"OpenBLAS kernel {lib.openblas_get_corename().decode()} ({lib.openblas_get_config().decode().strip()})"
-        except (OSError, AttributeError):
-            continue
-    return "OpenBLAS kernel unknown (libopenblas not found)"
+def blas_kernel(bissl):
+    """The OpenBLAS kernel bissl's GEMMs run and how it was chosen: the `kernel:` line of `bissl doctor`.
+    Not `openblas_get_corename()` of the library loaded here: on a CPU OpenBLAS does not know, the library
+    picks its generic kernel and bissl reopens it with a better one (README.md, "Which OpenBLAS kernel
+    runs"), so only bissl can say which kernel its products run on."""
+    doctor = subprocess.run([bissl, "doctor"], capture_output=True, text=True, check=True).stdout
+    for line in doctor.splitlines():
+        if line.startswith("kernel:"):
+            return "OpenBLAS kernel " + line.split(":", 1)[1].strip()
+    return "OpenBLAS kernel unknown (`bissl doctor` printed no kernel line)"
 
 
 def environment(bissl):
@@ -122,7 +111,7 @@ def environment(bissl):
     lines = [
         f"bissl {version.splitlines()[0] if version else '?'} ({bissl})",
         f"CPU: {cpu_model()}, {os.cpu_count()} logical cores; load average at start {os.getloadavg()[0]:.2f}",
-        "BLAS: " + blas_kernel(version),
+        "BLAS: " + blas_kernel(bissl),
         "OPENBLAS_CORETYPE=" + os.environ.get("OPENBLAS_CORETYPE", "(unset)")
         + " OPENBLAS_L2_SIZE=" + os.environ.get("OPENBLAS_L2_SIZE", "(unset)"),
         f"Python {platform.python_version()}, torch {torch.__version__}, numpy {numpy.__version__}, "
