@@ -13,20 +13,24 @@
 // The first step of each kind is a warm-up and is not timed; each figure is the median of `steps`
 // timed steps (img/s from the median step time).
 // Usage: EngineBench SIZE BATCH STEPS [--depth 50] [--width 64] [--stem imagenet|small] [--classes 1000] [--no-hvp]
-//   (the study's small model: --depth 18 --width 8 --stem small --classes 10; --no-hvp leaves the HVP fields out)
+//                    [--only train|infer]
+//   (the study's small model: --depth 18 --width 8 --stem small --classes 10; --no-hvp leaves the HVP fields out;
+//   --only times one kind of step and leaves the other's fields and the HVP fields out, for profiles)
 import BenchSupport
 import Foundation
 import Engine
 
 func usage(_ message: String) -> Never {
     FileHandle.standardError.write(("EngineBench: \(message)\nusage: EngineBench SIZE BATCH STEPS [--depth 50] [--width 64] "
-        + "[--stem imagenet|small] [--classes 1000] [--no-hvp]   (positive integers)\n").data(using: .utf8)!)
+        + "[--stem imagenet|small] [--classes 1000] [--no-hvp] [--only train|infer]   (positive integers)\n").data(using: .utf8)!)
     exit(2)
 }
 
 struct Settings {
     var size = 0, batch = 0, steps = 0
     var depth = 50, width = 64, stem = "imagenet", classes = 1000, hvp = true
+    /// "train" or "infer": time only that kind of step (no HVP); nil: both.
+    var only: String?
 }
 
 var settings = Settings()
@@ -44,6 +48,10 @@ while !rest.isEmpty {
     let v = rest.removeFirst()
     switch a {
     case "--stem": settings.stem = v
+    case "--only":
+        guard v == "train" || v == "infer" else { usage("--only takes train or infer, got '\(v)'") }
+        settings.only = v
+        settings.hvp = false
     case "--depth", "--width", "--classes":
         guard let n = Int(v), n > 0 else { usage("\(a) needs a positive integer, got '\(v)'") }
         if a == "--depth" { settings.depth = n } else if a == "--width" { settings.width = n } else { settings.classes = n }
@@ -77,7 +85,7 @@ func run(_ settings: Settings) throws {
 
     let sgd = SGD(parameters: parameters, lr: 0.01, momentum: 0.9, weightDecay: 1e-4)
     var trainTimes: [Double] = []
-    for s in 0...steps {
+    for s in 0...steps where settings.only != "infer" {
         let t0 = now()
         gradient(.train)
         sgd.step()
@@ -85,20 +93,25 @@ func run(_ settings: Settings) throws {
     }
 
     var inferTimes: [Double] = []
-    for s in 0...steps {
+    for s in 0...steps where settings.only != "train" {
         let t0 = now()
         _ = head.forward(model.infer(images))
         if s > 0 { inferTimes.append(now() - t0) }
     }
 
-    let train = median(trainTimes), infer = median(inferTimes)
     var fields: [(String, String)] = [
         ("depth", "\(settings.depth)"), ("width", "\(settings.width)"), ("stem", "\"\(settings.stem)\""),
         ("classes", "\(classes)"), ("size", "\(size)"), ("batch", "\(batch)"), ("steps", "\(steps)"),
         ("statistic", "\"median\""),
-        ("train_step_s", String(format: "%.5f", train)), ("train_img_s", String(format: "%.3f", Double(batch) / train)),
-        ("infer_s", String(format: "%.5f", infer)), ("infer_img_s", String(format: "%.3f", Double(batch) / infer)),
     ]
+    if !trainTimes.isEmpty {
+        let train = median(trainTimes)
+        fields += [("train_step_s", String(format: "%.5f", train)), ("train_img_s", String(format: "%.3f", Double(batch) / train))]
+    }
+    if !inferTimes.isEmpty {
+        let infer = median(inferTimes)
+        fields += [("infer_s", String(format: "%.5f", infer)), ("infer_img_s", String(format: "%.3f", Double(batch) / infer))]
+    }
     if settings.hvp {
         // HVP cost: gradient time and product times measured alternately at the same θ. Each scheme's
         // object records its own base point (the exact scheme's primal pass, the forward scheme's gradient).

@@ -184,7 +184,7 @@ public final class Conv2d {
                                 if let epilogue {
                                     epilogue.apply(yp.baseAddress! + at, from: from, channel: o, at: at, count: p)
                                 } else {
-                                    (yp.baseAddress! + at).update(from: from, count: p)
+                                    copyFloats(yp.baseAddress! + at, from, p)
                                 }
                             }
                         }
@@ -307,7 +307,7 @@ public final class Conv2d {
         if images.count == 1 { return dy[images.lowerBound] }
         let width = images.count * p
         for (local, n) in images.enumerated() {
-            for o in 0..<O { (buffer + o * width + local * p).update(from: dy[n] + o * p, count: p) }
+            for o in 0..<O { copyFloats(buffer + o * width + local * p, dy[n] + o * p, p) }
         }
         return UnsafePointer(buffer)
     }
@@ -407,7 +407,7 @@ public final class Conv2d {
             // Output (oh, ow) reads input index oh*W + ow + shift: one run from the first valid value to the last.
             let shift = (i - pad) * W + (j - pad)
             let first = rows.lowerBound * wo + cols.lowerBound, last = (rows.upperBound - 1) * wo + cols.upperBound
-            (dst + first).update(from: plane + first + shift, count: last - first)
+            copyFloats(dst + first, plane + first + shift, last - first)
             // The columns outside `cols` picked up the neighbouring rows' edge values: zero them.
             if cols.count < wo {
                 for oh in rows {
@@ -424,7 +424,7 @@ public final class Conv2d {
             for ow in 0..<cols.lowerBound { r[ow] = 0 }
             for ow in cols.upperBound..<wo { r[ow] = 0 }
             if s == 1 {
-                (r + cols.lowerBound).update(from: src + cols.lowerBound, count: cols.count)
+                copyFloats(r + cols.lowerBound, src + cols.lowerBound, cols.count)
             } else {
                 for ow in cols { r[ow] = src[ow * s] }
             }

@@ -74,23 +74,31 @@ extension Conv2d {
                 }
             }
         }
-        let taps = denseTaps(h: x.h, w: x.w), (po, pi, C, kk) = (dy.h * dy.w, x.h * x.w, inChannels, kernel * kernel)
+        let links = denseLinks(h: x.h, w: x.w), (po, pi, C, kk) = (dy.h * dy.w, x.h * x.w, inChannels, kernel * kernel)
         weight.grad.withUnsafeMutableBufferPointer { gp in
             dd.withUnsafeBufferPointer { dp in
-                let (g, d) = (gp.baseAddress!, dp.baseAddress!)
-                // each output channel's weights by one thread, its entries added in (c, q, r) order
-                Parallel.forEachChunk(outChannels, workPerIndex: C * po * pi) { channels in
-                    for o in channels {
-                        for c in 0..<C {
-                            for q in 0..<po {
-                                let row = d + (o * po + q) * K + c * pi, w = g + (o * C + c) * kk
-                                for r in 0..<pi where taps[q * pi + r] >= 0 { w[taps[q * pi + r]] += row[r] }
+                links.withUnsafeBufferPointer { lp in
+                    let (g, d, l, count) = (gp.baseAddress!, dp.baseAddress!, lp.baseAddress!, lp.count)
+                    // each output channel's weights by one thread, its entries added in (c, q, r) order
+                    Parallel.forEachChunk(outChannels, workPerIndex: C * po * pi) { channels in
+                        for o in channels {
+                            let rows = d + o * po * K
+                            for c in 0..<C {
+                                let w = g + (o * C + c) * kk, from = rows + c * pi
+                                for e in 0..<count { w[l[e].tap] += from[l[e].entry] }
                             }
                         }
                     }
                 }
             }
         }
+    }
+
+    /// The taps of `denseTaps` as a list in (q, r) order, without the pairs no tap joins: `entry = q K + r`
+    /// (K = C H W: the offset of `D`'s entry `(o Po + q, c Pi + r)` from `(o Po, c Pi)`) and the tap `i k + j`.
+    func denseLinks(h: Int, w: Int) -> [(entry: Int, tap: Int)] {
+        let taps = denseTaps(h: h, w: w), pi = h * w, K = inChannels * pi
+        return taps.indices.compactMap { e in taps[e] >= 0 ? ((e / pi) * K + e % pi, taps[e]) : nil }
     }
 
     /// For output pixel q and input pixel r of planes of `h` x `w`: the tap `i k + j` joining them
@@ -116,17 +124,19 @@ extension Conv2d {
         } else if let cached = denseOfOther, cached.plane == plane, cached.source == w {
             return cached.matrix
         }
-        let taps = denseTaps(h: h, w: width), po = outputSize(h) * outputSize(width), pi = h * width
+        let links = denseLinks(h: h, w: width), po = outputSize(h) * outputSize(width), pi = h * width
         let C = inChannels, kk = kernel * kernel, K = C * pi
-        let d = [Float](count: outChannels * po * K) { dp in
+        var d = [Float](repeating: 0, count: outChannels * po * K)
+        d.withUnsafeMutableBufferPointer { dp in
             w.withUnsafeBufferPointer { wp in
-                let (out, src) = (dp.baseAddress!, wp.baseAddress!)
-                Parallel.forEachChunk(outChannels, workPerIndex: po * K) { channels in
-                    for o in channels {
-                        for q in 0..<po {
+                links.withUnsafeBufferPointer { lp in
+                    let (out, src, l, count) = (dp.baseAddress!, wp.baseAddress!, lp.baseAddress!, lp.count)
+                    Parallel.forEachChunk(outChannels, workPerIndex: po * K) { channels in
+                        for o in channels {
+                            let rows = out + o * po * K
                             for c in 0..<C {
-                                let row = out + (o * po + q) * K + c * pi, taps0 = q * pi, wc = src + (o * C + c) * kk
-                                for r in 0..<pi { row[r] = taps[taps0 + r] >= 0 ? wc[taps[taps0 + r]] : 0 }
+                                let to = rows + c * pi, wc = src + (o * C + c) * kk
+                                for e in 0..<count { to[l[e].entry] = wc[l[e].tap] }
                             }
                         }
                     }

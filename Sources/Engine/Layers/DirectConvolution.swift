@@ -140,7 +140,7 @@ enum DirectConvolution {
             for (local, n) in images.enumerated() {
                 let from = src[n] + c * h * w
                 let to = dst + c * layout.plane + (local * (h + 1) + 1) * row + 1
-                for y in 0..<h { (to + y * row).update(from: from + y * w, count: w) }
+                for y in 0..<h { copyFloats(to + y * row, from + y * w, w) }
             }
         }
     }
@@ -204,7 +204,7 @@ enum DirectConvolution {
                                             if let epilogue {
                                                 epilogue.apply(to, from: from, channel: o, at: to - yp.baseAddress!, count: wo)
                                             } else {
-                                                to.update(from: from, count: wo)
+                                                copyFloats(to, from, wo)
                                             }
                                         }
                                     }

@@ -19,25 +19,31 @@ public final class MaxPool2d {
         var y = Tensor4(n: x.n, c: x.c, h: ho, w: wo)
         argmax = [Int32](repeating: 0, count: y.count)
         inputShape = x.shape
+        let (kernel, stride, padding) = (self.kernel, self.stride, self.padding)
         x.data.withUnsafeBufferPointer { xp in
             y.data.withUnsafeMutableBufferPointer { yp in
                 argmax.withUnsafeMutableBufferPointer { ap in
-                    for plane in 0..<(x.n * x.c) {
-                        let src = xp.baseAddress! + plane * H * W
-                        for oh in 0..<ho {
-                            let h0 = oh * stride - padding
-                            for ow in 0..<wo {
-                                let w0 = ow * stride - padding
-                                var best = -Float.infinity, at = -1
-                                for i in max(h0, 0)..<min(h0 + kernel, H) {
-                                    for j in max(w0, 0)..<min(w0 + kernel, W) {
-                                        let v = src[i * W + j]
-                                        if v > best || v.isNaN || at < 0 { best = v; at = i * W + j }
+                    let (xs, ys, args) = (xp.baseAddress!, yp.baseAddress!, ap.baseAddress!)
+                    // planes in parallel, each written by one thread
+                    Parallel.forEachChunk(x.n * x.c, workPerIndex: ho * wo * kernel * kernel) { planes in
+                        for plane in planes {
+                            let src = xs + plane * H * W
+                            for oh in 0..<ho {
+                                let h0 = oh * stride - padding
+                                let rows = max(h0, 0)..<min(h0 + kernel, H)
+                                for ow in 0..<wo {
+                                    let w0 = ow * stride - padding
+                                    var best = -Float.infinity, at = -1
+                                    for i in rows {
+                                        for j in max(w0, 0)..<min(w0 + kernel, W) {
+                                            let v = src[i * W + j]
+                                            if v > best || v.isNaN || at < 0 { best = v; at = i * W + j }
+                                        }
                                     }
+                                    let o = (plane * ho + oh) * wo + ow
+                                    ys[o] = best
+                                    args[o] = Int32(at)
                                 }
-                                let o = (plane * ho + oh) * wo + ow
-                                yp[o] = best
-                                ap[o] = Int32(at)
                             }
                         }
                     }
@@ -74,10 +80,16 @@ public final class MaxPool2d {
         let HW = dx.h * dx.w, P = dy.h * dy.w
         dx.data.withUnsafeMutableBufferPointer { dxp in
             dy.data.withUnsafeBufferPointer { gp in
-                for plane in 0..<(dy.n * dy.c) {
-                    for q in 0..<P {
-                        let o = plane * P + q
-                        dxp[plane * HW + Int(argmax[o])] += gp[o]
+                argmax.withUnsafeBufferPointer { ap in
+                    let (dxs, gs, args) = (dxp.baseAddress!, gp.baseAddress!, ap.baseAddress!)
+                    // planes in parallel, each plane's dx written by one thread in the order of its outputs
+                    Parallel.forEachChunk(dy.n * dy.c, workPerIndex: P) { planes in
+                        for plane in planes {
+                            for q in 0..<P {
+                                let o = plane * P + q
+                                dxs[plane * HW + Int(args[o])] += gs[o]
+                            }
+                        }
                     }
                 }
             }

@@ -33,22 +33,61 @@ public final class SGD {
                 p.grad.withUnsafeBufferPointer { gp in
                     let v = vp.baseAddress!, g = gp.baseAddress!
                     if momentum == 0 {
-                        Parallel.forEachChunk(vp.count) { r in for i in r { v[i] -= lr * (g[i] + weightDecay * v[i]) } }
+                        Parallel.forEachChunk(vp.count) { r in
+                            SGD.update(r, v, g, nil, lr: lr, momentum: 0, weightDecay: weightDecay, keep: keep, first: true, nesterov: false)
+                        }
                         return
                     }
                     buffers![k].withUnsafeMutableBufferPointer { bp in
                         let b = bp.baseAddress!
                         Parallel.forEachChunk(vp.count) { r in
-                            for i in r {
-                                let d = g[i] + weightDecay * v[i]
-                                let m = first ? d : momentum * b[i] + keep * d
-                                b[i] = m
-                                v[i] -= lr * (nesterov ? d + momentum * m : m)
+                            // one loop per case, so that each is a straight vector loop
+                            switch (first, nesterov) {
+                            case (true, false): SGD.update(r, v, g, b, lr: lr, momentum: momentum, weightDecay: weightDecay, keep: keep, first: true, nesterov: false)
+                            case (false, false): SGD.update(r, v, g, b, lr: lr, momentum: momentum, weightDecay: weightDecay, keep: keep, first: false, nesterov: false)
+                            case (true, true): SGD.update(r, v, g, b, lr: lr, momentum: momentum, weightDecay: weightDecay, keep: keep, first: true, nesterov: true)
+                            case (false, true): SGD.update(r, v, g, b, lr: lr, momentum: momentum, weightDecay: weightDecay, keep: keep, first: false, nesterov: true)
                             }
                         }
                     }
                 }
             }
+        }
+    }
+
+    /// The rule of `step` for elements `r`, 8 lanes at a time (each lane the scalar rule's operations in its
+    /// order, no fused multiply-adds, so the same values as element by element); `b` nil: no momentum.
+    @inline(__always)
+    private static func update(_ r: Range<Int>, _ v: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>,
+                               _ b: UnsafeMutablePointer<Float>?, lr: Float, momentum: Float, weightDecay: Float, keep: Float,
+                               first: Bool, nesterov: Bool) {
+        let vr = UnsafeMutableRawPointer(v), gr = UnsafeRawPointer(g)
+        let (l8, m8, w8, k8) = (SIMD8<Float>(repeating: lr), SIMD8<Float>(repeating: momentum), SIMD8<Float>(repeating: weightDecay),
+                                SIMD8<Float>(repeating: keep))
+        var i = r.lowerBound
+        while i + 8 <= r.upperBound {
+            let x = vr.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self)
+            let d = gr.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self) + w8 * x
+            var step = d
+            if let b {
+                let br = UnsafeMutableRawPointer(b)
+                let m = first ? d : m8 * br.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self) + k8 * d
+                br.storeBytes(of: m, toByteOffset: 4 * i, as: SIMD8<Float>.self)
+                step = nesterov ? d + m8 * m : m
+            }
+            vr.storeBytes(of: x - l8 * step, toByteOffset: 4 * i, as: SIMD8<Float>.self)
+            i += 8
+        }
+        while i < r.upperBound {
+            let d = g[i] + weightDecay * v[i]
+            var step = d
+            if let b {
+                let m = first ? d : momentum * b[i] + keep * d
+                b[i] = m
+                step = nesterov ? d + momentum * m : m
+            }
+            v[i] -= lr * step
+            i += 1
         }
     }
 }
