@@ -29,8 +29,19 @@ struct RemoteAdd: ParsableCommand {
     @OptionGroup var zooOptions: ZooOptions
 
     func run() throws {
-        try Remotes.add(RemoteConfig(name: name, url: url, endpoint: endpoint, region: region), zooOptions.layout)
-        print("added remote \(name) \(url)\(endpoint.map { " at \($0)" } ?? "")")
+        let config = try RemoteConfig(name: name, url: url, endpoint: endpoint, region: region)
+        try Remotes.add(config, zooOptions.layout)
+        let added = "added remote \(name) \(url)\(endpoint.map { " at \($0)" } ?? "")"
+        // What the URL holds, so that a mistyped prefix shows now rather than as an empty remote later.
+        let survey: RemoteSurvey
+        do {
+            survey = try RemoteZoo(config).survey()
+        } catch {
+            return print("\(added) (not checked: \(error))")
+        }
+        if survey.isZoo { return print("\(added): a bissl zoo with \(survey.entries) entr\(survey.entries == 1 ? "y" : "ies")") }
+        print("\(added): it holds no bissl zoo yet\(survey.otherKeys ? " (it holds other keys)" : ""); the first push starts one there")
+        if !survey.nearby.isEmpty { print(RemoteNotes.nearby(survey.nearby, remote: name)) }
     }
 }
 
@@ -60,6 +71,14 @@ struct RemoteRemove: ParsableCommand {
     func run() throws {
         let removed = try Remotes.remove(name, zooOptions.layout)
         print("removed remote \(removed.name) (\(removed.url)); nothing on it changed")
+    }
+}
+
+/// Lines shared by `remote add` and `push`.
+enum RemoteNotes {
+    /// The warning that bissl zoos lie near a remote's prefix that holds none (a mistyped URL).
+    static func nearby(_ urls: [String], remote: String) -> String {
+        "warning: bissl zoos nearby: \(urls.joined(separator: ", ")); if remote \(remote) should be one of them, fix its URL (bissl remote remove \(remote), then bissl remote add)"
     }
 }
 
@@ -130,6 +149,10 @@ struct Push: ParsableCommand {
         let zoo = try zooOptions.open(readOnly: true)
         defer { try? zoo.close() }
         let r = try zoo.push(ref, to: remote, ancestors: !transfer.noAncestors, force: force, maxRate: try transfer.rate(), progress: transfer.bar)
+        if r.startedZoo == true && !transfer.json {
+            print("started a bissl zoo on remote \(remote.name) (\(remote.url) held none)")
+            if let nearby = r.nearbyZoos { print(RemoteNotes.nearby(nearby, remote: remote.name)) }
+        }
         try transfer.report(r, verb: "pushed")
     }
 }

@@ -117,6 +117,75 @@ final class RemoteProcessTests: XCTestCase {
         XCTAssertEqual((report["removedObjects"] as? [String])?.count, 0)
     }
 
+    /// A manifest whose object size is not the server's (a huge one, as a hostile or damaged
+    /// remote may hold) fails the pull with one error line naming the entry and the remote, before
+    /// anything is planned or written: no download folder, no entry.
+    func testManifestSizeIsCheckedAgainstTheServerBeforeAnythingIsWritten() throws {
+        let server = try SeaweedServer(self)
+        let dir = try ZooTestSupport.tempDir(self)
+        let remote = try server.remote()
+        let (z, id) = try zoo(dir, "z", ZooTestSupport.checkpoint(seed: 42), label: "base", remote: remote)
+        XCTAssertEqual(try run(["push", "base", "--zoo", z]).status, 0)
+        let store = try server.store(remote)
+        var manifest = try XCTUnwrap(store.manifest(id))
+        let actual = manifest.object.size
+        let fresh = dir.appendingPathComponent("fresh")
+        XCTAssertEqual(try run(["remote", "add", "team", remote.url, "--endpoint", server.endpoint, "--zoo", fresh.path]).status, 0)
+        // 2^62 bytes: planning its 8 MiB ranges alone would take 4.4 TB. Then one byte more than the object.
+        for declared in [Int64(1) << 62, actual + 1] {
+            manifest.object.size = declared
+            XCTAssertEqual(try store.client.send("PUT", store.key(RemoteStore.manifestKey(id)), body: .data(RemoteStore.encodeManifest(manifest))).status, 200)
+            let pulled = try run(["pull", "base", "--zoo", fresh.path])
+            XCTAssertEqual(pulled.status, 1, "exit status 1, not a crash: \(pulled.stderr)")
+            XCTAssertEqual(pulled.stderr.split(separator: "\n").count, 1, pulled.stderr)
+            XCTAssertTrue(pulled.stderr.hasPrefix("error: the object of entry \(id.prefix(12)) on remote team is corrupt: "), pulled.stderr)
+            XCTAssertTrue(pulled.stderr.contains("holds \(actual) bytes, its manifest says \(declared); not imported"), pulled.stderr)
+            XCTAssertEqual(files(fresh.appendingPathComponent("tmp")), [], "nothing left behind")
+            XCTAssertFalse(try run(["list", "--zoo", fresh.path]).stdout.contains(String(id.prefix(12))))
+        }
+    }
+
+    /// A remote URL whose prefix holds no bissl zoo (a mistyped prefix) is told apart from an
+    /// empty zoo: `remote add` says so and names the zoos near it, the readers fail with one line
+    /// naming them, and the push that starts a zoo says it did.
+    func testPrefixWithoutZooIsNamedNotReadAsEmpty() throws {
+        let server = try SeaweedServer(self)
+        let dir = try ZooTestSupport.tempDir(self)
+        let team = try server.remote(prefix: "zoos/team")
+        let bucket = team.url.dropFirst("s3://".count).prefix { $0 != "/" }
+        let path = dir.appendingPathComponent("z").path
+        let file = try ZooTestSupport.writeH5(ZooTestSupport.checkpoint(seed: 43), to: dir.appendingPathComponent("z.h5"))
+        XCTAssertEqual(try run(["import", file.path, "--zoo", path, "--name", "base"]).status, 0)
+        func add(_ name: String, _ url: String) throws -> [Substring] {
+            let added = try run(["remote", "add", name, url, "--endpoint", server.endpoint, "--zoo", path])
+            XCTAssertEqual(added.status, 0, added.stderr)
+            return added.stdout.split(separator: "\n")
+        }
+        // A new prefix: no zoo yet, none nearby. The first push starts one and says so.
+        XCTAssertEqual(try add("team", team.url), ["added remote team \(team.url) at \(server.endpoint): it holds no bissl zoo yet; the first push starts one there"])
+        let first = try run(["push", "base", "--remote", "team", "--zoo", path])
+        XCTAssertEqual(first.status, 0, first.stderr)
+        XCTAssertTrue(first.stdout.hasPrefix("started a bissl zoo on remote team (\(team.url) held none)\npushed "), first.stdout)
+        let again = try run(["push", "base", "--remote", "team", "--zoo", path])
+        XCTAssertFalse(again.stdout.contains("started"), again.stdout)
+        XCTAssertEqual(try add("good", team.url), ["added remote good \(team.url) at \(server.endpoint): a bissl zoo with 1 entry"])
+
+        // A mistyped last component, and a prefix given too short: the zoo next to them is named.
+        let warning = "warning: bissl zoos nearby: s3://\(bucket)/zoos/team; if remote %@ should be one of them, fix its URL (bissl remote remove %@, then bissl remote add)"
+        for (name, url) in [("typo", "s3://\(bucket)/zoos/tema"), ("short", "s3://\(bucket)/zoos")] {
+            XCTAssertEqual(try add(name, url), [Substring("added remote \(name) \(url) at \(server.endpoint): it holds no bissl zoo yet\(name == "short" ? " (it holds other keys)" : ""); the first push starts one there"),
+                                                Substring(String(format: warning, name, name))])
+        }
+        // Every reader of the mistyped remote fails with one line; none reads it as an empty zoo.
+        let id = try XCTUnwrap(server.store(team).entryIDs().first)
+        for command in [["list", "--remote", "typo"], ["lineage", "base", "--remote", "typo"], ["pull", "base", "--remote", "typo"], ["gc", "--remote", "typo"]] {
+            let r = try run(command + ["--zoo", path])
+            XCTAssertEqual(r.status, 1, "\(command): \(r.stdout)")
+            XCTAssertEqual(r.stderr, "error: remote typo (s3://\(bucket)/zoos/tema) holds no bissl zoo: there is no bissl-remote.json, so nothing was ever pushed there; bissl zoos nearby: s3://\(bucket)/zoos/team; check its URL (bissl remote list), or push an entry to start a zoo there\n", "\(command)")
+        }
+        XCTAssertTrue(try run(["list", "--remote", "good", "--zoo", path]).stdout.contains(String(id.prefix(12))))
+    }
+
     /// Polls `done` every 50 ms until it holds, while `p` runs; fails when `p` ends first or 60 s pass.
     private func wait(for p: Process, _ what: String, _ done: () -> Bool) {
         let deadline = Date().addingTimeInterval(60)

@@ -170,6 +170,23 @@ final class RemoteTests: XCTestCase {
         XCTAssertEqual(try b.list().map(\.id), [base])
     }
 
+    /// A manifest declaring an object above `maxObjectSize` is refused before its download is
+    /// planned (the plan holds one counter per 8 MiB range), even where the server claims that size.
+    func testOversizedManifestIsRefusedBeforeItsDownloadIsPlanned() throws {
+        let server = try SeaweedServer(self)
+        let dir = try ZooTestSupport.tempDir(self)
+        let (a, base, _) = try lineageZoo(dir)
+        let remote = try server.store(try server.remote())
+        _ = try a.push("base", remote, ancestors: false, force: false, progress: nil)
+        var manifest = try XCTUnwrap(remote.manifest(base))
+        manifest.object.size = Int64(1) << 62
+        let target = dir.appendingPathComponent("object.h5")
+        XCTAssertThrowsError(try remote.downloadObject(manifest, to: target, progress: nil)) { error in
+            XCTAssertEqual("\(error)", "the object of entry \(base.prefix(12)) on remote team is \(Int64(1) << 62) bytes, more than the \(Int64(1) << 40) (1 TiB) a pull accepts; not imported")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: target.path), "nothing written")
+    }
+
     /// The bytes outside the tensors (`ObjectDigests`) and the tensors' extents split an object
     /// exactly: aliases share an extent, empty tensors have none, histories are outside.
     func testNonTensorRangesAndTensorExtentsPartitionTheObject() throws {

@@ -14,6 +14,42 @@ extension RemoteStore {
         var contentID: String?
     }
 
+    /// The largest object `pull` accepts: 1 TiB (2^40 bytes; a ResNet-50 entry is about 100 MB). The
+    /// download plans one range per `partSize` bytes before the first request, so a manifest's size
+    /// is bounded before it is planned with.
+    static let maxObjectSize: Int64 = 1 << 40
+
+    /// Checks, before anything is planned, allocated or written, that the object `manifest` names
+    /// is on the server with the manifest's size (a HEAD request: its `Content-Length`), and that
+    /// the size is at most `maxObjectSize` (schemas/remote.md, "Pull").
+    /// - Throws: `ZooError.corrupt` naming the entry and the remote when the sizes differ or exceed
+    ///   the cap; `.io` for a missing object or a failed request.
+    func checkObjectSize(_ manifest: RemoteManifest) throws {
+        let relative = Self.objectKey(sha256: manifest.object.sha256)
+        let size = manifest.object.size
+        let r = try client.send("HEAD", key(relative))
+        if r.status == 404 { throw missingObject(manifest, relative) }
+        guard r.status == 200 else { throw failure("HEAD", relative, r) }
+        guard let length = r.headers["content-length"].flatMap({ Int64($0) }), length >= 0 else {
+            throw ZooError.io("HEAD \(display)/\(relative) answered without a Content-Length; cannot check the object of entry \(manifest.id.prefix(12)) on remote \(config.name)")
+        }
+        guard length == size else {
+            throw ZooError.corrupt("the object of entry \(manifest.id.prefix(12)) on remote \(config.name) is corrupt: \(display)/\(relative) holds \(length) bytes, its manifest says \(size); not imported")
+        }
+        try checkObjectCap(manifest)
+    }
+
+    /// Fails when the manifest's object is larger than `maxObjectSize`.
+    private func checkObjectCap(_ manifest: RemoteManifest) throws {
+        guard manifest.object.size <= Self.maxObjectSize else {
+            throw ZooError.corrupt("the object of entry \(manifest.id.prefix(12)) on remote \(config.name) is \(manifest.object.size) bytes, more than the \(Self.maxObjectSize) (1 TiB) a pull accepts; not imported")
+        }
+    }
+
+    private func missingObject(_ manifest: RemoteManifest, _ relative: String) -> ZooError {
+        ZooError.io("the object of entry \(manifest.id.prefix(12)) is missing on remote \(config.name) (\(display)/\(relative)); push the entry again from a zoo that holds it")
+    }
+
     /// Downloads the object `manifest` names to `url` and checks it against the manifest
     /// (schemas/remote.md, "Pull"). Objects above `multipartThreshold` come in ranges of `partSize`
     /// bytes over parallel connections, smaller ones in one. One thread hashes the bytes once, as
@@ -39,6 +75,8 @@ extension RemoteStore {
                         progress: (@Sendable (Int64, Int64) -> Void)?) throws -> Download {
         let relative = Self.objectKey(sha256: manifest.object.sha256)
         let size = manifest.object.size
+        // The caller checked the size against the server (`checkObjectSize`); the cap bounds the plan below regardless.
+        try checkObjectCap(manifest)
         let rangeSize = size <= multipartThreshold ? max(size, 1) : partSize
         let ranges = Int((size + rangeSize - 1) / rangeSize)
         var done = [Int64](repeating: 0, count: ranges)
@@ -79,9 +117,7 @@ extension RemoteStore {
                             state.advance(i, to: written - start)
                             return true
                         })
-                        if r.status == 404 && r.errorCode != "NoSuchBucket" {
-                            throw ZooError.io("the object of entry \(manifest.id.prefix(12)) is missing on remote \(self.config.name) (\(self.display)/\(relative)); push the entry again from a zoo that holds it")
-                        }
+                        if r.status == 404 && r.errorCode != "NoSuchBucket" { throw self.missingObject(manifest, relative) }
                         guard r.status == 206 || (r.status == 200 && headers.isEmpty) else { throw self.failure("GET", relative, r) }
                         guard state.done(i) == length else {
                             throw ZooError.corrupt("the object of entry \(manifest.id.prefix(12)) on remote \(self.config.name) is corrupt: \(self.display)/\(relative) is shorter than the \(size) bytes its manifest says; not imported")

@@ -131,7 +131,11 @@ extension RemoteStore {
                 guard let n = p["PartNumber"].flatMap({ Int($0) }), let etag = p["ETag"], let size = p["Size"].flatMap({ Int64($0) }) else { continue }
                 out[n] = (etag, size)
             }
-            marker = parsed.top["IsTruncated"] == "true" ? parsed.top["NextPartNumberMarker"] : nil
+            let next = parsed.top["IsTruncated"] == "true" ? parsed.top["NextPartNumberMarker"] : nil
+            if let next, next == marker {
+                throw ZooError.corrupt("the part listing of \(display)/\(relative) does not advance")
+            }
+            marker = next
         } while marker != nil
         return out
     }
@@ -171,7 +175,11 @@ extension RemoteStore {
                 let stamp = u["Initiated"] ?? ""
                 out.append((String(k.dropFirst(strip)), id, formatter.date(from: stamp) ?? plain.date(from: stamp) ?? Date()))
             }
-            markers = parsed.top["IsTruncated"] == "true" ? parsed.top["NextKeyMarker"].flatMap { k in parsed.top["NextUploadIdMarker"].map { (k, $0) } } : nil
+            let next = parsed.top["IsTruncated"] == "true" ? parsed.top["NextKeyMarker"].flatMap { k in parsed.top["NextUploadIdMarker"].map { (k, $0) } } : nil
+            if let next, next.0 == markers?.0 && next.1 == markers?.1 {
+                throw ZooError.corrupt("the multipart upload listing of \(display) does not advance")
+            }
+            markers = next
         } while markers != nil
         return out
     }

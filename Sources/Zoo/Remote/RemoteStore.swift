@@ -75,9 +75,6 @@ final class RemoteStore: @unchecked Sendable {
     /// pushing zoo's `tmp/`; nil for none (a failed multipart upload is then aborted).
     var scratch: URL?
 
-    static let formatKey = "bissl-remote.json"
-    static let formatBody = Data("{\"format\":\"bissl-remote\",\"version\":1}\n".utf8)
-
     /// - Throws: `ZooError.invalid` for a bad configuration or an unreadable credentials profile.
     init(_ config: RemoteConfig, credentials: S3Credentials? = nil, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
         self.config = config
@@ -186,7 +183,12 @@ final class RemoteStore: @unchecked Sendable {
                                      lastModified: formatter.date(from: stamp) ?? plain.date(from: stamp) ?? Date(),
                                      etag: c["ETag"] ?? ""))
             }
-            token = parsed.top["IsTruncated"] == "true" ? parsed.top["NextContinuationToken"] : nil
+            let next = parsed.top["IsTruncated"] == "true" ? parsed.top["NextContinuationToken"] : nil
+            // A page that says more follow must advance (a server that loops would hold the command forever).
+            if let next, next == token {
+                throw ZooError.corrupt("listing \(display)/\(relativePrefix) does not advance (the server gave the same continuation token again)")
+            }
+            token = next
         } while token != nil
         return out
     }
@@ -215,25 +217,6 @@ final class RemoteStore: @unchecked Sendable {
         }
         group.wait()
         if let error = state.error { throw error }
-    }
-
-    // MARK: - layout
-
-    /// Checks `bissl-remote.json` (a remote of a newer layout is refused); writes it when `create` and missing.
-    /// - Returns: false when the remote holds no layout yet (and `create` is false).
-    @discardableResult
-    func checkFormat(create: Bool) throws -> Bool {
-        if let (data, _) = try get(Self.formatKey) {
-            struct Format: Decodable { var format: String; var version: Int }
-            guard let f = try? JSONDecoder().decode(Format.self, from: data), f.format == "bissl-remote" else {
-                throw ZooError.corrupt("\(display)/\(Self.formatKey) is not a bissl remote marker")
-            }
-            guard f.version <= 1 else { throw ZooError.unsupported("remote \(config.name) has layout version \(f.version) > 1; upgrade bissl") }
-            return true
-        }
-        guard create else { return false }
-        _ = try self.create(Self.formatKey, Self.formatBody)
-        return true
     }
 
     /// The manifest of entry `id`, nil when the remote does not hold the entry.

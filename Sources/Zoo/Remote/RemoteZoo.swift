@@ -29,11 +29,21 @@ public struct RemoteZoo {
 
     public var config: RemoteConfig { store.config }
 
+    /// What the remote's URL holds: a bissl zoo and its entry count, or else whether other keys are
+    /// there and which zoos are near (`RemoteSurvey`); `bissl remote add` reports it.
+    /// - Throws: `ZooError.io` when the server cannot be reached or refuses.
+    public func survey() throws -> RemoteSurvey {
+        // One attempt per request: `remote add` should not wait on an unreachable server.
+        store.client.attempts = 1
+        return try store.survey()
+    }
+
     /// Every entry on the remote, newest first (by `created`, then id), with its remote labels.
     /// Costs one listing of `entries/` and `refs/`, the index shards, and one read per manifest the
     /// index lacks (over parallel connections).
+    /// - Throws: `ZooError.invalid` when the prefix holds no bissl zoo (`RemoteStore.requireZoo`).
     public func list() throws -> [EntryRecord] {
-        guard try store.checkFormat(create: false) else { return [] }
+        try store.requireZoo()
         let ids = try store.entryIDs()
         let manifests = try store.indexedManifests(ids)
         let refs = try store.refs(knownIDs: ids)
@@ -48,7 +58,7 @@ public struct RemoteZoo {
     /// The lineage graph of the entry REF names on the remote (resolved as `pull` resolves it), over
     /// every manifest of the remote; parents the remote lacks stay edge ends only.
     public func lineage(_ ref: String) throws -> LineageGraph {
-        guard try store.checkFormat(create: false) else { throw ZooError.invalid("remote \(config.name) (\(store.display)) holds no entries") }
+        try store.requireZoo()
         let root = try store.resolve(ref)
         let records = try list()
         let nodes = records.map { r in
@@ -66,7 +76,7 @@ public struct RemoteZoo {
     /// the index lacks to it (it read them all).
     public func gc(grace: TimeInterval, dryRun: Bool = false) throws -> RemoteGCReport {
         var report = RemoteGCReport(removedObjects: [], abortedUploads: [], keptRecent: 0, missingObjects: [], danglingLabels: [], bytes: 0)
-        guard try store.checkFormat(create: false) else { return report }
+        try store.requireZoo()
         let cutoff = Date().addingTimeInterval(-grace)
         // Objects are listed before manifests: an object uploaded after this listing is not a candidate,
         // and every manifest written before the deletions below is seen.

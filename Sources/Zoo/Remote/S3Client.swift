@@ -55,6 +55,10 @@ final class S3Client: @unchecked Sendable {
     /// Bytes per second this connection sends or receives at most (`CURLOPT_MAX_SEND_SPEED_LARGE`,
     /// `CURLOPT_MAX_RECV_SPEED_LARGE`); nil for no limit.
     var maxRate: Int64?
+    /// Bytes of a response body kept in memory at most (bodies a `sink` takes are not counted): a
+    /// longer answer breaks the request off with `ZooError.corrupt`, not retried. 256 MiB, the
+    /// largest document of the layout (an index shard, schemas/remote.md).
+    var maxBody = 256 << 20
 
     private static let globalInit: Void = { curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
 
@@ -109,7 +113,9 @@ final class S3Client: @unchecked Sendable {
                     return response
                 }
             } catch let error as ZooError {
-                // A download already delivered part of its body: its caller resumes it.
+                // A download already delivered part of its body: its caller resumes it. An oversized
+                // answer (`.corrupt`) would come again.
+                if case .corrupt = error { throw error }
                 if attempt >= attempts || sink != nil { throw error }
                 attempt += 1
             }
@@ -128,6 +134,8 @@ final class S3Client: @unchecked Sendable {
         var sink: ((UnsafeRawBufferPointer) -> Bool)?
         var progress: ((Int64) -> Void)?
         var uploading = false
+        var limit = 0
+        var overflowed = false
     }
 
     private func perform(_ method: String, _ key: String?, query: [(String, String)], headers: [String: String],
@@ -136,6 +144,7 @@ final class S3Client: @unchecked Sendable {
         let transfer = Transfer()
         transfer.sink = sink
         transfer.progress = progress
+        transfer.limit = maxBody
         var url = key.map { self.url($0) } ?? base + "/"
         if !query.isEmpty {
             url += "?" + query.sorted { $0.0 < $1.0 }.map { Self.encode($0.0) + "=" + Self.encode($0.1) }.joined(separator: "&")
@@ -231,6 +240,10 @@ final class S3Client: @unchecked Sendable {
             if let sink = t.sink {
                 return sink(UnsafeRawBufferPointer(start: buffer, count: n)) ? n : 0
             }
+            guard t.body.count + n <= t.limit else {
+                t.overflowed = true
+                return 0
+            }
             t.body.append(UnsafeRawPointer(buffer!).assumingMemoryBound(to: UInt8.self), count: n)
             return n
         }
@@ -261,6 +274,9 @@ final class S3Client: @unchecked Sendable {
             }
         }
         let code = curl_easy_perform(handle)
+        if transfer.overflowed {
+            throw ZooError.corrupt("\(method) \(url) answered with more than \(maxBody >> 20) MiB, more than any document of a bissl remote")
+        }
         guard code == CURLE_OK else {
             throw ZooError.io("\(method) \(url): \(String(cString: curl_easy_strerror(code)))")
         }

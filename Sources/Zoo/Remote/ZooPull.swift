@@ -26,7 +26,7 @@ extension Zoo {
     func pull(_ ref: String, _ remote: RemoteStore, ancestors: Bool, progress: TransferProgress?) throws -> TransferReport {
         let started = Date()
         try requireWritable()
-        try remote.checkFormat(create: false)
+        try remote.requireZoo()
         let id = try remote.resolve(ref)
         guard let root = try remote.manifest(id) else {
             throw ZooError.invalid("entry \(id.prefix(12)) is not on remote \(remote.config.name) (a label points at it, its manifest is missing)")
@@ -80,6 +80,8 @@ extension Zoo {
                     report.labels.append(LabelChange(label: label, kind: kind, id: entry, action: added.contains(label) ? .created : .unchanged))
                 }
             } else {
+                // The object's size is checked against the server before anything is planned or written.
+                try remote.checkObjectSize(m)
                 // A folder of this object left by an interrupted pull is taken over and resumed.
                 let folder = TransferRecords.claim(in: layout.tmp, sha256: m.object.sha256, kind: "pull").url
                 do {

@@ -43,6 +43,12 @@ public struct TransferReport: Codable, Equatable, Sendable {
     /// resumed an interrupted transfer.
     public var bytes: Int64
     public var seconds: Double
+    /// True when this push started the zoo on the remote (wrote its `bissl-remote.json`: the
+    /// prefix held none); absent otherwise.
+    public var startedZoo: Bool?
+    /// With `startedZoo`: bissl zoos near the remote's prefix (`s3://BUCKET/PREFIX`), which a
+    /// mistyped prefix would have meant; absent when there are none.
+    public var nearbyZoos: [String]?
 }
 
 /// Progress of one object transfer: entry id, bytes so far, object bytes.
@@ -74,7 +80,7 @@ extension Zoo {
               started: Date = Date()) throws -> TransferReport {
         let id = try resolve(ref)
         remote.scratch = layout.tmp
-        try remote.checkFormat(create: true)
+        let startsZoo = try !remote.checkFormat(create: true)
         var order = [id]
         if ancestors {
             // Nodes come root first by distance: the farthest ancestors go up first.
@@ -87,6 +93,10 @@ extension Zoo {
             }
         }
         var report = TransferReport(remote: remote.config.name, id: id, entries: [], labels: [], bytes: 0, seconds: 0)
+        if startsZoo {
+            report.startedZoo = true
+            report.nearbyZoos = (try? remote.nearbyZoos()).flatMap { $0.isEmpty ? nil : $0 }
+        }
         var indexed: [RemoteManifest] = []
         for entry in order {
             let record = try self.record(entry)
