@@ -12,8 +12,9 @@ import Foundation
 /// - `part=train` or `part=test` (bare `train` / `test` also accepted): which official part of an
 ///   `idx`, `cifar` or `h5` dataset to read. Default `train`. `folder` has no parts (point it at the
 ///   part's folder instead) and refuses `part=test`.
-/// - `split=FILE`: an index list (one non-negative integer per line, blank lines and lines starting
-///   with `#` ignored) selecting and ordering images of the part, like the paper's split files.
+/// - `split=FILE`: an index list (one non-negative integer per line, each index at most once, blank
+///   lines and lines starting with `#` ignored) selecting and ordering images of the part, like the
+///   paper's split files.
 ///
 /// Parsing makes PATH and FILE absolute (`~` expanded, a relative path resolved against the current
 /// directory, `.` and `..` removed; symbolic links are kept), so a URI recorded by a run or in

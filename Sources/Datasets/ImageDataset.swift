@@ -101,22 +101,50 @@ public final class ImageDataset: @unchecked Sendable {
         return summary
     }
 
-    /// Parses an index list: one non-negative integer per line; blank lines and `#` comments skipped.
+    /// Parses an index list: one non-negative decimal integer per line (ASCII spaces, tabs and a
+    /// carriage return around it ignored), blank lines and `#` comments skipped, each index at most
+    /// once. One pass over the bytes, no string per line: time and memory grow with the file's size
+    /// and the number of indices, which the no-repeat rule bounds by `count`.
+    /// - Throws: `DatasetError.invalid` naming the file and line for a line that is not such an
+    ///   integer (its text shortened to 40 characters), an index out of `0..<count`, or an index
+    ///   given twice.
     static func parseSplit(_ data: Data, file: String, count: Int) throws -> [Int] {
-        guard let text = String(data: data, encoding: .utf8) else {
-            throw DatasetError.corrupt("split file \(file) is not UTF-8 text")
-        }
         var out: [Int] = []
-        for (n, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)
-            if line.isEmpty || line.hasPrefix("#") { continue }
-            guard let index = Int(line), index >= 0 else {
-                throw DatasetError.invalid("split file \(file) line \(n + 1): '\(line)' is not a non-negative integer index")
+        var seen = [Bool](repeating: false, count: count)
+        try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
+            let bytes = raw.bindMemory(to: UInt8.self)
+            func isSpace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 || b == 0x0D || b == 0x0B || b == 0x0C }
+            var start = 0, line = 0
+            while start < bytes.count {
+                line += 1
+                var end = start
+                while end < bytes.count && bytes[end] != 0x0A { end += 1 }
+                var a = start, b = end
+                start = end + 1
+                while a < b && isSpace(bytes[a]) { a += 1 }
+                while b > a && isSpace(bytes[b - 1]) { b -= 1 }
+                if a == b || bytes[a] == 0x23 { continue }
+                var index = 0
+                for k in a..<b {
+                    let digit = bytes[k] &- 0x30
+                    let (times10, o1) = index.multipliedReportingOverflow(by: 10)
+                    let (next, o2) = times10.addingReportingOverflow(Int(digit))
+                    guard digit < 10, !o1, !o2 else {
+                        var text = String(decoding: UnsafeBufferPointer(rebasing: bytes[a..<min(b, a + 160)]), as: UTF8.self)
+                        if text.count > 40 || b - a > 160 { text = String(text.prefix(40)) + "..." }
+                        throw DatasetError.invalid("split file \(file) line \(line): '\(text)' is not a non-negative integer index")
+                    }
+                    index = next
+                }
+                guard index < count else {
+                    throw DatasetError.invalid("split file \(file) line \(line): index \(index) is out of range (the dataset has \(count) images, 0..<\(count))")
+                }
+                guard !seen[index] else {
+                    throw DatasetError.invalid("split file \(file) line \(line): index \(index) is listed a second time (a split file lists each image at most once)")
+                }
+                seen[index] = true
+                out.append(index)
             }
-            guard index < count else {
-                throw DatasetError.invalid("split file \(file) line \(n + 1): index \(index) is out of range (the dataset has \(count) images, 0..<\(count))")
-            }
-            out.append(index)
         }
         return out
     }

@@ -78,7 +78,8 @@ final class InMemorySource: ImageSource, @unchecked Sendable {
 func readFile(_ url: URL, what: String = "file") throws -> Data {
     var isDir: ObjCBool = false
     guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else {
-        throw DatasetError.missing("\(what) \(url.path) does not exist")
+        // The one wording for a missing file across bissl: `cannot read PATH: no such file`.
+        throw DatasetError.missing("cannot read \(what == "file" ? "" : what + " ")\(url.path): no such file")
     }
     if isDir.boolValue { throw DatasetError.missing("\(url.path) is a folder, expected a \(what)") }
     if let refusal = RegularFile.refusal(url.path) { throw DatasetError.invalid(refusal) }
@@ -93,7 +94,7 @@ func readFile(_ url: URL, what: String = "file") throws -> Data {
 func requireFolder(_ path: String, scheme: String) throws -> URL {
     var isDir: ObjCBool = false
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
-        throw DatasetError.missing("\(scheme): folder \(path) does not exist")
+        throw DatasetError.missing("\(scheme): cannot read \(path): no such folder")
     }
     guard isDir.boolValue else { throw DatasetError.missing("\(scheme): \(path) is a file, expected a folder") }
     return URL(fileURLWithPath: path, isDirectory: true)

@@ -8,7 +8,8 @@ struct Convert: ParsableCommand {
         abstract: "Convert a checkpoint between .pth, safetensors, .npz and bissl HDF5, or write its network as ONNX.",
         discussion: """
             The input format is detected from the file's bytes; the output format from --to or OUT's \
-            extension. The output is written to a temporary name and renamed, so a failure leaves nothing.
+            extension. The output is written to a temporary name and renamed, so a failure leaves nothing; \
+            the temporary of an earlier write of OUT that was killed (its process has ended) is removed.
             """)
 
     @Argument(help: "Input checkpoint (.pth zip or legacy, .safetensors, .npz, bissl .h5).")

@@ -74,6 +74,13 @@ struct Diff: ParsableCommand {
             }
             return (checkpoint, URL(fileURLWithPath: ref).lastPathComponent)
         }
+        // A REF written as a path (a folder in it, or a checkpoint's extension) that names no file
+        // gets the one wording for a missing file; a bare word stays a question about the zoo.
+        let ext = URL(fileURLWithPath: ref).pathExtension.lowercased()
+        if ref.contains("/") || ["h5", "pth", "pt", "bin", "ckpt", "safetensors", "npz", "tar"].contains(ext) {
+            let zooPart = zoo == nil ? "" : ", and no entry, name or tag '\(ref)' in the zoo at \(zooOptions.layout.root.path)"
+            throw CLIError("cannot read \(ref): no such file\(zooPart)")
+        }
         throw refError ?? CLIError("'\(ref)' is neither a checkpoint file nor an entry: \(zooOptions.layout.root.path) is not a zoo")
     }
 }

@@ -16,7 +16,8 @@ struct Export: ParsableCommand {
             its full provenance. .onnx is the eval-mode network (backbone and classifier, or --features for the \
             pooled features; --fold-bn folds BatchNorm into the convolutions). --to hub DIR writes a folder as \
             timm publishes models: model.safetensors, config.json and README.md (the model card, as bissl card \
-            writes it). Files are written to a temporary name and renamed.
+            writes it). Files are written to a temporary name and renamed; the temporary of an earlier \
+            write of the same output that was killed (its process has ended) is removed.
             """)
 
     @Argument(help: "Entry: id, unique id prefix (6+ hex digits), name or tag.")
@@ -62,7 +63,8 @@ struct Export: ParsableCommand {
             let lineage = try CardLineage.gather(zoo, id: id)
             // The image size of the nearest stage that records one (fine-tuning, alignment, pretraining).
             let size = lineage.stages.reversed().lazy.compactMap { $0.provenance.flatMap { DownstreamData.recordedImageSize($0) } }.first
-            notes = try HubFolder.write(checkpoint, id: id, lineage: lineage, preprocessing: .init(imageSize: size), to: url)
+            let removed = WriterOptions.removeAbandonedTemporaries(of: url)
+            notes = try removed + HubFolder.write(checkpoint, id: id, lineage: lineage, preprocessing: .init(imageSize: size), to: url)
             print("wrote \(output)/ (hub folder of entry \(id.prefix(12)): \(HubFolder.weightsFile), \(HubFolder.configFile), \(HubFolder.cardFile))")
         } else {
             notes = try writer.write(checkpoint, to: url, format: format)

@@ -40,6 +40,8 @@ struct Import: ParsableCommand {
         var tags: [String]
         var size: Int64
         var labelsAdded: [String]
+        var labelsRestored: [String]
+        var labelsNotRestored: [String]
         var arch: String?
         var components: [String: Int]
         var rules: [String]
@@ -62,6 +64,7 @@ struct Import: ParsableCommand {
         let warnings = (checkpoint.provenance.warnings + health).filter { seen.insert($0).inserted }
         let report = Report(
             id: result.id, added: result.added, name: result.name, tags: result.tags, size: result.size, labelsAdded: result.labelsAdded,
+            labelsRestored: result.labelsRestored, labelsNotRestored: result.labelsNotRestored,
             arch: checkpoint.architecture?.label,
             components: Dictionary(uniqueKeysWithValues: checkpoint.components.map { ($0.key, $0.value.count) }),
             rules: checkpoint.provenance.source?.rules ?? [], warnings: warnings)
@@ -71,6 +74,12 @@ struct Import: ParsableCommand {
             let parts = checkpoint.components.map { "\($0.key) \($0.value.count)" }.joined(separator: ", ")
             print("imported \(ZooOutput.label(result.id, result.name)): \(report.arch ?? "unknown architecture"), tensors: \(parts), \(ZooOutput.bytes(result.size))")
             for rule in report.rules { print("  rule: \(rule)") }
+            if !result.labelsRestored.isEmpty {
+                print("  restored \(result.labelsRestored.joined(separator: ", ")): the labels this content had before bissl gc unlisted it as damaged")
+            }
+            if !result.labelsNotRestored.isEmpty {
+                print("  not restored: \(result.labelsNotRestored.joined(separator: ", ")) (another entry holds it now, or this import names the entry otherwise)")
+            }
         } else {
             if result.labelsAdded.isEmpty {
                 print("already in the zoo as \(ZooOutput.label(result.id, result.name)): identical content, nothing changed")

@@ -21,6 +21,8 @@ struct Inspect: ParsableCommand {
         struct CandidateLine: Encodable {
             var select: String; var prefix: String; var tensors: Int; var arch: String?
             var matched: Int; var total: Int; var score: Double; var complete: Bool
+            /// Why backbone keys fit no ResNet (`Candidate.misfit`).
+            var misfit: String?
         }
         var file: String
         var bytes: Int
@@ -71,7 +73,7 @@ struct Inspect: ParsableCommand {
             }
             report.candidates = LayoutResolver.candidates(document).map {
                 .init(select: $0.selector, prefix: $0.prefix, tensors: $0.tensorCount, arch: $0.architecture?.label,
-                      matched: $0.matched, total: $0.total, score: $0.score, complete: $0.complete)
+                      matched: $0.matched, total: $0.total, score: $0.score, complete: $0.complete, misfit: $0.misfit)
             }
             do {
                 let resolution = try LayoutResolver.resolve(document, options: conversion.layout)
@@ -107,6 +109,8 @@ struct Inspect: ParsableCommand {
                 let name = c.select.isEmpty ? "<root>" : c.select
                 if let arch = c.arch {
                     ZooOutput.printLine("  \(name)  \(arch)  matched \(c.matched)/\(c.total)  score \(String(format: "%.2f", c.score))\(c.complete ? "  complete" : "")")
+                } else if let misfit = c.misfit {
+                    ZooOutput.printLine("  \(name)  \(c.tensors) tensors, ResNet backbone keys that fit no ResNet: \(misfit)")
                 } else {
                     ZooOutput.printLine("  \(name)  \(c.tensors) tensors, no ResNet backbone keys")
                 }

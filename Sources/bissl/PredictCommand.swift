@@ -67,6 +67,7 @@ struct PredictCommand: ParsableCommand {
     }
 
     func run() throws {
+        try CommandLineHabits.requireFile(input)
         let zoo = try zooOptions.open(readOnly: true)
         defer { try? zoo.close() }
         if let output { try ZooOutput.refuseZooObjectsPath(output, objects: zoo.layout.objects) }
@@ -86,6 +87,9 @@ struct PredictCommand: ParsableCommand {
         }
         var result = network.backbone.infer(images)   // eval-mode forward, BatchNorm folded (ResNet.infer)
         if what == .logits, let classifier { result = classifier.forward(result, mode: .eval) }
+        if let warning = Self.nonFiniteWarning(result, kind: what, entry: id) {
+            FileHandle.standardError.write(Data("warning: \(warning)\n".utf8))
+        }
 
         if let output {
             try AtomicFile.write(NumPyArray.encode(Tensor(float32: result.data, shape: result.shape)),
@@ -118,6 +122,15 @@ struct PredictCommand: ParsableCommand {
             throw CLIError("\(url.lastPathComponent): contains NaN or infinite values")
         }
         return Tensor4(n: t.shape[0], c: 3, h: t.shape[2], w: t.shape[3], data: values)
+    }
+
+    /// One line when rows of the result hold NaN or infinity (the input was checked finite, so the
+    /// entry's weights or BatchNorm statistics are): their top-1 and summary mean nothing.
+    static func nonFiniteWarning(_ m: Matrix, kind: Output, entry: String) -> String? {
+        let bad = (0..<m.rows).filter { r in !m.data[(r * m.cols)..<((r + 1) * m.cols)].allSatisfy(\.isFinite) }.count
+        guard bad > 0 else { return nil }
+        return "the \(kind.rawValue) of \(bad) of \(m.rows) image\(m.rows == 1 ? "" : "s") hold NaN or infinite values, so "
+            + (kind == .logits ? "their top-1 class and " : "") + "the summary mean nothing; entry \(entry.prefix(12)) has non-finite weights or invalid BatchNorm statistics (bissl verify \(entry.prefix(12)) reports them)"
     }
 
     static func summarize(_ m: Matrix, kind: Output, entry: String, output: String?) -> Summary {

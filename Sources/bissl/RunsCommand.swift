@@ -114,12 +114,13 @@ struct RunsRemove: ParsableCommand {
         abstract: "Delete run directories (a completed run's entry stays in the zoo).",
         discussion: """
             A running run is refused; an interrupted or failed run, which a resume would continue, needs \
-            --force.
+            --force, and so does a run holding files that zoo entries cite as their data (the hold-out \
+            split files of a finetune run without --val, named in the entry's provenance and model card).
             """)
 
     @Argument(help: "Run ids, unique id prefixes, or run directories.")
     var ids: [String]
-    @Flag(help: "Also delete interrupted and failed runs (their work is lost).")
+    @Flag(help: "Also delete interrupted and failed runs (their work is lost) and runs holding files zoo entries cite.")
     var force = false
     @OptionGroup var zooOptions: ZooOptions
 
@@ -129,10 +130,16 @@ struct RunsRemove: ParsableCommand {
         for r in runs where r.state == "running" || (!force && (r.state == "interrupted" || r.state == "failed")) {
             _ = try RunMaintenance.remove(r, force: force, dryRun: true)   // throws the refusal, before anything is deleted
         }
+        let zoo = try RunsPrune.openZoo(zooOptions)
+        defer { try? zoo?.close() }
+        let cited = try runs.map { try RunMaintenance.citations(of: $0, in: zoo) }
+        if !force, let i = cited.firstIndex(where: { !$0.isEmpty }) {
+            throw CLIError("run \(runs[i].id) holds \(RunMaintenance.describe(cited[i])); deleting it leaves that record naming missing files; bissl runs rm --force \(runs[i].id) deletes it anyway")
+        }
         var freed: Int64 = 0
-        for r in runs {
+        for (r, c) in zip(runs, cited) {
             freed += try RunMaintenance.remove(r, force: force)
-            print("removed run \(r.id)")
+            print("removed run \(r.id)" + (c.isEmpty ? "" : " (with \(RunMaintenance.describe(c)))"))
         }
         print("freed \(ZooOutput.bytes(freed))")
     }
@@ -147,7 +154,9 @@ struct RunsPrune: ParsableCommand {
             A completed run keeps run.json, log.jsonl and curves.png (its entry holds the weights and its \
             provenance the metric history); its state.h5 is only needed to resume, which a completed run never \
             does. bissl gc does the same. --completed deletes completed run directories altogether; \
-            --failed also deletes failed runs. Running and interrupted runs are never touched.
+            --failed also deletes failed runs. Running and interrupted runs are never touched, nor is a run \
+            holding files that zoo entries cite as their data (the hold-out split files of a finetune run \
+            without --val): it only loses its state (bissl runs rm --force deletes it).
             """)
 
     @Flag(help: "Delete completed run directories, not only their state.")
@@ -161,16 +170,31 @@ struct RunsPrune: ParsableCommand {
     func run() throws {
         var freed: Int64 = 0
         let verb = dryRun ? "would " : ""
+        let zoo = (completed || failed) ? try Self.openZoo(zooOptions) : nil
+        defer { try? zoo?.close() }
         for r in RunSummary.all(zooOptions.layout) {
-            if (completed && r.state == "completed") || (failed && r.state == "failed") {
+            let removable = (completed && r.state == "completed") || (failed && r.state == "failed")
+            let cited = removable ? try RunMaintenance.citations(of: r, in: zoo) : []
+            if removable && cited.isEmpty {
                 freed += try RunMaintenance.remove(r, force: true, dryRun: dryRun)
                 print("\(verb)remove run \(r.id) (\(r.state))")
-            } else if r.state == "completed" {
+                continue
+            }
+            if !cited.isEmpty {
+                print("\(dryRun ? "would keep" : "kept") run \(r.id) (\(r.state)): it holds \(RunMaintenance.describe(cited)); bissl runs rm --force \(r.id) deletes it anyway")
+            }
+            if r.state == "completed" {
                 let bytes = try RunMaintenance.compact(r, dryRun: dryRun)
                 if bytes > 0 { print("\(verb)drop the state of completed run \(r.id) (\(ZooOutput.bytes(bytes)))") }
                 freed += bytes
             }
         }
         print("\(dryRun ? "would free" : "freed") \(ZooOutput.bytes(freed))")
+    }
+
+    /// The zoo the runs belong to, read-only, to ask which run files its entries cite; nil when
+    /// there is no zoo (run folders alone: nothing cites them).
+    static func openZoo(_ options: ZooOptions) throws -> Zoo? {
+        Zoo.isZoo(options.layout) ? try options.open(readOnly: true) : nil
     }
 }

@@ -68,7 +68,7 @@ struct GC: ParsableCommand {
             Reads every object. A listed entry whose object is missing, unreadable or holds other content \
             than its id is taken out of the catalog: its object is moved to damaged/ (never deleted) and its \
             provenance and labels are kept as a tombstone, so lineage still names it; re-import its source \
-            file to bring it back. An object the catalog does not list is listed again when its content id \
+            file to bring it back (with the labels it had that are still free). An object the catalog does not list is listed again when its content id \
             verifies, else moved to damaged/. Temporary files of writers that are no longer running, trashed \
             objects and ref files of unknown labels are deleted; missing ref files are rewritten. What an \
             interrupted push or pull keeps to resume from is kept until it has made no progress for the \
@@ -122,15 +122,16 @@ struct GC: ParsableCommand {
         for path in r.writerLeftovers { print("\(verb) leftover \(path)") }
         for path in r.keptTransfers { print("kept interrupted transfer \(path) (running it again resumes it; younger than \(grace), --grace 0 removes it)") }
         for path in r.strayRefs { print("\(verb) stray ref \(path)") }
+        for ref in r.invalidRefs { print("\(verb) invalid ref file \(ref.path) (\(ref.problem))") }
         for path in r.rewrittenRefs { print("\(dryRun ? "would rewrite" : "rewrote") ref \(path)") }
         for path in r.restoredObjects { print("\(dryRun ? "would restore" : "restored") object \(path)") }
         for d in r.damagedEntries {
             let moved = d.movedTo.map { ", object \(dryRun ? "would move" : "moved") to \($0)" } ?? ""
-            let back = d.sourceFile.map { "; bissl import \($0) brings it back" } ?? ""
+            let back = d.sourceFile.map { "; bissl import \($0) brings it back with its labels" } ?? ""
             print("\(dryRun ? "would unlist" : "unlisted") damaged entry \(d.id.prefix(12)) (\(d.problem))\(moved), record kept as a tombstone\(back)")
         }
         for id in compacted { print("\(verb) the state of completed run \(id)") }
-        let n = r.writerLeftovers.count + r.strayRefs.count + compacted.count
+        let n = r.writerLeftovers.count + r.strayRefs.count + r.invalidRefs.count + compacted.count
         print("\(verb) \(n) file\(n == 1 ? "" : "s"), \(ZooOutput.bytes(r.bytes + runBytes))")
     }
 }

@@ -70,21 +70,32 @@ struct WriterOptions: ParsableArguments {
     }
 
     /// Writes `checkpoint` as the file format `format` (atomically), `provenance.source.sha256`
-    /// completed by `sourceDigest` when given (`Interchange.write`).
-    /// - Returns: the writer's notes, one line each.
+    /// completed by `sourceDigest` when given (`Interchange.write`), after removing what killed
+    /// writes of `url` left beside it (`removeAbandonedTemporaries`).
+    /// - Returns: the writer's notes, one line each (the temporaries removed first).
     /// - Throws: `CLIError` for `.hub` (a folder needs the zoo's lineage:
     ///   `bissl export REF --to hub DIR`), and as `check` and the writers.
     func write(_ checkpoint: Checkpoint, to url: URL, format: OutputFormat, sourceDigest: SourceDigest? = nil) throws -> [String] {
         try check(format)
-        switch format {
-        case .hub:
+        if format == .hub {
             throw CLIError("hub folders are written from the zoo (the card needs the lineage): bissl export REF --to hub DIR")
+        }
+        let removed = Self.removeAbandonedTemporaries(of: url)
+        switch format {
         case .onnx:
-            return try ONNXExport.write(try sourceDigest?.completing(checkpoint) ?? checkpoint, to: url,
-                                        options: .init(features: features, foldBatchNorm: foldBatchNorm))
-        case .pth, .safetensors, .npz, .h5:
-            return try Interchange.write(checkpoint, to: url, format: format.interchange!, options: self.interchange,
-                                         sourceDigest: sourceDigest)
+            return removed + (try ONNXExport.write(try sourceDigest?.completing(checkpoint) ?? checkpoint, to: url,
+                                                   options: .init(features: features, foldBatchNorm: foldBatchNorm)))
+        default:
+            return removed + (try Interchange.write(checkpoint, to: url, format: format.interchange!, options: self.interchange,
+                                                    sourceDigest: sourceDigest))
+        }
+    }
+
+    /// Removes the temporaries that earlier writes of `url` left when they were killed (SIGKILL: no
+    /// handler runs; `TemporaryFiles.removeAbandoned` says which files qualify), one note each.
+    static func removeAbandonedTemporaries(of url: URL) -> [String] {
+        TemporaryFiles.removeAbandoned(for: url).map {
+            "removed \($0.path) (\(ZooOutput.bytes($0.bytes))), left by an earlier write of this output whose process (pid \($0.pid)) was killed"
         }
     }
 }

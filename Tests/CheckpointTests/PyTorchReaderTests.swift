@@ -228,7 +228,7 @@ final class PyTorchReaderTests: XCTestCase {
     func testC8FlippedByteIsACRCMismatchNamingTheTensor() throws {
         let expected = try JSONDecoder().decode([String: JSONValue].self, from: Data(contentsOf: Fixtures.url("pth/c8.expected.json")))
         XCTAssertEqual(error("c8_flipped.pth"), .corrupt(
-            "CRC mismatch in \(expected["flipped_record"]!) (tensor \(expected["flipped_tensor"]!)): corrupted, or written with CRC disabled"))
+            "c8_flipped.pth: CRC mismatch in \(expected["flipped_record"]!) (tensor \(expected["flipped_tensor"]!)): corrupted, or written with CRC disabled"))
     }
 
     func testC9HTMLPageAndGitLFSPointer() throws {

@@ -68,4 +68,40 @@ final class RunMaintenanceTests: XCTestCase {
         XCTAssertEqual(RunSummary.all(zoo.layout).count, 0)
         XCTAssertEqual(try zoo.list().count, 2, "the entries stay")
     }
+
+    func testRunFilesThatAnEntryCitesAsDataAreNotDeletedWithoutForce() throws {
+        // finetune without --val records its hold-out split files (in its run directory) in the
+        // entry's dataset URIs; `runs prune --completed` deleted them and left the provenance and the
+        // model card naming missing files.
+        let zoo = try RunTestSupport.tempZoo(self)
+        let run = try Run.create(zoo: zoo, kind: "finetune", config: [:], commandLine: ["bissl", "test"], totalSteps: 1,
+                                 progress: RunTestSupport.quiet(1))
+        let job = try ToyJob(seed: 4, totalSteps: 1)
+        run.log(step: 1, phase: "train", ["loss": Double(job.step(1))])
+        let split = run.directory.appendingPathComponent("holdout-train.txt")
+        try Data("0\n1\n".utf8).write(to: split)
+        var provenance = run.provenance(stage: "finetune", method: "finetune")
+        provenance.datasets = [.init(role: "downstream-train", uri: "h5:\(Fixtures.digits)#split=\(split.path)",
+                                     fingerprint: String(repeating: "0", count: 64))]
+        let entry = try run.finish(job.net.checkpoint(provenance: provenance), name: nil).id
+        let other = try Run.create(zoo: zoo, kind: "pretrain", config: [:], commandLine: ["bissl", "test"], totalSteps: 1,
+                                   progress: RunTestSupport.quiet(1))
+        _ = try other.finish(try ToyJob(seed: 5, totalSteps: 1).net.checkpoint(provenance: other.provenance(stage: "pretext", method: "simclr")), name: nil)
+        let dir = zoo.layout.root.path
+
+        var r = try Fixtures.runBissl(["runs", "prune", "--completed", "--zoo", dir])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("kept run \(run.id) (completed): it holds holdout-train.txt (cited as data by the provenance of entry \(entry.prefix(12)))"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("remove run \(other.id) (completed)"), r.stdout)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: split.path), "the cited split file stays")
+        XCTAssertEqual(RunSummary.all(zoo.layout).map(\.id), [run.id])
+
+        r = try Fixtures.runBissl(["runs", "rm", run.id, "--zoo", dir])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertEqual(r.stderr, "error: run \(run.id) holds holdout-train.txt (cited as data by the provenance of entry \(entry.prefix(12))); deleting it leaves that record naming missing files; bissl runs rm --force \(run.id) deletes it anyway\n")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: split.path))
+        r = try Fixtures.runBissl(["runs", "rm", "--force", run.id, "--zoo", dir])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: run.directory.path))
+    }
 }

@@ -383,6 +383,33 @@ final class ZooIntegrityTests: XCTestCase {
         XCTAssertEqual(try zoo.verify().findings, [])
     }
 
+    func testVerifyAndGCNameRefFilesThatAreNotRefsForWhatTheyAre() throws {
+        // A ref file holding garbage was reported as "a label the catalog does not hold
+        // (interrupted import or tag)" and removed as a "stray ref".
+        let (zoo, layout) = try makeZoo()
+        let id = try zoo.add(ZooTestSupport.checkpoint(seed: 122), name: "held").id
+        let garbage = layout.refURL("junk", kind: .name)
+        try Data("hello world\n".utf8).write(to: garbage)
+        let badName = layout.refURL("-x", kind: .tag)
+        try Data((id + "\n").utf8).write(to: badName)
+        let damagedHeld = layout.refURL("held", kind: .name)
+        try Data("oops".utf8).write(to: damagedHeld)
+        let wrongKind = layout.refURL("held", kind: .tag)
+        try Data((id + "\n").utf8).write(to: wrongKind)
+
+        let messages = Dictionary(uniqueKeysWithValues: try zoo.verify().findings.map { ($0.path ?? "", $0.message) })
+        XCTAssertEqual(messages[garbage.path], "invalid ref file: it holds 'hello world', not an entry id; a ref file is one line, an entry's full 64-hex id; bissl gc removes it")
+        XCTAssertEqual(messages[badName.path], "invalid ref file: its name is not a valid label (1-100 characters of A-Z a-z 0-9 . _ + -, starting with a letter or digit, not 6 or more hex digits only); bissl gc removes it")
+        XCTAssertEqual(messages[damagedHeld.path], "name 'held' has an invalid ref file: it holds 'oops', not an entry id; a ref file is one line, an entry's full 64-hex id; bissl gc rewrites it")
+        XCTAssertEqual(messages[wrongKind.path], "ref file of tag 'held', but the catalog holds 'held' as the name of entry \(id.prefix(12)); bissl gc removes it")
+
+        let gc = try zoo.gc()
+        XCTAssertEqual(gc.invalidRefs.map(\.path).sorted(), [badName.path, damagedHeld.path, garbage.path].sorted())
+        XCTAssertEqual(gc.strayRefs, [wrongKind.path])
+        XCTAssertEqual(gc.rewrittenRefs, [damagedHeld.path])
+        XCTAssertEqual(try zoo.verify().findings, [])
+    }
+
     /// What an interrupted pull or push keeps to resume from stays through `gc` while it made
     /// progress within the grace period; older ones, undecodable ones and `--grace 0` go.
     func testGCKeepsInterruptedTransfersForTheGracePeriod() throws {
@@ -455,6 +482,40 @@ final class ZooIntegrityTests: XCTestCase {
         XCTAssertEqual(try zoo.verify().findings, [])
     }
 
+    func testReimportingContentThatGCUnlistedAsDamagedBringsBackItsFreeLabels() throws {
+        // gc unlists an entry whose object is damaged and frees its labels; importing the same file
+        // again used to bring the entry back without its name.
+        let (zoo, layout) = try makeZoo()
+        let lost = ZooTestSupport.checkpoint(seed: 120)
+        let id = try zoo.add(lost, name: "mine", tags: ["v1", "keep"]).id
+        let other = try zoo.add(ZooTestSupport.checkpoint(seed: 121), name: "other").id
+        unlink(layout.objectURL(id).path)
+        XCTAssertEqual(try zoo.gc().damagedEntries.map(\.id), [id])
+        XCTAssertEqual(try TombstoneFile.read(layout.tombstoneURL(id)).name, "mine")
+        _ = try zoo.tag(other, "v1")   // taken meanwhile: stays the other entry's
+
+        let again = try zoo.add(lost)
+        XCTAssertTrue(again.added)
+        XCTAssertEqual(again.name, "mine")
+        XCTAssertEqual(again.tags, ["keep"])
+        XCTAssertEqual(again.labelsRestored, ["mine", "keep"])
+        XCTAssertEqual(again.labelsNotRestored, ["v1"])
+        XCTAssertEqual(try zoo.resolve("mine"), id)
+        XCTAssertEqual(try zoo.resolve("v1"), other)
+        XCTAssertEqual(try zoo.verify().findings, [], "ref files and rows agree")
+
+        // A name given at the import wins over the old one, which is reported as not restored.
+        _ = try zoo.remove(id)
+        unlink(layout.tombstoneURL(id).path)
+        let second = try zoo.add(lost, name: "mine", tags: ["keep"]).id
+        unlink(layout.objectURL(second).path)
+        _ = try zoo.gc()
+        let renamed = try zoo.add(lost, name: "renamed")
+        XCTAssertEqual(renamed.name, "renamed")
+        XCTAssertEqual(renamed.labelsRestored, ["keep"])
+        XCTAssertEqual(renamed.labelsNotRestored, ["mine"])
+    }
+
     func testReimportingARemovedEntryDropsItsTombstone() throws {
         let (zoo, layout) = try makeZoo()
         let c = try chain(zoo)
@@ -462,6 +523,8 @@ final class ZooIntegrityTests: XCTestCase {
         let again = try zoo.add(ZooTestSupport.checkpoint(seed: 101, stage: "bissl", method: "bissl", parents: [.init(id: c.pre, relation: "aligned-from")]))
         XCTAssertTrue(again.added)
         XCTAssertEqual(again.id, c.aligned)
+        XCTAssertNil(again.name, "rm meant the removal: its labels stay free")
+        XCTAssertEqual(again.labelsRestored, [])
         XCTAssertNil(try zoo.tombstone(c.aligned))
         XCTAssertFalse(FileManager.default.fileExists(atPath: layout.tombstoneURL(c.aligned).path))
         XCTAssertEqual(try zoo.lineage(c.ft1, direction: .up).nodes.map(\.status), [.listed, .listed, .listed])

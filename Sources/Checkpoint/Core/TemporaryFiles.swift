@@ -125,3 +125,72 @@ private func removeAndReraise(_ sig: Int32) {
     signal(sig, SIG_DFL)
     raise(sig)
 }
+
+extension TemporaryFiles {
+    /// A temporary that a writer killed before it could clean up (SIGKILL, a crash, a power loss) left
+    /// next to a destination, as `removeAbandoned(for:)` found it.
+    public struct Abandoned: Equatable, Sendable {
+        /// The file or folder removed.
+        public var path: String
+        /// The pid its name carries (no process has it any more).
+        public var pid: Int32
+        /// Bytes of the regular files removed.
+        public var bytes: Int64
+    }
+
+    /// Removes the temporaries of `destination` whose writer no longer runs, so that a convert or
+    /// export killed with SIGKILL (which no handler sees) does not leave a hidden file of the output's
+    /// size behind for good: the next write of the same destination removes it.
+    ///
+    /// Only names this module's writers give the temporaries of exactly that destination are
+    /// considered: `.<name>.tmp-<pid>-<n>` (`AtomicFile`; a Hub folder's staging folder) and
+    /// `.<name>.zip-<pid>-<n>` (`ZipWriter`), `pid` and `n` decimal, in the folder of the file finally
+    /// written (a symbolic link's target, as the writers do). One is removed only when no process has
+    /// that pid (`kill(pid, 0)` fails with `ESRCH`); a running process's temporary, this process's,
+    /// and one whose pid belongs to another user's process (`EPERM`) are kept. A folder (a Hub
+    /// folder's staging folder) is removed with what it holds; a symbolic link is removed, never followed.
+    /// - Returns: what was removed, in name order; failures to remove are skipped (the write goes on).
+    @discardableResult
+    public static func removeAbandoned(for destination: URL) -> [Abandoned] {
+        let target = (try? AtomicFile.finalTarget(of: destination)) ?? destination
+        let folder = target.deletingLastPathComponent()
+        let fm = FileManager.default
+        var removed: [Abandoned] = []
+        for name in ((try? fm.contentsOfDirectory(atPath: folder.path)) ?? []).sorted() {
+            guard let pid = writerPID(in: name, destination: target.lastPathComponent), pid != getpid(),
+                  kill(pid, 0) != 0, errno == ESRCH else { continue }
+            let url = folder.appendingPathComponent(name)
+            var info = stat()
+            guard lstat(url.path, &info) == 0 else { continue }
+            var bytes: Int64 = 0
+            if info.st_mode & S_IFMT == S_IFDIR {
+                let contents = fm.enumerator(at: url, includingPropertiesForKeys: [.fileSizeKey, .isRegularFileKey])
+                while let item = contents?.nextObject() as? URL {
+                    if let v = try? item.resourceValues(forKeys: [.fileSizeKey, .isRegularFileKey]), v.isRegularFile == true {
+                        bytes += Int64(v.fileSize ?? 0)
+                    }
+                }
+                guard (try? fm.removeItem(at: url)) != nil else { continue }
+            } else {
+                if info.st_mode & S_IFMT == S_IFREG { bytes = Int64(info.st_size) }
+                guard unlink(url.path) == 0 else { continue }
+            }
+            removed.append(Abandoned(path: url.path, pid: pid, bytes: bytes))
+        }
+        return removed
+    }
+
+    /// The writer's pid when `name` is a temporary of the file named `destination` as this module's
+    /// writers name them (`.<destination>.tmp-<pid>-<n>` or `.<destination>.zip-<pid>-<n>`, decimal
+    /// `pid` > 0 and `n` < 2^32); nil for any other name.
+    static func writerPID(in name: String, destination: String) -> Int32? {
+        let prefix = "." + destination + "."
+        guard name.hasPrefix(prefix) else { return nil }
+        let rest = name.dropFirst(prefix.count)
+        guard rest.hasPrefix("tmp-") || rest.hasPrefix("zip-") else { return nil }
+        let numbers = rest.dropFirst(4).split(separator: "-", omittingEmptySubsequences: false)
+        guard numbers.count == 2, numbers.allSatisfy({ !$0.isEmpty && $0.allSatisfy { $0 >= "0" && $0 <= "9" } }),
+              let pid = Int32(numbers[0]), pid > 0, UInt32(numbers[1]) != nil else { return nil }
+        return pid
+    }
+}

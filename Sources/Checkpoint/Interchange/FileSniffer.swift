@@ -46,8 +46,11 @@ public enum FileKind: Equatable, Sendable {
         case .torchScript:
             return "\(fileName) is a TorchScript archive (torch.jit.save), not a state dict; load it with torch.jit.load and re-export with torch.save(model.state_dict(), path)"
         case .rawPickle(let globals):
-            let list = globals.isEmpty ? "no globals" : "globals \(globals.joined(separator: ", "))"
-            return "\(fileName) is a plain Python pickle (pickle.dump), not torch.save output; it references \(list); bissl does not unpickle it because that would run code; re-export it with torch.save(model.state_dict(), path)"
+            if globals.isEmpty {
+                // Nothing to run, but nothing to read either: tensors only come with torch.save's storages.
+                return "\(fileName) is a plain Python pickle (pickle.dump), not torch.save output: it references no class, so it holds no tensors (only numbers, strings, lists and dicts); save the weights with torch.save(model.state_dict(), path)"
+            }
+            return "\(fileName) is a plain Python pickle (pickle.dump), not torch.save output; it references globals \(globals.joined(separator: ", ")); bissl does not unpickle it because that would run code; re-export it with torch.save(model.state_dict(), path)"
         case .safetensors: return "\(fileName) is a safetensors file"
         case .hdf5: return "\(fileName) is an HDF5 file"
         case .npz: return "\(fileName) is a NumPy .npz archive"

@@ -70,7 +70,9 @@ public enum Interchange {
         let document = try readSource(url)
         if allowPlainTensors, let plain = plainTensors(document, options: options) {
             let aliases = StorageAliases.find(plain.map { ($0.key, $0.value) })
-            var rules = ["no ResNet backbone keys: kept \(plain.count) tensors as they are in component 'tensors'"]
+            let misfit = LayoutResolver.candidates(document).first?.misfit
+            var rules = [(misfit.map { "ResNet backbone keys that fit no ResNet (\($0))" } ?? "no ResNet backbone keys")
+                         + ": kept \(plain.count) tensors as they are in component 'tensors'"]
             if !aliases.isEmpty {
                 rules.append("\(aliases.count) name(s) share storage with an earlier name: \(Checkpoint.describeAliases(aliases))")
             }

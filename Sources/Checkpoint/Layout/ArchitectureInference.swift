@@ -130,6 +130,22 @@ public enum ArchitectureInference {
         (try? guessBackbone(dict, strict: false)) ?? nil
     }
 
+    /// Why backbone keys fit no ResNet (`guess` gave nil): the strict check's first complaint, e.g.
+    /// `the stem has 0 channels (...)`.
+    public static func misfit(_ dict: StateDict) -> String {
+        if let conv1 = dict["conv1.weight"], conv1.shape.first == 0 {
+            return "the stem has 0 channels (conv1.weight \(conv1.shape)): a ResNet needs at least 1"
+        }
+        do {
+            _ = try guessBackbone(dict, strict: true)
+            return "they fit no ResNet"
+        } catch let CheckpointError.invalid(m) {
+            return m
+        } catch {
+            return "\(error)"
+        }
+    }
+
     private static func guessBackbone(_ dict: StateDict, strict: Bool) throws -> Architecture? {
         var blocks = [Set<Int>](repeating: [], count: 4)
         var bottleneck = false
@@ -179,7 +195,10 @@ public enum ArchitectureInference {
         if width == nil {
             width = dict["bn1.weight"]?.shape.first ?? dict["layer1.0.conv1.weight"].flatMap { $0.shape.count == 4 ? $0.shape[1] : nil }
         }
-        guard let w = width, w > 0 else { return nil }
+        guard let w = width, w > 0 else {
+            if strict { throw CheckpointError.invalid("the stem has \(width ?? 0) channels (conv1.weight \(dict["conv1.weight"]?.shape ?? [])): a ResNet needs at least 1") }
+            return nil
+        }
         return Architecture(depth: found.depth, block: block, layers: found.layers, width: w, stem: stem ?? "imagenet")
     }
 

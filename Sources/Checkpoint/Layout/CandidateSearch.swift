@@ -148,7 +148,8 @@ enum CandidateSearch {
                 let sub = backboneSubset(dict, prefix: prefix)
                 guard let arch = ArchitectureInference.guess(sub) else {
                     out.append(Candidate(keyPath: dict.keyPath, prefix: prefix, tensorCount: dict.tensors.count,
-                                         architecture: nil, matched: 0, total: 0, complete: false, differences: ""))
+                                         architecture: nil, matched: 0, total: 0, complete: false, differences: "",
+                                         misfit: ArchitectureInference.misfit(sub)))
                     continue
                 }
                 let diff = ArchitectureInference.compare(sub, to: ArchitectureInference.backboneKeys(for: arch))

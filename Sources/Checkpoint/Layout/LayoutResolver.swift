@@ -65,6 +65,10 @@ public enum LayoutResolver {
         let resnetCandidates = candidates.filter { $0.architecture != nil }
         guard !resnetCandidates.isEmpty else {
             if walk.dicts.isEmpty { throw CheckpointError.invalid("no dict of tensors found in this \(doc.container) file") }
+            if let misfit = candidates.first(where: { $0.misfit != nil }) {
+                let place = misfit.selector.isEmpty ? "the root dict" : "'\(misfit.selector)'"
+                throw CheckpointError.invalid("\(place) has ResNet backbone keys (conv1.*, bn1.*, layerN.*), but they fit no ResNet: \(misfit.misfit!)")
+            }
             throw CheckpointError.invalid("no ResNet backbone keys (conv1.*, bn1.*, layerN.*) in \(walk.dicts.count) dict(s) of tensors; first keys: \(walk.dicts[0].tensors.keys.prefix(3).joined(separator: ", "))")
         }
         var pool = resnetCandidates
@@ -290,8 +294,21 @@ public enum LayoutResolver {
             throw CheckpointError.ambiguous("\(complete.count) complete ResNet backbones found: \(list(complete)); no rule prefers one (EMA, teacher, student and momentum copies are all valid): pick one with --select KEYPATH, e.g. --select \(complete[0].selector)")
         }
         if let partial = partialPrefix(walk) { throw partial }
-        let best = pool[0]
-        throw CheckpointError.invalid("no complete ResNet backbone: best candidate \(best.line) differs: \(best.differences)")
+        throw CheckpointError.invalid("no complete ResNet backbone: " + closest(pool[0], walk: walk))
+    }
+
+    /// The best incomplete candidate in words: where it is, how many of the keys its (guessed)
+    /// architecture requires it holds (`num_batches_tracked` is optional, so not counted), and the
+    /// differences.
+    static func closest(_ best: Candidate, walk: CandidateSearch.Walk) -> String {
+        let place = best.selector.isEmpty ? "the root dict" : "'\(best.selector)'"
+        guard let arch = best.architecture, let dict = walk.dicts.first(where: { $0.keyPath == best.keyPath }) else {
+            return "the closest is \(place): \(best.differences)"
+        }
+        let diff = ArchitectureInference.compare(CandidateSearch.backboneSubset(dict, prefix: best.prefix),
+                                                 to: ArchitectureInference.backboneKeys(for: arch))
+        return "the closest, \(place), holds \(diff.required - diff.missing.count) of the \(diff.required) keys a \(arch.label) requires "
+            + "(architecture guessed from the keys present); differences: \(diff.summary)"
     }
 
     /// Some, not all, keys of a tensor dict start with `S.`, and removing it from those gives

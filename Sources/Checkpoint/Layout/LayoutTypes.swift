@@ -50,6 +50,9 @@ public struct Candidate: Equatable, Sendable, Encodable {
     public var complete: Bool
     /// First differences from the canonical set (empty when complete), as `KeyDifference.summary`.
     public var differences: String
+    /// Set when the dict has backbone keys under `prefix` but they fit no ResNet (then
+    /// `architecture` is nil): why, as `ArchitectureInference.misfit` says it.
+    public var misfit: String? = nil
 
     /// `matched / total`, 0 when nothing matched.
     public var score: Double { total == 0 ? 0 : Double(matched) / Double(total) }
@@ -61,7 +64,7 @@ public struct Candidate: Equatable, Sendable, Encodable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case selector, keyPath, prefix, tensorCount, architecture, matched, total, score, complete, differences
+        case selector, keyPath, prefix, tensorCount, architecture, matched, total, score, complete, differences, misfit
     }
 
     /// JSON for `bissl inspect --json`: the stored fields plus `selector` and `score`.
@@ -77,12 +80,16 @@ public struct Candidate: Equatable, Sendable, Encodable {
         try c.encode(score, forKey: .score)
         try c.encode(complete, forKey: .complete)
         try c.encode(differences, forKey: .differences)
+        try c.encodeIfPresent(misfit, forKey: .misfit)
     }
 
     /// `'state_dict.encoder' 318/318 resnet50-w1-small (complete)`, for messages and `inspect`.
     public var line: String {
         let name = selector.isEmpty ? "<root>" : selector
-        guard let arch = architecture else { return "'\(name)' \(tensorCount) tensors, no ResNet backbone keys" }
+        guard let arch = architecture else {
+            if let misfit { return "'\(name)' \(tensorCount) tensors, ResNet backbone keys that fit no ResNet: \(misfit)" }
+            return "'\(name)' \(tensorCount) tensors, no ResNet backbone keys"
+        }
         let score = String(format: "%.2f", self.score)
         return "'\(name)' \(matched)/\(total) \(arch.label) (score \(score)\(complete ? ", complete" : ""))"
     }

@@ -1,4 +1,5 @@
 import Checkpoint
+import Datasets
 import Foundation
 import Zoo
 
@@ -44,8 +45,52 @@ public enum RunMaintenance {
         return freed
     }
 
+    /// Files of a run directory that zoo entries name as their data, with the entries naming them.
+    public struct Citation: Equatable, Sendable {
+        /// The file's name in the run directory (`holdout-train.txt`).
+        public var file: String
+        /// Ids of the entries (listed or removed) whose provenance datasets name it, sorted.
+        public var entries: [String]
+    }
+
+    /// The files of `run` that the provenance of zoo entries names as data: `finetune` without `--val`
+    /// records its hold-out split files (`holdout-train.txt`, `holdout-val.txt`, in the run directory)
+    /// in the entry's dataset URIs, which `show`, `card` and `eval` of that entry and its descendants
+    /// cite, so deleting them leaves the record naming files that are gone. A dataset URI cites a
+    /// file when its path or split file (`DatasetURI`, absolute) is that file, symbolic links
+    /// resolved on both sides. Entries removed with a tombstone count too (their descendants'
+    /// lineage still shows them).
+    /// - Returns: one citation per cited file, by file name; empty when `zoo` is nil.
+    /// - Throws: `ZooError` when the catalog cannot be read.
+    public static func citations(of run: RunSummary, in zoo: Zoo?) throws -> [Citation] {
+        guard let zoo else { return [] }
+        let directory = URL(fileURLWithPath: run.directory, isDirectory: true).resolvingSymlinksInPath().path + "/"
+        var cited: [String: Set<String>] = [:]
+        // The run's id is in every path under its directory, whatever else the URI escapes.
+        for (id, provenance) in try zoo.provenanceMentioning(URL(fileURLWithPath: run.directory).lastPathComponent) {
+            for dataset in provenance.datasets {
+                guard let uri = try? DatasetURI(parsing: dataset.uri, relativeTo: "/") else { continue }
+                for path in [uri.path] + (uri.splitFile.map { [$0] } ?? []) {
+                    let resolved = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+                    guard resolved.hasPrefix(directory) else { continue }
+                    let name = String(resolved.dropFirst(directory.count))
+                    if !name.isEmpty { cited[name, default: []].insert(id) }
+                }
+            }
+        }
+        return cited.keys.sorted().map { Citation(file: $0, entries: cited[$0]!.sorted()) }
+    }
+
+    /// `holdout-train.txt, holdout-val.txt (cited by entry 145ca7bf5b22 as its data)`, for messages.
+    public static func describe(_ citations: [Citation]) -> String {
+        let entries = Set(citations.flatMap(\.entries)).sorted().map { String($0.prefix(12)) }
+        return citations.map(\.file).joined(separator: ", ")
+            + " (cited as data by the provenance of entr\(entries.count == 1 ? "y" : "ies") \(entries.joined(separator: ", ")))"
+    }
+
     /// Removes a run directory. A running run (a process holds it) is refused; an interrupted or
-    /// failed run, whose work a resume would continue, only with `force`.
+    /// failed run, whose work a resume would continue, only with `force`. Whether entries cite its
+    /// files (`citations`) is the caller's question.
     /// - Returns: bytes freed (or that would be, with `dryRun`).
     /// - Throws: `TrainingError.invalid` for a refused run, `.io` when it cannot be deleted.
     @discardableResult

@@ -184,6 +184,12 @@ public struct Tombstone: Codable, Equatable, Sendable {
     public var removedAt: String
     /// Its full provenance, as it was stored in the object file.
     public var provenance: Provenance
+    /// Which of `labels` was its name (nil: none, or a record written before this field).
+    public var name: String? = nil
+    /// Why `gc` took the entry out (its object was missing or damaged); nil for `rm`. Importing
+    /// the same content again gives back the labels of such an entry (`Zoo.add`). Kept in the file
+    /// only, not in the catalog table.
+    public var damage: String? = nil
 }
 
 extension EntryRecord {

@@ -14,8 +14,17 @@ public struct GCReport: Codable, Equatable, Sendable {
     /// What interrupted pushes and pulls keep to resume from (schemas/remote.md, "Resuming") that
     /// made progress within the grace period: kept, so running them again still resumes.
     public var keptTransfers: [String] = []
-    /// Ref files of labels the catalog does not hold.
+    /// Ref files of labels the catalog does not hold (or holds for another entry or as the other kind).
     public var strayRefs: [String]
+    /// Files under `refs/` that are not valid ref files (garbage content, a name that is no label),
+    /// removed, each with what is wrong (`RefFiles.read`). Folders there are left alone.
+    public var invalidRefs: [InvalidRef] = []
+
+    public struct InvalidRef: Codable, Equatable, Sendable {
+        public var path: String
+        /// What is wrong, a clause: `it holds 'x', not an entry id; ...`.
+        public var problem: String
+    }
     /// Ref files rewritten for labels the catalog holds (after an interrupted untag/rm).
     public var rewrittenRefs: [String]
     /// Trashed objects put back because the catalog still lists them (interrupted rm).
@@ -31,7 +40,8 @@ public struct GCReport: Codable, Equatable, Sendable {
         public var problem: String
         /// Where the object went (`damaged/<id>.h5`), nil when it was missing.
         public var movedTo: String?
-        /// The file it was imported from, when the provenance records one (re-import it to get it back).
+        /// The file it was imported from, when the provenance records one (re-import it to get it
+        /// back, with the labels it had that are still free: `Zoo.add`).
         public var sourceFile: String?
     }
     /// Bytes freed.
@@ -140,7 +150,7 @@ extension Zoo {
                 }
                 if !dryRun {
                     let labels = try Catalog.labels(of: id, db)
-                    try unlist(id, tombstone: true, db)
+                    try unlist(id, tombstone: true, damage: problem, db)
                     for (label, kind) in labels { try RefFiles.remove(label, kind: kind, layout: layout) }
                 }
                 report.damagedEntries.append(.init(id: id, problem: problem, movedTo: movedTo, sourceFile: source))
@@ -171,12 +181,17 @@ extension Zoo {
             var present = Set<String>()
             for ref in RefFiles.all(layout: layout) {
                 if relabeled.contains(ref.label) { present.insert(ref.label); continue }
-                if let owner = byLabel[ref.label], owner.0 == ref.kind, owner.1 == ref.id {
+                if let owner = byLabel[ref.label], owner.0 == ref.kind, owner.1 == ref.id, ref.problem == nil {
                     present.insert(ref.label)
                     continue
                 }
+                if ref.problem == "it is a folder" { continue }   // not ours to delete recursively; verify reports it
                 try delete(ref.url)
-                report.strayRefs.append(ref.url.path)
+                if let problem = ref.problem {
+                    report.invalidRefs.append(.init(path: ref.url.path, problem: problem))
+                } else {
+                    report.strayRefs.append(ref.url.path)
+                }
             }
             for (label, kind, id) in labels where !present.contains(label) {
                 if !dryRun { try RefFiles.write(label, kind: kind, id: id, layout: layout) }

@@ -18,6 +18,12 @@ public struct ImportResult: Codable, Equatable, Sendable {
     public var size: Int64
     /// `HealthCheck.warnings` of the tensors when this call scanned them (a new entry); nil otherwise.
     public var health: [String]?
+    /// Labels given back to content that `gc` had unlisted as damaged (`Tombstone.damage`): the
+    /// labels it had then that are free now, the name only when the import gives none.
+    public var labelsRestored: [String] = []
+    /// Labels of that damaged entry not given back: held by another entry now, or its name when the
+    /// import gives another one.
+    public var labelsNotRestored: [String] = []
 }
 
 extension Zoo {
@@ -36,7 +42,8 @@ extension Zoo {
     ///     waited for once the object's tensors are written (`CheckpointFile.writeStaged`).
     /// - Returns: `added == false` when the content is already listed: then `name`/`tags` it does not
     ///   hold yet are applied to that entry (same rules as `tag`; a second name is refused) and
-    ///   listed in `labelsAdded`; nothing else changes.
+    ///   listed in `labelsAdded`; nothing else changes. Content that `gc` unlisted as damaged gets
+    ///   back the labels it had that are still free (`labelsRestored`, `restorableLabels`).
     /// - Throws: `ZooError.invalid` for a bad or taken label, provenance outside the schema
     ///   (`ProvenanceCheck`) or naming the entry's own id as a parent, `.io` when the zoo cannot be
     ///   written.
@@ -101,6 +108,8 @@ extension Zoo {
             }
             try Self.checkLabelsFree(labels, for: id, db)
             try Self.checkNoCycle(id, parents: checkpoint.provenance.parents.map(\.id), db)
+            let (restored, notRestored) = try restorableLabels(id, given: labels, db)
+            let labels = labels + restored
             var placedObject = false
             var writtenRefs: [(String, LabelKind)] = []
             do {
@@ -122,7 +131,9 @@ extension Zoo {
                 // file facts stay as they are now (schemas/catalog.md, "Trusted reads").
                 if let status = Self.settledStatus(object) { try Catalog.recordVerified(id, status, db) }
                 for (label, kind) in labels { try Catalog.addLabel(label, kind: kind, id: id, db) }
-                return ImportResult(id: id, added: true, name: name, tags: tags.sorted(), size: attributes.size, health: details.health)
+                return ImportResult(id: id, added: true, name: labels.first { $0.1 == .name }?.0,
+                                    tags: labels.filter { $0.1 == .tag }.map(\.0).sorted(), size: attributes.size, health: details.health,
+                                    labelsRestored: restored.map(\.0), labelsNotRestored: notRestored)
             } catch {
                 // Still under the write lock: nobody else can have indexed what we placed.
                 for (label, kind) in writtenRefs { try? RefFiles.remove(label, kind: kind, layout: layout) }
@@ -133,6 +144,29 @@ extension Zoo {
         // A removed entry imported again is listed again: its tombstone is obsolete.
         if result.added { unlink(layout.tombstoneURL(id).path) }
         return result
+    }
+
+    /// The labels `gc` took from entry `id` when it unlisted it as damaged (its tombstone file with
+    /// `Tombstone.damage`; `rm` leaves none, a removal is meant), split into those that come back with
+    /// its content and those that cannot: a label another entry holds now, or its old name when
+    /// `given` names the entry otherwise. Given labels are not repeated.
+    func restorableLabels(_ id: String, given: [(String, LabelKind)], _ db: Database) throws
+        -> (restored: [(String, LabelKind)], notRestored: [String]) {
+        let url = layout.tombstoneURL(id)
+        guard FileManager.default.fileExists(atPath: url.path), let t = try? TombstoneFile.read(url), t.damage != nil else { return ([], []) }
+        let givenLabels = Set(given.map(\.0))
+        let givenName = given.contains { $0.1 == .name }
+        var restored: [(String, LabelKind)] = [], notRestored: [String] = []
+        for label in t.labels where !givenLabels.contains(label) && (try? LabelRules.validate(label)) != nil {
+            let kind: LabelKind = label == t.name ? .name : .tag
+            let taken = try Catalog.labelOwner(label, db) != nil
+            if (kind == .name && givenName) || taken {
+                notRestored.append(label)
+            } else {
+                restored.append((label, kind))
+            }
+        }
+        return (restored, notRestored)
     }
 
     /// Applies `labels` the listed entry `id` does not hold yet (refs first, then rows, inside the

@@ -74,10 +74,10 @@ extension Zoo {
             var labelCount = 0
             // Names first, so an entry's name wins over a tag file of the same label.
             for ref in RefFiles.all(layout: layout).sorted(by: { ($0.kind == .name ? 0 : 1, $0.label) < ($1.kind == .name ? 0 : 1, $1.label) }) {
+                if let problem = ref.problem { skipped.append("\(ref.url.path): not a valid ref file: \(problem)"); continue }
                 guard let id = ref.id, indexed.contains(id) else {
                     skipped.append("\(ref.url.path): points at no listed entry"); continue
                 }
-                guard (try? LabelRules.validate(ref.label)) != nil else { skipped.append("\(ref.url.path): not a valid label"); continue }
                 if try Catalog.labelOwner(ref.label, db) != nil {
                     skipped.append("\(ref.url.path): label already used as a name"); continue
                 }

@@ -61,7 +61,8 @@ extension Zoo {
     /// Deletes `id`'s catalog row (inside a write transaction); with `tombstone`, keeps its record
     /// (provenance from the catalog row, labels) in `tombstones/` and the catalog first.
     /// - Throws: `ZooError.corrupt` when a tombstone is wanted and the row's provenance is unreadable.
-    func unlist(_ id: String, tombstone: Bool, _ db: Database) throws {
+    /// - Parameter damage: with `tombstone`, why `gc` unlists the entry (recorded as `Tombstone.damage`).
+    func unlist(_ id: String, tombstone: Bool, damage: String? = nil, _ db: Database) throws {
         guard tombstone else { return try Catalog.delete(id, db) }
         let record = try Catalog.records(ListFilter(ids: [id]), db)[0]
         guard let provenance = EntrySummary.decodeProvenance(record.summary.provenanceJSON) else {
@@ -70,7 +71,8 @@ extension Zoo {
         let labels = try Catalog.labels(of: id, db)
         let t = Tombstone(
             id: id, stage: record.summary.stage, method: record.summary.method, arch: record.summary.arch,
-            labels: labels.map(\.label), removedAt: ISO8601DateFormatter().string(from: Date()), provenance: provenance)
+            labels: labels.map(\.label), removedAt: ISO8601DateFormatter().string(from: Date()), provenance: provenance,
+            name: labels.first { $0.kind == .name }?.label, damage: damage)
         try TombstoneFile.write(t, layout: layout)
         try Catalog.delete(id, db)
         try Catalog.insert(t, db)

@@ -117,11 +117,17 @@ extension Zoo {
         }
         for (label, kind) in try labels(of: id) {
             let ref = layout.refURL(label, kind: kind)
-            let text = (try? String(contentsOf: ref, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
-            if text != id {
-                out.append(.init(level: .leftover, id: id, path: ref.path,
-                                 message: "\(kind.rawValue) '\(label)' has no matching ref file (interrupted untag or rm); bissl gc rewrites it"))
+            var info = stat()
+            let what: String
+            if lstat(ref.path, &info) != 0 {
+                what = "has no ref file (interrupted untag or rm)"
+            } else {
+                let (held, problem) = RefFiles.read(ref, label: label)
+                if held == id && problem == nil { continue }
+                what = problem.map { "has an invalid ref file: \($0)" } ?? "has a ref file naming another entry, \(held!.prefix(12))"
             }
+            out.append(.init(level: .leftover, id: id, path: ref.path,
+                             message: "\(kind.rawValue) '\(label)' \(what); bissl gc rewrites it"))
         }
         for warning in HealthCheck.warnings(checkpoint) {
             out.append(.init(level: .warning, id: id, path: nil, message: warning))
@@ -184,9 +190,20 @@ extension Zoo {
         }
         let byLabel = Dictionary(labels.map { ($0.label, ($0.kind, $0.id)) }, uniquingKeysWith: { a, _ in a })
         for ref in RefFiles.all(layout: layout) {
-            if let owner = byLabel[ref.label], owner.0 == ref.kind, owner.1 == ref.id { continue }
-            out.append(.init(level: .leftover, id: ref.id, path: ref.url.path,
-                             message: "ref file of a label the catalog does not hold (interrupted import or tag); bissl gc removes it"))
+            let owner = byLabel[ref.label]
+            // A held label's own ref file, sound or not, is reported with its entry (`verifyEntry`).
+            if let owner, owner.0 == ref.kind { continue }
+            let message: String
+            if let problem = ref.problem {
+                message = "invalid ref file: \(problem); " + (problem == "it is a folder" ? "gc leaves folders, remove it by hand" : "bissl gc removes it")
+            } else if let owner {
+                message = "ref file of \(ref.kind.rawValue) '\(ref.label)', but the catalog holds '\(ref.label)' as the \(owner.0.rawValue) of entry \(owner.1.prefix(12)); bissl gc removes it"
+            } else if let id = ref.id, !listed.contains(id) {
+                message = "ref file of \(ref.kind.rawValue) '\(ref.label)' naming entry \(id.prefix(12)), which the catalog does not list (interrupted import or rm); bissl gc removes it"
+            } else {
+                message = "ref file of \(ref.kind.rawValue) '\(ref.label)', a label the catalog does not hold (interrupted import or tag); bissl gc removes it"
+            }
+            out.append(.init(level: .leftover, id: ref.id, path: ref.url.path, message: message))
         }
         return out
     }

@@ -17,18 +17,48 @@ enum RefFiles {
         }
     }
 
-    /// Every ref file: label, kind and the id it holds (nil when the file does not hold a full id).
-    static func all(layout: ZooLayout) -> [(label: String, kind: LabelKind, id: String?, url: URL)] {
-        var out: [(String, LabelKind, String?, URL)] = []
+    /// Every ref file: label, kind, the id it holds (nil when the file does not hold a full id) and,
+    /// for a file that is not a valid ref at all, what is wrong with it (`problem`).
+    static func all(layout: ZooLayout) -> [(label: String, kind: LabelKind, id: String?, url: URL, problem: String?)] {
+        var out: [(String, LabelKind, String?, URL, String?)] = []
         for kind in LabelKind.allCases {
             let dir = layout.refs.appendingPathComponent(kind.directory, isDirectory: true)
             let names = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
             for name in names.sorted() where !name.hasPrefix(".") {
                 let url = dir.appendingPathComponent(name)
-                let text = (try? String(contentsOf: url, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
-                out.append((name, kind, text.flatMap { ZooLayout.isFullID($0) ? $0 : nil }, url))
+                let (id, problem) = read(url, label: name)
+                out.append((name, kind, id, url, problem))
             }
         }
         return out
+    }
+
+    /// Bytes read of a ref file at most: a ref is 65 (64 hex digits and a line feed).
+    static let readLimit = 4096
+
+    /// The id a ref file holds, and why it is not a valid ref (a clause: `it is a folder`, `its name is
+    /// not a valid label (...)`, `it holds 'x', not an entry id; ...`): bissl writes `<64 lowercase hex>\n` under a
+    /// file name that is a valid label (`LabelRules`), so anything else was put there by hand or by
+    /// another program.
+    static func read(_ url: URL, label: String) -> (id: String?, problem: String?) {
+        var info = stat()
+        guard stat(url.path, &info) == 0 else { return (nil, "it cannot be read (\(String(cString: strerror(errno))))") }
+        switch info.st_mode & S_IFMT {
+        case S_IFREG: break
+        case S_IFDIR: return (nil, "it is a folder")
+        default: return (nil, "it is not a regular file")
+        }
+        let problem: String? = (try? LabelRules.validate(label)) != nil ? nil
+            : "its name is not a valid label (1-100 characters of A-Z a-z 0-9 . _ + -, starting with a letter or digit, not 6 or more hex digits only)"
+        guard Int(info.st_size) <= readLimit else {
+            return (nil, problem ?? "it holds \(info.st_size) bytes; a ref file is one line, an entry's full 64-hex id")
+        }
+        guard let data = FileManager.default.contents(atPath: url.path) else { return (nil, problem ?? "it cannot be read") }
+        let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard ZooLayout.isFullID(text) else {
+            let shown = text.isEmpty ? "nothing" : "'\(String(text.prefix(24)).escapingControlCharacters)\(text.count > 24 ? "..." : "")'"
+            return (nil, problem ?? "it holds \(shown), not an entry id; a ref file is one line, an entry's full 64-hex id")
+        }
+        return (text, problem)
     }
 }

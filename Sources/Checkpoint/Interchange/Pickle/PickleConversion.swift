@@ -83,8 +83,34 @@ struct PickleConversion {
         bytesLeft -= bytes
     }
 
+    /// A key path for messages: keys joined by `.`, each cut to 40 characters, and a path of more
+    /// than 8 keys shown by its first 3 and last 2 (`a.0.0 ... 0.0 (200 keys)`), so a hostile depth
+    /// or key length cannot make an error line of kilobytes.
     static func pathText(_ path: [String]) -> String {
-        path.isEmpty ? "the top-level object" : path.joined(separator: ".")
+        guard !path.isEmpty else { return "the top-level object" }
+        let keys = path.map { $0.count > 40 ? String($0.prefix(40)) + "..." : $0 }
+        guard keys.count > 8 else { return keys.joined(separator: ".") }
+        return keys.prefix(3).joined(separator: ".") + " ... " + keys.suffix(2).joined(separator: ".") + " (\(keys.count) keys)"
+    }
+
+    /// Runs `body` (a conversion), putting `file` in front of the message of a `CheckpointError` that
+    /// does not start with it: conversion knows key paths, not the file they are in.
+    static func naming<T>(_ file: String, _ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as CheckpointError {
+            let prefix = file + ": "
+            func named(_ m: String) -> String { m.hasPrefix(prefix) ? m : prefix + m }
+            switch error {
+            case .notACheckpoint(let m): throw CheckpointError.notACheckpoint(named(m))
+            case .corrupt(let m): throw CheckpointError.corrupt(named(m))
+            case .unsafe(let m): throw CheckpointError.unsafe(named(m))
+            case .ambiguous(let m): throw CheckpointError.ambiguous(named(m))
+            case .invalid(let m): throw CheckpointError.invalid(named(m))
+            case .unsupported(let m): throw CheckpointError.unsupported(named(m))
+            case .io(let m): throw CheckpointError.io(named(m))
+            }
+        }
     }
 
     mutating func convert(_ value: PickleValue, path: [String] = []) throws -> ObjectValue {

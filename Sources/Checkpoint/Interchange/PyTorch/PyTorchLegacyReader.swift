@@ -105,7 +105,7 @@ enum PyTorchLegacyReader {
                 let end = start + storage.numel * es
                 return data.subdata(in: start..<end)
             }
-            let value = try conversion.convert(root)
+            let value = try PickleConversion.naming(file) { try conversion.convert(root) }
             return SourceDocument(format: .pth, container: "pytorch-legacy", root: value, metadata: metadata,
                                   warnings: conversion.warnings)
         }

@@ -111,7 +111,7 @@ enum PyTorchZipReader {
                 if bigEndian { PyTorchByteOrder.swap(&bytes, elementSize: storage.dtype.size) }
                 return bytes
             }
-            let value = try conversion.convert(root)
+            let value = try PickleConversion.naming(file) { try conversion.convert(root) }
             return SourceDocument(format: .pth, container: "pytorch-zip", root: value, metadata: metadata,
                                   warnings: conversion.warnings)
         }

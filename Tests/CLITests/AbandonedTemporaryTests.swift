@@ -1,0 +1,71 @@
+import Checkpoint
+import Foundation
+import XCTest
+import Zoo
+@testable import Training
+import TestSupport
+
+/// A convert or export killed with SIGKILL (no handler runs) leaves its hidden temporary beside the
+/// output; the next write of the same output removes it when its writer is gone, and nothing else.
+final class AbandonedTemporaryTests: CLITestCase {
+    /// A pid no process has: a child that ran and was reaped (pids are not reused within the test).
+    private func endedPID() throws -> Int32 {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/true")
+        try p.run()
+        p.waitUntilExit()
+        return p.processIdentifier
+    }
+
+    private func file(_ name: String, bytes: Int = 1000) throws -> URL {
+        let url = tmp.appendingPathComponent(name)
+        try Data(repeating: 7, count: bytes).write(to: url)
+        return url
+    }
+
+    private var names: Set<String> { Set((try? FileManager.default.contentsOfDirectory(atPath: tmp.path)) ?? []) }
+
+    func testTheNextConvertRemovesTheTemporariesOfKilledWritesOfItsOutputOnly() throws {
+        let input = tmp.appendingPathComponent("in.h5")
+        try CheckpointFile.write(Network(architecture: Architecture(depth: 18, block: "basic", layers: [2, 2, 2, 2], width: 2, stem: "small"), seed: 1)
+            .checkpoint(provenance: Provenance(stage: "pretext", method: "simclr")), to: input)
+        let dead = try endedPID(), alive = getpid()   // this test process runs while bissl does
+        let killedH5 = try file(".o.h5.tmp-\(dead)-123", bytes: 4096)
+        let killedNPZ = try file(".o.npz.zip-\(dead)-77")
+        let killedFolder = tmp.appendingPathComponent(".o.h5.tmp-\(dead)-9")   // a hub folder's staging folder
+        try FileManager.default.createDirectory(at: killedFolder, withIntermediateDirectories: false)
+        try Data(count: 10).write(to: killedFolder.appendingPathComponent("model.safetensors"))
+        let kept = [
+            try file(".o.h5.tmp-\(alive)-456"),          // a running writer's
+            try file(".other.h5.tmp-\(dead)-1"),         // another destination's
+            try file(".o.h5.tmp-\(dead)-1.bak"),         // not our naming
+            try file("o.h5.tmp-\(dead)-1"),              // not hidden: not ours
+            try file(".o.h5.tmp-\(dead)"),               // no random part
+        ]
+
+        let r = try Fixtures.runBissl(["convert", input.path, tmp.appendingPathComponent("o.h5").path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: killedH5.path))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: killedFolder.path))
+        XCTAssertTrue(r.stdout.contains("note: removed \(killedH5.path) (4.1 KB), left by an earlier write of this output whose process (pid \(dead)) was killed"), r.stdout)
+        for url in kept + [killedNPZ] { XCTAssertTrue(names.contains(url.lastPathComponent), "\(url.lastPathComponent) must stay") }
+
+        // The ZIP writer's temporary goes with the next .npz write of that name.
+        let npz = try Fixtures.runBissl(["convert", input.path, tmp.appendingPathComponent("o.npz").path])
+        XCTAssertEqual(npz.status, 0, npz.stderr)
+        XCTAssertFalse(names.contains(killedNPZ.lastPathComponent), npz.stdout)
+        for url in kept { XCTAssertTrue(names.contains(url.lastPathComponent), "\(url.lastPathComponent) must stay") }
+    }
+
+    func testExportRemovesTheTemporaryOfAKilledExportOfTheSameFile() throws {
+        let z = try Zoo.open(ZooLayout(root: zooDir), create: true)
+        _ = try z.add(Network(architecture: Architecture(depth: 18, block: "basic", layers: [2, 2, 2, 2], width: 2, stem: "small"), seed: 1)
+            .checkpoint(provenance: Provenance(stage: "pretext", method: "simclr")), name: "e")
+        try z.close()
+        let killed = try file(".e.pth.zip-\(try endedPID())-5")
+        let r = try bissl(["export", "e", "-o", tmp.appendingPathComponent("e.pth").path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertFalse(names.contains(killed.lastPathComponent), r.stdout)
+        XCTAssertTrue(names.contains("e.pth"))
+    }
+}

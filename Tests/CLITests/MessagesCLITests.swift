@@ -1,0 +1,144 @@
+@testable import Checkpoint
+import Foundation
+import XCTest
+import Zoo
+@testable import Training
+import TestSupport
+
+/// Messages a hostile tester found misleading, too long or unlike each other, as the binary prints them.
+final class MessagesCLITests: CLITestCase {
+    /// A safetensors file of float32 tensors (zeros) of these shapes.
+    private func safetensors(_ name: String, _ tensors: [(String, [Int])]) throws -> String {
+        var entries: [String] = []
+        var offset = 0
+        for (key, shape) in tensors {
+            let bytes = 4 * shape.reduce(1, *)
+            entries.append("\"\(key)\":{\"dtype\":\"F32\",\"shape\":[\(shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}")
+            offset += bytes
+        }
+        var json = Data(("{" + entries.joined(separator: ",") + "}").utf8)
+        json.append(contentsOf: [UInt8](repeating: 0x20, count: (8 - json.count % 8) % 8))
+        var n = UInt64(json.count).littleEndian
+        let url = tmp.appendingPathComponent(name)
+        try (Data(bytes: &n, count: 8) + json + Data(count: offset)).write(to: url)
+        return url.path
+    }
+
+    /// A torch.save-style zip holding `pickle` as its data.pkl (and `data/0` of 16 bytes).
+    private func pth(_ name: String, pickle: Data) throws -> String {
+        let url = tmp.appendingPathComponent(name)
+        let folder = String(name.dropLast(4))
+        var writer = ZipWriter(url: url, alignment: 64)
+        try writer.add(name: "\(folder)/data.pkl", data: pickle)
+        try writer.add(name: "\(folder)/data/0", data: Data(count: 16))
+        try writer.add(name: "\(folder)/version", data: Data("3\n".utf8))
+        try writer.finish()
+        return url.path
+    }
+
+    func testPredictWarnsOnceWhenTheEntrysWeightsMakeTheOutputNonFinite() throws {
+        // resnet18_w2.pth's classifier (16 -> 10) with NaN weights: every logit is NaN, and top-1 read 0.
+        var checkpoint = try Interchange.load(Fixtures.url("pth/resnet18_w2.pth"), options: LayoutOptions())
+        let key = checkpoint.components["classifier"]!.keys.first { $0.hasSuffix("weight") }!
+        let fc = checkpoint.components["classifier"]![key]!
+        checkpoint.components["classifier"]![key] = Tensor(float32: [Float](repeating: .nan, count: fc.shape.reduce(1, *)), shape: fc.shape)
+        let z = try Zoo.open(ZooLayout(root: zooDir), create: true)
+        let id = try z.add(checkpoint, name: "nan").id
+        try z.close()
+        let x = tmp.appendingPathComponent("x.npy")
+        try NumPyArray.encode(Tensor(float32: [Float](repeating: 0.5, count: 2 * 3 * 8 * 8), shape: [2, 3, 8, 8])).write(to: x)
+        let r = try bissl(["predict", "nan", "--input", x.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stderr, "warning: the logits of 2 of 2 images hold NaN or infinite values, so their top-1 class and the summary mean nothing; entry \(id.prefix(12)) has non-finite weights or invalid BatchNorm statistics (bissl verify \(id.prefix(12)) reports them)\n")
+        XCTAssertTrue(r.stdout.hasPrefix("logits [2, 10] from entry "), r.stdout)
+        // The backbone's features are finite: no warning for them.
+        XCTAssertEqual(try bissl(["predict", "nan", "--input", x.path, "--features"]).stderr, "")
+    }
+
+    func testAZeroWidthResNetIsNamedAsSuchNotAsMissingKeys() throws {
+        let file = try safetensors("zero.safetensors", [("conv1.weight", [0, 3, 3, 3]), ("bn1.weight", [0]), ("bn1.bias", [0])])
+        assertOneLineError(try bissl(["import", file]),
+                           "the root dict has ResNet backbone keys (conv1.*, bn1.*, layerN.*), but they fit no ResNet: the stem has 0 channels (conv1.weight [0, 3, 3, 3]): a ResNet needs at least 1")
+        let inspect = try Fixtures.runBissl(["inspect", file])
+        XCTAssertTrue(inspect.stdout.contains("<root>  3 tensors, ResNet backbone keys that fit no ResNet: the stem has 0 channels"), inspect.stdout)
+    }
+
+    func testTheClosestIncompleteBackboneIsDescribedInWords() throws {
+        let file = try safetensors("partial.safetensors", [("conv1.weight", [64, 3, 7, 7])])
+        assertOneLineError(try Fixtures.runBissl(["convert", file, tmp.appendingPathComponent("o.h5").path]),
+                           "no complete ResNet backbone: the closest, the root dict, holds 1 of the 100 keys a resnet18 requires (architecture guessed from the keys present); differences: missing 99 (bn1.weight, bn1.bias, bn1.running_mean, ...)")
+    }
+
+    func testPickleErrorsNameTheFileAndStayShort() throws {
+        // 300 nested lists: EMPTY_LIST x 300, then APPEND x 299 (each pops a list into the one below).
+        let deep = try pth("deep.pth", pickle: Data([0x80, 0x02] + [UInt8](repeating: 0x5D, count: 300) + [UInt8](repeating: 0x61, count: 299) + [0x2E]))
+        let r = try Fixtures.runBissl(["inspect", deep])
+        assertOneLineError(r, "error: deep.pth: objects nested deeper than 200 levels at 0.0.0 ... 0.0 (200 keys)")
+        XCTAssertLessThan(r.stderr.count, 120, r.stderr)
+
+        // _rebuild_tensor_v2 with a size whose element count overflows Int64.
+        let huge = Int64(1) << 40
+        let absurd = try pth("absurd.pth", pickle: PickleWriter.pickle(.orderedDict([(.string("w"), .reduce(
+            .global(module: "torch._utils", name: "_rebuild_tensor_v2"),
+            [.persistent(.tuple([.string("storage"), .global(module: "torch", name: "FloatStorage"), .string("0"), .string("cpu"), .int(4)])),
+             .int(0), .tuple([.int(huge), .int(huge)]), .tuple([.int(huge), .int(1)]), .bool(false), .orderedDict([], state: nil)]))],
+            state: nil)))
+        assertOneLineError(try Fixtures.runBissl(["convert", absurd, tmp.appendingPathComponent("o.h5").path]),
+                           "error: absurd.pth: w: size [1099511627776, 1099511627776] is negative or too large")
+
+        // pickle.dump({'a': [1, 2, 3]}): no global at all, so nothing could run; what is wrong is that it holds no tensors.
+        let plain = tmp.appendingPathComponent("plain.pkl")
+        try Data([0x80, 0x02, 0x7D, 0x71, 0x00, 0x58, 0x01, 0x00, 0x00, 0x00, 0x61, 0x71, 0x01, 0x5D, 0x71, 0x02,
+                  0x28, 0x4B, 0x01, 0x4B, 0x02, 0x4B, 0x03, 0x65, 0x73, 0x2E]).write(to: plain)
+        let p = try Fixtures.runBissl(["inspect", plain.path])
+        assertOneLineError(p, "plain.pkl is a plain Python pickle (pickle.dump), not torch.save output: it references no class, so it holds no tensors")
+        XCTAssertFalse(p.stderr.contains("run code"), p.stderr)
+    }
+
+    func testAMissingFileIsWordedTheSameByEveryCommand() throws {
+        let z = try Zoo.open(ZooLayout(root: zooDir), create: true)
+        _ = try z.add(Network(architecture: Architecture(depth: 18, block: "basic", layers: [2, 2, 2, 2], width: 2, stem: "small"), seed: 1)
+            .checkpoint(provenance: Provenance(stage: "pretext", method: "simclr")), name: "e")
+        try z.close()
+        let nope = tmp.appendingPathComponent("nope").path
+        assertOneLineError(try bissl(["predict", "e", "--input", nope + ".npy"]), "error: cannot read \(nope).npy: no such file")
+        assertOneLineError(try Fixtures.runBissl(["data", "info", "h5:\(nope).h5"]), "error: cannot read HDF5 file \(nope).h5: no such file")
+        assertOneLineError(try Fixtures.runBissl(["data", "info", "h5:\(Self.digits)#split=\(nope).txt"]), "error: cannot read split file \(nope).txt: no such file")
+        assertOneLineError(try bissl(["diff", "e", nope + ".h5"]), "error: cannot read \(nope).h5: no such file, and no entry, name or tag")
+        assertOneLineError(try Fixtures.runBissl(["diff", nope + ".h5", "x.pth", "--zoo", tmp.appendingPathComponent("nozoo").path]),
+                           "error: cannot read \(nope).h5: no such file")
+        assertOneLineError(try Fixtures.runBissl(["inspect", nope + ".h5"]), "error: cannot read \(nope).h5: no such file")
+    }
+
+    func testASplitFileListsEachImageOnceAndLongLinesAreShortened() throws {
+        let split = tmp.appendingPathComponent("split.txt")
+        try Data("# a comment\n3\n\n 5 \r\n3\n".utf8).write(to: split)
+        assertOneLineError(try Fixtures.runBissl(["data", "info", "h5:\(Self.digits)#split=\(split.path)"]),
+                           "split file \(split.path) line 5: index 3 is listed a second time (a split file lists each image at most once)")
+        try Data(("1\n" + String(repeating: "x", count: 100_000) + "\n").utf8).write(to: split)
+        let long = try Fixtures.runBissl(["data", "info", "h5:\(Self.digits)#split=\(split.path)"])
+        assertOneLineError(long, "line 2: '\(String(repeating: "x", count: 40))...' is not a non-negative integer index")
+        XCTAssertLessThan(long.stderr.count, 300)
+        try Data("0\n 5\t\r\n".utf8).write(to: split)
+        let ok = try Fixtures.runBissl(["data", "info", "h5:\(Self.digits)#split=\(split.path)"])
+        XCTAssertEqual(ok.status, 0, ok.stderr)
+        XCTAssertTrue(ok.stdout.contains("images: 2"), ok.stdout)
+    }
+
+    func testTableCellsEscapeC1AndLineSeparatorsAndAlignByCharacters() throws {
+        // TextTable decides escape and width in one pass over each cell: C1 controls (U+0085) and
+        // U+2028 are written as escapes, a non-ASCII name is padded by its characters, not its bytes.
+        let root = tmp.appendingPathComponent("folder")
+        for name in ["\u{E9}-class", "x\u{85}y", "plain", "a\u{2028}b"] {
+            let dir = root.appendingPathComponent(name)
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(at: Fixtures.url("datasets/folder/cat/rgb.png"), to: dir.appendingPathComponent("1.png"))
+        }
+        let r = try Fixtures.runBissl(["data", "info", "folder:\(root.path)"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        let classes = lines.firstIndex { $0.hasPrefix("classes:") }! + 1
+        XCTAssertEqual(Array(lines[classes..<(classes + 4)]), [
+            "    0  a\\u{2028}b  1", "    1  plain       1", "    2  x\\u{85}y    1", "    3  \u{E9}-class     1"])
+    }
+}

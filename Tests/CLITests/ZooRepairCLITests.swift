@@ -1,0 +1,43 @@
+import Checkpoint
+import Foundation
+import XCTest
+import Zoo
+import TestSupport
+
+/// What `verify`, `gc` and a re-import say and do after damage to a zoo, through the binary.
+final class ZooRepairCLITests: CLITestCase {
+    /// A source file to import (`resnet18_w2.pth` as bissl HDF5) and its entry's content id.
+    private func importSource(_ extra: [String]) throws -> (file: String, id: String) {
+        let file = tmp.appendingPathComponent("src.h5").path
+        XCTAssertEqual(try Fixtures.runBissl(["convert", Fixtures.url("pth/resnet18_w2.pth").path, file]).status, 0)
+        let r = try bissl(["import", file] + extra)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        return (file, String(r.stdout.prefix(64)))
+    }
+
+    func testReimportingAnEntryGCUnlistedAsDamagedBringsItsNameBack() throws {
+        let (file, id) = try importSource(["--name", "mine", "--tag", "v1"])
+        unlink(ZooLayout(root: zooDir).objectURL(id).path)
+        let gc = try bissl(["gc"])
+        XCTAssertEqual(gc.status, 0, gc.stderr)
+        XCTAssertTrue(gc.stdout.contains("unlisted damaged entry \(id.prefix(12)) (object file is missing)"), gc.stdout)
+        let again = try bissl(["import", file])
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertTrue(again.stdout.contains("imported \(id.prefix(12)) (mine): "), again.stdout)
+        XCTAssertTrue(again.stdout.contains("  restored mine, v1: the labels this content had before bissl gc unlisted it as damaged"), again.stdout)
+        XCTAssertEqual(try bissl(["show", "v1"]).status, 0)
+    }
+
+    func testVerifyAndGCCallARefFileHoldingGarbageInvalid() throws {
+        _ = try importSource(["--name", "mine"])
+        let junk = zooDir.appendingPathComponent("refs/names/junk")
+        try Data("hello world\n".utf8).write(to: junk)
+        let verify = try bissl(["verify"])
+        XCTAssertEqual(verify.status, 0, verify.stderr)
+        XCTAssertTrue(verify.stdout.contains("leftover: \(junk.path): invalid ref file: it holds 'hello world', not an entry id; a ref file is one line, an entry's full 64-hex id; bissl gc removes it"), verify.stdout)
+        let gc = try bissl(["gc"])
+        XCTAssertTrue(gc.stdout.contains("removed invalid ref file \(junk.path) (it holds 'hello world', not an entry id;"), gc.stdout)
+        XCTAssertFalse(gc.stdout.contains("stray"), gc.stdout)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: junk.path))
+    }
+}
