@@ -95,7 +95,7 @@ def test_image_folder_written_by_pillow(bissl, tmp_path):
 
 
 @pytest.mark.parametrize("uri,words", [
-    ("idx:/nonexistent/folder", "does not exist"),
+    ("idx:/nonexistent/folder", "no such folder"),
     ("png:/x", "unknown dataset scheme"),
     ("h5:{fixtures}/h5/mismatch.h5", "3 images but 2 labels"),
     ("idx:{fixtures}/idx#split={fixtures}/splits/out_of_range.txt", "out of range"),
