@@ -305,6 +305,39 @@ final class LayerTests: XCTestCase {
         }
     }
 
+    /// `MaxPool2d(3, 2, 1)` against its definition on planes with whole windows inside (the unrolled path)
+    /// and windows cut by the border, many ties (values from {0, 1, 2, 3}) and a few NaNs, enough planes for
+    /// the planes to be split over the cores: each output is the window's maximum at the first position in
+    /// row-major order that holds it, or NaN at the window's last NaN when it has one (PyTorch's CPU kernel:
+    /// `val > maxval || isnan(val)`); the backward adds each dy at that position.
+    func testMaxPoolMatchesItsDefinitionWithTiesAndNaN() {
+        for (n, c, h, w) in [(3, 5, 9, 10), (8, 8, 16, 16)] {
+            var rng = SeededRNG(seed: 11)
+            var data = (0..<(n * c * h * w)).map { _ in Float(rng.next() % 4) }
+            for i in stride(from: 7, to: data.count, by: 97) { data[i] = .nan }
+            let mp = MaxPool2d()
+            let x = Tensor4(n: n, c: c, h: h, w: w, data: data)
+            let y = mp.forward(x)
+            let ho = (h - 1) / 2 + 1, wo = (w - 1) / 2 + 1
+            XCTAssertEqual(y.shape, [n, c, ho, wo])
+            let dy = Tensor4(n: n, c: c, h: ho, w: wo, data: values(y.count, seed: 12))
+            var dx = [Float](repeating: 0, count: x.count)
+            var mismatches = 0
+            for plane in 0..<(n * c) { for oh in 0..<ho { for ow in 0..<wo {
+                var window: [Int] = []
+                for i in (2 * oh - 1)...(2 * oh + 1) where i >= 0 && i < h {
+                    for j in (2 * ow - 1)...(2 * ow + 1) where j >= 0 && j < w { window.append(plane * h * w + i * w + j) }
+                }
+                let at = window.last(where: { data[$0].isNaN }) ?? window.first(where: { data[$0] == window.map { data[$0] }.max()! })!
+                let o = (plane * ho + oh) * wo + ow
+                if !(y.data[o] == data[at] || (y.data[o].isNaN && data[at].isNaN)) { mismatches += 1 }
+                dx[at] += dy.data[o]
+            } } }
+            XCTAssertEqual(mismatches, 0, "\(n)x\(c)x\(h)x\(w) forward")
+            XCTAssertEqual(mp.backward(dy).data, dx, "\(n)x\(c)x\(h)x\(w) backward")
+        }
+    }
+
     func testMaxPoolTakesFirstMaximumAndRoutesGradient() {
         let mp = MaxPool2d()
         // 1x1x2x2 with ties: every 3x3/2/1 window covers all four pixels -> the first max wins

@@ -34,6 +34,20 @@ public final class MaxPool2d {
                                 for ow in 0..<wo {
                                     let w0 = ow * stride - padding
                                     var best = -Float.infinity, at = -1
+                                    if kernel == 3 && rows.count == 3 && w0 >= 0 && w0 + 3 <= W {
+                                        // a whole 3x3 window (the stem's pool away from the border): the loop
+                                        // below unrolled, the same comparisons in the same order
+                                        let first = h0 * W + w0
+                                        best = src[first]; at = first
+                                        for t in 1..<9 {
+                                            let index = first + (t / 3) * W + t % 3, v = src[index]
+                                            if v > best || v.isNaN { best = v; at = index }
+                                        }
+                                        let o = (plane * ho + oh) * wo + ow
+                                        ys[o] = best
+                                        args[o] = Int32(at)
+                                        continue
+                                    }
                                     for i in rows {
                                         for j in max(w0, 0)..<min(w0 + kernel, W) {
                                             let v = src[i * W + j]
