@@ -231,6 +231,39 @@ final class RemoteTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: target.path), "nothing written")
     }
 
+    /// A push finding a manifest an earlier bissl wrote (no `nonTensorSHA256`) adds the digest when
+    /// this zoo's file is the manifest's object, so later pulls hash the object once; a manifest
+    /// naming other bytes is left as it is.
+    func testPushBackfillsNonTensorDigestIntoOlderManifests() throws {
+        let server = try SeaweedServer(self)
+        let dir = try ZooTestSupport.tempDir(self)
+        let (a, base, _) = try lineageZoo(dir)
+        let remote = try server.store(try server.remote())
+        _ = try a.push("base", remote, ancestors: false, force: false, progress: nil)
+        let current = try XCTUnwrap(remote.manifest(base))
+        XCTAssertNotNil(current.object.nonTensorSHA256)
+        var older = current
+        older.object.nonTensorSHA256 = nil
+        func put(_ m: RemoteManifest) throws {
+            XCTAssertEqual(try remote.client.send("PUT", remote.key(RemoteStore.manifestKey(base)), body: .data(RemoteStore.encodeManifest(m))).status, 200)
+            // The index copy as an earlier bissl's push would have filed it.
+            XCTAssertEqual(try remote.client.send("PUT", remote.key(RemoteStore.indexKey(base.first!)),
+                                                  body: .data(JSONEncoder.bissl().encode(IndexShard(version: 1, manifests: [base: m])))).status, 200)
+        }
+        try put(older)
+        let again = try a.push("base", remote, ancestors: false, force: false, progress: nil)
+        XCTAssertEqual(again.entries.map(\.transferred), [false])
+        XCTAssertEqual(try remote.manifest(base), current, "only the digest was added")
+        XCTAssertEqual(try remote.indexedManifests([base]), [current], "and its index copy updated")
+
+        // A manifest naming other bytes (another zoo's file of the entry) keeps what it says.
+        var other = older
+        other.object.sha256 = String(repeating: "0", count: 64)
+        try put(other)
+        _ = try a.push("base", remote, ancestors: false, force: false, progress: nil)
+        XCTAssertEqual(try remote.manifest(base), other)
+    }
+
     /// The bytes outside the tensors (`ObjectDigests`) and the tensors' extents split an object
     /// exactly: aliases share an extent, empty tensors have none, histories are outside.
     func testNonTensorRangesAndTensorExtentsPartitionTheObject() throws {
