@@ -170,6 +170,50 @@ final class RemoteTests: XCTestCase {
         XCTAssertEqual(try b.list().map(\.id), [base])
     }
 
+    /// The health scan a pull does while it hashes (`ValueScan.Float32Pieces`: bytes given in pieces
+    /// split anywhere, even inside a value) counts what the scan of the whole tensor counts, and a
+    /// pulled entry gets the health warnings the pushing zoo computed.
+    func testPullScansFloat32TensorsForHealthAsItHashes() throws {
+        let values: [Float] = [0, 1, -0.0, .nan, 2, .infinity, -.infinity, 3, Float(bitPattern: 0x7FC0_0001), -.nan]
+        let tensor = Tensor(float32: values, shape: [values.count])
+        let whole = ValueScan(tensor)
+        XCTAssertEqual([whole.nan, whole.inf], [3, 2])
+        XCTAssertFalse(whole.allZero)
+        XCTAssertTrue(ValueScan(Tensor(float32: [0, -0.0, 0], shape: [3])).allZero)
+        tensor.data.withUnsafeBytes { raw in
+            for i in 0...raw.count {
+                for j in i...raw.count {
+                    var pieces = ValueScan.Float32Pieces()
+                    for piece in [raw[..<i], raw[i..<j], raw[j...]] { pieces.add(UnsafeRawBufferPointer(rebasing: piece)) }
+                    let scan = pieces.scan
+                    XCTAssertEqual([scan.nan, scan.inf], [whole.nan, whole.inf], "cut at \(i), \(j)")
+                    XCTAssertEqual(scan.allZero, whole.allZero, "cut at \(i), \(j)")
+                }
+            }
+        }
+
+        // 3 M float32 (12 MB, 5 MiB ranges) with a NaN and an infinity, and an all-zero BatchNorm weight.
+        let server = try SeaweedServer(self)
+        let dir = try ZooTestSupport.tempDir(self)
+        var checkpoint = ZooTestSupport.checkpoint(seed: 6, zeroBNWeight: true)
+        var big = (0..<3_000_000).map { Float($0 % 997) * 0.001 }
+        big[1_500_001] = .nan
+        big[2_999_999] = .infinity
+        checkpoint.components["backbone"]!["layer1.0.conv1.weight"] = Tensor(float32: big, shape: [big.count])
+        let a = try Zoo.open(ZooLayout(root: dir.appendingPathComponent("a")), create: true)
+        let id = try a.add(checkpoint, name: "sick").id
+        let health = try XCTUnwrap(a.record(id).summary.details?.health)
+        XCTAssertEqual(health.count, 2, "\(health)")
+        let remote = try server.store(try server.remote())
+        remote.multipartThreshold = 5 << 20
+        remote.partSize = 5 << 20
+        _ = try a.push("sick", remote, ancestors: false, force: false, progress: nil)
+        XCTAssertNotNil(try remote.manifest(id)?.object.nonTensorSHA256, "pulled in one pass, scanning as it hashes")
+        let b = try Zoo.open(ZooLayout(root: dir.appendingPathComponent("b")), create: true)
+        _ = try b.pull("sick", remote, ancestors: false, progress: nil)
+        XCTAssertEqual(try b.record(id).summary.details?.health, health)
+    }
+
     /// A manifest declaring an object above `maxObjectSize` is refused before its download is
     /// planned (the plan holds one counter per 8 MiB range), even where the server claims that size.
     func testOversizedManifestIsRefusedBeforeItsDownloadIsPlanned() throws {
@@ -185,6 +229,39 @@ final class RemoteTests: XCTestCase {
             XCTAssertEqual("\(error)", "the object of entry \(base.prefix(12)) on remote team is \(Int64(1) << 62) bytes, more than the \(Int64(1) << 40) (1 TiB) a pull accepts; not imported")
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: target.path), "nothing written")
+    }
+
+    /// A push finding a manifest an earlier bissl wrote (no `nonTensorSHA256`) adds the digest when
+    /// this zoo's file is the manifest's object, so later pulls hash the object once; a manifest
+    /// naming other bytes is left as it is.
+    func testPushBackfillsNonTensorDigestIntoOlderManifests() throws {
+        let server = try SeaweedServer(self)
+        let dir = try ZooTestSupport.tempDir(self)
+        let (a, base, _) = try lineageZoo(dir)
+        let remote = try server.store(try server.remote())
+        _ = try a.push("base", remote, ancestors: false, force: false, progress: nil)
+        let current = try XCTUnwrap(remote.manifest(base))
+        XCTAssertNotNil(current.object.nonTensorSHA256)
+        var older = current
+        older.object.nonTensorSHA256 = nil
+        func put(_ m: RemoteManifest) throws {
+            XCTAssertEqual(try remote.client.send("PUT", remote.key(RemoteStore.manifestKey(base)), body: .data(RemoteStore.encodeManifest(m))).status, 200)
+            // The index copy as an earlier bissl's push would have filed it.
+            XCTAssertEqual(try remote.client.send("PUT", remote.key(RemoteStore.indexKey(base.first!)),
+                                                  body: .data(JSONEncoder.bissl().encode(IndexShard(version: 1, manifests: [base: m])))).status, 200)
+        }
+        try put(older)
+        let again = try a.push("base", remote, ancestors: false, force: false, progress: nil)
+        XCTAssertEqual(again.entries.map(\.transferred), [false])
+        XCTAssertEqual(try remote.manifest(base), current, "only the digest was added")
+        XCTAssertEqual(try remote.indexedManifests([base]), [current], "and its index copy updated")
+
+        // A manifest naming other bytes (another zoo's file of the entry) keeps what it says.
+        var other = older
+        other.object.sha256 = String(repeating: "0", count: 64)
+        try put(other)
+        _ = try a.push("base", remote, ancestors: false, force: false, progress: nil)
+        XCTAssertEqual(try remote.manifest(base), other)
     }
 
     /// The bytes outside the tensors (`ObjectDigests`) and the tensors' extents split an object

@@ -129,7 +129,10 @@ public struct EntryDetails: Codable, Equatable, Sendable {
     /// `HealthCheck.warnings` of the tensors.
     public var health: [String]
 
-    public init(_ checkpoint: Checkpoint) {
+    public init(_ checkpoint: Checkpoint) { self.init(checkpoint, scanned: [:]) }
+
+    /// `init(_:)` with the health scans of some tensors done already (`HealthCheck.warnings(_:scanned:)`).
+    init(_ checkpoint: Checkpoint, scanned: [String: ValueScan]) {
         architecture = checkpoint.architecture
         var components: [String: Component] = [:]
         for (name, dict) in checkpoint.components {
@@ -143,7 +146,7 @@ public struct EntryDetails: Codable, Equatable, Sendable {
         }
         self.components = components
         metricHistory = checkpoint.provenance.metricHistory.mapValues(\.count)
-        health = HealthCheck.warnings(checkpoint)
+        health = HealthCheck.warnings(checkpoint, scanned: scanned)
     }
 
     static func json(_ details: EntryDetails) -> String {

@@ -9,13 +9,16 @@ public enum HealthCheck {
     ///   (`torch.nn.BatchNorm2d`), i.e. constant features;
     /// - `running_var` / `running_mean` with zero, negative, infinite or NaN values (`BatchNormCheck`);
     /// - any other floating-point tensor holding NaN or infinite values.
-    public static func warnings(_ checkpoint: Checkpoint) -> [String] {
+    public static func warnings(_ checkpoint: Checkpoint) -> [String] { warnings(checkpoint, scanned: [:]) }
+
+    /// `warnings(_:)` with the scans of some tensors done already (`scanKey` -> scan; a pull scans
+    /// float32 tensors while it hashes them): those tensors are not read again.
+    static func warnings(_ checkpoint: Checkpoint, scanned: [String: ValueScan]) -> [String] {
         var out: [String] = []
         for (component, dict) in checkpoint.components {
             var zeroBN: [String] = []
-            for (key, tensor) in dict where tensor.dtype.isFloatingPoint && tensor.count > 0 {
-                if key.hasSuffix("running_var") || key.hasSuffix("running_mean") { continue }
-                let scan = ValueScan(tensor)
+            for (key, tensor) in dict where scans(key: key, dtype: tensor.dtype) && tensor.count > 0 {
+                let scan = scanned[scanKey(component, key)] ?? ValueScan(tensor)
                 if key.hasSuffix(".weight"), dict[String(key.dropLast("weight".count)) + "running_var"] != nil, scan.allZero {
                     zeroBN.append(key)
                 }
@@ -32,6 +35,15 @@ public enum HealthCheck {
         }
         return out
     }
+
+    /// True for the tensors `warnings` scans for zero, NaN and infinite values (all floating-point
+    /// tensors but BatchNorm running statistics, which `BatchNormCheck` examines).
+    static func scans(key: String, dtype: DType) -> Bool {
+        dtype.isFloatingPoint && !key.hasSuffix("running_var") && !key.hasSuffix("running_mean")
+    }
+
+    /// The key of a tensor in `warnings(_:scanned:)`.
+    static func scanKey(_ component: String, _ key: String) -> String { component + "\u{0}" + key }
 }
 
 /// Zero, NaN and infinite values of a floating-point tensor, counted in one pass. float32 is scanned
@@ -50,24 +62,69 @@ struct ValueScan {
             }
             return
         }
-        var nonZero: UInt32 = 0
-        var special = 0   // values with exponent all ones
-        tensor.data.withUnsafeBytes { raw in
+        var pieces = Float32Pieces()
+        tensor.data.withUnsafeBytes { pieces.add($0) }
+        self = pieces.scan
+    }
+
+    init(allZero: Bool, nan: Int, inf: Int) {
+        self.allZero = allZero
+        self.nan = nan
+        self.inf = inf
+    }
+
+    /// The scan of a float32 tensor from its little-endian bytes given piece by piece, in order,
+    /// split anywhere (a download hashing them as they arrive).
+    struct Float32Pieces {
+        private var nonZero: UInt32 = 0
+        private var nan = 0
+        private var inf = 0
+        /// The bytes of a value split between two pieces, and how many of its 4 are there.
+        private var carry: UInt32 = 0
+        private var carried = 0
+
+        mutating func add(_ piece: UnsafeRawBufferPointer) {
+            var i = 0
+            if carried > 0 {
+                while carried < 4 && i < piece.count {
+                    carry |= UInt32(piece[i]) << (8 * carried)
+                    carried += 1
+                    i += 1
+                }
+                guard carried == 4 else { return }
+                nonZero |= carry & 0x7FFF_FFFF
+                if carry & 0x7F80_0000 == 0x7F80_0000 { if carry & 0x007F_FFFF == 0 { inf += 1 } else { nan += 1 } }
+                carry = 0
+                carried = 0
+            }
+            let whole = (piece.count - i) / 4 * 4
+            count(UnsafeRawBufferPointer(rebasing: piece[i..<i + whole]))
+            for byte in piece[(i + whole)...] {
+                carry |= UInt32(byte) << (8 * carried)
+                carried += 1
+            }
+        }
+
+        /// Counts whole values: one cheap pass (any non-zero bit but the sign, any exponent all
+        /// ones), a second only when some exponent is all ones.
+        private mutating func count(_ raw: UnsafeRawBufferPointer) {
             let n = raw.count / 4
+            var special = 0   // values with exponent all ones
             for i in 0..<n {
                 let bits = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self))
                 nonZero |= bits & 0x7FFF_FFFF
                 special &+= (bits & 0x7F80_0000) == 0x7F80_0000 ? 1 : 0
             }
-            if special > 0 {
-                for i in 0..<n {
-                    let bits = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self))
-                    guard bits & 0x7F80_0000 == 0x7F80_0000 else { continue }
-                    if bits & 0x007F_FFFF == 0 { inf += 1 } else { nan += 1 }
-                }
+            guard special > 0 else { return }
+            for i in 0..<n {
+                let bits = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self))
+                guard bits & 0x7F80_0000 == 0x7F80_0000 else { continue }
+                if bits & 0x007F_FFFF == 0 { inf += 1 } else { nan += 1 }
             }
         }
-        allZero = nonZero == 0
+
+        /// The scan of the values given (bytes of a value not yet complete are left out).
+        var scan: ValueScan { ValueScan(allZero: nonZero == 0, nan: nan, inf: inf) }
     }
 }
 

@@ -12,6 +12,9 @@ extension RemoteStore {
         /// and the object was checked by its SHA-256. It is the file's content id once a reader finds
         /// the index to agree with the file's HDF5 metadata (`UntrustedCheckpointFile.read(_:reader:zooObject:)`).
         var contentID: String?
+        /// Health scans of the float32 tensors, hashed through the index (`HealthCheck.scanKey` ->
+        /// scan), for `EntryDetails(_:scanned:)`; empty when the object was checked by its SHA-256.
+        var scans: [String: ValueScan] = [:]
     }
 
     /// The largest object `pull` accepts: 1 TiB (2^40 bytes; a ResNet-50 entry is about 100 MB). The
@@ -53,11 +56,12 @@ extension RemoteStore {
     /// Downloads the object `manifest` names to `url` and checks it against the manifest
     /// (schemas/remote.md, "Pull"). Objects above `multipartThreshold` come in ranges of `partSize`
     /// bytes over parallel connections, smaller ones in one. One thread hashes the bytes once, as
-    /// they reach the disk: when the manifest has `nonTensorSHA256`, the content id through the
-    /// tensor index the object opens with (each tensor once its bytes are written) and the SHA-256 of
-    /// the other bytes (`ObjectDigests`); else the SHA-256 of the whole file, in order. It also
-    /// flushes the file as it goes. A range whose connection breaks is asked again from where it
-    /// stopped (`client.attempts` times).
+    /// they reach the disk, reading them through a mapping of the file: when the manifest has
+    /// `nonTensorSHA256`, the content id through the tensor index the object opens with (each
+    /// tensor once its bytes are written; float32 tensors are scanned for the health warnings on
+    /// the way, `Download.scans`) and the SHA-256 of the other bytes (`ObjectDigests`); else the
+    /// SHA-256 of the whole file, in order. Another thread flushes the file as it is written. A
+    /// range whose connection breaks is asked again from where it stopped (`client.attempts` times).
     ///
     /// With `record` (see `DownloadRecord`), the download is resumable: what each range wrote is
     /// saved there as it arrives (at least once a second), and a download finding a record of the
@@ -65,7 +69,7 @@ extension RemoteStore {
     /// object once more before it calls the object corrupt.
     /// - Parameter written: called on this thread each time every byte is written, before the
     ///   check is complete (a caller may start reading the file; its bytes are not verified yet).
-    /// - Returns: the bytes received and the content id hashed. The file is flushed to disk
+    /// - Returns: the bytes received, the content id hashed and the health scans. The file is flushed to disk
     ///   (`fdatasync`) by the time this returns.
     /// - Throws: `ZooError.corrupt` naming the entry when the bytes differ from the manifest
     ///   (`url` and `record` are then removed), `.io` for a missing object, a broken transfer or a
@@ -92,12 +96,23 @@ extension RemoteStore {
         let fd = open(url.path, O_RDWR | O_CREAT | (resumed ? 0 : O_TRUNC), 0o644)
         guard fd >= 0 else { throw ZooError.io("cannot write \(url.path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
+        // The hashing thread reads the bytes through a mapping of the whole object (only bytes
+        // already written, so never past the end of the file), not copies of them.
+        let mapping = size > 0 ? mmap(nil, Int(size), PROT_READ, MAP_SHARED, fd, 0) : nil
+        guard mapping != MAP_FAILED else { throw ZooError.io("cannot map \(url.path): \(String(cString: strerror(errno)))") }
+        defer { if let mapping { munmap(mapping, Int(size)) } }
+        let address = UInt(bitPattern: mapping)   // a pointer is not Sendable; the thread below ends before the unmapping
         let state = RangeState(size: size, rangeSize: rangeSize, done: done, record: record, progress: TransferCounter(total: size, report: progress))
         let byIndex = manifest.object.nonTensorSHA256 != nil
         let name = url.lastPathComponent
-        let hasher = Thread { state.hash(fd, byIndex: byIndex, fileName: name) }
+        let hasher = Thread { state.hash(fd, UnsafeRawPointer(bitPattern: address), byIndex: byIndex, fileName: name) }
         hasher.stackSize = 1 << 20
         hasher.start()
+        // Another thread flushes what is written every `flushStep` bytes, so the disk writes run
+        // beside the download and the hashing (an `fdatasync` on the hashing thread stalled it).
+        let flusher = Thread { state.flushWhileWriting(fd) }
+        flusher.stackSize = 1 << 20
+        flusher.start()
         do {
             try parallel(ranges) { i, client in
                 let start = Int64(i) * rangeSize
@@ -133,12 +148,14 @@ extension RemoteStore {
         } catch {
             state.finish(failed: true)
             _ = state.waitForHash()
+            state.waitForFlusher()
             if case ZooError.corrupt = error { Self.discard(url, record) }
             throw error
         }
         written?()
         state.finish(failed: false)
         let digests = state.waitForHash()
+        state.waitForFlusher()
         if let reason = state.flushError {
             Self.discard(url, record)
             throw ZooError.io("cannot flush \(url.path): \(reason)")
@@ -150,7 +167,7 @@ extension RemoteStore {
             }
             throw ZooError.corrupt("the object of entry \(manifest.id.prefix(12)) on remote \(config.name) is corrupt: \(problem); not imported")
         }
-        return Download(received: size - done.reduce(0, +), contentID: digests.contentID)
+        return Download(received: size - done.reduce(0, +), contentID: digests.contentID, scans: digests.scans)
     }
 
     /// How the digests of a download differ from its manifest; nil when they agree.
@@ -207,6 +224,7 @@ private struct Digests {
     var sha256: String?
     var contentID: String?
     var nonTensorSHA256: String?
+    var scans: [String: ValueScan] = [:]
     var failure: String?
 }
 
@@ -222,13 +240,14 @@ private final class RangeState: @unchecked Sendable {
     private var failed = false
     private var digests: Digests?
     private var flushFailure: String?
+    private var flusherDone = false
     private var lastSave = Date()
     let size: Int64
     let rangeSize: Int64
     let record: URL?
     let progress: TransferCounter
-    /// Bytes read per `pread` while hashing; the file is flushed each time `flushStep` more are written.
-    private let block = 4 << 20
+    /// Bytes hashed at a time at most; the file is flushed each time `flushStep` more are written.
+    private let block = 1 << 20
     private let flushStep: Int64 = 16 << 20
 
     init(size: Int64, rangeSize: Int64, done: [Int64], record: URL?, progress: TransferCounter) {
@@ -290,27 +309,19 @@ private final class RangeState: @unchecked Sendable {
         return end
     }
 
-    /// Passes the bytes of `range` to `update`, piece by piece as they are written (read back from
-    /// the page cache into `buffer`, `block` bytes at most), flushing the file every `flushStep`
-    /// bytes written; false when the download failed first, or a read or flush failed.
-    private func feed(_ fd: Int32, _ range: Range<Int64>, _ buffer: UnsafeMutableRawPointer,
-                      _ flushed: inout Int64, _ update: (UnsafeRawBufferPointer) -> Void) -> Bool {
+    /// Passes the bytes of `range` to `update`, piece by piece as they are written (from the
+    /// mapping of the file at `base`, `block` bytes at most); false when the download failed first.
+    private func feed(_ base: UnsafeRawPointer?, _ range: Range<Int64>, _ update: (UnsafeRawBufferPointer) -> Void) -> Bool {
         var offset = range.lowerBound
         while offset < range.upperBound {
             let limit = min(range.upperBound, offset + Int64(block))
-            let (end, due): (Int64?, Int64?) = condition.withLock {
+            let end: Int64? = condition.withLock {
                 while !failed && !finished && writtenEnd(from: offset, limit: limit) == offset { condition.wait() }
                 let end = writtenEnd(from: offset, limit: limit)
-                return (failed || end == offset ? nil : end, total - flushed >= flushStep ? total : nil)
+                return failed || end == offset ? nil : end
             }
             guard let end else { return false }
-            if let due {
-                guard flush(fd) else { return false }
-                flushed = due
-            }
-            let count = Int(end - offset)
-            guard RemoteStore.readAll(fd, buffer, count, at: offset) else { return false }
-            update(UnsafeRawBufferPointer(start: buffer, count: count))
+            update(UnsafeRawBufferPointer(start: base! + Int(offset), count: Int(end - offset)))
             offset = end
         }
         return true
@@ -321,26 +332,38 @@ private final class RangeState: @unchecked Sendable {
     /// file is on disk when the digests are reported.
     /// - Parameter byIndex: hash the content id through the tensor index the file opens with and
     ///   the SHA-256 of the other bytes (`ObjectDigests`); else the SHA-256 of the whole file.
-    func hash(_ fd: Int32, byIndex: Bool, fileName: String) {
-        let buffer = UnsafeMutableRawPointer.allocate(byteCount: block, alignment: 64)
-        defer { buffer.deallocate() }
-        var flushed: Int64 = 0
+    func hash(_ fd: Int32, _ base: UnsafeRawPointer?, byIndex: Bool, fileName: String) {
         var result = Digests()
         var ok = true
         if !byIndex {
             var sha = SHA256()
-            ok = feed(fd, 0..<size, buffer, &flushed) { sha.update(bufferPointer: $0) }
+            ok = feed(base, 0..<size) { sha.update(bufferPointer: $0) }
             if ok { result.sha256 = lowercaseHex(sha.finalize()) }
         } else {
             do {
-                if let index = try readIndex(fd, buffer, &flushed, fileName: fileName) {
+                if let index = try readIndex(base, fileName: fileName) {
+                    var scans: [String: ValueScan] = [:]
                     result.contentID = try ContentID.compute(index) { entry, update in
                         let start = Int64(entry.offset)
-                        guard feed(fd, start..<start + Int64(entry.byteCount), buffer, &flushed, update) else { throw CancellationError() }
+                        // The health scan of a float32 tensor reads its bytes while they are in the cache.
+                        var scan = entry.dtype == .float32 && HealthCheck.scans(key: entry.key, dtype: entry.dtype) ? ValueScan.Float32Pieces() : nil
+                        guard feed(base, start..<start + Int64(entry.byteCount), { piece in
+                            guard scan != nil else { return update(piece) }
+                            // In steps the size of a core's cache: the scan reads what the hash just read.
+                            var at = 0
+                            while at < piece.count {
+                                let step = UnsafeRawBufferPointer(rebasing: piece[at..<min(piece.count, at + (256 << 10))])
+                                update(step)
+                                scan!.add(step)
+                                at += step.count
+                            }
+                        }) else { throw CancellationError() }
+                        if let scan { scans[HealthCheck.scanKey(entry.component, entry.key)] = scan.scan }
                     }
+                    result.scans = scans
                     var rest = SHA256()
                     for range in ObjectDigests.nonTensorRanges(index, fileSize: size) {
-                        guard feed(fd, range, buffer, &flushed, { rest.update(bufferPointer: $0) }) else { throw CancellationError() }
+                        guard feed(base, range, { rest.update(bufferPointer: $0) }) else { throw CancellationError() }
                     }
                     result.nonTensorSHA256 = lowercaseHex(rest.finalize())
                 } else {
@@ -365,10 +388,10 @@ private final class RangeState: @unchecked Sendable {
     /// opens otherwise.
     /// - Throws: `CheckpointError.corrupt` for a malformed index; `CancellationError` when the
     ///   download failed first.
-    private func readIndex(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ flushed: inout Int64, fileName: String) throws -> TensorIndex? {
+    private func readIndex(_ base: UnsafeRawPointer?, fileName: String) throws -> TensorIndex? {
         var head: [UInt8] = []
         func read(_ count: Int64) throws {
-            guard feed(fd, Int64(head.count)..<count, buffer, &flushed, { head.append(contentsOf: $0) }) else { throw CancellationError() }
+            guard feed(base, Int64(head.count)..<count, { head.append(contentsOf: $0) }) else { throw CancellationError() }
         }
         try read(min(size, 64 << 10))
         guard let length = head.withUnsafeBytes({ TensorIndex.blockLength($0) }) else { return nil }
@@ -385,6 +408,29 @@ private final class RangeState: @unchecked Sendable {
         let reason = String(cString: strerror(errno))
         condition.withLock { flushFailure = reason }
         return false
+    }
+
+    /// The flushing thread: `fdatasync` each time `flushStep` more bytes are written, until the
+    /// download ends (then `hash` flushes the rest) or a flush fails.
+    func flushWhileWriting(_ fd: Int32) {
+        var flushed: Int64 = 0
+        while true {
+            let due: Int64? = condition.withLock {
+                while !failed && !finished && flushFailure == nil && total - flushed < flushStep { condition.wait() }
+                return failed || finished || flushFailure != nil ? nil : total
+            }
+            guard let due, flush(fd) else { break }
+            flushed = due
+        }
+        condition.withLock {
+            flusherDone = true
+            condition.broadcast()
+        }
+    }
+
+    /// Returns once `flushWhileWriting` has ended (after `finish`).
+    func waitForFlusher() {
+        condition.withLock { while !flusherDone { condition.wait() } }
     }
 
     /// Why flushing the file failed, if it did (then `waitForHash` reports no digest).

@@ -53,7 +53,10 @@ extension RemoteStore {
             for _ in 0..<5 {
                 let current = try self.get(relative, client: client)
                 var shard = current.map { Self.decodeShard($0.data, digit) } ?? [:]
-                let new = groups[digit]!.filter { shard[$0.id] == nil }
+                // New ids, and copies a manifest's backfilled `nonTensorSHA256` makes stale (`Zoo.push`).
+                let new = groups[digit]!.filter { m in
+                    shard[m.id].map { $0.object.nonTensorSHA256 == nil && m.object.nonTensorSHA256 != nil } ?? true
+                }
                 if new.isEmpty { return }
                 for m in new { shard[m.id] = m }
                 let body = try JSONEncoder.bissl().encode(IndexShard(version: 1, manifests: shard))

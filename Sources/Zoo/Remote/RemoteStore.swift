@@ -222,8 +222,14 @@ final class RemoteStore: @unchecked Sendable {
     /// The manifest of entry `id`, nil when the remote does not hold the entry.
     /// - Throws: `ZooError.corrupt` for a manifest that does not decode or names another id.
     func manifest(_ id: String, client: S3Client? = nil) throws -> RemoteManifest? {
-        guard let (data, _) = try get(Self.manifestKey(id), client: client) else { return nil }
-        return try Self.decodeManifest(data, id: id, display: display)
+        try manifestWithETag(id, client: client)?.manifest
+    }
+
+    /// The manifest of entry `id` and the ETag it was read with, nil when the remote does not hold the entry.
+    /// - Throws: as `manifest(_:client:)`.
+    func manifestWithETag(_ id: String, client: S3Client? = nil) throws -> (manifest: RemoteManifest, etag: String?)? {
+        guard let (data, etag) = try get(Self.manifestKey(id), client: client) else { return nil }
+        return (try Self.decodeManifest(data, id: id, display: display), etag)
     }
 
     static func decodeManifest(_ data: Data, id: String, display: String) throws -> RemoteManifest {

@@ -129,7 +129,9 @@ extension Zoo {
                 let (free, skipped) = try freeLabels(try labels(entry), for: entry)
                 report.labels += skipped
                 let name = free.first { $0.1 == .name }?.0
-                let result = try add(checkpoint, name: name, tags: free.filter { $0.1 == .tag }.map(\.0), staged: (staged, actual, read.details))
+                // The download scanned the float32 tensors for the health warnings as it hashed them.
+                let details = read.details ?? EntryDetails(checkpoint, scanned: download.scans)
+                let result = try add(checkpoint, name: name, tags: free.filter { $0.1 == .tag }.map(\.0), staged: (staged, actual, details))
                 sent = result.added
                 report.bytes += download.received
                 for (label, kind) in free {
@@ -166,20 +168,22 @@ extension Zoo {
     }
 }
 
-/// A downloaded object read in the HDF5 reader process (not yet verified against its content id),
-/// with the catalog's `EntryDetails` of it (a scan of its floating-point tensors for health
-/// warnings) and, when asked, its content id computed from the tensors side by side with the scan.
+/// A downloaded object read in the HDF5 reader process (not yet verified against its content id)
+/// and, when asked (an object checked by its SHA-256), its content id computed from the tensors
+/// side by side with the catalog's `EntryDetails` of it (a scan of its floating-point tensors for
+/// health warnings).
 private struct Reading: Sendable {
     var contents: UntrustedCheckpointFile.Contents
-    var details: EntryDetails
+    var details: EntryDetails?
     var contentID: String?
 
     /// - Throws: `CheckpointError` from `read`.
     init(contentID: Bool, _ read: () throws -> UntrustedCheckpointFile.Contents) throws {
         contents = try read()
+        guard contentID else { return }
         let checkpoint = contents.checkpoint
-        let id = contentID ? Background { ContentID.compute(checkpoint) } : nil
+        let id = Background { ContentID.compute(checkpoint) }
         details = EntryDetails(checkpoint)
-        self.contentID = try id?.value()
+        self.contentID = try id.value()
     }
 }

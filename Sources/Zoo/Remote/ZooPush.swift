@@ -101,7 +101,9 @@ extension Zoo {
         for entry in order {
             let record = try self.record(entry)
             var sent = false
-            if let listed = try remote.manifest(entry) {
+            if let (read, etag) = try remote.manifestWithETag(entry) {
+                // A manifest an earlier bissl wrote gets the digest that lets pull hash the object once.
+                let listed = try backfillNonTensorSHA256(read, etag: etag, remote) ?? read
                 indexed.append(listed)
                 // Listed already. Its object is put back when it went missing (gc --remote reports
                 // that) and this zoo's file is the one the manifest names.
@@ -156,6 +158,22 @@ extension Zoo {
         if let conflict { throw conflict }
         report.seconds = Date().timeIntervalSince(started)
         return report
+    }
+
+    /// Adds `object.nonTensorSHA256` to a manifest that lacks it (created by a bissl before that
+    /// field, schemas/remote.md "Versions"), computed from this zoo's file of the entry when that
+    /// file is the manifest's object (the same SHA-256) and has a tensor index. The manifest is
+    /// replaced only while it is the one read (`If-Match: etag`); nothing else in it changes.
+    /// - Returns: the manifest now on the remote; nil when it was left as it is.
+    /// - Throws: `ZooError.io` when this zoo's file cannot be read or the request fails.
+    private func backfillNonTensorSHA256(_ listed: RemoteManifest, etag: String?, _ remote: RemoteStore) throws -> RemoteManifest? {
+        guard listed.object.nonTensorSHA256 == nil, let etag else { return nil }
+        let url = layout.objectURL(listed.id)
+        guard try FileSHA256.digest(of: url).sha256 == listed.object.sha256,
+              let digest = try ObjectDigests.nonTensorSHA256(of: url) else { return nil }
+        var backfilled = listed
+        backfilled.object.nonTensorSHA256 = digest
+        return try remote.replace(RemoteStore.manifestKey(listed.id), try RemoteStore.encodeManifest(backfilled), etag: etag) ? backfilled : nil
     }
 
     struct RemoteLabelConflict: Error { var held: RemoteRef }
