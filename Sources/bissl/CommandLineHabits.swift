@@ -141,11 +141,10 @@ enum CommandLineHabits {
     }
 
     /// Refuses a path that names no file, in the one wording for it (`cannot read PATH: no such
-    /// file`, PATH as given), or names a FIFO, device or socket (`RegularFile.refusal`), before any
-    /// reader opens it.
+    /// file`, PATH as given), before any reader opens it. A FIFO, device or socket is refused by the
+    /// reader itself (every opener asks `RegularFile.refusal`), in the same words.
     static func requireFile(_ path: String) throws {
         guard FileManager.default.fileExists(atPath: path) else { throw CLIError("cannot read \(path): no such file") }
-        if let refusal = RegularFile.refusal(path) { throw CLIError(refusal) }
     }
 
     /// One wording for a file that is not there, whichever layer noticed: `cannot read PATH: no such file`.

@@ -56,16 +56,29 @@ struct TextTable {
         part.withUTF8 { bytes.append(contentsOf: $0) }
     }
 
-    /// Ends the cell being built.
+    /// Ends the cell being built. One pass over its bytes finds both whether it is ASCII (then its
+    /// width is its byte count) and whether it may hold a control character (a byte below 0x20 or
+    /// DEL); only a cell with non-ASCII bytes or a control character is looked at again (for C1
+    /// controls and U+2028/U+2029, the escape, and its width in characters).
     mutating func endCell() {
-        if bytes[cellStart...].contains(where: Self.mayStartAControlCharacter) {
+        var high: UInt8 = 0, low: UInt8 = 0xFF, deletes: UInt8 = 0
+        bytes.withUnsafeBufferPointer { all in
+            for byte in UnsafeBufferPointer(rebasing: all[cellStart...]) {
+                high |= byte
+                low = min(low, byte)
+                deletes |= byte == 0x7F ? 1 : 0
+            }
+        }
+        var ascii = high < 0x80
+        if low < 0x20 || deletes != 0 || (!ascii && bytes[cellStart...].contains(where: Self.mayStartAMultiByteControlCharacter)) {
             let escaped = String(decoding: bytes[cellStart...], as: UTF8.self).escapingControlCharacters
             bytes.removeSubrange(cellStart...)
             bytes.append(contentsOf: escaped.utf8)
+            ascii = escaped.utf8.allSatisfy { $0 < 0x80 }
         }
         let cell = ends.count
         let count = bytes.count - cellStart
-        let width = bytes.withUnsafeBufferPointer { Self.width(UnsafeBufferPointer(rebasing: $0[cellStart...])) }
+        let width = ascii ? count : String(decoding: bytes[cellStart...], as: UTF8.self).count
         if width != count { narrowCells[cell] = width }
         let column = cell % columns
         if width > columnWidths[column] { columnWidths[column] = width }
@@ -114,16 +127,9 @@ struct TextTable {
     /// `rendered()` as a string.
     var text: String { String(decoding: rendered(), as: UTF8.self) }
 
-    /// A UTF-8 byte that is or may begin a character `escapingControlCharacters` escapes: C0 controls
-    /// and DEL, 0xC2 (C1 controls U+0080-U+009F), 0xE2 (U+2028, U+2029).
-    private static func mayStartAControlCharacter(_ byte: UInt8) -> Bool {
-        byte < 0x20 || byte == 0x7F || byte == 0xC2 || byte == 0xE2
-    }
-
-    /// Characters of a cell: for an ASCII cell (nearly all) its byte count, else its character count.
-    private static func width(_ cell: UnsafeBufferPointer<UInt8>) -> Int {
-        var high: UInt8 = 0
-        for byte in cell { high |= byte }
-        return high < 0x80 ? cell.count : String(decoding: cell, as: UTF8.self).count
+    /// A UTF-8 lead byte that may begin a multi-byte character `escapingControlCharacters` escapes:
+    /// 0xC2 (C1 controls U+0080-U+009F), 0xE2 (U+2028, U+2029).
+    private static func mayStartAMultiByteControlCharacter(_ byte: UInt8) -> Bool {
+        byte == 0xC2 || byte == 0xE2
     }
 }
