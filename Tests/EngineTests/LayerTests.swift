@@ -236,6 +236,31 @@ final class LayerTests: XCTestCase {
         }
     }
 
+    /// NaN propagates as in PyTorch: `torch.relu(NaN)` is NaN (and max pooling keeps a NaN), so a NaN
+    /// weight makes every logit downstream of it NaN, in the train- and eval-mode forward and in the fused
+    /// `infer` (BatchNorm folded, ReLU in the convolution's output pass), never a finite number that hides
+    /// it. The backward passes no gradient where the output is NaN (`threshold_backward`: `y > 0` is false).
+    /// Exact checks: the only arithmetic is NaN in, NaN out.
+    func testNaNWeightsGiveNaNLogitsAsPyTorch() throws {
+        let relu = ReLU()
+        let x: [Float] = [1, -1, .nan, 0, -0.0, 2, .nan, -3, .nan]   // 8 lanes and a scalar tail
+        let y = relu.forward(x)
+        for (xi, yi) in zip(x, y) {
+            if xi.isNaN { XCTAssertTrue(yi.isNaN) } else { XCTAssertEqual(yi, Swift.max(xi, 0)) }
+        }
+        XCTAssertEqual(relu.backward([Float](repeating: 1, count: x.count)), x.map { $0 > 0 ? 1 : 0 })
+        for (depth, width, stem, size) in [(18, 4, "small", 16), (50, 4, "imagenet", 32)] {
+            let model = try ResNet(depth: depth, width: width, stem: stem)
+            model.initialize(seed: 3, zeroInitLastBN: false)
+            model.blocks.last!.convs[0].weight.value[0] = .nan
+            let images = Tensor4(n: 2, c: 3, h: size, w: size, data: values(2 * 3 * size * size, seed: 5))
+            for (what, out) in [("train forward", model.forward(images, mode: .train)), ("eval forward", model.forward(images, mode: .eval)),
+                                ("infer", model.infer(images))] {
+                XCTAssertTrue(out.data.allSatisfy(\.isNaN), "ResNet-\(depth) \(what): a NaN weight must reach every feature")
+            }
+        }
+    }
+
     func testBatchNormTrainUpdatesRunningStatisticsAsPyTorch() {
         // two channels, N=2, H=W=1: channel 0 sees [1, 3] -> mean 2, biased var 1, unbiased var 2
         let bn = BatchNorm2d(name: "bn.", channels: 2)

@@ -98,7 +98,7 @@ public final class BatchNorm2d {
         runningVar = [Float](repeating: 1, count: channels)
     }
 
-    /// Forward: x `[N, C, H, W]` -> y `[N, C, H, W]`; with `relu`, `max(y, 0)` (ReLU's rule, NaN -> 0:
+    /// Forward: x `[N, C, H, W]` -> y `[N, C, H, W]`; with `relu`, `max(y, 0)` (ReLU's rule, NaN stays NaN:
     /// `BatchNorm2d` then `torch.nn.ReLU` in one pass). Keeps `x` and the statistics used for `backward`.
     public func forward(_ x: Tensor4, mode: Mode, relu: Bool = false) -> Tensor4 {
         precondition(x.c == channels, "BatchNorm2d \(prefix): input has \(x.c) channels, expected \(channels)")
@@ -496,7 +496,7 @@ struct ChannelPlanes {
     return (a, b)
 }
 
-/// `dst[i] = src[i] * a + b` for `count` floats, then ReLU's rule (`v > 0 ? v : 0`, NaN -> 0) when
+/// `dst[i] = src[i] * a + b` for `count` floats, then ReLU's rule (`v <= 0 ? 0 : v`, NaN stays NaN) when
 /// `rectify`; 8 lanes.
 @inline(__always) func scaleShift(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, _ count: Int,
                                   _ a: Float, _ b: Float, rectify: Bool) {
@@ -505,13 +505,13 @@ struct ChannelPlanes {
     var i = 0
     while i + 8 <= count {
         var v = s.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self) * va + vb
-        if rectify { v = SIMD8<Float>.zero.replacing(with: v, where: v .> 0) }
+        if rectify { v = v.replacing(with: 0, where: v .<= 0) }
         d.storeBytes(of: v, toByteOffset: 4 * i, as: SIMD8<Float>.self)
         i += 8
     }
     while i < count {
         let v = src[i] * a + b
-        dst[i] = rectify ? (v > 0 ? v : 0) : v
+        dst[i] = rectify ? (v <= 0 ? 0 : v) : v
         i += 1
     }
 }

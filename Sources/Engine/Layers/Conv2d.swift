@@ -322,7 +322,7 @@ public final class Conv2d {
     }
 
     /// What `infer` applies to each output value of channel `o` at flat NCHW index `i`:
-    /// `v + shift[o] (+ residual[i])`, then `ReLU`'s rule (`v > 0 ? v : 0`) when `relu` is set.
+    /// `v + shift[o] (+ residual[i])`, then `ReLU`'s rule (`v <= 0 ? 0 : v`: NaN stays NaN) when `relu` is set.
     struct Epilogue {
         let shift: [Float]
         let residual: [Float]?
@@ -339,14 +339,14 @@ public final class Conv2d {
                 while i + 8 <= count {
                     var v = s.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self) + b
                     if let r { v += r.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self) }
-                    if relu { v = SIMD8<Float>.zero.replacing(with: v, where: v .> 0) }   // ReLU's rule: NaN -> 0
+                    if relu { v = v.replacing(with: 0, where: v .<= 0) }   // ReLU's rule: NaN stays NaN
                     d.storeBytes(of: v, toByteOffset: 4 * i, as: SIMD8<Float>.self)
                     i += 8
                 }
                 while i < count {
                     var v = src[i] + b[0]
                     if let r { v += r.load(fromByteOffset: 4 * i, as: Float.self) }
-                    dst[i] = relu ? (v > 0 ? v : 0) : v
+                    dst[i] = relu ? (v <= 0 ? 0 : v) : v
                     i += 1
                 }
             }

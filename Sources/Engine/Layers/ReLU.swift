@@ -16,7 +16,7 @@ public final class ReLU {
     /// mask is recorded/replayed: `y = mask ? x : 0`.
     public func forward(_ x: [Float]) -> [Float] { forward(x, plus: nil) }
 
-    /// `max(x + addend, 0)` (addend nil: `max(x, 0)`; NaN -> 0); a pinned mask is taken on the sum.
+    /// `max(x + addend, 0)` (addend nil: `max(x, 0)`; NaN stays NaN, as `torch.relu`); a pinned mask is taken on the sum.
     private func forward(_ x: [Float], plus addend: [Float]?) -> [Float] {
         precondition(addend.map { $0.count == x.count } ?? true, "ReLU: addends of \(x.count) and \(addend?.count ?? 0) values")
         if let patterns = ActivationPatterns.current {
@@ -42,7 +42,8 @@ public final class ReLU {
     }
 
     /// `out[i] = keep ? v : 0` with `v = t[i] (+ addend[i])` and `keep = pinned[i]`, else `key[i] > 0`,
-    /// else `v > 0` (ReLU's rule: NaN -> 0); 8 lanes at a time, spread over the cores.
+    /// else `!(v <= 0)` (ReLU's forward rule: NaN stays NaN, as `torch.relu`; the backward's key, the
+    /// forward's output, passes no gradient at NaN, as `threshold_backward`); 8 lanes at a time, spread over the cores.
     private static func apply(_ t: [Float], plus addend: [Float]?, key: [Float]?, pinned: [Bool]?) -> [Float] {
         [Float](count: t.count) { out in
             t.withUnsafeBufferPointer { tp in
@@ -63,14 +64,14 @@ public final class ReLU {
                                 while i + 8 <= r.upperBound {
                                     var v = s.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self)
                                     if add { v += a.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self) }
-                                    let keep = (keyed ? k.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self) : v) .> 0
+                                    let keep = keyed ? k.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self) .> 0 : .!(v .<= 0)
                                     o.storeBytes(of: SIMD8<Float>.zero.replacing(with: v, where: keep), toByteOffset: 4 * i, as: SIMD8<Float>.self)
                                     i += 8
                                 }
                                 while i < r.upperBound {
                                     var v = s.load(fromByteOffset: 4 * i, as: Float.self)
                                     if add { v += a.load(fromByteOffset: 4 * i, as: Float.self) }
-                                    let keep = (keyed ? k.load(fromByteOffset: 4 * i, as: Float.self) : v) > 0
+                                    let keep = keyed ? k.load(fromByteOffset: 4 * i, as: Float.self) > 0 : !(v <= 0)
                                     o.storeBytes(of: keep ? v : 0, toByteOffset: 4 * i, as: Float.self)
                                     i += 1
                                 }
