@@ -120,6 +120,7 @@ extension RemoteStore {
     func listParts(_ relative: String, _ uploadID: String) throws -> [Int: (etag: String, size: Int64)]? {
         var out: [Int: (String, Int64)] = [:]
         var marker: String?
+        var progress = ListingProgress("the part listing of \(display)/\(relative)")
         repeat {
             var query = [("uploadId", uploadID)]
             if let marker { query.append(("part-number-marker", marker)) }
@@ -127,14 +128,14 @@ extension RemoteStore {
             if r.status == 404 || r.errorCode == "NoSuchUpload" { return nil }
             guard r.status == 200 else { throw failure("GET (list parts)", relative, r) }
             let parsed = XMLRecords(r.body, record: "Part")
+            var page: [String] = []
             for p in parsed.records {
                 guard let n = p["PartNumber"].flatMap({ Int($0) }), let etag = p["ETag"], let size = p["Size"].flatMap({ Int64($0) }) else { continue }
                 out[n] = (etag, size)
+                page.append(String(n))
             }
             let next = parsed.top["IsTruncated"] == "true" ? parsed.top["NextPartNumberMarker"] : nil
-            if let next, next == marker {
-                throw ZooError.corrupt("the part listing of \(display)/\(relative) does not advance")
-            }
+            guard try progress.next(after: page, token: next) else { break }
             marker = next
         } while marker != nil
         return out
@@ -163,6 +164,7 @@ extension RemoteStore {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         let plain = ISO8601DateFormatter()
+        var progress = ListingProgress("the multipart upload listing of \(display)")
         repeat {
             var query = [("uploads", ""), ("prefix", key("objects/"))]
             if let (k, u) = markers { query += [("key-marker", k), ("upload-id-marker", u)] }
@@ -170,15 +172,15 @@ extension RemoteStore {
             guard r.status == 200 else { throw failure("GET (list multipart uploads)", nil, r) }
             let parsed = XMLRecords(r.body, record: "Upload")
             let strip = prefix.isEmpty ? 0 : prefix.count + 1
+            let pageStart = out.count
             for u in parsed.records {
                 guard let k = u["Key"], let id = u["UploadId"], k.count > strip else { continue }
                 let stamp = u["Initiated"] ?? ""
                 out.append((String(k.dropFirst(strip)), id, formatter.date(from: stamp) ?? plain.date(from: stamp) ?? Date()))
             }
             let next = parsed.top["IsTruncated"] == "true" ? parsed.top["NextKeyMarker"].flatMap { k in parsed.top["NextUploadIdMarker"].map { (k, $0) } } : nil
-            if let next, next.0 == markers?.0 && next.1 == markers?.1 {
-                throw ZooError.corrupt("the multipart upload listing of \(display) does not advance")
-            }
+            guard try progress.next(after: out[pageStart...].map { $0.0 + "\n" + $0.1 },
+                                    token: next.map { $0.0 + "\n" + $0.1 }) else { break }
             markers = next
         } while markers != nil
         return out

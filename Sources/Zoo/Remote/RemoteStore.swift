@@ -169,6 +169,7 @@ final class RemoteStore: @unchecked Sendable {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         let plain = ISO8601DateFormatter()
+        var progress = ListingProgress("listing \(display)/\(relativePrefix)")
         repeat {
             var query = [("list-type", "2"), ("prefix", key(relativePrefix))]
             if let token { query.append(("continuation-token", token)) }
@@ -176,6 +177,7 @@ final class RemoteStore: @unchecked Sendable {
             guard r.status == 200 else { throw failure("LIST", relativePrefix, r) }
             let parsed = XMLRecords(r.body, record: "Contents")
             let strip = prefix.isEmpty ? 0 : prefix.count + 1
+            let pageStart = out.count
             for c in parsed.records {
                 guard let k = c["Key"], k.count > strip else { continue }
                 let stamp = c["LastModified"] ?? ""
@@ -185,9 +187,7 @@ final class RemoteStore: @unchecked Sendable {
             }
             let next = parsed.top["IsTruncated"] == "true" ? parsed.top["NextContinuationToken"] : nil
             // A page that says more follow must advance (a server that loops would hold the command forever).
-            if let next, next == token {
-                throw ZooError.corrupt("listing \(display)/\(relativePrefix) does not advance (the server gave the same continuation token again)")
-            }
+            guard try progress.next(after: out[pageStart...].map(\.key), token: next) else { break }
             token = next
         } while token != nil
         return out
