@@ -69,11 +69,9 @@ final class RunMaintenanceTests: XCTestCase {
         XCTAssertEqual(try zoo.list().count, 2, "the entries stay")
     }
 
-    func testRunFilesThatAnEntryCitesAsDataAreNotDeletedWithoutForce() throws {
-        // finetune without --val records its hold-out split files (in its run directory) in the
-        // entry's dataset URIs; `runs prune --completed` deleted them and left the provenance and the
-        // model card naming missing files.
-        let zoo = try RunTestSupport.tempZoo(self)
+    /// A completed finetune-like run whose entry's dataset URI names its split file
+    /// (`holdout-train.txt` in the run directory), as finetune without --val records it.
+    func runCitingItsSplitFile(_ zoo: Zoo) throws -> (run: Run, split: URL, entry: String) {
         let run = try Run.create(zoo: zoo, kind: "finetune", config: [:], commandLine: ["bissl", "test"], totalSteps: 1,
                                  progress: RunTestSupport.quiet(1))
         let job = try ToyJob(seed: 4, totalSteps: 1)
@@ -84,9 +82,26 @@ final class RunMaintenanceTests: XCTestCase {
         provenance.datasets = [.init(role: "downstream-train", uri: "h5:\(Fixtures.digits)#split=\(split.path)",
                                      fingerprint: String(repeating: "0", count: 64))]
         let entry = try run.finish(job.net.checkpoint(provenance: provenance), name: nil).id
+        return (run, split, entry)
+    }
+
+    /// A completed pretrain-like run whose entry's datasets are `uris`.
+    func completedRun(_ zoo: Zoo, datasets uris: (Run) -> [String] = { _ in [] }) throws -> Run {
         let other = try Run.create(zoo: zoo, kind: "pretrain", config: [:], commandLine: ["bissl", "test"], totalSteps: 1,
                                    progress: RunTestSupport.quiet(1))
-        _ = try other.finish(try ToyJob(seed: 5, totalSteps: 1).net.checkpoint(provenance: other.provenance(stage: "pretext", method: "simclr")), name: nil)
+        var provenance = other.provenance(stage: "pretext", method: "simclr")
+        provenance.datasets = uris(other).map { .init(role: "pretext", uri: $0, fingerprint: String(repeating: "0", count: 64)) }
+        _ = try other.finish(try ToyJob(seed: 5, totalSteps: 1).net.checkpoint(provenance: provenance), name: nil)
+        return other
+    }
+
+    func testRunFilesThatAnEntryCitesAsDataAreNotDeletedWithoutForce() throws {
+        // finetune without --val records its hold-out split files (in its run directory) in the
+        // entry's dataset URIs; `runs prune --completed` deleted them and left the provenance and the
+        // model card naming missing files.
+        let zoo = try RunTestSupport.tempZoo(self)
+        let (run, split, entry) = try runCitingItsSplitFile(zoo)
+        let other = try completedRun(zoo)
         let dir = zoo.layout.root.path
 
         var r = try Fixtures.runBissl(["runs", "prune", "--completed", "--zoo", dir])
@@ -103,5 +118,38 @@ final class RunMaintenanceTests: XCTestCase {
         r = try Fixtures.runBissl(["runs", "rm", "--force", run.id, "--zoo", dir])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: run.directory.path))
+    }
+
+    func testRunFilesCitedUnderTheZoosFormerRootAreKeptAfterTheZooFolderMoved() throws {
+        // The provenance holds the absolute path of the split file under the zoo root of the time;
+        // after `mv zoo zoo_moved` that path names no file, and prune deleted the run (and the file
+        // the entry cites, now at zoo_moved/runs/<run id>/holdout-train.txt).
+        let zoo = try RunTestSupport.tempZoo(self)
+        let (run, _, entry) = try runCitingItsSplitFile(zoo)
+        // Paths that carry another run's id but are not `runs/<its id>/<file>` cite none of its files.
+        let root = zoo.layout.root.path
+        let other = try completedRun(zoo) { r in
+            ["h5:\(Fixtures.digits)#split=\(root)/archive/\(r.id)/holdout-train.txt",
+             "h5:\(Fixtures.digits)#split=\(root)/runs/\(r.id)-old/holdout-train.txt",
+             "h5:\(root)/runs/\(r.id)"]
+        }
+        try zoo.close()
+        let moved = URL(fileURLWithPath: root + "-moved")
+        addTeardownBlock { try? FileManager.default.removeItem(at: moved) }
+        try FileManager.default.moveItem(atPath: root, toPath: moved.path)
+        let split = moved.appendingPathComponent("runs/\(run.id)/holdout-train.txt")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: split.path))
+
+        var r = try Fixtures.runBissl(["runs", "prune", "--completed", "--zoo", moved.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("kept run \(run.id) (completed): it holds holdout-train.txt (cited as data by the provenance of entry \(entry.prefix(12)))"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("remove run \(other.id) (completed)"), r.stdout)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: split.path), "the cited split file stays")
+        XCTAssertEqual(RunSummary.all(ZooLayout(root: moved)).map(\.id), [run.id])
+
+        r = try Fixtures.runBissl(["runs", "rm", run.id, "--zoo", moved.path])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.hasPrefix("error: run \(run.id) holds holdout-train.txt (cited as data by the provenance of entry \(entry.prefix(12)));"), r.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: split.path))
     }
 }

@@ -57,28 +57,46 @@ public enum RunMaintenance {
     /// records its hold-out split files (`holdout-train.txt`, `holdout-val.txt`, in the run directory)
     /// in the entry's dataset URIs, which `show`, `card` and `eval` of that entry and its descendants
     /// cite, so deleting them leaves the record naming files that are gone. A dataset URI cites a
-    /// file when its path or split file (`DatasetURI`, absolute) is that file, symbolic links
-    /// resolved on both sides. Entries removed with a tombstone count too (their descendants'
-    /// lineage still shows them).
+    /// file when its path or split file (`DatasetURI`, absolute) is that file (`runFile`). Entries
+    /// removed with a tombstone count too (their descendants' lineage still shows them).
     /// - Returns: one citation per cited file, by file name; empty when `zoo` is nil.
     /// - Throws: `ZooError` when the catalog cannot be read.
     public static func citations(of run: RunSummary, in zoo: Zoo?) throws -> [Citation] {
         guard let zoo else { return [] }
-        let directory = URL(fileURLWithPath: run.directory, isDirectory: true).resolvingSymlinksInPath().path + "/"
+        let directory = URL(fileURLWithPath: run.directory, isDirectory: true)
+        let runID = directory.lastPathComponent
         var cited: [String: Set<String>] = [:]
         // The run's id is in every path under its directory, whatever else the URI escapes.
-        for (id, provenance) in try zoo.provenanceMentioning(URL(fileURLWithPath: run.directory).lastPathComponent) {
+        for (id, provenance) in try zoo.provenanceMentioning(runID) {
             for dataset in provenance.datasets {
                 guard let uri = try? DatasetURI(parsing: dataset.uri, relativeTo: "/") else { continue }
                 for path in [uri.path] + (uri.splitFile.map { [$0] } ?? []) {
-                    let resolved = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
-                    guard resolved.hasPrefix(directory) else { continue }
-                    let name = String(resolved.dropFirst(directory.count))
-                    if !name.isEmpty { cited[name, default: []].insert(id) }
+                    if let name = runFile(path, directory: directory) { cited[name, default: []].insert(id) }
                 }
             }
         }
         return cited.keys.sorted().map { Citation(file: $0, entries: cited[$0]!.sorted()) }
+    }
+
+    /// The path of the file `path` (absolute, as a provenance recorded it) names inside the run
+    /// directory `directory` (`<zoo root>/runs/<run id>`), or nil when it names no file of that run.
+    /// It does when it is under `directory`, symbolic links resolved on both sides, or when its tail
+    /// is `runs/<run id>/<file>` of this run: recorded under the zoo's root of that time, which
+    /// no longer holds when the zoo folder has been moved or renamed since (run ids are unique,
+    /// `Run.create`). A path whose component `runs` is not directly followed by the run's id
+    /// (`<root>/<run id>/…`, `runs/<run id>-x/…`), or that ends at the run directory, names none.
+    static func runFile(_ path: String, directory: URL) -> String? {
+        let prefix = directory.resolvingSymlinksInPath().path + "/"
+        let resolved = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+        if resolved.hasPrefix(prefix) {
+            let name = String(resolved.dropFirst(prefix.count))
+            return name.isEmpty ? nil : name
+        }
+        let parts = URL(fileURLWithPath: path).standardizedFileURL.pathComponents
+        let runID = directory.lastPathComponent
+        guard let i = parts.indices.dropFirst().first(where: { parts[$0] == runID && parts[$0 - 1] == "runs" }),
+              case let tail = parts[(i + 1)...].filter({ $0 != "/" }), !tail.isEmpty else { return nil }
+        return tail.joined(separator: "/")
     }
 
     /// `holdout-train.txt, holdout-val.txt (cited by entry 145ca7bf5b22 as its data)`, for messages.
