@@ -34,6 +34,7 @@ struct Bissl: ParsableCommand {
             DataParallel.world.finalize()
         } catch let stop as RunInterrupted {
             FileHandle.standardError.write(Data("\(stop.description)\n".utf8))
+            BackgroundWork.finish(within: 30)
             Foundation.exit(stop.exitStatus)
         } catch {
             if let rank = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_RANK"], rank != "0", !isRankSpecific(error) {
@@ -49,6 +50,9 @@ struct Bissl: ParsableCommand {
                 let rank = (ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_RANK"]).map { $0 == "0" ? "" : "rank \($0): " } ?? ""
                 FileHandle.standardError.write(Data(("error: " + rank + line.replacingOccurrences(of: "Error: ", with: "") + "\n").utf8))
             }
+            // Workers a failed command left running (a label listing, a hash) finish before exit tears
+            // down the libraries they use; 30 s covers a request's retries and its stall timeout.
+            BackgroundWork.finish(within: 30)
             Foundation.exit(code.rawValue)
         }
     }

@@ -12,9 +12,11 @@ public final class Background<T: Sendable>: @unchecked Sendable {
 
     /// Starts `work` now on a global queue.
     public init(_ work: @escaping @Sendable () throws -> T) {
+        backgroundWorkers.enter()
         DispatchQueue.global(qos: .userInitiated).async {
             self.result = Result { try work() }
             self.done.signal()
+            backgroundWorkers.leave()
         }
     }
 
@@ -25,5 +27,21 @@ public final class Background<T: Sendable>: @unchecked Sendable {
             joined = true
         }
         return try result!.get()
+    }
+}
+
+/// Every `Background` worker that has started and not finished, process-wide.
+private let backgroundWorkers = DispatchGroup()
+
+/// What a process does with `Background` workers its callers left behind.
+public enum BackgroundWork {
+    /// Waits until every `Background` worker has finished, or `seconds` have passed; returns whether all
+    /// finished. A process leaving on an error calls it before `exit`: `exit` runs the libraries'
+    /// destructors (Foundation's ICU data, libcurl's and OpenSSL's state) while other threads go on, and
+    /// a worker still inside one of them (a `pull` whose label listing was still on the network when the
+    /// object check failed) would crash the process after its error line.
+    @discardableResult
+    public static func finish(within seconds: Double) -> Bool {
+        backgroundWorkers.wait(timeout: .now() + seconds) == .success
     }
 }
