@@ -92,8 +92,7 @@ struct ValueScan {
                     i += 1
                 }
                 guard carried == 4 else { return }
-                nonZero |= carry & 0x7FFF_FFFF
-                if carry & 0x7F80_0000 == 0x7F80_0000 { if carry & 0x007F_FFFF == 0 { inf += 1 } else { nan += 1 } }
+                withUnsafeBytes(of: carry.littleEndian) { count($0) }   // the value split between pieces
                 carry = 0
                 carried = 0
             }
