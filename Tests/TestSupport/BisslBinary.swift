@@ -25,8 +25,14 @@ public enum BisslBinary {
     }
 
     /// Runs `bissl args...` to completion (or `executable args...`, e.g. `setpriv ... bissl ...`).
+    ///
+    /// Both pipes are drained at once (stderr on its own thread), so a child writing more than a pipe's
+    /// buffer to one stream while the other is still open cannot block the test. A child still running
+    /// after `timeout` seconds is killed (SIGKILL) and the result's stderr says so: a hung command fails its
+    /// test instead of holding the whole suite.
     /// - Throws: `CheckpointError.io` when no binary is built; the process's launch error.
-    public static func run(_ args: [String], environment: [String: String]? = nil, executable: URL? = nil) throws -> Result {
+    public static func run(_ args: [String], environment: [String: String]? = nil, executable: URL? = nil,
+                           timeout: TimeInterval = 600) throws -> Result {
         guard let url else { throw CheckpointError.io("bissl binary not found next to the test bundle: run swift build --build-tests first or set BISSL_BIN") }
         let process = Process()
         process.executableURL = executable ?? url
@@ -36,12 +42,39 @@ public enum BisslBinary {
         process.standardOutput = out
         process.standardError = err
         try process.run()
+        let killed = KilledFlag()
+        let watchdog = DispatchWorkItem { [process] in
+            if process.isRunning { killed.set(); kill(process.processIdentifier, SIGKILL) }
+        }
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: watchdog)
+        let errData = Drained()
+        let errDone = DispatchSemaphore(value: 0)
+        let errHandle = err.fileHandleForReading
+        Thread.detachNewThread {
+            errData.data = errHandle.readDataToEndOfFile()
+            errDone.signal()
+        }
         let outData = out.fileHandleForReading.readDataToEndOfFile()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        errDone.wait()
         process.waitUntilExit()
-        return Result(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                      stderr: String(decoding: errData, as: UTF8.self))
+        watchdog.cancel()
+        var stderr = String(decoding: errData.data, as: UTF8.self)
+        if killed.isSet {
+            stderr += "\n[test harness: killed after \(Int(timeout)) s]"
+        }
+        return Result(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: stderr)
     }
+}
+
+/// One stream's bytes, written by its reader thread before it signals, read after the wait.
+private final class Drained: @unchecked Sendable { var data = Data() }
+
+/// Whether the watchdog killed the child (set on the watchdog's queue, read after the child exited).
+private final class KilledFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    func set() { lock.lock(); value = true; lock.unlock() }
+    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
 }
 
 extension Fixtures {
