@@ -383,6 +383,27 @@ final class ZooIntegrityTests: XCTestCase {
         XCTAssertEqual(try zoo.verify().findings, [])
     }
 
+    /// A writer in another pid namespace (a container sharing the zoo's volume) or on another NFS
+    /// client has a pid that looks dead here: the lock it holds on its file keeps the file.
+    func testGCKeepsAWritersFileItCannotLockThoughThePidInItsNameIsDead() throws {
+        let (zoo, layout) = try makeZoo()
+        let dead = try LockHolder.endedPID()
+        try FileManager.default.createDirectory(at: layout.tmp, withIntermediateDirectories: true)
+        let staged = layout.tmp.appendingPathComponent(".staged.h5.tmp-\(dead)-1")
+        try Data("being written".utf8).write(to: staged)
+        let holder = try LockHolder(staged)
+
+        XCTAssertEqual(try zoo.verify().findings, [], "not reported as a leftover")
+        XCTAssertEqual(try zoo.gc(dryRun: true).writerLeftovers, [])
+        XCTAssertEqual(try zoo.gc().writerLeftovers, [])
+        XCTAssertTrue(FileManager.default.fileExists(atPath: staged.path))
+
+        holder.stop()   // the writer is gone, its lock with it
+        XCTAssertEqual(try zoo.verify().findings.compactMap(\.path), [staged.path])
+        XCTAssertEqual(try zoo.gc().writerLeftovers, [staged.path])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: staged.path))
+    }
+
     func testVerifyAndGCNameRefFilesThatAreNotRefsForWhatTheyAre() throws {
         // A ref file holding garbage was reported as "a label the catalog does not hold
         // (interrupted import or tag)" and removed as a "stray ref".

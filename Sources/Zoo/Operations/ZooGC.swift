@@ -63,9 +63,11 @@ extension Zoo {
     /// fails verification (every listed object is read) is unlisted with a tombstone and its object
     /// moved to `damaged/` (`GCReport.damagedEntries`). Runs under the catalog's write lock, so a
     /// running import's object is never taken for a leftover; files carrying the pid of a running
-    /// process are kept. The record of an interrupted push or pull (`TransferRecords`) is removed
-    /// only once it has made no progress for `transferGrace` seconds: until then it is kept
-    /// (`GCReport.keptTransfers`) and running the push or pull again resumes from it.
+    /// process, and files a writer holds a lock on (`TemporaryFileLock`: a running import's staged
+    /// file, whichever pid namespace or NFS client it runs in), are kept. The record of an
+    /// interrupted push or pull (`TransferRecords`) is removed only once it has made no progress for
+    /// `transferGrace` seconds: until then it is kept (`GCReport.keptTransfers`) and running the
+    /// push or pull again resumes from it.
     /// - Parameters:
     ///   - dryRun: report without changing anything.
     ///   - transferGrace: seconds since an interrupted transfer last wrote its record or bytes
@@ -161,8 +163,12 @@ extension Zoo {
                     report.keptTransfers.append(url.path)
                     continue
                 }
-                try delete(url)
-                report.writerLeftovers.append(url.path)
+                // A writer that still runs holds a lock on its file, also from another pid namespace
+                // or NFS client where its pid means nothing here (TemporaryFileLock): kept.
+                try TemporaryFileLock.removeIfUnlocked(url) {
+                    try delete(url)
+                    report.writerLeftovers.append(url.path)
+                }
             }
             // Free labels whose ref files name a relisted entry go back to it (names first).
             var relabeled = Set<String>()

@@ -178,7 +178,7 @@ extension Zoo {
             out.append(.init(level: .leftover, id: id, path: url.path,
                              message: "object not listed in the catalog (interrupted import or lost catalog); bissl gc or bissl verify --reindex lists it again"))
         }
-        for (url, pid) in scan.leftovers where !ZooScan.isAlive(pid) {
+        for (url, pid) in scan.leftovers where !ZooScan.isAlive(pid) && !TemporaryFileLock.isLocked(url) {
             if let resumable = TransferRecords.describeResumable(url) {
                 out.append(.init(level: .transfer, id: nil, path: url.path, message: resumable))
             } else {
