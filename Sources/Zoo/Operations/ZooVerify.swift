@@ -203,7 +203,8 @@ extension Zoo {
             } else {
                 message = "ref file of \(ref.kind.rawValue) '\(ref.label)', a label the catalog does not hold (interrupted import or tag); bissl gc removes it"
             }
-            out.append(.init(level: .leftover, id: ref.id, path: ref.url.path, message: message))
+            // An invalid ref file is reported under its path (the id it may hold does not find it).
+            out.append(.init(level: .leftover, id: ref.problem == nil ? ref.id : nil, path: ref.url.path, message: message))
         }
         return out
     }
