@@ -125,6 +125,19 @@ final class MessagesCLITests: CLITestCase {
         XCTAssertTrue(ok.stdout.contains("images: 2"), ok.stdout)
     }
 
+    func testShowPrintsEachHealthWarningOnce() throws {
+        // The converter records degenerate BatchNorm statistics in the provenance's warnings, and the
+        // health scan finds them again.
+        let imported = try bissl(["import", Fixtures.url("layout/c15_f16.pth").path, "--name", "half"])
+        XCTAssertEqual(imported.status, 0, imported.stderr)
+        for args in [["show", "half"], ["verify", "half"]] {
+            let r = try bissl(args)
+            let warnings = r.stdout.split(separator: "\n").filter { $0.contains("degenerate BatchNorm statistics") }
+            XCTAssertFalse(warnings.isEmpty, r.stdout)
+            XCTAssertEqual(warnings.count, Set(warnings).count, r.stdout)
+        }
+    }
+
     func testTableCellsEscapeC1AndLineSeparatorsAndAlignByCharacters() throws {
         // TextTable decides escape and width in one pass over each cell: C1 controls (U+0085) and
         // U+2028 are written as escapes, a non-ASCII name is padded by its characters, not its bytes.
