@@ -107,7 +107,7 @@ final class TemporaryFileLockTests: XCTestCase {
         XCTAssertEqual(names, [])
         let nowhere = dir.appendingPathComponent("missing/t")
         XCTAssertThrowsError(try TemporaryFileLock.createFile(nowhere, for: nowhere)) {
-            XCTAssertEqual("\($0)", "cannot write \(nowhere.path): No such file or directory")
+            XCTAssertEqual("\($0)", "cannot write \(nowhere.path): no such folder \(self.dir.path)/missing")
         }
     }
 }

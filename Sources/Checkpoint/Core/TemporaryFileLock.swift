@@ -65,9 +65,7 @@ public final class TemporaryFileLock: @unchecked Sendable {
         // (the next creation is locked before the same cleaner looks again); 8 rounds is ample.
         for _ in 0..<8 {
             let fd = make()
-            guard fd >= 0 else {
-                throw CheckpointError.io("cannot write \(destination.path): \(String(cString: strerror(errno)))")
-            }
+            guard fd >= 0 else { throw CheckpointError.io(cannotWrite(destination, folder: url.deletingLastPathComponent(), errno: errno)) }
             let result = TemporaryFileLock(fd: fd)
             var r: Int32
             repeat { r = flock(fd, LOCK_SH) } while r != 0 && errno == EINTR
@@ -77,6 +75,18 @@ public final class TemporaryFileLock: @unchecked Sendable {
             result.release()   // a cleaner removed it before the lock: make it again
         }
         throw CheckpointError.io("cannot write \(destination.path): its temporary \(url.lastPathComponent) was removed by another process 8 times in a row")
+    }
+
+    /// `cannot write PATH: REASON` for a file to be created in `folder`: a missing folder in the
+    /// project's wording (`no such folder DIR`, as `cannot read PATH: no such file`), else the
+    /// system's message.
+    static func cannotWrite(_ destination: URL, folder: URL, errno code: Int32) -> String {
+        let folder = folder.path
+        switch code {
+        case ENOENT: return "cannot write \(destination.path): no such folder \(folder)"
+        case ENOTDIR: return "cannot write \(destination.path): \(folder) is not a folder"
+        default: return "cannot write \(destination.path): \(String(cString: strerror(code)))"
+        }
     }
 
     /// True when `path` (not followed) is the file open as `fd`.
