@@ -103,18 +103,20 @@ public final class ImageDataset: @unchecked Sendable {
 
     /// Parses an index list: one non-negative decimal integer per line (ASCII spaces, tabs and a
     /// carriage return around it ignored), blank lines and `#` comments skipped, each index at most
-    /// once. One pass over the bytes, no string per line: time and memory grow with the file's size
-    /// and the number of indices, which the no-repeat rule bounds by `count`.
+    /// once; a UTF-8 byte order mark (EF BB BF, as Windows editors save text) at the start of the
+    /// file is skipped. One pass over the bytes, no string per line: time and memory grow with the
+    /// file's size and the number of indices, which the no-repeat rule bounds by `count`.
     /// - Throws: `DatasetError.invalid` naming the file and line for a line that is not such an
     ///   integer (its text shortened to 40 characters), an index out of `0..<count`, or an index
-    ///   given twice.
+    ///   given twice; naming the file when it lists no index at all (a split of no image).
     static func parseSplit(_ data: Data, file: String, count: Int) throws -> [Int] {
         var out: [Int] = []
         var seen = [Bool](repeating: false, count: count)
         try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
             let bytes = raw.bindMemory(to: UInt8.self)
             func isSpace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 || b == 0x0D || b == 0x0B || b == 0x0C }
-            var start = 0, line = 0
+            let bom = bytes.count >= 3 && bytes[0] == 0xEF && bytes[1] == 0xBB && bytes[2] == 0xBF
+            var start = bom ? 3 : 0, line = 0
             while start < bytes.count {
                 line += 1
                 var end = start
@@ -145,6 +147,9 @@ public final class ImageDataset: @unchecked Sendable {
                 seen[index] = true
                 out.append(index)
             }
+        }
+        guard !out.isEmpty else {
+            throw DatasetError.invalid("split file \(file) lists no image index (it holds \(data.isEmpty ? "nothing" : "only blank lines and # comments")); a split file lists one index per line")
         }
         return out
     }

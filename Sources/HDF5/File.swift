@@ -11,6 +11,11 @@ public final class File: Group, @unchecked Sendable {
     ///   superblock after them and never reads or writes them; the caller fills them after closing
     ///   the file. Every address HDF5 reports (`Dataset.storageOffset`) counts from the start of the
     ///   file, user block included.
+    ///
+    /// HDF5's own file lock (an exclusive `flock` it takes on the file it creates) is not taken
+    /// (`H5Pset_file_locking`): the files this project creates are temporaries whose writer holds a
+    /// `flock` already (`TemporaryFileLock`, through another descriptor), which HDF5's would conflict
+    /// with. An `HDF5_USE_FILE_LOCKING=TRUE` environment overrides this, and creation then fails.
     /// - Throws: `HDF5Error` (missing folder, no permission, an invalid user block size).
     public static func create(_ path: String, userBlock: Int = 0) throws -> File {
         Library.quiet()
@@ -22,9 +27,12 @@ public final class File: Group, @unchecked Sendable {
             fcpl = created.id
             plist = created
         }
-        let id = try Library.check(H5Fcreate(path, bissl_H5F_ACC_TRUNC(), fcpl, bissl_H5P_DEFAULT()),
+        let fapl = Handle.plist(try Library.check(H5Pcreate(bissl_H5P_FILE_ACCESS()), "cannot create a file access property list"))
+        try Library.check(H5Pset_file_locking(fapl.id, false, true), "cannot turn HDF5's file locking off for \(path)")
+        let id = try Library.check(H5Fcreate(path, bissl_H5F_ACC_TRUNC(), fcpl, fapl.id),
                                    "cannot create HDF5 file \(path)")
         withExtendedLifetime(plist) {}
+        withExtendedLifetime(fapl) {}
         return File(handle: Handle(id) { H5Fclose($0) }, path: "/", fileName: path)
     }
 

@@ -28,7 +28,10 @@ struct Card: ParsableCommand {
     func run() throws {
         let zoo = try zooOptions.open(readOnly: true)
         defer { try? zoo.close() }
-        if let output { try ZooOutput.refuseZooObjectsPath(output, objects: zoo.layout.objects) }
+        if let output {
+            try CommandLineHabits.requireOutputFolder(output)
+            try ZooOutput.refuseZooObjectsPath(output, objects: zoo.layout.objects)
+        }
         let id = try zoo.resolve(ref)
         let text = ModelCard.render(try CardLineage.gather(zoo, id: id))
         guard let output else { return print(text, terminator: "") }

@@ -142,9 +142,26 @@ enum CommandLineHabits {
 
     /// Refuses a path that names no file, in the one wording for it (`cannot read PATH: no such
     /// file`, PATH as given), before any reader opens it. A FIFO, device or socket is refused by the
-    /// reader itself (every opener asks `RegularFile.refusal`), in the same words.
+    /// reader itself (every opener asks `RegularFile.refusal`), in the same words. An empty path
+    /// (`''`, an unset shell variable) is named as such.
     static func requireFile(_ path: String) throws {
+        guard !path.isEmpty else { throw CLIError("cannot read '': the path is empty (an unset shell variable?); give a file") }
         guard FileManager.default.fileExists(atPath: path) else { throw CLIError("cannot read \(path): no such file") }
+    }
+
+    /// Refuses an output path whose folder is missing (or is a file), in the one wording for it
+    /// (`cannot write PATH: no such folder DIR`, both as given), before any work is done; an empty
+    /// path is named as such. The writers say the same of a folder missing by the time they write
+    /// (`TemporaryFileLock`), with absolute paths.
+    static func requireOutputFolder(_ path: String) throws {
+        guard !path.isEmpty else { throw CLIError("cannot write '': the path is empty (an unset shell variable?); give a file") }
+        let folder = (path as NSString).deletingLastPathComponent
+        guard !folder.isEmpty else { return }   // a name in the working folder
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder) else {
+            throw CLIError("cannot write \(path): no such folder \(folder)")
+        }
+        guard isFolder.boolValue else { throw CLIError("cannot write \(path): \(folder) is not a folder") }
     }
 
     /// One wording for a file that is not there, whichever layer noticed: `cannot read PATH: no such file`.

@@ -36,6 +36,7 @@ struct Convert: ParsableCommand {
             throw ValidationError("cannot tell the output format from '\(output)': pass --to \(OutputFormat.fileNames)")
         }
         try CommandLineHabits.requireFile(input)
+        try CommandLineHabits.requireOutputFolder(output)
         let inURL = URL(fileURLWithPath: input)
         let outURL = URL(fileURLWithPath: output)
         guard inURL.standardizedFileURL != outURL.standardizedFileURL else {

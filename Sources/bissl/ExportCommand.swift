@@ -49,6 +49,7 @@ struct Export: ParsableCommand {
             throw ValidationError("cannot tell the output format from '\(output)': pass --format \(OutputFormat.allCases.map(\.rawValue).joined(separator: "|"))")
         }
         try writer.check(format)
+        try CommandLineHabits.requireOutputFolder(output)
         let zoo = try zooOptions.open(readOnly: true)
         defer { try? zoo.close() }
         try ZooOutput.refuseZooObjectsPath(output, objects: zoo.layout.objects)

@@ -68,6 +68,7 @@ struct PredictCommand: ParsableCommand {
 
     func run() throws {
         try CommandLineHabits.requireFile(input)
+        if let output { try CommandLineHabits.requireOutputFolder(output) }
         let zoo = try zooOptions.open(readOnly: true)
         defer { try? zoo.close() }
         if let output { try ZooOutput.refuseZooObjectsPath(output, objects: zoo.layout.objects) }

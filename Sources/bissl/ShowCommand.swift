@@ -78,7 +78,9 @@ struct Show: ParsableCommand {
             id: id, name: record.name, tags: record.tags, size: record.summary.size, created: record.summary.created,
             architecture: details.architecture, components: details.components, componentOrder: record.summary.components,
             provenance: p, metricHistory: details.metricHistory, parents: parents, children: try zoo.children(of: id),
-            warnings: p.warnings + details.health, tensors: lines)
+            // The converter records BatchNorm findings in provenance.warnings, which the health scan
+            // finds again: once each (as import prints them).
+            warnings: p.warnings + details.health.filter { !p.warnings.contains($0) }, tensors: lines)
         if json { return try ZooOutput.printJSON(report) }
         printText(report)
     }

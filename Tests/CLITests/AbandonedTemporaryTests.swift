@@ -57,6 +57,20 @@ final class AbandonedTemporaryTests: CLITestCase {
         for url in kept { XCTAssertTrue(names.contains(url.lastPathComponent), "\(url.lastPathComponent) must stay") }
     }
 
+    func testConvertKeepsATemporaryAnotherProcessHoldsALockOnThoughThePidInItsNameIsDead() throws {
+        // A writer in a container sharing the folder (another pid namespace) or on another NFS client.
+        let input = tmp.appendingPathComponent("in.h5")
+        try CheckpointFile.write(Network(architecture: Architecture(depth: 18, block: "basic", layers: [2, 2, 2, 2], width: 2, stem: "small"), seed: 1)
+            .checkpoint(provenance: Provenance(stage: "pretext", method: "simclr")), to: input)
+        let writing = try file(".o.h5.tmp-\(try endedPID())-5")
+        let holder = try LockHolder(writing)
+        let r = try Fixtures.runBissl(["convert", input.path, tmp.appendingPathComponent("o.h5").path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(names.contains(writing.lastPathComponent), r.stdout)
+        XCTAssertFalse(r.stdout.contains("note: removed"), r.stdout)
+        holder.stop()
+    }
+
     func testExportRemovesTheTemporaryOfAKilledExportOfTheSameFile() throws {
         let z = try Zoo.open(ZooLayout(root: zooDir), create: true)
         _ = try z.add(Network(architecture: Architecture(depth: 18, block: "basic", layers: [2, 2, 2, 2], width: 2, stem: "small"), seed: 1)

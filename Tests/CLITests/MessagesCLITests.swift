@@ -125,6 +125,53 @@ final class MessagesCLITests: CLITestCase {
         XCTAssertTrue(ok.stdout.contains("images: 2"), ok.stdout)
     }
 
+    func testASplitFileMayStartWithAByteOrderMarkAndMustListAnImage() throws {
+        let split = tmp.appendingPathComponent("bom.txt")
+        try Data([0xEF, 0xBB, 0xBF] + Array("1\r\n2\r\n".utf8)).write(to: split)   // as Windows editors save it
+        let ok = try Fixtures.runBissl(["data", "info", "h5:\(Self.digits)#split=\(split.path)"])
+        XCTAssertEqual(ok.status, 0, ok.stderr)
+        XCTAssertTrue(ok.stdout.contains("images: 2"), ok.stdout)
+        let empty = tmp.appendingPathComponent("empty.txt")
+        try Data().write(to: empty)
+        assertOneLineError(try Fixtures.runBissl(["data", "info", "h5:\(Self.digits)#split=\(empty.path)"]),
+                           "error: split file \(empty.path) lists no image index (it holds nothing); a split file lists one index per line")
+        try Data([0xEF, 0xBB, 0xBF] + Array("# only a comment\n\n".utf8)).write(to: empty)
+        assertOneLineError(try Fixtures.runBissl(["data", "info", "h5:\(Self.digits)#split=\(empty.path)"]),
+                           "error: split file \(empty.path) lists no image index (it holds only blank lines and # comments)")
+    }
+
+    func testAMissingOutputFolderAndAnEmptyPathAreSaidInTheOneWording() throws {
+        let input = tmp.appendingPathComponent("in.h5")
+        try CheckpointFile.write(Network(architecture: Architecture(depth: 18, block: "basic", layers: [2, 2, 2, 2], width: 2, stem: "small"), seed: 1)
+            .checkpoint(provenance: Provenance(stage: "pretext", method: "simclr")), to: input)
+        // As typed, relative to the working folder.
+        for output in ["nodir/o.h5", "nodir/o.npz", "nodir/o.safetensors", "nodir/o.pth"] {
+            let r = try BisslBinary.run(["-c", "cd \"$0\" && exec \"$@\"", tmp.path, BisslBinary.url!.path, "convert", "in.h5", output],
+                                        executable: URL(fileURLWithPath: "/bin/sh"))
+            assertOneLineError((r.status, r.stdout, r.stderr), "error: cannot write \(output): no such folder nodir")
+        }
+        let absolute = tmp.appendingPathComponent("nodir/o.h5").path
+        assertOneLineError(try Fixtures.runBissl(["convert", input.path, absolute]),
+                           "error: cannot write \(absolute): no such folder \(tmp.appendingPathComponent("nodir").path)")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: tmp.path).sorted(), ["in.h5"])
+        for args in [["inspect", ""], ["convert", "", "o.h5"]] {
+            assertOneLineError(try Fixtures.runBissl(args), "error: cannot read '': the path is empty")
+        }
+    }
+
+    func testShowPrintsEachHealthWarningOnce() throws {
+        // The converter records degenerate BatchNorm statistics in the provenance's warnings, and the
+        // health scan finds them again.
+        let imported = try bissl(["import", Fixtures.url("layout/c15_f16.pth").path, "--name", "half"])
+        XCTAssertEqual(imported.status, 0, imported.stderr)
+        for args in [["show", "half"], ["verify", "half"]] {
+            let r = try bissl(args)
+            let warnings = r.stdout.split(separator: "\n").filter { $0.contains("degenerate BatchNorm statistics") }
+            XCTAssertFalse(warnings.isEmpty, r.stdout)
+            XCTAssertEqual(warnings.count, Set(warnings).count, r.stdout)
+        }
+    }
+
     func testTableCellsEscapeC1AndLineSeparatorsAndAlignByCharacters() throws {
         // TextTable decides escape and width in one pass over each cell: C1 controls (U+0085) and
         // U+2028 are written as escapes, a non-ASCII name is padded by its characters, not its bytes.

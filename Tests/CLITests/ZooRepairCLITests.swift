@@ -40,4 +40,34 @@ final class ZooRepairCLITests: CLITestCase {
         XCTAssertFalse(gc.stdout.contains("stray"), gc.stdout)
         XCTAssertFalse(FileManager.default.fileExists(atPath: junk.path))
     }
+
+    func testAnInvalidRefHoldingAnIdIsNamedByItsPathAndASymlinkedRefIsNeverReadThrough() throws {
+        let (_, id) = try importSource(["--name", "mine"])
+        let badName = zooDir.appendingPathComponent("refs/tags/-x")
+        try Data((id + "\n").utf8).write(to: badName)
+        let outside = tmp.appendingPathComponent("secret.txt")
+        try Data("root:x:0:0:root:/root:/bin/bash\n".utf8).write(to: outside)
+        let link = zooDir.appendingPathComponent("refs/tags/pw")
+        try FileManager.default.createSymbolicLink(atPath: link.path, withDestinationPath: outside.path)
+        let heldLink = zooDir.appendingPathComponent("refs/names/mine")   // a held label's ref made a link
+        unlink(heldLink.path)
+        try FileManager.default.createSymbolicLink(atPath: heldLink.path, withDestinationPath: outside.path)
+
+        let verify = try bissl(["verify"])
+        XCTAssertEqual(verify.status, 0, verify.stderr)
+        XCTAssertTrue(verify.stdout.contains("leftover: \(badName.path): invalid ref file: its name is not a valid label"), verify.stdout)
+        XCTAssertTrue(verify.stdout.contains("leftover: \(link.path): invalid ref file: it is a symbolic link to '\(outside.path)', not a ref file (bissl never reads through one); bissl gc removes it"), verify.stdout)
+        XCTAssertTrue(verify.stdout.contains("name 'mine' has an invalid ref file: it is a symbolic link to '\(outside.path)'"), verify.stdout)
+        XCTAssertFalse(verify.stdout.contains("root:x"), verify.stdout)
+
+        let gc = try bissl(["gc"])
+        XCTAssertEqual(gc.status, 0, gc.stderr)
+        XCTAssertTrue(gc.stdout.contains("removed invalid ref file \(link.path) (it is a symbolic link to '\(outside.path)'"), gc.stdout)
+        XCTAssertTrue(gc.stdout.contains("rewrote ref \(heldLink.path)"), gc.stdout)
+        XCTAssertFalse(gc.stdout.contains("root:x"), gc.stdout)
+        XCTAssertEqual(try String(contentsOf: outside, encoding: .utf8), "root:x:0:0:root:/root:/bin/bash\n", "never written through")
+        XCTAssertEqual(try String(contentsOf: heldLink, encoding: .utf8), id + "\n")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: link.path))
+        XCTAssertEqual(try bissl(["verify"]).stdout.contains("0 leftovers"), true)
+    }
 }

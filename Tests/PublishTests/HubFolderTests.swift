@@ -55,6 +55,21 @@ final class HubFolderTests: XCTestCase {
         XCTAssertEqual(try files(second), written)
     }
 
+    func testTheStagingFolderIsLockedWhileItIsFilledSoNoCleanerRemovesIt() throws {
+        let dir = scratch.appendingPathComponent("hub")
+        var staging: URL?
+        try HubFolder.writeFolder(dir) { tmp in
+            staging = tmp
+            XCTAssertTrue(TemporaryFileLock.isLocked(tmp))
+            // A cleaner sees a dead pid only when the writer runs in another pid namespace; the lock decides.
+            XCTAssertEqual(TemporaryFiles.removeAbandoned(for: dir), [])
+            try Data("x".utf8).write(to: tmp.appendingPathComponent("x"))
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: scratch.path), ["hub"])
+        XCTAssertFalse(TemporaryFileLock.isLocked(dir), "released once published")
+        XCTAssertNotNil(staging)
+    }
+
     func testOnlyAnEmptyOrNewFolderIsWrittenAndNothingIsLeftOnRefusal() throws {
         let (c, id, lineage) = try entry()
         let taken = scratch.appendingPathComponent("taken")

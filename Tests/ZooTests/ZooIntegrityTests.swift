@@ -383,6 +383,27 @@ final class ZooIntegrityTests: XCTestCase {
         XCTAssertEqual(try zoo.verify().findings, [])
     }
 
+    /// A writer in another pid namespace (a container sharing the zoo's volume) or on another NFS
+    /// client has a pid that looks dead here: the lock it holds on its file keeps the file.
+    func testGCKeepsAWritersFileItCannotLockThoughThePidInItsNameIsDead() throws {
+        let (zoo, layout) = try makeZoo()
+        let dead = try LockHolder.endedPID()
+        try FileManager.default.createDirectory(at: layout.tmp, withIntermediateDirectories: true)
+        let staged = layout.tmp.appendingPathComponent(".staged.h5.tmp-\(dead)-1")
+        try Data("being written".utf8).write(to: staged)
+        let holder = try LockHolder(staged)
+
+        XCTAssertEqual(try zoo.verify().findings, [], "not reported as a leftover")
+        XCTAssertEqual(try zoo.gc(dryRun: true).writerLeftovers, [])
+        XCTAssertEqual(try zoo.gc().writerLeftovers, [])
+        XCTAssertTrue(FileManager.default.fileExists(atPath: staged.path))
+
+        holder.stop()   // the writer is gone, its lock with it
+        XCTAssertEqual(try zoo.verify().findings.compactMap(\.path), [staged.path])
+        XCTAssertEqual(try zoo.gc().writerLeftovers, [staged.path])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: staged.path))
+    }
+
     func testVerifyAndGCNameRefFilesThatAreNotRefsForWhatTheyAre() throws {
         // A ref file holding garbage was reported as "a label the catalog does not hold
         // (interrupted import or tag)" and removed as a "stray ref".
@@ -466,6 +487,38 @@ final class ZooIntegrityTests: XCTestCase {
         XCTAssertEqual(try Data(contentsOf: layout.damaged.appendingPathComponent(garbageID + ".h5")), Data("not hdf5".utf8), "moved, not deleted")
         XCTAssertTrue(ZooScan(layout).objects.count == 1)
         XCTAssertEqual(try zoo.list().map(\.name), ["kept"])
+    }
+
+    func testASecondGCOfTheSameDamagedContentKeepsTheFirstQuarantinedCopy() throws {
+        let (zoo, layout) = try makeZoo()
+        let id = String(repeating: "c", count: 64)
+        let object = layout.objectURL(id)
+        try FileManager.default.createDirectory(at: object.deletingLastPathComponent(), withIntermediateDirectories: true)
+        let first = layout.damaged.appendingPathComponent(id + ".h5")
+        let second = layout.damaged.appendingPathComponent(id + ".2.h5")
+        let third = layout.damaged.appendingPathComponent(id + ".3.h5")
+        try Data("first garbage".utf8).write(to: object)
+        XCTAssertEqual(try zoo.gc().damagedObjects, [first.path])
+        try Data("second garbage".utf8).write(to: object)
+        XCTAssertEqual(try zoo.gc(dryRun: true).damagedObjects, [second.path])
+        XCTAssertEqual(try zoo.gc().damagedObjects, [second.path])
+        try Data("third garbage".utf8).write(to: object)
+        XCTAssertEqual(try zoo.gc().damagedObjects, [third.path])
+        XCTAssertEqual(try Data(contentsOf: first), Data("first garbage".utf8), "never replaced")
+        XCTAssertEqual(try Data(contentsOf: second), Data("second garbage".utf8))
+        XCTAssertEqual(try Data(contentsOf: third), Data("third garbage".utf8))
+
+        // A listed entry found damaged twice (imported again in between) keeps both copies as well.
+        let checkpoint = ZooTestSupport.checkpoint(seed: 117)
+        let listed = try zoo.add(checkpoint).id
+        unlink(layout.objectURL(listed).path)   // objects may be read-only: replaced, not written into
+        try Data("torn".utf8).write(to: layout.objectURL(listed))
+        XCTAssertEqual(try zoo.gc().damagedEntries.map(\.movedTo), [layout.damaged.appendingPathComponent(listed + ".h5").path])
+        _ = try zoo.add(checkpoint)
+        unlink(layout.objectURL(listed).path)
+        try Data("torn again".utf8).write(to: layout.objectURL(listed))
+        XCTAssertEqual(try zoo.gc().damagedEntries.map(\.movedTo), [layout.damaged.appendingPathComponent(listed + ".2.h5").path])
+        XCTAssertEqual(try Data(contentsOf: layout.damaged.appendingPathComponent(listed + ".h5")), Data("torn".utf8))
     }
 
     func testGCRestoresAnObjectAnInterruptedRemoveLeftInTrash() throws {

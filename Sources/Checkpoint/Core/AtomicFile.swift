@@ -4,10 +4,14 @@ import Foundation
 /// name in the same folder (`.<name>.tmp-<pid>-<random>`), is flushed with `fsync` (unless the
 /// caller asks for no durability), then renamed over the destination. On any error the temporary
 /// file is removed and nothing else changes; while it exists the temporary is registered with
-/// `TemporaryFiles`, so SIGINT/SIGTERM removes it too. Concurrent writers of one destination each
-/// have their own temporary (the random part), so the last rename wins with a whole file.
+/// `TemporaryFiles`, so SIGINT/SIGTERM removes it too, and locked (`TemporaryFileLock`), so no
+/// cleaner of abandoned temporaries removes it, whichever pid namespace or host it runs in.
+/// Concurrent writers of one destination each have their own temporary (the random part), so the
+/// last rename wins with a whole file.
 public enum AtomicFile {
-    /// Calls `body` with the temporary path to fill, then publishes it at `url`.
+    /// Calls `body` with the temporary path to fill, then publishes it at `url`. The temporary exists
+    /// (empty, locked) when `body` runs: `body` fills it through its path (`open` with `O_TRUNC`,
+    /// `H5Fcreate` with `H5F_ACC_TRUNC`), or renames a file of its own over it, locked the same way.
     /// - Parameter durable: true (the default) flushes the file before the rename and its folder
     ///   after it, so the new content survives a power loss once this returns; false skips both
     ///   flushes: the rename is still atomic (readers see the old file or the new one, whole), but
@@ -25,6 +29,8 @@ public enum AtomicFile {
         let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         let token = TemporaryFiles.register(tmp.path)
         defer { TemporaryFiles.unregister(token) }
+        let lock = try TemporaryFileLock.createFile(tmp, for: url)
+        defer { lock.release() }   // after the rename: the published file is no temporary any more
         do {
             try body(tmp)
             if durable { try fsyncFile(tmp) }
@@ -38,21 +44,26 @@ public enum AtomicFile {
         }
     }
 
-    /// Calls `body` to fill `url` (which must not exist yet), then flushes it with `fsync`; no
-    /// rename, no folder flush: for a file its caller publishes by renaming it (the zoo's staged
-    /// imports). On any error the file is removed; while `body` runs it is registered with
-    /// `TemporaryFiles`, so SIGINT/SIGTERM removes it too.
-    /// - Throws: whatever `body` throws, or `CheckpointError.io` when flushing fails.
-    public static func writeInPlace(to url: URL, _ body: () throws -> Void) throws {
+    /// Creates `url` (which must not exist yet, empty and locked as in `write(to:durable:_:)`), calls
+    /// `body` to fill it, then flushes it with `fsync`; no rename, no folder flush: for a file its
+    /// caller publishes by renaming it (the zoo's staged imports). On any error the file is removed;
+    /// while `body` runs it is registered with `TemporaryFiles`, so SIGINT/SIGTERM removes it too.
+    /// - Returns: the file's lock: the caller keeps it until the file is renamed into place or
+    ///   removed, then releases it (a cleaner of abandoned temporaries keeps the file until then).
+    /// - Throws: whatever `body` throws, or `CheckpointError.io` when creating or flushing fails.
+    public static func writeInPlace(to url: URL, _ body: () throws -> Void) throws -> TemporaryFileLock {
         let token = TemporaryFiles.register(url.path)
         defer { TemporaryFiles.unregister(token) }
+        let lock = try TemporaryFileLock.createFile(url, for: url)
         do {
             try body()
             try fsyncFile(url)
         } catch {
             unlink(url.path)
+            lock.release()
             throw error
         }
+        return lock
     }
 
     /// Writes `data` atomically to `url` (`durable` as in `write(to:durable:_:)`).

@@ -132,7 +132,7 @@ extension TemporaryFiles {
     public struct Abandoned: Equatable, Sendable {
         /// The file or folder removed.
         public var path: String
-        /// The pid its name carries (no process has it any more).
+        /// The pid its name carries (no process has it here any more).
         public var pid: Int32
         /// Bytes of the regular files removed.
         public var bytes: Int64
@@ -145,10 +145,13 @@ extension TemporaryFiles {
     /// Only names this module's writers give the temporaries of exactly that destination are
     /// considered: `.<name>.tmp-<pid>-<n>` (`AtomicFile`; a Hub folder's staging folder) and
     /// `.<name>.zip-<pid>-<n>` (`ZipWriter`), `pid` and `n` decimal, in the folder of the file finally
-    /// written (a symbolic link's target, as the writers do). One is removed only when no process has
+    /// written (a symbolic link's target, as the writers do). One is removed only when no open file
+    /// holds a lock on it (every writer holds one on its temporary while it runs, whichever pid
+    /// namespace or NFS client it runs in: `TemporaryFileLock`) and, as well, no process here has
     /// that pid (`kill(pid, 0)` fails with `ESRCH`); a running process's temporary, this process's,
-    /// and one whose pid belongs to another user's process (`EPERM`) are kept. A folder (a Hub
-    /// folder's staging folder) is removed with what it holds; a symbolic link is removed, never followed.
+    /// one whose pid belongs to another user's process (`EPERM`) and one this process cannot open
+    /// to lock are kept. A folder (a Hub folder's staging folder) is removed with what it holds; a
+    /// symbolic link is removed, never followed.
     /// - Returns: what was removed, in name order; failures to remove are skipped (the write goes on).
     @discardableResult
     public static func removeAbandoned(for destination: URL) -> [Abandoned] {
@@ -163,19 +166,22 @@ extension TemporaryFiles {
             var info = stat()
             guard lstat(url.path, &info) == 0 else { continue }
             var bytes: Int64 = 0
-            if info.st_mode & S_IFMT == S_IFDIR {
-                let contents = fm.enumerator(at: url, includingPropertiesForKeys: [.fileSizeKey, .isRegularFileKey])
-                while let item = contents?.nextObject() as? URL {
-                    if let v = try? item.resourceValues(forKeys: [.fileSizeKey, .isRegularFileKey]), v.isRegularFile == true {
-                        bytes += Int64(v.fileSize ?? 0)
+            var gone = false
+            TemporaryFileLock.removeIfUnlocked(url) {
+                if info.st_mode & S_IFMT == S_IFDIR {
+                    let contents = fm.enumerator(at: url, includingPropertiesForKeys: [.fileSizeKey, .isRegularFileKey])
+                    while let item = contents?.nextObject() as? URL {
+                        if let v = try? item.resourceValues(forKeys: [.fileSizeKey, .isRegularFileKey]), v.isRegularFile == true {
+                            bytes += Int64(v.fileSize ?? 0)
+                        }
                     }
+                    gone = (try? fm.removeItem(at: url)) != nil
+                } else {
+                    if info.st_mode & S_IFMT == S_IFREG { bytes = Int64(info.st_size) }
+                    gone = unlink(url.path) == 0
                 }
-                guard (try? fm.removeItem(at: url)) != nil else { continue }
-            } else {
-                if info.st_mode & S_IFMT == S_IFREG { bytes = Int64(info.st_size) }
-                guard unlink(url.path) == 0 else { continue }
             }
-            removed.append(Abandoned(path: url.path, pid: pid, bytes: bytes))
+            if gone { removed.append(Abandoned(path: url.path, pid: pid, bytes: bytes)) }
         }
         return removed
     }

@@ -47,13 +47,15 @@ public enum CheckpointFile {
     /// rename: the file is flushed to disk (`fsync`) and left for the caller to publish with one
     /// `rename` and an `fsync` of the destination folder (the zoo's import). On error nothing is left.
     /// - Parameter sourceDigest: as for `write`.
-    /// - Returns: the content id, hashed while the file was written.
-    public static func writeStaged(_ checkpoint: Checkpoint, to url: URL, sourceDigest: SourceDigest? = nil) throws -> String {
+    /// - Returns: the content id, hashed while the file was written, and the file's lock
+    ///   (`AtomicFile.writeInPlace`): release it once the file is renamed into place or removed.
+    public static func writeStaged(_ checkpoint: Checkpoint, to url: URL, sourceDigest: SourceDigest? = nil) throws
+        -> (id: String, lock: TemporaryFileLock) {
         var id = ""
-        try AtomicFile.writeInPlace(to: url) {
+        let lock = try AtomicFile.writeInPlace(to: url) {
             id = try writeFile(checkpoint, at: url, reportedAs: url, contentID: nil, sourceDigest: sourceDigest)
         }
-        return id
+        return (id, lock)
     }
 
     private static func writeFile(_ checkpoint: Checkpoint, at path: URL, reportedAs url: URL, contentID: String?,

@@ -195,11 +195,14 @@ public enum HubFolder {
         let fm = FileManager.default
         let parent = dir.deletingLastPathComponent()
         let tmp = parent.appendingPathComponent(".\(dir.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        // Locked while it exists, so no cleaner of abandoned temporaries removes it (TemporaryFileLock).
+        let lock: TemporaryFileLock
         do {
-            try fm.createDirectory(at: tmp, withIntermediateDirectories: false)
-        } catch {
-            throw PublishError.io("cannot write \(dir.path): \(AtomicFile.reason(error))")
+            lock = try TemporaryFileLock.createFolder(tmp, for: dir)
+        } catch CheckpointError.io(let message) {
+            throw PublishError.io(message)
         }
+        defer { lock.release() }
         do {
             try fill(tmp)
             if fm.fileExists(atPath: dir.path) { try fm.removeItem(at: dir) }  // checked empty by the caller

@@ -7,7 +7,8 @@ public struct GCReport: Codable, Equatable, Sendable {
     /// again (never deleted), with the labels of ref files pointing at them that are free.
     public var relistedObjects: [String]
     /// Object files the catalog does not list that cannot be read or hold other content than their
-    /// name says: moved aside to `damaged/` (never deleted), as `<original name>`.
+    /// name says: moved aside to `damaged/` (never deleted), as `<original name>` or, beside an earlier
+    /// copy, `<id>.<n>.h5` (`Zoo.moveAside`).
     public var damagedObjects: [String]
     /// Temporary, staged and trashed files of writers that are no longer running.
     public var writerLeftovers: [String]
@@ -38,7 +39,8 @@ public struct GCReport: Codable, Equatable, Sendable {
         public var id: String
         /// What is wrong (one line).
         public var problem: String
-        /// Where the object went (`damaged/<id>.h5`), nil when it was missing.
+        /// Where the object went (`damaged/<id>.h5`, or `damaged/<id>.<n>.h5` beside earlier
+        /// copies: `Zoo.moveAside`), nil when it was missing.
         public var movedTo: String?
         /// The file it was imported from, when the provenance records one (re-import it to get it
         /// back, with the labels it had that are still free: `Zoo.add`).
@@ -49,6 +51,29 @@ public struct GCReport: Codable, Equatable, Sendable {
 }
 
 extension Zoo {
+    /// Moves the damaged object file `url` of content `id` to `damaged/` (never deleted), as
+    /// `<id>.h5`, or, when an earlier gc put a file there already (the same content found damaged
+    /// again), as the first free `<id>.2.h5`, `<id>.3.h5`, ...: a quarantined file is never replaced.
+    /// Called under the catalog's write lock, so no other gc picks the same name.
+    /// - Returns: where it went (with `dryRun`, where it would go; nothing moves).
+    /// - Throws: `ZooError.io` when `damaged/` cannot be made or the file cannot be moved.
+    func moveAside(_ url: URL, id: String, dryRun: Bool) throws -> URL {
+        var aside = layout.damaged.appendingPathComponent(id + ".h5")
+        var copy = 1
+        var info = stat()
+        while lstat(aside.path, &info) == 0 {
+            copy += 1
+            aside = layout.damaged.appendingPathComponent("\(id).\(copy).h5")
+        }
+        if !dryRun {
+            try Self.makeDirectories(layout.damaged, zoo: layout.root)
+            guard rename(url.path, aside.path) == 0 else {
+                throw ZooError.io("cannot move the damaged object \(url.path) aside: \(String(cString: strerror(errno)))")
+            }
+        }
+        return aside
+    }
+
     /// A reader's error text without its "; run bissl verify" advice (verify and gc are where it leads).
     static func withoutVerifyHint(_ message: String) -> String {
         message.replacingOccurrences(of: "; run bissl verify", with: "")
@@ -63,9 +88,11 @@ extension Zoo {
     /// fails verification (every listed object is read) is unlisted with a tombstone and its object
     /// moved to `damaged/` (`GCReport.damagedEntries`). Runs under the catalog's write lock, so a
     /// running import's object is never taken for a leftover; files carrying the pid of a running
-    /// process are kept. The record of an interrupted push or pull (`TransferRecords`) is removed
-    /// only once it has made no progress for `transferGrace` seconds: until then it is kept
-    /// (`GCReport.keptTransfers`) and running the push or pull again resumes from it.
+    /// process, and files a writer holds a lock on (`TemporaryFileLock`: a running import's staged
+    /// file, whichever pid namespace or NFS client it runs in), are kept. The record of an
+    /// interrupted push or pull (`TransferRecords`) is removed only once it has made no progress for
+    /// `transferGrace` seconds: until then it is kept (`GCReport.keptTransfers`) and running the
+    /// push or pull again resumes from it.
     /// - Parameters:
     ///   - dryRun: report without changing anything.
     ///   - transferGrace: seconds since an interrupted transfer last wrote its record or bytes
@@ -102,14 +129,7 @@ extension Zoo {
                     if !dryRun { unlink(layout.tombstoneURL(id).path) }  // listed again: its tombstone is obsolete
                     report.relistedObjects.append(url.path)
                 } catch {
-                    let aside = layout.damaged.appendingPathComponent(id + ".h5")
-                    if !dryRun {
-                        try Self.makeDirectories(layout.damaged, zoo: layout.root)
-                        guard rename(url.path, aside.path) == 0 else {
-                            throw ZooError.io("cannot move the damaged object \(url.path) aside: \(String(cString: strerror(errno)))")
-                        }
-                    }
-                    report.damagedObjects.append(aside.path)
+                    report.damagedObjects.append(try moveAside(url, id: id, dryRun: dryRun).path)
                 }
             }
             for (id, url) in scan.trash.sorted(by: { $0.key < $1.key }) {
@@ -139,14 +159,7 @@ extension Zoo {
                 let source = try Catalog.records(ListFilter(ids: [id]), db).first?.summary.sourceFile
                 var movedTo: String?
                 if FileManager.default.fileExists(atPath: url.path) {
-                    let aside = layout.damaged.appendingPathComponent(id + ".h5")
-                    if !dryRun {
-                        try Self.makeDirectories(layout.damaged, zoo: layout.root)
-                        guard rename(url.path, aside.path) == 0 else {
-                            throw ZooError.io("cannot move the damaged object \(url.path) aside: \(String(cString: strerror(errno)))")
-                        }
-                    }
-                    movedTo = aside.path
+                    movedTo = try moveAside(url, id: id, dryRun: dryRun).path
                 }
                 if !dryRun {
                     let labels = try Catalog.labels(of: id, db)
@@ -161,8 +174,12 @@ extension Zoo {
                     report.keptTransfers.append(url.path)
                     continue
                 }
-                try delete(url)
-                report.writerLeftovers.append(url.path)
+                // A writer that still runs holds a lock on its file, also from another pid namespace
+                // or NFS client where its pid means nothing here (TemporaryFileLock): kept.
+                try TemporaryFileLock.removeIfUnlocked(url) {
+                    try delete(url)
+                    report.writerLeftovers.append(url.path)
+                }
             }
             // Free labels whose ref files name a relisted entry go back to it (names first).
             var relabeled = Set<String>()

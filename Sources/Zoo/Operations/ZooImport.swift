@@ -80,6 +80,7 @@ extension Zoo {
         // content the zoo lists already, or labels another entry holds, cost one write thrown away.
         // A given file (a verified download) is placed as it is, with the id and details its caller computed.
         let staged: URL, id: String, details: EntryDetails
+        var stagedLock: TemporaryFileLock?   // held until the staged file is placed or removed (gc keeps it)
         var checkpoint = checkpoint
         if let given {
             staged = given.url
@@ -88,11 +89,11 @@ extension Zoo {
         } else {
             staged = layout.tmp.appendingPathComponent(".staged.h5.tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
             let scanning = Background { [checkpoint] in EntryDetails(checkpoint) }
-            id = try CheckpointFile.writeStaged(checkpoint, to: staged, sourceDigest: sourceDigest)
+            (id, stagedLock) = try CheckpointFile.writeStaged(checkpoint, to: staged, sourceDigest: sourceDigest)
             checkpoint = try sourceDigest?.completing(checkpoint) ?? checkpoint
             details = try scanning.value()
         }
-        defer { unlink(staged.path) }
+        defer { unlink(staged.path); stagedLock?.release() }
         if checkpoint.provenance.parents.contains(where: { $0.id == id }) {
             throw ZooError.invalid("cannot import: provenance names the checkpoint's own content id \(id.prefix(12)) as its parent (a lineage cycle)")
         }

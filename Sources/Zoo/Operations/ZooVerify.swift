@@ -178,7 +178,7 @@ extension Zoo {
             out.append(.init(level: .leftover, id: id, path: url.path,
                              message: "object not listed in the catalog (interrupted import or lost catalog); bissl gc or bissl verify --reindex lists it again"))
         }
-        for (url, pid) in scan.leftovers where !ZooScan.isAlive(pid) {
+        for (url, pid) in scan.leftovers where !ZooScan.isAlive(pid) && !TemporaryFileLock.isLocked(url) {
             if let resumable = TransferRecords.describeResumable(url) {
                 out.append(.init(level: .transfer, id: nil, path: url.path, message: resumable))
             } else {
@@ -203,7 +203,8 @@ extension Zoo {
             } else {
                 message = "ref file of \(ref.kind.rawValue) '\(ref.label)', a label the catalog does not hold (interrupted import or tag); bissl gc removes it"
             }
-            out.append(.init(level: .leftover, id: ref.id, path: ref.url.path, message: message))
+            // An invalid ref file is reported under its path (the id it may hold does not find it).
+            out.append(.init(level: .leftover, id: ref.problem == nil ? ref.id : nil, path: ref.url.path, message: message))
         }
         return out
     }

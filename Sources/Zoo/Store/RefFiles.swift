@@ -4,9 +4,15 @@ import Foundation
 /// The ref files under `refs/names` and `refs/tags`: each holds one line, the full id of the entry the
 /// label points to. They are the durable record of labels (the catalog's `labels` table indexes them).
 enum RefFiles {
-    /// Writes `refs/<kind>/<label>` atomically.
+    /// Writes `refs/<kind>/<label>` atomically. A symbolic link of that name (never one bissl made)
+    /// is replaced, not written through: `AtomicFile` would write the file it points to.
     static func write(_ label: String, kind: LabelKind, id: String, layout: ZooLayout) throws {
-        try AtomicFile.write(Data((id + "\n").utf8), to: layout.refURL(label, kind: kind))
+        let url = layout.refURL(label, kind: kind)
+        var info = stat()
+        if lstat(url.path, &info) == 0, info.st_mode & S_IFMT == S_IFLNK, unlink(url.path) != 0, errno != ENOENT {
+            throw ZooError.io("cannot replace the symbolic link \(url.path): \(String(cString: strerror(errno)))")
+        }
+        try AtomicFile.write(Data((id + "\n").utf8), to: url)
     }
 
     /// Removes `refs/<kind>/<label>`; a missing file is not an error.
@@ -36,13 +42,25 @@ enum RefFiles {
     /// Bytes read of a ref file at most: a ref is 65 (64 hex digits and a line feed).
     static let readLimit = 4096
 
-    /// The id a ref file holds, and why it is not a valid ref (a clause: `it is a folder`, `its name is
-    /// not a valid label (...)`, `it holds 'x', not an entry id; ...`): bissl writes `<64 lowercase hex>\n` under a
-    /// file name that is a valid label (`LabelRules`), so anything else was put there by hand or by
-    /// another program.
+    /// The id a ref file holds, and why it is not a valid ref (a clause: `it is a folder`, `it is a
+    /// symbolic link to x`, `its name is not a valid label (...)`, `it holds 'x', not an entry id; ...`):
+    /// bissl writes `<64 lowercase hex>\n` under a file name that is a valid label (`LabelRules`), so
+    /// anything else was put there by hand or by another program. A symbolic link is never read
+    /// through (it may lead to any file of the machine, whose first bytes a report would show): its
+    /// problem names where it points, by name only.
     static func read(_ url: URL, label: String) -> (id: String?, problem: String?) {
+        let fd = open(url.path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else {
+            let reason = errno
+            var info = stat()
+            if lstat(url.path, &info) == 0, info.st_mode & S_IFMT == S_IFLNK {
+                return (nil, "it is a symbolic link to \(linkTarget(url)), not a ref file (bissl never reads through one)")
+            }
+            return (nil, "it cannot be read (\(String(cString: strerror(reason))))")
+        }
+        defer { close(fd) }
         var info = stat()
-        guard stat(url.path, &info) == 0 else { return (nil, "it cannot be read (\(String(cString: strerror(errno))))") }
+        guard fstat(fd, &info) == 0 else { return (nil, "it cannot be read (\(String(cString: strerror(errno))))") }
         switch info.st_mode & S_IFMT {
         case S_IFREG: break
         case S_IFDIR: return (nil, "it is a folder")
@@ -53,12 +71,33 @@ enum RefFiles {
         guard Int(info.st_size) <= readLimit else {
             return (nil, problem ?? "it holds \(info.st_size) bytes; a ref file is one line, an entry's full 64-hex id")
         }
-        guard let data = FileManager.default.contents(atPath: url.path) else { return (nil, problem ?? "it cannot be read") }
-        let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        var bytes = [UInt8](repeating: 0, count: readLimit + 1)
+        var count = 0
+        while count < bytes.count {
+            let n = bytes.withUnsafeMutableBytes { readBytes(fd, $0.baseAddress! + count, $0.count - count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n >= 0 else { return (nil, problem ?? "it cannot be read (\(String(cString: strerror(errno))))") }
+            if n == 0 { break }
+            count += n
+        }
+        let text = String(decoding: bytes[0..<min(count, readLimit)], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         guard ZooLayout.isFullID(text) else {
             let shown = text.isEmpty ? "nothing" : "'\(String(text.prefix(24)).escapingControlCharacters)\(text.count > 24 ? "..." : "")'"
             return (nil, problem ?? "it holds \(shown), not an entry id; a ref file is one line, an entry's full 64-hex id")
         }
         return (text, problem)
     }
+
+    /// What the symbolic link `url` holds (the path it points to, not read), quoted, control
+    /// characters escaped, at most 200 characters.
+    private static func linkTarget(_ url: URL) -> String {
+        var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX))
+        let n = buffer.withUnsafeMutableBytes { readlink(url.path, $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count) }
+        guard n >= 0 else { return "a path that cannot be read" }
+        let target = String(decoding: buffer[0..<n], as: UTF8.self)
+        return "'\(String(target.prefix(200)).escapingControlCharacters)\(target.count > 200 ? "..." : "")'"
+    }
 }
+
+/// `read(2)` (the name `read` inside `RefFiles` is its own).
+private func readBytes(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int) -> Int { read(fd, buffer, count) }

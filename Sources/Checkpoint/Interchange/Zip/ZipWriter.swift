@@ -87,16 +87,20 @@ public struct ZipWriter {
 
         /// Tracks the temporary for SIGINT/SIGTERM cleanup while it exists.
         var token: TemporaryFiles.Token?
+        /// Held while the temporary exists, so no cleaner of abandoned temporaries removes it.
+        var lock: TemporaryFileLock?
 
         deinit {
             try? handle?.close()
             if !finished { unlink(temporary.path) }
+            lock?.release()
             TemporaryFiles.unregister(token)
         }
 
         private func open() throws -> FileHandle {
             if let handle { return handle }
             if token == nil { token = TemporaryFiles.register(temporary.path) }
+            if lock == nil { lock = try TemporaryFileLock.createFile(temporary, for: destination) }
             let h = try AtomicFile.create(temporary, for: destination)
             handle = h
             return h
@@ -233,6 +237,8 @@ public struct ZipWriter {
                 }
             }
             finished = true
+            lock?.release()
+            lock = nil
             TemporaryFiles.unregister(token)
             token = nil
         }
