@@ -25,8 +25,9 @@ struct Lineage: ParsableCommand {
 
     func run() throws {
         if let remote {
-            let graph = try RemoteZoo(Remotes.select(remote, zooOptions.layout)).lineage(ref)
-            return print(try LineageRender.render(graph, format: format, direction: direction), terminator: "")
+            let lineage = try RemoteZoo(Remotes.select(remote, zooOptions.layout)).lineage(ref)
+            RemoteNotes.warn(lineage.damaged)
+            return print(try LineageRender.render(lineage.graph, format: format, direction: direction), terminator: "")
         }
         let zoo = try zooOptions.open(readOnly: true)
         defer { try? zoo.close() }

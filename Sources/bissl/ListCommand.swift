@@ -58,7 +58,9 @@ struct List: ParsableCommand {
         let place: String
         if let remote {
             let config = try Remotes.select(remote, zooOptions.layout)
-            let records = try RemoteZoo(config).list().filter { filter.matches($0) && archMatches($0.summary.arch) }
+            let listing = try RemoteZoo(config).list()
+            RemoteNotes.warn(listing.damaged)
+            let records = listing.entries.filter { filter.matches($0) && archMatches($0.summary.arch) }
             place = "remote \(config.name) (\(config.url))"
             if json { return try printJSON(records) }
             for record in records { record.withListingRow { Self.append($0, to: &table) } }

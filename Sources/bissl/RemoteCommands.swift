@@ -74,8 +74,16 @@ struct RemoteRemove: ParsableCommand {
     }
 }
 
-/// Lines shared by `remote add` and `push`.
+/// Lines shared by the remote commands.
 enum RemoteNotes {
+    /// One `warning:` line on stderr per ref or manifest a command skipped because it does not
+    /// decode: `warning: skipped damaged ref s3://.../refs/x (not ...); bissl gc --remote NAME --remove-damaged removes it`.
+    static func warn(_ damaged: [RemoteDamage]) {
+        for d in damaged {
+            FileHandle.standardError.write(Data("warning: skipped damaged \(d.kind.rawValue) \(d.url) (\(d.problem)); \(d.remedy)\n".utf8))
+        }
+    }
+
     /// The warning that bissl zoos lie near a remote's prefix that holds none (a mistyped URL).
     static func nearby(_ urls: [String], remote: String) -> String {
         "warning: bissl zoos nearby: \(urls.joined(separator: ", ")); if remote \(remote) should be one of them, fix its URL (bissl remote remove \(remote), then bissl remote add)"
@@ -114,9 +122,17 @@ struct TransferOptions: ParsableArguments {
     }
 
     func report(_ r: TransferReport, verb: String) throws {
+        RemoteNotes.warn(r.damaged ?? [])
         if json { return try ZooOutput.printJSON(r) }
         for e in r.entries {
             print("\(e.transferred ? verb : "have") \(ZooOutput.label(e.id, e.name))  \(ZooOutput.bytes(e.size))")
+            // The lines `bissl import` prints for content gc had unlisted as damaged.
+            if let restored = e.labelsRestored {
+                print("  restored \(restored.joined(separator: ", ")): the labels this content had before bissl gc unlisted it as damaged")
+            }
+            if let notRestored = e.labelsNotRestored {
+                print("  not restored: \(notRestored.joined(separator: ", ")) (another entry holds it now, or the remote names the entry otherwise)")
+            }
         }
         for l in r.labels where l.action != .unchanged {
             print(l.action == .skipped ? "skipped \(l.kind.rawValue) \(l.label): it is \(l.note ?? "held by another entry")"

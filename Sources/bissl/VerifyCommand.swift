@@ -83,6 +83,8 @@ struct GC: ParsableCommand {
     var remote: String?
     @Option(help: ArgumentHelp("Keep interrupted transfers (with --remote: unreferenced objects and unfinished uploads) younger than this (90s, 30m, 24h, 7d; default 24h).", valueName: "DURATION"))
     var grace: String = "24h"
+    @Flag(help: "With --remote: delete the refs and manifests on it that do not decode (listed as damaged otherwise).")
+    var removeDamaged = false
     @OptionGroup var zooOptions: ZooOptions
     @Flag(help: "Print JSON instead of text.")
     var json = false
@@ -138,9 +140,15 @@ struct GC: ParsableCommand {
 
 extension GC {
     func runRemote(_ name: String, grace seconds: TimeInterval) throws {
-        let r = try RemoteZoo(Remotes.select(name, zooOptions.layout)).gc(grace: seconds, dryRun: dryRun)
+        let r = try RemoteZoo(Remotes.select(name, zooOptions.layout)).gc(grace: seconds, dryRun: dryRun, removeDamaged: removeDamaged)
         if json { return try ZooOutput.printJSON(r) }
         let verb = dryRun ? "would remove" : "removed"
+        for d in r.damaged {
+            print(r.removedDamaged.contains(d.key) ? "\(verb) damaged \(d.kind.rawValue) \(d.url) (\(d.problem))" : "warning: \(d.description)")
+        }
+        if r.keptForDamaged > 0 {
+            print("warning: kept \(r.keptForDamaged) unreferenced object\(r.keptForDamaged == 1 ? "" : "s") older than \(grace): a damaged manifest without a copy in the index may reference \(r.keptForDamaged == 1 ? "it" : "them")")
+        }
         for key in r.removedObjects { print("\(verb) unreferenced object \(key)") }
         for key in r.abortedUploads { print("\(dryRun ? "would abort" : "aborted") unfinished upload of \(key)") }
         for id in r.missingObjects { print("warning: the object of entry \(id.prefix(12)) is missing; push it again from a zoo that holds it") }

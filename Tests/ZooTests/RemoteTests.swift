@@ -33,13 +33,13 @@ final class RemoteTests: XCTestCase {
         XCTAssertEqual(keys.filter { $0.hasPrefix("objects/") }.count, 2)
 
         // Listing and lineage from manifests and refs alone.
-        let listed = try RemoteZoo(store: remote).list()
+        let listed = try RemoteZoo(store: remote).list().entries
         XCTAssertEqual(Set(listed.map(\.id)), [base, child])
         let ft = try XCTUnwrap(listed.first { $0.id == child })
         XCTAssertEqual(ft.name, "ft")
         XCTAssertEqual(ft.tags, ["best"])
         XCTAssertEqual(ft.summary, try a.record(child).summary)
-        let graph = try RemoteZoo(store: remote).lineage("ft")
+        let graph = try RemoteZoo(store: remote).lineage("ft").graph
         XCTAssertEqual(graph.root, child)
         XCTAssertEqual(graph.edges.map { "\($0.parent.prefix(6))>\($0.child.prefix(6)) \($0.relation)" }, ["\(base.prefix(6))>\(child.prefix(6)) finetuned-from"])
 
@@ -254,7 +254,7 @@ final class RemoteTests: XCTestCase {
         let again = try a.push("base", remote, ancestors: false, force: false, progress: nil)
         XCTAssertEqual(again.entries.map(\.transferred), [false])
         XCTAssertEqual(try remote.manifest(base), current, "only the digest was added")
-        XCTAssertEqual(try remote.indexedManifests([base]), [current], "and its index copy updated")
+        XCTAssertEqual(try remote.indexedManifests([base]).manifests, [current], "and its index copy updated")
 
         // A manifest naming other bytes (another zoo's file of the entry) keeps what it says.
         var other = older
@@ -305,11 +305,11 @@ final class RemoteTests: XCTestCase {
             XCTAssertEqual(RemoteStore.decodeShard(shard, id.first!)[id], try remote.manifest(id))
         }
         let zoo = RemoteZoo(store: remote)
-        let indexed = try zoo.list()
+        let indexed = try zoo.list().entries
         XCTAssertEqual(Set(indexed.map(\.id)), [base, child])
         // Without an index (a remote an older bissl wrote) the listing is the same; gc files it again.
         for digit in Set([base.first!, child.first!]) { try remote.delete(RemoteStore.indexKey(digit)) }
-        XCTAssertEqual(try zoo.list(), indexed)
+        XCTAssertEqual(try zoo.list().entries, indexed)
         _ = try zoo.gc(grace: 3600)
         for id in [base, child] {
             let shard = try XCTUnwrap(remote.get(RemoteStore.indexKey(id.first!))).data
@@ -324,7 +324,7 @@ final class RemoteTests: XCTestCase {
         if child.first! != "e" {
             XCTAssertEqual(try remote.client.send("PUT", remote.key(RemoteStore.indexKey("e")), body: .data(ghostShard)).status, 200)
         }
-        XCTAssertEqual(try zoo.list(), indexed)
+        XCTAssertEqual(try zoo.list().entries, indexed)
     }
 
     private func scratch(_ zoo: Zoo) -> [String] {
@@ -364,7 +364,7 @@ final class RemoteTests: XCTestCase {
         try server.start()
         remote.client.attempts = 3
         XCTAssertFalse(try remote.exists(RemoteStore.manifestKey(base)), "no manifest: the entry is not on the remote")
-        XCTAssertEqual(try RemoteZoo(store: remote).list().count, 0)
+        XCTAssertEqual(try RemoteZoo(store: remote).list().entries.count, 0)
         // The upload stays for a rerun; the zoo's record names it and the parts the server acknowledged.
         let pending = try remote.pendingUploads()
         XCTAssertEqual(pending.count, 1)

@@ -18,19 +18,28 @@ extension RemoteStore {
     static func indexKey(_ digit: Character) -> String { "index/\(digit).json" }
 
     /// The manifests of `ids` (in that order, ids whose manifest vanished left out): from the index
-    /// where its shards hold them, the others read one by one (both over parallel connections).
+    /// where its shards hold them, the others read one by one (both over parallel connections);
+    /// and the manifests read that do not decode.
     /// - Throws: as `manifests(_:)`; a damaged shard is not an error (its manifests are read one by one).
-    func indexedManifests(_ ids: [String]) throws -> [RemoteManifest] {
+    func indexedManifests(_ ids: [String]) throws -> (manifests: [RemoteManifest], damaged: [RemoteDamage]) {
+        var all = try indexCopies(ids)
+        let read = try manifests(ids.filter { all[$0] == nil })
+        for m in read.manifests { all[m.id] = m }
+        return (ids.compactMap { all[$0] }, read.damaged)
+    }
+
+    /// The index copies of the manifests of `ids` its shards hold (one read per shard, over
+    /// parallel connections), by id.
+    func indexCopies(_ ids: [String]) throws -> [String: RemoteManifest] {
+        let wanted = Set(ids)
         let digits = Self.shardDigits.filter(Set(ids.compactMap(\.first)).contains)
         let cached = Locked<[String: RemoteManifest]>([:])
         try parallel(digits.count) { i, client in
             guard let (data, _) = try self.get(Self.indexKey(digits[i]), client: client) else { return }
-            let shard = Self.decodeShard(data, digits[i])
+            let shard = Self.decodeShard(data, digits[i]).filter { wanted.contains($0.key) }
             cached.update { $0.merge(shard) { a, _ in a } }
         }
-        var all = cached.value
-        for m in try manifests(ids.filter { all[$0] == nil }) { all[m.id] = m }
-        return ids.compactMap { all[$0] }
+        return cached.value
     }
 
     /// The well-formed version-1 manifests of a shard filed under their own id and digit; none when

@@ -41,6 +41,40 @@ public struct RemoteRef: Codable, Equatable, Sendable {
     }
 }
 
+/// A ref or manifest on a remote that does not decode (garbage bytes, another entry's manifest):
+/// `list --remote`, `lineage --remote`, `pull` of other entries and `gc --remote` skip it and name
+/// it; reading it on its own (pulling its entry or label) fails naming it; `gc --remote
+/// --remove-damaged` deletes it (schemas/remote.md, "Damaged refs and manifests").
+public struct RemoteDamage: Error, Codable, Equatable, Sendable, CustomStringConvertible {
+    public enum Kind: String, Codable, Sendable { case ref, manifest }
+    public var kind: Kind
+    /// Key relative to the remote's prefix: `refs/<label>` or `entries/<id>.json`.
+    public var key: String
+    /// `s3://BUCKET/PREFIX/<key>`.
+    public var url: String
+    /// What is wrong with it.
+    public var problem: String
+    /// Name of the remote.
+    public var remote: String
+
+    /// `<kind> <url> is damaged (<problem>)`.
+    public var summary: String { "\(kind.rawValue) \(url) is damaged (\(problem))" }
+    /// The command that removes it.
+    public var remedy: String { "bissl gc --remote \(remote) --remove-damaged removes it" }
+    /// The error a read of it fails with: `summary` and `remedy`.
+    public var description: String { "\(summary); \(remedy)" }
+}
+
+extension Result where Failure == RemoteDamage {
+    /// The value read; for damage, `ZooError.corrupt` with its description.
+    func checked() throws -> Success {
+        switch self {
+        case .success(let value): return value
+        case .failure(let damage): throw ZooError.corrupt(damage.description)
+        }
+    }
+}
+
 /// One key of a listing.
 struct RemoteKey {
     /// Key relative to the remote's prefix.
@@ -220,7 +254,8 @@ final class RemoteStore: @unchecked Sendable {
     }
 
     /// The manifest of entry `id`, nil when the remote does not hold the entry.
-    /// - Throws: `ZooError.corrupt` for a manifest that does not decode or names another id.
+    /// - Throws: `ZooError.corrupt` naming the key for a manifest that does not decode or names
+    ///   another id (`RemoteDamage`).
     func manifest(_ id: String, client: S3Client? = nil) throws -> RemoteManifest? {
         try manifestWithETag(id, client: client)?.manifest
     }
@@ -229,15 +264,29 @@ final class RemoteStore: @unchecked Sendable {
     /// - Throws: as `manifest(_:client:)`.
     func manifestWithETag(_ id: String, client: S3Client? = nil) throws -> (manifest: RemoteManifest, etag: String?)? {
         guard let (data, etag) = try get(Self.manifestKey(id), client: client) else { return nil }
-        return (try Self.decodeManifest(data, id: id, display: display), etag)
+        return (try decodeManifest(data, id: id).checked(), etag)
     }
 
-    static func decodeManifest(_ data: Data, id: String, display: String) throws -> RemoteManifest {
-        guard data.count <= 16 << 20, let m = try? JSONDecoder.bissl().decode(RemoteManifest.self, from: data), isWellFormed(m, id: id) else {
-            throw ZooError.corrupt("manifest \(display)/\(manifestKey(id)) is damaged (not a version-1 manifest of entry \(id.prefix(12)))")
+    /// The manifest of entry `id` or its damage (`decodeManifest`), nil when the remote does not hold the entry.
+    func manifestOrDamage(_ id: String, client: S3Client? = nil) throws -> Result<RemoteManifest, RemoteDamage>? {
+        guard let (data, _) = try get(Self.manifestKey(id), client: client) else { return nil }
+        return try decodeManifest(data, id: id)
+    }
+
+    /// The manifest `data` holds, or the damage when it is not a well-formed manifest of entry `id`
+    /// (at most 16 MiB).
+    /// - Throws: `ZooError.unsupported` for a manifest of a later layout version.
+    func decodeManifest(_ data: Data, id: String) throws -> Result<RemoteManifest, RemoteDamage> {
+        guard data.count <= 16 << 20, let m = try? JSONDecoder.bissl().decode(RemoteManifest.self, from: data), Self.isWellFormed(m, id: id) else {
+            return .failure(damage(.manifest, Self.manifestKey(id), "not a version-1 manifest of entry \(id.prefix(12))"))
         }
         guard m.version == 1 else { throw ZooError.unsupported("manifest of \(id.prefix(12)) has version \(m.version) > 1; upgrade bissl") }
-        return m
+        return .success(m)
+    }
+
+    /// A `RemoteDamage` of the key `relative` on this remote.
+    func damage(_ kind: RemoteDamage.Kind, _ relative: String, _ problem: String) -> RemoteDamage {
+        RemoteDamage(kind: kind, key: relative, url: "\(display)/\(relative)", problem: problem, remote: config.name)
     }
 
     /// True when `m` describes entry `id` and names an object by a SHA-256 and a size (and, if it
@@ -262,30 +311,46 @@ final class RemoteStore: @unchecked Sendable {
         }.sorted()
     }
 
-    /// The manifests of `ids`, read over parallel connections (ids whose manifest vanished meanwhile are left out).
-    func manifests(_ ids: [String]) throws -> [RemoteManifest] {
-        let results = Locked<[Int: RemoteManifest]>([:])
+    /// The manifests of `ids`, read over parallel connections (ids whose manifest vanished meanwhile
+    /// are left out), and the manifests among them that do not decode (by id order).
+    func manifests(_ ids: [String]) throws -> (manifests: [RemoteManifest], damaged: [RemoteDamage]) {
+        let results = Locked<[Int: Result<RemoteManifest, RemoteDamage>]>([:])
         try parallel(ids.count) { i, client in
-            if let m = try self.manifest(ids[i], client: client) { results.update { $0[i] = m } }
+            if let read = try self.manifestOrDamage(ids[i], client: client) { results.update { $0[i] = read } }
         }
         let all = results.value
-        return ids.indices.compactMap { all[$0] }
+        var manifests: [RemoteManifest] = [], damaged: [RemoteDamage] = []
+        for i in ids.indices {
+            switch all[i] {
+            case .success(let m)?: manifests.append(m)
+            case .failure(let d)?: damaged.append(d)
+            case nil: break
+            }
+        }
+        return (manifests, damaged)
     }
 
     /// The ref of `label`, nil when the remote has none.
+    /// - Throws: `ZooError.corrupt` naming the key for a ref that does not decode (`RemoteDamage`).
     func ref(_ label: String, client: S3Client? = nil) throws -> RemoteRef? {
         guard let (data, etag) = try get(Self.refKey(label), client: client) else { return nil }
-        guard data.count <= 4096, var ref = try? JSONDecoder().decode(RemoteRef.self, from: data), ZooLayout.isFullID(ref.id) else {
-            throw ZooError.corrupt("ref \(display)/\(Self.refKey(label)) is damaged (not {\"id\": <64 hex>, \"kind\": name|tag})")
-        }
+        var ref = try decodeRef(data, label: label).checked()
         ref.etag = etag
         return ref
     }
 
-    /// Every label on the remote. A ref whose listed ETag is the MD5 of the canonical body for one of
-    /// `knownIDs` (S3's ETag of a single-part upload) is recognised without being read; others are
-    /// read over parallel connections.
-    func refs(knownIDs: [String] = []) throws -> [String: RemoteRef] {
+    /// The ref `data` holds (at most 4 KiB), or the damage when it does not decode.
+    func decodeRef(_ data: Data, label: String) -> Result<RemoteRef, RemoteDamage> {
+        guard data.count <= 4096, let ref = try? JSONDecoder().decode(RemoteRef.self, from: data), ZooLayout.isFullID(ref.id) else {
+            return .failure(damage(.ref, Self.refKey(label), "not {\"id\": <64 hex>, \"kind\": name|tag}"))
+        }
+        return .success(ref)
+    }
+
+    /// Every label on the remote, and the refs that do not decode (by label). A ref whose listed
+    /// ETag is the MD5 of the canonical body for one of `knownIDs` (S3's ETag of a single-part
+    /// upload) is recognised without being read; others are read over parallel connections.
+    func refs(knownIDs: [String] = []) throws -> (refs: [String: RemoteRef], damaged: [RemoteDamage]) {
         let keys = try list("refs/").filter { (try? LabelRules.validate(String($0.key.dropFirst(5)))) != nil }
         var candidates: [String: RemoteRef] = [:]
         for id in knownIDs {
@@ -305,13 +370,25 @@ final class RemoteStore: @unchecked Sendable {
                 unread.append(label)
             }
         }
-        let read = Locked<[String: RemoteRef]>([:])
+        let read = Locked<[String: Result<RemoteRef, RemoteDamage>]>([:])
         let labels = unread
         try parallel(labels.count) { i, client in
-            if let r = try self.ref(labels[i], client: client) { read.update { $0[labels[i]] = r } }
+            guard let (data, etag) = try self.get(Self.refKey(labels[i]), client: client) else { return }
+            let decoded = self.decodeRef(data, label: labels[i]).map { r in
+                var r = r
+                r.etag = etag
+                return r
+            }
+            read.update { $0[labels[i]] = decoded }
         }
-        out.merge(read.value) { a, _ in a }
-        return out
+        var damaged: [RemoteDamage] = []
+        for (label, result) in read.value.sorted(by: { $0.key < $1.key }) {
+            switch result {
+            case .success(let r): out[label] = out[label] ?? r
+            case .failure(let d): damaged.append(d)
+            }
+        }
+        return (out, damaged)
     }
 
     /// Resolves REF against the remote as `Zoo.resolve` does locally: a full id with a manifest, a

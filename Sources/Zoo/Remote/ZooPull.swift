@@ -34,6 +34,8 @@ extension Zoo {
         // Ancestors breadth-first with a visited set (provenance may hold cycles), then farthest first.
         var manifests = [id: root]
         var order = [id]
+        // Refs and manifests that do not decode are skipped and named (schemas/remote.md, "Damaged refs and manifests").
+        var damaged: [RemoteDamage] = []
         if ancestors {
             var frontier = [root]
             var seen: Set<String> = [id]
@@ -41,10 +43,13 @@ extension Zoo {
                 var next: [RemoteManifest] = []
                 for m in frontier {
                     for parent in m.summary.parents where seen.insert(parent.id).inserted {
-                        if let pm = try remote.manifest(parent.id) {
+                        switch try remote.manifestOrDamage(parent.id) {
+                        case .success(let pm)?:
                             manifests[parent.id] = pm
                             order.append(parent.id)
                             next.append(pm)
+                        case .failure(let d)?: damaged.append(d)
+                        case nil: break
                         }
                     }
                 }
@@ -61,7 +66,9 @@ extension Zoo {
         func labels(_ entry: String) throws -> [(String, LabelKind)] {
             if labelsByID == nil {
                 var byID: [String: [(String, LabelKind)]] = [:]
-                for (label, r) in try listing.value().sorted(by: { ($0.value.kind == .name ? 0 : 1, $0.key) < ($1.value.kind == .name ? 0 : 1, $1.key) }) {
+                let listed = try listing.value()
+                damaged += listed.damaged
+                for (label, r) in listed.refs.sorted(by: { ($0.value.kind == .name ? 0 : 1, $0.key) < ($1.value.kind == .name ? 0 : 1, $1.key) }) {
                     byID[r.id, default: []].append((label, r.kind))
                 }
                 labelsByID = byID
@@ -72,6 +79,7 @@ extension Zoo {
         for entry in order {
             let m = manifests[entry]!
             var sent = false
+            var restored: [String] = [], notRestored: [String] = []
             if try catalog.read({ try Catalog.exists(entry, $0) }) {
                 let (free, skipped) = try freeLabels(try labels(entry), for: entry)
                 report.labels += skipped
@@ -133,13 +141,18 @@ extension Zoo {
                 let details = read.details ?? EntryDetails(checkpoint, scanned: download.scans)
                 let result = try add(checkpoint, name: name, tags: free.filter { $0.1 == .tag }.map(\.0), staged: (staged, actual, details))
                 sent = result.added
+                // Content `gc` had unlisted as damaged gets its old labels back where free, as `import` gives them.
+                restored = result.labelsRestored
+                notRestored = result.labelsNotRestored
                 report.bytes += download.received
                 for (label, kind) in free {
                     report.labels.append(LabelChange(label: label, kind: kind, id: entry, action: sent || result.labelsAdded.contains(label) ? .created : .unchanged))
                 }
             }
-            report.entries.append(TransferredEntry(id: entry, name: try labels(entry).first { $0.1 == .name }?.0, transferred: sent, size: m.object.size))
+            report.entries.append(TransferredEntry(id: entry, name: try labels(entry).first { $0.1 == .name }?.0, transferred: sent, size: m.object.size,
+                                                   labelsRestored: restored.isEmpty ? nil : restored, labelsNotRestored: notRestored.isEmpty ? nil : notRestored))
         }
+        if !damaged.isEmpty { report.damaged = damaged }
         report.seconds = Date().timeIntervalSince(started)
         return report
     }

@@ -9,6 +9,12 @@ public struct TransferredEntry: Codable, Equatable, Sendable {
     public var transferred: Bool
     /// Object bytes.
     public var size: Int64
+    /// Pull only: labels this zoo gave back to the entry because `gc` had unlisted it as damaged
+    /// (`ImportResult.labelsRestored`); absent when none.
+    public var labelsRestored: [String]?
+    /// Pull only: labels of that damaged entry not given back (`ImportResult.labelsNotRestored`);
+    /// absent when none.
+    public var labelsNotRestored: [String]?
 }
 
 /// What a push or pull did to one label.
@@ -49,6 +55,9 @@ public struct TransferReport: Codable, Equatable, Sendable {
     /// With `startedZoo`: bissl zoos near the remote's prefix (`s3://BUCKET/PREFIX`), which a
     /// mistyped prefix would have meant; absent when there are none.
     public var nearbyZoos: [String]?
+    /// Pull only: refs and manifests on the remote that do not decode, which the pull skipped (a
+    /// damaged ref's label is not applied; a damaged ancestor is not pulled); absent when none.
+    public var damaged: [RemoteDamage]?
 }
 
 /// Progress of one object transfer: entry id, bytes so far, object bytes.

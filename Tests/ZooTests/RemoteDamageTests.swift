@@ -1,0 +1,180 @@
+import Checkpoint
+import Foundation
+import XCTest
+@testable import Zoo
+import TestSupport
+
+/// Damage on either side of a pull, through the `bissl` binary against a real S3 server
+/// (`SeaweedServer`): refs and manifests on a remote holding garbage bytes (schemas/remote.md,
+/// "Damaged refs and manifests"), and a pull of content a local `gc` had unlisted as damaged.
+final class RemoteDamageTests: XCTestCase {
+    private func run(_ args: [String]) throws -> BisslBinary.Result {
+        try BisslBinary.run(args, environment: SeaweedServer.environment)
+    }
+
+    private func lines(_ text: String) -> [String] { text.split(separator: "\n").map(String.init) }
+
+    /// A zoo `dir/a` with `base` (name base), its child `ft` (name ft, tag best) and an unrelated
+    /// `other` (name other), all pushed to a fresh remote `team`.
+    private func pushedZoo(_ server: SeaweedServer, _ dir: URL) throws -> (a: Zoo, store: RemoteStore, config: RemoteConfig, base: String, ft: String, other: String) {
+        let a = try Zoo.open(ZooLayout(root: dir.appendingPathComponent("a")), create: true)
+        let base = try a.add(ZooTestSupport.checkpoint(seed: 1), name: "base").id
+        let ft = try a.add(ZooTestSupport.checkpoint(seed: 2, stage: "finetune", method: "supervised",
+                                                     parents: [.init(id: base, relation: "finetuned-from", note: "head re-initialised")]),
+                           name: "ft", tags: ["best"]).id
+        let other = try a.add(ZooTestSupport.checkpoint(seed: 3), name: "other").id
+        let config = try server.remote()
+        let store = try server.store(config)
+        _ = try a.push("ft", store, ancestors: true, force: false, progress: nil)
+        _ = try a.push("other", store, ancestors: true, force: false, progress: nil)
+        return (a, store, config, base, ft, other)
+    }
+
+    /// A new zoo `dir/name` with the remote added.
+    private func freshZoo(_ dir: URL, _ name: String, _ config: RemoteConfig) throws -> String {
+        let path = dir.appendingPathComponent(name).path
+        let added = try run(["remote", "add", config.name, config.url, "--endpoint", config.endpoint!, "--zoo", path])
+        XCTAssertEqual(added.status, 0, added.stderr)
+        return path
+    }
+
+    /// One damaged ref and one damaged manifest: the readers skip them with one warning line each
+    /// naming the key, pulls of other entries work, reading them on their own fails naming them,
+    /// `gc --remote` reports them and deletes them only with `--remove-damaged`, and a push from a
+    /// zoo holding the entries repairs the remote.
+    func testDamagedRefAndManifestBlockNothingElseAndGCRemovesThemOnRequest() throws {
+        let server = try SeaweedServer(self)
+        let dir = try ZooTestSupport.tempDir(self)
+        let (a, store, config, base, ft, other) = try pushedZoo(server, dir)
+        // Garbage in the tag `best` and in the manifest of `base`; without an index copy of that
+        // manifest (as on a remote an earlier bissl wrote) the listing reads it.
+        XCTAssertEqual(try store.client.send("PUT", store.key("refs/best"), body: .data(Data("\u{0}garbage\u{7F}".utf8))).status, 200)
+        XCTAssertEqual(try store.client.send("PUT", store.key(RemoteStore.manifestKey(base)), body: .data(Data("not json".utf8))).status, 200)
+        try store.delete(RemoteStore.indexKey(base.first!))
+        let refURL = "\(store.display)/refs/best"
+        let manifestURL = "\(store.display)/entries/\(base).json"
+        let refWarning = "warning: skipped damaged ref \(refURL) (not {\"id\": <64 hex>, \"kind\": name|tag}); bissl gc --remote team --remove-damaged removes it"
+        let manifestWarning = "warning: skipped damaged manifest \(manifestURL) (not a version-1 manifest of entry \(base.prefix(12))); bissl gc --remote team --remove-damaged removes it"
+        let b = try freshZoo(dir, "b", config)
+
+        // list and lineage: the rest, and one warning line per damaged key.
+        for json in [false, true] {
+            let listed = try run(["list", "--remote", "team", "--zoo", b] + (json ? ["--json"] : []))
+            XCTAssertEqual(listed.status, 0, listed.stderr)
+            XCTAssertEqual(lines(listed.stderr), [manifestWarning, refWarning])
+            // Rows (not the PARENT column, which still names base).
+            let rows = json ? try (JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]] ?? []).compactMap { ($0["id"] as? String).map { String($0.prefix(12)) } }
+                            : lines(listed.stdout).dropFirst().map { String($0.prefix(12)) }
+            XCTAssertEqual(Set(rows), [String(ft.prefix(12)), String(other.prefix(12))], listed.stdout)
+        }
+        let lineage = try run(["lineage", "ft", "--remote", "team", "--zoo", b])
+        XCTAssertEqual(lineage.status, 0, lineage.stderr)
+        XCTAssertEqual(lines(lineage.stderr), [manifestWarning, refWarning])
+        XCTAssertTrue(lineage.stdout.contains(String(base.prefix(12))), "the parent stays an edge end: \(lineage.stdout)")
+
+        // Pulls of the other entries work; the damaged ancestor and tag are skipped and named.
+        let pulledOther = try run(["pull", "other", "--zoo", b])
+        XCTAssertEqual(pulledOther.status, 0, pulledOther.stderr)
+        XCTAssertEqual(lines(pulledOther.stderr), [refWarning])
+        let pulledFT = try run(["pull", "ft", "--zoo", b, "--json"])
+        XCTAssertEqual(pulledFT.status, 0, pulledFT.stderr)
+        XCTAssertEqual(lines(pulledFT.stderr), [manifestWarning, refWarning])
+        let report = try JSONDecoder().decode(TransferReport.self, from: Data(pulledFT.stdout.utf8))
+        XCTAssertEqual(report.entries.map(\.id), [ft])
+        XCTAssertEqual(report.damaged?.map(\.key), ["entries/\(base).json", "refs/best"])
+        XCTAssertEqual(try run(["show", "ft", "--zoo", b]).status, 0)
+        XCTAssertNotEqual(try run(["show", "best", "--zoo", b]).status, 0, "a damaged ref's label is not applied")
+
+        // Pulling the damaged ones fails with one line naming the key.
+        let pulledBest = try run(["pull", "best", "--zoo", b])
+        XCTAssertEqual(pulledBest.status, 1, pulledBest.stderr)
+        XCTAssertEqual(lines(pulledBest.stderr), ["error: ref \(refURL) is damaged (not {\"id\": <64 hex>, \"kind\": name|tag}); bissl gc --remote team --remove-damaged removes it"])
+        let pulledBase = try run(["pull", base, "--zoo", b])
+        XCTAssertEqual(pulledBase.status, 1, pulledBase.stderr)
+        XCTAssertEqual(lines(pulledBase.stderr), ["error: manifest \(manifestURL) is damaged (not a version-1 manifest of entry \(base.prefix(12))); bissl gc --remote team --remove-damaged removes it"])
+
+        // gc --remote reports them and, while it cannot tell what the damaged manifest references,
+        // deletes no unreferenced object (base's object is one of those it cannot rule out).
+        let baseObject = RemoteStore.objectKey(sha256: try FileSHA256.digest(of: a.layout.objectURL(base)).sha256)
+        let gc = try run(["gc", "--remote", "team", "--grace", "0", "--zoo", b])
+        XCTAssertEqual(gc.status, 0, gc.stderr)
+        XCTAssertEqual(Array(lines(gc.stdout).prefix(3)), [
+            "warning: manifest \(manifestURL) is damaged (not a version-1 manifest of entry \(base.prefix(12))); bissl gc --remote team --remove-damaged removes it",
+            "warning: ref \(refURL) is damaged (not {\"id\": <64 hex>, \"kind\": name|tag}); bissl gc --remote team --remove-damaged removes it",
+            "warning: kept 1 unreferenced object older than 0: a damaged manifest without a copy in the index may reference it",
+        ])
+        XCTAssertTrue(try store.exists(baseObject))
+        let dry = try run(["gc", "--remote", "team", "--grace", "0", "--remove-damaged", "--dry-run", "--zoo", b])
+        XCTAssertEqual(dry.status, 0, dry.stderr)
+        XCTAssertTrue(dry.stdout.contains("would remove damaged ref \(refURL) ("), dry.stdout)
+        XCTAssertTrue(try store.exists("refs/best") && store.exists(RemoteStore.manifestKey(base)))
+        let removed = try run(["gc", "--remote", "team", "--grace", "0", "--remove-damaged", "--zoo", b, "--json"])
+        XCTAssertEqual(removed.status, 0, removed.stderr)
+        let gcReport = try JSONDecoder().decode(RemoteGCReport.self, from: Data(removed.stdout.utf8))
+        XCTAssertEqual(gcReport.removedDamaged, ["entries/\(base).json", "refs/best"])
+        XCTAssertEqual(gcReport.removedObjects, [])
+        XCTAssertFalse(try store.exists("refs/best") || store.exists(RemoteStore.manifestKey(base)))
+        let clean = try run(["list", "--remote", "team", "--zoo", b])
+        XCTAssertEqual(clean.stderr, "")
+
+        // A zoo holding the entries pushes them again: the remote is whole, and pulls bring all.
+        _ = try a.push("ft", store, ancestors: true, force: false, progress: nil)
+        let c = try freshZoo(dir, "c", config)
+        let pulledAll = try run(["pull", "ft", "--zoo", c])
+        XCTAssertEqual(pulledAll.status, 0, pulledAll.stderr)
+        XCTAssertEqual(pulledAll.stderr, "")
+        for label in ["base", "ft", "best"] { XCTAssertEqual(try run(["show", label, "--zoo", c]).status, 0, label) }
+        XCTAssertEqual(try RemoteZoo(store: store).gc(grace: 0).damaged, [])
+    }
+
+    /// The object of a damaged manifest with an intact copy in the index is known: `gc --remote`
+    /// keeps it and still deletes objects nothing references.
+    func testGCKnowsTheObjectOfADamagedManifestFromItsIndexCopy() throws {
+        let server = try SeaweedServer(self)
+        let dir = try ZooTestSupport.tempDir(self)
+        let (a, store, _, base, _, _) = try pushedZoo(server, dir)
+        XCTAssertEqual(try store.client.send("PUT", store.key(RemoteStore.manifestKey(base)), body: .data(Data("{}".utf8))).status, 200)
+        let orphan = dir.appendingPathComponent("orphan.h5")
+        try ZooTestSupport.writeH5(ZooTestSupport.checkpoint(seed: 5), to: orphan)
+        let (sha, size) = try FileSHA256.digest(of: orphan)
+        XCTAssertNotNil(try store.uploadObject(orphan, sha256: sha, size: size, progress: nil))
+        let report = try RemoteZoo(store: store).gc(grace: 0)
+        XCTAssertEqual(report.damaged.map(\.key), ["entries/\(base).json"])
+        XCTAssertEqual(report.removedObjects, [RemoteStore.objectKey(sha256: sha)])
+        XCTAssertEqual(report.keptForDamaged, 0)
+        XCTAssertTrue(try store.exists(RemoteStore.objectKey(sha256: try FileSHA256.digest(of: a.layout.objectURL(base)).sha256)))
+        XCTAssertTrue(try store.exists(RemoteStore.manifestKey(base)), "reported, not deleted")
+    }
+
+    /// Pulling content that this zoo's `gc` had unlisted as damaged gives back its local labels,
+    /// and says so with the line `bissl import` prints.
+    func testPullOfContentGCUnlistedAsDamagedSaysWhichLabelsCameBack() throws {
+        let server = try SeaweedServer(self)
+        let dir = try ZooTestSupport.tempDir(self)
+        let (_, _, config, _, _, other) = try pushedZoo(server, dir)
+        let b = try freshZoo(dir, "b", config)
+        XCTAssertEqual(try run(["pull", "other", "--zoo", b]).status, 0)
+        XCTAssertEqual(try run(["tag", "other", "mine", "--zoo", b]).status, 0)
+        unlink(ZooLayout(root: URL(fileURLWithPath: b)).objectURL(other).path)
+        let gc = try run(["gc", "--zoo", b])
+        XCTAssertTrue(gc.stdout.contains("unlisted damaged entry \(other.prefix(12))"), gc.stdout)
+
+        let pulled = try run(["pull", "other", "--zoo", b])
+        XCTAssertEqual(pulled.status, 0, pulled.stderr)
+        let out = lines(pulled.stdout)
+        XCTAssertTrue(out.first?.hasPrefix("pulled \(other.prefix(12)) (other)  ") ?? false, pulled.stdout)
+        XCTAssertEqual(out.dropFirst().first, "  restored mine: the labels this content had before bissl gc unlisted it as damaged", pulled.stdout)
+        XCTAssertEqual(try run(["show", "mine", "--zoo", b]).status, 0)
+
+        // Again, with the local tag now held by another entry: reported as not restored.
+        unlink(ZooLayout(root: URL(fileURLWithPath: b)).objectURL(other).path)
+        XCTAssertEqual(try run(["gc", "--zoo", b]).status, 0)
+        let c = try ZooTestSupport.writeH5(ZooTestSupport.checkpoint(seed: 9), to: dir.appendingPathComponent("c.h5"))
+        XCTAssertEqual(try run(["import", c.path, "--tag", "mine", "--zoo", b]).status, 0)
+        let again = try run(["pull", "other", "--zoo", b, "--json"])
+        XCTAssertEqual(again.status, 0, again.stderr)
+        let report = try JSONDecoder().decode(TransferReport.self, from: Data(again.stdout.utf8))
+        XCTAssertEqual(report.entries.map(\.labelsNotRestored), [["mine"]])
+        XCTAssertEqual(report.entries.map(\.labelsRestored), [nil])
+    }
+}
