@@ -280,13 +280,29 @@ public final class BatchNorm2d {
                         defer { scratch.deallocate() }
                         for c in channels {
                             let mu = mean[c], inv = invStd[c]
-                            let g = gated(gp.baseAddress!, xp.baseAddress!, mask, scale[c], shift[c], channel: c, n: N, plane: HW,
-                                          scratch: scratch)
                             let xs = ChannelPlanes(xp.baseAddress!, channel: c, channels: C, plane: HW)
-                            if means == nil {
-                                let (sumDy, sumDyXhat) = channelSums(g, xs, N, HW, mu, inv)
+                            let g: ChannelPlanes
+                            if means == nil && fusedReLU && mask == nil {
+                                // the ReLU's mask and the sums in one pass over each plane (`gateAndSum`: the
+                                // values and sums of `gated` then `channelSums`)
+                                var sumDy: Double = 0, sumDyXhat: Double = 0
+                                for n in 0..<N {
+                                    let off = (n * C + c) * HW
+                                    let (a, b) = gateAndSum(gp.baseAddress! + off, xp.baseAddress! + off, HW, scale[c], shift[c], mu, inv,
+                                                            into: scratch + n * HW)
+                                    sumDy += Double(a); sumDyXhat += Double(b)
+                                }
                                 sums[2 * c] = sumDyXhat
                                 sums[2 * c + 1] = sumDy
+                                g = ChannelPlanes(scratch, plane: HW)
+                            } else {
+                                g = gated(gp.baseAddress!, xp.baseAddress!, mask, scale[c], shift[c], channel: c, n: N, plane: HW,
+                                          scratch: scratch)
+                                if means == nil {
+                                    let (sumDy, sumDyXhat) = channelSums(g, xs, N, HW, mu, inv)
+                                    sums[2 * c] = sumDyXhat
+                                    sums[2 * c + 1] = sumDy
+                                }
                             }
                             guard let dx else { continue }
                             let meanDyXhat = means?[2 * c] ?? (batchStatistics ? Float(sums[2 * c]) / M : 0)
@@ -496,8 +512,7 @@ struct ChannelPlanes {
     return (a, b)
 }
 
-/// `dst[i] = src[i] * a + b` for `count` floats, then ReLU's rule (`v <= 0 ? 0 : v`, NaN stays NaN) when
-/// `rectify`; 8 lanes.
+/// `dst[i] = src[i] * a + b` for `count` floats, then ReLU's rule (`reluRule`) when `rectify`; 8 lanes.
 @inline(__always) func scaleShift(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, _ count: Int,
                                   _ a: Float, _ b: Float, rectify: Bool) {
     let s = UnsafeRawPointer(src), d = UnsafeMutableRawPointer(dst)
@@ -505,13 +520,13 @@ struct ChannelPlanes {
     var i = 0
     while i + 8 <= count {
         var v = s.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self) * va + vb
-        if rectify { v = v.replacing(with: 0, where: v .<= 0) }
+        if rectify { v = reluRule(v) }
         d.storeBytes(of: v, toByteOffset: 4 * i, as: SIMD8<Float>.self)
         i += 8
     }
     while i < count {
         let v = src[i] * a + b
-        dst[i] = rectify ? (v <= 0 ? 0 : v) : v
+        dst[i] = rectify ? reluRule(v) : v
         i += 1
     }
 }
@@ -535,6 +550,32 @@ struct ChannelPlanes {
         i += 8
     }
     while i < count { out[i] = x[i] * a + b > 0 ? t[i] : 0; i += 1 }
+}
+
+/// `reluGate(t, x, nil, count, a, b, into: out)` and then `sumsForBackward(out, x, count, mean, invStd)` in one
+/// pass: the same gated values and the same sums (each lane's additions in the same order), `x` read once.
+@inline(__always) func gateAndSum(_ t: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ count: Int, _ a: Float, _ b: Float,
+                                  _ mean: Float, _ invStd: Float, into out: UnsafeMutablePointer<Float>) -> (Float, Float) {
+    let ts = UnsafeRawPointer(t), xs = UnsafeRawPointer(x), o = UnsafeMutableRawPointer(out)
+    let va = SIMD8<Float>(repeating: a), vb = SIMD8<Float>(repeating: b), m = SIMD8<Float>(repeating: mean)
+    var sa = SIMD8<Float>(repeating: 0), sb = SIMD8<Float>(repeating: 0)
+    var i = 0
+    while i + 8 <= count {
+        let xv = xs.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self)
+        let g = SIMD8<Float>.zero.replacing(with: ts.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self), where: xv * va + vb .> 0)
+        o.storeBytes(of: g, toByteOffset: 4 * i, as: SIMD8<Float>.self)
+        sa += g
+        sb += g * (xv - m)
+        i += 8
+    }
+    var ra = sa.sum(), rb = sb.sum()
+    while i < count {
+        let g = x[i] * a + b > 0 ? t[i] : 0
+        out[i] = g
+        ra += g; rb += g * (x[i] - mean)
+        i += 1
+    }
+    return (ra, rb * invStd)
 }
 
 /// `Σ g[i]·x̂̇[i]` over `count` floats, 8 lanes, with the tangent of the normalised input recomputed

@@ -339,14 +339,14 @@ public final class Conv2d {
                 while i + 8 <= count {
                     var v = s.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self) + b
                     if let r { v += r.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self) }
-                    if relu { v = v.replacing(with: 0, where: v .<= 0) }   // ReLU's rule: NaN stays NaN
+                    if relu { v = reluRule(v) }
                     d.storeBytes(of: v, toByteOffset: 4 * i, as: SIMD8<Float>.self)
                     i += 8
                 }
                 while i < count {
                     var v = src[i] + b[0]
                     if let r { v += r.load(fromByteOffset: 4 * i, as: Float.self) }
-                    dst[i] = relu ? (v <= 0 ? 0 : v) : v
+                    dst[i] = relu ? reluRule(v) : v
                     i += 1
                 }
             }

@@ -131,17 +131,28 @@ enum DirectConvolution {
     }
 
     /// Copies images `images` of `src` (`channels` channels each) into `dst`, one tall padded plane per
-    /// channel (`layout.plane` floats each), zeros everywhere else.
+    /// channel (`layout.plane` floats each), zeros everywhere else. Each float is written once: the image
+    /// rows with their two padding columns, the zero row after each image (the one before the first too),
+    /// and the rest of the plane (no zero-fill of the whole buffer first).
     static func pad(_ src: ImageBatch, channels: Int, _ images: Range<Int>, _ layout: Layout,
                     into dst: UnsafeMutablePointer<Float>) {
         let (h, w, row) = (layout.h, layout.w, layout.row)
-        dst.update(repeating: 0, count: channels * layout.plane)
+        let used = (images.count * (h + 1) + 1) * row   // the zero row, then per image h rows and a zero row
         for c in 0..<channels {
+            let plane = dst + c * layout.plane
+            plane.update(repeating: 0, count: row)
             for (local, n) in images.enumerated() {
                 let from = src[n] + c * h * w
-                let to = dst + c * layout.plane + (local * (h + 1) + 1) * row + 1
-                for y in 0..<h { copyFloats(to + y * row, from + y * w, w) }
+                var to = plane + (local * (h + 1) + 1) * row
+                for y in 0..<h {
+                    to[0] = 0
+                    copyFloats(to + 1, from + y * w, w)
+                    to[w + 1] = 0
+                    to += row
+                }
+                to.update(repeating: 0, count: row)
             }
+            (plane + used).update(repeating: 0, count: layout.plane - used)
         }
     }
 
