@@ -132,7 +132,7 @@ struct RunsRemove: ParsableCommand {
         }
         let zoo = try RunsPrune.openZoo(zooOptions)
         defer { try? zoo?.close() }
-        let cited = try runs.map { try RunMaintenance.citations(of: $0, in: zoo) }
+        let cited = try RunMaintenance.citations(of: runs, in: zoo)
         if !force, let i = cited.firstIndex(where: { !$0.isEmpty }) {
             throw CLIError("run \(runs[i].id) holds \(RunMaintenance.describe(cited[i])); deleting it leaves that record naming missing files; bissl runs rm --force \(runs[i].id) deletes it anyway")
         }
@@ -172,9 +172,15 @@ struct RunsPrune: ParsableCommand {
         let verb = dryRun ? "would " : ""
         let zoo = (completed || failed) ? try Self.openZoo(zooOptions) : nil
         defer { try? zoo?.close() }
-        for r in RunSummary.all(zooOptions.layout) {
-            let removable = (completed && r.state == "completed") || (failed && r.state == "failed")
-            let cited = removable ? try RunMaintenance.citations(of: r, in: zoo) : []
+        let runs = RunSummary.all(zooOptions.layout)
+        let isRemovable = { (r: RunSummary) in (completed && r.state == "completed") || (failed && r.state == "failed") }
+        // One pass over the catalog for every removable run (not one per run).
+        let removableRuns = runs.filter(isRemovable)
+        let citations = Dictionary(zip(removableRuns.map(\.directory), try RunMaintenance.citations(of: removableRuns, in: zoo)),
+                                   uniquingKeysWith: { a, _ in a })
+        for r in runs {
+            let removable = isRemovable(r)
+            let cited = removable ? citations[r.directory] ?? [] : []
             if removable && cited.isEmpty {
                 freed += try RunMaintenance.remove(r, force: true, dryRun: dryRun)
                 print("\(verb)remove run \(r.id) (\(r.state))")

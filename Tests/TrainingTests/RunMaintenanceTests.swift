@@ -152,4 +152,27 @@ final class RunMaintenanceTests: XCTestCase {
         XCTAssertTrue(r.stderr.hasPrefix("error: run \(run.id) holds holdout-train.txt (cited as data by the provenance of entry \(entry.prefix(12)));"), r.stderr)
         XCTAssertTrue(FileManager.default.fileExists(atPath: split.path))
     }
+
+    func testCitationsOfManyRunsComeFromOneScanAndAgreeWithEachRunsOwn() throws {
+        let zoo = try RunTestSupport.tempZoo(self)
+        let (run, _, entry) = try runCitingItsSplitFile(zoo)
+        let other = try completedRun(zoo)
+        let runs = RunSummary.all(zoo.layout)
+        let batch = try RunMaintenance.citations(of: runs, in: zoo)
+        XCTAssertEqual(batch, try runs.map { try RunMaintenance.citations(of: $0, in: zoo) })
+        XCTAssertEqual(Dictionary(uniqueKeysWithValues: zip(runs.map(\.id), batch)),
+                       [run.id: [.init(file: "holdout-train.txt", entries: [entry])], other.id: []])
+        // Every text is looked for; one that nothing mentions has no key.
+        let mentions = try zoo.provenanceMentioning(anyOf: [run.id, other.id, "no-such-text"])
+        XCTAssertEqual(mentions[run.id]?.map(\.id), [entry])
+        XCTAssertNil(mentions["no-such-text"])
+        XCTAssertEqual(try zoo.provenanceMentioning(run.id).map(\.id), [entry])
+    }
+
+    func testACitationByThousandsOfEntriesIsOneReadableLine() {
+        let ids = (0..<2000).map { String(format: "%012x", $0) + String(repeating: "0", count: 52) }
+        let line = RunMaintenance.describe([.init(file: "holdout-train.txt", entries: ids)])
+        XCTAssertEqual(line, "holdout-train.txt (cited as data by the provenance of entries "
+                       + ids.prefix(10).map { String($0.prefix(12)) }.joined(separator: ", ") + " and 1990 more)")
+    }
 }

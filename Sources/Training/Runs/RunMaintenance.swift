@@ -62,20 +62,28 @@ public enum RunMaintenance {
     /// - Returns: one citation per cited file, by file name; empty when `zoo` is nil.
     /// - Throws: `ZooError` when the catalog cannot be read.
     public static func citations(of run: RunSummary, in zoo: Zoo?) throws -> [Citation] {
-        guard let zoo else { return [] }
-        let directory = URL(fileURLWithPath: run.directory, isDirectory: true)
-        let runID = directory.lastPathComponent
-        var cited: [String: Set<String>] = [:]
-        // The run's id is in every path under its directory, whatever else the URI escapes.
-        for (id, provenance) in try zoo.provenanceMentioning(runID) {
-            for dataset in provenance.datasets {
-                guard let uri = try? DatasetURI(parsing: dataset.uri, relativeTo: "/") else { continue }
-                for path in [uri.path] + (uri.splitFile.map { [$0] } ?? []) {
-                    if let name = runFile(path, directory: directory) { cited[name, default: []].insert(id) }
+        try citations(of: [run], in: zoo)[0]
+    }
+
+    /// `citations(of:in:)` of each run, in order, from one pass over the catalog
+    /// (`Zoo.provenanceMentioning(anyOf:)`) rather than one per run.
+    public static func citations(of runs: [RunSummary], in zoo: Zoo?) throws -> [[Citation]] {
+        guard let zoo, !runs.isEmpty else { return runs.map { _ in [] } }
+        let directories = runs.map { URL(fileURLWithPath: $0.directory, isDirectory: true) }
+        // The run's id (its folder's name) is in every path under its directory, whatever else the URI escapes.
+        let mentions = try zoo.provenanceMentioning(anyOf: directories.map(\.lastPathComponent))
+        return directories.map { directory in
+            var cited: [String: Set<String>] = [:]
+            for (id, provenance) in mentions[directory.lastPathComponent] ?? [] {
+                for dataset in provenance.datasets {
+                    guard let uri = try? DatasetURI(parsing: dataset.uri, relativeTo: "/") else { continue }
+                    for path in [uri.path] + (uri.splitFile.map { [$0] } ?? []) {
+                        if let name = runFile(path, directory: directory) { cited[name, default: []].insert(id) }
+                    }
                 }
             }
+            return cited.keys.sorted().map { Citation(file: $0, entries: cited[$0]!.sorted()) }
         }
-        return cited.keys.sorted().map { Citation(file: $0, entries: cited[$0]!.sorted()) }
     }
 
     /// The path of the file `path` (absolute, as a provenance recorded it) names inside the run
@@ -102,8 +110,10 @@ public enum RunMaintenance {
     /// `holdout-train.txt, holdout-val.txt (cited by entry 145ca7bf5b22 as its data)`, for messages.
     public static func describe(_ citations: [Citation]) -> String {
         let entries = Set(citations.flatMap(\.entries)).sorted().map { String($0.prefix(12)) }
+        // At most 10 ids: a run cited by thousands of entries still makes one readable line.
+        let shown = entries.prefix(10).joined(separator: ", ") + (entries.count > 10 ? " and \(entries.count - 10) more" : "")
         return citations.map(\.file).joined(separator: ", ")
-            + " (cited as data by the provenance of entr\(entries.count == 1 ? "y" : "ies") \(entries.joined(separator: ", ")))"
+            + " (cited as data by the provenance of entr\(entries.count == 1 ? "y" : "ies") \(shown))"
     }
 
     /// Removes a run directory. A running run (a process holds it) is refused; an interrupted or

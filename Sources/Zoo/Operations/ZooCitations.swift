@@ -10,16 +10,47 @@ extension Zoo {
     /// checks the matches' fields exactly.
     /// - Throws: `ZooError` when the catalog cannot be read.
     public func provenanceMentioning(_ text: String) throws -> [(id: String, provenance: Provenance)] {
-        try catalog.read { db in
-            var out: [(id: String, provenance: Provenance)] = []
+        try provenanceMentioning(anyOf: [text])[text] ?? []
+    }
+
+    /// `provenanceMentioning(_:)` of each of `texts` at once, from one read of the catalog: every
+    /// document is searched for every text in its UTF-8 bytes (`memchr` for the first byte, then
+    /// `memcmp`: a byte match, as SQL's `instr`), and each matching document decoded once. One `instr` scan per text cost 34 ms per
+    /// text on a 10,000-entry catalog (16 MB of provenance): `runs prune` asks for every finished run.
+    /// - Returns: text -> its matches ordered by id; a text nothing mentions (or an empty one) has no key.
+    /// - Throws: `ZooError` when the catalog cannot be read.
+    public func provenanceMentioning(anyOf texts: [String]) throws -> [String: [(id: String, provenance: Provenance)]] {
+        let needles = Array(Set(texts.filter { !$0.isEmpty })).sorted().map { ($0, Array($0.utf8)) }
+        guard !needles.isEmpty else { return [:] }
+        return try catalog.read { db in
+            var out: [String: [(id: String, provenance: Provenance)]] = [:]
             for table in ["entries", "tombstones"] {
-                let rows = try Row.fetchAll(db, sql: "SELECT id, provenance FROM \(table) WHERE instr(provenance, ?) > 0",
-                                            arguments: [text])
-                for row in rows {
-                    if let p = EntrySummary.decodeProvenance(row["provenance"]) { out.append((row["id"], p)) }
+                let rows = try Row.fetchCursor(db, sql: "SELECT id, provenance FROM \(table)")
+                while let row = try rows.next() {
+                    guard let json: String = row["provenance"] else { continue }
+                    let bytes = Array(json.utf8)
+                    let found = needles.filter { needle in
+                        bytes.withUnsafeBytes { hay in needle.1.withUnsafeBytes { Self.bytes(hay, contain: $0) } }
+                    }
+                    guard !found.isEmpty, let p = EntrySummary.decodeProvenance(json) else { continue }
+                    let id: String = row["id"]
+                    for (text, _) in found { out[text, default: []].append((id, p)) }
                 }
             }
-            return out.sorted { $0.id < $1.id }
+            return out.mapValues { $0.sorted { $0.id < $1.id } }
         }
+    }
+
+    /// True when `needle` (not empty) occurs in `hay`.
+    private static func bytes(_ hay: UnsafeRawBufferPointer, contain needle: UnsafeRawBufferPointer) -> Bool {
+        guard let h = hay.baseAddress, let n = needle.baseAddress, needle.count > 0, hay.count >= needle.count else { return false }
+        let last = hay.count - needle.count
+        var i = 0
+        while i <= last {
+            guard let p = memchr(h + i, Int32(needle[0]), last - i + 1) else { return false }
+            if memcmp(p, n, needle.count) == 0 { return true }
+            i = UnsafeRawPointer(p) - h + 1
+        }
+        return false
     }
 }
