@@ -2,15 +2,14 @@
 // width, instantiated with GCC/Clang vector extensions as conv3x3.c's kernels are.
 //
 // Micro-kernel: MR rows of A (one packed panel, read as broadcast scalars) times NV vectors of B's columns,
-// MR x NV accumulators held in registers over the whole K (24 of 32 zmm at AVX-512: 12 x 2; 12 of 16 ymm at
-// AVX2: 6 x 2). B is read in place (its rows are the unfolded input: columns of consecutive images), so
-// there is no packing of B (its columns may also be the pixels of NCHW images read in place); per k the kernel loads NV vectors of B and MR floats of A for MR x NV fused
-// multiply-adds. Loops: blocks of at most 256 k (equal blocks), then blocks of rows whose packed A (about
-// 512 KB) stays in L2, then panels of NV vectors of columns, then the block's panels of MR rows (the B
-// panel, 256 x NV vectors, is reread from L1). A later block of k loads the partial sums the earlier ones
-// stored in the output and continues them, so every sum is still formed in k order, rounded after each
-// term only (the same value as without blocks); the epilogue runs with the last block.
-// A last panel of fewer columns is copied zero-padded into the caller's scratch panel first.
+// MR x NV accumulators held in registers (24 of 32 zmm at AVX-512: 12 x 2; 12 of 16 ymm at AVX2: 6 x 2);
+// per k it loads NV vectors of B and MR floats of A for MR x NV fused multiply-adds. Loops: blocks of at
+// most 256 k (equal blocks), then blocks of rows whose packed A (about 512 KB) stays in L2, then panels of
+// NV vectors of columns, each copied once into a contiguous scratch panel (256 x NV vectors, kept in L1; B's
+// rows are the unfolded input or the NCHW images themselves, far apart in memory), then the block's panels
+// of MR rows. A later block of k loads the partial sums the earlier ones stored in the output and continues
+// them, so every sum is still formed in k order, rounded after each term only (the same value as without
+// blocks); the epilogue runs with the last block.
 #include "CKernels.h"
 #include "PackedGEMM.h"
 #include <string.h>
@@ -94,14 +93,9 @@ TARGET static inline __attribute__((always_inline)) void tile_##SUFFIX(const flo
 }                                                                                                              \
 TARGET static void gemm_##SUFFIX(const float *packed, long M, long K, long m0, long m1, const float *b, long ldb, \
         long bPlane, long bImageStride, long N, long plane, long imageStride, const float *shift,              \
-        const float *residual, int relu, float *out, float *tail) {                                           \
+        const float *residual, int relu, float *out, float *panel) {                                          \
     (void)M;                                                                                                   \
-    const long NR = NV * VL, full = N - N % NR;                                                                \
-    for (long jj = full; jj < N; jj++) {                                                                       \
-        const float *src = b + (jj / bPlane) * bImageStride + jj % bPlane;                                     \
-        for (long k = 0; k < K; k++) tail[k * NR + jj - full] = src[k * ldb];                                  \
-    }                                                                                                          \
-    for (long k = 0; k < K && full < N; k++) memset(tail + k * NR + (N - full), 0, (size_t)(NR - (N - full)) * sizeof(float)); \
+    const long NR = NV * VL;                                                                                   \
     /* blocks of k: equal, at most K_BLOCK */                                                                  \
     long kBlocks = (K + K_BLOCK - 1) / K_BLOCK, kc = kBlocks > 0 ? (K + kBlocks - 1) / kBlocks : 0;            \
     long block = BLOCK_FLOATS / ((kc > 0 ? kc : 1) * MR) * MR;                                                 \
@@ -112,15 +106,27 @@ TARGET static void gemm_##SUFFIX(const float *packed, long M, long K, long m0, l
         for (long mb = m0; mb < m1; mb += block) {                                                             \
             long me = mb + block < m1 ? mb + block : m1;                                                       \
             for (long j = 0; j < N; j += NR) {                                                                 \
-                const float *bp[NV];                                                                           \
-                for (int v = 0; v < NV; v++) {                                                                 \
-                    long jv = j + v * VL;                                                                      \
-                    bp[v] = (j < full ? b + (jv / bPlane) * bImageStride + jv % bPlane : tail + v * VL)        \
-                            + k0 * (j < full ? ldb : NR);                                                      \
+                long cols = N - j < NR ? N - j : NR;                                                           \
+                /* the panel's kn x NR values of B, contiguous (zero-padded past N) */                         \
+                if (cols == NR) {                                                                              \
+                    const float *src[NV];                                                                      \
+                    for (int v = 0; v < NV; v++) {                                                             \
+                        long jv = j + v * VL;                                                                  \
+                        src[v] = b + (jv / bPlane) * bImageStride + jv % bPlane + k0 * ldb;                    \
+                    }                                                                                          \
+                    for (long k = 0; k < kn; k++)                                                              \
+                        for (int v = 0; v < NV; v++) memcpy(panel + k * NR + v * VL, src[v] + k * ldb, VL * 4); \
+                } else {                                                                                       \
+                    for (long c = 0; c < NR; c++) {                                                            \
+                        long jj = j + c;                                                                       \
+                        const float *src = b + (jj / bPlane) * bImageStride + jj % bPlane + k0 * ldb;          \
+                        for (long k = 0; k < kn; k++) panel[k * NR + c] = c < cols ? src[k * ldb] : 0;         \
+                    }                                                                                          \
                 }                                                                                              \
-                long lb = j < full ? ldb : NR, cols = j < full ? NR : N - full;                                \
+                const float *bp[NV];                                                                           \
+                for (int v = 0; v < NV; v++) bp[v] = panel + v * VL;                                           \
                 for (long m = mb; m < me; m += MR)                                                             \
-                    tile_##SUFFIX(packed + (m / MR) * K * MR + k0 * MR, bp, lb, kn, m, me - m < MR ? me - m : MR, \
+                    tile_##SUFFIX(packed + (m / MR) * K * MR + k0 * MR, bp, NR, kn, m, me - m < MR ? me - m : MR, \
                                   j, cols, plane, imageStride, shift, residual, relu, first, last, out);       \
             }                                                                                                  \
         }                                                                                                      \

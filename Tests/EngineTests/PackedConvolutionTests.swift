@@ -4,7 +4,8 @@ import CKernels
 import TestSupport
 
 /// `Conv2d.infer` on the packed path (`PackedConvolution.swift`, `Sources/CKernels/packed_gemm.c`) against
-/// its definition in Double, at each vector level this machine has.
+/// its definition in Double, at each vector level this machine has, for the GEMM path's shapes and the
+/// dense path's.
 final class PackedConvolutionTests: XCTestCase {
     func values(_ count: Int, seed: UInt64, _ lo: Float = -1, _ hi: Float = 1) -> [Float] {
         var rng = SeededRNG(seed: seed)
@@ -23,6 +24,14 @@ final class PackedConvolutionTests: XCTestCase {
         (37, 8, 12, 4, 4, 1, 1, 0),
     ]
 
+    /// Shapes of the dense path (planes with fewer pixels than taps, or one pixel): 3x3 on 2x2 and 1x1 planes
+    /// at stride 1 and 2, the 7x7 stem on a 2x2 image, 1x1 on a 1x1 plane at stride 1 and 2; batches of one
+    /// image, of more images than a panel has columns (37) and output rows that do not fill the last panel.
+    let denseShapes: [(n: Int, c: Int, o: Int, h: Int, w: Int, k: Int, s: Int, p: Int)] = [
+        (5, 8, 16, 2, 2, 3, 1, 1), (37, 4, 8, 1, 1, 3, 1, 1), (3, 6, 5, 2, 2, 3, 2, 1), (4, 3, 8, 2, 2, 7, 2, 3),
+        (1, 5, 7, 1, 1, 1, 1, 0), (40, 3, 4, 1, 1, 1, 2, 0),
+    ]
+
     /// Every output value against `v = Σ_k fl(w scale) x + shift (+ residual)`, then ReLU, summed in Double
     /// from the same folded weights. Bound (Higham, "Accuracy and Stability of Numerical Algorithms", 2nd
     /// ed., section 3.1): the kernel forms the K products' sum with K fused multiply-adds (at most K
@@ -35,11 +44,14 @@ final class PackedConvolutionTests: XCTestCase {
         let levels = [Int32(BISSL_LEVEL_AVX2), Int32(BISSL_LEVEL_AVX512)].filter { $0 <= DirectConvolution.supportedLevel }
         for level in levels {
             DirectConvolution.level = level
-            for (index, t) in shapes.enumerated() {
-                XCTAssertNil(DirectConvolution.kernel(for: .forward, kernel: t.k, stride: t.s, padding: t.p, width: t.w,
-                                                      inputChannels: t.c, outputChannels: t.o), "\(t)")
+            for (index, t) in (shapes + denseShapes).enumerated() {
                 let conv = Conv2d(name: "", inChannels: t.c, outChannels: t.o, kernel: t.k, stride: t.s, padding: t.p)
-                XCTAssertFalse(conv.isDense(h: t.h, w: t.w), "\(t)")
+                let dense = index >= shapes.count
+                XCTAssertEqual(conv.isDense(h: t.h, w: t.w), dense, "\(t)")
+                if !dense {
+                    XCTAssertNil(DirectConvolution.kernel(for: .forward, kernel: t.k, stride: t.s, padding: t.p, width: t.w,
+                                                          inputChannels: t.c, outputChannels: t.o), "\(t)")
+                }
                 conv.weight.value = values(conv.weight.count, seed: 1)
                 let x = Tensor4(n: t.n, c: t.c, h: t.h, w: t.w, data: values(t.n * t.c * t.h * t.w, seed: 2))
                 let ho = conv.outputSize(t.h), wo = conv.outputSize(t.w)
@@ -51,7 +63,8 @@ final class PackedConvolutionTests: XCTestCase {
                     XCTAssertNotNil(conv.packed, "level \(level) \(t): the packed path was not taken")
                     let (exact, magnitude) = definition(x, conv, scale: scale, shift: shift, residual: r, relu: relu)
                     XCTAssertEqual(y.shape, [t.n, t.o, ho, wo])
-                    let K = t.c * t.k * t.k, u = Double(Float.ulpOfOne) / 2, gamma = Double(K + 2) * u / (1 - Double(K + 2) * u)
+                    // the dense path sums over every input value of the image (C H W terms, the zeros of D included)
+                    let K = dense ? t.c * t.h * t.w : t.c * t.k * t.k, u = Double(Float.ulpOfOne) / 2, gamma = Double(K + 2) * u / (1 - Double(K + 2) * u)
                     var worst = 0.0
                     for i in exact.indices {
                         let error = abs(Double(y.data[i]) - exact[i])

@@ -18,7 +18,7 @@ long bissl_packed_gemm_size(int level, long M, long K);
 void bissl_packed_gemm_pack(int level, const float *a, long lda, const float *scale, long M, long K, float *packed);
 
 /// Floats of the `scratch` argument of `bissl_packed_gemm` for sums of `K` terms at `level` (K x the
-/// columns of one micro-kernel panel: 32 at AVX-512, 16 at AVX2).
+/// columns of one micro-kernel panel, 32 at AVX-512 and 16 at AVX2: room for one panel of B).
 long bissl_packed_gemm_scratch(int level, long K);
 
 /// `out[at(m, j)] = f(sum_{k < K} A[m, k] B[k, j])` for rows `m0 <= m < m1` and columns `j < N`, with A packed by
@@ -30,8 +30,8 @@ long bissl_packed_gemm_scratch(int level, long K);
 /// `bPlane` the plane, `ldb = bPlane`, `bImageStride` the image size), `bPlane` a multiple of the vector
 /// width (16) unless it is N. Output column j is pixel `j % plane` of image `j / plane`:
 /// `at(m, j) = (j / plane) * imageStride + m * plane + j % plane` (NCHW with `imageStride = M * plane`).
-/// `m0` a multiple of the panel rows; `scratch` writable, `bissl_packed_gemm_scratch(level, K)` floats (a
-/// last panel of fewer columns is copied there zero-padded); `out` must not overlap `b`, `residual` or `scratch`.
+/// `m0` a multiple of the panel rows; `scratch` writable, `bissl_packed_gemm_scratch(level, K)` floats (each
+/// panel of B's columns is copied there, zero-padded past N); `out` must not overlap `b`, `residual` or `scratch`.
 void bissl_packed_gemm(int level, const float *packed, long M, long K, long m0, long m1, const float *b, long ldb,
                        long bPlane, long bImageStride, long N, long plane, long imageStride, const float *shift,
                        const float *residual, int relu, float *out, float *scratch);

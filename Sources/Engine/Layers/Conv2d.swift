@@ -83,7 +83,7 @@ public final class Conv2d {
 
     /// `W * scale[o]` per output channel, kept between `infer` calls: folded again only when the weight
     /// (`Parameter.version`) or the scale changed.
-    private func foldedWeight(_ scale: [Float]) -> [Float] {
+    func foldedWeight(_ scale: [Float]) -> [Float] {
         if let f = folded, f.version == weight.version, f.scale == scale { return f.weight }
         let ckk = inChannels * kernel * kernel
         let w = [Float](count: weight.value.count) { fp in
@@ -99,8 +99,9 @@ public final class Conv2d {
 
     /// The last folded weight of `infer` and what it was folded from.
     private var folded: (version: UInt64, scale: [Float], weight: [Float])?
-    /// The last packed weight of `infer` on the packed path (`PackedConvolution.swift`) and what it was packed from.
-    var packed: (version: UInt64, level: Int32, scale: [Float], matrix: [Float])?
+    /// The last packed weight of `infer` on the packed path (`PackedConvolution.swift`) and what it was packed
+    /// from (`plane`: the input planes of the dense path's matrix, empty for the weight itself).
+    var packed: (version: UInt64, level: Int32, plane: [Int], scale: [Float], matrix: [Float])?
 
     /// The dense path's matrices (`denseMatrix`): of the weight at a version, and of the last other weights.
     var denseOfWeight: (version: UInt64, plane: [Int], matrix: [Float])?
