@@ -16,11 +16,11 @@ final class PackedConvolutionTests: XCTestCase {
     /// chunks of several images) and gathered (3x3 and 2x2 planes), the 1x1 stride-2 downsample, the 7x7
     /// stride-2 stem, a 3x3 convolution without a direct kernel (no padding), output channels that do not
     /// fill the last panel of rows (13, 5), columns that do not fill the last panel (3x3 planes, 9
-    /// pixels), one image whose rows are split over the cores (a 16x16 plane is a chunk of its own), and
+    /// pixels), one image whose rows are split over the cores (a batch of one image is one chunk), and
     /// one large chunk of 16-pixel planes with a short last chunk.
     let shapes: [(n: Int, c: Int, o: Int, h: Int, w: Int, k: Int, s: Int, p: Int)] = [
         (5, 24, 40, 4, 4, 1, 1, 0), (3, 16, 13, 8, 8, 1, 1, 0), (7, 20, 24, 3, 3, 1, 1, 0), (9, 32, 64, 2, 2, 1, 1, 0),
-        (4, 12, 36, 7, 7, 1, 2, 0), (2, 3, 16, 13, 11, 7, 2, 3), (3, 8, 5, 6, 7, 3, 1, 0), (1, 16, 48, 16, 16, 1, 1, 0),
+        (4, 12, 36, 7, 7, 1, 2, 0), (2, 3, 16, 13, 11, 7, 2, 3), (3, 8, 5, 6, 7, 3, 1, 0), (1, 16, 48, 12, 12, 1, 1, 0),
         (37, 8, 12, 4, 4, 1, 1, 0),
     ]
 
@@ -102,6 +102,11 @@ final class PackedConvolutionTests: XCTestCase {
         DirectConvolution.level = Int32(BISSL_LEVEL_BASELINE)
         check("baseline")
         XCTAssertNil(conv.packed)
+        // output planes of 256 pixels or more stay on the OpenBLAS path at every level
+        DirectConvolution.level = DirectConvolution.supportedLevel
+        let large = Conv2d(name: "", inChannels: 4, outChannels: 8, kernel: 1)
+        _ = large.infer(Tensor4(n: 1, c: 4, h: 16, w: 16), scale: [Float](repeating: 1, count: 8), shift: [Float](repeating: 0, count: 8), relu: false)
+        XCTAssertNil(large.packed)
         for level in [Int32(BISSL_LEVEL_AVX2), Int32(BISSL_LEVEL_AVX512)] where level <= DirectConvolution.supportedLevel {
             DirectConvolution.level = level
             check("level \(level)")

@@ -19,16 +19,20 @@ import CKernels
 /// order), so the results differ from the OpenBLAS path's by float32 rounding only.
 extension Conv2d {
     /// `infer`'s result on the packed path, or nil when the convolution does not take it (no kernel at the
-    /// level, a direct 3x3 kernel, an empty batch).
+    /// level, output planes of `chunkColumns` pixels or more, a direct 3x3 kernel, an empty batch).
     /// - Parameters: x `[N, C, H, W]`; scale, shift `[O]`; residual `[N, O, Ho, Wo]` or nil.
     func packedInfer(_ x: Tensor4, scale: [Float], shift: [Float], residual: Tensor4?, relu: Bool) -> Tensor4? {
         let level = DirectConvolution.level
         let R = bissl_packed_gemm_rows(level)
         guard R > 0, x.n > 0 else { return nil }
         if isDense(h: x.h, w: x.w) { return packedDenseInfer(x, scale: scale, shift: shift, residual: residual, relu: relu, level: level) }
-        guard DirectConvolution.kernel(for: .forward, kernel: kernel, stride: stride, padding: padding, width: x.w,
-                                       inputChannels: inChannels, outputChannels: outChannels) == nil else { return nil }
         let ho = outputSize(x.h), wo = outputSize(x.w), N = x.n, O = outChannels, p = ho * wo
+        // Only planes the OpenBLAS path cuts into chunks of several images (fewer than `chunkColumns` pixels):
+        // there its packing and the moves of the chunk's rows cost most. On larger planes (the 96x96 input's
+        // stem, first and second stages) OpenBLAS's kernel was faster than this one (docs/performance.md).
+        guard p < Conv2d.chunkColumns,
+              DirectConvolution.kernel(for: .forward, kernel: kernel, stride: stride, padding: padding, width: x.w,
+                                       inputChannels: inChannels, outputChannels: outChannels) == nil else { return nil }
         let K = inChannels * kernel * kernel, image = inChannels * x.h * x.w
         // The images' planes as the GEMM's columns in place when no vector of 16 columns spans two images.
         let inPlace = kernel == 1 && stride == 1 && padding == 0 && p % 16 == 0
