@@ -5,8 +5,6 @@
 #ifndef BISSL_CKERNELS_H
 #define BISSL_CKERNELS_H
 
-#include "PackedGEMM.h"   // the packed-weight GEMM of inference (packed_gemm.c)
-
 /// Positions a 3x3 kernel call computes at a time: `count` must be a multiple of this.
 #define BISSL_CONV3X3_TILE 64
 

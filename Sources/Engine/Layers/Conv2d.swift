@@ -68,22 +68,19 @@ public final class Conv2d {
     /// `y = conv(x, W * scale[o]) + shift[o] (+ residual)`, then `max(y, 0)` when `relu` is set; with
     /// `BatchNorm2d.evalAffine()`'s `scale`, `shift` it is `relu(bn(conv(x)) + residual)` of eval mode
     /// in one pass over the output (the weight scaled per output channel instead of the output: the
-    /// results differ from the unfused layers by float32 rounding only). The convolutions that would run as
-    /// im2col + OpenBLAS take the packed path where the CPU has AVX2 or AVX-512 (`PackedConvolution.swift`:
-    /// the folded weight packed once, the output written in place through this epilogue).
+    /// results differ from the unfused layers by float32 rounding only).
     /// - Parameters: x `[N, C, H, W]`; scale, shift `[O]`; residual `[N, O, Ho, Wo]` or nil. Returns `[N, O, Ho, Wo]`.
     public func infer(_ x: Tensor4, scale: [Float], shift: [Float], adding residual: Tensor4? = nil, relu: Bool) -> Tensor4 {
         precondition(x.c == inChannels, "Conv2d \(weight.name): input has \(x.c) channels, expected \(inChannels)")
         precondition(scale.count == outChannels && shift.count == outChannels, "Conv2d \(weight.name): scale/shift of another size")
         precondition(residual.map { $0.shape == [x.n, outChannels, outputSize(x.h), outputSize(x.w)] } ?? true,
                      "Conv2d \(weight.name): residual of another shape")
-        if let y = packedInfer(x, scale: scale, shift: shift, residual: residual, relu: relu) { return y }
         return convolve([(x, foldedWeight(scale))], epilogue: Epilogue(shift: shift, residual: residual?.data, relu: relu))
     }
 
     /// `W * scale[o]` per output channel, kept between `infer` calls: folded again only when the weight
     /// (`Parameter.version`) or the scale changed.
-    func foldedWeight(_ scale: [Float]) -> [Float] {
+    private func foldedWeight(_ scale: [Float]) -> [Float] {
         if let f = folded, f.version == weight.version, f.scale == scale { return f.weight }
         let ckk = inChannels * kernel * kernel
         let w = [Float](count: weight.value.count) { fp in
@@ -99,9 +96,6 @@ public final class Conv2d {
 
     /// The last folded weight of `infer` and what it was folded from.
     private var folded: (version: UInt64, scale: [Float], weight: [Float])?
-    /// The last packed weight of `infer` on the packed path (`PackedConvolution.swift`) and what it was packed
-    /// from (`plane`: the input planes of the dense path's matrix, empty for the weight itself).
-    var packed: (version: UInt64, level: Int32, plane: [Int], scale: [Float], matrix: [Float])?
 
     /// The dense path's matrices (`denseMatrix`): of the weight at a version, and of the last other weights.
     var denseOfWeight: (version: UInt64, plane: [Int], matrix: [Float])?
