@@ -15,7 +15,8 @@ public final class File: Group, @unchecked Sendable {
     /// HDF5's own file lock (an exclusive `flock` it takes on the file it creates) is not taken
     /// (`H5Pset_file_locking`): the files this project creates are temporaries whose writer holds a
     /// `flock` already (`TemporaryFileLock`, through another descriptor), which HDF5's would conflict
-    /// with. An `HDF5_USE_FILE_LOCKING=TRUE` environment overrides this, and creation then fails.
+    /// with. The process's `HDF5_USE_FILE_LOCKING`, which would override this, is set to `FALSE` before
+    /// HDF5's first use (`Library.processSetup`).
     /// - Throws: `HDF5Error` (missing folder, no permission, an invalid user block size).
     public static func create(_ path: String, userBlock: Int = 0) throws -> File {
         Library.quiet()

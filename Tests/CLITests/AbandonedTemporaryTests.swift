@@ -71,6 +71,21 @@ final class AbandonedTemporaryTests: CLITestCase {
         holder.stop()
     }
 
+    /// HDF5's own lock, forced on by the environment, would conflict with the writer's lock on its
+    /// temporary: bissl turns it off for its process, so convert and import work as without it.
+    func testConvertAndImportWorkWithHDF5FileLockingForcedOn() throws {
+        let input = tmp.appendingPathComponent("in.h5")
+        try CheckpointFile.write(Network(architecture: Architecture(depth: 18, block: "basic", layers: [2, 2, 2, 2], width: 2, stem: "small"), seed: 1)
+            .checkpoint(provenance: Provenance(stage: "pretext", method: "simclr")), to: input)
+        var environment = ProcessInfo.processInfo.environment
+        environment["HDF5_USE_FILE_LOCKING"] = "TRUE"
+        let output = tmp.appendingPathComponent("o.h5").path
+        let convert = try BisslBinary.run(["convert", input.path, output], environment: environment)
+        XCTAssertEqual(convert.status, 0, convert.stderr)
+        let imported = try BisslBinary.run(["import", output, "--zoo", zooDir.path], environment: environment)
+        XCTAssertEqual(imported.status, 0, imported.stderr)
+    }
+
     func testExportRemovesTheTemporaryOfAKilledExportOfTheSameFile() throws {
         let z = try Zoo.open(ZooLayout(root: zooDir), create: true)
         _ = try z.add(Network(architecture: Architecture(depth: 18, block: "basic", layers: [2, 2, 2, 2], width: 2, stem: "small"), seed: 1)
