@@ -1,4 +1,7 @@
 import CHDF5
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Error handling shared by every wrapper call.
 ///

@@ -31,6 +31,13 @@ struct Convert: ParsableCommand {
     @Flag(help: "With --dtype: cast BN running statistics too.")
     var castBuffers = false
 
+    /// True when both paths lead to one file (device and inode, symbolic links followed): a link
+    /// between them, a hard link or a bind mount; false when either does not exist.
+    static func sameFile(_ a: String, _ b: String) -> Bool {
+        var x = stat(), y = stat()
+        return stat(a, &x) == 0 && stat(b, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino
+    }
+
     func run() throws {
         guard let format = to ?? OutputFormat(path: output) else {
             throw ValidationError("cannot tell the output format from '\(output)': pass --to \(OutputFormat.fileNames)")
@@ -39,7 +46,7 @@ struct Convert: ParsableCommand {
         try CommandLineHabits.requireOutputFolder(output)
         let inURL = URL(fileURLWithPath: input)
         let outURL = URL(fileURLWithPath: output)
-        guard inURL.standardizedFileURL != outURL.standardizedFileURL else {
+        guard inURL.standardizedFileURL != outURL.standardizedFileURL, !Self.sameFile(input, output) else {
             throw ValidationError("input and output are the same file")
         }
         try ZooOutput.refuseZooObjectsPath(output)

@@ -86,6 +86,23 @@ final class AbandonedTemporaryTests: CLITestCase {
         XCTAssertEqual(imported.status, 0, imported.stderr)
     }
 
+    /// An output that is a symbolic link to the input (or the reverse) is the same file: convert would
+    /// replace its own input.
+    func testConvertRefusesAnOutputThatIsTheInputThroughASymbolicLink() throws {
+        let input = tmp.appendingPathComponent("in.h5")
+        try CheckpointFile.write(Network(architecture: Architecture(depth: 18, block: "basic", layers: [2, 2, 2, 2], width: 2, stem: "small"), seed: 1)
+            .checkpoint(provenance: Provenance(stage: "pretext", method: "simclr")), to: input)
+        let before = try Data(contentsOf: input)
+        let link = tmp.appendingPathComponent("link.pth")
+        try FileManager.default.createSymbolicLink(atPath: link.path, withDestinationPath: input.path)
+        for (from, to) in [(input.path, link.path), (link.path, input.path)] {
+            let r = try Fixtures.runBissl(["convert", from, to])
+            XCTAssertNotEqual(r.status, 0, r.stdout)
+            XCTAssertTrue(r.stderr.contains("input and output are the same file"), r.stderr)
+        }
+        XCTAssertEqual(try Data(contentsOf: input), before)
+    }
+
     func testExportRemovesTheTemporaryOfAKilledExportOfTheSameFile() throws {
         let z = try Zoo.open(ZooLayout(root: zooDir), create: true)
         _ = try z.add(Network(architecture: Architecture(depth: 18, block: "basic", layers: [2, 2, 2, 2], width: 2, stem: "small"), seed: 1)

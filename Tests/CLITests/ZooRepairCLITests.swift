@@ -28,6 +28,31 @@ final class ZooRepairCLITests: CLITestCase {
         XCTAssertEqual(try bissl(["show", "v1"]).status, 0)
     }
 
+    /// gc judges what it finds in refs/, tmp/ and objects/ as the zoo's own: through a symbolic link
+    /// it would delete another folder's files, so it refuses before touching anything.
+    func testGCRefusesAZooFolderThatIsASymbolicLinkAndDeletesNothing() throws {
+        _ = try importSource(["--name", "mine", "--tag", "v1"])
+        let decoy = tmp.appendingPathComponent("decoy", isDirectory: true)
+        for folder in ["refs/tags", "tmp"] {
+            try? FileManager.default.removeItem(at: decoy)
+            try FileManager.default.createDirectory(at: decoy, withIntermediateDirectories: false)
+            let precious = decoy.appendingPathComponent("important.txt")
+            try Data("precious\n".utf8).write(to: precious)
+            let link = zooDir.appendingPathComponent(folder)
+            let moved = zooDir.appendingPathComponent(folder + ".orig")
+            try FileManager.default.moveItem(at: link, to: moved)
+            try FileManager.default.createSymbolicLink(atPath: link.path, withDestinationPath: decoy.path)
+            let gc = try bissl(["gc"])
+            XCTAssertNotEqual(gc.status, 0, gc.stdout)
+            XCTAssertEqual(gc.stderr, "error: bissl gc refused: \(link.path) is a symbolic link (to \(decoy.path)); it removes files only in the zoo's own folders: put the folder itself there\n")
+            XCTAssertEqual(try Data(contentsOf: precious), Data("precious\n".utf8), folder)
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: decoy.path), ["important.txt"], folder)
+            unlink(link.path)
+            try FileManager.default.moveItem(at: moved, to: link)
+        }
+        XCTAssertEqual(try bissl(["gc"]).status, 0)
+    }
+
     func testVerifyAndGCCallARefFileHoldingGarbageInvalid() throws {
         _ = try importSource(["--name", "mine"])
         let junk = zooDir.appendingPathComponent("refs/names/junk")

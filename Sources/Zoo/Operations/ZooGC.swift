@@ -99,6 +99,7 @@ extension Zoo {
     ///     after which it is discarded (0: discard every one whose process has ended).
     public func gc(dryRun: Bool = false, transferGrace: TimeInterval = 24 * 3600) throws -> GCReport {
         try requireWritable()
+        try layout.requireOwnFolders("bissl gc")
         return try catalog.write { db in
             let scan = ZooScan(layout)
             var listed = try Catalog.allIDs(db)

@@ -46,6 +46,24 @@ public struct ZooLayout: Sendable, Equatable {
          tombstones, tmp, trash]
     }
 
+    /// Throws when a folder `gc` removes files from is a symbolic link (`refs`, `refs/names`,
+    /// `refs/tags`, `objects` and its two-hex folders, `tombstones`, `tmp`, `trash`, `damaged`): gc
+    /// judges what it finds there as the zoo's own, so through a link it would delete another
+    /// folder's files. (A `tmp` elsewhere cannot work anyway: imports rename from it into `objects`.)
+    /// - Throws: `ZooError.unsupported` naming the link and where it leads.
+    func requireOwnFolders(_ action: String) throws {
+        var folders = directories.dropFirst() + [refs, damaged]
+        if let shards = try? FileManager.default.contentsOfDirectory(atPath: objects.path) {
+            folders += shards.map { objects.appendingPathComponent($0, isDirectory: true) }
+        }
+        for folder in folders {
+            var info = stat()
+            guard lstat(folder.path, &info) == 0, info.st_mode & S_IFMT == S_IFLNK else { continue }
+            let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: folder.path)) ?? "?"
+            throw ZooError.unsupported("\(action) refused: \(folder.path) is a symbolic link (to \(target)); it removes files only in the zoo's own folders: put the folder itself there")
+        }
+    }
+
     /// `objects/<first 2 hex>/<remaining 62 hex>.h5` for a 64-hex content id.
     public func objectURL(_ id: String) -> URL {
         objects.appendingPathComponent(String(id.prefix(2)), isDirectory: true)
