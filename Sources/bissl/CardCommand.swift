@@ -1,4 +1,5 @@
 import ArgumentParser
+import BisslCore
 import Checkpoint
 import Foundation
 import Publish
@@ -36,6 +37,6 @@ struct Card: ParsableCommand {
         let text = ModelCard.render(try CardLineage.gather(zoo, id: id))
         guard let output else { return print(text, terminator: "") }
         try AtomicFile.write(Data(text.utf8), to: URL(fileURLWithPath: output))
-        print("wrote \(output) (model card of entry \(id.prefix(12)))")
+        print("wrote \(output.escapingControlCharacters) (model card of entry \(id.prefix(12)))")
     }
 }

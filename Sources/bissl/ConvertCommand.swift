@@ -1,4 +1,5 @@
 import ArgumentParser
+import BisslCore
 import Checkpoint
 import Foundation
 
@@ -68,7 +69,7 @@ struct Convert: ParsableCommand {
         let notes = try writer.write(checkpoint, to: outURL, format: format, sourceDigest: loaded.sourceDigest)
         let tensors = checkpoint.components.values.reduce(0) { $0 + $1.count }
         let arch = checkpoint.architecture?.label ?? "unknown architecture"
-        print("wrote \(output) (\(format.rawValue), \(arch), \(tensors) tensors in \(checkpoint.components.keys.joined(separator: ", ")))")
+        print("wrote \(output.escapingControlCharacters) (\(format.rawValue), \(arch), \(tensors) tensors in \(checkpoint.components.keys.joined(separator: ", ")))")
         for rule in rules { print("  rule: \(rule)") }
         for note in notes { print("  note: \(note)") }
         for warning in warnings { print("  warning: \(warning)") }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BisslCore
 import Checkpoint
 import Foundation
 import Zoo
@@ -84,6 +85,10 @@ struct Show: ParsableCommand {
         if json { return try ZooOutput.printJSON(report) }
         printText(report)
     }
+
+    /// One line of the text report, its control characters escaped: provenance, file names and
+    /// notes come from files (an imported or pulled entry's), and must not move the terminal.
+    private func print(_ line: String) { Swift.print(line.escapingControlCharacters) }
 
     private func printText(_ r: Report) {
         let p = r.provenance

@@ -24,6 +24,24 @@ final class MessagesCLITests: CLITestCase {
         return url.path
     }
 
+    /// Names and provenance from files reach stdout with their control characters escaped: a file
+    /// name holding a newline and an ESC sequence neither splits the `wrote` line nor reaches the
+    /// terminal, in convert's output or in show's `source` line of the imported entry.
+    func testFileNamesWithControlCharactersAreEscapedOnStdout() throws {
+        let input = Fixtures.url("pth/resnet18_w2.pth").path
+        let odd = tmp.appendingPathComponent("a\nb\u{1B}[31m.safetensors")
+        let r = try Fixtures.runBissl(["convert", input, odd.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.hasPrefix("wrote \(tmp.path)/a\\nb\\u{1B}[31m.safetensors (safetensors, "), r.stdout)
+        XCTAssertFalse(r.stdout.contains("\u{1B}"), r.stdout)
+        let imported = try bissl(["import", odd.path, "--name", "odd"])
+        XCTAssertEqual(imported.status, 0, imported.stderr)
+        let show = try bissl(["show", "odd"])
+        XCTAssertEqual(show.status, 0, show.stderr)
+        XCTAssertTrue(show.stdout.contains("source   a\\nb\\u{1B}[31m.safetensors (safetensors, "), show.stdout)
+        XCTAssertFalse(show.stdout.contains("\u{1B}"), show.stdout)
+    }
+
     /// A torch.save-style zip holding `pickle` as its data.pkl (and `data/0` of 16 bytes).
     private func pth(_ name: String, pickle: Data) throws -> String {
         let url = tmp.appendingPathComponent(name)
