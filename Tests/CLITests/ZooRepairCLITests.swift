@@ -53,6 +53,28 @@ final class ZooRepairCLITests: CLITestCase {
         XCTAssertEqual(try bissl(["gc"]).status, 0)
     }
 
+    /// A folder where a held label's ref file belongs: gc replaces an empty one and names a full one.
+    func testGCReplacesAnEmptyFolderWhereARefBelongsAndNamesAFullOne() throws {
+        _ = try importSource(["--name", "mine", "--tag", "v1"])
+        let ref = zooDir.appendingPathComponent("refs/tags/v1")
+        unlink(ref.path)
+        try FileManager.default.createDirectory(at: ref, withIntermediateDirectories: false)
+        let gc = try bissl(["gc"])
+        XCTAssertEqual(gc.status, 0, gc.stderr)
+        XCTAssertEqual(try bissl(["show", "v1"]).status, 0)
+        XCTAssertTrue(gc.stdout.contains("rewrote ref \(ref.path)"), gc.stdout)
+        let verify = try bissl(["verify"]).stdout
+        XCTAssertTrue(verify.contains("0 problems, 0 warnings, 0 leftovers"), verify)
+
+        unlink(ref.path)
+        try FileManager.default.createDirectory(at: ref, withIntermediateDirectories: false)
+        try Data("x".utf8).write(to: ref.appendingPathComponent("keep.txt"))
+        let full = try bissl(["gc"])
+        XCTAssertNotEqual(full.status, 0)
+        XCTAssertEqual(full.stderr, "error: cannot write the ref file \(ref.path): a folder with files is there (bissl never makes one); move it away and run bissl gc again\n")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: ref.appendingPathComponent("keep.txt").path))
+    }
+
     func testVerifyAndGCCallARefFileHoldingGarbageInvalid() throws {
         _ = try importSource(["--name", "mine"])
         let junk = zooDir.appendingPathComponent("refs/names/junk")

@@ -5,12 +5,19 @@ import Foundation
 /// label points to. They are the durable record of labels (the catalog's `labels` table indexes them).
 enum RefFiles {
     /// Writes `refs/<kind>/<label>` atomically. A symbolic link of that name (never one bissl made)
-    /// is replaced, not written through: `AtomicFile` would write the file it points to.
+    /// is replaced, not written through: `AtomicFile` would write the file it points to. An empty
+    /// folder of that name (never one bissl made) is replaced too; a folder holding files is not.
+    /// - Throws: `ZooError.io` when the link or folder cannot be removed, or the folder holds files.
     static func write(_ label: String, kind: LabelKind, id: String, layout: ZooLayout) throws {
         let url = layout.refURL(label, kind: kind)
         var info = stat()
         if lstat(url.path, &info) == 0, info.st_mode & S_IFMT == S_IFLNK, unlink(url.path) != 0, errno != ENOENT {
             throw ZooError.io("cannot replace the symbolic link \(url.path): \(String(cString: strerror(errno)))")
+        }
+        if lstat(url.path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR, rmdir(url.path) != 0, errno != ENOENT {
+            throw ZooError.io(errno == ENOTEMPTY || errno == EEXIST
+                ? "cannot write the ref file \(url.path): a folder with files is there (bissl never makes one); move it away and run bissl gc again"
+                : "cannot replace the folder \(url.path): \(String(cString: strerror(errno)))")
         }
         try AtomicFile.write(Data((id + "\n").utf8), to: url)
     }
