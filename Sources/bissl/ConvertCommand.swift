@@ -47,7 +47,7 @@ struct Convert: ParsableCommand {
         try CommandLineHabits.requireOutputFolder(output)
         let inURL = URL(fileURLWithPath: input)
         let outURL = URL(fileURLWithPath: output)
-        guard inURL.standardizedFileURL != outURL.standardizedFileURL, !Self.sameFile(input, output) else {
+        guard !Self.sameFile(input, output) else {   // the input exists (requireFile), so equal paths are caught too
             throw ValidationError("input and output are the same file")
         }
         try ZooOutput.refuseZooObjectsPath(output)

@@ -98,10 +98,7 @@ enum RefFiles {
     /// What the symbolic link `url` holds (the path it points to, not read), quoted, control
     /// characters escaped, at most 200 characters.
     private static func linkTarget(_ url: URL) -> String {
-        var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX))
-        let n = buffer.withUnsafeMutableBytes { readlink(url.path, $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count) }
-        guard n >= 0 else { return "a path that cannot be read" }
-        let target = String(decoding: buffer[0..<n], as: UTF8.self)
+        guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: url.path) else { return "a path that cannot be read" }
         return "'\(String(target.prefix(200)).escapingControlCharacters)\(target.count > 200 ? "..." : "")'"
     }
 }
