@@ -153,7 +153,9 @@ extension GC {
         for key in r.abortedUploads { print("\(dryRun ? "would abort" : "aborted") unfinished upload of \(key)") }
         for id in r.missingObjects { print("warning: the object of entry \(id.prefix(12)) is missing; push it again from a zoo that holds it") }
         for label in r.danglingLabels { print("warning: label \(label) points at an entry the remote does not hold") }
-        print("\(verb) \(r.removedObjects.count) object\(r.removedObjects.count == 1 ? "" : "s") (\(ZooOutput.bytes(r.bytes))), \(dryRun ? "would abort" : "aborted") \(r.abortedUploads.count) upload\(r.abortedUploads.count == 1 ? "" : "s"); kept \(r.keptRecent) younger than \(grace)")
+        // What the grace period kept, when it kept anything (with --grace 0 it keeps nothing).
+        let kept = r.keptRecent == 0 ? "" : "; kept \(r.keptRecent) unreferenced object\(r.keptRecent == 1 ? "" : "s") or upload\(r.keptRecent == 1 ? "" : "s") younger than the grace period (\(grace))"
+        print("\(verb) \(r.removedObjects.count) object\(r.removedObjects.count == 1 ? "" : "s") (\(ZooOutput.bytes(r.bytes))), \(dryRun ? "would abort" : "aborted") \(r.abortedUploads.count) upload\(r.abortedUploads.count == 1 ? "" : "s")\(kept)")
     }
 
     /// Seconds of `90s`, `30m`, `24h`, `7d` or a bare number of seconds; nil otherwise.

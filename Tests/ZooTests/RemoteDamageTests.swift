@@ -127,6 +127,72 @@ final class RemoteDamageTests: XCTestCase {
         XCTAssertEqual(try RemoteZoo(store: store).gc(grace: 0).damaged, [])
     }
 
+    /// What the readers of a remote used to pass over in silence: a key under `refs/` that is no
+    /// valid label (one warning line naming it, in every command that lists the labels), an
+    /// ancestor whose manifest is damaged (`lineage --remote` says so, naming it, instead of
+    /// "not in zoo"), and an index shard holding garbage (`gc --remote` reports it and deletes it only
+    /// with `--remove-damaged`); and `gc --remote --grace 0`'s summary, which said "kept 0 younger than 0".
+    func testInvalidRefKeyDamagedAncestorAndGarbageIndexShardAreNamed() throws {
+        let server = try SeaweedServer(self)
+        let dir = try ZooTestSupport.tempDir(self)
+        let (_, store, config, base, ft, other) = try pushedZoo(server, dir)
+        let b = try freshZoo(dir, "b", config)
+        let gcBefore = try run(["gc", "--remote", "team", "--grace", "0", "--zoo", b])
+        XCTAssertEqual(gcBefore.status, 0, gcBefore.stderr)
+        XCTAssertEqual(lines(gcBefore.stdout), ["removed 0 objects (0 B), aborted 0 uploads"])
+
+        // A ref key another tool wrote, with a well-formed body: no label any command could name.
+        let body = Data("{\"id\":\"\(other)\",\"kind\":\"tag\"}\n".utf8)
+        XCTAssertEqual(try store.client.send("PUT", store.key("refs/-bad"), body: .data(body)).status, 200)
+        let refWarning = "warning: skipped damaged ref \(store.display)/refs/-bad (not a valid label: labels are 1-100 characters of A-Z a-z 0-9 . _ + -, starting with a letter or digit, not 6 or more hex digits alone); bissl gc --remote team --remove-damaged removes it"
+        let listed = try run(["list", "--remote", "team", "--zoo", b])
+        XCTAssertEqual(listed.status, 0, listed.stderr)
+        XCTAssertEqual(lines(listed.stderr), [refWarning])
+        let pulled = try run(["pull", "other", "--zoo", b])
+        XCTAssertEqual(pulled.status, 0, pulled.stderr)
+        XCTAssertEqual(lines(pulled.stderr), [refWarning])
+
+        // The damaged ancestor (no index copy, so the listing reads the manifest).
+        XCTAssertEqual(try store.client.send("PUT", store.key(RemoteStore.manifestKey(base)), body: .data(Data("not json".utf8))).status, 200)
+        try store.delete(RemoteStore.indexKey(base.first!))
+        let manifestURL = "\(store.display)/entries/\(base).json"
+        let lineage = try run(["lineage", "ft", "--remote", "team", "--zoo", b])
+        XCTAssertEqual(lineage.status, 0, lineage.stderr)
+        XCTAssertEqual(lines(lineage.stderr).count, 2, lineage.stderr)
+        let baseLine = try XCTUnwrap(lines(lineage.stdout).first { $0.contains(String(base.prefix(12))) }, lineage.stdout)
+        XCTAssertTrue(baseLine.contains("\(base.prefix(12))  (damaged manifest \(manifestURL))"), baseLine)
+        XCTAssertFalse(lineage.stdout.contains("not in zoo"), lineage.stdout)
+        XCTAssertTrue(lineage.stdout.hasPrefix(String(ft.prefix(12))), lineage.stdout)
+
+        // Garbage in the index shard of a digit no entry starts with, and in one an entry's does.
+        let digits = Set([base, ft, other].map { $0.first! })
+        let unused = try XCTUnwrap(RemoteStore.shardDigits.first { !digits.contains($0) })
+        let used = other.first!
+        for digit in [unused, used] {
+            XCTAssertEqual(try store.client.send("PUT", store.key(RemoteStore.indexKey(digit)), body: .data(Data("\u{0}garbage".utf8))).status, 200)
+        }
+        let shardWarnings = [unused, used].sorted().map { "warning: index \(store.display)/index/\($0).json is damaged (not a manifest index shard {\"version\": 1, \"manifests\": {...}}); bissl gc --remote team --remove-damaged removes it" }
+        let gc = try run(["gc", "--remote", "team", "--grace", "0", "--zoo", b])
+        XCTAssertEqual(gc.status, 0, gc.stderr)
+        XCTAssertEqual(Array(lines(gc.stdout).prefix(4)), [
+            "warning: manifest \(manifestURL) is damaged (not a version-1 manifest of entry \(base.prefix(12))); bissl gc --remote team --remove-damaged removes it",
+            "warning: ref \(store.display)/refs/-bad is damaged (not a valid label: labels are 1-100 characters of A-Z a-z 0-9 . _ + -, starting with a letter or digit, not 6 or more hex digits alone); bissl gc --remote team --remove-damaged removes it",
+        ] + shardWarnings, gc.stdout)
+        XCTAssertEqual(lines(gc.stdout).last, "removed 0 objects (0 B), aborted 0 uploads", gc.stdout)
+        // gc's index update leaves a damaged shard as it is: only --remove-damaged deletes it.
+        for digit in [unused, used] { XCTAssertTrue(try store.exists(RemoteStore.indexKey(digit))) }
+        let removed = try run(["gc", "--remote", "team", "--grace", "0", "--remove-damaged", "--zoo", b, "--json"])
+        XCTAssertEqual(removed.status, 0, removed.stderr)
+        let report = try JSONDecoder().decode(RemoteGCReport.self, from: Data(removed.stdout.utf8))
+        XCTAssertEqual(report.removedDamaged, ["entries/\(base).json", "refs/-bad"] + [unused, used].sorted().map { "index/\($0).json" })
+        XCTAssertFalse(try store.exists(RemoteStore.indexKey(unused)) || store.exists("refs/-bad"))
+        // The next gc files the manifests in a new shard; the listing is clean again.
+        let again = try run(["gc", "--remote", "team", "--grace", "0", "--zoo", b])
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertTrue(try store.exists(RemoteStore.indexKey(used)))
+        XCTAssertEqual(try run(["list", "--remote", "team", "--zoo", b]).stderr, "")
+    }
+
     /// The object of a damaged manifest with an intact copy in the index is known: `gc --remote`
     /// keeps it and still deletes objects nothing references.
     func testGCKnowsTheObjectOfADamagedManifestFromItsIndexCopy() throws {

@@ -327,8 +327,10 @@ final class RemoteTests: XCTestCase {
         XCTAssertEqual(try zoo.list().entries, indexed)
     }
 
-    private func scratch(_ zoo: Zoo) -> [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: zoo.layout.tmp.path)) ?? []).sorted()
+    private func scratch(_ zoo: Zoo) -> [String] { Self.names(zoo.layout.tmp) }
+
+    private static func names(_ dir: URL) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []).sorted()
     }
 
     /// The ranges of one download save its record from several threads at once: each save writes
@@ -345,6 +347,80 @@ final class RemoteTests: XCTestCase {
         let saved = try XCTUnwrap(TransferRecords.read(DownloadRecord.self, url), String(decoding: (try? Data(contentsOf: url)) ?? Data(), as: UTF8.self))
         XCTAssertTrue(records.contains(saved))
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), ["record.json"])
+    }
+
+    /// A pid that has ended (a finished child's), as a live transfer's looks from another pid namespace.
+    private func endedPID() throws -> Int32 {
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: "/bin/true")
+        try child.run()
+        child.waitUntilExit()
+        return child.processIdentifier
+    }
+
+    /// Push records and pull folders are locked while their transfer runs (`TemporaryFileLock`), and
+    /// a transfer takes over another's only when it is unlocked: a record whose pid looks ended but
+    /// which a process holds locked (a live transfer in another pid namespace sharing the zoo) stays
+    /// where and as it is, and a lock-free one of an ended pid is still resumed from.
+    func testTransferRecordsAreLockedAndLockedOnesAreNotTakenOver() throws {
+        let server = try SeaweedServer(self)
+        let dir = try ZooTestSupport.tempDir(self)
+        let (a, base, _) = try lineageZoo(dir)
+        let remote = try server.store(try server.remote())
+        remote.multipartThreshold = 1 << 10   // a one-part multipart upload: the push keeps a record
+        let sha = try FileSHA256.digest(of: a.layout.objectURL(base)).sha256
+        let target = "\(remote.config.endpoint!)|\(remote.bucket)|\(remote.key(RemoteStore.objectKey(sha256: sha)))"
+        let pid = try endedPID()
+        try FileManager.default.createDirectory(at: a.layout.tmp, withIntermediateDirectories: true)
+
+        // A held push record of an ended-looking pid: not taken; this push keeps its own, locked.
+        let held = a.layout.tmp.appendingPathComponent("\(sha).\(pid).\(RemoteStore.digest(target)).push")
+        let heldLock = try TemporaryFileLock.createFile(held, for: held)
+        let heldRecord = UploadRecord(target: target, uploadID: "held-elsewhere", size: 1, partSize: 1, parts: [])
+        try TransferRecords.overwrite(heldRecord, held)
+        let ownLocked = Locked<[Bool]>([])
+        let tmpA = a.layout.tmp
+        _ = try a.push("base", remote, ancestors: false, force: false, progress: { _, _, _ in
+            let own = Self.names(tmpA).filter { $0.hasSuffix(".push") && !$0.contains(".\(pid).") }
+            ownLocked.update { $0.append(own.count == 1 && TemporaryFileLock.isLocked(tmpA.appendingPathComponent(own[0]))) }
+        })
+        XCTAssertTrue(try remote.exists(RemoteStore.objectKey(sha256: sha)))
+        XCTAssertFalse(ownLocked.value.isEmpty)
+        XCTAssertTrue(ownLocked.value.allSatisfy { $0 }, "the push's own record is locked while it uploads: \(ownLocked.value)")
+        XCTAssertEqual(TransferRecords.read(UploadRecord.self, held), heldRecord, "the held record is where it was, unchanged")
+        XCTAssertEqual(scratch(a), [held.lastPathComponent])
+        heldLock.release()
+
+        // A held pull folder likewise; the pull downloads on its own and keeps its folder locked.
+        let b = try Zoo.open(ZooLayout(root: dir.appendingPathComponent("b")), create: true)
+        try FileManager.default.createDirectory(at: b.layout.tmp, withIntermediateDirectories: true)
+        let heldFolder = b.layout.tmp.appendingPathComponent("\(sha).\(pid).pull")
+        let folderLock = try TemporaryFileLock.createFolder(heldFolder, for: heldFolder)
+        let partial = DownloadRecord(size: 7, rangeSize: 7, done: [3])
+        try TransferRecords.write(partial, heldFolder.appendingPathComponent("record.json"))
+        try Data("abc".utf8).write(to: heldFolder.appendingPathComponent("object.h5"))
+        let pullLocked = Locked<[Bool]>([])
+        let tmpB = b.layout.tmp
+        let pulled = try b.pull("base", remote, ancestors: false, progress: { _, _, _ in
+            let own = Self.names(tmpB).filter { $0.hasSuffix(".pull") && !$0.contains(".\(pid).") }
+            pullLocked.update { $0.append(own.count == 1 && TemporaryFileLock.isLocked(tmpB.appendingPathComponent(own[0]))) }
+        })
+        XCTAssertEqual(pulled.entries.map(\.transferred), [true])
+        XCTAssertFalse(pullLocked.value.isEmpty)
+        XCTAssertTrue(pullLocked.value.allSatisfy { $0 }, "the pull's folder is locked while it downloads: \(pullLocked.value)")
+        XCTAssertEqual(TransferRecords.read(DownloadRecord.self, heldFolder.appendingPathComponent("record.json")), partial)
+        XCTAssertEqual(try Data(contentsOf: heldFolder.appendingPathComponent("object.h5")), Data("abc".utf8))
+        XCTAssertEqual(scratch(b), [heldFolder.lastPathComponent])
+        folderLock.release()
+
+        // Unlocked, the ended pid's folder is taken over by the next pull of the object (and removed
+        // with the pull's own once the object is in place).
+        let c = try Zoo.open(ZooLayout(root: dir.appendingPathComponent("c")), create: true)
+        try FileManager.default.createDirectory(at: c.layout.tmp, withIntermediateDirectories: true)
+        XCTAssertEqual(rename(heldFolder.path, c.layout.tmp.appendingPathComponent(heldFolder.lastPathComponent).path), 0)
+        XCTAssertEqual(try c.pull("base", remote, ancestors: false, progress: nil).entries.map(\.transferred), [true])
+        XCTAssertEqual(scratch(c), [])
+        XCTAssertEqual(try c.resolve("base"), base)
     }
 
     func testServerKilledMidTransferResumesAndLeavesNoPartialEntry() throws {

@@ -19,9 +19,12 @@ public struct LineageNode: Codable, Equatable, Sendable {
     public var created: String?
     /// True for a parent removed with `bissl rm --force` that descendants still record.
     public var removed: Bool
+    /// For an entry of a remote whose manifest is damaged (unreadable): that manifest's URL
+    /// (`s3://BUCKET/PREFIX/entries/<id>.json`); the node's other fields are then unknown.
+    public var damaged: String?
 
     public init(id: String, shortID: String? = nil, name: String? = nil, stage: String, method: String? = nil,
-                arch: String? = nil, created: String? = nil, removed: Bool = false) {
+                arch: String? = nil, created: String? = nil, removed: Bool = false, damaged: String? = nil) {
         self.id = id
         self.shortID = shortID ?? String(id.prefix(12))
         self.name = name
@@ -30,6 +33,7 @@ public struct LineageNode: Codable, Equatable, Sendable {
         self.arch = arch
         self.created = created
         self.removed = removed
+        self.damaged = damaged
     }
 }
 
@@ -173,7 +177,8 @@ public enum LineageRender {
     /// `(repeat, see above)` and not expanded again.
     ///
     /// Entry lines: short id, name, `stage/method`, architecture, created; absent fields are left out,
-    /// `(removed)` marks a removed parent, `(not in zoo)` an id only an edge names.
+    /// `(removed)` marks a removed parent, `(not in zoo)` an id only an edge names, `(damaged manifest
+    /// URL)` a remote entry whose manifest cannot be read.
     public static func text(_ graph: LineageGraph, direction: LineageDirection = .both) -> String {
         let index = LineageIndex(graph)
         var out = label(index.node(graph.root), known: index.nodesByID[graph.root] != nil) + "\n"
@@ -225,13 +230,13 @@ public enum LineageRender {
     static func label(_ n: LineageNode, known: Bool) -> String {
         var parts = [n.shortID]
         if let name = n.name, !name.isEmpty { parts.append(name) }
-        if known {
+        if known && n.damaged == nil {
             parts.append(n.method.map { n.stage + "/" + $0 } ?? n.stage)
             if let arch = n.arch { parts.append(arch) }
             if let created = n.created { parts.append(created) }
         }
         if n.removed { parts.append("(removed)") }
-        if !known { parts.append("(not in zoo)") }
+        if let damaged = n.damaged { parts.append("(damaged manifest \(damaged))") } else if !known { parts.append("(not in zoo)") }
         return parts.map(oneLine).joined(separator: "  ")
     }
 
@@ -364,7 +369,9 @@ public enum LineageRender {
     static func labelLines(_ n: LineageNode, known: Bool) -> [String] {
         var lines = [n.shortID]
         if let name = n.name, !name.isEmpty { lines.append(name) }
-        if known {
+        if let damaged = n.damaged {
+            lines += ["damaged manifest", damaged]
+        } else if known {
             lines.append(([n.method.map { n.stage + "/" + $0 } ?? n.stage] + (n.arch.map { [$0] } ?? []))
                 .joined(separator: " · "))
             if let created = n.created { lines.append(created) }

@@ -45,14 +45,35 @@ extension RemoteStore {
     /// The well-formed version-1 manifests of a shard filed under their own id and digit; none when
     /// the shard does not decode.
     static func decodeShard(_ data: Data, _ digit: Character) -> [String: RemoteManifest] {
-        guard data.count <= 256 << 20, let shard = try? JSONDecoder.bissl().decode(IndexShard.self, from: data), shard.version == 1 else { return [:] }
+        guard let shard = parseShard(data), shard.version == 1 else { return [:] }
         return shard.manifests.filter { id, m in id.first == digit && m.version == 1 && isWellFormed(m, id: id) }
+    }
+
+    /// The shard `data` holds (at most 256 MiB), nil when it does not decode as one: damaged.
+    private static func parseShard(_ data: Data) -> IndexShard? {
+        guard data.count <= 256 << 20 else { return nil }
+        return try? JSONDecoder.bissl().decode(IndexShard.self, from: data)
+    }
+
+    /// The shards `index/<hex digit>.json` that do not decode (garbage another tool wrote, a
+    /// truncated copy): one read per shard, over parallel connections. `gc --remote` reports them and
+    /// deletes them with `--remove-damaged`; readers treat them as empty, writers leave them alone.
+    func damagedShards() throws -> [RemoteDamage] {
+        let keys = Set(Self.shardDigits.map(Self.indexKey))
+        let present = try list("index/").map(\.key).filter(keys.contains).sorted()
+        let found = Locked<[RemoteDamage]>([])
+        try parallel(present.count) { i, client in
+            guard let (data, _) = try self.get(present[i], client: client), Self.parseShard(data) == nil else { return }
+            found.update { $0.append(self.damage(.index, present[i], "not a manifest index shard {\"version\": 1, \"manifests\": {...}}")) }
+        }
+        return found.value.sorted { $0.key < $1.key }
     }
 
     /// Adds `manifests` to the shards they belong to: each shard is read, merged and written back
     /// only while unchanged (`If-Match` on the ETag read; `If-None-Match: *` for a new shard), up to
     /// 5 times when another writer got in between. Never fails: a shard left behind costs
-    /// `list --remote` one read per manifest it lacks, nothing else.
+    /// `list --remote` one read per manifest it lacks, nothing else. A shard that does not decode
+    /// is left as it is (only `gc --remote --remove-damaged` deletes it).
     func updateIndex(_ manifests: [RemoteManifest]) {
         let groups = Dictionary(grouping: manifests) { $0.id.first ?? "0" }.filter { Self.shardDigits.contains($0.key) }
         let digits = Array(groups.keys).sorted()
@@ -61,6 +82,8 @@ extension RemoteStore {
             let relative = Self.indexKey(digit)
             for _ in 0..<5 {
                 let current = try self.get(relative, client: client)
+                // A damaged shard is not written over: gc --remote reports it (`damagedShards`).
+                if let current, Self.parseShard(current.data) == nil { return }
                 var shard = current.map { Self.decodeShard($0.data, digit) } ?? [:]
                 // New ids, and copies a manifest's backfilled `nonTensorSHA256` makes stale (`Zoo.push`).
                 let new = groups[digit]!.filter { m in

@@ -42,14 +42,25 @@ extension RemoteStore {
     func uploadObject(_ url: URL, sha256: String, size: Int64, progress: (@Sendable (Int64, Int64) -> Void)?) throws -> Int64? {
         let relative = Self.objectKey(sha256: sha256)
         let target = "\(config.endpoint ?? "aws")|\(bucket)|\(key(relative))"
-        let claimed = scratch.map { TransferRecords.claim(in: $0, sha256: sha256, kind: "\(Self.digest(target)).push") }
+        // The record file, locked while this upload runs (none where it cannot be created: a zoo
+        // on a read-only disk pushes without resuming).
+        let claimed = scratch.flatMap { try? TransferRecords.claim(in: $0, sha256: sha256, kind: "\(Self.digest(target)).push", folder: false) }
+        // Kept for a rerun while it records an unfinished upload (an interrupted one's it took over,
+        // or this one's once written), removed once the object is stored.
+        var keepRecord = claimed?.resumed ?? false
+        defer {
+            if let claimed {
+                if !keepRecord { unlink(claimed.url.path) }
+                claimed.lock.release()
+            }
+        }
         if try exists(relative) {
-            if let claimed { unlink(claimed.url.path) }
+            keepRecord = false
             return nil
         }
         let counter = TransferCounter(total: size, report: progress)
         if size <= multipartThreshold {
-            if let claimed { unlink(claimed.url.path) }
+            keepRecord = false
             let r = try client.send("PUT", key(relative), headers: ["If-None-Match": "*"], body: .file(path: url.path, offset: 0, length: size),
                                     progress: { counter.set(0, $0) })
             if r.status == 412 { return nil }
@@ -77,9 +88,11 @@ extension RemoteStore {
         }
         // Resumable when the record can be written (a zoo on a read-only disk pushes without).
         let shared = Locked(record)
-        let resumable = claimed.map { (try? TransferRecords.write(record, $0.url)) != nil } ?? false
+        let resumable = claimed.map { (try? TransferRecords.overwrite(record, $0.url)) != nil } ?? false
+        keepRecord = resumable
+        let recordURL = claimed?.url
         @Sendable func save() {
-            if resumable, let claimed { try? TransferRecords.write(shared.value, claimed.url) }
+            if resumable, let recordURL { try? TransferRecords.overwrite(shared.value, recordURL) }
         }
         let uploadID = record.uploadID
         do {
@@ -102,12 +115,12 @@ extension RemoteStore {
             let done = try client.send("POST", key(relative), query: [("uploadId", uploadID)], headers: ["If-None-Match": "*"], body: .data(Data(xml.utf8)))
             if done.status == 412 {
                 try? abortUpload(relative, uploadID)
-                if let claimed { unlink(claimed.url.path) }
+                keepRecord = false
                 return nil
             }
             // S3 may answer 200 and still report an error in the body.
             guard done.status == 200, done.errorCode == nil else { throw failure("POST (complete multipart upload)", relative, done) }
-            if let claimed { unlink(claimed.url.path) }
+            keepRecord = false
             return sent
         } catch {
             if !resumable { try? abortUpload(relative, uploadID) }

@@ -41,16 +41,18 @@ public struct RemoteRef: Codable, Equatable, Sendable {
     }
 }
 
-/// A ref or manifest on a remote that does not decode (garbage bytes, another entry's manifest):
+/// A ref or manifest on a remote that does not decode (garbage bytes, another entry's manifest), a
+/// key under `refs/` that is no valid label, or an index shard that does not decode:
 /// `list --remote`, `lineage --remote`, `pull` of other entries and `gc --remote` skip it and name
 /// it; reading it on its own (pulling its entry or label) fails naming it; `gc --remote
 /// --remove-damaged` deletes it (schemas/remote.md, "Damaged refs and manifests").
 public struct RemoteDamage: Error, Codable, Equatable, Sendable, CustomStringConvertible {
-    public enum Kind: String, Codable, Sendable { case ref, manifest }
+    /// `index`: a shard of the manifest index (a cache; only `gc --remote` reads every shard).
+    public enum Kind: String, Codable, Sendable { case ref, manifest, index }
     public var kind: Kind
-    /// Key relative to the remote's prefix: `refs/<label>` or `entries/<id>.json`.
+    /// Key relative to the remote's prefix: `refs/<label>`, `entries/<id>.json` or `index/<digit>.json`.
     public var key: String
-    /// `s3://BUCKET/PREFIX/<key>`.
+    /// `s3://BUCKET/PREFIX/<key>`, control characters escaped (`\n`, `\u{1B}`) for messages.
     public var url: String
     /// What is wrong with it.
     public var problem: String
@@ -286,7 +288,7 @@ final class RemoteStore: @unchecked Sendable {
 
     /// A `RemoteDamage` of the key `relative` on this remote.
     func damage(_ kind: RemoteDamage.Kind, _ relative: String, _ problem: String) -> RemoteDamage {
-        RemoteDamage(kind: kind, key: relative, url: "\(display)/\(relative)", problem: problem, remote: config.name)
+        RemoteDamage(kind: kind, key: relative, url: "\(display)/\(relative)".escapingControlCharacters, problem: problem, remote: config.name)
     }
 
     /// True when `m` describes entry `id` and names an object by a SHA-256 and a size (and, if it
@@ -347,11 +349,17 @@ final class RemoteStore: @unchecked Sendable {
         return .success(ref)
     }
 
-    /// Every label on the remote, and the refs that do not decode (by label). A ref whose listed
-    /// ETag is the MD5 of the canonical body for one of `knownIDs` (S3's ETag of a single-part
-    /// upload) is recognised without being read; others are read over parallel connections.
+    /// Every label on the remote, and the refs that do not decode or whose key is no valid label
+    /// (`LabelRules`: a key another tool wrote, which no command could name), by key. A ref whose
+    /// listed ETag is the MD5 of the canonical body for one of `knownIDs` (S3's ETag of a
+    /// single-part upload) is recognised without being read; others are read over parallel connections.
     func refs(knownIDs: [String] = []) throws -> (refs: [String: RemoteRef], damaged: [RemoteDamage]) {
-        let keys = try list("refs/").filter { (try? LabelRules.validate(String($0.key.dropFirst(5)))) != nil }
+        var invalid: [RemoteDamage] = []
+        let keys = try list("refs/").filter { k in
+            guard (try? LabelRules.validate(String(k.key.dropFirst(5)))) == nil else { return true }
+            invalid.append(damage(.ref, k.key, "not a valid label: labels are 1-100 characters of A-Z a-z 0-9 . _ + -, starting with a letter or digit, not 6 or more hex digits alone"))
+            return false
+        }
         var candidates: [String: RemoteRef] = [:]
         for id in knownIDs {
             for kind in LabelKind.allCases {
@@ -381,14 +389,14 @@ final class RemoteStore: @unchecked Sendable {
             }
             read.update { $0[labels[i]] = decoded }
         }
-        var damaged: [RemoteDamage] = []
+        var damaged = invalid
         for (label, result) in read.value.sorted(by: { $0.key < $1.key }) {
             switch result {
             case .success(let r): out[label] = out[label] ?? r
             case .failure(let d): damaged.append(d)
             }
         }
-        return (out, damaged)
+        return (out, damaged.sorted { $0.key < $1.key })
     }
 
     /// Resolves REF against the remote as `Zoo.resolve` does locally: a full id with a manifest, a

@@ -15,7 +15,8 @@ public struct RemoteGCReport: Codable, Equatable, Sendable {
     public var danglingLabels: [String]
     /// Bytes freed.
     public var bytes: Int64
-    /// Refs and manifests that do not decode (`RemoteDamage`): reported; deleted with `removeDamaged`.
+    /// Refs, manifests and index shards that do not decode, and keys under `refs/` that are no valid
+    /// label (`RemoteDamage`): reported; deleted with `removeDamaged`.
     public var damaged: [RemoteDamage] = []
     /// Keys of the damaged refs and manifests deleted (with `removeDamaged`).
     public var removedDamaged: [String] = []
@@ -79,16 +80,21 @@ public struct RemoteZoo {
     }
 
     /// The lineage graph of the entry REF names on the remote (resolved as `pull` resolves it), over
-    /// every manifest of the remote that decodes; parents the remote lacks stay edge ends only.
+    /// every manifest of the remote that decodes; parents the remote lacks stay edge ends only, and
+    /// entries whose manifest is damaged are nodes naming it (`LineageNode.damaged`).
     /// - Throws: `ZooError.corrupt` naming the key when REF is a label whose ref does not decode.
     public func lineage(_ ref: String) throws -> RemoteLineage {
         try store.requireZoo()
         let root = try store.resolve(ref)
         let listing = try list()
         let records = listing.entries
+        // Entries whose manifest is damaged are nodes that say so (naming the manifest), not ids the remote lacks.
+        let damagedNodes = listing.damaged.filter { $0.kind == .manifest }.map { d in
+            LineageNode(id: String(d.key.dropFirst("entries/".count).prefix(64)), stage: "unknown", damaged: d.url)
+        }
         let nodes = records.map { r in
             LineageNode(id: r.id, name: r.name ?? r.tags.first, stage: r.summary.stage, method: r.summary.method, arch: r.summary.arch, created: r.summary.created)
-        }
+        } + damagedNodes
         let edges = records.flatMap { r in
             r.summary.parents.map { LineageEdge(parent: $0.id, child: r.id, relation: $0.relation, note: $0.note) }
         }
@@ -97,8 +103,8 @@ public struct RemoteZoo {
 
     /// Deletes objects no manifest references and aborts multipart uploads, both only when older
     /// than `grace` seconds (a running push writes its object before its manifest); reports
-    /// manifests whose object is gone, labels of entries without a manifest, and refs and
-    /// manifests that do not decode, which it deletes only with `removeDamaged`. The object of a
+    /// manifests whose object is gone, labels of entries without a manifest, and damaged refs,
+    /// manifests and index shards (`RemoteDamage`), which it deletes only with `removeDamaged`. The object of a
     /// damaged manifest is known from its copy in the index; while a damaged manifest has none, no
     /// unreferenced object is deleted (`keptForDamaged`). Adds the manifests the index lacks to it
     /// (it read them all).
@@ -111,6 +117,7 @@ public struct RemoteZoo {
         let objects = try store.list("objects/")
         let ids = try store.entryIDs()
         let (manifests, damagedManifests) = try store.manifests(ids)
+        let damagedShards = try store.damagedShards()
         if !dryRun { store.updateIndex(manifests) }
         var referenced = Set(manifests.map { RemoteStore.objectKey(sha256: $0.object.sha256) })
         let damagedIDs = damagedManifests.map { String($0.key.dropFirst("entries/".count).prefix(64)) }
@@ -136,7 +143,7 @@ public struct RemoteZoo {
         let listed = Set(ids)
         let refs = try store.refs(knownIDs: ids)
         report.danglingLabels = refs.refs.filter { !listed.contains($0.value.id) }.map(\.key).sorted()
-        report.damaged = damagedManifests + refs.damaged
+        report.damaged = damagedManifests + refs.damaged + damagedShards
         if removeDamaged {
             // No bissl writer replaces a ref or manifest it cannot decode (push and pull fail on it),
             // so what was read damaged is still what these deletions remove.

@@ -3,22 +3,83 @@ import Foundation
 
 /// What a zoo keeps in `tmp/` so that an interrupted push or pull resumes instead of starting over
 /// (schemas/remote.md, "Resuming"): per object, a record of what reached the other side. Names are
-/// `<sha256 of the object>.<pid>.<kind>`, so `gc` keeps them while their process runs and removes
-/// them once it has ended (`ZooScan.pid(in:)`); a new transfer of the same object takes one over by
-/// renaming it to its own pid (`claim`), which only one process can do.
+/// `<sha256 of the object>.<pid>.<kind>`, so `gc` keeps them while their process runs; and each is
+/// locked while its transfer runs (`TemporaryFileLock`, as every writer's temporary is), so neither
+/// `gc` nor another transfer takes it from a live process whose pid means nothing here (another pid
+/// namespace sharing the zoo, another NFS client). A new transfer of the same object takes over an
+/// interrupted one's (`claim`) only when its pid has ended and no lock is held on it.
 enum TransferRecords {
-    /// The path `<dir>/<sha256>.<pid>.<kind>` for this process, after taking over the path of an
-    /// interrupted transfer of the same object and kind when there is one (a pid no longer running);
-    /// `resumed` tells which. Transfers still running keep theirs.
-    static func claim(in dir: URL, sha256: String, kind: String) -> (url: URL, resumed: Bool) {
+    /// The record path of this process's transfer, locked while the transfer runs.
+    struct Claim {
+        /// `<dir>/<sha256>.<pid>.<kind>`: a folder for a pull, a file for a push record.
+        var url: URL
+        /// True when it holds what an interrupted transfer of the same object left.
+        var resumed: Bool
+        /// The writer's lock on `url`: release it once `url` is removed.
+        var lock: TemporaryFileLock
+    }
+
+    /// Creates `<dir>/<sha256>.<pid>.<kind>` for this process (a folder when `folder`, else an empty
+    /// file) and locks it, then moves into it what an interrupted transfer of the same object and
+    /// kind left (`resumed`): this process's own earlier one, else the first whose pid is not running,
+    /// in either case only when no process holds a lock on it, taken under that lock's exclusive
+    /// form (`TemporaryFileLock.removeIfUnlocked`), so only one claimant gets it. Transfers still
+    /// running keep theirs.
+    /// - Throws: `ZooError.io` when `dir` cannot be created or a live process of another pid
+    ///   namespace holds the path this process's pid names; `CheckpointError.io` when the path
+    ///   cannot be created.
+    static func claim(in dir: URL, sha256: String, kind: String, folder: Bool) throws -> Claim {
+        let manager = FileManager.default
+        do {
+            try manager.createDirectory(at: dir, withIntermediateDirectories: true)
+        } catch {
+            throw ZooError.io("cannot create \(dir.path): \(error.localizedDescription)")
+        }
         let mine = dir.appendingPathComponent("\(sha256).\(getpid()).\(kind)")
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
+        var candidates: [URL] = []
+        // Left by an earlier transfer of this process, or of an ended one that had its pid: moved
+        // aside to be taken over like the others, unless a live process elsewhere holds it.
+        if (try? manager.attributesOfItem(atPath: mine.path)) != nil {
+            let aside = dir.appendingPathComponent("\(mine.lastPathComponent).\(UInt32.random(in: 0...UInt32.max)).aside")
+            let moved = TemporaryFileLock.removeIfUnlocked(mine) { _ = rename(mine.path, aside.path) }
+            guard moved else {
+                throw ZooError.io("cannot use \(mine.path): another process holds it (a transfer of this object in another pid namespace); try again when it ends")
+            }
+            candidates.append(aside)
+        }
+        let lock = folder ? try TemporaryFileLock.createFolder(mine, for: mine) : try TemporaryFileLock.createFile(mine, for: mine)
+        let names = (try? manager.contentsOfDirectory(atPath: dir.path)) ?? []
         for name in names.sorted() where name.hasPrefix(sha256 + ".") && name.hasSuffix("." + kind) {
             let pid = Int32(name.dropFirst(sha256.count + 1).dropLast(kind.count + 1))
             guard let pid, pid != getpid(), !ZooScan.isAlive(pid) else { continue }
-            if rename(dir.appendingPathComponent(name).path, mine.path) == 0 { return (mine, true) }
+            candidates.append(dir.appendingPathComponent(name))
         }
-        return (mine, FileManager.default.fileExists(atPath: mine.path))
+        for old in candidates {
+            var moved = false
+            TemporaryFileLock.removeIfUnlocked(old) {
+                moved = folder ? adoptFolder(old, into: mine) : adoptFile(old, into: mine)
+                try? manager.removeItem(at: old)
+            }
+            if moved { return Claim(url: mine, resumed: true, lock: lock) }
+        }
+        return Claim(url: mine, resumed: false, lock: lock)
+    }
+
+    /// Moves the files of an interrupted pull's folder (`object.h5`, `record.json`) into `folder`;
+    /// true when the record moved.
+    private static func adoptFolder(_ old: URL, into folder: URL) -> Bool {
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: old.path, isDirectory: &isFolder), isFolder.boolValue else { return false }
+        _ = rename(old.appendingPathComponent("object.h5").path, folder.appendingPathComponent("object.h5").path)
+        return rename(old.appendingPathComponent("record.json").path, folder.appendingPathComponent("record.json").path) == 0
+    }
+
+    /// Copies an interrupted push's record (a regular file of at most 1 MiB) into `file`; true when copied.
+    private static func adoptFile(_ old: URL, into file: URL) -> Bool {
+        var info = stat()
+        guard lstat(old.path, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_size <= 1 << 20,
+              let data = try? Data(contentsOf: old) else { return false }
+        return (try? overwrite(data, file)) != nil
     }
 
     /// What an interrupted transfer left at `url` (an entry of a zoo's `tmp/`) and how to resume it:
@@ -59,12 +120,45 @@ enum TransferRecords {
     /// Replaces a record atomically (`AtomicFile.write`), without `fsync`: a record is a hint that
     /// the transfer checks (ListParts, the SHA-256 of the download), and the bytes it counts may not
     /// be flushed yet either (an `fsync` per save held a download connection idle for milliseconds
-    /// each time). Threads of one transfer may save at once: each writes its own temporary.
+    /// each time). Threads of one transfer may save at once: each writes its own temporary. For a
+    /// record inside a claimed folder (a pull's `record.json`).
     /// - Throws: `CheckpointError.io` when the record cannot be written or renamed.
     static func write<T: Encodable>(_ value: T, _ url: URL) throws {
+        try AtomicFile.write(try encode(value), to: url, durable: false)
+    }
+
+    /// Rewrites the claimed record file `url` (a push record) in place, keeping the file its
+    /// `Claim.lock` holds (a rename would put an unlocked file in its place): the new bytes over the
+    /// old from offset 0, then the file cut to their length, without `fsync` (see `write`). Saves of
+    /// several threads take turns. A push record only grows while its upload runs (parts are
+    /// appended), so a process killed between the two steps leaves a whole record.
+    /// - Throws: `ZooError.io` when the file cannot be written.
+    static func overwrite<T: Encodable>(_ value: T, _ url: URL) throws {
+        try overwrite(try encode(value), url)
+    }
+
+    private static let overwriting = NSLock()
+
+    private static func overwrite(_ data: Data, _ url: URL) throws {
+        try overwriting.withLock {
+            let fd = open(url.path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)
+            guard fd >= 0 else { throw ZooError.io("cannot write \(url.path): \(String(cString: strerror(errno)))") }
+            defer { close(fd) }
+            let written = data.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+            guard written == data.count, ftruncate(fd, off_t(data.count)) == 0 else {
+                throw ZooError.io("cannot write \(url.path): \(String(cString: strerror(errno)))")
+            }
+        }
+    }
+
+    private static func encode<T: Encodable>(_ value: T) throws -> Data {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        try AtomicFile.write(try encoder.encode(value), to: url, durable: false)
+        do {
+            return try encoder.encode(value)
+        } catch {
+            throw ZooError.io("cannot encode a transfer record: \(error)")
+        }
     }
 }
 

@@ -90,13 +90,11 @@ extension Zoo {
             } else {
                 // The object's size is checked against the server before anything is planned or written.
                 try remote.checkObjectSize(m)
-                // A folder of this object left by an interrupted pull is taken over and resumed.
-                let folder = TransferRecords.claim(in: layout.tmp, sha256: m.object.sha256, kind: "pull").url
-                do {
-                    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-                } catch {
-                    throw ZooError.io("cannot create \(folder.path): \(error.localizedDescription)")
-                }
+                // The download's folder, locked while this pull runs; what an interrupted pull of this
+                // object left is taken over and resumed.
+                let claim = try TransferRecords.claim(in: layout.tmp, sha256: m.object.sha256, kind: "pull", folder: true)
+                let folder = claim.url
+                defer { claim.lock.release() }   // after the folder's removal below (defers run in reverse)
                 let staged = folder.appendingPathComponent("object.h5")
                 // The HDF5 reader process starts now and, once every byte is written, reads the file's
                 // metadata while the last bytes are hashed and flushed (a failed download kills it unused).
