@@ -41,13 +41,15 @@ if [ -d /usr/share/datasets/fashion-mnist ]; then
   "$BIN" data bench idx:/usr/share/datasets/fashion-mnist --sizes 32,96
 fi
 
-# Remote (schemas/remote.md): push/pull of the 100 MB ResNet-50 entry against a local SeaweedFS beside boto3
-# of the same file, and list --remote of 1,000 entries (tools/bench/remote.py; ~1 min).
-if "$PY" -c "import boto3" 2>/dev/null || "$PY" -m pip install -q --disable-pip-version-check boto3; then
+# Remote (schemas/remote.md): push/pull of the 100 MB ResNet-50 entry against a local SeaweedFS beside the
+# `aws s3 cp` command (AWS CLI v1, timed as a process as bissl is) and boto3 in-process (the transfer alone)
+# of the same file, and list --remote of 1,000 entries (tools/bench/remote.py; ~1-2 min). awscli pins the
+# botocore it needs, and boto3 with it, so the two are installed together.
+if "$PY" -c "import boto3, awscli" 2>/dev/null || "$PY" -m pip install -q --disable-pip-version-check boto3 awscli; then
   printf '\n== remote (tools/bench/remote.py)\n'
   "$PY" tools/bench/remote.py "$BIN"
 else
-  echo "bench: remote SKIPPED (boto3 could not be installed here)"
+  echo "bench: remote SKIPPED (boto3 or awscli could not be installed here)"
 fi
 
 # Engine: ResNet-50 training step, inference, HVP cost and peak RSS, and the studies' small model (ResNet-18
