@@ -66,10 +66,10 @@ enum TransferRecords {
     }
 
     /// Moves the files of an interrupted pull's folder (`object.h5`, `record.json`) into `folder`;
-    /// true when the record moved.
+    /// true when the record moved. Only a folder itself, never one a symbolic link leads to.
     private static func adoptFolder(_ old: URL, into folder: URL) -> Bool {
-        var isFolder: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: old.path, isDirectory: &isFolder), isFolder.boolValue else { return false }
+        var info = stat()
+        guard lstat(old.path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else { return false }
         _ = rename(old.appendingPathComponent("object.h5").path, folder.appendingPathComponent("object.h5").path)
         return rename(old.appendingPathComponent("record.json").path, folder.appendingPathComponent("record.json").path) == 0
     }
