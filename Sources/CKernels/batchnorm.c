@@ -96,31 +96,45 @@ BODY void scale_shift_body(const float *x, long n, long stride, long plane, floa
     }
 }
 
+/// The 16 lanes of `*v` added pairwise (as `lanes`).
+BODY float lanes_of(const v16 *v) {
+    float l[VL];
+    memcpy(l, v, sizeof l);
+    return lanes(l);
+}
+
+/// dy at i (16 values, or one), through ReLU's backward rule when `gated`.
+#define GATED(i) (gated ? gate(load(t + (i)), load(p + (i)) * va + vb) : load(t + (i)))
+#define GATED1(i) (gated ? (p[i] * a + b > 0 ? t[i] : 0) : t[i])
+
 BODY void gate_sums_body(const float *dy, long dystride, const float *x, long stride, long n, long plane, int gated,
-                         float a, float b, float mean, float invStd, float *g, double sums[2]) {
+                         float a, float b, float mean, float invStd, double sums[2]) {
     double sumDy = 0, sumDyXhat = 0;
     v16 va = splat(a), vb = splat(b), m = splat(mean);
     for (long s = 0; s < n; s++) {
         const float *t = dy + s * dystride, *p = x + s * stride;
-        float sa, sb;
-        if (gated) {
-            // the gated values first (stored), then the sums read them back while in L1
-            float *o = g + s * plane;
-            long i = 0;
-            for (; i + VL <= plane; i += VL) store(o + i, gate(load(t + i), load(p + i) * va + vb));
-            for (; i < plane; i++) o[i] = p[i] * a + b > 0 ? t[i] : 0;
-            t = o;
+        // both sums in one pass, each in the order of PLANE_SUM
+        float sa = 0, sb = 0;
+        long i = 0;
+        if (plane >= 2 * VL) {
+            v16 a0 = {0}, a1 = {0}, b0 = {0}, b1 = {0};
+            for (; i + 2 * VL <= plane; i += 2 * VL) {
+                v16 g0 = GATED(i), g1 = GATED(i + VL);
+                a0 += g0;
+                a1 += g1;
+                b0 += g0 * (load(p + i) - m);
+                b1 += g1 * (load(p + i + VL) - m);
+            }
+            a0 += a1;
+            b0 += b1;
+            sa = lanes_of(&a0);
+            sb = lanes_of(&b0);
         }
-#define T(i) load(t + (i))
-#define S(i) t[i]
-        PLANE_SUM(sa, plane, T, S);
-#undef T
-#undef S
-#define T(i) (load(t + (i)) * (load(p + (i)) - m))
-#define S(i) (t[i] * (p[i] - mean))
-        PLANE_SUM(sb, plane, T, S);
-#undef T
-#undef S
+        for (; i < plane; i++) {
+            float g = GATED1(i);
+            sa += g;
+            sb += g * (p[i] - mean);
+        }
         sumDy += sa;
         sumDyXhat += sb * invStd;
     }
@@ -128,20 +142,22 @@ BODY void gate_sums_body(const float *dy, long dystride, const float *x, long st
     sums[1] = sumDy;
 }
 
-BODY void input_gradient_body(const float *g, long gstride, const float *x, long stride, long n, long plane, float mean,
-                              float invStd, float k, float meanDy, float meanDyXhat, int batch, float *dx) {
-    v16 vm = splat(mean), vs = splat(invStd), vk = splat(k), va = splat(meanDy), vb = splat(meanDyXhat);
+BODY void input_gradient_body(const float *dy, long dystride, const float *x, long stride, long n, long plane, int gated,
+                              float a, float b, float mean, float invStd, float k, float meanDy, float meanDyXhat,
+                              int batch, float *dx) {
+    v16 va = splat(a), vb = splat(b);
+    v16 vm = splat(mean), vs = splat(invStd), vk = splat(k), vmd = splat(meanDy), vmx = splat(meanDyXhat);
     for (long s = 0; s < n; s++) {
-        const float *t = g + s * gstride, *p = x + s * stride;
+        const float *t = dy + s * dystride, *p = x + s * stride;
         float *o = dx + s * stride;
         long i = 0;
         if (batch) {
             for (; i + VL <= plane; i += VL)
-                store(o + i, vk * ((load(t + i) - va) - ((load(p + i) - vm) * vs) * vb));
-            for (; i < plane; i++) o[i] = k * ((t[i] - meanDy) - ((p[i] - mean) * invStd) * meanDyXhat);
+                store(o + i, vk * ((GATED(i) - vmd) - ((load(p + i) - vm) * vs) * vmx));
+            for (; i < plane; i++) o[i] = k * ((GATED1(i) - meanDy) - ((p[i] - mean) * invStd) * meanDyXhat);
         } else {
-            for (; i + VL <= plane; i += VL) store(o + i, vk * load(t + i));
-            for (; i < plane; i++) o[i] = k * t[i];
+            for (; i + VL <= plane; i += VL) store(o + i, vk * GATED(i));
+            for (; i < plane; i++) o[i] = k * GATED1(i);
         }
     }
 }
@@ -173,12 +189,12 @@ LEVELS(scale_shift, void, (const float *x, long n, long stride, long plane, floa
        (x, n, stride, plane, a, b, relu, y))
 LEVELS(gate_sums, void,
        (const float *dy, long dystride, const float *x, long stride, long n, long plane, int gated, float a, float b,
-        float mean, float invStd, float *g, double *sums),
-       (dy, dystride, x, stride, n, plane, gated, a, b, mean, invStd, g, sums))
+        float mean, float invStd, double *sums),
+       (dy, dystride, x, stride, n, plane, gated, a, b, mean, invStd, sums))
 LEVELS(input_gradient, void,
-       (const float *g, long gstride, const float *x, long stride, long n, long plane, float mean, float invStd, float k,
-        float meanDy, float meanDyXhat, int batch, float *dx),
-       (g, gstride, x, stride, n, plane, mean, invStd, k, meanDy, meanDyXhat, batch, dx))
+       (const float *dy, long dystride, const float *x, long stride, long n, long plane, int gated, float a, float b,
+        float mean, float invStd, float k, float meanDy, float meanDyXhat, int batch, float *dx),
+       (dy, dystride, x, stride, n, plane, gated, a, b, mean, invStd, k, meanDy, meanDyXhat, batch, dx))
 
 double bissl_bn_sum(int level, const float *x, long n, long stride, long plane) {
     DISPATCH(double, sum, (x, n, stride, plane));
@@ -194,11 +210,13 @@ void bissl_bn_scale_shift(int level, const float *x, long n, long stride, long p
 }
 
 void bissl_bn_gate_sums(int level, const float *dy, long dystride, const float *x, long stride, long n, long plane,
-                        int gate, float a, float b, float mean, float invStd, float *g, double sums[2]) {
-    DISPATCH(void, gate_sums, (dy, dystride, x, stride, n, plane, gate, a, b, mean, invStd, g, sums));
+                        int gate, float a, float b, float mean, float invStd, double sums[2]) {
+    DISPATCH(void, gate_sums, (dy, dystride, x, stride, n, plane, gate, a, b, mean, invStd, sums));
 }
 
-void bissl_bn_input_gradient(int level, const float *g, long gstride, const float *x, long stride, long n, long plane,
-                             float mean, float invStd, float k, float meanDy, float meanDyXhat, int batch, float *dx) {
-    DISPATCH(void, input_gradient, (g, gstride, x, stride, n, plane, mean, invStd, k, meanDy, meanDyXhat, batch, dx));
+void bissl_bn_input_gradient(int level, const float *dy, long dystride, const float *x, long stride, long n, long plane,
+                             int gate, float a, float b, float mean, float invStd, float k, float meanDy, float meanDyXhat,
+                             int batch, float *dx) {
+    DISPATCH(void, input_gradient,
+             (dy, dystride, x, stride, n, plane, gate, a, b, mean, invStd, k, meanDy, meanDyXhat, batch, dx));
 }

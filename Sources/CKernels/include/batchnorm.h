@@ -22,19 +22,21 @@ double bissl_bn_squared_deviation(int level, const float *x, long n, long stride
 void bissl_bn_scale_shift(int level, const float *x, long n, long stride, long plane, float a, float b, int relu,
                           float *y);
 
-/// The backward's per-channel sums of `g`: g = dy, or with `gate` non-zero ReLU's backward rule
-/// `g = x * a + b > 0 ? dy : 0` (the pre-activation recomputed with the operations of
-/// `bissl_bn_scale_shift`, so the forward's decision), stored contiguously in `g` (`n * plane` floats;
-/// unused without `gate`). `sums[0] = sum_s (sum_i g * (x - mean)) * invStd` (each plane's float sum
-/// times invStd in float, then added in double), `sums[1] = sum_s sum_i g`. dy's planes at
-/// `dy + s * dystride`, x's at `x + s * stride`.
+/// The backward's dy of the channel as its rules see it: `g = dy`, or with `gate` non-zero ReLU's backward rule
+/// `g = x * a + b > 0 ? dy : 0` (the pre-activation recomputed with the operations of `bissl_bn_scale_shift`,
+/// so the forward's decision; NaN dy passes where the gate is open). dy's planes at `dy + s * dystride`, x's
+/// at `x + s * stride`.
+///
+/// The per-channel sums of g: `sums[0] = sum_s (sum_i g * (x - mean)) * invStd` (each plane's float sum times
+/// invStd in float, then added in double), `sums[1] = sum_s sum_i g` (the order above).
 void bissl_bn_gate_sums(int level, const float *dy, long dystride, const float *x, long stride, long n, long plane,
-                        int gate, float a, float b, float mean, float invStd, float *g, double sums[2]);
+                        int gate, float a, float b, float mean, float invStd, double sums[2]);
 
-/// The input gradient: with `batch` non-zero `dx = k * ((g - meanDy) - ((x - mean) * invStd) * meanDyXhat)`
-/// (the train-mode rule, k = gamma * invStd), else `dx = k * g`. g's planes at `g + s * gstride`; x and dx
-/// share `stride`.
-void bissl_bn_input_gradient(int level, const float *g, long gstride, const float *x, long stride, long n, long plane,
-                             float mean, float invStd, float k, float meanDy, float meanDyXhat, int batch, float *dx);
+/// The input gradient from g (as `bissl_bn_gate_sums` gates it): with `batch` non-zero
+/// `dx = k * ((g - meanDy) - ((x - mean) * invStd) * meanDyXhat)` (the train-mode rule, k = gamma * invStd),
+/// else `dx = k * g`. dx's planes at `dx + s * stride`.
+void bissl_bn_input_gradient(int level, const float *dy, long dystride, const float *x, long stride, long n, long plane,
+                             int gate, float a, float b, float mean, float invStd, float k, float meanDy, float meanDyXhat,
+                             int batch, float *dx);
 
 #endif

@@ -285,30 +285,26 @@ public final class BatchNorm2d {
         x.data.withUnsafeBufferPointer { xp in
             dy.data.withUnsafeBufferPointer { gp in
                 withMask { mask in
+                    // The fused ReLU's gate without a pinned mask is applied inside the kernels, recomputed from
+                    // x in each pass (nothing stored); a pinned mask gates dy into `scratch` first.
+                    let gateInKernels = fusedReLU && mask == nil
                     Parallel.forEachChunk(C, workPerIndex: 2 * N * HW) { channels in
-                        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: fusedReLU ? N * HW : 0)
+                        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: fusedReLU && !gateInKernels ? N * HW : 0)
                         defer { scratch.deallocate() }
                         for c in channels {
-                            let mu = mean[c], inv = invStd[c]
+                            let mu = mean[c], inv = invStd[c], a = scale[c], b = shift[c]
                             let x0 = xp.baseAddress! + c * HW
-                            let g: ChannelPlanes
-                            if means == nil && fusedReLU && mask == nil {
-                                // the ReLU's gate and the sums in one pass over each plane
-                                bissl_bn_gate_sums(level, gp.baseAddress! + c * HW, stride, x0, stride, N, HW, 1, scale[c], shift[c],
-                                                   mu, inv, scratch, sums + 2 * c)
-                                g = ChannelPlanes(scratch, plane: HW)
-                            } else {
-                                g = gated(gp.baseAddress!, xp.baseAddress!, mask, scale[c], shift[c], channel: c, n: N, plane: HW,
-                                          scratch: scratch)
-                                if means == nil {
-                                    bissl_bn_gate_sums(level, g.base, g.stride, x0, stride, N, HW, 0, 0, 0, mu, inv, nil, sums + 2 * c)
-                                }
+                            let g = gateInKernels ? ChannelPlanes(gp.baseAddress!, channel: c, channels: C, plane: HW)
+                                : gated(gp.baseAddress!, xp.baseAddress!, mask, a, b, channel: c, n: N, plane: HW, scratch: scratch)
+                            let gate: Int32 = gateInKernels ? 1 : 0
+                            if means == nil {
+                                bissl_bn_gate_sums(level, g.base, g.stride, x0, stride, N, HW, gate, a, b, mu, inv, sums + 2 * c)
                             }
                             guard let dx else { continue }
                             let meanDyXhat = means?[2 * c] ?? (batchStatistics ? Float(sums[2 * c]) / M : 0)
                             let meanDy = means?[2 * c + 1] ?? (batchStatistics ? Float(sums[2 * c + 1]) / M : 0)
-                            bissl_bn_input_gradient(level, g.base, g.stride, x0, stride, N, HW, mu, inv, gamma[c] * inv, meanDy,
-                                                    meanDyXhat, batchStatistics ? 1 : 0, dx + c * HW)
+                            bissl_bn_input_gradient(level, g.base, g.stride, x0, stride, N, HW, gate, a, b, mu, inv, gamma[c] * inv,
+                                                    meanDy, meanDyXhat, batchStatistics ? 1 : 0, dx + c * HW)
                         }
                     }
                 }
@@ -496,7 +492,7 @@ struct ChannelPlanes {
                                    _ mean: Float, _ invStd: Float) -> (Double, Double) {
     var sums: (Double, Double) = (0, 0)
     withUnsafeMutableBytes(of: &sums) {
-        bissl_bn_gate_sums(BatchNorm2d.kernelLevel, t.base, t.stride, x.base, x.stride, n, plane, 0, 0, 0, mean, invStd, nil,
+        bissl_bn_gate_sums(BatchNorm2d.kernelLevel, t.base, t.stride, x.base, x.stride, n, plane, 0, 0, 0, mean, invStd,
                            $0.baseAddress!.assumingMemoryBound(to: Double.self))
     }
     return (sums.1, sums.0)
