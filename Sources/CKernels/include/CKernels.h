@@ -53,4 +53,6 @@ void bissl_conv3x3_by_position(int level, const float *x, long channels, long pl
                                long positions, const float *wT, long outChannels, float *out, long outStride,
                                const long *yoff);
 
+#include "batchnorm.h"
+
 #endif

@@ -1,3 +1,5 @@
+import CKernels
+
 /// Batch normalisation over `[N, C, H, W]`, exactly `torch.nn.BatchNorm2d(C, eps=1e-5, momentum=0.1)`
 /// (https://pytorch.org/docs/stable/generated/torch.nn.BatchNorm2d.html, Ioffe & Szegedy,
 /// arXiv:1502.03167).
@@ -17,7 +19,20 @@
 ///   pairs of ResNet stems and blocks) in one pass over the values; `backward` and the tangent rules then
 ///   apply ReLU's mask to their incoming gradient first, recomputed from x and the forward's affine map
 ///   (or the mask `ActivationPatterns` pinned), so no pre-activation tensor is kept.
+/// - The per-channel passes of `forward` and `backward` (statistics, normalisation, the ReLU's gate, the
+///   backward's sums and dx) run in the C kernels of Sources/CKernels/include/batchnorm.h at `kernelLevel`:
+///   each plane summed in 32 float lanes, the planes added in double, no fused multiply-add, the same
+///   operations at every vector level (so the results do not depend on the CPU).
 public final class BatchNorm2d {
+    /// The vector level of the C kernels (`BISSL_LEVEL_AVX512`, `_AVX2` or `_BASELINE`): the widest this CPU
+    /// has (`CPUFeatures`, which checks that the operating system saves the registers) and this build has
+    /// kernels for. Every level computes the same values; tests set it to run each level this machine has.
+    nonisolated(unsafe) static var kernelLevel: Int32 = {
+        let f = CPUFeatures.current
+        let cpu = f.avx512f ? BISSL_LEVEL_AVX512 : f.avx2 ? BISSL_LEVEL_AVX2 : BISSL_LEVEL_BASELINE
+        return min(Int32(cpu), bissl_kernels_max_level())
+    }()
+
     public let channels: Int
     public let eps: Float = 1e-5
     public let momentum: Float = 0.1
@@ -60,18 +75,15 @@ public final class BatchNorm2d {
     /// Values per channel over every process (Σ M_r) when the last forward was synchronised; else nil.
     private var synchronizedCount: Double?
 
-    /// `out[c] = Σ_n f(plane (n, c), c)`: `f` of each `[H, W]` plane of `x`, accumulated in float64 over
-    /// n in order; channels in parallel, each by one thread (so the result does not depend on threads).
-    private func planeSums(_ x: Tensor4, into out: inout [Double], _ f: (UnsafePointer<Float>, Int) -> Double) {
+    /// `out[c] = f(channel c's first plane, c)` for each channel of `x` (a `bissl_bn_*` sum over its
+    /// N planes, stride `C·H·W`); channels in parallel, each by one thread (so the result does not depend
+    /// on threads).
+    private func perChannel(_ x: Tensor4, into out: inout [Double], _ f: (UnsafePointer<Float>, Int) -> Double) {
         let C = x.c, HW = x.h * x.w, N = x.n
         x.data.withUnsafeBufferPointer { xp in
             out.withUnsafeMutableBufferPointer { op in
                 Parallel.forEachChunk(C, workPerIndex: N * HW) { channels in
-                    for c in channels {
-                        var s: Double = 0
-                        for n in 0..<N { s += f(xp.baseAddress! + (n * C + c) * HW, c) }
-                        op[c] = s
-                    }
+                    for c in channels { op[c] = f(xp.baseAddress! + c * HW, c) }
                 }
             }
         }
@@ -110,16 +122,17 @@ public final class BatchNorm2d {
         var stats = [Float](repeating: 0, count: 4 * C)
         var variance = [Double](repeating: 0, count: C)
         var total = Double(M)
+        let level = Self.kernelLevel, stride = C * HW
         if let synchronize {
             // SyncBatchNorm: Σx (pass 1) summed over the processes with their value counts before the
             // mean is taken, then Σ(x − μ)² about that mean (pass 2) likewise.
             var sums = [Double](repeating: 0, count: C + 1)
             sums[C] = Double(M)
-            planeSums(x, into: &sums) { p, _ in Double(sumFloat(p, HW)) }
+            perChannel(x, into: &sums) { p, _ in bissl_bn_sum(level, p, N, stride, HW) }
             synchronize(&sums)
             total = sums[C]
             let mu = (0..<C).map { Float(sums[$0] / total) }
-            planeSums(x, into: &variance) { p, c in Double(sumSquaredDeviation(p, HW, mu[c])) }
+            perChannel(x, into: &variance) { p, c in bissl_bn_squared_deviation(level, p, N, stride, HW, mu[c]) }
             synchronize(&variance)
             for c in 0..<C { stats[c] = mu[c]; variance[c] /= total }
         } else if !batch {
@@ -136,25 +149,21 @@ public final class BatchNorm2d {
                     variance.withUnsafeMutableBufferPointer { vp in
                         let (xs, ys, st, va) = (xp.baseAddress!, yp.baseAddress!, sp.baseAddress!, vp.baseAddress!)
                         // Channel by channel (each written by one thread): without synchronisation its batch
-                        // statistics, Σx then Σ(x − μ)² accumulated in float64 over the planes in order, and
-                        // its output in one visit, while its N planes are in cache.
+                        // statistics, Σx then Σ(x − μ)² (float lanes per plane, the planes in float64 in
+                        // order), and its output in one visit, while its N planes are in cache.
                         Parallel.forEachChunk(C, workPerIndex: 3 * N * HW) { channels in
                             for c in channels {
-                                let planes = ChannelPlanes(xs, channel: c, channels: C, plane: HW)
+                                let plane0 = xs + c * HW
                                 if batch && synchronize == nil {
-                                    var s: Double = 0
-                                    for n in 0..<N { s += Double(sumFloat(planes[n], HW)) }
-                                    let mu = Float(s / values)
-                                    var d: Double = 0
-                                    for n in 0..<N { d += Double(sumSquaredDeviation(planes[n], HW, mu)) }
+                                    let mu = Float(bissl_bn_sum(level, plane0, N, stride, HW) / values)
                                     st[c] = mu
-                                    va[c] = d / values
+                                    va[c] = bissl_bn_squared_deviation(level, plane0, N, stride, HW, mu) / values
                                 }
                                 if batch { st[C + c] = Float(1 / (va[c] + Double(eps)).squareRoot()) }
                                 let a = gamma[c] * st[C + c], b = beta[c] - st[c] * a
                                 st[2 * C + c] = a
                                 st[3 * C + c] = b
-                                for n in 0..<N { scaleShift(planes[n], into: ys + (n * C + c) * HW, HW, a, b, rectify: rectify) }
+                                bissl_bn_scale_shift(level, plane0, N, stride, HW, a, b, rectify ? 1 : 0, ys + c * HW)
                             }
                         }
                     }
@@ -272,53 +281,30 @@ public final class BatchNorm2d {
         let (C, HW, N, M) = (channels, x.h * x.w, x.n, Float(x.n * x.h * x.w))
         let mean = self.mean, invStd = self.invStd, gamma = weight.value, scale = self.scale, shift = self.shift
         let batchStatistics = lastMode.usesBatchStatistics
+        let level = Self.kernelLevel, stride = C * HW
         x.data.withUnsafeBufferPointer { xp in
             dy.data.withUnsafeBufferPointer { gp in
                 withMask { mask in
+                    // The fused ReLU's gate without a pinned mask is applied inside the kernels, recomputed from
+                    // x in each pass (nothing stored); a pinned mask gates dy into `scratch` first.
+                    let gateInKernels = fusedReLU && mask == nil
                     Parallel.forEachChunk(C, workPerIndex: 2 * N * HW) { channels in
-                        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: fusedReLU ? N * HW : 0)
+                        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: fusedReLU && !gateInKernels ? N * HW : 0)
                         defer { scratch.deallocate() }
                         for c in channels {
-                            let mu = mean[c], inv = invStd[c]
-                            let xs = ChannelPlanes(xp.baseAddress!, channel: c, channels: C, plane: HW)
-                            let g: ChannelPlanes
-                            if means == nil && fusedReLU && mask == nil {
-                                // the ReLU's mask and the sums in one pass over each plane (`gateAndSum`: the
-                                // values and sums of `gated` then `channelSums`)
-                                var sumDy: Double = 0, sumDyXhat: Double = 0
-                                for n in 0..<N {
-                                    let off = (n * C + c) * HW
-                                    let (a, b) = gateAndSum(gp.baseAddress! + off, xp.baseAddress! + off, HW, scale[c], shift[c], mu, inv,
-                                                            into: scratch + n * HW)
-                                    sumDy += Double(a); sumDyXhat += Double(b)
-                                }
-                                sums[2 * c] = sumDyXhat
-                                sums[2 * c + 1] = sumDy
-                                g = ChannelPlanes(scratch, plane: HW)
-                            } else {
-                                g = gated(gp.baseAddress!, xp.baseAddress!, mask, scale[c], shift[c], channel: c, n: N, plane: HW,
-                                          scratch: scratch)
-                                if means == nil {
-                                    let (sumDy, sumDyXhat) = channelSums(g, xs, N, HW, mu, inv)
-                                    sums[2 * c] = sumDyXhat
-                                    sums[2 * c + 1] = sumDy
-                                }
+                            let mu = mean[c], inv = invStd[c], a = scale[c], b = shift[c]
+                            let x0 = xp.baseAddress! + c * HW
+                            let g = gateInKernels ? ChannelPlanes(gp.baseAddress!, channel: c, channels: C, plane: HW)
+                                : gated(gp.baseAddress!, xp.baseAddress!, mask, a, b, channel: c, n: N, plane: HW, scratch: scratch)
+                            let gate: Int32 = gateInKernels ? 1 : 0
+                            if means == nil {
+                                bissl_bn_gate_sums(level, g.base, g.stride, x0, stride, N, HW, gate, a, b, mu, inv, sums + 2 * c)
                             }
                             guard let dx else { continue }
                             let meanDyXhat = means?[2 * c] ?? (batchStatistics ? Float(sums[2 * c]) / M : 0)
                             let meanDy = means?[2 * c + 1] ?? (batchStatistics ? Float(sums[2 * c + 1]) / M : 0)
-                            let k = gamma[c] * inv
-                            for n in 0..<N {
-                                let src = g[n], xn = xs[n], dst = dx + (n * C + c) * HW
-                                if batchStatistics {
-                                    for i in 0..<HW {
-                                        let xhat = (xn[i] - mu) * inv
-                                        dst[i] = k * (src[i] - meanDy - xhat * meanDyXhat)
-                                    }
-                                } else {
-                                    for i in 0..<HW { dst[i] = k * src[i] }
-                                }
-                            }
+                            bissl_bn_input_gradient(level, g.base, g.stride, x0, stride, N, HW, gate, a, b, mu, inv, gamma[c] * inv,
+                                                    meanDy, meanDyXhat, batchStatistics ? 1 : 0, dx + c * HW)
                         }
                     }
                 }
@@ -500,40 +486,21 @@ struct ChannelPlanes {
     @inline(__always) subscript(n: Int) -> UnsafePointer<Float> { base + n * stride }
 }
 
-/// `(Σ t, Σ t x̂)` of one channel's `n` planes of `plane` values, `x̂ = (x − mean)·invStd`: each
-/// plane summed in float lanes (`sumsForBackward`), the planes added in Double in order.
+/// `(Σ t, Σ t x̂)` of one channel's `n` planes of `plane` values, `x̂ = (x − mean)·invStd`
+/// (`bissl_bn_gate_sums` without the gate: each plane summed in float lanes, the planes added in double).
 @inline(__always) func channelSums(_ t: ChannelPlanes, _ x: ChannelPlanes, _ n: Int, _ plane: Int,
                                    _ mean: Float, _ invStd: Float) -> (Double, Double) {
-    var a: Double = 0, b: Double = 0
-    for sample in 0..<n {
-        let (sa, sb) = sumsForBackward(t[sample], x[sample], plane, mean, invStd)
-        a += Double(sa); b += Double(sb)
+    var sums: (Double, Double) = (0, 0)
+    withUnsafeMutableBytes(of: &sums) {
+        bissl_bn_gate_sums(BatchNorm2d.kernelLevel, t.base, t.stride, x.base, x.stride, n, plane, 0, 0, 0, mean, invStd,
+                           $0.baseAddress!.assumingMemoryBound(to: Double.self))
     }
-    return (a, b)
-}
-
-/// `dst[i] = src[i] * a + b` for `count` floats, then ReLU's rule (`reluRule`) when `rectify`; 8 lanes.
-@inline(__always) func scaleShift(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, _ count: Int,
-                                  _ a: Float, _ b: Float, rectify: Bool) {
-    let s = UnsafeRawPointer(src), d = UnsafeMutableRawPointer(dst)
-    let va = SIMD8<Float>(repeating: a), vb = SIMD8<Float>(repeating: b)
-    var i = 0
-    while i + 8 <= count {
-        var v = s.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self) * va + vb
-        if rectify { v = reluRule(v) }
-        d.storeBytes(of: v, toByteOffset: 4 * i, as: SIMD8<Float>.self)
-        i += 8
-    }
-    while i < count {
-        let v = src[i] * a + b
-        dst[i] = rectify ? reluRule(v) : v
-        i += 1
-    }
+    return (sums.1, sums.0)
 }
 
 /// ReLU's backward rule for `count` values of a fused BatchNorm -> ReLU: `out[i] = keep ? t[i] : 0`
 /// with `keep = mask[i]` when a mask was pinned, else `x[i] * a + b > 0`, the forward's pre-activation
-/// recomputed with the same operations (`scaleShift`), so the same decision. `out` may be `t`.
+/// recomputed with the same operations (`bissl_bn_scale_shift`), so the same decision. `out` may be `t`.
 @inline(__always) func reluGate(_ t: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ mask: UnsafePointer<Bool>?, _ count: Int,
                                 _ a: Float, _ b: Float, into out: UnsafeMutablePointer<Float>) {
     if let mask {
@@ -550,32 +517,6 @@ struct ChannelPlanes {
         i += 8
     }
     while i < count { out[i] = x[i] * a + b > 0 ? t[i] : 0; i += 1 }
-}
-
-/// `reluGate(t, x, nil, count, a, b, into: out)` and then `sumsForBackward(out, x, count, mean, invStd)` in one
-/// pass: the same gated values and the same sums (each lane's additions in the same order), `x` read once.
-@inline(__always) func gateAndSum(_ t: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ count: Int, _ a: Float, _ b: Float,
-                                  _ mean: Float, _ invStd: Float, into out: UnsafeMutablePointer<Float>) -> (Float, Float) {
-    let ts = UnsafeRawPointer(t), xs = UnsafeRawPointer(x), o = UnsafeMutableRawPointer(out)
-    let va = SIMD8<Float>(repeating: a), vb = SIMD8<Float>(repeating: b), m = SIMD8<Float>(repeating: mean)
-    var sa = SIMD8<Float>(repeating: 0), sb = SIMD8<Float>(repeating: 0)
-    var i = 0
-    while i + 8 <= count {
-        let xv = xs.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self)
-        let g = SIMD8<Float>.zero.replacing(with: ts.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self), where: xv * va + vb .> 0)
-        o.storeBytes(of: g, toByteOffset: 4 * i, as: SIMD8<Float>.self)
-        sa += g
-        sb += g * (xv - m)
-        i += 8
-    }
-    var ra = sa.sum(), rb = sb.sum()
-    while i < count {
-        let g = x[i] * a + b > 0 ? t[i] : 0
-        out[i] = g
-        ra += g; rb += g * (x[i] - mean)
-        i += 1
-    }
-    return (ra, rb * invStd)
 }
 
 /// `Σ g[i]·x̂̇[i]` over `count` floats, 8 lanes, with the tangent of the normalised input recomputed
@@ -612,37 +553,4 @@ struct ChannelPlanes {
     var s = acc.sum()
     while i < count { s += p[i]; i += 1 }
     return s
-}
-
-/// Sum of `(p[i] - mean)^2`, 8 lanes.
-@inline(__always) func sumSquaredDeviation(_ p: UnsafePointer<Float>, _ count: Int, _ mean: Float) -> Float {
-    var acc = SIMD8<Float>(repeating: 0)
-    let m = SIMD8<Float>(repeating: mean)
-    var i = 0
-    while i + 8 <= count {
-        let d = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD8<Float>.self) - m
-        acc += d * d
-        i += 8
-    }
-    var s = acc.sum()
-    while i < count { let d = p[i] - mean; s += d * d; i += 1 }
-    return s
-}
-
-/// `(sum(dy), sum(dy * (x - mean) * invStd))` over `count` elements, 8 lanes.
-@inline(__always) func sumsForBackward(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ count: Int,
-                                       _ mean: Float, _ invStd: Float) -> (Float, Float) {
-    var a = SIMD8<Float>(repeating: 0), b = SIMD8<Float>(repeating: 0)
-    let m = SIMD8<Float>(repeating: mean)
-    var i = 0
-    while i + 8 <= count {
-        let g = UnsafeRawPointer(dy + i).loadUnaligned(as: SIMD8<Float>.self)
-        let xv = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)
-        a += g
-        b += g * (xv - m)
-        i += 8
-    }
-    var sa = a.sum(), sb = b.sum()
-    while i < count { sa += dy[i]; sb += dy[i] * (x[i] - mean); i += 1 }
-    return (sa, sb * invStd)
 }
