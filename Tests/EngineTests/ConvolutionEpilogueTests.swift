@@ -54,6 +54,13 @@ final class ConvolutionEpilogueTests: XCTestCase {
                                    "\(t) level \(level) residual \(withResidual) relu \(relu)")
                     if withResidual { XCTAssertTrue(got.data[y.count / 2].isNaN) }
                 }
+                // infer keeps its folded weights (and their by-position layout) between calls: a weight changed
+                // in place, as an optimiser step does, must be seen by the next call
+                for i in conv.weight.value.indices { conv.weight.value[i] *= -1 }
+                let y2 = conv.forward(x), p = y2.h * y2.w
+                let got2 = conv.infer(x, scale: ones, shift: shift, relu: false)
+                XCTAssertEqual(got2.data.map(\.bitPattern), y2.data.indices.map { (y2.data[$0] + shift[($0 / p) % t.o]).bitPattern },
+                               "\(t) level \(level) after the weight changed")
             }
         }
     }

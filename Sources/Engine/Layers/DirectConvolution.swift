@@ -163,15 +163,16 @@ enum DirectConvolution {
 
     /// `Σ_t conv(x_t, w_t)` for inputs `xs` (one shape, C channels) and their weights `stacked` to `w`
     /// `[O][T C][9]`, of a 3x3 pad-1 convolution of `stride` with `kernel` (`kernel(for: .forward, ...)`):
-    /// `[N, O, Ho, Wo]`, each output row passed through `epilogue` when given (`Conv2d.infer`).
+    /// `[N, O, Ho, Wo]`, each output row passed through `epilogue` when given (`Conv2d.infer`). `byPosition`: `w`
+    /// already as `outputChannelsInnermost` gives it, when the caller keeps it.
     static func convolve(_ xs: [Tensor4], _ w: [Float], outChannels O: Int, stride: Int, kernel: Kernel,
-                         epilogue: Conv2d.Epilogue? = nil) -> Tensor4 {
+                         epilogue: Conv2d.Epilogue? = nil, byPosition: [Float]? = nil) -> Tensor4 {
         let x = xs[0], T = xs.count, N = x.n
         let layout = Layout(images: N, h: x.h, w: x.w, pieces: Parallel.threads), C = T * x.c, row = layout.row
         precondition(w.count == O * C * 9, "DirectConvolution: weights for \(w.count / max(1, O * 9)) input channels, not \(C)")
         let ho = (x.h - 1) / stride + 1, wo = (x.w - 1) / stride + 1, p = ho * wo
         let level = self.level
-        let transposed = kernel == .byPosition ? w.withUnsafeBufferPointer { outputChannelsInnermost($0.baseAddress!, outChannels: O, inChannels: C) } : []
+        let transposed = kernel == .byPosition ? byPosition ?? w.withUnsafeBufferPointer { outputChannelsInnermost($0.baseAddress!, outChannels: O, inChannels: C) } : []
         let windows = kernel == .byPosition ? layout.windows(stride: stride, ho: ho, wo: wo) : []
         // `.byPosition` writes output position (local, q) of channel o at NCHW index local O p + o p + q
         let places = kernel == .byPosition ? (0..<(layout.chunkSize * p)).map { ($0 / p) * O * p + $0 % p } : []
