@@ -18,7 +18,29 @@
 /// The highest level this build has kernels for (2 on x86-64, 0 elsewhere).
 int bissl_kernels_max_level(void);
 
-/// 3x3 cross-correlation on zero-padded planes stored with `row` floats per row:
+/// Where the correlations write their outputs and what they apply to each value first: NCHW images of
+/// `height` x `width` pixels (`images` of them), output channel o of image n at `out + n * imageStride +
+/// o * channelStride`; each value v of channel o at offset i from `out` stored as `v + shift[o]`, then
+/// `+ residual[i]` when `residual` is given (an NCHW tensor laid out as `out`), then ReLU's rule
+/// `v <= 0 ? 0 : v` (NaN stays NaN) when `relu` is non-zero, in that order (a folded BatchNorm, residual
+/// and ReLU of inference); with `shift` NULL the value is stored as computed (`residual` and `relu` unused).
+typedef struct {
+    float *out;
+    long images, height, width, channelStride, imageStride;
+    const float *shift;
+    const float *residual;
+    int relu;
+} bissl_output;
+
+/// The padded planes the kernels read: for each channel c < `channels`, the `count` images' planes of that
+/// channel (`images[i] + c * height * width`, `height` rows of `width` floats) as one tall plane at
+/// `dst + c * plane`: rows of `width + 2` floats, a zero row, then per image its rows with a zero column
+/// either side and a zero row after them; zeros up to `plane` floats (at least `(count (height + 1) + 1)
+/// (width + 2)`). Any level (AVX-512 masked copies at level 2, plain C below it).
+void bissl_pad_planes(int level, const float *const *images, long count, long channels, long height, long width,
+                      long plane, float *dst);
+
+/// 3x3 cross-correlation on zero-padded planes stored with `row` floats per row (`bissl_pad_planes`):
 /// `out[o * outStride + q] = sum_c sum_{i,j < 3} w[(o * channels + c) * 9 + i * 3 + j] * x[c * plane + q + i * row + j]`
 /// for `q < count`, summed over c then (i, j) in that order for every q, each multiply-add fused (the same
 /// additions at both levels).
@@ -26,6 +48,12 @@ int bissl_kernels_max_level(void);
 /// `c * plane + [0, count + 2 * row + 2)`; out writable at `o * outStride + [0, count)`.
 void bissl_conv3x3(int level, const float *x, long channels, long plane, long row,
                    const float *w, long outChannels, float *out, long outStride, long count);
+
+/// The real outputs of `bissl_conv3x3`'s grid (`grid + o * gridStride`, o < `channels`) stored through `y`'s
+/// epilogue: grid position `(n (height + 1) + r) row + col` is output `(n, r, col)` of `y` for `n < images`,
+/// `r < height`, `col < width` (`row` = `width + 2`; the other positions are dropped). Any level (AVX-512
+/// masked rows at level 2, plain C below it); the same values at every level.
+void bissl_grid_store(int level, const float *grid, long gridStride, long row, long channels, const bissl_output *y);
 
 /// The weight gradient of `bissl_conv3x3`: `dw[(o * channels + c) * 9 + i * 3 + j] +=
 /// sum_{q < count} dy[o * dyStride + q] * x[c * plane + q + i * row + j]` (each sum formed in vector
@@ -45,12 +73,13 @@ void bissl_conv3x3_weight_gradient_by_position(int level, const float *dyT, long
                                                long positions, float *dwT);
 
 /// 3x3 cross-correlation (any stride) position by position: for each output position p < positions,
-/// `out[o * outStride + yoff[p]] = sum_c sum_{i,j < 3} wT[(c * 9 + i * 3 + j) * outChannels + o] *
-/// x[c * plane + xoff[p] + i * row + j]`, summed over c then (i, j) in that order, each multiply-add fused
-/// (the additions of `bissl_conv3x3`). `xoff[p]`: the padded-plane offset of p's window (its top-left tap).
+/// `g[o][p] = sum_c sum_{i,j < 3} wT[(c * 9 + i * 3 + j) * outChannels + o] * x[c * plane + xoff[p] + i * row + j]`,
+/// summed over c then (i, j) in that order, each multiply-add fused (the additions of `bissl_conv3x3`),
+/// stored through `y`'s epilogue at `y->out + o * y->channelStride + yoff[p]` (`y`'s images, height, width
+/// and imageStride unused). `xoff[p]`: the padded-plane offset of p's window (its top-left tap).
 /// Sizes: `outChannels` a multiple of 8; x readable at every `c * plane + xoff[p] + [0, 2 * row + 3)`.
 void bissl_conv3x3_by_position(int level, const float *x, long channels, long plane, long row, const long *xoff,
-                               long positions, const float *wT, long outChannels, float *out, long outStride,
+                               long positions, const float *wT, long outChannels, const bissl_output *y,
                                const long *yoff);
 
 #include "batchnorm.h"

@@ -75,7 +75,18 @@ public final class Conv2d {
         precondition(scale.count == outChannels && shift.count == outChannels, "Conv2d \(weight.name): scale/shift of another size")
         precondition(residual.map { $0.shape == [x.n, outChannels, outputSize(x.h), outputSize(x.w)] } ?? true,
                      "Conv2d \(weight.name): residual of another shape")
-        return convolve([(x, foldedWeight(scale))], epilogue: Epilogue(shift: shift, residual: residual?.data, relu: relu))
+        let w = foldedWeight(scale)
+        return convolve([(x, w)], epilogue: Epilogue(shift: shift, residual: residual?.data, relu: relu),
+                        byPosition: direct(.forward, width: x.w) == .byPosition && !isDense(h: x.h, w: x.w) ? foldedByPosition(w) : nil)
+    }
+
+    /// The folded weight `w` (`foldedWeight`'s, `[O][C][9]`) as the by-position kernels take it, `[C][9][O]`
+    /// (`DirectConvolution.outputChannelsInnermost`), kept with it between `infer` calls.
+    private func foldedByPosition(_ w: [Float]) -> [Float] {
+        if let f = folded, let t = f.byPosition { return t }
+        let t = w.withUnsafeBufferPointer { DirectConvolution.outputChannelsInnermost($0.baseAddress!, outChannels: outChannels, inChannels: inChannels) }
+        folded?.byPosition = t
+        return t
     }
 
     /// `W * scale[o]` per output channel, kept between `infer` calls: folded again only when the weight
@@ -90,12 +101,12 @@ public final class Conv2d {
                 }
             }
         }
-        folded = (weight.version, scale, w)
+        folded = (weight.version, scale, w, nil)
         return w
     }
 
-    /// The last folded weight of `infer` and what it was folded from.
-    private var folded: (version: UInt64, scale: [Float], weight: [Float])?
+    /// The last folded weight of `infer`, what it was folded from, and the weight for the by-position kernels.
+    private var folded: (version: UInt64, scale: [Float], weight: [Float], byPosition: [Float]?)?
 
     /// The dense path's matrices (`denseMatrix`): of the weight at a version, and of the last other weights.
     var denseOfWeight: (version: UInt64, plane: [Int], matrix: [Float])?
@@ -149,13 +160,16 @@ public final class Conv2d {
     /// `Σ_t conv(x_t, w_t)` for inputs `x_t` of one shape and weights `w_t` `[O, C, k, k]`, each output value
     /// passed through `epilogue` when given. GEMM path: per chunk, each term's GEMM adds into the output the
     /// first one wrote.
-    private func convolve(_ terms: [(x: Tensor4, w: [Float])], epilogue: Epilogue? = nil) -> Tensor4 {
+    /// `byPosition`: the weight of a single term `[C][9][O]` for the direct path's `.byPosition` kernel, when
+    /// the caller keeps it (`infer`).
+    private func convolve(_ terms: [(x: Tensor4, w: [Float])], epilogue: Epilogue? = nil, byPosition: [Float]? = nil) -> Tensor4 {
         let x = terms[0].x
         precondition(terms.allSatisfy { $0.x.shape == x.shape }, "Conv2d \(weight.name): terms of different shapes")
         if isDense(h: x.h, w: x.w) { return denseConvolve(terms, epilogue: epilogue) }
         if let direct = direct(.forward, width: x.w) {
             return DirectConvolution.convolve(terms.map(\.x), DirectConvolution.stacked(terms.map(\.w), outChannels: outChannels),
-                                              outChannels: outChannels, stride: stride, kernel: direct, epilogue: epilogue)
+                                              outChannels: outChannels, stride: stride, kernel: direct, epilogue: epilogue,
+                                              byPosition: byPosition)
         }
         let ho = outputSize(x.h), wo = outputSize(x.w), N = x.n, O = outChannels
         let p = ho * wo, ckk = inChannels * kernel * kernel

@@ -131,29 +131,12 @@ enum DirectConvolution {
     }
 
     /// Copies images `images` of `src` (`channels` channels each) into `dst`, one tall padded plane per
-    /// channel (`layout.plane` floats each), zeros everywhere else. Each float is written once: the image
-    /// rows with their two padding columns, the zero row after each image (the one before the first too),
-    /// and the rest of the plane (no zero-fill of the whole buffer first).
+    /// channel (`layout.plane` floats each), zeros everywhere else; each float written once
+    /// (`bissl_pad_planes`: masked 16-lane copies of whole padded rows at AVX-512).
     static func pad(_ src: ImageBatch, channels: Int, _ images: Range<Int>, _ layout: Layout,
                     into dst: UnsafeMutablePointer<Float>) {
-        let (h, w, row) = (layout.h, layout.w, layout.row)
-        let used = (images.count * (h + 1) + 1) * row   // the zero row, then per image h rows and a zero row
-        for c in 0..<channels {
-            let plane = dst + c * layout.plane
-            plane.update(repeating: 0, count: row)
-            for (local, n) in images.enumerated() {
-                let from = src[n] + c * h * w
-                var to = plane + (local * (h + 1) + 1) * row
-                for y in 0..<h {
-                    to[0] = 0
-                    copyFloats(to + 1, from + y * w, w)
-                    to[w + 1] = 0
-                    to += row
-                }
-                to.update(repeating: 0, count: row)
-            }
-            (plane + used).update(repeating: 0, count: layout.plane - used)
-        }
+        let sources: [UnsafePointer<Float>?] = images.map { src[$0] }
+        bissl_pad_planes(level, sources, images.count, channels, layout.h, layout.w, layout.plane, dst)
     }
 
     /// The weights of a sum of T correlations with C input channels each, `w_t` `[O][C][9]`, as one correlation
@@ -180,54 +163,42 @@ enum DirectConvolution {
 
     /// `Σ_t conv(x_t, w_t)` for inputs `xs` (one shape, C channels) and their weights `stacked` to `w`
     /// `[O][T C][9]`, of a 3x3 pad-1 convolution of `stride` with `kernel` (`kernel(for: .forward, ...)`):
-    /// `[N, O, Ho, Wo]`, each output row passed through `epilogue` when given (`Conv2d.infer`).
+    /// `[N, O, Ho, Wo]`, each output row passed through `epilogue` when given (`Conv2d.infer`). `byPosition`: `w`
+    /// already as `outputChannelsInnermost` gives it, when the caller keeps it.
     static func convolve(_ xs: [Tensor4], _ w: [Float], outChannels O: Int, stride: Int, kernel: Kernel,
-                         epilogue: Conv2d.Epilogue? = nil) -> Tensor4 {
+                         epilogue: Conv2d.Epilogue? = nil, byPosition: [Float]? = nil) -> Tensor4 {
         let x = xs[0], T = xs.count, N = x.n
         let layout = Layout(images: N, h: x.h, w: x.w, pieces: Parallel.threads), C = T * x.c, row = layout.row
         precondition(w.count == O * C * 9, "DirectConvolution: weights for \(w.count / max(1, O * 9)) input channels, not \(C)")
         let ho = (x.h - 1) / stride + 1, wo = (x.w - 1) / stride + 1, p = ho * wo
         let level = self.level
-        let transposed = kernel == .byPosition ? w.withUnsafeBufferPointer { outputChannelsInnermost($0.baseAddress!, outChannels: O, inChannels: C) } : []
+        let transposed = kernel == .byPosition ? byPosition ?? w.withUnsafeBufferPointer { outputChannelsInnermost($0.baseAddress!, outChannels: O, inChannels: C) } : []
         let windows = kernel == .byPosition ? layout.windows(stride: stride, ho: ho, wo: wo) : []
         // `.byPosition` writes output position (local, q) of channel o at NCHW index local O p + o p + q
         let places = kernel == .byPosition ? (0..<(layout.chunkSize * p)).map { ($0 / p) * O * p + $0 % p } : []
         let y = [Float](count: N * O * p) { yp in
             ImageBatch.with(xs) { images in
                 w.withUnsafeBufferPointer { wp in
-                    Parallel.forEachChunk(layout.chunkCount, workPerIndex: layout.chunkSize * O * p * C * 9) { range in
-                        let padded = UnsafeMutablePointer<Float>.allocate(capacity: C * layout.plane)
-                        let grid = UnsafeMutablePointer<Float>.allocate(capacity: kernel == .lanes ? O * layout.count : 0)
-                        defer { padded.deallocate(); grid.deallocate() }
-                        for k in range {
-                            let chunk = layout.chunk(k)
-                            for t in 0..<T { pad(images, channels: x.c, chunk.shifted(t * N), layout, into: padded + t * x.c * layout.plane) }
-                            let out = yp.baseAddress! + chunk.lowerBound * O * p
-                            switch kernel {
-                            case .lanes:
-                                bissl_conv3x3(level, padded, C, layout.plane, row, wp.baseAddress!, O, grid, layout.count, layout.count)
-                                // image n's output row r is grid row n (h + 1) + r
-                                for local in 0..<chunk.count {
-                                    for o in 0..<O {
-                                        for r in 0..<ho {
-                                            let to = out + (local * O + o) * p + r * wo
-                                            let from = grid + o * layout.count + (local * (x.h + 1) + r) * row
-                                            if let epilogue {
-                                                epilogue.apply(to, from: from, channel: o, at: to - yp.baseAddress!, count: wo)
-                                            } else {
-                                                copyFloats(to, from, wo)
-                                            }
-                                        }
-                                    }
-                                }
-                            case .byPosition:
-                                bissl_conv3x3_by_position(level, padded, C, layout.plane, row, windows, chunk.count * p,
-                                                          transposed, O, out, p, places)
-                                if let epilogue {
-                                    for i in 0..<(chunk.count * O) {
-                                        let to = out + i * p
-                                        epilogue.apply(to, from: to, channel: i % O, at: to - yp.baseAddress!, count: p)
-                                    }
+                    withEpilogue(epilogue) { shift, residual, relu in
+                        Parallel.forEachChunk(layout.chunkCount, workPerIndex: layout.chunkSize * O * p * C * 9) { range in
+                            let padded = UnsafeMutablePointer<Float>.allocate(capacity: C * layout.plane)
+                            let grid = UnsafeMutablePointer<Float>.allocate(capacity: kernel == .lanes ? O * layout.count : 0)
+                            defer { padded.deallocate(); grid.deallocate() }
+                            for k in range {
+                                let chunk = layout.chunk(k)
+                                for t in 0..<T { pad(images, channels: x.c, chunk.shifted(t * N), layout, into: padded + t * x.c * layout.plane) }
+                                // the chunk's outputs written to their NCHW places through the epilogue (`.lanes`: from its grid)
+                                let at = chunk.lowerBound * O * p
+                                var output = bissl_output(out: yp.baseAddress! + at, images: chunk.count, height: ho, width: wo,
+                                                          channelStride: p, imageStride: O * p, shift: shift,
+                                                          residual: residual.map { $0 + at }, relu: relu ? 1 : 0)
+                                switch kernel {
+                                case .lanes:
+                                    bissl_conv3x3(level, padded, C, layout.plane, row, wp.baseAddress!, O, grid, layout.count, layout.count)
+                                    bissl_grid_store(level, grid, layout.count, row, O, &output)
+                                case .byPosition:
+                                    bissl_conv3x3_by_position(level, padded, C, layout.plane, row, windows, chunk.count * p,
+                                                              transposed, O, &output, places)
                                 }
                             }
                         }
@@ -236,6 +207,17 @@ enum DirectConvolution {
             }
         }
         return Tensor4(n: N, c: O, h: ho, w: wo, data: y)
+    }
+
+    /// `body` with `epilogue`'s shift, residual (nil: none) and ReLU flag as the kernels take them
+    /// (`bissl_output`; shift nil: no epilogue).
+    private static func withEpilogue<R>(_ epilogue: Conv2d.Epilogue?,
+                                        _ body: (UnsafePointer<Float>?, UnsafePointer<Float>?, Bool) -> R) -> R {
+        guard let epilogue else { return body(nil, nil, false) }
+        return epilogue.shift.withUnsafeBufferPointer { shift in
+            guard let residual = epilogue.residual else { return body(shift.baseAddress, nil, epilogue.relu) }
+            return residual.withUnsafeBufferPointer { body(shift.baseAddress, $0.baseAddress, epilogue.relu) }
+        }
     }
 
     /// `Σ_t conv^T(dy_t, w_t)` for weights `w_t` `[O, C, 3, 3]` of a stride-1 convolution: the input gradient,
