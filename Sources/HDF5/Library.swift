@@ -1,7 +1,4 @@
 import CHDF5
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Error handling shared by every wrapper call.
 ///
@@ -24,14 +21,10 @@ enum Library {
     /// (`H5F__close_cb`). Every file this wrapper writes is closed explicitly (`File.close`), so the
     /// shutdown has nothing left to save; the operating system releases the rest at exit.
     ///
-    /// Also `HDF5_USE_FILE_LOCKING=FALSE` in this process's environment (HDF5 reads it at every file
-    /// open and create, and it overrides `H5Pset_file_locking`): this project never writes an HDF5
-    /// file in place, only temporaries renamed into place whose writers hold a lock of their own
-    /// (`TemporaryFileLock`), which HDF5's exclusive `flock` on the same file would conflict with. A
-    /// user's `HDF5_USE_FILE_LOCKING=TRUE` made every convert and import fail ("Resource temporarily
-    /// unavailable"); it guards against concurrent in-place writers, of which this project has none.
+    /// The environment is left alone (a `setenv` here would race the `getenv` of other threads): a
+    /// user's `HDF5_USE_FILE_LOCKING` applies, and HDF5's `flock` does not conflict with the record
+    /// lock writers hold on their temporaries (`TemporaryFileLock`).
     private static let processSetup: Void = {
-        setenv("HDF5_USE_FILE_LOCKING", "FALSE", 1)
         _ = H5dont_atexit()
     }()
 
