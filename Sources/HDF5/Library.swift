@@ -53,13 +53,33 @@ enum Library {
     }
 
     /// HDF5's file-open failures read "unable to open file: name = '...', errno = 2, error message =
-    /// 'No such file or directory', flags = ..."; keep only the operating system's message.
+    /// 'No such file or directory', flags = ..."; keep only the operating system's message. A
+    /// truncated file reads "truncated file: eof = E, sblock->base_addr = B, stored_eof = S", where
+    /// E counts from the superblock (after a user block of B bytes) and S from the file's start:
+    /// said as sizes `ls -l` shows, E + B and S bytes.
     static func concise(_ detail: String) -> String {
+        if let truncated = truncation(detail) {
+            return "truncated: the file has \(truncated.size) bytes, its HDF5 superblock says \(truncated.expected)"
+        }
         let marker = "error message = '"
         if let start = detail.range(of: marker), let end = detail[start.upperBound...].firstIndex(of: "'") {
             return String(detail[start.upperBound..<end])
         }
         return detail
+    }
+
+    /// The file's size and the size its superblock records, from HDF5's "truncated file: eof = E,
+    /// sblock->base_addr = B, stored_eof = S" (H5Fsuper.c): E + B and S; nil for another message.
+    static func truncation(_ detail: String) -> (size: UInt64, expected: UInt64)? {
+        guard detail.hasPrefix("truncated file: ") else { return nil }
+        var values: [String: UInt64] = [:]
+        for part in detail.dropFirst("truncated file: ".count).split(separator: ",") {
+            let pair = part.split(separator: "=").map { $0.filter { $0 != " " } }
+            if pair.count == 2, let value = UInt64(pair[1]) { values[pair[0]] = value }
+        }
+        guard let eof = values["eof"], let base = values["sblock->base_addr"], let stored = values["stored_eof"] else { return nil }
+        let (size, overflow) = eof.addingReportingOverflow(base)
+        return overflow ? nil : (size, stored)
     }
 
     /// Returns `id` or throws when HDF5 signalled failure with a negative id.

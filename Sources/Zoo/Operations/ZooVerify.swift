@@ -82,7 +82,9 @@ extension Zoo {
             if scan.trash[id] != nil {
                 return [problem("object file is missing (it is in trash/ after an interrupted rm)", fix: "bissl gc (puts it back)")]
             }
-            return [problem("object file is missing", fix: damagedFix)]
+            let source = (try? self.record(id))?.summary.sourceFile
+            return [problem("object file is missing", fix: "bissl gc (takes the entry out of the catalog, keeps its record as a tombstone)"
+                + (source.map { "; then bissl import \($0) to bring it back" } ?? ""))]
         }
         let checkpoint: Checkpoint
         do {
@@ -177,8 +179,15 @@ extension Zoo {
         var out: [VerifyReport.Finding] = []
         let (listed, labels) = try catalog.read { db in (try Catalog.allIDs(db), try Catalog.allLabels(db)) }
         for (id, url) in scan.objects.sorted(by: { $0.key < $1.key }) where !listed.contains(id) {
-            out.append(.init(level: .leftover, id: id, path: url.path,
-                             message: "object not listed in the catalog (interrupted import or lost catalog); bissl gc or bissl verify --reindex lists it again"))
+            // Read as gc reads it, so the message says what gc will do with it.
+            do {
+                _ = try load(id, rehash: true)
+                out.append(.init(level: .leftover, id: id, path: url.path,
+                                 message: "object not listed in the catalog (interrupted import or lost catalog); bissl gc or bissl verify --reindex lists it again"))
+            } catch {
+                out.append(.init(level: .leftover, id: id, path: url.path,
+                                 message: "object not listed in the catalog that cannot be listed: \(Self.withoutVerifyHint(String(describing: error))); bissl gc moves it to damaged/ (never deleted), bissl verify --reindex skips it"))
+            }
         }
         // gc's default grace period (`Zoo.gc`): what gc without --grace would do.
         let cutoff = Date().addingTimeInterval(-24 * 3600)
