@@ -12,11 +12,12 @@ public final class File: Group, @unchecked Sendable {
     ///   the file. Every address HDF5 reports (`Dataset.storageOffset`) counts from the start of the
     ///   file, user block included.
     ///
-    /// HDF5's own file lock (an exclusive `flock` it takes on the file it creates) is not taken
-    /// (`H5Pset_file_locking`): the files this project creates are temporaries whose writer holds a
-    /// `flock` already (`TemporaryFileLock`, through another descriptor), which HDF5's would conflict
-    /// with. The process's `HDF5_USE_FILE_LOCKING`, which would override this, is set to `FALSE` before
-    /// HDF5's first use (`Library.processSetup`).
+    /// HDF5's own file lock (an exclusive `flock` it takes on the file it creates) is not asked for
+    /// (`H5Pset_file_locking`): the files this project creates are temporaries under a new name that
+    /// no other writer opens, guarded by their writer's record lock (`TemporaryFileLock`), so HDF5's
+    /// lock would guard nothing and would only make `H5Fcreate` fail on a file system without `flock`.
+    /// A user's `HDF5_USE_FILE_LOCKING` overrides this (HDF5 reads it at every create) and works as
+    /// well: `flock` locks and the writer's open-file-description record lock do not conflict.
     /// - Throws: `HDF5Error` (missing folder, no permission, an invalid user block size).
     public static func create(_ path: String, userBlock: Int = 0) throws -> File {
         Library.quiet()

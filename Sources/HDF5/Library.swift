@@ -1,7 +1,4 @@
 import CHDF5
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Error handling shared by every wrapper call.
 ///
@@ -24,14 +21,10 @@ enum Library {
     /// (`H5F__close_cb`). Every file this wrapper writes is closed explicitly (`File.close`), so the
     /// shutdown has nothing left to save; the operating system releases the rest at exit.
     ///
-    /// Also `HDF5_USE_FILE_LOCKING=FALSE` in this process's environment (HDF5 reads it at every file
-    /// open and create, and it overrides `H5Pset_file_locking`): this project never writes an HDF5
-    /// file in place, only temporaries renamed into place whose writers hold a lock of their own
-    /// (`TemporaryFileLock`), which HDF5's exclusive `flock` on the same file would conflict with. A
-    /// user's `HDF5_USE_FILE_LOCKING=TRUE` made every convert and import fail ("Resource temporarily
-    /// unavailable"); it guards against concurrent in-place writers, of which this project has none.
+    /// The environment is left alone (a `setenv` here would race the `getenv` of other threads): a
+    /// user's `HDF5_USE_FILE_LOCKING` applies, and HDF5's `flock` does not conflict with the record
+    /// lock writers hold on their temporaries (`TemporaryFileLock`).
     private static let processSetup: Void = {
-        setenv("HDF5_USE_FILE_LOCKING", "FALSE", 1)
         _ = H5dont_atexit()
     }()
 
@@ -60,13 +53,33 @@ enum Library {
     }
 
     /// HDF5's file-open failures read "unable to open file: name = '...', errno = 2, error message =
-    /// 'No such file or directory', flags = ..."; keep only the operating system's message.
+    /// 'No such file or directory', flags = ..."; keep only the operating system's message. A
+    /// truncated file reads "truncated file: eof = E, sblock->base_addr = B, stored_eof = S", where
+    /// E counts from the superblock (after a user block of B bytes) and S from the file's start:
+    /// said as sizes `ls -l` shows, E + B and S bytes.
     static func concise(_ detail: String) -> String {
+        if let truncated = truncation(detail) {
+            return "truncated: the file has \(truncated.size) bytes, its HDF5 superblock says \(truncated.expected)"
+        }
         let marker = "error message = '"
         if let start = detail.range(of: marker), let end = detail[start.upperBound...].firstIndex(of: "'") {
             return String(detail[start.upperBound..<end])
         }
         return detail
+    }
+
+    /// The file's size and the size its superblock records, from HDF5's "truncated file: eof = E,
+    /// sblock->base_addr = B, stored_eof = S" (H5Fsuper.c): E + B and S; nil for another message.
+    static func truncation(_ detail: String) -> (size: UInt64, expected: UInt64)? {
+        guard detail.hasPrefix("truncated file: ") else { return nil }
+        var values: [String: UInt64] = [:]
+        for part in detail.dropFirst("truncated file: ".count).split(separator: ",") {
+            let pair = part.split(separator: "=").map { $0.filter { $0 != " " } }
+            if pair.count == 2, let value = UInt64(pair[1]) { values[pair[0]] = value }
+        }
+        guard let eof = values["eof"], let base = values["sblock->base_addr"], let stored = values["stored_eof"] else { return nil }
+        let (size, overflow) = eof.addingReportingOverflow(base)
+        return overflow ? nil : (size, stored)
     }
 
     /// Returns `id` or throws when HDF5 signalled failure with a negative id.

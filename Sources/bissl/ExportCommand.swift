@@ -65,7 +65,7 @@ struct Export: ParsableCommand {
             let lineage = try CardLineage.gather(zoo, id: id)
             // The image size of the nearest stage that records one (fine-tuning, alignment, pretraining).
             let size = lineage.stages.reversed().lazy.compactMap { $0.provenance.flatMap { DownstreamData.recordedImageSize($0) } }.first
-            let removed = WriterOptions.removeAbandonedTemporaries(of: url)
+            let removed = WriterOptions.removeAbandonedTemporaries(of: url, stagingFiles: HubFolder.files)
             notes = try removed + HubFolder.write(checkpoint, id: id, lineage: lineage, preprocessing: .init(imageSize: size), to: url)
             print("wrote \(output.escapingControlCharacters)/ (hub folder of entry \(id.prefix(12)): \(HubFolder.weightsFile), \(HubFolder.configFile), \(HubFolder.cardFile))")
         } else {

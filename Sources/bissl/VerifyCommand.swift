@@ -123,6 +123,7 @@ struct GC: ParsableCommand {
         for path in r.damagedObjects { print("\(dryRun ? "would move" : "moved") damaged unlisted object aside to \(path)") }
         for path in r.writerLeftovers { print("\(verb) leftover \(path)") }
         for path in r.keptTransfers { print("kept interrupted transfer \(path) (running it again resumes it; younger than \(grace), --grace 0 removes it)") }
+        for k in r.kept { print("kept \(k.path): \(k.reason)") }
         for path in r.strayRefs { print("\(verb) stray ref \(path)") }
         for ref in r.invalidRefs { print("\(verb) invalid ref file \(ref.path) (\(ref.problem))") }
         for path in r.rewrittenRefs { print("\(dryRun ? "would rewrite" : "rewrote") ref \(path)") }
@@ -135,6 +136,10 @@ struct GC: ParsableCommand {
         for id in compacted { print("\(verb) the state of completed run \(id)") }
         let n = r.writerLeftovers.count + r.strayRefs.count + r.invalidRefs.count + compacted.count
         print("\(verb) \(n) file\(n == 1 ? "" : "s"), \(ZooOutput.bytes(r.bytes + runBytes))")
+        for failure in r.failures { print("failed: \(failure)") }
+        if !r.failures.isEmpty {
+            throw CLIError("gc could not do \(r.failures.count) thing\(r.failures.count == 1 ? "" : "s") (the failed: lines above); everything else above was done")
+        }
     }
 }
 

@@ -93,10 +93,11 @@ struct WriterOptions: ParsableArguments {
 
     /// Removes the temporaries that earlier writes of `url` left when they were killed (SIGKILL: no
     /// handler runs; `TemporaryFiles.removeAbandoned` says which files qualify), one note each.
-    static func removeAbandonedTemporaries(of url: URL) -> [String] {
-        TemporaryFiles.removeAbandoned(for: url).map {
-            "removed \($0.path) (\(ZooOutput.bytes($0.bytes))), left by an earlier write of this output whose process (pid \($0.pid)) was killed"
-        }
+    static func removeAbandonedTemporaries(of url: URL, stagingFiles: Set<String> = []) -> [String] {
+        let (removed, kept) = TemporaryFiles.removeAbandoned(for: url, stagingFiles: stagingFiles)
+        return removed.map {
+            "removed \($0.path) (\(ZooOutput.bytes($0.bytes))), left by an earlier write of this output that did not finish: no process here has its pid (\($0.pid)) and none holds its lock"
+        } + kept.map { "kept \($0.path), named like a temporary of this output: \($0.reason); remove it yourself if it is not needed" }
     }
 }
 

@@ -32,9 +32,10 @@ final class AbandonedTemporaryTests: CLITestCase {
         let dead = try endedPID(), alive = getpid()   // this test process runs while bissl does
         let killedH5 = try file(".o.h5.tmp-\(dead)-123", bytes: 4096)
         let killedNPZ = try file(".o.npz.zip-\(dead)-77")
-        let killedFolder = tmp.appendingPathComponent(".o.h5.tmp-\(dead)-9")   // a hub folder's staging folder
-        try FileManager.default.createDirectory(at: killedFolder, withIntermediateDirectories: false)
-        try Data(count: 10).write(to: killedFolder.appendingPathComponent("model.safetensors"))
+        // A folder so named is not a temporary of a file output: kept with what it holds, and named.
+        let folder = tmp.appendingPathComponent(".o.h5.tmp-\(dead)-9")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: false)
+        try Data(count: 10).write(to: folder.appendingPathComponent("model.safetensors"))
         let kept = [
             try file(".o.h5.tmp-\(alive)-456"),          // a running writer's
             try file(".other.h5.tmp-\(dead)-1"),         // another destination's
@@ -46,8 +47,9 @@ final class AbandonedTemporaryTests: CLITestCase {
         let r = try Fixtures.runBissl(["convert", input.path, tmp.appendingPathComponent("o.h5").path])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: killedH5.path))
-        XCTAssertFalse(FileManager.default.fileExists(atPath: killedFolder.path))
-        XCTAssertTrue(r.stdout.contains("note: removed \(killedH5.path) (4.1 KB), left by an earlier write of this output whose process (pid \(dead)) was killed"), r.stdout)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: folder.appendingPathComponent("model.safetensors").path))
+        XCTAssertTrue(r.stdout.contains("note: removed \(killedH5.path) (4.1 KB), left by an earlier write of this output that did not finish: no process here has its pid (\(dead)) and none holds its lock"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("note: kept \(folder.path), named like a temporary of this output: it is a folder, and no writer of this output makes one; remove it yourself if it is not needed"), r.stdout)
         for url in kept + [killedNPZ] { XCTAssertTrue(names.contains(url.lastPathComponent), "\(url.lastPathComponent) must stay") }
 
         // The ZIP writer's temporary goes with the next .npz write of that name.
@@ -71,8 +73,8 @@ final class AbandonedTemporaryTests: CLITestCase {
         holder.stop()
     }
 
-    /// HDF5's own lock, forced on by the environment, would conflict with the writer's lock on its
-    /// temporary: bissl turns it off for its process, so convert and import work as without it.
+    /// HDF5's own lock (a `flock`), forced on by the environment, and the writer's record lock on its
+    /// temporary do not conflict: convert and import work as without it.
     func testConvertAndImportWorkWithHDF5FileLockingForcedOn() throws {
         let input = tmp.appendingPathComponent("in.h5")
         try CheckpointFile.write(Network(architecture: Architecture(depth: 18, block: "basic", layers: [2, 2, 2, 2], width: 2, stem: "small"), seed: 1)

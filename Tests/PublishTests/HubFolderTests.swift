@@ -60,13 +60,13 @@ final class HubFolderTests: XCTestCase {
         var staging: URL?
         try HubFolder.writeFolder(dir) { tmp in
             staging = tmp
-            XCTAssertTrue(TemporaryFileLock.isLocked(tmp))
+            XCTAssertEqual(TemporaryFileLock.folderIsUnlocked(tmp), false)
             // A cleaner sees a dead pid only when the writer runs in another pid namespace; the lock decides.
-            XCTAssertEqual(TemporaryFiles.removeAbandoned(for: dir), [])
+            XCTAssertEqual(TemporaryFiles.removeAbandoned(for: dir, stagingFiles: HubFolder.files).removed, [])
             try Data("x".utf8).write(to: tmp.appendingPathComponent("x"))
         }
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: scratch.path), ["hub"])
-        XCTAssertFalse(TemporaryFileLock.isLocked(dir), "released once published")
+        XCTAssertEqual(TemporaryFileLock.folderIsUnlocked(dir), true, "released once published")
         XCTAssertNotNil(staging)
     }
 

@@ -208,7 +208,7 @@ final class ZooIntegrityTests: XCTestCase {
         // Every problem names the command that repairs it.
         let gcFix = "bissl gc (moves the object to damaged/, keeps the entry's record as a tombstone)"
         XCTAssertEqual(byID[flipped]![0].fix, gcFix)
-        XCTAssertEqual(byID[missing]![0].fix, gcFix)
+        XCTAssertEqual(byID[missing]![0].fix, "bissl gc (takes the entry out of the catalog, keeps its record as a tombstone)", "nothing to move")
         XCTAssertEqual(byID[invalid]!.map(\.fix), [
             "bissl rm --force \(invalid.prefix(12)) (keeps its record as a tombstone), then import a corrected file",
             "bissl verify --reindex (rebuilds the catalog from the objects)",
@@ -307,7 +307,7 @@ final class ZooIntegrityTests: XCTestCase {
         let problems = try zoo.verify().problems
         XCTAssertEqual(problems.count, 1)
         XCTAssertTrue(problems[0].message.hasPrefix(
-            "object of entry \(id.prefix(12)) is damaged: \(url.lastPathComponent): its tensor index disagrees with its HDF5 metadata (provenance)"),
+            "object of entry \(id.prefix(12)) is damaged: its tensor index disagrees with its HDF5 metadata (provenance)"),
             problems[0].message)
     }
 
@@ -343,14 +343,14 @@ final class ZooIntegrityTests: XCTestCase {
         try ZooTestSupport.writeH5(unlisted, to: layout.objectURL(unlistedID))
         let deadPID: Int32 = 999_999  // checked below not to be a running process
         XCTAssertNotEqual(kill(deadPID, 0), 0)
-        let staged = layout.tmp.appendingPathComponent("\(unlistedID).\(deadPID).123.h5")
+        let staged = layout.tmp.appendingPathComponent(".staged.h5.tmp-\(deadPID)-123")
         try Data("partial".utf8).write(to: staged)
         let atomicTemp = layout.objectURL(kept).deletingLastPathComponent().appendingPathComponent(".x.h5.tmp-\(deadPID)-42")
         try Data("partial".utf8).write(to: atomicTemp)
         let stray = layout.refURL("ghost", kind: .tag)
         try Data((unlistedID + "\n").utf8).write(to: stray)
         // A staged file of a running process (this one) must stay.
-        let live = layout.tmp.appendingPathComponent("\(unlistedID).\(getpid()).7.h5")
+        let live = layout.tmp.appendingPathComponent(".staged.h5.tmp-\(getpid())-7")
         try Data("in progress".utf8).write(to: live)
         // A label whose ref file went missing (interrupted untag) is rewritten.
         unlink(layout.refURL("kept", kind: .name).path)
@@ -457,13 +457,15 @@ final class ZooIntegrityTests: XCTestCase {
 
         let gc = try zoo.gc()
         XCTAssertEqual(Set(gc.keptTransfers), [recentPull.path, push.path])
-        XCTAssertEqual(Set(gc.writerLeftovers), [oldPull.path, brokenPull.path])
+        XCTAssertEqual(Set(gc.writerLeftovers), [oldPull.path])
+        // Not resumable, but not locked either: only its age shows that no pull still writes it.
+        XCTAssertEqual(gc.kept.map(\.path), [brokenPull.path])
         XCTAssertTrue(FileManager.default.fileExists(atPath: recentPull.appendingPathComponent("object.h5").path))
         XCTAssertTrue(FileManager.default.fileExists(atPath: push.path))
         XCTAssertFalse(FileManager.default.fileExists(atPath: oldPull.path))
         XCTAssertEqual(try zoo.verify().findings.filter { $0.level == .transfer }.count, 2, "still reported as resumable")
         let dry = try zoo.gc(dryRun: true, transferGrace: 0)
-        XCTAssertEqual(Set(dry.writerLeftovers), [recentPull.path, push.path])
+        XCTAssertEqual(Set(dry.writerLeftovers), [recentPull.path, push.path, brokenPull.path])
         XCTAssertTrue(FileManager.default.fileExists(atPath: push.path), "dry run changes nothing")
         let all = try zoo.gc(transferGrace: 0)
         XCTAssertEqual(all.keptTransfers, [])

@@ -1,7 +1,8 @@
 import Foundation
 
 /// Writes a file so that a crash never leaves a half-written one: the content goes to a temporary
-/// name in the same folder (`.<name>.tmp-<pid>-<random>`), is flushed with `fsync` (unless the
+/// name in the same folder (`.<name>.tmp-<pid>-<random>`, the name shortened when that would pass
+/// `NAME_MAX`: `TemporaryFiles.temporaryName`), is flushed with `fsync` (unless the
 /// caller asks for no durability), then renamed over the destination. On any error the temporary
 /// file is removed and nothing else changes; while it exists the temporary is registered with
 /// `TemporaryFiles`, so SIGINT/SIGTERM removes it too, and locked (`TemporaryFileLock`), so no
@@ -26,7 +27,7 @@ public enum AtomicFile {
     public static func write(to requested: URL, durable: Bool = true, _ body: (URL) throws -> Void) throws {
         let url = try finalTarget(of: requested)
         let dir = url.deletingLastPathComponent()
-        let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        let tmp = dir.appendingPathComponent(TemporaryFiles.temporaryName(for: url.lastPathComponent))
         let token = TemporaryFiles.register(tmp.path)
         defer { TemporaryFiles.unregister(token) }
         let lock = try TemporaryFileLock.createFile(tmp, for: url)

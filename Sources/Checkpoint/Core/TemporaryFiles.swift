@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 
 /// The temporary files writers have open right now, removed when the process is stopped by SIGINT
@@ -127,15 +128,80 @@ private func removeAndReraise(_ sig: Int32) {
 }
 
 extension TemporaryFiles {
-    /// A temporary that a writer killed before it could clean up (SIGKILL, a crash, a power loss) left
-    /// next to a destination, as `removeAbandoned(for:)` found it.
+    /// Longest name a folder entry may have (Linux `NAME_MAX`, bytes).
+    static let nameMax = 255
+    /// Longest suffix a writer appends to `.<stem>`: `.tmp-` (or `.zip-`), a pid of up to 10 digits,
+    /// `-`, a number of up to 10 digits.
+    static let longestSuffix = 26
+
+    /// The name of a new temporary of the file named `destination`: `.<stem>.<kind>-<pid>-<n>`, `n` a
+    /// random 32-bit number, so that concurrent writers of one destination each have their own.
+    /// - Parameter kind: `tmp` (`AtomicFile`, a Hub folder's staging folder) or `zip` (`ZipWriter`).
+    public static func temporaryName(for destination: String, kind: String = "tmp") -> String {
+        ".\(stem(destination)).\(kind)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    }
+
+    /// The part of a temporary's name that stands for its destination: the name itself when the
+    /// longest temporary name still fits `NAME_MAX`; else (a name of more than 228 bytes) its first
+    /// bytes, cut at a character boundary, then `~` and the first 16 hex digits of the SHA-256 of
+    /// the whole name, 228 bytes at most: distinct names keep distinct stems, and a cleaner computes
+    /// the same stem from the destination to recognise its temporaries.
+    public static func stem(_ destination: String) -> String {
+        let limit = nameMax - 1 - longestSuffix
+        let bytes = Array(destination.utf8)
+        guard bytes.count > limit else { return destination }
+        let hash = SHA256.hash(data: bytes).prefix(8).map { String(format: "%02x", $0) }.joined()
+        var keep = limit - 1 - hash.count
+        while keep > 0, bytes[keep] & 0xC0 == 0x80 { keep -= 1 }   // not inside a UTF-8 sequence
+        return String(decoding: bytes[..<keep], as: UTF8.self) + "~" + hash
+    }
+
+    /// The writer's pid when `name` is a temporary of the file named `destination` as this module's
+    /// writers name them (`.<stem>.tmp-<pid>-<n>` or `.<stem>.zip-<pid>-<n>`, decimal `pid` > 0 and
+    /// `n` < 2^32, `stem` as `stem(_:)` gives it); nil for any other name.
+    public static func writerPID(in name: String, destination: String) -> Int32? {
+        let prefix = "." + stem(destination) + "."
+        guard name.hasPrefix(prefix) else { return nil }
+        return writerPID(suffix: name.dropFirst(prefix.count))
+    }
+
+    /// The writer's pid when `name` is a temporary of any destination (`.<stem>.tmp-<pid>-<n>` or
+    /// `.<stem>.zip-<pid>-<n>`, as `writerPID(in:destination:)`); nil for any other name.
+    public static func writerPID(inTemporaryName name: String) -> Int32? {
+        guard name.hasPrefix("."), let dot = name.lastIndex(of: "."), dot > name.index(after: name.startIndex) else { return nil }
+        return writerPID(suffix: name[name.index(after: dot)...])
+    }
+
+    /// The pid in `tmp-<pid>-<n>` or `zip-<pid>-<n>`.
+    private static func writerPID(suffix rest: Substring) -> Int32? {
+        guard rest.hasPrefix("tmp-") || rest.hasPrefix("zip-") else { return nil }
+        let numbers = rest.dropFirst(4).split(separator: "-", omittingEmptySubsequences: false)
+        guard numbers.count == 2, numbers.allSatisfy({ !$0.isEmpty && $0.allSatisfy { $0 >= "0" && $0 <= "9" } }),
+              let pid = Int32(numbers[0]), pid > 0, UInt32(numbers[1]) != nil else { return nil }
+        return pid
+    }
+
+    /// Bytes a regular file occupies on disk (`st_blocks`, 512-byte units: what removing it frees;
+    /// less than its size for a sparse file).
+    public static func allocatedBytes(_ info: stat) -> Int64 { Int64(info.st_blocks) * 512 }
+
+    /// A temporary that a writer left next to a destination when it ended before cleaning up (SIGKILL,
+    /// a crash, a power loss), removed by `removeAbandoned(for:stagingFiles:)`.
     public struct Abandoned: Equatable, Sendable {
-        /// The file or folder removed.
+        /// The file or staging folder removed.
         public var path: String
         /// The pid its name carries (no process has it here any more).
         public var pid: Int32
-        /// Bytes of the regular files removed.
+        /// Bytes the removed files occupied on disk.
         public var bytes: Int64
+    }
+
+    /// Something named like a temporary of the destination whose writer no longer runs here, kept:
+    /// the cleaner cannot show that it is an abandoned temporary.
+    public struct Kept: Equatable, Sendable {
+        public var path: String
+        /// Why it was kept, a clause (`it is a folder holding notes.txt, which no writer puts there`).
+        public var reason: String
     }
 
     /// Removes the temporaries of `destination` whose writer no longer runs, so that a convert or
@@ -143,60 +209,106 @@ extension TemporaryFiles {
     /// size behind for good: the next write of the same destination removes it.
     ///
     /// Only names this module's writers give the temporaries of exactly that destination are
-    /// considered: `.<name>.tmp-<pid>-<n>` (`AtomicFile`; a Hub folder's staging folder) and
-    /// `.<name>.zip-<pid>-<n>` (`ZipWriter`), `pid` and `n` decimal, in the folder of the file finally
-    /// written (a symbolic link's target, as the writers do). One is removed only when no open file
-    /// holds a lock on it (every writer holds one on its temporary while it runs, whichever pid
-    /// namespace or NFS client it runs in: `TemporaryFileLock`) and, as well, no process here has
-    /// that pid (`kill(pid, 0)` fails with `ESRCH`); a running process's temporary, this process's,
-    /// one whose pid belongs to another user's process (`EPERM`) and one this process cannot open
-    /// to lock are kept. A folder (a Hub folder's staging folder) is removed with what it holds; a
-    /// symbolic link is removed, never followed.
-    /// - Returns: what was removed, in name order; failures to remove are skipped (the write goes on).
-    @discardableResult
-    public static func removeAbandoned(for destination: URL) -> [Abandoned] {
+    /// considered (`writerPID(in:destination:)`), in the folder of the file finally written (a
+    /// symbolic link's target, as the writers do), and only when no process here has the pid the name
+    /// carries (`kill(pid, 0)` fails with `ESRCH`). A regular file is removed only while this process
+    /// holds an exclusive lock on it (every writer holds a lock on its temporary while it runs,
+    /// whichever pid namespace or NFS client it runs in: `TemporaryFileLock`). A folder is a Hub
+    /// folder's staging folder only when no lock is held on it and it holds nothing but regular files
+    /// named in `stagingFiles` and temporaries of those: then those files (each locked) and the folder
+    /// are removed. Anything else so named (a folder holding other things, a symbolic link, a file
+    /// this process cannot lock) is kept and returned in `kept`; one a writer holds a lock on is in use
+    /// and neither removed nor reported.
+    /// - Parameter stagingFiles: the names a staging folder of `destination` holds (empty: the
+    ///   destination is a file, so no folder is its temporary).
+    /// - Returns: what was removed and what was kept, each in name order; failures to remove are
+    ///   reported as kept (the write goes on).
+    public static func removeAbandoned(for destination: URL, stagingFiles: Set<String> = []) -> (removed: [Abandoned], kept: [Kept]) {
         let target = (try? AtomicFile.finalTarget(of: destination)) ?? destination
         let folder = target.deletingLastPathComponent()
-        let fm = FileManager.default
-        var removed: [Abandoned] = []
-        for name in ((try? fm.contentsOfDirectory(atPath: folder.path)) ?? []).sorted() {
+        var removed: [Abandoned] = [], kept: [Kept] = []
+        for name in ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).sorted() {
             guard let pid = writerPID(in: name, destination: target.lastPathComponent), pid != getpid(),
                   kill(pid, 0) != 0, errno == ESRCH else { continue }
             let url = folder.appendingPathComponent(name)
             var info = stat()
             guard lstat(url.path, &info) == 0 else { continue }
-            var bytes: Int64 = 0
-            var gone = false
-            TemporaryFileLock.removeIfUnlocked(url) {
-                if info.st_mode & S_IFMT == S_IFDIR {
-                    let contents = fm.enumerator(at: url, includingPropertiesForKeys: [.fileSizeKey, .isRegularFileKey])
-                    while let item = contents?.nextObject() as? URL {
-                        if let v = try? item.resourceValues(forKeys: [.fileSizeKey, .isRegularFileKey]), v.isRegularFile == true {
-                            bytes += Int64(v.fileSize ?? 0)
-                        }
-                    }
-                    gone = (try? fm.removeItem(at: url)) != nil
-                } else {
-                    if info.st_mode & S_IFMT == S_IFREG { bytes = Int64(info.st_size) }
-                    gone = unlink(url.path) == 0
+            switch info.st_mode & S_IFMT {
+            case S_IFREG:
+                switch removeFile(url) {
+                case .removed(let bytes): removed.append(Abandoned(path: url.path, pid: pid, bytes: bytes))
+                case .inUse: continue
+                case .kept(let reason): kept.append(Kept(path: url.path, reason: reason))
                 }
+            case S_IFDIR:
+                switch removeStagingFolder(url, holding: stagingFiles) {
+                case .removed(let bytes): removed.append(Abandoned(path: url.path, pid: pid, bytes: bytes))
+                case .inUse: continue
+                case .kept(let reason): kept.append(Kept(path: url.path, reason: reason))
+                }
+            case S_IFLNK: kept.append(Kept(path: url.path, reason: "it is a symbolic link, which no writer makes"))
+            default: kept.append(Kept(path: url.path, reason: "it is not a regular file, which no writer makes"))
             }
-            if gone { removed.append(Abandoned(path: url.path, pid: pid, bytes: bytes)) }
         }
-        return removed
+        return (removed, kept)
     }
 
-    /// The writer's pid when `name` is a temporary of the file named `destination` as this module's
-    /// writers name them (`.<destination>.tmp-<pid>-<n>` or `.<destination>.zip-<pid>-<n>`, decimal
-    /// `pid` > 0 and `n` < 2^32); nil for any other name.
-    static func writerPID(in name: String, destination: String) -> Int32? {
-        let prefix = "." + destination + "."
-        guard name.hasPrefix(prefix) else { return nil }
-        let rest = name.dropFirst(prefix.count)
-        guard rest.hasPrefix("tmp-") || rest.hasPrefix("zip-") else { return nil }
-        let numbers = rest.dropFirst(4).split(separator: "-", omittingEmptySubsequences: false)
-        guard numbers.count == 2, numbers.allSatisfy({ !$0.isEmpty && $0.allSatisfy { $0 >= "0" && $0 <= "9" } }),
-              let pid = Int32(numbers[0]), pid > 0, UInt32(numbers[1]) != nil else { return nil }
-        return pid
+    /// What removing one abandoned temporary came to.
+    public enum Outcome: Equatable, Sendable {
+        /// Removed; the bytes it occupied on disk.
+        case removed(Int64)
+        /// A writer holds a lock on it: it still runs.
+        case inUse
+        /// Kept: why, a clause.
+        case kept(String)
+    }
+
+    /// Unlinks the regular file `url` while holding its exclusive lock (`TemporaryFileLock`).
+    public static func removeFile(_ url: URL) -> Outcome {
+        var bytes: Int64 = 0
+        var failure: String?
+        let result = TemporaryFileLock.removeIfUnlocked(url) {
+            var info = stat()
+            if lstat(url.path, &info) == 0 { bytes = allocatedBytes(info) }
+            if unlink(url.path) != 0 { failure = String(cString: strerror(errno)) }
+        }
+        switch result {
+        case .removed: return failure.map { .kept("it cannot be removed (\($0))") } ?? .removed(bytes)
+        case .inUse: return .inUse
+        case .notARegularFile: return .kept("it is not a regular file, which no writer makes")
+        case .cannotLock(let reason): return .kept("it cannot be locked to show that no writer uses it (\(reason))")
+        }
+    }
+
+    /// Removes a staging folder that no lock is held on and that holds only regular files named in
+    /// `names` or temporaries of those (each removed under its own lock), then the folder itself;
+    /// anything else keeps it whole.
+    public static func removeStagingFolder(_ url: URL, holding names: Set<String>) -> Outcome {
+        switch TemporaryFileLock.folderIsUnlocked(url) {
+        case true?: break
+        case false?: return .inUse
+        case nil: return .kept("it is a folder this process cannot open or ask for locks to see whether a writer holds it")
+        }
+        let fm = FileManager.default
+        guard let entries = try? fm.contentsOfDirectory(atPath: url.path) else { return .kept("it is a folder this process cannot list") }
+        let foreign = entries.sorted().filter { entry in
+            var info = stat()
+            let isFile = lstat(url.appendingPathComponent(entry).path, &info) == 0 && info.st_mode & S_IFMT == S_IFREG
+            return !isFile || !(names.contains(entry) || names.contains { writerPID(in: entry, destination: $0) != nil })
+        }
+        if names.isEmpty { return .kept("it is a folder, and no writer of this output makes one") }
+        if let first = foreign.first {
+            return .kept("it is a folder holding \(first)\(foreign.count > 1 ? " and \(foreign.count - 1) more" : ""), which no writer puts there")
+        }
+        var bytes: Int64 = 0
+        for entry in entries.sorted() {
+            switch removeFile(url.appendingPathComponent(entry)) {
+            case .removed(let b): bytes += b
+            case .inUse: return .inUse
+            case .kept(let reason): return .kept("its \(entry): \(reason)")
+            }
+        }
+        guard rmdir(url.path) == 0 else { return .kept("it cannot be removed (\(String(cString: strerror(errno))))") }
+        return .removed(bytes)
     }
 }

@@ -20,6 +20,9 @@ public enum HubFolder {
     public static let weightsFile = "model.safetensors"
     public static let configFile = "config.json"
     public static let cardFile = "README.md"
+    /// The files `write` puts in its staging folder (what a cleaner of an abandoned one may remove:
+    /// `TemporaryFiles.removeAbandoned(for:stagingFiles:)`).
+    public static let files: Set<String> = [weightsFile, configFile, cardFile]
     /// Largest `config.json` and `README.md` read.
     static let textLimit = 4 << 20
     /// `source.container` of an entry imported from a hub folder.
@@ -194,7 +197,7 @@ public enum HubFolder {
     static func writeFolder(_ dir: URL, _ fill: (URL) throws -> Void) throws {
         let fm = FileManager.default
         let parent = dir.deletingLastPathComponent()
-        let tmp = parent.appendingPathComponent(".\(dir.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        let tmp = parent.appendingPathComponent(TemporaryFiles.temporaryName(for: dir.lastPathComponent))
         // Locked while it exists, so no cleaner of abandoned temporaries removes it (TemporaryFileLock).
         let lock: TemporaryFileLock
         do {

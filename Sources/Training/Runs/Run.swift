@@ -299,12 +299,13 @@ public final class Run {
         return fd
     }
 
-    /// Removes `AtomicFile` temporaries (`.<name>.tmp-<pid>-<random>`) whose writer is no longer
-    /// running (a SIGKILL during `saveState`); called with the run's lock held.
+    /// Removes `AtomicFile` temporaries (regular files `.<name>.tmp-<pid>-<random>`) whose writer is
+    /// no longer running (a SIGKILL during `saveState`): its pid not running here, and no process
+    /// holding its lock (`TemporaryFiles.removeFile`); called with the run's lock held.
     private static func removeStaleTemporaries(_ directory: URL) {
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? [] where name.hasPrefix(".") {
-            guard let range = name.range(of: ".tmp-"), let pid = Int32(name[range.upperBound...].prefix { $0 != "-" }) else { continue }
-            if pid != getpid() && kill(pid, 0) != 0 && errno == ESRCH { unlink(directory.appendingPathComponent(name).path) }
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? [] {
+            guard let pid = TemporaryFiles.writerPID(inTemporaryName: name), pid != getpid(), kill(pid, 0) != 0, errno == ESRCH else { continue }
+            _ = TemporaryFiles.removeFile(directory.appendingPathComponent(name))
         }
     }
 

@@ -18,29 +18,41 @@ public enum RunMaintenance {
         return total
     }
 
-    /// Files a completed run no longer needs: its state and the temporaries of dead writers.
+    /// Files a completed run no longer needs: its state, and the temporaries of writers that no longer
+    /// run (regular files named `.<name>.tmp-<pid>-<n>`, `TemporaryFiles.writerPID(inTemporaryName:)`,
+    /// its pid not running here); a folder is never one of them.
     static func unneeded(in directory: URL) -> [URL] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
-        return names.filter { $0 == Run.stateFileName || ($0.hasPrefix(".") && $0.contains(".tmp-")) }
-            .map { directory.appendingPathComponent($0) }
+        return names.sorted().filter { name in
+            var info = stat()
+            guard lstat(directory.appendingPathComponent(name).path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return false }
+            if name == Run.stateFileName { return true }
+            guard let pid = TemporaryFiles.writerPID(inTemporaryName: name) else { return false }
+            return pid != getpid() && kill(pid, 0) != 0 && errno == ESRCH
+        }.map { directory.appendingPathComponent($0) }
     }
 
     /// Deletes what a completed run no longer needs (`unneeded`); other runs are left alone (an
-    /// interrupted or failed run resumes from its state).
-    /// - Returns: bytes freed (or that would be, with `dryRun`).
+    /// interrupted or failed run resumes from its state). A temporary is removed only while this
+    /// process holds its lock (`TemporaryFiles.removeFile`: a writer in another pid namespace holds it).
+    /// - Returns: bytes freed (the disk space the files occupied), or that would be, with `dryRun`.
     /// - Throws: `TrainingError.io` when a file cannot be deleted.
     @discardableResult
     public static func compact(_ run: RunSummary, dryRun: Bool = false) throws -> Int64 {
         guard run.record?.status == .completed else { return 0 }
         var freed: Int64 = 0
         for url in unneeded(in: URL(fileURLWithPath: run.directory)) {
-            let bytes = ((try? FileManager.default.attributesOfItem(atPath: url.path))?[.size] as? NSNumber)?.int64Value ?? 0
-            if !dryRun {
-                do { try FileManager.default.removeItem(at: url) } catch {
-                    throw TrainingError.io("cannot remove \(url.path): \(error.localizedDescription)")
-                }
+            var info = stat()
+            guard lstat(url.path, &info) == 0 else { continue }
+            if dryRun { freed += TemporaryFiles.allocatedBytes(info); continue }
+            if url.lastPathComponent != Run.stateFileName {
+                if case .removed(let bytes) = TemporaryFiles.removeFile(url) { freed += bytes }
+                continue
             }
-            freed += bytes
+            guard unlink(url.path) == 0 else {
+                throw TrainingError.io("cannot remove \(url.path): \(String(cString: strerror(errno)))")
+            }
+            freed += TemporaryFiles.allocatedBytes(info)
         }
         return freed
     }

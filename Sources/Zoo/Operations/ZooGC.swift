@@ -10,7 +10,9 @@ public struct GCReport: Codable, Equatable, Sendable {
     /// name says: moved aside to `damaged/` (never deleted), as `<original name>` or, beside an earlier
     /// copy, `<id>.<n>.h5` (`Zoo.moveAside`).
     public var damagedObjects: [String]
-    /// Temporary, staged and trashed files of writers that are no longer running.
+    /// Removed: temporaries no writer holds a lock on (`TemporaryFileLock`; AtomicFile's, ZIP
+    /// writers', staged imports'), trashed objects, and what interrupted transfers kept that made no
+    /// progress for the grace period.
     public var writerLeftovers: [String]
     /// What interrupted pushes and pulls keep to resume from (schemas/remote.md, "Resuming") that
     /// made progress within the grace period: kept, so running them again still resumes.
@@ -46,7 +48,23 @@ public struct GCReport: Codable, Equatable, Sendable {
         /// back, with the labels it had that are still free: `Zoo.add`).
         public var sourceFile: String?
     }
-    /// Bytes freed.
+    /// What gc found and kept because it cannot show that it is a leftover of bissl's writers:
+    /// anything in the zoo's folders that no writer names so (a user's `README.txt` in `objects/`, a
+    /// folder in `tmp/`), a temporary it cannot lock, a transfer that changed within the grace period
+    /// and cannot be resumed.
+    public var kept: [KeptFile] = []
+
+    public struct KeptFile: Codable, Equatable, Sendable {
+        public var path: String
+        /// Why it is kept, a clause.
+        public var reason: String
+    }
+
+    /// What gc could not do (a file it could not remove, move or write), one line each; the rest of
+    /// the run went on, and everything above happened.
+    public var failures: [String] = []
+
+    /// Bytes freed: the disk space the removed files occupied (`st_blocks`; less than a sparse file's size).
     public var bytes: Int64
 }
 
@@ -74,29 +92,47 @@ extension Zoo {
         return aside
     }
 
+    /// Why something no writer of bissl names so is kept, a clause for `GCReport.kept` and `verify`.
+    static func foreignReason(_ url: URL) -> String {
+        var info = stat()
+        let what = lstat(url.path, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR ? "a folder" : "a file"
+        return "\(what) that no bissl writer makes here (not an object, temporary, transfer or trashed object): gc never removes it; move it out of the zoo if it is yours"
+    }
+
     /// A reader's error text without its "; run bissl verify" advice (verify and gc are where it leads).
     static func withoutVerifyHint(_ message: String) -> String {
         message.replacingOccurrences(of: "; run bissl verify", with: "")
     }
 
-    /// Repairs what no catalog row accounts for, and takes damaged entries out of the catalog. An unlisted object whose content id verifies (an
-    /// import killed before its commit, a lost catalog) is listed again, with the labels of ref files
-    /// naming it when they are free; an unlisted object that cannot be read or fails verification is
-    /// moved to `damaged/`. Complete objects are never deleted. Deleted: files of writers no longer running (`tmp/`, AtomicFile temporaries, `trash/`), and
-    /// ref files of labels the catalog does not hold; rewrites missing ref files of held labels and
-    /// puts back a trashed object the catalog still lists. A listed entry whose object is missing or
-    /// fails verification (every listed object is read) is unlisted with a tombstone and its object
-    /// moved to `damaged/` (`GCReport.damagedEntries`). Runs under the catalog's write lock, so a
-    /// running import's object is never taken for a leftover; files carrying the pid of a running
-    /// process, and files a writer holds a lock on (`TemporaryFileLock`: a running import's staged
-    /// file, whichever pid namespace or NFS client it runs in), are kept. The record of an
-    /// interrupted push or pull (`TransferRecords`) is removed only once it has made no progress for
-    /// `transferGrace` seconds: until then it is kept (`GCReport.keptTransfers`) and running the
-    /// push or pull again resumes from it.
+    /// Repairs what no catalog row accounts for, and takes damaged entries out of the catalog. An
+    /// unlisted object whose content id verifies (an import killed before its commit, a lost catalog)
+    /// is listed again, with the labels of ref files naming it when they are free; an unlisted object
+    /// that cannot be read or fails verification is moved to `damaged/`. Complete objects are never
+    /// deleted. A listed entry whose object is missing or fails verification (every listed object is
+    /// read) is unlisted with a tombstone and its object moved to `damaged/`
+    /// (`GCReport.damagedEntries`); a trashed object the catalog still lists is put back; missing
+    /// ref files of held labels are rewritten, ref files of labels the catalog does not hold removed.
+    ///
+    /// Removed, and only these (`ZooScan` sorts the zoo's files by name): a writer's temporary (a
+    /// regular file named `.<name>.tmp-<pid>-<n>` or `.zip-`, its pid not running here) while this
+    /// process holds an exclusive lock on it: every writer holds a lock on its temporary from its
+    /// creation until it is renamed or removed (`TemporaryFileLock`), whichever pid namespace or NFS
+    /// client it runs in, so the lock proves the writer gone and no grace period is needed; a
+    /// trashed object (`trash/<id>.<pid>.h5`, committed as removed); what an interrupted push or pull
+    /// keeps (`tmp/<sha256>.<pid>.pull`, `.push`) once it has made no progress for `transferGrace`
+    /// seconds (these are not locked: until then it is kept, `GCReport.keptTransfers` when running
+    /// the transfer again resumes it), a pull folder only with nothing in it but what a pull writes.
+    /// Anything else in the zoo's folders (a user's file, a folder, a temporary that cannot be
+    /// locked) is kept and named (`GCReport.kept`). Runs under the catalog's write lock, so a
+    /// running import's object is never taken for a leftover. A file that cannot be removed, moved
+    /// or written is named in `GCReport.failures` and the run goes on, so the report says everything
+    /// that was done.
     /// - Parameters:
     ///   - dryRun: report without changing anything.
     ///   - transferGrace: seconds since an interrupted transfer last wrote its record or bytes
     ///     after which it is discarded (0: discard every one whose process has ended).
+    /// - Throws: `ZooError` when the zoo is read-only, a folder of it is a symbolic link, or the
+    ///   catalog cannot be read or written.
     public func gc(dryRun: Bool = false, transferGrace: TimeInterval = 24 * 3600) throws -> GCReport {
         try requireWritable()
         try layout.requireOwnFolders("bissl gc")
@@ -104,17 +140,16 @@ extension Zoo {
             let scan = ZooScan(layout)
             var listed = try Catalog.allIDs(db)
             var report = GCReport(relistedObjects: [], damagedObjects: [], writerLeftovers: [], strayRefs: [], rewrittenRefs: [], restoredObjects: [], bytes: 0)
-            func size(_ url: URL) -> Int64 {
-                ((try? FileManager.default.attributesOfItem(atPath: url.path))?[.size] as? NSNumber)?.int64Value ?? 0
-            }
-            func delete(_ url: URL) throws {
-                let bytes = size(url)
-                if !dryRun {
-                    do { try FileManager.default.removeItem(at: url) } catch {
-                        throw ZooError.io("cannot remove \(url.path): \(Self.reason(error))")
-                    }
+            /// Unlinks the regular file `url` (never a folder), counting the space it occupied.
+            func delete(_ url: URL) -> Bool {
+                var info = stat()
+                guard lstat(url.path, &info) == 0 else { return false }
+                if !dryRun, unlink(url.path) != 0 {
+                    report.failures.append("cannot remove \(url.path): \(String(cString: strerror(errno)))")
+                    return false
                 }
-                report.bytes += bytes
+                report.bytes += TemporaryFiles.allocatedBytes(info)
+                return true
             }
             var relisted = Set<String>()
             for (id, url) in scan.objects.sorted(by: { $0.key < $1.key }) where !listed.contains(id) {
@@ -130,17 +165,19 @@ extension Zoo {
                     if !dryRun { unlink(layout.tombstoneURL(id).path) }  // listed again: its tombstone is obsolete
                     report.relistedObjects.append(url.path)
                 } catch {
-                    report.damagedObjects.append(try moveAside(url, id: id, dryRun: dryRun).path)
+                    do { report.damagedObjects.append(try moveAside(url, id: id, dryRun: dryRun).path) } catch {
+                        report.failures.append(String(describing: error))
+                    }
                 }
             }
             for (id, url) in scan.trash.sorted(by: { $0.key < $1.key }) {
                 if listed.contains(id) && !FileManager.default.fileExists(atPath: layout.objectURL(id).path) {
                     if !dryRun && rename(url.path, layout.objectURL(id).path) != 0 {
-                        throw ZooError.io("cannot restore \(url.path): \(String(cString: strerror(errno)))")
+                        report.failures.append("cannot restore \(url.path): \(String(cString: strerror(errno)))")
+                        continue
                     }
                     report.restoredObjects.append(layout.objectURL(id).path)
-                } else {
-                    try delete(url)
+                } else if delete(url) {
                     report.writerLeftovers.append(url.path)
                 }
             }
@@ -160,27 +197,52 @@ extension Zoo {
                 let source = try Catalog.records(ListFilter(ids: [id]), db).first?.summary.sourceFile
                 var movedTo: String?
                 if FileManager.default.fileExists(atPath: url.path) {
-                    movedTo = try moveAside(url, id: id, dryRun: dryRun).path
+                    do { movedTo = try moveAside(url, id: id, dryRun: dryRun).path } catch {
+                        report.failures.append("\(error); entry \(id.prefix(12)) stays listed")
+                        continue
+                    }
                 }
                 if !dryRun {
                     let labels = try Catalog.labels(of: id, db)
                     try unlist(id, tombstone: true, damage: problem, db)
-                    for (label, kind) in labels { try RefFiles.remove(label, kind: kind, layout: layout) }
+                    for (label, kind) in labels {
+                        do { try RefFiles.remove(label, kind: kind, layout: layout) } catch { report.failures.append(String(describing: error)) }
+                    }
                 }
                 report.damagedEntries.append(.init(id: id, problem: problem, movedTo: movedTo, sourceFile: source))
             }
             let cutoff = Date().addingTimeInterval(-transferGrace)
-            for (url, pid) in scan.leftovers where !ZooScan.isAlive(pid) {
-                if TransferRecords.describeResumable(url) != nil, let last = TransferRecords.lastProgress(url), last > cutoff {
-                    report.keptTransfers.append(url.path)
-                    continue
+            for leftover in scan.leftovers where !ZooScan.isAlive(leftover.pid) {
+                let url = leftover.url
+                switch ZooScan.verdict(leftover, cutoff: cutoff) {
+                case .running: continue
+                case .resumable: report.keptTransfers.append(url.path)
+                case .kept(let reason): report.kept.append(.init(path: url.path, reason: reason))
+                case .abandoned:
+                    var info = stat()
+                    guard lstat(url.path, &info) == 0 else { continue }
+                    if dryRun {
+                        report.writerLeftovers.append(url.path)
+                        report.bytes += info.st_mode & S_IFMT == S_IFREG ? TemporaryFiles.allocatedBytes(info) : 0
+                        continue
+                    }
+                    // Removed only while this process holds its lock (a writer that still runs holds
+                    // one, also from another pid namespace or NFS client); a pull folder only when it
+                    // holds nothing but what a pull writes there.
+                    let outcome = info.st_mode & S_IFMT == S_IFDIR
+                        ? TemporaryFiles.removeStagingFolder(url, holding: ZooScan.pullFolderFiles)
+                        : TemporaryFiles.removeFile(url)
+                    switch outcome {
+                    case .removed(let bytes):
+                        report.writerLeftovers.append(url.path)
+                        report.bytes += bytes
+                    case .inUse: continue
+                    case .kept(let reason): report.kept.append(.init(path: url.path, reason: reason))
+                    }
                 }
-                // A writer that still runs holds a lock on its file, also from another pid namespace
-                // or NFS client where its pid means nothing here (TemporaryFileLock): kept.
-                try TemporaryFileLock.removeIfUnlocked(url) {
-                    try delete(url)
-                    report.writerLeftovers.append(url.path)
-                }
+            }
+            for url in scan.foreign {
+                report.kept.append(.init(path: url.path, reason: Self.foreignReason(url)))
             }
             // Free labels whose ref files name a relisted entry go back to it (names first).
             var relabeled = Set<String>()
@@ -204,7 +266,7 @@ extension Zoo {
                     continue
                 }
                 if ref.problem == "it is a folder" { continue }   // not ours to delete recursively; verify reports it
-                try delete(ref.url)
+                guard delete(ref.url) else { continue }
                 if let problem = ref.problem {
                     report.invalidRefs.append(.init(path: ref.url.path, problem: problem))
                 } else {
@@ -212,7 +274,12 @@ extension Zoo {
                 }
             }
             for (label, kind, id) in labels where !present.contains(label) {
-                if !dryRun { try RefFiles.write(label, kind: kind, id: id, layout: layout) }
+                if !dryRun {
+                    do { try RefFiles.write(label, kind: kind, id: id, layout: layout) } catch {
+                        report.failures.append(String(describing: error))
+                        continue
+                    }
+                }
                 report.rewrittenRefs.append(layout.refURL(label, kind: kind).path)
             }
             return report

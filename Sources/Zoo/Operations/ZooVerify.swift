@@ -10,7 +10,9 @@ public struct VerifyReport: Codable, Equatable, Sendable {
         case problem
         /// A health finding about a sound entry (degenerate BatchNorm, non-finite weights).
         case warning
-        /// Files an interrupted writer left that the catalog does not list; `bissl gc` removes them.
+        /// Files an interrupted writer left that the catalog does not list (`bissl gc` removes them,
+        /// or lists an object again), and files no writer of bissl makes in the zoo's folders or that
+        /// gc cannot show to be abandoned (gc keeps them; the message says why).
         case leftover
         /// What an interrupted push or pull left in `tmp/` to resume from (schemas/remote.md,
         /// "Resuming"): the next push or pull of that object continues it; `bissl gc` discards it.
@@ -80,7 +82,9 @@ extension Zoo {
             if scan.trash[id] != nil {
                 return [problem("object file is missing (it is in trash/ after an interrupted rm)", fix: "bissl gc (puts it back)")]
             }
-            return [problem("object file is missing", fix: damagedFix)]
+            let source = (try? self.record(id))?.summary.sourceFile
+            return [problem("object file is missing", fix: "bissl gc (takes the entry out of the catalog, keeps its record as a tombstone)"
+                + (source.map { "; then bissl import \($0) to bring it back" } ?? ""))]
         }
         let checkpoint: Checkpoint
         do {
@@ -175,15 +179,37 @@ extension Zoo {
         var out: [VerifyReport.Finding] = []
         let (listed, labels) = try catalog.read { db in (try Catalog.allIDs(db), try Catalog.allLabels(db)) }
         for (id, url) in scan.objects.sorted(by: { $0.key < $1.key }) where !listed.contains(id) {
-            out.append(.init(level: .leftover, id: id, path: url.path,
-                             message: "object not listed in the catalog (interrupted import or lost catalog); bissl gc or bissl verify --reindex lists it again"))
+            // Read as gc reads it, so the message says what gc will do with it.
+            do {
+                _ = try load(id, rehash: true)
+                out.append(.init(level: .leftover, id: id, path: url.path,
+                                 message: "object not listed in the catalog (interrupted import or lost catalog); bissl gc or bissl verify --reindex lists it again"))
+            } catch {
+                out.append(.init(level: .leftover, id: id, path: url.path,
+                                 message: "object not listed in the catalog that cannot be listed: \(Self.withoutVerifyHint(String(describing: error))); bissl gc moves it to damaged/ (never deleted), bissl verify --reindex skips it"))
+            }
         }
-        for (url, pid) in scan.leftovers where !ZooScan.isAlive(pid) && !TemporaryFileLock.isLocked(url) {
+        // gc's default grace period (`Zoo.gc`): what gc without --grace would do.
+        let cutoff = Date().addingTimeInterval(-24 * 3600)
+        for leftover in scan.leftovers where !ZooScan.isAlive(leftover.pid) {
+            let url = leftover.url
             if let resumable = TransferRecords.describeResumable(url) {
                 out.append(.init(level: .transfer, id: nil, path: url.path, message: resumable))
-            } else {
-                out.append(.init(level: .leftover, id: nil, path: url.path, message: "file left by an interrupted writer; bissl gc removes it"))
+                continue
             }
+            switch ZooScan.verdict(leftover, cutoff: cutoff) {
+            case .running, .resumable: continue
+            case .kept(let reason):
+                out.append(.init(level: .leftover, id: nil, path: url.path, message: "kept: \(reason)"))
+            case .abandoned:
+                let what = leftover.kind == .temporary
+                    ? "temporary of a writer that did not finish: no process here has its pid (\(leftover.pid.map { "\($0)" } ?? "?")) and none holds its lock"
+                    : "what an interrupted transfer kept, unchanged for over 24h and not resumable"
+                out.append(.init(level: .leftover, id: nil, path: url.path, message: "\(what); bissl gc removes it"))
+            }
+        }
+        for url in scan.foreign {
+            out.append(.init(level: .leftover, id: nil, path: url.path, message: Self.foreignReason(url)))
         }
         for (id, url) in scan.trash where !listed.contains(id) {
             out.append(.init(level: .leftover, id: id, path: url.path, message: "removed object not yet deleted; bissl gc deletes it"))

@@ -232,9 +232,17 @@ public final class Zoo {
         return reader
     }
 
+    /// Runs `body` (which reads the object of `id`), turning a reader's `CheckpointError` into
+    /// `ZooError.corrupt("object of entry ID is damaged: REASON")`. The reader names the file (twice,
+    /// for an HDF5 file that does not open), which the entry names already: only the reason is kept.
     private static func damaged<T>(_ id: String, _ body: () throws -> T) throws -> T {
         do { return try body() } catch let error as CheckpointError {
-            throw ZooError.corrupt("object of entry \(id.prefix(12)) is damaged: \(error.description)")
+            var reason = error.description
+            let name = String(id.dropFirst(2)) + ".h5"
+            for prefix in ["\(name): ", "damaged HDF5 file: ", "cannot open HDF5 file \(name): "] where reason.hasPrefix(prefix) {
+                reason.removeFirst(prefix.count)
+            }
+            throw ZooError.corrupt("object of entry \(id.prefix(12)) is damaged: \(reason)")
         }
     }
 

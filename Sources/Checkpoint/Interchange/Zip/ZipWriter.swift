@@ -82,7 +82,7 @@ public struct ZipWriter {
             // renames within one file system.
             let target = (try? AtomicFile.finalTarget(of: destination)) ?? destination
             self.temporary = target.deletingLastPathComponent().appendingPathComponent(
-                ".\(target.lastPathComponent).zip-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+                TemporaryFiles.temporaryName(for: target.lastPathComponent, kind: "zip"))
         }
 
         /// Tracks the temporary for SIGINT/SIGTERM cleanup while it exists.

@@ -1,0 +1,151 @@
+import Checkpoint
+import Foundation
+import XCTest
+import Zoo
+@testable import Training
+import TestSupport
+
+/// Cleaners of abandoned temporaries (convert's, gc's) remove only what bissl's writers make, name what
+/// they keep, and print every removal.
+final class CleanerCLITests: CLITestCase {
+    private var layout: ZooLayout { ZooLayout(root: zooDir) }
+
+    private func source() throws -> URL {
+        let file = tmp.appendingPathComponent("src.h5")
+        try CheckpointFile.write(Network(architecture: Architecture(depth: 18, block: "basic", layers: [2, 2, 2, 2], width: 2, stem: "small"), seed: 1)
+            .checkpoint(provenance: Provenance(stage: "pretext", method: "simclr")), to: file)
+        return file
+    }
+
+    private func write(_ text: String, _ url: URL) throws {
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try Data(text.utf8).write(to: url)
+    }
+
+    /// A user's folder named like the output's temporary is not removed, nor anything in it.
+    func testConvertKeepsAUsersFolderNamedLikeItsTemporaryAndSaysSo() throws {
+        let input = try source()
+        let folder = tmp.appendingPathComponent(".out.h5.tmp-\(try LockHolder.endedPID())-1")
+        try write("mine\n", folder.appendingPathComponent("notes.txt"))
+        let r = try Fixtures.runBissl(["convert", input.path, tmp.appendingPathComponent("out.h5").path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try String(contentsOf: folder.appendingPathComponent("notes.txt"), encoding: .utf8), "mine\n")
+        XCTAssertTrue(r.stdout.contains("note: kept \(folder.path), named like a temporary of this output: it is a folder"), r.stdout)
+    }
+
+    /// An output name of NAME_MAX (255) bytes is valid: its temporary's name is shortened to fit.
+    func testConvertWritesAnOutputNamedWith255Bytes() throws {
+        let input = try source()
+        for ext in ["h5", "pth", "safetensors"] {
+            let name = String(repeating: "m", count: 255 - ext.count - 1) + "." + ext
+            let r = try Fixtures.runBissl(["convert", input.path, tmp.appendingPathComponent(name).path])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertTrue(FileManager.default.fileExists(atPath: tmp.appendingPathComponent(name).path), ext)
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: tmp.path).filter { $0.hasPrefix(".") }, [])
+    }
+
+    /// gc removes a dead writer's unlocked temporary, keeps a locked one (a writer in another pid
+    /// namespace), and keeps and names what no writer makes: a user's files and folders in tmp/ and
+    /// objects/, a folder named like a temporary.
+    func testGCRemovesOnlyWritersTemporariesAndNamesWhatItKeeps() throws {
+        let r0 = try bissl(["import", try source().path, "--name", "e"])
+        XCTAssertEqual(r0.status, 0, r0.stderr)
+        let dead = try LockHolder.endedPID()
+        let abandoned = layout.tmp.appendingPathComponent(".staged.h5.tmp-\(dead)-1")
+        try write("x", abandoned)
+        let writing = layout.tmp.appendingPathComponent(".staged.h5.tmp-\(dead)-2")
+        try write("y", writing)
+        let holder = try LockHolder(writing)
+        defer { holder.stop() }
+        let foreign = [
+            layout.tmp.appendingPathComponent("README.txt"),
+            layout.tmp.appendingPathComponent("mine/notes.txt"),
+            layout.tmp.appendingPathComponent(".x.tmp-\(dead)-3/notes.txt"),
+            layout.objects.appendingPathComponent("README.txt"),
+            layout.objects.appendingPathComponent("ab/notes.h5"),
+            layout.tombstones.appendingPathComponent("notes.json"),
+        ]
+        for url in foreign { try write("mine\n", url) }
+
+        let gc = try bissl(["gc"])
+        XCTAssertEqual(gc.status, 0, gc.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: abandoned.path))
+        XCTAssertTrue(gc.stdout.contains("removed leftover \(abandoned.path)\n"), gc.stdout)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: writing.path), "a writer holds its lock")
+        XCTAssertFalse(gc.stdout.contains(writing.path), gc.stdout)
+        for url in foreign {
+            XCTAssertEqual(try String(contentsOf: url, encoding: .utf8), "mine\n", url.path)
+        }
+        for path in [foreign[0].path, layout.tmp.appendingPathComponent("mine").path, layout.tmp.appendingPathComponent(".x.tmp-\(dead)-3").path,
+                     foreign[3].path, foreign[4].path, foreign[5].path] {
+            XCTAssertTrue(gc.stdout.contains("kept \(path): "), "\(path) in: \(gc.stdout)")
+        }
+        XCTAssertTrue(gc.stdout.contains("removed 1 file, "), gc.stdout)
+
+        let verify = try bissl(["verify"])
+        XCTAssertEqual(verify.status, 0, verify.stderr)
+        XCTAssertTrue(verify.stdout.contains("leftover: \(foreign[0].path): a file that no bissl writer makes here"), verify.stdout)
+        XCTAssertTrue(verify.stdout.contains("leftover: \(layout.tmp.appendingPathComponent("mine").path): a folder that no bissl writer makes here"), verify.stdout)
+        XCTAssertEqual(try bissl(["show", "e"]).status, 0)
+    }
+
+    /// What an interrupted pull keeps is not locked: gc removes it only once it is older than the
+    /// grace period, and a pull folder only when it holds nothing but what a pull writes there.
+    func testGCRemovesAnInterruptedPullsFolderOnlyAfterTheGracePeriodAndOnlyWithAPullsFiles() throws {
+        XCTAssertEqual(try bissl(["import", try source().path]).status, 0)
+        let dead = try LockHolder.endedPID()
+        let sha = String(repeating: "a", count: 64)
+        let pull = layout.tmp.appendingPathComponent("\(sha).\(dead).pull")
+        try write("partial", pull.appendingPathComponent("object.h5"))
+        try write("{not a record", pull.appendingPathComponent("record.json"))
+        let other = layout.tmp.appendingPathComponent("\(String(repeating: "b", count: 64)).\(dead).pull")
+        try write("mine\n", other.appendingPathComponent("notes.txt"))
+
+        let young = try bissl(["gc"])
+        XCTAssertEqual(young.status, 0, young.stderr)
+        XCTAssertTrue(young.stdout.contains("kept \(pull.path): an interrupted transfer that changed within the grace period"), young.stdout)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: pull.appendingPathComponent("object.h5").path))
+
+        let old = try bissl(["gc", "--grace", "0"])
+        XCTAssertEqual(old.status, 0, old.stderr)
+        XCTAssertTrue(old.stdout.contains("removed leftover \(pull.path)\n"), old.stdout)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: pull.path))
+        XCTAssertTrue(old.stdout.contains("kept \(other.path): its folder holds notes.txt") || old.stdout.contains("kept \(other.path): it is a folder holding notes.txt"), old.stdout)
+        XCTAssertEqual(try String(contentsOf: other.appendingPathComponent("notes.txt"), encoding: .utf8), "mine\n")
+    }
+
+    /// One thing gc cannot do (a ref file it cannot write) does not hide what it did: every removal
+    /// is printed, then the failure, and gc exits non-zero.
+    func testGCPrintsEveryRemovalWhenSomethingElseFails() throws {
+        XCTAssertEqual(try bissl(["import", try source().path, "--tag", "v1"]).status, 0)
+        let invalid = layout.refs.appendingPathComponent("tags/junk")
+        try write("not an id\n", invalid)
+        let ref = layout.refs.appendingPathComponent("tags/v1")
+        unlink(ref.path)
+        try write("mine\n", ref.appendingPathComponent("notes.txt"))   // a folder with a file where v1's ref belongs
+
+        let gc = try bissl(["gc"])
+        XCTAssertNotEqual(gc.status, 0)
+        XCTAssertTrue(gc.stdout.contains("removed invalid ref file \(invalid.path) ("), gc.stdout)
+        XCTAssertTrue(gc.stdout.contains("failed: cannot write the ref file \(ref.path): a folder with files is there"), gc.stdout)
+        XCTAssertEqual(gc.stderr, "error: gc could not do 1 thing (the failed: lines above); everything else above was done\n")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: invalid.path))
+        XCTAssertEqual(try String(contentsOf: ref.appendingPathComponent("notes.txt"), encoding: .utf8), "mine\n")
+    }
+
+    /// The bytes gc reports are the space it freed: a sparse file of 3 GB occupies almost none.
+    func testGCCountsTheSpaceASparseFileOccupied() throws {
+        XCTAssertEqual(try bissl(["import", try source().path]).status, 0)
+        let sparse = layout.refs.appendingPathComponent("tags/big")
+        try write("", sparse)
+        XCTAssertEqual(truncate(sparse.path, 3_000_000_000), 0)
+        var info = stat()
+        XCTAssertEqual(lstat(sparse.path, &info), 0)
+        let allocated = Int64(info.st_blocks) * 512
+        let gc = try bissl(["gc"])
+        XCTAssertEqual(gc.status, 0, gc.stderr)
+        XCTAssertTrue(gc.stdout.contains("removed invalid ref file \(sparse.path)"), gc.stdout)
+        XCTAssertTrue(gc.stdout.hasSuffix("removed 1 file, \(allocated) B\n"), "\(allocated) B allocated: \(gc.stdout)")
+    }
+}
