@@ -36,7 +36,7 @@ extension String {
 extension Unicode.Scalar {
     /// Whether `String.escapingControlCharacters` writes this scalar as an escape: Unicode categories
     /// Cc (control), Zl (line separator) and Zp (paragraph separator).
-    var isEscapedInErrorLines: Bool {
+    public var isEscapedInErrorLines: Bool {
         switch properties.generalCategory {
         case .control, .lineSeparator, .paragraphSeparator: true
         default: false

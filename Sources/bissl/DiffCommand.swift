@@ -40,7 +40,7 @@ struct Diff: ParsableCommand {
         if !all { diff = diff.hidingVolatile() }
         if noProvenance { diff = diff.withoutProvenance() }
         if json {
-            print(try DiffJSONRenderer.render(diff), terminator: "")
+            printJSONText(try DiffJSONRenderer.render(diff), terminator: "")
         } else {
             print(DiffTextRenderer.render(diff, maxTensorRows: all || tensors == .all ? nil : 10), terminator: "")
         }

@@ -67,12 +67,12 @@ struct Export: ParsableCommand {
             let size = lineage.stages.reversed().lazy.compactMap { $0.provenance.flatMap { DownstreamData.recordedImageSize($0) } }.first
             let removed = WriterOptions.removeAbandonedTemporaries(of: url)
             notes = try removed + HubFolder.write(checkpoint, id: id, lineage: lineage, preprocessing: .init(imageSize: size), to: url)
-            print("wrote \(output.escapingControlCharacters)/ (hub folder of entry \(id.prefix(12)): \(HubFolder.weightsFile), \(HubFolder.configFile), \(HubFolder.cardFile))")
+            ZooOutput.printLine("wrote \(output)/ (hub folder of entry \(id.prefix(12)): \(HubFolder.weightsFile), \(HubFolder.configFile), \(HubFolder.cardFile))")
         } else {
             notes = try writer.write(checkpoint, to: url, format: format)
             let tensors = checkpoint.components.values.reduce(0) { $0 + $1.count }
-            print("wrote \(output.escapingControlCharacters) (\(format.rawValue), entry \(id.prefix(12)), \(tensors) tensors in \(checkpoint.components.keys.joined(separator: ", ")))")
+            ZooOutput.printLine("wrote \(output) (\(format.rawValue), entry \(id.prefix(12)), \(tensors) tensors in \(checkpoint.components.keys.joined(separator: ", ")))")
         }
-        for note in notes { print("  note: \(note)") }
+        for note in notes { ZooOutput.printLine("  note: \(note)") }
     }
 }

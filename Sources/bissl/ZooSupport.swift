@@ -52,7 +52,7 @@ enum ZooOutput {
     /// Prints `value` as pretty JSON with sorted keys (non-finite numbers as strings).
     static func printJSON<T: Encodable>(_ value: T) throws {
         let encoder = JSONEncoder.bissl(pretty: true)
-        print(String(decoding: try encoder.encode(value), as: UTF8.self))
+        printJSONText(String(decoding: try encoder.encode(value), as: UTF8.self))
     }
 
     /// `1.2 MB`, `340 KB`, `512 B` (decimal units, as `ls -h --si`).
