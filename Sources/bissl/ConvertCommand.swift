@@ -40,11 +40,11 @@ struct Convert: ParsableCommand {
     }
 
     func run() throws {
+        try CommandLineHabits.requireFile(input)
+        try CommandLineHabits.requireOutputFolder(output)
         guard let format = to ?? OutputFormat(path: output) else {
             throw ValidationError("cannot tell the output format from '\(output)': pass --to \(OutputFormat.fileNames)")
         }
-        try CommandLineHabits.requireFile(input)
-        try CommandLineHabits.requireOutputFolder(output)
         let inURL = URL(fileURLWithPath: input)
         let outURL = URL(fileURLWithPath: output)
         guard !Self.sameFile(input, output) else {   // the input exists (requireFile), so equal paths are caught too

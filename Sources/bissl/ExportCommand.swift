@@ -46,11 +46,11 @@ struct Export: ParsableCommand {
             throw ValidationError(output == nil ? "name the output: -o FILE, or OUT after REF" : "name the output once: -o FILE or OUT, not both")
         }
         let output = output ?? destination!
+        try CommandLineHabits.requireOutputFolder(output, folderAllowed: format == .hub)
         guard let format = format ?? OutputFormat(path: output) else {
             throw ValidationError("cannot tell the output format from '\(output)': pass --format \(OutputFormat.allCases.map(\.rawValue).joined(separator: "|"))")
         }
         try writer.check(format)
-        try CommandLineHabits.requireOutputFolder(output)
         let zoo = try zooOptions.open(readOnly: true)
         defer { try? zoo.close() }
         try ZooOutput.refuseZooObjectsPath(output, objects: zoo.layout.objects)
