@@ -152,7 +152,10 @@ enum CommandLineHabits {
     /// Refuses an output path whose folder is missing (or is a file), in the one wording for it
     /// (`cannot write PATH: no such folder DIR`, both as given), before any work is done; an empty
     /// path is named as such, and so is a path that is a folder itself (`cannot write PATH: it is a
-    /// folder`) unless the output is one (`folderAllowed`: a hub folder). The writers say the same of
+    /// folder`) unless the output is one (`folderAllowed`: a hub folder), or a device, FIFO or socket
+    /// (`cannot write PATH: it is not a regular file`; symbolic links followed): the writers rename
+    /// their temporary onto the output, which would put a file where `/dev/null` or a pipe was
+    /// (as root, for every process on the machine). The writers say the same of
     /// a folder missing by the time they write (`TemporaryFileLock`), with absolute paths. Paths are
     /// written as `String.quotedPathIfNeeded` does.
     static func requireOutputFolder(_ path: String, folderAllowed: Bool = false) throws {
@@ -161,10 +164,13 @@ enum CommandLineHabits {
         if stat(path, &st) == 0 {
             let kind = st.st_mode & S_IFMT
             if kind == S_IFDIR && !folderAllowed { throw CLIError("cannot write \(path.quotedPathIfNeeded): it is a folder") }
+            if kind != S_IFDIR && kind != S_IFREG { throw CLIError("cannot write \(path.quotedPathIfNeeded): it is not a regular file") }
         }
         var isFolder: ObjCBool = false
-        let folder = (path as NSString).deletingLastPathComponent
-        guard !folder.isEmpty else { return }   // a name in the working folder
+        // The folder as typed: before the last `/` (NSString.deletingLastPathComponent traps on a
+        // one-character path in swift-corelibs-foundation: `-o a` crashed).
+        guard let slash = path.lastIndex(of: "/") else { return }   // a name in the working folder
+        let folder = slash == path.startIndex ? "/" : String(path[..<slash])
         guard FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder) else {
             throw CLIError("cannot write \(path.quotedPathIfNeeded): no such folder \(folder.quotedPathIfNeeded)")
         }

@@ -69,7 +69,7 @@ struct Convert: ParsableCommand {
         let notes = try writer.write(checkpoint, to: outURL, format: format, sourceDigest: loaded.sourceDigest)
         let tensors = checkpoint.components.values.reduce(0) { $0 + $1.count }
         let arch = checkpoint.architecture?.label ?? "unknown architecture"
-        ZooOutput.printLine("wrote \(output) (\(format.rawValue), \(arch), \(tensors) tensors in \(checkpoint.components.keys.joined(separator: ", ")))")
+        ZooOutput.printLine("wrote \(output.quotedPathIfNeeded) (\(format.rawValue), \(arch), \(tensors) tensors in \(checkpoint.components.keys.joined(separator: ", ")))")
         for rule in rules { ZooOutput.printLine("  rule: \(rule)") }
         for note in notes { ZooOutput.printLine("  note: \(note)") }
         for warning in warnings { ZooOutput.printLine("  warning: \(warning)") }

@@ -67,11 +67,11 @@ struct Export: ParsableCommand {
             let size = lineage.stages.reversed().lazy.compactMap { $0.provenance.flatMap { DownstreamData.recordedImageSize($0) } }.first
             let removed = WriterOptions.removeAbandonedTemporaries(of: url)
             notes = try removed + HubFolder.write(checkpoint, id: id, lineage: lineage, preprocessing: .init(imageSize: size), to: url)
-            ZooOutput.printLine("wrote \(output)/ (hub folder of entry \(id.prefix(12)): \(HubFolder.weightsFile), \(HubFolder.configFile), \(HubFolder.cardFile))")
+            ZooOutput.printLine("wrote \(output.quotedPathIfNeeded)/ (hub folder of entry \(id.prefix(12)): \(HubFolder.weightsFile), \(HubFolder.configFile), \(HubFolder.cardFile))")
         } else {
             notes = try writer.write(checkpoint, to: url, format: format)
             let tensors = checkpoint.components.values.reduce(0) { $0 + $1.count }
-            ZooOutput.printLine("wrote \(output) (\(format.rawValue), entry \(id.prefix(12)), \(tensors) tensors in \(checkpoint.components.keys.joined(separator: ", ")))")
+            ZooOutput.printLine("wrote \(output.quotedPathIfNeeded) (\(format.rawValue), entry \(id.prefix(12)), \(tensors) tensors in \(checkpoint.components.keys.joined(separator: ", ")))")
         }
         for note in notes { ZooOutput.printLine("  note: \(note)") }
     }

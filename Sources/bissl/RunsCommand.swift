@@ -126,7 +126,7 @@ struct RunsRemove: ParsableCommand {
 
     func run() throws {
         guard !ids.isEmpty else { throw CLIError("give the runs to delete (bissl runs lists them)") }
-        let runs = try ids.map { RunSummary.summary(directory: try Run.resolve(layout: zooOptions.layout, id: $0)) }
+        let runs = try ids.map { RunSummary.summary(directory: try Self.runDirectory($0, zooOptions.layout)) }
         for r in runs where r.state == "running" || (!force && (r.state == "interrupted" || r.state == "failed")) {
             _ = try RunMaintenance.remove(r, force: force, dryRun: true)   // throws the refusal, before anything is deleted
         }
@@ -142,6 +142,23 @@ struct RunsRemove: ParsableCommand {
             ZooOutput.printLine("removed run \(r.id)" + (c.isEmpty ? "" : " (with \(RunMaintenance.describe(c)))"))
         }
         ZooOutput.printLine("freed \(ZooOutput.bytes(freed))")
+    }
+}
+
+extension RunsRemove {
+    /// The directory of run `id` (`Run.resolve`), which must be a folder directly in the zoo's
+    /// `runs/` (symbolic links resolved): a path naming any other folder (`/home/me`, another zoo's
+    /// run) is refused, as rm would delete it whole.
+    static func runDirectory(_ id: String, _ layout: ZooLayout) throws -> URL {
+        let directory = try Run.resolve(layout: layout, id: id)
+        let runs = layout.runs.resolvingSymlinksInPath().standardizedFileURL.path
+        let resolved = directory.resolvingSymlinksInPath().standardizedFileURL
+        var isFolder: ObjCBool = false
+        guard resolved.deletingLastPathComponent().path == runs,
+              FileManager.default.fileExists(atPath: resolved.path, isDirectory: &isFolder), isFolder.boolValue else {
+            throw CLIError("\(id.quotedPathIfNeeded) is not a run of the zoo at \(layout.root.path) (runs are the folders in \(layout.runs.path); bissl runs lists them)")
+        }
+        return directory
     }
 }
 

@@ -10,6 +10,11 @@ struct ZooOptions: ParsableArguments {
 
     var layout: ZooLayout { ZooLayout.resolve(explicit: zoo) }
 
+    /// An empty `--zoo` (an unset shell variable) is refused, not read as the default zoo.
+    func validate() throws {
+        if zoo == "" { throw CLIError("--zoo '': the path is empty (an unset shell variable?); give the zoo's folder") }
+    }
+
     /// Opens the zoo; `create` makes it when missing (import only); `readOnly` commands (list, show,
     /// export, diff, lineage, verify) open the catalog read-only. Prints `Zoo.notice` (a rebuilt
     /// catalog) on stderr.
