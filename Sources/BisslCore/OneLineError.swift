@@ -33,10 +33,21 @@ extension String {
     }
 }
 
+extension String {
+    /// A path as messages name it: as given, or between single quotes when it is empty or begins or
+    /// ends with white space (`' '`, `'model.h5 '`), so the reader sees where it starts and ends. Every
+    /// message that names a path the user gave (`cannot read PATH: no such file`, `cannot write PATH:
+    /// ...`, `PATH is not a regular file`) writes it this way.
+    public var quotedPathIfNeeded: String {
+        guard let first = unicodeScalars.first, let last = unicodeScalars.last else { return "''" }
+        return first.properties.isWhitespace || last.properties.isWhitespace ? "'" + self + "'" : self
+    }
+}
+
 extension Unicode.Scalar {
     /// Whether `String.escapingControlCharacters` writes this scalar as an escape: Unicode categories
     /// Cc (control), Zl (line separator) and Zp (paragraph separator).
-    var isEscapedInErrorLines: Bool {
+    public var isEscapedInErrorLines: Bool {
         switch properties.generalCategory {
         case .control, .lineSeparator, .paragraphSeparator: true
         default: false

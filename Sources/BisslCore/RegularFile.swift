@@ -12,6 +12,6 @@ public enum RegularFile {
         var st = stat()
         guard stat(path, &st) == 0 else { return nil }
         let kind = st.st_mode & S_IFMT
-        return kind == S_IFREG || kind == S_IFDIR ? nil : "\(path) is not a regular file"
+        return kind == S_IFREG || kind == S_IFDIR ? nil : "\(path.quotedPathIfNeeded) is not a regular file"
     }
 }

@@ -46,7 +46,7 @@ public struct DatasetURI: Equatable, Sendable, CustomStringConvertible {
     /// Parses `SCHEME:PATH[#options]`; PATH and a split FILE are made absolute against `base`
     /// (default: the current directory), `~` expanded.
     /// - Throws: `DatasetError.badURI` for a missing or unknown scheme, an empty path, or an unknown,
-    ///   repeated or empty fragment option.
+    ///   repeated or empty fragment option (`#split` without `=FILE` included).
     public init(parsing text: String, relativeTo base: String = FileManager.default.currentDirectoryPath) throws {
         guard let colon = text.firstIndex(of: ":") else {
             throw DatasetError.badURI("dataset '\(text)' has no scheme; write idx:DIR, cifar:DIR, folder:DIR or h5:FILE")
@@ -67,6 +67,9 @@ public struct DatasetURI: Equatable, Sendable, CustomStringConvertible {
         var seen = Set<String>()
         for option in fragment.split(separator: "&", omittingEmptySubsequences: false) {
             let pair = option.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+            guard pair.count == 2 || pair[0] != "split" else {
+                throw DatasetError.badURI("split needs a file: write #split=FILE in '\(text)'")
+            }
             let key = pair.count == 2 ? pair[0] : (Part(rawValue: pair[0]) != nil ? "part" : pair[0])
             let value = pair.count == 2 ? pair[1] : pair[0]
             guard !seen.contains(key) else { throw DatasetError.badURI("option '\(key)' given twice in '\(text)'") }

@@ -126,20 +126,22 @@ public final class ImageDataset: @unchecked Sendable {
                 while a < b && isSpace(bytes[a]) { a += 1 }
                 while b > a && isSpace(bytes[b - 1]) { b -= 1 }
                 if a == b || bytes[a] == 0x23 { continue }
+                func text() -> String {
+                    let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[a..<min(b, a + 160)]), as: UTF8.self)
+                    return text.count > 40 || b - a > 160 ? String(text.prefix(40)) + "..." : text
+                }
+                // Digits past `count` only make the index larger: it stops growing there (no overflow),
+                // and an index of any length is out of range, not "not an integer".
                 var index = 0
                 for k in a..<b {
                     let digit = bytes[k] &- 0x30
-                    let (times10, o1) = index.multipliedReportingOverflow(by: 10)
-                    let (next, o2) = times10.addingReportingOverflow(Int(digit))
-                    guard digit < 10, !o1, !o2 else {
-                        var text = String(decoding: UnsafeBufferPointer(rebasing: bytes[a..<min(b, a + 160)]), as: UTF8.self)
-                        if text.count > 40 || b - a > 160 { text = String(text.prefix(40)) + "..." }
-                        throw DatasetError.invalid("split file \(file) line \(line): '\(text)' is not a non-negative integer index")
+                    guard digit < 10 else {
+                        throw DatasetError.invalid("split file \(file) line \(line): '\(text())' is not a non-negative integer index")
                     }
-                    index = next
+                    if index <= count { index = index * 10 + Int(digit) }
                 }
                 guard index < count else {
-                    throw DatasetError.invalid("split file \(file) line \(line): index \(index) is out of range (the dataset has \(count) images, 0..<\(count))")
+                    throw DatasetError.invalid("split file \(file) line \(line): index \(index > count ? text() : String(index)) is out of range (the dataset has \(count) images, 0..<\(count))")
                 }
                 guard !seen[index] else {
                     throw DatasetError.invalid("split file \(file) line \(line): index \(index) is listed a second time (a split file lists each image at most once)")

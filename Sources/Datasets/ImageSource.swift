@@ -79,14 +79,14 @@ func readFile(_ url: URL, what: String = "file") throws -> Data {
     var isDir: ObjCBool = false
     guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else {
         // The one wording for a missing file across bissl: `cannot read PATH: no such file`.
-        throw DatasetError.missing("cannot read \(what == "file" ? "" : what + " ")\(url.path): no such file")
+        throw DatasetError.missing("cannot read \(what == "file" ? "" : what + " ")\(url.path.quotedPathIfNeeded): no such file")
     }
-    if isDir.boolValue { throw DatasetError.missing("\(url.path) is a folder, expected a \(what)") }
+    if isDir.boolValue { throw DatasetError.missing("\(url.path.quotedPathIfNeeded) is a folder, expected a \(what)") }
     if let refusal = RegularFile.refusal(url.path) { throw DatasetError.invalid(refusal) }
     do {
         return try Data(contentsOf: url, options: .mappedIfSafe)
     } catch {
-        throw DatasetError.missing("cannot read \(url.path): \((error as NSError).localizedDescription)")
+        throw DatasetError.missing("cannot read \(url.path.quotedPathIfNeeded): \((error as NSError).localizedDescription)")
     }
 }
 

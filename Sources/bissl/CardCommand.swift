@@ -37,6 +37,6 @@ struct Card: ParsableCommand {
         let text = ModelCard.render(try CardLineage.gather(zoo, id: id))
         guard let output else { return print(text, terminator: "") }
         try AtomicFile.write(Data(text.utf8), to: URL(fileURLWithPath: output))
-        print("wrote \(output.escapingControlCharacters) (model card of entry \(id.prefix(12)))")
+        ZooOutput.printLine("wrote \(output.quotedPathIfNeeded) (model card of entry \(id.prefix(12)))")
     }
 }

@@ -146,22 +146,35 @@ enum CommandLineHabits {
     /// (`''`, an unset shell variable) is named as such.
     static func requireFile(_ path: String) throws {
         guard !path.isEmpty else { throw CLIError("cannot read '': the path is empty (an unset shell variable?); give a file") }
-        guard FileManager.default.fileExists(atPath: path) else { throw CLIError("cannot read \(path): no such file") }
+        guard FileManager.default.fileExists(atPath: path) else { throw CLIError("cannot read \(path.quotedPathIfNeeded): no such file") }
     }
 
     /// Refuses an output path whose folder is missing (or is a file), in the one wording for it
     /// (`cannot write PATH: no such folder DIR`, both as given), before any work is done; an empty
-    /// path is named as such. The writers say the same of a folder missing by the time they write
-    /// (`TemporaryFileLock`), with absolute paths.
-    static func requireOutputFolder(_ path: String) throws {
+    /// path is named as such, and so is a path that is a folder itself (`cannot write PATH: it is a
+    /// folder`) unless the output is one (`folderAllowed`: a hub folder), or a device, FIFO or socket
+    /// (`cannot write PATH: it is not a regular file`; symbolic links followed): the writers rename
+    /// their temporary onto the output, which would put a file where `/dev/null` or a pipe was
+    /// (as root, for every process on the machine). The writers say the same of
+    /// a folder missing by the time they write (`TemporaryFileLock`), with absolute paths. Paths are
+    /// written as `String.quotedPathIfNeeded` does.
+    static func requireOutputFolder(_ path: String, folderAllowed: Bool = false) throws {
         guard !path.isEmpty else { throw CLIError("cannot write '': the path is empty (an unset shell variable?); give a file") }
-        let folder = (path as NSString).deletingLastPathComponent
-        guard !folder.isEmpty else { return }   // a name in the working folder
-        var isFolder: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder) else {
-            throw CLIError("cannot write \(path): no such folder \(folder)")
+        var st = stat()
+        if stat(path, &st) == 0 {
+            let kind = st.st_mode & S_IFMT
+            if kind == S_IFDIR && !folderAllowed { throw CLIError("cannot write \(path.quotedPathIfNeeded): it is a folder") }
+            if kind != S_IFDIR && kind != S_IFREG { throw CLIError("cannot write \(path.quotedPathIfNeeded): it is not a regular file") }
         }
-        guard isFolder.boolValue else { throw CLIError("cannot write \(path): \(folder) is not a folder") }
+        var isFolder: ObjCBool = false
+        // The folder as typed: before the last `/` (NSString.deletingLastPathComponent traps on a
+        // one-character path in swift-corelibs-foundation: `-o a` crashed).
+        guard let slash = path.lastIndex(of: "/") else { return }   // a name in the working folder
+        let folder = slash == path.startIndex ? "/" : String(path[..<slash])
+        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder) else {
+            throw CLIError("cannot write \(path.quotedPathIfNeeded): no such folder \(folder.quotedPathIfNeeded)")
+        }
+        guard isFolder.boolValue else { throw CLIError("cannot write \(path.quotedPathIfNeeded): \(folder.quotedPathIfNeeded) is not a folder") }
     }
 
     /// One wording for a file that is not there, whichever layer noticed: `cannot read PATH: no such file`.
@@ -171,7 +184,7 @@ enum CommandLineHabits {
             || (ns.domain == NSPOSIXErrorDomain && ns.code == Int(ENOENT))
         guard missing else { return nil }
         let path = (ns.userInfo[NSFilePathErrorKey] as? String) ?? (ns.userInfo[NSURLErrorKey] as? URL)?.path
-        return path.map { "cannot read \($0): no such file" } ?? "no such file"
+        return path.map { "cannot read \($0.quotedPathIfNeeded): no such file" } ?? "no such file"
     }
 }
 

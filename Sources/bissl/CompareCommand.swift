@@ -82,7 +82,7 @@ struct CompareCommand: ParsableCommand {
             try ZooOutput.printJSON(report)
             return
         }
-        print("compare on \(evaluation.data): \(n) images, \(scored[0].classNames.count) classes")
+        ZooOutput.printLine("compare on \(evaluation.data): \(n) images, \(scored[0].classNames.count) classes")
         print(ZooOutput.table(["entry", "size", "top-1 %", "95% CI (Wilson)"], zip(labels, entries).map { label, e in
             [label, "\(e.imageSize)", String(format: "%.2f", e.top1), String(format: "%.2f-%.2f", e.top1Lower, e.top1Upper)]
         }))
@@ -95,6 +95,6 @@ struct CompareCommand: ParsableCommand {
                     String(format: "[%+.2f, %+.2f]", c.differenceLower, c.differenceUpper), "\(c.onlyARight)", "\(c.onlyBRight)",
                     String(format: "%.3g", c.mcnemarP)] + (pairs.count > 1 ? [String(format: "%.3g", c.holmP)] : [])
         }))
-        for p in pairs { print("verdict: " + p.verdict) }
+        for p in pairs { ZooOutput.printLine("verdict: " + p.verdict) }
     }
 }

@@ -40,11 +40,11 @@ struct Convert: ParsableCommand {
     }
 
     func run() throws {
+        try CommandLineHabits.requireFile(input)
+        try CommandLineHabits.requireOutputFolder(output)
         guard let format = to ?? OutputFormat(path: output) else {
             throw ValidationError("cannot tell the output format from '\(output)': pass --to \(OutputFormat.fileNames)")
         }
-        try CommandLineHabits.requireFile(input)
-        try CommandLineHabits.requireOutputFolder(output)
         let inURL = URL(fileURLWithPath: input)
         let outURL = URL(fileURLWithPath: output)
         guard !Self.sameFile(input, output) else {   // the input exists (requireFile), so equal paths are caught too
@@ -69,9 +69,9 @@ struct Convert: ParsableCommand {
         let notes = try writer.write(checkpoint, to: outURL, format: format, sourceDigest: loaded.sourceDigest)
         let tensors = checkpoint.components.values.reduce(0) { $0 + $1.count }
         let arch = checkpoint.architecture?.label ?? "unknown architecture"
-        print("wrote \(output.escapingControlCharacters) (\(format.rawValue), \(arch), \(tensors) tensors in \(checkpoint.components.keys.joined(separator: ", ")))")
-        for rule in rules { print("  rule: \(rule)") }
-        for note in notes { print("  note: \(note)") }
-        for warning in warnings { print("  warning: \(warning)") }
+        ZooOutput.printLine("wrote \(output.quotedPathIfNeeded) (\(format.rawValue), \(arch), \(tensors) tensors in \(checkpoint.components.keys.joined(separator: ", ")))")
+        for rule in rules { ZooOutput.printLine("  rule: \(rule)") }
+        for note in notes { ZooOutput.printLine("  note: \(note)") }
+        for warning in warnings { ZooOutput.printLine("  warning: \(warning)") }
     }
 }

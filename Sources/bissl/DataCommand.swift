@@ -160,7 +160,7 @@ struct DataBench: ParsableCommand {
             try ZooOutput.printJSON(lines)
         } else {
             for l in lines {
-                print("\(l.size)x\(l.size) two views: \(l.images) images in \(String(format: "%.2f", l.seconds)) s, \(String(format: "%.0f", l.imagesPerSecond)) images/s (\(l.workers) workers)")
+                ZooOutput.printLine("\(l.size)x\(l.size) two views: \(l.images) images in \(String(format: "%.2f", l.seconds)) s, \(String(format: "%.0f", l.imagesPerSecond)) images/s (\(l.workers) workers)")
             }
         }
     }

@@ -40,7 +40,7 @@ struct Diff: ParsableCommand {
         if !all { diff = diff.hidingVolatile() }
         if noProvenance { diff = diff.withoutProvenance() }
         if json {
-            print(try DiffJSONRenderer.render(diff), terminator: "")
+            printJSONText(try DiffJSONRenderer.render(diff), terminator: "")
         } else {
             print(DiffTextRenderer.render(diff, maxTensorRows: all || tensors == .all ? nil : 10), terminator: "")
         }
@@ -79,7 +79,7 @@ struct Diff: ParsableCommand {
         let ext = URL(fileURLWithPath: ref).pathExtension.lowercased()
         if ref.contains("/") || ["h5", "pth", "pt", "bin", "ckpt", "safetensors", "npz", "tar"].contains(ext) {
             let zooPart = zoo == nil ? "" : ", and no entry, name or tag '\(ref)' in the zoo at \(zooOptions.layout.root.path)"
-            throw CLIError("cannot read \(ref): no such file\(zooPart)")
+            throw CLIError("cannot read \(ref.quotedPathIfNeeded): no such file\(zooPart)")
         }
         throw refError ?? CLIError("'\(ref)' is neither a checkpoint file nor an entry: \(zooOptions.layout.root.path) is not a zoo")
     }

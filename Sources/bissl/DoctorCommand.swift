@@ -21,18 +21,18 @@ struct Doctor: ParsableCommand {
         record["version"] = bisslVersion
         if json {
             let data = try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys])
-            print(String(decoding: data, as: UTF8.self))
+            printJSONText(String(decoding: data, as: UTF8.self))
             return
         }
         let cpu = CPUFeatures.current, kernel = BLAS.kernel
         let identity = cpu.vendor.isEmpty ? "" : " (\(cpu.vendor), family \(cpu.family), model \(cpu.model))"
-        print("bissl \(bisslVersion)")
-        print("cpu:       \(cpu.brand.isEmpty ? "unknown" : cpu.brand)\(identity)")
-        print("features:  \(cpu.names.isEmpty ? "none of avx, avx2, fma, avx512f/bw/dq/vl" : cpu.names.joined(separator: " "))")
-        print("threads:   \(EngineEnvironment.threads) (engine loops and GEMM pieces; OpenBLAS itself single-threaded)")
-        print("blas:      \(kernel.config)")
-        print("library:   \(kernel.library)")
-        print("kernel:    \(kernel.name) (\(kernel.choice))")
-        print("conv3x3:   \(EngineEnvironment.convolutionKernels) (the engine's direct 3x3 convolution kernels)")
+        ZooOutput.printLine("bissl \(bisslVersion)")
+        ZooOutput.printLine("cpu:       \(cpu.brand.isEmpty ? "unknown" : cpu.brand)\(identity)")
+        ZooOutput.printLine("features:  \(cpu.names.isEmpty ? "none of avx, avx2, fma, avx512f/bw/dq/vl" : cpu.names.joined(separator: " "))")
+        ZooOutput.printLine("threads:   \(EngineEnvironment.threads) (engine loops and GEMM pieces; OpenBLAS itself single-threaded)")
+        ZooOutput.printLine("blas:      \(kernel.config)")
+        ZooOutput.printLine("library:   \(kernel.library)")
+        ZooOutput.printLine("kernel:    \(kernel.name) (\(kernel.choice))")
+        ZooOutput.printLine("conv3x3:   \(EngineEnvironment.convolutionKernels) (the engine's direct 3x3 convolution kernels)")
     }
 }

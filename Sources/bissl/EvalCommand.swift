@@ -51,13 +51,13 @@ struct EvalCommand: ParsableCommand {
             try ZooOutput.printJSON(Report(entry: id, data: evaluation.data, imageSize: side, classNames: names, metrics: report))
             return
         }
-        print("entry \(id.prefix(12)) on \(evaluation.data): \(report.count) images, \(classes) classes, \(side)x\(side)")
+        ZooOutput.printLine("entry \(id.prefix(12)) on \(evaluation.data): \(report.count) images, \(classes) classes, \(side)x\(side)")
         print(String(format: "top-1                    %.2f %%  (95%% CI %.2f-%.2f, Wilson)", report.top1, report.top1Lower, report.top1Upper))
         print(String(format: "top-5                    %.2f %%", report.top5))
         print(String(format: "mean per-class accuracy  %.2f %%  (95%% CI %.2f-%.2f, bootstrap, %ld resamples, seed ",
                      report.meanPerClassAccuracy, report.meanPerClassLower, report.meanPerClassUpper,
                      report.bootstrapResamples) + "\(report.bootstrapSeed))")
-        print("confusion matrix (rows: true class, columns: predicted class)")
+        ZooOutput.printLine("confusion matrix (rows: true class, columns: predicted class)")
         let header = ["true\\pred"] + (0..<classes).map(String.init)
         // Row label: the index, plus the class name when it says more than the index.
         let rows = report.confusion.enumerated().map { t, row in [names[t] == "\(t)" ? "\(t)" : "\(t) \(names[t])"] + row.map(String.init) }

@@ -46,11 +46,11 @@ struct Export: ParsableCommand {
             throw ValidationError(output == nil ? "name the output: -o FILE, or OUT after REF" : "name the output once: -o FILE or OUT, not both")
         }
         let output = output ?? destination!
+        try CommandLineHabits.requireOutputFolder(output, folderAllowed: format == .hub)
         guard let format = format ?? OutputFormat(path: output) else {
             throw ValidationError("cannot tell the output format from '\(output)': pass --format \(OutputFormat.allCases.map(\.rawValue).joined(separator: "|"))")
         }
         try writer.check(format)
-        try CommandLineHabits.requireOutputFolder(output)
         let zoo = try zooOptions.open(readOnly: true)
         defer { try? zoo.close() }
         try ZooOutput.refuseZooObjectsPath(output, objects: zoo.layout.objects)
@@ -67,12 +67,12 @@ struct Export: ParsableCommand {
             let size = lineage.stages.reversed().lazy.compactMap { $0.provenance.flatMap { DownstreamData.recordedImageSize($0) } }.first
             let removed = WriterOptions.removeAbandonedTemporaries(of: url, stagingFiles: HubFolder.files)
             notes = try removed + HubFolder.write(checkpoint, id: id, lineage: lineage, preprocessing: .init(imageSize: size), to: url)
-            print("wrote \(output.escapingControlCharacters)/ (hub folder of entry \(id.prefix(12)): \(HubFolder.weightsFile), \(HubFolder.configFile), \(HubFolder.cardFile))")
+            ZooOutput.printLine("wrote \(output.quotedPathIfNeeded)/ (hub folder of entry \(id.prefix(12)): \(HubFolder.weightsFile), \(HubFolder.configFile), \(HubFolder.cardFile))")
         } else {
             notes = try writer.write(checkpoint, to: url, format: format)
             let tensors = checkpoint.components.values.reduce(0) { $0 + $1.count }
-            print("wrote \(output.escapingControlCharacters) (\(format.rawValue), entry \(id.prefix(12)), \(tensors) tensors in \(checkpoint.components.keys.joined(separator: ", ")))")
+            ZooOutput.printLine("wrote \(output.quotedPathIfNeeded) (\(format.rawValue), entry \(id.prefix(12)), \(tensors) tensors in \(checkpoint.components.keys.joined(separator: ", ")))")
         }
-        for note in notes { print("  note: \(note)") }
+        for note in notes { ZooOutput.printLine("  note: \(note)") }
     }
 }

@@ -86,7 +86,7 @@ struct FinetuneCommand: TrainingCommand {
                  String(format: "%.2f", t.top1 ?? 0), String(format: "%.2f", t.bestTop1), "\(t.bestEpoch)"]
             }))
         }
-        print(String(format: keptBest ? "finetune entry %@%@: val top-1 %.2f %% (kept the best epoch: %.2f %% after epoch %d), run %@"
+        ZooOutput.printLine(String(format: keptBest ? "finetune entry %@%@: val top-1 %.2f %% (kept the best epoch: %.2f %% after epoch %d), run %@"
                                       : "finetune entry %@%@: val top-1 %.2f %% (best %.2f %% after epoch %d), run %@",
                      String(r.entry.id.prefix(12)), r.entry.name.map { " (\($0))" } ?? "", chosen.top1 ?? 0, chosen.bestTop1, chosen.bestEpoch, r.run.id))
     }

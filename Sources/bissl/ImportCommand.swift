@@ -72,21 +72,21 @@ struct Import: ParsableCommand {
         print(result.id)
         if result.added {
             let parts = checkpoint.components.map { "\($0.key) \($0.value.count)" }.joined(separator: ", ")
-            print("imported \(ZooOutput.label(result.id, result.name)): \(report.arch ?? "unknown architecture"), tensors: \(parts), \(ZooOutput.bytes(result.size))")
-            for rule in report.rules { print("  rule: \(rule)") }
+            ZooOutput.printLine("imported \(ZooOutput.label(result.id, result.name)): \(report.arch ?? "unknown architecture"), tensors: \(parts), \(ZooOutput.bytes(result.size))")
+            for rule in report.rules { ZooOutput.printLine("  rule: \(rule)") }
             if !result.labelsRestored.isEmpty {
-                print("  restored \(result.labelsRestored.joined(separator: ", ")): the labels this content had before bissl gc unlisted it as damaged")
+                ZooOutput.printLine("  restored \(result.labelsRestored.joined(separator: ", ")): the labels this content had before bissl gc unlisted it as damaged")
             }
             if !result.labelsNotRestored.isEmpty {
-                print("  not restored: \(result.labelsNotRestored.joined(separator: ", ")) (another entry holds it now, or this import names the entry otherwise)")
+                ZooOutput.printLine("  not restored: \(result.labelsNotRestored.joined(separator: ", ")) (another entry holds it now, or this import names the entry otherwise)")
             }
         } else {
             if result.labelsAdded.isEmpty {
-                print("already in the zoo as \(ZooOutput.label(result.id, result.name)): identical content, nothing changed")
+                ZooOutput.printLine("already in the zoo as \(ZooOutput.label(result.id, result.name)): identical content, nothing changed")
             } else {
-                print("already in the zoo as \(ZooOutput.label(result.id, result.name)): identical content; added label\(result.labelsAdded.count == 1 ? "" : "s") \(result.labelsAdded.joined(separator: ", ")) to it")
+                ZooOutput.printLine("already in the zoo as \(ZooOutput.label(result.id, result.name)): identical content; added label\(result.labelsAdded.count == 1 ? "" : "s") \(result.labelsAdded.joined(separator: ", ")) to it")
             }
         }
-        for warning in warnings { print("  warning: \(warning)") }
+        for warning in warnings { ZooOutput.printLine("  warning: \(warning)") }
     }
 }

@@ -27,12 +27,17 @@ struct Lineage: ParsableCommand {
         if let remote {
             let lineage = try RemoteZoo(Remotes.select(remote, zooOptions.layout)).lineage(ref)
             RemoteNotes.warn(lineage.damaged)
-            return print(try LineageRender.render(lineage.graph, format: format, direction: direction), terminator: "")
+            return try printLineage(lineage.graph)
         }
         let zoo = try zooOptions.open(readOnly: true)
         defer { try? zoo.close() }
         let lineage = try zoo.lineage(ref, direction: ZooLineage.Direction(rawValue: direction.rawValue) ?? .both)
-        print(try LineageRender.render(lineage.graph, format: format, direction: direction), terminator: "")
+        try printLineage(lineage.graph)
+    }
+
+    private func printLineage(_ graph: LineageGraph) throws {
+        let text = try LineageRender.render(graph, format: format, direction: direction)
+        format == .json ? printJSONText(text, terminator: "") : print(text, terminator: "")
     }
 }
 

@@ -76,7 +76,7 @@ struct List: ParsableCommand {
             }
         }
         if table.rowCount == 1 {
-            print("no entries\(stage ?? method ?? arch ?? dataset ?? tag == nil ? "" : " match") in \(place)")
+            ZooOutput.printLine("no entries\(stage ?? method ?? arch ?? dataset ?? tag == nil ? "" : " match") in \(place)")
             return
         }
         var text = table.rendered()

@@ -143,11 +143,11 @@ struct PredictCommand: ParsableCommand {
 
     static func printSummary(_ s: Summary) {
         let shape = "[" + s.shape.map(String.init).joined(separator: ", ") + "]"
-        print("\(s.kind) \(shape) from entry \(s.entry)\(s.output.map { " -> \($0)" } ?? "")")
+        ZooOutput.printLine("\(s.kind) \(shape) from entry \(s.entry)\(s.output.map { " -> \($0.quotedPathIfNeeded)" } ?? "")")
         print(String(format: "  min %.4g  max %.4g  mean %.4g", s.min, s.max, s.mean))
         if let top1 = s.top1 {
             let shown = top1.prefix(16).map(String.init).joined(separator: " ")
-            print("  top-1: \(shown)\(top1.count > 16 ? " ..." : "")")
+            ZooOutput.printLine("  top-1: \(shown)\(top1.count > 16 ? " ..." : "")")
         }
     }
 }

@@ -88,10 +88,10 @@ struct ProbeCommand: ParsableCommand {
         if json {
             try ZooOutput.printJSON(Report(entry: id, data: data, evalData: evalURI, result: result))
         } else {
-            print("entry \(id.prefix(12)): \(network.architecture.label), \(result.featureCount) features at \(size)x\(size)")
-            print("train \(data) (\(result.trainCount) images) -> eval \(evalURI) (\(result.evalCount) images)")
+            ZooOutput.printLine("entry \(id.prefix(12)): \(network.architecture.label), \(result.featureCount) features at \(size)x\(size)")
+            ZooOutput.printLine("train \(data) (\(result.trainCount) images) -> eval \(evalURI) (\(result.evalCount) images)")
             if let batches = result.recalibratedBatchNormBatches {
-                print("BN running statistics recomputed on the training images (\(batches) batches)")
+                ZooOutput.printLine("BN running statistics recomputed on the training images (\(batches) batches)")
             }
             print(String(format: "linear probe top-1  %.2f %%", result.linearTop1))
             print(String(format: "k-NN (k=%d) top-1   %.2f %%", result.k, result.knnTop1))

@@ -31,7 +31,7 @@ struct RunsList: ParsableCommand {
     func run() throws {
         let runs = RunSummary.all(zooOptions.layout)
         if json { try ZooOutput.printJSON(runs); return }
-        if runs.isEmpty { print("no runs in \(zooOptions.layout.runs.path)"); return }
+        if runs.isEmpty { ZooOutput.printLine("no runs in \(zooOptions.layout.runs.path)"); return }
         let rows = runs.map { r -> [String] in
             guard let rec = r.record else { return [r.id, "?", r.state, "", "", ZooOutput.bytes(r.bytes), r.problem ?? ""] }
             return [r.id, rec.kind, r.state, r.stepText ?? "", rec.startedAt, ZooOutput.bytes(r.bytes),
@@ -39,7 +39,7 @@ struct RunsList: ParsableCommand {
         }
         print(ZooOutput.table(["ID", "KIND", "STATUS", "STEP", "STARTED", "SIZE", "ENTRY"], rows))
         let total = runs.reduce(Int64(0)) { $0 + $1.bytes }
-        print("\(runs.count) run\(runs.count == 1 ? "" : "s"), \(ZooOutput.bytes(total)) in \(zooOptions.layout.runs.path)")
+        ZooOutput.printLine("\(runs.count) run\(runs.count == 1 ? "" : "s"), \(ZooOutput.bytes(total)) in \(zooOptions.layout.runs.path)")
     }
 }
 
@@ -79,26 +79,26 @@ struct RunsShow: ParsableCommand {
             try ZooOutput.printJSON(Report(summary: summary, lastMetrics: metrics, files: files))
             return
         }
-        print("run:        \(record.id)")
-        print("directory:  \(directory.path)")
-        print("kind:       \(record.kind)")
-        print("status:     \(summary.state)\(record.error.map { " (\($0))" } ?? "")")
-        print("step:       \(summary.loggedStep ?? record.step)/\(record.totalSteps) logged, \(record.step) in the last saved state")
-        print("started:    \(record.startedAt)")
-        if let ended = record.endedAt { print("ended:      \(ended)") }
-        print("work time:  \(String(format: "%.1f", summary.workSeconds ?? record.durationSeconds)) s in \(record.segments) segment\(record.segments == 1 ? "" : "s")")
-        if let entry = record.entryId { print("entry:      \(entry)") }
-        print("command:    \(record.commandLine.joined(separator: " "))")
-        for resume in record.resumeCommandLines { print("resumed by: \(resume.joined(separator: " "))") }
-        print("files:      \(files.joined(separator: " "))")
+        ZooOutput.printLine("run:        \(record.id)")
+        ZooOutput.printLine("directory:  \(directory.path)")
+        ZooOutput.printLine("kind:       \(record.kind)")
+        ZooOutput.printLine("status:     \(summary.state)\(record.error.map { " (\($0))" } ?? "")")
+        ZooOutput.printLine("step:       \(summary.loggedStep ?? record.step)/\(record.totalSteps) logged, \(record.step) in the last saved state")
+        ZooOutput.printLine("started:    \(record.startedAt)")
+        if let ended = record.endedAt { ZooOutput.printLine("ended:      \(ended)") }
+        ZooOutput.printLine("work time:  \(String(format: "%.1f", summary.workSeconds ?? record.durationSeconds)) s in \(record.segments) segment\(record.segments == 1 ? "" : "s")")
+        if let entry = record.entryId { ZooOutput.printLine("entry:      \(entry)") }
+        ZooOutput.printLine("command:    \(record.commandLine.joined(separator: " "))")
+        for resume in record.resumeCommandLines { ZooOutput.printLine("resumed by: \(resume.joined(separator: " "))") }
+        ZooOutput.printLine("files:      \(files.joined(separator: " "))")
         if !record.config.isEmpty {
-            print("config:")
-            for (key, value) in record.config.sorted(by: { $0.key < $1.key }) { print("  \(key) = \(value)") }
+            ZooOutput.printLine("config:")
+            for (key, value) in record.config.sorted(by: { $0.key < $1.key }) { ZooOutput.printLine("  \(key) = \(value)") }
         }
         if metrics.isEmpty {
-            print("metrics:    none logged")
+            ZooOutput.printLine("metrics:    none logged")
         } else {
-            print("last metrics:")
+            ZooOutput.printLine("last metrics:")
             let rows = metrics.sorted { $0.key < $1.key }.map { name, m in
                 [name, String(format: "%.6g", m.value), "\(m.step)", m.phase]
             }
@@ -126,7 +126,7 @@ struct RunsRemove: ParsableCommand {
 
     func run() throws {
         guard !ids.isEmpty else { throw CLIError("give the runs to delete (bissl runs lists them)") }
-        let runs = try ids.map { RunSummary.summary(directory: try Run.resolve(layout: zooOptions.layout, id: $0)) }
+        let runs = try ids.map { RunSummary.summary(directory: try Self.runDirectory($0, zooOptions.layout)) }
         for r in runs where r.state == "running" || (!force && (r.state == "interrupted" || r.state == "failed")) {
             _ = try RunMaintenance.remove(r, force: force, dryRun: true)   // throws the refusal, before anything is deleted
         }
@@ -139,9 +139,26 @@ struct RunsRemove: ParsableCommand {
         var freed: Int64 = 0
         for (r, c) in zip(runs, cited) {
             freed += try RunMaintenance.remove(r, force: force)
-            print("removed run \(r.id)" + (c.isEmpty ? "" : " (with \(RunMaintenance.describe(c)))"))
+            ZooOutput.printLine("removed run \(r.id)" + (c.isEmpty ? "" : " (with \(RunMaintenance.describe(c)))"))
         }
-        print("freed \(ZooOutput.bytes(freed))")
+        ZooOutput.printLine("freed \(ZooOutput.bytes(freed))")
+    }
+}
+
+extension RunsRemove {
+    /// The directory of run `id` (`Run.resolve`), which must be a folder directly in the zoo's
+    /// `runs/` (symbolic links resolved): a path naming any other folder (`/home/me`, another zoo's
+    /// run) is refused, as rm would delete it whole.
+    static func runDirectory(_ id: String, _ layout: ZooLayout) throws -> URL {
+        let directory = try Run.resolve(layout: layout, id: id)
+        let runs = layout.runs.resolvingSymlinksInPath().standardizedFileURL.path
+        let resolved = directory.resolvingSymlinksInPath().standardizedFileURL
+        var isFolder: ObjCBool = false
+        guard resolved.deletingLastPathComponent().path == runs,
+              FileManager.default.fileExists(atPath: resolved.path, isDirectory: &isFolder), isFolder.boolValue else {
+            throw CLIError("\(id.quotedPathIfNeeded) is not a run of the zoo at \(layout.root.path) (runs are the folders in \(layout.runs.path); bissl runs lists them)")
+        }
+        return directory
     }
 }
 
@@ -183,19 +200,19 @@ struct RunsPrune: ParsableCommand {
             let cited = removable ? citations[r.directory] ?? [] : []
             if removable && cited.isEmpty {
                 freed += try RunMaintenance.remove(r, force: true, dryRun: dryRun)
-                print("\(verb)remove run \(r.id) (\(r.state))")
+                ZooOutput.printLine("\(verb)remove run \(r.id) (\(r.state))")
                 continue
             }
             if !cited.isEmpty {
-                print("\(dryRun ? "would keep" : "kept") run \(r.id) (\(r.state)): it holds \(RunMaintenance.describe(cited)); bissl runs rm --force \(r.id) deletes it anyway")
+                ZooOutput.printLine("\(dryRun ? "would keep" : "kept") run \(r.id) (\(r.state)): it holds \(RunMaintenance.describe(cited)); bissl runs rm --force \(r.id) deletes it anyway")
             }
             if r.state == "completed" {
                 let bytes = try RunMaintenance.compact(r, dryRun: dryRun)
-                if bytes > 0 { print("\(verb)drop the state of completed run \(r.id) (\(ZooOutput.bytes(bytes)))") }
+                if bytes > 0 { ZooOutput.printLine("\(verb)drop the state of completed run \(r.id) (\(ZooOutput.bytes(bytes)))") }
                 freed += bytes
             }
         }
-        print("\(dryRun ? "would free" : "freed") \(ZooOutput.bytes(freed))")
+        ZooOutput.printLine("\(dryRun ? "would free" : "freed") \(ZooOutput.bytes(freed))")
     }
 
     /// The zoo the runs belong to, read-only, to ask which run files its entries cite; nil when

@@ -19,7 +19,7 @@ struct Tag: ParsableCommand {
         let zoo = try zooOptions.open()
         defer { try? zoo.close() }
         let (id, added) = try zoo.tag(ref, name)
-        print(added ? "tagged \(id.prefix(12)) as \(name)" : "\(id.prefix(12)) already has \(name); nothing changed")
+        ZooOutput.printLine(added ? "tagged \(id.prefix(12)) as \(name)" : "\(id.prefix(12)) already has \(name); nothing changed")
     }
 }
 
@@ -36,7 +36,7 @@ struct Untag: ParsableCommand {
         let zoo = try zooOptions.open()
         defer { try? zoo.close() }
         let (id, kind) = try zoo.untag(name)
-        print("removed \(kind.rawValue) \(name) from \(id.prefix(12))")
+        ZooOutput.printLine("removed \(kind.rawValue) \(name) from \(id.prefix(12))")
     }
 }
 
@@ -74,10 +74,10 @@ struct Remove: ParsableCommand {
         }
         let result = try zoo.remove(ref, force: force)
         if json { return try ZooOutput.printJSON(result) }
-        print("removed \(result.id)\(result.labels.isEmpty ? "" : " (\(result.labels.joined(separator: ", ")))")")
+        ZooOutput.printLine("removed \(result.id)\(result.labels.isEmpty ? "" : " (\(result.labels.joined(separator: ", ")))")")
         if result.tombstone {
             let n = result.descendants.count
-            print("  its \(n) descendant\(n == 1 ? "" : "s") keep\(n == 1 ? "s" : "") its record in tombstones/\(result.id).json")
+            ZooOutput.printLine("  its \(n) descendant\(n == 1 ? "" : "s") keep\(n == 1 ? "s" : "") its record in tombstones/\(result.id).json")
         }
     }
 }

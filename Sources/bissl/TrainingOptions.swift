@@ -89,7 +89,7 @@ extension ImplicitGradientOptions.Solver: ExpressibleByArgument {}
 extension HessianVectorProduct.Scheme: ExpressibleByArgument {}
 extension ImplicitGradientOptions.HVPBatchNorm: ExpressibleByArgument {}
 
-/// Prints `value` as JSON when `json`, else `text`.
+/// Prints `value` as JSON when `json`, else the line `text` (`ZooOutput.printLine`).
 func printResult<T: Encodable>(json: Bool, _ value: T, _ text: @autoclosure () -> String) throws {
-    if json { try ZooOutput.printJSON(value) } else { print(text()) }
+    if json { try ZooOutput.printJSON(value) } else { ZooOutput.printLine(text()) }
 }

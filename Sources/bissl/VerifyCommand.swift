@@ -39,18 +39,18 @@ struct Verify: ParsableCommand {
             try ZooOutput.printJSON(Output(reindex: reindexed, report: report))
         } else {
             if let r = reindexed {
-                if let aside = r.movedAside { print("moved the damaged catalog to \(aside)") }
-                print("reindexed: \(r.entries) entries, \(r.labels) labels, \(r.tombstones) tombstones")
-                for s in r.skipped { print("  skipped \(s)") }
+                if let aside = r.movedAside { ZooOutput.printLine("moved the damaged catalog to \(aside)") }
+                ZooOutput.printLine("reindexed: \(r.entries) entries, \(r.labels) labels, \(r.tombstones) tombstones")
+                for s in r.skipped { ZooOutput.printLine("  skipped \(s)") }
             }
             for f in report.findings {
                 let subject = f.id.map { String($0.prefix(12)) } ?? f.path ?? ""
-                print("\(f.level.rawValue): \(subject): \(f.message)")
-                if let fix = f.fix { print("  fix: \(fix)") }
+                ZooOutput.printLine("\(f.level.rawValue): \(subject): \(f.message)")
+                if let fix = f.fix { ZooOutput.printLine("  fix: \(fix)") }
             }
             let counts = [VerifyReport.Level.problem, .warning, .leftover].map { level in (level, report.findings.filter { $0.level == level }.count) }
             let transfers = report.findings.filter { $0.level == .transfer }.count
-            print("checked \(report.checked) entr\(report.checked == 1 ? "y" : "ies"): " + counts.map { "\($0.1) \($0.0.rawValue)\($0.1 == 1 ? "" : "s")" }.joined(separator: ", ")
+            ZooOutput.printLine("checked \(report.checked) entr\(report.checked == 1 ? "y" : "ies"): " + counts.map { "\($0.1) \($0.0.rawValue)\($0.1 == 1 ? "" : "s")" }.joined(separator: ", ")
                   + (transfers > 0 ? ", \(transfers) resumable transfer\(transfers == 1 ? "" : "s")" : ""))
         }
         if !report.problems.isEmpty {
@@ -119,24 +119,24 @@ struct GC: ParsableCommand {
         }
         if json { return try ZooOutput.printJSON(Output(report: r, compactedRuns: compacted, runBytes: runBytes)) }
         let verb = dryRun ? "would remove" : "removed"
-        for path in r.relistedObjects { print("\(dryRun ? "would list" : "listed") unlisted complete object \(path)") }
-        for path in r.damagedObjects { print("\(dryRun ? "would move" : "moved") damaged unlisted object aside to \(path)") }
-        for path in r.writerLeftovers { print("\(verb) leftover \(path)") }
-        for path in r.keptTransfers { print("kept interrupted transfer \(path) (running it again resumes it; younger than \(grace), --grace 0 removes it)") }
-        for k in r.kept { print("kept \(k.path): \(k.reason)") }
-        for path in r.strayRefs { print("\(verb) stray ref \(path)") }
-        for ref in r.invalidRefs { print("\(verb) invalid ref file \(ref.path) (\(ref.problem))") }
-        for path in r.rewrittenRefs { print("\(dryRun ? "would rewrite" : "rewrote") ref \(path)") }
-        for path in r.restoredObjects { print("\(dryRun ? "would restore" : "restored") object \(path)") }
+        for path in r.relistedObjects { ZooOutput.printLine("\(dryRun ? "would list" : "listed") unlisted complete object \(path)") }
+        for path in r.damagedObjects { ZooOutput.printLine("\(dryRun ? "would move" : "moved") damaged unlisted object aside to \(path)") }
+        for path in r.writerLeftovers { ZooOutput.printLine("\(verb) leftover \(path)") }
+        for path in r.keptTransfers { ZooOutput.printLine("kept interrupted transfer \(path) (running it again resumes it; younger than \(grace), --grace 0 removes it)") }
+        for k in r.kept { ZooOutput.printLine("kept \(k.path): \(k.reason)") }
+        for path in r.strayRefs { ZooOutput.printLine("\(verb) stray ref \(path)") }
+        for ref in r.invalidRefs { ZooOutput.printLine("\(verb) invalid ref file \(ref.path) (\(ref.problem))") }
+        for path in r.rewrittenRefs { ZooOutput.printLine("\(dryRun ? "would rewrite" : "rewrote") ref \(path)") }
+        for path in r.restoredObjects { ZooOutput.printLine("\(dryRun ? "would restore" : "restored") object \(path)") }
         for d in r.damagedEntries {
             let moved = d.movedTo.map { ", object \(dryRun ? "would move" : "moved") to \($0)" } ?? ""
             let back = d.sourceFile.map { "; bissl import \($0) brings it back with its labels" } ?? ""
-            print("\(dryRun ? "would unlist" : "unlisted") damaged entry \(d.id.prefix(12)) (\(d.problem))\(moved), record kept as a tombstone\(back)")
+            ZooOutput.printLine("\(dryRun ? "would unlist" : "unlisted") damaged entry \(d.id.prefix(12)) (\(d.problem))\(moved), record kept as a tombstone\(back)")
         }
-        for id in compacted { print("\(verb) the state of completed run \(id)") }
+        for id in compacted { ZooOutput.printLine("\(verb) the state of completed run \(id)") }
         let n = r.writerLeftovers.count + r.strayRefs.count + r.invalidRefs.count + compacted.count
-        print("\(verb) \(n) file\(n == 1 ? "" : "s"), \(ZooOutput.bytes(r.bytes + runBytes))")
-        for failure in r.failures { print("failed: \(failure)") }
+        ZooOutput.printLine("\(verb) \(n) file\(n == 1 ? "" : "s"), \(ZooOutput.bytes(r.bytes + runBytes))")
+        for failure in r.failures { ZooOutput.printLine("failed: \(failure)") }
         if !r.failures.isEmpty {
             throw CLIError("gc could not do \(r.failures.count) thing\(r.failures.count == 1 ? "" : "s") (the failed: lines above); everything else above was done")
         }
@@ -149,18 +149,18 @@ extension GC {
         if json { return try ZooOutput.printJSON(r) }
         let verb = dryRun ? "would remove" : "removed"
         for d in r.damaged {
-            print(r.removedDamaged.contains(d.key) ? "\(verb) damaged \(d.kind.rawValue) \(d.url) (\(d.problem))" : "warning: \(d.description)")
+            ZooOutput.printLine(r.removedDamaged.contains(d.key) ? "\(verb) damaged \(d.kind.rawValue) \(d.url) (\(d.problem))" : "warning: \(d.description)")
         }
         if r.keptForDamaged > 0 {
-            print("warning: kept \(r.keptForDamaged) unreferenced object\(r.keptForDamaged == 1 ? "" : "s") older than \(grace): a damaged manifest without a copy in the index may reference \(r.keptForDamaged == 1 ? "it" : "them")")
+            ZooOutput.printLine("warning: kept \(r.keptForDamaged) unreferenced object\(r.keptForDamaged == 1 ? "" : "s") older than \(grace): a damaged manifest without a copy in the index may reference \(r.keptForDamaged == 1 ? "it" : "them")")
         }
-        for key in r.removedObjects { print("\(verb) unreferenced object \(key)") }
-        for key in r.abortedUploads { print("\(dryRun ? "would abort" : "aborted") unfinished upload of \(key)") }
-        for id in r.missingObjects { print("warning: the object of entry \(id.prefix(12)) is missing; push it again from a zoo that holds it") }
-        for label in r.danglingLabels { print("warning: label \(label) points at an entry the remote does not hold") }
+        for key in r.removedObjects { ZooOutput.printLine("\(verb) unreferenced object \(key)") }
+        for key in r.abortedUploads { ZooOutput.printLine("\(dryRun ? "would abort" : "aborted") unfinished upload of \(key)") }
+        for id in r.missingObjects { ZooOutput.printLine("warning: the object of entry \(id.prefix(12)) is missing; push it again from a zoo that holds it") }
+        for label in r.danglingLabels { ZooOutput.printLine("warning: label \(label) points at an entry the remote does not hold") }
         // What the grace period kept, when it kept anything (with --grace 0 it keeps nothing).
         let kept = r.keptRecent == 0 ? "" : "; kept \(r.keptRecent) unreferenced object\(r.keptRecent == 1 ? "" : "s") or upload\(r.keptRecent == 1 ? "" : "s") younger than the grace period (\(grace))"
-        print("\(verb) \(r.removedObjects.count) object\(r.removedObjects.count == 1 ? "" : "s") (\(ZooOutput.bytes(r.bytes))), \(dryRun ? "would abort" : "aborted") \(r.abortedUploads.count) upload\(r.abortedUploads.count == 1 ? "" : "s")\(kept)")
+        ZooOutput.printLine("\(verb) \(r.removedObjects.count) object\(r.removedObjects.count == 1 ? "" : "s") (\(ZooOutput.bytes(r.bytes))), \(dryRun ? "would abort" : "aborted") \(r.abortedUploads.count) upload\(r.abortedUploads.count == 1 ? "" : "s")\(kept)")
     }
 
     /// Seconds of `90s`, `30m`, `24h`, `7d` or a bare number of seconds; nil otherwise.

@@ -10,6 +10,11 @@ struct ZooOptions: ParsableArguments {
 
     var layout: ZooLayout { ZooLayout.resolve(explicit: zoo) }
 
+    /// An empty `--zoo` (an unset shell variable) is refused, not read as the default zoo.
+    func validate() throws {
+        if zoo == "" { throw CLIError("--zoo '': the path is empty (an unset shell variable?); give the zoo's folder") }
+    }
+
     /// Opens the zoo; `create` makes it when missing (import only); `readOnly` commands (list, show,
     /// export, diff, lineage, verify) open the catalog read-only. Prints `Zoo.notice` (a rebuilt
     /// catalog) on stderr.
@@ -52,7 +57,7 @@ enum ZooOutput {
     /// Prints `value` as pretty JSON with sorted keys (non-finite numbers as strings).
     static func printJSON<T: Encodable>(_ value: T) throws {
         let encoder = JSONEncoder.bissl(pretty: true)
-        print(String(decoding: try encoder.encode(value), as: UTF8.self))
+        printJSONText(String(decoding: try encoder.encode(value), as: UTF8.self))
     }
 
     /// `1.2 MB`, `340 KB`, `512 B` (decimal units, as `ls -h --si`).

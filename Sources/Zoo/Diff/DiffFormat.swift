@@ -43,11 +43,12 @@ enum DiffFormat {
     }
 }
 
-/// Left-aligned columns separated by two spaces; the last column is not padded.
+/// Left-aligned columns separated by two spaces; the last column is not padded. Cells are stored
+/// with their control characters escaped (`String.escapingControlCharacters`).
 struct TextTable {
     var rows: [[String]] = []
 
-    mutating func add(_ row: [String]) { rows.append(row) }
+    mutating func add(_ row: [String]) { rows.append(row.map(\.escapingControlCharacters)) }
 
     /// Lines, each prefixed by `indent`, trailing spaces removed.
     func lines(indent: String = "  ") -> [String] {

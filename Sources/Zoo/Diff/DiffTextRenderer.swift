@@ -5,14 +5,16 @@ import Checkpoint
 /// statistics, counters) listing tensors in the report's order (largest relative change first).
 ///
 /// Key changes are marked `~` (changed, `a -> b`), `+` (only in B) and `-` (only in A). Numbers use
-/// 4 significant digits, cosine similarity 6 decimals, `-` where a quantity is undefined.
+/// 4 significant digits, cosine similarity 6 decimals, `-` where a quantity is undefined. Names,
+/// keys and values from the checkpoints (tensor keys, provenance text) are written with their control
+/// characters escaped (`String.escapingControlCharacters`): one line each, no terminal sequence.
 public enum DiffTextRenderer {
     /// The whole report, lines joined by `\n`, ending with a newline.
     /// - Parameter maxTensorRows: per tensor section, list at most this many tensors (the largest
     ///   changes come first) and say how many more there are; nil lists all.
     public static func render(_ diff: CheckpointDiff, maxTensorRows: Int? = nil) -> String {
         var out: [String] = []
-        out.append("diff \(diff.labelA) -> \(diff.labelB)")
+        out.append("diff \(diff.labelA.escapingControlCharacters) -> \(diff.labelB.escapingControlCharacters)")
         if diff.summary.identical {
             out.append("  identical: same tensors, architecture and provenance")
             return out.joined(separator: "\n") + "\n"

@@ -172,7 +172,8 @@ public enum LineageRender {
     /// An entry with exactly one next entry continues in the same column, so a chain of any length
     /// stays flat, as `git log --graph` draws linear history; where an entry has several, each branch
     /// starts with `├── ` or `└── ` and is indented. Every line after the root ends with
-    /// `[relation: note]` (the relation of the child to the parent on that edge). An entry reached a
+    /// `[relation: note]` (the relation of the child to the parent on that edge). Control characters
+    /// of names, relations and notes are written as escapes (`String.escapingControlCharacters`). An entry reached a
     /// second time (shared ancestor of two branches, or a cycle) is printed once more with
     /// `(repeat, see above)` and not expanded again.
     ///
@@ -218,7 +219,7 @@ public enum LineageRender {
         while let item = stack.popLast() {
             let id = up ? item.edge.parent : item.edge.child
             var line = item.linePrefix + label(index.node(id), known: index.nodesByID[id] != nil)
-            line += "  [" + item.edge.relation + (item.edge.note.map { ": " + $0 } ?? "") + "]"
+            line += "  [" + (item.edge.relation + (item.edge.note.map { ": " + $0 } ?? "")).escapingControlCharacters + "]"
             let first = expanded.insert(id).inserted
             if !first { line += "  (repeat, see above)" }
             out += line + "\n"
@@ -226,7 +227,8 @@ public enum LineageRender {
         }
     }
 
-    /// `3f2a1c9e0b12  ft-cifar10  finetune/sgd  resnet50  2026-11-29T10:00:00Z`.
+    /// `3f2a1c9e0b12  ft-cifar10  finetune/sgd  resnet50  2026-11-29T10:00:00Z`; control characters
+    /// (a line feed or ESC in a name from a pulled manifest) written as escapes, as in error lines.
     static func label(_ n: LineageNode, known: Bool) -> String {
         var parts = [n.shortID]
         if let name = n.name, !name.isEmpty { parts.append(name) }
@@ -237,15 +239,7 @@ public enum LineageRender {
         }
         if n.removed { parts.append("(removed)") }
         if let damaged = n.damaged { parts.append("(damaged manifest \(damaged))") } else if !known { parts.append("(not in zoo)") }
-        return parts.map(oneLine).joined(separator: "  ")
-    }
-
-    /// Control characters (a newline in a name) shown as spaces so each entry stays on one line.
-    private static func oneLine(_ s: String) -> String {
-        // Control characters are C0 (bytes below 0x20), DEL (0x7F) and C1 (U+0080...U+009F, UTF-8 lead byte
-        // 0xC2): a string without those bytes (every id, stage and date) is returned as it is.
-        if !s.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F || $0 == 0xC2 }) { return s }
-        return String(String.UnicodeScalarView(s.unicodeScalars.map { $0.properties.generalCategory == .control ? " " : $0 }))
+        return parts.map(\.escapingControlCharacters).joined(separator: "  ")
     }
 
     // MARK: - JSON
