@@ -31,15 +31,20 @@ BODY float lanes(float *l) {
     return l[0];
 }
 
+// A plane at 32x32 is one 4 KiB page, where the hardware prefetchers stop: the first pass over a channel's
+// planes asks for the next plane's lines (`NEXT(q, i)`: the 32 floats at i of the plane after q's, or q's own
+// for the last plane) while it sums this one. Prefetches change no value.
+#define NEXT(q, i) do { __builtin_prefetch((q) + next + (i)); __builtin_prefetch((q) + next + (i) + VL); } while (0)
+
 // One plane's float sums over 32 lanes (lo_: lanes 0-15, hi_: 16-31; added lane-wise then pairwise), then the tail. `TERM(i)` is the vector of 16 terms at i (vectors)
 // and `SCALAR(i)` the one term at i (tail).
-#define PLANE_SUM(RESULT, PLANE, TERM, SCALAR)                                                                  \
+#define PLANE_SUM(RESULT, PLANE, TERM, SCALAR, PREFETCH)                                                        \
     do {                                                                                                       \
         long i_ = 0;                                                                                           \
         float t_ = 0;                                                                                          \
         if ((PLANE) >= 2 * VL) {                                                                               \
             v16 lo_ = {0}, hi_ = {0};                                                                          \
-            for (; i_ + 2 * VL <= (PLANE); i_ += 2 * VL) { lo_ += TERM(i_); hi_ += TERM(i_ + VL); }              \
+            for (; i_ + 2 * VL <= (PLANE); i_ += 2 * VL) { PREFETCH(i_); lo_ += TERM(i_); hi_ += TERM(i_ + VL); } \
             v16 s_ = lo_ + hi_;                                                                                \
             float l_[VL];                                                                                      \
             memcpy(l_, &s_, sizeof l_);                                                                        \
@@ -53,10 +58,13 @@ BODY double sum_body(const float *x, long n, long stride, long plane) {
     double total = 0;
     for (long s = 0; s < n; s++) {
         const float *p = x + s * stride;
+        long next = s + 1 < n ? stride : 0;
         float t;
 #define T(i) load(p + (i))
 #define S(i) p[i]
-        PLANE_SUM(t, plane, T, S);
+#define P(i) NEXT(p, i)
+        PLANE_SUM(t, plane, T, S, P);
+#undef P
 #undef T
 #undef S
         total += t;
@@ -72,7 +80,9 @@ BODY double squared_deviation_body(const float *x, long n, long stride, long pla
         float t;
 #define T(i) ((load(p + (i)) - m) * (load(p + (i)) - m))
 #define S(i) ((p[i] - mean) * (p[i] - mean))
-        PLANE_SUM(t, plane, T, S);
+#define P(i) ((void)0)
+        PLANE_SUM(t, plane, T, S, P);
+#undef P
 #undef T
 #undef S
         total += t;
@@ -113,12 +123,16 @@ BODY void gate_sums_body(const float *dy, long dystride, const float *x, long st
     v16 va = splat(a), vb = splat(b), m = splat(mean);
     for (long s = 0; s < n; s++) {
         const float *t = dy + s * dystride, *p = x + s * stride;
+        long next = s + 1 < n ? dystride : 0, nextX = s + 1 < n ? stride : 0;
         // both sums in one pass, each in the order of PLANE_SUM
         float sa = 0, sb = 0;
         long i = 0;
         if (plane >= 2 * VL) {
             v16 a0 = {0}, a1 = {0}, b0 = {0}, b1 = {0};
             for (; i + 2 * VL <= plane; i += 2 * VL) {
+                NEXT(t, i);
+                __builtin_prefetch(p + nextX + i);
+                __builtin_prefetch(p + nextX + i + VL);
                 v16 g0 = GATED(i), g1 = GATED(i + VL);
                 a0 += g0;
                 a1 += g1;

@@ -63,10 +63,10 @@ struct DataInfo: ParsableCommand {
             skipped: summary.skipped.map { .init(file: $0.name, reason: $0.reason) },
             fingerprint: try dataset.fingerprint())
         for s in summary.skipped {
-            FileHandle.standardError.write(Data("warning: skipped \(s.reason)\n".utf8))
+            printStandardError("warning: skipped \(s.reason)")
         }
         if !summary.skipped.isEmpty {
-            FileHandle.standardError.write(Data("warning: skipped \(summary.skipped.count) image(s) that could not be decoded (use --strict to fail instead)\n".utf8))
+            printStandardError("warning: skipped \(summary.skipped.count) image(s) that could not be decoded (use --strict to fail instead)")
         }
         if json {
             try ZooOutput.printJSON(report)

@@ -89,7 +89,7 @@ struct PredictCommand: ParsableCommand {
         var result = network.backbone.infer(images)   // eval-mode forward, BatchNorm folded (ResNet.infer)
         if what == .logits, let classifier { result = classifier.forward(result, mode: .eval) }
         if let warning = Self.nonFiniteWarning(result, kind: what, entry: id) {
-            FileHandle.standardError.write(Data("warning: \(warning)\n".utf8))
+            printStandardError("warning: \(warning)")
         }
 
         if let output {

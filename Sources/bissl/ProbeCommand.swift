@@ -83,7 +83,7 @@ struct ProbeCommand: ParsableCommand {
         let quiet = json
         let result = try Probe.run(backbone: network.backbone, train: train, eval: eval, imageSize: size, k: knn,
                                    config: LinearProbe.Config(epochs: probeEpochs, seed: seed), recalibrateBN: recalibrateBN) { message in
-            if !quiet { FileHandle.standardError.write(Data("\(message)\n".utf8)) }
+            if !quiet { printStandardError(message) }
         }
         if json {
             try ZooOutput.printJSON(Report(entry: id, data: data, evalData: evalURI, result: result))

@@ -72,7 +72,7 @@ struct RunsShow: ParsableCommand {
         let metrics = try RunSummary.lastMetrics(directory: directory)
         if curves {
             let url = try RunSummary.drawCurves(directory: directory, title: record.id)
-            FileHandle.standardError.write(Data("wrote \(url.path)\n".utf8))
+            printStandardError("wrote \(url.path)")
         }
         let files = ((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []).filter { !$0.hasPrefix(".") }.sorted()
         if json {

@@ -1,4 +1,5 @@
 import BisslCore
+import Foundation
 
 /// Every `print` of the `bissl` command goes here rather than to `Swift.print`: the text is written
 /// with the control characters of each line escaped (`String.escapingControlCharacters`: `\r`,
@@ -42,4 +43,10 @@ func printJSONText(_ json: String, terminator: String = "\n") {
         }
     }
     Swift.print(out, terminator: terminator)
+}
+
+/// Writes one line on stderr (a warning, a note, progress) with its control characters escaped as
+/// `ZooOutput.printLine` writes stdout lines: a file name in a warning cannot move the terminal.
+func printStandardError(_ line: String) {
+    FileHandle.standardError.write(Data((line.escapingControlCharacters + "\n").utf8))
 }

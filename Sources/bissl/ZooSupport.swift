@@ -20,7 +20,7 @@ struct ZooOptions: ParsableArguments {
     /// catalog) on stderr.
     func open(create: Bool = false, readOnly: Bool = false) throws -> Zoo {
         let zoo = try Zoo.open(layout, create: create, readOnly: readOnly)
-        if let notice = zoo.notice { FileHandle.standardError.write(Data("note: \(notice)\n".utf8)) }
+        if let notice = zoo.notice { printStandardError("note: \(notice)") }
         return zoo
     }
 

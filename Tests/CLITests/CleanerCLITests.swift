@@ -148,4 +148,27 @@ final class CleanerCLITests: CLITestCase {
         XCTAssertTrue(gc.stdout.contains("removed invalid ref file \(sparse.path)"), gc.stdout)
         XCTAssertTrue(gc.stdout.hasSuffix("removed 1 file, \(allocated) B\n"), "\(allocated) B allocated: \(gc.stdout)")
     }
+
+    /// runs prune drops a completed run's state and dead writers' temporaries: a folder named like
+    /// a temporary in the run's directory is not one, and stays with what it holds.
+    func testRunsPruneKeepsAFolderNamedLikeATemporaryInACompletedRun() throws {
+        XCTAssertEqual(try bissl(["import", try source().path]).status, 0)
+        let run = zooDir.appendingPathComponent("runs/r1", isDirectory: true)
+        try FileManager.default.createDirectory(at: run, withIntermediateDirectories: true)
+        let record: [String: Any] = [
+            "id": "r1", "kind": "pretrain", "status": "completed", "config": [String: String](), "commandLine": ["bissl", "pretrain"],
+            "startedAt": "2026-11-29T10:00:00Z", "updatedAt": "2026-11-29T10:00:00Z", "totalSteps": 10, "step": 10,
+            "durationSeconds": 1.0, "segments": 1, "resumeCommandLines": [[String]](),
+        ]
+        try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]).write(to: run.appendingPathComponent("run.json"))
+        let dead = try LockHolder.endedPID()
+        let temporary = run.appendingPathComponent(".state.h5.tmp-\(dead)-1")
+        try write("partial", temporary)
+        let folder = run.appendingPathComponent(".notes.tmp-\(dead)-2", isDirectory: true)
+        try write("mine\n", folder.appendingPathComponent("notes.txt"))
+        let r = try bissl(["runs", "prune"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: temporary.path), r.stdout)
+        XCTAssertEqual(try String(contentsOf: folder.appendingPathComponent("notes.txt"), encoding: .utf8), "mine\n")
+    }
 }

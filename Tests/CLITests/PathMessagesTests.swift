@@ -41,6 +41,13 @@ final class PathMessagesTests: CLITestCase {
                            "error: cannot write \(tmp.path)/no dir /o.h5: no such folder '\(tmp.path)/no dir '")
     }
 
+    func testAFileNamedWithEdgeSpacesIsQuotedWhenDescribed() throws {
+        try Data().write(to: tmp.appendingPathComponent(" "))
+        let r = try BisslBinary.run(["-c", "cd \"$0\" && exec \"$@\"", tmp.path, BisslBinary.url!.path, "inspect", " "],
+                                    executable: URL(fileURLWithPath: "/bin/sh"))
+        assertOneLineError((r.status, r.stdout, r.stderr), "error: ' ' is empty (0 bytes)")
+    }
+
     func testAnOutputThatIsAFolderIsSaidSoInOneWording() throws {
         let input = Fixtures.url("pth/resnet18_w2.pth").path
         for name in ["d.h5", "folder"] {

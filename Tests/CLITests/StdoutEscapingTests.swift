@@ -99,6 +99,18 @@ final class StdoutEscapingTests: CLITestCase {
         assertClean(try run(["data", "info", uri], zoo: false), [Self.escaped], "data info")
     }
 
+    /// A warning on stderr naming a file (an undecodable image) escapes the name as stdout does.
+    func testAWarningNamingAFileIsEscapedOnStderr() throws {
+        let root = tmp.appendingPathComponent("folder")
+        let cat = root.appendingPathComponent("cat")
+        try FileManager.default.createDirectory(at: cat, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: Fixtures.url("datasets/folder/cat/rgb.png"), to: cat.appendingPathComponent("1.png"))
+        try Data("not a png".utf8).write(to: cat.appendingPathComponent(Self.hostile + ".png"))
+        let r = try Fixtures.runBissl(["data", "info", "folder:\(root.path)"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        assertClean(r.stderr, [Self.escaped], "data info warnings")
+    }
+
     /// `file` (a safetensors file) with one more 1-byte uint8 tensor named `key`, as a new file.
     private func addingTensor(named key: String, to file: URL) throws -> String {
         let data = try Data(contentsOf: file)

@@ -36,8 +36,10 @@ public enum FileKind: Equatable, Sendable {
     /// None of the above; the first bytes in hex.
     case unknown(firstBytes: String)
 
-    /// One line saying what `fileName` is, e.g. "model.pth is an HTML page (a download that returned a web page?)".
+    /// One line saying what `fileName` is, e.g. "model.pth is an HTML page (a download that returned a web page?)";
+    /// a name that is empty or begins or ends with white space is quoted (`String.quotedPathIfNeeded`).
     public func describe(_ fileName: String) -> String {
+        let fileName = fileName.quotedPathIfNeeded   // ' ' and '' named visibly
         switch self {
         case .pytorchZip: return "\(fileName) is a PyTorch checkpoint (zip container)"
         case .pytorchLegacy: return "\(fileName) is a PyTorch checkpoint (legacy pre-1.6 format)"
