@@ -403,7 +403,7 @@ final class RemoteTests: XCTestCase {
         let tmpB = b.layout.tmp
         let pulled = try b.pull("base", remote, ancestors: false, progress: { _, _, _ in
             let own = Self.names(tmpB).filter { $0.hasSuffix(".pull") && !$0.contains(".\(pid).") }
-            pullLocked.update { $0.append(own.count == 1 && TemporaryFileLock.isLocked(tmpB.appendingPathComponent(own[0]))) }
+            pullLocked.update { $0.append(own.count == 1 && TemporaryFileLock.folderIsUnlocked(tmpB.appendingPathComponent(own[0])) == false) }
         })
         XCTAssertEqual(pulled.entries.map(\.transferred), [true])
         XCTAssertFalse(pullLocked.value.isEmpty)

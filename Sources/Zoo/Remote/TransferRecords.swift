@@ -41,8 +41,7 @@ enum TransferRecords {
         // aside to be taken over like the others, unless a live process elsewhere holds it.
         if (try? manager.attributesOfItem(atPath: mine.path)) != nil {
             let aside = dir.appendingPathComponent("\(mine.lastPathComponent).\(UInt32.random(in: 0...UInt32.max)).aside")
-            let moved = TemporaryFileLock.removeIfUnlocked(mine) { _ = rename(mine.path, aside.path) }
-            guard moved else {
+            guard takeIfUnlocked(mine, { rename(mine.path, aside.path) == 0 }) else {
                 throw ZooError.io("cannot use \(mine.path): another process holds it (a transfer of this object in another pid namespace); try again when it ends")
             }
             candidates.append(aside)
@@ -55,23 +54,43 @@ enum TransferRecords {
             candidates.append(dir.appendingPathComponent(name))
         }
         for old in candidates {
-            var moved = false
-            TemporaryFileLock.removeIfUnlocked(old) {
-                moved = folder ? adoptFolder(old, into: mine) : adoptFile(old, into: mine)
-                try? manager.removeItem(at: old)
+            let moved = takeIfUnlocked(old) {
+                defer { try? manager.removeItem(at: old) }
+                return folder ? adoptFolder(old, into: mine) : adoptFile(old, into: mine)
             }
             if moved { return Claim(url: mine, resumed: true, lock: lock) }
         }
         return Claim(url: mine, resumed: false, lock: lock)
     }
 
-    /// Moves the files of an interrupted pull's folder (`object.h5`, `record.json`) into `folder`;
-    /// true when the record moved. Only a folder itself, never one a symbolic link leads to.
+    /// Runs `take` on what an interrupted transfer left at `url` when no process holds its lock, and
+    /// returns what `take` returns (false when it did not run). A file is taken under the lock's
+    /// exclusive form (`TemporaryFileLock.removeIfUnlocked`), so only one claimant runs `take`; a
+    /// folder cannot be locked exclusively, so it is taken when no lock is held on it
+    /// (`TemporaryFileLock.folderIsUnlocked`) and `take` moves it or its record by `rename`, which
+    /// only one claimant can do.
+    private static func takeIfUnlocked(_ url: URL, _ take: () -> Bool) -> Bool {
+        var info = stat()
+        guard lstat(url.path, &info) == 0 else { return false }
+        if info.st_mode & S_IFMT == S_IFDIR {
+            return TemporaryFileLock.folderIsUnlocked(url) == true && take()
+        }
+        var taken = false
+        TemporaryFileLock.removeIfUnlocked(url) { taken = take() }
+        return taken
+    }
+
+    /// Moves the files of an interrupted pull's folder (`record.json`, then `object.h5`) into
+    /// `folder`; true when the record moved. The record first: of two claimants, only the one whose
+    /// rename of it succeeded takes the object too. Only a folder itself, never one a symbolic link
+    /// leads to.
     private static func adoptFolder(_ old: URL, into folder: URL) -> Bool {
         var info = stat()
-        guard lstat(old.path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else { return false }
+        guard lstat(old.path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR,
+              rename(old.appendingPathComponent("record.json").path, folder.appendingPathComponent("record.json").path) == 0
+        else { return false }
         _ = rename(old.appendingPathComponent("object.h5").path, folder.appendingPathComponent("object.h5").path)
-        return rename(old.appendingPathComponent("record.json").path, folder.appendingPathComponent("record.json").path) == 0
+        return true
     }
 
     /// Copies an interrupted push's record (a regular file of at most 1 MiB) into `file`; true when copied.
