@@ -86,9 +86,9 @@ struct Show: ParsableCommand {
         printText(report)
     }
 
-    /// One line of the text report, its control characters escaped: provenance, file names and
-    /// notes come from files (an imported or pulled entry's), and must not move the terminal.
-    private func print(_ line: String) { Swift.print(line.escapingControlCharacters) }
+    /// One line of the text report (`ZooOutput.printLine`): provenance, file names and notes come
+    /// from files (an imported or pulled entry's), and must neither move the terminal nor add lines.
+    private func print(_ line: String) { ZooOutput.printLine(line) }
 
     private func printText(_ r: Report) {
         let p = r.provenance
