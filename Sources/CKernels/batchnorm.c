@@ -31,7 +31,7 @@ BODY float lanes(float *l) {
     return l[0];
 }
 
-// Planes of fewer than 16 values (a 2x2 or 3x3 map) are all tail, one float add after another: there 16
+// Planes of fewer than 32 values (2x2 to 5x5 maps) are all tail, one float add after another: there 16
 // planes go at a time, lane k taking plane s + k's values in the same order (the same additions, so the same
 // bits as one plane at a time), their sums then added to the double totals in plane order.
 /// `*out` lane k = `q[k * stride + i]`.
@@ -74,7 +74,7 @@ BODY void add_lanes_in_order(double *total, const v16 *v) {
 BODY double sum_body(const float *x, long n, long stride, long plane) {
     double total = 0;
     long s = 0;
-    if (plane < VL) {
+    if (plane < 2 * VL) {
         for (; s + VL <= n; s += VL) {
             v16 acc = {0}, v;
             for (long i = 0; i < plane; i++) { gather(&v, x + s * stride, stride, i); acc += v; }
@@ -101,7 +101,7 @@ BODY double squared_deviation_body(const float *x, long n, long stride, long pla
     double total = 0;
     v16 m = splat(mean);
     long s = 0;
-    if (plane < VL) {
+    if (plane < 2 * VL) {
         for (; s + VL <= n; s += VL) {
             v16 acc = {0}, v;
             for (long i = 0; i < plane; i++) { gather(&v, x + s * stride, stride, i); acc += (v - m) * (v - m); }
@@ -155,7 +155,7 @@ BODY void gate_sums_body(const float *dy, long dystride, const float *x, long st
     double sumDy = 0, sumDyXhat = 0;
     v16 va = splat(a), vb = splat(b), m = splat(mean);
     long s = 0;
-    if (plane < VL) {
+    if (plane < 2 * VL) {
         for (; s + VL <= n; s += VL) {
             v16 sa = {0}, sb = {0}, tv, pv;
             for (long i = 0; i < plane; i++) {

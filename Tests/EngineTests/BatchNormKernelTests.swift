@@ -5,9 +5,9 @@ import XCTest
 
 /// The C kernels of BatchNorm2d (Sources/CKernels/include/batchnorm.h) at every vector level this CPU has
 /// (set through `BatchNorm2d.kernelLevel`'s values; on an AVX-512 machine all three run), against float64
-/// definitions on odd sizes: planes of 1, 4, 5, 15, 37 and 70 values (not multiples of 16 or 32, so the vector
+/// definitions on odd sizes: planes of 1, 4, 5, 15, 16, 31, 37 and 70 values (not multiples of 16 or 32, so the vector
 /// loops, the pairwise lane sums, the scalar tails and the 16-planes-at-a-time path of small planes all run),
-/// 3, 19 or 35 planes per channel, channels 1 and 3
+/// 3 to 35 planes per channel, channels 1 and 3
 /// (channel c's planes at stride C·plane). Every level must give the same bits (the header's contract:
 /// one order of operations, no fused multiply-add), and each result must be within its float32 bound.
 final class BatchNormKernelTests: XCTestCase {
@@ -16,7 +16,8 @@ final class BatchNormKernelTests: XCTestCase {
     /// 3 planes per channel, and 19 and 35 for the small planes (16 at a time across planes, then one at a time).
     let shapes = [(channels: 1, plane: 37, n: 3), (channels: 3, plane: 37, n: 3), (channels: 3, plane: 70, n: 3),
                   (channels: 3, plane: 5, n: 3), (channels: 1, plane: 1, n: 3), (channels: 3, plane: 1, n: 3),
-                  (channels: 3, plane: 5, n: 19), (channels: 1, plane: 4, n: 35), (channels: 3, plane: 15, n: 19)]
+                  (channels: 3, plane: 5, n: 19), (channels: 1, plane: 4, n: 35), (channels: 3, plane: 15, n: 19),
+                  (channels: 3, plane: 16, n: 17), (channels: 1, plane: 31, n: 16)]
 
     /// The levels this machine can run: the baseline, and up to the widest it has.
     var levels: [Int32] {
