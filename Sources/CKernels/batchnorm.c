@@ -31,6 +31,23 @@ BODY float lanes(float *l) {
     return l[0];
 }
 
+// Planes of fewer than 32 values (2x2 to 5x5 maps) are all tail, one float add after another: there 16
+// planes go at a time, lane k taking plane s + k's values in the same order (the same additions, so the same
+// bits as one plane at a time), their sums then added to the double totals in plane order.
+/// `*out` lane k = `q[k * stride + i]`.
+BODY void gather(v16 *out, const float *q, long stride, long i) {
+    float l[VL];
+    for (int k = 0; k < VL; k++) l[k] = q[k * stride + i];
+    memcpy(out, l, sizeof l);
+}
+
+/// `*total += ` lane 0, then lane 1, ... (planes in order).
+BODY void add_lanes_in_order(double *total, const v16 *v) {
+    float l[VL];
+    memcpy(l, v, sizeof l);
+    for (int k = 0; k < VL; k++) *total += l[k];
+}
+
 // A plane at 32x32 is one 4 KiB page, where the hardware prefetchers stop: the first pass over a channel's
 // planes asks for the next plane's lines (`NEXT(q, i)`: the 32 floats at i of the plane after q's, or q's own
 // for the last plane) while it sums this one. Prefetches change no value.
@@ -56,7 +73,15 @@ BODY float lanes(float *l) {
 
 BODY double sum_body(const float *x, long n, long stride, long plane) {
     double total = 0;
-    for (long s = 0; s < n; s++) {
+    long s = 0;
+    if (plane < 2 * VL) {
+        for (; s + VL <= n; s += VL) {
+            v16 acc = {0}, v;
+            for (long i = 0; i < plane; i++) { gather(&v, x + s * stride, stride, i); acc += v; }
+            add_lanes_in_order(&total, &acc);
+        }
+    }
+    for (; s < n; s++) {
         const float *p = x + s * stride;
         long next = s + 1 < n ? stride : 0;
         float t;
@@ -75,7 +100,15 @@ BODY double sum_body(const float *x, long n, long stride, long plane) {
 BODY double squared_deviation_body(const float *x, long n, long stride, long plane, float mean) {
     double total = 0;
     v16 m = splat(mean);
-    for (long s = 0; s < n; s++) {
+    long s = 0;
+    if (plane < 2 * VL) {
+        for (; s + VL <= n; s += VL) {
+            v16 acc = {0}, v;
+            for (long i = 0; i < plane; i++) { gather(&v, x + s * stride, stride, i); acc += (v - m) * (v - m); }
+            add_lanes_in_order(&total, &acc);
+        }
+    }
+    for (; s < n; s++) {
         const float *p = x + s * stride;
         float t;
 #define T(i) ((load(p + (i)) - m) * (load(p + (i)) - m))
@@ -121,7 +154,23 @@ BODY void gate_sums_body(const float *dy, long dystride, const float *x, long st
                          float a, float b, float mean, float invStd, double sums[2]) {
     double sumDy = 0, sumDyXhat = 0;
     v16 va = splat(a), vb = splat(b), m = splat(mean);
-    for (long s = 0; s < n; s++) {
+    long s = 0;
+    if (plane < 2 * VL) {
+        for (; s + VL <= n; s += VL) {
+            v16 sa = {0}, sb = {0}, tv, pv;
+            for (long i = 0; i < plane; i++) {
+                gather(&tv, dy + s * dystride, dystride, i);
+                gather(&pv, x + s * stride, stride, i);
+                v16 g = gated ? gate(tv, pv * va + vb) : tv;
+                sa += g;
+                sb += g * (pv - m);
+            }
+            sb = sb * splat(invStd);
+            add_lanes_in_order(&sumDy, &sa);
+            add_lanes_in_order(&sumDyXhat, &sb);
+        }
+    }
+    for (; s < n; s++) {
         const float *t = dy + s * dystride, *p = x + s * stride;
         long next = s + 1 < n ? dystride : 0, nextX = s + 1 < n ? stride : 0;
         // both sums in one pass, each in the order of PLANE_SUM

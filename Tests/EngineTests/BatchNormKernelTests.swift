@@ -5,16 +5,19 @@ import XCTest
 
 /// The C kernels of BatchNorm2d (Sources/CKernels/include/batchnorm.h) at every vector level this CPU has
 /// (set through `BatchNorm2d.kernelLevel`'s values; on an AVX-512 machine all three run), against float64
-/// definitions on odd sizes: planes of 1, 5, 37 and 70 values (not multiples of 16 or 32, so the vector
-/// loops, the pairwise lane sums and the scalar tails all run), 3 planes per channel, channels 1 and 3
+/// definitions on odd sizes: planes of 1, 4, 5, 15, 16, 31, 37 and 70 values (not multiples of 16 or 32, so the vector
+/// loops, the pairwise lane sums, the scalar tails and the 16-planes-at-a-time path of small planes all run),
+/// 3 to 35 planes per channel, channels 1 and 3
 /// (channel c's planes at stride C·plane). Every level must give the same bits (the header's contract:
 /// one order of operations, no fused multiply-add), and each result must be within its float32 bound.
 final class BatchNormKernelTests: XCTestCase {
     /// Unit roundoff of float32.
     let u = Double(Float.ulpOfOne) / 2
-    let shapes = [(channels: 1, plane: 37), (channels: 3, plane: 37), (channels: 3, plane: 70), (channels: 3, plane: 5),
-                  (channels: 1, plane: 1), (channels: 3, plane: 1)]
-    let n = 3
+    /// 3 planes per channel, and 19 and 35 for the small planes (16 at a time across planes, then one at a time).
+    let shapes = [(channels: 1, plane: 37, n: 3), (channels: 3, plane: 37, n: 3), (channels: 3, plane: 70, n: 3),
+                  (channels: 3, plane: 5, n: 3), (channels: 1, plane: 1, n: 3), (channels: 3, plane: 1, n: 3),
+                  (channels: 3, plane: 5, n: 19), (channels: 1, plane: 4, n: 35), (channels: 3, plane: 15, n: 19),
+                  (channels: 3, plane: 16, n: 17), (channels: 1, plane: 31, n: 16)]
 
     /// The levels this machine can run: the baseline, and up to the widest it has.
     var levels: [Int32] {
@@ -35,7 +38,7 @@ final class BatchNormKernelTests: XCTestCase {
     func depth(_ plane: Int) -> Double { Double(plane / 32 + 6 + plane % 32) }
 
     func testSumsAndSquaredDeviationsWithinTheirBoundsAndEqualAtEveryLevel() {
-        for (C, plane) in shapes {
+        for (C, plane, n) in shapes {
             let x = values(n * C * plane, seed: UInt64(C * 1000 + plane))
             for c in 0..<C {
                 let idx = (0..<n).flatMap { s in (0..<plane).map { (s * C + c) * plane + $0 } }
@@ -65,7 +68,7 @@ final class BatchNormKernelTests: XCTestCase {
     }
 
     func testScaleShiftWithinTwoRoundingsAndReLUKeepsNaN() {
-        for (C, plane) in shapes {
+        for (C, plane, n) in shapes {
             var x = values(n * C * plane, seed: UInt64(7 + C * 100 + plane))
             x[x.count / 2] = .nan
             let (a, b): (Float, Float) = (0.7310, -0.4129)
@@ -98,7 +101,7 @@ final class BatchNormKernelTests: XCTestCase {
     }
 
     func testBackwardSumsAndInputGradientWithinTheirBounds() {
-        for (C, plane) in shapes {
+        for (C, plane, n) in shapes {
             let x = values(n * C * plane, seed: UInt64(11 + C * 100 + plane))
             let dy = values(n * C * plane, seed: UInt64(13 + C * 100 + plane))
             let (a, b, mean, invStd, k): (Float, Float, Float, Float, Float) = (1.3, -0.21, 0.47, 0.83, 0.61)
