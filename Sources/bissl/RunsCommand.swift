@@ -150,6 +150,7 @@ extension RunsRemove {
     /// `runs/` (symbolic links resolved): a path naming any other folder (`/home/me`, another zoo's
     /// run) is refused, as rm would delete it whole.
     static func runDirectory(_ id: String, _ layout: ZooLayout) throws -> URL {
+        try layout.requireOwnRunsFolder("bissl runs rm")
         let directory = try Run.resolve(layout: layout, id: id)
         let runs = layout.runs.resolvingSymlinksInPath().standardizedFileURL.path
         let resolved = directory.resolvingSymlinksInPath().standardizedFileURL

@@ -96,7 +96,7 @@ struct WriterOptions: ParsableArguments {
     static func removeAbandonedTemporaries(of url: URL, stagingFiles: Set<String> = []) -> [String] {
         let (removed, kept) = TemporaryFiles.removeAbandoned(for: url, stagingFiles: stagingFiles)
         return removed.map {
-            "removed \($0.path) (\(ZooOutput.bytes($0.bytes))), left by an earlier write of this output that did not finish: no process here has its pid (\($0.pid)) and none holds its lock"
+            "removed \($0.path) (\(ZooOutput.bytes($0.bytes))), left by an earlier write of this output that did not finish: no process holds its lock"
         } + kept.map { "kept \($0.path), named like a temporary of this output: \($0.reason); remove it yourself if it is not needed" }
     }
 }

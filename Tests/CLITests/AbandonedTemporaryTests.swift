@@ -36,8 +36,15 @@ final class AbandonedTemporaryTests: CLITestCase {
         let folder = tmp.appendingPathComponent(".o.h5.tmp-\(dead)-9")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: false)
         try Data(count: 10).write(to: folder.appendingPathComponent("model.safetensors"))
+        // Named with a live pid (this test process's) but locked by no one: abandoned all the same
+        // (pids are reused; a container's killed writer was often pid 1, which always runs).
+        let livePID = try file(".o.h5.tmp-\(alive)-456")
+        // A running writer's (it holds its lock).
+        let running = try file(".o.h5.tmp-\(alive)-457")
+        let holder = try LockHolder(running)
+        defer { holder.stop() }
         let kept = [
-            try file(".o.h5.tmp-\(alive)-456"),          // a running writer's
+            running,
             try file(".other.h5.tmp-\(dead)-1"),         // another destination's
             try file(".o.h5.tmp-\(dead)-1.bak"),         // not our naming
             try file("o.h5.tmp-\(dead)-1"),              // not hidden: not ours
@@ -47,8 +54,9 @@ final class AbandonedTemporaryTests: CLITestCase {
         let r = try Fixtures.runBissl(["convert", input.path, tmp.appendingPathComponent("o.h5").path])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: killedH5.path))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: livePID.path), r.stdout)
         XCTAssertTrue(FileManager.default.fileExists(atPath: folder.appendingPathComponent("model.safetensors").path))
-        XCTAssertTrue(r.stdout.contains("note: removed \(killedH5.path) (4.1 KB), left by an earlier write of this output that did not finish: no process here has its pid (\(dead)) and none holds its lock"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("note: removed \(killedH5.path) (4.1 KB), left by an earlier write of this output that did not finish: no process holds its lock"), r.stdout)
         XCTAssertTrue(r.stdout.contains("note: kept \(folder.path), named like a temporary of this output: it is a folder, and no writer of this output makes one; remove it yourself if it is not needed"), r.stdout)
         for url in kept + [killedNPZ] { XCTAssertTrue(names.contains(url.lastPathComponent), "\(url.lastPathComponent) must stay") }
 

@@ -349,16 +349,22 @@ final class ZooIntegrityTests: XCTestCase {
         try Data("partial".utf8).write(to: atomicTemp)
         let stray = layout.refURL("ghost", kind: .tag)
         try Data((unlistedID + "\n").utf8).write(to: stray)
-        // A staged file of a running process (this one) must stay.
+        // A staged file of a running writer (this process, holding its lock as every writer does) must
+        // stay; one named with a live pid (this process's) that no one holds a lock on is a leftover:
+        // pids are reused (a container's killed writer was often pid 1, which always runs).
         let live = layout.tmp.appendingPathComponent(".staged.h5.tmp-\(getpid())-7")
-        try Data("in progress".utf8).write(to: live)
+        let liveLock = try TemporaryFileLock.createFile(live, for: layout.tmp.appendingPathComponent("staged.h5"))
+        defer { liveLock.release() }
+        XCTAssertTrue(liveLock.isHeld)
+        let livePID = layout.tmp.appendingPathComponent(".staged.h5.tmp-\(getpid())-8")
+        try Data("junk".utf8).write(to: livePID)
         // A label whose ref file went missing (interrupted untag) is rewritten.
         unlink(layout.refURL("kept", kind: .name).path)
 
         let report = try zoo.verify()
         XCTAssertEqual(report.problems, [])
         XCTAssertEqual(Set(report.findings.filter { $0.level == .leftover }.compactMap(\.path)),
-                       [layout.objectURL(unlistedID).path, staged.path, atomicTemp.path, stray.path, layout.refURL("kept", kind: .name).path])
+                       [layout.objectURL(unlistedID).path, staged.path, livePID.path, atomicTemp.path, stray.path, layout.refURL("kept", kind: .name).path])
 
         let dry = try zoo.gc(dryRun: true)
         XCTAssertEqual(dry.relistedObjects, [layout.objectURL(unlistedID).path])
@@ -369,10 +375,10 @@ final class ZooIntegrityTests: XCTestCase {
         let gc = try zoo.gc()
         XCTAssertEqual(gc.relistedObjects, [layout.objectURL(unlistedID).path])
         XCTAssertEqual(gc.damagedObjects, [])
-        XCTAssertEqual(Set(gc.writerLeftovers), [staged.path, atomicTemp.path])
+        XCTAssertEqual(Set(gc.writerLeftovers), [staged.path, livePID.path, atomicTemp.path])
         XCTAssertEqual(gc.strayRefs, [])
         XCTAssertEqual(gc.rewrittenRefs, [layout.refURL("kept", kind: .name).path])
-        for url in [staged, atomicTemp] {
+        for url in [staged, livePID, atomicTemp] {
             XCTAssertFalse(FileManager.default.fileExists(atPath: url.path), url.path)
         }
         XCTAssertTrue(FileManager.default.fileExists(atPath: layout.objectURL(unlistedID).path))
@@ -380,6 +386,8 @@ final class ZooIntegrityTests: XCTestCase {
         XCTAssertEqual(try zoo.checkpoint(unlistedID, rehash: true).components, unlisted.components)
         XCTAssertTrue(FileManager.default.fileExists(atPath: live.path))
         XCTAssertEqual(try String(contentsOf: layout.refURL("kept", kind: .name), encoding: .utf8), kept + "\n")
+        liveLock.release()
+        try FileManager.default.removeItem(at: live)
         XCTAssertEqual(try zoo.verify().findings, [])
     }
 

@@ -190,7 +190,8 @@ extension TemporaryFiles {
     public struct Abandoned: Equatable, Sendable {
         /// The file or staging folder removed.
         public var path: String
-        /// The pid its name carries (no process has it here any more).
+        /// The pid its name carries (a file's is not looked at: its lock decides; a staging folder's
+        /// runs no more here).
         public var pid: Int32
         /// Bytes the removed files occupied on disk.
         public var bytes: Int64
@@ -210,10 +211,12 @@ extension TemporaryFiles {
     ///
     /// Only names this module's writers give the temporaries of exactly that destination are
     /// considered (`writerPID(in:destination:)`), in the folder of the file finally written (a
-    /// symbolic link's target, as the writers do), and only when no process here has the pid the name
-    /// carries (`kill(pid, 0)` fails with `ESRCH`). A regular file is removed only while this process
-    /// holds an exclusive lock on it (every writer holds a lock on its temporary while it runs,
-    /// whichever pid namespace or NFS client it runs in: `TemporaryFileLock`). A folder is a Hub
+    /// symbolic link's target, as the writers do). A regular file is removed only while this process
+    /// holds an exclusive lock on it (every writer holds a lock on its temporary from its creation to
+    /// its rename, whichever pid namespace or NFS client it runs in: `TemporaryFileLock`), whatever
+    /// pid its name carries (pids are reused: a live process may have a dead writer's pid). Anything
+    /// else is considered only when no process here has the pid the name carries (`kill(pid, 0)`
+    /// fails with `ESRCH`). A folder is a Hub
     /// folder's staging folder only when no lock is held on it and it holds nothing but regular files
     /// named in `stagingFiles` and temporaries of those: then those files (each locked) and the folder
     /// are removed. Anything else so named (a folder holding other things, a symbolic link, a file
@@ -228,11 +231,14 @@ extension TemporaryFiles {
         let folder = target.deletingLastPathComponent()
         var removed: [Abandoned] = [], kept: [Kept] = []
         for name in ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).sorted() {
-            guard let pid = writerPID(in: name, destination: target.lastPathComponent), pid != getpid(),
-                  kill(pid, 0) != 0, errno == ESRCH else { continue }
+            guard let pid = writerPID(in: name, destination: target.lastPathComponent) else { continue }
             let url = folder.appendingPathComponent(name)
             var info = stat()
             guard lstat(url.path, &info) == 0 else { continue }
+            // A regular file is judged by its lock alone (its writer holds it from creation to rename,
+            // `TemporaryFileLock`; pids are reused, and a writer killed in a container was often pid 1);
+            // anything else only once no process here has the pid its name carries.
+            if info.st_mode & S_IFMT != S_IFREG, pid == getpid() || kill(pid, 0) == 0 || errno != ESRCH { continue }
             switch info.st_mode & S_IFMT {
             case S_IFREG:
                 switch removeFile(url) {

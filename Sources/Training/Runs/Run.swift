@@ -300,11 +300,12 @@ public final class Run {
     }
 
     /// Removes `AtomicFile` temporaries (regular files `.<name>.tmp-<pid>-<random>`) whose writer is
-    /// no longer running (a SIGKILL during `saveState`): its pid not running here, and no process
-    /// holding its lock (`TemporaryFiles.removeFile`); called with the run's lock held.
+    /// no longer running (a SIGKILL during `saveState`): no process holds its lock
+    /// (`TemporaryFiles.removeFile`), whatever pid its name carries (pids are reused); called with
+    /// the run's lock held.
     private static func removeStaleTemporaries(_ directory: URL) {
         for name in (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? [] {
-            guard let pid = TemporaryFiles.writerPID(inTemporaryName: name), pid != getpid(), kill(pid, 0) != 0, errno == ESRCH else { continue }
+            guard TemporaryFiles.writerPID(inTemporaryName: name) != nil else { continue }
             _ = TemporaryFiles.removeFile(directory.appendingPathComponent(name))
         }
     }

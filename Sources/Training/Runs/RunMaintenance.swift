@@ -20,15 +20,16 @@ public enum RunMaintenance {
 
     /// Files a completed run no longer needs: its state, and the temporaries of writers that no longer
     /// run (regular files named `.<name>.tmp-<pid>-<n>`, `TemporaryFiles.writerPID(inTemporaryName:)`,
-    /// its pid not running here); a folder is never one of them.
+    /// that no process holds the lock of, whatever their pid: pids are reused); a folder is never one
+    /// of them.
     static func unneeded(in directory: URL) -> [URL] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
         return names.sorted().filter { name in
             var info = stat()
             guard lstat(directory.appendingPathComponent(name).path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return false }
             if name == Run.stateFileName { return true }
-            guard let pid = TemporaryFiles.writerPID(inTemporaryName: name) else { return false }
-            return pid != getpid() && kill(pid, 0) != 0 && errno == ESRCH
+            guard TemporaryFiles.writerPID(inTemporaryName: name) != nil else { return false }
+            return !TemporaryFileLock.isLocked(directory.appendingPathComponent(name))
         }.map { directory.appendingPathComponent($0) }
     }
 
@@ -36,10 +37,12 @@ public enum RunMaintenance {
     /// interrupted or failed run resumes from its state). A temporary is removed only while this
     /// process holds its lock (`TemporaryFiles.removeFile`: a writer in another pid namespace holds it).
     /// - Returns: bytes freed (the disk space the files occupied), or that would be, with `dryRun`.
-    /// - Throws: `TrainingError.io` when a file cannot be deleted.
+    /// - Throws: `TrainingError.io` when a file cannot be deleted, `.invalid` when the run is reached
+    ///   through a symbolic link (`requireOwnFolder`).
     @discardableResult
     public static func compact(_ run: RunSummary, dryRun: Bool = false) throws -> Int64 {
         guard run.record?.status == .completed else { return 0 }
+        try requireOwnFolder(run, "dropping the state of run \(run.id)")
         var freed: Int64 = 0
         for url in unneeded(in: URL(fileURLWithPath: run.directory)) {
             var info = stat()
@@ -128,11 +131,25 @@ public enum RunMaintenance {
             + " (cited as data by the provenance of entr\(entries.count == 1 ? "y" : "ies") \(shown))"
     }
 
+    /// Throws when the run's folder or the `runs/` folder holding it is a symbolic link: deleting
+    /// through it would delete another folder's files (as `gc` refuses a linked zoo folder).
+    /// - Throws: `TrainingError.invalid` naming the link and where it leads.
+    static func requireOwnFolder(_ run: RunSummary, _ action: String) throws {
+        let directory = URL(fileURLWithPath: run.directory)
+        for folder in [directory.deletingLastPathComponent(), directory] {
+            var info = stat()
+            guard lstat(folder.path, &info) == 0, info.st_mode & S_IFMT == S_IFLNK else { continue }
+            let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: folder.path)) ?? "?"
+            throw TrainingError.invalid("\(action) refused: \(folder.path) is a symbolic link (to \(target)); runs are deleted only in the zoo's own folders: put the folder itself there")
+        }
+    }
+
     /// Removes a run directory. A running run (a process holds it) is refused; an interrupted or
     /// failed run, whose work a resume would continue, only with `force`. Whether entries cite its
     /// files (`citations`) is the caller's question.
     /// - Returns: bytes freed (or that would be, with `dryRun`).
-    /// - Throws: `TrainingError.invalid` for a refused run, `.io` when it cannot be deleted.
+    /// - Throws: `TrainingError.invalid` for a refused run or one reached through a symbolic link
+    ///   (`requireOwnFolder`), `.io` when it cannot be deleted.
     @discardableResult
     public static func remove(_ run: RunSummary, force: Bool, dryRun: Bool = false) throws -> Int64 {
         let directory = URL(fileURLWithPath: run.directory)
@@ -144,6 +161,7 @@ public enum RunMaintenance {
         default:
             break
         }
+        try requireOwnFolder(run, "removing run \(run.id)")
         let bytes = size(of: directory)
         if !dryRun {
             do { try FileManager.default.removeItem(at: directory) } catch {

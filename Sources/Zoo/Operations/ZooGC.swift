@@ -114,7 +114,7 @@ extension Zoo {
     /// ref files of held labels are rewritten, ref files of labels the catalog does not hold removed.
     ///
     /// Removed, and only these (`ZooScan` sorts the zoo's files by name): a writer's temporary (a
-    /// regular file named `.<name>.tmp-<pid>-<n>` or `.zip-`, its pid not running here) while this
+    /// regular file named `.<name>.tmp-<pid>-<n>` or `.zip-`, whatever its pid: pids are reused) while this
     /// process holds an exclusive lock on it: every writer holds a lock on its temporary from its
     /// creation until it is renamed or removed (`TemporaryFileLock`), whichever pid namespace or NFS
     /// client it runs in, so the lock proves the writer gone and no grace period is needed; a
@@ -212,7 +212,7 @@ extension Zoo {
                 report.damagedEntries.append(.init(id: id, problem: problem, movedTo: movedTo, sourceFile: source))
             }
             let cutoff = Date().addingTimeInterval(-transferGrace)
-            for leftover in scan.leftovers where !ZooScan.isAlive(leftover.pid) {
+            for leftover in scan.leftovers where leftover.kind == .temporary || !ZooScan.isAlive(leftover.pid) {
                 let url = leftover.url
                 switch ZooScan.verdict(leftover, cutoff: cutoff) {
                 case .running: continue

@@ -191,7 +191,7 @@ extension Zoo {
         }
         // gc's default grace period (`Zoo.gc`): what gc without --grace would do.
         let cutoff = Date().addingTimeInterval(-24 * 3600)
-        for leftover in scan.leftovers where !ZooScan.isAlive(leftover.pid) {
+        for leftover in scan.leftovers where leftover.kind == .temporary || !ZooScan.isAlive(leftover.pid) {
             let url = leftover.url
             if let resumable = TransferRecords.describeResumable(url) {
                 out.append(.init(level: .transfer, id: nil, path: url.path, message: resumable))
@@ -203,7 +203,7 @@ extension Zoo {
                 out.append(.init(level: .leftover, id: nil, path: url.path, message: "kept: \(reason)"))
             case .abandoned:
                 let what = leftover.kind == .temporary
-                    ? "temporary of a writer that did not finish: no process here has its pid (\(leftover.pid.map { "\($0)" } ?? "?")) and none holds its lock"
+                    ? "temporary of a writer that did not finish: no process holds its lock"
                     : "what an interrupted transfer kept, unchanged for over 24h and not resumable"
                 out.append(.init(level: .leftover, id: nil, path: url.path, message: "\(what); bissl gc removes it"))
             }

@@ -47,15 +47,27 @@ public struct ZooLayout: Sendable, Equatable {
     }
 
     /// Throws when a folder `gc` removes files from is a symbolic link (`refs`, `refs/names`,
-    /// `refs/tags`, `objects` and its two-hex folders, `tombstones`, `tmp`, `trash`, `damaged`): gc
+    /// `refs/tags`, `objects` and its two-hex folders, `tombstones`, `tmp`, `trash`, `damaged`, `runs`,
+    /// whose completed runs gc compacts): gc
     /// judges what it finds there as the zoo's own, so through a link it would delete another
     /// folder's files. (A `tmp` elsewhere cannot work anyway: imports rename from it into `objects`.)
     /// - Throws: `ZooError.unsupported` naming the link and where it leads.
     func requireOwnFolders(_ action: String) throws {
-        var folders = directories.dropFirst() + [refs, damaged]
+        var folders = directories.dropFirst() + [refs, damaged, runs]
         if let shards = try? FileManager.default.contentsOfDirectory(atPath: objects.path) {
             folders += shards.map { objects.appendingPathComponent($0, isDirectory: true) }
         }
+        try Self.requireNoLink(Array(folders), action)
+    }
+
+    /// Throws when `runs/` is a symbolic link, as `requireOwnFolders` does: for what deletes runs
+    /// (`bissl runs rm`, which also takes a run's path, so the run folder's own path cannot tell).
+    /// - Throws: `ZooError.unsupported` naming the link and where it leads.
+    public func requireOwnRunsFolder(_ action: String) throws {
+        try Self.requireNoLink([runs], action)
+    }
+
+    private static func requireNoLink(_ folders: [URL], _ action: String) throws {
         for folder in folders {
             var info = stat()
             guard lstat(folder.path, &info) == 0, info.st_mode & S_IFMT == S_IFLNK else { continue }

@@ -119,7 +119,8 @@ struct ZooScan {
     /// `AtomicFile` temporaries.
     static let pullFolderFiles: Set<String> = ["object.h5", "record.json"]
 
-    /// What `gc` does with a leftover whose pid no process here has (and `verify` says it would).
+    /// What `gc` does with a temporary, or a transfer whose pid no process here has (and `verify`
+    /// says it would).
     enum Verdict: Equatable {
         /// Abandoned: gc removes it (a temporary no writer holds a lock on; a transfer older than
         /// the grace period).
@@ -133,7 +134,8 @@ struct ZooScan {
         case kept(String)
     }
 
-    /// Judges `leftover`, whose pid no process here has: a temporary by its lock, a transfer by the
+    /// Judges `leftover`: a temporary by its lock alone (whatever pid its name carries: pids are
+    /// reused), a transfer (whose pid no process here has) by the
     /// last time it made progress against `cutoff` (`TransferRecords.lastProgress`).
     static func verdict(_ leftover: Leftover, cutoff: Date) -> Verdict {
         switch leftover.kind {
