@@ -72,16 +72,32 @@ final class RemoteDamageTests: XCTestCase {
         XCTAssertEqual(lines(lineage.stderr), [manifestWarning, refWarning])
         XCTAssertTrue(lineage.stdout.contains(String(base.prefix(12))), "the parent stays an edge end: \(lineage.stdout)")
 
-        // Pulls of the other entries work; the damaged ancestor and tag are skipped and named.
+        // Pulls of the other entries work; the damaged tag is skipped and named.
         let pulledOther = try run(["pull", "other", "--zoo", b])
         XCTAssertEqual(pulledOther.status, 0, pulledOther.stderr)
         XCTAssertEqual(lines(pulledOther.stderr), [refWarning])
-        let pulledFT = try run(["pull", "ft", "--zoo", b, "--json"])
+        // An ancestor this zoo lacks cannot be pulled: the pull fails naming it and its key, before
+        // anything is downloaded (pull promises the ancestors); --no-ancestors pulls the entry alone.
+        let pulledWithAncestors = try run(["pull", "ft", "--zoo", b])
+        XCTAssertEqual(pulledWithAncestors.status, 1, pulledWithAncestors.stderr)
+        XCTAssertEqual(lines(pulledWithAncestors.stderr), [
+            "error: ancestor \(base.prefix(12)) of ft cannot be pulled: manifest \(manifestURL) is damaged (not a version-1 manifest of entry \(base.prefix(12))); "
+                + "nothing pulled. bissl gc --remote team --remove-damaged removes it (pulls then skip the ancestor), or bissl pull ft --no-ancestors pulls the entry alone",
+        ])
+        XCTAssertEqual(pulledWithAncestors.stdout, "")
+        XCTAssertNotEqual(try run(["show", "ft", "--zoo", b]).status, 0, "nothing of a failed pull is in the zoo")
+        let pulledFT = try run(["pull", "ft", "--no-ancestors", "--zoo", b, "--json"])
         XCTAssertEqual(pulledFT.status, 0, pulledFT.stderr)
-        XCTAssertEqual(lines(pulledFT.stderr), [manifestWarning, refWarning])
+        XCTAssertEqual(lines(pulledFT.stderr), [refWarning])
         let report = try JSONDecoder().decode(TransferReport.self, from: Data(pulledFT.stdout.utf8))
         XCTAssertEqual(report.entries.map(\.id), [ft])
-        XCTAssertEqual(report.damaged?.map(\.key), ["entries/\(base).json", "refs/best"])
+        XCTAssertEqual(report.damaged?.map(\.key), ["refs/best"])
+        // A zoo that holds the ancestor needs nothing of its manifest: the pull warns and succeeds.
+        let aPath = dir.appendingPathComponent("a").path
+        XCTAssertEqual(try run(["remote", "add", config.name, config.url, "--endpoint", config.endpoint!, "--zoo", aPath]).status, 0)
+        let pulledHeld = try run(["pull", "ft", "--zoo", aPath])
+        XCTAssertEqual(pulledHeld.status, 0, pulledHeld.stderr)
+        XCTAssertEqual(lines(pulledHeld.stderr), [manifestWarning, refWarning])
         XCTAssertEqual(try run(["show", "ft", "--zoo", b]).status, 0)
         XCTAssertNotEqual(try run(["show", "best", "--zoo", b]).status, 0, "a damaged ref's label is not applied")
 
@@ -125,6 +141,39 @@ final class RemoteDamageTests: XCTestCase {
         XCTAssertEqual(pulledAll.stderr, "")
         for label in ["base", "ft", "best"] { XCTAssertEqual(try run(["show", label, "--zoo", c]).status, 0, label) }
         XCTAssertEqual(try RemoteZoo(store: store).gc(grace: 0).damaged, [])
+    }
+
+    /// Keys XML cannot carry as they are (ESC) or that form-decoding would alter (`+`, a space):
+    /// listings ask for URL-encoded keys, so `gc --remote --remove-damaged` deletes the key it names
+    /// (it used to delete a key with U+FFFD in place of ESC, which does not exist, and report success).
+    /// An oversized ref is damaged without being read past `RemoteStore.maxRefBytes`.
+    func testGCRemovesRefKeysHoldingControlCharactersAndPlusSigns() throws {
+        let server = try SeaweedServer(self)
+        let dir = try ZooTestSupport.tempDir(self)
+        let (_, store, config, _, _, other) = try pushedZoo(server, dir)
+        let b = try freshZoo(dir, "b", config)
+        let body = Data("{\"id\":\"\(other)\",\"kind\":\"tag\"}\n".utf8)
+        let keys = ["refs/bad\u{1B}name", "refs/a+b c"]
+        for key in keys { XCTAssertEqual(try store.client.send("PUT", store.key(key), body: .data(body)).status, 200, key) }
+        XCTAssertEqual(Set(try store.list("refs/").map(\.key)).intersection(keys), Set(keys), "the listing names the keys as they are")
+        // A ref of a valid label longer than any ref (a well-formed body padded with JSON white
+        // space): read no further than `maxRefBytes`, and damaged for its size.
+        let huge = body + Data(repeating: 0x20, count: RemoteStore.maxRefBytes)
+        XCTAssertEqual(try store.client.send("PUT", store.key("refs/huge"), body: .data(huge)).status, 200)
+        let listed = try run(["list", "--remote", "team", "--zoo", b])
+        XCTAssertEqual(listed.status, 0, listed.stderr)
+        XCTAssertEqual(lines(listed.stderr).count, 3, listed.stderr)
+        XCTAssertTrue(lines(listed.stderr).contains("warning: skipped damaged ref \(store.display)/refs/huge (more than 4096 bytes, more than any ref); bissl gc --remote team --remove-damaged removes it"), listed.stderr)
+        XCTAssertTrue(listed.stderr.contains("\(store.display)/refs/bad\\u{1B}name ("), listed.stderr)
+        XCTAssertTrue(listed.stderr.contains("\(store.display)/refs/a+b c ("), listed.stderr)
+        let removed = try run(["gc", "--remote", "team", "--grace", "0", "--remove-damaged", "--zoo", b, "--json"])
+        XCTAssertEqual(removed.status, 0, removed.stderr)
+        let report = try JSONDecoder().decode(RemoteGCReport.self, from: Data(removed.stdout.utf8))
+        XCTAssertEqual(report.removedDamaged, (keys + ["refs/huge"]).sorted())
+        for key in keys + ["refs/huge"] { XCTAssertFalse(try store.exists(key), key) }
+        let clean = try run(["list", "--remote", "team", "--zoo", b])
+        XCTAssertEqual(clean.status, 0, clean.stderr)
+        XCTAssertEqual(clean.stderr, "")
     }
 
     /// What the readers of a remote used to pass over in silence: a key under `refs/` that is no

@@ -68,6 +68,7 @@ final class RemoteProcessTests: XCTestCase {
         let loserErr = try String(contentsOf: racers[statuses[0] == 0 ? 1 : 0].1, encoding: .utf8)
         XCTAssertEqual(loserErr.split(separator: "\n").count, 1, loserErr)
         XCTAssertTrue(loserErr.hasPrefix("error: 'shared' on remote team is the name of entry \(winner.prefix(12))"), loserErr)
+        XCTAssertTrue(loserErr.contains("; a name cannot change, so push this entry under a tag: bissl untag shared (the entry stays), bissl tag "), loserErr)
 
         // The commands' text and JSON output; a first pull into a new zoo.
         let listed = try run(["list", "--remote", "team", "--zoo", z1])

@@ -90,6 +90,8 @@ final class RemoteTests: XCTestCase {
         let other = try c.add(ZooTestSupport.checkpoint(seed: 9), name: "base", tags: ["shared"]).id
         XCTAssertThrowsError(try c.push("base", remote, ancestors: true, force: false, progress: nil)) { error in
             XCTAssertTrue("\(error)".contains("'base' on remote team is the name of entry \(base.prefix(12))"), "\(error)")
+            // The remedy for a name, which no command renames: untag it and push under a tag.
+            XCTAssertTrue("\(error)".hasSuffix("not of this entry; a name cannot change, so push this entry under a tag: bissl untag base (the entry stays), bissl tag \(other.prefix(12)) NEWLABEL, then push again"), "\(error)")
         }
         XCTAssertFalse(try remote.exists(RemoteStore.manifestKey(other)), "nothing was uploaded")
         // A tag moves only with force, by compare-and-swap; a name never.

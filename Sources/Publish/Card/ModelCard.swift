@@ -110,7 +110,10 @@ public enum ModelCard {
 
     // MARK: body
 
-    static func body(_ lineage: CardLineage) -> String {
+    /// The body, rendered from the lineage with every recorded string's control characters escaped
+    /// (`CardLineage.escapingControlCharacters`): each field stays on its line of the Markdown.
+    static func body(_ recorded: CardLineage) -> String {
+        let lineage = recorded.escapingControlCharacters
         let entry = lineage.entry
         var out = "# \(title(entry))\n\n"
         var what = "A \(entry.arch.map { "`\($0)`" } ?? "model")"
@@ -124,14 +127,14 @@ public enum ModelCard {
             let p = stage.provenance
             let fromParent = (p?.parents ?? []).map { "\($0.relation) `\($0.id.prefix(12))`\($0.note.map { ": " + $0 } ?? "")" }.joined(separator: "; ")
             let status = stage.status == "listed" ? "" : " (\(stage.status))"
-            out += "| \(i + 1) | `\(stage.id)`\(status) | \(cell(stage.labels.joined(separator: ", "))) | \(cell(p?.stage ?? "")) | \(cell(p?.method ?? "")) | \(cell(fromParent)) | \(cell(p?.endedAt ?? "")) |\n"
+            out += "| \(i + 1) | `\(cell(stage.id))`\(status) | \(cell(stage.labels.joined(separator: ", "))) | \(cell(p?.stage ?? "")) | \(cell(p?.method ?? "")) | \(cell(fromParent)) | \(cell(p?.endedAt ?? "")) |\n"
         }
 
         let data = lineage.stages.flatMap { s in (s.provenance?.datasets ?? []).map { (s, $0) } }
         if !data.isEmpty {
             out += "\n## Data\n\n| stage | role | URI | SHA-256 of the bytes read |\n|---|---|---|---|\n"
             for (s, d) in data {
-                out += "| `\(s.id.prefix(12))` \(cell(s.provenance?.stage ?? "")) | \(cell(d.role)) | \(cell(d.uri)) | `\(d.fingerprint)` |\n"
+                out += "| `\(cell(String(s.id.prefix(12))))` \(cell(s.provenance?.stage ?? "")) | \(cell(d.role)) | \(cell(d.uri)) | `\(cell(d.fingerprint))` |\n"
             }
         }
 
@@ -142,7 +145,7 @@ public enum ModelCard {
             out += "|---|---|\(intervals.contains { $0 != nil } ? "---|" : "")---|\n"
             for (r, iv) in zip(results, intervals) {
                 let ivCell = intervals.contains { $0 != nil } ? "\(iv ?? "") | " : ""
-                out += "| `\(r.metric)`: \(r.label) | \(r.value) | \(ivCell)\(cell(r.dataset.uri)) (\(r.dataset.role)) |\n"
+                out += "| `\(r.metric)`: \(r.label) | \(r.value) | \(ivCell)\(cell(r.dataset.uri)) (\(cell(r.dataset.role))) |\n"
             }
         }
 
@@ -166,11 +169,11 @@ public enum ModelCard {
             for (name, seed) in p.seeds.sorted(by: { $0.key < $1.key }) { out += "- seed `\(name)`: \(seed)\n" }
             if !p.hyperparameters.isEmpty {
                 out += "\n| hyperparameter | value |\n|---|---|\n"
-                for (k, v) in p.hyperparameters.sorted(by: { $0.key < $1.key }) { out += "| `\(k)` | \(cell(v.description)) |\n" }
+                for (k, v) in p.hyperparameters.sorted(by: { $0.key < $1.key }) { out += "| `\(cell(k))` | \(cell(v.description)) |\n" }
             }
             if !p.metrics.isEmpty {
                 out += "\n| metric | value |\n|---|---|\n"
-                for (k, v) in p.metrics.sorted(by: { $0.key < $1.key }) { out += "| `\(k)` | \(v) |\n" }
+                for (k, v) in p.metrics.sorted(by: { $0.key < $1.key }) { out += "| `\(cell(k))` | \(v) |\n" }
             }
             if !p.warnings.isEmpty {
                 out += "\nWarnings recorded:\n\n"
@@ -189,9 +192,11 @@ public enum ModelCard {
         return "[\(lo), \(hi)]"
     }
 
-    /// A Markdown table cell: `|` escaped, line breaks as spaces.
+    /// A Markdown table cell (GitHub Flavored Markdown, tables: `\\|` inside a cell, code spans
+    /// included): `|` escaped. Its text comes from the escaped lineage (`body`), so it holds no line
+    /// break or other control character.
     static func cell(_ s: String) -> String {
-        s.replacingOccurrences(of: "|", with: "\\|").replacingOccurrences(of: "\n", with: " ")
+        s.replacingOccurrences(of: "|", with: "\\|")
     }
 
     /// argv as one POSIX shell line: words of safe characters as they are, others single-quoted.

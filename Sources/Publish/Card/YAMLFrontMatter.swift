@@ -1,3 +1,4 @@
+import Checkpoint
 import Foundation
 
 /// A value of a model card's YAML front matter, and its text in block style (YAML 1.2, readable by
@@ -47,10 +48,27 @@ indirect enum YAMLValue: Equatable {
         "---" + YAMLValue.map(pairs).text(indent: 0) + "\n---\n"
     }
 
+    /// `s` as a double-quoted scalar with JSON's escapes, and `\uXXXX` (valid in both JSON and YAML
+    /// double-quoted scalars) for the control characters JSON leaves raw: DEL and C1 (outside YAML's
+    /// printable set, YAML 1.2 section 5.1, so a parser refuses them raw) and U+2028/U+2029 (line
+    /// breaks to YAML 1.1 parsers such as PyYAML). The value reads back exactly; the file holds no
+    /// control character but the line feeds between lines.
     static func quoted(_ s: String) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.withoutEscapingSlashes]
-        return String(decoding: (try? encoder.encode(s)) ?? Data("\"\"".utf8), as: UTF8.self)
+        let json = String(decoding: (try? encoder.encode(s)) ?? Data("\"\"".utf8), as: UTF8.self)
+        guard json.unicodeScalars.contains(where: \.isEscapedInErrorLines) else { return json }
+        var out = ""
+        out.reserveCapacity(json.utf8.count + 16)
+        for scalar in json.unicodeScalars {
+            guard scalar.isEscapedInErrorLines else {
+                out.unicodeScalars.append(scalar)
+                continue
+            }
+            let hex = String(scalar.value, radix: 16, uppercase: true)
+            out += "\\u" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
+        }
+        return out
     }
 
     static func key(_ k: String) -> String {

@@ -179,7 +179,7 @@ extension RemoteStore {
         let plain = ISO8601DateFormatter()
         var progress = ListingProgress("the multipart upload listing of \(display)")
         repeat {
-            var query = [("uploads", ""), ("prefix", key("objects/"))]
+            var query = [("uploads", ""), ("prefix", key("objects/")), ("encoding-type", "url")]
             if let (k, u) = markers { query += [("key-marker", k), ("upload-id-marker", u)] }
             let r = try client.send("GET", nil, query: query)
             guard r.status == 200 else { throw failure("GET (list multipart uploads)", nil, r) }
@@ -187,11 +187,11 @@ extension RemoteStore {
             let strip = prefix.isEmpty ? 0 : prefix.count + 1
             let pageStart = out.count
             for u in parsed.records {
-                guard let k = u["Key"], let id = u["UploadId"], k.count > strip else { continue }
+                guard let k = u["Key"].map(parsed.listed), let id = u["UploadId"], k.count > strip else { continue }
                 let stamp = u["Initiated"] ?? ""
                 out.append((String(k.dropFirst(strip)), id, formatter.date(from: stamp) ?? plain.date(from: stamp) ?? Date()))
             }
-            let next = parsed.top["IsTruncated"] == "true" ? parsed.top["NextKeyMarker"].flatMap { k in parsed.top["NextUploadIdMarker"].map { (k, $0) } } : nil
+            let next = parsed.top["IsTruncated"] == "true" ? parsed.top["NextKeyMarker"].map(parsed.listed).flatMap { k in parsed.top["NextUploadIdMarker"].map { (k, $0) } } : nil
             guard try progress.next(after: out[pageStart...].map { $0.0 + "\n" + $0.1 },
                                     token: next.map { $0.0 + "\n" + $0.1 }) else { break }
             markers = next

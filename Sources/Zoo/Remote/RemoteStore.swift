@@ -138,6 +138,23 @@ final class RemoteStore: @unchecked Sendable {
     /// `s3://bucket/prefix` for messages.
     var display: String { "s3://\(bucket)" + (prefix.isEmpty ? "" : "/\(prefix)") }
 
+    /// Bytes of a ref and of a manifest read at most (schemas/remote.md, "Damaged refs and manifests"):
+    /// a longer one is damaged, and its reader stops there, so a huge object under `refs/` or
+    /// `entries/` costs no memory.
+    static let maxRefBytes = 4096
+    static let maxManifestBytes = 16 << 20
+
+    /// The bytes and ETag of a ref or manifest (at most `limit` bytes), nil when it does not exist;
+    /// `data` is nil when it holds more than `limit` bytes.
+    func getDocument(_ relative: String, limit: Int, client: S3Client? = nil) throws -> (data: Data?, etag: String?)? {
+        do {
+            guard let (data, etag) = try get(relative, client: client, maxBody: limit) else { return nil }
+            return (data, etag)
+        } catch is S3Client.BodyTooLarge {
+            return (nil, nil)
+        }
+    }
+
     func key(_ relative: String) -> String { prefix.isEmpty ? relative : prefix + "/" + relative }
     static func objectKey(sha256: String) -> String { "objects/\(sha256.prefix(2))/\(sha256.dropFirst(2)).h5" }
     static func manifestKey(_ id: String) -> String { "entries/\(id).json" }
@@ -159,8 +176,9 @@ final class RemoteStore: @unchecked Sendable {
     }
 
     /// The object's bytes and ETag, nil when it does not exist.
-    func get(_ relative: String, client: S3Client? = nil) throws -> (data: Data, etag: String?)? {
-        let r = try (client ?? self.client).send("GET", key(relative))
+    /// - Throws: `S3Client.BodyTooLarge` when it holds more than `maxBody` bytes (not read past them).
+    func get(_ relative: String, client: S3Client? = nil, maxBody: Int? = nil) throws -> (data: Data, etag: String?)? {
+        let r = try (client ?? self.client).send("GET", key(relative), maxBody: maxBody)
         if r.status == 404 && r.errorCode != "NoSuchBucket" { return nil }
         guard r.status == 200 else { throw failure("GET", relative, r) }
         return (r.body, r.etag)
@@ -207,7 +225,9 @@ final class RemoteStore: @unchecked Sendable {
         let plain = ISO8601DateFormatter()
         var progress = ListingProgress("listing \(display)/\(relativePrefix)")
         repeat {
-            var query = [("list-type", "2"), ("prefix", key(relativePrefix))]
+            // Keys come URL-encoded (decoded by `XMLRecords.listed`): XML cannot carry a control
+            // character, and a key altered on the way would make a DELETE target another key.
+            var query = [("list-type", "2"), ("prefix", key(relativePrefix)), ("encoding-type", "url")]
             if let token { query.append(("continuation-token", token)) }
             let r = try client.send("GET", nil, query: query)
             guard r.status == 200 else { throw failure("LIST", relativePrefix, r) }
@@ -215,7 +235,7 @@ final class RemoteStore: @unchecked Sendable {
             let strip = prefix.isEmpty ? 0 : prefix.count + 1
             let pageStart = out.count
             for c in parsed.records {
-                guard let k = c["Key"], k.count > strip else { continue }
+                guard let k = c["Key"].map(parsed.listed), k.count > strip else { continue }
                 let stamp = c["LastModified"] ?? ""
                 out.append(RemoteKey(key: String(k.dropFirst(strip)), size: Int64(c["Size"] ?? "") ?? 0,
                                      lastModified: formatter.date(from: stamp) ?? plain.date(from: stamp) ?? Date(),
@@ -265,21 +285,24 @@ final class RemoteStore: @unchecked Sendable {
     /// The manifest of entry `id` and the ETag it was read with, nil when the remote does not hold the entry.
     /// - Throws: as `manifest(_:client:)`.
     func manifestWithETag(_ id: String, client: S3Client? = nil) throws -> (manifest: RemoteManifest, etag: String?)? {
-        guard let (data, etag) = try get(Self.manifestKey(id), client: client) else { return nil }
+        guard let (data, etag) = try getDocument(Self.manifestKey(id), limit: Self.maxManifestBytes, client: client) else { return nil }
         return (try decodeManifest(data, id: id).checked(), etag)
     }
 
     /// The manifest of entry `id` or its damage (`decodeManifest`), nil when the remote does not hold the entry.
     func manifestOrDamage(_ id: String, client: S3Client? = nil) throws -> Result<RemoteManifest, RemoteDamage>? {
-        guard let (data, _) = try get(Self.manifestKey(id), client: client) else { return nil }
+        guard let (data, _) = try getDocument(Self.manifestKey(id), limit: Self.maxManifestBytes, client: client) else { return nil }
         return try decodeManifest(data, id: id)
     }
 
     /// The manifest `data` holds, or the damage when it is not a well-formed manifest of entry `id`
-    /// (at most 16 MiB).
+    /// or is nil (more than `maxManifestBytes`).
     /// - Throws: `ZooError.unsupported` for a manifest of a later layout version.
-    func decodeManifest(_ data: Data, id: String) throws -> Result<RemoteManifest, RemoteDamage> {
-        guard data.count <= 16 << 20, let m = try? JSONDecoder.bissl().decode(RemoteManifest.self, from: data), Self.isWellFormed(m, id: id) else {
+    func decodeManifest(_ data: Data?, id: String) throws -> Result<RemoteManifest, RemoteDamage> {
+        guard let data, data.count <= Self.maxManifestBytes else {
+            return .failure(damage(.manifest, Self.manifestKey(id), "more than \(Self.maxManifestBytes >> 20) MiB, more than any manifest"))
+        }
+        guard let m = try? JSONDecoder.bissl().decode(RemoteManifest.self, from: data), Self.isWellFormed(m, id: id) else {
             return .failure(damage(.manifest, Self.manifestKey(id), "not a version-1 manifest of entry \(id.prefix(12))"))
         }
         guard m.version == 1 else { throw ZooError.unsupported("manifest of \(id.prefix(12)) has version \(m.version) > 1; upgrade bissl") }
@@ -335,15 +358,18 @@ final class RemoteStore: @unchecked Sendable {
     /// The ref of `label`, nil when the remote has none.
     /// - Throws: `ZooError.corrupt` naming the key for a ref that does not decode (`RemoteDamage`).
     func ref(_ label: String, client: S3Client? = nil) throws -> RemoteRef? {
-        guard let (data, etag) = try get(Self.refKey(label), client: client) else { return nil }
+        guard let (data, etag) = try getDocument(Self.refKey(label), limit: Self.maxRefBytes, client: client) else { return nil }
         var ref = try decodeRef(data, label: label).checked()
         ref.etag = etag
         return ref
     }
 
-    /// The ref `data` holds (at most 4 KiB), or the damage when it does not decode.
-    func decodeRef(_ data: Data, label: String) -> Result<RemoteRef, RemoteDamage> {
-        guard data.count <= 4096, let ref = try? JSONDecoder().decode(RemoteRef.self, from: data), ZooLayout.isFullID(ref.id) else {
+    /// The ref `data` holds, or the damage when it does not decode or is nil (more than `maxRefBytes`).
+    func decodeRef(_ data: Data?, label: String) -> Result<RemoteRef, RemoteDamage> {
+        guard let data, data.count <= Self.maxRefBytes else {
+            return .failure(damage(.ref, Self.refKey(label), "more than \(Self.maxRefBytes) bytes, more than any ref"))
+        }
+        guard let ref = try? JSONDecoder().decode(RemoteRef.self, from: data), ZooLayout.isFullID(ref.id) else {
             return .failure(damage(.ref, Self.refKey(label), "not {\"id\": <64 hex>, \"kind\": name|tag}"))
         }
         return .success(ref)
@@ -381,7 +407,7 @@ final class RemoteStore: @unchecked Sendable {
         let read = Locked<[String: Result<RemoteRef, RemoteDamage>]>([:])
         let labels = unread
         try parallel(labels.count) { i, client in
-            guard let (data, etag) = try self.get(Self.refKey(labels[i]), client: client) else { return }
+            guard let (data, etag) = try self.getDocument(Self.refKey(labels[i]), limit: Self.maxRefBytes, client: client) else { return }
             let decoded = self.decodeRef(data, label: labels[i]).map { r in
                 var r = r
                 r.etag = etag

@@ -60,6 +60,9 @@ final class S3Client: @unchecked Sendable {
     /// largest document of the layout (an index shard, schemas/remote.md).
     var maxBody = 256 << 20
 
+    /// A response body longer than the request's own `maxBody` (the transfer was broken off there).
+    struct BodyTooLarge: Error { var limit: Int }
+
     private static let globalInit: Void = { curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
 
     /// - Throws: `ZooError.invalid` for an endpoint that is not an http(s) URL.
@@ -97,16 +100,18 @@ final class S3Client: @unchecked Sendable {
     ///   - sink: receives a 2xx response body piece by piece instead of memory (returns false to
     ///     break the transfer off); a download is not retried here: its caller knows what arrived.
     ///   - progress: called with the bytes sent or received so far of this request.
+    ///   - maxBody: bytes of the response body kept in memory at most for this request (default: the
+    ///     client's `maxBody`); a longer body throws `BodyTooLarge` (not retried).
     /// - Throws: `ZooError.io` when the server cannot be reached or the transfer breaks off
     ///   (after `attempts` tries for transport failures and 5xx answers).
     func send(_ method: String, _ key: String?, query: [(String, String)] = [], headers: [String: String] = [:],
               body: RequestBody = .none, sink: ((UnsafeRawBufferPointer) -> Bool)? = nil,
-              progress: ((Int64) -> Void)? = nil) throws -> HTTPResponse {
+              progress: ((Int64) -> Void)? = nil, maxBody: Int? = nil) throws -> HTTPResponse {
         var delay = 0.2
         var attempt = 1
         while true {
             do {
-                let response = try perform(method, key, query: query, headers: headers, body: body, sink: sink, progress: progress)
+                let response = try perform(method, key, query: query, headers: headers, body: body, sink: sink, progress: progress, maxBody: maxBody)
                 if response.status >= 500 && attempt < attempts && sink == nil {
                     attempt += 1
                 } else {
@@ -139,12 +144,12 @@ final class S3Client: @unchecked Sendable {
     }
 
     private func perform(_ method: String, _ key: String?, query: [(String, String)], headers: [String: String],
-                         body: RequestBody, sink: ((UnsafeRawBufferPointer) -> Bool)?, progress: ((Int64) -> Void)?) throws -> HTTPResponse {
+                         body: RequestBody, sink: ((UnsafeRawBufferPointer) -> Bool)?, progress: ((Int64) -> Void)?, maxBody requestLimit: Int?) throws -> HTTPResponse {
         curl_easy_reset(handle)
         let transfer = Transfer()
         transfer.sink = sink
         transfer.progress = progress
-        transfer.limit = maxBody
+        transfer.limit = requestLimit ?? maxBody
         var url = key.map { self.url($0) } ?? base + "/"
         if !query.isEmpty {
             url += "?" + query.sorted { $0.0 < $1.0 }.map { Self.encode($0.0) + "=" + Self.encode($0.1) }.joined(separator: "&")
@@ -274,6 +279,7 @@ final class S3Client: @unchecked Sendable {
             }
         }
         let code = curl_easy_perform(handle)
+        if transfer.overflowed, let requestLimit { throw BodyTooLarge(limit: requestLimit) }
         if transfer.overflowed {
             throw ZooError.corrupt("\(method) \(url) answered with more than \(maxBody >> 20) MiB, more than any document of a bissl remote")
         }

@@ -13,7 +13,9 @@ extension Zoo {
     /// this zoo has them free (else `LabelChange.skipped`, with the local holder in `note`).
     ///
     /// - Throws: `ZooError.corrupt` naming the entry for an object whose bytes or content id
-    ///   differ from its manifest (nothing of it is imported; ancestors pulled before stay),
+    ///   differ from its manifest (nothing of it is imported; ancestors pulled before stay), and,
+    ///   before anything is downloaded, naming the ancestor and its key when the manifest of an
+    ///   ancestor this zoo lacks is damaged (`RemoteDamage`),
     ///   `.invalid` when REF names nothing on the remote, `.io` for transport failures.
     /// - Parameter maxRate: bytes per second each connection receives at most (nil: no limit).
     public func pull(_ ref: String, from config: RemoteConfig, ancestors: Bool = true, maxRate: Int64? = nil,
@@ -48,7 +50,14 @@ extension Zoo {
                             manifests[parent.id] = pm
                             order.append(parent.id)
                             next.append(pm)
-                        case .failure(let d)?: damaged.append(d)
+                        case .failure(let d)?:
+                            // An ancestor this zoo holds needs nothing from the remote; one it lacks
+                            // cannot be pulled, so nothing is (the pull would promise a lineage it cannot give).
+                            guard try catalog.read({ try Catalog.exists(parent.id, $0) }) else {
+                                throw ZooError.corrupt("ancestor \(parent.id.prefix(12)) of \(ref) cannot be pulled: \(d.summary); nothing pulled. "
+                                                       + "\(d.remedy) (pulls then skip the ancestor), or bissl pull \(ref) --no-ancestors pulls the entry alone")
+                            }
+                            damaged.append(d)
                         case nil: break
                         }
                     }

@@ -98,7 +98,7 @@ extension Zoo {
         let rootLabels = try labels(of: id)
         for (label, kind) in rootLabels {
             if let held = try remote.ref(label), held.id != id, !(force && kind == .tag && held.kind == .tag) {
-                throw Self.remoteLabelConflict(label, held, remote)
+                throw Self.remoteLabelConflict(label, kind: kind, id: id, held, remote)
             }
         }
         var report = TransferReport(remote: remote.config.name, id: id, entries: [], labels: [], bytes: 0, seconds: 0)
@@ -158,7 +158,7 @@ extension Zoo {
                     let action = try Self.setRemoteRef(label, kind: kind, id: entry, force: force && entry == id, remote)
                     report.labels.append(LabelChange(label: label, kind: kind, id: entry, action: action))
                 } catch let error as RemoteLabelConflict {
-                    if entry == id, conflict == nil { conflict = Self.remoteLabelConflict(label, error.held, remote) }
+                    if entry == id, conflict == nil { conflict = Self.remoteLabelConflict(label, kind: kind, id: id, error.held, remote) }
                     report.labels.append(LabelChange(label: label, kind: kind, id: entry, action: .skipped,
                                                      note: "the remote's \(error.held.kind.rawValue) of entry \(error.held.id.prefix(12))"))
                 }
@@ -187,8 +187,16 @@ extension Zoo {
 
     struct RemoteLabelConflict: Error { var held: RemoteRef }
 
-    static func remoteLabelConflict(_ label: String, _ held: RemoteRef, _ remote: RemoteStore) -> ZooError {
-        .invalid("'\(label)' on remote \(remote.config.name) is the \(held.kind.rawValue) of entry \(held.id.prefix(12)), not of this entry; give yours another label (bissl untag, bissl tag)\(held.kind == .tag ? " or move the tag with push --force" : "")")
+    /// The error of a push whose entry `id` has the local label `label` (of `kind`) that the remote
+    /// gives another entry (`held`): the remedy for a name (which no command renames) differs from a tag's.
+    static func remoteLabelConflict(_ label: String, kind: LabelKind, id: String, _ held: RemoteRef, _ remote: RemoteStore) -> ZooError {
+        let holder = "'\(label)' on remote \(remote.config.name) is the \(held.kind.rawValue) of entry \(held.id.prefix(12)), not of this entry"
+        switch kind {
+        case .name:
+            return .invalid("\(holder); a name cannot change, so push this entry under a tag: bissl untag \(label) (the entry stays), bissl tag \(id.prefix(12)) NEWLABEL, then push again")
+        case .tag:
+            return .invalid("\(holder); give yours another label (bissl untag \(label), bissl tag \(id.prefix(12)) NEWLABEL)\(held.kind == .tag ? " or move the tag with push --force" : "")")
+        }
     }
 
     /// Points the remote label at `id`: created when absent (`If-None-Match: *`); when it points at
