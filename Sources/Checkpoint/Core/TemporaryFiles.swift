@@ -190,9 +190,6 @@ extension TemporaryFiles {
     public struct Abandoned: Equatable, Sendable {
         /// The file or staging folder removed.
         public var path: String
-        /// The pid its name carries (a file's is not looked at: its lock decides; a staging folder's
-        /// runs no more here).
-        public var pid: Int32
         /// Bytes the removed files occupied on disk.
         public var bytes: Int64
     }
@@ -242,13 +239,13 @@ extension TemporaryFiles {
             switch info.st_mode & S_IFMT {
             case S_IFREG:
                 switch removeFile(url) {
-                case .removed(let bytes): removed.append(Abandoned(path: url.path, pid: pid, bytes: bytes))
+                case .removed(let bytes): removed.append(Abandoned(path: url.path, bytes: bytes))
                 case .inUse: continue
                 case .kept(let reason): kept.append(Kept(path: url.path, reason: reason))
                 }
             case S_IFDIR:
                 switch removeStagingFolder(url, holding: stagingFiles) {
-                case .removed(let bytes): removed.append(Abandoned(path: url.path, pid: pid, bytes: bytes))
+                case .removed(let bytes): removed.append(Abandoned(path: url.path, bytes: bytes))
                 case .inUse: continue
                 case .kept(let reason): kept.append(Kept(path: url.path, reason: reason))
                 }
