@@ -53,7 +53,8 @@ else
 fi
 
 # Engine: ResNet-50 training step, inference, HVP cost and peak RSS, and the studies' small model (ResNet-18
-# width 8, small stem) training and inference, beside PyTorch 2.13 CPU (2 threads), ~6 min. Needs the release build of EngineBench: `swift build -c release --product
+# width 8, small stem) training and inference, beside PyTorch 2.13 CPU (2 threads), in alternating paired
+# rounds with sign-test intervals of the ratios (tools/bench/paired.py), ~5 min. Needs the release build of EngineBench: `swift build -c release --product
 # EngineBench` (`make release` = `swift build -c release` builds it too, as every executable target).
 ENGINE_BENCH="$(dirname "$BIN")/EngineBench"
 if [ ! -x "$ENGINE_BENCH" ]; then
@@ -64,9 +65,10 @@ fi
 printf '\n== engine (tools/bench/engine.py)\n'
 "$PY" tools/bench/engine.py "$ENGINE_BENCH"
 
-# BiSSL upper step: AlignBench (K = 5 layer-wise CG; exact (the default), central and forward HVP) beside
-# the PyTorch reference upper step with exact double-backward HVPs, ResNet-50 at 32x32, downstream batch
-# 32, pretext batch 2x32; target <= 0.5x torch's time with the default HVP. Needs the release build of AlignBench.
+# BiSSL upper step: AlignBench (K = 5 layer-wise CG, the default exact HVP) beside the PyTorch reference
+# upper step with exact double-backward HVPs, ResNet-50 at 32x32, downstream batch 32, pretext batch 2x32,
+# in alternating paired rounds with a sign-test interval of the ratio, ~3 min; target <= 0.5x torch's time.
+# Needs the release build of AlignBench.
 ALIGN_BENCH="$(dirname "$BIN")/AlignBench"
 if [ ! -x "$ALIGN_BENCH" ]; then
   echo "bench: building AlignBench (swift build -c release --product AlignBench)"

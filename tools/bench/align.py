@@ -8,7 +8,7 @@ B_H of 32 pairs (2 x 32 views, one batch of 64 through the network); λ 0.001, �
 SGD lr 0.03, momentum 0.9, wd 1e-3, clip 10. Random weights (ours: Network(architecture:seed:), torch:
 its default init) and seeded random data; the cost of a step does not depend on the values.
 
-What is timed (medians of STEPS timed steps after one warm-up step, each side in its own process):
+What is timed (each process: the median of STEPS timed steps after one warm-up step):
   torch               one `upper_step(...)` call: ℓ1 gradient, K exact HVPs (each: pretext gradient with
                       create_graph, then the gradient of g·v; the graph is rebuilt per product, as the reference implementation),
                       ℓ2 gradient, assembly, clipping, SGD step. torch.set_num_threads(2).
@@ -18,12 +18,19 @@ What is timed (medians of STEPS timed steps after one warm-up step, each side in
                       (ℓ1 gradient, K HVPs: exact K tangent passes, central 2K / forward K pretext
                       gradients with pinned patterns; ℓ2 gradient, assembly, clipping, SGD). The headline charges the
                       whole B_H gradient to the one step; "amortized" spreads it over the reference implementation's NU = 8 steps.
+How the ratio is measured (tools/bench/paired.py): ROUNDS rounds, each one AlignBench process and one torch
+process, the order swapped every round. Per side the table shows the median over the rounds; each ratio is the
+median of the per-round ratios ours/torch with its sign-test (binomial order-statistic) interval, whose actual
+coverage is printed. Verdict on the headline (<= 0.5): met when the whole interval is at or below 0.5, MISSED
+when it is wholly above, undecided when it straddles 0.5. Peak RSS: the maximum over the rounds of each side.
 Not a test: prints a table, fails only when a command fails.
 On a loaded machine (load average above the 2 cores) torch's 2 OpenMP threads spin-wait for each other
 and its step time inflates several-fold (measured: 10x the CPU time of 1 thread on a ResNet-50 gradient at
-load 9); --torch-1-thread adds a row with torch.set_num_threads(1) as a load-robust reference.
---hvp LIST times only those schemes of ours (comma-separated: exact, central, forward; default all three).
-Usage: python3 tools/bench/align.py PATH/TO/AlignBench [--steps N] [--hvp LIST] [--torch-1-thread]
+load 9); --torch-1-thread adds one process with torch.set_num_threads(1) after the rounds, as a load-robust
+reference (one figure, no interval).
+--hvp LIST times those schemes of ours (comma-separated: exact, central, forward; default exact, the default
+of `bissl align`).
+Usage: python3 tools/bench/align.py PATH/TO/AlignBench [--rounds R] [--steps N] [--hvp LIST] [--torch-1-thread]
        (internal: --torch SIZE BATCH PBATCH K STEPS THREADS)
 """
 import json
@@ -32,15 +39,12 @@ import subprocess
 import sys
 import time
 
+import paired
+
 SIZE, BATCH, PBATCH, K = 32, 32, 32, 5
-STEPS = 3
+# 6 rounds (3 with each order; coverage 96.9%) of one timed step per process: ~3 minutes on 2 cores.
+ROUNDS, STEPS = 6, 1
 TARGET = 0.5
-
-
-def med(xs):
-    s = sorted(xs)
-    n = len(s)
-    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
 
 
 def torch_figures(size, batch, pbatch, iters, steps, threads=2):
@@ -75,7 +79,7 @@ def torch_figures(size, batch, pbatch, iters, steps, threads=2):
         if s:
             times.append(t)
     return {"size": size, "batch": batch, "pretext_batch": pbatch, "iterations": iters, "steps": steps,
-            "statistic": "median", "upper_step_s": med(times), "hvp_calls": calls,
+            "statistic": "median", "upper_step_s": paired.median(times), "hvp_calls": calls,
             "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
@@ -95,8 +99,16 @@ def timed(cmd):
     return json.loads(out.stdout.strip().splitlines()[-1]), rss
 
 
-def load():
-    return "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+def option(args, name, convert):
+    """(value, args without the option) for `name VALUE`, or (None, args)."""
+    if name not in args[:-1]:
+        return None, args
+    at = args.index(name)
+    try:
+        value = convert(args[at + 1])
+    except ValueError:
+        sys.exit(__doc__)
+    return value, args[:at] + args[at + 2:]
 
 
 def main():
@@ -106,62 +118,63 @@ def main():
     args = sys.argv[1:]
     one_thread = "--torch-1-thread" in args
     args = [a for a in args if a != "--torch-1-thread"]
-    steps, hvp = STEPS, None
-    if "--hvp" in args[:-1]:
-        at = args.index("--hvp")
-        hvp = args[at + 1]
-        args = args[:at] + args[at + 2:]
-    if len(args) == 3 and args[1] == "--steps":
-        steps = int(args[2])
-        args = args[:1]
-    if len(args) != 1 or steps < 1:
+    hvp, args = option(args, "--hvp", str)
+    rounds, args = option(args, "--rounds", int)
+    steps, args = option(args, "--steps", int)
+    hvp = "exact" if hvp is None else hvp
+    rounds = ROUNDS if rounds is None else rounds
+    steps = STEPS if steps is None else steps
+    if len(args) != 1 or steps < 1 or rounds < 1:
         sys.exit(__doc__)
     binary = os.path.abspath(args[0])
     import torch
     print(f"align: one BiSSL upper step, ResNet-50 width 64 imagenet stem, {SIZE}x{SIZE}, downstream batch "
-          f"{BATCH}, B_H {PBATCH} pairs (2 x {PBATCH} views), K = {K} layer-wise CG; medians of {steps} timed "
-          f"steps after a warm-up; torch {torch.__version__} with set_num_threads(2)")
-    print(f"  load average before: {load()}")
-    ours, rss = timed([binary, "--size", str(SIZE), "--batch", str(BATCH), "--pretext-batch", str(PBATCH),
-                       "--iterations", str(K), "--steps", str(steps)] + (["--hvp", hvp] if hvp else []))
-    schemes = [s for s in ("exact", "central", "forward") if f"{s}_upper_step_s" in ours]
-    print(f"  load average after ours: {load()}")
-    ref, rss_t = timed([sys.executable, os.path.abspath(__file__), "--torch", str(SIZE), str(BATCH), str(PBATCH),
-                        str(K), str(steps), "2"])
-    print(f"  load average after torch: {load()}")
-    ref1 = None
-    if one_thread:
-        ref1, _ = timed([sys.executable, os.path.abspath(__file__), "--torch", str(SIZE), str(BATCH), str(PBATCH),
-                         str(K), str(steps), "1"])
-        print(f"  load average after torch (1 thread): {load()}")
-        print("  torch, 1 thread: " + json.dumps(ref1))
-    print("  ours: " + json.dumps(ours))
-    print("  torch: " + json.dumps(ref))
-    t = ref["upper_step_s"]
-    print(f"{'measure':58} {'seconds':>8} {'x torch':>8} {'target':>7}")
-    print(f"{'torch reference upper step (K exact double-backward HVPs)':58} {t:8.3f} {1:8.2f}")
-    if ref1 is not None:
-        t1 = ref1["upper_step_s"]
-        print(f"{'torch reference upper step, set_num_threads(1)':58} {t1:8.3f} {t1 / t:8.2f}")
+          f"{BATCH}, B_H {PBATCH} pairs (2 x {PBATCH} views), K = {K} layer-wise CG; ours (AlignBench, --hvp {hvp}) "
+          f"and torch {torch.__version__} (set_num_threads(2)) in {rounds} alternating rounds, order swapped every "
+          f"round; each process the median of {steps} timed step(s) after 1 warm-up")
+    print(f"  load average before: {paired.load()}")
+    ours_cmd = [binary, "--size", str(SIZE), "--batch", str(BATCH), "--pretext-batch", str(PBATCH),
+                "--iterations", str(K), "--steps", str(steps), "--hvp", hvp]
+    torch_cmd = [sys.executable, os.path.abspath(__file__), "--torch", str(SIZE), str(BATCH), str(PBATCH),
+                 str(K), str(steps)]
+    ours, ref = paired.alternate(rounds, lambda r: timed(ours_cmd), lambda r: timed(torch_cmd + ["2"]))
+    print(f"  load average after: {paired.load()}")
+    o, t = [f for f, _ in ours], [f for f, _ in ref]
+    schemes = [s for s in ("exact", "central", "forward") if f"{s}_upper_step_s" in o[0]]
+    for r, (a, b) in enumerate(zip(o, t)):
+        print(f"  round {r + 1} ({'ours' if r % 2 == 0 else 'torch'} first): torch {b['upper_step_s']:.3f} s; "
+              + "; ".join(f"ours {s} {a[s + '_upper_step_s']:.3f} s ({a[s + '_upper_step_s'] / b['upper_step_s']:.2f}x)"
+                          for s in schemes))
+    print(f"{'measure':58} {'seconds':>8} {'x torch':>8} {'interval':>14}  target")
+    print(f"{'torch reference upper step (K exact double-backward HVPs)':58} "
+          f"{paired.median([f['upper_step_s'] for f in t]):8.3f} {1:8.2f}")
     for scheme in schemes:
-        grads, tangents = ours[f"{scheme}_pretext_gradients"], ours[f"{scheme}_tangent_passes"]
+        grads, tangents = o[0][f"{scheme}_pretext_gradients"], o[0][f"{scheme}_tangent_passes"]
         work = f"{grads} pretext grads" + (f" + {tangents} tangent passes" if tangents else "")
-        rows = [
-            (f"ours {scheme}: B_H pass + upper step ({work})", ours[f"{scheme}_upper_step_s"], True),
-            (f"ours {scheme}: amortized over an 8-step phase", ours[f"{scheme}_upper_step_amortized_s"], False),
-            (f"ours {scheme}: upper step alone", ours[f"{scheme}_step_s"], False),
-        ]
-        for name, v, headline in rows:
-            verdict = f"{'<= ' + str(TARGET):>7} {'met' if v / t <= TARGET else 'MISSED'}" if headline else ""
-            print(f"{name:58} {v:8.3f} {v / t:8.2f} {verdict}")
-    if ref1 is not None:
-        for scheme in schemes:
-            v = ours[f"{scheme}_upper_step_s"]
-            print(f"{'ours ' + scheme + ': B_H gradient + upper step / torch 1 thread':58} {v:8.3f} {v / t1:8.2f}")
-    if rss is not None and rss_t is not None:
-        print(f"{'peak RSS (MB): ours (' + ', '.join(schemes) + ') / torch':58} {rss:8.0f} {rss_t:8.0f}")
-    print("  ‖Hg‖/((λ+δ)‖g‖) on these random weights: "
-          + ", ".join(f"{s} {ours[s + '_relative_hessian_term']}" for s in schemes))
+        for name, key, headline in [
+            (f"ours {scheme}: B_H pass + upper step ({work})", "upper_step_s", True),
+            (f"ours {scheme}: amortized over an 8-step phase", "upper_step_amortized_s", False),
+            (f"ours {scheme}: upper step alone", "step_s", False),
+        ]:
+            values = [f[f"{scheme}_{key}"] for f in o]
+            iv = paired.interval([v / f["upper_step_s"] for v, f in zip(values, t)])
+            span = f"[{iv['low']:.2f}, {iv['high']:.2f}]"
+            verdict = f"<= {TARGET}: {paired.verdict(iv['low'], iv['high'], TARGET, at_most=True)}" if headline else ""
+            print(f"{name:58} {paired.median(values):8.3f} {iv['median']:8.2f} {span:>14}  {verdict}")
+    rss, rss_t = [m for _, m in ours], [m for _, m in ref]
+    if None not in rss and None not in rss_t:
+        print(f"{'peak RSS (MB), max of rounds: ours (' + ', '.join(schemes) + ') / torch':58} "
+              f"{max(rss):8.0f} {max(rss_t):8.0f}")
+    print(f"  {paired.describe(rounds)}")
+    print("  ‖Hg‖/((λ+δ)‖g‖) on these random weights (round 1): "
+          + ", ".join(f"{s} {o[0][s + '_relative_hessian_term']}" for s in schemes))
+    if one_thread:
+        ref1, _ = timed(torch_cmd + ["1"])
+        t1 = ref1["upper_step_s"]
+        print(f"  torch, set_num_threads(1), one process after the rounds: {t1:.3f} s; "
+              + "; ".join(f"ours {s} (median of the rounds) / it: "
+                          f"{paired.median([f[s + '_upper_step_s'] for f in o]) / t1:.2f}" for s in schemes)
+              + f"; load average after: {paired.load()}")
     sys.stdout.flush()
 
 
