@@ -67,7 +67,7 @@ printf '\n== engine (tools/bench/engine.py)\n'
 
 # BiSSL upper step: AlignBench (K = 5 layer-wise CG, the default exact HVP) beside the PyTorch reference
 # upper step with exact double-backward HVPs, ResNet-50 at 32x32, downstream batch 32, pretext batch 2x32,
-# in alternating paired rounds with a sign-test interval of the ratio, ~3 min; target <= 0.5x torch's time.
+# in alternating paired rounds with a sign-test interval of the ratio, ~4 min; target <= 0.5x torch's time.
 # Needs the release build of AlignBench.
 ALIGN_BENCH="$(dirname "$BIN")/AlignBench"
 if [ ! -x "$ALIGN_BENCH" ]; then

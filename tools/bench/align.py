@@ -42,7 +42,7 @@ import time
 import paired
 
 SIZE, BATCH, PBATCH, K = 32, 32, 32, 5
-# 6 rounds (3 with each order; coverage 96.9%) of one timed step per process: ~3 minutes on 2 cores.
+# 6 rounds (3 with each order; coverage 96.9%) of one timed step per process: ~4 minutes on 2 cores.
 ROUNDS, STEPS = 6, 1
 TARGET = 0.5
 
