@@ -128,6 +128,11 @@ extension Zoo {
             } else {
                 let (held, problem) = RefFiles.read(ref, label: label)
                 if held == id && problem == nil { continue }
+                if let problem, problem != "it is a folder" {   // gc keeps it (`Zoo.gc`)
+                    out.append(.init(level: .leftover, id: id, path: ref.path,
+                                     message: "\(kind.rawValue) '\(label)': " + Self.invalidRefReason(problem, label: label, kind: kind, held: true)))
+                    continue
+                }
                 what = problem.map { "has an invalid ref file: \($0)" } ?? "has a ref file naming another entry, \(held!.prefix(12))"
             }
             out.append(.init(level: .leftover, id: id, path: ref.path,
@@ -221,7 +226,7 @@ extension Zoo {
             if let owner, owner.0 == ref.kind { continue }
             let message: String
             if let problem = ref.problem {
-                message = "invalid ref file: \(problem); " + (problem == "it is a folder" ? "gc leaves folders, remove it by hand" : "bissl gc removes it")
+                message = Self.invalidRefReason(problem, label: ref.label, kind: ref.kind, held: false)
             } else if let owner {
                 message = "ref file of \(ref.kind.rawValue) '\(ref.label)', but the catalog holds '\(ref.label)' as the \(owner.0.rawValue) of entry \(owner.1.prefix(12)); bissl gc removes it"
             } else if let id = ref.id, !listed.contains(id) {

@@ -76,6 +76,9 @@ struct ZooScan {
                 temporaryOrForeign(e)
             }
         }
+        for e in entries(layout.refs) where !(e.type == S_IFDIR && LabelKind.allCases.contains { $0.directory == e.name }) {
+            foreign.append(e.url)   // `refs/` holds `names/` and `tags/` only
+        }
         for kind in LabelKind.allCases {
             // Other names are ref files, judged by `RefFiles`.
             for e in entries(layout.refs.appendingPathComponent(kind.directory, isDirectory: true)) where e.name.hasPrefix(".") {
