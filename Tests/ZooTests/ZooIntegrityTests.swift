@@ -508,6 +508,41 @@ final class ZooIntegrityTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: layout.tmp.path), [])
     }
 
+    /// A killed pull's folder whose entry the zoo holds now (another pull or an import brought it)
+    /// has nothing to resume: verify calls it a leftover and gc removes it within the grace period.
+    /// (It was kept for the grace period and called resumable.) A pull of an entry the zoo lacks,
+    /// and one whose record predates `DownloadRecord.entry`, stay resumable.
+    func testGCRemovesAnInterruptedPullOfAnEntryTheZooHoldsNow() throws {
+        let (zoo, layout) = try makeZoo()
+        let held = try zoo.add(ZooTestSupport.checkpoint(seed: 123), name: "arrived").id
+        let deadPID = try LockHolder.endedPID()
+        try FileManager.default.createDirectory(at: layout.tmp, withIntermediateDirectories: true)
+        func pull(_ sha: Character, entry: String?) throws -> URL {
+            let folder = layout.tmp.appendingPathComponent("\(String(repeating: sha, count: 64)).\(deadPID).pull")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            try Data(count: 1000).write(to: folder.appendingPathComponent("object.h5"))
+            try TransferRecords.write(DownloadRecord(entry: entry, size: 4000, rangeSize: 4000, done: [1000]), folder.appendingPathComponent("record.json"))
+            return folder
+        }
+        let arrived = try pull("a", entry: held)
+        let missing = try pull("b", entry: String(repeating: "e", count: 64))
+        let older = try pull("c", entry: nil)
+
+        let findings = try zoo.verify().findings
+        XCTAssertEqual(findings.filter { $0.level == .leftover }.map(\.path), [arrived.path])
+        XCTAssertEqual(findings.first { $0.path == arrived.path }?.message,
+                       "what an interrupted pull of entry \(held.prefix(12)) kept, which the zoo holds now (another pull or an import brought it): nothing to resume; bissl gc removes it")
+        XCTAssertEqual(Set(findings.filter { $0.level == .transfer }.compactMap(\.path)), [missing.path, older.path])
+
+        XCTAssertEqual(try zoo.gc(dryRun: true).writerLeftovers, [arrived.path])
+        XCTAssertTrue(FileManager.default.fileExists(atPath: arrived.path), "dry run changes nothing")
+        let gc = try zoo.gc()
+        XCTAssertEqual(gc.writerLeftovers, [arrived.path])
+        XCTAssertEqual(Set(gc.keptTransfers), [missing.path, older.path])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: arrived.path))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: missing.appendingPathComponent("object.h5").path))
+    }
+
     func testGCMovesADamagedUnlistedObjectAsideAndKeepsAMismatchedOne() throws {
         let (zoo, layout) = try makeZoo()
         _ = try zoo.add(ZooTestSupport.checkpoint(seed: 115), name: "kept")

@@ -130,7 +130,8 @@ extension Zoo {
     /// trashed object (`trash/<id>.<pid>.h5`, committed as removed); what an interrupted push or pull
     /// keeps (`tmp/<sha256>.<pid>.pull`, `.push`) once it has made no progress for `transferGrace`
     /// seconds (these are not locked: until then it is kept, `GCReport.keptTransfers` when running
-    /// the transfer again resumes it), a pull folder only with nothing in it but what a pull writes.
+    /// the transfer again resumes it), or at once for a pull of an entry the zoo holds already (another
+    /// pull or an import brought it), a pull folder only with nothing in it but what a pull writes.
     /// Anything else in the zoo's folders (a user's file, a folder, a temporary that cannot be
     /// locked) is kept and named (`GCReport.kept`). Runs under the catalog's write lock, so a
     /// running import's object is never taken for a leftover. A file that cannot be removed, moved
@@ -221,9 +222,12 @@ extension Zoo {
                 report.damagedEntries.append(.init(id: id, problem: problem, movedTo: movedTo, sourceFile: source))
             }
             let cutoff = Date().addingTimeInterval(-transferGrace)
+            let unlisted = Set(report.damagedEntries.map(\.id))
+            // A pull of an entry the zoo holds (listed, its object in place) has nothing left to resume.
+            let inZoo = { (id: String) in listed.contains(id) && !unlisted.contains(id) && FileManager.default.fileExists(atPath: self.layout.objectURL(id).path) }
             for leftover in scan.leftovers where leftover.kind == .temporary || !ZooScan.isAlive(leftover.pid) {
                 let url = leftover.url
-                switch ZooScan.verdict(leftover, cutoff: cutoff) {
+                switch ZooScan.verdict(leftover, cutoff: cutoff, inZoo: inZoo) {
                 case .running: continue
                 case .resumable: report.keptTransfers.append(url.path)
                 case .kept(let reason): report.kept.append(.init(path: url.path, reason: reason))

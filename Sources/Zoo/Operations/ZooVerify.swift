@@ -196,13 +196,19 @@ extension Zoo {
         }
         // gc's default grace period (`Zoo.gc`): what gc without --grace would do.
         let cutoff = Date().addingTimeInterval(-24 * 3600)
+        let inZoo = { (id: String) in listed.contains(id) && FileManager.default.fileExists(atPath: self.layout.objectURL(id).path) }
         for leftover in scan.leftovers where leftover.kind == .temporary || !ZooScan.isAlive(leftover.pid) {
             let url = leftover.url
+            if let entry = TransferRecords.pulledEntry(url), inZoo(entry) {
+                out.append(.init(level: .leftover, id: nil, path: url.path,
+                                 message: "what an interrupted pull of entry \(entry.prefix(12)) kept, which the zoo holds now (another pull or an import brought it): nothing to resume; bissl gc removes it"))
+                continue
+            }
             if let resumable = TransferRecords.describeResumable(url) {
                 out.append(.init(level: .transfer, id: nil, path: url.path, message: resumable))
                 continue
             }
-            switch ZooScan.verdict(leftover, cutoff: cutoff) {
+            switch ZooScan.verdict(leftover, cutoff: cutoff, inZoo: inZoo) {
             case .running, .resumable: continue
             case .kept(let reason):
                 out.append(.init(level: .leftover, id: nil, path: url.path, message: "kept: \(reason)"))
