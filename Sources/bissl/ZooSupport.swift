@@ -10,9 +10,13 @@ struct ZooOptions: ParsableArguments {
 
     var layout: ZooLayout { ZooLayout.resolve(explicit: zoo) }
 
-    /// An empty `--zoo` (an unset shell variable) is refused, not read as the default zoo.
+    /// An empty `--zoo` (an unset shell variable) is refused, not read as the default zoo; so is
+    /// `BISSL_ZOO` set to nothing (`BISSL_ZOO= bissl list`) when `--zoo` is not given.
     func validate() throws {
         if zoo == "" { throw CLIError("--zoo '': the path is empty (an unset shell variable?); give the zoo's folder") }
+        if zoo == nil, ProcessInfo.processInfo.environment["BISSL_ZOO"] == "" {
+            throw CLIError("BISSL_ZOO is set but empty (an unset shell variable?); set it to the zoo's folder, or unset it to use ./zoo")
+        }
     }
 
     /// Opens the zoo; `create` makes it when missing (import only); `readOnly` commands (list, show,

@@ -48,6 +48,16 @@ final class CLINumericOptionTests: CLITestCase {
         XCTAssertEqual(runDirectories(), [], "no run was created")
     }
 
+    /// The note that entry `e` records no image size came before a usage error (two lines): every
+    /// setting is checked first, so the error is the only line.
+    func testFinetuneOfAnEntryWithoutImageSizePrintsAUsageErrorAlone() throws {
+        let missing = tmp.appendingPathComponent("no-such-data").path
+        try assertRefused(["finetune", "e", "--data", data, "--val", missing], "--val \(missing)")
+        try assertRefused(["finetune", "e", "--data", data, "--val", "nosuchscheme:x"], "--val nosuchscheme:x")
+        try assertRefused(["finetune", "e", "--data", data, "--batch-size", "4096"], "--batch-size 4096 is larger than the")
+        XCTAssertEqual(runDirectories(), [], "no run was created")
+    }
+
     func testProbeAndEval() throws {
         try assertRefused(["probe", "e", "--data", data, "--knn", "-5"], "--knn must be at least 1, got -5")
         try assertRefused(["probe", "e", "--data", data, "--probe-epochs", "-1"], "--probe-epochs must be at least 1, got -1")

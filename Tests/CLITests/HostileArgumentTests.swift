@@ -73,6 +73,23 @@ final class HostileArgumentTests: CLITestCase {
         }
     }
 
+    /// `BISSL_ZOO=` (set to nothing) was read as the default `./zoo`, while `--zoo ''` was refused.
+    func testAnEmptyBisslZooVariableIsRefused() throws {
+        try entry()
+        // In the scratch folder, whose ./zoo is the test's zoo: the default it was read as.
+        func inTmp(_ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+            let r = try BisslBinary.run(["-c", "cd \"$0\" && BISSL_ZOO= exec \"$@\"", tmp.path, BisslBinary.url!.path] + args,
+                                        executable: URL(fileURLWithPath: "/bin/sh"))
+            return (r.status, r.stdout, r.stderr)
+        }
+        for args in [["show", "e"], ["list"], ["gc"], ["runs"]] {
+            assertOneLineError(try inTmp(args), "error: BISSL_ZOO is set but empty (an unset shell variable?); set it to the zoo's folder, or unset it to use ./zoo")
+        }
+        // --zoo given: the variable is not used.
+        let given = try inTmp(["show", "e", "--zoo", zoo])
+        XCTAssertEqual(given.status, 0, given.stderr)
+    }
+
     /// `runs rm PATH` deleted any folder a path named, run or not.
     func testRunsRmDeletesOnlyRunsOfTheZoo() throws {
         try entry()

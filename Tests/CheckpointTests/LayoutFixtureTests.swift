@@ -136,16 +136,20 @@ final class LayoutFixtureTests: XCTestCase {
         XCTAssertEqual(Self.sum(r.components["backbone"]!["conv1.weight"]), e["conv1"] as! Double, accuracy: 1e-9)
     }
 
-    func testMoCoQueryEncoderBySelect() throws {
+    /// The query encoder is chosen by itself (the key encoder is its momentum copy), as `--select` picks it.
+    func testMoCoQueryEncoderIsPreferred() throws {
         let e = try Self.expected()["moco.pth"] as! [String: Any]
-        XCTAssertThrowsError(try Self.resolve("moco.pth")) { error in
-            guard case .ambiguous(let m) = error as? CheckpointError else { return XCTFail("\(error)") }
-            for c in e["candidates"] as! [String] { XCTAssertTrue(m.contains("'\(c)'"), m) }
+        let auto = try Self.resolve("moco.pth")
+        let chosen = e["select"] as! String
+        let copy = (e["candidates"] as! [String]).filter { $0 != chosen }
+        XCTAssertEqual(copy.count, 1)
+        XCTAssertTrue(auto.rules.contains { $0.hasPrefix("chose '\(chosen)' over its momentum copy '\(copy[0])' (MoCo:") }, "\(auto.rules)")
+        for r in [auto, try Self.resolve("moco.pth", .init(select: chosen))] {
+            XCTAssertEqual(r.selector, chosen)
+            XCTAssertEqual(r.strippedPrefix, e["strippedPrefix"] as? String)
+            XCTAssertEqual(r.droppedKeys.sorted(), e["droppedInDict"] as? [String])
+            XCTAssertEqual(Self.sum(r.components["backbone"]!["conv1.weight"]), e["conv1"] as! Double, accuracy: 1e-9)
         }
-        let r = try Self.resolve("moco.pth", .init(select: e["select"] as? String))
-        XCTAssertEqual(r.strippedPrefix, e["strippedPrefix"] as? String)
-        XCTAssertEqual(r.droppedKeys.sorted(), e["droppedInDict"] as? [String])
-        XCTAssertEqual(Self.sum(r.components["backbone"]!["conv1.weight"]), e["conv1"] as! Double, accuracy: 1e-9)
     }
 
     // C6: tied tensors are recorded as aliases.

@@ -271,11 +271,21 @@ final class LayoutResolverTests: XCTestCase {
         sd.append(.init(key: .string("module.queue"), value: .tensor(T.tensor([4, 8], seed: 0))))
         sd.append(.init(key: .string("module.queue_ptr"), value: .tensor(T.counter(0))))
         let root = T.dict([("state_dict", .dict(sd))])
-        XCTAssertThrowsError(try LayoutResolver.resolve(T.doc(root))) { error in
-            guard case .ambiguous = error as? CheckpointError else { return XCTFail("\(error)") }
+        // The query encoder is preferred over its momentum copy, with or without a --select above both.
+        let rule = "chose 'state_dict.module.encoder_q' over its momentum copy 'state_dict.module.encoder_k' (MoCo: the query encoder is trained by gradient, the key encoder is its momentum copy); --select state_dict.module.encoder_k picks the copy"
+        for select in [nil, "state_dict.module", "state_dict"] {
+            let auto = try LayoutResolver.resolve(T.doc(root), options: .init(select: select))
+            XCTAssertEqual(auto.selector, "state_dict.module.encoder_q")
+            XCTAssertEqual(auto.components["backbone"]!["conv1.weight"]!.floats()[0], 1)
+            XCTAssertEqual(auto.rules[1], rule, "\(auto.rules)")
+            XCTAssertEqual(auto.droppedKeys.count, 320 + 2)
         }
-        XCTAssertThrowsError(try LayoutResolver.resolve(T.doc(root), options: .init(select: "state_dict.module")))
+        let key = try LayoutResolver.resolve(T.doc(root), options: .init(select: "state_dict.module.encoder_k"))
+        XCTAssertEqual(key.components["backbone"]!["conv1.weight"]!.floats()[0], 2)
+        XCTAssertFalse(key.rules.contains { $0.hasPrefix("chose") }, "\(key.rules)")
+        XCTAssertTrue(key.rules.contains("dropped 320 keys of the unselected candidate 'state_dict.module.encoder_q'"), "\(key.rules)")
         let r = try LayoutResolver.resolve(T.doc(root), options: .init(select: "state_dict.module.encoder_q"))
+        XCTAssertFalse(r.rules.contains { $0.hasPrefix("chose") }, "an exact --select needs no preference: \(r.rules)")
         XCTAssertEqual(r.branch, "encoder_q")
         XCTAssertEqual(Array(r.components.keys), ["backbone", "classifier"])
         XCTAssertEqual(r.droppedKeys.count, 320 + 2)
@@ -286,6 +296,44 @@ final class LayoutResolverTests: XCTestCase {
         let backboneOnly = try LayoutResolver.resolve(T.doc(root), options: .init(select: "state_dict.module.encoder_q", components: .backbone))
         XCTAssertTrue(backboneOnly.rules.contains("dropped 2 keys that belong to no component: module.queue, module.queue_ptr"), "\(backboneOnly.rules)")
         XCTAssertFalse(backboneOnly.warnings.contains { $0.contains("module.queue") }, "\(backboneOnly.warnings)")
+    }
+
+    /// BYOL's online and target networks, each an encoder with a projector, and the online predictor:
+    /// the online network is chosen (the target is its moving average) and the whole target network,
+    /// projector included, is dropped; --select picks the target and then drops the online network.
+    func testBYOLOnlineNetworkIsPreferredAndTheWholeTargetNetworkDropped() throws {
+        let sd = try T.resnet(prefix: "online_network.encoder.", fc: false, seed: 1) + T.mlp("online_network.projector.", [128, 16, 8])
+            + T.resnet(prefix: "target_network.encoder.", fc: false, seed: 2) + T.mlp("target_network.projector.", [128, 16, 8])
+            + T.mlp("predictor.", [8, 16, 8])
+        let r = try LayoutResolver.resolve(T.doc(.dict(sd)))
+        XCTAssertEqual([r.selector, r.branch, r.strippedPrefix], ["online_network.encoder", "online_network", "online_network.encoder."])
+        XCTAssertEqual(r.components["backbone"]!["conv1.weight"]!.floats()[0], 1)
+        XCTAssertEqual(Array(r.components.keys), ["backbone", "projector", "predictor"])
+        XCTAssertEqual(r.warnings, [])
+        XCTAssertEqual(r.droppedKeys.count, 318 + 9)
+        XCTAssertTrue(r.droppedKeys.allSatisfy { $0.hasPrefix("target_network.") }, "\(r.droppedKeys)")
+        XCTAssertTrue(r.rules.contains("chose 'online_network.encoder' over its momentum copy 'target_network.encoder' (BYOL: the online network is trained by gradient, the target network is its moving average); --select target_network.encoder picks the copy"), "\(r.rules)")
+        XCTAssertTrue(r.rules.contains("dropped 327 keys of the unselected candidate 'target_network.encoder': everything under 'target_network.', its heads included"), "\(r.rules)")
+
+        let t = try LayoutResolver.resolve(T.doc(.dict(sd)), options: .init(select: "target_network.encoder"))
+        XCTAssertEqual(t.components["backbone"]!["conv1.weight"]!.floats()[0], 2)
+        XCTAssertEqual(Array(t.components.keys), ["backbone", "projector", "predictor"])
+        XCTAssertEqual(t.droppedKeys.count, 318 + 9)
+        XCTAssertTrue(t.droppedKeys.allSatisfy { $0.hasPrefix("online_network.") }, "\(t.droppedKeys)")
+    }
+
+    /// The preference applies only when one candidate is left once momentum copies are set aside:
+    /// MoCo pairs in a model and in its EMA are two trained networks, refused until --select.
+    func testMomentumPreferenceLeavesOtherAmbiguityAlone() throws {
+        let pair = { (seed: Float) in try T.resnet(prefix: "encoder_q.", seed: seed) + T.resnet(prefix: "encoder_k.", seed: seed + 1) }
+        let root = T.dict([("model", .dict(try pair(1))), ("model_ema", .dict(try pair(3)))])
+        XCTAssertThrowsError(try LayoutResolver.resolve(T.doc(root))) { error in
+            guard case .ambiguous(let m) = error as? CheckpointError else { return XCTFail("\(error)") }
+            XCTAssertTrue(m.hasPrefix("4 complete ResNet backbones found"), m)
+        }
+        let ema = try LayoutResolver.resolve(T.doc(root), options: .init(select: "model_ema"))
+        XCTAssertEqual(ema.selector, "model_ema.encoder_q")
+        XCTAssertEqual(ema.components["backbone"]!["conv1.weight"]!.floats()[0], 3)
     }
 
     func testStrayTensorsAreAWarningInTheProvenance() throws {

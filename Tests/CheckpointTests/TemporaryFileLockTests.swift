@@ -76,6 +76,26 @@ final class TemporaryFileLockTests: XCTestCase {
         XCTAssertEqual(names, ["a.bin"])
     }
 
+    /// A folder made at the output path after the caller's check (convert checks first) gave the
+    /// rename's raw "Is a directory": it is named as the check names one, and kept with what it holds.
+    func testAFolderMadeAtTheOutputWhileItIsWrittenIsNamedAndKept() throws {
+        let out = dir.appendingPathComponent("c.h5")
+        for holding in [false, true] {
+            XCTAssertThrowsError(try AtomicFile.write(to: out) { tmp in
+                let handle = try AtomicFile.create(tmp, for: out)
+                try handle.write(contentsOf: Data("checkpoint".utf8))
+                try handle.close()
+                try FileManager.default.createDirectory(at: out, withIntermediateDirectories: false)
+                if holding { try Data("mine".utf8).write(to: out.appendingPathComponent("notes.txt")) }
+            }) { error in
+                XCTAssertEqual("\(error)", "cannot write \(out.path): it is a folder")
+            }
+            XCTAssertEqual(names, ["c.h5"], "no temporary left")
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out.path), holding ? ["notes.txt"] : [])
+            try FileManager.default.removeItem(at: out)
+        }
+    }
+
     func testAnHDF5CheckpointIsWrittenIntoTheLockedTemporary() throws {
         // HDF5 takes its own flock on files it creates, which would conflict with the writer's lock.
         let out = dir.appendingPathComponent("c.h5")

@@ -32,7 +32,7 @@ final class HubFolderTests: XCTestCase {
     func testFolderRoundTripsByteForByte() throws {
         let (c, id, lineage) = try entry()
         let first = scratch.appendingPathComponent("first")
-        XCTAssertEqual(try HubFolder.write(c, id: id, lineage: lineage, preprocessing: .init(imageSize: 32), to: first), [])
+        XCTAssertEqual(try HubFolder.write(c, id: id, lineage: lineage, preprocessing: .init(imageSize: 32), to: first), [Self.noPreprocessing])
         let written = try files(first)
         XCTAssertEqual(Set(written.keys), ["model.safetensors", "config.json", "README.md"])
         let config = try JSONSerialization.jsonObject(with: written["config.json"]!) as! [String: Any]
@@ -41,7 +41,11 @@ final class HubFolderTests: XCTestCase {
         XCTAssertEqual(config["num_features"] as? Int, 16)
         let cfg = config["pretrained_cfg"] as! [String: Any]
         XCTAssertEqual(cfg["input_size"] as? [Int], [3, 32, 32])
-        XCTAssertEqual(cfg["mean"] as? [Double], [0.485, 0.456, 0.406])
+        // Imported: nothing records how its images were prepared, so nothing is stated.
+        for key in ["mean", "std", "crop_pct", "crop_mode", "interpolation"] { XCTAssertNil(cfg[key], key) }
+        let bissl = config["bissl"] as! [String: Any]
+        XCTAssertTrue((bissl["preprocessing"] as! String).hasPrefix("not recorded: the entry was imported"), "\(bissl)")
+        XCTAssertEqual(bissl["input_size"] as? String, "recorded by the lineage")
 
         let imported = try HubFolder.read(first, options: LayoutOptions())
         XCTAssertEqual(ContentID.compute(imported), id)
@@ -53,6 +57,33 @@ final class HubFolderTests: XCTestCase {
         let notes = try HubFolder.write(imported, id: id, lineage: lineage, preprocessing: .init(imageSize: nil), to: second)
         XCTAssertEqual(notes, ["imported from a hub folder bissl wrote (content id verified): its recorded config and card are written as they were"])
         XCTAssertEqual(try files(second), written)
+    }
+
+    static let noPreprocessing = "the entry records no preprocessing (imported): config.json leaves out interpolation, crop_pct, crop_mode, mean and std"
+
+    /// An entry bissl trained states bissl's evaluation transform (ImageNet mean/std, bilinear, crop
+    /// 0.875), also when it comes back through a file bissl exported (its carried provenance).
+    func testATrainedEntryStatesBisslsTransform() throws {
+        var c = try entry().0
+        c.provenance = Provenance(stage: "finetune")
+        var exported = try entry().0
+        exported.provenance.source = .init(fileName: "ft.safetensors", sha256: "", format: "safetensors", container: "safetensors",
+                                           metadata: ["bissl.provenance": String(decoding: try JSONEncoder.bissl().encode(c.provenance), as: UTF8.self)])
+        for (name, checkpoint) in [("trained", c), ("exported", exported)] {
+            let id = ContentID.compute(checkpoint)
+            let lineage = CardLineage(stages: [.init(id: id, labels: [name], status: "listed", provenance: checkpoint.provenance,
+                                                     arch: checkpoint.architecture?.label, components: Array(checkpoint.components.keys))])
+            let dir = scratch.appendingPathComponent(name)
+            XCTAssertEqual(try HubFolder.write(checkpoint, id: id, lineage: lineage, preprocessing: .init(imageSize: 32), to: dir), [], name)
+            let config = try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("config.json"))) as! [String: Any]
+            let cfg = config["pretrained_cfg"] as! [String: Any]
+            XCTAssertEqual(cfg["mean"] as? [Double], [0.485, 0.456, 0.406], name)
+            XCTAssertEqual(cfg["std"] as? [Double], [0.229, 0.224, 0.225], name)
+            XCTAssertEqual(cfg["crop_pct"] as? Double, 0.875, name)
+            XCTAssertEqual(cfg["interpolation"] as? String, "bilinear", name)
+            XCTAssertEqual(cfg["crop_mode"] as? String, "center", name)
+            XCTAssertTrue(((config["bissl"] as! [String: Any])["preprocessing"] as! String).hasPrefix("bissl's evaluation transform, which the entry's stage 'finetune' used"), name)
+        }
     }
 
     func testTheStagingFolderIsLockedWhileItIsFilledSoNoCleanerRemovesIt() throws {
@@ -81,7 +112,7 @@ final class HubFolderTests: XCTestCase {
         let empty = scratch.appendingPathComponent("empty")
         try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: false)
         let notes = try HubFolder.write(c, id: id, lineage: lineage, preprocessing: .init(imageSize: nil), to: empty)
-        XCTAssertEqual(notes, ["no stage records an image size: config.json says input_size [3, 224, 224] (torchvision's convention)"])
+        XCTAssertEqual(notes, ["no stage records an image size: config.json says input_size [3, 224, 224] (torchvision's convention)", Self.noPreprocessing])
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: scratch.path).sorted(), ["empty", "taken"])
     }
 

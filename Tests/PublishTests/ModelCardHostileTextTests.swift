@@ -93,4 +93,54 @@ final class ModelCardHostileTextTests: XCTestCase {
         XCTAssertEqual(Self.controls(text), [])
         XCTAssertFalse(text.split(separator: "\n").contains { $0.hasPrefix("# injected") })
     }
+
+    /// A code span's delimiter is one backtick longer than the longest run inside (CommonMark,
+    /// "Code spans"), padded with a space where the text would join it or lose an edge space.
+    func testACodeSpanIsDelimitedByALongerBacktickRunThanItHolds() {
+        XCTAssertEqual(ModelCard.code("layer1.0.conv1.weight"), "`layer1.0.conv1.weight`")
+        XCTAssertEqual(ModelCard.code("enc`x"), "``enc`x``")
+        XCTAssertEqual(ModelCard.code("a``b`c"), "```a``b`c```")
+        XCTAssertEqual(ModelCard.code("`"), "`` ` ``")
+        XCTAssertEqual(ModelCard.code("x`"), "`` x` ``")
+        XCTAssertEqual(ModelCard.code(" a "), "`  a  `")
+        XCTAssertEqual(ModelCard.code("  "), "`  `")
+        XCTAssertEqual(ModelCard.code(""), "``")
+    }
+
+    /// A backtick in a recorded field (a key path, a source file name, a hyperparameter, seed and
+    /// metric name, a label) ended its code span early and left the rest as Markdown: each is one
+    /// span now, in the printed card and the hub README.md alike.
+    func testABacktickInARecordedFieldStaysInsideItsCodeSpan() throws {
+        let key = "enc`.`` *x*"
+        var source = Provenance.Source(fileName: "r`18.pth", sha256: String(repeating: "c", count: 64), format: "pth", container: "zip",
+                                       rules: [], keyPath: key)
+        source.metadata["license"] = "mit"
+        let parent = Provenance(stage: "imported", source: source)
+        let child = Provenance(stage: "finetune", method: "finetune", parents: [.init(id: ModelCardTests.parentID, relation: "finetuned-from")],
+                               hyperparameters: [key: .string("v")], seeds: [key: 1], metrics: [key: 1.5])
+        let lineage = CardLineage(stages: [
+            .init(id: ModelCardTests.parentID, labels: ["p"], status: "listed", provenance: parent, arch: "resnet18", components: ["backbone"]),
+            .init(id: ModelCardTests.childID, labels: ["c"], status: "listed", provenance: child, arch: "resnet`18", components: ["backbone"]),
+        ])
+        // The longest run inside is 2, so 3 delimit it; it neither starts nor ends with a backtick or space.
+        XCTAssertEqual(ModelCard.code(key), "```enc`.`` *x*```")
+        let card = ModelCard.render(lineage)
+        XCTAssertTrue(card.contains("- source file: ``r`18.pth`` (pth, zip)"), card)
+        XCTAssertTrue(card.contains("state dict at ```enc`.`` *x*```\n"), card)
+        XCTAssertEqual(card.components(separatedBy: "| ```enc`.`` *x*``` | ").count, 3, "the hyperparameter and metric rows: \(card)")
+        XCTAssertTrue(card.contains("- seed ```enc`.`` *x*```: 1\n"), card)
+        XCTAssertTrue(card.contains("| ```enc`.`` *x*``` | 1.5 |"), card)
+        XCTAssertTrue(card.contains("A ``resnet`18`` made by the `finetune` stage"), card)
+
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("bissl-hub-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let c = try ONNXExportTests.checkpoint()
+        var hubLineage = lineage
+        hubLineage.stages[1].id = ContentID.compute(c)
+        try HubFolder.write(c, id: hubLineage.stages[1].id, lineage: hubLineage, preprocessing: .init(imageSize: 32), to: scratch.appendingPathComponent("hub"))
+        let readme = try String(contentsOf: scratch.appendingPathComponent("hub/README.md"), encoding: .utf8)
+        XCTAssertTrue(readme.contains("state dict at ```enc`.`` *x*```\n"), readme)
+        XCTAssertTrue(readme.contains("- seed ```enc`.`` *x*```: 1\n"), readme)
+    }
 }

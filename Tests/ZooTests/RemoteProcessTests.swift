@@ -259,6 +259,8 @@ final class RemoteProcessTests: XCTestCase {
         kill(pull.processIdentifier, SIGKILL)
         pull.waitUntilExit()
         try assertVerifyReportsResumable(fresh.path, "pull")
+        let record = try XCTUnwrap(files(freshTmp).compactMap { TransferRecords.read(DownloadRecord.self, $0.appendingPathComponent("record.json")) }.first)
+        XCTAssertEqual(record.entry, id, "the record names the entry, so gc knows when it has arrived")
         // gc keeps it (within the grace period), so the rerun still resumes.
         let gc = try run(["gc", "--zoo", fresh.path])
         XCTAssertEqual(gc.status, 0, gc.stderr)

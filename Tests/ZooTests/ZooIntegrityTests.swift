@@ -412,9 +412,12 @@ final class ZooIntegrityTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: staged.path))
     }
 
-    func testVerifyAndGCNameRefFilesThatAreNotRefsForWhatTheyAre() throws {
-        // A ref file holding garbage was reported as "a label the catalog does not hold
-        // (interrupted import or tag)" and removed as a "stray ref".
+    /// Files under `refs/` that are not ref files as bissl writes them (garbage content, a name that is
+    /// no label, a folder, a file beside `names/` and `tags/`) are kept by gc, which cannot tell that
+    /// bissl wrote them, and named for what they are; a held label's ref is not rewritten over one.
+    /// (gc removed the first three as "invalid ref files", rewrote the held one, and neither removed
+    /// nor named the last two.)
+    func testVerifyAndGCNameRefFilesThatAreNotRefsForWhatTheyAreAndKeepThem() throws {
         let (zoo, layout) = try makeZoo()
         let id = try zoo.add(ZooTestSupport.checkpoint(seed: 122), name: "held").id
         let garbage = layout.refURL("junk", kind: .name)
@@ -425,18 +428,43 @@ final class ZooIntegrityTests: XCTestCase {
         try Data("oops".utf8).write(to: damagedHeld)
         let wrongKind = layout.refURL("held", kind: .tag)
         try Data((id + "\n").utf8).write(to: wrongKind)
+        let folder = layout.refURL("sub", kind: .name)
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: false)
+        let readme = layout.refs.appendingPathComponent("README.txt")
+        try Data("my notes\n".utf8).write(to: readme)
 
+        let garbageReason = "not a ref file bissl writes (it holds 'hello world', not an entry id; a ref file is one line, an entry's full 64-hex id): gc never removes it; move it out of the zoo if it is yours, else remove it by hand"
+        let badNameReason = "not a ref file bissl writes (its name is not a valid label (1-100 characters of A-Z a-z 0-9 . _ + -, starting with a letter or digit, not 6 or more hex digits only)): gc never removes it; move it out of the zoo if it is yours, else remove it by hand"
+        let heldReason = "not a ref file bissl writes (it holds 'oops', not an entry id; a ref file is one line, an entry's full 64-hex id): gc never removes it; move it out of the zoo if it is yours and run bissl gc again (it rewrites the ref of name 'held'), or bissl untag held removes the name and this file"
+        let folderReason = "not a ref file bissl writes (it is a folder): gc never removes it; move it out of the zoo if it is yours, else remove it by hand"
+        let readmeReason = "a file that no bissl writer makes here (not an object, ref, temporary, transfer or trashed object): gc never removes it; move it out of the zoo if it is yours"
         let messages = Dictionary(uniqueKeysWithValues: try zoo.verify().findings.map { ($0.path ?? "", $0.message) })
-        XCTAssertEqual(messages[garbage.path], "invalid ref file: it holds 'hello world', not an entry id; a ref file is one line, an entry's full 64-hex id; bissl gc removes it")
-        XCTAssertEqual(messages[badName.path], "invalid ref file: its name is not a valid label (1-100 characters of A-Z a-z 0-9 . _ + -, starting with a letter or digit, not 6 or more hex digits only); bissl gc removes it")
-        XCTAssertEqual(messages[damagedHeld.path], "name 'held' has an invalid ref file: it holds 'oops', not an entry id; a ref file is one line, an entry's full 64-hex id; bissl gc rewrites it")
+        XCTAssertEqual(messages[garbage.path], garbageReason)
+        XCTAssertEqual(messages[badName.path], badNameReason)
+        XCTAssertEqual(messages[damagedHeld.path], "name 'held': " + heldReason)
         XCTAssertEqual(messages[wrongKind.path], "ref file of tag 'held', but the catalog holds 'held' as the name of entry \(id.prefix(12)); bissl gc removes it")
+        XCTAssertEqual(messages[folder.path], folderReason)
+        XCTAssertEqual(messages[readme.path], readmeReason)
 
         let gc = try zoo.gc()
-        XCTAssertEqual(gc.invalidRefs.map(\.path).sorted(), [badName.path, damagedHeld.path, garbage.path].sorted())
         XCTAssertEqual(gc.strayRefs, [wrongKind.path])
-        XCTAssertEqual(gc.rewrittenRefs, [damagedHeld.path])
-        XCTAssertEqual(try zoo.verify().findings, [])
+        XCTAssertEqual(gc.rewrittenRefs, [])
+        XCTAssertEqual(gc.failures, [])
+        let kept = Dictionary(uniqueKeysWithValues: gc.kept.map { ($0.path, $0.reason) })
+        XCTAssertEqual(kept, [garbage.path: garbageReason, badName.path: badNameReason, damagedHeld.path: heldReason,
+                              folder.path: folderReason, readme.path: readmeReason])
+        XCTAssertEqual(try String(contentsOf: garbage, encoding: .utf8), "hello world\n")
+        XCTAssertEqual(try String(contentsOf: badName, encoding: .utf8), id + "\n")
+        XCTAssertEqual(try String(contentsOf: damagedHeld, encoding: .utf8), "oops")
+        XCTAssertEqual(try String(contentsOf: readme, encoding: .utf8), "my notes\n")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: folder.path))
+        XCTAssertEqual(Set(try zoo.verify().findings.compactMap(\.path)), [garbage.path, badName.path, damagedHeld.path, folder.path, readme.path])
+        XCTAssertEqual(try zoo.resolve("held"), id, "the catalog keeps the label")
+
+        // Once the user moves the damaged ref away, gc rewrites it.
+        XCTAssertEqual(unlink(damagedHeld.path), 0)
+        XCTAssertEqual(try zoo.gc().rewrittenRefs, [damagedHeld.path])
+        XCTAssertEqual(try String(contentsOf: damagedHeld, encoding: .utf8), id + "\n")
     }
 
     /// What an interrupted pull or push keeps to resume from stays through `gc` while it made
@@ -478,6 +506,41 @@ final class ZooIntegrityTests: XCTestCase {
         let all = try zoo.gc(transferGrace: 0)
         XCTAssertEqual(all.keptTransfers, [])
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: layout.tmp.path), [])
+    }
+
+    /// A killed pull's folder whose entry the zoo holds now (another pull or an import brought it)
+    /// has nothing to resume: verify calls it a leftover and gc removes it within the grace period.
+    /// (It was kept for the grace period and called resumable.) A pull of an entry the zoo lacks,
+    /// and one whose record predates `DownloadRecord.entry`, stay resumable.
+    func testGCRemovesAnInterruptedPullOfAnEntryTheZooHoldsNow() throws {
+        let (zoo, layout) = try makeZoo()
+        let held = try zoo.add(ZooTestSupport.checkpoint(seed: 123), name: "arrived").id
+        let deadPID = try LockHolder.endedPID()
+        try FileManager.default.createDirectory(at: layout.tmp, withIntermediateDirectories: true)
+        func pull(_ sha: Character, entry: String?) throws -> URL {
+            let folder = layout.tmp.appendingPathComponent("\(String(repeating: sha, count: 64)).\(deadPID).pull")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            try Data(count: 1000).write(to: folder.appendingPathComponent("object.h5"))
+            try TransferRecords.write(DownloadRecord(entry: entry, size: 4000, rangeSize: 4000, done: [1000]), folder.appendingPathComponent("record.json"))
+            return folder
+        }
+        let arrived = try pull("a", entry: held)
+        let missing = try pull("b", entry: String(repeating: "e", count: 64))
+        let older = try pull("c", entry: nil)
+
+        let findings = try zoo.verify().findings
+        XCTAssertEqual(findings.filter { $0.level == .leftover }.map(\.path), [arrived.path])
+        XCTAssertEqual(findings.first { $0.path == arrived.path }?.message,
+                       "what an interrupted pull of entry \(held.prefix(12)) kept, which the zoo holds now (another pull or an import brought it): nothing to resume; bissl gc removes it")
+        XCTAssertEqual(Set(findings.filter { $0.level == .transfer }.compactMap(\.path)), [missing.path, older.path])
+
+        XCTAssertEqual(try zoo.gc(dryRun: true).writerLeftovers, [arrived.path])
+        XCTAssertTrue(FileManager.default.fileExists(atPath: arrived.path), "dry run changes nothing")
+        let gc = try zoo.gc()
+        XCTAssertEqual(gc.writerLeftovers, [arrived.path])
+        XCTAssertEqual(Set(gc.keptTransfers), [missing.path, older.path])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: arrived.path))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: missing.appendingPathComponent("object.h5").path))
     }
 
     func testGCMovesADamagedUnlistedObjectAsideAndKeepsAMismatchedOne() throws {

@@ -56,3 +56,20 @@ def test_card_and_hub_readme_of_hostile_keys(bissl, tmp_path):
     check_card(readme)
     for path in [out, folder / "README.md"]:
         assert ModelCard.load(path).data.to_dict()["library_name"] == "bissl"
+
+
+def test_a_backtick_in_a_source_file_name_stays_in_its_code_span(bissl, tmp_path):
+    """A backtick in a recorded field ended its Markdown code span early: the span's delimiter is
+    one backtick longer than the longest run inside (CommonMark, "Code spans")."""
+    model = randomized(ResNet(18, width=4, stem="small", num_classes=10), seed=6)
+    name = "r`18 ``x``.pth"
+    torch.save(model.state_dict(), tmp_path / name)
+    zoo = tmp_path / "zoo"
+    bissl("import", tmp_path / name, "--zoo", zoo, "--name", "ticks")
+    printed = bissl("card", "ticks", "--zoo", zoo).stdout
+    assert "- source file: ```r`18 ``x``.pth``` (" in printed, printed
+    folder = tmp_path / "hub"
+    bissl("export", "ticks", "--to", "hub", folder, "--zoo", zoo)
+    readme = (folder / "README.md").read_text()
+    assert "- source file: ```r`18 ``x``.pth``` (" in readme
+    assert ModelCard.load(folder / "README.md").data.to_dict()["library_name"] == "bissl"

@@ -107,6 +107,24 @@ def test_hub_folder_loads_strictly_in_torch_and_round_trips(bissl, lineage):
     assert source["metadata"]["hub.README.md"] == (folder / "README.md").read_text()
 
 
+def test_hub_folder_of_an_imported_entry_states_only_what_is_recorded(bissl, lineage, tmp_path):
+    # The imported base records no preprocessing: config.json leaves it out and says so; the folder
+    # still loads strictly in torch and imports back as the same entry.
+    root, zoo, base, _ = lineage
+    folder = tmp_path / "base-hub"
+    printed = bissl("export", "base", "--to", "hub", folder, "--zoo", zoo).stdout
+    assert "note: the entry records no preprocessing (imported)" in printed
+    config = json.loads((folder / "config.json").read_text())
+    cfg = config["pretrained_cfg"]
+    assert not {"mean", "std", "crop_pct", "crop_mode", "interpolation"} & cfg.keys()
+    assert cfg["input_size"] == [3, 224, 224] and config["bissl"]["input_size"].startswith("assumed:")
+    assert config["bissl"]["preprocessing"].startswith("not recorded:")
+    model = ResNet(18, width=4, stem="small", num_classes=10)
+    model.load_state_dict(load_file(folder / "model.safetensors"), strict=True)
+    imported = json.loads(bissl("import", folder, "--zoo", tmp_path / "z", "--json").stdout)
+    assert imported["id"] == base
+
+
 def test_hub_refusals(bissl, lineage, tmp_path):
     root, zoo, _, _ = lineage
     taken = tmp_path / "taken"

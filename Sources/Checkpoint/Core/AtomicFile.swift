@@ -19,7 +19,8 @@ public enum AtomicFile {
     ///   after a power loss the destination may hold the old content or be empty. For hints that
     ///   their reader checks (a transfer's resume record), where an `fsync` per save costs more
     ///   than the hint is worth.
-    /// - Throws: whatever `body` throws, or `CheckpointError.io` when flushing or renaming fails.
+    /// - Throws: whatever `body` throws, or `CheckpointError.io` when flushing or renaming fails
+    ///   (`cannot write PATH: it is a folder` when a folder is at `url` by then).
     ///
     /// When `url` is a symbolic link (possibly to a file not yet existing), the link's target is
     /// written and the link stays, as `open(2)` with `O_TRUNC` would do, instead of replacing the
@@ -36,7 +37,9 @@ public enum AtomicFile {
             try body(tmp)
             if durable { try fsyncFile(tmp) }
             guard rename(tmp.path, url.path) == 0 else {
-                throw CheckpointError.io("cannot write \(url.path): \(String(cString: strerror(errno)))")
+                // A folder made at the output path since the caller checked it (rename(2): EISDIR)
+                // is named as the callers' check names one (`cannot write PATH: it is a folder`).
+                throw CheckpointError.io("cannot write \(url.path): \(errno == EISDIR ? "it is a folder" : String(cString: strerror(errno)))")
             }
             if durable { fsyncDirectory(dir) }
         } catch {

@@ -16,9 +16,13 @@ import Collections
 ///    searched; it is dropped and listed.
 /// 3. **Choice.** With `--select S`: the candidate whose selector (key path + prefix, dotted) is `S`,
 ///    else the one complete candidate whose selector starts with `S.`. Without it: the one complete
-///    candidate. Several complete candidates (EMA, teacher/student, MoCo's `encoder_q`/`encoder_k`)
-///    are refused with `CheckpointError.ambiguous` listing them with their scores: there is **no
-///    preference rule**, since neither the EMA nor the online weights are right for every use.
+///    candidate. Among several complete candidates, one rule prefers: a network trained by gradient
+///    over its momentum copy under the branch names of the method that keeps both (MoCo's
+///    `encoder_q` over `encoder_k`, `base_encoder` over `momentum_encoder`, BYOL's `online_network`
+///    over `target_network`; `MomentumCopies`), recorded as a rule; `--select` picks the copy.
+///    Any other set of complete candidates (EMA of a whole model, teacher/student) is refused with
+///    `CheckpointError.ambiguous` listing them with their scores, since neither the EMA nor the
+///    online weights are right for every use.
 ///    No complete candidate: refused with the best candidates and the differences; when some but
 ///    not all keys of a dict carry a prefix and stripping it from those would complete the backbone,
 ///    the refusal says so with counts and keys on each side.
@@ -31,7 +35,9 @@ import Collections
 ///    and `P` must start with `W`.
 /// 5. **Components.** Backbone keys in torchvision order. `P + fc.*`, and groups next to the backbone,
 ///    become `classifier`, `projector`, `predictor` or are kept under their own name
-///    (`HeadAssignment`). Keys of another backbone candidate in the same dict, keys with no group
+///    (`HeadAssignment`). Keys of another backbone candidate in the same dict, together with every
+///    key under that candidate's side of the tree (for `target_network.encoder.` beside
+///    `online_network.encoder.`: all of `target_network.*`, its projector included), keys with no group
 ///    (`queue`), non-tensor entries and every other sub-tree of the document are dropped and
 ///    listed in `droppedKeys` (sub-trees by their key path). `--component backbone` keeps only the
 ///    backbone and lists everything else as dropped.
@@ -85,7 +91,7 @@ public enum LayoutResolver {
                 throw CheckpointError.invalid("--strip-prefix '\(w)': no backbone found under that prefix; candidates: \(list(resnetCandidates))")
             }
         }
-        let chosen = try choose(from: pool, all: resnetCandidates, select: options.select, walk: walk)
+        let (chosen, preference) = try choose(from: pool, all: resnetCandidates, select: options.select, walk: walk)
         let dict = walk.dicts.first { $0.keyPath == chosen.keyPath }!
         candidates = candidates.filter { $0 != chosen }
         candidates.insert(chosen, at: 0)
@@ -95,6 +101,7 @@ public enum LayoutResolver {
         var dropped: [String] = []
         let where_ = chosen.keyPath.isEmpty ? "the root dict" : "'\(chosen.keyPath)'"
         rules.append("state dict at \(where_) (\(dict.tensors.count) tensors), one of \(walk.dicts.count) dict(s) of tensors")
+        if let preference { rules.append(preference) }
 
         // Wrapper and stripped prefix.
         let p = chosen.prefix
@@ -131,6 +138,14 @@ public enum LayoutResolver {
         var fcTensors = OrderedDictionary<String, SourceTensor>()
         var rest: [(String, SourceTensor)] = []
         var unselected = OrderedDictionary<String, [String]>()
+        // Each unselected ResNet's side of the tree: its prefix cut one segment past where it parts
+        // from the chosen one's (`target_network.` for `target_network.encoder.` beside
+        // `online_network.encoder.`), unless that side holds the chosen backbone too.
+        let resnetPrefixes = Set(resnetCandidates.filter { $0.keyPath == dict.keyPath }.map(\.prefix))
+        let sides = otherPrefixes.filter { resnetPrefixes.contains($0) }.compactMap { o -> (prefix: String, side: String)? in
+            let side = sideRoot(o, apartFrom: p)
+            return side.isEmpty || p.hasPrefix(side) ? nil : (o, side)
+        }
         for (key, t) in dict.tensors {
             // The owner is the longest candidate prefix under which the key is a backbone or fc key.
             let owners = ([p] + otherPrefixes).filter { q in
@@ -142,6 +157,8 @@ public enum LayoutResolver {
                 if CandidateSearch.isFCKey(r[...]) { fcTensors[String(r.dropFirst(3))] = t } else { backboneSource[r] = t }
             } else if let o = owner {
                 unselected[o, default: []].append(key)
+            } else if let s = sides.filter({ key.hasPrefix($0.side) }).max(by: { $0.side.count < $1.side.count }) {
+                unselected[s.prefix, default: []].append(key)
             } else {
                 rest.append((key, t))
             }
@@ -149,7 +166,8 @@ public enum LayoutResolver {
         for (o, keys) in unselected {
             let sel = Candidate(keyPath: dict.keyPath, prefix: o, tensorCount: 0, architecture: nil, matched: 0, total: 0,
                                 complete: false, differences: "").selector
-            rules.append("dropped \(keys.count) keys of the unselected candidate '\(sel)'")
+            let side = sides.first { $0.prefix == o }?.side ?? o
+            rules.append("dropped \(keys.count) keys of the unselected candidate '\(sel)'" + (side == o ? "" : ": everything under '\(side)', its heads included"))
             dropped += keys.map { join(dict.keyPath, $0) }
         }
 
@@ -273,25 +291,29 @@ public enum LayoutResolver {
         return shown + (cs.count > 6 ? ", and \(cs.count - 6) more" : "")
     }
 
-    private static func choose(from pool: [Candidate], all: [Candidate], select: String?, walk: CandidateSearch.Walk) throws -> Candidate {
+    /// The candidate to resolve, and the rule that preferred it among several complete ones (a
+    /// network trained by gradient over its momentum copy, `MomentumCopies`), if one did.
+    private static func choose(from pool: [Candidate], all: [Candidate], select: String?, walk: CandidateSearch.Walk) throws -> (Candidate, String?) {
         if let s = select {
-            if let exact = pool.first(where: { $0.selector == s }) { return exact }
+            if let exact = pool.first(where: { $0.selector == s }) { return (exact, nil) }
             let under = pool.filter { s.isEmpty || $0.selector.hasPrefix(s + ".") }
             guard !under.isEmpty else {
                 throw CheckpointError.invalid("--select '\(s)' matches no candidate; candidates: \(list(all))")
             }
             let complete = under.filter(\.complete)
-            if complete.count == 1 { return complete[0] }
+            if complete.count == 1 { return (complete[0], nil) }
+            if let preferred = MomentumCopies.preferred(complete) { return (preferred.0, preferred.rule) }
             if complete.count > 1 {
                 throw CheckpointError.ambiguous("--select '\(s)' still matches \(complete.count) complete backbones: \(list(complete)); pick one with --select \(complete[0].selector)")
             }
-            if under.count == 1 { return under[0] }
+            if under.count == 1 { return (under[0], nil) }
             throw CheckpointError.invalid("--select '\(s)' matches no complete backbone: \(list(under))")
         }
         let complete = pool.filter(\.complete)
-        if complete.count == 1 { return complete[0] }
+        if complete.count == 1 { return (complete[0], nil) }
+        if let preferred = MomentumCopies.preferred(complete) { return (preferred.0, preferred.rule) }
         if complete.count > 1 {
-            throw CheckpointError.ambiguous("\(complete.count) complete ResNet backbones found: \(list(complete)); no rule prefers one (EMA, teacher, student and momentum copies are all valid): pick one with --select KEYPATH, e.g. --select \(complete[0].selector)")
+            throw CheckpointError.ambiguous("\(complete.count) complete ResNet backbones found: \(list(complete)); no rule prefers one (an EMA copy, a teacher or a student may each be the one wanted): pick one with --select KEYPATH, e.g. --select \(complete[0].selector)")
         }
         if let partial = partialPrefix(walk) { throw partial }
         throw CheckpointError.invalid("no complete ResNet backbone: " + closest(pool[0], walk: walk))
@@ -343,6 +365,19 @@ public enum LayoutResolver {
     }
 
     // MARK: helpers
+
+    /// `other` cut one dot-separated segment past the segments it shares with `chosen`
+    /// (`sideRoot("target_network.encoder.", apartFrom: "online_network.encoder.")` is
+    /// `target_network.`; `module.encoder_k.` apart from `module.encoder_q.` is `module.encoder_k.`);
+    /// "" when `other` is empty.
+    static func sideRoot(_ other: String, apartFrom chosen: String) -> String {
+        let a = other.split(separator: ".", omittingEmptySubsequences: true)
+        let b = chosen.split(separator: ".", omittingEmptySubsequences: true)
+        var shared = 0
+        while shared < a.count, shared < b.count, a[shared] == b[shared] { shared += 1 }
+        guard shared < a.count else { return "" }
+        return a[...shared].joined(separator: ".") + "."
+    }
 
     static func join(_ path: String, _ key: String) -> String { path.isEmpty ? key : path + "." + key }
 

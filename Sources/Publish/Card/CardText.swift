@@ -72,3 +72,23 @@ extension JSONValue {
         }
     }
 }
+
+extension ModelCard {
+    /// `text` as one Markdown code span (CommonMark 0.31, "Code spans"): delimited by a backtick
+    /// run one longer than the longest run inside it, so a backtick in a recorded field (a tensor
+    /// key, a provenance string) neither closes the span early nor leaves the rest of the line
+    /// as Markdown; padded with a space on each side when it starts or ends with a backtick (which
+    /// would join the delimiter) or starts and ends with a space (CommonMark strips one of each,
+    /// so the padding keeps them). Empty text gives the two backticks it gave before.
+    static func code(_ text: String) -> String {
+        var longest = 0, run = 0
+        for c in text.unicodeScalars {
+            run = c == "`" ? run + 1 : 0
+            longest = max(longest, run)
+        }
+        let fence = String(repeating: "`", count: longest + 1)
+        let pad = text.hasPrefix("`") || text.hasSuffix("`")
+            || (text.hasPrefix(" ") && text.hasSuffix(" ") && text.contains { $0 != " " })
+        return pad ? "\(fence) \(text) \(fence)" : fence + text + fence
+    }
+}

@@ -116,25 +116,25 @@ public enum ModelCard {
         let lineage = recorded.escapingControlCharacters
         let entry = lineage.entry
         var out = "# \(title(entry))\n\n"
-        var what = "A \(entry.arch.map { "`\($0)`" } ?? "model")"
-        if let stage = entry.provenance?.stage { what += " made by the `\(stage)` stage" }
-        out += "\(what), zoo entry `\(entry.id)` (content id: SHA-256 over its tensors and architecture record, "
+        var what = "A \(entry.arch.map(code) ?? "model")"
+        if let stage = entry.provenance?.stage { what += " made by the \(code(stage)) stage" }
+        out += "\(what), zoo entry \(code(entry.id)) (content id: SHA-256 over its tensors and architecture record, "
         out += "schemas/checkpoint-v1.md). Everything below is what bissl recorded for this entry and its "
         out += "ancestors; what the records lack is not stated.\n\n"
 
         out += "## Lineage\n\n| # | entry (content id) | labels | stage | method | from its parent | finished |\n|---|---|---|---|---|---|---|\n"
         for (i, stage) in lineage.stages.enumerated() {
             let p = stage.provenance
-            let fromParent = (p?.parents ?? []).map { "\($0.relation) `\($0.id.prefix(12))`\($0.note.map { ": " + $0 } ?? "")" }.joined(separator: "; ")
+            let fromParent = (p?.parents ?? []).map { "\($0.relation) \(code(String($0.id.prefix(12))))\($0.note.map { ": " + $0 } ?? "")" }.joined(separator: "; ")
             let status = stage.status == "listed" ? "" : " (\(stage.status))"
-            out += "| \(i + 1) | `\(cell(stage.id))`\(status) | \(cell(stage.labels.joined(separator: ", "))) | \(cell(p?.stage ?? "")) | \(cell(p?.method ?? "")) | \(cell(fromParent)) | \(cell(p?.endedAt ?? "")) |\n"
+            out += "| \(i + 1) | \(code(cell(stage.id)))\(status) | \(cell(stage.labels.joined(separator: ", "))) | \(cell(p?.stage ?? "")) | \(cell(p?.method ?? "")) | \(cell(fromParent)) | \(cell(p?.endedAt ?? "")) |\n"
         }
 
         let data = lineage.stages.flatMap { s in (s.provenance?.datasets ?? []).map { (s, $0) } }
         if !data.isEmpty {
             out += "\n## Data\n\n| stage | role | URI | SHA-256 of the bytes read |\n|---|---|---|---|\n"
             for (s, d) in data {
-                out += "| `\(cell(String(s.id.prefix(12))))` \(cell(s.provenance?.stage ?? "")) | \(cell(d.role)) | \(cell(d.uri)) | `\(cell(d.fingerprint))` |\n"
+                out += "| \(code(cell(String(s.id.prefix(12))))) \(cell(s.provenance?.stage ?? "")) | \(cell(d.role)) | \(cell(d.uri)) | \(code(cell(d.fingerprint))) |\n"
             }
         }
 
@@ -145,13 +145,13 @@ public enum ModelCard {
             out += "|---|---|\(intervals.contains { $0 != nil } ? "---|" : "")---|\n"
             for (r, iv) in zip(results, intervals) {
                 let ivCell = intervals.contains { $0 != nil } ? "\(iv ?? "") | " : ""
-                out += "| `\(r.metric)`: \(r.label) | \(r.value) | \(ivCell)\(cell(r.dataset.uri)) (\(cell(r.dataset.role))) |\n"
+                out += "| \(code(cell(r.metric))): \(cell(r.label)) | \(r.value) | \(ivCell)\(cell(r.dataset.uri)) (\(cell(r.dataset.role))) |\n"
             }
         }
 
         out += "\n## Stages\n"
         for (i, stage) in lineage.stages.enumerated() {
-            out += "\n### \(i + 1). `\(stage.id.prefix(12))`\(stage.provenance.map { " \($0.stage)" } ?? "")\n\n"
+            out += "\n### \(i + 1). \(code(String(stage.id.prefix(12))))\(stage.provenance.map { " \($0.stage)" } ?? "")\n\n"
             guard let p = stage.provenance else {
                 out += "Named as a parent, but this zoo never held it: nothing is recorded.\n"
                 continue
@@ -162,18 +162,18 @@ public enum ModelCard {
             if let a = p.startedAt { out += "- started: \(a)\n" }
             if let b = p.endedAt { out += "- finished: \(b)\n" }
             if let s = p.source {
-                out += "- source file: `\(s.fileName)` (\(s.format), \(s.container)), SHA-256 `\(s.sha256)`"
-                out += s.keyPath.isEmpty ? "\n" : ", state dict at `\(s.keyPath)`\n"
+                out += "- source file: \(code(s.fileName)) (\(s.format), \(s.container)), SHA-256 \(code(s.sha256))"
+                out += s.keyPath.isEmpty ? "\n" : ", state dict at \(code(s.keyPath))\n"
                 for rule in s.rules { out += "  - rule: \(rule)\n" }
             }
-            for (name, seed) in p.seeds.sorted(by: { $0.key < $1.key }) { out += "- seed `\(name)`: \(seed)\n" }
+            for (name, seed) in p.seeds.sorted(by: { $0.key < $1.key }) { out += "- seed \(code(name)): \(seed)\n" }
             if !p.hyperparameters.isEmpty {
                 out += "\n| hyperparameter | value |\n|---|---|\n"
-                for (k, v) in p.hyperparameters.sorted(by: { $0.key < $1.key }) { out += "| `\(cell(k))` | \(cell(v.description)) |\n" }
+                for (k, v) in p.hyperparameters.sorted(by: { $0.key < $1.key }) { out += "| \(code(cell(k))) | \(cell(v.description)) |\n" }
             }
             if !p.metrics.isEmpty {
                 out += "\n| metric | value |\n|---|---|\n"
-                for (k, v) in p.metrics.sorted(by: { $0.key < $1.key }) { out += "| `\(cell(k))` | \(v) |\n" }
+                for (k, v) in p.metrics.sorted(by: { $0.key < $1.key }) { out += "| \(code(cell(k))) | \(v) |\n" }
             }
             if !p.warnings.isEmpty {
                 out += "\nWarnings recorded:\n\n"

@@ -9,7 +9,8 @@ import Foundation
 ///   content id, provenance);
 /// - `config.json`: timm's convention (`architecture`, `num_classes`, `num_features`, `global_pool`,
 ///   `pretrained_cfg` with `input_size`, `interpolation`, `crop_pct`, `crop_mode`, `mean`, `std`,
-///   `first_conv`, `classifier`), plus `bissl` with the architecture record and content id;
+///   `first_conv`, `classifier`), plus `bissl` with the architecture record, content id and where the
+///   preprocessing comes from (`Preprocessing`); only what the entry's provenance records is stated;
 /// - `README.md`: the model card (`ModelCard`).
 ///
 /// Reading (`read`) records `config.json` and `README.md` verbatim in the imported entry's provenance
@@ -28,12 +29,32 @@ public enum HubFolder {
     /// `source.container` of an entry imported from a hub folder.
     public static let container = "hub folder"
 
-    /// How images are prepared for the network: the downstream test transform of the recorded
-    /// training (shorter side to `S * 256 / 224`, centre crop `S`, bilinear, ImageNet mean/std).
+    /// How images are prepared for the network.
+    ///
+    /// An entry bissl made (provenance stage `pretext`, `bissl`, `finetune` or `probe`, also when carried
+    /// in the `bissl.provenance` metadata of a file bissl exported and an import read back) was trained
+    /// and evaluated with bissl's fixed transforms, which that stage names (docs/bissl.md,
+    /// "Augmentations and pixel scale"; `Augment.downstreamTest`): shorter side to `S * 256 / 224`
+    /// (timm's `crop_pct` 0.875), centre crop `S`, bilinear, `ToTensor` and ImageNet mean/std; so
+    /// `config.json` states them. An entry imported from elsewhere records no preprocessing, so
+    /// `interpolation`, `crop_pct`, `crop_mode`, `mean` and `std` are left out (a reader such as timm's
+    /// `resolve_data_config` then applies its own defaults) and `bissl.preprocessing` says so.
     public struct Preprocessing: Equatable, Sendable {
         /// Side `S` of the square input; nil when no stage of the lineage records an image size.
         public var imageSize: Int?
         public init(imageSize: Int?) { self.imageSize = imageSize }
+
+        /// Provenance stages whose entries bissl trained or evaluated with its own transforms.
+        public static let bisslStages: Set<String> = ["pretext", "bissl", "finetune", "probe"]
+
+        /// The bissl stage `p` records (directly, or through the `bissl.provenance` an imported file
+        /// carries, at most `depth` levels down); nil when `p` records none.
+        public static func bisslStage(_ p: Provenance, depth: Int = 4) -> String? {
+            if bisslStages.contains(p.stage) { return p.stage }
+            guard depth > 0, p.stage == "imported", let json = p.source?.metadata["bissl.provenance"],
+                  let carried = try? Provenance.decode(json: json) else { return nil }
+            return bisslStage(carried, depth: depth - 1)
+        }
     }
 
     /// Writes the folder `dir` for the entry `id` (which must not exist, or be an empty folder): its
@@ -78,7 +99,12 @@ public enum HubFolder {
         if preprocessing.imageSize == nil {
             notes.append("no stage records an image size: config.json says input_size [3, 224, 224] (torchvision's convention)")
         }
-        let config = try configJSON(model.architecture!, classes: classes(model), id: modelID, preprocessing: preprocessing)
+        let stage = Preprocessing.bisslStage(checkpoint.provenance)
+        if stage == nil {
+            notes.append("the entry records no preprocessing (imported): config.json leaves out interpolation, crop_pct, crop_mode, mean and std")
+        }
+        let config = try configJSON(model.architecture!, classes: classes(model), id: modelID, preprocessing: preprocessing,
+                                    bisslStage: stage)
         let card = Data(ModelCard.render(lineage).utf8)
         let metadata = Interchange.safetensorsMetadata(model)
         try writeFolder(dir) { tmp in
@@ -95,24 +121,35 @@ public enum HubFolder {
     }
 
     /// `config.json` in timm's convention, keys sorted, two-space indentation, newline at the end.
-    static func configJSON(_ a: Architecture, classes: Int, id: String, preprocessing: Preprocessing) throws -> Data {
+    /// `bisslStage` is the bissl stage the entry records (`Preprocessing.bisslStage`): with one, bissl's
+    /// evaluation transform is stated; without, the preprocessing fields are left out.
+    static func configJSON(_ a: Architecture, classes: Int, id: String, preprocessing: Preprocessing,
+                           bisslStage: String?) throws -> Data {
         let size = preprocessing.imageSize ?? 224
         let features = a.width * 8 * (a.block == "bottleneck" ? 4 : 1)
         let stride = a.stem == "imagenet" ? 32 : 8
         let pool = max(1, (size + stride - 1) / stride)
-        let pretrained: [String: JSONValue] = [
+        var pretrained: [String: JSONValue] = [
             "input_size": .array([.int(3), .int(Int64(size)), .int(Int64(size))]),
             "fixed_input_size": .bool(false),
-            "interpolation": .string("bilinear"),
-            "crop_pct": .double(0.875),
-            "crop_mode": .string("center"),
-            "mean": .array(ImageTransforms.imagenetMean.map { .double(Double(String($0))!) }),
-            "std": .array(ImageTransforms.imagenetStd.map { .double(Double(String($0))!) }),
             "num_classes": .int(Int64(classes)),
             "pool_size": .array([.int(Int64(pool)), .int(Int64(pool))]),
             "first_conv": .string("conv1"),
             "classifier": .string("fc"),
         ]
+        let source: String
+        if let bisslStage {
+            pretrained["interpolation"] = .string("bilinear")
+            pretrained["crop_pct"] = .double(0.875)
+            pretrained["crop_mode"] = .string("center")
+            pretrained["mean"] = .array(ImageTransforms.imagenetMean.map { .double(Double(String($0))!) })
+            pretrained["std"] = .array(ImageTransforms.imagenetStd.map { .double(Double(String($0))!) })
+            source = "bissl's evaluation transform, which the entry's stage '\(bisslStage)' used: shorter side to input_size * 256 / 224, centre crop, bilinear, ImageNet mean/std"
+        } else {
+            source = "not recorded: the entry was imported and its source states no preprocessing, so interpolation, crop_pct, crop_mode, mean and std are left out"
+        }
+        let sizeSource = preprocessing.imageSize == nil
+            ? "assumed: no stage records an image size, input_size 224 is torchvision's convention" : "recorded by the lineage"
         let archRecord = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(a))
         let config: [String: JSONValue] = [
             "architecture": .string(a.label),
@@ -120,7 +157,8 @@ public enum HubFolder {
             "num_features": .int(Int64(features)),
             "global_pool": .string("avg"),
             "pretrained_cfg": .object(pretrained),
-            "bissl": .object(["architecture": archRecord, "content_id": .string(id)]),
+            "bissl": .object(["architecture": archRecord, "content_id": .string(id), "preprocessing": .string(source),
+                                "input_size": .string(sizeSource)]),
         ]
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]

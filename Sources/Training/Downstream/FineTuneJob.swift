@@ -117,6 +117,8 @@ public struct FineTuneJob: TrainingJob {
         let data = o.data ?? ""
         let refId = try o.ref.map { try zoo.resolve($0) }
         let dataset = try DownstreamData.open(data, role: "--data")
+        // Checked before anything is printed: an error is then the command's only line.
+        if let val = o.val { _ = try DownstreamData.open(val, role: "--val") }
         let trainCount = o.val == nil ? dataset.count - dataset.count / 10 : dataset.count
         if o.val == nil && dataset.count / 10 < 1 {
             throw bad("--data has \(dataset.count) images: too few to hold out every 10th for validation; pass --val")
@@ -124,10 +126,6 @@ public struct FineTuneJob: TrainingJob {
         // Default image side: the entry's own (the size it was trained at), else the data's.
         let recorded = try refId.flatMap { DownstreamData.recordedImageSize(try zoo.checkpoint($0).provenance) }
         let size = try DownstreamData.imageSize(o.imageSize ?? recorded, data: dataset)
-        if o.imageSize == nil && recorded == nil, let ref = o.ref {
-            FileHandle.standardError.write(Data(("note: \(ref) records no training image size; fine-tuning at the data's "
-                + "\(size)x\(size) (--image-size to choose)\n").utf8))
-        }
         let c = FineTuneConfig(
             ref: refId, randomInit: o.randomInit,
             arch: o.randomInit ? o.randomArchitecture.arch : nil, width: o.randomInit ? o.randomArchitecture.width : nil,
@@ -141,6 +139,11 @@ public struct FineTuneJob: TrainingJob {
             augment: try o.augment.map { try DownstreamAugmentation(parsing: $0) }.map(\.description) ?? DownstreamAugmentation.standard.description,
             keep: o.keep ?? .last)
         guard c.batchSize <= trainCount else { throw bad("--batch-size \(c.batchSize) is larger than the \(trainCount) training images") }
+        // Printed once every setting is checked, so that a usage error is the only line.
+        if o.imageSize == nil && recorded == nil, let ref = o.ref {
+            FileHandle.standardError.write(Data(("note: \(ref) records no training image size; fine-tuning at the data's "
+                + "\(size)x\(size) (--image-size to choose)\n").utf8))
+        }
         return c
     }
 

@@ -17,17 +17,10 @@ public struct GCReport: Codable, Equatable, Sendable {
     /// What interrupted pushes and pulls keep to resume from (schemas/remote.md, "Resuming") that
     /// made progress within the grace period: kept, so running them again still resumes.
     public var keptTransfers: [String] = []
-    /// Ref files of labels the catalog does not hold (or holds for another entry or as the other kind).
+    /// Ref files of labels the catalog does not hold (or holds for another entry or as the other kind):
+    /// a valid label's file holding a full entry id, as bissl writes them. Anything else under `refs/`
+    /// (garbage content, a name that is no label, a symbolic link, a folder) is kept (`kept`).
     public var strayRefs: [String]
-    /// Files under `refs/` that are not valid ref files (garbage content, a name that is no label),
-    /// removed, each with what is wrong (`RefFiles.read`). Folders there are left alone.
-    public var invalidRefs: [InvalidRef] = []
-
-    public struct InvalidRef: Codable, Equatable, Sendable {
-        public var path: String
-        /// What is wrong, a clause: `it holds 'x', not an entry id; ...`.
-        public var problem: String
-    }
     /// Ref files rewritten for labels the catalog holds (after an interrupted untag/rm).
     public var rewrittenRefs: [String]
     /// Trashed objects put back because the catalog still lists them (interrupted rm).
@@ -49,8 +42,10 @@ public struct GCReport: Codable, Equatable, Sendable {
         public var sourceFile: String?
     }
     /// What gc found and kept because it cannot show that it is a leftover of bissl's writers:
-    /// anything in the zoo's folders that no writer names so (a user's `README.txt` in `objects/`, a
-    /// folder in `tmp/`), a temporary it cannot lock, a transfer that changed within the grace period
+    /// anything in the zoo's folders that no writer names so (a user's `README.txt` in `objects/` or
+    /// `refs/`, a folder in `tmp/`), a file under `refs/names` or `refs/tags` that is not a ref file
+    /// as bissl writes them (`RefFiles.read`: garbage content, a name that is no label, a symbolic
+    /// link, a folder), a temporary it cannot lock, a transfer that changed within the grace period
     /// and cannot be resumed.
     public var kept: [KeptFile] = []
 
@@ -96,7 +91,19 @@ extension Zoo {
     static func foreignReason(_ url: URL) -> String {
         var info = stat()
         let what = lstat(url.path, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR ? "a folder" : "a file"
-        return "\(what) that no bissl writer makes here (not an object, temporary, transfer or trashed object): gc never removes it; move it out of the zoo if it is yours"
+        return "\(what) that no bissl writer makes here (not an object, ref, temporary, transfer or trashed object): gc never removes it; move it out of the zoo if it is yours"
+    }
+
+    /// Why a file under `refs/names` or `refs/tags` that is not a ref file as bissl writes them is
+    /// kept, a clause for `GCReport.kept` and `verify`: bissl cannot tell that it wrote it (a damaged
+    /// ref and a user's `notes.txt` look alike), so only the user removes it.
+    /// - Parameters:
+    ///   - problem: what is wrong with it (`RefFiles.read`).
+    ///   - held: the catalog holds `label` as a label of this `kind` (its ref file belongs there).
+    static func invalidRefReason(_ problem: String, label: String, kind: LabelKind, held: Bool) -> String {
+        "not a ref file bissl writes (\(problem)): gc never removes it; " + (held
+            ? "move it out of the zoo if it is yours and run bissl gc again (it rewrites the ref of \(kind.rawValue) '\(label)'), or bissl untag \(label) removes the \(kind.rawValue) and this file"
+            : "move it out of the zoo if it is yours, else remove it by hand")
     }
 
     /// A reader's error text without its "; run bissl verify" advice (verify and gc are where it leads).
@@ -111,7 +118,9 @@ extension Zoo {
     /// deleted. A listed entry whose object is missing or fails verification (every listed object is
     /// read) is unlisted with a tombstone and its object moved to `damaged/`
     /// (`GCReport.damagedEntries`); a trashed object the catalog still lists is put back; missing
-    /// ref files of held labels are rewritten, ref files of labels the catalog does not hold removed.
+    /// ref files of held labels are rewritten, ref files of labels the catalog does not hold removed
+    /// (a file under `refs/` that is not a ref file as bissl writes them is kept, and a held label's
+    /// ref is not rewritten over it).
     ///
     /// Removed, and only these (`ZooScan` sorts the zoo's files by name): a writer's temporary (a
     /// regular file named `.<name>.tmp-<pid>-<n>` or `.zip-`, whatever its pid: pids are reused) while this
@@ -121,7 +130,8 @@ extension Zoo {
     /// trashed object (`trash/<id>.<pid>.h5`, committed as removed); what an interrupted push or pull
     /// keeps (`tmp/<sha256>.<pid>.pull`, `.push`) once it has made no progress for `transferGrace`
     /// seconds (these are not locked: until then it is kept, `GCReport.keptTransfers` when running
-    /// the transfer again resumes it), a pull folder only with nothing in it but what a pull writes.
+    /// the transfer again resumes it), or at once for a pull of an entry the zoo holds already (another
+    /// pull or an import brought it), a pull folder only with nothing in it but what a pull writes.
     /// Anything else in the zoo's folders (a user's file, a folder, a temporary that cannot be
     /// locked) is kept and named (`GCReport.kept`). Runs under the catalog's write lock, so a
     /// running import's object is never taken for a leftover. A file that cannot be removed, moved
@@ -212,9 +222,12 @@ extension Zoo {
                 report.damagedEntries.append(.init(id: id, problem: problem, movedTo: movedTo, sourceFile: source))
             }
             let cutoff = Date().addingTimeInterval(-transferGrace)
+            let unlisted = Set(report.damagedEntries.map(\.id))
+            // A pull of an entry the zoo holds (listed, its object in place) has nothing left to resume.
+            let inZoo = { (id: String) in listed.contains(id) && !unlisted.contains(id) && FileManager.default.fileExists(atPath: self.layout.objectURL(id).path) }
             for leftover in scan.leftovers where leftover.kind == .temporary || !ZooScan.isAlive(leftover.pid) {
                 let url = leftover.url
-                switch ZooScan.verdict(leftover, cutoff: cutoff) {
+                switch ZooScan.verdict(leftover, cutoff: cutoff, inZoo: inZoo) {
                 case .running: continue
                 case .resumable: report.keptTransfers.append(url.path)
                 case .kept(let reason): report.kept.append(.init(path: url.path, reason: reason))
@@ -265,13 +278,18 @@ extension Zoo {
                     present.insert(ref.label)
                     continue
                 }
-                if ref.problem == "it is a folder" { continue }   // not ours to delete recursively; verify reports it
-                guard delete(ref.url) else { continue }
                 if let problem = ref.problem {
-                    report.invalidRefs.append(.init(path: ref.url.path, problem: problem))
-                } else {
-                    report.strayRefs.append(ref.url.path)
+                    // Not a ref file as bissl writes them: bissl cannot tell it wrote it, so it stays,
+                    // and a held label's ref is not rewritten over it. A folder at a held label's
+                    // path is the exception: the rewrite below replaces it when empty, fails naming it
+                    // when it holds files (`RefFiles.write`).
+                    let held = byLabel[ref.label]?.0 == ref.kind
+                    if held && problem == "it is a folder" { continue }
+                    report.kept.append(.init(path: ref.url.path, reason: Self.invalidRefReason(problem, label: ref.label, kind: ref.kind, held: held)))
+                    if held { present.insert(ref.label) }
+                    continue
                 }
+                if delete(ref.url) { report.strayRefs.append(ref.url.path) }
             }
             for (label, kind, id) in labels where !present.contains(label) {
                 if !dryRun {

@@ -128,6 +128,11 @@ extension Zoo {
             } else {
                 let (held, problem) = RefFiles.read(ref, label: label)
                 if held == id && problem == nil { continue }
+                if let problem, problem != "it is a folder" {   // gc keeps it (`Zoo.gc`)
+                    out.append(.init(level: .leftover, id: id, path: ref.path,
+                                     message: "\(kind.rawValue) '\(label)': " + Self.invalidRefReason(problem, label: label, kind: kind, held: true)))
+                    continue
+                }
                 what = problem.map { "has an invalid ref file: \($0)" } ?? "has a ref file naming another entry, \(held!.prefix(12))"
             }
             out.append(.init(level: .leftover, id: id, path: ref.path,
@@ -191,13 +196,19 @@ extension Zoo {
         }
         // gc's default grace period (`Zoo.gc`): what gc without --grace would do.
         let cutoff = Date().addingTimeInterval(-24 * 3600)
+        let inZoo = { (id: String) in listed.contains(id) && FileManager.default.fileExists(atPath: self.layout.objectURL(id).path) }
         for leftover in scan.leftovers where leftover.kind == .temporary || !ZooScan.isAlive(leftover.pid) {
             let url = leftover.url
+            if let entry = TransferRecords.pulledEntry(url), inZoo(entry) {
+                out.append(.init(level: .leftover, id: nil, path: url.path,
+                                 message: "what an interrupted pull of entry \(entry.prefix(12)) kept, which the zoo holds now (another pull or an import brought it): nothing to resume; bissl gc removes it"))
+                continue
+            }
             if let resumable = TransferRecords.describeResumable(url) {
                 out.append(.init(level: .transfer, id: nil, path: url.path, message: resumable))
                 continue
             }
-            switch ZooScan.verdict(leftover, cutoff: cutoff) {
+            switch ZooScan.verdict(leftover, cutoff: cutoff, inZoo: inZoo) {
             case .running, .resumable: continue
             case .kept(let reason):
                 out.append(.init(level: .leftover, id: nil, path: url.path, message: "kept: \(reason)"))
@@ -221,7 +232,7 @@ extension Zoo {
             if let owner, owner.0 == ref.kind { continue }
             let message: String
             if let problem = ref.problem {
-                message = "invalid ref file: \(problem); " + (problem == "it is a folder" ? "gc leaves folders, remove it by hand" : "bissl gc removes it")
+                message = Self.invalidRefReason(problem, label: ref.label, kind: ref.kind, held: false)
             } else if let owner {
                 message = "ref file of \(ref.kind.rawValue) '\(ref.label)', but the catalog holds '\(ref.label)' as the \(owner.0.rawValue) of entry \(owner.1.prefix(12)); bissl gc removes it"
             } else if let id = ref.id, !listed.contains(id) {

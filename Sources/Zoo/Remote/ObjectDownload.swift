@@ -102,7 +102,7 @@ extension RemoteStore {
         guard mapping != MAP_FAILED else { throw ZooError.io("cannot map \(url.path): \(String(cString: strerror(errno)))") }
         defer { if let mapping { munmap(mapping, Int(size)) } }
         let address = UInt(bitPattern: mapping)   // a pointer is not Sendable; the thread below ends before the unmapping
-        let state = RangeState(size: size, rangeSize: rangeSize, done: done, record: record, progress: TransferCounter(total: size, report: progress))
+        let state = RangeState(entry: manifest.id, size: size, rangeSize: rangeSize, done: done, record: record, progress: TransferCounter(total: size, report: progress))
         let byIndex = manifest.object.nonTensorSHA256 != nil
         let name = url.lastPathComponent
         let hasher = Thread { state.hash(fd, UnsafeRawPointer(bitPattern: address), byIndex: byIndex, fileName: name) }
@@ -242,6 +242,8 @@ private final class RangeState: @unchecked Sendable {
     private var flushFailure: String?
     private var flusherDone = false
     private var lastSave = Date()
+    /// The content id of the entry whose object is downloaded (`DownloadRecord.entry`).
+    let entry: String
     let size: Int64
     let rangeSize: Int64
     let record: URL?
@@ -250,7 +252,8 @@ private final class RangeState: @unchecked Sendable {
     private let block = 1 << 20
     private let flushStep: Int64 = 16 << 20
 
-    init(size: Int64, rangeSize: Int64, done: [Int64], record: URL?, progress: TransferCounter) {
+    init(entry: String, size: Int64, rangeSize: Int64, done: [Int64], record: URL?, progress: TransferCounter) {
+        self.entry = entry
         self.size = size
         self.rangeSize = rangeSize
         written = done
@@ -281,7 +284,7 @@ private final class RangeState: @unchecked Sendable {
         guard let record else { return }
         let snapshot: DownloadRecord = condition.withLock {
             lastSave = Date()
-            return DownloadRecord(size: size, rangeSize: rangeSize, done: written)
+            return DownloadRecord(entry: entry, size: size, rangeSize: rangeSize, done: written)
         }
         try? TransferRecords.write(snapshot, record)
     }

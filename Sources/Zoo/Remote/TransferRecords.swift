@@ -123,6 +123,16 @@ enum TransferRecords {
         return nil
     }
 
+    /// The entry an interrupted pull's folder `url` was downloading the object of, from its
+    /// `record.json` (`DownloadRecord.entry`); nil for a push record, a record that does not decode
+    /// or one that does not say.
+    static func pulledEntry(_ url: URL) -> String? {
+        guard url.lastPathComponent.hasSuffix(".pull"),
+              let entry = read(DownloadRecord.self, url.appendingPathComponent("record.json"))?.entry,
+              ZooLayout.isFullID(entry) else { return nil }
+        return entry
+    }
+
     /// When the interrupted transfer at `url` (a pull folder or a push record) last made progress:
     /// the latest modification time of the record and, for a pull, its partial object.
     static func lastProgress(_ url: URL) -> Date? {
@@ -206,6 +216,9 @@ struct UploadRecord: Codable, Equatable {
 /// `i` are written (a lower bound: it is saved after the bytes are).
 struct DownloadRecord: Codable, Equatable {
     var version = 1
+    /// The content id of the entry whose object this is (absent in records of earlier versions): once
+    /// the zoo lists that entry (another pull or an import brought it), the download is a leftover.
+    var entry: String?
     var size: Int64
     var rangeSize: Int64
     var done: [Int64]

@@ -76,6 +76,9 @@ struct ZooScan {
                 temporaryOrForeign(e)
             }
         }
+        for e in entries(layout.refs) where !(e.type == S_IFDIR && LabelKind.allCases.contains { $0.directory == e.name }) {
+            foreign.append(e.url)   // `refs/` holds `names/` and `tags/` only
+        }
         for kind in LabelKind.allCases {
             // Other names are ref files, judged by `RefFiles`.
             for e in entries(layout.refs.appendingPathComponent(kind.directory, isDirectory: true)) where e.name.hasPrefix(".") {
@@ -136,8 +139,10 @@ struct ZooScan {
 
     /// Judges `leftover`: a temporary by its lock alone (whatever pid its name carries: pids are
     /// reused), a transfer (whose pid no process here has) by the
-    /// last time it made progress against `cutoff` (`TransferRecords.lastProgress`).
-    static func verdict(_ leftover: Leftover, cutoff: Date) -> Verdict {
+    /// last time it made progress against `cutoff` (`TransferRecords.lastProgress`), except that an
+    /// interrupted pull of an entry `inZoo` says the zoo holds already (another pull or an import
+    /// brought it) is abandoned at once: there is nothing left to resume.
+    static func verdict(_ leftover: Leftover, cutoff: Date, inZoo: (String) -> Bool) -> Verdict {
         switch leftover.kind {
         case .temporary:
             switch TemporaryFileLock.removeIfUnlocked(leftover.url, {}) {
@@ -147,6 +152,7 @@ struct ZooScan {
             case .cannotLock(let reason): return .kept("it cannot be locked to show that no writer uses it (\(reason))")
             }
         case .transfer:
+            if let entry = TransferRecords.pulledEntry(leftover.url), inZoo(entry) { return .abandoned }
             var info = stat()
             let made = lstat(leftover.url.path, &info) == 0 ? Date(timeIntervalSince1970: TimeInterval(info.st_mtim.tv_sec)) : nil
             let last = TransferRecords.lastProgress(leftover.url) ?? made
