@@ -7,7 +7,8 @@
 #   (b) 2-rank pretrain, align and finetune on the 8x8 digits make entries whose provenance records
 #       ranks = 2 (pretrain and finetune with --sync-bn, recorded as syncBn = true);
 #   (c) killing rank 1 mid-run: the job fails with our one `error:` line naming the run, no entry is
-#       added, and the run resumes (on one process) to an entry.
+#       added, and the run resumes (on one process) to an entry;
+#   (d) 2-rank align prints one `plan:` line and records the one-process run's capped warmup LR.
 # Usage: tools/mpi.sh PATH/TO/bissl (the test bundle is taken from the same build directory).
 set -uo pipefail
 BIN="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
@@ -74,6 +75,25 @@ else cat "$TMP/k.err"; bad "killing rank 1 (status $status, rank 1 pid '${rank1}
 if "$BIN" pretrain --resume "$run" --zoo "$ZOO" > "$TMP/r.out" 2> "$TMP/r.err" && [ "$(entries)" = "$((before + 1))" ]; then
   ok "the killed run resumed on one process to an entry"
 else cat "$TMP/r.err"; bad "resuming the killed run"; fi
+
+# (d) align resolves from data on rank 0 only, on the whole global batch: one `plan:` line, and the capped
+# warmup LR (a width-16 θ_0's E‖x‖² is about 70 > 1/0.03, so the cap applies) is the one-process run's.
+# Exact comparison of the recorded 3-significant-digit LR: both are 1/E‖x‖² of the same float32 forward
+# of the same 16 images, so they differ at most by float32 summation order (relative ~1e-6, e.g. another
+# BLAS thread split), which changes the 3rd digit only when E‖x‖² lies that close to a rounding boundary;
+# a shard's measurement differs by ~2% (69.9 against 71.2 before the fix) and fails the comparison.
+ZOO="$TMP/zoo-plan"
+warmup_lr() { "$BIN" show "$1" --zoo "$ZOO" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["provenance"]["hyperparameters"].get("warmupLR"))'; }
+"$BIN" pretrain --method simclr --data "$(split 600 727)" --arch resnet18 --width 16 --stem small --image-size 8 --batch-size 16 \
+  --steps 2 --name wide --zoo "$ZOO" > /dev/null 2> "$TMP/w.err" || { cat "$TMP/w.err"; bad "pretrain of the width-16 entry"; }
+ALIGN=(align wide --data "$(split 600 727)" --pretext-data "$(split 600 727)" --val "$(split 800 863)" --warmup-epochs 1
+       --lower-steps 2 --upper-steps 2 --cg-iters 2 --p-batch-size 16 --d-batch-size 16 --zoo "$ZOO")
+"$BIN" "${ALIGN[@]}" --alternations 1 --name one > /dev/null 2> "$TMP/one.err"
+"${MPIRUN[@]}" "$BIN" "${ALIGN[@]}" --alternations 1 --name two > /dev/null 2> "$TMP/two.err"
+one=$(warmup_lr one); two=$(warmup_lr two)
+if [ "$(grep -c '^plan:' "$TMP/two.err")" = 1 ] && [ "$one" != None ] && [ -n "$one" ] && [ "$one" = "$two" ]; then
+  ok "2-rank align: one plan line, warmup lr $two capped as the one-process run's ($one)"
+else grep '^plan:' "$TMP/one.err" "$TMP/two.err"; bad "2-rank align's plan (warmupLR: one process '$one', 2 ranks '$two')"; fi
 
 echo "mpi: $passed passed, $failed failed"
 [ "$failed" = 0 ]
