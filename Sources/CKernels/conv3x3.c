@@ -1,11 +1,13 @@
 // 3x3 cross-correlation kernels (the declarations and their contracts are in include/CKernels.h).
-// Each body is instantiated per vector width with GCC/Clang vector extensions. Two kinds:
-// - vectors across positions (`KERNELS(suffix, target, lanes, OB, T, WOB)`, stride 1): OB output channels x
-//   T vectors of positions per tile (OB*T accumulators held in registers: 16 of 32 zmm at AVX-512, 8 of
-//   16 ymm at AVX2), and the weight gradient WOB output channels x 9 taps at a time;
+// Each body is instantiated per vector width (GCC/Clang vector extensions or intrinsics). Two kinds:
+// - vectors across positions (stride 1): the correlation read from the NCHW planes (`PLANES_KERNEL`: OB output
+//   channels x T vectors of positions per tile, at most 16 accumulators of 32 zmm at AVX-512, 8 of 16 ymm at
+//   AVX2) and the weight gradient on zero-padded planes (`KERNELS(suffix, target, lanes, WOB)`: WOB output
+//   channels x 9 taps at a time);
 // - vectors across output channels (`POSITION_KERNELS`, `CORRELATION_BY_POSITION`, any stride): listed
 //   output positions, each x value broadcast, weights and output gradients with the output channel innermost.
 #include "CKernels.h"
+#include <stdlib.h>
 #include <string.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -22,33 +24,8 @@ static inline __attribute__((always_inline)) float epilogue(const bissl_output *
     return v;
 }
 
-#define KERNELS(SUFFIX, TARGET, VL, OB, T, WOB)                                                                \
+#define KERNELS(SUFFIX, TARGET, VL, WOB)                                                                       \
 typedef float vf_##SUFFIX __attribute__((vector_size(VL * 4)));                                               \
-TARGET static void conv_##SUFFIX(const float *x, long C, long plane, long row, const float *w, long O,          \
-                                 float *out, long outStride, long count) {                                     \
-    long off[TAPS];                                                                                            \
-    for (int t = 0; t < TAPS; t++) off[t] = (t / 3) * row + t % 3;                                             \
-    for (long q0 = 0; q0 < count; q0 += T * VL) {                                                              \
-        for (long o0 = 0; o0 < O; o0 += OB) {                                                                  \
-            vf_##SUFFIX acc[OB][T];                                                                            \
-            for (int b = 0; b < OB; b++) for (int k = 0; k < T; k++) acc[b][k] = (vf_##SUFFIX){0};             \
-            for (long c = 0; c < C; c++) {                                                                     \
-                const float *xc = x + c * plane + q0;                                                          \
-                const float *wc = w + (o0 * C + c) * TAPS;                                                     \
-                for (int t = 0; t < TAPS; t++) {                                                               \
-                    vf_##SUFFIX xv[T];                                                                         \
-                    for (int k = 0; k < T; k++) memcpy(&xv[k], xc + off[t] + k * VL, VL * 4);                  \
-                    for (int b = 0; b < OB; b++) {                                                             \
-                        float s = wc[b * C * TAPS + t];                                                        \
-                        for (int k = 0; k < T; k++) acc[b][k] += s * xv[k];                                    \
-                    }                                                                                          \
-                }                                                                                              \
-            }                                                                                                  \
-            for (int b = 0; b < OB; b++)                                                                       \
-                for (int k = 0; k < T; k++) memcpy(out + (o0 + b) * outStride + q0 + k * VL, &acc[b][k], VL * 4); \
-        }                                                                                                      \
-    }                                                                                                          \
-}                                                                                                              \
 TARGET static void grad_##SUFFIX(const float *dy, long O, long dyStride, const float *x, long C, long plane,     \
                                  long row, long count, float *dw) {                                            \
     long off[TAPS];                                                                                            \
@@ -115,7 +92,7 @@ TARGET static void wgrad_by_position_##SUFFIX(const float *dyT, long O, const fl
 
 // The correlation by position: PT positions x OV vectors of output channels of accumulators (the weights
 // stored [C][9][O], one aligned load per tap and vector; each x value broadcast), summed over c then the
-// taps as `KERNELS` does, then written to the positions' NCHW places through a small tile.
+// taps as `PLANES_KERNEL` does, then written to the positions' NCHW places through a small tile.
 #define CORRELATION_BY_POSITION(SUFFIX, TARGET, VL)                                                            \
 TARGET static inline __attribute__((always_inline)) void ctile_##SUFFIX(const int PT, const int OV,            \
         const float *x, long C, long plane, long row, const long *xoff, long p0, long positions,              \
@@ -172,13 +149,140 @@ TARGET static void conv_by_position_##SUFFIX(const float *x, long C, long plane,
 }
 
 #if defined(__x86_64__)
-KERNELS(avx2, __attribute__((target("avx2,fma"))), 8, 4, 2, 1)
-KERNELS(avx512, __attribute__((target("avx512f,fma"))), 16, 4, 4, 2)
+KERNELS(avx2, __attribute__((target("avx2,fma"))), 8, 1)
+KERNELS(avx512, __attribute__((target("avx512f,fma"))), 16, 2)
 POSITION_KERNELS(avx2, __attribute__((target("avx2,fma"))), 8, 1)
 POSITION_KERNELS(avx512, __attribute__((target("avx512f,fma"))), 16, 2)
 CORRELATION_BY_POSITION(avx2, __attribute__((target("avx2,fma"))), 8)
 CORRELATION_BY_POSITION(avx512, __attribute__((target("avx512f,fma"))), 16)
 #endif
+
+// The correlation read from the NCHW planes themselves (no padded copy): vectors of VL consecutive positions
+// of one image's plane, tap (i, j) of a vector one load from `x + q0 + (i - 1) W + (j - 1)` whose lanes
+// outside the plane (the padding: rows above and below, the column left of column 0 and right of column
+// W - 1) are masked off (read as 0, never touched: masked loads do not fault). The masks of each vector
+// (9 taps, then the vector's lanes inside the plane) come from a table made once per call. Tiles of T
+// vectors x OB output channels (OB T accumulators), summed over c then the taps, each multiply-add fused (the
+// additions of `CORRELATION_BY_POSITION`), then stored through the epilogue with the same masks.
+#define MASKS_PER_VECTOR 10
+#define PLANES_KERNEL(SUFFIX, TARGET, VL, VEC, MASKT, MASK_AT, LOADM, STOREM, SET1, FMA, ADD, RELU, MAXT, MAXACC)  \
+TARGET static inline __attribute__((always_inline)) void ptile_##SUFFIX(const int T, const int OB,            \
+        const float *const *xc, long C, long W, long v0, const MASKT *masks, const float *w, long o0,          \
+        const bissl_output *y, float *out, const float *res) {                                                 \
+    VEC acc[MAXACC];                                                                                           \
+    for (int i = 0; i < OB * T; i++) acc[i] = SET1(0.0f);                                                      \
+    long q0 = v0 * VL;                                                                                         \
+    for (long c = 0; c < C; c++) {                                                                             \
+        const float *xp = xc[c] + q0;                                                                          \
+        const float *wc = w + (o0 * C + c) * TAPS;                                                             \
+        for (int t = 0; t < TAPS; t++) {                                                                       \
+            long off = (t / 3 - 1) * W + t % 3 - 1;                                                            \
+            VEC xv[MAXT];                                                                                      \
+            for (int k = 0; k < T; k++) xv[k] = LOADM(xp + off + k * VL, MASK_AT(masks, v0 + k, t));           \
+            for (int b = 0; b < OB; b++) {                                                                     \
+                VEC s = SET1(wc[b * C * TAPS + t]);                                                            \
+                for (int k = 0; k < T; k++) acc[b * T + k] = FMA(s, xv[k], acc[b * T + k]);                   \
+            }                                                                                                  \
+        }                                                                                                      \
+    }                                                                                                          \
+    for (int b = 0; b < OB; b++) {                                                                             \
+        long at = (o0 + b) * y->channelStride + q0;                                                            \
+        for (int k = 0; k < T; k++) {                                                                          \
+            VEC v = acc[b * T + k];                                                                            \
+            if (y->shift) {                                                                                    \
+                v = ADD(v, SET1(y->shift[o0 + b]));                                                            \
+                if (res) v = ADD(v, LOADM(res + at + k * VL, MASK_AT(masks, v0 + k, TAPS)));                  \
+                if (y->relu) v = RELU(v);                                                                      \
+            }                                                                                                  \
+            STOREM(out + at + k * VL, MASK_AT(masks, v0 + k, TAPS), v);                                       \
+        }                                                                                                      \
+    }                                                                                                          \
+}                                                                                                              \
+TARGET static void planes_##SUFFIX(const float *const *x, long terms, long cin, long H, long W, const float *w, \
+        long O, const bissl_output *y, const MASKT *masks, const float **xc) {                                 \
+    long C = terms * cin, P = H * W, vectors = (P + VL - 1) / VL;                                              \
+    for (long i = 0; i < y->images; i++) {                                                                     \
+        for (long c = 0; c < C; c++) xc[c] = x[(c / cin) * y->images + i] + (c % cin) * P;                    \
+        float *out = y->out + i * y->imageStride;                                                              \
+        const float *res = y->residual ? y->residual + i * y->imageStride : 0;                                 \
+        for (long v0 = 0; v0 < vectors; ) {                                                                    \
+            long left = vectors - v0;                                                                          \
+            int T = left >= MAXT ? MAXT : left >= 2 ? 2 : 1;                                                   \
+            for (long o0 = 0; o0 < O; ) {                                                                      \
+                long rest = O - o0;                                                                            \
+                if (T == MAXT) { ptile_##SUFFIX(MAXT, MAXACC / MAXT, xc, C, W, v0, masks, w, o0, y, out, res); o0 += MAXACC / MAXT; } \
+                else if (T == 2 && rest >= MAXACC / 2) { ptile_##SUFFIX(2, MAXACC / 2, xc, C, W, v0, masks, w, o0, y, out, res); o0 += MAXACC / 2; } \
+                else if (T == 2) { ptile_##SUFFIX(2, 4, xc, C, W, v0, masks, w, o0, y, out, res); o0 += 4; } \
+                else if (rest >= MAXACC) { ptile_##SUFFIX(1, MAXACC, xc, C, W, v0, masks, w, o0, y, out, res); o0 += MAXACC; } \
+                else if (rest >= 8) { ptile_##SUFFIX(1, 8, xc, C, W, v0, masks, w, o0, y, out, res); o0 += 8; } \
+                else { ptile_##SUFFIX(1, 4, xc, C, W, v0, masks, w, o0, y, out, res); o0 += 4; }              \
+            }                                                                                                  \
+            v0 += T;                                                                                           \
+        }                                                                                                      \
+    }                                                                                                          \
+}
+
+#if defined(__x86_64__)
+#define M512_AT(m, v, t) ((m)[(v) * MASKS_PER_VECTOR + (t)])
+#define M512_LOAD(p, m) _mm512_maskz_loadu_ps((m), (p))
+#define M512_STORE(p, m, v) _mm512_mask_storeu_ps((p), (m), (v))
+#define M512_FMA(s, x, a) _mm512_fmadd_ps((s), (x), (a))
+#define M512_RELU(v) _mm512_mask_mov_ps((v), _mm512_cmp_ps_mask((v), _mm512_setzero_ps(), _CMP_LE_OQ), _mm512_setzero_ps())
+PLANES_KERNEL(avx512, __attribute__((target("avx512f,fma"))), 16, __m512, __mmask16, M512_AT, M512_LOAD, M512_STORE,
+              _mm512_set1_ps, M512_FMA, _mm512_add_ps, M512_RELU, 4, 16)
+#define M256_AT(m, v, t) _mm256_loadu_si256((const __m256i *)((m) + ((v) * MASKS_PER_VECTOR + (t)) * 8))
+#define M256_LOAD(p, m) _mm256_maskload_ps((p), (m))
+#define M256_STORE(p, m, v) _mm256_maskstore_ps((p), (m), (v))
+#define M256_FMA(s, x, a) _mm256_fmadd_ps((s), (x), (a))
+#define M256_RELU(v) _mm256_blendv_ps((v), _mm256_setzero_ps(), _mm256_cmp_ps((v), _mm256_setzero_ps(), _CMP_LE_OQ))
+PLANES_KERNEL(avx2, __attribute__((target("avx2,fma"))), 8, __m256, int, M256_AT, M256_LOAD, M256_STORE,
+              _mm256_set1_ps, M256_FMA, _mm256_add_ps, M256_RELU, 2, 8)
+#endif
+
+// Bit l of `bits[v * 10 + t]` (t < 9): position v VL + l of an H x W plane reads inside the plane at tap t;
+// of `bits[v * 10 + 9]`: the position is in the plane.
+static void plane_mask_bits(long H, long W, int VL, long vectors, unsigned *bits) {
+    for (long v = 0; v < vectors; v++) {
+        for (int t = 0; t <= TAPS; t++) bits[v * MASKS_PER_VECTOR + t] = 0;
+        for (int l = 0; l < VL; l++) {
+            long q = v * VL + l;
+            if (q >= H * W) break;
+            long r = q / W, col = q % W;
+            bits[v * MASKS_PER_VECTOR + TAPS] |= 1u << l;
+            for (int t = 0; t < TAPS; t++) {
+                long i = r + t / 3 - 1, j = col + t % 3 - 1;
+                if (i >= 0 && i < H && j >= 0 && j < W) bits[v * MASKS_PER_VECTOR + t] |= 1u << l;
+            }
+        }
+    }
+}
+
+void bissl_conv3x3_planes(int level, const float *const *x, long terms, long channels, long height, long width,
+                          const float *w, long outChannels, const bissl_output *y) {
+#if defined(__x86_64__)
+    if (level != BISSL_LEVEL_AVX512 && level != BISSL_LEVEL_AVX2) return;   // no kernel for this level (see the header)
+    int VL = level == BISSL_LEVEL_AVX512 ? 16 : 8;
+    long vectors = (height * width + VL - 1) / VL, entries = vectors * MASKS_PER_VECTOR;
+    unsigned *bits = malloc((size_t)entries * sizeof *bits);
+    const float **xc = malloc((size_t)(terms * channels) * sizeof *xc);
+    plane_mask_bits(height, width, VL, vectors, bits);
+    if (level == BISSL_LEVEL_AVX512) {
+        __mmask16 *m = malloc((size_t)entries * sizeof *m);
+        for (long e = 0; e < entries; e++) m[e] = (__mmask16)bits[e];
+        planes_avx512(x, terms, channels, height, width, w, outChannels, y, m, xc);
+        free(m);
+    } else {
+        int *m = malloc((size_t)entries * 8 * sizeof *m);
+        for (long e = 0; e < entries; e++) for (int l = 0; l < 8; l++) m[e * 8 + l] = (bits[e] >> l) & 1 ? -1 : 0;
+        planes_avx2(x, terms, channels, height, width, w, outChannels, y, m, xc);
+        free(m);
+    }
+    free(bits);
+    free(xc);
+#else
+    (void)level; (void)x; (void)terms; (void)channels; (void)height; (void)width; (void)w; (void)outChannels; (void)y;
+#endif
+}
 
 int bissl_kernels_max_level(void) {
 #if defined(__x86_64__)
@@ -186,16 +290,6 @@ int bissl_kernels_max_level(void) {
 #else
     return BISSL_LEVEL_BASELINE;
 #endif
-}
-
-void bissl_conv3x3(int level, const float *x, long channels, long plane, long row,
-                   const float *w, long outChannels, float *out, long outStride, long count) {
-#if defined(__x86_64__)
-    if (level == BISSL_LEVEL_AVX512) { conv_avx512(x, channels, plane, row, w, outChannels, out, outStride, count); return; }
-    if (level == BISSL_LEVEL_AVX2) { conv_avx2(x, channels, plane, row, w, outChannels, out, outStride, count); return; }
-#endif
-    (void)level; (void)x; (void)channels; (void)plane; (void)row; (void)w; (void)outChannels; (void)out; (void)outStride;
-    (void)count;   // no kernel for this level (see the header)
 }
 
 void bissl_conv3x3_weight_gradient(int level, const float *dy, long outChannels, long dyStride,
@@ -239,40 +333,8 @@ void bissl_conv3x3_by_position(int level, const float *x, long channels, long pl
     (void)outChannels; (void)y; (void)yoff;   // no kernel for this level (see the header)
 }
 
-// The padded planes, AVX-512: each padded row [0, x_0 .. x_{w-1}, 0] as masked 16-lane loads from one float
-// before the source row (the lanes outside the row are not read) and masked stores.
-#if defined(__x86_64__)
-__attribute__((target("avx512f"))) static void pad_avx512(const float *const *images, long count, long channels,
-        long height, long width, long plane, float *dst) {
-    long row = width + 2, used = (count * (height + 1) + 1) * row;
-    for (long c = 0; c < channels; c++) {
-        float *p = dst + c * plane;
-        memset(p, 0, (size_t)row * 4);
-        p += row;
-        for (long i = 0; i < count; i++) {
-            const float *src = images[i] + c * height * width;
-            for (long r = 0; r < height; r++, p += row, src += width) {
-                for (long k = 0; k < row; k += 16) {
-                    long hi = width + 1 - k, lo = 1 - k;   // lanes j with lo <= j < hi hold x_{k + j - 1}
-                    __mmask16 load = (__mmask16)((hi >= 16 ? 0xFFFF : hi <= 0 ? 0 : (1 << hi) - 1) & ~(lo <= 0 ? 0 : (1 << lo) - 1));
-                    __mmask16 store = (__mmask16)(row - k >= 16 ? 0xFFFF : (1 << (row - k)) - 1);
-                    _mm512_mask_storeu_ps(p + k, store, _mm512_maskz_loadu_ps(load, src - 1 + k));
-                }
-            }
-            memset(p, 0, (size_t)row * 4);
-            p += row;
-        }
-        memset(dst + c * plane + used, 0, (size_t)(plane - used) * 4);
-    }
-}
-#endif
-
-void bissl_pad_planes(int level, const float *const *images, long count, long channels, long height, long width,
+void bissl_pad_planes(const float *const *images, long count, long channels, long height, long width,
                       long plane, float *dst) {
-#if defined(__x86_64__)
-    if (level == BISSL_LEVEL_AVX512) { pad_avx512(images, count, channels, height, width, plane, dst); return; }
-#endif
-    (void)level;
     long row = width + 2, used = (count * (height + 1) + 1) * row;
     for (long c = 0; c < channels; c++) {
         float *p = dst + c * plane;
@@ -290,46 +352,4 @@ void bissl_pad_planes(int level, const float *const *images, long count, long ch
         }
         memset(dst + c * plane + used, 0, (size_t)(plane - used) * 4);
     }
-}
-
-// The grid's real outputs into NCHW through the epilogue, AVX-512: each output row as masked 16-lane
-// loads (grid, residual) and stores, in the order of the output (image, channel, row).
-#if defined(__x86_64__)
-__attribute__((target("avx512f"))) static void grid_store_avx512(const float *grid, long gridStride, long row,
-        long channels, const bissl_output *y) {
-    const __m512 zero = _mm512_setzero_ps();
-    for (long n = 0; n < y->images; n++)
-        for (long o = 0; o < channels; o++) {
-            __m512 shift = _mm512_set1_ps(y->shift ? y->shift[o] : 0);
-            long at = n * y->imageStride + o * y->channelStride;
-            for (long r = 0; r < y->height; r++, at += y->width) {
-                const float *from = grid + o * gridStride + (n * (y->height + 1) + r) * row;
-                for (long k = 0; k < y->width; k += 16) {
-                    __mmask16 m = (__mmask16)(y->width - k >= 16 ? 0xFFFF : (1 << (y->width - k)) - 1);
-                    __m512 v = _mm512_maskz_loadu_ps(m, from + k);
-                    if (y->shift) {
-                        v = _mm512_add_ps(v, shift);
-                        if (y->residual) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, y->residual + at + k));
-                        if (y->relu) v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LE_OQ), zero);
-                    }
-                    _mm512_mask_storeu_ps(y->out + at + k, m, v);
-                }
-            }
-        }
-}
-#endif
-
-void bissl_grid_store(int level, const float *grid, long gridStride, long row, long channels, const bissl_output *y) {
-#if defined(__x86_64__)
-    if (level == BISSL_LEVEL_AVX512) { grid_store_avx512(grid, gridStride, row, channels, y); return; }
-#endif
-    (void)level;
-    for (long n = 0; n < y->images; n++)
-        for (long o = 0; o < channels; o++)
-            for (long r = 0; r < y->height; r++) {
-                const float *from = grid + o * gridStride + (n * (y->height + 1) + r) * row;
-                long at = n * y->imageStride + r * y->width;   // channel 0's offset
-                float *to = y->out + o * y->channelStride + at;
-                for (long i = 0; i < y->width; i++) to[i] = epilogue(y, o, at + i, from[i]);
-            }
 }

@@ -158,6 +158,37 @@ final class CleanerCLITests: CLITestCase {
         XCTAssertEqual(try bissl(["show", "mine"]).status, 0)
     }
 
+    /// `tag` and `import --name` replaced what refs/ held at the label's path: a user's file under a
+    /// valid label's name was overwritten, a symbolic link removed. They refuse now, with one line,
+    /// and keep it; a stray ref (an interrupted tag's, holding an id) is still replaced.
+    func testTagAndImportKeepAUsersFileWhereTheLabelsRefWouldGo() throws {
+        XCTAssertEqual(try bissl(["import", try source().path, "--name", "mine"]).status, 0)
+        let notes = layout.refs.appendingPathComponent("tags/notes.txt")
+        try write("remember to tag the teacher\n", notes)
+        let outside = tmp.appendingPathComponent("elsewhere.txt")
+        try write("outside\n", outside)
+        let link = layout.refs.appendingPathComponent("names/linked")
+        try FileManager.default.createSymbolicLink(atPath: link.path, withDestinationPath: outside.path)
+
+        assertOneLineError(try bissl(["tag", "mine", "notes.txt"]),
+                           "error: cannot write the ref file \(notes.path): a file that is not a ref file bissl writes is there (it holds 'remember to tag the teac...', not an entry id;")
+        XCTAssertEqual(try String(contentsOf: notes, encoding: .utf8), "remember to tag the teacher\n")
+        let other = tmp.appendingPathComponent("other.h5")
+        try CheckpointFile.write(Network(architecture: Architecture(depth: 18, block: "basic", layers: [2, 2, 2, 2], width: 2, stem: "small"), seed: 2)
+            .checkpoint(provenance: Provenance(stage: "pretext", method: "simclr")), to: other)
+        assertOneLineError(try bissl(["import", other.path, "--name", "linked"]),
+                           "error: cannot write the ref file \(link.path): a file that is not a ref file bissl writes is there (it is a symbolic link to '\(outside.path)'")
+        XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: link.path), outside.path)
+        XCTAssertEqual(try String(contentsOf: outside, encoding: .utf8), "outside\n")
+        XCTAssertFalse(try bissl(["list"]).stdout.contains("linked"), "the import left no entry")
+
+        let stray = layout.refs.appendingPathComponent("tags/v2")
+        try write(String(repeating: "a", count: 64) + "\n", stray)
+        let tagged = try bissl(["tag", "mine", "v2"])
+        XCTAssertEqual(tagged.status, 0, tagged.stderr)
+        XCTAssertEqual(try bissl(["show", "v2"]).status, 0)
+    }
+
     /// One thing gc cannot do (a ref file it cannot write) does not hide what it did: every removal
     /// is printed, then the failure, and gc exits non-zero.
     func testGCPrintsEveryRemovalWhenSomethingElseFails() throws {

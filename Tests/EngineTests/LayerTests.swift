@@ -84,9 +84,9 @@ final class LayerTests: XCTestCase {
     /// The direct 3x3 convolution (`DirectConvolution`) against the definitions in Double, at each vector
     /// level this machine has (AVX2, AVX-512), on shapes chosen for the kernel each product runs on (checked
     /// first: forward, input gradient, weight gradient): one image per chunk, several images with a smaller
-    /// last chunk, odd widths, 3 input channels (the stem), 4- and 2-wide planes, output channels that fill
-    /// 4, 2 or 1 vectors of the by-position kernels and a short last tile of positions, stride 2 down to a
-    /// 1-pixel input, and products that stay on im2col + GEMM.
+    /// last chunk, odd widths, 3 input channels (the stem), 4- and 2-wide planes, planes of one row and of
+    /// 3 rows, 128 input channels, output channels that fill 4, 2 or 1 vectors of the by-position kernels and
+    /// a short last tile of positions, stride 2 down to a 1-pixel input, and products that stay on im2col + GEMM.
     func testDirectConvolutionMatchesTheDefinitionAtEveryLevel() {
         typealias K = DirectConvolution.Kernel
         let saved = DirectConvolution.level
@@ -95,8 +95,10 @@ final class LayerTests: XCTestCase {
         let cases: [(n: Int, c: Int, o: Int, h: Int, w: Int, s: Int, avx2: [K?], avx512: [K?])] = [
             (2, 4, 8, 32, 32, 1, [L, L, L], [L, L, L]), (101, 4, 4, 8, 8, 1, [L, L, L], [L, L, L]),
             (5, 3, 8, 9, 11, 1, [L, nil, L], [L, nil, L]), (7, 12, 16, 13, 8, 1, [L, L, P], [L, L, P]),
-            (3, 24, 20, 8, 9, 1, [L, L, nil], [L, L, nil]), (9, 16, 8, 5, 4, 1, [nil, nil, P], [L, P, P]),
-            (6, 32, 64, 4, 4, 1, [nil, nil, P], [P, P, P]), (5, 8, 48, 4, 2, 1, [nil, nil, P], [P, nil, P]),
+            (3, 24, 20, 8, 9, 1, [L, L, nil], [L, L, nil]), (9, 16, 8, 5, 4, 1, [L, L, P], [L, L, P]),
+            (6, 32, 64, 4, 4, 1, [L, L, P], [L, L, P]), (5, 8, 48, 4, 2, 1, [L, L, P], [L, L, P]),
+            (3, 128, 128, 4, 4, 1, [nil, nil, P], [L, L, P]), (2, 72, 24, 3, 7, 1, [nil, L, P], [L, L, P]),
+            (4, 6, 8, 1, 19, 1, [L, nil, L], [L, nil, L]),
             (4, 8, 16, 9, 11, 2, [nil, nil, P], [P, nil, P]), (3, 16, 64, 8, 8, 2, [nil, nil, P], [P, nil, P]),
             (2, 4, 8, 3, 3, 2, [nil, nil, P], [nil, nil, P]),
         ]

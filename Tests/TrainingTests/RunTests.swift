@@ -312,6 +312,32 @@ final class RunTests: XCTestCase {
 
     /// A name another entry took while the run trained does not lose the work: finish adds the entry
     /// without it, prints a warning and completes the run. An invalid name is treated the same way.
+    /// Two runs with the same --name finishing at once: the other run's entry takes the name after this
+    /// run found it free and before it adds its entry. The run still completes, unnamed, with the warning.
+    func testFinishWhenTheNameIsTakenDuringTheAddAddsTheEntryUnnamed() throws {
+        let zoo = try RunTestSupport.tempZoo(self)
+        var shown = ""
+        let progress = ProgressReporter(total: 1, mode: .plain, write: { shown += $0 }, now: { 0 })
+        let run = try Run.create(zoo: zoo, kind: "pretrain", config: [:], commandLine: ["x"], totalSteps: 1, progress: progress)
+        let job = try ToyJob(seed: 9, totalSteps: 2)
+        try run.saveState(job.capture(step: 1))
+        let other = try ToyJob(seed: 8, totalSteps: 2)
+        var otherID = ""
+        Run.beforeNamedAdd = {
+            otherID = (try? zoo.add(other.net.checkpoint(provenance: Provenance(stage: "pretext")), name: "same").id) ?? ""
+        }
+        defer { Run.beforeNamedAdd = nil }
+        let result = try run.finish(job.net.checkpoint(provenance: run.provenance(stage: "pretext", method: nil)), name: "same")
+        XCTAssertFalse(otherID.isEmpty)
+        XCTAssertTrue(result.added)
+        XCTAssertNil(result.name)
+        XCTAssertEqual(try zoo.resolve("same"), otherID, "the name stays with the run that added first")
+        XCTAssertEqual(try zoo.list().count, 2)
+        XCTAssertEqual(run.status, .completed)
+        XCTAssertEqual(try RunRecord.read(directory: run.directory).entryId, result.id)
+        XCTAssertTrue(shown.contains("warning: entry \(result.id.prefix(12)) added without the name 'same': 'same' is already the name of entry \(otherID.prefix(12)); name it with bissl tag \(result.id.prefix(12)) <label>"), shown)
+    }
+
     func testFinishWithATakenNameAddsTheEntryUnnamed() throws {
         let zoo = try RunTestSupport.tempZoo(self)
         let other = try ToyJob(seed: 8, totalSteps: 2)

@@ -5,7 +5,7 @@
 #ifndef BISSL_CKERNELS_H
 #define BISSL_CKERNELS_H
 
-/// Positions a 3x3 kernel call computes at a time: `count` must be a multiple of this.
+/// `count` of `bissl_conv3x3_weight_gradient` must be a multiple of this.
 #define BISSL_CONV3X3_TILE 64
 
 /// Vector levels: 0 = the x86-64 baseline (SSE2) or another architecture, for which there are no kernels
@@ -36,29 +36,27 @@ typedef struct {
 /// channel (`images[i] + c * height * width`, `height` rows of `width` floats) as one tall plane at
 /// `dst + c * plane`: rows of `width + 2` floats, a zero row, then per image its rows with a zero column
 /// either side and a zero row after them; zeros up to `plane` floats (at least `(count (height + 1) + 1)
-/// (width + 2)`). Any level (AVX-512 masked copies at level 2, plain C below it).
-void bissl_pad_planes(int level, const float *const *images, long count, long channels, long height, long width,
+/// (width + 2)`). Plain C (the weight gradients and the stride-2 correlation read these planes).
+void bissl_pad_planes(const float *const *images, long count, long channels, long height, long width,
                       long plane, float *dst);
 
-/// 3x3 cross-correlation on zero-padded planes stored with `row` floats per row (`bissl_pad_planes`):
-/// `out[o * outStride + q] = sum_c sum_{i,j < 3} w[(o * channels + c) * 9 + i * 3 + j] * x[c * plane + q + i * row + j]`
-/// for `q < count`, summed over c then (i, j) in that order for every q, each multiply-add fused (the same
-/// additions at both levels).
-/// Sizes: `outChannels` a multiple of 4; `count` a multiple of `BISSL_CONV3X3_TILE`; x readable at
-/// `c * plane + [0, count + 2 * row + 2)`; out writable at `o * outStride + [0, count)`.
-void bissl_conv3x3(int level, const float *x, long channels, long plane, long row,
-                   const float *w, long outChannels, float *out, long outStride, long count);
+/// 3x3 stride-1 pad-1 cross-correlation of a sum of `terms` inputs read from their NCHW planes (no padded
+/// copy): for image i < `y->images`, output channel o < `outChannels` and position q < `height` * `width`,
+/// `g = sum_c sum_{i,j < 3} w[(o * C + c) * 9 + i * 3 + j] * x_c[q + (i - 1) * width + (j - 1)]` over the
+/// C = `terms` * `channels` stacked input channels (channel t * channels + c is plane c of `x[t * y->images + i]`,
+/// each image `channels` planes of `height` x `width`), the taps outside the plane reading 0 (masked
+/// loads: nothing outside the plane is read); summed over c then (i, j) in that order, each multiply-add fused
+/// (the additions of `bissl_conv3x3_by_position`), stored through `y`'s epilogue at
+/// `y->out + i * y->imageStride + o * y->channelStride + q` (`y->height`, `y->width` unused).
+/// Sizes: `outChannels` a multiple of 4. Levels 1 and 2 only.
+void bissl_conv3x3_planes(int level, const float *const *x, long terms, long channels, long height, long width,
+                          const float *w, long outChannels, const bissl_output *y);
 
-/// The real outputs of `bissl_conv3x3`'s grid (`grid + o * gridStride`, o < `channels`) stored through `y`'s
-/// epilogue: grid position `(n (height + 1) + r) row + col` is output `(n, r, col)` of `y` for `n < images`,
-/// `r < height`, `col < width` (`row` = `width + 2`; the other positions are dropped). Any level (AVX-512
-/// masked rows at level 2, plain C below it); the same values at every level.
-void bissl_grid_store(int level, const float *grid, long gridStride, long row, long channels, const bissl_output *y);
-
-/// The weight gradient of `bissl_conv3x3`: `dw[(o * channels + c) * 9 + i * 3 + j] +=
-/// sum_{q < count} dy[o * dyStride + q] * x[c * plane + q + i * row + j]` (each sum formed in vector
-/// lanes over q, then the lanes added, then added to dw). Sizes as `bissl_conv3x3`, with dy readable at
-/// `o * dyStride + [0, count)`.
+/// The weight gradient of a 3x3 stride-1 convolution on zero-padded planes stored with `row` floats per row
+/// (`bissl_pad_planes`): `dw[(o * channels + c) * 9 + i * 3 + j] += sum_{q < count} dy[o * dyStride + q] *
+/// x[c * plane + q + i * row + j]` (each sum formed in vector lanes over q, then the lanes added, then added
+/// to dw). Sizes: `outChannels` a multiple of 4; `count` a multiple of `BISSL_CONV3X3_TILE`; x readable at
+/// `c * plane + [0, count + 2 * row + 2)`, dy at `o * dyStride + [0, count)`.
 void bissl_conv3x3_weight_gradient(int level, const float *dy, long outChannels, long dyStride,
                                    const float *x, long channels, long plane, long row, long count, float *dw);
 
@@ -74,7 +72,7 @@ void bissl_conv3x3_weight_gradient_by_position(int level, const float *dyT, long
 
 /// 3x3 cross-correlation (any stride) position by position: for each output position p < positions,
 /// `g[o][p] = sum_c sum_{i,j < 3} wT[(c * 9 + i * 3 + j) * outChannels + o] * x[c * plane + xoff[p] + i * row + j]`,
-/// summed over c then (i, j) in that order, each multiply-add fused (the additions of `bissl_conv3x3`),
+/// summed over c then (i, j) in that order, each multiply-add fused (the additions of `bissl_conv3x3_planes`),
 /// stored through `y`'s epilogue at `y->out + o * y->channelStride + yoff[p]` (`y`'s images, height, width
 /// and imageStride unused). `xoff[p]`: the padded-plane offset of p's window (its top-left tap).
 /// Sizes: `outChannels` a multiple of 8; x readable at every `c * plane + xoff[p] + [0, 2 * row + 3)`.

@@ -2,33 +2,35 @@ import CKernels
 
 /// The direct path of `Conv2d` for 3x3 convolutions with padding 1 (every 3x3 convolution of a ResNet
 /// and the small stem) where it beats im2col + GEMM (`kernel(for:...)`): no im2col matrix and no GEMM
-/// packing, the multiply-adds done by the AVX2 or AVX-512 kernels of `Sources/CKernels` on zero-padded planes.
+/// packing, the multiply-adds done by the AVX2 or AVX-512 kernels of `Sources/CKernels`.
 ///
-/// Layout. A chunk of `images` consecutive images of one channel is one "tall" zero-padded plane: rows of
-/// `row = W + 2` floats, a zero row, then each image's H rows (a zero column either side) followed by one
-/// zero row. Each value is thus copied once (not 9 times as by im2col), and every multiply-add reads its
-/// operands from a cache-resident tile. Two kinds of kernel read it:
-/// - `.lanes` (stride 1): vectors across positions. Output position `q` of the kernel's grid is the
-///   correlation centred on padded position `q + row + 1`, so image `n`'s output row `h` is grid row
-///   `n (H + 1) + h`, columns 0..<W; the other grid positions (the 2 columns per row and the row between
-///   images) are computed and dropped.
-/// - `.byPosition` (stride 1 or 2): vectors across output channels, each x value broadcast, for the
-///   listed output positions only (the window of output `(n, oh, ow)` starts at padded row
+/// Two kinds of kernel:
+/// - `.lanes` (stride 1): vectors across positions. The correlations read the NCHW planes as they are
+///   (`bissl_conv3x3_planes`): each vector is consecutive positions of one image's plane, each tap one
+///   load shifted by `(i - 1) W + (j - 1)` whose lanes in the padding are masked off, and each output vector
+///   stored to its NCHW place through the epilogue. The weight gradient reads zero-padded copies: a chunk of
+///   `images` consecutive images of one channel is one "tall" plane, rows of `row = W + 2` floats, a zero
+///   row, then each image's H rows (a zero column either side) followed by one zero row; grid position `q`
+///   is the window centred on padded position `q + row + 1`, so image `n`'s output row `h` is grid row
+///   `n (H + 1) + h`, columns 0..<W (the other grid positions are dropped).
+/// - `.byPosition` (stride 1 or 2): vectors across output channels, each x value broadcast from the padded
+///   planes, for the listed output positions only (the window of output `(n, oh, ow)` starts at padded row
 ///   `n (H + 1) + s oh`, column `s ow`); weights and output gradients stored with the output channel
-///   innermost. Wins with more channels and on small planes, where most of the lanes' grid is dropped.
+///   innermost. Wins with more channels and on small planes (the weight gradient) and at stride 2.
 ///
 /// The three products of `Conv2d` use them, each for a sum of terms (`Conv2d`'s tangent rules have two):
-/// the correlations stack their terms as channels (T inputs of C channels padded as one input of T C
+/// the correlations stack their terms as channels (T inputs of C channels read as one input of T C
 /// channels, the weights `stacked` to `[O][T C][9]`), the weight gradient as images (a batch of T N).
 /// - forward `y = conv(x, W)`: the kernel with `W` `[O, C, 3, 3]`;
-/// - input gradient `dx = conv^T(dy, W)`: for stride 1 and padding 1 this is the same correlation of the
-///   padded dy with the weights transposed to `[C, O]` and flipped (tap `(i, j)` -> `(2 - i, 2 - j)`);
-///   stride 2 stays on im2col + GEMM (col2im);
+/// - input gradient `dx = conv^T(dy, W)`: for stride 1 and padding 1 this is the same correlation of dy
+///   (zero outside its planes) with the weights transposed to `[C, O]` and flipped (tap `(i, j)` ->
+///   `(2 - i, 2 - j)`); stride 2 stays on im2col + GEMM (col2im);
 /// - weight gradient `dW[o, c, i, j] += sum dy[n, o, h, w] x[n, c, s h + i - 1, s w + j - 1]`.
 ///
-/// Each output value's order of additions (c, then the taps in (i, j) order) is the same for both kernels
-/// and both vector levels, each multiply-add fused (FMA); the weight gradient's `.lanes` sums differ
-/// between the levels (lane sums), so results differ between CPUs by float32 rounding, as the BLAS kernels' do.
+/// Each output value's order of additions (c, then the taps in (i, j) order) is the same for both
+/// correlation kernels and both vector levels, each multiply-add fused (FMA), a tap in the padding adding
+/// `0 * w` as the padded planes did; the weight gradient's `.lanes` sums differ between the levels (lane
+/// sums), so results differ between CPUs by float32 rounding, as the BLAS kernels' do.
 enum DirectConvolution {
     /// The kernels' vector level (`BISSL_LEVEL_AVX2` or `BISSL_LEVEL_AVX512`; `BISSL_LEVEL_BASELINE`: no
     /// direct path): the widest the CPU has (`CPUFeatures`, which checks that the operating system saves the
@@ -60,12 +62,12 @@ enum DirectConvolution {
     /// Which kernel computes `product` of a convolution with these settings on input planes of `width`
     /// (`inputChannels` C and `outputChannels` O of the convolution, whatever the product), or nil for
     /// im2col + GEMM. From per-kernel timings against im2col + OpenBLAS's SkylakeX kernel with the engine's
-    /// chunking, one core (README "Engine"):
-    /// - the correlations (forward; the input gradient reads O planes and writes C) at stride 1 on
-    ///   `.lanes` up to 64 input channels on planes from 8 wide (AVX2: 32 channels), at AVX-512 on narrower
-    ///   planes `.byPosition` when the output channels fill 16-lane vectors (2.0-2.9x the GEMM on 4- and
-    ///   2-wide planes), else `.lanes` from 4 wide; at stride 2 (forward only: its input gradient is not a
-    ///   correlation) `.byPosition` up to 128 input channels at AVX-512 (1.1-2.2x), the GEMM at AVX2 (0.98x);
+    /// chunking, one core (docs/performance.md, "Engine"):
+    /// - the correlations (forward; the input gradient reads O planes and writes C) at stride 1 on `.lanes`
+    ///   (read from the NCHW planes) up to 128 input channels at AVX-512 and 64 at AVX2, on planes of any
+    ///   width (the padded planes' dropped columns and rows are gone, so narrow planes no longer waste lanes);
+    ///   at stride 2 (forward only: its input gradient is not a correlation) `.byPosition` up to 128 input
+    ///   channels at AVX-512 (1.1-2.2x), the GEMM at AVX2 (0.98x);
     /// - the weight gradient on `.lanes` up to 8 channels either side at stride 1 from 8 wide, else
     ///   `.byPosition` up to 256 channels (1.3-5x the GEMM; 0.8x at 512).
     /// SSE2 alone lost to the GEMM on all but the 8-channel shapes, so the baseline has no direct path.
@@ -77,10 +79,7 @@ enum DirectConvolution {
         case .forward, .inputGradient:
             let (cin, cout) = product == .forward ? (C, O) : (O, C)
             if stride == 2 { return product == .forward && avx512 && cout % 16 == 0 && cin <= 128 ? .byPosition : nil }
-            guard cin <= (avx512 ? 64 : 32) else { return nil }
-            if width >= 8 { return cout % 4 == 0 ? .lanes : nil }
-            guard avx512 else { return nil }
-            return cout % 16 == 0 ? .byPosition : width >= 4 && cout % 4 == 0 ? .lanes : nil
+            return cin <= (avx512 ? 128 : 64) && cout % 4 == 0 ? .lanes : nil
         case .weightGradient:
             if stride == 1 && width >= 8 && max(C, O) <= 8 && O % 4 == 0 { return .lanes }
             return O % 8 == 0 && max(C, O) <= 256 ? .byPosition : nil
@@ -99,7 +98,7 @@ enum DirectConvolution {
         let h: Int, w: Int
         /// Floats per padded row (`w + 2`).
         var row: Int { w + 2 }
-        /// Grid positions `.lanes` computes per chunk (a multiple of the kernels' tile).
+        /// Grid positions the `.lanes` weight gradient sums over per chunk (a multiple of `BISSL_CONV3X3_TILE`).
         let count: Int
         /// Floats per channel's tall padded plane (`count + 2 row + 2`, the kernels' reads, rounded to 16).
         var plane: Int { (count + 2 * row + 2 + 15) & ~15 }
@@ -131,12 +130,11 @@ enum DirectConvolution {
     }
 
     /// Copies images `images` of `src` (`channels` channels each) into `dst`, one tall padded plane per
-    /// channel (`layout.plane` floats each), zeros everywhere else; each float written once
-    /// (`bissl_pad_planes`: masked 16-lane copies of whole padded rows at AVX-512).
+    /// channel (`layout.plane` floats each), zeros everywhere else; each float written once (`bissl_pad_planes`).
     static func pad(_ src: ImageBatch, channels: Int, _ images: Range<Int>, _ layout: Layout,
                     into dst: UnsafeMutablePointer<Float>) {
         let sources: [UnsafePointer<Float>?] = images.map { src[$0] }
-        bissl_pad_planes(level, sources, images.count, channels, layout.h, layout.w, layout.plane, dst)
+        bissl_pad_planes(sources, images.count, channels, layout.h, layout.w, layout.plane, dst)
     }
 
     /// The weights of a sum of T correlations with C input channels each, `w_t` `[O][C][9]`, as one correlation
@@ -163,42 +161,47 @@ enum DirectConvolution {
 
     /// `Σ_t conv(x_t, w_t)` for inputs `xs` (one shape, C channels) and their weights `stacked` to `w`
     /// `[O][T C][9]`, of a 3x3 pad-1 convolution of `stride` with `kernel` (`kernel(for: .forward, ...)`):
-    /// `[N, O, Ho, Wo]`, each output row passed through `epilogue` when given (`Conv2d.infer`). `byPosition`: `w`
+    /// `[N, O, Ho, Wo]`, each output value passed through `epilogue` when given (`Conv2d.infer`). `byPosition`: `w`
     /// already as `outputChannelsInnermost` gives it, when the caller keeps it.
     static func convolve(_ xs: [Tensor4], _ w: [Float], outChannels O: Int, stride: Int, kernel: Kernel,
                          epilogue: Conv2d.Epilogue? = nil, byPosition: [Float]? = nil) -> Tensor4 {
-        let x = xs[0], T = xs.count, N = x.n
-        let layout = Layout(images: N, h: x.h, w: x.w, pieces: Parallel.threads), C = T * x.c, row = layout.row
+        let x = xs[0], T = xs.count, N = x.n, C = T * x.c
         precondition(w.count == O * C * 9, "DirectConvolution: weights for \(w.count / max(1, O * 9)) input channels, not \(C)")
         let ho = (x.h - 1) / stride + 1, wo = (x.w - 1) / stride + 1, p = ho * wo
         let level = self.level
-        let transposed = kernel == .byPosition ? byPosition ?? w.withUnsafeBufferPointer { outputChannelsInnermost($0.baseAddress!, outChannels: O, inChannels: C) } : []
-        let windows = kernel == .byPosition ? layout.windows(stride: stride, ho: ho, wo: wo) : []
-        // `.byPosition` writes output position (local, q) of channel o at NCHW index local O p + o p + q
-        let places = kernel == .byPosition ? (0..<(layout.chunkSize * p)).map { ($0 / p) * O * p + $0 % p } : []
         let y = [Float](count: N * O * p) { yp in
             ImageBatch.with(xs) { images in
                 w.withUnsafeBufferPointer { wp in
                     withEpilogue(epilogue) { shift, residual, relu in
-                        Parallel.forEachChunk(layout.chunkCount, workPerIndex: layout.chunkSize * O * p * C * 9) { range in
-                            let padded = UnsafeMutablePointer<Float>.allocate(capacity: C * layout.plane)
-                            let grid = UnsafeMutablePointer<Float>.allocate(capacity: kernel == .lanes ? O * layout.count : 0)
-                            defer { padded.deallocate(); grid.deallocate() }
-                            for k in range {
-                                let chunk = layout.chunk(k)
-                                for t in 0..<T { pad(images, channels: x.c, chunk.shifted(t * N), layout, into: padded + t * x.c * layout.plane) }
-                                // the chunk's outputs written to their NCHW places through the epilogue (`.lanes`: from its grid)
-                                let at = chunk.lowerBound * O * p
-                                var output = bissl_output(out: yp.baseAddress! + at, images: chunk.count, height: ho, width: wo,
-                                                          channelStride: p, imageStride: O * p, shift: shift,
-                                                          residual: residual.map { $0 + at }, relu: relu ? 1 : 0)
-                                switch kernel {
-                                case .lanes:
-                                    bissl_conv3x3(level, padded, C, layout.plane, row, wp.baseAddress!, O, grid, layout.count, layout.count)
-                                    bissl_grid_store(level, grid, layout.count, row, O, &output)
-                                case .byPosition:
-                                    bissl_conv3x3_by_position(level, padded, C, layout.plane, row, windows, chunk.count * p,
-                                                              transposed, O, &output, places)
+                        func output(_ images: Range<Int>) -> bissl_output {
+                            let at = images.lowerBound * O * p
+                            return bissl_output(out: yp.baseAddress! + at, images: images.count, height: ho, width: wo,
+                                                channelStride: p, imageStride: O * p, shift: shift,
+                                                residual: residual.map { $0 + at }, relu: relu ? 1 : 0)
+                        }
+                        switch kernel {
+                        case .lanes:
+                            // each image's planes read in place: image i of term t is pointer t * count + i
+                            Parallel.forEachChunk(N, workPerIndex: O * p * C * 9) { range in
+                                let planes: [UnsafePointer<Float>?] = (0..<T).flatMap { t in range.map { images[t * N + $0] } }
+                                var y = output(range)
+                                bissl_conv3x3_planes(level, planes, T, x.c, x.h, x.w, wp.baseAddress!, O, &y)
+                            }
+                        case .byPosition:
+                            let layout = Layout(images: N, h: x.h, w: x.w, pieces: Parallel.threads)
+                            let transposed = byPosition ?? outputChannelsInnermost(wp.baseAddress!, outChannels: O, inChannels: C)
+                            let windows = layout.windows(stride: stride, ho: ho, wo: wo)
+                            // output position (local, q) of channel o at NCHW index local O p + o p + q
+                            let places = (0..<(layout.chunkSize * p)).map { ($0 / p) * O * p + $0 % p }
+                            Parallel.forEachChunk(layout.chunkCount, workPerIndex: layout.chunkSize * O * p * C * 9) { range in
+                                let padded = UnsafeMutablePointer<Float>.allocate(capacity: C * layout.plane)
+                                defer { padded.deallocate() }
+                                for k in range {
+                                    let chunk = layout.chunk(k)
+                                    for t in 0..<T { pad(images, channels: x.c, chunk.shifted(t * N), layout, into: padded + t * x.c * layout.plane) }
+                                    var y = output(chunk)
+                                    bissl_conv3x3_by_position(level, padded, C, layout.plane, layout.row, windows, chunk.count * p,
+                                                              transposed, O, &y, places)
                                 }
                             }
                         }
@@ -221,7 +224,8 @@ enum DirectConvolution {
     }
 
     /// `Σ_t conv^T(dy_t, w_t)` for weights `w_t` `[O, C, 3, 3]` of a stride-1 convolution: the input gradient,
-    /// `[N, C, H, W]`, the correlation of the dy_t (stacked as T O channels) with the weights transposed and flipped.
+    /// `[N, C, H, W]`, the correlation of the dy_t (stacked as T O channels, read in place) with the weights
+    /// transposed and flipped.
     static func inputGradient(_ terms: [(dy: Tensor4, w: [Float])], inChannels C: Int, kernel: Kernel) -> Tensor4 {
         let O = terms[0].dy.c, T = terms.count
         // [C][T O][9], tap t of (o, c) in term k -> tap 8 - t of (c, k O + o)

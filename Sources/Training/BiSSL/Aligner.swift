@@ -174,19 +174,21 @@ public final class Aligner {
 
     /// The downstream training batches (warmup and upper steps): shuffled from `seed` derivation 3,
     /// `Augment.downstreamTrain` at the image size, full batches only.
-    /// The downstream loader (this rank's shard of each global batch under `mpirun`).
-    static func downstreamLoader(_ trainData: ImageDataset, settings: AlignmentSettings) -> DataLoader {
+    /// The downstream loader: `shard` of each global batch (default: this rank's under `mpirun`).
+    static func downstreamLoader(_ trainData: ImageDataset, settings: AlignmentSettings,
+                                 shard: DataShard = DataParallel.shard) -> DataLoader {
         let size = settings.imageSize, augmentation = settings.augmentation
         return DataLoader(dataset: trainData, batchSize: settings.dBatchSize, shuffle: true, dropLast: true,
-                          seed: Self.derive(settings.seed, 3), height: size, width: size, shard: DataParallel.shard) { image, rng in
+                          seed: Self.derive(settings.seed, 3), height: size, width: size, shard: shard) { image, rng in
             [augmentation.apply(image, using: &rng, size: size)]
         }
     }
 
-    /// The first downstream batch of the warmup, `[D, 3, S, S]` (what `AlignPlan.measure` measures on).
+    /// The first global downstream batch of the warmup, all D images `[D, 3, S, S]` whatever the
+    /// number of ranks (what `AlignPlan.measure` measures on: the plan is the one-process run's).
     /// - Throws: `TrainingError.invalid` when the data gives no full batch; reader errors.
     public static func firstDownstreamBatch(_ trainData: ImageDataset, settings: AlignmentSettings) throws -> Tensor4 {
-        guard let b = try downstreamLoader(trainData, settings: settings).epoch(0).nextBatch() else {
+        guard let b = try downstreamLoader(trainData, settings: settings, shard: .whole).epoch(0).nextBatch() else {
             throw TrainingError.invalid("BiSSL: the downstream data gives no batch of \(settings.dBatchSize)")
         }
         return Tensor4(n: b.count, c: 3, h: settings.imageSize, w: settings.imageSize, data: b.views[0])

@@ -1,11 +1,15 @@
 import Checkpoint
 import Foundation
 
-/// How a data-parallel job ends when one of its ranks dies (docs/distributed.md, "When a rank dies").
+/// How a data-parallel job ends when `mpirun` is interrupted or one of its ranks dies
+/// (docs/distributed.md, "Ctrl-C, and when a rank dies").
 ///
-/// Open MPI's `mpirun` ends the whole job when a rank exits abnormally: it sends SIGTERM to the
-/// ranks still running (SIGKILL shortly after). Rank 0 then prints one line naming its run and the
-/// command that resumes it, and exits. Nothing is half-written: run.json and state.h5 are replaced
+/// Open MPI's `mpirun` ends the whole job when it gets SIGINT or SIGTERM (Ctrl-C reaches only
+/// `mpirun`: the ranks run in process groups of their own) and when a rank exits abnormally, the same
+/// way both times: SIGCONT to the ranks, SIGTERM one second later, SIGKILL one second after that
+/// (`odls_base_sigkill_timeout`, Open MPI 4.1). A rank cannot tell the two cases apart, and a second
+/// is not enough to reach a step boundary and save. Rank 0 then prints one line naming its run, the
+/// step of its last saved state and the command that resumes it, and exits. Nothing is half-written: run.json and state.h5 are replaced
 /// atomically, the zoo adds an entry atomically (and only at the very end), a resumed run removes a
 /// dead writer's temporaries; the run directory stays resumable from its last saved state, with the
 /// same or another number of ranks. A collective that returns an error (`MPI_ERRORS_RETURN`) takes the
@@ -22,9 +26,10 @@ public enum RankFailure {
         let world = DataParallel.world
         guard world.size > 1 else { return }
         if world.rank == 0 { watched = (run, resume) }
+        let ranks = world.size, id = run.id
         StopRequest.endJobOnTerminate(line: world.rank == 0
-            ? "error: a rank of this \(world.size)-rank MPI job stopped, so mpirun is ending the job; run \(run.id) stays resumable from its last saved state: \(resume)\n"
-            : "")
+            ? { step in "error: mpirun is ending this \(ranks)-rank MPI job (it was interrupted, or one of its ranks stopped); run \(id) resumes from step \(step), its last saved state: \(resume)\n" }
+            : { _ in "" })
     }
 
     /// Stops watching (the run finished or failed on its own).

@@ -436,12 +436,24 @@ public final class Run {
         } catch {
             progress.message("warning: no curves.png: \(error)")
         }
+        func addUnnamed(_ name: String, _ problem: String) throws -> ImportResult {
+            let result = try zoo.add(checkpoint, name: nil)
+            progress.message("warning: entry \(result.id.prefix(12)) added without the name '\(name)': \(problem); name it with bissl tag \(result.id.prefix(12)) <label>")
+            return result
+        }
         let result: ImportResult
         if let name, let problem = nameProblem(name, for: checkpoint) {
-            result = try zoo.add(checkpoint, name: nil)
-            progress.message("warning: entry \(result.id.prefix(12)) added without the name '\(name)': \(problem); name it with bissl tag \(result.id.prefix(12)) <label>")
+            result = try addUnnamed(name, problem)
         } else {
-            result = try zoo.add(checkpoint, name: name)
+            do {
+                Run.beforeNamedAdd?()
+                result = try zoo.add(checkpoint, name: name)
+            } catch {
+                // Another process took the name between the check and the add (two runs with the same
+                // --name finishing at once): the zoo refused the label, not the entry.
+                guard let name, let problem = nameProblem(name, for: checkpoint) else { throw error }
+                result = try addUnnamed(name, problem)
+            }
         }
         record.status = .completed
         record.entryId = result.id
@@ -464,6 +476,10 @@ public final class Run {
         }
         return nil
     }
+
+    /// Test seam: runs right before `finish` adds the entry with its name (after the name was found
+    /// free), where another process's entry can take the name.
+    nonisolated(unsafe) static var beforeNamedAdd: (() -> Void)?
 
     /// Why `name` cannot be given to `checkpoint`'s entry now, or nil when it can: an invalid label, a
     /// label another entry holds, or the same content already listed under another name.

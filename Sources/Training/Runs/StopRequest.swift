@@ -29,12 +29,14 @@ public enum StopRequest {
     private static let queue = DispatchQueue(label: "bissl.stop-request")
     /// Set on every rank of a data-parallel job while it trains (`RankFailure.watch`); read and written
     /// on `queue` only.
-    nonisolated(unsafe) private static var jobEndingLine: String?
+    nonisolated(unsafe) private static var jobEndingLine: ((Int) -> String)?
 
-    /// In a data-parallel job (docs/distributed.md, "When a rank dies") a SIGTERM is `mpirun` ending the
-    /// job because a rank stopped: waiting for a step boundary would wait for the dead rank. With a
-    /// `line`, SIGTERM writes it (empty: nothing) and exits 143 at once; nil restores the stop request.
-    static func endJobOnTerminate(line: String?) {
+    /// In a data-parallel job (docs/distributed.md, "Ctrl-C and when a rank dies") a SIGTERM is `mpirun`
+    /// ending the job, because it was interrupted or because a rank stopped: it sends SIGKILL one second
+    /// later, too soon to reach a step boundary and save, and a step's collectives would wait for a dead
+    /// rank. With a `line` (given the step of the last saved state), SIGTERM writes it (empty: nothing)
+    /// and exits 143 at once; nil restores the stop request.
+    static func endJobOnTerminate(line: ((Int) -> String)?) {
         install()
         queue.sync { jobEndingLine = line }
     }
@@ -81,7 +83,7 @@ public enum StopRequest {
     private static func handle(_ sig: Int32) {
         let name = sig == SIGINT ? "SIGINT" : "SIGTERM"
         if sig == SIGTERM, let line = jobEndingLine {
-            FileHandle.standardError.write(Data(line.utf8))
+            FileHandle.standardError.write(Data(line(savedStep.load(ordering: .acquiring)).utf8))
             TemporaryFiles.removeAll()
             _exit(128 + sig)
         }

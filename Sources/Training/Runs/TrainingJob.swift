@@ -86,14 +86,18 @@ extension TrainingJob {
     /// - Throws: resolution errors (no run directory is left); a failure after the run started marks
     ///   it failed (resumable) and is rethrown.
     ///
-    /// Under `mpirun` (docs/distributed.md) every rank resolves the options and builds the job; rank 0
-    /// alone creates the run and the others `Run.follow` it.
+    /// Under `mpirun` (docs/distributed.md) rank 0 alone checks the name and resolves the options (so
+    /// anything resolved from data, such as align's capped warmup LR, is measured once, as one process
+    /// over the global batch measures it) and sends the config to the others; every rank builds the
+    /// job from that one config; rank 0 alone creates the run and the others `Run.follow` it.
     public static func start(zoo: Zoo, options: Options, commandLine: [String],
                              progress: ProgressReporter? = nil) throws -> JobResult {
         try options.validate()
         let world = try DataParallel.join()
-        if let name = options.name { try checkName(name, zoo: zoo) }
-        let config = try resolve(options, zoo: zoo)
+        let config = try agreeOnConfig(world: world) {
+            if let name = options.name { try checkName(name, zoo: zoo) }
+            return try resolve(options, zoo: zoo)
+        }
         let job = try Self(config: config, zoo: zoo, resuming: nil)
         DataParallel.syncBatchNorm = options.syncBn
         let run = try agreeOnRun(zoo: zoo, world: world) {
@@ -106,6 +110,29 @@ extension TrainingJob {
             return run
         }
         return try job.finish(on: run, commandLine: commandLine)
+    }
+
+    /// Rank 0 resolves the config (`make`) and sends it to the others as JSON (Doubles round-trip
+    /// exactly), so every rank trains with the same settings. Single process: `make()`.
+    /// - Throws: what `make` throws (rank 0), `DistributedError.leaderFailed` (the others, quietly).
+    static func agreeOnConfig(world: Communicator, _ make: () throws -> Config) throws -> Config {
+        guard world.size > 1 else { return try make() }
+        if world.rank == 0 {
+            let config: Config
+            let bytes: [UInt8]
+            do {
+                config = try make()
+                bytes = Array(try JSONEncoder().encode(config))
+            } catch {
+                _ = try world.broadcast([])
+                throw error
+            }
+            _ = try world.broadcast(bytes)
+            return config
+        }
+        let bytes = try world.broadcast([])
+        guard !bytes.isEmpty else { throw DistributedError.leaderFailed }
+        return try JSONDecoder().decode(Config.self, from: Data(bytes))
     }
 
     /// Rank 0 makes the run (`make`) and tells the others its id; they follow it. Single process: `make()`.

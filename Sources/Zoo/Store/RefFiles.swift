@@ -4,15 +4,18 @@ import Foundation
 /// The ref files under `refs/names` and `refs/tags`: each holds one line, the full id of the entry the
 /// label points to. They are the durable record of labels (the catalog's `labels` table indexes them).
 enum RefFiles {
-    /// Writes `refs/<kind>/<label>` atomically. A symbolic link of that name (never one bissl made)
-    /// is replaced, not written through: `AtomicFile` would write the file it points to. An empty
-    /// folder of that name (never one bissl made) is replaced too; a folder holding files is not.
-    /// - Throws: `ZooError.io` when the link or folder cannot be removed, or the folder holds files.
+    /// Writes `refs/<kind>/<label>` atomically, replacing a ref file as bissl writes them (one full
+    /// id: a stray ref of an interrupted writer). Anything else of that name is a file bissl did not
+    /// write (a user's `notes.txt`, a symbolic link, which `AtomicFile` would write through): it is
+    /// kept and the write refused, as `gc` keeps it. An empty folder of that name (never one bissl
+    /// made, and holding nothing) is replaced; a folder holding files is not.
+    /// - Throws: `ZooError.io` when such a file or a folder holding files is there, or the empty
+    ///   folder cannot be removed.
     static func write(_ label: String, kind: LabelKind, id: String, layout: ZooLayout) throws {
         let url = layout.refURL(label, kind: kind)
         var info = stat()
-        if lstat(url.path, &info) == 0, info.st_mode & S_IFMT == S_IFLNK, unlink(url.path) != 0, errno != ENOENT {
-            throw ZooError.io("cannot replace the symbolic link \(url.path): \(String(cString: strerror(errno)))")
+        if lstat(url.path, &info) == 0, info.st_mode & S_IFMT != S_IFDIR, let problem = read(url, label: label).problem {
+            throw ZooError.io("cannot write the ref file \(url.path): a file that is not a ref file bissl writes is there (\(problem)); move it out of the zoo and run again")
         }
         if lstat(url.path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR, rmdir(url.path) != 0, errno != ENOENT {
             throw ZooError.io(errno == ENOTEMPTY || errno == EEXIST
