@@ -58,7 +58,12 @@ static void *worker(void *arg) {
     return 0;
 }
 
+/// In a child of `fork` the workers do not exist: its calls are refused (the caller runs the pieces itself).
+static volatile int forked;
+static void in_child(void) { forked = 1; }
+
 static void start(void) {
+    pthread_atfork(0, 0, in_child);
     long n = 0;
     for (long i = 0; i + 1 < requested; i++) {
         pthread_t t;
@@ -73,7 +78,7 @@ static void start(void) {
 }
 
 int bissl_pool_run(long threads, long pieces, bissl_pool_fn fn, void *ctx) {
-    if (threads < 2 || pieces > threads || pieces < 1 || inside) return 0;
+    if (threads < 2 || pieces > threads || pieces < 1 || inside || forked) return 0;
     requested = threads;
     pthread_once(&started, start);
     if (pieces > pool.workers + 1) return 0;

@@ -11,7 +11,7 @@ typedef void (*bissl_pool_fn)(void *ctx, long k);
 /// Runs `fn(ctx, k)` for k in [0, pieces): piece 0 on the calling thread, piece k on worker k - 1, and
 /// returns 1 after all of them have returned. Returns 0 without running anything when the pool cannot take
 /// the job: `pieces` > `threads`, `threads` < 2, a call from inside a piece (nested loops) or while another
-/// thread's job runs; the caller then runs the pieces another way. The pool starts `threads - 1` workers
+/// thread's job runs, in a child of `fork`; the caller then runs the pieces another way. The pool starts `threads - 1` workers
 /// at the first call (later calls must pass the same `threads`).
 int bissl_pool_run(long threads, long pieces, bissl_pool_fn fn, void *ctx);
 
