@@ -10,7 +10,7 @@ import Foundation
 /// reduction happens inside one index, so results are bit-identical whatever the thread count.
 /// OpenBLAS's own thread pool is off (`Runtime`), so threads never nest inside a BLAS call. The pieces run
 /// on the engine's worker pool (Sources/CKernels/include/pool.h), whose workers spin briefly between loops
-/// instead of sleeping (measured: the small model's training step gained 10-40%, docs/performance.md);
+/// instead of sleeping (measured: the small model's training step up to 44% faster, docs/performance.md);
 /// loops nested in a piece, or started while another thread's loop runs, go to Dispatch.
 enum Parallel {
     /// Threads used for engine loops: the processors this process may run on (its affinity mask, so
