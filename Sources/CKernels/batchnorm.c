@@ -139,6 +139,18 @@ BODY void scale_shift_body(const float *x, long n, long stride, long plane, floa
     }
 }
 
+BODY void scale_shift_add_relu_body(const float *x, long n, long stride, long plane, float a, float b, const float *r,
+                                    float *y) {
+    v16 va = splat(a), vb = splat(b);
+    for (long s = 0; s < n; s++) {
+        const float *p = x + s * stride, *q = r + s * stride;
+        float *o = y + s * stride;
+        long i = 0;
+        for (; i + VL <= plane; i += VL) store(o + i, relu((load(p + i) * va + vb) + load(q + i)));
+        for (; i < plane; i++) { float v = (p[i] * a + b) + q[i]; o[i] = v <= 0 ? 0 : v; }
+    }
+}
+
 /// The 16 lanes of `*v` added pairwise (as `lanes`).
 BODY float lanes_of(const v16 *v) {
     float l[VL];
@@ -250,6 +262,9 @@ LEVELS(squared_deviation, double, (const float *x, long n, long stride, long pla
        (x, n, stride, plane, mean))
 LEVELS(scale_shift, void, (const float *x, long n, long stride, long plane, float a, float b, int relu, float *y),
        (x, n, stride, plane, a, b, relu, y))
+LEVELS(scale_shift_add_relu, void,
+       (const float *x, long n, long stride, long plane, float a, float b, const float *r, float *y),
+       (x, n, stride, plane, a, b, r, y))
 LEVELS(gate_sums, void,
        (const float *dy, long dystride, const float *x, long stride, long n, long plane, int gated, float a, float b,
         float mean, float invStd, double *sums),
@@ -270,6 +285,11 @@ double bissl_bn_squared_deviation(int level, const float *x, long n, long stride
 void bissl_bn_scale_shift(int level, const float *x, long n, long stride, long plane, float a, float b, int relu,
                           float *y) {
     DISPATCH(void, scale_shift, (x, n, stride, plane, a, b, relu, y));
+}
+
+void bissl_bn_scale_shift_add_relu(int level, const float *x, long n, long stride, long plane, float a, float b,
+                                   const float *r, float *y) {
+    DISPATCH(void, scale_shift_add_relu, (x, n, stride, plane, a, b, r, y));
 }
 
 void bissl_bn_gate_sums(int level, const float *dy, long dystride, const float *x, long stride, long n, long plane,

@@ -81,5 +81,6 @@ void bissl_conv3x3_by_position(int level, const float *x, long channels, long pl
                                const long *yoff);
 
 #include "batchnorm.h"
+#include "pool.h"
 
 #endif

@@ -22,6 +22,13 @@ double bissl_bn_squared_deviation(int level, const float *x, long n, long stride
 void bissl_bn_scale_shift(int level, const float *x, long n, long stride, long plane, float a, float b, int relu,
                           float *y);
 
+/// A ResNet block's last BatchNorm, residual add and output ReLU in one pass:
+/// `v = (x[s * stride + i] * a + b) + r[s * stride + i]` (three roundings, in that order), then ReLU's rule
+/// `y = v <= 0 ? 0 : v` (NaN stays NaN): the values of `bissl_bn_scale_shift` without `relu` followed by the
+/// add and the rule of `ReLU.forward(_:adding:)`. `r`'s planes are laid out as x's; `y` may be `x` or `r`.
+void bissl_bn_scale_shift_add_relu(int level, const float *x, long n, long stride, long plane, float a, float b,
+                                   const float *r, float *y);
+
 /// The backward's dy of the channel as its rules see it: `g = dy`, or with `gate` non-zero ReLU's backward rule
 /// `g = x * a + b > 0 ? dy : 0` (the pre-activation recomputed with the operations of `bissl_bn_scale_shift`,
 /// so the forward's decision; NaN dy passes where the gate is open). dy's planes at `dy + s * dystride`, x's

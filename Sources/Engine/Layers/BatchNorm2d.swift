@@ -112,8 +112,15 @@ public final class BatchNorm2d {
 
     /// Forward: x `[N, C, H, W]` -> y `[N, C, H, W]`; with `relu`, `max(y, 0)` (ReLU's rule, NaN stays NaN:
     /// `BatchNorm2d` then `torch.nn.ReLU` in one pass). Keeps `x` and the statistics used for `backward`.
-    public func forward(_ x: Tensor4, mode: Mode, relu: Bool = false) -> Tensor4 {
+    ///
+    /// With `residual` (`[N, C, H, W]`, `relu` false, outside `ActivationPatterns`): `relu(y + residual)`, a
+    /// ResNet block's last BatchNorm, residual add and output ReLU in one pass, the values of this forward
+    /// without `residual` followed by `ReLU.forward(_:adding:)` (`bissl_bn_scale_shift_add_relu`). That ReLU is
+    /// the caller's (`ReLU.record(output:)`): this layer's `backward` and tangent rules stay the BatchNorm's alone.
+    public func forward(_ x: Tensor4, mode: Mode, relu: Bool = false, adding residual: Tensor4? = nil) -> Tensor4 {
         precondition(x.c == channels, "BatchNorm2d \(prefix): input has \(x.c) channels, expected \(channels)")
+        precondition(residual.map { $0.shape == x.shape && !relu && ActivationPatterns.current == nil } ?? true,
+                     "BatchNorm2d \(prefix): a residual of another shape, with the fused ReLU, or under activation patterns")
         input = x
         let C = channels, HW = x.h * x.w, N = x.n, M = N * HW
         let batch = mode.usesBatchStatistics
@@ -143,27 +150,34 @@ public final class BatchNorm2d {
         let patterns = relu ? ActivationPatterns.current : nil
         let rectify = relu && patterns == nil
         let gamma = weight.value, beta = bias.value, values = total
+        let r = residual?.data ?? []
         var y = [Float](count: x.count) { yp in
             x.data.withUnsafeBufferPointer { xp in
-                stats.withUnsafeMutableBufferPointer { sp in
-                    variance.withUnsafeMutableBufferPointer { vp in
-                        let (xs, ys, st, va) = (xp.baseAddress!, yp.baseAddress!, sp.baseAddress!, vp.baseAddress!)
-                        // Channel by channel (each written by one thread): without synchronisation its batch
-                        // statistics, Σx then Σ(x − μ)² (float lanes per plane, the planes in float64 in
-                        // order), and its output in one visit, while its N planes are in cache.
-                        Parallel.forEachChunk(C, workPerIndex: 3 * N * HW) { channels in
-                            for c in channels {
-                                let plane0 = xs + c * HW
-                                if batch && synchronize == nil {
-                                    let mu = Float(bissl_bn_sum(level, plane0, N, stride, HW) / values)
-                                    st[c] = mu
-                                    va[c] = bissl_bn_squared_deviation(level, plane0, N, stride, HW, mu) / values
+                r.withUnsafeBufferPointer { rp in
+                    stats.withUnsafeMutableBufferPointer { sp in
+                        variance.withUnsafeMutableBufferPointer { vp in
+                            let (xs, ys, st, va) = (xp.baseAddress!, yp.baseAddress!, sp.baseAddress!, vp.baseAddress!)
+                            // Channel by channel (each written by one thread): without synchronisation its batch
+                            // statistics, Σx then Σ(x − μ)² (float lanes per plane, the planes in float64 in
+                            // order), and its output in one visit, while its N planes are in cache.
+                            Parallel.forEachChunk(C, workPerIndex: 3 * N * HW) { channels in
+                                for c in channels {
+                                    let plane0 = xs + c * HW
+                                    if batch && synchronize == nil {
+                                        let mu = Float(bissl_bn_sum(level, plane0, N, stride, HW) / values)
+                                        st[c] = mu
+                                        va[c] = bissl_bn_squared_deviation(level, plane0, N, stride, HW, mu) / values
+                                    }
+                                    if batch { st[C + c] = Float(1 / (va[c] + Double(eps)).squareRoot()) }
+                                    let a = gamma[c] * st[C + c], b = beta[c] - st[c] * a
+                                    st[2 * C + c] = a
+                                    st[3 * C + c] = b
+                                    if let rs = rp.baseAddress, residual != nil {
+                                        bissl_bn_scale_shift_add_relu(level, plane0, N, stride, HW, a, b, rs + c * HW, ys + c * HW)
+                                    } else {
+                                        bissl_bn_scale_shift(level, plane0, N, stride, HW, a, b, rectify ? 1 : 0, ys + c * HW)
+                                    }
                                 }
-                                if batch { st[C + c] = Float(1 / (va[c] + Double(eps)).squareRoot()) }
-                                let a = gamma[c] * st[C + c], b = beta[c] - st[c] * a
-                                st[2 * C + c] = a
-                                st[3 * C + c] = b
-                                bissl_bn_scale_shift(level, plane0, N, stride, HW, a, b, rectify ? 1 : 0, ys + c * HW)
                             }
                         }
                     }

@@ -105,6 +105,23 @@ public final class ReLU {
         return Tensor4(n: a.n, c: a.c, h: a.h, w: a.w, data: forward(a.data, plus: b.data))
     }
 
+    /// Takes `y`, `relu(a + b)` computed by a fused producer (`BatchNorm2d.forward(_:mode:adding:)`, the same
+    /// values as `forward(a, adding: b)`), as this ReLU's forward output: its backward and tangent rules then
+    /// use y's mask. Not inside `ActivationPatterns` (nothing is pinned).
+    public func record(output y: Tensor4) {
+        precondition(ActivationPatterns.current == nil, "ReLU: a fused output under activation patterns")
+        pinnedMask = nil
+        output = y.data
+    }
+
+    /// Backward of `relu(·)` for an output that two gradients reach: `(dy + pending) ⊙ mask`, one pass (the
+    /// residual branch's gradient `pending` added here rather than where the branches meet; the sum is that of
+    /// `ResidualAdd.accumulate`, so the same values as summing first).
+    public func backward(_ dy: Tensor4, adding pending: Tensor4) -> Tensor4 {
+        precondition(dy.shape == pending.shape, "ReLU: gradients of shapes \(dy.shape) and \(pending.shape)")
+        return Tensor4(n: dy.n, c: dy.c, h: dy.h, w: dy.w, data: masked(dy.data, plus: pending.data))
+    }
+
     /// Tangent of `forward(_:adding:)`: ẏ = mask ⊙ (ȧ + ḃ), one pass.
     public func tangentForward(_ dotA: Tensor4, adding dotB: Tensor4) -> Tensor4 {
         precondition(dotA.shape == dotB.shape, "ReLU: tangents of shapes \(dotA.shape) and \(dotB.shape)")

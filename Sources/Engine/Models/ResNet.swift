@@ -173,7 +173,10 @@ public final class ResNet {
     /// (the gradient with respect to the images is not formed).
     public func backward(_ dFeatures: Matrix) {
         var d = pool.backward(dFeatures)
-        for b in blocks.reversed() { d = b.backward(d) }
+        // Each block's identity gradient is added inside the output ReLU's backward of the block before it.
+        var pending: Tensor4?
+        for b in blocks.reversed() { (d, pending) = b.backward(d, adding: pending) }
+        if let pending { ResidualAdd.accumulate(&d, pending) }
         if let mp = maxpool { d = mp.backward(d) }
         _ = conv1.backward(bn1.backward(d), inputGradient: false)
     }

@@ -5,8 +5,8 @@
 ///   -> ReLU -> `conv3` 1x1 (x4 channels) -> `bn3`;
 ///
 /// then `+ identity` (or `downsample.0` 1x1/stride conv -> `downsample.1` BN) and a ReLU. Each BN -> ReLU
-/// pair runs as one BatchNorm pass (`BatchNorm2d.forward(_:mode:relu:)`), the residual add inside the
-/// output ReLU (`ReLU.forward(_:adding:)`).
+/// pair runs as one BatchNorm pass (`BatchNorm2d.forward(_:mode:relu:)`), the last BatchNorm with the residual
+/// add and the output ReLU (`BatchNorm2d.forward(_:mode:adding:)`; the tangent rules keep the layers apart).
 public final class ResidualBlock {
     public let convs: [Conv2d]
     /// `bns[i]` follows `convs[i]`; all but the last with the ReLU fused in.
@@ -45,14 +45,23 @@ public final class ResidualBlock {
     /// Every BatchNorm, in PyTorch order.
     public var batchNorms: [BatchNorm2d] { bns + (downsample.map { [$0.bn] } ?? []) }
 
-    /// Forward: x `[N, inplanes, H, W]` -> `[N, planes*expansion, H/stride, W/stride]`.
+    /// Forward: x `[N, inplanes, H, W]` -> `[N, planes*expansion, H/stride, W/stride]`. The last BatchNorm,
+    /// the residual add and the output ReLU run as one pass (`BatchNorm2d.forward(_:mode:adding:)`), except
+    /// inside `ActivationPatterns` (the ReLU pins its mask itself).
     public func forward(_ x: Tensor4, mode: Mode) -> Tensor4 {
+        let last = convs.count - 1
         var out = x
-        for i in convs.indices {
-            out = bns[i].forward(convs[i].forward(out), mode: mode, relu: i < convs.count - 1)
+        for i in 0..<last {
+            out = bns[i].forward(convs[i].forward(out), mode: mode, relu: true)
         }
+        out = convs[last].forward(out)
         let identity = downsample.map { $0.bn.forward($0.conv.forward(x), mode: mode) } ?? x
-        return outRelu.forward(out, adding: identity)
+        guard ActivationPatterns.current == nil else {
+            return outRelu.forward(bns[last].forward(out, mode: mode), adding: identity)
+        }
+        let y = bns[last].forward(out, mode: mode, adding: identity)
+        outRelu.record(output: y)
+        return y
     }
 
     /// Eval-mode forward for inference only (nothing kept for a backward pass): each BatchNorm folded into
@@ -74,17 +83,23 @@ public final class ResidualBlock {
 
     /// Backward: dy (shape of the output) -> dx (shape of the input); accumulates every parameter gradient.
     public func backward(_ dy: Tensor4) -> Tensor4 {
-        let (dMain, dIdentity) = ResidualAdd.backward(outRelu.backward(dy))
+        var (d, identity) = backward(dy, adding: nil)
+        ResidualAdd.accumulate(&d, identity)
+        return d
+    }
+
+    /// Backward with the two branches' input gradients left unsummed, dx = `main + identity`, so that the
+    /// block before adds them inside its output ReLU's backward (`ReLU.backward(_:adding:)`, one pass fewer);
+    /// `pending`: the unsummed identity part of dy from the block after (nil: none). Accumulates every
+    /// parameter gradient, as `backward`.
+    func backward(_ dy: Tensor4, adding pending: Tensor4?) -> (main: Tensor4, identity: Tensor4) {
+        let g = pending.map { outRelu.backward(dy, adding: $0) } ?? outRelu.backward(dy)
+        let (dMain, dIdentity) = ResidualAdd.backward(g)
         var d = dMain
         for i in convs.indices.reversed() {
             d = convs[i].backward(bns[i].backward(d))!
         }
-        if let ds = downsample {
-            ResidualAdd.accumulate(&d, ds.conv.backward(ds.bn.backward(dIdentity))!)
-        } else {
-            ResidualAdd.accumulate(&d, dIdentity)
-        }
-        return d
+        return (d, downsample.map { ds in ds.conv.backward(ds.bn.backward(dIdentity))! } ?? dIdentity)
     }
 
     /// Tangent forward (the layers' rules in forward order): ẋ -> ẏ, shapes as `forward`.
