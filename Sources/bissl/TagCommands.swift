@@ -35,8 +35,9 @@ struct Untag: ParsableCommand {
     func run() throws {
         let zoo = try zooOptions.open()
         defer { try? zoo.close() }
-        let (id, kind) = try zoo.untag(name)
+        let (id, kind, kept) = try zoo.untag(name)
         ZooOutput.printLine("removed \(kind.rawValue) \(name) from \(id.prefix(12))")
+        if let kept { ZooOutput.printLine("warning: kept \(kept.path): \(kept.reason)") }
     }
 }
 
@@ -79,5 +80,6 @@ struct Remove: ParsableCommand {
             let n = result.descendants.count
             ZooOutput.printLine("  its \(n) descendant\(n == 1 ? "" : "s") keep\(n == 1 ? "s" : "") its record in tombstones/\(result.id).json")
         }
+        for kept in result.keptRefs { ZooOutput.printLine("warning: kept \(kept.path): \(kept.reason)") }
     }
 }

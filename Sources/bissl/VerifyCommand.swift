@@ -70,7 +70,9 @@ struct GC: ParsableCommand {
             provenance and labels are kept as a tombstone, so lineage still names it; re-import its source \
             file to bring it back (with the labels it had that are still free). An object the catalog does not list is listed again when its content id \
             verifies, else moved to damaged/. Temporary files of writers that are no longer running, trashed \
-            objects and ref files of unknown labels are deleted; missing ref files are rewritten. Anything \
+            objects and ref files naming entries the catalog does not list are deleted; a valid ref file of a \
+            label the catalog lacks naming a listed entry gets its label back (ref files are the record of \
+            labels, as verify --reindex reads them); missing ref files are rewritten. Anything \
             else (a file in refs/ that is not a ref file as bissl writes them, a user's file or folder in the \
             zoo's folders) is kept and printed as 'kept PATH: reason'. What an \
             interrupted push or pull keeps to resume from is kept until it has made no progress for the \
@@ -127,6 +129,7 @@ struct GC: ParsableCommand {
         for path in r.keptTransfers { ZooOutput.printLine("kept interrupted transfer \(path) (running it again resumes it; younger than \(grace), --grace 0 removes it)") }
         for k in r.kept { ZooOutput.printLine("kept \(k.path): \(k.reason)") }
         for path in r.strayRefs { ZooOutput.printLine("\(verb) stray ref \(path)") }
+        for path in r.adoptedRefs { ZooOutput.printLine("\(dryRun ? "would add" : "added") the label of ref \(path) to the catalog (the ref files are the record of labels; bissl verify --reindex does the same)") }
         for path in r.rewrittenRefs { ZooOutput.printLine("\(dryRun ? "would rewrite" : "rewrote") ref \(path)") }
         for path in r.restoredObjects { ZooOutput.printLine("\(dryRun ? "would restore" : "restored") object \(path)") }
         for d in r.damagedEntries {
@@ -136,7 +139,7 @@ struct GC: ParsableCommand {
         }
         for id in compacted { ZooOutput.printLine("\(verb) the state of completed run \(id)") }
         let n = r.writerLeftovers.count + r.strayRefs.count + compacted.count
-        ZooOutput.printLine("\(verb) \(n) file\(n == 1 ? "" : "s"), \(ZooOutput.bytes(r.bytes + runBytes))")
+        ZooOutput.printLine("\(verb) \(n) file\(n == 1 ? "" : "s"), \(ZooOutput.bytes(r.bytes + runBytes)) of disk")
         for failure in r.failures { ZooOutput.printLine("failed: \(failure)") }
         if !r.failures.isEmpty {
             throw CLIError("gc could not do \(r.failures.count) thing\(r.failures.count == 1 ? "" : "s") (the failed: lines above); everything else above was done")

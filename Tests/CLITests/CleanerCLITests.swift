@@ -150,7 +150,7 @@ final class CleanerCLITests: CLITestCase {
         }
         XCTAssertTrue(gc.stdout.contains("kept \(readme.path): a file that no bissl writer makes here"), gc.stdout)
         XCTAssertTrue(verify.stdout.contains("leftover: \(readme.path): a file that no bissl writer makes here"), verify.stdout)
-        XCTAssertTrue(gc.stdout.hasSuffix("removed 0 files, 0 B\n"), gc.stdout)
+        XCTAssertTrue(gc.stdout.hasSuffix("removed 0 files, 0 B of disk\n"), gc.stdout)
         XCTAssertEqual(try String(contentsOf: notes, encoding: .utf8), "remember to tag the teacher\n")
         XCTAssertEqual(try String(contentsOf: readme, encoding: .utf8), "what these are\n")
         XCTAssertEqual(try String(contentsOf: folder.appendingPathComponent("inner.txt"), encoding: .utf8), "x\n")
@@ -189,6 +189,76 @@ final class CleanerCLITests: CLITestCase {
         XCTAssertEqual(try bissl(["show", "v2"]).status, 0)
     }
 
+    /// untag and rm remove a label's ref file only when it is the one bissl writes (the entry's full
+    /// id): a user's notes at its path are kept and named in one warning line, the label still goes.
+    /// (Both deleted the notes and said only "removed".)
+    func testUntagAndRmKeepAUsersFileAtALabelsRefPathAndSaySo() throws {
+        XCTAssertEqual(try bissl(["import", try source().path, "--name", "r18_small", "--tag", "mytag", "--tag", "v1"]).status, 0)
+        let tagRef = layout.refURL("mytag", kind: .tag)
+        try write("my notes\n", tagRef)
+        let untag = try bissl(["untag", "mytag"])
+        XCTAssertEqual(untag.status, 0, untag.stderr)
+        XCTAssertTrue(untag.stdout.contains("\nwarning: kept \(tagRef.path): not a ref file bissl writes (it holds 'my notes', not an entry id;"), untag.stdout)
+        XCTAssertEqual(untag.stdout.split(separator: "\n").count, 2, untag.stdout)
+        XCTAssertEqual(try String(contentsOf: tagRef, encoding: .utf8), "my notes\n")
+        XCTAssertNotEqual(try bissl(["show", "mytag"]).status, 0, "the tag is gone from the catalog")
+
+        let nameRef = layout.refURL("r18_small", kind: .name)
+        try write("notes\n", nameRef)
+        let rm = try bissl(["rm", "r18_small"])
+        XCTAssertEqual(rm.status, 0, rm.stderr)
+        XCTAssertTrue(rm.stdout.contains("\nwarning: kept \(nameRef.path): not a ref file bissl writes (it holds 'notes', not an entry id;"), rm.stdout)
+        XCTAssertEqual(try String(contentsOf: nameRef, encoding: .utf8), "notes\n")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: layout.refURL("v1", kind: .tag).path), "its own ref file is removed")
+        XCTAssertEqual(try bissl(["list"]).stdout.contains("r18_small"), false)
+    }
+
+    /// A valid ref file (the full id of a listed entry, also with CRLF) of a label the catalog lacks
+    /// (an interrupted tag): ref files are the record of labels, so gc adds the label, as verify
+    /// --reindex does, and verify says so. (gc deleted it as a "stray ref" while reindex adopted it.)
+    func testGCAddsTheLabelOfAValidRefTheCatalogLacksAsReindexDoes() throws {
+        XCTAssertEqual(try bissl(["import", try source().path, "--name", "mine"]).status, 0)
+        let id = try String(contentsOf: layout.refURL("mine", kind: .name), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let valid = layout.refURL("validtag", kind: .tag)
+        try write(id + "\r\n", valid)
+        let verify = try bissl(["verify"])
+        XCTAssertTrue(verify.stdout.contains("ref file of tag 'validtag', a label the catalog does not hold (interrupted import or tag); bissl gc adds it to the catalog, as bissl verify --reindex does"), verify.stdout)
+        let gc = try bissl(["gc"])
+        XCTAssertEqual(gc.status, 0, gc.stderr)
+        XCTAssertTrue(gc.stdout.contains("added the label of ref \(valid.path) to the catalog"), gc.stdout)
+        XCTAssertFalse(gc.stdout.contains("stray"), gc.stdout)
+        XCTAssertEqual(try String(contentsOf: valid, encoding: .utf8), id + "\r\n")
+        XCTAssertEqual(try bissl(["show", "validtag"]).status, 0)
+        XCTAssertFalse(try bissl(["gc"]).stdout.contains("validtag"), "nothing left to do")
+    }
+
+    /// A refs/ folder that is a symbolic link: tag, untag, rm and import refuse in one line, as gc
+    /// does, and change nothing on either side; verify names the link. (tag and untag wrote and
+    /// removed through it, and verify said gc removes what it holds.)
+    func testLabelWritersRefuseASymlinkedRefsFolder() throws {
+        XCTAssertEqual(try bissl(["import", try source().path, "--name", "mine", "--tag", "v1"]).status, 0)
+        let folder = layout.refs.appendingPathComponent("tags", isDirectory: true)
+        let decoy = tmp.appendingPathComponent("decoy", isDirectory: true)
+        try FileManager.default.moveItem(at: folder, to: decoy)   // decoy/v1 is v1's valid ref
+        try FileManager.default.createSymbolicLink(atPath: folder.path, withDestinationPath: decoy.path)
+        let refusal = "error: refused: \(folder.path) is a symbolic link (to \(decoy.path)); bissl writes and removes labels' ref files only in the zoo's own refs/ folders: put the folder itself there"
+        assertOneLineError(try bissl(["tag", "mine", "v2"]), refusal)
+        assertOneLineError(try bissl(["untag", "v1"]), refusal)
+        assertOneLineError(try bissl(["rm", "mine"]), refusal)
+        let other = tmp.appendingPathComponent("other.h5")
+        try CheckpointFile.write(Network(architecture: Architecture(depth: 18, block: "basic", layers: [2, 2, 2, 2], width: 2, stem: "small"), seed: 2)
+            .checkpoint(provenance: Provenance(stage: "pretext", method: "simclr")), to: other)
+        assertOneLineError(try bissl(["import", other.path, "--tag", "v3"]), refusal)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: decoy.path), ["v1"])
+        let list = try bissl(["list"]).stdout
+        XCTAssertTrue(list.contains("mine"), list)
+        XCTAssertEqual(list.split(separator: "\n").count, 2, "the import left no entry: \(list)")
+        XCTAssertEqual(try bissl(["show", "v1"]).status, 0)
+        let verify = try bissl(["verify"])
+        XCTAssertTrue(verify.stdout.contains("a symbolic link (to \(decoy.path)) where the zoo's own folder belongs: bissl gc, tag, untag, rm, import and pull refuse to change files through it"), verify.stdout)
+        XCTAssertFalse(verify.stdout.contains("gc removes it"), verify.stdout)
+    }
+
     /// One thing gc cannot do (a ref file it cannot write) does not hide what it did: every removal
     /// is printed, then the failure, and gc exits non-zero.
     func testGCPrintsEveryRemovalWhenSomethingElseFails() throws {
@@ -220,7 +290,7 @@ final class CleanerCLITests: CLITestCase {
         let gc = try bissl(["gc"])
         XCTAssertEqual(gc.status, 0, gc.stderr)
         XCTAssertTrue(gc.stdout.contains("removed leftover \(sparse.path)\n"), gc.stdout)
-        XCTAssertTrue(gc.stdout.hasSuffix("removed 1 file, \(allocated) B\n"), "\(allocated) B allocated: \(gc.stdout)")
+        XCTAssertTrue(gc.stdout.hasSuffix("removed 1 file, \(allocated) B of disk\n"), "\(allocated) B allocated: \(gc.stdout)")
     }
 
     /// runs prune drops a completed run's state and dead writers' temporaries: a folder named like

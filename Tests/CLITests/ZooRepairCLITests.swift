@@ -71,7 +71,7 @@ final class ZooRepairCLITests: CLITestCase {
         try Data("x".utf8).write(to: ref.appendingPathComponent("keep.txt"))
         let full = try bissl(["gc"])
         XCTAssertNotEqual(full.status, 0)
-        XCTAssertTrue(full.stdout.contains("failed: cannot write the ref file \(ref.path): a folder with files is there (bissl never makes one); move it away and run bissl gc again\n"), full.stdout)
+        XCTAssertTrue(full.stdout.contains("failed: cannot write the ref file \(ref.path): a folder with files is there (bissl never makes one); move it away and run again\n"), full.stdout)
         XCTAssertEqual(full.stderr, "error: gc could not do 1 thing (the failed: lines above); everything else above was done\n")
         XCTAssertTrue(FileManager.default.fileExists(atPath: ref.appendingPathComponent("keep.txt").path))
     }
@@ -108,7 +108,7 @@ final class ZooRepairCLITests: CLITestCase {
         try FileManager.default.createSymbolicLink(atPath: heldLink.path, withDestinationPath: outside.path)
 
         let linkReason = "not a ref file bissl writes (it is a symbolic link to '\(outside.path)', not a ref file (bissl never reads through one)): gc never removes it; move it out of the zoo if it is yours, else remove it by hand"
-        let heldReason = "not a ref file bissl writes (it is a symbolic link to '\(outside.path)', not a ref file (bissl never reads through one)): gc never removes it; move it out of the zoo if it is yours and run bissl gc again (it rewrites the ref of name 'mine'), or bissl untag mine removes the name and this file"
+        let heldReason = "not a ref file bissl writes (it is a symbolic link to '\(outside.path)', not a ref file (bissl never reads through one)): gc never removes it; move it out of the zoo if it is yours and run bissl gc again (it rewrites the ref of name 'mine'); to drop the name instead, bissl untag mine (which keeps this file) and remove the file by hand"
         let verify = try bissl(["verify"])
         XCTAssertEqual(verify.status, 0, verify.stderr)
         XCTAssertTrue(verify.stdout.contains("leftover: \(badName.path): not a ref file bissl writes (its name is not a valid label"), verify.stdout)

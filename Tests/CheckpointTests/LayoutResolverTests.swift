@@ -315,11 +315,60 @@ final class LayoutResolverTests: XCTestCase {
         XCTAssertTrue(r.rules.contains("chose 'online_network.encoder' over its momentum copy 'target_network.encoder' (BYOL: the online network is trained by gradient, the target network is its moving average); --select target_network.encoder picks the copy"), "\(r.rules)")
         XCTAssertTrue(r.rules.contains("dropped 327 keys of the unselected candidate 'target_network.encoder': everything under 'target_network.', its heads included"), "\(r.rules)")
 
+        // The target network selected: the predictor, which only the online network has in BYOL,
+        // goes with the online network.
         let t = try LayoutResolver.resolve(T.doc(.dict(sd)), options: .init(select: "target_network.encoder"))
         XCTAssertEqual(t.components["backbone"]!["conv1.weight"]!.floats()[0], 2)
-        XCTAssertEqual(Array(t.components.keys), ["backbone", "projector", "predictor"])
-        XCTAssertEqual(t.droppedKeys.count, 318 + 9)
-        XCTAssertTrue(t.droppedKeys.allSatisfy { $0.hasPrefix("online_network.") }, "\(t.droppedKeys)")
+        XCTAssertEqual(Array(t.components.keys), ["backbone", "projector"])
+        XCTAssertEqual(t.droppedKeys.count, 318 + 9 + 9)
+        XCTAssertTrue(t.droppedKeys.allSatisfy { $0.hasPrefix("online_network.") || $0.hasPrefix("predictor.") }, "\(t.droppedKeys)")
+        XCTAssertTrue(t.rules.contains("dropped the predictor 'predictor.*' (9 keys): it belongs to 'online_network.encoder', the network trained by gradient; its momentum copy 'target_network.encoder', selected, has none (BYOL: the online network is trained by gradient, the target network is its moving average)"), "\(t.rules)")
+        XCTAssertEqual(t.warnings, [])
+    }
+
+    /// MoCo v3 keeps its predictor beside both encoders (`module.predictor`); it belongs to the base
+    /// encoder, so selecting the momentum encoder drops it, while the default choice keeps it.
+    func testMoCoV3MomentumEncoderSelectedDropsTheBaseEncodersPredictor() throws {
+        let sd = try T.resnet(prefix: "module.base_encoder.", fc: false, seed: 1) + T.mlp("module.base_encoder.fc.", [128, 16, 8])
+            + T.resnet(prefix: "module.momentum_encoder.", fc: false, seed: 2) + T.mlp("module.momentum_encoder.fc.", [128, 16, 8])
+            + T.mlp("module.predictor.", [8, 16, 8])
+        let root = T.dict([("state_dict", .dict(sd))])
+        let base = try LayoutResolver.resolve(T.doc(root))
+        XCTAssertEqual(base.selector, "state_dict.module.base_encoder")
+        XCTAssertEqual(Array(base.components.keys), ["backbone", "projector", "predictor"])
+        do {
+            let m = try LayoutResolver.resolve(T.doc(root), options: .init(select: "state_dict.module.momentum_encoder"))
+            XCTAssertEqual(m.components["backbone"]!["conv1.weight"]!.floats()[0], 2)
+            XCTAssertEqual(Array(m.components.keys), ["backbone", "projector"])
+            XCTAssertEqual(m.droppedKeys.filter { $0.hasPrefix("state_dict.module.predictor.") }.count, 9, "\(m.droppedKeys)")
+            XCTAssertTrue(m.rules.contains("dropped the predictor 'module.predictor.*' (9 keys): it belongs to 'state_dict.module.base_encoder', the network trained by gradient; its momentum copy 'state_dict.module.momentum_encoder', selected, has none (MoCo v3: the base encoder is trained by gradient, the momentum encoder is its moving average)"), "\(m.rules)")
+            XCTAssertEqual(m.warnings, [])
+        }
+        // BYOL code that names the online predictor after its network: dropped the same way.
+        let byol = try T.resnet(prefix: "online_network.encoder.", fc: false, seed: 1) + T.resnet(prefix: "target_network.encoder.", fc: false, seed: 2)
+            + T.mlp("online_predictor.", [128, 16, 8])
+        let t = try LayoutResolver.resolve(T.doc(.dict(byol)), options: .init(select: "target_network.encoder"))
+        XCTAssertEqual(Array(t.components.keys), ["backbone"])
+        XCTAssertEqual(t.droppedKeys.filter { $0.hasPrefix("online_predictor.") }.count, 9)
+    }
+
+    /// MoCo with one tensor missing from the query encoder: the key encoder, its momentum copy, is the
+    /// only complete backbone, but importing it in the query encoder's place would hand the user the
+    /// moving average; refused with what the query encoder lacks, until --select names the copy.
+    func testMomentumCopyIsNotImportedInPlaceOfAnIncompleteTrainedNetwork() throws {
+        var sd = try T.resnet(prefix: "module.encoder_q.", seed: 1) + T.resnet(prefix: "module.encoder_k.", seed: 2)
+        sd.removeAll { $0.key.stringValue == "module.encoder_q.layer4.1.bn2.running_var" }
+        let root = T.dict([("state_dict", .dict(sd))])
+        for select in [nil, "state_dict", "state_dict.module"] {
+            XCTAssertThrowsError(try LayoutResolver.resolve(T.doc(root), options: .init(select: select))) { error in
+                guard case .invalid(let m) = error as? CheckpointError else { return XCTFail("\(error)") }
+                XCTAssertTrue(m.hasPrefix("the network trained by gradient, 'state_dict.module.encoder_q', is incomplete: it holds "), m)
+                XCTAssertTrue(m.contains("missing 1 (layer4.1.bn2.running_var)"), m)
+                XCTAssertTrue(m.hasSuffix("the only complete backbone, 'state_dict.module.encoder_k', is its momentum copy (MoCo: the query encoder is trained by gradient, the key encoder is its momentum copy) and is not imported in its place: --select state_dict.module.encoder_k imports the momentum copy deliberately"), m)
+            }
+        }
+        let k = try LayoutResolver.resolve(T.doc(root), options: .init(select: "state_dict.module.encoder_k"))
+        XCTAssertEqual(k.components["backbone"]!["conv1.weight"]!.floats()[0], 2)
     }
 
     /// The preference applies only when one candidate is left once momentum copies are set aside:

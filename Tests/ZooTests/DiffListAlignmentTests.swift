@@ -80,4 +80,28 @@ final class DiffListAlignmentTests: XCTestCase {
         let pairs = KeyedDiff.commonSubsequence(items(["p", "a", "b", "c", "q"]), items(["p", "b", "a", "c", "q"]), exactLimit: 1)
         XCTAssertEqual(pairs.map { [$0.0, $0.1] }, [[0, 0], [1, 2], [3, 3], [4, 4]])
     }
+
+    /// `source.droppedKeys` is a set by meaning (its order is the source file's dict order): 30,000
+    /// dropped keys listed in another order, 5 of them gone and one new, diff as 5 removed and 1
+    /// added, not as every key removed at one index and added at another. `source.rules` keeps its
+    /// order: a rule moved is one removed and one added line.
+    func testDroppedKeysCompareAsASetAndRulesInOrder() throws {
+        let keys = (0..<30000).map { "state_dict.buf\($0)" }
+        // A fixed shuffle: i -> 7919 i mod 30000 is a permutation (7919 is a prime not dividing 30000).
+        var shuffled = (0..<30000).map { keys[($0 * 7919) % 30000] }
+        let gone = Set(["state_dict.buf3", "state_dict.buf10", "state_dict.buf11", "state_dict.buf20000", "state_dict.buf29999"])
+        shuffled.removeAll { gone.contains($0) }
+        shuffled.insert("state_dict.bufNEW", at: 12345)
+        func entry(_ dropped: [String], rules: [String]) -> Checkpoint {
+            let source = Provenance.Source(fileName: "m.pth", sha256: "00", format: "pth", container: "zip", rules: rules, droppedKeys: dropped)
+            return Checkpoint(components: ["backbone": ["conv1.weight": Tensor(float32: [1], shape: [1])]], architecture: nil,
+                              provenance: Provenance(stage: "imported", source: source))
+        }
+        let diff = try CheckpointDiff(entry(keys, rules: ["r1", "r2", "r3"]), entry(shuffled, rules: ["r3", "r1", "r2"]))
+        let removed = keys.enumerated().filter { gone.contains($0.element) }.map { "removed source.droppedKeys[\($0.offset)] \($0.element) -" }
+        // Flattened keys are sorted, so droppedKeys come before rules on each side.
+        XCTAssertEqual(summary(diff.provenance), removed + ["removed source.rules[2] r3 -",
+                                                            "added source.droppedKeys[12345] - state_dict.bufNEW",
+                                                            "added source.rules[0] - r3"])
+    }
 }

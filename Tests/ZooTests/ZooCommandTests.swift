@@ -114,6 +114,6 @@ final class ZooCommandTests: XCTestCase {
         XCTAssertEqual(((report["report"] as! [String: Any])["findings"] as? [Any])?.count, 0)
         XCTAssertEqual(try run(["list", "--json", "--zoo", zoo]), before)
         XCTAssertTrue(try run(["lineage", "best", "--up", "--zoo", zoo]).contains(String(ContentID.compute(parent).prefix(12))))
-        XCTAssertTrue(try run(["gc", "--zoo", zoo]).hasSuffix("removed 0 files, 0 B\n"))
+        XCTAssertTrue(try run(["gc", "--zoo", zoo]).hasSuffix("removed 0 files, 0 B of disk\n"))
     }
 }

@@ -435,7 +435,7 @@ final class ZooIntegrityTests: XCTestCase {
 
         let garbageReason = "not a ref file bissl writes (it holds 'hello world', not an entry id; a ref file is one line, an entry's full 64-hex id): gc never removes it; move it out of the zoo if it is yours, else remove it by hand"
         let badNameReason = "not a ref file bissl writes (its name is not a valid label (1-100 characters of A-Z a-z 0-9 . _ + -, starting with a letter or digit, not 6 or more hex digits only)): gc never removes it; move it out of the zoo if it is yours, else remove it by hand"
-        let heldReason = "not a ref file bissl writes (it holds 'oops', not an entry id; a ref file is one line, an entry's full 64-hex id): gc never removes it; move it out of the zoo if it is yours and run bissl gc again (it rewrites the ref of name 'held'), or bissl untag held removes the name and this file"
+        let heldReason = "not a ref file bissl writes (it holds 'oops', not an entry id; a ref file is one line, an entry's full 64-hex id): gc never removes it; move it out of the zoo if it is yours and run bissl gc again (it rewrites the ref of name 'held'); to drop the name instead, bissl untag held (which keeps this file) and remove the file by hand"
         let folderReason = "not a ref file bissl writes (it is a folder): gc never removes it; move it out of the zoo if it is yours, else remove it by hand"
         let readmeReason = "a file that no bissl writer makes here (not an object, ref, temporary, transfer or trashed object): gc never removes it; move it out of the zoo if it is yours"
         let messages = Dictionary(uniqueKeysWithValues: try zoo.verify().findings.map { ($0.path ?? "", $0.message) })

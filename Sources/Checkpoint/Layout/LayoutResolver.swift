@@ -20,6 +20,10 @@ import Collections
 ///    over its momentum copy under the branch names of the method that keeps both (MoCo's
 ///    `encoder_q` over `encoder_k`, `base_encoder` over `momentum_encoder`, BYOL's `online_network`
 ///    over `target_network`; `MomentumCopies`), recorded as a rule; `--select` picks the copy.
+///    The one complete candidate is refused (`CheckpointError.invalid`) when it is the momentum
+///    copy of an incomplete trained network (an `encoder_q` missing a key beside a complete
+///    `encoder_k`), unless `--select` names the copy itself: the refusal says what the trained
+///    network lacks.
 ///    Any other set of complete candidates (EMA of a whole model, teacher/student) is refused with
 ///    `CheckpointError.ambiguous` listing them with their scores, since neither the EMA nor the
 ///    online weights are right for every use.
@@ -39,8 +43,11 @@ import Collections
 ///    key under that candidate's side of the tree (for `target_network.encoder.` beside
 ///    `online_network.encoder.`: all of `target_network.*`, its projector included), keys with no group
 ///    (`queue`), non-tensor entries and every other sub-tree of the document are dropped and
-///    listed in `droppedKeys` (sub-trees by their key path). `--component backbone` keeps only the
-///    backbone and lists everything else as dropped.
+///    listed in `droppedKeys` (sub-trees by their key path). With a momentum copy selected
+///    (`target_network.encoder`, `module.momentum_encoder`), a predictor group outside the copy's
+///    side (`predictor.*`, `online_predictor.*`, `module.predictor.*`) belongs to the trained network
+///    (BYOL and MoCo v3 give the copy none): it is dropped with a rule. `--component backbone` keeps
+///    only the backbone and lists everything else as dropped.
 /// 6. **num_batches_tracked** is an optional int64 buffer: a missing one (next to a
 ///    `running_var` of the backbone or of a recognised head) is filled with 0 (`torch.tensor(0)`, as
 ///    `_NormBase._load_from_state_dict` does for BatchNorm version < 2) and listed in `filledKeys`;
@@ -179,7 +186,20 @@ public enum LayoutResolver {
         components["backbone"] = backbone
         let features = ArchitectureInference.featureDimension(arch)
         let fcGroup = fcTensors.isEmpty ? nil : HeadAssignment.Group(sourcePrefix: p + "fc.", name: "fc", tensors: fcTensors)
-        let (groups, loose) = HeadAssignment.group(rest, backbonePrefix: p)
+        let grouped = HeadAssignment.group(rest, backbonePrefix: p)
+        var groups = grouped.groups
+        let loose = grouped.loose
+        // A momentum copy selected: the predictor beside it belongs to the network trained by
+        // gradient (BYOL's online network, MoCo v3's base encoder); the copy has none.
+        if let (trained, pair) = MomentumCopies.trained(of: chosen, among: resnetCandidates), trained.keyPath == chosen.keyPath {
+            let copySide = sideRoot(p, apartFrom: trained.prefix)
+            let foreign = groups.filter { HeadAssignment.predictorNames.contains($0.name) && !$0.sourcePrefix.hasPrefix(copySide) }
+            for g in foreign {
+                rules.append("dropped the predictor '\(g.sourcePrefix)*' (\(g.tensors.count) keys): it belongs to '\(trained.selector)', the network trained by gradient; its momentum copy '\(chosen.selector)', selected, has none (\(pair.method))")
+                dropped += g.tensors.keys.map { join(dict.keyPath, g.sourcePrefix + $0) }
+            }
+            groups.removeAll { g in foreign.contains { $0.sourcePrefix == g.sourcePrefix } }
+        }
         if !loose.isEmpty {
             // With --component all the user asked for the whole model: losing tensors is a warning.
             let names = loose.prefix(10).joined(separator: ", ") + (loose.count > 10 ? ", ... (\(loose.count - 10) more)" : "")
@@ -301,7 +321,7 @@ public enum LayoutResolver {
                 throw CheckpointError.invalid("--select '\(s)' matches no candidate; candidates: \(list(all))")
             }
             let complete = under.filter(\.complete)
-            if complete.count == 1 { return (complete[0], nil) }
+            if complete.count == 1 { try refuseCopyOfIncomplete(complete[0], all: all, walk: walk); return (complete[0], nil) }
             if let preferred = MomentumCopies.preferred(complete) { return (preferred.0, preferred.rule) }
             if complete.count > 1 {
                 throw CheckpointError.ambiguous("--select '\(s)' still matches \(complete.count) complete backbones: \(list(complete)); pick one with --select \(complete[0].selector)")
@@ -310,7 +330,7 @@ public enum LayoutResolver {
             throw CheckpointError.invalid("--select '\(s)' matches no complete backbone: \(list(under))")
         }
         let complete = pool.filter(\.complete)
-        if complete.count == 1 { return (complete[0], nil) }
+        if complete.count == 1 { try refuseCopyOfIncomplete(complete[0], all: all, walk: walk); return (complete[0], nil) }
         if let preferred = MomentumCopies.preferred(complete) { return (preferred.0, preferred.rule) }
         if complete.count > 1 {
             throw CheckpointError.ambiguous("\(complete.count) complete ResNet backbones found: \(list(complete)); no rule prefers one (an EMA copy, a teacher or a student may each be the one wanted): pick one with --select KEYPATH, e.g. --select \(complete[0].selector)")
@@ -324,13 +344,32 @@ public enum LayoutResolver {
     /// differences.
     static func closest(_ best: Candidate, walk: CandidateSearch.Walk) -> String {
         let place = best.selector.isEmpty ? "the root dict" : "'\(best.selector)'"
-        guard let arch = best.architecture, let dict = walk.dicts.first(where: { $0.keyPath == best.keyPath }) else {
-            return "the closest is \(place): \(best.differences)"
-        }
-        let diff = ArchitectureInference.compare(CandidateSearch.backboneSubset(dict, prefix: best.prefix),
+        guard let holdings = holdings(best, walk: walk) else { return "the closest is \(place): \(best.differences)" }
+        return "the closest, \(place), " + holdings
+    }
+
+    /// `holds 317 of the 318 keys a resnet50 requires (...); differences: ...` for an incomplete
+    /// candidate with a guessed architecture; nil without one.
+    static func holdings(_ c: Candidate, walk: CandidateSearch.Walk) -> String? {
+        guard let arch = c.architecture, let dict = walk.dicts.first(where: { $0.keyPath == c.keyPath }) else { return nil }
+        let diff = ArchitectureInference.compare(CandidateSearch.backboneSubset(dict, prefix: c.prefix),
                                                  to: ArchitectureInference.backboneKeys(for: arch))
-        return "the closest, \(place), holds \(diff.required - diff.missing.count) of the \(diff.required) keys a \(arch.label) requires "
+        return "holds \(diff.required - diff.missing.count) of the \(diff.required) keys a \(arch.label) requires "
             + "(architecture guessed from the keys present); differences: \(diff.summary)"
+    }
+
+    /// Refuses `only`, the one complete backbone, when it is the momentum copy of an incomplete
+    /// network trained by gradient (MoCo's `encoder_k` beside an `encoder_q` missing a key): a user
+    /// who asks for the backbone wants the trained network, so the copy is imported only when
+    /// `--select` names it.
+    /// - Throws: `CheckpointError.invalid` naming the incomplete network, what it lacks, and the
+    ///   `--select` that imports the copy.
+    static func refuseCopyOfIncomplete(_ only: Candidate, all: [Candidate], walk: CandidateSearch.Walk) throws {
+        guard let (trained, pair) = MomentumCopies.trained(of: only, among: all), !trained.complete else { return }
+        let lacking = holdings(trained, walk: walk) ?? "differences: \(trained.differences)"
+        throw CheckpointError.invalid("the network trained by gradient, '\(trained.selector)', is incomplete: it \(lacking); "
+            + "the only complete backbone, '\(only.selector)', is its momentum copy (\(pair.method)) and is not imported in its place: "
+            + "--select \(only.selector) imports the momentum copy deliberately")
     }
 
     /// Some, not all, keys of a tensor dict start with `S.`, and removing it from those gives

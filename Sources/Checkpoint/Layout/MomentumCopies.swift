@@ -42,6 +42,15 @@ enum MomentumCopies {
         return pairs.first { $0.average == only.element.0 && $0.trained == only.element.1 }
     }
 
+    /// The candidate of `all` (other than `copy`) of which `copy` is the momentum copy, with the
+    /// pair; nil when `copy` is no such copy.
+    static func trained(of copy: Candidate, among all: [Candidate]) -> (Candidate, Pair)? {
+        for c in all where c != copy {
+            if let found = pair(copy: copy, of: c) { return (c, found) }
+        }
+        return nil
+    }
+
     /// When every candidate of `complete` but one is the momentum copy of another candidate of it,
     /// that one, with the rule that chose it (for `Resolution.rules`); nil otherwise.
     static func preferred(_ complete: [Candidate]) -> (Candidate, rule: String)? {

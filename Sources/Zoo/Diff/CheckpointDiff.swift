@@ -214,7 +214,8 @@ public struct CheckpointDiff: Codable, Sendable {
         self.sections = sections
         self.stages = Self.summarizeStages(entries)
 
-        provenance = KeyedDiff.diff(try Self.flatProvenance(a.provenance), try Self.flatProvenance(b.provenance))
+        provenance = KeyedDiff.diff(try Self.flatProvenance(a.provenance), try Self.flatProvenance(b.provenance),
+                                    unordered: Self.unorderedProvenanceLists)
         hyperparameters = KeyedDiff.diff(KeyedDiff.flatten(.object(a.provenance.hyperparameters)),
                                          KeyedDiff.flatten(.object(b.provenance.hyperparameters)))
         architecture = KeyedDiff.diff(try a.architecture.map { try KeyedDiff.flatten($0) } ?? [],
@@ -377,6 +378,12 @@ public struct CheckpointDiff: Codable, Sendable {
     }
 
     // MARK: - Provenance
+
+    /// Provenance lists that are sets by meaning, compared as such (`KeyedDiff.diff`): the source
+    /// keys an import dropped (listed in the source file's dict order), the keys it filled and the
+    /// storage device tags (first-seen order). `source.rules`, `parents`, `datasets` and `warnings`
+    /// keep their order-aware alignment.
+    static let unorderedProvenanceLists: Set<String> = ["source.droppedKeys", "source.filledKeys", "source.locations"]
 
     /// Provenance flattened without its hyperparameters (reported on their own), plus each metric
     /// history as `metricHistory.<name>.count` and `.last` (the histories are not part of the JSON form).

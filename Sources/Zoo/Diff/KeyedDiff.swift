@@ -65,7 +65,10 @@ public struct FlatEntry: Equatable, Sendable {
 /// line, not as every later rule changed. Between two aligned elements, objects (`parents[i]`) are
 /// paired in order when both sides hold as many, and compared key by key (`changed
 /// parents[0].relation`); strings (`source.rules[i]`) and unpaired elements are removed (A's index)
-/// and added (B's index).
+/// and added (B's index). Arrays named in `unordered` are sets by meaning (provenance's
+/// `source.droppedKeys`: their order is the source file's dict order): they are compared as
+/// multisets, each element present more often in A than in B removed, each one present more often
+/// in B added, in linear time whatever the shuffle.
 public enum KeyedDiff {
     /// The JSON form of `value` (as `JSONEncoder` writes it), flattened to dotted keys in key order.
     /// Non-finite doubles become the strings `NaN`, `Infinity`, `-Infinity`.
@@ -105,8 +108,10 @@ public enum KeyedDiff {
     }
 
     /// Keys that differ between `a` and `b`: removed and changed ones in the order A lists them, then
-    /// added ones in the order B lists them. Array elements are aligned by content (see the type).
-    public static func diff(_ a: [FlatEntry], _ b: [FlatEntry]) -> [KeyChange] {
+    /// added ones in the order B lists them. Array elements are aligned by content (see the type);
+    /// those of the arrays named in `unordered` (flattened keys such as `source.droppedKeys`) are
+    /// matched as multisets.
+    public static func diff(_ a: [FlatEntry], _ b: [FlatEntry], unordered: Set<String> = []) -> [KeyChange] {
         // Each change with the position in A (removed, changed) or B (added) of the leaf it reports.
         var fromA: [(Int, KeyChange)] = []
         var fromB: [(Int, KeyChange)] = []
@@ -133,6 +138,22 @@ public enum KeyedDiff {
             let eb = arraysB.first { $0.array == array }?.items ?? []
             func removed(_ e: ArrayItem) { for l in e.leaves { fromA.append((l.position, KeyChange(key: l.key, kind: .removed, a: l.value, b: nil))) } }
             func added(_ e: ArrayItem) { for l in e.leaves { fromB.append((l.position, KeyChange(key: l.key, kind: .added, a: nil, b: l.value))) } }
+            if unordered.contains(array) {
+                // A multiset: each element matched to any equal one of the other side.
+                func surplus(_ x: [ArrayItem], over y: [ArrayItem]) -> [ArrayItem] {
+                    var available: [String: Int] = [:]
+                    for e in y { available[e.contentKey, default: 0] += 1 }
+                    return x.filter { e in
+                        let key = e.contentKey
+                        guard let n = available[key], n > 0 else { return true }
+                        available[key] = n - 1
+                        return false
+                    }
+                }
+                surplus(ea, over: eb).forEach(removed)
+                surplus(eb, over: ea).forEach(added)
+                continue
+            }
             var i = 0, j = 0
             for (mi, mj) in commonSubsequence(ea, eb) + [(ea.count, eb.count)] {
                 let gapA = ea[i..<mi], gapB = eb[j..<mj]

@@ -23,6 +23,11 @@ public struct GCReport: Codable, Equatable, Sendable {
     public var strayRefs: [String]
     /// Ref files rewritten for labels the catalog holds (after an interrupted untag/rm).
     public var rewrittenRefs: [String]
+    /// Valid ref files of labels the catalog does not hold naming an entry it lists (an interrupted
+    /// tag or import): ref files are the durable record of labels, so the label goes into the catalog,
+    /// as `bissl verify --reindex` does (a name only for an entry without one; a name ref for an
+    /// entry named otherwise is kept, `kept`).
+    public var adoptedRefs: [String] = []
     /// Trashed objects put back because the catalog still lists them (interrupted rm).
     public var restoredObjects: [String]
     /// Listed entries whose object is missing, cannot be read or holds other content than its id:
@@ -102,7 +107,7 @@ extension Zoo {
     ///   - held: the catalog holds `label` as a label of this `kind` (its ref file belongs there).
     static func invalidRefReason(_ problem: String, label: String, kind: LabelKind, held: Bool) -> String {
         "not a ref file bissl writes (\(problem)): gc never removes it; " + (held
-            ? "move it out of the zoo if it is yours and run bissl gc again (it rewrites the ref of \(kind.rawValue) '\(label)'), or bissl untag \(label) removes the \(kind.rawValue) and this file"
+            ? "move it out of the zoo if it is yours and run bissl gc again (it rewrites the ref of \(kind.rawValue) '\(label)'); to drop the \(kind.rawValue) instead, bissl untag \(label) (which keeps this file) and remove the file by hand"
             : "move it out of the zoo if it is yours, else remove it by hand")
     }
 
@@ -118,9 +123,10 @@ extension Zoo {
     /// deleted. A listed entry whose object is missing or fails verification (every listed object is
     /// read) is unlisted with a tombstone and its object moved to `damaged/`
     /// (`GCReport.damagedEntries`); a trashed object the catalog still lists is put back; missing
-    /// ref files of held labels are rewritten, ref files of labels the catalog does not hold removed
-    /// (a file under `refs/` that is not a ref file as bissl writes them is kept, and a held label's
-    /// ref is not rewritten over it).
+    /// ref files of held labels are rewritten; a valid ref file of a label the catalog does not hold
+    /// naming a listed entry is adopted (`GCReport.adoptedRefs`), one naming no listed entry (or a
+    /// label held otherwise) removed (a file under `refs/` that is not a ref file as bissl writes them
+    /// is kept, and a held label's ref is not rewritten over it).
     ///
     /// Removed, and only these (`ZooScan` sorts the zoo's files by name): a writer's temporary (a
     /// regular file named `.<name>.tmp-<pid>-<n>` or `.zip-`, whatever its pid: pids are reused) while this
@@ -216,7 +222,11 @@ extension Zoo {
                     let labels = try Catalog.labels(of: id, db)
                     try unlist(id, tombstone: true, damage: problem, db)
                     for (label, kind) in labels {
-                        do { try RefFiles.remove(label, kind: kind, layout: layout) } catch { report.failures.append(String(describing: error)) }
+                        do {
+                            if let reason = try RefFiles.remove(label, kind: kind, id: id, layout: layout) {
+                                report.kept.append(.init(path: layout.refURL(label, kind: kind).path, reason: reason))
+                            }
+                        } catch { report.failures.append(String(describing: error)) }
                     }
                 }
                 report.damagedEntries.append(.init(id: id, problem: problem, movedTo: movedTo, sourceFile: source))
@@ -272,6 +282,7 @@ extension Zoo {
             let labels = try Catalog.allLabels(db)
             let byLabel = Dictionary(labels.map { ($0.label, ($0.kind, $0.id)) }, uniquingKeysWith: { a, _ in a })
             var present = Set<String>()
+            var named = Set<String>()  // entries given a name below (a dry run does not write it)
             for ref in RefFiles.all(layout: layout) {
                 if relabeled.contains(ref.label) { present.insert(ref.label); continue }
                 if let owner = byLabel[ref.label], owner.0 == ref.kind, owner.1 == ref.id, ref.problem == nil {
@@ -287,6 +298,19 @@ extension Zoo {
                     if held && problem == "it is a folder" { continue }
                     report.kept.append(.init(path: ref.url.path, reason: Self.invalidRefReason(problem, label: ref.label, kind: ref.kind, held: held)))
                     if held { present.insert(ref.label) }
+                    continue
+                }
+                if byLabel[ref.label] == nil, !present.contains(ref.label), let id = ref.id, inZoo(id) {
+                    // A label the catalog lacks, for an entry it lists: adopted, as reindex does.
+                    if ref.kind == .name, try named.contains(id) || Catalog.labels(of: id, db).contains(where: { $0.kind == .name }) {
+                        let name = try Catalog.labels(of: id, db).first { $0.kind == .name }?.label ?? "another name"
+                        report.kept.append(.init(path: ref.url.path, reason: "ref file of name '\(ref.label)' for entry \(id.prefix(12)), which is named '\(name)' (an entry has one name): gc never removes it; remove it by hand, or bissl tag \(id.prefix(12)) \(ref.label) after removing it"))
+                        continue
+                    }
+                    if !dryRun { try Catalog.addLabel(ref.label, kind: ref.kind, id: id, db) }
+                    if ref.kind == .name { named.insert(id) }
+                    present.insert(ref.label)
+                    report.adoptedRefs.append(ref.url.path)
                     continue
                 }
                 if delete(ref.url) { report.strayRefs.append(ref.url.path) }

@@ -137,7 +137,7 @@ extension Zoo {
                                     labelsRestored: restored.map(\.0), labelsNotRestored: notRestored)
             } catch {
                 // Still under the write lock: nobody else can have indexed what we placed.
-                for (label, kind) in writtenRefs { try? RefFiles.remove(label, kind: kind, layout: layout) }
+                for (label, kind) in writtenRefs { _ = try? RefFiles.remove(label, kind: kind, id: id, layout: layout) }
                 if placedObject { unlink(object.path) }
                 throw error
             }
@@ -183,7 +183,7 @@ extension Zoo {
                 try Catalog.addLabel(label, kind: kind, id: id, db)
             }
         } catch {
-            for (label, kind) in written { try? RefFiles.remove(label, kind: kind, layout: layout) }
+            for (label, kind) in written { _ = try? RefFiles.remove(label, kind: kind, id: id, layout: layout) }
             throw error
         }
         var result = try existingResult(id, db)!

@@ -11,6 +11,9 @@ public struct RemoveResult: Codable, Equatable, Sendable {
     public var descendants: [String]
     /// True when a tombstone (`tombstones/<id>.json`) keeps its provenance for those descendants.
     public var tombstone: Bool
+    /// Files at its labels' ref paths that are not the ref files bissl writes for it: kept
+    /// (`RefFiles.remove`).
+    public var keptRefs: [KeptRef] = []
 }
 
 extension Zoo {
@@ -24,8 +27,11 @@ extension Zoo {
     ///
     /// The object is moved to `trash/` inside the transaction and deleted after the commit, so a
     /// concurrent import of the same content never loses its freshly placed object.
+    /// Its ref files are removed only when they are the ones bissl writes (`RefFiles.remove`);
+    /// anything else at their paths is kept (`RemoveResult.keptRefs`).
     /// - Throws: `ZooError.invalid` for an unknown REF or (without `force`) an entry with
-    ///   descendants, listing them.
+    ///   descendants, listing them; `ZooError.unsupported` when the entry has labels and `refs/` or
+    ///   `refs/<kind>` is a symbolic link (nothing changes).
     public func remove(_ ref: String, force: Bool = false) throws -> RemoveResult {
         try requireWritable()
         var trashed: URL?
@@ -33,6 +39,7 @@ extension Zoo {
             let id = try Self.resolve(ref, db, zoo: layout.root.path)
             let children = try Catalog.children(of: id, db).filter { try $0 != id && Catalog.exists($0, db) }
             let labels = try Catalog.labels(of: id, db)
+            if !labels.isEmpty { try layout.requireOwnRefFolders() }  // before anything changes
             if !children.isEmpty && !force {
                 let shown = try children.prefix(5).map { child -> String in
                     let name = try Catalog.labels(of: child, db).first { $0.kind == .name }?.label
@@ -49,8 +56,13 @@ extension Zoo {
             } else if errno != ENOENT {
                 throw ZooError.io("cannot remove \(object.path): \(String(cString: strerror(errno)))")
             }
-            for (label, kind) in labels { try RefFiles.remove(label, kind: kind, layout: layout) }
-            return RemoveResult(id: id, labels: labels.map(\.label), descendants: children, tombstone: !children.isEmpty)
+            var kept: [KeptRef] = []
+            for (label, kind) in labels {
+                if let reason = try RefFiles.remove(label, kind: kind, id: id, layout: layout) {
+                    kept.append(KeptRef(path: layout.refURL(label, kind: kind).path, reason: reason))
+                }
+            }
+            return RemoveResult(id: id, labels: labels.map(\.label), descendants: children, tombstone: !children.isEmpty, keptRefs: kept)
         }
         if let trashed { unlink(trashed.path) }
         return result

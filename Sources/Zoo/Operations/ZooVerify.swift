@@ -225,7 +225,14 @@ extension Zoo {
         for (id, url) in scan.trash where !listed.contains(id) {
             out.append(.init(level: .leftover, id: id, path: url.path, message: "removed object not yet deleted; bissl gc deletes it"))
         }
+        if let link = layout.linkedRefFolder() {
+            // gc, tag, untag, rm, import and pull refuse to work through it; what it leads to is not judged.
+            out.append(.init(level: .leftover, id: nil, path: link.url.path,
+                             message: "a symbolic link (to \(link.target)) where the zoo's own folder belongs: bissl gc, tag, untag, rm, import and pull refuse to change files through it; put the folder itself there"))
+            return out
+        }
         let byLabel = Dictionary(labels.map { ($0.label, ($0.kind, $0.id)) }, uniquingKeysWith: { a, _ in a })
+        var named = Set<String>(), adopted = Set<String>()  // what gc adopts, in its order (names first)
         for ref in RefFiles.all(layout: layout) {
             let owner = byLabel[ref.label]
             // A held label's own ref file, sound or not, is reported with its entry (`verifyEntry`).
@@ -237,8 +244,14 @@ extension Zoo {
                 message = "ref file of \(ref.kind.rawValue) '\(ref.label)', but the catalog holds '\(ref.label)' as the \(owner.0.rawValue) of entry \(owner.1.prefix(12)); bissl gc removes it"
             } else if let id = ref.id, !listed.contains(id) {
                 message = "ref file of \(ref.kind.rawValue) '\(ref.label)' naming entry \(id.prefix(12)), which the catalog does not list (interrupted import or rm); bissl gc removes it"
+            } else if adopted.contains(ref.label) {
+                message = "ref file of \(ref.kind.rawValue) '\(ref.label)', a label the catalog does not hold, whose other ref file bissl gc adds to the catalog; bissl gc removes this one"
+            } else if ref.kind == .name, let id = ref.id, named.contains(id) || labels.contains(where: { $0.id == id && $0.kind == .name }) {
+                message = "ref file of name '\(ref.label)' for entry \(id.prefix(12)), which has a name already (an entry has one name): bissl gc keeps it; remove it by hand"
             } else {
-                message = "ref file of \(ref.kind.rawValue) '\(ref.label)', a label the catalog does not hold (interrupted import or tag); bissl gc removes it"
+                if ref.kind == .name, let id = ref.id { named.insert(id) }
+                adopted.insert(ref.label)
+                message = "ref file of \(ref.kind.rawValue) '\(ref.label)', a label the catalog does not hold (interrupted import or tag); bissl gc adds it to the catalog, as bissl verify --reindex does (remove the file by hand to drop the label)"
             }
             // An invalid ref file is reported under its path (the id it may hold does not find it).
             out.append(.init(level: .leftover, id: ref.problem == nil ? ref.id : nil, path: ref.url.path, message: message))

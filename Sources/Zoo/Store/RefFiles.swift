@@ -10,8 +10,10 @@ enum RefFiles {
     /// kept and the write refused, as `gc` keeps it. An empty folder of that name (never one bissl
     /// made, and holding nothing) is replaced; a folder holding files is not.
     /// - Throws: `ZooError.io` when such a file or a folder holding files is there, or the empty
-    ///   folder cannot be removed.
+    ///   folder cannot be removed; `ZooError.unsupported` when `refs/` or `refs/<kind>` is a symbolic
+    ///   link (`ZooLayout.requireOwnRefFolders`).
     static func write(_ label: String, kind: LabelKind, id: String, layout: ZooLayout) throws {
+        try layout.requireOwnRefFolders()
         let url = layout.refURL(label, kind: kind)
         var info = stat()
         if lstat(url.path, &info) == 0, info.st_mode & S_IFMT != S_IFDIR, let problem = read(url, label: label).problem {
@@ -19,18 +21,37 @@ enum RefFiles {
         }
         if lstat(url.path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR, rmdir(url.path) != 0, errno != ENOENT {
             throw ZooError.io(errno == ENOTEMPTY || errno == EEXIST
-                ? "cannot write the ref file \(url.path): a folder with files is there (bissl never makes one); move it away and run bissl gc again"
+                ? "cannot write the ref file \(url.path): a folder with files is there (bissl never makes one); move it away and run again"
                 : "cannot replace the folder \(url.path): \(String(cString: strerror(errno)))")
         }
         try AtomicFile.write(Data((id + "\n").utf8), to: url)
     }
 
-    /// Removes `refs/<kind>/<label>`; a missing file is not an error.
-    static func remove(_ label: String, kind: LabelKind, layout: ZooLayout) throws {
-        let path = layout.refURL(label, kind: kind).path
-        if unlink(path) != 0 && errno != ENOENT {
-            throw ZooError.io("cannot remove \(path): \(String(cString: strerror(errno)))")
+    /// Removes `refs/<kind>/<label>` when it is the ref file bissl writes for entry `id` (one line,
+    /// `id`); a missing file is not an error. Anything else there (a user's notes, a symbolic link, a
+    /// folder, another entry's id) is kept, as `gc` keeps it.
+    /// - Returns: nil when the file is gone (or was not there); else why it was kept, a clause that
+    ///   says what the user can do.
+    /// - Throws: `ZooError.io` when the ref file cannot be removed; `ZooError.unsupported` when
+    ///   `refs/` or `refs/<kind>` is a symbolic link (`ZooLayout.requireOwnRefFolders`).
+    @discardableResult
+    static func remove(_ label: String, kind: LabelKind, id: String, layout: ZooLayout) throws -> String? {
+        try layout.requireOwnRefFolders()
+        let url = layout.refURL(label, kind: kind)
+        var info = stat()
+        guard lstat(url.path, &info) == 0 else { return nil }
+        let (held, problem) = read(url, label: label)
+        if let problem {
+            return "not a ref file bissl writes (\(problem)), so it stays; move it out of the zoo if it is yours, else remove it by hand"
         }
+        if held != id {
+            let other = held.map { String($0.prefix(12)) } ?? "?"
+            return "it names entry \(other), not \(id.prefix(12)), so it stays; bissl gc gives \(other) this \(kind.rawValue) when the zoo lists it (else removes the file), or remove it by hand"
+        }
+        if unlink(url.path) != 0 && errno != ENOENT {
+            throw ZooError.io("cannot remove \(url.path): \(String(cString: strerror(errno)))")
+        }
+        return nil
     }
 
     /// Every ref file: label, kind, the id it holds (nil when the file does not hold a full id) and,

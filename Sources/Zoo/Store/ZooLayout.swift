@@ -67,6 +67,25 @@ public struct ZooLayout: Sendable, Equatable {
         try Self.requireNoLink([runs], action)
     }
 
+    /// Throws when `refs`, `refs/names` or `refs/tags` is a symbolic link, as `requireOwnFolders`
+    /// does: for what writes and removes ref files (`tag`, `untag`, `rm`, `import`, `pull`), which
+    /// through a link would change another folder's files.
+    /// - Throws: `ZooError.unsupported` naming the link and where it leads.
+    func requireOwnRefFolders() throws {
+        guard let link = linkedRefFolder() else { return }
+        throw ZooError.unsupported("refused: \(link.url.path) is a symbolic link (to \(link.target)); bissl writes and removes labels' ref files only in the zoo's own refs/ folders: put the folder itself there")
+    }
+
+    /// The first of `refs`, `refs/names`, `refs/tags` that is a symbolic link, and where it leads.
+    func linkedRefFolder() -> (url: URL, target: String)? {
+        for folder in [refs] + LabelKind.allCases.map({ refs.appendingPathComponent($0.directory, isDirectory: true) }) {
+            var info = stat()
+            guard lstat(folder.path, &info) == 0, info.st_mode & S_IFMT == S_IFLNK else { continue }
+            return (folder, (try? FileManager.default.destinationOfSymbolicLink(atPath: folder.path)) ?? "?")
+        }
+        return nil
+    }
+
     private static func requireNoLink(_ folders: [URL], _ action: String) throws {
         for folder in folders {
             var info = stat()
