@@ -116,41 +116,40 @@ extension TrainingJob {
     /// exactly), so every rank trains with the same settings. Single process: `make()`.
     /// - Throws: what `make` throws (rank 0), `DistributedError.leaderFailed` (the others, quietly).
     static func agreeOnConfig(world: Communicator, _ make: () throws -> Config) throws -> Config {
-        guard world.size > 1 else { return try make() }
-        if world.rank == 0 {
-            let config: Config
-            let bytes: [UInt8]
-            do {
-                config = try make()
-                bytes = Array(try JSONEncoder().encode(config))
-            } catch {
-                _ = try world.broadcast([])
-                throw error
-            }
-            _ = try world.broadcast(bytes)
-            return config
-        }
-        let bytes = try world.broadcast([])
-        guard !bytes.isEmpty else { throw DistributedError.leaderFailed }
-        return try JSONDecoder().decode(Config.self, from: Data(bytes))
+        try leaderDecides(world: world, make: make, encode: { Array(try JSONEncoder().encode($0)) },
+                          follow: { try JSONDecoder().decode(Config.self, from: Data($0)) })
     }
 
     /// Rank 0 makes the run (`make`) and tells the others its id; they follow it. Single process: `make()`.
     /// - Throws: what `make` throws (rank 0), `DistributedError.leaderFailed` (the others, quietly).
     static func agreeOnRun(zoo: Zoo, world: Communicator, _ make: () throws -> Run) throws -> Run {
+        try leaderDecides(world: world, make: make, encode: { Array($0.directory.path.utf8) },
+                          follow: { try Run.follow(zoo: zoo, id: String(decoding: $0, as: UTF8.self)) })
+    }
+
+    /// Rank 0 makes the value (`make`) and broadcasts its bytes (`encode`); the other ranks make theirs
+    /// from those bytes (`follow`). An empty broadcast says rank 0 failed. Single process: `make()`.
+    /// - Throws: what `make` or `encode` throws (rank 0), `DistributedError.leaderFailed` (the others,
+    ///   quietly), what `follow` throws.
+    private static func leaderDecides<T>(world: Communicator, make: () throws -> T, encode: (T) throws -> [UInt8],
+                                         follow: ([UInt8]) throws -> T) throws -> T {
         guard world.size > 1 else { return try make() }
         if world.rank == 0 {
-            let run: Run
-            do { run = try make() } catch {
+            let value: T
+            let bytes: [UInt8]
+            do {
+                value = try make()
+                bytes = try encode(value)
+            } catch {
                 _ = try world.broadcast([])
                 throw error
             }
-            _ = try world.broadcast(Array(run.directory.path.utf8))
-            return run
+            _ = try world.broadcast(bytes)
+            return value
         }
-        let path = try world.broadcast([])
-        guard !path.isEmpty else { throw DistributedError.leaderFailed }
-        return try Run.follow(zoo: zoo, id: String(decoding: path, as: UTF8.self))
+        let bytes = try world.broadcast([])
+        guard !bytes.isEmpty else { throw DistributedError.leaderFailed }
+        return try follow(bytes)
     }
 
     /// Resumes run `id` (a run of this kind that is not completed) from its last saved state, with the
