@@ -223,8 +223,8 @@ extension Zoo {
                     try unlist(id, tombstone: true, damage: problem, db)
                     for (label, kind) in labels {
                         do {
-                            if let reason = try RefFiles.remove(label, kind: kind, id: id, layout: layout) {
-                                report.kept.append(.init(path: layout.refURL(label, kind: kind).path, reason: reason))
+                            if let kept = try RefFiles.remove(label, kind: kind, id: id, layout: layout) {
+                                report.kept.append(.init(path: kept.path, reason: kept.reason))
                             }
                         } catch { report.failures.append(String(describing: error)) }
                     }

@@ -41,8 +41,7 @@ extension Zoo {
                 throw ZooError.invalid("no name or tag '\(label)' in the zoo at \(layout.root.path)")
             }
             try Catalog.removeLabel(label, db)
-            let reason = try RefFiles.remove(label, kind: owner.kind, id: owner.id, layout: layout)
-            return (owner.id, owner.kind, reason.map { KeptRef(path: layout.refURL(label, kind: owner.kind).path, reason: $0) })
+            return (owner.id, owner.kind, try RefFiles.remove(label, kind: owner.kind, id: owner.id, layout: layout))
         }
     }
 }

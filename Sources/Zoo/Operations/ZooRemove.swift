@@ -56,12 +56,7 @@ extension Zoo {
             } else if errno != ENOENT {
                 throw ZooError.io("cannot remove \(object.path): \(String(cString: strerror(errno)))")
             }
-            var kept: [KeptRef] = []
-            for (label, kind) in labels {
-                if let reason = try RefFiles.remove(label, kind: kind, id: id, layout: layout) {
-                    kept.append(KeptRef(path: layout.refURL(label, kind: kind).path, reason: reason))
-                }
-            }
+            let kept = try labels.compactMap { try RefFiles.remove($0.label, kind: $0.kind, id: id, layout: layout) }
             return RemoveResult(id: id, labels: labels.map(\.label), descendants: children, tombstone: !children.isEmpty, keptRefs: kept)
         }
         if let trashed { unlink(trashed.path) }

@@ -30,23 +30,23 @@ enum RefFiles {
     /// Removes `refs/<kind>/<label>` when it is the ref file bissl writes for entry `id` (one line,
     /// `id`); a missing file is not an error. Anything else there (a user's notes, a symbolic link, a
     /// folder, another entry's id) is kept, as `gc` keeps it.
-    /// - Returns: nil when the file is gone (or was not there); else why it was kept, a clause that
-    ///   says what the user can do.
+    /// - Returns: nil when the file is gone (or was not there); else the file kept: its path and why,
+    ///   a clause that says what the user can do.
     /// - Throws: `ZooError.io` when the ref file cannot be removed; `ZooError.unsupported` when
     ///   `refs/` or `refs/<kind>` is a symbolic link (`ZooLayout.requireOwnRefFolders`).
     @discardableResult
-    static func remove(_ label: String, kind: LabelKind, id: String, layout: ZooLayout) throws -> String? {
+    static func remove(_ label: String, kind: LabelKind, id: String, layout: ZooLayout) throws -> KeptRef? {
         try layout.requireOwnRefFolders()
         let url = layout.refURL(label, kind: kind)
         var info = stat()
         guard lstat(url.path, &info) == 0 else { return nil }
         let (held, problem) = read(url, label: label)
         if let problem {
-            return "not a ref file bissl writes (\(problem)), so it stays; move it out of the zoo if it is yours, else remove it by hand"
+            return KeptRef(path: url.path, reason: "not a ref file bissl writes (\(problem)), so it stays; move it out of the zoo if it is yours, else remove it by hand")
         }
         if held != id {
             let other = held.map { String($0.prefix(12)) } ?? "?"
-            return "it names entry \(other), not \(id.prefix(12)), so it stays; bissl gc gives \(other) this \(kind.rawValue) when the zoo lists it (else removes the file), or remove it by hand"
+            return KeptRef(path: url.path, reason: "it names entry \(other), not \(id.prefix(12)), so it stays; bissl gc gives \(other) this \(kind.rawValue) when the zoo lists it (else removes the file), or remove it by hand")
         }
         if unlink(url.path) != 0 && errno != ENOENT {
             throw ZooError.io("cannot remove \(url.path): \(String(cString: strerror(errno)))")
