@@ -442,29 +442,80 @@ final class ZooIntegrityTests: XCTestCase {
         XCTAssertEqual(messages[garbage.path], garbageReason)
         XCTAssertEqual(messages[badName.path], badNameReason)
         XCTAssertEqual(messages[damagedHeld.path], "name 'held': " + heldReason)
-        XCTAssertEqual(messages[wrongKind.path], "ref file of tag 'held', but the catalog holds 'held' as the name of entry \(id.prefix(12)); bissl gc removes it")
+        let wrongKindReason = "ref file of tag 'held' naming entry \(id.prefix(12)), but the catalog holds 'held' as the name of entry \(id.prefix(12)): gc never removes it (ref files are the record of labels); to keep the catalog's name, remove this file by hand; to give 'held' to \(id.prefix(12)) as its tag instead, bissl untag held, then bissl gc (it adds the label from this file, as bissl verify --reindex does)"
+        XCTAssertEqual(messages[wrongKind.path], wrongKindReason)
         XCTAssertEqual(messages[folder.path], folderReason)
         XCTAssertEqual(messages[readme.path], readmeReason)
 
         let gc = try zoo.gc()
-        XCTAssertEqual(gc.strayRefs, [wrongKind.path])
+        XCTAssertEqual(gc.strayRefs, [])
         XCTAssertEqual(gc.rewrittenRefs, [])
         XCTAssertEqual(gc.failures, [])
         let kept = Dictionary(uniqueKeysWithValues: gc.kept.map { ($0.path, $0.reason) })
         XCTAssertEqual(kept, [garbage.path: garbageReason, badName.path: badNameReason, damagedHeld.path: heldReason,
-                              folder.path: folderReason, readme.path: readmeReason])
+                              wrongKind.path: wrongKindReason, folder.path: folderReason, readme.path: readmeReason])
+        XCTAssertEqual(try String(contentsOf: wrongKind, encoding: .utf8), id + "\n")
         XCTAssertEqual(try String(contentsOf: garbage, encoding: .utf8), "hello world\n")
         XCTAssertEqual(try String(contentsOf: badName, encoding: .utf8), id + "\n")
         XCTAssertEqual(try String(contentsOf: damagedHeld, encoding: .utf8), "oops")
         XCTAssertEqual(try String(contentsOf: readme, encoding: .utf8), "my notes\n")
         XCTAssertTrue(FileManager.default.fileExists(atPath: folder.path))
-        XCTAssertEqual(Set(try zoo.verify().findings.compactMap(\.path)), [garbage.path, badName.path, damagedHeld.path, folder.path, readme.path])
+        XCTAssertEqual(Set(try zoo.verify().findings.compactMap(\.path)), [garbage.path, badName.path, damagedHeld.path, wrongKind.path, folder.path, readme.path])
         XCTAssertEqual(try zoo.resolve("held"), id, "the catalog keeps the label")
 
         // Once the user moves the damaged ref away, gc rewrites it.
         XCTAssertEqual(unlink(damagedHeld.path), 0)
         XCTAssertEqual(try zoo.gc().rewrittenRefs, [damagedHeld.path])
         XCTAssertEqual(try String(contentsOf: damagedHeld, encoding: .utf8), id + "\n")
+    }
+
+    /// A valid ref file naming a listed entry is a record of its label also when the catalog holds
+    /// the label otherwise (tag 'v1' of entry A, refs/tags/v1 naming entry B; name 'b' of B,
+    /// refs/tags/b naming A): gc keeps both, a dry run says the same, the held label's ref is not
+    /// rewritten over the first, verify says what gc does, and each settling command it names does
+    /// what it says. A ref naming no listed entry is still removed. (gc deleted both, rewriting A's
+    /// ref over the first, while verify --reindex gives 'v1' to B.)
+    func testGCKeepsAValidRefOfALabelTheCatalogHoldsForAnotherEntryOrAsTheOtherKind() throws {
+        let (zoo, layout) = try makeZoo()
+        let a = try zoo.add(ZooTestSupport.checkpoint(seed: 130), name: "a", tags: ["v1"]).id
+        let b = try zoo.add(ZooTestSupport.checkpoint(seed: 131), name: "b").id
+        let otherEntry = layout.refURL("v1", kind: .tag)
+        try Data((b + "\n").utf8).write(to: otherEntry)
+        let otherKind = layout.refURL("b", kind: .tag)
+        try Data((a + "\n").utf8).write(to: otherKind)
+        let gone = String(repeating: "c", count: 64)   // an entry the zoo does not list
+        let stray = layout.refURL("a", kind: .tag)
+        try Data((gone + "\n").utf8).write(to: stray)
+
+        let otherEntryReason = "ref file of tag 'v1' naming entry \(b.prefix(12)), but the catalog holds 'v1' as the tag of entry \(a.prefix(12)): gc never removes it (ref files are the record of labels) nor rewrites it; to keep the catalog's tag, remove this file by hand and run bissl gc (it rewrites the ref); to give 'v1' to \(b.prefix(12)) as its tag instead, bissl untag v1 (which keeps this file), then bissl gc (it adds the label from this file, as bissl verify --reindex does)"
+        let otherKindReason = "ref file of tag 'b' naming entry \(a.prefix(12)), but the catalog holds 'b' as the name of entry \(b.prefix(12)): gc never removes it (ref files are the record of labels); to keep the catalog's name, remove this file by hand; to give 'b' to \(a.prefix(12)) as its tag instead, bissl untag b, then bissl gc (it adds the label from this file, as bissl verify --reindex does)"
+        let messages = Dictionary(uniqueKeysWithValues: try zoo.verify().findings.map { ($0.path ?? "", $0.message) })
+        XCTAssertEqual(messages, [otherEntry.path: otherEntryReason, otherKind.path: otherKindReason,
+                                  stray.path: "ref file of tag 'a' naming entry \(gone.prefix(12)), which the catalog does not list (interrupted import or rm); bissl gc removes it"])
+
+        for dryRun in [true, false] {
+            let gc = try zoo.gc(dryRun: dryRun)
+            XCTAssertEqual(gc.strayRefs, [stray.path], "dry run \(dryRun)")
+            XCTAssertEqual(gc.rewrittenRefs + gc.adoptedRefs + gc.failures, [], "dry run \(dryRun)")
+            XCTAssertEqual(Dictionary(uniqueKeysWithValues: gc.kept.map { ($0.path, $0.reason) }),
+                           [otherEntry.path: otherEntryReason, otherKind.path: otherKindReason], "dry run \(dryRun)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: stray.path))
+        XCTAssertEqual(try String(contentsOf: otherEntry, encoding: .utf8), b + "\n")
+        XCTAssertEqual(try String(contentsOf: otherKind, encoding: .utf8), a + "\n")
+        XCTAssertEqual(try zoo.resolve("v1"), a, "the catalog keeps its labels")
+        XCTAssertEqual(try zoo.resolve("b"), b)
+
+        // Settled one way: the file gives 'v1' to B (untag keeps it; gc adopts it).
+        let untagged = try zoo.untag("v1")
+        XCTAssertEqual(untagged.kept?.path, otherEntry.path)
+        XCTAssertEqual(try zoo.gc().adoptedRefs, [otherEntry.path])
+        XCTAssertEqual(try zoo.resolve("v1"), b)
+        // The other way: removing the file keeps the catalog's name 'b'.
+        XCTAssertEqual(unlink(otherKind.path), 0)
+        XCTAssertEqual(try zoo.gc().kept, [])
+        XCTAssertEqual(try zoo.verify().findings, [])
+        XCTAssertEqual(try zoo.resolve("b"), b)
     }
 
     /// What an interrupted pull or push keeps to resume from stays through `gc` while it made

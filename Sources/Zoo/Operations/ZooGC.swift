@@ -17,9 +17,11 @@ public struct GCReport: Codable, Equatable, Sendable {
     /// What interrupted pushes and pulls keep to resume from (schemas/remote.md, "Resuming") that
     /// made progress within the grace period: kept, so running them again still resumes.
     public var keptTransfers: [String] = []
-    /// Ref files of labels the catalog does not hold (or holds for another entry or as the other kind):
-    /// a valid label's file holding a full entry id, as bissl writes them. Anything else under `refs/`
-    /// (garbage content, a name that is no label, a symbolic link, a folder) is kept (`kept`).
+    /// Ref files naming no entry the zoo lists (what an interrupted import or rm left): a valid
+    /// label's file holding a full entry id, as bissl writes them. A valid ref naming a listed entry
+    /// is a record of its label and is never removed: adopted (`adoptedRefs`) or, when the catalog
+    /// holds the label otherwise, kept (`kept`). Anything else under `refs/` (garbage content, a
+    /// name that is no label, a symbolic link, a folder) is kept too.
     public var strayRefs: [String]
     /// Ref files rewritten for labels the catalog holds (after an interrupted untag/rm).
     public var rewrittenRefs: [String]
@@ -50,8 +52,9 @@ public struct GCReport: Codable, Equatable, Sendable {
     /// anything in the zoo's folders that no writer names so (a user's `README.txt` in `objects/` or
     /// `refs/`, a folder in `tmp/`), a file under `refs/names` or `refs/tags` that is not a ref file
     /// as bissl writes them (`RefFiles.read`: garbage content, a name that is no label, a symbolic
-    /// link, a folder), a temporary it cannot lock, a transfer that changed within the grace period
-    /// and cannot be resumed.
+    /// link, a folder), a valid ref file naming a listed entry for a label the catalog holds as the
+    /// other kind or for another entry (`conflictingRefReason`), a temporary it cannot lock, a
+    /// transfer that changed within the grace period and cannot be resumed.
     public var kept: [KeptFile] = []
 
     public struct KeptFile: Codable, Equatable, Sendable {
@@ -111,6 +114,22 @@ extension Zoo {
             : "move it out of the zoo if it is yours, else remove it by hand")
     }
 
+    /// Why a valid ref file of `label` naming entry `id`, which the zoo lists, is kept while the label
+    /// is held otherwise (`holder`: as the other kind, or as this kind of another entry), a clause
+    /// for `GCReport.kept` and `verify`: ref files are the record of labels, so neither record is
+    /// dropped (nor a held label's ref rewritten over this one) until the user says which is right.
+    /// Either way is one command: removing this file keeps the catalog's label; `untag` frees the
+    /// label (keeping this file when it is at the held label's path: `RefFiles.remove`), and gc then
+    /// gives it to `id` as `verify --reindex` would.
+    static func conflictingRefReason(label: String, kind: LabelKind, id: String, holder: (kind: LabelKind, id: String)) -> String {
+        let other = String(id.prefix(12))
+        let samePath = holder.kind == kind
+        return "ref file of \(kind.rawValue) '\(label)' naming entry \(other), but the catalog holds '\(label)' as the \(holder.kind.rawValue) of entry \(holder.id.prefix(12)): "
+            + "gc never removes it (ref files are the record of labels)\(samePath ? " nor rewrites it" : ""); "
+            + "to keep the catalog's \(holder.kind.rawValue), remove this file by hand\(samePath ? " and run bissl gc (it rewrites the ref)" : ""); "
+            + "to give '\(label)' to \(other) as its \(kind.rawValue) instead, bissl untag \(label)\(samePath ? " (which keeps this file)" : ""), then bissl gc (it adds the label from this file, as bissl verify --reindex does)"
+    }
+
     /// A reader's error text without its "; run bissl verify" advice (verify and gc are where it leads).
     static func withoutVerifyHint(_ message: String) -> String {
         message.replacingOccurrences(of: "; run bissl verify", with: "")
@@ -123,10 +142,12 @@ extension Zoo {
     /// deleted. A listed entry whose object is missing or fails verification (every listed object is
     /// read) is unlisted with a tombstone and its object moved to `damaged/`
     /// (`GCReport.damagedEntries`); a trashed object the catalog still lists is put back; missing
-    /// ref files of held labels are rewritten; a valid ref file of a label the catalog does not hold
-    /// naming a listed entry is adopted (`GCReport.adoptedRefs`), one naming no listed entry (or a
-    /// label held otherwise) removed (a file under `refs/` that is not a ref file as bissl writes them
-    /// is kept, and a held label's ref is not rewritten over it).
+    /// ref files of held labels are rewritten; a valid ref file naming a listed entry is adopted when
+    /// the catalog does not hold its label (`GCReport.adoptedRefs`) and kept, named, when it holds the
+    /// label as the other kind or for another entry (a record of the label either way: the user
+    /// settles which is right); one naming no listed entry is removed. A file under `refs/` that is
+    /// not a ref file as bissl writes them is kept, and a held label's ref is not rewritten over it
+    /// or over a kept valid one.
     ///
     /// Removed, and only these (`ZooScan` sorts the zoo's files by name): a writer's temporary (a
     /// regular file named `.<name>.tmp-<pid>-<n>` or `.zip-`, whatever its pid: pids are reused) while this
@@ -234,7 +255,9 @@ extension Zoo {
             let cutoff = Date().addingTimeInterval(-transferGrace)
             let unlisted = Set(report.damagedEntries.map(\.id))
             // A pull of an entry the zoo holds (listed, its object in place) has nothing left to resume.
-            let inZoo = { (id: String) in listed.contains(id) && !unlisted.contains(id) && FileManager.default.fileExists(atPath: self.layout.objectURL(id).path) }
+            let inZoo = { (id: String) in
+                (listed.contains(id) || relisted.contains(id)) && !unlisted.contains(id) && FileManager.default.fileExists(atPath: self.layout.objectURL(id).path)
+            }
             for leftover in scan.leftovers where leftover.kind == .temporary || !ZooScan.isAlive(leftover.pid) {
                 let url = leftover.url
                 switch ZooScan.verdict(leftover, cutoff: cutoff, inZoo: inZoo) {
@@ -267,25 +290,29 @@ extension Zoo {
             for url in scan.foreign {
                 report.kept.append(.init(path: url.path, reason: Self.foreignReason(url)))
             }
+            // Who holds each label: the catalog, and what this run gives (a dry run does not write it).
+            let labels = try Catalog.allLabels(db)
+            var holder = Dictionary(labels.map { ($0.label, (kind: $0.kind, id: $0.id)) }, uniquingKeysWith: { a, _ in a })
+            var nameOf = Dictionary(labels.filter { $0.kind == .name }.map { ($0.id, $0.label) }, uniquingKeysWith: { a, _ in a })
+            func give(_ label: String, _ kind: LabelKind, _ id: String) throws {
+                if !dryRun { try Catalog.addLabel(label, kind: kind, id: id, db) }
+                holder[label] = (kind, id)
+                if kind == .name { nameOf[id] = label }
+            }
             // Free labels whose ref files name a relisted entry go back to it (names first).
-            var relabeled = Set<String>()
             if !relisted.isEmpty {
                 let refs = RefFiles.all(layout: layout).filter { $0.id.map(relisted.contains) ?? false }
                     .sorted { ($0.kind == .name ? 0 : 1, $0.label) < ($1.kind == .name ? 0 : 1, $1.label) }
-                for ref in refs where (try? LabelRules.validate(ref.label)) != nil {
-                    guard let id = ref.id, try Catalog.labelOwner(ref.label, db) == nil else { continue }
-                    if ref.kind == .name, try Catalog.labels(of: id, db).contains(where: { $0.kind == .name }) { continue }
-                    if !dryRun { try Catalog.addLabel(ref.label, kind: ref.kind, id: id, db) }
-                    relabeled.insert(ref.label)
+                for ref in refs where ref.problem == nil {
+                    guard let id = ref.id, holder[ref.label] == nil else { continue }
+                    if ref.kind == .name, nameOf[id] != nil { continue }
+                    try give(ref.label, ref.kind, id)
                 }
             }
-            let labels = try Catalog.allLabels(db)
-            let byLabel = Dictionary(labels.map { ($0.label, ($0.kind, $0.id)) }, uniquingKeysWith: { a, _ in a })
-            var present = Set<String>()
-            var named = Set<String>()  // entries given a name below (a dry run does not write it)
+            var present = Set<String>()  // held labels whose ref file is in place (or must not be rewritten)
             for ref in RefFiles.all(layout: layout) {
-                if relabeled.contains(ref.label) { present.insert(ref.label); continue }
-                if let owner = byLabel[ref.label], owner.0 == ref.kind, owner.1 == ref.id, ref.problem == nil {
+                let owner = holder[ref.label]
+                if let owner, owner.kind == ref.kind, owner.id == ref.id, ref.problem == nil {
                     present.insert(ref.label)
                     continue
                 }
@@ -294,26 +321,31 @@ extension Zoo {
                     // and a held label's ref is not rewritten over it. A folder at a held label's
                     // path is the exception: the rewrite below replaces it when empty, fails naming it
                     // when it holds files (`RefFiles.write`).
-                    let held = byLabel[ref.label]?.0 == ref.kind
+                    let held = owner?.kind == ref.kind
                     if held && problem == "it is a folder" { continue }
                     report.kept.append(.init(path: ref.url.path, reason: Self.invalidRefReason(problem, label: ref.label, kind: ref.kind, held: held)))
                     if held { present.insert(ref.label) }
                     continue
                 }
-                if byLabel[ref.label] == nil, !present.contains(ref.label), let id = ref.id, inZoo(id) {
-                    // A label the catalog lacks, for an entry it lists: adopted, as reindex does.
-                    if ref.kind == .name, try named.contains(id) || Catalog.labels(of: id, db).contains(where: { $0.kind == .name }) {
-                        let name = try Catalog.labels(of: id, db).first { $0.kind == .name }?.label ?? "another name"
-                        report.kept.append(.init(path: ref.url.path, reason: "ref file of name '\(ref.label)' for entry \(id.prefix(12)), which is named '\(name)' (an entry has one name): gc never removes it; remove it by hand, or bissl tag \(id.prefix(12)) \(ref.label) after removing it"))
-                        continue
-                    }
-                    if !dryRun { try Catalog.addLabel(ref.label, kind: ref.kind, id: id, db) }
-                    if ref.kind == .name { named.insert(id) }
-                    present.insert(ref.label)
-                    report.adoptedRefs.append(ref.url.path)
+                // A valid ref naming no entry of the zoo: what an interrupted import or rm left.
+                guard let id = ref.id, inZoo(id) else {
+                    if delete(ref.url) { report.strayRefs.append(ref.url.path) }
                     continue
                 }
-                if delete(ref.url) { report.strayRefs.append(ref.url.path) }
+                if let owner {
+                    // The label is held otherwise: the file is a record of it too, so it stays (and a
+                    // held label's ref is not rewritten over it) until the user settles which is right.
+                    report.kept.append(.init(path: ref.url.path, reason: Self.conflictingRefReason(label: ref.label, kind: ref.kind, id: id, holder: owner)))
+                    if owner.kind == ref.kind { present.insert(ref.label) }
+                    continue
+                }
+                // A label the catalog lacks, for an entry it lists: adopted, as reindex does.
+                if ref.kind == .name, let name = nameOf[id] {
+                    report.kept.append(.init(path: ref.url.path, reason: "ref file of name '\(ref.label)' for entry \(id.prefix(12)), which is named '\(name)' (an entry has one name): gc never removes it; remove it by hand, or bissl tag \(id.prefix(12)) \(ref.label) after removing it"))
+                    continue
+                }
+                try give(ref.label, ref.kind, id)
+                report.adoptedRefs.append(ref.url.path)
             }
             for (label, kind, id) in labels where !present.contains(label) {
                 if !dryRun {

@@ -56,8 +56,9 @@ extension Zoo {
         }
         var findings: [VerifyReport.Finding] = []
         let scan = ZooScan(layout)
+        let listed = try catalog.read { db in try Catalog.allIDs(db) }
         for id in ids {
-            findings += try verifyEntry(id, scan: scan)
+            findings += try verifyEntry(id, scan: scan, listedIDs: listed)
         }
         if refs == nil {
             findings += try lineageCycles()
@@ -66,7 +67,8 @@ extension Zoo {
         return VerifyReport(checked: ids.count, findings: findings)
     }
 
-    private func verifyEntry(_ id: String, scan: ZooScan) throws -> [VerifyReport.Finding] {
+    /// - Parameter listedIDs: the catalog's entries (a ref file naming one is a record of its label).
+    private func verifyEntry(_ id: String, scan: ZooScan, listedIDs: Set<String>) throws -> [VerifyReport.Finding] {
         let url = layout.objectURL(id)
         let short = String(id.prefix(12))
         // gc moves a damaged object aside and keeps the entry's record; the source file brings it back.
@@ -133,7 +135,12 @@ extension Zoo {
                                      message: "\(kind.rawValue) '\(label)': " + Self.invalidRefReason(problem, label: label, kind: kind, held: true)))
                     continue
                 }
-                what = problem.map { "has an invalid ref file: \($0)" } ?? "has a ref file naming another entry, \(held!.prefix(12))"
+                if problem == nil, let held, listedIDs.contains(held), scan.objects[held] != nil {   // gc keeps it (`Zoo.gc`)
+                    out.append(.init(level: .leftover, id: held, path: ref.path,
+                                     message: Self.conflictingRefReason(label: label, kind: kind, id: held, holder: (kind, id))))
+                    continue
+                }
+                what = problem.map { "has an invalid ref file: \($0)" } ?? "has a ref file naming entry \(held!.prefix(12)), which the zoo does not hold"
             }
             out.append(.init(level: .leftover, id: id, path: ref.path,
                              message: "\(kind.rawValue) '\(label)' \(what); bissl gc rewrites it"))
@@ -231,26 +238,28 @@ extension Zoo {
                              message: "a symbolic link (to \(link.target)) where the zoo's own folder belongs: bissl gc, tag, untag, rm, import and pull refuse to change files through it; put the folder itself there"))
             return out
         }
-        let byLabel = Dictionary(labels.map { ($0.label, ($0.kind, $0.id)) }, uniquingKeysWith: { a, _ in a })
-        var named = Set<String>(), adopted = Set<String>()  // what gc adopts, in its order (names first)
+        let byLabel = Dictionary(labels.map { ($0.label, (kind: $0.kind, id: $0.id)) }, uniquingKeysWith: { a, _ in a })
+        var named = Set<String>(), adopted: [String: (kind: LabelKind, id: String)] = [:]  // what gc adopts, in its order (names first)
         for ref in RefFiles.all(layout: layout) {
             let owner = byLabel[ref.label]
             // A held label's own ref file, sound or not, is reported with its entry (`verifyEntry`).
-            if let owner, owner.0 == ref.kind { continue }
+            if let owner, owner.kind == ref.kind { continue }
             let message: String
             if let problem = ref.problem {
                 message = Self.invalidRefReason(problem, label: ref.label, kind: ref.kind, held: false)
-            } else if let owner {
-                message = "ref file of \(ref.kind.rawValue) '\(ref.label)', but the catalog holds '\(ref.label)' as the \(owner.0.rawValue) of entry \(owner.1.prefix(12)); bissl gc removes it"
-            } else if let id = ref.id, !listed.contains(id) {
-                message = "ref file of \(ref.kind.rawValue) '\(ref.label)' naming entry \(id.prefix(12)), which the catalog does not list (interrupted import or rm); bissl gc removes it"
-            } else if adopted.contains(ref.label) {
-                message = "ref file of \(ref.kind.rawValue) '\(ref.label)', a label the catalog does not hold, whose other ref file bissl gc adds to the catalog; bissl gc removes this one"
+            } else if let id = ref.id, !inZoo(id) {
+                message = listed.contains(id)
+                    ? "ref file of \(ref.kind.rawValue) '\(ref.label)' naming entry \(id.prefix(12)), whose object is missing (bissl gc takes the entry out of the catalog); bissl gc removes it"
+                    : "ref file of \(ref.kind.rawValue) '\(ref.label)' naming entry \(id.prefix(12)), which the catalog does not list (interrupted import or rm); bissl gc removes it"
+            } else if let id = ref.id, let owner {
+                message = Self.conflictingRefReason(label: ref.label, kind: ref.kind, id: id, holder: owner)
+            } else if let id = ref.id, let other = adopted[ref.label] {
+                message = "ref file of \(ref.kind.rawValue) '\(ref.label)' naming entry \(id.prefix(12)), a label the catalog does not hold whose other ref file bissl gc adds to the catalog (as the \(other.kind.rawValue) of entry \(other.id.prefix(12))): gc never removes this one (ref files are the record of labels); once gc ran, bissl verify says how to settle which is right"
             } else if ref.kind == .name, let id = ref.id, named.contains(id) || labels.contains(where: { $0.id == id && $0.kind == .name }) {
                 message = "ref file of name '\(ref.label)' for entry \(id.prefix(12)), which has a name already (an entry has one name): bissl gc keeps it; remove it by hand"
             } else {
                 if ref.kind == .name, let id = ref.id { named.insert(id) }
-                adopted.insert(ref.label)
+                adopted[ref.label] = (ref.kind, ref.id ?? "")
                 message = "ref file of \(ref.kind.rawValue) '\(ref.label)', a label the catalog does not hold (interrupted import or tag); bissl gc adds it to the catalog, as bissl verify --reindex does (remove the file by hand to drop the label)"
             }
             // An invalid ref file is reported under its path (the id it may hold does not find it).
