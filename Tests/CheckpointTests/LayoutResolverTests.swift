@@ -371,6 +371,63 @@ final class LayoutResolverTests: XCTestCase {
         XCTAssertEqual(k.components["backbone"]!["conv1.weight"]!.floats()[0], 2)
     }
 
+    /// A file holding only the momentum copy (BYOL's target network, MoCo v3's momentum encoder,
+    /// MoCo's key encoder) and a predictor outside it: the predictor belongs to the network trained by
+    /// gradient, which the file does not hold, so it is dropped with a rule, as when the copy is
+    /// selected beside its network. (It was kept as the copy's predictor.)
+    func testAFileWithOnlyTheMomentumCopyDropsTheTrainedNetworksPredictor() throws {
+        let byol = try T.resnet(prefix: "target_network.encoder.", fc: false, seed: 2) + T.mlp("target_network.projector.", [128, 16, 8])
+            + T.mlp("predictor.", [8, 16, 8])
+        let t = try LayoutResolver.resolve(T.doc(.dict(byol)))
+        XCTAssertEqual(t.selector, "target_network.encoder")
+        XCTAssertEqual(Array(t.components.keys), ["backbone", "projector"])
+        XCTAssertEqual(Set(t.droppedKeys), Set(byol.compactMap { $0.key.stringValue }.filter { $0.hasPrefix("predictor.") }))
+        XCTAssertTrue(t.rules.contains("dropped the predictor 'predictor.*' (9 keys): it belongs to 'online_network.encoder', the network trained by gradient, which this file does not hold; its momentum copy 'target_network.encoder', the only backbone, has none (BYOL: the online network is trained by gradient, the target network is its moving average)"), "\(t.rules)")
+        XCTAssertEqual(t.warnings, [])
+
+        let mocoV3 = try T.resnet(prefix: "module.momentum_encoder.", fc: false, seed: 2) + T.mlp("module.predictor.", [128, 16, 8])
+        let m = try LayoutResolver.resolve(T.doc(T.dict([("state_dict", .dict(mocoV3))])))
+        XCTAssertEqual(Array(m.components.keys), ["backbone"])
+        XCTAssertTrue(m.rules.contains("dropped the predictor 'module.predictor.*' (9 keys): it belongs to 'state_dict.module.base_encoder', the network trained by gradient, which this file does not hold; its momentum copy 'state_dict.module.momentum_encoder', the only backbone, has none (MoCo v3: the base encoder is trained by gradient, the momentum encoder is its moving average)"), "\(m.rules)")
+
+        let moco = try T.resnet(prefix: "encoder_k.", fc: false, seed: 2) + T.mlp("online_predictor.", [128, 16, 8])
+        let k = try LayoutResolver.resolve(T.doc(.dict(moco)))
+        XCTAssertEqual(Array(k.components.keys), ["backbone"])
+        XCTAssertEqual(k.droppedKeys.filter { $0.hasPrefix("online_predictor.") }.count, 9)
+
+        // A predictor on the copy's own side of the tree is the copy's: kept.
+        let own = try T.resnet(prefix: "target_network.encoder.", fc: false, seed: 2) + T.mlp("target_network.projector.", [128, 16, 8])
+            + T.mlp("target_network.predictor.", [8, 16, 8])
+        XCTAssertEqual(Array(try LayoutResolver.resolve(T.doc(.dict(own))).components.keys), ["backbone", "projector", "predictor"])
+    }
+
+    /// The trained network beside its momentum copy, damaged past recognition as a ResNet (nothing
+    /// left of it but its classifier, or backbone keys that fit no ResNet): still never replaced by
+    /// the copy in silence. Refused, naming what it lacks against the copy's architecture, until
+    /// --select names the copy; a file without any trained network imports the copy. (The copy was
+    /// imported silently.)
+    func testMomentumCopyIsNotImportedInPlaceOfATrainedNetworkNoLongerRecognisable() throws {
+        let copy = try T.resnet(prefix: "module.encoder_k.", seed: 2)
+        let onlyHead = try T.resnet(prefix: "module.encoder_q.", seed: 1).filter { $0.key.stringValue!.hasPrefix("module.encoder_q.fc.") }
+        XCTAssertEqual(onlyHead.count, 2)
+        let misfit: [ObjectValue.DictEntry] = [.init(key: .string("module.encoder_q.conv1.weight"), value: .tensor(T.tensor([3], seed: 1)))]
+        for (name, damaged) in [("classifier only", onlyHead), ("misfit", misfit)] {
+            let root = T.dict([("state_dict", .dict(damaged + copy))])
+            for select in [nil, "state_dict", "state_dict.module"] {
+                XCTAssertThrowsError(try LayoutResolver.resolve(T.doc(root), options: .init(select: select)), name) { error in
+                    guard case .invalid(let m) = error as? CheckpointError else { return XCTFail("\(name): \(error)") }
+                    XCTAssertTrue(m.hasPrefix("the network trained by gradient, 'state_dict.module.encoder_q', is incomplete: it holds \(damaged.count) tensor\(damaged.count == 1 ? "" : "s"), "), m)
+                    XCTAssertTrue(m.contains("keys a resnet50-w4-small requires (the architecture of its momentum copy; too few or misshapen to be recognised as a ResNet); differences: missing "), m)
+                    XCTAssertTrue(m.hasSuffix("the only complete backbone, 'state_dict.module.encoder_k', is its momentum copy (MoCo: the query encoder is trained by gradient, the key encoder is its momentum copy) and is not imported in its place: --select state_dict.module.encoder_k imports the momentum copy deliberately"), m)
+                }
+            }
+            let k = try LayoutResolver.resolve(T.doc(root), options: .init(select: "state_dict.module.encoder_k"))
+            XCTAssertEqual(k.components["backbone"]!["conv1.weight"]!.floats()[0], 2, name)
+        }
+        let alone = try LayoutResolver.resolve(T.doc(T.dict([("state_dict", .dict(copy))])))
+        XCTAssertEqual(alone.selector, "state_dict.module.encoder_k")
+    }
+
     /// The preference applies only when one candidate is left once momentum copies are set aside:
     /// MoCo pairs in a model and in its EMA are two trained networks, refused until --select.
     func testMomentumPreferenceLeavesOtherAmbiguityAlone() throws {

@@ -22,8 +22,9 @@ import Collections
 ///    over `target_network`; `MomentumCopies`), recorded as a rule; `--select` picks the copy.
 ///    The one complete candidate is refused (`CheckpointError.invalid`) when it is the momentum
 ///    copy of an incomplete trained network (an `encoder_q` missing a key beside a complete
-///    `encoder_k`), unless `--select` names the copy itself: the refusal says what the trained
-///    network lacks.
+///    `encoder_k`, or one damaged past being a candidate, found by its name and judged against the
+///    copy's architecture), unless `--select` names the copy itself: the refusal says what the
+///    trained network lacks.
 ///    Any other set of complete candidates (EMA of a whole model, teacher/student) is refused with
 ///    `CheckpointError.ambiguous` listing them with their scores, since neither the EMA nor the
 ///    online weights are right for every use.
@@ -43,8 +44,9 @@ import Collections
 ///    key under that candidate's side of the tree (for `target_network.encoder.` beside
 ///    `online_network.encoder.`: all of `target_network.*`, its projector included), keys with no group
 ///    (`queue`), non-tensor entries and every other sub-tree of the document are dropped and
-///    listed in `droppedKeys` (sub-trees by their key path). With a momentum copy selected
-///    (`target_network.encoder`, `module.momentum_encoder`), a predictor group outside the copy's
+///    listed in `droppedKeys` (sub-trees by their key path). With a momentum copy chosen, selected
+///    or the only backbone (`target_network.encoder`, `module.momentum_encoder`: its prefix holds
+///    the method's name of the copy, `MomentumCopies.copy(at:)`), a predictor group outside the copy's
 ///    side (`predictor.*`, `online_predictor.*`, `module.predictor.*`) belongs to the trained network
 ///    (BYOL and MoCo v3 give the copy none): it is dropped with a rule. `--component backbone` keeps
 ///    only the backbone and lists everything else as dropped.
@@ -189,13 +191,15 @@ public enum LayoutResolver {
         let grouped = HeadAssignment.group(rest, backbonePrefix: p)
         var groups = grouped.groups
         let loose = grouped.loose
-        // A momentum copy selected: the predictor beside it belongs to the network trained by
-        // gradient (BYOL's online network, MoCo v3's base encoder); the copy has none.
-        if let (trained, pair) = MomentumCopies.trained(of: chosen, among: resnetCandidates), trained.keyPath == chosen.keyPath {
-            let copySide = sideRoot(p, apartFrom: trained.prefix)
-            let foreign = groups.filter { HeadAssignment.predictorNames.contains($0.name) && !$0.sourcePrefix.hasPrefix(copySide) }
+        // A momentum copy chosen (selected, or the only backbone of the file): a predictor beside it,
+        // outside its side of the tree, belongs to the network trained by gradient (BYOL's online
+        // network, MoCo v3's base encoder), whether the file holds that network or not; the copy has none.
+        if let copy = MomentumCopies.copy(at: p) {
+            let trained = MomentumCopies.copy(at: chosen.selector)?.trainedPath ?? copy.trainedPath
+            let held = tensors(under: trained, walk: walk).isEmpty ? ", which this file does not hold" : ""
+            let foreign = groups.filter { HeadAssignment.predictorNames.contains($0.name) && !$0.sourcePrefix.hasPrefix(copy.copySide) }
             for g in foreign {
-                rules.append("dropped the predictor '\(g.sourcePrefix)*' (\(g.tensors.count) keys): it belongs to '\(trained.selector)', the network trained by gradient; its momentum copy '\(chosen.selector)', selected, has none (\(pair.method))")
+                rules.append("dropped the predictor '\(g.sourcePrefix)*' (\(g.tensors.count) keys): it belongs to '\(trained)', the network trained by gradient\(held); its momentum copy '\(chosen.selector)', \(options.select == nil ? "the only backbone" : "selected"), has none (\(copy.pair.method))")
                 dropped += g.tensors.keys.map { join(dict.keyPath, g.sourcePrefix + $0) }
             }
             groups.removeAll { g in foreign.contains { $0.sourcePrefix == g.sourcePrefix } }
@@ -364,12 +368,41 @@ public enum LayoutResolver {
     /// `--select` names it.
     /// - Throws: `CheckpointError.invalid` naming the incomplete network, what it lacks, and the
     ///   `--select` that imports the copy.
+    ///
+    /// A trained network damaged past recognition as a ResNet (no backbone key left, or keys that fit
+    /// no ResNet, so it is no candidate) is found by its method's name beside the copy
+    /// (`MomentumCopies.copy(at:)`: `encoder_q` for `encoder_k`) and judged against the copy's
+    /// architecture, which a momentum copy shares with its network. A file holding nothing under
+    /// that name (the copy alone) imports the copy.
     static func refuseCopyOfIncomplete(_ only: Candidate, all: [Candidate], walk: CandidateSearch.Walk) throws {
-        guard let (trained, pair) = MomentumCopies.trained(of: only, among: all), !trained.complete else { return }
-        let lacking = holdings(trained, walk: walk) ?? "differences: \(trained.differences)"
-        throw CheckpointError.invalid("the network trained by gradient, '\(trained.selector)', is incomplete: it \(lacking); "
-            + "the only complete backbone, '\(only.selector)', is its momentum copy (\(pair.method)) and is not imported in its place: "
-            + "--select \(only.selector) imports the momentum copy deliberately")
+        let refusal = { (trained: String, pair: MomentumCopies.Pair, lacking: String) in
+            CheckpointError.invalid("the network trained by gradient, '\(trained)', is incomplete: it \(lacking); "
+                + "the only complete backbone, '\(only.selector)', is its momentum copy (\(pair.method)) and is not imported in its place: "
+                + "--select \(only.selector) imports the momentum copy deliberately")
+        }
+        if let (trained, pair) = MomentumCopies.trained(of: only, among: all) {
+            guard !trained.complete else { return }
+            throw refusal(trained.selector, pair, holdings(trained, walk: walk) ?? "differences: \(trained.differences)")
+        }
+        guard let copy = MomentumCopies.copy(at: only.selector), let arch = only.architecture else { return }
+        let held = tensors(under: copy.trainedPath, walk: walk)
+        guard !held.isEmpty else { return }
+        var backbone = StateDict()
+        for (key, t) in held where CandidateSearch.isBackboneKey(key[...]) { backbone[key] = t.tensor }
+        let diff = ArchitectureInference.compare(backbone, to: ArchitectureInference.backboneKeys(for: arch))
+        throw refusal(copy.trainedPath, copy.pair, "holds \(held.count) tensor\(held.count == 1 ? "" : "s"), with \(diff.required - diff.missing.count) of the \(diff.required) keys a \(arch.label) requires "
+            + "(the architecture of its momentum copy; too few or misshapen to be recognised as a ResNet); differences: \(diff.summary)")
+    }
+
+    /// The tensors of the document whose full key (key path and key, dotted) starts with
+    /// `selector` + `.`, by the rest of the key.
+    static func tensors(under selector: String, walk: CandidateSearch.Walk) -> [(String, SourceTensor)] {
+        walk.dicts.flatMap { dict in
+            dict.tensors.compactMap { key, t -> (String, SourceTensor)? in
+                let full = join(dict.keyPath, key)
+                return full.hasPrefix(selector + ".") ? (String(full.dropFirst(selector.count + 1)), t) : nil
+            }
+        }
     }
 
     /// Some, not all, keys of a tensor dict start with `S.`, and removing it from those gives

@@ -42,6 +42,23 @@ enum MomentumCopies {
         return pairs.first { $0.average == only.element.0 && $0.trained == only.element.1 }
     }
 
+    /// Where `path` (a dotted selector or key prefix, `module.encoder_k` or `target_network.encoder.`)
+    /// lies in a momentum copy by its method's names: the pair whose average name is its last such
+    /// segment, `path` up to that segment with a trailing dot (`target_network.`: the copy's side of
+    /// the tree), and `path` with the pair's trained name in its place (`online_network.encoder.`:
+    /// where the network trained by gradient sits in a file that keeps both). Nil when no segment
+    /// of `path` is an average name.
+    static func copy(at path: String) -> (pair: Pair, copySide: String, trainedPath: String)? {
+        let segments = path.split(separator: ".", omittingEmptySubsequences: false)
+        for i in segments.indices.reversed() {
+            guard let pair = pairs.first(where: { $0.average == segments[i] }) else { continue }
+            var trained = segments
+            trained[i] = Substring(pair.trained)
+            return (pair, segments[...i].joined(separator: ".") + ".", trained.joined(separator: "."))
+        }
+        return nil
+    }
+
     /// The candidate of `all` (other than `copy`) of which `copy` is the momentum copy, with the
     /// pair; nil when `copy` is no such copy.
     static func trained(of copy: Candidate, among all: [Candidate]) -> (Candidate, Pair)? {
