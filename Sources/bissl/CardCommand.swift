@@ -3,6 +3,7 @@ import BisslCore
 import Checkpoint
 import Foundation
 import Publish
+import Training
 import Zoo
 
 /// `bissl card REF [-o README.md]`: the model card of a zoo entry (Markdown with Hugging Face YAML
@@ -15,7 +16,9 @@ struct Card: ParsableCommand {
             pipeline_tag, and metrics/model-index for recorded accuracies with the data they were measured on \
             (license only when a source file states one). The body lists the lineage with content ids, every \
             dataset fingerprint, hyperparameter, seed, metric and warning of each stage, and the command \
-            line that made it. Nothing the provenance lacks is stated. Without -o the card goes to stdout.
+            line that made it, and how images are prepared (the evaluation transform of the bissl stage that \
+            made it, or that an imported entry records none, with what a hub folder's config.json then \
+            assumes). Nothing the provenance lacks is stated. Without -o the card goes to stdout.
             """)
 
     @Argument(help: "Entry: id, unique id prefix (6+ hex digits), name or tag.")
@@ -34,9 +37,18 @@ struct Card: ParsableCommand {
             try ZooOutput.refuseZooObjectsPath(output, objects: zoo.layout.objects)
         }
         let id = try zoo.resolve(ref)
-        let text = ModelCard.render(try CardLineage.gather(zoo, id: id))
+        let lineage = try CardLineage.gather(zoo, id: id)
+        let text = ModelCard.render(lineage, preprocessing: .init(lineage: lineage))
         guard let output else { return print(text, terminator: "") }
         try AtomicFile.write(Data(text.utf8), to: URL(fileURLWithPath: output))
         ZooOutput.printLine("wrote \(output.quotedPathIfNeeded) (model card of entry \(id.prefix(12)))")
+    }
+}
+
+extension HubFolder.Preprocessing {
+    /// The image size of the nearest stage of `lineage` that records one (fine-tuning, alignment,
+    /// pretraining: `DownstreamData.recordedImageSize`), for the card and the hub folder.
+    init(lineage: CardLineage) {
+        self.init(imageSize: lineage.stages.reversed().lazy.compactMap { $0.provenance.flatMap { DownstreamData.recordedImageSize($0) } }.first)
     }
 }

@@ -63,10 +63,8 @@ struct Export: ParsableCommand {
         let notes: [String]
         if format == .hub {
             let lineage = try CardLineage.gather(zoo, id: id)
-            // The image size of the nearest stage that records one (fine-tuning, alignment, pretraining).
-            let size = lineage.stages.reversed().lazy.compactMap { $0.provenance.flatMap { DownstreamData.recordedImageSize($0) } }.first
             let removed = WriterOptions.removeAbandonedTemporaries(of: url, stagingFiles: HubFolder.files)
-            notes = try removed + HubFolder.write(checkpoint, id: id, lineage: lineage, preprocessing: .init(imageSize: size), to: url)
+            notes = try removed + HubFolder.write(checkpoint, id: id, lineage: lineage, preprocessing: .init(lineage: lineage), to: url)
             ZooOutput.printLine("wrote \(output.quotedPathIfNeeded)/ (hub folder of entry \(id.prefix(12)): \(HubFolder.weightsFile), \(HubFolder.configFile), \(HubFolder.cardFile))")
         } else {
             notes = try writer.write(checkpoint, to: url, format: format)

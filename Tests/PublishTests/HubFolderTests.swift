@@ -46,6 +46,7 @@ final class HubFolderTests: XCTestCase {
         let bissl = config["bissl"] as! [String: Any]
         XCTAssertTrue((bissl["preprocessing"] as! String).hasPrefix("not recorded: the entry was imported"), "\(bissl)")
         XCTAssertEqual(bissl["input_size"] as? String, "recorded by the lineage")
+        XCTAssertTrue(String(decoding: written["README.md"]!, as: UTF8.self).contains(" Input size: 32 x 32 (S = 32), the image size the lineage records"))
 
         let imported = try HubFolder.read(first, options: LayoutOptions())
         XCTAssertEqual(ContentID.compute(imported), id)

@@ -46,7 +46,7 @@ final class ModelCardHostileTextTests: XCTestCase {
     }
 
     func testEveryRecordedFieldStaysOnItsLineWithoutControlCharacters() {
-        let card = ModelCard.render(Self.lineage())
+        let card = ModelCard.render(Self.lineage(), preprocessing: .init(imageSize: nil))
         XCTAssertEqual(Self.controls(card), [])
         let lines = card.split(separator: "\n", omittingEmptySubsequences: false)
         XCTAssertFalse(lines.contains { $0.hasPrefix("# injected") }, "a recorded line feed started a Markdown line")
@@ -124,7 +124,7 @@ final class ModelCardHostileTextTests: XCTestCase {
         ])
         // The longest run inside is 2, so 3 delimit it; it neither starts nor ends with a backtick or space.
         XCTAssertEqual(ModelCard.code(key), "```enc`.`` *x*```")
-        let card = ModelCard.render(lineage)
+        let card = ModelCard.render(lineage, preprocessing: .init(imageSize: nil))
         XCTAssertTrue(card.contains("- source file: ``r`18.pth`` (pth, zip)"), card)
         XCTAssertTrue(card.contains("state dict at ```enc`.`` *x*```\n"), card)
         XCTAssertEqual(card.components(separatedBy: "| ```enc`.`` *x*``` | ").count, 3, "the hyperparameter and metric rows: \(card)")

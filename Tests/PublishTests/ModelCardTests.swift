@@ -69,14 +69,14 @@ final class ModelCardTests: XCTestCase {
 
     func testLicenseOnlyWhenRecordedAndNoModelIndexWithoutTheDataItWasMeasuredOn() {
         XCTAssertTrue(ModelCard.frontMatter(Self.lineage(license: "apache-2.0")).contains("\nlicense: \"apache-2.0\"\n"))
-        let card = ModelCard.render(Self.lineage(val: false))
+        let card = ModelCard.render(Self.lineage(val: false), preprocessing: .init(imageSize: nil))
         XCTAssertFalse(card.contains("license"))
         XCTAssertFalse(card.contains("model-index"))
         XCTAssertFalse(card.contains("## Evaluation"))
     }
 
     func testBodyStatesTheRecordedFields() {
-        let card = ModelCard.render(Self.lineage())
+        let card = ModelCard.render(Self.lineage(), preprocessing: .init(imageSize: nil))
         for expected in [
             "| 1 | `\(Self.parentID)` | r18 | imported |",
             "| 2 | `\(Self.childID)` | ft, best | finetune | finetune | finetuned-from `aaaaaaaaaaaa`: classifier kept |",
@@ -95,10 +95,33 @@ final class ModelCardTests: XCTestCase {
         XCTAssertFalse(card.contains("started:"))
     }
 
+    /// The card says in words how images are prepared, as the hub folder's config.json states it: for
+    /// an imported entry that nothing records it and that config.json's input size 224 is an
+    /// assumption when no stage records one (the card said nothing of either); for an entry a bissl
+    /// stage made, bissl's evaluation transform and the recorded size.
+    func testThePreprocessingSectionSaysWhatConfigJSONStatesAndAssumes() {
+        var imported = Self.lineage()
+        imported.stages.removeLast()
+        let card = ModelCard.render(imported, preprocessing: .init(imageSize: nil))
+        let section = card.components(separatedBy: "\n## Preprocessing\n\n").dropFirst().first?.components(separatedBy: "\n## ").first
+        XCTAssertEqual(section, "Not recorded: the entry was imported and its source states no preprocessing. A hub folder written "
+            + "from it (`bissl export --to hub`) leaves `interpolation`, `crop_pct`, `crop_mode`, `mean` and `std` out of its "
+            + "`config.json`, as `bissl.preprocessing` there says; readers such as timm then apply their own defaults. "
+            + "Input size: not recorded by any stage. The hub folder's `input_size` [3, 224, 224] is an assumption "
+            + "(torchvision's convention), not a record, as `bissl.input_size` there says.\n", card)
+        XCTAssertTrue(card.contains("\n## Preprocessing\n\nNot recorded"), "before the stages: \(card)")
+        XCTAssertTrue(card.range(of: "## Preprocessing")!.lowerBound < card.range(of: "## Stages")!.lowerBound)
+
+        let trained = ModelCard.render(Self.lineage(), preprocessing: .init(imageSize: 32))
+        XCTAssertTrue(trained.contains("\n## Preprocessing\n\nbissl's evaluation transform, which the `finetune` stage used: shorter side resized to S * 256 / 224 (bilinear), centre crop of S x S,"), trained)
+        XCTAssertTrue(trained.contains(" Input size: 32 x 32 (S = 32), the image size the lineage records (`input_size` [3, 32, 32]).\n"), trained)
+        XCTAssertFalse(trained.contains("assumption"), trained)
+    }
+
     func testUnknownParentIsListedWithoutClaims() {
         var l = Self.lineage()
         l.stages[0] = .init(id: Self.parentID, labels: [], status: "unknown", provenance: nil, arch: nil)
-        let card = ModelCard.render(l)
+        let card = ModelCard.render(l, preprocessing: .init(imageSize: nil))
         XCTAssertTrue(card.contains("| 1 | `\(Self.parentID)` (unknown) |"))
         XCTAssertTrue(card.contains("Named as a parent, but this zoo never held it: nothing is recorded."))
     }

@@ -119,6 +119,10 @@ def test_hub_folder_of_an_imported_entry_states_only_what_is_recorded(bissl, lin
     assert not {"mean", "std", "crop_pct", "crop_mode", "interpolation"} & cfg.keys()
     assert cfg["input_size"] == [3, 224, 224] and config["bissl"]["input_size"].startswith("assumed:")
     assert config["bissl"]["preprocessing"].startswith("not recorded:")
+    # The card says the same in words, and what config.json assumes.
+    card = ModelCard.load(folder / "README.md").text
+    assert "## Preprocessing\n\nNot recorded: the entry was imported" in card
+    assert "The hub folder's `input_size` [3, 224, 224] is an assumption (torchvision's convention), not a record" in card
     model = ResNet(18, width=4, stem="small", num_classes=10)
     model.load_state_dict(load_file(folder / "model.safetensors"), strict=True)
     imported = json.loads(bissl("import", folder, "--zoo", tmp_path / "z", "--json").stdout)

@@ -8,8 +8,10 @@ import Foundation
 /// seed, the command line of each stage, metrics and warnings.
 ///
 /// Rule: every statement comes from a recorded field (`CardLineage`); a field provenance lacks is
-/// left out, never filled with a default. The card is a pure function of the lineage, so the same
-/// lineage always gives the same bytes.
+/// left out, never filled with a default. The one exception is said as such: the preprocessing
+/// section names what a hub folder's `config.json` assumes where nothing is recorded (its input
+/// size). The card is a pure function of the lineage and the preprocessing derived from it
+/// (`HubFolder.Preprocessing`), so the same lineage always gives the same bytes.
 public enum ModelCard {
     /// Metrics that are accuracies on a labelled split (`model-index` entries): recorded name -> label.
     static let accuracyMetrics: [(name: String, label: String)] = [
@@ -23,8 +25,10 @@ public enum ModelCard {
     ]
 
     /// The card's Markdown text.
-    public static func render(_ lineage: CardLineage) -> String {
-        frontMatter(lineage) + "\n" + body(lineage)
+    /// - Parameter preprocessing: the image size the lineage records (nearest stage first), as the
+    ///   hub folder's `config.json` states it (`HubFolder.configJSON`).
+    public static func render(_ lineage: CardLineage, preprocessing: HubFolder.Preprocessing) -> String {
+        frontMatter(lineage) + "\n" + body(lineage, preprocessing: preprocessing)
     }
 
     // MARK: front matter
@@ -112,7 +116,7 @@ public enum ModelCard {
 
     /// The body, rendered from the lineage with every recorded string's control characters escaped
     /// (`CardLineage.escapingControlCharacters`): each field stays on its line of the Markdown.
-    static func body(_ recorded: CardLineage) -> String {
+    static func body(_ recorded: CardLineage, preprocessing: HubFolder.Preprocessing) -> String {
         let lineage = recorded.escapingControlCharacters
         let entry = lineage.entry
         var out = "# \(title(entry))\n\n"
@@ -149,6 +153,8 @@ public enum ModelCard {
             }
         }
 
+        out += preprocessingSection(preprocessing, entry: entry)
+
         out += "\n## Stages\n"
         for (i, stage) in lineage.stages.enumerated() {
             out += "\n### \(i + 1). \(code(String(stage.id.prefix(12))))\(stage.provenance.map { " \($0.stage)" } ?? "")\n\n"
@@ -184,6 +190,31 @@ public enum ModelCard {
             }
         }
         return out
+    }
+
+    /// How images are prepared for the network, in words, as a hub folder's `config.json` states it
+    /// (`HubFolder.configJSON`: `pretrained_cfg`, `bissl.preprocessing`, `bissl.input_size`): bissl's
+    /// evaluation transform for an entry a bissl stage made (`HubFolder.Preprocessing.bisslStage`);
+    /// for an imported one, that nothing records it, so `config.json` leaves the transform out; and
+    /// the input size the lineage records, or, without one, that `config.json`'s 224 is an assumption.
+    static func preprocessingSection(_ p: HubFolder.Preprocessing, entry: CardLineage.Stage) -> String {
+        var out = "\n## Preprocessing\n\n"
+        if let stage = entry.provenance.flatMap({ HubFolder.Preprocessing.bisslStage($0) }) {
+            out += "bissl's evaluation transform, which the \(code(stage)) stage used: shorter side resized to S * 256 / 224 "
+            out += "(bilinear), centre crop of S x S, pixels scaled to [0, 1] and normalised with the ImageNet mean and "
+            out += "standard deviation; a hub folder's `config.json` states it in `pretrained_cfg` (`crop_pct` 0.875)."
+        } else {
+            out += "Not recorded: the entry was imported and its source states no preprocessing. A hub folder written "
+            out += "from it (`bissl export --to hub`) leaves `interpolation`, `crop_pct`, `crop_mode`, `mean` and `std` "
+            out += "out of its `config.json`, as `bissl.preprocessing` there says; readers such as timm then apply their own defaults."
+        }
+        if let size = p.imageSize {
+            out += " Input size: \(size) x \(size) (S = \(size)), the image size the lineage records (`input_size` [3, \(size), \(size)])."
+        } else {
+            out += " Input size: not recorded by any stage. The hub folder's `input_size` [3, 224, 224] is an assumption "
+            out += "(torchvision's convention), not a record, as `bissl.input_size` there says."
+        }
+        return out + "\n"
     }
 
     /// `[low, high]` from the metrics `<metric>_ci_low` and `<metric>_ci_high`, when both are recorded.

@@ -11,7 +11,8 @@ import Foundation
 ///   `pretrained_cfg` with `input_size`, `interpolation`, `crop_pct`, `crop_mode`, `mean`, `std`,
 ///   `first_conv`, `classifier`), plus `bissl` with the architecture record, content id and where the
 ///   preprocessing comes from (`Preprocessing`); only what the entry's provenance records is stated;
-/// - `README.md`: the model card (`ModelCard`).
+/// - `README.md`: the model card (`ModelCard`), which says in words what `config.json` states of the
+///   preprocessing and what it assumes (an input size no stage records).
 ///
 /// Reading (`read`) records `config.json` and `README.md` verbatim in the imported entry's provenance
 /// (`source.metadata["hub.config.json"]`, `["hub.README.md"]`). An entry imported from a folder bissl
@@ -105,7 +106,7 @@ public enum HubFolder {
         }
         let config = try configJSON(model.architecture!, classes: classes(model), id: modelID, preprocessing: preprocessing,
                                     bisslStage: stage)
-        let card = Data(ModelCard.render(lineage).utf8)
+        let card = Data(ModelCard.render(lineage, preprocessing: preprocessing).utf8)
         let metadata = Interchange.safetensorsMetadata(model)
         try writeFolder(dir) { tmp in
             try SafetensorsFile.write(flat, metadata: metadata, to: tmp.appendingPathComponent(weightsFile))
