@@ -15,45 +15,63 @@
 #define relax() ((void)0)
 #endif
 
+// The job word packs the job number (bits 32-63), its piece count (bits 16-31) and the next unclaimed piece
+// (bits 0-15). A thread takes piece k by moving the word from k to k + 1 with a compare-and-swap that also
+// checks the job number, so a worker that wakes late, after its job has ended, takes nothing from it; a job
+// ends only when all its pieces have run (`done`), so the job's `fn` and `ctx` stay valid for every piece taken.
+#define JOB(word) ((unsigned long)(word) >> 32)
+#define PIECES(word) (((unsigned long)(word) >> 16) & 0xffff)
+#define NEXT(word) ((unsigned long)(word) & 0xffff)
+
 static struct {
     pthread_mutex_t lock;
     pthread_cond_t wake;
-    atomic_long generation;   // the job number; a worker runs a job when it sees it change
-    atomic_long remaining;    // workers that have not finished the current job
+    atomic_ulong word;        // job number, pieces, next piece (above)
+    atomic_long done;         // pieces of the current job that have returned
     atomic_int busy;          // a job is being run (one caller at a time)
     int sleepers;             // workers waiting on `wake` (under `lock`)
     long workers;
     bissl_pool_fn fn;
     void *ctx;
-    long pieces;
 } pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
 
 static pthread_once_t started = PTHREAD_ONCE_INIT;
 static long requested;
-static _Thread_local int inside;   // this thread is a worker, or runs piece 0 of a job
+static _Thread_local int inside;   // this thread is a worker, or runs pieces of a job as its caller
+
+/// Takes and runs pieces of job `job` until none is left unclaimed (or another job has begun).
+static void run_pieces(unsigned long job) {
+    unsigned long w = atomic_load_explicit(&pool.word, memory_order_acquire);
+    while (JOB(w) == job && NEXT(w) < PIECES(w)) {
+        if (atomic_compare_exchange_weak_explicit(&pool.word, &w, w + 1, memory_order_acquire, memory_order_acquire)) {
+            pool.fn(pool.ctx, (long)NEXT(w));
+            atomic_fetch_add_explicit(&pool.done, 1, memory_order_release);
+            w = atomic_load_explicit(&pool.word, memory_order_acquire);
+        }
+    }
+}
 
 static void *worker(void *arg) {
-    long index = (long)arg;   // runs piece index + 1
+    (void)arg;
     inside = 1;
-    long seen = 0;
+    unsigned long seen = 0;
     for (;;) {
-        long g;
+        unsigned long g;
         int spins = 0;
-        while ((g = atomic_load_explicit(&pool.generation, memory_order_acquire)) == seen && spins < BISSL_POOL_SPIN) {
+        while ((g = JOB(atomic_load_explicit(&pool.word, memory_order_acquire))) == seen && spins < BISSL_POOL_SPIN) {
             relax();
             spins++;
         }
         if (g == seen) {
             pthread_mutex_lock(&pool.lock);
             pool.sleepers++;
-            while ((g = atomic_load_explicit(&pool.generation, memory_order_acquire)) == seen)
+            while ((g = JOB(atomic_load_explicit(&pool.word, memory_order_acquire))) == seen)
                 pthread_cond_wait(&pool.wake, &pool.lock);
             pool.sleepers--;
             pthread_mutex_unlock(&pool.lock);
         }
         seen = g;
-        if (index + 1 < pool.pieces) pool.fn(pool.ctx, index + 1);
-        atomic_fetch_sub_explicit(&pool.remaining, 1, memory_order_release);
+        run_pieces(g);
     }
     return 0;
 }
@@ -72,31 +90,36 @@ static void start(void) {
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         if (pthread_create(&t, &attr, worker, (void *)i) == 0) n++;
         pthread_attr_destroy(&attr);
-        if (n != i + 1) break;   // workers are numbered 0..n-1 without gaps
+        if (n != i + 1) break;
     }
     pool.workers = n;
 }
 
 int bissl_pool_run(long threads, long pieces, bissl_pool_fn fn, void *ctx) {
-    if (threads < 2 || pieces > threads || pieces < 1 || inside || forked) return 0;
+    if (threads < 2 || pieces < 1 || pieces > BISSL_POOL_MAX_PIECES || inside || forked) return 0;
     requested = threads;
     pthread_once(&started, start);
-    if (pieces > pool.workers + 1) return 0;
+    if (pool.workers < 1) return 0;
     int expected = 0;
     if (!atomic_compare_exchange_strong(&pool.busy, &expected, 1)) return 0;
     pool.fn = fn;
     pool.ctx = ctx;
-    pool.pieces = pieces;
-    atomic_store_explicit(&pool.remaining, pool.workers, memory_order_relaxed);
-    atomic_fetch_add_explicit(&pool.generation, 1, memory_order_release);
+    atomic_store_explicit(&pool.done, 0, memory_order_relaxed);
+    // Publish the job with piece 0 already taken by this thread.
+    unsigned long job = (JOB(atomic_load_explicit(&pool.word, memory_order_relaxed)) + 1) & 0xffffffffUL;
+    if (job == 0) job = 1;   // 0 is the number the workers start having seen
+    atomic_store_explicit(&pool.word, (job << 32) | ((unsigned long)pieces << 16) | 1, memory_order_release);
     pthread_mutex_lock(&pool.lock);
     if (pool.sleepers) pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.lock);
     inside = 1;
     fn(ctx, 0);
+    atomic_fetch_add_explicit(&pool.done, 1, memory_order_release);
+    // Then every piece no worker has taken yet (all of them when the workers are descheduled or asleep).
+    run_pieces(job);
     inside = 0;
-    // The workers' pieces: spin while they run, yielding now and then in case a worker waits for a core.
-    for (long spins = 1; atomic_load_explicit(&pool.remaining, memory_order_acquire) != 0; spins++) {
+    // The pieces the workers took: spin while they run, yielding now and then in case a worker waits for a core.
+    for (long spins = 1; atomic_load_explicit(&pool.done, memory_order_acquire) != pieces; spins++) {
         relax();
         if (spins % BISSL_POOL_SPIN == 0) sched_yield();
     }

@@ -33,7 +33,8 @@ struct Bissl: ParsableCommand {
             try command.run()
             DataParallel.world.finalize()
         } catch let stop as RunInterrupted {
-            FileHandle.standardError.write(Data("\(stop.description)\n".utf8))
+            // Every rank of an MPI job stops after the same step (docs/distributed.md); rank 0 says where.
+            if DataParallel.isLeader { FileHandle.standardError.write(Data("\(stop.description)\n".utf8)) }
             BackgroundWork.finish(within: 30)
             Foundation.exit(stop.exitStatus)
         } catch {

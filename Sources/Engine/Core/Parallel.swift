@@ -10,7 +10,8 @@ import Foundation
 /// reduction happens inside one index, so results are bit-identical whatever the thread count.
 /// OpenBLAS's own thread pool is off (`Runtime`), so threads never nest inside a BLAS call. The pieces run
 /// on the engine's worker pool (Sources/CKernels/include/pool.h), whose workers spin briefly between loops
-/// instead of sleeping (measured: the small model's training step up to 44% faster, docs/performance.md);
+/// instead of sleeping (measured: the small model's training step up to 44% faster, docs/performance.md) and
+/// take pieces rather than being handed them (the caller runs the pieces of a worker that has not started);
 /// loops nested in a piece, or started while another thread's loop runs, go to Dispatch.
 enum Parallel {
     /// Threads used for engine loops: the processors this process may run on (its affinity mask, so
@@ -21,10 +22,13 @@ enum Parallel {
     static let minimumWork = 32_768
 
     /// Calls `body(range)` for contiguous sub-ranges covering `0..<count`, in parallel when
-    /// `count * workPerIndex` is at least `minimumWork`.
+    /// `count * workPerIndex` is at least `minimumWork`: `threads` ranges, or with `piecesPerThread` k > 1 up
+    /// to `k * threads` smaller ones that the threads take as they become free (a thread that is descheduled
+    /// or finishes late then holds up a smaller share). Only for bodies whose result for an index does not
+    /// depend on the range it falls in (elementwise or per-channel loops).
     @inline(__always)
-    static func forEachChunk(_ count: Int, workPerIndex: Int = 1, _ body: (Range<Int>) -> Void) {
-        let chunks = count * workPerIndex >= minimumWork ? min(threads, count) : 1
+    static func forEachChunk(_ count: Int, workPerIndex: Int = 1, piecesPerThread: Int = 1, _ body: (Range<Int>) -> Void) {
+        let chunks = count * workPerIndex >= minimumWork ? min(threads * piecesPerThread, count) : 1
         if chunks <= 1 {
             if count > 0 { body(0..<count) }
             return
@@ -35,7 +39,8 @@ enum Parallel {
         }
     }
 
-    /// Calls `body(k)` for `k` in `0..<pieces` on up to `pieces` threads (one call per piece).
+    /// Calls `body(k)` for `k` in `0..<pieces` on up to `pieces` threads (one call per piece, piece 0 on the
+    /// calling thread, the others on whichever thread takes them first).
     static func forEachPiece(_ pieces: Int, _ body: (Int) -> Void) {
         if pieces <= 1 {
             if pieces == 1 { body(0) }

@@ -82,7 +82,7 @@ public final class BatchNorm2d {
         let C = x.c, HW = x.h * x.w, N = x.n
         x.data.withUnsafeBufferPointer { xp in
             out.withUnsafeMutableBufferPointer { op in
-                Parallel.forEachChunk(C, workPerIndex: N * HW) { channels in
+                Parallel.forEachChunk(C, workPerIndex: N * HW, piecesPerThread: 4) { channels in
                     for c in channels { op[c] = f(xp.baseAddress! + c * HW, c) }
                 }
             }
@@ -160,7 +160,7 @@ public final class BatchNorm2d {
                             // Channel by channel (each written by one thread): without synchronisation its batch
                             // statistics, Σx then Σ(x − μ)² (float lanes per plane, the planes in float64 in
                             // order), and its output in one visit, while its N planes are in cache.
-                            Parallel.forEachChunk(C, workPerIndex: 3 * N * HW) { channels in
+                            Parallel.forEachChunk(C, workPerIndex: 3 * N * HW, piecesPerThread: 4) { channels in
                                 for c in channels {
                                     let plane0 = xs + c * HW
                                     if batch && synchronize == nil {
@@ -302,7 +302,7 @@ public final class BatchNorm2d {
                     // The fused ReLU's gate without a pinned mask is applied inside the kernels, recomputed from
                     // x in each pass (nothing stored); a pinned mask gates dy into `scratch` first.
                     let gateInKernels = fusedReLU && mask == nil
-                    Parallel.forEachChunk(C, workPerIndex: 2 * N * HW) { channels in
+                    Parallel.forEachChunk(C, workPerIndex: 2 * N * HW, piecesPerThread: 4) { channels in
                         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: fusedReLU && !gateInKernels ? N * HW : 0)
                         defer { scratch.deallocate() }
                         for c in channels {
@@ -371,7 +371,7 @@ public final class BatchNorm2d {
                     dMeans.withUnsafeMutableBufferPointer { mp in
                         dInv.withUnsafeMutableBufferPointer { ip in
                             withMask { mask in
-                                Parallel.forEachChunk(C, workPerIndex: 3 * N * HW) { channels in
+                                Parallel.forEachChunk(C, workPerIndex: 3 * N * HW, piecesPerThread: 4) { channels in
                                     for c in channels {
                                         let mu = mean[c], s = invStd[c]
                                         var dmu: Float = 0, m: Float = 0
@@ -429,7 +429,7 @@ public final class BatchNorm2d {
                         rdx.withUnsafeMutableBufferPointer { op in
                             sums.withUnsafeMutableBufferPointer { sp in
                                 withMask { mask in
-                                    Parallel.forEachChunk(C, workPerIndex: 5 * N * HW) { channels in
+                                    Parallel.forEachChunk(C, workPerIndex: 5 * N * HW, piecesPerThread: 4) { channels in
                                         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: fusedReLU ? 2 * N * HW : 0)
                                         defer { scratch.deallocate() }
                                         for c in channels {

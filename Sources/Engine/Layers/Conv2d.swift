@@ -6,7 +6,8 @@
 /// - Weight `[O, C, k, k]` (OIHW), key `<prefix>weight`.
 /// - Output size `Ho = (H + 2p - k) / s + 1` (floor), same for `Wo`.
 /// - The batch is cut into chunks of consecutive images (`chunks`: one image when its output plane has at
-///   least `chunkColumns` pixels, else as many as make that many columns), spread over the cores. Each
+///   least `chunkColumns` pixels, else as many as make that many columns; a 1x1 stride-1 forward from
+///   `oneImageColumns` pixels), spread over the cores. Each
 ///   chunk is unfolded with im2col into `[C*k*k, n*Ho*Wo]` (a 1x1 stride-1 convolution of one image reads
 ///   the image itself) and multiplied by the weight while it is in cache; a one-image chunk's GEMM writes
 ///   its NCHW output directly, larger chunks' outputs are moved into NCHW. The backward passes go chunk by
@@ -36,6 +37,13 @@ public final class Conv2d {
     /// were written to memory and read back by the GEMM; a chunk of 256 columns stays in L2 (README
     /// "Engine": the small model's steps 1.5-2.5x faster with chunks).
     static let chunkColumns = 256
+
+    /// Output planes from which a 1x1 stride-1 forward takes one image per chunk (half of `chunkColumns`:
+    /// where a chunk would hold two images). Such a GEMM reads the image and writes its NCHW output in
+    /// place: the gather of two images' inputs and the move of their outputs are gone, and the product
+    /// still has at least 128 columns (ResNet-50's 12x12 stage at 96x96; docs/performance.md, "fifth
+    /// session"). The chunks of a sum over the batch (the weight gradient) stay those of `chunks`.
+    static let oneImageColumns = chunkColumns / 2
 
     /// How the batch of `n` images with output planes of `plane` pixels is cut: `count` chunks of `size`
     /// consecutive images (the last may be smaller). From the shape only, never the core count, so that
@@ -176,7 +184,7 @@ public final class Conv2d {
         let y = [Float](count: N * O * p) { yp in
             ImageBatch.with(terms.map(\.x)) { xs in
                 withBaseAddresses(terms.map(\.w)) { ws in
-                    forEachImageChunk(images: N, plane: p) { chunk in
+                    forEachImageChunk(images: N, plane: p, oneImage: readsImagesDirectly && p >= Conv2d.oneImageColumns) { chunk in
                         let images = chunk.images, width = images.count * p
                         // Y_n[O, P] in place for one image, else T[O, n*P] moved into NCHW below:
                         // += W_t[O, CKK] * cols_t[CKK, n*P] for each term
@@ -285,14 +293,15 @@ public final class Conv2d {
         let splitGEMM: Bool
     }
 
-    /// Runs `body` on every chunk of a batch of `n` images with output planes of `p` pixels (`chunks`),
+    /// Runs `body` on every chunk of a batch of `n` images with output planes of `p` pixels (`chunks`, or
+    /// one image each when `oneImage`),
     /// each worker thread with its own scratch. Without `sum` the chunks go to the cores in contiguous
     /// ranges (each chunk writes its own images); with `sum` (`O*C*k*k` floats, the weight gradient) they
     /// are a reduction in two fixed halves (`Parallel.accumulateInHalves`), the same additions on any
     /// number of cores.
     private func forEachImageChunk(images n: Int, plane p: Int, accumulatingInto sum: UnsafeMutablePointer<Float>? = nil,
-                                   _ body: (ImageChunk) -> Void) {
-        let (size, count) = chunks(images: n, plane: p)
+                                   oneImage: Bool = false, _ body: (ImageChunk) -> Void) {
+        let (size, count) = oneImage ? (1, n) : chunks(images: n, plane: p)
         let ckk = inChannels * kernel * kernel
         func run(_ range: Range<Int>, sum: UnsafeMutablePointer<Float>?, splitGEMM: Bool) {
             let columns = UnsafeMutablePointer<Float>.allocate(capacity: ckk * size * p)
@@ -439,6 +448,8 @@ public final class Conv2d {
             for ow in cols.upperBound..<wo { r[ow] = 0 }
             if s == 1 {
                 copyFloats(r + cols.lowerBound, src + cols.lowerBound, cols.count)
+            } else if s == 2 {
+                gatherEven(r + cols.lowerBound, src + 2 * cols.lowerBound, cols.count)
             } else {
                 for ow in cols { r[ow] = src[ow * s] }
             }

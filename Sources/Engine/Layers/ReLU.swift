@@ -54,7 +54,7 @@ public final class ReLU {
                             let s = UnsafeRawPointer(tp.baseAddress!), a = UnsafeRawPointer(ap.baseAddress!)
                             let k = UnsafeRawPointer(kp.baseAddress!), m = pinned == nil ? nil : mp.baseAddress, o = UnsafeMutableRawPointer(out.baseAddress!)
                             let add = addend != nil, keyed = key != nil
-                            Parallel.forEachChunk(out.count) { r in
+                            Parallel.forEachChunk(out.count, piecesPerThread: 4) { r in
                                 var i = r.lowerBound
                                 if let m {
                                     let (src, sum, dst) = (tp.baseAddress!, ap.baseAddress!, out.baseAddress!)

@@ -14,7 +14,7 @@ public enum ResidualAdd {
         a.data.withUnsafeMutableBufferPointer { ap in
             let dst = ap   // a copy of the pointer, not the inout binding: the loop vectorises
             b.data.withUnsafeBufferPointer { bp in
-                Parallel.forEachChunk(dst.count) { r in
+                Parallel.forEachChunk(dst.count, piecesPerThread: 4) { r in
                     for i in r { dst[i] += bp[i] }
                 }
             }

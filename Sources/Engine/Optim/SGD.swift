@@ -33,14 +33,14 @@ public final class SGD {
                 p.grad.withUnsafeBufferPointer { gp in
                     let v = vp.baseAddress!, g = gp.baseAddress!
                     if momentum == 0 {
-                        Parallel.forEachChunk(vp.count) { r in
+                        Parallel.forEachChunk(vp.count, piecesPerThread: 4) { r in
                             SGD.update(r, v, g, nil, lr: lr, momentum: 0, weightDecay: weightDecay, keep: keep, first: true, nesterov: false)
                         }
                         return
                     }
                     buffers![k].withUnsafeMutableBufferPointer { bp in
                         let b = bp.baseAddress!
-                        Parallel.forEachChunk(vp.count) { r in
+                        Parallel.forEachChunk(vp.count, piecesPerThread: 4) { r in
                             // one loop per case, so that each is a straight vector loop
                             switch (first, nesterov) {
                             case (true, false): SGD.update(r, v, g, b, lr: lr, momentum: momentum, weightDecay: weightDecay, keep: keep, first: true, nesterov: false)

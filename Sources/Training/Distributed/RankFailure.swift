@@ -7,9 +7,12 @@ import Foundation
 /// Open MPI's `mpirun` ends the whole job when it gets SIGINT or SIGTERM (Ctrl-C reaches only
 /// `mpirun`: the ranks run in process groups of their own) and when a rank exits abnormally, the same
 /// way both times: SIGCONT to the ranks, SIGTERM one second later, SIGKILL one second after that
-/// (`odls_base_sigkill_timeout`, Open MPI 4.1). A rank cannot tell the two cases apart, and a second
-/// is not enough to reach a step boundary and save. Rank 0 then prints one line naming its run, the
-/// step of its last saved state and the command that resumes it, and exits. Nothing is half-written: run.json and state.h5 are replaced
+/// (`odls_base_sigkill_timeout`, Open MPI 4.1; T seconds each with `--mca odls_base_sigkill_timeout T`).
+/// A rank cannot tell the two cases apart. With T of 2 s or more, the ranks stop at the next step
+/// boundary they agree on (`Run.isStateDue`, `Run.saveState`), rank 0 saves there and every rank exits
+/// 143 (`RunInterrupted`); with the default second, or when no boundary is agreed within T/2 (a dead
+/// rank), rank 0 prints one line naming its run, the step of its last saved state and the command that
+/// resumes it, and exits. Nothing is half-written: run.json and state.h5 are replaced
 /// atomically, the zoo adds an entry atomically (and only at the very end), a resumed run removes a
 /// dead writer's temporaries; the run directory stays resumable from its last saved state, with the
 /// same or another number of ranks. A collective that returns an error (`MPI_ERRORS_RETURN`) takes the
@@ -18,18 +21,21 @@ public enum RankFailure {
     /// The run rank 0 is training and how to resume it; nil outside a data-parallel run.
     nonisolated(unsafe) private static var watched: (run: Run, resume: String)?
 
-    /// Every rank of a job of several ranks: from now on a SIGTERM (mpirun ending the job) exits 143
-    /// at once (`StopRequest.endJobOnTerminate`: no waiting for a step boundary, whose collectives
-    /// would wait for the dead rank), rank 0 after one line about `run`; a failed collective marks
-    /// `run` failed (rank 0).
+    /// Every rank of a job of several ranks: from now on a SIGTERM (mpirun ending the job) or SIGINT
+    /// asks every rank to stop at the next step boundary they agree on, with the state saved, when
+    /// `mpirun`'s kill timeout leaves the time (`StopRequest.endJobOnTerminate`, `jobStopWait`);
+    /// otherwise, or when no boundary comes in time (a dead rank), it exits at once, rank 0 after one
+    /// line about `run`. A failed collective marks `run` failed (rank 0).
     public static func watch(_ run: Run, resume: String) {
         let world = DataParallel.world
         guard world.size > 1 else { return }
         if world.rank == 0 { watched = (run, resume) }
         let ranks = world.size, id = run.id
-        StopRequest.endJobOnTerminate(line: world.rank == 0
-            ? { step in "error: mpirun is ending this \(ranks)-rank MPI job (it was interrupted, or one of its ranks stopped); run \(id) resumes from step \(step), its last saved state: \(resume)\n" }
-            : { _ in "" })
+        StopRequest.endJobOnTerminate(
+            line: world.rank == 0
+                ? { step in "error: mpirun is ending this \(ranks)-rank MPI job (it was interrupted, or one of its ranks stopped); run \(id) resumes from step \(step), its last saved state: \(resume)\n" }
+                : { _ in "" },
+            announce: world.rank == 0 ? "every rank of this \(ranks)-rank MPI job stops at the next step boundary with the state saved" : nil)
     }
 
     /// Stops watching (the run finished or failed on its own).

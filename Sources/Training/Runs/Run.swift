@@ -354,20 +354,60 @@ public final class Run {
 
     /// Atomically replaces `state.h5` with `state`, then records `state.step` and the work time in
     /// run.json. After SIGINT/SIGTERM (`StopRequest`) the save is the stop: it then throws
-    /// `RunInterrupted` (the run stays resumable from `state.step`).
+    /// `RunInterrupted` (the run stays resumable from `state.step`). In a job of several ranks every
+    /// rank calls it at the same steps: the ranks agree there whether one of them was asked to stop
+    /// (`agreeAtBoundary`, unless `isStateDue` just did), rank 0 writes, and on a stop every rank
+    /// waits for that write and throws `RunInterrupted`, so all stop after the same step.
     /// - Throws: `TrainingError.io` when a file cannot be written (the previous state stays);
     ///   `RunInterrupted` after a stop request, once the state is written.
     public func saveState(_ state: TrainingState) throws {
-        guard writes else { return }
-        try state.write(to: stateURL)
-        lastSaveTime = RunClock.monotonic()
-        record.step = state.step
-        try writeRecord()
-        StopRequest.noteSaved(step: state.step)
+        let world = DataParallel.world
+        let stop: Int32?
+        if world.size > 1 {
+            stop = boundaryAgreement ?? agreeAtBoundary(due: false).stop
+            boundaryAgreement = nil
+        } else {
+            stop = nil
+        }
+        if writes {
+            try state.write(to: stateURL)
+            lastSaveTime = RunClock.monotonic()
+            record.step = state.step
+            try writeRecord()
+            StopRequest.noteSaved(step: state.step)
+        }
+        if world.size > 1 {
+            guard let signal = stop else { return }
+            do { try world.barrier() } catch { DataParallel.stopAfterCollectiveFailure(error) }
+            throw RunInterrupted(step: state.step, totalSteps: totalSteps, signal: signal,
+                                 resumeCommand: "mpirun -np \(world.size) " + Self.resumeCommand(kind: kind, id: id, commandLine: CommandLine.arguments))
+        }
         if let signal = StopRequest.signal {
             throw RunInterrupted(step: state.step, totalSteps: totalSteps, signal: signal,
                                  resumeCommand: Self.resumeCommand(kind: kind, id: id, commandLine: CommandLine.arguments))
         }
+    }
+
+    /// What the last `isStateDue` of a job of several ranks agreed on when it answered true (the
+    /// `saveState` that follows uses it instead of agreeing again): `.some(nil)` no stop, `.some(sig)`
+    /// stop with `sig`; nil when there is no such agreement.
+    private var boundaryAgreement: Int32?? = nil
+
+    /// The agreement of a job's ranks at a step boundary, one all-reduce (sum) of three floats: whether
+    /// some rank got SIGTERM, whether some rank got SIGINT (`StopRequest.signal`), and whether rank 0
+    /// finds a save due (`due`; only rank 0's counts, as the ranks' clocks differ). Every rank calls it
+    /// at the same boundaries (`isStateDue` and `saveState` are called at the same steps on every rank,
+    /// the loops' other conditions being the same on all), so every rank gets the same answer.
+    /// - Returns: the signal to stop with (SIGTERM when a rank got it, else SIGINT; nil: go on), and
+    ///   whether a save is due.
+    func agreeAtBoundary(due: Bool) -> (stop: Int32?, due: Bool) {
+        let world = DataParallel.world
+        let local = StopRequest.signal
+        var flags: [Float] = [local == SIGTERM ? 1 : 0, local == SIGINT ? 1 : 0, world.rank == 0 && due ? 1 : 0]
+        do { try flags.withUnsafeMutableBufferPointer { try world.allReduceSum($0) } } catch { DataParallel.stopAfterCollectiveFailure(error) }
+        let stop: Int32? = flags[0] > 0 ? SIGTERM : flags[1] > 0 ? SIGINT : nil
+        if stop != nil { StopRequest.noteAgreedStop() }
+        return (stop, flags[2] > 0)
     }
 
     /// `bissl <kind> --resume <id>`, with `--zoo DIR` when `commandLine` (this process's) gave one.
@@ -386,13 +426,19 @@ public final class Run {
     /// Whether to save the state after step `step`: every `every` steps when given (`--checkpoint-every`),
     /// else when `defaultSaveInterval` seconds of work passed since the last save (or the segment's
     /// start); always after a stop request (SIGINT/SIGTERM, `StopRequest`). Callers also save at the end of each epoch/alternation and at the end; where saves
-    /// happen does not change the result (resume is bit-exact from any saved step).
+    /// happen does not change the result (resume is bit-exact from any saved step). In a job of several
+    /// ranks it is a collective (`agreeAtBoundary`: rank 0's clock decides the timed saves, any rank's
+    /// stop request stops all): call it at the same steps on every rank.
     public func isStateDue(step: Int, every: Int?) -> Bool { isStateDue(step: step, every: every, now: RunClock.monotonic()) }
 
     func isStateDue(step: Int, every: Int?, now: Double) -> Bool {
-        if StopRequest.signal != nil { return true }
-        if let every, every > 0 { return step % every == 0 }
-        return now - lastSaveTime >= Self.defaultSaveInterval
+        let due: Bool
+        if let every, every > 0 { due = step % every == 0 } else { due = now - lastSaveTime >= Self.defaultSaveInterval }
+        guard DataParallel.world.size > 1 else { return StopRequest.signal != nil || due }
+        let agreed = agreeAtBoundary(due: due)
+        guard agreed.stop != nil || agreed.due else { return false }
+        boundaryAgreement = .some(agreed.stop)
+        return true
     }
 
     /// The last saved state; nil when none was saved yet.

@@ -12,13 +12,16 @@ import Synchronization
 /// is saved within `maxWait` seconds (a loop that saves only at epoch or alternation ends), the
 /// process quits without saving and says which step a resume continues from. A second signal quits
 /// at once the same way. Either way the exit status is 128 + the signal number (130 for SIGINT,
-/// 143 for SIGTERM), as a shell reports a process killed by it.
+/// 143 for SIGTERM), as a shell reports a process killed by it. In a data-parallel job every rank
+/// stops after the same step (`endJobOnTerminate`).
 public enum StopRequest {
     /// The signal received (0: none).
     private static let received = Atomic<Int32>(0)
     /// Seconds from the first signal to quitting without a save (`BISSL_STOP_WAIT` overrides).
-    public static var maxWait: Double {
-        ProcessInfo.processInfo.environment["BISSL_STOP_WAIT"].flatMap(Double.init).map { max(0, $0) } ?? 60
+    public static var maxWait: Double { maxWait(ProcessInfo.processInfo.environment) }
+
+    static func maxWait(_ environment: [String: String]) -> Double {
+        environment["BISSL_STOP_WAIT"].flatMap(Double.init).map { max(0, $0) } ?? 60
     }
 
     /// The step of the watched run's last saved state.
@@ -29,17 +32,39 @@ public enum StopRequest {
     private static let queue = DispatchQueue(label: "bissl.stop-request")
     /// Set on every rank of a data-parallel job while it trains (`RankFailure.watch`); read and written
     /// on `queue` only.
-    nonisolated(unsafe) private static var jobEndingLine: ((Int) -> String)?
+    nonisolated(unsafe) private static var job: (line: (Int) -> String, announce: String?)?
+    /// Set once the ranks of a data-parallel job agreed to stop (`Run.saveState` is saving): the
+    /// bounded wait then lets the save finish.
+    private static let stopAgreed = Atomic<Bool>(false)
 
-    /// In a data-parallel job (docs/distributed.md, "Ctrl-C and when a rank dies") a SIGTERM is `mpirun`
-    /// ending the job, because it was interrupted or because a rank stopped: it sends SIGKILL one second
-    /// later, too soon to reach a step boundary and save, and a step's collectives would wait for a dead
-    /// rank. With a `line` (given the step of the last saved state), SIGTERM writes it (empty: nothing)
-    /// and exits 143 at once; nil restores the stop request.
-    static func endJobOnTerminate(line: ((Int) -> String)?) {
+    /// In a data-parallel job (docs/distributed.md, "Ctrl-C, and when a rank dies") SIGTERM is `mpirun`
+    /// ending the job, because it was interrupted or because a rank stopped, and SIGKILL follows
+    /// `odls_base_sigkill_timeout` seconds later. The first SIGTERM or SIGINT asks every rank to stop at
+    /// the next step boundary (the ranks agree on it there: `Run.isStateDue`, `Run.saveState`), and
+    /// `announce` (rank 0; nil: nothing) says so; when no boundary is agreed within `jobStopWait` (SIGTERM)
+    /// or `maxWait` (SIGINT), or at a second signal, the process writes `line` (given the step of the last
+    /// saved state; empty: nothing) and exits 128 + the signal number. A wait of 0 (mpirun's default
+    /// 1-second timeout) quits at once: a step's collectives would wait for a dead rank, and SIGKILL
+    /// comes too soon for a save. nil restores the one-process stop request.
+    static func endJobOnTerminate(line: ((Int) -> String)?, announce: String? = nil) {
         install()
-        queue.sync { jobEndingLine = line }
+        queue.sync { job = line.map { ($0, announce) } }
     }
+
+    /// Seconds a rank of a data-parallel job may take, after `mpirun`'s SIGTERM, to reach a step
+    /// boundary that every rank agrees on: half of Open MPI's `odls_base_sigkill_timeout` (the seconds
+    /// from SIGTERM to SIGKILL, which `mpirun --mca odls_base_sigkill_timeout T` or
+    /// `OMPI_MCA_odls_base_sigkill_timeout=T` in mpirun's environment passes to every rank as
+    /// `OMPI_MCA_odls_base_sigkill_timeout`), so that the save has the other half; at most `maxWait`;
+    /// 0 when the timeout is under 2 s (Open MPI's default is 1 s) or not in the environment.
+    public static func jobStopWait(environment: [String: String] = ProcessInfo.processInfo.environment) -> Double {
+        guard let text = environment["OMPI_MCA_odls_base_sigkill_timeout"],
+              let timeout = Double(text.trimmingCharacters(in: .whitespaces)), timeout.isFinite, timeout >= 2 else { return 0 }
+        return min(maxWait(environment), timeout / 2)
+    }
+
+    /// Called by every rank of a data-parallel job once the ranks agreed to stop at this boundary.
+    static func noteAgreedStop() { stopAgreed.store(true, ordering: .releasing) }
 
     /// The signal that asked to stop, or nil.
     public static var signal: Int32? {
@@ -82,10 +107,17 @@ public enum StopRequest {
     /// On `queue`: the first signal asks to stop, a second one quits.
     private static func handle(_ sig: Int32) {
         let name = sig == SIGINT ? "SIGINT" : "SIGTERM"
-        if sig == SIGTERM, let line = jobEndingLine {
-            FileHandle.standardError.write(Data(line(savedStep.load(ordering: .acquiring)).utf8))
-            TemporaryFiles.removeAll()
-            _exit(128 + sig)
+        if let job {
+            let wait = sig == SIGTERM ? jobStopWait() : maxWait
+            let (first, _) = received.compareExchange(expected: 0, desired: sig, ordering: .acquiringAndReleasing)
+            guard first, wait > 0 else { endJob(sig) }
+            if let announce = job.announce {
+                FileHandle.standardError.write(Data("\(lineBreak)\(name): \(announce) (at most \(Int(wait)) s)\n".utf8))
+            }
+            queue.asyncAfter(deadline: .now() + wait) {
+                if !stopAgreed.load(ordering: .acquiring) { endJob(sig) }
+            }
+            return
         }
         guard current != nil else {
             FileHandle.standardError.write(Data("\(lineBreak)error: stopped by \(name)\n".utf8))
@@ -101,6 +133,13 @@ public enum StopRequest {
         queue.asyncAfter(deadline: .now() + wait) {
             quit(sig, "no step boundary within \(Int(wait)) s: stopped without saving")
         }
+    }
+
+    /// On `queue`, in a data-parallel job: exits with 128 + `sig` after the job's line.
+    private static func endJob(_ sig: Int32) -> Never {
+        if let job { FileHandle.standardError.write(Data(job.line(savedStep.load(ordering: .acquiring)).utf8)) }
+        TemporaryFiles.removeAll()
+        _exit(128 + sig)
     }
 
     /// Exits with 128 + `sig` after saying where a resume continues.
