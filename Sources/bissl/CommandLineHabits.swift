@@ -69,7 +69,8 @@ enum CommandLineHabits {
     /// Folds ArgumentParser's several-line messages into one line: a list of allowed values after
     /// "Please provide one of the following:" becomes `a, b, c`; an unknown option that ArgumentParser
     /// found no suggestion for gets the closest option of that command (`closest`, which also matches
-    /// a prefix).
+    /// a prefix); a bare `--remote` gets which commands need its name and the zoo's remotes
+    /// (`RemoteNotes.bareRemote`).
     static func oneLine(_ message: String, args: [String], root: ParsableCommand.Type) -> String {
         var lines = message.split(separator: "\n", omittingEmptySubsequences: true).map { String($0) }
         guard var first = lines.first else { return "unknown error" }
@@ -88,6 +89,9 @@ enum CommandLineHabits {
             if let near = closest(to: option, among: optionNames(of: command)) {
                 first += ". Did you mean '\(near)'?"
             }
+        }
+        if first == "Missing value for '--remote <NAME>'" {
+            first += RemoteNotes.bareRemote(command: commandPath(args, root: root).path.last!._commandName, args: args)
         }
         return first
     }

@@ -19,7 +19,7 @@ struct Lineage: ParsableCommand {
     var direction: LineageDirection = .both
     @Option(help: "text, json, dot or mermaid.")
     var format: LineageFormat = .text
-    @Option(help: ArgumentHelp("Show the lineage on this remote instead (reads manifests, no tensors).", valueName: "NAME"))
+    @Option(help: ArgumentHelp("Show the lineage on this remote instead (reads manifests, no tensors); the name is needed even when the zoo has one remote.", valueName: "NAME"))
     var remote: String?
     @OptionGroup var zooOptions: ZooOptions
 

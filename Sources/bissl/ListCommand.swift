@@ -19,7 +19,7 @@ struct List: ParsableCommand {
     @Option(help: "Only entries with a name or tag matching this glob pattern (best-*).")
     var tag: String?
 
-    @Option(help: ArgumentHelp("List the entries of this remote instead (reads manifests, no tensors).", valueName: "NAME"))
+    @Option(help: ArgumentHelp("List the entries of this remote instead (reads manifests, no tensors); the name is needed even when the zoo has one remote.", valueName: "NAME"))
     var remote: String?
 
     @OptionGroup var zooOptions: ZooOptions

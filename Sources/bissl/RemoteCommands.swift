@@ -84,6 +84,31 @@ enum RemoteNotes {
         }
     }
 
+    /// What bissl adds to ArgumentParser's `Missing value for '--remote <NAME>'` (a bare `--remote`):
+    /// push and pull take the zoo's only remote when `--remote` is left out; list, lineage and gc
+    /// read or clean the local zoo unless `--remote` names a remote, so there the name is always
+    /// given (schemas/remote.md, "Configuration"). The zoo's remotes are named when its
+    /// `remotes.json` can be read (the zoo `--zoo DIR` in `args` names, else `$BISSL_ZOO`, else `./zoo`).
+    /// - Parameters:
+    ///   - command: the name of the command parsed (`list`, `push`, ...).
+    ///   - args: the command line after `bissl`.
+    static func bareRemote(command: String, args: [String]) -> String {
+        let zoo = args.indices.last { args[$0] == "--zoo" && $0 + 1 < args.count }.map { args[$0 + 1] }
+            ?? args.last { $0.hasPrefix("--zoo=") }.map { String($0.dropFirst("--zoo=".count)) }
+        let layout = ZooLayout.resolve(explicit: zoo)
+        let known: String
+        if let names = (try? Remotes.load(layout))?.map(\.name) {
+            known = names.isEmpty ? "the zoo at \(layout.root.path) has no remote; bissl remote add NAME s3://BUCKET/PREFIX"
+                : "the zoo's remotes: \(names.joined(separator: ", "))"
+        } else {
+            known = "bissl remote list names the zoo's remotes"
+        }
+        if command == "push" || command == "pull" {
+            return ": give the remote's name, or leave --remote out to use the zoo's only remote (\(known))"
+        }
+        return ": bissl \(command) works on a remote only when --remote names it, even the zoo's only one (\(known))"
+    }
+
     /// The warning that bissl zoos lie near a remote's prefix that holds none (a mistyped URL).
     static func nearby(_ urls: [String], remote: String) -> String {
         "warning: bissl zoos nearby: \(urls.joined(separator: ", ")); if remote \(remote) should be one of them, fix its URL (bissl remote remove \(remote), then bissl remote add)"

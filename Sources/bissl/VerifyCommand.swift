@@ -83,7 +83,7 @@ struct GC: ParsableCommand {
 
     @Flag(help: "Report what would be removed without removing it.")
     var dryRun = false
-    @Option(help: ArgumentHelp("Clean this remote instead: delete objects no manifest references and abort stale multipart uploads.", valueName: "NAME"))
+    @Option(help: ArgumentHelp("Clean this remote instead: delete objects no manifest references and abort stale multipart uploads; the name is needed even when the zoo has one remote.", valueName: "NAME"))
     var remote: String?
     @Option(help: ArgumentHelp("Keep interrupted transfers (with --remote: unreferenced objects and unfinished uploads) younger than this (90s, 30m, 24h, 7d; default 24h).", valueName: "DURATION"))
     var grace: String = "24h"

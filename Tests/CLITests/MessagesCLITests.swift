@@ -24,6 +24,29 @@ final class MessagesCLITests: CLITestCase {
         return url.path
     }
 
+    /// A bare `--remote` (no name) is refused in one line that says which commands take the zoo's
+    /// only remote without it (push, pull) and which need its name to work on a remote at all (list,
+    /// lineage, gc), naming the zoo's remotes. (It said only `Missing value for '--remote <NAME>'`,
+    /// while schemas/remote.md said every command used the only remote without a name.)
+    func testABareRemoteOptionSaysWhichCommandsNeedTheNameAndNamesTheRemotes() throws {
+        try FileManager.default.createDirectory(at: zooDir, withIntermediateDirectories: true)
+        try Data(#"{"version": 1, "remotes": [{"name": "team", "url": "s3://models/zoos/team", "endpoint": "http://127.0.0.1:9"}]}"#.utf8)
+            .write(to: zooDir.appendingPathComponent("remotes.json"))
+        for args in [["list", "--remote"], ["lineage", "base", "--remote"], ["gc", "--remote"]] {
+            let r = try bissl(args)
+            XCTAssertEqual(r.status, 64, r.stderr)
+            XCTAssertEqual(r.stderr, "error: Missing value for '--remote <NAME>': bissl \(args[0]) works on a remote only when --remote names it, even the zoo's only one (the zoo's remotes: team)\n")
+        }
+        for command in ["push", "pull"] {
+            let r = try bissl([command, "base", "--remote"])
+            XCTAssertEqual(r.status, 64, r.stderr)
+            XCTAssertEqual(r.stderr, "error: Missing value for '--remote <NAME>': give the remote's name, or leave --remote out to use the zoo's only remote (the zoo's remotes: team)\n")
+        }
+        let bare = tmp.appendingPathComponent("bare").path   // --zoo first, as the tester typed it
+        let r = try Fixtures.runBissl(["list", "--zoo", bare, "--remote"])
+        XCTAssertEqual(r.stderr, "error: Missing value for '--remote <NAME>': bissl list works on a remote only when --remote names it, even the zoo's only one (the zoo at \(bare) has no remote; bissl remote add NAME s3://BUCKET/PREFIX)\n")
+    }
+
     /// Names and provenance from files reach stdout with their control characters escaped: a file
     /// name holding a newline and an ESC sequence neither splits the `wrote` line nor reaches the
     /// terminal, in convert's output or in show's `source` line of the imported entry.

@@ -469,6 +469,53 @@ final class ZooIntegrityTests: XCTestCase {
         XCTAssertEqual(try String(contentsOf: damagedHeld, encoding: .utf8), id + "\n")
     }
 
+    /// `tag` and an import's labels do not write over a valid ref file of a label the catalog does
+    /// not hold when it names another entry the zoo lists (what gc adopts and verify --reindex gives
+    /// back), nor beside one of the other kind: each refuses with one message naming the file, the
+    /// entry and the commands that settle it, changing nothing. A ref already naming the entry being
+    /// labelled is the same record; one naming an entry the zoo does not list is replaced. (The
+    /// file was overwritten and the record lost.)
+    func testTagAndImportKeepARefFileRecordingAnUnheldLabelForAListedEntry() throws {
+        let (zoo, layout) = try makeZoo()
+        let a = try zoo.add(ZooTestSupport.checkpoint(seed: 140), name: "a").id
+        let b = try zoo.add(ZooTestSupport.checkpoint(seed: 141)).id
+        let recorded = layout.refURL("v1", kind: .tag)
+        try Data((b + "\n").utf8).write(to: recorded)
+        let recordedName = layout.refURL("best", kind: .name)
+        try Data((b + "\n").utf8).write(to: recordedName)
+        func refusal(_ label: String, kind: LabelKind, of id: String, file: URL, fileKind: LabelKind) -> String {
+            "cannot make '\(label)' the \(kind.rawValue) of entry \(id.prefix(12)): \(file.path) is a ref file of \(fileKind.rawValue) '\(label)' naming entry \(b.prefix(12)), a label the catalog does not hold (interrupted import or tag), "
+                + "and ref files are the record of labels, so bissl does not write over it; bissl gc adds it to the catalog, as bissl verify --reindex does (then bissl untag \(label) frees it), or remove the file by hand to drop the label, then run again"
+        }
+        let before = try ZooTestSupport.snapshot(layout.root)
+        XCTAssertThrowsError(try zoo.tag(a, "v1")) {
+            XCTAssertEqual("\($0)", refusal("v1", kind: .tag, of: a, file: recorded, fileKind: .tag))
+        }
+        XCTAssertThrowsError(try zoo.tag(a, "best")) {  // beside a name's record
+            XCTAssertEqual("\($0)", refusal("best", kind: .tag, of: a, file: recordedName, fileKind: .name))
+        }
+        XCTAssertThrowsError(try zoo.add(ZooTestSupport.checkpoint(seed: 140), tags: ["v1"])) {  // a listed entry
+            XCTAssertEqual("\($0)", refusal("v1", kind: .tag, of: a, file: recorded, fileKind: .tag))
+        }
+        let c = ZooTestSupport.checkpoint(seed: 142)
+        XCTAssertThrowsError(try zoo.add(c, name: "best")) {  // a new entry
+            XCTAssertTrue("\($0)".contains(": \(recordedName.path) is a ref file of name 'best' naming entry \(b.prefix(12)), a label the catalog does not hold"), "\($0)")
+        }
+        XCTAssertEqual(try ZooTestSupport.snapshot(layout.root), before, "a refused tag or import changes nothing")
+
+        // The same record: labelling the entry the file names, as its kind, writes it again.
+        XCTAssertTrue(try zoo.tag(b, "v1").added)
+        XCTAssertEqual(try zoo.add(c, name: "c").name, "c")
+        // A ref naming an entry the zoo does not list is a stray: replaced.
+        let stray = layout.refURL("v2", kind: .tag)
+        try Data((String(repeating: "c", count: 64) + "\n").utf8).write(to: stray)
+        XCTAssertTrue(try zoo.tag(a, "v2").added)
+        XCTAssertEqual(try String(contentsOf: stray, encoding: .utf8), a + "\n")
+        // Settled as the message says: gc gives the name to the entry its file names.
+        XCTAssertEqual(try zoo.gc().adoptedRefs, [recordedName.path])
+        XCTAssertEqual(try zoo.resolve("best"), b)
+    }
+
     /// A valid ref file naming a listed entry is a record of its label also when the catalog holds
     /// the label otherwise (tag 'v1' of entry A, refs/tags/v1 naming entry B; name 'b' of B,
     /// refs/tags/b naming A): gc keeps both, a dry run says the same, the held label's ref is not

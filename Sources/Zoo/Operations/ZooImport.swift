@@ -107,7 +107,7 @@ extension Zoo {
             if try Catalog.exists(id, db) {
                 return try labelExisting(id, labels, db)
             }
-            try Self.checkLabelsFree(labels, for: id, db)
+            try checkLabelsFree(labels, for: id, db)
             try Self.checkNoCycle(id, parents: checkpoint.provenance.parents.map(\.id), db)
             let (restored, notRestored) = try restorableLabels(id, given: labels, db)
             let labels = labels + restored
@@ -149,7 +149,7 @@ extension Zoo {
 
     /// The labels `gc` took from entry `id` when it unlisted it as damaged (its tombstone file with
     /// `Tombstone.damage`; `rm` leaves none, a removal is meant), split into those that come back with
-    /// its content and those that cannot: a label another entry holds now, or its old name when
+    /// its content and those that cannot: a label another entry holds now (or a ref file records for one: `requireNoUnheldRecord`), or its old name when
     /// `given` names the entry otherwise. Given labels are not repeated.
     func restorableLabels(_ id: String, given: [(String, LabelKind)], _ db: Database) throws
         -> (restored: [(String, LabelKind)], notRestored: [String]) {
@@ -160,7 +160,8 @@ extension Zoo {
         var restored: [(String, LabelKind)] = [], notRestored: [String] = []
         for label in t.labels where !givenLabels.contains(label) && (try? LabelRules.validate(label)) != nil {
             let kind: LabelKind = label == t.name ? .name : .tag
-            let taken = try Catalog.labelOwner(label, db) != nil
+            // Held by another entry now, or recorded for one by a ref file (`requireNoUnheldRecord`).
+            let taken = try Catalog.labelOwner(label, db) != nil || (try? requireNoUnheldRecord(label, kind: kind, for: id, db)) == nil
             if (kind == .name && givenName) || taken {
                 notRestored.append(label)
             } else {
@@ -173,7 +174,7 @@ extension Zoo {
     /// Applies `labels` the listed entry `id` does not hold yet (refs first, then rows, inside the
     /// caller's write transaction) and returns its result with `labelsAdded`.
     func labelExisting(_ id: String, _ labels: [(String, LabelKind)], _ db: Database) throws -> ImportResult {
-        try Self.checkLabelsFree(labels, for: id, db)
+        try checkLabelsFree(labels, for: id, db)
         let held = Set(try Catalog.labels(of: id, db).map(\.label))
         var written: [(String, LabelKind)] = []
         do {
@@ -222,15 +223,19 @@ extension Zoo {
         }
     }
 
-    /// Refuses labels another entry holds, and a name for an entry that already has one.
-    static func checkLabelsFree(_ labels: [(String, LabelKind)], for id: String, _ db: Database) throws {
+    /// Refuses labels another entry holds, a name for an entry that already has one, and a label
+    /// the catalog does not hold whose ref file records it for another entry the zoo lists
+    /// (`requireNoUnheldRecord`).
+    func checkLabelsFree(_ labels: [(String, LabelKind)], for id: String, _ db: Database) throws {
         for (label, kind) in labels {
-            if let owner = try Catalog.labelOwner(label, db), owner.id != id || owner.kind != kind {
+            let owner = try Catalog.labelOwner(label, db)
+            if let owner, owner.id != id || owner.kind != kind {
                 throw ZooError.invalid("label '\(label)' is already the \(owner.kind.rawValue) of entry \(owner.id.prefix(12)); choose another (bissl untag \(label) frees a tag)")
             }
             if kind == .name, let current = try Catalog.labels(of: id, db).first(where: { $0.kind == .name }), current.label != label {
                 throw ZooError.invalid("entry \(id.prefix(12)) is already named '\(current.label)'; add '\(label)' as a tag instead")
             }
+            if owner == nil { try requireNoUnheldRecord(label, kind: kind, for: id, db) }
         }
     }
 }

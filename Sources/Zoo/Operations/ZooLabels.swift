@@ -1,10 +1,12 @@
 import Checkpoint
 import Foundation
+import GRDB
 
 extension Zoo {
     /// Adds tag `label` to the entry REF names.
     /// - Returns: false when the entry already had this label (nothing changed).
-    /// - Throws: `ZooError.invalid` for a bad label or one held by another entry.
+    /// - Throws: `ZooError.invalid` for a bad label, one held by another entry, or one whose ref file
+    ///   records it for another entry the zoo lists (`requireNoUnheldRecord`).
     @discardableResult
     public func tag(_ ref: String, _ label: String) throws -> (id: String, added: Bool) {
         try LabelRules.validate(label)
@@ -15,6 +17,7 @@ extension Zoo {
                 if owner.id == id { return (id, false) }
                 throw ZooError.invalid("label '\(label)' is already the \(owner.kind.rawValue) of entry \(owner.id.prefix(12)); bissl untag \(label) first")
             }
+            try requireNoUnheldRecord(label, kind: .tag, for: id, db)
             try RefFiles.write(label, kind: .tag, id: id, layout: layout)
             do {
                 try Catalog.addLabel(label, kind: .tag, id: id, db)
@@ -23,6 +26,25 @@ extension Zoo {
                 throw error
             }
             return (id, true)
+        }
+    }
+
+    /// Refuses to give `label` (which the catalog does not hold) to entry `id` as `kind` while a
+    /// valid ref file of it, under either kind, records it otherwise for an entry the zoo lists (its
+    /// object in place): what an interrupted tag or import left, which `gc` adopts and
+    /// `verify --reindex` gives back. Ref files are the record of labels, so writing this label's
+    /// ref over it (or beside it, as the other kind) would lose or contradict that record. A ref
+    /// already naming `id` as `kind` is the same record; one naming an entry the zoo does not list is
+    /// a stray that `RefFiles.write` replaces (and `gc` removes).
+    /// - Throws: `ZooError.invalid` naming the file, the entry it names, and the commands that settle
+    ///   it (the wording of `gc`'s and `verify`'s reports of such a file).
+    func requireNoUnheldRecord(_ label: String, kind: LabelKind, for id: String, _ db: Database) throws {
+        for fileKind in LabelKind.allCases {
+            let url = layout.refURL(label, kind: fileKind)
+            guard case let (held?, nil) = RefFiles.read(url, label: label), !(held == id && fileKind == kind),
+                  try Catalog.exists(held, db), FileManager.default.fileExists(atPath: layout.objectURL(held).path) else { continue }
+            throw ZooError.invalid("cannot make '\(label)' the \(kind.rawValue) of entry \(id.prefix(12)): \(url.path) is a ref file of \(fileKind.rawValue) '\(label)' naming entry \(held.prefix(12)), a label the catalog does not hold (interrupted import or tag), "
+                + "and ref files are the record of labels, so bissl does not write over it; bissl gc adds it to the catalog, as bissl verify --reindex does (then bissl untag \(label) frees it), or remove the file by hand to drop the label, then run again")
         }
     }
 
