@@ -12,17 +12,3 @@
     }
     while i < count { dst[i] = src[i]; i += 1 }
 }
-
-/// `dst[i] = src[2 i]` for `count` floats (the stride-2 rows of `Conv2d.im2col`): 8 at a time from 16
-/// consecutive floats' even lanes while those 16 lie inside the `2 count - 1` floats read, the rest one
-/// by one. The same values as the scalar loop (a copy).
-@inline(__always) func gatherEven(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ count: Int) {
-    let d = UnsafeMutableRawPointer(dst), s = UnsafeRawPointer(src)
-    var i = 0
-    // floats src[2i ..< 2i + 16] are read: inside the row while 2i + 16 <= 2 (count - 1) + 1
-    while 2 * i + 16 <= 2 * count - 1 {
-        d.storeBytes(of: s.loadUnaligned(fromByteOffset: 8 * i, as: SIMD16<Float>.self).evenHalf, toByteOffset: 4 * i, as: SIMD8<Float>.self)
-        i += 8
-    }
-    while i < count { dst[i] = src[2 * i]; i += 1 }
-}

@@ -448,8 +448,6 @@ public final class Conv2d {
             for ow in cols.upperBound..<wo { r[ow] = 0 }
             if s == 1 {
                 copyFloats(r + cols.lowerBound, src + cols.lowerBound, cols.count)
-            } else if s == 2 {
-                gatherEven(r + cols.lowerBound, src + 2 * cols.lowerBound, cols.count)
             } else {
                 for ow in cols { r[ow] = src[ow * s] }
             }

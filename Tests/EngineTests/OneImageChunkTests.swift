@@ -2,29 +2,17 @@ import XCTest
 @testable import Engine
 import TestSupport
 
-/// The stride-2 rows of `Conv2d.im2col` (`gatherEven`) and the one-image chunks of 1x1 stride-1 forwards
-/// (`Conv2d.oneImageColumns`), against definitions written here in Double.
-final class ConvolutionGatherTests: XCTestCase {
+/// The one-image chunks of 1x1 stride-1 forwards (`Conv2d.oneImageColumns`) and im2col's stride-2 rows,
+/// against definitions written here in Double.
+final class OneImageChunkTests: XCTestCase {
     func values(_ count: Int, seed: UInt64) -> [Float] {
         var rng = SeededRNG(seed: seed)
         return (0..<count).map { _ in rng.uniform(-1, 1) }
     }
 
-    /// `gatherEven` equals the scalar loop `dst[i] = src[2 i]` for every count from 0 to 40 (the vector
-    /// loop, its tail and the rows too short for it), and writes nothing past `count`.
-    func testGatherEvenIsTheStrideTwoCopy() {
-        let src = values(100, seed: 7)
-        for count in 0...40 {
-            var dst = [Float](repeating: .infinity, count: 48)
-            src.withUnsafeBufferPointer { s in dst.withUnsafeMutableBufferPointer { gatherEven($0.baseAddress!, s.baseAddress!, count) } }
-            XCTAssertEqual(Array(dst[0..<count]), (0..<count).map { src[2 * $0] }, "count \(count)")
-            XCTAssertTrue(dst[count...].allSatisfy { $0 == .infinity }, "count \(count): wrote past the end")
-        }
-    }
-
-    /// Forward of stride-2 convolutions with output rows long enough for the vector gather (the 7x7 stem,
-    /// a 3x3 and the 1x1 downsample), and 1x1 stride-1 convolutions on planes above and below
-    /// `oneImageColumns`, against the definition in Double. Bound per output: the float32 sum of K
+    /// Forward of 1x1 stride-1 convolutions on planes above and below `oneImageColumns` (one image per
+    /// chunk, in place; chunks of several images), and of stride-2 convolutions with long output rows (the
+    /// 7x7 stem, a 3x3 and the 1x1 downsample), against the definition in Double. Bound per output: the float32 sum of K
     /// products in any order is within γ_K Σ|w x| of the exact sum (Higham, "Accuracy and Stability of
     /// Numerical Algorithms", 2nd ed., §3.1), γ_K = K u / (1 - K u), u = 2^-24; the definition's own
     /// Double rounding (≤ γ_K in 2^-53) is far below it.
