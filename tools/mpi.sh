@@ -11,7 +11,7 @@
 #   (d) 2-rank align prints one `plan:` line and records the one-process run's capped warmup LR;
 #   (e) Ctrl-C (SIGINT) to mpirun during a 2-rank align: one `error:` line naming the run and its saved
 #       step, no entry; resumed with 2 ranks it gives the uninterrupted 2-rank run's entry;
-#   (f) Ctrl-C to mpirun with `--mca odls_base_sigkill_timeout 4` during a 2-rank align and a 2-rank
+#   (f) Ctrl-C to mpirun with `--mca odls_base_sigkill_timeout 2` during a 2-rank align and a 2-rank
 #       pretrain: every rank stops at the same step boundary, rank 0 saves there and prints
 #       `stopped at step N/...`, run.json's saved step is N, no entry; resumed with 2 ranks each gives
 #       the uninterrupted 2-rank run's entry.
@@ -133,15 +133,15 @@ if [ -n "$resumed" ] && [ "$resumed" = "$uninterrupted" ]; then
   ok "the interrupted 2-rank align resumed with 2 ranks to the uninterrupted run's entry ${resumed:0:12}"
 else cat "$TMP/ir.err"; bad "2-rank resume of the interrupted align: entry '$resumed', uninterrupted '$uninterrupted'"; fi
 
-# (f) Ctrl-C to mpirun with a 4 s kill timeout (docs/distributed.md): mpirun sends SIGTERM 4 s after the
-# SIGINT and SIGKILL 4 s after that, so every rank stops at the first step boundary they agree on
-# within 2 s, rank 0 saves there and prints the one-process line; mpirun itself exits 1.
+# (f) Ctrl-C to mpirun with a 2 s kill timeout (docs/distributed.md): mpirun sends SIGTERM 2 s after the
+# SIGINT and SIGKILL 2 s after that, so every rank stops at the first step boundary they agree on
+# within 1 s, rank 0 saves there and prints the one-process line; mpirun itself exits 1.
 # interrupt KIND RUNS_GLOB ARGS...: starts the 2-rank job, sends SIGINT to mpirun once a state is saved,
 # checks the outcome and resumes the run with 2 ranks; sets `resumed` to the resumed run's entry id.
 interrupt() {
   local kind=$1; shift
   local before; before=$(entries)
-  "${MPIRUN[@]}" --mca odls_base_sigkill_timeout 4 "$BIN" "$@" > "$TMP/s.out" 2> "$TMP/s.err" &
+  "${MPIRUN[@]}" --mca odls_base_sigkill_timeout 2 "$BIN" "$@" > "$TMP/s.out" 2> "$TMP/s.err" &
   local job=$! state="" status run step line
   for _ in $(seq 1 1200); do
     state=$(ls "$ZOO"/runs/"$kind"-*/state.h5 2>/dev/null | tail -1)
@@ -156,9 +156,9 @@ interrupt() {
   if [ -n "$state" ] && [ "$status" != 0 ] && [ "$(tr '\r' '\n' < "$TMP/s.err" | grep -c '^stopped at step')" = 1 ] && ! grep -q '^error:' "$TMP/s.err" \
      && [[ "$line" == "stopped at step $step/"*" (SIGTERM), state saved; resume with: mpirun -np 2 bissl $kind --resume $run --zoo $ZOO" ]] \
      && [ "$(entries)" = "$before" ]; then
-    ok "Ctrl-C to a 2-rank $kind with a 4 s kill timeout: exit $status, the ranks stopped at saved step $step of run $run, no entry"
+    ok "Ctrl-C to a 2-rank $kind with a 2 s kill timeout: exit $status, the ranks stopped at saved step $step of run $run, no entry"
     echo "    $line"
-  else cat "$TMP/s.err"; bad "Ctrl-C to a 2-rank $kind with a 4 s kill timeout (status $status, state '$state', run.json step '$step')"; fi
+  else cat "$TMP/s.err"; bad "Ctrl-C to a 2-rank $kind with a 2 s kill timeout (status $status, state '$state', run.json step '$step')"; fi
   "${MPIRUN[@]}" "$BIN" "$kind" --resume "$run" --zoo "$ZOO" > /dev/null 2> "$TMP/sr.err" || cat "$TMP/sr.err"
   resumed=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("entryId"))' "$ZOO/runs/$run/run.json" 2>/dev/null)
 }
@@ -167,10 +167,10 @@ interrupt align "${ALIGN[@]}" --alternations 24
 if [ "$resumed" = "$(id_of two)" ]; then
   ok "the align stopped by Ctrl-C resumed with 2 ranks to the uninterrupted run's entry ${resumed:0:12}"
 else cat "$TMP/sr.err"; bad "2-rank resume of the align stopped by Ctrl-C: entry '$resumed', uninterrupted '$(id_of two)'"; fi
-# 480 steps of 12-60 ms (the load decides): the SIGTERM comes 4 s after the first saved state (step 16), mid-run.
+# 960 steps of 4-60 ms (the load decides): the SIGTERM comes 2 s after the first saved state (step 16), mid-run.
 ZOO="$TMP/zoo-stop"
 PRETRAIN=(pretrain --method simclr --data "$(split 500 755)" --arch resnet18 --width 4 --stem small --image-size 16 --batch-size 16
-          --steps 480 --zoo "$ZOO")
+          --steps 960 --zoo "$ZOO")
 "${MPIRUN[@]}" "$BIN" "${PRETRAIN[@]}" --name whole > /dev/null 2> "$TMP/whole.err" || { cat "$TMP/whole.err"; bad "uninterrupted 2-rank pretrain"; }
 interrupt pretrain "${PRETRAIN[@]}"
 if [ "$resumed" = "$(id_of whole)" ]; then

@@ -7,19 +7,50 @@ import Glibc
 public enum ProcessorCount {
     /// Processors in the process's CPU affinity mask (`sched_getaffinity(2)`: what `taskset`, cgroup
     /// cpusets and `mpirun --bind-to core` restrict), at most the active processor count; the active
-    /// processor count where the mask cannot be read. Always at least 1.
+    /// processor count where the mask cannot be read. Under Open MPI's `mpirun`, this process's share
+    /// of them when other ranks of the job on this node may run on the same processors
+    /// (`share(of:...)`: `--bind-to none`, `--bind-to socket`, more ranks than cores). Always at least 1.
     public static let available: Int = {
+        let environment = ProcessInfo.processInfo.environment
+        let mask = affinityCount(of: 0)
+        guard let localSize = environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init), localSize > 1 else { return mask }
+        // The processors the node's ranks are spread over: those mpirun (or orted, on another node),
+        // the parent, may run on, with ours.
+        let node = max(mask, affinityCount(of: getppid()))
+        let localRank = environment["OMPI_COMM_WORLD_LOCAL_RANK"].flatMap(Int.init) ?? 0
+        return share(of: mask, nodeProcessors: node, localRanks: localSize, localRank: localRank)
+    }()
+
+    /// This rank's share of the `mask` processors of its affinity mask when `localRanks` ranks of one
+    /// job run on a node whose ranks are spread over `nodeProcessors` processors: `mpirun` binds them
+    /// evenly (`--bind-to core`: disjoint masks; `socket`: a socket's cores shared by the ranks bound to
+    /// it; `none`: every rank's mask is the whole node), so about `s = ⌈localRanks · mask /
+    /// nodeProcessors⌉` ranks share this rank's mask, and each gets `mask / s` processors, the first
+    /// `mask mod s` of them (by `localRank mod s`) one more. So disjoint masks keep their size, and
+    /// ranks sharing their processors do not start more threads than there are processors.
+    /// - Returns: at least 1.
+    public static func share(of mask: Int, nodeProcessors: Int, localRanks: Int, localRank: Int) -> Int {
+        let mask = max(1, mask), node = max(mask, nodeProcessors), ranks = max(1, localRanks)
+        let sharing = (ranks * mask + node - 1) / node
+        guard sharing > 1 else { return mask }
+        let extra = (max(0, localRank) % sharing) < mask % sharing ? 1 : 0
+        return max(1, mask / sharing + extra)
+    }
+
+    /// Processors in the affinity mask of process `pid` (0: this one), at most the active processor
+    /// count; the active processor count where the mask cannot be read.
+    static func affinityCount(of pid: pid_t) -> Int {
         let active = max(1, ProcessInfo.processInfo.activeProcessorCount)
         #if os(Linux)
         // glibc declares sched_getaffinity only under _GNU_SOURCE, which Swift's Glibc module lacks.
         typealias GetAffinity = @convention(c) (pid_t, Int, UnsafeMutableRawPointer) -> Int32
         guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "sched_getaffinity") else { return active }
         var mask = [UInt8](repeating: 0, count: 128)   // 1,024 CPUs, glibc's cpu_set_t
-        let status = mask.withUnsafeMutableBytes { unsafeBitCast(symbol, to: GetAffinity.self)(0, 128, $0.baseAddress!) }
+        let status = mask.withUnsafeMutableBytes { unsafeBitCast(symbol, to: GetAffinity.self)(pid, 128, $0.baseAddress!) }
         guard status == 0 else { return active }
         return max(1, min(active, mask.reduce(0) { $0 + $1.nonzeroBitCount }))
         #else
         return active
         #endif
-    }()
+    }
 }
