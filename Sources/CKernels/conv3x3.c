@@ -161,27 +161,36 @@ CORRELATION_BY_POSITION(avx512, __attribute__((target("avx512f,fma"))), 16)
 // of one image's plane, tap (i, j) of a vector one load from `x + q0 + (i - 1) W + (j - 1)` whose lanes
 // outside the plane (the padding: rows above and below, the column left of column 0 and right of column
 // W - 1) are masked off (read as 0, never touched: masked loads do not fault). The masks of each vector
-// (9 taps, then the vector's lanes inside the plane) come from a table made once per call. Tiles of T
-// vectors x OB output channels (OB T accumulators), summed over c then the taps, each multiply-add fused (the
-// additions of `CORRELATION_BY_POSITION`), then stored through the epilogue with the same masks.
+// (9 taps, then the vector's lanes inside the plane) come from a table made once per call. A tile is the same
+// vector of T images x OB output channels (OB T accumulators), so its T loads of a tap share one mask, loaded
+// once per tile (not once per load and channel); the weights repacked to [C][O][9], so a tile's broadcasts read
+// one pointer per channel at fixed offsets. Each output summed over c then the taps, each multiply-add fused (the
+// additions of `CORRELATION_BY_POSITION`), then stored through the epilogue with the vector's mask.
 #define MASKS_PER_VECTOR 10
 #define PLANES_KERNEL(SUFFIX, TARGET, VL, VEC, MASKT, MASK_AT, LOADM, STOREM, SET1, FMA, ADD, RELU, MAXT, MAXACC)  \
 TARGET static inline __attribute__((always_inline)) void ptile_##SUFFIX(const int T, const int OB,            \
-        const float *const *xc, long C, long W, long v0, const MASKT *masks, const float *w, long o0,          \
-        const bissl_output *y, float *out, const float *res) {                                                 \
+        const float *const *xc, long C, long W, long q0, const MASKT *masks, const float *wT, long O, long o0,  \
+        const bissl_output *y, float *const *out, const float *const *res) {                                   \
     VEC acc[MAXACC];                                                                                           \
+    MASKT m[TAPS + 1];                                                                                         \
+    for (int t = 0; t <= TAPS; t++) m[t] = MASK_AT(masks, 0, t);                                               \
     for (int i = 0; i < OB * T; i++) acc[i] = SET1(0.0f);                                                      \
-    long q0 = v0 * VL;                                                                                         \
     for (long c = 0; c < C; c++) {                                                                             \
-        const float *xp = xc[c] + q0;                                                                          \
-        const float *wc = w + (o0 * C + c) * TAPS;                                                             \
-        for (int t = 0; t < TAPS; t++) {                                                                       \
-            long off = (t / 3 - 1) * W + t % 3 - 1;                                                            \
-            VEC xv[MAXT];                                                                                      \
-            for (int k = 0; k < T; k++) xv[k] = LOADM(xp + off + k * VL, MASK_AT(masks, v0 + k, t));           \
-            for (int b = 0; b < OB; b++) {                                                                     \
-                VEC s = SET1(wc[b * C * TAPS + t]);                                                            \
-                for (int k = 0; k < T; k++) acc[b * T + k] = FMA(s, xv[k], acc[b * T + k]);                   \
+        const float *wc = wT + (c * O + o0) * TAPS;                                                            \
+        const float *xp[MAXT];                                                                                 \
+        for (int k = 0; k < T; k++) xp[k] = xc[c * MAXT + k] + q0;                                             \
+        /* the rows of taps a loop (unrolled, the compiler hoists all 9 T loads and spills), each row's 3 taps unrolled */ \
+        _Pragma("clang loop unroll(disable)")                                                                  \
+        for (int i = 0; i < 3; i++) {                                                                          \
+            long rowOff = (i - 1) * W;                                                                         \
+            for (int j = 0; j < 3; j++) {                                                                      \
+                int t = i * 3 + j;                                                                             \
+                VEC xv[MAXT];                                                                                  \
+                for (int k = 0; k < T; k++) xv[k] = LOADM(xp[k] + rowOff + j - 1, m[t]);                       \
+                for (int b = 0; b < OB; b++) {                                                                 \
+                    VEC s = SET1(wc[b * TAPS + t]);                                                            \
+                    for (int k = 0; k < T; k++) acc[b * T + k] = FMA(s, xv[k], acc[b * T + k]);               \
+                }                                                                                              \
             }                                                                                                  \
         }                                                                                                      \
     }                                                                                                          \
@@ -191,34 +200,40 @@ TARGET static inline __attribute__((always_inline)) void ptile_##SUFFIX(const in
             VEC v = acc[b * T + k];                                                                            \
             if (y->shift) {                                                                                    \
                 v = ADD(v, SET1(y->shift[o0 + b]));                                                            \
-                if (res) v = ADD(v, LOADM(res + at + k * VL, MASK_AT(masks, v0 + k, TAPS)));                  \
+                if (res[k]) v = ADD(v, LOADM(res[k] + at, m[TAPS]));                                           \
                 if (y->relu) v = RELU(v);                                                                      \
             }                                                                                                  \
-            STOREM(out + at + k * VL, MASK_AT(masks, v0 + k, TAPS), v);                                       \
+            STOREM(out[k] + at, m[TAPS], v);                                                                   \
         }                                                                                                      \
     }                                                                                                          \
 }                                                                                                              \
-TARGET static void planes_##SUFFIX(const float *const *x, long terms, long cin, long H, long W, const float *w, \
+TARGET static void planes_##SUFFIX(const float *const *x, long terms, long cin, long H, long W, const float *wT, \
         long O, const bissl_output *y, const MASKT *masks, const float **xc) {                                 \
     long C = terms * cin, P = H * W, vectors = (P + VL - 1) / VL;                                              \
-    for (long i = 0; i < y->images; i++) {                                                                     \
-        for (long c = 0; c < C; c++) xc[c] = x[(c / cin) * y->images + i] + (c % cin) * P;                    \
-        float *out = y->out + i * y->imageStride;                                                              \
-        const float *res = y->residual ? y->residual + i * y->imageStride : 0;                                 \
-        for (long v0 = 0; v0 < vectors; ) {                                                                    \
-            long left = vectors - v0;                                                                          \
-            int T = left >= MAXT ? MAXT : left >= 2 ? 2 : 1;                                                   \
+    for (long i0 = 0; i0 < y->images; ) {                                                                      \
+        long left = y->images - i0;                                                                            \
+        int T = left >= MAXT ? MAXT : left >= 2 ? 2 : 1;                                                       \
+        float *out[MAXT];                                                                                      \
+        const float *res[MAXT];                                                                                \
+        for (int k = 0; k < T; k++) {                                                                          \
+            long i = i0 + k;                                                                                   \
+            for (long c = 0; c < C; c++) xc[c * MAXT + k] = x[(c / cin) * y->images + i] + (c % cin) * P;     \
+            out[k] = y->out + i * y->imageStride;                                                              \
+            res[k] = y->residual ? y->residual + i * y->imageStride : 0;                                       \
+        }                                                                                                      \
+        for (long v = 0; v < vectors; v++) {                                                                   \
+            const MASKT *mv = &MASK_AT(masks, v, 0);                                                           \
             for (long o0 = 0; o0 < O; ) {                                                                      \
                 long rest = O - o0;                                                                            \
-                if (T == MAXT) { ptile_##SUFFIX(MAXT, MAXACC / MAXT, xc, C, W, v0, masks, w, o0, y, out, res); o0 += MAXACC / MAXT; } \
-                else if (T == 2 && rest >= MAXACC / 2) { ptile_##SUFFIX(2, MAXACC / 2, xc, C, W, v0, masks, w, o0, y, out, res); o0 += MAXACC / 2; } \
-                else if (T == 2) { ptile_##SUFFIX(2, 4, xc, C, W, v0, masks, w, o0, y, out, res); o0 += 4; } \
-                else if (rest >= MAXACC) { ptile_##SUFFIX(1, MAXACC, xc, C, W, v0, masks, w, o0, y, out, res); o0 += MAXACC; } \
-                else if (rest >= 8) { ptile_##SUFFIX(1, 8, xc, C, W, v0, masks, w, o0, y, out, res); o0 += 8; } \
-                else { ptile_##SUFFIX(1, 4, xc, C, W, v0, masks, w, o0, y, out, res); o0 += 4; }              \
+                if (T == MAXT) { ptile_##SUFFIX(MAXT, MAXACC / MAXT, xc, C, W, v * VL, mv, wT, O, o0, y, out, res); o0 += MAXACC / MAXT; } \
+                else if (T == 2 && rest >= MAXACC / 2) { ptile_##SUFFIX(2, MAXACC / 2, xc, C, W, v * VL, mv, wT, O, o0, y, out, res); o0 += MAXACC / 2; } \
+                else if (T == 2) { ptile_##SUFFIX(2, 4, xc, C, W, v * VL, mv, wT, O, o0, y, out, res); o0 += 4; } \
+                else if (rest >= MAXACC) { ptile_##SUFFIX(1, MAXACC, xc, C, W, v * VL, mv, wT, O, o0, y, out, res); o0 += MAXACC; } \
+                else if (rest >= 8) { ptile_##SUFFIX(1, 8, xc, C, W, v * VL, mv, wT, O, o0, y, out, res); o0 += 8; } \
+                else { ptile_##SUFFIX(1, 4, xc, C, W, v * VL, mv, wT, O, o0, y, out, res); o0 += 4; }         \
             }                                                                                                  \
-            v0 += T;                                                                                           \
         }                                                                                                      \
+        i0 += T;                                                                                               \
     }                                                                                                          \
 }
 
@@ -230,12 +245,12 @@ TARGET static void planes_##SUFFIX(const float *const *x, long terms, long cin, 
 #define M512_RELU(v) _mm512_mask_mov_ps((v), _mm512_cmp_ps_mask((v), _mm512_setzero_ps(), _CMP_LE_OQ), _mm512_setzero_ps())
 PLANES_KERNEL(avx512, __attribute__((target("avx512f,fma"))), 16, __m512, __mmask16, M512_AT, M512_LOAD, M512_STORE,
               _mm512_set1_ps, M512_FMA, _mm512_add_ps, M512_RELU, 4, 16)
-#define M256_AT(m, v, t) _mm256_loadu_si256((const __m256i *)((m) + ((v) * MASKS_PER_VECTOR + (t)) * 8))
+#define M256_AT(m, v, t) ((m)[(v) * MASKS_PER_VECTOR + (t)])
 #define M256_LOAD(p, m) _mm256_maskload_ps((p), (m))
 #define M256_STORE(p, m, v) _mm256_maskstore_ps((p), (m), (v))
 #define M256_FMA(s, x, a) _mm256_fmadd_ps((s), (x), (a))
 #define M256_RELU(v) _mm256_blendv_ps((v), _mm256_setzero_ps(), _mm256_cmp_ps((v), _mm256_setzero_ps(), _CMP_LE_OQ))
-PLANES_KERNEL(avx2, __attribute__((target("avx2,fma"))), 8, __m256, int, M256_AT, M256_LOAD, M256_STORE,
+PLANES_KERNEL(avx2, __attribute__((target("avx2,fma"))), 8, __m256, __m256i, M256_AT, M256_LOAD, M256_STORE,
               _mm256_set1_ps, M256_FMA, _mm256_add_ps, M256_RELU, 2, 8)
 #endif
 
@@ -262,23 +277,32 @@ void bissl_conv3x3_planes(int level, const float *const *x, long terms, long cha
 #if defined(__x86_64__)
     if (level != BISSL_LEVEL_AVX512 && level != BISSL_LEVEL_AVX2) return;   // no kernel for this level (see the header)
     int VL = level == BISSL_LEVEL_AVX512 ? 16 : 8;
+    long C = terms * channels, O = outChannels;
     long vectors = (height * width + VL - 1) / VL, entries = vectors * MASKS_PER_VECTOR;
     unsigned *bits = malloc((size_t)entries * sizeof *bits);
-    const float **xc = malloc((size_t)(terms * channels) * sizeof *xc);
+    const float **xc = malloc((size_t)(C * 4) * sizeof *xc);   // [C][MAXT] plane pointers of a tile's images
+    float *wT = malloc((size_t)(C * O * TAPS) * sizeof *wT);    // [C][O][9]
+    for (long o = 0; o < O; o++)
+        for (long c = 0; c < C; c++) memcpy(wT + (c * O + o) * TAPS, w + (o * C + c) * TAPS, TAPS * sizeof *wT);
     plane_mask_bits(height, width, VL, vectors, bits);
     if (level == BISSL_LEVEL_AVX512) {
         __mmask16 *m = malloc((size_t)entries * sizeof *m);
         for (long e = 0; e < entries; e++) m[e] = (__mmask16)bits[e];
-        planes_avx512(x, terms, channels, height, width, w, outChannels, y, m, xc);
+        planes_avx512(x, terms, channels, height, width, wT, O, y, m, xc);
         free(m);
     } else {
-        int *m = malloc((size_t)entries * 8 * sizeof *m);
-        for (long e = 0; e < entries; e++) for (int l = 0; l < 8; l++) m[e * 8 + l] = (bits[e] >> l) & 1 ? -1 : 0;
-        planes_avx2(x, terms, channels, height, width, w, outChannels, y, m, xc);
+        __m256i *m = aligned_alloc(32, (size_t)entries * sizeof *m);   // a mask's 8 lanes each 0 or -1
+        for (long e = 0; e < entries; e++) {
+            int lanes[8];
+            for (int l = 0; l < 8; l++) lanes[l] = (bits[e] >> l) & 1 ? -1 : 0;
+            memcpy(&m[e], lanes, sizeof lanes);
+        }
+        planes_avx2(x, terms, channels, height, width, wT, O, y, m, xc);
         free(m);
     }
     free(bits);
     free(xc);
+    free(wT);
 #else
     (void)level; (void)x; (void)terms; (void)channels; (void)height; (void)width; (void)w; (void)outChannels; (void)y;
 #endif

@@ -10,7 +10,8 @@ import XCTest
 /// of memory past the plane read), a wrong tap offset, a term's planes taken from the wrong image or an
 /// output stored at the wrong place shows. Shapes: planes of one row and one column, widths 1 to 17
 /// (vectors across rows and a short last vector at both widths of vector), one and two terms (the tangent
-/// rules' sums), 4 to 36 output channels (tiles of 4, 8 and 16), with the epilogue (shift, residual, ReLU)
+/// rules' sums), 4 to 36 output channels (tiles of 4, 8 and 16), 1 to 7 images (tiles of 4, 2 and 1 images
+/// sharing a vector's masks), with the epilogue (shift, residual, ReLU)
 /// and without. The planes sit between NaN guards: a read outside them would turn outputs into NaN.
 final class PlanesConvolutionTests: XCTestCase {
     func values(_ count: Int, seed: UInt64) -> [Float] {
@@ -23,6 +24,7 @@ final class PlanesConvolutionTests: XCTestCase {
         let shapes: [(n: Int, terms: Int, c: Int, o: Int, h: Int, w: Int)] = [
             (2, 1, 3, 8, 1, 17), (2, 1, 5, 16, 17, 1), (3, 2, 4, 8, 4, 4), (2, 1, 7, 24, 5, 3), (3, 1, 16, 32, 8, 8),
             (2, 2, 6, 16, 9, 11), (1, 1, 2, 8, 2, 2), (2, 1, 9, 8, 13, 16), (2, 1, 3, 16, 3, 3),
+            (5, 1, 8, 16, 4, 4), (6, 2, 3, 16, 7, 9), (7, 1, 4, 24, 8, 32), (4, 1, 5, 8, 2, 17),
         ]
         for level in levels {
             for t in shapes {
