@@ -28,6 +28,11 @@ public struct Provenance: Codable, Equatable, Sendable {
     /// ISO 8601 UTC times.
     public var startedAt: String?
     public var endedAt: String?
+    /// Set when this record was not made by bissl here but carried over from a bissl `.h5` file
+    /// that `bissl import` read: one step per such import, oldest first. Every other field is then
+    /// what that file claims (stage, parents, data, metrics, tool, ...), which bissl could not check;
+    /// nil for a record bissl made itself.
+    public var carriedFrom: [CarriedStep]?
     /// Metric histories (`loss`, `top1`, ...), values in logging order (one per epoch or logged step,
     /// as the run defines). Not part of the JSON document: format v1 stores each history as the
     /// float64 dataset `/metric_history/<name>` (schemas/checkpoint-v1.md), so it may be long.
@@ -36,8 +41,32 @@ public struct Provenance: Codable, Equatable, Sendable {
     /// JSON keys: every stored property except `metricHistory`, which lives in its own datasets.
     private enum CodingKeys: String, CodingKey {
         case stage, method, parents, source, datasets, hyperparameters, seeds, metrics, warnings, tool
-        case commandLine, startedAt, endedAt
+        case commandLine, startedAt, endedAt, carriedFrom
     }
+
+    /// One import of a bissl `.h5` file whose record was carried over (`carriedFrom`).
+    public struct CarriedStep: Codable, Equatable, Sendable {
+        /// The file's name (last path component).
+        public var fileName: String
+        /// SHA-256 (lowercase hex) of the file's bytes.
+        public var sha256: String
+        /// argv of the command that imported it.
+        public var commandLine: [String]
+        /// When it was imported, ISO 8601 UTC.
+        public var importedAt: String
+        /// The tool that imported it.
+        public var tool: Tool
+        public init(fileName: String, sha256: String, commandLine: [String], importedAt: String, tool: Tool = Tool()) {
+            self.fileName = fileName
+            self.sha256 = sha256
+            self.commandLine = commandLine
+            self.importedAt = importedAt
+            self.tool = tool
+        }
+    }
+
+    /// The last import that carried this record over, nil when bissl made it itself.
+    public var carriedStep: CarriedStep? { carriedFrom?.last }
 
     public struct Parent: Codable, Equatable, Sendable {
         public var id: String

@@ -49,7 +49,9 @@ enum H5Reader {
     /// Reads `uri` with libhdf5 in this process.
     static func read(_ uri: DatasetURI) throws -> Content {
         let file: File
-        do { file = try File.open(uri.path) } catch {
+        do { file = try File.open(uri.path) } catch let error as HDF5Error where error.leavesTheFile {
+            throw DatasetError.corrupt("h5:\(uri.path): \(error.message)")
+        } catch {
             throw DatasetError.corrupt("h5:\(uri.path) is not a readable HDF5 file")
         }
         let group: Group

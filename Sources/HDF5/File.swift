@@ -38,13 +38,18 @@ public final class File: Group, @unchecked Sendable {
         return File(handle: Handle(id) { H5Fclose($0) }, path: "/", fileName: path)
     }
 
-    /// Opens an existing file, read-only unless `writable`.
-    /// - Throws: `HDF5Error` when it is missing or not an HDF5 file.
+    /// Opens an existing file, read-only unless `writable`, and checks that every link in it is a
+    /// hard link (`requireOnlyHardLinks`: no external, soft or user-defined link can make a read
+    /// leave the file).
+    /// - Throws: `HDF5Error` when it is missing, not an HDF5 file, or holds a link that is not a
+    ///   hard link (the error names it).
     public static func open(_ path: String, writable: Bool = false) throws -> File {
         Library.quiet()
         let mode = writable ? bissl_H5F_ACC_RDWR() : bissl_H5F_ACC_RDONLY()
         let id = try Library.check(H5Fopen(path, mode, bissl_H5P_DEFAULT()), "cannot open HDF5 file \(path)")
-        return File(handle: Handle(id) { H5Fclose($0) }, path: "/", fileName: path)
+        let file = File(handle: Handle(id) { H5Fclose($0) }, path: "/", fileName: path)
+        try file.requireOnlyHardLinks()
+        return file
     }
 
     /// Writes every buffered change of the whole file to disk (`H5Fflush`, global scope).

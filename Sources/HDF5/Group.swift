@@ -132,7 +132,8 @@ public class Group: Object, @unchecked Sendable {
     }
 
     /// Opens a child dataset and reads its shape and element type.
-    /// - Throws: `HDF5Error` if it does not exist or is not a dataset.
+    /// - Throws: `HDF5Error` if it does not exist, is not a dataset, or keeps its elements outside
+    ///   the file (external storage, a virtual dataset: `Dataset.requireStoredInFile`).
     public func openDataset(_ name: String) throws -> Dataset {
         Library.quiet()
         let full = childPath(name)
@@ -144,8 +145,10 @@ public class Group: Object, @unchecked Sendable {
         guard let shape = try Dataspace.shape(of: space.id, for: "'\(full)' in \(fileName)") else {
             throw HDF5Error("dataset '\(full)' in \(fileName) has a null dataspace")
         }
-        return Dataset(handle: handle, path: full, fileName: fileName, shape: shape,
-                       elementType: ElementType(classifying: type.id), isString: H5Tget_class(type.id) == H5T_STRING)
+        let dataset = Dataset(handle: handle, path: full, fileName: fileName, shape: shape,
+                              elementType: ElementType(classifying: type.id), isString: H5Tget_class(type.id) == H5T_STRING)
+        try dataset.requireStoredInFile()
+        return dataset
     }
 }
 

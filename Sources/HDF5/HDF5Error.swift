@@ -3,7 +3,14 @@ import CHDF5
 /// A failed HDF5 call: which operation, on which object.
 public struct HDF5Error: Error, CustomStringConvertible, Equatable {
     public let message: String
-    public init(_ message: String) { self.message = message }
+    /// True when the file was refused because it names data outside itself (an external, soft or
+    /// user-defined link, external storage, a virtual dataset: `File.requireOnlyHardLinks`,
+    /// `Dataset.requireStoredInFile`): not damage, a file bissl will not read.
+    public let leavesTheFile: Bool
+    public init(_ message: String, leavesTheFile: Bool = false) {
+        self.message = message
+        self.leavesTheFile = leavesTheFile
+    }
     public var description: String { "HDF5: \(message)" }
 }
 

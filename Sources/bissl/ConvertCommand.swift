@@ -53,7 +53,9 @@ struct Convert: ParsableCommand {
         try ZooOutput.refuseZooObjectsPath(output)
         try writer.check(format)
         // The source's SHA-256 is still being hashed: the writer waits for it last (`SourceDigest`).
-        let loaded = try Interchange.loadDeferringDigest(inURL, options: conversion.layout, allowPlainTensors: true)
+        // A bissl .h5 whose stored content id does not match its tensors is refused, as `import` does.
+        let loaded = try Interchange.loadDeferringDigest(inURL, options: conversion.layout, allowPlainTensors: true,
+                                                         verifyStoredContentID: true)
         var checkpoint = loaded.checkpoint
         // A bissl file is taken as it is: its recorded rules did not run now.
         var rules = CheckpointFile.isHDF5(inURL) ? [] : checkpoint.provenance.source?.rules ?? []

@@ -56,7 +56,8 @@ struct Import: ParsableCommand {
         // A converted file's SHA-256 is still being hashed: the zoo's writer waits for it last (`SourceDigest`).
         let (checkpoint, sourceDigest) = FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder) && isFolder.boolValue
             ? (try HubFolder.read(url, options: conversion.layout), nil)
-            : try Interchange.loadDeferringDigest(url, options: conversion.layout, allowPlainTensors: false, verifyStoredContentID: true)
+            : try Interchange.loadDeferringDigest(url, options: conversion.layout, allowPlainTensors: false, verifyStoredContentID: true,
+                                                  recordCarriedStep: true)
         let result = try zooOptions.adding { zoo in try zoo.add(checkpoint, name: name, tags: tags, sourceDigest: sourceDigest) }
         // The loader records BatchNorm findings in provenance.warnings, which HealthCheck finds again: once each.
         var seen = Set<String>()

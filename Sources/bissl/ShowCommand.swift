@@ -95,6 +95,10 @@ struct Show: ParsableCommand {
         print("entry    \(r.id)")
         if let name = r.name { print("name     \(name)") }
         if !r.tags.isEmpty { print("tags     \(r.tags.joined(separator: ", "))") }
+        if let step = p.carriedStep {
+            print("carried  from \(step.fileName) (sha256 \(step.sha256)), imported \(step.importedAt): \(step.commandLine.joined(separator: " "))")
+            print("         stage, parents, source, data, hyperparameters, seeds, metrics and tool below are that file's claims, not bissl's records")
+        }
         print("stage    \(p.stage)\(p.method.map { " (\($0))" } ?? "")")
         print("created  \(r.created)   size \(ZooOutput.bytes(r.size))")
         if let a = r.architecture {
@@ -110,7 +114,7 @@ struct Show: ParsableCommand {
             print("  \(name): \(c.tensors) tensors, \(c.parameters) values, \(ZooOutput.bytes(Int64(c.bytes))) (\(dtypes))")
         }
         if !r.parents.isEmpty {
-            print("parents")
+            print(p.carriedFrom == nil ? "parents" : "parents (claimed by the file)")
             for parent in r.parents {
                 let what = parent.status == "listed" ? (parent.name.map { "\($0), " } ?? "") + (parent.stage ?? "")
                     : parent.status == "removed" ? "removed\(parent.stage.map { ", was \($0)" } ?? "")\(parent.name.map { " '\($0)'" } ?? "")" : "not in this zoo"

@@ -35,6 +35,8 @@ final class ProvenanceSchemaFormatTests: XCTestCase {
             hyperparameters: ["lr": .double(0.1)], seeds: ["init": 0], metrics: ["top1": 0.5], warnings: ["w"],
             commandLine: ["bissl"], startedAt: "2026-01-01T00:00:00Z", endedAt: "2026-01-01T00:00:01Z")
         full.metricHistory = ["loss": [1, 2]]
+        full.carriedFrom = [.init(fileName: "b.h5", sha256: String(repeating: "1", count: 64), commandLine: ["bissl", "import", "b.h5"],
+                                  importedAt: "2026-01-02T00:00:00Z")]
         let json = try encoded(full)
         check(json, against: schema, full: true, "provenance")
         check(json["source"] as! [String: Any], against: defs["source"] as! [String: Any], full: true, "source")
@@ -42,11 +44,13 @@ final class ProvenanceSchemaFormatTests: XCTestCase {
         check((json["datasets"] as! [[String: Any]])[0], against: defs["dataset"] as! [String: Any], full: true, "dataset")
         check(json["tool"] as! [String: Any], against: (schema["properties"] as! [String: Any])["tool"] as! [String: Any],
               full: true, "tool")
+        check((json["carriedFrom"] as! [[String: Any]])[0], against: defs["carriedStep"] as! [String: Any], full: true, "carriedStep")
         XCTAssertNil(json["metricHistory"], "histories are datasets, not JSON")
 
         let minimal = try encoded(Provenance(stage: "pretext"))
         check(minimal, against: schema, full: false, "minimal provenance")
         XCTAssertNil(minimal["method"], "unknown optional fields are omitted")
+        XCTAssertNil(minimal["carriedFrom"], "a record bissl made carries no import step")
     }
 
     func testStageAndRelationVocabularyMatchesTheDocumentation() throws {

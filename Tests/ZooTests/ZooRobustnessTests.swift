@@ -181,6 +181,11 @@ final class ZooRobustnessTests: XCTestCase {
         try fails(["import", tamperedFile.path, "--zoo", dir.appendingPathComponent("zoo2").path],
                   containing: "stored content id \(id) does not match its tensors (content id \(tamperedID))")
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("zoo2").path))
+        // convert checks it the same way and writes nothing.
+        let converted = dir.appendingPathComponent("converted.safetensors").path
+        try fails(["convert", tamperedFile.path, converted],
+                  containing: "stored content id \(id) does not match its tensors (content id \(tamperedID))")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: converted))
     }
 
     // MARK: 5. writing into objects/

@@ -267,6 +267,8 @@ public enum CheckpointFile {
         let file: HDF5.File
         do {
             file = try HDF5.File.open(url.path)
+        } catch let error as HDF5Error where error.leavesTheFile {
+            throw CheckpointError.unsafe("\(name): \(error.message.replacingOccurrences(of: url.path, with: name))")
         } catch let error as HDF5Error {
             throw CheckpointError.corrupt("\(name): damaged HDF5 file: \(error.message.replacingOccurrences(of: url.path, with: name))")
         }

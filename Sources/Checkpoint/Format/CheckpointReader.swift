@@ -271,7 +271,8 @@ public final class CheckpointReader: @unchecked Sendable {
     }
 
     static func corrupt(_ error: HDF5Error, url: URL) -> CheckpointError {
-        .corrupt("\(url.lastPathComponent): \(error.message.replacingOccurrences(of: url.path, with: url.lastPathComponent))")
+        if error.leavesTheFile { return .unsafe("\(url.lastPathComponent): \(error.message.replacingOccurrences(of: url.path, with: url.lastPathComponent))") }
+        return .corrupt("\(url.lastPathComponent): \(error.message.replacingOccurrences(of: url.path, with: url.lastPathComponent))")
     }
 
     // MARK: - metadata

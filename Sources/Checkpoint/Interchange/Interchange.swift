@@ -37,12 +37,15 @@ public enum Interchange {
     ///   `bissl import` does not: the zoo holds models whose architecture is known).
     /// - Parameter verifyStoredContentID: for our own `.h5`, refuse a file whose stored `content_id`
     ///   does not match its tensors (it was modified after bissl wrote it; `bissl import`).
+    /// - Parameter recordCarriedStep: for our own `.h5`, append to `provenance.carriedFrom` a step
+    ///   naming the file, its SHA-256, `commandLine` and the time (`bissl import`): the rest of the
+    ///   record is the file's claim, carried as it is.
     public static func load(_ url: URL, options: LayoutOptions, allowPlainTensors: Bool = false,
-                            verifyStoredContentID: Bool = false,
+                            verifyStoredContentID: Bool = false, recordCarriedStep: Bool = false,
                             commandLine: [String] = CommandLine.arguments) throws -> Checkpoint {
         let (checkpoint, sourceDigest) = try loadDeferringDigest(
             url, options: options, allowPlainTensors: allowPlainTensors, verifyStoredContentID: verifyStoredContentID,
-            commandLine: commandLine)
+            recordCarriedStep: recordCarriedStep, commandLine: commandLine)
         return try sourceDigest?.completing(checkpoint) ?? checkpoint
     }
 
@@ -51,7 +54,7 @@ public enum Interchange {
     /// read as it is). For a writer that needs the digest only at the end (`CheckpointFile.write`,
     /// `Zoo.add`): give them `sourceDigest`.
     public static func loadDeferringDigest(_ url: URL, options: LayoutOptions, allowPlainTensors: Bool = false,
-                                           verifyStoredContentID: Bool = false,
+                                           verifyStoredContentID: Bool = false, recordCarriedStep: Bool = false,
                                            commandLine: [String] = CommandLine.arguments) throws -> (checkpoint: Checkpoint, sourceDigest: SourceDigest?) {
         let started = isoNow()
         if CheckpointFile.isHDF5(url) {
@@ -64,7 +67,13 @@ public enum Interchange {
                         "\(url.lastPathComponent): stored content id \(stored) does not match its tensors (content id \(computed)); the file was modified after it was written")
                 }
             }
-            return (try contents.checkpoint.selecting(options.components), nil)
+            var checkpoint = try contents.checkpoint.selecting(options.components)
+            if recordCarriedStep {
+                let step = Provenance.CarriedStep(fileName: url.lastPathComponent, sha256: try FileSHA256.digest(of: url).sha256,
+                                                  commandLine: commandLine, importedAt: started)
+                checkpoint.provenance.carriedFrom = (checkpoint.provenance.carriedFrom ?? []) + [step]
+            }
+            return (checkpoint, nil)
         }
         let sourceDigest = SourceDigest(of: url)
         let document = try readSource(url)

@@ -55,6 +55,10 @@ extension Provenance {
         p.commandLine = commandLine.map(e)
         p.startedAt = startedAt.map(e)
         p.endedAt = endedAt.map(e)
+        p.carriedFrom = carriedFrom?.map {
+            CarriedStep(fileName: e($0.fileName), sha256: e($0.sha256), commandLine: $0.commandLine.map(e),
+                        importedAt: e($0.importedAt), tool: Tool(name: e($0.tool.name), version: e($0.tool.version)))
+        }
         p.metricHistory = keys(metricHistory, { $0 })
         return p
     }

@@ -54,7 +54,11 @@ public enum ModelCard {
             for d in stage.provenance?.datasets ?? [] where !datasets.contains(d.uri) { datasets.append(d.uri) }
         }
         if !datasets.isEmpty { pairs.append(("datasets", .list(datasets.map { .string($0) }))) }
-        let parents = p?.parents ?? []
+        // A carried record (`Provenance.carriedFrom`) is an imported file's claim: a parent this zoo
+        // never held is not named as the base model, and its metrics are not published as results.
+        let carried = p?.carriedFrom != nil
+        let held = Set(lineage.stages.filter { $0.status != "unknown" }.map(\.id))
+        let parents = (p?.parents ?? []).filter { !carried || held.contains($0.id) }
         if parents.count == 1 {
             pairs.append(("base_model", .string(parents[0].id)))
             if parents[0].relation == "finetuned-from" { pairs.append(("base_model_relation", .string("finetune"))) }
@@ -62,7 +66,7 @@ public enum ModelCard {
             pairs.append(("base_model", .list(parents.map { .string($0.id) })))
         }
         pairs.append(("pipeline_tag", .string(classifier ? "image-classification" : "image-feature-extraction")))
-        let results = evaluationResults(entry)
+        let results = carried ? [] : evaluationResults(entry)
         if !results.isEmpty {
             pairs.append(("metrics", .list([.string("accuracy")])))
             // One result (task and dataset) holding every metric, as huggingface_hub groups them.
@@ -125,11 +129,16 @@ public enum ModelCard {
         out += "\(what), zoo entry \(code(entry.id)) (content id: SHA-256 over its tensors and architecture record, "
         out += "schemas/checkpoint-v1.md). Everything below is what bissl recorded for this entry and its "
         out += "ancestors; what the records lack is not stated.\n\n"
+        if lineage.stages.contains(where: { $0.provenance?.carriedFrom != nil }) {
+            out += "Except a record marked *carried*: bissl did not make it, it imported a file that claims it; it is shown "
+            out += "as that file states it, unchecked.\n\n"
+        }
 
         out += "## Lineage\n\n| # | entry (content id) | labels | stage | method | from its parent | finished |\n|---|---|---|---|---|---|---|\n"
         for (i, stage) in lineage.stages.enumerated() {
             let p = stage.provenance
             let fromParent = (p?.parents ?? []).map { "\($0.relation) \(code(String($0.id.prefix(12))))\($0.note.map { ": " + $0 } ?? "")" }.joined(separator: "; ")
+                + (p?.carriedFrom != nil && !(p?.parents ?? []).isEmpty ? " (*carried*)" : "")
             let status = stage.status == "listed" ? "" : " (\(stage.status))"
             out += "| \(i + 1) | \(code(cell(stage.id)))\(status) | \(cell(stage.labels.joined(separator: ", "))) | \(cell(p?.stage ?? "")) | \(cell(p?.method ?? "")) | \(cell(fromParent)) | \(cell(p?.endedAt ?? "")) |\n"
         }
@@ -151,6 +160,9 @@ public enum ModelCard {
                 let ivCell = intervals.contains { $0 != nil } ? "\(iv ?? "") | " : ""
                 out += "| \(code(cell(r.metric))): \(cell(r.label)) | \(r.value) | \(ivCell)\(cell(r.dataset.uri)) (\(cell(r.dataset.role))) |\n"
             }
+            if let step = entry.provenance?.carriedStep {
+                out += "\n*carried*: these values are claims of the imported file \(code(step.fileName)); bissl did not measure them.\n"
+            }
         }
 
         out += preprocessingSection(preprocessing, entry: entry)
@@ -163,6 +175,10 @@ public enum ModelCard {
                 continue
             }
             if stage.status == "removed" { out += "Removed from the zoo; this is the provenance its tombstone keeps.\n\n" }
+            if let step = p.carriedStep {
+                out += "*carried*: this record is the claim of the file \(code(step.fileName)) (SHA-256 \(code(step.sha256))), "
+                out += "imported \(step.importedAt) by \(code(shellLine(step.commandLine))); bissl did not record what follows.\n\n"
+            }
             out += "- tool: \(p.tool.name) \(p.tool.version)\n"
             if let m = p.method { out += "- method: \(m)\n" }
             if let a = p.startedAt { out += "- started: \(a)\n" }

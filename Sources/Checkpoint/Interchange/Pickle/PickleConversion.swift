@@ -46,6 +46,8 @@ struct PickleConversion {
     /// Bytes still allowed for storages loaded and tensors copied (starts at `byteLimit`).
     private var bytesLeft: Int
     private let byteLimit: Int
+    /// Bytes of storage data the file holds; no one storage can be larger.
+    private let storageBytes: Int
 
     private struct TensorKey: Hashable {
         var storage: TorchStorageRef
@@ -68,6 +70,7 @@ struct PickleConversion {
     ///     `data/` records, the storage ranges of a legacy stream); sets `byteLimit`.
     init(pickleBytes: Int, storageBytes: Int, loadStorage: @escaping StorageLoader) {
         self.valueLimit = Self.valueLimit(pickleBytes: pickleBytes)
+        self.storageBytes = max(storageBytes, 0)
         self.byteLimit = Self.byteLimit(storageBytes: storageBytes)
         self.bytesLeft = byteLimit
         self.loadStorage = loadStorage
@@ -185,8 +188,9 @@ struct PickleConversion {
             if let cached = storages[spec.storage] {
                 bytes = cached
             } else {
-                guard let needed = [spec.storage.numel, spec.storage.dtype.size].checkedProduct else {
-                    throw CheckpointError.corrupt("\(name): storage \(spec.storage.key) claims \(spec.storage.numel) elements")
+                guard let needed = [spec.storage.numel, spec.storage.dtype.size].checkedProduct, needed <= storageBytes else {
+                    throw CheckpointError.corrupt(
+                        "\(name): storage \(spec.storage.key) declares \(spec.storage.numel) \(spec.storage.dtype.rawValue) elements, more than the file's \(storageBytes) bytes of storage data hold")
                 }
                 try spend(needed, for: name)
                 bytes = try loadStorage(spec.storage, name)

@@ -73,6 +73,10 @@ enum PyTorchLegacyReader {
             // Byte ranges of each root storage's data.
             var ranges: [String: Range<Int>] = [:]
             for key in keys {
+                // torch would read the storage twice and keep the second copy: ambiguous, refused.
+                guard ranges[key] == nil else {
+                    throw CheckpointError.corrupt("\(file): the storage key list names storage \(key) twice")
+                }
                 guard let ref = roots[key] else {
                     throw CheckpointError.corrupt("\(file): storage \(key) is listed but no tensor refers to it")
                 }

@@ -93,6 +93,17 @@ enum PyTorchZipReader {
                 guard let entry = byName[recordName] else {
                     throw CheckpointError.corrupt("\(file): tensor \(path) needs record \(prefix)\(recordName), which is missing")
                 }
+                guard let needed = [storage.numel, storage.dtype.size].checkedProduct else {
+                    throw CheckpointError.corrupt("\(file): storage \(storage.key) claims \(storage.numel) elements")
+                }
+                // A record holds exactly its storage's bytes, as torch.load requires ("record size
+                // ... does not match expected size"): checked on the size the zip declares, before a
+                // deflated record is inflated, and inflation then yields exactly that size or fails
+                // (`ZipCodec.inflate`).
+                guard entry.uncompressedSize == needed else {
+                    throw CheckpointError.corrupt(
+                        "\(file): record \(entry.name) holds \(entry.uncompressedSize) bytes, but tensor \(path) declares its storage as \(storage.numel) x \(storage.dtype.rawValue) = \(needed) bytes")
+                }
                 var bytes: Data
                 do {
                     bytes = try (records[entry.name] ?? Result { try archive.data(for: entry) }).get()
@@ -100,14 +111,10 @@ enum PyTorchZipReader {
                     throw CheckpointError.corrupt(
                         "CRC mismatch in \(entry.name) (tensor \(path)): corrupted, or written with CRC disabled")
                 }
-                guard let needed = [storage.numel, storage.dtype.size].checkedProduct else {
-                    throw CheckpointError.corrupt("\(file): storage \(storage.key) claims \(storage.numel) elements")
-                }
-                guard bytes.count >= needed else {
+                guard bytes.count == needed else {
                     throw CheckpointError.corrupt(
                         "\(file): record \(entry.name) has \(bytes.count) bytes, tensor \(path) needs \(needed) (\(storage.numel) x \(storage.dtype.rawValue))")
                 }
-                if bytes.count > needed { bytes = bytes.prefix(needed) }
                 if bigEndian { PyTorchByteOrder.swap(&bytes, elementSize: storage.dtype.size) }
                 return bytes
             }

@@ -1,0 +1,64 @@
+import Checkpoint
+import Foundation
+import XCTest
+import TestSupport
+
+/// Importing a bissl `.h5` keeps its record as that file's claim and records the import itself
+/// (`Provenance.carriedFrom`, schemas/checkpoint-v1.md): `show` and `card` say so, a parent the zoo
+/// does not hold is not shown as one it holds, `diff` and `lineage` still work.
+final class CarriedProvenanceTests: XCTestCase {
+    private func json(_ text: String) throws -> [String: Any] {
+        try XCTUnwrap(JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+    }
+
+    func testAnImportedRecordIsMarkedAsTheFilesClaimAndTheImportIsRecorded() throws {
+        let dir = try ZooTestSupport.tempDir(self)
+        let zoo = dir.appendingPathComponent("zoo").path
+        let stranger = String(repeating: "7", count: 64)
+        let claimed = ZooTestSupport.checkpoint(seed: 900, stage: "finetune",
+                                                parents: [.init(id: stranger, relation: "finetuned-from")],
+                                                metrics: ["val_top1": 99.9],
+                                                datasets: [.init(role: "downstream-val", uri: "h5:/data/val.h5",
+                                                                 fingerprint: ZooTestSupport.fingerprint)])
+        let h5 = try ZooTestSupport.writeH5(claimed, to: dir.appendingPathComponent("claims.h5"))
+        let sha = try FileSHA256.digest(of: h5).sha256
+        let imported = try BisslBinary.run(["import", h5.path, "--zoo", zoo, "--name", "claimed"])
+        XCTAssertEqual(imported.status, 0, imported.stderr)
+
+        let shown = try BisslBinary.run(["show", "claimed", "--zoo", zoo, "--json"])
+        XCTAssertEqual(shown.status, 0, shown.stderr)
+        let provenance = try XCTUnwrap(try json(shown.stdout)["provenance"] as? [String: Any])
+        let steps = try XCTUnwrap(provenance["carriedFrom"] as? [[String: Any]])
+        XCTAssertEqual(steps.count, 1)
+        XCTAssertEqual(steps.first?["fileName"] as? String, "claims.h5")
+        XCTAssertEqual(steps.first?["sha256"] as? String, sha)
+        XCTAssertEqual((steps.first?["commandLine"] as? [String])?.dropFirst().first, "import")
+        XCTAssertNotNil(steps.first?["importedAt"] as? String)
+
+        let text = try BisslBinary.run(["show", "claimed", "--zoo", zoo]).stdout
+        XCTAssertTrue(text.contains("carried  from claims.h5 (sha256 \(sha))"), text)
+        XCTAssertTrue(text.contains("that file's claims, not bissl's records"), text)
+        XCTAssertTrue(text.contains("parents (claimed by the file)\n  finetuned-from 777777777777 (not in this zoo)"), text)
+
+        let card = try BisslBinary.run(["card", "claimed", "--zoo", zoo])
+        XCTAssertEqual(card.status, 0, card.stderr)
+        XCTAssertTrue(card.stdout.contains("*carried*: this record is the claim of the file `claims.h5` (SHA-256 `\(sha)`)"), card.stdout)
+        XCTAssertTrue(card.stdout.contains("these values are claims of the imported file `claims.h5`"), card.stdout)
+        // The front matter names no claimed parent as the base model and publishes no claimed result.
+        XCTAssertFalse(card.stdout.contains("base_model"), card.stdout)
+        XCTAssertFalse(card.stdout.contains("model-index"), card.stdout)
+
+        // lineage and diff still work on the entry.
+        let lineage = try BisslBinary.run(["lineage", "claimed", "--zoo", zoo])
+        XCTAssertEqual(lineage.status, 0, lineage.stderr)
+        let diff = try BisslBinary.run(["diff", "claimed", h5.path, "--zoo", zoo])
+        XCTAssertEqual(diff.stderr, "")
+
+        // A record bissl made itself (an import of a .pth) carries no step.
+        let pth = try BisslBinary.run(["import", ZooTestSupport.fixture("pth/resnet18_w2.pth").path, "--zoo", zoo, "--name", "own"])
+        XCTAssertEqual(pth.status, 0, pth.stderr)
+        let own = try XCTUnwrap(try json(try BisslBinary.run(["show", "own", "--zoo", zoo, "--json"]).stdout)["provenance"] as? [String: Any])
+        XCTAssertNil(own["carriedFrom"])
+        XCTAssertFalse(try BisslBinary.run(["show", "own", "--zoo", zoo]).stdout.contains("carried"))
+    }
+}
