@@ -68,6 +68,11 @@ final class PretextStartTests: XCTestCase {
         let whole = try PretrainConfig.resolve(o, dataset: dataset, fingerprint: "x")
         XCTAssertEqual(PretrainJob.startLine(runID: id, config: whole, commandLine: ["bissl", "pretrain"]),
                        "run \(id): 4 steps (byol, resnet18-w8-small, 2 epochs of 2 batches of 8, lars lr 2.0) (resume with: bissl pretrain --resume \(id))")
+        // Under mpirun the start line's resume command is the `stopped at step` line's (`Run.saveState`).
+        XCTAssertEqual(PretrainJob.startLine(runID: id, config: whole, commandLine: ["bissl", "pretrain", "--zoo", "/z"], ranks: 2),
+                       "run \(id): 4 steps (byol, resnet18-w8-small, 2 epochs of 2 batches of 8, lars lr 2.0) (resume with: mpirun -np 2 bissl pretrain --resume \(id) --zoo /z)")
+        XCTAssertEqual(Run.resumeCommand(kind: "pretrain", id: id, commandLine: ["bissl", "pretrain", "--zoo", "/z"], ranks: 2),
+                       "mpirun -np 2 bissl pretrain --resume \(id) --zoo /z")
     }
 
     /// The run's config and the entry's provenance hold the absolute, normalised URI (path and split file).

@@ -38,11 +38,28 @@ public enum RankFailure {
             announce: world.rank == 0 ? "every rank of this \(ranks)-rank MPI job stops at the next step boundary with the state saved" : nil)
     }
 
-    /// Stops watching (the run finished or failed on its own).
+    /// Every rank, once the training loop ended with the final state saved and rank 0 is about to add
+    /// the entry: from now on the first SIGTERM or SIGINT lets that go on, rank 0 saying so in one line
+    /// (`StopRequest.JobPhase.finishing`); a second one, or one under the default 1-second kill timeout,
+    /// ends the job as during training.
+    public static func trainingEnded() {
+        let world = DataParallel.world
+        guard world.size > 1 else { return }
+        StopRequest.setJobPhase(.finishing(world.rank == 0 ? watched.map { finishingLine(runID: $0.run.id, steps: $0.run.totalSteps, resume: $0.resume) } : nil))
+    }
+
+    /// Rank 0's line (after `SIGTERM: `) when `mpirun` ends the job while the entry is being added.
+    static func finishingLine(runID: String, steps: Int, resume: String) -> String {
+        "run \(runID) has done its \(steps) steps (state saved); rank 0 is adding its entry to the zoo, then the job ends "
+            + "(if mpirun kills it first, no entry is added; resume with: \(resume))"
+    }
+
+    /// Stops watching (the run finished or failed on its own). A signal then leaves the process to end
+    /// as it was about to, quietly (a second one exits at once): no rank speaks of a run that is done.
     public static func unwatch() {
         guard DataParallel.world.size > 1 else { return }
         watched = nil
-        StopRequest.endJobOnTerminate(line: nil)
+        StopRequest.setJobPhase(.ended)
     }
 
     /// After a failed collective: marks the watched run failed (rank 0) and prints one `error:` line

@@ -54,7 +54,7 @@ public struct PretrainJob: TrainingJob {
     public var entryName: String? { config.name }
 
     public func startMessage(run: Run, commandLine: [String]) -> String {
-        Self.startLine(runID: run.id, config: config, commandLine: commandLine)
+        Self.startLine(runID: run.id, config: config, commandLine: commandLine, ranks: DataParallel.world.size)
     }
 
     /// Restores the run's last state, trains to the end, saves the final state (so a failing `finish`
@@ -68,14 +68,15 @@ public struct PretrainJob: TrainingJob {
 
     /// The line a new run starts with (stderr, like finetune and align), naming the run and how to resume
     /// it after Ctrl-C or a kill: `run ID: N steps (simclr, resnet18-w8-small, E epochs of B batches of S,
-    /// lars lr 4.8) (resume with: bissl pretrain --resume ID [--zoo DIR])`.
-    static func startLine(runID: String, config: PretrainConfig, commandLine: [String]) -> String {
+    /// lars lr 4.8) (resume with: [mpirun -np N ]bissl pretrain --resume ID [--zoo DIR])`, `mpirun -np N`
+    /// when it trains on `ranks` > 1 ranks (as in the `stopped at step` line).
+    static func startLine(runID: String, config: PretrainConfig, commandLine: [String], ranks: Int = 1) -> String {
         let epochs = Double(config.steps) / Double(config.batchesPerEpoch)
         let epochText = epochs == epochs.rounded() ? "\(Int(epochs))" : String(format: "%.2f", epochs)
         let what = "\(config.method.rawValue), \(config.architecture.label), \(epochText) epoch\(epochs == 1 ? "" : "s") of "
             + "\(config.batchesPerEpoch) batch\(config.batchesPerEpoch == 1 ? "" : "es") of \(config.batchSize), "
             + "\(config.optimizer) lr \(config.lr)"
-        let resume = resumeCommand(runID: runID, commandLine: commandLine)
+        let resume = resumeCommand(runID: runID, commandLine: commandLine, ranks: ranks)
         return "run \(runID): \(config.steps) step\(config.steps == 1 ? "" : "s") (\(what)) (resume with: \(resume))"
     }
 }

@@ -380,7 +380,7 @@ public final class Run {
             guard let signal = stop else { return }
             do { try world.barrier() } catch { DataParallel.stopAfterCollectiveFailure(error) }
             throw RunInterrupted(step: state.step, totalSteps: totalSteps, signal: signal,
-                                 resumeCommand: "mpirun -np \(world.size) " + Self.resumeCommand(kind: kind, id: id, commandLine: CommandLine.arguments))
+                                 resumeCommand: Self.resumeCommand(kind: kind, id: id, commandLine: CommandLine.arguments, ranks: world.size))
         }
         if let signal = StopRequest.signal {
             throw RunInterrupted(step: state.step, totalSteps: totalSteps, signal: signal,
@@ -410,9 +410,11 @@ public final class Run {
         return (stop, flags[2] > 0)
     }
 
-    /// `bissl <kind> --resume <id>`, with `--zoo DIR` when `commandLine` (this process's) gave one.
-    public static func resumeCommand(kind: String, id: String, commandLine: [String]) -> String {
-        var resume = "bissl \(kind) --resume \(id)"
+    /// `bissl <kind> --resume <id>`, with `--zoo DIR` when `commandLine` (this process's) gave one,
+    /// after `mpirun -np N ` when the run trains on `ranks` > 1 ranks (every line naming the command
+    /// uses this one: the start line, the stopped line, the line of a job ending).
+    public static func resumeCommand(kind: String, id: String, commandLine: [String], ranks: Int = 1) -> String {
+        var resume = (ranks > 1 ? "mpirun -np \(ranks) " : "") + "bissl \(kind) --resume \(id)"
         for (i, arg) in commandLine.enumerated() {
             if arg == "--zoo", i + 1 < commandLine.count { resume += " --zoo \(commandLine[i + 1])" }
             if arg.hasPrefix("--zoo=") { resume += " --zoo \(arg.dropFirst(6))" }

@@ -32,7 +32,34 @@ public enum StopRequest {
     private static let queue = DispatchQueue(label: "bissl.stop-request")
     /// Set on every rank of a data-parallel job while it trains (`RankFailure.watch`); read and written
     /// on `queue` only.
-    nonisolated(unsafe) private static var job: (line: (Int) -> String, announce: String?)?
+    nonisolated(unsafe) private static var job: (line: (Int) -> String, announce: String?, phase: JobPhase)?
+
+    /// Where a data-parallel job is when a signal reaches one of its ranks.
+    enum JobPhase: Equatable {
+        /// Its ranks are training: the first signal asks every rank to stop at the next step boundary.
+        case training
+        /// The training loop ended with the state saved, and rank 0 is adding the entry (`finishing`:
+        /// rank 0's line saying so; nil: nothing): the first signal lets it go on.
+        case finishing(String?)
+        /// The entry was added, or the command failed: a signal lets the process end as it was about to.
+        case ended
+    }
+
+    /// What the first SIGTERM or SIGINT does to a rank of a data-parallel job in `phase`, given the
+    /// seconds `wait` it may take (`jobStopWait` for SIGTERM, `maxWait` for SIGINT): the line it
+    /// writes on stderr (nil: nothing), and whether it quits at once (`endJob`) rather than going on.
+    static func firstJobSignal(_ name: String, phase: JobPhase, announce: String?, wait: Double) -> (line: String?, quits: Bool) {
+        switch phase {
+        case .training:
+            guard wait > 0 else { return (nil, true) }
+            return (announce.map { "\(name): \($0) (at most \(Int(wait)) s)" }, false)
+        case .finishing(let text):
+            guard wait > 0 else { return (nil, true) }
+            return (text.map { "\(name): \($0)" }, false)
+        case .ended:
+            return (nil, false)
+        }
+    }
     /// Set once the ranks of a data-parallel job agreed to stop (`Run.saveState` is saving): the
     /// bounded wait then lets the save finish.
     private static let stopAgreed = Atomic<Bool>(false)
@@ -48,7 +75,13 @@ public enum StopRequest {
     /// comes too soon for a save. nil restores the one-process stop request.
     static func endJobOnTerminate(line: ((Int) -> String)?, announce: String? = nil) {
         install()
-        queue.sync { job = line.map { ($0, announce) } }
+        queue.sync { job = line.map { ($0, announce, .training) } }
+    }
+
+    /// Moves a data-parallel job (`endJobOnTerminate`) to `phase`: `.finishing` once its training loop
+    /// ended with the state saved, `.ended` once its command is done.
+    static func setJobPhase(_ phase: JobPhase) {
+        queue.sync { job?.phase = phase }
     }
 
     /// Seconds a rank of a data-parallel job may take, after `mpirun`'s SIGTERM, to reach a step
@@ -110,12 +143,17 @@ public enum StopRequest {
         if let job {
             let wait = sig == SIGTERM ? jobStopWait() : maxWait
             let (first, _) = received.compareExchange(expected: 0, desired: sig, ordering: .acquiringAndReleasing)
-            guard first, wait > 0 else { endJob(sig) }
-            if let announce = job.announce {
-                FileHandle.standardError.write(Data("\(lineBreak)\(name): \(announce) (at most \(Int(wait)) s)\n".utf8))
+            guard first else {
+                if job.phase == .ended { TemporaryFiles.removeAll(); _exit(128 + sig) }
+                endJob(sig)
             }
-            queue.asyncAfter(deadline: .now() + wait) {
-                if !stopAgreed.load(ordering: .acquiring) { endJob(sig) }
+            let reaction = firstJobSignal(name, phase: job.phase, announce: job.announce, wait: wait)
+            if reaction.quits { endJob(sig) }
+            if let line = reaction.line { FileHandle.standardError.write(Data("\(lineBreak)\(line)\n".utf8)) }
+            if job.phase == .training {
+                queue.asyncAfter(deadline: .now() + wait) {
+                    if self.job?.phase == .training, !stopAgreed.load(ordering: .acquiring) { endJob(sig) }
+                }
             }
             return
         }

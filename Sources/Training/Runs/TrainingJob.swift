@@ -182,7 +182,7 @@ extension TrainingJob {
     /// rank 0 adds the entry and sends the others its import result (they wait for it).
     func finish(on run: Run, commandLine: [String]) throws -> JobResult {
         let world = DataParallel.world
-        RankFailure.watch(run, resume: "mpirun -np \(world.size) " + Self.resumeCommand(runID: run.id, commandLine: commandLine))
+        RankFailure.watch(run, resume: Self.resumeCommand(runID: run.id, commandLine: commandLine, ranks: world.size))
         defer { RankFailure.unwatch() }
         let checkpoint: Checkpoint
         do {
@@ -191,6 +191,7 @@ extension TrainingJob {
             run.fail(error)
             throw error
         }
+        RankFailure.trainingEnded()
         guard run.writes else {
             let reply = try world.broadcast([])
             guard !reply.isEmpty, let entry = try? JSONDecoder().decode(ImportResult.self, from: Data(reply)) else {
@@ -221,8 +222,8 @@ extension TrainingJob {
         }
     }
 
-    /// `bissl <kind> --resume ID [--zoo DIR]`, with `--zoo DIR` when `commandLine` gave it.
-    public static func resumeCommand(runID: String, commandLine: [String]) -> String {
-        Run.resumeCommand(kind: kind, id: runID, commandLine: commandLine)
+    /// `[mpirun -np N ]bissl <kind> --resume ID [--zoo DIR]` (`Run.resumeCommand`).
+    public static func resumeCommand(runID: String, commandLine: [String], ranks: Int = 1) -> String {
+        Run.resumeCommand(kind: kind, id: runID, commandLine: commandLine, ranks: ranks)
     }
 }
