@@ -565,6 +565,81 @@ final class ZooIntegrityTests: XCTestCase {
         XCTAssertEqual(try zoo.resolve("b"), b)
     }
 
+    /// Each way out that gc and verify print for a kept valid ref file, followed literally on a fresh
+    /// zoo (its commands run in the order printed), leaves the label in the catalog with a ref file
+    /// that agrees and verify clean, except the one that says it drops the label. The cases: a name
+    /// ref for a named entry while the catalog holds the label as another entry's tag (directly, and
+    /// after gc adopted the tag from a tags/ ref), or as another entry's name; a tag ref at a held
+    /// tag's path; a name ref for an unnamed entry; a second name ref of a label the catalog lacks.
+    /// (For a named entry they said "bissl untag LABEL, then bissl gc", after which gc keeps the file
+    /// as a second name: the label was in neither place.)
+    func testEveryWayOutPrintedForAKeptRefFileLeavesTheLabelSomewhere() throws {
+        struct Case { var label: String; var file: (label: String, kind: LabelKind); var setUp: (Zoo, ZooLayout, _ a: String, _ b: String) throws -> Void }
+        let cases: [Case] = [
+            Case(label: "v1", file: ("v1", .name)) { zoo, layout, _, b in
+                try zoo.tag("a", "v1")
+                try Data((b + "\n").utf8).write(to: layout.refURL("v1", kind: .name))
+            },
+            Case(label: "x", file: ("x", .name)) { zoo, layout, a, b in
+                try Data((a + "\n").utf8).write(to: layout.refURL("x", kind: .tag))
+                try Data((b + "\n").utf8).write(to: layout.refURL("x", kind: .name))
+                XCTAssertEqual(try zoo.gc().adoptedRefs, [layout.refURL("x", kind: .tag).path])
+            },
+            Case(label: "a", file: ("a", .name)) { _, layout, _, b in
+                try Data((b + "\n").utf8).write(to: layout.refURL("a", kind: .name))
+            },
+            Case(label: "v1", file: ("v1", .tag)) { zoo, layout, _, b in
+                try zoo.tag("a", "v1")
+                try Data((b + "\n").utf8).write(to: layout.refURL("v1", kind: .tag))
+            },
+            Case(label: "v1", file: ("v1", .name)) { zoo, layout, _, b in
+                try zoo.tag("a", "v1")
+                try zoo.untag("b")   // B unnamed: gc may give it a name
+                try Data((b + "\n").utf8).write(to: layout.refURL("v1", kind: .name))
+            },
+            Case(label: "y", file: ("y", .name)) { _, layout, _, b in
+                try Data((b + "\n").utf8).write(to: layout.refURL("y", kind: .name))
+            },
+        ]
+        for (n, c) in cases.enumerated() {
+            func scenario() throws -> (Zoo, URL) {
+                let (zoo, layout) = try makeZoo()
+                let a = try zoo.add(ZooTestSupport.checkpoint(seed: 140), name: "a").id
+                let b = try zoo.add(ZooTestSupport.checkpoint(seed: 141), name: "b").id
+                try c.setUp(zoo, layout, a, b)
+                return (zoo, layout.refURL(c.file.label, kind: c.file.kind))
+            }
+            let (zoo, file) = try scenario()
+            let advice = try XCTUnwrap(try zoo.verify().findings.first { $0.path == file.path }?.message, "case \(n)")
+            XCTAssertEqual(try zoo.gc().kept.map(\.reason), [advice], "case \(n): gc and verify say the same")
+            // "...: gc never removes it...; to keep ...; to give ... instead, ...": one way out per "; to ".
+            let ways = advice.components(separatedBy: "; to ").dropFirst()
+            XCTAssertGreaterThanOrEqual(ways.count, 2, "case \(n): \(advice)")
+            let step = try NSRegularExpression(pattern: #"remove this file by hand|bissl (untag|tag|gc)((?: [A-Za-z0-9._-]+)*)"#)
+            for way in ways {
+                let (zoo, file) = try scenario()
+                for match in step.matches(in: way, range: NSRange(way.startIndex..., in: way)) {
+                    let words = (Range(match.range(at: 2), in: way).map { way[$0] } ?? "").split(separator: " ").map(String.init)
+                    switch Range(match.range(at: 1), in: way).map({ String(way[$0]) }) {
+                    case nil: XCTAssertEqual(unlink(file.path), 0, "case \(n): \(way)")
+                    case "untag": try zoo.untag(words[0])
+                    case "tag": try zoo.tag(words[0], words[1])
+                    default: XCTAssertEqual(try zoo.gc().failures, [], "case \(n): \(way)")
+                    }
+                }
+                _ = try zoo.gc()   // whatever is left to settle: nothing, when the way out worked
+                if way.hasPrefix("drop") {
+                    XCTAssertThrowsError(try zoo.resolve(c.label), "case \(n): \(way)")
+                } else {
+                    let id = try zoo.resolve(c.label)
+                    let kind = try XCTUnwrap(try zoo.labels(of: id).first { $0.label == c.label }?.kind, "case \(n): \(way)")
+                    XCTAssertEqual(try String(contentsOf: zoo.layout.refURL(c.label, kind: kind), encoding: .utf8), id + "\n", "case \(n): \(way)")
+                }
+                XCTAssertEqual(try zoo.verify().findings.map(\.message), [], "case \(n): \(way)")
+            }
+        }
+    }
+
     /// What an interrupted pull or push keeps to resume from stays through `gc` while it made
     /// progress within the grace period; older ones, undecodable ones and `--grace 0` go.
     func testGCKeepsInterruptedTransfersForTheGracePeriod() throws {

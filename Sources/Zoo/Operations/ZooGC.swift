@@ -118,16 +118,33 @@ extension Zoo {
     /// is held otherwise (`holder`: as the other kind, or as this kind of another entry), a clause
     /// for `GCReport.kept` and `verify`: ref files are the record of labels, so neither record is
     /// dropped (nor a held label's ref rewritten over this one) until the user says which is right.
-    /// Either way is one command: removing this file keeps the catalog's label; `untag` frees the
-    /// label (keeping this file when it is at the held label's path: `RefFiles.remove`), and gc then
-    /// gives it to `id` as `verify --reindex` would.
-    static func conflictingRefReason(label: String, kind: LabelKind, id: String, holder: (kind: LabelKind, id: String)) -> String {
+    /// Removing this file keeps the catalog's label; `untag` frees the label (keeping this file when
+    /// it is at the held label's path: `RefFiles.remove`), and gc then gives it to `id` as
+    /// `verify --reindex` would; for a name ref, only once `id` has no other name (an entry has one
+    /// name, and gc does not adopt a second), so when it has one (`name`) that is untagged too.
+    /// - Parameter name: the name entry `id` holds when this is a name ref (nil otherwise).
+    static func conflictingRefReason(label: String, kind: LabelKind, id: String, holder: (kind: LabelKind, id: String), name: String?) -> String {
         let other = String(id.prefix(12))
         let samePath = holder.kind == kind
+        let named = kind == .name ? name : nil
         return "ref file of \(kind.rawValue) '\(label)' naming entry \(other), but the catalog holds '\(label)' as the \(holder.kind.rawValue) of entry \(holder.id.prefix(12)): "
             + "gc never removes it (ref files are the record of labels)\(samePath ? " nor rewrites it" : ""); "
             + "to keep the catalog's \(holder.kind.rawValue), remove this file by hand\(samePath ? " and run bissl gc (it rewrites the ref)" : ""); "
-            + "to give '\(label)' to \(other) as its \(kind.rawValue) instead, bissl untag \(label)\(samePath ? " (which keeps this file)" : ""), then bissl gc (it adds the label from this file, as bissl verify --reindex does)"
+            + "to give '\(label)' to \(other) as its \(kind.rawValue) instead"
+            + (named.map { " (it is named '\($0)', and an entry has one name)" } ?? "")
+            + ", bissl untag \(label)\(samePath ? " (which keeps this file)" : "")"
+            + (named.map { ", bissl untag \($0) (the entry stays, unnamed)" } ?? "")
+            + ", then bissl gc (it adds the label from this file, as bissl verify --reindex does)"
+    }
+
+    /// Why a valid ref file of name `label` naming entry `id`, which the zoo lists and which holds
+    /// the name `name` (an entry has one name), is kept while the catalog does not hold `label`, a
+    /// clause for `GCReport.kept` and `verify`: each way out names the commands that do it.
+    static func secondNameReason(label: String, id: String, name: String) -> String {
+        let short = String(id.prefix(12))
+        return "ref file of name '\(label)' for entry \(short), which is named '\(name)' (an entry has one name): gc never removes it; "
+            + "to drop '\(label)', remove this file by hand; to make '\(label)' a tag of \(short), remove this file by hand, then bissl tag \(short) \(label); "
+            + "to make '\(label)' its name instead, bissl untag \(name) (the entry stays, unnamed), then bissl gc (it adds the label from this file, as bissl verify --reindex does)"
     }
 
     /// A reader's error text without its "; run bissl verify" advice (verify and gc are where it leads).
@@ -335,13 +352,13 @@ extension Zoo {
                 if let owner {
                     // The label is held otherwise: the file is a record of it too, so it stays (and a
                     // held label's ref is not rewritten over it) until the user settles which is right.
-                    report.kept.append(.init(path: ref.url.path, reason: Self.conflictingRefReason(label: ref.label, kind: ref.kind, id: id, holder: owner)))
+                    report.kept.append(.init(path: ref.url.path, reason: Self.conflictingRefReason(label: ref.label, kind: ref.kind, id: id, holder: owner, name: nameOf[id])))
                     if owner.kind == ref.kind { present.insert(ref.label) }
                     continue
                 }
                 // A label the catalog lacks, for an entry it lists: adopted, as reindex does.
                 if ref.kind == .name, let name = nameOf[id] {
-                    report.kept.append(.init(path: ref.url.path, reason: "ref file of name '\(ref.label)' for entry \(id.prefix(12)), which is named '\(name)' (an entry has one name): gc never removes it; remove it by hand, or bissl tag \(id.prefix(12)) \(ref.label) after removing it"))
+                    report.kept.append(.init(path: ref.url.path, reason: Self.secondNameReason(label: ref.label, id: id, name: name)))
                     continue
                 }
                 try give(ref.label, ref.kind, id)

@@ -137,7 +137,8 @@ extension Zoo {
                 }
                 if problem == nil, let held, listedIDs.contains(held), scan.objects[held] != nil {   // gc keeps it (`Zoo.gc`)
                     out.append(.init(level: .leftover, id: held, path: ref.path,
-                                     message: Self.conflictingRefReason(label: label, kind: kind, id: held, holder: (kind, id))))
+                                     message: Self.conflictingRefReason(label: label, kind: kind, id: held, holder: (kind, id),
+                                                                        name: try labels(of: held).first { $0.kind == .name }?.label)))
                     continue
                 }
                 what = problem.map { "has an invalid ref file: \($0)" } ?? "has a ref file naming entry \(held!.prefix(12)), which the zoo does not hold"
@@ -239,6 +240,7 @@ extension Zoo {
             return out
         }
         let byLabel = Dictionary(labels.map { ($0.label, (kind: $0.kind, id: $0.id)) }, uniquingKeysWith: { a, _ in a })
+        let nameOf = Dictionary(labels.filter { $0.kind == .name }.map { ($0.id, $0.label) }, uniquingKeysWith: { a, _ in a })
         var named = Set<String>(), adopted: [String: (kind: LabelKind, id: String)] = [:]  // what gc adopts, in its order (names first)
         for ref in RefFiles.all(layout: layout) {
             let owner = byLabel[ref.label]
@@ -252,11 +254,13 @@ extension Zoo {
                     ? "ref file of \(ref.kind.rawValue) '\(ref.label)' naming entry \(id.prefix(12)), whose object is missing (bissl gc takes the entry out of the catalog); bissl gc removes it"
                     : "ref file of \(ref.kind.rawValue) '\(ref.label)' naming entry \(id.prefix(12)), which the catalog does not list (interrupted import or rm); bissl gc removes it"
             } else if let id = ref.id, let owner {
-                message = Self.conflictingRefReason(label: ref.label, kind: ref.kind, id: id, holder: owner)
+                message = Self.conflictingRefReason(label: ref.label, kind: ref.kind, id: id, holder: owner, name: nameOf[id])
             } else if let id = ref.id, let other = adopted[ref.label] {
                 message = "ref file of \(ref.kind.rawValue) '\(ref.label)' naming entry \(id.prefix(12)), a label the catalog does not hold whose other ref file bissl gc adds to the catalog (as the \(other.kind.rawValue) of entry \(other.id.prefix(12))): gc never removes this one (ref files are the record of labels); once gc ran, bissl verify says how to settle which is right"
-            } else if ref.kind == .name, let id = ref.id, named.contains(id) || labels.contains(where: { $0.id == id && $0.kind == .name }) {
-                message = "ref file of name '\(ref.label)' for entry \(id.prefix(12)), which has a name already (an entry has one name): bissl gc keeps it; remove it by hand"
+            } else if ref.kind == .name, let id = ref.id, let name = nameOf[id] {
+                message = Self.secondNameReason(label: ref.label, id: id, name: name)
+            } else if ref.kind == .name, let id = ref.id, named.contains(id) {
+                message = "ref file of name '\(ref.label)' for entry \(id.prefix(12)), whose other name ref bissl gc adds to the catalog (an entry has one name): gc never removes this one; once gc ran, bissl verify says how to settle which is right"
             } else {
                 if ref.kind == .name, let id = ref.id { named.insert(id) }
                 adopted[ref.label] = (ref.kind, ref.id ?? "")
