@@ -129,10 +129,18 @@ final class SeaweedServer: @unchecked Sendable {
         try RemoteStore(config, credentials: Self.credentials, environment: [:])
     }
 
-    /// A port p in 20000..<45000 such that p and p + 10000 can both be bound on 127.0.0.1 now.
+    /// A port p such that p and p + 10000 can both be bound on 127.0.0.1 now, both below the kernel's
+    /// ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range`, 32768-60999 by default): a port in that
+    /// range that is free now can be taken a moment later as the local end of an outgoing connection
+    /// (SeaweedFS's own services connect to each other while it starts), which failed a test with
+    /// "s3 failed to listen on grpc port ...: address already in use".
     private static func freePortPair(avoiding taken: Set<Int>) throws -> Int {
+        let ephemeralStart = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))
+            .flatMap { $0.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).first.flatMap { Int($0) } } ?? 32768
+        let upper = min(ephemeralStart, 65536) - 10000
+        guard upper > 11000 else { throw CheckpointError.io("no port range below the ephemeral ports (\(ephemeralStart)) for SeaweedFS") }
         for _ in 0..<200 {
-            let p = Int.random(in: 20000..<45000)
+            let p = Int.random(in: 10000..<upper)
             if !taken.contains(p), !taken.contains(p + 10000), canBind(p), canBind(p + 10000) { return p }
         }
         throw CheckpointError.io("no free port pair found for SeaweedFS")
