@@ -51,10 +51,27 @@ ENTRIES = 1000
 KEY, SECRET = "bissl-bench", "bissl-bench-secret"
 
 
-def free_port_pair(taken):
-    """A port p such that p and p + 10000 (SeaweedFS's gRPC port) are free on 127.0.0.1."""
-    while True:
-        p = random.randint(20000, 44999)
+def ephemeral_port_start(path="/proc/sys/net/ipv4/ip_local_port_range"):
+    """The first port of the kernel's ephemeral range (32768 when it cannot be read)."""
+    try:
+        with open(path) as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port_pair(taken, ephemeral_start=None):
+    """A port p such that p and p + 10000 (SeaweedFS's gRPC port) are free on 127.0.0.1 now, both below the
+    kernel's ephemeral range (/proc/sys/net/ipv4/ip_local_port_range, 32768-60999 by default): a port in that
+    range that is free now can be taken a moment later as the local end of an outgoing connection (SeaweedFS's
+    services connect to each other while it starts: "s3 failed to listen on grpc port ...: address already in
+    use"). The Swift tests choose theirs the same way (Tests/ZooTests/SeaweedServer.swift)."""
+    start = ephemeral_port_start() if ephemeral_start is None else ephemeral_start
+    upper = min(start, 65536) - 10000
+    if upper <= 11000:
+        raise RuntimeError(f"no port range below the ephemeral ports ({start}) for SeaweedFS")
+    for _ in range(200):
+        p = random.randrange(10000, upper)
         if p in taken or p + 10000 in taken:
             continue
         ok = True
@@ -66,6 +83,7 @@ def free_port_pair(taken):
                     ok = False
         if ok:
             return p
+    raise RuntimeError("no free port pair found for SeaweedFS")
 
 
 def aws_binary():
