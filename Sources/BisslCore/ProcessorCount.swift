@@ -7,19 +7,43 @@ import Glibc
 public enum ProcessorCount {
     /// Processors in the process's CPU affinity mask (`sched_getaffinity(2)`: what `taskset`, cgroup
     /// cpusets and `mpirun --bind-to core` restrict), at most the active processor count; the active
-    /// processor count where the mask cannot be read. Under Open MPI's `mpirun`, this process's share
-    /// of them when other ranks of the job on this node may run on the same processors
-    /// (`share(of:...)`: `--bind-to none`, `--bind-to socket`, more ranks than cores). Always at least 1.
+    /// processor count where the mask cannot be read. Under an MPI launcher that sets
+    /// `OMPI_COMM_WORLD_LOCAL_SIZE` (ranks on this node), this process's share of them when other
+    /// ranks of the job on this node may run on the same processors (`share(of:...)`: `--bind-to none`,
+    /// `--bind-to socket`, more ranks than cores), the node's processors being `nodeProcessors`'s
+    /// choice. Always at least 1.
     public static let available: Int = {
         let environment = ProcessInfo.processInfo.environment
         let mask = affinityCount(of: 0)
         guard let localSize = environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init), localSize > 1 else { return mask }
-        // The processors the node's ranks are spread over: those mpirun (or orted, on another node),
-        // the parent, may run on, with ours.
-        let node = max(mask, affinityCount(of: getppid()))
+        let parent = getppid()
+        let node = nodeProcessors(mask: mask, parentMask: affinityCount(of: parent), parentName: processName(of: parent))
         let localRank = environment["OMPI_COMM_WORLD_LOCAL_RANK"].flatMap(Int.init) ?? 0
         return share(of: mask, nodeProcessors: node, localRanks: localSize, localRank: localRank)
     }()
+
+    /// The names (`/proc/<pid>/comm`) of Open MPI's launchers, which start a node's ranks as their own
+    /// children: `mpirun`/`mpiexec`/`orterun` and `orted` (Open MPI 4), `prterun`/`prted` (Open MPI 5).
+    static let openMPILaunchers: Set<String> = ["mpirun", "mpiexec", "orterun", "orted", "prterun", "prted"]
+
+    /// The processors a node's ranks are spread over, given this rank's `mask` count, its parent's
+    /// (`parentMask`) and the parent's name: when the parent is Open MPI's launcher (`openMPILaunchers`),
+    /// whose mask holds every processor it binds the node's ranks to, the larger of the two masks;
+    /// otherwise (another launcher, such as Slurm's `srun`, or a wrapper script between them, whose
+    /// mask says nothing of where the other ranks run) this rank's own mask, so `share` assumes every
+    /// rank on the node shares it: never more threads than processors, at worst fewer.
+    public static func nodeProcessors(mask: Int, parentMask: Int, parentName: String?) -> Int {
+        guard let parentName, openMPILaunchers.contains(parentName) else { return mask }
+        return max(mask, parentMask)
+    }
+
+    /// The name of process `pid` (`/proc/<pid>/comm`, the executable's name as started, at most 15
+    /// bytes); nil where it cannot be read.
+    static func processName(of pid: pid_t) -> String? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8) else { return nil }
+        let name = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        return name.isEmpty ? nil : name
+    }
 
     /// This rank's share of the `mask` processors of its affinity mask when `localRanks` ranks of one
     /// job run on a node whose ranks are spread over `nodeProcessors` processors: `mpirun` binds them

@@ -1,4 +1,4 @@
-import BisslCore
+@testable import BisslCore
 import XCTest
 
 /// `ProcessorCount.share`: the engine threads of one rank when several ranks of an `mpirun` job run on
@@ -22,5 +22,24 @@ final class ProcessorCountTests: XCTestCase {
         XCTAssertEqual(ProcessorCount.share(of: 4, nodeProcessors: 16, localRanks: 4, localRank: 2), 4)
         // One rank on the node (or no mpirun): the whole mask.
         XCTAssertEqual(ProcessorCount.share(of: 6, nodeProcessors: 8, localRanks: 1, localRank: 0), 6)
+    }
+
+    /// The node's processors: the parent's mask only when the parent is Open MPI's launcher.
+    func testNodeProcessorsTrustTheParentsMaskOnlyUnderOpenMPIsLauncher() {
+        // mpirun (or orted) binds the node's ranks within its own mask: 1-core ranks on a 16-core node.
+        for launcher in ["mpirun", "mpiexec", "orterun", "orted", "prterun", "prted"] {
+            XCTAssertEqual(ProcessorCount.nodeProcessors(mask: 1, parentMask: 16, parentName: launcher), 16, launcher)
+        }
+        XCTAssertEqual(ProcessorCount.nodeProcessors(mask: 8, parentMask: 2, parentName: "mpirun"), 8)
+        // srun's step daemon, or a wrapper script with the whole node's mask while the 4 ranks share 4
+        // cores: its mask would make each rank take all 4 (16 threads on 4 cores); our own mask splits them.
+        for other in ["slurmstepd", "bash", "python3"] {
+            XCTAssertEqual(ProcessorCount.nodeProcessors(mask: 4, parentMask: 64, parentName: other), 4, other)
+        }
+        XCTAssertEqual(ProcessorCount.nodeProcessors(mask: 4, parentMask: 64, parentName: nil), 4)
+        let node = ProcessorCount.nodeProcessors(mask: 4, parentMask: 64, parentName: "slurmstepd")
+        XCTAssertEqual((0..<4).map { ProcessorCount.share(of: 4, nodeProcessors: node, localRanks: 4, localRank: $0) }, [1, 1, 1, 1])
+        // This process's own name is readable (Linux /proc).
+        XCTAssertNotNil(ProcessorCount.processName(of: getpid()))
     }
 }
