@@ -4,7 +4,7 @@ import Zoo
 @testable import Training
 import TestSupport
 
-/// SIGINT and SIGTERM at random moments of `bissl pretrain` and `bissl finetune` (the built binary):
+/// SIGINT, SIGTERM and SIGUSR1 at random moments of `bissl pretrain` and `bissl finetune` (the built binary):
 /// each stop saves the state at the step it reached, says so with the exact resume command and exits
 /// with 128 + the signal; resuming until done gives the same entry as an uninterrupted run, and
 /// `runs show` reports the work time.
@@ -29,7 +29,8 @@ final class RunInterruptTests: CLITestCase {
     }
 
     /// Runs `args` to the end, stopping it with a signal at a random moment after its run directory
-    /// appears (`stops` times at most), then resuming with the command it printed; returns the entry id.
+    /// appears (`stops` times at most; the k-th stop sends SIGUSR1, SIGINT, SIGTERM in turn), then
+    /// resuming with the command it printed; returns the entry id.
     func runWithStops(_ args: [String], zoo: String, stops: Int, rng: inout SplitMix) throws -> String {
         var command = args + ["--zoo", zoo]
         var stopsLeft = stops
@@ -50,7 +51,7 @@ final class RunInterruptTests: CLITestCase {
                 // A resumed process gets time to start (its signal handlers are set first thing, but a
                 // loaded machine can take a while to get there).
                 usleep(UInt32.random(in: command.contains("--resume") ? 400_000...900_000 : 50_000...600_000, using: &rng))
-                signal = Bool.random(using: &rng) ? SIGINT : SIGTERM
+                signal = [SIGUSR1, SIGINT, SIGTERM][(stops - stopsLeft) % 3]
                 if process.isRunning { kill(process.processIdentifier, signal!) }
                 stopsLeft -= 1
             }
@@ -66,9 +67,9 @@ final class RunInterruptTests: CLITestCase {
             XCTAssertEqual(process.terminationStatus, 128 + sig, stderr)
             XCTAssertFalse(stderr.hasPrefix("\n") || stderr.contains("\n\n"), "no blank line on a pipe: \(stderr)")
             let line = try XCTUnwrap(stderr.split(separator: "\n").last.map(String.init))
-            if line == "error: stopped by \(sig == SIGINT ? "SIGINT" : "SIGTERM")" { continue }   // before the run was open: nothing to save
+            if line == "error: stopped by \(StopRequest.name(of: sig))" { continue }   // before the run was open: nothing to save
             XCTAssertTrue(line.hasPrefix("stopped at step "), stderr)
-            XCTAssertTrue(line.contains(sig == SIGINT ? "(SIGINT), state saved; resume with: bissl " : "(SIGTERM), state saved; resume with: bissl "), line)
+            XCTAssertTrue(line.contains("(\(StopRequest.name(of: sig))), state saved; resume with: bissl "), line)
             let resume = try XCTUnwrap(line.components(separatedBy: "resume with: ").last)
             XCTAssertTrue(resume.hasSuffix("--zoo \(zoo)"), resume)
             command = Array(resume.split(separator: " ").dropFirst().map(String.init))

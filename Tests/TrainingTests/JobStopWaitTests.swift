@@ -1,4 +1,5 @@
 import XCTest
+import Foundation
 @testable import Training
 
 /// `StopRequest.jobStopWait`: how long a rank of an `mpirun` job waits, after SIGTERM, for a step
@@ -44,5 +45,36 @@ final class JobStopWaitTests: XCTestCase {
             XCTAssertNil(ended.line)
             XCTAssertFalse(ended.quits)
         }
+    }
+}
+
+/// The lines of a stop request in one process, and of a job that ends without a save.
+final class StopLineTests: XCTestCase {
+    /// While training: the stop at the next boundary; once the loop ended, what happens instead (the
+    /// entry is being written and the run completes), not "stopping at the next step boundary".
+    func testFirstSignalOfOneProcessSaysWhatHappens() {
+        XCTAssertEqual(StopRequest.firstSignal(SIGINT, finishing: nil, wait: 60),
+                       "SIGINT: stopping at the next step boundary with the state saved (at most 60 s; Ctrl-C again quits now)")
+        XCTAssertEqual(StopRequest.firstSignal(SIGUSR1, finishing: nil, wait: 60),
+                       "SIGUSR1: stopping at the next step boundary with the state saved (at most 60 s; SIGUSR1 again quits now)")
+        let id = "pretrain-20261207-221500-abcdef"
+        XCTAssertEqual(StopRequest.firstSignal(SIGINT, finishing: StopRequest.finishingLine(runID: id, steps: 40), wait: 60),
+                       "SIGINT: run \(id) has done its 40 steps (state saved); its entry is being added to the zoo, then the run completes "
+                       + "(Ctrl-C again quits now, without the entry)")
+        XCTAssertEqual(RunInterrupted(step: 6, totalSteps: 10, signal: SIGUSR1, resumeCommand: "bissl pretrain --resume \(id)").description,
+                       "stopped at step 6/10 (SIGUSR1), state saved; resume with: bissl pretrain --resume \(id)")
+        XCTAssertEqual(RunInterrupted(step: 6, totalSteps: 10, signal: SIGUSR1, resumeCommand: "").exitStatus, 128 + SIGUSR1)
+    }
+
+    /// Rank 0's line when a job ends without a save: mpirun's SIGTERM, or a stop request (SIGINT,
+    /// SIGUSR1) that found no boundary in time; a run with no saved state yet says a resume starts it over.
+    func testEndLineOfAJob() {
+        let id = "align-20261207-180648-c3f4dc", resume = "mpirun -np 2 bissl align --resume align-20261207-180648-c3f4dc"
+        XCTAssertEqual(RankFailure.endLine(signal: SIGTERM, ranks: 2, runID: id, savedStep: 20, resume: resume),
+                       "error: mpirun is ending this 2-rank MPI job (it was interrupted, or one of its ranks stopped); run \(id) resumes from step 20, its last saved state: \(resume)")
+        XCTAssertEqual(RankFailure.endLine(signal: SIGTERM, ranks: 2, runID: id, savedStep: 0, resume: resume),
+                       "error: mpirun is ending this 2-rank MPI job (it was interrupted, or one of its ranks stopped); run \(id) has no saved state yet (a resume starts it from step 0): \(resume)")
+        XCTAssertEqual(RankFailure.endLine(signal: SIGUSR1, ranks: 3, runID: id, savedStep: 20, resume: resume),
+                       "error: this 3-rank MPI job stops without saving (SIGUSR1: no step boundary in time, or a second signal); run \(id) resumes from step 20, its last saved state: \(resume)")
     }
 }

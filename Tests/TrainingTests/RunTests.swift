@@ -389,12 +389,21 @@ final class RunTests: XCTestCase {
     func testStateDueEveryNStepsOrAfterTwoMinutesOfWork() throws {
         let zoo = try RunTestSupport.tempZoo(self)
         let run = try Run.create(zoo: zoo, kind: "pretrain", config: [:], commandLine: ["x"], totalSteps: 10, progress: RunTestSupport.quiet(10))
-        XCTAssertEqual((1...10).filter { run.isStateDue(step: $0, every: 4) }, [4, 8])
+        let now = RunClock.monotonic()
+        XCTAssertEqual((1...10).filter { run.decide(step: $0, every: 4, save: false, now: now).save }, [4, 8])
+        // The loop's own saves (epoch ends, the last step) whatever the interval.
+        XCTAssertEqual((1...10).filter { run.decide(step: $0, every: 4, save: $0 % 5 == 0, now: now).save }, [4, 5, 8, 10])
+        XCTAssertNil(run.decide(step: 4, every: 4, save: false, now: now).stop)
         let start = RunClock.monotonic()
-        XCTAssertFalse(run.isStateDue(step: 1, every: nil, now: start + 119))
-        XCTAssertTrue(run.isStateDue(step: 1, every: nil, now: start + 121))
-        try run.saveState(TrainingState(step: 1))
-        XCTAssertFalse(run.isStateDue(step: 2, every: nil, now: RunClock.monotonic() + 119))
+        XCTAssertFalse(run.decide(step: 1, every: nil, save: false, now: start + 119).save)
+        XCTAssertTrue(run.decide(step: 1, every: nil, save: false, now: start + 121).save)
+        // One call per boundary: a boundary that is due saves, and the next interval counts from there.
+        var states = 0
+        try run.boundary(step: 1, every: 1) { states += 1; return TrainingState(step: 1) }
+        try run.boundary(step: 2, every: 4) { states += 1; return TrainingState(step: 2) }
+        XCTAssertEqual(states, 1, "the state is captured only when it is saved")
+        XCTAssertEqual(try run.loadState()?.step, 1)
+        XCTAssertFalse(run.decide(step: 2, every: nil, save: false, now: RunClock.monotonic() + 119).save)
     }
 
     func testRunIDAndUnknownOrBrokenRuns() throws {

@@ -9,32 +9,34 @@ import Foundation
 /// way both times: SIGCONT to the ranks, SIGTERM one second later, SIGKILL one second after that
 /// (`odls_base_sigkill_timeout`, Open MPI 4.1; T seconds each with `--mca odls_base_sigkill_timeout T`).
 /// A rank cannot tell the two cases apart. With T of 2 s or more, the ranks stop at the next step
-/// boundary they agree on (`Run.isStateDue`, `Run.saveState`), rank 0 saves there and every rank exits
+/// boundary they agree on (`Run.boundary`), rank 0 saves there and every rank exits
 /// 143 (`RunInterrupted`); with the default second, or when no boundary is agreed within T/2 (a dead
 /// rank), rank 0 prints one line naming its run, the step of its last saved state and the command that
 /// resumes it, and exits. Nothing is half-written: run.json and state.h5 are replaced
 /// atomically, the zoo adds an entry atomically (and only at the very end), a resumed run removes a
 /// dead writer's temporaries; the run directory stays resumable from its last saved state, with the
 /// same or another number of ranks. A collective that returns an error (`MPI_ERRORS_RETURN`) takes the
-/// same way out, marking the run failed first.
+/// same way out, marking the run failed first. SIGUSR1 to `mpirun` (`kill -USR1 <mpirun pid>`) is
+/// forwarded to every rank at once and ends nothing: the ranks stop at the next step boundary they agree
+/// on, with the state saved, whatever the kill timeout (exit 138).
 public enum RankFailure {
     /// The run rank 0 is training and how to resume it; nil outside a data-parallel run.
     nonisolated(unsafe) private static var watched: (run: Run, resume: String)?
 
-    /// Every rank of a job of several ranks: from now on a SIGTERM (mpirun ending the job) or SIGINT
-    /// asks every rank to stop at the next step boundary they agree on, with the state saved, when
+    /// Every rank of a job of several ranks, as soon as the run is created or opened (before the job
+    /// is built and trains): from now on a SIGTERM (mpirun ending the job), SIGINT or SIGUSR1 asks
+    /// every rank to stop at the next step boundary they agree on, with the state saved, when
     /// `mpirun`'s kill timeout leaves the time (`StopRequest.endJobOnTerminate`, `jobStopWait`);
-    /// otherwise, or when no boundary comes in time (a dead rank), it exits at once, rank 0 after one
-    /// line about `run`. A failed collective marks `run` failed (rank 0).
+    /// otherwise, or when no boundary comes in time (a dead rank, or a job still loading its data),
+    /// it exits at once, rank 0 after one line about `run` (`endLine`). A failed collective marks `run`
+    /// failed (rank 0).
     public static func watch(_ run: Run, resume: String) {
         let world = DataParallel.world
         guard world.size > 1 else { return }
         if world.rank == 0 { watched = (run, resume) }
         let ranks = world.size, id = run.id
         StopRequest.endJobOnTerminate(
-            line: world.rank == 0
-                ? { step in "error: mpirun is ending this \(ranks)-rank MPI job (it was interrupted, or one of its ranks stopped); run \(id) resumes from step \(step), its last saved state: \(resume)\n" }
-                : { _ in "" },
+            line: world.rank == 0 ? { sig, step in endLine(signal: sig, ranks: ranks, runID: id, savedStep: step, resume: resume) + "\n" } : { _, _ in "" },
             announce: world.rank == 0 ? "every rank of this \(ranks)-rank MPI job stops at the next step boundary with the state saved" : nil)
     }
 
@@ -46,6 +48,18 @@ public enum RankFailure {
         let world = DataParallel.world
         guard world.size > 1 else { return }
         StopRequest.setJobPhase(.finishing(world.rank == 0 ? watched.map { finishingLine(runID: $0.run.id, steps: $0.run.totalSteps, resume: $0.resume) } : nil))
+    }
+
+    /// Rank 0's line when the job ends without a save at a step boundary (`signal`: SIGTERM is mpirun
+    /// ending it; SIGINT or SIGUSR1 sent to the ranks found no boundary in time, or came twice): what
+    /// becomes of run `runID`, which stays in the zoo's runs, resumable from `savedStep` (0: no
+    /// state saved yet, the resume starts it over).
+    static func endLine(signal: Int32, ranks: Int, runID: String, savedStep: Int, resume: String) -> String {
+        let what = signal == SIGTERM ? "mpirun is ending this \(ranks)-rank MPI job (it was interrupted, or one of its ranks stopped)"
+            : "this \(ranks)-rank MPI job stops without saving (\(StopRequest.name(of: signal)): no step boundary in time, or a second signal)"
+        let resumes = savedStep > 0 ? "resumes from step \(savedStep), its last saved state"
+            : "has no saved state yet (a resume starts it from step 0)"
+        return "error: \(what); run \(runID) \(resumes): \(resume)"
     }
 
     /// Rank 0's line (after `SIGTERM: `) when `mpirun` ends the job while the entry is being added.

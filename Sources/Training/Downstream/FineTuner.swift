@@ -324,7 +324,7 @@ public final class FineTuner {
                         run.progress.message("trial \(t): loss is not finite at step \(s + 1); trial stopped with top-1 0")
                         g = (t + 1) * T
                         trials.append(current)
-                        try save(step: g, current: nil, trials: trials, bestIndex: bestIndex, bestNet: bestNet)
+                        try run.saveState(captureState(step: g, current: nil, trials: trials, bestIndex: bestIndex, bestNet: bestNet))
                         break
                     }
                     throw TrainingError.invalid("the loss is not finite at step \(g) (lr \(lr) too large?)")
@@ -351,10 +351,9 @@ public final class FineTuner {
                     }
                 }
                 let stop = shouldStop?(g) ?? false
-                let due = run.isStateDue(step: g, every: config.checkpointEvery)
-                if lastOfTrial || endOfEpoch || due || stop {
-                    try save(step: g, current: lastOfTrial ? nil : (net, sgd, schedule, current, bestEpochNet), trials: trials,
-                             bestIndex: bestIndex, bestNet: bestNet)
+                try run.boundary(step: g, every: config.checkpointEvery, save: lastOfTrial || endOfEpoch || stop) {
+                    try captureState(step: g, current: lastOfTrial ? nil : (net, sgd, schedule, current, bestEpochNet), trials: trials,
+                                     bestIndex: bestIndex, bestNet: bestNet)
                 }
                 if stop { return nil }
             }
@@ -368,8 +367,8 @@ public final class FineTuner {
         try Network(checkpoint: net.checkpoint(provenance: Provenance(stage: "finetune")))
     }
 
-    private func save(step: Int, current: (Network, SGD, CosineSchedule, FineTuneTrial, Network?)?, trials: [FineTuneTrial],
-                      bestIndex: Int, bestNet: Network?) throws {
+    private func captureState(step: Int, current: (Network, SGD, CosineSchedule, FineTuneTrial, Network?)?, trials: [FineTuneTrial],
+                              bestIndex: Int, bestNet: Network?) throws -> TrainingState {
         var state = TrainingState(step: step)
         if let (net, sgd, schedule, trial, bestEpochNet) = current {
             state.capture(net)
@@ -381,7 +380,7 @@ public final class FineTuner {
         if let bestNet { state.capture(bestNet, prefix: "best") }
         state.extra["bestTrial"] = .int(Int64(bestIndex))
         state.extra["trials"] = .array(trials.map(\.json))
-        try run.saveState(state)
+        return state
     }
 
     /// The provenance of the entry a finished run adds: `run.provenance(stage: "finetune")` plus the

@@ -156,9 +156,7 @@ public final class Pretrainer {
                 let lr = currentLR
                 let loss = try trainStep(batch)
                 run.log(step: step, phase: "pretext", ["loss": Double(loss), "lr": Double(lr)])
-                if step == config.steps || step % perEpoch == 0 || run.isStateDue(step: step, every: config.checkpointEvery) {
-                    try run.saveState(captureState())
-                }
+                try run.boundary(step: step, every: config.checkpointEvery, save: step == config.steps || step % perEpoch == 0) { captureState() }
             }
         }
     }

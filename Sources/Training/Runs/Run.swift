@@ -37,10 +37,10 @@ import Zoo
 ///     for step in start...total {
 ///         let loss = trainStep(step)
 ///         run.log(step: step, phase: "train", ["loss": loss, "lr": lr])   // also updates the progress bar
-///         if run.isStateDue(step: step, every: checkpointEvery) || step == total {
+///         try run.boundary(step: step, every: checkpointEvery, save: step == total) {
 ///             var state = TrainingState(step: step)
 ///             state.capture(net); state.capture(lars); state.capture(schedule)
-///             try run.saveState(state)
+///             return state
 ///         }
 ///     }
 ///     var provenance = run.provenance(stage: "pretext", method: "simclr")   // + parents, datasets, seeds, metrics
@@ -353,61 +353,81 @@ public final class Run {
     // MARK: - state
 
     /// Atomically replaces `state.h5` with `state`, then records `state.step` and the work time in
-    /// run.json. After SIGINT/SIGTERM (`StopRequest`) the save is the stop: it then throws
-    /// `RunInterrupted` (the run stays resumable from `state.step`). In a job of several ranks every
-    /// rank calls it at the same steps: the ranks agree there whether one of them was asked to stop
-    /// (`agreeAtBoundary`, unless `isStateDue` just did), rank 0 writes, and on a stop every rank
-    /// waits for that write and throws `RunInterrupted`, so all stop after the same step.
-    /// - Throws: `TrainingError.io` when a file cannot be written (the previous state stays);
-    ///   `RunInterrupted` after a stop request, once the state is written.
+    /// run.json: a step boundary where the loop always saves (`boundary(step:every:save:state:)` with
+    /// `save` true), so after a stop request it throws `RunInterrupted` once the state is written.
+    /// - Throws: as `boundary`.
     public func saveState(_ state: TrainingState) throws {
-        let world = DataParallel.world
-        let stop: Int32?
-        if world.size > 1 {
-            stop = boundaryAgreement ?? agreeAtBoundary(due: false).stop
-            boundaryAgreement = nil
-        } else {
-            stop = nil
-        }
+        try boundary(step: state.step, save: true) { state }
+    }
+
+    /// A step boundary of a training loop (called once per boundary, after step `step`'s log line):
+    /// decides whether to save the state there, saves it (`state` is called only then), and ends the
+    /// loop after a stop request (SIGINT, SIGTERM or SIGUSR1: `StopRequest`) by throwing
+    /// `RunInterrupted` once the state is written, so the run stays resumable from `step`.
+    ///
+    /// The state is saved when `save` is true (the loop's own saves: epoch or alternation ends, the
+    /// last step), every `every` steps when given (`--checkpoint-every`), else when `defaultSaveInterval`
+    /// seconds of work passed since the last save (or the segment's start), and always after a stop
+    /// request. Where saves happen does not change the result (resume is bit-exact from any saved
+    /// step). In a job of several ranks it is a collective, one all-reduce (`agreeAtBoundary`): rank 0's
+    /// clock decides the timed saves and any rank's stop request stops all; rank 0 writes, and on a stop
+    /// every rank waits for that write and throws, so all stop after the same step. Every rank calls it
+    /// at the same boundaries (the loops' conditions are the same on all).
+    /// - Throws: `TrainingError.io` when a file cannot be written (the previous state stays);
+    ///   `RunInterrupted` after a stop request, once the state is written; what `state` throws.
+    public func boundary(step: Int, every: Int? = nil, save: Bool = false, state: () throws -> TrainingState) throws {
+        let decision = decide(step: step, every: every, save: save, now: RunClock.monotonic())
+        guard decision.save else { return }
+        let captured = try state()
         if writes {
-            try state.write(to: stateURL)
+            try captured.write(to: stateURL)
             lastSaveTime = RunClock.monotonic()
-            record.step = state.step
+            record.step = captured.step
             try writeRecord()
-            StopRequest.noteSaved(step: state.step)
+            StopRequest.noteSaved(step: captured.step)
         }
+        let world = DataParallel.world
         if world.size > 1 {
-            guard let signal = stop else { return }
+            guard let signal = decision.stop else { return }
             do { try world.barrier() } catch { DataParallel.stopAfterCollectiveFailure(error) }
-            throw RunInterrupted(step: state.step, totalSteps: totalSteps, signal: signal,
+            throw RunInterrupted(step: captured.step, totalSteps: totalSteps, signal: signal,
                                  resumeCommand: Self.resumeCommand(kind: kind, id: id, commandLine: CommandLine.arguments, ranks: world.size))
         }
+        // One process: a signal that came while the state was written stops here too.
         if let signal = StopRequest.signal {
-            throw RunInterrupted(step: state.step, totalSteps: totalSteps, signal: signal,
+            throw RunInterrupted(step: captured.step, totalSteps: totalSteps, signal: signal,
                                  resumeCommand: Self.resumeCommand(kind: kind, id: id, commandLine: CommandLine.arguments))
         }
     }
 
-    /// What the last `isStateDue` of a job of several ranks agreed on when it answered true (the
-    /// `saveState` that follows uses it instead of agreeing again): `.some(nil)` no stop, `.some(sig)`
-    /// stop with `sig`; nil when there is no such agreement.
-    private var boundaryAgreement: Int32?? = nil
+    /// The decision at a step boundary (`boundary`): whether to save the state (the loop's `save`, the
+    /// `every`-step or timed save at `now`, a stop request) and the signal to stop with (nil: go on).
+    /// One all-reduce in a job of several ranks.
+    func decide(step: Int, every: Int?, save: Bool, now: Double) -> (save: Bool, stop: Int32?) {
+        let due: Bool
+        if let every, every > 0 { due = step % every == 0 } else { due = now - lastSaveTime >= Self.defaultSaveInterval }
+        guard DataParallel.world.size > 1 else {
+            let stop = StopRequest.signal
+            return (save || due || stop != nil, stop)
+        }
+        let agreed = agreeAtBoundary(due: due)
+        return (save || agreed.due || agreed.stop != nil, agreed.stop)
+    }
 
-    /// The agreement of a job's ranks at a step boundary, one all-reduce (sum) of three floats: whether
-    /// some rank got SIGTERM, whether some rank got SIGINT (`StopRequest.signal`), and whether rank 0
-    /// finds a save due (`due`; only rank 0's counts, as the ranks' clocks differ). Every rank calls it
-    /// at the same boundaries (`isStateDue` and `saveState` are called at the same steps on every rank,
-    /// the loops' other conditions being the same on all), so every rank gets the same answer.
-    /// - Returns: the signal to stop with (SIGTERM when a rank got it, else SIGINT; nil: go on), and
-    ///   whether a save is due.
+    /// The agreement of a job's ranks at a step boundary, one all-reduce (sum) of four floats: whether
+    /// some rank got SIGTERM, SIGINT or SIGUSR1 (`StopRequest.signal`), and whether rank 0 finds a save
+    /// due (`due`; only rank 0's counts, as the ranks' clocks differ). Every rank calls it at the same
+    /// boundaries (`boundary`), so every rank gets the same answer.
+    /// - Returns: the signal to stop with (SIGTERM when a rank got it, else SIGINT, else SIGUSR1; nil:
+    ///   go on), and whether a save is due.
     func agreeAtBoundary(due: Bool) -> (stop: Int32?, due: Bool) {
         let world = DataParallel.world
         let local = StopRequest.signal
-        var flags: [Float] = [local == SIGTERM ? 1 : 0, local == SIGINT ? 1 : 0, world.rank == 0 && due ? 1 : 0]
+        var flags: [Float] = StopRequest.stopSignals.map { local == $0 ? 1 : 0 } + [world.rank == 0 && due ? 1 : 0]
         do { try flags.withUnsafeMutableBufferPointer { try world.allReduceSum($0) } } catch { DataParallel.stopAfterCollectiveFailure(error) }
-        let stop: Int32? = flags[0] > 0 ? SIGTERM : flags[1] > 0 ? SIGINT : nil
+        let stop = zip(StopRequest.stopSignals, flags).first { $0.1 > 0 }?.0
         if stop != nil { StopRequest.noteAgreedStop() }
-        return (stop, flags[2] > 0)
+        return (stop, flags[StopRequest.stopSignals.count] > 0)
     }
 
     /// `bissl <kind> --resume <id>`, with `--zoo DIR` when `commandLine` (this process's) gave one,
@@ -424,24 +444,6 @@ public final class Run {
 
     /// Seconds of work between automatic state saves when no `--checkpoint-every` is given.
     public static let defaultSaveInterval = 120.0
-
-    /// Whether to save the state after step `step`: every `every` steps when given (`--checkpoint-every`),
-    /// else when `defaultSaveInterval` seconds of work passed since the last save (or the segment's
-    /// start); always after a stop request (SIGINT/SIGTERM, `StopRequest`). Callers also save at the end of each epoch/alternation and at the end; where saves
-    /// happen does not change the result (resume is bit-exact from any saved step). In a job of several
-    /// ranks it is a collective (`agreeAtBoundary`: rank 0's clock decides the timed saves, any rank's
-    /// stop request stops all): call it at the same steps on every rank.
-    public func isStateDue(step: Int, every: Int?) -> Bool { isStateDue(step: step, every: every, now: RunClock.monotonic()) }
-
-    func isStateDue(step: Int, every: Int?, now: Double) -> Bool {
-        let due: Bool
-        if let every, every > 0 { due = step % every == 0 } else { due = now - lastSaveTime >= Self.defaultSaveInterval }
-        guard DataParallel.world.size > 1 else { return StopRequest.signal != nil || due }
-        let agreed = agreeAtBoundary(due: due)
-        guard agreed.stop != nil || agreed.due else { return false }
-        boundaryAgreement = .some(agreed.stop)
-        return true
-    }
 
     /// The last saved state; nil when none was saved yet.
     /// - Throws: `TrainingError` when `state.h5` exists but cannot be read.

@@ -3,20 +3,35 @@ import Dispatch
 import Foundation
 import Synchronization
 
-/// Ctrl-C (SIGINT) and SIGTERM during a run: stop at the next step boundary with the state saved.
+/// Ctrl-C (SIGINT), SIGTERM and SIGUSR1 during a run: stop at the next step boundary with the state saved.
 ///
-/// `watch(run:)` (called when a run is created or opened) takes both signals over. The first one
-/// asks the training loop to stop: `Run.isStateDue` answers true, and `Run.saveState` throws
-/// `RunInterrupted` right after writing the state, so the loop ends at the step it was in and the
+/// `watch(run:)` (called when a run is created or opened) takes the three signals over (SIGUSR1 is
+/// the stop request `mpirun` forwards to every rank at once, without ending the job: `kill -USR1
+/// <mpirun pid>`, docs/distributed.md). The first one asks the training loop to stop: the next
+/// `Run.boundary` saves the state and throws `RunInterrupted`, so the loop ends at the step it was in and the
 /// command prints where it stopped and the exact resume command. The wait is bounded: when no state
 /// is saved within `maxWait` seconds (a loop that saves only at epoch or alternation ends), the
 /// process quits without saving and says which step a resume continues from. A second signal quits
 /// at once the same way. Either way the exit status is 128 + the signal number (130 for SIGINT,
-/// 143 for SIGTERM), as a shell reports a process killed by it. In a data-parallel job every rank
-/// stops after the same step (`endJobOnTerminate`).
+/// 143 for SIGTERM, 138 for SIGUSR1 on Linux), as a shell reports a process killed by it. Once the
+/// training loop has ended (`trainingEnded`) the first signal lets the entry be written and the run
+/// complete. In a data-parallel job every rank stops after the same step (`endJobOnTerminate`).
 public enum StopRequest {
     /// The signal received (0: none).
     private static let received = Atomic<Int32>(0)
+    /// The signals that ask to stop, in the order a job's ranks prefer them when they got different
+    /// ones (`Run.agreeAtBoundary`): SIGTERM first (mpirun's kill follows it).
+    static let stopSignals: [Int32] = [SIGTERM, SIGINT, SIGUSR1]
+
+    /// `SIGINT`, `SIGTERM` or `SIGUSR1`.
+    public static func name(of sig: Int32) -> String {
+        switch sig {
+        case SIGINT: "SIGINT"
+        case SIGTERM: "SIGTERM"
+        case SIGUSR1: "SIGUSR1"
+        default: "signal \(sig)"
+        }
+    }
     /// Seconds from the first signal to quitting without a save (`BISSL_STOP_WAIT` overrides).
     public static var maxWait: Double { maxWait(ProcessInfo.processInfo.environment) }
 
@@ -32,7 +47,10 @@ public enum StopRequest {
     private static let queue = DispatchQueue(label: "bissl.stop-request")
     /// Set on every rank of a data-parallel job while it trains (`RankFailure.watch`); read and written
     /// on `queue` only.
-    nonisolated(unsafe) private static var job: (line: (Int) -> String, announce: String?, phase: JobPhase)?
+    nonisolated(unsafe) private static var job: (line: (Int32, Int) -> String, announce: String?, phase: JobPhase)?
+    /// One process: the line (after `SIGINT: `) once the training loop ended and the entry is being
+    /// added (`trainingEnded`); nil while training. Read and written on `queue` only.
+    nonisolated(unsafe) private static var finishing: String?
 
     /// Where a data-parallel job is when a signal reaches one of its ranks.
     enum JobPhase: Equatable {
@@ -45,8 +63,8 @@ public enum StopRequest {
         case ended
     }
 
-    /// What the first SIGTERM or SIGINT does to a rank of a data-parallel job in `phase`, given the
-    /// seconds `wait` it may take (`jobStopWait` for SIGTERM, `maxWait` for SIGINT): the line it
+    /// What the first stop signal does to a rank of a data-parallel job in `phase`, given the
+    /// seconds `wait` it may take (`jobStopWait` for SIGTERM, `maxWait` for SIGINT and SIGUSR1): the line it
     /// writes on stderr (nil: nothing), and whether it quits at once (`endJob`) rather than going on.
     static func firstJobSignal(_ name: String, phase: JobPhase, announce: String?, wait: Double) -> (line: String?, quits: Bool) {
         switch phase {
@@ -66,14 +84,15 @@ public enum StopRequest {
 
     /// In a data-parallel job (docs/distributed.md, "Ctrl-C, and when a rank dies") SIGTERM is `mpirun`
     /// ending the job, because it was interrupted or because a rank stopped, and SIGKILL follows
-    /// `odls_base_sigkill_timeout` seconds later. The first SIGTERM or SIGINT asks every rank to stop at
-    /// the next step boundary (the ranks agree on it there: `Run.isStateDue`, `Run.saveState`), and
-    /// `announce` (rank 0; nil: nothing) says so; when no boundary is agreed within `jobStopWait` (SIGTERM)
-    /// or `maxWait` (SIGINT), or at a second signal, the process writes `line` (given the step of the last
-    /// saved state; empty: nothing) and exits 128 + the signal number. A wait of 0 (mpirun's default
+    /// `odls_base_sigkill_timeout` seconds later; SIGUSR1 is a stop request mpirun forwards at once. The
+    /// first SIGTERM, SIGINT or SIGUSR1 asks every rank to stop at the next step boundary (the ranks agree
+    /// on it there: `Run.boundary`), and `announce` (rank 0; nil: nothing) says so; when no boundary is
+    /// agreed within `jobStopWait` (SIGTERM) or `maxWait` (SIGINT, SIGUSR1), or at a second signal, the
+    /// process writes `line` (given the signal and the step of the last saved state; empty: nothing) and
+    /// exits 128 + the signal number. A wait of 0 (mpirun's default
     /// 1-second timeout) quits at once: a step's collectives would wait for a dead rank, and SIGKILL
     /// comes too soon for a save. nil restores the one-process stop request.
-    static func endJobOnTerminate(line: ((Int) -> String)?, announce: String? = nil) {
+    static func endJobOnTerminate(line: ((Int32, Int) -> String)?, announce: String? = nil) {
         install()
         queue.sync { job = line.map { ($0, announce, .training) } }
     }
@@ -105,22 +124,34 @@ public enum StopRequest {
         return s == 0 ? nil : s
     }
 
-    /// Takes SIGINT and SIGTERM over for the run that `resumeCommand` resumes, whose last saved
-    /// state is at `savedStep`.
+    /// Takes SIGINT, SIGTERM and SIGUSR1 over for the run that `resumeCommand` resumes, whose last
+    /// saved state is at `savedStep`.
     static func watch(resumeCommand: String, savedStep step: Int) {
         savedStep.store(step, ordering: .releasing)
         install()
-        queue.sync { current = resumeCommand }
+        queue.sync { current = resumeCommand; finishing = nil }
     }
 
-    /// Takes SIGINT and SIGTERM over (idempotent). Before a run is watched a signal quits at once
-    /// (`error: stopped by SIGINT`, exit 130), as the default action would, but in words.
+    /// One process: the training loop of run `runID` ended with its final state saved (all `steps`
+    /// done) and its entry is about to be added: from now on the first signal says so
+    /// (`finishingLine`) and lets the run complete; a second one quits without the entry.
+    public static func trainingEnded(runID: String, steps: Int) {
+        queue.sync { finishing = finishingLine(runID: runID, steps: steps) }
+    }
+
+    /// What a first signal says once the training loop ended (after `SIGINT: `).
+    static func finishingLine(runID: String, steps: Int) -> String {
+        "run \(runID) has done its \(steps) steps (state saved); its entry is being added to the zoo, then the run completes"
+    }
+
+    /// Takes SIGINT, SIGTERM and SIGUSR1 over (idempotent). Before a run is watched a signal quits at
+    /// once (`error: stopped by SIGINT`, exit 130), as the default action would, but in words.
     public static func install() {
         queue.sync {
             guard sources.isEmpty else { return }
             // Its handler first, so that the first atomic write does not replace ours later.
             TemporaryFiles.installHandlerNow()
-            for sig in [SIGINT, SIGTERM] {
+            for sig in stopSignals {
                 Foundation.signal(sig, SIG_IGN)
                 let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
                 source.setEventHandler { handle(sig) }
@@ -139,7 +170,7 @@ public enum StopRequest {
 
     /// On `queue`: the first signal asks to stop, a second one quits.
     private static func handle(_ sig: Int32) {
-        let name = sig == SIGINT ? "SIGINT" : "SIGTERM"
+        let name = Self.name(of: sig)
         if let job {
             let wait = sig == SIGTERM ? jobStopWait() : maxWait
             let (first, _) = received.compareExchange(expected: 0, desired: sig, ordering: .acquiringAndReleasing)
@@ -164,18 +195,30 @@ public enum StopRequest {
         }
         let (exchanged, _) = received.compareExchange(expected: 0, desired: sig, ordering: .acquiringAndReleasing)
         if !exchanged {
-            quit(sig, "\(name) again: stopped without saving")
+            quit(sig, "\(name) again: " + (finishing == nil ? "stopped without saving" : "stopped before the entry was added"))
         }
         let wait = maxWait
-        FileHandle.standardError.write(Data("\(lineBreak)\(name): stopping at the next step boundary with the state saved (at most \(Int(wait)) s; \(sig == SIGINT ? "Ctrl-C" : name) again quits now)\n".utf8))
+        FileHandle.standardError.write(Data("\(lineBreak)\(firstSignal(sig, finishing: finishing, wait: wait))\n".utf8))
+        guard finishing == nil else { return }
         queue.asyncAfter(deadline: .now() + wait) {
-            quit(sig, "no step boundary within \(Int(wait)) s: stopped without saving")
+            if finishing == nil { quit(sig, "no step boundary within \(Int(wait)) s: stopped without saving") }
         }
+    }
+
+    /// The line of the first signal `sig` to one process with a watched run: while it trains, the stop
+    /// at the next step boundary within `wait` seconds; once its training loop ended (`finishing`, from
+    /// `trainingEnded`), what happens instead (the entry is being added, the run completes).
+    static func firstSignal(_ sig: Int32, finishing: String?, wait: Double) -> String {
+        let name = Self.name(of: sig), again = sig == SIGINT ? "Ctrl-C" : name
+        guard let finishing else {
+            return "\(name): stopping at the next step boundary with the state saved (at most \(Int(wait)) s; \(again) again quits now)"
+        }
+        return "\(name): \(finishing) (\(again) again quits now, without the entry)"
     }
 
     /// On `queue`, in a data-parallel job: exits with 128 + `sig` after the job's line.
     private static func endJob(_ sig: Int32) -> Never {
-        if let job { FileHandle.standardError.write(Data(job.line(savedStep.load(ordering: .acquiring)).utf8)) }
+        if let job { FileHandle.standardError.write(Data(job.line(sig, savedStep.load(ordering: .acquiring)).utf8)) }
         TemporaryFiles.removeAll()
         _exit(128 + sig)
     }
@@ -201,7 +244,7 @@ public struct RunInterrupted: Error, CustomStringConvertible {
 
     /// `stopped at step 6/10 (SIGINT), state saved; resume with: bissl pretrain --resume <id>`.
     public var description: String {
-        "stopped at step \(step)/\(totalSteps) (\(signal == SIGINT ? "SIGINT" : "SIGTERM")), state saved; resume with: \(resumeCommand)"
+        "stopped at step \(step)/\(totalSteps) (\(StopRequest.name(of: signal))), state saved; resume with: \(resumeCommand)"
     }
 
     /// 128 + the signal number.

@@ -100,7 +100,7 @@ extension TrainingJob {
         }
         let job = try Self(config: config, zoo: zoo, resuming: nil)
         DataParallel.syncBatchNorm = options.syncBn
-        let run = try agreeOnRun(zoo: zoo, world: world) {
+        let run = try agreeOnRun(zoo: zoo, world: world, commandLine: commandLine) {
             var settings = try JSONValueEncoder().encodeObject(config)
             if world.size > 1 { settings["ranks"] = .int(Int64(world.size)) }
             if options.syncBn { settings["syncBn"] = .bool(true) }
@@ -109,6 +109,7 @@ extension TrainingJob {
             run.progress.message(job.startMessage(run: run, commandLine: commandLine))
             return run
         }
+        defer { RankFailure.unwatch() }
         return try job.finish(on: run, commandLine: commandLine)
     }
 
@@ -121,10 +122,17 @@ extension TrainingJob {
     }
 
     /// Rank 0 makes the run (`make`) and tells the others its id; they follow it. Single process: `make()`.
+    /// Under `mpirun` every rank watches the run (`RankFailure.watch`) as soon as it has it, so that a
+    /// signal before the training starts (while the job is built) already takes the job's way; the
+    /// caller unwatches it when done.
     /// - Throws: what `make` throws (rank 0), `DistributedError.leaderFailed` (the others, quietly).
-    static func agreeOnRun(zoo: Zoo, world: Communicator, _ make: () throws -> Run) throws -> Run {
-        try leaderDecides(world: world, make: make, encode: { Array($0.directory.path.utf8) },
-                          follow: { try Run.follow(zoo: zoo, id: String(decoding: $0, as: UTF8.self)) })
+    static func agreeOnRun(zoo: Zoo, world: Communicator, commandLine: [String], _ make: () throws -> Run) throws -> Run {
+        func watched(_ run: Run) -> Run {
+            RankFailure.watch(run, resume: Self.resumeCommand(runID: run.id, commandLine: commandLine, ranks: world.size))
+            return run
+        }
+        return try leaderDecides(world: world, make: { watched(try make()) }, encode: { Array($0.directory.path.utf8) },
+                                 follow: { watched(try Run.follow(zoo: zoo, id: String(decoding: $0, as: UTF8.self))) })
     }
 
     /// Rank 0 makes the value (`make`) and broadcasts its bytes (`encode`); the other ranks make theirs
@@ -158,9 +166,10 @@ extension TrainingJob {
     ///   (unreadable config, changed data, a parent entry gone) marks it failed and is rethrown.
     public static func resume(zoo: Zoo, id: String, commandLine: [String], progress: ProgressReporter? = nil) throws -> JobResult {
         let world = try DataParallel.join()
-        let run = try agreeOnRun(zoo: zoo, world: world) {
+        let run = try agreeOnRun(zoo: zoo, world: world, commandLine: commandLine) {
             try Run.open(zoo: zoo, id: id, expectedKind: kind, commandLine: commandLine, progress: progress)
         }
+        defer { RankFailure.unwatch() }
         let job: Self
         do {
             let config: Config
@@ -178,12 +187,12 @@ extension TrainingJob {
         return try job.finish(on: run, commandLine: commandLine)
     }
 
-    /// Trains and adds the entry; any failure marks the run failed. Under `mpirun` every rank trains;
-    /// rank 0 adds the entry and sends the others its import result (they wait for it).
+    /// Trains and adds the entry; any failure marks the run failed. Under `mpirun` every rank trains
+    /// (watched by `RankFailure` since `agreeOnRun`); rank 0 adds the entry and sends the others its
+    /// import result (they wait for it). Once the training ended a first signal lets the entry be added
+    /// (`RankFailure.trainingEnded`, `StopRequest.trainingEnded`).
     func finish(on run: Run, commandLine: [String]) throws -> JobResult {
         let world = DataParallel.world
-        RankFailure.watch(run, resume: Self.resumeCommand(runID: run.id, commandLine: commandLine, ranks: world.size))
-        defer { RankFailure.unwatch() }
         let checkpoint: Checkpoint
         do {
             checkpoint = try train(on: run)
@@ -192,6 +201,9 @@ extension TrainingJob {
             throw error
         }
         RankFailure.trainingEnded()
+        if world.size == 1 {
+            StopRequest.trainingEnded(runID: run.id, steps: run.totalSteps)
+        }
         guard run.writes else {
             let reply = try world.broadcast([])
             guard !reply.isEmpty, let entry = try? JSONDecoder().decode(ImportResult.self, from: Data(reply)) else {
