@@ -14,7 +14,9 @@
 #   (f) Ctrl-C to mpirun with `--mca odls_base_sigkill_timeout 2` during a 2-rank align and a 2-rank
 #       pretrain: every rank stops at the same step boundary, rank 0 saves there and prints
 #       `stopped at step N/...`, run.json's saved step is N, no entry; resumed with 2 ranks each gives
-#       the uninterrupted 2-rank run's entry.
+#       the uninterrupted 2-rank run's entry;
+#   (g) SIGUSR1 to mpirun (`kill -USR1`, default kill timeout) during a 2-rank pretrain: as (f), with
+#       `(SIGUSR1)` in the line.
 # Usage: tools/mpi.sh PATH/TO/bissl (the test bundle is taken from the same build directory).
 set -uo pipefail
 BIN="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
@@ -104,78 +106,74 @@ if [ "$(grep -c '^plan:' "$TMP/two.err")" = 1 ] && [ "$one" != None ] && [ -n "$
   ok "2-rank align: one plan line, warmup lr $two capped as the one-process run's ($one)"
 else grep '^plan:' "$TMP/one.err" "$TMP/two.err"; bad "2-rank align's plan (warmupLR: one process '$one', 2 ranks '$two')"; fi
 
-# (e) Ctrl-C to mpirun (SIGINT) once the run saved a state: mpirun sends SIGCONT, SIGTERM 1 s later and
-# SIGKILL 1 s after that (Open MPI 4.1, odls_base_sigkill_timeout), too soon to save at a step boundary;
-# rank 0's one line says the job was interrupted (or lost a rank) and from which saved step it resumes.
-# Resumed with 2 ranks, the run gives the same entry (content id) as the uninterrupted run (two).
-before=$(entries)
-"${MPIRUN[@]}" "$BIN" "${ALIGN[@]}" --alternations 24 > "$TMP/i.out" 2> "$TMP/i.err" &
-job=$!
-state=""
-for _ in $(seq 1 1200); do
-  state=$(ls "$ZOO"/runs/align-*/state.h5 2>/dev/null | tail -1)
-  [ -n "$state" ] && break
-  sleep 0.05
-done
-kill -INT "$job"
-wait "$job"; status=$?
-run=$(basename "$(dirname "$state")")
-step=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["step"])' "$ZOO/runs/$run/run.json" 2>/dev/null)
-expected="error: mpirun is ending this 2-rank MPI job (it was interrupted, or one of its ranks stopped); run $run resumes from step $step, its last saved state: mpirun -np 2 bissl align --resume $run --zoo $ZOO"
-if [ -n "$state" ] && [ "$status" != 0 ] && [ "$(grep -c '^error:' "$TMP/i.err")" = 1 ] && grep -qxF "$expected" "$TMP/i.err" \
-   && [ "$(entries)" = "$before" ]; then
-  ok "Ctrl-C to a 2-rank align: exit $status, one error line naming run $run and its saved step $step, no entry"; grep '^error:' "$TMP/i.err" | sed 's/^/    /'
-else cat "$TMP/i.err"; bad "Ctrl-C to a 2-rank align (status $status, state '$state', step '$step')"; fi
-"${MPIRUN[@]}" "$BIN" align --resume "$run" --zoo "$ZOO" > "$TMP/ir.out" 2> "$TMP/ir.err"
-resumed=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("entryId"))' "$ZOO/runs/$run/run.json" 2>/dev/null)
-uninterrupted=$("$BIN" show two --zoo "$ZOO" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-if [ -n "$resumed" ] && [ "$resumed" = "$uninterrupted" ]; then
-  ok "the interrupted 2-rank align resumed with 2 ranks to the uninterrupted run's entry ${resumed:0:12}"
-else cat "$TMP/ir.err"; bad "2-rank resume of the interrupted align: entry '$resumed', uninterrupted '$uninterrupted'"; fi
-
-# (f) Ctrl-C to mpirun with a 2 s kill timeout (docs/distributed.md): mpirun sends SIGTERM 2 s after the
-# SIGINT and SIGKILL 2 s after that, so every rank stops at the first step boundary they agree on
-# within 1 s, rank 0 saves there and prints the one-process line; mpirun itself exits 1.
-# interrupt KIND RUNS_GLOB ARGS...: starts the 2-rank job, sends SIGINT to mpirun once a state is saved,
-# checks the outcome and resumes the run with 2 ranks; sets `resumed` to the resumed run's entry id.
+# interrupt KIND SIGNAL KILL_TIMEOUT EXPECTED ARGS...: starts the 2-rank job `bissl ARGS` (with `--mca
+# odls_base_sigkill_timeout KILL_TIMEOUT` unless it is "default"), sends SIGNAL to mpirun once a state is saved,
+# and checks: a non-zero exit, no entry added, and exactly one line on stderr that says how the job ended
+# (`error:` or `stopped at step`), matching the glob EXPECTED once @RUN@ and @STEP@ are replaced by the run's
+# id and run.json's saved step. Then resumes the run with 2 ranks; sets `resumed` to the resumed run's entry id.
 interrupt() {
-  local kind=$1; shift
+  local kind=$1 sig=$2 timeout=$3 expected=$4; shift 4
   local before; before=$(entries)
-  "${MPIRUN[@]}" --mca odls_base_sigkill_timeout 2 "$BIN" "$@" > "$TMP/s.out" 2> "$TMP/s.err" &
-  local job=$! state="" status run step line
+  local mca=(); [ "$timeout" = default ] || mca=(--mca odls_base_sigkill_timeout "$timeout")
+  "${MPIRUN[@]}" "${mca[@]}" "$BIN" "$@" > "$TMP/s.out" 2> "$TMP/s.err" &
+  local job=$! state="" status run step lines line
   for _ in $(seq 1 1200); do
     state=$(ls "$ZOO"/runs/"$kind"-*/state.h5 2>/dev/null | tail -1)
     [ -n "$state" ] && break
     sleep 0.05
   done
-  kill -INT "$job"
+  kill -"$sig" "$job"
   wait "$job"; status=$?
   run=$(basename "$(dirname "$state")")
   step=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["step"])' "$ZOO/runs/$run/run.json" 2>/dev/null)
-  line=$(tr '\r' '\n' < "$TMP/s.err" | grep '^stopped at step')
-  if [ -n "$state" ] && [ "$status" != 0 ] && [ "$(tr '\r' '\n' < "$TMP/s.err" | grep -c '^stopped at step')" = 1 ] && ! grep -q '^error:' "$TMP/s.err" \
-     && [[ "$line" == "stopped at step $step/"*" (SIGTERM), state saved; resume with: mpirun -np 2 bissl $kind --resume $run --zoo $ZOO" ]] \
+  lines=$(tr '\r' '\n' < "$TMP/s.err" | grep -E '^(error:|stopped at step)')
+  line=$(head -1 <<< "$lines")
+  expected=${expected//@RUN@/$run}; expected=${expected//@STEP@/$step}
+  local what="SIG$sig to mpirun (kill timeout $timeout) during a 2-rank $kind"
+  if [ -n "$state" ] && [ "$status" != 0 ] && [ "$(grep -c . <<< "$lines")" = 1 ] && [[ "$line" == $expected ]] \
      && [ "$(entries)" = "$before" ]; then
-    ok "Ctrl-C to a 2-rank $kind with a 2 s kill timeout: exit $status, the ranks stopped at saved step $step of run $run, no entry"
+    ok "$what: exit $status, one line naming run $run and its saved step $step, no entry"
     echo "    $line"
-  else cat "$TMP/s.err"; bad "Ctrl-C to a 2-rank $kind with a 2 s kill timeout (status $status, state '$state', run.json step '$step')"; fi
+  else cat "$TMP/s.err"; bad "$what (status $status, state '$state', run.json step '$step')"; fi
   "${MPIRUN[@]}" "$BIN" "$kind" --resume "$run" --zoo "$ZOO" > /dev/null 2> "$TMP/sr.err" || cat "$TMP/sr.err"
   resumed=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("entryId"))' "$ZOO/runs/$run/run.json" 2>/dev/null)
 }
 id_of() { "$BIN" show "$1" --zoo "$ZOO" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'; }
-interrupt align "${ALIGN[@]}" --alternations 24
-if [ "$resumed" = "$(id_of two)" ]; then
-  ok "the align stopped by Ctrl-C resumed with 2 ranks to the uninterrupted run's entry ${resumed:0:12}"
-else cat "$TMP/sr.err"; bad "2-rank resume of the align stopped by Ctrl-C: entry '$resumed', uninterrupted '$(id_of two)'"; fi
+# same_entry WHAT UNINTERRUPTED: the run `interrupt` resumed gave entry UNINTERRUPTED.
+same_entry() {
+  if [ -n "$resumed" ] && [ "$resumed" = "$(id_of "$2")" ]; then
+    ok "the $1 resumed with 2 ranks to the uninterrupted run's entry ${resumed:0:12}"
+  else cat "$TMP/sr.err"; bad "2-rank resume of the $1: entry '$resumed', uninterrupted '$(id_of "$2")'"; fi
+}
+
+# (e) Ctrl-C to mpirun (SIGINT) once the run saved a state: mpirun sends SIGCONT, SIGTERM 1 s later and
+# SIGKILL 1 s after that (Open MPI 4.1, odls_base_sigkill_timeout), too soon to save at a step boundary;
+# rank 0's one line says the job was interrupted (or lost a rank) and from which saved step it resumes.
+# Resumed with 2 ranks, the run gives the same entry (content id) as the uninterrupted run (two).
+interrupt align INT default "error: mpirun is ending this 2-rank MPI job (it was interrupted, or one of its ranks stopped); run @RUN@ resumes from step @STEP@, its last saved state: mpirun -np 2 bissl align --resume @RUN@ --zoo $ZOO" \
+  "${ALIGN[@]}" --alternations 24
+same_entry "align interrupted by Ctrl-C" two
+
+# (f) Ctrl-C to mpirun with a 2 s kill timeout (docs/distributed.md): mpirun sends SIGTERM 2 s after the
+# SIGINT and SIGKILL 2 s after that, so every rank stops at the first step boundary they agree on
+# within 1 s, rank 0 saves there and prints the one-process line; mpirun itself exits 1.
+interrupt align INT 2 "stopped at step @STEP@/* (SIGTERM), state saved; resume with: mpirun -np 2 bissl align --resume @RUN@ --zoo $ZOO" \
+  "${ALIGN[@]}" --alternations 24
+same_entry "align stopped by Ctrl-C" two
 # 960 steps of 4-60 ms (the load decides): the SIGTERM comes 2 s after the first saved state (step 16), mid-run.
 ZOO="$TMP/zoo-stop"
 PRETRAIN=(pretrain --method simclr --data "$(split 500 755)" --arch resnet18 --width 4 --stem small --image-size 16 --batch-size 16
           --steps 960 --zoo "$ZOO")
 "${MPIRUN[@]}" "$BIN" "${PRETRAIN[@]}" --name whole > /dev/null 2> "$TMP/whole.err" || { cat "$TMP/whole.err"; bad "uninterrupted 2-rank pretrain"; }
-interrupt pretrain "${PRETRAIN[@]}"
-if [ "$resumed" = "$(id_of whole)" ]; then
-  ok "the pretrain stopped by Ctrl-C resumed with 2 ranks to the uninterrupted run's entry ${resumed:0:12}"
-else cat "$TMP/sr.err"; bad "2-rank resume of the pretrain stopped by Ctrl-C: entry '$resumed', uninterrupted '$(id_of whole)'"; fi
+interrupt pretrain INT 2 "stopped at step @STEP@/960 (SIGTERM), state saved; resume with: mpirun -np 2 bissl pretrain --resume @RUN@ --zoo $ZOO" \
+  "${PRETRAIN[@]}"
+same_entry "pretrain stopped by Ctrl-C" whole
+
+# (g) SIGUSR1 to mpirun (default kill timeout): mpirun forwards it to every rank at once and ends nothing, so
+# the ranks stop at the next step boundary they agree on, rank 0 saves there; the resume gives the same entry.
+interrupt pretrain USR1 default "stopped at step @STEP@/960 (SIGUSR1), state saved; resume with: mpirun -np 2 bissl pretrain --resume @RUN@ --zoo $ZOO" \
+  "${PRETRAIN[@]}"
+same_entry "pretrain stopped by SIGUSR1" whole
 
 echo "mpi: $passed passed, $failed failed"
 [ "$failed" = 0 ]
