@@ -1,6 +1,7 @@
-import Checkpoint
+@testable import Checkpoint
 import Foundation
 import GRDB
+import HDF5
 import XCTest
 import TestSupport
 import Zoo
@@ -62,6 +63,34 @@ final class CarriedProvenanceTests: XCTestCase {
         let own = try XCTUnwrap(try json(try BisslBinary.run(["show", "own", "--zoo", zoo, "--json"]).stdout)["provenance"] as? [String: Any])
         XCTAssertNil(own["carriedFrom"])
         XCTAssertFalse(try BisslBinary.run(["show", "own", "--zoo", zoo]).stdout.contains("carried"))
+    }
+
+    /// The SHA-256 a carried step records is that of the bytes read: the file is hashed through the
+    /// descriptor it was read from, so a file put at the path right after the read (the test's hook,
+    /// where the path used to be hashed again) does not give its hash. In process and in the HDF5
+    /// reader process (the built binary as `Sandbox.helper`).
+    func testTheCarriedStepHashesTheBytesRead() throws {
+        let dir = try ZooTestSupport.tempDir(self)
+        let original = try ZooTestSupport.writeH5(ZooTestSupport.checkpoint(seed: 903, stage: "finetune"), to: dir.appendingPathComponent("a.h5"))
+        let replacement = try ZooTestSupport.writeH5(ZooTestSupport.checkpoint(seed: 904, stage: "finetune"), to: dir.appendingPathComponent("b.h5"))
+        let originalSHA = try FileSHA256.digest(of: original).sha256
+        let replacementSHA = try FileSHA256.digest(of: replacement).sha256
+        XCTAssertNotEqual(originalSHA, replacementSHA)
+        defer { Interchange.afterReadingForTesting = nil; Sandbox.helper = nil }
+        for helper in [nil, BisslBinary.url.map { [$0.path, "sandboxed-read"] }] {
+            let path = dir.appendingPathComponent("import.h5")
+            unlink(path.path)
+            try FileManager.default.copyItem(at: original, to: path)
+            Sandbox.helper = helper
+            var replaced = false
+            Interchange.afterReadingForTesting = { url in
+                replaced = (try? FileManager.default.copyItem(at: replacement, to: url.appendingPathExtension("new"))) != nil
+                    && rename(url.path + ".new", url.path) == 0
+            }
+            let checkpoint = try Interchange.load(path, options: LayoutOptions(), verifyStoredContentID: true, recordCarriedStep: true)
+            XCTAssertTrue(replaced, "the hook put another file at the path")
+            XCTAssertEqual(checkpoint.provenance.carriedStep?.sha256, originalSHA, "helper \(helper ?? [])")
+        }
     }
 
     /// `list` marks a carried record's metric, as `show` and the card do: `(carried)` after it in the
