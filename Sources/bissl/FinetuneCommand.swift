@@ -80,15 +80,20 @@ struct FinetuneCommand: TrainingCommand {
             struct Output: Encodable { var entry: String; var run: String; var name: String?; var trials: [FineTuneTrial]; var chosen: Int }
             return try ZooOutput.printJSON(Output(entry: r.entry.id, run: r.run.id, name: r.entry.name, trials: trials, chosen: Int(chosenIndex)))
         }
+        // A run counted in steps (--steps) says after which step the best validation came, not an epoch.
+        let inSteps = h["steps"] != nil && h["steps"] != .null
+        func position(_ t: FineTuneTrial) -> Int { inSteps ? t.bestStep ?? 0 : t.bestEpoch }
+        let unit = inSteps ? "step" : "epoch"
         if case .int(let search)? = h["search"], search > 0 {
-            print(ZooOutput.table(["TRIAL", "LR", "WD", "VAL TOP-1", "BEST", "EPOCH"], trials.map { t in
+            print(ZooOutput.table(["TRIAL", "LR", "WD", "VAL TOP-1", "BEST", unit.uppercased()], trials.map { t in
                 ["\(t.index)\(t.index == chosen.index ? "*" : "")", String(format: "%.6g", t.lr), String(format: "%.6g", t.weightDecay),
-                 String(format: "%.2f", t.top1 ?? 0), String(format: "%.2f", t.bestTop1), "\(t.bestEpoch)"]
+                 String(format: "%.2f", t.top1 ?? 0), String(format: "%.2f", t.bestTop1), "\(position(t))"]
             }))
         }
-        ZooOutput.printLine(String(format: keptBest ? "finetune entry %@%@: val top-1 %.2f %% (kept the best epoch: %.2f %% after epoch %d), run %@"
-                                      : "finetune entry %@%@: val top-1 %.2f %% (best %.2f %% after epoch %d), run %@",
-                     String(r.entry.id.prefix(12)), r.entry.name.map { " (\($0))" } ?? "", chosen.top1 ?? 0, chosen.bestTop1, chosen.bestEpoch, r.run.id))
+        ZooOutput.printLine(String(format: keptBest ? "finetune entry %@%@: val top-1 %.2f %% (kept the best validation: %.2f %% after %@ %d), run %@"
+                                      : "finetune entry %@%@: val top-1 %.2f %% (best %.2f %% after %@ %d), run %@",
+                     String(r.entry.id.prefix(12)), r.entry.name.map { " (\($0))" } ?? "", chosen.top1 ?? 0, chosen.bestTop1,
+                     unit, position(chosen), r.run.id))
     }
 }
 

@@ -39,6 +39,8 @@ struct List: ParsableCommand {
         var dataset: String?
         var headlineMetric: String?
         var headlineValue: Double?
+        /// The entry's record, metrics included, is carried from an imported bissl .h5: that file's claim.
+        var carried: Bool
         var metrics: [String: Double]
         var created: String
         var size: Int64
@@ -89,14 +91,14 @@ struct List: ParsableCommand {
             let s = r.summary
             return Row(id: r.id, shortID: r.shortID, name: r.name, tags: r.tags, stage: s.stage, method: s.method, arch: s.arch,
                        parents: s.parents, dataset: s.dataset, headlineMetric: s.headlineMetric, headlineValue: s.headlineValue,
-                       metrics: s.metrics, created: s.created, size: s.size, tensors: s.tensorCount, components: s.components,
+                       carried: s.carried, metrics: s.metrics, created: s.created, size: s.size, tensors: s.tensorCount, components: s.components,
                        sourceFile: s.sourceFile)
         })
     }
 
     /// One table row: short id, name, stage, method, architecture, first parent (`+N` more),
-    /// short dataset, headline metric under its meaningful name, creation minute, size; `-` for
-    /// what an entry lacks.
+    /// short dataset, headline metric under its meaningful name (followed by `(carried)` when the
+    /// record is carried from an imported bissl .h5), creation minute, size; `-` for what an entry lacks.
     static func append(_ r: ListingRow, to table: inout TextTable) {
         let dash = "-"
         table.append(UnsafeRawBufferPointer(rebasing: r.id.prefix(12)))
@@ -114,7 +116,8 @@ struct List: ParsableCommand {
         r.dataset.map { table.append(shortDataset(String(decoding: $0, as: UTF8.self))) } ?? table.append(dash)
         if let metric = r.headlineMetric {
             let name = MetricNames.meaningful(String(decoding: metric, as: UTF8.self), stage: String(decoding: r.stage, as: UTF8.self))
-            table.append(ZooOutput.metric(name, r.headlineValue))
+            // A carried record's metric is the imported file's claim (`show` says so at length).
+            table.append(ZooOutput.metric(name, r.headlineValue) + (r.carried ? " (carried)" : ""))
         } else {
             table.append(dash)
         }

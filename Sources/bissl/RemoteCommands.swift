@@ -98,7 +98,7 @@ enum RemoteNotes {
         let layout = ZooLayout.resolve(explicit: zoo)
         let known: String
         if let names = (try? Remotes.load(layout))?.map(\.name) {
-            known = names.isEmpty ? "the zoo at \(layout.root.path) has no remote; bissl remote add NAME s3://BUCKET/PREFIX"
+            known = names.isEmpty ? { let n = Remotes.noRemote(layout); return "\(n.reason); \(n.advice)" }()
                 : "the zoo's remotes: \(names.joined(separator: ", "))"
         } else {
             known = "bissl remote list names the zoo's remotes"

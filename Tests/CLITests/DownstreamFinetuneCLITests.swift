@@ -85,7 +85,52 @@ final class DownstreamFinetuneCLITests: CLITestCase {
         XCTAssertEqual(h["augment"], .string("crop:0.08+flip"), "the default --augment")
         XCTAssertNotNil(h["lineageNote"])
         guard case .array(let trials)? = h["trials"], case .object(let trial)? = trials.first else { return XCTFail("no trial record") }
-        XCTAssertEqual(Set(trial.keys), ["trial", "lr", "wd", "top1", "bestTop1", "bestEpoch", "valTop1"])
+        XCTAssertEqual(Set(trial.keys), ["trial", "lr", "wd", "top1", "bestTop1", "bestStep", "valTop1"])
+    }
+
+    /// A run counted in steps records what it did: `steps` and no `epochs` (it never counted them), and
+    /// where its best validation came as `best_step` (no `best_epoch`), in the trial records too; `show`
+    /// and the card print the same fields. A run counted in epochs keeps `epochs` and `best_epoch`.
+    /// 36 training images (every 10th of 40 held out), batch 8: 5 steps an epoch, so `--steps 7`
+    /// validates after steps 5 and 7.
+    func testStepsRunRecordsStepsAndNoEpochFields() throws {
+        let r = try finetune(["--steps", "7", "--keep", "best", "--name", "by-steps"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let zooHandle = try Zoo.open(ZooLayout(root: URL(fileURLWithPath: zoo)), readOnly: true)
+        let p = try zooHandle.checkpoint(zooHandle.resolve("by-steps")).provenance
+        XCTAssertNil(p.hyperparameters["epochs"], "--steps run: no epochs recorded")
+        XCTAssertEqual(p.hyperparameters["steps"], .int(7))
+        XCTAssertNil(p.metrics["best_epoch"])
+        guard case .array(let trials)? = p.hyperparameters["trials"], case .object(let trial)? = trials.first,
+              case .array(let val)? = trial["valTop1"] else { return XCTFail("no trial record") }
+        XCTAssertNil(trial["bestEpoch"])
+        XCTAssertEqual(val.count, 2, "validated after steps 5 and 7")
+        let values = val.compactMap(\.doubleValue)   // whole percentages are recorded as integers
+        XCTAssertEqual(values.count, 2)
+        let expected = [5, 7][values.firstIndex(of: try XCTUnwrap(values.max()))!]
+        XCTAssertEqual(p.metrics["best_step"], Double(expected))
+        XCTAssertEqual(trial["bestStep"], .int(Int64(expected)))
+        XCTAssertTrue(r.stdout.contains("after step \(expected)),"), r.stdout)
+
+        let show = try Fixtures.runBissl(["show", "by-steps", "--zoo", zoo])
+        XCTAssertEqual(show.status, 0, show.stderr)
+        XCTAssertTrue(show.stdout.contains("best_step"), show.stdout)
+        XCTAssertFalse(show.stdout.contains("best_epoch") || show.stdout.contains("  epochs ="), show.stdout)
+        let card = try Fixtures.runBissl(["card", "by-steps", "--zoo", zoo])
+        XCTAssertEqual(card.status, 0, card.stderr)
+        XCTAssertTrue(card.stdout.contains("`best_step`"), card.stdout)
+        XCTAssertFalse(card.stdout.contains("best_epoch") || card.stdout.contains("epoch of"), card.stdout)
+        try zooHandle.close()
+
+        let e = try finetune(["--epochs", "1", "--name", "by-epochs"])
+        XCTAssertEqual(e.status, 0, e.stderr)
+        XCTAssertTrue(e.stdout.contains("after epoch 1),"), e.stdout)
+        let again = try Zoo.open(ZooLayout(root: URL(fileURLWithPath: zoo)), readOnly: true)
+        defer { try? again.close() }
+        let q = try again.checkpoint(again.resolve("by-epochs")).provenance
+        XCTAssertEqual(q.hyperparameters["epochs"], .int(1))
+        XCTAssertEqual(q.metrics["best_epoch"], 1)
+        XCTAssertNil(q.metrics["best_step"])
     }
 
     /// An entry recorded before camelCase keys (`image_size` 12) is evaluated at 12x12 by default.
@@ -124,5 +169,6 @@ final class DownstreamFinetuneCLITests: CLITestCase {
         XCTAssertEqual(h["imageSize"], .int(8))
         XCTAssertEqual(h["chosenLR"], .double(0.05))
         XCTAssertEqual(h["stepsPerTrial"], .int(1))
+        XCTAssertNil(h["epochs"], "the old config's default epochs: not what a --steps run did")
     }
 }

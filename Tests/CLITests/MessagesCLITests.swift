@@ -44,7 +44,32 @@ final class MessagesCLITests: CLITestCase {
         }
         let bare = tmp.appendingPathComponent("bare").path   // --zoo first, as the tester typed it
         let r = try Fixtures.runBissl(["list", "--zoo", bare, "--remote"])
-        XCTAssertEqual(r.stderr, "error: Missing value for '--remote <NAME>': bissl list works on a remote only when --remote names it, even the zoo's only one (the zoo at \(bare) has no remote; bissl remote add NAME s3://BUCKET/PREFIX)\n")
+        XCTAssertEqual(r.stderr, "error: Missing value for '--remote <NAME>': bissl list works on a remote only when --remote names it, even the zoo's only one (there is no zoo at \(bare), so no remote; choose the zoo with --zoo DIR or BISSL_ZOO, or start one there with bissl remote add NAME s3://BUCKET/PREFIX)\n")
+    }
+
+    /// With no remote, the message says whether the folder is a zoo without a remote or no zoo at all
+    /// (a wrong --zoo or BISSL_ZOO is then the likelier cause), for a bare --remote, push and pull without
+    /// one, and a remote named that does not exist; nothing is created.
+    func testNoRemoteSaysWhetherThereIsAZoo() throws {
+        let bare = tmp.appendingPathComponent("bare").path
+        let noZoo = "there is no zoo at \(bare), so no remote (choose the zoo with --zoo DIR or BISSL_ZOO, or start one there with bissl remote add NAME s3://BUCKET/PREFIX)"
+        for command in ["push", "pull"] {
+            let r = try Fixtures.runBissl([command, "base", "--zoo", bare])
+            XCTAssertEqual(r.stderr, "error: \(noZoo)\n", command)
+            XCTAssertNotEqual(r.status, 0)
+        }
+        let named = try Fixtures.runBissl(["list", "--remote", "team", "--zoo", bare])
+        XCTAssertEqual(named.stderr, "error: no remote 'team': there is no zoo at \(bare), so no remote (choose the zoo with --zoo DIR or BISSL_ZOO, or start one there with bissl remote add team s3://BUCKET/PREFIX)\n")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: bare), "nothing created")
+
+        let zooHandle = try Zoo.open(ZooLayout(root: zooDir), create: true)
+        try zooHandle.close()
+        let pull = try bissl(["pull", "base"])
+        XCTAssertEqual(pull.stderr, "error: the zoo at \(zoo) has no remote (bissl remote add NAME s3://BUCKET/PREFIX)\n")
+        let bareOption = try bissl(["list", "--remote"])
+        XCTAssertTrue(bareOption.stderr.hasSuffix("(the zoo at \(zoo) has no remote; bissl remote add NAME s3://BUCKET/PREFIX)\n"), bareOption.stderr)
+        let namedInZoo = try bissl(["list", "--remote", "team"])
+        XCTAssertEqual(namedInZoo.stderr, "error: no remote 'team' in this zoo (bissl remote add team s3://BUCKET/PREFIX)\n")
     }
 
     /// Names and provenance from files reach stdout with their control characters escaped: a file

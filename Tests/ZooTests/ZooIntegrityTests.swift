@@ -516,6 +516,45 @@ final class ZooIntegrityTests: XCTestCase {
         XCTAssertEqual(try zoo.resolve("best"), b)
     }
 
+    /// A ref file of the other kind recording the label for the same entry (an interrupted import
+    /// with `--name` or tag left it) is the same entry's record: the label is given as asked, as a name
+    /// over a tag's file and as a tag over a name's file, by `import` (to a listed entry) and by `tag`,
+    /// and the other kind's file goes, so `verify` finds nothing. (Refused before, as if it named
+    /// another entry.)
+    func testALabelRecordedForTheSameEntryAsTheOtherKindIsGivenAsAsked() throws {
+        let (zoo, layout) = try makeZoo()
+        let a = try zoo.add(ZooTestSupport.checkpoint(seed: 150)).id
+        let b = try zoo.add(ZooTestSupport.checkpoint(seed: 151)).id
+        func record(_ label: String, _ kind: LabelKind, _ id: String) throws -> URL {
+            let url = layout.refURL(label, kind: kind)
+            try Data((id + "\n").utf8).write(to: url)
+            return url
+        }
+        // import --name over a tag's file
+        let tagFile = try record("foo", .tag, a)
+        XCTAssertEqual(try zoo.add(ZooTestSupport.checkpoint(seed: 150), name: "foo").name, "foo")
+        XCTAssertEqual(try String(contentsOf: layout.refURL("foo", kind: .name), encoding: .utf8), a + "\n")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: tagFile.path), "the tag's file of the same label goes")
+        // tag over a name's file
+        let nameFile = try record("bar", .name, a)
+        XCTAssertTrue(try zoo.tag(a, "bar").added)
+        XCTAssertEqual(try String(contentsOf: layout.refURL("bar", kind: .tag), encoding: .utf8), a + "\n")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: nameFile.path))
+        // import --tag over a name's file
+        let other = try record("baz", .name, b)
+        XCTAssertEqual(try zoo.add(ZooTestSupport.checkpoint(seed: 151), tags: ["baz"]).tags, ["baz"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: other.path))
+        XCTAssertEqual(try zoo.resolve("foo"), a)
+        XCTAssertEqual(try zoo.resolve("bar"), a)
+        XCTAssertEqual(try zoo.resolve("baz"), b)
+        XCTAssertEqual(try zoo.verify().findings, [])
+        // The other kind's file naming another entry is still that entry's record: refused.
+        let kept = try record("qux", .name, b)
+        XCTAssertThrowsError(try zoo.tag(a, "qux")) {
+            XCTAssertTrue("\($0)".contains(": \(kept.path) is a ref file of name 'qux' naming entry \(b.prefix(12)), a label the catalog does not hold"), "\($0)")
+        }
+    }
+
     /// A valid ref file naming a listed entry is a record of its label also when the catalog holds
     /// the label otherwise (tag 'v1' of entry A, refs/tags/v1 naming entry B; name 'b' of B,
     /// refs/tags/b naming A): gc keeps both, a dry run says the same, the held label's ref is not

@@ -156,12 +156,13 @@ final class ZooStoreTests: XCTestCase {
             var name, method, arch, parent, dataset, metric: String?
             var parents: Int
             var value: Double?
+            var carried: Bool
             var size: Int64
             init(_ r: ListingRow) {
                 func s(_ b: UnsafeRawBufferPointer?) -> String? { b.map { String(decoding: $0, as: UTF8.self) } }
                 id = s(r.id)!; stage = s(r.stage)!; created = s(r.created)!
                 name = s(r.name); method = s(r.method); arch = s(r.arch); parent = s(r.firstParent); dataset = s(r.dataset)
-                metric = s(r.headlineMetric); parents = r.parentCount; value = r.headlineValue; size = r.size
+                metric = s(r.headlineMetric); parents = r.parentCount; value = r.headlineValue; carried = r.carried; size = r.size
             }
         }
         for filter in [ListFilter(), ListFilter(stage: "pretext"), ListFilter(tag: "be*"), ListFilter(dataset: "flowers"), ListFilter(method: "none")] {
@@ -192,8 +193,8 @@ final class ZooStoreTests: XCTestCase {
         try zoo.close()
         let db = try DatabaseQueue(path: layout.catalog.path)
         try db.write {
-            try $0.execute(sql: "DROP INDEX entries_listing")   // migrations 4 and 3
-            for column in ["name", "first_parent", "parent_count"] { try $0.execute(sql: "ALTER TABLE entries DROP COLUMN \(column)") }
+            try $0.execute(sql: "DROP INDEX entries_listing")   // migrations 5, 4 and 3
+            for column in ["carried", "name", "first_parent", "parent_count"] { try $0.execute(sql: "ALTER TABLE entries DROP COLUMN \(column)") }
             try $0.execute(sql: "CREATE INDEX entries_created ON entries(created)")
             try $0.execute(sql: "DROP TABLE verified")   // migration 2
             try $0.execute(sql: "ALTER TABLE entries DROP COLUMN details")

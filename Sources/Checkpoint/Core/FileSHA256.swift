@@ -15,14 +15,23 @@ public enum FileSHA256 {
         let fd = open(url.path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw CheckpointError.io("cannot read \(url.path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
+        return try digest(descriptor: fd, path: url.path)
+    }
+
+    /// SHA-256 of the bytes of the open file `fd` from its start to its end, and their count, read with
+    /// `pread` (the descriptor's offset is left as it is): the bytes of the file this descriptor
+    /// opened, whatever its path names meanwhile.
+    /// - Parameter path: for messages.
+    /// - Throws: `CheckpointError.io` when the file cannot be read.
+    public static func digest(descriptor fd: Int32, path: String) throws -> (sha256: String, size: Int64) {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: blockSize, alignment: 64)
         defer { buffer.deallocate() }
         var hasher = SHA256()
         var size: Int64 = 0
         while true {
-            let n = read(fd, buffer.baseAddress, buffer.count)
+            let n = pread(fd, buffer.baseAddress, buffer.count, off_t(size))
             if n < 0, errno == EINTR { continue }
-            guard n >= 0 else { throw CheckpointError.io("cannot read \(url.path): \(String(cString: strerror(errno)))") }
+            guard n >= 0 else { throw CheckpointError.io("cannot read \(path): \(String(cString: strerror(errno)))") }
             if n == 0 { break }
             hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[..<n]))
             size += Int64(n)

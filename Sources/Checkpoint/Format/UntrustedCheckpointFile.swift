@@ -22,6 +22,10 @@ public enum UntrustedCheckpointFile {
         public var checkpoint: Checkpoint
         /// The root `content_id` attribute, nil when absent.
         public var storedContentID: String?
+        /// SHA-256 of the file's bytes, hashed through the descriptor the checkpoint was read from
+        /// (`read(_:hashing: true)`; nil otherwise): the digest of the content read, even when another
+        /// file is put at the path meanwhile.
+        public var sha256: String?
     }
 
     /// Starts the HDF5 reader process for `url` ahead of `read(_:reader:)`, while the file is
@@ -46,8 +50,10 @@ public enum UntrustedCheckpointFile {
     ///   regular file; `.corrupt` when the reader process crashes or hits a limit, sends extents
     ///   outside the file, or the file changes (another file put at the path, or written) while it
     ///   is read, and for a `zooObject` whose tensor index disagrees with its metadata.
-    public static func read(_ url: URL, reader: Sandbox.Started? = nil, zooObject: Bool = false) throws -> Contents {
-        guard Sandbox.helper != nil || reader != nil else { return try readInProcess(url, zooObject: zooObject) }
+    ///   - hashing: also hash the file's bytes through the same descriptor (`Contents.sha256`), before
+    ///     the check that the file did not change while it was read.
+    public static func read(_ url: URL, reader: Sandbox.Started? = nil, zooObject: Bool = false, hashing: Bool = false) throws -> Contents {
+        guard Sandbox.helper != nil || reader != nil else { return try readInProcess(url, zooObject: zooObject, hashing: hashing) }
         let name = url.lastPathComponent
         // Opened before the reader process opens the path: the bytes are taken from this file,
         // whatever the path names later. O_NONBLOCK: opening a FIFO must not wait for a writer.
@@ -64,7 +70,8 @@ public enum UntrustedCheckpointFile {
         } catch let error as SandboxError {
             throw CheckpointError.corrupt(error.message)
         }
-        let (contents, seen) = try decode(message, descriptor: descriptor, fileSize: status.size, fileName: name, zooObject: zooObject)
+        var (contents, seen) = try decode(message, descriptor: descriptor, fileSize: status.size, fileName: name, zooObject: zooObject)
+        if hashing { contents.sha256 = try FileSHA256.digest(descriptor: descriptor, path: url.path).sha256 }
         guard seen == status, FileStatus(descriptor: descriptor) == status else {
             throw CheckpointError.corrupt("\(name) changed while it was read (replaced or written meanwhile); read it again")
         }
@@ -88,9 +95,24 @@ public enum UntrustedCheckpointFile {
         }
     }
 
-    static func readInProcess(_ url: URL, zooObject: Bool) throws -> Contents {
+    /// libhdf5 in this process reads the path; with `hashing`, the descriptor opened before it is hashed
+    /// and must still be the file at the path, unchanged, afterwards.
+    static func readInProcess(_ url: URL, zooObject: Bool, hashing: Bool = false) throws -> Contents {
+        guard hashing else {
+            let reader = try CheckpointReader(url, zooObject: zooObject)
+            return Contents(checkpoint: try reader.checkpoint(), storedContentID: reader.storedContentID)
+        }
+        let descriptor = open(url.path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        guard descriptor >= 0 else { throw CheckpointError.io("cannot read \(url.path): no such readable file") }
+        defer { close(descriptor) }
+        guard let status = FileStatus(descriptor: descriptor) else { throw CheckpointError.io("cannot read \(url.path): not a regular file") }
         let reader = try CheckpointReader(url, zooObject: zooObject)
-        return Contents(checkpoint: try reader.checkpoint(), storedContentID: reader.storedContentID)
+        var contents = Contents(checkpoint: try reader.checkpoint(), storedContentID: reader.storedContentID)
+        contents.sha256 = try FileSHA256.digest(descriptor: descriptor, path: url.path).sha256
+        guard FileStatus(descriptor: descriptor) == status, FileStatus(path: url.path) == status else {
+            throw CheckpointError.corrupt("\(url.lastPathComponent) changed while it was read (replaced or written meanwhile); read it again")
+        }
+        return contents
     }
 
     // MARK: - Message

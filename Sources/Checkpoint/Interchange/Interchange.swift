@@ -49,6 +49,10 @@ public enum Interchange {
         return try sourceDigest?.completing(checkpoint) ?? checkpoint
     }
 
+    /// Tests only: called with the path once an own `.h5` is read (a test replaces the file there
+    /// to check that what was read is what is recorded).
+    nonisolated(unsafe) static var afterReadingForTesting: ((URL) -> Void)?
+
     /// `load`, returning before the source file's SHA-256 is known: `provenance.source.sha256` holds
     /// `SourceDigest.placeholder` and `sourceDigest` is still hashing the file (nil for our own `.h5`,
     /// read as it is). For a writer that needs the digest only at the end (`CheckpointFile.write`,
@@ -59,7 +63,10 @@ public enum Interchange {
         let started = isoNow()
         if CheckpointFile.isHDF5(url) {
             // An outside file: libhdf5 reads it in the HDF5 reader process (UntrustedCheckpointFile).
-            let contents = try UntrustedCheckpointFile.read(url)
+            // With a carried step, the file is hashed through the descriptor it was read from: the
+            // recorded SHA-256 is the content read, even when another file is put at the path meanwhile.
+            let contents = try UntrustedCheckpointFile.read(url, hashing: recordCarriedStep)
+            afterReadingForTesting?(url)
             if verifyStoredContentID, let stored = contents.storedContentID {
                 let computed = ContentID.compute(contents.checkpoint)
                 guard stored == computed else {
@@ -69,7 +76,8 @@ public enum Interchange {
             }
             var checkpoint = try contents.checkpoint.selecting(options.components)
             if recordCarriedStep {
-                let step = Provenance.CarriedStep(fileName: url.lastPathComponent, sha256: try FileSHA256.digest(of: url).sha256,
+                guard let sha256 = contents.sha256 else { throw CheckpointError.io("cannot read \(url.path): not hashed") }
+                let step = Provenance.CarriedStep(fileName: url.lastPathComponent, sha256: sha256,
                                                   commandLine: commandLine, importedAt: started)
                 checkpoint.provenance.carriedFrom = (checkpoint.provenance.carriedFrom ?? []) + [step]
             }

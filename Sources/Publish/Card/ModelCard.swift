@@ -19,7 +19,7 @@ public enum ModelCard {
         ("best_top1", "top-1 accuracy, best epoch of the chosen trial"),
         ("val_top1", "top-1 accuracy, last validation"),
         ("val_top1_best", "top-1 accuracy, best validation"),
-        ("best_val_top1", "top-1 accuracy, best validation epoch of the chosen trial"),
+        ("best_val_top1", "top-1 accuracy, best validation of the chosen trial"),
         ("linear_top1", "linear-probe top-1 accuracy"),
         ("knn_top1", "k-NN top-1 accuracy"),
     ]

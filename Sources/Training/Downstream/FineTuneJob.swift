@@ -78,7 +78,8 @@ public struct FineTuneConfig: Codable, Equatable, Sendable {
     public var data: String, val: String?
     /// The hold-out rule when there is no `val`.
     public var holdout: String?
-    public var epochs: Int, steps: Int?, batchSize: Int
+    /// Epochs per trial; nil (not recorded) when `steps` counts the run instead.
+    public var epochs: Int?, steps: Int?, batchSize: Int
     public var lr: Double, wd: Double, momentum: Double
     public var search: Int
     public var imageSize: Int
@@ -93,7 +94,7 @@ public struct FineTuneConfig: Codable, Equatable, Sendable {
 
     /// The tuner's settings (`augment` is checked by `FineTuneJob.init`).
     public var settings: FineTuneSettings {
-        FineTuneSettings(epochs: epochs, steps: steps, batchSize: batchSize, lr: lr, weightDecay: wd, momentum: momentum,
+        FineTuneSettings(epochs: epochs ?? 10, steps: steps, batchSize: batchSize, lr: lr, weightDecay: wd, momentum: momentum,
                          imageSize: imageSize, seed: seed.value, search: search, checkpointEvery: checkpointEvery,
                          augmentation: (try? DownstreamAugmentation(recorded: augment)) ?? .standard, keep: keep ?? .last)
     }
@@ -133,7 +134,7 @@ public struct FineTuneJob: TrainingJob {
             // absolute paths: the run resumes from any directory, provenance names the files
             data: dataset.uri.description, val: try o.val.map { try DatasetURI(parsing: $0).description },
             holdout: o.val == nil ? FineTuneConfig.holdoutRule : nil,
-            epochs: o.epochs ?? 10, steps: o.steps, batchSize: o.batchSize ?? FineTuneSettings.defaultBatchSize(trainCount: trainCount),
+            epochs: o.steps == nil ? o.epochs ?? 10 : nil, steps: o.steps, batchSize: o.batchSize ?? FineTuneSettings.defaultBatchSize(trainCount: trainCount),
             lr: o.lr ?? 0.1, wd: o.wd ?? 1e-3, momentum: 0.9, search: o.search ?? 0, imageSize: size,
             seed: Seed(o.seed ?? 0), checkpointEvery: o.checkpointEvery, name: o.name,
             augment: try o.augment.map { try DownstreamAugmentation(parsing: $0) }.map(\.description) ?? DownstreamAugmentation.standard.description,

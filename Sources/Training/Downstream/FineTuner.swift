@@ -73,7 +73,7 @@ public enum FineTuneKeep: String, Codable, CaseIterable, Sendable {
 }
 
 /// One trial of a fine-tuning run (the only one without `--search`).
-public struct FineTuneTrial: Codable, Equatable, Sendable {
+public struct FineTuneTrial: Encodable, Equatable, Sendable {
     public var index: Int
     public var lr: Double
     public var weightDecay: Double
@@ -82,35 +82,58 @@ public struct FineTuneTrial: Codable, Equatable, Sendable {
     /// Validation top-1 of the model the trial delivers: after its last step (`FineTuneKeep.last`) or
     /// at its best epoch (`FineTuneKeep.best`).
     public var top1: Double?
-    /// Maximum of `valTop1` (the paper's `best_top1_acc`) and its 1-based evaluation index.
+    /// Maximum of `valTop1` (the paper's `best_top1_acc`) and its 1-based evaluation index (the epoch,
+    /// for a run counted in epochs; 0 in an entry's record of a run counted in steps, which has `bestStep`).
     public var bestTop1: Double
     public var bestEpoch: Int
+    /// The step of the trial (1-based) after which `bestTop1` was measured; nil in records saved before
+    /// it was recorded (`FineTuner.bestStep` derives it then).
+    public var bestStep: Int?
 
     public init(index: Int, lr: Double, weightDecay: Double) {
         self.index = index; self.lr = lr; self.weightDecay = weightDecay
         valTop1 = []; top1 = nil; bestTop1 = -1; bestEpoch = 0
     }
 
-    /// The trial's record in the training state and the entry's `trials` hyperparameter (camelCase keys).
-    var json: JSONValue {
+    /// The trial's record in the training state (camelCase keys).
+    var json: JSONValue { record(countedInSteps: false) }
+
+    /// The trial's record, in the entry's `trials` hyperparameter: without `bestEpoch` when the run is
+    /// counted in steps (`--steps`: an epoch index means nothing there; `bestStep` says where the best was).
+    func record(countedInSteps: Bool) -> JSONValue {
         var o: [String: JSONValue] = ["trial": .int(Int64(index)), "lr": .double(lr), "wd": .double(weightDecay),
-                                      "bestTop1": .double(bestTop1), "bestEpoch": .int(Int64(bestEpoch)),
-                                      "valTop1": .array(valTop1.map(JSONValue.double))]
+                                      "bestTop1": .double(bestTop1), "valTop1": .array(valTop1.map(JSONValue.double))]
+        if !countedInSteps { o["bestEpoch"] = .int(Int64(bestEpoch)) }
+        if let bestStep { o["bestStep"] = .int(Int64(bestStep)) }
         if let top1 { o["top1"] = .double(top1) }
         return .object(o)
     }
 
-    /// Reads `json`, also a record saved before the camelCase keys (`best_top1`, ...; `RecordedSettings`).
+    /// Reads `record`, also a record saved before the camelCase keys (`best_top1`, ...; `RecordedSettings`).
     public init(json: JSONValue) throws {
         guard case .object(let o) = json, case .int(let i)? = o["trial"], let lr = o["lr"]?.doubleValue,
               let wd = o["wd"]?.doubleValue, let best = RecordedSettings.number("bestTop1", in: o),
-              let be = RecordedSettings.integer("bestEpoch", in: o),
               case .array(let v)? = RecordedSettings.value("valTop1", in: o) else {
             throw TrainingError.invalid("training state: unreadable trial record \(json)")
         }
-        index = Int(i); self.lr = lr; weightDecay = wd; bestTop1 = best; bestEpoch = be
+        let bestStep = RecordedSettings.integer("bestStep", in: o)
+        guard let be = RecordedSettings.integer("bestEpoch", in: o) ?? (bestStep != nil ? 0 : nil) else {
+            throw TrainingError.invalid("training state: unreadable trial record \(json)")
+        }
+        index = Int(i); self.lr = lr; weightDecay = wd; bestTop1 = best; bestEpoch = be; self.bestStep = bestStep
         valTop1 = v.compactMap(\.doubleValue)
         top1 = o["top1"]?.doubleValue
+    }
+
+    private enum CodingKeys: String, CodingKey { case index, lr, weightDecay, valTop1, top1, bestTop1, bestEpoch, bestStep }
+
+    /// `bissl finetune --json`'s trial: `bestEpoch` only when known (not for a run counted in steps).
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(index, forKey: .index); try c.encode(lr, forKey: .lr); try c.encode(weightDecay, forKey: .weightDecay)
+        try c.encode(valTop1, forKey: .valTop1); try c.encodeIfPresent(top1, forKey: .top1); try c.encode(bestTop1, forKey: .bestTop1)
+        if bestEpoch > 0 { try c.encode(bestEpoch, forKey: .bestEpoch) }
+        try c.encodeIfPresent(bestStep, forKey: .bestStep)
     }
 }
 
@@ -320,7 +343,7 @@ public final class FineTuner {
                         // A diverged trial: record it as 0 % and go on with the next one.
                         current.valTop1.append(0)
                         current.top1 = 0
-                        if current.bestTop1 < 0 { current.bestTop1 = 0; current.bestEpoch = current.valTop1.count }
+                        if current.bestTop1 < 0 { current.bestTop1 = 0; current.bestEpoch = current.valTop1.count; current.bestStep = s + 1 }
                         run.progress.message("trial \(t): loss is not finite at step \(s + 1); trial stopped with top-1 0")
                         g = (t + 1) * T
                         trials.append(current)
@@ -334,7 +357,7 @@ public final class FineTuner {
                     let top1 = try validate(net)
                     current.valTop1.append(top1)
                     if top1 > current.bestTop1 {
-                        current.bestTop1 = top1; current.bestEpoch = current.valTop1.count
+                        current.bestTop1 = top1; current.bestEpoch = current.valTop1.count; current.bestStep = s + 1
                         if config.keep == .best { bestEpochNet = try Self.snapshot(net) }
                     }
                     run.log(step: g, phase: phaseVal(t), ["val_top1": top1])
@@ -383,10 +406,22 @@ public final class FineTuner {
         return state
     }
 
+    /// Whether the run is counted in optimiser steps (`--steps`) rather than epochs.
+    var countedInSteps: Bool { config.steps != nil }
+
+    /// The step of `trial` (1-based) after which its best validation top-1 was measured: recorded, or
+    /// for a record saved before that, from its evaluation index (evaluations come after every
+    /// `batchesPerEpoch` steps and after the last one).
+    func bestStep(_ trial: FineTuneTrial) -> Int {
+        trial.bestStep ?? min(trial.bestEpoch * batchesPerEpoch, stepsPerTrial)
+    }
+
     /// The provenance of the entry a finished run adds: `run.provenance(stage: "finetune")` plus the
     /// parent, datasets, seeds, the trials, and the metrics `val_top1` (validation top-1 of the model the
-    /// chosen trial delivers: its last step, or its best epoch with `keep == .best`), `best_val_top1` / `best_epoch` (its maximum over epochs), `trial<k>_val_top1`; the metric
-    /// history `val_top1` (per epoch) and `loss` / `lr` (per step) of the chosen trial.
+    /// chosen trial delivers: its last step, or its best epoch with `keep == .best`), `best_val_top1` (its maximum
+    /// over the validations) with `best_epoch` (its epoch) or, for a run counted in steps (`--steps`), `best_step`
+    /// (the trial's step after which it was measured), `trial<k>_val_top1`; the metric
+    /// history `val_top1` (per validation) and `loss` / `lr` (per step) of the chosen trial.
     public func provenance(outcome: Outcome, start: FineTuneStart, parentId: String?,
                            datasets: [Provenance.Dataset], extraWarnings: [String] = []) -> Provenance {
         var p = run.provenance(stage: "finetune", method: "finetune")
@@ -394,9 +429,16 @@ public final class FineTuner {
         p.datasets = datasets
         p.seeds = ["init": Int64(bitPattern: config.seed), "data": Int64(bitPattern: config.seed)]
         if config.search > 0 { p.seeds["search"] = Int64(bitPattern: config.seed) }
+        // A run counted in steps has no epoch count (a run.json written before `epochs` was left out
+        // for `--steps` still holds the default 10).
+        if countedInSteps { p.hyperparameters.removeValue(forKey: "epochs") }
         p.hyperparameters["classifier"] = .string(start.classifier)
         p.hyperparameters["lineageNote"] = .string(start.note)
-        p.hyperparameters["trials"] = .array(outcome.trials.map(\.json))
+        p.hyperparameters["trials"] = .array(outcome.trials.map { t in
+            var t = t
+            t.bestStep = bestStep(t)
+            return t.record(countedInSteps: countedInSteps)
+        })
         p.hyperparameters["chosenTrial"] = .int(Int64(outcome.chosen))
         let (lr, wd) = hyperparameters(trial: outcome.chosen)
         p.hyperparameters["chosenLR"] = .double(lr)
@@ -407,7 +449,7 @@ public final class FineTuner {
         let chosen = outcome.trials[outcome.chosen]
         p.metrics["val_top1"] = chosen.top1 ?? 0
         p.metrics["best_val_top1"] = chosen.bestTop1
-        p.metrics["best_epoch"] = Double(chosen.bestEpoch)
+        if countedInSteps { p.metrics["best_step"] = Double(bestStep(chosen)) } else { p.metrics["best_epoch"] = Double(chosen.bestEpoch) }
         if config.search > 0 {
             for trial in outcome.trials { p.metrics["trial\(trial.index)_val_top1"] = trial.top1 ?? 0 }
         }

@@ -193,11 +193,11 @@ final class Catalog {
     static func insert(_ s: EntrySummary, _ db: Database) throws {
         try db.execute(sql: """
             INSERT INTO entries (id, stage, method, arch, dataset, headline_metric, headline_value, created, size,
-                                 tensor_count, components, source_file, provenance, details, first_parent, parent_count)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                 tensor_count, components, source_file, provenance, details, first_parent, parent_count, carried)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, arguments: [s.id, s.stage, s.method, s.arch, s.dataset, s.headlineMetric, s.headlineValue, s.created, s.size,
                              s.tensorCount, s.components.joined(separator: "\n"), s.sourceFile, s.provenanceJSON,
-                             s.details.map(EntryDetails.json), s.parents.first?.id, s.parents.count])
+                             s.details.map(EntryDetails.json), s.parents.first?.id, s.parents.count, s.carried])
         // A re-imported removed entry is listed again: its tombstone row and edges give way.
         try db.execute(sql: "DELETE FROM tombstones WHERE id = ?", arguments: [s.id])
         try db.execute(sql: "DELETE FROM edges WHERE child = ?", arguments: [s.id])
@@ -259,9 +259,11 @@ final class Catalog {
             metrics[row[0], default: [:]][row[1]] = value ?? .nan
         }
         var records: [EntryRecord] = []
+        let carried = try CatalogSchema.version(db) >= 5 ? "e.carried" : CatalogSchema.carriedSQL(column: "e.provenance")
         let rows = try Row.fetchCursor(db, sql: """
             SELECT e.id, e.stage, e.method, e.arch, e.dataset, e.headline_metric, e.headline_value, e.created, e.size,
-                   e.tensor_count, e.components, e.source_file, \(withProvenance ? "e.provenance, e.details" : "'', NULL")
+                   e.tensor_count, e.components, e.source_file, \(withProvenance ? "e.provenance, e.details" : "'', NULL"),
+                   \(carried)
             FROM entries e \(whereSQL) ORDER BY e.created DESC, e.id
             """, arguments: arguments)
         while let row = try rows.next() {
@@ -272,7 +274,7 @@ final class Catalog {
                 headlineMetric: row[5], headlineValue: row[6], created: row[7], size: row[8],
                 tensorCount: row[9], components: (row[10] as String).split(separator: "\n").map(String.init),
                 sourceFile: row[11], parents: parents[id] ?? [], metrics: metrics[id] ?? [:], provenanceJSON: row[12],
-                details: EntryDetails.decode(row[13]))
+                details: EntryDetails.decode(row[13]), carried: row[14])
             let l = labels[id]
             records.append(EntryRecord(summary: summary, name: l?.name, tags: l?.tags ?? []))
         }

@@ -24,6 +24,8 @@ public struct ListingRow {
     /// Headline metric name and value (value nil for a NaN metric or when there is no metric).
     public var headlineMetric: UnsafeRawBufferPointer?
     public var headlineValue: Double?
+    /// The record is carried from an imported bissl `.h5` (`EntrySummary.carried`): its metric is that file's claim.
+    public var carried: Bool
     /// ISO 8601 UTC (`EntrySummary.created`).
     public var created: UnsafeRawBufferPointer
     /// Object file size in bytes.
@@ -62,13 +64,15 @@ extension Catalog {
     }
 
     func visitListing(_ filter: ListFilter, _ body: (ListingRow) throws -> Void) throws {
-        let copies = schemaVersion >= 4
-        try read { db in try Self.visitListing(filter, db, path: url.path, copies: copies, body) }
+        let copies = schemaVersion >= 4, carriedColumn = schemaVersion >= 5
+        try read { db in try Self.visitListing(filter, db, path: url.path, copies: copies, carriedColumn: carriedColumn, body) }
     }
 
     /// - Parameter copies: the catalog has the name, first parent and parent count in each entry's
     ///   row (schema version 4); else they are looked up per row (an older catalog read as it is).
-    private static func visitListing(_ filter: ListFilter, _ db: Database, path: String, copies: Bool,
+    /// - Parameter carriedColumn: the rows have `carried` (schema version 5); else it is read from
+    ///   each row's provenance document.
+    private static func visitListing(_ filter: ListFilter, _ db: Database, path: String, copies: Bool, carriedColumn: Bool,
                                      _ body: (ListingRow) throws -> Void) throws {
         let (whereSQL, arguments) = whereClause(filter)
         // Older catalogs: the name through the partial unique index `labels_one_name`, the first
@@ -79,7 +83,8 @@ extension Catalog {
             "(SELECT count(*) FROM edges c WHERE c.child = e.id)"]
         let statement = try db.makeStatement(sql: """
             SELECT e.id, \(lookups[0]), e.stage, e.method, e.arch, \(lookups[1]), \(lookups[2]),
-                   e.dataset, e.headline_metric, e.headline_value, e.created, e.size
+                   e.dataset, e.headline_metric, e.headline_value, e.created, e.size,
+                   \(carriedColumn ? "e.carried" : CatalogSchema.carriedSQL(column: "e.provenance"))
             FROM entries e \(whereSQL) ORDER BY e.created DESC, e.id
             """)
         try statement.setArguments(arguments)
@@ -100,7 +105,7 @@ extension Catalog {
                 firstParent: text(5), parentCount: Int(sqlite3_column_int64(s, 6)), dataset: text(7),
                 headlineMetric: text(8),
                 headlineValue: sqlite3_column_type(s, 9) == SQLITE_NULL ? nil : sqlite3_column_double(s, 9),
-                created: text(10) ?? empty, size: sqlite3_column_int64(s, 11)))
+                carried: sqlite3_column_int64(s, 12) != 0, created: text(10) ?? empty, size: sqlite3_column_int64(s, 11)))
         }
     }
 }
@@ -127,7 +132,7 @@ extension EntryRecord {
             return try body(ListingRow(
                 id: view(0) ?? empty, name: view(1), stage: view(2) ?? empty, method: view(3), arch: view(4),
                 firstParent: view(5), parentCount: s.parents.count, dataset: view(6), headlineMetric: view(7),
-                headlineValue: s.headlineMetric == nil ? nil : s.headlineValue, created: view(8) ?? empty, size: s.size))
+                headlineValue: s.headlineMetric == nil ? nil : s.headlineValue, carried: s.carried, created: view(8) ?? empty, size: s.size))
         }
     }
 }

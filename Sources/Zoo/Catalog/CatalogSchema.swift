@@ -7,9 +7,9 @@ import GRDB
 /// migration exactly once; a catalog whose version is above `currentVersion` is refused untouched.
 enum CatalogSchema {
     /// The schema version this code writes and reads.
-    static let currentVersion = 4
+    static let currentVersion = 5
     /// The oldest version this code reads without migrating it (a zoo this process may not write):
-    /// migration 3 adds an index only, migration 4 copies of what `list` otherwise looks up per row
+    /// migration 3 adds an index only, migrations 4 and 5 copies of what `list` otherwise looks up per row
     /// (`Catalog.visitListing` reads either).
     static let oldestReadable = 2
 
@@ -125,7 +125,29 @@ enum CatalogSchema {
                                                     components, source_file)
             """,
         ],
+        // 5: whether the entry's record is carried from an imported bissl .h5 (provenance `carriedFrom`
+        // not empty: its metrics are that file's claim), in its row and in `entries_listing`, so `list`
+        // marks them without reading the provenance document.
+        [
+            "ALTER TABLE entries ADD COLUMN carried INTEGER NOT NULL DEFAULT 0",
+            "UPDATE entries SET carried = \(carriedSQL(column: "provenance"))",
+            "DROP INDEX entries_listing",
+            """
+            CREATE INDEX entries_listing ON entries(created DESC, id, name, stage, method, arch, first_parent, parent_count,
+                                                    dataset, headline_metric, headline_value, carried, size, tensor_count,
+                                                    components, source_file)
+            """,
+        ],
     ]
+
+    /// SQL: 1 when the provenance JSON in `column` has a non-empty `carriedFrom` array, else 0
+    /// (also for a document SQLite cannot parse). Reads the document: for migration 5, and for a
+    /// catalog older than it read as it is.
+    static func carriedSQL(column: String) -> String {
+        // CASE evaluates its THEN only when json_valid holds (the JSON functions raise an error on a
+        // malformed document); json_array_length is NULL for an absent key, 0 for a non-array.
+        "(CASE WHEN json_valid(\(column)) THEN coalesce(json_array_length(\(column), '$.carriedFrom'), 0) > 0 ELSE 0 END)"
+    }
 
     static func version(_ db: Database) throws -> Int {
         try Int.fetchOne(db, sql: "PRAGMA user_version") ?? 0

@@ -24,6 +24,9 @@ public struct EntrySummary: Codable, Equatable, Sendable {
     public var components: [String]
     /// Source file name of an import.
     public var sourceFile: String?
+    /// The record is carried from an imported bissl `.h5` (`Provenance.carriedFrom` not empty): its
+    /// metrics are that file's claim, not bissl's measurement (`list` marks them).
+    public var carried: Bool
     /// Parents as recorded in provenance (`relation`, `note`), in order.
     public var parents: [Provenance.Parent]
     public var metrics: [String: Double]
@@ -51,6 +54,7 @@ public struct EntrySummary: Codable, Equatable, Sendable {
         tensorCount = checkpoint.components.values.reduce(0) { $0 + $1.count }
         components = Array(checkpoint.components.keys)
         sourceFile = p.source?.fileName
+        carried = !(p.carriedFrom ?? []).isEmpty
         parents = p.parents
         metrics = p.metrics
         provenanceJSON = Self.json(p)
@@ -60,7 +64,7 @@ public struct EntrySummary: Codable, Equatable, Sendable {
     /// A summary with every field given (catalog rows).
     init(id: String, stage: String, method: String?, arch: String?, dataset: String?, headlineMetric: String?, headlineValue: Double?,
          created: String, size: Int64, tensorCount: Int, components: [String], sourceFile: String?, parents: [Provenance.Parent],
-         metrics: [String: Double], provenanceJSON: String, details: EntryDetails? = nil) {
+         metrics: [String: Double], provenanceJSON: String, details: EntryDetails? = nil, carried: Bool = false) {
         self.id = id
         self.stage = stage
         self.method = method
@@ -77,6 +81,37 @@ public struct EntrySummary: Codable, Equatable, Sendable {
         self.metrics = metrics
         self.provenanceJSON = provenanceJSON
         self.details = details
+        self.carried = carried
+    }
+
+    /// `carried` is not encoded (a remote's manifest, schemas/remote.md, holds the fields it always held):
+    /// a decoded summary derives it from its provenance document.
+    private enum CodingKeys: String, CodingKey {
+        case id, stage, method, arch, dataset, headlineMetric, headlineValue, created, size, tensorCount, components, sourceFile
+        case parents, metrics, provenanceJSON, details
+    }
+
+    /// Reads a summary (a remote's manifest); `carried` from its provenance document (decoded only
+    /// when the text holds a key `"carriedFrom"`).
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(String.self, forKey: .id)
+        stage = try c.decode(String.self, forKey: .stage)
+        method = try c.decodeIfPresent(String.self, forKey: .method)
+        arch = try c.decodeIfPresent(String.self, forKey: .arch)
+        dataset = try c.decodeIfPresent(String.self, forKey: .dataset)
+        headlineMetric = try c.decodeIfPresent(String.self, forKey: .headlineMetric)
+        headlineValue = try c.decodeIfPresent(Double.self, forKey: .headlineValue)
+        created = try c.decode(String.self, forKey: .created)
+        size = try c.decode(Int64.self, forKey: .size)
+        tensorCount = try c.decode(Int.self, forKey: .tensorCount)
+        components = try c.decode([String].self, forKey: .components)
+        sourceFile = try c.decodeIfPresent(String.self, forKey: .sourceFile)
+        parents = try c.decode([Provenance.Parent].self, forKey: .parents)
+        metrics = try c.decode([String: Double].self, forKey: .metrics)
+        provenanceJSON = try c.decode(String.self, forKey: .provenanceJSON)
+        details = try c.decodeIfPresent(EntryDetails.self, forKey: .details)
+        carried = provenanceJSON.contains("\"carriedFrom\"") && !(Self.decodeProvenance(provenanceJSON)?.carriedFrom ?? []).isEmpty
     }
 
     /// Metric names in order of preference for the `list` column; other names follow alphabetically.

@@ -132,6 +132,7 @@ extension Zoo {
                 // file facts stay as they are now (schemas/catalog.md, "Trusted reads").
                 if let status = Self.settledStatus(object) { try Catalog.recordVerified(id, status, db) }
                 for (label, kind) in labels { try Catalog.addLabel(label, kind: kind, id: id, db) }
+                for (label, kind) in labels { dropSupersededRef(label, kind: kind, id: id) }
                 return ImportResult(id: id, added: true, name: labels.first { $0.1 == .name }?.0,
                                     tags: labels.filter { $0.1 == .tag }.map(\.0).sorted(), size: attributes.size, health: details.health,
                                     labelsRestored: restored.map(\.0), labelsNotRestored: notRestored)
@@ -187,6 +188,7 @@ extension Zoo {
             for (label, kind) in written { _ = try? RefFiles.remove(label, kind: kind, id: id, layout: layout) }
             throw error
         }
+        for (label, kind) in written { dropSupersededRef(label, kind: kind, id: id) }
         var result = try existingResult(id, db)!
         result.labelsAdded = written.map(\.0)
         return result

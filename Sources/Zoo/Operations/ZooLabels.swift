@@ -25,6 +25,7 @@ extension Zoo {
                 _ = try? RefFiles.remove(label, kind: .tag, id: id, layout: layout)
                 throw error
             }
+            dropSupersededRef(label, kind: .tag, id: id)
             return (id, true)
         }
     }
@@ -34,17 +35,31 @@ extension Zoo {
     /// object in place): what an interrupted tag or import left, which `gc` adopts and
     /// `verify --reindex` gives back. Ref files are the record of labels, so writing this label's
     /// ref over it (or beside it, as the other kind) would lose or contradict that record. A ref
-    /// already naming `id` as `kind` is the same record; one naming an entry the zoo does not list is
-    /// a stray that `RefFiles.write` replaces (and `gc` removes).
+    /// already naming `id`, as `kind` or as the other kind, records the label for this same entry:
+    /// giving it `label` as `kind` now is what the user asks and loses no entry's label (the other
+    /// kind's file is then removed, `dropSupersededRef`); one naming an entry the zoo does not list
+    /// is a stray that `RefFiles.write` replaces (and `gc` removes).
     /// - Throws: `ZooError.invalid` naming the file, the entry it names, and the commands that settle
     ///   it (the wording of `gc`'s and `verify`'s reports of such a file).
     func requireNoUnheldRecord(_ label: String, kind: LabelKind, for id: String, _ db: Database) throws {
         for fileKind in LabelKind.allCases {
             let url = layout.refURL(label, kind: fileKind)
-            guard case let (held?, nil) = RefFiles.read(url, label: label), !(held == id && fileKind == kind),
+            guard case let (held?, nil) = RefFiles.read(url, label: label), held != id,
                   try Catalog.exists(held, db), FileManager.default.fileExists(atPath: layout.objectURL(held).path) else { continue }
             throw ZooError.invalid("cannot make '\(label)' the \(kind.rawValue) of entry \(id.prefix(12)): \(url.path) is a ref file of \(fileKind.rawValue) '\(label)' naming entry \(held.prefix(12)), a label the catalog does not hold (interrupted import or tag), "
                 + "and ref files are the record of labels, so bissl does not write over it; bissl gc adds it to the catalog, as bissl verify --reindex does (then bissl untag \(label) frees it), or remove the file by hand to drop the label, then run again")
+        }
+    }
+
+    /// After `label` became entry `id`'s `kind` (catalog row and ref file), removes a ref file of the
+    /// other kind that records `label` for `id` too (left by an interrupted import or tag): the label
+    /// has one kind, and that file would read to `gc` and `verify` as a second, conflicting record.
+    /// Only the file bissl writes for `id` goes (`RefFiles.remove`); failing to remove it changes
+    /// nothing else (`gc` and `verify` then report it as before).
+    func dropSupersededRef(_ label: String, kind: LabelKind, id: String) {
+        for other in LabelKind.allCases where other != kind {
+            guard case (id?, nil) = RefFiles.read(layout.refURL(label, kind: other), label: label) else { continue }
+            _ = try? RefFiles.remove(label, kind: other, id: id, layout: layout)
         }
     }
 

@@ -101,7 +101,7 @@ public enum Remotes {
     @discardableResult
     public static func remove(_ name: String, _ layout: ZooLayout) throws -> RemoteConfig {
         var remotes = try load(layout)
-        guard let index = remotes.firstIndex(where: { $0.name == name }) else { throw unknown(name, remotes) }
+        guard let index = remotes.firstIndex(where: { $0.name == name }) else { throw unknown(name, remotes, layout) }
         let removed = remotes.remove(at: index)
         try save(remotes, layout)
         return removed
@@ -112,19 +112,35 @@ public enum Remotes {
     public static func select(_ name: String?, _ layout: ZooLayout) throws -> RemoteConfig {
         let remotes = try load(layout)
         if let name {
-            guard let remote = remotes.first(where: { $0.name == name }) else { throw unknown(name, remotes) }
+            guard let remote = remotes.first(where: { $0.name == name }) else { throw unknown(name, remotes, layout) }
             return remote
         }
         guard remotes.count == 1 else {
             throw ZooError.invalid(remotes.isEmpty
-                ? "the zoo at \(layout.root.path) has no remote (bissl remote add NAME s3://BUCKET/PREFIX)"
+                ? { let n = noRemote(layout); return "\(n.reason) (\(n.advice))" }()
                 : "the zoo has \(remotes.count) remotes (\(remotes.map(\.name).joined(separator: ", "))); choose one with --remote NAME")
         }
         return remotes[0]
     }
 
-    static func unknown(_ name: String, _ remotes: [RemoteConfig]) -> ZooError {
-        .invalid("no remote '\(name)' in this zoo" + (remotes.isEmpty ? " (bissl remote add \(name) s3://BUCKET/PREFIX)" : " (remotes: \(remotes.map(\.name).joined(separator: ", ")))"))
+    static func unknown(_ name: String, _ remotes: [RemoteConfig], _ layout: ZooLayout) -> ZooError {
+        if remotes.isEmpty && !Zoo.isZoo(layout) {
+            let n = noRemote(layout, name: name)
+            return .invalid("no remote '\(name)': \(n.reason) (\(n.advice))")
+        }
+        return .invalid("no remote '\(name)' in this zoo" + (remotes.isEmpty ? " (bissl remote add \(name) s3://BUCKET/PREFIX)" : " (remotes: \(remotes.map(\.name).joined(separator: ", ")))"))
+    }
+
+    /// Why a zoo that has no remote has none, and the way out: `the zoo at P has no remote`, or, when
+    /// `P` holds no zoo (no catalog and no objects, `Zoo.isZoo`) and no remote list, `there is no zoo
+    /// at P, so no remote`, with `--zoo` and `BISSL_ZOO` named too (a wrong folder is the likelier cause).
+    /// - Parameter name: the remote's name in the advice (`NAME` when not known).
+    public static func noRemote(_ layout: ZooLayout, name: String = "NAME") -> (reason: String, advice: String) {
+        let add = "bissl remote add \(name) s3://BUCKET/PREFIX"
+        if Zoo.isZoo(layout) || FileManager.default.fileExists(atPath: file(layout).path) {
+            return ("the zoo at \(layout.root.path) has no remote", add)
+        }
+        return ("there is no zoo at \(layout.root.path), so no remote", "choose the zoo with --zoo DIR or BISSL_ZOO, or start one there with \(add)")
     }
 
     static func save(_ remotes: [RemoteConfig], _ layout: ZooLayout) throws {
