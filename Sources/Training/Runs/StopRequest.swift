@@ -145,7 +145,8 @@ public enum StopRequest {
     }
 
     /// Takes SIGINT, SIGTERM and SIGUSR1 over (idempotent). Before a run is watched a signal quits at
-    /// once (`error: stopped by SIGINT`, exit 130), as the default action would, but in words.
+    /// once (`error: stopped by SIGINT`, exit 130; under mpirun from rank 0 only), as the default action
+    /// would, but in words.
     public static func install() {
         queue.sync {
             guard sources.isEmpty else { return }
@@ -189,7 +190,10 @@ public enum StopRequest {
             return
         }
         guard current != nil else {
-            FileHandle.standardError.write(Data("\(lineBreak)error: stopped by \(name)\n".utf8))
+            // No run yet: nothing to save. Under mpirun every rank gets the signal; rank 0 alone says so.
+            if ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_RANK"].map({ $0 == "0" }) ?? true {
+                FileHandle.standardError.write(Data("\(lineBreak)error: stopped by \(name)\n".utf8))
+            }
             TemporaryFiles.removeAll()
             _exit(128 + sig)
         }
