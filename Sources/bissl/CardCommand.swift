@@ -18,7 +18,9 @@ struct Card: ParsableCommand {
             dataset fingerprint, hyperparameter, seed, metric and warning of each stage, and the command \
             line that made it, and how images are prepared (the evaluation transform of the bissl stage that \
             made it, or that an imported entry records none, with what a hub folder's config.json then \
-            assumes). Nothing the provenance lacks is stated. Without -o the card goes to stdout.
+            assumes). Nothing the provenance lacks is stated; a record carried from an imported bissl .h5 \
+            (the entry's or an ancestor's) is marked as that file's claim and gives the front matter nothing. \
+            Without -o the card goes to stdout.
             """)
 
     @Argument(help: "Entry: id, unique id prefix (6+ hex digits), name or tag.")
@@ -47,8 +49,11 @@ struct Card: ParsableCommand {
 
 extension HubFolder.Preprocessing {
     /// The image size of the nearest stage of `lineage` that records one (fine-tuning, alignment,
-    /// pretraining: `DownstreamData.recordedImageSize`), for the card and the hub folder.
+    /// pretraining: `DownstreamData.recordedImageSize`), for the card and the hub folder. A record
+    /// carried from an imported `.h5` (`Provenance.carriedFrom`) is that file's claim and records none.
     init(lineage: CardLineage) {
-        self.init(imageSize: lineage.stages.reversed().lazy.compactMap { $0.provenance.flatMap { DownstreamData.recordedImageSize($0) } }.first)
+        self.init(imageSize: lineage.stages.reversed().lazy.compactMap { stage in
+            stage.provenance.flatMap { $0.carriedFrom == nil ? DownstreamData.recordedImageSize($0) : nil }
+        }.first)
     }
 }

@@ -10,7 +10,9 @@ struct Lineage: ParsableCommand {
         discussion: """
             Edges come from each entry's provenance (relation and note, e.g. "finetuned-from: classifier \
             re-initialised 1000 -> 10"). Parents removed with rm --force are shown as removed; ids no entry of \
-            this zoo has are shown as not in the zoo.
+            this zoo has are shown as not in the zoo. An entry whose record is carried from an imported bissl \
+            .h5 is shown as carried, and the parent edges it claims as claimed by the file (JSON: "carried": \
+            true; dot and Mermaid: dashed edges).
             """)
 
     @Argument(help: "Entry: id, unique id prefix (6+ hex digits), name or tag.")

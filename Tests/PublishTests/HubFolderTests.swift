@@ -87,6 +87,31 @@ final class HubFolderTests: XCTestCase {
         }
     }
 
+    /// An entry whose record is carried from an imported bissl .h5 (`carriedFrom`) claims its stage;
+    /// bissl ran none, so config.json states no transform, as for an imported entry (it stated
+    /// bissl's transform "which the entry's stage 'finetune' used"), and the card says the same.
+    func testACarriedStageStatesNoTransform() throws {
+        var (c, _, _) = try entry()
+        c.provenance = Provenance(stage: "finetune", method: "finetune", hyperparameters: ["imageSize": .int(32)])
+        c.provenance.carriedFrom = [.init(fileName: "claims.h5", sha256: String(repeating: "0", count: 64),
+                                          commandLine: ["bissl", "import", "claims.h5"], importedAt: "2026-01-02T00:00:00Z")]
+        let id = ContentID.compute(c)
+        let lineage = CardLineage(stages: [.init(id: id, labels: ["claimed"], status: "listed", provenance: c.provenance,
+                                                 arch: c.architecture?.label, components: Array(c.components.keys))])
+        let dir = scratch.appendingPathComponent("claimed")
+        XCTAssertEqual(try HubFolder.write(c, id: id, lineage: lineage, preprocessing: .init(imageSize: nil), to: dir), [
+            "no stage records an image size: config.json says input_size [3, 224, 224] (torchvision's convention)",
+            "the entry's record is carried from claims.h5 (that file's claim): config.json leaves out interpolation, crop_pct, crop_mode, mean and std",
+        ])
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("config.json"))) as! [String: Any]
+        let cfg = config["pretrained_cfg"] as! [String: Any]
+        for key in ["mean", "std", "crop_pct", "crop_mode", "interpolation"] { XCTAssertNil(cfg[key], key) }
+        XCTAssertEqual((config["bissl"] as! [String: Any])["preprocessing"] as? String,
+                       "not recorded: the entry was imported from a bissl .h5 whose record (stage 'finetune') is that file's claim, not bissl's, so interpolation, crop_pct, crop_mode, mean and std are left out")
+        let card = try String(contentsOf: dir.appendingPathComponent("README.md"), encoding: .utf8)
+        XCTAssertTrue(card.contains("## Preprocessing\n\nNot recorded: the entry was imported from `claims.h5`"), card)
+    }
+
     func testTheStagingFolderIsLockedWhileItIsFilledSoNoCleanerRemovesIt() throws {
         let dir = scratch.appendingPathComponent("hub")
         var staging: URL?

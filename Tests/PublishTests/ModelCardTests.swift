@@ -118,6 +118,46 @@ final class ModelCardTests: XCTestCase {
         XCTAssertFalse(trained.contains("assumption"), trained)
     }
 
+    /// `lineage()` whose parent was imported from a bissl .h5 claiming a self-supervised stage, a
+    /// parent of its own and the data it was trained on (`carriedFrom` set).
+    static func carriedParentLineage() -> CardLineage {
+        var l = lineage()
+        var claim = Provenance(
+            stage: "pretext", method: "simclr", parents: [.init(id: String(repeating: "f", count: 64), relation: "pretrained-from")],
+            datasets: [.init(role: "train", uri: "h5:/secret/imagenet.h5", fingerprint: String(repeating: "c", count: 64))],
+            hyperparameters: ["imageSize": .int(96)], metrics: ["knn_top1": 99.5], tool: .init(name: "bissl", version: "9.9.9"))
+        claim.carriedFrom = [.init(fileName: "claims.h5", sha256: String(repeating: "0", count: 64), commandLine: ["bissl", "import", "claims.h5"],
+                                   importedAt: "2026-01-02T00:00:00Z")]
+        l.stages[0].provenance = claim
+        return l
+    }
+
+    /// A carried record, the entry's or an ancestor's, is an imported file's claim: the front matter,
+    /// which readers take as fact, publishes none of its data or method (it listed the claimed
+    /// dataset and tagged `simclr`, `self-supervised`); the entry's own stage's data stays; the Data
+    /// table marks the carried row (it was unmarked).
+    func testNoFrontMatterFieldComesFromACarriedRecordAndItsDataRowIsMarked() {
+        let l = Self.carriedParentLineage()
+        let yaml = ModelCard.frontMatter(l)
+        for claim in ["h5:/secret/imagenet.h5", "simclr", "self-supervised"] {
+            XCTAssertFalse(yaml.contains(claim), "\(claim) in:\n\(yaml)")
+        }
+        XCTAssertTrue(yaml.contains("datasets:\n  - \"h5:digits.h5#train\"\n  - \"h5:digits.h5#val\"\n"), yaml)
+        XCTAssertTrue(yaml.contains("base_model: \"\(Self.parentID)\"\n"), "the parent is held by the zoo: \(yaml)")
+        let card = ModelCard.render(l, preprocessing: .init(imageSize: nil))
+        XCTAssertTrue(card.contains("| `aaaaaaaaaaaa` pretext (*carried*) | train | h5:/secret/imagenet.h5 | `\(String(repeating: "c", count: 64))` |\n"), card)
+        XCTAssertTrue(card.contains("| `bbbbbbbbbbbb` finetune | downstream-train | h5:digits.h5#train |"), card)
+
+        // The carried entry itself: no data in the front matter, and no preprocessing stated for the
+        // stage it claims (the card stated bissl's transform for the claimed 'pretext' stage).
+        var own = l
+        own.stages.removeLast()
+        let ownCard = ModelCard.render(own, preprocessing: .init(imageSize: nil))
+        XCTAssertFalse(ModelCard.frontMatter(own).contains("datasets"), ownCard)
+        XCTAssertTrue(ownCard.contains("\n## Preprocessing\n\nNot recorded: the entry was imported from `claims.h5`, whose record (stage `pretext`) is that file's claim (*carried*), so bissl does not state its preprocessing. A hub folder written from it"), ownCard)
+        XCTAssertFalse(ownCard.contains("bissl's evaluation transform"), ownCard)
+    }
+
     func testUnknownParentIsListedWithoutClaims() {
         var l = Self.lineage()
         l.stages[0] = .init(id: Self.parentID, labels: [], status: "unknown", provenance: nil, arch: nil)

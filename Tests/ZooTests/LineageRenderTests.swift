@@ -236,6 +236,60 @@ final class LineageRenderTests: XCTestCase {
         XCTAssertEqual(lines.count, 1 + 5 + 5 + 3, text)
     }
 
+    // MARK: - Carried records
+
+    /// `claimed` was imported from a bissl .h5: its record, and so its `finetuned-from` edge to an
+    /// entry this zoo never held, is that file's claim; `child` was fine-tuned from it here.
+    static let carried = LineageGraph(
+        root: LineageRenderTests.id("c"),
+        nodes: [LineageNode(id: LineageRenderTests.id("c"), name: "claimed", stage: "finetune", method: "finetune", arch: "resnet18",
+                            created: "2026-01-01T00:00:00Z", carried: true),
+                LineageNode(id: LineageRenderTests.id("e"), name: "child", stage: "finetune", method: "finetune", arch: "resnet18",
+                            created: "2026-01-02T00:00:00Z")],
+        edges: [LineageEdge(parent: LineageRenderTests.id("d"), child: LineageRenderTests.id("c"), relation: "finetuned-from", carried: true),
+                LineageEdge(parent: LineageRenderTests.id("c"), child: LineageRenderTests.id("e"), relation: "finetuned-from")])
+
+    /// Every format marks the carried entry and the edge its record claims, and only those (the
+    /// claimed edge was shown as a recorded one).
+    func testCarriedRecordsAndTheEdgesTheyClaimAreMarkedInEveryFormat() throws {
+        let c = Self.id("c"), d = Self.id("d"), e = Self.id("e")
+        XCTAssertEqual(LineageRender.text(Self.carried), """
+            cccccccccccc  claimed  finetune/finetune  resnet18  2026-01-01T00:00:00Z  (carried)
+            ancestors:
+              dddddddddddd  (not in zoo)  [finetuned-from]  (claimed by the file)
+            descendants:
+              eeeeeeeeeeee  child  finetune/finetune  resnet18  2026-01-02T00:00:00Z  [finetuned-from]
+
+            """)
+
+        let json = try LineageRender.render(Self.carried, format: .json)
+        let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+        let nodes = try XCTUnwrap(object["nodes"] as? [[String: Any]])
+        let edges = try XCTUnwrap(object["edges"] as? [[String: Any]])
+        XCTAssertEqual(Dictionary(uniqueKeysWithValues: nodes.map { ($0["id"] as! String, $0["carried"] as? Bool) }),
+                       [c: true, e: false, d: false], json)
+        XCTAssertEqual(edges.map { "\(($0["parent"] as! String).prefix(1))\(($0["child"] as! String).prefix(1)) \($0["carried"] as? Bool ?? false)" },
+                       ["dc true", "ce false"], json)
+
+        XCTAssertEqual(LineageRender.mermaid(Self.carried), """
+            flowchart TD
+              n0["cccccccccccc<br/>claimed<br/>finetune/finetune · resnet18<br/>2026-01-01T00:00:00Z<br/>carried"]
+              n1["eeeeeeeeeeee<br/>child<br/>finetune/finetune · resnet18<br/>2026-01-02T00:00:00Z"]
+              n2["dddddddddddd<br/>not in zoo"]
+              n2 -.->|"finetuned-from (claimed by the file)"| n0
+              n0 -->|"finetuned-from"| n1
+              classDef root stroke-width:3px
+              classDef removed stroke-dasharray:5 5
+              class n0 root
+
+            """)
+
+        let dot = LineageRender.dot(Self.carried)
+        XCTAssertTrue(dot.contains("  \"\(c)\" [label=\"cccccccccccc\\nclaimed\\nfinetune/finetune · resnet18\\n2026-01-01T00:00:00Z\\ncarried\", style=\"bold\"];\n"), dot)
+        XCTAssertTrue(dot.contains("  \"\(d)\" -> \"\(c)\" [label=\"finetuned-from\\n(claimed by the file)\", style=\"dashed\"];\n"), dot)
+        XCTAssertTrue(dot.contains("  \"\(c)\" -> \"\(e)\" [label=\"finetuned-from\"];\n"), dot)
+    }
+
     // MARK: - Long chains
 
     /// A 1,000-deep chain in every format and direction (its speed is measured by `make bench`).

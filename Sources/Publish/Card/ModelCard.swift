@@ -42,7 +42,11 @@ public enum ModelCard {
         var tags = ["bissl", "resnet"]
         if let arch = entry.arch { tags.append(arch) }
         tags.append(classifier ? "image-classification" : "image-feature-extraction")
-        for stage in lineage.stages {
+        // A carried record (`Provenance.carriedFrom`, of the entry or of any ancestor) is an imported
+        // file's claim: the front matter, which readers take as fact, publishes none of its method,
+        // stage or data; the body shows them marked *carried*.
+        let recorded = lineage.stages.filter { $0.provenance?.carriedFrom == nil }
+        for stage in recorded {
             if let m = stage.provenance?.method, !tags.contains(m) { tags.append(m) }
             if let s = stage.provenance?.stage, ["pretext", "bissl"].contains(s), !tags.contains("self-supervised") {
                 tags.append("self-supervised")
@@ -50,7 +54,7 @@ public enum ModelCard {
         }
         pairs.append(("tags", .list(tags.map { .string($0) })))
         var datasets: [String] = []
-        for stage in lineage.stages {
+        for stage in recorded {
             for d in stage.provenance?.datasets ?? [] where !datasets.contains(d.uri) { datasets.append(d.uri) }
         }
         if !datasets.isEmpty { pairs.append(("datasets", .list(datasets.map { .string($0) }))) }
@@ -147,7 +151,8 @@ public enum ModelCard {
         if !data.isEmpty {
             out += "\n## Data\n\n| stage | role | URI | SHA-256 of the bytes read |\n|---|---|---|---|\n"
             for (s, d) in data {
-                out += "| \(code(cell(String(s.id.prefix(12))))) \(cell(s.provenance?.stage ?? "")) | \(cell(d.role)) | \(cell(d.uri)) | \(code(cell(d.fingerprint))) |\n"
+                let carried = s.provenance?.carriedFrom != nil ? " (*carried*)" : ""
+                out += "| \(code(cell(String(s.id.prefix(12))))) \(cell(s.provenance?.stage ?? ""))\(carried) | \(cell(d.role)) | \(cell(d.uri)) | \(code(cell(d.fingerprint))) |\n"
             }
         }
 
@@ -211,7 +216,8 @@ public enum ModelCard {
     /// How images are prepared for the network, in words, as a hub folder's `config.json` states it
     /// (`HubFolder.configJSON`: `pretrained_cfg`, `bissl.preprocessing`, `bissl.input_size`): bissl's
     /// evaluation transform for an entry a bissl stage made (`HubFolder.Preprocessing.bisslStage`);
-    /// for an imported one, that nothing records it, so `config.json` leaves the transform out; and
+    /// for an imported one, that nothing records it, so `config.json` leaves the transform out (also
+    /// when its record is carried from an imported `.h5`: a stage that file claims is not bissl's); and
     /// the input size the lineage records, or, without one, that `config.json`'s 224 is an assumption.
     static func preprocessingSection(_ p: HubFolder.Preprocessing, entry: CardLineage.Stage) -> String {
         var out = "\n## Preprocessing\n\n"
@@ -219,6 +225,11 @@ public enum ModelCard {
             out += "bissl's evaluation transform, which the \(code(stage)) stage used: shorter side resized to S * 256 / 224 "
             out += "(bilinear), centre crop of S x S, pixels scaled to [0, 1] and normalised with the ImageNet mean and "
             out += "standard deviation; a hub folder's `config.json` states it in `pretrained_cfg` (`crop_pct` 0.875)."
+        } else if let carried = entry.provenance, let step = carried.carriedStep {
+            out += "Not recorded: the entry was imported from \(code(step.fileName)), whose record (stage \(code(carried.stage))) is that "
+            out += "file's claim (*carried*), so bissl does not state its preprocessing. A hub folder written "
+            out += "from it (`bissl export --to hub`) leaves `interpolation`, `crop_pct`, `crop_mode`, `mean` and `std` "
+            out += "out of its `config.json`, as `bissl.preprocessing` there says; readers such as timm then apply their own defaults."
         } else {
             out += "Not recorded: the entry was imported and its source states no preprocessing. A hub folder written "
             out += "from it (`bissl export --to hub`) leaves `interpolation`, `crop_pct`, `crop_mode`, `mean` and `std` "

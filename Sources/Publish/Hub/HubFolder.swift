@@ -39,7 +39,9 @@ public enum HubFolder {
     /// (timm's `crop_pct` 0.875), centre crop `S`, bilinear, `ToTensor` and ImageNet mean/std; so
     /// `config.json` states them. An entry imported from elsewhere records no preprocessing, so
     /// `interpolation`, `crop_pct`, `crop_mode`, `mean` and `std` are left out (a reader such as timm's
-    /// `resolve_data_config` then applies its own defaults) and `bissl.preprocessing` says so.
+    /// `resolve_data_config` then applies its own defaults) and `bissl.preprocessing` says so; so does
+    /// an entry whose record is carried from an imported bissl `.h5` (`Provenance.carriedFrom`): the
+    /// stage it names is that file's claim, not a stage bissl ran.
     public struct Preprocessing: Equatable, Sendable {
         /// Side `S` of the square input; nil when no stage of the lineage records an image size.
         public var imageSize: Int?
@@ -49,8 +51,9 @@ public enum HubFolder {
         public static let bisslStages: Set<String> = ["pretext", "bissl", "finetune", "probe"]
 
         /// The bissl stage `p` records (directly, or through the `bissl.provenance` an imported file
-        /// carries, at most `depth` levels down); nil when `p` records none.
+        /// carries, at most `depth` levels down); nil when `p` records none or is a carried record.
         public static func bisslStage(_ p: Provenance, depth: Int = 4) -> String? {
+            if p.carriedFrom != nil { return nil }
             if bisslStages.contains(p.stage) { return p.stage }
             guard depth > 0, p.stage == "imported", let json = p.source?.metadata["bissl.provenance"],
                   let carried = try? Provenance.decode(json: json) else { return nil }
@@ -101,11 +104,14 @@ public enum HubFolder {
             notes.append("no stage records an image size: config.json says input_size [3, 224, 224] (torchvision's convention)")
         }
         let stage = Preprocessing.bisslStage(checkpoint.provenance)
+        let carried = checkpoint.provenance.carriedStep
         if stage == nil {
-            notes.append("the entry records no preprocessing (imported): config.json leaves out interpolation, crop_pct, crop_mode, mean and std")
+            notes.append(carried == nil
+                ? "the entry records no preprocessing (imported): config.json leaves out interpolation, crop_pct, crop_mode, mean and std"
+                : "the entry's record is carried from \(carried!.fileName) (that file's claim): config.json leaves out interpolation, crop_pct, crop_mode, mean and std")
         }
         let config = try configJSON(model.architecture!, classes: classes(model), id: modelID, preprocessing: preprocessing,
-                                    bisslStage: stage)
+                                    bisslStage: stage, carriedStage: carried == nil ? nil : checkpoint.provenance.stage)
         let card = Data(ModelCard.render(lineage, preprocessing: preprocessing).utf8)
         let metadata = Interchange.safetensorsMetadata(model)
         try writeFolder(dir) { tmp in
@@ -123,9 +129,10 @@ public enum HubFolder {
 
     /// `config.json` in timm's convention, keys sorted, two-space indentation, newline at the end.
     /// `bisslStage` is the bissl stage the entry records (`Preprocessing.bisslStage`): with one, bissl's
-    /// evaluation transform is stated; without, the preprocessing fields are left out.
+    /// evaluation transform is stated; without, the preprocessing fields are left out, and
+    /// `carriedStage` (the stage a carried record claims) says why.
     static func configJSON(_ a: Architecture, classes: Int, id: String, preprocessing: Preprocessing,
-                           bisslStage: String?) throws -> Data {
+                           bisslStage: String?, carriedStage: String? = nil) throws -> Data {
         let size = preprocessing.imageSize ?? 224
         let features = a.width * 8 * (a.block == "bottleneck" ? 4 : 1)
         let stride = a.stem == "imagenet" ? 32 : 8
@@ -146,6 +153,8 @@ public enum HubFolder {
             pretrained["mean"] = .array(ImageTransforms.imagenetMean.map { .double(Double(String($0))!) })
             pretrained["std"] = .array(ImageTransforms.imagenetStd.map { .double(Double(String($0))!) })
             source = "bissl's evaluation transform, which the entry's stage '\(bisslStage)' used: shorter side to input_size * 256 / 224, centre crop, bilinear, ImageNet mean/std"
+        } else if let carriedStage {
+            source = "not recorded: the entry was imported from a bissl .h5 whose record (stage '\(carriedStage)') is that file's claim, not bissl's, so interpolation, crop_pct, crop_mode, mean and std are left out"
         } else {
             source = "not recorded: the entry was imported and its source states no preprocessing, so interpolation, crop_pct, crop_mode, mean and std are left out"
         }

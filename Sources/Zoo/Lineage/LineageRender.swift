@@ -22,9 +22,13 @@ public struct LineageNode: Codable, Equatable, Sendable {
     /// For an entry of a remote whose manifest is damaged (unreadable): that manifest's URL
     /// (`s3://BUCKET/PREFIX/entries/<id>.json`); the node's other fields are then unknown.
     public var damaged: String?
+    /// True when the entry's record is carried from an imported bissl `.h5` (`Provenance.carriedFrom`):
+    /// its stage, method, parents and creation time are that file's claim, not bissl's record.
+    public var carried: Bool
 
     public init(id: String, shortID: String? = nil, name: String? = nil, stage: String, method: String? = nil,
-                arch: String? = nil, created: String? = nil, removed: Bool = false, damaged: String? = nil) {
+                arch: String? = nil, created: String? = nil, removed: Bool = false, damaged: String? = nil,
+                carried: Bool = false) {
         self.id = id
         self.shortID = shortID ?? String(id.prefix(12))
         self.name = name
@@ -34,6 +38,7 @@ public struct LineageNode: Codable, Equatable, Sendable {
         self.created = created
         self.removed = removed
         self.damaged = damaged
+        self.carried = carried
     }
 }
 
@@ -45,12 +50,16 @@ public struct LineageEdge: Codable, Equatable, Sendable {
     public var relation: String
     /// Free-form detail ("classifier re-initialised 1000 -> 10").
     public var note: String?
+    /// True when the child's record is carried from an imported bissl `.h5` (`Provenance.carriedFrom`):
+    /// the relation is that file's claim (`show`: "parents (claimed by the file)"), not bissl's record.
+    public var carried: Bool
 
-    public init(parent: String, child: String, relation: String, note: String? = nil) {
+    public init(parent: String, child: String, relation: String, note: String? = nil, carried: Bool = false) {
         self.parent = parent
         self.child = child
         self.relation = relation
         self.note = note
+        self.carried = carried
     }
 }
 
@@ -172,14 +181,16 @@ public enum LineageRender {
     /// An entry with exactly one next entry continues in the same column, so a chain of any length
     /// stays flat, as `git log --graph` draws linear history; where an entry has several, each branch
     /// starts with `├── ` or `└── ` and is indented. Every line after the root ends with
-    /// `[relation: note]` (the relation of the child to the parent on that edge). Control characters
+    /// `[relation: note]` (the relation of the child to the parent on that edge), followed by
+    /// `(claimed by the file)` when the child's record is carried from an imported `.h5`. Control characters
     /// of names, relations and notes are written as escapes (`String.escapingControlCharacters`). An entry reached a
     /// second time (shared ancestor of two branches, or a cycle) is printed once more with
     /// `(repeat, see above)` and not expanded again.
     ///
     /// Entry lines: short id, name, `stage/method`, architecture, created; absent fields are left out,
-    /// `(removed)` marks a removed parent, `(not in zoo)` an id only an edge names, `(damaged manifest
-    /// URL)` a remote entry whose manifest cannot be read.
+    /// `(removed)` marks a removed parent, `(carried)` an entry whose record is an imported file's claim,
+    /// `(not in zoo)` an id only an edge names, `(damaged manifest URL)` a remote entry whose manifest
+    /// cannot be read.
     public static func text(_ graph: LineageGraph, direction: LineageDirection = .both) -> String {
         let index = LineageIndex(graph)
         var out = label(index.node(graph.root), known: index.nodesByID[graph.root] != nil) + "\n"
@@ -220,6 +231,7 @@ public enum LineageRender {
             let id = up ? item.edge.parent : item.edge.child
             var line = item.linePrefix + label(index.node(id), known: index.nodesByID[id] != nil)
             line += "  [" + (item.edge.relation + (item.edge.note.map { ": " + $0 } ?? "")).escapingControlCharacters + "]"
+            if item.edge.carried { line += "  (claimed by the file)" }
             let first = expanded.insert(id).inserted
             if !first { line += "  (repeat, see above)" }
             out += line + "\n"
@@ -238,6 +250,7 @@ public enum LineageRender {
             if let created = n.created { parts.append(created) }
         }
         if n.removed { parts.append("(removed)") }
+        if n.carried && known && n.damaged == nil { parts.append("(carried)") }
         if let damaged = n.damaged { parts.append("(damaged manifest \(damaged))") } else if !known { parts.append("(not in zoo)") }
         return parts.map(\.escapingControlCharacters).joined(separator: "  ")
     }
@@ -245,7 +258,9 @@ public enum LineageRender {
     // MARK: - JSON
 
     /// `{"root": ..., "direction": ..., "nodes": [...], "edges": [...]}`, keys sorted, pretty-printed;
-    /// node fields as `LineageNode` names them, absent optionals left out.
+    /// node and edge fields as `LineageNode` and `LineageEdge` name them, absent optionals left out;
+    /// `carried` (always present, as `removed`) is true on a node whose record and on an edge whose
+    /// child's record is carried from an imported bissl `.h5`: that file's claim.
     public static func json(_ graph: LineageGraph, direction: LineageDirection) throws -> String {
         struct Document: Encodable {
             var root: String
@@ -268,7 +283,9 @@ public enum LineageRender {
 
     /// A `digraph` (DOT language, https://graphviz.org/doc/info/lang.html): one box per entry with
     /// its id as the node id and a multi-line label, edges parent -> child labelled with the relation
-    /// (and note), ancestors on top. The root is bold, removed entries dashed, unknown ones dotted.
+    /// (and note), ancestors on top. The root is bold, removed entries dashed, unknown ones dotted;
+    /// an entry whose record is carried from an imported `.h5` has the label line `carried`, and an
+    /// edge that record claims is dashed with `(claimed by the file)` under its relation.
     /// Strings are double-quoted with `\` and `"` escaped and line breaks written as `\n`.
     public static func dot(_ graph: LineageGraph) -> String {
         let index = LineageIndex(graph)
@@ -288,7 +305,8 @@ public enum LineageRender {
             out += "  \(dotString(id)) [\(attributes.joined(separator: ", "))];\n"
         }
         for e in graph.edges {
-            out += "  \(dotString(e.parent)) -> \(dotString(e.child)) [label=\(dotString(edgeLabel(e, separator: "\n")))];\n"
+            out += "  \(dotString(e.parent)) -> \(dotString(e.child)) [label=\(dotString(edgeLabel(e, separator: "\n")))"
+            out += e.carried ? ", style=\"dashed\"];\n" : "];\n"
         }
         return out + "}\n"
     }
@@ -314,7 +332,9 @@ public enum LineageRender {
 
     /// A Mermaid flowchart (https://mermaid.js.org/syntax/flowchart.html), top-down, parents above:
     /// nodes `n0`, `n1`, ... (the root is `n0`) with quoted labels whose lines are joined by `<br/>`,
-    /// edges `parent -->|"relation"| child`. Label text is entity-escaped (`#quot;`, `#amp;`, `#lt;`,
+    /// edges `parent -->|"relation"| child`; an edge the child's carried record claims (imported `.h5`)
+    /// is dotted, `parent -.->|"relation (claimed by the file)"| child`, and that entry's label has the
+    /// line `carried`. Label text is entity-escaped (`#quot;`, `#amp;`, `#lt;`,
     /// `#gt;`, `#35;` for `#`, `#124;` for `|`) so no name can break the syntax. The root gets class
     /// `root`, removed entries class `removed`.
     public static func mermaid(_ graph: LineageGraph) -> String {
@@ -327,7 +347,7 @@ public enum LineageRender {
             out += "  n\(i)[\"\(lines.joined(separator: "<br/>"))\"]\n"
         }
         for e in graph.edges {
-            out += "  \(key[e.parent]!) -->|\"\(mermaidText(edgeLabel(e, separator: " ")))\"| \(key[e.child]!)\n"
+            out += "  \(key[e.parent]!) \(e.carried ? "-.->" : "-->")|\"\(mermaidText(edgeLabel(e, separator: " ")))\"| \(key[e.child]!)\n"
         }
         out += "  classDef root stroke-width:3px\n"
         out += "  classDef removed stroke-dasharray:5 5\n"
@@ -359,7 +379,8 @@ public enum LineageRender {
 
     // MARK: - Shared label parts
 
-    /// Label lines for graph formats: short id, name, `stage/method · arch`, created, status.
+    /// Label lines for graph formats: short id, name, `stage/method · arch`, created, status
+    /// (`removed`, `carried`).
     static func labelLines(_ n: LineageNode, known: Bool) -> [String] {
         var lines = [n.shortID]
         if let name = n.name, !name.isEmpty { lines.append(name) }
@@ -373,11 +394,13 @@ public enum LineageRender {
             lines.append("not in zoo")
         }
         if n.removed { lines.append("removed") }
+        if n.carried && known && n.damaged == nil { lines.append("carried") }
         return lines
     }
 
-    /// `finetuned-from` plus the note on the next line (`separator`), if any.
+    /// `finetuned-from` plus the note on the next line (`separator`), if any, and `(claimed by the
+    /// file)` on the next for an edge a carried record claims.
     static func edgeLabel(_ e: LineageEdge, separator: String) -> String {
-        e.relation + (e.note.map { separator + $0 } ?? "")
+        e.relation + (e.note.map { separator + $0 } ?? "") + (e.carried ? separator + "(claimed by the file)" : "")
     }
 }

@@ -35,6 +35,9 @@ public struct ZooLineage: Codable, Equatable, Sendable {
         public var created: String?
         /// For removed entries, when.
         public var removedAt: String?
+        /// The record (listed or in its tombstone) is carried from an imported bissl `.h5`
+        /// (`Provenance.carriedFrom` not empty): its stage, parents, data and metrics are that file's claim.
+        public var carried: Bool = false
     }
 
     /// `child` was made from `parent`; `relation` and `note` come from the child's provenance.
@@ -43,6 +46,8 @@ public struct ZooLineage: Codable, Equatable, Sendable {
         public var parent: String
         public var relation: String
         public var note: String?
+        /// The child's record is carried from an imported bissl `.h5`: the relation is that file's claim.
+        public var carried: Bool = false
     }
 
     public var root: String
@@ -86,26 +91,36 @@ extension Zoo {
             let ordered = distance.sorted { ($0.value, $0.key) < ($1.value, $1.key) }.map(\.key)
             let members = Set(ordered)
             let listed = Dictionary(try Catalog.records(ListFilter(ids: ordered), withProvenance: false, db).map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+            // Whether a listed entry's provenance document has a non-empty `carriedFrom`, read in SQLite
+            // (the listing above holds no provenance); the JSON functions only run on a document that names
+            // the key and parses (they raise an error on a malformed one).
+            let carriedStatement = try db.cachedStatement(sql: """
+                SELECT CASE WHEN instr(provenance, '"carriedFrom"') > 0 AND json_valid(provenance)
+                            THEN coalesce(json_array_length(provenance, '$.carriedFrom'), 0) > 0 ELSE 0 END
+                FROM entries WHERE id = ?
+                """)
             var nodes: [ZooLineage.Node] = []
             var edges: [ZooLineage.Edge] = []
             for id in ordered {
                 if let r = listed[id] {
                     let s = r.summary
+                    let carried = try Bool.fetchOne(carriedStatement, arguments: [id]) ?? false
                     nodes.append(.init(id: id, status: .listed, name: r.name, tags: r.tags, stage: s.stage, method: s.method, arch: s.arch,
                                        dataset: s.dataset, headlineMetric: s.headlineMetric, headlineValue: s.headlineValue,
-                                       created: s.created, removedAt: nil))
+                                       created: s.created, removedAt: nil, carried: carried))
                     // Up: edges toward parents of ancestors; down: every child edge is found from the child side too.
                     for parent in s.parents where members.contains(parent.id) {
-                        edges.append(.init(child: id, parent: parent.id, relation: parent.relation, note: parent.note))
+                        edges.append(.init(child: id, parent: parent.id, relation: parent.relation, note: parent.note, carried: carried))
                     }
                 } else if let t = try Catalog.tombstone(id, db) {
                     let headline = EntrySummary.headlineMetric(t.provenance.metrics)
+                    let carried = !(t.provenance.carriedFrom ?? []).isEmpty
                     nodes.append(.init(id: id, status: .removed, name: nil, tags: t.labels, stage: t.stage, method: t.method, arch: t.arch,
                                        dataset: EntrySummary.headlineDataset(t.provenance.datasets)?.uri,
                                        headlineMetric: headline?.name, headlineValue: headline?.value,
-                                       created: t.provenance.endedAt ?? t.provenance.startedAt, removedAt: t.removedAt))
+                                       created: t.provenance.endedAt ?? t.provenance.startedAt, removedAt: t.removedAt, carried: carried))
                     for parent in t.provenance.parents where members.contains(parent.id) {
-                        edges.append(.init(child: id, parent: parent.id, relation: parent.relation, note: parent.note))
+                        edges.append(.init(child: id, parent: parent.id, relation: parent.relation, note: parent.note, carried: carried))
                     }
                 } else {
                     nodes.append(.init(id: id, status: .unknown, name: nil, tags: [], stage: nil, method: nil, arch: nil, dataset: nil,
@@ -124,9 +139,10 @@ extension ZooLineage {
         let nodes = self.nodes.compactMap { n -> LineageNode? in
             guard n.status != .unknown, let stage = n.stage else { return nil }
             return LineageNode(id: n.id, name: n.name ?? n.tags.first, stage: stage, method: n.method, arch: n.arch,
-                               created: n.created, removed: n.status == .removed)
+                               created: n.created, removed: n.status == .removed, carried: n.carried)
         }
         return LineageGraph(root: root, nodes: nodes,
-                            edges: edges.map { LineageEdge(parent: $0.parent, child: $0.child, relation: $0.relation, note: $0.note) })
+                            edges: edges.map { LineageEdge(parent: $0.parent, child: $0.child, relation: $0.relation, note: $0.note,
+                                                           carried: $0.carried) })
     }
 }

@@ -92,11 +92,17 @@ public struct RemoteZoo {
         let damagedNodes = listing.damaged.filter { $0.kind == .manifest }.map { d in
             LineageNode(id: String(d.key.dropFirst("entries/".count).prefix(64)), stage: "unknown", damaged: d.url)
         }
+        // A record carried from an imported bissl .h5 (`Provenance.carriedFrom`) is that file's claim;
+        // the provenance document is decoded only when its text names the key.
+        let carried = Set(records.filter { r in
+            r.summary.provenanceJSON.contains("\"carriedFrom\"") && !(r.summary.provenance?.carriedFrom ?? []).isEmpty
+        }.map(\.id))
         let nodes = records.map { r in
-            LineageNode(id: r.id, name: r.name ?? r.tags.first, stage: r.summary.stage, method: r.summary.method, arch: r.summary.arch, created: r.summary.created)
+            LineageNode(id: r.id, name: r.name ?? r.tags.first, stage: r.summary.stage, method: r.summary.method, arch: r.summary.arch,
+                        created: r.summary.created, carried: carried.contains(r.id))
         } + damagedNodes
         let edges = records.flatMap { r in
-            r.summary.parents.map { LineageEdge(parent: $0.id, child: r.id, relation: $0.relation, note: $0.note) }
+            r.summary.parents.map { LineageEdge(parent: $0.id, child: r.id, relation: $0.relation, note: $0.note, carried: carried.contains(r.id)) }
         }
         return RemoteLineage(graph: LineageGraph(root: root, nodes: nodes, edges: edges), damaged: listing.damaged)
     }
