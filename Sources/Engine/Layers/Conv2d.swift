@@ -1,3 +1,5 @@
+import CKernels
+
 /// 2-D convolution without bias, `torch.nn.Conv2d(C, O, k, stride, padding, bias=False)`
 /// (https://pytorch.org/docs/stable/generated/torch.nn.Conv2d.html), as GEMMs (`GEMM.sgemm`, OpenBLAS), on
 /// planes with fewer pixels than taps as one dense matrix per image (`DenseConvolution.swift`), or for 3x3
@@ -383,24 +385,14 @@ public final class Conv2d {
 
     /// Unfolds images `images` of `xs` (each `[C, H, W]`, shaped like `x`'s) into `cols` `[C*k*k, n*Ho*Wo]`
     /// (`n = images.count`): row `(c*k + i)*k + j`, column `(image - images.lowerBound)*Ho*Wo + oh*Wo + ow`
-    /// holds `x[image, c, oh*s - p + i, ow*s - p + j]` (0 outside the image).
-    ///
-    /// Every value is written once (no zero-fill first). For "same" convolutions (stride 1, `Wo == W`: the
-    /// 3x3/1 pad-1 convs of every ResNet block) the valid window of one (row, image) pair is the input
-    /// plane shifted by `(i - p)*W + (j - p)`, so it is one contiguous copy whose wrapped edge columns
-    /// are then zeroed; otherwise each output row is copied (stride 1) or gathered (stride 2).
+    /// holds `x[image, c, oh*s - p + i, ow*s - p + j]` (0 outside the image). Every value is written once
+    /// (no zero-fill first), by `bissl_im2col` (Sources/CKernels/im2col.c) at the CPU's vector level: the
+    /// stride-2 gathers (the 7x7 stem, the strided 3x3 and 1x1 convolutions) and the short rows of small
+    /// planes were one float at a time in Swift, which is compiled for the x86-64 baseline.
     func im2col(_ xs: ImageBatch, _ images: Range<Int>, like x: Tensor4, ho: Int, wo: Int, into cols: UnsafeMutablePointer<Float>) {
-        let k = kernel, C = x.c, P = ho * wo, width = images.count * P
-        for c in 0..<C {
-            for i in 0..<k {
-                for j in 0..<k {
-                    let w = window(i, j, x, ho: ho, wo: wo)
-                    let row = cols + ((c * k + i) * k + j) * width
-                    for (local, n) in images.enumerated() {
-                        unfold(xs[n] + c * x.h * x.w, into: row + local * P, tap: i, j, w, x, ho: ho, wo: wo)
-                    }
-                }
-            }
+        let pointers: [UnsafePointer<Float>?] = images.map { xs[$0] }
+        pointers.withUnsafeBufferPointer { p in
+            bissl_im2col(DirectConvolution.level, p.baseAddress!, images.count, x.c, x.h, x.w, kernel, stride, padding, ho, wo, cols)
         }
     }
 
@@ -413,45 +405,6 @@ public final class Conv2d {
         let r0 = max(0, (pad - i + s - 1) / s), r1 = min(ho, floorDiv(x.h - 1 + pad - i, s) + 1)
         let c0 = max(0, (pad - j + s - 1) / s), c1 = min(wo, floorDiv(x.w - 1 + pad - j, s) + 1)
         return (r0 < r1 && c0 < c1) ? (r0..<r1, c0..<c1) : (0..<0, 0..<0)
-    }
-
-    /// Writes the `[Ho, Wo]` plane of tap `(i, j)` (valid outputs `w`, from `window`) for one input plane of
-    /// `x` into `dst`.
-    @inline(__always)
-    private func unfold(_ plane: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, tap i: Int, _ j: Int,
-                        _ w: (rows: Range<Int>, cols: Range<Int>), _ x: Tensor4, ho: Int, wo: Int) {
-        let s = stride, pad = padding, W = x.w
-        let (rows, cols) = w
-        guard !rows.isEmpty else { dst.update(repeating: 0, count: ho * wo); return }
-        // rows that read above or below the image
-        dst.update(repeating: 0, count: rows.lowerBound * wo)
-        (dst + rows.upperBound * wo).update(repeating: 0, count: (ho - rows.upperBound) * wo)
-        if s == 1 && wo == W {
-            // Output (oh, ow) reads input index oh*W + ow + shift: one run from the first valid value to the last.
-            let shift = (i - pad) * W + (j - pad)
-            let first = rows.lowerBound * wo + cols.lowerBound, last = (rows.upperBound - 1) * wo + cols.upperBound
-            copyFloats(dst + first, plane + first + shift, last - first)
-            // The columns outside `cols` picked up the neighbouring rows' edge values: zero them.
-            if cols.count < wo {
-                for oh in rows {
-                    let r = dst + oh * wo
-                    for ow in 0..<cols.lowerBound { r[ow] = 0 }
-                    for ow in cols.upperBound..<wo { r[ow] = 0 }
-                }
-            }
-            return
-        }
-        for oh in rows {
-            let r = dst + oh * wo
-            let src = plane + (oh * s - pad + i) * W + j - pad   // src[ow * s] = x[ih, ow*s - p + j]
-            for ow in 0..<cols.lowerBound { r[ow] = 0 }
-            for ow in cols.upperBound..<wo { r[ow] = 0 }
-            if s == 1 {
-                copyFloats(r + cols.lowerBound, src + cols.lowerBound, cols.count)
-            } else {
-                for ow in cols { r[ow] = src[ow * s] }
-            }
-        }
     }
 
     /// Adjoint of `im2col`: adds `cols` `[C*k*k, n*Ho*Wo]` of the chunk `images` into those images of `out`
