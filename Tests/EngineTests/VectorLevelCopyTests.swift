@@ -3,10 +3,10 @@ import XCTest
 @testable import Engine
 import TestSupport
 
-/// `bissl_im2col` and `MaxPool2d.infer` (Sources/CKernels/im2col.c) at every vector level this CPU has,
-/// the x86-64 baseline included. Both only move or compare values, so they are checked with tolerance 0
-/// (bit patterns): im2col against its definition written here, the inference pool against
-/// `MaxPool2d.forward`'s values.
+/// `bissl_im2col` and `MaxPool2d.infer` (Sources/CKernels/im2col.c) and `bissl_store_rows`
+/// (Sources/CKernels/gemm_output.c) at every vector level this CPU has, the x86-64 baseline included. They
+/// move, compare or add values in a fixed order, so they are checked with tolerance 0 (bit patterns): im2col
+/// and the epilogue against their definitions written here, the inference pool against `MaxPool2d.forward`.
 final class VectorLevelCopyTests: XCTestCase {
     let levels = [Int32(BISSL_LEVEL_BASELINE), Int32(BISSL_LEVEL_AVX2), Int32(BISSL_LEVEL_AVX512)]
         .filter { $0 <= DirectConvolution.supportedLevel }
@@ -69,6 +69,50 @@ final class VectorLevelCopyTests: XCTestCase {
                     let got = pool.infer(t)
                     XCTAssertEqual(got.shape, want.shape)
                     XCTAssertEqual(got.data.map(\.bitPattern), want.data.map(\.bitPattern), "(\(k), \(s), \(p)) \([n, c, h, w]) level \(level)")
+                }
+            }
+        }
+    }
+
+    /// `bissl_store_rows` against its definition (`v + shift[o]`, then `+ residual`, then `v <= 0 ? 0 : v`, in
+    /// float32 in that order) with and without each part, moved out of `[O, n P]` rows and in place, over
+    /// planes of 9, 36 and 37 pixels (vector tails), with NaNs and zeros of both signs among the values.
+    func testStoreRowsEqualsTheEpilogueAtEveryLevel() {
+        for (n, o, p) in [(3, 5, 9), (2, 4, 36), (1, 3, 37), (2, 2, 1)] {
+            var rows = values(n * o * p, seed: UInt64(p))
+            for i in rows.indices where i % 7 == 3 { rows[i] = [.nan, 0, -0.0][i % 3] }
+            let shift = values(o, seed: 5), residual = values(n * o * p, seed: 6)
+            for (hasShift, hasResidual, relu) in [(false, false, false), (true, false, false), (true, false, true),
+                                                  (true, true, false), (true, true, true)] {
+                for inPlace in [false, true] {
+                    // the row of (image b, channel c): [O, n P] rows, or the NCHW output itself
+                    func source(_ b: Int, _ c: Int) -> Int { inPlace ? (b * o + c) * p : c * n * p + b * p }
+                    var want = [Float](repeating: 0, count: n * o * p)
+                    for b in 0..<n { for c in 0..<o { for q in 0..<p {
+                        var v = rows[source(b, c) + q]
+                        if hasShift {
+                            v = v + shift[c]
+                            if hasResidual { v = v + residual[(b * o + c) * p + q] }
+                            if relu { v = v <= 0 ? 0 : v }
+                        }
+                        want[(b * o + c) * p + q] = v
+                    } } }
+                    for level in levels {
+                        var out = [Float](repeating: .nan, count: n * o * p)
+                        if inPlace { out = rows }
+                        let src = rows
+                        shift.withUnsafeBufferPointer { sp in residual.withUnsafeBufferPointer { rp in src.withUnsafeBufferPointer { xp in
+                            out.withUnsafeMutableBufferPointer { op in
+                                var y = bissl_output(out: op.baseAddress!, images: n, height: 1, width: p, channelStride: p, imageStride: o * p,
+                                                     shift: hasShift ? sp.baseAddress : nil, residual: hasResidual ? rp.baseAddress : nil,
+                                                     relu: relu ? 1 : 0)
+                                bissl_store_rows(level, inPlace ? UnsafePointer(op.baseAddress!) : xp.baseAddress!, inPlace ? o * p : p,
+                                                 inPlace ? p : n * p, o, &y)
+                            }
+                        } } }
+                        XCTAssertEqual(out.map(\.bitPattern), want.map(\.bitPattern),
+                                       "\([n, o, p]) shift \(hasShift) residual \(hasResidual) relu \(relu) in place \(inPlace) level \(level)")
+                    }
                 }
             }
         }

@@ -184,39 +184,44 @@ public final class Conv2d {
         let ho = outputSize(x.h), wo = outputSize(x.w), N = x.n, O = outChannels
         let p = ho * wo, ckk = inChannels * kernel * kernel
         let y = [Float](count: N * O * p) { yp in
-            ImageBatch.with(terms.map(\.x)) { xs in
-                withBaseAddresses(terms.map(\.w)) { ws in
-                    forEachImageChunk(images: N, plane: p, oneImage: readsImagesDirectly && p >= Conv2d.oneImageColumns) { chunk in
-                        let images = chunk.images, width = images.count * p
-                        // Y_n[O, P] in place for one image, else T[O, n*P] moved into NCHW below:
-                        // += W_t[O, CKK] * cols_t[CKK, n*P] for each term
-                        let out = images.count == 1 ? yp.baseAddress! + images.lowerBound * O * p : chunk.rows
-                        for (t, w) in ws.enumerated() {
-                            let b = columns(xs, images.shifted(t * N), like: x, ho: ho, wo: wo, into: chunk.columns)
-                            GEMM.sgemm(m: O, n: width, k: ckk, a: w, lda: ckk, b: b, ldb: width, beta: t == 0 ? 0 : 1,
-                                       c: out, ldc: width, parallel: chunk.splitGEMM)
-                        }
-                        if images.count == 1 {
-                            for o in 0..<O {
-                                epilogue?.apply(out + o * p, from: out + o * p, channel: o, at: (images.lowerBound * O + o) * p, count: p)
+            Conv2d.withOutput(epilogue) { output in
+                ImageBatch.with(terms.map(\.x)) { xs in
+                    withBaseAddresses(terms.map(\.w)) { ws in
+                        forEachImageChunk(images: N, plane: p, oneImage: readsImagesDirectly && p >= Conv2d.oneImageColumns) { chunk in
+                            let images = chunk.images, width = images.count * p
+                            // Y_n[O, P] in place for one image, else T[O, n*P] moved into NCHW below:
+                            // += W_t[O, CKK] * cols_t[CKK, n*P] for each term
+                            let out = images.count == 1 ? yp.baseAddress! + images.lowerBound * O * p : chunk.rows
+                            for (t, w) in ws.enumerated() {
+                                let b = columns(xs, images.shifted(t * N), like: x, ho: ho, wo: wo, into: chunk.columns)
+                                GEMM.sgemm(m: O, n: width, k: ckk, a: w, lda: ckk, b: b, ldb: width, beta: t == 0 ? 0 : 1,
+                                           c: out, ldc: width, parallel: chunk.splitGEMM)
                             }
-                            return
-                        }
-                        for (local, n) in images.enumerated() {
-                            for o in 0..<O {
-                                let at = (n * O + o) * p, from = out + o * width + local * p
-                                if let epilogue {
-                                    epilogue.apply(yp.baseAddress! + at, from: from, channel: o, at: at, count: p)
-                                } else {
-                                    copyFloats(yp.baseAddress! + at, from, p)
-                                }
-                            }
+                            // one image: the epilogue in place (nothing to do without one); more: T[o, local*P + q] moved
+                            // to its NCHW place through the epilogue
+                            if images.count == 1 && epilogue == nil { return }
+                            let first = images.lowerBound * O * p
+                            var y = bissl_output(out: yp.baseAddress! + first, images: images.count, height: ho, width: wo,
+                                                 channelStride: p, imageStride: O * p, shift: output.shift,
+                                                 residual: output.residual.map { $0 + first }, relu: output.relu ? 1 : 0)
+                            bissl_store_rows(DirectConvolution.level, out, p, images.count == 1 ? p : width, O, &y)
                         }
                     }
                 }
             }
         }
         return Tensor4(n: N, c: O, h: ho, w: wo, data: y)
+    }
+
+    /// `body` with `epilogue`'s shift, residual (nil: none) and ReLU flag as `bissl_output` takes them
+    /// (shift nil: no epilogue).
+    static func withOutput<R>(_ epilogue: Epilogue?,
+                              _ body: ((shift: UnsafePointer<Float>?, residual: UnsafePointer<Float>?, relu: Bool)) -> R) -> R {
+        guard let epilogue else { return body((nil, nil, false)) }
+        return epilogue.shift.withUnsafeBufferPointer { shift in
+            guard let residual = epilogue.residual else { return body((shift.baseAddress, nil, epilogue.relu)) }
+            return residual.withUnsafeBufferPointer { body((shift.baseAddress, $0.baseAddress, epilogue.relu)) }
+        }
     }
 
     /// `weight.grad += Σ_t corr(dy_t, x_t)` (dL/dW of output gradients dy_t for inputs x_t, each pair of the
@@ -347,40 +352,12 @@ public final class Conv2d {
     }
 
     /// What `infer` applies to each output value of channel `o` at flat NCHW index `i`:
-    /// `v + shift[o] (+ residual[i])`, then `ReLU`'s rule (`v <= 0 ? 0 : v`: NaN stays NaN) when `relu` is set.
+    /// `v + shift[o] (+ residual[i])`, then `ReLU`'s rule (`v <= 0 ? 0 : v`: NaN stays NaN) when `relu` is set;
+    /// applied by the C kernels through `bissl_output` (`bissl_store_rows` after the GEMMs, the direct kernels).
     struct Epilogue {
         let shift: [Float]
         let residual: [Float]?
         let relu: Bool
-
-        /// `dst[i] = f(src[i])` for `count` values of `channel` starting at NCHW index `at` (`dst` may be `src`).
-        @inline(__always)
-        func apply(_ dst: UnsafeMutablePointer<Float>, from src: UnsafePointer<Float>, channel: Int, at: Int, count: Int) {
-            let b = SIMD8<Float>(repeating: shift[channel])
-            let d = UnsafeMutableRawPointer(dst), s = UnsafeRawPointer(src)
-            let relu = self.relu
-            func run(_ r: UnsafeRawPointer?) {
-                var i = 0
-                while i + 8 <= count {
-                    var v = s.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self) + b
-                    if let r { v += r.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self) }
-                    if relu { v = reluRule(v) }
-                    d.storeBytes(of: v, toByteOffset: 4 * i, as: SIMD8<Float>.self)
-                    i += 8
-                }
-                while i < count {
-                    var v = src[i] + b[0]
-                    if let r { v += r.load(fromByteOffset: 4 * i, as: Float.self) }
-                    dst[i] = relu ? reluRule(v) : v
-                    i += 1
-                }
-            }
-            if let residual {
-                residual.withUnsafeBufferPointer { run(UnsafeRawPointer($0.baseAddress! + at)) }
-            } else {
-                run(nil)
-            }
-        }
     }
 
     /// Unfolds images `images` of `xs` (each `[C, H, W]`, shaped like `x`'s) into `cols` `[C*k*k, n*Ho*Wo]`
