@@ -40,7 +40,7 @@ TARGET static void store_##SUFFIX(const float *rows, long ris, long rs, long O, 
 STORE_FUNCTION(baseline, )
 #if defined(__x86_64__)
 STORE_FUNCTION(avx2, __attribute__((target("avx2,fma"))))
-STORE_FUNCTION(avx512, __attribute__((target("avx512f,avx512bw,avx512vl,fma"))))
+STORE_FUNCTION(avx512, __attribute__((target("avx512f,fma"))))
 #endif
 
 void bissl_store_rows(int level, const float *rows, long rowImageStride, long rowStride, long channels,

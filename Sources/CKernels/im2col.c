@@ -119,7 +119,7 @@ TARGET static void maxpool_##SUFFIX(const float *x, long planes, long H, long W,
 LEVEL_FUNCTIONS(baseline, )
 #if defined(__x86_64__)
 LEVEL_FUNCTIONS(avx2, __attribute__((target("avx2,fma"))))
-LEVEL_FUNCTIONS(avx512, __attribute__((target("avx512f,avx512bw,avx512vl,fma"))))
+LEVEL_FUNCTIONS(avx512, __attribute__((target("avx512f,fma"))))
 #endif
 
 void bissl_im2col(int level, const float *const *images, long count, long channels, long height, long width,
