@@ -82,5 +82,7 @@ void bissl_conv3x3_by_position(int level, const float *x, long channels, long pl
 
 #include "batchnorm.h"
 #include "pool.h"
+#include "im2col.h"
+#include "gemm_output.h"
 
 #endif

@@ -1,3 +1,5 @@
+import CKernels
+
 /// 2-D convolution without bias, `torch.nn.Conv2d(C, O, k, stride, padding, bias=False)`
 /// (https://pytorch.org/docs/stable/generated/torch.nn.Conv2d.html), as GEMMs (`GEMM.sgemm`, OpenBLAS), on
 /// planes with fewer pixels than taps as one dense matrix per image (`DenseConvolution.swift`), or for 3x3
@@ -182,39 +184,44 @@ public final class Conv2d {
         let ho = outputSize(x.h), wo = outputSize(x.w), N = x.n, O = outChannels
         let p = ho * wo, ckk = inChannels * kernel * kernel
         let y = [Float](count: N * O * p) { yp in
-            ImageBatch.with(terms.map(\.x)) { xs in
-                withBaseAddresses(terms.map(\.w)) { ws in
-                    forEachImageChunk(images: N, plane: p, oneImage: readsImagesDirectly && p >= Conv2d.oneImageColumns) { chunk in
-                        let images = chunk.images, width = images.count * p
-                        // Y_n[O, P] in place for one image, else T[O, n*P] moved into NCHW below:
-                        // += W_t[O, CKK] * cols_t[CKK, n*P] for each term
-                        let out = images.count == 1 ? yp.baseAddress! + images.lowerBound * O * p : chunk.rows
-                        for (t, w) in ws.enumerated() {
-                            let b = columns(xs, images.shifted(t * N), like: x, ho: ho, wo: wo, into: chunk.columns)
-                            GEMM.sgemm(m: O, n: width, k: ckk, a: w, lda: ckk, b: b, ldb: width, beta: t == 0 ? 0 : 1,
-                                       c: out, ldc: width, parallel: chunk.splitGEMM)
-                        }
-                        if images.count == 1 {
-                            for o in 0..<O {
-                                epilogue?.apply(out + o * p, from: out + o * p, channel: o, at: (images.lowerBound * O + o) * p, count: p)
+            Conv2d.withOutput(epilogue) { output in
+                ImageBatch.with(terms.map(\.x)) { xs in
+                    withBaseAddresses(terms.map(\.w)) { ws in
+                        forEachImageChunk(images: N, plane: p, oneImage: readsImagesDirectly && p >= Conv2d.oneImageColumns) { chunk in
+                            let images = chunk.images, width = images.count * p
+                            // Y_n[O, P] in place for one image, else T[O, n*P] moved into NCHW below:
+                            // += W_t[O, CKK] * cols_t[CKK, n*P] for each term
+                            let out = images.count == 1 ? yp.baseAddress! + images.lowerBound * O * p : chunk.rows
+                            for (t, w) in ws.enumerated() {
+                                let b = columns(xs, images.shifted(t * N), like: x, ho: ho, wo: wo, into: chunk.columns)
+                                GEMM.sgemm(m: O, n: width, k: ckk, a: w, lda: ckk, b: b, ldb: width, beta: t == 0 ? 0 : 1,
+                                           c: out, ldc: width, parallel: chunk.splitGEMM)
                             }
-                            return
-                        }
-                        for (local, n) in images.enumerated() {
-                            for o in 0..<O {
-                                let at = (n * O + o) * p, from = out + o * width + local * p
-                                if let epilogue {
-                                    epilogue.apply(yp.baseAddress! + at, from: from, channel: o, at: at, count: p)
-                                } else {
-                                    copyFloats(yp.baseAddress! + at, from, p)
-                                }
-                            }
+                            // one image: the epilogue in place (nothing to do without one); more: T[o, local*P + q] moved
+                            // to its NCHW place through the epilogue
+                            if images.count == 1 && epilogue == nil { return }
+                            let first = images.lowerBound * O * p
+                            var y = bissl_output(out: yp.baseAddress! + first, images: images.count, height: ho, width: wo,
+                                                 channelStride: p, imageStride: O * p, shift: output.shift,
+                                                 residual: output.residual.map { $0 + first }, relu: output.relu ? 1 : 0)
+                            bissl_store_rows(DirectConvolution.level, out, p, images.count == 1 ? p : width, O, &y)
                         }
                     }
                 }
             }
         }
         return Tensor4(n: N, c: O, h: ho, w: wo, data: y)
+    }
+
+    /// `body` with `epilogue`'s shift, residual (nil: none) and ReLU flag as `bissl_output` takes them
+    /// (shift nil: no epilogue).
+    static func withOutput<R>(_ epilogue: Epilogue?,
+                              _ body: ((shift: UnsafePointer<Float>?, residual: UnsafePointer<Float>?, relu: Bool)) -> R) -> R {
+        guard let epilogue else { return body((nil, nil, false)) }
+        return epilogue.shift.withUnsafeBufferPointer { shift in
+            guard let residual = epilogue.residual else { return body((shift.baseAddress, nil, epilogue.relu)) }
+            return residual.withUnsafeBufferPointer { body((shift.baseAddress, $0.baseAddress, epilogue.relu)) }
+        }
     }
 
     /// `weight.grad += Σ_t corr(dy_t, x_t)` (dL/dW of output gradients dy_t for inputs x_t, each pair of the
@@ -345,62 +352,24 @@ public final class Conv2d {
     }
 
     /// What `infer` applies to each output value of channel `o` at flat NCHW index `i`:
-    /// `v + shift[o] (+ residual[i])`, then `ReLU`'s rule (`v <= 0 ? 0 : v`: NaN stays NaN) when `relu` is set.
+    /// `v + shift[o] (+ residual[i])`, then `ReLU`'s rule (`v <= 0 ? 0 : v`: NaN stays NaN) when `relu` is set;
+    /// applied by the C kernels through `bissl_output` (`bissl_store_rows` after the GEMMs, the direct kernels).
     struct Epilogue {
         let shift: [Float]
         let residual: [Float]?
         let relu: Bool
-
-        /// `dst[i] = f(src[i])` for `count` values of `channel` starting at NCHW index `at` (`dst` may be `src`).
-        @inline(__always)
-        func apply(_ dst: UnsafeMutablePointer<Float>, from src: UnsafePointer<Float>, channel: Int, at: Int, count: Int) {
-            let b = SIMD8<Float>(repeating: shift[channel])
-            let d = UnsafeMutableRawPointer(dst), s = UnsafeRawPointer(src)
-            let relu = self.relu
-            func run(_ r: UnsafeRawPointer?) {
-                var i = 0
-                while i + 8 <= count {
-                    var v = s.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self) + b
-                    if let r { v += r.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self) }
-                    if relu { v = reluRule(v) }
-                    d.storeBytes(of: v, toByteOffset: 4 * i, as: SIMD8<Float>.self)
-                    i += 8
-                }
-                while i < count {
-                    var v = src[i] + b[0]
-                    if let r { v += r.load(fromByteOffset: 4 * i, as: Float.self) }
-                    dst[i] = relu ? reluRule(v) : v
-                    i += 1
-                }
-            }
-            if let residual {
-                residual.withUnsafeBufferPointer { run(UnsafeRawPointer($0.baseAddress! + at)) }
-            } else {
-                run(nil)
-            }
-        }
     }
 
     /// Unfolds images `images` of `xs` (each `[C, H, W]`, shaped like `x`'s) into `cols` `[C*k*k, n*Ho*Wo]`
     /// (`n = images.count`): row `(c*k + i)*k + j`, column `(image - images.lowerBound)*Ho*Wo + oh*Wo + ow`
-    /// holds `x[image, c, oh*s - p + i, ow*s - p + j]` (0 outside the image).
-    ///
-    /// Every value is written once (no zero-fill first). For "same" convolutions (stride 1, `Wo == W`: the
-    /// 3x3/1 pad-1 convs of every ResNet block) the valid window of one (row, image) pair is the input
-    /// plane shifted by `(i - p)*W + (j - p)`, so it is one contiguous copy whose wrapped edge columns
-    /// are then zeroed; otherwise each output row is copied (stride 1) or gathered (stride 2).
+    /// holds `x[image, c, oh*s - p + i, ow*s - p + j]` (0 outside the image). Every value is written once
+    /// (no zero-fill first), by `bissl_im2col` (Sources/CKernels/im2col.c) at the CPU's vector level: the
+    /// stride-2 gathers (the 7x7 stem, the strided 3x3 and 1x1 convolutions) and the short rows of small
+    /// planes were one float at a time in Swift, which is compiled for the x86-64 baseline.
     func im2col(_ xs: ImageBatch, _ images: Range<Int>, like x: Tensor4, ho: Int, wo: Int, into cols: UnsafeMutablePointer<Float>) {
-        let k = kernel, C = x.c, P = ho * wo, width = images.count * P
-        for c in 0..<C {
-            for i in 0..<k {
-                for j in 0..<k {
-                    let w = window(i, j, x, ho: ho, wo: wo)
-                    let row = cols + ((c * k + i) * k + j) * width
-                    for (local, n) in images.enumerated() {
-                        unfold(xs[n] + c * x.h * x.w, into: row + local * P, tap: i, j, w, x, ho: ho, wo: wo)
-                    }
-                }
-            }
+        let pointers: [UnsafePointer<Float>?] = images.map { xs[$0] }
+        pointers.withUnsafeBufferPointer { p in
+            bissl_im2col(DirectConvolution.level, p.baseAddress!, images.count, x.c, x.h, x.w, kernel, stride, padding, ho, wo, cols)
         }
     }
 
@@ -413,45 +382,6 @@ public final class Conv2d {
         let r0 = max(0, (pad - i + s - 1) / s), r1 = min(ho, floorDiv(x.h - 1 + pad - i, s) + 1)
         let c0 = max(0, (pad - j + s - 1) / s), c1 = min(wo, floorDiv(x.w - 1 + pad - j, s) + 1)
         return (r0 < r1 && c0 < c1) ? (r0..<r1, c0..<c1) : (0..<0, 0..<0)
-    }
-
-    /// Writes the `[Ho, Wo]` plane of tap `(i, j)` (valid outputs `w`, from `window`) for one input plane of
-    /// `x` into `dst`.
-    @inline(__always)
-    private func unfold(_ plane: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, tap i: Int, _ j: Int,
-                        _ w: (rows: Range<Int>, cols: Range<Int>), _ x: Tensor4, ho: Int, wo: Int) {
-        let s = stride, pad = padding, W = x.w
-        let (rows, cols) = w
-        guard !rows.isEmpty else { dst.update(repeating: 0, count: ho * wo); return }
-        // rows that read above or below the image
-        dst.update(repeating: 0, count: rows.lowerBound * wo)
-        (dst + rows.upperBound * wo).update(repeating: 0, count: (ho - rows.upperBound) * wo)
-        if s == 1 && wo == W {
-            // Output (oh, ow) reads input index oh*W + ow + shift: one run from the first valid value to the last.
-            let shift = (i - pad) * W + (j - pad)
-            let first = rows.lowerBound * wo + cols.lowerBound, last = (rows.upperBound - 1) * wo + cols.upperBound
-            copyFloats(dst + first, plane + first + shift, last - first)
-            // The columns outside `cols` picked up the neighbouring rows' edge values: zero them.
-            if cols.count < wo {
-                for oh in rows {
-                    let r = dst + oh * wo
-                    for ow in 0..<cols.lowerBound { r[ow] = 0 }
-                    for ow in cols.upperBound..<wo { r[ow] = 0 }
-                }
-            }
-            return
-        }
-        for oh in rows {
-            let r = dst + oh * wo
-            let src = plane + (oh * s - pad + i) * W + j - pad   // src[ow * s] = x[ih, ow*s - p + j]
-            for ow in 0..<cols.lowerBound { r[ow] = 0 }
-            for ow in cols.upperBound..<wo { r[ow] = 0 }
-            if s == 1 {
-                copyFloats(r + cols.lowerBound, src + cols.lowerBound, cols.count)
-            } else {
-                for ow in cols { r[ow] = src[ow * s] }
-            }
-        }
     }
 
     /// Adjoint of `im2col`: adds `cols` `[C*k*k, n*Ho*Wo]` of the chunk `images` into those images of `out`

@@ -1,3 +1,5 @@
+import CKernels
+
 /// The dense path of `Conv2d` for planes with fewer pixels than the kernel has taps (a 3x3 convolution on
 /// 1x1 and 2x2 planes: ResNet-50's last two stages at 32x32; or any convolution of a 1x1 plane).
 ///
@@ -34,10 +36,15 @@ extension Conv2d {
                 }
             }
         }
-        if let epilogue {
+        if epilogue != nil {
             let p = ho * wo
             y.withUnsafeMutableBufferPointer { yp in
-                for i in 0..<(x.n * O) { epilogue.apply(yp.baseAddress! + i * p, from: yp.baseAddress! + i * p, channel: i % O, at: i * p, count: p) }
+                Conv2d.withOutput(epilogue) { output in
+                    // in place: the rows of Y are the NCHW images
+                    var out = bissl_output(out: yp.baseAddress!, images: x.n, height: ho, width: wo, channelStride: p,
+                                           imageStride: O * p, shift: output.shift, residual: output.residual, relu: output.relu ? 1 : 0)
+                    bissl_store_rows(DirectConvolution.level, yp.baseAddress!, O * p, p, O, &out)
+                }
             }
         }
         return Tensor4(n: x.n, c: O, h: ho, w: wo, data: y)

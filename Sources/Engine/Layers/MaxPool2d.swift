@@ -1,3 +1,5 @@
+import CKernels
+
 /// `torch.nn.MaxPool2d(kernel, stride, padding)` (https://pytorch.org/docs/stable/generated/torch.nn.MaxPool2d.html);
 /// the ResNet stem uses `(3, 2, 1)`. Padding counts as -inf. Ties go to the first maximum in
 /// row-major window order, as PyTorch's CPU kernel does (strict `>`). Backward routes each
@@ -73,6 +75,27 @@ public final class MaxPool2d {
             }
         }
         return y
+    }
+
+    /// Inference: x `[N, C, H, W]` -> `[N, C, Ho, Wo]`, the values of `forward` (the same comparisons in the
+    /// same order, so the same bits) without the argmax a backward pass would need: nothing is kept, and
+    /// the windows are compared by `bissl_maxpool_infer` (Sources/CKernels/im2col.c) at the CPU's vector
+    /// level, many outputs at once. Needs `padding < kernel` (every window holds a value of the plane).
+    public func infer(_ x: Tensor4) -> Tensor4 {
+        precondition(padding < kernel, "MaxPool2d: padding \(padding) not below the kernel \(kernel)")
+        let ho = outputSize(x.h), wo = outputSize(x.w), H = x.h, W = x.w
+        let (kernel, stride, padding, level) = (self.kernel, self.stride, self.padding, DirectConvolution.level)
+        let y = [Float](count: x.n * x.c * ho * wo) { yp in
+            x.data.withUnsafeBufferPointer { xp in
+                let (xs, ys) = (xp.baseAddress!, yp.baseAddress!)
+                // planes in parallel, each written by one thread
+                Parallel.forEachChunk(x.n * x.c, workPerIndex: ho * wo * kernel * kernel) { planes in
+                    bissl_maxpool_infer(level, xs + planes.lowerBound * H * W, planes.count, H, W, kernel, stride, padding,
+                                        ho, wo, ys + planes.lowerBound * ho * wo)
+                }
+            }
+        }
+        return Tensor4(n: x.n, c: x.c, h: ho, w: wo, data: y)
     }
 
     /// Tangent forward: ẋ `[N, C, H, W]` -> ẏ `[N, C, Ho, Wo]`, ẏ = ẋ at the primal forward's argmax

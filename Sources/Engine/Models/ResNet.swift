@@ -164,7 +164,7 @@ public final class ResNet {
         precondition(ActivationPatterns.current == nil, "ResNet.infer: activation patterns are not recorded or replayed")
         let (scale, shift) = bn1.evalAffine()
         var out = conv1.infer(x, scale: scale, shift: shift, relu: true)
-        if let mp = maxpool { out = mp.forward(out) }
+        if let mp = maxpool { out = mp.infer(out) }
         for b in blocks { out = b.infer(out) }
         return pool.forward(out)
     }
