@@ -13,7 +13,8 @@ import CKernels
 ///   chunk is unfolded with im2col into `[C*k*k, n*Ho*Wo]` (a 1x1 stride-1 convolution of one image reads
 ///   the image itself) and multiplied by the weight while it is in cache; a one-image chunk's GEMM writes
 ///   its NCHW output directly, larger chunks' outputs are moved into NCHW. The backward passes go chunk by
-///   chunk the same way (col2im per chunk).
+///   chunk the same way (col2im per chunk; a 1x1 stride-1 input gradient is written in place from
+///   `oneImageColumns` pixels, as the forward, and moved into NCHW below).
 /// - Every rule is a sum of convolution products (one for the forward and backward, two for the tangent
 ///   rules): the products of one sum share one chunk walk, so a tangent rule writes its output once (the
 ///   second GEMM adds into the first's output, the input gradient's two GEMMs fill one col2im buffer, the
@@ -264,18 +265,25 @@ public final class Conv2d {
         let dx = [Float](count: x.count) { dxp in
             ImageBatch.with(terms.map(\.dy)) { dys in
                 withBaseAddresses(terms.map(\.w)) { ws in
-                    forEachImageChunk(images: N, plane: p) { chunk in
+                    forEachImageChunk(images: N, plane: p, oneImage: readsImagesDirectly && p >= Conv2d.oneImageColumns) { chunk in
                         let images = chunk.images, width = images.count * p
                         let dxn = dxp.baseAddress! + images.lowerBound * image
-                        // dX_n[C, P] in place (a 1x1 stride-1 convolution, one image), else dcols[CKK, n*P] summed
-                        // back into the chunk's images: += W_t[O, CKK]^T * dY_t[O, n*P] for each term
+                        // dX_n[C, P] in place (a 1x1 stride-1 convolution, one image: from `oneImageColumns` pixels,
+                        // as the forward), else dcols[CKK, n*P] summed back into the chunk's images (a 1x1 stride-1
+                        // convolution's by one move): += W_t[O, CKK]^T * dY_t[O, n*P] for each term
                         let inPlace = readsImagesDirectly && images.count == 1
                         for (t, w) in ws.enumerated() {
                             let b = gemmRows(dys, images.shifted(t * N), O, p, into: chunk.rows)
                             GEMM.sgemm(transA: true, m: ckk, n: width, k: O, a: w, lda: ckk, b: b, ldb: width, beta: t == 0 ? 0 : 1,
                                        c: inPlace ? dxn : chunk.columns, ldc: width, parallel: chunk.splitGEMM)
                         }
-                        if !inPlace {
+                        if readsImagesDirectly && !inPlace {
+                            for (local, n) in images.enumerated() {
+                                for c in 0..<inChannels {
+                                    moveColumns(dxp.baseAddress! + (n * inChannels + c) * p, chunk.columns + c * width + local * p, p)
+                                }
+                            }
+                        } else if !inPlace {
                             dxn.initialize(repeating: 0, count: images.count * image)
                             col2im(chunk.columns, images, into: dxp.baseAddress!, like: x, ho: dy.h, wo: dy.w)
                         }
@@ -461,6 +469,19 @@ func withBaseAddresses<R>(_ arrays: [[Float]], _ body: ([UnsafePointer<Float>]) 
         i += 8
     }
     while i < count { dst[i] += src[i]; i += 1 }
+}
+
+/// `dst[i] = src[i] + 0` for `count` floats, 8 lanes at a time: what `col2im` leaves in a zeroed plane that
+/// receives one tap (a 1x1 stride-1 convolution), `0 + v`, bit for bit (`-0 + 0` is `+0` as `0 + -0` is), in
+/// one pass instead of a zero-fill and an add.
+@inline(__always) private func moveColumns(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ count: Int) {
+    let d = UnsafeMutableRawPointer(dst), s = UnsafeRawPointer(src)
+    var i = 0
+    while i + 8 <= count {
+        d.storeBytes(of: s.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self) + SIMD8<Float>(), toByteOffset: 4 * i, as: SIMD8<Float>.self)
+        i += 8
+    }
+    while i < count { dst[i] = src[i] + 0; i += 1 }
 }
 
 /// Integer division rounding toward negative infinity.
