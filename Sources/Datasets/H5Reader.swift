@@ -63,7 +63,7 @@ enum H5Reader {
             group = file
             prefix = ""
         } else if file.kind(of: uri.part.rawValue) == .group {
-            group = try wrap { try file.openGroup(uri.part.rawValue) }
+            group = try wrap(uri) { try file.openGroup(uri.part.rawValue) }
             prefix = uri.part.rawValue + "/"
         } else {
             throw DatasetError.invalid("h5:\(uri.path) has no 'images' dataset (nor a '\(uri.part.rawValue)' group holding one)")
@@ -71,8 +71,8 @@ enum H5Reader {
         for name in ["images", "labels"] where group.kind(of: name) != .dataset {
             throw DatasetError.invalid("h5:\(uri.path) has no '\(prefix)\(name)' dataset")
         }
-        let images = try wrap { try group.openDataset("images") }
-        let labels = try wrap { try group.openDataset("labels") }
+        let images = try wrap(uri) { try group.openDataset("images") }
+        let labels = try wrap(uri) { try group.openDataset("labels") }
         guard images.elementType == .uint8 else {
             throw DatasetError.unsupported("h5:\(uri.path): '\(prefix)images' must be uint8, found \(images.elementType?.rawValue ?? "a non-numeric type")")
         }
@@ -89,11 +89,11 @@ enum H5Reader {
         guard labels.shape[0] == s[0] else {
             throw DatasetError.invalid("h5:\(uri.path) holds \(s[0]) images but \(labels.shape[0]) labels")
         }
-        let pixels = [UInt8](try wrap { try images.readData() })
-        let labelValues = try integers(try wrap { try labels.readData() }, type: labelType, file: uri.path)
+        let pixels = [UInt8](try wrap(uri) { try images.readData() })
+        let labelValues = try integers(try wrap(uri) { try labels.readData() }, type: labelType, file: uri.path)
         var classNames: [String]
         if group.kind(of: "classes") == .dataset {
-            classNames = try wrap { try group.openDataset("classes").readStrings() }
+            classNames = try wrap(uri) { try group.openDataset("classes").readStrings() }
         } else {
             classNames = try ClassNames.numbered(labels: labelValues, file: "h5:\(uri.path) '\(prefix)labels'")
         }
@@ -128,10 +128,12 @@ enum H5Reader {
         }
     }
 
-    /// Runs an HDF5 call, turning its error into a one-line `DatasetError.corrupt`.
-    private static func wrap<T>(_ body: () throws -> T) throws -> T {
+    /// Runs an HDF5 call, turning its error into a one-line `DatasetError.corrupt` that starts with
+    /// the URI as every other `h5:` error does (`h5:/data/x.h5: dataset '/images' is a virtual dataset ...`).
+    private static func wrap<T>(_ uri: DatasetURI, _ body: () throws -> T) throws -> T {
         do { return try body() } catch let error as DatasetError { throw error } catch {
-            throw DatasetError.corrupt(String(describing: error).split(separator: "\n").first.map(String.init) ?? "HDF5 error")
+            let text = (error as? HDF5Error)?.message ?? String(describing: error)
+            throw DatasetError.corrupt("h5:\(uri.path): " + (text.split(separator: "\n").first.map(String.init) ?? "HDF5 error"))
         }
     }
 }

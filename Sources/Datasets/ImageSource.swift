@@ -75,11 +75,13 @@ final class InMemorySource: ImageSource, @unchecked Sendable {
 }
 
 /// Reads a whole file, mapping "no such file" and permission errors to one-line `DatasetError`s.
+/// A missing file is `cannot read PATH: no such file` whatever its kind (README "Command-line
+/// habits"); `what` names the kind expected where a folder is found instead.
 func readFile(_ url: URL, what: String = "file") throws -> Data {
     var isDir: ObjCBool = false
     guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else {
         // The one wording for a missing file across bissl: `cannot read PATH: no such file`.
-        throw DatasetError.missing("cannot read \(what == "file" ? "" : what + " ")\(url.path.quotedPathIfNeeded): no such file")
+        throw DatasetError.missing("cannot read \(url.path.quotedPathIfNeeded): no such file")
     }
     if isDir.boolValue { throw DatasetError.missing("\(url.path.quotedPathIfNeeded) is a folder, expected a \(what)") }
     if let refusal = RegularFile.refusal(url.path) { throw DatasetError.invalid(refusal) }

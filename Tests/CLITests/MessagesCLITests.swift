@@ -168,8 +168,8 @@ final class MessagesCLITests: CLITestCase {
         try z.close()
         let nope = tmp.appendingPathComponent("nope").path
         assertOneLineError(try bissl(["predict", "e", "--input", nope + ".npy"]), "error: cannot read \(nope).npy: no such file")
-        assertOneLineError(try Fixtures.runBissl(["data", "info", "h5:\(nope).h5"]), "error: cannot read HDF5 file \(nope).h5: no such file")
-        assertOneLineError(try Fixtures.runBissl(["data", "info", "h5:\(Self.digits)#split=\(nope).txt"]), "error: cannot read split file \(nope).txt: no such file")
+        assertOneLineError(try Fixtures.runBissl(["data", "info", "h5:\(nope).h5"]), "error: cannot read \(nope).h5: no such file")
+        assertOneLineError(try Fixtures.runBissl(["data", "info", "h5:\(Self.digits)#split=\(nope).txt"]), "error: cannot read \(nope).txt: no such file")
         assertOneLineError(try bissl(["diff", "e", nope + ".h5"]), "error: cannot read \(nope).h5: no such file, and no entry, name or tag")
         assertOneLineError(try Fixtures.runBissl(["diff", nope + ".h5", "x.pth", "--zoo", tmp.appendingPathComponent("nozoo").path]),
                            "error: cannot read \(nope).h5: no such file")

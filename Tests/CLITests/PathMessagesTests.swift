@@ -36,7 +36,7 @@ final class PathMessagesTests: CLITestCase {
     func testPathsWithEdgeSpacesOrEmptyAreQuoted() throws {
         assertOneLineError(try Fixtures.runBissl(["inspect", " "]), "error: cannot read ' ': no such file")
         assertOneLineError(try Fixtures.runBissl(["inspect", "a.h5 "]), "error: cannot read 'a.h5 ': no such file")
-        assertOneLineError(try Fixtures.runBissl(["data", "info", "h5:\(tmp.path)/x.h5 "]), "error: cannot read HDF5 file '\(tmp.path)/x.h5 ': no such file")
+        assertOneLineError(try Fixtures.runBissl(["data", "info", "h5:\(tmp.path)/x.h5 "]), "error: cannot read '\(tmp.path)/x.h5 ': no such file")
         assertOneLineError(try Fixtures.runBissl(["convert", Fixtures.url("pth/resnet18_w2.pth").path, "\(tmp.path)/no dir /o.h5"]),
                            "error: cannot write \(tmp.path)/no dir /o.h5: no such folder '\(tmp.path)/no dir '")
     }

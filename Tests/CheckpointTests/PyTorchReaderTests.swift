@@ -222,7 +222,7 @@ final class PyTorchReaderTests: XCTestCase {
     func testC8TruncatedFileReportsSizes() throws {
         let sizes = try JSONDecoder().decode([String: JSONValue].self, from: Data(contentsOf: Fixtures.url("pth/c8.expected.json")))
         XCTAssertEqual(error("c8_truncated.pth"), .corrupt(
-            "truncated ZIP: file is \(sizes["truncated_size"]!) bytes, its \(sizes["records"]!) records end at byte \(sizes["directory_start"]!) and the central directory after them is missing or cut"))
+            "c8_truncated.pth: truncated ZIP: file is \(sizes["truncated_size"]!) bytes, its \(sizes["records"]!) records end at byte \(sizes["directory_start"]!) and the central directory after them is missing or cut"))
     }
 
     func testC8FlippedByteIsACRCMismatchNamingTheTensor() throws {

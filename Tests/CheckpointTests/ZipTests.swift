@@ -103,6 +103,14 @@ final class ZipTests: XCTestCase {
         XCTAssertThrowsError(try ZipArchive(data: Data(b))) { error in
             XCTAssertEqual(error as? CheckpointError, .corrupt("damaged ZIP: records a (byte 0, 5 bytes) and b (byte 0) share bytes"))
         }
+        // Read from a file, the message names it as every other directory error does.
+        let dir = try Fixtures.scratch()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = dir.appendingPathComponent("overlap.pth")
+        try Data(b).write(to: url)
+        XCTAssertThrowsError(try ZipArchive(url: url)) { error in
+            XCTAssertEqual(error as? CheckpointError, .corrupt("overlap.pth: damaged ZIP: records a (byte 0, 5 bytes) and b (byte 0) share bytes"))
+        }
         // The same archive with one entry reads.
         XCTAssertNoThrow(try ZipArchive(data: Data(b[..<(cdStart + 47)] + [0x50, 0x4b, 0x05, 0x06, 0, 0, 0, 0, 1, 0, 1, 0, 47, 0, 0, 0]
                                                   + withUnsafeBytes(of: UInt32(cdStart).littleEndian, Array.init) + [0, 0])))
@@ -113,7 +121,7 @@ final class ZipTests: XCTestCase {
         let size = try FileManager.default.attributesOfItem(atPath: url.path)[.size] as! Int
         XCTAssertThrowsError(try ZipArchive(url: url)) { error in
             guard case .corrupt(let message)? = error as? CheckpointError else { return XCTFail("\(error)") }
-            XCTAssertTrue(message.hasPrefix("truncated ZIP: file is \(size) bytes"), message)
+            XCTAssertTrue(message.hasPrefix("zip_truncated.zip: truncated ZIP: file is \(size) bytes"), message)
         }
     }
 
@@ -129,7 +137,7 @@ final class ZipTests: XCTestCase {
         try full.prefix(cut).write(to: url)
         XCTAssertThrowsError(try ZipArchive(url: url)) { error in
             XCTAssertEqual(error as? CheckpointError,
-                           .corrupt("truncated ZIP: file is \(cut) bytes, record dir/b.bin runs past its end (it expects \(b.header_offset + 30 + 9 + b.compressed_size))"))
+                           .corrupt("cut.zip: truncated ZIP: file is \(cut) bytes, record dir/b.bin runs past its end (it expects \(b.header_offset + 30 + 9 + b.compressed_size))"))
         }
     }
 

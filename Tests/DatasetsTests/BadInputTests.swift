@@ -83,14 +83,14 @@ final class BadInputTests: XCTestCase {
         assertDatasetError(try ImageDataset(parsing: "idx:\(root)/idx#split=\(root)/splits/not_a_number.txt"),
                            contains: ["line 2", "'seven'"])
         assertDatasetError(try ImageDataset(parsing: "idx:\(root)/idx#split=\(root)/splits/nope.txt"),
-                           contains: ["cannot read split file ", "nope.txt: no such file"])
+                           contains: ["cannot read /", "/splits/nope.txt: no such file"])
     }
 
     func testMissingFilesAndFolders() {
         assertDatasetError(try ImageDataset(parsing: "idx:\(root)/nope"), contains: ["idx: cannot read ", "/nope: no such folder"])
         assertDatasetError(try ImageDataset(parsing: "idx:\(root)/cifar10"), contains: ["no train images file"])
         assertDatasetError(try ImageDataset(parsing: "cifar:\(root)/idx"), contains: ["no data_batch_N.bin"])
-        assertDatasetError(try ImageDataset(parsing: "h5:\(root)/h5/none.h5"), contains: ["cannot read HDF5 file ", "none.h5: no such file"])
+        assertDatasetError(try ImageDataset(parsing: "h5:\(root)/h5/none.h5"), contains: ["cannot read /", "/h5/none.h5: no such file"])
         assertDatasetError(try ImageDataset(parsing: "h5:\(root)/splits/ok.txt"), contains: ["not a readable HDF5 file"])
         assertDatasetError(try ImageDataset(parsing: "h5:\(root)/h5/gray.h5#test"), contains: ["no test part"])
         assertDatasetError(try ImageDataset(parsing: "folder:\(root)/idx"), contains: ["no class sub-folders"])

@@ -66,7 +66,7 @@ def test_checkpoint_reaching_outside_is_refused(bissl, exported, tmp_path, how):
     one_error(bissl("inspect", linked, check=False), HOW[how])
 
 
-@pytest.mark.parametrize("how", ["external", "virtual"])
+@pytest.mark.parametrize("how", ["external", "external-storage", "virtual"])
 def test_h5_dataset_reaching_outside_is_refused(bissl, tmp_path, how):
     with h5py.File(tmp_path / "secret.h5", "w") as f:
         f.create_dataset("w", data=np.zeros((4, 8, 8), np.uint8))
@@ -75,11 +75,16 @@ def test_h5_dataset_reaching_outside_is_refused(bissl, tmp_path, how):
         f.create_dataset("labels", data=np.arange(4, dtype=np.int64))
         if how == "external":
             f["images"] = h5py.ExternalLink(str(tmp_path / "secret.h5"), "/w")
+        elif how == "external-storage":
+            (tmp_path / "secret.bin").write_bytes(bytes(4 * 8 * 8))
+            f.create_dataset("images", shape=(4, 8, 8), dtype="u1", external=[(str(tmp_path / "secret.bin"), 0, 4 * 8 * 8)])
         else:
             layout = h5py.VirtualLayout(shape=(4, 8, 8), dtype="u1")
             layout[...] = h5py.VirtualSource(str(tmp_path / "secret.h5"), "w", shape=(4, 8, 8))
             f.create_virtual_dataset("images", layout)
     proc = bissl("data", "info", f"h5:{path}", check=False)
     assert proc.returncode != 0 and proc.stdout == ""
-    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: "), proc.stderr
-    assert "/images" in proc.stderr and ("is an external link" in proc.stderr or "is a virtual dataset" in proc.stderr), proc.stderr
+    # Every h5: error starts with the URI, the link errors (found when the file is opened) and the
+    # storage errors (found when the dataset is opened) alike.
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith(f"error: h5:{path}: "), proc.stderr
+    assert "/images" in proc.stderr and HOW[how] in proc.stderr, proc.stderr

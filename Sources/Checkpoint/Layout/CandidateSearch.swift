@@ -11,7 +11,14 @@ enum CandidateSearch {
         var otherKeys: [String]
         /// The `_metadata` entry (module prefix -> `{"version": N}`), if present.
         var metadata: ObjectValue?
+        /// Prefixes whose ResNet was saved as indexed children and read under torchvision's names
+        /// (`IndexedChildren`); `tensors` holds the renamed keys.
+        var indexedPrefixes: [String] = []
+        /// Renamed key -> the key the file holds, for the keys `IndexedChildren` renamed.
+        var sourceNames: [String: String] = [:]
         var keyPath: String { path.joined(separator: ".") }
+        /// The key the file holds for `key` of `tensors`.
+        func sourceName(_ key: String) -> String { sourceNames[key] ?? key }
     }
 
     /// Result of walking the tree.
@@ -53,7 +60,9 @@ enum CandidateSearch {
             // An opaque field (a global we never run, already warned about by the reader) is a
             // non-tensor entry that is dropped, but it does not count against "mostly tensors".
             if !tensors.isEmpty && tensors.count * 2 > tensors.count + others.count - opaque {
-                result.dicts.append(TensorDict(path: path, tensors: tensors, otherKeys: others, metadata: metadata))
+                let indexed = IndexedChildren.rename(tensors)
+                result.dicts.append(TensorDict(path: path, tensors: indexed.tensors, otherKeys: others, metadata: metadata,
+                                               indexedPrefixes: indexed.prefixes, sourceNames: indexed.sourceNames))
             }
             for e in entries {
                 switch e.value {
@@ -87,9 +96,16 @@ enum CandidateSearch {
     static func isFCKey(_ rest: Substring) -> Bool { rest.hasPrefix("fc.") }
 
     /// Prefixes `P` (empty or ending in `.`) such that some key is `P + conv1.*|bn1.*|layerN.<i>.*`,
-    /// excluding prefixes that end inside a block (`layer1.0.`) or a downsample (`...downsample.`).
-    static func backbonePrefixes(_ keys: some Sequence<String>) -> [String] {
+    /// excluding prefixes that end inside a block (`layer1.0.`) or a downsample (`...downsample.`),
+    /// and prefixes of a residual block itself: torchvision's `BasicBlock` and `Bottleneck` both have
+    /// `conv2`, a ResNet has none at its top level, so a prefix with `P + conv2.*` keys is a block
+    /// (`encoder.4.0.` of a ResNet saved as indexed children that were not recognised), not a ResNet.
+    static func backbonePrefixes(_ keys: some Collection<String>) -> [String] {
         var seen = OrderedSet<String>()
+        var blocks = Set<String>()
+        for key in keys where key == "conv2.weight" || key.hasSuffix(".conv2.weight") {
+            blocks.insert(String(key.dropLast("conv2.weight".count)))
+        }
         for key in keys {
             var starts = [key.startIndex]
             var i = key.startIndex
@@ -101,7 +117,7 @@ enum CandidateSearch {
                 let rest = key[s...]
                 guard isAnchor(rest) else { continue }
                 let prefix = String(key[..<s])
-                if endsInsideResNet(prefix) { continue }
+                if endsInsideResNet(prefix) || blocks.contains(prefix) { continue }
                 seen.append(prefix)
             }
         }

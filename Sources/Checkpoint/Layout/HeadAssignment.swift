@@ -7,7 +7,7 @@ import Collections
 /// first segment `g` of the rest. Groups map to components:
 /// - `P + fc.*`: a plain linear (`weight [out, in]`, `bias [out]`) -> `classifier` (keys `fc.weight`,
 ///   `fc.bias`); an `nn.Sequential` MLP -> `projector` (keys `0.weight`, `1.running_mean`, ...);
-/// - `g` in `projector projection projection_head proj_head projector_head` -> `projector`;
+/// - `g` in `projector projection projection_head proj_head projector_head projetion` -> `projector`;
 ///   `g` in `predictor prediction prediction_head pred_head online_predictor` -> `predictor`;
 ///   a projector or predictor whose keys all sit under one module of its own (`projector.net.0.weight`,
 ///   the `MLP.net` wrapper of common BYOL code) is read from inside that module;
@@ -19,7 +19,8 @@ import Collections
 /// - a key with no `.` after `A` (`queue`, `queue_ptr`) -> dropped and listed.
 /// Two groups claiming one component name are refused (`CheckpointError.ambiguous`).
 enum HeadAssignment {
-    static let projectorNames: Set<String> = ["projector", "projection", "projection_head", "proj_head", "projector_head"]
+    /// `projetion` (sic) is the projector's attribute name in sthalles/PyTorch-BYOL's `ResNet18` model.
+    static let projectorNames: Set<String> = ["projector", "projection", "projection_head", "proj_head", "projector_head", "projetion"]
     static let predictorNames: Set<String> = ["predictor", "prediction", "prediction_head", "pred_head", "online_predictor"]
     static let classifierNames: Set<String> = ["fc", "classifier", "linear", "head"]
 

@@ -12,6 +12,11 @@ import Collections
 ///    architecture present under `P` with the canonical shape and dtype, over their count.
 ///    A candidate is *complete* when nothing is missing (except `num_batches_tracked`), wrong or
 ///    unexpected among its backbone keys.
+///    A ResNet saved as its children in an `nn.Sequential` (`nn.Sequential(*list(resnet.children())[:-1])`:
+///    `encoder.0.weight`, `encoder.1.running_mean`, `encoder.4.0.conv1.weight`) is read under torchvision's
+///    names first (`IndexedChildren`: 0 conv1, 1 bn1, 4-7 layer1-layer4), recorded as a rule; keys
+///    dropped from it are listed as the file names them. A prefix with `conv2.*` keys is a residual
+///    block, never a candidate.
 /// 2. **Optimizer state** (a dict with `state` and `param_groups`) is never a candidate and never
 ///    searched; it is dropped and listed.
 /// 3. **Choice.** With `--select S`: the candidate whose selector (key path + prefix, dotted) is `S`,
@@ -19,7 +24,7 @@ import Collections
 ///    candidate. Among several complete candidates, one rule prefers: a network trained by gradient
 ///    over its momentum copy under the branch names of the method that keeps both (MoCo's
 ///    `encoder_q` over `encoder_k`, `base_encoder` over `momentum_encoder`, BYOL's `online_network`
-///    over `target_network`; `MomentumCopies`), recorded as a rule; `--select` picks the copy.
+///    over `target_network`, `online_network_state_dict` over `target_network_state_dict`; `MomentumCopies`), recorded as a rule; `--select` picks the copy.
 ///    The one complete candidate is refused (`CheckpointError.invalid`) when it is the momentum
 ///    copy of an incomplete trained network (an `encoder_q` missing a key beside a complete
 ///    `encoder_k`, or one damaged past being a candidate, found by its name and judged against the
@@ -67,6 +72,7 @@ public enum LayoutResolver {
     public static let branchNames: Set<String> = [
         "teacher", "student", "model_ema", "ema", "state_dict_ema", "ema_model", "online_network", "target_network",
         "online", "target", "encoder_q", "encoder_k", "momentum_encoder", "base_encoder", "model", "state_dict",
+        "online_network_state_dict", "target_network_state_dict",
     ]
     static let genericContainers: Set<String> = ["model", "state_dict"]
 
@@ -131,6 +137,7 @@ public enum LayoutResolver {
         var arch = arch0
         let canonical = ArchitectureInference.backboneKeys(for: arch)
         let ruleName = p.isEmpty ? "bare torchvision names" : "prefix \(p)"
+        if dict.indexedPrefixes.contains(p) { rules.append(IndexedChildren.rule(prefix: p)) }
         rules.append("matched \(chosen.matched)/\(chosen.total) backbone keys of \(arch.label) by rule '\(ruleName)'")
         if !p.isEmpty {
             if wrapper == p {
@@ -177,7 +184,7 @@ public enum LayoutResolver {
                                 complete: false, differences: "").selector
             let side = sides.first { $0.prefix == o }?.side ?? o
             rules.append("dropped \(keys.count) keys of the unselected candidate '\(sel)'" + (side == o ? "" : ": everything under '\(side)', its heads included"))
-            dropped += keys.map { join(dict.keyPath, $0) }
+            dropped += keys.map { join(dict.keyPath, dict.sourceName($0)) }
         }
 
         // Components.
@@ -200,7 +207,7 @@ public enum LayoutResolver {
             let foreign = groups.filter { HeadAssignment.predictorNames.contains($0.name) && !$0.sourcePrefix.hasPrefix(copy.copySide) }
             for g in foreign {
                 rules.append("dropped the predictor '\(g.sourcePrefix)*' (\(g.tensors.count) keys): it belongs to '\(trained)', the network trained by gradient\(held); its momentum copy '\(chosen.selector)', \(options.select == nil ? "the only backbone" : "selected"), has none (\(copy.pair.method))")
-                dropped += g.tensors.keys.map { join(dict.keyPath, g.sourcePrefix + $0) }
+                dropped += g.tensors.keys.map { join(dict.keyPath, dict.sourceName(g.sourcePrefix + $0)) }
             }
             groups.removeAll { g in foreign.contains { $0.sourcePrefix == g.sourcePrefix } }
         }
@@ -212,7 +219,7 @@ public enum LayoutResolver {
             } else {
                 rules.append("dropped \(loose.count) keys that belong to no component: \(names)")
             }
-            dropped += loose.map { join(dict.keyPath, $0) }
+            dropped += loose.map { join(dict.keyPath, dict.sourceName($0)) }
         }
         if options.components == .all {
             for a in try HeadAssignment.assign(fcGroup: fcGroup, groups: groups, features: features) {
@@ -226,7 +233,7 @@ public enum LayoutResolver {
             var droppedHeads: [String] = []
             for g in (fcGroup.map { [$0] } ?? []) + groups {
                 droppedHeads.append(g.sourcePrefix + "*")
-                dropped += g.tensors.keys.map { join(dict.keyPath, g.sourcePrefix + $0) }
+                dropped += g.tensors.keys.map { join(dict.keyPath, dict.sourceName(g.sourcePrefix + $0)) }
             }
             if !droppedHeads.isEmpty {
                 rules.append("--component backbone: dropped \(droppedHeads.joined(separator: ", "))")

@@ -10,8 +10,9 @@
 /// - MoCo v3 (Chen et al. 2021, "An Empirical Study of Training Self-Supervised Vision Transformers",
 ///   Section 2): `base_encoder` and `momentum_encoder`.
 /// - BYOL (Grill et al. 2020, "Bootstrap Your Own Latent", Section 3.1): the online network
-///   (`online_network`, `online_encoder`, `online`) and the target network (`target_network`,
-///   `target_encoder`, `target`); the paper evaluates the online encoder.
+///   (`online_network`, `online_encoder`, `online`; `online_network_state_dict`, the key under which
+///   sthalles/PyTorch-BYOL's trainer saves its state dict) and the target network (`target_network`,
+///   `target_encoder`, `target`, `target_network_state_dict`); the paper evaluates the online encoder.
 ///
 /// Teacher/student pairs (DINO evaluates the teacher) and EMA copies of a whole model (`model_ema`)
 /// have no such convention, so they stay ambiguous until `--select` picks one.
@@ -28,6 +29,7 @@ enum MomentumCopies {
         Pair(trained: "online_network", average: "target_network", method: "BYOL: the online network is trained by gradient, the target network is its moving average"),
         Pair(trained: "online_encoder", average: "target_encoder", method: "BYOL: the online encoder is trained by gradient, the target encoder is its moving average"),
         Pair(trained: "online", average: "target", method: "BYOL: the online network is trained by gradient, the target network is its moving average"),
+        Pair(trained: "online_network_state_dict", average: "target_network_state_dict", method: "BYOL: the online network is trained by gradient, the target network is its moving average"),
     ]
 
     /// The pair under which `copy`'s selector is the moving average of `trained`'s: both selectors

@@ -38,25 +38,31 @@ public struct ZipArchive: Sendable {
 
     /// Opens `url` and parses its central directory.
     /// - Throws: `CheckpointError.io` when the file cannot be read; `CheckpointError.corrupt`
-    ///   ("truncated ZIP: file is N bytes, ...") when the end-of-central-directory record is missing
-    ///   or the directory points past the end of the file; `CheckpointError.notACheckpoint` when the
-    ///   file is not a ZIP at all.
+    ///   ("model.pth: truncated ZIP: file is N bytes, ...", "model.pth: damaged ZIP: records a and b
+    ///   share bytes": every directory error starts with the file's name) when the end-of-central-directory
+    ///   record is missing, the directory points past the end of the file or its records overlap;
+    ///   `CheckpointError.notACheckpoint` when the file is not a ZIP at all.
     public init(url: URL) throws {
         let mapped = try MappedFile(url)
-        try self.init(data: mapped.data(0, mapped.size), path: url.path, mapped: mapped)
+        try self.init(data: mapped.data(0, mapped.size), path: url.path, name: url.lastPathComponent, mapped: mapped)
     }
 
     /// Parses an archive held in memory; `path` is used in messages.
     public init(data: Data, path: String = "<memory>") throws {
-        try self.init(data: data, path: path, mapped: nil)
+        try self.init(data: data, path: path, name: nil, mapped: nil)
     }
 
-    private init(data: Data, path: String, mapped: MappedFile?) throws {
+    /// `name`, when given, starts every `corrupt` message of the central directory (`name: damaged ZIP: ...`).
+    private init(data: Data, path: String, name: String?, mapped: MappedFile?) throws {
         self.bytes = data.startIndex == 0 ? data : Data(data)
         self.mapped = mapped
         self.path = path
         self.fileSize = data.count
-        self.entries = try Self.parseDirectory(self.bytes, path: path)
+        do {
+            self.entries = try Self.parseDirectory(self.bytes, path: path)
+        } catch CheckpointError.corrupt(let message) where name != nil {
+            throw CheckpointError.corrupt("\(name!): \(message)")
+        }
     }
 
     /// Entry with exactly this name, if any.
