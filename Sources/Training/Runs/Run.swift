@@ -412,14 +412,26 @@ public final class Run {
 
     /// `bissl <kind> --resume <id>`, with `--zoo DIR` when `commandLine` (this process's) gave one,
     /// after `mpirun -np N ` when the run trains on `ranks` > 1 ranks (every line naming the command
-    /// uses this one: the start line, the stopped line, the line of a job ending).
+    /// uses this one: the start line, the stopped line, the line of a job ending, a failure's). DIR is
+    /// absolute (a relative one resolved against the current directory), so the command works from
+    /// any folder, and single-quoted for the shell when it holds anything but `A-Z a-z 0-9 / . _ - + , : @ %`.
     public static func resumeCommand(kind: String, id: String, commandLine: [String], ranks: Int = 1) -> String {
         var resume = (ranks > 1 ? "mpirun -np \(ranks) " : "") + "bissl \(kind) --resume \(id)"
         for (i, arg) in commandLine.enumerated() {
-            if arg == "--zoo", i + 1 < commandLine.count { resume += " --zoo \(commandLine[i + 1])" }
-            if arg.hasPrefix("--zoo=") { resume += " --zoo \(arg.dropFirst(6))" }
+            if arg == "--zoo", i + 1 < commandLine.count { resume += " --zoo \(shellPath(commandLine[i + 1]))" }
+            if arg.hasPrefix("--zoo=") { resume += " --zoo \(shellPath(String(arg.dropFirst(6))))" }
         }
         return resume
+    }
+
+    /// `path` made absolute against the current directory, single-quoted when the shell would split
+    /// or expand it (`'/tmp/my zoo'`; a `'` inside is written `'\''`).
+    static func shellPath(_ path: String) -> String {
+        let absolute = path.isEmpty ? path : URL(fileURLWithPath: path).standardizedFileURL.path
+        let plain = !absolute.isEmpty && absolute.unicodeScalars.allSatisfy { c in
+            ("a"..."z").contains(c) || ("A"..."Z").contains(c) || ("0"..."9").contains(c) || "/._-+,:@%".unicodeScalars.contains(c)
+        }
+        return plain ? absolute : "'" + absolute.replacingOccurrences(of: "'", with: "'\\''") + "'"
     }
 
     /// Seconds of work between automatic state saves when no `--checkpoint-every` is given.
