@@ -83,7 +83,7 @@ struct RunsShow: ParsableCommand {
         ZooOutput.printLine("directory:  \(directory.path)")
         ZooOutput.printLine("kind:       \(record.kind)")
         ZooOutput.printLine("status:     \(summary.state)\(record.error.map { " (\($0))" } ?? "")")
-        ZooOutput.printLine("step:       \(summary.loggedStep ?? record.step)/\(record.totalSteps) logged, \(record.step) in the last saved state")
+        ZooOutput.printLine("step:       \(summary.loggedStep ?? record.step)/\(record.totalSteps) logged, \(summary.savedStep ?? record.step) in the last saved state")
         ZooOutput.printLine("started:    \(record.startedAt)")
         if let ended = record.endedAt { ZooOutput.printLine("ended:      \(ended)") }
         ZooOutput.printLine("work time:  \(String(format: "%.1f", summary.workSeconds ?? record.durationSeconds)) s in \(record.segments) segment\(record.segments == 1 ? "" : "s")")
