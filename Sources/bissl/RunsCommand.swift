@@ -90,6 +90,13 @@ struct RunsShow: ParsableCommand {
         if let entry = record.entryId { ZooOutput.printLine("entry:      \(entry)") }
         ZooOutput.printLine("command:    \(record.commandLine.joined(separator: " "))")
         for resume in record.resumeCommandLines { ZooOutput.printLine("resumed by: \(resume.joined(separator: " "))") }
+        // The ranks of the steps done so far (saved, or logged past the saved state).
+        let done = max(summary.savedStep ?? record.step, summary.loggedStep ?? 0)
+        if let mixed = record.mixedRanks(through: done) {
+            ZooOutput.printLine("ranks:      \(mixed)")
+        } else if let ranks = record.parallelHistory(through: done).first?.ranks, ranks > 1 {
+            ZooOutput.printLine("ranks:      \(ranks)")
+        }
         ZooOutput.printLine("files:      \(files.joined(separator: " "))")
         if !record.config.isEmpty {
             ZooOutput.printLine("config:")
