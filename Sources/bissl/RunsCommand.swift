@@ -83,13 +83,20 @@ struct RunsShow: ParsableCommand {
         ZooOutput.printLine("directory:  \(directory.path)")
         ZooOutput.printLine("kind:       \(record.kind)")
         ZooOutput.printLine("status:     \(summary.state)\(record.error.map { " (\($0))" } ?? "")")
-        ZooOutput.printLine("step:       \(summary.loggedStep ?? record.step)/\(record.totalSteps) logged, \(record.step) in the last saved state")
+        ZooOutput.printLine("step:       \(summary.loggedStep ?? record.step)/\(record.totalSteps) logged, \(summary.savedStep ?? record.step) in the last saved state")
         ZooOutput.printLine("started:    \(record.startedAt)")
         if let ended = record.endedAt { ZooOutput.printLine("ended:      \(ended)") }
         ZooOutput.printLine("work time:  \(String(format: "%.1f", summary.workSeconds ?? record.durationSeconds)) s in \(record.segments) segment\(record.segments == 1 ? "" : "s")")
         if let entry = record.entryId { ZooOutput.printLine("entry:      \(entry)") }
         ZooOutput.printLine("command:    \(record.commandLine.joined(separator: " "))")
         for resume in record.resumeCommandLines { ZooOutput.printLine("resumed by: \(resume.joined(separator: " "))") }
+        // The ranks of the steps done so far (saved, or logged past the saved state).
+        let done = max(summary.savedStep ?? record.step, summary.loggedStep ?? 0)
+        if let mixed = record.mixedRanks(through: done) {
+            ZooOutput.printLine("ranks:      \(mixed)")
+        } else if let ranks = record.parallelHistory(through: done).first?.ranks, ranks > 1 {
+            ZooOutput.printLine("ranks:      \(ranks)")
+        }
         ZooOutput.printLine("files:      \(files.joined(separator: " "))")
         if !record.config.isEmpty {
             ZooOutput.printLine("config:")

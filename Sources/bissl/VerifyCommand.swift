@@ -9,8 +9,8 @@ struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check entries: content ids recomputed, files readable, provenance valid, health warnings.",
         discussion: """
-            Without REF, checks every entry and reports files interrupted writers left (bissl gc removes \
-            them) and what an interrupted push or pull keeps to resume from (running it again resumes; bissl \
+            Without REF, checks every entry and reports files interrupted writers left, in the zoo's folders \
+            and in training runs' folders (bissl gc removes them) and what an interrupted push or pull keeps to resume from (running it again resumes; bissl \
             gc keeps it for its grace period). Exits 1 when an entry is damaged; health warnings, leftovers and resumable \
             transfers do not fail. --reindex \
             first rebuilds the catalog from the object, ref and tombstone files alone.
@@ -34,7 +34,16 @@ struct Verify: ParsableCommand {
         if reindex { reindexed = try Zoo.reindex(zooOptions.layout) }
         let zoo = try zooOptions.open(readOnly: true)
         defer { try? zoo.close() }
-        let report = try zoo.verify(refs.isEmpty ? nil : refs)
+        var report = try zoo.verify(refs.isEmpty ? nil : refs)
+        if refs.isEmpty {
+            // Run directories are the training layer's: their dead writers' temporaries are reported here (gc removes them).
+            for run in RunSummary.all(zooOptions.layout) {
+                for url in RunMaintenance.leftovers(of: run) {
+                    report.findings.append(.init(level: .leftover, id: nil, path: url.path,
+                                                 message: "temporary of a writer that did not finish (run \(run.id)): no process holds its lock; bissl gc removes it"))
+                }
+            }
+        }
         if json {
             try ZooOutput.printJSON(Output(reindex: reindexed, report: report))
         } else {
@@ -78,7 +87,8 @@ struct GC: ParsableCommand {
             interrupted push or pull keeps to resume from is kept until it has made no progress for the \
             grace period (--grace, default 24h; --grace 0 removes it). Completed \
             training runs lose their resumable state.h5, which their entry makes unnecessary (as bissl runs \
-            prune does).
+            prune does); the temporaries of dead writers in any run's folder (a run.json or state.h5 being \
+            replaced when the process was killed) are removed.
             """)
 
     @Flag(help: "Report what would be removed without removing it.")
@@ -93,18 +103,22 @@ struct GC: ParsableCommand {
     @Flag(help: "Print JSON instead of text.")
     var json = false
 
-    /// `GCReport` plus the run states dropped (`compactedRuns`, directories) and their bytes.
+    /// `GCReport` plus the completed runs whose state was dropped (`compactedRuns`, ids), the
+    /// temporaries of dead writers removed from run directories (`runLeftovers`, paths), and the
+    /// bytes of both.
     struct Output: Encodable {
         var report: GCReport
         var compactedRuns: [String]
+        var runLeftovers: [String]
         var runBytes: Int64
         func encode(to encoder: Encoder) throws {
             try report.encode(to: encoder)
             var c = encoder.container(keyedBy: Keys.self)
             try c.encode(compactedRuns, forKey: .compactedRuns)
+            try c.encode(runLeftovers, forKey: .runLeftovers)
             try c.encode(runBytes, forKey: .runBytes)
         }
-        enum Keys: String, CodingKey { case compactedRuns, runBytes }
+        enum Keys: String, CodingKey { case compactedRuns, runLeftovers, runBytes }
     }
 
     func run() throws {
@@ -117,15 +131,20 @@ struct GC: ParsableCommand {
         let r = try zoo.gc(dryRun: dryRun, transferGrace: seconds)
         var runBytes: Int64 = 0
         var compacted: [String] = []
+        var runLeftovers: [String] = []
         for run in RunSummary.all(zooOptions.layout) {
-            let bytes = try RunMaintenance.compact(run, dryRun: dryRun)
-            if bytes > 0 { compacted.append(run.id); runBytes += bytes }
+            let leftovers = RunMaintenance.leftovers(of: run).map(\.path)
+            let state = URL(fileURLWithPath: run.directory).appendingPathComponent(Run.stateFileName).path
+            let dropsState = run.record?.status == .completed && FileManager.default.fileExists(atPath: state)
+            runBytes += try RunMaintenance.compact(run, dryRun: dryRun)
+            runLeftovers += leftovers
+            if dropsState { compacted.append(run.id) }
         }
-        if json { return try ZooOutput.printJSON(Output(report: r, compactedRuns: compacted, runBytes: runBytes)) }
+        if json { return try ZooOutput.printJSON(Output(report: r, compactedRuns: compacted, runLeftovers: runLeftovers, runBytes: runBytes)) }
         let verb = dryRun ? "would remove" : "removed"
         for path in r.relistedObjects { ZooOutput.printLine("\(dryRun ? "would list" : "listed") unlisted complete object \(path)") }
         for path in r.damagedObjects { ZooOutput.printLine("\(dryRun ? "would move" : "moved") damaged unlisted object aside to \(path)") }
-        for path in r.writerLeftovers { ZooOutput.printLine("\(verb) leftover \(path)") }
+        for path in r.writerLeftovers + runLeftovers { ZooOutput.printLine("\(verb) leftover \(path)") }
         for path in r.keptTransfers { ZooOutput.printLine("kept interrupted transfer \(path) (running it again resumes it; younger than \(grace), --grace 0 removes it)") }
         for k in r.kept { ZooOutput.printLine("kept \(k.path): \(k.reason)") }
         for path in r.strayRefs { ZooOutput.printLine("\(verb) stray ref \(path)") }
@@ -138,7 +157,7 @@ struct GC: ParsableCommand {
             ZooOutput.printLine("\(dryRun ? "would unlist" : "unlisted") damaged entry \(d.id.prefix(12)) (\(d.problem))\(moved), record kept as a tombstone\(back)")
         }
         for id in compacted { ZooOutput.printLine("\(verb) the state of completed run \(id)") }
-        let n = r.writerLeftovers.count + r.strayRefs.count + compacted.count
+        let n = r.writerLeftovers.count + runLeftovers.count + r.strayRefs.count + compacted.count
         ZooOutput.printLine("\(verb) \(n) file\(n == 1 ? "" : "s"), \(ZooOutput.bytes(r.bytes + runBytes)) of disk")
         for failure in r.failures { ZooOutput.printLine("failed: \(failure)") }
         if !r.failures.isEmpty {

@@ -10,11 +10,11 @@ import TestSupport
 /// digits, 1 warmup epoch, 1 alternation of 1+1 steps) records the hyperparameters as given.
 final class BiSSLAlignCommandTests: CLITestCase {
     /// A tiny SimCLR-like pretext entry (`withProjector`) or a plain backbone entry; returns its id.
-    func addEntry(zoo: Zoo, withProjector: Bool, seed: UInt64, name: String? = nil) throws -> String {
+    func addEntry(zoo: Zoo, withProjector: Bool, seed: UInt64, name: String? = nil, method: String? = "simclr") throws -> String {
         let heads: [String: Architecture.Head] = withProjector ? ["projector": .init(kind: "mlp", dims: [16, 16, 8])] : [:]
         let arch = Architecture(depth: 18, block: "basic", layers: [2, 2, 2, 2], width: 2, stem: "small", heads: heads)
         let net = try Network(architecture: arch, seed: seed)
-        let p = Provenance(stage: "pretext", method: "simclr", hyperparameters: ["imageSize": .int(8), "batchSize": .int(4)])
+        let p = Provenance(stage: method == nil ? "imported" : "pretext", method: method, hyperparameters: ["imageSize": .int(8), "batchSize": .int(4)])
         return try zoo.add(net.checkpoint(provenance: p), name: name).id
     }
 
@@ -26,6 +26,7 @@ final class BiSSLAlignCommandTests: CLITestCase {
         let bare = try addEntry(zoo: zoo, withProjector: false, seed: 2)
         _ = try addEntry(zoo: zoo, withProjector: true, seed: 3, name: "taken")
         _ = try addEntry(zoo: zoo, withProjector: true, seed: 5, name: "held-upper")
+        let imported = try addEntry(zoo: zoo, withProjector: true, seed: 7, name: "imported-one", method: nil)
         try zoo.close()
         let train = try split(0..<40), pretext = try split(100..<140)
         let base = [String(ref.prefix(12)), "--data", train, "--pretext-data", pretext]
@@ -49,6 +50,11 @@ final class BiSSLAlignCommandTests: CLITestCase {
             (base + ["--pretext-val", "idx:/nope"], "error: --pretext-val idx:/nope: idx: cannot read /nope: no such folder"),
             (base + ["--keep-upper", "--name", "held"], "error: --name held-upper is already the name of entry "),
             (base + ["--sync-bn"], "error: align: --sync-bn needs --hvp central or --hvp forward (or --no-ij)"),
+            // The entry as named, not the usage placeholder REF.
+            (["imported-one", "--data", train, "--pretext-data", pretext],
+             "error: align: entry imported-one (\(imported.prefix(12))) records no pretext method; give --pretext "),
+            ([String(imported.prefix(12)), "--data", train, "--pretext-data", pretext],
+             "error: align: entry \(imported.prefix(12)) records no pretext method; give --pretext "),
         ]
         for (args, expected) in cases {
             let r = try bissl(["align"] + args)

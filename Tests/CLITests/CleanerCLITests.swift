@@ -315,4 +315,44 @@ final class CleanerCLITests: CLITestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: temporary.path), r.stdout)
         XCTAssertEqual(try String(contentsOf: folder.appendingPathComponent("notes.txt"), encoding: .utf8), "mine\n")
     }
+
+    /// A SIGKILL while `run.json` was being replaced after a save leaves `state.h5` one save ahead
+    /// of run.json and the writer's `.run.json.tmp-PID-N`: `runs`, `runs show` and `runs rm` give the
+    /// step a resume continues from (state.h5's), `verify` counts the temporary as a leftover and
+    /// `gc` removes it, keeping the interrupted run's state (fails before: `8/20 (saved 4)`,
+    /// "0 leftovers", nothing removed).
+    func testAStateSavedAheadOfRunJSONIsTheSavedStepAndTheDeadWritersRecordTemporaryIsALeftover() throws {
+        XCTAssertEqual(try bissl(["import", try source().path]).status, 0)
+        let zoo = try Zoo.open(layout)
+        // The run object is dropped at the end of the closure, as when its process ends: its lock is free.
+        let (id, directory): (String, URL) = try {
+            let run = try Run.create(zoo: zoo, kind: "pretrain", config: [:], commandLine: ["bissl", "pretrain"], totalSteps: 20,
+                                     progress: ProgressReporter(total: 20, mode: .none, write: { _ in }, now: { 0 }))
+            for step in 1...8 { run.log(step: step, phase: "pretext", ["loss": 1]) }
+            try run.saveState(TrainingState(step: 4))
+            try TrainingState(step: 8).write(to: run.stateURL)   // the next save's state.h5, then the kill
+            return (run.id, run.directory)
+        }()
+        try zoo.close()
+        let temporary = directory.appendingPathComponent(".run.json.tmp-\(try LockHolder.endedPID())-1")
+        try write("{\"id\":", temporary)
+
+        let list = try bissl(["runs"])
+        XCTAssertTrue(list.stdout.contains("8/20"), list.stdout)
+        XCTAssertFalse(list.stdout.contains("saved 4"), list.stdout)
+        let show = try bissl(["runs", "show", id])
+        XCTAssertTrue(show.stdout.contains("8/20 logged, 8 in the last saved state"), show.stdout)
+        let rm = try bissl(["runs", "rm", id])
+        XCTAssertTrue(rm.stderr.contains("interrupted at step 8/20"), rm.stderr)
+
+        let verify = try bissl(["verify"])
+        XCTAssertTrue(verify.stdout.contains("leftover: \(temporary.path): temporary of a writer that did not finish (run \(id))"), verify.stdout)
+        XCTAssertTrue(verify.stdout.contains("1 leftover"), verify.stdout)
+        let gc = try bissl(["gc"])
+        XCTAssertEqual(gc.status, 0, gc.stderr)
+        XCTAssertTrue(gc.stdout.contains("removed leftover \(temporary.path)"), gc.stdout)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: temporary.path))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: directory.appendingPathComponent(Run.stateFileName).path), "an interrupted run keeps its state")
+        XCTAssertTrue(try bissl(["verify"]).stdout.contains("0 leftovers"))
+    }
 }

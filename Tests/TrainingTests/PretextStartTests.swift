@@ -73,6 +73,15 @@ final class PretextStartTests: XCTestCase {
                        "run \(id): 4 steps (byol, resnet18-w8-small, 2 epochs of 2 batches of 8, lars lr 2.0) (resume with: mpirun -np 2 bissl pretrain --resume \(id) --zoo /z)")
         XCTAssertEqual(Run.resumeCommand(kind: "pretrain", id: id, commandLine: ["bissl", "pretrain", "--zoo", "/z"], ranks: 2),
                        "mpirun -np 2 bissl pretrain --resume \(id) --zoo /z")
+        // A relative --zoo is printed absolute (the command works from any folder; `--zoo zq` did not
+        // before), and quoted when the shell would split it.
+        let here = FileManager.default.currentDirectoryPath
+        XCTAssertEqual(Run.resumeCommand(kind: "pretrain", id: id, commandLine: ["bissl", "pretrain", "--zoo", "zq"]),
+                       "bissl pretrain --resume \(id) --zoo \(URL(fileURLWithPath: here).appendingPathComponent("zq").standardizedFileURL.path)")
+        XCTAssertEqual(Run.resumeCommand(kind: "pretrain", id: id, commandLine: ["bissl", "pretrain", "--zoo=./a/../zq"]),
+                       "bissl pretrain --resume \(id) --zoo \(URL(fileURLWithPath: here).appendingPathComponent("zq").standardizedFileURL.path)")
+        XCTAssertEqual(Run.resumeCommand(kind: "pretrain", id: id, commandLine: ["bissl", "pretrain", "--zoo", "/tmp/my zoo's"]),
+                       "bissl pretrain --resume \(id) --zoo '/tmp/my zoo'\\''s'")
     }
 
     /// The run's config and the entry's provenance hold the absolute, normalised URI (path and split file).

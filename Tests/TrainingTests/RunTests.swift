@@ -386,6 +386,59 @@ final class RunTests: XCTestCase {
         XCTAssertTrue(ProvenanceCheck.violations(p).isEmpty, "\(ProvenanceCheck.violations(p))")
     }
 
+    /// A run started on 2 ranks, stopped at step 87 of 213 and resumed by one process: run.json keeps
+    /// each segment's ranks and threads, the entry's `ranks` says the steps were mixed (it said 2, the
+    /// start's, before), `run.parallelism` lists the segments with their steps; work redone after a
+    /// resume counts once. The 2-rank start is written into run.json as `Run.create` under `mpirun -np
+    /// 2` writes it (this test runs as one process).
+    func testAResumeOnAnotherNumberOfRanksIsRecordedAsMixed() throws {
+        let zoo = try RunTestSupport.tempZoo(self)
+        let threads = EngineEnvironment.threads
+        var id = ""
+        do {
+            let run = try Run.create(zoo: zoo, kind: "align", config: ["ranks": .int(2)], commandLine: ["mpirun", "bissl", "align", "r"],
+                                     totalSteps: 213, progress: RunTestSupport.quiet(213))
+            id = run.id
+            XCTAssertEqual(run.runRecord.parallelism, [RunRecord.Parallelism(fromStep: 1, ranks: 1, threads: threads)])
+            try run.saveState(TrainingState(step: 87))
+        }
+        let url = zoo.layout.runs.appendingPathComponent(id)
+        var record = try RunRecord.read(directory: url)
+        record.parallelism = [RunRecord.Parallelism(fromStep: 1, ranks: 2, threads: 1)]
+        try record.write(directory: url)
+        do {
+            // Resumed, killed before its first save (its steps are redone by the next segment).
+            let run = try Run.open(zoo: zoo, id: id, expectedKind: "align", commandLine: ["bissl", "align", "--resume", id], progress: RunTestSupport.quiet(213))
+            XCTAssertEqual(run.runRecord.parallelism?.last, RunRecord.Parallelism(fromStep: 88, ranks: 1, threads: threads))
+        }
+        let lines = JobFailureTests.Lines()
+        let run = try Run.open(zoo: zoo, id: id, expectedKind: "align", commandLine: ["bissl", "align", "--resume", id],
+                               progress: ProgressReporter(total: 213, mode: .none, write: { lines.text += $0 }, now: { 0 }))
+        XCTAssertTrue(lines.text.contains("; it trained on 2 ranks before, on 1 from step 88 ("), lines.text)
+        try run.saveState(TrainingState(step: 213))
+        XCTAssertEqual(try RunRecord.read(directory: url).mixedRanks(through: 213), "mixed: steps 1-87 on 2 ranks, 88-213 on 1 rank")
+        let p = run.provenance(stage: "bissl", method: "simclr")
+        XCTAssertEqual(p.hyperparameters["ranks"], .string("mixed: steps 1-87 on 2 ranks, 88-213 on 1 rank"))
+        XCTAssertEqual(p.hyperparameters["run.parallelism"], .array([
+            .object(["steps": .string("1-87"), "ranks": .int(2), "threads": .int(1)]),
+            .object(["steps": .string("88-213"), "ranks": .int(1), "threads": .int(Int64(threads))]),
+        ]))
+        XCTAssertTrue(ProvenanceCheck.violations(p).isEmpty, "\(ProvenanceCheck.violations(p))")
+
+        // Same ranks throughout: a number (absent on one process), as an uninterrupted run records it.
+        var same = record
+        same.parallelism = [RunRecord.Parallelism(fromStep: 1, ranks: 2, threads: 1), RunRecord.Parallelism(fromStep: 50, ranks: 2, threads: 2)]
+        XCTAssertNil(same.mixedRanks(through: 213))
+        XCTAssertEqual(same.parallelHistory(through: 213).map(\.steps), [1...49, 50...213])
+        same.parallelism = nil
+        XCTAssertTrue(same.parallelHistory(through: 213).isEmpty, "a record from before the history was kept")
+        // A record written before `parallelism` existed still reads.
+        var json = try JSONSerialization.jsonObject(with: Data(contentsOf: url.appendingPathComponent("run.json"))) as! [String: Any]
+        json["parallelism"] = nil
+        try JSONSerialization.data(withJSONObject: json).write(to: url.appendingPathComponent("run.json"))
+        XCTAssertNil(try RunRecord.read(directory: url).parallelism)
+    }
+
     func testStateDueEveryNStepsOrAfterTwoMinutesOfWork() throws {
         let zoo = try RunTestSupport.tempZoo(self)
         let run = try Run.create(zoo: zoo, kind: "pretrain", config: [:], commandLine: ["x"], totalSteps: 10, progress: RunTestSupport.quiet(10))

@@ -201,6 +201,11 @@ final class DiffCaseTests: XCTestCase {
         let text = DiffTextRenderer.render(diff)
         XCTAssertTrue(text.contains("fc.weight [1000, 16] -> [10, 16]"), text)
         XCTAssertTrue(text.split(separator: "\n").contains { $0.hasPrefix("  classifier") && $0.contains("replaced") }, text)
+        // The summary agrees with the stage table: the two reshaped tensors are counted apart from the
+        // changed ones (it said "N of N tensors differ (N changed)").
+        let weights = diff.section(.weights)
+        let summary = try XCTUnwrap(text.split(separator: "\n").first { $0.hasPrefix("  weights") }.map(String.init))
+        XCTAssertTrue(summary.contains("(\(weights.changed - 2) changed, 2 reshaped in replaced classifier)"), summary)
     }
 
     // MARK: - JSON

@@ -130,7 +130,7 @@ final class DiffReportTests: XCTestCase {
         let text = DiffTextRenderer.render(try CheckpointDiff(a, b, labelA: "left", labelB: "right"))
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         XCTAssertEqual(lines[0], "diff left -> right")
-        XCTAssertTrue(lines.contains("  weights          6 of 7 tensors differ (4 changed, 1 added, 1 removed), relative change 0.8038"), text)
+        XCTAssertTrue(lines.contains("  weights          6 of 7 tensors differ (3 changed, 1 reshaped in replaced projector, 1 added, 1 removed), relative change 0.8038"), text)
         XCTAssertTrue(lines.contains("  ~  lr            0.1 -> 0.01"), text)
         XCTAssertTrue(lines.contains("  +  opt.momentum  0.9"), text)
         // Provenance key column: as wide as `metricHistory.loss.count` (24) plus two spaces.

@@ -190,11 +190,13 @@ public struct AlignJob: TrainingJob {
         let p = entry.provenance
         // REF's recorded settings, camelCase or an older spelling (RecordedSettings)
         func number(_ key: String) -> Double? { RecordedSettings.number(key, in: p.hyperparameters) }
+        // The entry as the user named it, with its id when the name was not an id prefix.
+        let named = id.hasPrefix(ref.lowercased()) ? "entry \(id.prefix(12))" : "entry \(ref) (\(id.prefix(12)))"
         guard let methodName = o.pretext?.rawValue ?? p.method?.lowercased() else {
-            throw bad("REF records no pretext method; give --pretext \(PretextMethods.all.map { $0.name }.joined(separator: "|"))")
+            throw bad("\(named) records no pretext method; give --pretext \(PretextMethods.all.map { $0.name }.joined(separator: "|"))")
         }
         guard let method = PretextObjective.Method(rawValue: methodName) else {
-            throw bad("REF's method is '\(methodName)', not one of \(PretextMethods.names); give --pretext \(PretextMethods.all.map { $0.name }.joined(separator: "|"))")
+            throw bad("the method of \(named) is '\(methodName)', not one of \(PretextMethods.names); give --pretext \(PretextMethods.all.map { $0.name }.joined(separator: "|"))")
         }
         let temperature = number("temperature") ?? 0.5, emaDecay = number("emaDecay") ?? 0.9995
         do {
@@ -237,7 +239,7 @@ public struct AlignJob: TrainingJob {
             if let set = try? ImageDataset(test), set.count > 0 { valURI = test.description }
         }
         let size = o.imageSize ?? RecordedSettings.integer("imageSize", in: p.hyperparameters) ?? 96
-        guard size >= 4 else { throw bad("--image-size must be at least 4, got \(size) (from REF's provenance)") }
+        guard size >= 4 else { throw bad("--image-size must be at least 4, got \(size) (from the provenance of \(named))") }
         // batch sizes: a given one larger than its data is an error, a default is clamped (and said)
         func batch(_ option: String, given: Int?, fallback: Int, what: String, count: Int) throws -> Int {
             if let given {

@@ -39,7 +39,7 @@ public struct FineTuneOptions: JobOptions, Sendable {
             guard ref != nil else { throw bad("give the entry to fine-tune (REF), or --random-init --arch ... for a random start") }
             let used = [("--arch", arch != nil), ("--width", width != nil), ("--stem", stem != nil)].filter(\.1).map(\.0)
             guard used.isEmpty else {
-                throw bad("\(used.joined(separator: ", ")) \(used.count == 1 ? "applies" : "apply") only with --random-init (REF has its own architecture)")
+                throw bad("\(used.joined(separator: ", ")) \(used.count == 1 ? "applies" : "apply") only with --random-init (entry \(ref ?? "") has its own architecture)")
             }
         }
         if epochs != nil && steps != nil { throw bad("give --steps or --epochs, not both") }
@@ -211,11 +211,12 @@ public struct FineTuneJob: TrainingJob {
         let o = config
         let d = try Self.datasets(o, directory: run.directory)
         guard let train = d.train, let val = d.val else { throw TrainingError.invalid("no data") }
-        if !FileManager.default.fileExists(atPath: Self.fingerprintsURL(run).path) {
+        if run.writes && !FileManager.default.fileExists(atPath: Self.fingerprintsURL(run).path) {
             let fingerprints = ["--data": try train.fingerprint(), "--val": try val.fingerprint()]
             try AtomicFile.write(try JSONEncoder().encode(fingerprints), to: Self.fingerprintsURL(run))
         }
-        let say = { (s: String) in FileHandle.standardError.write(Data("\(s)\n".utf8)) }
+        // Under mpirun only rank 0 speaks (and writes), as pretrain and align do: the others follow the run.
+        let say = { (s: String) in if run.writes { FileHandle.standardError.write(Data("\(s)\n".utf8)) } }
         if o.val == nil {
             say("no --val: holding out every 10th image of --data for validation (\(val.count) images; \(train.count) train)")
         }
@@ -241,7 +242,7 @@ public struct FineTuneJob: TrainingJob {
             "\(classes) classes, \(o.imageSize)x\(o.imageSize), batch \(o.batchSize), \(tuner.stepsPerTrial) steps" +
             (o.search > 0 ? " x \(o.search) trials" : ", lr \(o.lr), wd \(o.wd)"))
         guard let outcome = try tuner.runAll() else {
-            throw TrainingError.invalid("stopped; resume with: bissl finetune --resume \(run.id)")
+            throw TrainingError.invalid("stopped; resume with: \(Self.resumeCommand(runID: run.id, commandLine: CommandLine.arguments, ranks: DataParallel.world.size))")
         }
         let datasets = [Provenance.Dataset(role: "downstream-train", uri: d.trainURI, fingerprint: try train.fingerprint()),
                         Provenance.Dataset(role: "downstream-val", uri: d.valURI, fingerprint: try val.fingerprint())]

@@ -162,7 +162,7 @@ public final class Run {
         let record = RunRecord(id: id, kind: kind, status: .running, config: config, commandLine: commandLine,
                                startedAt: stamp, updatedAt: stamp, endedAt: nil, totalSteps: totalSteps, step: 0,
                                durationSeconds: 0, segments: 1, resumeCommandLines: [], entryId: nil, error: nil,
-                               pid: getpid())
+                               pid: getpid(), parallelism: [thisSegment(fromStep: 1)])
         do {
             try record.write(directory: directory)
             let fd = try RunLog.openForAppend(directory.appendingPathComponent(RunLog.fileName))
@@ -221,6 +221,9 @@ public final class Run {
             record.resumeCommandLines.append(commandLine)
             record.pid = getpid()
             record.step = savedStep ?? 0
+            // The segment whose work the saved state holds (a later one may have saved nothing).
+            let before = record.parallelHistory(through: record.step).last
+            record.parallelism?.append(thisSegment(fromStep: record.step + 1))
             record.updatedAt = RunClock.iso()
             try record.write(directory: directory)
             let fd = try RunLog.openForAppend(logURL)
@@ -228,6 +231,10 @@ public final class Run {
                           dropped: dropped, rewound: rewound, progress: progress)
             var note = "resuming \(previousError == nil ? "" : "failed ")run \(record.id) " + (savedStep.map { "from step \($0)/\(record.totalSteps)" } ?? "from the start (no state was saved)")
             if let previousError { note += "; it had failed with: \(previousError)" }
+            if let before, let now = record.parallelism?.last, before.ranks != now.ranks {
+                // Per-rank batch statistics and negatives: another computation from here on, recorded as such.
+                note += "; it trained on \(before.ranks) rank\(before.ranks == 1 ? "" : "s") before, on \(now.ranks) from step \(now.fromStep) (BatchNorm statistics and SimCLR negatives are per rank; the entry's provenance records the ranks as mixed)"
+            }
             if rewound > 0 { note += "; \(rewound) log line\(rewound == 1 ? "" : "s") after the saved state will be logged again" }
             if dropped > 0 { note += "; \(dropped) torn log line\(dropped == 1 ? "" : "s") dropped" }
             run.progress.message(note)
@@ -249,6 +256,11 @@ public final class Run {
         let silent = ProgressReporter(total: record.totalSteps, mode: .none, write: { _ in }, now: RunClock.monotonic)
         return Run(zoo: zoo, directory: directory, record: record, entries: lines.map(\.entry), logFD: -1, lockFD: -1,
                    dropped: 0, rewound: 0, progress: silent, writes: false)
+    }
+
+    /// This process's segment from `fromStep` on: the job's ranks and rank 0's engine threads.
+    static func thisSegment(fromStep: Int) -> RunRecord.Parallelism {
+        RunRecord.Parallelism(fromStep: fromStep, ranks: DataParallel.world.size, threads: EngineEnvironment.threads)
     }
 
     /// Refuses a run `open` must not touch: another kind's run, or a completed one.
@@ -432,14 +444,26 @@ public final class Run {
 
     /// `bissl <kind> --resume <id>`, with `--zoo DIR` when `commandLine` (this process's) gave one,
     /// after `mpirun -np N ` when the run trains on `ranks` > 1 ranks (every line naming the command
-    /// uses this one: the start line, the stopped line, the line of a job ending).
+    /// uses this one: the start line, the stopped line, the line of a job ending, a failure's). DIR is
+    /// absolute (a relative one resolved against the current directory), so the command works from
+    /// any folder, and single-quoted for the shell when it holds anything but `A-Z a-z 0-9 / . _ - + , : @ %`.
     public static func resumeCommand(kind: String, id: String, commandLine: [String], ranks: Int = 1) -> String {
         var resume = (ranks > 1 ? "mpirun -np \(ranks) " : "") + "bissl \(kind) --resume \(id)"
         for (i, arg) in commandLine.enumerated() {
-            if arg == "--zoo", i + 1 < commandLine.count { resume += " --zoo \(commandLine[i + 1])" }
-            if arg.hasPrefix("--zoo=") { resume += " --zoo \(arg.dropFirst(6))" }
+            if arg == "--zoo", i + 1 < commandLine.count { resume += " --zoo \(shellPath(commandLine[i + 1]))" }
+            if arg.hasPrefix("--zoo=") { resume += " --zoo \(shellPath(String(arg.dropFirst(6))))" }
         }
         return resume
+    }
+
+    /// `path` made absolute against the current directory, single-quoted when the shell would split
+    /// or expand it (`'/tmp/my zoo'`; a `'` inside is written `'\''`).
+    static func shellPath(_ path: String) -> String {
+        let absolute = path.isEmpty ? path : URL(fileURLWithPath: path).standardizedFileURL.path
+        let plain = !absolute.isEmpty && absolute.unicodeScalars.allSatisfy { c in
+            ("a"..."z").contains(c) || ("A"..."Z").contains(c) || ("0"..."9").contains(c) || "/._-+,:@%".unicodeScalars.contains(c)
+        }
+        return plain ? absolute : "'" + absolute.replacingOccurrences(of: "'", with: "'\\''") + "'"
     }
 
     /// Seconds of work between automatic state saves when no `--checkpoint-every` is given.
@@ -580,7 +604,9 @@ public final class Run {
     /// `durationSeconds` (work time summed over resumed segments), `metricHistory` with every
     /// logged metric's values in logging order, and `run.engine` among the hyperparameters (the CPU,
     /// threads and OpenBLAS kernel of this process: `EngineEnvironment.record`). A resumed run also records `run.segments` (1 + number
-    /// of resumes) and `run.resumeCommandLines` (argv of each resume) among the hyperparameters. The
+    /// of resumes), `run.resumeCommandLines` (argv of each resume) and `run.parallelism` (each
+    /// segment's steps, ranks and threads) among the hyperparameters, and `ranks` says what every
+    /// step ran on (`recordParallelism`: `mixed: ...` when a resume changed the number). The
     /// caller adds parents, datasets, seeds, metrics.
     public func provenance(stage: String, method: String?) -> Provenance {
         var p = Provenance(stage: stage, method: method, hyperparameters: config,
@@ -594,6 +620,28 @@ public final class Run {
             p.hyperparameters["run.segments"] = .int(Int64(record.segments))
             p.hyperparameters["run.resumeCommandLines"] = .array(record.resumeCommandLines.map { .array($0.map(JSONValue.string)) })
         }
+        recordParallelism(&p)
         return p
+    }
+
+    /// The ranks of the steps the entry's weights come from (`RunRecord.parallelHistory` of the run's
+    /// `totalSteps`): `ranks` = N when every step ran on N > 1 ranks, absent on one process (as a run
+    /// of one segment records it), `mixed: steps 1-87 on 2 ranks, 88-213 on 1 rank` when they
+    /// differ; a resumed run also gets `run.parallelism`, each segment's `steps`, `ranks` and
+    /// `threads`. A record without the history (written before it was kept) leaves `ranks` as started.
+    func recordParallelism(_ p: inout Provenance) {
+        let history = record.parallelHistory(through: totalSteps)
+        guard let first = history.first else { return }
+        if let mixed = record.mixedRanks(through: totalSteps) {
+            p.hyperparameters["ranks"] = .string(mixed)
+        } else if first.ranks > 1 {
+            p.hyperparameters["ranks"] = .int(Int64(first.ranks))
+        } else {
+            p.hyperparameters["ranks"] = nil
+        }
+        guard record.segments > 1 else { return }
+        p.hyperparameters["run.parallelism"] = .array(history.map { h in
+            .object(["steps": .string("\(h.steps.lowerBound)-\(h.steps.upperBound)"), "ranks": .int(Int64(h.ranks)), "threads": .int(Int64(h.threads))])
+        })
     }
 }

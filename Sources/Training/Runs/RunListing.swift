@@ -13,7 +13,9 @@ public struct RunSummary: Codable, Equatable, Sendable {
     /// its lock: killed or Ctrl-C; resumable), `completed`, `failed`, or `unreadable`.
     public var state: String
     public var problem: String?
-    /// Step of the last saved training state (`record.step`; a resume continues from it); nil when
+    /// Step of the last saved training state, the one a resume continues from: the step `state.h5`
+    /// records when the run is not completed and the file is readable (a SIGKILL between writing
+    /// `state.h5` and `run.json` leaves run.json one save behind), else `record.step`; nil when
     /// run.json is unreadable.
     public var savedStep: Int?
     /// Largest step in the run's log.jsonl (how far the run got, possibly past the saved state); nil
@@ -66,12 +68,22 @@ public struct RunSummary: Codable, Equatable, Sendable {
             }
             let logged = lastLogged(directory: directory)
             return RunSummary(id: record.id, directory: directory.path, record: record, state: state, problem: nil,
-                              savedStep: record.step, loggedStep: logged?.step,
+                              savedStep: savedStep(record, directory: directory), loggedStep: logged?.step,
                               workSeconds: max(record.durationSeconds, logged?.time ?? 0), bytes: RunMaintenance.size(of: directory))
         } catch {
             return RunSummary(id: id, directory: directory.path, record: nil, state: "unreadable", problem: "\(error)",
                               savedStep: nil, loggedStep: nil, workSeconds: nil, bytes: RunMaintenance.size(of: directory))
         }
+    }
+
+    /// The step a resume of the run in `directory` continues from (`Run.open` reads it from `state.h5`):
+    /// `state.h5`'s step for a run that is not completed, else (no state, an unreadable one, or a
+    /// completed run, whose state is dropped) `record.step`.
+    static func savedStep(_ record: RunRecord, directory: URL) -> Int {
+        let state = directory.appendingPathComponent(Run.stateFileName)
+        guard record.status != .completed, FileManager.default.fileExists(atPath: state.path),
+              let step = try? TrainingState.storedStep(state) else { return record.step }
+        return step
     }
 
     /// The largest `step` among the complete lines of the run's log.jsonl (a torn last line is ignored);

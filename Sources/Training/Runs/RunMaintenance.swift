@@ -33,18 +33,29 @@ public enum RunMaintenance {
         }.map { directory.appendingPathComponent($0) }
     }
 
-    /// Deletes what a completed run no longer needs (`unneeded`); other runs are left alone (an
-    /// interrupted or failed run resumes from its state). A temporary is removed only while this
-    /// process holds its lock (`TemporaryFiles.removeFile`: a writer in another pid namespace holds it).
+    /// The temporaries of writers that no longer run in the directory of `run`, whatever its status
+    /// (a SIGKILL while `run.json` or `state.h5` was being replaced leaves `.run.json.tmp-<pid>-<n>`):
+    /// nothing reads them, a resume removes them (`Run.open`), `verify` reports and `gc` removes
+    /// them (`compact`). A running writer's temporary is locked, so never one of them.
+    public static func leftovers(of run: RunSummary) -> [URL] {
+        unneeded(in: URL(fileURLWithPath: run.directory)).filter { $0.lastPathComponent != Run.stateFileName }
+    }
+
+    /// Deletes what a run no longer needs: for a completed run, `unneeded` (its state and dead
+    /// writers' temporaries); for any other run, only the temporaries (`leftovers`: an interrupted or
+    /// failed run resumes from its state). A temporary is removed only while this process holds its
+    /// lock (`TemporaryFiles.removeFile`: a writer in another pid namespace holds it).
     /// - Returns: bytes freed (the disk space the files occupied), or that would be, with `dryRun`.
     /// - Throws: `TrainingError.io` when a file cannot be deleted, `.invalid` when the run is reached
     ///   through a symbolic link (`requireOwnFolder`).
     @discardableResult
     public static func compact(_ run: RunSummary, dryRun: Bool = false) throws -> Int64 {
-        guard run.record?.status == .completed else { return 0 }
-        try requireOwnFolder(run, "dropping the state of run \(run.id)")
+        let completed = run.record?.status == .completed
+        let files = completed ? unneeded(in: URL(fileURLWithPath: run.directory)) : leftovers(of: run)
+        guard completed || !files.isEmpty else { return 0 }
+        try requireOwnFolder(run, completed ? "dropping the state of run \(run.id)" : "removing the leftovers of run \(run.id)")
         var freed: Int64 = 0
-        for url in unneeded(in: URL(fileURLWithPath: run.directory)) {
+        for url in files {
             var info = stat()
             guard lstat(url.path, &info) == 0 else { continue }
             if dryRun { freed += TemporaryFiles.allocatedBytes(info); continue }

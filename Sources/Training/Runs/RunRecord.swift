@@ -41,6 +41,58 @@ public struct RunRecord: Codable, Equatable, Sendable {
     public var error: String?
     /// Process that ran the run last.
     public var pid: Int32?
+    /// The ranks and engine threads of each segment, in order (docs/distributed.md, "Resuming with
+    /// another number of ranks"); nil in records written before it was kept (their history is unknown).
+    public var parallelism: [Parallelism]? = nil
+
+    /// How one segment of a run trained: from which step, on how many ranks, with how many threads.
+    /// Batch statistics (BatchNorm without `--sync-bn`) and SimCLR's negatives are per rank, so a run
+    /// resumed on another number of ranks computes something else from there on.
+    public struct Parallelism: Codable, Equatable, Sendable {
+        /// The first step the segment trains (the saved step it resumed from, plus 1).
+        public var fromStep: Int
+        /// Ranks of the job (`mpirun -np`; 1 for one process).
+        public var ranks: Int
+        /// Engine threads of rank 0 (`EngineEnvironment.threads`).
+        public var threads: Int
+
+        public init(fromStep: Int, ranks: Int, threads: Int) {
+            self.fromStep = fromStep
+            self.ranks = ranks
+            self.threads = threads
+        }
+    }
+
+    /// The steps `1...last` as the segments trained them: each segment from its `fromStep` up to the
+    /// step before the next one's (work after its last saved state was redone by the next), the last
+    /// one up to `last`; segments left with no step are dropped. Empty when `parallelism` is nil.
+    public func parallelHistory(through last: Int) -> [(steps: ClosedRange<Int>, ranks: Int, threads: Int)] {
+        guard let segments = parallelism else { return [] }
+        var out: [(steps: ClosedRange<Int>, ranks: Int, threads: Int)] = []
+        for (i, segment) in segments.enumerated() {
+            let end = min(i + 1 < segments.count ? segments[i + 1].fromStep - 1 : last, last)
+            guard segment.fromStep <= end else { continue }
+            out.append((segment.fromStep...end, segment.ranks, segment.threads))
+        }
+        return out
+    }
+
+    /// `mixed: steps 1-87 on 2 ranks, 88-213 on 1 rank` when the steps `1...last` ran on different
+    /// numbers of ranks (adjacent segments on the same number merged); nil when they ran on one number
+    /// of ranks or the history is unknown.
+    public func mixedRanks(through last: Int) -> String? {
+        var merged: [(from: Int, to: Int, ranks: Int)] = []
+        for h in parallelHistory(through: last) {
+            if let previous = merged.last, previous.ranks == h.ranks { merged[merged.count - 1].to = h.steps.upperBound } else {
+                merged.append((h.steps.lowerBound, h.steps.upperBound, h.ranks))
+            }
+        }
+        guard merged.count > 1 else { return nil }
+        let parts = merged.enumerated().map { i, m in
+            "\(i == 0 ? "steps " : "")\(m.from)-\(m.to) on \(m.ranks) rank\(m.ranks == 1 ? "" : "s")"
+        }
+        return "mixed: " + parts.joined(separator: ", ")
+    }
 
     public static let fileName = "run.json"
 

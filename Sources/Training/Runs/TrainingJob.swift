@@ -193,11 +193,13 @@ extension TrainingJob {
     /// (`RankFailure.trainingEnded`, `StopRequest.trainingEnded`).
     func finish(on run: Run, commandLine: [String]) throws -> JobResult {
         let world = DataParallel.world
+        let resume = Self.resumeCommand(runID: run.id, commandLine: commandLine, ranks: world.size)
         let checkpoint: Checkpoint
         do {
             checkpoint = try train(on: run)
         } catch {
             run.fail(error)
+            if run.writes, let note = Self.resumeNote(run: run, after: error, resume: resume) { run.progress.message(note) }
             throw error
         }
         RankFailure.trainingEnded()
@@ -217,9 +219,21 @@ extension TrainingJob {
             return JobResult(run: run, entry: entry, provenance: checkpoint.provenance)
         } catch {
             run.fail(error)
+            if let note = Self.resumeNote(run: run, after: error, resume: resume) { run.progress.message(note) }
             if world.size > 1 { _ = try? world.broadcast([]) }
             throw error
         }
+    }
+
+    /// The line printed (by rank 0, before the `error:` line) when `error` ended the run and a resume
+    /// can get past it (a full disk, data briefly unreadable, a zoo busy at the end):
+    /// `run ID failed; it resumes from step S/T, its last saved state: CMD`. Nil after a stop on
+    /// request (`RunInterrupted` prints its own resume line) and after `TrainingError.invalid` (a
+    /// diverged run, a setting or data that does not fit: a resume would fail the same way).
+    static func resumeNote(run: Run, after error: Error, resume: String) -> String? {
+        if error is RunInterrupted { return nil }
+        if case TrainingError.invalid = error { return nil }
+        return "run \(run.id) failed; it resumes from step \(run.runRecord.step)/\(run.totalSteps), its last saved state: \(resume)"
     }
 
     /// Refuses `--name NAME` when the zoo would refuse it at the end: not a valid label

@@ -87,9 +87,18 @@ public enum DiffTextRenderer {
         return "\(notes.count) tensors: " + notes.prefix(3).joined(separator: "; ") + "; ..."
     }
 
+    /// `60 changed, 2 reshaped in replaced classifier, 1 added`: tensors whose shape changed (a
+    /// replaced head) are counted apart from those whose values changed, naming their stages, as the
+    /// stage table calls them `replaced`.
     static func counts(_ s: CheckpointDiff.Section) -> String {
         var parts: [String] = []
-        if s.changed > 0 { parts.append("\(s.changed) changed") }
+        let reshaped = s.tensors.filter { $0.status == .changed && $0.shapeChanged }
+        if s.changed - reshaped.count > 0 { parts.append("\(s.changed - reshaped.count) changed") }
+        if !reshaped.isEmpty {
+            var stages: [String] = []
+            for t in reshaped where !stages.contains(t.stage) { stages.append(t.stage) }
+            parts.append("\(reshaped.count) reshaped in replaced \(stages.joined(separator: ", "))")
+        }
         if s.added > 0 { parts.append("\(s.added) added") }
         if s.removed > 0 { parts.append("\(s.removed) removed") }
         return parts.joined(separator: ", ")
