@@ -91,20 +91,12 @@ extension Zoo {
             let ordered = distance.sorted { ($0.value, $0.key) < ($1.value, $1.key) }.map(\.key)
             let members = Set(ordered)
             let listed = Dictionary(try Catalog.records(ListFilter(ids: ordered), withProvenance: false, db).map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-            // Whether a listed entry's provenance document has a non-empty `carriedFrom`, read in SQLite
-            // (the listing above holds no provenance); the JSON functions only run on a document that names
-            // the key and parses (they raise an error on a malformed one).
-            let carriedStatement = try db.cachedStatement(sql: """
-                SELECT CASE WHEN instr(provenance, '"carriedFrom"') > 0 AND json_valid(provenance)
-                            THEN coalesce(json_array_length(provenance, '$.carriedFrom'), 0) > 0 ELSE 0 END
-                FROM entries WHERE id = ?
-                """)
             var nodes: [ZooLineage.Node] = []
             var edges: [ZooLineage.Edge] = []
             for id in ordered {
                 if let r = listed[id] {
                     let s = r.summary
-                    let carried = try Bool.fetchOne(carriedStatement, arguments: [id]) ?? false
+                    let carried = s.carried
                     nodes.append(.init(id: id, status: .listed, name: r.name, tags: r.tags, stage: s.stage, method: s.method, arch: s.arch,
                                        dataset: s.dataset, headlineMetric: s.headlineMetric, headlineValue: s.headlineValue,
                                        created: s.created, removedAt: nil, carried: carried))
