@@ -291,20 +291,22 @@ static void plane_mask_bits(long H, long W, long s, int VL, long vectors, unsign
 // of `x[t * images + i]`, H x W), 4 phase planes of Ho x Wo at `dst + (i * C + c) * 4 Ho Wo`, plane a 2 + b
 // holding x[2 r + a][2 s + b] (0 past the input's last row or column, which the masks never read).
 static void phase_planes(const float *const *x, long terms, long channels, long images, long H, long W, float *dst) {
-    long Ho = (H + 1) / 2, Wo = (W + 1) / 2, S = Ho * Wo, C = terms * channels;
+    long Ho = (H + 1) / 2, Wo = (W + 1) / 2, S = Ho * Wo, C = terms * channels, half = W / 2;
     for (long i = 0; i < images; i++)
         for (long c = 0; c < C; c++) {
             const float *src = x[(c / channels) * images + i] + (c % channels) * H * W;
             float *d = dst + (i * C + c) * 4 * S;
-            for (int a = 0; a < 2; a++)
-                for (int b = 0; b < 2; b++, d += S)
-                    for (long r = 0; r < Ho; r++) {
-                        long row = 2 * r + a;
-                        for (long q = 0; q < Wo; q++) {
-                            long col = 2 * q + b;
-                            d[r * Wo + q] = row < H && col < W ? src[row * W + col] : 0.0f;
-                        }
-                    }
+            for (long row = 0; row < 2 * Ho; row++) {
+                float *even = d + (row % 2) * 2 * S + (row / 2) * Wo, *odd = even + S;
+                if (row == H) {   // odd H: the odd phases' last row is past the plane
+                    memset(even, 0, (size_t)Wo * sizeof *even);
+                    memset(odd, 0, (size_t)Wo * sizeof *odd);
+                    continue;
+                }
+                const float *r = src + row * W;
+                for (long q = 0; q < half; q++) { even[q] = r[2 * q]; odd[q] = r[2 * q + 1]; }
+                if (W % 2) { even[half] = r[W - 1]; odd[half] = 0; }
+            }
         }
 }
 

@@ -102,6 +102,7 @@ final class LayerTests: XCTestCase {
             (4, 6, 8, 1, 19, 1, [L, nil, L], [L, nil, L]),
             (4, 8, 16, 9, 11, 2, [nil, nil, P], [L, nil, P]), (3, 16, 64, 8, 8, 2, [nil, nil, P], [L, nil, P]),
             (2, 4, 8, 3, 3, 2, [nil, nil, P], [L, nil, P]), (6, 3, 12, 15, 17, 2, [nil, nil, nil], [L, nil, nil]),
+            (1, 72, 16, 18, 18, 2, [nil, nil, P], [P, nil, P]),
         ]
         for level in [Int32(BISSL_LEVEL_AVX2), Int32(BISSL_LEVEL_AVX512)] where level <= DirectConvolution.supportedLevel {
             DirectConvolution.level = level
