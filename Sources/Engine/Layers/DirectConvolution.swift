@@ -70,8 +70,9 @@ enum DirectConvolution {
     ///   (read from the NCHW planes) up to 128 input channels at AVX-512 and 64 at AVX2, on planes of any
     ///   width (the padded planes' dropped columns and rows are gone, so narrow planes no longer waste lanes);
     ///   at stride 2 (forward only: its input gradient is not a correlation) at AVX-512 `.lanes` on the phase
-    ///   planes up to 64 input channels and up to 128 on inputs up to 16 wide (1.01-1.43x `.byPosition`),
-    ///   `.byPosition` up to 128 on wider inputs (0.92x there; itself 1.1-2.2x the GEMM), the GEMM at AVX2
+    ///   planes up to 64 input channels (1.01-1.43x `.byPosition`), `.byPosition` up to 128 (ResNet-50's
+    ///   training ran 5-13% slower with its 128-channel layer on the phase planes; `.byPosition` is itself
+    ///   1.1-2.2x the GEMM), the GEMM at AVX2
     ///   (`.byPosition` was 0.98x) (docs/performance.md, "Stride-2 correlations on phase planes");
     /// - the weight gradient on `.lanes` up to 8 channels either side at stride 1 from 8 wide, else
     ///   `.byPosition` up to 256 channels (1.3-5x the GEMM; 0.8x at 512).
@@ -85,7 +86,7 @@ enum DirectConvolution {
             let (cin, cout) = product == .forward ? (C, O) : (O, C)
             if stride == 2 {
                 guard product == .forward, avx512, cin <= 128 else { return nil }
-                return cin <= 64 || width <= 16 ? (cout % 4 == 0 ? .lanes : nil) : (cout % 16 == 0 ? .byPosition : nil)
+                return cin <= 64 ? (cout % 4 == 0 ? .lanes : nil) : (cout % 16 == 0 ? .byPosition : nil)
             }
             return cin <= (avx512 ? 128 : 64) && cout % 4 == 0 ? .lanes : nil
         case .weightGradient:
