@@ -1,9 +1,9 @@
 // 3x3 cross-correlation kernels (the declarations and their contracts are in include/CKernels.h).
 // Each body is instantiated per vector width (GCC/Clang vector extensions or intrinsics). Two kinds:
-// - vectors across positions (stride 1): the correlation read from the NCHW planes (`PLANES_KERNEL`: OB output
-//   channels x T vectors of positions per tile, at most 16 accumulators of 32 zmm at AVX-512, 8 of 16 ymm at
-//   AVX2) and the weight gradient on zero-padded planes (`KERNELS(suffix, target, lanes, WOB)`: WOB output
-//   channels x 9 taps at a time);
+// - vectors across positions: the correlation read from the NCHW planes at stride 1 and from their phase-split
+//   copies at stride 2 (`PLANES_KERNEL`: OB output channels x T images' vectors of positions per tile, at most
+//   16 accumulators of 32 zmm at AVX-512, 8 of 16 ymm at AVX2) and the stride-1 weight gradient on zero-padded
+//   planes (`KERNELS(suffix, target, lanes, WOB)`: WOB output channels x 9 taps at a time);
 // - vectors across output channels (`POSITION_KERNELS`, `CORRELATION_BY_POSITION`, any stride): listed
 //   output positions, each x value broadcast, weights and output gradients with the output channel innermost.
 #include "CKernels.h"
@@ -168,9 +168,9 @@ CORRELATION_BY_POSITION(avx512, __attribute__((target("avx512f,fma"))), 16)
 // additions of `CORRELATION_BY_POSITION`), then stored through the epilogue with the vector's mask.
 #define MASKS_PER_VECTOR 10
 #define PLANES_KERNEL(SUFFIX, TARGET, VL, VEC, MASKT, MASK_AT, LOADM, STOREM, SET1, FMA, ADD, RELU, MAXT, MAXACC)  \
-TARGET static inline __attribute__((always_inline)) void ptile_##SUFFIX(const int T, const int OB,            \
-        const float *const *xc, long C, long W, long q0, const MASKT *masks, const float *wT, long O, long o0,  \
-        const bissl_output *y, float *const *out, const float *const *res) {                                   \
+TARGET static inline __attribute__((always_inline)) void ptile_##SUFFIX(const int T, const int OB, const int S2,  \
+        const float *const *xc, long C, long W, long S, long q0, const MASKT *masks, const float *wT, long O,    \
+        long o0, const bissl_output *y, float *const *out, const float *const *res) {                          \
     VEC acc[MAXACC];                                                                                           \
     MASKT m[TAPS + 1];                                                                                         \
     for (int t = 0; t <= TAPS; t++) m[t] = MASK_AT(masks, 0, t);                                               \
@@ -182,11 +182,15 @@ TARGET static inline __attribute__((always_inline)) void ptile_##SUFFIX(const in
         /* the rows of taps a loop (unrolled, the compiler hoists all 9 T loads and spills), each row's 3 taps unrolled */ \
         _Pragma("clang loop unroll(disable)")                                                                  \
         for (int i = 0; i < 3; i++) {                                                                          \
-            long rowOff = (i - 1) * W;                                                                         \
+            /* stride 1: tap (i, j) at (i - 1) W + j - 1; stride 2 (S2, the phase planes of S floats, plane  \
+               a 2 + b holding rows 2 r + a, columns 2 s + b): rows i = 0, 1, 2 in phases 1, 0, 1 at row offsets \
+               -1, 0, 0, columns likewise */                                                                   \
+            long rowOff = S2 ? (i == 1 ? 0 : 2 * S) - (i == 0 ? W : 0) : (i - 1) * W;                          \
             for (int j = 0; j < 3; j++) {                                                                      \
                 int t = i * 3 + j;                                                                             \
+                long colOff = S2 ? (j == 1 ? 0 : S) - (j == 0) : j - 1;                                        \
                 VEC xv[MAXT];                                                                                  \
-                for (int k = 0; k < T; k++) xv[k] = LOADM(xp[k] + rowOff + j - 1, m[t]);                       \
+                for (int k = 0; k < T; k++) xv[k] = LOADM(xp[k] + rowOff + colOff, m[t]);                      \
                 for (int b = 0; b < OB; b++) {                                                                 \
                     VEC s = SET1(wc[b * TAPS + t]);                                                            \
                     for (int k = 0; k < T; k++) acc[b * T + k] = FMA(s, xv[k], acc[b * T + k]);               \
@@ -207,9 +211,10 @@ TARGET static inline __attribute__((always_inline)) void ptile_##SUFFIX(const in
         }                                                                                                      \
     }                                                                                                          \
 }                                                                                                              \
-TARGET static void planes_##SUFFIX(const float *const *x, long terms, long cin, long H, long W, const float *wT, \
-        long O, const bissl_output *y, const MASKT *masks, const float **xc) {                                 \
-    long C = terms * cin, P = H * W, vectors = (P + VL - 1) / VL;                                              \
+TARGET static inline __attribute__((always_inline)) void planes_##SUFFIX(const int S2, const float *const *x,    \
+        long terms, long cin, long P, long H, long W, long S, const float *wT, long O, const bissl_output *y,   \
+        const MASKT *masks, const float **xc) {                                                                \
+    long C = terms * cin, vectors = (H * W + VL - 1) / VL;                                                     \
     for (long i0 = 0; i0 < y->images; ) {                                                                      \
         long left = y->images - i0;                                                                            \
         int T = left >= MAXT ? MAXT : left >= 2 ? 2 : 1;                                                       \
@@ -225,16 +230,24 @@ TARGET static void planes_##SUFFIX(const float *const *x, long terms, long cin, 
             const MASKT *mv = &MASK_AT(masks, v, 0);                                                           \
             for (long o0 = 0; o0 < O; ) {                                                                      \
                 long rest = O - o0;                                                                            \
-                if (T == MAXT) { ptile_##SUFFIX(MAXT, MAXACC / MAXT, xc, C, W, v * VL, mv, wT, O, o0, y, out, res); o0 += MAXACC / MAXT; } \
-                else if (T == 2 && rest >= MAXACC / 2) { ptile_##SUFFIX(2, MAXACC / 2, xc, C, W, v * VL, mv, wT, O, o0, y, out, res); o0 += MAXACC / 2; } \
-                else if (T == 2) { ptile_##SUFFIX(2, 4, xc, C, W, v * VL, mv, wT, O, o0, y, out, res); o0 += 4; } \
-                else if (rest >= MAXACC) { ptile_##SUFFIX(1, MAXACC, xc, C, W, v * VL, mv, wT, O, o0, y, out, res); o0 += MAXACC; } \
-                else if (rest >= 8) { ptile_##SUFFIX(1, 8, xc, C, W, v * VL, mv, wT, O, o0, y, out, res); o0 += 8; } \
-                else { ptile_##SUFFIX(1, 4, xc, C, W, v * VL, mv, wT, O, o0, y, out, res); o0 += 4; }         \
+                if (T == MAXT) { ptile_##SUFFIX(MAXT, MAXACC / MAXT, S2, xc, C, W, S, v * VL, mv, wT, O, o0, y, out, res); o0 += MAXACC / MAXT; } \
+                else if (T == 2 && rest >= MAXACC / 2) { ptile_##SUFFIX(2, MAXACC / 2, S2, xc, C, W, S, v * VL, mv, wT, O, o0, y, out, res); o0 += MAXACC / 2; } \
+                else if (T == 2) { ptile_##SUFFIX(2, 4, S2, xc, C, W, S, v * VL, mv, wT, O, o0, y, out, res); o0 += 4; } \
+                else if (rest >= MAXACC) { ptile_##SUFFIX(1, MAXACC, S2, xc, C, W, S, v * VL, mv, wT, O, o0, y, out, res); o0 += MAXACC; } \
+                else if (rest >= 8) { ptile_##SUFFIX(1, 8, S2, xc, C, W, S, v * VL, mv, wT, O, o0, y, out, res); o0 += 8; } \
+                else { ptile_##SUFFIX(1, 4, S2, xc, C, W, S, v * VL, mv, wT, O, o0, y, out, res); o0 += 4; }         \
             }                                                                                                  \
         }                                                                                                      \
         i0 += T;                                                                                               \
     }                                                                                                          \
+}                                                                                                              \
+TARGET static void planes1_##SUFFIX(const float *const *x, long terms, long cin, long H, long W, const float *wT, \
+        long O, const bissl_output *y, const MASKT *masks, const float **xc) {                                 \
+    planes_##SUFFIX(0, x, terms, cin, H * W, H, W, 0, wT, O, y, masks, xc);                                    \
+}                                                                                                              \
+TARGET static void planes2_##SUFFIX(const float *const *x, long C, long Ho, long Wo, const float *wT, long O,    \
+        const bissl_output *y, const MASKT *masks, const float **xc) {                                         \
+    planes_##SUFFIX(1, x, 1, C, 4 * Ho * Wo, Ho, Wo, Ho * Wo, wT, O, y, masks, xc);                            \
 }
 
 #if defined(__x86_64__)
@@ -254,41 +267,76 @@ PLANES_KERNEL(avx2, __attribute__((target("avx2,fma"))), 8, __m256, __m256i, M25
               _mm256_set1_ps, M256_FMA, _mm256_add_ps, M256_RELU, 2, 8)
 #endif
 
-// Bit l of `bits[v * 10 + t]` (t < 9): position v VL + l of an H x W plane reads inside the plane at tap t;
-// of `bits[v * 10 + 9]`: the position is in the plane.
-static void plane_mask_bits(long H, long W, int VL, long vectors, unsigned *bits) {
+// Bit l of `bits[v * 10 + t]` (t < 9): output position v VL + l of the (H - 1) / s + 1 x (W - 1) / s + 1 output
+// plane of an H x W input plane at stride s reads inside the input plane at tap t; of `bits[v * 10 + 9]`: the
+// position is in the output plane.
+static void plane_mask_bits(long H, long W, long s, int VL, long vectors, unsigned *bits) {
+    long Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1;
     for (long v = 0; v < vectors; v++) {
         for (int t = 0; t <= TAPS; t++) bits[v * MASKS_PER_VECTOR + t] = 0;
         for (int l = 0; l < VL; l++) {
             long q = v * VL + l;
-            if (q >= H * W) break;
-            long r = q / W, col = q % W;
+            if (q >= Ho * Wo) break;
+            long r = q / Wo, col = q % Wo;
             bits[v * MASKS_PER_VECTOR + TAPS] |= 1u << l;
             for (int t = 0; t < TAPS; t++) {
-                long i = r + t / 3 - 1, j = col + t % 3 - 1;
+                long i = s * r + t / 3 - 1, j = s * col + t % 3 - 1;
                 if (i >= 0 && i < H && j >= 0 && j < W) bits[v * MASKS_PER_VECTOR + t] |= 1u << l;
             }
         }
     }
 }
 
+// The stride-2 kernel's input: for image i and channel c (channel t * channels + c of the stacked terms: plane c
+// of `x[t * images + i]`, H x W), 4 phase planes of Ho x Wo at `dst + (i * C + c) * 4 Ho Wo`, plane a 2 + b
+// holding x[2 r + a][2 s + b] (0 past the input's last row or column, which the masks never read).
+static void phase_planes(const float *const *x, long terms, long channels, long images, long H, long W, float *dst) {
+    long Ho = (H + 1) / 2, Wo = (W + 1) / 2, S = Ho * Wo, C = terms * channels, half = W / 2;
+    for (long i = 0; i < images; i++)
+        for (long c = 0; c < C; c++) {
+            const float *src = x[(c / channels) * images + i] + (c % channels) * H * W;
+            float *d = dst + (i * C + c) * 4 * S;
+            for (long row = 0; row < 2 * Ho; row++) {
+                float *even = d + (row % 2) * 2 * S + (row / 2) * Wo, *odd = even + S;
+                if (row == H) {   // odd H: the odd phases' last row is past the plane
+                    memset(even, 0, (size_t)Wo * sizeof *even);
+                    memset(odd, 0, (size_t)Wo * sizeof *odd);
+                    continue;
+                }
+                const float *r = src + row * W;
+                for (long q = 0; q < half; q++) { even[q] = r[2 * q]; odd[q] = r[2 * q + 1]; }
+                if (W % 2) { even[half] = r[W - 1]; odd[half] = 0; }
+            }
+        }
+}
+
 void bissl_conv3x3_planes(int level, const float *const *x, long terms, long channels, long height, long width,
-                          const float *w, long outChannels, const bissl_output *y) {
+                          long stride, const float *w, long outChannels, const bissl_output *y) {
 #if defined(__x86_64__)
     if (level != BISSL_LEVEL_AVX512 && level != BISSL_LEVEL_AVX2) return;   // no kernel for this level (see the header)
+    if (stride != 1 && stride != 2) return;
     int VL = level == BISSL_LEVEL_AVX512 ? 16 : 8;
-    long C = terms * channels, O = outChannels;
-    long vectors = (height * width + VL - 1) / VL, entries = vectors * MASKS_PER_VECTOR;
+    long C = terms * channels, O = outChannels, Ho = (height - 1) / stride + 1, Wo = (width - 1) / stride + 1;
+    long vectors = (Ho * Wo + VL - 1) / VL, entries = vectors * MASKS_PER_VECTOR;
     unsigned *bits = malloc((size_t)entries * sizeof *bits);
     const float **xc = malloc((size_t)(C * 4) * sizeof *xc);   // [C][MAXT] plane pointers of a tile's images
     float *wT = malloc((size_t)(C * O * TAPS) * sizeof *wT);    // [C][O][9]
     for (long o = 0; o < O; o++)
         for (long c = 0; c < C; c++) memcpy(wT + (c * O + o) * TAPS, w + (o * C + c) * TAPS, TAPS * sizeof *wT);
-    plane_mask_bits(height, width, VL, vectors, bits);
+    plane_mask_bits(height, width, stride, VL, vectors, bits);
+    float *phases = 0;
+    const float **px = 0;   // stride 2: image i's phase planes
+    if (stride == 2) {
+        phases = malloc((size_t)(y->images * C * 4 * Ho * Wo) * sizeof *phases);
+        px = malloc((size_t)y->images * sizeof *px);
+        phase_planes(x, terms, channels, y->images, height, width, phases);
+        for (long i = 0; i < y->images; i++) px[i] = phases + i * C * 4 * Ho * Wo;
+    }
     if (level == BISSL_LEVEL_AVX512) {
         __mmask16 *m = malloc((size_t)entries * sizeof *m);
         for (long e = 0; e < entries; e++) m[e] = (__mmask16)bits[e];
-        planes_avx512(x, terms, channels, height, width, wT, O, y, m, xc);
+        if (stride == 1) planes1_avx512(x, terms, channels, height, width, wT, O, y, m, xc);
+        else planes2_avx512(px, C, Ho, Wo, wT, O, y, m, xc);
         free(m);
     } else {
         __m256i *m = aligned_alloc(32, (size_t)entries * sizeof *m);   // a mask's 8 lanes each 0 or -1
@@ -297,14 +345,18 @@ void bissl_conv3x3_planes(int level, const float *const *x, long terms, long cha
             for (int l = 0; l < 8; l++) lanes[l] = (bits[e] >> l) & 1 ? -1 : 0;
             memcpy(&m[e], lanes, sizeof lanes);
         }
-        planes_avx2(x, terms, channels, height, width, wT, O, y, m, xc);
+        if (stride == 1) planes1_avx2(x, terms, channels, height, width, wT, O, y, m, xc);
+        else planes2_avx2(px, C, Ho, Wo, wT, O, y, m, xc);
         free(m);
     }
     free(bits);
     free(xc);
     free(wT);
+    free(phases);
+    free(px);
 #else
-    (void)level; (void)x; (void)terms; (void)channels; (void)height; (void)width; (void)w; (void)outChannels; (void)y;
+    (void)level; (void)x; (void)terms; (void)channels; (void)height; (void)width; (void)stride; (void)w;
+    (void)outChannels; (void)y;
 #endif
 }
 

@@ -86,7 +86,8 @@ final class LayerTests: XCTestCase {
     /// first: forward, input gradient, weight gradient): one image per chunk, several images with a smaller
     /// last chunk, odd widths, 3 input channels (the stem), 4- and 2-wide planes, planes of one row and of
     /// 3 rows, 128 input channels, output channels that fill 4, 2 or 1 vectors of the by-position kernels and
-    /// a short last tile of positions, stride 2 down to a 1-pixel input, and products that stay on im2col + GEMM.
+    /// a short last tile of positions, stride 2 (on odd and even planes, 3 input channels, 6 images: tiles of 4 and
+    /// 2 images) down to a 1-pixel input, and products that stay on im2col + GEMM.
     func testDirectConvolutionMatchesTheDefinitionAtEveryLevel() {
         typealias K = DirectConvolution.Kernel
         let saved = DirectConvolution.level
@@ -99,8 +100,9 @@ final class LayerTests: XCTestCase {
             (6, 32, 64, 4, 4, 1, [L, L, P], [L, L, P]), (5, 8, 48, 4, 2, 1, [L, L, P], [L, L, P]),
             (3, 128, 128, 4, 4, 1, [nil, nil, P], [L, L, P]), (2, 72, 24, 3, 7, 1, [nil, L, P], [L, L, P]),
             (4, 6, 8, 1, 19, 1, [L, nil, L], [L, nil, L]),
-            (4, 8, 16, 9, 11, 2, [nil, nil, P], [P, nil, P]), (3, 16, 64, 8, 8, 2, [nil, nil, P], [P, nil, P]),
-            (2, 4, 8, 3, 3, 2, [nil, nil, P], [nil, nil, P]),
+            (4, 8, 16, 9, 11, 2, [nil, nil, P], [L, nil, P]), (3, 16, 64, 8, 8, 2, [nil, nil, P], [L, nil, P]),
+            (2, 4, 8, 3, 3, 2, [nil, nil, P], [L, nil, P]), (6, 3, 12, 15, 17, 2, [nil, nil, nil], [L, nil, nil]),
+            (1, 72, 16, 18, 18, 2, [nil, nil, P], [P, nil, P]),
         ]
         for level in [Int32(BISSL_LEVEL_AVX2), Int32(BISSL_LEVEL_AVX512)] where level <= DirectConvolution.supportedLevel {
             DirectConvolution.level = level

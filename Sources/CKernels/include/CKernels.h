@@ -40,17 +40,18 @@ typedef struct {
 void bissl_pad_planes(const float *const *images, long count, long channels, long height, long width,
                       long plane, float *dst);
 
-/// 3x3 stride-1 pad-1 cross-correlation of a sum of `terms` inputs read from their NCHW planes (no padded
-/// copy): for image i < `y->images`, output channel o < `outChannels` and position q < `height` * `width`,
-/// `g = sum_c sum_{i,j < 3} w[(o * C + c) * 9 + i * 3 + j] * x_c[q + (i - 1) * width + (j - 1)]` over the
-/// C = `terms` * `channels` stacked input channels (channel t * channels + c is plane c of `x[t * y->images + i]`,
-/// each image `channels` planes of `height` x `width`), the taps outside the plane reading 0 (masked
-/// loads: nothing outside the plane is read); summed over c then (i, j) in that order, each multiply-add fused
-/// (the additions of `bissl_conv3x3_by_position`), stored through `y`'s epilogue at
-/// `y->out + i * y->imageStride + o * y->channelStride + q` (`y->height`, `y->width` unused).
-/// Sizes: `outChannels` a multiple of 4. Levels 1 and 2 only.
+/// 3x3 pad-1 cross-correlation at `stride` 1 or 2 of a sum of `terms` inputs read from their NCHW planes: for
+/// image i < `y->images`, output channel o < `outChannels` and output position (r, s) of the Ho x Wo output plane
+/// (Ho = (`height` - 1) / stride + 1, Wo likewise), `g = sum_c sum_{i,j < 3} w[(o * C + c) * 9 + i * 3 + j] *
+/// x_c[stride r + i - 1][stride s + j - 1]` over the C = `terms` * `channels` stacked input channels (channel
+/// t * channels + c is plane c of `x[t * y->images + i]`, each image `channels` planes of `height` x `width`), the
+/// taps outside the plane reading 0 (masked loads: nothing outside the plane is read; stride 2 reads a copy of
+/// each plane split into its 4 phases, even/odd rows x even/odd columns); summed over c then (i, j) in that
+/// order, each multiply-add fused (the additions of `bissl_conv3x3_by_position`), stored through `y`'s epilogue
+/// at `y->out + i * y->imageStride + o * y->channelStride + r Wo + s` (`y->height`, `y->width` unused).
+/// Sizes: `outChannels` a multiple of 4. Levels 1 and 2 only; any other level or stride writes nothing.
 void bissl_conv3x3_planes(int level, const float *const *x, long terms, long channels, long height, long width,
-                          const float *w, long outChannels, const bissl_output *y);
+                          long stride, const float *w, long outChannels, const bissl_output *y);
 
 /// The weight gradient of a 3x3 stride-1 convolution on zero-padded planes stored with `row` floats per row
 /// (`bissl_pad_planes`): `dw[(o * channels + c) * 9 + i * 3 + j] += sum_{q < count} dy[o * dyStride + q] *

@@ -5,10 +5,13 @@ import CKernels
 /// packing, the multiply-adds done by the AVX2 or AVX-512 kernels of `Sources/CKernels`.
 ///
 /// Two kinds of kernel:
-/// - `.lanes` (stride 1): vectors across positions. The correlations read the NCHW planes as they are
-///   (`bissl_conv3x3_planes`): each vector is consecutive positions of one image's plane, each tap one
-///   load shifted by `(i - 1) W + (j - 1)` whose lanes in the padding are masked off, and each output vector
-///   stored to its NCHW place through the epilogue. The weight gradient reads zero-padded copies: a chunk of
+/// - `.lanes` (stride 1; the forward correlation also at stride 2): vectors across positions. The correlations
+///   read the NCHW planes as they are (`bissl_conv3x3_planes`): each vector is consecutive positions of one
+///   image's plane, each tap one load shifted by `(i - 1) W + (j - 1)` whose lanes in the padding are masked
+///   off, and each output vector stored to its NCHW place through the epilogue; at stride 2 the same from a
+///   copy of each plane split into its 4 phases (even/odd rows x even/odd columns, each Ho x Wo), where tap
+///   (i, j) of consecutive outputs is again one shifted load (rows i = 0, 1, 2 in the odd, even, odd phase at
+///   row offsets -1, 0, 0; columns likewise). The weight gradient reads zero-padded copies: a chunk of
 ///   `images` consecutive images of one channel is one "tall" plane, rows of `row = W + 2` floats, a zero
 ///   row, then each image's H rows (a zero column either side) followed by one zero row; grid position `q`
 ///   is the window centred on padded position `q + row + 1`, so image `n`'s output row `h` is grid row
@@ -16,7 +19,7 @@ import CKernels
 /// - `.byPosition` (stride 1 or 2): vectors across output channels, each x value broadcast from the padded
 ///   planes, for the listed output positions only (the window of output `(n, oh, ow)` starts at padded row
 ///   `n (H + 1) + s oh`, column `s ow`); weights and output gradients stored with the output channel
-///   innermost. Wins with more channels and on small planes (the weight gradient) and at stride 2.
+///   innermost. Wins with more channels and on small planes (the weight gradient).
 ///
 /// The three products of `Conv2d` use them, each for a sum of terms (`Conv2d`'s tangent rules have two):
 /// the correlations stack their terms as channels (T inputs of C channels read as one input of T C
@@ -66,8 +69,11 @@ enum DirectConvolution {
     /// - the correlations (forward; the input gradient reads O planes and writes C) at stride 1 on `.lanes`
     ///   (read from the NCHW planes) up to 128 input channels at AVX-512 and 64 at AVX2, on planes of any
     ///   width (the padded planes' dropped columns and rows are gone, so narrow planes no longer waste lanes);
-    ///   at stride 2 (forward only: its input gradient is not a correlation) `.byPosition` up to 128 input
-    ///   channels at AVX-512 (1.1-2.2x), the GEMM at AVX2 (0.98x);
+    ///   at stride 2 (forward only: its input gradient is not a correlation) at AVX-512 `.lanes` on the phase
+    ///   planes up to 64 input channels (1.01-1.43x `.byPosition`), `.byPosition` up to 128 (ResNet-50's
+    ///   training ran 5-13% slower with its 128-channel layer on the phase planes; `.byPosition` is itself
+    ///   1.1-2.2x the GEMM), the GEMM at AVX2
+    ///   (`.byPosition` was 0.98x) (docs/performance.md, "Stride-2 correlations on phase planes");
     /// - the weight gradient on `.lanes` up to 8 channels either side at stride 1 from 8 wide, else
     ///   `.byPosition` up to 256 channels (1.3-5x the GEMM; 0.8x at 512).
     /// SSE2 alone lost to the GEMM on all but the 8-channel shapes, so the baseline has no direct path.
@@ -78,7 +84,10 @@ enum DirectConvolution {
         switch product {
         case .forward, .inputGradient:
             let (cin, cout) = product == .forward ? (C, O) : (O, C)
-            if stride == 2 { return product == .forward && avx512 && cout % 16 == 0 && cin <= 128 ? .byPosition : nil }
+            if stride == 2 {
+                guard product == .forward, avx512, cin <= 128 else { return nil }
+                return cin <= 64 ? (cout % 4 == 0 ? .lanes : nil) : (cout % 16 == 0 ? .byPosition : nil)
+            }
             return cin <= (avx512 ? 128 : 64) && cout % 4 == 0 ? .lanes : nil
         case .weightGradient:
             if stride == 1 && width >= 8 && max(C, O) <= 8 && O % 4 == 0 { return .lanes }
@@ -185,7 +194,7 @@ enum DirectConvolution {
                             Parallel.forEachChunk(N, workPerIndex: O * p * C * 9) { range in
                                 let planes: [UnsafePointer<Float>?] = (0..<T).flatMap { t in range.map { images[t * N + $0] } }
                                 var y = output(range)
-                                bissl_conv3x3_planes(level, planes, T, x.c, x.h, x.w, wp.baseAddress!, O, &y)
+                                bissl_conv3x3_planes(level, planes, T, x.c, x.h, x.w, stride, wp.baseAddress!, O, &y)
                             }
                         case .byPosition:
                             let layout = Layout(images: N, h: x.h, w: x.w, pieces: Parallel.threads)
