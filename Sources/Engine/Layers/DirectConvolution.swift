@@ -71,9 +71,9 @@ enum DirectConvolution {
     ///   width (the padded planes' dropped columns and rows are gone, so narrow planes no longer waste lanes);
     ///   at stride 2 (forward only: its input gradient is not a correlation) at AVX-512 `.lanes` on the phase
     ///   planes up to 64 input channels (1.01-1.43x `.byPosition`), `.byPosition` up to 128 (ResNet-50's
-    ///   training ran 5-13% slower with its 128-channel layer on the phase planes; `.byPosition` is itself
-    ///   1.1-2.2x the GEMM), the GEMM at AVX2
-    ///   (`.byPosition` was 0.98x) (docs/performance.md, "Stride-2 correlations on phase planes");
+    ///   training was slower in 6 of 8 A/B rounds (0.87-0.98x) with its 128-channel layer on the phase
+    ///   planes; `.byPosition` is itself 1.1-2.2x the GEMM), the GEMM at AVX2 (`.byPosition` was 0.98x)
+    ///   (docs/performance.md, "Stride-2 correlations on phase planes");
     /// - the weight gradient on `.lanes` up to 8 channels either side at stride 1 from 8 wide, else
     ///   `.byPosition` up to 256 channels (1.3-5x the GEMM; 0.8x at 512).
     /// SSE2 alone lost to the GEMM on all but the 8-channel shapes, so the baseline has no direct path.
