@@ -6,8 +6,7 @@ import Zoo
 import TestSupport
 
 /// A convert or export killed with SIGKILL (no handler runs) leaves its hidden temporary beside the
-/// output; the next convert or export into that folder removes it when its writer is gone (the
-/// temporaries of other outputs there too), and nothing else. SIGTERM removes it at once.
+/// output; the next write of the same output removes it when its writer is gone, and nothing else.
 final class AbandonedTemporaryTests: CLITestCase {
     /// A pid no process has: a child that ran and was reaped (pids are not reused within the test).
     private func endedPID() throws -> Int32 {
