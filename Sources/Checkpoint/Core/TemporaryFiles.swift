@@ -192,8 +192,6 @@ extension TemporaryFiles {
         public var path: String
         /// Bytes the removed files occupied on disk.
         public var bytes: Int64
-        /// A temporary of another output in the folder (`removeAbandoned(for:wholeFolder: true)`).
-        public var otherOutput = false
     }
 
     /// Something named like a temporary of the destination whose writer no longer runs here, kept:
@@ -221,31 +219,16 @@ extension TemporaryFiles {
     /// are removed. Anything else so named (a folder holding other things, a symbolic link, a file
     /// this process cannot lock) is kept and returned in `kept`; one a writer holds a lock on is in use
     /// and neither removed nor reported.
-    ///
-    /// With `wholeFolder`, the temporaries of other destinations in that folder go too (a killed
-    /// write of another output, which may never be written again): only regular files named as this
-    /// module's writers name temporaries (`writerPID(inTemporaryName:)`), each removed only while this
-    /// process holds its exclusive lock, as above; anything else of that naming (a folder, a link, a
-    /// file that cannot be locked) is left alone and not reported, since it is not this output's.
     /// - Parameter stagingFiles: the names a staging folder of `destination` holds (empty: the
     ///   destination is a file, so no folder is its temporary).
     /// - Returns: what was removed and what was kept, each in name order; failures to remove are
     ///   reported as kept (the write goes on).
-    public static func removeAbandoned(for destination: URL, stagingFiles: Set<String> = [],
-                                       wholeFolder: Bool = false) -> (removed: [Abandoned], kept: [Kept]) {
+    public static func removeAbandoned(for destination: URL, stagingFiles: Set<String> = []) -> (removed: [Abandoned], kept: [Kept]) {
         let target = (try? AtomicFile.finalTarget(of: destination)) ?? destination
         let folder = target.deletingLastPathComponent()
         var removed: [Abandoned] = [], kept: [Kept] = []
         for name in ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).sorted() {
-            guard let pid = writerPID(in: name, destination: target.lastPathComponent) else {
-                // Another output's temporary: a regular file whose lock nobody holds.
-                guard wholeFolder, writerPID(inTemporaryName: name) != nil else { continue }
-                let url = folder.appendingPathComponent(name)
-                var info = stat()
-                guard lstat(url.path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { continue }
-                if case .removed(let bytes) = removeFile(url) { removed.append(Abandoned(path: url.path, bytes: bytes, otherOutput: true)) }
-                continue
-            }
+            guard let pid = writerPID(in: name, destination: target.lastPathComponent) else { continue }
             let url = folder.appendingPathComponent(name)
             var info = stat()
             guard lstat(url.path, &info) == 0 else { continue }
